@@ -1,0 +1,1 @@
+"""bitcask: a Bitcask-model key/value storage engine in pure Python."""

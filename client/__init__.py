@@ -1,0 +1,1 @@
+"""client: the async client library for bitcask-server."""

@@ -1,0 +1,1 @@
+"""protocol: the bitcask wire format, sans-IO (bytes in, messages out)."""

@@ -1,0 +1,1 @@
+"""repl: bitcask-shell and the bitcask command line."""

@@ -1,0 +1,1 @@
+"""server: bitcask-server, the asyncio service that owns a store."""

@@ -1,0 +1,130 @@
+"""Start a real bitcask-server in a child process on free loopback ports.
+
+Used by the server, client and shell tests: they talk to it over real sockets.
+Every wait here is bounded; a server that does not come up fails the test with
+its own log output attached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"server did not listen on {host}:{port} within {timeout}s")
+
+
+@dataclass
+class ServerProcess:
+    """One bitcask-server child. `start()` returns once both ports accept connections."""
+
+    data: Path
+    sync: str = "always"
+    host: str = "127.0.0.1"
+    port: int = 0
+    http_port: int = 0
+    extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"bitcask://{self.host}:{self.port}"
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "server",
+            "--data", str(self.data),
+            "--host", self.host,
+            "--port", str(self.port),
+            "--http-port", str(self.http_port),
+            "--sync", self.sync,
+            *self.extra,
+        ]  # fmt: skip
+
+    def start(self) -> ServerProcess:
+        if not self.port:
+            self.port = free_port(self.host)
+        if not self.http_port:
+            self.http_port = free_port(self.host)
+        self.log_path = self.data.parent / f"server-{self.port}.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+        log.close()
+        try:
+            wait_for_port(self.host, self.port, START_TIMEOUT, self.proc)
+            wait_for_port(self.host, self.http_port, START_TIMEOUT, self.proc)
+        except Exception as exc:
+            self.kill()
+            raise RuntimeError(f"{exc}\n--- server log ---\n{self.log()}") from exc
+        return self
+
+    def log(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
+        """Send `sig` and wait; SIGKILL if it does not exit in time. Returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+
+@contextlib.contextmanager
+def running_server(data: Path, **kwargs: object) -> Iterator[ServerProcess]:
+    srv = ServerProcess(data=data, **kwargs)  # type: ignore[arg-type]
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
