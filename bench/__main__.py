@@ -22,10 +22,13 @@ SUITES = ("embedded", "server", "client")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("suites", nargs="*", choices=[*SUITES, []], help="default: all")
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)}")
     parser.add_argument("--quick", action="store_true", help="small sizes; for a smoke run")
     parser.add_argument("--no-report", action="store_true", help="skip docs/benchmarks.md")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.suites) - set(SUITES))
+    if unknown:
+        parser.error(f"unknown suite(s): {', '.join(unknown)}")
     failed: list[str] = []
     for name in args.suites or SUITES:
         cmd = [sys.executable, "-m", f"bench.{name}", *(["--quick"] if args.quick else [])]
