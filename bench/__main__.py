@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== bench.{name} ===", flush=True)
         started = time.monotonic()
         code = subprocess.call(cmd)
-        print(f"=== bench.{name}: exit {code} in {time.monotonic() - started:.0f} s ===", flush=True)
+        print(
+            f"=== bench.{name}: exit {code} in {time.monotonic() - started:.0f} s ===", flush=True
+        )
         if code != 0:
             failed.append(name)
     if not args.no_report:
