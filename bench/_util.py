@@ -1,0 +1,254 @@
+"""Shared helpers for every benchmark in bench/: timing, medians, tables, results.
+
+A benchmark measures, builds one or more `Table`s, and hands them to `emit()`, which
+prints them as aligned text and writes `bench/results/<name>.json` (machine-readable,
+every raw number) and `bench/results/<name>.md` (a markdown fragment that
+docs/benchmarks.md can paste). Numbers are never asserted anywhere: they are
+reported, with the machine they were measured on.
+
+    from bench._util import Column, Table, emit, median_time
+    secs = median_time(lambda: work(), runs=3)
+    t = Table("puts", [Column("store", "store"), Column("rate", "ops/s", fmt_rate)])
+    t.add(store="x", rate=200_000 / secs)
+    emit("mybench", [t], meta={"n": 200_000})
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+Formatter = Callable[[Any], str]
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Run `fn` once and return the wall time in seconds (perf_counter)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_time(
+    fn: Callable[[], object],
+    runs: int = 3,
+    setup: Callable[[], object] | None = None,
+) -> float:
+    """Median wall time of `runs` calls of `fn`; `setup` (untimed) runs before each."""
+    samples: list[float] = []
+    for _ in range(max(1, runs)):
+        if setup is not None:
+            setup()
+        samples.append(timed(fn))
+    return statistics.median(samples)
+
+
+def median(values: Iterable[float]) -> float:
+    """Median of the numbers (NaN for none)."""
+    vals = list(values)
+    return statistics.median(vals) if vals else float("nan")
+
+
+def dir_size(path: str | os.PathLike[str]) -> int:
+    """Total bytes of the regular files under `path` (recursively)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def fmt_rate(v: Any) -> str:
+    """Operations per second: 1.23M, 456k, 789."""
+    if not isinstance(v, int | float) or v != v:
+        return "-"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if v >= 1e3:
+        return f"{v / 1e3:.0f}k"
+    return f"{v:.0f}"
+
+
+def fmt_ms(v: Any) -> str:
+    """A duration given in milliseconds."""
+    if not isinstance(v, int | float) or v != v:
+        return "-"
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def fmt_ratio(v: Any) -> str:
+    """A ratio such as 0.93x."""
+    if not isinstance(v, int | float) or v != v:
+        return "-"
+    return f"{v:.2f}x"
+
+
+def fmt_bytes(v: Any) -> str:
+    """A byte count: 512 B, 12.3 KiB, 45.6 MiB."""
+    if not isinstance(v, int | float) or v != v:
+        return "-"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if v >= size:
+            return f"{v / size:.1f} {unit}"
+    return f"{v:.0f} B"
+
+
+def fmt_num(v: Any) -> str:
+    """A plain number, one decimal when it is not an integer."""
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.1f}"
+    return str(v)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column: the row key it shows, its header, and how to format a cell."""
+
+    key: str
+    header: str
+    fmt: Formatter = fmt_num
+
+
+@dataclass(slots=True)
+class Table:
+    """A titled table of rows (dicts keyed by `Column.key`), plus free-text notes."""
+
+    title: str
+    columns: Sequence[Column]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, **row: Any) -> dict[str, Any]:
+        """Append a row; missing cells print as "-". Returns the row for later edits."""
+        self.rows.append(row)
+        return row
+
+    def cells(self) -> list[list[str]]:
+        """The formatted cells, one list per row."""
+        out: list[list[str]] = []
+        for row in self.rows:
+            line = []
+            for col in self.columns:
+                val = row.get(col.key)
+                line.append("-" if val is None else col.fmt(val))
+            out.append(line)
+        return out
+
+    def to_text(self) -> str:
+        """Aligned plain text for a terminal."""
+        headers = [c.header for c in self.columns]
+        body = self.cells()
+        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(headers)]
+        lines = [self.title, "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+        lines.append("  ".join("-" * w for w in widths))
+        for r in body:
+            cells = [r[0].ljust(widths[0])] + [
+                c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+            ]
+            lines.append("  ".join(cells))
+        lines.extend(f"  {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        """A GitHub markdown table under a bold title, notes as a list after it."""
+        headers = [c.header for c in self.columns]
+        lines = [f"**{self.title}**", "", "| " + " | ".join(headers) + " |"]
+        lines.append("|" + "|".join("---" for _ in headers) + "|")
+        lines.extend("| " + " | ".join(r) + " |" for r in self.cells())
+        if self.notes:
+            lines.append("")
+            lines.extend(f"- {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """Raw (unformatted) values, for tools and later comparison."""
+        return {
+            "title": self.title,
+            "columns": [{"key": c.key, "header": c.header} for c in self.columns],
+            "rows": [_jsonable(r) for r in self.rows],
+            "notes": list(self.notes),
+        }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    return str(obj)
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the numbers come from: Python, OS, CPU count, time of the run (UTC)."""
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def emit(
+    name: str,
+    tables: Sequence[Table],
+    meta: dict[str, Any] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Print the tables and write `<out_dir>/<name>.json` and `<name>.md`.
+
+    Args:
+        name: the benchmark's name (file stem), e.g. "embedded".
+        tables: what to report, in order.
+        meta: extra facts for the JSON and the markdown header (sizes, options).
+        out_dir: defaults to bench/results/.
+        quiet: do not print (files are still written).
+
+    Returns:
+        The path of the JSON file.
+    """
+    target = Path(out_dir) if out_dir is not None else RESULTS_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    info = {"machine": machine_info(), **(meta or {})}
+    doc = {"name": name, "meta": _jsonable(info), "tables": [t.to_json() for t in tables]}
+    json_path = target / f"{name}.json"
+    json_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    m = info["machine"]
+    head = f"_{name}: Python {m['python']} on {m['platform']}, {m['cpus']} CPUs, {m['utc']}._"
+    md = "\n\n".join([head, *(t.to_markdown() for t in tables)]) + "\n"
+    (target / f"{name}.md").write_text(md, encoding="utf-8")
+    if not quiet:
+        print()
+        print("\n\n".join(t.to_text() for t in tables))
+        print(f"\nwrote {json_path} and {json_path.with_suffix('.md')}")
+    return json_path
