@@ -1,0 +1,128 @@
+"""Child process of tests/bitcask/test_crash.py: write as fast as possible, report each ack.
+
+    python tests/bitcask/_crash_writer.py DIR --sync always --seed 7 [--merge]
+
+Protocol on stdout (a pipe), one line per event, written with a single os.write so
+nothing sits in a user-space buffer when the parent SIGKILLs us:
+
+    ready                       the store is open
+    ? <op>                      about to call the engine for <op>
+    ! <op>                      the call returned: <op> is acknowledged
+    merge-start / merge-done    (with --merge) a merge began / finished in the worker thread
+
+<op> is `put KEY VALUE`, `del KEY` or `batch ITEM ITEM ...` with ITEM `p:KEY:VALUE` or
+`d:KEY`. Keys and values are printable ASCII without spaces or colons. Exactly one
+op is in flight at a time (the main thread is the only writer), so the parent knows
+the only write whose fate is open: the last `?` without its `!`.
+
+With --merge, a prefill makes garbage across many small files, then a worker thread
+runs db.merge() in a loop while the main thread keeps writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import bitcask
+
+KEYSPACE = 400
+
+
+def emit(line: str) -> None:
+    os.write(1, (line + "\n").encode())
+
+
+def do_put(db: bitcask.Bitcask, rng: random.Random, seq: int) -> None:
+    key = f"k{rng.randrange(KEYSPACE):04d}"
+    value = f"v{seq}." + "x" * rng.randrange(0, 300)
+    op = f"put {key} {value}"
+    emit("? " + op)
+    db.put(key.encode(), value.encode(), ttl=3600.0 if rng.random() < 0.1 else None)
+    emit("! " + op)
+
+
+def do_delete(db: bitcask.Bitcask, rng: random.Random) -> None:
+    key = f"k{rng.randrange(KEYSPACE):04d}"
+    op = f"del {key}"
+    emit("? " + op)
+    db.delete(key.encode())
+    emit("! " + op)
+
+
+def do_batch(db: bitcask.Bitcask, rng: random.Random, seq: int, size: int) -> None:
+    items: list[str] = []
+    ops: list[tuple[str, bytes, bytes, None] | tuple[str, bytes]] = []
+    for i in range(size):
+        key = f"k{rng.randrange(KEYSPACE):04d}"
+        if rng.random() < 0.25:
+            items.append(f"d:{key}")
+            ops.append(("delete", key.encode()))
+        else:
+            value = f"b{seq}.{i}." + "y" * rng.randrange(0, 80)
+            items.append(f"p:{key}:{value}")
+            ops.append(("put", key.encode(), value.encode(), None))
+    op = "batch " + " ".join(items)
+    emit("? " + op)
+    if rng.random() < 0.5:
+        db.write_batch(ops)
+    else:
+        with db.batch() as b:
+            for o in ops:
+                if o[0] == "put":
+                    b.put(o[1], o[2])
+                else:
+                    b.delete(o[1])
+    emit("! " + op)
+
+
+def merge_loop(db: bitcask.Bitcask, stop: threading.Event) -> None:
+    while not stop.is_set():
+        emit("merge-start")
+        db.merge()
+        emit("merge-done")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dir")
+    parser.add_argument("--sync", default="always")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--merge", action="store_true")
+    parser.add_argument("--gen", type=int, default=0, help="start of the value sequence")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    options: dict[str, object] = {"sync": args.sync}
+    if args.sync == "interval":
+        options["sync_interval_ms"] = 20
+    if args.merge:
+        options["max_file_size"] = 64 * 1024
+    db = bitcask.open(args.dir, **options)  # type: ignore[arg-type]
+    emit("ready")
+    seq = args.gen * 10_000_000  # values stay unique across children on one store
+    if args.merge:
+        # garbage to collect: every key written many times, some deleted
+        for _ in range(40):
+            seq += 1
+            do_batch(db, rng, seq, 60)
+        stop = threading.Event()
+        threading.Thread(target=merge_loop, args=(db, stop), daemon=True).start()
+    while True:  # until SIGKILL; the parent bounds the time
+        seq += 1
+        r = rng.random()
+        if r < 0.7:
+            do_put(db, rng, seq)
+        elif r < 0.85:
+            do_delete(db, rng)
+        else:
+            do_batch(db, rng, seq, rng.randrange(2, 9))
+
+
+if __name__ == "__main__":
+    main()

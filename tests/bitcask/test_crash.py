@@ -1,0 +1,202 @@
+"""SIGKILL a writing child at random moments; every acknowledged write must survive.
+
+Strategy: tests/bitcask/_crash_writer.py opens a store and writes (puts, deletes,
+batches of both) as fast as it can, announcing each op on a pipe before the call
+(`? op`) and acknowledging it after the call returned (`! op`). The parent kills it
+with SIGKILL 0.05-0.5 s after it is ready, replays the acknowledged ops into a dict
+model, reopens the store and compares every key of the key space:
+
+- a key untouched by the one in-flight op (the last `?` without `!`) must hold
+  exactly the model's value (acknowledged put present, acknowledged delete absent);
+- the keys of the in-flight op hold either all their old values or all their new
+  ones (a batch is all or none; a single put or delete is either).
+
+This must hold under every sync policy: SIGKILL kills the process, not the kernel,
+so whatever put() handed to the OS before returning survives. Rounds also kill a
+child in the middle of a merge running in a worker thread, and kill one store
+several times in a row (recovery of an already recovered store).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import bitcask
+
+WRITER = Path(__file__).with_name("_crash_writer.py")
+KEYSPACE = 400  # as in _crash_writer.py
+START_TIMEOUT = 20.0
+
+Model = dict[bytes, bytes | None]
+
+
+@dataclass
+class Transcript:
+    """What the child said before it died."""
+
+    acked: list[str] = field(default_factory=list)
+    in_flight: str | None = None
+    merges_started: int = 0
+    merges_done: int = 0
+
+
+def apply(model: Model, op: str) -> set[bytes]:
+    """Apply one transcript op to the model; return the keys it touched."""
+    kind, _, rest = op.partition(" ")
+    touched: set[bytes] = set()
+    if kind == "put":
+        key, value = rest.split(" ")
+        model[key.encode()] = value.encode()
+        touched.add(key.encode())
+    elif kind == "del":
+        model[rest.encode()] = None
+        touched.add(rest.encode())
+    elif kind == "batch":
+        for item in rest.split(" "):
+            parts = item.split(":")
+            key = parts[1].encode()
+            model[key] = parts[2].encode() if parts[0] == "p" else None
+            touched.add(key)
+    else:
+        raise AssertionError(f"unknown op in transcript: {op!r}")
+    return touched
+
+
+def parse(lines: list[str]) -> Transcript:
+    t = Transcript()
+    for line in lines:
+        if line.startswith("? "):
+            assert t.in_flight is None, f"two ops in flight: {t.in_flight!r}, {line!r}"
+            t.in_flight = line[2:]
+        elif line.startswith("! "):
+            assert line[2:] == t.in_flight, f"ack {line!r} without its announcement"
+            t.acked.append(line[2:])
+            t.in_flight = None
+        elif line == "merge-start":
+            t.merges_started += 1
+        elif line == "merge-done":
+            t.merges_done += 1
+        else:
+            assert line == "ready", f"unexpected line from the child: {line!r}"
+    return t
+
+
+def run_child(
+    data: Path, sync: str, seed: int, gen: int, merge: bool, delay: float, log: Path
+) -> Transcript:
+    """Start the writer, kill it `delay` seconds after it is ready (after the first
+    merge started, with `merge`), and return what it acknowledged."""
+    cmd = [sys.executable, str(WRITER), str(data), "--sync", sync, "--seed", str(seed)]
+    cmd += ["--gen", str(gen)] + (["--merge"] if merge else [])
+    lines: list[str] = []
+    started = threading.Event()
+    trigger = "merge-start" if merge else "ready"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        out = proc.stdout
+
+        def read() -> None:
+            for raw in out:
+                if not raw.endswith(b"\n"):
+                    break  # torn by the kill: the op was announced, never called
+                line = raw[:-1].decode()
+                lines.append(line)
+                if line == trigger:
+                    started.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            if not started.wait(START_TIMEOUT):
+                pytest.fail(f"child never said {trigger!r}; stderr: {log.read_text()[-2000:]}")
+            time.sleep(delay)
+            if proc.poll() is not None:
+                pytest.fail(f"child died on its own ({proc.returncode}): {log.read_text()[-2000:]}")
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(10)
+            reader.join(10)
+            out.close()
+    assert proc.returncode == -signal.SIGKILL
+    return parse(lines)
+
+
+def verify(data: Path, model: Model, in_flight: str | None) -> Model:
+    """Reopen the store, compare it with the model, and return the state it holds."""
+    post: Model = dict(model)
+    touched = apply(post, in_flight) if in_flight else set()
+    keys = [b"k%04d" % i for i in range(KEYSPACE)]
+    with bitcask.open(data, sync="never") as db:
+        actual = {k: db.get(k) for k in keys}
+        listed = set(db.keys())
+        size = len(db)
+    for k in keys:
+        if k not in touched:
+            assert actual[k] == model.get(k), (
+                f"{k!r}: acknowledged {model.get(k)!r}, got {actual[k]!r}"
+            )
+    if touched:
+        old = {k: model.get(k) for k in touched}
+        new = {k: post.get(k) for k in touched}
+        got = {k: actual[k] for k in touched}
+        assert got in (old, new), f"in-flight {in_flight!r} came back partly: {got!r}"
+    present = {k for k, v in actual.items() if v is not None}
+    assert listed == present
+    assert size == len(present)
+    return actual
+
+
+def crash_rounds(tmp_path: Path, sync: str, seed: int, kills: int = 1, merge: bool = False) -> int:
+    """Run `kills` children one after the other on one store; returns acked ops."""
+    data = tmp_path / "store"
+    rng = random.Random(seed)
+    model: Model = {}
+    total = 0
+    for gen in range(kills):
+        delay = rng.uniform(0.05, 0.5)
+        t = run_child(data, sync, seed * 100 + gen, gen, merge, delay, tmp_path / f"err{gen}")
+        assert t.acked, "the child was killed before any acknowledged write"
+        if merge:
+            assert t.merges_started >= 1
+        for op in t.acked:
+            apply(model, op)
+        total += len(t.acked)
+        held = verify(data, model, t.in_flight)
+        model = {k: v for k, v in held.items() if v is not None}
+    report = bitcask.check(data)
+    assert not report.corrupt_records, report
+    return total
+
+
+ROUNDS = (
+    [pytest.param("always", s, id=f"always-{s}") for s in range(10)]
+    + [pytest.param("interval", s, id=f"interval-{s}") for s in range(5)]
+    + [pytest.param("never", s, id=f"never-{s}") for s in range(5)]
+)
+
+
+@pytest.mark.parametrize(("sync", "seed"), ROUNDS)
+def test_acknowledged_writes_survive_sigkill(tmp_path: Path, sync: str, seed: int) -> None:
+    assert crash_rounds(tmp_path, sync, seed) > 0
+
+
+@pytest.mark.parametrize("sync", ["always", "never"])
+@pytest.mark.parametrize("seed", [101, 102])
+def test_sigkill_during_merge(tmp_path: Path, sync: str, seed: int) -> None:
+    assert crash_rounds(tmp_path, sync, seed, merge=True) > 0
+
+
+@pytest.mark.parametrize("sync", ["always", "never"])
+def test_repeated_sigkill_on_one_store(tmp_path: Path, sync: str) -> None:
+    assert crash_rounds(tmp_path, sync, 200, kills=3) > 0
