@@ -1,1 +1,83 @@
-"""protocol: the bitcask wire format, sans-IO (bytes in, messages out)."""
+"""protocol: the bitcask wire format, sans-IO (bytes in, messages out).
+
+Frames are a 4-byte big-endian length and a msgpack body; messages follow
+msgpack-rpc's shapes. Nothing here does I/O: feed bytes to a decoder, get
+messages back; encode messages to bytes and write them yourself. The complete
+specification is docs/protocol.md.
+
+Example:
+    >>> from protocol import FrameDecoder, encode_request
+    >>> FrameDecoder().feed(encode_request(1, "get", [b"k"]))
+    [Request(msgid=1, method='get', params=[b'k'])]
+"""
+
+from __future__ import annotations
+
+from protocol._framing import (
+    DEFAULT_MAX_FRAME,
+    HARD_MAX_FRAME,
+    FrameDecoder,
+    encode,
+    encode_request,
+    encode_response,
+    frame,
+)
+from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
+from protocol.inline import (
+    DEFAULT_MAX_LINE,
+    INLINE_COMMANDS,
+    InlineDecoder,
+    format_inline_error,
+    format_inline_reply,
+    http_refusal,
+    inline_to_request,
+    looks_like_http,
+    quote_arg,
+    split_args,
+)
+from protocol.messages import MAX_MSGID, ErrorInfo, Request, Response, message_from_obj
+from protocol.methods import (
+    IDEMPOTENT_METHODS,
+    METHODS,
+    PROTOCOL_VERSION,
+    SCAN_DEFAULT_COUNT,
+    SCAN_MAX_COUNT,
+    MethodSpec,
+    validate_params,
+)
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_LINE",
+    "HARD_MAX_FRAME",
+    "IDEMPOTENT_METHODS",
+    "INLINE_COMMANDS",
+    "MAX_MSGID",
+    "METHODS",
+    "PROTOCOL_VERSION",
+    "SCAN_DEFAULT_COUNT",
+    "SCAN_MAX_COUNT",
+    "ErrorCode",
+    "ErrorInfo",
+    "FrameDecoder",
+    "InlineDecoder",
+    "LocalProtocolError",
+    "MethodSpec",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Request",
+    "Response",
+    "encode",
+    "encode_request",
+    "encode_response",
+    "format_inline_error",
+    "format_inline_reply",
+    "frame",
+    "http_refusal",
+    "inline_to_request",
+    "looks_like_http",
+    "message_from_obj",
+    "quote_arg",
+    "split_args",
+    "validate_params",
+]

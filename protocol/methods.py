@@ -1,0 +1,296 @@
+"""The method table: every method's params, result, idempotency and doc, in one place.
+
+Strategy: `METHODS` is the single source of truth. The server validates incoming
+params with `validate_params` (which returns them normalised: keys and values as
+bytes, optional fields filled in), the client reads the `idempotent` flag to
+decide what it may retry after a reconnect, the shell and docs read `params`,
+`result` and `doc`. Sizes are not checked here: the limits belong to the server's
+store and come back as KEY_TOO_LARGE / VALUE_TOO_LARGE / BATCH_TOO_LARGE.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from protocol.errors import ErrorCode, ProtocolError
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "METHODS",
+    "PROTOCOL_VERSION",
+    "SCAN_DEFAULT_COUNT",
+    "SCAN_MAX_COUNT",
+    "MethodSpec",
+    "validate_params",
+]
+
+PROTOCOL_VERSION = 1
+SCAN_DEFAULT_COUNT = 100
+SCAN_MAX_COUNT = 10_000
+
+
+def _invalid(message: str) -> ProtocolError:
+    return ProtocolError(message, ErrorCode.INVALID_PARAMS)
+
+
+def _bytes(value: Any, what: str) -> bytes:
+    """A key, value or token as bytes: bin as is, str UTF-8 encoded."""
+    t = type(value)
+    if t is bytes:
+        return value  # type: ignore[no-any-return]
+    if t is str:
+        return value.encode("utf-8")  # type: ignore[no-any-return]
+    if t is bytearray or t is memoryview:
+        return bytes(value)
+    raise _invalid(f"{what} must be bin or str, got {t.__name__}")
+
+
+def _ttl(value: Any) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+        raise _invalid(f"ttl must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _options(value: Any, allowed: Sequence[str], what: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise _invalid(f"{what} must be a map, got {type(value).__name__}")
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise _invalid(f"{what}: unknown option(s) {unknown!r}; allowed: {list(allowed)}")
+    return value
+
+
+def _arity(params: Sequence[Any], low: int, high: int, method: str) -> None:
+    if not low <= len(params) <= high:
+        want = str(low) if low == high else f"{low}..{high}"
+        raise _invalid(f"{method} takes {want} params, got {len(params)}")
+
+
+def _v_none(params: Sequence[Any]) -> tuple[Any, ...]:
+    return ()
+
+
+def _v_key(params: Sequence[Any]) -> tuple[Any, ...]:
+    return (_bytes(params[0], "key"),)
+
+
+def _v_hello(params: Sequence[Any]) -> tuple[Any, ...]:
+    if not params:
+        return (None, None, None)
+    opts = _options(params[0], ("protocol", "auth", "client"), "hello options")
+    version = opts.get("protocol")
+    if version is not None and (type(version) is not int or version < 1):
+        raise _invalid(f"hello: protocol must be an int >= 1, got {version!r}")
+    auth = opts.get("auth")
+    token = None if auth is None else _bytes(auth, "auth token")
+    client = opts.get("client")
+    if client is not None and type(client) is not str:
+        raise _invalid("hello: client must be a str")
+    return (version, token, client)
+
+
+def _v_auth(params: Sequence[Any]) -> tuple[Any, ...]:
+    return (_bytes(params[0], "auth token"),)
+
+
+def _v_ping(params: Sequence[Any]) -> tuple[Any, ...]:
+    if not params:
+        return ()
+    payload = params[0]
+    if type(payload) is not bytes and type(payload) is not str:
+        raise _invalid("ping payload must be bin or str")
+    return (payload,)
+
+
+def _v_put(params: Sequence[Any]) -> tuple[Any, ...]:
+    key = _bytes(params[0], "key")
+    value = _bytes(params[1], "value")
+    ttl = None
+    if len(params) == 3:
+        ttl = _ttl(_options(params[2], ("ttl",), "put options").get("ttl"))
+    return (key, value, ttl)
+
+
+def _key_list(value: Any, what: str) -> list[bytes]:
+    if type(value) is not list and type(value) is not tuple:
+        raise _invalid(f"{what} must be an array of keys")
+    return [_bytes(k, "key") for k in value]
+
+
+def _v_mget(params: Sequence[Any]) -> tuple[Any, ...]:
+    return (_key_list(params[0], "mget"),)
+
+
+def _v_mput(params: Sequence[Any]) -> tuple[Any, ...]:
+    items = params[0]
+    if type(items) is dict:
+        return ([(_bytes(k, "key"), _bytes(v, "value")) for k, v in items.items()],)
+    if type(items) is list or type(items) is tuple:
+        pairs: list[tuple[bytes, bytes]] = []
+        for pair in items:
+            if (type(pair) is not list and type(pair) is not tuple) or len(pair) != 2:
+                raise _invalid("mput pairs must be [key, value]")
+            pairs.append((_bytes(pair[0], "key"), _bytes(pair[1], "value")))
+        return (pairs,)
+    raise _invalid("mput takes a map or an array of [key, value] pairs")
+
+
+def _v_batch(params: Sequence[Any]) -> tuple[Any, ...]:
+    ops = params[0]
+    if type(ops) is not list and type(ops) is not tuple:
+        raise _invalid("batch takes an array of operations")
+    out: list[tuple[Any, ...]] = []
+    for i, op in enumerate(ops):
+        if (type(op) is not list and type(op) is not tuple) or not op:
+            raise _invalid(f"batch op {i} must be a non-empty array")
+        kind = op[0]
+        if kind == "put" and 3 <= len(op) <= 4:
+            ttl = None
+            if len(op) == 4:
+                ttl = _ttl(_options(op[3], ("ttl",), "put options").get("ttl"))
+            out.append(("put", _bytes(op[1], "key"), _bytes(op[2], "value"), ttl))
+        elif kind == "delete" and len(op) == 2:
+            out.append(("delete", _bytes(op[1], "key")))
+        else:
+            raise _invalid(f'batch op {i} must be ["put", k, v(, opts)] or ["delete", k]')
+    return (out,)
+
+
+def _v_scan(params: Sequence[Any]) -> tuple[Any, ...]:
+    opts = _options(params[0], ("prefix", "cursor", "count"), "scan options") if params else {}
+    prefix = opts.get("prefix")
+    cursor = opts.get("cursor")
+    count = opts.get("count")
+    if count is None:
+        count = SCAN_DEFAULT_COUNT
+    elif type(count) is not int or not 1 <= count <= SCAN_MAX_COUNT:
+        raise _invalid(f"scan count must be an int in 1..{SCAN_MAX_COUNT}, got {count!r}")
+    return (
+        b"" if prefix is None else _bytes(prefix, "prefix"),
+        None if cursor is None else _bytes(cursor, "cursor"),
+        count,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """One row of the method table.
+
+    Attributes:
+        name: the wire name, e.g. "put".
+        params: the accepted param shapes, as written in docs/protocol.md.
+        result: the result shape.
+        idempotent: True when repeating the call cannot change the outcome, so a
+            client may retry it automatically after a reconnect.
+        doc: one line saying what the method does.
+        min_params, max_params: the accepted arity.
+        normalise: checks params (arity already checked) and returns them
+            normalised; raises ProtocolError(INVALID_PARAMS).
+    """
+
+    name: str
+    params: tuple[str, ...]
+    result: str
+    idempotent: bool
+    doc: str
+    min_params: int
+    max_params: int
+    normalise: Callable[[Sequence[Any]], tuple[Any, ...]]
+
+
+def _spec(
+    name: str,
+    params: tuple[str, ...],
+    result: str,
+    idempotent: bool,
+    doc: str,
+    arity: tuple[int, int],
+    normalise: Callable[[Sequence[Any]], tuple[Any, ...]],
+) -> MethodSpec:
+    return MethodSpec(name, params, result, idempotent, doc, arity[0], arity[1], normalise)
+
+
+_TABLE = (
+    _spec("hello", ("[]", '[{"protocol": 1, "auth": token, "client": name}]'),
+          "map: server, version, protocol, auth_required, authenticated, limits", True,
+          "Negotiate the protocol version, optionally authenticate, learn the limits.",
+          (0, 1), _v_hello),
+    _spec("auth", ("[token]",), "true", True,
+          "Authenticate this connection with the server's token.", (1, 1), _v_auth),
+    _spec("ping", ("[]", "[payload]"), '"PONG" | payload', True,
+          "Check the connection; echoes the payload if one is given.", (0, 1), _v_ping),
+    _spec("get", ("[key]",), "bin | nil", True,
+          "The value stored under key, or nil.", (1, 1), _v_key),
+    _spec("put", ("[key, value]", '[key, value, {"ttl": seconds}]'), "true", False,
+          "Store value under key, optionally expiring after ttl seconds.", (2, 3), _v_put),
+    _spec("delete", ("[key]",), "bool", False,
+          "Remove key; true if it existed.", (1, 1), _v_key),
+    _spec("exists", ("[key]",), "bool", True,
+          "Whether key holds a value.", (1, 1), _v_key),
+    _spec("ttl", ("[key]",), "float | -1 | -2", True,
+          "Seconds left before key expires; -1 without a TTL, -2 if missing.", (1, 1), _v_key),
+    _spec("mget", ("[[key, ...]]",), "[bin | nil, ...]", True,
+          "The values of many keys, in order.", (1, 1), _v_mget),
+    _spec("mput", ("[{key: value, ...}]", "[[[key, value], ...]]"), "true", False,
+          "Store many pairs atomically.", (1, 1), _v_mput),
+    _spec("batch", ('[[["put", key, value(, {"ttl": s})] | ["delete", key], ...]]',),
+          "[true | bool, ...]", False,
+          "Apply puts and deletes atomically; one result per op.", (1, 1), _v_batch),
+    _spec("scan", ("[]", '[{"prefix": bin, "cursor": bin | nil, "count": int}]'),
+          "[next_cursor | nil, [key, ...]]", True,
+          "Page through keys in ascending byte order.", (0, 1), _v_scan),
+    _spec("stats", ("[]",), "map", True,
+          "Store statistics plus server counters.", (0, 0), _v_none),
+    _spec("merge", ("[]",), "map (merge report)", False,
+          "Compact the data files now.", (0, 0), _v_none),
+    _spec("sync", ("[]",), "true", True,
+          "fsync the active data file.", (0, 0), _v_none),
+)  # fmt: skip
+
+METHODS: Mapping[str, MethodSpec] = MappingProxyType({s.name: s for s in _TABLE})
+"""Every method of protocol version 1, by wire name."""
+
+IDEMPOTENT_METHODS: frozenset[str] = frozenset(s.name for s in _TABLE if s.idempotent)
+
+
+def validate_params(method: str, params: Sequence[Any]) -> tuple[Any, ...]:
+    """Check a method's params and return them normalised.
+
+    Normalised forms (keys, values and tokens always bytes):
+        hello  -> (protocol | None, token | None, client | None)
+        auth   -> (token,)              ping -> () | (payload,)
+        get, delete, exists, ttl -> (key,)
+        put    -> (key, value, ttl_seconds | None)
+        mget   -> ([key, ...],)         mput -> ([(key, value), ...],)
+        batch  -> ([("put", key, value, ttl | None) | ("delete", key), ...],)
+        scan   -> (prefix, cursor | None, count)
+        stats, merge, sync -> ()
+
+    Args:
+        method: the wire method name.
+        params: the params array as decoded.
+
+    Returns:
+        The normalised argument tuple.
+
+    Raises:
+        ProtocolError: code UNKNOWN_METHOD for a name not in METHODS,
+            INVALID_PARAMS for wrong arity or types.
+
+    Example:
+        >>> validate_params("put", ["k", b"v", {"ttl": 5}])
+        (b'k', b'v', 5.0)
+    """
+    spec = METHODS.get(method)
+    if spec is None:
+        raise ProtocolError(f"unknown method {method!r}", ErrorCode.UNKNOWN_METHOD)
+    if type(params) is not list and type(params) is not tuple:
+        raise _invalid("params must be an array")
+    _arity(params, spec.min_params, spec.max_params, method)
+    return spec.normalise(params)

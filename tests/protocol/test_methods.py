@@ -1,0 +1,131 @@
+"""The method table and validate_params: every method, good and bad params."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from protocol import (
+    IDEMPOTENT_METHODS,
+    METHODS,
+    ErrorCode,
+    FrameDecoder,
+    ProtocolError,
+    Request,
+    encode_request,
+    validate_params,
+)
+
+CONTRACT_METHODS = {
+    "hello", "auth", "ping", "get", "put", "delete", "exists", "ttl",
+    "mget", "mput", "batch", "scan", "stats", "merge", "sync",
+}  # fmt: skip
+CONTRACT_IDEMPOTENT = {
+    "hello", "auth", "ping", "get", "exists", "ttl", "mget", "scan", "stats", "sync"
+}  # fmt: skip
+
+GOOD: list[Any] = [
+    pytest.param("hello", [], (None, None, None), id="hello-empty"),
+    pytest.param(
+        "hello", [{"protocol": 1, "auth": "tok", "client": "t"}], (1, b"tok", "t"), id="hello-full"
+    ),
+    pytest.param("auth", ["tok"], (b"tok",), id="auth"),
+    pytest.param("ping", [], (), id="ping"),
+    pytest.param("ping", [b"hi"], (b"hi",), id="ping-payload"),
+    pytest.param("get", ["k"], (b"k",), id="get-str"),
+    pytest.param("get", [b"\x00"], (b"\x00",), id="get-bin"),
+    pytest.param("put", [b"k", b"v"], (b"k", b"v", None), id="put"),
+    pytest.param("put", [b"k", "v", {"ttl": 2}], (b"k", b"v", 2.0), id="put-ttl"),
+    pytest.param("put", [b"k", b"v", {"ttl": None}], (b"k", b"v", None), id="put-ttl-none"),
+    pytest.param("delete", [b"k"], (b"k",), id="delete"),
+    pytest.param("exists", [b"k"], (b"k",), id="exists"),
+    pytest.param("ttl", [b"k"], (b"k",), id="ttl"),
+    pytest.param("mget", [[b"a", "b"]], ([b"a", b"b"],), id="mget"),
+    pytest.param("mget", [[]], ([],), id="mget-empty"),
+    pytest.param("mput", [{b"a": b"1", "b": "2"}], ([(b"a", b"1"), (b"b", b"2")],), id="mput-map"),
+    pytest.param("mput", [[[b"a", b"1"]]], ([(b"a", b"1")],), id="mput-pairs"),
+    pytest.param(
+        "batch",
+        [[["put", b"a", b"1"], ["put", b"b", b"2", {"ttl": 1.5}], ["delete", b"c"]]],
+        ([("put", b"a", b"1", None), ("put", b"b", b"2", 1.5), ("delete", b"c")],),
+        id="batch",
+    ),
+    pytest.param("scan", [], (b"", None, 100), id="scan-defaults"),
+    pytest.param(
+        "scan", [{"prefix": "p", "cursor": b"p1", "count": 5}], (b"p", b"p1", 5), id="scan-full"
+    ),
+    pytest.param("stats", [], (), id="stats"),
+    pytest.param("merge", [], (), id="merge"),
+    pytest.param("sync", [], (), id="sync"),
+]
+
+BAD: list[Any] = [
+    pytest.param("hello", [{"protocol": "1"}], id="hello-str-version"),
+    pytest.param("hello", [{"bogus": 1}], id="hello-unknown-option"),
+    pytest.param("hello", [[]], id="hello-array"),
+    pytest.param("auth", [], id="auth-missing"),
+    pytest.param("auth", [5], id="auth-int"),
+    pytest.param("ping", [1], id="ping-int"),
+    pytest.param("ping", [b"a", b"b"], id="ping-two"),
+    pytest.param("get", [], id="get-missing"),
+    pytest.param("get", [1], id="get-int-key"),
+    pytest.param("get", [None], id="get-nil-key"),
+    pytest.param("get", [b"a", b"b"], id="get-two"),
+    pytest.param("put", [b"k"], id="put-no-value"),
+    pytest.param("put", [b"k", 1], id="put-int-value"),
+    pytest.param("put", [b"k", b"v", {"ttl": 0}], id="put-ttl-zero"),
+    pytest.param("put", [b"k", b"v", {"ttl": -1}], id="put-ttl-negative"),
+    pytest.param("put", [b"k", b"v", {"ttl": True}], id="put-ttl-bool"),
+    pytest.param("put", [b"k", b"v", {"ttl": float("inf")}], id="put-ttl-inf"),
+    pytest.param("put", [b"k", b"v", {"tll": 1}], id="put-typo-option"),
+    pytest.param("put", [b"k", b"v", 5], id="put-int-options"),
+    pytest.param("mget", [b"k"], id="mget-not-array"),
+    pytest.param("mget", [[1]], id="mget-int-key"),
+    pytest.param("mput", [[[b"a"]]], id="mput-short-pair"),
+    pytest.param("mput", [b"a"], id="mput-bin"),
+    pytest.param("batch", [[["get", b"a"]]], id="batch-get"),
+    pytest.param("batch", [[["put", b"a"]]], id="batch-short-put"),
+    pytest.param("batch", [[[]]], id="batch-empty-op"),
+    pytest.param("batch", [{}], id="batch-map"),
+    pytest.param("scan", [{"count": 0}], id="scan-count-zero"),
+    pytest.param("scan", [{"count": 10**6}], id="scan-count-huge"),
+    pytest.param("scan", [{"prefix": 1}], id="scan-int-prefix"),
+    pytest.param("stats", [1], id="stats-arg"),
+    pytest.param("get", {"key": b"k"}, id="params-map"),
+]
+
+
+def test_table_matches_contract() -> None:
+    assert set(METHODS) == CONTRACT_METHODS
+    assert set(IDEMPOTENT_METHODS) == CONTRACT_IDEMPOTENT
+    for name, spec in METHODS.items():
+        assert spec.name == name and spec.doc and spec.params and spec.result
+
+
+@pytest.mark.parametrize(("method", "params", "expected"), GOOD)
+def test_good_params(method: str, params: list[Any], expected: tuple[Any, ...]) -> None:
+    assert validate_params(method, params) == expected
+    assert validate_params(method, tuple(params)) == expected
+
+
+@pytest.mark.parametrize(("method", "params", "expected"), GOOD)
+def test_every_method_round_trips_on_the_wire(
+    method: str, params: list[Any], expected: tuple[Any, ...]
+) -> None:
+    (msg,) = FrameDecoder().feed(encode_request(12, method, params))
+    assert isinstance(msg, Request)
+    assert validate_params(msg.method, msg.params) == expected
+
+
+@pytest.mark.parametrize(("method", "params"), BAD)
+def test_bad_params(method: str, params: Any) -> None:
+    with pytest.raises(ProtocolError) as info:
+        validate_params(method, params)
+    assert info.value.code is ErrorCode.INVALID_PARAMS
+
+
+def test_unknown_method() -> None:
+    with pytest.raises(ProtocolError) as info:
+        validate_params("flushall", [])
+    assert info.value.code is ErrorCode.UNKNOWN_METHOD
