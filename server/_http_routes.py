@@ -1,0 +1,290 @@
+"""HTTP routes: what each path means, and how results and errors become responses.
+
+Strategy: http.py owns the connection (parsing, timers, flow control) and hands each
+complete request here. `route()` either answers at once (probes, /metrics, /stats,
+every 4xx) or names a dispatcher call for /kv, which then runs through the same
+Pipeline (ordering, read-your-writes) and writer queue as the binary port. Responses
+are assembled as bytes by `response()`; nothing here touches a socket.
+
+/kv shapes: raw bytes by default. `Accept: application/json` (responses) or
+`Content-Type: application/json` on PUT (a body {"value": ..., "ttl": s}) switch to the
+seed-compatible JSON shapes {"key", "value", "found"} and {"status": "success"}.
+Errors are always JSON: {"status": "error", "error": {"code", "name", "message"}}.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote_to_bytes
+
+from protocol import ErrorCode, ErrorInfo
+
+from ._dispatch import make_error
+
+if TYPE_CHECKING:
+    from .app import Server
+
+__all__ = ["KvCall", "KvContext", "Request", "Response", "response", "route"]
+
+STATUS_TEXT = {
+    200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
+    414: "URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    503: "Service Unavailable",
+}  # fmt: skip
+
+ERROR_STATUS = {
+    ErrorCode.PROTOCOL_ERROR: 400, ErrorCode.UNKNOWN_METHOD: 404, ErrorCode.INVALID_PARAMS: 400,
+    ErrorCode.UNSUPPORTED_VERSION: 400, ErrorCode.AUTH_REQUIRED: 401, ErrorCode.AUTH_FAILED: 401,
+    ErrorCode.KEY_TOO_LARGE: 413, ErrorCode.VALUE_TOO_LARGE: 413, ErrorCode.FRAME_TOO_LARGE: 413,
+    ErrorCode.TOO_MANY_CONNECTIONS: 503, ErrorCode.BATCH_TOO_LARGE: 413, ErrorCode.READ_ONLY: 503,
+    ErrorCode.IO_ERROR: 503, ErrorCode.CORRUPT_RECORD: 500, ErrorCode.MERGE_IN_PROGRESS: 409,
+    ErrorCode.INTERNAL: 500, ErrorCode.SHUTTING_DOWN: 503, ErrorCode.BUSY: 503,
+}  # fmt: skip
+
+KV_PREFIX = "/kv/"
+KV_METHODS = "GET, HEAD, PUT, DELETE"
+PROBE_METHODS = "GET, HEAD"
+_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(slots=True)
+class Request:
+    """One complete HTTP request as http.py parsed it (header names lower-case)."""
+
+    method: str
+    path: bytes
+    query: bytes
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = TEXT
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class KvContext:
+    """What rendering a /kv result needs to know about its request."""
+
+    verb: str  # GET HEAD PUT DELETE
+    key: bytes
+    json: bool
+    keep_alive: bool
+
+
+@dataclass(slots=True)
+class KvCall:
+    """Route /kv through the dispatcher: method and params as on the binary port."""
+
+    method: str
+    params: list[Any]
+    ctx: KvContext
+
+
+def response(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
+    """Serialize a response (HEAD: headers only, Content-Length still the body's)."""
+    lines = [
+        f"HTTP/1.1 {resp.status} {STATUS_TEXT.get(resp.status, 'Unknown')}",
+        "server: bitcask",
+        f"content-type: {resp.content_type}",
+        f"content-length: {len(resp.body)}",
+    ]
+    lines.extend(f"{k}: {v}" for k, v in resp.headers)
+    if not keep_alive:
+        lines.append("connection: close")
+    head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head_bytes if head or resp.status == 204 else head_bytes + resp.body
+
+
+def json_response(status: int, obj: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+    body = json.dumps(obj, separators=(", ", ": ")).encode() + b"\n"
+    return Response(status, body, JSON, headers or [])
+
+
+def error_response(error: ErrorInfo, status: int | None = None) -> Response:
+    """The JSON error body for `error`; the status follows its code unless given."""
+    if status is None:
+        try:
+            status = ERROR_STATUS.get(ErrorCode(error.code), 500)
+        except ValueError:
+            status = 500
+    headers: list[tuple[str, str]] = []
+    if status == 401:
+        headers.append(("www-authenticate", 'Bearer realm="bitcask"'))
+    if error.code == ErrorCode.BUSY:
+        headers.append(("retry-after", "1"))
+    body = {
+        "status": "error",
+        "error": {"code": error.code, "name": error.name, "message": error.message},
+    }
+    return json_response(status, body, headers)
+
+
+def simple_error(status: int, code: ErrorCode, message: str) -> Response:
+    return error_response(make_error(code, message), status)
+
+
+def route(server: Server, req: Request) -> Response | KvCall:
+    """Decide what a request means: an immediate Response or a /kv dispatcher call."""
+    path = req.path
+    if path.startswith(b"/kv/"):
+        return _kv(server, req)
+    probe = _PROBES.get(path)
+    if probe is None:
+        return simple_error(404, ErrorCode.UNKNOWN_METHOD, f"no route for {path.decode('latin-1')}")
+    if req.method not in ("GET", "HEAD"):
+        resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed here")
+        resp.headers.append(("allow", PROBE_METHODS))
+        return resp
+    return probe(server)
+
+
+def _kv(server: Server, req: Request) -> Response | KvCall:
+    if req.method not in ("GET", "HEAD", "PUT", "DELETE"):
+        resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed on /kv")
+        resp.headers.append(("allow", KV_METHODS))
+        return resp
+    if server.dispatcher.auth_required:
+        auth = req.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if not auth:
+            return simple_error(401, ErrorCode.AUTH_REQUIRED, "send Authorization: Bearer <token>")
+        if scheme.lower() != "bearer" or not server.dispatcher.check_token(token.strip()):
+            return simple_error(401, ErrorCode.AUTH_FAILED, "invalid token")
+    raw_key = req.path[len(KV_PREFIX) :]
+    if _BAD_PERCENT.search(raw_key):
+        return simple_error(400, ErrorCode.INVALID_PARAMS, "bad percent-encoding in the key")
+    key = unquote_to_bytes(raw_key)
+    if not key:
+        return simple_error(400, ErrorCode.INVALID_PARAMS, "empty key: use /kv/{key}")
+    wants_json = JSON in req.headers.get("accept", "")
+    ctx = KvContext(req.method, key, wants_json, req.keep_alive)
+    if req.method in ("GET", "HEAD"):
+        return KvCall("get", [key], ctx)
+    if req.method == "DELETE":
+        return KvCall("delete", [key], ctx)
+    try:
+        ttl = _query_ttl(req.query)
+        value = req.body
+        if req.headers.get("content-type", "").split(";")[0].strip().lower() == JSON:
+            ctx.json = True
+            value, body_ttl = _json_value(req.body)
+            ttl = body_ttl if body_ttl is not None else ttl
+    except ValueError as exc:
+        return simple_error(400, ErrorCode.INVALID_PARAMS, str(exc))
+    params: list[Any] = [key, value] if ttl is None else [key, value, {"ttl": ttl}]
+    return KvCall("put", params, ctx)
+
+
+def _query_ttl(query: bytes) -> float | None:
+    if not query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get("ttl")
+    if not values:
+        return None
+    try:
+        ttl = float(values[-1])
+    except ValueError:
+        raise ValueError("ttl must be a number of seconds") from None
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise ValueError("ttl must be > 0 seconds")
+    return ttl
+
+
+def _json_value(body: bytes) -> tuple[bytes, float | None]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError('the body is not JSON; send {"value": ...}') from None
+    if not isinstance(doc, dict) or "value" not in doc:
+        raise ValueError('a JSON body must be an object with a "value" field')
+    value = doc["value"]
+    data = value.encode() if isinstance(value, str) else json.dumps(value).encode()
+    ttl = doc.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
+        raise ValueError('"ttl" must be a number of seconds > 0')
+    return data, None if ttl is None else float(ttl)
+
+
+def render_kv(ctx: KvContext, result: Any, error: ErrorInfo | None) -> Response:
+    """The response for a finished /kv call."""
+    if error is not None:
+        return error_response(error)
+    key_text = ctx.key.decode("utf-8", "replace")
+    if ctx.verb in ("GET", "HEAD"):
+        if result is None:
+            if ctx.json:
+                return json_response(404, {"key": key_text, "value": None, "found": False})
+            return Response(404, b"not found\n")
+        if ctx.json:
+            try:
+                doc: dict[str, Any] = {"key": key_text, "value": result.decode(), "found": True}
+            except UnicodeDecodeError:
+                doc = {"key": key_text, "value": base64.b64encode(result).decode(), "found": True}
+                doc["encoding"] = "base64"
+            return json_response(200, doc)
+        return Response(200, result, "application/octet-stream")
+    if ctx.verb == "DELETE":
+        if not result:
+            if ctx.json:
+                return json_response(404, {"key": key_text, "found": False})
+            return Response(404, b"not found\n")
+        return json_response(200, {"status": "success"}) if ctx.json else Response(204)
+    return json_response(200, {"status": "success"}) if ctx.json else Response(204)
+
+
+# ---- probes and introspection ----
+
+
+def _health(server: Server) -> Response:
+    reason = server.readonly_reason()
+    body: dict[str, Any] = {
+        "status": "unhealthy" if reason else "healthy",
+        "keys": server.key_count(),
+        "readonly_reason": reason,
+        "uptime_seconds": round(server.uptime(), 3),
+    }
+    return json_response(503 if reason else 200, body)
+
+
+def _livez(server: Server) -> Response:
+    return Response(200, b"ok\n")
+
+
+def _readyz(server: Server) -> Response:
+    problem = server.not_ready_reason()
+    if problem:
+        return Response(503, f"not ready: {problem}\n".encode())
+    return Response(200, b"ready\n")
+
+
+def _metrics(server: Server) -> Response:
+    return Response(
+        200, server.render_metrics().encode(), "text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+def _stats(server: Server) -> Response:
+    return json_response(200, server.stats())
+
+
+_PROBES = {
+    b"/health": _health,
+    b"/livez": _livez,
+    b"/readyz": _readyz,
+    b"/metrics": _metrics,
+    b"/stats": _stats,
+}

@@ -1,0 +1,302 @@
+"""The one writer: every mutation of the store passes through this queue (group commit).
+
+Strategy / invariants:
+- Connections validate a request, then `submit()` its ops with a callback. Submission
+  never runs the write; it appends to `_queue` and, if the writer is idle, schedules
+  `_kick` with call_soon, so every request decoded in the same event-loop turn lands
+  in the same group.
+- `_kick` takes everything queued (bounded by bytes), concatenates the ops and calls
+  `db.write_batch(ops)` exactly once: one os.write and at most one fsync for the whole
+  group. While that call runs (off the loop unless mode == "loop"), new requests queue
+  up; when it returns the next group starts at once. At most one write_batch is ever
+  running, so the engine sees one writer thread at a time.
+- write_batch is atomic for the whole group, so a client's batch/mput, being one entry,
+  is atomic too. If the group fails validation anyway (the engine is stricter than our
+  pre-checks), the group is retried entry by entry so only the bad request fails. An
+  I/O error (StoreIOError) fails every entry of the group: none was acknowledged, and
+  the engine has turned read-only.
+- Callbacks run on the loop, in submission order, after the engine updated its keydir,
+  so a reply is only sent for a write a reader can already see.
+- Back-pressure: above `max_depth` queued entries `on_pressure(True)` pauses readers; it
+  is called with False once the queue has been taken below half of that. Above
+  `4 * max_depth` (possible only from data already buffered) `submit` returns False
+  and the caller answers BUSY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiofiles.os
+
+from ._metrics import Metrics
+
+__all__ = ["MODES", "Callback", "Writer"]
+
+log = logging.getLogger("bitcask.server.writer")
+
+MODES = ("thread", "executor", "aiofiles", "loop")
+# A group is cut after this many payload bytes, so one huge burst cannot make one
+# giant write (memory) or delay the first requests of the burst for too long.
+MAX_GROUP_BYTES = 32 * 1024 * 1024
+
+# callback(results for this entry's ops | None, exception | None)
+Callback = Callable[[list[Any] | None, BaseException | None], None]
+
+
+class _Entry:
+    __slots__ = ("callback", "nbytes", "ops", "sync")
+
+    def __init__(self, ops: Sequence[tuple[Any, ...]], callback: Callback, nbytes: int, sync: bool):
+        self.ops = ops
+        self.callback = callback
+        self.nbytes = nbytes
+        self.sync = sync
+
+
+# outcome of one entry: (results, None) or (None, exception)
+_Outcome = tuple[list[Any] | None, BaseException | None]
+
+
+class Writer:
+    """Group-commit writer over one store.
+
+    Args:
+        db: the open store (needs write_batch(ops, sync=) and sync()).
+        mode: "thread" (a dedicated single worker thread), "executor" (the loop's
+            default executor), "aiofiles" (aiofiles.os.wrap around write_batch), or
+            "loop" (call write_batch on the event loop: only sensible without fsync).
+        metrics: where group sizes and commit latencies are recorded.
+        max_depth: queued entries above which readers are paused.
+        on_pressure: called with True to pause readers, False to resume them.
+
+    Example:
+        >>> writer = Writer(db, mode="thread", metrics=Metrics())   # doctest: +SKIP
+        >>> writer.submit([("put", b"k", b"v", None)], lambda res, exc: print(res, exc))
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        *,
+        mode: str = "thread",
+        metrics: Metrics | None = None,
+        max_depth: int = 8192,
+        on_pressure: Callable[[bool], None] | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"writer mode must be one of {MODES}, not {mode!r}")
+        self._db = db
+        self._mode = mode
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._max_depth = max_depth
+        self._hard_depth = 4 * max_depth
+        self._on_pressure = on_pressure
+        self._loop = asyncio.get_running_loop()
+        self._queue: list[_Entry] = []
+        self._scheduled = False  # a _kick is queued with call_soon
+        self._running = False  # a write_batch is in progress
+        self._pressured = False
+        self._closed = False
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        if mode == "thread":
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="bitcask-writer"
+            )
+        self._wrapped: Any = aiofiles.os.wrap(self._write_group) if mode == "aiofiles" else None
+
+    # ---- public ----
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def depth(self) -> int:
+        """Entries waiting for the next group (the one being written not included)."""
+        return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def submit(
+        self,
+        ops: Sequence[tuple[Any, ...]],
+        callback: Callback,
+        *,
+        nbytes: int = 0,
+        sync: bool = False,
+    ) -> bool:
+        """Queue one request's ops; `callback` runs on the loop once they are durable.
+
+        Args:
+            ops: write_batch operations of this request (may be empty with sync=True).
+            callback: called as callback(results, None) or callback(None, exc).
+            nbytes: payload size, used to bound group sizes.
+            sync: force an fsync for this request's group (the `sync` method).
+
+        Returns:
+            False when the writer is closed or hopelessly behind (answer BUSY /
+            SHUTTING_DOWN); the callback will then never be called.
+        """
+        if self._closed or len(self._queue) >= self._hard_depth:
+            return False
+        self._queue.append(_Entry(ops, callback, nbytes, sync))
+        depth = len(self._queue)
+        self._metrics.writer_depth = depth
+        if depth > self._max_depth and not self._pressured:
+            self._set_pressure(True)
+        if not self._running and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._kick)
+        return True
+
+    def close(self) -> None:
+        """Refuse further submissions; queued ones still get written (see wait_idle)."""
+        self._closed = True
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued and no write is running."""
+        if not self._queue and not self._running and not self._scheduled:
+            return
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._idle_waiters.append(fut)
+        await fut
+
+    def shutdown_pool(self) -> None:
+        """Stop the dedicated thread (after wait_idle)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # ---- the group commit ----
+
+    def _kick(self) -> None:
+        self._scheduled = False
+        if self._running or not self._queue:
+            self._maybe_idle()
+            return
+        group = self._take()
+        self._running = True
+        started = time.perf_counter()
+        if self._mode == "loop":
+            outcomes = self._write_group(group)
+            self._finish(group, outcomes, started)
+        elif self._mode == "aiofiles":
+            assert self._wrapped is not None
+            task: asyncio.Future[Any] = asyncio.ensure_future(self._wrapped(group))
+            task.add_done_callback(lambda t: self._after(group, t, started))
+        else:
+            fut = self._loop.run_in_executor(self._pool, self._write_group, group)
+            fut.add_done_callback(lambda f: self._after(group, f, started))
+
+    def _take(self) -> list[_Entry]:
+        queue = self._queue
+        total = 0
+        cut = len(queue)
+        for i, entry in enumerate(queue):
+            total += entry.nbytes
+            if total > MAX_GROUP_BYTES and i > 0:
+                cut = i
+                break
+        if cut == len(queue):
+            group, self._queue = queue, []
+        else:
+            group, self._queue = queue[:cut], queue[cut:]
+        depth = len(self._queue)
+        self._metrics.writer_depth = depth
+        if self._pressured and depth <= self._max_depth // 2:
+            self._set_pressure(False)
+        return group
+
+    def _write_group(self, group: list[_Entry]) -> list[_Outcome]:
+        """Runs in the writer thread (or on the loop in "loop" mode). Never raises."""
+        ops: list[tuple[Any, ...]] = []
+        force = False
+        for entry in group:
+            ops.extend(entry.ops)
+            force = force or entry.sync
+        try:
+            results = self._commit(ops, force)
+        except (ValueError, TypeError) as exc:
+            if len(group) == 1:
+                return [(None, exc)]
+            return [self._write_alone(entry) for entry in group]
+        except BaseException as exc:  # StoreIOError, ReadOnlyError, ...: the whole group fails
+            return [(None, exc)] * len(group)
+        outcomes: list[_Outcome] = []
+        pos = 0
+        for entry in group:
+            n = len(entry.ops)
+            outcomes.append((results[pos : pos + n], None))
+            pos += n
+        return outcomes
+
+    def _write_alone(self, entry: _Entry) -> _Outcome:
+        try:
+            return (self._commit(list(entry.ops), entry.sync), None)
+        except BaseException as exc:
+            return (None, exc)
+
+    def _commit(self, ops: list[tuple[Any, ...]], force: bool) -> list[Any]:
+        if not ops:
+            if force:
+                self._db.sync()
+            return []
+        if force:
+            return list(self._db.write_batch(ops, sync=True))
+        return list(self._db.write_batch(ops))
+
+    def _after(self, group: list[_Entry], fut: asyncio.Future[Any], started: float) -> None:
+        if fut.cancelled():
+            outcomes: list[_Outcome] = [(None, asyncio.CancelledError())] * len(group)
+        elif fut.exception() is not None:
+            exc = fut.exception()
+            outcomes = [(None, exc)] * len(group)
+        else:
+            outcomes = fut.result()
+        self._finish(group, outcomes, started)
+
+    def _finish(self, group: list[_Entry], outcomes: list[_Outcome], started: float) -> None:
+        self._metrics.group(len(group), time.perf_counter() - started)
+        for entry, (results, exc) in zip(group, outcomes, strict=True):
+            if exc is not None:
+                self._metrics.writer_failures += 1
+            try:
+                entry.callback(results, exc)
+            except Exception:
+                log.exception("write callback failed")
+        self._running = False
+        if self._queue:
+            # Requests that arrived during the write form the next group right away
+            # (on the loop, one turn later: no recursion, and the turn's reads group).
+            if self._mode == "loop":
+                self._scheduled = True
+                self._loop.call_soon(self._kick)
+            else:
+                self._kick()
+        else:
+            self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self._queue or self._running or self._scheduled:
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _set_pressure(self, on: bool) -> None:
+        self._pressured = on
+        if self._on_pressure is not None:
+            try:
+                self._on_pressure(on)
+            except Exception:
+                log.exception("pressure callback failed")

@@ -1,0 +1,205 @@
+"""ServerConfig: every knob of bitcask-server in one frozen dataclass, validated once.
+
+Sources, highest first: command-line flags, `BITCASK_<FLAG>` environment variables
+(`--http-port` -> `BITCASK_HTTP_PORT`), the defaults below. `from_args()` is the only
+constructor the CLI uses; tests build `ServerConfig(...)` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from protocol import DEFAULT_MAX_FRAME
+
+__all__ = ["ConfigError", "ServerConfig"]
+
+SYNC_POLICIES = ("always", "interval", "never")
+WRITER_MODES = ("auto", "thread", "executor", "aiofiles", "loop")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# The wire protocol keeps frames below 512 MiB so the first byte of a frame is < 0x20.
+FRAME_CEILING = 512 * 1024 * 1024
+ENV_PREFIX = "BITCASK_"
+
+
+class ConfigError(ValueError):
+    """A flag or environment variable has a value the server cannot run with."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything the server needs to know at start-up.
+
+    Example:
+        >>> cfg = ServerConfig(data=Path("./data"), port=7379, http_port=7380)
+        >>> cfg.sync
+        'always'
+    """
+
+    # --- store ---
+    data: Path = Path("./data")  # data directory of the store (created if missing)
+    sync: str = "always"  # engine sync policy: always | interval | never
+    sync_interval_ms: int | None = None  # for sync=interval; None: the engine's default
+    # --- listeners ---
+    host: str = "127.0.0.1"  # loopback by default: exposing the store is a decision
+    port: int = 7379  # binary (and inline text) protocol
+    http_port: int = 7380  # HTTP adapter
+    # --- security ---
+    auth: str | None = None  # shared token; None: no authentication
+    # --- limits ---
+    max_connections: int = 1024  # binary + HTTP connections together
+    max_frame: int = DEFAULT_MAX_FRAME  # binary frame and HTTP body limit, bytes
+    max_batch: int = 10_000  # operations in one batch/mput/mget
+    idle_timeout: float = 300.0  # seconds without traffic before a connection is closed; 0: never
+    max_inflight: int = 1024  # per connection: pause reading above, resume at half
+    writer_queue_max: int = 8192  # queued write requests: pause every reader above
+    # --- HTTP ---
+    http_keepalive: float = 5.0  # idle seconds between requests on a keep-alive connection
+    http_header_timeout: float = 10.0  # seconds to send a whole request head (slowloris)
+    http_body_timeout: float = 30.0  # seconds of silence allowed while a body arrives
+    http_max_header_bytes: int = 16 * 1024  # request line + headers, bytes (431 above)
+    # --- process ---
+    writer: str = "auto"  # how the writer runs write_batch (see server/_writer.py)
+    shutdown_timeout: float = 10.0  # graceful-stop budget before the process is forced out
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def resolved_writer(self) -> str:
+        """The writer mode actually used; "auto" picks what bench/server.py measured fastest."""
+        if self.writer != "auto":
+            return self.writer
+        return "loop" if self.sync == "never" else "thread"
+
+    @classmethod
+    def from_args(
+        cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> ServerConfig:
+        """Build a config from command-line flags and `BITCASK_*` environment variables.
+
+        Args:
+            argv: the arguments after the program name (default: sys.argv[1:]).
+            env: the environment (default: os.environ).
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: a value is out of range or malformed (argparse exits with
+                status 2 on an unknown flag before this is reached).
+
+        Example:
+            >>> ServerConfig.from_args(["--port", "0"], env={"BITCASK_SYNC": "never"}).sync
+            'never'
+        """
+        env = os.environ if env is None else env
+        parser = build_parser()
+        ns = parser.parse_args(argv)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            flag_value = getattr(ns, f.name, None)
+            if flag_value is not None:
+                values[f.name] = flag_value
+                continue
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, raw)
+        return cls(**values)
+
+
+# name -> (type, help); the flag is --name-with-dashes, the env var BITCASK_NAME.
+_FLAGS: dict[str, tuple[type, str]] = {
+    "data": (Path, "data directory of the store (default ./data)"),
+    "host": (str, "address to bind, both ports (default 127.0.0.1)"),
+    "port": (int, "binary/inline protocol port (default 7379)"),
+    "http_port": (int, "HTTP adapter port (default 7380)"),
+    "sync": (str, "fsync policy: always | interval | never (default always)"),
+    "sync_interval_ms": (int, "background fsync period for --sync interval"),
+    "auth": (str, "shared token clients must present (hello/auth, HTTP Bearer)"),
+    "max_connections": (int, "maximum open connections, both ports (default 1024)"),
+    "max_frame": (int, "largest binary frame / HTTP body in bytes (default 64 MiB + 1 MiB)"),
+    "max_batch": (int, "most operations in one batch, mput or mget (default 10000)"),
+    "idle_timeout": (float, "close connections silent this many seconds; 0: never (default 300)"),
+    "max_inflight": (int, "per-connection requests in flight before reading pauses (1024)"),
+    "writer_queue_max": (int, "queued writes before every connection pauses (8192)"),
+    "http_keepalive": (float, "HTTP keep-alive idle timeout, seconds (default 5)"),
+    "http_header_timeout": (float, "seconds allowed to send an HTTP request head (10)"),
+    "http_body_timeout": (float, "seconds of silence allowed inside an HTTP body (30)"),
+    "http_max_header_bytes": (int, "HTTP request line + headers limit, bytes (16384)"),
+    "writer": (str, "write_batch runner: auto | thread | executor | aiofiles | loop"),
+    "shutdown_timeout": (float, "graceful shutdown budget in seconds (default 10)"),
+    "log_level": (str, "debug | info | warning | error (default info)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of bitcask-server (every flag defaults to None: "not given")."""
+    parser = argparse.ArgumentParser(
+        prog="bitcask-server",
+        description="Serve a bitcask store over the binary protocol and HTTP. "
+        "Every flag can also be set as BITCASK_<FLAG> in the environment.",
+    )
+    for name, (typ, help_text) in _FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        env_name = ENV_PREFIX + name.upper()
+        parser.add_argument(
+            flag, dest=name, type=typ, default=None, help=f"{help_text} [{env_name}]"
+        )
+    return parser
+
+
+def _convert(name: str, raw: str) -> Any:
+    typ = _FLAGS[name][0]
+    try:
+        return typ(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+
+
+def _validate(cfg: ServerConfig) -> None:
+    def fail(msg: str) -> None:
+        raise ConfigError(msg)
+
+    if cfg.sync not in SYNC_POLICIES:
+        fail(f"sync must be one of {', '.join(SYNC_POLICIES)}, not {cfg.sync!r}")
+    if cfg.sync_interval_ms is not None and cfg.sync_interval_ms <= 0:
+        fail("sync-interval-ms must be > 0")
+    for name in ("port", "http_port"):
+        value = getattr(cfg, name)
+        if not 0 <= value <= 65535:
+            fail(f"{name.replace('_', '-')} must be in 0..65535, not {value}")
+    if cfg.port != 0 and cfg.port == cfg.http_port:
+        fail("port and http-port must differ")
+    if not cfg.host:
+        fail("host must not be empty")
+    if cfg.auth is not None and not cfg.auth:
+        fail("auth token must not be empty")
+    if cfg.max_connections < 1:
+        fail("max-connections must be >= 1")
+    if not 1024 <= cfg.max_frame < FRAME_CEILING:
+        fail(f"max-frame must be in 1024..{FRAME_CEILING - 1}")
+    if cfg.max_batch < 1:
+        fail("max-batch must be >= 1")
+    if cfg.max_inflight < 2:
+        fail("max-inflight must be >= 2")
+    if cfg.writer_queue_max < 1:
+        fail("writer-queue-max must be >= 1")
+    if cfg.http_max_header_bytes < 1024:
+        fail("http-max-header-bytes must be >= 1024")
+    for name in ("idle_timeout", "http_keepalive", "http_header_timeout", "http_body_timeout"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or value < 0:
+            fail(f"{name.replace('_', '-')} must be a finite number >= 0")
+    if not math.isfinite(cfg.shutdown_timeout) or cfg.shutdown_timeout <= 0:
+        fail("shutdown-timeout must be > 0")
+    if cfg.writer not in WRITER_MODES:
+        fail(f"writer must be one of {', '.join(WRITER_MODES)}, not {cfg.writer!r}")
+    if cfg.log_level.lower() not in LOG_LEVELS:
+        fail(f"log-level must be one of {', '.join(LOG_LEVELS)}")

@@ -1,0 +1,328 @@
+"""The HTTP adapter: an httptools-based asyncio.Protocol, one per connection (uvicorn style).
+
+Strategy / invariants:
+- httptools (llhttp) parses; this class only collects the pieces of a request in its
+  callbacks and, on message complete, hands it to _http_routes.route(). /kv requests
+  then go through this connection's Pipeline exactly like binary requests (same
+  dispatcher, same writer queue, same limits); probe responses are queued in the same
+  Pipeline so pipelined HTTP/1.1 responses always leave in request order.
+- Limits are enforced while parsing, before anything is buffered beyond them: the
+  request line + headers (431; 414 for a URL alone), Content-Length or a chunked body
+  over max_frame (413). A callback stops the parser by raising _Reject; the response
+  goes out with `connection: close`.
+- Timers (loop.call_later, at most one armed at a time): keep-alive (idle between
+  requests, also the wait for the first byte), header deadline from the first byte of a
+  request (slowloris: 408), body silence while a body trickles in (408).
+- Back-pressure: reading pauses while too many requests wait for replies here, while
+  the writer queue is over its mark, or while the transport's write buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from protocol import ErrorCode, ErrorInfo
+
+from ._dispatch import Session
+from ._http_routes import (
+    KvCall,
+    KvContext,
+    Request,
+    Response,
+    error_response,
+    render_kv,
+    response,
+    route,
+    simple_error,
+)
+from ._pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from .app import Server
+
+__all__ = ["HttpProtocol"]
+
+log = logging.getLogger("bitcask.server.http")
+
+_PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT = 1, 2, 4
+MAX_HEADERS = 100
+MAX_HTTP_INFLIGHT = 64  # pipelined HTTP requests waiting for replies before reading pauses
+
+
+class _Reject(Exception):
+    """Raised inside a parser callback to stop parsing and answer `response`."""
+
+    def __init__(self, resp: Response) -> None:
+        super().__init__(resp.status)
+        self.response = resp
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One HTTP/1.1 client connection."""
+
+    def __init__(self, server: Server) -> None:
+        # -- server state --
+        self._server = server
+        self._loop = server.loop
+        cfg = server.config
+        # -- timeouts and limits --
+        self._keepalive = cfg.http_keepalive
+        self._header_timeout = cfg.http_header_timeout
+        self._body_timeout = cfg.http_body_timeout
+        self._max_head = cfg.http_max_header_bytes
+        self._max_body = cfg.max_frame
+        self._timer: asyncio.TimerHandle | None = None
+        # -- per-connection --
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._pipeline: Pipeline | None = None
+        self._closing = False  # no more requests: close once replies are out
+        self._pause = 0
+        self._in_request = False
+        # -- per-request --
+        self._url = b""
+        self._head_bytes = 0
+        self._headers: dict[str, str] = {}
+        self._header_count = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+
+    # ---- asyncio callbacks ----
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if not self._server.admit(self):
+            resp = simple_error(503, ErrorCode.TOO_MANY_CONNECTIONS, "too many connections")
+            transport.write(response(resp, keep_alive=False))
+            self._server.metrics.http_requests[503] = (
+                self._server.metrics.http_requests.get(503, 0) + 1
+            )
+            transport.close()
+            self._closing = True
+            return
+        # HTTP auth is per request (Bearer), checked in route(); the pipeline session is open.
+        self._pipeline = Pipeline(
+            self._server.dispatcher,
+            Session(True),
+            self._server.metrics,
+            self._write,
+            self._progress,
+        )
+        self._arm(self._keepalive, self._idle_expired)
+        if self._server.writer_pressured:
+            self.pause_for_writer(True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._disarm()
+        if self._pipeline is not None:
+            self._pipeline.closed = True
+            self._server.release(self)
+
+    def pause_writing(self) -> None:
+        self._set_pause(_PAUSE_TRANSPORT, True)
+
+    def resume_writing(self) -> None:
+        self._set_pause(_PAUSE_TRANSPORT, False)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing or self._pipeline is None:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject(
+                simple_error(400, ErrorCode.PROTOCOL_ERROR, "protocol upgrades are not supported")
+            )
+        except httptools.HttpParserCallbackError as exc:
+            ctx = exc.__context__
+            if isinstance(ctx, _Reject):
+                self._reject(ctx.response)
+            else:
+                log.error("HTTP handler failed", exc_info=ctx)
+                self._reject(simple_error(500, ErrorCode.INTERNAL, "internal error"))
+        except httptools.HttpParserError as exc:
+            self._reject(
+                simple_error(400, ErrorCode.PROTOCOL_ERROR, f"malformed HTTP request: {exc}")
+            )
+        else:
+            self._flush_output()
+
+    # ---- httptools callbacks ----
+
+    def on_message_begin(self) -> None:
+        self._in_request = True
+        self._url = b""
+        self._head_bytes = 0
+        self._headers = {}
+        self._header_count = 0
+        self._body = []
+        self._body_size = 0
+        self._arm(self._header_timeout, self._request_expired)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+        if len(self._url) > self._max_head:
+            raise _Reject(simple_error(414, ErrorCode.PROTOCOL_ERROR, "request URL too long"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        self._header_count += 1
+        if self._head_bytes > self._max_head or self._header_count > MAX_HEADERS:
+            raise _Reject(simple_error(431, ErrorCode.PROTOCOL_ERROR, "request headers too large"))
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
+        self._arm(self._body_timeout, self._request_expired)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._max_body:
+            raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
+        self._body.append(body)
+        self._arm(self._body_timeout, self._request_expired)
+
+    def on_message_complete(self) -> None:
+        assert self._pipeline is not None
+        self._in_request = False
+        self._disarm()
+        parsed = httptools.parse_url(self._url)
+        keep_alive = self._parser.should_keep_alive() and not self._server.draining
+        req = Request(
+            method=self._parser.get_method().decode("latin-1"),
+            path=parsed.path or b"/",
+            query=parsed.query or b"",
+            headers=self._headers,
+            body=b"".join(self._body),
+            keep_alive=keep_alive,
+        )
+        if not keep_alive:
+            self._closing = True
+        self._body = []
+        outcome = route(self._server, req)
+        head = req.method == "HEAD"
+        if isinstance(outcome, KvCall):
+            self._pipeline.request(outcome.method, outcome.params, self._render_kv, outcome.ctx)
+        else:
+            label = req.path.decode("latin-1").strip("/") or "/"
+            self._pipeline.request_done(
+                self._render_fixed, (outcome, keep_alive, head), None, None, label
+            )
+        if self._pipeline.pending >= MAX_HTTP_INFLIGHT:
+            self._set_pause(_PAUSE_INFLIGHT, True)
+
+    # ---- rendering (called by the Pipeline, in request order) ----
+
+    def _render_kv(self, ctx: KvContext, result: Any, error: ErrorInfo | None) -> bytes:
+        resp = render_kv(ctx, result, error)
+        return self._count(resp, response(resp, ctx.keep_alive, head=ctx.verb == "HEAD"))
+
+    def _render_fixed(self, ctx: tuple[Response, bool, bool], result: Any, error: Any) -> bytes:
+        resp, keep_alive, head = ctx
+        return self._count(resp, response(resp, keep_alive, head))
+
+    def _count(self, resp: Response, data: bytes) -> bytes:
+        statuses = self._server.metrics.http_requests
+        statuses[resp.status] = statuses.get(resp.status, 0) + 1
+        return data
+
+    # ---- output, timers, flow control ----
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _flush_output(self) -> None:
+        assert self._pipeline is not None
+        out = self._pipeline.take_output()
+        if out:
+            self._write(out)
+        self._after_output()
+
+    def _progress(self) -> None:
+        assert self._pipeline is not None
+        if self._pause & _PAUSE_INFLIGHT and self._pipeline.pending <= MAX_HTTP_INFLIGHT // 2:
+            self._set_pause(_PAUSE_INFLIGHT, False)
+        self._after_output()
+
+    def _after_output(self) -> None:
+        assert self._pipeline is not None and self.transport is not None
+        if self._pipeline.pending:
+            return
+        if self._closing:
+            self.transport.close()
+        elif not self._in_request:
+            self._arm(self._keepalive, self._idle_expired)
+
+    def _reject(self, resp: Response) -> None:
+        """Answer a request we refuse to parse further, then close."""
+        assert self._pipeline is not None
+        self._closing = True
+        self._disarm()
+        self._pipeline.request_done(
+            self._render_fixed, (resp, False, False), None, None, "http_error"
+        )
+        self._flush_output()
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, callback) if delay > 0 else None
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _idle_expired(self) -> None:
+        self._timer = None
+        if self.transport is not None and self._pipeline is not None and not self._pipeline.pending:
+            self._closing = True
+            self.transport.close()
+
+    def _request_expired(self) -> None:
+        self._timer = None
+        if self._in_request and not self._closing:
+            self._reject(
+                simple_error(408, ErrorCode.PROTOCOL_ERROR, "request not received in time")
+            )
+
+    def _set_pause(self, bit: int, on: bool) -> None:
+        before = self._pause
+        self._pause = before | bit if on else before & ~bit
+        if self.transport is None or self.transport.is_closing():
+            return
+        if before and not self._pause:
+            self.transport.resume_reading()
+        elif not before and self._pause:
+            self.transport.pause_reading()
+
+    # ---- called by the Server ----
+
+    def pause_for_writer(self, on: bool) -> None:
+        self._set_pause(_PAUSE_WRITER, on)
+
+    @property
+    def pending(self) -> int:
+        return 0 if self._pipeline is None else self._pipeline.pending
+
+    def close_for_shutdown(self) -> None:
+        self._closing = True
+        if self.transport is not None and not self._in_request:
+            self.transport.close()
+        elif self.transport is not None:
+            resp = error_response(
+                ErrorInfo(int(ErrorCode.SHUTTING_DOWN), "SHUTTING_DOWN", "shutting down")
+            )
+            self._reject(resp)
