@@ -1,1 +1,97 @@
-"""bitcask: a Bitcask-model key/value storage engine in pure Python."""
+"""bitcask: a Bitcask-model key/value storage engine in pure Python.
+
+Append-only data files, an in-memory keydir, hint files for fast start-up, and an
+online, crash-safe merge. Standard library only.
+
+Example:
+    >>> import bitcask, tempfile
+    >>> with bitcask.open(tempfile.mkdtemp(), sync="never") as db:
+    ...     db.put(b"k", "v")
+    ...     db[b"k"]
+    b'v'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ._recovery import RecoveryReport
+from .batch import Batch
+from .check import CheckReport, Problem, RepairReport, check, repair
+from .db import Bitcask
+from .errors import (
+    BitcaskError,
+    CorruptRecordError,
+    InvalidOptionsError,
+    KeyTooLargeError,
+    MergeInProgressError,
+    ReadOnlyError,
+    StoreClosedError,
+    StoreIOError,
+    StoreLockedError,
+    ValueTooLargeError,
+)
+from .merge import MergeReport
+from .options import Options
+
+__all__ = [
+    "Batch",
+    "Bitcask",
+    "BitcaskError",
+    "CheckReport",
+    "CorruptRecordError",
+    "InvalidOptionsError",
+    "KeyTooLargeError",
+    "MergeInProgressError",
+    "MergeReport",
+    "Options",
+    "Problem",
+    "ReadOnlyError",
+    "RecoveryReport",
+    "RepairReport",
+    "StoreClosedError",
+    "StoreIOError",
+    "StoreLockedError",
+    "ValueTooLargeError",
+    "check",
+    "open",
+    "repair",
+]
+
+
+def open(
+    path: str | os.PathLike[str],
+    *,
+    options: Options | None = None,
+    readonly: bool = False,
+    clock: Callable[[], float] | None = None,
+    **option_fields: Any,
+) -> Bitcask:
+    """Open the store at ``path`` (created if missing, unless ``readonly``).
+
+    Args:
+        path: the store directory.
+        options: an ``Options``; keyword ``option_fields`` override its fields.
+        readonly: take no lock, refuse writes, see the state at open.
+        clock: seconds since the epoch as a float, for TTLs (default time.time).
+
+    Returns:
+        An open ``Bitcask``; use it as a context manager to close it.
+
+    Raises:
+        InvalidOptionsError: a bad or unknown option.
+        StoreLockedError: another process has the store open for writing.
+        FileNotFoundError: ``readonly`` and there is no store at ``path``.
+
+    Example:
+        >>> with bitcask.open("./data", sync="always") as db:
+        ...     db.put(b"k", b"v")
+    """
+    from ._store import open_store
+
+    opts = (
+        Options.from_kwargs(options, option_fields) if option_fields or options is None else options
+    )
+    return open_store(os.fspath(path), opts, readonly, clock)

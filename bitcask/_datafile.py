@@ -1,0 +1,215 @@
+"""Data files: naming, the 16-byte file header, mapping, and the validating scanner.
+
+Strategy: a data file is ``%010d.data`` = a 16-byte header then records back to
+back. The scanner is the single definition of "what a data file says": recovery,
+hint building, merge, check and repair all read records through ``scan`` and so
+agree on which records count. It yields only records that apply: single records,
+and the records of a batch once its COMMIT marker with the right count is read. It
+never raises on bad data; it records what it skipped in a ``ScanIssues``.
+
+A CRC mismatch is skipped when the record's lengths are plausible and the next
+record validates (or the bad record ends the file); otherwise scanning stops there
+and the rest of the file is reported as not loaded ("stop").
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from zlib import crc32
+
+from ._record import (
+    BATCH_BEGIN,
+    BATCH_COMMIT,
+    HEADER,
+    HEADER_SIZE,
+    IN_BATCH,
+    KNOWN_FLAGS,
+    TOMBSTONE,
+    U32,
+)
+from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
+
+__all__ = [
+    "FILE_HEADER_SIZE",
+    "Rec",
+    "ScanIssues",
+    "data_name",
+    "encode_file_header",
+    "hint_name",
+    "list_data_files",
+    "map_file",
+    "parse_file_header",
+    "scan",
+]
+
+DATA_MAGIC = b"BCDF"
+FORMAT_VERSION = 1
+# magic, version u16, reserved u16, file id u32, crc32 of the first 12 bytes
+_FILE_HEADER = struct.Struct(">4sHHII")
+FILE_HEADER_SIZE = _FILE_HEADER.size  # 16
+
+# (offset, size, flags, timestamp_us, expiry_ms, key, aux) where aux is the target
+# file id of a tombstone and 0 otherwise.
+Rec = tuple[int, int, int, int, int, bytes, int]
+
+
+def data_name(file_id: int) -> str:
+    """``0000000042.data``"""
+    return f"{file_id:010d}.data"
+
+
+def hint_name(file_id: int) -> str:
+    """``0000000042.hint``"""
+    return f"{file_id:010d}.hint"
+
+
+def list_data_files(path: str) -> list[int]:
+    """Ids of the data files in directory ``path``, ascending."""
+    ids = []
+    for name in os.listdir(path):
+        if len(name) == 15 and name.endswith(".data") and name[:10].isdigit():
+            ids.append(int(name[:10]))
+    ids.sort()
+    return ids
+
+
+def encode_file_header(file_id: int) -> bytes:
+    """The 16 bytes every data file starts with."""
+    head = _FILE_HEADER.pack(DATA_MAGIC, FORMAT_VERSION, 0, file_id, 0)[:12]
+    return head + U32.pack(crc32(head))
+
+
+def parse_file_header(buf: bytes | mmap.mmap, file_id: int) -> str | None:
+    """Return None if ``buf`` starts with a valid header for ``file_id``, else why not."""
+    if len(buf) < FILE_HEADER_SIZE:
+        return "file shorter than its header"
+    magic, version, _reserved, fid, crc = _FILE_HEADER.unpack_from(buf, 0)
+    if magic != DATA_MAGIC:
+        return f"bad magic {magic!r}"
+    if crc32(buf[:12]) != crc:
+        return "file header CRC mismatch"
+    if version != FORMAT_VERSION:
+        return f"unsupported format version {version}"
+    if fid != file_id:
+        return f"header names file {fid}, file name says {file_id}"
+    return None
+
+
+def map_file(path: str) -> mmap.mmap | None:
+    """Map ``path`` read-only; None for an empty file (mmap cannot map zero bytes)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_size == 0:
+            return None
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class ScanIssues:
+    """What a scan skipped. Offsets are byte offsets in the data file."""
+
+    # (offset, bytes, reason) of each skipped record or dropped batch
+    skipped: list[tuple[int, int, str]] = field(default_factory=list)
+    corrupt_records: int = 0
+    dropped_batches: int = 0
+    # Offset where scanning stopped on unreadable bytes (None: read to the end).
+    stop: int | None = None
+    stop_reason: str = ""
+    # Offset of a BATCH_BEGIN whose COMMIT never came before the end (or the stop).
+    open_batch: int | None = None
+    # Offset of the end of the last applied record or committed batch.
+    valid_end: int = 0
+
+    @property
+    def tail_start(self) -> int | None:
+        """Where a torn tail begins (the last file is truncated here), or None."""
+        cut = [x for x in (self.stop, self.open_batch) if x is not None]
+        return min(cut) if cut else None
+
+
+def _valid_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
+    if end - pos < HEADER_SIZE:
+        return False
+    crc, _flags, _ts, _exp, kl, vl = HEADER.unpack_from(buf, pos)
+    nxt = pos + HEADER_SIZE + kl + vl
+    return nxt <= end and crc32(buf[pos + 4 : nxt]) == int(crc)
+
+
+def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> Iterator[Rec]:
+    """Yield the records of ``buf[start:end]`` that apply, in file order.
+
+    ``issues`` is filled in as the scan goes (complete once the iterator is exhausted).
+    """
+    unpack = HEADER.unpack_from
+    pos = start
+    issues.valid_end = start
+    batch: list[Rec] | None = None
+    batch_start = 0
+    batch_count = 0
+    while pos < end:
+        if end - pos < HEADER_SIZE:
+            issues.stop, issues.stop_reason = pos, "torn record header"
+            break
+        crc, flags, ts, exp, kl, vl = unpack(buf, pos)
+        size = HEADER_SIZE + kl + vl
+        nxt = pos + size
+        if kl > MAX_KEY_SIZE_LIMIT or vl > MAX_VALUE_SIZE_LIMIT or nxt > end:
+            issues.stop, issues.stop_reason = pos, "torn or implausible record"
+            break
+        if crc32(buf[pos + 4 : nxt]) != crc or flags & ~KNOWN_FLAGS:
+            if nxt == end or _valid_at(buf, nxt, end):
+                issues.corrupt_records += 1
+                issues.skipped.append((pos, size, "CRC mismatch"))
+                if batch is not None:
+                    issues.dropped_batches += 1
+                    issues.skipped.append((batch_start, pos - batch_start, "batch dropped"))
+                    batch = None
+                pos = nxt
+                continue
+            issues.stop, issues.stop_reason = pos, "CRC mismatch, next record unreadable"
+            break
+        ks = pos + HEADER_SIZE
+        if flags & (BATCH_BEGIN | BATCH_COMMIT | IN_BATCH):
+            if flags & BATCH_BEGIN:
+                if batch is not None:
+                    issues.dropped_batches += 1
+                    issues.skipped.append((batch_start, pos - batch_start, "batch not committed"))
+                batch = []
+                batch_start = pos
+                batch_count = U32.unpack_from(buf, ks + kl)[0] if vl == 4 else -1
+            elif flags & BATCH_COMMIT:
+                count = U32.unpack_from(buf, ks + kl)[0] if vl == 4 else -1
+                if batch is not None and count == batch_count == len(batch):
+                    yield from batch
+                    issues.valid_end = nxt
+                else:
+                    issues.dropped_batches += 1
+                    begin = batch_start if batch is not None else pos
+                    issues.skipped.append((begin, nxt - begin, "batch count mismatch"))
+                batch = None
+            elif batch is not None:
+                aux = U32.unpack_from(buf, ks + kl)[0] if flags & TOMBSTONE and vl == 4 else 0
+                batch.append((pos, size, flags, ts, exp, buf[ks : ks + kl], aux))
+            else:
+                issues.skipped.append((pos, size, "batch record outside a batch"))
+            pos = nxt
+            continue
+        if batch is not None:
+            issues.dropped_batches += 1
+            issues.skipped.append((batch_start, pos - batch_start, "batch not committed"))
+            batch = None
+        aux = U32.unpack_from(buf, ks + kl)[0] if flags & TOMBSTONE and vl == 4 else 0
+        yield (pos, size, flags, ts, exp, buf[ks : ks + kl], aux)
+        pos = nxt
+        issues.valid_end = nxt
+    if batch is not None:
+        issues.open_batch = batch_start
+        issues.dropped_batches += 1
+        stop = issues.stop if issues.stop is not None else end
+        issues.skipped.append((batch_start, stop - batch_start, "batch not committed"))

@@ -1,0 +1,183 @@
+"""Hint files: a compact summary of one data file for fast loading at open.
+
+Strategy: a hint describes the final state of each key *within its data file* (the
+last applied record for the key there: a live location or a tombstone). Loading
+files in id order and applying each file's tombstones then its entries rebuilds the
+keydir exactly as scanning would. The layout is columnar so loading is a handful of
+C-level calls (array.frombytes, map, zip, dict.update) rather than a Python loop per
+key. All integers little-endian (arrays load natively on little-endian hosts)::
+
+    header (32 bytes): magic "BCHT" | version u16 | reserved u16 | file_id u32 |
+                       n_entries u32 | n_expiring u32 | n_tombs u32 | data_size u64
+    key_lens   u32 x n_entries
+    keys       concatenated key bytes
+    locs       u64 x n_entries     (offset << 32) | record_size
+    timestamps u64 x n_entries     microseconds
+    exp_index  u32 x n_expiring    index into the entries
+    exp_ms     u64 x n_expiring    expiry, ms since the epoch
+    tomb_lens  u32 x n_tombs
+    tomb_keys  concatenated key bytes
+    tomb_files u32 x n_tombs       file id of the value each tombstone deletes
+    crc32      u32                 over every byte before it
+
+``data_size`` is the size of the data file the hint was built from; a hint whose
+data file has a different size (truncated, repaired) is ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from zlib import crc32
+
+from ._datafile import Rec
+from ._record import TOMBSTONE
+
+__all__ = ["HintData", "build_hint", "decode_hint", "read_hint", "write_hint"]
+
+HINT_MAGIC = b"BCHT"
+HINT_VERSION = 1
+_HEAD = struct.Struct("<4sHHIIIIQ")
+_CRC = struct.Struct("<I")
+_BIG = sys.byteorder == "big"
+
+
+@dataclass
+class HintData:
+    """A decoded hint file: parallel lists of keys and in-file locations."""
+
+    file_id: int
+    keys: list[bytes]
+    locs: array  # type: ignore[type-arg]  # (offset << 32) | size, u64
+    exp_index: array  # type: ignore[type-arg]
+    exp_ms: array  # type: ignore[type-arg]
+    tomb_keys: list[bytes]
+    tomb_files: array  # type: ignore[type-arg]
+    data_size: int
+
+
+def _arr(code: str, values: Iterable[int]) -> bytes:
+    a = array(code, values)
+    if _BIG:
+        a.byteswap()
+    return a.tobytes()
+
+
+def build_hint(file_id: int, data_size: int, records: Iterable[Rec]) -> bytes:
+    """Encode the hint for a data file from its applied records (in file order)."""
+    last: dict[bytes, Rec] = {}
+    for rec in records:
+        last.pop(rec[5], None)
+        last[rec[5]] = rec
+    live = [r for r in last.values() if not r[2] & TOMBSTONE]
+    tombs = [r for r in last.values() if r[2] & TOMBSTONE]
+    exp = [(i, r[4]) for i, r in enumerate(live) if r[4]]
+    parts = [
+        _HEAD.pack(
+            HINT_MAGIC, HINT_VERSION, 0, file_id, len(live), len(exp), len(tombs), data_size
+        ),
+        _arr("I", [len(r[5]) for r in live]),
+        b"".join(r[5] for r in live),
+        _arr("Q", [(r[0] << 32) | r[1] for r in live]),
+        _arr("Q", [r[3] for r in live]),
+        _arr("I", [i for i, _ in exp]),
+        _arr("Q", [e for _, e in exp]),
+        _arr("I", [len(r[5]) for r in tombs]),
+        b"".join(r[5] for r in tombs),
+        _arr("I", [r[6] for r in tombs]),
+    ]
+    body = b"".join(parts)
+    return body + _CRC.pack(crc32(body))
+
+
+def write_hint(path: str, blob: bytes) -> None:
+    """Write ``blob`` to ``path`` atomically (temp file, fsync, rename)."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, blob)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class _Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes, pos: int) -> None:
+        self.buf = buf
+        self.pos = pos
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.buf):
+            raise ValueError("hint truncated")
+        out = self.buf[self.pos : end]
+        self.pos = end
+        return out
+
+    def array(self, code: str, count: int) -> array:  # type: ignore[type-arg]
+        a = array(code)
+        a.frombytes(self.take(count * a.itemsize))
+        if _BIG:
+            a.byteswap()
+        return a
+
+    def keys(self, lens: Sequence[int]) -> list[bytes]:
+        blob = self.take(sum(lens))
+        ends: list[int] = list(accumulate(lens))
+        starts = [0, *ends[:-1]] if ends else []
+        return list(map(blob.__getitem__, map(slice, starts, ends)))
+
+
+def decode_hint(buf: bytes, file_id: int) -> HintData:
+    """Decode a hint file's bytes.
+
+    Raises:
+        ValueError: bad magic, version, file id, CRC or a truncated section.
+    """
+    if len(buf) < _HEAD.size + 4:
+        raise ValueError("hint shorter than its header")
+    if crc32(memoryview(buf)[:-4]) != _CRC.unpack_from(buf, len(buf) - 4)[0]:
+        raise ValueError("hint CRC mismatch")
+    magic, version, _res, fid, n, n_exp, n_tomb, data_size = _HEAD.unpack_from(buf, 0)
+    if magic != HINT_MAGIC:
+        raise ValueError(f"bad hint magic {magic!r}")
+    if version != HINT_VERSION:
+        raise ValueError(f"unsupported hint version {version}")
+    if fid != file_id:
+        raise ValueError(f"hint names file {fid}, expected {file_id}")
+    r = _Reader(buf, _HEAD.size)
+    keys = r.keys(r.array("I", n))
+    locs = r.array("Q", n)
+    r.take(8 * n)  # timestamps: kept for tools, not needed to load
+    exp_index = r.array("I", n_exp)
+    exp_ms = r.array("Q", n_exp)
+    tomb_keys = r.keys(r.array("I", n_tomb))
+    tomb_files = r.array("I", n_tomb)
+    if r.pos != len(buf) - 4:
+        raise ValueError("hint has trailing bytes")
+    if n_exp and max(exp_index) >= n:
+        raise ValueError("hint expiry index out of range")
+    return HintData(fid, keys, locs, exp_index, exp_ms, tomb_keys, tomb_files, data_size)
+
+
+def read_hint(path: str, file_id: int, data_size: int | None) -> HintData:
+    """Read and decode the hint at ``path``; check it covers ``data_size`` bytes.
+
+    Raises:
+        OSError: the file cannot be read (missing).
+        ValueError: the hint is bad or stale.
+    """
+    with open(path, "rb") as f:
+        buf = f.read()
+    hint = decode_hint(buf, file_id)
+    if data_size is not None and hint.data_size != data_size:
+        raise ValueError(f"hint covers {hint.data_size} bytes, data file has {data_size}")
+    return hint

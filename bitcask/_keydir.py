@@ -1,0 +1,143 @@
+"""The keydir: every live key mapped to where its latest record lives.
+
+Strategy: memory is the cost of the store, so an entry is one ``bytes`` key and one
+``int`` packing (file_id, offset, record_size)::
+
+    loc = file_id << 68 | offset << 32 | record_size      (file_id < 2**22)
+
+The int stays below 2**90, i.e. three 30-bit CPython digits (36 bytes), against a
+tuple of ints at ~230 bytes per key. Expiries live in a side dict only for keys that
+have one. Per-file live bytes are kept incrementally by the writer; ``dead = size -
+live``.
+
+Concurrency: the writer thread mutates ``map``/``expiry``/``live`` (single dict
+operations, atomic under the GIL); readers only do ``dict.get`` and take snapshots
+with ``list(dict)`` (one C call), so readers need no lock. The sorted index used by
+``scan`` has its own small lock, taken by scanners only; the writer appends newly
+inserted keys to ``new_keys`` (atomic) and scanners fold them into the index.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from bisect import bisect_left, bisect_right
+
+__all__ = ["FID_SHIFT", "MAX_FILE_ID", "OFF_MASK", "SIZE_MASK", "Keydir", "pack"]
+
+FID_SHIFT = 68
+OFF_SHIFT = 32
+OFF_MASK = (1 << 36) - 1
+SIZE_MASK = (1 << 32) - 1
+MAX_FILE_ID = (1 << 22) - 1
+
+
+def pack(file_id: int, offset: int, size: int) -> int:
+    """Pack a record location into one int (< 2**90)."""
+    return (file_id << FID_SHIFT) | (offset << OFF_SHIFT) | size
+
+
+class Keydir:
+    """Key -> packed location, expiries, per-file live bytes, and a sorted index."""
+
+    __slots__ = ("_deleted", "_index", "_index_lock", "expiry", "live", "map", "new_keys")
+
+    def __init__(self) -> None:
+        self.map: dict[bytes, int] = {}
+        # key -> expiry in ms since the epoch, only for keys written with a TTL
+        self.expiry: dict[bytes, int] = {}
+        # file id -> bytes of records the keydir points into
+        self.live: dict[int, int] = {}
+        # keys inserted since the sorted index last absorbed them (writer appends)
+        self.new_keys: list[bytes] = []
+        self._index: list[bytes] | None = None
+        self._deleted = 0
+        self._index_lock = threading.Lock()
+
+    def compute_live(self) -> None:
+        """Recompute ``live`` in one pass over the keydir (after loading)."""
+        live: dict[int, int] = {}
+        get = live.get
+        for loc in self.map.values():
+            fid = loc >> FID_SHIFT
+            live[fid] = get(fid, 0) + (loc & SIZE_MASK)
+        self.live = live
+
+    def note_deleted(self) -> None:
+        """The writer removed a key: the sorted index holds one more stale entry."""
+        self._deleted += 1
+
+    def visible(self, key: bytes, now_ms: int) -> bool:
+        """Is ``key`` present and unexpired?"""
+        if key not in self.map:
+            return False
+        exp = self.expiry.get(key)
+        return exp is None or exp > now_ms
+
+    def _refresh_index(self) -> list[bytes]:
+        # Caller holds _index_lock.
+        index = self._index
+        if index is None or self._deleted > len(index) // 2 + 1024:
+            self._deleted = 0
+            n = len(self.new_keys)
+            del self.new_keys[:n]
+            index = sorted(self.map)
+            self._index = index
+            return index
+        new = self.new_keys
+        n = len(new)
+        if n:
+            fresh = new[:n]
+            del new[:n]
+            fresh = [k for k in set(fresh) if not _contains_sorted(index, k)]
+            if fresh:
+                fresh.sort()
+                index = index + fresh
+                index.sort()  # two sorted runs: timsort merges them in linear time
+                self._index = index
+        return index
+
+    def scan(self, prefix: bytes, after: bytes | None, limit: int, now_ms: int) -> list[bytes]:
+        """Up to ``limit`` visible keys with ``prefix``, ascending, strictly after ``after``."""
+        with self._index_lock:
+            index = self._refresh_index()
+        if after is None or after < prefix:
+            i = bisect_left(index, prefix)
+        else:
+            i = bisect_right(index, after)
+        out: list[bytes] = []
+        kd = self.map
+        exp = self.expiry
+        n = len(index)
+        while i < n and len(out) < limit:
+            key = index[i]
+            i += 1
+            if not key.startswith(prefix):
+                break
+            if key in kd:
+                e = exp.get(key) if exp else None
+                if e is None or e > now_ms:
+                    out.append(key)
+        return out
+
+    def estimate_bytes(self) -> int:
+        """Bytes held by the keydir's objects, from ``sys.getsizeof``.
+
+        Counts the dicts' tables, every key object, every location int (all the same
+        size: 36 bytes), every expiry int, and the sorted index list (its keys are
+        shared). Allocator rounding is not included.
+        """
+        kd = self.map
+        n = len(kd)
+        total = sys.getsizeof(kd) + sys.getsizeof(self.expiry) + sys.getsizeof(self.live)
+        total += n * (sys.getsizeof(b"") + sys.getsizeof(1 << 80)) + sum(map(len, list(kd)))
+        total += len(self.expiry) * sys.getsizeof(1 << 40)
+        index = self._index
+        if index is not None:
+            total += sys.getsizeof(index)
+        return total
+
+
+def _contains_sorted(index: list[bytes], key: bytes) -> bool:
+    i = bisect_left(index, key)
+    return i < len(index) and index[i] == key

@@ -1,0 +1,211 @@
+"""Loading a store at open: hints where valid, scans elsewhere, torn tails handled.
+
+Strategy (invariants):
+- Files load in id order; a later file's records override earlier ones, and a
+  tombstone removes the key. Merge gives its outputs ids above every input and
+  below every file written during the merge, so id order is history order.
+- A valid hint (CRC, magic, file id, and covering exactly the data file's size)
+  replaces a scan of its data file; anything else falls back to scanning.
+- Only the last file may have a torn tail (a crash mid-append). A writer open
+  truncates it; a readonly open ignores the bytes past the last valid record.
+  Unreadable bytes elsewhere are reported, never served, and never truncated here
+  (``repair`` does that). The store always opens.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ._datafile import (
+    FILE_HEADER_SIZE,
+    ScanIssues,
+    data_name,
+    hint_name,
+    list_data_files,
+    map_file,
+    parse_file_header,
+    scan,
+)
+from ._hint import read_hint
+from ._keydir import FID_SHIFT, Keydir
+from ._record import TOMBSTONE
+
+__all__ = ["FileVanished", "LoadResult", "RecoveryReport", "load"]
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What opening the store found and did. ``db.recovery``; ``stats()["recovery"]``."""
+
+    truncated_bytes: int = 0  # torn tail cut from the last file (writer open)
+    corrupt_records: int = 0  # records skipped for a CRC mismatch
+    scanned_files: int = 0  # data files read record by record
+    hinted_files: int = 0  # data files loaded from their hint
+    skipped_bytes: int = 0  # bytes not loaded (unreadable, or a tail a readonly open ignored)
+    dropped_batches: int = 0  # batches without a valid COMMIT, dropped whole
+    merge: str = "none"  # an interrupted merge: "none" | "finished" | "discarded"
+    events: tuple[str, ...] = field(default_factory=tuple)  # one line per finding
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field."""
+        d = asdict(self)
+        d["events"] = list(self.events)
+        return d
+
+    def __str__(self) -> str:
+        head = (
+            f"recovery: {self.hinted_files} hinted, {self.scanned_files} scanned, "
+            f"{self.truncated_bytes} bytes truncated, {self.corrupt_records} corrupt records, "
+            f"{self.skipped_bytes} bytes skipped, {self.dropped_batches} batches dropped, "
+            f"merge {self.merge}"
+        )
+        return "\n  ".join((head, *self.events))
+
+
+class FileVanished(Exception):
+    """A data file disappeared while loading (a writer's merge swapped it)."""
+
+
+@dataclass
+class LoadResult:
+    keydir: Keydir
+    sizes: dict[int, int]
+    maps: dict[int, mmap.mmap | None]
+    unhinted: list[int]  # sealed files that have no valid hint
+    report: RecoveryReport
+
+
+def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> LoadResult:
+    """Build the keydir from the data files of ``path``.
+
+    Raises:
+        FileVanished: a file listed in the directory could not be opened (readonly
+            opens retry; a writer holds the lock, so nothing else deletes files).
+    """
+    kd = Keydir()
+    kmap = kd.map
+    pending_exp: dict[bytes, tuple[int, int]] = {}
+    sizes: dict[int, int] = {}
+    maps: dict[int, mmap.mmap | None] = {}
+    unhinted: list[int] = []
+    events: list[str] = []
+    counts = {"truncated": 0, "corrupt": 0, "scanned": 0, "hinted": 0, "skipped": 0, "batches": 0}
+    ids = list_data_files(path)
+    for i, fid in enumerate(ids):
+        last = i == len(ids) - 1
+        dpath = os.path.join(path, data_name(fid))
+        try:
+            size = os.stat(dpath).st_size
+        except FileNotFoundError:
+            raise FileVanished(dpath) from None
+        if use_hints and _load_hint(path, fid, size, kmap, pending_exp):
+            counts["hinted"] += 1
+            sizes[fid] = size
+            maps[fid] = _map(dpath)
+            continue
+        counts["scanned"] += 1
+        mm = _map(dpath)
+        bad = parse_file_header(mm if mm is not None else b"", fid)
+        if bad is not None:
+            if last and not readonly and size < FILE_HEADER_SIZE:
+                os.unlink(dpath)  # created, then the crash came before its header landed
+                counts["truncated"] += size
+                events.append(f"{data_name(fid)}: removed, {size} bytes, {bad}")
+                continue
+            counts["skipped"] += size
+            events.append(f"{data_name(fid)}: not loaded, {size} bytes, {bad}")
+            sizes[fid] = size
+            maps[fid] = mm
+            continue
+        assert mm is not None
+        issues = ScanIssues()
+        base = fid << FID_SHIFT
+        for off, rsize, flags, _ts, exp, key, _aux in scan(mm, FILE_HEADER_SIZE, size, issues):
+            if flags & TOMBSTONE:
+                kmap.pop(key, None)
+            else:
+                loc = base | (off << 32) | rsize
+                kmap[key] = loc
+                if exp:
+                    pending_exp[key] = (exp, loc)
+        counts["corrupt"] += issues.corrupt_records
+        counts["batches"] += issues.dropped_batches
+        for off, nbytes, why in issues.skipped:
+            events.append(f"{data_name(fid)}: offset {off}, {nbytes} bytes: {why}")
+        tail = issues.tail_start
+        if tail is not None and last:
+            if readonly:
+                counts["skipped"] += size - tail
+                events.append(f"{data_name(fid)}: offset {tail}, {size - tail} bytes ignored")
+            else:
+                del mm
+                _truncate(dpath, tail)
+                counts["truncated"] += size - tail
+                events.append(f"{data_name(fid)}: offset {tail}, {size - tail} bytes truncated")
+                size = tail
+                mm = _map(dpath)
+        elif issues.stop is not None:
+            counts["skipped"] += size - issues.stop
+            events.append(
+                f"{data_name(fid)}: offset {issues.stop}, {size - issues.stop} bytes "
+                f"not loaded: {issues.stop_reason}"
+            )
+        sizes[fid] = size
+        maps[fid] = mm
+        unhinted.append(fid)
+    kd.expiry = {k: e for k, (e, loc) in pending_exp.items() if kmap.get(k) == loc}
+    kd.compute_live()
+    report = RecoveryReport(
+        truncated_bytes=counts["truncated"],
+        corrupt_records=counts["corrupt"],
+        scanned_files=counts["scanned"],
+        hinted_files=counts["hinted"],
+        skipped_bytes=counts["skipped"],
+        dropped_batches=counts["batches"],
+        merge=merge_state,
+        events=tuple(events),
+    )
+    return LoadResult(kd, sizes, maps, unhinted, report)
+
+
+def _map(dpath: str) -> mmap.mmap | None:
+    try:
+        return map_file(dpath)
+    except FileNotFoundError:
+        raise FileVanished(dpath) from None
+
+
+def _truncate(dpath: str, size: int) -> None:
+    fd = os.open(dpath, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load_hint(
+    path: str,
+    fid: int,
+    size: int,
+    kmap: dict[bytes, int],
+    pending_exp: dict[bytes, tuple[int, int]],
+) -> bool:
+    try:
+        hint = read_hint(os.path.join(path, hint_name(fid)), fid, size)
+    except (OSError, ValueError):
+        return False
+    pop = kmap.pop
+    for key in hint.tomb_keys:
+        pop(key, None)
+    base = fid << FID_SHIFT
+    locs = list(map(base.__or__, hint.locs))
+    kmap.update(zip(hint.keys, locs, strict=True))
+    if hint.exp_index:
+        keys = hint.keys
+        for idx, exp in zip(hint.exp_index, hint.exp_ms, strict=True):
+            pending_exp[keys[idx]] = (exp, locs[idx])
+    return True

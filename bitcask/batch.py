@@ -1,0 +1,65 @@
+"""``with db.batch() as b``: collect operations, apply them atomically on exit."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .db import Bitcask
+
+__all__ = ["Batch"]
+
+
+class Batch:
+    """Operations collected for one atomic ``write_batch``.
+
+    Nothing touches the store until the ``with`` block exits without an exception;
+    then every op is written with one write() (and at most one fsync), or none is.
+    Use from the writer thread.
+
+    Example:
+        >>> with db.batch() as b:
+        ...     b.put(b"a", b"1", ttl=60)
+        ...     b.delete(b"b")
+        >>> b.results
+        [None, False]
+    """
+
+    __slots__ = ("_db", "_done", "ops", "results")
+
+    def __init__(self, db: Bitcask) -> None:
+        self._db = db
+        self._done = False
+        self.ops: list[tuple[Any, ...]] = []
+        self.results: list[object] | None = None
+
+    def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
+        """Queue a put (validated when the batch is written)."""
+        self._check()
+        self.ops.append(("put", key, value, ttl))
+
+    def delete(self, key: bytes | str) -> None:
+        """Queue a delete."""
+        self._check()
+        self.ops.append(("delete", key))
+
+    def _check(self) -> None:
+        if self._done:
+            raise RuntimeError("this batch was already written")
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._done = True
+        if exc_type is None:
+            self.results = self._db.write_batch(self.ops)

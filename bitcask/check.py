@@ -1,0 +1,294 @@
+"""Offline verification (``check``) and repair (``repair``) of a store directory.
+
+Strategy: both read data files through the same validating scanner as recovery, so
+"what check calls bad" is exactly "what open would skip". ``check`` never writes.
+``repair`` takes the store lock, finishes or discards an interrupted merge, then for
+each data file with problems writes a clean copy aside (only the records that
+apply, batches flattened to plain records since they committed) and renames it over
+the original; finally it rebuilds every missing, stale or bad hint. Every dropped
+byte range is listed (file, offset, bytes, reason).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ._datafile import (
+    FILE_HEADER_SIZE,
+    ScanIssues,
+    data_name,
+    encode_file_header,
+    hint_name,
+    list_data_files,
+    map_file,
+    parse_file_header,
+    scan,
+)
+from ._hint import build_hint, decode_hint, write_hint
+from ._lock import DirLock
+from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode
+from .merge import MERGE_DIR, recover_interrupted
+
+__all__ = ["CheckReport", "Problem", "RepairReport", "check", "repair"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad byte range: in ``file``, ``bytes`` bytes at ``offset``, and why."""
+
+    file: str
+    offset: int
+    bytes: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: offset {self.offset}, {self.bytes} bytes: {self.reason}"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Result of ``check(path)``; ``ok`` is True when nothing is wrong."""
+
+    path: str
+    files: int
+    records: int
+    problems: tuple[Problem, ...]
+    bad_hints: tuple[Problem, ...]
+    missing_hints: tuple[str, ...]
+    merge_pending: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.bad_hints
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field plus ``ok``."""
+        d = asdict(self)
+        d["problems"] = [asdict(p) for p in self.problems]
+        d["bad_hints"] = [asdict(p) for p in self.bad_hints]
+        d["missing_hints"] = list(self.missing_hints)
+        d["ok"] = self.ok
+        return d
+
+    def __str__(self) -> str:
+        lines = [
+            f"check {self.path}: {'OK' if self.ok else 'PROBLEMS'}; {self.files} files, "
+            f"{self.records} records, {len(self.problems)} problems, "
+            f"{len(self.bad_hints)} bad hints, {len(self.missing_hints)} missing hints"
+            + (", interrupted merge pending" if self.merge_pending else "")
+        ]
+        lines += [f"  {p}" for p in (*self.problems, *self.bad_hints)]
+        lines += [f"  {name}: missing" for name in self.missing_hints]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """Result of ``repair(path)``: what was cut, dropped and rebuilt."""
+
+    path: str
+    truncated: tuple[Problem, ...]  # torn tails cut off
+    dropped: tuple[Problem, ...]  # corrupt records and uncommitted batches removed
+    rewritten_files: tuple[str, ...]
+    hints_rebuilt: tuple[str, ...]
+    merge: str  # "none" | "finished" | "discarded"
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.truncated or self.dropped or self.hints_rebuilt or self.merge != "none")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field plus ``changed``."""
+        d = asdict(self)
+        d["truncated"] = [asdict(p) for p in self.truncated]
+        d["dropped"] = [asdict(p) for p in self.dropped]
+        d["rewritten_files"] = list(self.rewritten_files)
+        d["hints_rebuilt"] = list(self.hints_rebuilt)
+        d["changed"] = self.changed
+        return d
+
+    def __str__(self) -> str:
+        lines = [
+            f"repair {self.path}: {len(self.truncated)} tails truncated, "
+            f"{len(self.dropped)} ranges dropped, {len(self.rewritten_files)} files rewritten, "
+            f"{len(self.hints_rebuilt)} hints rebuilt, merge {self.merge}"
+        ]
+        lines += [f"  truncated {p}" for p in self.truncated]
+        lines += [f"  dropped {p}" for p in self.dropped]
+        lines += [f"  rebuilt {name}" for name in self.hints_rebuilt]
+        return "\n".join(lines)
+
+
+def _file_problems(name: str, size: int, issues: ScanIssues) -> list[Problem]:
+    probs = [Problem(name, off, n, why) for off, n, why in issues.skipped]
+    if issues.stop is not None:
+        probs.append(Problem(name, issues.stop, size - issues.stop, issues.stop_reason))
+    return probs
+
+
+def check(path: str | os.PathLike[str]) -> CheckReport:
+    """Verify every record of every data file and every hint file; never modifies.
+
+    Safe beside a running writer (it reads a snapshot of each file as it goes).
+
+    Example:
+        >>> report = bitcask.check("./data"); report.ok
+        True
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no store at {path!r}")
+    problems: list[Problem] = []
+    bad_hints: list[Problem] = []
+    missing: list[str] = []
+    records = 0
+    ids = list_data_files(path)
+    for fid in ids:
+        name = data_name(fid)
+        dpath = os.path.join(path, name)
+        mm = map_file(dpath)
+        size = len(mm) if mm is not None else 0
+        bad = parse_file_header(mm if mm is not None else b"", fid)
+        if bad is not None:
+            problems.append(Problem(name, 0, size, bad))
+            continue
+        assert mm is not None
+        issues = ScanIssues()
+        recs = list(scan(mm, FILE_HEADER_SIZE, size, issues))
+        records += len(recs)
+        problems += _file_problems(name, size, issues)
+        hpath = os.path.join(path, hint_name(fid))
+        if not os.path.exists(hpath):
+            missing.append(hint_name(fid))
+            continue
+        with open(hpath, "rb") as f:
+            blob = f.read()
+        try:
+            decode_hint(blob, fid)
+        except ValueError as exc:
+            bad_hints.append(Problem(hint_name(fid), 0, len(blob), str(exc)))
+            continue
+        if blob != build_hint(fid, size, recs):
+            bad_hints.append(
+                Problem(hint_name(fid), 0, len(blob), "hint does not match its data file")
+            )
+    return CheckReport(
+        path=path,
+        files=len(ids),
+        records=records,
+        problems=tuple(problems),
+        bad_hints=tuple(bad_hints),
+        missing_hints=tuple(missing),
+        merge_pending=os.path.isdir(os.path.join(path, MERGE_DIR)),
+    )
+
+
+def repair(path: str | os.PathLike[str]) -> RepairReport:
+    """Fix a store in place: cut torn tails, drop corrupt records, rebuild hints.
+
+    Takes the store lock (the store must not be open for writing elsewhere).
+
+    Raises:
+        StoreLockedError: a writer has the store open.
+
+    Example:
+        >>> print(bitcask.repair("./data"))
+        repair ./data: 1 tails truncated, 0 ranges dropped, ...
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no store at {path!r}")
+    lock = DirLock(path)
+    try:
+        merge_state = recover_interrupted(path)
+        truncated: list[Problem] = []
+        dropped: list[Problem] = []
+        rewritten: list[str] = []
+        rebuilt: list[str] = []
+        ids = list_data_files(path)
+        for i, fid in enumerate(ids):
+            name = data_name(fid)
+            dpath = os.path.join(path, name)
+            mm = map_file(dpath)
+            size = len(mm) if mm is not None else 0
+            bad = parse_file_header(mm if mm is not None else b"", fid)
+            if bad is not None:
+                del mm
+                os.replace(dpath, dpath + ".corrupt")
+                dropped.append(Problem(name, 0, size, f"{bad}; moved to {name}.corrupt"))
+                rewritten.append(name)
+                continue
+            assert mm is not None
+            issues = ScanIssues()
+            recs = list(scan(mm, FILE_HEADER_SIZE, size, issues))
+            hpath = os.path.join(path, hint_name(fid))
+            if issues.skipped or issues.stop is not None:
+                probs = _file_problems(name, size, issues)
+                tail = issues.tail_start
+                for p in probs:
+                    is_tail = i == len(ids) - 1 and tail is not None and p.offset >= tail
+                    (truncated if is_tail else dropped).append(p)
+                new_recs = _rewrite(dpath, fid, mm, recs)
+                del mm
+                rewritten.append(name)
+                recs, size = new_recs, os.path.getsize(dpath)
+                if os.path.exists(hpath):
+                    os.unlink(hpath)
+            if _hint_ok(hpath, fid, size, recs):
+                continue
+            write_hint(hpath, build_hint(fid, size, recs))
+            rebuilt.append(hint_name(fid))
+        _fsync_dir(path)
+    finally:
+        lock.release()
+    return RepairReport(
+        path=path,
+        truncated=tuple(truncated),
+        dropped=tuple(dropped),
+        rewritten_files=tuple(rewritten),
+        hints_rebuilt=tuple(rebuilt),
+        merge=merge_state,
+    )
+
+
+def _hint_ok(hpath: str, fid: int, size: int, recs: list[Any]) -> bool:
+    try:
+        with open(hpath, "rb") as f:
+            return f.read() == build_hint(fid, size, recs)
+    except OSError:
+        return False
+
+
+def _rewrite(dpath: str, fid: int, mm: Any, recs: list[Any]) -> list[Any]:
+    """Write the applying records of ``dpath`` to a new file, rename it over; new recs."""
+    tmp = dpath + ".repair"
+    out = [encode_file_header(fid)]
+    pos = FILE_HEADER_SIZE
+    new_recs = []
+    for off, size, flags, ts, exp, key, aux in recs:
+        raw = mm[off : off + size]
+        if flags & IN_BATCH:
+            clean = flags & (TOMBSTONE | TTL)
+            raw = encode(clean, ts, exp, key, raw[HEADER_SIZE + len(key) :])
+            flags = clean
+        out.append(raw)
+        new_recs.append((pos, len(raw), flags, ts, exp, key, aux))
+        pos += len(raw)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"".join(out))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, dpath)
+    return new_recs
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,897 @@
+"""The Bitcask class: the store's public face, its read path and its write path.
+
+Strategy (invariants):
+- One writer at a time. ``_lock`` serialises every mutation of files and of the
+  keydir (puts, batches, rotation, merge swaps, the interval syncer). Readers take
+  no lock: they read the keydir with one ``dict.get`` and the file table with one
+  ``dict.get`` (both atomic under the GIL), then slice an mmap.
+- A write is appended with one ``_io.write`` (no user-space buffer, so it survives
+  SIGKILL once ``put`` returns), fsynced per policy, and only then published in the
+  keydir: readers never see a write before it is as durable as promised.
+- The file table ``_maps`` maps file id -> (mmap, mapped_length, reader). A location
+  beyond ``mapped_length`` (recent appends to the active file) is read with
+  ``os.pread`` on ``reader``; the active mapping is refreshed every ``_REMAP_STEP``
+  bytes. Entries are replaced, never mutated, and mmaps are never closed while the
+  store is open: dropping the last reference unmaps, so a reader mid-slice is safe.
+- Every get checks the record CRC and that the stored key is the requested key; a
+  mismatch raises CorruptRecordError. A location whose file left the table (a merge
+  swapped it) is looked up again.
+- A failed write or fsync truncates back to the last good offset (best effort) and
+  turns the store read-only; reads go on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from mmap import mmap
+from queue import SimpleQueue
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO
+from zlib import crc32
+
+from . import _io
+from ._datafile import (
+    FILE_HEADER_SIZE,
+    ScanIssues,
+    data_name,
+    encode_file_header,
+    hint_name,
+    map_file,
+    scan,
+)
+from ._hint import build_hint, write_hint
+from ._keydir import FID_SHIFT, MAX_FILE_ID, OFF_MASK, SIZE_MASK, Keydir
+from ._record import (
+    BATCH_BEGIN,
+    BATCH_COMMIT,
+    BODY_HEADER,
+    CRC,
+    HEADER,
+    HEADER_SIZE,
+    IN_BATCH,
+    TTL,
+    encode,
+    encode_marker,
+    encode_tombstone,
+)
+from ._recovery import RecoveryReport
+from .errors import (
+    BitcaskError,
+    CorruptRecordError,
+    KeyTooLargeError,
+    ReadOnlyError,
+    StoreClosedError,
+    StoreIOError,
+    ValueTooLargeError,
+)
+from .options import Options
+
+if TYPE_CHECKING:
+    from .batch import Batch
+    from .merge import MergeReport
+
+__all__ = ["Bitcask"]
+
+_REMAP_STEP = 8 << 20
+_MAX_BATCH_BYTES = 1 << 32
+_unpack_header = HEADER.unpack_from
+_pack_body = BODY_HEADER.pack
+_pack_crc = CRC.pack
+_pread = os.pread
+_time_ns = time.time_ns
+
+FileEntry = tuple[mmap | None, int, BinaryIO | None]
+
+
+def _as_bytes(obj: object, what: str) -> bytes:
+    if isinstance(obj, bytes):
+        return obj
+    if isinstance(obj, str):
+        return obj.encode("utf-8")
+    if isinstance(obj, bytearray | memoryview):
+        return bytes(obj)
+    raise TypeError(f"{what} must be bytes or str, not {type(obj).__name__}")
+
+
+def _expiry_ms(clock: Callable[[], float], ttl: object) -> int:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"ttl must be a number of seconds, not {ttl!r}")
+    if not (ttl > 0 and math.isfinite(ttl)):
+        raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+    return int((clock() + ttl) * 1000) or 1
+
+
+class Bitcask:
+    """An open store. Create with ``bitcask.open(path, ...)``.
+
+    Thread safety: one writer thread at a time (put/delete/write_batch/batch);
+    reads (get, ``in``, len, iteration, scan, ttl, stats) from any thread, at the
+    same time as the writer and as a merge; ``merge()`` and ``backup()`` may run in
+    a worker thread while the writer and readers go on.
+
+    Example:
+        >>> import bitcask, tempfile
+        >>> with bitcask.open(tempfile.mkdtemp(), sync="never") as db:
+        ...     db.put(b"k", b"v")
+        ...     db.get(b"k")
+        b'v'
+    """
+
+    # The attributes are set by bitcask.open() through _store.open_store.
+    path: str
+    options: Options
+    recovery: RecoveryReport
+    readonly_reason: str | None
+    _clock: Callable[[], float]
+    _kd: Keydir
+    _kmap: dict[bytes, int]
+    _maps: dict[int, FileEntry]
+    _sizes: dict[int, int]
+    _lock: threading.Lock
+    _merge_lock: threading.Lock
+    _blocked: BitcaskError | None
+    _readonly: bool
+    _active_id: int
+    _base: int
+    _wfd: int
+    _offset: int
+    _mapped: int
+    _reader: BinaryIO | None
+    _next_id: int
+    _sync_always: bool
+    _max_key: int
+    _max_value: int
+    _max_file: int
+    _dirty: bool
+    _closing: bool
+    _merging: bool
+    _merges: int
+    _last_merge_error: str | None
+    _tasks: SimpleQueue[Callable[[], None] | None]
+    _threads: list[threading.Thread]
+    _stop: threading.Event
+    _release_lock: Callable[[], None]
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, key: bytes | str) -> bytes | None:
+        """Return the value of ``key``, or None if absent or expired.
+
+        Thread safety: any thread, concurrently with the writer and a merge.
+
+        Raises:
+            CorruptRecordError: the stored record fails its CRC or key check.
+            StoreClosedError: the store is closed.
+
+        Example:
+            >>> db.get(b"user:1")
+            b'alice'
+        """
+        if key.__class__ is not bytes:
+            key = _as_bytes(key, "key")
+        loc = self._kmap.get(key)
+        if loc is None:
+            return None
+        entry = self._maps.get(loc >> FID_SHIFT)
+        if entry is None:
+            return self._get_retry(key)
+        mm, mapped, reader = entry
+        off = (loc >> 32) & OFF_MASK
+        end = off + (loc & SIZE_MASK)
+        if end <= mapped:
+            crc, flags, _ts, exp, kl, _vl = _unpack_header(mm, off)  # type: ignore[arg-type]
+            body = mm[off + 4 : end]  # type: ignore[index]
+        else:
+            rec = _pread(reader.fileno(), end - off, off)  # type: ignore[union-attr]
+            if len(rec) < HEADER_SIZE:
+                raise CorruptRecordError(f"record of {key!r} is truncated")
+            crc, flags, _ts, exp, kl, _vl = _unpack_header(rec)
+            body = rec[4:]
+        if crc32(body) != crc or kl != len(key) or not body.startswith(key, 25) or flags & 1:
+            raise CorruptRecordError(
+                f"record of {key!r} at file {loc >> FID_SHIFT} offset {off} fails its check"
+            )
+        if exp and exp <= self._clock() * 1000:
+            return None
+        return body[25 + kl :]
+
+    def _get_retry(self, key: bytes) -> bytes | None:
+        # The keydir named a file that left the table: a merge swap updates the keydir
+        # before dropping files, so a fresh lookup finds the new location.
+        loc: int | None = None
+        for _ in range(100):
+            if self._blocked is not None and isinstance(self._blocked, StoreClosedError):
+                raise StoreClosedError("store is closed")
+            loc = self._kmap.get(key)
+            if loc is None:
+                return None
+            if (loc >> FID_SHIFT) in self._maps:
+                return self.get(key)
+            time.sleep(0.0001)
+        raise CorruptRecordError(
+            f"record of {key!r} names file {loc and loc >> FID_SHIFT}, which is gone"
+        )
+
+    def __getitem__(self, key: bytes | str) -> bytes:
+        """``db[key]``: like get() but raises KeyError when absent."""
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        """``key in db``: present and not expired. Any thread."""
+        if key.__class__ is not bytes:
+            key = _as_bytes(key, "key")
+        if key not in self._kmap:
+            return False
+        exp = self._kd.expiry.get(key) if self._kd.expiry else None
+        return exp is None or exp > self._clock() * 1000
+
+    def __len__(self) -> int:
+        """Number of visible (unexpired) keys. Any thread."""
+        n = len(self._kmap)
+        if self._kd.expiry:
+            now = self._clock() * 1000
+            n -= sum(1 for e in list(self._kd.expiry.values()) if e <= now)
+        return n
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Iterate keys in ascending byte order (see keys())."""
+        return self.keys()
+
+    def keys(self, prefix: bytes | str = b"") -> Iterator[bytes]:
+        """Yield the visible keys starting with ``prefix``, in ascending byte order.
+
+        Pages through scan(), so writes made during iteration may or may not appear.
+        Any thread.
+
+        Example:
+            >>> list(db.keys(b"user:"))
+            [b'user:1', b'user:2']
+        """
+        prefix = _as_bytes(prefix, "prefix")
+        after: bytes | None = None
+        while True:
+            page = self.scan(prefix, after, 1024)
+            yield from page
+            if len(page) < 1024:
+                return
+            after = page[-1]
+
+    def items(self, prefix: bytes | str = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Yield (key, value) for visible keys with ``prefix``, ascending. Any thread.
+
+        Example:
+            >>> dict(db.items(b"user:"))
+            {b'user:1': b'alice'}
+        """
+        for key in self.keys(prefix):
+            value = self.get(key)
+            if value is not None:
+                yield key, value
+
+    def scan(
+        self, prefix: bytes | str = b"", after: bytes | str | None = None, limit: int = 100
+    ) -> list[bytes]:
+        """Return up to ``limit`` visible keys with ``prefix``, ascending, strictly after ``after``.
+
+        Paging is cheap: a sorted index is kept and only newly inserted keys are
+        folded into it, so repeated calls never re-sort the whole keydir. Any thread.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+
+        Example:
+            >>> page = db.scan(b"user:", limit=2); db.scan(b"user:", after=page[-1])
+            [b'user:3']
+        """
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        prefix = _as_bytes(prefix, "prefix")
+        after_b = None if after is None else _as_bytes(after, "after")
+        return self._kd.scan(prefix, after_b, limit, int(self._clock() * 1000))
+
+    def ttl(self, key: bytes | str) -> float | None:
+        """Seconds until ``key`` expires, or None if it has no TTL. Any thread.
+
+        Raises:
+            KeyError: the key is absent or expired.
+
+        Example:
+            >>> db.put(b"s", b"x", ttl=30); round(db.ttl(b"s"))
+            30
+        """
+        key = _as_bytes(key, "key")
+        if key not in self:
+            raise KeyError(key)
+        exp = self._kd.expiry.get(key)
+        if exp is None:
+            return None
+        return max(exp / 1000 - self._clock(), 0.0)
+
+    # ----------------------------------------------------------------- writes
+
+    def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires after that.
+
+        One write() per call; under sync="always" also one fsync before returning.
+        Thread safety: one writer thread at a time; readers may run concurrently.
+
+        Raises:
+            KeyTooLargeError / ValueTooLargeError: over the configured limits.
+            ReadOnlyError: the store is readonly or turned read-only after a disk error.
+            StoreIOError: this write failed (the store is now read-only).
+            StoreClosedError: the store is closed.
+
+        Example:
+            >>> db.put(b"user:1", "alice", ttl=3600)
+        """
+        if key.__class__ is not bytes:
+            key = _as_bytes(key, "key")
+        if value.__class__ is not bytes:
+            value = _as_bytes(value, "value")
+        kl = len(key)
+        vl = len(value)
+        if kl > self._max_key:
+            raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {self._max_key}")
+        if vl > self._max_value:
+            raise ValueTooLargeError(
+                f"value of {vl} bytes exceeds max_value_size {self._max_value}"
+            )
+        if ttl is None:
+            flags = exp = 0
+        else:
+            flags = TTL
+            exp = _expiry_ms(self._clock, ttl)
+        size = HEADER_SIZE + kl + vl
+        with self._lock:
+            if self._blocked is not None:
+                raise self._blocked
+            off = self._offset
+            if off + size > self._max_file and off > FILE_HEADER_SIZE:
+                self._rotate()
+                off = self._offset
+            head = _pack_body(flags, _time_ns() // 1000, exp, kl, vl)
+            rec = b"".join((_pack_crc(crc32(value, crc32(key, crc32(head)))), head, key, value))
+            try:
+                _io.write(self._wfd, rec)
+                if self._sync_always:
+                    _io.fsync(self._wfd)
+            except OSError as exc:
+                raise self._fail(exc, off) from exc
+            self._offset = end = off + size
+            self._dirty = True
+            kmap = self._kmap
+            old = kmap.get(key)
+            kmap[key] = self._base | (off << 32) | size
+            live = self._kd.live
+            live[self._active_id] += size
+            if old is None:
+                self._kd.new_keys.append(key)
+            else:
+                live[old >> FID_SHIFT] -= old & SIZE_MASK
+            expiry = self._kd.expiry
+            if exp:
+                expiry[key] = exp
+            elif expiry:
+                expiry.pop(key, None)
+            if end - self._mapped >= _REMAP_STEP:
+                self._remap_active()
+
+    def __setitem__(self, key: bytes | str, value: bytes | str) -> None:
+        """``db[key] = value``: put() without a TTL."""
+        self.put(key, value)
+
+    def __delitem__(self, key: bytes | str) -> None:
+        """``del db[key]``: delete(), raising KeyError when absent."""
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def delete(self, key: bytes | str) -> bool:
+        """Delete ``key``; return whether it existed (visible, unexpired).
+
+        Writes a tombstone naming the file of the deleted value, so no merge can
+        resurrect the key. Absent keys write nothing. One writer thread at a time.
+
+        Raises:
+            ReadOnlyError, StoreIOError, StoreClosedError: as put().
+
+        Example:
+            >>> db.delete(b"user:1")
+            True
+        """
+        return bool(self.write_batch([("delete", key)], _single=True)[0])
+
+    def write_batch(
+        self, ops: Sequence[Sequence[Any]], sync: bool | None = None, *, _single: bool = False
+    ) -> list[object]:
+        """Apply ``ops`` atomically: after any crash, all of them or none.
+
+        ``ops``: ("put", key, value[, ttl_or_None]) or ("delete", key). Everything is
+        validated first; then all records are encoded into one buffer written with
+        exactly one write(), followed by at most one fsync (``sync=None`` follows
+        the policy, True forces one, False skips it); the keydir is updated last.
+        One writer thread at a time (an executor thread is fine).
+
+        Returns:
+            One result per op: None for a put, bool (existed) for a delete.
+
+        Raises:
+            ValueError / TypeError: a malformed op (nothing written).
+            KeyTooLargeError / ValueTooLargeError: an op (or the batch) too large.
+            ReadOnlyError, StoreIOError, StoreClosedError: as put().
+
+        Example:
+            >>> db.write_batch([("put", b"a", b"1", None), ("delete", b"b")])
+            [None, False]
+        """
+        plan = self._validate(ops)
+        with self._lock:
+            if self._blocked is not None:
+                raise self._blocked
+            return self._apply(plan, sync, _single)
+
+    def _validate(self, ops: Sequence[Sequence[Any]]) -> list[tuple[bytes, bytes | None, int]]:
+        plan: list[tuple[bytes, bytes | None, int]] = []
+        for op in ops:
+            if not isinstance(op, tuple | list) or not op:
+                raise ValueError(f"batch op must be a tuple, not {op!r}")
+            kind = op[0]
+            if kind == "put" and len(op) in (3, 4):
+                key = _as_bytes(op[1], "key")
+                value = _as_bytes(op[2], "value")
+                ttl = op[3] if len(op) == 4 else None
+                exp = 0 if ttl is None else _expiry_ms(self._clock, ttl)
+                if len(value) > self._max_value:
+                    raise ValueTooLargeError(
+                        f"value of {len(value)} bytes exceeds max_value_size {self._max_value}"
+                    )
+                plan.append((key, value, exp))
+            elif kind == "delete" and len(op) == 2:
+                key = _as_bytes(op[1], "key")
+                plan.append((key, None, 0))
+            else:
+                raise ValueError(f"unknown batch op {op!r}")
+            if len(key) > self._max_key:
+                raise KeyTooLargeError(
+                    f"key of {len(key)} bytes exceeds max_key_size {self._max_key}"
+                )
+        return plan
+
+    def _apply(
+        self, plan: list[tuple[bytes, bytes | None, int]], sync: bool | None, single: bool
+    ) -> list[object]:
+        # Caller holds _lock and checked _blocked.
+        kmap = self._kmap
+        now_ms = int(self._clock() * 1000)
+        results: list[object] = []
+        state: dict[bytes, bool] = {}  # key -> present after the ops so far (in-batch)
+        todo: list[tuple[bytes, bytes | None, int]] = []
+        total = 0 if single else 2 * (HEADER_SIZE + 4)
+        for key, value, exp in plan:
+            if value is not None:
+                state[key] = True
+                results.append(None)
+                todo.append((key, value, exp))
+                total += HEADER_SIZE + len(key) + len(value)
+                continue
+            present = state.get(key)
+            if present is None:
+                existed = self._kd.visible(key, now_ms)
+                needs_tomb = key in kmap
+            else:
+                existed = needs_tomb = present
+            results.append(existed)
+            state[key] = False
+            if needs_tomb:
+                todo.append((key, None, 0))
+                total += HEADER_SIZE + len(key) + 4
+        if not todo:
+            return results
+        if total > _MAX_BATCH_BYTES:
+            raise ValueTooLargeError(f"batch of {total} bytes is too large")
+        off = self._offset
+        if off + total > self._max_file and off > FILE_HEADER_SIZE:
+            self._rotate()
+            off = self._offset
+        aid = self._active_id
+        ts = _time_ns() // 1000
+        inner = 0 if single else IN_BATCH
+        parts: list[bytes] = [] if single else [encode_marker(BATCH_BEGIN, len(todo), ts)]
+        written: dict[bytes, int] = {}  # key -> file of its in-batch value
+        for key, value, exp in todo:
+            if value is None:
+                old = written.get(key)
+                target = aid if old is not None else kmap[key] >> FID_SHIFT
+                parts.append(encode_tombstone(key, target, ts, inner))
+                written.pop(key, None)
+            else:
+                parts.append(encode(inner | (TTL if exp else 0), ts, exp, key, value))
+                written[key] = aid
+        if not single:
+            parts.append(encode_marker(BATCH_COMMIT, len(todo), ts))
+        buf = b"".join(parts)
+        try:
+            _io.write(self._wfd, buf)
+            if sync is True or (sync is None and self._sync_always):
+                _io.fsync(self._wfd)
+        except OSError as exc:
+            raise self._fail(exc, off) from exc
+        self._offset = off + len(buf)
+        self._dirty = True
+        self._publish(parts, todo, off, single)
+        if self._offset - self._mapped >= _REMAP_STEP:
+            self._remap_active()
+        return results
+
+    def _publish(
+        self,
+        parts: list[bytes],
+        todo: list[tuple[bytes, bytes | None, int]],
+        off: int,
+        single: bool,
+    ) -> None:
+        kd = self._kd
+        kmap = self._kmap
+        live = kd.live
+        expiry = kd.expiry
+        aid = self._active_id
+        base = self._base
+        pos = off
+        records = parts if single else parts[1:-1]
+        if not single:
+            pos += len(parts[0])
+        for (key, value, exp), rec in zip(todo, records, strict=True):
+            size = len(rec)
+            old = kmap.get(key)
+            if old is not None:
+                live[old >> FID_SHIFT] -= old & SIZE_MASK
+            if value is None:
+                if old is not None:
+                    del kmap[key]
+                    kd.note_deleted()
+                expiry.pop(key, None)
+            else:
+                kmap[key] = base | (pos << 32) | size
+                live[aid] += size
+                if old is None:
+                    kd.new_keys.append(key)
+                if exp:
+                    expiry[key] = exp
+                elif expiry:
+                    expiry.pop(key, None)
+            pos += size
+
+    def batch(self) -> Batch:
+        """Collect puts and deletes, applied atomically by write_batch() on exit.
+
+        Nothing is written if the block raises. One writer thread at a time.
+
+        Example:
+            >>> with db.batch() as b:
+            ...     b.put(b"a", b"1"); b.delete(b"b")
+        """
+        from .batch import Batch
+
+        return Batch(self)
+
+    def sync(self) -> None:
+        """fsync the active file now (any policy). Writer thread or any thread.
+
+        Raises:
+            StoreIOError: the fsync failed (the store is now read-only).
+        """
+        with self._lock:
+            if self._readonly or self._wfd < 0:
+                return
+            try:
+                _io.fsync(self._wfd)
+            except OSError as exc:
+                raise self._fail(exc, self._offset) from exc
+            self._dirty = False
+
+    # ------------------------------------------------------ writer internals
+
+    def _check_writable(self) -> None:
+        if self._blocked is not None:
+            raise self._blocked
+
+    def _fail(self, exc: OSError, good_offset: int) -> StoreIOError:
+        # Caller holds _lock. Cut a partial append, then refuse all further writes.
+        try:
+            os.ftruncate(self._wfd, good_offset)
+        except OSError:
+            pass
+        reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
+        self.readonly_reason = reason
+        self._blocked = ReadOnlyError(f"store turned read-only after a disk error: {reason}")
+        err = StoreIOError(exc.errno or 0, f"write failed, store is now read-only: {reason}")
+        return err
+
+    def _create_file(self, fid: int) -> tuple[int, BinaryIO]:
+        if fid > MAX_FILE_ID:
+            raise BitcaskError("file ids exhausted (4M files): back up and restore the store")
+        path = os.path.join(self.path, data_name(fid))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            _io.write(fd, encode_file_header(fid))
+            if self.options.sync != "never":
+                _io.fsync(fd)
+                _fsync_dir(self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, open(path, "rb", buffering=0)
+
+    def _rotate(self, reserve: int = 0) -> None:
+        """Seal the active file and start the next one (caller holds _lock)."""
+        old_id, old_fd, size = self._active_id, self._wfd, self._offset
+        new_id = self._next_id + reserve
+        try:
+            if self.options.sync != "never":
+                _io.fsync(old_fd)
+            fd, reader = self._create_file(new_id)
+        except OSError as exc:
+            raise self._fail(exc, size) from exc
+        os.close(old_fd)
+        self._maps[old_id] = (map_file(os.path.join(self.path, data_name(old_id))), size, None)
+        self._sizes[old_id] = size
+        self._next_id = new_id + 1
+        self._active_id = new_id
+        self._base = new_id << FID_SHIFT
+        self._wfd = fd
+        self._offset = FILE_HEADER_SIZE
+        self._reader = reader
+        self._kd.live[new_id] = 0
+        self._remap_active()
+        self._dirty = False
+        if self.options.hint_files:
+            self._tasks.put(lambda: self._write_hint(old_id))
+        self._maybe_auto_merge()
+
+    def _remap_active(self) -> None:
+        reader = self._reader
+        assert reader is not None
+        self._maps[self._active_id] = (map_file(reader.name), self._offset, reader)
+        self._mapped = self._offset
+
+    def _write_hint(self, fid: int) -> None:
+        """Build and install the hint of sealed file ``fid`` (background worker)."""
+        entry = self._maps.get(fid)
+        size = self._sizes.get(fid)
+        if entry is None or size is None or entry[0] is None:
+            return
+        issues = ScanIssues()
+        blob = build_hint(fid, size, scan(entry[0], FILE_HEADER_SIZE, size, issues))
+        tmp = os.path.join(self.path, hint_name(fid) + ".new")
+        write_hint(tmp, blob)
+        with self._lock:
+            if fid in self._sizes:
+                os.replace(tmp, os.path.join(self.path, hint_name(fid)))
+            else:
+                os.unlink(tmp)
+
+    def _install_merge(
+        self,
+        inputs: list[int],
+        outputs: list[tuple[int, int]],
+        moved: list[tuple[bytes, int, int]],
+        expired: list[tuple[bytes, int]],
+    ) -> None:
+        # Caller holds _lock; the files are already swapped on disk.
+        kd = self._kd
+        kmap = self._kmap
+        live = kd.live
+        for fid, size in outputs:
+            self._maps[fid] = (map_file(os.path.join(self.path, data_name(fid))), size, None)
+            self._sizes[fid] = size
+            live[fid] = 0
+        for key, old, new in moved:
+            if kmap.get(key) == old:
+                kmap[key] = new
+                live[new >> FID_SHIFT] += new & SIZE_MASK
+        for key, old in expired:
+            if kmap.get(key) == old:
+                del kmap[key]
+                kd.expiry.pop(key, None)
+                kd.note_deleted()
+        for fid in inputs:
+            self._maps.pop(fid, None)
+            self._sizes.pop(fid, None)
+            live.pop(fid, None)
+        self._merges += 1
+
+    def _maybe_auto_merge(self) -> None:
+        opts = self.options
+        if not opts.merge_trigger or self._merging:
+            return
+        disk = sum(self._sizes.values()) + self._offset
+        dead = disk - sum(self._kd.live.values())
+        if dead >= opts.merge_min_dead_bytes and dead >= opts.merge_trigger * disk:
+            self._merging = True  # reset by run_merge; keeps a second trigger out
+            self._tasks.put(self._auto_merge)
+
+    def _auto_merge(self) -> None:
+        from .errors import MergeInProgressError
+
+        try:
+            self.merge()
+        except MergeInProgressError:
+            pass
+        except Exception as exc:  # a background merge must not kill the worker
+            self._last_merge_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._merging = self._merge_lock.locked()
+
+    # ------------------------------------------------------------ whole store
+
+    def merge(self, progress: Callable[[int, int], None] | None = None) -> MergeReport:
+        """Compact the store: rewrite live records, drop overwritten/deleted/expired ones.
+
+        Runs in the calling thread (use a worker thread); reads and writes go on
+        meanwhile, and the result is swapped in under the write lock. Crash-safe at
+        every step. ``progress(done_bytes, total_bytes)`` is called as it goes.
+
+        Returns:
+            A MergeReport.
+
+        Raises:
+            MergeInProgressError: a merge or a backup is already running.
+            ReadOnlyError, StoreClosedError: the store cannot write.
+
+        Example:
+            >>> report = db.merge(); report.reclaimed_bytes >= 0
+            True
+        """
+        from .merge import run_merge
+
+        return run_merge(self, progress)
+
+    def _merge_files(self, files: Iterable[int]) -> MergeReport:
+        """Merge only ``files`` (tests of subset merges)."""
+        from .merge import run_merge
+
+        return run_merge(self, None, files)
+
+    def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Write a consistent copy of the store to ``dest`` (new or empty directory).
+
+        Seals the active file under the write lock, pauses merges, and copies every
+        sealed data file and hint, fsynced; writes go on meanwhile (into the new
+        active file, not part of the copy). The copy opens as a store. Any thread.
+
+        Raises:
+            FileExistsError: ``dest`` exists and is not empty.
+            ReadOnlyError: the store is readonly (its files may be merged under it).
+
+        Example:
+            >>> db.backup("/backups/2024-06-01")
+        """
+        from .backup import run_backup
+
+        run_backup(self, os.fspath(dest))
+
+    def stats(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot of the store's state. Any thread.
+
+        Keys: path, keys, keydir_bytes (sys.getsizeof estimate), keydir_bytes_per_key,
+        live_bytes, dead_bytes, disk_bytes, files [{id, size, live_bytes,
+        dead_bytes}], active_file, sync, readonly, readonly_reason, merging, merges,
+        last_merge_error, recovery.
+
+        Example:
+            >>> db.stats()["keys"]
+            2
+        """
+        sizes = dict(self._sizes)
+        if not self._readonly and self._active_id in self._kd.live:
+            sizes[self._active_id] = self._offset
+        live = self._kd.live
+        files = []
+        for fid in sorted(sizes):
+            lv = live.get(fid, 0)
+            files.append(
+                {"id": fid, "size": sizes[fid], "live_bytes": lv, "dead_bytes": sizes[fid] - lv}
+            )
+        disk = sum(sizes.values())
+        live_total = sum(f["live_bytes"] for f in files)
+        n = len(self)
+        kbytes = self._kd.estimate_bytes()
+        return {
+            "path": self.path,
+            "keys": n,
+            "keydir_bytes": kbytes,
+            "keydir_bytes_per_key": round(kbytes / len(self._kmap), 1) if self._kmap else 0.0,
+            "live_bytes": live_total,
+            "dead_bytes": disk - live_total,
+            "disk_bytes": disk,
+            "files": files,
+            "active_file": None if self._readonly else self._active_id,
+            "sync": self.options.sync,
+            "readonly": self._readonly or self.readonly_reason is not None,
+            "readonly_reason": self.readonly_reason,
+            "merging": self._merge_lock.locked(),
+            "merges": self._merges,
+            "last_merge_error": self._last_merge_error,
+            "recovery": self.recovery.to_dict(),
+        }
+
+    def close(self) -> None:
+        """Flush, write the active file's hint, release the lock. Idempotent.
+
+        Call from the writer thread once readers are done; a running merge is
+        abandoned (the old files stay authoritative).
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self._stop.set()
+        self._tasks.put(None)
+        for t in self._threads:
+            t.join()
+        sealed = None
+        with self._lock:
+            self._blocked = StoreClosedError("store is closed")
+            if not self._readonly and self._wfd >= 0:
+                try:
+                    _io.fsync(self._wfd)
+                except OSError:
+                    pass
+                os.close(self._wfd)
+                self._wfd = -1
+                if self.options.hint_files and self.readonly_reason is None:
+                    sealed = self._active_id
+                    self._sizes[sealed] = self._offset
+                    path = os.path.join(self.path, data_name(sealed))
+                    self._maps[sealed] = (map_file(path), self._offset, None)
+        if sealed is not None:
+            try:
+                self._write_hint(sealed)
+            except OSError:
+                pass
+        with self._lock:
+            self._maps = {}
+            self._reader = None
+            self._release_lock()
+
+    def _abandon(self) -> None:
+        """Tests: stop as if the process died (no flush, no hint), releasing the lock."""
+        self._closing = True
+        self._stop.set()
+        self._tasks.put(None)
+        for t in self._threads:
+            t.join()
+        if self._wfd >= 0:
+            os.close(self._wfd)
+            self._wfd = -1
+        self._blocked = StoreClosedError("store is closed")
+        self._maps = {}
+        self._release_lock()
+
+    def __enter__(self) -> Bitcask:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self._readonly else self.options.sync
+        return f"<Bitcask {self.path!r} {mode} keys={len(self._kmap)}>"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

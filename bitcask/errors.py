@@ -1,0 +1,74 @@
+"""The engine's error hierarchy: one root, a small flat set of subclasses.
+
+Callers match on the class, never on message text. Where an error resembles a
+builtin, it also inherits it (``KeyTooLargeError`` is a ``ValueError``,
+``StoreIOError`` is an ``OSError``), so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BitcaskError",
+    "CorruptRecordError",
+    "InvalidOptionsError",
+    "KeyTooLargeError",
+    "MergeInProgressError",
+    "ReadOnlyError",
+    "StoreClosedError",
+    "StoreIOError",
+    "StoreLockedError",
+    "ValueTooLargeError",
+]
+
+
+class BitcaskError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+
+class StoreLockedError(BitcaskError):
+    """Another process holds the store's write lock.
+
+    Attributes:
+        pid: the holder's process id as written in the LOCK file (None if unreadable).
+    """
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(f"store {path!r} is locked by {holder}")
+        self.path = path
+        self.pid = pid
+
+
+class KeyTooLargeError(BitcaskError, ValueError):
+    """A key is longer than ``Options.max_key_size``."""
+
+
+class ValueTooLargeError(BitcaskError, ValueError):
+    """A value (or a whole batch) is larger than the store accepts."""
+
+
+class CorruptRecordError(BitcaskError):
+    """A stored record failed its CRC or key check; its value is never returned."""
+
+
+class ReadOnlyError(BitcaskError):
+    """The store refuses writes: opened readonly, or turned read-only after a disk error.
+
+    ``Bitcask.readonly_reason`` says which.
+    """
+
+
+class StoreIOError(BitcaskError, OSError):
+    """A write or fsync of a data file failed; the store has turned read-only."""
+
+
+class StoreClosedError(BitcaskError):
+    """The store was closed."""
+
+
+class MergeInProgressError(BitcaskError):
+    """A merge (or a backup, which pauses merges) is already running."""
+
+
+class InvalidOptionsError(BitcaskError, ValueError):
+    """An ``Options`` field is out of range or of the wrong type."""

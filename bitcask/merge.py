@@ -1,0 +1,343 @@
+"""Merge: rewrite live records into fresh files and drop the rest, online and crash-safe.
+
+Strategy (invariants):
+1. Under the write lock: seal every file by rotating; S = the files to merge (all
+   sealed files, or a subset for tests); reserve ids ``next .. next+len(S)`` for the
+   outputs and give the new active file the id after that range. Outputs therefore
+   sort after every input and before every write made during the merge, so loading
+   in id order stays history order. Ids are never reused (a reader may still hold
+   an old location).
+2. In the caller's thread, no lock: copy into ``merge/`` each record whose keydir
+   entry still equals its location and has not expired. Tombstones are dropped when
+   S covers every file older than them; otherwise kept when their key is absent
+   from the keydir (an older value may still sit in a file outside S). An expired
+   value whose older versions may sit outside S is replaced by a tombstone.
+3. Hints for the outputs; fsync outputs, hints and the directory; then the
+   completion marker ``merge/MANIFEST`` (inputs, outputs, CRC), fsynced.
+4. Under the write lock: rename outputs into place, point each copied key at its
+   new location only if the keydir still holds the old one, drop S from the file
+   table, unlink S and their hints, remove the manifest and ``merge/``.
+
+At open, a valid manifest means "finish step 4 on disk" (idempotent); no manifest
+means the merge never completed and ``merge/`` is deleted. Readers never lock:
+they retry a lookup whose file vanished, and an unlinked file stays readable
+through any mapping a reader still holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+from zlib import crc32
+
+from . import _io
+from ._datafile import (
+    FILE_HEADER_SIZE,
+    Rec,
+    ScanIssues,
+    data_name,
+    encode_file_header,
+    hint_name,
+    scan,
+)
+from ._hint import build_hint, write_hint
+from ._keydir import FID_SHIFT
+from ._record import HEADER, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
+from .errors import BitcaskError, MergeInProgressError, StoreClosedError
+
+if TYPE_CHECKING:
+    from .db import Bitcask
+
+__all__ = ["MERGE_DIR", "MergeReport", "recover_interrupted", "run_merge"]
+
+MERGE_DIR = "merge"
+MANIFEST = "MANIFEST"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    """What a merge did. Returned by ``Bitcask.merge()``."""
+
+    inputs: tuple[int, ...]  # file ids merged (now deleted)
+    outputs: tuple[int, ...]  # file ids written
+    bytes_before: int  # total size of the inputs
+    bytes_after: int  # total size of the outputs
+    records_copied: int
+    records_dropped: int  # overwritten, deleted or expired values, and dropped tombstones
+    tombstones_kept: int
+    expired_dropped: int
+    seconds: float
+
+    @property
+    def reclaimed_bytes(self) -> int:
+        return self.bytes_before - self.bytes_after
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field plus ``reclaimed_bytes``."""
+        d = asdict(self)
+        d["inputs"] = list(self.inputs)
+        d["outputs"] = list(self.outputs)
+        d["reclaimed_bytes"] = self.reclaimed_bytes
+        return d
+
+    def __str__(self) -> str:
+        return (
+            f"merge: {len(self.inputs)} files -> {len(self.outputs)}, "
+            f"{self.bytes_before} -> {self.bytes_after} bytes, {self.records_copied} copied, "
+            f"{self.records_dropped} dropped ({self.expired_dropped} expired), "
+            f"{self.tombstones_kept} tombstones kept, {self.seconds:.3f}s"
+        )
+
+
+def crash_point(phase: str) -> None:
+    """Called after each merge phase; tests replace it to simulate a crash there."""
+
+
+class _Output:
+    """The output file being filled in ``merge/``."""
+
+    def __init__(self, mdir: str, fid: int) -> None:
+        self.fid = fid
+        self.path = os.path.join(mdir, data_name(fid))
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.buf = bytearray(encode_file_header(fid))
+        self.size = FILE_HEADER_SIZE
+        self.recs: list[Rec] = []
+
+    def add(self, raw: bytes, rec: Rec) -> int:
+        off = self.size
+        self.buf += raw
+        self.size += len(raw)
+        self.recs.append((off, len(raw), *rec[2:]))
+        if len(self.buf) >= _CHUNK:
+            self.flush()
+        return off
+
+    def flush(self) -> None:
+        if self.buf:
+            _io.write(self.fd, bytes(self.buf))
+            self.buf.clear()
+
+    def finish(self, mdir: str) -> None:
+        self.flush()
+        _io.fsync(self.fd)
+        os.close(self.fd)
+        write_hint(
+            os.path.join(mdir, hint_name(self.fid)), build_hint(self.fid, self.size, self.recs)
+        )
+
+
+def run_merge(
+    db: Bitcask, progress: Callable[[int, int], None] | None, files: Iterable[int] | None = None
+) -> MergeReport:
+    """Merge ``files`` (default: every file) of ``db``; see the module docstring."""
+    if not db._merge_lock.acquire(blocking=False):
+        raise MergeInProgressError("a merge or backup is already running")
+    started = time.monotonic()
+    mdir = os.path.join(db.path, MERGE_DIR)
+    try:
+        db._merging = True
+        with db._lock:
+            db._check_writable()
+            sealed_before = [*sorted(db._sizes), db._active_id]
+            inputs = sealed_before if files is None else sorted(set(files))
+            unknown = set(inputs) - set(sealed_before)
+            if unknown:
+                raise BitcaskError(f"no such data files: {sorted(unknown)}")
+            first_out = db._next_id
+            db._rotate(reserve=len(inputs) + 1)
+            sizes = {fid: db._sizes[fid] for fid in inputs}
+            maps = {fid: db._maps[fid][0] for fid in inputs}
+        outside = sorted(set(sealed_before) - set(inputs))
+        oldest_outside = outside[0] if outside else None
+        crash_point("reserved")
+        shutil.rmtree(mdir, ignore_errors=True)
+        os.mkdir(mdir)
+        out_ids = list(range(first_out, first_out + len(inputs) + 1))
+        stats = {"copied": 0, "dropped": 0, "tombs": 0, "expired": 0}
+        moved: list[tuple[bytes, int, int]] = []
+        expired: list[tuple[bytes, int]] = []
+        outputs: list[_Output] = []
+        total = sum(sizes.values())
+        done = 0
+        kmap = db._kmap
+        now_ms = int(db._clock() * 1000)
+        max_size = db.options.max_file_size
+        out: _Output | None = None
+        for fid in inputs:
+            mm = maps[fid]
+            older_outside = oldest_outside is not None and oldest_outside < fid
+            base = fid << FID_SHIFT
+            issues = ScanIssues()
+            last_report = 0
+            for rec in scan(mm if mm is not None else b"", FILE_HEADER_SIZE, sizes[fid], issues):
+                if db._closing:
+                    raise StoreClosedError("store closed during merge")
+                off, size, flags, ts, exp, key, aux = rec
+                raw: bytes | None = None
+                if flags & TOMBSTONE:
+                    if older_outside and key not in kmap:
+                        raw = mm[off : off + size] if mm is not None else b""
+                        stats["tombs"] += 1
+                else:
+                    loc = base | (off << 32) | size
+                    if kmap.get(key) != loc:
+                        pass
+                    elif exp and exp <= now_ms:
+                        stats["expired"] += 1
+                        expired.append((key, loc))
+                        if older_outside:
+                            raw = encode_tombstone(key, fid, ts)
+                            rec = (off, len(raw), TOMBSTONE, ts, 0, key, fid)
+                            stats["tombs"] += 1
+                    else:
+                        raw = mm[off : off + size] if mm is not None else b""
+                if raw is None:
+                    stats["dropped"] += 1
+                    continue
+                if flags & IN_BATCH:
+                    value = raw[HEADER.size + len(key) :]
+                    raw = encode(flags & (TOMBSTONE | TTL), ts, exp, key, value)
+                    rec = (off, len(raw), flags & (TOMBSTONE | TTL), ts, exp, key, aux)
+                if out is None or (
+                    out.size + len(raw) > max_size
+                    and out.size > FILE_HEADER_SIZE
+                    and len(outputs) < len(out_ids)
+                ):
+                    out = _Output(mdir, out_ids[len(outputs)])
+                    outputs.append(out)
+                new_off = out.add(raw, rec)
+                if not rec[2] & TOMBSTONE:
+                    moved.append(
+                        (
+                            key,
+                            base | (off << 32) | size,
+                            (out.fid << FID_SHIFT) | (new_off << 32) | len(raw),
+                        )
+                    )
+                    stats["copied"] += 1
+                if progress is not None and off - last_report >= _CHUNK * 4:
+                    last_report = off
+                    progress(done + off, total)
+            done += sizes[fid]
+            if progress is not None:
+                progress(done, total)
+        for o in outputs:
+            o.finish(mdir)
+        _fsync_dir(mdir)
+        crash_point("copied")
+        _write_manifest(mdir, inputs, [o.fid for o in outputs])
+        crash_point("manifest")
+        with db._lock:
+            _swap_files(db.path, inputs, [o.fid for o in outputs], after_rename=crash_point)
+            db._install_merge(inputs, [(o.fid, o.size) for o in outputs], moved, expired)
+        return MergeReport(
+            inputs=tuple(inputs),
+            outputs=tuple(o.fid for o in outputs),
+            bytes_before=total,
+            bytes_after=sum(o.size for o in outputs),
+            records_copied=stats["copied"],
+            records_dropped=stats["dropped"],
+            tombstones_kept=stats["tombs"],
+            expired_dropped=stats["expired"],
+            seconds=time.monotonic() - started,
+        )
+    except _SimulatedCrash:
+        raise
+    except BaseException:
+        if not os.path.exists(os.path.join(mdir, MANIFEST)):
+            shutil.rmtree(mdir, ignore_errors=True)
+        raise
+    finally:
+        db._merging = False
+        db._merge_lock.release()
+
+
+class _SimulatedCrash(Exception):
+    """Raised by a test's ``crash_point``: leave the files exactly as they are."""
+
+
+def _write_manifest(mdir: str, inputs: list[int], outputs: list[int]) -> None:
+    body = json.dumps({"version": 1, "inputs": inputs, "outputs": outputs}, sort_keys=True)
+    text = f"{body}\n{crc32(body.encode()):08x}\n".encode()
+    tmp = os.path.join(mdir, MANIFEST + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, text)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, os.path.join(mdir, MANIFEST))
+    _fsync_dir(mdir)
+
+
+def read_manifest(mdir: str) -> tuple[list[int], list[int]] | None:
+    """(inputs, outputs) from a valid manifest in ``mdir``, else None."""
+    try:
+        with open(os.path.join(mdir, MANIFEST), "rb") as f:
+            text = f.read().decode("ascii")
+        body, crc_hex = text.rstrip("\n").rsplit("\n", 1)
+        if int(crc_hex, 16) != crc32(body.encode()):
+            return None
+        doc = json.loads(body)
+        inputs = [int(x) for x in doc["inputs"]]
+        outputs = [int(x) for x in doc["outputs"]]
+        return inputs, outputs
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+
+
+def _swap_files(
+    path: str, inputs: list[int], outputs: list[int], after_rename: Callable[[str], None]
+) -> None:
+    """Step 4 on disk; safe to repeat after a crash at any point."""
+    mdir = os.path.join(path, MERGE_DIR)
+    for fid in outputs:
+        for name in (data_name(fid), hint_name(fid)):
+            src = os.path.join(mdir, name)
+            if os.path.exists(src):
+                os.replace(src, os.path.join(path, name))
+    _fsync_dir(path)
+    after_rename("renamed")
+    for fid in inputs:
+        for name in (data_name(fid), hint_name(fid)):
+            try:
+                os.unlink(os.path.join(path, name))
+            except FileNotFoundError:
+                pass
+    _fsync_dir(path)
+    after_rename("unlinked")
+    shutil.rmtree(mdir, ignore_errors=True)
+    _fsync_dir(path)
+
+
+def recover_interrupted(path: str) -> str:
+    """At a writer open: finish a merge that wrote its manifest, discard any other.
+
+    Returns:
+        "none", "finished" or "discarded".
+    """
+    mdir = os.path.join(path, MERGE_DIR)
+    if not os.path.isdir(mdir):
+        return "none"
+    manifest = read_manifest(mdir)
+    if manifest is None:
+        shutil.rmtree(mdir, ignore_errors=True)
+        _fsync_dir(path)
+        return "discarded"
+    _swap_files(path, manifest[0], manifest[1], after_rename=lambda phase: None)
+    return "finished"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
