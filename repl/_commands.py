@@ -1,0 +1,285 @@
+"""The command table: every command of `bitcask-shell` and `bitcask`, one row each.
+
+Each row names the command, its arguments (kinds, which are keys), its summary and
+help, where it is offered, the client call that implements it and its exit-code rule.
+Parsing, completion, highlighting and `help` are all derived from `COMMANDS`
+(see `_table.py`); nothing else in the package lists commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _monitor, _offline, _transfer
+from ._context import Context
+from ._format import Bool, Items, Nil, Reply, Report, Status, Table, Text, Ttl, Value
+from ._table import CLI, SHELL, Arg, Args, Command, Kind, help_text
+
+__all__ = ["COMMANDS"]
+
+KEY = Arg("key", Kind.KEY)
+
+
+def nil_is_1(reply: Any) -> int:
+    return 1 if isinstance(reply, Nil) else 0
+
+
+def false_is_1(reply: Any) -> int:
+    return 1 if isinstance(reply, Bool) and not reply.value else 0
+
+
+def missing_is_1(reply: Any) -> int:
+    return 1 if isinstance(reply, Ttl) and reply.missing else 0
+
+
+def _value(data: bytes | None) -> Reply:
+    return Nil() if data is None else Value(bytes(data))
+
+
+async def _get(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    return _value(await c.get(a["key"]))
+
+
+async def _put(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    await c.put(a["key"], a["value"], ttl=a["ttl"])
+    ctx.remember_keys([a["key"]])
+    return Status("OK")
+
+
+async def _delete(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    return Bool(bool(await c.delete(a["key"])))
+
+
+async def _exists(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    return Bool(bool(await c.exists(a["key"])))
+
+
+async def _ttl(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    try:
+        left = await c.ttl(a["key"])
+    except KeyError:
+        return Ttl(None, missing=True)
+    if left is None or left == -1:
+        return Ttl(None)
+    if left == -2:
+        return Ttl(None, missing=True)
+    return Ttl(float(left))
+
+
+async def _mget(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    keys = [k for (k,) in a["groups"]]
+    return Items(tuple(_value(v) for v in await c.mget(keys)))
+
+
+async def _mput(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    pairs = dict(a["groups"])
+    await c.mput(pairs)
+    ctx.remember_keys(pairs)
+    return Status("OK")
+
+
+async def _scan(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    count = int(a["count"] or 10)
+    cursor, keys = await _transfer.scan_page(c, a["prefix"] or b"", a["cursor"], count)
+    ctx.remember_keys(keys)
+    page = Items(tuple(Value(k) for k in keys))
+    return Items((Nil() if cursor is None else Value(cursor), page))
+
+
+async def _keys(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    keys = [bytes(k) async for k in c.scan(prefix=a["prefix"] or b"")]
+    ctx.remember_keys(keys[:1000])
+    return Items(tuple(Value(k) for k in keys))
+
+
+async def _stats(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    return Table(await c.stats())
+
+
+async def _merge(ctx: Context, a: Args) -> Reply:
+    if a["dir"] is not None:
+        return await _offline.merge(ctx, a["dir"])
+    c = await ctx.client()
+    report = await c.merge()
+    return Table(report if isinstance(report, dict) else {"result": report})
+
+
+async def _sync(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    await c.sync()
+    return Status("OK")
+
+
+async def _ping(ctx: Context, a: Args) -> Reply:
+    c = await ctx.client()
+    if a["message"] is None:
+        reply = await c.ping()
+        return Status(reply if isinstance(reply, str) else "PONG")
+    reply = await c.ping(a["message"])
+    return Value(reply.encode() if isinstance(reply, str) else bytes(reply))
+
+
+async def _help(ctx: Context, a: Args) -> Reply:
+    scope = SHELL if ctx.interactive else CLI
+    return Text(help_text(COMMANDS, a["command"], scope))
+
+
+async def _quit(ctx: Context, a: Args) -> Reply:
+    raise EOFError
+
+
+def _check_exit(reply: Any) -> int:
+    return 1 if isinstance(reply, Report) and reply.data.get("ok") is False else 0
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "get", (KEY,), "Get the value of a key.",
+        "Prints the value, or (nil) when the key does not exist (exit status 1).\n"
+        "Values that are not UTF-8 text are shown with \\xNN escapes.",
+        _get, nil_is_1, examples=("get user:1",),
+    ),
+    Command(
+        "put", (KEY, Arg("value", Kind.VALUE), Arg("ttl", Kind.FLOAT, optional=True,
+                                                   keyword="ttl", positive=True, meta="SECONDS")),
+        "Set a key to a value, optionally expiring after SECONDS.",
+        "Arguments may be double-quoted with the escapes \\\" \\\\ \\n \\r \\t \\xNN,\n"
+        "exactly as in the wire protocol's inline mode.",
+        _put, examples=('put user:1 "Ada Lovelace"', "put session:9 token TTL 30"),
+    ),
+    Command(
+        "delete", (KEY,), "Delete a key.",
+        "Prints (true) if the key existed, (false) otherwise (exit status 1).",
+        _delete, false_is_1, aliases=("del",), examples=("delete user:1",),
+    ),
+    Command(
+        "exists", (KEY,), "Does a key exist?",
+        "Prints (true) or (false); exit status 1 when it does not.",
+        _exists, false_is_1, examples=("exists user:1",),
+    ),
+    Command(
+        "ttl", (KEY,), "Seconds left before a key expires.",
+        "Prints (ttl) N s, (no ttl) for a key that never expires, or (no such key)\n"
+        "(exit status 1). Raw output follows Redis: seconds, -1 or -2.",
+        _ttl, missing_is_1, examples=("ttl session:9",),
+    ),
+    Command(
+        "mget", (KEY,), "Get several keys at once.",
+        "One reply per key, in order; (nil) for the missing ones.",
+        _mget, repeat=True, examples=("mget user:1 user:2",),
+    ),
+    Command(
+        "mput", (KEY, Arg("value", Kind.VALUE)), "Set several keys at once (atomic).",
+        "All pairs are written together or not at all.",
+        _mput, repeat=True, examples=("mput a 1 b 2",),
+    ),
+    Command(
+        "scan", (Arg("prefix", Kind.PREFIX, optional=True), Arg("cursor", Kind.CURSOR, optional=True),
+                 Arg("count", Kind.INT, optional=True, positive=True)),
+        "One page of keys with a prefix, in byte order.",
+        "Replies with the cursor for the next page ((nil) when done) and up to COUNT\n"
+        "keys (default 10). Pass the cursor back to continue: scan user: user:9 10.\n"
+        'Use "" for an empty prefix.',
+        _scan, examples=("scan user:", 'scan "" user:9 5'),
+    ),
+    Command(
+        "keys", (Arg("prefix", Kind.PREFIX, optional=True),), "Every key with a prefix.",
+        "Pages through the whole key space with scan; long output goes to the pager.",
+        _keys, paged=True, examples=("keys user:",),
+    ),
+    Command(
+        "stats", (), "Server and store statistics.",
+        "Key count, memory used by the keydir, live and dead bytes, files, counters.\n"
+        "Raw output is one JSON object.",
+        _stats, group="server", paged=True, examples=("stats",),
+    ),
+    Command(
+        "merge", (Arg("dir", Kind.PATH, optional=True),),
+        "Compact the data files (the server's, or DIR's offline).",
+        "Without DIR: asks the server to merge now and prints the report.\n"
+        "With DIR: merges that data directory directly (the server must be stopped),\n"
+        "with a progress bar and a summary.",
+        _merge, group="server", examples=("merge", "merge ./data"),
+    ),
+    Command(
+        "sync", (), "Flush the server's writes to disk (fsync).", "Prints OK once done.",
+        _sync, group="server", examples=("sync",),
+    ),
+    Command(
+        "ping", (Arg("message", Kind.VALUE, optional=True),), "Check the connection.",
+        "Prints PONG, or MESSAGE back when given.", _ping, group="server",
+        examples=("ping", "ping hello"),
+    ),
+    Command(
+        "health", (), "Ask the HTTP adapter whether the server is healthy.",
+        "GET /health on the HTTP port (--http-port, default 7380). Exit status 0 when\n"
+        "healthy, 2 when not or unreachable.",
+        _monitor.health, scope=frozenset({CLI}), group="server", examples=("health",),
+    ),
+    Command(
+        "stat", (Arg("count", Kind.INT, optional=True, keyword="--count", positive=True, meta="N"),
+                 Arg("interval", Kind.FLOAT, optional=True, keyword="--interval", positive=True, meta="SECONDS")),
+        "A live view of ops/s, keys, memory, live and dead bytes.",
+        "One line per interval (default 1 s), like redis-cli --stat; stops after\n"
+        "--count lines or on Ctrl-C.",
+        _monitor.stat, scope=frozenset({CLI}), group="tools", examples=("stat --count 5",),
+    ),
+    Command(
+        "latency", (Arg("count", Kind.INT, optional=True, keyword="--count", positive=True, meta="N"),
+                    Arg("interval", Kind.FLOAT, optional=True, keyword="--interval", minimum=0, meta="SECONDS")),
+        "Round-trip latency of ping: min, avg, p50, p99, max.",
+        "Sends one ping per interval (default 0.01 s) until --count samples\n"
+        "(or Ctrl-C), then prints the summary in milliseconds.",
+        _monitor.latency, scope=frozenset({CLI}), group="tools",
+        examples=("latency --count 100",),
+    ),
+    Command(
+        "import", (Arg("file", Kind.PATH),
+                   Arg("batch", Kind.INT, optional=True, keyword="--batch", positive=True, meta="N")),
+        "Load JSON lines {\"key\": ..., \"value\": ...} into the store.",
+        "FILE may be - for stdin. Non-UTF-8 keys or values use \"key_b64\"/\"value_b64\"\n"
+        "(base64) instead; an optional \"ttl\" gives seconds. Pairs are sent in batches of\n"
+        "--batch (default 500) with several batches in flight at once.",
+        _transfer.import_, scope=frozenset({CLI}), group="tools",
+        examples=("import dump.jsonl",),
+    ),
+    Command(
+        "export", (Arg("file", Kind.PATH), Arg("prefix", Kind.PREFIX, optional=True)),
+        "Write every key (with PREFIX) as JSON lines.",
+        "FILE may be - for stdout. Keys in byte order; the format is the one import\n"
+        "reads (\"key_b64\"/\"value_b64\" for bytes that are not UTF-8).",
+        _transfer.export, scope=frozenset({CLI}), group="tools",
+        examples=("export dump.jsonl", "export users.jsonl user:"),
+    ),
+    Command(
+        "check", (Arg("dir", Kind.PATH),), "Verify a data directory offline (read-only).",
+        "Reads every record and hint file and reports problems without changing\n"
+        "anything. Exit status 1 when it finds damage. The server may be running.",
+        _offline.check, _check_exit, scope=frozenset({CLI}), group="tools", examples=("check ./data",),
+    ),
+    Command(
+        "repair", (Arg("dir", Kind.PATH),), "Repair a data directory offline.",
+        "Truncates torn tails and drops corrupt records; the server must be stopped.",
+        _offline.repair, scope=frozenset({CLI}), group="tools",
+        examples=("repair ./data",),
+    ),
+    Command(
+        "help", (Arg("command", Kind.COMMAND, optional=True),), "List commands, or explain one.",
+        "help alone lists every command; help CMD shows its usage, details and examples.",
+        _help, group="shell", examples=("help", "help put"),
+    ),
+    Command(
+        "quit", (), "Leave the shell (also Ctrl-D).", "Closes the connection and exits.",
+        _quit, aliases=("exit",), scope=frozenset({SHELL}), group="shell",
+    ),
+)  # fmt: skip

@@ -1,0 +1,86 @@
+"""What a command's implementation may use: the connection, the output, the options.
+
+The command table (`_commands.py`) calls each command as `await run(ctx, args)`.
+`Context` is the narrow interface both front ends provide (`shell.py` for the
+interactive shell, `cli.py` for one-shot commands), so a command never knows which
+one it runs under except through `ctx.interactive`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from ._format import Reply
+
+__all__ = ["CommandError", "ConnectOptions", "Context", "UsageError"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7379
+DEFAULT_HTTP_PORT = 7380
+
+
+class CommandError(Exception):
+    """A command failed in a way the user should read as one line.
+
+    `exit_code` is what `bitcask` exits with (2: error; 1: "no", e.g. unhealthy).
+    """
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class UsageError(CommandError):
+    """Wrong arguments for a command; the message includes its usage line."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """Where the server is and how to talk to it (flags > BITCASK_* env > defaults)."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    auth: str | None = None
+    timeout: float = 5.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"bitcask://{self.address}"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}/health"
+
+
+class Context(Protocol):
+    """Everything a command implementation may touch."""
+
+    options: ConnectOptions
+    interactive: bool  # a person at a terminal (progress bars, live views, pager)
+    stderr: TextIO
+
+    async def client(self) -> Any:
+        """A connected `client.Client`, connecting (again) if needed."""
+        ...
+
+    def emit(self, reply: Reply) -> None:
+        """Print a reply now (for commands that stream: stat, latency)."""
+        ...
+
+    def remember_keys(self, keys: Iterable[bytes]) -> None:
+        """Keys seen in a reply, offered later by key completion."""
+        ...
+
+
+def env_flag(name: str) -> bool:
+    """True when an environment variable is set to a non-empty value (NO_COLOR rule)."""
+    return bool(os.environ.get(name))

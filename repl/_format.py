@@ -1,0 +1,270 @@
+"""Replies and how they are printed: styled for a terminal, raw for a pipe.
+
+Strategy: every command returns a small `Reply` value (never a string), and this
+module renders it one of two ways:
+
+- `styled()`: a list of (style class, text) fragments for a terminal, in the
+  redis-cli/iredis manner (`"value"`, `(nil)`, `(integer) 3`, numbered lists). Every
+  value is shown quoted with escapes, so binary values and values with spaces or
+  newlines are unambiguous and always one line. Colour is applied later by the
+  style; with NO_COLOR the same fragments print without it.
+- `raw()`: bytes for a pipe, like `redis-cli --raw`: a value's exact bytes then a
+  newline, integers as digits, nil as an empty line, lists one item per line, maps
+  as one JSON object per line (so `bitcask stats | jq .keys` works).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._parse import escape_bytes
+
+__all__ = [
+    "Bool",
+    "Fragments",
+    "Int",
+    "Items",
+    "Nil",
+    "Number",
+    "Reply",
+    "Report",
+    "Status",
+    "Table",
+    "Text",
+    "Ttl",
+    "Value",
+    "error_line",
+    "raw",
+    "styled",
+]
+
+Fragments = list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A short status word: OK, PONG."""
+
+    word: str
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A stored value (or a key): arbitrary bytes."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Nil:
+    """No value: a missing key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Int:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    value: float
+    unit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Bool:
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ttl:
+    """Seconds left, or None for a key without TTL, or missing=True."""
+
+    seconds: float | None
+    missing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Items:
+    """An ordered list of replies (mget, keys, scan pages)."""
+
+    items: tuple[Reply, ...]
+    empty: str = "(empty list)"
+    numbered: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A map (stats, reports): nested dicts are flattened with dots when styled."""
+
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Plain text (help, summaries), printed as is in both modes."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report with a human summary (styled) and its fields (raw: one JSON object)."""
+
+    text: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Reply = Status | Value | Nil | Int | Number | Bool | Ttl | Items | Table | Text | Report
+
+
+def _fmt_float(x: float) -> str:
+    if math.isfinite(x) and x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.6g}" if abs(x) >= 1e-3 or x == 0 else repr(x)
+
+
+def styled(reply: Reply, indent: int = 0) -> Fragments:
+    """Fragments for a terminal; the result ends with a newline.
+
+    Example:
+        >>> styled(Value(b"a\\x00"))
+        [('class:value', '"a\\\\x00"'), ('', '\\n')]
+    """
+    frags: Fragments = []
+    _styled(reply, frags, indent)
+    if not frags or not frags[-1][1].endswith("\n"):
+        frags.append(("", "\n"))
+    return frags
+
+
+def _styled(reply: Reply, out: Fragments, indent: int) -> None:
+    match reply:
+        case Status(word):
+            out.append(("class:status", word))
+        case Value(data):
+            out.append(("class:value", f'"{escape_bytes(data)}"'))
+        case Nil():
+            out.append(("class:nil", "(nil)"))
+        case Int(value):
+            out.append(("class:number", f"(integer) {value}"))
+        case Number(value, unit):
+            out.append(("class:number", f"(float) {_fmt_float(value)}{unit}"))
+        case Bool(value):
+            out.append(("class:number", "(true)" if value else "(false)"))
+        case Ttl(seconds, missing):
+            if missing:
+                out.append(("class:nil", "(no such key)"))
+            elif seconds is None:
+                out.append(("class:nil", "(no ttl)"))
+            else:
+                out.append(("class:number", f"(ttl) {seconds:.3f} s"))
+        case Items(items, empty, numbered):
+            _styled_items(items, empty, numbered, out, indent)
+        case Table(data):
+            _styled_table(data, out)
+        case Text(text) | Report(text, _):
+            out.append(("", text))
+
+
+def _styled_items(
+    items: Sequence[Reply], empty: str, numbered: bool, out: Fragments, indent: int
+) -> None:
+    if not items:
+        out.append(("class:nil", empty))
+        return
+    width = len(str(len(items)))
+    for n, item in enumerate(items, 1):
+        if n > 1:
+            out.append(("", "\n" + " " * indent))
+        if numbered:
+            out.append(("class:index", f"{n:>{width}}) "))
+        _styled(item, out, indent + width + 2)
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested maps as dotted names; lists of maps as name[i].field."""
+    rows: list[tuple[str, Any]] = []
+    for key, val in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(val, Mapping):
+            rows.extend(flatten(val, name + "."))
+        elif isinstance(val, list | tuple) and val and all(isinstance(v, Mapping) for v in val):
+            for i, sub in enumerate(val):
+                rows.extend(flatten(sub, f"{name}[{i}]."))
+        else:
+            rows.append((name, val))
+    return rows
+
+
+def _scalar(val: Any) -> str:
+    if isinstance(val, bytes):
+        return f'"{escape_bytes(val)}"'
+    if isinstance(val, bool) or val is None:
+        return json.dumps(val)
+    if isinstance(val, float):
+        return _fmt_float(val)
+    if isinstance(val, list | tuple):
+        return "[" + ", ".join(_scalar(v) for v in val) + "]"
+    return str(val)
+
+
+def _styled_table(data: Mapping[str, Any], out: Fragments) -> None:
+    rows = flatten(data)
+    if not rows:
+        out.append(("class:nil", "(empty map)"))
+        return
+    width = max(len(name) for name, _ in rows)
+    for n, (name, val) in enumerate(rows):
+        if n:
+            out.append(("", "\n"))
+        out.append(("class:field", f"{name:<{width}}"))
+        out.append(("", "  "))
+        out.append(("class:number" if isinstance(val, int | float) else "", _scalar(val)))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "backslashreplace")
+    return str(obj)
+
+
+def raw(reply: Reply) -> bytes:
+    """Bytes for a pipe; the result ends with a newline (a nil is an empty line).
+
+    Example:
+        >>> raw(Items((Value(b"a"), Nil(), Int(3))))
+        b'a\\n\\n3\\n'
+    """
+    match reply:
+        case Status(word):
+            return word.encode() + b"\n"
+        case Value(data):
+            return data + b"\n"
+        case Nil():
+            return b"\n"
+        case Int(value):
+            return f"{value}\n".encode()
+        case Number(value, _):
+            return f"{_fmt_float(value)}\n".encode()
+        case Bool(value):
+            return b"1\n" if value else b"0\n"
+        case Ttl(seconds, missing):
+            num = -2 if missing else (-1 if seconds is None else seconds)
+            return f"{_fmt_float(num)}\n".encode()
+        case Items(items, _, _):
+            return b"".join(raw(item) for item in items)
+        case Table(data) | Report(_, data):
+            return json.dumps(data, default=_json_default, sort_keys=False).encode() + b"\n"
+        case Text(text):
+            return text.encode("utf-8", "surrogateescape") + (b"" if text.endswith("\n") else b"\n")
+    raise TypeError(f"not a reply: {reply!r}")
+
+
+def error_line(message: str) -> Fragments:
+    """The one line every failure prints: `(error) message`."""
+    return [("class:error", f"(error) {message}"), ("", "\n")]

@@ -1,0 +1,103 @@
+"""Offline maintenance of a data directory through the engine: check, repair, merge.
+
+These open the directory with `import bitcask` directly, so (except `check`, which
+only reads) the server must be stopped: the engine's directory lock turns a running
+server into a clear error naming its pid. The engine call runs in a worker thread
+while a progress bar is drawn on stderr; the summary is the engine's report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import bitcask
+
+from ._context import CommandError, Context
+from ._format import Reply, Report
+from ._progress import Progress
+
+__all__ = ["check", "merge", "repair", "report_dict"]
+
+
+def report_dict(report: Any) -> dict[str, Any]:
+    """An engine report as a JSON-serialisable dict (the engine's own `to_dict()`)."""
+    if hasattr(report, "to_dict"):
+        return dict(report.to_dict())
+    if dataclasses.is_dataclass(report) and not isinstance(report, type):
+        return dataclasses.asdict(report)
+    if isinstance(report, Mapping):
+        return dict(report)
+    return {k: v for k, v in vars(report).items() if not k.startswith("_")}
+
+
+def _report(report: Any) -> Report:
+    """The engine's one-paragraph summary for people, its fields for scripts."""
+    return Report(str(report), report_dict(report))
+
+
+def _directory(path: str) -> str:
+    if not os.path.isdir(path):
+        raise CommandError(f"not a data directory: {path}")
+    return path
+
+
+def _engine_error(exc: Exception, path: str) -> CommandError:
+    if isinstance(exc, bitcask.StoreLockedError):
+        pid = getattr(exc, "pid", None)
+        holder = f"process {pid}" if pid else "another process"
+        return CommandError(f"{path} is in use by {holder}: stop the server first")
+    return CommandError(f"{type(exc).__name__}: {exc}")
+
+
+def _accepts_progress(fn: Callable[..., Any]) -> bool:
+    try:
+        return "progress" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+async def _run(ctx: Context, label: str, path: str, fn: Callable[..., Any], unit: str = "") -> Any:
+    """Run `fn(path[, progress=...])` in a thread with a progress bar on stderr."""
+    bar = Progress(label, None, ctx.stderr, enabled=ctx.stderr.isatty(), unit=unit)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(done, total)
+
+    kwargs = {"progress": progress} if _accepts_progress(fn) else {}
+    task = asyncio.ensure_future(asyncio.to_thread(fn, path, **kwargs))
+    try:
+        while not task.done():
+            bar.update(bar.done)  # keeps the spinner turning when fn reports nothing
+            await asyncio.wait({task}, timeout=Progress.INTERVAL)
+        return task.result()
+    except bitcask.BitcaskError as exc:
+        raise _engine_error(exc, path) from None
+    finally:
+        bar.finish()
+
+
+async def check(ctx: Context, a: dict[str, Any]) -> Reply:
+    """`check DIR`: the engine's check report; exit 1 when it found damage."""
+    path = _directory(a["dir"])
+    return _report(await _run(ctx, "check", path, bitcask.check))
+
+
+async def repair(ctx: Context, a: dict[str, Any]) -> Reply:
+    """`repair DIR`: the engine's repair report."""
+    path = _directory(a["dir"])
+    return _report(await _run(ctx, "repair", path, bitcask.repair))
+
+
+def _merge_dir(path: str, progress: Callable[[int, int], None]) -> Any:
+    with bitcask.open(path) as db:
+        return db.merge(progress=progress)
+
+
+async def merge(ctx: Context, path: str) -> Reply:
+    """`merge DIR`: open the store, merge with a progress bar, print the report."""
+    return _report(await _run(ctx, "merge", _directory(path), _merge_dir, unit="bytes"))

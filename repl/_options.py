@@ -1,0 +1,109 @@
+"""Connection options shared by `bitcask-shell` and `bitcask`: flags and BITCASK_* env.
+
+Precedence, lowest to highest: defaults, BITCASK_URL, BITCASK_HOST / BITCASK_PORT /
+BITCASK_HTTP_PORT / BITCASK_AUTH, --url, --host / --port / --http-port / --auth. A URL
+is `bitcask://[:TOKEN@]HOST[:PORT]`; its token, when present, is the auth token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import replace
+
+from ._context import DEFAULT_HTTP_PORT, DEFAULT_PORT, ConnectOptions, UsageError
+
+__all__ = ["add_connection_options", "options_from", "parse_url"]
+
+
+def parse_url(url: str) -> dict[str, object]:
+    """host/port/auth from `bitcask://[:token@]host[:port]`.
+
+    Raises:
+        UsageError: not a bitcask:// URL, or a bad port.
+
+    Example:
+        >>> parse_url("bitcask://db.local:7000")
+        {'host': 'db.local', 'port': 7000}
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "bitcask" or not parts.hostname:
+        raise UsageError(f"not a bitcask URL: {url!r} (expected bitcask://HOST[:PORT])")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"bad port in {url!r}") from None
+    out: dict[str, object] = {"host": parts.hostname, "port": port or DEFAULT_PORT}
+    if parts.password:
+        out["auth"] = urllib.parse.unquote(parts.password)
+    return out
+
+
+def _port(value: str, name: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise UsageError(f"{name} must be a port number, got {value!r}") from None
+    if not 0 < port < 65536:
+        raise UsageError(f"{name} must be between 1 and 65535, got {port}")
+    return port
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """--host --port --url --auth --http-port --timeout, each also from BITCASK_*."""
+    group = parser.add_argument_group("connection (also from BITCASK_* environment variables)")
+    group.add_argument("--host", help="server host (BITCASK_HOST; default 127.0.0.1)")
+    group.add_argument("--port", help=f"binary port (BITCASK_PORT; default {DEFAULT_PORT})")
+    group.add_argument("--url", help="bitcask://[:TOKEN@]HOST[:PORT] (BITCASK_URL)")
+    group.add_argument("--auth", metavar="TOKEN", help="auth token (BITCASK_AUTH)")
+    group.add_argument(
+        "--http-port",
+        help=f"HTTP port, for health (BITCASK_HTTP_PORT; default {DEFAULT_HTTP_PORT})",
+    )
+    group.add_argument(
+        "--timeout", type=float, help="seconds to wait for the server (BITCASK_TIMEOUT; default 5)"
+    )
+
+
+def options_from(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> ConnectOptions:
+    """ConnectOptions from parsed flags and the environment.
+
+    Raises:
+        UsageError: a bad URL, port or timeout.
+    """
+    env = os.environ if env is None else env
+    opts = ConnectOptions()
+    if env.get("BITCASK_URL"):
+        opts = replace(opts, **parse_url(env["BITCASK_URL"]))  # type: ignore[arg-type]
+    if env.get("BITCASK_HOST"):
+        opts = replace(opts, host=env["BITCASK_HOST"])
+    if env.get("BITCASK_PORT"):
+        opts = replace(opts, port=_port(env["BITCASK_PORT"], "BITCASK_PORT"))
+    if env.get("BITCASK_HTTP_PORT"):
+        opts = replace(opts, http_port=_port(env["BITCASK_HTTP_PORT"], "BITCASK_HTTP_PORT"))
+    if env.get("BITCASK_AUTH"):
+        opts = replace(opts, auth=env["BITCASK_AUTH"])
+    if env.get("BITCASK_TIMEOUT"):
+        try:
+            opts = replace(opts, timeout=float(env["BITCASK_TIMEOUT"]))
+        except ValueError:
+            raise UsageError(
+                f"BITCASK_TIMEOUT must be seconds, got {env['BITCASK_TIMEOUT']!r}"
+            ) from None
+    if args.url:
+        opts = replace(opts, **parse_url(args.url))  # type: ignore[arg-type]
+    if args.host:
+        opts = replace(opts, host=args.host)
+    if args.port:
+        opts = replace(opts, port=_port(args.port, "--port"))
+    if args.http_port:
+        opts = replace(opts, http_port=_port(args.http_port, "--http-port"))
+    if args.auth:
+        opts = replace(opts, auth=args.auth)
+    if args.timeout is not None:
+        opts = replace(opts, timeout=args.timeout)
+    if not opts.timeout > 0:
+        raise UsageError(f"timeout must be > 0 seconds, got {opts.timeout:g}")
+    return opts

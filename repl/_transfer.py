@@ -1,0 +1,271 @@
+"""`bitcask import` / `bitcask export`: JSON lines in and out, pipelined.
+
+Format, one object per line (the same both ways):
+
+    {"key": "user:1", "value": "Ada"}
+    {"key_b64": "AAE=", "value_b64": "/w=="}      bytes that are not UTF-8
+    {"key": "s", "value": "t", "ttl": 30}         import only: expire after 30 s
+
+A key or value that decodes as UTF-8 is written as text; otherwise its field name
+gets a `_b64` suffix and the bytes are base64 (standard alphabet, padded).
+
+Strategy: both directions stream with a bounded window of calls in flight on one
+connection (`WINDOW` batches), so throughput comes from pipelining rather than
+from holding the data set in memory. Import groups lines into `mput` batches (one
+atomic call each); export pages keys with `scan` and fetches each page with one
+`mget`, writing pages strictly in key order as the oldest call completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import IO, Any
+
+from ._context import CommandError, Context
+from ._progress import Progress
+
+__all__ = ["decode_record", "encode_record", "export", "import_", "scan_page"]
+
+WINDOW = 8  # batches in flight at once
+DEFAULT_BATCH = 500
+
+
+def _field(name: str, data: bytes) -> tuple[str, str]:
+    try:
+        return name, data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{name}_b64", base64.b64encode(data).decode("ascii")
+
+
+def encode_record(key: bytes, value: bytes) -> bytes:
+    """One JSON line (with its newline) for a pair.
+
+    Example:
+        >>> encode_record(b"k", b"\\xff")
+        b'{"key": "k", "value_b64": "/w=="}\\n'
+    """
+    obj = dict((_field("key", key), _field("value", value)))
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def _take(obj: dict[str, Any], name: str, lineno: int) -> bytes:
+    if isinstance(obj.get(name), str):
+        return str(obj[name]).encode("utf-8")
+    b64 = obj.get(f"{name}_b64")
+    if isinstance(b64, str):
+        try:
+            return base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise CommandError(f"line {lineno}: {name}_b64 is not valid base64") from None
+    raise CommandError(f'line {lineno}: needs "{name}" (text) or "{name}_b64" (base64)')
+
+
+def decode_record(line: bytes, lineno: int) -> tuple[bytes, bytes, float | None]:
+    """(key, value, ttl) from one JSON line.
+
+    Raises:
+        CommandError: the line is not a valid record (the message names the line).
+
+    Example:
+        >>> decode_record(b'{"key_b64": "AA==", "value": "v", "ttl": 5}', 1)
+        (b'\\x00', b'v', 5.0)
+    """
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CommandError(f"line {lineno}: not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise CommandError(f"line {lineno}: expected a JSON object")
+    ttl = obj.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
+        raise CommandError(f"line {lineno}: ttl must be a number of seconds > 0")
+    return (
+        _take(obj, "key", lineno),
+        _take(obj, "value", lineno),
+        (None if ttl is None else float(ttl)),
+    )
+
+
+async def scan_page(
+    client: Any, prefix: bytes, cursor: bytes | None, count: int
+) -> tuple[bytes | None, list[bytes]]:
+    """One page of `scan`: (next cursor or None when done, keys after `cursor`)."""
+    keys: list[bytes] = []
+    async for key in client.scan(prefix=prefix, count=count):
+        if cursor is not None and bytes(key) <= cursor:
+            continue
+        keys.append(bytes(key))
+        if len(keys) >= count:
+            return keys[-1], keys
+    return None, keys
+
+
+@contextlib.contextmanager
+def _open(path: str, mode: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdin.buffer if "r" in mode else sys.stdout.buffer
+        return
+    try:
+        with open(path, mode) as f:
+            yield f
+    except FileNotFoundError:
+        raise CommandError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise CommandError(f"is a directory: {path}") from None
+    except PermissionError:
+        raise CommandError(f"permission denied: {path}") from None
+
+
+def _progress(ctx: Context, label: str, total: int | None, unit: str = "") -> Progress:
+    return Progress(label, total, ctx.stderr, enabled=ctx.stderr.isatty(), unit=unit)
+
+
+class _Window:
+    """At most WINDOW calls in flight; the first failure is raised by the next wait."""
+
+    def __init__(self, size: int = WINDOW) -> None:
+        self.size = size
+        self.pending: collections.deque[asyncio.Task[Any]] = collections.deque()
+
+    async def submit(self, coro: Any) -> Any | None:
+        """Start `coro`; if the window is full, wait for (and return) the oldest result."""
+        self.pending.append(asyncio.ensure_future(coro))
+        if len(self.pending) > self.size:
+            return await self.pending.popleft()
+        return None
+
+    async def drain(self) -> AsyncIterator[Any]:
+        while self.pending:
+            yield await self.pending.popleft()
+
+    def cancel(self) -> None:
+        for task in self.pending:
+            task.cancel()
+        self.pending.clear()
+
+
+def _server_error(exc: Exception, where: str) -> CommandError:
+    name = getattr(exc, "name", None) or type(exc).__name__
+    return CommandError(f"{where}: {name} {exc}")
+
+
+def _summary(ctx: Context, line: str) -> None:
+    """Summaries go to stderr, so `export -` leaves stdout to the data."""
+    ctx.stderr.write(line + "\n")
+    ctx.stderr.flush()
+
+
+async def import_(ctx: Context, a: dict[str, Any]) -> None:
+    """Stream a JSON lines file into the store with pipelined `mput` batches."""
+    client = await ctx.client()
+    batch_size = int(a["batch"] or DEFAULT_BATCH)
+    limits = (getattr(client, "server_info", None) or {}).get("limits") or {}
+    if isinstance(limits.get("max_batch"), int) and limits["max_batch"] > 0:
+        batch_size = min(batch_size, limits["max_batch"])
+    window = _Window()
+    count = 0
+
+    async def send(
+        pairs: dict[bytes, bytes], ttls: list[tuple[bytes, bytes, float]], first: int, last: int
+    ) -> int:
+        try:
+            if pairs:
+                await client.mput(pairs)
+            for key, value, ttl in ttls:
+                await client.put(key, value, ttl=ttl)
+        except Exception as exc:
+            raise _server_error(exc, f"lines {first}-{last}") from exc
+        return len(pairs) + len(ttls)
+
+    with _open(a["file"], "rb") as f:
+        total = os.fstat(f.fileno()).st_size if a["file"] != "-" else None
+        bar = _progress(ctx, "import", total or None, unit="bytes")
+        pairs: dict[bytes, bytes] = {}
+        ttls: list[tuple[bytes, bytes, float]] = []
+        first = nread = 0
+        try:
+            for lineno, line in enumerate(f, 1):
+                nread += len(line)
+                if not line.strip():
+                    continue
+                key, value, ttl = decode_record(line, lineno)
+                first = first or lineno
+                if ttl is None:
+                    pairs.pop(key, None)
+                    pairs[key] = value
+                else:
+                    ttls.append((key, value, ttl))
+                if len(pairs) + len(ttls) >= batch_size:
+                    count += await window.submit(send(pairs, ttls, first, lineno)) or 0
+                    pairs, ttls, first = {}, [], 0
+                    bar.update(nread)
+            if pairs or ttls:
+                await window.submit(send(pairs, ttls, first, lineno))
+            async for n in window.drain():
+                count += n
+                bar.update(nread)
+        except BaseException:
+            window.cancel()
+            bar.finish()
+            raise
+    elapsed = bar.finish()
+    rate = count / elapsed if elapsed > 0 else 0.0
+    source = "stdin" if a["file"] == "-" else a["file"]
+    _summary(ctx, f"imported {count} keys from {source} in {elapsed:.2f} s ({rate:,.0f} keys/s)")
+    return None
+
+
+async def export(ctx: Context, a: dict[str, Any]) -> None:
+    """Write every key with the prefix as JSON lines, in key order."""
+    client = await ctx.client()
+    prefix: bytes = a["prefix"] or b""
+    total: int | None = None
+    if not prefix:
+        with contextlib.suppress(Exception):
+            total = int((await client.stats()).get("keys"))
+    window = _Window()
+    count = 0
+
+    async def fetch(keys: list[bytes]) -> list[tuple[bytes, bytes]]:
+        values = await client.mget(keys)
+        return [(k, bytes(v)) for k, v in zip(keys, values, strict=True) if v is not None]
+
+    def write(out: IO[bytes], pairs: list[tuple[bytes, bytes]] | None) -> int:
+        if not pairs:
+            return 0
+        out.write(b"".join(encode_record(k, v) for k, v in pairs))
+        return len(pairs)
+
+    with _open(a["file"], "wb") as out:
+        bar = _progress(ctx, "export", total)
+        page: list[bytes] = []
+        try:
+            async for key in client.scan(prefix=prefix, count=DEFAULT_BATCH):
+                page.append(bytes(key))
+                if len(page) >= DEFAULT_BATCH:
+                    count += write(out, await window.submit(fetch(page)))
+                    page = []
+                    bar.update(count)
+            if page:
+                count += write(out, await window.submit(fetch(page)))
+            async for pairs in window.drain():
+                count += write(out, pairs)
+            bar.update(count)
+            out.flush()
+        except BaseException:
+            window.cancel()
+            bar.finish()
+            raise
+    elapsed = bar.finish()
+    rate = count / elapsed if elapsed > 0 else 0.0
+    dest = "stdout" if a["file"] == "-" else a["file"]
+    _summary(ctx, f"exported {count} keys to {dest} in {elapsed:.2f} s ({rate:,.0f} keys/s)")
+    return None

@@ -1,0 +1,99 @@
+"""Pieces of the interactive shell's screen: history file, pager, toolbar, prompt.
+
+Kept apart from `shell.py` (the loop) so each can be tested without a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.history import FileHistory
+
+from ._session import Session
+
+__all__ = ["BoundedFileHistory", "page", "prompt_fragments", "should_page", "toolbar_fragments"]
+
+Fragments = StyleAndTextTuples
+
+
+class BoundedFileHistory(FileHistory):
+    """A FileHistory that keeps only the newest `size` entries.
+
+    On load, a file grown past twice the size is rewritten with the newest `size`
+    entries, so the file stays bounded without rewriting it after every command.
+    """
+
+    def __init__(self, filename: Path, size: int) -> None:
+        filename.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(str(filename))
+        self.size = size
+        self.path = filename
+
+    def load_history_strings(self) -> Iterable[str]:
+        newest_first = list(super().load_history_strings())
+        kept = newest_first[: self.size]
+        if len(newest_first) > 2 * self.size:
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "wb") as f:
+                for entry in reversed(kept):
+                    f.write(b"\n# kept\n")
+                    f.write("".join(f"+{line}\n" for line in entry.split("\n")).encode())
+            os.replace(tmp, self.path)
+        return kept
+
+    def store_string(self, string: str) -> None:
+        if self.size:
+            super().store_string(string)
+
+
+def should_page(text: str, rows: int | None = None) -> bool:
+    """Long enough to need the pager: more lines than the terminal shows."""
+    rows = rows or shutil.get_terminal_size((80, 24)).lines
+    return text.count("\n") > rows - 2
+
+
+def page(text: str, command: str) -> bool:
+    """Show `text` through the pager command; False when the pager cannot run."""
+    try:
+        argv = shlex.split(command)
+        if not argv or shutil.which(argv[0]) is None:
+            return False
+        env = {**os.environ, "LESSCHARSET": os.environ.get("LESSCHARSET", "utf-8")}
+        subprocess.run(argv, input=text.encode("utf-8", "surrogateescape"), env=env, check=False)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _rtt(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def toolbar_fragments(session: Session) -> Fragments:
+    """` 127.0.0.1:7379 | bitcask 0.1.0 | 12 keys | rtt 0.21 ms `, or a warning when down."""
+    address = session.options.address
+    if not session.connected:
+        return [
+            (
+                "class:bottom-toolbar.warn",
+                f" {address} | not connected: the next command reconnects ",
+            )
+        ]
+    version = f"bitcask {session.server_version}" if session.server_version else "bitcask"
+    keys = "? keys" if session.key_count is None else f"{session.key_count:,} keys"
+    return [
+        ("class:bottom-toolbar", f" {address} | {version} | {keys} | rtt {_rtt(session.last_rtt)} ")
+    ]
+
+
+def prompt_fragments(session: Session) -> Fragments:
+    """`127.0.0.1:7379> ` (redis-cli's prompt)."""
+    return [("class:prompt", f"{session.options.address}> ")]

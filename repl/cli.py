@@ -1,0 +1,140 @@
+"""`bitcask`: one command per invocation, for people at a terminal and for scripts.
+
+    bitcask [connection options] [--raw | --no-raw] COMMAND [ARGS...]
+
+The commands are the rows of the command table (`bitcask help`) offered in the CLI:
+the protocol's commands plus health, import, export, stat, latency, check, repair and
+merge DIR. Arguments are taken literally from argv (bytes exactly as the shell passed
+them; no escapes). Output is styled on a terminal and raw when piped (`--raw` /
+`--no-raw` force one or the other).
+
+Exit status: 0 ok; 1 "no" (get: no such key, exists/delete: false, ttl: no such
+key, check: damage found); 2 error (usage, connection, server error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from prompt_toolkit import print_formatted_text
+from prompt_toolkit.formatted_text import FormattedText
+
+from ._commands import COMMANDS
+from ._config import ConfigError, default_config, load_config
+from ._context import CommandError, ConnectOptions
+from ._format import Reply, error_line, raw, styled
+from ._options import add_connection_options, options_from
+from ._parse import ParseError
+from ._session import Session, describe
+from ._style import build_style, color_depth
+from ._table import CLI, bind, help_text, lookup
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bitcask",
+        description="Talk to a bitcask server, one command per invocation.",
+        epilog=help_text(COMMANDS, None, CLI)
+        + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_connection_options(parser)
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--raw", dest="raw", action="store_true", default=None,
+                     help="raw output even on a terminal")  # fmt: skip
+    out.add_argument("--no-raw", dest="raw", action="store_false",
+                     help="formatted output even when piped")  # fmt: skip
+    parser.add_argument("command", help="a command (bitcask help lists them)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    return parser
+
+
+class _Printer:
+    """Writes replies to stdout: styled (with colour unless NO_COLOR) or raw bytes."""
+
+    def __init__(self, raw_mode: bool) -> None:
+        self.raw_mode = raw_mode
+        self.style = build_style(_colors())
+
+    def reply(self, reply: Reply) -> None:
+        if self.raw_mode:
+            sys.stdout.buffer.write(raw(reply))
+            sys.stdout.buffer.flush()
+        else:
+            print_formatted_text(
+                FormattedText(styled(reply)), style=self.style, end="", color_depth=color_depth()
+            )
+
+    def error(self, message: str) -> None:
+        if sys.stderr.isatty():
+            print_formatted_text(
+                FormattedText(error_line(message)),
+                style=self.style,
+                end="",
+                file=sys.stderr,
+                color_depth=color_depth(),
+            )
+        else:
+            sys.stderr.write(f"(error) {message}\n")
+            sys.stderr.flush()
+
+
+def _colors() -> dict[str, str]:
+    """The user's colours; a broken config file only costs the CLI its colours."""
+    try:
+        return dict(load_config().colors)
+    except ConfigError:
+        return dict(default_config().colors)
+
+
+async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer: _Printer) -> int:
+    """Run one command; returns the exit status."""
+    session = Session(options, COMMANDS, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
+    try:
+        cmd = lookup(COMMANDS, name, CLI)
+        if cmd is None:
+            raise CommandError(f"unknown command '{name}' (bitcask help lists them)")
+        args = bind(cmd, argv)
+        reply = await session.execute(cmd, args)
+        if reply is not None:
+            printer.reply(reply)
+        return cmd.exit_code(reply)
+    except CommandError as exc:
+        printer.error(describe(exc, options))
+        return exc.exit_code
+    except (ParseError, Exception) as exc:
+        printer.error(describe(exc, options))
+        return EXIT_ERROR
+    finally:
+        await session.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `bitcask` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    printer = _Printer(raw_mode=not sys.stdout.isatty() if args.raw is None else args.raw)
+    try:
+        options = options_from(args)
+    except CommandError as exc:
+        printer.error(str(exc))
+        return EXIT_ERROR
+    words = [os.fsencode(a) for a in args.args]
+    try:
+        return asyncio.run(run_one(options, args.command, words, printer))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `bitcask keys | head`: the reader left; not an error
+        sys.stderr.close()
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""`bitcask-shell`: the interactive shell (prompt_toolkit), or a line-by-line pipe.
+
+    bitcask-shell [--host H] [--port P] [--url bitcask://...] [--auth TOKEN] [--config F]
+
+On a terminal: a prompt with completion (commands, arguments, keys from the server),
+highlighting, fish-style suggestions from a persistent history, and a bottom toolbar
+(server address, version, key count, last round trip). A failed command prints one
+`(error) ...` line and the shell stays open; a lost connection is re-established by
+the next command. Long output (keys, stats) goes through the pager.
+
+With stdin not a terminal (`printf 'put a 1\\nget a\\n' | bitcask-shell`): one command
+per line, raw results on stdout, errors on stderr, no prompt and no colours; exit
+status 2 if any line failed, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from prompt_toolkit import PromptSession, print_formatted_text
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.styles import Style
+
+from ._commands import COMMANDS
+from ._complete import BitcaskCompleter, KeyCache
+from ._config import ConfigError, ShellConfig, default_config, history_path, load_config
+from ._context import CommandError, ConnectOptions
+from ._format import Reply, error_line, raw, styled
+from ._lexer import CommandLexer
+from ._options import add_connection_options, options_from
+from ._session import Session, describe
+from ._style import build_style, color_depth
+from ._table import SHELL
+from ._ui import BoundedFileHistory, page, prompt_fragments, should_page, toolbar_fragments
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bitcask-shell",
+        description="Interactive shell for a bitcask server (type help inside).",
+    )
+    add_connection_options(parser)
+    parser.add_argument("--config", type=Path, help="config file (default: XDG config dir)")
+    return parser
+
+
+# --------------------------------------------------------------------------- piped
+
+
+async def run_piped(options: ConnectOptions) -> int:
+    """One command per stdin line, raw replies on stdout, errors on stderr."""
+    out = sys.stdout.buffer
+
+    def emit(reply: Reply) -> None:
+        out.write(raw(reply))
+        out.flush()
+
+    session = Session(options, COMMANDS, SHELL, interactive=False, emit=emit)
+    status = 0
+    try:
+        for raw_line in sys.stdin.buffer:
+            line = raw_line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                cmd, args = session.parse(line)
+                reply = await session.execute(cmd, args)
+            except EOFError:  # quit
+                break
+            except Exception as exc:
+                sys.stderr.write(f"(error) {describe(exc, options)}\n")
+                sys.stderr.flush()
+                status = 2
+                continue
+            if reply is not None:
+                emit(reply)
+    finally:
+        await session.close()
+    return status
+
+
+# --------------------------------------------------------------------------- interactive
+
+
+class Shell:
+    """The interactive loop: prompt, run, print, refresh the toolbar."""
+
+    def __init__(self, options: ConnectOptions, config: ShellConfig) -> None:
+        self.config = config
+        self.style: Style = build_style(config.colors)
+        self.cache = KeyCache()
+        self.session = Session(
+            options, COMMANDS, SHELL, interactive=True, emit=self.print_reply, cache=self.cache
+        )
+        self.prompt: PromptSession[str] = PromptSession(
+            history=BoundedFileHistory(history_path(), config.history_size),
+            auto_suggest=AutoSuggestFromHistory() if config.auto_suggest else None,
+            completer=BitcaskCompleter(COMMANDS, SHELL, self.cache, self.fetch_keys),
+            complete_while_typing=False,
+            lexer=CommandLexer(COMMANDS, SHELL),
+            style=self.style,
+            include_default_pygments_style=False,
+            bottom_toolbar=(lambda: toolbar_fragments(self.session)) if config.toolbar else None,
+            color_depth=color_depth(),
+        )
+
+    async def fetch_keys(self, prefix: bytes) -> list[bytes]:
+        """Keys from the server for completion: one scan page with the typed prefix."""
+        if not self.session.connected or not self.config.completion_keys:
+            return []
+        client = await self.session.client()
+        keys: list[bytes] = []
+
+        async def collect() -> None:
+            async for key in client.scan(prefix=prefix, count=self.config.completion_keys):
+                keys.append(bytes(key))
+                if len(keys) >= self.config.completion_keys:
+                    break
+
+        await asyncio.wait_for(collect(), self.session.options.timeout)
+        return keys
+
+    def print_fragments(self, frags: list[tuple[str, str]]) -> None:
+        print_formatted_text(
+            FormattedText(frags), style=self.style, end="", color_depth=color_depth()
+        )
+
+    def print_reply(self, reply: Reply, paged: bool = False) -> None:
+        frags = styled(reply)
+        pager = self.config.pager_command()
+        if paged and pager:
+            text = "".join(text for _, text in frags)
+            if should_page(text) and page(text, pager):
+                return
+        self.print_fragments(frags)
+
+    def print_error(self, message: str) -> None:
+        self.print_fragments(error_line(message))
+
+    async def connect_quietly(self) -> None:
+        try:
+            await self.session.client()
+            await self.session.refresh()
+        except Exception as exc:
+            self.print_error(describe(exc, self.session.options))
+
+    async def run(self) -> int:
+        options = self.session.options
+        greeting = (
+            f"bitcask-shell: connecting to {options.address}. "
+            "Type help for commands, Ctrl-D to quit.\n"
+        )
+        self.print_fragments([("", greeting)])
+        await self.connect_quietly()
+        try:
+            while True:
+                try:
+                    line = await self.prompt.prompt_async(lambda: prompt_fragments(self.session))
+                except KeyboardInterrupt:
+                    continue
+                except EOFError:
+                    break
+                if not line.strip():
+                    continue
+                if not await self.one(line):
+                    break
+        finally:
+            await self.session.close()
+        return 0
+
+    async def one(self, line: str) -> bool:
+        """Run one line; False when the shell should exit."""
+        try:
+            cmd, args = self.session.parse(line)
+            reply = await self.session.execute(cmd, args)
+        except EOFError:
+            return False
+        except KeyboardInterrupt:
+            self.print_error("interrupted")
+            return True
+        except Exception as exc:
+            self.print_error(describe(exc, self.session.options))
+        else:
+            if reply is not None:
+                self.print_reply(reply, paged=cmd.paged)
+            if cmd.name == "delete" and "key" in args:
+                self.cache.discard(args["key"])
+        await self.session.refresh()
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `bitcask-shell` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        options = options_from(args)
+    except CommandError as exc:
+        sys.stderr.write(f"(error) {exc}\n")
+        return 2
+    if not sys.stdin.isatty():
+        try:
+            return asyncio.run(run_piped(options))
+        except KeyboardInterrupt:
+            return 130
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"(error) config: {exc}; using the defaults\n")
+        config = default_config()
+    try:
+        return asyncio.run(Shell(options, config).run())
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Connection options: flags, BITCASK_* environment, URLs."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from repl._context import UsageError
+from repl._options import add_connection_options, options_from, parse_url
+
+
+def opts(argv: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    parser = argparse.ArgumentParser()
+    add_connection_options(parser)
+    return options_from(parser.parse_args(argv), env or {})
+
+
+def test_defaults() -> None:
+    o = opts([])
+    assert (o.host, o.port, o.http_port, o.auth, o.timeout) == ("127.0.0.1", 7379, 7380, None, 5.0)
+    assert o.url == "bitcask://127.0.0.1:7379"
+    assert o.health_url == "http://127.0.0.1:7380/health"
+
+
+def test_environment_then_flags() -> None:
+    env = {
+        "BITCASK_HOST": "h",
+        "BITCASK_PORT": "1000",
+        "BITCASK_HTTP_PORT": "1001",
+        "BITCASK_AUTH": "t",
+    }
+    o = opts([], env)
+    assert (o.host, o.port, o.http_port, o.auth) == ("h", 1000, 1001, "t")
+    o = opts(["--port", "2000", "--auth", "u"], env)
+    assert (o.host, o.port, o.http_port, o.auth) == ("h", 2000, 1001, "u")
+
+
+def test_url_sets_host_port_and_token() -> None:
+    o = opts(["--url", "bitcask://:s3cret@db.example:7000"], {"BITCASK_HOST": "ignored"})
+    assert (o.host, o.port, o.auth) == ("db.example", 7000, "s3cret")
+    assert opts(["--url", "bitcask://db", "--port", "9"]).port == 9
+    assert opts([], {"BITCASK_URL": "bitcask://e:1"}).host == "e"
+    assert parse_url("bitcask://x") == {"host": "x", "port": 7379}
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "fragment"),
+    [
+        pytest.param(["--url", "http://x"], {}, "not a bitcask URL", id="scheme"),
+        pytest.param(["--url", "bitcask://x:99999"], {}, "bad port", id="url-port"),
+        pytest.param(["--port", "abc"], {}, "--port must be a port number", id="port"),
+        pytest.param([], {"BITCASK_PORT": "0"}, "BITCASK_PORT must be between", id="env-port"),
+        pytest.param(["--timeout", "0"], {}, "timeout must be > 0", id="timeout"),
+        pytest.param([], {"BITCASK_TIMEOUT": "soon"}, "BITCASK_TIMEOUT", id="env-timeout"),
+    ],
+)
+def test_bad_options(argv: list[str], env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment):
+        opts(argv, env)
