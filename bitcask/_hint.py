@@ -95,8 +95,11 @@ def build_hint(file_id: int, data_size: int, records: Iterable[Rec]) -> bytes:
     return body + _CRC.pack(crc32(body))
 
 
-def write_hint(path: str, blob: bytes) -> None:
-    """Write ``blob`` to ``path`` atomically (temp file, fsync, rename)."""
+def write_hint(path: str, blob: bytes, *, install: bool = True) -> str:
+    """Write ``blob`` to ``path + ".tmp"``, fsync it, and rename it to ``path``.
+
+    With ``install=False`` the rename is left to the caller; returns the temp path.
+    """
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -104,7 +107,9 @@ def write_hint(path: str, blob: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    if install:
+        os.replace(tmp, path)
+    return tmp
 
 
 class _Reader:

@@ -81,7 +81,7 @@ def open_store(
     try:
         merge_state = recover_interrupted(path)
         for name in os.listdir(path):
-            if name.endswith((".hint.tmp", ".hint.new")):
+            if name.endswith(".hint.tmp"):
                 os.unlink(os.path.join(path, name))
         result = load(path, readonly=False, use_hints=options.hint_files, merge_state=merge_state)
         _install(db, result.keydir, result.sizes, result.maps)
@@ -109,6 +109,9 @@ def open_store(
 def _install(db: Bitcask, keydir: object, sizes: dict[int, int], maps: dict) -> None:  # type: ignore[type-arg]
     db._kd = keydir  # type: ignore[assignment]
     db._kmap = db._kd.map
+    db._live = db._kd.live
+    db._expiry = db._kd.expiry
+    db._new_keys = db._kd.new_keys
     db._sizes = dict(sizes)
     db._maps = {fid: (mm, sizes[fid] if mm is not None else 0, None) for fid, mm in maps.items()}
 

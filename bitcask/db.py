@@ -54,7 +54,6 @@ from ._record import (
     HEADER_SIZE,
     IN_BATCH,
     TTL,
-    encode,
     encode_marker,
     encode_tombstone,
 )
@@ -129,6 +128,9 @@ class Bitcask:
     _clock: Callable[[], float]
     _kd: Keydir
     _kmap: dict[bytes, int]
+    _live: dict[int, int]
+    _expiry: dict[bytes, int]
+    _new_keys: list[bytes]
     _maps: dict[int, FileEntry]
     _sizes: dict[int, int]
     _lock: threading.Lock
@@ -348,16 +350,18 @@ class Bitcask:
         else:
             flags = TTL
             exp = _expiry_ms(self._clock, ttl)
-        size = HEADER_SIZE + kl + vl
-        with self._lock:
+        body = _pack_body(flags, _time_ns() // 1000, exp, kl, vl) + key + value
+        rec = _pack_crc(crc32(body)) + body
+        size = len(rec)
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._blocked is not None:
                 raise self._blocked
             off = self._offset
             if off + size > self._max_file and off > FILE_HEADER_SIZE:
                 self._rotate()
                 off = self._offset
-            head = _pack_body(flags, _time_ns() // 1000, exp, kl, vl)
-            rec = b"".join((_pack_crc(crc32(value, crc32(key, crc32(head)))), head, key, value))
             try:
                 _io.write(self._wfd, rec)
                 if self._sync_always:
@@ -369,19 +373,20 @@ class Bitcask:
             kmap = self._kmap
             old = kmap.get(key)
             kmap[key] = self._base | (off << 32) | size
-            live = self._kd.live
+            live = self._live
             live[self._active_id] += size
             if old is None:
-                self._kd.new_keys.append(key)
+                self._new_keys.append(key)
             else:
                 live[old >> FID_SHIFT] -= old & SIZE_MASK
-            expiry = self._kd.expiry
             if exp:
-                expiry[key] = exp
-            elif expiry:
-                expiry.pop(key, None)
+                self._expiry[key] = exp
+            elif self._expiry:
+                self._expiry.pop(key, None)
             if end - self._mapped >= _REMAP_STEP:
                 self._remap_active()
+        finally:
+            lock.release()
 
     def __setitem__(self, key: bytes | str, value: bytes | str) -> None:
         """``db[key] = value``: put() without a TTL."""
@@ -430,69 +435,111 @@ class Bitcask:
             >>> db.write_batch([("put", b"a", b"1", None), ("delete", b"b")])
             [None, False]
         """
-        plan = self._validate(ops)
-        with self._lock:
-            if self._blocked is not None:
-                raise self._blocked
-            return self._apply(plan, sync, _single)
-
-    def _validate(self, ops: Sequence[Sequence[Any]]) -> list[tuple[bytes, bytes | None, int]]:
-        plan: list[tuple[bytes, bytes | None, int]] = []
+        ts = _time_ns() // 1000
+        inner = 0 if _single else IN_BATCH
+        max_key = self._max_key
+        max_value = self._max_value
+        pack_body = _pack_body
+        pack_crc = _pack_crc
+        keys: list[bytes] = []
+        recs: list[bytes] = []
+        exps: list[int] = []  # expiry ms of a put (0: none); -1 marks a delete
+        deletes = 0
         for op in ops:
             if not isinstance(op, tuple | list) or not op:
                 raise ValueError(f"batch op must be a tuple, not {op!r}")
+            n = len(op)
             kind = op[0]
-            if kind == "put" and len(op) in (3, 4):
-                key = _as_bytes(op[1], "key")
-                value = _as_bytes(op[2], "value")
-                ttl = op[3] if len(op) == 4 else None
-                exp = 0 if ttl is None else _expiry_ms(self._clock, ttl)
-                if len(value) > self._max_value:
+            key = op[1] if n > 1 else b""
+            if key.__class__ is not bytes:
+                key = _as_bytes(key, "key")
+            kl = len(key)
+            if kl > max_key:
+                raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {max_key}")
+            if kind == "put" and (n == 4 or n == 3):
+                value = op[2]
+                if value.__class__ is not bytes:
+                    value = _as_bytes(value, "value")
+                vl = len(value)
+                if vl > max_value:
                     raise ValueTooLargeError(
-                        f"value of {len(value)} bytes exceeds max_value_size {self._max_value}"
+                        f"value of {vl} bytes exceeds max_value_size {max_value}"
                     )
-                plan.append((key, value, exp))
-            elif kind == "delete" and len(op) == 2:
-                key = _as_bytes(op[1], "key")
-                plan.append((key, None, 0))
+                if n == 3 or op[3] is None:
+                    exp = 0
+                    flags = inner
+                else:
+                    exp = _expiry_ms(self._clock, op[3])
+                    flags = inner | TTL
+                body = pack_body(flags, ts, exp, kl, vl) + key + value
+                recs.append(pack_crc(crc32(body)) + body)
+            elif kind == "delete" and n == 2:
+                exp = -1
+                recs.append(b"")
+                deletes += 1
             else:
                 raise ValueError(f"unknown batch op {op!r}")
-            if len(key) > self._max_key:
-                raise KeyTooLargeError(
-                    f"key of {len(key)} bytes exceeds max_key_size {self._max_key}"
-                )
-        return plan
+            keys.append(key)
+            exps.append(exp)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._blocked is not None:
+                raise self._blocked
+            return self._apply(keys, recs, exps, deletes, sync, _single, ts)
+        finally:
+            lock.release()
 
     def _apply(
-        self, plan: list[tuple[bytes, bytes | None, int]], sync: bool | None, single: bool
+        self,
+        keys: list[bytes],
+        recs: list[bytes],
+        exps: list[int],
+        deletes: int,
+        sync: bool | None,
+        single: bool,
+        ts: int,
     ) -> list[object]:
-        # Caller holds _lock and checked _blocked.
+        # Caller holds _lock. Resolve deletes against the keydir (and earlier ops of
+        # this batch), write everything at once, then publish in the keydir.
         kmap = self._kmap
-        now_ms = int(self._clock() * 1000)
-        results: list[object] = []
-        state: dict[bytes, bool] = {}  # key -> present after the ops so far (in-batch)
-        todo: list[tuple[bytes, bytes | None, int]] = []
-        total = 0 if single else 2 * (HEADER_SIZE + 4)
-        for key, value, exp in plan:
-            if value is not None:
-                state[key] = True
-                results.append(None)
-                todo.append((key, value, exp))
-                total += HEADER_SIZE + len(key) + len(value)
-                continue
-            present = state.get(key)
-            if present is None:
-                existed = self._kd.visible(key, now_ms)
-                needs_tomb = key in kmap
-            else:
-                existed = needs_tomb = present
-            results.append(existed)
-            state[key] = False
-            if needs_tomb:
-                todo.append((key, None, 0))
-                total += HEADER_SIZE + len(key) + 4
-        if not todo:
-            return results
+        results: list[object] = [None] * len(keys)
+        targets: dict[int, int] = {}  # op index -> target file (-1: this batch's file)
+        if deletes:
+            now_ms = int(self._clock() * 1000)
+            state: dict[bytes, bool] = {}  # key -> present after the ops so far
+            for i, key in enumerate(keys):
+                if exps[i] >= 0:
+                    state[key] = True
+                    continue
+                present = state.get(key)
+                if present is None:
+                    existed = self._kd.visible(key, now_ms)
+                    loc = kmap.get(key)
+                    if loc is not None:
+                        targets[i] = loc >> FID_SHIFT
+                else:
+                    existed = present
+                    if present:
+                        targets[i] = -1
+                results[i] = existed
+                state[key] = False
+            keep = [i for i, e in enumerate(exps) if e >= 0 or i in targets]
+            if len(keep) != len(keys):
+                keys = [keys[i] for i in keep]
+                recs = [recs[i] for i in keep]
+                exps = [exps[i] for i in keep]
+                targets = {j: targets[i] for j, i in enumerate(keep) if i in targets}
+            if not keys:
+                return results
+        count = len(keys)
+        total = (
+            sum(map(len, recs))
+            + len(targets) * (HEADER_SIZE + 4)
+            + sum(len(keys[i]) for i in targets)
+        )
+        if not single:
+            total += 2 * (HEADER_SIZE + 4)
         if total > _MAX_BATCH_BYTES:
             raise ValueTooLargeError(f"batch of {total} bytes is too large")
         off = self._offset
@@ -500,22 +547,16 @@ class Bitcask:
             self._rotate()
             off = self._offset
         aid = self._active_id
-        ts = _time_ns() // 1000
         inner = 0 if single else IN_BATCH
-        parts: list[bytes] = [] if single else [encode_marker(BATCH_BEGIN, len(todo), ts)]
-        written: dict[bytes, int] = {}  # key -> file of its in-batch value
-        for key, value, exp in todo:
-            if value is None:
-                old = written.get(key)
-                target = aid if old is not None else kmap[key] >> FID_SHIFT
-                parts.append(encode_tombstone(key, target, ts, inner))
-                written.pop(key, None)
-            else:
-                parts.append(encode(inner | (TTL if exp else 0), ts, exp, key, value))
-                written[key] = aid
-        if not single:
-            parts.append(encode_marker(BATCH_COMMIT, len(todo), ts))
-        buf = b"".join(parts)
+        for i, target in targets.items():
+            recs[i] = encode_tombstone(keys[i], aid if target < 0 else target, ts, inner)
+        if single:
+            buf = recs[0] if count == 1 else b"".join(recs)
+            pos = off
+        else:
+            begin = encode_marker(BATCH_BEGIN, count, ts)
+            buf = b"".join((begin, *recs, encode_marker(BATCH_COMMIT, count, ts)))
+            pos = off + len(begin)
         try:
             _io.write(self._wfd, buf)
             if sync is True or (sync is None and self._sync_always):
@@ -524,48 +565,36 @@ class Bitcask:
             raise self._fail(exc, off) from exc
         self._offset = off + len(buf)
         self._dirty = True
-        self._publish(parts, todo, off, single)
-        if self._offset - self._mapped >= _REMAP_STEP:
-            self._remap_active()
-        return results
-
-    def _publish(
-        self,
-        parts: list[bytes],
-        todo: list[tuple[bytes, bytes | None, int]],
-        off: int,
-        single: bool,
-    ) -> None:
-        kd = self._kd
-        kmap = self._kmap
-        live = kd.live
-        expiry = kd.expiry
-        aid = self._active_id
+        live = self._live
+        expiry = self._expiry
+        new_keys = self._new_keys
         base = self._base
-        pos = off
-        records = parts if single else parts[1:-1]
-        if not single:
-            pos += len(parts[0])
-        for (key, value, exp), rec in zip(todo, records, strict=True):
+        added = 0
+        for key, rec, exp in zip(keys, recs, exps, strict=True):
             size = len(rec)
             old = kmap.get(key)
             if old is not None:
                 live[old >> FID_SHIFT] -= old & SIZE_MASK
-            if value is None:
+            if exp < 0:
                 if old is not None:
                     del kmap[key]
-                    kd.note_deleted()
-                expiry.pop(key, None)
+                    self._kd.note_deleted()
+                if expiry:
+                    expiry.pop(key, None)
             else:
                 kmap[key] = base | (pos << 32) | size
-                live[aid] += size
+                added += size
                 if old is None:
-                    kd.new_keys.append(key)
+                    new_keys.append(key)
                 if exp:
                     expiry[key] = exp
                 elif expiry:
                     expiry.pop(key, None)
             pos += size
+        live[aid] += added
+        if self._offset - self._mapped >= _REMAP_STEP:
+            self._remap_active()
+        return results
 
     def batch(self) -> Batch:
         """Collect puts and deletes, applied atomically by write_batch() on exit.
@@ -668,11 +697,11 @@ class Bitcask:
             return
         issues = ScanIssues()
         blob = build_hint(fid, size, scan(entry[0], FILE_HEADER_SIZE, size, issues))
-        tmp = os.path.join(self.path, hint_name(fid) + ".new")
-        write_hint(tmp, blob)
+        final = os.path.join(self.path, hint_name(fid))
+        tmp = write_hint(final, blob, install=False)
         with self._lock:
             if fid in self._sizes:
-                os.replace(tmp, os.path.join(self.path, hint_name(fid)))
+                os.replace(tmp, final)
             else:
                 os.unlink(tmp)
 
