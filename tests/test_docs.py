@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -121,11 +122,18 @@ def rewrite_ports(command: str, srv: ServerProcess) -> str:
     return re.sub(r"(?<!\d)7380(?!\d)", str(srv.http_port), command)
 
 
+def search_path() -> str:
+    """The virtualenv's scripts first; tests/bin (a Python `nc`) only if nc is missing."""
+    dirs = [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    if shutil.which("nc") is None:
+        dirs.insert(1, str(ROOT / "tests" / "bin"))
+    return os.pathsep.join(dirs)
+
+
 def run(command: str, srv: ServerProcess, cwd: Path) -> subprocess.CompletedProcess[str]:
-    bindir = str(Path(sys.executable).parent)
     env = {
         **os.environ,
-        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": search_path(),
         "BITCASK_HOST": srv.host,
         "BITCASK_PORT": str(srv.port),
         "BITCASK_HTTP_PORT": str(srv.http_port),
