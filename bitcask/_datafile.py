@@ -152,6 +152,7 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
     batch: list[Rec] | None = None
     batch_start = 0
     batch_count = 0
+    batch_bad = False  # a record of the open batch failed its CRC
     while pos < end:
         if end - pos < HEADER_SIZE:
             issues.stop, issues.stop_reason = pos, "torn record header"
@@ -166,10 +167,7 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
             if nxt == end or _valid_at(buf, nxt, end):
                 issues.corrupt_records += 1
                 issues.skipped.append((pos, size, "CRC mismatch"))
-                if batch is not None:
-                    issues.dropped_batches += 1
-                    issues.skipped.append((batch_start, pos - batch_start, "batch dropped"))
-                    batch = None
+                batch_bad = batch is not None
                 pos = nxt
                 continue
             issues.stop, issues.stop_reason = pos, "CRC mismatch, next record unreadable"
@@ -181,18 +179,24 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                     issues.dropped_batches += 1
                     issues.skipped.append((batch_start, pos - batch_start, "batch not committed"))
                 batch = []
+                batch_bad = False
                 batch_start = pos
                 batch_count = U32.unpack_from(buf, ks + kl)[0] if vl == 4 else -1
             elif flags & BATCH_COMMIT:
                 count = U32.unpack_from(buf, ks + kl)[0] if vl == 4 else -1
-                if batch is not None and count == batch_count == len(batch):
+                if batch is not None and not batch_bad and count == batch_count == len(batch):
                     yield from batch
+                    issues.valid_end = nxt
+                elif batch_bad:
+                    issues.dropped_batches += 1
+                    issues.skipped.append((batch_start, nxt - batch_start, "batch dropped"))
                     issues.valid_end = nxt
                 else:
                     issues.dropped_batches += 1
                     begin = batch_start if batch is not None else pos
                     issues.skipped.append((begin, nxt - begin, "batch count mismatch"))
                 batch = None
+                batch_bad = False
             elif batch is not None:
                 aux = U32.unpack_from(buf, ks + kl)[0] if flags & TOMBSTONE and vl == 4 else 0
                 batch.append((pos, size, flags, ts, exp, buf[ks : ks + kl], aux))
