@@ -130,8 +130,7 @@ async def _ping(ctx: Context, a: Args) -> Reply:
 
 
 async def _help(ctx: Context, a: Args) -> Reply:
-    scope = SHELL if ctx.interactive else CLI
-    return Text(help_text(COMMANDS, a["command"], scope))
+    return Text(help_text(COMMANDS, a["command"], ctx.scope))
 
 
 async def _quit(ctx: Context, a: Args) -> Reply:
@@ -147,7 +146,7 @@ COMMANDS: tuple[Command, ...] = (
         "get", (KEY,), "Get the value of a key.",
         "Prints the value, or (nil) when the key does not exist (exit status 1).\n"
         "Values that are not UTF-8 text are shown with \\xNN escapes.",
-        _get, nil_is_1, examples=("get user:1",),
+        _get, nil_is_1, idempotent=True, examples=("get user:1",),
     ),
     Command(
         "put", (KEY, Arg("value", Kind.VALUE), Arg("ttl", Kind.FLOAT, optional=True,
@@ -165,18 +164,18 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "exists", (KEY,), "Does a key exist?",
         "Prints (true) or (false); exit status 1 when it does not.",
-        _exists, false_is_1, examples=("exists user:1",),
+        _exists, false_is_1, idempotent=True, examples=("exists user:1",),
     ),
     Command(
         "ttl", (KEY,), "Seconds left before a key expires.",
         "Prints (ttl) N s, (no ttl) for a key that never expires, or (no such key)\n"
         "(exit status 1). Raw output follows Redis: seconds, -1 or -2.",
-        _ttl, missing_is_1, examples=("ttl session:9",),
+        _ttl, missing_is_1, idempotent=True, examples=("ttl session:9",),
     ),
     Command(
         "mget", (KEY,), "Get several keys at once.",
         "One reply per key, in order; (nil) for the missing ones.",
-        _mget, repeat=True, examples=("mget user:1 user:2",),
+        _mget, idempotent=True, repeat=True, examples=("mget user:1 user:2",),
     ),
     Command(
         "mput", (KEY, Arg("value", Kind.VALUE)), "Set several keys at once (atomic).",
@@ -190,18 +189,18 @@ COMMANDS: tuple[Command, ...] = (
         "Replies with the cursor for the next page ((nil) when done) and up to COUNT\n"
         "keys (default 10). Pass the cursor back to continue: scan user: user:9 10.\n"
         'Use "" for an empty prefix.',
-        _scan, examples=("scan user:", 'scan "" user:9 5'),
+        _scan, idempotent=True, examples=("scan user:", 'scan "" user:9 5'),
     ),
     Command(
         "keys", (Arg("prefix", Kind.PREFIX, optional=True),), "Every key with a prefix.",
         "Pages through the whole key space with scan; long output goes to the pager.",
-        _keys, paged=True, examples=("keys user:",),
+        _keys, idempotent=True, paged=True, examples=("keys user:",),
     ),
     Command(
         "stats", (), "Server and store statistics.",
         "Key count, memory used by the keydir, live and dead bytes, files, counters.\n"
         "Raw output is one JSON object.",
-        _stats, group="server", paged=True, examples=("stats",),
+        _stats, idempotent=True, group="server", paged=True, examples=("stats",),
     ),
     Command(
         "merge", (Arg("dir", Kind.PATH, optional=True),),
@@ -213,11 +212,11 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "sync", (), "Flush the server's writes to disk (fsync).", "Prints OK once done.",
-        _sync, group="server", examples=("sync",),
+        _sync, idempotent=True, group="server", examples=("sync",),
     ),
     Command(
         "ping", (Arg("message", Kind.VALUE, optional=True),), "Check the connection.",
-        "Prints PONG, or MESSAGE back when given.", _ping, group="server",
+        "Prints PONG, or MESSAGE back when given.", _ping, group="server", idempotent=True,
         examples=("ping", "ping hello"),
     ),
     Command(

@@ -65,6 +65,7 @@ class Context(Protocol):
     """Everything a command implementation may touch."""
 
     options: ConnectOptions
+    scope: str  # "shell" or "cli": which rows of the command table are offered
     interactive: bool  # a person at a terminal (progress bars, live views, pager)
     stderr: TextIO
 

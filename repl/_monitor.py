@@ -56,15 +56,19 @@ async def health(ctx: Context, a: dict[str, Any]) -> Reply:
 
 
 def ops_counter(stats: Mapping[str, Any]) -> int | None:
-    """The server's total-requests counter from a stats map, wherever it is nested."""
-    rows = dict(flatten(stats))
-    for name in _OPS_COUNTERS:
-        for key, val in rows.items():
-            if (
-                key.rsplit(".", 1)[-1] == name
-                and isinstance(val, int)
-                and not isinstance(val, bool)
-            ):
+    """Total requests served, from a stats map: a counter, or a map of per-method counts.
+
+    Example:
+        >>> ops_counter({"server": {"requests": {"get": 3, "put": 2}}})
+        5
+    """
+    server = stats.get("server")
+    for where in (server if isinstance(server, Mapping) else {}, stats):
+        for name in _OPS_COUNTERS:
+            val = where.get(name)
+            if isinstance(val, Mapping):
+                return sum(v for v in val.values() if isinstance(v, int))
+            if isinstance(val, int) and not isinstance(val, bool):
                 return val
     return None
 

@@ -43,13 +43,22 @@ def describe(exc: BaseException, options: ConnectOptions) -> str:
         return f"no reply from {options.address} within {options.timeout:g} s"
     if isinstance(exc, ConnectionLostError):
         return f"connection to {options.address} lost ({exc}); reconnecting on the next command"
-    if isinstance(exc, ConnectionRefusedError):
-        return f"cannot connect to {options.address}: connection refused (is the server running?)"
     if isinstance(exc, OSError):
-        return f"cannot connect to {options.address}: {exc.strerror or exc}"
-    if isinstance(exc, ClientError):
-        return f"{type(exc).__name__}: {exc}"
+        return f"{options.address}: {_reason(exc, options)}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _reason(exc: BaseException, options: ConnectOptions) -> str:
+    """Why connecting failed, from the innermost cause."""
+    while exc.__cause__ is not None and exc.__cause__ is not exc:
+        exc = exc.__cause__
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running?)"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {options.timeout:g} s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 class Session:
@@ -96,16 +105,24 @@ class Session:
             await self.drop()
         if self._client is None:
             start = time.perf_counter()
-            self._client = await asyncio.wait_for(
-                connect(
-                    self.options.host,
-                    self.options.port,
-                    auth=self.options.auth,
-                    timeout=self.options.timeout,
-                ),
-                self.options.timeout + 1.0,
-            )
-            self._connect_time += time.perf_counter() - start
+            try:
+                self._client = await asyncio.wait_for(
+                    connect(
+                        self.options.host,
+                        self.options.port,
+                        auth=self.options.auth,
+                        timeout=self.options.timeout,
+                    ),
+                    self.options.timeout + 1.0,
+                )
+            except ServerError:  # AUTH_FAILED and friends: the server's own words
+                raise
+            except (ClientError, OSError, TimeoutError) as exc:
+                raise CommandError(
+                    f"cannot connect to {self.options.address}: {_reason(exc, self.options)}"
+                ) from exc
+            finally:
+                self._connect_time += time.perf_counter() - start
             info = getattr(self._client, "server_info", None) or {}
             self.server_version = info.get("version")
         return self._client
@@ -153,18 +170,24 @@ class Session:
         return cmd, bind(cmd, [t.value for t in tokens[1:]])
 
     async def execute(self, cmd: Command, args: dict[str, Any]) -> Reply | None:
-        """Run one command; a broken connection is dropped before the error propagates."""
+        """Run one command.
+
+        A connection found broken is dropped; an idempotent command that found a
+        stale connection (one opened by an earlier command) is sent once more on a
+        fresh one, so after a server restart `get` just works. Other commands report
+        the loss and the next command reconnects.
+        """
         self._connect_time = 0.0
+        stale = self._client is not None
         start = time.perf_counter()
         try:
             reply: Reply | None = await cmd.run(self, args)
-        except (ConnectionLostError, OSError) as exc:
-            if not isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-                await self.drop()
-            raise
-        except TimeoutError:
+        except (ConnectionLostError, ConnectionError):
             await self.drop()
-            raise
+            if not (stale and cmd.idempotent):
+                raise
+            start = time.perf_counter()
+            reply = await cmd.run(self, args)
         elapsed = time.perf_counter() - start - self._connect_time
         if self._client is not None:
             self.last_rtt = elapsed

@@ -111,6 +111,7 @@ class Command:
     scope: frozenset[str] = BOTH
     group: str = "keys"  # keys | server | tools | shell (sections in `help`)
     paged: bool = False  # long output goes through the pager in the shell
+    idempotent: bool = False  # safe to send again on a fresh connection after a loss
     examples: tuple[str, ...] = ()
 
     @property

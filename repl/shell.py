@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
@@ -150,6 +153,23 @@ class Shell:
         except Exception as exc:
             self.print_error(describe(exc, self.session.options))
 
+    async def interruptible(self, coro: Coroutine[Any, Any, Reply | None]) -> Reply | None:
+        """Run a command so that Ctrl-C cancels it instead of leaving the shell.
+
+        While the prompt is up, prompt_toolkit reads Ctrl-C as a key; while a command
+        runs, the terminal sends SIGINT, which here cancels only that command.
+        """
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+        except (NotImplementedError, RuntimeError):  # not the main thread / platform
+            return await task
+        try:
+            return await task
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
     async def run(self) -> int:
         options = self.session.options
         greeting = (
@@ -178,11 +198,12 @@ class Shell:
         """Run one line; False when the shell should exit."""
         try:
             cmd, args = self.session.parse(line)
-            reply = await self.session.execute(cmd, args)
+            reply = await self.interruptible(self.session.execute(cmd, args))
         except EOFError:
             return False
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):
             self.print_error("interrupted")
+            await self.session.drop()  # a reply may still be on its way: start clean
             return True
         except Exception as exc:
             self.print_error(describe(exc, self.session.options))

@@ -65,6 +65,7 @@ def test_percentiles_and_summary() -> None:
 
 def test_ops_counter_is_found_wherever_the_server_puts_it() -> None:
     assert ops_counter({"keys": 1, "server": {"requests": 42}}) == 42
+    assert ops_counter({"server": {"requests": {"get": 40, "put": 2}}}) == 42
     assert ops_counter({"ops": 7}) == 7
     assert ops_counter({"keys": 1}) is None
 
