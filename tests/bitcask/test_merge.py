@@ -1,0 +1,251 @@
+"""Merge: reclaiming space, tombstones across subset merges, TTL, concurrency, crashes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import bitcask
+from bitcask import MergeInProgressError, merge
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def seal(db: bitcask.Bitcask) -> int:
+    """Rotate so the current active file is sealed; return its id."""
+    with db._lock:
+        fid = db._active_id
+        db._rotate()
+    return fid
+
+
+def test_merge_reclaims_overwritten_deleted_and_expired(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with bitcask.open(tmp_path, sync="never", max_file_size=4096, clock=clock) as db:
+        for rnd in range(3):
+            for i in range(100):
+                db.put(b"k%03d" % i, b"v%d-%d" % (rnd, i) + b"." * 20)
+        for i in range(0, 100, 4):
+            db.delete(b"k%03d" % i)
+        for i in range(1, 100, 4):
+            db.put(b"k%03d" % i, b"short-lived", ttl=5)
+        clock.now += 10
+        want = dict(db.items())
+        before = db.stats()
+        seen: list[tuple[int, int]] = []
+        report = db.merge(progress=lambda done, total: seen.append((done, total)))
+        after = db.stats()
+        assert dict(db.items()) == want
+        assert report.expired_dropped == 25
+        assert report.records_copied == len(want) == 50
+        assert after["dead_bytes"] < before["dead_bytes"] / 10
+        assert after["disk_bytes"] < before["disk_bytes"] / 3
+        assert report.reclaimed_bytes > 0 and after["merges"] == 1
+        assert seen and seen[-1][0] == seen[-1][1] == report.bytes_before
+        assert all(a <= b for (a, _), (b, _) in zip(seen, seen[1:], strict=False))
+        for f in after["files"][:-1]:
+            assert f["dead_bytes"] == 16 or f["live_bytes"] == 0
+        assert "merge:" in str(report) and report.to_dict()["inputs"]
+    with bitcask.open(tmp_path, sync="never", clock=clock) as db:
+        assert dict(db.items()) == want
+        assert db.recovery.scanned_files == 0  # merge outputs came with hints
+    assert bitcask.check(tmp_path).ok
+
+
+def test_tombstones_survive_subset_merges_and_reopen(tmp_path: Path) -> None:
+    with bitcask.open(tmp_path, sync="never") as db:
+        db.put(b"k", b"v1")
+        f1 = seal(db)
+        db.put(b"k", b"v2")
+        f2 = seal(db)
+        db.delete(b"k")
+        db.put(b"other", b"x")
+        f3 = seal(db)
+        # The tombstone's own target (f2) is in the subset, but v1 sits in f1 outside it.
+        report = db._merge_files([f2, f3])
+        assert report.tombstones_kept == 1
+        assert db.get(b"k") is None
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert db.get(b"k") is None and db.get(b"other") == b"x"
+        files = [f["id"] for f in db.stats()["files"]]
+        assert f1 in files
+        # Merging the merge output alone still keeps the tombstone (f1 is older and outside).
+        out = [fid for fid in files if fid > f3][0]
+        db._merge_files([out])
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert db.get(b"k") is None
+        report = db.merge()  # a full merge drops every tombstone
+        assert report.tombstones_kept == 0
+        assert db.get(b"k") is None and dict(db.items()) == {b"other": b"x"}
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert dict(db.items()) == {b"other": b"x"}
+
+
+@pytest.mark.parametrize(
+    "subset",
+    [pytest.param("first", id="oldest-file"), pytest.param("tomb", id="tombstone-file")],
+)
+def test_no_subset_merge_resurrects_a_deleted_key(tmp_path: Path, subset: str) -> None:
+    with bitcask.open(tmp_path, sync="never") as db:
+        db.put(b"k", b"v1")
+        f1 = seal(db)
+        db.delete(b"k")
+        f2 = seal(db)
+        db._merge_files([f1] if subset == "first" else [f2])
+        assert db.get(b"k") is None
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert db.get(b"k") is None
+
+
+def test_merge_drops_expired_without_resurrecting_older_values(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with bitcask.open(tmp_path, sync="never", clock=clock) as db:
+        db.put(b"k", b"old")
+        seal(db)
+        db.put(b"k", b"new", ttl=5)
+        f2 = seal(db)
+        clock.now += 6
+        assert db.get(b"k") is None
+        report = db._merge_files([f2])
+        assert report.expired_dropped == 1 and report.tombstones_kept == 1
+        assert db.get(b"k") is None and b"k" not in db
+    with bitcask.open(tmp_path, sync="never", clock=clock) as db:
+        assert db.get(b"k") is None
+
+
+def test_merge_in_progress_error_and_backup_pauses_merges(tmp_path: Path) -> None:
+    with bitcask.open(tmp_path, sync="never") as db:
+        db.put(b"k", b"v")
+        assert db._merge_lock.acquire(blocking=False)
+        try:
+            with pytest.raises(MergeInProgressError):
+                db.merge()
+        finally:
+            db._merge_lock.release()
+        db.merge()
+
+
+def test_merge_concurrent_with_writer_and_readers(tmp_path: Path) -> None:
+    n = 2000
+    with bitcask.open(tmp_path, sync="never", max_file_size=32 * 1024) as db:
+        for i in range(n):
+            db.put(b"k%05d" % i, b"initial-%05d" % i)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        written: dict[bytes, bytes] = {}
+
+        def reader() -> None:
+            try:
+                while not stop.is_set():
+                    for i in range(0, n, 37):
+                        v = db.get(b"k%05d" % i)
+                        assert v is not None and v.endswith(b"%05d" % i), v
+            except BaseException as exc:
+                errors.append(exc)
+
+        def writer() -> None:
+            try:
+                rnd = 0
+                while not stop.is_set() and rnd < 20:
+                    for i in range(rnd, n, 20):
+                        key, value = b"k%05d" % i, b"round%02d-%05d" % (rnd, i)
+                        db.put(key, value)
+                        written[key] = value
+                    rnd += 1
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        threads.append(threading.Thread(target=writer))
+        for t in threads:
+            t.start()
+        merger_reports = []
+        for _ in range(3):
+            merger_reports.append(db.merge())
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        want = {b"k%05d" % i: b"initial-%05d" % i for i in range(n)}
+        want.update(written)
+        assert dict(db.items()) == want
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert dict(db.items()) == want
+
+
+PHASES = ["reserved", "copied", "manifest", "renamed", "unlinked"]
+
+
+@pytest.mark.parametrize("phase", [pytest.param(p, id=p) for p in PHASES])
+def test_merge_crash_at_each_phase_leaves_a_consistent_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str
+) -> None:
+    db = bitcask.open(tmp_path, sync="never", max_file_size=2048)
+    for rnd in range(3):
+        for i in range(60):
+            db.put(b"k%02d" % i, b"r%d-%02d" % (rnd, i) + b"-" * 20)
+    for i in range(0, 60, 3):
+        db.delete(b"k%02d" % i)
+    want = dict(db.items())
+
+    def crash(at: str) -> None:
+        if at == phase:
+            raise merge._SimulatedCrash(at)
+
+    monkeypatch.setattr(merge, "crash_point", crash)
+    with pytest.raises(merge._SimulatedCrash):
+        db.merge()
+    db._abandon()
+    monkeypatch.undo()
+    expected_state = {
+        "reserved": "none",
+        "copied": "discarded",
+        "manifest": "finished",
+        "renamed": "finished",
+        "unlinked": "finished",
+    }[phase]
+    readonly = bitcask.open(tmp_path, readonly=True)
+    try:
+        assert dict(readonly.items()) == want  # any on-disk state in between is consistent
+    finally:
+        readonly.close()
+    with bitcask.open(tmp_path, sync="never", max_file_size=2048) as db:
+        assert db.recovery.merge == expected_state
+        assert dict(db.items()) == want
+        assert not (tmp_path / "merge").exists()
+        db.merge()
+        assert dict(db.items()) == want
+    assert bitcask.check(tmp_path).ok
+
+
+def test_auto_merge_runs_in_the_background(tmp_path: Path) -> None:
+    with bitcask.open(
+        tmp_path, sync="never", max_file_size=4096, merge_trigger=0.5, merge_min_dead_bytes=1
+    ) as db:
+        for _ in range(20):
+            db.put(b"same", b"x" * 500)
+        deadline = time.monotonic() + 10
+        while db.stats()["merges"] == 0 and time.monotonic() < deadline:
+            db.put(b"same", b"y" * 500)
+            time.sleep(0.01)
+        assert db.stats()["merges"] >= 1
+        assert db.get(b"same") == b"y" * 500
+        assert db.stats()["last_merge_error"] is None
+
+
+def test_merge_of_an_empty_store(tmp_path: Path) -> None:
+    with bitcask.open(tmp_path, sync="never") as db:
+        report = db.merge()
+        assert report.outputs == () and report.records_copied == 0
+        db.put(b"k", b"v")
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert db.get(b"k") == b"v"
