@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_merge_reclaims_overwritten_deleted_and_expired(tmp_path: Path) -> None:
         assert after["disk_bytes"] < before["disk_bytes"] / 3
         assert report.reclaimed_bytes > 0 and after["merges"] == 1
         assert seen and seen[-1][0] == seen[-1][1] == report.bytes_before
-        assert all(a <= b for (a, _), (b, _) in zip(seen, seen[1:], strict=False))
+        assert all(a <= b for (a, _), (b, _) in itertools.pairwise(seen))
         for f in after["files"][:-1]:
             assert f["dead_bytes"] == 16 or f["live_bytes"] == 0
         assert "merge:" in str(report) and report.to_dict()["inputs"]
@@ -79,7 +80,7 @@ def test_tombstones_survive_subset_merges_and_reopen(tmp_path: Path) -> None:
         files = [f["id"] for f in db.stats()["files"]]
         assert f1 in files
         # Merging the merge output alone still keeps the tombstone (f1 is older and outside).
-        out = [fid for fid in files if fid > f3][0]
+        out = next(fid for fid in files if fid > f3)
         db._merge_files([out])
     with bitcask.open(tmp_path, sync="never") as db:
         assert db.get(b"k") is None
