@@ -1,0 +1,419 @@
+"""Damage real data and hint files byte by byte; the store opens, reports, never lies.
+
+Strategy (semidbm style): build a small store on disk with several sealed files
+(each with its hint) and an active file, close it, keep it as a pristine copy, then
+for each case copy it, damage the copy at an offset computed from docs/format.md
+(record header, key, value; hint header, keys, locations, CRC) and reopen. Offsets
+come from the engine's own constants (record HEADER_SIZE = 29, file header 16
+bytes) and from walking the records with a reader written here from the spec.
+
+What must hold for every case:
+- the store opens (a writer open; check() and repair() too);
+- the damaged key is either served with its right value or refused with
+  CorruptRecordError (or is absent, when the scanner had to skip its record);
+  no other bytes are ever returned;
+- every other key keeps its value; a batch comes back whole or not at all;
+- check() reports the damage, and after repair() check() is clean.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import bitcask
+from bitcask._datafile import FILE_HEADER_SIZE, data_name, hint_name, list_data_files
+from bitcask._record import BATCH_BEGIN, BATCH_COMMIT, HEADER, HEADER_SIZE
+
+MAX_FILE = 2048
+N_KEYS = 80
+
+
+@dataclass(frozen=True)
+class Rec:
+    """One record as docs/format.md lays it out."""
+
+    offset: int
+    size: int
+    flags: int
+    key: bytes
+    value: bytes
+
+
+def records(path: Path) -> list[Rec]:
+    """Walk a data file: 16-byte file header, then 29-byte record headers + key + value."""
+    buf = path.read_bytes()
+    out: list[Rec] = []
+    pos = FILE_HEADER_SIZE
+    while pos + HEADER_SIZE <= len(buf):
+        _crc, flags, _ts, _exp, klen, vlen = HEADER.unpack_from(buf, pos)
+        size = HEADER_SIZE + klen + vlen
+        kpos = pos + HEADER_SIZE
+        out.append(Rec(pos, size, flags, buf[kpos : kpos + klen], buf[kpos + klen : pos + size]))
+        pos += size
+    assert pos == len(buf), f"{path.name}: {len(buf) - pos} stray bytes at the end"
+    return out
+
+
+def value_of(i: int) -> bytes:
+    return b"value-%04d-" % i + bytes((i * 7 + j) % 251 for j in range(24 + i % 17))
+
+
+EXPECTED = {b"key:%04d" % i: value_of(i) for i in range(N_KEYS)}
+
+
+def newest(path: Path) -> Path:
+    return path / data_name(list_data_files(str(path))[-1])
+
+
+def build(path: Path, last: str = "none") -> dict[bytes, bytes | None]:
+    """A store of N_KEYS unique keys across several files, then one `last` op.
+
+    Returns the expected contents after the last op.
+    """
+    want: dict[bytes, bytes | None] = dict(EXPECTED)
+    with bitcask.open(path, sync="never", max_file_size=MAX_FILE) as db:
+        for k, v in EXPECTED.items():
+            db.put(k, v)
+        if last == "new":
+            db.put(b"last", b"L" * 40)
+            want[b"last"] = b"L" * 40
+        elif last == "overwrite":
+            db.put(b"key:0003", b"newer value")
+            want[b"key:0003"] = b"newer value"
+        elif last == "delete":
+            assert db.delete(b"key:0003")
+            want[b"key:0003"] = None
+        elif last == "batch":
+            db.write_batch(
+                [
+                    ("put", b"b-new-1", b"one", None),
+                    ("put", b"key:0004", b"four, rewritten", None),
+                    ("delete", b"key:0005"),
+                    ("put", b"b-new-2", b"two" * 10, 60.0),
+                ]
+            )
+            want.update({b"b-new-1": b"one", b"key:0004": b"four, rewritten", b"key:0005": None})
+            want[b"b-new-2"] = b"two" * 10
+    assert len(list_data_files(str(path))) >= 4, "the store should span several files"
+    return want
+
+
+def contents(db: bitcask.Bitcask, keys: object) -> dict[bytes, bytes | None]:
+    return {k: db.get(k) for k in keys}  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def pristine(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[Path, dict[bytes, bytes | None]]]:
+    """One closed store per `last` op, built once for the module."""
+    root = tmp_path_factory.mktemp("pristine")
+    return {
+        last: (root / last, build(root / last, last))
+        for last in ("none", "new", "overwrite", "delete", "batch")
+    }
+
+
+def clone(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+# ---------------------------------------------------------------- (a) torn tails
+
+
+@pytest.mark.parametrize("last", ["new", "overwrite", "delete"])
+def test_truncate_last_record_at_every_offset(pristine: dict, tmp_path: Path, last: str) -> None:
+    src, want = pristine[last]
+    recs = records(newest(src))
+    tail = recs[-1]
+    before = dict(want)
+    if last == "new":
+        before.pop(b"last")
+        assert tail.key == b"last"
+    else:
+        assert tail.key == b"key:0003"
+        before[b"key:0003"] = EXPECTED[b"key:0003"]
+    keys = set(want)
+    for cut in range(tail.offset, tail.offset + tail.size):
+        store = clone(src, tmp_path / f"cut{cut}")
+        victim = newest(store)
+        with open(victim, "r+b") as f:
+            f.truncate(cut)
+        with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+            assert db.stats()["recovery"]["truncated_bytes"] == cut - tail.offset, cut
+            assert contents(db, keys) == {k: before.get(k) for k in keys}, cut
+        assert os.path.getsize(victim) == tail.offset
+        with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+            assert db.stats()["recovery"]["truncated_bytes"] == 0
+            assert contents(db, keys) == {k: before.get(k) for k in keys}
+        shutil.rmtree(store)
+
+
+@pytest.mark.parametrize("last", ["new", "batch"])
+def test_repair_cuts_a_torn_tail(pristine: dict, tmp_path: Path, last: str) -> None:
+    src, want = pristine[last]
+    recs = records(newest(src))
+    start = recs[-1].offset
+    if last == "batch":
+        start = next(r for r in reversed(recs) if r.flags & BATCH_BEGIN).offset
+    before = {k: EXPECTED.get(k) for k in want}
+    end = recs[-1].offset + recs[-1].size
+    for cut in range(start + 1, end, 7):
+        store = clone(src, tmp_path / f"cut{cut}")
+        victim = newest(store)
+        with open(victim, "r+b") as f:
+            f.truncate(cut)
+        assert not bitcask.check(store).ok
+        report = bitcask.repair(store)
+        assert sum(p.bytes for p in report.truncated) == cut - start, str(report)
+        assert not report.dropped, str(report)
+        assert bitcask.check(store).ok
+        assert os.path.getsize(victim) == start
+        with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+            assert contents(db, want) == before
+        shutil.rmtree(store)
+
+
+def test_flipped_byte_inside_a_batch_drops_the_batch(tmp_path: Path) -> None:
+    """A committed batch whose one record rots is dropped whole by a scan."""
+    store = tmp_path / "store"
+    with bitcask.open(store, sync="never") as db:  # one big file: the batch is mid-file
+        for i in range(10):
+            db.put(b"k%d" % i, b"old %d" % i)
+        db.write_batch(
+            [("put", b"k%d" % i, b"new %d" % i, None) for i in range(3)] + [("delete", b"k3")]
+        )
+        for i in range(10, 20):
+            db.put(b"k%d" % i, b"v %d" % i)
+    for name in os.listdir(store):
+        if name.endswith(".hint"):
+            os.unlink(store / name)  # scan, so the batch markers are read
+    dpath = newest(store)
+    recs = records(dpath)
+    begin = next(i for i, r in enumerate(recs) if r.flags & BATCH_BEGIN)
+    second = recs[begin + 2]
+    assert second.key == b"k1"
+    flip(dpath, second.offset + HEADER_SIZE + len(second.key))
+    assert not bitcask.check(store).ok
+    with bitcask.open(store, sync="never") as db:
+        got = {b"k%d" % i: db.get(b"k%d" % i) for i in range(20)}
+        assert db.stats()["recovery"]["dropped_batches"] == 1
+    want = {b"k%d" % i: b"old %d" % i for i in range(10)}
+    want.update({b"k%d" % i: b"v %d" % i for i in range(10, 20)})
+    assert got == want
+
+
+def test_torn_batch_at_the_tail_is_dropped_whole(pristine: dict, tmp_path: Path) -> None:
+    src, want = pristine["batch"]
+    recs = records(newest(src))
+    begin = next(r for r in reversed(recs) if r.flags & BATCH_BEGIN)
+    commit = recs[-1]
+    assert commit.flags & BATCH_COMMIT
+    keys = set(want)
+    old = {k: EXPECTED.get(k) for k in keys}
+    end = commit.offset + commit.size
+    for cut in range(begin.offset, end + 1):
+        store = clone(src, tmp_path / f"cut{cut}")
+        with open(newest(store), "r+b") as f:
+            f.truncate(cut)
+        with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+            got = contents(db, keys)
+            if cut == end:
+                assert got == want
+            else:
+                assert got == old, f"cut at {cut}: batch came back partly"
+                assert db.stats()["recovery"]["truncated_bytes"] == cut - begin.offset
+        shutil.rmtree(store)
+
+
+# ---------------------------------------------------------------- (b) flipped bytes
+
+# Byte offsets inside a record, from docs/format.md's header table (HEADER_SIZE = 29):
+# crc 0-3, flags 4, timestamp 5-12, expiry 13-20, key_len 21-24, value_len 25-28.
+RECORD_FIELDS = {
+    "crc": lambda r: 1,
+    "flags": lambda r: 4,
+    "timestamp": lambda r: 9,
+    "expiry": lambda r: 20,
+    "key_len": lambda r: 24,
+    "value_len": lambda r: 28,
+    "key": lambda r: HEADER_SIZE + len(r.key) - 1,
+    "value": lambda r: HEADER_SIZE + len(r.key) + len(r.value) // 2,
+}
+
+FLIPS = [
+    pytest.param(where, hint, field, id=f"{where}-{hint}-{field}")
+    for where in ("sealed", "last")
+    for hint in ("hinted", "scanned")
+    for field in RECORD_FIELDS
+]
+
+
+def flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def check_intact(store: Path, damaged: bytes | None, want: dict[bytes, bytes | None]) -> None:
+    """Every key but `damaged` has its value; `damaged` is right, refused or absent."""
+    with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+        for k, v in want.items():
+            if k == damaged:
+                try:
+                    got = db.get(k)
+                except bitcask.CorruptRecordError:
+                    continue
+                assert got in (v, None), f"damaged key {k!r} served wrong bytes {got!r}"
+            else:
+                assert db.get(k) == v, k
+        listed = set(db.keys())
+        assert listed <= set(want)
+        assert listed >= {k for k, v in want.items() if v is not None and k != damaged}
+
+
+@pytest.mark.parametrize(("where", "hint", "field"), FLIPS)
+def test_flipped_record_byte(
+    pristine: dict, tmp_path: Path, where: str, hint: str, field: str
+) -> None:
+    src, want = pristine["none"]
+    store = clone(src, tmp_path / "store")
+    ids = list_data_files(str(store))
+    fid = ids[1] if where == "sealed" else ids[-1]
+    dpath = store / data_name(fid)
+    recs = records(dpath)
+    assert len(recs) >= 3
+    victim = recs[len(recs) // 2]
+    if hint == "scanned":
+        (store / hint_name(fid)).unlink()
+    flip(dpath, victim.offset + RECORD_FIELDS[field](victim))
+
+    report = bitcask.check(store)
+    assert not report.ok, f"check missed a flipped {field} byte:\n{report}"
+    assert any(p.file == data_name(fid) for p in report.problems), str(report)
+    check_intact(store, victim.key, want)
+
+    # (c) repair leaves a store check() calls clean, and loses nothing more
+    repaired = bitcask.repair(store)
+    assert repaired.changed, str(repaired)
+    after = bitcask.check(store)
+    assert after.ok, f"still damaged after repair:\n{after}\n{repaired}"
+    check_intact(store, victim.key, want)
+
+
+# ---------------------------------------------------------------- hint files
+
+# Hint layout (docs/format.md, little-endian): 32-byte header "BCHT" | version u16 |
+# reserved u16 | file_id u32 | n_entries u32 | n_expiring u32 | n_tombs u32 |
+# data_size u64; then key_lens u32 x n, keys, locs u64 x n, ..., crc32 u32 at the end.
+HINT_HEAD = struct.Struct("<4sHHIIIIQ")
+
+
+def hint_offset(blob: bytes, spot: str) -> int:
+    n = HINT_HEAD.unpack_from(blob, 0)[4]
+    key_lens = struct.unpack_from(f"<{n}I", blob, HINT_HEAD.size)
+    keys_at = HINT_HEAD.size + 4 * n
+    locs_at = keys_at + sum(key_lens)
+    return {
+        "magic": 0,
+        "file_id": 8,
+        "n_entries": 12,
+        "data_size": 24,
+        "key_len": HINT_HEAD.size,
+        "key": keys_at + 5,
+        "loc": locs_at + 8 + 4,  # the second entry's offset field
+        "crc": len(blob) - 1,
+    }[spot]
+
+
+HINT_DAMAGE = [
+    *(
+        pytest.param(f"flip-{s}", id=f"flip-{s}")
+        for s in ("magic", "file_id", "n_entries", "data_size", "key_len", "key", "loc", "crc")
+    ),
+    pytest.param("truncated", id="truncated"),
+    pytest.param("empty", id="empty"),
+    pytest.param("missing", id="missing"),
+    pytest.param("swapped-locs", id="swapped-locs-valid-crc"),
+]
+
+
+def damage_hint(hpath: Path, how: str) -> None:
+    blob = hpath.read_bytes()
+    if how.startswith("flip-"):
+        flip(hpath, hint_offset(blob, how[5:]))
+    elif how == "truncated":
+        hpath.write_bytes(blob[: len(blob) // 2])
+    elif how == "empty":
+        hpath.write_bytes(b"")
+    elif how == "missing":
+        hpath.unlink()
+    else:
+        # Well-formed and with a correct CRC, but pointing two keys at each other's
+        # records: only the per-record key check stands between this and a wrong value.
+        at = hint_offset(blob, "loc") - 12
+        buf = bytearray(blob)
+        buf[at : at + 8], buf[at + 8 : at + 16] = blob[at + 8 : at + 16], blob[at : at + 8]
+        buf[-4:] = struct.pack("<I", zlib.crc32(bytes(buf[:-4])))
+        hpath.write_bytes(bytes(buf))
+
+
+@pytest.mark.parametrize("how", HINT_DAMAGE)
+def test_damaged_hint(pristine: dict, tmp_path: Path, how: str) -> None:
+    src, want = pristine["none"]
+    store = clone(src, tmp_path / "store")
+    ids = list_data_files(str(store))
+    hinted = sum((store / hint_name(f)).exists() for f in ids)
+    assert hinted == len(ids), "every closed data file should have its hint"
+    fid = ids[1]
+    damage_hint(store / hint_name(fid), how)
+    untouched = clone(store, tmp_path / "for-repair")  # a writer open may rebuild the hint
+
+    report = bitcask.check(store)
+    if how == "missing":
+        assert hint_name(fid) in report.missing_hints, str(report)
+    else:
+        assert [p.file for p in report.bad_hints] == [hint_name(fid)], str(report)
+    assert not report.problems, str(report)
+
+    if how == "swapped-locs":
+        # the hint is believed (its CRC is right): the two keys are refused, never swapped
+        check_intact_except(store, want, refused_ok=True)
+    else:
+        with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+            rec = db.stats()["recovery"]
+            assert (rec["hinted_files"], rec["scanned_files"]) == (len(ids) - 1, 1), rec
+            assert contents(db, want) == want
+
+    repaired = bitcask.repair(untouched)
+    assert hint_name(fid) in repaired.hints_rebuilt, str(repaired)
+    assert not repaired.dropped and not repaired.truncated, str(repaired)
+    after = bitcask.check(untouched)
+    assert after.ok and not after.missing_hints, str(after)
+    with bitcask.open(untouched, sync="never", max_file_size=MAX_FILE) as db:
+        rec = db.stats()["recovery"]
+        assert (rec["hinted_files"], rec["scanned_files"]) == (len(ids), 0), rec
+        assert contents(db, want) == want
+
+
+def check_intact_except(store: Path, want: dict[bytes, bytes | None], refused_ok: bool) -> None:
+    """Every key has its value or (with refused_ok) raises CorruptRecordError."""
+    with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+        refused = 0
+        for k, v in want.items():
+            try:
+                assert db.get(k) == v, k
+            except bitcask.CorruptRecordError:
+                assert refused_ok, k
+                refused += 1
+        assert refused <= 2
