@@ -6,10 +6,14 @@ limits, so one bad request fails alone instead of failing its whole group commit
 returns an *outcome* tuple saying what to do, leaving *when* to the caller (the
 per-connection Pipeline enforces read-your-writes):
 
-    (DONE, result, error)    answer now (hello, auth, ping, and every validation error)
-    (READ, fn, arg)          a read: run fn(arg) on the loop when allowed; it may raise
-    (DEFERRED, start)        start(done) begins a write (writer queue) or a merge
-                             (worker thread); done(result, error) runs later on the loop
+    (DONE, result, error)              answer now (hello, auth, ping, every validation error)
+    (READ, fn, arg)                    a read: run fn(arg) on the loop when allowed; may raise
+    (WRITE, ops, nbytes, shape, sync)  submit ops to the writer; shape(results) is the reply
+    (ASYNC, start)                     start(settle) begins work off the loop (merge);
+                                       settle(result, error) runs later on the loop
+
+The two commonest requests, get and put with bin arguments, take a fast path in
+call() that performs exactly the checks validate_params would, inline.
 
 Errors are always protocol.ErrorInfo with a stable ErrorCode; `error_info()` maps engine
 exceptions to codes by class, never by message text.
@@ -21,7 +25,6 @@ import asyncio
 import dataclasses
 import hmac
 import logging
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,14 +34,13 @@ from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, ErrorInfo, ProtocolEr
 from ._writer import Writer
 from .config import ServerConfig
 
-__all__ = ["DEFERRED", "DONE", "READ", "Dispatcher", "Session", "error_info", "make_error"]
+__all__ = ["ASYNC", "DONE", "READ", "WRITE", "Dispatcher", "Session", "error_info", "make_error"]
 
 log = logging.getLogger("bitcask.server")
 
-DONE, READ, DEFERRED = 0, 1, 2
+DONE, READ, WRITE, ASYNC = 0, 1, 2, 3
 OPEN_METHODS = frozenset({"hello", "auth", "ping"})  # allowed before authentication
 SERVER_VERSION = "0.1.0"
-MAX_SCAN_COUNT = 10_000
 
 # done(result, error) — exactly one of them is meaningful
 Done = Callable[[Any, ErrorInfo | None], None]
@@ -47,7 +49,7 @@ Outcome = tuple[Any, ...]
 
 def make_error(code: ErrorCode, message: str) -> ErrorInfo:
     """An ErrorInfo for `code` (name is the ErrorCode member name)."""
-    return ErrorInfo(int(code), code.name, message)
+    return ErrorInfo.from_code(code, message)
 
 
 _EXC_CODES: tuple[tuple[type[BaseException], ErrorCode], ...] = (
@@ -64,7 +66,7 @@ _EXC_CODES: tuple[tuple[type[BaseException], ErrorCode], ...] = (
 def error_info(exc: BaseException) -> ErrorInfo:
     """Map an exception from the engine or protocol to the ErrorInfo sent to clients."""
     if isinstance(exc, ProtocolError):
-        return make_error(exc.code, str(exc))
+        return make_error(exc.code, exc.message)
     for cls, code in _EXC_CODES:
         if isinstance(exc, cls):
             return make_error(code, str(exc) or code.name.lower())
@@ -86,31 +88,12 @@ class Session:
         self.client: str | None = None
 
 
-def _ttl_of(extra: Any) -> float | None:
-    """The ttl of a put's optional third param ({"ttl": s}, or an already normalised number)."""
-    if extra is None:
-        return None
-    if isinstance(extra, Mapping):
-        extra = extra.get("ttl")
-        if extra is None:
-            return None
-    if isinstance(extra, bool) or not isinstance(extra, int | float):
-        raise _invalid("ttl must be a number of seconds")
-    if not math.isfinite(extra) or extra <= 0:
-        raise _invalid("ttl must be > 0 seconds")
-    return float(extra)
-
-
 class _Invalid(Exception):
     """A request failed one of the server's own checks."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.info = make_error(code, message)
-
-
-def _invalid(message: str) -> _Invalid:
-    return _Invalid(ErrorCode.INVALID_PARAMS, message)
 
 
 class Dispatcher:
@@ -136,6 +119,7 @@ class Dispatcher:
         server_stats: Callable[[], dict[str, Any]],
     ) -> None:
         self._db = db
+        self._db_get = db.get
         self._writer = writer
         self._token = config.auth.encode() if config.auth else None
         self._max_key = max_key_size
@@ -187,8 +171,29 @@ class Dispatcher:
             return False
         return hmac.compare_digest(bytes(token), self._token)
 
+    @property
+    def writer(self) -> Writer:
+        return self._writer
+
     def call(self, session: Session, method: str, params: Any) -> Outcome:
         """Decide what to do with one request (see the module docstring)."""
+        if session.authenticated and type(params) is list:
+            # Fast paths: the same checks as validate_params + _get/_put, inline.
+            n = len(params)
+            if method == "get" and n == 1:
+                key = params[0]
+                if type(key) is bytes and len(key) <= self._max_key:
+                    return (READ, self._db_get, key)
+            elif method == "put" and n == 2 and not self.shutting_down:
+                key, value = params
+                if (
+                    type(key) is bytes
+                    and type(value) is bytes
+                    and len(key) <= self._max_key
+                    and len(value) <= self._max_value
+                    and not self._db.readonly_reason
+                ):
+                    return (WRITE, [("put", key, value, None)], len(key) + len(value), _true, False)
         handler = self._handlers.get(method)
         if handler is None:
             return (DONE, None, make_error(ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}"))
@@ -209,17 +214,16 @@ class Dispatcher:
     # ---- open methods ----
 
     def _hello(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        opts = args[0] if args and isinstance(args[0], Mapping) else {}
-        version = opts.get("protocol", PROTOCOL_VERSION)
-        if version != PROTOCOL_VERSION:
+        version, token, client = args
+        if version is not None and version != PROTOCOL_VERSION:
             msg = f"protocol {version!r} not supported; this server speaks {PROTOCOL_VERSION}"
             return (DONE, None, make_error(ErrorCode.UNSUPPORTED_VERSION, msg))
-        if opts.get("auth") is not None:
-            if not self.check_token(opts["auth"]):
+        if token is not None:
+            if not self.check_token(token):
                 return (DONE, None, make_error(ErrorCode.AUTH_FAILED, "invalid token"))
             session.authenticated = True
-        if isinstance(opts.get("client"), str):
-            session.client = opts["client"]
+        if client is not None:
+            session.client = client
         return (
             DONE,
             {
@@ -273,18 +277,12 @@ class Dispatcher:
         return [get(k) for k in keys]
 
     def _scan(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        opts = args[0] if args and isinstance(args[0], Mapping) else {}
-        prefix = self._key(opts.get("prefix") or b"", allow_empty=True)
-        cursor = opts.get("cursor")
-        cursor = None if cursor is None else self._key(cursor, allow_empty=True)
-        count = opts.get("count", 100)
-        if (
-            isinstance(count, bool)
-            or not isinstance(count, int)
-            or not 1 <= count <= MAX_SCAN_COUNT
-        ):
-            raise _invalid(f"scan count must be an integer in 1..{MAX_SCAN_COUNT}")
-        return (READ, self._read_scan, (prefix, cursor, count))
+        prefix, cursor, count = args
+        return (
+            READ,
+            self._read_scan,
+            (self._key(prefix), None if cursor is None else cursor, count),
+        )
 
     def _read_scan(self, query: tuple[bytes, bytes | None, int]) -> list[Any]:
         prefix, cursor, count = query
@@ -302,8 +300,7 @@ class Dispatcher:
     # ---- writes (through the writer queue) ----
 
     def _put(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        key, value = self._key(args[0]), self._value(args[1])
-        ttl = _ttl_of(args[2]) if len(args) > 2 else None
+        key, value, ttl = self._key(args[0]), self._value(args[1]), args[2]
         return self._write([("put", key, value, ttl)], len(key) + len(value), _true)
 
     def _delete(self, session: Session, args: tuple[Any, ...]) -> Outcome:
@@ -311,45 +308,34 @@ class Dispatcher:
         return self._write([("delete", key)], len(key), _first)
 
     def _mput(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        pairs = args[0].items() if isinstance(args[0], Mapping) else args[0]
+        pairs = args[0]
+        self._check_batch(len(pairs))
         ops: list[tuple[Any, ...]] = []
         size = 0
-        for pair in pairs:
-            key, value = self._key(pair[0]), self._value(pair[1])
-            ops.append(("put", key, value, None))
+        for key, value in pairs:
+            ops.append(("put", self._key(key), self._value(value), None))
             size += len(key) + len(value)
-        self._check_batch(len(ops))
         return self._write(ops, size, _true)
 
     def _batch(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        ops: list[tuple[Any, ...]] = []
-        size = 0
-        for op in args[0]:
-            kind = op[0].decode() if isinstance(op[0], bytes) else op[0]
-            if kind == "put":
-                key, value = self._key(op[1]), self._value(op[2])
-                ttl = _ttl_of(op[3]) if len(op) > 3 else None
-                ops.append(("put", key, value, ttl))
-                size += len(key) + len(value)
-            elif kind == "delete":
-                key = self._key(op[1])
-                ops.append(("delete", key))
-                size += len(key)
-            else:
-                raise _invalid(f"batch op must be put or delete, not {kind!r}")
+        ops = args[0]  # already ("put", k, v, ttl) | ("delete", k): write_batch's shape
         self._check_batch(len(ops))
+        size = 0
+        for op in ops:
+            size += len(self._key(op[1]))
+            if op[0] == "put":
+                size += len(self._value(op[2]))
         return self._write(ops, size, _batch_results)
 
     def _sync(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         return self._write([], 0, _true, sync=True)
 
     def _merge(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        def start(done: Done) -> None:
-            loop = asyncio.get_running_loop()
-            fut = loop.run_in_executor(None, self._db.merge)
-            fut.add_done_callback(lambda f: _settle(f, done, _report))
+        def start(settle: Done) -> None:
+            fut = asyncio.get_running_loop().run_in_executor(None, self._db.merge)
+            fut.add_done_callback(lambda f: _settle(f, settle, _report))
 
-        return (DEFERRED, start)
+        return (ASYNC, start)
 
     def _write(
         self,
@@ -360,42 +346,19 @@ class Dispatcher:
     ) -> Outcome:
         if self.shutting_down:
             raise _Invalid(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-        reason = getattr(self._db, "readonly_reason", None)
+        reason = self._db.readonly_reason
         if reason:
             raise _Invalid(ErrorCode.READ_ONLY, f"the store is read-only: {reason}")
-        writer = self._writer
-
-        def start(done: Done) -> None:
-            def finished(results: list[Any] | None, exc: BaseException | None) -> None:
-                if exc is not None:
-                    done(None, error_info(exc))
-                else:
-                    done(shape(results or []), None)
-
-            if not writer.submit(ops, finished, nbytes=nbytes, sync=sync):
-                if writer.closed:
-                    done(None, make_error(ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
-                else:
-                    done(None, make_error(ErrorCode.BUSY, "writer queue full; retry later"))
-
-        return (DEFERRED, start)
+        return (WRITE, ops, nbytes, shape, sync)
 
     # ---- checks ----
 
-    def _key(self, key: Any, allow_empty: bool = False) -> bytes:
-        if isinstance(key, str):
-            key = key.encode()
-        if not isinstance(key, bytes):
-            raise _invalid("a key must be bytes or str")
+    def _key(self, key: bytes) -> bytes:
         if len(key) > self._max_key:
             raise _Invalid(ErrorCode.KEY_TOO_LARGE, f"key of {len(key)} bytes > {self._max_key}")
         return key
 
-    def _value(self, value: Any) -> bytes:
-        if isinstance(value, str):
-            value = value.encode()
-        if not isinstance(value, bytes):
-            raise _invalid("a value must be bytes or str")
+    def _value(self, value: bytes) -> bytes:
         if len(value) > self._max_value:
             raise _Invalid(
                 ErrorCode.VALUE_TOO_LARGE, f"value of {len(value)} bytes > {self._max_value}"

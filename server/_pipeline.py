@@ -24,9 +24,9 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from protocol import ErrorInfo
+from protocol import ErrorCode, ErrorInfo, LocalProtocolError
 
-from ._dispatch import DEFERRED, DONE, READ, Dispatcher, Session, error_info
+from ._dispatch import DONE, READ, WRITE, Dispatcher, Session, error_info, make_error
 from ._metrics import Metrics
 
 __all__ = ["Pipeline", "Render"]
@@ -36,9 +36,20 @@ Render = Callable[[Any, Any, ErrorInfo | None], bytes]
 
 
 class _Slot:
-    __slots__ = ("ctx", "done", "error", "method", "outcome", "render", "result", "t0")
+    """One request waiting for its turn or its result. Called by the writer when done."""
 
-    def __init__(self, outcome: tuple[Any, ...], render: Render, ctx: Any, method: str, t0: float):
+    __slots__ = ("ctx", "done", "error", "method", "outcome", "pipeline", "render", "result", "t0")
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        outcome: tuple[Any, ...],
+        render: Render,
+        ctx: Any,
+        method: str,
+        t0: float,
+    ) -> None:
+        self.pipeline = pipeline
         self.outcome = outcome
         self.render = render
         self.ctx = ctx
@@ -47,6 +58,19 @@ class _Slot:
         self.done = False
         self.result: Any = None
         self.error: ErrorInfo | None = None
+
+    def __call__(self, results: list[Any] | None, exc: BaseException | None) -> None:
+        """The writer's callback (an object, not a closure per request)."""
+        if exc is None:
+            self.result = self.outcome[3](results)
+        else:
+            self.error = error_info(exc)
+        self.pipeline._finished(self)
+
+    def settle(self, result: Any, error: ErrorInfo | None) -> None:
+        """The callback of ASYNC work (merge)."""
+        self.result, self.error = result, error
+        self.pipeline._finished(self)
 
 
 class Pipeline:
@@ -61,12 +85,12 @@ class Pipeline:
 
     Example:
         >>> p = Pipeline(dispatcher, session, metrics, transport.write, lambda: None)  # doctest: +SKIP
-        >>> p.request("get", [b"k"], render_binary, 7)
+        >>> p.request("get", [b"k"], render_binary, 7, time.perf_counter())
         >>> transport.write(p.take_output())
     """
 
     __slots__ = (
-        "_dispatcher",
+        "_call",
         "_emit",
         "_flush_scheduled",
         "_inflight",
@@ -77,6 +101,7 @@ class Pipeline:
         "_replies",
         "_session",
         "_unstarted",
+        "_writer",
         "closed",
     )
 
@@ -88,7 +113,8 @@ class Pipeline:
         emit: Callable[[bytes], None],
         on_progress: Callable[[], None],
     ) -> None:
-        self._dispatcher = dispatcher
+        self._call = dispatcher.call
+        self._writer = dispatcher.writer
         self._session = session
         self._metrics = metrics
         self._emit = emit
@@ -96,7 +122,7 @@ class Pipeline:
         self._loop = asyncio.get_running_loop()
         self._replies: deque[_Slot] = deque()  # every request not yet answered, in order
         self._unstarted: deque[_Slot] = deque()  # requests waiting for an earlier one
-        self._inflight = 0  # DEFERRED requests started and not finished
+        self._inflight = 0  # WRITE/ASYNC requests started and not finished
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self.closed = False  # the connection is gone: drop output
@@ -110,12 +136,15 @@ class Pipeline:
     def session(self) -> Session:
         return self._session
 
-    def request(self, method: str, params: Any, render: Render, ctx: Any) -> None:
-        """Handle one decoded request; its reply is rendered with render(ctx, result, error)."""
-        t0 = perf_counter()
-        outcome = self._dispatcher.call(self._session, method, params)
+    def request(self, method: str, params: Any, render: Render, ctx: Any, t0: float) -> None:
+        """Handle one decoded request (received at t0, perf_counter seconds).
+
+        Its reply is rendered with render(ctx, result, error) when its turn comes.
+        """
+        outcome = self._call(self._session, method, params)
         kind = outcome[0]
-        if not self._replies and kind != DEFERRED:
+        if kind <= READ and not self._replies:
+            # Nothing earlier is pending: answer at once.
             if kind == READ:
                 try:
                     result, error = outcome[1](outcome[2]), None
@@ -123,10 +152,14 @@ class Pipeline:
                     result, error = None, error_info(exc)
             else:
                 result, error = outcome[1], outcome[2]
-            self._out.append(render(ctx, result, error))
+            try:
+                self._out.append(render(ctx, result, error))
+            except LocalProtocolError as exc:  # e.g. a reply over the frame limit
+                error = error_info(exc)
+                self._out.append(render(ctx, None, error))
             self._metrics.request(method, perf_counter() - t0, error.name if error else None)
             return
-        slot = _Slot(outcome, render, ctx, method, t0)
+        slot = _Slot(self, outcome, render, ctx, method, t0)
         self._replies.append(slot)
         if kind == DONE:
             slot.result, slot.error, slot.done = outcome[1], outcome[2], True
@@ -136,26 +169,23 @@ class Pipeline:
             self._start(slot)
         self._collect()
 
-    def reply_now(self, render: Render, ctx: Any, error: ErrorInfo, method: str = "-") -> None:
-        """Queue an error reply in order (e.g. BUSY) without calling the dispatcher."""
-        self.request_done(render, ctx, None, error, method)
-
     def request_done(
         self, render: Render, ctx: Any, result: Any, error: ErrorInfo | None, method: str
     ) -> None:
         """Queue an already-known answer (HTTP probes, refusals) behind earlier replies."""
-        slot = _Slot((DONE, result, error), render, ctx, method, perf_counter())
+        slot = _Slot(self, (DONE, result, error), render, ctx, method, perf_counter())
         slot.result, slot.error, slot.done = result, error, True
         self._replies.append(slot)
         self._collect()
 
     def take_output(self) -> bytes:
         """The reply bytes gathered so far (b"" if none); the caller writes them."""
-        if not self._out:
+        out = self._out
+        if not out:
             return b""
-        out = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out.clear()
-        return out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
 
     def flush(self) -> None:
         """Write gathered output now (used after completions)."""
@@ -169,18 +199,32 @@ class Pipeline:
 
     def _start(self, slot: _Slot) -> None:
         outcome = slot.outcome
-        if outcome[0] == READ:
+        kind = outcome[0]
+        if kind == READ:
             try:
                 slot.result = outcome[1](outcome[2])
             except Exception as exc:
                 slot.error = error_info(exc)
             slot.done = True
-        else:
-            self._inflight += 1
-            outcome[1](lambda result, error: self._finished(slot, result, error))
+            return
+        self._inflight += 1
+        if kind == WRITE:
+            if not self._writer.submit(outcome[1], slot, nbytes=outcome[2], sync=outcome[4]):
+                code = ErrorCode.SHUTTING_DOWN if self._writer.closed else ErrorCode.BUSY
+                slot.settle(
+                    None,
+                    make_error(
+                        code,
+                        "writer queue full; retry later"
+                        if code == ErrorCode.BUSY
+                        else "shutting down",
+                    ),
+                )
+        else:  # ASYNC
+            outcome[1](slot.settle)
 
-    def _finished(self, slot: _Slot, result: Any, error: ErrorInfo | None) -> None:
-        slot.result, slot.error, slot.done = result, error, True
+    def _finished(self, slot: _Slot) -> None:
+        slot.done = True
         self._inflight -= 1
         unstarted = self._unstarted
         while unstarted:
@@ -196,9 +240,17 @@ class Pipeline:
 
     def _collect(self) -> None:
         replies = self._replies
-        metrics = self._metrics
+        if not replies or not replies[0].done:
+            return
+        now = perf_counter()
+        record = self._metrics.request
+        out = self._out
         while replies and replies[0].done:
             slot = replies.popleft()
             error = slot.error
-            self._out.append(slot.render(slot.ctx, slot.result, error))
-            metrics.request(slot.method, perf_counter() - slot.t0, error.name if error else None)
+            try:
+                out.append(slot.render(slot.ctx, slot.result, error))
+            except LocalProtocolError as exc:  # e.g. a reply over the frame limit
+                error = error_info(exc)
+                out.append(slot.render(slot.ctx, None, error))
+            record(slot.method, now - slot.t0, error.name if error else None)

@@ -49,14 +49,9 @@ MAX_GROUP_BYTES = 32 * 1024 * 1024
 Callback = Callable[[list[Any] | None, BaseException | None], None]
 
 
-class _Entry:
-    __slots__ = ("callback", "nbytes", "ops", "sync")
-
-    def __init__(self, ops: Sequence[tuple[Any, ...]], callback: Callback, nbytes: int, sync: bool):
-        self.ops = ops
-        self.callback = callback
-        self.nbytes = nbytes
-        self.sync = sync
+# One queued request: (ops, callback, nbytes, sync). A tuple, not an object: it is
+# built once per write request on the hot path.
+_Entry = tuple[Sequence[tuple[Any, ...]], Callback, int, bool]
 
 
 # outcome of one entry: (results, None) or (None, exception)
@@ -148,7 +143,7 @@ class Writer:
         """
         if self._closed or len(self._queue) >= self._hard_depth:
             return False
-        self._queue.append(_Entry(ops, callback, nbytes, sync))
+        self._queue.append((ops, callback, nbytes, sync))
         depth = len(self._queue)
         self._metrics.writer_depth = depth
         if depth > self._max_depth and not self._pressured:
@@ -169,6 +164,10 @@ class Writer:
         fut: asyncio.Future[None] = self._loop.create_future()
         self._idle_waiters.append(fut)
         await fut
+
+    async def run_on_writer_thread(self, fn: Callable[[], Any]) -> Any:
+        """Run a blocking store call (db.close) where write_batch runs, off the loop."""
+        return await self._loop.run_in_executor(self._pool, fn)
 
     def shutdown_pool(self) -> None:
         """Stop the dedicated thread (after wait_idle)."""
@@ -202,7 +201,7 @@ class Writer:
         total = 0
         cut = len(queue)
         for i, entry in enumerate(queue):
-            total += entry.nbytes
+            total += entry[2]
             if total > MAX_GROUP_BYTES and i > 0:
                 cut = i
                 break
@@ -221,8 +220,8 @@ class Writer:
         ops: list[tuple[Any, ...]] = []
         force = False
         for entry in group:
-            ops.extend(entry.ops)
-            force = force or entry.sync
+            ops.extend(entry[0])
+            force = force or entry[3]
         try:
             results = self._commit(ops, force)
         except (ValueError, TypeError) as exc:
@@ -234,14 +233,14 @@ class Writer:
         outcomes: list[_Outcome] = []
         pos = 0
         for entry in group:
-            n = len(entry.ops)
+            n = len(entry[0])
             outcomes.append((results[pos : pos + n], None))
             pos += n
         return outcomes
 
     def _write_alone(self, entry: _Entry) -> _Outcome:
         try:
-            return (self._commit(list(entry.ops), entry.sync), None)
+            return (self._commit(list(entry[0]), entry[3]), None)
         except BaseException as exc:
             return (None, exc)
 
@@ -270,7 +269,7 @@ class Writer:
             if exc is not None:
                 self._metrics.writer_failures += 1
             try:
-                entry.callback(results, exc)
+                entry[1](results, exc)
             except Exception:
                 log.exception("write callback failed")
         self._running = False

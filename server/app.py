@@ -29,7 +29,7 @@ from ._dispatch import Dispatcher
 from ._metrics import Metrics
 from ._writer import Writer
 from .binary import BinaryProtocol
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .http import HttpProtocol
 
 __all__ = ["Server"]
@@ -85,7 +85,10 @@ class Server:
         opts: dict[str, Any] = {"sync": cfg.sync}
         if cfg.sync_interval_ms is not None:
             opts["sync_interval_ms"] = cfg.sync_interval_ms
-        options = bitcask.Options(**opts)
+        try:
+            options = bitcask.Options(**opts)
+        except bitcask.InvalidOptionsError as exc:
+            raise ConfigError(str(exc)) from exc
         cfg.data.mkdir(parents=True, exist_ok=True)
         self.db = await loop.run_in_executor(None, lambda: bitcask.open(cfg.data, options=options))
         try:
@@ -155,9 +158,8 @@ class Server:
         except TimeoutError:
             in_time = False
             log.error("writer did not drain within the shutdown budget")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.writer.shutdown_pool)
-        await loop.run_in_executor(None, self.db.close)
+        await self.writer.run_on_writer_thread(self.db.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.writer.shutdown_pool)
         assert self._stopped is not None
         self._stopped.set()
         log.info("stopped (%s)", "clean" if in_time else "forced: budget exceeded")

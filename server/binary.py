@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, cast
 
 from protocol import (
+    MAX_MSGID,
     ErrorCode,
     ErrorInfo,
     FrameDecoder,
@@ -38,6 +40,7 @@ from protocol import (
     http_refusal,
     inline_to_request,
     looks_like_http,
+    message_from_obj,
 )
 
 from ._dispatch import error_info, make_error
@@ -55,8 +58,17 @@ _PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT = 1, 2, 4
 MAX_INLINE_LINE = 1024 * 1024  # an HTTP request line or inline command longer than this is garbage
 
 
-def render_binary(msgid: int, result: Any, error: ErrorInfo | None) -> bytes:
-    return encode_response(msgid, result, error)
+# encode_response(msgid, result, error) is a Render as it is; the Pipeline answers a
+# reply that cannot be encoded (too large a frame) with the encoding error instead.
+render_binary = encode_response
+
+
+def _shape_error(obj: Any) -> RemoteProtocolError | None:
+    try:
+        message_from_obj(obj)
+    except RemoteProtocolError as exc:
+        return exc
+    return None
 
 
 def render_inline(method: str, result: Any, error: ErrorInfo | None) -> bytes:
@@ -91,7 +103,7 @@ class BinaryProtocol(asyncio.Protocol):
     # ---- asyncio callbacks ----
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         if not self._server.admit(self):
             err = make_error(ErrorCode.TOO_MANY_CONNECTIONS, "too many connections; retry later")
@@ -158,20 +170,39 @@ class BinaryProtocol(asyncio.Protocol):
 
     def _binary(self, data: bytes) -> None:
         assert self._decoder is not None and self._pipeline is not None
+        t0 = perf_counter()
+        fatal: ProtocolError | None = None
         try:
-            messages = self._decoder.feed(data)
+            objs = self._decoder.feed_raw(data)
         except RemoteProtocolError as exc:
-            self._fatal(encode_response(0, None, error_info(exc)))
-            return
-        pipeline = self._pipeline
-        for msg in messages:
-            if type(msg) is not Request:
-                err = make_error(
-                    ErrorCode.PROTOCOL_ERROR, "expected a request [0, msgid, method, params]"
-                )
-                self._fatal(pipeline.take_output() + encode_response(0, None, err))
-                return
-            pipeline.request(msg.method, msg.params, render_binary, msg.msgid)
+            # Answer what was complete before the bad bytes, then the error, then close.
+            objs, fatal = exc.messages, exc
+        request = self._pipeline.request
+        for obj in objs:
+            # The shape check of protocol.message_from_obj for the valid case, inline;
+            # anything else goes through it for the exact error.
+            if (
+                type(obj) is list
+                and len(obj) == 4
+                and obj[0] == 0
+                and type(obj[1]) is int
+                and 0 <= obj[1] <= MAX_MSGID
+                and type(obj[2]) is str
+                and type(obj[3]) is list
+            ):
+                request(obj[2], obj[3], render_binary, obj[1], t0)
+                continue
+            fatal = _shape_error(obj)
+            if fatal is None:
+                msg = message_from_obj(obj)
+                if type(msg) is Request:
+                    request(msg.method, list(msg.params), render_binary, msg.msgid, t0)
+                    continue
+                fatal = RemoteProtocolError("expected a request [0, msgid, method, params]")
+            break
+        if fatal is not None:
+            self._pipeline.request_done(render_binary, 0, None, error_info(fatal), "protocol_error")
+            self._closing = True
         self._after_input()
 
     def _inline_text(self, data: bytes) -> None:
@@ -191,26 +222,46 @@ class BinaryProtocol(asyncio.Protocol):
                 return
             self._head = None
             data = head
-        try:
-            lines = self._inline.feed(data)
-        except RemoteProtocolError as exc:
-            self._fatal(self._pipeline.take_output() + format_inline_error(error_info(exc)))
-            return
         pipeline = self._pipeline
-        for argv in lines:
-            if not argv:
-                continue
-            if argv[0].upper() == b"QUIT":
-                pipeline.request_done(render_inline, "quit", "OK", None, "quit")
+        while True:
+            try:
+                lines, bad = self._inline.feed(data), None
+            except RemoteProtocolError as exc:
+                lines, bad = exc.messages, exc
+            data = b""
+            self._inline_commands(lines)
+            if bad is None or self._closing:
+                break
+            pipeline.request_done(render_inline, "-", None, error_info(bad), "inline")
+            if self._inline_dead():
                 self._closing = True
                 break
+            # A malformed line fails alone; the lines after it are still buffered.
+        self._after_input()
+
+    def _inline_dead(self) -> bool:
+        # InlineDecoder dies only on an over-long line; it has no public `failed` flag
+        # (FrameDecoder has one), so look at the state it documents as terminal.
+        assert self._inline is not None
+        return getattr(self._inline, "_error", None) is not None
+
+    def _inline_commands(self, lines: list[list[bytes]]) -> None:
+        t0 = perf_counter()
+        pipeline = self._pipeline
+        assert pipeline is not None
+        for argv in lines:
+            if self._closing:
+                return
             try:
                 method, params = inline_to_request(argv)
             except ProtocolError as exc:
                 pipeline.request_done(render_inline, "-", None, error_info(exc), "inline")
                 continue
-            pipeline.request(method, list(params), render_inline, method)
-        self._after_input()
+            if method == "quit":
+                pipeline.request_done(render_inline, "quit", True, None, "quit")
+                self._closing = True
+                return
+            pipeline.request(method, list(params), render_inline, method, t0)
 
     # ---- output and flow control ----
 

@@ -64,6 +64,9 @@ async def _serve(config: ServerConfig) -> int:
     server = Server(config)
     try:
         await server.start()
+    except ConfigError as exc:
+        log.error("bad configuration: %s", exc)
+        return EXIT_CONFIG
     except bitcask.StoreLockedError as exc:
         log.error("cannot open %s: %s (held by pid %s)", config.data, exc, getattr(exc, "pid", "?"))
         return EXIT_STORE

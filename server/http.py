@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -90,11 +91,12 @@ class HttpProtocol(asyncio.Protocol):
         self._header_count = 0
         self._body: list[bytes] = []
         self._body_size = 0
+        self._t0 = 0.0
 
     # ---- asyncio callbacks ----
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         if not self._server.admit(self):
             resp = simple_error(503, ErrorCode.TOO_MANY_CONNECTIONS, "too many connections")
@@ -157,6 +159,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_request = True
+        self._t0 = perf_counter()
         self._url = b""
         self._head_bytes = 0
         self._headers = {}
@@ -213,7 +216,9 @@ class HttpProtocol(asyncio.Protocol):
         outcome = route(self._server, req)
         head = req.method == "HEAD"
         if isinstance(outcome, KvCall):
-            self._pipeline.request(outcome.method, outcome.params, self._render_kv, outcome.ctx)
+            self._pipeline.request(
+                outcome.method, outcome.params, self._render_kv, outcome.ctx, self._t0
+            )
         else:
             label = req.path.decode("latin-1").strip("/") or "/"
             self._pipeline.request_done(
