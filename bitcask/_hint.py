@@ -27,10 +27,11 @@ data file has a different size (truncated, repaired) is ignored.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import sys
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 from zlib import crc32
@@ -53,11 +54,11 @@ class HintData:
 
     file_id: int
     keys: list[bytes]
-    locs: array  # type: ignore[type-arg]  # (offset << 32) | size, u64
-    exp_index: array  # type: ignore[type-arg]
-    exp_ms: array  # type: ignore[type-arg]
+    locs: array[int]  # (offset << 32) | size, u64
+    exp_index: array[int]
+    exp_ms: array[int]
     tomb_keys: list[bytes]
-    tomb_files: array  # type: ignore[type-arg]
+    tomb_files: array[int]
     data_size: int
 
 
@@ -127,15 +128,18 @@ class _Reader:
         self.pos = end
         return out
 
-    def array(self, code: str, count: int) -> array:  # type: ignore[type-arg]
+    def ints(self, code: str, count: int) -> array[int]:
         a = array(code)
         a.frombytes(self.take(count * a.itemsize))
         if _BIG:
             a.byteswap()
         return a
 
-    def keys(self, lens: Sequence[int]) -> list[bytes]:
+    def keys(self, lens: array[int]) -> list[bytes]:
         blob = self.take(sum(lens))
+        if lens and lens[0] and lens.count(lens[0]) == len(lens):
+            # Fixed-size keys (the common case): one C-level pass, twice as fast.
+            return re.compile(b".{%d}" % lens[0], re.DOTALL).findall(blob)
         ends: list[int] = list(accumulate(lens))
         starts = [0, *ends[:-1]] if ends else []
         return list(map(blob.__getitem__, map(slice, starts, ends)))
@@ -159,13 +163,13 @@ def decode_hint(buf: bytes, file_id: int) -> HintData:
     if fid != file_id:
         raise ValueError(f"hint names file {fid}, expected {file_id}")
     r = _Reader(buf, _HEAD.size)
-    keys = r.keys(r.array("I", n))
-    locs = r.array("Q", n)
+    keys = r.keys(r.ints("I", n))
+    locs = r.ints("Q", n)
     r.take(8 * n)  # timestamps: kept for tools, not needed to load
-    exp_index = r.array("I", n_exp)
-    exp_ms = r.array("Q", n_exp)
-    tomb_keys = r.keys(r.array("I", n_tomb))
-    tomb_files = r.array("I", n_tomb)
+    exp_index = r.ints("I", n_exp)
+    exp_ms = r.ints("Q", n_exp)
+    tomb_keys = r.keys(r.ints("I", n_tomb))
+    tomb_files = r.ints("I", n_tomb)
     if r.pos != len(buf) - 4:
         raise ValueError("hint has trailing bytes")
     if n_exp and max(exp_index) >= n:

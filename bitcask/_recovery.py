@@ -30,7 +30,7 @@ from ._datafile import (
     scan,
 )
 from ._hint import read_hint
-from ._keydir import FID_SHIFT, Keydir
+from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._record import TOMBSTONE
 
 __all__ = ["FileVanished", "LoadResult", "RecoveryReport", "load"]
@@ -101,7 +101,15 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
             size = os.stat(dpath).st_size
         except FileNotFoundError:
             raise FileVanished(dpath) from None
-        if use_hints and _load_hint(path, fid, size, kmap, pending_exp):
+        if size == FILE_HEADER_SIZE and not readonly:
+            # A file that never received a record (an idle writer session): drop it
+            # so reopening does not pile up empty files. It holds no locations.
+            os.unlink(dpath)
+            hpath = os.path.join(path, hint_name(fid))
+            if os.path.exists(hpath):
+                os.unlink(hpath)
+            continue
+        if use_hints and _load_hint(path, fid, size, kmap, kd.live, pending_exp):
             counts["hinted"] += 1
             sizes[fid] = size
             maps[fid] = _map(dpath)
@@ -123,12 +131,16 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         assert mm is not None
         issues = ScanIssues()
         base = fid << FID_SHIFT
+        live = kd.live
+        live[fid] = 0
         for off, rsize, flags, _ts, exp, key, _aux in scan(mm, FILE_HEADER_SIZE, size, issues):
-            if flags & TOMBSTONE:
-                kmap.pop(key, None)
-            else:
+            old = kmap.pop(key, None) if flags & TOMBSTONE else kmap.get(key)
+            if old is not None:
+                live[old >> FID_SHIFT] -= old & SIZE_MASK
+            if not flags & TOMBSTONE:
                 loc = base | (off << 32) | rsize
                 kmap[key] = loc
+                live[fid] += rsize
                 if exp:
                     pending_exp[key] = (exp, loc)
         counts["corrupt"] += issues.corrupt_records
@@ -157,7 +169,6 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         maps[fid] = mm
         unhinted.append(fid)
     kd.expiry = {k: e for k, (e, loc) in pending_exp.items() if kmap.get(k) == loc}
-    kd.compute_live()
     report = RecoveryReport(
         truncated_bytes=counts["truncated"],
         corrupt_records=counts["corrupt"],
@@ -192,6 +203,7 @@ def _load_hint(
     fid: int,
     size: int,
     kmap: dict[bytes, int],
+    live: dict[int, int],
     pending_exp: dict[bytes, tuple[int, int]],
 ) -> bool:
     try:
@@ -200,9 +212,16 @@ def _load_hint(
         return False
     pop = kmap.pop
     for key in hint.tomb_keys:
-        pop(key, None)
+        old = pop(key, None)
+        if old is not None:
+            live[old >> FID_SHIFT] -= old & SIZE_MASK
     base = fid << FID_SHIFT
     locs = list(map(base.__or__, hint.locs))
+    # Live bytes without a Python loop per key: this file's entries count in full,
+    # and the (usually few) entries they replace are taken off their own files.
+    for old in filter(None, map(kmap.get, hint.keys)):
+        live[old >> FID_SHIFT] -= old & SIZE_MASK
+    live[fid] = sum(map(SIZE_MASK.__and__, hint.locs))
     kmap.update(zip(hint.keys, locs, strict=True))
     if hint.exp_index:
         keys = hint.keys

@@ -873,7 +873,11 @@ class Bitcask:
                     pass
                 os.close(self._wfd)
                 self._wfd = -1
-                if self.options.hint_files and self.readonly_reason is None:
+                if self._offset == FILE_HEADER_SIZE and self.readonly_reason is None:
+                    os.unlink(os.path.join(self.path, data_name(self._active_id)))
+                    self._maps.pop(self._active_id, None)
+                    self._kd.live.pop(self._active_id, None)
+                elif self.options.hint_files and self.readonly_reason is None:
                     sealed = self._active_id
                     self._sizes[sealed] = self._offset
                     path = os.path.join(self.path, data_name(sealed))
