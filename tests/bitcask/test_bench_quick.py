@@ -1,0 +1,65 @@
+"""`python -m bench.embedded --quick` runs end to end and writes its results.
+
+A smoke test of the benchmark harness, not a measurement: it checks the structure of
+the JSON and markdown it writes (every store, every workload, the targets table),
+never a speed. Sizes are tiny so it stays within a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.embedded",
+        "--quick",
+        "--keys=2000",
+        "--big-keys=200",
+        "--million=5000",
+        "--stores=bitcask,rawlog,sqlite3",
+        f"--out={out}",
+        f"--dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "targets (issue 2)" in proc.stdout
+
+    doc = json.loads((out / "embedded.json").read_text())
+    assert doc["name"] == "embedded"
+    assert doc["meta"]["quick"] is True
+    assert doc["meta"]["machine"]["python"]
+    titles = [t["title"] for t in doc["tables"]]
+    assert titles == [
+        "2,000 keys, 100 B values",
+        "200 keys, 4096 B values",
+        "5,000 keys, 100 B values: open time and keydir",
+        "targets (issue 2)",
+    ]
+    for table in doc["tables"][:2]:
+        rows = {r["store"]: r for r in table["rows"]}
+        assert set(rows) == {"bitcask", "rawlog (floor)", "sqlite3 (WAL)"}
+        floor = rows["rawlog (floor)"]
+        assert floor["put_x"] == 1.0 and floor["get_x"] == 1.0
+        engine = rows["bitcask"]
+        for key in ("put", "get", "batch", "reopen_ms", "scan_ms", "keydir_stats", "keydir_traced"):
+            assert isinstance(engine[key], int | float) and engine[key] > 0, key
+        assert engine["disk_bytes"] > 0
+        assert engine["hints_removed"] >= 1  # "no hints" really reopened without them
+    targets = doc["tables"][-1]["rows"]
+    assert len(targets) == 7
+    assert {r["verdict"] for r in targets} <= {"met", "MISSED"}
+
+    md = (out / "embedded.md").read_text()
+    assert "| store | put ops/s |" in md
+    assert md.count("**") >= 2 * len(titles)
+    # the run cleaned up after itself: only the results directory is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
