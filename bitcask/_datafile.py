@@ -8,14 +8,19 @@ and the records of a batch once its COMMIT marker with the right count is read. 
 never raises on bad data; it records what it skipped in a ``ScanIssues``.
 
 A CRC mismatch is skipped when the record's lengths are plausible and the next
-record validates (or the bad record ends the file); otherwise scanning stops there
-and the rest of the file is reported as not loaded ("stop").
+record validates (or the bad record ends the file). Otherwise (a damaged length, or
+garbage) the scanner looks ahead up to ``RESYNC_WINDOW`` bytes for the next offset
+where a whole record validates (CRC32 over a plausible header, key and value) and
+resumes there, reporting the bytes in between; if none is found, scanning stops
+and the rest of the file is reported as not loaded ("stop"). In the last file that
+rest is the torn tail.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -133,6 +138,23 @@ class ScanIssues:
         return min(cut) if cut else None
 
 
+# After an unreadable record, look this far ahead for the next record that validates.
+RESYNC_WINDOW = 4 << 20
+# Cheap pre-filter for a record start: flags <= 0x1f, key_len < 2**20, value_len < 2**31.
+_CANDIDATE = re.compile(rb"(?=.{4}[\x00-\x1f].{16}\x00[\x00-\x0f].{2}[\x00-\x7f])", re.DOTALL)
+
+
+def _resync(buf: bytes | mmap.mmap, pos: int, end: int) -> int | None:
+    """Offset of the first record after ``pos`` that validates (within the window)."""
+    limit = min(end, pos + RESYNC_WINDOW)
+    window = buf[pos + 1 : limit]
+    for m in _CANDIDATE.finditer(window):
+        q = pos + 1 + m.start()
+        if _valid_at(buf, q, end):
+            return q
+    return None
+
+
 def _valid_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
     if end - pos < HEADER_SIZE:
         return False
@@ -160,18 +182,23 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
         crc, flags, ts, exp, kl, vl = unpack(buf, pos)
         size = HEADER_SIZE + kl + vl
         nxt = pos + size
-        if kl > MAX_KEY_SIZE_LIMIT or vl > MAX_VALUE_SIZE_LIMIT or nxt > end:
-            issues.stop, issues.stop_reason = pos, "torn or implausible record"
-            break
-        if crc32(buf[pos + 4 : nxt]) != crc or flags & ~KNOWN_FLAGS:
-            if nxt == end or _valid_at(buf, nxt, end):
-                issues.corrupt_records += 1
-                issues.skipped.append((pos, size, "CRC mismatch"))
-                batch_bad = batch is not None
-                pos = nxt
-                continue
-            issues.stop, issues.stop_reason = pos, "CRC mismatch, next record unreadable"
-            break
+        plausible = kl <= MAX_KEY_SIZE_LIMIT and vl <= MAX_VALUE_SIZE_LIMIT and nxt <= end
+        if not plausible or crc32(buf[pos + 4 : nxt]) != crc or flags & ~KNOWN_FLAGS:
+            if plausible and (nxt == end or _valid_at(buf, nxt, end)):
+                skip_to: int | None = nxt
+                why = "CRC mismatch"
+            else:
+                skip_to = _resync(buf, pos, end)
+                why = "unreadable bytes, resynchronised at the next valid record"
+            if skip_to is None:
+                issues.stop = pos
+                issues.stop_reason = "torn record" if not plausible else "CRC mismatch"
+                break
+            issues.corrupt_records += 1
+            issues.skipped.append((pos, skip_to - pos, why))
+            batch_bad = batch is not None
+            pos = skip_to
+            continue
         ks = pos + HEADER_SIZE
         if flags & (BATCH_BEGIN | BATCH_COMMIT | IN_BATCH):
             if flags & BATCH_BEGIN:

@@ -255,3 +255,21 @@ def test_empty_last_file_from_a_crash_at_creation(tmp_path: Path) -> None:
         assert contents(db) == want
     assert not (tmp_path / "0000000009.data").exists()
     assert os.listdir(tmp_path)
+
+
+def test_damaged_length_resynchronises_at_the_next_valid_record(tmp_path: Path) -> None:
+    want = fill(tmp_path, 20)
+    data = data_files(tmp_path)[0]
+    data.with_suffix(".hint").unlink()
+    raw = bytearray(data.read_bytes())
+    record = HEADER + 8 + 30
+    off = FILE_HEADER + 5 * record
+    raw[off + 24] ^= 0xFF  # key_len low byte: the record's extent is now wrong
+    data.write_bytes(bytes(raw))
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert db.recovery.corrupt_records == 1
+        want.pop(b"key:0005")
+        assert contents(db) == want  # every record after the damage still loads
+    report = bitcask.repair(tmp_path)
+    assert [(p.offset, p.bytes) for p in report.dropped] == [(off, record)]
+    assert bitcask.check(tmp_path).ok
