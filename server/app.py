@@ -173,7 +173,7 @@ class Server:
         return True
 
     def _connections_quiet(self) -> bool:
-        return all(conn.pending == 0 for conn in self._connections)
+        return all(conn.busy == 0 for conn in self._connections)
 
     # ---- connections ----
 
@@ -216,7 +216,7 @@ class Server:
         for conn in list(self._connections):
             if not isinstance(conn, BinaryProtocol):
                 continue
-            if conn.active or conn.pending:
+            if conn.active or conn.busy:
                 conn.active = False
                 conn.last_active = now
             elif now - conn.last_active > limit:

@@ -9,19 +9,25 @@ Strategy / invariants:
 - Every decoded request goes through this connection's Pipeline (ordering and
   read-your-writes live there). All replies produced while handling one chunk of input
   leave in one transport.write.
+- Back-pressure without errors: requests are handled while fewer than max_inflight are
+  pending here and the writer queue is below its mark. Past that, the rest of the
+  decoded chunk waits in `_backlog` (at most one read's worth), reading pauses, and
+  the backlog is handled again as replies go out (`_progress`) or the writer catches up.
+  Reading resumes once the backlog is empty and pending is at half. Pause reasons are
+  bits (too much pending, writer queue, the transport's write buffer) so that one
+  resume never cancels another reason.
 - Fatal input (a frame over max_frame, malformed msgpack, a response instead of a
-  request, an over-long inline line) gets one error reply (binary: msgid 0) and a close;
-  request-level errors (unknown method, bad params, oversize key) get an error reply
-  and the connection stays.
-- Reading pauses for any of three reasons, tracked as bits so that one resume never
-  cancels another reason: too many requests pending here (resumes at half), the writer
-  queue over its high-water mark, or the transport's own write buffer being full.
+  request, an over-long inline line) is answered in order, after the requests decoded
+  before it, with one error reply (binary: msgid 0), then the connection closes.
+  Request-level errors (unknown method, bad params, oversize key, a malformed inline
+  line) get an error reply and the connection stays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -49,32 +55,32 @@ from ._pipeline import Pipeline
 if TYPE_CHECKING:
     from .app import Server
 
-__all__ = ["BinaryProtocol"]
+__all__ = ["BinaryProtocol", "render_binary", "render_inline"]
 
 log = logging.getLogger("bitcask.server")
 
 _SNIFF, _BINARY, _INLINE = 0, 1, 2
 _PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT = 1, 2, 4
-MAX_INLINE_LINE = 1024 * 1024  # an HTTP request line or inline command longer than this is garbage
-
+MAX_INLINE_LINE = 1024 * 1024  # an inline command (or HTTP request line) longer is garbage
 
 # encode_response(msgid, result, error) is a Render as it is; the Pipeline answers a
 # reply that cannot be encoded (too large a frame) with the encoding error instead.
 render_binary = encode_response
 
 
-def _shape_error(obj: Any) -> RemoteProtocolError | None:
-    try:
-        message_from_obj(obj)
-    except RemoteProtocolError as exc:
-        return exc
-    return None
-
-
 def render_inline(method: str, result: Any, error: ErrorInfo | None) -> bytes:
     if error is not None:
         return format_inline_error(error)
     return format_inline_reply(method, result)
+
+
+class _Fatal:
+    """A backlog marker: answer `error`, then close (the stream cannot be trusted)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: ErrorInfo) -> None:
+        self.error = error
 
 
 class BinaryProtocol(asyncio.Protocol):
@@ -91,8 +97,10 @@ class BinaryProtocol(asyncio.Protocol):
         self._inline: InlineDecoder | None = None
         self._head: bytes | None = b""  # inline: bytes before the first line end (HTTP sniffing)
         self._pipeline: Pipeline | None = None
-        self._closing = False
+        self._closing = False  # no more input is read; close once replies are out
+        self._stopped = False  # QUIT or fatal input handled: drop what follows
         # -- flow control --
+        self._backlog: deque[tuple[Any, float]] = deque()  # decoded, not yet handled
         self._pause = 0
         self._high = server.config.max_inflight
         self._low = max(1, self._high // 2)
@@ -124,6 +132,7 @@ class BinaryProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._backlog.clear()
         if self._pipeline is not None:
             self._pipeline.closed = True
             self._server.release(self)
@@ -147,9 +156,9 @@ class BinaryProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its pending replies; close once they are out.
-        if self._pipeline is None or self._pipeline.pending == 0:
-            return None
         self._closing = True
+        if self.pending == 0 and not self._backlog:
+            return None
         return True
 
     # ---- dialects ----
@@ -166,78 +175,52 @@ class BinaryProtocol(asyncio.Protocol):
             self._inline_text(data)
         else:
             err = make_error(ErrorCode.PROTOCOL_ERROR, f"unexpected first byte 0x{first:02x}")
-            self._fatal(encode_response(0, None, err))
+            self._fatal_now(encode_response(0, None, err))
 
     def _binary(self, data: bytes) -> None:
-        assert self._decoder is not None and self._pipeline is not None
+        assert self._decoder is not None
         t0 = perf_counter()
-        fatal: ProtocolError | None = None
         try:
-            objs = self._decoder.feed_raw(data)
+            objs: list[Any] = self._decoder.feed_raw(data)
         except RemoteProtocolError as exc:
             # Answer what was complete before the bad bytes, then the error, then close.
-            objs, fatal = exc.messages, exc
-        request = self._pipeline.request
-        for obj in objs:
-            # The shape check of protocol.message_from_obj for the valid case, inline;
-            # anything else goes through it for the exact error.
-            if (
-                type(obj) is list
-                and len(obj) == 4
-                and obj[0] == 0
-                and type(obj[1]) is int
-                and 0 <= obj[1] <= MAX_MSGID
-                and type(obj[2]) is str
-                and type(obj[3]) is list
-            ):
-                request(obj[2], obj[3], render_binary, obj[1], t0)
-                continue
-            fatal = _shape_error(obj)
-            if fatal is None:
-                msg = message_from_obj(obj)
-                if type(msg) is Request:
-                    request(msg.method, list(msg.params), render_binary, msg.msgid, t0)
-                    continue
-                fatal = RemoteProtocolError("expected a request [0, msgid, method, params]")
-            break
-        if fatal is not None:
-            self._pipeline.request_done(render_binary, 0, None, error_info(fatal), "protocol_error")
+            objs = [*exc.messages, _Fatal(error_info(exc))]
             self._closing = True
-        self._after_input()
+        self._run(objs, t0)
 
     def _inline_text(self, data: bytes) -> None:
-        assert self._inline is not None and self._pipeline is not None
+        assert self._inline is not None
+        t0 = perf_counter()
         if self._head is not None:
             head = self._head + data
             end = head.find(b"\n")
             if end < 0:
                 if len(head) > MAX_INLINE_LINE:
                     err = make_error(ErrorCode.PROTOCOL_ERROR, "line too long")
-                    self._fatal(format_inline_error(err))
+                    self._fatal_now(format_inline_error(err))
                 else:
                     self._head = head
                 return
             if looks_like_http(head[: end + 1]):
-                self._fatal(http_refusal(self._server.http_port))
+                self._fatal_now(http_refusal(self._server.http_port))
                 return
             self._head = None
             data = head
-        pipeline = self._pipeline
+        items: list[Any] = []
         while True:
             try:
-                lines, bad = self._inline.feed(data), None
+                items.extend(self._inline.feed(data))
+                break
             except RemoteProtocolError as exc:
-                lines, bad = exc.messages, exc
-            data = b""
-            self._inline_commands(lines)
-            if bad is None or self._closing:
-                break
-            pipeline.request_done(render_inline, "-", None, error_info(bad), "inline")
-            if self._inline_dead():
-                self._closing = True
-                break
-            # A malformed line fails alone; the lines after it are still buffered.
-        self._after_input()
+                items.extend(exc.messages)
+                if self._inline_dead():
+                    items.append(_Fatal(error_info(exc)))
+                    self._closing = True
+                    break
+                # A malformed line fails alone; the lines after it are still buffered.
+                items.append(error_info(exc))
+                data = b""
+        self._run(items, t0)
 
     def _inline_dead(self) -> bool:
         # InlineDecoder dies only on an over-long line; it has no public `failed` flag
@@ -245,34 +228,106 @@ class BinaryProtocol(asyncio.Protocol):
         assert self._inline is not None
         return getattr(self._inline, "_error", None) is not None
 
-    def _inline_commands(self, lines: list[list[bytes]]) -> None:
-        t0 = perf_counter()
+    # ---- handling requests ----
+
+    def _run(self, items: list[Any], t0: float) -> None:
+        if self._backlog:
+            self._backlog.extend((item, t0) for item in items)
+            self._drain()
+        else:
+            handle = self._handle_frame if self._mode == _BINARY else self._handle_line
+            pipeline = self._pipeline
+            assert pipeline is not None
+            server, high = self._server, self._high
+            for i, item in enumerate(items):
+                if pipeline.pending >= high or server.writer_pressured:
+                    self._backlog.extend((rest, t0) for rest in items[i:])
+                    break
+                handle(item, t0)
+        self._after_input()
+
+    def _drain(self) -> None:
+        """Handle backlogged requests while limits allow."""
         pipeline = self._pipeline
         assert pipeline is not None
-        for argv in lines:
-            if self._closing:
-                return
+        backlog = self._backlog
+        handle = self._handle_frame if self._mode == _BINARY else self._handle_line
+        while backlog and pipeline.pending < self._high and not self._server.writer_pressured:
+            item, t0 = backlog.popleft()
+            handle(item, t0)
+
+    def _handle_frame(self, obj: Any, t0: float) -> None:
+        pipeline = self._pipeline
+        assert pipeline is not None
+        # The valid-request check of protocol.message_from_obj, inline (hot path);
+        # anything else goes through message_from_obj for the exact error.
+        if (
+            type(obj) is list
+            and len(obj) == 4
+            and obj[0] == 0
+            and type(obj[1]) is int
+            and 0 <= obj[1] <= MAX_MSGID
+            and type(obj[2]) is str
+            and type(obj[3]) is list
+        ):
+            pipeline.request(obj[2], obj[3], render_binary, obj[1], t0)
+            return
+        if type(obj) is _Fatal:
+            error = obj.error
+        else:
             try:
-                method, params = inline_to_request(argv)
-            except ProtocolError as exc:
-                pipeline.request_done(render_inline, "-", None, error_info(exc), "inline")
-                continue
-            if method == "quit":
-                pipeline.request_done(render_inline, "quit", True, None, "quit")
-                self._closing = True
-                return
-            pipeline.request(method, list(params), render_inline, method, t0)
+                msg = message_from_obj(obj)
+            except RemoteProtocolError as exc:
+                error = error_info(exc)
+            else:
+                if type(msg) is Request:
+                    pipeline.request(msg.method, list(msg.params), render_binary, msg.msgid, t0)
+                    return
+                error = make_error(
+                    ErrorCode.PROTOCOL_ERROR, "expected a request [0, msgid, method, params]"
+                )
+        pipeline.request_done(render_binary, 0, None, error, "protocol_error")
+        self._stop_reading()
+
+    def _handle_line(self, item: Any, t0: float) -> None:
+        pipeline = self._pipeline
+        assert pipeline is not None
+        if self._stopped:
+            return  # after QUIT or a fatal error nothing more is handled
+        if type(item) is _Fatal:
+            pipeline.request_done(render_inline, "-", None, item.error, "inline")
+            self._stop_reading()
+            return
+        if type(item) is ErrorInfo:
+            pipeline.request_done(render_inline, "-", None, item, "inline")
+            return
+        try:
+            method, params = inline_to_request(item)
+        except ProtocolError as exc:
+            pipeline.request_done(render_inline, "-", None, error_info(exc), "inline")
+            return
+        if method == "quit":
+            pipeline.request_done(render_inline, "quit", True, None, "quit")
+            self._stop_reading()
+            return
+        pipeline.request(method, list(params), render_inline, method, t0)
+
+    def _stop_reading(self) -> None:
+        self._closing = True
+        self._stopped = True
+        self._backlog.clear()
 
     # ---- output and flow control ----
 
     def _after_input(self) -> None:
-        assert self._pipeline is not None and self.transport is not None
-        out = self._pipeline.take_output()
+        pipeline = self._pipeline
+        assert pipeline is not None and self.transport is not None
+        out = pipeline.take_output()
         if out:
             self.transport.write(out)
         if self._closing:
             self._close_when_done()
-        elif self._pipeline.pending >= self._high:
+        elif self._backlog or pipeline.pending >= self._high:
             self._set_pause(_PAUSE_INFLIGHT, True)
 
     def _write(self, data: bytes) -> None:
@@ -280,21 +335,24 @@ class BinaryProtocol(asyncio.Protocol):
             self.transport.write(data)
 
     def _progress(self) -> None:
-        assert self._pipeline is not None
-        if self._pause & _PAUSE_INFLIGHT and self._pipeline.pending <= self._low:
+        """Called after replies went out: handle the backlog, maybe resume reading."""
+        pipeline = self._pipeline
+        assert pipeline is not None
+        if self._backlog:
+            self._drain()
+            out = pipeline.take_output()
+            if out:
+                self._write(out)
+        if self._pause & _PAUSE_INFLIGHT and not self._backlog and pipeline.pending <= self._low:
             self._set_pause(_PAUSE_INFLIGHT, False)
         if self._closing:
             self._close_when_done()
 
     def _close_when_done(self) -> None:
-        if (
-            self._pipeline is not None
-            and self._pipeline.pending == 0
-            and self.transport is not None
-        ):
+        if self.pending == 0 and not self._backlog and self.transport is not None:
             self.transport.close()
 
-    def _fatal(self, reply: bytes) -> None:
+    def _fatal_now(self, reply: bytes) -> None:
         assert self.transport is not None
         self._closing = True
         self.transport.write(reply)
@@ -314,10 +372,17 @@ class BinaryProtocol(asyncio.Protocol):
 
     def pause_for_writer(self, on: bool) -> None:
         self._set_pause(_PAUSE_WRITER, on)
+        if not on and self._backlog and self._pipeline is not None:
+            self._progress()
 
     @property
     def pending(self) -> int:
         return 0 if self._pipeline is None else self._pipeline.pending
+
+    @property
+    def busy(self) -> int:
+        """Requests received and not answered yet, backlog included."""
+        return self.pending + len(self._backlog)
 
     def close_idle(self) -> None:
         """The idle timeout expired: close without a reply."""
@@ -326,7 +391,8 @@ class BinaryProtocol(asyncio.Protocol):
             self.transport.close()
 
     def close_for_shutdown(self) -> None:
-        """Close once every pending reply is out (called after in-flight work drained)."""
+        """Close now (the server calls this once in-flight work has drained)."""
         self._closing = True
+        self._backlog.clear()
         if self.transport is not None:
             self.transport.close()

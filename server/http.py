@@ -322,6 +322,11 @@ class HttpProtocol(asyncio.Protocol):
     def pending(self) -> int:
         return 0 if self._pipeline is None else self._pipeline.pending
 
+    @property
+    def busy(self) -> int:
+        """Requests received and not answered yet."""
+        return self.pending
+
     def close_for_shutdown(self) -> None:
         self._closing = True
         if self.transport is not None and not self._in_request:

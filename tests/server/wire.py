@@ -156,12 +156,14 @@ class Inline:
         return self.line()
 
     def read_all(self) -> bytes:
-        """Everything until the server closes."""
-        while True:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return self.buf
-            self.buf += chunk
+        """Everything until the server closes (a reset counts as the close)."""
+        with contextlib.suppress(ConnectionResetError):
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                self.buf += chunk
+        return self.buf
 
 
 def http(port: int, raw: bytes, timeout: float = TIMEOUT) -> bytes:

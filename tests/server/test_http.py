@@ -1,0 +1,207 @@
+"""The HTTP adapter: urllib for the happy paths, raw sockets for everything malformed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.server.wire import Conn, http, status_of
+from tests.serverproc import ServerProcess
+
+
+def call(
+    srv: ServerProcess,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{srv.http_port}{path}", data=body, method=method, headers=headers or {}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def test_put_get_head_delete_raw(shared: ServerProcess) -> None:
+    assert call(shared, "PUT", "/kv/http-raw", b"\x00binary\xff")[0] == 204
+    status, headers, body = call(shared, "GET", "/kv/http-raw")
+    assert (status, body) == (200, b"\x00binary\xff")
+    assert headers["content-type"] == "application/octet-stream"
+    status, headers, body = call(shared, "HEAD", "/kv/http-raw")
+    assert (status, body, headers["content-length"]) == (200, b"", "8")
+    assert call(shared, "DELETE", "/kv/http-raw")[0] == 204
+    assert call(shared, "DELETE", "/kv/http-raw")[0] == 404
+    assert call(shared, "GET", "/kv/http-raw")[0] == 404
+
+
+def test_seed_compatible_json_shapes(shared: ServerProcess) -> None:
+    jh = {"Content-Type": "application/json", "Accept": "application/json"}
+    status, _, body = call(shared, "PUT", "/kv/http-json", json.dumps({"value": "hi"}).encode(), jh)
+    assert (status, json.loads(body)) == (200, {"status": "success"})
+    status, _, body = call(shared, "GET", "/kv/http-json", headers={"Accept": "application/json"})
+    assert (status, json.loads(body)) == (200, {"key": "http-json", "value": "hi", "found": True})
+    status, _, body = call(shared, "GET", "/kv/http-none", headers={"Accept": "application/json"})
+    assert (status, json.loads(body)["found"]) == (404, False)
+    status, _, body = call(
+        shared, "DELETE", "/kv/http-json", headers={"Accept": "application/json"}
+    )
+    assert (status, json.loads(body)) == (200, {"status": "success"})
+
+
+def test_ttl_query_and_percent_encoded_keys(shared: ServerProcess) -> None:
+    assert call(shared, "PUT", "/kv/a%20b%2Fc%00?ttl=100", b"v")[0] == 204
+    with Conn(shared.port) as c:
+        assert c.call("get", b"a b/c\x00") == b"v"
+        assert 99 < c.call("ttl", b"a b/c\x00") <= 100
+    assert call(shared, "PUT", "/kv/x?ttl=-3", b"v")[0] == 400
+    assert call(shared, "PUT", "/kv/x?ttl=soon", b"v")[0] == 400
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        pytest.param(b"GET /kv/%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, id="bad-percent"),
+        pytest.param(b"GET /kv/%4 HTTP/1.1\r\nHost: x\r\n\r\n", 400, id="truncated-percent"),
+        pytest.param(b"GET /kv/ HTTP/1.1\r\nHost: x\r\n\r\n", 400, id="empty-key"),
+        pytest.param(b"BLAH\r\n\r\n", 400, id="garbage-request-line"),
+        pytest.param(b"GET /kv/x HTTP/9.9 extra\r\n\r\n", 400, id="malformed-version"),
+        pytest.param(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404, id="unknown-path"),
+        pytest.param(
+            b"POST /kv/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, id="post-kv"
+        ),
+        pytest.param(
+            b"PUT /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, id="put-probe"
+        ),
+        pytest.param(
+            b"GET /kv/x HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+            431,
+            id="huge-header",
+        ),
+        pytest.param(
+            b"GET /kv/x HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n",
+            431,
+            id="too-many-headers",
+        ),
+        pytest.param(
+            b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, id="huge-url"
+        ),
+        pytest.param(
+            b"PUT /kv/x HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n",
+            413,
+            id="huge-body",
+        ),
+        pytest.param(
+            b"PUT /kv/x HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nnope!",
+            400,
+            id="bad-json",
+        ),
+    ],
+)
+def test_bad_requests(shared: ServerProcess, raw: bytes, status: int) -> None:
+    reply = http(shared.http_port, raw)
+    assert status_of(reply) == status, reply[:300]
+    if status >= 400:
+        assert b'"status": "error"' in reply
+    assert call(shared, "GET", "/livez")[0] == 200, "the next client is served"
+
+
+def test_keep_alive_and_pipelining(shared: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", shared.http_port), timeout=10) as s:
+        s.sendall(
+            b"PUT /kv/ka HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n1"
+            b"GET /kv/ka HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        data = b""
+        deadline = time.monotonic() + 10
+        while data.count(b"HTTP/1.1 ") < 3 or not data.endswith(b"ok\n"):
+            assert time.monotonic() < deadline
+            data += s.recv(65536)
+        parts = data.split(b"HTTP/1.1 ")[1:]
+        assert [p[:3] for p in parts] == [b"204", b"200", b"200"]
+        assert parts[1].endswith(b"\r\n\r\n1")
+        s.sendall(b"GET /kv/ka HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        rest = b""
+        while chunk := s.recv(65536):
+            rest += chunk
+        assert rest.startswith(b"HTTP/1.1 200") and b"connection: close" in rest
+
+
+def test_keep_alive_timeout_closes_idle_connections(shared: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", shared.http_port), timeout=10) as s:
+        s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200")
+        assert 1.0 < time.monotonic() - started < 8, "closed by the 2 s keep-alive timer"
+
+
+def test_slowloris_trickle_gets_408(shared: ServerProcess) -> None:
+    head = b"GET /kv/slow HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    with socket.create_connection(("127.0.0.1", shared.http_port), timeout=10) as s:
+        started = time.monotonic()
+        reply = b""
+        try:
+            for byte in head + b"a" * 100:
+                s.sendall(bytes([byte]))
+                time.sleep(0.05)
+                if time.monotonic() - started > 6:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        s.settimeout(5)
+        try:
+            while chunk := s.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+    assert status_of(reply) == 408
+    assert time.monotonic() - started < 6, "the 1 s header deadline cut the trickle short"
+
+
+def test_probes_and_introspection(shared: ServerProcess) -> None:
+    status, _, body = call(shared, "GET", "/health")
+    doc: dict[str, Any] = json.loads(body)
+    assert status == 200 and doc["status"] == "healthy" and isinstance(doc["keys"], int)
+    assert call(shared, "GET", "/livez")[:3:2] == (200, b"ok\n")
+    assert call(shared, "GET", "/readyz")[:3:2] == (200, b"ready\n")
+    status, _, body = call(shared, "GET", "/stats")
+    stats = json.loads(body)
+    assert status == 200 and "keys" in stats and "server" in stats
+    call(shared, "PUT", "/kv/metrics-probe", b"v")
+    status, headers, body = call(shared, "GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    for name in (
+        'bitcask_requests_total{method="put"}',
+        "bitcask_request_errors_total",
+        'bitcask_request_duration_seconds_bucket{method="put",le="+Inf"}',
+        "bitcask_keys ",
+        "bitcask_live_bytes ",
+        "bitcask_dead_bytes ",
+        "bitcask_connections ",
+        "bitcask_writer_queue_depth ",
+        "bitcask_group_commit_requests_bucket",
+        "bitcask_fsync_duration_seconds_count",
+    ):
+        assert name in text, name
+
+
+def test_http_and_binary_share_the_store(shared: ServerProcess) -> None:
+    with Conn(shared.port) as c:
+        c.call("put", b"shared-key", b"from-binary")
+        assert call(shared, "GET", "/kv/shared-key")[2] == b"from-binary"
+        call(shared, "PUT", "/kv/shared-key", b"from-http")
+        assert c.call("get", b"shared-key") == b"from-http"

@@ -1,0 +1,91 @@
+"""Pipelining: deep pipelines, reply order, read-your-writes, back-pressure."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from tests.server.wire import Conn, request
+from tests.serverproc import ServerProcess
+
+
+def send_all(conn: Conn, frames: list[bytes]) -> threading.Thread:
+    # From a thread, so a server that stops reading (back-pressure) cannot deadlock us.
+    sender = threading.Thread(target=conn.send_raw, args=(b"".join(frames),))
+    sender.start()
+    return sender
+
+
+def test_pipeline_1000_deep_mixed(shared: ServerProcess) -> None:
+    with Conn(shared.port) as c:
+        frames = []
+        for i in range(1000):
+            key = b"deep:%d" % (i // 2 % 50)
+            if i % 2:
+                frames.append(request(i, "get", [key]))
+            else:
+                frames.append(request(i, "put", [key, b"v%d" % i]))
+        sender = send_all(c, frames)
+        replies = [c.read_message() for _ in range(1000)]
+        sender.join(10)
+    assert [r[1] for r in replies] == list(range(1000)), "replies in request order"
+    for i, (_, msgid, err, result) in enumerate(replies):
+        assert err is None
+        if i % 2:
+            # read-your-writes: the get sees the put just before it on this connection
+            assert result == b"v%d" % (i - 1), (msgid, result)
+        else:
+            assert result is True
+
+
+def test_reads_see_earlier_writes_not_later_ones(shared: ServerProcess) -> None:
+    with Conn(shared.port) as c:
+        c.send_raw(
+            request(1, "put", [b"ryw", b"1"])
+            + request(2, "get", [b"ryw"])
+            + request(3, "put", [b"ryw", b"2"])
+            + request(4, "get", [b"ryw"])
+            + request(5, "delete", [b"ryw"])
+            + request(6, "exists", [b"ryw"])
+            + request(7, "mget", [[b"ryw"]])
+        )
+        results = [c.read_message()[3] for _ in range(7)]
+    assert results == [True, b"1", True, b"2", True, False, [None]]
+
+
+def test_many_connections_pipelining_at_once(shared: ServerProcess) -> None:
+    errors: list[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            with Conn(shared.port) as c:
+                frames = [request(i, "put", [b"mc:%d:%d" % (n, i), b"%d" % i]) for i in range(200)]
+                frames += [request(200 + i, "get", [b"mc:%d:%d" % (n, i)]) for i in range(200)]
+                c.send_raw(b"".join(frames))
+                replies = [c.read_message() for _ in range(400)]
+                assert [r[1] for r in replies] == list(range(400))
+                assert [r[3] for r in replies[200:]] == [b"%d" % i for i in range(200)]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+
+
+def test_backpressure_small_limits_still_answer_everything(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    srv = server_factory(extra=["--max-inflight", "4", "--writer-queue-max", "2"])
+    with Conn(srv.port) as c:
+        frames = [request(i, "put", [b"bp:%d" % i, b"x" * 100]) for i in range(1000)]
+        frames.append(request(1000, "get", [b"bp:999"]))
+        sender = send_all(c, frames)
+        replies = [c.read_message() for _ in range(1001)]
+        sender.join(10)
+    assert [r[1] for r in replies] == list(range(1001))
+    assert all(r[2] is None for r in replies), [r for r in replies if r[2]][:3]
+    assert replies[-1][3] == b"x" * 100
