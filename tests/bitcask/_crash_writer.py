@@ -9,6 +9,8 @@ nothing sits in a user-space buffer when the parent SIGKILLs us:
     ? <op>                      about to call the engine for <op>
     ! <op>                      the call returned: <op> is acknowledged
     merge-start / merge-done    (with --merge) a merge began / finished in the worker thread
+    mismatch ...                a put or delete did not read back (then exit status 3)
+    reader-error ...            (with --merge) a reader thread's get/scan raised (exit 4)
 
 <op> is `put KEY VALUE`, `del KEY` or `batch ITEM ITEM ...` with ITEM `p:KEY:VALUE` or
 `d:KEY`. Keys and values are printable ASCII without spaces or colons. Exactly one
@@ -16,7 +18,7 @@ op is in flight at a time (the main thread is the only writer), so the parent kn
 the only write whose fate is open: the last `?` without its `!`.
 
 With --merge, a prefill makes garbage across many small files, then a worker thread
-runs db.merge() in a loop while the main thread keeps writing.
+runs db.merge() in a loop and another reads, while the main thread keeps writing.
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ def emit(line: str) -> None:
     os.write(1, (line + "\n").encode())
 
 
+def read_back(db: bitcask.Bitcask, key: str, value: str | None) -> None:
+    """Read-your-writes, even while a merge swaps files underneath: else exit 3."""
+    got = db.get(key.encode())
+    if got != (None if value is None else value.encode()):
+        emit(f"mismatch {key} {value} {got!r}")
+        os._exit(3)
+
+
 def do_put(db: bitcask.Bitcask, rng: random.Random, seq: int) -> None:
     key = f"k{rng.randrange(KEYSPACE):04d}"
     value = f"v{seq}." + "x" * rng.randrange(0, 300)
@@ -46,6 +56,7 @@ def do_put(db: bitcask.Bitcask, rng: random.Random, seq: int) -> None:
     emit("? " + op)
     db.put(key.encode(), value.encode(), ttl=3600.0 if rng.random() < 0.1 else None)
     emit("! " + op)
+    read_back(db, key, value)
 
 
 def do_delete(db: bitcask.Bitcask, rng: random.Random) -> None:
@@ -54,6 +65,7 @@ def do_delete(db: bitcask.Bitcask, rng: random.Random) -> None:
     emit("? " + op)
     db.delete(key.encode())
     emit("! " + op)
+    read_back(db, key, None)
 
 
 def do_batch(db: bitcask.Bitcask, rng: random.Random, seq: int, size: int) -> None:
@@ -89,6 +101,19 @@ def merge_loop(db: bitcask.Bitcask, stop: threading.Event) -> None:
         emit("merge-done")
 
 
+def read_loop(db: bitcask.Bitcask, seed: int) -> None:
+    """Another thread reading while merges swap files: any exception is a bug."""
+    rng = random.Random(seed)
+    try:
+        while True:
+            db.get(f"k{rng.randrange(KEYSPACE):04d}".encode())
+            if rng.random() < 0.01:
+                db.scan(b"k", after=None, limit=20)
+    except Exception as exc:
+        emit(f"reader-error {type(exc).__name__}: {exc}")
+        os._exit(4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dir")
@@ -113,6 +138,7 @@ def main() -> None:
             do_batch(db, rng, seq, 60)
         stop = threading.Event()
         threading.Thread(target=merge_loop, args=(db, stop), daemon=True).start()
+        threading.Thread(target=read_loop, args=(db, args.seed), daemon=True).start()
     while True:  # until SIGKILL; the parent bounds the time
         seq += 1
         r = rng.random()

@@ -86,7 +86,7 @@ def parse(lines: list[str]) -> Transcript:
         elif line == "merge-done":
             t.merges_done += 1
         else:
-            assert line == "ready", f"unexpected line from the child: {line!r}"
+            assert line == "ready", f"unexpected line from the child: {line!r}"  # or mismatch
     return t
 
 
@@ -121,7 +121,11 @@ def run_child(
                 pytest.fail(f"child never said {trigger!r}; stderr: {log.read_text()[-2000:]}")
             time.sleep(delay)
             if proc.poll() is not None:
-                pytest.fail(f"child died on its own ({proc.returncode}): {log.read_text()[-2000:]}")
+                reader.join(10)
+                pytest.fail(
+                    f"child died on its own ({proc.returncode}): {lines[-3:]}\n"
+                    + log.read_text()[-2000:]
+                )
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.kill()
