@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
-from client import ClientError, ConnectionLostError, ServerError, connect
+from client import ClientError, ConnectError, ConnectionLostError, ServerError, connect
 
 from ._complete import KeyCache
 from ._context import CommandError, ConnectOptions
@@ -41,8 +41,13 @@ def describe(exc: BaseException, options: ConnectOptions) -> str:
         return str(exc)
     if isinstance(exc, TimeoutError):
         return f"no reply from {options.address} within {options.timeout:g} s"
+    if isinstance(exc, ConnectError):
+        return f"cannot connect to {options.address}: {_reason(exc, options)}"
     if isinstance(exc, ConnectionLostError):
-        return f"connection to {options.address} lost ({exc}); reconnecting on the next command"
+        return (
+            f"connection to {options.address} lost during the call (it may or may not have "
+            "been applied); the next command reconnects"
+        )
     if isinstance(exc, OSError):
         return f"{options.address}: {_reason(exc, options)}"
     return f"{type(exc).__name__}: {exc}"
@@ -101,7 +106,7 @@ class Session:
     # -- Context ----------------------------------------------------------------
 
     async def client(self) -> Any:
-        if self._client is not None and getattr(self._client, "is_closed", False):
+        if self._client is not None and self._client.closed:
             await self.drop()
         if self._client is None:
             start = time.perf_counter()
@@ -138,7 +143,8 @@ class Session:
 
     @property
     def connected(self) -> bool:
-        return self._client is not None
+        """A client exists and its connection is open (as far as anyone knows yet)."""
+        return self._client is not None and bool(self._client.is_connected)
 
     async def drop(self) -> None:
         """Forget the connection (closing it if still open); the next call reconnects."""

@@ -29,13 +29,15 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
 
+from protocol import SCAN_MAX_COUNT
+
 from ._context import CommandError, Context
 from ._progress import Progress
 
 __all__ = ["decode_record", "encode_record", "export", "import_", "scan_page"]
 
 WINDOW = 8  # batches in flight at once
-DEFAULT_BATCH = 500
+DEFAULT_BATCH = min(500, SCAN_MAX_COUNT)
 
 
 def _field(name: str, data: bytes) -> tuple[str, str]:
@@ -98,14 +100,8 @@ async def scan_page(
     client: Any, prefix: bytes, cursor: bytes | None, count: int
 ) -> tuple[bytes | None, list[bytes]]:
     """One page of `scan`: (next cursor or None when done, keys after `cursor`)."""
-    keys: list[bytes] = []
-    async for key in client.scan(prefix=prefix, count=count):
-        if cursor is not None and bytes(key) <= cursor:
-            continue
-        keys.append(bytes(key))
-        if len(keys) >= count:
-            return keys[-1], keys
-    return None, keys
+    next_cursor, keys = await client.scan_page(prefix, cursor, min(count, SCAN_MAX_COUNT))
+    return (None if next_cursor is None else bytes(next_cursor)), [bytes(k) for k in keys]
 
 
 @contextlib.contextmanager
@@ -208,7 +204,7 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
                     pairs, ttls, first = {}, [], 0
                     bar.update(nread)
             if pairs or ttls:
-                await window.submit(send(pairs, ttls, first, lineno))
+                count += await window.submit(send(pairs, ttls, first, lineno)) or 0
             async for n in window.drain():
                 count += n
                 bar.update(nread)

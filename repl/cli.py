@@ -67,6 +67,10 @@ class _Printer:
         if self.raw_mode:
             sys.stdout.buffer.write(raw(reply))
             sys.stdout.buffer.flush()
+        elif not sys.stdout.isatty():  # --no-raw into a pipe: the layout, no escapes
+            text = "".join(t for _, t in styled(reply))
+            sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+            sys.stdout.buffer.flush()
         else:
             print_formatted_text(
                 FormattedText(styled(reply)), style=self.style, end="", color_depth=color_depth()

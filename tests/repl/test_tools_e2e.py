@@ -1,0 +1,107 @@
+"""import/export of 10,000 binary keys, and the offline tools on a stopped server's data."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from pathlib import Path
+
+import bitcask
+from tests.repl.conftest import Runner
+from tests.serverproc import ServerProcess
+
+N = 10_000
+
+
+def _pairs(seed: int = 7) -> dict[bytes, bytes]:
+    rng = random.Random(seed)
+    pairs: dict[bytes, bytes] = {}
+    while len(pairs) < N:
+        key = b"k%05d:" % len(pairs) + rng.randbytes(rng.randrange(0, 12))
+        pairs[key] = rng.randbytes(rng.randrange(0, 64))
+    pairs[b"text"] = "plain \u2713".encode()
+    return pairs
+
+
+def _read(path: Path) -> dict[bytes, bytes]:
+    out: dict[bytes, bytes] = {}
+    for line in path.read_bytes().splitlines():
+        obj = json.loads(line)
+        key = obj["key"].encode() if "key" in obj else base64.b64decode(obj["key_b64"])
+        value = obj["value"].encode() if "value" in obj else base64.b64decode(obj["value_b64"])
+        out[key] = value
+    return out
+
+
+def _write(path: Path, pairs: dict[bytes, bytes]) -> None:
+    with path.open("w") as f:
+        for key, value in pairs.items():
+            f.write(json.dumps({
+                "key_b64": base64.b64encode(key).decode(),
+                "value_b64": base64.b64encode(value).decode(),
+            }) + "\n")  # fmt: skip
+
+
+def test_import_export_round_trip_of_10000_binary_keys(bitcask_cli: Runner, tmp_path: Path) -> None:
+    pairs = _pairs()
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write(src, pairs)
+    r = bitcask_cli("import", str(src), "--batch", "250")
+    assert r.code == 0, r.err
+    assert r.err.startswith(f"imported {len(pairs)} keys from {src}")
+    r = bitcask_cli("export", str(dst))
+    assert r.code == 0, r.err
+    assert r.err.startswith(f"exported {len(pairs)} keys to {dst}")
+    assert _read(dst) == pairs
+    lines = dst.read_bytes().splitlines()
+    assert json.loads(lines[-1]) == {"key": "text", "value": "plain \u2713"}  # text stays text
+    keys = [k for k in _read(dst)]
+    assert keys == sorted(keys)  # byte order
+
+
+def test_export_to_stdout_with_a_prefix_and_import_from_stdin(bitcask_cli: Runner) -> None:
+    data = b'{"key": "a:1", "value": "x"}\n{"key": "a:2", "value": "y", "ttl": 60}\n\n{"key": "b", "value": "z"}\n'
+    r = bitcask_cli("import", "-", input=data)
+    assert r.code == 0 and "imported 3 keys from stdin" in r.err
+    r = bitcask_cli("export", "-", "a:")
+    assert r.out == b'{"key": "a:1", "value": "x"}\n{"key": "a:2", "value": "y"}\n'
+    assert 0 < float(bitcask_cli("ttl", "a:2").out) <= 60
+
+
+def test_import_stops_at_a_bad_line(bitcask_cli: Runner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"key": "ok", "value": "1"}\n{"key": "broken"\n')
+    r = bitcask_cli("import", str(bad))
+    assert r.code == 2 and "line 2: not JSON" in r.err
+    r = bitcask_cli("import", str(tmp_path / "missing.jsonl"))
+    assert r.code == 2 and "no such file" in r.err
+
+
+def test_offline_check_repair_merge(server: ServerProcess, bitcask_cli: Runner) -> None:
+    bitcask_cli("mput", *[x for i in range(200) for x in (f"key{i}", "v" * 100)])
+    bitcask_cli("mput", *[x for i in range(200) for x in (f"key{i}", "w" * 100)])
+    data = str(server.data)
+    r = bitcask_cli("repair", data, connect=False)
+    assert r.code == 2 and "is in use by process" in r.err and "stop the server" in r.err
+    server.stop()
+    r = bitcask_cli("--no-raw", "check", data, connect=False)
+    assert r.code == 0, r.err
+    assert r.text.startswith(f"check {data}: OK")
+    r = bitcask_cli("--no-raw", "merge", data, connect=False)
+    assert r.code == 0, r.err
+    assert r.text.startswith("merge: ")
+    report = json.loads(bitcask_cli("repair", data, connect=False).out)
+    assert report["changed"] is False
+    with bitcask.open(data, readonly=True) as db:
+        assert db.get(b"key199") == b"w" * 100
+    # damage the tail of the newest data file: check says so (exit 1), repair fixes it
+    newest = sorted(Path(data).glob("*.data"))[-1]
+    with newest.open("ab") as f:
+        f.write(b"\x00garbage-tail")
+    r = bitcask_cli("check", data, connect=False)
+    assert r.code == 1 and json.loads(r.out)["ok"] is False
+    r = bitcask_cli("repair", data, connect=False)
+    assert r.code == 0 and json.loads(r.out)["changed"] is True
+    assert bitcask_cli("check", data, connect=False).code == 0
+    assert bitcask_cli("check", str(server.data / "nope"), connect=False).code == 2

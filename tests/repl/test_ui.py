@@ -1,0 +1,69 @@
+"""Shell screen pieces without a terminal: history bounds, pager, toolbar, prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from repl._commands import COMMANDS
+from repl._context import ConnectOptions
+from repl._session import Session
+from repl._table import SHELL
+from repl._ui import BoundedFileHistory, page, prompt_fragments, should_page, toolbar_fragments
+
+
+def test_history_keeps_the_newest_entries_and_compacts_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "bitcask" / "shell_history"
+    hist = BoundedFileHistory(path, size=10)
+    for i in range(25):
+        hist.store_string(f"put k{i} v")
+    loaded = list(BoundedFileHistory(path, size=10).load_history_strings())
+    assert loaded == [f"put k{i} v" for i in range(24, 14, -1)]
+    assert path.read_text().count("\n+") + path.read_text().startswith("+") == 10
+    assert list(BoundedFileHistory(path, size=10).load_history_strings()) == loaded
+
+
+def test_multiline_entries_survive_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    hist = BoundedFileHistory(path, size=1)
+    for text in ("a", "b", "first\nsecond"):
+        hist.store_string(text)
+    assert list(BoundedFileHistory(path, size=1).load_history_strings()) == ["first\nsecond"]
+    assert list(BoundedFileHistory(path, size=1).load_history_strings()) == ["first\nsecond"]
+
+
+def test_history_size_zero_stores_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    BoundedFileHistory(path, size=0).store_string("get a")
+    assert not path.exists()
+
+
+def test_should_page_compares_with_the_terminal_height() -> None:
+    assert not should_page("a\nb\n", rows=24)
+    assert should_page("x\n" * 30, rows=24)
+
+
+def test_page_runs_the_pager_and_reports_a_missing_one(tmp_path: Path) -> None:
+    out = tmp_path / "paged"
+    assert page("hello\n", f"tee {out}")
+    assert out.read_text() == "hello\n"
+    assert not page("hello\n", "no-such-pager-here")
+    assert not page("hello\n", "")
+
+
+def _session() -> Session:
+    return Session(
+        ConnectOptions(port=7001), COMMANDS, SHELL, interactive=True, emit=lambda r: None
+    )
+
+
+def test_toolbar_when_disconnected_and_connected() -> None:
+    s = _session()
+    ((style, text),) = toolbar_fragments(s)
+    assert style == "class:bottom-toolbar.warn"
+    assert "127.0.0.1:7001" in text and "not connected" in text
+    s._client = SimpleNamespace(is_connected=True, closed=False)  # a connected client
+    s.server_version, s.key_count, s.last_rtt = "0.1.0", 1234, 0.00021
+    ((style, text),) = toolbar_fragments(s)
+    assert text == " 127.0.0.1:7001 | bitcask 0.1.0 | 1,234 keys | rtt 0.21 ms "
+    assert prompt_fragments(s) == [("class:prompt", "127.0.0.1:7001> ")]
