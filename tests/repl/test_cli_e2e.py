@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from tests.repl.conftest import Runner
 from tests.serverproc import ServerProcess, free_port
@@ -112,3 +116,23 @@ def test_stat_and_latency_are_bounded_by_count(bitcask_cli: Runner) -> None:
     summary = json.loads(r.out)
     assert summary["samples"] == 20
     assert 0 < summary["min_ms"] <= summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+
+
+def test_auth_token_from_flag_or_environment(
+    server_factory: Callable[..., ServerProcess], home_env: dict[str, str], tmp_path: Path
+) -> None:
+    srv = server_factory(extra=["--auth", "s3cret"])
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "repl.cli", "--port", str(srv.port), *args],
+            capture_output=True, env=home_env, timeout=60,
+        )  # fmt: skip
+
+    r = run("get", "k")
+    assert r.returncode == 2 and r.stderr.startswith(b"(error) AUTH_REQUIRED")
+    r = run("--auth", "wrong", "get", "k")
+    assert r.returncode == 2 and r.stderr.startswith(b"(error) AUTH_FAILED")
+    assert run("--auth", "s3cret", "put", "k", "v").returncode == 0
+    home_env["BITCASK_AUTH"] = "s3cret"
+    assert run("get", "k").stdout == b"v\n"

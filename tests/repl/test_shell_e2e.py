@@ -18,6 +18,7 @@ import pytest
 from tests.serverproc import ServerProcess, free_port
 
 WAIT = 10
+COLOUR = re.compile(rb"\x1b\[[0-9;]*(3[0-7]|38;5;\d+|4[0-7]|48;5;\d+)[;m]")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][AB0-2]|\x1b[>=]|\r")
 
 
@@ -37,6 +38,7 @@ class Screen:
             timeout=WAIT,
         )
         self.seen = b""
+        self.transcript = b""  # everything the child wrote, escapes included
 
     def expect(self, pattern: str) -> str:
         """Wait until the de-escaped output since the last match contains `pattern` (a regex)."""
@@ -56,6 +58,7 @@ class Screen:
             for _ in range(data.count(b"\x1b[6n")):
                 self.child.send("\x1b[1;1R")
             self.seen += data
+            self.transcript += data
 
     def prompt(self) -> str:
         return self.expect(r"127\.0\.0\.1:\d+>")
@@ -107,6 +110,7 @@ def test_type_complete_read_quit(
     screen.expect(r"mget")
     screen.run(" user:alpha nope", r'1\) "hello world"\s+2\) \(nil\)')
     screen.prompt()
+    assert COLOUR.search(screen.transcript)  # colours on by default
     screen.child.send("quit\r")
     assert screen.wait_exit() == 0
     history = Path(home_env["XDG_DATA_HOME"]) / "bitcask" / "shell_history"
@@ -179,3 +183,35 @@ def test_piped_mode_reports_errors_and_goes_on(
         "(error) unknown command 'bogus' (try: help)",
     ]
     assert b"\x1b[" not in r.stdout + r.stderr
+
+
+def test_long_output_goes_through_the_pager(
+    server: ServerProcess, home_env: dict[str, str]
+) -> None:
+    home_env["PAGER"] = "sed s/^/PAGED:/"
+    s = Screen(server.port, home_env)
+    try:
+        s.prompt()
+        pairs = " ".join(f"key:{i:02d} v" for i in range(60))
+        s.run(f"mput {pairs}", "OK")
+        s.prompt()
+        s.run("keys key:", r'PAGED:60\) "key:59"')
+        s.prompt()
+        s.run("keys key:0", r'10\) "key:09"')  # short output is printed directly
+        assert "PAGED" not in s.prompt()
+    finally:
+        s.close()
+
+
+def test_no_color_turns_colours_off(server: ServerProcess, home_env: dict[str, str]) -> None:
+    home_env["NO_COLOR"] = "1"
+    s = Screen(server.port, home_env)
+    try:
+        s.prompt()
+        s.child.send("get nope\r")
+        s.expect(r"\(nil\)")
+        s.prompt()
+        assert b"(nil)" in s.transcript
+        assert not COLOUR.search(s.transcript)
+    finally:
+        s.close()
