@@ -113,7 +113,10 @@ def _install(db: Bitcask, keydir: object, sizes: dict[int, int], maps: dict) -> 
     db._expiry = db._kd.expiry
     db._new_keys = db._kd.new_keys
     db._sizes = dict(sizes)
+    # _maps is never replaced (only mutated), so the bound get stays valid.
     db._maps = {fid: (mm, sizes[fid] if mm is not None else 0, None) for fid, mm in maps.items()}
+    db._kget = db._kmap.get
+    db._mget = db._maps.get
 
 
 def _start_threads(db: Bitcask) -> None:

@@ -44,7 +44,7 @@ from ._datafile import (
     scan,
 )
 from ._hint import build_hint, write_hint
-from ._keydir import FID_SHIFT, MAX_FILE_ID, OFF_MASK, SIZE_MASK, Keydir
+from ._keydir import FID_SHIFT, MAX_FILE_ID, SIZE_MASK, Keydir
 from ._record import (
     BATCH_BEGIN,
     BATCH_COMMIT,
@@ -128,6 +128,8 @@ class Bitcask:
     _clock: Callable[[], float]
     _kd: Keydir
     _kmap: dict[bytes, int]
+    _kget: Callable[[bytes], int | None]
+    _mget: Callable[[int], FileEntry | None]
     _live: dict[int, int]
     _expiry: dict[bytes, int]
     _new_keys: list[bytes]
@@ -175,15 +177,17 @@ class Bitcask:
         """
         if key.__class__ is not bytes:
             key = _as_bytes(key, "key")
-        loc = self._kmap.get(key)
+        loc = self._kget(key)
         if loc is None:
             return None
-        entry = self._maps.get(loc >> FID_SHIFT)
+        # Literals, not the named constants, on this path (LOAD_CONST is cheaper):
+        # 68 = FID_SHIFT, 0xFFFFFFFFF = OFF_MASK, 0xFFFFFFFF = SIZE_MASK.
+        entry = self._mget(loc >> 68)
         if entry is None:
             return self._get_retry(key)
         mm, mapped, reader = entry
-        off = (loc >> 32) & OFF_MASK
-        end = off + (loc & SIZE_MASK)
+        off = (loc >> 32) & 0xFFFFFFFFF
+        end = off + (loc & 0xFFFFFFFF)
         if end <= mapped:
             crc, flags, _ts, exp, kl, _vl = _unpack_header(mm, off)  # type: ignore[arg-type]
             body = mm[off + 4 : end]  # type: ignore[index]
@@ -195,7 +199,7 @@ class Bitcask:
             body = rec[4:]
         if crc32(body) != crc or kl != len(key) or not body.startswith(key, 25) or flags & 1:
             raise CorruptRecordError(
-                f"record of {key!r} at file {loc >> FID_SHIFT} offset {off} fails its check"
+                f"record of {key!r} at file {loc >> 68} offset {off} fails its check"
             )
         if exp and exp <= self._clock() * 1000:
             return None
@@ -888,7 +892,7 @@ class Bitcask:
             except OSError:
                 pass
         with self._lock:
-            self._maps = {}
+            self._maps.clear()
             self._reader = None
             self._release_lock()
 
@@ -903,7 +907,7 @@ class Bitcask:
             os.close(self._wfd)
             self._wfd = -1
         self._blocked = StoreClosedError("store is closed")
-        self._maps = {}
+        self._maps.clear()
         self._release_lock()
 
     def __enter__(self) -> Bitcask:
