@@ -47,6 +47,8 @@ Model = dict[bytes, tuple[bytes, float | None]]
 KEYS = [b"", b"a", b"ab", b"b", b"key:000001", b"key:000002", b"key:000010", b"\x00", b"\xff" * 3]
 T0 = 1_700_000_000.0
 MAX_FILE = 1024
+MAX_KEY = 16
+MAX_VALUE = 256
 
 keys = st.sampled_from(KEYS)
 values = st.binary(max_size=200)
@@ -91,6 +93,8 @@ class StoreMachine(RuleBasedStateMachine):
             clock=lambda: self.now,
             sync="never",
             max_file_size=MAX_FILE,
+            max_key_size=MAX_KEY,
+            max_value_size=MAX_VALUE,
             merge_trigger=0.0,
         )
 
@@ -164,6 +168,32 @@ class StoreMachine(RuleBasedStateMachine):
         for op in ops:
             self.apply(op)
         self.record()
+
+    @rule(ops=batches, bad=st.sampled_from(["key", "value", "type"]), at=st.integers(0, 8))
+    def invalid_batch(self, ops: list[tuple[Any, ...]], bad: str, at: int) -> None:
+        """One bad op anywhere in a batch: the batch is refused and nothing is written."""
+        wrong: tuple[Any, ...] = {
+            "key": ("put", b"k" * (MAX_KEY + 1), b"v", None),
+            "value": ("put", b"a", b"v" * (MAX_VALUE + 1), None),
+            "type": ("delete", 42),
+        }[bad]
+        ops = [*ops[:at], wrong, *ops[at:]]
+        expected = {
+            "key": bitcask.KeyTooLargeError,
+            "value": bitcask.ValueTooLargeError,
+            "type": (TypeError, ValueError),
+        }[bad]
+        size = self.newest_file()
+        with pytest.raises(expected):
+            self.store.write_batch(ops)
+        assert self.newest_file() == size, "a refused batch wrote bytes"
+
+    @rule()
+    def readonly_view(self) -> None:
+        """A readonly open beside the writer sees every acknowledged write."""
+        with bitcask.open(self.path, readonly=True, clock=lambda: self.now) as ro:
+            assert {k: v for k in KEYS if (v := ro.get(k)) is not None} == self.visible()
+            assert len(ro) == len(self.visible())
 
     @rule(seconds=st.sampled_from([10.0, 20.0, 60.0]))
     def advance_clock(self, seconds: float) -> None:
@@ -247,6 +277,9 @@ class StoreMachine(RuleBasedStateMachine):
                     db.ttl(k)
         assert len(db) == len(vis)
         assert sorted(db.keys()) == sorted(vis)
+        for prefix in (b"a", b"key:"):
+            assert sorted(db.keys(prefix)) == sorted(k for k in vis if k.startswith(prefix))
+            assert dict(db.items(prefix)) == {k: v for k, v in vis.items() if k.startswith(prefix)}
         assert sorted(iter(db)) == sorted(vis)
         assert dict(db.items()) == vis
         for k, v in vis.items():
