@@ -1,1 +1,91 @@
-"""client: the async client library for bitcask-server."""
+"""client: the async client library for bitcask-server.
+
+One `Client` is one connection that any number of tasks share: calls are
+pipelined and matched to replies by msgid. `Pool` spreads calls over several
+connections. Errors are typed (`client.errors`), server errors chosen by code.
+
+Example:
+    >>> import asyncio
+    >>> from client import connect
+    >>> async def main() -> None:
+    ...     async with connect("127.0.0.1", 7379) as c:
+    ...         await c.put(b"greeting", b"hello")
+    ...         print(await c.get(b"greeting"))
+    >>> asyncio.run(main())  # doctest: +SKIP
+    b'hello'
+"""
+
+from __future__ import annotations
+
+from client._batch import Batch
+from client._client import Client, connect
+from client._commands import Key, Value
+from client._config import DEFAULT_PORT, ClientConfig, Limits, parse_url
+from client._pool import Pool
+from client.errors import (
+    AuthError,
+    AuthFailedError,
+    AuthRequiredError,
+    BatchTooLargeError,
+    BusyError,
+    CallTimeoutError,
+    ClientError,
+    ConnectError,
+    ConnectionLostError,
+    CorruptRecordError,
+    FrameTooLargeError,
+    InterfaceError,
+    InternalServerError,
+    InvalidParamsError,
+    KeyTooLargeError,
+    MergeInProgressError,
+    ProtocolViolationError,
+    ReadOnlyError,
+    ServerError,
+    ShuttingDownError,
+    StoreIOError,
+    TooManyConnectionsError,
+    UnknownMethodError,
+    UnsupportedVersionError,
+    ValueTooLargeError,
+    error_for_code,
+)
+
+__all__ = [
+    "DEFAULT_PORT",
+    "AuthError",
+    "AuthFailedError",
+    "AuthRequiredError",
+    "Batch",
+    "BatchTooLargeError",
+    "BusyError",
+    "CallTimeoutError",
+    "Client",
+    "ClientConfig",
+    "ClientError",
+    "ConnectError",
+    "ConnectionLostError",
+    "CorruptRecordError",
+    "FrameTooLargeError",
+    "InterfaceError",
+    "InternalServerError",
+    "InvalidParamsError",
+    "Key",
+    "KeyTooLargeError",
+    "Limits",
+    "MergeInProgressError",
+    "Pool",
+    "ProtocolViolationError",
+    "ReadOnlyError",
+    "ServerError",
+    "ShuttingDownError",
+    "StoreIOError",
+    "TooManyConnectionsError",
+    "UnknownMethodError",
+    "UnsupportedVersionError",
+    "Value",
+    "ValueTooLargeError",
+    "connect",
+    "error_for_code",
+    "parse_url",
+]

@@ -1,0 +1,398 @@
+"""`Client` (one multiplexed connection) and the `connect()` factory.
+
+Strategy / invariants:
+- `Client` holds at most one live `ClientProtocol`. Every call goes straight to
+  it (`_call`: compute the deadline, `request()`, await the future); no task is
+  created per call. When the protocol is closed, the next call reconnects.
+- Reconnection is one shared task (concurrent callers wait on it, shielded so a
+  cancelled caller never cancels it) making up to `reconnect_attempts` attempts
+  with jittered exponential backoff; each attempt is TCP connect + hello (+ auth),
+  bounded by the client's timeout. Failing all attempts raises ConnectError to
+  the waiting calls; the next call starts a new round.
+- A call in flight when the connection breaks fails with ConnectionLostError,
+  unless its method is idempotent (the METHODS table flag) and retry_idempotent
+  is on: then it is sent once more on the new connection, within its deadline.
+  A call that was never sent (the connection was already down) is always sent
+  after reconnecting: it cannot have been applied twice.
+- hello on every (re)connect: protocol version checked, token sent, limits kept
+  in `self.limits` (used by the local size checks in Commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+from client._commands import Commands, to_bytes
+from client._config import ClientConfig, Limits, parse_url
+from client._protocol import ClientProtocol
+from client.errors import (
+    AuthError,
+    AuthRequiredError,
+    CallTimeoutError,
+    ConnectError,
+    ConnectionLostError,
+    InterfaceError,
+    ServerError,
+    UnsupportedVersionError,
+)
+from protocol import DEFAULT_MAX_FRAME, IDEMPOTENT_METHODS, PROTOCOL_VERSION
+
+__all__ = ["Client", "connect", "make_config"]
+
+
+class Client(Commands):
+    """One connection to a bitcask server, shared by any number of tasks.
+
+    Calls from many tasks are pipelined on the one connection and matched to
+    their replies by msgid. Make one with `await connect(...)`; every call
+    method (get, put, delete, exists, ttl, mget, mput, batch, scan, scan_page,
+    ping, stats, merge, sync, hello, auth) takes `timeout=` (default: the
+    client's).
+
+    Attributes:
+        config: the frozen ClientConfig.
+        server_info: the last hello reply (server, version, protocol, limits...).
+        limits: the server's limits, checked locally before sending.
+
+    Example:
+        >>> async with connect("127.0.0.1", 7379) as c:  # doctest: +SKIP
+        ...     await c.put(b"k", b"v")
+        ...     assert await c.get(b"k") == b"v"
+    """
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self.limits = Limits()
+        self.server_info: dict[str, Any] = {}
+        # connection state
+        self._proto: ClientProtocol | None = None
+        self._reconnecting: asyncio.Task[ClientProtocol] | None = None
+        self._token: bytes | None = None if config.auth is None else to_bytes(config.auth, "auth")
+        self._closed = False
+        # per-call defaults
+        self._timeout = config.timeout
+        self._retry = config.retry_idempotent
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def closed(self) -> bool:
+        """True once close() or terminate() was called."""
+        return self._closed
+
+    @property
+    def is_connected(self) -> bool:
+        """True while a connection is open (it may still break at any time)."""
+        return self._proto is not None and not self._proto.closed
+
+    @property
+    def in_flight(self) -> int:
+        """Calls sent on the current connection and not yet answered."""
+        proto = self._proto
+        return 0 if proto is None or proto.closed else proto.in_flight
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "connected" if self.is_connected else "disconnected"
+        return f"<Client {self.config.host}:{self.config.port} {state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InterfaceError("the client is closed")
+
+    # ------------------------------------------------------------ calls
+
+    async def _call(self, method: str, params: list[Any], timeout: float | None) -> Any:
+        proto = self._proto
+        if proto is None or proto.closed or proto.write_paused or self._closed:
+            return await self._call_slow(method, params, timeout)
+        if timeout is None:
+            timeout = self._timeout
+        deadline = math.inf if timeout is None else proto.time() + timeout
+        try:
+            return await proto.request(method, params, deadline)
+        except ConnectionLostError:
+            if not self._retry or self._closed or method not in IDEMPOTENT_METHODS:
+                raise
+        proto = await self._writable_connection(deadline)
+        return await proto.request(method, params, deadline)
+
+    async def _call_slow(self, method: str, params: list[Any], timeout: float | None) -> Any:
+        """A call when the connection is down or its write buffer is full: never sent yet."""
+        if self._closed:
+            raise InterfaceError("the client is closed")
+        if timeout is None:
+            timeout = self._timeout
+        loop = asyncio.get_running_loop()
+        deadline = math.inf if timeout is None else loop.time() + timeout
+        proto = await self._writable_connection(deadline)
+        try:
+            return await proto.request(method, params, deadline)
+        except ConnectionLostError:
+            if not self._retry or self._closed or method not in IDEMPOTENT_METHODS:
+                raise
+        proto = await self._writable_connection(deadline)
+        return await proto.request(method, params, deadline)
+
+    async def _writable_connection(self, deadline: float) -> ClientProtocol:
+        """The slow path: (re)connect and/or wait for write buffer space, within deadline."""
+        try:
+            async with asyncio.timeout_at(deadline if deadline < math.inf else None):
+                while True:
+                    proto = self._proto
+                    if proto is None or proto.closed:
+                        proto = await self._reconnect()
+                    if not proto.write_paused:
+                        return proto
+                    try:
+                        await proto.wait_writable()
+                    except ConnectionLostError:
+                        continue
+        except TimeoutError:
+            raise CallTimeoutError("timed out waiting for the connection") from None
+
+    async def _reconnect(self) -> ClientProtocol:
+        self._check_open()
+        task = self._reconnecting
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._reconnect_rounds())
+            task.add_done_callback(self._reconnect_done)
+            self._reconnecting = task
+        return await asyncio.shield(task)
+
+    def _reconnect_done(self, task: asyncio.Task[ClientProtocol]) -> None:
+        if self._reconnecting is task:
+            self._reconnecting = None
+        if not task.cancelled():
+            task.exception()  # retrieved here so an unawaited failure is not logged
+
+    async def _reconnect_rounds(self) -> ClientProtocol:
+        cfg = self.config
+        last: BaseException | None = None
+        for attempt in range(cfg.reconnect_attempts):
+            if attempt:
+                delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            self._check_open()
+            try:
+                self._proto = await self._open()
+                return self._proto
+            except (AuthError, UnsupportedVersionError, InterfaceError):
+                raise  # retrying cannot help
+            except (ConnectError, ServerError) as exc:
+                last = exc
+        raise ConnectError(
+            f"could not reconnect to {cfg.host}:{cfg.port} after {cfg.reconnect_attempts} attempts"
+        ) from last
+
+    async def _open(self) -> ClientProtocol:
+        """One connection attempt: TCP connect, then hello; bounded by the timeout."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        proto: ClientProtocol | None = None
+        try:
+            async with asyncio.timeout(cfg.timeout):
+                _, proto = await loop.create_connection(
+                    lambda: ClientProtocol(loop, DEFAULT_MAX_FRAME), cfg.host, cfg.port
+                )
+                await proto.made
+                await self._hello_on(proto, math.inf)
+                return proto
+        except ConnectionLostError as exc:
+            if proto is not None:
+                proto.abort()
+            cause = exc.__cause__
+            if isinstance(cause, ServerError):
+                raise cause from None  # e.g. TOO_MANY_CONNECTIONS sent before the close
+            raise ConnectError(f"connection to {cfg.host}:{cfg.port} lost during hello") from exc
+        except (OSError, TimeoutError) as exc:
+            if proto is not None:
+                proto.abort()
+            raise ConnectError(f"cannot connect to {cfg.host}:{cfg.port}: {exc!r}") from exc
+        except BaseException:
+            if proto is not None:
+                proto.abort()
+            raise
+
+    async def _hello_on(self, proto: ClientProtocol, deadline: float) -> dict[str, Any]:
+        opts: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "client": self.config.client_name}
+        if self._token is not None:
+            opts["auth"] = self._token
+        info = await proto.request("hello", [opts], deadline)
+        if not isinstance(info, dict) or info.get("protocol") != PROTOCOL_VERSION:
+            raise UnsupportedVersionError.local(
+                f"server speaks protocol {info.get('protocol') if isinstance(info, dict) else info!r}, "
+                f"this client {PROTOCOL_VERSION}"
+            )
+        if info.get("auth_required") and not info.get("authenticated"):
+            raise AuthRequiredError.local("the server requires a token: pass auth= to connect()")
+        self.server_info = info
+        self.limits = Limits.from_hello(info.get("limits"))
+        proto.max_frame = self.limits.max_frame
+        proto.set_max_receive(max(self.limits.max_frame, DEFAULT_MAX_FRAME))
+        return info
+
+    # ------------------------------------------------------------ session methods
+
+    async def hello(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """Send hello again; refreshes and returns `server_info` (and the limits).
+
+        Example:
+            >>> (await c.hello())["limits"]["max_value_size"]  # doctest: +SKIP
+            67108864
+        """
+        self._check_open()
+        timeout = self._timeout if timeout is None else timeout
+        deadline = math.inf if timeout is None else asyncio.get_running_loop().time() + timeout
+        proto = await self._writable_connection(deadline)
+        info = await self._hello_on(proto, deadline)
+        return info
+
+    async def auth(self, token: str | bytes, *, timeout: float | None = None) -> None:
+        """Authenticate this connection; the token is kept for reconnects.
+
+        Raises:
+            AuthFailedError: the token is wrong.
+        """
+        tok = to_bytes(token, "token")
+        await self._call("auth", [tok], timeout)
+        self._token = tok
+
+    # ------------------------------------------------------------ closing
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        """Stop taking calls, let calls in flight finish (bounded), then disconnect.
+
+        Calls still unanswered after `timeout` (default: the client's) fail with
+        ConnectionLostError. Closing twice is fine.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        proto = self._proto
+        if proto is None or proto.closed:
+            return
+        waits = proto.pending_futures()
+        limit = self._timeout if timeout is None else timeout
+        if waits:
+            await asyncio.wait(waits, timeout=limit)
+        proto.close()
+        await asyncio.wait([proto.lost], timeout=1.0)
+
+    def terminate(self) -> None:
+        """Close at once: pending calls fail with ConnectionLostError."""
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        if self._proto is not None:
+            self._proto.abort()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _start(self) -> Client:
+        """First connection: one round of attempts; errors surface to connect()."""
+        self._proto = await self._open()
+        return self
+
+
+def make_config(host: str, port: int | None, **options: Any) -> ClientConfig:
+    """A ClientConfig from connect()-style arguments (host may be a bitcask:// URL)."""
+    fields: dict[str, Any] = {}
+    if host.startswith("bitcask://"):
+        fields.update(parse_url(host))
+        if port is not None:
+            raise InterfaceError("give the port in the URL or as port=, not both")
+    else:
+        fields["host"] = host
+        if port is not None:
+            fields["port"] = port
+    for name, value in options.items():
+        if name == "auth" and value is None:
+            continue  # keep a token given in the URL
+        fields[name] = value
+    try:
+        return ClientConfig(**fields)
+    except TypeError as exc:
+        raise InterfaceError(str(exc)) from None
+
+
+class _Connecting:
+    """What connect() returns: await it for a Client, or use it with `async with`."""
+
+    __slots__ = ("_client", "_config")
+
+    def __init__(self, config: ClientConfig) -> None:
+        self._config = config
+        self._client: Client | None = None
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return Client(self._config)._start().__await__()
+
+    async def __aenter__(self) -> Client:
+        self._client = await Client(self._config)._start()
+        return self._client
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def connect(
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    *,
+    auth: str | bytes | None = None,
+    timeout: float | None = 5.0,
+    **options: Any,
+) -> _Connecting:
+    """Connect to a bitcask server.
+
+    Args:
+        host: host name or address, or a URL `bitcask://[:token@]host[:port][?timeout=s]`.
+        port: the binary port (default 7379); not with a URL.
+        auth: the server's token, if it has one.
+        timeout: default timeout of every call, in seconds, and the bound of each
+            connection attempt; None for no timeout.
+        **options: other ClientConfig fields: reconnect_attempts, backoff_base,
+            backoff_max, retry_idempotent, client_name.
+
+    Returns:
+        An awaitable giving a connected `Client`; also an async context manager
+        that closes the client on exit.
+
+    Raises:
+        ConnectError: the server cannot be reached.
+        AuthRequiredError, AuthFailedError: missing or wrong token.
+        UnsupportedVersionError: the server does not speak protocol 1.
+        TooManyConnectionsError: the server refused the connection.
+        InterfaceError: bad arguments.
+
+    Example:
+        >>> c = await connect("bitcask://127.0.0.1:7379", timeout=2.0)  # doctest: +SKIP
+        >>> async with connect("127.0.0.1", 7379) as c:  # doctest: +SKIP
+        ...     await c.ping()
+    """
+    if not isinstance(host, str):
+        raise InterfaceError(f"host must be a str, got {type(host).__name__}")
+    options.setdefault("timeout", timeout)
+    return _Connecting(make_config(host, port, auth=auth, **options))

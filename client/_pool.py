@@ -1,0 +1,143 @@
+"""`Pool`: N client connections behind the same call methods.
+
+One `Client` already multiplexes any number of tasks over one connection; a pool
+helps when one connection's event-loop callbacks, or the server's per-connection
+ordering, become the bottleneck. Each call goes to one connection, picked
+round-robin or least-busy (fewest calls in flight); each connection reconnects
+on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any, Literal
+
+from client._client import Client, make_config
+from client._commands import Commands
+from client._config import ClientConfig, Limits
+from client.errors import InterfaceError
+
+__all__ = ["Pool"]
+
+Strategy = Literal["round_robin", "least_busy"]
+
+
+class Pool(Commands):
+    """A fixed set of connections to one server, with the Client call methods.
+
+    Args:
+        host: host or `bitcask://` URL, as for `connect()`.
+        port: the binary port (not with a URL).
+        size: the number of connections (>= 1).
+        strategy: "round_robin" (default) or "least_busy".
+        auth, timeout, **options: as for `connect()`.
+
+    Await it (or use `async with`) to open every connection.
+
+    Example:
+        >>> async with Pool("127.0.0.1", 7379, size=4) as pool:  # doctest: +SKIP
+        ...     await pool.put(b"k", b"v")
+        ...     await pool.get(b"k")
+        b'v'
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        size: int = 4,
+        strategy: Strategy = "round_robin",
+        auth: str | bytes | None = None,
+        timeout: float | None = 5.0,
+        **options: Any,
+    ) -> None:
+        if type(size) is not int or size < 1:
+            raise InterfaceError(f"size must be an int >= 1, got {size!r}")
+        if strategy not in ("round_robin", "least_busy"):
+            raise InterfaceError(f"strategy must be round_robin or least_busy, got {strategy!r}")
+        options.setdefault("timeout", timeout)
+        self.config: ClientConfig = make_config(host, port, auth=auth, **options)
+        self.size = size
+        self.strategy = strategy
+        self.limits = Limits()
+        self.clients: list[Client] = []
+        self._next = 0
+        self._closed = False
+
+    @property
+    def server_info(self) -> dict[str, Any]:
+        """The hello reply of the first connection."""
+        return self.clients[0].server_info if self.clients else {}
+
+    @property
+    def in_flight(self) -> int:
+        """Calls in flight over all connections."""
+        return sum(c.in_flight for c in self.clients)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InterfaceError("the pool is closed")
+        if not self.clients:
+            raise InterfaceError("the pool is not started: await it first")
+
+    async def start(self) -> Pool:
+        """Open every connection (concurrently); closes them all if one fails."""
+        if self.clients:
+            return self
+        if self._closed:
+            raise InterfaceError("the pool is closed")
+        results = await asyncio.gather(
+            *(Client(self.config)._start() for _ in range(self.size)), return_exceptions=True
+        )
+        clients = [r for r in results if isinstance(r, Client)]
+        errors = [r for r in results if not isinstance(r, Client)]
+        if errors:
+            await asyncio.gather(*(c.close() for c in clients))
+            raise errors[0]
+        self.clients = clients
+        self.limits = clients[0].limits
+        return self
+
+    def _pick(self) -> Client:
+        clients = self.clients
+        if self.strategy == "least_busy":
+            return min(clients, key=_in_flight)
+        i = self._next
+        self._next = (i + 1) % len(clients)
+        return clients[i]
+
+    async def _call(self, method: str, params: list[Any], timeout: float | None) -> Any:
+        self._check_open()
+        return await self._pick()._call(method, params, timeout)
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        """Close every connection (gracefully, as Client.close)."""
+        self._closed = True
+        await asyncio.gather(*(c.close(timeout=timeout) for c in self.clients))
+
+    def terminate(self) -> None:
+        """Close every connection at once."""
+        self._closed = True
+        for c in self.clients:
+            c.terminate()
+
+    def __await__(self) -> Generator[Any, None, Pool]:
+        return self.start().__await__()
+
+    async def __aenter__(self) -> Pool:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _in_flight(client: Client) -> int:
+    return client.in_flight

@@ -1,0 +1,278 @@
+"""The client's exceptions: one root, a flat set of subclasses, server errors by code.
+
+`ClientError` is the root of everything the client raises on purpose:
+
+    ClientError
+    ├── ConnectionLostError (also ConnectionError)   the connection broke under a call
+    │   └── ConnectError                              could not (re)connect at all
+    ├── InterfaceError                                misuse: closed client, wrong types
+    ├── CallTimeoutError (also TimeoutError)          a call exceeded its timeout
+    └── ServerError(code, name, message)              the server answered with an error
+        ├── ProtocolViolationError, UnknownMethodError, InvalidParamsError,
+        │   UnsupportedVersionError                   1xx: the request itself
+        ├── AuthError → AuthRequiredError, AuthFailedError              2xx
+        ├── KeyTooLargeError, ValueTooLargeError (also ValueError),
+        │   FrameTooLargeError, TooManyConnectionsError, BatchTooLargeError   3xx
+        ├── ReadOnlyError, StoreIOError, CorruptRecordError,
+        │   MergeInProgressError                      4xx: the store
+        └── InternalServerError, ShuttingDownError, BusyError            5xx
+
+The class of a server error is chosen by its numeric code (`error_for_code`),
+never by its message; a code this version does not know gives a plain
+`ServerError` that still carries the code and name. The size errors are also
+raised locally, before sending, when a key or value exceeds the server's limits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol import ErrorCode
+
+__all__ = [
+    "AuthError",
+    "AuthFailedError",
+    "AuthRequiredError",
+    "BatchTooLargeError",
+    "BusyError",
+    "CallTimeoutError",
+    "ClientError",
+    "ConnectError",
+    "ConnectionLostError",
+    "CorruptRecordError",
+    "FrameTooLargeError",
+    "InterfaceError",
+    "InternalServerError",
+    "InvalidParamsError",
+    "KeyTooLargeError",
+    "MergeInProgressError",
+    "ProtocolViolationError",
+    "ReadOnlyError",
+    "ServerError",
+    "ShuttingDownError",
+    "StoreIOError",
+    "TooManyConnectionsError",
+    "UnknownMethodError",
+    "UnsupportedVersionError",
+    "ValueTooLargeError",
+    "error_for_code",
+]
+
+
+class ClientError(Exception):
+    """Root of every error the client raises on purpose."""
+
+
+class ConnectionLostError(ClientError, ConnectionError):
+    """The connection broke while a call was pending (or before it could be sent).
+
+    `__cause__` holds what broke it (an OSError, the server's connection-level
+    error, or a protocol violation). A call that got this may or may not have
+    been applied by the server.
+    """
+
+
+class ConnectError(ConnectionLostError):
+    """Connecting (or reconnecting, after all backoff attempts) failed."""
+
+
+class InterfaceError(ClientError):
+    """The client was misused: a closed client, a wrong argument type or value."""
+
+
+class CallTimeoutError(ClientError, TimeoutError):
+    """A call did not complete within its timeout.
+
+    The connection stays usable: the late reply, if it ever comes, is discarded.
+    The call may or may not have been applied by the server.
+    """
+
+
+class ServerError(ClientError):
+    """The server answered a call with an error.
+
+    Attributes:
+        code: the numeric error code (see docs/protocol.md section 4).
+        name: the code's name, e.g. "READ_ONLY".
+        message: the server's human-readable detail.
+
+    Example:
+        >>> err = error_for_code(400, "READ_ONLY", "disk full")
+        >>> isinstance(err, ReadOnlyError), err.code
+        (True, 400)
+    """
+
+    default_code: int = 0
+
+    def __init__(self, code: int, name: str, message: str) -> None:
+        super().__init__(f"{name} ({code}): {message}" if message else f"{name} ({code})")
+        self.code = code
+        self.name = name
+        self.message = message
+
+    @classmethod
+    def local(cls, message: str) -> Any:
+        """The same error raised by the client itself (e.g. a size limit), code filled in."""
+        code = ErrorCode(cls.default_code)
+        return cls(int(code), code.name, message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.code, self.name, self.message))
+
+
+class ProtocolViolationError(ServerError):
+    """PROTOCOL_ERROR: the server could not parse what it was sent."""
+
+    default_code = ErrorCode.PROTOCOL_ERROR
+
+
+class UnknownMethodError(ServerError):
+    """UNKNOWN_METHOD: the server does not know the method."""
+
+    default_code = ErrorCode.UNKNOWN_METHOD
+
+
+class InvalidParamsError(ServerError):
+    """INVALID_PARAMS: wrong arity or types of params."""
+
+    default_code = ErrorCode.INVALID_PARAMS
+
+
+class UnsupportedVersionError(ServerError):
+    """UNSUPPORTED_VERSION: the server lacks the protocol version asked for."""
+
+    default_code = ErrorCode.UNSUPPORTED_VERSION
+
+
+class AuthError(ServerError):
+    """Authentication is required or failed."""
+
+    default_code = ErrorCode.AUTH_FAILED
+
+
+class AuthRequiredError(AuthError):
+    """AUTH_REQUIRED: the server has a token and this connection has not sent it."""
+
+    default_code = ErrorCode.AUTH_REQUIRED
+
+
+class AuthFailedError(AuthError):
+    """AUTH_FAILED: the token is wrong."""
+
+    default_code = ErrorCode.AUTH_FAILED
+
+
+class KeyTooLargeError(ServerError, ValueError):
+    """KEY_TOO_LARGE: the key exceeds the server's max_key_size (also raised locally)."""
+
+    default_code = ErrorCode.KEY_TOO_LARGE
+
+
+class ValueTooLargeError(ServerError, ValueError):
+    """VALUE_TOO_LARGE: the value exceeds the server's max_value_size (also raised locally)."""
+
+    default_code = ErrorCode.VALUE_TOO_LARGE
+
+
+class FrameTooLargeError(ServerError):
+    """FRAME_TOO_LARGE: the request exceeds the server's max_frame (also raised locally)."""
+
+    default_code = ErrorCode.FRAME_TOO_LARGE
+
+
+class TooManyConnectionsError(ServerError):
+    """TOO_MANY_CONNECTIONS: the server refused the connection; retry later."""
+
+    default_code = ErrorCode.TOO_MANY_CONNECTIONS
+
+
+class BatchTooLargeError(ServerError):
+    """BATCH_TOO_LARGE: more entries than the server's max_batch (also raised locally)."""
+
+    default_code = ErrorCode.BATCH_TOO_LARGE
+
+
+class ReadOnlyError(ServerError):
+    """READ_ONLY: the store refuses writes (disk error or read-only mode); reads go on."""
+
+    default_code = ErrorCode.READ_ONLY
+
+
+class StoreIOError(ServerError):
+    """IO_ERROR: the server's disk failed the operation."""
+
+    default_code = ErrorCode.IO_ERROR
+
+
+class CorruptRecordError(ServerError):
+    """CORRUPT_RECORD: the stored record failed its CRC (no value is returned)."""
+
+    default_code = ErrorCode.CORRUPT_RECORD
+
+
+class MergeInProgressError(ServerError):
+    """MERGE_IN_PROGRESS: a merge is already running."""
+
+    default_code = ErrorCode.MERGE_IN_PROGRESS
+
+
+class InternalServerError(ServerError):
+    """INTERNAL: a bug in the server."""
+
+    default_code = ErrorCode.INTERNAL
+
+
+class ShuttingDownError(ServerError):
+    """SHUTTING_DOWN: the server is stopping."""
+
+    default_code = ErrorCode.SHUTTING_DOWN
+
+
+class BusyError(ServerError):
+    """BUSY: the server is overloaded (writer queue full); retry later."""
+
+    default_code = ErrorCode.BUSY
+
+
+_BY_CODE: dict[int, type[ServerError]] = {
+    int(cls.default_code): cls
+    for cls in (
+        ProtocolViolationError,
+        UnknownMethodError,
+        InvalidParamsError,
+        UnsupportedVersionError,
+        AuthRequiredError,
+        AuthFailedError,
+        KeyTooLargeError,
+        ValueTooLargeError,
+        FrameTooLargeError,
+        TooManyConnectionsError,
+        BatchTooLargeError,
+        ReadOnlyError,
+        StoreIOError,
+        CorruptRecordError,
+        MergeInProgressError,
+        InternalServerError,
+        ShuttingDownError,
+        BusyError,
+    )
+}
+
+
+def error_for_code(code: int, name: str, message: str) -> ServerError:
+    """Build the typed exception for a server error, chosen by its code.
+
+    Args:
+        code: the numeric code from the wire.
+        name: the code's name from the wire.
+        message: the server's detail.
+
+    Returns:
+        An instance of the class registered for `code`, or of `ServerError` for a
+        code this version does not know.
+
+    Example:
+        >>> type(error_for_code(999, "NEW_THING", "")).__name__
+        'ServerError'
+    """
+    return _BY_CODE.get(code, ServerError)(code, name, message)
