@@ -28,6 +28,8 @@ from ._table import Command, bind, lookup
 
 __all__ = ["Session", "describe"]
 
+REFRESH_EVERY = 5.0  # seconds between key counts for the toolbar when nothing was written
+
 
 def describe(exc: BaseException, options: ConnectOptions) -> str:
     """The one line printed for a failed command (without the `(error) ` prefix)."""
@@ -98,6 +100,8 @@ class Session:
         self.cache = cache
         self._client: Any | None = None
         self._connect_time = 0.0
+        self._used = False  # the running command asked for the client
+        self._refreshed = 0.0  # monotonic time of the last key count
         # what the toolbar shows
         self.server_version: str | None = None
         self.key_count: int | None = None
@@ -106,6 +110,7 @@ class Session:
     # -- Context ----------------------------------------------------------------
 
     async def client(self) -> Any:
+        self._used = True
         if self._client is not None and self._client.closed:
             await self.drop()
         if self._client is None:
@@ -184,6 +189,7 @@ class Session:
         the loss and the next command reconnects.
         """
         self._connect_time = 0.0
+        self._used = False
         stale = self._client is not None
         start = time.perf_counter()
         try:
@@ -195,15 +201,23 @@ class Session:
             start = time.perf_counter()
             reply = await cmd.run(self, args)
         elapsed = time.perf_counter() - start - self._connect_time
-        if self._client is not None:
+        if self._used and self._client is not None:  # `help` is not a round trip
             self.last_rtt = elapsed
         return reply
 
-    async def refresh(self) -> None:
-        """Update the key count shown in the toolbar (quietly; it is only a display)."""
+    async def refresh(self, *, force: bool = False) -> None:
+        """Update the key count shown in the toolbar (quietly; it is only a display).
+
+        Asks the server only when forced (after a write) or every REFRESH_EVERY
+        seconds, so the toolbar does not double the requests a session makes.
+        """
         if self._client is None:
             self.key_count = None
             return
+        now = time.monotonic()
+        if not force and self.key_count is not None and now - self._refreshed < REFRESH_EVERY:
+            return
+        self._refreshed = now
         try:
             stats = await asyncio.wait_for(self._client.stats(), self.options.timeout)
             keys = stats.get("keys")

@@ -88,7 +88,8 @@ def toolbar_fragments(session: Session) -> Fragments:
             )
         ]
     version = f"bitcask {session.server_version}" if session.server_version else "bitcask"
-    keys = "? keys" if session.key_count is None else f"{session.key_count:,} keys"
+    n = session.key_count
+    keys = "? keys" if n is None else f"{n:,} key" if n == 1 else f"{n:,} keys"
     return [
         ("class:bottom-toolbar", f" {address} | {version} | {keys} | rtt {_rtt(session.last_rtt)} ")
     ]

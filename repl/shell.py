@@ -198,6 +198,10 @@ class Shell:
         """Run one line; False when the shell should exit."""
         try:
             cmd, args = self.session.parse(line)
+        except Exception as exc:  # a typo costs one error line and no round trip
+            self.print_error(describe(exc, self.session.options))
+            return True
+        try:
             reply = await self.interruptible(self.session.execute(cmd, args))
         except EOFError:
             return False
@@ -212,7 +216,7 @@ class Shell:
                 self.print_reply(reply, paged=cmd.paged)
             if cmd.name == "delete" and "key" in args:
                 self.cache.discard(args["key"])
-        await self.session.refresh()
+        await self.session.refresh(force=not cmd.idempotent)
         return True
 
 

@@ -96,7 +96,7 @@ def test_type_complete_read_quit(
     first = screen.expect(rf"127\.0\.0\.1:{server.port} \| bitcask \S+ \| 0 keys \| rtt")
     assert "Type help for commands" in first
     screen.run('put user:alpha "hello world"', r"OK")
-    screen.expect(r"\| 1 keys \| rtt \d+\.\d+ ms")  # the toolbar after the put
+    screen.expect(r"\| 1 key \| rtt \d+\.\d+ ms")  # the toolbar after the put
     screen.run("mput user:beta 2 other 3", r"OK")
     screen.expect(r"\| 3 keys \| rtt")
     # Tab completes a key from the server: user:a -> user:alpha
