@@ -133,6 +133,11 @@ class Pipeline:
         return len(self._replies)
 
     @property
+    def unflushed(self) -> bool:
+        """Reply bytes are gathered and not yet handed to the transport."""
+        return bool(self._out)
+
+    @property
     def session(self) -> Session:
         return self._session
 

@@ -157,9 +157,14 @@ class BinaryProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its pending replies; close once they are out.
         self._closing = True
+        self._flush_now()
         if self.pending == 0 and not self._backlog:
             return None
         return True
+
+    def _flush_now(self) -> None:
+        if self._pipeline is not None and self._pipeline.unflushed:
+            self._write(self._pipeline.take_output())
 
     # ---- dialects ----
 
@@ -381,8 +386,9 @@ class BinaryProtocol(asyncio.Protocol):
 
     @property
     def busy(self) -> int:
-        """Requests received and not answered yet, backlog included."""
-        return self.pending + len(self._backlog)
+        """Requests received and not answered yet (backlog and unsent replies included)."""
+        unsent = self._pipeline is not None and self._pipeline.unflushed
+        return self.pending + len(self._backlog) + unsent
 
     def close_idle(self) -> None:
         """The idle timeout expired: close without a reply."""
@@ -394,5 +400,6 @@ class BinaryProtocol(asyncio.Protocol):
         """Close now (the server calls this once in-flight work has drained)."""
         self._closing = True
         self._backlog.clear()
+        self._flush_now()
         if self.transport is not None:
             self.transport.close()

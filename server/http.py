@@ -324,11 +324,13 @@ class HttpProtocol(asyncio.Protocol):
 
     @property
     def busy(self) -> int:
-        """Requests received and not answered yet."""
-        return self.pending
+        """Requests received and not answered yet (unsent replies included)."""
+        return self.pending + (self._pipeline is not None and self._pipeline.unflushed)
 
     def close_for_shutdown(self) -> None:
         self._closing = True
+        if self._pipeline is not None and self._pipeline.unflushed:
+            self._write(self._pipeline.take_output())
         if self.transport is not None and not self._in_request:
             self.transport.close()
         elif self.transport is not None:

@@ -70,17 +70,31 @@ def test_ttl_query_and_percent_encoded_keys(shared: ServerProcess) -> None:
 @pytest.mark.parametrize(
     ("raw", "status"),
     [
-        pytest.param(b"GET /kv/%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, id="bad-percent"),
-        pytest.param(b"GET /kv/%4 HTTP/1.1\r\nHost: x\r\n\r\n", 400, id="truncated-percent"),
-        pytest.param(b"GET /kv/ HTTP/1.1\r\nHost: x\r\n\r\n", 400, id="empty-key"),
-        pytest.param(b"BLAH\r\n\r\n", 400, id="garbage-request-line"),
-        pytest.param(b"GET /kv/x HTTP/9.9 extra\r\n\r\n", 400, id="malformed-version"),
-        pytest.param(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404, id="unknown-path"),
         pytest.param(
-            b"POST /kv/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, id="post-kv"
+            b"GET /kv/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400, id="bad-percent"
         ),
         pytest.param(
-            b"PUT /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, id="put-probe"
+            b"GET /kv/%4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            400,
+            id="truncated-percent",
+        ),
+        pytest.param(
+            b"GET /kv/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400, id="empty-key"
+        ),
+        pytest.param(b"BLAH\r\n\r\n", 400, id="garbage-request-line"),
+        pytest.param(b"GET /kv/x HTTP/9.9 extra\r\n\r\n", 400, id="malformed-version"),
+        pytest.param(
+            b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, id="unknown-path"
+        ),
+        pytest.param(
+            b"POST /kv/x HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            405,
+            id="post-kv",
+        ),
+        pytest.param(
+            b"PUT /health HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            405,
+            id="put-probe",
         ),
         pytest.param(
             b"GET /kv/x HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",

@@ -1,0 +1,95 @@
+"""ServerConfig and the CLI: flags, BITCASK_* variables, validation, exit codes, start-up line."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from server.cli import main
+from server.config import ConfigError, ServerConfig
+from tests.serverproc import ServerProcess, free_port
+
+
+def test_defaults() -> None:
+    cfg = ServerConfig.from_args([], env={})
+    assert (cfg.host, cfg.port, cfg.http_port, cfg.sync) == ("127.0.0.1", 7379, 7380, "always")
+    assert cfg.auth is None and cfg.resolved_writer == "thread"
+
+
+def test_env_then_flags() -> None:
+    env = {"BITCASK_PORT": "9000", "BITCASK_SYNC": "never", "BITCASK_IDLE_TIMEOUT": "2.5"}
+    cfg = ServerConfig.from_args(["--port", "9001"], env=env)
+    assert cfg.port == 9001, "a flag beats the environment"
+    assert cfg.sync == "never" and cfg.idle_timeout == 2.5
+    assert cfg.resolved_writer == "loop"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        pytest.param(["--sync", "sometimes"], {}, id="bad-sync"),
+        pytest.param(["--port", "70000"], {}, id="port-range"),
+        pytest.param(["--port", "7000", "--http-port", "7000"], {}, id="same-ports"),
+        pytest.param(["--max-frame", str(512 * 1024 * 1024)], {}, id="frame-ceiling"),
+        pytest.param(["--max-connections", "0"], {}, id="no-connections"),
+        pytest.param(["--idle-timeout", "-1"], {}, id="negative-timeout"),
+        pytest.param(["--writer", "fast"], {}, id="bad-writer"),
+        pytest.param([], {"BITCASK_PORT": "seven"}, id="env-not-a-number"),
+        pytest.param(["--auth", ""], {}, id="empty-token"),
+    ],
+)
+def test_invalid(argv: list[str], env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        ServerConfig.from_args(argv, env=env)
+
+
+def test_config_is_frozen() -> None:
+    cfg = ServerConfig()
+    with pytest.raises(AttributeError):
+        cfg.port = 1  # type: ignore[misc]
+
+
+def test_cli_bad_config_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--sync", "sometimes"]) == 2
+    assert "sync must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--no-such-flag"])
+    assert exc.value.code == 2
+
+
+def test_startup_line(server_factory: Callable[..., ServerProcess]) -> None:
+    srv = server_factory(sync="never")
+    line = next(line for line in srv.log().splitlines() if "listening" in line)
+    assert f"binary=127.0.0.1:{srv.port}" in line and f"http=127.0.0.1:{srv.http_port}" in line
+    assert "keys=0" in line and "recovery=" in line and "truncated_bytes" in line
+
+
+def _run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_locked_store_exits_3(server_factory: Callable[..., ServerProcess]) -> None:
+    srv = server_factory(sync="never")
+    ports = ["--port", str(free_port()), "--http-port", str(free_port())]
+    result = _run(["--data", str(srv.data), *ports])
+    assert result.returncode == 3, result.stderr
+    assert "locked" in result.stderr
+
+
+def test_port_in_use_exits_4(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run(
+            ["--data", str(tmp_path / "d"), "--port", str(port), "--http-port", str(free_port())]
+        )
+    assert result.returncode == 4, result.stderr
+    assert "cannot listen" in result.stderr

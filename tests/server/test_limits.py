@@ -1,0 +1,156 @@
+"""Limits and hostile input: each gets a clear error, and the next client is served."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+
+import msgpack
+import pytest
+
+from tests.server.wire import Conn, frame, http, request, status_of
+from tests.serverproc import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data = tmp_path_factory.mktemp("limits") / "data"
+    data.mkdir()
+    srv = ServerProcess(
+        data=data, sync="never", extra=["--max-frame", "2048", "--idle-timeout", "1"]
+    )
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+def still_serving(srv: ServerProcess) -> None:
+    with Conn(srv.port) as c:
+        assert c.call("ping") == "PONG"
+
+
+def fatal_reply(srv: ServerProcess, payload: bytes) -> list[object]:
+    """Send payload; expect one error reply with msgid 0 and then a close."""
+    with Conn(srv.port) as c:
+        c.send_raw(payload)
+        msg = c.read_message()
+        assert msg[1] == 0 and msg[2] is not None, msg
+        assert c.closed_by_peer(), "the server closes after a fatal error"
+        return msg[2]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        pytest.param(struct.pack(">I", 4096), "FRAME_TOO_LARGE", id="oversize-header-only"),
+        pytest.param(struct.pack(">I", 1) + b"\xc1", "PROTOCOL_ERROR", id="bad-msgpack"),
+        pytest.param(struct.pack(">I", 0), "PROTOCOL_ERROR", id="empty-frame"),
+        pytest.param(frame([1, 5, None, True]), "PROTOCOL_ERROR", id="response-not-request"),
+        pytest.param(frame([0, -1, "ping", []]), "PROTOCOL_ERROR", id="negative-msgid"),
+        pytest.param(frame([0, 1, "ping"]), "PROTOCOL_ERROR", id="three-fields"),
+        pytest.param(frame({"not": "an array"}), "PROTOCOL_ERROR", id="map"),
+        pytest.param(b"\xff\xfe\x00", "PROTOCOL_ERROR", id="non-ascii-first-byte"),
+    ],
+)
+def test_fatal_input(tight: ServerProcess, payload: bytes, code: str) -> None:
+    error = fatal_reply(tight, payload)
+    assert error[1] == code  # type: ignore[index]
+    still_serving(tight)
+
+
+def test_requests_before_garbage_are_answered(tight: ServerProcess) -> None:
+    with Conn(tight.port) as c:
+        c.send_raw(
+            request(1, "put", [b"before", b"v"])
+            + request(2, "get", [b"before"])
+            + b"\x00\x00\x00\x01\xc1"
+        )
+        replies = [c.read_message() for _ in range(3)]
+        assert [r[1] for r in replies] == [1, 2, 0]
+        assert replies[1][3] == b"v"
+        assert replies[2][2][1] == "PROTOCOL_ERROR"
+        assert c.closed_by_peer()
+
+
+def test_oversize_frame_body_never_buffered(tight: ServerProcess) -> None:
+    # The refusal arrives before the body is sent: the server judged the header alone.
+    with Conn(tight.port) as c:
+        c.send_raw(struct.pack(">I", 100 * 1024 * 1024))
+        assert c.read_message()[2][1] == "FRAME_TOO_LARGE"
+
+
+def test_frame_just_under_the_limit_works(tight: ServerProcess) -> None:
+    with Conn(tight.port) as c:
+        value = b"x" * 1900
+        assert c.call("put", b"big", value) is True
+        assert c.call("get", b"big") == value
+
+
+def test_idle_connections_are_closed(tight: ServerProcess) -> None:
+    with Conn(tight.port) as c:
+        assert c.call("ping") == "PONG"
+        started = time.monotonic()
+        assert c.closed_by_peer(timeout=8)
+        assert time.monotonic() - started >= 0.9
+
+
+def test_half_closed_client_gets_its_replies(tight: ServerProcess) -> None:
+    with Conn(tight.port) as c:
+        c.send_raw(request(1, "put", [b"half", b"v"]) + request(2, "get", [b"half"]))
+        c.sock.shutdown(socket.SHUT_WR)
+        assert [c.read_message()[3] for _ in range(2)] == [True, b"v"]
+        assert c.closed_by_peer()
+
+
+def connect_within_cap(srv: ServerProcess) -> Conn:
+    """A connection that got in (the fixture's own port probes take a moment to leave)."""
+    deadline = time.monotonic() + 5
+    while True:
+        conn = Conn(srv.port)
+        conn.send("ping")
+        if conn.read_message()[2] is None:
+            return conn
+        conn.close()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_connection_cap(server_factory: Callable[..., ServerProcess]) -> None:
+    srv = server_factory(sync="never", extra=["--max-connections", "2"])
+    first, second = connect_within_cap(srv), connect_within_cap(srv)
+    try:
+        with Conn(srv.port) as third:
+            msg = third.read_message()
+            assert msg[2][1] == "TOO_MANY_CONNECTIONS"
+            assert third.closed_by_peer()
+        assert status_of(http(srv.http_port, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")) == 503
+        second.close()
+        connect_within_cap(srv).close()  # a slot frees up once a client leaves
+    finally:
+        first.close()
+        second.close()
+
+
+def test_bad_inputs_in_a_row_leave_the_server_serving(tight: ServerProcess) -> None:
+    payloads = [
+        b"\x00\x00\x00\x02\x93\xc1",
+        b"\x7f\x7f\x7f\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"\x00",
+        msgpack.packb([0, 1, "get", [b"k"]]),  # no length header: read as a huge frame
+        b"",
+    ]
+    for payload in payloads:
+        with socket.create_connection(("127.0.0.1", tight.port), timeout=5) as s:
+            if payload:
+                s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(5)
+            try:
+                while s.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass
+        still_serving(tight)
