@@ -278,7 +278,8 @@ class ClientProtocol(asyncio.Protocol):
     def _sweep(self) -> None:
         self._timer = None
         self._timer_at = math.inf
-        now = self._loop.time()
+        # the loop may run a timer up to its clock resolution early: count that as due
+        now = self._loop.time() + 0.001
         pending = self._pending
         soonest = math.inf
         for msgid, (fut, deadline) in list(pending.items()):
