@@ -19,12 +19,12 @@ from ._hint import build_hint, read_hint, write_hint
 from .errors import ReadOnlyError
 
 if TYPE_CHECKING:
-    from .db import Bitcask
+    from ._writer import Writer
 
 __all__ = ["run_backup"]
 
 
-def run_backup(db: Bitcask, dest: str) -> None:
+def run_backup(db: Writer, dest: str) -> None:
     """Copy ``db`` to ``dest``; see the module docstring."""
     if db._readonly:
         raise ReadOnlyError("backup needs a writer open (it seals the active file)")

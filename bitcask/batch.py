@@ -6,7 +6,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .db import Bitcask
+    from ._writer import Writer
 
 __all__ = ["Batch"]
 
@@ -28,7 +28,7 @@ class Batch:
 
     __slots__ = ("_db", "_done", "ops", "results")
 
-    def __init__(self, db: Bitcask) -> None:
+    def __init__(self, db: Writer) -> None:
         self._db = db
         self._done = False
         self.ops: list[tuple[Any, ...]] = []

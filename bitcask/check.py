@@ -3,7 +3,8 @@
 Strategy: both read data files through the same validating scanner as recovery, so
 "what check calls bad" is exactly "what open would skip". ``check`` never writes.
 ``repair`` takes the store lock, finishes or discards an interrupted merge, then for
-each data file with problems writes a clean copy aside (only the records that
+each data file with problems (including a bad file header: records validate
+themselves) writes a clean copy aside (only the records that
 apply, batches flattened to plain records since they committed) and renames it over
 the original; finally it rebuilds every missing, stale or bad hint. Every dropped
 byte range is listed (file, offset, bytes, reason).
@@ -214,17 +215,21 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
             mm = map_file(dpath)
             size = len(mm) if mm is not None else 0
             bad = parse_file_header(mm if mm is not None else b"", fid)
-            if bad is not None:
+            if bad is not None and size < FILE_HEADER_SIZE:
                 del mm
                 os.replace(dpath, dpath + ".corrupt")
                 dropped.append(Problem(name, 0, size, f"{bad}; moved to {name}.corrupt"))
                 rewritten.append(name)
                 continue
             assert mm is not None
+            # Records validate themselves, so a bad file header costs only the header:
+            # the file is rewritten below with a fresh one.
             issues = ScanIssues()
             recs = list(scan(mm, FILE_HEADER_SIZE, size, issues))
             hpath = os.path.join(path, hint_name(fid))
-            if issues.skipped or issues.stop is not None:
+            if bad is not None:
+                dropped.append(Problem(name, 0, FILE_HEADER_SIZE, f"{bad}; header rewritten"))
+            if bad is not None or issues.skipped or issues.stop is not None:
                 probs = _file_problems(name, size, issues)
                 tail = issues.tail_start
                 for p in probs:

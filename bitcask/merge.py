@@ -51,7 +51,7 @@ from ._record import HEADER, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
 from .errors import BitcaskError, MergeInProgressError, StoreClosedError
 
 if TYPE_CHECKING:
-    from .db import Bitcask
+    from ._writer import Writer
 
 __all__ = ["MERGE_DIR", "MergeReport", "recover_interrupted", "run_merge"]
 
@@ -134,7 +134,7 @@ class _Output:
 
 
 def run_merge(
-    db: Bitcask, progress: Callable[[int, int], None] | None, files: Iterable[int] | None = None
+    db: Writer, progress: Callable[[int, int], None] | None, files: Iterable[int] | None = None
 ) -> MergeReport:
     """Merge ``files`` (default: every file) of ``db``; see the module docstring."""
     if not db._merge_lock.acquire(blocking=False):

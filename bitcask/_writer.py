@@ -1,0 +1,603 @@
+"""The write path and the file table, shared by every writing operation.
+
+Strategy (invariants):
+- One writer at a time: ``_lock`` serialises every mutation of files and of the
+  keydir (puts, batches, rotation, merge swaps, the interval syncer).
+- A write is encoded outside the lock, appended with one ``_io.write`` (no
+  user-space buffer, so it survives SIGKILL once ``put`` returns), fsynced per
+  policy, and only then published in the keydir: readers never see a write before
+  it is as durable as promised.
+- The file table ``_maps`` maps file id -> (mmap, mapped_length, reader). Entries
+  are replaced, never mutated; mmaps are never closed while the store is open
+  (dropping the last reference unmaps), so a reader mid-slice is always safe. The
+  active file's mapping is refreshed every ``_REMAP_STEP`` bytes; readers pread
+  anything past it.
+- A failed write or fsync truncates back to the last good offset (best effort)
+  and turns the store read-only; reads go on.
+- Sealed files get their hint in the background worker; the hint is renamed into
+  place under the lock only if the file still exists (a merge may have removed it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from mmap import mmap
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any, BinaryIO
+from zlib import crc32
+
+from . import _io
+from ._datafile import (
+    FILE_HEADER_SIZE,
+    ScanIssues,
+    data_name,
+    encode_file_header,
+    hint_name,
+    map_file,
+    scan,
+)
+from ._hint import build_hint, write_hint
+from ._keydir import FID_SHIFT, MAX_FILE_ID, SIZE_MASK, Keydir
+from ._record import (
+    BATCH_BEGIN,
+    BATCH_COMMIT,
+    BODY_HEADER,
+    CRC,
+    HEADER_SIZE,
+    IN_BATCH,
+    TTL,
+    encode_marker,
+    encode_tombstone,
+)
+from ._recovery import RecoveryReport
+from .errors import (
+    BitcaskError,
+    KeyTooLargeError,
+    ReadOnlyError,
+    StoreIOError,
+    ValueTooLargeError,
+)
+from .options import Options
+
+if TYPE_CHECKING:
+    from .batch import Batch
+
+__all__ = ["FileEntry", "Writer", "as_bytes", "fsync_dir"]
+
+_REMAP_STEP = 8 << 20
+_MAX_BATCH_BYTES = 1 << 32
+_pack_body = BODY_HEADER.pack
+_pack_crc = CRC.pack
+_time_ns = time.time_ns
+
+FileEntry = tuple[mmap | None, int, BinaryIO | None]
+
+
+def as_bytes(obj: object, what: str) -> bytes:
+    """``obj`` as bytes: str is UTF-8 encoded; bytearray/memoryview copied."""
+    if isinstance(obj, bytes):
+        return obj
+    if isinstance(obj, str):
+        return obj.encode("utf-8")
+    if isinstance(obj, bytearray | memoryview):
+        return bytes(obj)
+    raise TypeError(f"{what} must be bytes or str, not {type(obj).__name__}")
+
+
+def _expiry_ms(clock: Callable[[], float], ttl: object) -> int:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"ttl must be a number of seconds, not {ttl!r}")
+    if not (ttl > 0 and math.isfinite(ttl)):
+        raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+    return int((clock() + ttl) * 1000) or 1
+
+
+class Writer:
+    """The state of an open store and its writing half; ``Bitcask`` adds the rest.
+
+    The attributes are set by ``_store.open_store``.
+    """
+
+    path: str
+    options: Options
+    recovery: RecoveryReport
+    readonly_reason: str | None
+    _clock: Callable[[], float]
+    _kd: Keydir
+    _kmap: dict[bytes, int]
+    _kget: Callable[[bytes], int | None]
+    _mget: Callable[[int], FileEntry | None]
+    _live: dict[int, int]
+    _expiry: dict[bytes, int]
+    _new_keys: list[bytes]
+    _maps: dict[int, FileEntry]
+    _sizes: dict[int, int]
+    _lock: threading.Lock
+    _merge_lock: threading.Lock
+    _blocked: BitcaskError | None
+    _readonly: bool
+    _active_id: int
+    _base: int
+    _wfd: int
+    _offset: int
+    _mapped: int
+    _reader: BinaryIO | None
+    _next_id: int
+    _sync_always: bool
+    _max_key: int
+    _max_value: int
+    _max_file: int
+    _dirty: bool
+    _closing: bool
+    _merging: bool
+    _merges: int
+    _last_merge_error: str | None
+    _tasks: SimpleQueue[Callable[[], None] | None]
+    _threads: list[threading.Thread]
+    _stop: threading.Event
+    _release_lock: Callable[[], None]
+
+    # ----------------------------------------------------------------- writes
+
+    def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires after that.
+
+        One write() per call; under sync="always" also one fsync before returning.
+        Thread safety: one writer thread at a time; readers may run concurrently.
+
+        Raises:
+            KeyTooLargeError / ValueTooLargeError: over the configured limits.
+            ReadOnlyError: the store is readonly or turned read-only after a disk error.
+            StoreIOError: this write failed (the store is now read-only).
+            StoreClosedError: the store is closed.
+
+        Example:
+            >>> db.put(b"user:1", "alice", ttl=3600)
+        """
+        if key.__class__ is not bytes:
+            key = as_bytes(key, "key")
+        if value.__class__ is not bytes:
+            value = as_bytes(value, "value")
+        kl = len(key)
+        vl = len(value)
+        if kl > self._max_key:
+            raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {self._max_key}")
+        if vl > self._max_value:
+            raise ValueTooLargeError(
+                f"value of {vl} bytes exceeds max_value_size {self._max_value}"
+            )
+        if ttl is None:
+            flags = exp = 0
+        else:
+            flags = TTL
+            exp = _expiry_ms(self._clock, ttl)
+        body = _pack_body(flags, _time_ns() // 1000, exp, kl, vl) + key + value
+        rec = _pack_crc(crc32(body)) + body
+        size = len(rec)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._blocked is not None:
+                raise self._blocked
+            off = self._offset
+            if off + size > self._max_file and off > FILE_HEADER_SIZE:
+                self._rotate()
+                off = self._offset
+            try:
+                _io.write(self._wfd, rec)
+                if self._sync_always:
+                    _io.fsync(self._wfd)
+            except OSError as exc:
+                raise self._fail(exc, off) from exc
+            self._offset = end = off + size
+            self._dirty = True
+            kmap = self._kmap
+            old = kmap.get(key)
+            kmap[key] = self._base | (off << 32) | size
+            live = self._live
+            live[self._active_id] += size
+            if old is None:
+                self._new_keys.append(key)
+            else:
+                live[old >> FID_SHIFT] -= old & SIZE_MASK
+            if exp:
+                self._expiry[key] = exp
+            elif self._expiry:
+                self._expiry.pop(key, None)
+            if end - self._mapped >= _REMAP_STEP:
+                self._remap_active()
+        finally:
+            lock.release()
+
+    def __setitem__(self, key: bytes | str, value: bytes | str) -> None:
+        """``db[key] = value``: put() without a TTL. One writer thread at a time.
+
+        Example:
+            >>> db[b"user:1"] = b"alice"
+        """
+        self.put(key, value)
+
+    def __delitem__(self, key: bytes | str) -> None:
+        """``del db[key]``: delete(), raising KeyError when absent. One writer at a time.
+
+        Example:
+            >>> del db[b"user:1"]
+        """
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def delete(self, key: bytes | str) -> bool:
+        """Delete ``key``; return whether it existed (visible, unexpired).
+
+        Writes a tombstone naming the file of the deleted value, so no merge can
+        resurrect the key. Absent keys write nothing. One writer thread at a time.
+
+        Raises:
+            ReadOnlyError, StoreIOError, StoreClosedError: as put().
+
+        Example:
+            >>> db.delete(b"user:1")
+            True
+        """
+        return bool(self.write_batch([("delete", key)], _single=True)[0])
+
+    def write_batch(
+        self, ops: Sequence[Sequence[Any]], sync: bool | None = None, *, _single: bool = False
+    ) -> list[object]:
+        """Apply ``ops`` atomically: after any crash, all of them or none.
+
+        ``ops``: ("put", key, value[, ttl_or_None]) or ("delete", key). Everything is
+        validated first; then all records are encoded into one buffer written with
+        exactly one write(), followed by at most one fsync (``sync=None`` follows
+        the policy, True forces one, False skips it); the keydir is updated last.
+        One writer thread at a time (an executor thread is fine).
+
+        Returns:
+            One result per op: None for a put, bool (existed) for a delete.
+
+        Raises:
+            ValueError / TypeError: a malformed op (nothing written).
+            KeyTooLargeError / ValueTooLargeError: an op (or the batch) too large.
+            ReadOnlyError, StoreIOError, StoreClosedError: as put().
+
+        Example:
+            >>> db.write_batch([("put", b"a", b"1", None), ("delete", b"b")])
+            [None, False]
+        """
+        ts = _time_ns() // 1000
+        inner = 0 if _single else IN_BATCH
+        max_key = self._max_key
+        max_value = self._max_value
+        pack_body = _pack_body
+        pack_crc = _pack_crc
+        keys: list[bytes] = []
+        recs: list[bytes] = []
+        exps: list[int] = []  # expiry ms of a put (0: none); -1 marks a delete
+        deletes = 0
+        for op in ops:
+            if not isinstance(op, tuple | list) or not op:
+                raise ValueError(f"batch op must be a tuple, not {op!r}")
+            n = len(op)
+            kind = op[0]
+            key = op[1] if n > 1 else b""
+            if key.__class__ is not bytes:
+                key = as_bytes(key, "key")
+            kl = len(key)
+            if kl > max_key:
+                raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {max_key}")
+            if kind == "put" and (n == 4 or n == 3):
+                value = op[2]
+                if value.__class__ is not bytes:
+                    value = as_bytes(value, "value")
+                vl = len(value)
+                if vl > max_value:
+                    raise ValueTooLargeError(
+                        f"value of {vl} bytes exceeds max_value_size {max_value}"
+                    )
+                if n == 3 or op[3] is None:
+                    exp = 0
+                    flags = inner
+                else:
+                    exp = _expiry_ms(self._clock, op[3])
+                    flags = inner | TTL
+                body = pack_body(flags, ts, exp, kl, vl) + key + value
+                recs.append(pack_crc(crc32(body)) + body)
+            elif kind == "delete" and n == 2:
+                exp = -1
+                recs.append(b"")
+                deletes += 1
+            else:
+                raise ValueError(f"unknown batch op {op!r}")
+            keys.append(key)
+            exps.append(exp)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._blocked is not None:
+                raise self._blocked
+            return self._apply(keys, recs, exps, deletes, sync, _single, ts)
+        finally:
+            lock.release()
+
+    def _apply(
+        self,
+        keys: list[bytes],
+        recs: list[bytes],
+        exps: list[int],
+        deletes: int,
+        sync: bool | None,
+        single: bool,
+        ts: int,
+    ) -> list[object]:
+        # Caller holds _lock. Resolve deletes against the keydir (and earlier ops of
+        # this batch), write everything at once, then publish in the keydir.
+        kmap = self._kmap
+        results: list[object] = [None] * len(keys)
+        targets: dict[int, int] = {}  # op index -> target file (-1: this batch's file)
+        if deletes:
+            now_ms = int(self._clock() * 1000)
+            state: dict[bytes, bool] = {}  # key -> present after the ops so far
+            for i, key in enumerate(keys):
+                if exps[i] >= 0:
+                    state[key] = True
+                    continue
+                present = state.get(key)
+                if present is None:
+                    existed = self._kd.visible(key, now_ms)
+                    loc = kmap.get(key)
+                    if loc is not None:
+                        targets[i] = loc >> FID_SHIFT
+                else:
+                    existed = present
+                    if present:
+                        targets[i] = -1
+                results[i] = existed
+                state[key] = False
+            keep = [i for i, e in enumerate(exps) if e >= 0 or i in targets]
+            if len(keep) != len(keys):
+                keys = [keys[i] for i in keep]
+                recs = [recs[i] for i in keep]
+                exps = [exps[i] for i in keep]
+                targets = {j: targets[i] for j, i in enumerate(keep) if i in targets}
+            if not keys:
+                return results
+        count = len(keys)
+        total = (
+            sum(map(len, recs))
+            + len(targets) * (HEADER_SIZE + 4)
+            + sum(len(keys[i]) for i in targets)
+        )
+        if not single:
+            total += 2 * (HEADER_SIZE + 4)
+        if total > _MAX_BATCH_BYTES:
+            raise ValueTooLargeError(f"batch of {total} bytes is too large")
+        off = self._offset
+        if off + total > self._max_file and off > FILE_HEADER_SIZE:
+            self._rotate()
+            off = self._offset
+        aid = self._active_id
+        inner = 0 if single else IN_BATCH
+        for i, target in targets.items():
+            recs[i] = encode_tombstone(keys[i], aid if target < 0 else target, ts, inner)
+        if single:
+            buf = recs[0] if count == 1 else b"".join(recs)
+            pos = off
+        else:
+            begin = encode_marker(BATCH_BEGIN, count, ts)
+            buf = b"".join((begin, *recs, encode_marker(BATCH_COMMIT, count, ts)))
+            pos = off + len(begin)
+        try:
+            _io.write(self._wfd, buf)
+            if sync is True or (sync is None and self._sync_always):
+                _io.fsync(self._wfd)
+        except OSError as exc:
+            raise self._fail(exc, off) from exc
+        self._offset = off + len(buf)
+        self._dirty = True
+        live = self._live
+        expiry = self._expiry
+        new_keys = self._new_keys
+        base = self._base
+        added = 0
+        for key, rec, exp in zip(keys, recs, exps, strict=True):
+            size = len(rec)
+            old = kmap.get(key)
+            if old is not None:
+                live[old >> FID_SHIFT] -= old & SIZE_MASK
+            if exp < 0:
+                if old is not None:
+                    del kmap[key]
+                    self._kd.note_deleted()
+                if expiry:
+                    expiry.pop(key, None)
+            else:
+                kmap[key] = base | (pos << 32) | size
+                added += size
+                if old is None:
+                    new_keys.append(key)
+                if exp:
+                    expiry[key] = exp
+                elif expiry:
+                    expiry.pop(key, None)
+            pos += size
+        live[aid] += added
+        if self._offset - self._mapped >= _REMAP_STEP:
+            self._remap_active()
+        return results
+
+    def batch(self) -> Batch:
+        """Collect puts and deletes, applied atomically by write_batch() on exit.
+
+        Nothing is written if the block raises. One writer thread at a time.
+
+        Example:
+            >>> with db.batch() as b:
+            ...     b.put(b"a", b"1"); b.delete(b"b")
+        """
+        from .batch import Batch
+
+        return Batch(self)
+
+    def sync(self) -> None:
+        """fsync the active file now, whatever the policy. Any thread (takes the write lock).
+
+        Raises:
+            StoreIOError: the fsync failed (the store is now read-only).
+
+        Example:
+            >>> db.put(b"k", b"v"); db.sync()  # durable even under sync="never"
+        """
+        with self._lock:
+            if self._readonly or self._wfd < 0:
+                return
+            try:
+                _io.fsync(self._wfd)
+            except OSError as exc:
+                raise self._fail(exc, self._offset) from exc
+            self._dirty = False
+
+    # ------------------------------------------------------ writer internals
+
+    def _check_writable(self) -> None:
+        if self._blocked is not None:
+            raise self._blocked
+
+    def _fail(self, exc: OSError, good_offset: int) -> StoreIOError:
+        # Caller holds _lock. Cut a partial append, then refuse all further writes.
+        try:
+            os.ftruncate(self._wfd, good_offset)
+        except OSError:
+            pass
+        reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
+        self.readonly_reason = reason
+        self._blocked = ReadOnlyError(f"store turned read-only after a disk error: {reason}")
+        err = StoreIOError(exc.errno or 0, f"write failed, store is now read-only: {reason}")
+        return err
+
+    def _create_file(self, fid: int) -> tuple[int, BinaryIO]:
+        if fid > MAX_FILE_ID:
+            raise BitcaskError("file ids exhausted (4M files): back up and restore the store")
+        path = os.path.join(self.path, data_name(fid))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            _io.write(fd, encode_file_header(fid))
+            if self.options.sync != "never":
+                _io.fsync(fd)
+                fsync_dir(self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, open(path, "rb", buffering=0)
+
+    def _rotate(self, reserve: int = 0) -> None:
+        """Seal the active file and start the next one (caller holds _lock)."""
+        old_id, old_fd, size = self._active_id, self._wfd, self._offset
+        new_id = self._next_id + reserve
+        try:
+            if self.options.sync != "never":
+                _io.fsync(old_fd)
+            fd, reader = self._create_file(new_id)
+        except OSError as exc:
+            raise self._fail(exc, size) from exc
+        os.close(old_fd)
+        self._maps[old_id] = (map_file(os.path.join(self.path, data_name(old_id))), size, None)
+        self._sizes[old_id] = size
+        self._next_id = new_id + 1
+        self._active_id = new_id
+        self._base = new_id << FID_SHIFT
+        self._wfd = fd
+        self._offset = FILE_HEADER_SIZE
+        self._reader = reader
+        self._kd.live[new_id] = 0
+        self._remap_active()
+        self._dirty = False
+        if self.options.hint_files:
+            self._tasks.put(lambda: self._write_hint(old_id))
+        self._maybe_auto_merge()
+
+    def _remap_active(self) -> None:
+        reader = self._reader
+        assert reader is not None
+        self._maps[self._active_id] = (map_file(reader.name), self._offset, reader)
+        self._mapped = self._offset
+
+    def _write_hint(self, fid: int) -> None:
+        """Build and install the hint of sealed file ``fid`` (background worker)."""
+        entry = self._maps.get(fid)
+        size = self._sizes.get(fid)
+        if entry is None or size is None or entry[0] is None:
+            return
+        issues = ScanIssues()
+        blob = build_hint(fid, size, scan(entry[0], FILE_HEADER_SIZE, size, issues))
+        final = os.path.join(self.path, hint_name(fid))
+        tmp = write_hint(final, blob, install=False)
+        with self._lock:
+            if fid in self._sizes:
+                os.replace(tmp, final)
+            else:
+                os.unlink(tmp)
+
+    def _install_merge(
+        self,
+        inputs: list[int],
+        outputs: list[tuple[int, int]],
+        moved: list[tuple[bytes, int, int]],
+        expired: list[tuple[bytes, int]],
+    ) -> None:
+        # Caller holds _lock; the files are already swapped on disk.
+        kd = self._kd
+        kmap = self._kmap
+        live = kd.live
+        for fid, size in outputs:
+            self._maps[fid] = (map_file(os.path.join(self.path, data_name(fid))), size, None)
+            self._sizes[fid] = size
+            live[fid] = 0
+        for key, old, new in moved:
+            if kmap.get(key) == old:
+                kmap[key] = new
+                live[new >> FID_SHIFT] += new & SIZE_MASK
+        for key, old in expired:
+            if kmap.get(key) == old:
+                del kmap[key]
+                kd.expiry.pop(key, None)
+                kd.note_deleted()
+        for fid in inputs:
+            self._maps.pop(fid, None)
+            self._sizes.pop(fid, None)
+            live.pop(fid, None)
+        self._merges += 1
+
+    def _maybe_auto_merge(self) -> None:
+        opts = self.options
+        if not opts.merge_trigger or self._merging:
+            return
+        disk = sum(self._sizes.values()) + self._offset
+        dead = disk - sum(self._kd.live.values())
+        if dead >= opts.merge_min_dead_bytes and dead >= opts.merge_trigger * disk:
+            self._merging = True  # reset by run_merge; keeps a second trigger out
+            self._tasks.put(self._auto_merge)
+
+    def _auto_merge(self) -> None:
+        from .errors import MergeInProgressError
+        from .merge import run_merge
+
+        try:
+            run_merge(self, None)
+        except MergeInProgressError:
+            pass
+        except Exception as exc:  # a background merge must not kill the worker
+            self._last_merge_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._merging = self._merge_lock.locked()
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
