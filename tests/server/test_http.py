@@ -115,7 +115,7 @@ def test_ttl_query_and_percent_encoded_keys(shared: ServerProcess) -> None:
             id="huge-body",
         ),
         pytest.param(
-            b"PUT /kv/x HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nnope!",
+            b"PUT /kv/x HTTP/1.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nnope!",
             400,
             id="bad-json",
         ),
