@@ -44,6 +44,7 @@ from bench._util import (
     median,
     timed,
 )
+from bench.rawlog import RawLog
 
 BATCH = 1_000
 SEED = 20_26
@@ -212,6 +213,64 @@ def million(n: int, runs: int, base: Path) -> dict[str, Any]:
     }
 
 
+def durable(n: int, base: Path) -> Table:
+    """Writes that are on disk before they return: one fsync per put, and group commit."""
+    import sqlite3
+
+    import bitcask
+
+    value = random.Random(SEED).randbytes(100)
+    keys = [b"key:%012d" % i for i in range(n)]
+    t = Table(
+        f"durable writes: fsync before returning, {n:,} puts of 100 B",
+        [
+            Column("store", "store", str),
+            Column("rate", "ops/s", fmt_rate),
+            Column("fsyncs", "fsyncs", str),
+            Column("x", "x floor", fmt_ratio),
+        ],
+    )
+    log = RawLog.open(str(base / "durable.log"))
+
+    def raw() -> None:
+        for k in keys:
+            log.put(k, value)
+            log.sync()
+
+    floor = n / timed(raw)
+    log.close()
+    t.add(store="rawlog + fdatasync per put (floor)", rate=floor, fsyncs=f"{n:,}", x=1.0)
+    with bitcask.open(base / "durable-put", sync="always") as db:
+        rate = n / timed(lambda: [db.put(k, value) for k in keys])
+    t.add(store='bitcask sync="always", put', rate=rate, fsyncs=f"{n:,}", x=rate / floor)
+    group = 100
+    many = [b"key:%012d" % i for i in range(n * 10)]
+    ops = [
+        [("put", k, value, None) for k in many[i : i + group]] for i in range(0, len(many), group)
+    ]
+    with bitcask.open(base / "durable-batch", sync="always") as db:
+        rate = len(many) / timed(lambda: [db.write_batch(b) for b in ops])
+    t.add(
+        store=f'bitcask sync="always", write_batch of {group}',
+        rate=rate,
+        fsyncs=f"{len(ops):,}",
+        x=rate / floor,
+    )
+    conn = sqlite3.connect(base / "durable.sqlite", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
+    rate = n / timed(
+        lambda: [conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (k, value)) for k in keys]
+    )
+    conn.close()
+    t.add(
+        store="sqlite3 WAL synchronous=FULL, autocommit", rate=rate, fsyncs=f"{n:,}", x=rate / floor
+    )
+    t.notes.append("group commit is the only way past one fsync per write (PEERS.md)")
+    return t
+
+
 def targets(small: list[dict[str, Any]], big: dict[str, Any] | None) -> Table:
     """Issue 2's targets, each with what was measured and whether it was met."""
     engine = next((r for r in small if r["store"] == "bitcask"), {})
@@ -288,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--stores",
         help="comma list: bitcask,rawlog,sqlite3,dbm.gnu,dbm.ndbm,dbm.dumb,semidbm,lmdb,plyvel",
     )
+    parser.add_argument(
+        "--durable", type=int, help="fsync'd puts in the durable section (default 2,000; 0 skips)"
+    )
     parser.add_argument("--out", help="results directory (default bench/results)")
     parser.add_argument("--dir", help="where to create the stores (default: a temporary directory)")
     args = parser.parse_args(argv)
@@ -296,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     small = Workload("small", args.keys or (5_000 if q else 200_000), 100)
     large = Workload("large", args.big_keys or (1_000 if q else 50_000), 4096)
     n_million = args.million if args.million is not None else (20_000 if q else 1_000_000)
+    if args.durable is None:
+        args.durable = 200 if q else 2_000
     only = [s.strip() for s in args.stores.split(",")] if args.stores else None
     if only and "rawlog" not in only:
         only.append("rawlog")  # every ratio needs the floor
@@ -338,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 keydir_traced=big["rawlog_traced"],
             )
             tables.append(mt)
+        if args.durable > 0 and any(isinstance(a, BitcaskAdapter) for a in adapters):
+            print(f"durable writes: {args.durable:,} ...", flush=True)
+            tables.append(durable(args.durable, base))
         tt = targets(rows_by["small"], big)
         tt.notes.extend(skipped)
         tt.notes.append(

@@ -25,6 +25,7 @@ def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
         "--keys=2000",
         "--big-keys=200",
         "--million=5000",
+        "--durable=50",
         "--stores=bitcask,rawlog,sqlite3",
         f"--out={out}",
         f"--dir={tmp_path}",
@@ -42,6 +43,7 @@ def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
         "2,000 keys, 100 B values",
         "200 keys, 4096 B values",
         "5,000 keys, 100 B values: open time and keydir",
+        "durable writes: fsync before returning, 50 puts of 100 B",
         "targets (issue 2)",
     ]
     for table in doc["tables"][:2]:
@@ -54,6 +56,8 @@ def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
             assert isinstance(engine[key], int | float) and engine[key] > 0, key
         assert engine["disk_bytes"] > 0
         assert engine["hints_removed"] >= 1  # "no hints" really reopened without them
+    durable = doc["tables"][3]["rows"]
+    assert len(durable) == 4 and all(r["rate"] > 0 for r in durable)
     targets = doc["tables"][-1]["rows"]
     assert len(targets) == 7
     assert {r["verdict"] for r in targets} <= {"met", "MISSED"}
