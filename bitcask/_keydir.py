@@ -40,7 +40,16 @@ def pack(file_id: int, offset: int, size: int) -> int:
 class Keydir:
     """Key -> packed location, expiries, per-file live bytes, and a sorted index."""
 
-    __slots__ = ("_deleted", "_index", "_index_lock", "expiry", "live", "map", "new_keys")
+    __slots__ = (
+        "_deleted",
+        "_index",
+        "_index_lock",
+        "expiry",
+        "indexed",
+        "live",
+        "map",
+        "new_keys",
+    )
 
     def __init__(self) -> None:
         self.map: dict[bytes, int] = {}
@@ -48,8 +57,11 @@ class Keydir:
         self.expiry: dict[bytes, int] = {}
         # file id -> bytes of records the keydir points into
         self.live: dict[int, int] = {}
-        # keys inserted since the sorted index last absorbed them (writer appends)
+        # keys inserted since the sorted index last absorbed them; the writer appends
+        # only once a scan has built the index (``indexed``), so nothing piles up
+        # in a store that is never scanned
         self.new_keys: list[bytes] = []
+        self.indexed = False
         self._index: list[bytes] | None = None
         self._deleted = 0
         self._index_lock = threading.Lock()
@@ -79,6 +91,9 @@ class Keydir:
         index = self._index
         if index is None or self._deleted > len(index) // 2 + 1024:
             self._deleted = 0
+            # Order matters: from here on the writer records new keys, so a key
+            # inserted while sorting is in new_keys (de-duplicated on the next fold).
+            self.indexed = True
             n = len(self.new_keys)
             del self.new_keys[:n]
             index = sorted(self.map)
@@ -134,7 +149,7 @@ class Keydir:
         total += len(self.expiry) * sys.getsizeof(1 << 40)
         index = self._index
         if index is not None:
-            total += sys.getsizeof(index)
+            total += sys.getsizeof(index) + sys.getsizeof(self.new_keys)
         return total
 
 

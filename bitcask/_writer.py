@@ -201,7 +201,8 @@ class Writer:
             live = self._live
             live[self._active_id] += size
             if old is None:
-                self._new_keys.append(key)
+                if self._kd.indexed:  # read after the insert: see _keydir
+                    self._new_keys.append(key)
             else:
                 live[old >> FID_SHIFT] -= old & SIZE_MASK
             if exp:
@@ -401,6 +402,7 @@ class Writer:
         live = self._live
         expiry = self._expiry
         new_keys = self._new_keys
+        kd = self._kd
         base = self._base
         added = 0
         for key, rec, exp in zip(keys, recs, exps, strict=True):
@@ -417,7 +419,7 @@ class Writer:
             else:
                 kmap[key] = base | (pos << 32) | size
                 added += size
-                if old is None:
+                if old is None and kd.indexed:  # read after the insert: see _keydir
                     new_keys.append(key)
                 if exp:
                     expiry[key] = exp

@@ -235,3 +235,33 @@ def test_data_survives_reopen(tmp_path: Path, sync: str) -> None:
         assert ro.get(b"k2") == b"v2" and len(ro) == 133
     finally:
         ro.close()
+
+
+def test_scan_from_a_reader_thread_while_the_writer_inserts(tmp_path: Path) -> None:
+    import threading
+
+    with bitcask.open(tmp_path, sync="never") as db:
+        db.put(b"seed", b"")
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def scanner() -> None:
+            try:
+                while not stop.is_set():
+                    page = db.scan(limit=50)
+                    assert page == sorted(page) and len(page) == len(set(page))
+            except BaseException as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=scanner)
+        t.start()
+        for i in range(3000):
+            db.put(b"n%05d" % i, b"")
+            if i % 500 == 0:
+                db.write_batch([("put", b"b%05d" % i, b"", None), ("delete", b"n%05d" % i)])
+        stop.set()
+        t.join(timeout=60)
+        assert not errors, errors
+        keys = list(db.keys())
+        assert len(keys) == len(db) == 1 + 3000 - 6 + 6
+        assert keys == sorted(set(keys))

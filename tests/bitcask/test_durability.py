@@ -158,3 +158,26 @@ def test_backup_opens_as_a_store(tmp_path: Path) -> None:
     with bitcask.open(dest, sync="never") as copy:
         assert dict(copy.items()) == want
         assert copy.recovery.scanned_files == 0
+
+
+def test_readonly_open_retries_when_a_file_vanishes_mid_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bitcask import _recovery
+
+    with bitcask.open(tmp_path, sync="never") as db:
+        db.put(b"k", b"v")
+    real = _recovery.list_data_files
+    calls = []
+
+    def listing(path: str) -> list[int]:
+        calls.append(path)
+        ids = real(path)
+        return [*ids, 999] if len(calls) == 1 else ids  # a merge removed file 999
+
+    monkeypatch.setattr(_recovery, "list_data_files", listing)
+    ro = bitcask.open(tmp_path, readonly=True)
+    try:
+        assert len(calls) == 2 and ro.get(b"k") == b"v"
+    finally:
+        ro.close()
