@@ -1,6 +1,6 @@
 """Child process of tests/bitcask/test_crash.py: write as fast as possible, report each ack.
 
-    python tests/bitcask/_crash_writer.py DIR --sync always --seed 7 [--merge]
+    python tests/bitcask/_crash_writer.py DIR --sync always --seed 7 [--merge | --reopen-every N]
 
 Protocol on stdout (a pipe), one line per event, written with a single os.write so
 nothing sits in a user-space buffer when the parent SIGKILLs us:
@@ -121,12 +121,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--gen", type=int, default=0, help="start of the value sequence")
+    parser.add_argument("--reopen-every", type=int, default=0, help="close and reopen every N ops")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     options: dict[str, object] = {"sync": args.sync}
     if args.sync == "interval":
         options["sync_interval_ms"] = 20
-    if args.merge:
+    if args.merge or args.reopen_every:
         options["max_file_size"] = 64 * 1024
     db = bitcask.open(args.dir, **options)  # type: ignore[arg-type]
     emit("ready")
@@ -141,6 +142,10 @@ def main() -> None:
         threading.Thread(target=read_loop, args=(db, args.seed), daemon=True).start()
     while True:  # until SIGKILL; the parent bounds the time
         seq += 1
+        if args.reopen_every and seq % args.reopen_every == 0:
+            # a kill may land in close (hint of the active file) or in open (recovery)
+            db.close()
+            db = bitcask.open(args.dir, **options)  # type: ignore[arg-type]
         r = rng.random()
         if r < 0.7:
             do_put(db, rng, seq)
