@@ -10,7 +10,8 @@ module renders it one of two ways:
   style; with NO_COLOR the same fragments print without it.
 - `raw()`: bytes for a pipe, like `redis-cli --raw`: a value's exact bytes then a
   newline, integers as digits, nil as an empty line, lists one item per line, maps
-  as one JSON object per line (so `bitcask stats | jq .keys` works).
+  as one JSON object per line (so `bitcask stats | jq .keys` works), reports
+  (check, repair, merge DIR) as their summary lines.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A report with a human summary (styled) and its fields (raw: one JSON object)."""
+    """An engine report: its summary lines (printed in both modes) and its fields
+    (for the exit-code rule; `check` exits 1 when `data["ok"]` is false)."""
 
     text: str
     data: Mapping[str, Any] = field(default_factory=dict)
@@ -258,9 +260,9 @@ def raw(reply: Reply) -> bytes:
             return f"{_fmt_float(num)}\n".encode()
         case Items(items, _, _):
             return b"".join(raw(item) for item in items)
-        case Table(data) | Report(_, data):
+        case Table(data):
             return json.dumps(data, default=_json_default, sort_keys=False).encode() + b"\n"
-        case Text(text):
+        case Text(text) | Report(text, _):
             return text.encode("utf-8", "surrogateescape") + (b"" if text.endswith("\n") else b"\n")
     raise TypeError(f"not a reply: {reply!r}")
 

@@ -153,6 +153,10 @@ def _server_error(exc: Exception, where: str) -> CommandError:
     return CommandError(f"{where}: {name} {exc}")
 
 
+def _keys(n: int) -> str:
+    return "1 key" if n == 1 else f"{n} keys"
+
+
 def _summary(ctx: Context, line: str) -> None:
     """Summaries go to stderr, so `export -` leaves stdout to the data."""
     ctx.stderr.write(line + "\n")
@@ -215,7 +219,7 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
     elapsed = bar.finish()
     rate = count / elapsed if elapsed > 0 else 0.0
     source = "stdin" if a["file"] == "-" else a["file"]
-    _summary(ctx, f"imported {count} keys from {source} in {elapsed:.2f} s ({rate:,.0f} keys/s)")
+    _summary(ctx, f"imported {_keys(count)} from {source} in {elapsed:.2f} s ({rate:,.0f} keys/s)")
     return None
 
 
@@ -263,5 +267,5 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
     elapsed = bar.finish()
     rate = count / elapsed if elapsed > 0 else 0.0
     dest = "stdout" if a["file"] == "-" else a["file"]
-    _summary(ctx, f"exported {count} keys to {dest} in {elapsed:.2f} s ({rate:,.0f} keys/s)")
+    _summary(ctx, f"exported {_keys(count)} to {dest} in {elapsed:.2f} s ({rate:,.0f} keys/s)")
     return None
