@@ -11,15 +11,17 @@ after another in this process (uvloop), drives the same workload through:
 - `client.Client`: 50 tasks sharing one connection (`await c.put(k, v)`, then
   `await c.get(k)`), and `client.Pool` with one connection per task.
 
-Shapes, each with 50 requests in flight (`--tasks`): one connection with 50 in
-flight (the lean generator pipelines 50 deep; the Client is shared by 50 tasks),
-and 50 connections with one in flight each (lean: 50 connections at depth 1;
-Pool(size=50)). Workload: puts of 100-byte values to `key:%012d`, then gets of
-the same keys; --ops in total (half puts, half gets).
+The lean generator is the one of the server benchmark: 50 connections, one
+request in flight on each (`--tasks`). Two reference rows show the floors of
+other shapes on one connection: the lean generator pipelining 50 deep without
+tasks, and "lean tasks": 50 tasks each awaiting a future per call (pre-encoded
+frames, one write per loop turn), the least any task-based client can spend.
+Workload: puts of 100-byte values to `key:%012d`, then gets of the same keys;
+--ops in total (half puts, half gets).
 
 Client CPU is `time.process_time()` of this process around the workload only
 (the server is another process). Reported: ops/s, client CPU µs/op, and the
-ratio client/lean per shape against the 1.5x target (redis.asyncio spends about
+ratio client/lean against the 1.5x target (redis.asyncio spends about
 5x its lean generator, PEERS.md). Results: bench/results/client.json and .md.
 """
 
@@ -167,6 +169,70 @@ async def lean(port: int, conns: int, depth: int, ks: list[bytes]) -> dict[str, 
     return out
 
 
+class LeanTasks(asyncio.Protocol):
+    """The floor of a task-based API on one connection: a future per call, replies by msgid.
+
+    Frames are pre-encoded; frames queued in one loop turn leave in one write; replies
+    are split by length and their msgid read from the body.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.out: list[bytes] = []
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def call(self, msgid: int, data: bytes) -> asyncio.Future[Any]:
+        fut = self.loop.create_future()
+        self.pending[msgid] = fut
+        if not self.out:
+            self.loop.call_soon(self.flush)
+        self.out.append(data)
+        return fut
+
+    def flush(self) -> None:
+        out, self.out = self.out, []
+        self.transport.write(b"".join(out))  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        pos, end, pop = 0, len(buf), self.pending.pop
+        while end - pos >= 4:
+            (size,) = _LEN.unpack_from(buf, pos)
+            if end - pos - 4 < size:
+                break
+            reply = msgpack.unpackb(buf[pos + 4 : pos + 4 + size])
+            pop(reply[1]).set_result(reply[3])
+            pos += 4 + size
+        self.buf = buf[pos:]
+
+
+async def lean_tasks(port: int, tasks: int, ks: list[bytes]) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    _, proto = await loop.create_connection(lambda: LeanTasks(loop), HOST, port)
+    await asyncio.sleep(0)
+    out: dict[str, float] = {}
+    for phase in ("put", "get"):
+        params = (lambda k: [k, VALUE]) if phase == "put" else (lambda k: [k])
+        frames = [frame(i + 1, phase, params(k)) for i, k in enumerate(ks)]
+
+        async def worker(t: int, frames: list[bytes] = frames) -> None:
+            call = proto.call
+            for i in range(t, len(frames), tasks):
+                await call(i + 1, frames[i])
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker(t) for t in range(tasks)))
+        out[phase + "_cpu"] = time.process_time() - cpu
+        out[phase + "_wall"] = time.perf_counter() - wall
+    proto.transport.close()  # type: ignore[union-attr]
+    return out
+
+
 # --------------------------------------------------------------------------- client
 
 
@@ -225,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(
         f"Client CPU per op: {tasks} in flight, 100 B values, {n} puts then {n} gets",
         [
-            Column("shape", "shape", str),
             Column("driver", "driver", str),
+            Column("conns", "connections", str),
             Column("put_rate", "put ops/s", fmt_rate),
             Column("get_rate", "get ops/s", fmt_rate),
             Column("put_us", "put CPU µs/op", fmt_num),
@@ -235,35 +301,45 @@ def main(argv: list[str] | None = None) -> int:
             Column("ratio", "vs lean", fmt_ratio),
         ],
     )
-    rows: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}
     with bitcask_server() as port:
-        shapes = [
-            (f"1 conn x {tasks}", f"lean ({tasks} deep)", lambda: lean(port, 1, tasks, ks),
-             f"Client ({tasks} tasks)", lambda: client_one(port, tasks, ks)),
-            (f"{tasks} conns x 1", f"lean ({tasks} conns)", lambda: lean(port, tasks, 1, ks),
-             f"Pool(size={tasks})", lambda: client_pool(port, tasks, ks)),
+        drivers: list[tuple[str, str, str, Callable[[], Awaitable[dict[str, float]]]]] = [
+            ("lean", "lean generator (server benchmark's)", f"{tasks} x depth 1",
+             lambda: lean(port, tasks, 1, ks)),
+            ("client", f"Client, {tasks} tasks", "1",
+             lambda: client_one(port, tasks, ks)),
+            ("pool", f"Pool(size={tasks}), {tasks} tasks", str(tasks),
+             lambda: client_pool(port, tasks, ks)),
+            ("pipelined", "reference: lean pipelined, no tasks", f"1 x depth {tasks}",
+             lambda: lean(port, 1, tasks, ks)),
+            ("tasks", f"reference: lean tasks ({tasks} futures)", "1",
+             lambda: lean_tasks(port, tasks, ks)),
         ]  # fmt: skip
-        for shape, lean_name, lean_fn, client_name, client_fn in shapes:
-            base = None
-            for name, fn in ((lean_name, lean_fn), (client_name, client_fn)):
-                r = measure(fn, runs)
-                us = (r["put_cpu"] + r["get_cpu"]) / (2 * n) * 1e6
-                base = us if base is None else base
-                row = table.add(
-                    shape=shape, driver=name,
-                    put_rate=n / r["put_wall"], get_rate=n / r["get_wall"],
-                    put_us=round(r["put_cpu"] / n * 1e6, 2), get_us=round(r["get_cpu"] / n * 1e6, 2),
-                    us=round(us, 2), ratio=us / base,
-                )  # fmt: skip
-                rows.append(row)
-                print(f"{shape:14s} {name:22s} {us:6.2f} µs/op  {row['ratio']:.2f}x", flush=True)
-    for row in rows:
-        if row["driver"].startswith(("Client", "Pool")):
-            verdict = "meets" if row["ratio"] <= TARGET else "misses"
-            table.notes.append(
-                f"{row['driver']}: {row['ratio']:.2f}x the lean generator's client CPU per op "
-                f"({row['shape']}); target <= {TARGET}x: {verdict}."
-            )
+        base = None
+        for key, name, conns, fn in drivers:
+            r = measure(fn, runs)
+            us = (r["put_cpu"] + r["get_cpu"]) / (2 * n) * 1e6
+            base = us if base is None else base
+            rows[key] = table.add(
+                driver=name, conns=conns,
+                put_rate=n / r["put_wall"], get_rate=n / r["get_wall"],
+                put_us=round(r["put_cpu"] / n * 1e6, 2), get_us=round(r["get_cpu"] / n * 1e6, 2),
+                us=round(us, 2), ratio=us / base,
+            )  # fmt: skip
+            print(f"{name:42s} {us:6.2f} µs/op  {us / base:.2f}x", flush=True)
+    for key in ("client", "pool"):
+        row = rows[key]
+        verdict = "meets" if row["ratio"] <= TARGET else "misses"
+        table.notes.append(
+            f"{row['driver']}: {row['ratio']:.2f}x the lean generator's client CPU per op; "
+            f"target <= {TARGET}x: {verdict}."
+        )
+    floor = rows["tasks"]["us"]
+    table.notes.append(
+        f"Same shape as the Client (one connection, {tasks} tasks awaiting futures): the "
+        f"Client spends {rows['client']['us'] / floor:.2f}x the lean-tasks floor; "
+        "the pipelined row shows what batching without tasks costs."
+    )
     table.notes.append(
         "Client CPU = time.process_time() of the benchmark process around the workload; "
         "one `python -m server --sync never` child serves every row; uvloop; "

@@ -10,7 +10,7 @@ are converted here, so the wire layer hands raw msgpack results up unchanged.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from client.errors import (
@@ -58,7 +58,8 @@ class Commands:
 
     limits: Limits
 
-    async def _call(self, method: str, params: list[Any], timeout: float | None) -> Any:
+    def _call(self, method: str, params: list[Any], timeout: float | None) -> Awaitable[Any]:
+        """Send one call; an awaitable of its raw result (a coroutine or a future)."""
         raise NotImplementedError
 
     def _check_open(self) -> None:
@@ -67,7 +68,7 @@ class Commands:
     # ------------------------------------------------------------ argument checks
 
     def _key(self, key: Any) -> bytes:
-        k = to_bytes(key, "key")
+        k = key if type(key) is bytes else to_bytes(key, "key")
         if len(k) > self.limits.max_key_size:
             raise KeyTooLargeError.local(
                 f"key of {len(k)} bytes exceeds the server's max_key_size "
@@ -76,7 +77,7 @@ class Commands:
         return k
 
     def _value(self, value: Any) -> bytes:
-        v = to_bytes(value, "value")
+        v = value if type(value) is bytes else to_bytes(value, "value")
         if len(v) > self.limits.max_value_size:
             raise ValueTooLargeError.local(
                 f"value of {len(v)} bytes exceeds the server's max_value_size "

@@ -17,6 +17,7 @@ from client import (
     ConnectionLostError,
     KeyTooLargeError,
     Pool,
+    TooManyConnectionsError,
     ValueTooLargeError,
     connect,
 )
@@ -193,3 +194,24 @@ async def test_connect_is_awaitable_and_a_context_manager(server: ServerProcess)
     assert isinstance(c, Client) and c.is_connected
     await c.close()
     assert c.closed and not c.is_connected
+
+
+async def test_too_many_connections_is_typed(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    srv = server_factory(extra=["--max-connections", "1"])
+    # the fixture's readiness probe may still count as a connection for a moment
+    for _ in range(50):
+        try:
+            first = await connect(srv.host, srv.port)
+            break
+        except TooManyConnectionsError:
+            await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the only connection slot never freed up")
+    try:
+        with pytest.raises(TooManyConnectionsError):
+            await connect(srv.host, srv.port, timeout=5)
+        assert await first.ping() == "PONG"
+    finally:
+        await first.close()
