@@ -44,14 +44,15 @@ from bitcask._datafile import data_name, list_data_files
 
 Model = dict[bytes, tuple[bytes, float | None]]
 
-KEYS = [b"", b"a", b"ab", b"b", b"key:000001", b"key:000002", b"key:000010", b"\x00", b"\xff" * 3]
-T0 = 1_700_000_000.0
-MAX_FILE = 1024
 MAX_KEY = 16
 MAX_VALUE = 256
+KEYS = [b"", b"a", b"ab", b"b", b"key:000001", b"key:000002", b"key:000010", b"\x00", b"\xff" * 3]
+KEYS.append(b"K" * MAX_KEY)  # the longest key allowed
+T0 = 1_700_000_000.0
+MAX_FILE = 1024
 
 keys = st.sampled_from(KEYS)
-values = st.binary(max_size=200)
+values = st.binary(max_size=200) | st.just(b"V" * MAX_VALUE)  # up to the largest allowed
 ttls = st.sampled_from([None, None, None, 5.0, 15.0, 25.0])
 put_ops = st.tuples(st.just("put"), keys, values, ttls)
 delete_ops = st.tuples(st.just("delete"), keys)
