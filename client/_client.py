@@ -179,12 +179,17 @@ class Client(Commands):
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             self._check_open()
             try:
-                self._proto = await self._open()
-                return self._proto
+                proto = await self._open()
             except (AuthError, UnsupportedVersionError, InterfaceError):
                 raise  # retrying cannot help
             except (ConnectError, ServerError) as exc:
                 last = exc
+                continue
+            if self._closed:  # close() ran while we were connecting
+                proto.abort()
+                self._check_open()
+            self._proto = proto
+            return proto
         raise ConnectError(
             f"could not reconnect to {cfg.host}:{cfg.port} after {cfg.reconnect_attempts} attempts"
         ) from last
@@ -272,9 +277,7 @@ class Client(Commands):
         """
         if self._closed:
             return
-        self._closed = True
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
+        self._closed = True  # a reconnection in progress notices and raises InterfaceError
         proto = self._proto
         if proto is None or proto.closed:
             return
@@ -288,8 +291,6 @@ class Client(Commands):
     def terminate(self) -> None:
         """Close at once: pending calls fail with ConnectionLostError."""
         self._closed = True
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
         if self._proto is not None:
             self._proto.abort()
 

@@ -366,3 +366,14 @@ async def test_pool_must_be_started() -> None:
         await pool.get(b"k")
     with pytest.raises(InterfaceError):
         Pool(size=0)
+
+
+async def test_close_during_reconnect_fails_waiting_calls_typed() -> None:
+    srv = await FakeServer().start()
+    c = await connect("127.0.0.1", srv.port, reconnect_attempts=50, backoff_base=0.05)
+    await srv.stop()
+    call = asyncio.create_task(c.get(b"k"))
+    await asyncio.sleep(0.1)
+    await c.close()
+    with pytest.raises((InterfaceError, ConnectError)):
+        await asyncio.wait_for(call, 10)
