@@ -40,6 +40,7 @@ from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 
 __all__ = [
     "FILE_HEADER_SIZE",
+    "UNSUPPORTED",
     "Rec",
     "ScanIssues",
     "data_name",
@@ -53,6 +54,8 @@ __all__ = [
 
 DATA_MAGIC = b"BCDF"
 FORMAT_VERSION = 1
+# Prefix of parse_file_header's reason for a file written by another format version.
+UNSUPPORTED = "unsupported format version"
 # magic, version u16, reserved u16, file id u32, crc32 of the first 12 bytes
 _FILE_HEADER = struct.Struct(">4sHHII")
 FILE_HEADER_SIZE = _FILE_HEADER.size  # 16
@@ -98,7 +101,7 @@ def parse_file_header(buf: bytes | mmap.mmap, file_id: int) -> str | None:
     if crc32(buf[:12]) != crc:
         return "file header CRC mismatch"
     if version != FORMAT_VERSION:
-        return f"unsupported format version {version}"
+        return f"{UNSUPPORTED} {version}"
     if fid != file_id:
         return f"header names file {fid}, file name says {file_id}"
     return None

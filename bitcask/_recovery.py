@@ -21,6 +21,7 @@ from typing import Any
 
 from ._datafile import (
     FILE_HEADER_SIZE,
+    UNSUPPORTED,
     ScanIssues,
     data_name,
     hint_name,
@@ -75,6 +76,7 @@ class LoadResult:
     sizes: dict[int, int]
     maps: dict[int, mmap.mmap | None]
     unhinted: list[int]  # sealed files that have no valid hint
+    unloadable: set[int]  # files not loaded at all (too short, unsupported version)
     report: RecoveryReport
 
 
@@ -91,6 +93,7 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
     sizes: dict[int, int] = {}
     maps: dict[int, mmap.mmap | None] = {}
     unhinted: list[int] = []
+    unloadable: set[int] = set()
     events: list[str] = []
     counts = {"truncated": 0, "corrupt": 0, "scanned": 0, "hinted": 0, "skipped": 0, "batches": 0}
     ids = list_data_files(path)
@@ -123,11 +126,16 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
                 counts["truncated"] += size
                 events.append(f"{data_name(fid)}: removed, {size} bytes, {bad}")
                 continue
-            counts["skipped"] += size
-            events.append(f"{data_name(fid)}: not loaded, {size} bytes, {bad}")
-            sizes[fid] = size
-            maps[fid] = mm
-            continue
+            if size < FILE_HEADER_SIZE or bad.startswith(UNSUPPORTED):
+                counts["skipped"] += size
+                events.append(f"{data_name(fid)}: not loaded, {size} bytes, {bad}")
+                sizes[fid] = size
+                maps[fid] = mm
+                unloadable.add(fid)  # never merged (that would delete it)
+                continue
+            # Records validate themselves: a damaged header costs only the header.
+            counts["skipped"] += FILE_HEADER_SIZE
+            events.append(f"{data_name(fid)}: offset 0, {FILE_HEADER_SIZE} bytes: {bad}")
         assert mm is not None
         issues = ScanIssues()
         base = fid << FID_SHIFT
@@ -179,7 +187,7 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         merge=merge_state,
         events=tuple(events),
     )
-    return LoadResult(kd, sizes, maps, unhinted, report)
+    return LoadResult(kd, sizes, maps, unhinted, unloadable, report)
 
 
 def _map(dpath: str) -> mmap.mmap | None:

@@ -73,6 +73,7 @@ def open_store(
                     raise BitcaskError(f"store {path!r} kept changing while loading") from None
                 time.sleep(0.01 * (attempt + 1))
         _install(db, result.keydir, result.sizes, result.maps)
+        db._unloadable = result.unloadable
         db.recovery = result.report
         db._next_id = max(result.sizes, default=0) + 1
         return db
@@ -85,6 +86,7 @@ def open_store(
                 os.unlink(os.path.join(path, name))
         result = load(path, readonly=False, use_hints=options.hint_files, merge_state=merge_state)
         _install(db, result.keydir, result.sizes, result.maps)
+        db._unloadable = result.unloadable
         db.recovery = result.report
         db._release_lock = lock.release
         db._blocked = None

@@ -116,6 +116,7 @@ class Writer:
     _new_keys: list[bytes]
     _maps: dict[int, FileEntry]
     _sizes: dict[int, int]
+    _unloadable: set[int]  # files open() could not read at all: never merged
     _lock: threading.Lock
     _merge_lock: threading.Lock
     _blocked: BitcaskError | None

@@ -273,3 +273,36 @@ def test_damaged_length_resynchronises_at_the_next_valid_record(tmp_path: Path) 
     report = bitcask.repair(tmp_path)
     assert [(p.offset, p.bytes) for p in report.dropped] == [(off, record)]
     assert bitcask.check(tmp_path).ok
+
+
+def test_damaged_file_header_costs_only_the_header(tmp_path: Path) -> None:
+    want = fill(tmp_path, 40, max_file_size=1024)
+    first = data_files(tmp_path)[0]
+    first.with_suffix(".hint").unlink()
+    raw = bytearray(first.read_bytes())
+    raw[1] ^= 0xFF  # magic
+    first.write_bytes(bytes(raw))
+    with bitcask.open(tmp_path, sync="never", max_file_size=1024) as db:
+        assert contents(db) == want
+        assert any("bad magic" in e for e in db.recovery.events)
+    assert not bitcask.check(tmp_path).ok
+    bitcask.repair(tmp_path)
+    assert bitcask.check(tmp_path).ok
+
+
+def test_a_file_of_another_format_version_is_neither_loaded_nor_merged(tmp_path: Path) -> None:
+    import zlib
+
+    fill(tmp_path, 40, max_file_size=1024)
+    first = data_files(tmp_path)[0]
+    first.with_suffix(".hint").unlink()
+    raw = bytearray(first.read_bytes())
+    raw[4:6] = b"\x00\x02"  # version 2, with a valid header CRC
+    raw[12:16] = struct.pack(">I", zlib.crc32(bytes(raw[:12])))
+    first.write_bytes(bytes(raw))
+    with bitcask.open(tmp_path, sync="never", max_file_size=1024) as db:
+        assert any("unsupported format version 2" in e for e in db.recovery.events)
+        assert db.get(b"key:0000") is None
+        report = db.merge()
+        assert int(first.name[:10]) not in report.inputs
+    assert first.exists()
