@@ -35,7 +35,8 @@ def describe(exc: BaseException, options: ConnectOptions) -> str:
     """The one line printed for a failed command (without the `(error) ` prefix)."""
     if isinstance(exc, ServerError):
         name = getattr(exc, "name", "") or type(exc).__name__
-        message = getattr(exc, "message", "") or str(exc)
+        message = getattr(exc, "message", None)
+        message = str(exc) if message is None else message
         return f"{name} {message}".strip()
     if isinstance(exc, ParseError):
         return f"{exc} (at column {exc.column + 1})"

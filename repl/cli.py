@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="raw output even on a terminal")  # fmt: skip
     out.add_argument("--no-raw", dest="raw", action="store_false",
                      help="formatted output even when piped")  # fmt: skip
-    parser.add_argument("command", help="a command (bitcask help lists them)")
+    parser.add_argument("command", nargs="?", help="a command (bitcask help lists them)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     return parser
 
@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bitcask` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("\n" + help_text(COMMANDS, None, CLI) + "\n")
+        return EXIT_ERROR
     printer = _Printer(raw_mode=not sys.stdout.isatty() if args.raw is None else args.raw)
     try:
         options = options_from(args)

@@ -136,3 +136,9 @@ def test_auth_token_from_flag_or_environment(
     assert run("--auth", "s3cret", "put", "k", "v").returncode == 0
     home_env["BITCASK_AUTH"] = "s3cret"
     assert run("get", "k").stdout == b"v\n"
+
+
+def test_no_command_prints_the_list_and_exits_2(bitcask_cli: Runner) -> None:
+    r = bitcask_cli(connect=False)
+    assert r.code == 2
+    assert "usage: bitcask" in r.err and "Keys and values:" in r.err
