@@ -18,6 +18,7 @@ from typing import Any
 
 from ._datafile import (
     FILE_HEADER_SIZE,
+    UNSUPPORTED,
     ScanIssues,
     data_name,
     encode_file_header,
@@ -153,8 +154,10 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
         size = len(mm) if mm is not None else 0
         bad = parse_file_header(mm if mm is not None else b"", fid)
         if bad is not None:
-            problems.append(Problem(name, 0, size, bad))
-            continue
+            if size < FILE_HEADER_SIZE or bad.startswith(UNSUPPORTED):
+                problems.append(Problem(name, 0, size, bad))
+                continue
+            problems.append(Problem(name, 0, FILE_HEADER_SIZE, bad))
         assert mm is not None
         issues = ScanIssues()
         recs = list(scan(mm, FILE_HEADER_SIZE, size, issues))
