@@ -96,6 +96,7 @@ class RepairReport:
     rewritten_files: tuple[str, ...]
     hints_rebuilt: tuple[str, ...]
     merge: str  # "none" | "finished" | "discarded"
+    untouched: tuple[Problem, ...] = ()  # files of another format version, left alone
 
     @property
     def changed(self) -> bool:
@@ -108,6 +109,7 @@ class RepairReport:
         d["dropped"] = [asdict(p) for p in self.dropped]
         d["rewritten_files"] = list(self.rewritten_files)
         d["hints_rebuilt"] = list(self.hints_rebuilt)
+        d["untouched"] = [asdict(p) for p in self.untouched]
         d["changed"] = self.changed
         return d
 
@@ -120,6 +122,7 @@ class RepairReport:
         lines += [f"  truncated {p}" for p in self.truncated]
         lines += [f"  dropped {p}" for p in self.dropped]
         lines += [f"  rebuilt {name}" for name in self.hints_rebuilt]
+        lines += [f"  untouched {p}" for p in self.untouched]
         return "\n".join(lines)
 
 
@@ -211,6 +214,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         dropped: list[Problem] = []
         rewritten: list[str] = []
         rebuilt: list[str] = []
+        untouched: list[Problem] = []
         ids = list_data_files(path)
         for i, fid in enumerate(ids):
             name = data_name(fid)
@@ -223,6 +227,9 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
                 os.replace(dpath, dpath + ".corrupt")
                 dropped.append(Problem(name, 0, size, f"{bad}; moved to {name}.corrupt"))
                 rewritten.append(name)
+                continue
+            if bad is not None and bad.startswith(UNSUPPORTED):
+                untouched.append(Problem(name, 0, size, f"{bad}; left as it is"))
                 continue
             assert mm is not None
             # Records validate themselves, so a bad file header costs only the header:
@@ -258,6 +265,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         rewritten_files=tuple(rewritten),
         hints_rebuilt=tuple(rebuilt),
         merge=merge_state,
+        untouched=tuple(untouched),
     )
 
 

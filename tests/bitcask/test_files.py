@@ -306,3 +306,6 @@ def test_a_file_of_another_format_version_is_neither_loaded_nor_merged(tmp_path:
         report = db.merge()
         assert int(first.name[:10]) not in report.inputs
     assert first.exists()
+    repaired = bitcask.repair(tmp_path)
+    assert [p.file for p in repaired.untouched] == [first.name]
+    assert first.read_bytes()[4:6] == b"\x00\x02"
