@@ -13,8 +13,11 @@ model, reopens the store and compares every key of the key space:
 
 This must hold under every sync policy: SIGKILL kills the process, not the kernel,
 so whatever put() handed to the OS before returning survives. Rounds also kill a
-child in the middle of a merge running in a worker thread, and kill one store
-several times in a row (recovery of an already recovered store).
+child in the middle of a merge running in a worker thread (beside a reader
+thread), a child that keeps closing and reopening its store, and one store
+several times in a row (recovery of an already recovered store). After each kill
+the recovery report may show a truncated tail, never a corrupt or skipped record,
+and check() finds nothing wrong once a writer has opened the store.
 """
 
 from __future__ import annotations

@@ -6,8 +6,17 @@ so files rotate every few records and merges span many files) and a model
 steps of 10 s while TTLs are 5, 15 or 25 s, so no expiry ever sits within 5 s of
 "now": millisecond rounding of the on-disk expiry can never flip a verdict.
 
+Rules: put (with or without TTL), delete, batch (atomic, mixed, through
+write_batch or the batch() context), a batch with one invalid op (refused, nothing
+written), scan, advance the clock, merge (full, or of a random subset of sealed
+files through the engine's subset hook), close and reopen, a readonly open beside
+the writer, and crash (below). Keys and values reach the configured size limits.
+
 After every step the invariants compare get / contains / len / keys / items / ttl
-with the model's visible keys (no expired key, no corrupt or stale value).
+(with and without a prefix) with the model's visible keys: no expired key, no
+deleted key resurrected, no corrupt or stale value.
+
+Run longer with BITCASK_STATEFUL_EXAMPLES=1500; CI=1 derandomizes.
 
 Crash: while the store is open, its directory is copied (what the disk holds if
 the process died now: every acknowledged write was handed to the OS), and the
