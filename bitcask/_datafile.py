@@ -172,6 +172,7 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
     ``issues`` is filled in as the scan goes (complete once the iterator is exhausted).
     """
     unpack = HEADER.unpack_from
+    end = min(end, len(buf))  # a file cut shorter than expected reads as a torn tail
     pos = start
     issues.valid_end = start
     batch: list[Rec] | None = None
