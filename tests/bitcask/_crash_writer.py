@@ -87,7 +87,7 @@ def do_batch(db: bitcask.Bitcask, rng: random.Random, seq: int, size: int) -> No
     else:
         with db.batch() as b:
             for o in ops:
-                if o[0] == "put":
+                if len(o) == 4:
                     b.put(o[1], o[2])
                 else:
                     b.delete(o[1])

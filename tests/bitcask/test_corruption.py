@@ -22,6 +22,7 @@ import os
 import shutil
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,14 +106,15 @@ def build(path: Path, last: str = "none") -> dict[bytes, bytes | None]:
     return want
 
 
-def contents(db: bitcask.Bitcask, keys: object) -> dict[bytes, bytes | None]:
-    return {k: db.get(k) for k in keys}  # type: ignore[attr-defined]
+def contents(db: bitcask.Bitcask, keys: Iterable[bytes]) -> dict[bytes, bytes | None]:
+    return {k: db.get(k) for k in keys}
+
+
+Pristine = dict[str, tuple[Path, dict[bytes, bytes | None]]]
 
 
 @pytest.fixture(scope="module")
-def pristine(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, tuple[Path, dict[bytes, bytes | None]]]:
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
     """One closed store per `last` op, built once for the module."""
     root = tmp_path_factory.mktemp("pristine")
     return {
@@ -130,7 +132,9 @@ def clone(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.parametrize("last", ["new", "overwrite", "delete"])
-def test_truncate_last_record_at_every_offset(pristine: dict, tmp_path: Path, last: str) -> None:
+def test_truncate_last_record_at_every_offset(
+    pristine: Pristine, tmp_path: Path, last: str
+) -> None:
     src, want = pristine[last]
     recs = records(newest(src))
     tail = recs[-1]
@@ -158,7 +162,7 @@ def test_truncate_last_record_at_every_offset(pristine: dict, tmp_path: Path, la
 
 
 @pytest.mark.parametrize("last", ["new", "batch"])
-def test_repair_cuts_a_torn_tail(pristine: dict, tmp_path: Path, last: str) -> None:
+def test_repair_cuts_a_torn_tail(pristine: Pristine, tmp_path: Path, last: str) -> None:
     src, want = pristine[last]
     recs = records(newest(src))
     start = recs[-1].offset
@@ -211,7 +215,7 @@ def test_flipped_byte_inside_a_batch_drops_the_batch(tmp_path: Path) -> None:
     assert got == want
 
 
-def test_torn_batch_at_the_tail_is_dropped_whole(pristine: dict, tmp_path: Path) -> None:
+def test_torn_batch_at_the_tail_is_dropped_whole(pristine: Pristine, tmp_path: Path) -> None:
     src, want = pristine["batch"]
     recs = records(newest(src))
     begin = next(r for r in reversed(recs) if r.flags & BATCH_BEGIN)
@@ -284,7 +288,7 @@ def check_intact(store: Path, damaged: bytes | None, want: dict[bytes, bytes | N
 
 @pytest.mark.parametrize(("where", "hint", "field"), FLIPS)
 def test_flipped_record_byte(
-    pristine: dict, tmp_path: Path, where: str, hint: str, field: str
+    pristine: Pristine, tmp_path: Path, where: str, hint: str, field: str
 ) -> None:
     src, want = pristine["none"]
     store = clone(src, tmp_path / "store")
@@ -369,7 +373,7 @@ def damage_hint(hpath: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", HINT_DAMAGE)
-def test_damaged_hint(pristine: dict, tmp_path: Path, how: str) -> None:
+def test_damaged_hint(pristine: Pristine, tmp_path: Path, how: str) -> None:
     src, want = pristine["none"]
     store = clone(src, tmp_path / "store")
     ids = list_data_files(str(store))
@@ -427,7 +431,7 @@ FILE_HEADER_SPOTS = {"magic": 1, "version": 5, "file_id": 11, "header_crc": 14}
 
 @pytest.mark.parametrize("hint", ["hinted", "scanned"])
 @pytest.mark.parametrize("spot", FILE_HEADER_SPOTS)
-def test_flipped_file_header_byte(pristine: dict, tmp_path: Path, spot: str, hint: str) -> None:
+def test_flipped_file_header_byte(pristine: Pristine, tmp_path: Path, spot: str, hint: str) -> None:
     """A damaged file header: reported; its records are served or absent, never wrong;
     every other file is intact; repair leaves a clean store that lost no valid record."""
     src, want = pristine["none"]

@@ -66,9 +66,9 @@ def apply(model: Model, op: str) -> set[bytes]:
     elif kind == "batch":
         for item in rest.split(" "):
             parts = item.split(":")
-            key = parts[1].encode()
-            model[key] = parts[2].encode() if parts[0] == "p" else None
-            touched.add(key)
+            bkey = parts[1].encode()
+            model[bkey] = parts[2].encode() if parts[0] == "p" else None
+            touched.add(bkey)
     else:
         raise AssertionError(f"unknown op in transcript: {op!r}")
     return touched

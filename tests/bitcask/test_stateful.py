@@ -16,7 +16,7 @@ After every step the invariants compare get / contains / len / keys / items / tt
 (with and without a prefix) with the model's visible keys: no expired key, no
 deleted key resurrected, no corrupt or stale value.
 
-Run longer with BITCASK_STATEFUL_EXAMPLES=1500; CI=1 derandomizes.
+Run longer with BITCASK_STATEFUL_EXAMPLES=1500 (and --timeout 900); CI=1 derandomizes.
 
 Crash: while the store is open, its directory is copied (what the disk holds if
 the process died now: every acknowledged write was handed to the OS), and the
@@ -188,13 +188,13 @@ class StoreMachine(RuleBasedStateMachine):
             "type": ("delete", 42),
         }[bad]
         ops = [*ops[:at], wrong, *ops[at:]]
-        expected = {
+        expected: dict[str, type[Exception] | tuple[type[Exception], ...]] = {
             "key": bitcask.KeyTooLargeError,
             "value": bitcask.ValueTooLargeError,
             "type": (TypeError, ValueError),
-        }[bad]
+        }
         size = self.newest_file()
-        with pytest.raises(expected):
+        with pytest.raises(expected[bad]):
             self.store.write_batch(ops)
         assert self.newest_file() == size, "a refused batch wrote bytes"
 
