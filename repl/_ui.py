@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,7 +66,14 @@ def page(text: str, command: str) -> bool:
         if not argv or shutil.which(argv[0]) is None:
             return False
         env = {**os.environ, "LESSCHARSET": os.environ.get("LESSCHARSET", "utf-8")}
-        subprocess.run(argv, input=text.encode("utf-8", "surrogateescape"), env=env, check=False)
+        # Ctrl-C belongs to the pager while it runs (less uses it); the shell must
+        # survive it. A Python-level handler, unlike SIG_IGN, is reset by exec.
+        previous = signal.signal(signal.SIGINT, lambda _sig, _frame: None)
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+            subprocess.run(argv, input=data, env=env, check=False)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return True
     except (OSError, ValueError):
         return False

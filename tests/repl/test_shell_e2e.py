@@ -7,9 +7,12 @@ bounded (timeout=10).
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pexpect
@@ -215,3 +218,21 @@ def test_no_color_turns_colours_off(server: ServerProcess, home_env: dict[str, s
         assert not COLOUR.search(s.transcript)
     finally:
         s.close()
+
+
+def test_ctrl_c_cancels_a_command_and_the_shell_stays(
+    screen: Screen, server: ServerProcess
+) -> None:
+    screen.prompt()
+    screen.run("put a 1", "OK")
+    screen.prompt()
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)  # the server hangs: the next get waits
+    try:
+        screen.child.send("get a\r")
+        time.sleep(0.3)
+        screen.child.send("\x03")
+        screen.expect(r"\(error\) interrupted")
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    screen.run("get a", r'"1"')
