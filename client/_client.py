@@ -11,9 +11,12 @@ Strategy / invariants:
   the waiting calls; the next call starts a new round.
 - A call in flight when the connection breaks fails with ConnectionLostError,
   unless its method is idempotent (the METHODS table flag) and retry_idempotent
-  is on: then it is sent once more on the new connection, within its deadline.
-  A call that was never sent (the connection was already down) is always sent
-  after reconnecting: it cannot have been applied twice.
+  is on: then the protocol hands it, still pending, to `_on_retry`, and a task
+  re-sends it once on the new connection (never a second time), within its own
+  deadline; its outcome is chained into the caller's future. So the fast path
+  needs no coroutine of its own to catch the loss: `_call` is a plain function
+  returning the reply future. A call that was never sent (the connection was
+  already down) is always sent after reconnecting: it cannot be applied twice.
 - hello on every (re)connect: protocol version checked, token sent, limits kept
   in `self.limits` (used by the local size checks in Commands).
 """
@@ -21,19 +24,21 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any
 
 from client._commands import Commands, to_bytes
 from client._config import ClientConfig, Limits, parse_url
-from client._protocol import ClientProtocol
+from client._protocol import ClientProtocol, Entry
 from client.errors import (
     AuthError,
     AuthRequiredError,
     CallTimeoutError,
+    ClientError,
     ConnectError,
     ConnectionLostError,
     InterfaceError,
@@ -74,6 +79,7 @@ class Client(Commands):
         self._reconnecting: asyncio.Task[ClientProtocol] | None = None
         self._token: bytes | None = None if config.auth is None else to_bytes(config.auth, "auth")
         self._closed = False
+        self._resends: set[asyncio.Task[None]] = set()  # re-sending idempotent calls
         # per-call defaults
         self._timeout = config.timeout
         self._retry = config.retry_idempotent
@@ -106,20 +112,16 @@ class Client(Commands):
 
     # ------------------------------------------------------------ calls
 
-    async def _call(self, method: str, params: list[Any], timeout: float | None) -> Any:
+    def _call(self, method: str, params: list[Any], timeout: float | None) -> Awaitable[Any]:
+        # A plain function: on the fast path the caller awaits the reply future
+        # itself, so a call costs one coroutine frame (the public method), not two.
         proto = self._proto
         if proto is None or proto.closed or proto.write_paused or self._closed:
-            return await self._call_slow(method, params, timeout)
+            return self._call_slow(method, params, timeout)
         if timeout is None:
             timeout = self._timeout
         deadline = math.inf if timeout is None else proto.time() + timeout
-        try:
-            return await proto.request(method, params, deadline)
-        except ConnectionLostError:
-            if not self._retry or self._closed or method not in IDEMPOTENT_METHODS:
-                raise
-        proto = await self._writable_connection(deadline)
-        return await proto.request(method, params, deadline)
+        return proto.request(method, params, deadline, self._retry and method in IDEMPOTENT_METHODS)
 
     async def _call_slow(self, method: str, params: list[Any], timeout: float | None) -> Any:
         """A call when the connection is down or its write buffer is full: never sent yet."""
@@ -130,13 +132,44 @@ class Client(Commands):
         loop = asyncio.get_running_loop()
         deadline = math.inf if timeout is None else loop.time() + timeout
         proto = await self._writable_connection(deadline)
+        retry = self._retry and method in IDEMPOTENT_METHODS
+        return await proto.request(method, params, deadline, retry)
+
+    def _on_retry(self, entries: list[Entry], cause: BaseException) -> None:
+        """The connection broke under idempotent calls: re-send them once, in a task."""
+        task = asyncio.get_running_loop().create_task(self._resend(entries, cause))
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
+
+    async def _resend(self, entries: list[Entry], cause: BaseException) -> None:
+        loop = asyncio.get_running_loop()
+        # each call keeps its own deadline while the client reconnects
+        timers = [loop.call_at(dl, _expire, fut) for fut, dl, _ in entries if dl < math.inf]
         try:
-            return await proto.request(method, params, deadline)
-        except ConnectionLostError:
-            if not self._retry or self._closed or method not in IDEMPOTENT_METHODS:
-                raise
-        proto = await self._writable_connection(deadline)
-        return await proto.request(method, params, deadline)
+            try:
+                proto = await self._reconnect()
+            except BaseException as exc:
+                kind = ConnectError if isinstance(exc, ConnectError) else ConnectionLostError
+                for fut, _, _ in entries:
+                    if not fut.done():
+                        err = kind(f"connection lost ({cause}) and not re-sent: {exc}")
+                        err.__cause__ = exc
+                        fut.set_exception(err)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for fut, deadline, call in entries:
+                if fut.done() or call is None:
+                    continue  # cancelled, or timed out while reconnecting
+                try:
+                    again = proto.request(call[0], call[1], deadline, False)  # only once
+                except ClientError as exc:
+                    fut.set_exception(exc)
+                    continue
+                again.add_done_callback(functools.partial(_chain, fut))
+        finally:
+            for timer in timers:
+                timer.cancel()
 
     async def _writable_connection(self, deadline: float) -> ClientProtocol:
         """The slow path: (re)connect and/or wait for write buffer space, within deadline."""
@@ -205,6 +238,7 @@ class Client(Commands):
                     lambda: ClientProtocol(loop, DEFAULT_MAX_FRAME), cfg.host, cfg.port
                 )
                 await proto.made
+                proto.on_retry = self._on_retry
                 await self._hello_on(proto, math.inf)
                 return proto
         except ConnectionLostError as exc:
@@ -309,6 +343,26 @@ class Client(Commands):
         """First connection: one round of attempts; errors surface to connect()."""
         self._proto = await self._open()
         return self
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(CallTimeoutError("call timed out while reconnecting"))
+
+
+def _chain(old: asyncio.Future[Any], new: asyncio.Future[Any]) -> None:
+    """Copy the outcome of a re-sent call into the caller's original future."""
+    if new.cancelled():
+        if not old.done():
+            old.cancel()
+        return
+    exc = new.exception()  # retrieved even when `old` is gone, so nothing is logged
+    if old.done():
+        return
+    if exc is not None:
+        old.set_exception(exc)
+    else:
+        old.set_result(new.result())
 
 
 def make_config(host: str, port: int | None, **options: Any) -> ClientConfig:

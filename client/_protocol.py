@@ -2,7 +2,9 @@
 
 Strategy / invariants (asyncpg's split: this file owns the bytes, `Client` owns
 the policy):
-- One future per pending call, in `_pending[msgid] = (future, deadline)`. A reply
+- One future per pending call, in `_pending[msgid] = (future, deadline, retry)`,
+  retry being (method, params) for a call that may be re-sent after a loss and
+  None otherwise. A reply
   resolves the future whose msgid it carries and nothing else; a reply whose
   msgid is unknown (its call timed out or was cancelled and already forgotten) or
   whose future is already done (cancelled) is dropped. Replies can therefore
@@ -15,8 +17,10 @@ the policy):
   expired call with CallTimeoutError, forgets cancelled ones, and re-arms for
   the next deadline.
 - Connection loss (EOF, socket error, garbage from the server) fails every
-  pending future with ConnectionLostError whose __cause__ is what happened; the
-  protocol is then dead (`closed`) and the Client replaces it.
+  pending future with ConnectionLostError whose __cause__ is what happened,
+  except the retryable ones, which are handed, still pending, to `on_retry`
+  (the Client re-sends them once on its next connection); the protocol is then
+  dead (`closed`) and the Client replaces it.
 - Write flow control: the transport's pause_writing/resume_writing toggle
   `write_paused`; callers await `wait_writable()` before writing while paused.
 - The request path creates no task: encode the frame, register the future,
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from typing import Any
 
 from client.errors import (
@@ -53,7 +58,11 @@ from protocol import (
 )
 from protocol import ErrorCode as _ErrorCode
 
-__all__ = ["ClientProtocol"]
+__all__ = ["ClientProtocol", "Entry"]
+
+# a pending call: its future, its deadline, and (method, params) if it may be re-sent
+_Entry = tuple["asyncio.Future[Any]", float, "tuple[str, list[Any]] | None"]
+Entry = _Entry
 
 
 def _server_error(error: Any) -> ServerError:
@@ -85,7 +94,9 @@ class ClientProtocol(asyncio.Protocol):
         # uvloop may return from create_connection before connection_made runs
         self.made: asyncio.Future[None] = loop.create_future()
         # pending calls
-        self._pending: dict[int, tuple[asyncio.Future[Any], float]] = {}
+        self._pending: dict[int, _Entry] = {}
+        # gets the still-pending retryable calls when the connection is lost
+        self.on_retry: Callable[[list[_Entry], BaseException], None] | None = None
         self._next_id = 1
         # timeouts: one timer for the earliest deadline
         self._timer: asyncio.TimerHandle | None = None
@@ -131,9 +142,18 @@ class ClientProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, {}
-        for fut, _ in pending.values():
-            if not fut.done():
+        retry: list[_Entry] = []
+        for entry in pending.values():
+            fut = entry[0]
+            if fut.done():
+                continue
+            if entry[2] is not None and self.on_retry is not None:
+                retry.append(entry)
+            else:
                 fut.set_exception(self._lost_error())
+        if retry:
+            assert self.on_retry is not None
+            self.on_retry(retry, cause)
         for waiter in self._writable:
             if not waiter.done():
                 waiter.set_exception(self._lost_error())
@@ -196,7 +216,9 @@ class ClientProtocol(asyncio.Protocol):
         """Calls sent and not yet answered (including cancelled ones not yet swept)."""
         return len(self._pending)
 
-    def request(self, method: str, params: list[Any], deadline: float) -> asyncio.Future[Any]:
+    def request(
+        self, method: str, params: list[Any], deadline: float, retry: bool = False
+    ) -> asyncio.Future[Any]:
         """Send one request now; return the future its reply will resolve.
 
         Args:
@@ -204,6 +226,8 @@ class ClientProtocol(asyncio.Protocol):
             params: the params array, already normalised by the caller.
             deadline: loop time after which the call fails with CallTimeoutError
                 (math.inf for none).
+            retry: on connection loss, hand the call to `on_retry` instead of
+                failing it (for idempotent calls).
 
         Raises:
             ConnectionLostError: the connection is already closed (nothing sent).
@@ -232,7 +256,7 @@ class ClientProtocol(asyncio.Protocol):
         else:
             self._transport.write(frame)  # type: ignore[union-attr]  # idle: no reason to wait
         fut = self._loop.create_future()
-        pending[msgid] = (fut, deadline)
+        pending[msgid] = (fut, deadline, (method, params) if retry else None)
         if deadline < self._timer_at:
             self._arm(deadline)
         return fut
@@ -247,7 +271,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def pending_futures(self) -> list[asyncio.Future[Any]]:
         """The futures of the calls still waiting for a reply."""
-        return [fut for fut, _ in self._pending.values() if not fut.done()]
+        return [entry[0] for entry in self._pending.values() if not entry[0].done()]
 
     def set_max_receive(self, max_frame: int) -> None:
         """Accept reply frames up to `max_frame` bytes (the server's announced limit)."""
@@ -290,7 +314,7 @@ class ClientProtocol(asyncio.Protocol):
         now = self._loop.time() + 0.001
         pending = self._pending
         soonest = math.inf
-        for msgid, (fut, deadline) in list(pending.items()):
+        for msgid, (fut, deadline, _) in list(pending.items()):
             if fut.done():
                 del pending[msgid]  # cancelled: its reply, if any, will be dropped
             elif deadline <= now:

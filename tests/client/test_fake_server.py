@@ -377,3 +377,33 @@ async def test_close_during_reconnect_fails_waiting_calls_typed() -> None:
     await c.close()
     with pytest.raises((InterfaceError, ConnectError)):
         await asyncio.wait_for(call, 10)
+
+
+async def test_a_retried_call_keeps_its_deadline_while_reconnecting() -> None:
+    srv = await FakeServer().start()
+    srv.withhold.add("get")
+    c = await connect("127.0.0.1", srv.port, reconnect_attempts=50, backoff_base=0.05)
+    try:
+        call = asyncio.create_task(c.get(b"k", timeout=0.3))
+        await asyncio.sleep(0.05)
+        await srv.stop()  # the get is lost and can only be retried after a reconnect
+        started = time.monotonic()
+        with pytest.raises(CallTimeoutError):
+            await asyncio.wait_for(call, 10)
+        assert time.monotonic() - started < 2
+    finally:
+        c.terminate()
+
+
+async def test_a_call_is_retried_only_once() -> None:
+    async with fake_server() as srv:
+
+        async def get(req: Request) -> Any:
+            asyncio.get_running_loop().call_later(0.02, srv.drop_all)  # lose every attempt
+            await asyncio.sleep(10)
+
+        srv.handlers["get"] = get
+        async with connect("127.0.0.1", srv.port, backoff_base=0.01) as c:
+            with pytest.raises(ConnectionLostError):
+                await asyncio.wait_for(c.get(b"k"), 10)
+            assert sum(r.method == "get" for r in srv.requests) == 2
