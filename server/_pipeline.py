@@ -65,12 +65,12 @@ class _Slot:
             self.result = self.outcome[3](results)
         else:
             self.error = error_info(exc)
-        self.pipeline._finished(self)
+        self.pipeline._finished(self, True)
 
     def settle(self, result: Any, error: ErrorInfo | None) -> None:
-        """The callback of ASYNC work (merge)."""
+        """The callback of ASYNC work (merge) and of refused submissions."""
         self.result, self.error = result, error
-        self.pipeline._finished(self)
+        self.pipeline._finished(self, False)
 
 
 class Pipeline:
@@ -170,9 +170,11 @@ class Pipeline:
             slot.result, slot.error, slot.done = outcome[1], outcome[2], True
         elif self._unstarted or (kind == READ and self._inflight):
             self._unstarted.append(slot)
+            return
         else:
             self._start(slot)
-        self._collect()
+        if self._replies[0].done:
+            self._collect()
 
     def request_done(
         self, render: Render, ctx: Any, result: Any, error: ErrorInfo | None, method: str
@@ -228,7 +230,7 @@ class Pipeline:
         else:  # ASYNC
             outcome[1](slot.settle)
 
-    def _finished(self, slot: _Slot) -> None:
+    def _finished(self, slot: _Slot, in_group: bool) -> None:
         slot.done = True
         self._inflight -= 1
         unstarted = self._unstarted
@@ -241,7 +243,10 @@ class Pipeline:
         self._collect()
         if self._out and not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
+            if in_group:
+                self._writer.after_group.append(self.flush)  # once the group is resolved
+            else:
+                self._loop.call_soon(self.flush)
 
     def _collect(self) -> None:
         replies = self._replies

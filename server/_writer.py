@@ -94,11 +94,14 @@ class Writer:
         self._on_pressure = on_pressure
         self._loop = asyncio.get_running_loop()
         self._queue: list[_Entry] = []
+        self._queued_bytes = 0
         self._scheduled = False  # a _kick is queued with call_soon
         self._running = False  # a write_batch is in progress
         self._pressured = False
         self._closed = False
         self._idle_waiters: list[asyncio.Future[None]] = []
+        # Callables run once after the current group's callbacks (see _finish).
+        self.after_group: list[Callable[[], None]] = []
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         if mode == "thread":
             self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -144,6 +147,7 @@ class Writer:
         if self._closed or len(self._queue) >= self._hard_depth:
             return False
         self._queue.append((ops, callback, nbytes, sync))
+        self._queued_bytes += nbytes
         depth = len(self._queue)
         self._metrics.writer_depth = depth
         if depth > self._max_depth and not self._pressured:
@@ -198,17 +202,20 @@ class Writer:
 
     def _take(self) -> list[_Entry]:
         queue = self._queue
-        total = 0
         cut = len(queue)
-        for i, entry in enumerate(queue):
-            total += entry[2]
-            if total > MAX_GROUP_BYTES and i > 0:
-                cut = i
-                break
+        if self._queued_bytes > MAX_GROUP_BYTES:
+            total = 0
+            for i, entry in enumerate(queue):
+                total += entry[2]
+                if total > MAX_GROUP_BYTES and i > 0:
+                    cut = i
+                    break
         if cut == len(queue):
             group, self._queue = queue, []
+            self._queued_bytes = 0
         else:
             group, self._queue = queue[:cut], queue[cut:]
+            self._queued_bytes = sum(entry[2] for entry in self._queue)
         depth = len(self._queue)
         self._metrics.writer_depth = depth
         if self._pressured and depth <= self._max_depth // 2:
@@ -272,6 +279,14 @@ class Writer:
                 entry[1](results, exc)
             except Exception:
                 log.exception("write callback failed")
+        # Connections whose replies the callbacks completed send them now: one write per
+        # connection per group, without a call_soon handle each.
+        flushes, self.after_group = self.after_group, []
+        for flush in flushes:
+            try:
+                flush()
+            except Exception:
+                log.exception("flush after a group commit failed")
         self._running = False
         if self._queue:
             # Requests that arrived during the write form the next group right away

@@ -187,6 +187,10 @@ class HttpProtocol(asyncio.Protocol):
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
+        if self._headers.get("expect", "").lower() == "100-continue" and not self._closing:
+            # curl waits a second for this before sending a body over 1 KiB.
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._arm(self._body_timeout, self._request_expired)
 
     def on_body(self, body: bytes) -> None:
@@ -200,6 +204,8 @@ class HttpProtocol(asyncio.Protocol):
         assert self._pipeline is not None
         self._in_request = False
         self._disarm()
+        if self._closing:
+            return  # pipelined after a "Connection: close" request: not served
         parsed = httptools.parse_url(self._url)
         keep_alive = self._parser.should_keep_alive() and not self._server.draining
         req = Request(

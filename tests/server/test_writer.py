@@ -169,3 +169,16 @@ def test_unknown_mode_is_refused() -> None:
 
     with pytest.raises(ValueError, match="writer mode"):
         asyncio.run(make())
+
+
+async def test_groups_are_cut_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import server._writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_GROUP_BYTES", 10)
+    db, out = FakeStore(), Collector()
+    writer = Writer(db, mode="loop", metrics=Metrics())
+    for i in range(6):
+        writer.submit([("put", b"k%d" % i, b"v", None)], out.cb, nbytes=4)
+    await settle(writer)
+    assert [len(ops) for ops, _ in db.calls] == [3, 3], "a group stops once it passes the byte cap"
+    assert len(out.got) == 6
