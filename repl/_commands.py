@@ -38,7 +38,10 @@ def _value(data: bytes | None) -> Reply:
 
 async def _get(ctx: Context, a: Args) -> Reply:
     c = await ctx.client()
-    return _value(await c.get(a["key"]))
+    value = await c.get(a["key"])
+    if value is not None:
+        ctx.remember_keys([a["key"]])
+    return _value(value)
 
 
 async def _put(ctx: Context, a: Args) -> Reply:
@@ -60,14 +63,11 @@ async def _exists(ctx: Context, a: Args) -> Reply:
 
 async def _ttl(ctx: Context, a: Args) -> Reply:
     c = await ctx.client()
-    try:
-        left = await c.ttl(a["key"])
-    except KeyError:
-        return Ttl(None, missing=True)
-    if left is None or left == -1:
-        return Ttl(None)
+    left = await c.ttl(a["key"])  # seconds, or the Redis convention: -1 none, -2 missing
     if left == -2:
         return Ttl(None, missing=True)
+    if left == -1:
+        return Ttl(None)
     return Ttl(float(left))
 
 
@@ -110,8 +110,7 @@ async def _merge(ctx: Context, a: Args) -> Reply:
     if a["dir"] is not None:
         return await _offline.merge(ctx, a["dir"])
     c = await ctx.client()
-    report = await c.merge()
-    return Table(report if isinstance(report, dict) else {"result": report})
+    return Table(await c.merge())
 
 
 async def _sync(ctx: Context, a: Args) -> Reply:

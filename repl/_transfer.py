@@ -12,8 +12,10 @@ gets a `_b64` suffix and the bytes are base64 (standard alphabet, padded).
 Strategy: both directions stream with a bounded window of calls in flight on one
 connection (`WINDOW` batches), so throughput comes from pipelining rather than
 from holding the data set in memory. Import groups lines into `mput` batches (one
-atomic call each); export pages keys with `scan` and fetches each page with one
-`mget`, writing pages strictly in key order as the oldest call completes.
+atomic call each, cut at `--batch` pairs or `BATCH_BYTES`, so a request frame stays
+far below the frame limit); export pages keys with `scan` and fetches each page with
+one `mget`, writing pages strictly in key order as the oldest call completes. A page
+of values too large for one reply frame is fetched again one `get` at a time.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
 
-from protocol import SCAN_MAX_COUNT
+from client import ConnectionLostError, FrameTooLargeError
+from protocol import SCAN_MAX_COUNT, ErrorCode, ProtocolError
 
 from ._context import CommandError, Context
 from ._progress import Progress
@@ -38,6 +41,7 @@ __all__ = ["decode_record", "encode_record", "export", "import_", "scan_page"]
 
 WINDOW = 8  # batches in flight at once
 DEFAULT_BATCH = min(500, SCAN_MAX_COUNT)
+BATCH_BYTES = 8 << 20  # an import batch is also cut at this many key+value bytes
 
 
 def _field(name: str, data: bytes) -> tuple[str, str]:
@@ -148,6 +152,14 @@ class _Window:
         self.pending.clear()
 
 
+def _reply_too_large(exc: BaseException) -> bool:
+    """The connection broke because a reply was over the frame limit (a big mget)."""
+    if isinstance(exc, FrameTooLargeError):
+        return True
+    cause = exc.__cause__
+    return isinstance(cause, ProtocolError) and cause.code == ErrorCode.FRAME_TOO_LARGE
+
+
 def _server_error(exc: Exception, where: str) -> CommandError:
     name = getattr(exc, "name", None) or type(exc).__name__
     return CommandError(f"{where}: {name} {exc}")
@@ -190,7 +202,7 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
         bar = _progress(ctx, "import", total or None, unit="bytes")
         pairs: dict[bytes, bytes] = {}
         ttls: list[tuple[bytes, bytes, float]] = []
-        first = nread = 0
+        first = nread = batch_bytes = 0
         try:
             for lineno, line in enumerate(f, 1):
                 nread += len(line)
@@ -203,9 +215,10 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
                     pairs[key] = value
                 else:
                     ttls.append((key, value, ttl))
-                if len(pairs) + len(ttls) >= batch_size:
+                batch_bytes += len(key) + len(value)
+                if len(pairs) + len(ttls) >= batch_size or batch_bytes >= BATCH_BYTES:
                     count += await window.submit(send(pairs, ttls, first, lineno)) or 0
-                    pairs, ttls, first = {}, [], 0
+                    pairs, ttls, first, batch_bytes = {}, [], 0, 0
                     bar.update(nread)
             if pairs or ttls:
                 count += await window.submit(send(pairs, ttls, first, lineno)) or 0
@@ -235,7 +248,13 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
     count = 0
 
     async def fetch(keys: list[bytes]) -> list[tuple[bytes, bytes]]:
-        values = await client.mget(keys)
+        try:
+            values = await client.mget(keys)
+        except (ConnectionLostError, FrameTooLargeError) as exc:
+            if not _reply_too_large(exc):
+                raise
+            # a page of large values does not fit one reply frame: one get per key
+            values = [await client.get(k) for k in keys]
         return [(k, bytes(v)) for k, v in zip(keys, values, strict=True) if v is not None]
 
     def write(out: IO[bytes], pairs: list[tuple[bytes, bytes]] | None) -> int:
