@@ -267,7 +267,8 @@ class ClientProtocol(asyncio.Protocol):
             out.clear()
             return
         self._out = []
-        self._transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+        # writelines: uvloop sends the frames without joining them (big values are not copied)
+        self._transport.writelines(out)  # type: ignore[union-attr]
 
     def pending_futures(self) -> list[asyncio.Future[Any]]:
         """The futures of the calls still waiting for a reply."""

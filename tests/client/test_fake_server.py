@@ -407,3 +407,19 @@ async def test_a_call_is_retried_only_once() -> None:
             with pytest.raises(ConnectionLostError):
                 await asyncio.wait_for(c.get(b"k"), 10)
             assert sum(r.method == "get" for r in srv.requests) == 2
+
+
+def test_under_uvloop() -> None:
+    """uvloop's transports differ (connection_made after create_connection returns)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        async with fake_server() as srv:
+            srv.store[b"k"] = b"v"
+            async with connect("127.0.0.1", srv.port) as c:
+                assert await asyncio.gather(*(c.get(b"k") for _ in range(500))) == [b"v"] * 500
+                with pytest.raises(CallTimeoutError):
+                    srv.withhold.add("get")
+                    await c.get(b"k", timeout=0.05)
+
+    uvloop.run(main())

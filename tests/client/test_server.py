@@ -215,3 +215,25 @@ async def test_too_many_connections_is_typed(
         assert await first.ping() == "PONG"
     finally:
         await first.close()
+
+
+async def test_large_values_under_write_back_pressure(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    srv = server_factory(sync="never")
+    values = {b"big:%d" % i: bytes([i]) * (3 * 1024 * 1024 + i) for i in range(12)}
+    async with connect(srv.host, srv.port, timeout=60) as c:
+        assert c._proto is not None
+        paused = []
+        original = c._proto.pause_writing
+
+        def spy() -> None:
+            paused.append(True)
+            original()
+
+        c._proto.pause_writing = spy  # type: ignore[method-assign]
+        await asyncio.gather(*(c.put(k, v) for k, v in values.items()))
+        assert paused, "36 MiB of puts never filled the transport buffer"
+        got = await asyncio.gather(*(c.get(k) for k in values))
+        assert got == list(values.values())
+        assert not c._proto.write_paused
