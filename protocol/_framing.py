@@ -13,8 +13,8 @@ Strategy / invariants:
   arriving in many pieces is copied once, not once per piece.
 - Each body is decoded with `msgpack.unpackb` on its exact slice, which also
   proves the body is exactly one object (trailing bytes raise). Measured against
-  a streaming `msgpack.Unpacker` with the same checks (bench note in
-  docs/protocol.md): unpackb on exact slices was ~20% faster per frame.
+  a streaming `msgpack.Unpacker` with the same length checks (docs/protocol.md,
+  section 10): unpackb on exact slices was ~20% faster per frame.
 - Everything that can go wrong with peer bytes surfaces as RemoteProtocolError;
   afterwards the decoder is dead and re-raises that error on every feed().
 """
@@ -58,7 +58,7 @@ _header_pack = _HEADER.pack
 _unpackb = msgpack.unpackb
 # One Packer reused for every frame: measured ~1.8x faster than msgpack.packb,
 # which builds a Packer (and its buffer) per call. Packer.pack() resets its buffer
-# after each call and after a failed call, and the types we send never call back
+# after each call and after a failed call, and plain msgpack types never call back
 # into Python code, so one pack() cannot interleave with another.
 _packer = msgpack.Packer(use_bin_type=True)
 _pack = _packer.pack
