@@ -27,7 +27,6 @@ from ._config import ConfigError, default_config, load_config
 from ._context import CommandError, ConnectOptions
 from ._format import Reply, error_line, raw, styled
 from ._options import add_connection_options, options_from
-from ._parse import ParseError
 from ._session import Session, describe
 from ._style import build_style, color_depth
 from ._table import CLI, bind, help_text, lookup
@@ -113,7 +112,9 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
     except CommandError as exc:
         printer.error(describe(exc, options))
         return exc.exit_code
-    except (ParseError, Exception) as exc:
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # one line for anything else: server, connection, parse
         printer.error(describe(exc, options))
         return EXIT_ERROR
     finally:
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `bitcask keys | head`: the reader left; not an error
-        sys.stderr.close()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush stays quiet
         return EXIT_OK
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from ._options import add_connection_options, options_from
 from ._session import Session, describe
 from ._style import build_style, color_depth
 from ._table import SHELL
+from ._transfer import scan_page
 from ._ui import BoundedFileHistory, page, prompt_fragments, should_page, toolbar_fragments
 
 __all__ = ["main"]
@@ -118,15 +121,7 @@ class Shell:
         if not self.session.connected or not self.config.completion_keys:
             return []
         client = await self.session.client()
-        keys: list[bytes] = []
-
-        async def collect() -> None:
-            async for key in client.scan(prefix=prefix, count=self.config.completion_keys):
-                keys.append(bytes(key))
-                if len(keys) >= self.config.completion_keys:
-                    break
-
-        await asyncio.wait_for(collect(), self.session.options.timeout)
+        _, keys = await scan_page(client, prefix, None, self.config.completion_keys)
         return keys
 
     def print_fragments(self, frags: list[tuple[str, str]]) -> None:
@@ -233,11 +228,16 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_piped(options))
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # the reader of our output left
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         sys.stderr.write(f"(error) config: {exc}; using the defaults\n")
         config = default_config()
+    if args.timeout is None and not os.environ.get("BITCASK_TIMEOUT"):
+        options = replace(options, timeout=config.timeout)
     try:
         return asyncio.run(Shell(options, config).run())
     except KeyboardInterrupt:

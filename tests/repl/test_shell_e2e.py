@@ -236,3 +236,28 @@ def test_ctrl_c_cancels_a_command_and_the_shell_stays(
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
     screen.run("get a", r'"1"')
+
+
+def test_config_file_is_read_and_a_bad_one_falls_back(
+    server: ServerProcess, home_env: dict[str, str]
+) -> None:
+    cfg = Path(home_env["XDG_CONFIG_HOME"]) / "bitcask" / "shell.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("[shell]\nhistory_size = 0\n")  # keep no history
+    s = Screen(server.port, home_env)
+    try:
+        s.prompt()
+        s.run("ping", "PONG")
+        s.prompt()
+        s.child.send("quit\r")
+        assert s.wait_exit() == 0
+    finally:
+        s.close()
+    assert not (Path(home_env["XDG_DATA_HOME"]) / "bitcask" / "shell_history").exists()
+    cfg.write_text("[shell]\nhistroy = 5\n")
+    s = Screen(server.port, home_env)
+    try:
+        s.expect(r"\(error\) config: .*unknown setting 'histroy'.*using the defaults")
+        s.run("ping", "PONG")
+    finally:
+        s.close()
