@@ -26,7 +26,7 @@ from client import (
     ValueTooLargeError,
     connect,
 )
-from protocol import ErrorInfo, RemoteProtocolError, Request
+from protocol import ErrorInfo, RemoteProtocolError, Request, encode_response
 from tests.client.fake import FakeServer, Reply, fake_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -423,3 +423,18 @@ def test_under_uvloop() -> None:
                     await c.get(b"k", timeout=0.05)
 
     uvloop.run(main())
+
+
+async def test_replies_before_garbage_in_the_same_chunk_are_delivered() -> None:
+    async with fake_server() as srv:
+
+        async def get(req: Request) -> Any:
+            srv.send_raw(encode_response(req.msgid, b"v") + b"\x00\x00\x00\x01\xc1")
+            await asyncio.sleep(10)
+
+        srv.handlers["get"] = get
+        async with connect("127.0.0.1", srv.port, backoff_base=0.01) as c:
+            assert await c.get(b"k") == b"v"
+            srv.handlers.clear()
+            assert await c.ping() == "PONG"  # reconnected after the garbage
+            assert srv.connections == 2
