@@ -227,8 +227,9 @@ def _load_hint(
     locs = list(map(base.__or__, hint.locs))
     # Live bytes without a Python loop per key: this file's entries count in full,
     # and the (usually few) entries they replace are taken off their own files.
-    for old in filter(None, map(kmap.get, hint.keys)):
-        live[old >> FID_SHIFT] -= old & SIZE_MASK
+    if kmap:  # nothing to replace while loading the first file
+        for old in filter(None, map(kmap.get, hint.keys)):
+            live[old >> FID_SHIFT] -= old & SIZE_MASK
     live[fid] = sum(map(SIZE_MASK.__and__, hint.locs))
     kmap.update(zip(hint.keys, locs, strict=True))
     if hint.exp_index:

@@ -280,19 +280,28 @@ class Writer:
         recs: list[bytes] = []
         exps: list[int] = []  # expiry ms of a put (0: none); -1 marks a delete
         deletes = 0
+        append_key = keys.append
+        append_rec = recs.append
+        append_exp = exps.append
         for op in ops:
-            if not isinstance(op, tuple | list) or not op:
+            if op.__class__ is not tuple and not isinstance(op, list):
                 raise ValueError(f"batch op must be a tuple, not {op!r}")
             n = len(op)
-            kind = op[0]
-            key = op[1] if n > 1 else b""
+            if n == 4:
+                kind, key, value, ttl = op
+            elif n == 3:
+                kind, key, value = op
+                ttl = None
+            elif n == 2:
+                kind, key = op
+            else:
+                raise ValueError(f"unknown batch op {op!r}")
             if key.__class__ is not bytes:
                 key = as_bytes(key, "key")
             kl = len(key)
             if kl > max_key:
                 raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {max_key}")
-            if kind == "put" and (n == 4 or n == 3):
-                value = op[2]
+            if kind == "put" and n != 2:
                 if value.__class__ is not bytes:
                     value = as_bytes(value, "value")
                 vl = len(value)
@@ -300,22 +309,21 @@ class Writer:
                     raise ValueTooLargeError(
                         f"value of {vl} bytes exceeds max_value_size {max_value}"
                     )
-                if n == 3 or op[3] is None:
+                if ttl is None:
                     exp = 0
-                    flags = inner
+                    body = pack_body(inner, ts, 0, kl, vl) + key + value
                 else:
-                    exp = _expiry_ms(self._clock, op[3])
-                    flags = inner | TTL
-                body = pack_body(flags, ts, exp, kl, vl) + key + value
-                recs.append(pack_crc(crc32(body)) + body)
+                    exp = _expiry_ms(self._clock, ttl)
+                    body = pack_body(inner | TTL, ts, exp, kl, vl) + key + value
+                append_rec(pack_crc(crc32(body)) + body)
             elif kind == "delete" and n == 2:
                 exp = -1
-                recs.append(b"")
+                append_rec(b"")
                 deletes += 1
             else:
                 raise ValueError(f"unknown batch op {op!r}")
-            keys.append(key)
-            exps.append(exp)
+            append_key(key)
+            append_exp(exp)
         lock = self._lock
         lock.acquire()
         try:
