@@ -141,6 +141,7 @@ def run_merge(
         raise MergeInProgressError("a merge or backup is already running")
     started = time.monotonic()
     mdir = os.path.join(db.path, MERGE_DIR)
+    created = False
     try:
         db._merging = True
         with db._lock:
@@ -160,6 +161,7 @@ def run_merge(
         crash_point("reserved")
         shutil.rmtree(mdir, ignore_errors=True)
         os.mkdir(mdir)
+        created = True
         out_ids = list(range(first_out, first_out + len(inputs) + 1))
         stats = {"copied": 0, "dropped": 0, "tombs": 0, "expired": 0}
         moved: list[tuple[bytes, int, int]] = []
@@ -252,7 +254,9 @@ def run_merge(
     except _SimulatedCrash:
         raise
     except BaseException:
-        if not os.path.exists(os.path.join(mdir, MANIFEST)):
+        # Only a merge dir this call made, and only before its manifest exists
+        # (after that, the next open finishes the swap).
+        if created and not os.path.exists(os.path.join(mdir, MANIFEST)):
             shutil.rmtree(mdir, ignore_errors=True)
         raise
     finally:
