@@ -11,7 +11,7 @@ from repl._table import SHELL
 
 
 def classes(line: str) -> list[tuple[str, str]]:
-    return [(c, t) for c, t in highlight(line, COMMANDS, SHELL) if t.strip()]
+    return [(f[0], f[1]) for f in highlight(line, COMMANDS, SHELL) if f[1].strip()]
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,7 @@ def classes(line: str) -> list[tuple[str, str]]:
     ["", "   ", "get k", '  put  "a b"   v  ', 'get "open', 'put "a\\q" x', "nope a b", 'get "a"b'],
 )
 def test_fragments_cover_the_line_exactly(line: str) -> None:
-    assert "".join(t for _, t in highlight(line, COMMANDS, SHELL)) == line
+    assert "".join(f[1] for f in highlight(line, COMMANDS, SHELL)) == line
 
 
 def test_words_take_the_class_of_their_argument() -> None:

@@ -59,11 +59,12 @@ def _session() -> Session:
 
 def test_toolbar_when_disconnected_and_connected() -> None:
     s = _session()
-    ((style, text),) = toolbar_fragments(s)
+    (frag,) = toolbar_fragments(s)
+    style, text = frag[0], frag[1]
     assert style == "class:bottom-toolbar.warn"
     assert "127.0.0.1:7001" in text and "not connected" in text
     s._client = SimpleNamespace(is_connected=True, closed=False)  # a connected client
     s.server_version, s.key_count, s.last_rtt = "0.1.0", 1234, 0.00021
-    ((style, text),) = toolbar_fragments(s)
-    assert text == " 127.0.0.1:7001 | bitcask 0.1.0 | 1,234 keys | rtt 0.21 ms "
+    (frag,) = toolbar_fragments(s)
+    assert frag[1] == " 127.0.0.1:7001 | bitcask 0.1.0 | 1,234 keys | rtt 0.21 ms "
     assert prompt_fragments(s) == [("class:prompt", "127.0.0.1:7001> ")]
