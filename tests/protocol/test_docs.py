@@ -1,21 +1,28 @@
-"""The worked hex examples of docs/protocol.md: generated here, checked against the doc.
+"""The worked examples of docs/protocol.md: generated here, checked against the doc.
 
-Every `printf '...'` in the doc must decode (with FrameDecoder) to the requests its
-`# sends:` comment names, and every xxd dump under `# receives:` to the responses
-named there. `python -m tests.protocol.test_docs` prints the examples, generated
-with the real encoder, for pasting into the doc.
+Each binary example is a sentence `Sends `[...]`; receives `[...]`.` (Python
+notation) followed by a ```console block: `$ printf '...' | nc -q1 127.0.0.1 7379 |
+xxd` and the dump it prints. Every printf argument must decode (with FrameDecoder)
+to the requests the sentence names, and every dump to the responses. (The shared
+tests/test_docs.py runs the same blocks against a real server.)
+`python -m tests.protocol.test_docs` prints the examples, generated with the real
+encoder, for pasting into the doc. The 20-line Python client of the doc is run
+against a real server here too.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from protocol import FrameDecoder, encode_request, encode_response
+from tests.serverproc import ServerProcess
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -59,13 +66,15 @@ def _literal(messages: list[list[Any]]) -> str:
 
 
 def render(requests: list[list[Any]], responses: list[list[Any]], reply: bytes) -> str:
-    """One example block as it appears in the doc (between ```sh fences)."""
+    """One example as it appears in the doc: the sentence and the console block."""
     return "\n".join(
         [
-            f"# sends: {_literal(requests)}",
-            f"printf '{_printf(_wire(requests))}' | nc -q1 127.0.0.1 7379 | xxd",
-            f"# receives: {_literal(responses)}",
+            f"Sends `{_literal(requests)}`; receives `{_literal(responses)}`.",
+            "",
+            "```console",
+            f"$ printf '{_printf(_wire(requests))}' | nc -q1 127.0.0.1 7379 | xxd",
             _xxd(reply),
+            "```",
         ]
     )
 
@@ -111,8 +120,8 @@ def _doc_blocks() -> list[tuple[str, str, str, list[str]]]:
     text = DOC.read_text(encoding="utf-8")
     found = []
     pattern = re.compile(
-        r"# sends: (?P<sends>.*)\nprintf '(?P<arg>[^']*)' \| nc[^\n]*\n"
-        r"# receives: (?P<recv>.*)\n(?P<dump>(?:[0-9a-f]{8}: .*\n)+)"
+        r"Sends `(?P<sends>[^`]*)`; receives `(?P<recv>[^`]*)`\.\n\n```console\n"
+        r"\$ printf '(?P<arg>[^']*)' \| nc[^\n]*\n(?P<dump>(?:[0-9a-f]{8}: .*\n)+)```"
     )
     for m in pattern.finditer(text):
         found.append((m["sends"], m["arg"], m["recv"], m["dump"].splitlines()))
@@ -143,6 +152,17 @@ def test_every_hex_example_in_the_doc_decodes_to_what_the_text_says() -> None:
 def test_printf_and_xxd_helpers_invert(data: bytes) -> None:
     assert _parse_printf(_printf(data)) == data
     assert _parse_xxd(_xxd(data).splitlines()) == data
+
+
+def test_the_socket_and_msgpack_client_runs(server: ServerProcess, tmp_path: Path) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    match = re.search(r"only `socket` and `msgpack`:\n\n```python\n(.*?)```", text, re.S)
+    assert match is not None
+    script = tmp_path / "client20.py"
+    script.write_text(match.group(1).replace("7379", str(server.port)), encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["bitcask", "True", "b'hello'"]
 
 
 if __name__ == "__main__":
