@@ -203,8 +203,16 @@ def test_first_byte_of_any_frame_is_below_0x20() -> None:
     ("call", "code"),
     [
         pytest.param(lambda: encode_request(-1, "get", []), ErrorCode.PROTOCOL_ERROR, id="msgid"),
-        pytest.param(lambda: encode_request(1, 5, []), ErrorCode.PROTOCOL_ERROR, id="method"),
-        pytest.param(lambda: encode_request(1, "get", b"k"), ErrorCode.PROTOCOL_ERROR, id="params"),
+        pytest.param(
+            lambda: encode_request(1, 5, []),  # type: ignore[arg-type]
+            ErrorCode.PROTOCOL_ERROR,
+            id="method",
+        ),
+        pytest.param(
+            lambda: encode_request(1, "get", b"k"),  # type: ignore[arg-type]
+            ErrorCode.PROTOCOL_ERROR,
+            id="params",
+        ),
         pytest.param(
             lambda: encode_request(1, "get", [object()]), ErrorCode.PROTOCOL_ERROR, id="unencodable"
         ),
@@ -215,9 +223,15 @@ def test_first_byte_of_any_frame_is_below_0x20() -> None:
         ),
         pytest.param(lambda: encode_response(2**32), ErrorCode.PROTOCOL_ERROR, id="resp-msgid"),
         pytest.param(
-            lambda: encode_response(1, error="x"), ErrorCode.PROTOCOL_ERROR, id="resp-error"
+            lambda: encode_response(1, error="x"),  # type: ignore[arg-type]
+            ErrorCode.PROTOCOL_ERROR,
+            id="resp-error",
         ),
-        pytest.param(lambda: encode("x"), ErrorCode.PROTOCOL_ERROR, id="not-a-message"),
+        pytest.param(
+            lambda: encode("x"),  # type: ignore[arg-type]
+            ErrorCode.PROTOCOL_ERROR,
+            id="not-a-message",
+        ),
     ],
 )
 def test_encoders_raise_local_errors(call: object, code: ErrorCode) -> None:
