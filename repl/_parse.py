@@ -11,7 +11,8 @@ Invariants:
   `\\" \\\\ \\n \\r \\t \\xNN`; an unquoted argument is taken literally (a backslash
   is a backslash), so what a user types at the prompt means the same as what they
   would type into `nc`.
-- A closing quote must be followed by a space or the end of the line.
+- A closing quote must be followed by a space or the end of the line, and a quote
+  may not appear inside an unquoted argument (the inline protocol's rules too).
 - Token values are bytes: unquoted text is UTF-8 encoded with `surrogateescape`, so
   a line read from a pipe as bytes round-trips unchanged.
 - `quote()` is the inverse of the scanner: `tokenize(quote(b))[0].value == b` for
@@ -135,7 +136,13 @@ def tokenize(line: str, *, strict: bool = True) -> list[Token]:
         if line[i] != '"':
             while i < n and line[i] not in _BLANKS:
                 i += 1
-            tokens.append(Token(line[start:i], start, i, _encode(line[start:i])))
+            text = line[start:i]
+            error = None
+            if '"' in text:
+                error = 'a quote inside an argument (quote the whole argument: "a b")'
+                if strict:
+                    raise ParseError(error, start + text.index('"'))
+            tokens.append(Token(text, start, i, _encode(text), error=error))
             continue
         tok = _quoted(line, start)
         if tok.error is not None and strict:

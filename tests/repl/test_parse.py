@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from protocol import InlineDecoder, ProtocolError
 from repl._parse import ParseError, escape_bytes, quote, tokenize, unescape
 
 
@@ -25,7 +26,6 @@ def values(line: str) -> list[bytes]:
         pytest.param(r'put k "\n\r\t"', [b"put", b"k", b"\n\r\t"], id="controls"),
         pytest.param(r"put k a\x00", [b"put", b"k", b"a\\x00"], id="unquoted-is-literal"),
         pytest.param("put k café", [b"put", b"k", "café".encode()], id="utf8"),
-        pytest.param('put k a"b', [b"put", b"k", b'a"b'], id="quote-inside-word"),
         pytest.param("", [], id="empty"),
     ],
 )
@@ -41,6 +41,7 @@ def test_tokenize(line: str, expected: list[bytes]) -> None:
         pytest.param(r'get "\x4"', 4, "two hex digits", id="short-hex"),
         pytest.param(r'get "\xZZ"', 4, "two hex digits", id="bad-hex"),
         pytest.param('get "a"b', 4, "followed by a space", id="glued"),
+        pytest.param('get a"b', 5, "a quote inside an argument", id="quote-inside-word"),
     ],
 )
 def test_strict_errors_name_the_column(line: str, column: int, fragment: str) -> None:
@@ -101,3 +102,24 @@ def test_quote_round_trips_any_bytes(value: bytes) -> None:
 def test_a_line_of_quoted_arguments_round_trips(args: list[bytes]) -> None:
     line = " ".join(quote(a) for a in args)
     assert values(line) == args
+
+
+@given(st.lists(st.binary(max_size=16), min_size=1, max_size=5))
+def test_lines_mean_the_same_to_the_server(args: list[bytes]) -> None:
+    """What the shell sends as arguments is what the inline protocol would read."""
+    line = " ".join(quote(a) for a in args)
+    assert InlineDecoder().feed(line.encode() + b"\n") == [args]
+    assert values(line) == args
+
+
+@pytest.mark.parametrize(
+    "line", ['get "open', 'get "a"b', 'get a"b', 'get "\\q"', 'get "\\x4"', "get a\\x00 b"]
+)
+def test_the_shell_rejects_what_the_protocol_rejects(line: str) -> None:
+    try:
+        expected = InlineDecoder().feed(line.encode() + b"\n")
+    except ProtocolError:
+        with pytest.raises(ParseError):
+            tokenize(line)
+    else:
+        assert [values(line)] == expected
