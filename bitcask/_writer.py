@@ -68,7 +68,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FileEntry", "Writer", "as_bytes", "fsync_dir"]
 
-_REMAP_STEP = 8 << 20
+# Refresh the active file's mapping after this many appended bytes: one mmap call per
+# ~7,000 small puts, while at most this much recent data is read with pread.
+_REMAP_STEP = 1 << 20
 _MAX_BATCH_BYTES = 1 << 32
 _pack_body = BODY_HEADER.pack
 _pack_crc = CRC.pack
