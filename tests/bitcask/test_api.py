@@ -59,7 +59,7 @@ def test_str_keys_and_values_are_utf8_and_come_back_as_bytes(db: Bitcask) -> Non
     assert db.get("clé") == "välue".encode()
     assert db.get("clé".encode()) == "välue".encode()
     assert "clé" in db
-    db.put(bytearray(b"ba"), memoryview(b"mv"))
+    db.put(bytearray(b"ba"), memoryview(b"mv"))  # type: ignore[arg-type]
     assert db.get(b"ba") == b"mv"
     with pytest.raises(TypeError):
         db.put(1, b"x")  # type: ignore[arg-type]

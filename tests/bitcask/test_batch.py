@@ -161,20 +161,21 @@ def _newest(path: Path) -> Path:
 
 
 def test_torn_batch_at_the_tail_is_dropped_whole(tmp_path: Path) -> None:
-    with bitcask.open(tmp_path, sync="never") as db:
+    src = tmp_path / "db"
+    with bitcask.open(src, sync="never") as db:
         db.put(b"before", b"1")
         db.write_batch([("put", b"b%d" % i, b"x" * 20, None) for i in range(5)])
-    last = _newest(tmp_path)
+    last = _newest(src)
     last.with_suffix(".hint").unlink()
     full = last.stat().st_size
     batch_bytes = 2 * (29 + 4) + 5 * (29 + 2 + 20)
     for cut in (1, 29 + 4, 60, batch_bytes - 33, batch_bytes - 1):
-        store = tmp_path.parent / f"cut{cut}"
+        store = tmp_path / f"cut{cut}"
         store.mkdir()
-        for f in tmp_path.glob("*.data"):
-            (store / f.name).write_bytes(f.read_bytes())
-        with open(store / last.name, "r+b") as f:
-            f.truncate(full - cut)
+        for data in src.glob("*.data"):
+            (store / data.name).write_bytes(data.read_bytes())
+        with open(store / last.name, "r+b") as fh:
+            fh.truncate(full - cut)
         with bitcask.open(store, sync="never") as db:
             assert dict(db.items()) == {b"before": b"1"}, cut
             assert db.recovery.truncated_bytes == batch_bytes - cut, cut

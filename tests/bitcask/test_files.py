@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ def data_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.data"))
 
 
-def fill(path: Path, n: int = 100, **opts: object) -> dict[bytes, bytes]:
+def fill(path: Path, n: int = 100, **opts: Any) -> dict[bytes, bytes]:
     want = {b"key:%04d" % i: b"value-%04d" % i * 3 for i in range(n)}
     with bitcask.open(path, sync="never", **opts) as db:
         for k, v in want.items():
