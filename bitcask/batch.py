@@ -35,12 +35,20 @@ class Batch:
         self.results: list[object] | None = None
 
     def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
-        """Queue a put (validated when the batch is written)."""
+        """Queue a put (validated when the batch is written). Writer thread.
+
+        Example:
+            >>> b.put(b"k", b"v", ttl=60)
+        """
         self._check()
         self.ops.append(("put", key, value, ttl))
 
     def delete(self, key: bytes | str) -> None:
-        """Queue a delete."""
+        """Queue a delete; its result (existed) is in ``results`` after the block.
+
+        Example:
+            >>> b.delete(b"k")
+        """
         self._check()
         self.ops.append(("delete", key))
 
