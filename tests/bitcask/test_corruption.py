@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bitcask
 from bitcask._datafile import FILE_HEADER_SIZE, data_name, hint_name, list_data_files
@@ -460,3 +462,94 @@ def test_flipped_file_header_byte(pristine: Pristine, tmp_path: Path, spot: str,
     assert after.ok, str(after)
     with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
         assert contents(db, want) == want, "repair dropped records that were intact"
+
+
+# ---------------------------------------------------------------- any byte at all
+
+
+@settings(
+    max_examples=int(os.environ.get("BITCASK_FLIP_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    which=st.integers(0, 3),
+    where=st.floats(0.0, 1.0, exclude_max=True),
+    mask=st.integers(1, 255),
+    drop_hint=st.booleans(),
+)
+def test_any_flipped_byte_is_reported_and_never_served(
+    pristine: Pristine,
+    tmp_path_factory: pytest.TempPathFactory,
+    which: int,
+    where: float,
+    mask: int,
+    drop_hint: bool,
+) -> None:
+    """Every byte of a data file is under some CRC: check() sees any flip; reads and
+    repair never turn it into a wrong value, and only the record holding it suffers."""
+    src, want = pristine["none"]
+    store = clone(src, tmp_path_factory.mktemp("flip") / "store")
+    ids = list_data_files(str(store))
+    fid = ids[which % len(ids)]
+    dpath = store / data_name(fid)
+    recs = records(dpath)
+    offset = int(where * os.path.getsize(dpath))
+    if drop_hint:
+        (store / hint_name(fid)).unlink()
+    if offset < FILE_HEADER_SIZE:
+        damaged = {r.key for r in recs}
+    else:
+        damaged = {r.key for r in recs if r.offset <= offset < r.offset + r.size}
+    with open(dpath, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ mask]))
+
+    assert not bitcask.check(store).ok, f"flip at {data_name(fid)}:{offset} went unnoticed"
+    for step in ("open", "repair"):
+        if step == "repair":
+            bitcask.repair(store)
+            assert bitcask.check(store).ok
+        with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+            for k, v in want.items():
+                try:
+                    got = db.get(k)
+                except bitcask.CorruptRecordError:
+                    assert k in damaged, (step, k)
+                    continue
+                assert got == v or (k in damaged and got is None), (step, k, got)
+    shutil.rmtree(store.parent)
+
+
+@settings(
+    max_examples=int(os.environ.get("BITCASK_FLIP_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    which=st.integers(0, 3), where=st.floats(0.0, 1.0, exclude_max=True), mask=st.integers(1, 255)
+)
+def test_any_flipped_hint_byte_falls_back_to_scanning(
+    pristine: Pristine,
+    tmp_path_factory: pytest.TempPathFactory,
+    which: int,
+    where: float,
+    mask: int,
+) -> None:
+    """A hint is all under its CRC: any flip is reported, and the data file is scanned."""
+    src, want = pristine["none"]
+    store = clone(src, tmp_path_factory.mktemp("hintflip") / "store")
+    ids = list_data_files(str(store))
+    hpath = store / hint_name(ids[which % len(ids)])
+    blob = bytearray(hpath.read_bytes())
+    blob[int(where * len(blob))] ^= mask
+    hpath.write_bytes(bytes(blob))
+
+    report = bitcask.check(store)
+    assert [p.file for p in report.bad_hints] == [hpath.name], str(report)
+    with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+        assert db.stats()["recovery"]["scanned_files"] == 1
+        assert contents(db, want) == want
+    shutil.rmtree(store.parent)
