@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from prompt_toolkit.styles import Style
+
 __all__ = [
     "ConfigError",
     "ShellConfig",
@@ -140,4 +142,9 @@ def _build(merged: dict[str, Any], where: str) -> ShellConfig:
     shell = merged["shell"]
     if shell["history_size"] < 0 or shell["completion_keys"] < 0 or shell["timeout"] <= 0:
         raise ConfigError(f"{where}: history_size/completion_keys must be >= 0, timeout > 0")
+    for name, spec in merged["colors"].items():
+        try:
+            Style([("x", spec)])
+        except ValueError as exc:
+            raise ConfigError(f"{where} [colors]: {name} = {spec!r}: {exc}") from None
     return ShellConfig(colors=dict(merged["colors"]), **shell)

@@ -48,6 +48,7 @@ def test_user_file_overrides_only_what_it_sets(tmp_path: Path) -> None:
         pytest.param("[shell]\nhistory_size = -1\n", ">= 0", id="negative"),
         pytest.param("shell = 3\n", "[shell] must be a table", id="table"),
         pytest.param("[shell\n", "shell.toml", id="not-toml"),
+        pytest.param('[colors]\nkey = "notacolor"\n', "key = 'notacolor'", id="colour"),
     ],
 )
 def test_bad_settings_are_reported_with_the_file(tmp_path: Path, text: str, fragment: str) -> None:
