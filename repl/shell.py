@@ -28,6 +28,7 @@ from typing import Any
 from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import History, InMemoryHistory
 from prompt_toolkit.styles import Style
 
 from ._commands import COMMANDS
@@ -105,7 +106,7 @@ class Shell:
             options, COMMANDS, SHELL, interactive=True, emit=self.print_reply, cache=self.cache
         )
         self.prompt: PromptSession[str] = PromptSession(
-            history=BoundedFileHistory(history_path(), config.history_size),
+            history=self.open_history(),
             auto_suggest=AutoSuggestFromHistory() if config.auto_suggest else None,
             completer=BitcaskCompleter(COMMANDS, SHELL, self.cache, self.fetch_keys),
             complete_while_typing=False,
@@ -115,6 +116,15 @@ class Shell:
             bottom_toolbar=(lambda: toolbar_fragments(self.session)) if config.toolbar else None,
             color_depth=color_depth(),
         )
+
+    def open_history(self) -> History:
+        """The persistent history, or one in memory when its directory is unusable."""
+        path = history_path()
+        try:
+            return BoundedFileHistory(path, self.config.history_size)
+        except OSError as exc:
+            self.print_error(f"history not saved: cannot create {path.parent}: {exc.strerror}")
+            return InMemoryHistory()
 
     async def fetch_keys(self, prefix: bytes) -> list[bytes]:
         """Keys from the server for completion: one scan page with the typed prefix."""

@@ -261,3 +261,17 @@ def test_config_file_is_read_and_a_bad_one_falls_back(
         s.run("ping", "PONG")
     finally:
         s.close()
+
+
+def test_an_unusable_history_directory_costs_only_the_history(
+    server: ServerProcess, home_env: dict[str, str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    home_env["XDG_DATA_HOME"] = str(blocker)
+    s = Screen(server.port, home_env)
+    try:
+        s.expect(r"\(error\) history not saved: cannot create")
+        s.run("ping", "PONG")
+    finally:
+        s.close()
