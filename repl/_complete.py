@@ -24,6 +24,8 @@ from ._table import Command, Kind, Slot, lookup, names, slots
 
 __all__ = ["BitcaskCompleter", "KeyCache", "Suggestion", "key_prefix", "suggest"]
 
+MAX_KEYS = 200  # keys offered at once; typing more of the prefix narrows them
+
 
 @dataclass(frozen=True, slots=True)
 class Suggestion:
@@ -146,7 +148,7 @@ def suggest(
             ]
         elif arg.kind.is_key:
             matching = sorted({bytes(k) for k in keys if bytes(k).startswith(value)})
-            for key in matching:
+            for key in matching[:MAX_KEYS]:
                 shown = quote(key)
                 out.append(Suggestion(shown, length, shown, arg.name))
     return out

@@ -9,7 +9,7 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
 from repl._commands import COMMANDS
-from repl._complete import BitcaskCompleter, KeyCache, key_prefix, suggest
+from repl._complete import MAX_KEYS, BitcaskCompleter, KeyCache, key_prefix, suggest
 from repl._table import CLI, SHELL
 
 KEYS = [b"user:1", b"user:2", b"user:10", b"order:7", b"a b", b"\xffbin"]
@@ -135,3 +135,10 @@ def test_the_adapter_survives_a_failing_server() -> None:
     cache = KeyCache()
     cache.add([b"kept"])
     assert _complete(BitcaskCompleter(COMMANDS, SHELL, cache, fetch), "get ") == ["kept"]
+
+
+def test_key_suggestions_are_capped() -> None:
+    many = [b"k%04d" % i for i in range(1000)]
+    found = texts("get k", many)
+    assert len(found) == MAX_KEYS and found[0] == "k0000"
+    assert texts("get k09", many) == [f"k09{i:02d}" for i in range(100)]
