@@ -1,0 +1,235 @@
+"""Assemble docs/benchmarks.md and its plots from bench/results/*.json and *.md.
+
+`python -m bench` runs this last; it can also run alone after any single
+benchmark (`python -m bench.report`). Each section of the document is the
+markdown fragment its benchmark wrote; the plots are drawn here from the JSON
+(matplotlib, a bench-only dependency; without it the document is written with no
+plots and says so). Tables are found by the start of their title, which the
+benchmarks keep stable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+IMG = ROOT / "docs" / "img"
+
+SECTIONS = (
+    ("embedded", "Embedded engine vs peers", "bench/embedded.py"),
+    ("server", "Server on loopback vs the ceiling and Redis", "bench/server.py"),
+    ("client", "Client library CPU per operation", "bench/client.py"),
+)
+
+Result = dict[str, Any]
+
+
+def load(name: str) -> tuple[Result | None, str | None]:
+    js, md = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    result = json.loads(js.read_text()) if js.exists() else None
+    fragment = md.read_text().strip() if md.exists() else None
+    return result, fragment
+
+
+def table(result: Result | None, title_start: str) -> list[dict[str, Any]]:
+    for t in (result or {}).get("tables", []):
+        if str(t.get("title", "")).startswith(title_start):
+            return list(t.get("rows", []))
+    return []
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and v == v else None
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_embedded(plt: Any, result: Result | None) -> str | None:
+    rows = table(result, "200,000 keys")
+    rows = [r for r in rows if _num(r.get("put")) or _num(r.get("get"))]
+    if not rows:
+        return None
+    stores = [str(r["store"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    width = 0.27
+    for i, (key, label) in enumerate((("put", "put"), ("get", "get"), ("batch", "batch put"))):
+        values = [(_num(r.get(key)) or 0.0) / 1e3 for r in rows]
+        ax.bar([x + (i - 1) * width for x in range(len(rows))], values, width, label=label)
+    ax.set_xticks(range(len(rows)), stores, rotation=20, ha="right")
+    ax.set_ylabel("thousand ops/s")
+    ax.set_title("Embedded stores: 200,000 keys of 16 B, 100 B values (higher is better)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return save(plt, fig, "embedded-ops.png")
+
+
+def plot_server_throughput(plt: Any, result: Result | None) -> str | None:
+    rows = table(result, "Servers on loopback")
+    if not rows:
+        return None
+    servers = list(dict.fromkeys(str(r["server"]) for r in rows))
+    depths = sorted({int(r["depth"]) for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=False)
+    for ax, op in zip(axes, ("put", "get"), strict=True):
+        width = 0.8 / max(1, len(depths))
+        for i, depth in enumerate(depths):
+            values = []
+            for s in servers:
+                match = [
+                    r for r in rows if r["server"] == s and r["depth"] == depth and r["op"] == op
+                ]
+                values.append((_num(match[0].get("rate")) or 0.0) / 1e3 if match else 0.0)
+            xs = [x + (i - (len(depths) - 1) / 2) * width for x in range(len(servers))]
+            ax.bar(xs, values, width, label=f"pipeline depth {depth}")
+        ax.set_xticks(range(len(servers)), servers, rotation=25, ha="right", fontsize=8)
+        ax.set_title(f"{op} throughput, 50 connections")
+        ax.set_ylabel("thousand ops/s")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(plt, fig, "server-throughput.png")
+
+
+def plot_server_latency(plt: Any, result: Result | None) -> str | None:
+    rows = [r for r in table(result, "Servers on loopback") if r.get("op") == "put"]
+    if not rows:
+        return None
+    labels = [f"{r['server']}\nd={r['depth']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [_num(r.get("p50")) or 0 for r in rows], 0.4, label="p50")
+    ax.bar([x + 0.2 for x in xs], [_num(r.get("p99")) or 0 for r in rows], 0.4, label="p99")
+    ax.set_xticks(list(xs), labels, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("put latency, ms")
+    ax.set_title("Put latency percentiles, 50 connections (lower is better)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save(plt, fig, "server-latency.png")
+
+
+def plot_group_commit(plt: Any, result: Result | None) -> str | None:
+    rows = table(result, "Group commit")
+    rows = [r for r in rows if _num(r.get("rate"))]
+    if not rows:
+        return None
+    writers = [int(r["writers"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(writers, [float(r["rate"]) for r in rows], marker="o", label="ops/s")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent writers (connections, depth 1)")
+    ax.set_ylabel("durable puts per second")
+    ax.set_title("Group commit under --sync always")
+    ax.grid(alpha=0.3)
+    per = [_num(r.get("per_fsync")) for r in rows]
+    if all(p is not None for p in per):
+        ax2 = ax.twinx()
+        ax2.plot(writers, per, marker="s", color="tab:orange", label="puts per fsync")
+        ax2.set_ylabel("puts per fsync")
+        ax2.legend(loc="lower right")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return save(plt, fig, "group-commit.png")
+
+
+def plot_client(plt: Any, result: Result | None) -> str | None:
+    rows = [r for r in table(result, "Client CPU per op") if _num(r.get("us"))]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.barh([str(r["driver"]) for r in rows], [float(r["us"]) for r in rows])
+    ax.set_xlabel("client CPU µs per operation (lower is better)")
+    ax.set_title("Client libraries, 50 calls in flight, 100 B values")
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save(plt, fig, "client-cpu.png")
+
+
+PLOTS: dict[str, list[tuple[str, Callable[[Any, Result | None], str | None]]]] = {
+    "embedded": [("Put, get and batch put per store", plot_embedded)],
+    "server": [
+        ("Throughput by server and pipeline depth", plot_server_throughput),
+        ("Put latency percentiles", plot_server_latency),
+        ("Group commit: durable puts/s as concurrent writers grow", plot_group_commit),
+    ],
+    "client": [("Client CPU per operation", plot_client)],
+}
+
+
+def save(plt: Any, fig: Any, name: str) -> str:
+    IMG.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMG / name, dpi=110)
+    plt.close(fig)
+    return f"img/{name}"
+
+
+# --------------------------------------------------------------------------- document
+
+
+def render(plt: Any | None) -> str:
+    today = dt.date.today().isoformat()
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`python -m bench`), which runs every benchmark one "
+        "after another in one run and then writes this page and its plots "
+        "(`python -m bench.report`). Speed is measured here, never asserted in a test: "
+        "the machines are shared and noisy, so compare the ratios measured side by side "
+        "in one run, not absolute numbers across machines.",
+        "",
+        f"Last written {today} on {platform.machine()}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}.",
+        "",
+    ]
+    if plt is None:
+        parts += ["*(matplotlib is not installed: `make bench` installs it; no plots.)*", ""]
+    for name, heading, source in SECTIONS:
+        result, fragment = load(name)
+        parts += [f"## {heading}", "", f"Source: `{source}`.", ""]
+        if fragment is None:
+            parts += [f"*Not run yet: `python -m bench {name}`.*", ""]
+            continue
+        parts += [_demote(fragment), ""]
+        if plt is not None:
+            for caption, draw in PLOTS.get(name, []):
+                path = draw(plt, result)
+                if path:
+                    parts += [f"![{caption}]({path})", ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _demote(fragment: str) -> str:
+    """Fragments start their own headings at `#`/`##`; nest them under the section."""
+    out = []
+    for line in fragment.splitlines():
+        out.append("#" + line if line.startswith("#") and not line.startswith("####") else line)
+    return "\n".join(out)
+
+
+def main() -> int:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        plt = None
+    DOC.write_text(render(plt))
+    print(
+        f"wrote {DOC.relative_to(ROOT)}"
+        + ("" if plt is None else f" and plots in {IMG.relative_to(ROOT)}")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
