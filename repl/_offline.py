@@ -9,10 +9,9 @@ while a progress bar is drawn on stderr; the summary is the engine's report.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import bitcask
@@ -25,14 +24,8 @@ __all__ = ["check", "merge", "repair", "report_dict"]
 
 
 def report_dict(report: Any) -> dict[str, Any]:
-    """An engine report as a JSON-serialisable dict (the engine's own `to_dict()`)."""
-    if hasattr(report, "to_dict"):
-        return dict(report.to_dict())
-    if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        return dataclasses.asdict(report)
-    if isinstance(report, Mapping):
-        return dict(report)
-    return {k: v for k, v in vars(report).items() if not k.startswith("_")}
+    """An engine report (CheckReport, RepairReport, MergeReport) as a JSON-ready dict."""
+    return dict(report.to_dict())
 
 
 def _report(report: Any) -> Report:
@@ -55,6 +48,8 @@ def _engine_error(exc: Exception, path: str) -> CommandError:
 
 
 def _accepts_progress(fn: Callable[..., Any]) -> bool:
+    """Whether fn reports progress(done, total) (merge does; check and repair take no
+    callback, so their bar is a spinner with the elapsed time)."""
     try:
         return "progress" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
