@@ -81,6 +81,9 @@ def snapshot(src: Path, dst: Path) -> None:
 class StoreMachine(RuleBasedStateMachine):
     """One store, one model; see the module docstring for the crash model."""
 
+    # the option set under test (semidbm habit: the same suite under each option set)
+    OPTIONS: dict[str, Any] = {"sync": "never", "max_file_size": MAX_FILE}
+
     def __init__(self) -> None:
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="bitcask-stateful-"))
@@ -101,11 +104,10 @@ class StoreMachine(RuleBasedStateMachine):
         return bitcask.open(
             self.path,
             clock=lambda: self.now,
-            sync="never",
-            max_file_size=MAX_FILE,
             max_key_size=MAX_KEY,
             max_value_size=MAX_VALUE,
             merge_trigger=0.0,
+            **self.OPTIONS,
         )
 
     @property
@@ -307,11 +309,23 @@ class StoreMachine(RuleBasedStateMachine):
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-StoreMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("BITCASK_STATEFUL_EXAMPLES", "100")),
-    stateful_step_count=60,
-    deadline=None,
-    derandomize=bool(os.environ.get("CI")),
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+class NoHintsAlwaysMachine(StoreMachine):
+    """The same machine with fsync per write, no hint files and even smaller files."""
+
+    OPTIONS: dict[str, Any] = {"sync": "always", "max_file_size": 512, "hint_files": False}
+
+
+def _settings(examples: int) -> settings:
+    return settings(
+        max_examples=int(os.environ.get("BITCASK_STATEFUL_EXAMPLES", str(examples))),
+        stateful_step_count=60,
+        deadline=None,
+        derandomize=bool(os.environ.get("CI")),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+StoreMachine.TestCase.settings = _settings(100)
+NoHintsAlwaysMachine.TestCase.settings = _settings(40)
 TestStore = StoreMachine.TestCase
+TestStoreNoHintsAlways = NoHintsAlwaysMachine.TestCase
