@@ -99,7 +99,7 @@ def test_type_complete_read_quit(
     first = screen.expect(rf"127\.0\.0\.1:{server.port} \| bitcask \S+ \| 0 keys \| rtt")
     assert "Type help for commands" in first
     screen.run('put user:alpha "hello world"', r"OK")
-    screen.expect(r"\| 1 key \| rtt \d+\.\d+ ms")  # the toolbar after the put
+    screen.expect(r"\| 1 key \| rtt \d+\.\d+ m?s")  # the toolbar after the put
     screen.run("mput user:beta 2 other 3", r"OK")
     screen.expect(r"\| 3 keys \| rtt")
     # Tab completes a key from the server: user:a -> user:alpha
@@ -230,6 +230,7 @@ def test_ctrl_c_cancels_a_command_and_the_shell_stays(
     os.kill(server.proc.pid, signal.SIGSTOP)  # the server hangs: the next get waits
     try:
         screen.child.send("get a\r")
+        screen.expect(r"get a\n")  # the line was accepted: the command is running
         time.sleep(0.3)
         screen.child.send("\x03")
         screen.expect(r"\(error\) interrupted")
