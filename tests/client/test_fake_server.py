@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -438,3 +439,37 @@ async def test_replies_before_garbage_in_the_same_chunk_are_delivered() -> None:
             srv.handlers.clear()
             assert await c.ping() == "PONG"  # reconnected after the garbage
             assert srv.connections == 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_delays_timeouts_and_cancellations_never_mix_replies(seed: int) -> None:
+    rng = random.Random(seed)
+    async with fake_server() as srv:
+        srv.store = {b"r%d" % i: b"value-%d" % i for i in range(300)}
+        delays = {b"r%d" % i: rng.choice([0, 0, 0.001, 0.01, 0.05]) for i in range(300)}
+
+        async def get(req: Request) -> Any:
+            await asyncio.sleep(delays.get(req.params[0], 0))
+            return srv.store.get(req.params[0])
+
+        srv.handlers["get"] = get
+        async with connect("127.0.0.1", srv.port) as c:
+            tasks = []
+            for i in range(300):
+                timeout = rng.choice([None, None, 0.02, 0.2])
+                tasks.append(asyncio.create_task(c.get(b"r%d" % i, timeout=timeout)))
+                if rng.random() < 0.3:
+                    await asyncio.sleep(0)
+            for t in rng.sample(tasks, 60):
+                t.cancel()
+            outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
+            answered = 0
+            for i, out in enumerate(outcomes):
+                if isinstance(out, BaseException):
+                    assert isinstance(out, asyncio.CancelledError | CallTimeoutError), out
+                else:
+                    assert out == b"value-%d" % i
+                    answered += 1
+            assert answered > 100
+            await asyncio.sleep(0.1)  # late replies arrive and are dropped
+            await check_next_calls(c, 300)
