@@ -17,6 +17,7 @@ from client import (
     ConnectionLostError,
     KeyTooLargeError,
     Pool,
+    ShuttingDownError,
     TooManyConnectionsError,
     ValueTooLargeError,
     connect,
@@ -237,3 +238,23 @@ async def test_large_values_under_write_back_pressure(
         got = await asyncio.gather(*(c.get(k) for k in values))
         assert got == list(values.values())
         assert not c._proto.write_paused
+
+
+async def test_graceful_server_restart_under_the_client(server: ServerProcess) -> None:
+    async with connect(
+        server.host, server.port, timeout=20, reconnect_attempts=8, backoff_base=0.1
+    ) as c:
+        pending = [asyncio.create_task(c.put(b"g:%d" % i, b"v")) for i in range(200)]
+        await asyncio.sleep(0.01)
+        stopper = asyncio.get_running_loop().run_in_executor(None, server.stop, signal.SIGTERM)
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        assert await stopper == 0
+        done = [i for i, o in enumerate(outcomes) if o is None]
+        failed = [o for o in outcomes if o is not None]
+        assert all(isinstance(o, ConnectionLostError | ShuttingDownError) for o in failed), failed
+        server.start()
+        # every put the server acknowledged survived the restart
+        got = await c.mget([b"g:%d" % i for i in done]) if done else []
+        assert got == [b"v"] * len(done)
+        await c.put(b"after", b"ok")
+        assert await c.get(b"after") == b"ok"
