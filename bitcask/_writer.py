@@ -25,7 +25,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from itertools import accumulate, repeat
 from mmap import mmap
+from operator import lshift as _lshift
+from operator import or_ as _or
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any, BinaryIO
 from zlib import crc32
@@ -410,6 +413,9 @@ class Writer:
             raise self._fail(exc, off) from exc
         self._offset = off + len(buf)
         self._dirty = True
+        if not deletes and not any(exps):
+            self._publish_puts(keys, recs, pos)
+            return results
         live = self._live
         expiry = self._expiry
         new_keys = self._new_keys
@@ -441,6 +447,37 @@ class Writer:
         if self._offset - self._mapped >= _REMAP_STEP:
             self._remap_active()
         return results
+
+    def _publish_puts(self, keys: list[bytes], recs: list[bytes], pos: int) -> None:
+        # Caller holds _lock; the records are written. The common batch (puts without
+        # a TTL) in C-level passes: locations from running sums of the record sizes,
+        # then one dict.setdefault per key, which inserts a new key and returns the
+        # location passed (the same object), or returns what an existing key (or an
+        # earlier op of this batch) held. Only those keys take the slow fix-up, which
+        # reads the current entry so a key repeated in the batch is accounted once.
+        kmap = self._kmap
+        sizes = list(map(len, recs))
+        hi = self._base | (pos << 32)
+        locs = list(map(_or, accumulate(map(_lshift, sizes, repeat(32)), initial=hi), sizes))
+        found = list(map(kmap.setdefault, keys, locs))
+        live = self._live
+        live[self._active_id] += sum(sizes)
+        if found != locs:
+            for key, loc, old in zip(keys, locs, found, strict=True):
+                if old is not loc:
+                    cur = kmap[key]
+                    kmap[key] = loc
+                    live[cur >> FID_SHIFT] -= cur & SIZE_MASK
+        expiry = self._expiry
+        if expiry:
+            for key in keys:
+                expiry.pop(key, None)
+        if self._kd.indexed:  # read after the inserts: see _keydir
+            self._new_keys.extend(
+                [k for k, loc, old in zip(keys, locs, found, strict=True) if old is loc]
+            )
+        if self._offset - self._mapped >= _REMAP_STEP:
+            self._remap_active()
 
     def batch(self) -> Batch:
         """Collect puts and deletes, applied atomically by write_batch() on exit.
