@@ -28,6 +28,8 @@ import subprocess
 import sys
 import threading
 import time
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,9 +104,11 @@ def run_child(
     delay: float,
     log: Path,
     reopen: int = 0,
+    during: Callable[[list[str], float], None] | None = None,
 ) -> Transcript:
     """Start the writer, kill it `delay` seconds after it is ready (after the first
-    merge started, with `merge`), and return what it acknowledged."""
+    merge started, with `merge`), and return what it acknowledged. `during(lines,
+    delay)`, if given, runs instead of the sleep, watching the transcript grow."""
     cmd = [sys.executable, str(WRITER), str(data), "--sync", sync, "--seed", str(seed)]
     cmd += ["--gen", str(gen), "--reopen-every", str(reopen)] + (["--merge"] if merge else [])
     lines: list[str] = []
@@ -129,7 +133,10 @@ def run_child(
         try:
             if not started.wait(START_TIMEOUT):
                 pytest.fail(f"child never said {trigger!r}; stderr: {log.read_text()[-2000:]}")
-            time.sleep(delay)
+            if during is None:
+                time.sleep(delay)
+            else:
+                during(lines, delay)
             if proc.poll() is not None:
                 reader.join(10)
                 pytest.fail(
@@ -227,3 +234,72 @@ def test_repeated_sigkill_on_one_store(tmp_path: Path, sync: str) -> None:
 def test_sigkill_while_the_child_reopens_its_store(tmp_path: Path, sync: str) -> None:
     """The child closes and reopens every 25 ops: kills land in close and in open too."""
     assert crash_rounds(tmp_path, sync, 300, kills=2, reopen=25) > 0
+
+
+Views = list[tuple[int, dict[bytes, bytes | None]]]
+
+
+def readonly_views(data: Path, lines: list[str], seconds: float, views: Views) -> None:
+    """Open the store readonly again and again while the child writes and merges:
+    each view must open and report no corrupt record; what it saw is kept in
+    `views` as (transcript length when the open began, key -> value)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        start = len(lines)
+        with bitcask.open(data, readonly=True) as ro:
+            assert ro.stats()["recovery"]["corrupt_records"] == 0
+            views.append((start, {k: ro.get(k) for k in (b"k%04d" % i for i in range(KEYSPACE))}))
+
+
+def check_views(lines: list[str], views: Views) -> None:
+    """Each view holds, per key, the value acknowledged before its open began or one
+    announced after that (the transcript comes through a pipe, so it lags).
+
+    One pass over the transcript: the model advances to each view's start in turn;
+    announcements per key are indexed so "written after start" is a bisect.
+    """
+    announced: dict[bytes, tuple[list[int], list[bytes | None]]] = {}
+    for i, ln in enumerate(lines):
+        if ln.startswith("? "):
+            after: Model = {}
+            for k in apply(after, ln[2:]):
+                idx, vals = announced.setdefault(k, ([], []))
+                idx.append(i)
+                vals.append(after[k])
+    model: Model = {}
+    pos = 0
+    in_flight_at = -1  # index of the announcement not yet acknowledged
+    for start, seen in sorted(views, key=lambda v: v[0]):
+        for ln in lines[pos:start]:
+            if ln.startswith("? "):
+                in_flight_at = pos
+            elif ln.startswith("! "):
+                apply(model, ln[2:])
+                in_flight_at = -1
+            pos += 1
+        since = start if in_flight_at < 0 else in_flight_at
+        for k, v in seen.items():
+            idx, vals = announced.get(k, ([], []))
+            allowed = {model.get(k), *vals[bisect_left(idx, since) :]}
+            assert v in allowed, f"readonly view of {k!r}: {v!r}, acknowledged {model.get(k)!r}"
+
+
+@pytest.mark.parametrize("sync", ["always", "never"])
+def test_readonly_opens_beside_a_merging_writer(tmp_path: Path, sync: str) -> None:
+    """Readonly opens take no lock and see every acknowledged write, while the writer
+    merges in a thread (files swapped and deleted under the reader); then a kill."""
+    data = tmp_path / "store"
+    views: Views = []
+    transcript: list[list[str]] = []
+
+    def watch(lines: list[str], seconds: float) -> None:
+        transcript.append(lines)
+        readonly_views(data, lines, seconds, views)
+
+    t = run_child(data, sync, 400, 0, True, 1.0, tmp_path / "err", during=watch)
+    assert len(views) >= 3 and t.merges_started >= 2, (len(views), t.merges_started)
+    check_views(transcript[0], views)
+    model: Model = {}
+    for op in t.acked:
+        apply(model, op)
+    verify(data, model, t.in_flight)
