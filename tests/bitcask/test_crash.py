@@ -17,7 +17,10 @@ child in the middle of a merge running in a worker thread (beside a reader
 thread), a child that keeps closing and reopening its store, and one store
 several times in a row (recovery of an already recovered store). After each kill
 the recovery report may show a truncated tail, never a corrupt or skipped record,
-and check() finds nothing wrong once a writer has opened the store.
+and check() finds nothing wrong once a writer has opened the store. One more round
+opens the store readonly, again and again from this process, while the child
+writes and merges: every view holds what was acknowledged before it opened (or
+something written later), and none reports a corrupt record.
 """
 
 from __future__ import annotations
