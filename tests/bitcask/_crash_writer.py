@@ -1,6 +1,6 @@
 """Child process of tests/bitcask/test_crash.py: write as fast as possible, report each ack.
 
-    python tests/bitcask/_crash_writer.py DIR --sync always --seed 7 [--merge | --reopen-every N]
+    python tests/bitcask/_crash_writer.py DIR --sync always --seed 7 [--merge | --reopen-every N | --auto-merge]
 
 Protocol on stdout (a pipe), one line per event, written with a single os.write so
 nothing sits in a user-space buffer when the parent SIGKILLs us:
@@ -11,6 +11,7 @@ nothing sits in a user-space buffer when the parent SIGKILLs us:
     merge-start / merge-done    (with --merge) a merge began / finished in the worker thread
     mismatch ...                a put or delete did not read back (then exit status 3)
     reader-error ...            (with --merge) a reader thread's get/scan raised (exit 4)
+    auto-merges N               (with --auto-merge) the engine has merged by itself N times
 
 <op> is `put KEY VALUE`, `del KEY` or `batch ITEM ITEM ...` with ITEM `p:KEY:VALUE` or
 `d:KEY`. Keys and values are printable ASCII without spaces or colons. Exactly one
@@ -122,13 +123,16 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--gen", type=int, default=0, help="start of the value sequence")
     parser.add_argument("--reopen-every", type=int, default=0, help="close and reopen every N ops")
+    parser.add_argument("--auto-merge", action="store_true", help="let the engine merge by itself")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     options: dict[str, object] = {"sync": args.sync}
     if args.sync == "interval":
         options["sync_interval_ms"] = 20
-    if args.merge or args.reopen_every:
+    if args.merge or args.reopen_every or args.auto_merge:
         options["max_file_size"] = 64 * 1024
+    if args.auto_merge:  # the engine's own background merges, triggered by dead bytes
+        options.update(merge_trigger=0.3, merge_min_dead_bytes=32 * 1024)
     db = bitcask.open(args.dir, **options)  # type: ignore[arg-type]
     emit("ready")
     seq = args.gen * 10_000_000  # values stay unique across children on one store
@@ -140,8 +144,12 @@ def main() -> None:
         stop = threading.Event()
         threading.Thread(target=merge_loop, args=(db, stop), daemon=True).start()
         threading.Thread(target=read_loop, args=(db, args.seed), daemon=True).start()
+    merges = 0
     while True:  # until SIGKILL; the parent bounds the time
         seq += 1
+        if args.auto_merge and seq % 50 == 0 and db.stats()["merges"] > merges:
+            merges = db.stats()["merges"]
+            emit(f"auto-merges {merges}")
         if args.reopen_every and seq % args.reopen_every == 0:
             # a kill may land in close (hint of the active file) or in open (recovery)
             db.close()

@@ -14,7 +14,8 @@ model, reopens the store and compares every key of the key space:
 This must hold under every sync policy: SIGKILL kills the process, not the kernel,
 so whatever put() handed to the OS before returning survives. Rounds also kill a
 child in the middle of a merge running in a worker thread (beside a reader
-thread), a child that keeps closing and reopening its store, and one store
+thread), a child whose engine merges by itself (a low merge_trigger), a child that
+keeps closing and reopening its store, and one store
 several times in a row (recovery of an already recovered store). After each kill
 the recovery report may show a truncated tail, never a corrupt or skipped record,
 and check() finds nothing wrong once a writer has opened the store. One more round
@@ -55,6 +56,7 @@ class Transcript:
     in_flight: str | None = None
     merges_started: int = 0
     merges_done: int = 0
+    auto_merges: int = 0
 
 
 def apply(model: Model, op: str) -> set[bytes]:
@@ -93,6 +95,8 @@ def parse(lines: list[str]) -> Transcript:
             t.merges_started += 1
         elif line == "merge-done":
             t.merges_done += 1
+        elif line.startswith("auto-merges "):
+            t.auto_merges = int(line.split()[1])
         else:
             assert line == "ready", f"unexpected line from the child: {line!r}"  # or mismatch
     return t
@@ -108,12 +112,14 @@ def run_child(
     log: Path,
     reopen: int = 0,
     during: Callable[[list[str], float], None] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Transcript:
     """Start the writer, kill it `delay` seconds after it is ready (after the first
     merge started, with `merge`), and return what it acknowledged. `during(lines,
     delay)`, if given, runs instead of the sleep, watching the transcript grow."""
     cmd = [sys.executable, str(WRITER), str(data), "--sync", sync, "--seed", str(seed)]
-    cmd += ["--gen", str(gen), "--reopen-every", str(reopen)] + (["--merge"] if merge else [])
+    cmd += ["--gen", str(gen), "--reopen-every", str(reopen), *extra]
+    cmd += ["--merge"] if merge else []
     lines: list[str] = []
     started = threading.Event()
     trigger = "merge-start" if merge else "ready"
@@ -185,21 +191,29 @@ def verify(data: Path, model: Model, in_flight: str | None) -> Model:
 
 
 def crash_rounds(
-    tmp_path: Path, sync: str, seed: int, kills: int = 1, merge: bool = False, reopen: int = 0
+    tmp_path: Path,
+    sync: str,
+    seed: int,
+    kills: int = 1,
+    merge: bool = False,
+    reopen: int = 0,
+    auto_merge: bool = False,
 ) -> int:
     """Run `kills` children one after the other on one store; returns acked ops."""
     data = tmp_path / "store"
     rng = random.Random(seed)
     model: Model = {}
     total = 0
+    extra = ("--auto-merge",) if auto_merge else ()
     for gen in range(kills):
-        delay = rng.uniform(0.05, 0.5)
-        t = run_child(
-            data, sync, seed * 100 + gen, gen, merge, delay, tmp_path / f"err{gen}", reopen
-        )
+        delay = rng.uniform(0.05, 0.5) + (0.5 if auto_merge else 0.0)
+        log = tmp_path / f"err{gen}"
+        t = run_child(data, sync, seed * 100 + gen, gen, merge, delay, log, reopen, extra=extra)
         assert t.acked, "the child was killed before any acknowledged write"
         if merge:
             assert t.merges_started >= 1
+        if auto_merge:
+            assert t.auto_merges >= 1, "the engine never merged by itself"
         for op in t.acked:
             apply(model, op)
         total += len(t.acked)
@@ -306,3 +320,9 @@ def test_readonly_opens_beside_a_merging_writer(tmp_path: Path, sync: str) -> No
     for op in t.acked:
         apply(model, op)
     verify(data, model, t.in_flight)
+
+
+@pytest.mark.parametrize("sync", ["always", "never"])
+def test_sigkill_with_the_engines_own_background_merges(tmp_path: Path, sync: str) -> None:
+    """merge_trigger set low: the engine merges in its background worker as it writes."""
+    assert crash_rounds(tmp_path, sync, 500, auto_merge=True) > 0
