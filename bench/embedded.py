@@ -1,6 +1,6 @@
 """The embedded benchmark: this engine beside the floor and other stores, in one run.
 
-    python -m bench.embedded            # full run (about 5 minutes on 2 cores)
+    python -m bench.embedded            # full run (about 2 minutes on 2 cores)
     python -m bench.embedded --quick    # small sizes: a smoke run, not a measurement
 
 Strategy: every store sees the same keys (`key:%012d`, 16 B), the same values
@@ -14,7 +14,12 @@ Workloads: "small" (200,000 keys, 100 B values) and "large" (50,000 keys, 4 KiB
 values): put, uniform random get, batch put (1,000 per batch), reopen, reopen with
 the hint files deleted (the engine scans), keydir bytes per key (stats() and
 tracemalloc on a fresh reopen), disk size. Then a 1,000,000-key section: open
-time from hints and keydir bytes per key.
+time from hints and keydir bytes per key; and a durable-writes section (fsync
+before returning: per put, and group commit through write_batch).
+
+Stores: this engine (sync="never": a put still survives SIGKILL once it returns),
+the floor, sqlite3 (WAL), dbm.gnu / dbm.ndbm (dbm.dumb when neither is built), and
+semidbm, lmdb, plyvel when importable (`pip install semidbm lmdb plyvel`).
 """
 
 from __future__ import annotations
