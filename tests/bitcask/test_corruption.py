@@ -470,6 +470,7 @@ def test_flipped_file_header_byte(pristine: Pristine, tmp_path: Path, spot: str,
 @settings(
     max_examples=int(os.environ.get("BITCASK_FLIP_EXAMPLES", "60")),
     deadline=None,
+    derandomize=bool(os.environ.get("CI")),
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
@@ -526,6 +527,7 @@ def test_any_flipped_byte_is_reported_and_never_served(
 @settings(
     max_examples=int(os.environ.get("BITCASK_FLIP_EXAMPLES", "60")),
     deadline=None,
+    derandomize=bool(os.environ.get("CI")),
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
