@@ -36,7 +36,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench._stores import Adapter, BitcaskAdapter, RawLogAdapter, available
+from bench._stores import Adapter, BitcaskAdapter, Pairs, RawLogAdapter, available
 from bench._util import (
     Column,
     Table,
@@ -84,61 +84,98 @@ def traced_open(adapter: Adapter, path: str) -> int:
         tracemalloc.stop()
 
 
-def run_store(
-    adapter: Adapter, w: Workload, data: tuple[list[bytes], ...], runs: int, base: Path
-) -> dict[str, Any]:
-    """All measurements of one store on one workload; returns one table row."""
+@dataclass
+class Measure:
+    """The samples of one store on one workload, filled in one run at a time."""
+
+    adapter: Adapter
+    row: dict[str, Any]
+    samples: dict[str, list[float]]
+
+
+def measure_once(
+    m: Measure,
+    w: Workload,
+    data: tuple[list[bytes], ...],
+    chunks: list[Pairs],
+    run: int,
+    base: Path,
+) -> None:
+    """One run of every measurement of one store on one workload."""
+    adapter, row, samples = m.adapter, m.row, m.samples
     keys, values, reads = data
+    n = len(keys)
+    is_bitcask = isinstance(adapter, BitcaskAdapter)
+    path = str(base / f"{w.name}-{run}")
+    adapter.open(path)
+    samples["put"].append(timed(partial(adapter.load, keys, values)))
+    samples["get"].append(timed(partial(adapter.read, reads)))
+    for k in reads[:: max(1, n // 50)]:  # the adapter read what was written
+        if adapter.get(k) != values[int(k[4:])]:
+            raise AssertionError(f"{adapter.name}: wrong value for {k!r}")
+    adapter.close()
+    row["disk_bytes"] = dir_size(path)
+    samples["reopen"].append(timed(partial(adapter.open, path)))
+    if is_bitcask:
+        extra = adapter.extra()
+        row["keydir_stats"] = extra["keydir_bytes"] / max(1, extra["keys"] or 1)
+        row["recovery_hinted"] = extra["stats"].get("recovery")
+    adapter.close()
+    if run == 0 and (is_bitcask or isinstance(adapter, RawLogAdapter)):
+        # measured on an open from hints: no background hint writer allocating
+        row["keydir_traced"] = traced_open(adapter, path) / n
+        adapter.close()
+    if isinstance(adapter, BitcaskAdapter):
+        row["hints_removed"] = adapter.drop_hints()
+        samples["scan"].append(timed(partial(adapter.open, path)))
+        row["recovery_scanned"] = adapter.extra()["stats"].get("recovery")
+        adapter.close()
+    shutil.rmtree(path, ignore_errors=True)
+    if adapter.has_batch:
+        bpath = str(base / f"{w.name}-{run}-batch")
+        adapter.open(bpath)
+        samples["batch"].append(timed(partial(adapter.load_batches, chunks)))
+        adapter.close()
+        shutil.rmtree(bpath, ignore_errors=True)
+
+
+def run_workload(
+    adapters: Sequence[Adapter], w: Workload, runs: int, base: Path
+) -> list[dict[str, Any]]:
+    """Measure every store on `w`; one row per store.
+
+    Runs interleave (run 1 of every store, then run 2, ...) so that a noisy moment
+    on a shared machine spreads over all stores instead of skewing one ratio.
+    """
+    data = make_data(w)
+    keys, values, _reads = data
     n = len(keys)
     chunks = [
         list(zip(keys[i : i + BATCH], values[i : i + BATCH], strict=True))
         for i in range(0, n, BATCH)
     ]
-    samples: dict[str, list[float]] = {"put": [], "get": [], "batch": [], "reopen": [], "scan": []}
-    row: dict[str, Any] = {"store": adapter.name}
-    is_bitcask = isinstance(adapter, BitcaskAdapter)
-    for run in range(adapter.runs or runs):
-        path = str(base / f"{w.name}-{run}")
-        adapter.open(path)
-        samples["put"].append(timed(lambda: adapter.load(keys, values)))
-        samples["get"].append(timed(lambda: adapter.read(reads)))
-        for k in reads[:: max(1, n // 50)]:  # the adapter read what was written
-            if adapter.get(k) != values[int(k[4:])]:
-                raise AssertionError(f"{adapter.name}: wrong value for {k!r}")
-        adapter.close()
-        row["disk_bytes"] = dir_size(path)
-        samples["reopen"].append(timed(partial(adapter.open, path)))
-        if is_bitcask:
-            extra = adapter.extra()
-            row["keydir_stats"] = extra["keydir_bytes"] / max(1, extra["keys"] or 1)
-            row["recovery_hinted"] = extra["stats"].get("recovery")
-        adapter.close()
-        if run == 0 and (is_bitcask or isinstance(adapter, RawLogAdapter)):
-            # measured on an open from hints: no background hint writer allocating
-            row["keydir_traced"] = traced_open(adapter, path) / n
-            adapter.close()
-        if is_bitcask:
-            assert isinstance(adapter, BitcaskAdapter)
-            row["hints_removed"] = adapter.drop_hints()
-            samples["scan"].append(timed(partial(adapter.open, path)))
-            row["recovery_scanned"] = adapter.extra()["stats"].get("recovery")
-            adapter.close()
-        shutil.rmtree(path, ignore_errors=True)
-        if adapter.has_batch:
-            bpath = str(base / f"{w.name}-{run}-batch")
-            adapter.open(bpath)
-            samples["batch"].append(timed(lambda: adapter.load_batches(chunks)))
-            adapter.close()
-            shutil.rmtree(bpath, ignore_errors=True)
-    for op in ("put", "get", "batch"):
-        if samples[op]:
-            row[op] = n / median(samples[op])
-    row["reopen_ms"] = median(samples["reopen"]) * 1e3
-    if samples["scan"]:
-        row["scan_ms"] = median(samples["scan"]) * 1e3
-    row["runs"] = adapter.runs or runs
-    row["raw"] = {k: v for k, v in samples.items() if v}
-    return row
+    measures = [
+        Measure(a, {"store": a.name}, {"put": [], "get": [], "batch": [], "reopen": [], "scan": []})
+        for a in adapters
+    ]
+    for run in range(runs):
+        for m in measures:
+            if run < (m.adapter.runs or runs):
+                print(f"{w.name} run {run + 1}/{runs}: {m.adapter.name} ...", flush=True)
+                measure_once(m, w, data, chunks, run, base)
+    rows = []
+    for m in measures:
+        row, samples = m.row, m.samples
+        for op in ("put", "get", "batch"):
+            if samples[op]:
+                row[op] = n / median(samples[op])
+        row["reopen_ms"] = median(samples["reopen"]) * 1e3
+        if samples["scan"]:
+            row["scan_ms"] = median(samples["scan"]) * 1e3
+        row["runs"] = len(samples["put"])
+        row["raw"] = {k: v for k, v in samples.items() if v}
+        rows.append(row)
+    return rows
 
 
 def workload_table(w: Workload, rows: list[dict[str, Any]]) -> Table:
@@ -376,14 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows_by: dict[str, list[dict[str, Any]]] = {}
     try:
         for w in (small, large):
-            data = make_data(w)
-            rows = []
-            for a in adapters:
-                print(f"{w.name}: {a.name} ...", flush=True)
-                rows.append(run_store(a, w, data, runs, base))
+            rows = run_workload(adapters, w, runs, base)
             rows_by[w.name] = rows
             tables.append(workload_table(w, rows))
-            del data
             gc.collect()
         big = None
         if n_million > 0 and any(isinstance(a, BitcaskAdapter) for a in adapters):
