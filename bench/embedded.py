@@ -97,7 +97,7 @@ def measure_once(
     m: Measure,
     w: Workload,
     data: tuple[list[bytes], ...],
-    chunks: list[Pairs],
+    chunks: Sequence[Pairs],
     run: int,
     base: Path,
 ) -> None:
