@@ -26,6 +26,7 @@ something written later), and none reports a corrupt record.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -44,6 +45,8 @@ import bitcask
 WRITER = Path(__file__).with_name("_crash_writer.py")
 KEYSPACE = 400  # as in _crash_writer.py
 START_TIMEOUT = 20.0
+# a soak: BITCASK_CRASH_SEED=1..N reruns every round with other ops and kill times
+SOAK_SEED = 1000 * int(os.environ.get("BITCASK_CRASH_SEED", "0"))
 
 Model = dict[bytes, bytes | None]
 
@@ -201,6 +204,7 @@ def crash_rounds(
 ) -> int:
     """Run `kills` children one after the other on one store; returns acked ops."""
     data = tmp_path / "store"
+    seed += SOAK_SEED
     rng = random.Random(seed)
     model: Model = {}
     total = 0
