@@ -219,3 +219,19 @@ def test_http_and_binary_share_the_store(shared: ServerProcess) -> None:
         assert call(shared, "GET", "/kv/shared-key")[2] == b"from-binary"
         call(shared, "PUT", "/kv/shared-key", b"from-http")
         assert c.call("get", b"shared-key") == b"from-http"
+
+
+def test_expect_100_continue(shared: ServerProcess) -> None:
+    body = b"y" * 5000
+    with socket.create_connection(("127.0.0.1", shared.http_port), timeout=10) as s:
+        s.sendall(
+            b"PUT /kv/continued HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        )
+        assert s.recv(65536).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(body)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert status_of(reply) == 204
+    assert call(shared, "GET", "/kv/continued")[2] == body

@@ -184,3 +184,18 @@ def test_batch_too_large(server_factory: Callable[..., ServerProcess]) -> None:
         assert c.error("batch", ops).name == "BATCH_TOO_LARGE"
         assert c.call("batch", ops[:3]) == [True, True, True]
         assert c.call("get", b"a") is None, "a refused mput wrote nothing"
+
+
+@pytest.mark.parametrize("sync", ["interval", "never"])
+def test_other_sync_policies_serve(server_factory: Callable[..., ServerProcess], sync: str) -> None:
+    srv = server_factory(
+        sync=sync, extra=["--sync-interval-ms", "50"] if sync == "interval" else []
+    )
+    with Conn(srv.port) as c:
+        assert c.call("batch", [["put", b"a", b"1"], ["put", b"b", b"2"]]) == [True, True]
+        assert c.call("mget", [b"a", b"b"]) == [b"1", b"2"]
+        assert c.call("stats")["sync"] == sync
+    assert srv.stop() == 0
+    srv.start()
+    with Conn(srv.port) as c:
+        assert c.call("mget", [b"a", b"b"]) == [b"1", b"2"], "a clean stop keeps every write"

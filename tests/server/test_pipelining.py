@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from tests.server.wire import Conn, request
@@ -89,3 +90,17 @@ def test_backpressure_small_limits_still_answer_everything(
     assert [r[1] for r in replies] == list(range(1001))
     assert all(r[2] is None for r in replies), [r for r in replies if r[2]][:3]
     assert replies[-1][3] == b"x" * 100
+
+
+def test_a_client_that_does_not_read_is_paused_not_buffered(shared: ServerProcess) -> None:
+    value = b"x" * 60_000
+    with Conn(shared.port) as c:
+        c.call("put", b"fat", value)
+        frames = b"".join(request(i, "get", [b"fat"]) for i in range(400))  # 24 MB of replies
+        sender = send_all(c, [frames])
+        time.sleep(0.5)  # the server fills the socket, then stops reading from us
+        with Conn(shared.port) as other:
+            assert other.call("ping") == "PONG", "other clients are served meanwhile"
+        got = [c.read_message() for _ in range(400)]
+        sender.join(10)
+        assert [m[1] for m in got] == list(range(400)) and all(m[3] == value for m in got)
