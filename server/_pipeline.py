@@ -2,7 +2,7 @@
 
 Strategy / invariants (one Pipeline per connection, loop thread only):
 - Every request is *called* on arrival (Dispatcher.call: auth + validation), in order.
-- Replies leave in request order (`_replies` is FIFO). This costs nothing extra: a read
+- Replies leave in request order (`replies` is FIFO). This costs nothing extra: a read
   behind a write must wait for that write anyway (next rule), and writes of one
   connection complete in submission order because the writer is FIFO.
 - A read never runs while an earlier write of the same connection is in flight, and a
@@ -98,11 +98,11 @@ class Pipeline:
         "_metrics",
         "_on_progress",
         "_out",
-        "_replies",
         "_session",
         "_unstarted",
         "_writer",
         "closed",
+        "replies",
     )
 
     def __init__(
@@ -120,7 +120,9 @@ class Pipeline:
         self._emit = emit
         self._on_progress = on_progress
         self._loop = asyncio.get_running_loop()
-        self._replies: deque[_Slot] = deque()  # every request not yet answered, in order
+        # Every request not yet answered, in order. Owners may read its length (hot path);
+        # only the Pipeline changes it.
+        self.replies: deque[_Slot] = deque()
         self._unstarted: deque[_Slot] = deque()  # requests waiting for an earlier one
         self._inflight = 0  # WRITE/ASYNC requests started and not finished
         self._out: list[bytes] = []
@@ -130,7 +132,7 @@ class Pipeline:
     @property
     def pending(self) -> int:
         """Requests received and not answered yet."""
-        return len(self._replies)
+        return len(self.replies)
 
     @property
     def unflushed(self) -> bool:
@@ -148,7 +150,7 @@ class Pipeline:
         """
         outcome = self._call(self._session, method, params)
         kind = outcome[0]
-        if kind <= READ and not self._replies:
+        if kind <= READ and not self.replies:
             # Nothing earlier is pending: answer at once.
             if kind == READ:
                 try:
@@ -165,7 +167,7 @@ class Pipeline:
             self._metrics.request(method, perf_counter() - t0, error.name if error else None)
             return
         slot = _Slot(self, outcome, render, ctx, method, t0)
-        self._replies.append(slot)
+        self.replies.append(slot)
         if kind == DONE:
             slot.result, slot.error, slot.done = outcome[1], outcome[2], True
         elif self._unstarted or (kind == READ and self._inflight):
@@ -173,7 +175,7 @@ class Pipeline:
             return
         else:
             self._start(slot)
-        if self._replies[0].done:
+        if self.replies[0].done:
             self._collect()
 
     def request_done(
@@ -182,7 +184,7 @@ class Pipeline:
         """Queue an already-known answer (HTTP probes, refusals) behind earlier replies."""
         slot = _Slot(self, (DONE, result, error), render, ctx, method, perf_counter())
         slot.result, slot.error, slot.done = result, error, True
-        self._replies.append(slot)
+        self.replies.append(slot)
         self._collect()
 
     def take_output(self) -> bytes:
@@ -249,7 +251,7 @@ class Pipeline:
                 self._loop.call_soon(self.flush)
 
     def _collect(self) -> None:
-        replies = self._replies
+        replies = self.replies
         if not replies or not replies[0].done:
             return
         now = perf_counter()

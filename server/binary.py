@@ -236,19 +236,38 @@ class BinaryProtocol(asyncio.Protocol):
     # ---- handling requests ----
 
     def _run(self, items: list[Any], t0: float) -> None:
+        pipeline = self._pipeline
+        assert pipeline is not None
         if self._backlog:
             self._backlog.extend((item, t0) for item in items)
             self._drain()
-        else:
-            handle = self._handle_frame if self._mode == _BINARY else self._handle_line
-            pipeline = self._pipeline
-            assert pipeline is not None
-            server, high = self._server, self._high
-            for i, item in enumerate(items):
-                if pipeline.pending >= high or server.writer_pressured:
+        elif self._mode == _BINARY:
+            # The hot loop: valid requests go straight to the pipeline (the shape check
+            # of protocol.message_from_obj, inline); anything else to _handle_frame.
+            replies, server, high = pipeline.replies, self._server, self._high
+            request = pipeline.request
+            for i, obj in enumerate(items):
+                if len(replies) >= high or server.writer_pressured:
                     self._backlog.extend((rest, t0) for rest in items[i:])
                     break
-                handle(item, t0)
+                if (
+                    type(obj) is list
+                    and len(obj) == 4
+                    and obj[0] == 0
+                    and type(obj[1]) is int
+                    and 0 <= obj[1] <= MAX_MSGID
+                    and type(obj[2]) is str
+                    and type(obj[3]) is list
+                ):
+                    request(obj[2], obj[3], render_binary, obj[1], t0)
+                else:
+                    self._handle_frame(obj, t0)
+        else:
+            for i, item in enumerate(items):
+                if pipeline.pending >= self._high or self._server.writer_pressured:
+                    self._backlog.extend((rest, t0) for rest in items[i:])
+                    break
+                self._handle_line(item, t0)
         self._after_input()
 
     def _drain(self) -> None:
