@@ -136,15 +136,19 @@ def main() -> None:
     db = bitcask.open(args.dir, **options)  # type: ignore[arg-type]
     emit("ready")
     seq = args.gen * 10_000_000  # values stay unique across children on one store
-    if args.merge:
+    merges = 0
+    if args.merge or args.auto_merge:
         # garbage to collect: every key written many times, some deleted
         for _ in range(40):
             seq += 1
             do_batch(db, rng, seq, 60)
+            if args.auto_merge and db.stats()["merges"] > merges:
+                merges = db.stats()["merges"]
+                emit(f"auto-merges {merges}")
+    if args.merge:
         stop = threading.Event()
         threading.Thread(target=merge_loop, args=(db, stop), daemon=True).start()
         threading.Thread(target=read_loop, args=(db, args.seed), daemon=True).start()
-    merges = 0
     while True:  # until SIGKILL; the parent bounds the time
         seq += 1
         if args.auto_merge and seq % 50 == 0 and db.stats()["merges"] > merges:

@@ -125,7 +125,8 @@ def run_child(
     cmd += ["--merge"] if merge else []
     lines: list[str] = []
     started = threading.Event()
-    trigger = "merge-start" if merge else "ready"
+    # kill `delay` after: the store is open / the first merge began / the engine merged
+    trigger = "merge-start" if merge else "auto-merges" if "--auto-merge" in extra else "ready"
     with log.open("wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdout is not None
@@ -137,7 +138,7 @@ def run_child(
                     break  # torn by the kill: the op was announced, never called
                 line = raw[:-1].decode()
                 lines.append(line)
-                if line == trigger:
+                if line.startswith(trigger):
                     started.set()
 
         reader = threading.Thread(target=read, daemon=True)
@@ -210,7 +211,7 @@ def crash_rounds(
     total = 0
     extra = ("--auto-merge",) if auto_merge else ()
     for gen in range(kills):
-        delay = rng.uniform(0.05, 0.5) + (0.5 if auto_merge else 0.0)
+        delay = rng.uniform(0.05, 0.5)
         log = tmp_path / f"err{gen}"
         t = run_child(data, sync, seed * 100 + gen, gen, merge, delay, log, reopen, extra=extra)
         assert t.acked, "the child was killed before any acknowledged write"
