@@ -15,6 +15,7 @@ Strategy (invariants):
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -24,7 +25,7 @@ from zlib import crc32
 from . import _io
 from ._datafile import FILE_HEADER_SIZE, data_name, map_file
 from ._keydir import FID_SHIFT
-from ._record import HEADER, HEADER_SIZE
+from ._record import HEADER_SIZE
 from ._writer import Writer, as_bytes
 from .errors import CorruptRecordError, StoreClosedError
 
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Bitcask"]
 
-_unpack_header = HEADER.unpack_from
+# The header fields get() needs: crc, flags, expiry, key_len (bytes 0..24 of the 29-byte
+# header; the timestamp is skipped and val_len follows from the keydir's record size).
+_unpack_check = struct.Struct(">IB8xQI").unpack_from
 _pread = os.pread
 
 
@@ -83,13 +86,13 @@ class Bitcask(Writer):
         off = (loc >> 32) & 0xFFFFFFFFF
         end = off + (loc & 0xFFFFFFFF)
         if end <= mapped:
-            crc, flags, _ts, exp, kl, _vl = _unpack_header(mm, off)  # type: ignore[arg-type]
+            crc, flags, exp, kl = _unpack_check(mm, off)  # type: ignore[arg-type]
             body = mm[off + 4 : end]  # type: ignore[index]
         else:
             rec = _pread(reader.fileno(), end - off, off)  # type: ignore[union-attr]
             if len(rec) < HEADER_SIZE:
                 raise CorruptRecordError(f"record of {key!r} is truncated")
-            crc, flags, _ts, exp, kl, _vl = _unpack_header(rec)
+            crc, flags, exp, kl = _unpack_check(rec)
             body = rec[4:]
         if crc32(body) != crc or kl != len(key) or not body.startswith(key, 25) or flags & 1:
             raise CorruptRecordError(
