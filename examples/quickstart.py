@@ -22,10 +22,10 @@ from client import ClientError, connect
 
 async def main(host: str, port: int, auth: str | None) -> None:
     async with connect(host, port, auth=auth, timeout=5.0) as db:
-        await db.put("greeting", "hello from asyncio")
-        print(await db.get("greeting"))  # b'hello from asyncio'
-        print(await db.delete("greeting"))  # True: it existed
-        print(await db.get("greeting"))  # None
+        await db.put("message", "hello from asyncio")
+        print(await db.get("message"))  # b'hello from asyncio'
+        print(await db.delete("message"))  # True: it existed
+        print(await db.get("message"))  # None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
