@@ -1,6 +1,6 @@
 """Child process of tests/bitcask/test_crash.py: write as fast as possible, report each ack.
 
-    python tests/bitcask/_crash_writer.py DIR --sync always --seed 7 [--merge | --reopen-every N | --auto-merge]
+    python tests/bitcask/_crash_writer.py DIR --sync always --seed 7 [--merge | --reopen-every N | --auto-merge | --big-batches]
 
 Protocol on stdout (a pipe), one line per event, written with a single os.write so
 nothing sits in a user-space buffer when the parent SIGKILLs us:
@@ -14,7 +14,9 @@ nothing sits in a user-space buffer when the parent SIGKILLs us:
     auto-merges N               (with --auto-merge) the engine has merged by itself N times
 
 <op> is `put KEY VALUE`, `del KEY` or `batch ITEM ITEM ...` with ITEM `p:KEY:VALUE` or
-`d:KEY`. Keys and values are printable ASCII without spaces or colons. Exactly one
+`d:KEY`. Keys are printable ASCII without spaces or colons; VALUE is a token
+`HEAD/N` standing for HEAD followed by N filler bytes (see value_of), so a line
+stays short even for megabyte batches. Exactly one
 op is in flight at a time (the main thread is the only writer), so the parent knows
 the only write whose fate is open: the last `?` without its `!`.
 
@@ -42,22 +44,28 @@ def emit(line: str) -> None:
     os.write(1, (line + "\n").encode())
 
 
-def read_back(db: bitcask.Bitcask, key: str, value: str | None) -> None:
+def value_of(token: str) -> bytes:
+    """The value a transcript token stands for: "HEAD/N" is HEAD then N filler bytes."""
+    head, n = token.rsplit("/", 1)
+    return head.encode() + b"z" * int(n)
+
+
+def read_back(db: bitcask.Bitcask, key: str, token: str | None) -> None:
     """Read-your-writes, even while a merge swaps files underneath: else exit 3."""
     got = db.get(key.encode())
-    if got != (None if value is None else value.encode()):
-        emit(f"mismatch {key} {value} {got!r}")
+    if got != (None if token is None else value_of(token)):
+        emit(f"mismatch {key} {token} {(got or b'')[:40]!r}")
         os._exit(3)
 
 
 def do_put(db: bitcask.Bitcask, rng: random.Random, seq: int) -> None:
     key = f"k{rng.randrange(KEYSPACE):04d}"
-    value = f"v{seq}." + "x" * rng.randrange(0, 300)
-    op = f"put {key} {value}"
+    token = f"v{seq}./{rng.randrange(0, 300)}"
+    op = f"put {key} {token}"
     emit("? " + op)
-    db.put(key.encode(), value.encode(), ttl=3600.0 if rng.random() < 0.1 else None)
+    db.put(key.encode(), value_of(token), ttl=3600.0 if rng.random() < 0.1 else None)
     emit("! " + op)
-    read_back(db, key, value)
+    read_back(db, key, token)
 
 
 def do_delete(db: bitcask.Bitcask, rng: random.Random) -> None:
@@ -69,7 +77,7 @@ def do_delete(db: bitcask.Bitcask, rng: random.Random) -> None:
     read_back(db, key, None)
 
 
-def do_batch(db: bitcask.Bitcask, rng: random.Random, seq: int, size: int) -> None:
+def do_batch(db: bitcask.Bitcask, rng: random.Random, seq: int, size: int, fill: int = 80) -> None:
     items: list[str] = []
     ops: list[tuple[str, bytes, bytes, None] | tuple[str, bytes]] = []
     for i in range(size):
@@ -78,9 +86,9 @@ def do_batch(db: bitcask.Bitcask, rng: random.Random, seq: int, size: int) -> No
             items.append(f"d:{key}")
             ops.append(("delete", key.encode()))
         else:
-            value = f"b{seq}.{i}." + "y" * rng.randrange(0, 80)
-            items.append(f"p:{key}:{value}")
-            ops.append(("put", key.encode(), value.encode(), None))
+            token = f"b{seq}.{i}./{rng.randrange(0, fill)}"
+            items.append(f"p:{key}:{token}")
+            ops.append(("put", key.encode(), value_of(token), None))
     op = "batch " + " ".join(items)
     emit("? " + op)
     if rng.random() < 0.5:
@@ -124,6 +132,9 @@ def main() -> None:
     parser.add_argument("--gen", type=int, default=0, help="start of the value sequence")
     parser.add_argument("--reopen-every", type=int, default=0, help="close and reopen every N ops")
     parser.add_argument("--auto-merge", action="store_true", help="let the engine merge by itself")
+    parser.add_argument(
+        "--big-batches", action="store_true", help="MB-sized batches, one write each"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     options: dict[str, object] = {"sync": args.sync}
@@ -159,7 +170,10 @@ def main() -> None:
             db.close()
             db = bitcask.open(args.dir, **options)  # type: ignore[arg-type]
         r = rng.random()
-        if r < 0.7:
+        if args.big_batches and r < 0.5:
+            # ~1 MB in one write(): a kill often lands inside it, and must drop it whole
+            do_batch(db, rng, seq, 100, fill=20_000)
+        elif r < 0.7:
             do_put(db, rng, seq)
         elif r < 0.85:
             do_delete(db, rng)

@@ -14,7 +14,8 @@ model, reopens the store and compares every key of the key space:
 This must hold under every sync policy: SIGKILL kills the process, not the kernel,
 so whatever put() handed to the OS before returning survives. Rounds also kill a
 child in the middle of a merge running in a worker thread (beside a reader
-thread), a child whose engine merges by itself (a low merge_trigger), a child that
+thread), a child whose engine merges by itself (a low merge_trigger), a child
+writing megabyte batches (a kill inside one write()), a child that
 keeps closing and reopening its store, and one store
 several times in a row (recovery of an already recovered store). After each kill
 the recovery report may show a truncated tail, never a corrupt or skipped record,
@@ -62,13 +63,19 @@ class Transcript:
     auto_merges: int = 0
 
 
+def value_of(token: str) -> bytes:
+    """As in _crash_writer.py: "HEAD/N" stands for HEAD followed by N filler bytes."""
+    head, n = token.rsplit("/", 1)
+    return head.encode() + b"z" * int(n)
+
+
 def apply(model: Model, op: str) -> set[bytes]:
     """Apply one transcript op to the model; return the keys it touched."""
     kind, _, rest = op.partition(" ")
     touched: set[bytes] = set()
     if kind == "put":
-        key, value = rest.split(" ")
-        model[key.encode()] = value.encode()
+        key, token = rest.split(" ")
+        model[key.encode()] = value_of(token)
         touched.add(key.encode())
     elif kind == "del":
         model[rest.encode()] = None
@@ -77,7 +84,7 @@ def apply(model: Model, op: str) -> set[bytes]:
         for item in rest.split(" "):
             parts = item.split(":")
             bkey = parts[1].encode()
-            model[bkey] = parts[2].encode() if parts[0] == "p" else None
+            model[bkey] = value_of(parts[2]) if parts[0] == "p" else None
             touched.add(bkey)
     else:
         raise AssertionError(f"unknown op in transcript: {op!r}")
@@ -208,6 +215,7 @@ def crash_rounds(
     merge: bool = False,
     reopen: int = 0,
     auto_merge: bool = False,
+    big_batches: bool = False,
 ) -> int:
     """Run `kills` children one after the other on one store; returns acked ops."""
     data = tmp_path / "store"
@@ -215,7 +223,7 @@ def crash_rounds(
     rng = random.Random(seed)
     model: Model = {}
     total = 0
-    extra = ("--auto-merge",) if auto_merge else ()
+    extra = (("--auto-merge",) if auto_merge else ()) + (("--big-batches",) if big_batches else ())
     for gen in range(kills):
         delay = rng.uniform(0.05, 0.5)
         log = tmp_path / f"err{gen}"
@@ -340,3 +348,10 @@ def test_readonly_opens_beside_a_merging_writer(tmp_path: Path, sync: str) -> No
 def test_sigkill_with_the_engines_own_background_merges(tmp_path: Path, sync: str) -> None:
     """merge_trigger set low: the engine merges in its background worker as it writes."""
     assert crash_rounds(tmp_path, sync, 500, auto_merge=True) > 0
+
+
+@pytest.mark.parametrize("sync", ["always", "never"])
+def test_sigkill_inside_megabyte_batches(tmp_path: Path, sync: str) -> None:
+    """Half the ops are ~1 MB batches, each one write(): kills land inside them often,
+    and a batch must still come back whole or not at all."""
+    assert crash_rounds(tmp_path, sync, 600, kills=3, big_batches=True) > 0
