@@ -105,7 +105,12 @@ class Dispatcher:
         config: limits and the auth token.
         max_key_size / max_value_size: the store's limits, checked before queueing.
         server_stats: returns the server counters merged into `stats`.
-        run_blocking: runs a blocking callable off the loop (merge).
+
+    Example:
+        >>> d = Dispatcher(db, writer, cfg, max_key_size=64, max_value_size=1024,
+        ...                server_stats=dict)                        # doctest: +SKIP
+        >>> d.call(d.new_session(), "get", [b"k"])[0] == READ
+        True
     """
 
     def __init__(

@@ -16,7 +16,10 @@ Strategy / invariants:
   I/O error (StoreIOError) fails every entry of the group: none was acknowledged, and
   the engine has turned read-only.
 - Callbacks run on the loop, in submission order, after the engine updated its keydir,
-  so a reply is only sent for a write a reader can already see.
+  so a reply is only sent for a write a reader can already see. When a group finishes
+  and more requests are queued, the next group's write starts first (in the writer
+  thread) and the finished group's replies are built meanwhile: the fsync of group N+1
+  overlaps the reply work of group N. Still one write_batch at a time.
 - Back-pressure: above `max_depth` queued entries `on_pressure(True)` pauses readers; it
   is called with False once the queue has been taken below half of that. Above
   `4 * max_depth` (possible only from data already buffered) `submit` returns False
@@ -272,6 +275,11 @@ class Writer:
 
     def _finish(self, group: list[_Entry], outcomes: list[_Outcome], started: float) -> None:
         self._metrics.group(len(group), time.perf_counter() - started)
+        self._running = False
+        if self._queue and self._mode != "loop":
+            # Overlap: requests that queued during this write start their write (in the
+            # writer thread) before this group's replies are built here on the loop.
+            self._kick()
         for entry, (results, exc) in zip(group, outcomes, strict=True):
             if exc is not None:
                 self._metrics.writer_failures += 1
@@ -287,17 +295,17 @@ class Writer:
                 flush()
             except Exception:
                 log.exception("flush after a group commit failed")
-        self._running = False
-        if self._queue:
-            # Requests that arrived during the write form the next group right away
-            # (on the loop, one turn later: no recursion, and the turn's reads group).
-            if self._mode == "loop":
-                self._scheduled = True
-                self._loop.call_soon(self._kick)
-            else:
-                self._kick()
-        else:
+        if self._running or self._scheduled:
+            return
+        if not self._queue:
             self._maybe_idle()
+        elif self._mode == "loop":
+            # On the loop the next group starts one turn later: no recursion, and the
+            # requests decoded in that turn join it.
+            self._scheduled = True
+            self._loop.call_soon(self._kick)
+        else:
+            self._kick()
 
     def _maybe_idle(self) -> None:
         if self._queue or self._running or self._scheduled:
