@@ -7,6 +7,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -235,3 +236,21 @@ def test_expect_100_continue(shared: ServerProcess) -> None:
             reply += chunk
     assert status_of(reply) == 204
     assert call(shared, "GET", "/kv/continued")[2] == body
+
+
+def test_stalled_body_gets_408(server_factory: Callable[..., ServerProcess]) -> None:
+    srv = server_factory(sync="never", extra=["--http-body-timeout", "0.5"])
+    with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as s:
+        s.sendall(b"PUT /kv/stall HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        started = time.monotonic()
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert status_of(reply) == 408
+    assert time.monotonic() - started < 5
+    assert call(srv, "GET", "/kv/stall")[0] == 404, "the partial body was not stored"
+
+
+def test_head_on_probes(shared: ServerProcess) -> None:
+    status, headers, body = call(shared, "HEAD", "/health")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
