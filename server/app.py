@@ -9,7 +9,9 @@ Strategy / invariants:
 - Shutdown order (each step bounded by what is left of config.shutdown_timeout):
   1. not ready (/readyz 503), writes refused with SHUTTING_DOWN from now on, listeners
      closed;
-  2. wait for every connection's in-flight requests to be answered;
+  2. wait for every connection's in-flight requests to be answered (new requests are
+     still read for half the budget: reads answered, writes refused; then reading
+     stops and unread requests are refused by the close);
   3. close the connections, close the writer and wait until it has drained;
   4. db.close() in a thread (it syncs and writes hint files).
   If the budget runs out the store is still closed (acknowledged writes are already
@@ -147,6 +149,13 @@ class Server:
             listener.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        # Requests still arriving are served for half the budget (reads answered, writes
+        # refused with SHUTTING_DOWN); then reading stops so that a client that never
+        # pauses cannot hold the shutdown, and what is in flight finishes.
+        half = time.monotonic() + self.config.shutdown_timeout / 2
+        if not await self._wait(half, self._connections_quiet):
+            for conn in list(self._connections):
+                conn.stop_reading_for_shutdown()
         in_time = await self._wait(deadline, self._connections_quiet)
         for conn in list(self._connections):
             conn.close_for_shutdown()

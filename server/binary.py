@@ -60,7 +60,7 @@ __all__ = ["BinaryProtocol", "render_binary", "render_inline"]
 log = logging.getLogger("bitcask.server")
 
 _SNIFF, _BINARY, _INLINE = 0, 1, 2
-_PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT = 1, 2, 4
+_PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT, _PAUSE_SHUTDOWN = 1, 2, 4, 8
 MAX_INLINE_LINE = 1024 * 1024  # an inline command (or HTTP request line) longer is garbage
 
 # encode_response(msgid, result, error) is a Render as it is; the Pipeline answers a
@@ -408,6 +408,11 @@ class BinaryProtocol(asyncio.Protocol):
         """Requests received and not answered yet (backlog and unsent replies included)."""
         unsent = self._pipeline is not None and self._pipeline.unflushed
         return self.pending + len(self._backlog) + unsent
+
+    def stop_reading_for_shutdown(self) -> None:
+        """Read nothing more; requests not yet started are dropped (refused by the close)."""
+        self._backlog.clear()
+        self._set_pause(_PAUSE_SHUTDOWN, True)
 
     def close_idle(self) -> None:
         """The idle timeout expired: close without a reply."""

@@ -49,7 +49,7 @@ __all__ = ["HttpProtocol"]
 
 log = logging.getLogger("bitcask.server.http")
 
-_PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT = 1, 2, 4
+_PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT, _PAUSE_SHUTDOWN = 1, 2, 4, 8
 MAX_HEADERS = 100
 MAX_HTTP_INFLIGHT = 64  # pipelined HTTP requests waiting for replies before reading pauses
 
@@ -332,6 +332,10 @@ class HttpProtocol(asyncio.Protocol):
     def busy(self) -> int:
         """Requests received and not answered yet (unsent replies included)."""
         return self.pending + (self._pipeline is not None and self._pipeline.unflushed)
+
+    def stop_reading_for_shutdown(self) -> None:
+        """Read nothing more (pipelined requests already parsed are still answered)."""
+        self._set_pause(_PAUSE_SHUTDOWN, True)
 
     def close_for_shutdown(self) -> None:
         self._closing = True

@@ -113,3 +113,33 @@ async def test_readyz_turns_503_and_in_flight_work_finishes(
         http.close()
     with bitcask.open(srv.config.data, sync="never") as db:
         assert db.get(b"in-flight") == b"v"
+
+
+def test_a_client_that_never_pauses_cannot_hold_the_shutdown(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    srv = server_factory(sync="never", extra=["--shutdown-timeout", "2"])
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def hammer() -> None:
+        try:
+            with Conn(srv.port) as c:
+                while not stop.is_set():
+                    c.call("get", b"k")
+                    answered.append(1)
+        except (OSError, ConnectionError, RemoteError):
+            pass
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while len(answered) < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    code = srv.stop(signal.SIGTERM, timeout=20)
+    took = time.monotonic() - started
+    stop.set()
+    thread.join(10)
+    assert code == 0, srv.log()
+    assert took < 5, f"shutdown took {took:.1f}s with a 2 s budget"
