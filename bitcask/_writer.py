@@ -194,9 +194,7 @@ class Writer:
                 self._rotate()
                 off = self._offset
             try:
-                n = _io.write(self._wfd, rec)
-                if n != size:
-                    _io.finish(self._wfd, rec, n)
+                _io.write(self._wfd, rec)
                 if self._sync_always:
                     _io.fsync(self._wfd)
             except OSError as exc:
@@ -408,9 +406,7 @@ class Writer:
             buf = b"".join((begin, *recs, encode_marker(BATCH_COMMIT, count, ts)))
             pos = off + len(begin)
         try:
-            n = _io.write(self._wfd, buf)
-            if n != len(buf):
-                _io.finish(self._wfd, buf, n)
+            _io.write(self._wfd, buf)
             if sync is True or (sync is None and self._sync_always):
                 _io.fsync(self._wfd)
         except OSError as exc:
@@ -538,7 +534,7 @@ class Writer:
         path = os.path.join(self.path, data_name(fid))
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         try:
-            _io.write_all(fd, encode_file_header(fid))
+            _io.write(fd, encode_file_header(fid))
             if self.options.sync != "never":
                 _io.fsync(fd)
                 fsync_dir(self.path)

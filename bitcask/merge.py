@@ -121,7 +121,7 @@ class _Output:
 
     def flush(self) -> None:
         if self.buf:
-            _io.write_all(self.fd, bytes(self.buf))
+            _io.write(self.fd, bytes(self.buf))
             self.buf.clear()
 
     def finish(self, mdir: str) -> None:
