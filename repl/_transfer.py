@@ -4,7 +4,7 @@ Format, one object per line (the same both ways):
 
     {"key": "user:1", "value": "Ada"}
     {"key_b64": "AAE=", "value_b64": "/w=="}      bytes that are not UTF-8
-    {"key": "s", "value": "t", "ttl": 30}         import only: expire after 30 s
+    {"key": "s", "value": "t", "ttl": 30}         expires after 30 s
 
 A key or value that decodes as UTF-8 is written as text; otherwise its field name
 gets a `_b64` suffix and the bytes are base64 (standard alphabet, padded).
@@ -14,8 +14,11 @@ connection (`WINDOW` batches), so throughput comes from pipelining rather than
 from holding the data set in memory. Import groups lines into `mput` batches (one
 atomic call each, cut at `--batch` pairs or `BATCH_BYTES`, so a request frame stays
 far below the frame limit); export pages keys with `scan` and fetches each page with
-one `mget`, writing pages strictly in key order as the oldest call completes. A page
-of values too large for one reply frame is fetched again one `get` at a time.
+one `mget` plus the page's `ttl` calls (pipelined on the same connection, so keys
+that expire keep their remaining time), writing pages strictly in key order as the
+oldest call completes. A page of values too large for one reply frame is fetched
+again one `get` at a time. A key that expires between its `mget` and its `ttl` is
+left out, as it would be a moment later anyway.
 """
 
 from __future__ import annotations
@@ -51,14 +54,18 @@ def _field(name: str, data: bytes) -> tuple[str, str]:
         return f"{name}_b64", base64.b64encode(data).decode("ascii")
 
 
-def encode_record(key: bytes, value: bytes) -> bytes:
-    """One JSON line (with its newline) for a pair.
+def encode_record(key: bytes, value: bytes, ttl: float | None = None) -> bytes:
+    """One JSON line (with its newline) for a pair; `ttl` is seconds left, if any.
 
     Example:
         >>> encode_record(b"k", b"\\xff")
         b'{"key": "k", "value_b64": "/w=="}\\n'
+        >>> encode_record(b"k", b"v", ttl=2.5)
+        b'{"key": "k", "value": "v", "ttl": 2.5}\\n'
     """
-    obj = dict((_field("key", key), _field("value", value)))
+    obj: dict[str, Any] = dict((_field("key", key), _field("value", value)))
+    if ttl is not None:
+        obj["ttl"] = ttl
     return json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
@@ -247,7 +254,7 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
     window = _Window()
     count = 0
 
-    async def fetch(keys: list[bytes]) -> list[tuple[bytes, bytes]]:
+    async def fetch(keys: list[bytes]) -> list[tuple[bytes, bytes, float | None]]:
         try:
             values = await client.mget(keys)
         except (ConnectionLostError, FrameTooLargeError) as exc:
@@ -255,12 +262,19 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
                 raise
             # a page of large values does not fit one reply frame: one get per key
             values = [await client.get(k) for k in keys]
-        return [(k, bytes(v)) for k, v in zip(keys, values, strict=True) if v is not None]
+        found = [(k, bytes(v)) for k, v in zip(keys, values, strict=True) if v is not None]
+        ttls = await asyncio.gather(*(client.ttl(k) for k, _ in found))
+        # ttl: seconds left, -1 for none, -2 for gone (expired since the mget)
+        return [
+            (k, v, None if t == -1 else round(t, 3))
+            for (k, v), t in zip(found, ttls, strict=True)
+            if t != -2
+        ]
 
-    def write(out: IO[bytes], pairs: list[tuple[bytes, bytes]] | None) -> int:
+    def write(out: IO[bytes], pairs: list[tuple[bytes, bytes, float | None]] | None) -> int:
         if not pairs:
             return 0
-        out.write(b"".join(encode_record(k, v) for k, v in pairs))
+        out.write(b"".join(encode_record(k, v, t) for k, v, t in pairs))
         return len(pairs)
 
     with _open(a["file"], "wb") as out:
