@@ -529,7 +529,7 @@ def writer_modes(
         sync, mode = target.name.split()[2], target.name.split("(")[1].rstrip(")")
         t.add(sync=sync, mode=mode, rate=s.rate, p99=s.p99, cpu=s.cpu)
     t.notes.append(
-        "'auto' (the default) picks executor under always/interval (the fsync must not block "
+        "'auto' (the default) picks thread under always/interval (the fsync must not block "
         "the loop; 'loop' is listed for comparison only) and loop under never."
     )
     return t

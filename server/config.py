@@ -73,16 +73,20 @@ class ServerConfig:
 
     @property
     def resolved_writer(self) -> str:
-        """The writer mode actually used; "auto" picks what bench/server.py measured fastest.
+        """The writer mode actually used; "auto" picks what bench/server.py measured.
 
-        Under always/interval the fsync must stay off the loop: the loop's default
-        executor measured least CPU per put (23.6-26.0 us vs 24.8-26.2 for a dedicated
-        thread and 24.2-28.8 for aiofiles, three runs) at equal or better throughput.
-        Under never, write_batch on the loop itself costs least (15.0 vs 17.0-18.6 us).
+        Under always/interval the fsync must stay off the loop. Over four runs of the
+        writer-mode table (50 connections, depth 1, puts) a dedicated thread and the
+        loop's default executor tied within noise (thread 35k/s at 24.4 us CPU per put
+        against 34k/s at 25.0 us in the quietest run; the order flipped in another),
+        and aiofiles (the same executor behind a coroutine) was never ahead. The
+        dedicated thread is kept: write_batch and close always run on the same thread,
+        and a merge or store open in the default executor cannot delay a commit.
+        Under never, write_batch on the loop itself costs least (15.8 vs 19.6 us).
         """
         if self.writer != "auto":
             return self.writer
-        return "loop" if self.sync == "never" else "executor"
+        return "loop" if self.sync == "never" else "thread"
 
     @classmethod
     def from_args(

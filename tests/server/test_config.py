@@ -18,7 +18,7 @@ from tests.serverproc import ServerProcess, free_port
 def test_defaults() -> None:
     cfg = ServerConfig.from_args([], env={})
     assert (cfg.host, cfg.port, cfg.http_port, cfg.sync) == ("127.0.0.1", 7379, 7380, "always")
-    assert cfg.auth is None and cfg.resolved_writer == "executor"
+    assert cfg.auth is None and cfg.resolved_writer == "thread"
 
 
 def test_env_then_flags() -> None:
