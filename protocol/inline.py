@@ -162,6 +162,11 @@ class InlineDecoder:
         self._scanned = 0
         self._error: RemoteProtocolError | None = None
 
+    @property
+    def failed(self) -> bool:
+        """True once a line over max_line killed the decoder (every feed raises)."""
+        return self._error is not None
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[list[bytes]]:
         """Take the next bytes; return the arguments of every line now complete.
 

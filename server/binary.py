@@ -228,10 +228,9 @@ class BinaryProtocol(asyncio.Protocol):
         self._run(items, t0)
 
     def _inline_dead(self) -> bool:
-        # InlineDecoder dies only on an over-long line; it has no public `failed` flag
-        # (FrameDecoder has one), so look at the state it documents as terminal.
+        # InlineDecoder dies only on an over-long line (then every feed raises again).
         assert self._inline is not None
-        return getattr(self._inline, "_error", None) is not None
+        return self._inline.failed
 
     # ---- handling requests ----
 

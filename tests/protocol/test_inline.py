@@ -66,6 +66,19 @@ def test_decoder_line_too_long_kills_it() -> None:
         d.feed(b"\n")
 
 
+def test_decoder_failed_flag() -> None:
+    d = InlineDecoder(max_line=16)
+    assert d.failed is False
+    with pytest.raises(RemoteProtocolError):
+        d.feed(b'GET "unclosed\n')
+    assert d.failed is False  # a malformed line fails alone
+    with pytest.raises(RemoteProtocolError):
+        d.feed(b"GET " + b"x" * 20)
+    assert d.failed is True
+    with pytest.raises(AttributeError):
+        d.failed = False  # type: ignore[misc]
+
+
 def test_decoder_max_line_allows_crlf() -> None:
     assert InlineDecoder(max_line=5).feed(b"GET k\r\n") == [[b"GET", b"k"]]
 
