@@ -8,6 +8,9 @@ Convention for the docs (stated in docs/README.md of the docs folder too):
 - Commands talk to the default ports 7379 (binary) and 7380 (HTTP); the test
   starts a real server per document on free loopback ports and rewrites those
   numbers, so the examples are the ones a reader pastes.
+- A block that needs a server started with other flags says so on the line just
+  above its fence: `<!-- docs-test: server --auth s3cret -->`. Its commands run
+  against a server of their own started with those flags.
 - A few commands cannot run inside the suite (`make run` would start a second
   server in the foreground, `make test` would recurse, `kubectl`/`systemctl`
   need a cluster or init system). They are listed in NOT_RUN with the reason;
@@ -45,6 +48,7 @@ NOT_RUN = {
     "systemctl": "needs systemd",
     "sudo": "needs root and system directories",
     "bitcask-server": "starts a server in the foreground; the tests start their own",
+    ". .venv/bin/activate": "changes the calling shell; the suite already has .venv/bin first",
 }
 
 
@@ -54,9 +58,11 @@ class Example:
     line: int
     command: str
     expected: list[str]
+    server_args: tuple[str, ...] = ()
 
 
 _FENCE = re.compile(r"^```(\S*)")
+_SERVER_NOTE = re.compile(r"^<!--\s*docs-test:\s*server\s*(.*?)\s*-->\s*$")
 
 
 def examples(doc: Path) -> Iterator[Example]:
@@ -73,24 +79,28 @@ def examples(doc: Path) -> Iterator[Example]:
         while end < len(lines) and not lines[end].startswith("```"):
             end += 1
         if lang == "console":
-            yield from _commands(doc, body_start, lines[body_start:end])
+            note = _SERVER_NOTE.match(lines[i - 1]) if i > 0 else None
+            args = tuple(note.group(1).split()) if note else ()
+            yield from _commands(doc, body_start, lines[body_start:end], args)
         i = end + 1
 
 
-def _commands(doc: Path, first: int, block: list[str]) -> Iterator[Example]:
+def _commands(
+    doc: Path, first: int, block: list[str], server_args: tuple[str, ...] = ()
+) -> Iterator[Example]:
     current: tuple[int, list[str]] | None = None
     expected: list[str] = []
     for offset, line in enumerate(block):
         if line.startswith("$ "):
             if current is not None:
-                yield Example(doc, current[0], "\n".join(current[1]), expected)
+                yield Example(doc, current[0], "\n".join(current[1]), expected, server_args)
             current, expected = (first + offset + 1, [line[2:]]), []
         elif current is not None and not expected and current[1][-1].endswith("\\"):
             current[1].append(line)  # continuation of a multi-line command
         elif current is not None:
             expected.append(line)
     if current is not None:
-        yield Example(doc, current[0], "\n".join(current[1]), expected)
+        yield Example(doc, current[0], "\n".join(current[1]), expected, server_args)
 
 
 def not_run_reason(command: str) -> str | None:
@@ -162,7 +172,7 @@ def _docs_with_examples() -> list[Path]:
 def test_console_examples_run(
     doc: Path, server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    srv = server_factory(sync="always")
+    servers: dict[tuple[str, ...], ServerProcess] = {}
     work = tmp_path / "work"
     work.mkdir()
     if (ROOT / "examples").is_dir():
@@ -171,7 +181,9 @@ def test_console_examples_run(
     for ex in examples(doc):
         if not_run_reason(ex.command):
             continue
-        result = run(ex.command, srv, work)
+        if ex.server_args not in servers:
+            servers[ex.server_args] = server_factory(sync="always", extra=list(ex.server_args))
+        result = run(ex.command, servers[ex.server_args], work)
         where = f"{doc.relative_to(ROOT)}:{ex.line}: $ {ex.command}"
         actual = (result.stdout + result.stderr).rstrip("\n").splitlines()
         if result.returncode != 0 and not ex.expected:
@@ -196,6 +208,17 @@ def test_example_parser_reads_commands_and_output(tmp_path: Path) -> None:
     assert [e.command for e in found] == ["bitcask put a 1", "printf 'x' \\\n  | cat"]
     assert [e.expected for e in found] == [["OK"], ["x"]]
     assert found[0].line == 3
+
+
+def test_a_block_can_ask_for_its_own_server_flags(tmp_path: Path) -> None:
+    doc = tmp_path / "x.md"
+    doc.write_text(
+        "<!-- docs-test: server --auth s3cret -->\n```console\n$ a\n```\n```console\n$ b\n```\n"
+    )
+    assert [(e.command, e.server_args) for e in examples(doc)] == [
+        ("a", ("--auth", "s3cret")),
+        ("b", ()),
+    ]
 
 
 @pytest.mark.parametrize(
