@@ -31,7 +31,7 @@ from ._dispatch import Dispatcher
 from ._metrics import Metrics
 from ._writer import Writer
 from .binary import BinaryProtocol
-from .config import ConfigError, ServerConfig
+from .config import ENGINE_OPTIONS, ConfigError, ServerConfig
 from .http import HttpProtocol
 
 __all__ = ["Server"]
@@ -85,8 +85,9 @@ class Server:
         self._stopped = asyncio.Event()
         cfg = self.config
         opts: dict[str, Any] = {"sync": cfg.sync}
-        if cfg.sync_interval_ms is not None:
-            opts["sync_interval_ms"] = cfg.sync_interval_ms
+        for name in ENGINE_OPTIONS:
+            if getattr(cfg, name) is not None:
+                opts[name] = getattr(cfg, name)
         try:
             options = bitcask.Options(**opts)
         except bitcask.InvalidOptionsError as exc:

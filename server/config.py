@@ -17,7 +17,17 @@ from typing import Any
 
 from protocol import DEFAULT_MAX_FRAME
 
-__all__ = ["ConfigError", "ServerConfig"]
+__all__ = ["ENGINE_OPTIONS", "ConfigError", "ServerConfig"]
+
+# ServerConfig fields handed to bitcask.Options when set (None: the engine's default)
+ENGINE_OPTIONS = (
+    "sync_interval_ms",
+    "max_file_size",
+    "max_key_size",
+    "max_value_size",
+    "merge_trigger",
+    "merge_min_dead_bytes",
+)
 
 SYNC_POLICIES = ("always", "interval", "never")
 WRITER_MODES = ("auto", "thread", "executor", "aiofiles", "loop")
@@ -45,6 +55,12 @@ class ServerConfig:
     data: Path = Path("./data")  # data directory of the store (created if missing)
     sync: str = "always"  # engine sync policy: always | interval | never
     sync_interval_ms: int | None = None  # for sync=interval; None: the engine's default
+    # engine options (bitcask.Options validates them); None: the engine's default
+    max_file_size: int | None = None  # rotate data files at this size, bytes
+    max_key_size: int | None = None  # longest key accepted, bytes (KEY_TOO_LARGE above)
+    max_value_size: int | None = None  # largest value accepted, bytes (VALUE_TOO_LARGE above)
+    merge_trigger: float | None = None  # auto-merge at this dead/disk ratio; 0 disables
+    merge_min_dead_bytes: int | None = None  # ... once at least this many bytes are dead
     # --- listeners ---
     host: str = "127.0.0.1"  # loopback by default: exposing the store is a decision
     port: int = 7379  # binary (and inline text) protocol
@@ -132,6 +148,11 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "http_port": (int, "HTTP adapter port (default 7380)"),
     "sync": (str, "fsync policy: always | interval | never (default always)"),
     "sync_interval_ms": (int, "background fsync period for --sync interval"),
+    "max_file_size": (int, "rotate data files at this many bytes (engine default 128 MiB)"),
+    "max_key_size": (int, "longest key accepted in bytes (engine default 64 KiB)"),
+    "max_value_size": (int, "largest value accepted in bytes (engine default 64 MiB)"),
+    "merge_trigger": (float, "auto-merge when dead/disk bytes reach this ratio; 0: off (0.5)"),
+    "merge_min_dead_bytes": (int, "... and at least this many bytes are dead (64 MiB)"),
     "auth": (str, "shared token clients must present (hello/auth, HTTP Bearer)"),
     "max_connections": (int, "maximum open connections, both ports (default 1024)"),
     "max_frame": (int, "largest binary frame / HTTP body in bytes (default 64 MiB + 1 MiB)"),

@@ -12,6 +12,7 @@ import pytest
 
 from server.cli import main
 from server.config import ConfigError, ServerConfig
+from tests.server.wire import Conn
 from tests.serverproc import ServerProcess, free_port
 
 
@@ -93,3 +94,28 @@ def test_port_in_use_exits_4(tmp_path: Path) -> None:
         )
     assert result.returncode == 4, result.stderr
     assert "cannot listen" in result.stderr
+
+
+def test_engine_options_from_flags_and_env() -> None:
+    env = {"BITCASK_MERGE_TRIGGER": "0.25", "BITCASK_MAX_FILE_SIZE": "1048576"}
+    cfg = ServerConfig.from_args(["--max-value-size", "1000", "--max-key-size", "32"], env=env)
+    assert (cfg.merge_trigger, cfg.max_file_size) == (0.25, 1 << 20)
+    assert (cfg.max_key_size, cfg.max_value_size) == (32, 1000)
+    assert ServerConfig.from_args([], env={}).merge_trigger is None  # the engine's default
+
+
+def test_engine_limits_reach_clients(server_factory: Callable[..., ServerProcess]) -> None:
+    srv = server_factory(sync="never", extra=["--max-key-size", "8", "--max-value-size", "100"])
+    with Conn(srv.port) as conn:
+        limits = conn.call("hello")["limits"]
+        assert (limits["max_key_size"], limits["max_value_size"]) == (8, 100)
+        assert conn.call("put", b"k" * 8, b"v" * 100) is True
+        assert conn.error("put", b"k" * 9, b"v").name == "KEY_TOO_LARGE"
+        assert conn.error("put", b"k", b"v" * 101).name == "VALUE_TOO_LARGE"
+
+
+def test_bad_engine_option_exits_2(tmp_path: Path) -> None:
+    ports = ["--port", str(free_port()), "--http-port", str(free_port())]
+    result = _run(["--data", str(tmp_path / "d"), *ports, "--merge-trigger", "2"])
+    assert result.returncode == 2, result.stderr
+    assert "merge_trigger" in result.stderr
