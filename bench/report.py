@@ -98,6 +98,27 @@ def plot_server_throughput(plt: Any, result: Result | None) -> str | None:
     return save(plt, fig, "server-throughput.png")
 
 
+def plot_connection_sweep(plt: Any, result: Result | None) -> str | None:
+    rows = table(result, "Throughput by connections")
+    if not rows:
+        return None
+    conns = sorted(int(k[1:]) for k in rows[0] if k.startswith("c") and k[1:].isdigit())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, op in zip(axes, ("put", "get"), strict=True):
+        for r in (r for r in rows if r.get("op") == op):
+            ys = [(_num(r.get(f"c{n}")) or 0.0) / 1e3 for n in conns]
+            ax.plot(conns, ys, marker="o", label=str(r["server"]))
+        ax.set_xscale("log")
+        ax.set_xticks(conns, [str(n) for n in conns])
+        ax.set_xlabel("connections (one request in flight each)")
+        ax.set_ylabel("thousand ops/s")
+        ax.set_title(f"{op} throughput vs connections")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save(plt, fig, "server-connections.png")
+
+
 def plot_server_latency(plt: Any, result: Result | None) -> str | None:
     rows = [r for r in table(result, "Servers on loopback") if r.get("op") == "put"]
     if not rows:
@@ -158,6 +179,7 @@ PLOTS: dict[str, list[tuple[str, Callable[[Any, Result | None], str | None]]]] =
     "embedded": [("Put, get and batch put per store", plot_embedded)],
     "server": [
         ("Throughput by server and pipeline depth", plot_server_throughput),
+        ("Throughput vs connections", plot_connection_sweep),
         ("Put latency percentiles", plot_server_latency),
         ("Group commit: durable puts/s as concurrent writers grow", plot_group_commit),
     ],

@@ -421,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                         for op in ("put", "get"):
                             run = run_phase(r, op, conns, depth)
                             samples.setdefault((r.target.name, depth, op), []).append(run)
+            sweep = connection_sweep(running, quick=args.quick)
         results = {key: summarize(runs) for key, runs in samples.items()}
         for target in targets:
             for depth in depths:
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         curve = group_commit_curve(scratch, keys, values, quick=args.quick)
     emit(
         "server",
-        [main_table, ratios, modes, curve],
+        [main_table, ratios, sweep, modes, curve],
         meta={"ops": ops, "conns": conns, "value_size": args.value_size, "rounds": rounds},
     )
     return 0
@@ -531,6 +532,35 @@ def writer_modes(
     t.notes.append(
         "'auto' (the default) picks thread under always/interval (the fsync must not block "
         "the loop; 'loop' is listed for comparison only) and loop under never."
+    )
+    return t
+
+
+SWEEP_CONNS = (1, 4, 16, 50, 100)
+
+
+def connection_sweep(running: list[Running], quick: bool) -> Table:
+    """ops/s against the number of connections (depth 1 each), for every server."""
+    t = Table(
+        "Throughput by connections: depth 1, ops/s per server",
+        [
+            Column("server", "server"),
+            Column("op", "op"),
+            *(Column(f"c{n}", f"{n} conn", fmt_rate) for n in SWEEP_CONNS),
+        ],
+    )
+    ops = 2_000 if quick else 20_000
+    for r in running:
+        for op in ("put", "get"):
+            frames = (r.puts if op == "put" else r.gets)[:ops]
+            row: dict[str, Any] = {"server": r.target.name, "op": op}
+            for n in SWEEP_CONNS:
+                print(f"-- sweep: {r.target.name}, {op}, {n} connections", flush=True)
+                run = drive(r.proc.pid, r.port, split(frames, n), 1, r.target.resp)
+                row[f"c{n}"] = run.rate
+            t.add(**row)
+    t.notes.append(
+        f"{ops:,} ops per point; one round (the main table above has the medians at 50)."
     )
     return t
 
