@@ -27,11 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
+import msgpack
+
 from protocol import (
+    DEFAULT_MAX_FRAME,
     MAX_MSGID,
     ErrorCode,
     ErrorInfo,
@@ -63,9 +67,25 @@ _SNIFF, _BINARY, _INLINE = 0, 1, 2
 _PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT, _PAUSE_SHUTDOWN = 1, 2, 4, 8
 MAX_INLINE_LINE = 1024 * 1024  # an inline command (or HTTP request line) longer is garbage
 
-# encode_response(msgid, result, error) is a Render as it is; the Pipeline answers a
-# reply that cannot be encoded (too large a frame) with the encoding error instead.
-render_binary = encode_response
+# The binary Render. Success replies (nearly all of them) are packed here with one
+# reused Packer (the msgid was range-checked on input, so encode_response's argument
+# checks are redundant); errors, unencodable results and frames over the limit take
+# encode_response itself, so the bytes and the LocalProtocolError are exactly its own.
+# The Pipeline answers a reply that cannot be encoded with that error instead.
+_packer = msgpack.Packer(use_bin_type=True)  # the loop thread only; pack() never re-enters
+_pack = _packer.pack
+_header = struct.Struct(">I").pack
+
+
+def render_binary(msgid: int, result: Any, error: ErrorInfo | None) -> bytes:
+    if error is None:
+        try:
+            body: bytes = _pack([1, msgid, None, result])
+        except Exception:
+            return encode_response(msgid, result, None)  # raises LocalProtocolError
+        if len(body) <= DEFAULT_MAX_FRAME:
+            return _header(len(body)) + body
+    return encode_response(msgid, result, error)
 
 
 def render_inline(method: str, result: Any, error: ErrorInfo | None) -> bytes:
