@@ -10,6 +10,7 @@ are converted here, so the wire layer hands raw msgpack results up unchanged.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +49,9 @@ def to_bytes(data: Any, what: str) -> bytes:
 def check_ttl(ttl: Any) -> float | None:
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
-        raise InterfaceError(f"ttl must be a number of seconds > 0, got {ttl!r}")
+    # the same rule as protocol's validate_params, checked here so misuse fails locally
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+        raise InterfaceError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
     return float(ttl)
 
 

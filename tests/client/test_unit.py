@@ -31,7 +31,8 @@ from client import (
     parse_url,
 )
 from client._client import make_config
-from protocol import ErrorCode
+from client._commands import check_ttl
+from protocol import ErrorCode, ProtocolError, validate_params
 from tests.client.fake import fake_server
 from tests.serverproc import free_port
 
@@ -203,3 +204,26 @@ def test_public_names() -> None:
         assert hasattr(client, name), name
     with pytest.raises(InterfaceError):
         connect(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "ttl",
+    [
+        pytest.param(0, id="zero"),
+        pytest.param(-1.5, id="negative"),
+        pytest.param(float("inf"), id="inf"),
+        pytest.param(float("nan"), id="nan"),
+        pytest.param(True, id="bool"),
+        pytest.param("5", id="str"),
+    ],
+)
+def test_bad_ttl_fails_locally_like_the_protocol_rule(ttl: Any) -> None:
+    with pytest.raises(InterfaceError):
+        check_ttl(ttl)
+    with pytest.raises(ProtocolError):  # the server's rule for the same value
+        validate_params("put", [b"k", b"v", {"ttl": ttl}])
+
+
+def test_good_ttl_passes_both_rules() -> None:
+    assert check_ttl(2) == 2 and check_ttl(0.25) == 0.25
+    assert validate_params("put", [b"k", b"v", {"ttl": 0.25}])[2] == 0.25
