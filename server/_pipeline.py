@@ -60,17 +60,26 @@ class _Slot:
         self.error: ErrorInfo | None = None
 
     def __call__(self, results: list[Any] | None, exc: BaseException | None) -> None:
-        """The writer's callback (an object, not a closure per request)."""
+        """The writer's callback (an object, not a closure per request).
+
+        Only records the outcome: the pipeline advances once per group commit, after
+        all of the group's callbacks ran (Pipeline._group_done via writer.after_group).
+        """
         if exc is None:
             self.result = self.outcome[3](results)
         else:
             self.error = error_info(exc)
-        self.pipeline._finished(self, True)
+        self.done = True
+        pipeline = self.pipeline
+        pipeline._inflight -= 1
+        if not pipeline._group_pending:
+            pipeline._group_pending = True
+            pipeline._writer.after_group.append(pipeline._group_done)
 
     def settle(self, result: Any, error: ErrorInfo | None) -> None:
         """The callback of ASYNC work (merge) and of refused submissions."""
         self.result, self.error = result, error
-        self.pipeline._finished(self, False)
+        self.pipeline._finished(self)
 
 
 class Pipeline:
@@ -93,6 +102,7 @@ class Pipeline:
         "_call",
         "_emit",
         "_flush_scheduled",
+        "_group_pending",
         "_inflight",
         "_loop",
         "_metrics",
@@ -127,6 +137,7 @@ class Pipeline:
         self._inflight = 0  # WRITE/ASYNC requests started and not finished
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        self._group_pending = False  # _group_done is registered for the current group
         self.closed = False  # the connection is gone: drop output
 
     @property
@@ -232,9 +243,24 @@ class Pipeline:
         else:  # ASYNC
             outcome[1](slot.settle)
 
-    def _finished(self, slot: _Slot, in_group: bool) -> None:
+    def _finished(self, slot: _Slot) -> None:
+        """One ASYNC request or refused submission finished (not a group commit)."""
         slot.done = True
         self._inflight -= 1
+        self._advance()
+        if self._out and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def _group_done(self) -> None:
+        """Run by the writer once per group commit that completed writes of ours."""
+        self._group_pending = False
+        self._advance()
+        if self._out and not self._flush_scheduled:
+            self.flush()  # one write per connection per group, no call_soon handle
+
+    def _advance(self) -> None:
+        """Start the requests that were waiting for a finished one; gather replies."""
         unstarted = self._unstarted
         while unstarted:
             head = unstarted[0]
@@ -243,12 +269,6 @@ class Pipeline:
             unstarted.popleft()
             self._start(head)
         self._collect()
-        if self._out and not self._flush_scheduled:
-            self._flush_scheduled = True
-            if in_group:
-                self._writer.after_group.append(self.flush)  # once the group is resolved
-            else:
-                self._loop.call_soon(self.flush)
 
     def _collect(self) -> None:
         replies = self.replies
