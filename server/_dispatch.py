@@ -125,6 +125,9 @@ class Dispatcher:
     ) -> None:
         self._db = db
         self._db_get = db.get
+        # For the binary port's inline get (the same checks as call's get fast path).
+        self.db_get: Callable[[bytes], bytes | None] = db.get
+        self.max_key = max_key_size
         self._writer = writer
         self._token = config.auth.encode() if config.auth else None
         self._max_key = max_key_size

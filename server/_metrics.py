@@ -96,6 +96,15 @@ class Metrics:
         hist.count += 1
         hist.sum += seconds
 
+    def requests_done(self, method: str, seconds: float, n: int) -> None:
+        """Count n successful requests of `method` that each took `seconds`."""
+        hist = self.latency.get(method)
+        if hist is None:
+            hist = self.latency[method] = Histogram(LATENCY_BUCKETS)
+        hist.buckets[bisect_left(hist.bounds, seconds)] += n
+        hist.count += n
+        hist.sum += seconds * n
+
     @property
     def requests(self) -> dict[str, int]:
         """Requests served, by method."""

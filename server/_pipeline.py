@@ -112,6 +112,7 @@ class Pipeline:
         "_unstarted",
         "_writer",
         "closed",
+        "out",
         "replies",
     )
 
@@ -136,6 +137,9 @@ class Pipeline:
         self._unstarted: deque[_Slot] = deque()  # requests waiting for an earlier one
         self._inflight = 0  # WRITE/ASYNC requests started and not finished
         self._out: list[bytes] = []
+        # Owners may append a reply rendered by themselves while `replies` is empty
+        # (it then is next in order); the same list as _out.
+        self.out = self._out
         self._flush_scheduled = False
         self._group_pending = False  # _group_done is registered for the current group
         self.closed = False  # the connection is gone: drop output

@@ -104,3 +104,33 @@ def test_a_client_that_does_not_read_is_paused_not_buffered(shared: ServerProces
         got = [c.read_message() for _ in range(400)]
         sender.join(10)
         assert [m[1] for m in got] == list(range(400)) and all(m[3] == value for m in got)
+
+
+def test_pipelined_gets_in_one_chunk_are_answered_in_order_and_counted(
+    shared: ServerProcess,
+) -> None:
+    # Gets with nothing pending are answered straight from the read loop; they must
+    # still come back in order (a put in the middle orders the gets after it) and each
+    # count once in the request counters.
+    with Conn(shared.port) as c:
+        assert c.call("put", b"chunk:a", b"1") is True
+        before = c.call("stats")["server"]["requests"].get("get", 0)
+        frames = [request(i, "get", [b"chunk:a" if i % 3 else b"chunk:missing"]) for i in range(20)]
+        frames.insert(10, request(100, "put", [b"chunk:a", b"2"]))
+        frames.append(request(101, "get", [b"chunk:a"]))
+        sender = send_all(c, frames)
+        replies = [c.read_message() for _ in range(len(frames))]
+        sender.join(10)
+        after = c.call("stats")["server"]["requests"]["get"]
+    assert [r[1] for r in replies] == [*range(10), 100, *range(10, 20), 101]
+    for _, msgid, err, result in replies:
+        assert err is None
+        if msgid == 100:
+            assert result is True
+        elif msgid == 101 or (msgid >= 10 and msgid % 3):
+            assert result == b"2", (msgid, result)
+        elif msgid % 3:
+            assert result == b"1", (msgid, result)
+        else:
+            assert result is None, (msgid, result)
+    assert after - before == 21
