@@ -68,6 +68,7 @@ def plot_embedded(plt: Any, result: Result | None) -> str | None:
     ax.set_title("Embedded stores: 200,000 keys of 16 B, 100 B values (higher is better)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
     return save(plt, fig, "embedded-ops.png")
 
 
