@@ -55,6 +55,7 @@ from protocol import (
 )
 
 from ._dispatch import error_info, make_error
+from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_TRANSPORT, PAUSE_WRITER, ReadPause
 from ._pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -65,7 +66,6 @@ __all__ = ["BinaryProtocol", "render_binary", "render_inline"]
 log = logging.getLogger("bitcask.server")
 
 _SNIFF, _BINARY, _INLINE = 0, 1, 2
-_PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT, _PAUSE_SHUTDOWN = 1, 2, 4, 8
 MAX_INLINE_LINE = 1024 * 1024  # an inline command (or HTTP request line) longer is garbage
 
 # The binary Render. Success replies (nearly all of them) are packed here with one
@@ -108,7 +108,7 @@ class _Fatal:
         self.error = error
 
 
-class BinaryProtocol(asyncio.Protocol):
+class BinaryProtocol(ReadPause, asyncio.Protocol):
     """One client connection on the binary port (binary frames or inline text)."""
 
     def __init__(self, server: Server) -> None:
@@ -128,7 +128,7 @@ class BinaryProtocol(asyncio.Protocol):
         self._stopped = False  # QUIT or fatal input handled: drop what follows
         # -- flow control --
         self._backlog: deque[tuple[Any, float]] = deque()  # decoded, not yet handled
-        self._pause = 0
+        self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
         self._high = server.config.max_inflight
         self._low = max(1, self._high // 2)
         # -- idle timeout (checked by the server's sweeper) --
@@ -167,10 +167,10 @@ class BinaryProtocol(asyncio.Protocol):
             self._server.release(self)
 
     def pause_writing(self) -> None:
-        self._set_pause(_PAUSE_TRANSPORT, True)
+        self._set_pause(PAUSE_TRANSPORT, True)
 
     def resume_writing(self) -> None:
-        self._set_pause(_PAUSE_TRANSPORT, False)
+        self._set_pause(PAUSE_TRANSPORT, False)
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._pipeline is None:
@@ -403,7 +403,7 @@ class BinaryProtocol(asyncio.Protocol):
         if self._closing:
             self._close_when_done()
         elif self._backlog or pipeline.pending >= self._high:
-            self._set_pause(_PAUSE_INFLIGHT, True)
+            self._set_pause(PAUSE_INFLIGHT, True)
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -418,8 +418,8 @@ class BinaryProtocol(asyncio.Protocol):
             out = pipeline.take_output()
             if out:
                 self._write(out)
-        if self._pause & _PAUSE_INFLIGHT and not self._backlog and pipeline.pending <= self._low:
-            self._set_pause(_PAUSE_INFLIGHT, False)
+        if self._pause & PAUSE_INFLIGHT and not self._backlog and pipeline.pending <= self._low:
+            self._set_pause(PAUSE_INFLIGHT, False)
         if self._closing:
             self._close_when_done()
 
@@ -433,20 +433,10 @@ class BinaryProtocol(asyncio.Protocol):
         self.transport.write(reply)
         self.transport.close()
 
-    def _set_pause(self, bit: int, on: bool) -> None:
-        before = self._pause
-        self._pause = before | bit if on else before & ~bit
-        if self.transport is None or self.transport.is_closing():
-            return
-        if before and not self._pause:
-            self.transport.resume_reading()
-        elif not before and self._pause:
-            self.transport.pause_reading()
-
     # ---- called by the Server ----
 
     def pause_for_writer(self, on: bool) -> None:
-        self._set_pause(_PAUSE_WRITER, on)
+        self._set_pause(PAUSE_WRITER, on)
         if not on and self._backlog and self._pipeline is not None:
             self._progress()
 
@@ -463,7 +453,7 @@ class BinaryProtocol(asyncio.Protocol):
     def stop_reading_for_shutdown(self) -> None:
         """Read nothing more; requests not yet started are dropped (refused by the close)."""
         self._backlog.clear()
-        self._set_pause(_PAUSE_SHUTDOWN, True)
+        self._set_pause(PAUSE_SHUTDOWN, True)
 
     def close_idle(self) -> None:
         """The idle timeout expired: close without a reply."""

@@ -29,6 +29,7 @@ import httptools
 from protocol import ErrorCode, ErrorInfo
 
 from ._dispatch import Session
+from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_TRANSPORT, PAUSE_WRITER, ReadPause
 from ._http_routes import (
     KvCall,
     KvContext,
@@ -49,7 +50,6 @@ __all__ = ["HttpProtocol"]
 
 log = logging.getLogger("bitcask.server.http")
 
-_PAUSE_INFLIGHT, _PAUSE_WRITER, _PAUSE_TRANSPORT, _PAUSE_SHUTDOWN = 1, 2, 4, 8
 MAX_HEADERS = 100
 MAX_HTTP_INFLIGHT = 64  # pipelined HTTP requests waiting for replies before reading pauses
 
@@ -62,7 +62,7 @@ class _Reject(Exception):
         self.response = resp
 
 
-class HttpProtocol(asyncio.Protocol):
+class HttpProtocol(ReadPause, asyncio.Protocol):
     """One HTTP/1.1 client connection."""
 
     def __init__(self, server: Server) -> None:
@@ -82,7 +82,7 @@ class HttpProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._pipeline: Pipeline | None = None
         self._closing = False  # no more requests: close once replies are out
-        self._pause = 0
+        self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
         self._in_request = False
         # -- per-request --
         self._url = b""
@@ -127,10 +127,10 @@ class HttpProtocol(asyncio.Protocol):
             self._server.release(self)
 
     def pause_writing(self) -> None:
-        self._set_pause(_PAUSE_TRANSPORT, True)
+        self._set_pause(PAUSE_TRANSPORT, True)
 
     def resume_writing(self) -> None:
-        self._set_pause(_PAUSE_TRANSPORT, False)
+        self._set_pause(PAUSE_TRANSPORT, False)
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._pipeline is None:
@@ -231,7 +231,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._render_fixed, (outcome, keep_alive, head), None, None, label
             )
         if self._pipeline.pending >= MAX_HTTP_INFLIGHT:
-            self._set_pause(_PAUSE_INFLIGHT, True)
+            self._set_pause(PAUSE_INFLIGHT, True)
 
     # ---- rendering (called by the Pipeline, in request order) ----
 
@@ -263,8 +263,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def _progress(self) -> None:
         assert self._pipeline is not None
-        if self._pause & _PAUSE_INFLIGHT and self._pipeline.pending <= MAX_HTTP_INFLIGHT // 2:
-            self._set_pause(_PAUSE_INFLIGHT, False)
+        if self._pause & PAUSE_INFLIGHT and self._pipeline.pending <= MAX_HTTP_INFLIGHT // 2:
+            self._set_pause(PAUSE_INFLIGHT, False)
         self._after_output()
 
     def _after_output(self) -> None:
@@ -309,20 +309,10 @@ class HttpProtocol(asyncio.Protocol):
                 simple_error(408, ErrorCode.PROTOCOL_ERROR, "request not received in time")
             )
 
-    def _set_pause(self, bit: int, on: bool) -> None:
-        before = self._pause
-        self._pause = before | bit if on else before & ~bit
-        if self.transport is None or self.transport.is_closing():
-            return
-        if before and not self._pause:
-            self.transport.resume_reading()
-        elif not before and self._pause:
-            self.transport.pause_reading()
-
     # ---- called by the Server ----
 
     def pause_for_writer(self, on: bool) -> None:
-        self._set_pause(_PAUSE_WRITER, on)
+        self._set_pause(PAUSE_WRITER, on)
 
     @property
     def pending(self) -> int:
@@ -335,7 +325,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def stop_reading_for_shutdown(self) -> None:
         """Read nothing more (pipelined requests already parsed are still answered)."""
-        self._set_pause(_PAUSE_SHUTDOWN, True)
+        self._set_pause(PAUSE_SHUTDOWN, True)
 
     def close_for_shutdown(self) -> None:
         self._closing = True
