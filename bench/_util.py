@@ -15,14 +15,17 @@ reported, with the machine they were measured on.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,48 @@ def dir_size(path: str | os.PathLike[str]) -> int:
             except FileNotFoundError:
                 continue
     return total
+
+
+# --------------------------------------------------------------------------- processes
+
+HOST = "127.0.0.1"  # every benchmark server listens on loopback only
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (the kernel picks it)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Return once something listens on `port`; fail if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def process(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A server child listening on `port`, terminated (then killed) on exit."""
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 # --------------------------------------------------------------------------- formats

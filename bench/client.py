@@ -32,10 +32,8 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,19 +43,12 @@ from typing import Any
 import msgpack
 import uvloop
 
-from bench._util import Column, Table, emit, fmt_num, fmt_rate, fmt_ratio
+from bench._util import HOST, Column, Table, emit, fmt_num, fmt_rate, fmt_ratio, free_port, process
 from client import Pool, connect
 
-HOST = "127.0.0.1"
 VALUE = b"v" * 100
 TARGET = 1.5
 _LEN = struct.Struct(">I")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -67,25 +58,10 @@ def bitcask_server() -> Iterator[int]:
     port, http_port = free_port(), free_port()
     argv = [sys.executable, "-m", "server", "--data", data, "--host", HOST, "--port", str(port),
             "--http-port", str(http_port), "--sync", "never", "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.5):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError("server did not start within 20 s")
-            time.sleep(0.05)
-        yield port
+        with process(argv, port):
+            yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -32,16 +32,25 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import uvloop
 
-from bench._util import Column, Table, emit, fmt_num, fmt_rate, fmt_ratio
+from bench._util import (
+    HOST,
+    Column,
+    Table,
+    emit,
+    fmt_num,
+    fmt_rate,
+    fmt_ratio,
+    free_port,
+    process,
+)
 
-HOST = "127.0.0.1"
 _HZ = os.sysconf("SC_CLK_TCK")
 _LEN = struct.Struct(">I")
 
@@ -229,38 +238,6 @@ def split(frames: list[bytes], conns: int) -> list[list[bytes]]:
 
 
 # --------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
-@contextlib.contextmanager
-def process(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, proc)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @dataclass(frozen=True)
