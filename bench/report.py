@@ -238,14 +238,20 @@ def _demote(fragment: str) -> str:
     return "\n".join(out)
 
 
-def main() -> int:
+def _pyplot() -> Any | None:
+    """matplotlib's pyplot on the Agg backend, or None when matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as pyplot
     except ImportError:
-        plt = None
+        return None
+    return pyplot
+
+
+def main() -> int:
+    plt = _pyplot()
     DOC.write_text(render(plt))
     print(
         f"wrote {DOC.relative_to(ROOT)}"
