@@ -36,7 +36,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict bitcask protocol
-	$(BIN)/mypy server client repl
+	$(BIN)/mypy server client repl bench
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
