@@ -25,7 +25,11 @@ PAUSE_SHUTDOWN = 8  # the server is draining
 
 
 class ReadPause:
-    """Mixin for an asyncio.Protocol that has a `transport` attribute."""
+    """Mixin for an asyncio.Protocol that has a `transport` attribute.
+
+    It also answers the transport's own flow control: while our write buffer is
+    over its high-water mark (the peer does not read), we stop reading its input.
+    """
 
     transport: asyncio.Transport | None
     _pause: int = 0
@@ -39,3 +43,9 @@ class ReadPause:
             self.transport.resume_reading()
         elif not before and self._pause:
             self.transport.pause_reading()
+
+    def pause_writing(self) -> None:
+        self._set_pause(PAUSE_TRANSPORT, True)
+
+    def resume_writing(self) -> None:
+        self._set_pause(PAUSE_TRANSPORT, False)

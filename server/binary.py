@@ -55,7 +55,7 @@ from protocol import (
 )
 
 from ._dispatch import error_info, make_error
-from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_TRANSPORT, PAUSE_WRITER, ReadPause
+from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
 from ._pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -165,12 +165,6 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         if self._pipeline is not None:
             self._pipeline.closed = True
             self._server.release(self)
-
-    def pause_writing(self) -> None:
-        self._set_pause(PAUSE_TRANSPORT, True)
-
-    def resume_writing(self) -> None:
-        self._set_pause(PAUSE_TRANSPORT, False)
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._pipeline is None:

@@ -29,7 +29,7 @@ import httptools
 from protocol import ErrorCode, ErrorInfo
 
 from ._dispatch import Session
-from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_TRANSPORT, PAUSE_WRITER, ReadPause
+from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
 from ._http_routes import (
     KvCall,
     KvContext,
@@ -125,12 +125,6 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         if self._pipeline is not None:
             self._pipeline.closed = True
             self._server.release(self)
-
-    def pause_writing(self) -> None:
-        self._set_pause(PAUSE_TRANSPORT, True)
-
-    def resume_writing(self) -> None:
-        self._set_pause(PAUSE_TRANSPORT, False)
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._pipeline is None:
