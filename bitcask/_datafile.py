@@ -7,13 +7,23 @@ agree on which records count. It yields only records that apply: single records,
 and the records of a batch once its COMMIT marker with the right count is read. It
 never raises on bad data; it records what it skipped in a ``ScanIssues``.
 
-A CRC mismatch is skipped when the record's lengths are plausible and the next
-record validates (or the bad record ends the file). Otherwise (a damaged length, or
-garbage) the scanner looks ahead up to ``RESYNC_WINDOW`` bytes for the next offset
-where a whole record validates (CRC32 over a plausible header, key and value) and
-resumes there, reporting the bytes in between; if none is found, scanning stops
-and the rest of the file is reported as not loaded ("stop"). In the last file that
-rest is the torn tail.
+One bad byte costs one record. A record that fails its check but whose framing
+holds (plausible lengths that lead to the next valid record, or to the end) is
+yielded as a ``CORRUPT`` entry carrying the key its bytes name: whoever loads it
+points that key at the bad record, so the key answers CorruptRecordError instead of
+silently falling back to an older value (or coming back from a damaged tombstone).
+Otherwise (a damaged length, or garbage) the scanner looks ahead up to
+``RESYNC_WINDOW`` bytes for the next offset where a whole record validates (CRC32
+over a plausible header, key and value) and resumes there, reporting the bytes in
+between; if none is found, scanning stops and the rest of the file is reported as
+not loaded ("stop"). In the last file that rest is the torn tail.
+
+Batches: a batch applies when a valid COMMIT closes it (the writer puts BEGIN,
+records and COMMIT in one write, so a valid COMMIT means the batch was written
+whole); its damaged records cost themselves only. A batch without a COMMIT (a torn
+tail, or a BEGIN/plain record where the COMMIT should be) is dropped whole. A
+damaged marker whose framing holds is recognised by its shape (empty key, 4-byte
+value): a BEGIN when IN_BATCH records follow, a COMMIT when the batch is complete.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from ._record import (
 from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 
 __all__ = [
+    "CORRUPT",
     "FILE_HEADER_SIZE",
     "UNSUPPORTED",
     "Rec",
@@ -63,6 +74,10 @@ FILE_HEADER_SIZE = _FILE_HEADER.size  # 16
 # (offset, size, flags, timestamp_us, expiry_ms, key, aux) where aux is the target
 # file id of a tombstone and 0 otherwise.
 Rec = tuple[int, int, int, int, int, bytes, int]
+
+# Not a record flag (those fit a byte): the flags of a Rec that failed its check but
+# whose framing holds. Its key is the key its bytes name; timestamp, expiry, aux are 0.
+CORRUPT = 0x100
 
 
 def data_name(file_id: int) -> str:
@@ -166,19 +181,28 @@ def _valid_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
     return nxt <= end and crc32(buf[pos + 4 : nxt]) == int(crc)
 
 
+@dataclass
+class _Batch:
+    """A batch being read: its records wait for the COMMIT marker."""
+
+    start: int  # offset of its BEGIN marker (or of its first record if BEGIN was damaged)
+    count: int  # the count BEGIN announced; -1 when BEGIN was unreadable
+    recs: list[Rec] = field(default_factory=list)
+    lost: bool = False  # framing inside it was destroyed: some records are unknown
+
+
 def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> Iterator[Rec]:
     """Yield the records of ``buf[start:end]`` that apply, in file order.
 
+    A record that fails its check but whose framing holds is yielded as a
+    ``CORRUPT`` entry naming its probable key (see the module docstring).
     ``issues`` is filled in as the scan goes (complete once the iterator is exhausted).
     """
     unpack = HEADER.unpack_from
     end = min(end, len(buf))  # a file cut shorter than expected reads as a torn tail
     pos = start
     issues.valid_end = start
-    batch: list[Rec] | None = None
-    batch_start = 0
-    batch_count = 0
-    batch_bad = False  # a record of the open batch failed its CRC
+    batch: _Batch | None = None
     while pos < end:
         if end - pos < HEADER_SIZE:
             issues.stop, issues.stop_reason = pos, "torn record header"
@@ -187,64 +211,117 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
         size = HEADER_SIZE + kl + vl
         nxt = pos + size
         plausible = kl <= MAX_KEY_SIZE_LIMIT and vl <= MAX_VALUE_SIZE_LIMIT and nxt <= end
+        ks = pos + HEADER_SIZE
         if not plausible or crc32(buf[pos + 4 : nxt]) != crc or flags & ~KNOWN_FLAGS:
             if plausible and (nxt == end or _valid_at(buf, nxt, end)):
-                skip_to: int | None = nxt
-                why = "CRC mismatch"
-            else:
-                skip_to = _resync(buf, pos, end)
-                why = "unreadable bytes, resynchronised at the next valid record"
+                # The framing holds: exactly this record is lost.
+                issues.corrupt_records += 1
+                if kl == 0 and vl == 4 and batch is not None and len(batch.recs) == batch.count:
+                    # The COMMIT of a batch whose every record is here (a BEGIN only
+                    # follows a COMMIT): the batch was written whole, so it applies.
+                    issues.skipped.append((pos, size, "batch marker CRC mismatch; batch applied"))
+                    yield from batch.recs
+                    batch = None
+                    issues.valid_end = nxt
+                elif kl == 0 and vl == 4 and batch is None and _in_batch_at(buf, nxt, end):
+                    # A BEGIN: the records after it still wait for their COMMIT.
+                    issues.skipped.append((pos, size, "batch marker CRC mismatch"))
+                    batch = _Batch(pos, -1)
+                else:
+                    issues.skipped.append((pos, size, "CRC mismatch; key marked corrupt"))
+                    rec = (pos, size, CORRUPT, 0, 0, _probable_key(buf, pos, kl, nxt, crc), 0)
+                    if batch is not None:
+                        batch.recs.append(rec)
+                    else:
+                        yield rec
+                        issues.valid_end = nxt
+                pos = nxt
+                continue
+            skip_to = _resync(buf, pos, end)
             if skip_to is None:
                 issues.stop = pos
                 issues.stop_reason = "torn record" if not plausible else "CRC mismatch"
                 break
             issues.corrupt_records += 1
-            issues.skipped.append((pos, skip_to - pos, why))
-            batch_bad = batch is not None
+            issues.skipped.append(
+                (pos, skip_to - pos, "unreadable bytes, resynchronised at the next valid record")
+            )
+            if batch is not None:
+                batch.lost = True
             pos = skip_to
             continue
-        ks = pos + HEADER_SIZE
         if flags & (BATCH_BEGIN | BATCH_COMMIT | IN_BATCH):
             if flags & BATCH_BEGIN:
                 if batch is not None:
-                    issues.dropped_batches += 1
-                    issues.skipped.append((batch_start, pos - batch_start, "batch not committed"))
-                batch = []
-                batch_bad = False
-                batch_start = pos
-                batch_count = U32.unpack_from(buf, ks + kl)[0] if vl == 4 else -1
+                    _drop(issues, batch.start, pos, "batch not committed")
+                batch = _Batch(pos, U32.unpack_from(buf, ks + kl)[0] if vl == 4 else -2)
             elif flags & BATCH_COMMIT:
-                count = U32.unpack_from(buf, ks + kl)[0] if vl == 4 else -1
-                if batch is not None and not batch_bad and count == batch_count == len(batch):
-                    yield from batch
-                    issues.valid_end = nxt
-                elif batch_bad:
-                    issues.dropped_batches += 1
-                    issues.skipped.append((batch_start, nxt - batch_start, "batch dropped"))
+                count = U32.unpack_from(buf, ks + kl)[0] if vl == 4 else -2
+                if batch is None:
+                    _drop(issues, pos, nxt, "batch marker outside a batch")
+                elif batch.count in (count, -1) and (batch.lost or count == len(batch.recs)):
+                    # A valid COMMIT: the batch was written whole. Records that fail
+                    # their check cost themselves only (CORRUPT entries, or lost bytes
+                    # already reported), never their valid neighbours.
+                    yield from batch.recs
                     issues.valid_end = nxt
                 else:
-                    issues.dropped_batches += 1
-                    begin = batch_start if batch is not None else pos
-                    issues.skipped.append((begin, nxt - begin, "batch count mismatch"))
+                    _drop(issues, batch.start, nxt, "batch count mismatch")
                 batch = None
-                batch_bad = False
-            elif batch is not None:
-                aux = U32.unpack_from(buf, ks + kl)[0] if flags & TOMBSTONE and vl == 4 else 0
-                batch.append((pos, size, flags, ts, exp, buf[ks : ks + kl], aux))
             else:
-                issues.skipped.append((pos, size, "batch record outside a batch"))
+                aux = U32.unpack_from(buf, ks + kl)[0] if flags & TOMBSTONE and vl == 4 else 0
+                rec = (pos, size, flags, ts, exp, buf[ks : ks + kl], aux)
+                if batch is None:  # its BEGIN was lost in unreadable bytes
+                    batch = _Batch(pos, -1, lost=True)
+                batch.recs.append(rec)
             pos = nxt
             continue
         if batch is not None:
-            issues.dropped_batches += 1
-            issues.skipped.append((batch_start, pos - batch_start, "batch not committed"))
+            _drop(issues, batch.start, pos, "batch not committed")
             batch = None
         aux = U32.unpack_from(buf, ks + kl)[0] if flags & TOMBSTONE and vl == 4 else 0
         yield (pos, size, flags, ts, exp, buf[ks : ks + kl], aux)
         pos = nxt
         issues.valid_end = nxt
     if batch is not None:
-        issues.open_batch = batch_start
-        issues.dropped_batches += 1
+        issues.open_batch = batch.start
         stop = issues.stop if issues.stop is not None else end
-        issues.skipped.append((batch_start, stop - batch_start, "batch not committed"))
+        _drop(issues, batch.start, stop, "batch not committed")
+
+
+def _drop(issues: ScanIssues, start: int, end: int, why: str) -> None:
+    issues.dropped_batches += 1
+    issues.skipped.append((start, end - start, why))
+
+
+def _in_batch_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
+    """Whether a valid record flagged IN_BATCH starts at ``pos``."""
+    return _valid_at(buf, pos, end) and bool(buf[pos + 4] & IN_BATCH)
+
+
+def _probable_key(buf: bytes | mmap.mmap, pos: int, kl: int, end: int, crc: int) -> bytes:
+    """The key a damaged record (framing intact) most probably belongs to.
+
+    The key as read, unless the CRC says one byte of the key itself was flipped:
+    CRC-32 is linear, so the syndrome (computed CRC xor stored CRC) of a single-byte
+    error ``x`` that lies ``m`` bytes before the end equals ``crc32(x, 0*m) xor
+    crc32(0*(m+1))``, whatever precedes it. Trying the key's bytes (8 basis CRCs each)
+    finds such an error and undoes it, so a flip that turns ``key:0077`` into
+    ``key:0067`` blames ``key:0077``, not the innocent ``key:0067``. (A false match
+    needs a 32-bit coincidence among 255 x key_len candidates.)
+    """
+    ks = pos + HEADER_SIZE
+    key = bytes(buf[ks : ks + kl])
+    syndrome = crc32(buf[pos + 4 : end]) ^ crc
+    for i in range(kl):
+        m = end - (ks + i) - 1
+        zeros = crc32(bytes(m + 1))
+        basis = [crc32(bytes([1 << b]) + bytes(m)) ^ zeros for b in range(8)]
+        for x in range(1, 256):
+            d = 0
+            for b in range(8):
+                if x >> b & 1:
+                    d ^= basis[b]
+            if d == syndrome:
+                return key[:i] + bytes([key[i] ^ x]) + key[i + 1 :]
+    return key

@@ -6,6 +6,9 @@ Strategy (invariants):
   below every file written during the merge, so id order is history order.
 - A valid hint (CRC, magic, file id, and covering exactly the data file's size)
   replaces a scan of its data file; anything else falls back to scanning.
+- A record that fails its check but whose framing holds (``CORRUPT`` from the
+  scanner) still claims its key: the key points at the bad record and answers
+  CorruptRecordError until overwritten or deleted, never an older value.
 - Only the last file may have a torn tail (a crash mid-append). A writer open
   truncates it; a readonly open ignores the bytes past the last valid record.
   Unreadable bytes elsewhere are reported, never served, and never truncated here
@@ -42,7 +45,7 @@ class RecoveryReport:
     """What opening the store found and did. ``db.recovery``; ``stats()["recovery"]``."""
 
     truncated_bytes: int = 0  # torn tail cut from the last file (writer open)
-    corrupt_records: int = 0  # records skipped for a CRC mismatch
+    corrupt_records: int = 0  # records that failed their check (each costs itself only)
     scanned_files: int = 0  # data files read record by record
     hinted_files: int = 0  # data files loaded from their hint
     skipped_bytes: int = 0  # bytes not loaded (unreadable, or a tail a readonly open ignored)
@@ -153,9 +156,11 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
                     pending_exp[key] = (exp, loc)
         counts["corrupt"] += issues.corrupt_records
         counts["batches"] += issues.dropped_batches
+        tail = issues.tail_start
         for off, nbytes, why in issues.skipped:
             events.append(f"{data_name(fid)}: offset {off}, {nbytes} bytes: {why}")
-        tail = issues.tail_start
+            if not (last and tail is not None and off >= tail):  # the tail counts below
+                counts["skipped"] += nbytes
         if tail is not None and last:
             if readonly:
                 counts["skipped"] += size - tail

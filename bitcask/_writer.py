@@ -74,6 +74,9 @@ __all__ = ["FileEntry", "Writer", "as_bytes", "fsync_dir"]
 # Refresh the active file's mapping after this many appended bytes: one mmap call per
 # ~7,000 small puts, while at most this much recent data is read with pread.
 _REMAP_STEP = 1 << 20
+# The latest expiry a record may carry, in ms since the epoch: a signed 64-bit
+# integer, as Redis bounds its expiries (the field itself is u64).
+MAX_EXPIRY_MS = (1 << 63) - 1
 _MAX_BATCH_BYTES = 1 << 32
 _pack_body = BODY_HEADER.pack
 _pack_crc = CRC.pack
@@ -98,7 +101,12 @@ def _expiry_ms(clock: Callable[[], float], ttl: object) -> int:
         raise TypeError(f"ttl must be a number of seconds, not {ttl!r}")
     if not (ttl > 0 and math.isfinite(ttl)):
         raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
-    return int((clock() + ttl) * 1000) or 1
+    exp = int((clock() + ttl) * 1000) or 1
+    if exp > MAX_EXPIRY_MS:
+        raise ValueError(
+            f"ttl {ttl!r} puts the expiry past the largest one stored ({MAX_EXPIRY_MS} ms)"
+        )
+    return exp
 
 
 class Writer:
@@ -121,7 +129,7 @@ class Writer:
     _new_keys: list[bytes]
     _maps: dict[int, FileEntry]
     _sizes: dict[int, int]
-    _unloadable: set[int]  # files open() could not read at all: never merged
+    _unloadable: set[int]  # files not to merge: unreadable at open, or left out by a merge
     _lock: threading.Lock
     _merge_lock: threading.Lock
     _blocked: BitcaskError | None
@@ -276,15 +284,88 @@ class Writer:
             [None, False]
         """
         ts = _time_ns() // 1000
-        inner = 0 if _single else IN_BATCH
+        keys, recs, exps = self._encode_ops(ops, 0 if _single else IN_BATCH, ts)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._blocked is not None:
+                raise self._blocked
+            return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
+        finally:
+            lock.release()
+
+    def write_group(
+        self, batches: Sequence[Sequence[Sequence[Any]]], sync: bool | None = None
+    ) -> list[list[object] | BitcaskError | ValueError | TypeError]:
+        """Apply independent batches with one write() and at most one fsync (group commit).
+
+        Each element of ``batches`` is a list of ops as for write_batch(), atomic on
+        its own: a batch of one op is a plain record, a longer one gets its own
+        BEGIN/COMMIT markers. The batches do not share each other's fate, neither
+        here (a batch that fails validation is refused alone) nor on disk (a damaged
+        record of one batch never costs another batch anything). They apply in order,
+        so a later batch sees what an earlier one wrote.
+
+        Returns:
+            One entry per batch: its results (as write_batch()) or the ValueError /
+            TypeError (KeyTooLargeError, ValueTooLargeError, ...) that refused it.
+
+        Raises:
+            ReadOnlyError, StoreIOError, StoreClosedError: as put(), for the whole group
+            (a reason every batch shares: nothing of the group was written).
+
+        Example:
+            >>> db.write_group([[("put", b"a", b"1")], [("put", b"k", b"v", 9e99)]])
+            [[None], ValueError('ttl 9e+99 puts the expiry past the largest one stored (...)')]
+        """
+        ts = _time_ns() // 1000
+        out: list[list[object] | BitcaskError | ValueError | TypeError] = []
+        keys: list[bytes] = []
+        recs: list[bytes] = []
+        exps: list[int] = []
+        segs: list[tuple[int, bool]] = []
+        for ops in batches:
+            atomic = len(ops) > 1
+            try:
+                k, r, e = self._encode_ops(ops, IN_BATCH if atomic else 0, ts)
+            except (ValueError, TypeError) as exc:
+                out.append(exc)
+                continue
+            keys += k
+            recs += r
+            exps += e
+            segs.append((len(k), atomic))
+            out.append([])
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._blocked is not None:
+                raise self._blocked
+            results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+        finally:
+            lock.release()
+        pos = 0
+        sizes = iter(segs)
+        for i, entry in enumerate(out):
+            if isinstance(entry, list):
+                n = next(sizes)[0]
+                out[i] = results[pos : pos + n]
+                pos += n
+        return out
+
+    def _encode_ops(
+        self, ops: Sequence[Sequence[Any]], inner: int, ts: int
+    ) -> tuple[list[bytes], list[bytes], list[int]]:
+        # Validate and encode ``ops``: keys, records (b"" for a delete, whose
+        # tombstone is encoded once its target is known) and expiries (0: none; -1
+        # marks a delete). Raises on the first bad op; nothing is written.
         max_key = self._max_key
         max_value = self._max_value
         pack_body = _pack_body
         pack_crc = _pack_crc
         keys: list[bytes] = []
         recs: list[bytes] = []
-        exps: list[int] = []  # expiry ms of a put (0: none); -1 marks a delete
-        deletes = 0
+        exps: list[int] = []
         append_key = keys.append
         append_rec = recs.append
         append_exp = exps.append
@@ -324,36 +405,29 @@ class Writer:
             elif kind == "delete" and n == 2:
                 exp = -1
                 append_rec(b"")
-                deletes += 1
             else:
                 raise ValueError(f"unknown batch op {op!r}")
             append_key(key)
             append_exp(exp)
-        lock = self._lock
-        lock.acquire()
-        try:
-            if self._blocked is not None:
-                raise self._blocked
-            return self._apply(keys, recs, exps, deletes, sync, _single, ts)
-        finally:
-            lock.release()
+        return keys, recs, exps
 
     def _apply(
         self,
         keys: list[bytes],
         recs: list[bytes],
         exps: list[int],
-        deletes: int,
         sync: bool | None,
-        single: bool,
+        segs: list[tuple[int, bool]],
         ts: int,
     ) -> list[object]:
-        # Caller holds _lock. Resolve deletes against the keydir (and earlier ops of
-        # this batch), write everything at once, then publish in the keydir.
+        # Caller holds _lock. ``segs`` cuts the ops into batches: (op count, atomic);
+        # an atomic one is framed by BEGIN/COMMIT markers, the others are plain
+        # records. Resolve deletes against the keydir (and earlier ops), write
+        # everything at once, then publish in the keydir.
         kmap = self._kmap
         results: list[object] = [None] * len(keys)
-        targets: dict[int, int] = {}  # op index -> target file (-1: this batch's file)
-        if deletes:
+        targets: dict[int, int] = {}  # op index -> target file (-1: this write's file)
+        if -1 in exps:
             now_ms = int(self._clock() * 1000)
             state: dict[bytes, bool] = {}  # key -> present after the ops so far
             for i, key in enumerate(keys):
@@ -374,20 +448,25 @@ class Writer:
                 state[key] = False
             keep = [i for i, e in enumerate(exps) if e >= 0 or i in targets]
             if len(keep) != len(keys):
+                # A delete of an absent key writes nothing; its batch shrinks.
+                seg_of = [j for j, (n, _) in enumerate(segs) for _ in range(n)]
+                counts = [0] * len(segs)
+                for i in keep:
+                    counts[seg_of[i]] += 1
+                segs = [(c, atomic) for c, (_, atomic) in zip(counts, segs, strict=True) if c]
                 keys = [keys[i] for i in keep]
                 recs = [recs[i] for i in keep]
                 exps = [exps[i] for i in keep]
                 targets = {j: targets[i] for j, i in enumerate(keep) if i in targets}
             if not keys:
                 return results
-        count = len(keys)
+        marked = sum(atomic for _, atomic in segs)
         total = (
             sum(map(len, recs))
             + len(targets) * (HEADER_SIZE + 4)
             + sum(len(keys[i]) for i in targets)
+            + marked * 2 * (HEADER_SIZE + 4)
         )
-        if not single:
-            total += 2 * (HEADER_SIZE + 4)
         if total > _MAX_BATCH_BYTES:
             raise ValueTooLargeError(f"batch of {total} bytes is too large")
         off = self._offset
@@ -395,16 +474,34 @@ class Writer:
             self._rotate()
             off = self._offset
         aid = self._active_id
-        inner = 0 if single else IN_BATCH
-        for i, target in targets.items():
-            recs[i] = encode_tombstone(keys[i], aid if target < 0 else target, ts, inner)
-        if single:
-            buf = recs[0] if count == 1 else b"".join(recs)
-            pos = off
+        if targets:
+            atomic_of = [atomic for count, atomic in segs for _ in range(count)]
+            for i, target in targets.items():
+                inner = IN_BATCH if atomic_of[i] else 0
+                recs[i] = encode_tombstone(keys[i], aid if target < 0 else target, ts, inner)
+        if not marked:
+            buf = recs[0] if len(recs) == 1 else b"".join(recs)
+            positions: list[int] | None = None
         else:
-            begin = encode_marker(BATCH_BEGIN, count, ts)
-            buf = b"".join((begin, *recs, encode_marker(BATCH_COMMIT, count, ts)))
-            pos = off + len(begin)
+            parts: list[bytes] = []
+            positions = []
+            pos = off
+            first = 0
+            for count, atomic in segs:
+                if atomic:
+                    begin = encode_marker(BATCH_BEGIN, count, ts)
+                    parts.append(begin)
+                    pos += len(begin)
+                for rec in recs[first : first + count]:
+                    positions.append(pos)
+                    pos += len(rec)
+                parts += recs[first : first + count]
+                if atomic:
+                    commit = encode_marker(BATCH_COMMIT, count, ts)
+                    parts.append(commit)
+                    pos += len(commit)
+                first += count
+            buf = b"".join(parts)
         try:
             _io.write(self._wfd, buf)
             if sync is True or (sync is None and self._sync_always):
@@ -413,16 +510,18 @@ class Writer:
             raise self._fail(exc, off) from exc
         self._offset = off + len(buf)
         self._dirty = True
-        if not deletes and not any(exps):
-            self._publish_puts(keys, recs, pos)
+        if not targets and not any(exps) and (positions is None or len(segs) == 1):
+            self._publish_puts(keys, recs, positions[0] if positions else off)
             return results
+        if positions is None:
+            positions = list(accumulate(map(len, recs[:-1]), initial=off))
         live = self._live
         expiry = self._expiry
         new_keys = self._new_keys
         kd = self._kd
         base = self._base
         added = 0
-        for key, rec, exp in zip(keys, recs, exps, strict=True):
+        for key, rec, exp, pos in zip(keys, recs, exps, positions, strict=True):
             size = len(rec)
             old = kmap.get(key)
             if old is not None:
@@ -430,7 +529,7 @@ class Writer:
             if exp < 0:
                 if old is not None:
                     del kmap[key]
-                    self._kd.note_deleted()
+                    kd.note_deleted()
                 if expiry:
                     expiry.pop(key, None)
             else:
@@ -442,7 +541,6 @@ class Writer:
                     expiry[key] = exp
                 elif expiry:
                     expiry.pop(key, None)
-            pos += size
         live[aid] += added
         if self._offset - self._mapped >= _REMAP_STEP:
             self._remap_active()

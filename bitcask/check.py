@@ -4,19 +4,29 @@ Strategy: both read data files through the same validating scanner as recovery, 
 "what check calls bad" is exactly "what open would skip". ``check`` never writes.
 ``repair`` takes the store lock, finishes or discards an interrupted merge, then for
 each data file with problems (including a bad file header: records validate
-themselves) writes a clean copy aside (only the records that
-apply, batches flattened to plain records since they committed) and renames it over
-the original; finally it rebuilds every missing, stale or bad hint. Every dropped
-byte range is listed (file, offset, bytes, reason).
+themselves) writes a clean copy aside (only the records that apply, batches
+flattened to plain records since they committed) and renames it over the original;
+finally it rebuilds every missing, stale or bad hint. Every dropped byte range is
+listed (file, offset, bytes, reason).
+
+Repair is the one explicit action that removes unreadable records, and it loses
+nothing silently: every dropped byte range is first copied to
+``quarantine/<data file>.<UTC time>.bad`` (with a ``.json`` index: where each range
+came from and why), and a damaged record whose key the scanner could read
+(``CORRUPT``) is replaced by a tombstone for that key, so the key becomes absent
+rather than answering an older value. Those keys are listed in the report.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._datafile import (
+    CORRUPT,
     FILE_HEADER_SIZE,
     UNSUPPORTED,
     ScanIssues,
@@ -30,10 +40,12 @@ from ._datafile import (
 )
 from ._hint import build_hint, decode_hint, write_hint
 from ._lock import DirLock
-from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode
+from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
 from .merge import MERGE_DIR, recover_interrupted
 
-__all__ = ["CheckReport", "Problem", "RepairReport", "check", "repair"]
+__all__ = ["QUARANTINE_DIR", "CheckReport", "Problem", "RepairReport", "check", "repair"]
+
+QUARANTINE_DIR = "quarantine"
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,8 @@ class RepairReport:
     hints_rebuilt: tuple[str, ...]
     merge: str  # "none" | "finished" | "discarded"
     untouched: tuple[Problem, ...] = ()  # files of another format version, left alone
+    tombstoned: tuple[bytes, ...] = ()  # keys of unreadable records, now deleted
+    quarantined: tuple[str, ...] = ()  # files under quarantine/ holding the dropped bytes
 
     @property
     def changed(self) -> bool:
@@ -110,6 +124,8 @@ class RepairReport:
         d["rewritten_files"] = list(self.rewritten_files)
         d["hints_rebuilt"] = list(self.hints_rebuilt)
         d["untouched"] = [asdict(p) for p in self.untouched]
+        d["tombstoned"] = [k.decode("utf-8", "backslashreplace") for k in self.tombstoned]
+        d["quarantined"] = list(self.quarantined)
         d["changed"] = self.changed
         return d
 
@@ -123,6 +139,8 @@ class RepairReport:
         lines += [f"  dropped {p}" for p in self.dropped]
         lines += [f"  rebuilt {name}" for name in self.hints_rebuilt]
         lines += [f"  untouched {p}" for p in self.untouched]
+        lines += [f"  deleted unreadable key {k!r}" for k in self.tombstoned]
+        lines += [f"  kept dropped bytes in {q}" for q in self.quarantined]
         return "\n".join(lines)
 
 
@@ -215,6 +233,8 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         rewritten: list[str] = []
         rebuilt: list[str] = []
         untouched: list[Problem] = []
+        tombstoned: list[bytes] = []
+        quarantined: list[str] = []
         ids = list_data_files(path)
         for i, fid in enumerate(ids):
             name = data_name(fid)
@@ -245,6 +265,8 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
                 for p in probs:
                     is_tail = i == len(ids) - 1 and tail is not None and p.offset >= tail
                     (truncated if is_tail else dropped).append(p)
+                quarantined.append(_quarantine(path, name, mm, probs))
+                tombstoned += [r[5] for r in recs if r[2] & CORRUPT]
                 new_recs = _rewrite(dpath, fid, mm, recs)
                 del mm
                 rewritten.append(name)
@@ -266,6 +288,8 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         hints_rebuilt=tuple(rebuilt),
         merge=merge_state,
         untouched=tuple(untouched),
+        tombstoned=tuple(tombstoned),
+        quarantined=tuple(quarantined),
     )
 
 
@@ -283,9 +307,14 @@ def _rewrite(dpath: str, fid: int, mm: Any, recs: list[Any]) -> list[Any]:
     out = [encode_file_header(fid)]
     pos = FILE_HEADER_SIZE
     new_recs = []
+    now_us = time.time_ns() // 1000
     for off, size, flags, ts, exp, key, aux in recs:
         raw = mm[off : off + size]
-        if flags & IN_BATCH:
+        if flags & CORRUPT:
+            # Its bytes are in quarantine; the key becomes absent, never older.
+            raw = encode_tombstone(key, fid, now_us)
+            flags, ts, exp, aux = TOMBSTONE, now_us, 0, fid
+        elif flags & IN_BATCH:
             clean = flags & (TOMBSTONE | TTL)
             raw = encode(clean, ts, exp, key, raw[HEADER_SIZE + len(key) :])
             flags = clean
@@ -300,6 +329,39 @@ def _rewrite(dpath: str, fid: int, mm: Any, recs: list[Any]) -> list[Any]:
         os.close(fd)
     os.replace(tmp, dpath)
     return new_recs
+
+
+def _quarantine(path: str, name: str, mm: Any, probs: list[Problem]) -> str:
+    """Copy the bytes of ``probs`` (ranges of data file ``name``) to quarantine/.
+
+    Returns the quarantine file's path relative to the store. The ``.bad`` file holds
+    the ranges back to back; the ``.json`` index says where each came from and why.
+    """
+    qdir = os.path.join(path, QUARANTINE_DIR)
+    os.makedirs(qdir, exist_ok=True)
+    stem = f"{name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    base = stem
+    n = 1
+    while os.path.exists(os.path.join(qdir, base + ".bad")):
+        n += 1
+        base = f"{stem}.{n}"
+    index = []
+    chunks = []
+    at = 0
+    for p in probs:
+        chunk = bytes(mm[p.offset : p.offset + p.bytes])
+        chunks.append(chunk)
+        index.append({"offset": p.offset, "bytes": len(chunk), "at": at, "reason": p.reason})
+        at += len(chunk)
+    for suffix, blob in ((".bad", b"".join(chunks)), (".json", json.dumps(index).encode())):
+        fd = os.open(os.path.join(qdir, base + suffix), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, blob)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(qdir)
+    return os.path.join(QUARANTINE_DIR, base + ".bad")
 
 
 def _fsync_dir(path: str) -> None:

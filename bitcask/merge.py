@@ -18,6 +18,14 @@ Strategy (invariants):
    new location only if the keydir still holds the old one, drop S from the file
    table, unlink S and their hints, remove the manifest and ``merge/``.
 
+A merge never makes data disappear: an input file in which the scanner meets an
+unreadable record (a CRC mismatch, unreadable bytes, a dropped batch) is left out
+whole. What was copied from it is rolled back, it stays in place (so its keys keep
+their answers, CorruptRecordError for the damaged one), it counts as "outside" for
+the tombstone rule of every later input, it is never offered to a merge again in
+this session, and the report (``left_out``) and the log name it. ``repair`` is the
+explicit action that removes unreadable records.
+
 At open, a valid manifest means "finish step 4 on disk" (idempotent); no manifest
 means the merge never completed and ``merge/`` is deleted. Readers never lock:
 they retry a lookup whose file vanished, and an unlinked file stays readable
@@ -27,6 +35,7 @@ through any mapping a reader still holds.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -37,6 +46,7 @@ from zlib import crc32
 
 from . import _io
 from ._datafile import (
+    CORRUPT,
     FILE_HEADER_SIZE,
     Rec,
     ScanIssues,
@@ -54,6 +64,8 @@ if TYPE_CHECKING:
     from ._writer import Writer
 
 __all__ = ["MERGE_DIR", "MergeReport", "recover_interrupted", "run_merge"]
+
+log = logging.getLogger("bitcask")
 
 MERGE_DIR = "merge"
 MANIFEST = "MANIFEST"
@@ -73,6 +85,8 @@ class MergeReport:
     tombstones_kept: int
     expired_dropped: int
     seconds: float
+    # (file id, why) of inputs left out whole because they hold unreadable records
+    left_out: tuple[tuple[int, str], ...] = ()
 
     @property
     def reclaimed_bytes(self) -> int:
@@ -83,16 +97,19 @@ class MergeReport:
         d = asdict(self)
         d["inputs"] = list(self.inputs)
         d["outputs"] = list(self.outputs)
+        d["left_out"] = [list(x) for x in self.left_out]
         d["reclaimed_bytes"] = self.reclaimed_bytes
         return d
 
     def __str__(self) -> str:
-        return (
+        head = (
             f"merge: {len(self.inputs)} files -> {len(self.outputs)}, "
             f"{self.bytes_before} -> {self.bytes_after} bytes, {self.records_copied} copied, "
             f"{self.records_dropped} dropped ({self.expired_dropped} expired), "
             f"{self.tombstones_kept} tombstones kept, {self.seconds:.3f}s"
         )
+        lines = [f"left out {data_name(fid)}: {why}" for fid, why in self.left_out]
+        return "\n  ".join((head, *lines))
 
 
 def crash_point(phase: str) -> None:
@@ -118,6 +135,23 @@ class _Output:
         if len(self.buf) >= _CHUNK:
             self.flush()
         return off
+
+    def rewind(self, size: int, nrecs: int) -> None:
+        """Forget everything added after the output was ``size`` bytes and ``nrecs`` records."""
+        flushed = self.size - len(self.buf)
+        if size >= flushed:
+            del self.buf[size - flushed :]
+        else:
+            self.buf.clear()
+            os.ftruncate(self.fd, size)
+            os.lseek(self.fd, size, os.SEEK_SET)
+        self.size = size
+        del self.recs[nrecs:]
+
+    def discard(self) -> None:
+        """Close and delete this output (nothing of it was kept)."""
+        os.close(self.fd)
+        os.unlink(self.path)
 
     def flush(self) -> None:
         if self.buf:
@@ -173,16 +207,28 @@ def run_merge(
         now_ms = int(db._clock() * 1000)
         max_size = db.options.max_file_size
         out: _Output | None = None
+        left_out: list[tuple[int, str]] = []
         for fid in inputs:
             mm = maps[fid]
             older_outside = oldest_outside is not None and oldest_outside < fid
             base = fid << FID_SHIFT
             issues = ScanIssues()
             last_report = 0
+            # Where to roll back to if this file turns out to hold unreadable records.
+            mark = (
+                len(outputs),
+                out.size if out is not None else 0,
+                len(out.recs) if out is not None else 0,
+                len(moved),
+                len(expired),
+                dict(stats),
+            )
             for rec in scan(mm if mm is not None else b"", FILE_HEADER_SIZE, sizes[fid], issues):
                 if db._closing:
                     raise StoreClosedError("store closed during merge")
                 off, size, flags, ts, exp, key, aux = rec
+                if flags & CORRUPT or issues.skipped:
+                    break  # this file is left out whole: see below
                 raw: bytes | None = None
                 if flags & TOMBSTONE:
                     if older_outside and key not in kmap:
@@ -228,9 +274,33 @@ def run_merge(
                 if progress is not None and off - last_report >= _CHUNK * 4:
                     last_report = off
                     progress(done + off, total)
+            if issues.skipped or issues.stop is not None:
+                n_out, out_size, out_recs, n_moved, n_expired, stats = mark
+                for o in outputs[n_out:]:
+                    o.discard()
+                del outputs[n_out:], moved[n_moved:], expired[n_expired:]
+                out = outputs[-1] if outputs else None
+                if out is not None:
+                    out.rewind(out_size, out_recs)
+                why = (
+                    "; ".join(f"offset {o}, {n} bytes: {r}" for o, n, r in issues.skipped[:3])
+                    or f"offset {issues.stop}: {issues.stop_reason}"
+                )
+                left_out.append((fid, why))
+                log.error(
+                    "merge left %s out: it holds unreadable records (%s)", data_name(fid), why
+                )
+                if oldest_outside is None or fid < oldest_outside:
+                    oldest_outside = fid  # its keys may still need later tombstones
             done += sizes[fid]
             if progress is not None:
                 progress(done, total)
+        if left_out:
+            dropped = {fid for fid, _ in left_out}
+            inputs = [fid for fid in inputs if fid not in dropped]
+            total = sum(sizes[fid] for fid in inputs)
+            with db._lock:
+                db._unloadable |= dropped  # never offered to a merge again
         for o in outputs:
             o.finish(mdir)
         _fsync_dir(mdir)
@@ -250,6 +320,7 @@ def run_merge(
             tombstones_kept=stats["tombs"],
             expired_dropped=stats["expired"],
             seconds=time.monotonic() - started,
+            left_out=tuple(left_out),
         )
     except _SimulatedCrash:
         raise

@@ -5,21 +5,22 @@ Strategy / invariants:
   never runs the write; it appends to `_queue` and, if the writer is idle, schedules
   `_kick` with call_soon, so every request decoded in the same event-loop turn lands
   in the same group.
-- `_kick` takes everything queued (bounded by bytes), concatenates the ops and calls
-  `db.write_batch(ops)` exactly once: one os.write and at most one fsync for the whole
+- `_kick` takes everything queued (bounded by bytes) and calls `db.write_group(...)`
+  exactly once, one batch per request: one os.write and at most one fsync for the whole
   group. While that call runs (off the loop unless mode == "loop"), new requests queue
-  up; when it returns the next group starts at once. At most one write_batch is ever
+  up; when it returns the next group starts at once. At most one write_group is ever
   running, so the engine sees one writer thread at a time.
-- write_batch is atomic for the whole group, so a client's batch/mput, being one entry,
-  is atomic too. If the group fails validation anyway (the engine is stricter than our
-  pre-checks), the group is retried entry by entry so only the bad request fails. An
-  I/O error (StoreIOError) fails every entry of the group: none was acknowledged, and
-  the engine has turned read-only.
+- Group commit shares the write and the fsync, never the fate: each request is its own
+  engine batch (a client's batch/mput stays atomic; single writes are plain records),
+  so a request the engine refuses fails alone, and a damaged record on disk costs
+  that record, never the other requests written with it. An I/O error (StoreIOError)
+  fails every entry of the group: none was acknowledged, and the engine has turned
+  read-only.
 - Callbacks run on the loop, in submission order, after the engine updated its keydir,
   so a reply is only sent for a write a reader can already see. When a group finishes
   and more requests are queued, the next group's write starts first (in the writer
   thread) and the finished group's replies are built meanwhile: the fsync of group N+1
-  overlaps the reply work of group N. Still one write_batch at a time.
+  overlaps the reply work of group N. Still one write_group at a time.
 - Back-pressure: above `max_depth` queued entries `on_pressure(True)` pauses readers; it
   is called with False once the queue has been taken below half of that. Above
   `4 * max_depth` (possible only from data already buffered) `submit` returns False
@@ -65,10 +66,10 @@ class Writer:
     """Group-commit writer over one store.
 
     Args:
-        db: the open store (needs write_batch(ops, sync=) and sync()).
+        db: the open store (needs write_group(batches, sync=) and sync()).
         mode: "thread" (a dedicated single worker thread), "executor" (the loop's
-            default executor), "aiofiles" (aiofiles.os.wrap around write_batch), or
-            "loop" (call write_batch on the event loop: only sensible without fsync).
+            default executor), "aiofiles" (aiofiles.os.wrap around write_group), or
+            "loop" (call write_group on the event loop: only sensible without fsync).
         metrics: where group sizes and commit latencies are recorded.
         max_depth: queued entries above which readers are paused.
         on_pressure: called with True to pause readers, False to resume them.
@@ -99,7 +100,7 @@ class Writer:
         self._queue: list[_Entry] = []
         self._queued_bytes = 0
         self._scheduled = False  # a _kick is queued with call_soon
-        self._running = False  # a write_batch is in progress
+        self._running = False  # a write_group is in progress
         self._pressured = False
         self._closed = False
         self._idle_waiters: list[asyncio.Future[None]] = []
@@ -173,7 +174,7 @@ class Writer:
         await fut
 
     async def run_on_writer_thread(self, fn: Callable[[], Any]) -> Any:
-        """Run a blocking store call (db.close) where write_batch runs, off the loop."""
+        """Run a blocking store call (db.close) where write_group runs, off the loop."""
         return await self._loop.run_in_executor(self._pool, fn)
 
     def shutdown_pool(self) -> None:
@@ -227,41 +228,27 @@ class Writer:
 
     def _write_group(self, group: list[_Entry]) -> list[_Outcome]:
         """Runs in the writer thread (or on the loop in "loop" mode). Never raises."""
-        ops: list[tuple[Any, ...]] = []
-        force = False
-        for entry in group:
-            ops.extend(entry[0])
-            force = force or entry[3]
+        force = any(entry[3] for entry in group)
+        batches = [entry[0] for entry in group if entry[0]]
         try:
-            results = self._commit(ops, force)
-        except (ValueError, TypeError) as exc:
-            if len(group) == 1:
-                return [(None, exc)]
-            return [self._write_alone(entry) for entry in group]
+            if batches:
+                # One write and at most one fsync; each request stays its own batch.
+                results = iter(self._db.write_group(batches, sync=True if force else None))
+            elif force:
+                self._db.sync()
         except BaseException as exc:  # StoreIOError, ReadOnlyError, ...: the whole group fails
             return [(None, exc)] * len(group)
         outcomes: list[_Outcome] = []
-        pos = 0
         for entry in group:
-            n = len(entry[0])
-            outcomes.append((results[pos : pos + n], None))
-            pos += n
+            if not entry[0]:
+                outcomes.append(([], None))
+                continue
+            result = next(results)
+            if isinstance(result, BaseException):  # refused alone by the engine's checks
+                outcomes.append((None, result))
+            else:
+                outcomes.append((list(result), None))
         return outcomes
-
-    def _write_alone(self, entry: _Entry) -> _Outcome:
-        try:
-            return (self._commit(list(entry[0]), entry[3]), None)
-        except BaseException as exc:
-            return (None, exc)
-
-    def _commit(self, ops: list[tuple[Any, ...]], force: bool) -> list[Any]:
-        if not ops:
-            if force:
-                self._db.sync()
-            return []
-        if force:
-            return list(self._db.write_batch(ops, sync=True))
-        return list(self._db.write_batch(ops))
 
     def _after(self, group: list[_Entry], fut: asyncio.Future[Any], started: float) -> None:
         if fut.cancelled():

@@ -182,7 +182,7 @@ def test_torn_batch_at_the_tail_is_dropped_whole(tmp_path: Path) -> None:
         assert (store / last.name).stat().st_size == full - batch_bytes
 
 
-def test_corrupt_record_inside_a_batch_drops_the_batch(tmp_path: Path) -> None:
+def test_corrupt_record_inside_a_committed_batch_costs_only_itself(tmp_path: Path) -> None:
     with bitcask.open(tmp_path, sync="never") as db:
         db.write_batch([("put", b"b%d" % i, b"x" * 20, None) for i in range(3)])
         db.put(b"after", b"2")
@@ -192,5 +192,11 @@ def test_corrupt_record_inside_a_batch_drops_the_batch(tmp_path: Path) -> None:
     raw[16 + 33 + 51 + 40] ^= 0xFF  # a value byte of the second batch record
     data.write_bytes(bytes(raw))
     with bitcask.open(tmp_path, sync="never") as db:
-        assert dict(db.items()) == {b"after": b"2"}
-        assert db.recovery.corrupt_records == 1 and db.recovery.dropped_batches == 1
+        assert {k: db.get(k) for k in (b"b0", b"b2", b"after")} == {
+            b"b0": b"x" * 20,
+            b"b2": b"x" * 20,
+            b"after": b"2",
+        }
+        with pytest.raises(bitcask.CorruptRecordError):
+            db.get(b"b1")
+        assert db.recovery.corrupt_records == 1 and db.recovery.dropped_batches == 0

@@ -13,7 +13,7 @@ from server._writer import MODES, Writer
 
 
 class FakeStore:
-    """Records write_batch calls; can be told to fail."""
+    """Records write_group calls (ops flattened); can be told to fail."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[tuple[Any, ...]], bool | None]] = []
@@ -22,22 +22,27 @@ class FakeStore:
         self.fail_with: BaseException | None = None
         self.syncs = 0
 
-    def write_batch(self, ops: list[tuple[Any, ...]], sync: bool | None = None) -> list[object]:
+    def write_group(
+        self, batches: list[list[tuple[Any, ...]]], sync: bool | None = None
+    ) -> list[list[object] | ValueError]:
         self.threads.add(threading.current_thread().name)
-        self.calls.append((list(ops), sync))
+        self.calls.append(([op for ops in batches for op in ops], sync))
         if self.fail_with is not None:
             raise self.fail_with
-        for op in ops:
-            if op[0] == "put" and len(op[1]) > 8:
-                raise ValueError("key too large")  # validation happens before any write
-        results: list[object] = []
-        for op in ops:
-            if op[0] == "put":
-                self.data[op[1]] = op[2]
-                results.append(None)
-            else:
-                results.append(self.data.pop(op[1], None) is not None)
-        return results
+        out: list[list[object] | ValueError] = []
+        for ops in batches:
+            if any(op[0] == "put" and len(op[1]) > 8 for op in ops):
+                out.append(ValueError("key too large"))  # refused alone, nothing written
+                continue
+            results: list[object] = []
+            for op in ops:
+                if op[0] == "put":
+                    self.data[op[1]] = op[2]
+                    results.append(None)
+                else:
+                    results.append(self.data.pop(op[1], None) is not None)
+            out.append(results)
+        return out
 
     def sync(self) -> None:
         self.syncs += 1
@@ -64,7 +69,7 @@ async def test_one_turn_is_one_group(mode: str) -> None:
     assert writer.submit([("delete", b"k0"), ("delete", b"nope")], out.cb)
     await settle(writer)
     writer.shutdown_pool()
-    assert len(db.calls) == 1, "everything queued in one loop turn is one write_batch"
+    assert len(db.calls) == 1, "everything queued in one loop turn is one write_group"
     assert len(db.calls[0][0]) == 52
     assert out.got[:50] == [([None], None)] * 50
     assert out.got[50] == ([True, False], None)
