@@ -28,10 +28,10 @@ from bitcask._record import BATCH_BEGIN, BATCH_COMMIT, HEADER_SIZE, IN_BATCH, TO
 from tests.bitcask._damage import Rec, flip, records
 
 CORRUPT = "CORRUPT"  # what a key answers when its latest record is unreadable
-Answers = dict[bytes, "bytes | None | str"]
+Answers = dict[bytes, "bytes | str | None"]
 
 
-def answer(db: bitcask.Bitcask, key: bytes) -> bytes | None | str:
+def answer(db: bitcask.Bitcask, key: bytes) -> bytes | str | None:
     try:
         return db.get(key)
     except bitcask.CorruptRecordError:
@@ -103,7 +103,9 @@ def history(path: Path, *, batch: bool) -> tuple[list[bytes], Answers]:
 @pytest.mark.parametrize("hint", ["kept", "removed"])
 @pytest.mark.parametrize("batch", [True, False], ids=["batch", "group"])
 @pytest.mark.parametrize("spot", ["value", "key", "crc", "flags"])
-def test_flipped_record_costs_that_record(tmp_path: Path, hint: str, batch: bool, spot: str) -> None:
+def test_flipped_record_costs_that_record(
+    tmp_path: Path, hint: str, batch: bool, spot: str
+) -> None:
     keys, want = history(tmp_path, batch=batch)
     dpath, rec = find(tmp_path, lambda r: r.key == b"k5" and r.value == b"new k5")
     assert bool(rec.flags & IN_BATCH) == batch
