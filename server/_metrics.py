@@ -20,12 +20,13 @@ import resource
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from typing import Any
 
 from protocol import METHODS
 
-__all__ = ["HTTP_ROUTES", "LABELS", "OTHER", "Histogram", "Metrics", "route_label", "version"]
+from .config import version
+
+__all__ = ["HTTP_ROUTES", "LABELS", "OTHER", "Histogram", "Metrics", "route_label"]
 
 # Request latency, seconds: from the request being decoded to its reply being queued.
 LATENCY_BUCKETS = (
@@ -55,14 +56,6 @@ def route_label(path: bytes) -> str:
     """
     head = path.lstrip(b"/").split(b"/", 1)[0].decode("latin-1")
     return head if head in HTTP_ROUTES else OTHER
-
-
-def version() -> str:
-    """The installed bitcask distribution's version ("unknown" when not installed)."""
-    try:
-        return metadata.version("bitcask")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class Histogram:
