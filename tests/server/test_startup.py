@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -184,6 +185,7 @@ def test_descriptor_limit_raised_and_connections_fitted(tmp_path: Path) -> None:
     srv = LimitedServer(data=data, sync="always", extra=["--max-file-size", "4096"])
     srv.start()
     conns: list[Conn] = []
+    flood: list[socket.socket] = []
     try:
         log = srv.log()
         cap = 200 - FD_RESERVE
@@ -193,14 +195,19 @@ def test_descriptor_limit_raised_and_connections_fitted(tmp_path: Path) -> None:
         conns = [connect_admitted(srv.port) for _ in range(cap)]
         with Conn(srv.port) as refused:
             assert refused.read_message()[2][1] == "TOO_MANY_CONNECTIONS"
-        # With every connection slot taken, rotations still get their descriptors.
+        # A flood past the cap, held open by the client, is refused; with every slot
+        # taken, file rotations still get their descriptors and the store stays writable.
+        for _ in range(100):
+            flood.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
         writer = conns[0]
         for i in range(200):
             assert writer.call("put", b"k%d" % i, b"v" * 100) is True
-        files = [p for p in data.iterdir() if p.suffix == ".data"]
-        assert len(files) > 3
+        assert len([p for p in data.iterdir() if p.suffix == ".data"]) > 3
         assert writer.call("stats")["readonly_reason"] is None
+        assert writer.call("get", b"k0") == b"v" * 100
     finally:
+        for sock in flood:
+            sock.close()
         for c in conns:
             c.close()
         srv.kill()
