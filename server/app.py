@@ -342,6 +342,8 @@ class Server:
 
     def stats(self) -> dict[str, Any]:
         stats = dict(self.db.stats())
+        if self.start_readonly_reason is not None:
+            stats["readonly_reason"] = self.start_readonly_reason
         stats["server"] = self.server_stats()
         return stats
 

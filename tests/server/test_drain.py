@@ -15,8 +15,10 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 import bitcask
-from server import Server
+from server import ConfigError, Server, ServerConfig
 from tests.server.wire import Conn
 from tests.serverproc import ServerProcess
 
@@ -134,3 +136,12 @@ async def test_stop_with_drain_keeps_serving_until_cut(
     assert srv.cut_drain() is True
     assert await asyncio.wait_for(stopping, 30) is True
     assert srv.cut_drain() is False
+
+
+def test_drain_seconds_flag_env_and_default() -> None:
+    assert ServerConfig().drain_seconds == 5.0
+    assert ServerConfig.from_args([], env={"BITCASK_DRAIN_SECONDS": "2.5"}).drain_seconds == 2.5
+    assert ServerConfig.from_args(["--drain-seconds", "0"], env={}).drain_seconds == 0.0
+    for bad in ("-1", "inf", "nan"):
+        with pytest.raises(ConfigError, match="drain-seconds"):
+            ServerConfig.from_args(["--drain-seconds", bad], env={})
