@@ -250,8 +250,12 @@ class Server:
         return in_time
 
     def cut_drain(self) -> bool:
-        """End the drain delay now; False if no drain delay is running."""
-        if not self.stopping or self.draining or self._drain_cut is None:
+        """End the drain delay now (or skip it if stop() has not reached it yet).
+
+        Returns:
+            False once the listeners are closing: there is no drain left to cut.
+        """
+        if self.draining or self._drain_cut is None:
             return False
         self._drain_cut.set()
         return True
