@@ -169,16 +169,23 @@ def test_distinct_paths_add_no_lines(server: ServerProcess) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
     try:
         assert get(conn, "/no-such-route-0")[0] == 404
+        get(conn, "/stats")
         scrape(server)  # the first scrape adds the "metrics" label and status 200
         before = samples(scrape(server))
+        stats_before = json.loads(get(conn, "/stats")[1])["server"]
         for i in range(1, 1001):
             assert get(conn, f"/no-such-route-{i}/x{i}")[0] == 404
         after_text = scrape(server)
+        stats_raw = get(conn, "/stats")[1]
     finally:
         conn.close()
     after = samples(after_text)
     assert len(after) == len(before)
     assert "no-such-route" not in after_text
+    stats_after = json.loads(stats_raw)["server"]
+    assert b"no-such-route" not in stats_raw
+    for section in ("requests", "errors", "http_responses"):
+        assert stats_after[section].keys() == stats_before[section].keys(), section
     assert error_count(after_text, OTHER, "UNKNOWN_METHOD") >= 1001
 
 
