@@ -73,6 +73,7 @@ class Response:
     body: bytes = b""
     content_type: str = TEXT
     headers: list[tuple[str, str]] = field(default_factory=list)
+    error: ErrorInfo | None = None  # what an error response reports (counted in /metrics)
 
 
 @dataclass(slots=True)
@@ -130,7 +131,9 @@ def error_response(error: ErrorInfo, status: int | None = None) -> Response:
         "status": "error",
         "error": {"code": error.code, "name": error.name, "message": error.message},
     }
-    return json_response(status, body, headers)
+    resp = json_response(status, body, headers)
+    resp.error = error
+    return resp
 
 
 def simple_error(status: int, code: ErrorCode, message: str) -> Response:

@@ -4,16 +4,29 @@ Strategy: everything here is touched only from the event-loop thread (the writer
 worker thread hands its timings back to the loop before they are recorded), so plain
 ints and lists suffice: no locks. Histograms keep cumulative-at-render buckets: observe()
 bumps one bucket found by bisect, render() accumulates.
+
+Labels come from a fixed set, never from what a client sent: the binary methods, the
+HTTP route names and one `other` (a made-up method, an unknown path, a key in a URL).
+Every label's histogram exists from the start, so the hot path's one dict lookup both
+finds the histogram and rejects a label outside the set; /metrics and /stats show only
+labels that were used. Family names are unique once Prometheus strips `_total`,
+`_bucket`, `_sum` and `_count` (prometheus_client's parser checks this in the tests).
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["Histogram", "Metrics"]
+from protocol import METHODS
+
+from .config import version
+
+__all__ = ["HTTP_ROUTES", "LABELS", "OTHER", "Histogram", "Metrics", "route_label"]
 
 # Request latency, seconds: from the request being decoded to its reply being queued.
 LATENCY_BUCKETS = (
@@ -25,6 +38,24 @@ GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 COMMIT_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
 )  # fmt: skip
+
+# HTTP requests answered without the dispatcher are labelled by route: the first path
+# segment when it names one ("/kv/{key}" -> "kv"), else OTHER. "http_error": a request
+# refused while parsing (400, 408, 413, 414, 431).
+HTTP_ROUTES = ("health", "livez", "readyz", "metrics", "stats", "kv", "http_error")
+OTHER = "other"
+LABELS: frozenset[str] = frozenset((*METHODS, *HTTP_ROUTES, OTHER))
+
+
+def route_label(path: bytes) -> str:
+    """The metrics label of an HTTP path: its route's name, or "other"; never the key.
+
+    Example:
+        >>> route_label(b"/kv/secret"), route_label(b"/readyz"), route_label(b"/x/y")
+        ('kv', 'readyz', 'other')
+    """
+    head = path.lstrip(b"/").split(b"/", 1)[0].decode("latin-1")
+    return head if head in HTTP_ROUTES else OTHER
 
 
 class Histogram:
@@ -65,12 +96,20 @@ class Histogram:
 
 
 class Metrics:
-    """All server-side counters. One instance per Server."""
+    """All server-side counters. One instance per Server.
 
-    def __init__(self) -> None:
+    Args:
+        labels: the request labels allowed (default LABELS); anything else counts as
+            "other".
+    """
+
+    def __init__(self, labels: Iterable[str] = LABELS) -> None:
         self.started = time.time()
-        self.errors: dict[tuple[str, str], int] = {}  # (method, error name) -> count
-        self.latency: dict[str, Histogram] = {}  # method -> latency histogram
+        self.errors: dict[tuple[str, str], int] = {}  # (label, error name) -> count
+        # label -> latency histogram, one per allowed label from the start (see Strategy)
+        self.latency: dict[str, Histogram] = {
+            label: Histogram(LATENCY_BUCKETS) for label in {*labels, OTHER}
+        }
         self.group_size = Histogram(GROUP_BUCKETS)
         self.commit_seconds = Histogram(COMMIT_BUCKETS)
         self.connections = 0  # open now, both ports
@@ -79,19 +118,19 @@ class Metrics:
         self.http_requests: dict[int, int] = {}  # status -> count
         self.writer_depth = 0  # set by the writer
         self.writer_failures = 0
+        self.build_version = version()
 
     def request(self, method: str, seconds: float, error: str | None = None) -> None:
         """Count one finished request (error: the ErrorCode name, or None)."""
         # Hot path (every request): Histogram.observe inlined; the request count of a
         # method is its histogram's count.
-        if error is not None:
-            if error == "UNKNOWN_METHOD":
-                method = "unknown"  # never a label per made-up method name
-            key = (method, error)
-            self.errors[key] = self.errors.get(key, 0) + 1
         hist = self.latency.get(method)
         if hist is None:
-            hist = self.latency[method] = Histogram(LATENCY_BUCKETS)
+            method = OTHER  # never a label per made-up method name, path or key
+            hist = self.latency[OTHER]
+        if error is not None:
+            key = (method, error)
+            self.errors[key] = self.errors.get(key, 0) + 1
         hist.buckets[bisect_left(hist.bounds, seconds)] += 1
         hist.count += 1
         hist.sum += seconds
@@ -100,15 +139,15 @@ class Metrics:
         """Count n successful requests of `method` that each took `seconds`."""
         hist = self.latency.get(method)
         if hist is None:
-            hist = self.latency[method] = Histogram(LATENCY_BUCKETS)
+            hist = self.latency[OTHER]
         hist.buckets[bisect_left(hist.bounds, seconds)] += n
         hist.count += n
         hist.sum += seconds * n
 
     @property
     def requests(self) -> dict[str, int]:
-        """Requests served, by method."""
-        return {method: hist.count for method, hist in self.latency.items()}
+        """Requests served, by label (labels never used are left out)."""
+        return {label: hist.count for label, hist in self.latency.items() if hist.count}
 
     def group(self, requests: int, seconds: float) -> None:
         """Count one group commit of `requests` write requests taking `seconds`."""
@@ -142,14 +181,19 @@ class Metrics:
             lines.append(f"# HELP {name} {text}")
             lines.append(f"# TYPE {name} {kind}")
 
-        head("bitcask_requests_total", "counter", "Requests served, by method (all ports).")
-        for method, hist in sorted(self.latency.items()):
+        used = sorted((label, h) for label, h in self.latency.items() if h.count)
+        head("bitcask_requests_total", "counter", "Requests served, by method or route.")
+        for method, hist in used:
             lines.append(f'bitcask_requests_total{{method="{method}"}} {hist.count}')
-        head("bitcask_request_errors_total", "counter", "Error replies, by method and code.")
+        head(
+            "bitcask_request_errors_total",
+            "counter",
+            "Error replies (HTTP 4xx/5xx included), by method or route and error code.",
+        )
         for (method, err), n in sorted(self.errors.items()):
             lines.append(f'bitcask_request_errors_total{{method="{method}",code="{err}"}} {n}')
         head("bitcask_request_duration_seconds", "histogram", "Request latency inside the server.")
-        for method, hist in sorted(self.latency.items()):
+        for method, hist in used:
             lines.extend(hist.render("bitcask_request_duration_seconds", f'method="{method}"'))
         head("bitcask_http_responses_total", "counter", "HTTP responses, by status code.")
         for status, n in sorted(self.http_requests.items()):
@@ -166,8 +210,9 @@ class Metrics:
         lines.append(f"bitcask_writer_queue_depth {self.writer_depth}")
         head("bitcask_connections", "gauge", "Open client connections (binary + HTTP).")
         lines.append(f"bitcask_connections {self.connections}")
-        head("bitcask_connections_total", "counter", "Connections accepted since start.")
-        lines.append(f"bitcask_connections_total {self.connections_total}")
+        # Not bitcask_connections_total: that is the same family as the gauge above.
+        head("bitcask_connections_accepted_total", "counter", "Connections accepted since start.")
+        lines.append(f"bitcask_connections_accepted_total {self.connections_total}")
         head("bitcask_connections_refused_total", "counter", "Connections refused at the cap.")
         lines.append(f"bitcask_connections_refused_total {self.connections_refused}")
         gauges = (
@@ -191,4 +236,67 @@ class Metrics:
         lines.append(f"bitcask_ready {1 if ready else 0}")
         head("bitcask_uptime_seconds", "gauge", "Seconds since the server started.")
         lines.append(f"bitcask_uptime_seconds {time.time() - self.started:.3f}")
+        head("bitcask_build_info", "gauge", "Always 1; the version is in the label.")
+        lines.append(f'bitcask_build_info{{version="{_escape(self.build_version)}"}} 1')
+        for name, kind, text, value in process_metrics():
+            head(name, kind, text)
+            lines.append(f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}")
         return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def process_metrics(proc: str = "/proc/self") -> list[tuple[str, str, str, float | int]]:
+    """The standard process_* metrics (the names prometheus_client's ProcessCollector uses).
+
+    Read from /proc (Linux); where a file is missing the metrics it feeds are left out.
+
+    Returns:
+        (name, type, help, value) for each metric that could be read.
+    """
+    out: list[tuple[str, str, str, float | int]] = []
+    try:
+        with open(f"{proc}/stat", "rb") as f:
+            # Fields after the command name, which is in parentheses and may hold spaces.
+            fields = f.read().rsplit(b")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        vsize, rss = int(fields[20]), int(fields[21]) * resource.getpagesize()
+        out.append(("process_cpu_seconds_total", "counter", "User and system CPU seconds.", cpu))
+        out.append(("process_virtual_memory_bytes", "gauge", "Virtual memory size.", vsize))
+        out.append(("process_resident_memory_bytes", "gauge", "Resident memory size.", rss))
+        boot = _boot_time()
+        if boot is not None:
+            start = boot + int(fields[19]) / ticks
+            out.append(
+                (
+                    "process_start_time_seconds",
+                    "gauge",
+                    "Start time of the process since the Unix epoch, seconds.",
+                    float(start),
+                )
+            )
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        fds = len(os.listdir(f"{proc}/fd"))
+        out.append(("process_open_fds", "gauge", "Open file descriptors.", fds))
+    except OSError:
+        pass
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY:
+        out.append(("process_max_fds", "gauge", "Limit of open file descriptors (soft).", soft))
+    return out
+
+
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

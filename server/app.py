@@ -6,9 +6,16 @@ Strategy / invariants:
   opens and closes the store.
 - Connections register through admit()/release(); the cap counts binary and HTTP
   connections together.
-- Shutdown order (each step bounded by what is left of config.shutdown_timeout):
-  1. not ready (/readyz 503), writes refused with SHUTTING_DOWN from now on, listeners
-     closed;
+- Start-up: the descriptor limit is raised (soft to hard) and the connection cap fitted
+  below it with FD_RESERVE descriptors kept for the store; then the store is opened
+  (any failure there is a StoreOpenError: the CLI exits 3, never "cannot listen"); a
+  full disk (ENOSPC creating the new active file) opens it read-only instead, so
+  acknowledged data stays readable; then the ports are bound.
+- Shutdown order (steps 1-4 each bounded by what is left of config.shutdown_timeout):
+  0. drain delay (stop(drain=...), SIGTERM: config.drain_seconds): /readyz answers 503
+     while everything else is served as before, so a load balancer stops sending new
+     work before anything is refused;
+  1. writes refused with SHUTTING_DOWN from now on, listeners closed;
   2. wait for every connection's in-flight requests to be answered (new requests are
      still read for half the budget: reads answered, writes refused; then reading
      stops and unread requests are refused by the close);
@@ -21,7 +28,9 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import resource
 import time
 from typing import Any
 
@@ -34,11 +43,25 @@ from .binary import BinaryProtocol
 from .config import ENGINE_OPTIONS, ConfigError, ServerConfig
 from .http import HttpProtocol
 
-__all__ = ["Server"]
+__all__ = ["FD_RESERVE", "Server", "StoreOpenError"]
 
 log = logging.getLogger("bitcask.server")
 
 Connection = BinaryProtocol | HttpProtocol
+
+# Descriptors kept back from the connection cap: the store's own (LOCK, the active file
+# and its reader, a rotation's next file, merge output and hint files), the listeners,
+# the event loop, stdio and the executor's transient opens (as Redis reserves 32 + 96).
+FD_RESERVE = 64
+# Errors that mean "no space": a store that cannot create its active file opens read-only.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class StoreOpenError(Exception):
+    """The store could not be opened (not a file-system directory, unwritable, ...).
+
+    The CLI exits 3 on it. The engine's own errors (StoreLockedError, ...) pass as they are.
+    """
 
 
 class Server:
@@ -64,6 +87,11 @@ class Server:
         self.port = config.port
         self.http_port = config.http_port
         self.draining = False
+        self.stopping = False  # a stop began: /readyz answers 503 (the drain delay)
+        self.max_connections = config.max_connections  # fitted to the descriptors at start
+        self.fd_limit: tuple[int, int] | None = None  # soft limit (before, after) raising
+        self.start_readonly_reason: str | None = None  # why start-up opened read-only
+        self._drain_cut: asyncio.Event | None = None
         self.writer_pressured = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: set[Connection] = set()
@@ -78,12 +106,17 @@ class Server:
         """Open the store (recovery runs in a thread), then start listening.
 
         Raises:
-            bitcask.BitcaskError: the store cannot be opened (e.g. StoreLockedError).
+            ConfigError: bad engine options, or descriptors too few for any connection.
+            bitcask.BitcaskError: the engine refused the store (e.g. StoreLockedError).
+            StoreOpenError: the data directory cannot hold a store (a file, unwritable).
             OSError: a port cannot be bound.
         """
         loop = self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        self._drain_cut = asyncio.Event()
         cfg = self.config
+        self.fd_limit = raise_fd_limit()
+        self.max_connections = fit_connections(cfg.max_connections, self.fd_limit[1])
         opts: dict[str, Any] = {"sync": cfg.sync}
         for name in ENGINE_OPTIONS:
             if getattr(cfg, name) is not None:
@@ -92,8 +125,7 @@ class Server:
             options = bitcask.Options(**opts)
         except bitcask.InvalidOptionsError as exc:
             raise ConfigError(str(exc)) from exc
-        cfg.data.mkdir(parents=True, exist_ok=True)
-        self.db = await loop.run_in_executor(None, lambda: bitcask.open(cfg.data, options=options))
+        self.db = await loop.run_in_executor(None, self._open_store, options)
         try:
             self.writer = Writer(
                 self.db,
@@ -132,16 +164,58 @@ class Server:
         if cfg.idle_timeout > 0:
             self._sweeper = loop.call_later(self._sweep_period(), self._sweep)
 
+    def _open_store(self, options: bitcask.Options) -> Any:
+        """Open the store (in a thread); read-only when the disk is full (see Strategy)."""
+        path = self.config.data
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+                raise StoreOpenError(_describe(path, exc)) from exc
+            reason = exc.strerror or str(exc)
+            raise StoreOpenError(f"cannot create the store directory {path}: {reason}") from exc
+        try:
+            return bitcask.open(path, options=options)
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                if isinstance(exc, bitcask.BitcaskError):
+                    raise
+                raise StoreOpenError(_describe(path, exc)) from exc
+            failure = exc
+        try:
+            db = bitcask.open(path, options=options, readonly=True)
+        except (OSError, bitcask.BitcaskError) as exc:
+            raise StoreOpenError(_describe(path, failure)) from exc
+        self.start_readonly_reason = (
+            f"disk full at start ({failure.strerror or failure}): opened read-only"
+        )
+        log.error("cannot create a new data file in %s: %s", path, self.start_readonly_reason)
+        return db
+
     async def wait_stopped(self) -> None:
         """Return once stop() has finished."""
         assert self._stopped is not None
         await self._stopped.wait()
 
-    async def stop(self) -> bool:
-        """Graceful shutdown (see the module docstring). Returns False if it ran out of time."""
-        if self.draining:
+    async def stop(self, drain: float = 0.0) -> bool:
+        """Graceful shutdown (see the module docstring). Returns False if it ran out of time.
+
+        Args:
+            drain: seconds to go on serving with /readyz answering 503 before the
+                listeners close (the CLI passes --drain-seconds on SIGTERM); cut_drain()
+                ends that wait early.
+        """
+        if self.stopping:
             await self.wait_stopped()
             return True
+        self.stopping = True
+        if drain > 0:
+            log.info("draining: /readyz answers 503, serving %.3g s more", drain)
+            assert self._drain_cut is not None
+            try:
+                await asyncio.wait_for(self._drain_cut.wait(), drain)
+            except TimeoutError:
+                pass
         deadline = time.monotonic() + self.config.shutdown_timeout
         self.draining = True
         self.dispatcher.shutting_down = True
@@ -175,6 +249,17 @@ class Server:
         log.info("stopped (%s)", "clean" if in_time else "forced: budget exceeded")
         return in_time
 
+    def cut_drain(self) -> bool:
+        """End the drain delay now (or skip it if stop() has not reached it yet).
+
+        Returns:
+            False once the listeners are closing: there is no drain left to cut.
+        """
+        if self.draining or self._drain_cut is None:
+            return False
+        self._drain_cut.set()
+        return True
+
     async def _wait(self, deadline: float, done: Any) -> bool:
         while not done():
             if time.monotonic() >= deadline:
@@ -199,7 +284,7 @@ class Server:
 
     def admit(self, conn: Connection) -> bool:
         """Register a new connection; False (refuse it) at the cap or while draining."""
-        if len(self._connections) >= self.config.max_connections or self.draining:
+        if len(self._connections) >= self.max_connections or self.draining:
             self.metrics.connections_refused += 1
             return False
         self._connections.add(conn)
@@ -236,11 +321,13 @@ class Server:
     # ---- introspection (stats, health, metrics) ----
 
     def readonly_reason(self) -> str | None:
+        if self.start_readonly_reason is not None:
+            return self.start_readonly_reason
         reason = getattr(self.db, "readonly_reason", None)
         return str(reason) if reason else None
 
     def not_ready_reason(self) -> str | None:
-        if self.draining:
+        if self.stopping:
             return "shutting down"
         reason = self.readonly_reason()
         return f"read-only: {reason}" if reason else None
@@ -259,8 +346,81 @@ class Server:
 
     def stats(self) -> dict[str, Any]:
         stats = dict(self.db.stats())
+        if self.start_readonly_reason is not None:
+            stats["readonly_reason"] = self.start_readonly_reason
         stats["server"] = self.server_stats()
         return stats
 
     def render_metrics(self) -> str:
         return self.metrics.render(self.db.stats(), ready=self.not_ready_reason() is None)
+
+
+# ---- start-up helpers ----
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (as Redis and nginx do).
+
+    Returns:
+        The soft limit before and after (equal when it could not be raised).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        target = _nr_open()
+    if soft != resource.RLIM_INFINITY and (soft >= target):
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise the descriptor limit from %d to %d: %s", soft, target, exc)
+        return soft, soft
+    return soft, target
+
+
+def _nr_open() -> int:
+    """The kernel's per-process descriptor ceiling (an unlimited hard limit means this)."""
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
+def fit_connections(wanted: int, fd_soft: int) -> int:
+    """The connection cap the descriptors allow: wanted, or less with FD_RESERVE kept back.
+
+    Raises:
+        ConfigError: the limit leaves no descriptor for a single connection.
+
+    Example:
+        >>> fit_connections(1024, 1024)
+        960
+    """
+    if fd_soft == resource.RLIM_INFINITY or wanted + FD_RESERVE <= fd_soft:
+        return wanted
+    allowed = fd_soft - FD_RESERVE
+    if allowed < 1:
+        raise ConfigError(
+            f"the descriptor limit ({fd_soft}) leaves no room for connections: "
+            f"raise `ulimit -n` above {FD_RESERVE}"
+        )
+    log.warning(
+        "max-connections %d needs %d descriptors, the limit is %d: max-connections lowered to "
+        "%d (raise `ulimit -n` or LimitNOFILE= to allow more)",
+        wanted,
+        wanted + FD_RESERVE,
+        fd_soft,
+        allowed,
+    )
+    return allowed
+
+
+def _describe(path: object, exc: OSError) -> str:
+    """A sentence about why `path` cannot hold a store."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"cannot open the store at {path}: not a directory ({reason})"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot open the store at {path}: the directory is not writable ({reason})"
+    return f"cannot open the store at {path}: {reason}"

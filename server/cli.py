@@ -4,8 +4,13 @@ Exit codes:
     0  stopped cleanly (SIGTERM/SIGINT, everything drained, store closed)
     1  shutdown ran out of its budget, or an unexpected error
     2  bad flags or BITCASK_* environment values
-    3  the store could not be opened (locked by another process, unreadable, ...)
+    3  the store could not be opened (locked by another process, not a directory,
+       unwritable, ...)
     4  a port could not be bound
+
+Signals: SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
+is still served), then stops gracefully; SIGINT (Ctrl-C) skips the drain. A second
+signal during the drain ends it; one during the graceful stop exits at once (1).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import uvloop
 
 import bitcask
 
-from .app import Server
+from .app import FD_RESERVE, Server, StoreOpenError
 from .config import ConfigError, ServerConfig
 
 __all__ = ["main"]
@@ -67,11 +72,11 @@ async def _serve(config: ServerConfig) -> int:
     except ConfigError as exc:
         log.error("bad configuration: %s", exc)
         return EXIT_CONFIG
-    except bitcask.StoreLockedError as exc:
-        log.error("cannot open %s: %s (held by pid %s)", config.data, exc, getattr(exc, "pid", "?"))
+    except StoreOpenError as exc:
+        log.error("%s", exc)
         return EXIT_STORE
-    except bitcask.BitcaskError as exc:
-        log.error("cannot open %s: %s", config.data, exc)
+    except bitcask.BitcaskError as exc:  # StoreLockedError's message names the holder's pid
+        log.error("cannot open the store at %s: %s", config.data, exc)
         return EXIT_STORE
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.host, exc)
@@ -89,24 +94,41 @@ async def _serve(config: ServerConfig) -> int:
         stats.get("keys", len(server.db)),
         json.dumps(stats.get("recovery"), sort_keys=True, default=str),
     )
+    if server.fd_limit is not None:
+        before, after = server.fd_limit
+        log.info(
+            "descriptors: limit %d%s, max-connections %d, %d kept for the store",
+            after,
+            f" (raised from {before})" if after != before else "",
+            server.max_connections,
+            FD_RESERVE,
+        )
+    if server.start_readonly_reason is not None:
+        log.warning("serving reads only: %s", server.start_readonly_reason)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
+    drain = 0.0
 
-    def on_signal(signame: str) -> None:
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal drain
         if stop_requested.is_set():
-            log.error("second %s: exiting now", signame)
+            if server.cut_drain():
+                log.info("second %s: drain ended, stopping now", sig.name)
+                return
+            log.error("second %s: exiting now", sig.name)
             os._exit(EXIT_FAILED)
-        log.info("%s received", signame)
+        log.info("%s received", sig.name)
+        drain = config.drain_seconds if sig == signal.SIGTERM else 0.0
         stop_requested.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop_requested.wait()
-    watchdog = threading.Timer(config.shutdown_timeout + FORCE_GRACE, _force_exit)
+    watchdog = threading.Timer(drain + config.shutdown_timeout + FORCE_GRACE, _force_exit)
     watchdog.daemon = True
     watchdog.start()
     try:
-        clean = await server.stop()
+        clean = await server.stop(drain=drain)
     except Exception:
         log.exception("shutdown failed")
         return EXIT_FAILED

@@ -12,12 +12,13 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from protocol import DEFAULT_MAX_FRAME
 
-__all__ = ["ENGINE_OPTIONS", "ConfigError", "ServerConfig"]
+__all__ = ["ENGINE_OPTIONS", "ConfigError", "ServerConfig", "version"]
 
 # ServerConfig fields handed to bitcask.Options when set (None: the engine's default)
 ENGINE_OPTIONS = (
@@ -82,6 +83,9 @@ class ServerConfig:
     # --- process ---
     writer: str = "auto"  # how the writer runs write_batch (see server/_writer.py)
     shutdown_timeout: float = 10.0  # graceful-stop budget before the process is forced out
+    # after SIGTERM: seconds /readyz answers 503 while everything else is still served, so
+    # load balancers stop sending work before the listeners close (SIGINT skips it)
+    drain_seconds: float = 5.0
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -147,7 +151,7 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "port": (int, "binary/inline protocol port (default 7379)"),
     "http_port": (int, "HTTP adapter port (default 7380)"),
     "sync": (str, "fsync policy: always | interval | never (default always)"),
-    "sync_interval_ms": (int, "background fsync period for --sync interval"),
+    "sync_interval_ms": (int, "background fsync period for --sync interval, ms (default 1000)"),
     "max_file_size": (int, "rotate data files at this many bytes (engine default 128 MiB)"),
     "max_key_size": (int, "longest key accepted in bytes (engine default 64 KiB)"),
     "max_value_size": (int, "largest value accepted in bytes (engine default 64 MiB)"),
@@ -166,6 +170,10 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "http_max_header_bytes": (int, "HTTP request line + headers limit, bytes (16384)"),
     "writer": (str, "write_batch runner: auto | thread | executor | aiofiles | loop"),
     "shutdown_timeout": (float, "graceful shutdown budget in seconds (default 10)"),
+    "drain_seconds": (
+        float,
+        "after SIGTERM, keep serving this long with /readyz answering 503 (default 5)",
+    ),
     "log_level": (str, "debug | info | warning | error (default info)"),
 }
 
@@ -177,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a bitcask store over the binary protocol and HTTP. "
         "Every flag can also be set as BITCASK_<FLAG> in the environment.",
     )
+    parser.add_argument("--version", action="version", version=f"bitcask-server {version()}")
     for name, (typ, help_text) in _FLAGS.items():
         flag = "--" + name.replace("_", "-")
         env_name = ENV_PREFIX + name.upper()
@@ -184,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
             flag, dest=name, type=typ, default=None, help=f"{help_text} [{env_name}]"
         )
     return parser
+
+
+def version() -> str:
+    """The installed bitcask distribution's version ("unknown" when not installed)."""
+    try:
+        return metadata.version("bitcask")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -230,6 +247,8 @@ def _validate(cfg: ServerConfig) -> None:
             fail(f"{name.replace('_', '-')} must be a finite number >= 0")
     if not math.isfinite(cfg.shutdown_timeout) or cfg.shutdown_timeout <= 0:
         fail("shutdown-timeout must be > 0")
+    if not math.isfinite(cfg.drain_seconds) or cfg.drain_seconds < 0:
+        fail("drain-seconds must be a finite number >= 0")
     if cfg.writer not in WRITER_MODES:
         fail(f"writer must be one of {', '.join(WRITER_MODES)}, not {cfg.writer!r}")
     if cfg.log_level.lower() not in LOG_LEVELS:

@@ -41,6 +41,7 @@ from ._http_routes import (
     route,
     simple_error,
 )
+from ._metrics import route_label
 from ._pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -220,9 +221,9 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
                 outcome.method, outcome.params, self._render_kv, outcome.ctx, self._t0
             )
         else:
-            label = req.path.decode("latin-1").strip("/") or "/"
+            label = route_label(req.path)
             self._pipeline.request_done(
-                self._render_fixed, (outcome, keep_alive, head), None, None, label
+                self._render_fixed, (outcome, keep_alive, head), None, outcome.error, label
             )
         if self._pipeline.pending >= MAX_HTTP_INFLIGHT:
             self._set_pause(PAUSE_INFLIGHT, True)
@@ -276,7 +277,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._closing = True
         self._disarm()
         self._pipeline.request_done(
-            self._render_fixed, (resp, False, False), None, None, "http_error"
+            self._render_fixed, (resp, False, False), None, resp.error, "http_error"
         )
         self._flush_output()
 

@@ -75,7 +75,8 @@ class ServerProcess:
         if not self.http_port:
             self.http_port = free_port(self.host)
         self.log_path = self.data.parent / f"server-{self.port}.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        # No drain delay after SIGTERM unless a test asks (--drain-seconds beats the env).
+        env = {"BITCASK_DRAIN_SECONDS": "0", **os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
