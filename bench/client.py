@@ -57,7 +57,7 @@ def bitcask_server() -> Iterator[int]:
     data = tempfile.mkdtemp(prefix="bench-client-")
     port, http_port = free_port(), free_port()
     argv = [sys.executable, "-m", "server", "--data", data, "--host", HOST, "--port", str(port),
-            "--http-port", str(http_port), "--sync", "never", "--log-level", "warning"]  # fmt: skip
+            "--http-port", str(http_port), "--sync", "never", "--log-level", "warning", "--drain-seconds", "0"]  # fmt: skip
     try:
         with process(argv, port):
             yield port

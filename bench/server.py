@@ -255,7 +255,7 @@ def bitcask_target(sync: str, writer: str = "auto") -> Target:
         return [
             sys.executable, "-m", "server", "--data", data, "--port", str(port),
             "--http-port", str(free_port()), "--sync", sync, "--writer", writer,
-            "--log-level", "warning",
+            "--log-level", "warning", "--drain-seconds", "0",
         ]  # fmt: skip
 
     label = f"bitcask --sync {sync}" + ("" if writer == "auto" else f" ({writer})")
