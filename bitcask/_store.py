@@ -9,6 +9,7 @@ times) if the writer's merge deletes a file under it.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -16,6 +17,9 @@ from collections.abc import Callable
 from queue import SimpleQueue
 
 from . import _io
+from ._datafile import FILE_HEADER_SIZE
+from ._health import DiskHealth
+from ._keydir import FID_SHIFT
 from ._lock import DirLock
 from ._recovery import FileVanished, load
 from .db import Bitcask
@@ -26,6 +30,11 @@ from .options import Options
 __all__ = ["open_store"]
 
 _READONLY_RETRIES = 5
+
+
+# Errors creating the active file at open that mean "the disk is full": the store
+# opens for reads and heals like a failed write (anything else fails the open).
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def open_store(
@@ -52,6 +61,7 @@ def open_store(
     db._tasks = SimpleQueue()
     db._threads = []
     db._stop = threading.Event()
+    db._health = DiskHealth(path, db._stop)
     db._wfd = -1
     db._reader = None
     db._offset = 0
@@ -91,17 +101,33 @@ def open_store(
         db._release_lock = lock.release
         db._blocked = None
         fid = max(result.sizes, default=0) + 1
-        db._wfd, db._reader = db._create_file(fid)
+        full: OSError | None = None
+        try:
+            db._wfd, db._reader = db._create_file(fid)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            full = exc
     except BaseException:
         lock.release()
         raise
     db._next_id = fid + 1
     db._active_id = fid
-    db._base = fid << 68
-    db._offset = 16
-    db._kd.live[fid] = 0
-    db._remap_active()
+    db._base = fid << FID_SHIFT
+    db._offset = FILE_HEADER_SIZE
     _start_threads(db)
+    if db._wfd >= 0:
+        db._kd.live[fid] = 0
+        db._remap_active()
+    else:
+        # A full disk at start: serve reads; the probe creates the active file and
+        # resumes writes once space returns (no id is taken until then).
+        db._next_id = fid
+        assert full is not None
+        with db._lock:
+            db._fail(full, 0)
+            db.readonly_reason = f"disk full at start: {db.readonly_reason}"
+            db._blocked = ReadOnlyError(f"store is read-only: {db.readonly_reason}")
     if options.hint_files:
         for sealed in result.unhinted:
             db._tasks.put(lambda sealed=sealed: db._write_hint(sealed))  # type: ignore[misc]
@@ -156,4 +182,4 @@ def _syncer(db: Bitcask) -> None:
                 _io.fsync(db._wfd)
                 db._dirty = False
             except OSError as exc:
-                db._fail(exc, db._offset)
+                db._fail(exc, db._offset, fsync=True)

@@ -13,13 +13,17 @@ Strategy (invariants):
   active file's mapping is refreshed every ``_REMAP_STEP`` bytes; readers pread
   anything past it.
 - A failed write or fsync truncates back to the last good offset (best effort)
-  and turns the store read-only; reads go on.
+  and stops writes, as ``_health`` tells the two apart: after a failed write they
+  resume by themselves once a probe shows the disk takes writes again; after a
+  failed fsync, only after a restart. Out of descriptors is no disk fault: that
+  write fails alone. Reads go on throughout.
 - Sealed files get their hint in the background worker; the hint is renamed into
   place under the lock only if the file still exists (a merge may have removed it).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -43,6 +47,7 @@ from ._datafile import (
     map_file,
     scan,
 )
+from ._health import DiskHealth, is_transient
 from ._hint import build_hint, write_hint
 from ._keydir import FID_SHIFT, MAX_FILE_ID, SIZE_MASK, Keydir
 from ._record import (
@@ -73,6 +78,8 @@ __all__ = ["FileEntry", "Writer", "as_bytes", "fsync_dir"]
 
 # Refresh the active file's mapping after this many appended bytes: one mmap call per
 # ~7,000 small puts, while at most this much recent data is read with pread.
+log = logging.getLogger("bitcask")
+
 _REMAP_STEP = 1 << 20
 # The latest expiry a record may carry, in ms since the epoch: a signed 64-bit
 # integer, as Redis bounds its expiries (the field itself is u64).
@@ -154,6 +161,7 @@ class Writer:
     _threads: list[threading.Thread]
     _stop: threading.Event
     _release_lock: Callable[[], None]
+    _health: DiskHealth
 
     # ----------------------------------------------------------------- writes
 
@@ -196,17 +204,12 @@ class Writer:
         lock.acquire()
         try:
             if self._blocked is not None:
-                raise self._blocked
+                raise self._refuse()
             off = self._offset
             if off + size > self._max_file and off > FILE_HEADER_SIZE:
                 self._rotate()
                 off = self._offset
-            try:
-                _io.write(self._wfd, rec)
-                if self._sync_always:
-                    _io.fsync(self._wfd)
-            except OSError as exc:
-                raise self._fail(exc, off) from exc
+            self._append(rec, off, self._sync_always)
             self._offset = end = off + size
             self._dirty = True
             kmap = self._kmap
@@ -289,7 +292,7 @@ class Writer:
         lock.acquire()
         try:
             if self._blocked is not None:
-                raise self._blocked
+                raise self._refuse()
             return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
         finally:
             lock.release()
@@ -340,7 +343,7 @@ class Writer:
         lock.acquire()
         try:
             if self._blocked is not None:
-                raise self._blocked
+                raise self._refuse()
             results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
         finally:
             lock.release()
@@ -502,12 +505,7 @@ class Writer:
                     pos += len(commit)
                 first += count
             buf = b"".join(parts)
-        try:
-            _io.write(self._wfd, buf)
-            if sync is True or (sync is None and self._sync_always):
-                _io.fsync(self._wfd)
-        except OSError as exc:
-            raise self._fail(exc, off) from exc
+        self._append(buf, off, sync is True or (sync is None and self._sync_always))
         self._offset = off + len(buf)
         self._dirty = True
         if not targets and not any(exps) and (positions is None or len(segs) == 1):
@@ -605,26 +603,77 @@ class Writer:
             try:
                 _io.fsync(self._wfd)
             except OSError as exc:
-                raise self._fail(exc, self._offset) from exc
+                raise self._fail(exc, self._offset, fsync=True) from exc
             self._dirty = False
 
     # ------------------------------------------------------ writer internals
 
     def _check_writable(self) -> None:
         if self._blocked is not None:
-            raise self._blocked
+            raise self._refuse()
 
-    def _fail(self, exc: OSError, good_offset: int) -> StoreIOError:
-        # Caller holds _lock. Cut a partial append, then refuse all further writes.
+    def _refuse(self) -> BitcaskError:
+        # Caller holds _lock and found the store blocked: the error to raise.
+        blocked = self._blocked
+        assert blocked is not None
+        if self._health.state != "ok":
+            self._health.refused(blocked)
+        return blocked
+
+    def _append(self, buf: bytes, off: int, fsync: bool) -> None:
+        # Caller holds _lock: one write of ``buf`` at ``off``, then the fsync asked for.
         try:
-            os.ftruncate(self._wfd, good_offset)
-        except OSError:
-            pass
+            _io.write(self._wfd, buf)
+        except OSError as exc:
+            raise self._fail(exc, off) from exc
+        if fsync:
+            try:
+                _io.fsync(self._wfd)
+            except OSError as exc:
+                raise self._fail(exc, off, fsync=True) from exc
+
+    def _fail(self, exc: OSError, good_offset: int, *, fsync: bool = False) -> StoreIOError:
+        # Caller holds _lock. Cut a partial append, then tell the disk fault apart
+        # (see _health): out of descriptors fails this write alone; a failed write
+        # refuses writes until a probe succeeds; a failed fsync, until restart.
+        if self._wfd >= 0:
+            try:
+                os.ftruncate(self._wfd, good_offset)
+            except OSError:
+                pass
         reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
-        self.readonly_reason = reason
-        self._blocked = ReadOnlyError(f"store turned read-only after a disk error: {reason}")
-        err = StoreIOError(exc.errno or 0, f"write failed, store is now read-only: {reason}")
-        return err
+        if not fsync and is_transient(exc):
+            log.warning("write failed in %s, store stays writable: %s", self.path, reason)
+            return StoreIOError(exc.errno or 0, f"write failed, nothing was written: {reason}")
+        if fsync:
+            self._health.fsync_failed(reason)
+            self.readonly_reason = f"fsync failed: {reason}; restart to resume writes"
+        else:
+            thread = self._health.write_failed(reason, self._resume)
+            if thread is not None:
+                self._threads.append(thread)
+                thread.start()
+            self.readonly_reason = f"write failed: {reason}; writes resume once the disk takes them"
+        self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
+        return StoreIOError(exc.errno or 0, f"write failed, store is now read-only: {reason}")
+
+    def _resume(self) -> None:
+        """The probe thread saw the disk take a write: writable again (OSError if not)."""
+        with self._lock:
+            if self._closing or self._health.state != "write_failed":
+                return
+            if self._wfd < 0:  # the full disk came at start: no active file yet
+                fid = self._next_id
+                self._wfd, self._reader = self._create_file(fid)
+                self._next_id = fid + 1
+                self._active_id = fid
+                self._base = fid << FID_SHIFT
+                self._offset = FILE_HEADER_SIZE
+                self._kd.live[fid] = 0
+                self._remap_active()
+            self._blocked = None
+            self.readonly_reason = None
+            self._health.healed()
 
     def _create_file(self, fid: int) -> tuple[int, BinaryIO]:
         if fid > MAX_FILE_ID:
@@ -636,23 +685,38 @@ class Writer:
             if self.options.sync != "never":
                 _io.fsync(fd)
                 fsync_dir(self.path)
+            reader = open(path, "rb", buffering=0)  # noqa: SIM115 (kept open as the reader)
         except BaseException:
             os.close(fd)
+            try:  # a retry creates it again (O_EXCL)
+                os.unlink(path)
+            except OSError:
+                pass
             raise
-        return fd, open(path, "rb", buffering=0)
+        return fd, reader
 
     def _rotate(self, reserve: int = 0) -> None:
         """Seal the active file and start the next one (caller holds _lock)."""
         old_id, old_fd, size = self._active_id, self._wfd, self._offset
         new_id = self._next_id + reserve
-        try:
-            if self.options.sync != "never":
+        if self.options.sync != "never":
+            try:
                 _io.fsync(old_fd)
+            except OSError as exc:
+                raise self._fail(exc, size, fsync=True) from exc
+        try:
             fd, reader = self._create_file(new_id)
         except OSError as exc:
             raise self._fail(exc, size) from exc
+        try:
+            old_map = map_file(os.path.join(self.path, data_name(old_id)))
+        except OSError as exc:
+            os.close(fd)
+            reader.close()
+            os.unlink(os.path.join(self.path, data_name(new_id)))
+            raise self._fail(exc, size) from exc
         os.close(old_fd)
-        self._maps[old_id] = (map_file(os.path.join(self.path, data_name(old_id))), size, None)
+        self._maps[old_id] = (old_map, size, None)
         self._sizes[old_id] = size
         self._next_id = new_id + 1
         self._active_id = new_id

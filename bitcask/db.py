@@ -27,7 +27,7 @@ from ._datafile import FILE_HEADER_SIZE, data_name, map_file
 from ._keydir import FID_SHIFT
 from ._record import HEADER_SIZE
 from ._writer import Writer, as_bytes
-from .errors import CorruptRecordError, StoreClosedError
+from .errors import StoreClosedError
 
 if TYPE_CHECKING:
     from .merge import MergeReport
@@ -91,11 +91,11 @@ class Bitcask(Writer):
         else:
             rec = _pread(reader.fileno(), end - off, off)  # type: ignore[union-attr]
             if len(rec) < HEADER_SIZE:
-                raise CorruptRecordError(f"record of {key!r} is truncated")
+                raise self._health.corrupt(f"record of {key!r} is truncated")
             crc, flags, exp, kl = _unpack_check(rec)
             body = rec[4:]
         if crc32(body) != crc or kl != len(key) or not body.startswith(key, 25) or flags & 1:
-            raise CorruptRecordError(
+            raise self._health.corrupt(
                 f"record of {key!r} at file {loc >> 68} offset {off} fails its check"
             )
         if exp and exp <= self._clock() * 1000:
@@ -115,7 +115,7 @@ class Bitcask(Writer):
             if (loc >> FID_SHIFT) in self._maps:
                 return self.get(key)
             time.sleep(0.0001)
-        raise CorruptRecordError(
+        raise self._health.corrupt(
             f"record of {key!r} names file {loc and loc >> FID_SHIFT}, which is gone"
         )
 
@@ -285,12 +285,29 @@ class Bitcask(Writer):
 
         run_backup(self, os.fspath(dest))
 
+    def disk_health(self) -> dict[str, Any]:
+        """The disk state as writes saw it; cheap, any thread (also ``stats()["disk"]``).
+
+        Keys: state ("ok" | "write_failed" | "fsync_failed"), reason, since,
+        last_attempt (wall-clock seconds or None) and attempts (probes so far). After a
+        failed write a probe retries with back-off and writes resume by themselves;
+        after a failed fsync only reopening the store resumes them.
+
+        Example:
+            >>> db.disk_health()["state"]
+            'ok'
+        """
+        return self._health.snapshot()
+
     def stats(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot of the store's state. Any thread.
 
         Keys: path, keys, keydir_bytes (sys.getsizeof estimate), keydir_bytes_per_key,
         live_bytes, dead_bytes, disk_bytes, files [{id, size, live_bytes,
-        dead_bytes}], active_file, sync, readonly, readonly_reason, merging, merges,
+        dead_bytes}], active_file, sync, readonly, readonly_reason, disk {state: "ok" |
+        "write_failed" | "fsync_failed", reason, since, last_attempt, attempts (wall-clock
+        seconds; after a failed write a probe retries with back-off and writes resume by
+        themselves; after a failed fsync, only a restart resumes them)}, merging, merges,
         last_merge_error, recovery.
 
         Example:
@@ -324,6 +341,7 @@ class Bitcask(Writer):
             "sync": self.options.sync,
             "readonly": self._readonly or self.readonly_reason is not None,
             "readonly_reason": self.readonly_reason,
+            "disk": self.disk_health(),
             "merging": self._merge_lock.locked(),
             "merges": self._merges,
             "last_merge_error": self._last_merge_error,

@@ -70,7 +70,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
     for cls, code in _EXC_CODES:
         if isinstance(exc, cls):
             return make_error(code, str(exc) or code.name.lower())
-    if isinstance(exc, OSError):  # a disk error surfacing outside write_batch
+    if isinstance(exc, OSError):  # a disk error surfacing outside write_group
         return make_error(ErrorCode.IO_ERROR, str(exc))
     if isinstance(exc, ValueError | TypeError):
         return make_error(ErrorCode.INVALID_PARAMS, str(exc))
@@ -326,7 +326,7 @@ class Dispatcher:
         return self._write(ops, size, _true)
 
     def _batch(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        ops = args[0]  # already ("put", k, v, ttl) | ("delete", k): write_batch's shape
+        ops = args[0]  # already ("put", k, v, ttl) | ("delete", k): the engine's op shape
         self._check_batch(len(ops))
         size = 0
         for op in ops:

@@ -258,12 +258,16 @@ def _health(server: Server) -> Response:
         "status": "unhealthy" if reason else "healthy",
         "keys": server.key_count(),
         "readonly_reason": reason,
+        "disk": server.disk_health(),
         "uptime_seconds": round(server.uptime(), 3),
     }
     return json_response(503 if reason else 200, body)
 
 
 def _livez(server: Server) -> Response:
+    problem = server.not_live_reason()
+    if problem:
+        return Response(503, f"not live: {problem}\n".encode())
     return Response(200, b"ok\n")
 
 

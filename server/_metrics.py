@@ -32,9 +32,9 @@ __all__ = ["HTTP_ROUTES", "LABELS", "OTHER", "Histogram", "Metrics", "route_labe
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
 )  # fmt: skip
-# Requests per group commit (one write_batch call).
+# Requests per group commit (one write_group call).
 GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
-# One write_batch call: one write plus (under --sync always) one fsync.
+# One write_group call: one write plus (under --sync always) one fsync.
 COMMIT_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
 )  # fmt: skip
@@ -203,7 +203,7 @@ class Metrics:
         head(
             "bitcask_fsync_duration_seconds",
             "histogram",
-            "Duration of each group commit (one write_batch: one write, one fsync under sync=always).",
+            "Duration of each group commit (one write_group: one write, one fsync under sync=always).",
         )
         lines.extend(self.commit_seconds.render("bitcask_fsync_duration_seconds"))
         head("bitcask_writer_queue_depth", "gauge", "Write requests waiting for the writer.")

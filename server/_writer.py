@@ -139,7 +139,7 @@ class Writer:
         """Queue one request's ops; `callback` runs on the loop once they are durable.
 
         Args:
-            ops: write_batch operations of this request (may be empty with sync=True).
+            ops: engine operations of this request (one batch: atomic) (may be empty with sync=True).
             callback: called as callback(results, None) or callback(None, exc).
             nbytes: payload size, used to bound group sizes.
             sync: force an fsync for this request's group (the `sync` method).

@@ -2,15 +2,15 @@
 
 Strategy / invariants:
 - One Server per process and per store. Everything runs on one event loop; the only
-  other threads are the writer's (write_batch + fsync), merge's, and the executor that
+  other threads are the writer's (write_group + fsync), merge's, and the executor that
   opens and closes the store.
 - Connections register through admit()/release(); the cap counts binary and HTTP
   connections together.
 - Start-up: the descriptor limit is raised (soft to hard) and the connection cap fitted
   below it with FD_RESERVE descriptors kept for the store; then the store is opened
-  (any failure there is a StoreOpenError: the CLI exits 3, never "cannot listen"); a
-  full disk (ENOSPC creating the new active file) opens it read-only instead, so
-  acknowledged data stays readable; then the ports are bound.
+  (any failure there is a StoreOpenError: the CLI exits 3, never "cannot listen"); on
+  a full disk (ENOSPC creating the new active file) the engine opens it for reads
+  and resumes writes by itself once space returns; then the ports are bound.
 - Shutdown order (steps 1-4 each bounded by what is left of config.shutdown_timeout):
   0. drain delay (stop(drain=...), SIGTERM: config.drain_seconds): /readyz answers 503
      while everything else is served as before, so a load balancer stops sending new
@@ -54,7 +54,6 @@ Connection = BinaryProtocol | HttpProtocol
 # the event loop, stdio and the executor's transient opens (as Redis reserves 32 + 96).
 FD_RESERVE = 64
 # Errors that mean "no space": a store that cannot create its active file opens read-only.
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class StoreOpenError(Exception):
@@ -90,7 +89,6 @@ class Server:
         self.stopping = False  # a stop began: /readyz answers 503 (the drain delay)
         self.max_connections = config.max_connections  # fitted to the descriptors at start
         self.fd_limit: tuple[int, int] | None = None  # soft limit (before, after) raising
-        self.start_readonly_reason: str | None = None  # why start-up opened read-only
         self._drain_cut: asyncio.Event | None = None
         self.writer_pressured = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -165,7 +163,7 @@ class Server:
             self._sweeper = loop.call_later(self._sweep_period(), self._sweep)
 
     def _open_store(self, options: bitcask.Options) -> Any:
-        """Open the store (in a thread); read-only when the disk is full (see Strategy)."""
+        """Open the store (in a thread); reads only while the disk is full (see Strategy)."""
         path = self.config.data
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -175,22 +173,12 @@ class Server:
             reason = exc.strerror or str(exc)
             raise StoreOpenError(f"cannot create the store directory {path}: {reason}") from exc
         try:
+            # A full disk at start opens for reads; the engine heals it (bitcask/_health).
             return bitcask.open(path, options=options)
         except OSError as exc:
-            if exc.errno not in _NO_SPACE:
-                if isinstance(exc, bitcask.BitcaskError):
-                    raise
-                raise StoreOpenError(_describe(path, exc)) from exc
-            failure = exc
-        try:
-            db = bitcask.open(path, options=options, readonly=True)
-        except (OSError, bitcask.BitcaskError) as exc:
-            raise StoreOpenError(_describe(path, failure)) from exc
-        self.start_readonly_reason = (
-            f"disk full at start ({failure.strerror or failure}): opened read-only"
-        )
-        log.error("cannot create a new data file in %s: %s", path, self.start_readonly_reason)
-        return db
+            if isinstance(exc, bitcask.BitcaskError):
+                raise
+            raise StoreOpenError(_describe(path, exc)) from exc
 
     async def wait_stopped(self) -> None:
         """Return once stop() has finished."""
@@ -321,10 +309,24 @@ class Server:
     # ---- introspection (stats, health, metrics) ----
 
     def readonly_reason(self) -> str | None:
-        if self.start_readonly_reason is not None:
-            return self.start_readonly_reason
         reason = getattr(self.db, "readonly_reason", None)
         return str(reason) if reason else None
+
+    def not_live_reason(self) -> str | None:
+        """Why /livez fails: an fsync failed longer than fsync_failure_grace ago (the
+        store refuses writes until a restart, so the orchestrator should restart it)."""
+        disk = self.disk_health()
+        since = disk.get("since")
+        if disk.get("state") != "fsync_failed" or since is None:
+            return None
+        age = time.time() - since
+        if age < self.config.fsync_failure_grace:
+            return None
+        return f"fsync failed {age:.0f} s ago ({disk.get('reason')}); restart to resume writes"
+
+    def disk_health(self) -> dict[str, Any]:
+        """The engine's disk state (ok | write_failed | fsync_failed) for /health."""
+        return dict(self.db.disk_health())
 
     def not_ready_reason(self) -> str | None:
         if self.stopping:
@@ -346,8 +348,6 @@ class Server:
 
     def stats(self) -> dict[str, Any]:
         stats = dict(self.db.stats())
-        if self.start_readonly_reason is not None:
-            stats["readonly_reason"] = self.start_readonly_reason
         stats["server"] = self.server_stats()
         return stats
 

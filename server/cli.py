@@ -103,8 +103,8 @@ async def _serve(config: ServerConfig) -> int:
             server.max_connections,
             FD_RESERVE,
         )
-    if server.start_readonly_reason is not None:
-        log.warning("serving reads only: %s", server.start_readonly_reason)
+    if server.readonly_reason() is not None:
+        log.warning("serving reads only: %s", server.readonly_reason())
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     drain = 0.0

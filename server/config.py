@@ -81,11 +81,14 @@ class ServerConfig:
     http_body_timeout: float = 30.0  # seconds of silence allowed while a body arrives
     http_max_header_bytes: int = 16 * 1024  # request line + headers, bytes (431 above)
     # --- process ---
-    writer: str = "auto"  # how the writer runs write_batch (see server/_writer.py)
+    writer: str = "auto"  # how the writer runs write_group (see server/_writer.py)
     shutdown_timeout: float = 10.0  # graceful-stop budget before the process is forced out
     # after SIGTERM: seconds /readyz answers 503 while everything else is still served, so
     # load balancers stop sending work before the listeners close (SIGINT skips it)
     drain_seconds: float = 5.0
+    # after a failed fsync the store refuses writes until a restart; /livez fails once the
+    # fault is this many seconds old, so an orchestrator restarts the process
+    fsync_failure_grace: float = 30.0
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -100,9 +103,9 @@ class ServerConfig:
         loop's default executor tied within noise (thread 35k/s at 24.4 us CPU per put
         against 34k/s at 25.0 us in the quietest run; the order flipped in another),
         and aiofiles (the same executor behind a coroutine) was never ahead. The
-        dedicated thread is kept: write_batch and close always run on the same thread,
+        dedicated thread is kept: write_group and close always run on the same thread,
         and a merge or store open in the default executor cannot delay a commit.
-        Under never, write_batch on the loop itself costs least (15.8 vs 19.6 us).
+        Under never, write_group on the loop itself costs least (15.8 vs 19.6 us).
         """
         if self.writer != "auto":
             return self.writer
@@ -168,11 +171,15 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "http_header_timeout": (float, "seconds allowed to send an HTTP request head (10)"),
     "http_body_timeout": (float, "seconds of silence allowed inside an HTTP body (30)"),
     "http_max_header_bytes": (int, "HTTP request line + headers limit, bytes (16384)"),
-    "writer": (str, "write_batch runner: auto | thread | executor | aiofiles | loop"),
+    "writer": (str, "write_group runner: auto | thread | executor | aiofiles | loop"),
     "shutdown_timeout": (float, "graceful shutdown budget in seconds (default 10)"),
     "drain_seconds": (
         float,
         "after SIGTERM, keep serving this long with /readyz answering 503 (default 5)",
+    ),
+    "fsync_failure_grace": (
+        float,
+        "after a failed fsync, seconds before /livez fails so the process is restarted (30)",
     ),
     "log_level": (str, "debug | info | warning | error (default info)"),
 }
@@ -249,6 +256,8 @@ def _validate(cfg: ServerConfig) -> None:
         fail("shutdown-timeout must be > 0")
     if not math.isfinite(cfg.drain_seconds) or cfg.drain_seconds < 0:
         fail("drain-seconds must be a finite number >= 0")
+    if not math.isfinite(cfg.fsync_failure_grace) or cfg.fsync_failure_grace < 0:
+        fail("fsync-failure-grace must be a finite number >= 0")
     if cfg.writer not in WRITER_MODES:
         fail(f"writer must be one of {', '.join(WRITER_MODES)}, not {cfg.writer!r}")
     if cfg.log_level.lower() not in LOG_LEVELS:

@@ -295,3 +295,17 @@ def test_any_flipped_byte_costs_at_most_its_record(
         for k in _KEYS:
             allowed(k, got[k], step)
     shutil.rmtree(root)
+
+
+def test_corrupt_reads_and_refused_writes_are_logged_rate_limited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history(tmp_path, batch=False)
+    dpath, rec = find(tmp_path, lambda r: r.key == b"k5" and r.value == b"new k5")
+    flip(dpath, rec.offset + HEADER_SIZE + len(rec.key) + 2)
+    with caplog.at_level("WARNING", logger="bitcask"), bitcask.open(tmp_path) as db:
+        for _ in range(5):
+            assert answer(db, b"k5") == CORRUPT
+    lines = [r for r in caplog.records if "corrupt record read" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "WARNING"
+    assert "b'k5'" in lines[0].getMessage()

@@ -7,55 +7,147 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import bitcask
-from bitcask import ReadOnlyError, StoreIOError, StoreLockedError, _io
+from bitcask import ReadOnlyError, StoreIOError, StoreLockedError, _health, _io
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(
-    "failing,sync",
-    [
-        pytest.param("write", "never", id="write-ENOSPC"),
-        pytest.param("fsync", "always", id="fsync-EIO"),
-    ],
-)
-def test_disk_error_turns_the_store_read_only_and_reads_go_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str, sync: str
+def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_failed_write_refuses_writes_then_heals_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = bitcask.open(tmp_path, sync=sync)
+    """ENOSPC on write: nothing acknowledged, the tail cut back, writes refused while
+    the disk stays full (probes fail), then resumed by themselves once it is not."""
+    monkeypatch.setattr(_health, "PROBE_FIRST", 0.05)
+    monkeypatch.setattr(_health, "PROBE_MAX", 0.1)
+    db = bitcask.open(tmp_path, sync="never")
     db.put(b"good", b"1")
     size_before = db.stats()["disk_bytes"]
-    code = errno.ENOSPC if failing == "write" else errno.EIO
     real_write = _io.write
 
-    def broken(fd: int, data: bytes = b"") -> None:
-        if failing == "write":
-            real_write(fd, data[: len(data) // 2])  # a partial write, then the error
-        raise OSError(code, os.strerror(code))
+    def full(fd: int, data: bytes = b"") -> None:
+        real_write(fd, data[: len(data) // 2])  # a partial write, then the error
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(_io, failing, broken)
+    monkeypatch.setattr(_io, "write", full)  # the probe writes through _io too
     with pytest.raises(StoreIOError) as info:
         db.put(b"bad", b"2")
-    assert isinstance(info.value, OSError) and info.value.errno == code
-    monkeypatch.undo()
+    assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
+    _until(lambda: db.stats()["disk"]["attempts"] >= 2)  # probing, and failing
     with pytest.raises(ReadOnlyError):
         db.put(b"later", b"3")
     with pytest.raises(ReadOnlyError):
         db.write_batch([("delete", b"good")])
     assert db.get(b"good") == b"1" and db.get(b"bad") is None
-    assert db.readonly_reason is not None and os.strerror(code) in db.readonly_reason
     stats = db.stats()
-    assert stats["readonly_reason"] == db.readonly_reason and stats["readonly"] is True
+    assert stats["readonly"] is True and os.strerror(errno.ENOSPC) in stats["readonly_reason"]
+    assert stats["disk"]["state"] == "write_failed" and stats["disk"]["last_attempt"]
     assert stats["disk_bytes"] == size_before  # the partial append was cut back
+
+    monkeypatch.setattr(_io, "write", real_write)  # space is back
+    _until(lambda: db.stats()["disk"]["state"] == "ok")
+    db.put(b"later", b"3")
+    assert db.readonly_reason is None and db.stats()["readonly"] is False
     db.close()
-    with bitcask.open(tmp_path, sync=sync) as db:
-        assert dict(db.items()) == {b"good": b"1"}
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert dict(db.items()) == {b"good": b"1", b"later": b"3"}
         assert db.recovery.truncated_bytes == 0
+
+
+def test_failed_fsync_refuses_writes_until_reopen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_health, "PROBE_FIRST", 0.05)
+    db = bitcask.open(tmp_path, sync="always")
+    db.put(b"good", b"1")
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(_io, "fsync", broken)
+    with pytest.raises(StoreIOError) as info:
+        db.put(b"bad", b"2")
+    assert info.value.errno == errno.EIO
+    monkeypatch.undo()  # the disk works again: still no writes until a restart
+    time.sleep(0.3)
+    with pytest.raises(ReadOnlyError):
+        db.put(b"later", b"3")
+    disk = db.stats()["disk"]
+    assert disk["state"] == "fsync_failed" and disk["attempts"] == 0
+    assert "restart" in (db.readonly_reason or "")
+    assert db.get(b"good") == b"1" and db.get(b"bad") is None
+    db.close()
+    with bitcask.open(tmp_path, sync="always") as db:
+        db.put(b"later", b"3")
+        assert dict(db.items()) == {b"good": b"1", b"later": b"3"}
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE])
+def test_out_of_descriptors_at_rotation_is_not_a_disk_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    db = bitcask.open(tmp_path, sync="never", max_file_size=256)
+    db.put(b"a", b"x" * 100)
+    real_open = os.open
+
+    def no_fds(path: str, flags: int, mode: int = 0o777) -> int:
+        if str(path).endswith(".data"):
+            raise OSError(code, os.strerror(code))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_fds)
+    with pytest.raises(StoreIOError) as info:
+        for i in range(5):  # the next rotation needs a new file
+            db.put(b"k%d" % i, b"y" * 100)
+    assert info.value.errno == code
+    monkeypatch.undo()
+    assert db.readonly_reason is None and db.stats()["disk"]["state"] == "ok"
+    for i in range(5):
+        db.put(b"k%d" % i, b"y" * 100)  # the store stayed writable
+    db.close()
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert sorted(db.keys()) == [b"a"] + [b"k%d" % i for i in range(5)]
+
+
+def test_full_disk_at_open_serves_reads_and_heals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with bitcask.open(tmp_path, sync="never") as db:
+        db.put(b"kept", b"1")
+    monkeypatch.setattr(_health, "PROBE_FIRST", 0.05)
+    monkeypatch.setattr(_health, "PROBE_MAX", 0.1)
+    real_write = _io.write
+
+    def full(fd: int, data: bytes = b"") -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_io, "write", full)
+    db = bitcask.open(tmp_path, sync="never")
+    try:
+        assert db.get(b"kept") == b"1"
+        assert (db.readonly_reason or "").startswith("disk full at start")
+        with pytest.raises(ReadOnlyError):
+            db.put(b"new", b"2")
+        monkeypatch.setattr(_io, "write", real_write)
+        _until(lambda: db.stats()["disk"]["state"] == "ok")
+        db.put(b"new", b"2")
+    finally:
+        db.close()
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert dict(db.items()) == {b"kept": b"1", b"new": b"2"}
 
 
 _HOLDER = textwrap.dedent(

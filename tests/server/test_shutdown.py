@@ -81,13 +81,13 @@ async def test_readyz_turns_503_and_in_flight_work_finishes(
     inproc: Callable[..., Awaitable[Server]],
 ) -> None:
     srv = await inproc(sync="always", writer="thread")
-    real_write = srv.db.write_batch
+    real_write = srv.db.write_group
 
     def slow_write(*args: Any, **kwargs: Any) -> Any:
         time.sleep(0.8)
         return real_write(*args, **kwargs)
 
-    srv.db.write_batch = slow_write
+    srv.db.write_group = slow_write
     http = socket.create_connection(("127.0.0.1", srv.http_port), timeout=10)
     conn = Conn(srv.port)
     try:

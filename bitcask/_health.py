@@ -1,0 +1,175 @@
+"""Disk health of a writable store: why writes stopped, and whether they resume.
+
+Strategy / invariants:
+- Two kinds of fault, told apart as PostgreSQL and Redis tell them apart. A failed
+  *write* (ENOSPC, EDQUOT, EIO on write or on creating the next data file)
+  acknowledged nothing, and its partial bytes were cut back: the store refuses
+  writes (ReadOnlyError) while a probe thread retries with back-off (0.5 s doubling
+  to 30 s) and, once the disk takes a write again, writes resume by themselves. A
+  failed *fsync* means the page cache can no longer be trusted: writes stop until
+  the process restarts and reloads from disk (the server then fails liveness after
+  a grace period, so an orchestrator restarts it).
+- Running out of descriptors (EMFILE, ENFILE) is not a disk fault: that write
+  fails alone and the next one tries again (``is_transient``).
+- One owner: the writer reports faults under its lock; the probe thread is the
+  only one that clears a write fault (through the writer's ``resume``); readers
+  take ``snapshot()``. Every change of state is logged at ERROR or WARNING, probe
+  failures at most once per back-off step, refused writes and corrupt records
+  read at most every 10 s.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import _io
+from .errors import CorruptRecordError
+
+__all__ = ["DiskHealth", "is_transient"]
+
+log = logging.getLogger("bitcask")
+
+PROBE_FIRST = 0.5  # seconds before the first probe after a failed write
+PROBE_MAX = 30.0  # back-off ceiling
+PROBE_BYTES = 64 * 1024  # what a probe writes and fsyncs (then deletes)
+_REFUSED_LOG_EVERY = 10.0  # seconds between two "write refused" log lines
+
+_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def is_transient(exc: OSError) -> bool:
+    """True for errors that say nothing about the disk (out of descriptors)."""
+    return exc.errno in _TRANSIENT
+
+
+class DiskHealth:
+    """State of the disk as the writer saw it: ok, write_failed or fsync_failed."""
+
+    def __init__(self, path: str, stop: threading.Event) -> None:
+        self._path = path
+        self._stop = stop
+        self.state = "ok"
+        self.reason: str | None = None
+        self.since: float | None = None  # wall-clock time the fault began
+        self.last_attempt: float | None = None  # wall-clock time of the last probe
+        self.attempts = 0
+        self._thread: threading.Thread | None = None
+        self._last_refusal_log = -_REFUSED_LOG_EVERY
+        self._last_corrupt_log = -_REFUSED_LOG_EVERY
+        self._corrupt_reads = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-serialisable copy: state, reason, since, last_attempt, attempts."""
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "since": self.since,
+            "last_attempt": self.last_attempt,
+            "attempts": self.attempts,
+        }
+
+    def write_failed(self, reason: str, resume: Callable[[], None]) -> threading.Thread | None:
+        """A write failed (caller holds the writer's lock). Returns a new probe thread
+        to start (and join at close), or None if one runs already or fsync failed."""
+        if self.state == "fsync_failed":
+            return None
+        if self.state == "ok":
+            self.state, self.reason, self.since = "write_failed", reason, time.time()
+            self.attempts = 0
+            log.error(
+                "write failed in %s: %s; writes refused until the disk takes writes again",
+                self._path,
+                reason,
+            )
+        if self._thread is not None and self._thread.is_alive():
+            return None
+        self._thread = threading.Thread(
+            target=self._probe_loop, args=(resume,), name="bitcask-disk-probe", daemon=True
+        )
+        return self._thread
+
+    def fsync_failed(self, reason: str) -> None:
+        """An fsync failed (caller holds the writer's lock): read-only until restart."""
+        if self.state != "fsync_failed":
+            self.state, self.reason, self.since = "fsync_failed", reason, time.time()
+            log.error(
+                "fsync failed in %s: %s; the page cache cannot be trusted: writes refused "
+                "until the process restarts",
+                self._path,
+                reason,
+            )
+
+    def healed(self) -> None:
+        """The probe's write went through and the writer resumed (under its lock)."""
+        log.warning(
+            "writes resumed in %s after %.1f s (%d probes); the fault was: %s",
+            self._path,
+            time.time() - (self.since or time.time()),
+            self.attempts,
+            self.reason,
+        )
+        self.state, self.reason, self.since = "ok", None, None
+
+    def refused(self, why: object) -> None:
+        """A write was refused for the current fault; logged at most every 10 s."""
+        now = time.monotonic()
+        if now - self._last_refusal_log >= _REFUSED_LOG_EVERY:
+            self._last_refusal_log = now
+            log.warning("write refused in %s: %s", self._path, why)
+
+    def corrupt(self, message: str) -> CorruptRecordError:
+        """A read found a record that fails its check: the error to raise, logged at
+        WARNING at most every 10 s (with the count of the others in between)."""
+        self._corrupt_reads += 1
+        now = time.monotonic()
+        if now - self._last_corrupt_log >= _REFUSED_LOG_EVERY:
+            self._last_corrupt_log = now
+            log.warning(
+                "corrupt record read in %s: %s (%d such reads so far; `bitcask check` "
+                "lists them, `bitcask repair` removes them)",
+                self._path,
+                message,
+                self._corrupt_reads,
+            )
+        return CorruptRecordError(message)
+
+    def _probe_loop(self, resume: Callable[[], None]) -> None:
+        delay = PROBE_FIRST
+        while not self._stop.wait(delay):
+            if self.state != "write_failed":
+                return
+            self.last_attempt = time.time()
+            self.attempts += 1
+            try:
+                self._probe()
+                resume()  # creates the active file if start-up could not; clears the fault
+                return
+            except OSError as exc:
+                log.warning(
+                    "disk probe %d in %s failed: %s; next in %.1f s",
+                    self.attempts,
+                    self._path,
+                    exc,
+                    min(delay * 2, PROBE_MAX),
+                )
+            delay = min(delay * 2, PROBE_MAX)
+
+    def _probe(self) -> None:
+        """Write, fsync and delete a scratch file beside the data files."""
+        path = os.path.join(self._path, f".probe-{os.getpid()}.tmp")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:  # through _io, as every data write goes (tests inject faults there)
+            _io.write(fd, bytes(PROBE_BYTES))
+            _io.fsync(fd)
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
