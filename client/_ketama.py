@@ -132,7 +132,7 @@ def points_per_server(weight: int, total_weight: int, nservers: int) -> int:
     x = _f32(x / 4)
     x = _f32(x * _f32(nservers))
     x = _f32(x + 0.0000000001)  # added in double, then the (float) cast
-    return int(math.floor(x)) * _POINTS_PER_HASH
+    return math.floor(x) * _POINTS_PER_HASH
 
 
 @dataclass(frozen=True)
