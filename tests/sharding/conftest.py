@@ -26,12 +26,14 @@ import pytest
 from tests.serverproc import free_port
 
 START_TIMEOUT = 20.0
+SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 IO_TIMEOUT = 10.0
 
 
 def require(binary: str, package: str) -> str:
     """The path of `binary`; skip (fail under CI=true) naming the package if it is missing."""
-    path = shutil.which(binary)
+    # Debian installs nutcracker in /usr/sbin, often not on a user's PATH
+    path = shutil.which(binary) or shutil.which(binary, path=SBIN)
     if path is None:
         reason = f"{binary} not installed (apt-get install {package})"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
