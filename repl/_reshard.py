@@ -168,6 +168,7 @@ async def reshard(
     dry_run: bool = False,
     auth: str | None = None,
     timeout: float = 10.0,
+    page: int = PAGE,
     progress: TextIO | None = None,
 ) -> Report:
     """Move every key whose owner differs between the two rings; see the module notes.
@@ -190,7 +191,7 @@ async def reshard(
         for source in old_ring.names:
             cursor: bytes | None = None
             while True:
-                cursor, keys = await clients[source].scan_page(cursor=cursor, count=PAGE)
+                cursor, keys = await clients[source].scan_page(cursor=cursor, count=page)
                 report.scanned += len(keys)
                 await _move_page(keys, source, new_ring, clients, report, dry_run)
                 bar.update(report.scanned)
@@ -227,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="count, move nothing")
     parser.add_argument("--auth", metavar="TOKEN", help="the shards' token (default: redis_auth)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    parser.add_argument("--page", type=int, default=PAGE, help=f"keys per scan page ({PAGE})")
     return parser
 
 
@@ -242,6 +244,7 @@ def main(argv: Sequence[str]) -> int:
                 dry_run=args.dry_run,
                 auth=args.auth,
                 timeout=args.timeout,
+                page=args.page,
             )
         )
     except (ReshardError, ClientError, OSError) as exc:
