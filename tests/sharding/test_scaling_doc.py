@@ -151,3 +151,14 @@ def test_the_sharded_client_program_prints_what_the_doc_says(
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == expected.group(1).splitlines()
+
+
+def test_the_documented_reshard_counts_are_the_rings() -> None:
+    """The dry-run output in "Adding a shard" is what the rings give for the test's keys."""
+    from tests.sharding.test_reshard import _expected_moves
+
+    block = _block("Adding a shard", "text")
+    moves = _expected_moves()
+    assert f"would move {sum(moves.values())}\n" in block
+    for (source, target), n in moves.items():
+        assert f"  {source} -> {target}: {n}\n" in block
