@@ -21,7 +21,7 @@ from client._batch import Batch
 from client._client import Client, connect
 from client._commands import Key, Value
 from client._config import DEFAULT_PORT, ClientConfig, Limits, parse_url
-from client._ketama import Ring
+from client._ketama import NutcrackerPool, Ring, read_nutcracker_config
 from client._pool import Pool
 from client._sharded import ShardedBatch, ShardedClient, connect_sharded
 from client.errors import (
@@ -78,6 +78,7 @@ __all__ = [
     "KeyTooLargeError",
     "Limits",
     "MergeInProgressError",
+    "NutcrackerPool",
     "Pool",
     "ProtocolViolationError",
     "ReadOnlyError",
@@ -96,4 +97,5 @@ __all__ = [
     "connect_sharded",
     "error_for_code",
     "parse_url",
+    "read_nutcracker_config",
 ]

@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from client import Client, ClientError, Ring, connect
-from client._ketama import NutcrackerPool, read_nutcracker_config
+from client import Client, ClientError, NutcrackerPool, Ring, connect, read_nutcracker_config
 
 from ._progress import Progress
 

@@ -107,6 +107,8 @@ async def test_a_batch_across_shards_fails_locally_and_sends_nothing(sc: Sharded
         b.put(b"order:{42}:lines", b"l")
         b.delete(b"order:{42}:old")
     assert b.results == [True, True, False]
+    empty = sc.batch()
+    assert await empty.execute() == [] and empty.shard is None and len(empty) == 0
     assert b.shard == sc.shard_for(b"42")
     assert await sc.mget([b"order:{42}:head", b"order:{42}:lines"]) == [b"h", b"l"]
 
@@ -133,6 +135,12 @@ async def test_a_killed_shard_fails_only_its_keys_and_comes_back(
         await sc.mget([by_shard["shard-a"][0], by_shard["shard-b"][0]])
     with pytest.raises(ConnectionLostError):
         await sc.ping()
+    mixed = {by_shard["shard-a"][1]: b"m1", by_shard["shard-b"][1]: b"m2"}
+    with pytest.raises(ConnectionLostError) as info:
+        await sc.mput(mixed)
+    assert "mput applied on shards ['shard-a']" in "".join(info.value.__notes__)
+    assert await sc.get(by_shard["shard-a"][1]) == b"m1"  # atomic per shard only
+    everything[by_shard["shard-a"][1]] = b"m1"
     victim.start()  # same port, same data directory, --sync always
     assert await sc.mget(list(everything)) == list(everything.values())
     assert (await sc.ping()) == dict.fromkeys(NAMES, "PONG")
