@@ -410,6 +410,7 @@ def connect_sharded(
     *,
     weights: Mapping[str, int] | None = None,
     hash_tag: str = "{}",
+    signed_char: bool = True,
     auth: str | bytes | None = None,
     timeout: float | None = 5.0,
     **options: Any,
@@ -424,6 +425,8 @@ def connect_sharded(
             address without moving keys.
         weights: shard name -> weight (default 1), as in `host:port:weight`.
         hash_tag: the pool's `hash_tag` ("{}" by default; "" for none).
+        signed_char: hash bytes >= 0x80 as nutcracker built for x86-64 does (True)
+            or as an arm64 build does (False); ASCII keys place the same either way.
         auth, timeout, **options: for every shard's `Client`, as in `connect()`
             (a token in a shard's URL wins for that shard).
 
@@ -450,7 +453,11 @@ def connect_sharded(
         raise InterfaceError(f"weights for unknown shards: {sorted(unknown)}")
     if not isinstance(hash_tag, str):
         raise InterfaceError("hash_tag must be a str such as '{}'")
-    ring = Ring([(name, w.get(name, 1)) for name in shards], hash_tag=hash_tag.encode())
+    ring = Ring(
+        [(name, w.get(name, 1)) for name in shards],
+        hash_tag=hash_tag.encode(),
+        signed_char=signed_char,
+    )
     options.setdefault("timeout", timeout)
     clients: dict[str, Client] = {}
     for name, address in shards.items():

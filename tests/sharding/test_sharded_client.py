@@ -17,6 +17,7 @@ from client import (
     connect,
     connect_sharded,
 )
+from client._ketama import fnv1a_64
 from tests.serverproc import ServerProcess
 
 NAMES = ("shard-a", "shard-b", "shard-c")
@@ -196,3 +197,9 @@ async def test_urls_and_weights(shards: dict[str, ServerProcess]) -> None:
         await sc.put(b"k", b"v")
         stats = await sc.stats()
         assert sum(s["keys"] for s in stats.values()) == 1
+        assert sc.ring.signed_char
+    async with connect_sharded(addresses, signed_char=False, **FAST) as sc:
+        key = b"\xff\x80raw"
+        assert sc.ring.hash(key) == fnv1a_64(key, signed_char=False) != fnv1a_64(key)
+        await sc.put(key, b"v")
+        assert await sc.client_for(key).get(key) == b"v"
