@@ -11,6 +11,8 @@ import hashlib
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from client import CrossShardError, InterfaceError
 from client._ketama import (
@@ -207,3 +209,22 @@ def test_nutcracker_config_is_read_as_nutcracker_names_servers() -> None:
 def test_bad_nutcracker_configs_are_refused(text: str) -> None:
     with pytest.raises(InterfaceError):
         read_nutcracker_config(text)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.binary(max_size=24), min_size=1, max_size=200),
+    st.integers(min_value=1, max_value=6),
+)
+def test_adding_a_shard_moves_keys_only_to_it(keys: list[bytes], n: int) -> None:
+    """ketama's promise, which `bitcask reshard` and docs/scaling.md rely on."""
+    old = Ring([(f"shard-{i}", 1) for i in range(n)])
+    new = Ring([*old.servers, ("shard-new", 1)])
+    for key in keys:
+        before, after = old.name_for(key), new.name_for(key)
+        assert after in (before, "shard-new")
+
+
+@given(st.binary(max_size=64).filter(lambda b: all(x < 0x80 for x in b)))
+def test_ascii_keys_hash_the_same_for_signed_and_unsigned_char(key: bytes) -> None:
+    assert fnv1a_64(key) == fnv1a_64(key, signed_char=False)
