@@ -329,7 +329,8 @@ def read_nutcracker_config(text: str) -> dict[str, NutcrackerPool]:
         m = _LINE.match(line)
         if m is None:
             raise InterfaceError(f"line {number}: cannot read {raw!r}")
-        if not m["indent"] and m["key"] is not None and not m["value"]:
+        value = m["value"] if m["value"] and not m["value"].startswith("#") else None
+        if not m["indent"] and m["key"] is not None and not value:
             current = m["key"].strip()
             pools[current] = ({}, [])
             in_servers = False
@@ -341,10 +342,10 @@ def read_nutcracker_config(text: str) -> dict[str, NutcrackerPool]:
             if not in_servers:
                 raise InterfaceError(f"line {number}: a list item outside servers:")
             servers.append(_server(_scalar(m["item"]), current))
-        elif m["key"] == "servers" and not m["value"]:
+        elif m["key"] == "servers" and not value:
             in_servers = True
-        elif m["value"]:
-            options[m["key"].strip()] = _scalar(m["value"])
+        elif value:
+            options[m["key"].strip()] = _scalar(value)
             in_servers = False
         else:
             raise InterfaceError(f"line {number}: {m['key']!r} has no value")

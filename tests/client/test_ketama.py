@@ -159,14 +159,14 @@ def test_cross_shard_error_is_an_interface_error() -> None:
 
 CONFIG = """\
 # two pools
-alpha:
+alpha:   # the main one
   listen: 127.0.0.1:22121
   redis: true
   hash: fnv1a_64   # the proxy's hash
   distribution: ketama
   hash_tag: "{}"
   auto_eject_hosts: false
-  servers:
+  servers:  # name after the address
    - 10.0.0.1:7379:1 shard-a
    - 10.0.0.2:7379:2 shard-b
    - 10.0.0.3:7379:1
