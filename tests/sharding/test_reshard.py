@@ -195,3 +195,18 @@ def test_bad_configs_fail_with_status_2(tmp_path: Path) -> None:
     proc = _run(tmp_path / "missing.yml", bad)
     assert proc.returncode == 2
     assert "cannot read" in proc.stderr
+
+
+def test_removing_the_shard_again_moves_its_keys_back(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    servers, old, new = layout
+    before = asyncio.run(_contents(servers))
+    assert _run(old, new).returncode == 0
+    proc = _run(new, old)  # 4 -> 3: every key of shard-d goes back where it was
+    assert proc.returncode == 0, proc.stderr
+    after = asyncio.run(_contents(servers))
+    assert after["shard-d"] == {}
+    assert {n: {k: v for k, (v, _) in held.items()} for n, held in after.items()} == {
+        n: {k: v for k, (v, _) in held.items()} for n, held in before.items()
+    }
