@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-SUITES = ("embedded", "server", "client")
+SUITES = ("embedded", "server", "client", "sharding")
 
 
 def main(argv: list[str] | None = None) -> int:

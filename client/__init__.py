@@ -21,7 +21,9 @@ from client._batch import Batch
 from client._client import Client, connect
 from client._commands import Key, Value
 from client._config import DEFAULT_PORT, ClientConfig, Limits, parse_url
+from client._ketama import NutcrackerPool, Ring, read_nutcracker_config
 from client._pool import Pool
+from client._sharded import ShardedBatch, ShardedClient, connect_sharded
 from client.errors import (
     AuthError,
     AuthFailedError,
@@ -33,6 +35,7 @@ from client.errors import (
     ConnectError,
     ConnectionLostError,
     CorruptRecordError,
+    CrossShardError,
     FrameTooLargeError,
     InterfaceError,
     InternalServerError,
@@ -66,6 +69,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLostError",
     "CorruptRecordError",
+    "CrossShardError",
     "FrameTooLargeError",
     "InterfaceError",
     "InternalServerError",
@@ -74,10 +78,14 @@ __all__ = [
     "KeyTooLargeError",
     "Limits",
     "MergeInProgressError",
+    "NutcrackerPool",
     "Pool",
     "ProtocolViolationError",
     "ReadOnlyError",
+    "Ring",
     "ServerError",
+    "ShardedBatch",
+    "ShardedClient",
     "ShuttingDownError",
     "StoreIOError",
     "TooManyConnectionsError",
@@ -86,6 +94,8 @@ __all__ = [
     "Value",
     "ValueTooLargeError",
     "connect",
+    "connect_sharded",
     "error_for_code",
     "parse_url",
+    "read_nutcracker_config",
 ]

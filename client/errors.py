@@ -6,6 +6,7 @@
     ├── ConnectionLostError (also ConnectionError)   the connection broke under a call
     │   └── ConnectError                              could not (re)connect at all
     ├── InterfaceError                                misuse: closed client, wrong types
+    │   └── CrossShardError                           a sharded batch spans shards
     ├── CallTimeoutError (also TimeoutError)          a call exceeded its timeout
     └── ServerError(code, name, message)              the server answered with an error
         ├── ProtocolViolationError, UnknownMethodError, InvalidParamsError,
@@ -40,6 +41,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLostError",
     "CorruptRecordError",
+    "CrossShardError",
     "FrameTooLargeError",
     "InterfaceError",
     "InternalServerError",
@@ -276,3 +278,18 @@ def error_for_code(code: int, name: str, message: str) -> ServerError:
         'ServerError'
     """
     return _BY_CODE.get(code, ServerError)(code, name, message)
+
+
+class CrossShardError(InterfaceError):
+    """A batch for a sharded client names keys on more than one shard (nothing was sent).
+
+    Attributes:
+        shards: the names of the shards the batch's keys belong to.
+
+    Keep keys that must change together on one shard with a hash tag:
+    `order:{42}:head` and `order:{42}:lines` both hash `42`.
+    """
+
+    def __init__(self, message: str, shards: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.shards = shards

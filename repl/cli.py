@@ -123,6 +123,10 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bitcask` console script; returns the exit status."""
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["reshard"]:  # own flags: _reshard.py
+        from ._reshard import main as reshard_main
+
+        return reshard_main((sys.argv[1:] if argv is None else argv)[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

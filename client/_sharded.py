@@ -1,0 +1,466 @@
+"""`ShardedClient`: one `Client` per shard, keys placed on nutcracker's ketama ring.
+
+Strategy / invariants:
+- Placement is `client._ketama.Ring`, built from the shard names and weights in
+  the order given, exactly as nutcracker builds it from its `servers:` list; so a
+  key written through the proxy is read here from the same shard, and back.
+- Each shard is one ordinary `Client` (its own connection, reconnection, limits
+  and typed errors). A shard that is down fails only the calls that need it,
+  with that client's usual ConnectionLostError / ConnectError / CallTimeoutError;
+  every other shard keeps serving. A shard unreachable at connect time is left
+  to connect lazily on its first call (only when no shard at all answers does
+  `connect_sharded` fail).
+- Single-key calls go to the key's shard. mget/mput split by shard, run the
+  parts concurrently and reassemble in the caller's order; mput is atomic per
+  shard only. A batch must stay on one shard: the first op picks the shard, an op
+  for another shard raises CrossShardError at once, so nothing is ever sent for a
+  batch that spans shards. scan merges every shard's ascending stream into one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from client._batch import Batch
+from client._client import Client, make_config
+from client._commands import Key, Value, to_bytes
+from client._ketama import Ring
+from client.errors import ConnectError, CrossShardError, InterfaceError
+from protocol import SCAN_DEFAULT_COUNT
+
+__all__ = ["ShardedBatch", "ShardedClient", "connect_sharded"]
+
+
+class ShardedClient:
+    """Many bitcask servers as one keyspace, placed as nutcracker places them.
+
+    Make one with `await connect_sharded({...})`. Calls take `timeout=` like
+    `Client`'s.
+
+    Attributes:
+        ring: the ketama continuum (shard names, weights, hash tag).
+        clients: shard name -> its `Client`, for anything per shard
+            (`await sc.clients["shard-a"].merge()`).
+
+    Example:
+        >>> async with connect_sharded({"shard-a": "10.0.0.1:7379",
+        ...                             "shard-b": "10.0.0.2:7379"}) as sc:  # doctest: +SKIP
+        ...     await sc.put(b"user:1", b"ann")
+        ...     sc.shard_for(b"user:1")
+        'shard-b'
+    """
+
+    def __init__(self, ring: Ring, clients: Mapping[str, Client]) -> None:
+        if list(clients) != list(ring.names):
+            raise InterfaceError("clients must be given for every ring name, in ring order")
+        self.ring = ring
+        self.clients: dict[str, Client] = dict(clients)
+        self._by_index: tuple[Client, ...] = tuple(self.clients.values())
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<ShardedClient {', '.join(self.ring.names)}>"
+
+    # ------------------------------------------------------------ placement
+
+    def shard_for(self, key: Key) -> str:
+        """The name of the shard that holds `key` (the proxy's choice too)."""
+        return self.ring.name_for(to_bytes(key, "key"))
+
+    def client_for(self, key: Key) -> Client:
+        """The `Client` of the shard that holds `key`, for any other single-key call."""
+        self._check_open()
+        return self._by_index[self.ring.index_for(to_bytes(key, "key"))]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InterfaceError("the sharded client is closed")
+
+    def _group(self, keys: list[bytes]) -> dict[int, list[int]]:
+        """Shard index -> positions in `keys`, in first-seen order."""
+        groups: dict[int, list[int]] = {}
+        index_for = self.ring.index_for
+        for pos, key in enumerate(keys):
+            groups.setdefault(index_for(key), []).append(pos)
+        return groups
+
+    # ------------------------------------------------------------ single keys
+
+    async def get(self, key: Key, *, timeout: float | None = None) -> bytes | None:
+        """`Client.get` on the key's shard."""
+        return await self.client_for(key).get(key, timeout=timeout)
+
+    async def put(
+        self, key: Key, value: Value, ttl: float | None = None, *, timeout: float | None = None
+    ) -> None:
+        """`Client.put` on the key's shard."""
+        await self.client_for(key).put(key, value, ttl, timeout=timeout)
+
+    async def delete(self, key: Key, *, timeout: float | None = None) -> bool:
+        """`Client.delete` on the key's shard."""
+        return await self.client_for(key).delete(key, timeout=timeout)
+
+    async def exists(self, key: Key, *, timeout: float | None = None) -> bool:
+        """`Client.exists` on the key's shard."""
+        return await self.client_for(key).exists(key, timeout=timeout)
+
+    async def ttl(self, key: Key, *, timeout: float | None = None) -> float:
+        """`Client.ttl` on the key's shard."""
+        return await self.client_for(key).ttl(key, timeout=timeout)
+
+    # ------------------------------------------------------------ many keys
+
+    async def mget(
+        self, keys: Iterable[Key], *, timeout: float | None = None
+    ) -> list[bytes | None]:
+        """The values of many keys, in order, read from their shards concurrently.
+
+        Raises:
+            The first failing shard's error (its keys cannot be read); the other
+            shards' answers are discarded.
+
+        Example:
+            >>> await sc.mget([b"a", b"b", b"c"])  # doctest: +SKIP
+            [b'1', None, b'3']
+        """
+        self._check_open()
+        if isinstance(keys, bytes | str):
+            raise InterfaceError("mget takes an iterable of keys, not a single key")
+        ks = [to_bytes(k, "key") for k in keys]
+        groups = self._group(ks)
+        parts = await _gather(
+            self._by_index[s].mget([ks[p] for p in pos], timeout=timeout)
+            for s, pos in groups.items()
+        )
+        out: list[bytes | None] = [None] * len(ks)
+        for pos, values in zip(groups.values(), _results(parts), strict=True):
+            for p, v in zip(pos, values, strict=True):
+                out[p] = v
+        return out
+
+    async def mput(
+        self,
+        items: Mapping[bytes, Value] | Mapping[str, Value] | Iterable[tuple[Key, Value]],
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Store many pairs: atomic on each shard, NOT across shards.
+
+        The pairs are split by shard and each shard's part is one atomic mput,
+        sent concurrently. If a shard fails, its part is not applied (or is in
+        doubt, after a lost connection) while other shards' parts may be: the
+        error raised is the first failing shard's, with a note naming the shards
+        that applied theirs. Keep pairs that must be written together on one
+        shard with a hash tag, or use `batch()`.
+
+        Example:
+            >>> await sc.mput({b"a": b"1", b"b": b"2"})  # doctest: +SKIP
+        """
+        self._check_open()
+        pairs_in: Iterable[Any] = items.items() if isinstance(items, Mapping) else items
+        keys: list[bytes] = []
+        values: list[Value] = []
+        for pair in pairs_in:
+            try:
+                key, value = pair
+            except (TypeError, ValueError):
+                raise InterfaceError("mput takes a mapping or (key, value) pairs") from None
+            keys.append(to_bytes(key, "key"))
+            values.append(value)
+        groups = self._group(keys)
+        parts = await _gather(
+            self._by_index[s].mput([(keys[p], values[p]) for p in pos], timeout=timeout)
+            for s, pos in groups.items()
+        )
+        failed = [p for p in parts if isinstance(p, BaseException)]
+        if failed:
+            applied = [
+                self.ring.names[s]
+                for s, p in zip(groups, parts, strict=True)
+                if not isinstance(p, BaseException)
+            ]
+            err = failed[0]
+            err.add_note(f"mput applied on shards {applied}; not on the failing shard(s)")
+            raise err
+
+    def batch(self, *, timeout: float | None = None) -> ShardedBatch:
+        """An atomic batch of puts and deletes whose keys must all be on one shard.
+
+        Raises:
+            CrossShardError: (from put/delete) a key on another shard than the
+                batch's first key; nothing of the batch is sent.
+
+        Example:
+            >>> async with sc.batch() as b:  # doctest: +SKIP
+            ...     b.put(b"order:{42}:head", b"...")
+            ...     b.put(b"order:{42}:lines", b"...")
+        """
+        self._check_open()
+        return ShardedBatch(self, timeout)
+
+    # ------------------------------------------------------------ scanning
+
+    async def scan(
+        self, prefix: Key = b"", *, count: int = SCAN_DEFAULT_COUNT, timeout: float | None = None
+    ) -> AsyncIterator[bytes]:
+        """Every key with `prefix` on every shard, in ascending byte order.
+
+        Each shard is paged as `Client.scan` does (`count` keys a page) and the
+        streams are merged; a shard that is down fails the scan with its error.
+
+        Example:
+            >>> [k async for k in sc.scan(b"user:")]  # doctest: +SKIP
+            [b'user:1', b'user:2']
+        """
+        self._check_open()
+        streams = [c.scan(prefix, count=count, timeout=timeout) for c in self._by_index]
+        try:
+            firsts = _results(await _gather(anext(s, None) for s in streams))
+            heap = [(k, i) for i, k in enumerate(firsts) if k is not None]
+            heapq.heapify(heap)
+            while heap:
+                key, i = heap[0]
+                yield key
+                nxt = await anext(streams[i], None)
+                if nxt is None:
+                    heapq.heappop(heap)
+                else:
+                    heapq.heapreplace(heap, (nxt, i))
+        finally:
+            for s in streams:
+                aclose = getattr(s, "aclose", None)  # Commands.scan is an async generator
+                if aclose is not None:
+                    await aclose()
+
+    # ------------------------------------------------------------ every shard
+
+    async def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """Ping every shard: name -> reply. Raises the first failing shard's error."""
+        self._check_open()
+        replies = _results(await _gather(c.ping(timeout=timeout) for c in self._by_index))
+        return dict(zip(self.ring.names, replies, strict=True))
+
+    async def stats(self, *, timeout: float | None = None) -> dict[str, dict[str, Any]]:
+        """Every shard's stats: name -> stats. Raises the first failing shard's error."""
+        self._check_open()
+        replies = _results(await _gather(c.stats(timeout=timeout) for c in self._by_index))
+        return dict(zip(self.ring.names, replies, strict=True))
+
+    # ------------------------------------------------------------ lifetime
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        """Close every shard's client (gracefully, as Client.close)."""
+        self._closed = True
+        await asyncio.gather(*(c.close(timeout=timeout) for c in self._by_index))
+
+    def terminate(self) -> None:
+        """Close every shard's connection at once."""
+        self._closed = True
+        for c in self._by_index:
+            c.terminate()
+
+    async def __aenter__(self) -> ShardedClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class ShardedBatch:
+    """A `Batch` bound to the shard of its first key (see `ShardedClient.batch`).
+
+    Attributes:
+        shard: the name of the batch's shard, once an op was added.
+        results: as `Batch.results`.
+    """
+
+    __slots__ = ("_batch", "_owner", "_timeout", "shard")
+
+    def __init__(self, owner: ShardedClient, timeout: float | None) -> None:
+        self._owner = owner
+        self._timeout = timeout
+        self._batch: Batch | None = None
+        self.shard: str | None = None
+
+    def __len__(self) -> int:
+        return 0 if self._batch is None else len(self._batch)
+
+    @property
+    def results(self) -> list[bool] | None:
+        return None if self._batch is None else self._batch.results
+
+    def _for(self, key: Key) -> Batch:
+        name = self._owner.shard_for(key)
+        if self._batch is None:
+            self._batch = self._owner.clients[name].batch(timeout=self._timeout)
+            self.shard = name
+        elif name != self.shard:
+            raise CrossShardError(
+                f"key {key!r} is on shard {name!r}, this batch's keys on {self.shard!r}: "
+                "a batch is atomic on one shard only (use a hash tag to keep keys together)",
+                (str(self.shard), name),
+            )
+        return self._batch
+
+    def put(self, key: Key, value: Value, ttl: float | None = None) -> ShardedBatch:
+        """Add a put (raises CrossShardError for a key on another shard)."""
+        self._for(key).put(key, value, ttl)
+        return self
+
+    def delete(self, key: Key) -> ShardedBatch:
+        """Add a delete (raises CrossShardError for a key on another shard)."""
+        self._for(key).delete(key)
+        return self
+
+    async def execute(self) -> list[bool]:
+        """Send the batch to its shard; an empty batch sends nothing."""
+        if self._batch is None:
+            return []
+        return await self._batch.execute()
+
+    async def __aenter__(self) -> ShardedBatch:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.execute()
+
+
+async def _gather(aws: Iterable[Any]) -> list[Any]:
+    """Run every awaitable to its end; results and exceptions in order."""
+    return list(await asyncio.gather(*aws, return_exceptions=True))
+
+
+def _results(parts: list[Any]) -> list[Any]:
+    """`parts` unchanged, or the first exception in it raised."""
+    for p in parts:
+        if isinstance(p, BaseException):
+            raise p
+    return parts
+
+
+def _address(name: str, address: str) -> tuple[str, int | None]:
+    """("host", port) from "host:port" / "[v6]:port", or (URL, None) for bitcask://."""
+    if not isinstance(address, str) or not address:
+        raise InterfaceError(f"shard {name!r}: address must be 'host:port' or a bitcask:// URL")
+    if address.startswith("bitcask://"):
+        return address, None
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InterfaceError(f"shard {name!r}: address {address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+class _ConnectingSharded:
+    """What connect_sharded() returns: await it, or use it with `async with`."""
+
+    __slots__ = ("_client", "_clients", "_ring")
+
+    def __init__(self, ring: Ring, clients: dict[str, Client]) -> None:
+        self._ring = ring
+        self._clients = clients
+        self._client: ShardedClient | None = None
+
+    async def _start(self) -> ShardedClient:
+        clients = list(self._clients.values())
+        outcomes = await asyncio.gather(*(c._start() for c in clients), return_exceptions=True)
+        fatal = [
+            o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, ConnectError)
+        ]
+        down = [o for o in outcomes if isinstance(o, ConnectError)]
+        if fatal or len(down) == len(clients):
+            for c in clients:
+                c.terminate()
+            raise (fatal or down)[0]
+        return ShardedClient(self._ring, self._clients)
+
+    def __await__(self) -> Generator[Any, None, ShardedClient]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> ShardedClient:
+        self._client = await self._start()
+        return self._client
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def connect_sharded(
+    shards: Mapping[str, str],
+    *,
+    weights: Mapping[str, int] | None = None,
+    hash_tag: str = "{}",
+    signed_char: bool = True,
+    auth: str | bytes | None = None,
+    timeout: float | None = 5.0,
+    **options: Any,
+) -> _ConnectingSharded:
+    """Connect to every shard; keys are placed as nutcracker places them.
+
+    Args:
+        shards: shard name -> "host:port" or "bitcask://[:token@]host:port" URL.
+            The names (and their order) must be those after the addresses in
+            nutcracker's `servers:` list (`- 10.0.0.1:7379:1 shard-a`): ketama
+            hashes the names, not the addresses, so a shard can move to a new
+            address without moving keys.
+        weights: shard name -> weight (default 1), as in `host:port:weight`.
+        hash_tag: the pool's `hash_tag` ("{}" by default; "" for none).
+        signed_char: hash bytes >= 0x80 as nutcracker built for x86-64 does (True)
+            or as an arm64 build does (False); ASCII keys place the same either way.
+        auth, timeout, **options: for every shard's `Client`, as in `connect()`
+            (a token in a shard's URL wins for that shard).
+
+    Returns:
+        An awaitable giving a `ShardedClient`; also an async context manager.
+
+    Raises:
+        ConnectError: no shard could be reached (a shard that is down while
+            others answer is connected lazily, on its first call).
+        AuthRequiredError, AuthFailedError, UnsupportedVersionError: from any shard.
+        InterfaceError: bad arguments (names, weights, addresses).
+
+    Example:
+        >>> sc = await connect_sharded(
+        ...     {"shard-a": "10.0.0.1:7379", "shard-b": "10.0.0.2:7379"},
+        ...     weights={"shard-b": 2}, timeout=2.0)  # doctest: +SKIP
+        >>> await sc.get(b"user:1")  # doctest: +SKIP
+    """
+    if not isinstance(shards, Mapping) or not shards:
+        raise InterfaceError("shards must be a non-empty mapping of name -> address")
+    w = dict(weights or {})
+    unknown = set(w) - set(shards)
+    if unknown:
+        raise InterfaceError(f"weights for unknown shards: {sorted(unknown)}")
+    if not isinstance(hash_tag, str):
+        raise InterfaceError("hash_tag must be a str such as '{}'")
+    ring = Ring(
+        [(name, w.get(name, 1)) for name in shards],
+        hash_tag=hash_tag.encode(),
+        signed_char=signed_char,
+    )
+    options.setdefault("timeout", timeout)
+    clients: dict[str, Client] = {}
+    for name, address in shards.items():
+        host, port = _address(name, address)
+        clients[name] = Client(make_config(host, port, auth=auth, **options))
+    return _ConnectingSharded(ring, clients)

@@ -1,0 +1,182 @@
+"""client._ketama places keys exactly where the real nutcracker does.
+
+10,000 keys (ASCII, bytes >= 0x80, hash-tagged, empty-tag) are written through a
+real nutcracker to real redis-server backends; then each backend is asked which
+keys it holds (SCAN, straight to the backend) and every key must be where
+`Ring.name_for` says. Runs on loopback ports (no network namespaces).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+
+import pytest
+
+from client._ketama import Ring
+from tests.sharding.conftest import Cluster, Resp, RespError
+
+N_KEYS = 10_000
+
+
+def _keys() -> list[bytes]:
+    keys = [b"key:%d" % i for i in range(N_KEYS - 1_000)]
+    keys += [b"user:{%d}:field:%d" % (i % 40, i) for i in range(600)]  # 40 tags
+    keys += [b"\xff\x80raw-%d-\xe9\x01" % i for i in range(300)]  # sign-extended bytes
+    keys += [b"{}empty-tag-%d" % i for i in range(50)]  # "{}" hashes the whole key
+    keys += [b"only{open-%d" % i for i in range(50)]  # no closing brace
+    assert len(keys) == N_KEYS
+    return keys
+
+
+def _write_through_proxy(cluster: Cluster, keys: list[bytes]) -> None:
+    proxy = Resp(cluster.proxy.port)
+    try:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            replies = proxy.pipeline([("SET", k, b"v:" + k) for k in chunk])
+            assert all(r == b"OK" for r in replies), [r for r in replies if r != b"OK"][:3]
+        # and read back through the proxy: every key served from its shard
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            assert proxy.pipeline([("GET", k) for k in chunk]) == [b"v:" + k for k in chunk]
+    finally:
+        proxy.close()
+
+
+def _held(cluster: Cluster) -> dict[str, set[bytes]]:
+    held: dict[str, set[bytes]] = {}
+    for name, backend in cluster.backends.items():
+        conn = Resp(backend.port)
+        try:
+            held[name] = conn.keys()
+        finally:
+            conn.close()
+    return held
+
+
+def _check_placement(cluster: Cluster, ring: Ring, keys: list[bytes]) -> dict[str, set[bytes]]:
+    held = _held(cluster)
+    assert sum(len(v) for v in held.values()) == len(keys)
+    misplaced = [
+        (k, name, ring.name_for(k))
+        for name, ks in held.items()
+        for k in ks
+        if ring.name_for(k) != name
+    ]
+    assert misplaced == [], f"{len(misplaced)} keys not where the ring says: {misplaced[:5]}"
+    return held
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        pytest.param({"shard-a": 1, "shard-b": 1, "shard-c": 1}, id="equal"),
+        pytest.param({"shard-a": 1, "shard-b": 2, "shard-c": 3}, id="weights-1-2-3"),
+        # float32 arithmetic gives shard-b 228 points where exact arithmetic gives 232
+        pytest.param({"shard-a": 1, "shard-b": 29, "shard-c": 30}, id="weights-1-29-30"),
+    ],
+)
+def test_every_key_is_on_the_shard_the_ring_names(
+    redis_cluster: Callable[[dict[str, int]], Cluster], weights: dict[str, int]
+) -> None:
+    cluster = redis_cluster(weights)
+    ring = Ring(list(weights.items()))
+    keys = _keys()
+    _write_through_proxy(cluster, keys)
+    held = _check_placement(cluster, ring, keys)
+    counts = {name: len(ks) for name, ks in held.items()}
+    if len(set(weights.values())) == 1:
+        assert all(c >= N_KEYS // 10 for c in counts.values()), counts
+
+
+def test_hash_tagged_keys_land_together(
+    redis_cluster: Callable[[dict[str, int]], Cluster],
+) -> None:
+    cluster = redis_cluster({"shard-a": 1, "shard-b": 1, "shard-c": 1})
+    # fnv1a_64 mixes the last bytes of a key weakly, so tags vary at the front
+    tags = [b"%d:customer" % i for i in range(200)]
+    keys = [b"order:{%s}:%s" % (t, part) for t in tags for part in (b"head", b"lines", b"x")]
+    _write_through_proxy(cluster, keys)
+    held = _held(cluster)
+    where = {k: name for name, ks in held.items() for k in ks}
+    by_tag: dict[bytes, set[str]] = collections.defaultdict(set)
+    for k in keys:
+        by_tag[k.split(b"}")[0]].add(where[k])
+    assert all(len(shards) == 1 for shards in by_tag.values())
+    # and the tags themselves spread over every shard
+    assert {next(iter(s)) for s in by_tag.values()} == {"shard-a", "shard-b", "shard-c"}
+
+
+WORKS = [
+    (("SET", "a", "1", "EX", "100", "NX"), b"OK"),
+    (("GET", "a"), b"1"),
+    (("EXISTS", "a", "b", "c"), 1),
+    (("EXPIRE", "a", "50"), 1),
+    (("INCR", "n"), 1),
+    (("APPEND", "a", "2"), 2),
+    (("GETDEL", "a"), b"12"),
+    (("MSET", *[x for i in range(30) for x in (f"k{i}", f"v{i}")]), b"OK"),
+    (("MGET", "k3", "nope", "k17", "k29"), [b"v3", None, b"v17", b"v29"]),
+    (("DEL", *[f"k{i}" for i in range(30)]), 30),
+    (("TTL", "k1"), -2),
+    (("PING",), b"PONG"),
+]
+
+REFUSED = [
+    ("MULTI",), ("EXEC",), ("DISCARD",), ("WATCH", "a"), ("UNWATCH",),
+    ("SCAN", "0"), ("KEYS", "*"), ("RANDOMKEY",), ("DBSIZE",), ("FLUSHALL",), ("INFO",),
+    ("SELECT", "0"), ("CLIENT", "LIST"), ("CONFIG", "GET", "maxmemory"), ("HELLO", "3"),
+    ("SUBSCRIBE", "ch"), ("RENAME", "a", "b"), ("MSETNX", "a", "1"), ("BITOP", "AND", "d", "a"),
+]  # fmt: skip
+
+
+def test_commands_through_the_proxy_as_the_doc_says(
+    redis_cluster: Callable[[dict[str, int]], Cluster],
+) -> None:
+    """The table in docs/scaling.md, "Commands through the proxy"."""
+    cluster = redis_cluster({"shard-a": 1, "shard-b": 1, "shard-c": 1})
+    proxy = Resp(cluster.proxy.port)
+    try:
+        for command, reply in WORKS:
+            assert proxy.call(*command) == reply, command
+    finally:
+        proxy.close()
+    for command in REFUSED:
+        conn = Resp(cluster.proxy.port)
+        try:
+            # nutcracker closes the connection (some versions first send an error)
+            with pytest.raises(ConnectionError):
+                reply = conn.call(*command)
+                assert isinstance(reply, RespError), (command, reply)
+                conn.call("PING")
+        finally:
+            conn.close()
+
+
+def test_a_dead_backend_fails_only_its_keys_through_the_proxy(
+    redis_cluster: Callable[[dict[str, int]], Cluster],
+) -> None:
+    cluster = redis_cluster({"shard-a": 1, "shard-b": 1, "shard-c": 1})
+    ring = Ring([("shard-a", 1), ("shard-b", 1), ("shard-c", 1)])
+    keys = [b"%d:f" % i for i in range(300)]
+    _write_through_proxy(cluster, keys)
+    cluster.backends["shard-b"].kill()
+    proxy = Resp(cluster.proxy.port)
+    try:
+        replies = proxy.pipeline([("GET", k) for k in keys])
+        for k, r in zip(keys, replies, strict=True):
+            if ring.name_for(k) == "shard-b":
+                assert isinstance(r, RespError), (k, r)
+            else:
+                assert r == b"v:" + k
+    finally:
+        proxy.close()
+    cluster.backends["shard-b"].start()  # same port; redis-server here keeps nothing
+    proxy = Resp(cluster.proxy.port)
+    try:
+        lost = [k for k in keys if ring.name_for(k) == "shard-b"]
+        assert proxy.pipeline([("SET", k, b"again") for k in lost]) == [b"OK"] * len(lost)
+        assert proxy.pipeline([("GET", k) for k in lost]) == [b"again"] * len(lost)
+    finally:
+        proxy.close()

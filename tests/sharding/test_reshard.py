@@ -1,0 +1,212 @@
+"""`bitcask reshard`: 3 -> 4 real bitcask-servers, 20,000 keys (some with TTLs).
+
+The command runs as a child process (the console entry point), reading two
+nutcracker configs that name the shards' binary ports on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client import Ring, connect, connect_sharded
+from tests.serverproc import ServerProcess, free_port
+from tests.sharding.conftest import nutcracker_yaml
+
+OLD = ("shard-a", "shard-b", "shard-c")
+NEW = (*OLD, "shard-d")
+N_KEYS = 20_000
+N_TTL = 2_000
+CLI = [sys.executable, "-c", "import sys; from repl.cli import main; sys.exit(main())"]
+
+
+def _keys() -> dict[bytes, bytes]:
+    return {b"%d:key" % i: b"value-%d" % i for i in range(N_KEYS)}
+
+
+def _ttl_key(key: bytes) -> bool:
+    return int(key.split(b":")[0]) < N_TTL
+
+
+async def _fill(servers: dict[str, ServerProcess]) -> None:
+    addresses = {n: f"127.0.0.1:{servers[n].port}" for n in OLD}
+    async with connect_sharded(addresses) as sc:
+        items = list(_keys().items())
+        for start in range(0, N_TTL, 500):
+            for key, value in items[start : start + 500]:
+                await sc.put(key, value, ttl=3600)
+        for start in range(N_TTL, N_KEYS, 1000):
+            await sc.mput(items[start : start + 1000])
+
+
+async def _contents(servers: dict[str, ServerProcess]) -> dict[str, dict[bytes, Any]]:
+    """shard -> {key: (value, has_ttl)}, read from each shard directly."""
+    out: dict[str, dict[bytes, Any]] = {}
+    for name, srv in servers.items():
+        async with connect("127.0.0.1", srv.port) as c:
+            keys = [k async for k in c.scan(count=5000)]
+            values = await c.mget(keys)
+            ttls = await asyncio.gather(*(c.ttl(k) for k in keys))
+        out[name] = {k: (v, t > 0) for k, v, t in zip(keys, values, ttls, strict=True)}
+    return out
+
+
+@pytest.fixture
+def layout(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> tuple[dict[str, ServerProcess], Path, Path]:
+    servers = {name: server_factory() for name in NEW}
+    old = tmp_path / "old.yml"
+    new = tmp_path / "new.yml"
+    old.write_text(nutcracker_yaml("bitcask", free_port(), [(servers[n].port, 1, n) for n in OLD]))
+    new.write_text(nutcracker_yaml("bitcask", free_port(), [(servers[n].port, 1, n) for n in NEW]))
+    asyncio.run(_fill(servers))
+    return servers, old, new
+
+
+def _run(old: Path, new: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = [*CLI, "reshard", "--from", str(old), "--to", str(new), *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
+def _expected_moves() -> dict[tuple[str, str], int]:
+    old, new = Ring([(n, 1) for n in OLD]), Ring([(n, 1) for n in NEW])
+    moves: dict[tuple[str, str], int] = {}
+    for key in _keys():
+        a, b = old.name_for(key), new.name_for(key)
+        if a != b:
+            moves[(a, b)] = moves.get((a, b), 0) + 1
+    return moves
+
+
+def _assert_resharded(contents: dict[str, dict[bytes, Any]]) -> None:
+    ring = Ring([(n, 1) for n in NEW])
+    keys = _keys()
+    seen: dict[bytes, str] = {}
+    for name, held in contents.items():
+        for key, (value, has_ttl) in held.items():
+            assert key not in seen, f"{key!r} on {seen[key]} and {name}"  # none left behind
+            seen[key] = name
+            assert ring.name_for(key) == name, key
+            assert value == keys[key]
+            assert has_ttl == _ttl_key(key), key
+    assert len(seen) == N_KEYS  # none lost
+
+
+def test_dry_run_counts_and_moves_nothing(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    servers, old, new = layout
+    before = asyncio.run(_contents(servers))
+    proc = _run(old, new, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    moves = _expected_moves()
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"reshard: scanned {N_KEYS} keys, would move {sum(moves.values())}"
+    assert sorted(lines[1:]) == sorted(f"  {a} -> {b}: {n}" for (a, b), n in moves.items())
+    assert {b for _, b in moves} == {"shard-d"}  # ketama: keys only move to the new shard
+    assert asyncio.run(_contents(servers)) == before
+
+
+def test_reshard_moves_every_key_to_its_new_owner_and_reruns_as_a_no_op(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    servers, old, new = layout
+    proc = _run(old, new)
+    assert proc.returncode == 0, proc.stderr
+    moves = _expected_moves()
+    assert proc.stdout.splitlines()[0] == (
+        f"reshard: scanned {N_KEYS} keys, moved {sum(moves.values())}"
+    )
+    _assert_resharded(asyncio.run(_contents(servers)))
+    again = _run(old, new)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        f"reshard: scanned {N_KEYS - sum(moves.values())} keys, moved 0"
+    ]
+
+
+def test_an_interrupted_reshard_rerun_gives_the_same_result(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    servers, old, new = layout
+    argv = [*CLI, "reshard", "--from", str(old), "--to", str(new), "--page", "40"]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    target = sum(_expected_moves().values())
+
+    async def moved_so_far() -> int:
+        async with connect("127.0.0.1", servers["shard-d"].port) as c:
+            return int((await c.stats())["keys"])
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            if asyncio.run(moved_so_far()) >= target // 4:
+                break
+            time.sleep(0.02)
+        child.kill()  # SIGKILL, midway
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert child.returncode == -9, "the run finished before it could be interrupted"
+    partial = asyncio.run(moved_so_far())
+    assert 0 < partial < target
+    proc = _run(old, new)
+    assert proc.returncode == 0, proc.stderr
+    _assert_resharded(asyncio.run(_contents(servers)))
+
+
+def test_a_newer_value_on_the_new_owner_is_never_overwritten(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    servers, old, new = layout
+    ring = Ring([(n, 1) for n in NEW])
+    key = next(k for k in _keys() if ring.name_for(k) == "shard-d")
+
+    async def write_newer() -> None:
+        async with connect("127.0.0.1", servers["shard-d"].port) as c:
+            await c.put(key, b"newer")
+
+    asyncio.run(write_newer())
+    proc = _run(old, new)
+    assert proc.returncode == 1, proc.stderr
+    assert f"changed during the move, left in place: {key!r}" in proc.stdout
+    contents = asyncio.run(_contents(servers))
+    assert contents["shard-d"][key][0] == b"newer"
+    source = Ring([(n, 1) for n in OLD]).name_for(key)
+    assert contents[source][key][0] == _keys()[key]  # kept on the old shard for a person
+
+
+def test_bad_configs_fail_with_status_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("alpha:\n  hash: md5\n  distribution: ketama\n  servers:\n   - h:1:1 a\n")
+    proc = _run(bad, bad)
+    assert proc.returncode == 2
+    assert "hash must be fnv1a_64" in proc.stderr
+    proc = _run(tmp_path / "missing.yml", bad)
+    assert proc.returncode == 2
+    assert "cannot read" in proc.stderr
+
+
+def test_removing_the_shard_again_moves_its_keys_back(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    servers, old, new = layout
+    before = asyncio.run(_contents(servers))
+    assert _run(old, new).returncode == 0
+    proc = _run(new, old)  # 4 -> 3: every key of shard-d goes back where it was
+    assert proc.returncode == 0, proc.stderr
+    after = asyncio.run(_contents(servers))
+    assert after["shard-d"] == {}
+    assert {n: {k: v for k, (v, _) in held.items()} for n, held in after.items()} == {
+        n: {k: v for k, (v, _) in held.items()} for n, held in before.items()
+    }
