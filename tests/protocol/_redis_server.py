@@ -98,7 +98,7 @@ def _reply_end(data: bytes, pos: int) -> int:
     if kind in (b"+", b"-", b":", b"_", b",", b"#"):
         return nl + 2
     n = int(data[pos + 1 : nl])
-    if kind == b"$":
+    if kind in (b"$", b"=", b"!"):
         return nl + 2 if n < 0 else nl + 2 + n + 2
     if kind in (b"*", b"~", b"%"):
         at = nl + 2
