@@ -180,6 +180,22 @@ def test_command_info_and_docs_encode() -> None:
         assert encode(command_docs(), proto)
 
 
+DOC = Path(__file__).resolve().parents[2] / "docs" / "redis.md"
+
+
+def test_doc_table_matches_the_command_table() -> None:
+    rows = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if line.startswith("| `") and len(cells) == 6 and cells[-1] == "not yet served":
+            rows[cells[0].strip("`").lower().replace(" ", "|")] = (int(cells[1]), cells[4])
+    expected = {}
+    for spec in COMMANDS.values():
+        for row in (spec, *spec.subcommands):
+            expected[row.name] = (row.arity, row.since)
+    assert rows == expected
+
+
 @pytest.mark.parametrize(
     "module",
     ["protocol.redis_commands", "protocol._redis_table", "protocol._resp_reader",
