@@ -64,6 +64,9 @@ UNAUTH_MAX_BULK = 16384
 """...and bulk lengths above this."""
 
 _COMPACT_AT = 64 * 1024
+# a canonical `*N` (N >= 1) and `$L` header up to its `\r` (the next byte is skipped unseen)
+_COUNT = re.compile(rb"\*([1-9][0-9]{0,9})\r")
+_LENGTH = re.compile(rb"\$(0|[1-9][0-9]{0,18})\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,9 +394,48 @@ class RespReader:
             return -1
         return idx
 
+    def _complete_multibulk(self) -> list[bytes] | None:
+        """Fast path: a whole, canonically written multibulk at _pos, else None.
+
+        The regexes accept only what the general path accepts too (positive counts,
+        `$` lengths in canonical digits), so when this returns argv the general path
+        would return the same; anything else, including "incomplete", goes there.
+        """
+        buf = self._buf
+        m = _COUNT.match(buf, self._pos)
+        if m is None:
+            return None
+        count = int(m.group(1))
+        if count > MAX_MULTIBULK or (count > UNAUTH_MAX_MULTIBULK and not self.authenticated):
+            return None
+        at = m.end() + 1
+        end_of_buf = len(buf)
+        limit = self.max_bulk if self.authenticated else min(self.max_bulk, UNAUTH_MAX_BULK)
+        argv = []
+        match_len = _LENGTH.match
+        for _ in range(count):
+            m = match_len(buf, at)
+            if m is None:
+                return None
+            size = int(m.group(1))
+            start = m.end() + 1
+            stop = start + size
+            if size > limit or stop + 2 > end_of_buf:
+                return None
+            argv.append(bytes(buf[start:stop]))
+            at = stop + 2
+        self._pos = self._at = self._scan = at
+        if self._hr_synced:
+            self._hr = None
+            self._hr_synced = False
+        return argv
+
     def _multibulk(self) -> list[bytes] | None:
         buf = self._buf
         if self._remaining == 0:
+            fast = self._complete_multibulk()
+            if fast is not None:
+                return fast
             pos = self._pos
             nl = self._line_end(pos, b"mbulk")
             if nl < 0:
