@@ -93,7 +93,7 @@ _ROWS: list[CommandSpec] = [
     # keys
     CommandSpec("del", -2, ("write",), 1, -1, 1, "Deletes one or more keys.", "1.0.0", "generic", "key [key ...]"),
     CommandSpec("unlink", -2, _WF, 1, -1, 1, "Asynchronously deletes one or more keys.", "4.0.0", "generic", "key [key ...]"),
-    CommandSpec("exists", -2, _ROF, 1, -1, 1, "Determines whether one or more keys exist (a key named twice counts twice).", "3.0.3", "generic", "key [key ...]"),
+    CommandSpec("exists", -2, _ROF, 1, -1, 1, "Determines whether one or more keys exist (a key named twice counts twice).", "1.0.0", "generic", "key [key ...]"),
     CommandSpec("type", 2, _ROF, 1, 1, 1, "Determines the type of value stored at a key (string or none here).", "1.0.0", "generic", "key"),
     CommandSpec("expire", -3, _WF, 1, 1, 1, "Sets the expiration time of a key in seconds.", "1.0.0", "generic", "key seconds " + _EXPIRE_OPTS),
     CommandSpec("pexpire", -3, _WF, 1, 1, 1, "Sets the expiration time of a key in milliseconds.", "2.6.0", "generic", "key milliseconds " + _EXPIRE_OPTS),
@@ -118,7 +118,7 @@ _ROWS: list[CommandSpec] = [
     CommandSpec("unwatch", 1, _TX, 0, 0, 0, "Forgets about watched keys of a transaction.", "2.2.0", "transactions"),
     # connection
     CommandSpec("ping", -1, ("fast",), 0, 0, 0, "Returns the server's liveliness response.", "1.0.0", "connection", "[message]"),
-    CommandSpec("echo", 2, ("fast",), 0, 0, 0, "Returns the given string.", "1.0.0", "connection", "message"),
+    CommandSpec("echo", 2, ("loading", "stale", "fast"), 0, 0, 0, "Returns the given string.", "1.0.0", "connection", "message"),
     CommandSpec("auth", -2, _CONN, 0, 0, 0, "Authenticates the connection.", "1.0.0", "connection", "[username] password"),
     CommandSpec("hello", -1, _CONN, 0, 0, 0, "Handshakes with the server.", "6.0.0", "connection",
                 "[protover [AUTH username password] [SETNAME clientname]]"),

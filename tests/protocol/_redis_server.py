@@ -134,3 +134,40 @@ class RedisConnection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def parse_reply(data: bytes) -> object:
+    """One complete RESP2/RESP3 reply as Python values (errors as `Exception`)."""
+    value, end = _parse(data, 0)
+    if end != len(data):
+        raise ValueError("trailing bytes after the reply")
+    return value
+
+
+def _parse(data: bytes, pos: int) -> tuple[object, int]:
+    nl = data.index(b"\r\n", pos)
+    kind, line = data[pos : pos + 1], data[pos + 1 : nl]
+    if kind == b"+":
+        return line, nl + 2
+    if kind == b"-":
+        return Exception(line.decode("latin-1")), nl + 2
+    if kind == b":":
+        return int(line), nl + 2
+    if kind == b"_":
+        return None, nl + 2
+    if kind in (b"$", b"=", b"!"):
+        n = int(line)
+        if n < 0:
+            return None, nl + 2
+        return data[nl + 2 : nl + 2 + n], nl + 2 + n + 2
+    n = int(line)
+    if n < 0:
+        return None, nl + 2
+    items: list[object] = []
+    at = nl + 2
+    for _ in range(n * (2 if kind == b"%" else 1)):
+        item, at = _parse(data, at)
+        items.append(item)
+    if kind == b"%":
+        return dict(zip(items[::2], items[1::2], strict=True)), at
+    return items, at

@@ -32,7 +32,7 @@ from protocol.redis_commands import (
     command_info,
     parse_command,
 )
-from tests.protocol._redis_server import RedisConnection, redis_server
+from tests.protocol._redis_server import RedisConnection, parse_reply, redis_server
 
 NOW = 1_700_000_000_000
 
@@ -271,6 +271,31 @@ CURATED = [line for line, _ in ERRORS + PARSED if "SETINFO" not in line] + [
 @pytest.mark.parametrize("line", CURATED)
 def test_curated_against_redis(redis_port: int, line: str) -> None:
     compare(redis_port, [w.encode() for w in line.replace("' 5'", "\x00").split(" ")])
+
+
+def test_table_matches_redis_command_info(redis_port: int) -> None:
+    conn = RedisConnection(redis_port)
+    try:
+        for spec in COMMANDS.values():
+            for row in (spec, *spec.subcommands):
+                if row.name == "client|setinfo":  # Redis 7.2: not in the 7.0 reference
+                    continue
+                info = parse_reply(conn.call([b"COMMAND", b"INFO", row.name.encode()]))
+                assert isinstance(info, list) and isinstance(info[0], list), row.name
+                name, arity, flags, first, last, step = info[0][:6]
+                assert isinstance(flags, list)
+                theirs = (name, arity, sorted(f.decode() for f in flags), first, last, step)
+                ours = (row.name.encode(), row.arity, sorted(row.flags), row.first_key,
+                        row.last_key, row.step)  # fmt: skip
+                assert ours == theirs
+                if "|" not in row.name:
+                    docs = parse_reply(conn.call([b"COMMAND", b"DOCS", row.name.encode()]))
+                    assert isinstance(docs, list) and isinstance(docs[1], list)
+                    fields = dict(zip(docs[1][::2], docs[1][1::2], strict=True))
+                    assert fields[b"since"] == row.since.encode(), row.name
+                    assert fields[b"group"] == row.group.encode(), row.name
+    finally:
+        conn.close()
 
 
 WORDS = [
