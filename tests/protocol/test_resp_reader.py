@@ -16,6 +16,8 @@ from protocol._resp_reader import (
     RespReader,
     split_inline,
 )
+from protocol._resp_writer import encode
+from protocol.redis_commands import CommandError, Echo, Ping, parse_command
 from tests.protocol._redis_server import exchange, redis_server, split_replies
 
 PATHS = [
@@ -360,6 +362,26 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield port
 
 
+def model_replies(data: bytes, hiredis: bool) -> bytes:
+    """What Redis answers to `data` if it reads it as we do (PING/ECHO/errors only)."""
+    out = []
+    for item in read_whole(data, hiredis):
+        if isinstance(item, ProtocolFailure):
+            out.append(item.reply)
+            continue
+        try:
+            cmd = parse_command(item, now_ms=0)
+        except CommandError as exc:
+            out.append(exc.reply)
+            continue
+        if isinstance(cmd, Ping):
+            out.append(b"+PONG\r\n" if cmd.message is None else encode(cmd.message))
+        else:
+            assert isinstance(cmd, Echo), item
+            out.append(encode(cmd.message))
+    return b"".join(out)
+
+
 def redis_view(port: int, data: bytes) -> tuple[int, bytes | None]:
     """(number of replies to commands, the protocol error line or None) as Redis sends them."""
     replies = split_replies(exchange(port, data))
@@ -387,3 +409,22 @@ def test_cases_against_redis(redis_port: int, data: bytes, expected: Out | None)
 def test_random_streams_against_redis(redis_port: int, data: bytes) -> None:
     # the fragments spell no command with side effects: PING, ECHO or unknown ones
     assert our_view(data, HIREDIS_AVAILABLE) == redis_view(redis_port, data)
+    assert model_replies(data, HIREDIS_AVAILABLE) == exchange(redis_port, data)
+
+
+INLINE_SAMPLES = [
+    b'ECHO "a\\x4g"\r\n',
+    b'ECHO a"b c"\r\n',
+    b"ECHO 'it\\'s'\r\n",
+    b'ECHO "\\n\\r\\t\\b\\a\\z"\r\n',
+    b"ECHO \x0ba\r\n",
+    b'PING ""\r\n',
+    b"ECHO\ta\r\n",
+    b"NOPE " + b"x" * 200 + b" y\r\n",
+    mb(b"ECHO", b"\x00\r\n\xff"),
+]
+
+
+@pytest.mark.parametrize("data", INLINE_SAMPLES)
+def test_replies_against_redis(redis_port: int, data: bytes) -> None:
+    assert model_replies(data, False) == exchange(redis_port, data)
