@@ -338,6 +338,8 @@ class RespReader:
         buf = self._buf
         pos = self._pos
         if not self._hr_synced:
+            if _COUNT.match(buf, pos) is None:  # header incomplete: no re-feed per byte
+                return None
             self._hr = _hiredis.Reader()
             self._hr.feed(bytes(buf[pos:]))
             self._hr_synced = True
