@@ -27,7 +27,7 @@ ALLOWED_PROJECT = {
 # package -> third-party distributions it may import (None: any)
 ALLOWED_THIRD_PARTY: dict[str, set[str] | None] = {
     "bitcask": set(),
-    "protocol": {"msgpack"},
+    "protocol": {"msgpack", "hiredis"},  # hiredis: optional (the `fast` extra), DESIGN.md
     "server": None,
     "client": {"msgpack", "uvloop"},
     "repl": None,
