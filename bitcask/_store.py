@@ -52,6 +52,7 @@ def open_store(
     db._max_key = options.max_key_size
     db._max_value = options.max_value_size
     db._max_file = options.max_file_size
+    db._max_keys = options.max_keys
     db._sync_always = options.sync == "always"
     db._dirty = False
     db._closing = False

@@ -66,6 +66,7 @@ from .errors import (
     BitcaskError,
     KeyTooLargeError,
     ReadOnlyError,
+    StoreFullError,
     StoreIOError,
     ValueTooLargeError,
 )
@@ -152,6 +153,7 @@ class Writer:
     _max_key: int
     _max_value: int
     _max_file: int
+    _max_keys: int  # 0: no limit
     _dirty: bool
     _closing: bool
     _merging: bool
@@ -205,6 +207,8 @@ class Writer:
         try:
             if self._blocked is not None:
                 raise self._refuse()
+            if self._max_keys and len(self._kmap) >= self._max_keys and key not in self._kmap:
+                raise self._full()
             off = self._offset
             if off + size > self._max_file and off > FILE_HEADER_SIZE:
                 self._rotate()
@@ -293,7 +297,10 @@ class Writer:
         try:
             if self._blocked is not None:
                 raise self._refuse()
-            return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
+            segs = [(len(keys), not _single)]
+            if self._max_keys and self._over_key_limit(keys, exps, segs)[0]:
+                raise self._full()
+            return self._apply(keys, recs, exps, sync, segs, ts)
         finally:
             lock.release()
 
@@ -310,8 +317,9 @@ class Writer:
         so a later batch sees what an earlier one wrote.
 
         Returns:
-            One entry per batch: its results (as write_batch()) or the ValueError /
-            TypeError (KeyTooLargeError, ValueTooLargeError, ...) that refused it.
+            One entry per batch: its results (as write_batch()) or the error that
+            refused it: a ValueError / TypeError of validation (KeyTooLargeError,
+            ValueTooLargeError, ...) or StoreFullError (new keys past max_keys).
 
         Raises:
             ReadOnlyError, StoreIOError, StoreClosedError: as put(), for the whole group
@@ -344,6 +352,13 @@ class Writer:
         try:
             if self._blocked is not None:
                 raise self._refuse()
+            if self._max_keys and any(over := self._over_key_limit(keys, exps, segs)):
+                # Refuse only the batches that would add keys past the limit.
+                keys, recs, exps, segs = _drop_segments(keys, recs, exps, segs, over)
+                refused = iter(over)
+                for i, entry in enumerate(out):
+                    if isinstance(entry, list) and next(refused):
+                        out[i] = self._full()
             results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
         finally:
             lock.release()
@@ -620,6 +635,36 @@ class Writer:
             self._health.refused(blocked)
         return blocked
 
+    def _full(self) -> StoreFullError:
+        return StoreFullError(
+            f"the store holds max_keys={self._max_keys} keys: new keys are refused "
+            "(reads, overwrites and deletes go on)"
+        )
+
+    def _over_key_limit(
+        self, keys: list[bytes], exps: list[int], segs: list[tuple[int, bool]]
+    ) -> list[bool]:
+        # Caller holds _lock. For each batch of ``segs``: would its puts of keys not
+        # yet stored (in order, after the earlier accepted batches) pass max_keys?
+        kmap = self._kmap
+        count = len(kmap)
+        added: set[bytes] = set()
+        over: list[bool] = []
+        first = 0
+        for n, _ in segs:
+            new = {
+                k
+                for k, e in zip(keys[first : first + n], exps[first : first + n], strict=True)
+                if e >= 0 and k not in kmap and k not in added
+            }
+            refuse = bool(new) and count + len(new) > self._max_keys
+            if not refuse:
+                count += len(new)
+                added |= new
+            over.append(refuse)
+            first += n
+        return over
+
     def _append(self, buf: bytes, off: int, fsync: bool) -> None:
         # Caller holds _lock: one write of ``buf`` at ``off``, then the fsync asked for.
         try:
@@ -813,3 +858,26 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _drop_segments(
+    keys: list[bytes],
+    recs: list[bytes],
+    exps: list[int],
+    segs: list[tuple[int, bool]],
+    drop: list[bool],
+) -> tuple[list[bytes], list[bytes], list[int], list[tuple[int, bool]]]:
+    """``keys``/``recs``/``exps``/``segs`` without the batches ``drop`` marks."""
+    k2: list[bytes] = []
+    r2: list[bytes] = []
+    e2: list[int] = []
+    s2: list[tuple[int, bool]] = []
+    first = 0
+    for (n, atomic), gone in zip(segs, drop, strict=True):
+        if not gone:
+            k2 += keys[first : first + n]
+            r2 += recs[first : first + n]
+            e2 += exps[first : first + n]
+            s2.append((n, atomic))
+        first += n
+    return k2, r2, e2, s2

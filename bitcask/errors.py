@@ -15,6 +15,7 @@ __all__ = [
     "MergeInProgressError",
     "ReadOnlyError",
     "StoreClosedError",
+    "StoreFullError",
     "StoreIOError",
     "StoreLockedError",
     "ValueTooLargeError",
@@ -60,6 +61,13 @@ class ReadOnlyError(BitcaskError):
 
 class StoreIOError(BitcaskError, OSError):
     """A write or fsync of a data file failed; the store has turned read-only."""
+
+
+class StoreFullError(BitcaskError):
+    """The store holds ``Options.max_keys`` keys: a write of a new key is refused.
+
+    Reads, overwrites of existing keys and deletes go on.
+    """
 
 
 class StoreClosedError(BitcaskError):

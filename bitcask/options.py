@@ -57,6 +57,10 @@ class Options:
     merge_min_dead_bytes: int = 64 * MiB
     # Write hint files for sealed files and merge outputs, and use them at open.
     hint_files: bool = True
+    # Most keys the keydir may hold (0: no limit). Past it a write of a new key is
+    # refused (StoreFullError); reads, overwrites and deletes go on. Expired keys
+    # count until a merge drops them. Bounds memory: about 130 bytes a key.
+    max_keys: int = 0
 
     def __post_init__(self) -> None:
         _check_int("max_file_size", self.max_file_size, 64, MAX_FILE_SIZE_LIMIT)
@@ -71,6 +75,7 @@ class Options:
         if not 0.0 <= trigger <= 1.0:
             raise InvalidOptionsError(f"merge_trigger must be within [0, 1], not {trigger}")
         _check_int("merge_min_dead_bytes", self.merge_min_dead_bytes, 0, 1 << 62)
+        _check_int("max_keys", self.max_keys, 0, 1 << 62)
         if not isinstance(self.hint_files, bool):
             raise InvalidOptionsError(f"hint_files must be a bool, not {self.hint_files!r}")
 

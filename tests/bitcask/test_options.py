@@ -63,3 +63,32 @@ def test_open_accepts_keywords_and_overrides_an_options_object(tmp_path: Path) -
 def test_open_rejects_unknown_option_names(tmp_path: Path) -> None:
     with pytest.raises(InvalidOptionsError, match="unknown option"):
         bitcask.open(tmp_path, syncc="never")
+
+
+def test_max_keys_refuses_new_keys_only(tmp_path: Path) -> None:
+    with bitcask.open(tmp_path, sync="never", max_keys=3) as db:
+        for k in (b"a", b"b", b"c"):
+            db.put(k, b"1")
+        with pytest.raises(bitcask.StoreFullError):
+            db.put(b"d", b"1")
+        with pytest.raises(bitcask.StoreFullError):
+            db.write_batch([("put", b"a", b"2", None), ("put", b"e", b"2", None)])
+        db.put(b"a", b"2")  # overwrites go on
+        assert db.get(b"a") == b"2" and db.get(b"b") == b"1"
+        got = db.write_group(
+            [
+                [("put", b"b", b"3")],
+                [("put", b"f", b"3")],
+                [("delete", b"c")],
+                [("put", b"g", b"1")],
+            ]
+        )
+        assert got[0] == [None] and got[2] == [True]
+        assert isinstance(got[1], bitcask.StoreFullError)
+        # the delete ran after the refused batch was judged: "g" was still one too many
+        assert isinstance(got[3], bitcask.StoreFullError)
+        db.put(b"g", b"1")  # now there is room
+        assert sorted(db.keys()) == [b"a", b"b", b"g"]
+        assert db.get(b"f") is None
+    with pytest.raises(bitcask.InvalidOptionsError):
+        bitcask.Options(max_keys=-1)
