@@ -143,17 +143,25 @@ def _check_exit(reply: Any) -> int:
 COMMANDS: tuple[Command, ...] = (
     Command(
         "get", (KEY,), "Get the value of a key.",
-        "Prints the value, or (nil) when the key does not exist (exit status 1).\n"
-        "Values that are not UTF-8 text are shown with \\xNN escapes.",
+        "Prints the value, or (nil) when the key does not exist (exit status 1).",
         _get, nil_is_1, idempotent=True, examples=("get user:1",),
+        shell_help="Values that are not UTF-8 text are shown with \\xNN escapes.",
+        cli_help="Piped, the value's bytes are written as they are, then a newline (as\n"
+        "redis-cli --raw); on a terminal, bytes that are not UTF-8 text are shown with\n"
+        "\\xNN escapes.",
     ),
     Command(
         "put", (KEY, Arg("value", Kind.VALUE), Arg("ttl", Kind.FLOAT, optional=True,
                                                    keyword="ttl", positive=True, meta="SECONDS")),
         "Set a key to a value, optionally expiring after SECONDS.",
-        "Arguments may be double-quoted with the escapes \\\" \\\\ \\n \\r \\t \\xNN,\n"
-        "exactly as in the wire protocol's inline mode.",
+        "Prints OK once the write is acknowledged.",
         _put, examples=('put user:1 "Ada Lovelace"', "put session:9 token TTL 30"),
+        shell_help="Arguments may be double-quoted with the escapes \\\" \\\\ \\n \\r \\t \\xNN,\n"
+        "exactly as in the wire protocol's inline mode.",
+        cli_help="Arguments are taken byte for byte from the command line (no escapes).\n"
+        "VALUE - reads the value from standard input instead, binary-safe and of any\n"
+        "size up to the server's limit: bitcask put photo - < photo.jpg\n"
+        "(to store a lone dash: printf - | bitcask put KEY -).",
     ),
     Command(
         "delete", (KEY,), "Delete a key.",

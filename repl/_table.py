@@ -113,6 +113,8 @@ class Command:
     paged: bool = False  # long output goes through the pager in the shell
     idempotent: bool = False  # safe to send again on a fresh connection after a loss
     examples: tuple[str, ...] = ()
+    shell_help: str = ""  # help that is true only in the shell (quoting, escapes)
+    cli_help: str = ""  # help that is true only in `bitcask` (argv, stdin)
 
     @property
     def positional(self) -> tuple[Arg, ...]:
@@ -124,6 +126,11 @@ class Command:
 
     def exit_code(self, reply: Any) -> int:
         return self.exit_rule(reply)
+
+    def help_for(self, scope: str) -> str:
+        """The help text as it is true in `scope`: the common part plus that front end's."""
+        extra = self.shell_help if scope == SHELL else self.cli_help
+        return "\n".join(part for part in (self.help, extra) if part)
 
 
 def usage(cmd: Command) -> str:
@@ -319,9 +326,10 @@ def help_text(table: Sequence[Command], name: str | None, scope: str) -> str:
     if name:
         cmd = lookup(table, name, scope)
         if cmd is None:
-            raise UsageError(f"unknown command '{name}' (try: help)")
+            hint = "try: help" if scope == SHELL else "bitcask help lists them"
+            raise UsageError(f"unknown command '{name}' ({hint})")
         lines = [usage(cmd), f"  {cmd.summary}", ""]
-        lines += [f"  {line}" for line in cmd.help.splitlines()]
+        lines += [f"  {line}" for line in cmd.help_for(scope).splitlines()]
         if cmd.aliases:
             lines += ["", f"  Also: {', '.join(cmd.aliases)}"]
         if cmd.examples:

@@ -5,7 +5,9 @@
 The commands are the rows of the command table (`bitcask help`) offered in the CLI:
 the protocol's commands plus health, import, export, stat, latency, check, repair and
 merge DIR. Arguments are taken literally from argv (bytes exactly as the shell passed
-them; no escapes). Output is styled on a terminal and raw when piped (`--raw` /
+them; no escapes); a VALUE of `-` is read from stdin (binary-safe, any size), as
+redis-cli's -x and curl's @-. `bitcask CMD --help` (or -h, right after the command)
+explains one command; `bitcask CMD -- --help` passes `--help` as an argument. Output is styled on a terminal and raw when piped (`--raw` /
 `--no-raw` force one or the other).
 
 Exit status: 0 ok; 1 "no" (get: no such key, exists/delete: false, ttl: no such
@@ -26,10 +28,10 @@ from ._commands import COMMANDS
 from ._config import ConfigError, default_config, load_config
 from ._context import CommandError, ConnectOptions
 from ._format import Reply, error_line, raw, styled
-from ._options import add_connection_options, options_from
+from ._options import add_connection_options, add_version_option, options_from
 from ._session import Session, describe
 from ._style import build_style, color_depth
-from ._table import CLI, bind, help_text, lookup
+from ._table import CLI, Args, Command, Kind, bind, help_text, lookup
 
 __all__ = ["main"]
 
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version_option(parser)
     add_connection_options(parser)
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--raw", dest="raw", action="store_true", default=None,
@@ -97,6 +100,27 @@ def _colors() -> dict[str, str]:
         return dict(default_config().colors)
 
 
+STDIN = b"-"
+
+
+def _stdin_values(cmd: Command, args: Args) -> Args:
+    """A VALUE argument given as `-` is read from stdin, bytes exactly (redis-cli -x)."""
+    if cmd.repeat:
+        return args
+    for arg in cmd.positional:
+        if arg.kind is Kind.VALUE and args.get(arg.name) == STDIN:
+            return {**args, arg.name: sys.stdin.buffer.read()}
+    return args
+
+
+def _wants_help(argv: list[str], words: list[str]) -> bool:
+    """`bitcask CMD --help` / `-h` right after the command, unless written after `--`."""
+    if not words or words[0] not in ("-h", "--help"):
+        return False
+    before = argv[len(argv) - len(words) - 1] if len(argv) > len(words) else ""
+    return before != "--"
+
+
 async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer: _Printer) -> int:
     """Run one command; returns the exit status."""
     session = Session(options, COMMANDS, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
@@ -104,7 +128,7 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
         cmd = lookup(COMMANDS, name, CLI)
         if cmd is None:
             raise CommandError(f"unknown command '{name}' (bitcask help lists them)")
-        args = bind(cmd, argv)
+        args = _stdin_values(cmd, bind(cmd, argv))
         reply = await session.execute(cmd, args)
         if reply is not None:
             printer.reply(reply)
@@ -124,11 +148,19 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bitcask` console script; returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
         sys.stderr.write("\n" + help_text(COMMANDS, None, CLI) + "\n")
         return EXIT_ERROR
+    if _wants_help(argv, args.args):
+        try:
+            sys.stdout.write(help_text(COMMANDS, args.command, CLI) + "\n")
+        except CommandError as exc:
+            sys.stderr.write(f"(error) {exc}\n")
+            return EXIT_ERROR
+        return EXIT_OK
     printer = _Printer(raw_mode=not sys.stdout.isatty() if args.raw is None else args.raw)
     try:
         options = options_from(args)

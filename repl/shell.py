@@ -37,7 +37,7 @@ from ._config import ConfigError, ShellConfig, default_config, history_path, loa
 from ._context import CommandError, ConnectOptions
 from ._format import Reply, error_line, raw, styled
 from ._lexer import CommandLexer
-from ._options import add_connection_options, options_from
+from ._options import add_connection_options, add_version_option, options_from
 from ._session import Session, describe
 from ._style import build_style, color_depth
 from ._table import SHELL
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bitcask-shell",
         description="Interactive shell for a bitcask server (type help inside).",
     )
+    add_version_option(parser)
     add_connection_options(parser)
     parser.add_argument("--config", type=Path, help="config file (default: XDG config dir)")
     return parser
