@@ -128,6 +128,11 @@ async def _ping(ctx: Context, a: Args) -> Reply:
     return Value(reply.encode() if isinstance(reply, str) else bytes(reply))
 
 
+async def _auth(ctx: Context, a: Args) -> Reply:
+    await ctx.authenticate(a["token"].decode("utf-8", "surrogateescape"))
+    return Status("OK")
+
+
 async def _help(ctx: Context, a: Args) -> Reply:
     return Text(help_text(COMMANDS, a["command"], ctx.scope))
 
@@ -278,6 +283,13 @@ COMMANDS: tuple[Command, ...] = (
         "Truncates torn tails and drops corrupt records; the server must be stopped.",
         _offline.repair, scope=frozenset({CLI}), group="tools",
         examples=("repair ./data",),
+    ),
+    Command(
+        "auth", (Arg("token", Kind.VALUE, meta="TOKEN"),), "Authenticate with a token.",
+        "Reconnects to the server with TOKEN (the server's --auth) and prints OK, or\n"
+        "AUTH_FAILED and keeps the previous connection settings. The line is not\n"
+        "saved in the history file.",
+        _auth, scope=frozenset({SHELL}), group="server", examples=("auth s3cret",),
     ),
     Command(
         "help", (Arg("command", Kind.COMMAND, optional=True),), "List commands, or explain one.",

@@ -37,7 +37,7 @@ from typing import IO, Any
 from client import ConnectionLostError, FrameTooLargeError
 from protocol import SCAN_MAX_COUNT, ErrorCode, ProtocolError
 
-from ._context import CommandError, Context
+from ._context import CommandError, Context, error_text
 from ._progress import Progress
 
 __all__ = ["decode_record", "encode_record", "export", "import_", "scan_page"]
@@ -168,8 +168,7 @@ def _reply_too_large(exc: BaseException) -> bool:
 
 
 def _server_error(exc: Exception, where: str) -> CommandError:
-    name = getattr(exc, "name", None) or type(exc).__name__
-    return CommandError(f"{where}: {name} {exc}")
+    return CommandError(f"{where}: {error_text(exc)}")
 
 
 def _keys(n: int) -> str:

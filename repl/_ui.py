@@ -49,8 +49,13 @@ class BoundedFileHistory(FileHistory):
         return kept
 
     def store_string(self, string: str) -> None:
-        if self.size:
+        if self.size and not is_secret(string):
             super().store_string(string)
+
+
+def is_secret(line: str) -> bool:
+    """`auth TOKEN` lines stay out of the history file (redis-cli does the same)."""
+    return line.lstrip().lower().startswith("auth ")
 
 
 def should_page(text: str, rows: int | None = None) -> bool:

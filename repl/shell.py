@@ -82,7 +82,7 @@ async def run_piped(options: ConnectOptions) -> int:
             except EOFError:  # quit
                 break
             except Exception as exc:
-                sys.stderr.write(f"(error) {describe(exc, options)}\n")
+                sys.stderr.write(f"(error) {describe(exc, options, SHELL)}\n")
                 sys.stderr.flush()
                 status = 2
                 continue
@@ -157,7 +157,7 @@ class Shell:
             await self.session.client()
             await self.session.refresh()
         except Exception as exc:
-            self.print_error(describe(exc, self.session.options))
+            self.print_error(describe(exc, self.session.options, SHELL))
 
     async def interruptible(self, coro: Coroutine[Any, Any, Reply | None]) -> Reply | None:
         """Run a command so that Ctrl-C cancels it instead of leaving the shell.
@@ -205,7 +205,7 @@ class Shell:
         try:
             cmd, args = self.session.parse(line)
         except Exception as exc:  # a typo costs one error line and no round trip
-            self.print_error(describe(exc, self.session.options))
+            self.print_error(describe(exc, self.session.options, SHELL))
             return True
         try:
             reply = await self.interruptible(self.session.execute(cmd, args))
@@ -216,7 +216,7 @@ class Shell:
             await self.session.drop()  # a reply may still be on its way: start clean
             return True
         except Exception as exc:
-            self.print_error(describe(exc, self.session.options))
+            self.print_error(describe(exc, self.session.options, SHELL))
         else:
             if reply is not None:
                 self.print_reply(reply, paged=cmd.paged)
