@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import replace
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TextIO
-
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TextIO
 
 from client import (
     AuthFailedError,
