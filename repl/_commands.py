@@ -260,7 +260,10 @@ COMMANDS: tuple[Command, ...] = (
         "Load JSON lines {\"key\": ..., \"value\": ...} into the store.",
         "FILE may be - for stdin. Non-UTF-8 keys or values use \"key_b64\"/\"value_b64\"\n"
         "(base64) instead; an optional \"ttl\" gives seconds. Pairs are sent in batches of\n"
-        "--batch (default 500) with several batches in flight at once.",
+        "--batch (default 500) with several batches in flight at once.\n"
+        "Not all-or-nothing: each batch is atomic and batches complete in file order;\n"
+        "a bad line (named by number, with the reason), an error or Ctrl-C stops the\n"
+        "import and says up to which line everything is in the store.",
         _transfer.import_, scope=frozenset({CLI}), group="tools",
         examples=("import dump.jsonl",),
     ),
@@ -268,7 +271,9 @@ COMMANDS: tuple[Command, ...] = (
         "export", (Arg("file", Kind.PATH), Arg("prefix", Kind.PREFIX, optional=True)),
         "Write every key (with PREFIX) as JSON lines.",
         "FILE may be - for stdout. Keys in byte order; the format is the one import\n"
-        "reads (\"key_b64\"/\"value_b64\" for bytes that are not UTF-8).",
+        "reads (\"key_b64\"/\"value_b64\" for bytes that are not UTF-8). FILE is written\n"
+        "aside and renamed into place once complete: an interrupted export leaves no\n"
+        "partial FILE.",
         _transfer.export, scope=frozenset({CLI}), group="tools",
         examples=("export dump.jsonl", "export users.jsonl user:"),
     ),

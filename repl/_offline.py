@@ -65,15 +65,18 @@ async def _run(ctx: Context, label: str, path: str, fn: Callable[..., Any], unit
 
     kwargs = {"progress": progress} if _accepts_progress(fn) else {}
     task = asyncio.ensure_future(asyncio.to_thread(fn, path, **kwargs))
+    ok = False
     try:
         while not task.done():
             bar.update(bar.done)  # keeps the spinner turning when fn reports nothing
             await asyncio.wait({task}, timeout=Progress.INTERVAL)
-        return task.result()
+        result = task.result()
+        ok = True
+        return result
     except bitcask.BitcaskError as exc:
         raise _engine_error(exc, path) from None
     finally:
-        bar.finish()
+        bar.finish(ok=ok)
 
 
 async def check(ctx: Context, a: dict[str, Any]) -> Reply:
