@@ -280,12 +280,14 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "check", (Arg("dir", Kind.PATH),), "Verify a data directory offline (read-only).",
         "Reads every record and hint file and reports problems without changing\n"
-        "anything. Exit status 1 when it finds damage. The server may be running.",
+        "anything. Exit status 1 when it finds damage. The server may be running.\n"
+        "A directory with no data files is refused (exit status 2): it is not a store.",
         _offline.check, _check_exit, scope=frozenset({CLI}), group="tools", examples=("check ./data",),
     ),
     Command(
         "repair", (Arg("dir", Kind.PATH),), "Repair a data directory offline.",
-        "Truncates torn tails and drops corrupt records; the server must be stopped.",
+        "Truncates torn tails and drops corrupt records; the server must be stopped.\n"
+        "A directory with no data files is refused and left untouched.",
         _offline.repair, scope=frozenset({CLI}), group="tools",
         examples=("repair ./data",),
     ),
