@@ -8,14 +8,30 @@ Parsing, completion, highlighting and `help` are all derived from `COMMANDS`
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from . import _monitor, _offline, _transfer
 from ._context import Context
 from ._format import Bool, Items, Nil, Reply, Report, Status, Table, Text, Ttl, Value
-from ._table import CLI, SHELL, Arg, Args, Command, Kind, help_text
+from ._table import CLI, SHELL, Arg, Args, Command, Kind, Run, help_text
 
 __all__ = ["COMMANDS"]
+
+
+def _lazy(module: str, name: str) -> Run:
+    """`run` of a command implemented in `module`, imported on first use.
+
+    One-shot commands import only what they use: `bitcask ping` must not pay for
+    the engine (`check`), urllib (`health`) or the transfer code (`import`).
+    """
+
+    async def run(ctx: Context, a: Args) -> Any:
+        fn = getattr(importlib.import_module(module, __package__), name)
+        return await fn(ctx, a)
+
+    run.__name__ = run.__qualname__ = f"{module.lstrip('.')}.{name}"
+    return run
+
 
 KEY = Arg("key", Kind.KEY)
 
@@ -88,7 +104,9 @@ async def _mput(ctx: Context, a: Args) -> Reply:
 async def _scan(ctx: Context, a: Args) -> Reply:
     c = await ctx.client()
     count = int(a["count"] or 10)
-    cursor, keys = await _transfer.scan_page(c, a["prefix"] or b"", a["cursor"], count)
+    from ._transfer import scan_page
+
+    cursor, keys = await scan_page(c, a["prefix"] or b"", a["cursor"], count)
     ctx.remember_keys(keys)
     page = Items(tuple(Value(k) for k in keys))
     return Items((Nil() if cursor is None else Value(cursor), page))
@@ -108,7 +126,9 @@ async def _stats(ctx: Context, a: Args) -> Reply:
 
 async def _merge(ctx: Context, a: Args) -> Reply:
     if a["dir"] is not None:
-        return await _offline.merge(ctx, a["dir"])
+        from ._offline import merge
+
+        return await merge(ctx, a["dir"])
     c = await ctx.client()
     return Table(await c.merge())
 
@@ -235,7 +255,7 @@ COMMANDS: tuple[Command, ...] = (
         "health", (), "Ask the HTTP adapter whether the server is healthy.",
         "GET /health on the HTTP port (--http-port, default 7380). Exit status 0 when\n"
         "healthy, 2 when not or unreachable.",
-        _monitor.health, scope=frozenset({CLI}), group="server", examples=("health",),
+        _lazy("._monitor", "health"), scope=frozenset({CLI}), group="server", examples=("health",),
     ),
     Command(
         "stat", (Arg("count", Kind.INT, optional=True, keyword="--count", positive=True, meta="N"),
@@ -243,7 +263,7 @@ COMMANDS: tuple[Command, ...] = (
         "A live view of ops/s, keys, memory, live and dead bytes.",
         "One line per interval (default 1 s), like redis-cli --stat; stops after\n"
         "--count lines or on Ctrl-C.",
-        _monitor.stat, scope=frozenset({CLI}), group="tools", examples=("stat --count 5",),
+        _lazy("._monitor", "stat"), scope=frozenset({CLI}), group="tools", examples=("stat --count 5",),
     ),
     Command(
         "latency", (Arg("count", Kind.INT, optional=True, keyword="--count", positive=True, meta="N"),
@@ -251,7 +271,7 @@ COMMANDS: tuple[Command, ...] = (
         "Round-trip latency of ping: min, avg, p50, p99, max.",
         "Sends one ping per interval (default 0.01 s) until --count samples\n"
         "(or Ctrl-C), then prints the summary in milliseconds.",
-        _monitor.latency, scope=frozenset({CLI}), group="tools",
+        _lazy("._monitor", "latency"), scope=frozenset({CLI}), group="tools",
         examples=("latency --count 100",),
     ),
     Command(
@@ -264,7 +284,7 @@ COMMANDS: tuple[Command, ...] = (
         "Not all-or-nothing: each batch is atomic and batches complete in file order;\n"
         "a bad line (named by number, with the reason), an error or Ctrl-C stops the\n"
         "import and says up to which line everything is in the store.",
-        _transfer.import_, scope=frozenset({CLI}), group="tools",
+        _lazy("._transfer", "import_"), scope=frozenset({CLI}), group="tools",
         examples=("import dump.jsonl",),
     ),
     Command(
@@ -274,7 +294,7 @@ COMMANDS: tuple[Command, ...] = (
         "reads (\"key_b64\"/\"value_b64\" for bytes that are not UTF-8). FILE is written\n"
         "aside and renamed into place once complete: an interrupted export leaves no\n"
         "partial FILE.",
-        _transfer.export, scope=frozenset({CLI}), group="tools",
+        _lazy("._transfer", "export"), scope=frozenset({CLI}), group="tools",
         examples=("export dump.jsonl", "export users.jsonl user:"),
     ),
     Command(
@@ -282,13 +302,13 @@ COMMANDS: tuple[Command, ...] = (
         "Reads every record and hint file and reports problems without changing\n"
         "anything. Exit status 1 when it finds damage. The server may be running.\n"
         "A directory with no data files is refused (exit status 2): it is not a store.",
-        _offline.check, _check_exit, scope=frozenset({CLI}), group="tools", examples=("check ./data",),
+        _lazy("._offline", "check"), _check_exit, scope=frozenset({CLI}), group="tools", examples=("check ./data",),
     ),
     Command(
         "repair", (Arg("dir", Kind.PATH),), "Repair a data directory offline.",
         "Truncates torn tails and drops corrupt records; the server must be stopped.\n"
         "A directory with no data files is refused and left untouched.",
-        _offline.repair, scope=frozenset({CLI}), group="tools",
+        _lazy("._offline", "repair"), scope=frozenset({CLI}), group="tools",
         examples=("repair ./data",),
     ),
     Command(

@@ -20,8 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from prompt_toolkit.styles import Style
-
 __all__ = [
     "ConfigError",
     "ShellConfig",
@@ -142,6 +140,8 @@ def _build(merged: dict[str, Any], where: str) -> ShellConfig:
     shell = merged["shell"]
     if shell["history_size"] < 0 or shell["completion_keys"] < 0 or shell["timeout"] <= 0:
         raise ConfigError(f"{where}: history_size/completion_keys must be >= 0, timeout > 0")
+    from prompt_toolkit.styles import Style  # only to validate colours: not at start-up
+
     for name, spec in merged["colors"].items():
         try:
             Style([("x", spec)])

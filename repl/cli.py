@@ -20,18 +20,17 @@ import argparse
 import asyncio
 import os
 import sys
-
-from prompt_toolkit import print_formatted_text
-from prompt_toolkit.formatted_text import FormattedText
+from typing import TYPE_CHECKING, Any
 
 from ._commands import COMMANDS
-from ._config import ConfigError, default_config, load_config
 from ._context import CommandError, ConnectOptions
 from ._format import Reply, error_line, raw, styled
 from ._options import add_connection_options, add_version_option, options_from
 from ._session import Session, describe
-from ._style import build_style, color_depth
 from ._table import CLI, Args, Command, Kind, bind, help_text, lookup
+
+if TYPE_CHECKING:
+    from prompt_toolkit.styles import Style
 
 __all__ = ["main"]
 
@@ -59,11 +58,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Printer:
-    """Writes replies to stdout: styled (with colour unless NO_COLOR) or raw bytes."""
+    """Writes replies to stdout: styled (with colour unless NO_COLOR) or raw bytes.
+
+    prompt_toolkit (for colours) and the config file (for the user's colours) are
+    loaded only when something is drawn on a terminal: a piped `bitcask get` pays
+    for neither.
+    """
 
     def __init__(self, raw_mode: bool) -> None:
         self.raw_mode = raw_mode
-        self.style = build_style(_colors())
+        self._style: Style | None = None
+
+    @property
+    def style(self) -> Style:
+        if self._style is None:
+            from ._style import build_style
+
+            self._style = build_style(_colors())
+        return self._style
+
+    def _draw(self, fragments: list[tuple[str, str]], **kwargs: Any) -> None:
+        from prompt_toolkit import print_formatted_text
+        from prompt_toolkit.formatted_text import FormattedText
+
+        from ._style import color_depth
+
+        print_formatted_text(
+            FormattedText(fragments), style=self.style, end="", color_depth=color_depth(), **kwargs
+        )
 
     def reply(self, reply: Reply) -> None:
         if self.raw_mode:
@@ -74,19 +96,11 @@ class _Printer:
             sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
             sys.stdout.buffer.flush()
         else:
-            print_formatted_text(
-                FormattedText(styled(reply)), style=self.style, end="", color_depth=color_depth()
-            )
+            self._draw(styled(reply))
 
     def error(self, message: str) -> None:
         if sys.stderr.isatty():
-            print_formatted_text(
-                FormattedText(error_line(message)),
-                style=self.style,
-                end="",
-                file=sys.stderr,
-                color_depth=color_depth(),
-            )
+            self._draw(error_line(message), file=sys.stderr)
         else:
             sys.stderr.write(f"(error) {message}\n")
             sys.stderr.flush()
@@ -94,6 +108,8 @@ class _Printer:
 
 def _colors() -> dict[str, str]:
     """The user's colours; a broken config file only costs the CLI its colours."""
+    from ._config import ConfigError, default_config, load_config
+
     try:
         return dict(load_config().colors)
     except ConfigError:

@@ -22,7 +22,7 @@ def texts(text: str, keys: list[bytes] | None = None, scope: str = SHELL) -> lis
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("", sorted(["delete", "exists", "get", "help", "keys", "merge", "mget", "mput",
+        pytest.param("", sorted(["auth", "delete", "exists", "get", "help", "keys", "merge", "mget", "mput",
                                  "ping", "put", "quit", "scan", "stats", "sync", "ttl"]), id="all"),
         pytest.param("m", ["merge", "mget", "mput"], id="prefix"),
         pytest.param("MG", ["mget"], id="case-insensitive"),
