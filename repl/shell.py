@@ -33,7 +33,7 @@ from prompt_toolkit.styles import Style
 
 from ._commands import COMMANDS
 from ._complete import BitcaskCompleter, KeyCache
-from ._config import ConfigError, ShellConfig, default_config, history_path, load_config
+from ._config import ConfigError, ShellConfig, history_path, load_config
 from ._context import CommandError, ConnectOptions
 from ._format import Reply, error_line, raw, styled
 from ._lexer import CommandLexer
@@ -226,6 +226,29 @@ class Shell:
         return True
 
 
+def _config(path: Path | None) -> ShellConfig | None:
+    """The settings, every problem of the file reported on stderr; None: cannot go on.
+
+    A bad setting costs only itself (it keeps its default; the rest of the file is
+    used), in piped mode as at a terminal. A file named with --config must exist.
+    """
+    try:
+        return load_config(path, required=path is not None)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"(error) config: {problem}\n")
+        if exc.config is None:
+            return None
+        if not exc.unreadable:
+            n = len(exc.problems)
+            sys.stderr.write(
+                f"(error) config: {n} problem{'s' if n > 1 else ''}: using the defaults for "
+                "those settings and the rest of the file as written\n"
+            )
+        sys.stderr.flush()
+        return exc.config
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `bitcask-shell` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -234,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         sys.stderr.write(f"(error) {exc}\n")
         return 2
+    config = _config(args.config)
+    if config is None:
+        return 2
+    if args.timeout is None and not os.environ.get("BITCASK_TIMEOUT"):
+        options = replace(options, timeout=config.timeout)
     if not sys.stdin.isatty():
         try:
             return asyncio.run(run_piped(options))
@@ -242,13 +270,6 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # the reader of our output left
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        sys.stderr.write(f"(error) config: {exc}; using the defaults\n")
-        config = default_config()
-    if args.timeout is None and not os.environ.get("BITCASK_TIMEOUT"):
-        options = replace(options, timeout=config.timeout)
     try:
         return asyncio.run(Shell(options, config).run())
     except KeyboardInterrupt:
