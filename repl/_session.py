@@ -33,7 +33,7 @@ from protocol import ProtocolError
 from ._context import DEFAULT_PORT, CommandError, ConnectOptions, error_text
 from ._format import Reply
 from ._parse import ParseError, tokenize
-from ._table import CLI, SHELL, Command, bind, lookup
+from ._table import CLI, SHELL, Command, bind, lookup, unknown
 
 if TYPE_CHECKING:
     from ._complete import KeyCache
@@ -259,7 +259,7 @@ class Session:
             raise CommandError("empty command")
         cmd = lookup(self.table, tokens[0].str_value, self.scope)
         if cmd is None:
-            raise CommandError(f"unknown command '{tokens[0].text}' (try: help)")
+            raise unknown(self.table, tokens[0].text, self.scope)
         return cmd, bind(cmd, [t.value for t in tokens[1:]])
 
     async def execute(self, cmd: Command, args: dict[str, Any]) -> Reply | None:

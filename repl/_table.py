@@ -34,6 +34,7 @@ __all__ = [
     "lookup",
     "names",
     "slots",
+    "unknown",
     "usage",
 ]
 
@@ -163,6 +164,24 @@ def lookup(table: Sequence[Command], name: str, scope: str) -> Command | None:
 
 def names(table: Sequence[Command], scope: str) -> list[str]:
     return sorted(c.name for c in table if scope in c.scope)
+
+
+def unknown(table: Sequence[Command], name: str, scope: str) -> UsageError:
+    """The error for a command name that is not in the table, with "did you mean".
+
+    Example:
+        >>> from repl._commands import COMMANDS
+        >>> str(unknown(COMMANDS, "gte", "shell"))
+        "unknown command 'gte' (did you mean get?)"
+    """
+    import difflib
+
+    known = [n for c in table if scope in c.scope for n in (c.name, *c.aliases)]
+    close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    if close:
+        return UsageError(f"unknown command '{name}' (did you mean {' or '.join(close)}?)")
+    hint = "try: help" if scope == SHELL else "bitcask help lists them"
+    return UsageError(f"unknown command '{name}' ({hint})")
 
 
 # --------------------------------------------------------------------------- binding
@@ -326,8 +345,7 @@ def help_text(table: Sequence[Command], name: str | None, scope: str) -> str:
     if name:
         cmd = lookup(table, name, scope)
         if cmd is None:
-            hint = "try: help" if scope == SHELL else "bitcask help lists them"
-            raise UsageError(f"unknown command '{name}' ({hint})")
+            raise unknown(table, name, scope)
         lines = [usage(cmd), f"  {cmd.summary}", ""]
         lines += [f"  {line}" for line in cmd.help_for(scope).splitlines()]
         if cmd.aliases:

@@ -27,7 +27,7 @@ from ._context import CommandError, ConnectOptions
 from ._format import Reply, error_line, raw, styled
 from ._options import add_connection_options, add_version_option, options_from
 from ._session import Session, describe
-from ._table import CLI, Args, Command, Kind, bind, help_text, lookup
+from ._table import CLI, Args, Command, Kind, bind, help_text, lookup, unknown
 
 if TYPE_CHECKING:
     from prompt_toolkit.styles import Style
@@ -143,7 +143,7 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
     try:
         cmd = lookup(COMMANDS, name, CLI)
         if cmd is None:
-            raise CommandError(f"unknown command '{name}' (bitcask help lists them)")
+            raise unknown(COMMANDS, name, CLI)
         args = _stdin_values(cmd, bind(cmd, argv))
         reply = await session.execute(cmd, args)
         if reply is not None:

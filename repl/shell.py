@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession, print_formatted_text
-from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory, ConditionalAutoSuggest
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.filters import has_completions
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import History, InMemoryHistory
 from prompt_toolkit.styles import Style
@@ -36,6 +38,7 @@ from ._complete import BitcaskCompleter, KeyCache
 from ._config import ConfigError, ShellConfig, history_path, load_config
 from ._context import CommandError, ConnectOptions
 from ._format import Reply, error_line, raw, styled
+from ._hints import HintProcessor
 from ._lexer import CommandLexer
 from ._options import add_connection_options, add_version_option, options_from
 from ._session import Session, describe
@@ -96,6 +99,12 @@ async def run_piped(options: ConnectOptions) -> int:
 # --------------------------------------------------------------------------- interactive
 
 
+def _hide_suggestion(buffer: Buffer) -> None:
+    """A completion menu opened: drop the grey history suggestion drawn beside it."""
+    if buffer.complete_state is not None:
+        buffer.suggestion = None
+
+
 class Shell:
     """The interactive loop: prompt, run, print, refresh the toolbar."""
 
@@ -108,7 +117,14 @@ class Shell:
         )
         self.prompt: PromptSession[str] = PromptSession(
             history=self.open_history(),
-            auto_suggest=AutoSuggestFromHistory() if config.auto_suggest else None,
+            # no grey history suggestion while the completion menu is open: the two
+            # would be drawn over each other
+            auto_suggest=(
+                ConditionalAutoSuggest(AutoSuggestFromHistory(), ~has_completions)
+                if config.auto_suggest
+                else None
+            ),
+            input_processors=[HintProcessor(COMMANDS, SHELL)],
             completer=BitcaskCompleter(COMMANDS, SHELL, self.cache, self.fetch_keys),
             complete_while_typing=False,
             lexer=CommandLexer(COMMANDS, SHELL),
@@ -117,6 +133,7 @@ class Shell:
             bottom_toolbar=(lambda: toolbar_fragments(self.session)) if config.toolbar else None,
             color_depth=color_depth(),
         )
+        self.prompt.default_buffer.on_completions_changed += _hide_suggestion
 
     def open_history(self) -> History:
         """The persistent history, or one in memory when its directory is unusable."""
