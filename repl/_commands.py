@@ -174,6 +174,7 @@ COMMANDS: tuple[Command, ...] = (
         cli_help="Piped, the value's bytes are written as they are, then a newline (as\n"
         "redis-cli --raw); on a terminal, bytes that are not UTF-8 text are shown with\n"
         "\\xNN escapes.",
+        single=True,
     ),
     Command(
         "put", (KEY, Arg("value", Kind.VALUE), Arg("ttl", Kind.FLOAT, optional=True,
@@ -187,32 +188,38 @@ COMMANDS: tuple[Command, ...] = (
         "VALUE - reads the value from standard input instead, binary-safe and of any\n"
         "size up to the server's limit: bitcask put photo - < photo.jpg\n"
         "(to store a lone dash: printf - | bitcask put KEY -).",
+        single=True,
     ),
     Command(
         "delete", (KEY,), "Delete a key.",
         "Prints (true) if the key existed, (false) otherwise (exit status 1).",
         _delete, false_is_1, aliases=("del",), examples=("delete user:1",),
+        single=True,
     ),
     Command(
         "exists", (KEY,), "Does a key exist?",
         "Prints (true) or (false); exit status 1 when it does not.",
         _exists, false_is_1, idempotent=True, examples=("exists user:1",),
+        single=True,
     ),
     Command(
         "ttl", (KEY,), "Seconds left before a key expires.",
         "Prints (ttl) N s, (no ttl) for a key that never expires, or (no such key)\n"
         "(exit status 1). Raw output follows Redis: seconds, -1 or -2.",
         _ttl, missing_is_1, idempotent=True, examples=("ttl session:9",),
+        single=True,
     ),
     Command(
         "mget", (KEY,), "Get several keys at once.",
         "One reply per key, in order; (nil) for the missing ones.",
         _mget, idempotent=True, repeat=True, examples=("mget user:1 user:2",),
+        single=True,
     ),
     Command(
         "mput", (KEY, Arg("value", Kind.VALUE)), "Set several keys at once (atomic).",
         "All pairs are written together or not at all.",
         _mput, repeat=True, examples=("mput a 1 b 2",),
+        single=True,
     ),
     Command(
         "scan", (Arg("prefix", Kind.PREFIX, optional=True), Arg("cursor", Kind.CURSOR, optional=True),
@@ -222,6 +229,7 @@ COMMANDS: tuple[Command, ...] = (
         "keys (default 10). Pass the cursor back to continue: scan user: user:9 10.\n"
         'Use "" for an empty prefix.',
         _scan, idempotent=True, examples=("scan user:", 'scan "" user:9 5'),
+        single=True,
     ),
     Command(
         "keys", (Arg("prefix", Kind.PREFIX, optional=True),), "Every key with a prefix.",
@@ -233,6 +241,7 @@ COMMANDS: tuple[Command, ...] = (
         "Key count, memory used by the keydir, live and dead bytes, files, counters.\n"
         "Raw output is one JSON object.",
         _stats, idempotent=True, group="server", paged=True, examples=("stats",),
+        single=True,
     ),
     Command(
         "merge", (Arg("dir", Kind.PATH, optional=True),),
@@ -245,11 +254,13 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "sync", (), "Flush the server's writes to disk (fsync).", "Prints OK once done.",
         _sync, idempotent=True, group="server", examples=("sync",),
+        single=True,
     ),
     Command(
         "ping", (Arg("message", Kind.VALUE, optional=True),), "Check the connection.",
         "Prints PONG, or MESSAGE back when given.", _ping, group="server", idempotent=True,
         examples=("ping", "ping hello"),
+        single=True,
     ),
     Command(
         "health", (), "Ask the HTTP adapter whether the server is healthy.",

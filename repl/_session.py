@@ -164,6 +164,7 @@ class Session:
         self._emit = emit
         self.cache = cache
         self._client: Any | None = None
+        self._connecting = asyncio.Lock()
         self._connect_time = 0.0
         self._used = False  # the running command asked for the client
         self._refreshed = 0.0  # monotonic time of the last key count
@@ -179,33 +180,40 @@ class Session:
         if self._client is not None and self._client.closed:
             await self.drop()
         if self._client is None:
-            start = time.perf_counter()
-            try:
-                self._client = await asyncio.wait_for(
-                    connect(
-                        self.options.host,
-                        self.options.port,
-                        auth=self.options.auth,
-                        timeout=self.options.timeout,
-                    ),
-                    self.options.timeout + 1.0,
-                )
-            except ServerError:  # AUTH_FAILED and friends: the server's own words
-                raise
-            except (ClientError, OSError, TimeoutError) as exc:
-                reason = _reason(exc, self.options)
-                if _cause(exc, ProtocolError) and await answers_http(self.options):
-                    reason = (
-                        "that port answered HTTP (it is the HTTP port, for health and "
-                        f"metrics); the binary port is --port (default {DEFAULT_PORT}), "
-                        "the HTTP one --http-port"
-                    )
-                raise CommandError(f"cannot connect to {self.options.address}: {reason}") from exc
-            finally:
-                self._connect_time += time.perf_counter() - start
-            info = getattr(self._client, "server_info", None) or {}
-            self.server_version = info.get("version")
+            # one connect at a time: pipelined commands (piped mode) that all find no
+            # connection wait for the first one's, in order, instead of each opening one
+            async with self._connecting:
+                if self._client is None:
+                    await self._connect()
         return self._client
+
+    async def _connect(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._client = await asyncio.wait_for(
+                connect(
+                    self.options.host,
+                    self.options.port,
+                    auth=self.options.auth,
+                    timeout=self.options.timeout,
+                ),
+                self.options.timeout + 1.0,
+            )
+        except ServerError:  # AUTH_FAILED and friends: the server's own words
+            raise
+        except (ClientError, OSError, TimeoutError) as exc:
+            reason = _reason(exc, self.options)
+            if _cause(exc, ProtocolError) and await answers_http(self.options):
+                reason = (
+                    "that port answered HTTP (it is the HTTP port, for health and "
+                    f"metrics); the binary port is --port (default {DEFAULT_PORT}), "
+                    "the HTTP one --http-port"
+                )
+            raise CommandError(f"cannot connect to {self.options.address}: {reason}") from exc
+        finally:
+            self._connect_time += time.perf_counter() - start
+        info = getattr(self._client, "server_info", None) or {}
+        self.server_version = info.get("version")
 
     def emit(self, reply: Reply) -> None:
         self._emit(reply)

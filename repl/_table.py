@@ -114,6 +114,7 @@ class Command:
     paged: bool = False  # long output goes through the pager in the shell
     idempotent: bool = False  # safe to send again on a fresh connection after a loss
     examples: tuple[str, ...] = ()
+    single: bool = False  # exactly one request and nothing else: may be pipelined
     shell_help: str = ""  # help that is true only in the shell (quoting, escapes)
     cli_help: str = ""  # help that is true only in `bitcask` (argv, stdin)
 

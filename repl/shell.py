@@ -9,8 +9,8 @@ highlighting, fish-style suggestions from a persistent history, and a bottom too
 the next command. Long output (keys, stats) goes through the pager.
 
 With stdin not a terminal (`printf 'put a 1\\nget a\\n' | bitcask-shell`): one command
-per line, raw results on stdout, errors on stderr, no prompt and no colours; exit
-status 2 if any line failed, else 0.
+per line, pipelined (`_piped.py`), raw results on stdout in input order, errors on
+stderr, no prompt and no colours; exit status 2 if any line failed, else 0.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ from ._commands import COMMANDS
 from ._complete import BitcaskCompleter, KeyCache
 from ._config import ConfigError, ShellConfig, history_path, load_config
 from ._context import CommandError, ConnectOptions
-from ._format import Reply, error_line, raw, styled
+from ._format import Reply, error_line, styled
 from ._hints import HintProcessor
 from ._lexer import CommandLexer
 from ._options import add_connection_options, add_version_option, options_from
+from ._piped import run_piped
 from ._session import Session, describe
 from ._style import build_style, color_depth
 from ._table import SHELL
@@ -59,41 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_options(parser)
     parser.add_argument("--config", type=Path, help="config file (default: XDG config dir)")
     return parser
-
-
-# --------------------------------------------------------------------------- piped
-
-
-async def run_piped(options: ConnectOptions) -> int:
-    """One command per stdin line, raw replies on stdout, errors on stderr."""
-    out = sys.stdout.buffer
-
-    def emit(reply: Reply) -> None:
-        out.write(raw(reply))
-        out.flush()
-
-    session = Session(options, COMMANDS, SHELL, interactive=False, emit=emit)
-    status = 0
-    try:
-        for raw_line in sys.stdin.buffer:
-            line = raw_line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                cmd, args = session.parse(line)
-                reply = await session.execute(cmd, args)
-            except EOFError:  # quit
-                break
-            except Exception as exc:
-                sys.stderr.write(f"(error) {describe(exc, options, SHELL)}\n")
-                sys.stderr.flush()
-                status = 2
-                continue
-            if reply is not None:
-                emit(reply)
-    finally:
-        await session.close()
-    return status
 
 
 # --------------------------------------------------------------------------- interactive
