@@ -159,6 +159,9 @@ def load_config(path: Path | None = None, *, required: bool = False) -> ShellCon
                 [f"{path}: {reason}; none of it is used"], default_config(), unreadable=True
             ) from None
         merged = _merge(defaults, user, str(path), problems)
+        colors = user.get("colors")
+        if isinstance(colors, dict):
+            _check_colors(merged["colors"], set(colors), defaults["colors"], str(path), problems)
     config = _build(merged, str(path), problems)
     if problems:
         raise ConfigError(problems, config)
@@ -171,8 +174,6 @@ def default_config() -> ShellConfig:
 
 
 def _build(merged: dict[str, Any], where: str, problems: list[str]) -> ShellConfig:
-    from prompt_toolkit.styles import Style  # only to validate colours: not at start-up
-
     defaults = tomllib.loads(default_text())
     shell = dict(merged["shell"])
     for name, bad in (
@@ -184,11 +185,26 @@ def _build(merged: dict[str, Any], where: str, problems: list[str]) -> ShellConf
             rule = "> 0" if name == "timeout" else ">= 0"
             problems.append(f"{where}: {name} must be {rule}, got {shell[name]!r}")
             shell[name] = defaults["shell"][name]
-    colors = dict(merged["colors"])
-    for name, spec in merged["colors"].items():
+    return ShellConfig(colors=dict(merged["colors"]), **shell)
+
+
+def _check_colors(
+    colors: dict[str, str],
+    names: set[str],
+    defaults: Mapping[str, str],
+    where: str,
+    problems: list[str],
+) -> None:
+    """Validate the colours the user set (in place: a bad one gets its default back).
+
+    Only those: the shipped ones are known good (a test builds them), and piped mode,
+    which loads the config for its timeout, then never imports prompt_toolkit.
+    """
+    from prompt_toolkit.styles import Style
+
+    for name in sorted(names & set(colors)):
         try:
-            Style([("x", spec)])
+            Style([("x", colors[name])])
         except ValueError as exc:
-            problems.append(f"{where} [colors]: {name} = {spec!r}: {exc}")
-            colors[name] = defaults["colors"][name]
-    return ShellConfig(colors=colors, **shell)
+            problems.append(f"{where} [colors]: {name} = {colors[name]!r}: {exc}")
+            colors[name] = defaults[name]

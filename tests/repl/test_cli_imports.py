@@ -36,3 +36,15 @@ def test_one_shot_commands_do_not_load_the_shell_or_the_engine(
     assert code in (0, 1)  # get of a missing key: 1
     assert "client" in modules  # it did talk to the server
     assert not modules & {"prompt_toolkit", "bitcask", "pygments", "tomllib"}
+
+
+def test_piped_shell_does_not_load_prompt_toolkit(server: ServerProcess) -> None:
+    probe = PROBE.replace("repl.cli", "repl.shell")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "--port", str(server.port)],
+        input="ping\n", capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    pong, last = proc.stdout.splitlines()
+    code, _, names = last.partition(" ")
+    assert (pong, code) == ("PONG", "0")
+    assert "prompt_toolkit" not in names.split()

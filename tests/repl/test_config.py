@@ -136,3 +136,11 @@ def test_piped_mode_reports_config_problems_and_a_missing_file(
     assert len(lines) == 3
     assert "unknown setting 'histroy'" in lines[0] and "timeout must be > 0" in lines[1]
     assert "2 problems" in lines[2]
+
+
+def test_the_shipped_colours_are_valid_styles() -> None:
+    from repl._style import build_style
+
+    colors = default_config().colors
+    assert build_style(colors).get_attrs_for_style_str("class:key").color == "ansicyan"
+    assert colors["hint"]  # the argument hints have a colour of their own
