@@ -8,29 +8,13 @@ Parsing, completion, highlighting and `help` are all derived from `COMMANDS`
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ._context import Context
 from ._format import Bool, Items, Nil, Reply, Report, Status, Table, Text, Ttl, Value
-from ._table import CLI, SHELL, Arg, Args, Command, Kind, Run, help_text
+from ._table import CLI, SHELL, Arg, Args, Command, Kind, help_text, lazy
 
 __all__ = ["COMMANDS"]
-
-
-def _lazy(module: str, name: str) -> Run:
-    """`run` of a command implemented in `module`, imported on first use.
-
-    One-shot commands import only what they use: `bitcask ping` must not pay for
-    the engine (`check`), urllib (`health`) or the transfer code (`import`).
-    """
-
-    async def run(ctx: Context, a: Args) -> Any:
-        fn = getattr(importlib.import_module(module, __package__), name)
-        return await fn(ctx, a)
-
-    run.__name__ = run.__qualname__ = f"{module.lstrip('.')}.{name}"
-    return run
 
 
 KEY = Arg("key", Kind.KEY)
@@ -154,7 +138,8 @@ async def _auth(ctx: Context, a: Args) -> Reply:
 
 
 async def _help(ctx: Context, a: Args) -> Reply:
-    return Text(help_text(COMMANDS, a["command"], ctx.scope))
+    table = getattr(ctx, "table", COMMANDS)  # the front end's table (the CLI may add rows)
+    return Text(help_text(table, a["command"], ctx.scope))
 
 
 async def _quit(ctx: Context, a: Args) -> Reply:
@@ -266,7 +251,7 @@ COMMANDS: tuple[Command, ...] = (
         "health", (), "Ask the HTTP adapter whether the server is healthy.",
         "GET /health on the HTTP port (--http-port, default 7380). Exit status 0 when\n"
         "healthy, 2 when not or unreachable.",
-        _lazy("._monitor", "health"), scope=frozenset({CLI}), group="server", examples=("health",),
+        lazy("._monitor", "health"), scope=frozenset({CLI}), group="server", examples=("health",),
     ),
     Command(
         "stat", (Arg("count", Kind.INT, optional=True, keyword="--count", positive=True, meta="N"),
@@ -274,7 +259,7 @@ COMMANDS: tuple[Command, ...] = (
         "A live view of ops/s, keys, memory, live and dead bytes.",
         "One line per interval (default 1 s), like redis-cli --stat; stops after\n"
         "--count lines or on Ctrl-C.",
-        _lazy("._monitor", "stat"), scope=frozenset({CLI}), group="tools", examples=("stat --count 5",),
+        lazy("._monitor", "stat"), scope=frozenset({CLI}), group="tools", examples=("stat --count 5",),
     ),
     Command(
         "latency", (Arg("count", Kind.INT, optional=True, keyword="--count", positive=True, meta="N"),
@@ -282,7 +267,7 @@ COMMANDS: tuple[Command, ...] = (
         "Round-trip latency of ping: min, avg, p50, p99, max.",
         "Sends one ping per interval (default 0.01 s) until --count samples\n"
         "(or Ctrl-C), then prints the summary in milliseconds.",
-        _lazy("._monitor", "latency"), scope=frozenset({CLI}), group="tools",
+        lazy("._monitor", "latency"), scope=frozenset({CLI}), group="tools",
         examples=("latency --count 100",),
     ),
     Command(
@@ -295,7 +280,7 @@ COMMANDS: tuple[Command, ...] = (
         "Not all-or-nothing: each batch is atomic and batches complete in file order;\n"
         "a bad line (named by number, with the reason), an error or Ctrl-C stops the\n"
         "import and says up to which line everything is in the store.",
-        _lazy("._transfer", "import_"), scope=frozenset({CLI}), group="tools",
+        lazy("._transfer", "import_"), scope=frozenset({CLI}), group="tools",
         examples=("import dump.jsonl",),
     ),
     Command(
@@ -305,7 +290,7 @@ COMMANDS: tuple[Command, ...] = (
         "reads (\"key_b64\"/\"value_b64\" for bytes that are not UTF-8). FILE is written\n"
         "aside and renamed into place once complete: an interrupted export leaves no\n"
         "partial FILE.",
-        _lazy("._transfer", "export"), scope=frozenset({CLI}), group="tools",
+        lazy("._transfer", "export"), scope=frozenset({CLI}), group="tools",
         examples=("export dump.jsonl", "export users.jsonl user:"),
     ),
     Command(
@@ -313,13 +298,13 @@ COMMANDS: tuple[Command, ...] = (
         "Reads every record and hint file and reports problems without changing\n"
         "anything. Exit status 1 when it finds damage. The server may be running.\n"
         "A directory with no data files is refused (exit status 2): it is not a store.",
-        _lazy("._offline", "check"), _check_exit, scope=frozenset({CLI}), group="tools", examples=("check ./data",),
+        lazy("._offline", "check"), _check_exit, scope=frozenset({CLI}), group="tools", examples=("check ./data",),
     ),
     Command(
         "repair", (Arg("dir", Kind.PATH),), "Repair a data directory offline.",
         "Truncates torn tails and drops corrupt records; the server must be stopped.\n"
         "A directory with no data files is refused and left untouched.",
-        _lazy("._offline", "repair"), scope=frozenset({CLI}), group="tools",
+        lazy("._offline", "repair"), scope=frozenset({CLI}), group="tools",
         examples=("repair ./data",),
     ),
     Command(

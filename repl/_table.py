@@ -31,6 +31,7 @@ __all__ = [
     "Slot",
     "bind",
     "help_text",
+    "lazy",
     "lookup",
     "names",
     "slots",
@@ -91,6 +92,25 @@ class Arg:
 Args = dict[str, Any]
 Run = Callable[[Context, Args], Awaitable[Any]]
 ExitRule = Callable[[Any], int]
+
+
+def lazy(module: str, name: str) -> Run:
+    """`run` of a command implemented in `module` (relative to `repl`), imported on
+    first use.
+
+    One-shot commands import only what they use: `bitcask ping` must not pay for
+    the engine (`check`), urllib (`health`) or the transfer code (`import`). Rows
+    for new tools should use it too: `run=lazy("._reshard", "reshard")`.
+    """
+
+    async def run(ctx: Context, a: Args) -> Any:
+        import importlib
+
+        fn = getattr(importlib.import_module(module, __package__), name)
+        return await fn(ctx, a)
+
+    run.__name__ = run.__qualname__ = f"{module.lstrip('.')}.{name}"
+    return run
 
 
 def always_ok(_reply: Any) -> int:

@@ -36,12 +36,18 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
+# The commands `bitcask` offers: the shared table (rows with "cli" in their scope).
+# A CLI-only tool kept in its own module registers here with one row, its `run`
+# imported on first use so start-up stays small:
+#     TABLE = COMMANDS + (Command("reshard", ..., run=lazy("._reshard", "run"), ...),)
+TABLE: tuple[Command, ...] = COMMANDS
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitcask",
         description="Talk to a bitcask server, one command per invocation.",
-        epilog=help_text(COMMANDS, None, CLI)
+        epilog=help_text(TABLE, None, CLI)
         + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -139,11 +145,11 @@ def _wants_help(argv: list[str], words: list[str]) -> bool:
 
 async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer: _Printer) -> int:
     """Run one command; returns the exit status."""
-    session = Session(options, COMMANDS, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
+    session = Session(options, TABLE, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
     try:
-        cmd = lookup(COMMANDS, name, CLI)
+        cmd = lookup(TABLE, name, CLI)
         if cmd is None:
-            raise unknown(COMMANDS, name, CLI)
+            raise unknown(TABLE, name, CLI)
         args = _stdin_values(cmd, bind(cmd, argv))
         reply = await session.execute(cmd, args)
         if reply is not None:
@@ -168,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        sys.stderr.write("\n" + help_text(COMMANDS, None, CLI) + "\n")
+        sys.stderr.write("\n" + help_text(TABLE, None, CLI) + "\n")
         return EXIT_ERROR
     if _wants_help(argv, args.args):
         try:
-            sys.stdout.write(help_text(COMMANDS, args.command, CLI) + "\n")
+            sys.stdout.write(help_text(TABLE, args.command, CLI) + "\n")
         except CommandError as exc:
             sys.stderr.write(f"(error) {exc}\n")
             return EXIT_ERROR
