@@ -18,7 +18,8 @@ step writes the request (the client's fast path), so requests leave in input
 order. (A call that finds the write buffer full waits for space; the client wakes
 such waiters in order.)
 
-stdin is read in a thread, in chunks: the event loop keeps receiving replies
+stdin is read in a thread, in chunks, at most CHUNKS_AHEAD chunks ahead of the
+commands (memory stays bounded whatever the input's size): the event loop keeps receiving replies
 while the producer of the input thinks, and when no further line is ready the
 window is drained and stdout flushed, so a program that writes one line and waits
 for its answer (a coprocess) gets it.
@@ -43,6 +44,7 @@ __all__ = ["WINDOW", "run_piped"]
 
 WINDOW = 1024  # commands in flight at once
 CHUNK = 1 << 16
+CHUNKS_AHEAD = 16  # 1 MiB of input read ahead at most
 
 
 class _Input:
@@ -55,10 +57,14 @@ class _Input:
         self._eof = False
         self._loop = loop
         self._fd = fd
+        # at most CHUNKS_AHEAD chunks read and not yet parsed: a huge input is not
+        # pulled into memory faster than the commands go out
+        self._room = threading.Semaphore(CHUNKS_AHEAD)
         threading.Thread(target=self._read, name="stdin", daemon=True).start()
 
     def _read(self) -> None:
         while True:
+            self._room.acquire()
             try:
                 data = os.read(self._fd, CHUNK)
             except OSError:
@@ -68,6 +74,7 @@ class _Input:
                 return
 
     def _take(self, data: bytes) -> None:
+        self._room.release()
         if not data:
             self._eof = True
             if self._partial:
