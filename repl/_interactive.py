@@ -14,9 +14,10 @@ from typing import Any
 from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory, ConditionalAutoSuggest
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.filters import has_completions
+from prompt_toolkit.filters import has_completions, is_done
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import History, InMemoryHistory
+from prompt_toolkit.layout.processors import ConditionalProcessor
 from prompt_toolkit.styles import Style
 
 from ._commands import COMMANDS
@@ -60,7 +61,8 @@ class Shell:
                 if config.auto_suggest
                 else None
             ),
-            input_processors=[HintProcessor(COMMANDS, SHELL)],
+            # hints while typing only: an accepted line is left as it was typed
+            input_processors=[ConditionalProcessor(HintProcessor(COMMANDS, SHELL), ~is_done)],
             completer=BitcaskCompleter(COMMANDS, SHELL, self.cache, self.fetch_keys),
             complete_while_typing=False,
             lexer=CommandLexer(COMMANDS, SHELL),

@@ -83,8 +83,11 @@ def test_tab_in_the_same_write_as_the_text_completes(tmux: Tmux, server: ServerP
     tmux.wait_for(f"127.0.0.1:{server.port}>")
     tmux.type("put user:alpha 1\r")
     tmux.wait_for("OK")
+    tmux.type("exi\t")  # a whole, unique command name: completed with its space
+    tmux.wait_line(server.port, "> exists KEY")  # ... and the argument hint after it
+    tmux.type("\x15")
     tmux.type("me\t")  # a command name, completed at once
-    tmux.wait_for(f"{server.port}> merge")
+    tmux.wait_line(server.port, "> merge [DIR]")
     tmux.type("\x15")  # Ctrl-U: clear the line
     tmux.type("get user:a\t")  # a key, completed from the server
     tmux.wait_for(f"{server.port}> get user:alpha")
@@ -120,6 +123,8 @@ def test_argument_hints_follow_what_is_typed(tmux: Tmux, server: ServerProcess) 
     tmux.wait_line(port, "> put k v TTL SECONDS")
     tmux.type(" 5\r")
     tmux.wait_for("OK")
+    assert "> put k v TTL 5" in tmux.screen()  # the accepted line keeps no hint
+    assert "[TTL SECONDS]" not in tmux.screen()
 
 
 def test_did_you_mean(tmux: Tmux, server: ServerProcess) -> None:
