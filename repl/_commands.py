@@ -153,10 +153,11 @@ def _check_exit(reply: Any) -> int:
 COMMANDS: tuple[Command, ...] = (
     Command(
         "get", (KEY,), "Get the value of a key.",
-        "Prints the value, or (nil) when the key does not exist (exit status 1).",
+        "Prints the value, or (nil) when the key does not exist.",
         _get, nil_is_1, idempotent=True, examples=("get user:1",),
         shell_help="Values that are not UTF-8 text are shown with \\xNN escapes.",
-        cli_help="Piped, the value's bytes are written as they are, then a newline (as\n"
+        cli_help="Exit status 1 when the key does not exist.\n"
+        "Piped, the value's bytes are written as they are, then a newline (as\n"
         "redis-cli --raw); on a terminal, bytes that are not UTF-8 text are shown with\n"
         "\\xNN escapes.",
         single=True,
@@ -177,21 +178,24 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "delete", (KEY,), "Delete a key.",
-        "Prints (true) if the key existed, (false) otherwise (exit status 1).",
+        "Prints (true) if the key existed, (false) otherwise.",
         _delete, false_is_1, aliases=("del",), examples=("delete user:1",),
+        cli_help="Exit status 1 when there was no such key.",
         single=True,
     ),
     Command(
         "exists", (KEY,), "Does a key exist?",
-        "Prints (true) or (false); exit status 1 when it does not.",
+        "Prints (true) or (false).",
         _exists, false_is_1, idempotent=True, examples=("exists user:1",),
+        cli_help="Exit status 1 when it does not.",
         single=True,
     ),
     Command(
         "ttl", (KEY,), "Seconds left before a key expires.",
-        "Prints (ttl) N s, (no ttl) for a key that never expires, or (no such key)\n"
-        "(exit status 1). Raw output follows Redis: seconds, -1 or -2.",
+        "Prints (ttl) N s, (no ttl) for a key that never expires, or (no such key).\n"
+        "Raw output follows Redis: seconds, -1 or -2.",
         _ttl, missing_is_1, idempotent=True, examples=("ttl session:9",),
+        cli_help="Exit status 1 when there is no such key.",
         single=True,
     ),
     Command(
@@ -218,8 +222,9 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "keys", (Arg("prefix", Kind.PREFIX, optional=True),), "Every key with a prefix.",
-        "Pages through the whole key space with scan; long output goes to the pager.",
+        "Pages through the whole key space with scan.",
         _keys, idempotent=True, paged=True, examples=("keys user:",),
+        shell_help="Output longer than the screen goes through the pager.",
     ),
     Command(
         "stats", (), "Server and store statistics.",

@@ -386,5 +386,6 @@ def help_text(table: Sequence[Command], name: str | None, scope: str) -> str:
             lines.append("")
         lines.append(f"{title}:")
         lines += [f"  {usage(c):<{width}}  {c.summary}" for c in members]
-    lines += ["", "help CMD for details. Commands are case-insensitive."]
+    more = "help CMD" if scope == SHELL else "bitcask help CMD (or bitcask CMD --help)"
+    lines += ["", f"{more} for details. Commands are case-insensitive."]
     return "\n".join(lines)

@@ -68,3 +68,18 @@ def test_version(module: str, prog: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"{prog} 0.") and "Python" in proc.stdout
+
+
+@pytest.mark.parametrize("name", [c.name for c in COMMANDS])
+def test_no_help_promises_what_its_front_end_lacks(name: str) -> None:
+    """Exit statuses and `bitcask` examples only in the CLI's help; the pager, `\\xNN`
+    input escapes and `help CMD` wording only in the shell's."""
+    cmd = next(c for c in COMMANDS if c.name == name)
+    if "shell" in cmd.scope:
+        shell = help_text(COMMANDS, name, "shell")
+        assert "exit status" not in shell.lower() and "bitcask " not in shell
+    if "cli" in cmd.scope:
+        cli = help_text(COMMANDS, name, "cli")
+        assert "pager" not in cli and "double-quoted" not in cli
+    assert "bitcask CMD --help" in help_text(COMMANDS, None, "cli")
+    assert "bitcask" not in help_text(COMMANDS, None, "shell")
