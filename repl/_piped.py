@@ -120,7 +120,7 @@ class _Output:
 Pending = tuple["asyncio.Future[Reply | None] | None", BaseException | None]
 
 
-async def run_piped(options: ConnectOptions, stdin_fd: int | None = None) -> int:
+async def run_piped(options: ConnectOptions) -> int:
     """One command per stdin line, raw replies on stdout, errors on stderr.
 
     Returns:
@@ -132,9 +132,7 @@ async def run_piped(options: ConnectOptions, stdin_fd: int | None = None) -> int
         out.reply(reply)
 
     session = Session(options, COMMANDS, SHELL, interactive=False, emit=emit)
-    source = _Input(
-        sys.stdin.fileno() if stdin_fd is None else stdin_fd, asyncio.get_running_loop()
-    )
+    source = _Input(sys.stdin.fileno(), asyncio.get_running_loop())
     window: collections.deque[Pending] = collections.deque()
 
     async def settle() -> None:
@@ -158,8 +156,8 @@ async def run_piped(options: ConnectOptions, stdin_fd: int | None = None) -> int
 
     try:
         while True:
-            if window and not source.ready():
-                await drain()  # nothing more to send yet: answer what was asked
+            if not source.ready():
+                await drain()  # nothing more to send yet: answer (and flush) what was asked
             raw_line = await source.next()
             if raw_line is None:
                 break

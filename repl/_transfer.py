@@ -260,7 +260,7 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
             for key, value, ttl in ttls:
                 await client.put(key, value, ttl=ttl)
         except Exception as exc:
-            raise _server_error(exc, f"{_lines(first, last)}") from exc
+            raise _server_error(exc, _lines(first, last)) from exc
         return len(pairs) + len(ttls), last
 
     def completed(result: tuple[int, int] | None) -> None:

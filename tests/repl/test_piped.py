@@ -84,18 +84,18 @@ def test_a_coprocess_gets_each_answer_before_sending_more(
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
     try:
-        for i in range(3):
-            proc.stdin.write(f"put c {i}\nget c\n".encode())
+        for i in range(3):  # keys and help are barriers: run alone, answered at once too
+            proc.stdin.write(f"put c {i}\nget c\nkeys c\n".encode())
             proc.stdin.flush()
             got = b""
             deadline = time.monotonic() + TIMEOUT
-            while got.count(b"\n") < 2:  # the answers come while stdin stays open
+            while got.count(b"\n") < 3:  # the answers come while stdin stays open
                 left = deadline - time.monotonic()
                 assert left > 0, f"no answer to line {i} while stdin is open: {got!r}"
                 ready, _, _ = select.select([proc.stdout], [], [], left)
                 if ready:
                     got += os.read(proc.stdout.fileno(), 4096)
-            assert got == f"OK\n{i}\n".encode()
+            assert got == f"OK\n{i}\nc\n".encode()
         proc.stdin.close()
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:
