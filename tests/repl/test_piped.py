@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import select
@@ -100,3 +101,19 @@ def test_a_coprocess_gets_each_answer_before_sending_more(
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:
         proc.kill()
+
+
+def test_puts_are_pipelined_not_sent_one_by_one(
+    server: ServerProcess, home_env: dict[str, str]
+) -> None:
+    """One at a time, every put is a group commit of its own (the next is sent only
+    after the answer); pipelined, the server finds many queued at once."""
+
+    def group_commits() -> int:
+        r = _piped(server.port, home_env, b"stats\n")
+        return int(json.loads(r.stdout)["server"]["group_commits"])
+
+    before = group_commits()
+    r = _piped(server.port, home_env, b"".join(b"put k%d v\n" % i for i in range(2000)))
+    assert r.returncode == 0 and r.stdout == b"OK\n" * 2000
+    assert group_commits() - before < 1000
