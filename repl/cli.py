@@ -113,13 +113,15 @@ class _Printer:
 
 
 def _colors() -> dict[str, str]:
-    """The user's colours; a broken config file only costs the CLI its colours."""
+    """The user's colours (the shell's config file). A bad setting there costs only
+    itself, as in the shell; the shell is where its problems are reported (a one-shot
+    command does not repeat them on every run)."""
     from ._config import ConfigError, default_config, load_config
 
     try:
         return dict(load_config().colors)
-    except ConfigError:
-        return dict(default_config().colors)
+    except ConfigError as exc:
+        return dict((exc.config or default_config()).colors)
 
 
 STDIN = b"-"
