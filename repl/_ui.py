@@ -54,6 +54,11 @@ class BoundedFileHistory(FileHistory):
             os.replace(tmp, self.path)
         return kept
 
+    def append_string(self, string: str) -> None:
+        # not even in memory: it would come back as a grey suggestion on screen
+        if not is_secret(string):
+            super().append_string(string)
+
     def store_string(self, string: str) -> None:
         if self.size and not is_secret(string):
             super().store_string(string)

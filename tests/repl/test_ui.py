@@ -98,3 +98,7 @@ def test_auth_lines_stay_out_of_the_history_file(tmp_path: Path) -> None:
     history.store_string("  AUTH s3cret")
     history.store_string("get k")
     assert "s3cret" not in path.read_text() and "get k" in path.read_text()
+    history.append_string("auth other")  # what the prompt calls: not kept in memory either
+    history.append_string("get j")
+    assert list(history.get_strings())[-1] == "get j"
+    assert not any("other" in entry for entry in history.get_strings())
