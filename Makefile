@@ -10,7 +10,17 @@ DATA   ?= ./data
 PORT   ?= 7379
 HTTP_PORT ?= 7380
 
-.PHONY: run test lint typecheck pytest bench clean venv
+.PHONY: help run test lint typecheck pytest bench clean venv
+.DEFAULT_GOAL := help
+
+# `make` alone, or `make help`: the targets, from the `## ` comments beside them.
+help:  ## this list
+	@echo 'bitcask: make TARGET'
+	@echo
+	@sed -n 's/^\([a-z]*\):.*## \(.*\)$$/  \1\t\2/p' $(MAKEFILE_LIST) | expand -t 14
+	@echo
+	@echo 'Variables: PYTHON=$(PYTHON) DATA=$(DATA) PORT=$(PORT) HTTP_PORT=$(HTTP_PORT)'
+	@echo '(make run DATA=/tmp/db PORT=7400 HTTP_PORT=7401). The first target run creates .venv.'
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bitcask needs Python 3.11+, found " + sys.version.split()[0])'
@@ -25,26 +35,26 @@ $(BSTAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]' || $(BIN)/python -m pip install -q -e '.[test]' matplotlib
 	@touch $@
 
-venv: $(STAMP)
+venv: $(STAMP)  ## create .venv with the project and its test tools
 
-run: $(STAMP)
+run: $(STAMP)  ## start bitcask-server in the foreground (DATA, PORT, HTTP_PORT below)
 	$(BIN)/bitcask-server --data $(DATA) --host 127.0.0.1 --port $(PORT) --http-port $(HTTP_PORT)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP)  ## mypy (strict on bitcask/ and protocol/)
 	$(BIN)/mypy --strict bitcask protocol
 	$(BIN)/mypy server client repl bench
 
-pytest: $(STAMP)
+pytest: $(STAMP)  ## the test suite
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+test: lint typecheck pytest  ## lint + typecheck + pytest: what CI runs
 
-bench: $(BSTAMP)
+bench: $(BSTAMP)  ## the benchmarks (minutes; results in bench/results/)
 	$(BIN)/python -m bench
 
-clean:
+clean:  ## remove .venv and the caches
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

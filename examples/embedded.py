@@ -3,7 +3,7 @@
 Run it:
 
     python examples/embedded.py            # works in a temporary directory, removed after
-    python examples/embedded.py ./mystore  # or in a directory you name (kept; must be new)
+    python examples/embedded.py scratch/embedded  # or in a directory you name (kept; must be new)
 
 It needs no server (the engine is a library: one process opens a store for
 writing, and takes the directory's lock). It walks through put/get, a batch,

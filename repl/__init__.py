@@ -13,12 +13,47 @@ Example:
 
 from __future__ import annotations
 
-from ._commands import COMMANDS
-from ._complete import Suggestion, suggest
-from ._config import ShellConfig, load_config
-from ._lexer import highlight
-from ._parse import ParseError, quote, tokenize, unescape
-from ._table import Arg, Command, Kind, bind, help_text, usage
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._commands import COMMANDS
+    from ._complete import Suggestion, suggest
+    from ._config import ShellConfig, load_config
+    from ._lexer import highlight
+    from ._parse import ParseError, quote, tokenize, unescape
+    from ._table import Arg, Command, Kind, bind, help_text, usage
+
+# Where each public name lives. Imported on first use (PEP 562), so that
+# `python -m repl.cli ping` does not load prompt_toolkit for the completer and
+# lexer it never uses.
+_WHERE = {
+    "COMMANDS": "._commands",
+    "Suggestion": "._complete",
+    "suggest": "._complete",
+    "ShellConfig": "._config",
+    "load_config": "._config",
+    "highlight": "._lexer",
+    "ParseError": "._parse",
+    "quote": "._parse",
+    "tokenize": "._parse",
+    "unescape": "._parse",
+    "Arg": "._table",
+    "Command": "._table",
+    "Kind": "._table",
+    "bind": "._table",
+    "help_text": "._table",
+    "usage": "._table",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COMMANDS",

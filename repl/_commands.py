@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _monitor, _offline, _transfer
 from ._context import Context
 from ._format import Bool, Items, Nil, Reply, Report, Status, Table, Text, Ttl, Value
-from ._table import CLI, SHELL, Arg, Args, Command, Kind, help_text
+from ._table import CLI, SHELL, Arg, Args, Command, Kind, help_text, lazy
 
 __all__ = ["COMMANDS"]
+
 
 KEY = Arg("key", Kind.KEY)
 
@@ -88,7 +88,9 @@ async def _mput(ctx: Context, a: Args) -> Reply:
 async def _scan(ctx: Context, a: Args) -> Reply:
     c = await ctx.client()
     count = int(a["count"] or 10)
-    cursor, keys = await _transfer.scan_page(c, a["prefix"] or b"", a["cursor"], count)
+    from ._transfer import scan_page
+
+    cursor, keys = await scan_page(c, a["prefix"] or b"", a["cursor"], count)
     ctx.remember_keys(keys)
     page = Items(tuple(Value(k) for k in keys))
     return Items((Nil() if cursor is None else Value(cursor), page))
@@ -108,7 +110,9 @@ async def _stats(ctx: Context, a: Args) -> Reply:
 
 async def _merge(ctx: Context, a: Args) -> Reply:
     if a["dir"] is not None:
-        return await _offline.merge(ctx, a["dir"])
+        from ._offline import merge
+
+        return await merge(ctx, a["dir"])
     c = await ctx.client()
     return Table(await c.merge())
 
@@ -128,8 +132,14 @@ async def _ping(ctx: Context, a: Args) -> Reply:
     return Value(reply.encode() if isinstance(reply, str) else bytes(reply))
 
 
+async def _auth(ctx: Context, a: Args) -> Reply:
+    await ctx.authenticate(a["token"].decode("utf-8", "surrogateescape"))
+    return Status("OK")
+
+
 async def _help(ctx: Context, a: Args) -> Reply:
-    return Text(help_text(COMMANDS, a["command"], ctx.scope))
+    table = getattr(ctx, "table", COMMANDS)  # the front end's table (the CLI may add rows)
+    return Text(help_text(table, a["command"], ctx.scope))
 
 
 async def _quit(ctx: Context, a: Args) -> Reply:
@@ -143,43 +153,62 @@ def _check_exit(reply: Any) -> int:
 COMMANDS: tuple[Command, ...] = (
     Command(
         "get", (KEY,), "Get the value of a key.",
-        "Prints the value, or (nil) when the key does not exist (exit status 1).\n"
-        "Values that are not UTF-8 text are shown with \\xNN escapes.",
+        "Prints the value, or (nil) when the key does not exist.",
         _get, nil_is_1, idempotent=True, examples=("get user:1",),
+        shell_help="Values that are not UTF-8 text are shown with \\xNN escapes.",
+        cli_help="Exit status 1 when the key does not exist.\n"
+        "Piped, the value's bytes are written as they are, then a newline (as\n"
+        "redis-cli --raw); on a terminal, bytes that are not UTF-8 text are shown with\n"
+        "\\xNN escapes.",
+        single=True,
     ),
     Command(
         "put", (KEY, Arg("value", Kind.VALUE), Arg("ttl", Kind.FLOAT, optional=True,
                                                    keyword="ttl", positive=True, meta="SECONDS")),
         "Set a key to a value, optionally expiring after SECONDS.",
-        "Arguments may be double-quoted with the escapes \\\" \\\\ \\n \\r \\t \\xNN,\n"
-        "exactly as in the wire protocol's inline mode.",
+        "Prints OK once the write is acknowledged.",
         _put, examples=('put user:1 "Ada Lovelace"', "put session:9 token TTL 30"),
+        shell_help="Arguments may be double-quoted with the escapes \\\" \\\\ \\n \\r \\t \\xNN,\n"
+        "exactly as in the wire protocol's inline mode.",
+        cli_help="Arguments are taken byte for byte from the command line (no escapes).\n"
+        "VALUE - reads the value from standard input instead, binary-safe and of any\n"
+        "size up to the server's limit: bitcask put photo - < photo.jpg\n"
+        "(to store a lone dash: printf - | bitcask put KEY -).",
+        single=True,
     ),
     Command(
         "delete", (KEY,), "Delete a key.",
-        "Prints (true) if the key existed, (false) otherwise (exit status 1).",
+        "Prints (true) if the key existed, (false) otherwise.",
         _delete, false_is_1, aliases=("del",), examples=("delete user:1",),
+        cli_help="Exit status 1 when there was no such key.",
+        single=True,
     ),
     Command(
         "exists", (KEY,), "Does a key exist?",
-        "Prints (true) or (false); exit status 1 when it does not.",
+        "Prints (true) or (false).",
         _exists, false_is_1, idempotent=True, examples=("exists user:1",),
+        cli_help="Exit status 1 when it does not.",
+        single=True,
     ),
     Command(
         "ttl", (KEY,), "Seconds left before a key expires.",
-        "Prints (ttl) N s, (no ttl) for a key that never expires, or (no such key)\n"
-        "(exit status 1). Raw output follows Redis: seconds, -1 or -2.",
+        "Prints (ttl) N s, (no ttl) for a key that never expires, or (no such key).\n"
+        "Raw output follows Redis: seconds, -1 or -2.",
         _ttl, missing_is_1, idempotent=True, examples=("ttl session:9",),
+        cli_help="Exit status 1 when there is no such key.",
+        single=True,
     ),
     Command(
         "mget", (KEY,), "Get several keys at once.",
         "One reply per key, in order; (nil) for the missing ones.",
         _mget, idempotent=True, repeat=True, examples=("mget user:1 user:2",),
+        single=True,
     ),
     Command(
         "mput", (KEY, Arg("value", Kind.VALUE)), "Set several keys at once (atomic).",
         "All pairs are written together or not at all.",
         _mput, repeat=True, examples=("mput a 1 b 2",),
+        single=True,
     ),
     Command(
         "scan", (Arg("prefix", Kind.PREFIX, optional=True), Arg("cursor", Kind.CURSOR, optional=True),
@@ -189,17 +218,20 @@ COMMANDS: tuple[Command, ...] = (
         "keys (default 10). Pass the cursor back to continue: scan user: user:9 10.\n"
         'Use "" for an empty prefix.',
         _scan, idempotent=True, examples=("scan user:", 'scan "" user:9 5'),
+        single=True,
     ),
     Command(
         "keys", (Arg("prefix", Kind.PREFIX, optional=True),), "Every key with a prefix.",
-        "Pages through the whole key space with scan; long output goes to the pager.",
+        "Pages through the whole key space with scan.",
         _keys, idempotent=True, paged=True, examples=("keys user:",),
+        shell_help="Output longer than the screen goes through the pager.",
     ),
     Command(
         "stats", (), "Server and store statistics.",
         "Key count, memory used by the keydir, live and dead bytes, files, counters.\n"
         "Raw output is one JSON object.",
         _stats, idempotent=True, group="server", paged=True, examples=("stats",),
+        single=True,
     ),
     Command(
         "merge", (Arg("dir", Kind.PATH, optional=True),),
@@ -212,17 +244,19 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "sync", (), "Flush the server's writes to disk (fsync).", "Prints OK once done.",
         _sync, idempotent=True, group="server", examples=("sync",),
+        single=True,
     ),
     Command(
         "ping", (Arg("message", Kind.VALUE, optional=True),), "Check the connection.",
         "Prints PONG, or MESSAGE back when given.", _ping, group="server", idempotent=True,
         examples=("ping", "ping hello"),
+        single=True,
     ),
     Command(
         "health", (), "Ask the HTTP adapter whether the server is healthy.",
         "GET /health on the HTTP port (--http-port, default 7380). Exit status 0 when\n"
         "healthy, 2 when not or unreachable.",
-        _monitor.health, scope=frozenset({CLI}), group="server", examples=("health",),
+        lazy("._monitor", "health"), scope=frozenset({CLI}), group="server", examples=("health",),
     ),
     Command(
         "stat", (Arg("count", Kind.INT, optional=True, keyword="--count", positive=True, meta="N"),
@@ -230,7 +264,7 @@ COMMANDS: tuple[Command, ...] = (
         "A live view of ops/s, keys, memory, live and dead bytes.",
         "One line per interval (default 1 s), like redis-cli --stat; stops after\n"
         "--count lines or on Ctrl-C.",
-        _monitor.stat, scope=frozenset({CLI}), group="tools", examples=("stat --count 5",),
+        lazy("._monitor", "stat"), scope=frozenset({CLI}), group="tools", examples=("stat --count 5",),
     ),
     Command(
         "latency", (Arg("count", Kind.INT, optional=True, keyword="--count", positive=True, meta="N"),
@@ -238,7 +272,7 @@ COMMANDS: tuple[Command, ...] = (
         "Round-trip latency of ping: min, avg, p50, p99, max.",
         "Sends one ping per interval (default 0.01 s) until --count samples\n"
         "(or Ctrl-C), then prints the summary in milliseconds.",
-        _monitor.latency, scope=frozenset({CLI}), group="tools",
+        lazy("._monitor", "latency"), scope=frozenset({CLI}), group="tools",
         examples=("latency --count 100",),
     ),
     Command(
@@ -247,29 +281,43 @@ COMMANDS: tuple[Command, ...] = (
         "Load JSON lines {\"key\": ..., \"value\": ...} into the store.",
         "FILE may be - for stdin. Non-UTF-8 keys or values use \"key_b64\"/\"value_b64\"\n"
         "(base64) instead; an optional \"ttl\" gives seconds. Pairs are sent in batches of\n"
-        "--batch (default 500) with several batches in flight at once.",
-        _transfer.import_, scope=frozenset({CLI}), group="tools",
+        "--batch (default 500) with several batches in flight at once.\n"
+        "Not all-or-nothing: each batch is atomic and batches complete in file order;\n"
+        "a bad line (named by number, with the reason), an error or Ctrl-C stops the\n"
+        "import and says up to which line everything is in the store.",
+        lazy("._transfer", "import_"), scope=frozenset({CLI}), group="tools",
         examples=("import dump.jsonl",),
     ),
     Command(
         "export", (Arg("file", Kind.PATH), Arg("prefix", Kind.PREFIX, optional=True)),
         "Write every key (with PREFIX) as JSON lines.",
         "FILE may be - for stdout. Keys in byte order; the format is the one import\n"
-        "reads (\"key_b64\"/\"value_b64\" for bytes that are not UTF-8).",
-        _transfer.export, scope=frozenset({CLI}), group="tools",
+        "reads (\"key_b64\"/\"value_b64\" for bytes that are not UTF-8). FILE is written\n"
+        "aside and renamed into place once complete: an interrupted export leaves no\n"
+        "partial FILE.",
+        lazy("._transfer", "export"), scope=frozenset({CLI}), group="tools",
         examples=("export dump.jsonl", "export users.jsonl user:"),
     ),
     Command(
         "check", (Arg("dir", Kind.PATH),), "Verify a data directory offline (read-only).",
         "Reads every record and hint file and reports problems without changing\n"
-        "anything. Exit status 1 when it finds damage. The server may be running.",
-        _offline.check, _check_exit, scope=frozenset({CLI}), group="tools", examples=("check ./data",),
+        "anything. Exit status 1 when it finds damage. The server may be running.\n"
+        "A directory with no data files is refused (exit status 2): it is not a store.",
+        lazy("._offline", "check"), _check_exit, scope=frozenset({CLI}), group="tools", examples=("check ./data",),
     ),
     Command(
         "repair", (Arg("dir", Kind.PATH),), "Repair a data directory offline.",
-        "Truncates torn tails and drops corrupt records; the server must be stopped.",
-        _offline.repair, scope=frozenset({CLI}), group="tools",
+        "Truncates torn tails and drops corrupt records; the server must be stopped.\n"
+        "A directory with no data files is refused and left untouched.",
+        lazy("._offline", "repair"), scope=frozenset({CLI}), group="tools",
         examples=("repair ./data",),
+    ),
+    Command(
+        "auth", (Arg("token", Kind.VALUE, meta="TOKEN"),), "Authenticate with a token.",
+        "Reconnects to the server with TOKEN (the server's --auth) and prints OK, or\n"
+        "AUTH_FAILED and keeps the previous connection settings. The line is not\n"
+        "saved in the history file.",
+        _auth, scope=frozenset({SHELL}), group="server", examples=("auth s3cret",),
     ),
     Command(
         "help", (Arg("command", Kind.COMMAND, optional=True),), "List commands, or explain one.",

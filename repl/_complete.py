@@ -116,16 +116,18 @@ def suggest(
     Example:
         >>> from repl._commands import COMMANDS
         >>> [s.text for s in suggest("me", COMMANDS, "shell")]
-        ['merge']
+        ['merge ']
     """
     cmd, candidates, current, first = _where(text, table, scope)
     typed = "" if current is None else current.text
     length = len(typed)
     if first:
+        found = [name for name in names(table, scope) if name.startswith(typed.lower())]
+        # a unique name comes with its space, so `get<Tab>` does something (`get `,
+        # with the argument hint) and the next Tab goes on to the arguments
+        end = " " if len(found) == 1 else ""
         return [
-            Suggestion(name, length, name, _summary(table, name, scope))
-            for name in names(table, scope)
-            if name.startswith(typed.lower())
+            Suggestion(name + end, length, name, _summary(table, name, scope)) for name in found
         ]
     if cmd is None:
         return []

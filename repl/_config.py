@@ -20,8 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from prompt_toolkit.styles import Style
-
 __all__ = [
     "ConfigError",
     "ShellConfig",
@@ -33,7 +31,22 @@ __all__ = [
 
 
 class ConfigError(ValueError):
-    """The user's config file cannot be read or has an unknown or mistyped setting."""
+    """The user's config file cannot be read or has unknown or mistyped settings.
+
+    Attributes:
+        problems: every problem found, one line each (naming the file).
+        config: the settings to go on with (each valid one of the file kept, each
+            bad one at its default), or None when the file had to exist and does not.
+        unreadable: the file could not be parsed at all (config is the defaults).
+    """
+
+    def __init__(
+        self, problems: list[str], config: ShellConfig | None, *, unreadable: bool = False
+    ) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+        self.config = config
+        self.unreadable = unreadable  # not even parsed: nothing of it is used
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +95,22 @@ def default_text() -> str:
     return resources.files("repl").joinpath("default.toml").read_text(encoding="utf-8")
 
 
-def _merge(defaults: dict[str, Any], user: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _merge(
+    defaults: dict[str, Any], user: Mapping[str, Any], where: str, problems: list[str]
+) -> dict[str, Any]:
+    """The defaults overlaid with every valid user setting; each bad one is a problem."""
     out = dict(defaults)
     for key, val in user.items():
         if key not in defaults:
             known = ", ".join(sorted(defaults))
-            raise ConfigError(f"{where}: unknown setting {key!r} (known: {known})")
+            problems.append(f"{where}: unknown setting {key!r} (known: {known})")
+            continue
         default = defaults[key]
         if isinstance(default, dict):
             if not isinstance(val, dict):
-                raise ConfigError(f"{where}: [{key}] must be a table")
-            out[key] = _merge(default, val, f"{where} [{key}]")
+                problems.append(f"{where}: [{key}] must be a table")
+                continue
+            out[key] = _merge(default, val, f"{where} [{key}]", problems)
             continue
         ok = isinstance(val, type(default)) and not (
             isinstance(val, bool) and not isinstance(default, bool)
@@ -100,22 +118,27 @@ def _merge(defaults: dict[str, Any], user: Mapping[str, Any], where: str) -> dic
         if isinstance(default, float) and isinstance(val, int) and not isinstance(val, bool):
             ok, val = True, float(val)
         if not ok:
-            raise ConfigError(f"{where}: {key} must be {type(default).__name__}, got {val!r}")
+            problems.append(f"{where}: {key} must be {type(default).__name__}, got {val!r}")
+            continue
         out[key] = val
     return out
 
 
-def load_config(path: Path | None = None) -> ShellConfig:
+def load_config(path: Path | None = None, *, required: bool = False) -> ShellConfig:
     """The defaults overlaid with the user's file (when it exists).
 
     Args:
         path: the user's file; default `config_path()`.
+        required: the file must exist (it was named with --config).
 
     Returns:
         The validated settings.
 
     Raises:
-        ConfigError: the file is not TOML, or sets an unknown key or a wrong type.
+        ConfigError: the file is missing (when required) or not TOML, or sets
+            unknown keys or wrong types. Every problem is listed in `problems`,
+            and `config` holds the settings with each valid one of the file kept
+            and each bad one at its default.
 
     Example:
         >>> load_config(Path("/nonexistent.toml")).history_size
@@ -124,27 +147,64 @@ def load_config(path: Path | None = None) -> ShellConfig:
     defaults = tomllib.loads(default_text())
     path = config_path() if path is None else path
     merged = defaults
-    if path.exists():
+    problems: list[str] = []
+    if path.exists() or required:
         try:
             user = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: no such file"], None) from None
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        merged = _merge(defaults, user, str(path))
-    return _build(merged, str(path))
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfigError(
+                [f"{path}: {reason}; none of it is used"], default_config(), unreadable=True
+            ) from None
+        merged = _merge(defaults, user, str(path), problems)
+        colors = user.get("colors")
+        if isinstance(colors, dict):
+            _check_colors(merged["colors"], set(colors), defaults["colors"], str(path), problems)
+    config = _build(merged, str(path), problems)
+    if problems:
+        raise ConfigError(problems, config)
+    return config
 
 
 def default_config() -> ShellConfig:
     """The shipped defaults alone (when the user's file is broken, and for the CLI)."""
-    return _build(tomllib.loads(default_text()), "default.toml")
+    return _build(tomllib.loads(default_text()), "default.toml", [])
 
 
-def _build(merged: dict[str, Any], where: str) -> ShellConfig:
-    shell = merged["shell"]
-    if shell["history_size"] < 0 or shell["completion_keys"] < 0 or shell["timeout"] <= 0:
-        raise ConfigError(f"{where}: history_size/completion_keys must be >= 0, timeout > 0")
-    for name, spec in merged["colors"].items():
-        try:
-            Style([("x", spec)])
-        except ValueError as exc:
-            raise ConfigError(f"{where} [colors]: {name} = {spec!r}: {exc}") from None
+def _build(merged: dict[str, Any], where: str, problems: list[str]) -> ShellConfig:
+    defaults = tomllib.loads(default_text())
+    shell = dict(merged["shell"])
+    for name, bad in (
+        ("history_size", shell["history_size"] < 0),
+        ("completion_keys", shell["completion_keys"] < 0),
+        ("timeout", shell["timeout"] <= 0),
+    ):
+        if bad:
+            rule = "> 0" if name == "timeout" else ">= 0"
+            problems.append(f"{where}: {name} must be {rule}, got {shell[name]!r}")
+            shell[name] = defaults["shell"][name]
     return ShellConfig(colors=dict(merged["colors"]), **shell)
+
+
+def _check_colors(
+    colors: dict[str, str],
+    names: set[str],
+    defaults: Mapping[str, str],
+    where: str,
+    problems: list[str],
+) -> None:
+    """Validate the colours the user set (in place: a bad one gets its default back).
+
+    Only those: the shipped ones are known good (a test builds them), and piped mode,
+    which loads the config for its timeout, then never imports prompt_toolkit.
+    """
+    from prompt_toolkit.styles import Style
+
+    for name in sorted(names & set(colors)):
+        try:
+            Style([("x", colors[name])])
+        except ValueError as exc:
+            problems.append(f"{where} [colors]: {name} = {colors[name]!r}: {exc}")
+            colors[name] = defaults[name]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 if TYPE_CHECKING:
     from ._format import Reply
 
-__all__ = ["CommandError", "ConnectOptions", "Context", "UsageError"]
+__all__ = ["CommandError", "ConnectOptions", "Context", "UsageError", "error_text"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7379
@@ -80,6 +80,23 @@ class Context(Protocol):
     def remember_keys(self, keys: Iterable[bytes]) -> None:
         """Keys seen in a reply, offered later by key completion."""
         ...
+
+    async def authenticate(self, token: str) -> None:
+        """Use `token` from now on: reconnect with it (raises if the server refuses it)."""
+        ...
+
+
+def error_text(exc: BaseException) -> str:
+    """`KEY_TOO_LARGE key is 70000 bytes`: a server error's code name and message once.
+
+    Works on anything with the client's `ServerError` attributes (`name`, `message`);
+    other exceptions give `TypeName: text`.
+    """
+    name = getattr(exc, "name", None)
+    message = getattr(exc, "message", None)
+    if isinstance(name, str) and isinstance(message, str):
+        return f"{name} {message}".strip()
+    return f"{type(exc).__name__}: {exc}"
 
 
 def env_flag(name: str) -> bool:

@@ -36,14 +36,28 @@ def _fetch(url: str, timeout: float) -> tuple[int, bytes]:
         return int(exc.code), bytes(exc.read())
 
 
+def _why(exc: BaseException, ctx: Context) -> str:
+    """A sentence for a failed HTTP probe, not `[Errno 111] Connection refused`."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, ConnectionRefusedError):
+        return (
+            "connection refused (is the server running, with its HTTP port on "
+            f"{ctx.options.http_port}? see --http-port / BITCASK_HTTP_PORT)"
+        )
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {ctx.options.timeout:g} s"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror[:1].lower() + reason.strerror[1:]
+    return str(reason)
+
+
 async def health(ctx: Context, a: dict[str, Any]) -> Reply:
     """GET /health on the HTTP adapter; unhealthy or unreachable is an error (exit 2)."""
     url = ctx.options.health_url
     try:
         status, body = await asyncio.to_thread(_fetch, url, ctx.options.timeout)
     except (OSError, urllib.error.URLError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CommandError(f"cannot reach {url}: {reason}") from None
+        raise CommandError(f"cannot reach {url}: {_why(exc, ctx)}") from None
     try:
         data = json.loads(body)
         reply: Reply = Table(data) if isinstance(data, dict) else Text(body.decode())

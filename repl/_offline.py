@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,9 +34,29 @@ def _report(report: Any) -> Report:
     return Report(str(report), report_dict(report))
 
 
+_STORE_FILE = re.compile(r"\d{10}\.(data|hint)")  # the engine's file names
+
+
 def _directory(path: str) -> str:
+    """`path` if it is a store's data directory; else a CommandError saying why.
+
+    A store is a directory holding at least one of the engine's data or hint files
+    (`0000000001.data`). Anything else is refused before the engine opens it, so
+    `check` never reports an empty directory as a healthy store and `repair` or
+    `merge` never turn one into a store (not even a LOCK file is created).
+    """
+    if not os.path.exists(path):
+        raise CommandError(f"no such directory: {path}")
     if not os.path.isdir(path):
-        raise CommandError(f"not a data directory: {path}")
+        raise CommandError(f"not a directory: {path}")
+    try:
+        names = os.listdir(path)
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    if not any(_STORE_FILE.fullmatch(name) for name in names):
+        raise CommandError(
+            f"not a bitcask data directory: {path} has no data files (0000000001.data, ...)"
+        )
     return path
 
 
@@ -65,15 +86,18 @@ async def _run(ctx: Context, label: str, path: str, fn: Callable[..., Any], unit
 
     kwargs = {"progress": progress} if _accepts_progress(fn) else {}
     task = asyncio.ensure_future(asyncio.to_thread(fn, path, **kwargs))
+    ok = False
     try:
         while not task.done():
             bar.update(bar.done)  # keeps the spinner turning when fn reports nothing
             await asyncio.wait({task}, timeout=Progress.INTERVAL)
-        return task.result()
+        result = task.result()
+        ok = True
+        return result
     except bitcask.BitcaskError as exc:
         raise _engine_error(exc, path) from None
     finally:
-        bar.finish()
+        bar.finish(ok=ok)
 
 
 async def check(ctx: Context, a: dict[str, Any]) -> Reply:

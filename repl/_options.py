@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import replace
 
 from ._context import DEFAULT_HTTP_PORT, DEFAULT_PORT, ConnectOptions, UsageError
 
-__all__ = ["add_connection_options", "options_from", "parse_url"]
+__all__ = ["add_connection_options", "add_version_option", "options_from", "parse_url"]
 
 
 def parse_url(url: str) -> dict[str, object]:
@@ -49,6 +50,29 @@ def _port(value: str, name: str) -> int:
     if not 0 < port < 65536:
         raise UsageError(f"{name} must be between 1 and 65535, got {port}")
     return port
+
+
+class _Version(argparse.Action):
+    """`--version`: looks the version up only when asked (importlib.metadata is slow)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        import importlib.metadata
+        import platform
+
+        try:
+            version = importlib.metadata.version("bitcask")
+        except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+            version = "unknown (not installed)"
+        sys.stdout.write(f"{parser.prog} {version} (Python {platform.python_version()})\n")
+        parser.exit(0)
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    """`--version`, printing `PROG VERSION (Python X.Y.Z)`."""
+    parser.add_argument("--version", action=_Version)
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:

@@ -30,8 +30,23 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _duration(seconds: float) -> str:
+    """`45s`, `3m05s`, `2h10m`.
+
+    Example:
+        >>> _duration(185)
+        '3m05s'
+    """
+    s = int(seconds + 0.5)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 class Progress:
-    """A redrawn `label [#####-----]  45%  4500/10000  1.2s` line.
+    """A redrawn `label [#####-----]  45%  4500/10000  1.2s  ETA 1s` line.
 
     Args:
         label: what is being done ("import").
@@ -80,7 +95,11 @@ class Progress:
             filled = int(frac * self.WIDTH)
             bar = "#" * filled + "-" * (self.WIDTH - filled)
             amount = f"{self._amount(self.done)}/{self._amount(self.total)}"
-            return f"{self.label} [{bar}] {frac * 100:3.0f}%  {amount}  {elapsed:.1f}s"
+            line = f"{self.label} [{bar}] {frac * 100:3.0f}%  {amount}  {elapsed:.1f}s"
+            if 0 < self.done < self.total and elapsed > 0:
+                left = (self.total - self.done) * elapsed / self.done
+                line += f"  ETA {_duration(left)}"
+            return line
         self._spin = (self._spin + 1) % len(_SPIN)
         return f"{self.label} {_SPIN[self._spin]} {self._amount(self.done)}  {elapsed:.1f}s"
 
@@ -98,10 +117,15 @@ class Progress:
     def advance(self, n: int = 1) -> None:
         self.update(self.done + n)
 
-    def finish(self) -> float:
-        """Draw the final state, end the line; returns the elapsed seconds."""
+    def finish(self, *, ok: bool = True) -> float:
+        """Draw the final state and end the line, or (`ok=False`, the command failed)
+        erase the bar so the error that follows starts on a clean line.
+
+        Returns the elapsed seconds.
+        """
         if self.enabled:
             self._drawn_at = 0.0
-            self.stream.write("\r" + self.render() + "\x1b[K\n")
+            self.stream.write("\r" + self.render() + "\x1b[K\n" if ok else "\r\x1b[K")
             self.stream.flush()
+            self.enabled = False  # finished once: a second call draws nothing
         return time.monotonic() - self.started

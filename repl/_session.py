@@ -16,28 +16,58 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TextIO
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TextIO
 
-from client import ClientError, ConnectError, ConnectionLostError, ServerError, connect
+from client import (
+    AuthFailedError,
+    AuthRequiredError,
+    ClientError,
+    ConnectError,
+    ConnectionLostError,
+    ServerError,
+    connect,
+)
+from protocol import ProtocolError
 
-from ._complete import KeyCache
-from ._context import CommandError, ConnectOptions
+from ._context import DEFAULT_PORT, CommandError, ConnectOptions, error_text
 from ._format import Reply
 from ._parse import ParseError, tokenize
-from ._table import Command, bind, lookup
+from ._table import CLI, SHELL, Command, bind, lookup, unknown
+
+if TYPE_CHECKING:
+    from ._complete import KeyCache
 
 __all__ = ["Session", "describe"]
 
 REFRESH_EVERY = 5.0  # seconds between key counts for the toolbar when nothing was written
 
 
-def describe(exc: BaseException, options: ConnectOptions) -> str:
-    """The one line printed for a failed command (without the `(error) ` prefix)."""
+_AUTH_HINT = {
+    CLI: "pass --auth TOKEN or set BITCASK_AUTH",
+    SHELL: "type auth TOKEN (or start the shell with --auth TOKEN / BITCASK_AUTH)",
+}
+
+
+def describe(exc: BaseException, options: ConnectOptions, scope: str = CLI) -> str:
+    """The one line printed for a failed command (without the `(error) ` prefix).
+
+    Bytes that are not UTF-8 (carried as surrogates) are shown as `\\xNN`, never as
+    `\\udcNN`. `scope` ("cli" or "shell") picks hints that name that front end's
+    way of doing things (a flag, or a shell command).
+    """
+    text = _describe(exc, options, scope)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _describe(exc: BaseException, options: ConnectOptions, scope: str) -> str:
+    if isinstance(exc, AuthRequiredError):
+        return f"AUTH_REQUIRED {options.address} requires a token: {_AUTH_HINT[scope]}"
+    if isinstance(exc, AuthFailedError):
+        hint = "auth TOKEN" if scope == SHELL else "--auth / BITCASK_AUTH"
+        return f"AUTH_FAILED {options.address} refused the token (check {hint})"
     if isinstance(exc, ServerError):
-        name = getattr(exc, "name", "") or type(exc).__name__
-        message = getattr(exc, "message", None)
-        message = str(exc) if message is None else message
-        return f"{name} {message}".strip()
+        return error_text(exc)
     if isinstance(exc, ParseError):
         return f"{exc} (at column {exc.column + 1})"
     if isinstance(exc, CommandError):
@@ -67,6 +97,40 @@ def _reason(exc: BaseException, options: ConnectOptions) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `kind` is anywhere in the chain of causes of `exc`."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, kind):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+async def answers_http(options: ConnectOptions) -> bool:
+    """Whether host:port speaks HTTP: asked after the binary handshake got garbage.
+
+    One short HEAD request on a fresh connection, bounded by the timeout; any
+    failure means "not HTTP as far as we can tell".
+    """
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(options.host, options.port), options.timeout
+        )
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(f"HEAD / HTTP/1.0\r\nHost: {options.host}\r\n\r\n".encode("ascii"))
+        head = await asyncio.wait_for(reader.read(5), options.timeout)
+        return head == b"HTTP/"
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
 
 
 class Session:
@@ -100,6 +164,7 @@ class Session:
         self._emit = emit
         self.cache = cache
         self._client: Any | None = None
+        self._connecting = asyncio.Lock()
         self._connect_time = 0.0
         self._used = False  # the running command asked for the client
         self._refreshed = 0.0  # monotonic time of the last key count
@@ -115,28 +180,40 @@ class Session:
         if self._client is not None and self._client.closed:
             await self.drop()
         if self._client is None:
-            start = time.perf_counter()
-            try:
-                self._client = await asyncio.wait_for(
-                    connect(
-                        self.options.host,
-                        self.options.port,
-                        auth=self.options.auth,
-                        timeout=self.options.timeout,
-                    ),
-                    self.options.timeout + 1.0,
-                )
-            except ServerError:  # AUTH_FAILED and friends: the server's own words
-                raise
-            except (ClientError, OSError, TimeoutError) as exc:
-                raise CommandError(
-                    f"cannot connect to {self.options.address}: {_reason(exc, self.options)}"
-                ) from exc
-            finally:
-                self._connect_time += time.perf_counter() - start
-            info = getattr(self._client, "server_info", None) or {}
-            self.server_version = info.get("version")
+            # one connect at a time: pipelined commands (piped mode) that all find no
+            # connection wait for the first one's, in order, instead of each opening one
+            async with self._connecting:
+                if self._client is None:
+                    await self._connect()
         return self._client
+
+    async def _connect(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._client = await asyncio.wait_for(
+                connect(
+                    self.options.host,
+                    self.options.port,
+                    auth=self.options.auth,
+                    timeout=self.options.timeout,
+                ),
+                self.options.timeout + 1.0,
+            )
+        except ServerError:  # AUTH_FAILED and friends: the server's own words
+            raise
+        except (ClientError, OSError, TimeoutError) as exc:
+            reason = _reason(exc, self.options)
+            if _cause(exc, ProtocolError) and await answers_http(self.options):
+                reason = (
+                    "that port answered HTTP (it is the HTTP port, for health and "
+                    f"metrics); the binary port is --port (default {DEFAULT_PORT}), "
+                    "the HTTP one --http-port"
+                )
+            raise CommandError(f"cannot connect to {self.options.address}: {reason}") from exc
+        finally:
+            self._connect_time += time.perf_counter() - start
+        info = getattr(self._client, "server_info", None) or {}
+        self.server_version = info.get("version")
 
     def emit(self, reply: Reply) -> None:
         self._emit(reply)
@@ -144,6 +221,18 @@ class Session:
     def remember_keys(self, keys: Iterable[bytes]) -> None:
         if self.cache is not None:
             self.cache.add(keys)
+
+    async def authenticate(self, token: str) -> None:
+        """`auth TOKEN`: reconnect with the token; on refusal the old one stays in use."""
+        previous = self.options
+        await self.drop()
+        self.options = replace(self.options, auth=token)
+        try:
+            await self.client()
+        except BaseException:
+            await self.drop()
+            self.options = previous
+            raise
 
     # -- connection -------------------------------------------------------------
 
@@ -178,7 +267,7 @@ class Session:
             raise CommandError("empty command")
         cmd = lookup(self.table, tokens[0].str_value, self.scope)
         if cmd is None:
-            raise CommandError(f"unknown command '{tokens[0].text}' (try: help)")
+            raise unknown(self.table, tokens[0].text, self.scope)
         return cmd, bind(cmd, [t.value for t in tokens[1:]])
 
     async def execute(self, cmd: Command, args: dict[str, Any]) -> Reply | None:

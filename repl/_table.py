@@ -31,9 +31,11 @@ __all__ = [
     "Slot",
     "bind",
     "help_text",
+    "lazy",
     "lookup",
     "names",
     "slots",
+    "unknown",
     "usage",
 ]
 
@@ -92,6 +94,25 @@ Run = Callable[[Context, Args], Awaitable[Any]]
 ExitRule = Callable[[Any], int]
 
 
+def lazy(module: str, name: str) -> Run:
+    """`run` of a command implemented in `module` (relative to `repl`), imported on
+    first use.
+
+    One-shot commands import only what they use: `bitcask ping` must not pay for
+    the engine (`check`), urllib (`health`) or the transfer code (`import`). Rows
+    for new tools should use it too: `run=lazy("._reshard", "reshard")`.
+    """
+
+    async def run(ctx: Context, a: Args) -> Any:
+        import importlib
+
+        fn = getattr(importlib.import_module(module, __package__), name)
+        return await fn(ctx, a)
+
+    run.__name__ = run.__qualname__ = f"{module.lstrip('.')}.{name}"
+    return run
+
+
 def always_ok(_reply: Any) -> int:
     return 0
 
@@ -113,6 +134,9 @@ class Command:
     paged: bool = False  # long output goes through the pager in the shell
     idempotent: bool = False  # safe to send again on a fresh connection after a loss
     examples: tuple[str, ...] = ()
+    single: bool = False  # exactly one request and nothing else: may be pipelined
+    shell_help: str = ""  # help that is true only in the shell (quoting, escapes)
+    cli_help: str = ""  # help that is true only in `bitcask` (argv, stdin)
 
     @property
     def positional(self) -> tuple[Arg, ...]:
@@ -124,6 +148,11 @@ class Command:
 
     def exit_code(self, reply: Any) -> int:
         return self.exit_rule(reply)
+
+    def help_for(self, scope: str) -> str:
+        """The help text as it is true in `scope`: the common part plus that front end's."""
+        extra = self.shell_help if scope == SHELL else self.cli_help
+        return "\n".join(part for part in (self.help, extra) if part)
 
 
 def usage(cmd: Command) -> str:
@@ -156,6 +185,24 @@ def lookup(table: Sequence[Command], name: str, scope: str) -> Command | None:
 
 def names(table: Sequence[Command], scope: str) -> list[str]:
     return sorted(c.name for c in table if scope in c.scope)
+
+
+def unknown(table: Sequence[Command], name: str, scope: str) -> UsageError:
+    """The error for a command name that is not in the table, with "did you mean".
+
+    Example:
+        >>> from repl._commands import COMMANDS
+        >>> str(unknown(COMMANDS, "gte", "shell"))
+        "unknown command 'gte' (did you mean get?)"
+    """
+    import difflib
+
+    known = [n for c in table if scope in c.scope for n in (c.name, *c.aliases)]
+    close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    if close:
+        return UsageError(f"unknown command '{name}' (did you mean {' or '.join(close)}?)")
+    hint = "try: help" if scope == SHELL else "bitcask help lists them"
+    return UsageError(f"unknown command '{name}' ({hint})")
 
 
 # --------------------------------------------------------------------------- binding
@@ -319,9 +366,9 @@ def help_text(table: Sequence[Command], name: str | None, scope: str) -> str:
     if name:
         cmd = lookup(table, name, scope)
         if cmd is None:
-            raise UsageError(f"unknown command '{name}' (try: help)")
+            raise unknown(table, name, scope)
         lines = [usage(cmd), f"  {cmd.summary}", ""]
-        lines += [f"  {line}" for line in cmd.help.splitlines()]
+        lines += [f"  {line}" for line in cmd.help_for(scope).splitlines()]
         if cmd.aliases:
             lines += ["", f"  Also: {', '.join(cmd.aliases)}"]
         if cmd.examples:
@@ -339,5 +386,6 @@ def help_text(table: Sequence[Command], name: str | None, scope: str) -> str:
             lines.append("")
         lines.append(f"{title}:")
         lines += [f"  {usage(c):<{width}}  {c.summary}" for c in members]
-    lines += ["", "help CMD for details. Commands are case-insensitive."]
+    more = "help CMD" if scope == SHELL else "bitcask help CMD (or bitcask CMD --help)"
+    lines += ["", f"{more} for details. Commands are case-insensitive."]
     return "\n".join(lines)

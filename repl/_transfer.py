@@ -37,7 +37,7 @@ from typing import IO, Any
 from client import ConnectionLostError, FrameTooLargeError
 from protocol import SCAN_MAX_COUNT, ErrorCode, ProtocolError
 
-from ._context import CommandError, Context
+from ._context import CommandError, Context, error_text
 from ._progress import Progress
 
 __all__ = ["decode_record", "encode_record", "export", "import_", "scan_page"]
@@ -131,6 +131,40 @@ def _open(path: str, mode: str) -> Iterator[IO[bytes]]:
         raise CommandError(f"permission denied: {path}") from None
 
 
+@contextlib.contextmanager
+def _open_aside(path: str) -> Iterator[IO[bytes]]:
+    """Write to a temporary file beside `path`, renamed over it only on success.
+
+    An interrupted export never leaves a partial file under the final name (nor
+    replaces an older complete one); the temporary file is removed.
+    """
+    if path == "-":
+        yield sys.stdout.buffer
+        return
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.partial-{os.getpid()}")
+    try:
+        f = open(tmp, "wb")  # noqa: SIM115 (closed below, before the rename)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+    with f:
+        try:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            f.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+
+
 def _progress(ctx: Context, label: str, total: int | None, unit: str = "") -> Progress:
     return Progress(label, total, ctx.stderr, enabled=ctx.stderr.isatty(), unit=unit)
 
@@ -168,8 +202,7 @@ def _reply_too_large(exc: BaseException) -> bool:
 
 
 def _server_error(exc: Exception, where: str) -> CommandError:
-    name = getattr(exc, "name", None) or type(exc).__name__
-    return CommandError(f"{where}: {name} {exc}")
+    return CommandError(f"{where}: {error_text(exc)}")
 
 
 def _keys(n: int) -> str:
@@ -182,40 +215,84 @@ def _summary(ctx: Context, line: str) -> None:
     ctx.stderr.flush()
 
 
+def _lines(first: int, last: int) -> str:
+    return f"line {first}" if first == last else f"lines {first}-{last}"
+
+
+class _BadLine(CommandError):
+    """A line of the import file is not a record; everything before it went in."""
+
+
+class _Done:
+    """How far an import got: every line up to `line` is in the store (`keys` pairs)."""
+
+    def __init__(self) -> None:
+        self.line = 0
+        self.keys = 0
+
+    def where(self) -> str:
+        if not self.line:
+            return "nothing was imported"
+        return f"{_lines(1, self.line)} are in the store ({_keys(self.keys)})"
+
+
 async def import_(ctx: Context, a: dict[str, Any]) -> None:
-    """Stream a JSON lines file into the store with pipelined `mput` batches."""
+    """Stream a JSON lines file into the store with pipelined `mput` batches.
+
+    Not all-or-nothing: each batch is atomic and batches complete in file order, so
+    at any stop (a bad line, a refused batch, Ctrl-C, a lost connection) every line
+    before some line N is in the store, and the message says which N.
+    """
     client = await ctx.client()
     batch_size = int(a["batch"] or DEFAULT_BATCH)
     limits = (getattr(client, "server_info", None) or {}).get("limits") or {}
     if isinstance(limits.get("max_batch"), int) and limits["max_batch"] > 0:
         batch_size = min(batch_size, limits["max_batch"])
     window = _Window()
-    count = 0
+    done = _Done()
 
     async def send(
         pairs: dict[bytes, bytes], ttls: list[tuple[bytes, bytes, float]], first: int, last: int
-    ) -> int:
+    ) -> tuple[int, int]:
         try:
             if pairs:
                 await client.mput(pairs)
             for key, value, ttl in ttls:
                 await client.put(key, value, ttl=ttl)
         except Exception as exc:
-            raise _server_error(exc, f"lines {first}-{last}") from exc
-        return len(pairs) + len(ttls)
+            raise _server_error(exc, _lines(first, last)) from exc
+        return len(pairs) + len(ttls), last
 
+    def completed(result: tuple[int, int] | None) -> None:
+        if result is not None:
+            done.keys += result[0]
+            done.line = result[1]
+
+    source = "stdin" if a["file"] == "-" else a["file"]
     with _open(a["file"], "rb") as f:
         total = os.fstat(f.fileno()).st_size if a["file"] != "-" else None
         bar = _progress(ctx, "import", total or None, unit="bytes")
         pairs: dict[bytes, bytes] = {}
         ttls: list[tuple[bytes, bytes, float]] = []
-        first = nread = batch_bytes = 0
+        first = nread = batch_bytes = lineno = 0
         try:
             for lineno, line in enumerate(f, 1):
                 nread += len(line)
                 if not line.strip():
                     continue
-                key, value, ttl = decode_record(line, lineno)
+                try:
+                    key, value, ttl = decode_record(line, lineno)
+                except CommandError as exc:
+                    # the good lines before it still go in, so "how far" is exact
+                    if pairs or ttls:
+                        completed(await window.submit(send(pairs, ttls, first, lineno - 1)))
+                    async for result in window.drain():
+                        completed(result)
+                    done.line = lineno - 1
+                    raise _BadLine(
+                        f"{source}: {exc}; stopped there: {done.where()}, nothing from "
+                        f"line {lineno} on (fix it, then import again: a put overwrites)"
+                    ) from None
                 first = first or lineno
                 if ttl is None:
                     pairs.pop(key, None)
@@ -224,23 +301,41 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
                     ttls.append((key, value, ttl))
                 batch_bytes += len(key) + len(value)
                 if len(pairs) + len(ttls) >= batch_size or batch_bytes >= BATCH_BYTES:
-                    count += await window.submit(send(pairs, ttls, first, lineno)) or 0
+                    completed(await window.submit(send(pairs, ttls, first, lineno)))
                     pairs, ttls, first, batch_bytes = {}, [], 0, 0
                     bar.update(nread)
             if pairs or ttls:
-                count += await window.submit(send(pairs, ttls, first, lineno)) or 0
-            async for n in window.drain():
-                count += n
+                completed(await window.submit(send(pairs, ttls, first, lineno)))
+            async for result in window.drain():
+                completed(result)
                 bar.update(nread)
-        except BaseException:
+            done.line = lineno
+        except _BadLine:  # already says how far it got
+            bar.finish(ok=False)
+            raise
+        except CommandError as exc:
             window.cancel()
-            bar.finish()
+            bar.finish(ok=False)
+            raise CommandError(f"{exc}; import stopped: {_so_far(done)}") from exc
+        except BaseException:  # Ctrl-C, a lost connection: say how far it got
+            window.cancel()
+            bar.finish(ok=False)
+            _summary(ctx, f"import of {source} interrupted: {_so_far(done)}")
             raise
     elapsed = bar.finish()
-    rate = count / elapsed if elapsed > 0 else 0.0
-    source = "stdin" if a["file"] == "-" else a["file"]
-    _summary(ctx, f"imported {_keys(count)} from {source} in {elapsed:.2f} s ({rate:,.0f} keys/s)")
+    rate = done.keys / elapsed if elapsed > 0 else 0.0
+    _summary(
+        ctx, f"imported {_keys(done.keys)} from {source} in {elapsed:.2f} s ({rate:,.0f} keys/s)"
+    )
     return None
+
+
+def _so_far(done: _Done) -> str:
+    """After a stop with batches in flight: what is surely in, what may be."""
+    return (
+        f"{done.where()}; later lines may be partly imported "
+        "(import again from the start: a put overwrites)"
+    )
 
 
 async def export(ctx: Context, a: dict[str, Any]) -> None:
@@ -277,7 +372,7 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
         out.write(b"".join(encode_record(k, v, t) for k, v, t in pairs))
         return len(pairs)
 
-    with _open(a["file"], "wb") as out:
+    with _open_aside(a["file"]) as out:
         bar = _progress(ctx, "export", total)
         page: list[bytes] = []
         try:
@@ -295,7 +390,9 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
             out.flush()
         except BaseException:
             window.cancel()
-            bar.finish()
+            bar.finish(ok=False)
+            if a["file"] != "-":
+                _summary(ctx, f"export interrupted: {a['file']} was not written")
             raise
     elapsed = bar.finish()
     rate = count / elapsed if elapsed > 0 else 0.0

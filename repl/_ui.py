@@ -31,7 +31,13 @@ class BoundedFileHistory(FileHistory):
     """
 
     def __init__(self, filename: Path, size: int) -> None:
-        filename.parent.mkdir(parents=True, exist_ok=True)
+        filename.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # values typed at the prompt (tokens, personal data) are for this user only,
+        # as redis-cli does: 0600, and an older file made readable by others is fixed
+        if size:
+            os.close(os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        if filename.exists():
+            os.chmod(filename, 0o600)
         super().__init__(str(filename))
         self.size = size
         self.path = filename
@@ -41,16 +47,26 @@ class BoundedFileHistory(FileHistory):
         kept = newest_first[: self.size]
         if len(newest_first) > 2 * self.size:
             tmp = self.path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 for entry in reversed(kept):
                     f.write(b"\n# kept\n")
                     f.write("".join(f"+{line}\n" for line in entry.split("\n")).encode())
             os.replace(tmp, self.path)
         return kept
 
+    def append_string(self, string: str) -> None:
+        # not even in memory: it would come back as a grey suggestion on screen
+        if not is_secret(string):
+            super().append_string(string)
+
     def store_string(self, string: str) -> None:
-        if self.size:
+        if self.size and not is_secret(string):
             super().store_string(string)
+
+
+def is_secret(line: str) -> bool:
+    """`auth TOKEN` lines stay out of the history file (redis-cli does the same)."""
+    return line.lstrip().lower().startswith("auth ")
 
 
 def should_page(text: str, rows: int | None = None) -> bool:

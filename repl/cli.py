@@ -5,7 +5,9 @@
 The commands are the rows of the command table (`bitcask help`) offered in the CLI:
 the protocol's commands plus health, import, export, stat, latency, check, repair and
 merge DIR. Arguments are taken literally from argv (bytes exactly as the shell passed
-them; no escapes). Output is styled on a terminal and raw when piped (`--raw` /
+them; no escapes); a VALUE of `-` is read from stdin (binary-safe, any size), as
+redis-cli's -x and curl's @-. `bitcask CMD --help` (or -h, right after the command)
+explains one command; `bitcask CMD -- --help` passes `--help` as an argument. Output is styled on a terminal and raw when piped (`--raw` /
 `--no-raw` force one or the other).
 
 Exit status: 0 ok; 1 "no" (get: no such key, exists/delete: false, ttl: no such
@@ -18,32 +20,38 @@ import argparse
 import asyncio
 import os
 import sys
-
-from prompt_toolkit import print_formatted_text
-from prompt_toolkit.formatted_text import FormattedText
+from typing import TYPE_CHECKING, Any
 
 from ._commands import COMMANDS
-from ._config import ConfigError, default_config, load_config
 from ._context import CommandError, ConnectOptions
 from ._format import Reply, error_line, raw, styled
-from ._options import add_connection_options, options_from
+from ._options import add_connection_options, add_version_option, options_from
 from ._session import Session, describe
-from ._style import build_style, color_depth
-from ._table import CLI, bind, help_text, lookup
+from ._table import CLI, Args, Command, Kind, bind, help_text, lookup, unknown
+
+if TYPE_CHECKING:
+    from prompt_toolkit.styles import Style
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
+
+# The commands `bitcask` offers: the shared table (rows with "cli" in their scope).
+# A CLI-only tool kept in its own module registers here with one row, its `run`
+# imported on first use so start-up stays small:
+#     TABLE = COMMANDS + (Command("reshard", ..., run=lazy("._reshard", "run"), ...),)
+TABLE: tuple[Command, ...] = COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitcask",
         description="Talk to a bitcask server, one command per invocation.",
-        epilog=help_text(COMMANDS, None, CLI)
+        epilog=help_text(TABLE, None, CLI)
         + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version_option(parser)
     add_connection_options(parser)
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--raw", dest="raw", action="store_true", default=None,
@@ -56,11 +64,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Printer:
-    """Writes replies to stdout: styled (with colour unless NO_COLOR) or raw bytes."""
+    """Writes replies to stdout: styled (with colour unless NO_COLOR) or raw bytes.
+
+    prompt_toolkit (for colours) and the config file (for the user's colours) are
+    loaded only when something is drawn on a terminal: a piped `bitcask get` pays
+    for neither.
+    """
 
     def __init__(self, raw_mode: bool) -> None:
         self.raw_mode = raw_mode
-        self.style = build_style(_colors())
+        self._style: Style | None = None
+
+    @property
+    def style(self) -> Style:
+        if self._style is None:
+            from ._style import build_style
+
+            self._style = build_style(_colors())
+        return self._style
+
+    def _draw(self, fragments: list[tuple[str, str]], **kwargs: Any) -> None:
+        from prompt_toolkit import print_formatted_text
+        from prompt_toolkit.formatted_text import FormattedText
+
+        from ._style import color_depth
+
+        print_formatted_text(
+            FormattedText(fragments), style=self.style, end="", color_depth=color_depth(), **kwargs
+        )
 
     def reply(self, reply: Reply) -> None:
         if self.raw_mode:
@@ -71,40 +102,57 @@ class _Printer:
             sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
             sys.stdout.buffer.flush()
         else:
-            print_formatted_text(
-                FormattedText(styled(reply)), style=self.style, end="", color_depth=color_depth()
-            )
+            self._draw(styled(reply))
 
     def error(self, message: str) -> None:
         if sys.stderr.isatty():
-            print_formatted_text(
-                FormattedText(error_line(message)),
-                style=self.style,
-                end="",
-                file=sys.stderr,
-                color_depth=color_depth(),
-            )
+            self._draw(error_line(message), file=sys.stderr)
         else:
             sys.stderr.write(f"(error) {message}\n")
             sys.stderr.flush()
 
 
 def _colors() -> dict[str, str]:
-    """The user's colours; a broken config file only costs the CLI its colours."""
+    """The user's colours (the shell's config file). A bad setting there costs only
+    itself, as in the shell; the shell is where its problems are reported (a one-shot
+    command does not repeat them on every run)."""
+    from ._config import ConfigError, default_config, load_config
+
     try:
         return dict(load_config().colors)
-    except ConfigError:
-        return dict(default_config().colors)
+    except ConfigError as exc:
+        return dict((exc.config or default_config()).colors)
+
+
+STDIN = b"-"
+
+
+def _stdin_values(cmd: Command, args: Args) -> Args:
+    """A VALUE argument given as `-` is read from stdin, bytes exactly (redis-cli -x)."""
+    if cmd.repeat:
+        return args
+    for arg in cmd.positional:
+        if arg.kind is Kind.VALUE and args.get(arg.name) == STDIN:
+            return {**args, arg.name: sys.stdin.buffer.read()}
+    return args
+
+
+def _wants_help(argv: list[str], words: list[str]) -> bool:
+    """`bitcask CMD --help` / `-h` right after the command, unless written after `--`."""
+    if not words or words[0] not in ("-h", "--help"):
+        return False
+    before = argv[len(argv) - len(words) - 1] if len(argv) > len(words) else ""
+    return before != "--"
 
 
 async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer: _Printer) -> int:
     """Run one command; returns the exit status."""
-    session = Session(options, COMMANDS, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
+    session = Session(options, TABLE, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
     try:
-        cmd = lookup(COMMANDS, name, CLI)
+        cmd = lookup(TABLE, name, CLI)
         if cmd is None:
-            raise CommandError(f"unknown command '{name}' (bitcask help lists them)")
-        args = bind(cmd, argv)
+            raise unknown(TABLE, name, CLI)
+        args = _stdin_values(cmd, bind(cmd, argv))
         reply = await session.execute(cmd, args)
         if reply is not None:
             printer.reply(reply)
@@ -128,11 +176,19 @@ def main(argv: list[str] | None = None) -> int:
 
         return reshard_main((sys.argv[1:] if argv is None else argv)[1:])
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        sys.stderr.write("\n" + help_text(COMMANDS, None, CLI) + "\n")
+        sys.stderr.write("\n" + help_text(TABLE, None, CLI) + "\n")
         return EXIT_ERROR
+    if _wants_help(argv, args.args):
+        try:
+            sys.stdout.write(help_text(TABLE, args.command, CLI) + "\n")
+        except CommandError as exc:
+            sys.stderr.write(f"(error) {exc}\n")
+            return EXIT_ERROR
+        return EXIT_OK
     printer = _Printer(raw_mode=not sys.stdout.isatty() if args.raw is None else args.raw)
     try:
         options = options_from(args)

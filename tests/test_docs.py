@@ -11,6 +11,11 @@ Convention for the docs (stated in docs/README.md of the docs folder too):
 - A block that needs a server started with other flags says so on the line just
   above its fence: `<!-- docs-test: server --auth s3cret -->`. Its commands run
   against a server of their own started with those flags.
+- Output ends with a newline (else the reader's next prompt is glued to it:
+  `curl -w '\\n'` for raw values).
+- Examples that write files keep them under `scratch/` (in .gitignore), with a
+  name of their own per document, and remove them by the end of the document:
+  the checkout is left as it was, and documents can be read in any order.
 - A few commands cannot run inside the suite (`make run` would start a second
   server in the foreground, `make test` would recurse, `kubectl`/`systemctl`
   need a cluster or init system). They are listed in NOT_RUN with the reason;
@@ -178,6 +183,7 @@ def test_console_examples_run(
     if (ROOT / "examples").is_dir():
         (work / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
     failures: list[str] = []
+    before = set(os.listdir(work))
     for ex in examples(doc):
         if not_run_reason(ex.command):
             continue
@@ -186,6 +192,8 @@ def test_console_examples_run(
         result = run(ex.command, servers[ex.server_args], work)
         where = f"{doc.relative_to(ROOT)}:{ex.line}: $ {ex.command}"
         actual = (result.stdout + result.stderr).rstrip("\n").splitlines()
+        if result.stdout and not result.stdout.endswith("\n"):
+            failures.append(f"{where}\n  prints no trailing newline: {result.stdout[-40:]!r}")
         if result.returncode != 0 and not ex.expected:
             failures.append(f"{where}\n  exit {result.returncode}\n  " + "\n  ".join(actual))
         elif ex.expected and not output_matches(ex.expected, actual):
@@ -195,6 +203,13 @@ def test_console_examples_run(
                 + "\n  got:\n    "
                 + "\n    ".join(actual)
             )
+    left = sorted(set(os.listdir(work)) - before - {".local", ".config", ".cache"})
+    if "scratch" in left and not any((work / "scratch").iterdir()):
+        left.remove("scratch")  # empty: git shows nothing, and it is in .gitignore
+    if left:
+        failures.append(
+            f"{doc.relative_to(ROOT)}: its examples leave {left} behind (use scratch/ and clean up)"
+        )
     assert not failures, "\n\n".join(failures)
 
 
@@ -242,3 +257,23 @@ def test_ports_are_rewritten(tmp_path: Path) -> None:
     assert rewrite_ports(cmd, srv) == (
         "curl -s http://127.0.0.1:41001/health && bitcask --port 41000 get k 173790"
     )
+
+
+def test_make_alone_prints_the_targets() -> None:
+    """`make` with no target is `make help`: every target with a line saying what it does."""
+    if shutil.which("make") is None:
+        reason = "make not installed (Debian package make)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    result = subprocess.run(
+        ["make", "-s"], cwd=ROOT, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
+    )
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert {"help", "run", "test", "lint", "typecheck", "pytest", "bench", "clean"} <= listed
+
+
+def test_gitignore_covers_the_scratch_directory() -> None:
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "/scratch/" in ignored

@@ -328,4 +328,4 @@ def test_readme_python_snippets_run(server: ServerProcess, tmp_path: Path) -> No
     assert (result.returncode, result.stdout) == (0, "b'hello from asyncio'\n"), result.stderr
     result = run([sys.executable, "-c", engine_block], example_env(), cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, "b'Ada'\n"), result.stderr
-    assert (tmp_path / "mystore").is_dir()
+    assert (tmp_path / "scratch" / "mystore").is_dir()  # under scratch/, which git ignores

@@ -7,6 +7,7 @@ writes the real user's config or history, and PYTHONPATH points at the checkout.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,6 +31,17 @@ class Result:
     @property
     def text(self) -> str:
         return self.out.decode("utf-8", "replace")
+
+
+def need_binary(name: str, package: str) -> str:
+    """The path of a program a test needs; skip (fail under CI=true) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} not installed (Debian package {package})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
 
 
 @pytest.fixture

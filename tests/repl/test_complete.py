@@ -22,10 +22,11 @@ def texts(text: str, keys: list[bytes] | None = None, scope: str = SHELL) -> lis
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("", sorted(["delete", "exists", "get", "help", "keys", "merge", "mget", "mput",
+        pytest.param("", sorted(["auth", "delete", "exists", "get", "help", "keys", "merge", "mget", "mput",
                                  "ping", "put", "quit", "scan", "stats", "sync", "ttl"]), id="all"),
         pytest.param("m", ["merge", "mget", "mput"], id="prefix"),
-        pytest.param("MG", ["mget"], id="case-insensitive"),
+        pytest.param("MG", ["mget "], id="case-insensitive-and-unique-gets-its-space"),
+        pytest.param("get", ["get "], id="complete-name-gets-its-space"),
         pytest.param("x", [], id="none"),
     ],
 )  # fmt: skip
@@ -123,7 +124,7 @@ def test_the_adapter_merges_server_keys_with_cached_ones() -> None:
     completer = BitcaskCompleter(COMMANDS, SHELL, cache, fetch)
     assert _complete(completer, "get s") == ["seen", "srv:1", "srv:2"]
     assert asked == [b"s"]
-    assert _complete(completer, "pu") == ["put"]
+    assert _complete(completer, "pu") == ["put "]
     assert asked == [b"s"]  # no round trip when no key is being typed
     assert b"srv:1" in list(cache)
 

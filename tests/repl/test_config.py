@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from repl._config import (
     history_path,
     load_config,
 )  # fmt: skip
+from tests.serverproc import ServerProcess
 
 
 def test_the_shipped_default_is_commented_toml_with_every_setting() -> None:
@@ -85,3 +88,59 @@ def test_empty_pager_disables_paging(tmp_path: Path) -> None:
     user = tmp_path / "shell.toml"
     user.write_text('[shell]\npager = ""\n')
     assert load_config(user).pager_command() is None
+
+
+def test_every_problem_is_reported_and_the_good_settings_kept(tmp_path: Path) -> None:
+    user = tmp_path / "shell.toml"
+    user.write_text(
+        '[shell]\nhistroy = 1\ntimeout = -1\ntoolbar = false\npager = 3\n[colors]\nkey = "nope"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(user)
+    problems = info.value.problems
+    assert len(problems) == 4
+    assert ["histroy" in problems[0], "pager" in problems[1]] == [True, True]
+    assert any("timeout must be > 0" in p for p in problems)
+    assert any("key = 'nope'" in p for p in problems)
+    cfg = info.value.config
+    assert cfg is not None and not info.value.unreadable
+    assert cfg.toolbar is False  # the good setting is kept
+    assert cfg.timeout == 5.0 and cfg.pager == "auto"  # the bad ones keep their defaults
+    assert cfg.colors["key"] == default_config().colors["key"]
+
+
+def test_a_named_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "missing.toml", required=True)
+    assert info.value.config is None and "no such file" in str(info.value)
+    assert load_config(tmp_path / "missing.toml").history_size == 1000  # the XDG default
+
+
+def test_piped_mode_reports_config_problems_and_a_missing_file(
+    server: ServerProcess, home_env: dict[str, str], tmp_path: Path
+) -> None:
+    def shell(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "repl", "--port", str(server.port), *args],
+            input="ping\n", capture_output=True, text=True, env=home_env, timeout=60,
+        )  # fmt: skip
+
+    r = shell("--config", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2 and r.stdout == ""
+    assert "config: " in r.stderr and "nope.toml: no such file" in r.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[shell]\nhistroy = 1\ntimeout = 0\n")
+    r = shell("--config", str(bad))
+    assert r.returncode == 0 and r.stdout == "PONG\n"
+    lines = r.stderr.splitlines()
+    assert len(lines) == 3
+    assert "unknown setting 'histroy'" in lines[0] and "timeout must be > 0" in lines[1]
+    assert "2 problems" in lines[2]
+
+
+def test_the_shipped_colours_are_valid_styles() -> None:
+    from repl._style import build_style
+
+    colors = default_config().colors
+    assert build_style(colors).get_attrs_for_style_str("class:key").color == "ansicyan"
+    assert colors["hint"]  # the argument hints have a colour of their own

@@ -258,7 +258,7 @@ def test_config_file_is_read_and_a_bad_one_falls_back(
     cfg.write_text("[shell]\nhistroy = 5\n")
     s = Screen(server.port, home_env)
     try:
-        s.expect(r"\(error\) config: .*unknown setting 'histroy'.*using the defaults")
+        s.expect(r"(?s)unknown setting 'histroy'.*config: 1 problem: using the defaults for")
         s.run("ping", "PONG")
     finally:
         s.close()

@@ -22,10 +22,10 @@ def test_names_are_unique_and_lower_case() -> None:
     assert all(n == n.lower() for n in all_names)
 
 
-def test_shell_offers_the_protocol_commands_plus_help_and_quit() -> None:
+def test_shell_offers_the_protocol_commands_plus_auth_help_and_quit() -> None:
     assert set(names(COMMANDS, SHELL)) == {
         "get", "put", "delete", "exists", "mget", "mput", "scan", "keys", "ttl",
-        "stats", "merge", "sync", "ping", "help", "quit",
+        "stats", "merge", "sync", "ping", "auth", "help", "quit",
     }  # fmt: skip
 
 

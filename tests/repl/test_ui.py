@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -68,3 +69,36 @@ def test_toolbar_when_disconnected_and_connected() -> None:
     (frag,) = toolbar_fragments(s)
     assert frag[1] == " 127.0.0.1:7001 | bitcask 0.1.0 | 1,234 keys | rtt 0.21 ms "
     assert prompt_fragments(s) == [("class:prompt", "127.0.0.1:7001> ")]
+
+
+def test_history_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "bitcask" / "shell_history"
+    history = BoundedFileHistory(path, size=10)
+    history.store_string("put token s3cret")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    path.chmod(0o644)  # a file left readable by an older version is tightened
+    BoundedFileHistory(path, size=10)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_history_compaction_keeps_the_file_private(tmp_path: Path) -> None:
+    path = tmp_path / "shell_history"
+    history = BoundedFileHistory(path, size=1)
+    for i in range(5):
+        history.store_string(f"put k {i}")
+    list(BoundedFileHistory(path, size=1).load_history_strings())  # rewrites the file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_auth_lines_stay_out_of_the_history_file(tmp_path: Path) -> None:
+    path = tmp_path / "shell_history"
+    history = BoundedFileHistory(path, size=10)
+    history.store_string("auth s3cret")
+    history.store_string("  AUTH s3cret")
+    history.store_string("get k")
+    assert "s3cret" not in path.read_text() and "get k" in path.read_text()
+    history.append_string("auth other")  # what the prompt calls: not kept in memory either
+    history.append_string("get j")
+    assert list(history.get_strings())[-1] == "get j"
+    assert not any("other" in entry for entry in history.get_strings())

@@ -1,0 +1,181 @@
+"""The interactive shell: prompt_toolkit's prompt, the loop, printing replies.
+
+Kept apart from `shell.py` (arguments, config, the choice of mode) so that piped
+mode, which draws nothing, never imports prompt_toolkit's application machinery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from prompt_toolkit import PromptSession, print_formatted_text
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory, ConditionalAutoSuggest
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.filters import has_completions, is_done
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import History, InMemoryHistory
+from prompt_toolkit.layout.processors import ConditionalProcessor
+from prompt_toolkit.styles import Style
+
+from ._commands import COMMANDS
+from ._complete import BitcaskCompleter, KeyCache
+from ._config import ShellConfig, history_path
+from ._context import ConnectOptions
+from ._format import Reply, error_line, styled
+from ._hints import HintProcessor
+from ._lexer import CommandLexer
+from ._session import Session, describe
+from ._style import build_style, color_depth
+from ._table import SHELL
+from ._transfer import scan_page
+from ._ui import BoundedFileHistory, page, prompt_fragments, should_page, toolbar_fragments
+
+__all__ = ["Shell"]
+
+
+def _hide_suggestion(buffer: Buffer) -> None:
+    """A completion menu opened: drop the grey history suggestion drawn beside it."""
+    if buffer.complete_state is not None:
+        buffer.suggestion = None
+
+
+class Shell:
+    """The interactive loop: prompt, run, print, refresh the toolbar."""
+
+    def __init__(self, options: ConnectOptions, config: ShellConfig) -> None:
+        self.config = config
+        self.style: Style = build_style(config.colors)
+        self.cache = KeyCache()
+        self.session = Session(
+            options, COMMANDS, SHELL, interactive=True, emit=self.print_reply, cache=self.cache
+        )
+        self.prompt: PromptSession[str] = PromptSession(
+            history=self.open_history(),
+            # no grey history suggestion while the completion menu is open: the two
+            # would be drawn over each other
+            auto_suggest=(
+                ConditionalAutoSuggest(AutoSuggestFromHistory(), ~has_completions)
+                if config.auto_suggest
+                else None
+            ),
+            # hints while typing only: an accepted line is left as it was typed
+            input_processors=[ConditionalProcessor(HintProcessor(COMMANDS, SHELL), ~is_done)],
+            completer=BitcaskCompleter(COMMANDS, SHELL, self.cache, self.fetch_keys),
+            complete_while_typing=False,
+            lexer=CommandLexer(COMMANDS, SHELL),
+            style=self.style,
+            include_default_pygments_style=False,
+            bottom_toolbar=(lambda: toolbar_fragments(self.session)) if config.toolbar else None,
+            color_depth=color_depth(),
+        )
+        self.prompt.default_buffer.on_completions_changed += _hide_suggestion
+
+    def open_history(self) -> History:
+        """The persistent history, or one in memory when its directory is unusable."""
+        path = history_path()
+        try:
+            return BoundedFileHistory(path, self.config.history_size)
+        except OSError as exc:
+            self.print_error(f"history not saved: cannot create {path.parent}: {exc.strerror}")
+            return InMemoryHistory()
+
+    async def fetch_keys(self, prefix: bytes) -> list[bytes]:
+        """Keys from the server for completion: one scan page with the typed prefix."""
+        if not self.session.connected or not self.config.completion_keys:
+            return []
+        client = await self.session.client()
+        _, keys = await scan_page(client, prefix, None, self.config.completion_keys)
+        return keys
+
+    def print_fragments(self, frags: list[tuple[str, str]]) -> None:
+        print_formatted_text(
+            FormattedText(frags), style=self.style, end="", color_depth=color_depth()
+        )
+
+    def print_reply(self, reply: Reply, paged: bool = False) -> None:
+        frags = styled(reply)
+        pager = self.config.pager_command()
+        if paged and pager:
+            text = "".join(text for _, text in frags)
+            if should_page(text) and page(text, pager):
+                return
+        self.print_fragments(frags)
+
+    def print_error(self, message: str) -> None:
+        self.print_fragments(error_line(message))
+
+    async def connect_quietly(self) -> None:
+        try:
+            await self.session.client()
+            await self.session.refresh()
+        except Exception as exc:
+            self.print_error(describe(exc, self.session.options, SHELL))
+
+    async def interruptible(self, coro: Coroutine[Any, Any, Reply | None]) -> Reply | None:
+        """Run a command so that Ctrl-C cancels it instead of leaving the shell.
+
+        While the prompt is up, prompt_toolkit reads Ctrl-C as a key; while a command
+        runs, the terminal sends SIGINT, which here cancels only that command.
+        """
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+        except (NotImplementedError, RuntimeError):  # not the main thread / platform
+            return await task
+        try:
+            return await task
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    async def run(self) -> int:
+        options = self.session.options
+        greeting = (
+            f"bitcask-shell: connecting to {options.address}. "
+            "Type help for commands, Ctrl-D to quit.\n"
+        )
+        self.print_fragments([("", greeting)])
+        await self.connect_quietly()
+        try:
+            while True:
+                try:
+                    line = await self.prompt.prompt_async(lambda: prompt_fragments(self.session))
+                except KeyboardInterrupt:
+                    continue
+                except EOFError:
+                    break
+                if not line.strip():
+                    continue
+                if not await self.one(line):
+                    break
+        finally:
+            await self.session.close()
+        return 0
+
+    async def one(self, line: str) -> bool:
+        """Run one line; False when the shell should exit."""
+        try:
+            cmd, args = self.session.parse(line)
+        except Exception as exc:  # a typo costs one error line and no round trip
+            self.print_error(describe(exc, self.session.options, SHELL))
+            return True
+        try:
+            reply = await self.interruptible(self.session.execute(cmd, args))
+        except EOFError:
+            return False
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self.print_error("interrupted")
+            await self.session.drop()  # a reply may still be on its way: start clean
+            return True
+        except Exception as exc:
+            self.print_error(describe(exc, self.session.options, SHELL))
+        else:
+            if reply is not None:
+                self.print_reply(reply, paged=cmd.paged)
+            if cmd.name == "delete" and "key" in args:
+                self.cache.discard(args["key"])
+        await self.session.refresh(force=not cmd.idempotent)
+        return True

@@ -1,0 +1,84 @@
+"""Error lines of `bitcask` and piped `bitcask-shell` that name the fix, once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from client import AuthRequiredError
+from repl._context import CommandError, ConnectOptions
+from repl._session import describe
+from tests.repl.conftest import TIMEOUT, Runner
+from tests.serverproc import ServerProcess, free_port
+
+
+def test_http_port_is_recognised_and_the_fix_named(
+    bitcask_cli: Runner, server: ServerProcess
+) -> None:
+    r = bitcask_cli("--port", str(server.http_port), "ping", connect=False)
+    assert r.code == 2
+    assert "answered HTTP" in r.err and "--port" in r.err
+    assert "frame of" not in r.err and "bytes exceeds" not in r.err
+
+
+def test_auth_hint_names_the_flag_and_variable(
+    server_factory: Callable[..., ServerProcess], home_env: dict[str, str], tmp_path: Path
+) -> None:
+    srv = server_factory(extra=["--auth", "s3cret"])
+    conn = ["--port", str(srv.port)]
+
+    def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "repl.cli", *conn, *args],
+            capture_output=True, text=True, env=env or home_env, cwd=tmp_path, timeout=TIMEOUT,
+        )  # fmt: skip
+
+    r = cli("ping")
+    assert r.returncode == 2
+    assert "--auth" in r.stderr and "BITCASK_AUTH" in r.stderr and "auth=" not in r.stderr
+    assert cli("--auth", "s3cret", "ping").stdout == "PONG\n"
+    assert cli("ping", env={**home_env, "BITCASK_AUTH": "s3cret"}).stdout == "PONG\n"
+
+
+def test_shell_auth_command_and_hint(
+    server_factory: Callable[..., ServerProcess], home_env: dict[str, str], tmp_path: Path
+) -> None:
+    srv = server_factory(extra=["--auth", "s3cret"])
+    lines = "put a 1\nauth wrong\nauth s3cret\nput a 1\nget a\n"
+    r = subprocess.run(
+        [sys.executable, "-m", "repl.shell", "--port", str(srv.port)],
+        input=lines, capture_output=True, text=True, env=home_env, cwd=tmp_path, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert r.stdout == "OK\nOK\n1\n"
+    err = r.stderr.splitlines()
+    assert len(err) == 2
+    assert "type auth TOKEN" in err[0] and "auth=" not in err[0]
+    assert err[1].startswith("(error) AUTH_FAILED")
+    assert r.returncode == 2
+
+
+def test_health_on_a_closed_port_is_a_sentence(bitcask_cli: Runner) -> None:
+    r = bitcask_cli("--http-port", str(free_port()), "health", connect=False)
+    assert r.code == 2
+    assert "[Errno" not in r.err and "connection refused (is the server running" in r.err
+
+
+def test_import_error_names_the_code_once(bitcask_cli: Runner, tmp_path: Path) -> None:
+    dump = tmp_path / "big.jsonl"
+    dump.write_text(json.dumps({"key": "k" * 70_000, "value": "v"}) + "\n")
+    r = bitcask_cli("import", str(dump))
+    assert r.code == 2
+    assert r.err.count("KEY_TOO_LARGE") == 1, r.err
+    assert "(300)" not in r.err
+
+
+def test_describe_shows_bytes_not_surrogates() -> None:
+    exc = AuthRequiredError.local("x")
+    assert "auth TOKEN" in describe(exc, ConnectOptions(), "shell")
+    assert "--auth" in describe(exc, ConnectOptions(), "cli")
+    assert describe(CommandError("no such file: caf\udcff"), ConnectOptions()) == (
+        "no such file: caf\\xff"
+    )
