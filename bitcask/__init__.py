@@ -18,6 +18,20 @@ from collections.abc import Callable
 from typing import Any
 
 from ._recovery import RecoveryReport
+from ._rmw import (
+    Append,
+    Clear,
+    Expire,
+    GetDel,
+    GetEx,
+    Incr,
+    IncrFloat,
+    Op,
+    Persist,
+    Rename,
+    Set,
+    Watch,
+)
 from .batch import Batch
 from .check import CheckReport, Problem, RepairReport, check, repair
 from .db import Bitcask
@@ -27,6 +41,8 @@ from .errors import (
     InvalidOptionsError,
     KeyTooLargeError,
     MergeInProgressError,
+    NoSuchKeyError,
+    NotANumberError,
     ReadOnlyError,
     StoreClosedError,
     StoreFullError,
@@ -38,25 +54,39 @@ from .merge import MergeReport
 from .options import Options
 
 __all__ = [
+    "Append",
     "Batch",
     "Bitcask",
     "BitcaskError",
     "CheckReport",
+    "Clear",
     "CorruptRecordError",
+    "Expire",
+    "GetDel",
+    "GetEx",
+    "Incr",
+    "IncrFloat",
     "InvalidOptionsError",
     "KeyTooLargeError",
     "MergeInProgressError",
     "MergeReport",
+    "NoSuchKeyError",
+    "NotANumberError",
+    "Op",
     "Options",
+    "Persist",
     "Problem",
     "ReadOnlyError",
     "RecoveryReport",
+    "Rename",
     "RepairReport",
+    "Set",
     "StoreClosedError",
     "StoreFullError",
     "StoreIOError",
     "StoreLockedError",
     "ValueTooLargeError",
+    "Watch",
     "check",
     "open",
     "repair",

@@ -22,6 +22,7 @@ from ._health import DiskHealth
 from ._keydir import FID_SHIFT
 from ._lock import DirLock
 from ._recovery import FileVanished, load
+from ._rmw import Watches
 from .db import Bitcask
 from .errors import BitcaskError, ReadOnlyError
 from .merge import recover_interrupted
@@ -63,6 +64,7 @@ def open_store(
     db._threads = []
     db._stop = threading.Event()
     db._health = DiskHealth(path, db._stop)
+    db._watches = Watches()
     db._wfd = -1
     db._reader = None
     db._offset = 0

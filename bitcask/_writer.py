@@ -62,6 +62,7 @@ from ._record import (
     encode_tombstone,
 )
 from ._recovery import RecoveryReport
+from ._rmw import Op, Plan, Slot, View, Watch, Watches, plan_group
 from .errors import (
     BitcaskError,
     KeyTooLargeError,
@@ -164,6 +165,7 @@ class Writer:
     _stop: threading.Event
     _release_lock: Callable[[], None]
     _health: DiskHealth
+    _watches: Watches
 
     # ----------------------------------------------------------------- writes
 
@@ -214,6 +216,8 @@ class Writer:
                 self._rotate()
                 off = self._offset
             self._append(rec, off, self._sync_always)
+            if self._watches.counts:
+                self._watches.bump((key,))
             self._offset = end = off + size
             self._dirty = True
             kmap = self._kmap
@@ -291,7 +295,12 @@ class Writer:
             [None, False]
         """
         ts = _time_ns() // 1000
-        keys, recs, exps = self._encode_ops(ops, 0 if _single else IN_BATCH, ts)
+        try:
+            keys, recs, exps = self._encode_ops(ops, 0 if _single else IN_BATCH, ts)
+        except _Planned:
+            done = self._planned_one(ops, None, sync)
+            assert done is not None  # None only answers a watch
+            return done
         lock = self._lock
         lock.acquire()
         try:
@@ -306,7 +315,7 @@ class Writer:
 
     def write_group(
         self, batches: Sequence[Sequence[Sequence[Any]]], sync: bool | None = None
-    ) -> list[list[object] | BitcaskError | ValueError | TypeError]:
+    ) -> list[list[object] | BaseException]:
         """Apply independent batches with one write() and at most one fsync (group commit).
 
         Each element of ``batches`` is a list of ops as for write_batch(), atomic on
@@ -330,7 +339,7 @@ class Writer:
             [[None], ValueError('ttl 9e+99 puts the expiry past the largest one stored (...)')]
         """
         ts = _time_ns() // 1000
-        out: list[list[object] | BitcaskError | ValueError | TypeError] = []
+        out: list[list[object] | BaseException] = []
         keys: list[bytes] = []
         recs: list[bytes] = []
         exps: list[int] = []
@@ -339,6 +348,9 @@ class Writer:
             atomic = len(ops) > 1
             try:
                 k, r, e = self._encode_ops(ops, IN_BATCH if atomic else 0, ts)
+            except _Planned:  # an Op: the whole group is decided under the lock
+                planned = self.write_planned(batches, [None] * len(batches), sync)
+                return [[] if r is None else r for r in planned]  # None only answers a watch
             except (ValueError, TypeError) as exc:
                 out.append(exc)
                 continue
@@ -371,6 +383,133 @@ class Writer:
                 pos += n
         return out
 
+    def commit(
+        self, ops: Sequence[object], *, watch: Watch | None = None, sync: bool | None = None
+    ) -> list[object] | None:
+        """Apply ``ops`` atomically, deciding read-modify-write ops at apply time.
+
+        ``ops`` mixes write_batch()'s tuples with ``Op`` objects (``bitcask.Set``,
+        ``Incr``, ``IncrFloat``, ``Append``, ``GetDel``, ``Expire``, ``Persist``,
+        ``GetEx``, ``Rename``, ``Clear``), each evaluated inside the writer against the
+        state every earlier write left, so it is atomic against all other writes.
+        With ``watch`` (from watch()), nothing is applied if a watched key was written
+        since the watch was taken. One writer thread at a time.
+
+        Returns:
+            One result per op (an Op's answer, or the NotANumberError /
+            NoSuchKeyError / CorruptRecordError it met, which writes nothing while
+            the other ops apply), or None when the watch saw a write.
+
+        Raises:
+            ValueError / TypeError: a malformed op (nothing written).
+            StoreFullError: new keys past max_keys (nothing written).
+            ReadOnlyError, StoreIOError, StoreClosedError: as put().
+
+        Example:
+            >>> w = db.watch(b"n"); db.commit([bitcask.Incr(b"n", 2)], watch=w)
+            [2]
+        """
+        return self._planned_one(ops, watch, sync)
+
+    def watch(self, *keys: bytes | str) -> Watch:
+        """Start counting writes to ``keys``; commit(..., watch=) then applies only if
+        none was written since. Release the watch (or use ``with``) when done.
+
+        Example:
+            >>> with db.watch(b"a") as w: db.commit([("put", b"a", b"2")], watch=w)
+            [None]
+        """
+        return self._watches.watch(as_bytes(k, "key") for k in keys)
+
+    def _planned_one(
+        self, ops: Sequence[object], watch: Watch | None, sync: bool | None
+    ) -> list[object] | None:
+        result = self.write_planned([list(ops)], [watch], sync)[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def write_planned(
+        self,
+        batches: Sequence[Sequence[object]],
+        watches: Sequence[Watch | None],
+        sync: bool | None = None,
+    ) -> list[list[object] | BaseException | None]:
+        """write_group() for batches that hold ``Op`` objects or watches: every batch
+        is decided in order under the lock (``_rmw.plan_group``), then written as one
+        write like any group. Per batch: its results, the error that refused it, or
+        None when its watch saw a write."""
+        ts = _time_ns() // 1000
+        out: list[list[object] | BaseException | None] = []
+        todo: list[int] = []
+        for i, ops in enumerate(batches):
+            try:  # validate the plain ops (Ops checked themselves when built)
+                self._encode_ops([op for op in ops if not isinstance(op, Op)], 0, ts)  # type: ignore[misc]
+                todo.append(i)
+                out.append(None)
+            except (ValueError, TypeError) as exc:
+                out.append(exc)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._blocked is not None:
+                raise self._refuse()
+            kmap = self._kmap
+            added: set[bytes] = set()  # keys earlier batches of the group created
+            removed: set[bytes] = set()  # ... and stored keys they deleted
+
+            def allowed(present: set[bytes], absent: set[bytes]) -> None:
+                # Refuse a batch that creates keys and leaves more than max_keys.
+                if not self._max_keys:
+                    return
+                fresh = {k for k in present if (k not in kmap or k in removed) and k not in added}
+                freed = {k for k in absent if (k in kmap and k not in removed) or k in added}
+                count = len(kmap) + len(added) - len(removed)
+                if fresh and count + len(fresh) - len(freed) > self._max_keys:
+                    raise self._full()
+                for k in fresh:
+                    if k in removed:
+                        removed.discard(k)
+                    else:
+                        added.add(k)
+                for k in freed:
+                    if k in added:
+                        added.discard(k)
+                    else:
+                        removed.add(k)
+
+            view = View(self.get, self._expiry, kmap.keys, int(self._clock() * 1000))  # type: ignore[attr-defined]
+            plans = plan_group(
+                [list(batches[i]) for i in todo],
+                [watches[i] for i in todo],
+                view,
+                expiry_ms=lambda ttl: _expiry_ms(self._clock, ttl),
+                changed=self._watches.changed,
+                new_keys_allowed=allowed,
+            )
+            keys: list[bytes] = []
+            recs: list[bytes] = []
+            exps: list[int] = []
+            segs: list[tuple[int, bool]] = []
+            placed: list[tuple[int, Plan, int]] = []
+            for i, plan in zip(todo, plans, strict=True):
+                if not isinstance(plan, Plan):
+                    out[i] = plan
+                    continue
+                k, r, e = self._encode_ops(plan.ops, IN_BATCH if plan.atomic else 0, ts)
+                placed.append((i, plan, len(keys)))
+                if k:
+                    keys += k
+                    recs += r
+                    exps += e
+                    segs.append((len(k), plan.atomic))
+            answers = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+        finally:
+            lock.release()
+        for i, plan, first in placed:
+            out[i] = [answers[first + r.index] if isinstance(r, Slot) else r for r in plan.results]
+        return out
+
     def _encode_ops(
         self, ops: Sequence[Sequence[Any]], inner: int, ts: int
     ) -> tuple[list[bytes], list[bytes], list[int]]:
@@ -389,6 +528,8 @@ class Writer:
         append_exp = exps.append
         for op in ops:
             if op.__class__ is not tuple and not isinstance(op, list):
+                if isinstance(op, Op):
+                    raise _Planned
                 raise ValueError(f"batch op must be a tuple, not {op!r}")
             n = len(op)
             if n == 4:
@@ -405,7 +546,7 @@ class Writer:
             kl = len(key)
             if kl > max_key:
                 raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {max_key}")
-            if kind == "put" and n != 2:
+            if (kind == "put" and n != 2) or (kind == "put_at" and n == 4):
                 if value.__class__ is not bytes:
                     value = as_bytes(value, "value")
                 vl = len(value)
@@ -413,11 +554,12 @@ class Writer:
                     raise ValueTooLargeError(
                         f"value of {vl} bytes exceeds max_value_size {max_value}"
                     )
-                if ttl is None:
+                if ttl is None or (kind == "put_at" and not ttl):
                     exp = 0
                     body = pack_body(inner, ts, 0, kl, vl) + key + value
                 else:
-                    exp = _expiry_ms(self._clock, ttl)
+                    # "put_at" (planned writes) carries the expiry itself, in ms
+                    exp = ttl if kind == "put_at" else _expiry_ms(self._clock, ttl)
                     body = pack_body(inner | TTL, ts, exp, kl, vl) + key + value
                 append_rec(pack_crc(crc32(body)) + body)
             elif kind == "delete" and n == 2:
@@ -523,6 +665,8 @@ class Writer:
         self._append(buf, off, sync is True or (sync is None and self._sync_always))
         self._offset = off + len(buf)
         self._dirty = True
+        if self._watches.counts:
+            self._watches.bump(keys)
         if not targets and not any(exps) and (positions is None or len(segs) == 1):
             self._publish_puts(keys, recs, positions[0] if positions else off)
             return results
@@ -881,3 +1025,7 @@ def _drop_segments(
             s2.append((n, atomic))
         first += n
     return k2, r2, e2, s2
+
+
+class _Planned(Exception):
+    """Raised by _encode_ops on meeting an Op: the batch takes the planned path."""

@@ -26,7 +26,8 @@ from . import _io
 from ._datafile import FILE_HEADER_SIZE, data_name, map_file
 from ._keydir import FID_SHIFT
 from ._record import HEADER_SIZE
-from ._writer import Writer, as_bytes
+from ._rmw import Append, Clear, Expire, GetDel, Incr, IncrFloat, Op, Persist, Rename, Set
+from ._writer import Writer, _expiry_ms, as_bytes
 from .errors import StoreClosedError
 
 if TYPE_CHECKING:
@@ -284,6 +285,133 @@ class Bitcask(Writer):
         from .backup import run_backup
 
         run_backup(self, os.fspath(dest))
+
+    # ------------------------------------------------- atomic read-modify-write
+
+    def _one(self, op: Op) -> Any:
+        answers = self.commit([op])
+        assert answers is not None  # None only answers a watch
+        result = answers[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _at_ms(self, ttl: float | None, at_ms: int | None) -> int:
+        if ttl is not None and at_ms is not None:
+            raise ValueError("give ttl or at_ms, not both")
+        return _expiry_ms(self._clock, ttl) if ttl is not None else (at_ms or 0)
+
+    def set(
+        self,
+        key: bytes | str,
+        value: bytes | str,
+        *,
+        ttl: float | None = None,
+        at_ms: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+        keep_ttl: bool = False,
+    ) -> tuple[bool, bytes | None]:
+        """Store ``value`` only if ``key`` is absent (``nx``) or present (``xx``), with
+        an expiry (``ttl`` seconds, or ``at_ms`` since the epoch) or the one it has
+        (``keep_ttl``); decided atomically by the writer. One writer thread at a time.
+
+        Returns:
+            (applied, the value before).
+
+        Example:
+            >>> db.set(b"lock", b"me", nx=True, ttl=30)
+            (True, None)
+        """
+        at = self._at_ms(ttl, at_ms)
+        return self._one(Set(as_bytes(key, "key"), as_bytes(value, "value"), at, nx, xx, keep_ttl))  # type: ignore[no-any-return]
+
+    def incr(self, key: bytes | str, delta: int = 1) -> int:
+        """Add ``delta`` to the integer at ``key`` (absent: 0), keeping its expiry.
+
+        Raises:
+            NotANumberError: the value is not a signed 64-bit integer, or it overflows.
+
+        Example:
+            >>> db.incr(b"visits")
+            1
+        """
+        return self._one(Incr(as_bytes(key, "key"), delta))  # type: ignore[no-any-return]
+
+    def incr_float(self, key: bytes | str, delta: float) -> bytes:
+        """Add ``delta`` to the number at ``key`` (absent: 0); returns it as stored.
+
+        Example:
+            >>> db.incr_float(b"t", 0.5)
+            b'0.5'
+        """
+        return self._one(IncrFloat(as_bytes(key, "key"), delta))  # type: ignore[no-any-return]
+
+    def append(self, key: bytes | str, suffix: bytes | str) -> int:
+        """Append ``suffix`` to the value at ``key`` (absent: create it); new length.
+
+        Example:
+            >>> db.append(b"log", b"x")
+            1
+        """
+        return self._one(Append(as_bytes(key, "key"), as_bytes(suffix, "suffix")))  # type: ignore[no-any-return]
+
+    def get_delete(self, key: bytes | str) -> bytes | None:
+        """Delete ``key`` and return the value it had (None if absent), atomically.
+
+        Example:
+            >>> db.get_delete(b"token")
+        """
+        return self._one(GetDel(as_bytes(key, "key")))  # type: ignore[no-any-return]
+
+    def expire(
+        self,
+        key: bytes | str,
+        ttl: float | None = None,
+        *,
+        at_ms: int | None = None,
+        cond: str = "",
+    ) -> bool:
+        """Give an existing key an expiry (``ttl`` seconds or ``at_ms``); ``cond`` as
+        Redis's EXPIRE: "nx", "xx", "gt", "lt" or "" (always). An expiry in the past
+        deletes the key. Returns whether it was applied (False for an absent key).
+
+        Example:
+            >>> db.expire(b"session", 60)
+            True
+        """
+        return self._one(Expire(as_bytes(key, "key"), self._at_ms(ttl, at_ms), cond))  # type: ignore[no-any-return]
+
+    def persist(self, key: bytes | str) -> bool:
+        """Remove the expiry of ``key``; returns whether it had one.
+
+        Example:
+            >>> db.persist(b"session")
+            True
+        """
+        return self._one(Persist(as_bytes(key, "key")))  # type: ignore[no-any-return]
+
+    def rename(self, key: bytes | str, dst: bytes | str, *, nx: bool = False) -> bool:
+        """Move the value and expiry of ``key`` to ``dst`` atomically (with ``nx`` only
+        if ``dst`` is absent). Returns whether it moved.
+
+        Raises:
+            NoSuchKeyError: ``key`` is absent.
+
+        Example:
+            >>> db.rename(b"tmp", b"final")
+            True
+        """
+        return self._one(Rename(as_bytes(key, "key"), as_bytes(dst, "key"), nx))  # type: ignore[no-any-return]
+
+    def clear(self) -> int:
+        """Delete every key in one atomic batch; returns how many there were.
+
+        Example:
+            >>> db.clear()
+            3
+        """
+        return self._one(Clear())  # type: ignore[no-any-return]
 
     def disk_health(self) -> dict[str, Any]:
         """The disk state as writes saw it; cheap, any thread (also ``stats()["disk"]``).

@@ -13,6 +13,8 @@ __all__ = [
     "InvalidOptionsError",
     "KeyTooLargeError",
     "MergeInProgressError",
+    "NoSuchKeyError",
+    "NotANumberError",
     "ReadOnlyError",
     "StoreClosedError",
     "StoreFullError",
@@ -61,6 +63,18 @@ class ReadOnlyError(BitcaskError):
 
 class StoreIOError(BitcaskError, OSError):
     """A write or fsync of a data file failed; the store has turned read-only."""
+
+
+class NotANumberError(BitcaskError, ValueError):
+    """A read-modify-write found a value it cannot use as a number (not a signed
+    64-bit integer, or not a finite float), or the result would overflow."""
+
+
+class NoSuchKeyError(BitcaskError, KeyError):
+    """An operation needs a key that is absent (rename's source)."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of its argument
+        return str(self.args[0]) if self.args else "no such key"
 
 
 class StoreFullError(BitcaskError):

@@ -1,0 +1,575 @@
+"""Atomic read-modify-write: operations the writer evaluates at apply time.
+
+Strategy / invariants:
+- An ``Op`` is a frozen dataclass that checks its own arguments when built. It is
+  evaluated by the one writer, under its lock, against a ``View``: the store as of
+  the start of the group commit plus every write made by earlier operations of the
+  same group (plain puts and deletes included). So a condition (only if absent, an
+  increment, a rename) is decided against exactly the state its write lands on:
+  atomic against every other write, in every front end.
+- ``apply`` returns the op's result and the writes it makes (absolute expiries);
+  they join their batch's records in the group's one write. An op that fails (not
+  an integer, an overflow, no such key) writes nothing and its result is the
+  error; in a batch the other operations still apply, as inside Redis's EXEC.
+- A ``Watch`` remembers how many writes each watched key has had; the writer counts
+  writes only for watched keys (memory grows with watches, not with the keyspace),
+  and a batch given a watch applies only if none of its keys was written since,
+  even by writes that left the value as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Context, Decimal
+
+from .errors import BitcaskError, CorruptRecordError, NoSuchKeyError, NotANumberError
+
+__all__ = [
+    "Append",
+    "Clear",
+    "Expire",
+    "GetDel",
+    "GetEx",
+    "Incr",
+    "IncrFloat",
+    "Op",
+    "Persist",
+    "Rename",
+    "Set",
+    "View",
+    "Watch",
+    "Watches",
+]
+
+I64_MIN = -(1 << 63)
+I64_MAX = (1 << 63) - 1
+# A write an op makes: (key, value, expiry_ms) for a put (0: no expiry), (key, None, 0)
+# for a delete.
+Write = tuple[bytes, bytes | None, int]
+
+
+class View:
+    """The store as an op of the current group sees it (caller holds the writer lock)."""
+
+    def __init__(
+        self,
+        read: Callable[[bytes], bytes | None],
+        expiry: dict[bytes, int],
+        keys: Callable[[], Iterable[bytes]],
+        now_ms: int,
+    ) -> None:
+        self._read = read
+        self._expiry = expiry
+        self._keys = keys
+        self.now_ms = now_ms
+        self._over: dict[bytes, tuple[bytes | None, int]] = {}
+        self._undo: list[tuple[bytes, tuple[bytes | None, int] | None]] = []
+
+    def get(self, key: bytes) -> tuple[bytes | None, int]:
+        """(value, expiry_ms) of ``key``; (None, 0) when absent or expired.
+
+        Raises:
+            CorruptRecordError: the key's latest record is unreadable.
+        """
+        hit = self._over.get(key)
+        if hit is not None:
+            value, exp = hit
+            if value is None or (exp and exp <= self.now_ms):
+                return None, 0
+            return value, exp
+        value = self._read(key)
+        if value is None:
+            return None, 0
+        return value, self._expiry.get(key, 0)
+
+    def keys(self) -> set[bytes]:
+        """Every key present now (expired ones included until they are dropped)."""
+        out = set(self._keys())
+        for key, (value, _) in self._over.items():
+            if value is None:
+                out.discard(key)
+            else:
+                out.add(key)
+        return out
+
+    def record(self, writes: Iterable[Write]) -> None:
+        """Later ops of the group see these writes."""
+        for key, value, exp in writes:
+            self._undo.append((key, self._over.get(key)))
+            self._over[key] = (value, exp)
+
+    def mark(self) -> int:
+        return len(self._undo)
+
+    def rollback(self, mark: int) -> None:
+        """Forget every write recorded since ``mark`` (a batch refused as a whole)."""
+        while len(self._undo) > mark:
+            key, prev = self._undo.pop()
+            if prev is None:
+                del self._over[key]
+            else:
+                self._over[key] = prev
+
+
+def _key(value: object, what: str = "key") -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}")
+
+
+def _expiry(at_ms: object) -> int:
+    if isinstance(at_ms, bool) or not isinstance(at_ms, int):
+        raise TypeError(f"expiry must be an int of ms since the epoch, not {at_ms!r}")
+    if not 0 <= at_ms <= I64_MAX:
+        raise ValueError(f"expiry {at_ms} ms is out of range (0 .. 2**63-1)")
+    return at_ms
+
+
+class Op:
+    """An operation decided at apply time; subclasses define ``apply``."""
+
+    key: bytes
+
+    def keys(self) -> tuple[bytes, ...]:
+        """The keys this op may write (limits are checked against them)."""
+        return (self.key,)
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+
+@dataclass(frozen=True)
+class Set(Op):
+    """Store ``value`` under conditions: ``nx`` only if absent, ``xx`` only if present;
+    ``expire_at_ms`` (0: none) or ``keep_ttl``. Result: (applied, previous value)."""
+
+    key: bytes
+    value: bytes
+    expire_at_ms: int = 0
+    nx: bool = False
+    xx: bool = False
+    keep_ttl: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+        object.__setattr__(self, "value", _key(self.value, "value"))
+        _expiry(self.expire_at_ms)
+        if self.nx and self.xx:
+            raise ValueError("nx and xx exclude each other")
+        if self.keep_ttl and self.expire_at_ms:
+            raise ValueError("keep_ttl and an expiry exclude each other")
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        old, exp = view.get(self.key)
+        if (self.nx and old is not None) or (self.xx and old is None):
+            return (False, old), []
+        new_exp = exp if self.keep_ttl else self.expire_at_ms
+        if new_exp and new_exp <= view.now_ms:
+            return (True, old), [(self.key, None, 0)]  # already expired: Redis deletes
+        return (True, old), [(self.key, self.value, new_exp)]
+
+
+def _as_int(raw: bytes) -> int:
+    # Redis's string2ll: optional '-', digits, no leading zeros, no '+' or spaces.
+    text = raw.decode("ascii", "replace")
+    digits = text[1:] if text.startswith("-") else text
+    if (
+        not digits
+        or not digits.isdigit()
+        or not digits.isascii()
+        or (len(digits) > 1 and digits[0] == "0")
+        or text == "-0"
+    ):
+        raise NotANumberError("value is not an integer or out of range")
+    n = int(text)
+    if not I64_MIN <= n <= I64_MAX:
+        raise NotANumberError("value is not an integer or out of range")
+    return n
+
+
+@dataclass(frozen=True)
+class Incr(Op):
+    """Add ``delta`` to the integer stored at ``key`` (absent: 0); keeps the TTL.
+    Result: the new value (int). Errors: NotANumberError (not an integer, overflow)."""
+
+    key: bytes
+    delta: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+        if isinstance(self.delta, bool) or not isinstance(self.delta, int):
+            raise TypeError(f"delta must be an int, not {self.delta!r}")
+        if not I64_MIN <= self.delta <= I64_MAX:
+            raise ValueError("delta is out of the signed 64-bit range")
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        old, exp = view.get(self.key)
+        n = 0 if old is None else _as_int(old)
+        new = n + self.delta
+        if not I64_MIN <= new <= I64_MAX:
+            raise NotANumberError("increment or decrement would overflow")
+        return new, [(self.key, str(new).encode(), exp)]
+
+
+_17_PLACES = Decimal(1).scaleb(-17)
+_WIDE = Context(prec=400)
+
+
+def format_float(x: float) -> bytes:
+    """A float as INCRBYFLOAT stores it, as Redis prints its long double with
+    ``%.17Lf`` and cuts trailing zeros: positional, never an exponent. The double's
+    shortest round-trip digits are rounded to 17 places, so 10.5 + 0.1 is ``10.6``
+    (as in Redis) and only digits beyond a double's precision can differ."""
+    fixed = Decimal(repr(x)).quantize(_17_PLACES, context=_WIDE)
+    text = format(fixed, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return b"0" if text in ("-0", "") else text.encode("ascii")
+
+
+def _as_float(raw: bytes) -> float:
+    text = raw.decode("ascii", "replace")
+    if not text or text != text.strip() or text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        raise NotANumberError("value is not a valid float")
+    try:
+        x = float(text)
+    except ValueError:
+        raise NotANumberError("value is not a valid float") from None
+    if not math.isfinite(x):
+        raise NotANumberError("value is not a valid float")
+    return x
+
+
+@dataclass(frozen=True)
+class IncrFloat(Op):
+    """Add ``delta`` to the number stored at ``key`` (absent: 0); keeps the TTL.
+    Result: the new value as stored (bytes)."""
+
+    key: bytes
+    delta: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+        if isinstance(self.delta, bool) or not isinstance(self.delta, int | float):
+            raise TypeError(f"delta must be a number, not {self.delta!r}")
+        if not math.isfinite(self.delta):
+            raise ValueError("delta must be finite")
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        old, exp = view.get(self.key)
+        new = (0.0 if old is None else _as_float(old)) + float(self.delta)
+        if not math.isfinite(new):
+            raise NotANumberError("increment would produce NaN or Infinity")
+        stored = format_float(new)
+        return stored, [(self.key, stored, exp)]
+
+
+@dataclass(frozen=True)
+class Append(Op):
+    """Append ``suffix`` to the value at ``key`` (absent: create it); keeps the TTL.
+    Result: the new length."""
+
+    key: bytes
+    suffix: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+        object.__setattr__(self, "suffix", _key(self.suffix, "suffix"))
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        old, exp = view.get(self.key)
+        new = (old or b"") + self.suffix
+        return len(new), [(self.key, new, exp)]
+
+
+@dataclass(frozen=True)
+class GetDel(Op):
+    """Delete ``key``. Result: its value before, or None."""
+
+    key: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        old, _ = view.get(self.key)
+        return old, [] if old is None else [(self.key, None, 0)]
+
+
+_CONDITIONS = ("", "nx", "xx", "gt", "lt")
+
+
+@dataclass(frozen=True)
+class Expire(Op):
+    """Set the expiry of an existing key to ``at_ms`` (ms since the epoch; in the past:
+    the key is deleted). ``cond``: "" always, "nx" only without an expiry, "xx" only
+    with one, "gt"/"lt" only if later/earlier than the current one (none counts as
+    never). Result: whether it was applied (False for an absent key)."""
+
+    key: bytes
+    at_ms: int
+    cond: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+        _expiry(self.at_ms)
+        if self.at_ms == 0:
+            raise ValueError("an expiry of 0 means none: use Persist")
+        if self.cond not in _CONDITIONS:
+            raise ValueError(f"cond must be one of {_CONDITIONS}, not {self.cond!r}")
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        value, exp = view.get(self.key)
+        if value is None:
+            return False, []
+        c, at = self.cond, self.at_ms
+        if (
+            (c == "nx" and exp)
+            or (c == "xx" and not exp)
+            or (c == "gt" and (not exp or at <= exp))
+            or (c == "lt" and exp and at >= exp)
+        ):
+            return False, []
+        if at <= view.now_ms:
+            return True, [(self.key, None, 0)]
+        return True, [(self.key, value, at)]
+
+
+@dataclass(frozen=True)
+class Persist(Op):
+    """Remove the expiry of ``key``. Result: whether it had one."""
+
+    key: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        value, exp = view.get(self.key)
+        if value is None or not exp:
+            return False, []
+        return True, [(self.key, value, 0)]
+
+
+@dataclass(frozen=True)
+class GetEx(Op):
+    """Read ``key`` and change its expiry: ``at_ms`` (ms since the epoch), or
+    ``persist``, or neither (a plain read). Result: the value, or None."""
+
+    key: bytes
+    at_ms: int = 0
+    persist: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+        _expiry(self.at_ms)
+        if self.persist and self.at_ms:
+            raise ValueError("persist and an expiry exclude each other")
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        value, exp = view.get(self.key)
+        if value is None:
+            return None, []
+        if self.at_ms:
+            if self.at_ms <= view.now_ms:
+                return value, [(self.key, None, 0)]
+            return value, [(self.key, value, self.at_ms)]
+        if self.persist and exp:
+            return value, [(self.key, value, 0)]
+        return value, []
+
+
+@dataclass(frozen=True)
+class Rename(Op):
+    """Move the value (and expiry) of ``key`` to ``dst``; with ``nx`` only if ``dst``
+    is absent. Result: whether it moved. Errors: NoSuchKeyError (``key`` absent)."""
+
+    key: bytes
+    dst: bytes
+    nx: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+        object.__setattr__(self, "dst", _key(self.dst))
+
+    def keys(self) -> tuple[bytes, ...]:
+        return (self.key, self.dst)
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        value, exp = view.get(self.key)
+        if value is None:
+            raise NoSuchKeyError("no such key")
+        if self.nx and view.get(self.dst)[0] is not None:
+            return False, []
+        if self.dst == self.key:
+            return True, []
+        return True, [(self.key, None, 0), (self.dst, value, exp)]
+
+
+@dataclass(frozen=True)
+class Clear(Op):
+    """Delete every key (one atomic batch). Result: how many keys were deleted."""
+
+    key: bytes = b""
+
+    def keys(self) -> tuple[bytes, ...]:
+        return ()
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        doomed = sorted(view.keys())
+        return len(doomed), [(k, None, 0) for k in doomed]
+
+
+@dataclass
+class Watch:
+    """Keys and how many writes each had when watched; ``db.watch()`` makes one.
+
+    Pass it to ``write_batch(ops, watch=w)``: the batch applies only if no watched
+    key was written since. Release it (or use ``with``) when done.
+    """
+
+    keys: tuple[bytes, ...]
+    seen: tuple[int, ...]
+    _owner: Watches | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Stop counting writes for these keys (idempotent)."""
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner.release(self.keys)
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Watches:
+    """Write counters of watched keys only (the writer bumps them when it publishes)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[bytes, int] = {}
+        self._refs: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, keys: Iterable[bytes]) -> Watch:
+        ks = tuple(_key(k) for k in keys)
+        with self._lock:
+            for k in ks:
+                self._refs[k] = self._refs.get(k, 0) + 1
+                self.counts.setdefault(k, 0)
+            seen = tuple(self.counts[k] for k in ks)
+        return Watch(ks, seen, self)
+
+    def release(self, keys: Iterable[bytes]) -> None:
+        with self._lock:
+            for k in keys:
+                n = self._refs.get(k, 0) - 1
+                if n > 0:
+                    self._refs[k] = n
+                else:
+                    self._refs.pop(k, None)
+                    self.counts.pop(k, None)
+
+    def changed(self, watch: Watch) -> bool:
+        """Was any key of ``watch`` written since it was taken? (caller holds the
+        writer lock, so no write runs meanwhile)."""
+        if watch._owner is not self:
+            raise ValueError("this watch was released or belongs to another store")
+        counts = self.counts
+        return any(counts.get(k, -1) != n for k, n in zip(watch.keys, watch.seen, strict=True))
+
+    def bump(self, keys: Iterable[bytes]) -> None:
+        """Count a write of each of ``keys`` that is watched (writer, under its lock)."""
+        counts = self.counts
+        for k in keys:
+            if k in counts:
+                counts[k] += 1
+
+
+# Ops whose failure is the op's own answer, not a refusal of its batch.
+APPLY_ERRORS = (NotANumberError, NoSuchKeyError, CorruptRecordError)
+
+
+@dataclass
+class Plan:
+    """What one batch of a group commit writes, decided under the writer lock."""
+
+    ops: list[tuple[object, ...]]  # plain ops: ("put_at", key, value, expiry_ms) | ("delete", key)
+    results: list[object]  # per op of the batch; SLOT(i) = the answer of plain op i
+    atomic: bool  # framed by BEGIN/COMMIT (several ops, or one op writing several keys)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A result the writer fills in: what plain op ``index`` of the plan answered."""
+
+    index: int
+
+
+def plan_group(
+    batches: list[list[object]],
+    watches: list[Watch | None],
+    view: View,
+    *,
+    expiry_ms: Callable[[object], int],
+    changed: Callable[[Watch], bool],
+    new_keys_allowed: Callable[[set[bytes], set[bytes]], None],
+) -> list[Plan | BaseException | None]:
+    """Decide every batch of a group in order (caller holds the writer lock).
+
+    ``batches`` hold validated plain op tuples and ``Op`` objects. A batch whose watch
+    saw a write yields None (not applied); one that would add keys past the store's
+    limit yields the refusal ``new_keys_allowed(present, absent)`` raises (the keys the
+    batch leaves present and absent), and its writes are undone in the view, so later
+    batches never see them.
+    """
+    out: list[Plan | BaseException | None] = []
+    for ops, watch in zip(batches, watches, strict=True):
+        if watch is not None and changed(watch):
+            out.append(None)
+            continue
+        mark = view.mark()
+        plain: list[tuple[object, ...]] = []
+        results: list[object] = []
+        last: dict[bytes, bool] = {}  # key -> present after this batch's last write
+        for op in ops:
+            if isinstance(op, Op):
+                try:
+                    result, writes = op.apply(view)
+                except APPLY_ERRORS as exc:
+                    result, writes = exc, []
+                results.append(result)
+            else:
+                assert isinstance(op, tuple | list)
+                if op[0] == "delete":
+                    writes = [(op[1], None, 0)]
+                else:
+                    ttl = op[3] if len(op) == 4 else None
+                    writes = [(op[1], op[2], 0 if ttl is None else expiry_ms(ttl))]
+                results.append(Slot(len(plain)))
+            view.record(writes)
+            for key, value, exp in writes:
+                if value is None:
+                    plain.append(("delete", key))
+                else:
+                    plain.append(("put_at", key, value, exp))
+                last[key] = value is not None
+        try:
+            new_keys_allowed(
+                {k for k, p in last.items() if p}, {k for k, p in last.items() if not p}
+            )
+        except BitcaskError as exc:
+            view.rollback(mark)
+            out.append(exc)
+            continue
+        out.append(Plan(plain, results, atomic=len(ops) > 1 or len(plain) > 1))
+    return out
