@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -72,7 +73,8 @@ def error_info(exc: BaseException) -> ErrorInfo:
             return make_error(code, str(exc) or code.name.lower())
     if isinstance(exc, OSError):  # a disk error surfacing outside write_batch
         return make_error(ErrorCode.IO_ERROR, str(exc))
-    if isinstance(exc, ValueError | TypeError):
+    if isinstance(exc, ValueError | TypeError | OverflowError | struct.error):
+        # the engine refused one op's arguments (validation should have caught it first)
         return make_error(ErrorCode.INVALID_PARAMS, str(exc))
     log.error("internal error", exc_info=exc)
     return make_error(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")

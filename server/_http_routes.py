@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -189,6 +188,10 @@ def _kv(server: Server, req: Request) -> Response | KvCall:
     return KvCall("put", params, ctx)
 
 
+# The ttl's range (> 0, finite, expiry within MAX_EXPIRY_MS) is checked once, by
+# protocol.validate_params, like every other put; here it is only parsed.
+
+
 def _query_ttl(query: bytes) -> float | None:
     if not query:
         return None
@@ -196,27 +199,27 @@ def _query_ttl(query: bytes) -> float | None:
     if not values:
         return None
     try:
-        ttl = float(values[-1])
+        return float(values[-1])
     except ValueError:
         raise ValueError("ttl must be a number of seconds") from None
-    if not math.isfinite(ttl) or ttl <= 0:
-        raise ValueError("ttl must be > 0 seconds")
-    return ttl
 
 
-def _json_value(body: bytes) -> tuple[bytes, float | None]:
+def _json_value(body: bytes) -> tuple[bytes, Any]:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError('the body is not JSON; send {"value": ...}') from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a body nested deeper than the interpreter's stack allows
+        raise ValueError(
+            'the body is not JSON (or nested too deeply); send {"value": ...}'
+        ) from None
     if not isinstance(doc, dict) or "value" not in doc:
         raise ValueError('a JSON body must be an object with a "value" field')
     value = doc["value"]
-    data = value.encode() if isinstance(value, str) else json.dumps(value).encode()
-    ttl = doc.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
-        raise ValueError('"ttl" must be a number of seconds > 0')
-    return data, None if ttl is None else float(ttl)
+    try:
+        data = value.encode() if isinstance(value, str) else json.dumps(value).encode()
+    except (ValueError, RecursionError):
+        raise ValueError('"value" cannot be stored (nested too deeply?)') from None
+    return data, doc.get("ttl")
 
 
 def render_kv(ctx: KvContext, result: Any, error: ErrorInfo | None) -> Response:

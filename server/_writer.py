@@ -11,10 +11,13 @@ Strategy / invariants:
   up; when it returns the next group starts at once. At most one write_batch is ever
   running, so the engine sees one writer thread at a time.
 - write_batch is atomic for the whole group, so a client's batch/mput, being one entry,
-  is atomic too. If the group fails validation anyway (the engine is stricter than our
-  pre-checks), the group is retried entry by entry so only the bad request fails. An
-  I/O error (StoreIOError) fails every entry of the group: none was acknowledged, and
-  the engine has turned read-only.
+  is atomic too. Requests are validated completely before they are submitted
+  (protocol.validate_params and the dispatcher's limits), so a group fails only for a
+  shared reason: an I/O error (StoreIOError, any OSError), a read-only or closed store
+  (`_SHARED`) fails every entry of the group (none was acknowledged). Anything else the
+  engine raises (it is stricter than our pre-checks, or an op it cannot encode) makes the
+  group be retried entry by entry, so only the bad request fails.
+- The engine is called in one place, `_commit`.
 - Callbacks run on the loop, in submission order, after the engine updated its keydir,
   so a reply is only sent for a write a reader can already see. When a group finishes
   and more requests are queued, the next group's write starts first (in the writer
@@ -37,6 +40,8 @@ from typing import Any
 
 import aiofiles.os
 
+import bitcask
+
 from ._metrics import Metrics
 
 __all__ = ["MODES", "Callback", "Writer"]
@@ -56,6 +61,13 @@ Callback = Callable[[list[Any] | None, BaseException | None], None]
 # built once per write request on the hot path.
 _Entry = tuple[Sequence[tuple[Any, ...]], Callback, int, bool]
 
+
+# Engine failures that concern the whole group (the disk, the store's state), not one op.
+_SHARED: tuple[type[BaseException], ...] = (
+    bitcask.ReadOnlyError,
+    bitcask.StoreClosedError,
+    OSError,
+)
 
 # outcome of one entry: (results, None) or (None, exception)
 _Outcome = tuple[list[Any] | None, BaseException | None]
@@ -234,11 +246,13 @@ class Writer:
             force = force or entry[3]
         try:
             results = self._commit(ops, force)
-        except (ValueError, TypeError) as exc:
+        except _SHARED as exc:  # StoreIOError, ReadOnlyError, ...: the whole group fails
+            return [(None, exc)] * len(group)
+        except Exception as exc:  # one op the engine refused: only its request fails
             if len(group) == 1:
                 return [(None, exc)]
             return [self._write_alone(entry) for entry in group]
-        except BaseException as exc:  # StoreIOError, ReadOnlyError, ...: the whole group fails
+        except BaseException as exc:
             return [(None, exc)] * len(group)
         outcomes: list[_Outcome] = []
         pos = 0
@@ -255,6 +269,7 @@ class Writer:
             return (None, exc)
 
     def _commit(self, ops: list[tuple[Any, ...]], force: bool) -> list[Any]:
+        """The writer's only call into the engine: apply `ops`, one result per op."""
         if not ops:
             if force:
                 self._db.sync()
