@@ -45,6 +45,7 @@ from protocol.methods import (
     MethodSpec,
     validate_params,
 )
+from protocol.refusals import TOO_MANY_CONNECTIONS_LINE, is_refusal, refusal_error
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
@@ -57,6 +58,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "SCAN_DEFAULT_COUNT",
     "SCAN_MAX_COUNT",
+    "TOO_MANY_CONNECTIONS_LINE",
     "ErrorCode",
     "ErrorInfo",
     "FrameDecoder",
@@ -75,9 +77,11 @@ __all__ = [
     "frame",
     "http_refusal",
     "inline_to_request",
+    "is_refusal",
     "looks_like_http",
     "message_from_obj",
     "quote_arg",
+    "refusal_error",
     "split_args",
     "validate_params",
 ]

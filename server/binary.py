@@ -38,6 +38,7 @@ import msgpack
 from protocol import (
     DEFAULT_MAX_FRAME,
     MAX_MSGID,
+    TOO_MANY_CONNECTIONS_LINE,
     ErrorCode,
     ErrorInfo,
     FrameDecoder,
@@ -66,6 +67,10 @@ __all__ = ["BinaryProtocol", "render_binary", "render_inline"]
 log = logging.getLogger("bitcask.server")
 
 _SNIFF, _BINARY, _INLINE = 0, 1, 2
+# Tab, LF and CR may start a text line. As the first byte of a frame header they would
+# announce a frame of at least 150 MiB, which the configured max_frame (64 MiB by
+# default) refuses anyway: then they mean text.
+_TEXT_CONTROLS = frozenset(b"\t\n\r")
 MAX_INLINE_LINE = 1024 * 1024  # an inline command (or HTTP request line) longer is garbage
 
 # The binary Render. Success replies (nearly all of them) are packed here with one
@@ -141,8 +146,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         if not self._server.admit(self):
-            err = make_error(ErrorCode.TOO_MANY_CONNECTIONS, "too many connections; retry later")
-            transport.write(encode_response(0, None, err))
+            # At once, in a line both dialects read (protocol/refusals.py).
+            transport.write(TOO_MANY_CONNECTIONS_LINE)
             transport.close()
             self._closing = True
             return
@@ -193,7 +198,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def _sniff(self, data: bytes) -> None:
         first = data[0]
-        if first < 0x20:
+        if first < 0x20 and not (first in _TEXT_CONTROLS and first << 24 > self._config.max_frame):
             self._mode = _BINARY
             self._decoder = FrameDecoder(max_frame=self._config.max_frame)
             self._binary(data)
@@ -305,6 +310,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
                     request(obj[2], params, render_binary, obj[1], t0)
                 else:
                     self._handle_frame(obj, t0)
+                    if self._stopped:
+                        break  # fatal: nothing that followed the bad frame runs
             if quick:
                 server.metrics.requests_done("get", perf_counter() - t0, quick)
         else:
@@ -321,7 +328,12 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         assert pipeline is not None
         backlog = self._backlog
         handle = self._handle_frame if self._mode == _BINARY else self._handle_line
-        while backlog and pipeline.pending < self._high and not self._server.writer_pressured:
+        while (
+            backlog
+            and not self._stopped
+            and pipeline.pending < self._high
+            and not self._server.writer_pressured
+        ):
             item, t0 = backlog.popleft()
             handle(item, t0)
 
@@ -341,6 +353,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         ):
             pipeline.request(obj[2], obj[3], render_binary, obj[1], t0)
             return
+        msgid = 0
         if type(obj) is _Fatal:
             error = obj.error
         else:
@@ -355,7 +368,10 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
                 error = make_error(
                     ErrorCode.PROTOCOL_ERROR, "expected a request [0, msgid, method, params]"
                 )
-        pipeline.request_done(render_binary, 0, None, error, "protocol_error")
+            # The error names the request it refuses when its msgid is readable.
+            if type(obj) is list and len(obj) >= 2 and obj[0] == 0 and type(obj[1]) is int:
+                msgid = obj[1] if 0 <= obj[1] <= MAX_MSGID else 0
+        pipeline.request_done(render_binary, msgid, None, error, "protocol_error")
         self._stop_reading()
 
     def _handle_line(self, item: Any, t0: float) -> None:
