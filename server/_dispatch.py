@@ -204,15 +204,17 @@ class Dispatcher:
                     and not self._db.readonly_reason
                 ):
                     return (WRITE, [("put", key, value, None)], len(key) + len(value), _true, False)
-        handler = self._handlers.get(method)
-        if handler is None:
-            return (DONE, None, make_error(ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}"))
+        # Precedence (docs/protocol.md section 7): AUTH_REQUIRED before any other check,
+        # then UNKNOWN_METHOD, then the params.
         if not session.authenticated and method not in OPEN_METHODS:
             return (
                 DONE,
                 None,
                 make_error(ErrorCode.AUTH_REQUIRED, "authenticate first (auth or hello)"),
             )
+        handler = self._handlers.get(method)
+        if handler is None:
+            return (DONE, None, make_error(ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}"))
         try:
             args = validate_params(method, params)
             return handler(session, tuple(args))
@@ -295,9 +297,13 @@ class Dispatcher:
         )
 
     def _read_scan(self, query: tuple[bytes, bytes | None, int]) -> list[Any]:
+        # One key more than asked tells whether another page exists, so the last page
+        # already answers the finished cursor (nil), never one more empty page.
         prefix, cursor, count = query
-        keys = self._db.scan(prefix, after=cursor, limit=count)
-        return [keys[-1] if len(keys) == count else None, keys]
+        keys = self._db.scan(prefix, after=cursor, limit=count + 1)
+        if len(keys) > count:
+            return [keys[count - 1], keys[:count]]
+        return [None, keys]
 
     def _stats(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         return (READ, self._read_stats, None)
@@ -395,6 +401,9 @@ def _batch_results(results: list[Any]) -> list[bool]:
 
 
 def _report(report: Any) -> Any:
+    to_dict = getattr(report, "to_dict", None)
+    if callable(to_dict):  # bitcask.MergeReport: every field plus reclaimed_bytes
+        return to_dict()
     if dataclasses.is_dataclass(report) and not isinstance(report, type):
         return dataclasses.asdict(report)
     if isinstance(report, Mapping):
