@@ -26,7 +26,7 @@ from protocol import ErrorCode, ErrorInfo
 from ._dispatch import make_error
 
 if TYPE_CHECKING:
-    from .app import Server
+    from ._state import ServerState
 
 __all__ = ["KvCall", "KvContext", "Request", "Response", "response", "route"]
 
@@ -136,11 +136,11 @@ def simple_error(status: int, code: ErrorCode, message: str) -> Response:
     return error_response(make_error(code, message), status)
 
 
-def route(server: Server, req: Request) -> Response | KvCall:
+def route(state: ServerState, req: Request) -> Response | KvCall:
     """Decide what a request means: an immediate Response or a /kv dispatcher call."""
     path = req.path
     if path.startswith(b"/kv/"):
-        return _kv(server, req)
+        return _kv(state, req)
     probe = _PROBES.get(path)
     if probe is None:
         return simple_error(404, ErrorCode.UNKNOWN_METHOD, f"no route for {path.decode('latin-1')}")
@@ -148,20 +148,20 @@ def route(server: Server, req: Request) -> Response | KvCall:
         resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed here")
         resp.headers.append(("allow", PROBE_METHODS))
         return resp
-    return probe(server)
+    return probe(state)
 
 
-def _kv(server: Server, req: Request) -> Response | KvCall:
+def _kv(state: ServerState, req: Request) -> Response | KvCall:
     if req.method not in ("GET", "HEAD", "PUT", "DELETE"):
         resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed on /kv")
         resp.headers.append(("allow", KV_METHODS))
         return resp
-    if server.dispatcher.auth_required:
+    if state.dispatcher.auth_required:
         auth = req.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if not auth:
             return simple_error(401, ErrorCode.AUTH_REQUIRED, "send Authorization: Bearer <token>")
-        if scheme.lower() != "bearer" or not server.dispatcher.check_token(token.strip()):
+        if scheme.lower() != "bearer" or not state.dispatcher.check_token(token.strip()):
             return simple_error(401, ErrorCode.AUTH_FAILED, "invalid token")
     raw_key = req.path[len(KV_PREFIX) :]
     if _BAD_PERCENT.search(raw_key):
@@ -252,36 +252,36 @@ def render_kv(ctx: KvContext, result: Any, error: ErrorInfo | None) -> Response:
 # ---- probes and introspection ----
 
 
-def _health(server: Server) -> Response:
-    reason = server.readonly_reason()
+def _health(state: ServerState) -> Response:
+    reason = state.host.readonly_reason()
     body: dict[str, Any] = {
         "status": "unhealthy" if reason else "healthy",
-        "keys": server.key_count(),
+        "keys": state.host.key_count(),
         "readonly_reason": reason,
-        "uptime_seconds": round(server.uptime(), 3),
+        "uptime_seconds": round(state.host.uptime(), 3),
     }
     return json_response(503 if reason else 200, body)
 
 
-def _livez(server: Server) -> Response:
+def _livez(state: ServerState) -> Response:
     return Response(200, b"ok\n")
 
 
-def _readyz(server: Server) -> Response:
-    problem = server.not_ready_reason()
+def _readyz(state: ServerState) -> Response:
+    problem = state.host.not_ready_reason()
     if problem:
         return Response(503, f"not ready: {problem}\n".encode())
     return Response(200, b"ready\n")
 
 
-def _metrics(server: Server) -> Response:
+def _metrics(state: ServerState) -> Response:
     return Response(
-        200, server.render_metrics().encode(), "text/plain; version=0.0.4; charset=utf-8"
+        200, state.host.render_metrics().encode(), "text/plain; version=0.0.4; charset=utf-8"
     )
 
 
-def _stats(server: Server) -> Response:
-    return json_response(200, server.stats())
+def _stats(state: ServerState) -> Response:
+    return json_response(200, state.host.stats())
 
 
 _PROBES = {

@@ -23,16 +23,14 @@ import asyncio
 import logging
 from collections import deque
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from protocol import TOO_MANY_CONNECTIONS_LINE, ErrorInfo, Request
 from protocol.connection import Close, Connection, Event, Reject
 
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
 from ._pipeline import Pipeline
-
-if TYPE_CHECKING:
-    from .app import Server
+from ._state import ServerState
 
 __all__ = ["BinaryProtocol"]
 
@@ -49,14 +47,14 @@ def _raw(data: bytes, result: Any, error: ErrorInfo | None) -> bytes:
 class BinaryProtocol(ReadPause, asyncio.Protocol):
     """One client connection on the binary port (binary frames or inline text)."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, state: ServerState) -> None:
         # -- server state --
-        self._server = server
-        self._config = server.config
+        self._state = state
+        self._host = state.host
         # -- connection --
         self.transport: asyncio.Transport | None = None
         self._conn = Connection(
-            max_frame=server.config.max_frame, max_line=MAX_INLINE_LINE, http_port=server.http_port
+            max_frame=state.config.max_frame, max_line=MAX_INLINE_LINE, http_port=state.http_port
         )
         self._pipeline: Pipeline | None = None
         self._closing = False  # no more input is read; close once replies are out
@@ -64,7 +62,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         # -- flow control --
         self._backlog: deque[tuple[Event, float]] = deque()  # decoded, not yet handled
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
-        self._high = server.config.max_inflight
+        self._high = state.config.max_inflight
         self._low = max(1, self._high // 2)
         # -- idle timeout (checked by the server's sweeper) --
         self.active = True
@@ -75,21 +73,22 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
-        if not self._server.admit(self):
+        if not self._host.admit(self):
             # At once, in a line both dialects read (protocol/refusals.py).
             transport.write(TOO_MANY_CONNECTIONS_LINE)
             transport.close()
             self._closing = True
             return
-        self.last_active = self._server.loop.time()
+        state = self._state
+        self.last_active = state.loop.time()
         self._pipeline = Pipeline(
-            self._server.dispatcher,
-            self._server.dispatcher.new_session(),
-            self._server.metrics,
+            state.dispatcher,
+            state.dispatcher.new_session(),
+            state.metrics,
             self._write,
             self._progress,
         )
-        if self._server.writer_pressured:
+        if self._host.writer_pressured:
             self.pause_for_writer(True)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -97,7 +96,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self._backlog.clear()
         if self._pipeline is not None:
             self._pipeline.closed = True
-            self._server.release(self)
+            self._host.release(self)
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._pipeline is None:
@@ -131,9 +130,9 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             self._backlog.extend((event, t0) for event in events)
             self._drain()
         else:
-            server, high, handle = self._server, self._high, self._handle
+            host, high, handle = self._host, self._high, self._handle
             for i, event in enumerate(events):
-                if pipeline.pending >= high or server.writer_pressured:
+                if pipeline.pending >= high or host.writer_pressured:
                     self._backlog.extend((rest, t0) for rest in events[i:])
                     break
                 handle(event, t0)
@@ -148,7 +147,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             backlog
             and not self._stopped
             and pipeline.pending < self._high
-            and not self._server.writer_pressured
+            and not self._host.writer_pressured
         ):
             event, t0 = backlog.popleft()
             self._handle(event, t0)
