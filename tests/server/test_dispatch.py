@@ -1,0 +1,85 @@
+"""Dispatcher.call's fast path (get/put inlined) answers exactly as the general path.
+
+The fast path is taken only for a params *list*; the same params as a tuple take
+the general path (validate_params and the handlers), so each case runs both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bitcask
+from server._dispatch import DONE, READ, WRITE, Dispatcher
+from server._metrics import Metrics
+from server._writer import Writer
+from server.config import ServerConfig
+
+MAX_KEY = 16
+MAX_VALUE = 32
+
+CASES: list[Any] = [
+    pytest.param("get", [b"here"], id="get"),
+    pytest.param("get", [b"missing"], id="get-missing"),
+    pytest.param("get", [b"k" * (MAX_KEY + 1)], id="get-key-too-large"),
+    pytest.param("get", ["here"], id="get-str-key"),
+    pytest.param("get", [], id="get-no-key"),
+    pytest.param("get", [b"a", b"b"], id="get-two-keys"),
+    pytest.param("get", [7], id="get-int-key"),
+    pytest.param("put", [b"k", b"v"], id="put"),
+    pytest.param("put", [b"k" * (MAX_KEY + 1), b"v"], id="put-key-too-large"),
+    pytest.param("put", [b"k", b"v" * (MAX_VALUE + 1)], id="put-value-too-large"),
+    pytest.param("put", [b"k", "v"], id="put-str-value"),
+    pytest.param("put", [b"k", None], id="put-nil-value"),
+    pytest.param("put", [b"k", b"v", {"ttl": 1e300}], id="put-ttl-too-far"),
+    pytest.param("put", [b"k", b"v", {"ttl": 5}], id="put-ttl"),
+]
+
+
+@pytest.fixture
+async def dispatcher(tmp_path: Path) -> AsyncIterator[Dispatcher]:
+    db = bitcask.open(tmp_path / "db", sync="never", max_key_size=MAX_KEY, max_value_size=MAX_VALUE)
+    db.put(b"here", b"v")
+    writer = Writer(db, mode="loop", metrics=Metrics())
+    cfg = ServerConfig(data=tmp_path / "db", port=0, http_port=0, auth="tok")
+    yield Dispatcher(
+        db, writer, cfg, max_key_size=MAX_KEY, max_value_size=MAX_VALUE, server_stats=dict
+    )
+    await asyncio.wait_for(writer.wait_idle(), 5)
+    db.close()
+
+
+def answer(d: Dispatcher, authenticated: bool, method: str, params: Any) -> Any:
+    """What the client would get: DONE/READ evaluated, WRITE as its ops and shape."""
+    session = d.new_session()
+    session.authenticated = authenticated
+    outcome = d.call(session, method, params)
+    kind = outcome[0]
+    if kind == DONE:
+        _, result, error = outcome
+        return ("done", result, None if error is None else error.code)
+    if kind == READ:
+        return ("read", outcome[1](outcome[2]))
+    assert kind == WRITE
+    _, ops, nbytes, shape, sync = outcome
+    return ("write", [op[:3] for op in ops], [op[3] is None for op in ops], nbytes, shape, sync)
+
+
+@pytest.mark.parametrize(("method", "params"), CASES)
+@pytest.mark.parametrize("authenticated", [True, False])
+@pytest.mark.parametrize("shutting_down", [False, True])
+def test_fast_and_general_paths_answer_identically(
+    dispatcher: Dispatcher,
+    method: str,
+    params: list[Any],
+    authenticated: bool,
+    shutting_down: bool,
+) -> None:
+    dispatcher.shutting_down = shutting_down
+    fast = answer(dispatcher, authenticated, method, list(params))
+    general = answer(dispatcher, authenticated, method, tuple(params))
+    assert fast == general
