@@ -2,7 +2,7 @@
 
 Strategy / invariants (one Pipeline per connection, loop thread only):
 - Every request is *called* on arrival (Dispatcher.call: auth + validation), in order.
-- Replies leave in request order (`replies` is FIFO). This costs nothing extra: a read
+- Replies leave in request order (`_replies` is FIFO). This costs nothing extra: a read
   behind a write must wait for that write anyway (next rule), and writes of one
   connection complete in submission order because the writer is FIFO.
 - A read never runs while an earlier write of the same connection is in flight, and a
@@ -94,7 +94,7 @@ class Pipeline:
 
     Example:
         >>> p = Pipeline(dispatcher, session, metrics, transport.write, lambda: None)  # doctest: +SKIP
-        >>> p.request("get", [b"k"], render_binary, 7, time.perf_counter())
+        >>> p.request("get", [b"k"], conn.send, request, time.perf_counter())
         >>> transport.write(p.take_output())
     """
 
@@ -108,12 +108,11 @@ class Pipeline:
         "_metrics",
         "_on_progress",
         "_out",
+        "_replies",
         "_session",
         "_unstarted",
         "_writer",
         "closed",
-        "out",
-        "replies",
     )
 
     def __init__(
@@ -131,15 +130,11 @@ class Pipeline:
         self._emit = emit
         self._on_progress = on_progress
         self._loop = asyncio.get_running_loop()
-        # Every request not yet answered, in order. Owners may read its length (hot path);
-        # only the Pipeline changes it.
-        self.replies: deque[_Slot] = deque()
+        # Every request not yet answered, in order.
+        self._replies: deque[_Slot] = deque()
         self._unstarted: deque[_Slot] = deque()  # requests waiting for an earlier one
         self._inflight = 0  # WRITE/ASYNC requests started and not finished
         self._out: list[bytes] = []
-        # Owners may append a reply rendered by themselves while `replies` is empty
-        # (it then is next in order); the same list as _out.
-        self.out = self._out
         self._flush_scheduled = False
         self._group_pending = False  # _group_done is registered for the current group
         self.closed = False  # the connection is gone: drop output
@@ -147,16 +142,12 @@ class Pipeline:
     @property
     def pending(self) -> int:
         """Requests received and not answered yet."""
-        return len(self.replies)
+        return len(self._replies)
 
     @property
     def unflushed(self) -> bool:
         """Reply bytes are gathered and not yet handed to the transport."""
         return bool(self._out)
-
-    @property
-    def session(self) -> Session:
-        return self._session
 
     def request(self, method: str, params: Any, render: Render, ctx: Any, t0: float) -> None:
         """Handle one decoded request (received at t0, perf_counter seconds).
@@ -165,7 +156,7 @@ class Pipeline:
         """
         outcome = self._call(self._session, method, params)
         kind = outcome[0]
-        if kind <= READ and not self.replies:
+        if kind <= READ and not self._replies:
             # Nothing earlier is pending: answer at once.
             if kind == READ:
                 try:
@@ -182,7 +173,7 @@ class Pipeline:
             self._metrics.request(method, perf_counter() - t0, error.name if error else None)
             return
         slot = _Slot(self, outcome, render, ctx, method, t0)
-        self.replies.append(slot)
+        self._replies.append(slot)
         if kind == DONE:
             slot.result, slot.error, slot.done = outcome[1], outcome[2], True
         elif self._unstarted or (kind == READ and self._inflight):
@@ -190,7 +181,7 @@ class Pipeline:
             return
         else:
             self._start(slot)
-        if self.replies[0].done:
+        if self._replies[0].done:
             self._collect()
 
     def request_done(
@@ -199,7 +190,7 @@ class Pipeline:
         """Queue an already-known answer (HTTP probes, refusals) behind earlier replies."""
         slot = _Slot(self, (DONE, result, error), render, ctx, method, perf_counter())
         slot.result, slot.error, slot.done = result, error, True
-        self.replies.append(slot)
+        self._replies.append(slot)
         self._collect()
 
     def take_output(self) -> bytes:
@@ -275,7 +266,7 @@ class Pipeline:
         self._collect()
 
     def _collect(self) -> None:
-        replies = self.replies
+        replies = self._replies
         if not replies or not replies[0].done:
             return
         now = perf_counter()
