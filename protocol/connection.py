@@ -28,7 +28,7 @@ Strategy / invariants:
 from __future__ import annotations
 
 import struct
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -289,6 +289,13 @@ class TextDialect:
 
 # ---------------------------------------------------------------- the connection
 
+Render = Callable[[Request, Any, ErrorInfo | None], bytes]
+
+
+def _no_render(request: Request, result: Any, error: ErrorInfo | None) -> bytes:
+    raise RuntimeError("send() before any request was received")
+
+
 _TEXT_CONTROLS = frozenset(b"\t\n\r")
 
 
@@ -309,7 +316,16 @@ class Connection:
         b'+OK\\n'
     """
 
-    __slots__ = ("_ended", "_events", "dialect", "http_port", "max_frame", "max_line")
+    __slots__ = (
+        "_ended",
+        "_events",
+        "_next",
+        "dialect",
+        "http_port",
+        "max_frame",
+        "max_line",
+        "render",
+    )
 
     def __init__(
         self,
@@ -322,7 +338,11 @@ class Connection:
         self.max_line = max_line
         self.http_port = http_port
         self.dialect: Dialect | None = None
-        self._events: deque[Event] = deque()
+        # The dialect's render, once known: what `send` calls (hot paths may call it
+        # directly and save a call per reply).
+        self.render: Render = _no_render
+        self._events: list[Event] = []  # produced and not handed out; from _next on
+        self._next = 0
         self._ended = False  # a Close was queued: nothing more is read
 
     @property
@@ -334,11 +354,14 @@ class Connection:
         """Take the next bytes from the peer (any split). Ignored after a Close."""
         if self._ended or not data:
             return
-        data = bytes(data)
+        if type(data) is not bytes:
+            data = bytes(data)
         dialect = self.dialect
         if dialect is None:
             dialect = self.dialect = self._sniff(data[0])
-            if dialect is None:
+            if dialect is not None:
+                self.render = dialect.render
+            else:
                 error = ErrorInfo.from_code(
                     ErrorCode.PROTOCOL_ERROR, f"unexpected first byte 0x{data[0]:02x}"
                 )
@@ -357,18 +380,23 @@ class Connection:
         if events:
             if type(events[-1]) is Close:
                 self._ended = True
-            self._events.extend(events)
+            if self._next == len(self._events):
+                self._events, self._next = events, 0
+            else:
+                self._events.extend(events)
 
     def next_event(self) -> Event | _Sentinel:
         """The next event, or NEED_DATA, or CLOSED once the terminal event was taken."""
-        if self._events:
-            return self._events.popleft()
+        if self._next < len(self._events):
+            event = self._events[self._next]
+            self._next += 1
+            return event
         return CLOSED if self._ended else NEED_DATA
 
     def events(self) -> list[Event]:
         """Every event available now, in order (the server's hot path)."""
-        events = list(self._events)
-        self._events.clear()
+        events = self._events if self._next == 0 else self._events[self._next :]
+        self._events, self._next = [], 0
         return events
 
     def send(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
@@ -378,5 +406,4 @@ class Connection:
             LocalProtocolError: the reply cannot be encoded or is over the frame
                 limit (answer with that error instead).
         """
-        assert self.dialect is not None, "send() before any request was received"
-        return self.dialect.render(request, result, error)
+        return self.render(request, result, error)
