@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bitcask
+from protocol import METHODS
 from server._dispatch import DONE, READ, WRITE, Dispatcher
 from server._metrics import Metrics
 from server._writer import Writer
@@ -83,3 +86,71 @@ def test_fast_and_general_paths_answer_identically(
     fast = answer(dispatcher, authenticated, method, list(params))
     general = answer(dispatcher, authenticated, method, tuple(params))
     assert fast == general
+
+
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats()
+    | st.binary(max_size=20)
+    | st.text(max_size=8)
+)
+values = st.recursive(
+    leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["ttl", "prefix", "cursor", "count", "x"]), inner, max_size=3
+        )
+    ),
+    max_leaves=8,
+)
+ttls = st.one_of(
+    st.floats(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([1e300, 1e17, 9.2e15, 2**63, float("nan")]),
+)
+put_like = st.tuples(
+    st.just("put"),
+    st.tuples(st.binary(max_size=20), st.binary(max_size=40), st.fixed_dictionaries({"ttl": ttls})),
+).map(lambda mp: (mp[0], list(mp[1])))
+batch_like = st.lists(
+    st.tuples(
+        st.just("put"),
+        st.binary(max_size=20),
+        st.binary(max_size=40),
+        st.fixed_dictionaries({"ttl": ttls}),
+    ).map(list),
+    max_size=3,
+).map(lambda ops: ("batch", [ops]))
+requests = st.one_of(
+    st.tuples(st.sampled_from([*sorted(METHODS), "nope"]), st.lists(values, max_size=3)),
+    put_like,
+    batch_like,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(request=requests)
+def test_no_request_is_internal_and_every_accepted_write_is_one_the_engine_takes(
+    dispatcher: Dispatcher, request: tuple[str, list[Any]]
+) -> None:
+    # Validation is complete before a write joins a group: whatever the dispatcher
+    # accepts, the engine applies without raising (so it can never spoil a group).
+    method, params = request
+    session = dispatcher.new_session()
+    session.authenticated = True
+    outcome = dispatcher.call(session, method, params)
+    kind = outcome[0]
+    if kind == DONE:
+        error = outcome[2]
+        assert error is None or error.name != "INTERNAL", error
+    elif kind == READ:
+        outcome[1](outcome[2])
+    elif kind == WRITE:
+        ops = outcome[1]
+        if ops:
+            dispatcher._db.write_batch(ops)  # raises on anything the engine refuses
