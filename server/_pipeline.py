@@ -14,6 +14,11 @@ Strategy / invariants (one Pipeline per connection, loop thread only):
 - Fast path: with nothing queued, a read or an immediate answer is rendered at once.
 - Output is gathered in `_out` and written by the owner with one transport.write per
   batch of input (`take_output`) or per completed group (`flush` via call_soon).
+- Back-pressure lives here too (`feed`): the events of a connection's input are
+  started while fewer than `high` requests are pending and the writer is not over its
+  mark; the rest wait in `_backlog` (at most one read's worth) and are started as
+  replies go out. The owner only asks `wants_input` / `can_resume` to pause or resume
+  reading. After a terminal `Close` event nothing more is started (`stopped`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from protocol import ErrorCode, ErrorInfo, LocalProtocolError
+from protocol import ErrorCode, ErrorInfo, LocalProtocolError, Request
+from protocol.connection import Close, Event, Reject
 
 from ._dispatch import DONE, READ, WRITE, Dispatcher, Session, error_info, make_error
 from ._metrics import Metrics
@@ -33,6 +39,11 @@ __all__ = ["Pipeline", "Render"]
 
 # render(ctx, result, error) -> bytes of the reply
 Render = Callable[[Any, Any, ErrorInfo | None], bytes]
+
+
+def _raw(data: bytes, result: Any, error: ErrorInfo | None) -> bytes:
+    """The Render of events whose reply the protocol Connection already encoded."""
+    return data
 
 
 class _Slot:
@@ -92,27 +103,36 @@ class Pipeline:
         emit: writes reply bytes to the connection (used by `flush`).
         on_progress: called after replies were flushed from a completion (resume reading).
 
+        high: pending requests above which events wait in the backlog (and the
+            owner pauses reading); it resumes at half.
+        pressured: True while the writer's queue is over its mark (events wait too).
+
     Example:
         >>> p = Pipeline(dispatcher, session, metrics, transport.write, lambda: None)  # doctest: +SKIP
-        >>> p.request("get", [b"k"], conn.send, request, time.perf_counter())
+        >>> conn.receive_data(data); p.feed(conn.events(), conn.render, time.perf_counter())
         >>> transport.write(p.take_output())
     """
 
     __slots__ = (
+        "_backlog",
         "_call",
         "_emit",
         "_flush_scheduled",
         "_group_pending",
+        "_high",
         "_inflight",
         "_loop",
+        "_low",
         "_metrics",
         "_on_progress",
         "_out",
+        "_pressured",
         "_replies",
         "_session",
         "_unstarted",
         "_writer",
         "closed",
+        "stopped",
     )
 
     def __init__(
@@ -122,6 +142,9 @@ class Pipeline:
         metrics: Metrics,
         emit: Callable[[bytes], None],
         on_progress: Callable[[], None],
+        *,
+        high: int = 1024,
+        pressured: Callable[[], bool] = lambda: False,
     ) -> None:
         self._call = dispatcher.call
         self._writer = dispatcher.writer
@@ -129,7 +152,13 @@ class Pipeline:
         self._metrics = metrics
         self._emit = emit
         self._on_progress = on_progress
+        self._high = high
+        self._low = max(1, high // 2)
+        self._pressured = pressured
         self._loop = asyncio.get_running_loop()
+        # decoded events not started yet (back-pressure), with their arrival time
+        self._backlog: deque[tuple[Event, Render, float]] = deque()
+        self.stopped = False  # a Close was handled: nothing more is started
         # Every request not yet answered, in order.
         self._replies: deque[_Slot] = deque()
         self._unstarted: deque[_Slot] = deque()  # requests waiting for an earlier one
@@ -145,9 +174,77 @@ class Pipeline:
         return len(self._replies)
 
     @property
+    def busy(self) -> int:
+        """Requests received and not answered yet (backlog and unsent replies included)."""
+        return len(self._replies) + len(self._backlog) + bool(self._out)
+
+    @property
+    def wants_input(self) -> bool:
+        """False while events wait or `high` requests are pending: pause reading."""
+        return not self._backlog and len(self._replies) < self._high
+
+    @property
+    def can_resume(self) -> bool:
+        """True once reading paused for in-flight work may resume (nothing waits, half)."""
+        return not self._backlog and len(self._replies) <= self._low
+
+    @property
     def unflushed(self) -> bool:
         """Reply bytes are gathered and not yet handed to the transport."""
         return bool(self._out)
+
+    def feed(self, events: list[Event], render: Render, t0: float) -> None:
+        """Start a connection's events in order, as far as back-pressure allows.
+
+        A Request runs (replies rendered with `render`); a Reject and a Close are
+        answered in their turn with the bytes they carry; after a Close nothing more
+        is started. What cannot start now waits in the backlog.
+        """
+        if self.stopped:
+            return
+        backlog = self._backlog
+        if backlog:
+            backlog.extend((event, render, t0) for event in events)
+            self.drain()
+            return
+        replies, high, pressured = self._replies, self._high, self._pressured
+        request = self.request
+        for i, event in enumerate(events):
+            if len(replies) >= high or pressured():
+                backlog.extend((rest, render, t0) for rest in events[i:])
+                return
+            if type(event) is Request:  # the hot case, inlined from _event
+                request(event.method, event.params, render, event, t0)
+            else:
+                self._event(event, render, t0)
+
+    def drain(self) -> None:
+        """Start backlogged events while back-pressure allows (after progress)."""
+        backlog, replies, high, pressured = (
+            self._backlog,
+            self._replies,
+            self._high,
+            self._pressured,
+        )
+        while backlog and not self.stopped and len(replies) < high and not pressured():
+            event, render, t0 = backlog.popleft()
+            self._event(event, render, t0)
+
+    def discard_backlog(self) -> None:
+        """Drop the events not started yet (shutdown, connection lost)."""
+        self._backlog.clear()
+
+    def _event(self, event: Event, render: Render, t0: float) -> None:
+        if type(event) is Request:
+            self.request(event.method, event.params, render, event, t0)
+        elif type(event) is Reject:
+            self.request_done(_raw, event.data, None, event.error, "rejected")
+        else:  # Close: answered in its turn, then nothing more starts
+            assert type(event) is Close
+            label = "protocol_error" if event.error is not None else "quit"
+            self.request_done(_raw, event.data, None, event.error, label)
+            self.stopped = True
+            self._backlog.clear()
 
     def request(self, method: str, params: Any, render: Render, ctx: Any, t0: float) -> None:
         """Handle one decoded request (received at t0, perf_counter seconds).
@@ -203,8 +300,10 @@ class Pipeline:
         return data
 
     def flush(self) -> None:
-        """Write gathered output now (used after completions)."""
+        """Write gathered output now (used after completions); start what waited."""
         self._flush_scheduled = False
+        if self._backlog:
+            self.drain()
         data = self.take_output()
         if data and not self.closed:
             self._emit(data)

@@ -242,3 +242,21 @@ async def test_half_close_still_gets_its_replies(setup: Any) -> None:
     await settle(db)
     assert transport.frames() == [[1, 1, None, True]]
     assert transport.closed
+
+
+async def test_writer_pressure_holds_events_until_released(setup: Any) -> None:
+    make, db, host = setup
+    proto, transport = make()
+    host.writer_pressured = True
+    proto.pause_for_writer(True)
+    proto.data_received(request(1, "put", [b"held", b"v"]) + request(2, "get", [b"held"]))
+    await settle()
+    assert transport.buffer == b"" and transport.read_paused
+    assert proto.busy == 2  # both wait in the pipeline's backlog
+    host.writer_pressured = False
+    proto.pause_for_writer(False)
+    for _ in range(4):
+        await settle()
+    assert transport.frames() == [[1, 1, None, True], [1, 2, None, b"v"]]
+    assert not transport.read_paused
+    assert db.get(b"held") == b"v"
