@@ -27,12 +27,22 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from protocol import ErrorCode, ErrorInfo, LocalProtocolError, Request
 from protocol.connection import Close, Event, Reject
 
-from ._dispatch import DONE, READ, WRITE, Dispatcher, Session, error_info, make_error
+from ._dispatch import (
+    Async,
+    Dispatcher,
+    Done,
+    Outcome,
+    Read,
+    Session,
+    Write,
+    error_info,
+    make_error,
+)
 from ._metrics import Metrics
 
 __all__ = ["Pipeline", "Render"]
@@ -54,7 +64,7 @@ class _Slot:
     def __init__(
         self,
         pipeline: Pipeline,
-        outcome: tuple[Any, ...],
+        outcome: Outcome,
         render: Render,
         ctx: Any,
         method: str,
@@ -76,8 +86,8 @@ class _Slot:
         Only records the outcome: the pipeline advances once per group commit, after
         all of the group's callbacks ran (Pipeline._group_done via writer.after_group).
         """
-        if exc is None:
-            self.result = self.outcome[3](results)
+        if exc is None:  # only a Write is submitted; results is then a list
+            self.result = cast(Write, self.outcome).shape(results or [])
         else:
             self.error = error_info(exc)
         self.done = True
@@ -88,7 +98,7 @@ class _Slot:
             pipeline._writer.after_group.append(pipeline._group_done)
 
     def settle(self, result: Any, error: ErrorInfo | None) -> None:
-        """The callback of ASYNC work (merge) and of refused submissions."""
+        """The callback of Async work (merge) and of refused submissions."""
         self.result, self.error = result, error
         self.pipeline._finished(self)
 
@@ -162,7 +172,7 @@ class Pipeline:
         # Every request not yet answered, in order.
         self._replies: deque[_Slot] = deque()
         self._unstarted: deque[_Slot] = deque()  # requests waiting for an earlier one
-        self._inflight = 0  # WRITE/ASYNC requests started and not finished
+        self._inflight = 0  # Write/Async requests started and not finished
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._group_pending = False  # _group_done is registered for the current group
@@ -252,16 +262,17 @@ class Pipeline:
         Its reply is rendered with render(ctx, result, error) when its turn comes.
         """
         outcome = self._call(self._session, method, params)
-        kind = outcome[0]
-        if kind <= READ and not self._replies:
+        kind = type(outcome)
+        if (kind is Read or kind is Done) and not self._replies:
             # Nothing earlier is pending: answer at once.
-            if kind == READ:
+            if type(outcome) is Read:
                 try:
-                    result, error = outcome[1](outcome[2]), None
+                    result, error = outcome.fn(outcome.arg), None
                 except Exception as exc:
                     result, error = None, error_info(exc)
             else:
-                result, error = outcome[1], outcome[2]
+                assert type(outcome) is Done
+                result, error = outcome.result, outcome.error
             try:
                 self._out.append(render(ctx, result, error))
             except LocalProtocolError as exc:  # e.g. a reply over the frame limit
@@ -271,9 +282,9 @@ class Pipeline:
             return
         slot = _Slot(self, outcome, render, ctx, method, t0)
         self._replies.append(slot)
-        if kind == DONE:
-            slot.result, slot.error, slot.done = outcome[1], outcome[2], True
-        elif self._unstarted or (kind == READ and self._inflight):
+        if type(outcome) is Done:
+            slot.result, slot.error, slot.done = outcome.result, outcome.error, True
+        elif self._unstarted or (kind is Read and self._inflight):
             self._unstarted.append(slot)
             return
         else:
@@ -285,7 +296,7 @@ class Pipeline:
         self, render: Render, ctx: Any, result: Any, error: ErrorInfo | None, method: str
     ) -> None:
         """Queue an already-known answer (HTTP probes, refusals) behind earlier replies."""
-        slot = _Slot(self, (DONE, result, error), render, ctx, method, perf_counter())
+        slot = _Slot(self, Done(result, error), render, ctx, method, perf_counter())
         slot.result, slot.error, slot.done = result, error, True
         self._replies.append(slot)
         self._collect()
@@ -313,17 +324,16 @@ class Pipeline:
 
     def _start(self, slot: _Slot) -> None:
         outcome = slot.outcome
-        kind = outcome[0]
-        if kind == READ:
+        if type(outcome) is Read:
             try:
-                slot.result = outcome[1](outcome[2])
+                slot.result = outcome.fn(outcome.arg)
             except Exception as exc:
                 slot.error = error_info(exc)
             slot.done = True
             return
         self._inflight += 1
-        if kind == WRITE:
-            if not self._writer.submit(outcome[1], slot, nbytes=outcome[2], sync=outcome[4]):
+        if type(outcome) is Write:
+            if not self._writer.submit(outcome.ops, slot, nbytes=outcome.nbytes, sync=outcome.sync):
                 code = ErrorCode.SHUTTING_DOWN if self._writer.closed else ErrorCode.BUSY
                 slot.settle(
                     None,
@@ -334,11 +344,12 @@ class Pipeline:
                         else "shutting down",
                     ),
                 )
-        else:  # ASYNC
-            outcome[1](slot.settle)
+        else:
+            assert type(outcome) is Async
+            outcome.start(slot.settle)
 
     def _finished(self, slot: _Slot) -> None:
-        """One ASYNC request or refused submission finished (not a group commit)."""
+        """One Async request or refused submission finished (not a group commit)."""
         slot.done = True
         self._inflight -= 1
         self._advance()
@@ -358,7 +369,7 @@ class Pipeline:
         unstarted = self._unstarted
         while unstarted:
             head = unstarted[0]
-            if head.outcome[0] == READ and self._inflight:
+            if type(head.outcome) is Read and self._inflight:
                 break
             unstarted.popleft()
             self._start(head)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import bitcask
 from protocol import METHODS
-from server._dispatch import DONE, READ, WRITE, Dispatcher
+from server._dispatch import Dispatcher, Done, Read, Write
 from server._metrics import Metrics
 from server._writer import Writer
 from server.config import ServerConfig
@@ -57,19 +57,25 @@ async def dispatcher(tmp_path: Path) -> AsyncIterator[Dispatcher]:
 
 
 def answer(d: Dispatcher, authenticated: bool, method: str, params: Any) -> Any:
-    """What the client would get: DONE/READ evaluated, WRITE as its ops and shape."""
+    """What the client would get: Done/Read evaluated, Write as its ops and shape."""
     session = d.new_session()
     session.authenticated = authenticated
     outcome = d.call(session, method, params)
-    kind = outcome[0]
-    if kind == DONE:
-        _, result, error = outcome
-        return ("done", result, None if error is None else error.code)
-    if kind == READ:
-        return ("read", outcome[1](outcome[2]))
-    assert kind == WRITE
-    _, ops, nbytes, shape, sync = outcome
-    return ("write", [op[:3] for op in ops], [op[3] is None for op in ops], nbytes, shape, sync)
+    if type(outcome) is Done:
+        return ("done", outcome.result, None if outcome.error is None else outcome.error.code)
+    if type(outcome) is Read:
+        return ("read", outcome.fn(outcome.arg))
+    assert type(outcome) is Write
+    ops = outcome.ops
+    shape = outcome.shape
+    return (
+        "write",
+        [op[:3] for op in ops],
+        [op[3] is None for op in ops],
+        outcome.nbytes,
+        shape,
+        outcome.sync,
+    )
 
 
 @pytest.mark.parametrize(("method", "params"), CASES)
@@ -144,13 +150,9 @@ def test_no_request_is_internal_and_every_accepted_write_is_one_the_engine_takes
     session = dispatcher.new_session()
     session.authenticated = True
     outcome = dispatcher.call(session, method, params)
-    kind = outcome[0]
-    if kind == DONE:
-        error = outcome[2]
-        assert error is None or error.name != "INTERNAL", error
-    elif kind == READ:
-        outcome[1](outcome[2])
-    elif kind == WRITE:
-        ops = outcome[1]
-        if ops:
-            dispatcher._db.write_batch(ops)  # raises on anything the engine refuses
+    if type(outcome) is Done:
+        assert outcome.error is None or outcome.error.name != "INTERNAL", outcome.error
+    elif type(outcome) is Read:
+        outcome.fn(outcome.arg)
+    elif type(outcome) is Write and outcome.ops:
+        dispatcher._db.write_batch(outcome.ops)  # raises on anything the engine refuses
