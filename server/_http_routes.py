@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from protocol import ErrorCode, ErrorInfo
+from protocol import Request as Call
 
 from ._dispatch import make_error
 
@@ -86,10 +87,9 @@ class KvContext:
 
 @dataclass(slots=True)
 class KvCall:
-    """Route /kv through the dispatcher: method and params as on the binary port."""
+    """Route /kv through the dispatcher: the same request object as the binary port's."""
 
-    method: str
-    params: list[Any]
+    request: Call
     ctx: KvContext
 
 
@@ -172,9 +172,9 @@ def _kv(state: ServerState, req: Request) -> Response | KvCall:
     wants_json = JSON in req.headers.get("accept", "")
     ctx = KvContext(req.method, key, wants_json, req.keep_alive)
     if req.method in ("GET", "HEAD"):
-        return KvCall("get", [key], ctx)
+        return KvCall(Call(0, "get", [key]), ctx)
     if req.method == "DELETE":
-        return KvCall("delete", [key], ctx)
+        return KvCall(Call(0, "delete", [key]), ctx)
     try:
         ttl = _query_ttl(req.query)
         value = req.body
@@ -185,7 +185,7 @@ def _kv(state: ServerState, req: Request) -> Response | KvCall:
     except ValueError as exc:
         return simple_error(400, ErrorCode.INVALID_PARAMS, str(exc))
     params: list[Any] = [key, value] if ttl is None else [key, value, {"ttl": ttl}]
-    return KvCall("put", params, ctx)
+    return KvCall(Call(0, "put", params), ctx)
 
 
 # The ttl's range (> 0, finite, expiry within MAX_EXPIRY_MS) is checked once, by

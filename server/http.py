@@ -214,9 +214,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         outcome = route(self._state, req)
         head = req.method == "HEAD"
         if isinstance(outcome, KvCall):
-            self._pipeline.request(
-                outcome.method, outcome.params, self._render_kv, outcome.ctx, self._t0
-            )
+            call = outcome.request
+            self._pipeline.request(call.method, call.params, self._render_kv, outcome.ctx, self._t0)
         else:
             label = req.path.decode("latin-1").strip("/") or "/"
             self._pipeline.request_done(
