@@ -306,6 +306,9 @@ class Connection:
         max_frame: the largest request frame accepted (binary dialect).
         max_line: the longest text line accepted.
         http_port: named in the refusal sent to an HTTP client on this port.
+        text: builds the dialect of a connection that starts with text, as
+            text(max_line, http_port); TextDialect by default. Another text dialect
+            (the Redis protocol) plugs in here, without a branch in this class.
 
     Example:
         >>> conn = Connection()
@@ -320,6 +323,7 @@ class Connection:
         "_ended",
         "_events",
         "_next",
+        "_text",
         "dialect",
         "http_port",
         "max_frame",
@@ -333,7 +337,9 @@ class Connection:
         max_frame: int = DEFAULT_MAX_FRAME,
         max_line: int = DEFAULT_MAX_LINE,
         http_port: int | None = None,
+        text: Callable[[int, int | None], Dialect] = TextDialect,
     ) -> None:
+        self._text = text
         self.max_frame = max_frame
         self.max_line = max_line
         self.http_port = http_port
@@ -373,7 +379,7 @@ class Connection:
         if first < 0x20 and not (first in _TEXT_CONTROLS and first << 24 > self.max_frame):
             return BinaryDialect(self.max_frame)
         if first < 0x7F:
-            return TextDialect(self.max_line, self.http_port)
+            return self._text(self.max_line, self.http_port)
         return None
 
     def _push(self, events: list[Event]) -> None:

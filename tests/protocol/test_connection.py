@@ -287,3 +287,26 @@ def test_any_bytes_give_events_and_at_most_one_close(
     if whole and type(whole[-1]) is Close:
         # the fatal state is final: trailing bytes change nothing
         assert repr(feed([data, junk])) == repr(whole)
+
+
+def test_another_text_dialect_plugs_in_without_a_branch() -> None:
+    class Shout:
+        name = "shout"
+
+        def __init__(self, max_line: int, http_port: int | None) -> None:
+            self.max_line = max_line
+
+        def feed(self, data: bytes) -> list[Event]:
+            return [Request(0, "ping", [data.strip()])]
+
+        def render(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
+            return b"!" + bytes(result) + b"\n"
+
+    conn = Connection(text=Shout)
+    conn.receive_data(b"hey\r\n")
+    request = conn.next_event()
+    assert request == Request(0, "ping", [b"hey"])
+    assert conn.dialect is not None and conn.dialect.name == "shout"
+    assert conn.send(request, b"HEY", None) == b"!HEY\n"  # type: ignore[arg-type]
+    conn.receive_data(b"\x00\x00\x00\x01")  # binary is decided by the first byte only
+    assert conn.next_event() == Request(0, "ping", [b"\x00\x00\x00\x01"])
