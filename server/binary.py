@@ -34,8 +34,6 @@ __all__ = ["BinaryProtocol"]
 
 log = logging.getLogger("bitcask.server")
 
-MAX_INLINE_LINE = 1024 * 1024  # an inline command (or HTTP request line) longer is garbage
-
 
 class BinaryProtocol(ReadPause, asyncio.Protocol):
     """One client connection on the binary port (binary frames or inline text)."""
@@ -46,9 +44,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self._host = state.host
         # -- connection --
         self.transport: asyncio.Transport | None = None
-        self._conn = Connection(
-            max_frame=state.config.max_frame, max_line=MAX_INLINE_LINE, http_port=state.http_port
-        )
+        self._conn = Connection(max_frame=state.config.max_frame, http_port=state.http_port)
         self._pipeline: Pipeline | None = None
         self._closing = False  # no more input is read; close once replies are out
         # -- flow control --
