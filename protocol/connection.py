@@ -220,29 +220,31 @@ class TextDialect:
         self._decoder = InlineDecoder(max_line=max_line)
         self._max_line = max_line
         self._http_port = http_port
-        self._head: bytes | None = b""  # bytes before the first line end (HTTP sniffing)
+        self._head: bytearray | None = bytearray()  # before the first line end (HTTP sniffing)
         self._ended = False
 
     def feed(self, data: bytes) -> list[Event]:
         if self._ended:
             return []
         events: list[Event] = []
-        if self._head is not None:
-            head = self._head + data
-            end = head.find(b"\n")
+        head = self._head
+        if head is not None:
+            # Until the first line end, bytes gather in `head` (a bytearray, so a line
+            # trickling in byte by byte is copied once, and only new bytes are searched).
+            end = data.find(b"\n")
             if end < 0:
+                head += data
                 if len(head) > self._max_line + 1:
                     error = ErrorInfo.from_code(
                         ErrorCode.PROTOCOL_ERROR, f"inline line longer than {self._max_line} bytes"
                     )
                     return self._end(events, Close(error, format_inline_error(error)))
-                self._head = head
                 return events
-            if looks_like_http(head[: end + 1]):
+            if looks_like_http(bytes(head) + data[: end + 1]):
                 error = ErrorInfo.from_code(ErrorCode.PROTOCOL_ERROR, "HTTP on the binary port")
                 return self._end(events, Close(error, http_refusal(self._http_port or 0)))
             self._head = None
-            data = head
+            data = bytes(head) + data
         decoder = self._decoder
         while True:
             try:

@@ -310,3 +310,14 @@ def test_another_text_dialect_plugs_in_without_a_branch() -> None:
     assert conn.send(request, b"HEY", None) == b"!HEY\n"  # type: ignore[arg-type]
     conn.receive_data(b"\x00\x00\x00\x01")  # binary is decided by the first byte only
     assert conn.next_event() == Request(0, "ping", [b"\x00\x00\x00\x01"])
+
+
+def test_a_long_first_line_trickling_in_byte_by_byte_is_read_in_linear_time() -> None:
+    # Quadratic buffering (re-copying and re-searching the line per byte) would take
+    # minutes here; the suite's timeout would fail it.
+    conn = Connection(max_line=1 << 20)
+    line = b"GET " + b"k" * 300_000
+    for i in range(len(line)):
+        conn.receive_data(line[i : i + 1])
+    conn.receive_data(b"\r\n")
+    assert conn.events() == [Request(0, "get", [b"k" * 300_000])]
