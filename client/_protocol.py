@@ -55,6 +55,8 @@ from protocol import (
     LocalProtocolError,
     RemoteProtocolError,
     encode_request,
+    is_refusal,
+    refusal_error,
 )
 from protocol import ErrorCode as _ErrorCode
 
@@ -116,6 +118,12 @@ class ClientProtocol(asyncio.Protocol):
             self.made.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if not self._decoder.buffered and is_refusal(data):
+            # A text line where a frame must start: the server refused the connection
+            # (protocol/refusals.py), e.g. "-ERR max number of clients reached".
+            self._conn_error = _server_error(refusal_error(data).to_obj())
+            self._violation(self._conn_error)
+            return
         try:
             objs = self._decoder.feed_raw(data)
         except RemoteProtocolError as exc:

@@ -22,6 +22,17 @@ from protocol._framing import (
     encode_response,
     frame,
 )
+from protocol.connection import (
+    CLOSED,
+    NEED_DATA,
+    BinaryDialect,
+    Close,
+    Connection,
+    Dialect,
+    Event,
+    Reject,
+    TextDialect,
+)
 from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from protocol.inline import (
     DEFAULT_MAX_LINE,
@@ -45,8 +56,10 @@ from protocol.methods import (
     MethodSpec,
     validate_params,
 )
+from protocol.refusals import TOO_MANY_CONNECTIONS_LINE, is_refusal, refusal_error
 
 __all__ = [
+    "CLOSED",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_LINE",
     "HARD_MAX_FRAME",
@@ -54,19 +67,28 @@ __all__ = [
     "INLINE_COMMANDS",
     "MAX_MSGID",
     "METHODS",
+    "NEED_DATA",
     "PROTOCOL_VERSION",
     "SCAN_DEFAULT_COUNT",
     "SCAN_MAX_COUNT",
+    "TOO_MANY_CONNECTIONS_LINE",
+    "BinaryDialect",
+    "Close",
+    "Connection",
+    "Dialect",
     "ErrorCode",
     "ErrorInfo",
+    "Event",
     "FrameDecoder",
     "InlineDecoder",
     "LocalProtocolError",
     "MethodSpec",
     "ProtocolError",
+    "Reject",
     "RemoteProtocolError",
     "Request",
     "Response",
+    "TextDialect",
     "encode",
     "encode_request",
     "encode_response",
@@ -75,9 +97,11 @@ __all__ = [
     "frame",
     "http_refusal",
     "inline_to_request",
+    "is_refusal",
     "looks_like_http",
     "message_from_obj",
     "quote_arg",
+    "refusal_error",
     "split_args",
     "validate_params",
 ]

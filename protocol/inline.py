@@ -42,8 +42,12 @@ __all__ = [
 DEFAULT_MAX_LINE = 1024 * 1024
 """Longest inline line accepted (escaped values are up to 4x their size)."""
 
-_QUOTED = re.compile(rb'"((?:[^"\\]+|\\.)*)"', re.DOTALL)
-_BARE = re.compile(rb'[^ \t"]+')
+# The tokenizer is linear in the line: it only ever calls bytes.find-like searches
+# (no backtracking pattern can see an unbalanced quote). _SPECIAL finds the next quote
+# or backslash inside a quoted argument; _ESCAPE rewrites escapes of a body already
+# delimited (each match is at most 4 bytes, so it is linear too).
+_SPECIAL = re.compile(rb'["\\]')
+_BARE_END = re.compile(rb'[ \t"]')
 _ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)", re.DOTALL)
 _SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
 _SAFE_BARE = re.compile(rb"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -90,25 +94,39 @@ def split_args(line: bytes) -> list[bytes]:
     args: list[bytes] = []
     i = 0
     n = len(line)
+    special = _SPECIAL.search
+    bare_end = _BARE_END.search
     while True:
         while i < n and line[i] in b" \t":
             i += 1
         if i >= n:
             return args
         if line[i] == 0x22:
-            m = _QUOTED.match(line, i)
-            if m is None:
-                raise ProtocolError("unbalanced quotes in argument")
-            body = m.group(1)
-            args.append(_ESCAPE.sub(_unescape_one, body) if b"\\" in body else body)
-            i = m.end()
+            # Find the closing quote: skip one byte after each backslash. Every step
+            # moves forward, so the whole line is scanned once.
+            start = j = i + 1
+            escaped = False
+            while True:
+                m = special(line, j)
+                if m is None:
+                    raise ProtocolError("unbalanced quotes in argument")
+                j = m.start()
+                if line[j] == 0x22:
+                    break
+                escaped = True
+                j += 2
+                if j > n:
+                    raise ProtocolError("unbalanced quotes in argument")
+            body = line[start:j]
+            args.append(_ESCAPE.sub(_unescape_one, body) if escaped else body)
+            i = j + 1
             if i < n and line[i] not in b" \t":
                 raise ProtocolError("a closing quote must be followed by a space")
         else:
-            m = _BARE.match(line, i)
-            assert m is not None  # line[i] is neither a separator nor a quote
-            args.append(m.group())
-            i = m.end()
+            m = bare_end(line, i)
+            end = n if m is None else m.start()
+            args.append(line[i:end])
+            i = end
             if i < n and line[i] == 0x22:
                 raise ProtocolError('a quote inside an argument (quote the whole argument: "a b")')
 

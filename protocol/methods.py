@@ -11,6 +11,7 @@ store and come back as KEY_TOO_LARGE / VALUE_TOO_LARGE / BATCH_TOO_LARGE.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -20,6 +21,7 @@ from protocol.errors import ErrorCode, ProtocolError
 
 __all__ = [
     "IDEMPOTENT_METHODS",
+    "MAX_EXPIRY_MS",
     "METHODS",
     "PROTOCOL_VERSION",
     "SCAN_DEFAULT_COUNT",
@@ -31,6 +33,9 @@ __all__ = [
 PROTOCOL_VERSION = 1
 SCAN_DEFAULT_COUNT = 100
 SCAN_MAX_COUNT = 10_000
+MAX_EXPIRY_MS = 2**63 - 1
+"""The latest expiry a TTL may reach, in ms since the epoch (Redis's bound: a signed
+64-bit integer). A ttl beyond it is INVALID_PARAMS, never a failed write."""
 
 
 def _invalid(message: str) -> ProtocolError:
@@ -50,10 +55,16 @@ def _bytes(value: Any, what: str) -> bytes:
 
 
 def _ttl(value: Any) -> float | None:
+    """The one TTL rule: a finite number of seconds > 0 whose expiry fits MAX_EXPIRY_MS."""
     if value is None:
         return None
-    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+    kind = type(value)
+    if (kind is not int and kind is not float) or value <= 0 or value != value:  # NaN
         raise _invalid(f"ttl must be a number of seconds > 0, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise _invalid(f"ttl must be a number of seconds > 0, got {value!r}")
+    if value > MAX_EXPIRY_MS / 1000 - time.time():  # int vs float compares exactly
+        raise _invalid(f"ttl of {value!r} seconds expires beyond 2**63-1 ms since the epoch")
     return float(value)
 
 

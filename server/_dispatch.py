@@ -3,13 +3,13 @@
 Strategy: `Dispatcher.call(session, method, params)` never performs a write and never
 blocks. It checks auth, validates the params (protocol.validate_params plus our size
 limits, so one bad request fails alone instead of failing its whole group commit) and
-returns an *outcome* tuple saying what to do, leaving *when* to the caller (the
+returns an *outcome* object saying what to do, leaving *when* to the caller (the
 per-connection Pipeline enforces read-your-writes):
 
-    (DONE, result, error)              answer now (hello, auth, ping, every validation error)
-    (READ, fn, arg)                    a read: run fn(arg) on the loop when allowed; may raise
-    (WRITE, ops, nbytes, shape, sync)  submit ops to the writer; shape(results) is the reply
-    (ASYNC, start)                     start(settle) begins work off the loop (merge);
+    Done(result, error)                answer now (hello, auth, ping, every validation error)
+    Read(fn, arg)                      a read: run fn(arg) on the loop when allowed; may raise
+    Write(ops, nbytes, shape, sync)    submit ops to the writer; shape(results) is the reply
+    Async(start)                       start(settle) begins work off the loop (merge);
                                        settle(result, error) runs later on the loop
 
 The two commonest requests, get and put with bin arguments, take a fast path in
@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,17 +35,75 @@ from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, ErrorInfo, ProtocolEr
 from ._writer import Writer
 from .config import ServerConfig
 
-__all__ = ["ASYNC", "DONE", "READ", "WRITE", "Dispatcher", "Session", "error_info", "make_error"]
+__all__ = [
+    "Async",
+    "Dispatcher",
+    "Done",
+    "Outcome",
+    "Read",
+    "Session",
+    "Write",
+    "error_info",
+    "make_error",
+]
 
 log = logging.getLogger("bitcask.server")
 
-DONE, READ, WRITE, ASYNC = 0, 1, 2, 3
 OPEN_METHODS = frozenset({"hello", "auth", "ping"})  # allowed before authentication
 SERVER_VERSION = "0.1.0"
 
-# done(result, error) — exactly one of them is meaningful
-Done = Callable[[Any, ErrorInfo | None], None]
-Outcome = tuple[Any, ...]
+# settle(result, error) — exactly one of them is meaningful
+Done_ = Callable[[Any, ErrorInfo | None], None]
+
+
+class Done:
+    """Answer now with `result` or `error`."""
+
+    __slots__ = ("error", "result")
+
+    def __init__(self, result: Any, error: ErrorInfo | None) -> None:
+        self.result = result
+        self.error = error
+
+
+class Read:
+    """A read: run `fn(arg)` on the loop when the connection's order allows; may raise."""
+
+    __slots__ = ("arg", "fn")
+
+    def __init__(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        self.fn = fn
+        self.arg = arg
+
+
+class Write:
+    """Submit `ops` to the writer (`sync`: force an fsync); `shape(results)` is the reply."""
+
+    __slots__ = ("nbytes", "ops", "shape", "sync")
+
+    def __init__(
+        self,
+        ops: list[tuple[Any, ...]],
+        nbytes: int,
+        shape: Callable[[list[Any]], Any],
+        sync: bool = False,
+    ) -> None:
+        self.ops = ops
+        self.nbytes = nbytes
+        self.shape = shape
+        self.sync = sync
+
+
+class Async:
+    """`start(settle)` begins work off the loop (merge); settle(result, error) ends it."""
+
+    __slots__ = ("start",)
+
+    def __init__(self, start: Callable[[Done_], None]) -> None:
+        self.start = start
+
+
+Outcome = Done | Read | Write | Async
 
 
 def make_error(code: ErrorCode, message: str) -> ErrorInfo:
@@ -72,7 +131,8 @@ def error_info(exc: BaseException) -> ErrorInfo:
             return make_error(code, str(exc) or code.name.lower())
     if isinstance(exc, OSError):  # a disk error surfacing outside write_group
         return make_error(ErrorCode.IO_ERROR, str(exc))
-    if isinstance(exc, ValueError | TypeError):
+    if isinstance(exc, ValueError | TypeError | OverflowError | struct.error):
+        # the engine refused one op's arguments (validation should have caught it first)
         return make_error(ErrorCode.INVALID_PARAMS, str(exc))
     log.error("internal error", exc_info=exc)
     return make_error(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
@@ -109,7 +169,7 @@ class Dispatcher:
     Example:
         >>> d = Dispatcher(db, writer, cfg, max_key_size=64, max_value_size=1024,
         ...                server_stats=dict)                        # doctest: +SKIP
-        >>> d.call(d.new_session(), "get", [b"k"])[0] == READ
+        >>> type(d.call(d.new_session(), "get", [b"k"])) is Read
         True
     """
 
@@ -191,7 +251,7 @@ class Dispatcher:
             if method == "get" and n == 1:
                 key = params[0]
                 if type(key) is bytes and len(key) <= self._max_key:
-                    return (READ, self._db_get, key)
+                    return Read(self._db_get, key)
             elif method == "put" and n == 2 and not self.shutting_down:
                 key, value = params
                 if (
@@ -201,23 +261,23 @@ class Dispatcher:
                     and len(value) <= self._max_value
                     and not self._db.readonly_reason
                 ):
-                    return (WRITE, [("put", key, value, None)], len(key) + len(value), _true, False)
+                    return Write([("put", key, value, None)], len(key) + len(value), _true)
+        # Precedence (docs/protocol.md section 7): AUTH_REQUIRED before any other check,
+        # then UNKNOWN_METHOD, then the params.
+        if not session.authenticated and method not in OPEN_METHODS:
+            return Done(
+                None, make_error(ErrorCode.AUTH_REQUIRED, "authenticate first (auth or hello)")
+            )
         handler = self._handlers.get(method)
         if handler is None:
-            return (DONE, None, make_error(ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}"))
-        if not session.authenticated and method not in OPEN_METHODS:
-            return (
-                DONE,
-                None,
-                make_error(ErrorCode.AUTH_REQUIRED, "authenticate first (auth or hello)"),
-            )
+            return Done(None, make_error(ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}"))
         try:
             args = validate_params(method, params)
             return handler(session, tuple(args))
         except _Invalid as exc:
-            return (DONE, None, exc.info)
+            return Done(None, exc.info)
         except Exception as exc:
-            return (DONE, None, error_info(exc))
+            return Done(None, error_info(exc))
 
     # ---- open methods ----
 
@@ -225,15 +285,14 @@ class Dispatcher:
         version, token, client = args
         if version is not None and version != PROTOCOL_VERSION:
             msg = f"protocol {version!r} not supported; this server speaks {PROTOCOL_VERSION}"
-            return (DONE, None, make_error(ErrorCode.UNSUPPORTED_VERSION, msg))
+            return Done(None, make_error(ErrorCode.UNSUPPORTED_VERSION, msg))
         if token is not None:
             if not self.check_token(token):
-                return (DONE, None, make_error(ErrorCode.AUTH_FAILED, "invalid token"))
+                return Done(None, make_error(ErrorCode.AUTH_FAILED, "invalid token"))
             session.authenticated = True
         if client is not None:
             session.client = client
-        return (
-            DONE,
+        return Done(
             {
                 "server": "bitcask",
                 "version": SERVER_VERSION,
@@ -247,23 +306,23 @@ class Dispatcher:
 
     def _auth(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         if not self.check_token(args[0]):
-            return (DONE, None, make_error(ErrorCode.AUTH_FAILED, "invalid token"))
+            return Done(None, make_error(ErrorCode.AUTH_FAILED, "invalid token"))
         session.authenticated = True
-        return (DONE, True, None)
+        return Done(True, None)
 
     def _ping(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return (DONE, args[0] if args else "PONG", None)
+        return Done(args[0] if args else "PONG", None)
 
     # ---- reads (run on the loop, straight from the engine) ----
 
     def _get(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return (READ, self._db.get, self._key(args[0]))
+        return Read(self._db.get, self._key(args[0]))
 
     def _exists(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return (READ, self._db.__contains__, self._key(args[0]))
+        return Read(self._db.__contains__, self._key(args[0]))
 
     def _ttl(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return (READ, self._read_ttl, self._key(args[0]))
+        return Read(self._read_ttl, self._key(args[0]))
 
     def _read_ttl(self, key: bytes) -> float:
         try:
@@ -278,7 +337,7 @@ class Dispatcher:
             raise _Invalid(
                 ErrorCode.BATCH_TOO_LARGE, f"mget of {len(keys)} keys > {self._max_batch}"
             )
-        return (READ, self._read_many, keys)
+        return Read(self._read_many, keys)
 
     def _read_many(self, keys: list[bytes]) -> list[bytes | None]:
         get = self._db.get
@@ -286,19 +345,19 @@ class Dispatcher:
 
     def _scan(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         prefix, cursor, count = args
-        return (
-            READ,
-            self._read_scan,
-            (self._key(prefix), None if cursor is None else cursor, count),
-        )
+        return Read(self._read_scan, (self._key(prefix), None if cursor is None else cursor, count))
 
     def _read_scan(self, query: tuple[bytes, bytes | None, int]) -> list[Any]:
+        # One key more than asked tells whether another page exists, so the last page
+        # already answers the finished cursor (nil), never one more empty page.
         prefix, cursor, count = query
-        keys = self._db.scan(prefix, after=cursor, limit=count)
-        return [keys[-1] if len(keys) == count else None, keys]
+        keys = self._db.scan(prefix, after=cursor, limit=count + 1)
+        if len(keys) > count:
+            return [keys[count - 1], keys[:count]]
+        return [None, keys]
 
     def _stats(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return (READ, self._read_stats, None)
+        return Read(self._read_stats, None)
 
     def _read_stats(self, _: None) -> dict[str, Any]:
         stats = dict(self._db.stats())
@@ -339,11 +398,11 @@ class Dispatcher:
         return self._write([], 0, _true, sync=True)
 
     def _merge(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        def start(settle: Done) -> None:
+        def start(settle: Done_) -> None:
             fut = asyncio.get_running_loop().run_in_executor(None, self._db.merge)
             fut.add_done_callback(lambda f: _settle(f, settle, _report))
 
-        return (ASYNC, start)
+        return Async(start)
 
     def _write(
         self,
@@ -357,7 +416,7 @@ class Dispatcher:
         reason = self._db.readonly_reason
         if reason:
             raise _Invalid(ErrorCode.READ_ONLY, f"the store is read-only: {reason}")
-        return (WRITE, ops, nbytes, shape, sync)
+        return Write(ops, nbytes, shape, sync)
 
     # ---- checks ----
 
@@ -393,6 +452,9 @@ def _batch_results(results: list[Any]) -> list[bool]:
 
 
 def _report(report: Any) -> Any:
+    to_dict = getattr(report, "to_dict", None)
+    if callable(to_dict):  # bitcask.MergeReport: every field plus reclaimed_bytes
+        return to_dict()
     if dataclasses.is_dataclass(report) and not isinstance(report, type):
         return dataclasses.asdict(report)
     if isinstance(report, Mapping):
@@ -400,7 +462,7 @@ def _report(report: Any) -> Any:
     return getattr(report, "__dict__", report)
 
 
-def _settle(fut: asyncio.Future[Any], done: Done, shape: Callable[[Any], Any]) -> None:
+def _settle(fut: asyncio.Future[Any], done: Done_, shape: Callable[[Any], Any]) -> None:
     if fut.cancelled():
         done(None, make_error(ErrorCode.SHUTTING_DOWN, "cancelled"))
     elif fut.exception() is not None:

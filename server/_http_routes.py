@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from protocol import ErrorCode, ErrorInfo
+from protocol import Request as Call
 
 from ._dispatch import make_error
 
 if TYPE_CHECKING:
-    from .app import Server
+    from ._state import ServerState
 
 __all__ = ["KvCall", "KvContext", "Request", "Response", "response", "route"]
 
@@ -88,10 +88,9 @@ class KvContext:
 
 @dataclass(slots=True)
 class KvCall:
-    """Route /kv through the dispatcher: method and params as on the binary port."""
+    """Route /kv through the dispatcher: the same request object as the binary port's."""
 
-    method: str
-    params: list[Any]
+    request: Call
     ctx: KvContext
 
 
@@ -140,11 +139,11 @@ def simple_error(status: int, code: ErrorCode, message: str) -> Response:
     return error_response(make_error(code, message), status)
 
 
-def route(server: Server, req: Request) -> Response | KvCall:
+def route(state: ServerState, req: Request) -> Response | KvCall:
     """Decide what a request means: an immediate Response or a /kv dispatcher call."""
     path = req.path
     if path.startswith(b"/kv/"):
-        return _kv(server, req)
+        return _kv(state, req)
     probe = _PROBES.get(path)
     if probe is None:
         return simple_error(404, ErrorCode.UNKNOWN_METHOD, f"no route for {path.decode('latin-1')}")
@@ -152,20 +151,20 @@ def route(server: Server, req: Request) -> Response | KvCall:
         resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed here")
         resp.headers.append(("allow", PROBE_METHODS))
         return resp
-    return probe(server)
+    return probe(state)
 
 
-def _kv(server: Server, req: Request) -> Response | KvCall:
+def _kv(state: ServerState, req: Request) -> Response | KvCall:
     if req.method not in ("GET", "HEAD", "PUT", "DELETE"):
         resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed on /kv")
         resp.headers.append(("allow", KV_METHODS))
         return resp
-    if server.dispatcher.auth_required:
+    if state.dispatcher.auth_required:
         auth = req.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if not auth:
             return simple_error(401, ErrorCode.AUTH_REQUIRED, "send Authorization: Bearer <token>")
-        if scheme.lower() != "bearer" or not server.dispatcher.check_token(token.strip()):
+        if scheme.lower() != "bearer" or not state.dispatcher.check_token(token.strip()):
             return simple_error(401, ErrorCode.AUTH_FAILED, "invalid token")
     raw_key = req.path[len(KV_PREFIX) :]
     if _BAD_PERCENT.search(raw_key):
@@ -176,9 +175,9 @@ def _kv(server: Server, req: Request) -> Response | KvCall:
     wants_json = JSON in req.headers.get("accept", "")
     ctx = KvContext(req.method, key, wants_json, req.keep_alive)
     if req.method in ("GET", "HEAD"):
-        return KvCall("get", [key], ctx)
+        return KvCall(Call(0, "get", [key]), ctx)
     if req.method == "DELETE":
-        return KvCall("delete", [key], ctx)
+        return KvCall(Call(0, "delete", [key]), ctx)
     try:
         ttl = _query_ttl(req.query)
         value = req.body
@@ -189,7 +188,11 @@ def _kv(server: Server, req: Request) -> Response | KvCall:
     except ValueError as exc:
         return simple_error(400, ErrorCode.INVALID_PARAMS, str(exc))
     params: list[Any] = [key, value] if ttl is None else [key, value, {"ttl": ttl}]
-    return KvCall("put", params, ctx)
+    return KvCall(Call(0, "put", params), ctx)
+
+
+# The ttl's range (> 0, finite, expiry within MAX_EXPIRY_MS) is checked once, by
+# protocol.validate_params, like every other put; here it is only parsed.
 
 
 def _query_ttl(query: bytes) -> float | None:
@@ -199,27 +202,27 @@ def _query_ttl(query: bytes) -> float | None:
     if not values:
         return None
     try:
-        ttl = float(values[-1])
+        return float(values[-1])
     except ValueError:
         raise ValueError("ttl must be a number of seconds") from None
-    if not math.isfinite(ttl) or ttl <= 0:
-        raise ValueError("ttl must be > 0 seconds")
-    return ttl
 
 
-def _json_value(body: bytes) -> tuple[bytes, float | None]:
+def _json_value(body: bytes) -> tuple[bytes, Any]:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError('the body is not JSON; send {"value": ...}') from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a body nested deeper than the interpreter's stack allows
+        raise ValueError(
+            'the body is not JSON (or nested too deeply); send {"value": ...}'
+        ) from None
     if not isinstance(doc, dict) or "value" not in doc:
         raise ValueError('a JSON body must be an object with a "value" field')
     value = doc["value"]
-    data = value.encode() if isinstance(value, str) else json.dumps(value).encode()
-    ttl = doc.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
-        raise ValueError('"ttl" must be a number of seconds > 0')
-    return data, None if ttl is None else float(ttl)
+    try:
+        data = value.encode() if isinstance(value, str) else json.dumps(value).encode()
+    except (ValueError, RecursionError):
+        raise ValueError('"value" cannot be stored (nested too deeply?)') from None
+    return data, doc.get("ttl")
 
 
 def render_kv(ctx: KvContext, result: Any, error: ErrorInfo | None) -> Response:
@@ -252,40 +255,40 @@ def render_kv(ctx: KvContext, result: Any, error: ErrorInfo | None) -> Response:
 # ---- probes and introspection ----
 
 
-def _health(server: Server) -> Response:
-    reason = server.readonly_reason()
+def _health(state: ServerState) -> Response:
+    reason = state.host.readonly_reason()
     body: dict[str, Any] = {
         "status": "unhealthy" if reason else "healthy",
-        "keys": server.key_count(),
+        "keys": state.host.key_count(),
         "readonly_reason": reason,
-        "disk": server.disk_health(),
-        "uptime_seconds": round(server.uptime(), 3),
+        "disk": state.host.disk_health(),
+        "uptime_seconds": round(state.host.uptime(), 3),
     }
     return json_response(503 if reason else 200, body)
 
 
-def _livez(server: Server) -> Response:
-    problem = server.not_live_reason()
+def _livez(state: ServerState) -> Response:
+    problem = state.host.not_live_reason()
     if problem:
         return Response(503, f"not live: {problem}\n".encode())
     return Response(200, b"ok\n")
 
 
-def _readyz(server: Server) -> Response:
-    problem = server.not_ready_reason()
+def _readyz(state: ServerState) -> Response:
+    problem = state.host.not_ready_reason()
     if problem:
         return Response(503, f"not ready: {problem}\n".encode())
     return Response(200, b"ready\n")
 
 
-def _metrics(server: Server) -> Response:
+def _metrics(state: ServerState) -> Response:
     return Response(
-        200, server.render_metrics().encode(), "text/plain; version=0.0.4; charset=utf-8"
+        200, state.host.render_metrics().encode(), "text/plain; version=0.0.4; charset=utf-8"
     )
 
 
-def _stats(server: Server) -> Response:
-    return json_response(200, server.stats())
+def _stats(state: ServerState) -> Response:
+    return json_response(200, state.host.stats())
 
 
 _PROBES = {

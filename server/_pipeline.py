@@ -2,7 +2,7 @@
 
 Strategy / invariants (one Pipeline per connection, loop thread only):
 - Every request is *called* on arrival (Dispatcher.call: auth + validation), in order.
-- Replies leave in request order (`replies` is FIFO). This costs nothing extra: a read
+- Replies leave in request order (`_replies` is FIFO). This costs nothing extra: a read
   behind a write must wait for that write anyway (next rule), and writes of one
   connection complete in submission order because the writer is FIFO.
 - A read never runs while an earlier write of the same connection is in flight, and a
@@ -14,6 +14,11 @@ Strategy / invariants (one Pipeline per connection, loop thread only):
 - Fast path: with nothing queued, a read or an immediate answer is rendered at once.
 - Output is gathered in `_out` and written by the owner with one transport.write per
   batch of input (`take_output`) or per completed group (`flush` via call_soon).
+- Back-pressure lives here too (`feed`): the events of a connection's input are
+  started while fewer than `high` requests are pending and the writer is not over its
+  mark; the rest wait in `_backlog` (at most one read's worth) and are started as
+  replies go out. The owner only asks `wants_input` / `can_resume` to pause or resume
+  reading. After a terminal `Close` event nothing more is started (`stopped`).
 """
 
 from __future__ import annotations
@@ -22,17 +27,33 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
-from protocol import ErrorCode, ErrorInfo, LocalProtocolError
+from protocol import ErrorCode, ErrorInfo, LocalProtocolError, Request
+from protocol.connection import Close, Event, Reject
 
-from ._dispatch import DONE, READ, WRITE, Dispatcher, Session, error_info, make_error
+from ._dispatch import (
+    Async,
+    Dispatcher,
+    Done,
+    Outcome,
+    Read,
+    Session,
+    Write,
+    error_info,
+    make_error,
+)
 from ._metrics import Metrics
 
 __all__ = ["Pipeline", "Render"]
 
 # render(ctx, result, error) -> bytes of the reply
 Render = Callable[[Any, Any, ErrorInfo | None], bytes]
+
+
+def _raw(data: bytes, result: Any, error: ErrorInfo | None) -> bytes:
+    """The Render of events whose reply the protocol Connection already encoded."""
+    return data
 
 
 class _Slot:
@@ -43,7 +64,7 @@ class _Slot:
     def __init__(
         self,
         pipeline: Pipeline,
-        outcome: tuple[Any, ...],
+        outcome: Outcome,
         render: Render,
         ctx: Any,
         method: str,
@@ -65,8 +86,8 @@ class _Slot:
         Only records the outcome: the pipeline advances once per group commit, after
         all of the group's callbacks ran (Pipeline._group_done via writer.after_group).
         """
-        if exc is None:
-            self.result = self.outcome[3](results)
+        if exc is None:  # only a Write is submitted; results is then a list
+            self.result = cast(Write, self.outcome).shape(results or [])
         else:
             self.error = error_info(exc)
         self.done = True
@@ -77,7 +98,7 @@ class _Slot:
             pipeline._writer.after_group.append(pipeline._group_done)
 
     def settle(self, result: Any, error: ErrorInfo | None) -> None:
-        """The callback of ASYNC work (merge) and of refused submissions."""
+        """The callback of Async work (merge) and of refused submissions."""
         self.result, self.error = result, error
         self.pipeline._finished(self)
 
@@ -92,28 +113,36 @@ class Pipeline:
         emit: writes reply bytes to the connection (used by `flush`).
         on_progress: called after replies were flushed from a completion (resume reading).
 
+        high: pending requests above which events wait in the backlog (and the
+            owner pauses reading); it resumes at half.
+        pressured: True while the writer's queue is over its mark (events wait too).
+
     Example:
         >>> p = Pipeline(dispatcher, session, metrics, transport.write, lambda: None)  # doctest: +SKIP
-        >>> p.request("get", [b"k"], render_binary, 7, time.perf_counter())
+        >>> conn.receive_data(data); p.feed(conn.events(), conn.render, time.perf_counter())
         >>> transport.write(p.take_output())
     """
 
     __slots__ = (
+        "_backlog",
         "_call",
         "_emit",
         "_flush_scheduled",
         "_group_pending",
+        "_high",
         "_inflight",
         "_loop",
+        "_low",
         "_metrics",
         "_on_progress",
         "_out",
+        "_pressured",
+        "_replies",
         "_session",
         "_unstarted",
         "_writer",
         "closed",
-        "out",
-        "replies",
+        "stopped",
     )
 
     def __init__(
@@ -123,6 +152,9 @@ class Pipeline:
         metrics: Metrics,
         emit: Callable[[bytes], None],
         on_progress: Callable[[], None],
+        *,
+        high: int = 1024,
+        pressured: Callable[[], bool] = lambda: False,
     ) -> None:
         self._call = dispatcher.call
         self._writer = dispatcher.writer
@@ -130,16 +162,18 @@ class Pipeline:
         self._metrics = metrics
         self._emit = emit
         self._on_progress = on_progress
+        self._high = high
+        self._low = max(1, high // 2)
+        self._pressured = pressured
         self._loop = asyncio.get_running_loop()
-        # Every request not yet answered, in order. Owners may read its length (hot path);
-        # only the Pipeline changes it.
-        self.replies: deque[_Slot] = deque()
+        # decoded events not started yet (back-pressure), with their arrival time
+        self._backlog: deque[tuple[Event, Render, float]] = deque()
+        self.stopped = False  # a Close was handled: nothing more is started
+        # Every request not yet answered, in order.
+        self._replies: deque[_Slot] = deque()
         self._unstarted: deque[_Slot] = deque()  # requests waiting for an earlier one
-        self._inflight = 0  # WRITE/ASYNC requests started and not finished
+        self._inflight = 0  # Write/Async requests started and not finished
         self._out: list[bytes] = []
-        # Owners may append a reply rendered by themselves while `replies` is empty
-        # (it then is next in order); the same list as _out.
-        self.out = self._out
         self._flush_scheduled = False
         self._group_pending = False  # _group_done is registered for the current group
         self.closed = False  # the connection is gone: drop output
@@ -147,16 +181,80 @@ class Pipeline:
     @property
     def pending(self) -> int:
         """Requests received and not answered yet."""
-        return len(self.replies)
+        return len(self._replies)
+
+    @property
+    def busy(self) -> int:
+        """Requests received and not answered yet (backlog and unsent replies included)."""
+        return len(self._replies) + len(self._backlog) + bool(self._out)
+
+    @property
+    def wants_input(self) -> bool:
+        """False while events wait or `high` requests are pending: pause reading."""
+        return not self._backlog and len(self._replies) < self._high
+
+    @property
+    def can_resume(self) -> bool:
+        """True once reading paused for in-flight work may resume (nothing waits, half)."""
+        return not self._backlog and len(self._replies) <= self._low
 
     @property
     def unflushed(self) -> bool:
         """Reply bytes are gathered and not yet handed to the transport."""
         return bool(self._out)
 
-    @property
-    def session(self) -> Session:
-        return self._session
+    def feed(self, events: list[Event], render: Render, t0: float) -> None:
+        """Start a connection's events in order, as far as back-pressure allows.
+
+        A Request runs (replies rendered with `render`); a Reject and a Close are
+        answered in their turn with the bytes they carry; after a Close nothing more
+        is started. What cannot start now waits in the backlog.
+        """
+        if self.stopped:
+            return
+        backlog = self._backlog
+        if backlog:
+            backlog.extend((event, render, t0) for event in events)
+            self.drain()
+            return
+        replies, high, pressured = self._replies, self._high, self._pressured
+        request = self.request
+        for i, event in enumerate(events):
+            if len(replies) >= high or pressured():
+                backlog.extend((rest, render, t0) for rest in events[i:])
+                return
+            if type(event) is Request:  # the hot case, inlined from _event
+                request(event.method, event.params, render, event, t0)
+            else:
+                self._event(event, render, t0)
+
+    def drain(self) -> None:
+        """Start backlogged events while back-pressure allows (after progress)."""
+        backlog, replies, high, pressured = (
+            self._backlog,
+            self._replies,
+            self._high,
+            self._pressured,
+        )
+        while backlog and not self.stopped and len(replies) < high and not pressured():
+            event, render, t0 = backlog.popleft()
+            self._event(event, render, t0)
+
+    def discard_backlog(self) -> None:
+        """Drop the events not started yet (shutdown, connection lost)."""
+        self._backlog.clear()
+
+    def _event(self, event: Event, render: Render, t0: float) -> None:
+        if type(event) is Request:
+            self.request(event.method, event.params, render, event, t0)
+        elif type(event) is Reject:
+            self.request_done(_raw, event.data, None, event.error, "rejected")
+        else:  # Close: answered in its turn, then nothing more starts
+            assert type(event) is Close
+            label = "protocol_error" if event.error is not None else "quit"
+            self.request_done(_raw, event.data, None, event.error, label)
+            self.stopped = True
+            self._backlog.clear()
 
     def request(self, method: str, params: Any, render: Render, ctx: Any, t0: float) -> None:
         """Handle one decoded request (received at t0, perf_counter seconds).
@@ -164,16 +262,17 @@ class Pipeline:
         Its reply is rendered with render(ctx, result, error) when its turn comes.
         """
         outcome = self._call(self._session, method, params)
-        kind = outcome[0]
-        if kind <= READ and not self.replies:
+        kind = type(outcome)
+        if (kind is Read or kind is Done) and not self._replies:
             # Nothing earlier is pending: answer at once.
-            if kind == READ:
+            if type(outcome) is Read:
                 try:
-                    result, error = outcome[1](outcome[2]), None
+                    result, error = outcome.fn(outcome.arg), None
                 except Exception as exc:
                     result, error = None, error_info(exc)
             else:
-                result, error = outcome[1], outcome[2]
+                assert type(outcome) is Done
+                result, error = outcome.result, outcome.error
             try:
                 self._out.append(render(ctx, result, error))
             except LocalProtocolError as exc:  # e.g. a reply over the frame limit
@@ -182,24 +281,24 @@ class Pipeline:
             self._metrics.request(method, perf_counter() - t0, error.name if error else None)
             return
         slot = _Slot(self, outcome, render, ctx, method, t0)
-        self.replies.append(slot)
-        if kind == DONE:
-            slot.result, slot.error, slot.done = outcome[1], outcome[2], True
-        elif self._unstarted or (kind == READ and self._inflight):
+        self._replies.append(slot)
+        if type(outcome) is Done:
+            slot.result, slot.error, slot.done = outcome.result, outcome.error, True
+        elif self._unstarted or (kind is Read and self._inflight):
             self._unstarted.append(slot)
             return
         else:
             self._start(slot)
-        if self.replies[0].done:
+        if self._replies[0].done:
             self._collect()
 
     def request_done(
         self, render: Render, ctx: Any, result: Any, error: ErrorInfo | None, method: str
     ) -> None:
         """Queue an already-known answer (HTTP probes, refusals) behind earlier replies."""
-        slot = _Slot(self, (DONE, result, error), render, ctx, method, perf_counter())
+        slot = _Slot(self, Done(result, error), render, ctx, method, perf_counter())
         slot.result, slot.error, slot.done = result, error, True
-        self.replies.append(slot)
+        self._replies.append(slot)
         self._collect()
 
     def take_output(self) -> bytes:
@@ -212,8 +311,10 @@ class Pipeline:
         return data
 
     def flush(self) -> None:
-        """Write gathered output now (used after completions)."""
+        """Write gathered output now (used after completions); start what waited."""
         self._flush_scheduled = False
+        if self._backlog:
+            self.drain()
         data = self.take_output()
         if data and not self.closed:
             self._emit(data)
@@ -223,17 +324,16 @@ class Pipeline:
 
     def _start(self, slot: _Slot) -> None:
         outcome = slot.outcome
-        kind = outcome[0]
-        if kind == READ:
+        if type(outcome) is Read:
             try:
-                slot.result = outcome[1](outcome[2])
+                slot.result = outcome.fn(outcome.arg)
             except Exception as exc:
                 slot.error = error_info(exc)
             slot.done = True
             return
         self._inflight += 1
-        if kind == WRITE:
-            if not self._writer.submit(outcome[1], slot, nbytes=outcome[2], sync=outcome[4]):
+        if type(outcome) is Write:
+            if not self._writer.submit(outcome.ops, slot, nbytes=outcome.nbytes, sync=outcome.sync):
                 code = ErrorCode.SHUTTING_DOWN if self._writer.closed else ErrorCode.BUSY
                 slot.settle(
                     None,
@@ -244,11 +344,12 @@ class Pipeline:
                         else "shutting down",
                     ),
                 )
-        else:  # ASYNC
-            outcome[1](slot.settle)
+        else:
+            assert type(outcome) is Async
+            outcome.start(slot.settle)
 
     def _finished(self, slot: _Slot) -> None:
-        """One ASYNC request or refused submission finished (not a group commit)."""
+        """One Async request or refused submission finished (not a group commit)."""
         slot.done = True
         self._inflight -= 1
         self._advance()
@@ -268,14 +369,14 @@ class Pipeline:
         unstarted = self._unstarted
         while unstarted:
             head = unstarted[0]
-            if head.outcome[0] == READ and self._inflight:
+            if type(head.outcome) is Read and self._inflight:
                 break
             unstarted.popleft()
             self._start(head)
         self._collect()
 
     def _collect(self) -> None:
-        replies = self.replies
+        replies = self._replies
         if not replies or not replies[0].done:
             return
         now = perf_counter()

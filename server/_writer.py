@@ -12,10 +12,14 @@ Strategy / invariants:
   running, so the engine sees one writer thread at a time.
 - Group commit shares the write and the fsync, never the fate: each request is its own
   engine batch (a client's batch/mput stays atomic; single writes are plain records),
-  so a request the engine refuses fails alone, and a damaged record on disk costs
-  that record, never the other requests written with it. An I/O error (StoreIOError)
-  fails every entry of the group: none was acknowledged, and the engine has turned
-  read-only.
+  so a damaged record on disk costs that record, never the other requests written
+  with it. Requests are validated completely before they are submitted
+  (protocol.validate_params and the dispatcher's limits); a request the engine still
+  refuses fails alone (write_group answers per batch). A group fails as a whole only
+  for a shared reason: an I/O error (StoreIOError, any OSError), a read-only or closed
+  store (`_SHARED`); none of it was acknowledged. Anything else escaping the engine
+  makes the group be retried entry by entry, so only the bad request fails.
+- The engine is called in one place, `_commit`.
 - Callbacks run on the loop, in submission order, after the engine updated its keydir,
   so a reply is only sent for a write a reader can already see. When a group finishes
   and more requests are queued, the next group's write starts first (in the writer
@@ -38,6 +42,8 @@ from typing import Any
 
 import aiofiles.os
 
+import bitcask
+
 from ._metrics import Metrics
 
 __all__ = ["MODES", "Callback", "Writer"]
@@ -57,6 +63,13 @@ Callback = Callable[[list[Any] | None, BaseException | None], None]
 # built once per write request on the hot path.
 _Entry = tuple[Sequence[tuple[Any, ...]], Callback, int, bool]
 
+
+# Engine failures that concern the whole group (the disk, the store's state), not one op.
+_SHARED: tuple[type[BaseException], ...] = (
+    bitcask.ReadOnlyError,
+    bitcask.StoreClosedError,
+    OSError,
+)
 
 # outcome of one entry: (results, None) or (None, exception)
 _Outcome = tuple[list[Any] | None, BaseException | None]
@@ -229,26 +242,44 @@ class Writer:
     def _write_group(self, group: list[_Entry]) -> list[_Outcome]:
         """Runs in the writer thread (or on the loop in "loop" mode). Never raises."""
         force = any(entry[3] for entry in group)
-        batches = [entry[0] for entry in group if entry[0]]
         try:
-            if batches:
-                # One write and at most one fsync; each request stays its own batch.
-                results = iter(self._db.write_group(batches, sync=True if force else None))
-            elif force:
-                self._db.sync()
-        except BaseException as exc:  # StoreIOError, ReadOnlyError, ...: the whole group fails
+            results = self._commit([entry[0] for entry in group], force)
+        except _SHARED as exc:  # StoreIOError, ReadOnlyError, ...: the whole group fails
             return [(None, exc)] * len(group)
-        outcomes: list[_Outcome] = []
-        for entry in group:
-            if not entry[0]:
-                outcomes.append(([], None))
+        except Exception as exc:  # one op the engine could not take: only its request fails
+            if len(group) == 1:
+                return [(None, exc)]
+            return [self._write_alone(entry) for entry in group]
+        except BaseException as exc:
+            return [(None, exc)] * len(group)
+        return [(None, r) if isinstance(r, BaseException) else (r, None) for r in results]
+
+    def _write_alone(self, entry: _Entry) -> _Outcome:
+        try:
+            result = self._commit([entry[0]], entry[3])[0]
+        except BaseException as exc:
+            return (None, exc)
+        return (None, result) if isinstance(result, BaseException) else (result, None)
+
+    def _commit(self, batches: list[Any], force: bool) -> list[list[Any] | BaseException]:
+        """The writer's only call into the engine: one write and at most one fsync for
+        the whole group, each request its own batch; per request, its results or the
+        error that refused it alone."""
+        got: Any = iter(())
+        if any(batches):
+            got = iter(
+                self._db.write_group([b for b in batches if b], sync=True if force else None)
+            )
+        elif force:
+            self._db.sync()
+        out: list[list[Any] | BaseException] = []
+        for ops in batches:
+            if not ops:
+                out.append([])
                 continue
-            result = next(results)
-            if isinstance(result, BaseException):  # refused alone by the engine's checks
-                outcomes.append((None, result))
-            else:
-                outcomes.append((list(result), None))
-        return outcomes
+            result = next(got)
+            out.append(result if isinstance(result, BaseException) else list(result))
+        return out
 
     def _after(self, group: list[_Entry], fut: asyncio.Future[Any], started: float) -> None:
         if fut.cancelled():

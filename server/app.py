@@ -38,6 +38,7 @@ import bitcask
 
 from ._dispatch import Dispatcher
 from ._metrics import Metrics
+from ._state import ServerState
 from ._writer import Writer
 from .binary import BinaryProtocol
 from .config import ENGINE_OPTIONS, ConfigError, ServerConfig
@@ -83,6 +84,7 @@ class Server:
         self.db: Any = None
         self.writer: Writer | None = None
         self._dispatcher: Dispatcher | None = None
+        self.state: ServerState | None = None  # what the protocols see (set by start)
         self.port = config.port
         self.http_port = config.http_port
         self.draining = False
@@ -140,20 +142,31 @@ class Server:
                 max_value_size=options.max_value_size,
                 server_stats=self.server_stats,
             )
+            # The protocols get this small state object, never the Server itself.
+            state = self.state = ServerState(
+                config=cfg,
+                store=self.db,
+                metrics=self.metrics,
+                writer=self.writer,
+                dispatcher=self._dispatcher,
+                loop=loop,
+                http_port=cfg.http_port,
+                host=self,
+            )
             binary = await loop.create_server(
-                lambda: BinaryProtocol(self), cfg.host, cfg.port, reuse_address=True, backlog=1024
+                lambda: BinaryProtocol(state), cfg.host, cfg.port, reuse_address=True, backlog=1024
             )
             self._listeners.append(binary)
             self.port = binary.sockets[0].getsockname()[1]
             http = await loop.create_server(
-                lambda: HttpProtocol(self),
+                lambda: HttpProtocol(state),
                 cfg.host,
                 cfg.http_port,
                 reuse_address=True,
                 backlog=1024,
             )
             self._listeners.append(http)
-            self.http_port = http.sockets[0].getsockname()[1]
+            self.http_port = state.http_port = http.sockets[0].getsockname()[1]
         except BaseException:
             for listener in self._listeners:
                 listener.close()

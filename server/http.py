@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import httptools
 
@@ -43,9 +43,7 @@ from ._http_routes import (
 )
 from ._metrics import route_label
 from ._pipeline import Pipeline
-
-if TYPE_CHECKING:
-    from .app import Server
+from ._state import ServerState
 
 __all__ = ["HttpProtocol"]
 
@@ -66,11 +64,12 @@ class _Reject(Exception):
 class HttpProtocol(ReadPause, asyncio.Protocol):
     """One HTTP/1.1 client connection."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, state: ServerState) -> None:
         # -- server state --
-        self._server = server
-        self._loop = server.loop
-        cfg = server.config
+        self._state = state
+        self._host = state.host
+        self._loop = state.loop
+        cfg = state.config
         # -- timeouts and limits --
         self._keepalive = cfg.http_keepalive
         self._header_timeout = cfg.http_header_timeout
@@ -99,25 +98,24 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
-        if not self._server.admit(self):
+        if not self._host.admit(self):
             resp = simple_error(503, ErrorCode.TOO_MANY_CONNECTIONS, "too many connections")
             transport.write(response(resp, keep_alive=False))
-            self._server.metrics.http_requests[503] = (
-                self._server.metrics.http_requests.get(503, 0) + 1
-            )
+            statuses = self._state.metrics.http_requests
+            statuses[503] = statuses.get(503, 0) + 1
             transport.close()
             self._closing = True
             return
         # HTTP auth is per request (Bearer), checked in route(); the pipeline session is open.
         self._pipeline = Pipeline(
-            self._server.dispatcher,
+            self._state.dispatcher,
             Session(True),
-            self._server.metrics,
+            self._state.metrics,
             self._write,
             self._progress,
         )
         self._arm(self._keepalive, self._idle_expired)
-        if self._server.writer_pressured:
+        if self._host.writer_pressured:
             self.pause_for_writer(True)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -125,7 +123,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._disarm()
         if self._pipeline is not None:
             self._pipeline.closed = True
-            self._server.release(self)
+            self._host.release(self)
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._pipeline is None:
@@ -202,7 +200,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         if self._closing:
             return  # pipelined after a "Connection: close" request: not served
         parsed = httptools.parse_url(self._url)
-        keep_alive = self._parser.should_keep_alive() and not self._server.draining
+        keep_alive = self._parser.should_keep_alive() and not self._host.draining
         req = Request(
             method=self._parser.get_method().decode("latin-1"),
             path=parsed.path or b"/",
@@ -214,12 +212,11 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         if not keep_alive:
             self._closing = True
         self._body = []
-        outcome = route(self._server, req)
+        outcome = route(self._state, req)
         head = req.method == "HEAD"
         if isinstance(outcome, KvCall):
-            self._pipeline.request(
-                outcome.method, outcome.params, self._render_kv, outcome.ctx, self._t0
-            )
+            call = outcome.request
+            self._pipeline.request(call.method, call.params, self._render_kv, outcome.ctx, self._t0)
         else:
             label = route_label(req.path)
             self._pipeline.request_done(
@@ -239,7 +236,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         return self._count(resp, response(resp, keep_alive, head))
 
     def _count(self, resp: Response, data: bytes) -> bytes:
-        statuses = self._server.metrics.http_requests
+        statuses = self._state.metrics.http_requests
         statuses[resp.status] = statuses.get(resp.status, 0) + 1
         return data
 

@@ -299,3 +299,23 @@ def test_http_refusal() -> None:
     assert b"Connection: close" in head
     assert f"Content-Length: {len(body)}".encode() in head
     assert b"7380" in body and body.count(b"\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        pytest.param(b'GET "' + b"a" * 1_000_000, "unbalanced", id="unbalanced-quote-1MiB"),
+        pytest.param(b'GET "' + b"\\" * 65_536, "unbalanced", id="unbalanced-64KiB-backslashes"),
+        pytest.param(b'GET "' + b'\\"' * 100_000, "unbalanced", id="escaped-quotes"),
+        pytest.param(b"GET " + b"\\" * 65_537 + b'"', "quote inside", id="bare-backslashes"),
+    ],
+)
+def test_pathological_lines_are_rejected_in_linear_time(line: bytes, error: str) -> None:
+    # A backtracking tokenizer never finishes these (the suite's timeout would fail it).
+    with pytest.raises(ProtocolError, match=error):
+        split_args(line)
+
+
+def test_long_escaped_argument_is_read_in_one_pass() -> None:
+    assert split_args(b'SET "' + b"\\\\" * 65_536 + b'"') == [b"SET", b"\\" * 65_536]
+    assert split_args(b"GET " + b"\\" * 65_536) == [b"GET", b"\\" * 65_536]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from protocol import (
     encode_request,
     validate_params,
 )
+from protocol.methods import MAX_EXPIRY_MS
 
 CONTRACT_METHODS = {
     "hello", "auth", "ping", "get", "put", "delete", "exists", "ttl",
@@ -78,6 +80,11 @@ BAD: list[Any] = [
     pytest.param("put", [b"k", b"v", {"ttl": -1}], id="put-ttl-negative"),
     pytest.param("put", [b"k", b"v", {"ttl": True}], id="put-ttl-bool"),
     pytest.param("put", [b"k", b"v", {"ttl": float("inf")}], id="put-ttl-inf"),
+    pytest.param("put", [b"k", b"v", {"ttl": float("nan")}], id="put-ttl-nan"),
+    pytest.param("put", [b"k", b"v", {"ttl": 1e300}], id="put-ttl-1e300"),
+    pytest.param("put", [b"k", b"v", {"ttl": 10**17}], id="put-ttl-past-int64-ms"),
+    pytest.param("put", [b"k", b"v", {"ttl": 10**400}], id="put-ttl-huge-int"),
+    pytest.param("batch", [[["put", b"k", b"v", {"ttl": 1e17}]]], id="batch-ttl-past-int64-ms"),
     pytest.param("put", [b"k", b"v", {"tll": 1}], id="put-typo-option"),
     pytest.param("put", [b"k", b"v", 5], id="put-int-options"),
     pytest.param("mget", [b"k"], id="mget-not-array"),
@@ -129,3 +136,13 @@ def test_unknown_method() -> None:
     with pytest.raises(ProtocolError) as info:
         validate_params("flushall", [])
     assert info.value.code is ErrorCode.UNKNOWN_METHOD
+
+
+def test_ttl_bound_is_an_int64_of_ms_since_the_epoch() -> None:
+    # The same bound as Redis: the expiry in ms since the epoch fits a signed 64-bit int.
+    now = time.time()
+    fits = (MAX_EXPIRY_MS / 1000 - now) / 2
+    assert validate_params("put", [b"k", b"v", {"ttl": fits}])[2] == fits
+    with pytest.raises(ProtocolError) as info:
+        validate_params("put", [b"k", b"v", {"ttl": MAX_EXPIRY_MS / 1000 - now + 3600}])
+    assert info.value.code == ErrorCode.INVALID_PARAMS

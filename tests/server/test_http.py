@@ -15,6 +15,8 @@ import pytest
 from tests.server.wire import Conn, http, status_of
 from tests.serverproc import ServerProcess
 
+JSON = "application/json"
+
 
 def call(
     srv: ServerProcess,
@@ -66,6 +68,31 @@ def test_ttl_query_and_percent_encoded_keys(shared: ServerProcess) -> None:
         assert 99 < c.call("ttl", b"a b/c\x00") <= 100
     assert call(shared, "PUT", "/kv/x?ttl=-3", b"v")[0] == 400
     assert call(shared, "PUT", "/kv/x?ttl=soon", b"v")[0] == 400
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "headers"),
+    [
+        pytest.param("/kv/x?ttl=1e300", b"v", {}, id="ttl-1e300"),
+        pytest.param("/kv/x?ttl=1e17", b"v", {}, id="ttl-past-int64-ms"),
+        pytest.param("/kv/x?ttl=nan", b"v", {}, id="ttl-nan"),
+        pytest.param("/kv/x?ttl=inf", b"v", {}, id="ttl-inf"),
+        pytest.param("/kv/x", b'{"value": "v", "ttl": 1e300}', {"Content-Type": JSON}, id="json-ttl"),
+        pytest.param("/kv/x", b'{"value": "v", "ttl": "5"}', {"Content-Type": JSON}, id="json-ttl-str"),
+        pytest.param("/kv/x", b"[" * 100_000 + b"]" * 100_000, {"Content-Type": JSON}, id="deep-json"),
+        pytest.param(
+            "/kv/x", b'{"value": ' + b"[" * 5000 + b"]" * 5000 + b"}", {"Content-Type": JSON},
+            id="deep-json-value",
+        ),
+        pytest.param("/kv/x", b'{"value": "\\ud800"}', {"Content-Type": JSON}, id="lone-surrogate"),
+    ],
+)  # fmt: skip
+def test_hostile_put_is_a_400_never_a_500(
+    shared: ServerProcess, target: str, body: bytes, headers: dict[str, str]
+) -> None:
+    status, _, reply = call(shared, "PUT", target, body, headers=headers)
+    assert status == 400, reply
+    assert json.loads(reply)["error"]["name"] == "INVALID_PARAMS"
 
 
 @pytest.mark.parametrize(

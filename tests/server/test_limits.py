@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import msgpack
 import pytest
 
+from protocol import TOO_MANY_CONNECTIONS_LINE
 from tests.server.wire import Conn, frame, http, request, status_of
 from tests.serverproc import ServerProcess
 
@@ -31,33 +32,67 @@ def still_serving(srv: ServerProcess) -> None:
         assert c.call("ping") == "PONG"
 
 
-def fatal_reply(srv: ServerProcess, payload: bytes) -> list[object]:
-    """Send payload; expect one error reply with msgid 0 and then a close."""
+def fatal_reply(srv: ServerProcess, payload: bytes, msgid: int = 0) -> list[object]:
+    """Send payload; expect one error reply carrying `msgid` and then a close."""
     with Conn(srv.port) as c:
         c.send_raw(payload)
         msg = c.read_message()
-        assert msg[1] == 0 and msg[2] is not None, msg
+        assert msg[1] == msgid and msg[2] is not None, msg
         assert c.closed_by_peer(), "the server closes after a fatal error"
         return msg[2]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
-    ("payload", "code"),
+    ("payload", "code", "msgid"),
     [
-        pytest.param(struct.pack(">I", 4096), "FRAME_TOO_LARGE", id="oversize-header-only"),
-        pytest.param(struct.pack(">I", 1) + b"\xc1", "PROTOCOL_ERROR", id="bad-msgpack"),
-        pytest.param(struct.pack(">I", 0), "PROTOCOL_ERROR", id="empty-frame"),
-        pytest.param(frame([1, 5, None, True]), "PROTOCOL_ERROR", id="response-not-request"),
-        pytest.param(frame([0, -1, "ping", []]), "PROTOCOL_ERROR", id="negative-msgid"),
-        pytest.param(frame([0, 1, "ping"]), "PROTOCOL_ERROR", id="three-fields"),
-        pytest.param(frame({"not": "an array"}), "PROTOCOL_ERROR", id="map"),
-        pytest.param(b"\xff\xfe\x00", "PROTOCOL_ERROR", id="non-ascii-first-byte"),
+        pytest.param(struct.pack(">I", 4096), "FRAME_TOO_LARGE", 0, id="oversize-header-only"),
+        pytest.param(struct.pack(">I", 1) + b"\xc1", "PROTOCOL_ERROR", 0, id="bad-msgpack"),
+        pytest.param(struct.pack(">I", 0), "PROTOCOL_ERROR", 0, id="empty-frame"),
+        pytest.param(frame([1, 5, None, True]), "PROTOCOL_ERROR", 0, id="response-not-request"),
+        pytest.param(frame([0, -1, "ping", []]), "PROTOCOL_ERROR", 0, id="negative-msgid"),
+        pytest.param(frame([0, 1, "ping"]), "PROTOCOL_ERROR", 1, id="three-fields"),
+        pytest.param(frame([0, 7, "ping", {}]), "PROTOCOL_ERROR", 7, id="params-not-array"),
+        pytest.param(frame({"not": "an array"}), "PROTOCOL_ERROR", 0, id="map"),
+        pytest.param(b"\xff\xfe\x00", "PROTOCOL_ERROR", 0, id="non-ascii-first-byte"),
     ],
 )
-def test_fatal_input(tight: ServerProcess, payload: bytes, code: str) -> None:
-    error = fatal_reply(tight, payload)
+def test_fatal_input(tight: ServerProcess, payload: bytes, code: str, msgid: int) -> None:
+    error = fatal_reply(tight, payload, msgid)
     assert error[1] == code  # type: ignore[index]
     still_serving(tight)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(frame([0, 7, "ping", {}]), id="bad-shape"),
+        pytest.param(frame([1, 7, None, True]), id="response"),
+        pytest.param(struct.pack(">I", 1) + b"\xc1", id="bad-msgpack"),
+    ],
+)
+def test_nothing_pipelined_after_a_fatal_error_runs(tight: ServerProcess, bad: bytes) -> None:
+    with Conn(tight.port) as c:
+        c.send_raw(
+            request(1, "put", [b"fatal-before", b"v"])
+            + bad
+            + request(8, "put", [b"fatal-after", b"v"])
+            + request(9, "get", [b"fatal-after"])
+        )
+        replies = [c.read_message() for _ in range(2)]
+        assert replies[0][1:] == [1, None, True]
+        assert replies[1][2][1] == "PROTOCOL_ERROR"
+        assert c.closed_by_peer()
+        assert c.buf == b"", "no reply after the fatal error"
+    with Conn(tight.port) as c:
+        assert c.call("get", b"fatal-before") == b"v"
+        assert c.call("get", b"fatal-after") is None
+
+
+@pytest.mark.parametrize("first", [b"\t", b"\r\n", b"\n"])
+def test_a_first_byte_of_tab_cr_or_lf_is_text(tight: ServerProcess, first: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", tight.port), timeout=5) as s:
+        s.sendall(first + b"PING\r\n")
+        assert s.recv(100).startswith(b"+PONG")
 
 
 def test_requests_before_garbage_are_answered(tight: ServerProcess) -> None:
@@ -110,7 +145,9 @@ def connect_within_cap(srv: ServerProcess) -> Conn:
     while True:
         conn = Conn(srv.port)
         conn.send("ping")
-        if conn.read_message()[2] is None:
+        conn._fill(1)
+        if not conn.buf.startswith(b"-"):  # not the refusal line
+            assert conn.read_message()[2] is None
             return conn
         conn.close()
         assert time.monotonic() < deadline
@@ -121,10 +158,10 @@ def test_connection_cap(server_factory: Callable[..., ServerProcess]) -> None:
     srv = server_factory(sync="never", extra=["--max-connections", "2"])
     first, second = connect_within_cap(srv), connect_within_cap(srv)
     try:
-        with Conn(srv.port) as third:
-            msg = third.read_message()
-            assert msg[2][1] == "TOO_MANY_CONNECTIONS"
+        with Conn(srv.port) as third:  # answered at once, before it speaks, in one text line
             assert third.closed_by_peer()
+            assert third.buf == TOO_MANY_CONNECTIONS_LINE
+            assert third.buf == b"-ERR max number of clients reached\r\n"
         assert status_of(http(srv.http_port, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")) == 503
         second.close()
         connect_within_cap(srv).close()  # a slot frees up once a client leaves

@@ -96,6 +96,7 @@ def test_scan_pages_in_order(conn: Conn) -> None:
     keys = sorted(prefix + b"%03d" % i for i in range(25))
     conn.call("mput", {k: b"v" for k in keys})
     seen: list[bytes] = []
+    pages: list[int] = []
     cursor = None
     for _ in range(10):
         opts = {"prefix": prefix, "count": 10}
@@ -103,9 +104,20 @@ def test_scan_pages_in_order(conn: Conn) -> None:
             opts["cursor"] = cursor
         cursor, page = conn.call("scan", opts)
         seen.extend(page)
+        pages.append(len(page))
         if cursor is None:
             break
     assert seen == keys
+    assert pages == [10, 10, 5]
+
+
+def test_scan_last_full_page_answers_the_finished_cursor(conn: Conn) -> None:
+    prefix = fresh("scanfull") + b"/"
+    keys = sorted(prefix + b"%d" % i for i in range(4))
+    conn.call("mput", {k: b"v" for k in keys})
+    cursor, page = conn.call("scan", {"prefix": prefix, "count": 2})
+    assert (cursor, page) == (keys[1], keys[:2])
+    assert conn.call("scan", {"prefix": prefix, "count": 2, "cursor": cursor}) == [None, keys[2:]]
 
 
 def test_stats_has_engine_and_server_counters(conn: Conn) -> None:

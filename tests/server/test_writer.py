@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 from typing import Any
 
@@ -103,6 +104,34 @@ async def test_a_bad_request_fails_alone() -> None:
     assert out.got[1][0] is None and isinstance(out.got[1][1], ValueError)
     assert out.got[2] == ([None, None], None)
     assert set(db.data) == {b"good1", b"good2", b"good3"}
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [struct.error("int too large to convert"), OverflowError("too big"), KeyError("odd")],
+    ids=["struct-error", "overflow", "other"],
+)
+async def test_any_engine_refusal_of_one_op_fails_only_its_request(refusal: Exception) -> None:
+    class Picky(FakeStore):
+        def write_group(
+            self, batches: list[list[tuple[Any, ...]]], sync: bool | None = None
+        ) -> list[list[object] | ValueError]:
+            if any(op[1] == b"poison" for ops in batches for op in ops):
+                self.calls.append(([op for ops in batches for op in ops], sync))
+                raise refusal
+            return super().write_group(batches, sync)
+
+    db, out = Picky(), Collector()
+    writer = Writer(db, mode="thread", metrics=Metrics())
+    writer.submit([("put", b"good1", b"v", None)], out.cb)
+    writer.submit([("put", b"poison", b"v", 1e300)], out.cb)
+    writer.submit([("put", b"good2", b"v", None)], out.cb)
+    await settle(writer)
+    writer.shutdown_pool()
+    assert out.got[0] == ([None], None)
+    assert out.got[1][0] is None and out.got[1][1] is refusal
+    assert out.got[2] == ([None], None)
+    assert set(db.data) == {b"good1", b"good2"}
 
 
 async def test_io_error_fails_the_whole_group() -> None:

@@ -1,0 +1,417 @@
+"""The server side of one connection, sans-IO (the h11 model): bytes in, events out.
+
+Strategy / invariants:
+- `Connection.receive_data(bytes)` takes whatever the socket delivered;
+  `next_event()` (or `events()`, all at once) hands out what it means, in order;
+  `send(request, result, error)` turns a result into the bytes of the reply, in the
+  connection's dialect. No sockets, no clocks, no asyncio: every rule about what
+  the bytes mean lives here, and the server only runs requests and moves bytes.
+- The first byte picks the dialect for the life of the connection (`sniff`):
+  below 0x20 a binary frame, except that tab, LF and CR are text when a frame
+  starting with them could not fit the configured max_frame; printable ASCII is
+  text; anything else is a fatal error. A dialect is one implementation of the
+  `Dialect` interface: `BinaryDialect` (length-prefixed msgpack) and `TextDialect`
+  (today's inline line format, protocol/inline.py). The Redis protocol is meant
+  to be a second text dialect behind the same interface, not a branch in these.
+- Events: `Request` (protocol.messages; run it, answer with `send`), `Reject` (a
+  request refused while parsing: send its bytes, the connection goes on) and
+  `Close` (terminal: send its bytes, then close the connection). Every request-shape
+  rule is applied here, once: a frame that is not `[0, msgid, method, params]` is a
+  fatal `Close`; params are checked later by `validate_params`.
+- Fatal state: after a `Close` the connection yields nothing more, whatever
+  arrives, so nothing that followed the bad bytes runs. The requests decoded
+  before it are still handed out first. A fatal error carries the offending
+  request's msgid when it can be read, msgid 0 when it cannot.
+- Nothing escapes: any input gives events, never an exception (Hypothesis checks).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import msgpack
+
+from protocol._framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_response
+from protocol.errors import ErrorCode, ProtocolError, RemoteProtocolError
+from protocol.inline import (
+    DEFAULT_MAX_LINE,
+    InlineDecoder,
+    format_inline_error,
+    format_inline_reply,
+    http_refusal,
+    inline_to_request,
+    looks_like_http,
+)
+from protocol.messages import MAX_MSGID, ErrorInfo, Request, message_from_obj
+
+__all__ = [
+    "CLOSED",
+    "NEED_DATA",
+    "BinaryDialect",
+    "Close",
+    "Connection",
+    "Dialect",
+    "Event",
+    "Reject",
+    "TextDialect",
+    "readable_msgid",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A request refused while parsing (e.g. an inline line with an unbalanced quote).
+
+    Send `data` in its turn; the connection goes on with the next request.
+    """
+
+    error: ErrorInfo
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Terminal: send `data` in its turn, then close. Nothing after it is handed out.
+
+    `error` is the fatal error, or None for a close the client asked for (QUIT).
+    """
+
+    error: ErrorInfo | None
+    data: bytes
+
+
+Event = Request | Reject | Close
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NEED_DATA: Final = _Sentinel("NEED_DATA")
+"""next_event(): nothing complete yet; call receive_data with more bytes."""
+CLOSED: Final = _Sentinel("CLOSED")
+"""next_event(): the connection ended (a Close was handed out); nothing will follow."""
+
+
+class Dialect(Protocol):
+    """What one wire dialect must provide (binary frames, text lines, later RESP)."""
+
+    name: str
+
+    def feed(self, data: bytes) -> list[Event]:
+        """The events `data` completes, in order; a `Close` is always the last one.
+
+        Must never raise, and must return nothing once it returned a `Close`.
+        """
+        ...
+
+    def render(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
+        """The reply to `request`. May raise LocalProtocolError (e.g. over the frame
+        limit); the caller then renders the error instead."""
+        ...
+
+
+def readable_msgid(obj: Any) -> int:
+    """The msgid of a decoded frame that failed the request-shape check, or 0.
+
+    Readable means: an array whose first element is the int 0 (it claims to be a
+    request) and whose second is a uint32.
+
+    Example:
+        >>> readable_msgid([0, 7, "ping", {}]), readable_msgid([1, 7, None, True])
+        (7, 0)
+    """
+    if type(obj) is list and len(obj) >= 2 and type(obj[0]) is int and obj[0] == 0:
+        msgid = obj[1]
+        if type(msgid) is int and 0 <= msgid <= MAX_MSGID:
+            return msgid
+    return 0
+
+
+# ---------------------------------------------------------------- binary frames
+
+# Success replies (nearly all) are packed with one reused Packer: the msgid came from
+# a checked request, so encode_response's argument checks are redundant. Errors,
+# unencodable results and replies over the limit take encode_response itself, so
+# the bytes and the LocalProtocolError are exactly its own. Replies may be as large
+# as DEFAULT_MAX_FRAME whatever the server's max_frame for requests.
+_packer = msgpack.Packer(use_bin_type=True)  # one thread only; pack() never re-enters
+_pack = _packer.pack
+_header = struct.Struct(">I").pack
+
+
+class BinaryDialect:
+    """Length-prefixed msgpack frames (docs/protocol.md sections 1-2)."""
+
+    name = "binary"
+    __slots__ = ("_decoder", "_ended")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._decoder = FrameDecoder(max_frame=max_frame)
+        self._ended = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._ended:
+            return []
+        fatal: ErrorInfo | None = None
+        try:
+            objs: list[Any] = self._decoder.feed_raw(data)
+        except RemoteProtocolError as exc:
+            objs = exc.messages
+            fatal = ErrorInfo.from_code(exc.code, exc.message)
+        events: list[Event] = []
+        append = events.append
+        for obj in objs:
+            try:
+                msg = message_from_obj(obj)  # the request-shape rule, with its fast path
+            except RemoteProtocolError as exc:
+                return self._end(events, ErrorInfo.from_code(exc.code, exc.message), obj)
+            if type(msg) is not Request:
+                error = ErrorInfo.from_code(
+                    ErrorCode.PROTOCOL_ERROR, "expected a request [0, msgid, method, params]"
+                )
+                return self._end(events, error, obj)
+            append(msg)
+        if fatal is not None:
+            return self._end(events, fatal, None)
+        return events
+
+    def _end(self, events: list[Event], error: ErrorInfo, obj: Any) -> list[Event]:
+        self._ended = True
+        events.append(Close(error, encode_response(readable_msgid(obj), None, error)))
+        return events
+
+    def render(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
+        msgid = request.msgid
+        if error is None:
+            try:
+                body: bytes = _pack([1, msgid, None, result])
+            except Exception:
+                return encode_response(msgid, result, None)  # raises LocalProtocolError
+            if len(body) <= DEFAULT_MAX_FRAME:
+                return _header(len(body)) + body
+        return encode_response(msgid, result, error)
+
+
+# ---------------------------------------------------------------- text lines
+
+
+class TextDialect:
+    """Today's inline line format (docs/protocol.md section 8), one command per line.
+
+    The first line is also checked for an HTTP request line (answered with
+    `http_refusal`, then closed). The tokenizer is protocol.inline's, linear in the
+    line. Text has no msgids: requests carry msgid 0 and replies go in order.
+    """
+
+    name = "text"
+    __slots__ = ("_decoder", "_ended", "_head", "_http_port", "_max_line")
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE, http_port: int | None = None) -> None:
+        self._decoder = InlineDecoder(max_line=max_line)
+        self._max_line = max_line
+        self._http_port = http_port
+        self._head: bytearray | None = bytearray()  # before the first line end (HTTP sniffing)
+        self._ended = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._ended:
+            return []
+        events: list[Event] = []
+        head = self._head
+        if head is not None:
+            # Until the first line end, bytes gather in `head` (a bytearray, so a line
+            # trickling in byte by byte is copied once, and only new bytes are searched).
+            end = data.find(b"\n")
+            if end < 0:
+                head += data
+                if len(head) > self._max_line + 1:
+                    error = ErrorInfo.from_code(
+                        ErrorCode.PROTOCOL_ERROR, f"inline line longer than {self._max_line} bytes"
+                    )
+                    return self._end(events, Close(error, format_inline_error(error)))
+                return events
+            if looks_like_http(bytes(head) + data[: end + 1]):
+                error = ErrorInfo.from_code(ErrorCode.PROTOCOL_ERROR, "HTTP on the binary port")
+                return self._end(events, Close(error, http_refusal(self._http_port or 0)))
+            self._head = None
+            data = bytes(head) + data
+        decoder = self._decoder
+        while True:
+            try:
+                lines = decoder.feed(data)
+            except RemoteProtocolError as exc:
+                if self._lines(exc.messages, events):
+                    return events
+                error = ErrorInfo.from_code(exc.code, exc.message)
+                if decoder.failed:  # a line over max_line: the stream cannot be trusted
+                    return self._end(events, Close(error, format_inline_error(error)))
+                # A malformed line fails alone; the lines after it are still buffered.
+                events.append(Reject(error, format_inline_error(error)))
+                data = b""
+                continue
+            self._lines(lines, events)
+            return events
+
+    def _lines(self, lines: list[list[bytes]], events: list[Event]) -> bool:
+        """Append one event per line; True once a terminal event (QUIT) ended it."""
+        for argv in lines:
+            try:
+                method, params = inline_to_request(argv)
+            except ProtocolError as exc:
+                error = ErrorInfo.from_code(exc.code, exc.message)
+                events.append(Reject(error, format_inline_error(error)))
+                continue
+            if method == "quit":
+                self._end(events, Close(None, format_inline_reply("quit", True)))
+                return True
+            events.append(Request(0, method, list(params)))
+        return False
+
+    def _end(self, events: list[Event], close: Close) -> list[Event]:
+        self._ended = True
+        self._head = None
+        events.append(close)
+        return events
+
+    def render(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
+        if error is not None:
+            return format_inline_error(error)
+        return format_inline_reply(request.method, result)
+
+
+# ---------------------------------------------------------------- the connection
+
+Render = Callable[[Request, Any, ErrorInfo | None], bytes]
+
+
+def _no_render(request: Request, result: Any, error: ErrorInfo | None) -> bytes:
+    raise RuntimeError("send() before any request was received")
+
+
+_TEXT_CONTROLS = frozenset(b"\t\n\r")
+
+
+class Connection:
+    """One server-side connection: dialect sniffing, events, replies, fatal state.
+
+    Args:
+        max_frame: the largest request frame accepted (binary dialect).
+        max_line: the longest text line accepted.
+        http_port: named in the refusal sent to an HTTP client on this port.
+        text: builds the dialect of a connection that starts with text, as
+            text(max_line, http_port); TextDialect by default. Another text dialect
+            (the Redis protocol) plugs in here, without a branch in this class.
+
+    Example:
+        >>> conn = Connection()
+        >>> conn.receive_data(b"PUT k v\\r\\nGET k\\r\\n")
+        >>> [e.method for e in conn.events()]
+        ['put', 'get']
+        >>> conn.send(Request(0, "put", [b"k", b"v"]), True, None)
+        b'+OK\\n'
+    """
+
+    __slots__ = (
+        "_ended",
+        "_events",
+        "_next",
+        "_text",
+        "dialect",
+        "http_port",
+        "max_frame",
+        "max_line",
+        "render",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_line: int = DEFAULT_MAX_LINE,
+        http_port: int | None = None,
+        text: Callable[[int, int | None], Dialect] = TextDialect,
+    ) -> None:
+        self._text = text
+        self.max_frame = max_frame
+        self.max_line = max_line
+        self.http_port = http_port
+        self.dialect: Dialect | None = None
+        # The dialect's render, once known: what `send` calls (hot paths may call it
+        # directly and save a call per reply).
+        self.render: Render = _no_render
+        self._events: list[Event] = []  # produced and not handed out; from _next on
+        self._next = 0
+        self._ended = False  # a Close was queued: nothing more is read
+
+    @property
+    def ended(self) -> bool:
+        """True once a terminal `Close` was produced (it may not be handed out yet)."""
+        return self._ended
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Take the next bytes from the peer (any split). Ignored after a Close."""
+        if self._ended or not data:
+            return
+        if type(data) is not bytes:
+            data = bytes(data)
+        dialect = self.dialect
+        if dialect is None:
+            dialect = self.dialect = self._sniff(data[0])
+            if dialect is not None:
+                self.render = dialect.render
+            else:
+                error = ErrorInfo.from_code(
+                    ErrorCode.PROTOCOL_ERROR, f"unexpected first byte 0x{data[0]:02x}"
+                )
+                self._push([Close(error, encode_response(0, None, error))])
+                return
+        self._push(dialect.feed(data))
+
+    def _sniff(self, first: int) -> Dialect | None:
+        if first < 0x20 and not (first in _TEXT_CONTROLS and first << 24 > self.max_frame):
+            return BinaryDialect(self.max_frame)
+        if first < 0x7F:
+            return self._text(self.max_line, self.http_port)
+        return None
+
+    def _push(self, events: list[Event]) -> None:
+        if events:
+            if type(events[-1]) is Close:
+                self._ended = True
+            if self._next == len(self._events):
+                self._events, self._next = events, 0
+            else:
+                self._events.extend(events)
+
+    def next_event(self) -> Event | _Sentinel:
+        """The next event, or NEED_DATA, or CLOSED once the terminal event was taken."""
+        if self._next < len(self._events):
+            event = self._events[self._next]
+            self._next += 1
+            return event
+        return CLOSED if self._ended else NEED_DATA
+
+    def events(self) -> list[Event]:
+        """Every event available now, in order (the server's hot path)."""
+        events = self._events if self._next == 0 else self._events[self._next :]
+        self._events, self._next = [], 0
+        return events
+
+    def send(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
+        """The bytes of the reply to `request` in this connection's dialect.
+
+        Raises:
+            LocalProtocolError: the reply cannot be encoded or is over the frame
+                limit (answer with that error instead).
+        """
+        return self.render(request, result, error)

@@ -1,0 +1,78 @@
+"""What a connection handler gets from the server: a small state object, not the Server.
+
+Strategy: the protocol handlers (binary.py, http.py, _http_routes.py) need the
+configuration, the store, the metrics, the writer and the dispatcher, plus a few
+server-wide facts that change over time (draining, writer pressure, the connection
+registry, readiness for the probes). The first group is plain fields; the second
+is behind the `Host` protocol, which the Server implements. Nothing here imports
+the Server, so there is no import cycle, and a test can build a ServerState around
+a fake Host and drive a protocol with a mock transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._dispatch import Dispatcher
+from ._metrics import Metrics
+from ._writer import Writer
+from .config import ServerConfig
+
+__all__ = ["Host", "ServerState"]
+
+
+class Host(Protocol):
+    """The server-wide facts that change while connections live (the Server has them)."""
+
+    draining: bool
+    writer_pressured: bool
+
+    def admit(self, conn: Any) -> bool:
+        """Register a new connection; False means refuse it (cap reached or draining)."""
+        ...
+
+    def release(self, conn: Any) -> None: ...
+
+    def readonly_reason(self) -> str | None: ...
+
+    def not_ready_reason(self) -> str | None: ...
+
+    def not_live_reason(self) -> str | None: ...
+
+    def disk_health(self) -> dict[str, Any]: ...
+
+    def key_count(self) -> int: ...
+
+    def uptime(self) -> float: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def render_metrics(self) -> str: ...
+
+
+@dataclass(eq=False, slots=True)
+class ServerState:
+    """Everything a protocol handler may use. One per Server, shared by its connections.
+
+    Attributes:
+        config: the validated configuration.
+        store: the open bitcask store.
+        metrics: the server's counters.
+        writer: the group-commit writer (every mutation goes through it).
+        dispatcher: method -> handler, auth and validation.
+        loop: the event loop everything runs on.
+        http_port: the HTTP listener's port (named in the refusal of HTTP on the
+            binary port); set once that listener is bound.
+        host: the server-wide changing facts (see `Host`).
+    """
+
+    config: ServerConfig
+    store: Any
+    metrics: Metrics
+    writer: Writer
+    dispatcher: Dispatcher
+    loop: asyncio.AbstractEventLoop
+    http_port: int
+    host: Host

@@ -1,0 +1,262 @@
+"""The binary port's asyncio.Protocol with a mock transport (no sockets), as uvicorn tests its own.
+
+A real store, writer and dispatcher sit behind it (a ServerState around a fake Host),
+so what is checked is the glue: ordering, back-pressure (pause/resume), closing,
+the refusal at the connection cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+import bitcask
+from protocol import TOO_MANY_CONNECTIONS_LINE
+from server._dispatch import Dispatcher
+from server._metrics import Metrics
+from server._state import ServerState
+from server._writer import Writer
+from server.binary import BinaryProtocol
+from server.config import ServerConfig
+from tests.server.wire import frame, request
+
+
+class MockTransport:
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.closed = False
+        self.read_paused = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.buffer += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        self.read_paused = True
+
+    def resume_reading(self) -> None:
+        self.read_paused = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def frames(self) -> list[list[Any]]:
+        out: list[list[Any]] = []
+        data = bytes(self.buffer)
+        while data:
+            n = int.from_bytes(data[:4], "big")
+            out.append(msgpack.unpackb(data[4 : 4 + n], raw=False))
+            data = data[4 + n :]
+        return out
+
+
+class FakeHost:
+    def __init__(self, cap: int = 10) -> None:
+        self.draining = False
+        self.writer_pressured = False
+        self.cap = cap
+        self.conns: set[Any] = set()
+
+    def admit(self, conn: Any) -> bool:
+        if len(self.conns) >= self.cap:
+            return False
+        self.conns.add(conn)
+        return True
+
+    def release(self, conn: Any) -> None:
+        self.conns.discard(conn)
+
+    def readonly_reason(self) -> str | None:
+        return None
+
+    def not_ready_reason(self) -> str | None:
+        return None
+
+    def key_count(self) -> int:
+        return 0
+
+    def uptime(self) -> float:
+        return 0.0
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def render_metrics(self) -> str:
+        return ""
+
+
+Factory = Callable[..., tuple[BinaryProtocol, MockTransport]]
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[Factory, Any, FakeHost]]:
+    db = bitcask.open(tmp_path / "db", sync="never")
+    metrics = Metrics()
+    writer = Writer(db, mode="loop", metrics=metrics)
+    host = FakeHost()
+
+    def make(**fields: Any) -> tuple[BinaryProtocol, MockTransport]:
+        cfg = ServerConfig(data=tmp_path / "db", port=0, http_port=0, **fields)
+        dispatcher = Dispatcher(
+            db,
+            writer,
+            cfg,
+            max_key_size=db.options.max_key_size,
+            max_value_size=db.options.max_value_size,
+            server_stats=dict,
+        )
+        state = ServerState(
+            config=cfg,
+            store=db,
+            metrics=metrics,
+            writer=writer,
+            dispatcher=dispatcher,
+            loop=asyncio.get_running_loop(),
+            http_port=7380,
+            host=host,
+        )
+        proto = BinaryProtocol(state)
+        transport = MockTransport()
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        return proto, transport
+
+    yield make, db, host
+    await asyncio.wait_for(writer.wait_idle(), 5)
+    db.close()
+
+
+async def settle(db: Any = None) -> None:
+    for _ in range(5):  # the writer's group ("loop" mode) and the flush after it
+        await asyncio.sleep(0)
+
+
+async def test_replies_in_request_order_with_read_your_writes(setup: Any) -> None:
+    make, db, _ = setup
+    proto, transport = make()
+    proto.data_received(
+        request(1, "put", [b"k", b"1"])
+        + request(2, "get", [b"k"])
+        + request(3, "put", [b"k", b"2"])
+        + request(4, "get", [b"k"])
+    )
+    await settle(db)
+    assert transport.frames() == [
+        [1, 1, None, True],
+        [1, 2, None, b"1"],
+        [1, 3, None, True],
+        [1, 4, None, b"2"],
+    ]
+
+
+async def test_reading_pauses_above_max_inflight_and_resumes(setup: Any) -> None:
+    make, db, _ = setup
+    proto, transport = make(max_inflight=2)
+    proto.data_received(b"".join(request(i, "put", [b"p%d" % i, b"v"]) for i in range(1, 7)))
+    assert transport.read_paused, "a backlog pauses reading"
+    for _ in range(20):
+        await settle(db)
+    assert [f[1] for f in transport.frames()] == [1, 2, 3, 4, 5, 6]
+    assert not transport.read_paused
+    assert proto.busy == 0
+
+
+async def test_transport_write_buffer_pauses_reading(setup: Any) -> None:
+    make, _, _ = setup
+    proto, transport = make()
+    proto.pause_writing()
+    assert transport.read_paused
+    proto.resume_writing()
+    assert not transport.read_paused
+
+
+async def test_fatal_frame_answers_what_came_before_then_closes(setup: Any) -> None:
+    make, db, _ = setup
+    proto, transport = make()
+    proto.data_received(
+        request(1, "put", [b"before", b"v"])
+        + frame([0, 7, "ping", {}])
+        + request(8, "put", [b"after", b"v"])
+    )
+    await settle(db)
+    replies = transport.frames()
+    assert replies[0] == [1, 1, None, True]
+    assert replies[1][:2] == [1, 7] and replies[1][2][1] == "PROTOCOL_ERROR"
+    assert len(replies) == 2
+    assert transport.closed
+    proto.data_received(request(9, "put", [b"later", b"v"]))  # ignored: the stream is over
+    await settle(db)
+    assert db.get(b"after") is None and db.get(b"later") is None
+
+
+async def test_text_quit_closes_and_runs_nothing_after(setup: Any) -> None:
+    make, db, _ = setup
+    proto, transport = make()
+    proto.data_received(b"PING\r\nQUIT\r\nPUT k v\r\n")
+    await settle(db)
+    assert bytes(transport.buffer) == b"+PONG\n+OK\n"
+    assert transport.closed
+    assert db.get(b"k") is None
+
+
+async def test_refused_at_once_at_the_cap(setup: Any) -> None:
+    make, _, host = setup
+    host.cap = 0
+    proto, transport = make()
+    assert bytes(transport.buffer) == TOO_MANY_CONNECTIONS_LINE
+    assert transport.closed
+    proto.data_received(request(1, "ping"))
+    assert bytes(transport.buffer) == TOO_MANY_CONNECTIONS_LINE
+
+
+async def test_connection_lost_releases_and_drops_output(setup: Any) -> None:
+    make, db, host = setup
+    proto, transport = make()
+    assert proto in host.conns
+    proto.data_received(request(1, "put", [b"gone", b"v"]))
+    proto.connection_lost(None)
+    await settle(db)
+    assert proto not in host.conns
+    assert db.get(b"gone") == b"v"  # a write already submitted still completes
+    assert transport.buffer == b""  # but its reply goes nowhere
+
+
+async def test_half_close_still_gets_its_replies(setup: Any) -> None:
+    make, db, _ = setup
+    proto, transport = make()
+    proto.data_received(request(1, "put", [b"half", b"v"]))
+    assert proto.eof_received() is True  # keep the transport open for the replies
+    await settle(db)
+    assert transport.frames() == [[1, 1, None, True]]
+    assert transport.closed
+
+
+async def test_writer_pressure_holds_events_until_released(setup: Any) -> None:
+    make, db, host = setup
+    proto, transport = make()
+    host.writer_pressured = True
+    proto.pause_for_writer(True)
+    proto.data_received(request(1, "put", [b"held", b"v"]) + request(2, "get", [b"held"]))
+    await settle()
+    assert transport.buffer == b"" and transport.read_paused
+    assert proto.busy == 2  # both wait in the pipeline's backlog
+    host.writer_pressured = False
+    proto.pause_for_writer(False)
+    for _ in range(4):
+        await settle()
+    assert transport.frames() == [[1, 1, None, True], [1, 2, None, b"v"]]
+    assert not transport.read_paused
+    assert db.get(b"held") == b"v"
