@@ -52,6 +52,7 @@ __all__ = [
     "ReadOnlyError",
     "ServerError",
     "ShuttingDownError",
+    "StoreFullError",
     "StoreIOError",
     "TooManyConnectionsError",
     "UnknownMethodError",
@@ -218,6 +219,13 @@ class MergeInProgressError(ServerError):
     default_code = ErrorCode.MERGE_IN_PROGRESS
 
 
+class StoreFullError(ServerError):
+    """STORE_FULL: the server holds --max-keys keys; writes of new keys are refused
+    while reads, overwrites and deletes go on."""
+
+    default_code = ErrorCode.STORE_FULL
+
+
 class InternalServerError(ServerError):
     """INTERNAL: a bug in the server."""
 
@@ -254,6 +262,7 @@ _BY_CODE: dict[int, type[ServerError]] = {
         StoreIOError,
         CorruptRecordError,
         MergeInProgressError,
+        StoreFullError,
         InternalServerError,
         ShuttingDownError,
         BusyError,

@@ -48,6 +48,8 @@ class ErrorCode(IntEnum):
     CORRUPT_RECORD = 402
     """A stored record failed its CRC; never returned as a value."""
     MERGE_IN_PROGRESS = 403
+    STORE_FULL = 404
+    """The store holds --max-keys keys: writes of new keys are refused; the rest goes on."""
     INTERNAL = 500
     SHUTTING_DOWN = 501
     BUSY = 502

@@ -118,6 +118,7 @@ _EXC_CODES: tuple[tuple[type[BaseException], ErrorCode], ...] = (
     (bitcask.StoreIOError, ErrorCode.IO_ERROR),
     (bitcask.CorruptRecordError, ErrorCode.CORRUPT_RECORD),
     (bitcask.MergeInProgressError, ErrorCode.MERGE_IN_PROGRESS),
+    (bitcask.StoreFullError, ErrorCode.STORE_FULL),
     (bitcask.StoreClosedError, ErrorCode.SHUTTING_DOWN),
 )
 

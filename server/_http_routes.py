@@ -35,7 +35,7 @@ STATUS_TEXT = {
     200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
     405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
     414: "URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    503: "Service Unavailable",
+    503: "Service Unavailable", 507: "Insufficient Storage",
 }  # fmt: skip
 
 ERROR_STATUS = {
@@ -43,7 +43,7 @@ ERROR_STATUS = {
     ErrorCode.UNSUPPORTED_VERSION: 400, ErrorCode.AUTH_REQUIRED: 401, ErrorCode.AUTH_FAILED: 401,
     ErrorCode.KEY_TOO_LARGE: 413, ErrorCode.VALUE_TOO_LARGE: 413, ErrorCode.FRAME_TOO_LARGE: 413,
     ErrorCode.TOO_MANY_CONNECTIONS: 503, ErrorCode.BATCH_TOO_LARGE: 413, ErrorCode.READ_ONLY: 503,
-    ErrorCode.IO_ERROR: 503, ErrorCode.CORRUPT_RECORD: 500, ErrorCode.MERGE_IN_PROGRESS: 409,
+    ErrorCode.IO_ERROR: 503, ErrorCode.CORRUPT_RECORD: 500, ErrorCode.MERGE_IN_PROGRESS: 409, ErrorCode.STORE_FULL: 507,
     ErrorCode.INTERNAL: 500, ErrorCode.SHUTTING_DOWN: 503, ErrorCode.BUSY: 503,
 }  # fmt: skip
 

@@ -28,6 +28,7 @@ ENGINE_OPTIONS = (
     "max_value_size",
     "merge_trigger",
     "merge_min_dead_bytes",
+    "max_keys",
 )
 
 SYNC_POLICIES = ("always", "interval", "never")
@@ -62,6 +63,7 @@ class ServerConfig:
     max_value_size: int | None = None  # largest value accepted, bytes (VALUE_TOO_LARGE above)
     merge_trigger: float | None = None  # auto-merge at this dead/disk ratio; 0 disables
     merge_min_dead_bytes: int | None = None  # ... once at least this many bytes are dead
+    max_keys: int | None = None  # most keys held (STORE_FULL for new keys past it); 0: no limit
     # --- listeners ---
     host: str = "127.0.0.1"  # loopback by default: exposing the store is a decision
     port: int = 7379  # binary (and inline text) protocol
@@ -160,6 +162,7 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "max_value_size": (int, "largest value accepted in bytes (engine default 64 MiB)"),
     "merge_trigger": (float, "auto-merge when dead/disk bytes reach this ratio; 0: off (0.5)"),
     "merge_min_dead_bytes": (int, "... and at least this many bytes are dead (64 MiB)"),
+    "max_keys": (int, "most keys held; past it writes of new keys are refused (0: no limit)"),
     "auth": (str, "shared token clients must present (hello/auth, HTTP Bearer)"),
     "max_connections": (int, "maximum open connections, both ports (default 1024)"),
     "max_frame": (int, "largest binary frame / HTTP body in bytes (default 64 MiB + 1 MiB)"),

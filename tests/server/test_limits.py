@@ -6,13 +6,14 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import msgpack
 import pytest
 
 from protocol import TOO_MANY_CONNECTIONS_LINE
 from tests.server.wire import Conn, frame, http, request, status_of
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, running_server
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +192,24 @@ def test_bad_inputs_in_a_row_leave_the_server_serving(tight: ServerProcess) -> N
             except ConnectionResetError:
                 pass
         still_serving(tight)
+
+
+def test_max_keys_refuses_new_keys_only(tmp_path: Path) -> None:
+    """--max-keys: past it a write of a new key answers STORE_FULL (HTTP 507); reads,
+    overwrites and deletes go on, and a delete makes room again."""
+    with running_server(tmp_path / "data", sync="never", extra=["--max-keys", "3"]) as srv:
+        with Conn(srv.port) as c:
+            for k in (b"a", b"b", b"c"):
+                assert c.call("put", k, b"1") is True
+            assert c.error("put", b"d", b"1").name == "STORE_FULL"
+            assert c.error("mput", [[b"a", b"2"], [b"e", b"2"]]).name == "STORE_FULL"
+            assert c.call("get", b"a") == b"1", "the refused mput wrote nothing"
+            assert c.call("put", b"a", b"2") is True
+            assert c.call("delete", b"c") is True
+            assert c.call("put", b"d", b"1") is True
+            assert c.call("mget", [b"a", b"b", b"c", b"d"]) == [b"2", b"1", None, b"1"]
+        raw = http(
+            srv.http_port,
+            b"PUT /kv/new HTTP/1.1\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+        )
+        assert status_of(raw) == 507 and b"STORE_FULL" in raw
