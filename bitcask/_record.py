@@ -30,6 +30,7 @@ __all__ = [
     "KNOWN_FLAGS",
     "TOMBSTONE",
     "TTL",
+    "as_bytes",
     "encode",
     "encode_marker",
     "encode_tombstone",
@@ -51,6 +52,17 @@ CRC = struct.Struct(">I")
 U32 = struct.Struct(">I")
 
 assert HEADER_SIZE == 29
+
+
+def as_bytes(obj: object, what: str) -> bytes:
+    """``obj`` as bytes: str is UTF-8 encoded; bytearray/memoryview copied."""
+    if isinstance(obj, bytes):
+        return obj
+    if isinstance(obj, str):
+        return obj.encode("utf-8")
+    if isinstance(obj, bytearray | memoryview):
+        return bytes(obj)
+    raise TypeError(f"{what} must be bytes or str, not {type(obj).__name__}")
 
 
 def encode(flags: int, timestamp_us: int, expiry_ms: int, key: bytes, value: bytes) -> bytes:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
 
+from ._record import as_bytes
 from .errors import BitcaskError, CorruptRecordError, NoSuchKeyError, NotANumberError
 
 __all__ = [
@@ -115,13 +116,7 @@ class View:
 
 
 def _key(value: object, what: str = "key") -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}")
+    return as_bytes(value, what)
 
 
 def _expiry(at_ms: object) -> int:

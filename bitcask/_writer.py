@@ -50,6 +50,7 @@ from ._datafile import (
 from ._health import DiskHealth, is_transient
 from ._hint import build_hint, write_hint
 from ._keydir import FID_SHIFT, MAX_FILE_ID, SIZE_MASK, Keydir
+from ._planned import Planned, PlannedWrites
 from ._record import (
     BATCH_BEGIN,
     BATCH_COMMIT,
@@ -58,11 +59,12 @@ from ._record import (
     HEADER_SIZE,
     IN_BATCH,
     TTL,
+    as_bytes,
     encode_marker,
     encode_tombstone,
 )
 from ._recovery import RecoveryReport
-from ._rmw import Op, Plan, Slot, View, Watch, Watches, plan_group
+from ._rmw import Op, Watches
 from .errors import (
     BitcaskError,
     KeyTooLargeError,
@@ -94,17 +96,6 @@ _time_ns = time.time_ns
 FileEntry = tuple[mmap | None, int, BinaryIO | None]
 
 
-def as_bytes(obj: object, what: str) -> bytes:
-    """``obj`` as bytes: str is UTF-8 encoded; bytearray/memoryview copied."""
-    if isinstance(obj, bytes):
-        return obj
-    if isinstance(obj, str):
-        return obj.encode("utf-8")
-    if isinstance(obj, bytearray | memoryview):
-        return bytes(obj)
-    raise TypeError(f"{what} must be bytes or str, not {type(obj).__name__}")
-
-
 def _expiry_ms(clock: Callable[[], float], ttl: object) -> int:
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
         raise TypeError(f"ttl must be a number of seconds, not {ttl!r}")
@@ -118,7 +109,7 @@ def _expiry_ms(clock: Callable[[], float], ttl: object) -> int:
     return exp
 
 
-class Writer:
+class Writer(PlannedWrites):
     """The state of an open store and its writing half; ``Bitcask`` adds the rest.
 
     The attributes are set by ``_store.open_store``.
@@ -297,7 +288,7 @@ class Writer:
         ts = _time_ns() // 1000
         try:
             keys, recs, exps = self._encode_ops(ops, 0 if _single else IN_BATCH, ts)
-        except _Planned:
+        except Planned:
             done = self._planned_one(ops, None, sync)
             assert done is not None  # None only answers a watch
             return done
@@ -348,7 +339,7 @@ class Writer:
             atomic = len(ops) > 1
             try:
                 k, r, e = self._encode_ops(ops, IN_BATCH if atomic else 0, ts)
-            except _Planned:  # an Op: the whole group is decided under the lock
+            except Planned:  # an Op: the whole group is decided under the lock
                 planned = self.write_planned(batches, [None] * len(batches), sync)
                 return [[] if r is None else r for r in planned]  # None only answers a watch
             except (ValueError, TypeError) as exc:
@@ -383,132 +374,11 @@ class Writer:
                 pos += n
         return out
 
-    def commit(
-        self, ops: Sequence[object], *, watch: Watch | None = None, sync: bool | None = None
-    ) -> list[object] | None:
-        """Apply ``ops`` atomically, deciding read-modify-write ops at apply time.
+    def _now_us(self) -> int:
+        return _time_ns() // 1000
 
-        ``ops`` mixes write_batch()'s tuples with ``Op`` objects (``bitcask.Set``,
-        ``Incr``, ``IncrFloat``, ``Append``, ``GetDel``, ``Expire``, ``Persist``,
-        ``GetEx``, ``Rename``, ``Clear``), each evaluated inside the writer against the
-        state every earlier write left, so it is atomic against all other writes.
-        With ``watch`` (from watch()), nothing is applied if a watched key was written
-        since the watch was taken. One writer thread at a time.
-
-        Returns:
-            One result per op (an Op's answer, or the NotANumberError /
-            NoSuchKeyError / CorruptRecordError it met, which writes nothing while
-            the other ops apply), or None when the watch saw a write.
-
-        Raises:
-            ValueError / TypeError: a malformed op (nothing written).
-            StoreFullError: new keys past max_keys (nothing written).
-            ReadOnlyError, StoreIOError, StoreClosedError: as put().
-
-        Example:
-            >>> w = db.watch(b"n"); db.commit([bitcask.Incr(b"n", 2)], watch=w)
-            [2]
-        """
-        return self._planned_one(ops, watch, sync)
-
-    def watch(self, *keys: bytes | str) -> Watch:
-        """Start counting writes to ``keys``; commit(..., watch=) then applies only if
-        none was written since. Release the watch (or use ``with``) when done.
-
-        Example:
-            >>> with db.watch(b"a") as w: db.commit([("put", b"a", b"2")], watch=w)
-            [None]
-        """
-        return self._watches.watch(as_bytes(k, "key") for k in keys)
-
-    def _planned_one(
-        self, ops: Sequence[object], watch: Watch | None, sync: bool | None
-    ) -> list[object] | None:
-        result = self.write_planned([list(ops)], [watch], sync)[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    def write_planned(
-        self,
-        batches: Sequence[Sequence[object]],
-        watches: Sequence[Watch | None],
-        sync: bool | None = None,
-    ) -> list[list[object] | BaseException | None]:
-        """write_group() for batches that hold ``Op`` objects or watches: every batch
-        is decided in order under the lock (``_rmw.plan_group``), then written as one
-        write like any group. Per batch: its results, the error that refused it, or
-        None when its watch saw a write."""
-        ts = _time_ns() // 1000
-        out: list[list[object] | BaseException | None] = []
-        todo: list[int] = []
-        for i, ops in enumerate(batches):
-            try:  # validate the plain ops (Ops checked themselves when built)
-                self._encode_ops([op for op in ops if not isinstance(op, Op)], 0, ts)  # type: ignore[misc]
-                todo.append(i)
-                out.append(None)
-            except (ValueError, TypeError) as exc:
-                out.append(exc)
-        lock = self._lock
-        lock.acquire()
-        try:
-            if self._blocked is not None:
-                raise self._refuse()
-            kmap = self._kmap
-            added: set[bytes] = set()  # keys earlier batches of the group created
-            removed: set[bytes] = set()  # ... and stored keys they deleted
-
-            def allowed(present: set[bytes], absent: set[bytes]) -> None:
-                # Refuse a batch that creates keys and leaves more than max_keys.
-                if not self._max_keys:
-                    return
-                fresh = {k for k in present if (k not in kmap or k in removed) and k not in added}
-                freed = {k for k in absent if (k in kmap and k not in removed) or k in added}
-                count = len(kmap) + len(added) - len(removed)
-                if fresh and count + len(fresh) - len(freed) > self._max_keys:
-                    raise self._full()
-                for k in fresh:
-                    if k in removed:
-                        removed.discard(k)
-                    else:
-                        added.add(k)
-                for k in freed:
-                    if k in added:
-                        added.discard(k)
-                    else:
-                        removed.add(k)
-
-            view = View(self.get, self._expiry, kmap.keys, int(self._clock() * 1000))  # type: ignore[attr-defined]
-            plans = plan_group(
-                [list(batches[i]) for i in todo],
-                [watches[i] for i in todo],
-                view,
-                expiry_ms=lambda ttl: _expiry_ms(self._clock, ttl),
-                changed=self._watches.changed,
-                new_keys_allowed=allowed,
-            )
-            keys: list[bytes] = []
-            recs: list[bytes] = []
-            exps: list[int] = []
-            segs: list[tuple[int, bool]] = []
-            placed: list[tuple[int, Plan, int]] = []
-            for i, plan in zip(todo, plans, strict=True):
-                if not isinstance(plan, Plan):
-                    out[i] = plan
-                    continue
-                k, r, e = self._encode_ops(plan.ops, IN_BATCH if plan.atomic else 0, ts)
-                placed.append((i, plan, len(keys)))
-                if k:
-                    keys += k
-                    recs += r
-                    exps += e
-                    segs.append((len(k), plan.atomic))
-            answers = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
-        finally:
-            lock.release()
-        for i, plan, first in placed:
-            out[i] = [answers[first + r.index] if isinstance(r, Slot) else r for r in plan.results]
-        return out
+    def _expiry_of(self, ttl: object) -> int:
+        return _expiry_ms(self._clock, ttl)
 
     def _encode_ops(
         self, ops: Sequence[Sequence[Any]], inner: int, ts: int
@@ -529,7 +399,7 @@ class Writer:
         for op in ops:
             if op.__class__ is not tuple and not isinstance(op, list):
                 if isinstance(op, Op):
-                    raise _Planned
+                    raise Planned
                 raise ValueError(f"batch op must be a tuple, not {op!r}")
             n = len(op)
             if n == 4:
@@ -1025,7 +895,3 @@ def _drop_segments(
             s2.append((n, atomic))
         first += n
     return k2, r2, e2, s2
-
-
-class _Planned(Exception):
-    """Raised by _encode_ops on meeting an Op: the batch takes the planned path."""

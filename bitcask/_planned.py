@@ -1,0 +1,172 @@
+"""The writer's planned path: batches with read-modify-write ops or watches.
+
+Strategy / invariants:
+- The fast paths (put, write_batch, write_group of plain ops) never come here; they
+  raise ``Planned`` on meeting an ``Op`` and the whole group is redone here.
+- Under the writer's lock, every batch of the group is decided in order
+  (``_rmw.plan_group``: the view sees the group's earlier writes, a watch that saw a
+  write aborts its batch, a batch past max_keys is refused and undone), then all of
+  them are encoded and written as one write by the writer's own ``_apply``: the same
+  encoding, rotation, failure handling and keydir publication as every write.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from ._record import IN_BATCH, as_bytes
+from ._rmw import Op, Plan, Slot, View, Watch, Watches, plan_group
+from .errors import BitcaskError, StoreFullError
+
+__all__ = ["Planned", "PlannedWrites"]
+
+
+class Planned(Exception):
+    """Raised by the writer's encoder on meeting an Op: the batch takes this path."""
+
+
+class PlannedWrites:
+    """commit(), watch() and write_planned(); mixed into the Writer, whose state
+    (declared below) and encoder/applier they use."""
+
+    _lock: threading.Lock
+    _blocked: BitcaskError | None
+    _kmap: dict[bytes, int]
+    _expiry: dict[bytes, int]
+    _max_keys: int
+    _watches: Watches
+    _clock: Callable[[], float]
+    _refuse: Callable[[], BitcaskError]
+    _full: Callable[[], StoreFullError]
+    _encode_ops: Callable[..., tuple[list[bytes], list[bytes], list[int]]]
+    _apply: Callable[..., list[object]]
+    _now_us: Callable[[], int]
+    _expiry_of: Callable[[object], int]
+
+    def commit(
+        self, ops: Sequence[object], *, watch: Watch | None = None, sync: bool | None = None
+    ) -> list[object] | None:
+        """Apply ``ops`` atomically, deciding read-modify-write ops at apply time.
+
+        ``ops`` mixes write_batch()'s tuples with ``Op`` objects (``bitcask.Set``,
+        ``Incr``, ``IncrFloat``, ``Append``, ``GetDel``, ``Expire``, ``Persist``,
+        ``GetEx``, ``Rename``, ``Clear``), each evaluated inside the writer against the
+        state every earlier write left, so it is atomic against all other writes.
+        With ``watch`` (from watch()), nothing is applied if a watched key was written
+        since the watch was taken. One writer thread at a time.
+
+        Returns:
+            One result per op (an Op's answer, or the NotANumberError /
+            NoSuchKeyError / CorruptRecordError it met, which writes nothing while
+            the other ops apply), or None when the watch saw a write.
+
+        Raises:
+            ValueError / TypeError: a malformed op (nothing written).
+            StoreFullError: new keys past max_keys (nothing written).
+            ReadOnlyError, StoreIOError, StoreClosedError: as put().
+
+        Example:
+            >>> w = db.watch(b"n"); db.commit([bitcask.Incr(b"n", 2)], watch=w)
+            [2]
+        """
+        return self._planned_one(ops, watch, sync)
+
+    def watch(self, *keys: bytes | str) -> Watch:
+        """Start counting writes to ``keys``; commit(..., watch=) then applies only if
+        none was written since. Release the watch (or use ``with``) when done.
+
+        Example:
+            >>> with db.watch(b"a") as w: db.commit([("put", b"a", b"2")], watch=w)
+            [None]
+        """
+        return self._watches.watch(as_bytes(k, "key") for k in keys)
+
+    def _planned_one(
+        self, ops: Sequence[object], watch: Watch | None, sync: bool | None
+    ) -> list[object] | None:
+        result = self.write_planned([list(ops)], [watch], sync)[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def write_planned(
+        self,
+        batches: Sequence[Sequence[object]],
+        watches: Sequence[Watch | None],
+        sync: bool | None = None,
+    ) -> list[list[object] | BaseException | None]:
+        """write_group() for batches that hold ``Op`` objects or watches: every batch
+        is decided in order under the lock (``_rmw.plan_group``), then written as one
+        write like any group. Per batch: its results, the error that refused it, or
+        None when its watch saw a write."""
+        ts = self._now_us()
+        out: list[list[object] | BaseException | None] = []
+        todo: list[int] = []
+        for i, ops in enumerate(batches):
+            try:  # validate the plain ops (Ops checked themselves when built)
+                self._encode_ops([op for op in ops if not isinstance(op, Op)], 0, ts)
+                todo.append(i)
+                out.append(None)
+            except (ValueError, TypeError) as exc:
+                out.append(exc)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._blocked is not None:
+                raise self._refuse()
+            kmap = self._kmap
+            added: set[bytes] = set()  # keys earlier batches of the group created
+            removed: set[bytes] = set()  # ... and stored keys they deleted
+
+            def allowed(present: set[bytes], absent: set[bytes]) -> None:
+                # Refuse a batch that creates keys and leaves more than max_keys.
+                if not self._max_keys:
+                    return
+                fresh = {k for k in present if (k not in kmap or k in removed) and k not in added}
+                freed = {k for k in absent if (k in kmap and k not in removed) or k in added}
+                count = len(kmap) + len(added) - len(removed)
+                if fresh and count + len(fresh) - len(freed) > self._max_keys:
+                    raise self._full()
+                for k in fresh:
+                    if k in removed:
+                        removed.discard(k)
+                    else:
+                        added.add(k)
+                for k in freed:
+                    if k in added:
+                        added.discard(k)
+                    else:
+                        removed.add(k)
+
+            view = View(self.get, self._expiry, kmap.keys, int(self._clock() * 1000))  # type: ignore[attr-defined]
+            plans = plan_group(
+                [list(batches[i]) for i in todo],
+                [watches[i] for i in todo],
+                view,
+                expiry_ms=self._expiry_of,
+                changed=self._watches.changed,
+                new_keys_allowed=allowed,
+            )
+            keys: list[bytes] = []
+            recs: list[bytes] = []
+            exps: list[int] = []
+            segs: list[tuple[int, bool]] = []
+            placed: list[tuple[int, Plan, int]] = []
+            for i, plan in zip(todo, plans, strict=True):
+                if not isinstance(plan, Plan):
+                    out[i] = plan
+                    continue
+                k, r, e = self._encode_ops(plan.ops, IN_BATCH if plan.atomic else 0, ts)
+                placed.append((i, plan, len(keys)))
+                if k:
+                    keys += k
+                    recs += r
+                    exps += e
+                    segs.append((len(k), plan.atomic))
+            answers = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+        finally:
+            lock.release()
+        for i, plan, first in placed:
+            out[i] = [answers[first + r.index] if isinstance(r, Slot) else r for r in plan.results]
+        return out
