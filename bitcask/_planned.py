@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from ._record import IN_BATCH, as_bytes
-from ._rmw import Op, Plan, Slot, View, Watch, Watches, plan_group
+from ._rmw import KeyBudget, Op, Plan, Slot, View, Watch, Watches, plan_group
 from .errors import BitcaskError, StoreFullError
 
 __all__ = ["Planned", "PlannedWrites"]
@@ -116,28 +116,11 @@ class PlannedWrites:
             if self._blocked is not None:
                 raise self._refuse()
             kmap = self._kmap
-            added: set[bytes] = set()  # keys earlier batches of the group created
-            removed: set[bytes] = set()  # ... and stored keys they deleted
+            budget = KeyBudget(kmap, self._max_keys)
 
             def allowed(present: set[bytes], absent: set[bytes]) -> None:
-                # Refuse a batch that creates keys and leaves more than max_keys.
-                if not self._max_keys:
-                    return
-                fresh = {k for k in present if (k not in kmap or k in removed) and k not in added}
-                freed = {k for k in absent if (k in kmap and k not in removed) or k in added}
-                count = len(kmap) + len(added) - len(removed)
-                if fresh and count + len(fresh) - len(freed) > self._max_keys:
+                if self._max_keys and not budget.fits(present, absent):
                     raise self._full()
-                for k in fresh:
-                    if k in removed:
-                        removed.discard(k)
-                    else:
-                        added.add(k)
-                for k in freed:
-                    if k in added:
-                        added.discard(k)
-                    else:
-                        removed.add(k)
 
             view = View(self.get, self._expiry, kmap.keys, int(self._clock() * 1000))  # type: ignore[attr-defined]
             plans = plan_group(

@@ -36,6 +36,7 @@ __all__ = [
     "GetEx",
     "Incr",
     "IncrFloat",
+    "KeyBudget",
     "Op",
     "Persist",
     "Rename",
@@ -492,6 +493,50 @@ class Watches:
 
 # Ops whose failure is the op's own answer, not a refusal of its batch.
 APPLY_ERRORS = (NotANumberError, NoSuchKeyError, CorruptRecordError)
+
+
+class KeyBudget:
+    """The max_keys rule, once for every write path (caller holds the writer lock).
+
+    A batch is refused when it creates keys and would leave more than ``limit`` keys;
+    what it deletes counts in its favour. Batches admitted earlier in the same group
+    count as done.
+    """
+
+    def __init__(self, stored: dict[bytes, int], limit: int) -> None:
+        self._stored = stored
+        self._limit = limit
+        self._added: set[bytes] = set()  # keys earlier batches of the group created
+        self._removed: set[bytes] = set()  # ... and stored keys they deleted
+
+    def fits(self, present: set[bytes], absent: set[bytes]) -> bool:
+        """Admit a batch that leaves ``present`` keys present and ``absent`` absent."""
+        stored, added, removed = self._stored, self._added, self._removed
+        fresh = {k for k in present if (k not in stored or k in removed) and k not in added}
+        freed = {k for k in absent if (k in stored and k not in removed) or k in added}
+        count = len(stored) + len(added) - len(removed)
+        if fresh and count + len(fresh) - len(freed) > self._limit:
+            return False
+        for k in fresh:
+            if k in removed:
+                removed.discard(k)
+            else:
+                added.add(k)
+        for k in freed:
+            if k in added:
+                added.discard(k)
+            else:
+                removed.add(k)
+        return True
+
+
+def batch_effect(keys: list[bytes], exps: list[int]) -> tuple[set[bytes], set[bytes]]:
+    """(keys left present, keys left absent) by a batch of encoded writes (exp -1: a
+    delete), the last write of each key deciding."""
+    last: dict[bytes, bool] = {}
+    for k, e in zip(keys, exps, strict=True):
+        last[k] = e >= 0
+    return {k for k, p in last.items() if p}, {k for k, p in last.items() if not p}
 
 
 @dataclass

@@ -64,7 +64,7 @@ from ._record import (
     encode_tombstone,
 )
 from ._recovery import RecoveryReport
-from ._rmw import Op, Watches
+from ._rmw import KeyBudget, Op, Watches, batch_effect
 from .errors import (
     BitcaskError,
     KeyTooLargeError,
@@ -80,10 +80,10 @@ if TYPE_CHECKING:
 
 __all__ = ["FileEntry", "Writer", "as_bytes", "fsync_dir"]
 
-# Refresh the active file's mapping after this many appended bytes: one mmap call per
-# ~7,000 small puts, while at most this much recent data is read with pread.
 log = logging.getLogger("bitcask")
 
+# Refresh the active file's mapping after this many appended bytes: one mmap call per
+# ~7,000 small puts, while at most this much recent data is read with pread.
 _REMAP_STEP = 1 << 20
 # The latest expiry a record may carry, in ms since the epoch: a signed 64-bit
 # integer, as Redis bounds its expiries (the field itself is u64).
@@ -297,10 +297,11 @@ class Writer(PlannedWrites):
         try:
             if self._blocked is not None:
                 raise self._refuse()
-            segs = [(len(keys), not _single)]
-            if self._max_keys and self._over_key_limit(keys, exps, segs)[0]:
+            if self._max_keys and not KeyBudget(self._kmap, self._max_keys).fits(
+                *batch_effect(keys, exps)
+            ):
                 raise self._full()
-            return self._apply(keys, recs, exps, sync, segs, ts)
+            return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
         finally:
             lock.release()
 
@@ -355,13 +356,8 @@ class Writer(PlannedWrites):
         try:
             if self._blocked is not None:
                 raise self._refuse()
-            if self._max_keys and any(over := self._over_key_limit(keys, exps, segs)):
-                # Refuse only the batches that would add keys past the limit.
-                keys, recs, exps, segs = _drop_segments(keys, recs, exps, segs, over)
-                refused = iter(over)
-                for i, entry in enumerate(out):
-                    if isinstance(entry, list) and next(refused):
-                        out[i] = self._full()
+            if self._max_keys:
+                keys, recs, exps, segs = self._admit(keys, recs, exps, segs, out)
             results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
         finally:
             lock.release()
@@ -655,29 +651,35 @@ class Writer(PlannedWrites):
             "(reads, overwrites and deletes go on)"
         )
 
-    def _over_key_limit(
-        self, keys: list[bytes], exps: list[int], segs: list[tuple[int, bool]]
-    ) -> list[bool]:
-        # Caller holds _lock. For each batch of ``segs``: would its puts of keys not
-        # yet stored (in order, after the earlier accepted batches) pass max_keys?
-        kmap = self._kmap
-        count = len(kmap)
-        added: set[bytes] = set()
-        over: list[bool] = []
+    def _admit(
+        self,
+        keys: list[bytes],
+        recs: list[bytes],
+        exps: list[int],
+        segs: list[tuple[int, bool]],
+        out: list[list[object] | BaseException],
+    ) -> tuple[list[bytes], list[bytes], list[int], list[tuple[int, bool]]]:
+        # Caller holds _lock. Drop the batches max_keys refuses; their entries in
+        # ``out`` (the ones still pending, in order) become StoreFullError.
+        budget = KeyBudget(self._kmap, self._max_keys)
+        pending = iter([i for i, entry in enumerate(out) if isinstance(entry, list)])
+        k2: list[bytes] = []
+        r2: list[bytes] = []
+        e2: list[int] = []
+        s2: list[tuple[int, bool]] = []
         first = 0
-        for n, _ in segs:
-            new = {
-                k
-                for k, e in zip(keys[first : first + n], exps[first : first + n], strict=True)
-                if e >= 0 and k not in kmap and k not in added
-            }
-            refuse = bool(new) and count + len(new) > self._max_keys
-            if not refuse:
-                count += len(new)
-                added |= new
-            over.append(refuse)
+        for n, atomic in segs:
+            i = next(pending)
+            ks, es = keys[first : first + n], exps[first : first + n]
+            if budget.fits(*batch_effect(ks, es)):
+                k2 += ks
+                r2 += recs[first : first + n]
+                e2 += es
+                s2.append((n, atomic))
+            else:
+                out[i] = self._full()
             first += n
-        return over
+        return k2, r2, e2, s2
 
     def _append(self, buf: bytes, off: int, fsync: bool) -> None:
         # Caller holds _lock: one write of ``buf`` at ``off``, then the fsync asked for.
@@ -872,26 +874,3 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _drop_segments(
-    keys: list[bytes],
-    recs: list[bytes],
-    exps: list[int],
-    segs: list[tuple[int, bool]],
-    drop: list[bool],
-) -> tuple[list[bytes], list[bytes], list[int], list[tuple[int, bool]]]:
-    """``keys``/``recs``/``exps``/``segs`` without the batches ``drop`` marks."""
-    k2: list[bytes] = []
-    r2: list[bytes] = []
-    e2: list[int] = []
-    s2: list[tuple[int, bool]] = []
-    first = 0
-    for (n, atomic), gone in zip(segs, drop, strict=True):
-        if not gone:
-            k2 += keys[first : first + n]
-            r2 += recs[first : first + n]
-            e2 += exps[first : first + n]
-            s2.append((n, atomic))
-        first += n
-    return k2, r2, e2, s2
