@@ -7,7 +7,8 @@ Run it:
 
 It needs no server (the engine is a library: one process opens a store for
 writing, and takes the directory's lock). It walks through put/get, a batch,
-TTLs (with a fake clock, so it never sleeps), paging with scan, merge, stats,
+atomic read-modify-write (incr, set nx, append, a watched commit, rename), TTLs
+(with a fake clock, so it never sleeps), paging with scan, merge, stats,
 backup and reopening, printing what each step returns, and exits.
 """
 
@@ -51,6 +52,18 @@ def tour(root: Path) -> None:
             b.put(b"account:bob", b"110")
             b.delete(b"user:1")
         print("after the batch ->", dict(db.items(b"account:")), "| user:1 ->", db.get(b"user:1"))
+
+        print("== read-modify-write, decided atomically by the one writer")
+        print("incr visits ->", db.incr(b"visits"), db.incr(b"visits", 10))
+        print("set lock nx ->", db.set(b"lock", b"me", nx=True, ttl=30))
+        print("set lock nx again ->", db.set(b"lock", b"you", nx=True))
+        print("append log ->", db.append(b"log", b"a"), db.append(b"log", b"b"))
+        with db.watch(b"account:alice") as w:  # optimistic: commit only if unchanged
+            balance = int(db.get(b"account:alice") or b"0")
+            db.put(b"account:alice", b"95")  # someone else writes meanwhile
+            done = db.commit([("put", b"account:alice", str(balance - 10))], watch=w)
+        print("commit after a concurrent write ->", done)
+        print("rename log -> journal:", db.rename(b"log", b"journal"), db.get(b"journal"))
 
         print("== time to live")
         db.put(b"session:42", b"cart=3", ttl=30)

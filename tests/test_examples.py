@@ -259,6 +259,13 @@ get user:9 -> None
 delete user:2 -> True | again -> False
 == an atomic batch: all of it or none of it, even after a crash
 after the batch -> {b'account:alice': b'90', b'account:bob': b'110'} | user:1 -> None
+== read-modify-write, decided atomically by the one writer
+incr visits -> 1 11
+set lock nx -> (True, None)
+set lock nx again -> (False, b'me')
+append log -> 1 2
+commit after a concurrent write -> None
+rename log -> journal: True b'ab'
 == time to live
 ttl session:42 -> 30.0 | no TTL -> None
 31 s later: get -> None | in db -> False
@@ -268,13 +275,13 @@ page 2: 100 keys, b'item:0100' .. b'item:0199'
 page 3: 50 keys, b'item:0200' .. b'item:0249'
 == overwrite everything, then merge to reclaim the dead bytes
 dead bytes (\d+) -> (\d+); disk (\d+) -> (\d+) bytes
-merged \d+ files: 252 records copied, \d+ dropped \(1 expired\)
-keys after merge -> 252 | item:0007 -> b'new 7'
+merged \d+ files: 254 records copied, \d+ dropped \(2 expired\)
+keys after merge -> 254 | item:0007 -> b'new 7'
 == backup: a consistent copy that opens as a store
-backup keys -> 252 | after-backup -> None
+backup keys -> 254 | after-backup -> None
 check backup -> OK
 == reopen: the keydir is rebuilt from hint files
-keys -> 253 | hinted files -> True
+keys -> 255 | hinted files -> True
 torn bytes truncated -> 0
 """
 
