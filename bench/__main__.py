@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, one after another in one run, then the report.
 
 Each benchmark is its own module (`python -m bench.embedded`, `bench.server`,
-`bench.client`) run in a child process so that one cannot warm or starve the
+`bench.client`, `bench.sharding`, `bench.cli`) run in a child process so that one cannot warm or starve the
 next; each writes bench/results/<name>.json and <name>.md. `bench.report` then
 assembles docs/benchmarks.md and its plots from those files.
 
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-SUITES = ("embedded", "server", "client", "sharding")
+SUITES = ("embedded", "server", "client", "sharding", "cli")
 
 
 def main(argv: list[str] | None = None) -> int:

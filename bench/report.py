@@ -6,6 +6,11 @@ markdown fragment its benchmark wrote; the plots are drawn here from the JSON
 (matplotlib, a bench-only dependency; without it the document is written with no
 plots and says so). Tables are found by the start of their title, which the
 benchmarks keep stable.
+
+A section whose results are absent here (bench/results/ is not committed, so a
+checkout that ran only some benchmarks has only theirs) keeps its text from the
+docs/benchmarks.md being replaced, plots included, instead of turning into "Not
+run yet": running one benchmark never erases the others' published numbers.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ SECTIONS = (
     ("embedded", "Embedded engine vs peers", "bench/embedded.py"),
     ("server", "Server on loopback vs the ceiling and Redis", "bench/server.py"),
     ("client", "Client library CPU per operation", "bench/client.py"),
+    ("sharding", "Sharding: nutcracker and the sharded client", "bench/sharding.py"),
+    ("cli", "Command line: start-up and piped mode vs redis-cli", "bench/cli.py"),
 )
 
 Result = dict[str, Any]
@@ -198,7 +205,23 @@ def save(plt: Any, fig: Any, name: str) -> str:
 # --------------------------------------------------------------------------- document
 
 
-def render(plt: Any | None) -> str:
+def previous_sections(text: str) -> dict[str, str]:
+    """Each `## heading` of an earlier document mapped to its body (up to the next one)."""
+    sections: dict[str, str] = {}
+    heading: str | None = None
+    body: list[str] = []
+    for line in [*text.splitlines(), "## "]:
+        if line.startswith("## "):
+            if heading is not None:
+                sections[heading] = "\n".join(body).strip()
+            heading, body = line[3:].strip(), []
+        elif heading is not None:
+            body.append(line)
+    return sections
+
+
+def render(plt: Any | None, previous: dict[str, str] | None = None) -> str:
+    """The whole document; `previous` (see `previous_sections`) fills absent results."""
     today = dt.date.today().isoformat()
     parts = [
         "# Benchmarks",
@@ -217,6 +240,10 @@ def render(plt: Any | None) -> str:
         parts += ["*(matplotlib is not installed: `make bench` installs it; no plots.)*", ""]
     for name, heading, source in SECTIONS:
         result, fragment = load(name)
+        kept = (previous or {}).get(heading, "")
+        if fragment is None and kept and "*Not run yet" not in kept:
+            parts += [f"## {heading}", "", kept, ""]
+            continue
         parts += [f"## {heading}", "", f"Source: `{source}`.", ""]
         if fragment is None:
             parts += [f"*Not run yet: `python -m bench {name}`.*", ""]
@@ -252,7 +279,8 @@ def _pyplot() -> Any | None:
 
 def main() -> int:
     plt = _pyplot()
-    DOC.write_text(render(plt))
+    previous = previous_sections(DOC.read_text()) if DOC.exists() else {}
+    DOC.write_text(render(plt, previous))
     print(
         f"wrote {DOC.relative_to(ROOT)}"
         + ("" if plt is None else f" and plots in {IMG.relative_to(ROOT)}")
