@@ -151,9 +151,9 @@ class Session:
     def __init__(self, authenticated: bool) -> None:
         self.authenticated = authenticated
         self.client: str | None = None
-        self.watches: dict[int, Any] = {}
+        self.watches: dict[int, WatchRef] = {}
         self.last_watch = 0
-        self.spent: dict[int, Any] = {}  # id(watch) -> watch of a commit in flight
+        self.spent: dict[int, WatchRef] = {}  # id(ref) -> watch of a commit in flight
 
 
 class _Invalid(Exception):
@@ -253,8 +253,7 @@ class Dispatcher:
         """The connection closed: release its watches."""
         watches, session.watches = session.watches, {}
         spent, session.spent = session.spent, {}
-        for w in [*watches.values(), *spent.values()]:
-            w.release()
+        _release_all([*watches.values(), *spent.values()])
 
     def check_token(self, token: Any) -> bool:
         """Constant-time comparison of a presented token with the configured one."""
@@ -507,30 +506,28 @@ class Dispatcher:
                 ErrorCode.BATCH_TOO_LARGE,
                 f"this connection holds {MAX_WATCHES} watches; commit or unwatch some",
             )
-        # A Read, not Done: the watch is taken once this connection's earlier writes
-        # applied, so they never count as a change seen by its own commit.
-        return Read(self._take_watch, (session, keys))
-
-    def _take_watch(self, query: tuple[Session, list[bytes]]) -> int:
-        session, keys = query
+        # The id is this connection's at once (a pipelined commit may name it); the
+        # watch itself is taken by a Read, once this connection's earlier writes
+        # applied, so they never count as a change its own commit sees.
         session.last_watch += 1
-        session.watches[session.last_watch] = self._db.watch(*keys)
-        return session.last_watch
+        ref = WatchRef()
+        session.watches[session.last_watch] = ref
+        return Read(self._take_watch, (ref, keys, session.last_watch))
+
+    def _take_watch(self, query: tuple[WatchRef, list[bytes], int]) -> int:
+        ref, keys, wid = query
+        ref.take(self._db.watch(*keys))
+        return wid
 
     def _unwatch(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return Read(self._drop_watch, (session, args[0]))
-
-    def _drop_watch(self, query: tuple[Session, int | None]) -> bool:
-        session, wid = query
+        wid = args[0]
         if wid is None:
-            watches, session.watches = session.watches, {}
-            for w in watches.values():
-                w.release()
+            refs, session.watches = list(session.watches.values()), {}
         else:
-            w = session.watches.pop(wid, None)
-            if w is not None:
-                w.release()
-        return True
+            ref = session.watches.pop(wid, None)
+            refs = [] if ref is None else [ref]
+        # Released in order with this connection's reads, so after a pending watch's.
+        return Read(_release_all, refs)
 
     def _commit(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         items, wid = args
@@ -551,10 +548,10 @@ class Dispatcher:
         watch = session.watches.pop(wid, None)
         if watch is None:
             return Done(None, None)
-        session.spent[id(watch)] = watch  # released by the reply, or when the connection closes
+        session.spent[id(watch)] = watch  # released by the reply or when the connection ends
         try:
             return self._write(
-                Watched(ops, watch), size, lambda r: _watched(r, shapes, session, watch)
+                Watched(ops, watch.get), size, lambda r: _watched(r, shapes, session, watch)
             )
         except BaseException:
             _release(session, watch)
@@ -663,13 +660,44 @@ def _each(results: list[Any], shapes: list[Callable[[Any], Any]]) -> list[Any]:
     return out
 
 
-def _release(session: Session, watch: Any) -> None:
+class WatchRef:
+    """A watch id's engine Watch: None until the watch's Read ran on the loop."""
+
+    __slots__ = ("released", "watch")
+
+    def __init__(self) -> None:
+        self.watch: Any = None
+        self.released = False
+
+    def take(self, watch: Any) -> None:
+        self.watch = watch
+        if self.released:  # unwatched or closed before the watch was taken
+            watch.release()
+
+    def get(self) -> Any:
+        if self.watch is None:  # its Read failed: never apply as if unwatched
+            raise ValueError("the watch was not taken")
+        return self.watch
+
+    def release(self) -> None:
+        self.released = True
+        if self.watch is not None:
+            self.watch.release()
+
+
+def _release_all(refs: list[WatchRef]) -> bool:
+    for ref in refs:
+        ref.release()
+    return True
+
+
+def _release(session: Session, watch: WatchRef) -> None:
     session.spent.pop(id(watch), None)
     watch.release()
 
 
 def _watched(
-    results: list[Any], shapes: list[Callable[[Any], Any]], session: Session, watch: Any
+    results: list[Any], shapes: list[Callable[[Any], Any]], session: Session, watch: WatchRef
 ) -> list[Any] | None:
     # Runs once the writer decided the commit: its watch has done its work.
     _release(session, watch)

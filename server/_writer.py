@@ -76,13 +76,19 @@ _Outcome = tuple[list[Any] | None, BaseException | None]
 
 
 class Watched(list[Any]):
-    """A request's ops that apply only if none of `watch`'s keys was written since it
-    was taken (a `commit` with a watch). Always truthy, so an empty commit still
-    reaches the engine to check its watch."""
+    """A request's ops that apply only if none of the watch's keys was written since
+    it was taken (a `commit` with a watch). `watch` is the engine Watch, or a callable
+    returning it when the group is written (a watch taken after the commit was
+    queued). Always truthy, so an empty commit still reaches the engine."""
 
     def __init__(self, ops: Sequence[Any], watch: Any) -> None:
         super().__init__(ops)
-        self.watch = watch
+        self._watch = watch
+
+    @property
+    def watch(self) -> Any:
+        w = self._watch
+        return w() if callable(w) else w
 
     def __bool__(self) -> bool:
         return True

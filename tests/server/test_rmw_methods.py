@@ -233,6 +233,22 @@ def test_own_pipelined_write_before_watch_does_not_abort(conn: Conn) -> None:
     assert conn.call("commit", [["incr", key]], {"watch": wid}) == [2]
 
 
+def test_watch_and_commit_pipelined_in_one_write(conn: Conn) -> None:
+    key = fresh("w")
+    wid = 1 + _last_watch(conn)  # ids count up per connection
+    conn.send("put", key, b"5")
+    conn.send("watch", [key])
+    conn.send("commit", [["incr", key]], {"watch": wid})
+    replies = [conn.reply()[1] for _ in range(3)]
+    assert replies[0] is True and replies[2] == [6]
+
+
+def _last_watch(conn: Conn) -> int:
+    wid = conn.call("watch", [b"probe"])
+    assert conn.call("unwatch", wid) is True
+    return int(wid)
+
+
 def test_unwatch_and_unknown_ids(conn: Conn) -> None:
     key = fresh("w")
     wid = conn.call("watch", [key])
