@@ -573,8 +573,9 @@ def plan_group(
     batches never see them.
     """
     out: list[Plan | BaseException | None] = []
+    written: set[bytes] = set()  # keys earlier batches of this group write (not yet counted)
     for ops, watch in zip(batches, watches, strict=True):
-        if watch is not None and changed(watch):
+        if watch is not None and (changed(watch) or not written.isdisjoint(watch.keys)):
             out.append(None)
             continue
         mark = view.mark()
@@ -612,4 +613,5 @@ def plan_group(
             out.append(exc)
             continue
         out.append(Plan(plain, results, atomic=len(ops) > 1 or len(plain) > 1))
+        written.update(last)
     return out

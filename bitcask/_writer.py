@@ -207,8 +207,6 @@ class Writer(PlannedWrites):
                 self._rotate()
                 off = self._offset
             self._append(rec, off, self._sync_always)
-            if self._watches.counts:
-                self._watches.bump((key,))
             self._offset = end = off + size
             self._dirty = True
             kmap = self._kmap
@@ -225,6 +223,8 @@ class Writer(PlannedWrites):
                 self._expiry[key] = exp
             elif self._expiry:
                 self._expiry.pop(key, None)
+            if self._watches.counts:  # after the keydir: see _apply
+                self._watches.bump((key,))
             if end - self._mapped >= _REMAP_STEP:
                 self._remap_active()
         finally:
@@ -531,10 +531,12 @@ class Writer(PlannedWrites):
         self._append(buf, off, sync is True or (sync is None and self._sync_always))
         self._offset = off + len(buf)
         self._dirty = True
-        if self._watches.counts:
-            self._watches.bump(keys)
+        # Watches count a write only once readers can see it: a watch taken in
+        # between would otherwise pair a counted write with the old value it read.
         if not targets and not any(exps) and (positions is None or len(segs) == 1):
             self._publish_puts(keys, recs, positions[0] if positions else off)
+            if self._watches.counts:
+                self._watches.bump(keys)
             return results
         if positions is None:
             positions = list(accumulate(map(len, recs[:-1]), initial=off))
@@ -565,6 +567,8 @@ class Writer(PlannedWrites):
                 elif expiry:
                     expiry.pop(key, None)
         live[aid] += added
+        if self._watches.counts:
+            self._watches.bump(keys)
         if self._offset - self._mapped >= _REMAP_STEP:
             self._remap_active()
         return results

@@ -24,6 +24,7 @@ from client._config import DEFAULT_PORT, ClientConfig, Limits, parse_url
 from client._ketama import NutcrackerPool, Ring, read_nutcracker_config
 from client._pool import Pool
 from client._sharded import ShardedBatch, ShardedClient, connect_sharded
+from client._transaction import Transaction
 from client.errors import (
     AuthError,
     AuthFailedError,
@@ -42,6 +43,8 @@ from client.errors import (
     InvalidParamsError,
     KeyTooLargeError,
     MergeInProgressError,
+    NoSuchKeyError,
+    NotANumberError,
     ProtocolViolationError,
     ReadOnlyError,
     ServerError,
@@ -49,6 +52,7 @@ from client.errors import (
     StoreFullError,
     StoreIOError,
     TooManyConnectionsError,
+    TransactionAbortedError,
     UnknownMethodError,
     UnsupportedVersionError,
     ValueTooLargeError,
@@ -79,6 +83,8 @@ __all__ = [
     "KeyTooLargeError",
     "Limits",
     "MergeInProgressError",
+    "NoSuchKeyError",
+    "NotANumberError",
     "NutcrackerPool",
     "Pool",
     "ProtocolViolationError",
@@ -91,6 +97,8 @@ __all__ = [
     "StoreFullError",
     "StoreIOError",
     "TooManyConnectionsError",
+    "Transaction",
+    "TransactionAbortedError",
     "UnknownMethodError",
     "UnsupportedVersionError",
     "Value",

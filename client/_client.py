@@ -27,13 +27,14 @@ import asyncio
 import functools
 import math
 import random
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from client._commands import Commands, to_bytes
+from client._commands import Commands, Key, to_bytes
 from client._config import ClientConfig, Limits, parse_url
 from client._protocol import ClientProtocol, Entry
+from client._transaction import Transaction, transact
 from client.errors import (
     AuthError,
     AuthRequiredError,
@@ -47,6 +48,8 @@ from client.errors import (
 )
 from protocol import DEFAULT_MAX_FRAME, IDEMPOTENT_METHODS, PROTOCOL_VERSION
 
+T = TypeVar("T")
+
 __all__ = ["Client", "connect", "make_config"]
 
 
@@ -56,6 +59,7 @@ class Client(Commands):
     Calls from many tasks are pipelined on the one connection and matched to
     their replies by msgid. Make one with `await connect(...)`; every call
     method (get, put, delete, exists, ttl, mget, mput, batch, scan, scan_page,
+    set, incr, incr_float, append, get_delete, expire, persist, rename, clear,
     ping, stats, merge, sync, hello, auth) takes `timeout=` (default: the
     client's).
 
@@ -170,6 +174,60 @@ class Client(Commands):
         finally:
             for timer in timers:
                 timer.cancel()
+
+    async def _connection(self, timeout: float | None) -> ClientProtocol:
+        """The current connection, (re)connected if needed (for calls bound to it)."""
+        self._check_open()
+        proto = self._proto
+        if proto is not None and not proto.closed:
+            return proto
+        if timeout is None:
+            timeout = self._timeout
+        loop = asyncio.get_running_loop()
+        return await self._writable_connection(
+            math.inf if timeout is None else loop.time() + timeout
+        )
+
+    # ------------------------------------------------------------ transactions
+
+    def transaction(self, *keys: Key) -> Transaction:
+        """An atomic group of operations, committed only if `keys` (if any) were not
+        written by anyone since the watch was taken (optimistic concurrency).
+
+        Use as `async with c.transaction(k) as tx:` (watch on entry, commit on a
+        clean exit, TransactionAbortedError if a watched key changed), or call
+        `await tx.watch()` and `await tx.commit()` (None when aborted) yourself.
+
+        Example:
+            >>> async with c.transaction(b"balance") as tx:  # doctest: +SKIP
+            ...     n = int(await c.get(b"balance") or 0)
+            ...     tx.put(b"balance", str(n - 10))
+        """
+        self._check_open()
+        return Transaction(self, keys)
+
+    async def transact(
+        self, fn: Callable[[Transaction], Awaitable[T]], *keys: Key, attempts: int = 16
+    ) -> tuple[T, list[Any]]:
+        """Run `await fn(tx)` with `keys` watched, then commit; while a watched key
+        changed meanwhile, run it again (at most `attempts` times).
+
+        Returns:
+            (what fn returned, the commit's per-operation results).
+
+        Raises:
+            TransactionAbortedError: every attempt aborted.
+
+        Example:
+            >>> async def double(tx):  # doctest: +SKIP
+            ...     n = int(await c.get(b"n") or 1)
+            ...     tx.put(b"n", str(2 * n))
+            ...     return 2 * n
+            >>> await c.transact(double, b"n")  # doctest: +SKIP
+            (2, [True])
+        """
+        self._check_open()
+        return await transact(self, fn, keys, attempts)
 
     async def _writable_connection(self, deadline: float) -> ClientProtocol:
         """The slow path: (re)connect and/or wait for write buffer space, within deadline."""

@@ -21,6 +21,7 @@ from client.errors import (
     ValueTooLargeError,
 )
 from protocol import SCAN_DEFAULT_COUNT, SCAN_MAX_COUNT
+from protocol.methods import EXPIRE_CONDITIONS, MAX_EXPIRY_MS
 
 if TYPE_CHECKING:
     from client._batch import Batch
@@ -53,6 +54,80 @@ def check_ttl(ttl: Any) -> float | None:
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
         raise InterfaceError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
     return float(ttl)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if type(value) is not bool:
+        raise InterfaceError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _at_ms(at_ms: Any) -> int | None:
+    if at_ms is None:
+        return None
+    if type(at_ms) is not int or not 1 <= at_ms <= MAX_EXPIRY_MS:
+        raise InterfaceError(f"at_ms must be an int of ms since the epoch > 0, got {at_ms!r}")
+    return at_ms
+
+
+def set_params(
+    c: Commands,
+    key: Any,
+    value: Any,
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keep_ttl: bool,
+    ttl: Any,
+    at_ms: Any,
+) -> list[Any]:
+    """The params of `set`, checked locally (the same rules as the server's)."""
+    opts: dict[str, Any] = {}
+    for name, flag in (("nx", nx), ("xx", xx), ("get", get), ("keep_ttl", keep_ttl)):
+        if _flag(flag, name):
+            opts[name] = True
+    if nx and xx:
+        raise InterfaceError("nx and xx exclude each other")
+    t, at = check_ttl(ttl), _at_ms(at_ms)
+    if t is not None and at is not None:
+        raise InterfaceError("give ttl or at_ms, not both")
+    if keep_ttl and (t is not None or at is not None):
+        raise InterfaceError("keep_ttl excludes ttl and at_ms")
+    if t is not None:
+        opts["ttl"] = t
+    if at is not None:
+        opts["at_ms"] = at
+    params: list[Any] = [c._key(key), c._value(value)]
+    return [*params, opts] if opts else params
+
+
+def incr_params(c: Commands, key: Any, delta: Any) -> list[Any]:
+    if type(delta) is not int or not -(2**63) <= delta < 2**63:
+        raise InterfaceError(f"delta must be a signed 64-bit int, got {delta!r}")
+    return [c._key(key)] if delta == 1 else [c._key(key), delta]
+
+
+def float_params(c: Commands, key: Any, delta: Any) -> list[Any]:
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or not math.isfinite(delta):
+        raise InterfaceError(f"delta must be a finite number, got {delta!r}")
+    return [c._key(key), float(delta)]
+
+
+def expire_params(c: Commands, key: Any, ttl: Any, at_ms: Any, cond: Any) -> list[Any]:
+    t, at = check_ttl(ttl), _at_ms(at_ms)
+    if (t is None) == (at is None):
+        raise InterfaceError("give exactly one of ttl and at_ms (persist removes an expiry)")
+    if cond not in EXPIRE_CONDITIONS:
+        raise InterfaceError(f"cond must be one of {list(EXPIRE_CONDITIONS)}, got {cond!r}")
+    opts: dict[str, Any] = {"ttl": t} if t is not None else {"at_ms": at}
+    if cond:
+        opts["cond"] = cond
+    return [c._key(key), opts]
+
+
+def rename_params(c: Commands, key: Any, new_key: Any, nx: Any) -> list[Any]:
+    params: list[Any] = [c._key(key), c._key(new_key)]
+    return [*params, {"nx": True}] if _flag(nx, "nx") else params
 
 
 class Commands:
@@ -161,6 +236,129 @@ class Commands:
         """
         result = await self._call("ttl", [self._key(key)], timeout)
         return float(result) if isinstance(result, float) else int(result)
+
+    # ------------------------------------------------------------ read-modify-write
+    # Each is decided by the server's one writer when it applies: atomic against
+    # every other write (docs/protocol.md, "Atomic read-modify-write").
+
+    async def set(
+        self,
+        key: Key,
+        value: Value,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        get: bool = False,
+        keep_ttl: bool = False,
+        ttl: float | None = None,
+        at_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Store `value` only if `key` is absent (`nx`) or present (`xx`), with an
+        expiry (`ttl` seconds, `at_ms` ms since the epoch) or the one it has
+        (`keep_ttl`).
+
+        Returns:
+            Whether it was stored; with `get=True` the value before (or None) instead.
+
+        Example:
+            >>> await c.set(b"lock", b"me", nx=True, ttl=30)  # doctest: +SKIP
+            True
+        """
+        params = set_params(self, key, value, nx, xx, get, keep_ttl, ttl, at_ms)
+        return await self._call("set", params, timeout)
+
+    async def incr(self, key: Key, delta: int = 1, *, timeout: float | None = None) -> int:
+        """Add `delta` to the integer at `key` (missing: 0), keeping its TTL.
+
+        Raises:
+            NotANumberError: the value is not a 64-bit integer, or the sum overflows.
+
+        Example:
+            >>> await c.incr(b"visits")  # doctest: +SKIP
+            1
+        """
+        return await self._call("incr", incr_params(self, key, delta), timeout)  # type: ignore[no-any-return]
+
+    async def incr_float(self, key: Key, delta: float, *, timeout: float | None = None) -> float:
+        """Add `delta` to the number at `key` (missing: 0); returns the new value.
+
+        Example:
+            >>> await c.incr_float(b"temp", 0.5)  # doctest: +SKIP
+            0.5
+        """
+        return float(await self._call("incr_float", float_params(self, key, delta), timeout))
+
+    async def append(self, key: Key, suffix: Value, *, timeout: float | None = None) -> int:
+        """Append `suffix` to the value at `key` (missing: create it); the new length.
+
+        Example:
+            >>> await c.append(b"log", b"line\\n")  # doctest: +SKIP
+            5
+        """
+        params = [self._key(key), self._value(suffix)]
+        return await self._call("append", params, timeout)  # type: ignore[no-any-return]
+
+    async def get_delete(self, key: Key, *, timeout: float | None = None) -> bytes | None:
+        """Delete `key` and return the value it had (None if missing), atomically.
+
+        Example:
+            >>> await c.get_delete(b"token:1")  # doctest: +SKIP
+            b'abc'
+        """
+        return await self._call("get_delete", [self._key(key)], timeout)  # type: ignore[no-any-return]
+
+    async def expire(
+        self,
+        key: Key,
+        ttl: float | None = None,
+        *,
+        at_ms: int | None = None,
+        cond: str = "",
+        timeout: float | None = None,
+    ) -> bool:
+        """Give an existing key an expiry: `ttl` seconds, or `at_ms` since the epoch;
+        `cond` "nx", "xx", "gt", "lt" as Redis's EXPIRE. Returns whether it applied.
+
+        Example:
+            >>> await c.expire(b"session:9", 60, cond="gt")  # doctest: +SKIP
+            True
+        """
+        params = expire_params(self, key, ttl, at_ms, cond)
+        return bool(await self._call("expire", params, timeout))
+
+    async def persist(self, key: Key, *, timeout: float | None = None) -> bool:
+        """Remove the expiry of `key`; True if it had one.
+
+        Example:
+            >>> await c.persist(b"session:9")  # doctest: +SKIP
+            True
+        """
+        return bool(await self._call("persist", [self._key(key)], timeout))
+
+    async def rename(
+        self, key: Key, new_key: Key, *, nx: bool = False, timeout: float | None = None
+    ) -> bool:
+        """Move the value and expiry of `key` to `new_key` (with `nx` only if `new_key`
+        is missing). Returns whether it moved.
+
+        Raises:
+            NoSuchKeyError: `key` does not exist.
+
+        Example:
+            >>> await c.rename(b"upload:tmp", b"upload:1")  # doctest: +SKIP
+            True
+        """
+        return bool(await self._call("rename", rename_params(self, key, new_key, nx), timeout))
+
+    async def clear(self, *, timeout: float | None = None) -> int:
+        """Delete every key, atomically; returns how many there were.
+
+        Example:
+            >>> await c.clear()  # doctest: +SKIP
+            3
+        """
+        return int(await self._call("clear", [], timeout))
 
     # ------------------------------------------------------------ many keys
 

@@ -8,6 +8,7 @@
     ├── InterfaceError                                misuse: closed client, wrong types
     │   └── CrossShardError                           a sharded batch spans shards
     ├── CallTimeoutError (also TimeoutError)          a call exceeded its timeout
+    ├── TransactionAbortedError                       a watched key changed: not applied
     └── ServerError(code, name, message)              the server answered with an error
         ├── ProtocolViolationError, UnknownMethodError, InvalidParamsError,
         │   UnsupportedVersionError                   1xx: the request itself
@@ -15,7 +16,9 @@
         ├── KeyTooLargeError, ValueTooLargeError (also ValueError),
         │   FrameTooLargeError, TooManyConnectionsError, BatchTooLargeError   3xx
         ├── ReadOnlyError, StoreIOError, CorruptRecordError,
-        │   MergeInProgressError                      4xx: the store
+        │   MergeInProgressError, StoreFullError,
+        │   NotANumberError (also ValueError),
+        │   NoSuchKeyError (also KeyError)             4xx: the store
         └── InternalServerError, ShuttingDownError, BusyError            5xx
 
 The class of a server error is chosen by its numeric code (`error_for_code`),
@@ -48,6 +51,8 @@ __all__ = [
     "InvalidParamsError",
     "KeyTooLargeError",
     "MergeInProgressError",
+    "NoSuchKeyError",
+    "NotANumberError",
     "ProtocolViolationError",
     "ReadOnlyError",
     "ServerError",
@@ -55,6 +60,7 @@ __all__ = [
     "StoreFullError",
     "StoreIOError",
     "TooManyConnectionsError",
+    "TransactionAbortedError",
     "UnknownMethodError",
     "UnsupportedVersionError",
     "ValueTooLargeError",
@@ -226,6 +232,27 @@ class StoreFullError(ServerError):
     default_code = ErrorCode.STORE_FULL
 
 
+class NotANumberError(ServerError, ValueError):
+    """NOT_A_NUMBER: incr / incr_float met a value that is not a number, or the result
+    would be out of range; nothing was changed."""
+
+    default_code = ErrorCode.NOT_A_NUMBER
+
+
+class NoSuchKeyError(ServerError, KeyError):
+    """NO_SUCH_KEY: rename of a key that does not exist."""
+
+    default_code = ErrorCode.NO_SUCH_KEY
+
+    def __str__(self) -> str:  # KeyError would show the repr of the args
+        return ServerError.__str__(self)
+
+
+class TransactionAbortedError(ClientError):
+    """A transaction's watched key was written by someone else before it committed:
+    nothing was applied. Read again and retry (`Client.transact` does)."""
+
+
 class InternalServerError(ServerError):
     """INTERNAL: a bug in the server."""
 
@@ -263,6 +290,8 @@ _BY_CODE: dict[int, type[ServerError]] = {
         CorruptRecordError,
         MergeInProgressError,
         StoreFullError,
+        NotANumberError,
+        NoSuchKeyError,
         InternalServerError,
         ShuttingDownError,
         BusyError,

@@ -50,6 +50,10 @@ class ErrorCode(IntEnum):
     MERGE_IN_PROGRESS = 403
     STORE_FULL = 404
     """The store holds --max-keys keys: writes of new keys are refused; the rest goes on."""
+    NOT_A_NUMBER = 410
+    """incr / incr_float met a value that is not a number, or the result would overflow."""
+    NO_SUCH_KEY = 411
+    """rename of a key that does not exist."""
     INTERNAL = 500
     SHUTTING_DOWN = 501
     BUSY = 502

@@ -20,6 +20,8 @@ from typing import Any
 from protocol.errors import ErrorCode, ProtocolError
 
 __all__ = [
+    "COMMIT_OPS",
+    "EXPIRE_CONDITIONS",
     "IDEMPOTENT_METHODS",
     "MAX_EXPIRY_MS",
     "METHODS",
@@ -189,6 +191,142 @@ def _v_scan(params: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
+# ---- atomic read-modify-write (decided by the server's one writer at apply time) ----
+
+I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
+EXPIRE_CONDITIONS = ("", "nx", "xx", "gt", "lt")
+"""`expire`'s `cond`: "" always, "nx" only without an expiry, "xx" only with one,
+"gt" / "lt" only if later / earlier than the current one (none counts as never)."""
+
+
+def _flag(opts: dict[str, Any], name: str) -> bool:
+    value = opts.get(name, False)
+    if type(value) is not bool:
+        raise _invalid(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _at_ms(value: Any) -> int | None:
+    """An absolute expiry: int ms since the epoch in 1..MAX_EXPIRY_MS (past: expired)."""
+    if value is None:
+        return None
+    if type(value) is not int or not 1 <= value <= MAX_EXPIRY_MS:
+        raise _invalid(f"at_ms must be an int of ms since the epoch in 1..2**63-1, got {value!r}")
+    return value
+
+
+def _when(opts: dict[str, Any]) -> tuple[float | None, int | None]:
+    ttl = _ttl(opts.get("ttl"))
+    at_ms = _at_ms(opts.get("at_ms"))
+    if ttl is not None and at_ms is not None:
+        raise _invalid("give ttl or at_ms, not both")
+    return ttl, at_ms
+
+
+def _v_set(params: Sequence[Any]) -> tuple[Any, ...]:
+    key = _bytes(params[0], "key")
+    value = _bytes(params[1], "value")
+    opts: dict[str, Any] = {}
+    if len(params) == 3:
+        opts = _options(params[2], ("nx", "xx", "get", "keep_ttl", "ttl", "at_ms"), "set options")
+    nx, xx, get, keep = (_flag(opts, f) for f in ("nx", "xx", "get", "keep_ttl"))
+    if nx and xx:
+        raise _invalid("set: nx and xx exclude each other")
+    ttl, at_ms = _when(opts)
+    if keep and (ttl is not None or at_ms is not None):
+        raise _invalid("set: keep_ttl excludes ttl and at_ms")
+    return (key, value, nx, xx, get, keep, ttl, at_ms)
+
+
+def _v_incr(params: Sequence[Any]) -> tuple[Any, ...]:
+    delta = params[1] if len(params) == 2 else 1
+    if type(delta) is not int or not I64_MIN <= delta <= I64_MAX:
+        raise _invalid(f"incr delta must be a signed 64-bit int, got {delta!r}")
+    return (_bytes(params[0], "key"), delta)
+
+
+def _v_incr_float(params: Sequence[Any]) -> tuple[Any, ...]:
+    delta = params[1]
+    kind = type(delta)
+    if (kind is not int and kind is not float) or not math.isfinite(delta):
+        raise _invalid(f"incr_float delta must be a finite number, got {delta!r}")
+    return (_bytes(params[0], "key"), float(delta))
+
+
+def _v_append(params: Sequence[Any]) -> tuple[Any, ...]:
+    return (_bytes(params[0], "key"), _bytes(params[1], "suffix"))
+
+
+def _v_expire(params: Sequence[Any]) -> tuple[Any, ...]:
+    opts = _options(params[1], ("ttl", "at_ms", "cond"), "expire options")
+    ttl, at_ms = _when(opts)
+    if ttl is None and at_ms is None:
+        raise _invalid("expire needs ttl or at_ms (persist removes an expiry)")
+    cond = opts.get("cond", "")
+    if cond is None:
+        cond = ""
+    if type(cond) is not str or cond not in EXPIRE_CONDITIONS:
+        raise _invalid(f"expire cond must be one of {list(EXPIRE_CONDITIONS)}, got {cond!r}")
+    return (_bytes(params[0], "key"), ttl, at_ms, cond)
+
+
+def _v_rename(params: Sequence[Any]) -> tuple[Any, ...]:
+    nx = False
+    if len(params) == 3:
+        nx = _flag(_options(params[2], ("nx",), "rename options"), "nx")
+    return (_bytes(params[0], "key"), _bytes(params[1], "key"), nx)
+
+
+def _v_watch(params: Sequence[Any]) -> tuple[Any, ...]:
+    keys = _key_list(params[0], "watch")
+    if not keys:
+        raise _invalid("watch needs at least one key")
+    return (keys,)
+
+
+def _watch_id(value: Any) -> int:
+    if type(value) is not int or not 1 <= value <= I64_MAX:
+        raise _invalid(f"a watch id is a positive int from watch, got {value!r}")
+    return value
+
+
+def _v_unwatch(params: Sequence[Any]) -> tuple[Any, ...]:
+    return (_watch_id(params[0]) if params else None,)
+
+
+# Methods allowed as ops of a `commit`: [method, *params], checked as the method.
+COMMIT_OPS = (
+    "put", "delete", "set", "incr", "incr_float", "append", "get_delete", "expire",
+    "persist", "rename",
+)  # fmt: skip
+
+
+def _v_commit(params: Sequence[Any]) -> tuple[Any, ...]:
+    ops = params[0]
+    if type(ops) is not list and type(ops) is not tuple:
+        raise _invalid("commit takes an array of operations")
+    out: list[tuple[Any, ...]] = []
+    for i, op in enumerate(ops):
+        if (type(op) is not list and type(op) is not tuple) or not op:
+            raise _invalid(f"commit op {i} must be a non-empty array [method, params...]")
+        name = op[0]
+        if name not in COMMIT_OPS:
+            raise _invalid(f"commit op {i}: {name!r} is not one of {list(COMMIT_OPS)}")
+        spec = METHODS[name]
+        try:
+            _arity(op[1:], spec.min_params, spec.max_params, name)
+            out.append((name, *spec.normalise(op[1:])))
+        except ProtocolError as exc:
+            raise _invalid(f"commit op {i}: {exc.message}") from None
+    watch = None
+    if len(params) == 2:
+        opts = _options(params[1], ("watch",), "commit options")
+        if opts.get("watch") is not None:
+            watch = _watch_id(opts["watch"])
+    return (out, watch)
+
+
 @dataclass(frozen=True, slots=True)
 class MethodSpec:
     """One row of the method table.
@@ -262,6 +400,42 @@ _TABLE = (
           "Compact the data files now.", (0, 0), _v_none),
     _spec("sync", ("[]",), "true", True,
           "fsync the active data file.", (0, 0), _v_none),
+    _spec("set", ("[key, value]",
+                  '[key, value, {"nx": bool, "xx": bool, "get": bool, "keep_ttl": bool, '
+                  '"ttl": seconds | "at_ms": ms}]'),
+          "bool (applied) | with get: the old bin | nil", False,
+          "Store value only if key is absent (nx) / present (xx); optionally return the "
+          "old value.", (2, 3), _v_set),
+    _spec("incr", ("[key]", "[key, delta]"), "int", False,
+          "Add delta (default 1) to the integer at key (absent: 0); keeps its TTL.",
+          (1, 2), _v_incr),
+    _spec("incr_float", ("[key, delta]",), "bin (the number as stored)", False,
+          "Add a float delta to the number at key (absent: 0); keeps its TTL.",
+          (2, 2), _v_incr_float),
+    _spec("append", ("[key, suffix]",), "int (the new length)", False,
+          "Append suffix to the value at key (absent: create it); keeps its TTL.",
+          (2, 2), _v_append),
+    _spec("get_delete", ("[key]",), "bin | nil", False,
+          "Delete key and return the value it had.", (1, 1), _v_key),
+    _spec("expire", ('[key, {"ttl": seconds | "at_ms": ms, "cond": "nx"|"xx"|"gt"|"lt"}]',),
+          "bool (applied)", False,
+          "Give an existing key an expiry (in the past: delete it).", (2, 2), _v_expire),
+    _spec("persist", ("[key]",), "bool (it had an expiry)", False,
+          "Remove the expiry of key.", (1, 1), _v_key),
+    _spec("rename", ("[key, new_key]", '[key, new_key, {"nx": bool}]'), "bool (moved)", False,
+          "Move the value and expiry of key to new_key (nx: only if new_key is absent).",
+          (2, 3), _v_rename),
+    _spec("clear", ("[]",), "int (keys deleted)", False,
+          "Delete every key, atomically.", (0, 0), _v_none),
+    _spec("watch", ("[[key, ...]]",), "int (a watch id of this connection)", False,
+          "Start watching keys: a commit with this watch applies only if none was written.",
+          (1, 1), _v_watch),
+    _spec("unwatch", ("[]", "[watch_id]"), "true", False,
+          "Release one watch of this connection, or all of them.", (0, 1), _v_unwatch),
+    _spec("commit", ("[[op, ...]]", '[[op, ...], {"watch": watch_id}]'),
+          "[result, ...] | nil (a watched key was written)", False,
+          "Apply ops atomically, each decided at apply time; op = [method, params...].",
+          (1, 2), _v_commit),
 )  # fmt: skip
 
 METHODS: Mapping[str, MethodSpec] = MappingProxyType({s.name: s for s in _TABLE})
@@ -282,6 +456,13 @@ def validate_params(method: str, params: Sequence[Any]) -> tuple[Any, ...]:
         batch  -> ([("put", key, value, ttl | None) | ("delete", key), ...],)
         scan   -> (prefix, cursor | None, count)
         stats, merge, sync -> ()
+        set    -> (key, value, nx, xx, get, keep_ttl, ttl | None, at_ms | None)
+        incr   -> (key, delta)          incr_float -> (key, delta_float)
+        append -> (key, suffix)         get_delete, persist -> (key,)
+        expire -> (key, ttl | None, at_ms | None, cond)
+        rename -> (key, new_key, nx)    clear -> ()
+        watch  -> ([key, ...],)         unwatch -> (watch_id | None,)
+        commit -> ([(method, *normalised params), ...], watch_id | None)
 
     Args:
         method: the wire method name.

@@ -227,6 +227,81 @@ COMMANDS: tuple[Command, ...] = (
         shell_help="Output longer than the screen goes through the pager.",
     ),
     Command(
+        "set", (KEY, Arg("value", Kind.VALUE), Arg("flag1", Kind.VALUE, optional=True, meta="NX|XX"),
+                Arg("flag2", Kind.VALUE, optional=True, meta="GET"),
+                Arg("flag3", Kind.VALUE, optional=True, meta="KEEPTTL"),
+                Arg("ttl", Kind.FLOAT, optional=True, keyword="ttl", positive=True, meta="SECONDS")),
+        "Set a key only if absent (NX) or present (XX), atomically.",
+        "Prints OK when stored, (nil) when NX or XX kept it from being stored.\n"
+        "GET prints the value the key had instead (or (nil)), stored or not.\n"
+        "KEEPTTL keeps the key's expiry; TTL SECONDS sets one; neither removes it.\n"
+        "The options may come in any order after the value.",
+        lazy("._rmw", "set_"), nil_is_1, examples=("set lock:1 me NX TTL 30", "set user:1 Ann XX GET"),
+        cli_help="Exit status 1 when it printed (nil).",
+        single=True,
+    ),
+    Command(
+        "incr", (KEY, Arg("by", Kind.INT, optional=True, keyword="by", meta="N")),
+        "Add 1 (or N) to an integer, atomically.",
+        "Prints the new value. A missing key counts as 0; the expiry is kept.\n"
+        "A value that is not a 64-bit integer, or a result out of range, is\n"
+        "NOT_A_NUMBER and changes nothing. N may be negative.",
+        lazy("._rmw", "incr"), examples=("incr visits", "incr stock BY -3"),
+        single=True,
+    ),
+    Command(
+        "incrfloat", (KEY, Arg("delta", Kind.FLOAT)), "Add a number to a value, atomically.",
+        "Prints the new value as stored (as Redis's INCRBYFLOAT: 10.5 + 0.1 is 10.6).",
+        lazy("._rmw", "incrfloat"), examples=("incrfloat price 0.25",),
+        single=True,
+    ),
+    Command(
+        "append", (KEY, Arg("suffix", Kind.VALUE)), "Append to a value, atomically.",
+        "Prints the new length. A missing key is created.",
+        lazy("._rmw", "append"), examples=('append log "line 1\\n"',),
+        single=True,
+    ),
+    Command(
+        "getdel", (KEY,), "Get a key's value and delete the key, atomically.",
+        "Prints the value, or (nil) when the key does not exist.",
+        lazy("._rmw", "getdel"), nil_is_1, examples=("getdel token:9",),
+        cli_help="Exit status 1 when the key does not exist.",
+        single=True,
+    ),
+    Command(
+        "expire", (KEY, Arg("seconds", Kind.FLOAT, positive=True),
+                   Arg("cond", Kind.VALUE, optional=True, meta="NX|XX|GT|LT")),
+        "Give an existing key an expiry.",
+        "Prints (true) when set, (false) for a missing key or an unmet condition:\n"
+        "NX only without an expiry, XX only with one, GT / LT only if later / earlier\n"
+        "than the current one.",
+        lazy("._rmw", "expire"), false_is_1, examples=("expire session:9 60", "expire session:9 600 GT"),
+        cli_help="Exit status 1 when it printed (false).",
+        single=True,
+    ),
+    Command(
+        "persist", (KEY,), "Remove a key's expiry.",
+        "Prints (true) when the key had an expiry, (false) otherwise.",
+        lazy("._rmw", "persist"), false_is_1, examples=("persist session:9",),
+        cli_help="Exit status 1 when it printed (false).",
+        single=True,
+    ),
+    Command(
+        "rename", (KEY, Arg("newkey", Kind.KEY), Arg("nx", Kind.VALUE, optional=True, meta="NX")),
+        "Move a key's value and expiry to a new key, atomically.",
+        "Prints (true) when moved; with NX, (false) if NEWKEY exists (nothing moves).\n"
+        "A missing KEY is NO_SUCH_KEY.",
+        lazy("._rmw", "rename"), false_is_1, examples=("rename upload:tmp upload:1",),
+        cli_help="Exit status 1 when it printed (false).",
+        single=True,
+    ),
+    Command(
+        "clear", (Arg("confirm", Kind.VALUE, meta="all"),), "Delete every key, atomically.",
+        "Type clear all. Prints how many keys were deleted.",
+        lazy("._rmw", "clear"), group="server", examples=("clear all",),
+        single=True,
+    ),
+    Command(
         "stats", (), "Server and store statistics.",
         "Key count, memory used by the keydir, live and dead bytes, files, counters.\n"
         "Raw output is one JSON object.",

@@ -26,13 +26,14 @@ import dataclasses
 import hmac
 import logging
 import struct
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import bitcask
 from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, ErrorInfo, ProtocolError, validate_params
 
-from ._writer import Writer
+from ._writer import WATCH_ABORTED, Watched, Writer
 from .config import ServerConfig
 
 __all__ = [
@@ -83,7 +84,7 @@ class Write:
 
     def __init__(
         self,
-        ops: list[tuple[Any, ...]],
+        ops: list[Any],
         nbytes: int,
         shape: Callable[[list[Any]], Any],
         sync: bool = False,
@@ -120,6 +121,8 @@ _EXC_CODES: tuple[tuple[type[BaseException], ErrorCode], ...] = (
     (bitcask.MergeInProgressError, ErrorCode.MERGE_IN_PROGRESS),
     (bitcask.StoreFullError, ErrorCode.STORE_FULL),
     (bitcask.StoreClosedError, ErrorCode.SHUTTING_DOWN),
+    (bitcask.NotANumberError, ErrorCode.NOT_A_NUMBER),
+    (bitcask.NoSuchKeyError, ErrorCode.NO_SUCH_KEY),
 )
 
 
@@ -140,13 +143,17 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
 
 class Session:
-    """Per-connection state the dispatcher needs: is this connection authenticated?"""
+    """Per-connection state the dispatcher needs: is this connection authenticated,
+    and its watches (by id; released by Dispatcher.end_session when it closes)."""
 
-    __slots__ = ("authenticated", "client")
+    __slots__ = ("authenticated", "client", "last_watch", "spent", "watches")
 
     def __init__(self, authenticated: bool) -> None:
         self.authenticated = authenticated
         self.client: str | None = None
+        self.watches: dict[int, WatchRef] = {}
+        self.last_watch = 0
+        self.spent: dict[int, WatchRef] = {}  # id(ref) -> watch of a commit in flight
 
 
 class _Invalid(Exception):
@@ -218,6 +225,18 @@ class Dispatcher:
             "batch": self._batch,
             "sync": self._sync,
             "merge": self._merge,
+            "set": self._set,
+            "incr": self._incr,
+            "incr_float": self._incr_float,
+            "append": self._append,
+            "get_delete": self._get_delete,
+            "expire": self._expire,
+            "persist": self._persist,
+            "rename": self._rename,
+            "clear": self._clear,
+            "watch": self._watch,
+            "unwatch": self._unwatch,
+            "commit": self._commit,
         }
         missing = set(METHODS) - set(self._handlers)
         if missing:
@@ -229,6 +248,12 @@ class Dispatcher:
 
     def new_session(self) -> Session:
         return Session(authenticated=self._token is None)
+
+    def end_session(self, session: Session) -> None:
+        """The connection closed: release its watches."""
+        watches, session.watches = session.watches, {}
+        spent, session.spent = session.spent, {}
+        _release_all([*watches.values(), *spent.values()])
 
     def check_token(self, token: Any) -> bool:
         """Constant-time comparison of a presented token with the configured one."""
@@ -405,9 +430,136 @@ class Dispatcher:
 
         return Async(start)
 
+    # ---- atomic read-modify-write (engine Ops, decided by the writer at apply time) ----
+
+    def _op(self, kind: str, args: tuple[Any, ...]) -> tuple[Any, int]:
+        """The engine Op for one normalised request (or commit op), and its size."""
+        key = self._key(args[0])
+        if kind == "set":
+            _, value, nx, xx, _get, keep, ttl, at_ms = args
+            value = self._value(value)
+            op: Any = bitcask.Set(key, value, _expiry(ttl, at_ms), nx, xx, keep)
+            return op, len(key) + len(value)
+        if kind == "incr":
+            return bitcask.Incr(key, args[1]), len(key)
+        if kind == "incr_float":
+            return bitcask.IncrFloat(key, args[1]), len(key)
+        if kind == "append":
+            suffix = self._value(args[1])
+            return bitcask.Append(key, suffix), len(key) + len(suffix)
+        if kind == "get_delete":
+            return bitcask.GetDel(key), len(key)
+        if kind == "expire":
+            _, ttl, at_ms, cond = args
+            return bitcask.Expire(key, _expiry(ttl, at_ms), cond), len(key)
+        if kind == "persist":
+            return bitcask.Persist(key), len(key)
+        if kind == "rename":
+            dst = self._key(args[1])
+            return bitcask.Rename(key, dst, args[2]), len(key) + len(dst)
+        if kind == "put":
+            value = self._value(args[1])
+            return ("put", key, value, args[2]), len(key) + len(value)
+        if kind == "delete":
+            return ("delete", key), len(key)
+        raise _Invalid(ErrorCode.INVALID_PARAMS, f"{kind!r} is not an operation")
+
+    def _single(self, kind: str, args: tuple[Any, ...]) -> Outcome:
+        op, nbytes = self._op(kind, args)
+        shape = _SHAPES[kind]
+        if kind == "set" and args[4]:
+            shape = _set_get
+        return self._write([op], nbytes, lambda results: _only(results, shape))
+
+    def _set(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return self._single("set", args)
+
+    def _incr(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return self._single("incr", args)
+
+    def _incr_float(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return self._single("incr_float", args)
+
+    def _append(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return self._single("append", args)
+
+    def _get_delete(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return self._single("get_delete", args)
+
+    def _expire(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return self._single("expire", args)
+
+    def _persist(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return self._single("persist", args)
+
+    def _rename(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return self._single("rename", args)
+
+    def _clear(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return self._write([bitcask.Clear()], 0, lambda results: _only(results, int))
+
+    def _watch(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        keys = [self._key(k) for k in args[0]]
+        self._check_batch(len(keys))
+        if len(session.watches) >= MAX_WATCHES:
+            raise _Invalid(
+                ErrorCode.BATCH_TOO_LARGE,
+                f"this connection holds {MAX_WATCHES} watches; commit or unwatch some",
+            )
+        # The id is this connection's at once (a pipelined commit may name it); the
+        # watch itself is taken by a Read, once this connection's earlier writes
+        # applied, so they never count as a change its own commit sees.
+        session.last_watch += 1
+        ref = WatchRef()
+        session.watches[session.last_watch] = ref
+        return Read(self._take_watch, (ref, keys, session.last_watch))
+
+    def _take_watch(self, query: tuple[WatchRef, list[bytes], int]) -> int:
+        ref, keys, wid = query
+        ref.take(self._db.watch(*keys))
+        return wid
+
+    def _unwatch(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        wid = args[0]
+        if wid is None:
+            refs, session.watches = list(session.watches.values()), {}
+        else:
+            ref = session.watches.pop(wid, None)
+            refs = [] if ref is None else [ref]
+        # Released in order with this connection's reads, so after a pending watch's.
+        return Read(_release_all, refs)
+
+    def _commit(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        items, wid = args
+        self._check_batch(len(items))
+        ops: list[Any] = []
+        shapes: list[Callable[[Any], Any]] = []
+        size = 0
+        for item in items:
+            op, nbytes = self._op(item[0], item[1:])
+            ops.append(op)
+            size += nbytes
+            shapes.append(_set_get if item[0] == "set" and item[5] else _SHAPES[item[0]])
+        if wid is None:
+            return self._write(ops, size, lambda results: _each(results, shapes))
+        # The watch is consumed by its commit (as EXEC ends a Redis WATCH): a second
+        # commit with the same id, or an id this connection does not hold (released,
+        # or from an earlier connection), aborts.
+        watch = session.watches.pop(wid, None)
+        if watch is None:
+            return Done(None, None)
+        session.spent[id(watch)] = watch  # released by the reply or when the connection ends
+        try:
+            return self._write(
+                Watched(ops, watch.get), size, lambda r: _watched(r, shapes, session, watch)
+            )
+        except BaseException:
+            _release(session, watch)
+            raise
+
     def _write(
         self,
-        ops: list[tuple[Any, ...]],
+        ops: list[Any],
         nbytes: int,
         shape: Callable[[list[Any]], Any],
         sync: bool = False,
@@ -450,6 +602,106 @@ def _first(results: list[Any]) -> Any:
 
 def _batch_results(results: list[Any]) -> list[bool]:
     return [True if r is None else bool(r) for r in results]
+
+
+MAX_WATCHES = 64
+"""Watches one connection may hold at once (each costs a counter per watched key)."""
+
+
+def _expiry(ttl: float | None, at_ms: int | None) -> int:
+    if at_ms is not None:
+        return at_ms
+    if ttl is None:
+        return 0
+    return min(int(time.time() * 1000 + ttl * 1000), 2**63 - 1)
+
+
+def _applied(result: Any) -> bool:
+    return bool(result[0])  # Set: (applied, old value)
+
+
+def _set_get(result: Any) -> Any:
+    return result[1]
+
+
+def _put_result(result: Any) -> bool:
+    return True
+
+
+_SHAPES: dict[str, Callable[[Any], Any]] = {
+    "set": _applied,
+    "incr": int,
+    "incr_float": bytes,
+    "append": int,
+    "get_delete": lambda r: r,
+    "expire": bool,
+    "persist": bool,
+    "rename": bool,
+    "put": _put_result,
+    "delete": bool,
+}
+
+
+def _only(results: list[Any], shape: Callable[[Any], Any]) -> Any:
+    result = results[0]
+    if isinstance(result, BaseException):
+        raise result  # the op's own error (NotANumberError, ...): the request's error
+    return shape(result)
+
+
+def _each(results: list[Any], shapes: list[Callable[[Any], Any]]) -> list[Any]:
+    out: list[Any] = []
+    for result, shape in zip(results, shapes, strict=True):
+        if isinstance(result, BaseException):
+            err = error_info(result)
+            out.append({"error": [int(err.code), err.name, err.message]})
+        else:
+            out.append(shape(result))
+    return out
+
+
+class WatchRef:
+    """A watch id's engine Watch: None until the watch's Read ran on the loop."""
+
+    __slots__ = ("released", "watch")
+
+    def __init__(self) -> None:
+        self.watch: Any = None
+        self.released = False
+
+    def take(self, watch: Any) -> None:
+        self.watch = watch
+        if self.released:  # unwatched or closed before the watch was taken
+            watch.release()
+
+    def get(self) -> Any:
+        if self.watch is None:  # its Read failed: never apply as if unwatched
+            raise ValueError("the watch was not taken")
+        return self.watch
+
+    def release(self) -> None:
+        self.released = True
+        if self.watch is not None:
+            self.watch.release()
+
+
+def _release_all(refs: list[WatchRef]) -> bool:
+    for ref in refs:
+        ref.release()
+    return True
+
+
+def _release(session: Session, watch: WatchRef) -> None:
+    session.spent.pop(id(watch), None)
+    watch.release()
+
+
+def _watched(
+    results: list[Any], shapes: list[Callable[[Any], Any]], session: Session, watch: WatchRef
+) -> list[Any] | None:
+    # Runs once the writer decided the commit: its watch has done its work.
+    _release(session, watch)
+    return None if results is WATCH_ABORTED else _each(results, shapes)
 
 
 def _report(report: Any) -> Any:

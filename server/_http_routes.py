@@ -45,10 +45,11 @@ ERROR_STATUS = {
     ErrorCode.TOO_MANY_CONNECTIONS: 503, ErrorCode.BATCH_TOO_LARGE: 413, ErrorCode.READ_ONLY: 503,
     ErrorCode.IO_ERROR: 503, ErrorCode.CORRUPT_RECORD: 500, ErrorCode.MERGE_IN_PROGRESS: 409, ErrorCode.STORE_FULL: 507,
     ErrorCode.INTERNAL: 500, ErrorCode.SHUTTING_DOWN: 503, ErrorCode.BUSY: 503,
+    ErrorCode.NOT_A_NUMBER: 409, ErrorCode.NO_SUCH_KEY: 404,
 }  # fmt: skip
 
 KV_PREFIX = "/kv/"
-KV_METHODS = "GET, HEAD, PUT, DELETE"
+KV_METHODS = "GET, HEAD, PUT, DELETE, POST"
 PROBE_METHODS = "GET, HEAD"
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 JSON = "application/json"
@@ -80,7 +81,7 @@ class Response:
 class KvContext:
     """What rendering a /kv result needs to know about its request."""
 
-    verb: str  # GET HEAD PUT DELETE
+    verb: str  # GET HEAD PUT DELETE POST
     key: bytes
     json: bool
     keep_alive: bool
@@ -155,7 +156,7 @@ def route(state: ServerState, req: Request) -> Response | KvCall:
 
 
 def _kv(state: ServerState, req: Request) -> Response | KvCall:
-    if req.method not in ("GET", "HEAD", "PUT", "DELETE"):
+    if req.method not in ("GET", "HEAD", "PUT", "DELETE", "POST"):
         resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed on /kv")
         resp.headers.append(("allow", KV_METHODS))
         return resp
@@ -178,6 +179,8 @@ def _kv(state: ServerState, req: Request) -> Response | KvCall:
         return KvCall(Call(0, "get", [key]), ctx)
     if req.method == "DELETE":
         return KvCall(Call(0, "delete", [key]), ctx)
+    if req.method == "POST":
+        return _post(key, req, ctx)
     try:
         ttl = _query_ttl(req.query)
         value = req.body
@@ -189,6 +192,24 @@ def _kv(state: ServerState, req: Request) -> Response | KvCall:
         return simple_error(400, ErrorCode.INVALID_PARAMS, str(exc))
     params: list[Any] = [key, value] if ttl is None else [key, value, {"ttl": ttl}]
     return KvCall(Call(0, "put", params), ctx)
+
+
+def _post(key: bytes, req: Request, ctx: KvContext) -> Response | KvCall:
+    # POST /kv/{key}?incr=N (N defaults to 1) or ?append (the body is the suffix):
+    # the atomic read-modify-write methods, decided by the writer at apply time.
+    query = parse_qs(req.query.decode("latin-1"), keep_blank_values=True)
+    if ("incr" in query) == ("append" in query):
+        return simple_error(
+            400, ErrorCode.INVALID_PARAMS, "POST /kv/{key} takes ?incr=N or ?append (body)"
+        )
+    if "append" in query:
+        return KvCall(Call(0, "append", [key, req.body]), ctx)
+    raw = query["incr"][-1].strip()
+    try:
+        delta = int(raw) if raw else 1
+    except ValueError:
+        return simple_error(400, ErrorCode.INVALID_PARAMS, "incr must be an integer")
+    return KvCall(Call(0, "incr", [key, delta]), ctx)
 
 
 # The ttl's range (> 0, finite, expiry within MAX_EXPIRY_MS) is checked once, by
@@ -243,6 +264,10 @@ def render_kv(ctx: KvContext, result: Any, error: ErrorInfo | None) -> Response:
                 doc["encoding"] = "base64"
             return json_response(200, doc)
         return Response(200, result, "application/octet-stream")
+    if ctx.verb == "POST":  # incr: the new value; append: the new length
+        if ctx.json:
+            return json_response(200, {"key": key_text, "value": result})
+        return Response(200, str(result).encode())
     if ctx.verb == "DELETE":
         if not result:
             if ctx.json:

@@ -87,7 +87,10 @@ class _Slot:
         all of the group's callbacks ran (Pipeline._group_done via writer.after_group).
         """
         if exc is None:  # only a Write is submitted; results is then a list
-            self.result = cast(Write, self.outcome).shape(results or [])
+            try:
+                self.result = cast(Write, self.outcome).shape(results or [])
+            except Exception as err:  # an op's own answer: NotANumberError, NoSuchKeyError
+                self.error = error_info(err)
         else:
             self.error = error_info(exc)
         self.done = True

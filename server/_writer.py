@@ -46,7 +46,7 @@ import bitcask
 
 from ._metrics import Metrics
 
-__all__ = ["MODES", "Callback", "Writer"]
+__all__ = ["MODES", "WATCH_ABORTED", "Callback", "Watched", "Writer"]
 
 log = logging.getLogger("bitcask.server.writer")
 
@@ -73,6 +73,34 @@ _SHARED: tuple[type[BaseException], ...] = (
 
 # outcome of one entry: (results, None) or (None, exception)
 _Outcome = tuple[list[Any] | None, BaseException | None]
+
+
+class Watched(list[Any]):
+    """A request's ops that apply only if none of the watch's keys was written since
+    it was taken (a `commit` with a watch). `watch` is the engine Watch, or a callable
+    returning it when the group is written (a watch taken after the commit was
+    queued). Always truthy, so an empty commit still reaches the engine."""
+
+    def __init__(self, ops: Sequence[Any], watch: Any) -> None:
+        super().__init__(ops)
+        self._watch = watch
+
+    @property
+    def watch(self) -> Any:
+        w = self._watch
+        return w() if callable(w) else w
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class _Aborted(list[Any]):
+    def __bool__(self) -> bool:
+        return True
+
+
+WATCH_ABORTED: list[Any] = _Aborted()
+"""The results of a Watched request whose watch saw a write (nothing was applied)."""
 
 
 class Writer:
@@ -266,7 +294,17 @@ class Writer:
         the whole group, each request its own batch; per request, its results or the
         error that refused it alone."""
         got: Any = iter(())
-        if any(batches):
+        if any(type(b) is Watched for b in batches):
+            # A watch is checked inside the engine's lock, with the group's other batches.
+            todo = [b for b in batches if b]
+            got = iter(
+                self._db.write_planned(
+                    todo,
+                    [b.watch if type(b) is Watched else None for b in todo],
+                    sync=True if force else None,
+                )
+            )
+        elif any(batches):
             got = iter(
                 self._db.write_group([b for b in batches if b], sync=True if force else None)
             )
@@ -278,7 +316,10 @@ class Writer:
                 out.append([])
                 continue
             result = next(got)
-            out.append(result if isinstance(result, BaseException) else list(result))
+            if result is None:  # only a Watched batch: its watch saw a write
+                out.append(WATCH_ABORTED)
+            else:
+                out.append(result if isinstance(result, BaseException) else list(result))
         return out
 
     def _after(self, group: list[_Entry], fut: asyncio.Future[Any], started: float) -> None:

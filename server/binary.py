@@ -67,9 +67,10 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         state = self._state
         self.last_active = state.loop.time()
         host = self._host
+        self._session = state.dispatcher.new_session()
         self._pipeline = Pipeline(
             state.dispatcher,
-            state.dispatcher.new_session(),
+            self._session,
             state.metrics,
             self._write,
             self._progress,
@@ -84,6 +85,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         if self._pipeline is not None:
             self._pipeline.discard_backlog()
             self._pipeline.closed = True
+            self._state.dispatcher.end_session(self._session)  # its watches
             self._host.release(self)
 
     def data_received(self, data: bytes) -> None:

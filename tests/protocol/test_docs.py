@@ -33,6 +33,28 @@ EXAMPLES: list[tuple[list[list[Any]], list[list[Any]]]] = [
         [[0, 2, "put", [b"k", b"hello"]], [0, 3, "get", [b"k"]]],
         [[1, 2, None, True], [1, 3, None, b"hello"]],
     ),
+    (
+        [[0, 4, "incr", [b"hits"]], [0, 5, "incr", [b"hits", 10]]],
+        [[1, 4, None, 1], [1, 5, None, 11]],
+    ),
+    (
+        [
+            [0, 6, "set", [b"lock", b"me", {"nx": True}]],
+            [0, 7, "set", [b"lock", b"you", {"nx": True, "get": True}]],
+        ],
+        [[1, 6, None, True], [1, 7, None, b"me"]],
+    ),
+    (
+        [[0, 8, "incr", [b"lock"]]],
+        [[1, 8, [410, "NOT_A_NUMBER", "value is not an integer or out of range"], None]],
+    ),
+    (
+        [
+            [0, 9, "watch", [[b"hits"]]],
+            [0, 10, "commit", [[["incr", b"hits"], ["append", b"lock", b"!"]], {"watch": 1}]],
+        ],
+        [[1, 9, None, 1], [1, 10, None, [12, 3]]],
+    ),
 ]
 
 

@@ -36,6 +36,8 @@ def test_error_codes_are_the_contract_table() -> None:
         "CORRUPT_RECORD": 402,
         "MERGE_IN_PROGRESS": 403,
         "STORE_FULL": 404,
+        "NOT_A_NUMBER": 410,
+        "NO_SUCH_KEY": 411,
         "INTERNAL": 500,
         "SHUTTING_DOWN": 501,
         "BUSY": 502,

@@ -23,10 +23,13 @@ def texts(text: str, keys: list[bytes] | None = None, scope: str = SHELL) -> lis
     ("text", "expected"),
     [
         pytest.param("", sorted(["auth", "delete", "exists", "get", "help", "keys", "merge", "mget", "mput",
-                                 "ping", "put", "quit", "scan", "stats", "sync", "ttl"]), id="all"),
+                                 "ping", "put", "quit", "scan", "stats", "sync", "ttl",
+                                 "set", "incr", "incrfloat", "append", "getdel", "expire",
+                                 "persist", "rename", "clear"]), id="all"),
         pytest.param("m", ["merge", "mget", "mput"], id="prefix"),
         pytest.param("MG", ["mget "], id="case-insensitive-and-unique-gets-its-space"),
-        pytest.param("get", ["get "], id="complete-name-gets-its-space"),
+        pytest.param("ttl", ["ttl "], id="complete-name-gets-its-space"),
+        pytest.param("get", ["get", "getdel"], id="complete-name-that-prefixes-another"),
         pytest.param("x", [], id="none"),
     ],
 )  # fmt: skip
@@ -68,7 +71,7 @@ def test_repeating_commands_alternate_keys_and_values() -> None:
 
 
 def test_help_completes_command_names() -> None:
-    assert texts("help p") == ["ping", "put"]
+    assert texts("help p") == ["persist", "ping", "put"]
 
 
 def test_cli_options_complete() -> None:

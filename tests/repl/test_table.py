@@ -26,6 +26,7 @@ def test_shell_offers_the_protocol_commands_plus_auth_help_and_quit() -> None:
     assert set(names(COMMANDS, SHELL)) == {
         "get", "put", "delete", "exists", "mget", "mput", "scan", "keys", "ttl",
         "stats", "merge", "sync", "ping", "auth", "help", "quit",
+        "set", "incr", "incrfloat", "append", "getdel", "expire", "persist", "rename", "clear",
     }  # fmt: skip
 
 

@@ -115,9 +115,14 @@ def test_hostile_put_is_a_400_never_a_500(
             b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, id="unknown-path"
         ),
         pytest.param(
-            b"POST /kv/x HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            b"PATCH /kv/x HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
             405,
-            id="post-kv",
+            id="patch-kv",
+        ),
+        pytest.param(
+            b"POST /kv/x HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            400,
+            id="post-kv-without-incr-or-append",
         ),
         pytest.param(
             b"PUT /health HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
