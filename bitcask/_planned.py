@@ -35,6 +35,7 @@ class PlannedWrites:
     _kmap: dict[bytes, int]
     _expiry: dict[bytes, int]
     _max_keys: int
+    _max_value: int
     _watches: Watches
     _clock: Callable[[], float]
     _refuse: Callable[[], BitcaskError]
@@ -130,6 +131,7 @@ class PlannedWrites:
                 expiry_ms=self._expiry_of,
                 changed=self._watches.changed,
                 new_keys_allowed=allowed,
+                max_value=self._max_value,
             )
             keys: list[bytes] = []
             recs: list[bytes] = []

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from decimal import Context, Decimal
 
 from ._record import as_bytes
-from .errors import BitcaskError, CorruptRecordError, NoSuchKeyError, NotANumberError
+from .errors import (
+    BitcaskError,
+    CorruptRecordError,
+    NoSuchKeyError,
+    NotANumberError,
+    ValueTooLargeError,
+)
 
 __all__ = [
     "Append",
@@ -563,6 +569,7 @@ def plan_group(
     expiry_ms: Callable[[object], int],
     changed: Callable[[Watch], bool],
     new_keys_allowed: Callable[[set[bytes], set[bytes]], None],
+    max_value: int = 1 << 62,
 ) -> list[Plan | BaseException | None]:
     """Decide every batch of a group in order (caller holds the writer lock).
 
@@ -570,7 +577,8 @@ def plan_group(
     saw a write yields None (not applied); one that would add keys past the store's
     limit yields the refusal ``new_keys_allowed(present, absent)`` raises (the keys the
     batch leaves present and absent), and its writes are undone in the view, so later
-    batches never see them.
+    batches never see them. An op whose result would be larger than ``max_value``
+    (an append) fails alone with ValueTooLargeError and writes nothing.
     """
     out: list[Plan | BaseException | None] = []
     written: set[bytes] = set()  # keys earlier batches of this group write (not yet counted)
@@ -586,7 +594,12 @@ def plan_group(
             if isinstance(op, Op):
                 try:
                     result, writes = op.apply(view)
-                except APPLY_ERRORS as exc:
+                    for _, value, _ in writes:
+                        if value is not None and len(value) > max_value:
+                            raise ValueTooLargeError(
+                                f"value of {len(value)} bytes exceeds max_value_size {max_value}"
+                            )
+                except (*APPLY_ERRORS, ValueTooLargeError) as exc:
                     result, writes = exc, []
                 results.append(result)
             else:

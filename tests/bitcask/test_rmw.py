@@ -290,3 +290,12 @@ def test_ops_agree_with_a_model_across_groups_and_reopen(
     assert norm == want
     with bitcask.open(path, sync="never") as db:
         assert {k: v for k in KEYS if (v := db.get(k)) is not None} == model
+
+
+def test_an_append_past_max_value_size_fails_alone(tmp_path: Path) -> None:
+    with bitcask.open(tmp_path, sync="never", max_value_size=8) as db:
+        db.put(b"log", b"12345")
+        got = db.write_group([[Append(b"log", b"6789")], [Incr(b"n")], [Append(b"log", b"6")]])
+        assert isinstance(got[0], list) and isinstance(got[0][0], bitcask.ValueTooLargeError)
+        assert got[1] == [1] and got[2] == [6]
+        assert db.get(b"log") == b"123456"
