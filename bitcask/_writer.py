@@ -75,6 +75,7 @@ from .options import Options
 
 if TYPE_CHECKING:
     from .batch import Batch
+    from .snapshot import Pins
 
 __all__ = ["FileEntry", "Writer", "as_bytes", "fsync_dir"]
 
@@ -166,6 +167,7 @@ class Writer:
     _release_lock: Callable[[], None]
     _health: DiskHealth
     _watches: Watches
+    _pins: Pins  # snapshots: files no merge may delete (bitcask/snapshot.py)
 
     # ----------------------------------------------------------------- writes
 
