@@ -34,6 +34,7 @@ __all__ = [
     "AuthError",
     "AuthFailedError",
     "AuthRequiredError",
+    "BackupError",
     "BatchTooLargeError",
     "BusyError",
     "CallTimeoutError",
@@ -52,6 +53,7 @@ __all__ = [
     "ReadOnlyError",
     "ServerError",
     "ShuttingDownError",
+    "SnapshotGoneError",
     "StoreFullError",
     "StoreIOError",
     "TooManyConnectionsError",
@@ -226,6 +228,12 @@ class StoreFullError(ServerError):
     default_code = ErrorCode.STORE_FULL
 
 
+class SnapshotGoneError(ServerError):
+    """NO_SUCH_SNAPSHOT: the snapshot was released or expired (or began on another connection)."""
+
+    default_code = ErrorCode.NO_SUCH_SNAPSHOT
+
+
 class InternalServerError(ServerError):
     """INTERNAL: a bug in the server."""
 
@@ -263,6 +271,7 @@ _BY_CODE: dict[int, type[ServerError]] = {
         CorruptRecordError,
         MergeInProgressError,
         StoreFullError,
+        SnapshotGoneError,
         InternalServerError,
         ShuttingDownError,
         BusyError,
@@ -302,3 +311,8 @@ class CrossShardError(InterfaceError):
     def __init__(self, message: str, shards: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.shards = shards
+
+
+class BackupError(ClientError):
+    """`Client.backup` failed (destination not empty, disk full, connection lost, bad
+    checksum); nothing was left under the destination's name. The cause is chained."""

@@ -50,6 +50,8 @@ class ErrorCode(IntEnum):
     MERGE_IN_PROGRESS = 403
     STORE_FULL = 404
     """The store holds --max-keys keys: writes of new keys are refused; the rest goes on."""
+    NO_SUCH_SNAPSHOT = 410
+    """The snapshot id is unknown, released, or expired (idle past its timeout)."""
     INTERNAL = 500
     SHUTTING_DOWN = 501
     BUSY = 502

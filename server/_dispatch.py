@@ -32,6 +32,8 @@ from typing import Any
 import bitcask
 from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, ErrorInfo, ProtocolError, validate_params
 
+from ._metrics import Metrics
+from ._snapshots import SnapshotMethods, error_for
 from ._writer import Writer
 from .config import ServerConfig
 
@@ -142,11 +144,12 @@ def error_info(exc: BaseException) -> ErrorInfo:
 class Session:
     """Per-connection state the dispatcher needs: is this connection authenticated?"""
 
-    __slots__ = ("authenticated", "client")
+    __slots__ = ("authenticated", "client", "closed")
 
     def __init__(self, authenticated: bool) -> None:
         self.authenticated = authenticated
         self.client: str | None = None
+        self.closed = False  # the connection is gone (its snapshots are released)
 
 
 class _Invalid(Exception):
@@ -183,6 +186,7 @@ class Dispatcher:
         max_key_size: int,
         max_value_size: int,
         server_stats: Callable[[], dict[str, Any]],
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
         self._db_get = db.get
@@ -219,6 +223,12 @@ class Dispatcher:
             "sync": self._sync,
             "merge": self._merge,
         }
+        self.snapshots = SnapshotMethods(db, writer, metrics or Metrics(), error_info)
+        self._handlers.update(
+            snapshot_begin=self._snapshot_begin,
+            snapshot_read=self._snapshot_read,
+            snapshot_end=self._snapshot_end,
+        )
         missing = set(METHODS) - set(self._handlers)
         if missing:
             raise RuntimeError(f"protocol methods without a server handler: {sorted(missing)}")
@@ -404,6 +414,26 @@ class Dispatcher:
             fut.add_done_callback(lambda f: _settle(f, settle, _report))
 
         return Async(start)
+
+    def _snapshot_begin(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return Async(self.snapshots.begin(session, args))
+
+    def _snapshot_read(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        try:
+            return Async(self.snapshots.read(session, args))
+        except Exception as exc:
+            return Done(None, error_for(exc, error_info))
+
+    def _snapshot_end(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        try:
+            return Done(self.snapshots.end(session, args), None)
+        except Exception as exc:
+            return Done(None, error_for(exc, error_info))
+
+    def session_closed(self, session: Session) -> None:
+        """A connection closed: release the snapshots it holds."""
+        session.closed = True
+        self.snapshots.session_closed(session)
 
     def _write(
         self,

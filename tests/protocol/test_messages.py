@@ -35,6 +35,8 @@ def test_error_codes_are_the_contract_table() -> None:
         "IO_ERROR": 401,
         "CORRUPT_RECORD": 402,
         "MERGE_IN_PROGRESS": 403,
+        "STORE_FULL": 404,
+        "NO_SUCH_SNAPSHOT": 410,
         "INTERNAL": 500,
         "SHUTTING_DOWN": 501,
         "BUSY": 502,
