@@ -116,7 +116,7 @@ def _check_destination(final: Path, force: bool) -> None:
     if final.exists() and not final.is_dir():
         raise BackupError(f"{str(final)!r} exists and is not a directory")
     if final.is_dir() and any(final.iterdir()) and not force:
-        raise BackupError(f"{str(final)!r} is not empty (use force to replace it)")
+        raise BackupError(f"{str(final)!r} is not empty (force=True, or --force, replaces it)")
 
 
 def _check_name(name: str) -> None:
