@@ -276,7 +276,7 @@ def _snapshot_id(value: Any) -> str:
         value = value.decode("utf-8", "replace")
     if type(value) is not str or not 0 < len(value) <= 128:
         raise _invalid("snapshot id must be a str of 1..128 characters")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _v_snapshot_begin(params: Sequence[Any]) -> tuple[Any, ...]:
