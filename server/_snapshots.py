@@ -62,6 +62,7 @@ class SnapshotMethods:
         self._writer = writer
         self._metrics = metrics
         self._error_info = error_info
+        self._tasks: set[asyncio.Task[Any]] = set()  # begins in progress (kept referenced)
 
     # ---- handlers: (session, normalised args) -> start(settle) ----
 
@@ -70,6 +71,8 @@ class SnapshotMethods:
 
         def start(settle: Settle) -> None:
             task = asyncio.get_running_loop().create_task(self._begin(session, timeout))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             task.add_done_callback(lambda t: self._settle(t, settle, self._began))
 
         return start
