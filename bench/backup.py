@@ -73,12 +73,12 @@ class Sampler(threading.Thread):
             self.peak = max(self.peak, rss(self.pid))
 
 
-async def backup_once(port: int, dest: Path) -> float:
+async def backup_once(port: int, dest: Path, rate: float | None = None) -> float:
     from client import connect
 
     started = time.perf_counter()
     async with connect("127.0.0.1", port, timeout=60) as c:
-        await c.backup(dest, force=True)
+        await c.backup(dest, force=True, rate=rate)
     return time.perf_counter() - started
 
 
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--size-mb", type=int, default=1024, help="store size (default 1024)")
     parser.add_argument("--load-seconds", type=float, default=10.0)
+    parser.add_argument("--rates", type=float, nargs="*", default=[100.0, 30.0],
+                        help="also measure the put rate under backups capped at these MB/s")  # fmt: skip
     parser.add_argument("--dir", help="scratch directory (default: a temp dir)")
     parser.add_argument("--out", help="results directory (default bench/results)")
     parser.add_argument("--load", nargs=2, metavar=("PORT", "SECONDS"), help=argparse.SUPPRESS)
@@ -159,12 +161,14 @@ def main(argv: list[str] | None = None) -> int:
 
             alone_proc = run_load(port, args.load_seconds)
             alone = int(alone_proc.communicate()[0])
-            busy_proc = run_load(port, args.load_seconds)
-            backups = 0
-            while busy_proc.poll() is None:
-                asyncio.run(backup_once(port, root / "b3"))
-                backups += 1
-            during = int(busy_proc.communicate()[0])
+            during: dict[float | None, tuple[int, int]] = {}
+            for rate in (None, *args.rates):
+                busy_proc = run_load(port, args.load_seconds)
+                backups = 0
+                while busy_proc.poll() is None:
+                    asyncio.run(backup_once(port, root / "b3", rate and rate * 1e6))
+                    backups += 1
+                during[rate] = (int(busy_proc.communicate()[0]), backups)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -197,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         Column("ratio", "vs alone", fmt_ratio),
     ])  # fmt: skip
     w.add(case="alone", puts=alone / args.load_seconds, ratio=1.0)
-    w.add(case=f"during backups ({backups} back to back)", puts=during / args.load_seconds,
-          ratio=during / alone if alone else 0.0)  # fmt: skip
+    for rate, (puts, backups) in during.items():
+        limit = "" if rate is None else f" at --rate {rate:g}"
+        w.add(case=f"during backups{limit} ({backups} back to back)", puts=puts / args.load_seconds,
+              ratio=puts / alone if alone else 0.0)  # fmt: skip
     emit("backup", [t, m, w], meta={"store_bytes": size, "keys": keys, "value_bytes": VALUE},
          out_dir=args.out)  # fmt: skip
     return 0

@@ -63,9 +63,13 @@ async def run_backup(
     progress: Callable[[int, int], None] | None = None,
     chunk: int = CHUNK,
     timeout: float | None = None,
+    rate: float | None = None,
 ) -> BackupReport:
     """See `Client.backup`."""
     started = time.monotonic()
+    if rate is not None and not rate > 0:
+        raise BackupError(f"rate must be > 0 bytes per second, got {rate!r}")
+    pace = _Pace(rate)
     final = Path(dest).absolute()
     _check_destination(final, force)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +93,7 @@ async def run_backup(
                 if progress is not None:
                     progress(done, total)
 
-            await _pull(call, snap_id, tmp / name, size, crc, chunk, timeout, advance)
+            await _pull(call, snap_id, tmp / name, size, crc, chunk, timeout, advance, pace)
         manifest = dict(begun.get("manifest") or {})
         await asyncio.to_thread(_write_manifest, tmp, manifest)
         ended = await call("snapshot_end", [snap_id], timeout)
@@ -134,6 +138,7 @@ async def _pull(
     chunk: int,
     timeout: float | None,
     advance: Callable[[int], None],
+    pace: _Pace,
 ) -> None:
     """Copy one file: WINDOW chunk reads in flight, written in order, then checked.
 
@@ -181,6 +186,7 @@ async def _pull(
                     await writing
                 writing = loop.run_in_executor(None, store, data)
                 advance(len(data))
+                await pace.took(len(data))
             if writing is not None:
                 await writing
                 writing = None
@@ -197,6 +203,23 @@ async def _pull(
         await asyncio.to_thread(os.fsync, fd)
     finally:
         os.close(fd)
+
+
+class _Pace:
+    """Sleeps as needed so that bytes taken stay under `rate` per second (None: no limit)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.start = time.monotonic()
+        self.taken = 0
+
+    async def took(self, n: int) -> None:
+        if self.rate is None:
+            return
+        self.taken += n
+        ahead = self.taken / self.rate - (time.monotonic() - self.start)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
 
 
 def _write_manifest(tmp: Path, manifest: dict[str, Any]) -> None:

@@ -314,6 +314,7 @@ class Client(Commands):
         force: bool = False,
         progress: Callable[[int, int], None] | None = None,
         timeout: float | None = None,
+        rate: float | None = None,
     ) -> BackupReport:
         """Copy a consistent snapshot of the server's store into directory `dest`.
 
@@ -330,6 +331,8 @@ class Client(Commands):
             progress: called as progress(bytes_done, bytes_total) as chunks arrive.
             timeout: per call (default: the client's; snapshot_begin waits up to an
                 hour for a running merge).
+            rate: at most this many bytes per second (None: as fast as it goes), to
+                leave the server's CPU and disk to other clients.
 
         Returns:
             A BackupReport: path, files, bytes, seconds, manifest.
@@ -345,7 +348,9 @@ class Client(Commands):
         from client._backup import run_backup
 
         self._check_open()
-        return await run_backup(self._call, dest, force=force, progress=progress, timeout=timeout)
+        return await run_backup(
+            self._call, dest, force=force, progress=progress, timeout=timeout, rate=rate
+        )
 
     # ------------------------------------------------------------ closing
 

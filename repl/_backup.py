@@ -45,7 +45,13 @@ async def backup(ctx: Context, a: dict[str, Any]) -> None:
     client = await ctx.client()
     bar = _RateProgress("backup", None, ctx.stderr, enabled=ctx.stderr.isatty(), unit="bytes")
     try:
-        report = await client.backup(dest, force=force == FORCE, progress=bar.update)
+        rate = a.get("rate")
+        report = await client.backup(
+            dest,
+            force=force == FORCE,
+            progress=bar.update,
+            rate=None if rate is None else rate * 1_000_000,
+        )
     except BackupError as exc:
         bar.finish(ok=False)
         raise CommandError(str(exc)) from exc
@@ -63,14 +69,17 @@ async def backup(ctx: Context, a: dict[str, Any]) -> None:
 
 
 COMMAND = Command(
-    "backup", (Arg("dir", Kind.PATH), Arg("force", Kind.PATH, optional=True, meta=FORCE)),
+    "backup", (Arg("dir", Kind.PATH), Arg("force", Kind.PATH, optional=True, meta=FORCE),
+               Arg("rate", Kind.FLOAT, optional=True, keyword="--rate", positive=True, meta="MB/S")),
     "Copy a consistent snapshot of the server's store into DIR.",
     "The server seals its active file and pins that cut (writes and merges go on);\n"
     "the files are pulled into a temporary directory next to DIR, each checked\n"
     "against the server's CRC-32, fsynced, and renamed to DIR once complete: a\n"
     "failed backup leaves nothing under DIR's name. DIR must be absent or empty\n"
     "unless --force (its old contents are replaced once the new backup is complete).\n"
+    "--rate MB/S caps the transfer (megabytes per second), leaving the server's CPU\n"
+    "and disk to other clients.\n"
     "Restore: bitcask-server --data DIR (it opens reading hints only).",
     lazy("._backup", "backup"), scope=frozenset({CLI}), group="tools",
-    examples=("backup /backups/2026-11-30", "backup /backups/latest --force"),
+    examples=("backup /backups/2026-11-30", "backup /backups/latest --force --rate 50"),
 )  # fmt: skip

@@ -37,7 +37,7 @@ def test_backup_then_refuse_non_empty_then_force(bitcask_cli: Runner, tmp_path: 
     assert contents(dest) == model
     again = bitcask_cli("backup", str(dest))
     assert again.code == 2 and "not empty" in again.err and "force" in again.err
-    forced = bitcask_cli("backup", str(dest), "--force")
+    forced = bitcask_cli("backup", str(dest), "--rate", "100", "--force")
     assert forced.code == 0, forced.err
     assert contents(dest) == model
     assert sorted(p.name for p in dest.parent.iterdir()) == ["one"]
@@ -48,6 +48,7 @@ def test_backup_usage_errors(bitcask_cli: Runner, tmp_path: Path) -> None:
     assert bad.code == 2 and "--force" in bad.err
     assert not (tmp_path / "x").exists()
     assert bitcask_cli("backup").code == 2
+    assert bitcask_cli("backup", str(tmp_path / "x"), "--rate", "0").code == 2
     assert "backup DIR [--force]" in bitcask_cli("backup", "--help").text
 
 
