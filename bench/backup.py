@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-seconds", type=float, default=10.0)
     parser.add_argument("--rates", type=float, nargs="*", default=[100.0, 30.0],
                         help="also measure the put rate under backups capped at these MB/s")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="64 MB, 3 s loads: a smoke run")
     parser.add_argument("--dir", help="scratch directory (default: a temp dir)")
     parser.add_argument("--out", help="results directory (default bench/results)")
     parser.add_argument("--load", nargs=2, metavar=("PORT", "SECONDS"), help=argparse.SUPPRESS)
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.load:
         print(asyncio.run(load(int(args.load[0]), float(args.load[1]))))
         return 0
+    if args.quick:
+        args.size_mb, args.load_seconds, args.rates = 64, 3.0, [30.0]
     root = Path(tempfile.mkdtemp(prefix="bench-backup-", dir=args.dir))
     try:
         data = root / "data"
@@ -205,6 +208,21 @@ def main(argv: list[str] | None = None) -> int:
         limit = "" if rate is None else f" at --rate {rate:g}"
         w.add(case=f"during backups{limit} ({backups} back to back)", puts=puts / args.load_seconds,
               ratio=puts / alone if alone else 0.0)  # fmt: skip
+    best = max(cp_secs / first, cp_secs / second)
+    t.notes.append(
+        f"target (issue 14): at least 0.3x cp -r && sync: {best:.2f}x, "
+        + ("meets" if best >= 0.3 else "misses")
+    )
+    m.notes.append(
+        "bounded by the chunks in flight (8 x 512 KiB requested by the client, plus "
+        "their copies in the server's buffers), not by the store's size"
+    )
+    unlimited = during[None][0] / alone if alone else 0.0
+    w.notes.append(
+        f"target (issue 14): other clients keep at least 0.7x: {unlimited:.2f}x without "
+        + ("--rate: meets" if unlimited >= 0.7 else "--rate: misses")
+        + "; the load, the server and the backup client share the same 2 cores"
+    )
     emit("backup", [t, m, w], meta={"store_bytes": size, "keys": keys, "value_bytes": VALUE},
          out_dir=args.out)  # fmt: skip
     return 0

@@ -26,6 +26,7 @@ SECTIONS = (
     ("embedded", "Embedded engine vs peers", "bench/embedded.py"),
     ("server", "Server on loopback vs the ceiling and Redis", "bench/server.py"),
     ("client", "Client library CPU per operation", "bench/client.py"),
+    ("backup", "Online backup (issue 14)", "bench/backup.py"),
 )
 
 Result = dict[str, Any]
