@@ -312,3 +312,33 @@ async def test_destination_rules_and_metrics(server: ServerProcess, tmp_path: Pa
     text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
     assert "bitcask_snapshots_total 2" in text
     assert f"bitcask_snapshot_sent_bytes_total {2 * report.bytes}" in text
+
+
+async def test_server_lost_mid_backup_leaves_nothing(
+    server_factory: Factory, tmp_path: Path
+) -> None:
+    srv = server_factory(sync="never", extra=SMALL_FILES)
+    async with connect(srv.host, srv.port, timeout=60, reconnect_attempts=1) as c:
+        await fill(c, 4000, b"v", size=1000)  # ~4 MB
+        started = asyncio.Event()
+
+        def progress(done: int, total: int) -> None:
+            if done:
+                started.set()
+
+        dest = tmp_path / "lost"
+        task = asyncio.create_task(c.backup(dest, progress=progress, rate=1_000_000))
+        await asyncio.wait_for(started.wait(), 30)
+        srv.kill()
+        with pytest.raises(BackupError) as info:
+            await asyncio.wait_for(task, 60)
+    assert "failed" in str(info.value)
+    assert list(tmp_path.glob("*lost*")) == []
+    assert list(tmp_path.glob(".lost*")) == []
+
+
+async def test_rate_must_be_positive(server: ServerProcess, tmp_path: Path) -> None:
+    async with connect(server.host, server.port) as c:
+        with pytest.raises(BackupError, match="rate"):
+            await c.backup(tmp_path / "r", rate=0)
+    assert not (tmp_path / "r").exists()
