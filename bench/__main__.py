@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-SUITES = ("embedded", "server", "client", "sharding", "cli")
+SUITES = ("embedded", "server", "client", "sharding", "cli", "backup")
 
 
 def main(argv: list[str] | None = None) -> int:

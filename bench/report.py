@@ -33,6 +33,7 @@ SECTIONS = (
     ("client", "Client library CPU per operation", "bench/client.py"),
     ("sharding", "Sharding: nutcracker and the sharded client", "bench/sharding.py"),
     ("cli", "Command line: start-up and piped mode vs redis-cli", "bench/cli.py"),
+    ("backup", "Online backup (issue 14)", "bench/backup.py"),
 )
 
 Result = dict[str, Any]

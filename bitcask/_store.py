@@ -27,6 +27,7 @@ from .db import Bitcask
 from .errors import BitcaskError, ReadOnlyError
 from .merge import recover_interrupted
 from .options import Options
+from .snapshot import Pins
 
 __all__ = ["open_store"]
 
@@ -65,6 +66,7 @@ def open_store(
     db._stop = threading.Event()
     db._health = DiskHealth(path, db._stop)
     db._watches = Watches()
+    db._pins = Pins()
     db._wfd = -1
     db._reader = None
     db._offset = 0

@@ -77,6 +77,7 @@ from .options import Options
 
 if TYPE_CHECKING:
     from .batch import Batch
+    from .snapshot import Pins
 
 __all__ = ["FileEntry", "Writer", "as_bytes", "fsync_dir"]
 
@@ -157,6 +158,7 @@ class Writer(PlannedWrites):
     _release_lock: Callable[[], None]
     _health: DiskHealth
     _watches: Watches
+    _pins: Pins  # snapshots: files no merge may delete (bitcask/snapshot.py)
 
     # ----------------------------------------------------------------- writes
 

@@ -16,6 +16,7 @@ __all__ = [
     "NoSuchKeyError",
     "NotANumberError",
     "ReadOnlyError",
+    "SnapshotNotFoundError",
     "StoreClosedError",
     "StoreFullError",
     "StoreIOError",
@@ -94,3 +95,10 @@ class MergeInProgressError(BitcaskError):
 
 class InvalidOptionsError(BitcaskError, ValueError):
     """An ``Options`` field is out of range or of the wrong type."""
+
+
+class SnapshotNotFoundError(BitcaskError, KeyError):
+    """No such snapshot: never taken, released, or expired (its idle timeout passed)."""
+
+    def __str__(self) -> str:
+        return f"no snapshot {self.args[0]!r} (released or expired)" if self.args else "no snapshot"

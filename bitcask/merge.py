@@ -182,7 +182,8 @@ def run_merge(
             db._check_writable()
             sealed_before = [*sorted(db._sizes), db._active_id]
             inputs = sealed_before if files is None else sorted(set(files))
-            inputs = [fid for fid in inputs if fid not in db._unloadable]
+            pinned = db._pins.pinned()  # a snapshot's files are skipped, never deleted
+            inputs = [fid for fid in inputs if fid not in db._unloadable and fid not in pinned]
             unknown = set(inputs) - set(sealed_before)
             if unknown:
                 raise BitcaskError(f"no such data files: {sorted(unknown)}")

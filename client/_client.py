@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import os
 import random
 from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from client._commands import Commands, Key, to_bytes
 from client._config import ClientConfig, Limits, parse_url
@@ -49,6 +50,9 @@ from client.errors import (
 from protocol import DEFAULT_MAX_FRAME, IDEMPOTENT_METHODS, PROTOCOL_VERSION
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from client._backup import BackupReport
 
 __all__ = ["Client", "connect", "make_config"]
 
@@ -358,6 +362,53 @@ class Client(Commands):
         tok = to_bytes(token, "token")
         await self._call("auth", [tok], timeout)
         self._token = tok
+
+    # ------------------------------------------------------------ backup
+
+    async def backup(
+        self,
+        dest: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        timeout: float | None = None,
+        rate: float | None = None,
+    ) -> BackupReport:
+        """Copy a consistent snapshot of the server's store into directory `dest`.
+
+        The server seals its active file and pins the files of that cut (writes and
+        merges go on); the files are pulled chunk by chunk over this connection into
+        a temporary sibling directory, each checked against the server's size and
+        CRC-32, fsynced, and renamed to `dest` only once complete. `dest` then opens
+        as a store (`bitcask-server --data DEST`, `bitcask.open(DEST)`) reading only
+        hints. It also holds `backup.json` (the snapshot's manifest).
+
+        Args:
+            dest: the backup directory: absent or empty (or anything, with `force`).
+            force: replace a non-empty `dest` (only once the new backup is complete).
+            progress: called as progress(bytes_done, bytes_total) as chunks arrive.
+            timeout: per call (default: the client's; snapshot_begin waits up to an
+                hour for a running merge).
+            rate: at most this many bytes per second (None: as fast as it goes), to
+                leave the server's CPU and disk to other clients.
+
+        Returns:
+            A BackupReport: path, files, bytes, seconds, manifest.
+
+        Raises:
+            BackupError: anything failed (the cause is chained); nothing is left
+                under `dest`'s name and the server's pins are released.
+
+        Example:
+            >>> async with connect("127.0.0.1", 7379) as c:  # doctest: +SKIP
+            ...     report = await c.backup("/backups/2026-11-30")
+        """
+        from client._backup import run_backup
+
+        self._check_open()
+        return await run_backup(
+            self._call, dest, force=force, progress=progress, timeout=timeout, rate=rate
+        )
 
     # ------------------------------------------------------------ closing
 

@@ -37,6 +37,7 @@ __all__ = [
     "AuthError",
     "AuthFailedError",
     "AuthRequiredError",
+    "BackupError",
     "BatchTooLargeError",
     "BusyError",
     "CallTimeoutError",
@@ -57,6 +58,7 @@ __all__ = [
     "ReadOnlyError",
     "ServerError",
     "ShuttingDownError",
+    "SnapshotGoneError",
     "StoreFullError",
     "StoreIOError",
     "TooManyConnectionsError",
@@ -253,6 +255,12 @@ class TransactionAbortedError(ClientError):
     nothing was applied. Read again and retry (`Client.transact` does)."""
 
 
+class SnapshotGoneError(ServerError):
+    """NO_SUCH_SNAPSHOT: the snapshot was released or expired (or began on another connection)."""
+
+    default_code = ErrorCode.NO_SUCH_SNAPSHOT
+
+
 class InternalServerError(ServerError):
     """INTERNAL: a bug in the server."""
 
@@ -292,6 +300,7 @@ _BY_CODE: dict[int, type[ServerError]] = {
         StoreFullError,
         NotANumberError,
         NoSuchKeyError,
+        SnapshotGoneError,
         InternalServerError,
         ShuttingDownError,
         BusyError,
@@ -331,3 +340,8 @@ class CrossShardError(InterfaceError):
     def __init__(self, message: str, shards: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.shards = shards
+
+
+class BackupError(ClientError):
+    """`Client.backup` failed (destination not empty, disk full, connection lost, bad
+    checksum); nothing was left under the destination's name. The cause is chained."""

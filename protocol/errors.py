@@ -54,6 +54,8 @@ class ErrorCode(IntEnum):
     """incr / incr_float met a value that is not a number, or the result would overflow."""
     NO_SUCH_KEY = 411
     """rename of a key that does not exist."""
+    NO_SUCH_SNAPSHOT = 412
+    """The snapshot id is unknown, released, or expired (idle past its timeout)."""
     INTERNAL = 500
     SHUTTING_DOWN = 501
     BUSY = 502

@@ -28,6 +28,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "SCAN_DEFAULT_COUNT",
     "SCAN_MAX_COUNT",
+    "SNAPSHOT_MAX_CHUNK",
     "MethodSpec",
     "validate_params",
 ]
@@ -438,10 +439,68 @@ _TABLE = (
           (1, 2), _v_commit),
 )  # fmt: skip
 
-METHODS: Mapping[str, MethodSpec] = MappingProxyType({s.name: s for s in _TABLE})
+# Online backup (docs/protocol.md, "Snapshots"): the client pulls each chunk with its own
+# request against a snapshot id, so every reply stays one bounded frame.
+SNAPSHOT_MAX_CHUNK = 1 << 20
+"""The largest `length` a snapshot_read may ask for (1 MiB)."""
+
+
+def _snapshot_id(value: Any) -> str:
+    if type(value) is bytes:
+        value = value.decode("utf-8", "replace")
+    if type(value) is not str or not 0 < len(value) <= 128:
+        raise _invalid("snapshot id must be a str of 1..128 characters")
+    return value
+
+
+def _v_snapshot_begin(params: Sequence[Any]) -> tuple[Any, ...]:
+    opts = _options(params[0], ("timeout",), "snapshot_begin options") if params else {}
+    timeout = opts.get("timeout")
+    if timeout is not None and (
+        type(timeout) not in (int, float) or not 0 < timeout <= 86400 or timeout != timeout
+    ):
+        raise _invalid(f"snapshot timeout must be seconds in (0, 86400], got {timeout!r}")
+    return (None if timeout is None else float(timeout),)
+
+
+def _v_snapshot_read(params: Sequence[Any]) -> tuple[Any, ...]:
+    snap_id = _snapshot_id(params[0])
+    name = params[1]
+    if type(name) is bytes:
+        name = name.decode("utf-8", "replace")
+    if type(name) is not str or not name or "/" in name or name.startswith("."):
+        raise _invalid("snapshot_read: name must be a file name of the snapshot")
+    offset, length = params[2], params[3]
+    if type(offset) is not int or offset < 0:
+        raise _invalid(f"snapshot_read: offset must be an int >= 0, got {offset!r}")
+    if type(length) is not int or not 0 < length <= SNAPSHOT_MAX_CHUNK:
+        raise _invalid(
+            f"snapshot_read: length must be an int in 1..{SNAPSHOT_MAX_CHUNK}, got {length!r}"
+        )
+    return (snap_id, name, offset, length)
+
+
+def _v_snapshot_end(params: Sequence[Any]) -> tuple[Any, ...]:
+    return (_snapshot_id(params[0]),)
+
+
+_SNAPSHOT_TABLE = (
+    _spec("snapshot_begin", ("[]", '[{"timeout": seconds}]'),
+          "map: id, files [{name, size, crc}], manifest", False,
+          "Take a consistent cut and pin its files for this connection (backup).",
+          (0, 1), _v_snapshot_begin),
+    _spec("snapshot_read", ("[id, name, offset, length]",), "bin (b\"\" at the end)", True,
+          "Up to length (<= 1 MiB) bytes of one file of a snapshot.", (4, 4), _v_snapshot_read),
+    _spec("snapshot_end", ("[id]",), "map: complete, bytes", True,
+          "Release a snapshot's pins.", (1, 1), _v_snapshot_end),
+)  # fmt: skip
+
+METHODS: Mapping[str, MethodSpec] = MappingProxyType(
+    {s.name: s for s in (*_TABLE, *_SNAPSHOT_TABLE)}
+)
 """Every method of protocol version 1, by wire name."""
 
-IDEMPOTENT_METHODS: frozenset[str] = frozenset(s.name for s in _TABLE if s.idempotent)
+IDEMPOTENT_METHODS: frozenset[str] = frozenset(s.name for s in METHODS.values() if s.idempotent)
 
 
 def validate_params(method: str, params: Sequence[Any]) -> tuple[Any, ...]:
@@ -463,6 +522,8 @@ def validate_params(method: str, params: Sequence[Any]) -> tuple[Any, ...]:
         rename -> (key, new_key, nx)    clear -> ()
         watch  -> ([key, ...],)         unwatch -> (watch_id | None,)
         commit -> ([(method, *normalised params), ...], watch_id | None)
+        snapshot_begin -> (timeout_seconds | None,)
+        snapshot_read  -> (id, name, offset, length)      snapshot_end -> (id,)
 
     Args:
         method: the wire method name.

@@ -22,6 +22,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ._backup import COMMAND as BACKUP
 from ._commands import COMMANDS
 from ._context import CommandError, ConnectOptions
 from ._format import Reply, error_line, raw, styled
@@ -40,7 +41,7 @@ EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 # A CLI-only tool kept in its own module registers here with one row, its `run`
 # imported on first use so start-up stays small:
 #     TABLE = COMMANDS + (Command("reshard", ..., run=lazy("._reshard", "run"), ...),)
-TABLE: tuple[Command, ...] = COMMANDS
+TABLE: tuple[Command, ...] = (*COMMANDS, BACKUP)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,8 @@ from typing import Any
 import bitcask
 from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, ErrorInfo, ProtocolError, validate_params
 
+from ._metrics import Metrics
+from ._snapshots import SnapshotMethods, error_for
 from ._writer import WATCH_ABORTED, Watched, Writer
 from .config import ServerConfig
 
@@ -146,7 +148,7 @@ class Session:
     """Per-connection state the dispatcher needs: is this connection authenticated,
     and its watches (by id; released by Dispatcher.end_session when it closes)."""
 
-    __slots__ = ("authenticated", "client", "last_watch", "spent", "watches")
+    __slots__ = ("authenticated", "client", "closed", "last_watch", "spent", "watches")
 
     def __init__(self, authenticated: bool) -> None:
         self.authenticated = authenticated
@@ -154,6 +156,7 @@ class Session:
         self.watches: dict[int, WatchRef] = {}
         self.last_watch = 0
         self.spent: dict[int, WatchRef] = {}  # id(ref) -> watch of a commit in flight
+        self.closed = False  # the connection is gone (its snapshots are released)
 
 
 class _Invalid(Exception):
@@ -190,6 +193,7 @@ class Dispatcher:
         max_key_size: int,
         max_value_size: int,
         server_stats: Callable[[], dict[str, Any]],
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
         self._db_get = db.get
@@ -238,6 +242,12 @@ class Dispatcher:
             "unwatch": self._unwatch,
             "commit": self._commit,
         }
+        self.snapshots = SnapshotMethods(db, writer, metrics or Metrics(), error_info)
+        self._handlers.update(
+            snapshot_begin=self._snapshot_begin,
+            snapshot_read=self._snapshot_read,
+            snapshot_end=self._snapshot_end,
+        )
         missing = set(METHODS) - set(self._handlers)
         if missing:
             raise RuntimeError(f"protocol methods without a server handler: {sorted(missing)}")
@@ -556,6 +566,26 @@ class Dispatcher:
         except BaseException:
             _release(session, watch)
             raise
+
+    def _snapshot_begin(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        return Async(self.snapshots.begin(session, args))
+
+    def _snapshot_read(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        try:
+            return Async(self.snapshots.read(session, args))
+        except Exception as exc:
+            return Done(None, error_for(exc, error_info))
+
+    def _snapshot_end(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        try:
+            return Done(self.snapshots.end(session, args), None)
+        except Exception as exc:
+            return Done(None, error_for(exc, error_info))
+
+    def session_closed(self, session: Session) -> None:
+        """A connection closed: release the snapshots it holds."""
+        session.closed = True
+        self.snapshots.session_closed(session)
 
     def _write(
         self,

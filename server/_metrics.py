@@ -119,6 +119,11 @@ class Metrics:
         self.writer_depth = 0  # set by the writer
         self.writer_failures = 0
         self.build_version = version()
+        # online backup (server/_snapshots.py)
+        self.snapshots_taken = 0
+        self.snapshots_completed = 0  # every byte read, then snapshot_end
+        self.snapshot_bytes_sent = 0
+        self.snapshot_last_success = 0.0  # wall clock; 0: never
 
     def request(self, method: str, seconds: float, error: str | None = None) -> None:
         """Count one finished request (error: the ErrorCode name, or None)."""
@@ -171,6 +176,12 @@ class Metrics:
                 else 0.0
             ),
             "http_responses": {str(k): v for k, v in self.http_requests.items()},
+            "snapshots": {
+                "taken": self.snapshots_taken,
+                "completed": self.snapshots_completed,
+                "bytes_sent": self.snapshot_bytes_sent,
+                "last_success": self.snapshot_last_success,
+            },
         }
 
     def render(self, store: Mapping[str, Any], ready: bool) -> str:
@@ -238,6 +249,18 @@ class Metrics:
         lines.append(f"bitcask_uptime_seconds {time.time() - self.started:.3f}")
         head("bitcask_build_info", "gauge", "Always 1; the version is in the label.")
         lines.append(f'bitcask_build_info{{version="{_escape(self.build_version)}"}} 1')
+        for name, kind, text, value in (
+            ("bitcask_snapshots_total", "counter", "Snapshots taken (snapshot_begin).",
+             self.snapshots_taken),
+            ("bitcask_snapshots_completed_total", "counter",
+             "Snapshots read to the last byte and ended.", self.snapshots_completed),
+            ("bitcask_snapshot_sent_bytes_total", "counter",
+             "Bytes of snapshot files sent (snapshot_read).", self.snapshot_bytes_sent),
+            ("bitcask_snapshot_last_success_timestamp_seconds", "gauge",
+             "Unix time of the last completed snapshot; 0 if none.", self.snapshot_last_success),
+        ):  # fmt: skip
+            head(name, kind, text)
+            lines.append(f"{name} {value}")
         for name, kind, text, value in process_metrics():
             head(name, kind, text)
             lines.append(f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}")

@@ -141,6 +141,7 @@ class Server:
                 max_key_size=options.max_key_size,
                 max_value_size=options.max_value_size,
                 server_stats=self.server_stats,
+                metrics=self.metrics,
             )
             # The protocols get this small state object, never the Server itself.
             state = self.state = ServerState(

@@ -26,6 +26,7 @@ from typing import cast
 from protocol import TOO_MANY_CONNECTIONS_LINE
 from protocol.connection import Connection
 
+from ._dispatch import Session
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
 from ._pipeline import Pipeline
 from ._state import ServerState
@@ -46,6 +47,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._conn = Connection(max_frame=state.config.max_frame, http_port=state.http_port)
         self._pipeline: Pipeline | None = None
+        self._session: Session | None = None  # released by the dispatcher when lost
         self._closing = False  # no more input is read; close once replies are out
         # -- flow control --
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
@@ -82,10 +84,13 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._session is not None:
+            # its snapshots and its watches
+            self._state.dispatcher.session_closed(self._session)
+            self._state.dispatcher.end_session(self._session)
         if self._pipeline is not None:
             self._pipeline.discard_backlog()
             self._pipeline.closed = True
-            self._state.dispatcher.end_session(self._session)  # its watches
             self._host.release(self)
 
     def data_received(self, data: bytes) -> None:

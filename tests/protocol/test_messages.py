@@ -38,6 +38,7 @@ def test_error_codes_are_the_contract_table() -> None:
         "STORE_FULL": 404,
         "NOT_A_NUMBER": 410,
         "NO_SUCH_KEY": 411,
+        "NO_SUCH_SNAPSHOT": 412,
         "INTERNAL": 500,
         "SHUTTING_DOWN": 501,
         "BUSY": 502,

@@ -28,6 +28,9 @@ CONTRACT_METHODS = {
 CONTRACT_IDEMPOTENT = {
     "hello", "auth", "ping", "get", "exists", "ttl", "mget", "scan", "stats", "sync"
 }  # fmt: skip
+# Online backup (issue 14)
+CONTRACT_METHODS |= {"snapshot_begin", "snapshot_read", "snapshot_end"}
+CONTRACT_IDEMPOTENT |= {"snapshot_read", "snapshot_end"}
 
 GOOD: list[Any] = [
     pytest.param("hello", [], (None, None, None), id="hello-empty"),

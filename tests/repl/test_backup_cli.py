@@ -1,0 +1,92 @@
+"""`bitcask backup DIR [--force]` end to end: the real CLI against a real server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import bitcask
+from tests.repl.conftest import ROOT, Runner
+from tests.serverproc import ServerProcess
+
+
+def fill(bitcask_cli: Runner, n: int, size: int) -> dict[bytes, bytes]:
+    lines = b"".join(b'{"key": "k%04d", "value": "%s"}\n' % (i, b"v" * size) for i in range(n))
+    assert bitcask_cli("import", "-", input=lines).code == 0
+    return {b"k%04d" % i: b"v" * size for i in range(n)}
+
+
+def contents(path: Path) -> dict[bytes, bytes]:
+    with bitcask.open(path) as db:
+        assert db.recovery.scanned_files == 0 and db.recovery.events == ()
+        return dict(db.items())
+
+
+def test_backup_then_refuse_non_empty_then_force(bitcask_cli: Runner, tmp_path: Path) -> None:
+    model = fill(bitcask_cli, 200, 100)
+    dest = tmp_path / "backups" / "one"
+    ok = bitcask_cli("backup", str(dest))
+    assert ok.code == 0, ok.err
+    assert "backup of 200 keys" in ok.err and str(dest) in ok.err
+    assert contents(dest) == model
+    again = bitcask_cli("backup", str(dest))
+    assert again.code == 2 and "not empty" in again.err and "force" in again.err
+    forced = bitcask_cli("backup", str(dest), "--rate", "100", "--force")
+    assert forced.code == 0, forced.err
+    assert contents(dest) == model
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["one"]
+
+
+def test_backup_usage_errors(bitcask_cli: Runner, tmp_path: Path) -> None:
+    bad = bitcask_cli("backup", str(tmp_path / "x"), "--forse")
+    assert bad.code == 2 and "--force" in bad.err
+    assert not (tmp_path / "x").exists()
+    assert bitcask_cli("backup").code == 2
+    assert bitcask_cli("backup", str(tmp_path / "x"), "--rate", "0").code == 2
+    assert "backup DIR [--force]" in bitcask_cli("backup", "--help").text
+
+
+def test_backup_connection_refused_is_one_clear_line(
+    home_env: dict[str, str], tmp_path: Path, server: ServerProcess
+) -> None:
+    server.stop()
+    argv = ["-m", "repl.cli", "--port", str(server.port), "backup", str(tmp_path / "b")]
+    proc = subprocess.run(
+        [sys.executable, *argv], capture_output=True, env=home_env, cwd=ROOT, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.decode().count("\n") == 1
+    assert not (tmp_path / "b").exists()
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` at `path` (root only; skipped elsewhere, with the reason)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+def test_full_local_disk_fails_cleanly(bitcask_cli: Runner, tmp_path: Path) -> None:
+    fill(bitcask_cli, 600, 1000)  # ~600 KB of data plus hints
+    with small_tmpfs(tmp_path / "small", "256k") as small:
+        dest = small / "backup"
+        res = bitcask_cli("backup", str(dest))
+        assert res.code == 2
+        assert "No space left on device" in res.err
+        assert list(small.iterdir()) == []  # neither the backup nor its temp dir
