@@ -146,7 +146,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
 class Session:
     """Per-connection state the dispatcher needs: is this connection authenticated,
-    and its watches (by id; released by Dispatcher.end_session when it closes)."""
+    its watches (by id) and snapshots, released by Dispatcher.end_session when it closes."""
 
     __slots__ = ("authenticated", "client", "closed", "last_watch", "spent", "watches")
 
@@ -260,7 +260,9 @@ class Dispatcher:
         return Session(authenticated=self._token is None)
 
     def end_session(self, session: Session) -> None:
-        """The connection closed: release its watches."""
+        """The connection closed: release its snapshots and its watches."""
+        session.closed = True
+        self.snapshots.session_closed(session)
         watches, session.watches = session.watches, {}
         spent, session.spent = session.spent, {}
         _release_all([*watches.values(), *spent.values()])
@@ -581,11 +583,6 @@ class Dispatcher:
             return Done(self.snapshots.end(session, args), None)
         except Exception as exc:
             return Done(None, error_for(exc, error_info))
-
-    def session_closed(self, session: Session) -> None:
-        """A connection closed: release the snapshots it holds."""
-        session.closed = True
-        self.snapshots.session_closed(session)
 
     def _write(
         self,

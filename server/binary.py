@@ -85,9 +85,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         if self._session is not None:
-            # its snapshots and its watches
-            self._state.dispatcher.session_closed(self._session)
-            self._state.dispatcher.end_session(self._session)
+            self._state.dispatcher.end_session(self._session)  # its snapshots, watches
         if self._pipeline is not None:
             self._pipeline.discard_backlog()
             self._pipeline.closed = True
