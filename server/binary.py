@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import perf_counter
-from typing import cast
+from typing import Any, cast
 
 from protocol import TOO_MANY_CONNECTIONS_LINE
 from protocol.connection import Connection
@@ -46,6 +46,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._conn = Connection(max_frame=state.config.max_frame, http_port=state.http_port)
         self._pipeline: Pipeline | None = None
+        self._session: Any = None  # the Pipeline's session (auth; RESP: MULTI, watches)
         self._closing = False  # no more input is read; close once replies are out
         # -- flow control --
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
@@ -64,20 +65,23 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             transport.close()
             self._closing = True
             return
-        state = self._state
-        self.last_active = state.loop.time()
-        host = self._host
-        self._pipeline = Pipeline(
-            state.dispatcher,
-            state.dispatcher.new_session(),
+        self.last_active = self._state.loop.time()
+        self._pipeline = self._new_pipeline(self._state.dispatcher)
+        if self._host.writer_pressured:
+            self.pause_for_writer(True)
+
+    def _new_pipeline(self, dispatcher: Any) -> Pipeline:
+        state, host = self._state, self._host
+        self._session = dispatcher.new_session()
+        return Pipeline(
+            dispatcher,
+            self._session,
             state.metrics,
             self._write,
             self._progress,
             high=state.config.max_inflight,
             pressured=lambda: host.writer_pressured,
         )
-        if self._host.writer_pressured:
-            self.pause_for_writer(True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -85,6 +89,9 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             self._pipeline.discard_backlog()
             self._pipeline.closed = True
             self._host.release(self)
+            close = getattr(self._session, "close", None)
+            if close is not None:  # a RESP session releases its WATCHed keys
+                close()
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._pipeline is None:
@@ -92,7 +99,13 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self.active = True
         t0 = perf_counter()
         conn = self._conn
-        conn.receive_data(data)
+        if conn.dialect is None:
+            conn.receive_data(data)
+            if conn.dialect is not None and conn.dialect.name == "resp":
+                # The Redis protocol: its own commands, same writer, limits and order.
+                self._pipeline = self._new_pipeline(self._state.redis)
+        else:
+            conn.receive_data(data)
         if conn.ended:
             self._closing = True  # read nothing more; close once the replies are out
         pipeline = self._pipeline
