@@ -17,13 +17,16 @@ Strategy / invariants:
 - Writes are engine ops decided by the one writer at apply time (bitcask.Set,
   Incr, Append, GetDel, Expire, ...), so SET NX, INCR, APPEND, RENAME are atomic
   against every other write. A command is one engine batch: MSET is atomic.
-- Each command runs as a `_Step`: a reply known now (bytes), ops for the writer and
+- Each command runs as a `Step`: a reply known now (bytes), ops for the writer and
   a `shape` turning their results into the reply, or a read run in its turn. EXEC
   concatenates the steps of its queued commands into ONE engine batch, with the
   connection's watches (nil when a watched key was written since WATCH). Inside
   EXEC the reads of values (GET, MGET, STRLEN, EXISTS, TYPE) are ops too (GetEx
   without an expiry), so they see the transaction's own earlier writes; the other
   reads (TTL family, DBSIZE, KEYS, SCAN, RANDOMKEY) run right after the batch.
+- Files: this one has the dispatcher, the key and string commands and the
+  transactions; server/_redis_admin.py the connection and server commands (AUTH,
+  HELLO, CLIENT, INFO, CONFIG, ...); server/_redis_session.py the shared pieces.
 - MSETNX is optimistic: watch the keys, check that none exists, write all of them
   with the watch, and start again if a concurrent write touched one.
 """
@@ -31,9 +34,7 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
-import logging
 import math
 import os
 import random
@@ -46,111 +47,29 @@ import bitcask
 from protocol import ErrorCode, ErrorInfo
 from protocol import redis_commands as rc
 from protocol._glob import compile_glob
-from protocol._resp_writer import NullArray, Verbatim, encode, encode_error
+from protocol._resp_writer import NullArray, encode, encode_error
 
-from ._dispatch import SERVER_VERSION, Async, Done, Outcome, Read, Write, error_info
+from ._dispatch import Async, Done, Outcome, Read, Write, error_info
+from ._redis_admin import AdminCommands, bulk_strings
+from ._redis_session import (
+    NOAUTH,
+    OK,
+    QUEUED,
+    RedisError,
+    RedisSession,
+    Settle,
+    Step,
+    redis_error,
+    run_read,
+)
 from ._writer import Writer
 from .config import ServerConfig
 
 __all__ = ["RedisDispatcher", "RedisSession"]
 
-log = logging.getLogger("bitcask.server")
-
-REDIS_VERSION = "7.0.0"  # the Redis version whose commands this dialect follows
-OK = b"+OK\r\n"
-QUEUED = b"+QUEUED\r\n"
-NIL2 = b"$-1\r\n"
-NOAUTH = "NOAUTH Authentication required."
-WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
-NOPASS = (
-    "ERR AUTH <password> called without any password configured for the default user. "
-    "Are you sure your configuration is correct?"
-)
-HELLO_NOAUTH = (
-    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-    "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
-    "select the RESP protocol version at the same time"
-)
 _OPEN = frozenset({"auth", "hello"})  # allowed before authentication
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
 SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
-
-
-class RedisError(Exception):
-    """A command's error reply; `message` starts with its Redis code."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-def redis_error(message: str) -> ErrorInfo:
-    """The ErrorInfo of a Redis error line ("ERR syntax error"): name = its code."""
-    return ErrorInfo(int(ErrorCode.INVALID_PARAMS), message.split(" ", 1)[0], message)
-
-
-class RedisSession:
-    """One RESP connection's state: auth, RESP version, name, MULTI queue, watches."""
-
-    __slots__ = (
-        "authenticated",
-        "dirty",
-        "id",
-        "lib_name",
-        "lib_ver",
-        "multi",
-        "name",
-        "proto",
-        "watches",
-    )
-
-    def __init__(self, client_id: int, authenticated: bool) -> None:
-        self.id = client_id
-        self.authenticated = authenticated
-        self.proto = 2
-        self.name = b""
-        self.lib_name = b""
-        self.lib_ver = b""
-        self.multi: list[list[bytes]] | None = None  # queued argvs while in MULTI
-        self.dirty = False  # a queued command was refused: EXEC answers EXECABORT
-        self.watches: list[bitcask.Watch] = []
-
-    def unwatch(self) -> None:
-        """Release every watch (UNWATCH, EXEC, DISCARD, RESET, the connection's end)."""
-        watches, self.watches = self.watches, []
-        for w in watches:
-            w.release()
-
-    def close(self) -> None:
-        """The connection ended: nothing of it may stay counted."""
-        self.unwatch()
-        self.multi = None
-
-
-class _Step:
-    """One command's execution: `reply` now, or `ops` then `shape(results)`, or `read()`."""
-
-    __slots__ = ("nbytes", "ops", "read", "reply", "run", "shape")
-
-    def __init__(
-        self,
-        reply: bytes | None = None,
-        ops: list[Any] | None = None,
-        shape: Callable[[list[Any]], bytes] | None = None,
-        read: Callable[[], bytes] | None = None,
-        nbytes: int = 0,
-        run: Callable[[Callable[[Any, ErrorInfo | None], None]], None] | None = None,
-    ) -> None:
-        self.run = run  # work of its own with the writer (MSETNX): an Async outcome
-        self.reply = reply
-        self.ops = ops
-        self.shape = shape
-        self.read = read
-        self.nbytes = nbytes
-
-
-def _run(fn: Callable[[], bytes]) -> bytes:
-    return fn()
 
 
 def _op_error(result: Any) -> bytes | None:
@@ -185,7 +104,7 @@ class _Cursors:
         return self._after.pop(cursor, None)
 
 
-class RedisDispatcher:
+class RedisDispatcher(AdminCommands):
     """Turns Redis requests into outcomes; one per Server, shared by RESP connections.
 
     Args:
@@ -223,25 +142,25 @@ class RedisDispatcher:
         self._cursors = _Cursors()
         self._run_id = os.urandom(20).hex()
         self.shutting_down = False
-        self._handlers: dict[type, Callable[[RedisSession, Any, bool], _Step]] = {
+        self._handlers: dict[type, Callable[[RedisSession, Any, bool], Step]] = {
             rc.Ping: self._ping,
-            rc.Echo: lambda s, c, tx: _Step(encode(c.message, s.proto)),
+            rc.Echo: lambda s, c, tx: Step(encode(c.message, s.proto)),
             rc.Auth: self._auth,
             rc.Hello: self._hello,
             rc.Select: self._select,
             rc.Reset: self._reset,
             rc.ClientSetName: self._client_setname,
-            rc.ClientGetName: lambda s, c, tx: _Step(encode(s.name or None, s.proto)),
-            rc.ClientId: lambda s, c, tx: _Step(encode(s.id)),
+            rc.ClientGetName: lambda s, c, tx: Step(encode(s.name or None, s.proto)),
+            rc.ClientId: lambda s, c, tx: Step(encode(s.id)),
             rc.ClientSetInfo: self._client_setinfo,
-            rc.CommandCount: lambda s, c, tx: _Step(encode(len(rc.COMMANDS))),
-            rc.CommandInfo: lambda s, c, tx: _Step(encode(rc.command_info(c.names), s.proto)),
-            rc.CommandDocs: lambda s, c, tx: _Step(
-                encode(_bulk(rc.command_docs(c.names)), s.proto)
+            rc.CommandCount: lambda s, c, tx: Step(encode(len(rc.COMMANDS))),
+            rc.CommandInfo: lambda s, c, tx: Step(encode(rc.command_info(c.names), s.proto)),
+            rc.CommandDocs: lambda s, c, tx: Step(
+                encode(bulk_strings(rc.command_docs(c.names)), s.proto)
             ),
             rc.ConfigGet: self._config_get,
             rc.Info: self._info_cmd,
-            rc.DbSize: lambda s, c, tx: _Step(read=lambda: encode(len(self._db))),
+            rc.DbSize: lambda s, c, tx: Step(read=lambda: encode(len(self._db))),
             rc.Time: self._time,
             rc.Get: self._get,
             rc.MGet: self._mget,
@@ -308,7 +227,7 @@ class RedisDispatcher:
         if step.reply is not None:
             return Done(step.reply, None)
         if step.read is not None:
-            return Read(_run, step.read)
+            return Read(run_read, step.read)
         refusal = self._refusal()
         if refusal is not None:
             return Done(None, refusal)
@@ -319,7 +238,7 @@ class RedisDispatcher:
 
     # ---- shared by standalone commands and EXEC ----
 
-    def _step(self, session: RedisSession, argv: list[bytes], tx: bool) -> _Step:
+    def _step(self, session: RedisSession, argv: list[bytes], tx: bool) -> Step:
         try:
             cmd = rc.parse_command(argv, int(time.time() * 1000))
         except rc.CommandError as exc:
@@ -347,231 +266,53 @@ class RedisDispatcher:
             raise RedisError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
         return value
 
-    # ---- connection and server ----
-
-    def _ping(self, s: RedisSession, c: rc.Ping, tx: bool) -> _Step:
-        return _Step(b"+PONG\r\n" if c.message is None else encode(c.message, s.proto))
-
-    def _check_password(self, user: bytes | None, password: bytes) -> bool:
-        assert self._token is not None
-        return (user is None or user == b"default") and hmac.compare_digest(password, self._token)
-
-    def _auth(self, s: RedisSession, c: rc.Auth, tx: bool) -> _Step:
-        if self._token is None:
-            if c.username is None:
-                raise RedisError(NOPASS)
-            if c.username != b"default":
-                raise RedisError(WRONGPASS)
-            return _Step(OK)
-        if not self._check_password(c.username, c.password):
-            raise RedisError(WRONGPASS)
-        s.authenticated = True
-        return _Step(OK)
-
-    def _hello(self, s: RedisSession, c: rc.Hello, tx: bool) -> _Step:
-        if c.password is not None:
-            if self._token is None:
-                if c.username != b"default":
-                    raise RedisError(WRONGPASS)
-            elif not self._check_password(c.username, c.password):
-                raise RedisError(WRONGPASS)
-            else:
-                s.authenticated = True
-        if not s.authenticated:
-            raise RedisError(HELLO_NOAUTH)
-        if c.client_name is not None:
-            s.name = c.client_name
-        if c.protover is not None:
-            s.proto = c.protover
-        reply: dict[bytes, Any] = {
-            b"server": b"redis",
-            b"version": REDIS_VERSION.encode(),
-            b"proto": s.proto,
-            b"id": s.id,
-            b"mode": b"standalone",
-            b"role": b"master",
-            b"modules": [],
-        }
-        return _Step(encode(reply, s.proto))
-
-    def _select(self, s: RedisSession, c: rc.Select, tx: bool) -> _Step:
-        if c.index != 0:
-            raise RedisError("ERR DB index is out of range")
-        return _Step(OK)
-
-    def _reset(self, s: RedisSession, c: rc.Reset, tx: bool) -> _Step:
-        s.close()
-        s.dirty = False
-        s.proto = 2
-        s.name = b""
-        s.authenticated = self._token is None
-        return _Step(b"+RESET\r\n")
-
-    def _client_setname(self, s: RedisSession, c: rc.ClientSetName, tx: bool) -> _Step:
-        s.name = c.client_name
-        return _Step(OK)
-
-    def _client_setinfo(self, s: RedisSession, c: rc.ClientSetInfo, tx: bool) -> _Step:
-        if c.attribute == "lib-name":
-            s.lib_name = c.value
-        else:
-            s.lib_ver = c.value
-        return _Step(OK)
-
-    def _config_params(self) -> dict[str, str]:
-        cfg = self._config
-        return {
-            "appendonly": "yes",
-            "appendfsync": {"always": "always", "interval": "everysec"}.get(cfg.sync, "no"),
-            "databases": "1",
-            "maxclients": str(cfg.max_connections),
-            "maxmemory": "0",
-            "port": str(cfg.port),
-            "bind": cfg.host,
-            "requirepass": "",
-            "save": "",
-            "timeout": str(int(cfg.idle_timeout)),
-            "proto-max-bulk-len": str(cfg.max_frame),
-        }
-
-    def _config_get(self, s: RedisSession, c: rc.ConfigGet, tx: bool) -> _Step:
-        params = self._config_params()
-        out: dict[bytes, bytes] = {}
-        for pattern in c.patterns:
-            match = compile_glob(pattern.lower())
-            for name, value in params.items():
-                if match(name.encode()):
-                    out[name.encode()] = value.encode()
-        return _Step(encode(out, s.proto))
-
-    def _time(self, s: RedisSession, c: rc.Time, tx: bool) -> _Step:
-        now = time.time_ns() // 1000
-        return _Step(encode([str(now // 1_000_000).encode(), str(now % 1_000_000).encode()]))
-
-    def _info_cmd(self, s: RedisSession, c: rc.Info, tx: bool) -> _Step:
-        sections = set(c.sections)
-        proto = s.proto
-        return _Step(read=lambda: encode(Verbatim(self._info_text(sections)), proto))
-
-    def _info_text(self, sections: set[str]) -> bytes:
-        every = not sections or sections & {"all", "everything", "default"}
-        facts = self._info()
-        stats = self._db.stats()
-        keys = len(self._db)
-        expires = _expires_count(self._db)
-        out: list[str] = []
-
-        def section(name: str, fields: dict[str, Any]) -> None:
-            if every or name in sections:
-                out.append(f"# {name.capitalize()}")
-                out.extend(f"{k}:{v}" for k, v in fields.items())
-                out.append("")
-
-        uptime = int(facts.get("uptime_seconds", 0))
-        section(
-            "server",
-            {
-                "redis_version": REDIS_VERSION,
-                "bitcask_version": SERVER_VERSION,
-                "redis_mode": "standalone",
-                "os": os.uname().sysname,
-                "process_id": os.getpid(),
-                "run_id": self._run_id,
-                "tcp_port": self._config.port,
-                "uptime_in_seconds": uptime,
-                "uptime_in_days": uptime // 86400,
-            },
-        )
-        section(
-            "clients",
-            {
-                "connected_clients": facts.get("connections", 0),
-                "maxclients": self._config.max_connections,
-                "blocked_clients": 0,
-            },
-        )
-        section(
-            "memory",
-            {
-                "used_memory": stats["keydir_bytes"],
-                "keydir_bytes": stats["keydir_bytes"],
-                "keydir_bytes_per_key": stats["keydir_bytes_per_key"],
-                "maxmemory": 0,
-                "maxmemory_policy": "noeviction",
-            },
-        )
-        section(
-            "persistence",
-            {
-                "loading": 0,
-                "aof_enabled": 1,
-                "sync": stats["sync"],
-                "disk_bytes": stats["disk_bytes"],
-                "live_bytes": stats["live_bytes"],
-                "dead_bytes": stats["dead_bytes"],
-                "merging": int(bool(stats["merging"])),
-                "readonly": int(bool(stats["readonly"])),
-            },
-        )
-        section(
-            "stats",
-            {
-                "total_connections_received": facts.get("connections_total", 0),
-                "total_commands_processed": facts.get("requests", 0),
-                "rejected_connections": facts.get("connections_refused", 0),
-                "group_commits": facts.get("group_commits", 0),
-            },
-        )
-        section("keyspace", {"db0": f"keys={keys},expires={expires},avg_ttl=0"} if keys else {})
-        return "\r\n".join(out).encode()
-
     # ---- reads ----
 
-    def _get(self, s: RedisSession, c: rc.Get, tx: bool) -> _Step:
+    def _get(self, s: RedisSession, c: rc.Get, tx: bool) -> Step:
         key, proto = self._key(c.key), s.proto
         if tx:
-            return _Step(ops=[bitcask.GetEx(key)], shape=lambda r: _value_reply(r[0], proto))
+            return Step(ops=[bitcask.GetEx(key)], shape=lambda r: _value_reply(r[0], proto))
         get = self._db.get
-        return _Step(read=lambda: encode(get(key), proto))
+        return Step(read=lambda: encode(get(key), proto))
 
-    def _mget(self, s: RedisSession, c: rc.MGet, tx: bool) -> _Step:
+    def _mget(self, s: RedisSession, c: rc.MGet, tx: bool) -> Step:
         keys, proto = [self._key(k) for k in c.keys], s.proto
         if tx:
-            return _Step(
+            return Step(
                 ops=[bitcask.GetEx(k) for k in keys],
                 shape=lambda r: encode([v if type(v) is bytes else None for v in r], proto),
             )
         get = self._db.get
-        return _Step(read=lambda: encode([get(k) for k in keys], proto))
+        return Step(read=lambda: encode([get(k) for k in keys], proto))
 
-    def _strlen(self, s: RedisSession, c: rc.StrLen, tx: bool) -> _Step:
+    def _strlen(self, s: RedisSession, c: rc.StrLen, tx: bool) -> Step:
         key = self._key(c.key)
         if tx:
-            return _Step(ops=[bitcask.GetEx(key)], shape=lambda r: _len_reply(r[0]))
-        return _Step(read=lambda: encode(len(self._db.get(key) or b"")))
+            return Step(ops=[bitcask.GetEx(key)], shape=lambda r: _len_reply(r[0]))
+        return Step(read=lambda: encode(len(self._db.get(key) or b"")))
 
-    def _exists(self, s: RedisSession, c: rc.Exists, tx: bool) -> _Step:
+    def _exists(self, s: RedisSession, c: rc.Exists, tx: bool) -> Step:
         keys = [self._key(k) for k in c.keys]
         if tx:
-            return _Step(
+            return Step(
                 ops=[bitcask.GetEx(k) for k in keys],
                 shape=lambda r: encode(sum(type(v) is bytes for v in r)),
             )
         db = self._db
-        return _Step(read=lambda: encode(sum(k in db for k in keys)))
+        return Step(read=lambda: encode(sum(k in db for k in keys)))
 
-    def _type(self, s: RedisSession, c: rc.Type, tx: bool) -> _Step:
+    def _type(self, s: RedisSession, c: rc.Type, tx: bool) -> Step:
         key = self._key(c.key)
         if tx:
-            return _Step(
+            return Step(
                 ops=[bitcask.GetEx(key)],
                 shape=lambda r: b"+string\r\n" if type(r[0]) is bytes else b"+none\r\n",
             )
-        return _Step(read=lambda: b"+string\r\n" if key in self._db else b"+none\r\n")
+        return Step(read=lambda: b"+string\r\n" if key in self._db else b"+none\r\n")
 
-    def _ttl(self, s: RedisSession, c: rc.Ttl, tx: bool) -> _Step:
+    def _ttl(self, s: RedisSession, c: rc.Ttl, tx: bool) -> Step:
         key = self._key(c.key)
-        return _Step(read=lambda: encode(self._read_ttl(key, c.ms, c.absolute)))
+        return Step(read=lambda: encode(self._read_ttl(key, c.ms, c.absolute)))
 
     def _read_ttl(self, key: bytes, ms: bool, absolute: bool) -> int:
         try:
@@ -586,47 +327,47 @@ class RedisDispatcher:
 
     # ---- writes ----
 
-    def _set(self, s: RedisSession, c: rc.Set, tx: bool) -> _Step:
+    def _set(self, s: RedisSession, c: rc.Set, tx: bool) -> Step:
         key, value, proto = self._key(c.key), self._value(c.value), s.proto
         size = len(key) + len(value)
         if not (c.nx or c.xx or c.get or c.keep_ttl or c.expire_at_ms):
-            return _Step(ops=[("put", key, value, None)], shape=_ok, nbytes=size)
+            return Step(ops=[("put", key, value, None)], shape=_ok, nbytes=size)
         op = bitcask.Set(
             key, value, expire_at_ms=c.expire_at_ms or 0, nx=c.nx, xx=c.xx, keep_ttl=c.keep_ttl
         )
         if c.get:
-            return _Step(ops=[op], shape=lambda r: _set_get_reply(r[0], proto), nbytes=size)
+            return Step(ops=[op], shape=lambda r: _set_get_reply(r[0], proto), nbytes=size)
         if c.name == "set":
-            return _Step(ops=[op], shape=lambda r: _set_reply(r[0], proto), nbytes=size)
-        return _Step(ops=[op], shape=_ok, nbytes=size)  # SETEX, PSETEX
+            return Step(ops=[op], shape=lambda r: _set_reply(r[0], proto), nbytes=size)
+        return Step(ops=[op], shape=_ok, nbytes=size)  # SETEX, PSETEX
 
-    def _setnx(self, s: RedisSession, c: rc.SetNx, tx: bool) -> _Step:
+    def _setnx(self, s: RedisSession, c: rc.SetNx, tx: bool) -> Step:
         key, value = self._key(c.key), self._value(c.value)
         op = bitcask.Set(key, value, nx=True)
-        return _Step(ops=[op], shape=lambda r: _int_of_applied(r[0]), nbytes=len(key) + len(value))
+        return Step(ops=[op], shape=lambda r: _int_of_applied(r[0]), nbytes=len(key) + len(value))
 
-    def _mset(self, s: RedisSession, c: rc.MSet, tx: bool) -> _Step:
+    def _mset(self, s: RedisSession, c: rc.MSet, tx: bool) -> Step:
         pairs = [(self._key(k), self._value(v)) for k, v in c.pairs]
         size = sum(len(k) + len(v) for k, v in pairs)
         if c.name == "msetnx":
             if tx:  # inside EXEC the batch is atomic already: each key only if absent
                 return self._msetnx_in_tx(pairs, size)
             return self._msetnx(pairs, size)
-        return _Step(ops=[("put", k, v, None) for k, v in pairs], shape=_ok, nbytes=size)
+        return Step(ops=[("put", k, v, None) for k, v in pairs], shape=_ok, nbytes=size)
 
-    def _msetnx_in_tx(self, pairs: list[tuple[bytes, bytes]], size: int) -> _Step:
+    def _msetnx_in_tx(self, pairs: list[tuple[bytes, bytes]], size: int) -> Step:
         # All-or-nothing needs a condition over every key at apply time, which no
         # engine op expresses inside a batch; outside MULTI it is optimistic (below).
         raise RedisError("ERR MSETNX inside MULTI is not supported by this server")
 
-    def _msetnx(self, pairs: list[tuple[bytes, bytes]], size: int) -> _Step:
+    def _msetnx(self, pairs: list[tuple[bytes, bytes]], size: int) -> Step:
         """Optimistic: watch, check that no key exists, write all with the watch; again
         if a concurrent write touched a key in between."""
         keys = [k for k, _ in pairs]
         ops = [("put", k, v, None) for k, v in pairs]
         db, writer = self._db, self._writer
 
-        def run(settle: Callable[[Any, ErrorInfo | None], None]) -> None:
+        def run(settle: Settle) -> None:
             def attempt() -> None:
                 watch = db.watch(*keys)
                 if any(k in db for k in keys):
@@ -649,13 +390,13 @@ class RedisDispatcher:
 
             attempt()
 
-        return _Step(run=run)
+        return Step(run=run)
 
-    def _getdel(self, s: RedisSession, c: rc.GetDel, tx: bool) -> _Step:
+    def _getdel(self, s: RedisSession, c: rc.GetDel, tx: bool) -> Step:
         key, proto = self._key(c.key), s.proto
-        return _Step(ops=[bitcask.GetDel(key)], shape=lambda r: _value_reply(r[0], proto))
+        return Step(ops=[bitcask.GetDel(key)], shape=lambda r: _value_reply(r[0], proto))
 
-    def _getex(self, s: RedisSession, c: rc.GetEx, tx: bool) -> _Step:
+    def _getex(self, s: RedisSession, c: rc.GetEx, tx: bool) -> Step:
         key, proto = self._key(c.key), s.proto
         if c.invalid_expire is not None:
             message = c.invalid_expire
@@ -664,67 +405,67 @@ class RedisDispatcher:
             def bad() -> bytes:
                 return encode_error(message) if key in db else encode(None, proto)
 
-            return _Step(read=bad)
+            return Step(read=bad)
         op = bitcask.GetEx(key, at_ms=c.expire_at_ms or 0, persist=c.persist)
-        return _Step(ops=[op], shape=lambda r: _value_reply(r[0], proto))
+        return Step(ops=[op], shape=lambda r: _value_reply(r[0], proto))
 
-    def _incrby(self, s: RedisSession, c: rc.IncrBy, tx: bool) -> _Step:
+    def _incrby(self, s: RedisSession, c: rc.IncrBy, tx: bool) -> Step:
         key = self._key(c.key)
-        return _Step(ops=[bitcask.Incr(key, c.delta)], shape=lambda r: _int_reply(r[0]))
+        return Step(ops=[bitcask.Incr(key, c.delta)], shape=lambda r: _int_reply(r[0]))
 
-    def _incrbyfloat(self, s: RedisSession, c: rc.IncrByFloat, tx: bool) -> _Step:
+    def _incrbyfloat(self, s: RedisSession, c: rc.IncrByFloat, tx: bool) -> Step:
         key = self._key(c.key)
         if not math.isfinite(c.delta):
             raise RedisError("ERR increment would produce NaN or Infinity")
-        return _Step(ops=[bitcask.IncrFloat(key, c.delta)], shape=lambda r: _value_reply(r[0], 2))
+        return Step(ops=[bitcask.IncrFloat(key, c.delta)], shape=lambda r: _value_reply(r[0], 2))
 
-    def _append(self, s: RedisSession, c: rc.Append, tx: bool) -> _Step:
+    def _append(self, s: RedisSession, c: rc.Append, tx: bool) -> Step:
         key, value = self._key(c.key), self._value(c.value)
         db, limit = self._db, self._max_value
         if len(value) + len(db.get(key) or b"") > limit:  # the writer re-reads; a hint only
             raise RedisError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
-        return _Step(
+        return Step(
             ops=[bitcask.Append(key, value)], shape=lambda r: _int_reply(r[0]), nbytes=len(value)
         )
 
-    def _del(self, s: RedisSession, c: rc.Del, tx: bool) -> _Step:
+    def _del(self, s: RedisSession, c: rc.Del, tx: bool) -> Step:
         keys = list(dict.fromkeys(self._key(k) for k in c.keys))  # DEL a a deletes one
-        return _Step(
+        return Step(
             ops=[bitcask.GetDel(k) for k in keys],
             shape=lambda r: encode(sum(type(v) is bytes for v in r)),
         )
 
-    def _expire(self, s: RedisSession, c: rc.Expire, tx: bool) -> _Step:
+    def _expire(self, s: RedisSession, c: rc.Expire, tx: bool) -> Step:
         key = self._key(c.key)
         cond = "nx" if c.nx else "xx" if c.xx else "gt" if c.gt else "lt" if c.lt else ""
         at = max(c.at_ms, 1)  # in the past either way: the key is deleted
-        return _Step(ops=[bitcask.Expire(key, at, cond)], shape=lambda r: _int_of_applied(r[0]))
+        return Step(ops=[bitcask.Expire(key, at, cond)], shape=lambda r: _int_of_applied(r[0]))
 
-    def _persist(self, s: RedisSession, c: rc.Persist, tx: bool) -> _Step:
+    def _persist(self, s: RedisSession, c: rc.Persist, tx: bool) -> Step:
         key = self._key(c.key)
-        return _Step(ops=[bitcask.Persist(key)], shape=lambda r: _int_of_applied(r[0]))
+        return Step(ops=[bitcask.Persist(key)], shape=lambda r: _int_of_applied(r[0]))
 
-    def _rename(self, s: RedisSession, c: rc.Rename, tx: bool) -> _Step:
+    def _rename(self, s: RedisSession, c: rc.Rename, tx: bool) -> Step:
         key, dst = self._key(c.key), self._key(c.newkey)
         op = bitcask.Rename(key, dst, nx=c.nx)
         if c.nx:
-            return _Step(ops=[op], shape=lambda r: _int_of_applied(r[0]))
-        return _Step(ops=[op], shape=lambda r: _op_error(r[0]) or OK)
+            return Step(ops=[op], shape=lambda r: _int_of_applied(r[0]))
+        return Step(ops=[op], shape=lambda r: _op_error(r[0]) or OK)
 
-    def _flush(self, s: RedisSession, c: Any, tx: bool) -> _Step:
-        return _Step(ops=[bitcask.Clear()], shape=lambda r: _op_error(r[0]) or OK)
+    def _flush(self, s: RedisSession, c: Any, tx: bool) -> Step:
+        return Step(ops=[bitcask.Clear()], shape=lambda r: _op_error(r[0]) or OK)
 
-    def _unwatch(self, s: RedisSession, c: rc.Unwatch, tx: bool) -> _Step:
+    def _unwatch(self, s: RedisSession, c: rc.Unwatch, tx: bool) -> Step:
         s.unwatch()
-        return _Step(OK)
+        return Step(OK)
 
     # ---- key space walks ----
 
-    def _scan(self, s: RedisSession, c: rc.Scan, tx: bool) -> _Step:
+    def _scan(self, s: RedisSession, c: rc.Scan, tx: bool) -> Step:
         proto = s.proto
         if c.type is not None and c.type.lower() != b"string":
-            return _Step(encode([b"0", []], proto))
-        return _Step(read=lambda: encode(self._scan_page(c), proto))
+            return Step(encode([b"0", []], proto))
+        return Step(read=lambda: encode(self._scan_page(c), proto))
 
     def _scan_page(self, c: rc.Scan) -> list[Any]:
         after: bytes | None = None
@@ -739,12 +480,12 @@ class RedisDispatcher:
             keys = [k for k in keys if match(k)]
         return [str(cursor).encode(), keys]
 
-    def _keys(self, s: RedisSession, c: rc.Keys, tx: bool) -> _Step:
+    def _keys(self, s: RedisSession, c: rc.Keys, tx: bool) -> Step:
         proto = s.proto
         match = compile_glob(c.pattern)
-        return _Step(read=lambda: encode([k for k in self._db if match(k)], proto))
+        return Step(read=lambda: encode([k for k in self._db if match(k)], proto))
 
-    def _randomkey(self, s: RedisSession, c: rc.RandomKey, tx: bool) -> _Step:
+    def _randomkey(self, s: RedisSession, c: rc.RandomKey, tx: bool) -> Step:
         proto = s.proto
 
         def pick() -> bytes:
@@ -752,7 +493,7 @@ class RedisDispatcher:
             keys = db.scan(b"", after=os.urandom(8), limit=1) or db.scan(b"", limit=1)
             return encode(keys[0] if keys else None, proto)
 
-        return _Step(read=pick)
+        return Step(read=pick)
 
     # ---- transactions ----
 
@@ -797,12 +538,12 @@ class RedisDispatcher:
             return Done(
                 None, redis_error("EXECABORT Transaction discarded because of previous errors.")
             )
-        steps: list[_Step] = []
+        steps: list[Step] = []
         for argv in queued:
             try:
                 steps.append(self._step(s, argv, tx=True))
             except RedisError as exc:
-                steps.append(_Step(encode_error(exc.message)))
+                steps.append(Step(encode_error(exc.message)))
         proto = s.proto  # a queued HELLO changes the version of the replies after it
         ops: list[Any] = []
         size = 0
@@ -811,7 +552,7 @@ class RedisDispatcher:
                 ops.extend(step.ops)
                 size += step.nbytes
         if not ops and not watches:
-            return Read(_run, lambda: _exec_reply(steps, [], proto))
+            return Read(run_read, lambda: _exec_reply(steps, [], proto))
         refusal = self._refusal() if ops else None
         if refusal is not None:
             for w in watches:
@@ -819,7 +560,7 @@ class RedisDispatcher:
             return Done(None, refusal)
         watch = _combined(watches)
 
-        def start(settle: Callable[[Any, ErrorInfo | None], None]) -> None:
+        def start(settle: Settle) -> None:
             def done(results: list[Any] | None, exc: BaseException | None) -> None:
                 for w in watches:
                     w.release()
@@ -838,18 +579,7 @@ class RedisDispatcher:
         return Async(start)
 
 
-def _bulk(value: Any) -> Any:
-    """Every str as bytes (bulk strings), as Redis sends COMMAND DOCS (redis-cli checks)."""
-    if type(value) is str:
-        return value.encode()
-    if type(value) is dict:  # an argument's "flags" stay simple strings, as in Redis
-        return {_bulk(k): v if k == "flags" else _bulk(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_bulk(v) for v in value]
-    return value
-
-
-def _later(settle: Callable[[Any, ErrorInfo | None], None], result: Any, error: Any) -> None:
+def _later(settle: Settle, result: Any, error: Any) -> None:
     """Settle an Async outcome on a later turn: never from inside its own start()."""
     asyncio.get_running_loop().call_soon(settle, result, error)
 
@@ -896,7 +626,7 @@ def _set_get_reply(result: Any, proto: int) -> bytes:
     return _op_error(result) or encode(result[1], proto)
 
 
-def _exec_reply(steps: list[_Step], results: list[Any], proto: int) -> bytes:
+def _exec_reply(steps: list[Step], results: list[Any], proto: int) -> bytes:
     out = [b"*%d\r\n" % len(steps)]
     i = 0
     for step in steps:
@@ -929,11 +659,3 @@ def _combined(watches: list[bitcask.Watch]) -> bitcask.Watch | None:
         keys += w.keys
         seen += w.seen
     return bitcask.Watch(keys, seen, watches[0]._owner)
-
-
-def _expires_count(db: Any) -> int:
-    """Keys with an expiry (INFO's keyspace line). The engine has no public count yet:
-    read the keydir's expiry table's size, O(1)."""
-    kd = getattr(db, "_kd", None)
-    expiry = getattr(kd, "expiry", None)
-    return len(expiry) if expiry is not None else 0
