@@ -9,6 +9,8 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import redis
@@ -326,3 +328,30 @@ def test_acknowledged_writes_survive_sigkill(server_factory: Callable[..., Serve
         assert client.get("n") == b"300"
     finally:
         client.close()
+
+
+def test_read_modify_write_is_atomic_across_connections(srv: ServerProcess) -> None:
+    """INCR, APPEND and SETNX from several connections at once: none is lost or doubled
+    (each is decided inside the one writer, never get-then-put)."""
+    clients = [_client(srv) for _ in range(4)]
+
+    def work(c: redis.Redis, n: int) -> list[Any]:
+        with c.pipeline(transaction=False) as p:
+            for i in range(250):
+                p.incr("counter")
+                p.append("log", "x")
+                p.setnx(f"once:{i}", n)
+            return p.execute()
+
+    try:
+        with ThreadPoolExecutor(len(clients)) as pool:
+            results = list(pool.map(work, clients, range(len(clients))))
+        assert clients[0].get("counter") == b"1000"
+        assert clients[0].strlen("log") == 1000
+        won = [sum(1 for r in res[2::3] if r) for res in results]
+        assert sum(won) == 250  # each once:i set by exactly one connection
+        counters = sorted(v for res in results for v in res[0::3])
+        assert counters == list(range(1, 1001))  # every INCR saw a distinct value
+    finally:
+        for c in clients:
+            c.close()
