@@ -23,7 +23,8 @@ Strategy / invariants:
   connection's watches (nil when a watched key was written since WATCH). Inside
   EXEC the reads of values (GET, MGET, STRLEN, EXISTS, TYPE) are ops too (GetEx
   without an expiry), so they see the transaction's own earlier writes; the other
-  reads (TTL family, DBSIZE, KEYS, SCAN, RANDOMKEY) run right after the batch.
+  reads (TTL family, DBSIZE, KEYS, SCAN, RANDOMKEY) run when EXEC starts if no
+  write comes before them in the transaction, else right after the batch.
 - Files: this one has the dispatcher, the key and string commands and the
   transactions; server/_redis_admin.py the connection and server commands (AUTH,
   HELLO, CLIENT, INFO, CONFIG, ...); server/_redis_session.py the shared pieces.
@@ -561,6 +562,15 @@ class RedisDispatcher(AdminCommands):
         watch = _combined(watches)
 
         def start(settle: Settle) -> None:
+            # Started after this connection's earlier writes applied (the Pipeline's
+            # rule for Async work): the reads queued before the first write of the
+            # transaction are answered now, the later ones right after the batch.
+            for step in steps:
+                if step.ops is not None:
+                    break
+                if step.read is not None:
+                    step.reply, step.read = step.read(), None
+
             def done(results: list[Any] | None, exc: BaseException | None) -> None:
                 for w in watches:
                     w.release()
