@@ -522,7 +522,8 @@ class RedisDispatcher(AdminCommands):
         def watch(_: None) -> bytes:
             # A Read: it runs after this connection's earlier writes applied, so they
             # never count as writes seen by the watch.
-            s.watches.append(self._db.watch(*ks))
+            if not s.closed:  # else nothing would ever release it
+                s.watches.append(self._db.watch(*ks))
             return OK
 
         return Read(watch, None)

@@ -93,8 +93,8 @@ class AdminCommands:
         return Step(OK)
 
     def _reset(self, s: RedisSession, c: rc.Reset, tx: bool) -> Step:
-        s.close()
-        s.dirty = False
+        s.unwatch()
+        s.multi, s.dirty = None, False
         s.proto = 2
         s.name = b""
         s.authenticated = self._token is None

@@ -64,6 +64,7 @@ class RedisSession:
 
     __slots__ = (
         "authenticated",
+        "closed",
         "dirty",
         "id",
         "lib_name",
@@ -84,6 +85,7 @@ class RedisSession:
         self.multi: list[list[bytes]] | None = None  # queued argvs while in MULTI
         self.dirty = False  # a queued command was refused: EXEC answers EXECABORT
         self.watches: list[bitcask.Watch] = []
+        self.closed = False  # the connection ended: a WATCH still queued takes nothing
 
     def unwatch(self) -> None:
         """Release every watch (UNWATCH, EXEC, DISCARD, RESET, the connection's end)."""
@@ -93,6 +95,7 @@ class RedisSession:
 
     def close(self) -> None:
         """The connection ended: nothing of it may stay counted."""
+        self.closed = True
         self.unwatch()
         self.multi = None
 

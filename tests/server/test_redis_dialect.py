@@ -355,3 +355,14 @@ def test_read_modify_write_is_atomic_across_connections(srv: ServerProcess) -> N
     finally:
         for c in clients:
             c.close()
+
+
+def test_reset_forgets_the_connection_state(srv: ServerProcess) -> None:
+    got = _raw(
+        srv,
+        b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*2\r\n$5\r\nWATCH\r\n$1\r\nk\r\n*1\r\n$5\r\nMULTI\r\n"
+        b"*1\r\n$5\r\nRESET\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nEXEC\r\n"
+        b"*2\r\n$5\r\nWATCH\r\n$1\r\nk\r\n*2\r\n$4\r\nECHO\r\n$3\r\nend\r\n",
+        until=b"$3\r\nend\r\n",
+    )
+    assert got.endswith(b"+OK\r\n+RESET\r\n$-1\r\n-ERR EXEC without MULTI\r\n+OK\r\n$3\r\nend\r\n")
