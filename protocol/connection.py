@@ -11,8 +11,9 @@ Strategy / invariants:
   starting with them could not fit the configured max_frame; printable ASCII is
   text; anything else is a fatal error. A dialect is one implementation of the
   `Dialect` interface: `BinaryDialect` (length-prefixed msgpack) and `TextDialect`
-  (today's inline line format, protocol/inline.py). The Redis protocol is meant
-  to be a second text dialect behind the same interface, not a branch in these.
+  (today's inline line format, protocol/inline.py), and `RespDialect`
+  (protocol/resp_dialect.py), the Redis protocol, for a connection whose first byte
+  is `*` (a multibulk request); for now the other printable bytes stay inline text.
 - Events: `Request` (protocol.messages; run it, answer with `send`), `Reject` (a
   request refused while parsing: send its bytes, the connection goes on) and
   `Close` (terminal: send its bytes, then close the connection). Every request-shape
@@ -29,11 +30,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import msgpack
 
+from protocol._events import Close, Event, Reject
 from protocol._framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_response
 from protocol.errors import ErrorCode, ProtocolError, RemoteProtocolError
 from protocol.inline import (
@@ -46,6 +47,7 @@ from protocol.inline import (
     looks_like_http,
 )
 from protocol.messages import MAX_MSGID, ErrorInfo, Request, message_from_obj
+from protocol.resp_dialect import RespDialect
 
 __all__ = [
     "CLOSED",
@@ -59,31 +61,6 @@ __all__ = [
     "TextDialect",
     "readable_msgid",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """A request refused while parsing (e.g. an inline line with an unbalanced quote).
-
-    Send `data` in its turn; the connection goes on with the next request.
-    """
-
-    error: ErrorInfo
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Terminal: send `data` in its turn, then close. Nothing after it is handed out.
-
-    `error` is the fatal error, or None for a close the client asked for (QUIT).
-    """
-
-    error: ErrorInfo | None
-    data: bytes
-
-
-Event = Request | Reject | Close
 
 
 class _Sentinel:
@@ -380,6 +357,8 @@ class Connection:
     def _sniff(self, first: int) -> Dialect | None:
         if first < 0x20 and not (first in _TEXT_CONTROLS and first << 24 > self.max_frame):
             return BinaryDialect(self.max_frame)
+        if first == 0x2A:  # '*': a Redis multibulk request (docs/redis.md)
+            return RespDialect(max_bulk=self.max_frame)
         if first < 0x7F:
             return self._text(self.max_line, self.http_port)
         return None

@@ -9,6 +9,8 @@ Strategy / invariants (one Pipeline per connection, loop thread only):
   write never starts while an earlier read of the same connection is still waiting, so
   each connection sees its requests applied one after another, as if sequential
   (`put k 1; get k; put k 2` pipelined returns 1). Waiting requests sit in `_unstarted`.
+  Async work waits like a read: it may read the store when it starts (the Redis
+  dialect's MSETNX checks its keys, then submits its writes in the same turn).
 - Several writes of one connection can be in flight at once (they join the same group
   commit), so deep pipelines of writes still share fsyncs.
 - Fast path: with nothing queued, a read or an immediate answer is rendered at once.
@@ -287,7 +289,7 @@ class Pipeline:
         self._replies.append(slot)
         if type(outcome) is Done:
             slot.result, slot.error, slot.done = outcome.result, outcome.error, True
-        elif self._unstarted or (kind is Read and self._inflight):
+        elif self._unstarted or ((kind is Read or kind is Async) and self._inflight):
             self._unstarted.append(slot)
             return
         else:
@@ -372,7 +374,7 @@ class Pipeline:
         unstarted = self._unstarted
         while unstarted:
             head = unstarted[0]
-            if type(head.outcome) is Read and self._inflight:
+            if (type(head.outcome) is Read or type(head.outcome) is Async) and self._inflight:
                 break
             unstarted.popleft()
             self._start(head)

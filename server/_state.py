@@ -66,6 +66,7 @@ class ServerState:
         http_port: the HTTP listener's port (named in the refusal of HTTP on the
             binary port); set once that listener is bound.
         host: the server-wide changing facts (see `Host`).
+        redis: the Redis commands' dispatcher, for connections that speak RESP.
     """
 
     config: ServerConfig
@@ -76,3 +77,4 @@ class ServerState:
     loop: asyncio.AbstractEventLoop
     http_port: int
     host: Host
+    redis: Any = None  # the RedisDispatcher of RESP connections (server/_redis.py)

@@ -59,9 +59,9 @@ MAX_GROUP_BYTES = 32 * 1024 * 1024
 Callback = Callable[[list[Any] | None, BaseException | None], None]
 
 
-# One queued request: (ops, callback, nbytes, sync). A tuple, not an object: it is
-# built once per write request on the hot path.
-_Entry = tuple[Sequence[tuple[Any, ...]], Callback, int, bool]
+# One queued request: (ops, callback, nbytes, sync, watch). A tuple, not an object: it
+# is built once per write request on the hot path. `watch` is a bitcask.Watch or None.
+_Entry = tuple[Sequence[Any], Callback, int, bool, Any]
 
 
 # Engine failures that concern the whole group (the disk, the store's state), not one op.
@@ -171,11 +171,12 @@ class Writer:
 
     def submit(
         self,
-        ops: Sequence[tuple[Any, ...]],
+        ops: Sequence[Any],
         callback: Callback,
         *,
         nbytes: int = 0,
         sync: bool = False,
+        watch: Any = None,
     ) -> bool:
         """Queue one request's ops; `callback` runs on the loop once they are durable.
 
@@ -184,6 +185,9 @@ class Writer:
             callback: called as callback(results, None) or callback(None, exc).
             nbytes: payload size, used to bound group sizes.
             sync: force an fsync for this request's group (the `sync` method).
+            watch: a bitcask.Watch: the ops apply only if none of its keys was
+                written since it was taken; else the callback gets (None, None)
+                (Redis's EXEC answering nil).
 
         Returns:
             False when the writer is closed or hopelessly behind (answer BUSY /
@@ -191,7 +195,7 @@ class Writer:
         """
         if self._closed or len(self._queue) >= self._hard_depth:
             return False
-        self._queue.append((ops, callback, nbytes, sync))
+        self._queue.append((ops, callback, nbytes, sync, watch))
         self._queued_bytes += nbytes
         depth = len(self._queue)
         self._metrics.writer_depth = depth
@@ -271,7 +275,7 @@ class Writer:
         """Runs in the writer thread (or on the loop in "loop" mode). Never raises."""
         force = any(entry[3] for entry in group)
         try:
-            results = self._commit([entry[0] for entry in group], force)
+            results = self._commit([entry[0] for entry in group], force, [e[4] for e in group])
         except _SHARED as exc:  # StoreIOError, ReadOnlyError, ...: the whole group fails
             return [(None, exc)] * len(group)
         except Exception as exc:  # one op the engine could not take: only its request fails
@@ -284,15 +288,20 @@ class Writer:
 
     def _write_alone(self, entry: _Entry) -> _Outcome:
         try:
-            result = self._commit([entry[0]], entry[3])[0]
+            result = self._commit([entry[0]], entry[3], [entry[4]])[0]
         except BaseException as exc:
             return (None, exc)
         return (None, result) if isinstance(result, BaseException) else (result, None)
 
-    def _commit(self, batches: list[Any], force: bool) -> list[list[Any] | BaseException]:
+    def _commit(
+        self, batches: list[Any], force: bool, watches: list[Any]
+    ) -> list[list[Any] | BaseException | None]:
         """The writer's only call into the engine: one write and at most one fsync for
         the whole group, each request its own batch; per request, its results or the
-        error that refused it alone."""
+        error that refused it alone (None: its watch saw a write, nothing applied)."""
+        if any(w is not None for w in watches):
+            planned = self._db.write_planned(batches, watches, sync=True if force else None)
+            return [r if r is None or isinstance(r, BaseException) else list(r) for r in planned]
         got: Any = iter(())
         if any(type(b) is Watched for b in batches):
             # A watch is checked inside the engine's lock, with the group's other batches.
@@ -310,7 +319,7 @@ class Writer:
             )
         elif force:
             self._db.sync()
-        out: list[list[Any] | BaseException] = []
+        out: list[list[Any] | BaseException | None] = []
         for ops in batches:
             if not ops:
                 out.append([])

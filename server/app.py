@@ -38,6 +38,7 @@ import bitcask
 
 from ._dispatch import Dispatcher
 from ._metrics import Metrics
+from ._redis import RedisDispatcher
 from ._state import ServerState
 from ._writer import Writer
 from .binary import BinaryProtocol
@@ -84,6 +85,7 @@ class Server:
         self.db: Any = None
         self.writer: Writer | None = None
         self._dispatcher: Dispatcher | None = None
+        self._redis: RedisDispatcher | None = None
         self.state: ServerState | None = None  # what the protocols see (set by start)
         self.port = config.port
         self.http_port = config.http_port
@@ -143,6 +145,14 @@ class Server:
                 server_stats=self.server_stats,
                 metrics=self.metrics,
             )
+            self._redis = RedisDispatcher(
+                self.db,
+                self.writer,
+                cfg,
+                max_key_size=options.max_key_size,
+                max_value_size=options.max_value_size,
+                info=self.server_stats,
+            )
             # The protocols get this small state object, never the Server itself.
             state = self.state = ServerState(
                 config=cfg,
@@ -153,6 +163,7 @@ class Server:
                 loop=loop,
                 http_port=cfg.http_port,
                 host=self,
+                redis=self._redis,
             )
             binary = await loop.create_server(
                 lambda: BinaryProtocol(state), cfg.host, cfg.port, reuse_address=True, backlog=1024
@@ -221,6 +232,8 @@ class Server:
         deadline = time.monotonic() + self.config.shutdown_timeout
         self.draining = True
         self.dispatcher.shutting_down = True
+        if self._redis is not None:
+            self._redis.shutting_down = True
         log.info("shutting down: %d connections open", len(self._connections))
         for listener in self._listeners:
             listener.close()

@@ -21,12 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import perf_counter
-from typing import cast
+from typing import Any, cast
 
 from protocol import TOO_MANY_CONNECTIONS_LINE
 from protocol.connection import Connection
 
-from ._dispatch import Session
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
 from ._pipeline import Pipeline
 from ._state import ServerState
@@ -47,7 +46,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._conn = Connection(max_frame=state.config.max_frame, http_port=state.http_port)
         self._pipeline: Pipeline | None = None
-        self._session: Session | None = None  # released by the dispatcher when lost
+        self._session: Any = None  # the Pipeline's session (auth; RESP: MULTI, watches)
+        self._dispatcher: Any = None  # whose session it is: it releases it when lost
         self._closing = False  # no more input is read; close once replies are out
         # -- flow control --
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
@@ -66,12 +66,17 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             transport.close()
             self._closing = True
             return
-        state = self._state
-        self.last_active = state.loop.time()
-        host = self._host
-        self._session = state.dispatcher.new_session()
-        self._pipeline = Pipeline(
-            state.dispatcher,
+        self.last_active = self._state.loop.time()
+        self._pipeline = self._new_pipeline(self._state.dispatcher)
+        if self._host.writer_pressured:
+            self.pause_for_writer(True)
+
+    def _new_pipeline(self, dispatcher: Any) -> Pipeline:
+        state, host = self._state, self._host
+        self._session = dispatcher.new_session()
+        self._dispatcher = dispatcher
+        return Pipeline(
+            dispatcher,
             self._session,
             state.metrics,
             self._write,
@@ -79,13 +84,11 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             high=state.config.max_inflight,
             pressured=lambda: host.writer_pressured,
         )
-        if self._host.writer_pressured:
-            self.pause_for_writer(True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         if self._session is not None:
-            self._state.dispatcher.end_session(self._session)  # its snapshots, watches
+            self._dispatcher.end_session(self._session)  # its snapshots, watches
         if self._pipeline is not None:
             self._pipeline.discard_backlog()
             self._pipeline.closed = True
@@ -97,7 +100,13 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self.active = True
         t0 = perf_counter()
         conn = self._conn
-        conn.receive_data(data)
+        if conn.dialect is None:
+            conn.receive_data(data)
+            if conn.dialect is not None and conn.dialect.name == "resp":
+                # The Redis protocol: its own commands, same writer, limits and order.
+                self._pipeline = self._new_pipeline(self._state.redis)
+        else:
+            conn.receive_data(data)
         if conn.ended:
             self._closing = True  # read nothing more; close once the replies are out
         pipeline = self._pipeline

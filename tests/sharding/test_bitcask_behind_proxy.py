@@ -1,11 +1,8 @@
 """Three bitcask-servers behind a real nutcracker, against connect_sharded, both ways.
 
 nutcracker speaks only RESP to its backends, so this needs the server's Redis
-dialect (docs/redis.md), written in parallel with this change. Each test first
-asks a fresh bitcask-server `PING` in RESP: until the server answers `+PONG`,
-the test skips saying so (a missing feature of this tree, not a missing peer,
-so CI=true does not turn it into a failure). From then on it proves, on
-loopback ports: 10,000 keys written through the proxy are all read back by
+dialect (docs/redis.md). Each test first asks a fresh bitcask-server `PING` in
+RESP and fails unless it answers `+PONG`. Then it proves, on loopback ports: 10,000 keys written through the proxy are all read back by
 connect_sharded from the shards the ring names, and the reverse; a SIGKILLed
 shard fails only its keys on both paths, and after a restart (--sync always)
 its keys are back.
@@ -46,8 +43,7 @@ def layout(
     server_factory: Callable[..., ServerProcess], nutcracker: Callable[[str, int], Proc]
 ) -> tuple[dict[str, ServerProcess], Proc]:
     shards = {name: server_factory() for name in NAMES}
-    if not _speaks_resp(shards["shard-a"].port):
-        pytest.skip("bitcask-server does not speak the Redis dialect yet (docs/redis.md)")
+    assert _speaks_resp(shards["shard-a"].port), "bitcask-server must answer a RESP PING"
     listen = free_port()
     config = nutcracker_yaml("bitcask", listen, [(shards[n].port, 1, n) for n in NAMES])
     return shards, nutcracker(config, listen)

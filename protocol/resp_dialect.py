@@ -1,0 +1,128 @@
+"""The Redis protocol as a connection dialect: RESP requests in, events out.
+
+Strategy / invariants:
+- A `Dialect` (protocol/connection.py) like the binary and inline ones: `feed(bytes)`
+  returns events, `render(request, result, error)` returns a reply's bytes. The
+  bytes are read by `RespReader` (multibulk and inline, Redis's exact framing and
+  protocol errors, hiredis when installed); nothing here raises on any input.
+- A request becomes `Request(0, name, argv)`: `name` is the command's lower-case
+  name, or "unknown" for a name not in the command table (so the names a server
+  labels its metrics with stay a bounded set), `argv` the whole request as bytes,
+  name first. What a command means is the server's business (protocol.redis_commands
+  parses it there, with the server's clock); this module only moves bytes.
+- QUIT is terminal here, as the inline dialect's is: `+OK`, then nothing more.
+  A framing error (`ProtocolFailure`) is terminal too, with Redis's exact reply.
+- Replies are encoded by the server with the connection's RESP version (2, or 3
+  after HELLO 3), because only the server knows which HELLO came first: a result
+  handed to `render` is the reply's bytes. An `ErrorInfo` (refusals decided outside
+  the Redis handler: a full writer queue, shutdown, a read-only store, a disk
+  error) is rendered as a Redis error line: its `message` verbatim when its name
+  is not one of the protocol's `ErrorCode` names (the Redis handler's own errors,
+  already "ERR ..."/"WRONGTYPE ..." text), else mapped by code (`error_line`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from protocol._events import Close, Event
+from protocol._redis_table import COMMANDS
+from protocol._resp_reader import ProtocolFailure, RespReader
+from protocol._resp_writer import encode_error
+from protocol.errors import ErrorCode
+from protocol.messages import ErrorInfo, Request
+
+__all__ = ["OOM_ERROR", "RespDialect", "error_line"]
+
+OOM_ERROR: Final = "OOM command not allowed when used memory > 'maxmemory'."
+"""What a write refused by --max-keys answers (Redis's reply past maxmemory)."""
+
+_CODE_NAMES = frozenset(code.name for code in ErrorCode)
+
+# The Redis error prefix of each protocol error code (the rest are "ERR").
+_PREFIX: Final = {
+    ErrorCode.AUTH_REQUIRED: "NOAUTH",
+    ErrorCode.AUTH_FAILED: "WRONGPASS",
+    ErrorCode.READ_ONLY: "READONLY",
+    ErrorCode.BUSY: "BUSY",
+    ErrorCode.SHUTTING_DOWN: "ERR",
+}
+
+
+def error_line(error: ErrorInfo) -> bytes:
+    """The Redis error line of an error: the Redis handler's own text, or a mapped code.
+
+    Example:
+        >>> error_line(ErrorInfo.from_code(ErrorCode.STORE_FULL, "no room"))
+        b"-OOM command not allowed when used memory > 'maxmemory'.\\r\\n"
+        >>> error_line(ErrorInfo.from_code(ErrorCode.BUSY, "writer queue full; retry later"))
+        b'-BUSY writer queue full; retry later\\r\\n'
+        >>> error_line(ErrorInfo(102, "ERR", "ERR syntax error"))
+        b'-ERR syntax error\\r\\n'
+    """
+    if error.name not in _CODE_NAMES:
+        return encode_error(error.message.encode("latin-1", "replace"))
+    if error.code == ErrorCode.STORE_FULL:
+        return encode_error(OOM_ERROR)
+    prefix = _PREFIX.get(ErrorCode(error.code), "ERR") if error.code in _CODES else "ERR"
+    return encode_error(f"{prefix} {error.message or error.name.lower()}")
+
+
+_CODES = frozenset(int(code) for code in ErrorCode)
+_QUIT_OK = b"+OK\r\n"
+
+
+class RespDialect:
+    """Redis requests (multibulk and inline commands), Redis replies.
+
+    Args:
+        max_bulk: the largest bulk string of a request (the server passes its
+            max_frame, so no request is larger than a binary one may be).
+        use_hiredis: None picks hiredis's C reader when importable.
+
+    Example:
+        >>> d = RespDialect(use_hiredis=False)
+        >>> [e.params for e in d.feed(b"*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\nPING\\r\\n")]
+        [[b'GET', b'k'], [b'PING']]
+        >>> d.feed(b"QUIT\\r\\nPING\\r\\n")
+        [Close(error=None, data=b'+OK\\r\\n')]
+    """
+
+    name = "resp"
+    __slots__ = ("_ended", "_reader")
+
+    def __init__(self, max_bulk: int = 512 * 1024 * 1024, use_hiredis: bool | None = None) -> None:
+        self._reader = RespReader(use_hiredis=use_hiredis, max_bulk=max_bulk)
+        self._ended = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._ended:
+            return []
+        reader = self._reader
+        reader.feed(data)
+        events: list[Event] = []
+        append = events.append
+        while True:
+            argv = reader.next_command()
+            if argv is None:
+                return events
+            if type(argv) is ProtocolFailure:
+                error = ErrorInfo.from_code(ErrorCode.PROTOCOL_ERROR, argv.message)
+                self._ended = True
+                append(Close(error, argv.reply))
+                return events
+            assert type(argv) is list
+            name = argv[0].decode("latin-1").lower()
+            if name not in COMMANDS:  # a bounded set of names (metrics are labelled by it)
+                name = "unknown"
+            elif name == "quit":
+                self._ended = True
+                append(Close(None, _QUIT_OK))
+                return events
+            append(Request(0, name, argv))
+
+    def render(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
+        if error is None:
+            assert type(result) is bytes, "the Redis handler answers with encoded bytes"
+            return result
+        return error_line(error)

@@ -1,0 +1,676 @@
+"""The Redis commands of the RESP dialect: argv -> outcomes, replies as RESP bytes.
+
+Strategy / invariants:
+- `RedisDispatcher.call(session, name, argv)` has the binary Dispatcher's contract
+  (server/_dispatch.py): it never writes and never blocks; it returns an outcome
+  (Done, Read, Write, Async) and the connection's Pipeline decides when it runs, so
+  replies keep request order and every connection reads its own writes.
+- Validation is protocol.redis_commands' (Redis 7's checks and error texts), then
+  this server's limits (key and value sizes), all before anything joins a group
+  commit. The command is parsed with the server's clock (relative expiries).
+- Every reply is encoded here, with the RESP version the connection had when the
+  command was called (HELLO 3 changes it for the commands after it), and handed to
+  the dialect as bytes. Errors of the Redis handler travel as an ErrorInfo whose
+  name is the Redis error code ("ERR", "WRONGTYPE", ...) and whose message is the
+  whole line (protocol.resp_dialect.error_line); refusals from outside (BUSY,
+  shutdown, disk errors, --max-keys) keep their ErrorCode and are mapped there.
+- Writes are engine ops decided by the one writer at apply time (bitcask.Set,
+  Incr, Append, GetDel, Expire, ...), so SET NX, INCR, APPEND, RENAME are atomic
+  against every other write. A command is one engine batch: MSET is atomic.
+- Each command runs as a `Step`: a reply known now (bytes), ops for the writer and
+  a `shape` turning their results into the reply, or a read run in its turn. EXEC
+  concatenates the steps of its queued commands into ONE engine batch, with the
+  connection's watches (nil when a watched key was written since WATCH). Inside
+  EXEC the reads of values (GET, MGET, STRLEN, EXISTS, TYPE) are ops too (GetEx
+  without an expiry), so they see the transaction's own earlier writes; the other
+  reads (TTL family, DBSIZE, KEYS, SCAN, RANDOMKEY) run when EXEC starts if no
+  write comes before them in the transaction, else right after the batch.
+- Files: this one has the dispatcher, the key and string commands and the
+  transactions; server/_redis_admin.py the connection and server commands (AUTH,
+  HELLO, CLIENT, INFO, CONFIG, ...); server/_redis_session.py the shared pieces.
+- MSETNX is optimistic: watch the keys, check that none exists, write all of them
+  with the watch, and start again if a concurrent write touched one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import bitcask
+from protocol import ErrorCode, ErrorInfo
+from protocol import redis_commands as rc
+from protocol._glob import compile_glob
+from protocol._resp_writer import NullArray, encode, encode_error
+
+from ._dispatch import Async, Done, Outcome, Read, Write, error_info
+from ._redis_admin import AdminCommands, bulk_strings
+from ._redis_session import (
+    NOAUTH,
+    OK,
+    QUEUED,
+    RedisError,
+    RedisSession,
+    Settle,
+    Step,
+    redis_error,
+    run_read,
+)
+from ._writer import Writer
+from .config import ServerConfig
+
+__all__ = ["RedisDispatcher", "RedisSession"]
+
+_OPEN = frozenset({"auth", "hello"})  # allowed before authentication
+_NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
+SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
+
+
+def _op_error(result: Any) -> bytes | None:
+    """The error reply of an op that failed alone (NotANumberError, NoSuchKeyError, ...)."""
+    if isinstance(result, BaseException):
+        if isinstance(result, bitcask.CorruptRecordError):
+            return encode_error(f"ERR corrupt record: {result}")
+        # The engine words these as Redis does ("value is not an integer or out of range").
+        return encode_error("ERR " + (str(result).strip("'\"") or type(result).__name__))
+    return None
+
+
+class _Cursors:
+    """SCAN cursors: a number -> the last key returned (server-wide, bounded, LRU)."""
+
+    def __init__(self, size: int = SCAN_CURSORS) -> None:
+        self._size = size
+        self._after: OrderedDict[int, bytes] = OrderedDict()
+
+    def new(self, after: bytes) -> int:
+        while True:
+            cursor = random.getrandbits(62) + 1
+            if cursor not in self._after:
+                break
+        self._after[cursor] = after
+        if len(self._after) > self._size:
+            self._after.popitem(last=False)
+        return cursor
+
+    def take(self, cursor: int) -> bytes | None:
+        """The key a cursor continues after; None for an unknown (expired) cursor."""
+        return self._after.pop(cursor, None)
+
+
+class RedisDispatcher(AdminCommands):
+    """Turns Redis requests into outcomes; one per Server, shared by RESP connections.
+
+    Args:
+        db: the open store.
+        writer: the group-commit writer every mutation goes through.
+        config: limits, the auth token, the sync policy.
+        max_key_size / max_value_size: the store's limits, checked before queueing.
+        info: returns the server's facts for INFO (connections, uptime, metrics).
+
+    Example:
+        >>> d = RedisDispatcher(db, writer, cfg, max_key_size=64,
+        ...                     max_value_size=1024, info=dict)          # doctest: +SKIP
+        >>> type(d.call(d.new_session(), "get", [b"GET", b"k"])) is Read
+        True
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        writer: Writer,
+        config: ServerConfig,
+        *,
+        max_key_size: int,
+        max_value_size: int,
+        info: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._db = db
+        self._writer = writer
+        self._config = config
+        self._token = config.auth.encode() if config.auth else None
+        self._max_key = max_key_size
+        self._max_value = max_value_size
+        self._info = info
+        self._ids = itertools.count(1)
+        self._cursors = _Cursors()
+        self._run_id = os.urandom(20).hex()
+        self.shutting_down = False
+        self._handlers: dict[type, Callable[[RedisSession, Any, bool], Step]] = {
+            rc.Ping: self._ping,
+            rc.Echo: lambda s, c, tx: Step(encode(c.message, s.proto)),
+            rc.Auth: self._auth,
+            rc.Hello: self._hello,
+            rc.Select: self._select,
+            rc.Reset: self._reset,
+            rc.ClientSetName: self._client_setname,
+            rc.ClientGetName: lambda s, c, tx: Step(encode(s.name or None, s.proto)),
+            rc.ClientId: lambda s, c, tx: Step(encode(s.id)),
+            rc.ClientSetInfo: self._client_setinfo,
+            rc.CommandCount: lambda s, c, tx: Step(encode(len(rc.COMMANDS))),
+            rc.CommandInfo: lambda s, c, tx: Step(encode(rc.command_info(c.names), s.proto)),
+            rc.CommandDocs: lambda s, c, tx: Step(
+                encode(bulk_strings(rc.command_docs(c.names)), s.proto)
+            ),
+            rc.ConfigGet: self._config_get,
+            rc.Info: self._info_cmd,
+            rc.DbSize: lambda s, c, tx: Step(read=lambda: encode(len(self._db))),
+            rc.Time: self._time,
+            rc.Get: self._get,
+            rc.MGet: self._mget,
+            rc.StrLen: self._strlen,
+            rc.Exists: self._exists,
+            rc.Type: self._type,
+            rc.Ttl: self._ttl,
+            rc.Set: self._set,
+            rc.SetNx: self._setnx,
+            rc.MSet: self._mset,
+            rc.GetDel: self._getdel,
+            rc.GetEx: self._getex,
+            rc.IncrBy: self._incrby,
+            rc.IncrByFloat: self._incrbyfloat,
+            rc.Append: self._append,
+            rc.Del: self._del,
+            rc.Expire: self._expire,
+            rc.Persist: self._persist,
+            rc.Rename: self._rename,
+            rc.FlushDb: self._flush,
+            rc.FlushAll: self._flush,
+            rc.Scan: self._scan,
+            rc.Keys: self._keys,
+            rc.RandomKey: self._randomkey,
+            rc.Unwatch: self._unwatch,
+        }
+
+    # ---- the Dispatcher interface the Pipeline uses ----
+
+    @property
+    def writer(self) -> Writer:
+        return self._writer
+
+    def new_session(self) -> RedisSession:
+        return RedisSession(next(self._ids), authenticated=self._token is None)
+
+    def end_session(self, session: RedisSession) -> None:
+        """The connection closed: release the keys it WATCHed."""
+        session.close()
+
+    def call(self, session: RedisSession, name: str, argv: list[bytes]) -> Outcome:
+        """Decide what to do with one request (the module docstring's rules)."""
+        try:
+            spec = rc.check_command(argv)
+        except rc.CommandError as exc:
+            if session.multi is not None:
+                session.dirty = True
+            return Done(None, redis_error(exc.message))
+        if not session.authenticated and spec.name not in _OPEN:
+            if session.multi is not None:
+                session.dirty = True
+            return Done(None, redis_error(NOAUTH))
+        if session.multi is not None and spec.name not in _NOT_QUEUED:
+            session.multi.append(argv)
+            return Done(QUEUED, None)
+        if spec.name == "multi":
+            return self._multi(session)
+        if spec.name == "exec":
+            return self._exec(session)
+        if spec.name == "discard":
+            return self._discard(session)
+        if spec.name == "watch":
+            return self._watch(session, argv[1:])
+        try:
+            step = self._step(session, argv, tx=False)
+        except RedisError as exc:
+            return Done(None, redis_error(exc.message))
+        if step.reply is not None:
+            return Done(step.reply, None)
+        if step.read is not None:
+            return Read(run_read, step.read)
+        refusal = self._refusal()
+        if refusal is not None:
+            return Done(None, refusal)
+        if step.run is not None:
+            return Async(step.run)
+        assert step.ops is not None and step.shape is not None
+        return Write(step.ops, step.nbytes, step.shape)
+
+    # ---- shared by standalone commands and EXEC ----
+
+    def _step(self, session: RedisSession, argv: list[bytes], tx: bool) -> Step:
+        try:
+            cmd = rc.parse_command(argv, int(time.time() * 1000))
+        except rc.CommandError as exc:
+            raise RedisError(exc.message) from None
+        handler = self._handlers.get(type(cmd))
+        if handler is None:  # MULTI/WATCH/... queued inside a transaction
+            raise RedisError(f"ERR {cmd.name.upper()} inside MULTI is not allowed")
+        return handler(session, cmd, tx)
+
+    def _refusal(self) -> ErrorInfo | None:
+        if self.shutting_down:
+            return ErrorInfo.from_code(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+        reason = self._db.readonly_reason
+        if reason:
+            return redis_error(f"READONLY the store is read-only: {reason}")
+        return None
+
+    def _key(self, key: bytes) -> bytes:
+        if len(key) > self._max_key:
+            raise RedisError(f"ERR key of {len(key)} bytes is over max_key_size {self._max_key}")
+        return key
+
+    def _value(self, value: bytes) -> bytes:
+        if len(value) > self._max_value:
+            raise RedisError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+        return value
+
+    # ---- reads ----
+
+    def _get(self, s: RedisSession, c: rc.Get, tx: bool) -> Step:
+        key, proto = self._key(c.key), s.proto
+        if tx:
+            return Step(ops=[bitcask.GetEx(key)], shape=lambda r: _value_reply(r[0], proto))
+        get = self._db.get
+        return Step(read=lambda: encode(get(key), proto))
+
+    def _mget(self, s: RedisSession, c: rc.MGet, tx: bool) -> Step:
+        keys, proto = [self._key(k) for k in c.keys], s.proto
+        if tx:
+            return Step(
+                ops=[bitcask.GetEx(k) for k in keys],
+                shape=lambda r: encode([v if type(v) is bytes else None for v in r], proto),
+            )
+        get = self._db.get
+        return Step(read=lambda: encode([get(k) for k in keys], proto))
+
+    def _strlen(self, s: RedisSession, c: rc.StrLen, tx: bool) -> Step:
+        key = self._key(c.key)
+        if tx:
+            return Step(ops=[bitcask.GetEx(key)], shape=lambda r: _len_reply(r[0]))
+        return Step(read=lambda: encode(len(self._db.get(key) or b"")))
+
+    def _exists(self, s: RedisSession, c: rc.Exists, tx: bool) -> Step:
+        keys = [self._key(k) for k in c.keys]
+        if tx:
+            return Step(
+                ops=[bitcask.GetEx(k) for k in keys],
+                shape=lambda r: encode(sum(type(v) is bytes for v in r)),
+            )
+        db = self._db
+        return Step(read=lambda: encode(sum(k in db for k in keys)))
+
+    def _type(self, s: RedisSession, c: rc.Type, tx: bool) -> Step:
+        key = self._key(c.key)
+        if tx:
+            return Step(
+                ops=[bitcask.GetEx(key)],
+                shape=lambda r: b"+string\r\n" if type(r[0]) is bytes else b"+none\r\n",
+            )
+        return Step(read=lambda: b"+string\r\n" if key in self._db else b"+none\r\n")
+
+    def _ttl(self, s: RedisSession, c: rc.Ttl, tx: bool) -> Step:
+        key = self._key(c.key)
+        return Step(read=lambda: encode(self._read_ttl(key, c.ms, c.absolute)))
+
+    def _read_ttl(self, key: bytes, ms: bool, absolute: bool) -> int:
+        try:
+            left = self._db.ttl(key)
+        except KeyError:
+            return -2
+        if left is None:
+            return -1
+        now = time.time()
+        value = round(((now if absolute else 0.0) + left) * 1000)
+        return value if ms else (value + 500) // 1000
+
+    # ---- writes ----
+
+    def _set(self, s: RedisSession, c: rc.Set, tx: bool) -> Step:
+        key, value, proto = self._key(c.key), self._value(c.value), s.proto
+        size = len(key) + len(value)
+        if not (c.nx or c.xx or c.get or c.keep_ttl or c.expire_at_ms):
+            return Step(ops=[("put", key, value, None)], shape=_ok, nbytes=size)
+        op = bitcask.Set(
+            key, value, expire_at_ms=c.expire_at_ms or 0, nx=c.nx, xx=c.xx, keep_ttl=c.keep_ttl
+        )
+        if c.get:
+            return Step(ops=[op], shape=lambda r: _set_get_reply(r[0], proto), nbytes=size)
+        if c.name == "set":
+            return Step(ops=[op], shape=lambda r: _set_reply(r[0], proto), nbytes=size)
+        return Step(ops=[op], shape=_ok, nbytes=size)  # SETEX, PSETEX
+
+    def _setnx(self, s: RedisSession, c: rc.SetNx, tx: bool) -> Step:
+        key, value = self._key(c.key), self._value(c.value)
+        op = bitcask.Set(key, value, nx=True)
+        return Step(ops=[op], shape=lambda r: _int_of_applied(r[0]), nbytes=len(key) + len(value))
+
+    def _mset(self, s: RedisSession, c: rc.MSet, tx: bool) -> Step:
+        pairs = [(self._key(k), self._value(v)) for k, v in c.pairs]
+        size = sum(len(k) + len(v) for k, v in pairs)
+        if c.name == "msetnx":
+            if tx:  # inside EXEC the batch is atomic already: each key only if absent
+                return self._msetnx_in_tx(pairs, size)
+            return self._msetnx(pairs, size)
+        return Step(ops=[("put", k, v, None) for k, v in pairs], shape=_ok, nbytes=size)
+
+    def _msetnx_in_tx(self, pairs: list[tuple[bytes, bytes]], size: int) -> Step:
+        # All-or-nothing needs a condition over every key at apply time, which no
+        # engine op expresses inside a batch; outside MULTI it is optimistic (below).
+        raise RedisError("ERR MSETNX inside MULTI is not supported by this server")
+
+    def _msetnx(self, pairs: list[tuple[bytes, bytes]], size: int) -> Step:
+        """Optimistic: watch, check that no key exists, write all with the watch; again
+        if a concurrent write touched a key in between."""
+        keys = [k for k, _ in pairs]
+        ops = [("put", k, v, None) for k, v in pairs]
+        db, writer = self._db, self._writer
+
+        def run(settle: Settle) -> None:
+            def attempt() -> None:
+                watch = db.watch(*keys)
+                if any(k in db for k in keys):
+                    watch.release()
+                    _later(settle, b":0\r\n", None)
+                    return
+
+                def done(results: list[Any] | None, exc: BaseException | None) -> None:
+                    watch.release()
+                    if exc is not None:
+                        settle(None, error_info(exc))
+                    elif results is None:  # a key was written meanwhile: decide again
+                        attempt()
+                    else:
+                        settle(b":1\r\n", None)
+
+                if not writer.submit(ops, done, nbytes=size, watch=watch):
+                    watch.release()
+                    _later(settle, None, _busy(writer))
+
+            attempt()
+
+        return Step(run=run)
+
+    def _getdel(self, s: RedisSession, c: rc.GetDel, tx: bool) -> Step:
+        key, proto = self._key(c.key), s.proto
+        return Step(ops=[bitcask.GetDel(key)], shape=lambda r: _value_reply(r[0], proto))
+
+    def _getex(self, s: RedisSession, c: rc.GetEx, tx: bool) -> Step:
+        key, proto = self._key(c.key), s.proto
+        if c.invalid_expire is not None:
+            message = c.invalid_expire
+            db = self._db
+
+            def bad() -> bytes:
+                return encode_error(message) if key in db else encode(None, proto)
+
+            return Step(read=bad)
+        op = bitcask.GetEx(key, at_ms=c.expire_at_ms or 0, persist=c.persist)
+        return Step(ops=[op], shape=lambda r: _value_reply(r[0], proto))
+
+    def _incrby(self, s: RedisSession, c: rc.IncrBy, tx: bool) -> Step:
+        key = self._key(c.key)
+        return Step(ops=[bitcask.Incr(key, c.delta)], shape=lambda r: _int_reply(r[0]))
+
+    def _incrbyfloat(self, s: RedisSession, c: rc.IncrByFloat, tx: bool) -> Step:
+        key = self._key(c.key)
+        if not math.isfinite(c.delta):
+            raise RedisError("ERR increment would produce NaN or Infinity")
+        return Step(ops=[bitcask.IncrFloat(key, c.delta)], shape=lambda r: _value_reply(r[0], 2))
+
+    def _append(self, s: RedisSession, c: rc.Append, tx: bool) -> Step:
+        key, value = self._key(c.key), self._value(c.value)
+        db, limit = self._db, self._max_value
+        if len(value) + len(db.get(key) or b"") > limit:  # the writer re-reads; a hint only
+            raise RedisError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+        return Step(
+            ops=[bitcask.Append(key, value)], shape=lambda r: _int_reply(r[0]), nbytes=len(value)
+        )
+
+    def _del(self, s: RedisSession, c: rc.Del, tx: bool) -> Step:
+        keys = list(dict.fromkeys(self._key(k) for k in c.keys))  # DEL a a deletes one
+        return Step(
+            ops=[bitcask.GetDel(k) for k in keys],
+            shape=lambda r: encode(sum(type(v) is bytes for v in r)),
+        )
+
+    def _expire(self, s: RedisSession, c: rc.Expire, tx: bool) -> Step:
+        key = self._key(c.key)
+        cond = "nx" if c.nx else "xx" if c.xx else "gt" if c.gt else "lt" if c.lt else ""
+        at = max(c.at_ms, 1)  # in the past either way: the key is deleted
+        return Step(ops=[bitcask.Expire(key, at, cond)], shape=lambda r: _int_of_applied(r[0]))
+
+    def _persist(self, s: RedisSession, c: rc.Persist, tx: bool) -> Step:
+        key = self._key(c.key)
+        return Step(ops=[bitcask.Persist(key)], shape=lambda r: _int_of_applied(r[0]))
+
+    def _rename(self, s: RedisSession, c: rc.Rename, tx: bool) -> Step:
+        key, dst = self._key(c.key), self._key(c.newkey)
+        op = bitcask.Rename(key, dst, nx=c.nx)
+        if c.nx:
+            return Step(ops=[op], shape=lambda r: _int_of_applied(r[0]))
+        return Step(ops=[op], shape=lambda r: _op_error(r[0]) or OK)
+
+    def _flush(self, s: RedisSession, c: Any, tx: bool) -> Step:
+        return Step(ops=[bitcask.Clear()], shape=lambda r: _op_error(r[0]) or OK)
+
+    def _unwatch(self, s: RedisSession, c: rc.Unwatch, tx: bool) -> Step:
+        s.unwatch()
+        return Step(OK)
+
+    # ---- key space walks ----
+
+    def _scan(self, s: RedisSession, c: rc.Scan, tx: bool) -> Step:
+        proto = s.proto
+        if c.type is not None and c.type.lower() != b"string":
+            return Step(encode([b"0", []], proto))
+        return Step(read=lambda: encode(self._scan_page(c), proto))
+
+    def _scan_page(self, c: rc.Scan) -> list[Any]:
+        after: bytes | None = None
+        if c.cursor:
+            after = self._cursors.take(c.cursor)
+            if after is None:  # unknown or forgotten cursor: the iteration is over
+                return [b"0", []]
+        keys = self._db.scan(b"", after=after, limit=c.count)
+        cursor = self._cursors.new(keys[-1]) if len(keys) == c.count else 0
+        if c.match is not None:
+            match = compile_glob(c.match)
+            keys = [k for k in keys if match(k)]
+        return [str(cursor).encode(), keys]
+
+    def _keys(self, s: RedisSession, c: rc.Keys, tx: bool) -> Step:
+        proto = s.proto
+        match = compile_glob(c.pattern)
+        return Step(read=lambda: encode([k for k in self._db if match(k)], proto))
+
+    def _randomkey(self, s: RedisSession, c: rc.RandomKey, tx: bool) -> Step:
+        proto = s.proto
+
+        def pick() -> bytes:
+            db = self._db
+            keys = db.scan(b"", after=os.urandom(8), limit=1) or db.scan(b"", limit=1)
+            return encode(keys[0] if keys else None, proto)
+
+        return Step(read=pick)
+
+    # ---- transactions ----
+
+    def _multi(self, s: RedisSession) -> Outcome:
+        if s.multi is not None:
+            return Done(None, redis_error("ERR MULTI calls can not be nested"))
+        s.multi, s.dirty = [], False
+        return Done(OK, None)
+
+    def _discard(self, s: RedisSession) -> Outcome:
+        if s.multi is None:
+            return Done(None, redis_error("ERR DISCARD without MULTI"))
+        s.multi, s.dirty = None, False
+        s.unwatch()
+        return Done(OK, None)
+
+    def _watch(self, s: RedisSession, keys: list[bytes]) -> Outcome:
+        if s.multi is not None:
+            return Done(None, redis_error("ERR WATCH inside MULTI is not allowed"))
+        try:
+            ks = [self._key(k) for k in keys]
+        except RedisError as exc:
+            return Done(None, redis_error(exc.message))
+
+        def watch(_: None) -> bytes:
+            # A Read: it runs after this connection's earlier writes applied, so they
+            # never count as writes seen by the watch.
+            if not s.closed:  # else nothing would ever release it
+                s.watches.append(self._db.watch(*ks))
+            return OK
+
+        return Read(watch, None)
+
+    def _exec(self, s: RedisSession) -> Outcome:
+        if s.multi is None:
+            return Done(None, redis_error("ERR EXEC without MULTI"))
+        queued, dirty = s.multi, s.dirty
+        s.multi, s.dirty = None, False
+        watches, s.watches = s.watches, []
+        if dirty:
+            for w in watches:
+                w.release()
+            return Done(
+                None, redis_error("EXECABORT Transaction discarded because of previous errors.")
+            )
+        steps: list[Step] = []
+        for argv in queued:
+            try:
+                steps.append(self._step(s, argv, tx=True))
+            except RedisError as exc:
+                steps.append(Step(encode_error(exc.message)))
+        proto = s.proto  # a queued HELLO changes the version of the replies after it
+        ops: list[Any] = []
+        size = 0
+        for step in steps:
+            if step.ops is not None:
+                ops.extend(step.ops)
+                size += step.nbytes
+        if not ops and not watches:
+            return Read(run_read, lambda: _exec_reply(steps, [], proto))
+        refusal = self._refusal() if ops else None
+        if refusal is not None:
+            for w in watches:
+                w.release()
+            return Done(None, refusal)
+        watch = _combined(watches)
+
+        def start(settle: Settle) -> None:
+            # Started after this connection's earlier writes applied (the Pipeline's
+            # rule for Async work): the reads queued before the first write of the
+            # transaction are answered now, the later ones right after the batch.
+            for step in steps:
+                if step.ops is not None:
+                    break
+                if step.read is not None:
+                    step.reply, step.read = step.read(), None
+
+            def done(results: list[Any] | None, exc: BaseException | None) -> None:
+                for w in watches:
+                    w.release()
+                if exc is not None:
+                    settle(None, error_info(exc))
+                elif results is None:  # a watched key was written: nothing applied
+                    settle(encode(NullArray(), proto), None)
+                else:
+                    settle(_exec_reply(steps, results, proto), None)
+
+            if not self._writer.submit(ops, done, nbytes=size, watch=watch):
+                for w in watches:
+                    w.release()
+                _later(settle, None, _busy(self._writer))
+
+        return Async(start)
+
+
+def _later(settle: Settle, result: Any, error: Any) -> None:
+    """Settle an Async outcome on a later turn: never from inside its own start()."""
+    asyncio.get_running_loop().call_soon(settle, result, error)
+
+
+def _busy(writer: Writer) -> ErrorInfo:
+    if writer.closed:
+        return ErrorInfo.from_code(ErrorCode.SHUTTING_DOWN, "shutting down")
+    return ErrorInfo.from_code(ErrorCode.BUSY, "writer queue full; retry later")
+
+
+# ---- reply shapes ----
+
+
+def _ok(results: list[Any]) -> bytes:
+    return (_op_error(results[0]) or OK) if results else OK
+
+
+def _value_reply(result: Any, proto: int) -> bytes:
+    return _op_error(result) or encode(result, proto)
+
+
+def _len_reply(result: Any) -> bytes:
+    return _op_error(result) or encode(len(result or b""))
+
+
+def _int_reply(result: Any) -> bytes:
+    return _op_error(result) or encode(int(result))
+
+
+def _int_of_applied(result: Any) -> bytes:
+    if isinstance(result, tuple):  # Set's (applied, old)
+        result = result[0]
+    return _op_error(result) or (b":1\r\n" if result else b":0\r\n")
+
+
+def _set_reply(result: Any, proto: int) -> bytes:
+    err = _op_error(result)
+    if err is not None:
+        return err
+    return OK if result[0] else encode(None, proto)
+
+
+def _set_get_reply(result: Any, proto: int) -> bytes:
+    return _op_error(result) or encode(result[1], proto)
+
+
+def _exec_reply(steps: list[Step], results: list[Any], proto: int) -> bytes:
+    out = [b"*%d\r\n" % len(steps)]
+    i = 0
+    for step in steps:
+        if step.ops is not None:
+            n = len(step.ops)
+            assert step.shape is not None
+            out.append(step.shape(results[i : i + n]))
+            i += n
+        elif step.read is not None:
+            out.append(step.read())
+        else:
+            assert step.reply is not None
+            out.append(step.reply)
+    return b"".join(out)
+
+
+def _combined(watches: list[bitcask.Watch]) -> bitcask.Watch | None:
+    """One watch over the keys of several WATCH calls, each key with the count it saw.
+
+    The engine decides one watch per batch; a connection may WATCH several times.
+    The combined watch is never released itself (its parts are).
+    """
+    if not watches:
+        return None
+    if len(watches) == 1:
+        return watches[0]
+    keys: tuple[bytes, ...] = ()
+    seen: tuple[int, ...] = ()
+    for w in watches:
+        keys += w.keys
+        seen += w.seen
+    return bitcask.Watch(keys, seen, watches[0]._owner)

@@ -1,0 +1,238 @@
+"""The Redis dialect's connection and server commands (AUTH, HELLO, CLIENT, INFO, ...).
+
+Strategy: a mixin of `RedisDispatcher` (server/_redis.py), one handler per command
+as there: handler(session, command, tx) -> Step. These commands touch the
+connection's session or read the server's facts; none of them writes the store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from protocol import redis_commands as rc
+from protocol._glob import compile_glob
+from protocol._resp_writer import Verbatim, encode
+
+from ._dispatch import SERVER_VERSION
+from ._redis_session import (
+    HELLO_NOAUTH,
+    NOPASS,
+    OK,
+    REDIS_VERSION,
+    WRONGPASS,
+    RedisError,
+    RedisSession,
+    Step,
+)
+from .config import ServerConfig
+
+__all__ = ["AdminCommands", "bulk_strings"]
+
+
+class AdminCommands:
+    """Connection and server commands; mixed into RedisDispatcher, whose state they use."""
+
+    _db: Any
+    _config: ServerConfig
+    _token: bytes | None
+    _info: Callable[[], dict[str, Any]]
+    _run_id: str
+
+    def _ping(self, s: RedisSession, c: rc.Ping, tx: bool) -> Step:
+        return Step(b"+PONG\r\n" if c.message is None else encode(c.message, s.proto))
+
+    def _check_password(self, user: bytes | None, password: bytes) -> bool:
+        assert self._token is not None
+        return (user is None or user == b"default") and hmac.compare_digest(password, self._token)
+
+    def _auth(self, s: RedisSession, c: rc.Auth, tx: bool) -> Step:
+        if self._token is None:
+            if c.username is None:
+                raise RedisError(NOPASS)
+            if c.username != b"default":
+                raise RedisError(WRONGPASS)
+            return Step(OK)
+        if not self._check_password(c.username, c.password):
+            raise RedisError(WRONGPASS)
+        s.authenticated = True
+        return Step(OK)
+
+    def _hello(self, s: RedisSession, c: rc.Hello, tx: bool) -> Step:
+        if c.password is not None:
+            if self._token is None:
+                if c.username != b"default":
+                    raise RedisError(WRONGPASS)
+            elif not self._check_password(c.username, c.password):
+                raise RedisError(WRONGPASS)
+            else:
+                s.authenticated = True
+        if not s.authenticated:
+            raise RedisError(HELLO_NOAUTH)
+        if c.client_name is not None:
+            s.name = c.client_name
+        if c.protover is not None:
+            s.proto = c.protover
+        reply: dict[bytes, Any] = {
+            b"server": b"redis",
+            b"version": REDIS_VERSION.encode(),
+            b"proto": s.proto,
+            b"id": s.id,
+            b"mode": b"standalone",
+            b"role": b"master",
+            b"modules": [],
+        }
+        return Step(encode(reply, s.proto))
+
+    def _select(self, s: RedisSession, c: rc.Select, tx: bool) -> Step:
+        if c.index != 0:
+            raise RedisError("ERR DB index is out of range")
+        return Step(OK)
+
+    def _reset(self, s: RedisSession, c: rc.Reset, tx: bool) -> Step:
+        s.unwatch()
+        s.multi, s.dirty = None, False
+        s.proto = 2
+        s.name = b""
+        s.authenticated = self._token is None
+        return Step(b"+RESET\r\n")
+
+    def _client_setname(self, s: RedisSession, c: rc.ClientSetName, tx: bool) -> Step:
+        s.name = c.client_name
+        return Step(OK)
+
+    def _client_setinfo(self, s: RedisSession, c: rc.ClientSetInfo, tx: bool) -> Step:
+        if c.attribute == "lib-name":
+            s.lib_name = c.value
+        else:
+            s.lib_ver = c.value
+        return Step(OK)
+
+    def _config_params(self) -> dict[str, str]:
+        cfg = self._config
+        return {
+            "appendonly": "yes",
+            "appendfsync": {"always": "always", "interval": "everysec"}.get(cfg.sync, "no"),
+            "databases": "1",
+            "maxclients": str(cfg.max_connections),
+            "maxmemory": "0",
+            "port": str(cfg.port),
+            "bind": cfg.host,
+            "requirepass": "",
+            "save": "",
+            "timeout": str(int(cfg.idle_timeout)),
+            "proto-max-bulk-len": str(cfg.max_frame),
+        }
+
+    def _config_get(self, s: RedisSession, c: rc.ConfigGet, tx: bool) -> Step:
+        params = self._config_params()
+        out: dict[bytes, bytes] = {}
+        for pattern in c.patterns:
+            match = compile_glob(pattern.lower())
+            for name, value in params.items():
+                if match(name.encode()):
+                    out[name.encode()] = value.encode()
+        return Step(encode(out, s.proto))
+
+    def _time(self, s: RedisSession, c: rc.Time, tx: bool) -> Step:
+        now = time.time_ns() // 1000
+        return Step(encode([str(now // 1_000_000).encode(), str(now % 1_000_000).encode()]))
+
+    def _info_cmd(self, s: RedisSession, c: rc.Info, tx: bool) -> Step:
+        sections = set(c.sections)
+        proto = s.proto
+        return Step(read=lambda: encode(Verbatim(self._info_text(sections)), proto))
+
+    def _info_text(self, sections: set[str]) -> bytes:
+        every = not sections or sections & {"all", "everything", "default"}
+        facts = self._info()
+        stats = self._db.stats()
+        keys = len(self._db)
+        expires = _expires_count(self._db)
+        out: list[str] = []
+
+        def section(name: str, fields: dict[str, Any]) -> None:
+            if every or name in sections:
+                out.append(f"# {name.capitalize()}")
+                out.extend(f"{k}:{v}" for k, v in fields.items())
+                out.append("")
+
+        uptime = int(facts.get("uptime_seconds", 0))
+        section(
+            "server",
+            {
+                "redis_version": REDIS_VERSION,
+                "bitcask_version": SERVER_VERSION,
+                "redis_mode": "standalone",
+                "os": os.uname().sysname,
+                "process_id": os.getpid(),
+                "run_id": self._run_id,
+                "tcp_port": self._config.port,
+                "uptime_in_seconds": uptime,
+                "uptime_in_days": uptime // 86400,
+            },
+        )
+        section(
+            "clients",
+            {
+                "connected_clients": facts.get("connections", 0),
+                "maxclients": self._config.max_connections,
+                "blocked_clients": 0,
+            },
+        )
+        section(
+            "memory",
+            {
+                "used_memory": stats["keydir_bytes"],
+                "keydir_bytes": stats["keydir_bytes"],
+                "keydir_bytes_per_key": stats["keydir_bytes_per_key"],
+                "maxmemory": 0,
+                "maxmemory_policy": "noeviction",
+            },
+        )
+        section(
+            "persistence",
+            {
+                "loading": 0,
+                "aof_enabled": 1,
+                "sync": stats["sync"],
+                "disk_bytes": stats["disk_bytes"],
+                "live_bytes": stats["live_bytes"],
+                "dead_bytes": stats["dead_bytes"],
+                "merging": int(bool(stats["merging"])),
+                "readonly": int(bool(stats["readonly"])),
+            },
+        )
+        section(
+            "stats",
+            {
+                "total_connections_received": facts.get("connections_total", 0),
+                "total_commands_processed": facts.get("requests", 0),
+                "rejected_connections": facts.get("connections_refused", 0),
+                "group_commits": facts.get("group_commits", 0),
+            },
+        )
+        section("keyspace", {"db0": f"keys={keys},expires={expires},avg_ttl=0"} if keys else {})
+        return "\r\n".join(out).encode()
+
+
+def bulk_strings(value: Any) -> Any:
+    """Every str as bytes (bulk strings), as Redis sends COMMAND DOCS (redis-cli checks)."""
+    if type(value) is str:
+        return value.encode()
+    if type(value) is dict:  # an argument's "flags" stay simple strings, as in Redis
+        return {bulk_strings(k): v if k == "flags" else bulk_strings(v) for k, v in value.items()}
+    if type(value) is list:
+        return [bulk_strings(v) for v in value]
+    return value
+
+
+def _expires_count(db: Any) -> int:
+    """Keys with an expiry (INFO's keyspace line). The engine has no public count yet:
+    read the keydir's expiry table's size, O(1)."""
+    kd = getattr(db, "_kd", None)
+    expiry = getattr(kd, "expiry", None)
+    return len(expiry) if expiry is not None else 0

@@ -1,0 +1,126 @@
+"""The pieces every Redis command module shares: the session, a step, error replies.
+
+Strategy: a RESP connection's state lives in its `RedisSession` (auth, RESP version,
+name, the MULTI queue, watches); every command handler returns a `_Step` saying
+how it runs (a reply now, ops for the writer and how to shape their results, or a
+read run in its turn), so a command runs alike on its own and inside EXEC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import bitcask
+from protocol import ErrorCode, ErrorInfo
+
+__all__ = [
+    "NOAUTH",
+    "OK",
+    "QUEUED",
+    "REDIS_VERSION",
+    "RedisError",
+    "RedisSession",
+    "Settle",
+    "Step",
+    "redis_error",
+    "run_read",
+]
+
+# settle(result, error) of an Async outcome
+Settle = Callable[[Any, ErrorInfo | None], None]
+
+REDIS_VERSION = "7.0.0"  # the Redis version whose commands this dialect follows
+OK = b"+OK\r\n"
+QUEUED = b"+QUEUED\r\n"
+NOAUTH = "NOAUTH Authentication required."
+WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
+NOPASS = (
+    "ERR AUTH <password> called without any password configured for the default user. "
+    "Are you sure your configuration is correct?"
+)
+HELLO_NOAUTH = (
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+    "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+    "select the RESP protocol version at the same time"
+)
+
+
+class RedisError(Exception):
+    """A command's error reply; `message` starts with its Redis code."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def redis_error(message: str) -> ErrorInfo:
+    """The ErrorInfo of a Redis error line ("ERR syntax error"): name = its code."""
+    return ErrorInfo(int(ErrorCode.INVALID_PARAMS), message.split(" ", 1)[0], message)
+
+
+class RedisSession:
+    """One RESP connection's state: auth, RESP version, name, MULTI queue, watches."""
+
+    __slots__ = (
+        "authenticated",
+        "closed",
+        "dirty",
+        "id",
+        "lib_name",
+        "lib_ver",
+        "multi",
+        "name",
+        "proto",
+        "watches",
+    )
+
+    def __init__(self, client_id: int, authenticated: bool) -> None:
+        self.id = client_id
+        self.authenticated = authenticated
+        self.proto = 2
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.multi: list[list[bytes]] | None = None  # queued argvs while in MULTI
+        self.dirty = False  # a queued command was refused: EXEC answers EXECABORT
+        self.watches: list[bitcask.Watch] = []
+        self.closed = False  # the connection ended: a WATCH still queued takes nothing
+
+    def unwatch(self) -> None:
+        """Release every watch (UNWATCH, EXEC, DISCARD, RESET, the connection's end)."""
+        watches, self.watches = self.watches, []
+        for w in watches:
+            w.release()
+
+    def close(self) -> None:
+        """The connection ended: nothing of it may stay counted."""
+        self.closed = True
+        self.unwatch()
+        self.multi = None
+
+
+class Step:
+    """One command's execution: `reply` now, or `ops` then `shape(results)`, or `read()`."""
+
+    __slots__ = ("nbytes", "ops", "read", "reply", "run", "shape")
+
+    def __init__(
+        self,
+        reply: bytes | None = None,
+        ops: list[Any] | None = None,
+        shape: Callable[[list[Any]], bytes] | None = None,
+        read: Callable[[], bytes] | None = None,
+        nbytes: int = 0,
+        run: Callable[[Settle], None] | None = None,
+    ) -> None:
+        self.run = run  # work of its own with the writer (MSETNX): an Async outcome
+        self.reply = reply
+        self.ops = ops
+        self.shape = shape
+        self.read = read
+        self.nbytes = nbytes
+
+
+def run_read(fn: Callable[[], bytes]) -> bytes:
+    return fn()
