@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
@@ -134,7 +135,7 @@ def _expiry(at_ms: object) -> int:
     return at_ms
 
 
-class Op:
+class Op(ABC):
     """An operation decided at apply time; subclasses define ``apply``."""
 
     key: bytes
@@ -143,8 +144,9 @@ class Op:
         """The keys this op may write (limits are checked against them)."""
         return (self.key,)
 
+    @abstractmethod
     def apply(self, view: View) -> tuple[object, list[Write]]:
-        raise NotImplementedError  # pragma: no cover - every subclass defines it
+        """The op's result and the writes it makes, against ``view``."""
 
 
 @dataclass(frozen=True)
