@@ -35,7 +35,7 @@ from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, ErrorInfo, ProtocolEr
 
 from ._metrics import Metrics
 from ._snapshots import SnapshotMethods, error_for
-from ._writer import WATCH_ABORTED, Watched, Writer
+from ._writer import WATCH_ABORTED, Writer
 from .config import ServerConfig
 
 __all__ = [
@@ -80,9 +80,10 @@ class Read:
 
 
 class Write:
-    """Submit `ops` to the writer (`sync`: force an fsync); `shape(results)` is the reply."""
+    """Submit `ops` to the writer (`sync`: force an fsync; `watch`: apply only if no
+    watched key was written, see Writer.submit); `shape(results)` is the reply."""
 
-    __slots__ = ("nbytes", "ops", "shape", "sync")
+    __slots__ = ("nbytes", "ops", "shape", "sync", "watch")
 
     def __init__(
         self,
@@ -90,11 +91,13 @@ class Write:
         nbytes: int,
         shape: Callable[[list[Any]], Any],
         sync: bool = False,
+        watch: Any = None,
     ) -> None:
         self.ops = ops
         self.nbytes = nbytes
         self.shape = shape
         self.sync = sync
+        self.watch = watch
 
 
 class Async:
@@ -563,7 +566,7 @@ class Dispatcher:
         session.spent[id(watch)] = watch  # released by the reply or when the connection ends
         try:
             return self._write(
-                Watched(ops, watch.get), size, lambda r: _watched(r, shapes, session, watch)
+                ops, size, lambda r: _watched(r, shapes, session, watch), watch=watch.get
             )
         except BaseException:
             _release(session, watch)
@@ -590,13 +593,14 @@ class Dispatcher:
         nbytes: int,
         shape: Callable[[list[Any]], Any],
         sync: bool = False,
+        watch: Any = None,
     ) -> Outcome:
         if self.shutting_down:
             raise _Invalid(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
         reason = self._db.readonly_reason
         if reason:
             raise _Invalid(ErrorCode.READ_ONLY, f"the store is read-only: {reason}")
-        return Write(ops, nbytes, shape, sync)
+        return Write(ops, nbytes, shape, sync, watch)
 
     # ---- checks ----
 

@@ -338,7 +338,9 @@ class Pipeline:
             return
         self._inflight += 1
         if type(outcome) is Write:
-            if not self._writer.submit(outcome.ops, slot, nbytes=outcome.nbytes, sync=outcome.sync):
+            if not self._writer.submit(
+                outcome.ops, slot, nbytes=outcome.nbytes, sync=outcome.sync, watch=outcome.watch
+            ):
                 code = ErrorCode.SHUTTING_DOWN if self._writer.closed else ErrorCode.BUSY
                 slot.settle(
                     None,

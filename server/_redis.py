@@ -63,7 +63,7 @@ from ._redis_session import (
     redis_error,
     run_read,
 )
-from ._writer import Writer
+from ._writer import WATCH_ABORTED, Writer
 from .config import ServerConfig
 
 __all__ = ["RedisDispatcher", "RedisSession"]
@@ -384,7 +384,7 @@ class RedisDispatcher(AdminCommands):
                     watch.release()
                     if exc is not None:
                         settle(None, error_info(exc))
-                    elif results is None:  # a key was written meanwhile: decide again
+                    elif results is WATCH_ABORTED:  # a key was written meanwhile: decide again
                         attempt()
                     else:
                         settle(b":1\r\n", None)
@@ -581,7 +581,7 @@ class RedisDispatcher(AdminCommands):
                     w.release()
                 if exc is not None:
                     settle(None, error_info(exc))
-                elif results is None:  # a watched key was written: nothing applied
+                elif results is None or results is WATCH_ABORTED:  # a watched key was written:
                     settle(encode(NullArray(), proto), None)
                 else:
                     settle(_exec_reply(steps, results, proto), None)

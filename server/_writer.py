@@ -46,7 +46,7 @@ import bitcask
 
 from ._metrics import Metrics
 
-__all__ = ["MODES", "WATCH_ABORTED", "Callback", "Watched", "Writer"]
+__all__ = ["MODES", "WATCH_ABORTED", "Callback", "Writer"]
 
 log = logging.getLogger("bitcask.server.writer")
 
@@ -75,32 +75,13 @@ _SHARED: tuple[type[BaseException], ...] = (
 _Outcome = tuple[list[Any] | None, BaseException | None]
 
 
-class Watched(list[Any]):
-    """A request's ops that apply only if none of the watch's keys was written since
-    it was taken (a `commit` with a watch). `watch` is the engine Watch, or a callable
-    returning it when the group is written (a watch taken after the commit was
-    queued). Always truthy, so an empty commit still reaches the engine."""
-
-    def __init__(self, ops: Sequence[Any], watch: Any) -> None:
-        super().__init__(ops)
-        self._watch = watch
-
-    @property
-    def watch(self) -> Any:
-        w = self._watch
-        return w() if callable(w) else w
-
-    def __bool__(self) -> bool:
-        return True
-
-
 class _Aborted(list[Any]):
     def __bool__(self) -> bool:
         return True
 
 
 WATCH_ABORTED: list[Any] = _Aborted()
-"""The results of a Watched request whose watch saw a write (nothing was applied)."""
+"""The results of a request whose watch saw a write (nothing was applied)."""
 
 
 class Writer:
@@ -185,9 +166,10 @@ class Writer:
             callback: called as callback(results, None) or callback(None, exc).
             nbytes: payload size, used to bound group sizes.
             sync: force an fsync for this request's group (the `sync` method).
-            watch: a bitcask.Watch: the ops apply only if none of its keys was
-                written since it was taken; else the callback gets (None, None)
-                (Redis's EXEC answering nil).
+            watch: a bitcask.Watch (or a callable returning it when the group is
+                written): the ops apply only if none of its keys was written since it
+                was taken; else the callback gets (WATCH_ABORTED, None) (Redis's EXEC
+                answering nil). Checked inside the engine's lock with the group.
 
         Returns:
             False when the writer is closed or hopelessly behind (answer BUSY /
@@ -295,40 +277,36 @@ class Writer:
 
     def _commit(
         self, batches: list[Any], force: bool, watches: list[Any]
-    ) -> list[list[Any] | BaseException | None]:
+    ) -> list[list[Any] | BaseException]:
         """The writer's only call into the engine: one write and at most one fsync for
-        the whole group, each request its own batch; per request, its results or the
-        error that refused it alone (None: its watch saw a write, nothing applied)."""
-        if any(w is not None for w in watches):
-            planned = self._db.write_planned(batches, watches, sync=True if force else None)
-            return [r if r is None or isinstance(r, BaseException) else list(r) for r in planned]
+        the whole group, each request its own batch; per request, its results, the
+        error that refused it alone, or WATCH_ABORTED (its watch saw a write)."""
+        # A watch may be a callable returning it (taken after the request was queued).
+        watches = [w() if callable(w) else w for w in watches]
+        todo = [i for i, (ops, w) in enumerate(zip(batches, watches, strict=True)) if ops or w]
         got: Any = iter(())
-        if any(type(b) is Watched for b in batches):
-            # A watch is checked inside the engine's lock, with the group's other batches.
-            todo = [b for b in batches if b]
+        if any(w is not None for w in watches):
+            # Watches are checked inside the engine's lock, with the group's other batches.
             got = iter(
                 self._db.write_planned(
-                    todo,
-                    [b.watch if type(b) is Watched else None for b in todo],
+                    [batches[i] for i in todo],
+                    [watches[i] for i in todo],
                     sync=True if force else None,
                 )
             )
-        elif any(batches):
+        elif todo:
             got = iter(
-                self._db.write_group([b for b in batches if b], sync=True if force else None)
+                self._db.write_group([batches[i] for i in todo], sync=True if force else None)
             )
         elif force:
             self._db.sync()
-        out: list[list[Any] | BaseException | None] = []
-        for ops in batches:
-            if not ops:
-                out.append([])
-                continue
+        out: list[list[Any] | BaseException] = [[] for _ in batches]
+        for i in todo:
             result = next(got)
-            if result is None:  # only a Watched batch: its watch saw a write
-                out.append(WATCH_ABORTED)
+            if result is None:  # its watch saw a write: nothing applied
+                out[i] = WATCH_ABORTED
             else:
-                out.append(result if isinstance(result, BaseException) else list(result))
+                out[i] = result if isinstance(result, BaseException) else list(result)
         return out
 
     def _after(self, group: list[_Entry], fut: asyncio.Future[Any], started: float) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import bitcask
-from server._writer import MODES, WATCH_ABORTED, Watched, Writer
+from server._writer import MODES, WATCH_ABORTED, Writer
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -33,10 +33,10 @@ async def test_ops_and_watches_in_one_group(tmp_path: Path, mode: str) -> None:
         # taken before a write of an earlier request in the same group sees it.
         w1, w2, w3 = db.watch(b"n"), db.watch(b"n"), db.watch(b"other")
         got.clear()
-        writer.submit(Watched([("put", b"n", b"100")], w1), cb)
-        writer.submit(Watched([("put", b"n", b"200")], lambda: w2), cb)
+        writer.submit([("put", b"n", b"100")], cb, watch=w1)
+        writer.submit([("put", b"n", b"200")], cb, watch=lambda: w2)
         writer.submit([("put", b"other", b"x")], cb)
-        writer.submit(Watched([], w3), cb)  # empty: still checked
+        writer.submit([], cb, watch=w3)  # empty: still checked
         await asyncio.wait_for(writer.wait_idle(), 10)
         writer.shutdown_pool()
         assert got[0] == ([None], None)
