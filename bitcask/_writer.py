@@ -338,7 +338,22 @@ class Writer(PlannedWrites):
         recs: list[bytes] = []
         exps: list[int] = []
         segs: list[tuple[int, bool]] = []
-        for ops in batches:
+        if all(len(ops) == 1 for ops in batches):
+            # The common group (single writes from many connections, as bench/server.py
+            # sends them) in one encoding pass instead of one per batch. In-process,
+            # 1,000 single puts per group, best of 9, four alternating runs: 1.99-3.02
+            # us/op without it, 1.28-1.97 with it. Should one op be refused, the
+            # per-batch loop below redoes the group so that only its batch fails.
+            try:
+                keys, recs, exps = self._encode_ops([ops[0] for ops in batches], 0, ts)
+                segs = [(1, False)] * len(keys)
+                out = [[] for _ in batches]
+            except Planned:
+                planned = self.write_planned(batches, [None] * len(batches), sync)
+                return [[] if r is None else r for r in planned]  # None only answers a watch
+            except (ValueError, TypeError):
+                pass
+        for ops in batches if not segs else ():
             atomic = len(ops) > 1
             try:
                 k, r, e = self._encode_ops(ops, IN_BATCH if atomic else 0, ts)

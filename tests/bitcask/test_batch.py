@@ -200,3 +200,22 @@ def test_corrupt_record_inside_a_committed_batch_costs_only_itself(tmp_path: Pat
         with pytest.raises(bitcask.CorruptRecordError):
             db.get(b"b1")
         assert db.recovery.corrupt_records == 1 and db.recovery.dropped_batches == 0
+
+
+def test_write_group_of_single_writes_refuses_only_the_bad_one(tmp_path: Path) -> None:
+    """The one-pass encoding of a group of single writes falls back per batch, so one
+    refused op fails alone and the others apply, in order."""
+    with bitcask.open(tmp_path, sync="never") as db:
+        got = db.write_group(
+            [
+                [("put", b"a", b"1")],
+                [("put", b"k" * 70000, b"x")],
+                [("put", b"b", b"2", 1e300)],
+                [("delete", b"a")],
+                [("put", b"c", b"3")],
+            ]
+        )
+        assert got[0] == [None] and got[3] == [True] and got[4] == [None]
+        assert isinstance(got[1], bitcask.KeyTooLargeError)
+        assert isinstance(got[2], ValueError)
+        assert (db.get(b"a"), db.get(b"b"), db.get(b"c")) == (None, None, b"3")
