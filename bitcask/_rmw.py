@@ -443,6 +443,21 @@ class Watch:
     seen: tuple[int, ...]
     _owner: Watches | None = field(default=None, repr=False)
 
+    @staticmethod
+    def combine(watches: list[Watch]) -> Watch:
+        """One watch over the keys of several, each key with the count its part saw
+        (a connection that WATCHes several times). Release the parts, not this.
+
+        Example:
+            >>> w = bitcask.Watch.combine([db.watch(b"a"), db.watch(b"b")])
+        """
+        keys: tuple[bytes, ...] = ()
+        seen: tuple[int, ...] = ()
+        for w in watches:
+            keys += w.keys
+            seen += w.seen
+        return Watch(keys, seen, watches[0]._owner if watches else None)
+
     def release(self) -> None:
         """Stop counting writes for these keys (idempotent)."""
         owner, self._owner = self._owner, None

@@ -413,6 +413,15 @@ class Bitcask(Writer):
         """
         return self._one(Clear())  # type: ignore[no-any-return]
 
+    def expiring_keys(self) -> int:
+        """How many keys carry an expiry (expired ones until a merge drops them); O(1).
+
+        Example:
+            >>> db.put(b"s", b"x", ttl=30); db.expiring_keys()
+            1
+        """
+        return len(self._kd.expiry)
+
     def disk_health(self) -> dict[str, Any]:
         """The disk state as writes saw it; cheap, any thread (also ``stats()["disk"]``).
 

@@ -49,6 +49,7 @@ __all__ = [
     "Pins",
     "Snapshot",
     "SnapshotFile",
+    "lookup",
     "pin_sealed",
     "prepare",
     "read_chunk",
@@ -325,6 +326,11 @@ def read_chunk(db: Writer, snap_id: str, name: str, offset: int, length: int) ->
     if end > snap.sent.get(name, 0):
         snap.sent[name] = end
     return data
+
+
+def lookup(db: Writer, snap_id: str) -> Snapshot:
+    """The live snapshot ``snap_id`` of ``db`` (SnapshotNotFoundError if gone)."""
+    return db._pins.get(snap_id)
 
 
 def release(db: Writer, snap_id: str) -> Snapshot | None:

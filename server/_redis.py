@@ -659,18 +659,8 @@ def _exec_reply(steps: list[Step], results: list[Any], proto: int) -> bytes:
 
 
 def _combined(watches: list[bitcask.Watch]) -> bitcask.Watch | None:
-    """One watch over the keys of several WATCH calls, each key with the count it saw.
-
-    The engine decides one watch per batch; a connection may WATCH several times.
-    The combined watch is never released itself (its parts are).
-    """
+    """One watch over the keys of several WATCH calls (the engine decides one watch per
+    batch; a connection may WATCH several times). Never released itself: its parts are."""
     if not watches:
         return None
-    if len(watches) == 1:
-        return watches[0]
-    keys: tuple[bytes, ...] = ()
-    seen: tuple[int, ...] = ()
-    for w in watches:
-        keys += w.keys
-        seen += w.seen
-    return bitcask.Watch(keys, seen, watches[0]._owner)
+    return watches[0] if len(watches) == 1 else bitcask.Watch.combine(watches)

@@ -231,8 +231,5 @@ def bulk_strings(value: Any) -> Any:
 
 
 def _expires_count(db: Any) -> int:
-    """Keys with an expiry (INFO's keyspace line). The engine has no public count yet:
-    read the keydir's expiry table's size, O(1)."""
-    kd = getattr(db, "_kd", None)
-    expiry = getattr(kd, "expiry", None)
-    return len(expiry) if expiry is not None else 0
+    """Keys with an expiry (INFO's keyspace line), O(1)."""
+    return int(db.expiring_keys())

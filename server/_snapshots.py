@@ -118,7 +118,7 @@ class SnapshotMethods:
         return snap
 
     def _owned(self, session: object, snap_id: str) -> snapshots.Snapshot:
-        snap = self._db._pins.get(snap_id)
+        snap = snapshots.lookup(self._db, snap_id)
         if snap.owner is not session:
             raise SnapshotNotFoundError(snap_id)  # another connection's: not even named
         return snap

@@ -299,3 +299,17 @@ def test_an_append_past_max_value_size_fails_alone(tmp_path: Path) -> None:
         assert isinstance(got[0], list) and isinstance(got[0][0], bitcask.ValueTooLargeError)
         assert got[1] == [1] and got[2] == [6]
         assert db.get(b"log") == b"123456"
+
+
+def test_combined_watch_and_expiring_count(db: bitcask.Bitcask) -> None:
+    db.put(b"a", b"1", ttl=10)
+    db.put(b"b", b"1")
+    assert db.expiring_keys() == 1
+    wa, wb = db.watch(b"a"), db.watch(b"b")
+    both = bitcask.Watch.combine([wa, wb])
+    assert both.keys == (b"a", b"b")
+    db.put(b"b", b"2")
+    assert db.commit([Incr(b"n")], watch=both) is None, "a write to any part's key aborts"
+    wa.release()
+    wb.release()
+    assert db._watches.counts == {}
