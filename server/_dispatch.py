@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hmac
 import logging
 import struct
@@ -232,14 +233,8 @@ class Dispatcher:
             "batch": self._batch,
             "sync": self._sync,
             "merge": self._merge,
-            "set": self._set,
-            "incr": self._incr,
-            "incr_float": self._incr_float,
-            "append": self._append,
-            "get_delete": self._get_delete,
-            "expire": self._expire,
-            "persist": self._persist,
-            "rename": self._rename,
+            # one-op read-modify-writes: the op comes from _op, the reply from _SHAPES
+            **{kind: functools.partial(self._single, kind) for kind in _SINGLE_OPS},
             "clear": self._clear,
             "watch": self._watch,
             "unwatch": self._unwatch,
@@ -479,36 +474,12 @@ class Dispatcher:
             return ("delete", key), len(key)
         raise _Invalid(ErrorCode.INVALID_PARAMS, f"{kind!r} is not an operation")
 
-    def _single(self, kind: str, args: tuple[Any, ...]) -> Outcome:
+    def _single(self, kind: str, session: Session, args: tuple[Any, ...]) -> Outcome:
         op, nbytes = self._op(kind, args)
         shape = _SHAPES[kind]
         if kind == "set" and args[4]:
             shape = _set_get
         return self._write([op], nbytes, lambda results: _only(results, shape))
-
-    def _set(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return self._single("set", args)
-
-    def _incr(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return self._single("incr", args)
-
-    def _incr_float(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return self._single("incr_float", args)
-
-    def _append(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return self._single("append", args)
-
-    def _get_delete(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return self._single("get_delete", args)
-
-    def _expire(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return self._single("expire", args)
-
-    def _persist(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return self._single("persist", args)
-
-    def _rename(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return self._single("rename", args)
 
     def _clear(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         return self._write([bitcask.Clear()], 0, lambda results: _only(results, int))
@@ -621,6 +592,18 @@ class Dispatcher:
             raise _Invalid(
                 ErrorCode.BATCH_TOO_LARGE, f"{n} operations > max_batch {self._max_batch}"
             )
+
+
+_SINGLE_OPS = (
+    "set",
+    "incr",
+    "incr_float",
+    "append",
+    "get_delete",
+    "expire",
+    "persist",
+    "rename",
+)
 
 
 def _true(results: list[Any]) -> bool:
