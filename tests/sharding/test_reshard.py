@@ -1,12 +1,14 @@
 """`bitcask reshard`: 3 -> 4 real bitcask-servers, 20,000 keys (some with TTLs).
 
 The command runs as a child process (the console entry point), reading two
-nutcracker configs that name the shards' binary ports on loopback.
+nutcracker configs that name the shards' binary ports on loopback; the tests that
+act between a copy and its delete call `reshard()` in process with its hook.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from client import Ring, connect, connect_sharded
+from repl._reshard import AfterCopy, Report, reshard
 from tests.serverproc import ServerProcess, free_port
 from tests.sharding.conftest import nutcracker_yaml
 
@@ -210,3 +213,69 @@ def test_removing_the_shard_again_moves_its_keys_back(
     assert {n: {k: v for k, (v, _) in held.items()} for n, held in after.items()} == {
         n: {k: v for k, (v, _) in held.items()} for n, held in before.items()
     }
+
+
+def _reshard(old: Path, new: Path, after_copy: AfterCopy, page: int = 500) -> Report:
+    """The move in this process, with a hook between each copy and its delete."""
+    return asyncio.run(reshard(str(old), str(new), page=page, after_copy=after_copy,
+                               progress=io.StringIO()))  # fmt: skip
+
+
+def test_a_key_changed_on_the_old_owner_between_copy_and_delete_is_reported_and_kept(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    servers, old, new = layout
+    ring = Ring([(n, 1) for n in OLD])
+    victims: dict[bytes, str] = {}
+
+    async def write_in_the_window(source: str, target: str, keys: list[bytes]) -> None:
+        if source in victims.values() or not keys:
+            return
+        victims[keys[0]] = source  # the first copied key of each old shard
+        async with connect("127.0.0.1", servers[source].port) as c:
+            await c.put(keys[0], b"written mid-move")
+
+    report = _reshard(old, new, write_in_the_window)
+    assert set(victims.values()) == set(OLD)
+    assert sorted(report.changed) == sorted(
+        (k, f"{s} changed after the copy") for k, s in victims.items()
+    )
+    contents = asyncio.run(_contents(servers))
+    for key, source in victims.items():
+        assert ring.name_for(key) == source
+        assert contents[source][key][0] == b"written mid-move"  # not deleted
+        assert contents["shard-d"][key][0] == _keys()[key]  # the copy, for a person
+    # everything else moved, in the same groups as the changed keys too
+    moved = {k for k in contents["shard-d"] if k not in victims}
+    assert report.moved == sum(_expected_moves().values())
+    assert all(k not in contents[s] for s in OLD for k in moved)
+    # a rerun reports them again (the new owner holds another value) and moves nothing
+    proc = _run(old, new)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[0].endswith("moved 0")
+    for key, _ in victims.items():
+        assert f"{key!r}: shard-d already holds another value" in proc.stdout
+
+
+def test_a_run_stopped_between_copy_and_delete_is_finished_by_a_rerun(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    servers, old, new = layout
+    copied: list[bytes] = []
+
+    async def stop_after_the_second_copy(source: str, target: str, keys: list[bytes]) -> None:
+        copied.extend(keys)
+        if len(copied) > len(keys):  # the first group was deleted, this one was not
+            raise ConnectionAbortedError("stopped between copy and delete")
+
+    with pytest.raises(ConnectionAbortedError):
+        _reshard(old, new, stop_after_the_second_copy)
+    contents = asyncio.run(_contents(servers))
+    on_both = {k for k in contents["shard-d"] if any(k in contents[s] for s in OLD)}
+    assert on_both and on_both <= set(copied)
+    proc = _run(old, new)
+    assert proc.returncode == 0, proc.stderr
+    assert f"  {len(on_both)} copied by an earlier run, removed from their old shard" in (
+        proc.stdout.splitlines()
+    )
+    _assert_resharded(asyncio.run(_contents(servers)))
