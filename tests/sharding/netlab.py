@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,6 +50,31 @@ def unavailable() -> str | None:
     return None
 
 
+def _remove_stale(ip: str) -> None:
+    """Delete the namespaces and bridges of earlier runs whose process is gone (a run
+    killed outright cannot clean up after itself); never those of a live run."""
+    listing = _run([ip, "netns", "list"], check=False).stdout
+    links = _run([ip, "-o", "link", "show", "type", "bridge"], check=False).stdout
+    stale = set()
+    for m in re.finditer(r"^bitcask-mh-(\d+)-\S+", listing, re.M):
+        if not _alive(int(m[1])):
+            stale.add(m[1])
+            _run([ip, "netns", "del", m[0]], check=False)
+    for m in re.finditer(r"^\d+: bm(\d+)br[:@]", links, re.M):
+        if m[1] in stale or not _alive(int(m[1])):
+            _run([ip, "link", "del", f"bm{m[1]}br"], check=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class Host:
     """One namespace: `ns` (for `ip netns exec`), its address, its veth's root end."""
@@ -80,6 +106,7 @@ class NetLab:
             raise NetLabError(why)
         ip = _ip()
         assert ip is not None
+        _remove_stale(ip)
         used = _run([ip, "-4", "-o", "addr"]).stdout + _run([ip, "-4", "route"]).stdout
         seed = int(tag) if tag.isdigit() else sum(tag.encode())
         subnet = ""
