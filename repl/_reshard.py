@@ -12,13 +12,13 @@ Strategy / invariants:
      read their values and remaining TTLs;
   2. copy them to the new shard as set-if-absent (`nx`), one atomic commit, TTL
      kept: the new owner's value is never overwritten. A key already there with
-     the same value is a copy made by an earlier, interrupted run; with another
-     value it is left alone on both sides and reported;
+     the same value (and a TTL if it has one) is a copy made by an earlier,
+     interrupted run; otherwise it is left alone on both sides and reported;
   3. delete the copied keys from the old shard in one commit under the watch of
      step 1: it applies only if none of them was written since it was read. If
-     one was, the group is checked again key by key (a key whose value is no
-     longer the one copied is reported and kept; the rest are deleted under a
-     new watch).
+     one was, the group is checked again key by key (a key whose value, or
+     whether it has a TTL, is no longer the one copied, or that was deleted,
+     is reported and kept; the rest are deleted under a new watch).
   So a write on the old shard that lands before the delete is never deleted
   with it, and a rerun after an interruption (even SIGKILL) finishes the same
   move. Writes are still meant to be stopped (docs/scaling.md gives the order):
@@ -114,6 +114,8 @@ AfterCopy = Callable[[str, str, list[bytes]], Awaitable[None]]
 
 DELETE_ATTEMPTS = 8
 
+Copied = tuple[bytes, bool]  # the value copied, and whether it had a TTL
+
 
 async def _move_page(
     keys: list[bytes],
@@ -161,28 +163,31 @@ async def _move_group(
         ttls = await asyncio.gather(*(old.ttl(k) for k in ks))
         # copy without ever overwriting: a set-if-absent per key, one atomic commit
         copy = new.transaction()
-        offered: list[tuple[bytes, bytes]] = []
+        offered: list[tuple[bytes, Copied]] = []
         for key, value, ttl in zip(ks, values, ttls, strict=True):
             if value is None or ttl == -2:
                 report.expired += 1
             else:
                 copy.set(key, value, nx=True, ttl=ttl if ttl > 0 else None)
-                offered.append((key, value))
+                offered.append((key, (value, ttl > 0)))
         done = await copy.commit() if offered else []
         assert done is not None  # no watch: a commit without one always applies
-        copied: dict[bytes, bytes] = {}
-        present: list[tuple[bytes, bytes]] = []
-        for (key, value), applied in zip(offered, done, strict=True):
+        copied: dict[bytes, Copied] = {}
+        present: list[tuple[bytes, Copied]] = []
+        for (key, item), applied in zip(offered, done, strict=True):
             if applied is True:
-                copied[key] = value
+                copied[key] = item
                 report.moves[(source, target)] += 1
             else:
-                present.append((key, value))
+                present.append((key, item))
         there = await new.mget([k for k, _ in present]) if present else []
-        for (key, value), held in zip(present, there, strict=True):
-            if held == value:
+        there_ttls = await asyncio.gather(*(new.ttl(k) for k, _ in present))
+        for (key, item), held, ttl in zip(present, there, there_ttls, strict=True):
+            if held == item[0] and (ttl > 0) == item[1]:
                 report.already += 1  # copied by an earlier, interrupted run
-                copied[key] = value
+                copied[key] = item
+            elif held == item[0]:
+                report.changed.append((key, f"{target} already holds it with another TTL"))
             else:
                 report.changed.append((key, f"{target} already holds another value"))
         if after_copy is not None:
@@ -202,20 +207,34 @@ async def _move_group(
 
 
 async def _delete_unchanged(
-    old: Client, source: str, copied: dict[bytes, bytes], report: Report
+    old: Client, source: str, copied: dict[bytes, Copied], report: Report
 ) -> None:
     """Some key of the group was written on the old shard after it was read: report
-    those whose value is no longer the one copied, delete the rest under a new watch."""
+    those whose value (or whether it has a TTL) is no longer the one copied, and those
+    deleted there meanwhile; delete the rest under a new watch."""
     left = dict(copied)
     for _ in range(DELETE_ATTEMPTS):
         watch = old.transaction(*left)
         await watch.watch()
         try:
-            now = await old.mget(list(left))
-            for (key, value), current in zip(list(left.items()), now, strict=True):
-                if current is not None and current != value:
-                    report.changed.append((key, f"{source} changed after the copy"))
-                    del left[key]
+            keys = list(left)
+            now = await old.mget(keys)
+            ttls = await asyncio.gather(*(old.ttl(k) for k in keys))
+            for key, current, ttl in zip(keys, now, ttls, strict=True):
+                value, had_ttl = left[key]
+                why = ""
+                if current is None or ttl == -2:
+                    if not had_ttl:  # else it expired, as it would have on the new shard
+                        why = f"deleted from {source} after the copy (the copy is kept)"
+                elif current != value:
+                    why = f"{source} changed after the copy"
+                elif (ttl > 0) != had_ttl:
+                    why = f"its TTL on {source} changed after the copy"
+                else:
+                    continue
+                if why:
+                    report.changed.append((key, why))
+                del left[key]
             if not left:
                 await watch.discard()
                 return

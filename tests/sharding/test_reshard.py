@@ -221,40 +221,52 @@ def _reshard(old: Path, new: Path, after_copy: AfterCopy, page: int = 500) -> Re
                                progress=io.StringIO()))  # fmt: skip
 
 
-def test_a_key_changed_on_the_old_owner_between_copy_and_delete_is_reported_and_kept(
+def test_keys_changed_on_the_old_owner_between_copy_and_delete_are_reported(
     layout: tuple[dict[str, ServerProcess], Path, Path],
 ) -> None:
+    """Between a group's copy and its delete, one key of each old shard is written:
+    shard-a's gets a new value, shard-b's is deleted, shard-c's TTL is changed."""
     servers, old, new = layout
-    ring = Ring([(n, 1) for n in OLD])
-    victims: dict[bytes, str] = {}
+    victims: dict[str, bytes] = {}
 
     async def write_in_the_window(source: str, target: str, keys: list[bytes]) -> None:
-        if source in victims.values() or not keys:
+        if source in victims or not keys:
             return
-        victims[keys[0]] = source  # the first copied key of each old shard
+        key = victims[source] = keys[0]
         async with connect("127.0.0.1", servers[source].port) as c:
-            await c.put(keys[0], b"written mid-move")
+            if source == "shard-a":
+                await c.put(key, b"written mid-move")
+            elif source == "shard-b":
+                assert await c.delete(key)
+            elif _ttl_key(key):
+                assert await c.persist(key)
+            else:
+                assert await c.expire(key, 3600)
 
     report = _reshard(old, new, write_in_the_window)
-    assert set(victims.values()) == set(OLD)
-    assert sorted(report.changed) == sorted(
-        (k, f"{s} changed after the copy") for k, s in victims.items()
-    )
+    assert sorted(victims) == list(OLD)
+    a, b, c = (victims[n] for n in OLD)
+    assert sorted(report.changed) == sorted([
+        (a, "shard-a changed after the copy"),
+        (b, "deleted from shard-b after the copy (the copy is kept)"),
+        (c, "its TTL on shard-c changed after the copy"),
+    ])  # fmt: skip
     contents = asyncio.run(_contents(servers))
-    for key, source in victims.items():
-        assert ring.name_for(key) == source
-        assert contents[source][key][0] == b"written mid-move"  # not deleted
-        assert contents["shard-d"][key][0] == _keys()[key]  # the copy, for a person
-    # everything else moved, in the same groups as the changed keys too
-    moved = {k for k in contents["shard-d"] if k not in victims}
+    assert contents["shard-a"][a][0] == b"written mid-move"  # not deleted
+    assert b not in contents["shard-b"]
+    assert contents["shard-c"][c] == (_keys()[c], not _ttl_key(c))  # not deleted
+    for key in (a, b, c):
+        assert contents["shard-d"][key] == (_keys()[key], _ttl_key(key))  # the copy
+    # every other key moved, those in the same groups too
     assert report.moved == sum(_expected_moves().values())
-    assert all(k not in contents[s] for s in OLD for k in moved)
-    # a rerun reports them again (the new owner holds another value) and moves nothing
+    for name in OLD:
+        assert all(k not in contents[name] for k in contents["shard-d"] if k not in (a, c))
+    # a rerun reports again the two still on both shards and moves nothing
     proc = _run(old, new)
-    assert proc.returncode == 1
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[0].endswith("moved 0")
-    for key, _ in victims.items():
-        assert f"{key!r}: shard-d already holds another value" in proc.stdout
+    assert f"{a!r}: shard-d already holds another value" in proc.stdout
+    assert f"{c!r}: shard-d already holds it with another TTL" in proc.stdout
 
 
 def test_a_run_stopped_between_copy_and_delete_is_finished_by_a_rerun(
