@@ -5,18 +5,25 @@ Strategy / invariants:
   hashes), its address is read from the file (the NEW file's, when a name is in
   both). Each shard is reached with the binary client on that address.
 - Every OLD shard is scanned (cursor paging, so deleting behind the cursor is
-  safe). A key whose owner on the NEW ring is another shard is moved in steps
-  that are each safe to repeat: read value and remaining TTL from the old shard;
-  read the key on the new shard: absent -> copy (one atomic batch per page,
-  TTL kept); the same value -> a copy made by an earlier, interrupted run; a
-  different value -> left alone on both sides and reported (the new owner's is
-  never overwritten). Then the old shard is read again and the key deleted
-  from it only if its value is still the one copied; else it is reported.
-  So a rerun after an interruption (even SIGKILL) finishes the same move.
-- Without optimistic transactions in the binary protocol the re-read and the
-  delete are two calls: a write landing between them is lost. That is why the
-  move runs with writes stopped (docs/scaling.md gives the order); the checks
-  above catch, and report, writes that were not stopped.
+  safe). The keys of a page whose owner on the NEW ring is another shard are
+  moved in groups (one per target shard, at most max_batch keys), each in steps
+  that are safe to repeat:
+  1. watch the group's keys on the old shard (an optimistic transaction), then
+     read their values and remaining TTLs;
+  2. copy them to the new shard as set-if-absent (`nx`), one atomic commit, TTL
+     kept: the new owner's value is never overwritten. A key already there with
+     the same value (and a TTL if it has one) is a copy made by an earlier,
+     interrupted run; otherwise it is left alone on both sides and reported;
+  3. delete the copied keys from the old shard in one commit under the watch of
+     step 1: it applies only if none of them was written since it was read. If
+     one was, the group is checked again key by key (a key whose value, or
+     whether it has a TTL, is no longer the one copied, or that was deleted,
+     is reported and kept; the rest are deleted under a new watch).
+  So a write on the old shard that lands before the delete is never deleted
+  with it, and a rerun after an interruption (even SIGKILL) finishes the same
+  move. Writes are still meant to be stopped (docs/scaling.md gives the order):
+  a key written on the old shard mid-move stays there, reported, for a person
+  to settle, and one written there after its move is on no ring's shard.
 - `--dry-run` only scans and prints how many keys would move per shard pair.
 
 Exit status: 0 moved (or nothing to move); 1 some keys changed during the move
@@ -29,7 +36,7 @@ import argparse
 import asyncio
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -103,6 +110,13 @@ async def _connect(
     return clients
 
 
+AfterCopy = Callable[[str, str, list[bytes]], Awaitable[None]]
+
+DELETE_ATTEMPTS = 8
+
+Copied = tuple[bytes, bool]  # the value copied, and whether it had a TTL
+
+
 async def _move_page(
     keys: list[bytes],
     source: str,
@@ -110,6 +124,7 @@ async def _move_page(
     clients: dict[str, Client],
     report: Report,
     dry_run: bool,
+    after_copy: AfterCopy | None = None,
 ) -> None:
     by_target: dict[str, list[bytes]] = {}
     for key in keys:
@@ -123,40 +138,116 @@ async def _move_page(
     old = clients[source]
     for target, ks in by_target.items():
         new = clients[target]
+        limit = min(old.limits.max_batch, new.limits.max_batch)
+        for start in range(0, len(ks), limit):
+            await _move_group(ks[start : start + limit], source, target, old, new, report,
+                              after_copy)  # fmt: skip
+
+
+async def _move_group(
+    ks: list[bytes],
+    source: str,
+    target: str,
+    old: Client,
+    new: Client,
+    report: Report,
+    after_copy: AfterCopy | None,
+) -> None:
+    """Copy `ks` from `old` to `new` and delete them from `old` if unchanged since read."""
+    # The watch is taken before the read: the delete below commits only if no key of
+    # the group was written on the old shard since.
+    watch = old.transaction(*ks)
+    await watch.watch()
+    try:
         values = await old.mget(ks)
         ttls = await asyncio.gather(*(old.ttl(k) for k in ks))
-        present = await new.mget(ks)
-        copy: list[tuple[bytes, bytes, float | None]] = []
-        copied: dict[bytes, bytes] = {}
-        for key, value, ttl, there in zip(ks, values, ttls, present, strict=True):
+        # copy without ever overwriting: a set-if-absent per key, one atomic commit
+        copy = new.transaction()
+        offered: list[tuple[bytes, Copied]] = []
+        for key, value, ttl in zip(ks, values, ttls, strict=True):
             if value is None or ttl == -2:
                 report.expired += 1
-            elif there is None:
-                copy.append((key, value, ttl if ttl > 0 else None))
-                copied[key] = value
-            elif there == value:
-                report.already += 1
-                copied[key] = value
+            else:
+                copy.set(key, value, nx=True, ttl=ttl if ttl > 0 else None)
+                offered.append((key, (value, ttl > 0)))
+        done = await copy.commit() if offered else []
+        assert done is not None  # no watch: a commit without one always applies
+        copied: dict[bytes, Copied] = {}
+        present: list[tuple[bytes, Copied]] = []
+        for (key, item), applied in zip(offered, done, strict=True):
+            if applied is True:
+                copied[key] = item
+                report.moves[(source, target)] += 1
+            else:
+                present.append((key, item))
+        there = await new.mget([k for k, _ in present]) if present else []
+        there_ttls = await asyncio.gather(*(new.ttl(k) for k, _ in present))
+        for (key, item), held, ttl in zip(present, there, there_ttls, strict=True):
+            if held == item[0] and (ttl > 0) == item[1]:
+                report.already += 1  # copied by an earlier, interrupted run
+                copied[key] = item
+            elif held == item[0]:
+                report.changed.append((key, f"{target} already holds it with another TTL"))
             else:
                 report.changed.append((key, f"{target} already holds another value"))
-        if copy:
-            async with new.batch() as b:
-                for key, value, left in copy:
-                    b.put(key, value, left)
-        # delete from the old shard only what is still the value copied
-        check = list(copied)
-        now = await old.mget(check) if check else []
-        gone: list[bytes] = []
-        for key, value in zip(check, now, strict=True):
-            if value == copied[key] or value is None:
-                gone.append(key)
-            else:
-                report.changed.append((key, f"{source} changed after the copy"))
-        if gone:
-            async with old.batch() as b:
-                for key in gone:
-                    b.delete(key)
-        report.moves[(source, target)] += len(copy)
+        if after_copy is not None:
+            await after_copy(source, target, list(copied))
+        if not copied:
+            await watch.discard()
+            return
+        for key in copied:
+            watch.delete(key)
+        if await watch.commit() is not None:
+            return
+    except BaseException:
+        if watch.watched:
+            await watch.discard()
+        raise
+    await _delete_unchanged(old, source, copied, report)
+
+
+async def _delete_unchanged(
+    old: Client, source: str, copied: dict[bytes, Copied], report: Report
+) -> None:
+    """Some key of the group was written on the old shard after it was read: report
+    those whose value (or whether it has a TTL) is no longer the one copied, and those
+    deleted there meanwhile; delete the rest under a new watch."""
+    left = dict(copied)
+    for _ in range(DELETE_ATTEMPTS):
+        watch = old.transaction(*left)
+        await watch.watch()
+        try:
+            keys = list(left)
+            now = await old.mget(keys)
+            ttls = await asyncio.gather(*(old.ttl(k) for k in keys))
+            for key, current, ttl in zip(keys, now, ttls, strict=True):
+                value, had_ttl = left[key]
+                why = ""
+                if current is None or ttl == -2:
+                    if not had_ttl:  # else it expired, as it would have on the new shard
+                        why = f"deleted from {source} after the copy (the copy is kept)"
+                elif current != value:
+                    why = f"{source} changed after the copy"
+                elif (ttl > 0) != had_ttl:
+                    why = f"its TTL on {source} changed after the copy"
+                else:
+                    continue
+                if why:
+                    report.changed.append((key, why))
+                del left[key]
+            if not left:
+                await watch.discard()
+                return
+            for key in left:
+                watch.delete(key)
+            if await watch.commit() is not None:
+                return
+        except BaseException:
+            if watch.watched:
+                await watch.discard()
+            raise
+    for key in left:
+        report.changed.append((key, f"{source} kept changing; not deleted"))
 
 
 async def reshard(
@@ -169,8 +260,13 @@ async def reshard(
     timeout: float = 10.0,
     page: int = PAGE,
     progress: TextIO | None = None,
+    after_copy: AfterCopy | None = None,
 ) -> Report:
     """Move every key whose owner differs between the two rings; see the module notes.
+
+    `after_copy(source, target, keys)`, if given, is awaited after each group of keys
+    is on its new shard and before it is deleted from the old one (tests use it to
+    write in that window, or to stop the run there).
 
     Raises:
         ReshardError: a config cannot be read, or a shard cannot be reached.
@@ -192,7 +288,7 @@ async def reshard(
             while True:
                 cursor, keys = await clients[source].scan_page(cursor=cursor, count=page)
                 report.scanned += len(keys)
-                await _move_page(keys, source, new_ring, clients, report, dry_run)
+                await _move_page(keys, source, new_ring, clients, report, dry_run, after_copy)
                 bar.update(report.scanned)
                 if cursor is None:
                     break

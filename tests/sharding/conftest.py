@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,25 +42,28 @@ def require(binary: str, package: str) -> str:
     return path
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_port(
+    port: int, proc: subprocess.Popen[bytes], log: Path, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
             return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {START_TIMEOUT}s")
+    raise TimeoutError(f"nothing listened on {host}:{port} within {START_TIMEOUT}s")
 
 
 @dataclass
 class Proc:
-    """One child process listening on `port`."""
+    """One child process listening on `host`:`port`."""
 
     argv: list[str]
     port: int
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
 
     def start(self) -> Proc:
         with self.log.open("ab") as out:
@@ -68,7 +71,7 @@ class Proc:
                 self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
         try:
-            _wait_port(self.port, self.proc, self.log)
+            _wait_port(self.port, self.proc, self.log, self.host)
         except Exception:
             self.kill()
             raise
@@ -81,14 +84,45 @@ class Proc:
         self.proc = None
 
 
+# ---------------------------------------------------------------- keys for placement tests
+
+
+def placement_keys(n: int = 10_000) -> list[bytes]:
+    """`n` (>= 2,000) distinct keys that exercise ketama's corners: plain ASCII, 40 hash tags,
+    bytes >= 0x80 (hashed sign-extended), the empty tag "{}" (hashes the whole key), and
+    an unclosed "{" (no tag)."""
+    keys = [b"key:%d" % i for i in range(n - 1_000)]
+    keys += [b"user:{%d}:field:%d" % (i % 40, i) for i in range(600)]  # 40 tags
+    keys += [b"\xff\x80raw-%d-\xe9\x01" % i for i in range(300)]  # sign-extended bytes
+    keys += [b"{}empty-tag-%d" % i for i in range(50)]  # "{}" hashes the whole key
+    keys += [b"only{open-%d" % i for i in range(50)]  # no closing brace
+    assert len(keys) == n
+    return keys
+
+
+def tagged_keys(tags: int = 200) -> list[bytes]:
+    """Three keys for each of `tags` hash tags (`order:{7:customer}:head`, ...)."""
+    # fnv1a_64 mixes the last bytes of a key weakly, so tags vary at the front
+    return [
+        b"order:{%d:customer}:%s" % (i, part)
+        for i in range(tags)
+        for part in (b"head", b"lines", b"x")
+    ]
+
+
+def tag_of(key: bytes) -> bytes:
+    """The hash tag of a `tagged_keys` key."""
+    return key.split(b"{", 1)[1].split(b"}", 1)[0]
+
+
 # ---------------------------------------------------------------- a tiny RESP client
 
 
 class Resp:
     """A blocking RESP2 client, just enough for the tests (commands in, replies out)."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), IO_TIMEOUT)
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), IO_TIMEOUT)
         self.sock.settimeout(IO_TIMEOUT)
         self.buf = b""
 
@@ -175,11 +209,16 @@ def nutcracker_yaml(
     listen: int,
     servers: Sequence[tuple[int, int, str]],
     extra: Sequence[str] = (),
+    *,
+    listen_host: str = "127.0.0.1",
+    hosts: Mapping[str, str] | None = None,
 ) -> str:
-    """A nutcracker config: one pool on 127.0.0.1:`listen`, servers (port, weight, name)."""
+    """A nutcracker config: one pool on `listen_host`:`listen`, servers (port, weight, name),
+    each on 127.0.0.1 unless `hosts` (name -> address) says otherwise."""
+    where = hosts or {}
     lines = [
         f"{pool}:",
-        f"  listen: 127.0.0.1:{listen}",
+        f"  listen: {listen_host}:{listen}",
         "  redis: true",
         "  hash: fnv1a_64",
         "  distribution: ketama",
@@ -188,7 +227,10 @@ def nutcracker_yaml(
         "  timeout: 2000",
         *(f"  {line}" for line in extra),
         "  servers:",
-        *(f"   - 127.0.0.1:{port}:{weight} {name}" for port, weight, name in servers),
+        *(
+            f"   - {where.get(name, '127.0.0.1')}:{port}:{weight} {name}"
+            for port, weight, name in servers
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -204,11 +246,12 @@ class Cluster:
 
 
 @pytest.fixture
-def start_proc(tmp_path: Path) -> Iterator[Callable[[list[str], int, str], Proc]]:
+def start_proc(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """`start_proc(argv, port, log_name, host="127.0.0.1")`: killed when the test ends."""
     started: list[Proc] = []
 
-    def start(argv: list[str], port: int, log_name: str) -> Proc:
-        p = Proc(argv, port, tmp_path / f"{log_name}.log")
+    def start(argv: list[str], port: int, log_name: str, host: str = "127.0.0.1") -> Proc:
+        p = Proc(argv, port, tmp_path / f"{log_name}.log", host=host)
         started.append(p)
         return p.start()
 
@@ -218,9 +261,7 @@ def start_proc(tmp_path: Path) -> Iterator[Callable[[list[str], int, str], Proc]
 
 
 @pytest.fixture
-def redis_backend(
-    start_proc: Callable[[list[str], int, str], Proc],
-) -> Callable[[str], Proc]:
+def redis_backend(start_proc: Callable[..., Proc]) -> Callable[[str], Proc]:
     """Start one redis-server (no persistence) on a free loopback port."""
     binary = require("redis-server", "redis-server")
 
@@ -234,13 +275,20 @@ def redis_backend(
 
 
 @pytest.fixture
-def nutcracker(
-    start_proc: Callable[[list[str], int, str], Proc], tmp_path: Path
-) -> Callable[[str, int], Proc]:
-    """Start nutcracker with a config text already listening on `port` (check it first)."""
+def nutcracker(start_proc: Callable[..., Proc], tmp_path: Path) -> Callable[..., Proc]:
+    """`nutcracker(config_text, port)`: start nutcracker listening on `port` (config checked
+    first). In a network namespace: `host=` its address, `prefix=["ip", "netns", "exec", ns]`
+    and a `stats_port` (the root namespace cannot tell which ports are free there)."""
     binary = require("nutcracker", "nutcracker")
 
-    def start(config_text: str, port: int) -> Proc:
+    def start(
+        config_text: str,
+        port: int,
+        *,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+        stats_port: int | None = None,
+    ) -> Proc:
         conf = tmp_path / f"nutcracker-{port}.yml"
         conf.write_text(config_text, encoding="utf-8")
         check = subprocess.run(
@@ -248,17 +296,17 @@ def nutcracker(
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert check.returncode == 0, check.stdout + check.stderr
-        stats = free_port()
-        argv = [binary, "--conf-file", str(conf), "--stats-port", str(stats),
+        stats = stats_port or free_port()
+        argv = [*prefix, binary, "--conf-file", str(conf), "--stats-port", str(stats),
                 "--stats-addr", "127.0.0.1", "--verbose", "5"]  # fmt: skip
-        return start_proc(argv, port, f"nutcracker-{port}")
+        return start_proc(argv, port, f"nutcracker-{port}", host)
 
     return start
 
 
 @pytest.fixture
 def redis_cluster(
-    redis_backend: Callable[[str], Proc], nutcracker: Callable[[str, int], Proc], tmp_path: Path
+    redis_backend: Callable[[str], Proc], nutcracker: Callable[..., Proc], tmp_path: Path
 ) -> Callable[[dict[str, int]], Cluster]:
     """`redis_cluster({"shard-a": 1, ...})`: redis-servers with those weights behind nutcracker."""
 

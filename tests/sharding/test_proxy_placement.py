@@ -14,19 +14,16 @@ from collections.abc import Callable
 import pytest
 
 from client._ketama import Ring
-from tests.sharding.conftest import Cluster, Resp, RespError
+from tests.sharding.conftest import (
+    Cluster,
+    Resp,
+    RespError,
+    placement_keys,
+    tag_of,
+    tagged_keys,
+)
 
 N_KEYS = 10_000
-
-
-def _keys() -> list[bytes]:
-    keys = [b"key:%d" % i for i in range(N_KEYS - 1_000)]
-    keys += [b"user:{%d}:field:%d" % (i % 40, i) for i in range(600)]  # 40 tags
-    keys += [b"\xff\x80raw-%d-\xe9\x01" % i for i in range(300)]  # sign-extended bytes
-    keys += [b"{}empty-tag-%d" % i for i in range(50)]  # "{}" hashes the whole key
-    keys += [b"only{open-%d" % i for i in range(50)]  # no closing brace
-    assert len(keys) == N_KEYS
-    return keys
 
 
 def _write_through_proxy(cluster: Cluster, keys: list[bytes]) -> None:
@@ -82,7 +79,7 @@ def test_every_key_is_on_the_shard_the_ring_names(
 ) -> None:
     cluster = redis_cluster(weights)
     ring = Ring(list(weights.items()))
-    keys = _keys()
+    keys = placement_keys(N_KEYS)
     _write_through_proxy(cluster, keys)
     held = _check_placement(cluster, ring, keys)
     counts = {name: len(ks) for name, ks in held.items()}
@@ -94,15 +91,13 @@ def test_hash_tagged_keys_land_together(
     redis_cluster: Callable[[dict[str, int]], Cluster],
 ) -> None:
     cluster = redis_cluster({"shard-a": 1, "shard-b": 1, "shard-c": 1})
-    # fnv1a_64 mixes the last bytes of a key weakly, so tags vary at the front
-    tags = [b"%d:customer" % i for i in range(200)]
-    keys = [b"order:{%s}:%s" % (t, part) for t in tags for part in (b"head", b"lines", b"x")]
+    keys = tagged_keys()
     _write_through_proxy(cluster, keys)
     held = _held(cluster)
     where = {k: name for name, ks in held.items() for k in ks}
     by_tag: dict[bytes, set[str]] = collections.defaultdict(set)
     for k in keys:
-        by_tag[k.split(b"}")[0]].add(where[k])
+        by_tag[tag_of(k)].add(where[k])
     assert all(len(shards) == 1 for shards in by_tag.values())
     # and the tags themselves spread over every shard
     assert {next(iter(s)) for s in by_tag.values()} == {"shard-a", "shard-b", "shard-c"}

@@ -1,12 +1,14 @@
 """`bitcask reshard`: 3 -> 4 real bitcask-servers, 20,000 keys (some with TTLs).
 
 The command runs as a child process (the console entry point), reading two
-nutcracker configs that name the shards' binary ports on loopback.
+nutcracker configs that name the shards' binary ports on loopback; the tests that
+act between a copy and its delete call `reshard()` in process with its hook.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from client import Ring, connect, connect_sharded
+from repl._reshard import AfterCopy, Report, reshard
 from tests.serverproc import ServerProcess, free_port
 from tests.sharding.conftest import nutcracker_yaml
 
@@ -210,3 +213,81 @@ def test_removing_the_shard_again_moves_its_keys_back(
     assert {n: {k: v for k, (v, _) in held.items()} for n, held in after.items()} == {
         n: {k: v for k, (v, _) in held.items()} for n, held in before.items()
     }
+
+
+def _reshard(old: Path, new: Path, after_copy: AfterCopy, page: int = 500) -> Report:
+    """The move in this process, with a hook between each copy and its delete."""
+    return asyncio.run(reshard(str(old), str(new), page=page, after_copy=after_copy,
+                               progress=io.StringIO()))  # fmt: skip
+
+
+def test_keys_changed_on_the_old_owner_between_copy_and_delete_are_reported(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    """Between a group's copy and its delete, one key of each old shard is written:
+    shard-a's gets a new value, shard-b's is deleted, shard-c's TTL is changed."""
+    servers, old, new = layout
+    victims: dict[str, bytes] = {}
+
+    async def write_in_the_window(source: str, target: str, keys: list[bytes]) -> None:
+        if source in victims or not keys:
+            return
+        key = victims[source] = keys[0]
+        async with connect("127.0.0.1", servers[source].port) as c:
+            if source == "shard-a":
+                await c.put(key, b"written mid-move")
+            elif source == "shard-b":
+                assert await c.delete(key)
+            elif _ttl_key(key):
+                assert await c.persist(key)
+            else:
+                assert await c.expire(key, 3600)
+
+    report = _reshard(old, new, write_in_the_window)
+    assert sorted(victims) == list(OLD)
+    a, b, c = (victims[n] for n in OLD)
+    assert sorted(report.changed) == sorted([
+        (a, "shard-a changed after the copy"),
+        (b, "deleted from shard-b after the copy (the copy is kept)"),
+        (c, "its TTL on shard-c changed after the copy"),
+    ])  # fmt: skip
+    contents = asyncio.run(_contents(servers))
+    assert contents["shard-a"][a][0] == b"written mid-move"  # not deleted
+    assert b not in contents["shard-b"]
+    assert contents["shard-c"][c] == (_keys()[c], not _ttl_key(c))  # not deleted
+    for key in (a, b, c):
+        assert contents["shard-d"][key] == (_keys()[key], _ttl_key(key))  # the copy
+    # every other key moved, those in the same groups too
+    assert report.moved == sum(_expected_moves().values())
+    for name in OLD:
+        assert all(k not in contents[name] for k in contents["shard-d"] if k not in (a, c))
+    # a rerun reports again the two still on both shards and moves nothing
+    proc = _run(old, new)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0].endswith("moved 0")
+    assert f"{a!r}: shard-d already holds another value" in proc.stdout
+    assert f"{c!r}: shard-d already holds it with another TTL" in proc.stdout
+
+
+def test_a_run_stopped_between_copy_and_delete_is_finished_by_a_rerun(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    servers, old, new = layout
+    copied: list[bytes] = []
+
+    async def stop_after_the_second_copy(source: str, target: str, keys: list[bytes]) -> None:
+        copied.extend(keys)
+        if len(copied) > len(keys):  # the first group was deleted, this one was not
+            raise ConnectionAbortedError("stopped between copy and delete")
+
+    with pytest.raises(ConnectionAbortedError):
+        _reshard(old, new, stop_after_the_second_copy)
+    contents = asyncio.run(_contents(servers))
+    on_both = {k for k in contents["shard-d"] if any(k in contents[s] for s in OLD)}
+    assert on_both and on_both <= set(copied)
+    proc = _run(old, new)
+    assert proc.returncode == 0, proc.stderr
+    assert f"  {len(on_both)} copied by an earlier run, removed from their old shard" in (
+        proc.stdout.splitlines()
+    )
+    _assert_resharded(asyncio.run(_contents(servers)))
