@@ -31,21 +31,8 @@ from protocol.connection import (
     Dialect,
     Event,
     Reject,
-    TextDialect,
 )
 from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from protocol.inline import (
-    DEFAULT_MAX_LINE,
-    INLINE_COMMANDS,
-    InlineDecoder,
-    format_inline_error,
-    format_inline_reply,
-    http_refusal,
-    inline_to_request,
-    looks_like_http,
-    quote_arg,
-    split_args,
-)
 from protocol.messages import MAX_MSGID, ErrorInfo, Request, Response, message_from_obj
 from protocol.methods import (
     IDEMPOTENT_METHODS,
@@ -56,15 +43,19 @@ from protocol.methods import (
     MethodSpec,
     validate_params,
 )
-from protocol.refusals import TOO_MANY_CONNECTIONS_LINE, is_refusal, refusal_error
+from protocol.refusals import (
+    TOO_MANY_CONNECTIONS_LINE,
+    http_refusal,
+    is_refusal,
+    looks_like_http,
+    refusal_error,
+)
 
 __all__ = [
     "CLOSED",
     "DEFAULT_MAX_FRAME",
-    "DEFAULT_MAX_LINE",
     "HARD_MAX_FRAME",
     "IDEMPOTENT_METHODS",
-    "INLINE_COMMANDS",
     "MAX_MSGID",
     "METHODS",
     "NEED_DATA",
@@ -80,7 +71,6 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "FrameDecoder",
-    "InlineDecoder",
     "LocalProtocolError",
     "MethodSpec",
     "ProtocolError",
@@ -88,20 +78,14 @@ __all__ = [
     "RemoteProtocolError",
     "Request",
     "Response",
-    "TextDialect",
     "encode",
     "encode_request",
     "encode_response",
-    "format_inline_error",
-    "format_inline_reply",
     "frame",
     "http_refusal",
-    "inline_to_request",
     "is_refusal",
     "looks_like_http",
     "message_from_obj",
-    "quote_arg",
     "refusal_error",
-    "split_args",
     "validate_params",
 ]
