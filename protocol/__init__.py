@@ -3,7 +3,8 @@
 Frames are a 4-byte big-endian length and a msgpack body; messages follow
 msgpack-rpc's shapes. Nothing here does I/O: feed bytes to a decoder, get
 messages back; encode messages to bytes and write them yourself. The complete
-specification is docs/protocol.md.
+specification is docs/protocol.md. A server connection (`Connection`) that starts
+with text speaks the Redis protocol instead (`RespDialect`, docs/redis.md).
 
 Example:
     >>> from protocol import FrameDecoder, encode_request
@@ -50,6 +51,7 @@ from protocol.refusals import (
     looks_like_http,
     refusal_error,
 )
+from protocol.resp_dialect import RespDialect
 
 __all__ = [
     "CLOSED",
@@ -77,6 +79,7 @@ __all__ = [
     "Reject",
     "RemoteProtocolError",
     "Request",
+    "RespDialect",
     "Response",
     "encode",
     "encode_request",
