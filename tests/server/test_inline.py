@@ -7,7 +7,11 @@ RESP2 (RESP3 after HELLO 3), and shares the store with the binary protocol.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
+import redis
 
 from tests.server.wire import Conn, Inline, ReplyError, http, status_of
 from tests.serverproc import ServerProcess
@@ -124,3 +128,26 @@ def test_protocol_errors_are_fatal(shared: ServerProcess, line: bytes, error: by
         assert c.read_all() == b"-ERR Protocol error: " + error + b"\r\n"
     with Inline(shared.port) as c:
         assert c.cmd(b"GET inline:after-fatal") is None, "the next client is served"
+
+
+def test_the_connection_limit_line_reads_as_a_redis_error(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    srv = server_factory(sync="never", extra=["--max-connections", "1"])
+    deadline = time.monotonic() + 5
+    holder = Inline(srv.port)
+    while holder.cmd(b"PING") != "PONG":  # the fixture's start-up probe may hold the slot
+        holder.close()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        holder = Inline(srv.port)
+    try:
+        with Inline(srv.port) as refused:  # answered before it speaks, then closed
+            assert refused.reply() == "ERR max number of clients reached"
+            assert refused.read_all() == b""
+        client = redis.Redis(host=srv.host, port=srv.port, socket_timeout=10)
+        with pytest.raises(redis.ConnectionError, match="max number of clients reached"):
+            client.ping()
+        client.close()
+    finally:
+        holder.close()
