@@ -3,7 +3,8 @@
 Frames are a 4-byte big-endian length and a msgpack body; messages follow
 msgpack-rpc's shapes. Nothing here does I/O: feed bytes to a decoder, get
 messages back; encode messages to bytes and write them yourself. The complete
-specification is docs/protocol.md.
+specification is docs/protocol.md. A server connection (`Connection`) that starts
+with text speaks the Redis protocol instead (`RespDialect`, docs/redis.md).
 
 Example:
     >>> from protocol import FrameDecoder, encode_request
@@ -31,21 +32,8 @@ from protocol.connection import (
     Dialect,
     Event,
     Reject,
-    TextDialect,
 )
 from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from protocol.inline import (
-    DEFAULT_MAX_LINE,
-    INLINE_COMMANDS,
-    InlineDecoder,
-    format_inline_error,
-    format_inline_reply,
-    http_refusal,
-    inline_to_request,
-    looks_like_http,
-    quote_arg,
-    split_args,
-)
 from protocol.messages import MAX_MSGID, ErrorInfo, Request, Response, message_from_obj
 from protocol.methods import (
     IDEMPOTENT_METHODS,
@@ -56,15 +44,20 @@ from protocol.methods import (
     MethodSpec,
     validate_params,
 )
-from protocol.refusals import TOO_MANY_CONNECTIONS_LINE, is_refusal, refusal_error
+from protocol.refusals import (
+    TOO_MANY_CONNECTIONS_LINE,
+    http_refusal,
+    is_refusal,
+    looks_like_http,
+    refusal_error,
+)
+from protocol.resp_dialect import RespDialect
 
 __all__ = [
     "CLOSED",
     "DEFAULT_MAX_FRAME",
-    "DEFAULT_MAX_LINE",
     "HARD_MAX_FRAME",
     "IDEMPOTENT_METHODS",
-    "INLINE_COMMANDS",
     "MAX_MSGID",
     "METHODS",
     "NEED_DATA",
@@ -80,28 +73,22 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "FrameDecoder",
-    "InlineDecoder",
     "LocalProtocolError",
     "MethodSpec",
     "ProtocolError",
     "Reject",
     "RemoteProtocolError",
     "Request",
+    "RespDialect",
     "Response",
-    "TextDialect",
     "encode",
     "encode_request",
     "encode_response",
-    "format_inline_error",
-    "format_inline_reply",
     "frame",
     "http_refusal",
-    "inline_to_request",
     "is_refusal",
     "looks_like_http",
     "message_from_obj",
-    "quote_arg",
     "refusal_error",
-    "split_args",
     "validate_params",
 ]

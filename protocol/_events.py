@@ -1,7 +1,7 @@
 """The events a server-side connection hands out (protocol/connection.py's Connection).
 
-Strategy: their own module so that every dialect (binary and inline in connection.py,
-the Redis protocol in resp_dialect.py) builds them without importing the Connection.
+Strategy: their own module so that every dialect (binary in connection.py, the Redis
+protocol in resp_dialect.py) builds them without importing the Connection.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ __all__ = ["Close", "Event", "Reject"]
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """A request refused while parsing (e.g. an inline line with an unbalanced quote).
+    """A request refused while parsing; the connection goes on.
 
-    Send `data` in its turn; the connection goes on with the next request.
+    Send `data` in its turn, then go on with the next request. Part of the dialect
+    interface; neither the binary nor the Redis dialect produces one today (their
+    errors are a command's reply or a terminal `Close`).
     """
 
     error: ErrorInfo

@@ -117,6 +117,10 @@ def _string2ll(digits: bytes) -> int | None:
 # --- inline commands: sdssplitargs ------------------------------------------------
 
 _ISSPACE = frozenset(b" \t\n\v\f\r")
+# A line without quotes is only bare words: each starts at a non-blank (C isspace) and
+# runs to space, tab, CR or LF (so \v and \f inside a word belong to it). One findall
+# then splits it as the loop below would (a property test compares the two).
+_BARE_WORD = re.compile(rb"[^ \t\n\v\f\r][^ \t\r\n]*")
 _BARE_RUN = re.compile(rb"[^ \t\r\n\"']+")
 _DQ_RUN = re.compile(rb'[^"\\]+')
 _SQ_RUN = re.compile(rb"[^'\\]+")
@@ -146,6 +150,8 @@ def split_inline(line: bytes) -> list[bytes] | None:
     nul = line.find(b"\x00")
     if nul >= 0:
         line = line[:nul]
+    if b'"' not in line and b"'" not in line:
+        return _BARE_WORD.findall(line)
     n = len(line)
     args: list[bytes] = []
     i = 0

@@ -10,12 +10,12 @@ Strategy / invariants:
   below 0x20 a binary frame, except that tab, LF and CR are text when a frame
   starting with them could not fit the configured max_frame; printable ASCII is
   text; anything else is a fatal error. A dialect is one implementation of the
-  `Dialect` interface: `BinaryDialect` (length-prefixed msgpack) and `TextDialect`
-  (today's inline line format, protocol/inline.py), and `RespDialect`
-  (protocol/resp_dialect.py), the Redis protocol, for a connection whose first byte
-  is `*` (a multibulk request); for now the other printable bytes stay inline text.
+  `Dialect` interface: `BinaryDialect` (length-prefixed msgpack) and, for text,
+  `RespDialect` (protocol/resp_dialect.py): the Redis protocol, multibulk and
+  inline commands, which also refuses an HTTP request line.
 - Events: `Request` (protocol.messages; run it, answer with `send`), `Reject` (a
-  request refused while parsing: send its bytes, the connection goes on) and
+  request refused while parsing: send its bytes, the connection goes on; part of
+  the interface for any dialect, though neither of today's two produces one) and
   `Close` (terminal: send its bytes, then close the connection). Every request-shape
   rule is applied here, once: a frame that is not `[0, msgid, method, params]` is a
   fatal `Close`; params are checked later by `validate_params`.
@@ -36,16 +36,7 @@ import msgpack
 
 from protocol._events import Close, Event, Reject
 from protocol._framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_response
-from protocol.errors import ErrorCode, ProtocolError, RemoteProtocolError
-from protocol.inline import (
-    DEFAULT_MAX_LINE,
-    InlineDecoder,
-    format_inline_error,
-    format_inline_reply,
-    http_refusal,
-    inline_to_request,
-    looks_like_http,
-)
+from protocol.errors import ErrorCode, RemoteProtocolError
 from protocol.messages import MAX_MSGID, ErrorInfo, Request, message_from_obj
 from protocol.resp_dialect import RespDialect
 
@@ -58,7 +49,6 @@ __all__ = [
     "Dialect",
     "Event",
     "Reject",
-    "TextDialect",
     "readable_msgid",
 ]
 
@@ -179,93 +169,6 @@ class BinaryDialect:
         return encode_response(msgid, result, error)
 
 
-# ---------------------------------------------------------------- text lines
-
-
-class TextDialect:
-    """Today's inline line format (docs/protocol.md section 8), one command per line.
-
-    The first line is also checked for an HTTP request line (answered with
-    `http_refusal`, then closed). The tokenizer is protocol.inline's, linear in the
-    line. Text has no msgids: requests carry msgid 0 and replies go in order.
-    """
-
-    name = "text"
-    __slots__ = ("_decoder", "_ended", "_head", "_http_port", "_max_line")
-
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE, http_port: int | None = None) -> None:
-        self._decoder = InlineDecoder(max_line=max_line)
-        self._max_line = max_line
-        self._http_port = http_port
-        self._head: bytearray | None = bytearray()  # before the first line end (HTTP sniffing)
-        self._ended = False
-
-    def feed(self, data: bytes) -> list[Event]:
-        if self._ended:
-            return []
-        events: list[Event] = []
-        head = self._head
-        if head is not None:
-            # Until the first line end, bytes gather in `head` (a bytearray, so a line
-            # trickling in byte by byte is copied once, and only new bytes are searched).
-            end = data.find(b"\n")
-            if end < 0:
-                head += data
-                if len(head) > self._max_line + 1:
-                    error = ErrorInfo.from_code(
-                        ErrorCode.PROTOCOL_ERROR, f"inline line longer than {self._max_line} bytes"
-                    )
-                    return self._end(events, Close(error, format_inline_error(error)))
-                return events
-            if looks_like_http(bytes(head) + data[: end + 1]):
-                error = ErrorInfo.from_code(ErrorCode.PROTOCOL_ERROR, "HTTP on the binary port")
-                return self._end(events, Close(error, http_refusal(self._http_port or 0)))
-            self._head = None
-            data = bytes(head) + data
-        decoder = self._decoder
-        while True:
-            try:
-                lines = decoder.feed(data)
-            except RemoteProtocolError as exc:
-                if self._lines(exc.messages, events):
-                    return events
-                error = ErrorInfo.from_code(exc.code, exc.message)
-                if decoder.failed:  # a line over max_line: the stream cannot be trusted
-                    return self._end(events, Close(error, format_inline_error(error)))
-                # A malformed line fails alone; the lines after it are still buffered.
-                events.append(Reject(error, format_inline_error(error)))
-                data = b""
-                continue
-            self._lines(lines, events)
-            return events
-
-    def _lines(self, lines: list[list[bytes]], events: list[Event]) -> bool:
-        """Append one event per line; True once a terminal event (QUIT) ended it."""
-        for argv in lines:
-            try:
-                method, params = inline_to_request(argv)
-            except ProtocolError as exc:
-                error = ErrorInfo.from_code(exc.code, exc.message)
-                events.append(Reject(error, format_inline_error(error)))
-                continue
-            if method == "quit":
-                self._end(events, Close(None, format_inline_reply("quit", True)))
-                return True
-            events.append(Request(0, method, list(params)))
-        return False
-
-    def _end(self, events: list[Event], close: Close) -> list[Event]:
-        self._ended = True
-        self._head = None
-        events.append(close)
-        return events
-
-    def render(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
-        if error is not None:
-            return format_inline_error(error)
-        return format_inline_reply(request.method, result)
-
-
 # ---------------------------------------------------------------- the connection
 
 Render = Callable[[Request, Any, ErrorInfo | None], bytes]
@@ -278,24 +181,29 @@ def _no_render(request: Request, result: Any, error: ErrorInfo | None) -> bytes:
 _TEXT_CONTROLS = frozenset(b"\t\n\r")
 
 
+def _resp(max_frame: int, http_port: int | None) -> Dialect:
+    return RespDialect(max_bulk=max_frame, http_port=http_port)
+
+
 class Connection:
     """One server-side connection: dialect sniffing, events, replies, fatal state.
 
     Args:
-        max_frame: the largest request frame accepted (binary dialect).
-        max_line: the longest text line accepted.
+        max_frame: the largest request frame accepted (binary dialect), and the
+            largest bulk string of a Redis request.
         http_port: named in the refusal sent to an HTTP client on this port.
         text: builds the dialect of a connection that starts with text, as
-            text(max_line, http_port); TextDialect by default. Another text dialect
-            (the Redis protocol) plugs in here, without a branch in this class.
+            text(max_frame, http_port); the Redis protocol (RespDialect) by
+            default. Another text dialect plugs in here, without a branch in this
+            class.
 
     Example:
         >>> conn = Connection()
-        >>> conn.receive_data(b"PUT k v\\r\\nGET k\\r\\n")
-        >>> [e.method for e in conn.events()]
-        ['put', 'get']
-        >>> conn.send(Request(0, "put", [b"k", b"v"]), True, None)
-        b'+OK\\n'
+        >>> conn.receive_data(b'SET k "a b"\\r\\n*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n')
+        >>> [(e.method, e.params) for e in conn.events()]
+        [('set', [b'SET', b'k', b'a b']), ('get', [b'GET', b'k'])]
+        >>> conn.dialect.name
+        'resp'
     """
 
     __slots__ = (
@@ -306,7 +214,6 @@ class Connection:
         "dialect",
         "http_port",
         "max_frame",
-        "max_line",
         "render",
     )
 
@@ -314,13 +221,11 @@ class Connection:
         self,
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
-        max_line: int = DEFAULT_MAX_LINE,
         http_port: int | None = None,
-        text: Callable[[int, int | None], Dialect] = TextDialect,
+        text: Callable[[int, int | None], Dialect] = _resp,
     ) -> None:
         self._text = text
         self.max_frame = max_frame
-        self.max_line = max_line
         self.http_port = http_port
         self.dialect: Dialect | None = None
         # The dialect's render, once known: what `send` calls (hot paths may call it
@@ -357,10 +262,8 @@ class Connection:
     def _sniff(self, first: int) -> Dialect | None:
         if first < 0x20 and not (first in _TEXT_CONTROLS and first << 24 > self.max_frame):
             return BinaryDialect(self.max_frame)
-        if first == 0x2A:  # '*': a Redis multibulk request (docs/redis.md)
-            return RespDialect(max_bulk=self.max_frame)
         if first < 0x7F:
-            return self._text(self.max_line, self.http_port)
+            return self._text(self.max_frame, self.http_port)
         return None
 
     def _push(self, events: list[Event]) -> None:

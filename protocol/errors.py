@@ -65,8 +65,8 @@ class ErrorCode(IntEnum):
 class ProtocolError(Exception):
     """Root of the protocol errors; `code` says which rule was broken.
 
-    Raised directly (not as a subclass) by `validate_params` and
-    `inline_to_request`, whose input may come from either side.
+    Raised directly (not as a subclass) by `validate_params`, whose input may
+    come from either side.
 
     Args:
         message: a human-readable explanation.

@@ -1,16 +1,22 @@
 """The Redis protocol as a connection dialect: RESP requests in, events out.
 
 Strategy / invariants:
-- A `Dialect` (protocol/connection.py) like the binary and inline ones: `feed(bytes)`
-  returns events, `render(request, result, error)` returns a reply's bytes. The
-  bytes are read by `RespReader` (multibulk and inline, Redis's exact framing and
-  protocol errors, hiredis when installed); nothing here raises on any input.
+- A `Dialect` (protocol/connection.py) like the binary one: `feed(bytes)` returns
+  events, `render(request, result, error)` returns a reply's bytes. It is the
+  dialect of every connection whose first byte is text. The bytes are read by
+  `RespReader` (multibulk and inline, Redis's exact framing and protocol errors,
+  hiredis when installed); nothing here raises on any input.
+- HTTP on this port: a connection that does not start with `*` keeps its bytes up
+  to the first `\\n` (at most one inline line, 64 KiB, so the copy is bounded); if
+  that line is an HTTP request line (`looks_like_http`) the only event is a `Close`
+  carrying `http_refusal`, and nothing of it runs. The bytes still go to the reader
+  as they arrive, which can yield no command before that `\\n` anyway.
 - A request becomes `Request(0, name, argv)`: `name` is the command's lower-case
   name, or "unknown" for a name not in the command table (so the names a server
   labels its metrics with stay a bounded set), `argv` the whole request as bytes,
   name first. What a command means is the server's business (protocol.redis_commands
   parses it there, with the server's clock); this module only moves bytes.
-- QUIT is terminal here, as the inline dialect's is: `+OK`, then nothing more.
+- QUIT is terminal: `+OK`, then nothing more.
   A framing error (`ProtocolFailure`) is terminal too, with Redis's exact reply.
 - Replies are encoded by the server with the connection's RESP version (2, or 3
   after HELLO 3), because only the server knows which HELLO came first: a result
@@ -27,10 +33,11 @@ from typing import Any, Final
 
 from protocol._events import Close, Event
 from protocol._redis_table import COMMANDS
-from protocol._resp_reader import ProtocolFailure, RespReader
+from protocol._resp_reader import INLINE_MAX, ProtocolFailure, RespReader
 from protocol._resp_writer import encode_error
 from protocol.errors import ErrorCode
 from protocol.messages import ErrorInfo, Request
+from protocol.refusals import http_refusal, looks_like_http
 
 __all__ = ["OOM_ERROR", "RespDialect", "error_line"]
 
@@ -79,6 +86,7 @@ class RespDialect:
         max_bulk: the largest bulk string of a request (the server passes its
             max_frame, so no request is larger than a binary one may be).
         use_hiredis: None picks hiredis's C reader when importable.
+        http_port: named in the refusal an HTTP request line gets (0 if None).
 
     Example:
         >>> d = RespDialect(use_hiredis=False)
@@ -89,15 +97,27 @@ class RespDialect:
     """
 
     name = "resp"
-    __slots__ = ("_ended", "_reader")
+    __slots__ = ("_ended", "_head", "_http_port", "_reader")
 
-    def __init__(self, max_bulk: int = 512 * 1024 * 1024, use_hiredis: bool | None = None) -> None:
+    def __init__(
+        self,
+        max_bulk: int = 512 * 1024 * 1024,
+        use_hiredis: bool | None = None,
+        http_port: int | None = None,
+    ) -> None:
         self._reader = RespReader(use_hiredis=use_hiredis, max_bulk=max_bulk)
         self._ended = False
+        self._http_port = http_port or 0
+        # The first line, while it may still be an HTTP request line; None once decided.
+        self._head: bytearray | None = bytearray()
 
     def feed(self, data: bytes) -> list[Event]:
         if self._ended:
             return []
+        if self._head is not None and data and self._http(data):
+            self._ended = True
+            error = ErrorInfo.from_code(ErrorCode.PROTOCOL_ERROR, "HTTP on the binary port")
+            return [Close(error, http_refusal(self._http_port))]
         reader = self._reader
         reader.feed(data)
         events: list[Event] = []
@@ -120,6 +140,23 @@ class RespDialect:
                 append(Close(None, _QUIT_OK))
                 return events
             append(Request(0, name, argv))
+
+    def _http(self, data: bytes) -> bool:
+        """Whether the first line, now that `data` came, is an HTTP request line."""
+        head = self._head
+        assert head is not None
+        if not head and data[0] == 0x2A:  # '*': a multibulk, never HTTP
+            self._head = None
+            return False
+        end = data.find(b"\n")
+        if end < 0:
+            head += data[: INLINE_MAX + 1 - len(head)]
+            if len(head) > INLINE_MAX:  # too long for either; the reader refuses it
+                self._head = None
+            return False
+        head += data[: end + 1]
+        self._head = None
+        return looks_like_http(bytes(head))
 
     def render(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
         if error is None:

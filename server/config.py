@@ -66,7 +66,7 @@ class ServerConfig:
     max_keys: int | None = None  # most keys held (STORE_FULL for new keys past it); 0: no limit
     # --- listeners ---
     host: str = "127.0.0.1"  # loopback by default: exposing the store is a decision
-    port: int = 7379  # binary (and inline text) protocol
+    port: int = 7379  # binary protocol and the Redis protocol (RESP)
     http_port: int = 7380  # HTTP adapter
     # --- security ---
     auth: str | None = None  # shared token; None: no authentication
@@ -153,7 +153,7 @@ class ServerConfig:
 _FLAGS: dict[str, tuple[type, str]] = {
     "data": (Path, "data directory of the store (default ./data)"),
     "host": (str, "address to bind, both ports (default 127.0.0.1)"),
-    "port": (int, "binary/inline protocol port (default 7379)"),
+    "port": (int, "binary and Redis protocol port (default 7379)"),
     "http_port": (int, "HTTP adapter port (default 7380)"),
     "sync": (str, "fsync policy: always | interval | never (default always)"),
     "sync_interval_ms": (int, "background fsync period for --sync interval, ms (default 1000)"),

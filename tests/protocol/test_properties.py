@@ -1,4 +1,4 @@
-"""Hypothesis properties of the decoders and the quoting."""
+"""Hypothesis properties of the frame decoder (the Redis reader's are in test_resp_reader.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,11 @@ from protocol import (
     ErrorCode,
     ErrorInfo,
     FrameDecoder,
-    InlineDecoder,
-    ProtocolError,
     RemoteProtocolError,
     Request,
     Response,
     encode,
     frame,
-    quote_arg,
-    split_args,
 )
 
 settings.register_profile("protocol", max_examples=300, deadline=None)
@@ -109,29 +105,3 @@ def test_trailing_junk_never_loses_good_messages(msgs: list[Any], junk: bytes) -
         got = list(exc.messages)
     assert all(_same(a, b) for a, b in zip(got, msgs, strict=False))
     assert len(got) >= len(msgs)
-
-
-@given(st.binary(max_size=200))
-def test_quote_then_split_is_identity(value: bytes) -> None:
-    printed = quote_arg(value)
-    assert b"\n" not in printed and b"\r" not in printed
-    assert split_args(printed) == [value]
-
-
-@given(st.lists(st.binary(max_size=30), min_size=1, max_size=6))
-def test_quoted_argv_line_round_trips(argv: list[bytes]) -> None:
-    line = b" ".join(quote_arg(a) for a in argv) + b"\r\n"
-    assert InlineDecoder().feed(line) == [argv]
-
-
-@given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=5))
-def test_inline_any_bytes_give_argv_or_protocol_error(data: bytes, cuts: list[int]) -> None:
-    d = InlineDecoder(max_line=64)
-    prev = 0
-    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
-        try:
-            for argv in d.feed(data[prev:cut]):
-                assert argv and all(type(a) is bytes for a in argv)
-        except ProtocolError as exc:
-            assert isinstance(exc, RemoteProtocolError)
-        prev = cut

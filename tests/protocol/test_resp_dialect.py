@@ -43,13 +43,12 @@ def test_whole_and_byte_by_byte(use_hiredis: bool | None) -> None:
     assert _requests(events) == EXPECTED
 
 
-def test_a_star_first_byte_picks_resp_and_others_stay_inline() -> None:
+@pytest.mark.parametrize("first", [b"*1\r\n$4\r\nPING\r\n", b"PING\r\n", b"\r\nPING\r\n"])
+def test_every_text_first_byte_picks_resp(first: bytes) -> None:
     conn = Connection()
-    conn.receive_data(b"*1\r\n$4\r\nPING\r\n")
+    conn.receive_data(first)
     assert conn.dialect is not None and conn.dialect.name == "resp"
-    inline = Connection()
-    inline.receive_data(b"PING\r\n")
-    assert inline.dialect is not None and inline.dialect.name == "text"
+    assert _requests(conn.events()) == [("ping", [b"PING"])]
 
 
 def test_quit_is_terminal_and_nothing_after_it_runs() -> None:

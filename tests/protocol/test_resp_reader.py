@@ -344,6 +344,20 @@ def test_split_inline_matches_sdssplitargs_port(line: bytes) -> None:
     assert split_inline(line) == naive_split(line)
 
 
+bare_lines = st.lists(
+    st.sampled_from([b"a", b"b", b" ", b"\t", b"\x0b", b"\x0c", b"\r", b"\n", b"\\", b"x",
+                     b"\x00", b"\xff"]),
+    max_size=40,
+).map(b"".join)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(line=bare_lines)
+def test_split_inline_fast_path_for_lines_without_quotes(line: bytes) -> None:
+    # split_inline splits a line without quotes with one regex: the same answer
+    assert split_inline(line) == naive_split(line)
+
+
 def test_split_inline_is_linear_on_pathological_lines() -> None:
     # the issue-9 freeze: unbalanced quotes and 64 KiB of backslashes
     assert split_inline(b'GET "' + b"a" * INLINE_MAX) is None

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import InlineDecoder, ProtocolError
 from repl._parse import ParseError, escape_bytes, quote, tokenize, unescape
 
 
@@ -102,24 +101,3 @@ def test_quote_round_trips_any_bytes(value: bytes) -> None:
 def test_a_line_of_quoted_arguments_round_trips(args: list[bytes]) -> None:
     line = " ".join(quote(a) for a in args)
     assert values(line) == args
-
-
-@given(st.lists(st.binary(max_size=16), min_size=1, max_size=5))
-def test_lines_mean_the_same_to_the_server(args: list[bytes]) -> None:
-    """What the shell sends as arguments is what the inline protocol would read."""
-    line = " ".join(quote(a) for a in args)
-    assert InlineDecoder().feed(line.encode() + b"\n") == [args]
-    assert values(line) == args
-
-
-@pytest.mark.parametrize(
-    "line", ['get "open', 'get "a"b', 'get a"b', 'get "\\q"', 'get "\\x4"', "get a\\x00 b"]
-)
-def test_the_shell_rejects_what_the_protocol_rejects(line: str) -> None:
-    try:
-        expected = InlineDecoder().feed(line.encode() + b"\n")
-    except ProtocolError:
-        with pytest.raises(ParseError):
-            tokenize(line)
-    else:
-        assert [values(line)] == expected

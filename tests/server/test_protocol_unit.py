@@ -19,6 +19,7 @@ import bitcask
 from protocol import TOO_MANY_CONNECTIONS_LINE
 from server._dispatch import Dispatcher
 from server._metrics import Metrics
+from server._redis import RedisDispatcher
 from server._state import ServerState
 from server._writer import Writer
 from server.binary import BinaryProtocol
@@ -119,6 +120,14 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Factory, Any, FakeHost]]:
             max_value_size=db.options.max_value_size,
             server_stats=dict,
         )
+        redis = RedisDispatcher(
+            db,
+            writer,
+            cfg,
+            max_key_size=db.options.max_key_size,
+            max_value_size=db.options.max_value_size,
+            info=dict,
+        )
         state = ServerState(
             config=cfg,
             store=db,
@@ -128,6 +137,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Factory, Any, FakeHost]]:
             loop=asyncio.get_running_loop(),
             http_port=7380,
             host=host,
+            redis=redis,
         )
         proto = BinaryProtocol(state)
         transport = MockTransport()
@@ -203,13 +213,26 @@ async def test_fatal_frame_answers_what_came_before_then_closes(setup: Any) -> N
 
 
 async def test_text_quit_closes_and_runs_nothing_after(setup: Any) -> None:
+    # text is the Redis protocol (inline commands here): QUIT is terminal
     make, db, _ = setup
     proto, transport = make()
-    proto.data_received(b"PING\r\nQUIT\r\nPUT k v\r\n")
+    proto.data_received(b"SET k1 v\r\nPING\r\nQUIT\r\nSET k2 v\r\n")
     await settle(db)
-    assert bytes(transport.buffer) == b"+PONG\n+OK\n"
+    assert bytes(transport.buffer) == b"+OK\r\n+PONG\r\n+OK\r\n"
     assert transport.closed
-    assert db.get(b"k") is None
+    assert db.get(b"k1") == b"v" and db.get(b"k2") is None
+
+
+async def test_an_unbalanced_quote_answers_then_closes(setup: Any) -> None:
+    make, db, _ = setup
+    proto, transport = make()
+    proto.data_received(b'SET k1 v\r\nSET k2 "v\r\nSET k3 v\r\n')
+    await settle(db)
+    assert bytes(transport.buffer) == (
+        b"+OK\r\n-ERR Protocol error: unbalanced quotes in request\r\n"
+    )
+    assert transport.closed
+    assert db.get(b"k1") == b"v" and db.get(b"k2") is None and db.get(b"k3") is None
 
 
 async def test_refused_at_once_at_the_cap(setup: Any) -> None:

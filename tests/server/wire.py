@@ -2,7 +2,8 @@
 
 It speaks the wire format with msgpack directly (not through protocol/), so the tests
 also check the bytes the server sends against CONTRACTS.md rather than against our own
-decoder.
+decoder. `Inline` speaks the Redis protocol the way `nc` does (inline command lines)
+and reads RESP replies by hand, for the same reason.
 """
 
 from __future__ import annotations
@@ -122,8 +123,22 @@ class Conn:
         return False
 
 
+class ReplyError(str):
+    """A RESP error reply (`-ERR ...`), as its text without `-`; a str, so
+    `reply.startswith("ERR ")` works and `isinstance(reply, ReplyError)` tells it
+    from a simple string."""
+
+
 class Inline:
-    """One inline-text connection (what `nc` would do)."""
+    """One Redis-protocol connection sending inline commands (what `nc` would do).
+
+    Replies are read as RESP2/RESP3 values: `+OK` -> "OK" (str), `-ERR x` ->
+    ReplyError("ERR x"), `:1` -> 1, `$5 hello` -> b"hello", nil -> None, arrays ->
+    lists, maps -> dicts, doubles -> float, booleans -> bool.
+
+    Example:
+        with Inline(port) as c: c.cmd(b'SET k "a b"') -> "OK"
+    """
 
     def __init__(self, port: int, timeout: float = TIMEOUT) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -142,18 +157,57 @@ class Inline:
     def send(self, text: bytes) -> None:
         self.sock.sendall(text)
 
+    def _fill(self) -> None:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError(f"closed; buffered {self.buf!r:.200}")
+        self.buf += chunk
+
     def line(self) -> bytes:
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed; buffered {self.buf!r}")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
+        """The next raw line, without its CRLF."""
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, _, self.buf = self.buf.partition(b"\r\n")
         return line
 
-    def cmd(self, text: bytes) -> bytes:
+    def _exactly(self, n: int) -> bytes:
+        while len(self.buf) < n + 2:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n + 2 :]
+        return data
+
+    def reply(self) -> Any:
+        """The next reply, parsed (see the class docstring)."""
+        line = self.line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode("utf-8", "surrogateescape")
+        if kind == b"-":
+            return ReplyError(rest.decode("utf-8", "surrogateescape"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"_":
+            return None
+        if kind == b",":
+            return float(rest)
+        if kind == b"#":
+            return rest == b"t"
+        if kind in (b"$", b"=", b"!"):
+            n = int(rest)
+            return None if n < 0 else self._exactly(n)
+        if kind in (b"*", b"~", b"%", b">"):
+            n = int(rest)
+            if n < 0:
+                return None
+            if kind == b"%":
+                return {self.reply(): self.reply() for _ in range(n)}
+            return [self.reply() for _ in range(n)]
+        raise AssertionError(f"not a RESP reply: {line!r:.200}")
+
+    def cmd(self, text: bytes) -> Any:
+        """Send one inline command line and return its reply."""
         self.send(text + b"\r\n")
-        return self.line()
+        return self.reply()
 
     def read_all(self) -> bytes:
         """Everything until the server closes (a reset counts as the close)."""
