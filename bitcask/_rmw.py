@@ -442,6 +442,9 @@ class Watch:
     keys: tuple[bytes, ...]
     seen: tuple[int, ...]
     _owner: Watches | None = field(default=None, repr=False)
+    # per key, the expiry it had while live when watched (0: none, or already
+    # expired): once that passes, the watch counts as changed (Redis 7's rule)
+    expires: tuple[int, ...] = ()
 
     @staticmethod
     def combine(watches: list[Watch]) -> Watch:
@@ -453,10 +456,12 @@ class Watch:
         """
         keys: tuple[bytes, ...] = ()
         seen: tuple[int, ...] = ()
+        expires: tuple[int, ...] = ()
         for w in watches:
             keys += w.keys
             seen += w.seen
-        return Watch(keys, seen, watches[0]._owner if watches else None)
+            expires += w.expires or (0,) * len(w.keys)
+        return Watch(keys, seen, watches[0]._owner if watches else None, expires)
 
     def release(self) -> None:
         """Stop counting writes for these keys (idempotent)."""
@@ -479,14 +484,24 @@ class Watches:
         self._refs: dict[bytes, int] = {}
         self._lock = threading.Lock()
 
-    def watch(self, keys: Iterable[bytes]) -> Watch:
+    def watch(
+        self, keys: Iterable[bytes], expiry: dict[bytes, int] | None = None, now_ms: int = 0
+    ) -> Watch:
+        """Count writes of ``keys`` from now on; with ``expiry`` (the keydir's) also
+        remember when each live key expires."""
         ks = tuple(_key(k) for k in keys)
         with self._lock:
             for k in ks:
                 self._refs[k] = self._refs.get(k, 0) + 1
                 self.counts.setdefault(k, 0)
             seen = tuple(self.counts[k] for k in ks)
-        return Watch(ks, seen, self)
+        # Read after the counts: a write in between shows as a count change.
+        exps: tuple[int, ...] = ()
+        if expiry:
+            got = tuple(expiry.get(k, 0) for k in ks)
+            if any(got):
+                exps = tuple(e if e > now_ms else 0 for e in got)
+        return Watch(ks, seen, self, exps)
 
     def release(self, keys: Iterable[bytes]) -> None:
         with self._lock:
@@ -498,13 +513,16 @@ class Watches:
                     self._refs.pop(k, None)
                     self.counts.pop(k, None)
 
-    def changed(self, watch: Watch) -> bool:
-        """Was any key of ``watch`` written since it was taken? (caller holds the
-        writer lock, so no write runs meanwhile)."""
+    def changed(self, watch: Watch, now_ms: int | None = None) -> bool:
+        """Was any key of ``watch`` written since it was taken, or (given ``now_ms``)
+        has one that was live expired since? (caller holds the writer lock, so no
+        write runs meanwhile). Reclaiming an expired key is no write."""
         if watch._owner is not self:
             raise ValueError("this watch was released or belongs to another store")
         counts = self.counts
-        return any(counts.get(k, -1) != n for k, n in zip(watch.keys, watch.seen, strict=True))
+        if any(counts.get(k, -1) != n for k, n in zip(watch.keys, watch.seen, strict=True)):
+            return True
+        return now_ms is not None and any(0 < e <= now_ms for e in watch.expires)
 
     def bump(self, keys: Iterable[bytes]) -> None:
         """Count a write of each of ``keys`` that is watched (writer, under its lock)."""
