@@ -44,6 +44,7 @@ __all__ = [
     "Incr",
     "IncrFloat",
     "KeyBudget",
+    "MSetNx",
     "Op",
     "Persist",
     "Rename",
@@ -415,6 +416,30 @@ class Rename(Op):
         if self.dst == self.key:
             return True, []
         return True, [(self.key, None, 0), (self.dst, value, exp)]
+
+
+@dataclass(frozen=True)
+class MSetNx(Op):
+    """Store every (key, value) of ``pairs`` only if none of the keys is present (all
+    or nothing, as Redis's MSETNX). Result: whether they were stored."""
+
+    pairs: tuple[tuple[bytes, bytes], ...]
+    key: bytes = b""
+
+    def __post_init__(self) -> None:
+        pairs = tuple((_key(k), _key(v, "value")) for k, v in self.pairs)
+        if not pairs:
+            raise ValueError("MSetNx needs at least one pair")
+        object.__setattr__(self, "pairs", pairs)
+        object.__setattr__(self, "key", pairs[0][0])
+
+    def keys(self) -> tuple[bytes, ...]:
+        return tuple(k for k, _ in self.pairs)
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        if any(view.get(k)[0] is not None for k, _ in self.pairs):
+            return False, []
+        return True, [(k, v, 0) for k, v in self.pairs]
 
 
 @dataclass(frozen=True)
