@@ -43,11 +43,10 @@ def install() -> Path:
         if not (target / "node_modules" / ".installed").exists():
             for name in ("package.json", "package-lock.json"):
                 shutil.copyfile(HERE / name, target / name)
+            npm_ci = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
+            npm_ci += ["--loglevel=error", "--cache", str(ROOT / ".cache" / "npm")]
             done = subprocess.run(
-                [
-                    "npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund",
-                    "--loglevel=error", "--cache", str(ROOT / ".cache" / "npm"),
-                ],  # fmt: skip
+                npm_ci,
                 cwd=target,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -55,7 +54,9 @@ def install() -> Path:
                 timeout=NPM_TIMEOUT,
             )
             if done.returncode != 0:
-                raise RuntimeError(f"npm ci failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+                raise RuntimeError(
+                    f"npm ci failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+                )
             (target / "node_modules" / ".installed").touch()
     return target
 
