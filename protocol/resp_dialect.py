@@ -79,6 +79,8 @@ class RespDialect:
         max_bulk: the largest bulk string of a request (the server passes its
             max_frame, so no request is larger than a binary one may be).
         use_hiredis: None picks hiredis's C reader when importable.
+        authenticated: False applies Redis's pre-AUTH limits (at most 10 arguments
+            of at most 16,384 bytes) until set_authenticated(True).
 
     Example:
         >>> d = RespDialect(use_hiredis=False)
@@ -91,9 +93,20 @@ class RespDialect:
     name = "resp"
     __slots__ = ("_ended", "_reader")
 
-    def __init__(self, max_bulk: int = 512 * 1024 * 1024, use_hiredis: bool | None = None) -> None:
-        self._reader = RespReader(use_hiredis=use_hiredis, max_bulk=max_bulk)
+    def __init__(
+        self,
+        max_bulk: int = 512 * 1024 * 1024,
+        use_hiredis: bool | None = None,
+        authenticated: bool = True,
+    ) -> None:
+        self._reader = RespReader(
+            use_hiredis=use_hiredis, max_bulk=max_bulk, authenticated=authenticated
+        )
         self._ended = False
+
+    def set_authenticated(self, on: bool) -> None:
+        """Lift (True) or apply (False) Redis's pre-AUTH limits for what is read next."""
+        self._reader.authenticated = on
 
     def feed(self, data: bytes) -> list[Event]:
         if self._ended:
