@@ -14,7 +14,9 @@ Strategy / invariants:
 - A ``Watch`` remembers how many writes each watched key has had; the writer counts
   writes only for watched keys (memory grows with watches, not with the keyspace),
   and a batch given a watch applies only if none of its keys was written since,
-  even by writes that left the value as it was.
+  even by writes that left the value as it was, and none that was live when
+  watched has expired since (Redis 7's rule; active expiry reclaiming a key is
+  no write, see bitcask/_expiry.py).
 """
 
 from __future__ import annotations

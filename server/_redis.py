@@ -241,8 +241,6 @@ class RedisDispatcher(AdminCommands):
         refusal = self._refusal()
         if refusal is not None:
             return Done(None, refusal)
-        if step.run is not None:
-            return Async(step.run)
         assert step.ops is not None and step.shape is not None
         return Write(step.ops, step.nbytes, step.shape)
 
