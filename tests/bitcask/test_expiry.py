@@ -4,10 +4,13 @@ WATCH unless the watched key was live when watched (Redis 7's rule)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bitcask
 from bitcask import Set
@@ -175,3 +178,58 @@ def test_expire_sample_arguments_and_closed_store(tmp_path: Path) -> None:
     with pytest.raises(bitcask.StoreClosedError):
         db.expire_sample()
     assert db.expire_cycle() == 0
+
+
+KEYS = st.sampled_from([b"a", b"b", b"c"])
+STEP = st.one_of(
+    st.tuples(st.just("put"), KEYS, st.sampled_from([None, 1, 5])),
+    st.tuples(st.just("delete"), KEYS),
+    st.tuples(st.just("advance"), st.sampled_from([0.5, 2, 10])),
+    st.tuples(st.just("reclaim")),
+    st.tuples(st.just("seal")),
+    st.tuples(st.just("merge"), st.lists(st.integers(0, 7), max_size=3)),
+    st.tuples(st.just("reopen")),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(STEP, min_size=1, max_size=25))
+def test_store_matches_a_model_across_reclaim_merge_and_reopen(steps: list[Any]) -> None:
+    """Whatever order of writes, time, active expiry, (subset) merges and reopens:
+    every key answers what a dict with expiries says, so nothing resurrects."""
+    clock = Clock()
+    model: dict[bytes, tuple[bytes, int]] = {}
+    with tempfile.TemporaryDirectory() as path:
+        db = bitcask.open(path, sync="never", clock=clock)
+        try:
+            for n, step in enumerate(steps):
+                kind = step[0]
+                if kind == "put":
+                    value = b"v%d" % n
+                    db.put(step[1], value, ttl=step[2])
+                    exp = 0 if step[2] is None else int((clock.now + step[2]) * 1000)
+                    model[step[1]] = (value, exp)
+                elif kind == "delete":
+                    db.delete(step[1])
+                    model.pop(step[1], None)
+                elif kind == "advance":
+                    clock.now += step[1]
+                elif kind == "reclaim":
+                    db.expire_cycle()
+                elif kind == "seal":
+                    seal(db)
+                elif kind == "merge":
+                    sealed = sorted(db._sizes)
+                    files = sorted({sealed[i % len(sealed)] for i in step[1]}) if sealed else []
+                    if files:
+                        db._merge_files(files)
+                else:
+                    db.close()
+                    db = bitcask.open(path, sync="never", clock=clock)
+                now_ms = clock.now * 1000
+                want = {k: v for k, (v, exp) in model.items() if exp == 0 or exp > now_ms}
+                got = {k: db.get(k) for k in (b"a", b"b", b"c")}
+                assert {k: v for k, v in got.items() if v is not None} == want, step
+                assert len(db) == len(want) <= db.stored_keys()
+        finally:
+            db.close()
