@@ -34,6 +34,8 @@ __all__ = ["KEYS_PER_ROUND", "STALE_PERCENT", "Sampler", "reclaim"]
 # sample above which a cycle samples again at once.
 KEYS_PER_ROUND = 20
 STALE_PERCENT = 25
+# At most this many ring entries per key sampled are looked at in one call.
+_STALE_SKIP = 16
 
 
 class Sampler:
@@ -53,6 +55,8 @@ def reclaim(kd: Keydir, now_ms: int, limit: int) -> tuple[int, int]:
 
     Caller holds the writer's lock. Returns (keys sampled, keys reclaimed); a key of
     the ring that no longer has a TTL (deleted, persisted) is skipped, not counted.
+    (0, 0) means nothing was found to sample: no key has a TTL, or only stale
+    entries were met.
     """
     s = kd.sampler
     expiry = kd.expiry
@@ -61,12 +65,18 @@ def reclaim(kd: Keydir, now_ms: int, limit: int) -> tuple[int, int]:
         return 0, 0
     if s.pos >= len(s.ring):
         s.ring, s.pos = list(expiry), 0
-    chunk = s.ring[s.pos : s.pos + limit]
-    s.pos += len(chunk)
+    ring = s.ring
+    pos = s.pos
+    # Keys of the ring that lost their TTL since the snapshot (deleted, persisted,
+    # reclaimed, FLUSHALL) are skipped cheaply and do not count as sampled; a bound
+    # on them keeps one call short.
+    end = min(len(ring), pos + limit * _STALE_SKIP)
     kmap = kd.map
     live = kd.live
     sampled = reclaimed = ttl_sum = ttl_n = 0
-    for key in chunk:
+    while pos < end and sampled < limit:
+        key = ring[pos]
+        pos += 1
         exp = expiry.get(key)
         if exp is None:
             continue
@@ -83,6 +93,7 @@ def reclaim(kd: Keydir, now_ms: int, limit: int) -> tuple[int, int]:
                 live[fid] -= loc & SIZE_MASK
             kd.note_deleted()
         reclaimed += 1
+    s.pos = pos
     if s.pos >= len(s.ring):
         s.ring, s.pos = [], 0  # let go of the snapshot's keys at the end of a pass
     s.expired += reclaimed

@@ -650,7 +650,11 @@ class Bitcask(Writer):
                     return total
                 sampled, reclaimed = reclaim(self._kd, int(self._clock() * 1000), KEYS_PER_ROUND)
             total += reclaimed
-            if reclaimed * 100 <= sampled * STALE_PERCENT or time.monotonic() >= deadline:
+            if sampled:
+                done = reclaimed * 100 <= sampled * STALE_PERCENT
+            else:  # only stale ring entries met: go on through them, as Redis does
+                done = not self._kd.expiry
+            if done or time.monotonic() >= deadline:
                 return total
 
     def expiry_stats(self) -> dict[str, int]:

@@ -233,3 +233,16 @@ def test_store_matches_a_model_across_reclaim_merge_and_reopen(steps: list[Any])
                 assert len(db) == len(want) <= db.stored_keys()
         finally:
             db.close()
+
+
+def test_stale_ring_entries_are_skipped(db: bitcask.Bitcask, clock: Clock) -> None:
+    """After a FLUSHALL-like mass delete the pass's snapshot is mostly stale: a
+    cycle goes through it to the keys that still expire."""
+    for i in range(2000):
+        db.put(b"gone%d" % i, b"x", ttl=100)
+    db.expire_sample(1)  # the pass's snapshot now holds the 2000 keys
+    db.write_batch([("delete", b"gone%d" % i) for i in range(2000)])
+    db.put(b"late", b"x", ttl=1)
+    clock.now += 5
+    assert db.expire_cycle(budget_ms=10_000) == 1
+    assert db.stored_keys() == 0
