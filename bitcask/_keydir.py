@@ -22,6 +22,10 @@ from __future__ import annotations
 import sys
 import threading
 from bisect import bisect_left, bisect_right
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._expiry import Sampler
 
 __all__ = ["FID_SHIFT", "MAX_FILE_ID", "OFF_MASK", "SIZE_MASK", "Keydir", "pack"]
 
@@ -49,6 +53,7 @@ class Keydir:
         "live",
         "map",
         "new_keys",
+        "sampler",
     )
 
     def __init__(self) -> None:
@@ -65,6 +70,10 @@ class Keydir:
         self._index: list[bytes] | None = None
         self._deleted = 0
         self._index_lock = threading.Lock()
+        from ._expiry import Sampler  # here: _expiry imports this module
+
+        # active expiry's cursor and counters (bitcask/_expiry.py)
+        self.sampler: Sampler = Sampler()
 
     def compute_live(self) -> None:
         """Recompute ``live`` in one pass over the keydir (after loading)."""

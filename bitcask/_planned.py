@@ -81,7 +81,9 @@ class PlannedWrites:
             >>> with db.watch(b"a") as w: db.commit([("put", b"a", b"2")], watch=w)
             [None]
         """
-        return self._watches.watch(as_bytes(k, "key") for k in keys)
+        return self._watches.watch(
+            (as_bytes(k, "key") for k in keys), self._expiry, int(self._clock() * 1000)
+        )
 
     def _planned_one(
         self, ops: Sequence[object], watch: Watch | None, sync: bool | None
@@ -123,13 +125,15 @@ class PlannedWrites:
                 if self._max_keys and not budget.fits(present, absent):
                     raise self._full()
 
-            view = View(self.get, self._expiry, kmap.keys, int(self._clock() * 1000))  # type: ignore[attr-defined]
+            now_ms = int(self._clock() * 1000)
+            view = View(self.get, self._expiry, kmap.keys, now_ms)  # type: ignore[attr-defined]
+            watches_ = self._watches
             plans = plan_group(
                 [list(batches[i]) for i in todo],
                 [watches[i] for i in todo],
                 view,
                 expiry_ms=self._expiry_of,
-                changed=self._watches.changed,
+                changed=lambda w: watches_.changed(w, now_ms),
                 new_keys_allowed=allowed,
                 max_value=self._max_value,
             )

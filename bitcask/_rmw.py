@@ -14,7 +14,9 @@ Strategy / invariants:
 - A ``Watch`` remembers how many writes each watched key has had; the writer counts
   writes only for watched keys (memory grows with watches, not with the keyspace),
   and a batch given a watch applies only if none of its keys was written since,
-  even by writes that left the value as it was.
+  even by writes that left the value as it was, and none that was live when
+  watched has expired since (Redis 7's rule; active expiry reclaiming a key is
+  no write, see bitcask/_expiry.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
     "Incr",
     "IncrFloat",
     "KeyBudget",
+    "MSetNx",
     "Op",
     "Persist",
     "Rename",
@@ -418,6 +421,30 @@ class Rename(Op):
 
 
 @dataclass(frozen=True)
+class MSetNx(Op):
+    """Store every (key, value) of ``pairs`` only if none of the keys is present (all
+    or nothing, as Redis's MSETNX). Result: whether they were stored."""
+
+    pairs: tuple[tuple[bytes, bytes], ...]
+    key: bytes = b""
+
+    def __post_init__(self) -> None:
+        pairs = tuple((_key(k), _key(v, "value")) for k, v in self.pairs)
+        if not pairs:
+            raise ValueError("MSetNx needs at least one pair")
+        object.__setattr__(self, "pairs", pairs)
+        object.__setattr__(self, "key", pairs[0][0])
+
+    def keys(self) -> tuple[bytes, ...]:
+        return tuple(k for k, _ in self.pairs)
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        if any(view.get(k)[0] is not None for k, _ in self.pairs):
+            return False, []
+        return True, [(k, v, 0) for k, v in self.pairs]
+
+
+@dataclass(frozen=True)
 class Clear(Op):
     """Delete every key (one atomic batch). Result: how many keys were deleted."""
 
@@ -442,6 +469,9 @@ class Watch:
     keys: tuple[bytes, ...]
     seen: tuple[int, ...]
     _owner: Watches | None = field(default=None, repr=False)
+    # per key, the expiry it had while live when watched (0: none, or already
+    # expired): once that passes, the watch counts as changed (Redis 7's rule)
+    expires: tuple[int, ...] = ()
 
     @staticmethod
     def combine(watches: list[Watch]) -> Watch:
@@ -453,10 +483,12 @@ class Watch:
         """
         keys: tuple[bytes, ...] = ()
         seen: tuple[int, ...] = ()
+        expires: tuple[int, ...] = ()
         for w in watches:
             keys += w.keys
             seen += w.seen
-        return Watch(keys, seen, watches[0]._owner if watches else None)
+            expires += w.expires or (0,) * len(w.keys)
+        return Watch(keys, seen, watches[0]._owner if watches else None, expires)
 
     def release(self) -> None:
         """Stop counting writes for these keys (idempotent)."""
@@ -479,14 +511,24 @@ class Watches:
         self._refs: dict[bytes, int] = {}
         self._lock = threading.Lock()
 
-    def watch(self, keys: Iterable[bytes]) -> Watch:
+    def watch(
+        self, keys: Iterable[bytes], expiry: dict[bytes, int] | None = None, now_ms: int = 0
+    ) -> Watch:
+        """Count writes of ``keys`` from now on; with ``expiry`` (the keydir's) also
+        remember when each live key expires."""
         ks = tuple(_key(k) for k in keys)
         with self._lock:
             for k in ks:
                 self._refs[k] = self._refs.get(k, 0) + 1
                 self.counts.setdefault(k, 0)
             seen = tuple(self.counts[k] for k in ks)
-        return Watch(ks, seen, self)
+        # Read after the counts: a write in between shows as a count change.
+        exps: tuple[int, ...] = ()
+        if expiry:
+            got = tuple(expiry.get(k, 0) for k in ks)
+            if any(got):
+                exps = tuple(e if e > now_ms else 0 for e in got)
+        return Watch(ks, seen, self, exps)
 
     def release(self, keys: Iterable[bytes]) -> None:
         with self._lock:
@@ -498,13 +540,16 @@ class Watches:
                     self._refs.pop(k, None)
                     self.counts.pop(k, None)
 
-    def changed(self, watch: Watch) -> bool:
-        """Was any key of ``watch`` written since it was taken? (caller holds the
-        writer lock, so no write runs meanwhile)."""
+    def changed(self, watch: Watch, now_ms: int | None = None) -> bool:
+        """Was any key of ``watch`` written since it was taken, or (given ``now_ms``)
+        has one that was live expired since? (caller holds the writer lock, so no
+        write runs meanwhile). Reclaiming an expired key is no write."""
         if watch._owner is not self:
             raise ValueError("this watch was released or belongs to another store")
         counts = self.counts
-        return any(counts.get(k, -1) != n for k, n in zip(watch.keys, watch.seen, strict=True))
+        if any(counts.get(k, -1) != n for k, n in zip(watch.keys, watch.seen, strict=True)):
+            return True
+        return now_ms is not None and any(0 < e <= now_ms for e in watch.expires)
 
     def bump(self, keys: Iterable[bytes]) -> None:
         """Count a write of each of ``keys`` that is watched (writer, under its lock)."""

@@ -238,7 +238,12 @@ def run_merge(
                 else:
                     loc = base | (off << 32) | size
                     if kmap.get(key) != loc:
-                        pass
+                        if older_outside and exp and exp <= now_ms and key not in kmap:
+                            # reclaimed by active expiry (bitcask/_expiry.py): it still
+                            # shadows an older value that may sit outside S
+                            raw = encode_tombstone(key, fid, ts)
+                            rec = (off, len(raw), TOMBSTONE, ts, 0, key, fid)
+                            stats["tombs"] += 1
                     elif exp and exp <= now_ms:
                         stats["expired"] += 1
                         expired.append((key, loc))

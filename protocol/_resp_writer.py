@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Context, Decimal
 from typing import Any
 
 __all__ = [
@@ -41,7 +40,6 @@ __all__ = [
     "encode_simple",
     "encode_verbatim",
     "format_double",
-    "format_stored_float",
 ]
 
 _NO_CRLF = bytes.maketrans(b"\r\n", b"  ")
@@ -144,36 +142,6 @@ def format_double(value: float) -> bytes:
     if math.isnan(value):
         return b"nan"
     return b"%.17g" % value
-
-
-_17_PLACES = Decimal(1).scaleb(-17)
-_WIDE = Context(prec=400)  # 309 integer digits of DBL_MAX + 17 decimals fit
-
-
-def format_stored_float(value: float) -> bytes:
-    """A float as INCRBYFLOAT stores and returns it: positional, no exponent, no trailing zeros.
-
-    Redis prints its long double with `%.17Lf` and cuts trailing zeros (and a bare
-    `.`), so anything below 5e-18 becomes 0. Here the double's shortest round-trip
-    digits are rounded to 17 places the same way, which gives Redis's text for the
-    values users type (`10.5` + `0.1` is `10.6`) and differs from it only in digits
-    beyond a double's precision.
-
-    Example:
-        >>> format_stored_float(10.6), format_stored_float(3.0), format_stored_float(1e20)
-        (b'10.6', b'3', b'100000000000000000000')
-        >>> format_stored_float(-0.0), format_stored_float(5e-05), format_stored_float(1e-20)
-        (b'0', b'0.00005', b'0')
-    """
-    if math.isinf(value):
-        return b"inf" if value > 0 else b"-inf"
-    fixed = Decimal(repr(value)).quantize(_17_PLACES, context=_WIDE)  # %.17Lf's rounding
-    text = format(fixed, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    if text in ("-0", ""):
-        text = "0"
-    return text.encode("ascii")
 
 
 def encode_double(value: float, proto: int) -> bytes:

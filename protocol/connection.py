@@ -43,6 +43,7 @@ from protocol.resp_dialect import RespDialect
 __all__ = [
     "CLOSED",
     "NEED_DATA",
+    "UNAUTH_MAX_FRAME",
     "BinaryDialect",
     "Close",
     "Connection",
@@ -51,6 +52,11 @@ __all__ = [
     "Reject",
     "readable_msgid",
 ]
+
+
+# The largest binary frame before authentication: the size of Redis's largest
+# pre-AUTH bulk string (a hello or auth frame is well under 1 KiB).
+UNAUTH_MAX_FRAME: Final = 16384
 
 
 class _Sentinel:
@@ -211,6 +217,7 @@ class Connection:
         "_events",
         "_next",
         "_text",
+        "auth_required",
         "dialect",
         "http_port",
         "max_frame",
@@ -223,8 +230,11 @@ class Connection:
         max_frame: int = DEFAULT_MAX_FRAME,
         http_port: int | None = None,
         text: Callable[[int, int | None], Dialect] = _resp,
+        auth_required: bool = False,
     ) -> None:
         self._text = text
+        # Redis's pre-AUTH limits, on both dialects, until set_authenticated(True)
+        self.auth_required = auth_required
         self.max_frame = max_frame
         self.http_port = http_port
         self.dialect: Dialect | None = None
@@ -261,10 +271,29 @@ class Connection:
 
     def _sniff(self, first: int) -> Dialect | None:
         if first < 0x20 and not (first in _TEXT_CONTROLS and first << 24 > self.max_frame):
+            if self.auth_required:
+                return BinaryDialect(min(self.max_frame, UNAUTH_MAX_FRAME))
             return BinaryDialect(self.max_frame)
         if first < 0x7F:
-            return self._text(self.max_frame, self.http_port)
+            dialect = self._text(self.max_frame, self.http_port)
+            if self.auth_required and type(dialect) is RespDialect:
+                dialect.set_authenticated(False)
+            return dialect
         return None
+
+    def set_authenticated(self, on: bool) -> None:
+        """Lift (True) or apply again (False: RESET) the pre-AUTH limits for the bytes
+        received next; a no-op unless ``auth_required``. Before authentication a RESP
+        request has at most 10 arguments of at most 16,384 bytes (Redis's rule) and a
+        binary frame at most UNAUTH_MAX_FRAME bytes."""
+        dialect = self.dialect
+        if not self.auth_required or dialect is None:
+            return
+        if type(dialect) is BinaryDialect:
+            limit = self.max_frame if on else min(self.max_frame, UNAUTH_MAX_FRAME)
+            dialect._decoder.max_frame = limit
+        elif type(dialect) is RespDialect:
+            dialect.set_authenticated(on)
 
     def _push(self, events: list[Event]) -> None:
         if events:

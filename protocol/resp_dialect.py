@@ -87,6 +87,8 @@ class RespDialect:
             max_frame, so no request is larger than a binary one may be).
         use_hiredis: None picks hiredis's C reader when importable.
         http_port: named in the refusal an HTTP request line gets (0 if None).
+        authenticated: False applies Redis's pre-AUTH limits (at most 10 arguments
+            of at most 16,384 bytes) until set_authenticated(True).
 
     Example:
         >>> d = RespDialect(use_hiredis=False)
@@ -104,12 +106,19 @@ class RespDialect:
         max_bulk: int = 512 * 1024 * 1024,
         use_hiredis: bool | None = None,
         http_port: int | None = None,
+        authenticated: bool = True,
     ) -> None:
-        self._reader = RespReader(use_hiredis=use_hiredis, max_bulk=max_bulk)
+        self._reader = RespReader(
+            use_hiredis=use_hiredis, max_bulk=max_bulk, authenticated=authenticated
+        )
         self._ended = False
         self._http_port = http_port or 0
         # The first line, while it may still be an HTTP request line; None once decided.
         self._head: bytearray | None = bytearray()
+
+    def set_authenticated(self, on: bool) -> None:
+        """Lift (True) or apply (False) Redis's pre-AUTH limits for what is read next."""
+        self._reader.authenticated = on
 
     def feed(self, data: bytes) -> list[Event]:
         if self._ended:

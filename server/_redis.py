@@ -28,8 +28,12 @@ Strategy / invariants:
 - Files: this one has the dispatcher, the key and string commands and the
   transactions; server/_redis_admin.py the connection and server commands (AUTH,
   HELLO, CLIENT, INFO, CONFIG, ...); server/_redis_session.py the shared pieces.
-- MSETNX is optimistic: watch the keys, check that none exists, write all of them
-  with the watch, and start again if a concurrent write touched one.
+- MSETNX is one engine op (bitcask.MSetNx: every key only if none exists), so it is
+  atomic alone and inside EXEC alike.
+- DBSIZE and INFO's keyspace line are O(1) engine counters (Bitcask.stored_keys,
+  expiry_stats); TTL/PTTL/EXPIRETIME/PEXPIRETIME read the record's exact expiry
+  (Bitcask.expire_at_ms). Expired keys leave memory through the engine's sampler,
+  which server/app.py runs every 100 ms on the writer's thread (ExpiryTask).
 """
 
 from __future__ import annotations
@@ -161,7 +165,8 @@ class RedisDispatcher(AdminCommands):
             ),
             rc.ConfigGet: self._config_get,
             rc.Info: self._info_cmd,
-            rc.DbSize: lambda s, c, tx: Step(read=lambda: encode(len(self._db))),
+            # O(1): the keys held, expired ones until the sampler reclaims them (Redis)
+            rc.DbSize: lambda s, c, tx: Step(read=lambda: encode(self._db.stored_keys())),
             rc.Time: self._time,
             rc.Get: self._get,
             rc.MGet: self._mget,
@@ -236,8 +241,6 @@ class RedisDispatcher(AdminCommands):
         refusal = self._refusal()
         if refusal is not None:
             return Done(None, refusal)
-        if step.run is not None:
-            return Async(step.run)
         assert step.ops is not None and step.shape is not None
         return Write(step.ops, step.nbytes, step.shape)
 
@@ -320,14 +323,14 @@ class RedisDispatcher(AdminCommands):
         return Step(read=lambda: encode(self._read_ttl(key, c.ms, c.absolute)))
 
     def _read_ttl(self, key: bytes, ms: bool, absolute: bool) -> int:
+        # Redis's ttlGenericCommand on the record's exact expiry (ms since the epoch).
         try:
-            left = self._db.ttl(key)
+            at = self._db.expire_at_ms(key)
         except KeyError:
             return -2
-        if left is None:
+        if at is None:
             return -1
-        now = time.time()
-        value = round(((now if absolute else 0.0) + left) * 1000)
+        value = at if absolute else max(at - int(time.time() * 1000), 0)
         return value if ms else (value + 500) // 1000
 
     # ---- writes ----
@@ -354,48 +357,10 @@ class RedisDispatcher(AdminCommands):
     def _mset(self, s: RedisSession, c: rc.MSet, tx: bool) -> Step:
         pairs = [(self._key(k), self._value(v)) for k, v in c.pairs]
         size = sum(len(k) + len(v) for k, v in pairs)
-        if c.name == "msetnx":
-            if tx:  # inside EXEC the batch is atomic already: each key only if absent
-                return self._msetnx_in_tx(pairs, size)
-            return self._msetnx(pairs, size)
+        if c.name == "msetnx":  # all or nothing, decided by the writer at apply time
+            op = bitcask.MSetNx(tuple(pairs))
+            return Step(ops=[op], shape=lambda r: _int_of_applied(r[0]), nbytes=size)
         return Step(ops=[("put", k, v, None) for k, v in pairs], shape=_ok, nbytes=size)
-
-    def _msetnx_in_tx(self, pairs: list[tuple[bytes, bytes]], size: int) -> Step:
-        # All-or-nothing needs a condition over every key at apply time, which no
-        # engine op expresses inside a batch; outside MULTI it is optimistic (below).
-        raise RedisError("ERR MSETNX inside MULTI is not supported by this server")
-
-    def _msetnx(self, pairs: list[tuple[bytes, bytes]], size: int) -> Step:
-        """Optimistic: watch, check that no key exists, write all with the watch; again
-        if a concurrent write touched a key in between."""
-        keys = [k for k, _ in pairs]
-        ops = [("put", k, v, None) for k, v in pairs]
-        db, writer = self._db, self._writer
-
-        def run(settle: Settle) -> None:
-            def attempt() -> None:
-                watch = db.watch(*keys)
-                if any(k in db for k in keys):
-                    watch.release()
-                    _later(settle, b":0\r\n", None)
-                    return
-
-                def done(results: list[Any] | None, exc: BaseException | None) -> None:
-                    watch.release()
-                    if exc is not None:
-                        settle(None, error_info(exc))
-                    elif results is WATCH_ABORTED:  # a key was written meanwhile: decide again
-                        attempt()
-                    else:
-                        settle(b":1\r\n", None)
-
-                if not writer.submit(ops, done, nbytes=size, watch=watch):
-                    watch.release()
-                    _later(settle, None, _busy(writer))
-
-            attempt()
-
-        return Step(run=run)
 
     def _getdel(self, s: RedisSession, c: rc.GetDel, tx: bool) -> Step:
         key, proto = self._key(c.key), s.proto

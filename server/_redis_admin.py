@@ -149,21 +149,22 @@ class AdminCommands:
     def _info_text(self, sections: set[str]) -> bytes:
         every = not sections or sections & {"all", "everything", "default"}
         facts = self._info()
-        stats = self._db.stats()
-        keys = len(self._db)
-        expires = _expires_count(self._db)
+        # db.stats() walks the keydir: only the sections that show its figures pay
+        stats = self._db.stats() if every or sections & {"memory", "persistence"} else {}
+        expiry = self._db.expiry_stats()  # O(1) counters, as the keyspace line's
+        keys = self._db.stored_keys()
         out: list[str] = []
 
-        def section(name: str, fields: dict[str, Any]) -> None:
+        def section(name: str, fields: Callable[[], dict[str, Any]]) -> None:
             if every or name in sections:
                 out.append(f"# {name.capitalize()}")
-                out.extend(f"{k}:{v}" for k, v in fields.items())
+                out.extend(f"{k}:{v}" for k, v in fields().items())
                 out.append("")
 
         uptime = int(facts.get("uptime_seconds", 0))
         section(
             "server",
-            {
+            lambda: {
                 "redis_version": REDIS_VERSION,
                 "bitcask_version": SERVER_VERSION,
                 "redis_mode": "standalone",
@@ -177,7 +178,7 @@ class AdminCommands:
         )
         section(
             "clients",
-            {
+            lambda: {
                 "connected_clients": facts.get("connections", 0),
                 "maxclients": self._config.max_connections,
                 "blocked_clients": 0,
@@ -185,7 +186,7 @@ class AdminCommands:
         )
         section(
             "memory",
-            {
+            lambda: {
                 "used_memory": stats["keydir_bytes"],
                 "keydir_bytes": stats["keydir_bytes"],
                 "keydir_bytes_per_key": stats["keydir_bytes_per_key"],
@@ -195,7 +196,7 @@ class AdminCommands:
         )
         section(
             "persistence",
-            {
+            lambda: {
                 "loading": 0,
                 "aof_enabled": 1,
                 "sync": stats["sync"],
@@ -208,14 +209,17 @@ class AdminCommands:
         )
         section(
             "stats",
-            {
+            lambda: {
                 "total_connections_received": facts.get("connections_total", 0),
                 "total_commands_processed": facts.get("requests", 0),
                 "rejected_connections": facts.get("connections_refused", 0),
                 "group_commits": facts.get("group_commits", 0),
+                "expired_keys": expiry["expired_keys"],
             },
         )
-        section("keyspace", {"db0": f"keys={keys},expires={expires},avg_ttl=0"} if keys else {})
+        # Redis's line: avg_ttl is the sampler's running estimate (ms), as in Redis
+        line = f"keys={keys},expires={expiry['expires']},avg_ttl={expiry['avg_ttl_ms']}"
+        section("keyspace", lambda: {"db0": line} if keys else {})
         return "\r\n".join(out).encode()
 
 
@@ -228,8 +232,3 @@ def bulk_strings(value: Any) -> Any:
     if type(value) is list:
         return [bulk_strings(v) for v in value]
     return value
-
-
-def _expires_count(db: Any) -> int:
-    """Keys with an expiry (INFO's keyspace line), O(1)."""
-    return int(db.expiring_keys())

@@ -103,7 +103,7 @@ class RedisSession:
 class Step:
     """One command's execution: `reply` now, or `ops` then `shape(results)`, or `read()`."""
 
-    __slots__ = ("nbytes", "ops", "read", "reply", "run", "shape")
+    __slots__ = ("nbytes", "ops", "read", "reply", "shape")
 
     def __init__(
         self,
@@ -112,9 +112,7 @@ class Step:
         shape: Callable[[list[Any]], bytes] | None = None,
         read: Callable[[], bytes] | None = None,
         nbytes: int = 0,
-        run: Callable[[Settle], None] | None = None,
     ) -> None:
-        self.run = run  # work of its own with the writer (MSETNX): an Async outcome
         self.reply = reply
         self.ops = ops
         self.shape = shape

@@ -36,6 +36,7 @@ from typing import Any
 
 import bitcask
 
+from ._active_expiry import ActiveExpiry
 from ._dispatch import Dispatcher
 from ._metrics import Metrics
 from ._redis import RedisDispatcher
@@ -99,6 +100,7 @@ class Server:
         self._connections: set[Connection] = set()
         self._listeners: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.TimerHandle | None = None
+        self.expiry: ActiveExpiry | None = None  # the active expiry task (started by start)
         self._stopped: asyncio.Event | None = None
         self._started = time.monotonic()
 
@@ -186,6 +188,8 @@ class Server:
             raise
         if cfg.idle_timeout > 0:
             self._sweeper = loop.call_later(self._sweep_period(), self._sweep)
+        self.expiry = ActiveExpiry(self.db, self.writer)
+        self.expiry.start()
 
     def _open_store(self, options: bitcask.Options) -> Any:
         """Open the store (in a thread); reads only while the disk is full (see Strategy)."""
@@ -250,6 +254,8 @@ class Server:
         for conn in list(self._connections):
             conn.close_for_shutdown()
         assert self.writer is not None
+        if self.expiry is not None:
+            await self.expiry.stop()
         self.writer.close()
         remaining = max(0.1, deadline - time.monotonic())
         try:

@@ -44,7 +44,11 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self._host = state.host
         # -- connection --
         self.transport: asyncio.Transport | None = None
-        self._conn = Connection(max_frame=state.config.max_frame, http_port=state.http_port)
+        self._conn = Connection(
+            max_frame=state.config.max_frame,
+            http_port=state.http_port,
+            auth_required=state.config.auth is not None,
+        )
         self._pipeline: Pipeline | None = None
         self._session: Any = None  # the Pipeline's session (auth; RESP: MULTI, watches)
         self._dispatcher: Any = None  # whose session it is: it releases it when lost
@@ -100,6 +104,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self.active = True
         t0 = perf_counter()
         conn = self._conn
+        if conn.auth_required:  # pre-AUTH limits until this session authenticated
+            conn.set_authenticated(self._session.authenticated)
         if conn.dialect is None:
             conn.receive_data(data)
             if conn.dialect is not None and conn.dialect.name == "resp":

@@ -19,7 +19,6 @@ from protocol._resp_writer import (
     encode,
     encode_error,
     format_double,
-    format_stored_float,
 )
 from tests.protocol._redis_server import RedisConnection, redis_server
 
@@ -129,31 +128,3 @@ def test_verbatim_as_redis_sends_it(redis: tuple[RedisConnection, RedisConnectio
     body = text2[text2.index(b"\r\n") + 2 : -2]
     assert text2 == encode(Verbatim(body), 2)
     assert r3.call([b"INFO", b"keyspace"]) == encode(Verbatim(body), 3)
-
-
-def test_stored_float_format() -> None:
-    assert format_stored_float(10.5 + 0.1) == b"10.6"
-    assert format_stored_float(1e-20) == b"0"  # below %.17Lf's last place, as in Redis
-    assert format_stored_float(-2.0) == b"-2"
-    assert format_stored_float(float("inf")) == b"inf"
-    assert format_stored_float(1e300).startswith(b"1000") and b"e" not in format_stored_float(1e300)
-
-
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(value=st.decimals(min_value=-(10**9), max_value=10**9, places=6, allow_nan=False))
-def test_incrbyfloat_text_as_redis_writes_it(
-    redis: tuple[RedisConnection, RedisConnection], value: Any
-) -> None:
-    r2, _ = redis
-    assert r2.call([b"SET", b"f", b"0"]) == b"+OK\r\n"
-    text = str(value).encode()
-    reply = r2.call([b"INCRBYFLOAT", b"f", text])
-    theirs = reply.split(b"\r\n")[1]
-    ours = format_stored_float(float(text))
-    if abs(value) < 64:
-        # a long double holds such a value to better than 5e-18: no noise in 17 places
-        assert ours == theirs
-    else:  # Redis's long double shows digits a double does not have
-        assert math.isclose(float(ours), float(theirs), rel_tol=1e-12, abs_tol=1e-300)

@@ -55,8 +55,7 @@ COMMAND = st.one_of(
 
 TRANSACTION = st.builds(
     lambda body, end: [[b"MULTI"], *body, [end]],
-    # MSETNX inside MULTI is refused here (docs/redis.md, differences)
-    st.lists(COMMAND.filter(lambda argv: argv[0] != b"MSETNX"), max_size=4),
+    st.lists(COMMAND, max_size=4),
     st.sampled_from([b"EXEC", b"DISCARD"]),
 )
 SEQUENCE = st.lists(st.one_of(COMMAND, TRANSACTION), min_size=1, max_size=12)
@@ -94,6 +93,16 @@ CURATED = [
     [[b"DEL", b"a", b"a"], [b"SET", b"a", b""], [b"STRLEN", b"a"], [b"APPEND", b"a", b"xy"]],
     [[b"INCRBYFLOAT", b"a", b"1.5"], [b"INCRBYFLOAT", b"a", b"-0.25"], [b"GET", b"a"]],
     [[b"SETNX", b"a", b"1"], [b"GETSET", b"a", b"2"], [b"GETDEL", b"a"], [b"TYPE", b"a"]],
+    [[b"MULTI"], [b"MSETNX", b"a", b"1", b"b", b"2"], [b"MSETNX", b"b", b"3", b"c", b"4"],
+     [b"SET", b"c", b"5"], [b"MSETNX", b"c", b"6"], [b"MGET", b"a", b"b", b"c"], [b"EXEC"]],
+    [[b"MULTI"], [b"MSETNX", b"a"], [b"EXEC"], [b"EXISTS", b"a"]],
+    # absolute expiries are exact: PEXPIRETIME / EXPIRETIME (rounded as Redis) agree
+    [[b"SET", b"a", b"v", b"PXAT", b"4102444800123"], [b"PEXPIRETIME", b"a"],
+     [b"EXPIRETIME", b"a"], [b"PEXPIREAT", b"a", b"4102444800500"], [b"EXPIRETIME", b"a"],
+     [b"PEXPIRETIME", b"b"], [b"SET", b"b", b"1"], [b"PEXPIRETIME", b"b"], [b"PTTL", b"b"],
+     [b"TTL", b"c"], [b"EXPIREAT", b"b", b"4102444800"], [b"PEXPIRETIME", b"b"]],
+    [[b"SET", b"a", b"1", b"EX", b"1000"], [b"SET", b"b", b"2"], [b"DBSIZE"],
+     [b"PERSIST", b"a"], [b"DBSIZE"]],
 ]  # fmt: skip
 
 

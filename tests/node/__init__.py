@@ -1,0 +1,1 @@
+"""Node clients (ioredis from npm) against a real bitcask-server."""
