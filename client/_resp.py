@@ -354,7 +354,9 @@ class RespClient(Commands):
         self.server_info: dict[str, Any] = {}
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._pending: collections.deque[tuple[tuple[str, int], asyncio.Future[Any]]] = collections.deque()
+        self._pending: collections.deque[tuple[tuple[str, int], asyncio.Future[Any]]] = (
+            collections.deque()
+        )
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._lost: BaseException | None = None
@@ -437,7 +439,9 @@ class RespClient(Commands):
                         fut.set_result(reply)
         except (OSError, ProtocolError) as exc:
             cause = exc
-        if self._pending and cause is None:
+        # a close (or a reset, when more commands followed the refused one) while a
+        # command waits: the endpoint would not answer that command
+        if self._pending and (cause is None or isinstance(cause, ConnectionResetError)):
             shape = self._pending[0][0]
             self.refused.add(shape)
             name = shape[0]
@@ -502,12 +506,7 @@ class RespClient(Commands):
 
     async def _call(self, method: str, params: list[Any], timeout: float | None) -> Any:
         if method in _NO_EQUIVALENT:
-            raise UnsupportedCommandError(
-                method,
-                f"{_NO_EQUIVALENT[method]} is not part of the Redis protocol: "
-                f"redis://{self.address} cannot run it (a bitcask-server's binary "
-                "port, bitcask://HOST:PORT, can)",
-            )
+            raise self._unsupported(method)
         if method == "clear":
             return await self._clear(timeout)
         translate = _TRANSLATE.get(method)
@@ -520,13 +519,30 @@ class RespClient(Commands):
             self.server_info = {"version": result.get("redis_version")}
         return result
 
+    def _unsupported(self, method: str) -> UnsupportedCommandError:
+        return UnsupportedCommandError(
+            method,
+            f"{_NO_EQUIVALENT[method]} is not part of the Redis protocol: "
+            f"redis://{self.address} cannot run it (a bitcask-server's binary "
+            "port, bitcask://HOST:PORT, can)",
+        )
+
+    async def backup(self, dest: Any, **options: Any) -> Any:
+        """Snapshots are binary-protocol only: always UnsupportedCommandError."""
+        raise self._unsupported("backup")
+
+    def transaction(self, *keys: Any) -> Any:
+        """Binary-protocol only (Redis's MULTI/WATCH have other semantics)."""
+        raise self._unsupported("commit")
+
+    async def transact(self, fn: Any, *keys: Any, attempts: int = 16) -> Any:
+        """Binary-protocol only, as `transaction`."""
+        raise self._unsupported("commit")
+
     async def _clear(self, timeout: float | None) -> int:
         # DBSIZE and FLUSHDB in one MULTI/EXEC, written at once so no other call of
         # this client lands inside the transaction: the count is of the keys deleted
-        futs = [
-            self._send(argv)
-            for argv in ([b"MULTI"], [b"DBSIZE"], [b"FLUSHDB"], [b"EXEC"])
-        ]
+        futs = [self._send(argv) for argv in ([b"MULTI"], [b"DBSIZE"], [b"FLUSHDB"], [b"EXEC"])]
         replies = [await self._reply(fut, "EXEC", timeout) for fut in futs]
         for reply in replies:
             if isinstance(reply, ErrorReply):

@@ -25,7 +25,7 @@ Strategy / invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from protocol.errors import RemoteProtocolError
 
@@ -161,7 +161,7 @@ class ReplyReader:
         except ValueError:
             self._fail(f"bad {what} {text[:40]!r}")
 
-    def _fail(self, message: str) -> Any:
+    def _fail(self, message: str) -> NoReturn:
         raise RemoteProtocolError(f"malformed RESP reply: {message}")
 
     def _parse(self, pos: int, depth: int) -> tuple[Any, int]:
@@ -189,7 +189,7 @@ class ReplyReader:
             return line == b"t", after
         if kind in _AGGREGATES:
             return self._aggregate(kind, line, after, depth)
-        return self._fail(f"unknown reply type {bytes([kind])!r}")
+        self._fail(f"unknown reply type {bytes([kind])!r}")
 
     def _bulk(self, kind: int, line: bytes, after: int) -> tuple[Any, int]:
         n = self._int(line, "bulk length")
@@ -218,7 +218,7 @@ class ReplyReader:
         try:
             return float(line)
         except ValueError:
-            return self._fail(f"bad double {line[:40]!r}")  # type: ignore[no-any-return]
+            self._fail(f"bad double {line[:40]!r}")
 
     def _aggregate(self, kind: int, line: bytes, pos: int, depth: int) -> tuple[Any, int]:
         n = self._int(line, "aggregate length")
