@@ -516,7 +516,8 @@ class RespClient(Commands):
         reply = await self.execute_command(*argv, timeout=timeout)
         result = convert(reply)
         if method == "stats":
-            self.server_info = {"version": result.get("redis_version")}
+            version = result.get("bitcask_version") or result.get("redis_version")
+            self.server_info = {"version": None if version is None else str(version)}
         return result
 
     def _unsupported(self, method: str) -> UnsupportedCommandError:
