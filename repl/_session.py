@@ -13,6 +13,7 @@ text: server errors show their stable code name (`KEY_TOO_LARGE ...`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -339,6 +340,11 @@ class Session:
             self.server_version = version or self.server_version
         except UnsupportedCommandError:  # an endpoint without stats/INFO: nothing to show
             self.key_count = None
+        except EndpointClosedError:  # twemproxy closes on INFO: learned; connect again
+            await self.drop()
+            self.key_count = None
+            with contextlib.suppress(ClientError, CommandError, OSError, TimeoutError):
+                await self.client()
         except (ClientError, OSError, TimeoutError):
             await self.drop()
             self.key_count = None
