@@ -441,7 +441,7 @@ class RespClient(Commands):
             cause = exc
         # a close (or a reset, when more commands followed the refused one) while a
         # command waits: the endpoint would not answer that command
-        if self._pending and (cause is None or isinstance(cause, ConnectionResetError)):
+        if self._pending and (cause is None or isinstance(cause, ConnectionError)):
             shape = self._pending[0][0]
             self.refused.add(shape)
             name = shape[0]
