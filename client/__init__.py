@@ -25,6 +25,7 @@ from client._ketama import NutcrackerPool, Ring, read_nutcracker_config
 from client._pool import Pool
 from client._resp import (
     EndpointClosedError,
+    Refusals,
     RespClient,
     UnsupportedCommandError,
     connect_resp,
@@ -99,6 +100,7 @@ __all__ = [
     "Pool",
     "ProtocolViolationError",
     "ReadOnlyError",
+    "Refusals",
     "RespClient",
     "Ring",
     "ServerError",

@@ -20,9 +20,11 @@ bitcask-server's RESP dialect, for the commands that endpoint has.
   texts are matched in `_ERR_TEXTS`, the one place that reads a message.
 - twemproxy closes the connection on a command it does not proxy (SCAN, INFO,
   MULTI, ...). A close that arrives while a command waits for its reply fails that
-  command with `EndpointClosedError`, naming the command; the caller's `refused`
-  set remembers it so the same command is refused locally next time instead of
-  costing another connection.
+  command with `EndpointClosedError`, naming the command. A server that restarts
+  closes too, so one close proves nothing: `Refusals` (shared by the connections of
+  one session) counts closes per command shape, forgets them when the command is
+  answered, and after two in a row refuses that command locally
+  (`UnsupportedCommandError`) instead of costing another connection.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from protocol.errors import ProtocolError
 __all__ = [
     "DEFAULT_REDIS_PORT",
     "EndpointClosedError",
+    "Refusals",
     "RespClient",
     "UnsupportedCommandError",
     "connect_resp",
@@ -320,6 +323,32 @@ _NO_EQUIVALENT = {
 
 # ---------------------------------------------------------------- the client
 
+Shape = tuple[str, int]  # (command name, argc): twemproxy refuses some only by arity
+
+
+class Refusals:
+    """The commands an endpoint closed the connection on instead of answering.
+
+    Shared by the successive connections of one session. A command is refused
+    locally once the endpoint closed on it `STRIKES` times in a row; an answer
+    to it clears its count (so a server restart never bans a command).
+    """
+
+    STRIKES = 2
+
+    def __init__(self) -> None:
+        self._closes: dict[Shape, int] = {}
+
+    def closed_on(self, shape: Shape) -> None:
+        self._closes[shape] = self._closes.get(shape, 0) + 1
+
+    def answered(self, shape: Shape) -> None:
+        if self._closes:
+            self._closes.pop(shape, None)
+
+    def refuses(self, shape: Shape) -> bool:
+        return self._closes.get(shape, 0) >= self.STRIKES
+
 
 class RespClient(Commands):
     """One connection to a Redis-protocol endpoint, with `Client`'s call methods.
@@ -341,7 +370,7 @@ class RespClient(Commands):
         username: str | None = None,
         db: int = 0,
         timeout: float = 5.0,
-        refused: set[tuple[str, int]] | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -350,13 +379,11 @@ class RespClient(Commands):
         self._username = username
         self._db = db
         self._timeout = timeout
-        self.refused: set[tuple[str, int]] = set() if refused is None else refused
+        self.refusals = Refusals() if refusals is None else refusals
         self.server_info: dict[str, Any] = {}
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._pending: collections.deque[tuple[tuple[str, int], asyncio.Future[Any]]] = (
-            collections.deque()
-        )
+        self._pending: collections.deque[tuple[Shape, asyncio.Future[Any]]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._lost: BaseException | None = None
@@ -434,7 +461,8 @@ class RespClient(Commands):
                 while (reply := parser.next_reply()) is not NEED_DATA:
                     if not self._pending:
                         raise ProtocolError("a reply nobody asked for")
-                    _, fut = self._pending.popleft()
+                    shape, fut = self._pending.popleft()
+                    self.refusals.answered(shape)
                     if not fut.done():
                         fut.set_result(reply)
         except (OSError, ProtocolError) as exc:
@@ -443,7 +471,7 @@ class RespClient(Commands):
         # command waits: the endpoint would not answer that command
         if self._pending and (cause is None or isinstance(cause, ConnectionError)):
             shape = self._pending[0][0]
-            self.refused.add(shape)
+            self.refusals.closed_on(shape)
             name = shape[0]
             lost: ConnectionLostError = EndpointClosedError(
                 name,
@@ -469,10 +497,10 @@ class RespClient(Commands):
         self._check_open()
         name = argv[0].decode("ascii", "replace").upper()
         shape = (name, len(argv))  # twemproxy refuses some commands by their arity
-        if shape in self.refused:
+        if self.refusals.refuses(shape):
             raise UnsupportedCommandError(
                 name.lower(),
-                f"{self.address} does not support {name} (it closed the connection on it)",
+                f"{self.address} does not support {name} (it closed the connection on it twice)",
             )
         if self._lost is not None:
             raise ConnectionLostError(str(self._lost)) from self._lost
@@ -565,7 +593,7 @@ async def connect_resp(
     username: str | None = None,
     db: int = 0,
     timeout: float = 5.0,
-    refused: set[tuple[str, int]] | None = None,
+    refusals: Refusals | None = None,
 ) -> RespClient:
     """Connect to a Redis-protocol endpoint (AUTH and SELECT as needed).
 
@@ -574,7 +602,7 @@ async def connect_resp(
         password, username: sent with AUTH when a password is given.
         db: SELECTed when not 0 (twemproxy only has 0).
         timeout: seconds for connecting and for each call.
-        refused: (command name, argc) pairs this endpoint closed the connection on;
+        refusals: what this endpoint closed the connection on (`Refusals`);
             shared between the connections of one session, updated as learned.
 
     Raises:
@@ -585,6 +613,6 @@ async def connect_resp(
         ...     await c.put(b"k", b"v", ttl=30)
     """
     client = RespClient(
-        host, port, password=password, username=username, db=db, timeout=timeout, refused=refused
+        host, port, password=password, username=username, db=db, timeout=timeout, refusals=refusals
     )
     return await client._start()

@@ -27,6 +27,7 @@ from client import (
     ConnectError,
     ConnectionLostError,
     EndpointClosedError,
+    Refusals,
     ServerError,
     UnsupportedCommandError,
     connect,
@@ -139,7 +140,7 @@ async def answers_http(options: ConnectOptions) -> bool:
         writer.close()
 
 
-def open_client(options: ConnectOptions, refused: set[tuple[str, int]]) -> Awaitable[Any]:
+def open_client(options: ConnectOptions, refusals: Refusals) -> Awaitable[Any]:
     """Connect the backend the options name: the binary `client.Client`, or the
     `client.RespClient` for a Redis-protocol endpoint. Both have the same call
     methods, so the commands never ask which one they drive."""
@@ -151,7 +152,7 @@ def open_client(options: ConnectOptions, refused: set[tuple[str, int]]) -> Await
             username=options.username,
             db=options.db,
             timeout=options.timeout,
-            refused=refused,
+            refusals=refusals,
         )
     return connect(options.host, options.port, auth=options.auth, timeout=options.timeout)
 
@@ -191,8 +192,8 @@ class Session:
         self._connect_time = 0.0
         self._used = False  # the running command asked for the client
         # Redis-protocol commands this endpoint closed the connection on (twemproxy
-        # does so for the ones it does not proxy), kept across reconnects
-        self._refused: set[tuple[str, int]] = set()
+        # does so for the ones it does not proxy), counted across reconnects
+        self._refusals = Refusals()
         self._refreshed = 0.0  # monotonic time of the last key count
         # what the toolbar shows
         self.server_version: str | None = None
@@ -217,7 +218,7 @@ class Session:
         start = time.perf_counter()
         try:
             self._client = await asyncio.wait_for(
-                open_client(self.options, self._refused), self.options.timeout + 1.0
+                open_client(self.options, self._refusals), self.options.timeout + 1.0
             )
         except ServerError:  # AUTH_FAILED and friends: the server's own words
             raise

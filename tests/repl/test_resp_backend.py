@@ -21,6 +21,7 @@ from client import (
     NoSuchKeyError,
     NotANumberError,
     ReadOnlyError,
+    Refusals,
     ServerError,
     UnsupportedCommandError,
     connect_resp,
@@ -109,7 +110,7 @@ async def test_a_late_reply_still_meets_its_caller(
         await c.close()
 
 
-async def test_a_close_instead_of_a_reply_is_remembered(
+async def test_two_closes_instead_of_a_reply_are_remembered(
     endpoint: Callable[[Handler], Awaitable[int]],
 ) -> None:
     sent: list[bytes] = []
@@ -119,21 +120,45 @@ async def test_a_close_instead_of_a_reply_is_remembered(
         return None if argv[0] == b"SCAN" else b"+PONG\r\n"
 
     port = await endpoint(handler)
-    refused: set[tuple[str, int]] = set()
-    c = await connect_resp("127.0.0.1", port, refused=refused)
-    with pytest.raises(EndpointClosedError) as caught:
-        await c.scan_page(b"", None, 10)
-    assert caught.value.command == "SCAN"
-    assert c.closed
-    await c.close()
-    c = await connect_resp("127.0.0.1", port, refused=refused)
+    refusals = Refusals()
+    for _ in range(Refusals.STRIKES):
+        c = await connect_resp("127.0.0.1", port, refusals=refusals)
+        with pytest.raises(EndpointClosedError) as caught:
+            await c.scan_page(b"", None, 10)
+        assert caught.value.command == "SCAN"
+        assert c.closed
+        await c.close()
+    c = await connect_resp("127.0.0.1", port, refusals=refusals)
     try:
         with pytest.raises(UnsupportedCommandError, match="does not support SCAN"):
             await c.scan_page(b"", None, 10)
         assert await c.ping() == "PONG"
-        assert sent == [b"SCAN", b"PING"]  # the second SCAN was never sent
+        assert sent == [b"SCAN", b"SCAN", b"PING"]  # the third SCAN was never sent
     finally:
         await c.close()
+
+
+async def test_a_restart_does_not_ban_a_command(
+    endpoint: Callable[[Handler], Awaitable[int]],
+) -> None:
+    answers = [None, b"$1\r\nv\r\n", None, b"$1\r\nv\r\n"]  # close, answer, close, answer
+
+    async def handler(argv: list[bytes]) -> bytes | None:
+        return answers.pop(0)
+
+    port = await endpoint(handler)
+    refusals = Refusals()
+    for expected in (EndpointClosedError, None, EndpointClosedError, None):
+        c = await connect_resp("127.0.0.1", port, refusals=refusals)
+        try:
+            if expected is None:
+                assert await c.get(b"k") == b"v"
+            else:
+                with pytest.raises(expected):
+                    await c.get(b"k")
+        finally:
+            await c.close()
+    assert not refusals.refuses(("GET", 2))
 
 
 async def test_binary_only_methods_send_nothing(
