@@ -385,6 +385,7 @@ class RespClient(Commands):
         self._writer: asyncio.StreamWriter | None = None
         self._pending: collections.deque[tuple[Shape, asyncio.Future[Any]]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
+        self._out: list[bytes] = []  # encoded commands not yet handed to the transport
         self._closed = False
         self._lost: BaseException | None = None
 
@@ -505,17 +506,44 @@ class RespClient(Commands):
         if self._lost is not None:
             raise ConnectionLostError(str(self._lost)) from self._lost
         assert self._writer is not None
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((shape, fut))
-        self._writer.write(encode_command(argv))
+        # commands of one loop turn leave in one send (pipelined callers, piped mode)
+        if not self._out:
+            loop.call_soon(self._flush)
+        self._out.append(encode_command(argv))
         return fut
 
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self._writer is not None and out:
+            self._writer.write(b"".join(out))
+
     async def _reply(self, fut: asyncio.Future[Any], name: str, timeout: float | None) -> Any:
+        """Wait for `fut` up to the timeout without cancelling it: a call that gives
+        up keeps its place in the queue, so the next reply meets the next caller.
+        (A timer and a waiter instead of wait_for(shield()), which costs a task.)"""
+        if fut.done():
+            return fut.result()
         limit = self._timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def wake(_: object) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        fut.add_done_callback(wake)
+        timer = loop.call_later(limit, wake, None)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), limit)
-        except TimeoutError:
-            raise CallTimeoutError(f"no reply to {name} within {limit:g} s") from None
+            await waiter
+        finally:
+            timer.cancel()
+            fut.remove_done_callback(wake)
+        if not fut.done():
+            raise CallTimeoutError(f"no reply to {name} within {limit:g} s")
+        return fut.result()
 
     async def execute_command(self, *argv: bytes, timeout: float | None = None) -> Any:
         """Send one command and return its reply (an error reply raises its typed error).
