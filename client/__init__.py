@@ -23,6 +23,13 @@ from client._commands import Key, Value
 from client._config import DEFAULT_PORT, ClientConfig, Limits, parse_url
 from client._ketama import NutcrackerPool, Ring, read_nutcracker_config
 from client._pool import Pool
+from client._resp import (
+    EndpointClosedError,
+    Refusals,
+    RespClient,
+    UnsupportedCommandError,
+    connect_resp,
+)
 from client._sharded import ShardedBatch, ShardedClient, connect_sharded
 from client._transaction import Transaction
 from client.errors import (
@@ -78,6 +85,7 @@ __all__ = [
     "ConnectionLostError",
     "CorruptRecordError",
     "CrossShardError",
+    "EndpointClosedError",
     "FrameTooLargeError",
     "InterfaceError",
     "InternalServerError",
@@ -92,6 +100,8 @@ __all__ = [
     "Pool",
     "ProtocolViolationError",
     "ReadOnlyError",
+    "Refusals",
+    "RespClient",
     "Ring",
     "ServerError",
     "ShardedBatch",
@@ -104,10 +114,12 @@ __all__ = [
     "Transaction",
     "TransactionAbortedError",
     "UnknownMethodError",
+    "UnsupportedCommandError",
     "UnsupportedVersionError",
     "Value",
     "ValueTooLargeError",
     "connect",
+    "connect_resp",
     "connect_sharded",
     "error_for_code",
     "parse_url",

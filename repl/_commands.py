@@ -98,7 +98,9 @@ async def _scan(ctx: Context, a: Args) -> Reply:
 
 async def _keys(ctx: Context, a: Args) -> Reply:
     c = await ctx.client()
-    keys = [bytes(k) async for k in c.scan(prefix=a["prefix"] or b"")]
+    # sorted and unique: a Redis endpoint's SCAN pages come in hash order and may
+    # repeat a key; the binary scan is already both (sorting it again is cheap)
+    keys = sorted({bytes(k) async for k in c.scan(prefix=a["prefix"] or b"")})
     ctx.remember_keys(keys[:1000])
     return Items(tuple(Value(k) for k in keys))
 

@@ -47,6 +47,11 @@ class ConnectOptions:
     http_port: int = DEFAULT_HTTP_PORT
     auth: str | None = None
     timeout: float = 5.0
+    # the Redis protocol (redis:// or --redis) instead of the binary one: any
+    # Redis-protocol endpoint, with AUTH [username] password and SELECT db
+    redis: bool = False
+    username: str | None = None
+    db: int = 0
 
     @property
     def address(self) -> str:
@@ -54,6 +59,8 @@ class ConnectOptions:
 
     @property
     def url(self) -> str:
+        if self.redis:
+            return f"redis://{self.address}" + (f"/{self.db}" if self.db else "")
         return f"bitcask://{self.address}"
 
     @property

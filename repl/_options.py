@@ -2,7 +2,9 @@
 
 Precedence, lowest to highest: defaults, BITCASK_URL, BITCASK_HOST / BITCASK_PORT /
 BITCASK_HTTP_PORT / BITCASK_AUTH, --url, --host / --port / --http-port / --auth. A URL
-is `bitcask://[:TOKEN@]HOST[:PORT]`; its token, when present, is the auth token.
+is `bitcask://[:TOKEN@]HOST[:PORT]`; its token, when present, is the auth token. A
+`redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` URL (or --redis) speaks the Redis protocol
+instead, to any Redis-protocol endpoint; `rediss://` (TLS) is refused.
 """
 
 from __future__ import annotations
@@ -19,27 +21,64 @@ from ._context import DEFAULT_HTTP_PORT, DEFAULT_PORT, ConnectOptions, UsageErro
 __all__ = ["add_connection_options", "add_version_option", "options_from", "parse_url"]
 
 
+REDIS_PORT = 6379  # a redis:// URL without a port, as every Redis client reads it
+
+
 def parse_url(url: str) -> dict[str, object]:
-    """host/port/auth from `bitcask://[:token@]host[:port]`.
+    """host/port/auth from `bitcask://[:token@]host[:port]`, or from
+    `redis://[[user]:password@]host[:port][/db]` (plus redis, username, db).
 
     Raises:
-        UsageError: not a bitcask:// URL, or a bad port.
+        UsageError: not a bitcask:// or redis:// URL, a bad port or db, or
+            rediss:// (TLS, which neither the shell nor the server speaks).
 
     Example:
         >>> parse_url("bitcask://db.local:7000")
         {'host': 'db.local', 'port': 7000}
+        >>> parse_url("redis://:s3cret@cache:6380/0")
+        {'host': 'cache', 'port': 6380, 'auth': 's3cret', 'redis': True}
     """
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "bitcask" or not parts.hostname:
-        raise UsageError(f"not a bitcask URL: {url!r} (expected bitcask://HOST[:PORT])")
+    if parts.scheme == "rediss":
+        raise UsageError(
+            f"TLS is not supported: {url!r} asks for rediss://; use redis:// over a "
+            "private network or a tunnel (stunnel, ssh -L)"
+        )
+    redis = parts.scheme == "redis"
+    if not (redis or parts.scheme == "bitcask") or not parts.hostname:
+        raise UsageError(
+            f"not a bitcask or redis URL: {url!r} "
+            "(expected bitcask://HOST[:PORT] or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])"
+        )
     try:
         port = parts.port
     except ValueError:
         raise UsageError(f"bad port in {url!r}") from None
-    out: dict[str, object] = {"host": parts.hostname, "port": port or DEFAULT_PORT}
+    out: dict[str, object] = {
+        "host": parts.hostname,
+        "port": port or (REDIS_PORT if redis else DEFAULT_PORT),
+    }
     if parts.password:
         out["auth"] = urllib.parse.unquote(parts.password)
+    if not redis:
+        return out
+    out["redis"] = True
+    if parts.username:
+        out["username"] = urllib.parse.unquote(parts.username)
+    db = parts.path.strip("/")
+    if db:
+        if not db.isdigit():
+            raise UsageError(f"bad database number {db!r} in {url!r} (expected /0, /1, ...)")
+        if int(db):
+            out["db"] = int(db)
     return out
+
+
+def _with_url(opts: ConnectOptions, url: str) -> ConnectOptions:
+    """`opts` pointed at `url`: its scheme decides the protocol (nothing carried over)."""
+    reset = ConnectOptions()
+    base = replace(opts, redis=reset.redis, username=reset.username, db=reset.db)
+    return replace(base, **parse_url(url))  # type: ignore[arg-type]
 
 
 def _port(value: str, name: str) -> int:
@@ -76,11 +115,21 @@ def add_version_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    """--host --port --url --auth --http-port --timeout, each also from BITCASK_*."""
+    """--host --port --url --redis --auth --http-port --timeout (most also from BITCASK_*)."""
     group = parser.add_argument_group("connection (also from BITCASK_* environment variables)")
     group.add_argument("--host", help="server host (BITCASK_HOST; default 127.0.0.1)")
     group.add_argument("--port", help=f"binary port (BITCASK_PORT; default {DEFAULT_PORT})")
-    group.add_argument("--url", help="bitcask://[:TOKEN@]HOST[:PORT] (BITCASK_URL)")
+    group.add_argument(
+        "--url",
+        help="bitcask://[:TOKEN@]HOST[:PORT], or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] "
+        "for any Redis-protocol endpoint (BITCASK_URL)",
+    )
+    group.add_argument(
+        "--redis",
+        action="store_true",
+        help="speak the Redis protocol to --host/--port (a bitcask-server's port, "
+        "redis-server, twemproxy)",
+    )
     group.add_argument("--auth", metavar="TOKEN", help="auth token (BITCASK_AUTH)")
     group.add_argument(
         "--http-port",
@@ -100,7 +149,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str] | None = None)
     env = os.environ if env is None else env
     opts = ConnectOptions()
     if env.get("BITCASK_URL"):
-        opts = replace(opts, **parse_url(env["BITCASK_URL"]))  # type: ignore[arg-type]
+        opts = _with_url(opts, env["BITCASK_URL"])
     if env.get("BITCASK_HOST"):
         opts = replace(opts, host=env["BITCASK_HOST"])
     if env.get("BITCASK_PORT"):
@@ -117,7 +166,9 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str] | None = None)
                 f"BITCASK_TIMEOUT must be seconds, got {env['BITCASK_TIMEOUT']!r}"
             ) from None
     if args.url:
-        opts = replace(opts, **parse_url(args.url))  # type: ignore[arg-type]
+        opts = _with_url(opts, args.url)
+    if getattr(args, "redis", False):
+        opts = replace(opts, redis=True)
     if args.host:
         opts = replace(opts, host=args.host)
     if args.port:

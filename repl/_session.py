@@ -13,9 +13,10 @@ text: server errors show their stable code name (`KEY_TOO_LARGE ...`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -25,8 +26,12 @@ from client import (
     ClientError,
     ConnectError,
     ConnectionLostError,
+    EndpointClosedError,
+    Refusals,
     ServerError,
+    UnsupportedCommandError,
     connect,
+    connect_resp,
 )
 from protocol import ProtocolError
 
@@ -68,6 +73,8 @@ def _describe(exc: BaseException, options: ConnectOptions, scope: str) -> str:
         return f"AUTH_FAILED {options.address} refused the token (check {hint})"
     if isinstance(exc, ServerError):
         return error_text(exc)
+    if isinstance(exc, UnsupportedCommandError | EndpointClosedError):
+        return str(exc)  # names the command and the endpoint already
     if isinstance(exc, ParseError):
         return f"{exc} (at column {exc.column + 1})"
     if isinstance(exc, CommandError):
@@ -133,6 +140,23 @@ async def answers_http(options: ConnectOptions) -> bool:
         writer.close()
 
 
+def open_client(options: ConnectOptions, refusals: Refusals) -> Awaitable[Any]:
+    """Connect the backend the options name: the binary `client.Client`, or the
+    `client.RespClient` for a Redis-protocol endpoint. Both have the same call
+    methods, so the commands never ask which one they drive."""
+    if options.redis:
+        return connect_resp(
+            options.host,
+            options.port,
+            password=options.auth,
+            username=options.username,
+            db=options.db,
+            timeout=options.timeout,
+            refusals=refusals,
+        )
+    return connect(options.host, options.port, auth=options.auth, timeout=options.timeout)
+
+
 class Session:
     """A lazily connected client plus the state the shell displays.
 
@@ -167,6 +191,9 @@ class Session:
         self._connecting = asyncio.Lock()
         self._connect_time = 0.0
         self._used = False  # the running command asked for the client
+        # Redis-protocol commands this endpoint closed the connection on (twemproxy
+        # does so for the ones it does not proxy), counted across reconnects
+        self._refusals = Refusals()
         self._refreshed = 0.0  # monotonic time of the last key count
         # what the toolbar shows
         self.server_version: str | None = None
@@ -191,19 +218,17 @@ class Session:
         start = time.perf_counter()
         try:
             self._client = await asyncio.wait_for(
-                connect(
-                    self.options.host,
-                    self.options.port,
-                    auth=self.options.auth,
-                    timeout=self.options.timeout,
-                ),
-                self.options.timeout + 1.0,
+                open_client(self.options, self._refusals), self.options.timeout + 1.0
             )
         except ServerError:  # AUTH_FAILED and friends: the server's own words
             raise
         except (ClientError, OSError, TimeoutError) as exc:
             reason = _reason(exc, self.options)
-            if _cause(exc, ProtocolError) and await answers_http(self.options):
+            if (
+                _cause(exc, ProtocolError)
+                and not self.options.redis
+                and await answers_http(self.options)
+            ):
                 reason = (
                     "that port answered HTTP (it is the HTTP port, for health and "
                     f"metrics); the binary port is --port (default {DEFAULT_PORT}), "
@@ -312,6 +337,15 @@ class Session:
             stats = await asyncio.wait_for(self._client.stats(), self.options.timeout)
             keys = stats.get("keys")
             self.key_count = keys if isinstance(keys, int) else None
+            version = (getattr(self._client, "server_info", None) or {}).get("version")
+            self.server_version = version or self.server_version
+        except UnsupportedCommandError:  # an endpoint without stats/INFO: nothing to show
+            self.key_count = None
+        except EndpointClosedError:  # twemproxy closes on INFO: learned; connect again
+            await self.drop()
+            self.key_count = None
+            with contextlib.suppress(ClientError, CommandError, OSError, TimeoutError):
+                await self.client()
         except (ClientError, OSError, TimeoutError):
             await self.drop()
             self.key_count = None

@@ -111,7 +111,8 @@ def toolbar_fragments(session: Session) -> Fragments:
                 f" {address} | not connected: the next command reconnects ",
             )
         ]
-    version = f"bitcask {session.server_version}" if session.server_version else "bitcask"
+    kind = "redis" if session.options.redis else "bitcask"  # the protocol spoken
+    version = f"{kind} {session.server_version}" if session.server_version else kind
     n = session.key_count
     keys = "? keys" if n is None else f"{n:,} key" if n == 1 else f"{n:,} keys"
     return [

@@ -10,6 +10,10 @@ redis-cli's -x and curl's @-. `bitcask CMD --help` (or -h, right after the comma
 explains one command; `bitcask CMD -- --help` passes `--help` as an argument. Output is styled on a terminal and raw when piped (`--raw` /
 `--no-raw` force one or the other).
 
+With a redis:// URL or --redis the commands go to any Redis-protocol endpoint
+instead (`Session` picks the backend; the commands never ask which); merge, sync
+and backup, which have no Redis equivalent, print one error line and exit 2.
+
 Exit status: 0 ok; 1 "no" (get: no such key, exists/delete: false, ttl: no such
 key, check: damage found); 2 error (usage, connection, server error).
 """

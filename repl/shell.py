@@ -1,12 +1,17 @@
 """`bitcask-shell`: the interactive shell (prompt_toolkit), or a line-by-line pipe.
 
-    bitcask-shell [--host H] [--port P] [--url bitcask://...] [--auth TOKEN] [--config F]
+    bitcask-shell [--host H] [--port P] [--url bitcask://...|redis://...] [--redis]
+                  [--auth TOKEN] [--config F]
 
 On a terminal: a prompt with completion (commands, arguments, keys from the server),
 highlighting, fish-style suggestions from a persistent history, and a bottom toolbar
 (server address, version, key count, last round trip). A failed command prints one
 `(error) ...` line and the shell stays open; a lost connection is re-established by
 the next command. Long output (keys, stats) goes through the pager.
+
+Given a redis:// URL or --redis, the same commands drive any Redis-protocol endpoint
+(a bitcask-server's RESP dialect, redis-server, twemproxy) through `client.RespClient`;
+the commands with no Redis equivalent say so in one line (docs/shell.md).
 
 With stdin not a terminal (`printf 'put a 1\\nget a\\n' | bitcask-shell`): one command
 per line, pipelined (`_piped.py`), raw results on stdout in input order, errors on

@@ -44,10 +44,38 @@ def test_url_sets_host_port_and_token() -> None:
     assert parse_url("bitcask://x") == {"host": "x", "port": 7379}
 
 
+def test_redis_urls() -> None:
+    assert parse_url("redis://cache") == {"host": "cache", "port": 6379, "redis": True}
+    assert parse_url("redis://ann:p%40ss@cache:6380/2") == {
+        "host": "cache",
+        "port": 6380,
+        "auth": "p@ss",
+        "redis": True,
+        "username": "ann",
+        "db": 2,
+    }
+    o = opts(["--url", "redis://:pw@h:7000/0"])
+    assert (o.redis, o.host, o.port, o.auth, o.username, o.db) == (True, "h", 7000, "pw", None, 0)
+    assert o.url == "redis://h:7000"
+    assert opts(["--url", "redis://h/3"]).url == "redis://h:6379/3"
+
+
+def test_redis_flag_and_precedence() -> None:
+    o = opts(["--redis"])
+    assert (o.redis, o.port, o.url) == (True, 7379, "redis://127.0.0.1:7379")
+    # a bitcask:// URL on the command line beats a redis:// one in the environment
+    o = opts(["--url", "bitcask://h:1"], {"BITCASK_URL": "redis://u:p@e:2/1"})
+    assert (o.redis, o.host, o.port, o.username, o.db) == (False, "h", 1, None, 0)
+    o = opts(["--port", "9"], {"BITCASK_URL": "redis://e"})
+    assert (o.redis, o.host, o.port) == (True, "e", 9)
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "fragment"),
     [
-        pytest.param(["--url", "http://x"], {}, "not a bitcask URL", id="scheme"),
+        pytest.param(["--url", "http://x"], {}, "not a bitcask or redis URL", id="scheme"),
+        pytest.param(["--url", "rediss://x"], {}, "TLS is not supported", id="rediss"),
+        pytest.param(["--url", "redis://x/one"], {}, "bad database number", id="redis-db"),
         pytest.param(["--url", "bitcask://x:99999"], {}, "bad port", id="url-port"),
         pytest.param(["--port", "abc"], {}, "--port must be a port number", id="port"),
         pytest.param([], {"BITCASK_PORT": "0"}, "BITCASK_PORT must be between", id="env-port"),

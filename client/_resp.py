@@ -1,0 +1,646 @@
+"""`RespClient`: the client's call methods over the Redis protocol (RESP2).
+
+Strategy: `RespClient` is a second implementation of `Commands`, the class whose
+methods (get, put, set, incr, scan_page, ...) the binary `Client` also implements.
+Every method keeps its local argument checks and result shapes; only `_call(method,
+params)` differs: it translates the binary method and its params into one Redis
+command (`_TRANSLATE`), sends it on one connection and converts the reply back to
+the shape the binary protocol gives. So code written against `Client` (the shell's
+commands, import, export) runs unchanged against redis-server, twemproxy or a
+bitcask-server's RESP dialect, for the commands that endpoint has.
+
+- Methods with no Redis equivalent (merge, sync, batch, commit, backup) raise
+  `UnsupportedCommandError` before anything is sent.
+- Replies come back in order on one connection (RESP has no ids): one FIFO of
+  futures; a call that timed out keeps its place in the queue so the next reply
+  still meets the right caller.
+- Errors map to the client's typed errors by the error's first word (`NOAUTH`,
+  `WRONGPASS`, `READONLY`, `OOM`, `BUSY`, ...). Redis gives some conditions only as
+  `ERR` plus a fixed text (an integer out of range, RENAME's missing key); those few
+  texts are matched in `_ERR_TEXTS`, the one place that reads a message.
+- twemproxy closes the connection on a command it does not proxy (SCAN, INFO,
+  MULTI, ...). A close that arrives while a command waits for its reply fails that
+  command with `EndpointClosedError`, naming the command. A server that restarts
+  closes too, so one close proves nothing: `Refusals` (shared by the connections of
+  one session) counts closes per command shape, forgets them when the command is
+  answered, and after two in a row refuses that command locally
+  (`UnsupportedCommandError`) instead of costing another connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+from client._commands import Commands
+from client._config import Limits
+from client.errors import (
+    AuthFailedError,
+    AuthRequiredError,
+    BusyError,
+    CallTimeoutError,
+    ConnectError,
+    ConnectionLostError,
+    InterfaceError,
+    NoSuchKeyError,
+    NotANumberError,
+    ReadOnlyError,
+    ServerError,
+    StoreFullError,
+)
+from protocol._resp_client import NEED_DATA, ErrorReply, ReplyReader, encode_command
+from protocol.errors import ProtocolError
+
+__all__ = [
+    "DEFAULT_REDIS_PORT",
+    "EndpointClosedError",
+    "Refusals",
+    "RespClient",
+    "UnsupportedCommandError",
+    "connect_resp",
+]
+
+DEFAULT_REDIS_PORT = 6379
+READ_CHUNK = 256 * 1024
+
+# Redis's own limits, not a bitcask-server's: the endpoint checks sizes itself.
+REDIS_LIMITS = Limits(
+    max_key_size=512 * 1024 * 1024, max_value_size=512 * 1024 * 1024, max_batch=1_000_000
+)
+
+
+class UnsupportedCommandError(InterfaceError):
+    """The method has no equivalent in the Redis protocol (nothing was sent).
+
+    Attributes:
+        method: the client method, e.g. "merge".
+    """
+
+    def __init__(self, method: str, message: str) -> None:
+        super().__init__(message)
+        self.method = method
+
+
+class EndpointClosedError(ConnectionLostError):
+    """The endpoint closed the connection instead of answering `command`.
+
+    twemproxy does this for every command it does not proxy; a server that died
+    does it too, so the message says both.
+
+    Attributes:
+        command: the Redis command name, e.g. "SCAN".
+    """
+
+    def __init__(self, command: str, message: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+# ---------------------------------------------------------------- error mapping
+
+_BY_PREFIX: dict[str, type[ServerError]] = {
+    "NOAUTH": AuthRequiredError,
+    "WRONGPASS": AuthFailedError,
+    "READONLY": ReadOnlyError,
+    "OOM": StoreFullError,
+    "BUSY": BusyError,
+    "LOADING": BusyError,
+}
+
+# Conditions Redis reports only as `ERR <fixed text>`: the prefix of that text.
+_ERR_TEXTS: tuple[tuple[str, type[ServerError]], ...] = (
+    ("value is not an integer", NotANumberError),
+    ("value is not a valid float", NotANumberError),
+    ("increment or decrement would overflow", NotANumberError),
+    ("increment would produce NaN or Infinity", NotANumberError),
+    ("decrement would overflow", NotANumberError),
+    ("no such key", NoSuchKeyError),
+    ("invalid password", AuthFailedError),
+    ("AUTH <password> called without any password", AuthFailedError),
+    ("Client sent AUTH, but no password is set", AuthFailedError),
+    ("invalid username-password pair", AuthFailedError),
+)
+
+
+def error_from_reply(reply: ErrorReply) -> ServerError:
+    """The typed client error for a Redis error reply.
+
+    A known kind gets its class and the project's code name (`NOT_A_NUMBER value is
+    not an integer or out of range`); any other keeps Redis's first word as its name
+    (`WRONGTYPE ...`, `ERR unknown command ...`) with code 0.
+
+    Example:
+        >>> type(error_from_reply(ErrorReply("NOAUTH", "Authentication required."))).__name__
+        'AuthRequiredError'
+    """
+    cls = _BY_PREFIX.get(reply.code)
+    if cls is None and reply.code == "ERR":
+        cls = next((c for text, c in _ERR_TEXTS if reply.message.startswith(text)), None)
+    if cls is None:
+        return ServerError(0, reply.code, reply.message)
+    err: ServerError = cls.local(reply.message)
+    return err
+
+
+# ---------------------------------------------------------------- translation
+
+Convert = Callable[[Any], Any]
+Translation = tuple[list[bytes], Convert]
+
+
+def _same(reply: Any) -> Any:
+    return reply
+
+
+def _truthy(reply: Any) -> bool:
+    return bool(reply)
+
+
+def _ms(seconds: float) -> bytes:
+    """Seconds as whole milliseconds, at least 1 (a TTL never rounds down to none)."""
+    return b"%d" % max(1, math.ceil(seconds * 1000))
+
+
+def _opts(params: list[Any], index: int) -> dict[str, Any]:
+    return params[index] if len(params) > index and isinstance(params[index], dict) else {}
+
+
+def _expiry(opts: dict[str, Any]) -> list[bytes]:
+    if opts.get("ttl") is not None:
+        return [b"PX", _ms(opts["ttl"])]
+    if opts.get("at_ms") is not None:
+        return [b"PXAT", b"%d" % opts["at_ms"]]
+    return []
+
+
+def _put(p: list[Any]) -> Translation:
+    return [b"SET", p[0], p[1], *_expiry(_opts(p, 2))], _same
+
+
+def _set(p: list[Any]) -> Translation:
+    opts = _opts(p, 2)
+    argv = [b"SET", p[0], p[1]]
+    argv += [word for name, word in _SET_WORDS if opts.get(name)]
+    argv += _expiry(opts)
+    if opts.get("get"):
+        return argv, _same
+    return argv, lambda reply: reply is not None
+
+
+_SET_WORDS = (("nx", b"NX"), ("xx", b"XX"), ("get", b"GET"), ("keep_ttl", b"KEEPTTL"))
+
+
+def _ttl(p: list[Any]) -> Translation:
+    def seconds(ms: int) -> float:
+        return ms if ms < 0 else ms / 1000
+
+    return [b"PTTL", p[0]], seconds
+
+
+def _incr(p: list[Any]) -> Translation:
+    if len(p) == 1:
+        return [b"INCR", p[0]], int
+    return [b"INCRBY", p[0], b"%d" % p[1]], int
+
+
+def _incr_float(p: list[Any]) -> Translation:
+    return [b"INCRBYFLOAT", p[0], repr(float(p[1])).encode()], float
+
+
+def _expire(p: list[Any]) -> Translation:
+    opts = _opts(p, 1)
+    if opts.get("ttl") is not None:
+        argv = [b"PEXPIRE", p[0], _ms(opts["ttl"])]
+    else:
+        argv = [b"PEXPIREAT", p[0], b"%d" % opts["at_ms"]]
+    if opts.get("cond"):
+        argv.append(str(opts["cond"]).upper().encode())
+    return argv, _truthy
+
+
+def _rename(p: list[Any]) -> Translation:
+    if _opts(p, 2).get("nx"):
+        return [b"RENAMENX", p[0], p[1]], _truthy
+    return [b"RENAME", p[0], p[1]], _truthy
+
+
+def _mput(p: list[Any]) -> Translation:
+    argv = [b"MSET"]
+    for key, value in p[0]:
+        argv += [key, value]
+    return argv, _same
+
+
+def _glob_escape(prefix: bytes) -> bytes:
+    out = bytearray()
+    for b in prefix:
+        if b in b"*?[]\\":
+            out.append(0x5C)
+        out.append(b)
+    return bytes(out)
+
+
+def _scan(p: list[Any]) -> Translation:
+    opts = p[0]
+    argv = [b"SCAN", opts.get("cursor") or b"0"]
+    if opts.get("prefix"):
+        argv += [b"MATCH", _glob_escape(opts["prefix"]) + b"*"]
+    argv += [b"COUNT", b"%d" % opts.get("count", 10)]
+
+    def page(reply: Any) -> list[Any]:
+        if not isinstance(reply, list) or len(reply) != 2:
+            raise InterfaceError(f"unexpected SCAN reply {reply!r:.80}")
+        cursor, keys = reply
+        return [None if cursor in (b"0", 0) else cursor, sorted(keys)]
+
+    return argv, page
+
+
+def parse_info(text: bytes) -> dict[str, Any]:
+    """INFO's `name:value` lines as a dict (numbers as numbers), plus `keys` (db0).
+
+    Example:
+        >>> parse_info(b"# Server\\r\\nredis_version:7.0.15\\r\\n# Keyspace\\r\\ndb0:keys=3,expires=0\\r\\n")
+        {'redis_version': '7.0.15', 'db0': 'keys=3,expires=0', 'keys': 3}
+    """
+    out: dict[str, Any] = {}
+    for raw in text.decode("utf-8", "replace").splitlines():
+        if not raw or raw.startswith("#") or ":" not in raw:
+            continue
+        name, _, value = raw.partition(":")
+        out[name] = _number(value)
+    db0 = out.get("db0")
+    keys = 0
+    if isinstance(db0, str):
+        fields = dict(f.partition("=")[::2] for f in db0.split(","))
+        keys = int(fields.get("keys", "0") or 0)
+    out["keys"] = keys
+    return out
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+_TRANSLATE: dict[str, Callable[[list[Any]], Translation]] = {
+    "get": lambda p: ([b"GET", p[0]], _same),
+    "put": _put,
+    "delete": lambda p: ([b"DEL", p[0]], _truthy),
+    "exists": lambda p: ([b"EXISTS", p[0]], _truthy),
+    "ttl": _ttl,
+    "set": _set,
+    "incr": _incr,
+    "incr_float": _incr_float,
+    "append": lambda p: ([b"APPEND", p[0], p[1]], int),
+    "get_delete": lambda p: ([b"GETDEL", p[0]], _same),
+    "expire": _expire,
+    "persist": lambda p: ([b"PERSIST", p[0]], _truthy),
+    "rename": _rename,
+    "mget": lambda p: ([b"MGET", *p[0]], _same),
+    "mput": _mput,
+    "scan": _scan,
+    "ping": lambda p: ([b"PING", *p], _same),
+    "stats": lambda p: ([b"INFO"], parse_info),
+}
+
+_NO_EQUIVALENT = {
+    "merge": "merge (compacting data files)",
+    "sync": "sync (fsync on demand)",
+    "batch": "batches",
+    "commit": "bitcask transactions",
+    "backup": "backup (snapshots)",
+}
+
+
+# ---------------------------------------------------------------- the client
+
+Shape = tuple[str, int]  # (command name, argc): twemproxy refuses some only by arity
+
+
+class Refusals:
+    """The commands an endpoint closed the connection on instead of answering.
+
+    Shared by the successive connections of one session. A command is refused
+    locally once the endpoint closed on it `STRIKES` times in a row; an answer
+    to it clears its count (so a server restart never bans a command).
+    """
+
+    STRIKES = 2
+
+    def __init__(self) -> None:
+        self._closes: dict[Shape, int] = {}
+
+    def closed_on(self, shape: Shape) -> None:
+        self._closes[shape] = self._closes.get(shape, 0) + 1
+
+    def answered(self, shape: Shape) -> None:
+        if self._closes:
+            self._closes.pop(shape, None)
+
+    def refuses(self, shape: Shape) -> bool:
+        return self._closes.get(shape, 0) >= self.STRIKES
+
+
+class RespClient(Commands):
+    """One connection to a Redis-protocol endpoint, with `Client`'s call methods.
+
+    Use `connect_resp()`; the constructor only stores the settings.
+
+    Attributes:
+        server_info: what the endpoint said about itself (filled by `stats()`).
+    """
+
+    limits: Limits = REDIS_LIMITS
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        password: str | None = None,
+        username: str | None = None,
+        db: int = 0,
+        timeout: float = 5.0,
+        refusals: Refusals | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.address = f"{host}:{port}"
+        self._password = password
+        self._username = username
+        self._db = db
+        self._timeout = timeout
+        self.refusals = Refusals() if refusals is None else refusals
+        self.server_info: dict[str, Any] = {}
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: collections.deque[tuple[Shape, asyncio.Future[Any]]] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._out: list[bytes] = []  # encoded commands not yet handed to the transport
+        self._closed = False
+        self._lost: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<RespClient redis://{self.address}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._lost is not None
+
+    @property
+    def is_connected(self) -> bool:
+        return self._writer is not None and not self.closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InterfaceError("client is closed")
+
+    # -- connecting ---------------------------------------------------------------
+
+    async def _start(self) -> RespClient:
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self._timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectError(f"cannot connect to {self.address}: {exc}") from exc
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        try:
+            if self._password is not None:
+                argv = [b"AUTH", self._password.encode("utf-8", "surrogateescape")]
+                if self._username:
+                    argv.insert(1, self._username.encode("utf-8", "surrogateescape"))
+                await self.execute_command(*argv)
+            if self._db:
+                await self.execute_command(b"SELECT", b"%d" % self._db)
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        """Close the connection; calls still waiting fail with ConnectionLostError."""
+        self._closed = True
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), timeout or 1.0)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        self._fail_all(ConnectionLostError("client closed"))
+
+    async def __aenter__(self) -> RespClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- the wire -----------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        parser = ReplyReader()
+        cause: BaseException | None = None
+        try:
+            while True:
+                data = await self._reader.read(READ_CHUNK)
+                if not data:
+                    break
+                parser.feed(data)
+                while (reply := parser.next_reply()) is not NEED_DATA:
+                    if not self._pending:
+                        raise ProtocolError("a reply nobody asked for")
+                    shape, fut = self._pending.popleft()
+                    self.refusals.answered(shape)
+                    if not fut.done():
+                        fut.set_result(reply)
+        except (OSError, ProtocolError) as exc:
+            cause = exc
+        # a close (or a reset, when more commands followed the refused one) while a
+        # command waits: the endpoint would not answer that command
+        if self._pending and (cause is None or isinstance(cause, ConnectionError)):
+            shape = self._pending[0][0]
+            self.refusals.closed_on(shape)
+            name = shape[0]
+            lost: ConnectionLostError = EndpointClosedError(
+                name,
+                f"{self.address} closed the connection instead of answering {name} "
+                "(a proxy such as twemproxy does this for a command it does not "
+                "support; a server that stopped does it too)",
+            )
+        else:
+            lost = ConnectionLostError(f"connection to {self.address} lost: {cause or 'closed'}")
+            lost.__cause__ = cause
+        self._lost = lost
+        self._fail_all(lost)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        while self._pending:
+            _, fut = self._pending.popleft()
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: a caller that timed out will not see it
+
+    def _send(self, argv: list[bytes]) -> asyncio.Future[Any]:
+        """Write one command now and queue its future (the order of the replies)."""
+        self._check_open()
+        name = argv[0].decode("ascii", "replace").upper()
+        shape = (name, len(argv))  # twemproxy refuses some commands by their arity
+        if self.refusals.refuses(shape):
+            raise UnsupportedCommandError(
+                name.lower(),
+                f"{self.address} does not support {name} (it closed the connection on it twice)",
+            )
+        if self._lost is not None:
+            raise ConnectionLostError(str(self._lost)) from self._lost
+        assert self._writer is not None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((shape, fut))
+        # commands of one loop turn leave in one send (pipelined callers, piped mode)
+        if not self._out:
+            loop.call_soon(self._flush)
+        self._out.append(encode_command(argv))
+        return fut
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self._writer is not None and out:
+            self._writer.write(b"".join(out))
+
+    async def _reply(self, fut: asyncio.Future[Any], name: str, timeout: float | None) -> Any:
+        """Wait for `fut` up to the timeout without cancelling it: a call that gives
+        up keeps its place in the queue, so the next reply meets the next caller.
+        (A timer and a waiter instead of wait_for(shield()), which costs a task.)"""
+        if fut.done():
+            return fut.result()
+        limit = self._timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def wake(_: object) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        fut.add_done_callback(wake)
+        timer = loop.call_later(limit, wake, None)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            fut.remove_done_callback(wake)
+        if not fut.done():
+            raise CallTimeoutError(f"no reply to {name} within {limit:g} s")
+        return fut.result()
+
+    async def execute_command(self, *argv: bytes, timeout: float | None = None) -> Any:
+        """Send one command and return its reply (an error reply raises its typed error).
+
+        Raises:
+            UnsupportedCommandError: this endpoint closed the connection on this
+                command before (twemproxy), so it is not sent again.
+            ServerError: the endpoint answered with an error.
+            ConnectionLostError, CallTimeoutError: no answer.
+        """
+        fut = self._send(list(argv))
+        reply = await self._reply(fut, argv[0].decode("ascii", "replace").upper(), timeout)
+        if isinstance(reply, ErrorReply):
+            raise error_from_reply(reply)
+        return reply
+
+    async def _call(self, method: str, params: list[Any], timeout: float | None) -> Any:
+        if method in _NO_EQUIVALENT:
+            raise self._unsupported(method)
+        if method == "clear":
+            return await self._clear(timeout)
+        translate = _TRANSLATE.get(method)
+        if translate is None:
+            raise UnsupportedCommandError(method, f"{method} has no Redis equivalent")
+        argv, convert = translate(params)
+        reply = await self.execute_command(*argv, timeout=timeout)
+        result = convert(reply)
+        if method == "stats":
+            version = result.get("bitcask_version") or result.get("redis_version")
+            self.server_info = {"version": None if version is None else str(version)}
+        return result
+
+    def _unsupported(self, method: str) -> UnsupportedCommandError:
+        return UnsupportedCommandError(
+            method,
+            f"{_NO_EQUIVALENT[method]} is not part of the Redis protocol: "
+            f"redis://{self.address} cannot run it (a bitcask-server's binary "
+            "port, bitcask://HOST:PORT, can)",
+        )
+
+    async def backup(self, dest: Any, **options: Any) -> Any:
+        """Snapshots are binary-protocol only: always UnsupportedCommandError."""
+        raise self._unsupported("backup")
+
+    def transaction(self, *keys: Any) -> Any:
+        """Binary-protocol only (Redis's MULTI/WATCH have other semantics)."""
+        raise self._unsupported("commit")
+
+    async def transact(self, fn: Any, *keys: Any, attempts: int = 16) -> Any:
+        """Binary-protocol only, as `transaction`."""
+        raise self._unsupported("commit")
+
+    async def _clear(self, timeout: float | None) -> int:
+        # DBSIZE and FLUSHDB in one MULTI/EXEC, written at once so no other call of
+        # this client lands inside the transaction: the count is of the keys deleted
+        futs = [self._send(argv) for argv in ([b"MULTI"], [b"DBSIZE"], [b"FLUSHDB"], [b"EXEC"])]
+        replies = [await self._reply(fut, "EXEC", timeout) for fut in futs]
+        for reply in replies:
+            if isinstance(reply, ErrorReply):
+                raise error_from_reply(reply)
+        result = replies[-1]
+        if not isinstance(result, list) or len(result) != 2:
+            raise InterfaceError(f"unexpected EXEC reply {result!r:.80}")
+        for reply in result:
+            if isinstance(reply, ErrorReply):
+                raise error_from_reply(reply)
+        return int(result[0])
+
+
+async def connect_resp(
+    host: str,
+    port: int = DEFAULT_REDIS_PORT,
+    *,
+    password: str | None = None,
+    username: str | None = None,
+    db: int = 0,
+    timeout: float = 5.0,
+    refusals: Refusals | None = None,
+) -> RespClient:
+    """Connect to a Redis-protocol endpoint (AUTH and SELECT as needed).
+
+    Args:
+        host, port: the endpoint (redis-server, twemproxy, a bitcask-server's port).
+        password, username: sent with AUTH when a password is given.
+        db: SELECTed when not 0 (twemproxy only has 0).
+        timeout: seconds for connecting and for each call.
+        refusals: what this endpoint closed the connection on (`Refusals`);
+            shared between the connections of one session, updated as learned.
+
+    Raises:
+        ConnectError: no connection. AuthFailedError / AuthRequiredError: AUTH.
+
+    Example:
+        >>> async with await connect_resp("127.0.0.1", 6379) as c:  # doctest: +SKIP
+        ...     await c.put(b"k", b"v", ttl=30)
+    """
+    client = RespClient(
+        host, port, password=password, username=username, db=db, timeout=timeout, refusals=refusals
+    )
+    return await client._start()
