@@ -170,8 +170,8 @@ COMMANDS: tuple[Command, ...] = (
         "Set a key to a value, optionally expiring after SECONDS.",
         "Prints OK once the write is acknowledged.",
         _put, examples=('put user:1 "Ada Lovelace"', "put session:9 token TTL 30"),
-        shell_help="Arguments may be double-quoted with the escapes \\\" \\\\ \\n \\r \\t \\xNN,\n"
-        "exactly as in the wire protocol's inline mode.",
+        shell_help="Arguments may be double-quoted with the escapes \\\" \\\\ \\n \\r \\t \\xNN;\n"
+        "a backslash outside quotes is a plain backslash.",
         cli_help="Arguments are taken byte for byte from the command line (no escapes).\n"
         "VALUE - reads the value from standard input instead, binary-safe and of any\n"
         "size up to the server's limit: bitcask put photo - < photo.jpg\n"

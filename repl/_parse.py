@@ -1,4 +1,4 @@
-"""Tokenising command lines, the way the wire protocol's inline mode does.
+"""Tokenising command lines: the shell's own quoting, the same at the prompt and in a pipe.
 
 Strategy: one scanner, `tokenize()`, serves three readers. Execution calls it strict
 (an unbalanced quote or a bad escape is a `ParseError` naming the column); the lexer
@@ -7,12 +7,12 @@ token with its span plus an `error` string instead of an exception.
 
 Invariants:
 - Arguments are separated by runs of spaces or tabs.
-- A double-quoted argument understands exactly the inline protocol's escapes
+- A double-quoted argument understands exactly the escapes
   `\\" \\\\ \\n \\r \\t \\xNN`; an unquoted argument is taken literally (a backslash
-  is a backslash), so what a user types at the prompt means the same as what they
-  would type into `nc`.
+  is a backslash). These are the shell's rules, stricter than redis-cli's (which
+  also reads single-quoted arguments): docs/shell.md says how they differ.
 - A closing quote must be followed by a space or the end of the line, and a quote
-  may not appear inside an unquoted argument (the inline protocol's rules too).
+  may not appear inside an unquoted argument.
 - Token values are bytes: unquoted text is UTF-8 encoded with `surrogateescape`, so
   a line read from a pipe as bytes round-trips unchanged.
 - `quote()` is the inverse of the scanner: `tokenize(quote(b))[0].value == b` for

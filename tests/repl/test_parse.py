@@ -1,4 +1,4 @@
-"""Tokenising command lines: quotes and the inline protocol's escapes."""
+"""Tokenising command lines: quotes and the shell's escapes."""
 
 from __future__ import annotations
 
