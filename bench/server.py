@@ -364,11 +364,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--value-size", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--no-redis", action="store_true", help="skip Redis even if installed")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help=f"comma-separated servers to run ({', '.join(TARGET_NAMES)}); only the main "
+        "table is measured and nothing is written (a quick look at a few rows)",
+    )
+    parser.add_argument("--depths", default="1,16", help="pipeline depths (default 1,16)")
+    parser.add_argument("--op", choices=("put", "get", "both"), default="both")
     args = parser.parse_args(argv)
     ops = 5_000 if args.quick else args.ops
     rounds = 1 if args.quick else max(1, args.runs)
-    conns, depths = args.conns, [1, 16]
+    conns, depths = args.conns, [int(d) for d in args.depths.split(",")]
     keys, values = keys_and_values(ops, args.value_size)
+    if args.only:
+        return only_rows(args.only.split(","), depths, args.op, conns, rounds, keys, values)
     redis = shutil.which("redis-server") is not None and not args.no_redis
     targets = [bitcask_target("never"), bitcask_target("always"), CEILING]
     if redis:
@@ -418,6 +428,54 @@ def main(argv: list[str] | None = None) -> int:
         [main_table, ratios, sweep, modes, curve],
         meta={"ops": ops, "conns": conns, "value_size": args.value_size, "rounds": rounds},
     )
+    return 0
+
+
+TARGET_NAMES = ("never", "always", "ceiling", "redis", "redis-always")
+
+
+def named_target(name: str) -> Target:
+    if name in ("never", "always"):
+        return bitcask_target(name)
+    if name == "ceiling":
+        return CEILING
+    if name in ("redis", "redis-always"):
+        return redis_target(name == "redis-always")
+    raise SystemExit(f"--only: unknown server {name!r}; one of {', '.join(TARGET_NAMES)}")
+
+
+def only_rows(
+    names: list[str],
+    depths: list[int],
+    op: str,
+    conns: int,
+    rounds: int,
+    keys: list[bytes],
+    values: list[bytes],
+) -> int:
+    """`--only`: the main table's rows for a few servers, printed, nothing written."""
+    targets = [named_target(n) for n in names]
+    ops = ("put", "get") if op == "both" else (op,)
+    samples: dict[tuple[str, int, str], list[Run]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-server-") as scratch,
+        contextlib.ExitStack() as stack,
+    ):
+        running = start_all(stack, targets, scratch, keys, values)
+        for _ in range(rounds):
+            for depth in depths:
+                for r in running:
+                    for o in ops:
+                        if o == "get" and "put" not in ops:
+                            run_phase(r, "put", conns, depth)  # something to read
+                        run = run_phase(r, o, conns, depth)
+                        samples.setdefault((r.target.name, depth, o), []).append(run)
+    for (name, depth, o), runs in samples.items():
+        s = summarize(runs)
+        print(
+            f"{name:28} depth {depth:2} {o}: {s.rate:9.0f} ops/s  "
+            f"cpu {s.cpu:6.2f} µs/op  p50 {s.p50:.2f} ms  errors {s.errors}"
+        )
     return 0
 
 
