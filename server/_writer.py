@@ -36,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -73,6 +75,51 @@ _SHARED: tuple[type[BaseException], ...] = (
 
 # outcome of one entry: (results, None) or (None, exception)
 _Outcome = tuple[list[Any] | None, BaseException | None]
+
+
+class _WriterThread:
+    """The "thread" mode's one thread: runs the jobs the loop hands it, one at a time,
+    and reports each back with one call_soon_threadsafe.
+
+    Replaces loop.run_in_executor(ThreadPoolExecutor): per group that cost a
+    concurrent Future (its Condition locked and notified), the executor's idle
+    semaphore, an asyncio Future chained to it and one more loop turn to run its
+    done-callback. Measured with strace -c on the depth-1 put row of bench/server.py
+    under --sync always: 12 futex calls per group before; see the report in
+    docs/architecture.md for the figures after.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._jobs: queue.SimpleQueue[tuple[Callable[[Any], Any], Any, Callable[..., None]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="bitcask-writer", daemon=True)
+        self._thread.start()
+
+    def run(self, fn: Callable[[Any], Any], arg: Any, done: Callable[[Any, Any], None]) -> None:
+        """Run fn(arg) in the thread; then done(result, exception) on the loop."""
+        self._jobs.put((fn, arg, done))
+
+    def _run(self) -> None:
+        get, call_back = self._jobs.get, self._loop.call_soon_threadsafe
+        while True:
+            job = get()
+            if job is None:
+                return
+            fn, arg, done = job
+            try:
+                result, exc = fn(arg), None
+            except BaseException as err:  # handed to the loop, never lost in the thread
+                result, exc = None, err
+            try:
+                call_back(done, result, exc)
+            except RuntimeError:  # the loop is closed: nobody is left to tell
+                return
+
+    def stop(self) -> None:
+        """Let the thread finish its queued jobs and end; wait for it (blocking)."""
+        self._jobs.put(None)
+        self._thread.join()
 
 
 class _Aborted(list[Any]):
@@ -128,11 +175,8 @@ class Writer:
         self._idle_waiters: list[asyncio.Future[None]] = []
         # Callables run once after the current group's callbacks (see _finish).
         self.after_group: list[Callable[[], None]] = []
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        if mode == "thread":
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="bitcask-writer"
-            )
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # mode "executor"
+        self._thread = _WriterThread(self._loop) if mode == "thread" else None
         self._wrapped: Any = aiofiles.os.wrap(self._write_group) if mode == "aiofiles" else None
 
     # ---- public ----
@@ -202,13 +246,26 @@ class Writer:
 
     async def run_on_writer_thread(self, fn: Callable[[], Any]) -> Any:
         """Run a blocking store call (db.close) where write_group runs, off the loop."""
-        return await self._loop.run_in_executor(self._pool, fn)
+        if self._thread is None:
+            return await self._loop.run_in_executor(self._pool, fn)
+        fut: asyncio.Future[Any] = self._loop.create_future()
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if fut.done():
+                return
+            if exc is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(exc)
+
+        self._thread.run(lambda _: fn(), None, done)
+        return await fut
 
     def shutdown_pool(self) -> None:
-        """Stop the dedicated thread (after wait_idle)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Stop the dedicated thread (after wait_idle); blocks until it ended."""
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
 
     # ---- the group commit ----
 
@@ -227,6 +284,13 @@ class Writer:
             assert self._wrapped is not None
             task: asyncio.Future[Any] = asyncio.ensure_future(self._wrapped(group))
             task.add_done_callback(lambda t: self._after(group, t, started))
+        elif self._thread is not None:
+            # One hand-off to the thread and one wake-up of the loop per group.
+            self._thread.run(
+                self._write_group,
+                group,
+                lambda outcomes, exc: self._done(group, outcomes, exc, started),
+            )
         else:
             fut = self._loop.run_in_executor(self._pool, self._write_group, group)
             fut.add_done_callback(lambda f: self._after(group, f, started))
@@ -317,6 +381,18 @@ class Writer:
             outcomes = [(None, exc)] * len(group)
         else:
             outcomes = fut.result()
+        self._finish(group, outcomes, started)
+
+    def _done(
+        self,
+        group: list[_Entry],
+        outcomes: list[_Outcome] | None,
+        exc: BaseException | None,
+        started: float,
+    ) -> None:
+        """The writer thread's report (_write_group never raises: exc is a safety net)."""
+        if outcomes is None:
+            outcomes = [(None, exc)] * len(group)
         self._finish(group, outcomes, started)
 
     def _finish(self, group: list[_Entry], outcomes: list[_Outcome], started: float) -> None:

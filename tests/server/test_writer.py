@@ -75,7 +75,7 @@ async def test_one_turn_is_one_group(mode: str) -> None:
     assert out.got[:50] == [([None], None)] * 50
     assert out.got[50] == ([True, False], None)
     if mode == "thread":
-        assert db.threads == {"bitcask-writer_0"}
+        assert db.threads == {"bitcask-writer"}
     if mode == "loop":
         assert db.threads == {threading.current_thread().name}
 
