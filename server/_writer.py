@@ -168,6 +168,9 @@ class Writer:
         self._loop = asyncio.get_running_loop()
         self._queue: list[_Entry] = []
         self._queued_bytes = 0
+        # Queued entries that are not a plain write (a sync, a watch, no ops): while
+        # there are none, a group takes _write_group's plain path.
+        self._special = 0
         self._scheduled = False  # a _kick is queued with call_soon
         self._running = False  # a write_group is in progress
         self._pressured = False
@@ -223,6 +226,8 @@ class Writer:
             return False
         self._queue.append((ops, callback, nbytes, sync, watch))
         self._queued_bytes += nbytes
+        if sync or watch is not None or not ops:
+            self._special += 1
         depth = len(self._queue)
         self._metrics.writer_depth = depth
         if depth > self._max_depth and not self._pressured:
@@ -274,28 +279,29 @@ class Writer:
         if self._running or not self._queue:
             self._maybe_idle()
             return
-        group = self._take()
+        group, plain = self._take()
         self._running = True
         started = time.perf_counter()
         if self._mode == "loop":
-            outcomes = self._write_group(group)
+            outcomes = self._write_group(group, plain)
             self._finish(group, outcomes, started)
         elif self._mode == "aiofiles":
             assert self._wrapped is not None
-            task: asyncio.Future[Any] = asyncio.ensure_future(self._wrapped(group))
+            task: asyncio.Future[Any] = asyncio.ensure_future(self._wrapped(group, plain))
             task.add_done_callback(lambda t: self._after(group, t, started))
         elif self._thread is not None:
             # One hand-off to the thread and one wake-up of the loop per group.
             self._thread.run(
-                self._write_group,
+                self._write_plain if plain else self._write_group,
                 group,
                 lambda outcomes, exc: self._done(group, outcomes, exc, started),
             )
         else:
-            fut = self._loop.run_in_executor(self._pool, self._write_group, group)
+            fut = self._loop.run_in_executor(self._pool, self._write_group, group, plain)
             fut.add_done_callback(lambda f: self._after(group, f, started))
 
-    def _take(self) -> list[_Entry]:
+    def _take(self) -> tuple[list[_Entry], bool]:
+        """The next group, and whether every entry of it is a plain write."""
         queue = self._queue
         cut = len(queue)
         if self._queued_bytes > MAX_GROUP_BYTES:
@@ -308,17 +314,42 @@ class Writer:
         if cut == len(queue):
             group, self._queue = queue, []
             self._queued_bytes = 0
+            plain, self._special = not self._special, 0
         else:
             group, self._queue = queue[:cut], queue[cut:]
             self._queued_bytes = sum(entry[2] for entry in self._queue)
+            self._special = sum(1 for e in self._queue if e[3] or e[4] is not None or not e[0])
+            plain = all(e[0] and not e[3] and e[4] is None for e in group)
         depth = len(self._queue)
         self._metrics.writer_depth = depth
         if self._pressured and depth <= self._max_depth // 2:
             self._set_pressure(False)
-        return group
+        return group, plain
 
-    def _write_group(self, group: list[_Entry]) -> list[_Outcome]:
-        """Runs in the writer thread (or on the loop in "loop" mode). Never raises."""
+    def _write_plain(self, group: list[_Entry]) -> list[_Outcome]:
+        return self._write_group(group, True)
+
+    def _write_group(self, group: list[_Entry], plain: bool = False) -> list[_Outcome]:
+        """Runs in the writer thread (or on the loop in "loop" mode). Never raises.
+
+        `plain`: every entry has ops, no watch and no sync (the common group).
+        """
+        if plain:
+            # The common group in one engine call and one pass: the general path
+            # below walks the group six times (watches, empty batches, copies).
+            # Measured on the depth-16 put row (--sync never, ~700 puts a group):
+            # see docs/architecture.md, "Where the microseconds go".
+            try:
+                results = self._db.write_group([entry[0] for entry in group])
+            except _SHARED as exc:
+                return [(None, exc)] * len(group)
+            except Exception as exc:  # one op the engine could not take: it fails alone
+                if len(group) == 1:
+                    return [(None, exc)]
+                return [self._write_alone(entry) for entry in group]
+            except BaseException as exc:
+                return [(None, exc)] * len(group)
+            return [(None, r) if isinstance(r, BaseException) else (r, None) for r in results]
         force = any(entry[3] for entry in group)
         try:
             results = self._commit([entry[0] for entry in group], force, [e[4] for e in group])
