@@ -144,6 +144,7 @@ class Pipeline:
         "_pressured",
         "_replies",
         "_session",
+        "_submit",
         "_unstarted",
         "_writer",
         "closed",
@@ -163,6 +164,7 @@ class Pipeline:
     ) -> None:
         self._call = dispatcher.call
         self._writer = dispatcher.writer
+        self._submit = dispatcher.writer.submit
         self._session = session
         self._metrics = metrics
         self._emit = emit
@@ -326,6 +328,17 @@ class Pipeline:
     def _place(self, outcome: Outcome, method: str, render: Render, ctx: Any, t0: float) -> None:
         """Answer, start or queue one request's outcome, in its connection's order."""
         kind = type(outcome)
+        if kind is Write and not self._unstarted:
+            # The write fast path (every put of bench/server.py's put rows): straight to
+            # the writer. Its reply cannot complete the head of the queue now (that
+            # needs the writer's callback), unless the writer refused it at once.
+            slot = _Slot(self, outcome, render, ctx, method, t0)
+            self._replies.append(slot)
+            self._inflight += 1
+            w = cast(Write, outcome)
+            if not self._submit(w.ops, slot, w.nbytes, w.sync, w.watch):
+                self._refuse(slot)
+            return
         if (kind is Read or kind is Done) and not self._replies:
             self._answer_now(outcome, method, render, ctx, t0)
             return
@@ -382,22 +395,18 @@ class Pipeline:
             return
         self._inflight += 1
         if type(outcome) is Write:
-            if not self._writer.submit(
-                outcome.ops, slot, nbytes=outcome.nbytes, sync=outcome.sync, watch=outcome.watch
-            ):
-                code = ErrorCode.SHUTTING_DOWN if self._writer.closed else ErrorCode.BUSY
-                slot.settle(
-                    None,
-                    make_error(
-                        code,
-                        "writer queue full; retry later"
-                        if code == ErrorCode.BUSY
-                        else "shutting down",
-                    ),
-                )
+            if not self._submit(outcome.ops, slot, outcome.nbytes, outcome.sync, outcome.watch):
+                self._refuse(slot)
         else:
             assert type(outcome) is Async
             outcome.start(slot.settle)
+
+    def _refuse(self, slot: _Slot) -> None:
+        """The writer refused a submission (closed, or hopelessly behind)."""
+        if self._writer.closed:
+            slot.settle(None, make_error(ErrorCode.SHUTTING_DOWN, "shutting down"))
+        else:
+            slot.settle(None, make_error(ErrorCode.BUSY, "writer queue full; retry later"))
 
     def _finished(self, slot: _Slot) -> None:
         """One Async request or refused submission finished (not a group commit)."""

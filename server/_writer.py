@@ -201,7 +201,6 @@ class Writer:
         self,
         ops: Sequence[Any],
         callback: Callback,
-        *,
         nbytes: int = 0,
         sync: bool = False,
         watch: Any = None,
