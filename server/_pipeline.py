@@ -245,7 +245,8 @@ class Pipeline:
                 # pending before it is run and rendered here, without a slot, and its
                 # latency is recorded once per run of reads. It saves the request()
                 # frame, a perf_counter and a metrics call per read on the depth-16
-                # get row of bench/server.py (docs/architecture.md has the figures).
+                # get row of bench/server.py: 33.0k -> 29.4k instructions per get
+                # (callgrind, in-process feed of 16 pipelined gets, engine included).
                 # The checks are Dispatcher.call's (the same call as every request);
                 # anything unusual (the read raises, the reply cannot be encoded)
                 # goes through _answer_now like any other request.
