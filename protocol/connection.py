@@ -121,6 +121,32 @@ _packer = msgpack.Packer(use_bin_type=True)  # one thread only; pack() never re-
 _pack = _packer.pack
 _header = struct.Struct(">I").pack
 
+# Prebuilt success replies whose result is True, False or nil (every put, a get miss,
+# delete, exists): the frame [1, msgid, nil, result] written byte by byte, the msgid
+# in msgpack's smallest int form, as the Packer writes it (tests/protocol/
+# test_connection.py compares them for every msgid width). They skip building a list
+# and packing it: on the put rows of bench/server.py render went from ~0.70 to ~0.30
+# us per reply (timeit on the loaded bench machine, msgid 1).
+_SCALAR_TAIL = {True: 0xC3, False: 0xC2, None: 0xC0}
+_SMALL_REPLIES = {
+    tail: [struct.pack(">IBBBBB", 5, 0x94, 1, msgid, 0xC0, tail) for msgid in range(128)]
+    for tail in _SCALAR_TAIL.values()
+}
+_reply_u8 = struct.Struct(">IBBBBBB").pack
+_reply_u16 = struct.Struct(">IBBBHBB").pack
+_reply_u32 = struct.Struct(">IBBBIBB").pack
+
+
+def _scalar_reply(msgid: int, tail: int) -> bytes:
+    """The frame of a success reply whose result is True/False/nil (tail: its byte)."""
+    if msgid < 128:
+        return _SMALL_REPLIES[tail][msgid]
+    if msgid < 0x100:
+        return _reply_u8(6, 0x94, 1, 0xCC, msgid, 0xC0, tail)
+    if msgid < 0x10000:
+        return _reply_u16(7, 0x94, 1, 0xCD, msgid, 0xC0, tail)
+    return _reply_u32(9, 0x94, 1, 0xCE, msgid, 0xC0, tail)
+
 
 class BinaryDialect:
     """Length-prefixed msgpack frames (docs/protocol.md sections 1-2)."""
@@ -166,6 +192,8 @@ class BinaryDialect:
     def render(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
         msgid = request.msgid
         if error is None:
+            if result is True or result is None or result is False:
+                return _scalar_reply(msgid, _SCALAR_TAIL[result])
             try:
                 body: bytes = _pack([1, msgid, None, result])
             except Exception:

@@ -132,6 +132,18 @@ def test_binary_reply_rendering() -> None:
     ]
 
 
+@pytest.mark.parametrize("msgid", [0, 1, 127, 128, 255, 256, 0x1234, 0xFFFF, 0x10000, 0xFFFFFFFF])
+@pytest.mark.parametrize("result", [True, False, None])
+def test_prebuilt_scalar_replies_are_the_packers_bytes(msgid: int, result: Any) -> None:
+    # The binary dialect writes True/False/nil replies from prebuilt bytes (its hot
+    # path); they must be exactly what encode_response packs, for every msgid width.
+    from protocol import encode_response
+    from protocol.connection import BinaryDialect
+
+    request = Request(msgid, "put", [b"k", b"v"])
+    assert BinaryDialect().render(request, result, None) == encode_response(msgid, result)
+
+
 @pytest.mark.parametrize(
     ("obj", "msgid"),
     [

@@ -283,3 +283,40 @@ async def test_writer_pressure_holds_events_until_released(setup: Any) -> None:
     assert transport.frames() == [[1, 1, None, True], [1, 2, None, b"v"]]
     assert not transport.read_paused
     assert db.get(b"held") == b"v"
+
+
+async def test_read_fast_path_and_queued_reads_answer_identically(setup: Any) -> None:
+    # Pipeline.feed answers a read with nothing pending on the spot (its fast path);
+    # behind a write in flight the same read takes a slot and waits its turn. Same
+    # requests, same answers (hits, misses, an oversized key, a huge value, errors
+    # from the store), and every one is counted in the metrics either way.
+    make, db, _ = setup
+    db.put(b"hit", b"v" * 100)
+    db.put(b"big", b"b" * (1 << 16))
+    reads = [
+        ("get", [b"hit"]),
+        ("get", [b"miss"]),
+        ("get", [b"k" * (db.options.max_key_size + 1)]),
+        ("exists", [b"hit"]),
+        ("get", [b"big"]),
+        ("mget", [[b"hit", b"miss"]]),
+        ("get", ["not bytes"]),
+        ("ttl", [b"hit"]),
+    ]
+    frames = b"".join(request(i + 1, m, p) for i, (m, p) in enumerate(reads))
+
+    fast, t_fast = make()
+    fast.data_received(frames)
+    await settle()
+    queued, t_queued = make()
+    queued.data_received(request(100, "put", [b"other", b"x"]) + frames)
+    await settle()
+
+    got_fast = t_fast.frames()
+    got_queued = t_queued.frames()
+    assert got_queued[0] == [1, 100, None, True]
+    assert got_fast == got_queued[1:]
+    assert len(got_fast) == len(reads)
+    assert [f[1] for f in got_fast] == list(range(1, len(reads) + 1))
+    counted = fast._state.metrics.requests
+    assert counted == {"get": 2 * 5, "exists": 2, "mget": 2, "ttl": 2, "put": 1}

@@ -75,7 +75,7 @@ async def test_one_turn_is_one_group(mode: str) -> None:
     assert out.got[:50] == [([None], None)] * 50
     assert out.got[50] == ([True, False], None)
     if mode == "thread":
-        assert db.threads == {"bitcask-writer_0"}
+        assert db.threads == {"bitcask-writer"}
     if mode == "loop":
         assert db.threads == {threading.current_thread().name}
 
@@ -216,3 +216,27 @@ async def test_groups_are_cut_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     await settle(writer)
     assert [len(ops) for ops, _ in db.calls] == [2, 2, 2], "groups stay within the byte cap"
     assert len(out.got) == 6
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_plain_and_special_groups_answer_alike(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A group of plain puts takes the writer's one-call path; a group holding a sync
+    # takes the general one. Cut by bytes, a sync in the second group forces only its
+    # own group's fsync, and every request gets the same answer either way.
+    import server._writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_GROUP_BYTES", 10)
+    db, out = FakeStore(), Collector()
+    writer = Writer(db, mode=mode, metrics=Metrics())
+    for i in range(2):
+        writer.submit([("put", b"k%d" % i, b"v", None)], out.cb, nbytes=6)
+    writer.submit([("put", b"key-too-long", b"v", None)], out.cb, nbytes=6)
+    writer.submit([], out.cb, sync=True)
+    await settle(writer)
+    writer.shutdown_pool()
+    assert [(len(ops), sync) for ops, sync in db.calls] == [(1, None), (1, None), (1, True)]
+    assert [got for got, _ in out.got[:2]] == [[None], [None]]
+    assert out.got[2][0] is None and isinstance(out.got[2][1], ValueError)
+    assert out.got[3] == ([], None)
