@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
 
@@ -40,6 +40,7 @@ from .errors import (
 __all__ = [
     "Append",
     "Clear",
+    "CountKeys",
     "Expire",
     "GetDel",
     "GetEx",
@@ -48,6 +49,7 @@ __all__ = [
     "KeyBudget",
     "MSetNx",
     "Op",
+    "Peek",
     "Persist",
     "Rename",
     "Set",
@@ -70,7 +72,7 @@ class View:
         self,
         read: Callable[[bytes], bytes | None],
         expiry: dict[bytes, int],
-        keys: Callable[[], Iterable[bytes]],
+        keys: Callable[[], Collection[bytes]],
         now_ms: int,
     ) -> None:
         self._read = read
@@ -96,6 +98,18 @@ class View:
         if value is None:
             return None, 0
         return value, self._expiry.get(key, 0)
+
+    def count(self) -> int:
+        """How many keys are present now (expired ones included until they are
+        dropped), in time proportional to the group's writes, not to the store."""
+        base = self._keys()
+        n = len(base)
+        for key, (value, _) in self._over.items():
+            if value is None:
+                n -= key in base
+            else:
+                n += key not in base
+        return n
 
     def keys(self) -> set[bytes]:
         """Every key present now (expired ones included until they are dropped)."""
@@ -456,6 +470,38 @@ class Clear(Op):
     def apply(self, view: View) -> tuple[object, list[Write]]:
         doomed = sorted(view.keys())
         return len(doomed), [(k, None, 0) for k in doomed]
+
+
+@dataclass(frozen=True)
+class Peek(Op):
+    """Read ``key`` as the group sees it at this point. Result: ``(value, expiry_ms)``
+    (0: no expiry), or None when absent or expired. Writes nothing."""
+
+    key: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key(self.key))
+
+    def keys(self) -> tuple[bytes, ...]:
+        return ()
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        value, exp = view.get(self.key)
+        return (None if value is None else (value, exp)), []
+
+
+@dataclass(frozen=True)
+class CountKeys(Op):
+    """How many keys are held at this point of the group (``Bitcask.stored_keys``
+    as the group sees it: the writes of earlier ops count). Writes nothing."""
+
+    key: bytes = b""
+
+    def keys(self) -> tuple[bytes, ...]:
+        return ()
+
+    def apply(self, view: View) -> tuple[object, list[Write]]:
+        return view.count(), []
 
 
 @dataclass

@@ -21,10 +21,11 @@ Strategy / invariants:
   a `shape` turning their results into the reply, or a read run in its turn. EXEC
   concatenates the steps of its queued commands into ONE engine batch, with the
   connection's watches (nil when a watched key was written since WATCH). Inside
-  EXEC the reads of values (GET, MGET, STRLEN, EXISTS, TYPE) are ops too (GetEx
-  without an expiry), so they see the transaction's own earlier writes; the other
-  reads (TTL family, DBSIZE, KEYS, SCAN, RANDOMKEY) run when EXEC starts if no
-  write comes before them in the transaction, else right after the batch.
+  EXEC the reads GET, MGET, STRLEN, EXISTS, TYPE, the TTL family and DBSIZE are
+  ops too (GetEx without an expiry, Peek, CountKeys), so they see the
+  transaction's own earlier writes and nothing after them; KEYS, SCAN and
+  RANDOMKEY run when EXEC starts if no write comes before them in the
+  transaction, else right after the batch.
 - Files: this one has the dispatcher, the key and string commands and the
   transactions; server/_redis_admin.py the connection and server commands (AUTH,
   HELLO, CLIENT, INFO, CONFIG, ...); server/_redis_session.py the shared pieces.
@@ -166,7 +167,7 @@ class RedisDispatcher(AdminCommands):
             rc.ConfigGet: self._config_get,
             rc.Info: self._info_cmd,
             # O(1): the keys held, expired ones until the sampler reclaims them (Redis)
-            rc.DbSize: lambda s, c, tx: Step(read=lambda: encode(self._db.stored_keys())),
+            rc.DbSize: self._dbsize,
             rc.Time: self._time,
             rc.Get: self._get,
             rc.MGet: self._mget,
@@ -318,20 +319,29 @@ class RedisDispatcher(AdminCommands):
             )
         return Step(read=lambda: b"+string\r\n" if key in self._db else b"+none\r\n")
 
+    def _dbsize(self, s: RedisSession, c: rc.DbSize, tx: bool) -> Step:
+        if tx:  # counted at its place in the transaction, after the writes before it
+            return Step(ops=[bitcask.CountKeys()], shape=lambda r: encode(r[0]))
+        # O(1): the keys held, expired ones until the sampler reclaims them (Redis)
+        return Step(read=lambda: encode(self._db.stored_keys()))
+
     def _ttl(self, s: RedisSession, c: rc.Ttl, tx: bool) -> Step:
         key = self._key(c.key)
+        if tx:  # the expiry as the transaction's earlier writes left it
+            return Step(
+                ops=[bitcask.Peek(key)],
+                shape=lambda r: encode(
+                    -2 if r[0] is None else _ttl_reply(r[0][1] or None, c.ms, c.absolute)
+                ),
+            )
         return Step(read=lambda: encode(self._read_ttl(key, c.ms, c.absolute)))
 
     def _read_ttl(self, key: bytes, ms: bool, absolute: bool) -> int:
-        # Redis's ttlGenericCommand on the record's exact expiry (ms since the epoch).
         try:
             at = self._db.expire_at_ms(key)
         except KeyError:
             return -2
-        if at is None:
-            return -1
-        value = at if absolute else max(at - int(time.time() * 1000), 0)
-        return value if ms else (value + 500) // 1000
+        return _ttl_reply(at, ms, absolute)
 
     # ---- writes ----
 
@@ -629,3 +639,12 @@ def _combined(watches: list[bitcask.Watch]) -> bitcask.Watch | None:
     if not watches:
         return None
     return watches[0] if len(watches) == 1 else bitcask.Watch.combine(watches)
+
+
+def _ttl_reply(at: int | None, ms: bool, absolute: bool) -> int:
+    """Redis's ttlGenericCommand for a present key, from its record's exact expiry
+    (ms since the epoch; None: no expiry). A missing key answers -2 (the callers')."""
+    if at is None:
+        return -1
+    value = at if absolute else max(at - int(time.time() * 1000), 0)
+    return value if ms else (value + 500) // 1000

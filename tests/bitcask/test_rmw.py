@@ -16,11 +16,13 @@ import bitcask
 from bitcask import (
     Append,
     Clear,
+    CountKeys,
     GetDel,
     GetEx,
     Incr,
     NoSuchKeyError,
     NotANumberError,
+    Peek,
     Persist,
     Rename,
     Set,
@@ -130,6 +132,24 @@ def test_getex_append_getdel_rename(db: bitcask.Bitcask, clock: Clock) -> None:
         db.rename(b"src", b"x")
     assert db.rename(b"dst", b"dst") is True and db.get(b"dst") == b"s"
     assert db.clear() == 2 and list(db.keys()) == []
+
+
+def test_reads_inside_a_commit_see_the_writes_before_them(
+    db: bitcask.Bitcask, clock: Clock
+) -> None:
+    now = int(clock.now * 1000)
+    db.put(b"a", b"1")
+    db.put(b"gone", b"x", ttl=10)
+    got = db.commit([
+        CountKeys(), Peek(b"a"), Set(b"b", b"2", expire_at_ms=now + 5000), CountKeys(),
+        Peek(b"b"), GetDel(b"a"), Peek(b"a"), CountKeys(), Set(b"b", b"3"), Peek(b"b"),
+    ])  # fmt: skip
+    assert got[0] == 2 and got[1] == (b"1", 0)
+    assert got[3] == 3 and got[4] == (b"2", now + 5000)
+    assert got[6] is None and got[7] == 2
+    assert got[9] == (b"3", 0), "a later write replaces the expiry it saw"
+    assert db.stored_keys() == 2 and db.commit([CountKeys()]) == [2]
+    assert db.commit([Peek(b"missing")]) == [None]
 
 
 def test_no_lost_updates_between_threads(db: bitcask.Bitcask) -> None:

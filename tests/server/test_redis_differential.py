@@ -103,6 +103,11 @@ CURATED = [
      [b"TTL", b"c"], [b"EXPIREAT", b"b", b"4102444800"], [b"PEXPIRETIME", b"b"]],
     [[b"SET", b"a", b"1", b"EX", b"1000"], [b"SET", b"b", b"2"], [b"DBSIZE"],
      [b"PERSIST", b"a"], [b"DBSIZE"]],
+    # reads inside EXEC see the writes before them, not after (found by Hypothesis)
+    [[b"MULTI"], [b"SET", b"a", b"1"], [b"DBSIZE"], [b"SET", b"b", b"1"], [b"DEL", b"a"],
+     [b"DBSIZE"], [b"EXEC"]],
+    [[b"MULTI"], [b"SET", b"a", b"1", b"PXAT", b"4102444800123"], [b"PEXPIRETIME", b"a"],
+     [b"PERSIST", b"a"], [b"PEXPIRETIME", b"a"], [b"DEL", b"a"], [b"PTTL", b"a"], [b"EXEC"]],
 ]  # fmt: skip
 
 
