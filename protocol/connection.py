@@ -92,6 +92,11 @@ class Dialect(Protocol):
         limit); the caller then renders the error instead."""
         ...
 
+    def set_authenticated(self, on: bool) -> None:
+        """Lift (True) or apply (False) the dialect's pre-AUTH limits for the bytes
+        fed next (a dialect without such limits does nothing)."""
+        ...
+
 
 def readable_msgid(obj: Any) -> int:
     """The msgid of a decoded frame that failed the request-shape check, or 0.
@@ -152,11 +157,16 @@ class BinaryDialect:
     """Length-prefixed msgpack frames (docs/protocol.md sections 1-2)."""
 
     name = "binary"
-    __slots__ = ("_decoder", "_ended")
+    __slots__ = ("_decoder", "_ended", "_max_frame")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self._decoder = FrameDecoder(max_frame=max_frame)
+        self._max_frame = max_frame
         self._ended = False
+
+    def set_authenticated(self, on: bool) -> None:
+        """Before authentication a frame may hold at most UNAUTH_MAX_FRAME bytes."""
+        self._decoder.max_frame = self._max_frame if on else min(self._max_frame, UNAUTH_MAX_FRAME)
 
     def feed(self, data: bytes) -> list[Event]:
         if self._ended:
@@ -298,30 +308,24 @@ class Connection:
         self._push(dialect.feed(data))
 
     def _sniff(self, first: int) -> Dialect | None:
+        dialect: Dialect
         if first < 0x20 and not (first in _TEXT_CONTROLS and first << 24 > self.max_frame):
-            if self.auth_required:
-                return BinaryDialect(min(self.max_frame, UNAUTH_MAX_FRAME))
-            return BinaryDialect(self.max_frame)
-        if first < 0x7F:
+            dialect = BinaryDialect(self.max_frame)
+        elif first < 0x7F:
             dialect = self._text(self.max_frame, self.http_port)
-            if self.auth_required and type(dialect) is RespDialect:
-                dialect.set_authenticated(False)
-            return dialect
-        return None
+        else:
+            return None
+        if self.auth_required:
+            dialect.set_authenticated(False)
+        return dialect
 
     def set_authenticated(self, on: bool) -> None:
         """Lift (True) or apply again (False: RESET) the pre-AUTH limits for the bytes
         received next; a no-op unless ``auth_required``. Before authentication a RESP
         request has at most 10 arguments of at most 16,384 bytes (Redis's rule) and a
         binary frame at most UNAUTH_MAX_FRAME bytes."""
-        dialect = self.dialect
-        if not self.auth_required or dialect is None:
-            return
-        if type(dialect) is BinaryDialect:
-            limit = self.max_frame if on else min(self.max_frame, UNAUTH_MAX_FRAME)
-            dialect._decoder.max_frame = limit
-        elif type(dialect) is RespDialect:
-            dialect.set_authenticated(on)
+        if self.auth_required and self.dialect is not None:
+            self.dialect.set_authenticated(on)
 
     def _push(self, events: list[Event]) -> None:
         if events:

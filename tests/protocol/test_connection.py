@@ -372,6 +372,9 @@ def test_another_text_dialect_plugs_in_without_a_branch() -> None:
         def render(self, request: Request, result: Any, error: ErrorInfo | None) -> bytes:
             return b"!" + bytes(result) + b"\n"
 
+        def set_authenticated(self, on: bool) -> None:
+            pass  # no limits before AUTH in this dialect
+
     conn = Connection(text=Shout)
     conn.receive_data(b"hey\r\n")
     request = conn.next_event()
