@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import statistics
 import sys
 import tempfile
@@ -243,6 +244,11 @@ def dialect_table(ops: int, rounds: int, scratch: str) -> Table:
         "interleaved round(s). 'met' compares RESP with hiredis (the default when hiredis "
         "is installed) against binary."
     )
+    if importlib.util.find_spec("hiredis") is None:
+        table.notes.append(
+            "hiredis is not installed here: the 'RESP (hiredis)' column ran the pure-Python "
+            "reader too (pip install 'bitcask[bench]' or 'bitcask[fast]')."
+        )
     if errors:
         table.notes.append(f"{errors} error replies during these runs.")
     return table
