@@ -256,7 +256,10 @@ def plot_sharding(plt: Any, result: Result | None) -> str | None:
         (axes[0], proxy, (("set", "SET"), ("get", "GET")), "redis-benchmark, 50 connections"),
         (axes[1], client, (("put", "put"), ("get", "get")), "sharded client, 50 tasks"),
     ):
-        labels = [str(r["setup"]).replace(", ", ",\n", 1) for r in rows]
+        labels = [
+            str(r["setup"]).replace(", ", ",\n", 1).replace(" bitcask shard", " shard")
+            for r in rows
+        ]
         series = {name: [(_num(r.get(k)) or 0.0) / 1e3 for r in rows] for k, name in keys}
         _bars(ax, labels, series, "thousand ops/s")
         ax.tick_params(axis="x", labelsize=7)
