@@ -126,6 +126,7 @@ def benchmark_table(
             Column("server", "server", str), Column("rps", "ops/s", fmt_rate),
             Column("p50", "p50 ms", _ms), Column("p99", "p99 ms", _ms),
             Column("cpu", "server CPU µs/op", _us), Column("vs", "ops/s vs Redis", fmt_ratio),
+            Column("cpu_vs", "CPU/op vs Redis", fmt_ratio),
         ],
     )  # fmt: skip
     samples: dict[tuple[str, int, str], list[dict[str, float]]] = {}
@@ -156,8 +157,12 @@ def benchmark_table(
             }
             for t in targets:
                 m = med[t.name]
-                vs = m["rps"] / med[redis_name]["rps"] if t.name != redis_name else None
-                table.add(test=test.upper(), depth=depth, server=t.name, vs=vs, **m)
+                theirs = med[redis_name]
+                vs = cpu_vs = None
+                if t.name != redis_name:
+                    vs = m["rps"] / theirs["rps"]
+                    cpu_vs = m["cpu"] / theirs["cpu"] if theirs["cpu"] > 0 else None
+                table.add(test=test.upper(), depth=depth, server=t.name, vs=vs, cpu_vs=cpu_vs, **m)
     table.notes.append(
         f"{requests:,} requests per test, {CONNS} connections, {VALUE_SIZE} B values, "
         f"random keys over {KEYSPACE:,}; median of {rounds} interleaved round(s)."
