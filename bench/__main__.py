@@ -1,8 +1,8 @@
 """`make bench`: every benchmark, one after another in one run, then the report.
 
 Each benchmark is its own module (`python -m bench.embedded`, `bench.server`,
-`bench.client`, `bench.sharding`, `bench.cli`) run in a child process so that one cannot warm or starve the
-next; each writes bench/results/<name>.json and <name>.md. `bench.report` then
+`bench.redis`, `bench.client`, `bench.sharding`, `bench.cli`, `bench.backup`) run in a
+child process so that one cannot warm or starve the next; each writes bench/results/<name>.json and <name>.md. `bench.report` then
 assembles docs/benchmarks.md and its plots from those files.
 
     python -m bench                # all of them
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-SUITES = ("embedded", "server", "client", "sharding", "cli", "backup")
+SUITES = ("embedded", "server", "redis", "client", "sharding", "cli", "backup")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,10 +16,13 @@ reported, with the machine they were measured on.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as _dt
+import io
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -297,3 +300,71 @@ def emit(
         print("\n\n".join(t.to_text() for t in tables))
         print(f"\nwrote {json_path} and {json_path.with_suffix('.md')}")
     return json_path
+
+
+# --------------------------------------------------------------------------- Redis tools
+
+SBIN = "/usr/local/sbin:/usr/sbin:/sbin"  # Debian puts nutcracker here, often off a user's PATH
+
+
+def which(binary: str) -> str | None:
+    """The path of `binary` on PATH or in the sbin directories, else None."""
+    return shutil.which(binary) or shutil.which(binary, path=SBIN)
+
+
+def redis_benchmark(
+    port: int,
+    test: str,
+    requests: int,
+    *,
+    conns: int = 50,
+    pipeline: int = 1,
+    size: int = 100,
+    keyspace: int = 100_000,
+) -> dict[str, float]:
+    """Run `redis-benchmark -t <test>` once against 127.0.0.1:`port`; its CSV row as numbers.
+
+    Random keys over `keyspace` (`-r`), `size`-byte values (`-d`), `conns` connections
+    (`-c`), `pipeline` requests in flight per connection (`-P`). Returns the keys
+    `rps`, `avg`, `p50`, `p95`, `p99`, `max` (latencies in ms).
+
+    Raises:
+        FileNotFoundError: redis-benchmark is not installed (Debian: redis-tools).
+        subprocess.CalledProcessError: it failed (e.g. the server refused to connect).
+    """
+    binary = which("redis-benchmark")
+    if binary is None:
+        raise FileNotFoundError("redis-benchmark not installed (Debian package redis-tools)")
+    argv = [binary, "-h", HOST, "-p", str(port), "-t", test, "-n", str(requests),
+            "-c", str(conns), "-P", str(pipeline), "-d", str(size), "-r", str(keyspace),
+            "--csv"]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    if len(rows) != 1:
+        raise RuntimeError(f"redis-benchmark -t {test}: expected one CSV row, got {out!r}")
+    row = rows[0]
+    names = {"rps": "rps", "avg": "avg_latency_ms", "p50": "p50_latency_ms",
+             "p95": "p95_latency_ms", "p99": "p99_latency_ms", "max": "max_latency_ms"}  # fmt: skip
+    return {key: float(row[col]) for key, col in names.items()}
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every live thread) that process `pid` has used so far.
+
+    Sums the first field of /proc/<pid>/task/*/schedstat (nanoseconds of run time)
+    where the kernel keeps it; otherwise utime + stime from /proc/<pid>/stat, whose
+    10 ms ticks are too coarse for a short run of a fast server such as Redis.
+    """
+    total_ns = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            path = f"/proc/{pid}/task/{task}/schedstat"
+            with contextlib.suppress(FileNotFoundError), open(path) as f:  # thread may end
+                total_ns += int(f.read().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        total_ns = 0
+    if total_ns:
+        return total_ns / 1e9
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,23 +1,25 @@
-"""What the proxy costs and what sharding buys, on this machine: one run each.
+"""What the proxy costs and what sharding buys, on this machine: one run.
 
 `python -m bench.sharding [--quick] [--requests N] [--ops N]`
 
-Two tables:
+Two tables, measured on the same bitcask-servers (`--sync never`): for n = 1, 2, 3
+shards, n servers start; then
 
-- **through nutcracker**: `redis-benchmark -t set,get` (50 connections) against
-  one redis-server directly, then through nutcracker (fnv1a_64, ketama, the
-  docs/scaling.md settings) in front of 1, 2 and 3 redis-servers. Backends are
-  redis-server because bitcask-server does not speak the Redis dialect yet
-  (docs/scaling.md, status); the rows show the proxy's own cost and scaling.
-- **sharded client**: `connect_sharded` over 1, 2 and 3 bitcask-servers
-  (`--sync never`), beside a plain `Client` to one server: 50 tasks, puts of
-  100-byte values then gets of the same keys.
+- **through nutcracker**: `redis-benchmark -t set` and `-t get` (50 connections,
+  100-byte values, random keys over 10,000) through nutcracker (fnv1a_64, ketama,
+  hash tags: the docs/scaling.md settings) in front of the n bitcask-servers, and,
+  with one server, straight at it: the row a reader compares the proxy's with. The
+  server CPU per SET summed over the shards, and the proxy's own, come from /proc.
+  Two redis-server rows (direct, and behind nutcracker) are a reference: there the
+  proxy, not the backend, is the bottleneck.
+- **sharded client**: `connect_sharded` over the same n servers, beside a plain
+  `Client` to one server: 50 tasks, puts of 100-byte values then gets of the same keys.
 
-Every process shares this machine's cores with the load generator, so more
+Every process (shards, proxy, load generator) shares this machine's cores, so more
 shards than cores cannot show their real gain; the CPU count is in the header.
-Needs redis-server, redis-benchmark and nutcracker (Debian: redis-server,
-redis-tools, nutcracker); the nutcracker table is left out, with a note, when
-one is missing. Results: bench/results/sharding.json and .md.
+Needs redis-benchmark and nutcracker (Debian: redis-tools, nutcracker; redis-server
+for the reference rows); the nutcracker table is left out, with a note, when one is
+missing. Results: bench/results/sharding.json and .md.
 """
 
 from __future__ import annotations
@@ -25,49 +27,55 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
-import io
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import uvloop
 
-from bench._util import HOST, Column, Table, emit, fmt_rate, free_port, process
+from bench._util import (
+    HOST,
+    Column,
+    Table,
+    emit,
+    fmt_num,
+    fmt_rate,
+    free_port,
+    process,
+    redis_benchmark,
+    server_cpu,
+    which,
+)
 from client import connect, connect_sharded
 
 VALUE = b"v" * 100
 NAMES = ("shard-a", "shard-b", "shard-c")
-SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
+KEYSPACE = 10_000
 
 
-def _which(binary: str) -> str | None:
-    return shutil.which(binary) or shutil.which(binary, path=SBIN)
+class Served(NamedTuple):
+    """A server child: the loopback port it listens on and its pid (for /proc)."""
+
+    port: int
+    pid: int
 
 
 @contextlib.contextmanager
-def _redis_servers(n: int) -> Iterator[list[int]]:
-    binary = _which("redis-server")
+def _redis_server() -> Iterator[Served]:
+    binary = which("redis-server")
     assert binary is not None
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(n):
-            port = free_port()
-            argv = [binary, "--port", str(port), "--bind", HOST, "--save", "",
-                    "--appendonly", "no"]  # fmt: skip
-            stack.enter_context(process(argv, port))
-            ports.append(port)
-        yield ports
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    with process(argv, port) as proc:
+        yield Served(port, proc.pid)
 
 
 @contextlib.contextmanager
-def _nutcracker(backends: list[int]) -> Iterator[int]:
-    binary = _which("nutcracker")
+def _nutcracker(backends: list[int]) -> Iterator[Served]:
+    binary = which("nutcracker")
     assert binary is not None
     listen, stats = free_port(), free_port()
     servers = "\n".join(
@@ -83,59 +91,62 @@ def _nutcracker(backends: list[int]) -> Iterator[int]:
         path.write_text(config, encoding="utf-8")
         argv = [binary, "--conf-file", str(path), "--stats-port", str(stats),
                 "--stats-addr", HOST]  # fmt: skip
-        with process(argv, listen):
-            yield listen
+        with process(argv, listen) as proc:
+            yield Served(listen, proc.pid)
 
 
-def _redis_benchmark(port: int, requests: int) -> dict[str, float]:
-    binary = _which("redis-benchmark")
-    assert binary is not None
-    argv = [binary, "-h", HOST, "-p", str(port), "-t", "set,get", "-n", str(requests),
-            "-c", "50", "-d", "100", "-r", "1000000", "--csv"]  # fmt: skip
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=True).stdout
-    rows = csv.DictReader(io.StringIO(out))
-    return {row["test"]: float(row["rps"]) for row in rows}
+def _measure(
+    port: int, requests: int, backends: list[int], proxy: int | None = None
+) -> dict[str, float]:
+    """SET then GET through `port`: ops/s each, and CPU µs per SET of backends and proxy."""
+    before = [server_cpu(pid) for pid in backends]
+    proxy_before = server_cpu(proxy) if proxy is not None else 0.0
+    out = {"set": redis_benchmark(port, "set", requests, keyspace=KEYSPACE)["rps"]}
+    out["backend_cpu"] = sum(server_cpu(p) - b for p, b in zip(backends, before, strict=True))
+    out["backend_cpu"] *= 1e6 / requests
+    if proxy is not None:
+        out["proxy_cpu"] = (server_cpu(proxy) - proxy_before) * 1e6 / requests
+    out["get"] = redis_benchmark(port, "get", requests, keyspace=KEYSPACE)["rps"]
+    return out
 
 
 def proxy_table(requests: int) -> Table:
-    table = Table(
+    return Table(
         f"through nutcracker: redis-benchmark, {requests:,} requests per test, 50 connections",
         [
             Column("setup", "setup", str),
             Column("set", "SET ops/s", fmt_rate),
             Column("get", "GET ops/s", fmt_rate),
+            Column("backend_cpu", "backends CPU µs/SET", fmt_num),
+            Column("proxy_cpu", "proxy CPU µs/SET", fmt_num),
         ],
     )
-    missing = [b for b in ("redis-server", "redis-benchmark", "nutcracker") if not _which(b)]
-    if missing:
-        table.notes.append(f"not run: {', '.join(missing)} not installed")
-        return table
-    with _redis_servers(1) as (port,):
-        r = _redis_benchmark(port, requests)
-        table.add(setup="redis-server, direct", set=r["SET"], get=r["GET"])
-    for n in (1, 2, 3):
-        with _redis_servers(n) as ports, _nutcracker(ports) as listen:
-            r = _redis_benchmark(listen, requests)
-            table.add(
-                setup=f"nutcracker, {n} shard{'s' if n > 1 else ''}", set=r["SET"], get=r["GET"]
-            )
-    table.notes.append("backends are redis-server: bitcask-server does not speak RESP yet")
-    return table
+
+
+def client_table(ops: int) -> Table:
+    return Table(
+        f"sharded client: {ops:,} puts then {ops:,} gets of 100 B, 50 tasks, --sync never",
+        [
+            Column("setup", "setup", str),
+            Column("put", "put ops/s", fmt_rate),
+            Column("get", "get ops/s", fmt_rate),
+        ],
+    )
 
 
 @contextlib.contextmanager
-def _bitcask_servers(n: int) -> Iterator[list[int]]:
+def _bitcask_servers(n: int) -> Iterator[list[Served]]:
     with contextlib.ExitStack() as stack:
-        ports = []
+        served = []
         for _ in range(n):
             data = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-shard-"))
             port, http_port = free_port(), free_port()
             argv = [sys.executable, "-m", "server", "--data", data, "--host", HOST,
                     "--port", str(port), "--http-port", str(http_port), "--sync", "never",
-                    "--log-level", "warning"]  # fmt: skip
-            stack.enter_context(process(argv, port))
-            ports.append(port)
-        yield ports
+                    "--log-level", "warning", "--drain-seconds", "0"]  # fmt: skip
+            proc = stack.enter_context(process(argv, port))
+            served.append(Served(port, proc.pid))
+        yield served
 
 
 async def _drive(db: Any, ops: int, tasks: int = 50) -> tuple[float, float]:
@@ -159,34 +170,63 @@ async def _drive(db: Any, ops: int, tasks: int = 50) -> tuple[float, float]:
     return put_rate, get_rate
 
 
-def client_table(ops: int) -> Table:
-    table = Table(
-        f"sharded client: {ops:,} puts then {ops:,} gets of 100 B, 50 tasks, --sync never",
-        [
-            Column("setup", "setup", str),
-            Column("put", "put ops/s", fmt_rate),
-            Column("get", "get ops/s", fmt_rate),
-        ],
-    )
-    with _bitcask_servers(1) as (port,):
+def _shards(n: int) -> str:
+    return f"{n} bitcask shard{'s' if n > 1 else ''}"
 
-        async def plain() -> tuple[float, float]:
-            async with connect(HOST, port) as c:
+
+def _client_rates(ports: list[int], ops: int, sharded: bool) -> tuple[float, float]:
+    async def run() -> tuple[float, float]:
+        if not sharded:
+            async with connect(HOST, ports[0]) as c:
                 return await _drive(c, ops)
+        shards = {name: f"{HOST}:{p}" for name, p in zip(NAMES, ports, strict=False)}
+        async with connect_sharded(shards) as sc:
+            return await _drive(sc, ops)
 
-        put, get = uvloop.run(plain())
-        table.add(setup="Client, one server", put=put, get=get)
+    return uvloop.run(run())
+
+
+def measure(requests: int, ops: int) -> list[Table]:
+    """Both tables, from one run over the same bitcask-servers."""
+    proxy, client = proxy_table(requests), client_table(ops)
+    missing = [b for b in ("redis-benchmark", "nutcracker") if not which(b)]
+    if missing:
+        proxy.notes.append(f"not run: {', '.join(missing)} not installed")
     for n in (1, 2, 3):
-        with _bitcask_servers(n) as ports:
-
-            async def sharded(ports: list[int] = ports) -> tuple[float, float]:
-                shards = {name: f"{HOST}:{p}" for name, p in zip(NAMES, ports, strict=False)}
-                async with connect_sharded(shards) as sc:
-                    return await _drive(sc, ops)
-
-            put, get = uvloop.run(sharded())
-            table.add(setup=f"connect_sharded, {n} shard{'s' if n > 1 else ''}", put=put, get=get)
-    return table
+        print(f"-- {_shards(n)}", flush=True)
+        with _bitcask_servers(n) as servers:
+            ports = [s.port for s in servers]
+            pids = [s.pid for s in servers]
+            if n == 1:
+                if not missing:
+                    r = _measure(ports[0], requests, pids)
+                    proxy.add(setup="bitcask-server, direct", **r)
+                put, get = _client_rates(ports, ops, sharded=False)
+                client.add(setup="Client, one server", put=put, get=get)
+            if not missing:
+                with _nutcracker(ports) as nut:
+                    r = _measure(nut.port, requests, pids, nut.pid)
+                    proxy.add(setup=f"nutcracker, {_shards(n)}", **r)
+            put, get = _client_rates(ports, ops, sharded=True)
+            client.add(setup=f"connect_sharded, {_shards(n)}", put=put, get=get)
+    if not missing and which("redis-server"):
+        print("-- redis-server reference", flush=True)
+        with _redis_server() as redis:
+            r = _measure(redis.port, requests, [redis.pid])
+            proxy.add(setup="redis-server, direct", **r)
+            with _nutcracker([redis.port]) as nut:
+                r = _measure(nut.port, requests, [redis.pid], nut.pid)
+                proxy.add(setup="nutcracker, 1 redis-server", **r)
+    elif not missing:
+        proxy.notes.append("redis-server not installed: no reference rows")
+    if not missing:
+        proxy.notes.append(
+            "bitcask-servers run --sync never; CPU µs/SET: the CPU time of every backend "
+            "(and of nutcracker) during the SET run over its requests, from /proc. The "
+            "redis-server rows show the proxy's own ceiling."
+        )
+    client.notes.append("the same bitcask-servers as the table above, one run each")
+    return [proxy, client]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,11 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, help="sharded-client puts (and gets)")
     parser.add_argument("--out", help="results directory (default bench/results)")
     args = parser.parse_args(argv)
-    requests = args.requests or (2_000 if args.quick else 100_000)
+    requests = args.requests or (2_000 if args.quick else 50_000)
     ops = args.ops or (1_000 if args.quick else 50_000)
-    tables = [proxy_table(requests), client_table(ops)]
-    emit("sharding", tables, meta={"quick": args.quick, "requests": requests, "ops": ops},
-         out_dir=args.out)  # fmt: skip
+    emit("sharding", measure(requests, ops),
+         meta={"quick": args.quick, "requests": requests, "ops": ops}, out_dir=args.out)  # fmt: skip
     return 0
 
 

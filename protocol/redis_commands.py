@@ -604,12 +604,14 @@ _PARSERS: Mapping[str, Parser] = MappingProxyType(
 )
 
 
-def parse_command(argv: list[bytes], now_ms: int) -> Command:
+def parse_command(argv: list[bytes], now_ms: int, spec: CommandSpec | None = None) -> Command:
     """Validate argv exactly as Redis 7 does and return the typed command.
 
     Args:
         argv: the request as the reader gave it (name first, never empty).
         now_ms: the current Unix time in ms, for relative expiry options.
+        spec: what `check_command(argv)` returned, when the caller already ran it
+            (the server does, to decide auth and MULTI first): not looked up again.
 
     Returns:
         A frozen `Command` subclass instance.
@@ -626,7 +628,8 @@ def parse_command(argv: list[bytes], now_ms: int) -> Command:
         ...
         protocol.redis_commands.CommandError: ERR value is not an integer or out of range
     """
-    spec = check_command(argv)
+    if spec is None:
+        spec = check_command(argv)
     name = spec.name.split("|")[0]
     if name == spec.name:
         name = argv[0].decode("latin-1").lower()

@@ -232,7 +232,7 @@ class RedisDispatcher(AdminCommands):
         if spec.name == "watch":
             return self._watch(session, argv[1:])
         try:
-            step = self._step(session, argv, tx=False)
+            step = self._step(session, argv, tx=False, spec=spec)
         except RedisError as exc:
             return Done(None, redis_error(exc.message))
         if step.reply is not None:
@@ -247,9 +247,11 @@ class RedisDispatcher(AdminCommands):
 
     # ---- shared by standalone commands and EXEC ----
 
-    def _step(self, session: RedisSession, argv: list[bytes], tx: bool) -> Step:
+    def _step(
+        self, session: RedisSession, argv: list[bytes], tx: bool, spec: rc.CommandSpec | None = None
+    ) -> Step:
         try:
-            cmd = rc.parse_command(argv, int(time.time() * 1000))
+            cmd = rc.parse_command(argv, int(time.time() * 1000), spec)
         except rc.CommandError as exc:
             raise RedisError(exc.message) from None
         handler = self._handlers.get(type(cmd))

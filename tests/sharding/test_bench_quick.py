@@ -23,13 +23,17 @@ def test_quick_sharding_benchmark_writes_its_results(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "sharding.json").read_text())
     proxy, sharded = doc["tables"]
     assert [r["setup"] for r in proxy["rows"]] == [
-        "redis-server, direct", "nutcracker, 1 shard", "nutcracker, 2 shards",
-        "nutcracker, 3 shards",
+        "bitcask-server, direct", "nutcracker, 1 bitcask shard", "nutcracker, 2 bitcask shards",
+        "nutcracker, 3 bitcask shards", "redis-server, direct", "nutcracker, 1 redis-server",
     ]  # fmt: skip
     assert [r["setup"] for r in sharded["rows"]] == [
-        "Client, one server", "connect_sharded, 1 shard", "connect_sharded, 2 shards",
-        "connect_sharded, 3 shards",
+        "Client, one server", "connect_sharded, 1 bitcask shard",
+        "connect_sharded, 2 bitcask shards", "connect_sharded, 3 bitcask shards",
     ]  # fmt: skip
-    assert all(r["set"] > 0 and r["get"] > 0 for r in proxy["rows"])
+    assert all(r["set"] > 0 and r["get"] > 0 and r["backend_cpu"] >= 0 for r in proxy["rows"])
+    # the proxy's own CPU is measured on exactly the rows that go through it
+    for r in proxy["rows"]:
+        assert (r.get("proxy_cpu") is not None) == r["setup"].startswith("nutcracker"), r
     assert all(r["put"] > 0 and r["get"] > 0 for r in sharded["rows"])
-    assert (tmp_path / "sharding.md").read_text().count("|---|---|---|") == 2
+    md = (tmp_path / "sharding.md").read_text()
+    assert md.count("|---|---|---|---|---|") == 1 and md.count("\n|---|---|---|\n") == 1
