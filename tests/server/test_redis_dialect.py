@@ -366,3 +366,31 @@ def test_reset_forgets_the_connection_state(srv: ServerProcess) -> None:
         until=b"$3\r\nend\r\n",
     )
     assert got.endswith(b"+OK\r\n+RESET\r\n$-1\r\n-ERR EXEC without MULTI\r\n+OK\r\n$3\r\nend\r\n")
+
+
+def test_get_and_plain_set_answer_as_the_general_path_does(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # GET k and SET k v take server/_redis.py's fast path; the same command with an
+    # option (or in MULTI) takes the general one: limits and errors must agree.
+    srv = server_factory(sync="never", extra=["--max-key-size", "8", "--max-value-size", "16"])
+    long_key, long_value = b"k" * 9, b"v" * 17
+    pairs = [
+        (f"SET {long_key.decode()} v\r\n", f"SET {long_key.decode()} v XX\r\n"),
+        (f"SET k {long_value.decode()}\r\n", f"SET k {long_value.decode()} XX\r\n"),
+        (f"GET {long_key.decode()}\r\n", f"GETEX {long_key.decode()}\r\n"),
+    ]
+    for fast, general in pairs:
+        got_fast = _raw(srv, fast.encode(), b"\r\n")
+        got_general = _raw(srv, general.encode(), b"\r\n")
+        assert got_fast.startswith(b"-ERR ") and got_fast == got_general, (fast, got_fast)
+    assert _raw(srv, b"SET k v\r\nGET k\r\nGET nope\r\n", b"$-1\r\n") == (
+        b"+OK\r\n$1\r\nv\r\n$-1\r\n"
+    )
+    assert _raw(srv, b"HELLO 3\r\nGET nope\r\n", b"_\r\n").endswith(b"_\r\n")
+    assert _raw(srv, b"MULTI\r\nSET k w\r\nGET k\r\nEXEC\r\n", b"$1\r\nw\r\n").endswith(
+        b"+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n$1\r\nw\r\n"
+    )
+    authed = server_factory(sync="never", extra=["--auth", "secret"])
+    assert _raw(authed, b"SET k v\r\n", b"\r\n").startswith(b"-NOAUTH ")
+    assert _raw(authed, b"GET k\r\n", b"\r\n").startswith(b"-NOAUTH ")
