@@ -218,7 +218,8 @@ COMMANDS: tuple[Command, ...] = (
         "One page of keys with a prefix, in byte order.",
         "Replies with the cursor for the next page ((nil) when done) and up to COUNT\n"
         "keys (default 10). Pass the cursor back to continue: scan user: user:9 10.\n"
-        'Use "" for an empty prefix.',
+        'Use "" for an empty prefix. Over redis:// the cursor is the endpoint\'s own\n'
+        "and only each page is sorted.",
         _scan, idempotent=True, examples=("scan user:", 'scan "" user:9 5'),
         single=True,
     ),

@@ -49,8 +49,9 @@ REFRESH_EVERY = 5.0  # seconds between key counts for the toolbar when nothing w
 
 
 _AUTH_HINT = {
-    CLI: "pass --auth TOKEN or set BITCASK_AUTH",
-    SHELL: "type auth TOKEN (or start the shell with --auth TOKEN / BITCASK_AUTH)",
+    CLI: "pass --auth TOKEN or set BITCASK_AUTH (redis://: the URL's password)",
+    SHELL: "type auth TOKEN (or start the shell with --auth TOKEN / BITCASK_AUTH, or a"
+    " redis:// URL with a password)",
 }
 
 
