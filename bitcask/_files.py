@@ -16,9 +16,9 @@ Strategy (invariants):
   record survives SIGKILL once it returns); ``sync`` fsyncs; ``cut`` takes a failed
   append back. These, ``rotate``, ``create_active`` and ``close_active`` are the
   only operations on the active file.
-- Every mapped file holds no descriptor: ``map_file`` closes its descriptor once
-  the mapping exists, and the active file keeps exactly two (the append descriptor
-  and the reader that preads past the mapping).
+- Every mapped file holds one descriptor, its mapping's (CPython's mmap keeps a
+  dup; ``map_file`` closes the one it opened); the active file holds up to three:
+  its mapping's, the append descriptor and the reader that preads past the mapping.
 - A sealed file's hint is written by ``write_hint`` (the background worker, or
   close): from the journal when the file was written in this session, else by
   scanning it. It is renamed into place under the write lock only if the file is
