@@ -273,7 +273,7 @@ class FileTable:
         if entry is None or size is None or entry[0] is None:
             return
         if journal is not None:
-            blob = journal.build(fid, size, entry[0])
+            blob = journal.build(fid, size)
         else:
             blob = build_hint(fid, size, scan(entry[0], FILE_HEADER_SIZE, size, ScanIssues()))
         final = os.path.join(self.path, hint_name(fid))

@@ -34,12 +34,11 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate, repeat
-from mmap import mmap
 from zlib import crc32
 
 from ._datafile import Rec
 from ._keydir import FID_SHIFT
-from ._record import BODY_HEADER, HEADER_SIZE, TOMBSTONE, U32
+from ._record import TOMBSTONE
 
 __all__ = ["HintData", "HintJournal", "build_hint", "decode_hint", "read_hint", "write_hint"]
 
@@ -48,7 +47,6 @@ HINT_VERSION = 1
 _HEAD = struct.Struct("<4sHHIIIIQ")
 _CRC = struct.Struct("<I")
 _BIG = sys.byteorder == "big"
-_unpack_body_header = BODY_HEADER.unpack_from  # flags, timestamp, expiry, key_len, val_len
 
 
 @dataclass
@@ -124,68 +122,83 @@ def _encode(
 class HintJournal:
     """The hint entries of the active file, kept as its records are written.
 
-    Sealing the file then encodes its hint from memory and the final records'
-    headers instead of scanning the whole file again (``close()`` used to rescan it,
-    about 1.5 s per million records). One entry per record written, in file order:
-    the key and its keydir location, both objects shared with the keydir (two list
-    slots, 16 bytes per record). ``build`` keeps each key's last entry, exactly as
-    ``build_hint`` over a scan of the same file does (a test checks the two agree
-    byte for byte), and reads the flags, timestamp, expiry and tombstone target of
-    those last records from the sealed file's mapping.
+    Sealing the file then encodes its hint from memory instead of scanning the file
+    again (``close()`` used to rescan it, about 1.5 s per million records). One entry
+    per record written, in file order: the key and its keydir location (objects
+    shared with the keydir: two list slots) and the timestamp (an array), 24 bytes
+    per record; plus sparse dicts for the expiry of TTL records and the target file
+    of tombstones. ``build`` keeps each key's last entry, exactly as ``build_hint``
+    over a scan of the same file does (a test checks the two agree byte for byte).
 
     Crash story: the journal lives in memory only; a process that dies before the
     file is sealed leaves no hint, and the next open scans that file, as it always
     did. A hint is only ever trusted once its CRC and data size check out.
     """
 
-    __slots__ = ("keys", "locs")
+    __slots__ = ("exps", "keys", "locs", "stamps", "tombs")
 
     def __init__(self) -> None:
         self.keys: list[bytes] = []
         self.locs: list[int] = []  # keydir locations: file id << 68 | offset << 32 | size
+        self.stamps = array("Q")  # timestamps, microseconds
+        self.exps: dict[int, int] = {}  # entry index -> expiry ms (TTL records only)
+        self.tombs: dict[int, int] = {}  # entry index -> target file (tombstones only)
 
-    def add(self, key: bytes, loc: int) -> None:
-        """A record of ``key`` (value or tombstone) at keydir location ``loc``."""
+    def add(self, key: bytes, loc: int, stamp: int, exp: int) -> None:
+        """A value record of ``key`` at keydir location ``loc`` (``exp``: 0 or its expiry)."""
+        if exp:
+            self.exps[len(self.keys)] = exp
         self.keys.append(key)
         self.locs.append(loc)
+        self.stamps.append(stamp)
 
-    def extend(self, keys: list[bytes], locs: list[int]) -> None:
-        """Records of ``keys`` at ``locs`` (one batch)."""
+    def add_tombstone(self, key: bytes, loc: int, stamp: int, target: int) -> None:
+        """A tombstone of ``key`` at ``loc`` deleting its value in file ``target``."""
+        self.tombs[len(self.keys)] = target
+        self.keys.append(key)
+        self.locs.append(loc)
+        self.stamps.append(stamp)
+
+    def extend(self, keys: list[bytes], locs: list[int], stamp: int) -> None:
+        """Value records without expiry at ``locs``, all stamped ``stamp`` (one batch)."""
         self.keys += keys
         self.locs += locs
+        self.stamps.extend(repeat(stamp, len(keys)))
 
-    def build(self, file_id: int, data_size: int, data: mmap) -> bytes:
-        """The hint file of the sealed file ``file_id`` of ``data_size`` bytes, whose
-        bytes (a mapping) are ``data``."""
+    def build(self, file_id: int, data_size: int) -> bytes:
+        """The hint file of the sealed file ``file_id`` of ``data_size`` bytes."""
         keys = self.keys
-        order = sorted(dict(zip(keys, range(len(keys)), strict=True)).values())
         in_file = (1 << FID_SHIFT) - 1  # the hint keeps offset << 32 | size
-        locs = list(map(in_file.__and__, map(self.locs.__getitem__, order)))
-        heads = list(map(_unpack_body_header, repeat(data), map(_offset_of, locs)))
-        tomb = [h[0] & TOMBSTONE for h in heads]
-        live = [i for i, t in enumerate(tomb) if not t]
-        dead = [i for i, t in enumerate(tomb) if t]
-        if dead:
-            targets = [
-                U32.unpack_from(data, (locs[i] >> 32) + HEADER_SIZE + len(keys[order[i]]))[0]
-                for i in dead
-            ]
-        else:
-            targets = []
+        last = dict(zip(keys, range(len(keys)), strict=True))  # key -> its last entry
+        tombs = self.tombs
+        exps = self.exps
+        if len(last) == len(keys) and not tombs:
+            # Every entry is its key's last and a value (a load of new keys): all of them.
+            return _encode(
+                file_id,
+                data_size,
+                keys,
+                map(in_file.__and__, self.locs),
+                self.stamps,
+                sorted(exps.items()),
+                [],
+                [],
+            )
+        # each key's last entry, in the order of those last entries
+        order = sorted(last.values())
+        live = [i for i in order if i not in tombs] if tombs else order
+        dead = [i for i in order if i in tombs] if tombs else []
+        exp = [(j, exps[i]) for j, i in enumerate(live) if i in exps] if exps else []
         return _encode(
             file_id,
             data_size,
-            [keys[order[i]] for i in live],
-            [locs[i] for i in live],
-            [heads[i][1] for i in live],
-            [(j, heads[i][2]) for j, i in enumerate(live) if heads[i][2]],
-            [keys[order[i]] for i in dead],
-            targets,
+            list(map(keys.__getitem__, live)),
+            map(in_file.__and__, map(self.locs.__getitem__, live)),
+            map(self.stamps.__getitem__, live),
+            exp,
+            list(map(keys.__getitem__, dead)),
+            map(tombs.__getitem__, dead),
         )
-
-
-def _offset_of(loc: int) -> int:
-    return (loc >> 32) + 4  # the record header past its CRC
 
 
 def write_hint(path: str, blob: bytes, *, install: bool = True) -> str:

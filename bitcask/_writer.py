@@ -182,7 +182,7 @@ class Writer(PlannedWrites):
             size = len(rec)
             off = self._make_room(size)
             self._append(rec, off, self._sync_always)
-            self._publish(key, off, size, exp)
+            self._publish(key, off, size, exp, ts)
             if self._watches.counts:  # after the keydir: see _apply
                 self._watches.bump((key,))
         finally:
@@ -458,8 +458,10 @@ class Writer(PlannedWrites):
             aid = self._files.active_id
             atomic_of = [atomic for count, atomic in segs for _ in range(count)]
             for i, target in targets.items():
+                if target < 0:  # a value this very write put in the active file
+                    targets[i] = target = aid
                 inner = IN_BATCH if atomic_of[i] else 0
-                recs[i] = encode_tombstone(keys[i], aid if target < 0 else target, ts, inner)
+                recs[i] = encode_tombstone(keys[i], target, ts, inner)
         if not marked:
             buf = recs[0] if len(recs) == 1 else b"".join(recs)
             positions: list[int] | None = None
@@ -487,21 +489,21 @@ class Writer(PlannedWrites):
         # Watches count a write only once readers can see it: a watch taken in
         # between would otherwise pair a counted write with the old value it read.
         if not targets and not any(exps) and (positions is None or len(segs) == 1):
-            self._publish_puts(keys, recs, positions[0] if positions else off)
+            self._publish_puts(keys, recs, positions[0] if positions else off, ts)
         else:
             if positions is None:
                 positions = list(accumulate(map(len, recs[:-1]), initial=off))
             publish = self._publish
-            for key, rec, exp, pos in zip(keys, recs, exps, positions, strict=True):
+            for i, (key, rec, exp, pos) in enumerate(zip(keys, recs, exps, positions, strict=True)):
                 if exp < 0:
-                    self._publish_delete(key, pos, len(rec))
+                    self._publish_delete(key, pos, len(rec), ts, targets[i])
                 else:
-                    publish(key, pos, len(rec), exp)
+                    publish(key, pos, len(rec), exp, ts)
         if self._watches.counts:
             self._watches.bump(keys)
         return results
 
-    def _publish(self, key: bytes, off: int, size: int, exp: int) -> None:
+    def _publish(self, key: bytes, off: int, size: int, exp: int, ts: int) -> None:
         # Caller holds _lock; the value record of ``key`` is written at ``off``.
         files = self._files
         loc = files.base | (off << 32) | size
@@ -521,11 +523,11 @@ class Writer(PlannedWrites):
             self._expiry.pop(key, None)
         journal = files.journal
         if journal is not None:
-            journal.add(key, loc)
+            journal.add(key, loc, ts, exp)
 
-    def _publish_delete(self, key: bytes, off: int, size: int) -> None:
-        # Caller holds _lock; the tombstone of ``key`` is written at ``off``. A
-        # tombstone is dead on arrival.
+    def _publish_delete(self, key: bytes, off: int, size: int, ts: int, target: int) -> None:
+        # Caller holds _lock; the tombstone of ``key`` (deleting its value in file
+        # ``target``) is written at ``off``. A tombstone is dead on arrival.
         files = self._files
         old = self._kmap.pop(key, None)
         if old is not None:
@@ -535,9 +537,9 @@ class Writer(PlannedWrites):
             self._expiry.pop(key, None)
         journal = files.journal
         if journal is not None:
-            journal.add(key, files.base | (off << 32) | size)
+            journal.add_tombstone(key, files.base | (off << 32) | size, ts, target)
 
-    def _publish_puts(self, keys: list[bytes], recs: list[bytes], pos: int) -> None:
+    def _publish_puts(self, keys: list[bytes], recs: list[bytes], pos: int, ts: int) -> None:
         # Caller holds _lock; the records are written. The common batch (puts without
         # a TTL) in C-level passes: locations from running sums of the record sizes,
         # then one dict.setdefault per key, which inserts a new key and returns the
@@ -568,7 +570,7 @@ class Writer(PlannedWrites):
             )
         journal = files.journal
         if journal is not None:
-            journal.extend(keys, locs)
+            journal.extend(keys, locs, ts)
 
     def sync(self) -> None:
         """Bitcask.sync (see there): fsync the active file now, whatever the policy."""

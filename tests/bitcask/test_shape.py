@@ -189,3 +189,17 @@ def test_each_mapped_file_holds_at_most_one_descriptor(tmp_path: Path) -> None:
         held = Counter(data_fds(tmp_path))
         assert len(held) == 30 and max(held.values()) == 1
     assert data_fds(tmp_path) == []
+
+
+def test_journal_hint_of_new_keys_only(tmp_path: Path) -> None:
+    # Every record a new key (the journal's shortcut): still the scanner's hint.
+    with bitcask.open(tmp_path, sync="never", clock=lambda: CLOCK) as db:
+        db.write_batch([("put", b"k%04d" % i, b"v") for i in range(500)])
+        for i in range(500, 600):
+            db.put(b"k%04d" % i, b"t", ttl=100 if i % 3 else None)
+        db.write_group([[("put", b"g%d" % i, b"g", 5)] for i in range(10)])
+    (written, rebuilt) = scan_hints(tmp_path)[hint_name(1)]
+    assert written == rebuilt
+    with bitcask.open(tmp_path, sync="never", clock=lambda: CLOCK) as db:
+        assert db.recovery.scanned_files == 0
+        assert len(db) == 610 and db.ttl(b"k0501") is not None and db.ttl(b"k0600") is None
