@@ -202,4 +202,4 @@ def test_journal_hint_of_new_keys_only(tmp_path: Path) -> None:
     assert written == rebuilt
     with bitcask.open(tmp_path, sync="never", clock=lambda: CLOCK) as db:
         assert db.recovery.scanned_files == 0
-        assert len(db) == 610 and db.ttl(b"k0502") is not None and db.ttl(b"k0600") is None
+        assert len(db) == 610 and db.ttl(b"k0502") is not None and db.ttl(b"k0501") is None
