@@ -106,11 +106,13 @@ def open_store(
 
 
 def _load_readonly(path: str, options: Options) -> LoadResult:
-    for attempt in range(_READONLY_RETRIES):
+    # A merge of the writer may delete a file between listing and mapping it: retry.
+    attempt = 0
+    while True:
         try:
             return load(path, readonly=True, use_hints=options.hint_files, merge_state="none")
         except FileVanished:
-            if attempt == _READONLY_RETRIES - 1:
+            attempt += 1
+            if attempt == _READONLY_RETRIES:
                 raise BitcaskError(f"store {path!r} kept changing while loading") from None
-            time.sleep(0.01 * (attempt + 1))
-    raise AssertionError("unreachable")
+            time.sleep(0.01 * attempt)

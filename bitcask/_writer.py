@@ -195,26 +195,8 @@ class Writer(PlannedWrites):
     def write_batch(
         self, ops: Sequence[Sequence[Any]], sync: bool | None = None, *, _single: bool = False
     ) -> list[object]:
-        """Apply ``ops`` atomically: after any crash, all of them or none.
-
-        ``ops``: ("put", key, value[, ttl_or_None]) or ("delete", key). Everything is
-        validated first; then all records are encoded into one buffer written with
-        exactly one write(), followed by at most one fsync (``sync=None`` follows
-        the policy, True forces one, False skips it); the keydir is updated last.
-        One writer thread at a time (an executor thread is fine).
-
-        Returns:
-            One result per op: None for a put, bool (existed) for a delete.
-
-        Raises:
-            ValueError / TypeError: a malformed op (nothing written).
-            KeyTooLargeError / ValueTooLargeError: an op (or the batch) too large.
-            ReadOnlyError, StoreIOError, StoreClosedError: as put().
-
-        Example:
-            >>> db.write_batch([("put", b"a", b"1", None), ("delete", b"b")])
-            [None, False]
-        """
+        """Bitcask.write_batch (see there): ``ops`` as one atomic batch (framed by
+        markers), or as one plain record with ``_single`` (delete())."""
         ts = _time_ns() // 1000
         try:
             keys, recs, exps = self._encode_ops(ops, 0 if _single else IN_BATCH, ts)
@@ -236,28 +218,7 @@ class Writer(PlannedWrites):
     def write_group(
         self, batches: Sequence[Sequence[Sequence[Any]]], sync: bool | None = None
     ) -> list[list[object] | BaseException]:
-        """Apply independent batches with one write() and at most one fsync (group commit).
-
-        Each element of ``batches`` is a list of ops as for write_batch(), atomic on
-        its own: a batch of one op is a plain record, a longer one gets its own
-        BEGIN/COMMIT markers. The batches do not share each other's fate, neither
-        here (a batch that fails validation is refused alone) nor on disk (a damaged
-        record of one batch never costs another batch anything). They apply in order,
-        so a later batch sees what an earlier one wrote.
-
-        Returns:
-            One entry per batch: its results (as write_batch()) or the error that
-            refused it: a ValueError / TypeError of validation (KeyTooLargeError,
-            ValueTooLargeError, ...) or StoreFullError (new keys past max_keys).
-
-        Raises:
-            ReadOnlyError, StoreIOError, StoreClosedError: as put(), for the whole group
-            (a reason every batch shares: nothing of the group was written).
-
-        Example:
-            >>> db.write_group([[("put", b"a", b"1")], [("put", b"k", b"v", 9e99)]])
-            [[None], ValueError('ttl 9e+99 puts the expiry past the largest one stored (...)')]
-        """
+        """Bitcask.write_group (see there): independent batches, one write."""
         ts = _time_ns() // 1000
         out: list[list[object] | BaseException] = []
         keys: list[bytes] = []
