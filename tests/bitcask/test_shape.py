@@ -203,3 +203,13 @@ def test_journal_hint_of_new_keys_only(tmp_path: Path) -> None:
     with bitcask.open(tmp_path, sync="never", clock=lambda: CLOCK) as db:
         assert db.recovery.scanned_files == 0
         assert len(db) == 610 and db.ttl(b"k0502") is not None and db.ttl(b"k0501") is None
+
+
+def test_the_read_paths_literals_are_the_keydir_packing() -> None:
+    # db.get spells the keydir's packing as literals (see the comment there).
+    from bitcask import _keydir
+
+    assert (_keydir.FID_SHIFT, _keydir.OFF_SHIFT) == (68, 32)
+    assert (_keydir.OFF_MASK, _keydir.SIZE_MASK) == (0xFFFFFFFFF, 0xFFFFFFFF)
+    loc = _keydir.pack(7, 123456, 789)
+    assert (loc >> 68, (loc >> 32) & 0xFFFFFFFFF, loc & 0xFFFFFFFF) == (7, 123456, 789)
