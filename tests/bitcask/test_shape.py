@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from typing import Any
 import pytest
 
 import bitcask
+import bitcask._health
+import bitcask._io
 from bitcask import _files
 from bitcask._datafile import FILE_HEADER_SIZE, ScanIssues, hint_name, map_file, scan
 from bitcask._hint import build_hint
@@ -213,3 +217,35 @@ def test_the_read_paths_literals_are_the_keydir_packing() -> None:
     assert (_keydir.OFF_MASK, _keydir.SIZE_MASK) == (0xFFFFFFFFF, 0xFFFFFFFF)
     loc = _keydir.pack(7, 123456, 789)
     assert (loc >> 68, (loc >> 32) & 0xFFFFFFFFF, loc & 0xFFFFFFFF) == (7, 123456, 789)
+
+
+def test_a_failed_write_leaves_nothing_in_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ENOSPC mid-record (partial bytes, cut back): after the disk heals and the store
+    # closes, the hint from the journal still equals the scanner's.
+    monkeypatch.setattr(bitcask._health, "PROBE_FIRST", 0.01)
+    monkeypatch.setattr(bitcask._health, "PROBE_MAX", 0.02)
+    db = bitcask.open(tmp_path, sync="never")
+    db.put(b"good", b"1")
+    real_write = bitcask._io.write
+
+    def full(fd: int, data: bytes = b"") -> None:
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(bitcask._io, "write", full)
+    with pytest.raises(bitcask.StoreIOError):
+        db.write_batch([("put", b"bad", b"2"), ("delete", b"good")])
+    monkeypatch.setattr(bitcask._io, "write", real_write)
+    for _ in range(500):  # bounded: the probe heals within a few of its periods
+        if db.disk_health()["state"] == "ok":
+            break
+        time.sleep(0.01)
+    db.put(b"later", b"3")
+    db.close()
+    (written, rebuilt) = scan_hints(tmp_path)[hint_name(1)]
+    assert written == rebuilt
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert db.recovery.scanned_files == 0
+        assert dict(db.items()) == {b"good": b"1", b"later": b"3"}
