@@ -175,8 +175,7 @@ class Writer(PlannedWrites):
         lock = self._lock
         lock.acquire()
         try:
-            if self._blocked is not None:
-                raise self._refuse()
+            self.check_writable()
             if self._max_keys:
                 self._check_budget([key], [exp])
             size = len(rec)
@@ -207,8 +206,7 @@ class Writer(PlannedWrites):
         lock = self._lock
         lock.acquire()
         try:
-            if self._blocked is not None:
-                raise self._refuse()
+            self.check_writable()
             if self._max_keys:
                 self._check_budget(keys, exps)
             return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
@@ -258,8 +256,7 @@ class Writer(PlannedWrites):
         lock = self._lock
         lock.acquire()
         try:
-            if self._blocked is not None:
-                raise self._refuse()
+            self.check_writable()
             if self._max_keys:
                 keys, recs, exps, segs = self._admit(keys, recs, exps, segs, out)
             results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
