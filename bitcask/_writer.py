@@ -1,55 +1,44 @@
-"""The write path and the file table, shared by every writing operation.
+"""The write path: every write of an open store, one way through.
 
 Strategy (invariants):
-- One writer at a time: ``_lock`` serialises every mutation of files and of the
-  keydir (puts, batches, rotation, merge swaps, the interval syncer).
-- A write is encoded outside the lock, appended with one ``_io.write`` (no
-  user-space buffer, so it survives SIGKILL once ``put`` returns), fsynced per
-  policy, and only then published in the keydir: readers never see a write before
-  it is as durable as promised.
-- The file table ``_maps`` maps file id -> (mmap, mapped_length, reader). Entries
-  are replaced, never mutated; mmaps are never closed while the store is open
-  (dropping the last reference unmaps), so a reader mid-slice is always safe. The
-  active file's mapping is refreshed every ``_REMAP_STEP`` bytes; readers pread
-  anything past it.
-- A failed write or fsync truncates back to the last good offset (best effort)
-  and stops writes, as ``_health`` tells the two apart: after a failed write they
-  resume by themselves once a probe shows the disk takes writes again; after a
-  failed fsync, only after a restart. Out of descriptors is no disk fault: that
-  write fails alone. Reads go on throughout.
-- Sealed files get their hint in the background worker; the hint is renamed into
-  place under the lock only if the file still exists (a merge may have removed it).
+- One writer at a time: ``lock`` (the store's write lock, shared with the file
+  table) serialises every mutation of files and of the keydir (puts, batches,
+  rotation, merge swaps, the interval syncer).
+- One path for every write. A write is validated and encoded outside the lock
+  (``_record``), placed (``_make_room`` rotates when the active file is full),
+  appended with one write and fsynced per policy (``_append``, which also handles
+  failure), and only then published in the keydir and the hint journal
+  (``_publish`` / ``_publish_delete`` / ``_publish_puts``): readers never see a
+  write before it is as durable as promised. ``put`` is the one-record case of
+  ``write_batch``, made of the same four functions; ``write_batch``,
+  ``write_group`` and the planned path (``_planned``) go through ``_apply``.
+- A failed write or fsync takes the append back (``FileTable.cut``) and stops
+  writes, as ``_health`` tells the two apart: after a failed write they resume by
+  themselves once a probe shows the disk takes writes again; after a failed fsync,
+  only after a restart. Out of descriptors is no disk fault: that write fails
+  alone. Reads go on throughout.
+- Sealed files get their hint in the background worker (``tasks``), built from the
+  journal the file table kept while the file was active.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from itertools import accumulate, repeat
-from mmap import mmap
 from operator import lshift as _lshift
 from operator import or_ as _or
 from queue import SimpleQueue
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any
 from zlib import crc32
 
-from . import _io
-from ._datafile import (
-    FILE_HEADER_SIZE,
-    ScanIssues,
-    data_name,
-    encode_file_header,
-    hint_name,
-    map_file,
-    scan,
-)
+from ._datafile import FILE_HEADER_SIZE
+from ._files import FileTable
 from ._health import DiskHealth, is_transient
-from ._hint import build_hint, write_hint
-from ._keydir import FID_SHIFT, MAX_FILE_ID, SIZE_MASK, Keydir
+from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._planned import Planned, PlannedWrites
 from ._record import (
     BATCH_BEGIN,
@@ -63,7 +52,6 @@ from ._record import (
     encode_marker,
     encode_tombstone,
 )
-from ._recovery import RecoveryReport
 from ._rmw import KeyBudget, Op, Watches, batch_effect
 from .errors import (
     BitcaskError,
@@ -75,17 +63,10 @@ from .errors import (
 )
 from .options import Options
 
-if TYPE_CHECKING:
-    from .batch import Batch
-    from .snapshot import Pins
-
-__all__ = ["FileEntry", "Writer", "as_bytes", "fsync_dir"]
+__all__ = ["MAX_EXPIRY_MS", "Writer", "expiry_ms"]
 
 log = logging.getLogger("bitcask")
 
-# Refresh the active file's mapping after this many appended bytes: one mmap call per
-# ~7,000 small puts, while at most this much recent data is read with pread.
-_REMAP_STEP = 1 << 20
 # The latest expiry a record may carry, in ms since the epoch: a signed 64-bit
 # integer, as Redis bounds its expiries (the field itself is u64).
 MAX_EXPIRY_MS = (1 << 63) - 1
@@ -94,10 +75,13 @@ _pack_body = BODY_HEADER.pack
 _pack_crc = CRC.pack
 _time_ns = time.time_ns
 
-FileEntry = tuple[mmap | None, int, BinaryIO | None]
 
+def expiry_ms(clock: Callable[[], float], ttl: object) -> int:
+    """The expiry (ms since the epoch) of a record written now with ``ttl`` seconds.
 
-def _expiry_ms(clock: Callable[[], float], ttl: object) -> int:
+    Raises:
+        TypeError / ValueError: ``ttl`` is not a positive finite number, or too far.
+    """
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
         raise TypeError(f"ttl must be a number of seconds, not {ttl!r}")
     if not (ttl > 0 and math.isfinite(ttl)):
@@ -111,182 +95,107 @@ def _expiry_ms(clock: Callable[[], float], ttl: object) -> int:
 
 
 class Writer(PlannedWrites):
-    """The state of an open store and its writing half; ``Bitcask`` adds the rest.
+    """The writing half of an open store (``Bitcask`` composes it with the keydir and
+    the file table, and forwards its write methods here).
 
-    The attributes are set by ``_store.open_store``.
+    Args:
+        path: the store directory.
+        options: the store's options.
+        keydir: the keydir (loaded).
+        files: the file table (its active file created, unless ``readonly``).
+        lock: the store's write lock (the file table's too).
+        clock: wall-clock seconds (TTLs).
+        read: the store's get() (read-modify-write ops read through it).
+        readonly: opened readonly: every write is refused.
     """
 
-    path: str
-    options: Options
-    recovery: RecoveryReport
-    readonly_reason: str | None
-    _clock: Callable[[], float]
-    _kd: Keydir
-    _kmap: dict[bytes, int]
-    _kget: Callable[[bytes], int | None]
-    _mget: Callable[[int], FileEntry | None]
-    _live: dict[int, int]
-    _expiry: dict[bytes, int]
-    _new_keys: list[bytes]
-    _maps: dict[int, FileEntry]
-    _sizes: dict[int, int]
-    _unloadable: set[int]  # files not to merge: unreadable at open, or left out by a merge
-    _lock: threading.Lock
-    _merge_lock: threading.Lock
-    _blocked: BitcaskError | None
-    _readonly: bool
-    _active_id: int
-    _base: int
-    _wfd: int
-    _offset: int
-    _mapped: int
-    _reader: BinaryIO | None
-    _next_id: int
-    _sync_always: bool
-    _max_key: int
-    _max_value: int
-    _max_file: int
-    _max_keys: int  # 0: no limit
-    _dirty: bool
-    _closing: bool
-    _merging: bool
-    _merges: int
-    _last_merge_error: str | None
-    _tasks: SimpleQueue[Callable[[], None] | None]
-    _threads: list[threading.Thread]
-    _stop: threading.Event
-    _release_lock: Callable[[], None]
-    _health: DiskHealth
-    _watches: Watches
-    _pins: Pins  # snapshots: files no merge may delete (bitcask/snapshot.py)
+    def __init__(
+        self,
+        path: str,
+        options: Options,
+        *,
+        keydir: Keydir,
+        files: FileTable,
+        lock: threading.Lock,
+        clock: Callable[[], float],
+        read: Callable[[bytes], bytes | None],
+        readonly: bool,
+    ) -> None:
+        self.path = path
+        self.options = options
+        self.lock = self._lock = lock
+        self._clock = clock
+        self.get = read
+        self._kd = keydir
+        self._kmap = keydir.map
+        self._expiry = keydir.expiry
+        self._live = keydir.live
+        self._new_keys = keydir.new_keys
+        self._files = files
+        self._max_key = options.max_key_size
+        self._max_value = options.max_value_size
+        self._max_file = options.max_file_size
+        self._max_keys = options.max_keys  # 0: no limit
+        self._sync_always = options.sync == "always"
+        self._watches = Watches()
+        # Background: the worker runs ``tasks`` (hints, auto-merges) until a None;
+        # ``threads`` are joined at close (worker, syncer, disk probe).
+        self.tasks: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.stop = threading.Event()
+        self.health = DiskHealth(path, self.stop)
+        # Called under the lock after every rotation (the auto-merge trigger).
+        self.after_rotate: Callable[[], None] = lambda: None
+        self.closing = False
+        self.readonly = readonly
+        self.readonly_reason: str | None = "opened readonly" if readonly else None
+        self._blocked: BitcaskError | None = (
+            ReadOnlyError("store opened readonly") if readonly else None
+        )
+        self._dirty = False
+        self.last_task_error: str | None = None
+
+    @property
+    def watches(self) -> Watches:
+        """The watch counters (``watch()``)."""
+        return self._watches
 
     # ----------------------------------------------------------------- writes
 
     def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires after that.
+        """Bitcask.put (see there): a write_batch of one put, without the batch.
 
-        One write() per call; under sync="always" also one fsync before returning.
-        Thread safety: one writer thread at a time; readers may run concurrently.
-
-        Raises:
-            KeyTooLargeError / ValueTooLargeError: over the configured limits.
-            ReadOnlyError: the store is readonly or turned read-only after a disk error.
-            StoreIOError: this write failed (the store is now read-only).
-            StoreClosedError: the store is closed.
-
-        Example:
-            >>> db.put(b"user:1", "alice", ttl=3600)
+        Its own entry point only for speed (bench/embedded.py, the "put" column of the
+        100 B workload: the op tuple, the op loop and the batch bookkeeping cost ~25%
+        of a put); every step is one of write_batch's own functions.
         """
-        if key.__class__ is not bytes:
-            key = as_bytes(key, "key")
-        if value.__class__ is not bytes:
-            value = as_bytes(value, "value")
-        kl = len(key)
-        vl = len(value)
-        if kl > self._max_key:
-            raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {self._max_key}")
-        if vl > self._max_value:
-            raise ValueTooLargeError(
-                f"value of {vl} bytes exceeds max_value_size {self._max_value}"
-            )
-        if ttl is None:
-            flags = exp = 0
-        else:
-            flags = TTL
-            exp = _expiry_ms(self._clock, ttl)
-        body = _pack_body(flags, _time_ns() // 1000, exp, kl, vl) + key + value
-        rec = _pack_crc(crc32(body)) + body
-        size = len(rec)
+        ts = _time_ns() // 1000
+        exp = 0 if ttl is None else expiry_ms(self._clock, ttl)
+        key, rec = self._record(key, value, exp, 0, ts)
         lock = self._lock
         lock.acquire()
         try:
-            if self._blocked is not None:
-                raise self._refuse()
-            if self._max_keys and len(self._kmap) >= self._max_keys and key not in self._kmap:
-                raise self._full()
-            off = self._offset
-            if off + size > self._max_file and off > FILE_HEADER_SIZE:
-                self._rotate()
-                off = self._offset
+            self.check_writable()
+            if self._max_keys:
+                self._check_budget([key], [exp])
+            size = len(rec)
+            off = self._make_room(size)
             self._append(rec, off, self._sync_always)
-            self._offset = end = off + size
-            self._dirty = True
-            kmap = self._kmap
-            old = kmap.get(key)
-            kmap[key] = self._base | (off << 32) | size
-            live = self._live
-            live[self._active_id] += size
-            if old is None:
-                if self._kd.indexed:  # read after the insert: see _keydir
-                    self._new_keys.append(key)
-            else:
-                live[old >> FID_SHIFT] -= old & SIZE_MASK
-            if exp:
-                self._expiry[key] = exp
-            elif self._expiry:
-                self._expiry.pop(key, None)
+            self._publish(key, off, size, exp, ts)
             if self._watches.counts:  # after the keydir: see _apply
                 self._watches.bump((key,))
-            if end - self._mapped >= _REMAP_STEP:
-                self._remap_active()
         finally:
             lock.release()
 
-    def __setitem__(self, key: bytes | str, value: bytes | str) -> None:
-        """``db[key] = value``: put() without a TTL. One writer thread at a time.
-
-        Example:
-            >>> db[b"user:1"] = b"alice"
-        """
-        self.put(key, value)
-
-    def __delitem__(self, key: bytes | str) -> None:
-        """``del db[key]``: delete(), raising KeyError when absent. One writer at a time.
-
-        Example:
-            >>> del db[b"user:1"]
-        """
-        if not self.delete(key):
-            raise KeyError(key)
-
     def delete(self, key: bytes | str) -> bool:
-        """Delete ``key``; return whether it existed (visible, unexpired).
-
-        Writes a tombstone naming the file of the deleted value, so no merge can
-        resurrect the key. Absent keys write nothing. One writer thread at a time.
-
-        Raises:
-            ReadOnlyError, StoreIOError, StoreClosedError: as put().
-
-        Example:
-            >>> db.delete(b"user:1")
-            True
-        """
+        """Bitcask.delete (see there): a one-op batch, unframed."""
         return bool(self.write_batch([("delete", key)], _single=True)[0])
 
     def write_batch(
         self, ops: Sequence[Sequence[Any]], sync: bool | None = None, *, _single: bool = False
     ) -> list[object]:
-        """Apply ``ops`` atomically: after any crash, all of them or none.
-
-        ``ops``: ("put", key, value[, ttl_or_None]) or ("delete", key). Everything is
-        validated first; then all records are encoded into one buffer written with
-        exactly one write(), followed by at most one fsync (``sync=None`` follows
-        the policy, True forces one, False skips it); the keydir is updated last.
-        One writer thread at a time (an executor thread is fine).
-
-        Returns:
-            One result per op: None for a put, bool (existed) for a delete.
-
-        Raises:
-            ValueError / TypeError: a malformed op (nothing written).
-            KeyTooLargeError / ValueTooLargeError: an op (or the batch) too large.
-            ReadOnlyError, StoreIOError, StoreClosedError: as put().
-
-        Example:
-            >>> db.write_batch([("put", b"a", b"1", None), ("delete", b"b")])
-            [None, False]
-        """
+        """Bitcask.write_batch (see there): ``ops`` as one atomic batch (framed by
+        markers), or as one plain record with ``_single`` (delete())."""
         ts = _time_ns() // 1000
         try:
             keys, recs, exps = self._encode_ops(ops, 0 if _single else IN_BATCH, ts)
@@ -297,12 +206,9 @@ class Writer(PlannedWrites):
         lock = self._lock
         lock.acquire()
         try:
-            if self._blocked is not None:
-                raise self._refuse()
-            if self._max_keys and not KeyBudget(self._kmap, self._max_keys).fits(
-                *batch_effect(keys, exps)
-            ):
-                raise self._full()
+            self.check_writable()
+            if self._max_keys:
+                self._check_budget(keys, exps)
             return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
         finally:
             lock.release()
@@ -310,28 +216,7 @@ class Writer(PlannedWrites):
     def write_group(
         self, batches: Sequence[Sequence[Sequence[Any]]], sync: bool | None = None
     ) -> list[list[object] | BaseException]:
-        """Apply independent batches with one write() and at most one fsync (group commit).
-
-        Each element of ``batches`` is a list of ops as for write_batch(), atomic on
-        its own: a batch of one op is a plain record, a longer one gets its own
-        BEGIN/COMMIT markers. The batches do not share each other's fate, neither
-        here (a batch that fails validation is refused alone) nor on disk (a damaged
-        record of one batch never costs another batch anything). They apply in order,
-        so a later batch sees what an earlier one wrote.
-
-        Returns:
-            One entry per batch: its results (as write_batch()) or the error that
-            refused it: a ValueError / TypeError of validation (KeyTooLargeError,
-            ValueTooLargeError, ...) or StoreFullError (new keys past max_keys).
-
-        Raises:
-            ReadOnlyError, StoreIOError, StoreClosedError: as put(), for the whole group
-            (a reason every batch shares: nothing of the group was written).
-
-        Example:
-            >>> db.write_group([[("put", b"a", b"1")], [("put", b"k", b"v", 9e99)]])
-            [[None], ValueError('ttl 9e+99 puts the expiry past the largest one stored (...)')]
-        """
+        """Bitcask.write_group (see there): independent batches, one write."""
         ts = _time_ns() // 1000
         out: list[list[object] | BaseException] = []
         keys: list[bytes] = []
@@ -371,8 +256,7 @@ class Writer(PlannedWrites):
         lock = self._lock
         lock.acquire()
         try:
-            if self._blocked is not None:
-                raise self._refuse()
+            self.check_writable()
             if self._max_keys:
                 keys, recs, exps, segs = self._admit(keys, recs, exps, segs, out)
             results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
@@ -387,11 +271,35 @@ class Writer(PlannedWrites):
                 pos += n
         return out
 
+    def now_ms(self) -> int:
+        """The store clock's now, in ms since the epoch (expiries compare to it)."""
+        return int(self._clock() * 1000)
+
     def _now_us(self) -> int:
         return _time_ns() // 1000
 
     def _expiry_of(self, ttl: object) -> int:
-        return _expiry_ms(self._clock, ttl)
+        return expiry_ms(self._clock, ttl)
+
+    def _record(
+        self, key: bytes | str, value: bytes | str, exp: int, inner: int, ts: int
+    ) -> tuple[bytes, bytes]:
+        # Validate and encode one value record: (key as bytes, record). ``exp`` is the
+        # expiry in ms (0: none), ``inner`` IN_BATCH for a record inside markers.
+        if key.__class__ is not bytes:
+            key = as_bytes(key, "key")
+        if value.__class__ is not bytes:
+            value = as_bytes(value, "value")
+        kl = len(key)
+        vl = len(value)
+        if kl > self._max_key:
+            raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {self._max_key}")
+        if vl > self._max_value:
+            raise ValueTooLargeError(
+                f"value of {vl} bytes exceeds max_value_size {self._max_value}"
+            )
+        body = _pack_body(inner | TTL if exp else inner, ts, exp, kl, vl) + key + value
+        return key, _pack_crc(crc32(body)) + body
 
     def _encode_ops(
         self, ops: Sequence[Sequence[Any]], inner: int, ts: int
@@ -399,10 +307,8 @@ class Writer(PlannedWrites):
         # Validate and encode ``ops``: keys, records (b"" for a delete, whose
         # tombstone is encoded once its target is known) and expiries (0: none; -1
         # marks a delete). Raises on the first bad op; nothing is written.
-        max_key = self._max_key
-        max_value = self._max_value
-        pack_body = _pack_body
-        pack_crc = _pack_crc
+        record = self._record
+        clock = self._clock
         keys: list[bytes] = []
         recs: list[bytes] = []
         exps: list[int] = []
@@ -424,33 +330,26 @@ class Writer(PlannedWrites):
                 kind, key = op
             else:
                 raise ValueError(f"unknown batch op {op!r}")
-            if key.__class__ is not bytes:
-                key = as_bytes(key, "key")
-            kl = len(key)
-            if kl > max_key:
-                raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {max_key}")
-            if (kind == "put" and n != 2) or (kind == "put_at" and n == 4):
-                if value.__class__ is not bytes:
-                    value = as_bytes(value, "value")
-                vl = len(value)
-                if vl > max_value:
-                    raise ValueTooLargeError(
-                        f"value of {vl} bytes exceeds max_value_size {max_value}"
-                    )
-                if ttl is None or (kind == "put_at" and not ttl):
-                    exp = 0
-                    body = pack_body(inner, ts, 0, kl, vl) + key + value
-                else:
-                    # "put_at" (planned writes) carries the expiry itself, in ms
-                    exp = ttl if kind == "put_at" else _expiry_ms(self._clock, ttl)
-                    body = pack_body(inner | TTL, ts, exp, kl, vl) + key + value
-                append_rec(pack_crc(crc32(body)) + body)
+            if kind == "put" and n != 2:
+                exp = 0 if ttl is None else expiry_ms(clock, ttl)
+            elif kind == "put_at" and n == 4:
+                exp = ttl or 0  # planned writes carry the expiry itself, in ms
             elif kind == "delete" and n == 2:
-                exp = -1
+                if key.__class__ is not bytes:
+                    key = as_bytes(key, "key")
+                if len(key) > self._max_key:
+                    raise KeyTooLargeError(
+                        f"key of {len(key)} bytes exceeds max_key_size {self._max_key}"
+                    )
+                append_key(key)
                 append_rec(b"")
+                append_exp(-1)
+                continue
             else:
                 raise ValueError(f"unknown batch op {op!r}")
+            key, rec = record(key, value, exp, inner, ts)
             append_key(key)
+            append_rec(rec)
             append_exp(exp)
         return keys, recs, exps
 
@@ -512,16 +411,15 @@ class Writer(PlannedWrites):
         )
         if total > _MAX_BATCH_BYTES:
             raise ValueTooLargeError(f"batch of {total} bytes is too large")
-        off = self._offset
-        if off + total > self._max_file and off > FILE_HEADER_SIZE:
-            self._rotate()
-            off = self._offset
-        aid = self._active_id
+        off = self._make_room(total)
         if targets:
+            aid = self._files.active_id
             atomic_of = [atomic for count, atomic in segs for _ in range(count)]
             for i, target in targets.items():
+                if target < 0:  # a value this very write put in the active file
+                    targets[i] = target = aid
                 inner = IN_BATCH if atomic_of[i] else 0
-                recs[i] = encode_tombstone(keys[i], aid if target < 0 else target, ts, inner)
+                recs[i] = encode_tombstone(keys[i], target, ts, inner)
         if not marked:
             buf = recs[0] if len(recs) == 1 else b"".join(recs)
             positions: list[int] | None = None
@@ -546,64 +444,74 @@ class Writer(PlannedWrites):
                 first += count
             buf = b"".join(parts)
         self._append(buf, off, sync is True or (sync is None and self._sync_always))
-        self._offset = off + len(buf)
-        self._dirty = True
         # Watches count a write only once readers can see it: a watch taken in
         # between would otherwise pair a counted write with the old value it read.
         if not targets and not any(exps) and (positions is None or len(segs) == 1):
-            self._publish_puts(keys, recs, positions[0] if positions else off)
-            if self._watches.counts:
-                self._watches.bump(keys)
-            return results
-        if positions is None:
-            positions = list(accumulate(map(len, recs[:-1]), initial=off))
-        live = self._live
-        expiry = self._expiry
-        new_keys = self._new_keys
-        kd = self._kd
-        base = self._base
-        added = 0
-        for key, rec, exp, pos in zip(keys, recs, exps, positions, strict=True):
-            size = len(rec)
-            old = kmap.get(key)
-            if old is not None:
-                live[old >> FID_SHIFT] -= old & SIZE_MASK
-            if exp < 0:
-                if old is not None:
-                    del kmap[key]
-                    kd.note_deleted()
-                if expiry:
-                    expiry.pop(key, None)
-            else:
-                kmap[key] = base | (pos << 32) | size
-                added += size
-                if old is None and kd.indexed:  # read after the insert: see _keydir
-                    new_keys.append(key)
-                if exp:
-                    expiry[key] = exp
-                elif expiry:
-                    expiry.pop(key, None)
-        live[aid] += added
+            self._publish_puts(keys, recs, positions[0] if positions else off, ts)
+        else:
+            if positions is None:
+                positions = list(accumulate(map(len, recs[:-1]), initial=off))
+            publish = self._publish
+            for i, (key, rec, exp, pos) in enumerate(zip(keys, recs, exps, positions, strict=True)):
+                if exp < 0:
+                    self._publish_delete(key, pos, len(rec), ts, targets[i])
+                else:
+                    publish(key, pos, len(rec), exp, ts)
         if self._watches.counts:
             self._watches.bump(keys)
-        if self._offset - self._mapped >= _REMAP_STEP:
-            self._remap_active()
         return results
 
-    def _publish_puts(self, keys: list[bytes], recs: list[bytes], pos: int) -> None:
+    def _publish(self, key: bytes, off: int, size: int, exp: int, ts: int) -> None:
+        # Caller holds _lock; the value record of ``key`` is written at ``off``.
+        files = self._files
+        loc = files.base | (off << 32) | size
+        kmap = self._kmap
+        old = kmap.get(key)
+        kmap[key] = loc
+        live = self._live
+        live[files.active_id] += size
+        if old is None:
+            if self._kd.indexed:  # read after the insert: see _keydir
+                self._new_keys.append(key)
+        else:
+            live[old >> FID_SHIFT] -= old & SIZE_MASK
+        if exp:
+            self._expiry[key] = exp
+        elif self._expiry:
+            self._expiry.pop(key, None)
+        journal = files.journal
+        if journal is not None:
+            journal.add(key, loc, ts, exp)
+
+    def _publish_delete(self, key: bytes, off: int, size: int, ts: int, target: int) -> None:
+        # Caller holds _lock; the tombstone of ``key`` (deleting its value in file
+        # ``target``) is written at ``off``. A tombstone is dead on arrival.
+        files = self._files
+        old = self._kmap.pop(key, None)
+        if old is not None:
+            self._live[old >> FID_SHIFT] -= old & SIZE_MASK
+            self._kd.note_deleted()
+        if self._expiry:
+            self._expiry.pop(key, None)
+        journal = files.journal
+        if journal is not None:
+            journal.add_tombstone(key, files.base | (off << 32) | size, ts, target)
+
+    def _publish_puts(self, keys: list[bytes], recs: list[bytes], pos: int, ts: int) -> None:
         # Caller holds _lock; the records are written. The common batch (puts without
         # a TTL) in C-level passes: locations from running sums of the record sizes,
         # then one dict.setdefault per key, which inserts a new key and returns the
         # location passed (the same object), or returns what an existing key (or an
         # earlier op of this batch) held. Only those keys take the slow fix-up, which
         # reads the current entry so a key repeated in the batch is accounted once.
+        files = self._files
         kmap = self._kmap
         sizes = list(map(len, recs))
-        hi = self._base | (pos << 32)
+        hi = files.base | (pos << 32)
         locs = list(map(_or, accumulate(map(_lshift, sizes, repeat(32)), initial=hi), sizes))
         found = list(map(kmap.setdefault, keys, locs))
         live = self._live
-        live[self._active_id] += sum(sizes)
+        live[files.active_id] += sum(sizes)
         if found != locs:
             for key, loc, old in zip(keys, locs, found, strict=True):
                 if old is not loc:
@@ -618,43 +526,38 @@ class Writer(PlannedWrites):
             self._new_keys.extend(
                 [k for k, loc, old in zip(keys, locs, found, strict=True) if old is loc]
             )
-        if self._offset - self._mapped >= _REMAP_STEP:
-            self._remap_active()
-
-    def batch(self) -> Batch:
-        """Collect puts and deletes, applied atomically by write_batch() on exit.
-
-        Nothing is written if the block raises. One writer thread at a time.
-
-        Example:
-            >>> with db.batch() as b:
-            ...     b.put(b"a", b"1"); b.delete(b"b")
-        """
-        from .batch import Batch
-
-        return Batch(self)
+        journal = files.journal
+        if journal is not None:
+            journal.extend(keys, locs, ts)
 
     def sync(self) -> None:
-        """fsync the active file now, whatever the policy. Any thread (takes the write lock).
-
-        Raises:
-            StoreIOError: the fsync failed (the store is now read-only).
-
-        Example:
-            >>> db.put(b"k", b"v"); db.sync()  # durable even under sync="never"
-        """
+        """Bitcask.sync (see there): fsync the active file now, whatever the policy."""
         with self._lock:
-            if self._readonly or self._wfd < 0:
+            if self.readonly or not self._files.has_active:
                 return
             try:
-                _io.fsync(self._wfd)
+                self._files.sync()
             except OSError as exc:
-                raise self._fail(exc, self._offset, fsync=True) from exc
+                raise self._fail(exc, self._files.offset, fsync=True) from exc
             self._dirty = False
+
+    def sync_if_dirty(self) -> None:
+        """sync="interval": the background syncer's step (a failure stops writes)."""
+        if not self._dirty:
+            return
+        with self._lock:
+            if self._blocked is not None or not self._files.has_active:
+                return
+            try:
+                self._files.sync()
+                self._dirty = False
+            except OSError as exc:
+                self._fail(exc, self._files.offset, fsync=True)
 
     # ------------------------------------------------------ writer internals
 
-    def _check_writable(self) -> None:
+    def check_writable(self) -> None:
+        """Raise what a write would raise now (caller holds the lock)."""
         if self._blocked is not None:
             raise self._refuse()
 
@@ -662,8 +565,8 @@ class Writer(PlannedWrites):
         # Caller holds _lock and found the store blocked: the error to raise.
         blocked = self._blocked
         assert blocked is not None
-        if self._health.state != "ok":
-            self._health.refused(blocked)
+        if self.health.state != "ok":
+            self.health.refused(blocked)
         return blocked
 
     def _full(self) -> StoreFullError:
@@ -671,6 +574,11 @@ class Writer(PlannedWrites):
             f"the store holds max_keys={self._max_keys} keys: new keys are refused "
             "(reads, overwrites and deletes go on)"
         )
+
+    def _check_budget(self, keys: list[bytes], exps: list[int]) -> None:
+        # Caller holds _lock and max_keys is set: refuse a batch adding keys past it.
+        if not KeyBudget(self._kmap, self._max_keys).fits(*batch_effect(keys, exps)):
+            raise self._full()
 
     def _admit(
         self,
@@ -702,196 +610,147 @@ class Writer(PlannedWrites):
             first += n
         return k2, r2, e2, s2
 
+    def _make_room(self, total: int) -> int:
+        # Caller holds _lock: the offset where ``total`` more bytes will land,
+        # rotating first when they would overfill a non-empty active file.
+        off = self._files.offset
+        if off + total > self._max_file and off > FILE_HEADER_SIZE:
+            self.rotate()
+            off = self._files.offset
+        return off
+
     def _append(self, buf: bytes, off: int, fsync: bool) -> None:
         # Caller holds _lock: one write of ``buf`` at ``off``, then the fsync asked for.
+        files = self._files
         try:
-            _io.write(self._wfd, buf)
+            files.append(buf)
         except OSError as exc:
             raise self._fail(exc, off) from exc
         if fsync:
             try:
-                _io.fsync(self._wfd)
+                files.sync()
             except OSError as exc:
                 raise self._fail(exc, off, fsync=True) from exc
+        self._dirty = True
 
     def _fail(self, exc: OSError, good_offset: int, *, fsync: bool = False) -> StoreIOError:
         # Caller holds _lock. Cut a partial append, then tell the disk fault apart
         # (see _health): out of descriptors fails this write alone; a failed write
         # refuses writes until a probe succeeds; a failed fsync, until restart.
-        if self._wfd >= 0:
-            try:
-                os.ftruncate(self._wfd, good_offset)
-            except OSError:
-                pass
+        self._files.cut(good_offset)
         reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
         if not fsync and is_transient(exc):
             log.warning("write failed in %s, store stays writable: %s", self.path, reason)
             return StoreIOError(exc.errno or 0, f"write failed, nothing was written: {reason}")
         if fsync:
-            self._health.fsync_failed(reason)
+            self.health.fsync_failed(reason)
             self.readonly_reason = f"fsync failed: {reason}; restart to resume writes"
         else:
-            thread = self._health.write_failed(reason, self._resume)
+            thread = self.health.write_failed(reason, self._resume)
             if thread is not None:
-                self._threads.append(thread)
+                self.threads.append(thread)
                 thread.start()
             self.readonly_reason = f"write failed: {reason}; writes resume once the disk takes them"
         self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
         return StoreIOError(exc.errno or 0, f"write failed, store is now read-only: {reason}")
 
+    def fail_at_start(self, exc: OSError) -> None:
+        """The active file could not be created at open (a full disk): serve reads;
+        the probe creates it and resumes writes once space returns."""
+        with self._lock:
+            self._fail(exc, 0)
+            self.readonly_reason = f"disk full at start: {self.readonly_reason}"
+            self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
+
     def _resume(self) -> None:
         """The probe thread saw the disk take a write: writable again (OSError if not)."""
         with self._lock:
-            if self._closing or self._health.state != "write_failed":
+            if self.closing or self.health.state != "write_failed":
                 return
-            if self._wfd < 0:  # the full disk came at start: no active file yet
-                fid = self._next_id
-                self._wfd, self._reader = self._create_file(fid)
-                self._next_id = fid + 1
-                self._active_id = fid
-                self._base = fid << FID_SHIFT
-                self._offset = FILE_HEADER_SIZE
-                self._kd.live[fid] = 0
-                self._remap_active()
+            files = self._files
+            if not files.has_active:  # the full disk came at start: no active file yet
+                files.create_active()
+                self._live[files.active_id] = 0
             self._blocked = None
             self.readonly_reason = None
-            self._health.healed()
+            self.health.healed()
 
-    def _create_file(self, fid: int) -> tuple[int, BinaryIO]:
-        if fid > MAX_FILE_ID:
-            raise BitcaskError("file ids exhausted (4M files): back up and restore the store")
-        path = os.path.join(self.path, data_name(fid))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        try:
-            _io.write(fd, encode_file_header(fid))
-            if self.options.sync != "never":
-                _io.fsync(fd)
-                fsync_dir(self.path)
-            reader = open(path, "rb", buffering=0)  # noqa: SIM115 (kept open as the reader)
-        except BaseException:
-            os.close(fd)
-            try:  # a retry creates it again (O_EXCL)
-                os.unlink(path)
-            except OSError:
-                pass
-            raise
-        return fd, reader
-
-    def _rotate(self, reserve: int = 0) -> None:
-        """Seal the active file and start the next one (caller holds _lock)."""
-        old_id, old_fd, size = self._active_id, self._wfd, self._offset
-        new_id = self._next_id + reserve
+    def rotate(self, reserve: int = 0) -> int:
+        """Seal the active file and start the next one, ``reserve`` ids later (caller
+        holds the lock); returns the sealed file's id. Raises as a failed write does."""
+        files = self._files
+        size = files.offset
         if self.options.sync != "never":
             try:
-                _io.fsync(old_fd)
+                files.sync()
             except OSError as exc:
                 raise self._fail(exc, size, fsync=True) from exc
         try:
-            fd, reader = self._create_file(new_id)
+            sealed, journal = files.rotate(reserve)
         except OSError as exc:
             raise self._fail(exc, size) from exc
-        try:
-            old_map = map_file(os.path.join(self.path, data_name(old_id)))
-        except OSError as exc:
-            os.close(fd)
-            reader.close()
-            os.unlink(os.path.join(self.path, data_name(new_id)))
-            raise self._fail(exc, size) from exc
-        os.close(old_fd)
-        self._maps[old_id] = (old_map, size, None)
-        self._sizes[old_id] = size
-        self._next_id = new_id + 1
-        self._active_id = new_id
-        self._base = new_id << FID_SHIFT
-        self._wfd = fd
-        self._offset = FILE_HEADER_SIZE
-        self._reader = reader
-        self._kd.live[new_id] = 0
-        self._remap_active()
+        self._live[files.active_id] = 0
         self._dirty = False
         if self.options.hint_files:
-            self._tasks.put(lambda: self._write_hint(old_id))
-        self._maybe_auto_merge()
+            self.tasks.put(lambda: files.write_hint(sealed, journal))
+        self.after_rotate()
+        return sealed
 
-    def _remap_active(self) -> None:
-        reader = self._reader
-        assert reader is not None
-        self._maps[self._active_id] = (map_file(reader.name), self._offset, reader)
-        self._mapped = self._offset
+    # ------------------------------------------------------------- lifecycle
 
-    def _write_hint(self, fid: int) -> None:
-        """Build and install the hint of sealed file ``fid`` (background worker)."""
-        entry = self._maps.get(fid)
-        size = self._sizes.get(fid)
-        if entry is None or size is None or entry[0] is None:
-            return
-        issues = ScanIssues()
-        blob = build_hint(fid, size, scan(entry[0], FILE_HEADER_SIZE, size, issues))
-        final = os.path.join(self.path, hint_name(fid))
-        tmp = write_hint(final, blob, install=False)
+    def start(self) -> None:
+        """Start the background worker (and, for sync="interval", the syncer)."""
+        worker = threading.Thread(target=self._work, name="bitcask-worker", daemon=True)
+        worker.start()
+        self.threads.append(worker)
+        if self.options.sync == "interval":
+            syncer = threading.Thread(target=self._sync_loop, name="bitcask-syncer", daemon=True)
+            syncer.start()
+            self.threads.append(syncer)
+
+    def stop_threads(self) -> None:
+        """Stop and join every background thread (at close; no write may follow)."""
+        self.closing = True
+        self.stop.set()
+        self.tasks.put(None)
+        for t in self.threads:
+            t.join()
+
+    def _work(self) -> None:
+        # Runs background tasks (hint files, auto-merges) one at a time until close.
+        while True:
+            task = self.tasks.get()
+            if task is None:
+                return
+            try:
+                task()
+            except Exception as exc:  # a failed hint is rebuilt at the next open
+                self.last_task_error = f"background task failed: {type(exc).__name__}: {exc}"
+
+    def _sync_loop(self) -> None:
+        # sync="interval": fsync the active file every sync_interval_ms when dirty.
+        period = self.options.sync_interval_ms / 1000
+        while not self.stop.wait(period):
+            self.sync_if_dirty()
+
+    def close_files(self, blocked: BitcaskError) -> None:
+        """Refuse writes with ``blocked`` from now on; close the active file, sealing it
+        and writing its hint (from the journal) when the store is healthy."""
         with self._lock:
-            if fid in self._sizes:
-                os.replace(tmp, final)
-            else:
-                os.unlink(tmp)
+            self._blocked = blocked
+            if self.readonly:
+                return
+            healthy = self.readonly_reason is None
+            sealed = self._files.close_active(seal=healthy)
+            if sealed is None:
+                self._live.pop(self._files.active_id, None)
+        if sealed is not None and self.options.hint_files:
+            try:
+                self._files.write_hint(*sealed)
+            except OSError:
+                pass
 
-    def _install_merge(
-        self,
-        inputs: list[int],
-        outputs: list[tuple[int, int]],
-        moved: list[tuple[bytes, int, int]],
-        expired: list[tuple[bytes, int]],
-    ) -> None:
-        # Caller holds _lock; the files are already swapped on disk.
-        kd = self._kd
-        kmap = self._kmap
-        live = kd.live
-        for fid, size in outputs:
-            self._maps[fid] = (map_file(os.path.join(self.path, data_name(fid))), size, None)
-            self._sizes[fid] = size
-            live[fid] = 0
-        for key, old, new in moved:
-            if kmap.get(key) == old:
-                kmap[key] = new
-                live[new >> FID_SHIFT] += new & SIZE_MASK
-        for key, old in expired:
-            if kmap.get(key) == old:
-                del kmap[key]
-                kd.expiry.pop(key, None)
-                kd.note_deleted()
-        for fid in inputs:
-            self._maps.pop(fid, None)
-            self._sizes.pop(fid, None)
-            live.pop(fid, None)
-        self._merges += 1
-
-    def _maybe_auto_merge(self) -> None:
-        opts = self.options
-        if not opts.merge_trigger or self._merging:
-            return
-        disk = sum(self._sizes.values()) + self._offset
-        dead = disk - sum(self._kd.live.values())
-        if dead >= opts.merge_min_dead_bytes and dead >= opts.merge_trigger * disk:
-            self._merging = True  # reset by run_merge; keeps a second trigger out
-            self._tasks.put(self._auto_merge)
-
-    def _auto_merge(self) -> None:
-        from .errors import MergeInProgressError
-        from .merge import run_merge
-
-        try:
-            run_merge(self, None)
-        except MergeInProgressError:
-            pass
-        except Exception as exc:  # a background merge must not kill the worker
-            self._last_merge_error = f"{type(exc).__name__}: {exc}"
-        finally:
-            self._merging = self._merge_lock.locked()
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    def abandon_files(self, blocked: BitcaskError) -> None:
+        """Refuse writes with ``blocked`` and drop the active file as a crash would (tests)."""
+        self._blocked = blocked
+        self._files.abandon_active()

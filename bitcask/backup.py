@@ -12,39 +12,37 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import TYPE_CHECKING
 
 from ._datafile import FILE_HEADER_SIZE, ScanIssues, data_name, hint_name, scan
+from ._files import fsync_dir
 from ._hint import build_hint, read_hint, write_hint
 from .errors import ReadOnlyError
-
-if TYPE_CHECKING:
-    from ._writer import Writer
+from .merge import Merges
 
 __all__ = ["run_backup"]
 
 
-def run_backup(db: Writer, dest: str) -> None:
-    """Copy ``db`` to ``dest``; see the module docstring."""
-    if db._readonly:
+def run_backup(m: Merges, dest: str) -> None:
+    """Copy the store ``m`` coordinates to ``dest``; see the module docstring."""
+    writer, table = m.writer, m.files
+    if writer.readonly:
         raise ReadOnlyError("backup needs a writer open (it seals the active file)")
     if os.path.exists(dest) and os.listdir(dest):
         raise FileExistsError(f"backup destination {dest!r} is not empty")
     os.makedirs(dest, exist_ok=True)
-    with db._merge_lock:
-        with db._lock:
-            db._check_writable()
-            db._rotate()
-            files = {fid: db._sizes[fid] for fid in db._sizes}
-            maps = {fid: db._maps[fid][0] for fid in files}
+    with m.lock:
+        with writer.lock:
+            writer.check_writable()
+            writer.rotate()
+            files, maps = table.hand_out(list(table.sealed))
         for fid, size in sorted(files.items()):
-            src = os.path.join(db.path, data_name(fid))
+            src = os.path.join(writer.path, data_name(fid))
             dst = os.path.join(dest, data_name(fid))
             with open(src, "rb") as fin, open(dst, "wb") as fout:
                 shutil.copyfileobj(_Limited(fin, size), fout, 1 << 20)
                 fout.flush()
                 os.fsync(fout.fileno())
-            hint_src = os.path.join(db.path, hint_name(fid))
+            hint_src = os.path.join(writer.path, hint_name(fid))
             hint_dst = os.path.join(dest, hint_name(fid))
             try:
                 read_hint(hint_src, fid, size)
@@ -53,14 +51,10 @@ def run_backup(db: Writer, dest: str) -> None:
                     os.fsync(f.fileno())
             except (OSError, ValueError):
                 mm = maps[fid]
-                if mm is not None and db.options.hint_files:
+                if mm is not None and writer.options.hint_files:
                     recs = scan(mm, FILE_HEADER_SIZE, size, ScanIssues())
                     write_hint(hint_dst, build_hint(fid, size, recs))
-    fd = os.open(dest, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(dest)
 
 
 class _Limited:

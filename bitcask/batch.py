@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._writer import Writer
+from typing import Any, Protocol
 
 __all__ = ["Batch"]
+
+
+class _Store(Protocol):
+    def write_batch(
+        self, ops: Sequence[Sequence[Any]], sync: bool | None = None
+    ) -> list[object]: ...
 
 
 class Batch:
@@ -28,7 +32,7 @@ class Batch:
 
     __slots__ = ("_db", "_done", "ops", "results")
 
-    def __init__(self, db: Writer) -> None:
+    def __init__(self, db: _Store) -> None:
         self._db = db
         self._done = False
         self.ops: list[tuple[Any, ...]] = []

@@ -38,6 +38,7 @@ from ._datafile import (
     parse_file_header,
     scan,
 )
+from ._files import fsync_dir
 from ._hint import build_hint, decode_hint, write_hint
 from ._lock import DirLock
 from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
@@ -279,7 +280,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
                 continue
             write_hint(hpath, build_hint(fid, size, recs))
             rebuilt.append(hint_name(fid))
-        _fsync_dir(path)
+        fsync_dir(path)
     finally:
         lock.release()
     return RepairReport(
@@ -362,13 +363,5 @@ def _quarantine(path: str, name: str, mm: Any, probs: list[Problem]) -> str:
             os.fsync(fd)
         finally:
             os.close(fd)
-    _fsync_dir(qdir)
+    fsync_dir(qdir)
     return os.path.join(QUARANTINE_DIR, base + ".bad")
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

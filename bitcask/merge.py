@@ -38,10 +38,11 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zlib import crc32
 
 from . import _io
@@ -55,15 +56,22 @@ from ._datafile import (
     hint_name,
     scan,
 )
+from ._files import FileTable, fsync_dir
 from ._hint import build_hint, write_hint
-from ._keydir import FID_SHIFT
+from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
+from ._pins import Pins
 from ._record import HEADER, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
+from ._writer import Writer
 from .errors import BitcaskError, MergeInProgressError, StoreClosedError
 
-if TYPE_CHECKING:
-    from ._writer import Writer
-
-__all__ = ["MERGE_DIR", "MergeReport", "recover_interrupted", "run_merge"]
+__all__ = [
+    "MERGE_DIR",
+    "MergeReport",
+    "Merges",
+    "read_manifest",
+    "recover_interrupted",
+    "run_merge",
+]
 
 log = logging.getLogger("bitcask")
 
@@ -110,6 +118,54 @@ class MergeReport:
         )
         lines = [f"left out {data_name(fid)}: {why}" for fid, why in self.left_out]
         return "\n  ".join((head, *lines))
+
+
+class Merges:
+    """Merge coordination of one open store, and the parts a merge works on.
+
+    ``lock`` lets one merge, backup or snapshot cut run at a time; ``pins`` are the
+    files snapshots keep from merges; ``running`` keeps a second auto-merge from
+    being queued. ``maybe_auto`` is the writer's after-rotation hook.
+    """
+
+    def __init__(self, keydir: Keydir, files: FileTable, writer: Writer) -> None:
+        self.keydir = keydir
+        self.files = files
+        self.writer = writer
+        self.lock = threading.Lock()
+        self.pins = Pins()
+        self.running = False
+        self.count = 0  # merges swapped in since open
+        self.last_error: str | None = None
+
+    def maybe_auto(self) -> None:
+        """Queue an auto-merge when dead bytes pass the trigger (caller holds the write lock)."""
+        opts = self.writer.options
+        if not opts.merge_trigger or self.running:
+            return
+        disk = sum(self.files.sizes().values())
+        dead = disk - sum(self.keydir.live.values())
+        if dead >= opts.merge_min_dead_bytes and dead >= opts.merge_trigger * disk:
+            self.running = True  # reset by run_merge; keeps a second trigger out
+            self.writer.tasks.put(self._auto)
+
+    def _auto(self) -> None:
+        try:
+            run_merge(self, None)
+        except MergeInProgressError:
+            pass
+        except Exception as exc:  # a background merge must not kill the worker
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.running = self.lock.locked()
+
+    def release_lock(self) -> None:
+        """Release ``lock`` taken by a snapshot or backup, and let auto-merges trigger again."""
+        self.lock.release()
+        # An auto-merge that found the lock held left ``running`` set (it reads the
+        # lock's state on the way out). At worst this lets one more trigger through,
+        # whose merge finds the lock taken and gives up.
+        self.running = self.lock.locked()
 
 
 def crash_point(phase: str) -> None:
@@ -168,29 +224,29 @@ class _Output:
 
 
 def run_merge(
-    db: Writer, progress: Callable[[int, int], None] | None, files: Iterable[int] | None = None
+    m: Merges, progress: Callable[[int, int], None] | None, files: Iterable[int] | None = None
 ) -> MergeReport:
-    """Merge ``files`` (default: every file) of ``db``; see the module docstring."""
-    if not db._merge_lock.acquire(blocking=False):
+    """Merge ``files`` (default: every file) of a store; see the module docstring."""
+    if not m.lock.acquire(blocking=False):
         raise MergeInProgressError("a merge or backup is already running")
+    writer, table = m.writer, m.files
     started = time.monotonic()
-    mdir = os.path.join(db.path, MERGE_DIR)
+    mdir = os.path.join(writer.path, MERGE_DIR)
     created = False
     try:
-        db._merging = True
-        with db._lock:
-            db._check_writable()
-            sealed_before = [*sorted(db._sizes), db._active_id]
+        m.running = True
+        with writer.lock:
+            writer.check_writable()
+            sealed_before = [*sorted(table.sealed), table.active_id]
             inputs = sealed_before if files is None else sorted(set(files))
-            pinned = db._pins.pinned()  # a snapshot's files are skipped, never deleted
-            inputs = [fid for fid in inputs if fid not in db._unloadable and fid not in pinned]
+            pinned = m.pins.pinned()  # a snapshot's files are skipped, never deleted
+            inputs = [fid for fid in inputs if fid not in table.unloadable and fid not in pinned]
             unknown = set(inputs) - set(sealed_before)
             if unknown:
                 raise BitcaskError(f"no such data files: {sorted(unknown)}")
-            first_out = db._next_id
-            db._rotate(reserve=len(inputs) + 1)
-            sizes = {fid: db._sizes[fid] for fid in inputs}
-            maps = {fid: db._maps[fid][0] for fid in inputs}
+            first_out = table.next_id
+            writer.rotate(reserve=len(inputs) + 1)
+            sizes, maps = table.hand_out(inputs)
         outside = sorted(set(sealed_before) - set(inputs))
         oldest_outside = outside[0] if outside else None
         crash_point("reserved")
@@ -204,9 +260,9 @@ def run_merge(
         outputs: list[_Output] = []
         total = sum(sizes.values())
         done = 0
-        kmap = db._kmap
-        now_ms = int(db._clock() * 1000)
-        max_size = db.options.max_file_size
+        kmap = m.keydir.map
+        now_ms = int(writer.now_ms())
+        max_size = writer.options.max_file_size
         out: _Output | None = None
         left_out: list[tuple[int, str]] = []
         for fid in inputs:
@@ -225,7 +281,7 @@ def run_merge(
                 dict(stats),
             )
             for rec in scan(mm if mm is not None else b"", FILE_HEADER_SIZE, sizes[fid], issues):
-                if db._closing:
+                if writer.closing:
                     raise StoreClosedError("store closed during merge")
                 off, size, flags, ts, exp, key, aux = rec
                 if flags & CORRUPT or issues.skipped:
@@ -305,17 +361,17 @@ def run_merge(
             dropped = {fid for fid, _ in left_out}
             inputs = [fid for fid in inputs if fid not in dropped]
             total = sum(sizes[fid] for fid in inputs)
-            with db._lock:
-                db._unloadable |= dropped  # never offered to a merge again
+            with writer.lock:
+                table.unloadable |= dropped  # never offered to a merge again
         for o in outputs:
             o.finish(mdir)
-        _fsync_dir(mdir)
+        fsync_dir(mdir)
         crash_point("copied")
         _write_manifest(mdir, inputs, [o.fid for o in outputs])
         crash_point("manifest")
-        with db._lock:
-            _swap_files(db.path, inputs, [o.fid for o in outputs], after_rename=crash_point)
-            db._install_merge(inputs, [(o.fid, o.size) for o in outputs], moved, expired)
+        with writer.lock:
+            _swap_files(writer.path, inputs, [o.fid for o in outputs], after_rename=crash_point)
+            _install(m, inputs, [(o.fid, o.size) for o in outputs], moved, expired)
         return MergeReport(
             inputs=tuple(inputs),
             outputs=tuple(o.fid for o in outputs),
@@ -337,8 +393,39 @@ def run_merge(
             shutil.rmtree(mdir, ignore_errors=True)
         raise
     finally:
-        db._merging = False
-        db._merge_lock.release()
+        m.running = False
+        m.lock.release()
+
+
+def _install(
+    m: Merges,
+    inputs: list[int],
+    outputs: list[tuple[int, int]],
+    moved: list[tuple[bytes, int, int]],
+    expired: list[tuple[bytes, int]],
+) -> None:
+    # Step 4 in memory (caller holds the write lock; the files are swapped on disk):
+    # point each copied key at its new location only if the keydir still holds the
+    # old one, forget keys expired in the copy, then drop the inputs.
+    kd = m.keydir
+    kmap = kd.map
+    live = kd.live
+    for fid, _size in outputs:
+        live[fid] = 0
+    m.files.install(outputs, [])
+    for key, old, new in moved:
+        if kmap.get(key) == old:
+            kmap[key] = new
+            live[new >> FID_SHIFT] += new & SIZE_MASK
+    for key, old in expired:
+        if kmap.get(key) == old:
+            del kmap[key]
+            kd.expiry.pop(key, None)
+            kd.note_deleted()
+    m.files.install([], inputs)
+    for fid in inputs:
+        live.pop(fid, None)
+    m.count += 1
 
 
 class _SimulatedCrash(Exception):
@@ -356,7 +443,7 @@ def _write_manifest(mdir: str, inputs: list[int], outputs: list[int]) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, os.path.join(mdir, MANIFEST))
-    _fsync_dir(mdir)
+    fsync_dir(mdir)
 
 
 def read_manifest(mdir: str) -> tuple[list[int], list[int]] | None:
@@ -385,7 +472,7 @@ def _swap_files(
             src = os.path.join(mdir, name)
             if os.path.exists(src):
                 os.replace(src, os.path.join(path, name))
-    _fsync_dir(path)
+    fsync_dir(path)
     after_rename("renamed")
     for fid in inputs:
         for name in (data_name(fid), hint_name(fid)):
@@ -393,10 +480,10 @@ def _swap_files(
                 os.unlink(os.path.join(path, name))
             except FileNotFoundError:
                 pass
-    _fsync_dir(path)
+    fsync_dir(path)
     after_rename("unlinked")
     shutil.rmtree(mdir, ignore_errors=True)
-    _fsync_dir(path)
+    fsync_dir(path)
 
 
 def recover_interrupted(path: str) -> str:
@@ -411,15 +498,7 @@ def recover_interrupted(path: str) -> str:
     manifest = read_manifest(mdir)
     if manifest is None:
         shutil.rmtree(mdir, ignore_errors=True)
-        _fsync_dir(path)
+        fsync_dir(path)
         return "discarded"
     _swap_files(path, manifest[0], manifest[1], after_rename=lambda phase: None)
     return "finished"
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

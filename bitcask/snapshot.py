@@ -28,21 +28,18 @@ Memory is bounded by one chunk per ``read_chunk`` call (plus one hint being buil
 
 from __future__ import annotations
 
-import itertools
 import os
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zlib import crc32
 
 from ._datafile import FILE_HEADER_SIZE, ScanIssues, data_name, hint_name, scan
 from ._hint import build_hint, read_hint, write_hint
-from .errors import ReadOnlyError, SnapshotNotFoundError
+from ._pins import Pins, Snapshot, SnapshotFile
+from .errors import ReadOnlyError
 
 if TYPE_CHECKING:
-    from ._writer import Writer
+    from .db import Bitcask
 
 __all__ = [
     "MAX_CHUNK",
@@ -65,135 +62,7 @@ DEFAULT_TIMEOUT = 60.0
 _CRC_BLOCK = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotFile:
-    """One file of a snapshot: its name in the data directory, size and CRC-32."""
-
-    name: str
-    size: int
-    crc: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size, "crc": self.crc}
-
-
-@dataclass(eq=False)
-class Snapshot:
-    """A pinned set of files. Built by ``take_snapshot`` (or the three steps)."""
-
-    id: str
-    owner: object
-    timeout: float
-    deadline: float
-    fids: set[int] = field(default_factory=set)
-    files: list[SnapshotFile] = field(default_factory=list)
-    created: float = 0.0  # wall clock at the cut
-    keys: int = 0  # live keys at the cut
-    cut_file: int = 0  # the first file id *not* in the snapshot
-    holds_merge_lock: bool = False
-    sent: dict[str, int] = field(default_factory=dict)  # name -> highest byte read
-
-    def manifest(self) -> dict[str, Any]:
-        """What a copy of this snapshot is: written next to the files as backup.json."""
-        return {
-            "format": 1,
-            "created": self.created,
-            "keys": self.keys,
-            "cut_file": self.cut_file,
-            "files": [f.to_dict() for f in self.files],
-        }
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def complete(self) -> bool:
-        """Every byte of every file was read at least once."""
-        return all(self.sent.get(f.name, 0) >= f.size for f in self.files)
-
-
-class Pins:
-    """The snapshots of one store (``db._pins``); thread-safe.
-
-    Args:
-        clock: monotonic seconds (tests pass a fake one to expire pins).
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._snaps: dict[str, Snapshot] = {}
-        self._crcs: dict[tuple[str, int], int] = {}
-        self._ids = itertools.count(1)
-
-    def new(self, owner: object, timeout: float) -> Snapshot:
-        snap = Snapshot(
-            id=f"{os.getpid()}-{next(self._ids)}-{os.urandom(4).hex()}",
-            owner=owner,
-            timeout=timeout,
-            deadline=self.clock() + timeout,
-        )
-        with self._lock:
-            self._snaps[snap.id] = snap
-        return snap
-
-    def pinned(self) -> set[int]:
-        """The file ids no merge may take (expired pins dropped first)."""
-        self.expire()
-        with self._lock:
-            out: set[int] = set()
-            for snap in self._snaps.values():
-                out |= snap.fids
-            return out
-
-    def get(self, snap_id: str) -> Snapshot:
-        """The live snapshot ``snap_id``; its deadline is pushed back.
-
-        Raises:
-            SnapshotNotFoundError: unknown, released or expired.
-        """
-        self.expire()
-        with self._lock:
-            snap = self._snaps.get(snap_id)
-            if snap is None:
-                raise SnapshotNotFoundError(snap_id)
-            snap.deadline = self.clock() + snap.timeout
-            return snap
-
-    def remove(self, snap_id: str) -> Snapshot | None:
-        with self._lock:
-            return self._snaps.pop(snap_id, None)
-
-    def owned_by(self, owner: object) -> list[str]:
-        with self._lock:
-            return [s.id for s in self._snaps.values() if s.owner is owner]
-
-    def expire(self) -> list[str]:
-        """Drop the snapshots past their deadline; returns their ids."""
-        now = self.clock()
-        with self._lock:
-            gone = [s for s in self._snaps.values() if s.deadline <= now]
-            for snap in gone:
-                del self._snaps[snap.id]
-        return [s.id for s in gone]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._snaps)
-
-    def cached_crc(self, name: str, size: int) -> int | None:
-        with self._lock:
-            return self._crcs.get((name, size))
-
-    def remember_crc(self, name: str, size: int, crc: int) -> None:
-        with self._lock:
-            if len(self._crcs) > 100_000:
-                self._crcs.clear()
-            self._crcs[(name, size)] = crc
-
-
-def pin_sealed(db: Writer, owner: object, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+def pin_sealed(db: Bitcask, owner: object, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
     """Step 1: wait for a running merge, then pin every sealed file.
 
     The merge lock stays held until ``seal`` or ``release``.
@@ -202,50 +71,51 @@ def pin_sealed(db: Writer, owner: object, timeout: float = DEFAULT_TIMEOUT) -> S
         ReadOnlyError: the store was opened readonly (a snapshot seals the active file).
         ValueError: ``timeout`` is not > 0.
     """
-    if db._readonly:
+    writer, merges = db.writer, db.merges
+    if writer.readonly:
         raise ReadOnlyError("a snapshot needs a writer open (it seals the active file)")
     if not timeout > 0:
         raise ValueError(f"snapshot timeout must be > 0, got {timeout!r}")
-    db._merge_lock.acquire()
-    snap = db._pins.new(owner, timeout)
+    merges.lock.acquire()
+    snap = merges.pins.new(owner, timeout)
     snap.holds_merge_lock = True
     try:
-        with db._lock:
-            db._check_writable()
-            snap.fids.update(db._sizes)
+        with writer.lock:
+            writer.check_writable()
+            snap.fids.update(db.files.sealed)
     except BaseException:
         release(db, snap.id)
         raise
     return snap
 
 
-def seal(db: Writer, snap: Snapshot) -> None:
+def seal(db: Bitcask, snap: Snapshot) -> None:
     """Step 2 (the cut): seal the active file if it holds records, pin it, let merges go.
 
     Call it where no write is in progress if "acknowledged before the reply" must
     hold (the server runs it on its writer thread, between two group commits).
     """
+    writer, files = db.writer, db.files
     try:
-        with db._lock:
-            db._check_writable()
-            if db._offset > FILE_HEADER_SIZE:
-                db._rotate()
-            snap.fids.update(db._sizes)
+        with writer.lock:
+            writer.check_writable()
+            if files.offset > FILE_HEADER_SIZE:
+                writer.rotate()
+            snap.fids.update(files.sealed)
             snap.created = time.time()
-            snap.keys = len(db._kmap)
-            snap.cut_file = db._active_id
+            snap.keys = len(db.keydir.map)
+            snap.cut_file = files.active_id
     finally:
         if snap.holds_merge_lock:
             snap.holds_merge_lock = False
-            db._merge_lock.release()
-            _rearm_auto_merge(db)
+            db.merges.release_lock()
 
 
-def prepare(db: Writer, snap: Snapshot) -> None:
+def prepare(db: Bitcask, snap: Snapshot) -> None:
     """Step 3: a valid hint for every pinned data file; name, size and CRC of each file."""
-    with db._lock:
-        sizes = {fid: db._sizes[fid] for fid in snap.fids if fid in db._sizes}
-        maps = {fid: db._maps[fid][0] for fid in sizes}
+    files_ = db.files
+    with db.writer.lock:
+        sizes, maps = files_.hand_out([fid for fid in snap.fids if fid in files_.sealed])
     files: list[SnapshotFile] = []
     for fid, size in sorted(sizes.items()):
         files.append(_describe(db, data_name(fid), size))
@@ -259,18 +129,18 @@ def prepare(db: Writer, snap: Snapshot) -> None:
                 continue  # an unloadable file: copied as is, no hint to build
             blob = build_hint(fid, size, scan(mm, FILE_HEADER_SIZE, size, ScanIssues()))
             tmp = write_hint(f"{hpath}.{snap.id}.hint", blob, install=False)
-            with db._lock:
-                if fid in db._sizes:
+            with db.writer.lock:
+                if fid in files_.sealed:
                     os.replace(tmp, hpath)
                 else:
                     os.unlink(tmp)
-            db._pins.remember_crc(hint_name(fid), len(blob), crc32(blob))
+            db.merges.pins.remember_crc(hint_name(fid), len(blob), crc32(blob))
             hsize = len(blob)
         files.append(_describe(db, hint_name(fid), hsize))
     snap.files = files
 
 
-def take_snapshot(db: Writer, owner: object = None, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+def take_snapshot(db: Bitcask, owner: object = None, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
     """Pin a consistent cut of ``db`` and describe its files (the three steps in a row).
 
     Args:
@@ -299,7 +169,7 @@ def take_snapshot(db: Writer, owner: object = None, timeout: float = DEFAULT_TIM
     return snap
 
 
-def read_chunk(db: Writer, snap_id: str, name: str, offset: int, length: int) -> bytes:
+def read_chunk(db: Bitcask, snap_id: str, name: str, offset: int, length: int) -> bytes:
     """Up to ``length`` (at most MAX_CHUNK) bytes of file ``name`` of a snapshot.
 
     Returns b"" at or past the file's size. Pushes the snapshot's deadline back.
@@ -308,7 +178,7 @@ def read_chunk(db: Writer, snap_id: str, name: str, offset: int, length: int) ->
         SnapshotNotFoundError: the snapshot is unknown, released or expired.
         ValueError: ``name`` is not a file of the snapshot, or offset/length < 0.
     """
-    snap = db._pins.get(snap_id)
+    snap = db.merges.pins.get(snap_id)
     info = next((f for f in snap.files if f.name == name), None)
     if info is None:
         raise ValueError(f"{name!r} is not a file of snapshot {snap_id}")
@@ -328,31 +198,30 @@ def read_chunk(db: Writer, snap_id: str, name: str, offset: int, length: int) ->
     return data
 
 
-def lookup(db: Writer, snap_id: str) -> Snapshot:
+def lookup(db: Bitcask, snap_id: str) -> Snapshot:
     """The live snapshot ``snap_id`` of ``db`` (SnapshotNotFoundError if gone)."""
-    return db._pins.get(snap_id)
+    return db.merges.pins.get(snap_id)
 
 
-def release(db: Writer, snap_id: str) -> Snapshot | None:
+def release(db: Bitcask, snap_id: str) -> Snapshot | None:
     """Unpin a snapshot (idempotent); returns it, or None if it was already gone."""
-    snap = db._pins.remove(snap_id)
+    snap = db.merges.pins.remove(snap_id)
     if snap is not None and snap.holds_merge_lock:
         snap.holds_merge_lock = False
-        db._merge_lock.release()
-        _rearm_auto_merge(db)
+        db.merges.release_lock()
     return snap
 
 
-def release_owner(db: Writer, owner: object) -> int:
+def release_owner(db: Bitcask, owner: object) -> int:
     """Unpin every snapshot of ``owner`` (a closed connection); returns how many."""
-    ids = db._pins.owned_by(owner)
+    ids = db.merges.pins.owned_by(owner)
     for snap_id in ids:
         release(db, snap_id)
     return len(ids)
 
 
-def _describe(db: Writer, name: str, size: int) -> SnapshotFile:
-    crc = db._pins.cached_crc(name, size)
+def _describe(db: Bitcask, name: str, size: int) -> SnapshotFile:
+    crc = db.merges.pins.cached_crc(name, size)
     if crc is None:
         crc = 0
         with open(os.path.join(db.path, name), "rb", buffering=0) as f:
@@ -363,27 +232,20 @@ def _describe(db: Writer, name: str, size: int) -> SnapshotFile:
                     raise OSError(f"{name} is shorter than its sealed size {size}")
                 crc = crc32(block, crc)
                 left -= len(block)
-        db._pins.remember_crc(name, size, crc)
+        db.merges.pins.remember_crc(name, size, crc)
     return SnapshotFile(name, size, crc)
 
 
-def _valid_hint_size(db: Writer, fid: int, size: int, hpath: str) -> int | None:
+def _valid_hint_size(db: Bitcask, fid: int, size: int, hpath: str) -> int | None:
     """The size of a valid hint of file ``fid`` (``size`` bytes), or None."""
     try:
         hsize = os.stat(hpath).st_size
     except OSError:
         return None
-    if db._pins.cached_crc(hint_name(fid), hsize) is not None:
+    if db.merges.pins.cached_crc(hint_name(fid), hsize) is not None:
         return hsize  # checked by an earlier snapshot; hints are immutable
     try:
         read_hint(hpath, fid, size)
     except (OSError, ValueError):
         return None
     return hsize
-
-
-def _rearm_auto_merge(db: Writer) -> None:
-    # An auto-merge that found the merge lock held by a snapshot left _merging set
-    # (it reads the lock's state on the way out). At worst this lets one more
-    # trigger through, whose merge finds the lock taken and gives up.
-    db._merging = db._merge_lock.locked()

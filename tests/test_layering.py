@@ -82,3 +82,123 @@ def test_checker_sees_a_wrong_arrow(tmp_path: Path) -> None:
     bad = tmp_path / "m.py"
     bad.write_text("import server\nfrom bitcask import open\nfrom . import x\n")
     assert [top for _, top in _imports(bad)] == ["server", "bitcask"]
+
+
+# --------------------------------------------------- inside the engine (bitcask/)
+
+
+def _engine_imports(path: Path) -> set[str]:
+    """The bitcask modules ``path`` imports, anywhere in the file: at the top, inside a
+    function, or under ``if TYPE_CHECKING`` (each is an edge a cycle can run through)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "bitcask" and len(parts) > 1:
+                    found.add(parts[1])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level == 1:  # from . import x
+                found.update(alias.name for alias in node.names)
+            elif node.module and node.module.split(".")[0] == "bitcask":
+                parts = node.module.split(".")
+                if len(parts) > 1:
+                    found.add(parts[1])
+                else:
+                    found.update(alias.name for alias in node.names)
+    return found
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (module -> modules it imports), or None."""
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(mod: str) -> list[str] | None:
+        state[mod] = 1
+        path.append(mod)
+        for dep in sorted(graph.get(mod, ())):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[mod] = 2
+        return None
+
+    for mod in sorted(graph):
+        if mod not in state:
+            found = visit(mod)
+            if found:
+                return found
+    return None
+
+
+def _engine_graph() -> dict[str, set[str]]:
+    modules = {p.stem: p for p in _modules("bitcask") if p.parent == ROOT / "bitcask"}
+    return {
+        name: {dep for dep in _engine_imports(path) if dep in modules and dep != name}
+        for name, path in modules.items()
+        if name != "__init__"  # the package face re-exports everything
+    }
+
+
+def test_no_import_cycle_inside_the_engine() -> None:
+    cycle = _cycle(_engine_graph())
+    assert cycle is None, "import cycle inside bitcask/: " + " -> ".join(cycle or [])
+
+
+def test_cycle_checker_sees_a_cycle(tmp_path: Path) -> None:
+    a = tmp_path / "a.py"
+    a.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n")
+    b = tmp_path / "b.py"
+    b.write_text("def f():\n    from . import a\n")
+    graph = {"a": _engine_imports(a), "b": _engine_imports(b)}
+    assert graph == {"a": {"b"}, "b": {"a"}}
+    assert _cycle(graph) == ["a", "b", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _foreign_private_reads(path: Path, root: Path = ROOT) -> list[str]:
+    """``obj._field`` reads in ``path`` where ``obj`` is not ``self``/``cls`` and no class
+    of the same module defines ``_field`` (a module may read its own classes' state)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    own: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "self" and isinstance(node.ctx, ast.Store):
+                own.add(node.attr)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            own.add(node.target.id)
+    bad: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        name = node.attr
+        if not name.startswith("_") or name.startswith("__") or name in own:
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        bad.append(f"{path.relative_to(root)}:{node.lineno} {ast.unparse(node)}")
+    return bad
+
+
+def test_no_engine_module_reads_another_modules_private_fields() -> None:
+    bad = [line for path in _modules("bitcask") for line in _foreign_private_reads(path)]
+    assert not bad, "private fields read across modules:\n" + "\n".join(bad)
+
+
+def test_private_read_checker_sees_one(tmp_path: Path) -> None:
+    m = tmp_path / "m.py"
+    m.write_text(
+        "class A:\n    def __init__(self):\n        self._mine = 1\n"
+        "def f(a, db):\n    return a._mine + db._theirs\n"
+    )
+    assert [line.split()[-1] for line in _foreign_private_reads(m, tmp_path)] == ["db._theirs"]

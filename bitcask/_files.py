@@ -1,0 +1,290 @@
+"""The file table: the data files of one open store, and the active file they end in.
+
+Strategy (invariants):
+- One owner. ``FileTable`` holds every per-file fact of an open store: the mapped
+  files (``entries``), the sealed sizes (``sealed``), the ids (``active_id``,
+  ``next_id``), the active file's descriptor, offset and mapping, and the hint
+  entries of the active file as they are written (``journal``). Nothing else
+  opens, appends to, fsyncs, rotates or seals a data file of an open store.
+- The caller (the writer) holds the store's write lock around every mutating
+  method here; readers take no lock: they read ``entries`` with one ``dict.get``.
+  Entries are replaced, never mutated; mmaps are never closed while the store is
+  open (dropping the last reference unmaps), so a reader mid-slice is always safe.
+  The active file's mapping is refreshed every ``REMAP_STEP`` bytes; readers pread
+  anything past it.
+- Appends: ``append`` writes with one ``_io.write`` (no user-space buffer, so a
+  record survives SIGKILL once it returns); ``sync`` fsyncs; ``cut`` takes a failed
+  append back. These, ``rotate``, ``create_active`` and ``close_active`` are the
+  only operations on the active file.
+- Every mapped file holds one descriptor, its mapping's (CPython's mmap keeps a
+  dup; ``map_file`` closes the one it opened); the active file holds up to three:
+  its mapping's, the append descriptor and the reader that preads past the mapping.
+- A sealed file's hint is written by ``write_hint`` (the background worker, or
+  close): from the journal when the file was written in this session, else by
+  scanning it. It is renamed into place under the write lock only if the file is
+  still in the table (a merge may have removed it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from mmap import mmap
+from typing import BinaryIO
+
+from . import _io
+from ._datafile import (
+    FILE_HEADER_SIZE,
+    ScanIssues,
+    data_name,
+    encode_file_header,
+    hint_name,
+    map_file,
+    scan,
+)
+from ._hint import HintJournal, build_hint, write_hint
+from ._keydir import FID_SHIFT, MAX_FILE_ID
+from .errors import BitcaskError
+
+__all__ = ["REMAP_STEP", "FileEntry", "FileTable", "fsync_dir"]
+
+# Refresh the active file's mapping after this many appended bytes: one mmap call per
+# ~7,000 small puts, while at most this much recent data is read with pread.
+REMAP_STEP = 1 << 20
+
+# (mapping or None for an empty/unreadable file, mapped length, reader for the
+# active file's unmapped tail or None)
+FileEntry = tuple[mmap | None, int, BinaryIO | None]
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory, so the names created or removed in it are durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileTable:
+    """The data files of an open store: sealed, mapped, and the active one.
+
+    Args:
+        path: the store directory.
+        maps: file id -> mapping (None: empty or unreadable) of every loaded file.
+        sizes: file id -> size of every loaded file (all sealed).
+        sync_files: fsync a new file and the directory when it is created.
+        hints: keep the active file's hint entries as they are written.
+        lock: the store's write lock (``write_hint`` takes it to install a hint).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        maps: dict[int, mmap | None],
+        sizes: dict[int, int],
+        *,
+        sync_files: bool,
+        hints: bool,
+        lock: threading.Lock,
+    ) -> None:
+        self.path = path
+        self._sync_files = sync_files
+        self._hints = hints
+        self._lock = lock
+        # file id -> FileEntry; never replaced (only mutated), so a bound .get stays valid
+        self.entries: dict[int, FileEntry] = {
+            fid: (mm, sizes[fid] if mm is not None else 0, None) for fid, mm in maps.items()
+        }
+        # sealed file id -> size
+        self.sealed: dict[int, int] = dict(sizes)
+        # files no merge may take: unreadable at open, or left out by a merge
+        self.unloadable: set[int] = set()
+        self.next_id = max(sizes, default=0) + 1
+        # The active file (none until create_active; none at all when readonly).
+        self.active_id = 0
+        self.base = 0  # active_id << FID_SHIFT: the high bits of its keydir locations
+        self.offset = 0  # where the next append lands
+        self.journal: HintJournal | None = None
+        self._wfd = -1
+        self._reader: BinaryIO | None = None
+        self._mapped = 0
+
+    # ------------------------------------------------------------ active file
+
+    @property
+    def has_active(self) -> bool:
+        """An active file is open for appends."""
+        return self._wfd >= 0
+
+    def create_active(self, reserve: int = 0) -> None:
+        """Create the next file (``reserve`` ids skipped) and make it the active one.
+
+        The previous active file, if any, must have been sealed. Raises OSError
+        (nothing changed, no id taken) or BitcaskError (ids exhausted).
+        """
+        fid = self.next_id + reserve
+        self._wfd, self._reader = self._create(fid)
+        self._start(fid)
+
+    def append(self, buf: bytes) -> None:
+        """Append ``buf`` at ``offset`` with one write; ``offset`` moves past it.
+
+        Raises OSError as the write does (then ``cut`` takes a partial append back).
+        """
+        _io.write(self._wfd, buf)
+        self.offset = end = self.offset + len(buf)
+        if end - self._mapped >= REMAP_STEP:
+            self._remap()
+
+    def sync(self) -> None:
+        """fsync the active file (OSError as fdatasync raises it)."""
+        _io.fsync(self._wfd)
+
+    def cut(self, good_offset: int) -> None:
+        """Take back everything appended after ``good_offset`` (best effort on disk)."""
+        self.offset = good_offset
+        if self._wfd >= 0:
+            try:
+                os.ftruncate(self._wfd, good_offset)
+            except OSError:
+                pass
+
+    def rotate(self, reserve: int = 0) -> tuple[int, HintJournal | None]:
+        """Seal the active file and start the next one (``reserve`` ids skipped).
+
+        Returns the sealed file's id and its hint journal. Raises OSError with
+        nothing changed (the new file is removed again).
+        """
+        old_id, old_fd, size, journal = self.active_id, self._wfd, self.offset, self.journal
+        fd, reader = self._create(self.next_id + reserve)
+        new_id = self.next_id + reserve
+        try:
+            old_map = map_file(os.path.join(self.path, data_name(old_id)))
+        except OSError:
+            os.close(fd)
+            reader.close()
+            os.unlink(os.path.join(self.path, data_name(new_id)))
+            raise
+        os.close(old_fd)
+        self.entries[old_id] = (old_map, size, None)
+        self.sealed[old_id] = size
+        self._wfd, self._reader = fd, reader
+        self._start(new_id)
+        return old_id, journal
+
+    def close_active(self, *, seal: bool) -> tuple[int, HintJournal | None] | None:
+        """Close the active file (at close): fsync it, drop it if it holds no record.
+
+        With ``seal`` a file holding records joins the sealed files and its id and
+        journal are returned (for its hint); otherwise it is left as it is.
+        """
+        if self._wfd < 0:
+            return None
+        fid, size, journal = self.active_id, self.offset, self.journal
+        try:
+            _io.fsync(self._wfd)
+        except OSError:
+            pass
+        os.close(self._wfd)
+        self._wfd = -1
+        self.journal = None
+        if not seal:
+            return None
+        if size == FILE_HEADER_SIZE:
+            os.unlink(os.path.join(self.path, data_name(fid)))
+            self.entries.pop(fid, None)
+            return None
+        self.sealed[fid] = size
+        self.entries[fid] = (map_file(os.path.join(self.path, data_name(fid))), size, None)
+        return fid, journal
+
+    def abandon_active(self) -> None:
+        """Close the active file as a crash would leave it: no fsync, no seal (tests)."""
+        if self._wfd >= 0:
+            os.close(self._wfd)
+            self._wfd = -1
+        self.journal = None
+
+    def _create(self, fid: int) -> tuple[int, BinaryIO]:
+        if fid > MAX_FILE_ID:
+            raise BitcaskError("file ids exhausted (4M files): back up and restore the store")
+        path = os.path.join(self.path, data_name(fid))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            _io.write(fd, encode_file_header(fid))
+            if self._sync_files:
+                _io.fsync(fd)
+                fsync_dir(self.path)
+            reader = open(path, "rb", buffering=0)  # noqa: SIM115 (kept open as the reader)
+        except BaseException:
+            os.close(fd)
+            try:  # a retry creates it again (O_EXCL)
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
+        return fd, reader
+
+    def _start(self, fid: int) -> None:
+        self.next_id = fid + 1
+        self.active_id = fid
+        self.base = fid << FID_SHIFT
+        self.offset = FILE_HEADER_SIZE
+        self.journal = HintJournal() if self._hints else None
+        self._remap()
+
+    def _remap(self) -> None:
+        reader = self._reader
+        assert reader is not None
+        self.entries[self.active_id] = (map_file(reader.name), self.offset, reader)
+        self._mapped = self.offset
+
+    # ------------------------------------------------------------ sealed files
+
+    def sizes(self) -> dict[int, int]:
+        """Every file's size, the active one's included (a copy)."""
+        sizes = dict(self.sealed)
+        if self._wfd >= 0:
+            sizes[self.active_id] = self.offset
+        return sizes
+
+    def hand_out(self, fids: list[int]) -> tuple[dict[int, int], dict[int, mmap | None]]:
+        """Sizes and mappings of sealed files ``fids`` (to merge or copy them)."""
+        return (
+            {fid: self.sealed[fid] for fid in fids},
+            {fid: self.entries[fid][0] for fid in fids},
+        )
+
+    def install(self, outputs: list[tuple[int, int]], inputs: list[int]) -> None:
+        """A merge's swap: map ``outputs`` (id, size), already in place on disk, and drop
+        ``inputs`` (already unlinked)."""
+        for fid, size in outputs:
+            self.entries[fid] = (map_file(os.path.join(self.path, data_name(fid))), size, None)
+            self.sealed[fid] = size
+        for fid in inputs:
+            self.entries.pop(fid, None)
+            self.sealed.pop(fid, None)
+
+    def write_hint(self, fid: int, journal: HintJournal | None = None) -> None:
+        """Build and install the hint of sealed file ``fid`` (from ``journal`` if given)."""
+        entry = self.entries.get(fid)
+        size = self.sealed.get(fid)
+        if entry is None or size is None or entry[0] is None:
+            return
+        if journal is not None:
+            blob = journal.build(fid, size)
+        else:
+            blob = build_hint(fid, size, scan(entry[0], FILE_HEADER_SIZE, size, ScanIssues()))
+        final = os.path.join(self.path, hint_name(fid))
+        tmp = write_hint(final, blob, install=False)
+        with self._lock:
+            if fid in self.sealed:
+                os.replace(tmp, final)
+            else:
+                os.unlink(tmp)
+
+    def close(self) -> None:
+        """Forget every mapping (at close; readers then fail as the store is closed)."""
+        self.entries.clear()
+        self._reader = None

@@ -1,0 +1,148 @@
+"""Pins: the snapshots of one open store, and the files they keep from merges.
+
+Strategy: a snapshot (``bitcask/snapshot.py``) pins a set of file ids; ``pinned``
+is what a merge reads to skip them. Thread-safe (one small lock). Pins lapse after
+an idle timeout, so nothing stays pinned forever.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SnapshotNotFoundError
+
+__all__ = ["Pins", "Snapshot", "SnapshotFile"]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFile:
+    """One file of a snapshot: its name in the data directory, size and CRC-32."""
+
+    name: str
+    size: int
+    crc: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "crc": self.crc}
+
+
+@dataclass(eq=False)
+class Snapshot:
+    """A pinned set of files. Built by ``take_snapshot`` (or the three steps)."""
+
+    id: str
+    owner: object
+    timeout: float
+    deadline: float
+    fids: set[int] = field(default_factory=set)
+    files: list[SnapshotFile] = field(default_factory=list)
+    created: float = 0.0  # wall clock at the cut
+    keys: int = 0  # live keys at the cut
+    cut_file: int = 0  # the first file id *not* in the snapshot
+    holds_merge_lock: bool = False
+    sent: dict[str, int] = field(default_factory=dict)  # name -> highest byte read
+
+    def manifest(self) -> dict[str, Any]:
+        """What a copy of this snapshot is: written next to the files as backup.json."""
+        return {
+            "format": 1,
+            "created": self.created,
+            "keys": self.keys,
+            "cut_file": self.cut_file,
+            "files": [f.to_dict() for f in self.files],
+        }
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def complete(self) -> bool:
+        """Every byte of every file was read at least once."""
+        return all(self.sent.get(f.name, 0) >= f.size for f in self.files)
+
+
+class Pins:
+    """The snapshots of one store (``db._pins``); thread-safe.
+
+    Args:
+        clock: monotonic seconds (tests pass a fake one to expire pins).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._snaps: dict[str, Snapshot] = {}
+        self._crcs: dict[tuple[str, int], int] = {}
+        self._ids = itertools.count(1)
+
+    def new(self, owner: object, timeout: float) -> Snapshot:
+        snap = Snapshot(
+            id=f"{os.getpid()}-{next(self._ids)}-{os.urandom(4).hex()}",
+            owner=owner,
+            timeout=timeout,
+            deadline=self.clock() + timeout,
+        )
+        with self._lock:
+            self._snaps[snap.id] = snap
+        return snap
+
+    def pinned(self) -> set[int]:
+        """The file ids no merge may take (expired pins dropped first)."""
+        self.expire()
+        with self._lock:
+            out: set[int] = set()
+            for snap in self._snaps.values():
+                out |= snap.fids
+            return out
+
+    def get(self, snap_id: str) -> Snapshot:
+        """The live snapshot ``snap_id``; its deadline is pushed back.
+
+        Raises:
+            SnapshotNotFoundError: unknown, released or expired.
+        """
+        self.expire()
+        with self._lock:
+            snap = self._snaps.get(snap_id)
+            if snap is None:
+                raise SnapshotNotFoundError(snap_id)
+            snap.deadline = self.clock() + snap.timeout
+            return snap
+
+    def remove(self, snap_id: str) -> Snapshot | None:
+        with self._lock:
+            return self._snaps.pop(snap_id, None)
+
+    def owned_by(self, owner: object) -> list[str]:
+        with self._lock:
+            return [s.id for s in self._snaps.values() if s.owner is owner]
+
+    def expire(self) -> list[str]:
+        """Drop the snapshots past their deadline; returns their ids."""
+        now = self.clock()
+        with self._lock:
+            gone = [s for s in self._snaps.values() if s.deadline <= now]
+            for snap in gone:
+                del self._snaps[snap.id]
+        return [s.id for s in gone]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._snaps)
+
+    def cached_crc(self, name: str, size: int) -> int | None:
+        with self._lock:
+            return self._crcs.get((name, size))
+
+    def remember_crc(self, name: str, size: int, crc: int) -> None:
+        with self._lock:
+            if len(self._crcs) > 100_000:
+                self._crcs.clear()
+            self._crcs[(name, size)] = crc
