@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 
-__all__ = ["KEYS_PER_ROUND", "STALE_PERCENT", "Sampler", "reclaim"]
+__all__ = ["KEYS_PER_ROUND", "STALE_PERCENT", "reclaim"]
 
 # Redis's ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP, and the share of expired keys in a
 # sample above which a cycle samples again at once.
@@ -36,18 +36,6 @@ KEYS_PER_ROUND = 20
 STALE_PERCENT = 25
 # At most this many ring entries per key sampled are looked at in one call.
 _STALE_SKIP = 16
-
-
-class Sampler:
-    """The sampler's state and counters; one per keydir (``Keydir.sampler``)."""
-
-    __slots__ = ("avg_ttl_ms", "expired", "pos", "ring")
-
-    def __init__(self) -> None:
-        self.ring: list[bytes] = []  # snapshot of the expiry dict's keys
-        self.pos = 0  # next index of ring to sample
-        self.expired = 0  # keys reclaimed so far (INFO's expired_keys)
-        self.avg_ttl_ms = 0  # running estimate of the TTL left (INFO's avg_ttl)
 
 
 def reclaim(kd: Keydir, now_ms: int, limit: int) -> tuple[int, int]:

@@ -22,12 +22,8 @@ from __future__ import annotations
 import sys
 import threading
 from bisect import bisect_left, bisect_right
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._expiry import Sampler
-
-__all__ = ["FID_SHIFT", "MAX_FILE_ID", "OFF_MASK", "SIZE_MASK", "Keydir", "pack"]
+__all__ = ["FID_SHIFT", "MAX_FILE_ID", "OFF_MASK", "SIZE_MASK", "Keydir", "Sampler", "pack"]
 
 FID_SHIFT = 68
 OFF_SHIFT = 32
@@ -39,6 +35,18 @@ MAX_FILE_ID = (1 << 22) - 1
 def pack(file_id: int, offset: int, size: int) -> int:
     """Pack a record location into one int (< 2**90)."""
     return (file_id << FID_SHIFT) | (offset << OFF_SHIFT) | size
+
+
+class Sampler:
+    """Active expiry's state and counters, one per keydir; bitcask/_expiry.py runs it."""
+
+    __slots__ = ("avg_ttl_ms", "expired", "pos", "ring")
+
+    def __init__(self) -> None:
+        self.ring: list[bytes] = []  # snapshot of the expiry dict's keys
+        self.pos = 0  # next index of ring to sample
+        self.expired = 0  # keys reclaimed so far (INFO's expired_keys)
+        self.avg_ttl_ms = 0  # running estimate of the TTL left (INFO's avg_ttl)
 
 
 class Keydir:
@@ -70,10 +78,8 @@ class Keydir:
         self._index: list[bytes] | None = None
         self._deleted = 0
         self._index_lock = threading.Lock()
-        from ._expiry import Sampler  # here: _expiry imports this module
-
         # active expiry's cursor and counters (bitcask/_expiry.py)
-        self.sampler: Sampler = Sampler()
+        self.sampler = Sampler()
 
     def compute_live(self) -> None:
         """Recompute ``live`` in one pass over the keydir (after loading)."""

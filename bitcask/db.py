@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 from zlib import crc32
 
+from ._expiry import KEYS_PER_ROUND, STALE_PERCENT, reclaim
 from ._files import FileTable
 from ._keydir import FID_SHIFT, Keydir
 from ._pins import Pins
@@ -849,12 +850,10 @@ class Bitcask:
             >>> db.put(b"s", b"x", ttl=0.001); time.sleep(0.01); db.expire_sample()
             1
         """
-        from ._expiry import reclaim
-
         if limit <= 0:
             raise ValueError("limit must be > 0")
         with self._lock:
-            if self._blocked is not None and isinstance(self._blocked, StoreClosedError):
+            if self._closed:
                 raise StoreClosedError("store is closed")
             return reclaim(self._kd, int(self._clock() * 1000), limit)[1]
 
@@ -868,13 +867,11 @@ class Bitcask:
             >>> db.expire_cycle(budget_ms=5)
             0
         """
-        from ._expiry import KEYS_PER_ROUND, STALE_PERCENT, reclaim
-
         deadline = time.monotonic() + budget_ms / 1000
         total = 0
         while True:
             with self._lock:
-                if self._blocked is not None and isinstance(self._blocked, StoreClosedError):
+                if self._closed:
                     return total
                 sampled, reclaimed = reclaim(self._kd, int(self._clock() * 1000), KEYS_PER_ROUND)
             total += reclaimed

@@ -219,7 +219,7 @@ def test_store_matches_a_model_across_reclaim_merge_and_reopen(steps: list[Any])
                 elif kind == "seal":
                     seal(db)
                 elif kind == "merge":
-                    sealed = sorted(db._sizes)
+                    sealed = sorted(db.files.sealed)
                     files = sorted({sealed[i % len(sealed)] for i in step[1]}) if sealed else []
                     if files:
                         db._merge_files(files)
