@@ -27,6 +27,7 @@ __all__ = [
     "Request",
     "Response",
     "message_from_obj",
+    "trusted_request",
 ]
 
 REQUEST = 0
@@ -163,6 +164,16 @@ _set_resp_error = Response.__dict__["error"].__set__
 _set_resp_result = Response.__dict__["result"].__set__
 
 
+def trusted_request(msgid: int, method: str, params: list[Any] | tuple[Any, ...]) -> Request:
+    """A Request from fields its decoder has already checked (the fast path above:
+    no __post_init__); the Redis dialect builds each request with it."""
+    req: Request = _new(Request)
+    _set_req_msgid(req, msgid)
+    _set_req_method(req, method)
+    _set_req_params(req, params)
+    return req
+
+
 def message_from_obj(obj: Any) -> Request | Response:
     """Turn one decoded msgpack body into a message.
 
@@ -188,11 +199,7 @@ def message_from_obj(obj: Any) -> Request | Response:
                 and type(third) is str
                 and (type(fourth) is list or type(fourth) is tuple)
             ):
-                req: Request = _new(Request)
-                _set_req_msgid(req, msgid)
-                _set_req_method(req, third)
-                _set_req_params(req, fourth)
-                return req
+                return trusted_request(msgid, third, fourth)
             if kind == RESPONSE and third is None:
                 resp: Response = _new(Response)
                 _set_resp_msgid(resp, msgid)

@@ -36,7 +36,7 @@ from protocol._redis_table import COMMANDS
 from protocol._resp_reader import INLINE_MAX, ProtocolFailure, RespReader
 from protocol._resp_writer import encode_error
 from protocol.errors import ErrorCode
-from protocol.messages import ErrorInfo, Request
+from protocol.messages import ErrorInfo, Request, trusted_request
 from protocol.refusals import http_refusal, looks_like_http
 
 __all__ = ["OOM_ERROR", "RespDialect", "error_line"]
@@ -54,6 +54,23 @@ _PREFIX: Final = {
     ErrorCode.BUSY: "BUSY",
     ErrorCode.SHUTTING_DOWN: "ERR",
 }
+
+
+# A command's name as sent -> its table name (or "unknown"): most loads send a few
+# spellings of a few commands, so one dict lookup replaces a decode, a lower() and
+# the table lookup per request. Bounded: spellings of known commands only, at most
+# _MAX_NAMES of them (any case mix of a long name is a different key).
+_NAMES: dict[bytes, str] = {}
+_MAX_NAMES = 1024
+
+
+def _name_of(raw: bytes) -> str:
+    name = raw.decode("latin-1").lower()
+    if name not in COMMANDS:  # a bounded set of names (metrics are labelled by it)
+        return "unknown"
+    if len(_NAMES) < _MAX_NAMES:
+        _NAMES[raw] = name
+    return name
 
 
 def error_line(error: ErrorInfo) -> bytes:
@@ -141,14 +158,14 @@ class RespDialect:
                 append(Close(error, argv.reply))
                 return events
             assert type(argv) is list
-            name = argv[0].decode("latin-1").lower()
-            if name not in COMMANDS:  # a bounded set of names (metrics are labelled by it)
-                name = "unknown"
-            elif name == "quit":
+            name = _NAMES.get(argv[0])
+            if name is None:
+                name = _name_of(argv[0])
+            if name == "quit":
                 self._ended = True
                 append(Close(None, _QUIT_OK))
                 return events
-            append(Request(0, name, argv))
+            append(trusted_request(0, name, argv))
 
     def _http(self, data: bytes) -> bool:
         """Whether the first line, now that `data` came, is an HTTP request line."""

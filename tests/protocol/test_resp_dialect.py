@@ -100,3 +100,20 @@ def test_any_bytes_give_events_never_an_exception(data: bytes, step: int) -> Non
         assert conn.next_event() is CLOSED
     else:
         assert conn.next_event() is NEED_DATA
+
+
+def test_command_names_are_resolved_through_a_bounded_cache() -> None:
+    from protocol import resp_dialect
+
+    d = RespDialect(use_hiredis=False)
+    spellings = [
+        "".join(c.upper() if (i >> j) & 1 else c for j, c in enumerate("pexpireat"))
+        for i in range(1 << 9)
+    ] * 3  # 512 case mixes of one name, each sent three times
+    wire = b"".join(b"*1\r\n$9\r\n%s\r\n" % s.encode() for s in spellings)
+    events = d.feed(wire + b"*1\r\n$5\r\nNOPEX\r\n" + b"*1\r\n$4\r\nQuIt\r\n")
+    names = [e.method for e in events if isinstance(e, Request)]
+    assert names == ["pexpireat"] * len(spellings) + ["unknown"]
+    assert isinstance(events[-1], Close), "QUIT in any case ends the connection"
+    assert len(resp_dialect._NAMES) <= resp_dialect._MAX_NAMES
+    assert b"NOPEX" not in resp_dialect._NAMES, "unknown names are never cached"
