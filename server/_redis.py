@@ -148,11 +148,10 @@ class RedisDispatcher(AdminCommands):
         self._cursors = _Cursors()
         self._run_id = os.urandom(20).hex()
         self.shutting_down = False
-        get = db.get
         # GET's read by RESP version, for the fast path in `call`
         self._get_reply: dict[int, Callable[[bytes], bytes]] = {
-            2: lambda key: encode(get(key), 2),
-            3: lambda key: encode(get(key), 3),
+            2: _get_reply(db.get, 2),
+            3: _get_reply(db.get, 3),
         }
         self._handlers: dict[type, Callable[[RedisSession, Any, bool], Step]] = {
             rc.Ping: self._ping,
@@ -675,3 +674,15 @@ def _ttl_reply(at: int | None, ms: bool, absolute: bool) -> int:
         return -1
     value = at if absolute else max(at - int(time.time() * 1000), 0)
     return value if ms else (value + 500) // 1000
+
+
+def _get_reply(get: Callable[[bytes], bytes | None], proto: int) -> Callable[[bytes], bytes]:
+    """GET's whole read for one RESP version: the bulk string, or that version's null
+    (encode()'s bytes, without its dispatch on the reply's type: the fast path's)."""
+    null = encode(None, proto)
+
+    def reply(key: bytes) -> bytes:
+        value = get(key)
+        return null if value is None else b"$%d\r\n%b\r\n" % (len(value), value)
+
+    return reply
