@@ -162,15 +162,57 @@ RESYNC_WINDOW = 4 << 20
 _CANDIDATE = re.compile(rb"(?=.{4}[\x00-\x1f].{16}\x00[\x00-\x0f].{2}[\x00-\x7f])", re.DOTALL)
 
 
-def _resync(buf: bytes | mmap.mmap, pos: int, end: int) -> int | None:
-    """Offset of the first record after ``pos`` that validates (within the window)."""
-    limit = min(end, pos + RESYNC_WINDOW)
+def _resync(buf: bytes | mmap.mmap, pos: int, end: int, before: int | None = None) -> int | None:
+    """Offset of the first record after ``pos`` that validates (within the window,
+    and starting before ``before`` when given)."""
+    limit = min(end, pos + RESYNC_WINDOW if before is None else before)
     window = buf[pos + 1 : limit]
     for m in _CANDIDATE.finditer(window):
         q = pos + 1 + m.start()
         if _valid_at(buf, q, end):
             return q
     return None
+
+
+def _framing(
+    buf: bytes | mmap.mmap, pos: int, end: int, crc: int, kl: int, vl: int
+) -> tuple[int, int, bool] | None:
+    """(key_len, value_len, mended) of a record at ``pos`` that fails its check, when
+    its extent is known; None when its framing is destroyed (the caller resyncs).
+
+    1. A one-byte error in a length field whose correction makes the CRC match (and
+       leads to the end or to a valid record): the corrected lengths, ``mended``.
+    2. Otherwise the stored lengths, when they are plausible, lead to the end or to
+       a valid record, and no valid record starts inside the span they claim. (A
+       flipped length can land exactly on a later record; the valid records it would
+       swallow show that the length, not the record's contents, is what was hit.)
+    """
+    for at in range(_LENGTHS, HEADER_SIZE):  # key_len then value_len, big-endian u32s
+        in_key = at < _LENGTHS + 4
+        shift = 8 * (3 - (at - _LENGTHS) % 4)
+        for x in range(1, 256):
+            k2, v2 = (kl ^ (x << shift), vl) if in_key else (kl, vl ^ (x << shift))
+            n2 = pos + HEADER_SIZE + k2 + v2
+            if k2 > MAX_KEY_SIZE_LIMIT or v2 > MAX_VALUE_SIZE_LIMIT or n2 > end:
+                continue
+            if n2 != end and not _valid_at(buf, n2, end):
+                continue
+            head = bytearray(buf[pos + 4 : pos + HEADER_SIZE])
+            head[at - 4] ^= x
+            if crc32(buf[pos + HEADER_SIZE : n2], crc32(head)) == crc:
+                return k2, v2, True
+    nxt = pos + HEADER_SIZE + kl + vl
+    if kl > MAX_KEY_SIZE_LIMIT or vl > MAX_VALUE_SIZE_LIMIT or nxt > end:
+        return None
+    if nxt != end and not _valid_at(buf, nxt, end):
+        return None
+    if _resync(buf, pos, end, before=nxt) is not None:
+        return None
+    return kl, vl, False
+
+
+# Offset of key_len in a record header (key_len 21-24, value_len 25-28).
+_LENGTHS = HEADER_SIZE - 8
 
 
 def _valid_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
@@ -213,8 +255,12 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
         plausible = kl <= MAX_KEY_SIZE_LIMIT and vl <= MAX_VALUE_SIZE_LIMIT and nxt <= end
         ks = pos + HEADER_SIZE
         if not plausible or crc32(buf[pos + 4 : nxt]) != crc or flags & ~KNOWN_FLAGS:
-            if plausible and (nxt == end or _valid_at(buf, nxt, end)):
+            framed = _framing(buf, pos, end, crc, kl, vl)
+            if framed is not None:
                 # The framing holds: exactly this record is lost.
+                kl, vl, mended = framed
+                size = HEADER_SIZE + kl + vl
+                nxt = pos + size
                 issues.corrupt_records += 1
                 if kl == 0 and vl == 4 and batch is not None and len(batch.recs) == batch.count:
                     # The COMMIT of a batch whose every record is here (a BEGIN only
@@ -229,7 +275,9 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                     batch = _Batch(pos, -1)
                 else:
                     issues.skipped.append((pos, size, "CRC mismatch; key marked corrupt"))
-                    rec = (pos, size, CORRUPT, 0, 0, _probable_key(buf, pos, kl, nxt, crc), 0)
+                    # A mended length proves the rest (the CRC matched): the key is as read.
+                    key = bytes(buf[ks : ks + kl]) if mended else _probable_key(buf, pos, kl, nxt, crc)
+                    rec = (pos, size, CORRUPT, 0, 0, key, 0)
                     if batch is not None:
                         batch.recs.append(rec)
                     else:
