@@ -183,8 +183,10 @@ def _framing(
     1. A one-byte error in a length field whose correction makes the CRC match (and
        leads to the end or to a valid record): the corrected lengths, ``mended``.
     2. Otherwise the stored lengths, when they are plausible, lead to the end or to
-       a valid record, and no valid record starts inside the span they claim. (A
-       flipped length can land exactly on a later record; the valid records it would
+       a valid record, and either the CRC places a one-byte error outside the length
+       fields (so the lengths are right even if the value holds bytes that look like
+       a record) or no valid record starts inside the span they claim. (A flipped
+       length can land exactly on a later record; the valid records it would
        swallow show that the length, not the record's contents, is what was hit.)
     """
     for at in range(_LENGTHS, HEADER_SIZE):  # key_len then value_len, big-endian u32s
@@ -206,9 +208,41 @@ def _framing(
         return None
     if nxt != end and not _valid_at(buf, nxt, end):
         return None
+    bad = _one_byte_error(buf, pos, nxt, crc)
+    if bad is not None and not _LENGTHS <= bad - pos < HEADER_SIZE:
+        return kl, vl, False
     if _resync(buf, pos, end, before=nxt) is not None:
         return None
     return kl, vl, False
+
+
+# CRC-32 is linear: the syndrome (computed xor stored CRC) of a one-byte error x
+# followed by m bytes is Z^m(_T[x]), where Z is the register step for a zero byte,
+# Z(r) = r >> 8 ^ _T[r & 0xFF]. Z is a bijection (the top bytes of _T are distinct),
+# so walking the syndrome back through Z^-1 finds where such an error lies.
+_T = [crc32(bytes([x])) ^ crc32(b"\0") for x in range(256)]
+_T_ERROR = {t: x for x, t in enumerate(_T) if x}
+_T_BY_TOP = {t >> 24: x for x, t in enumerate(_T)}
+# Records larger than this are not searched for a one-byte error (pure-Python walk).
+_LOCATE_LIMIT = 1 << 20
+
+
+def _one_byte_error(buf: bytes | mmap.mmap, pos: int, nxt: int, crc: int) -> int | None:
+    """File offset of the one byte whose flip explains the record's CRC mismatch
+    (the CRC field itself included), or None if no single byte does."""
+    syndrome = crc32(buf[pos + 4 : nxt]) ^ crc
+    for i in range(4):  # the stored CRC is the damaged part (big-endian u32)
+        if syndrome and not syndrome & ~(0xFF << 8 * (3 - i)):
+            return pos + i
+    if not syndrome or nxt - pos > _LOCATE_LIMIT:
+        return None
+    r = syndrome
+    for m in range(nxt - pos - 4):
+        if r in _T_ERROR:
+            return nxt - 1 - m
+        x = _T_BY_TOP[r >> 24]
+        r = ((r ^ _T[x]) << 8 | x) & 0xFFFFFFFF
+    return None
 
 
 # Offset of key_len in a record header (key_len 21-24, value_len 25-28).

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import bitcask
 from bitcask._datafile import FILE_HEADER_SIZE, data_name, hint_name, list_data_files
-from bitcask._record import BATCH_BEGIN, BATCH_COMMIT, HEADER_SIZE
+from bitcask._record import BATCH_BEGIN, BATCH_COMMIT, HEADER_SIZE, encode
 from tests.bitcask._damage import (
     EXPECTED,
     MAX_FILE,
@@ -288,6 +288,45 @@ def test_flipped_length_that_lands_on_a_later_record_costs_only_its_record(
                     db.get(b"key:0009")
             else:
                 assert db.get(b"key:0009") is None
+
+
+@pytest.mark.parametrize("spot", ["before", "after"])
+def test_damaged_value_holding_a_record_is_not_split(tmp_path: Path, spot: str) -> None:
+    """A value whose bytes form a valid record, with one byte of the value flipped.
+
+    The valid record inside the stored span must not be taken for a sign that the
+    length was hit: the CRC places the one-byte error in the value, so the stored
+    lengths hold, the key answers CorruptRecordError, and the bytes inside are never
+    served as a record of their own.
+    """
+    inner = encode(0, 1, 0, b"inner", b"bytes that look like a record")
+    store = tmp_path / "store"
+    with bitcask.open(store, sync="never") as db:
+        db.put(b"a", b"first")
+        db.put(b"outer", b"<" + inner + b">")
+        db.put(b"z", b"last")
+    for name in os.listdir(store):
+        if name.endswith(".hint"):
+            os.unlink(store / name)
+    dpath = newest(store)
+    rec = next(r for r in records(dpath) if r.key == b"outer")
+    at = rec.offset + HEADER_SIZE + len(rec.key) + (0 if spot == "before" else len(rec.value) - 1)
+    flip(dpath, at)
+    report = bitcask.check(store)
+    assert [(p.offset, p.bytes) for p in report.problems] == [(rec.offset, rec.size)], str(report)
+    with bitcask.open(store, sync="never") as db:
+        with pytest.raises(bitcask.CorruptRecordError):
+            db.get(b"outer")
+        assert (db.get(b"a"), db.get(b"z"), db.get(b"inner")) == (b"first", b"last", None)
+    repaired = bitcask.repair(store)
+    assert repaired.tombstoned == (b"outer",), str(repaired)
+    with bitcask.open(store, sync="never") as db:
+        assert (db.get(b"a"), db.get(b"z"), db.get(b"inner"), db.get(b"outer")) == (
+            b"first",
+            b"last",
+            None,
+            None,
+        )
 
 
 # ---------------------------------------------------------------- hint files
