@@ -8,10 +8,15 @@ and the records of a batch once its COMMIT marker with the right count is read. 
 never raises on bad data; it records what it skipped in a ``ScanIssues``.
 
 One bad byte costs one record. A record that fails its check but whose framing
-holds (plausible lengths that lead to the next valid record, or to the end) is
-yielded as a ``CORRUPT`` entry carrying the key its bytes name: whoever loads it
-points that key at the bad record, so the key answers CorruptRecordError instead of
-silently falling back to an older value (or coming back from a damaged tombstone).
+holds is yielded as a ``CORRUPT`` entry carrying the key its bytes name: whoever
+loads it points that key at the bad record, so the key answers CorruptRecordError
+instead of silently falling back to an older value (or coming back from a damaged
+tombstone). The framing holds when a one-byte correction of a length field makes
+the CRC match (a flipped length costs its record only), or when the stored lengths
+lead to the next valid record (or the end) and are corroborated: the CRC locates a
+one-byte error outside the length fields, or no valid record starts inside the
+span they claim (a flipped length can land exactly on a later record; believing it
+would swallow the valid records in between). See ``_framing``.
 Otherwise (a damaged length, or garbage) the scanner looks ahead up to
 ``RESYNC_WINDOW`` bytes for the next offset where a whole record validates (CRC32
 over a plausible header, key and value) and resumes there, reporting the bytes in
