@@ -315,7 +315,11 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                 else:
                     issues.skipped.append((pos, size, "CRC mismatch; key marked corrupt"))
                     # A mended length proves the rest (the CRC matched): the key is as read.
-                    key = bytes(buf[ks : ks + kl]) if mended else _probable_key(buf, pos, kl, nxt, crc)
+                    key = (
+                        bytes(buf[ks : ks + kl])
+                        if mended
+                        else _probable_key(buf, pos, kl, nxt, crc)
+                    )
                     rec = (pos, size, CORRUPT, 0, 0, key, 0)
                     if batch is not None:
                         batch.recs.append(rec)
