@@ -213,6 +213,8 @@ def _framing(
         return None
     if nxt != end and not _valid_at(buf, nxt, end):
         return None
+    if crc32(buf[pos + 4 : nxt]) == crc:  # only a reserved flag is wrong
+        return kl, vl, False
     bad = _one_byte_error(buf, pos, nxt, crc)
     if bad is not None and not _LENGTHS <= bad - pos < HEADER_SIZE:
         return kl, vl, False
