@@ -8,10 +8,15 @@ and the records of a batch once its COMMIT marker with the right count is read. 
 never raises on bad data; it records what it skipped in a ``ScanIssues``.
 
 One bad byte costs one record. A record that fails its check but whose framing
-holds (plausible lengths that lead to the next valid record, or to the end) is
-yielded as a ``CORRUPT`` entry carrying the key its bytes name: whoever loads it
-points that key at the bad record, so the key answers CorruptRecordError instead of
-silently falling back to an older value (or coming back from a damaged tombstone).
+holds is yielded as a ``CORRUPT`` entry carrying the key its bytes name: whoever
+loads it points that key at the bad record, so the key answers CorruptRecordError
+instead of silently falling back to an older value (or coming back from a damaged
+tombstone). The framing holds when a one-byte correction of a length field makes
+the CRC match (a flipped length costs its record only), or when the stored lengths
+lead to the next valid record (or the end) and are corroborated: the CRC locates a
+one-byte error outside the length fields, or no valid record starts inside the
+span they claim (a flipped length can land exactly on a later record; believing it
+would swallow the valid records in between). See ``_framing``.
 Otherwise (a damaged length, or garbage) the scanner looks ahead up to
 ``RESYNC_WINDOW`` bytes for the next offset where a whole record validates (CRC32
 over a plausible header, key and value) and resumes there, reporting the bytes in
@@ -162,15 +167,93 @@ RESYNC_WINDOW = 4 << 20
 _CANDIDATE = re.compile(rb"(?=.{4}[\x00-\x1f].{16}\x00[\x00-\x0f].{2}[\x00-\x7f])", re.DOTALL)
 
 
-def _resync(buf: bytes | mmap.mmap, pos: int, end: int) -> int | None:
-    """Offset of the first record after ``pos`` that validates (within the window)."""
-    limit = min(end, pos + RESYNC_WINDOW)
+def _resync(buf: bytes | mmap.mmap, pos: int, end: int, before: int | None = None) -> int | None:
+    """Offset of the first record after ``pos`` that validates (within the window,
+    and starting before ``before`` when given)."""
+    limit = min(end, pos + RESYNC_WINDOW if before is None else before)
     window = buf[pos + 1 : limit]
     for m in _CANDIDATE.finditer(window):
         q = pos + 1 + m.start()
         if _valid_at(buf, q, end):
             return q
     return None
+
+
+def _framing(
+    buf: bytes | mmap.mmap, pos: int, end: int, crc: int, kl: int, vl: int
+) -> tuple[int, int, bool] | None:
+    """(key_len, value_len, mended) of a record at ``pos`` that fails its check, when
+    its extent is known; None when its framing is destroyed (the caller resyncs).
+
+    1. A one-byte error in a length field whose correction makes the CRC match (and
+       leads to the end or to a valid record): the corrected lengths, ``mended``.
+    2. Otherwise the stored lengths, when they are plausible, lead to the end or to
+       a valid record, and either the CRC places a one-byte error outside the length
+       fields (so the lengths are right even if the value holds bytes that look like
+       a record) or no valid record starts inside the span they claim. (A flipped
+       length can land exactly on a later record; the valid records it would
+       swallow show that the length, not the record's contents, is what was hit.)
+    """
+    for at in range(_LENGTHS, HEADER_SIZE):  # key_len then value_len, big-endian u32s
+        in_key = at < _LENGTHS + 4
+        shift = 8 * (3 - (at - _LENGTHS) % 4)
+        for x in range(1, 256):
+            k2, v2 = (kl ^ (x << shift), vl) if in_key else (kl, vl ^ (x << shift))
+            n2 = pos + HEADER_SIZE + k2 + v2
+            if k2 > MAX_KEY_SIZE_LIMIT or v2 > MAX_VALUE_SIZE_LIMIT or n2 > end:
+                continue
+            if n2 != end and not _valid_at(buf, n2, end):
+                continue
+            head = bytearray(buf[pos + 4 : pos + HEADER_SIZE])
+            head[at - 4] ^= x
+            if crc32(buf[pos + HEADER_SIZE : n2], crc32(head)) == crc:
+                return k2, v2, True
+    nxt = pos + HEADER_SIZE + kl + vl
+    if kl > MAX_KEY_SIZE_LIMIT or vl > MAX_VALUE_SIZE_LIMIT or nxt > end:
+        return None
+    if nxt != end and not _valid_at(buf, nxt, end):
+        return None
+    if crc32(buf[pos + 4 : nxt]) == crc:  # only a reserved flag is wrong
+        return kl, vl, False
+    bad = _one_byte_error(buf, pos, nxt, crc)
+    if bad is not None and not _LENGTHS <= bad - pos < HEADER_SIZE:
+        return kl, vl, False
+    if _resync(buf, pos, end, before=nxt) is not None:
+        return None
+    return kl, vl, False
+
+
+# CRC-32 is linear: the syndrome (computed xor stored CRC) of a one-byte error x
+# followed by m bytes is Z^m(_T[x]), where Z is the register step for a zero byte,
+# Z(r) = r >> 8 ^ _T[r & 0xFF]. Z is a bijection (the top bytes of _T are distinct),
+# so walking the syndrome back through Z^-1 finds where such an error lies.
+_T = [crc32(bytes([x])) ^ crc32(b"\0") for x in range(256)]
+_T_ERROR = {t: x for x, t in enumerate(_T) if x}
+_T_BY_TOP = {t >> 24: x for x, t in enumerate(_T)}
+# Records larger than this are not searched for a one-byte error (pure-Python walk).
+_LOCATE_LIMIT = 1 << 20
+
+
+def _one_byte_error(buf: bytes | mmap.mmap, pos: int, nxt: int, crc: int) -> int | None:
+    """File offset of the one byte whose flip explains the record's CRC mismatch
+    (the CRC field itself included), or None if no single byte does."""
+    syndrome = crc32(buf[pos + 4 : nxt]) ^ crc
+    for i in range(4):  # the stored CRC is the damaged part (big-endian u32)
+        if syndrome and not syndrome & ~(0xFF << 8 * (3 - i)):
+            return pos + i
+    if not syndrome or nxt - pos > _LOCATE_LIMIT:
+        return None
+    r = syndrome
+    for m in range(nxt - pos - 4):
+        if r in _T_ERROR:
+            return nxt - 1 - m
+        x = _T_BY_TOP[r >> 24]
+        r = ((r ^ _T[x]) << 8 | x) & 0xFFFFFFFF
+    return None
+
+
+# Offset of key_len in a record header (key_len 21-24, value_len 25-28).
+_LENGTHS = HEADER_SIZE - 8
 
 
 def _valid_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
@@ -213,8 +296,12 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
         plausible = kl <= MAX_KEY_SIZE_LIMIT and vl <= MAX_VALUE_SIZE_LIMIT and nxt <= end
         ks = pos + HEADER_SIZE
         if not plausible or crc32(buf[pos + 4 : nxt]) != crc or flags & ~KNOWN_FLAGS:
-            if plausible and (nxt == end or _valid_at(buf, nxt, end)):
+            framed = _framing(buf, pos, end, crc, kl, vl)
+            if framed is not None:
                 # The framing holds: exactly this record is lost.
+                kl, vl, mended = framed
+                size = HEADER_SIZE + kl + vl
+                nxt = pos + size
                 issues.corrupt_records += 1
                 if kl == 0 and vl == 4 and batch is not None and len(batch.recs) == batch.count:
                     # The COMMIT of a batch whose every record is here (a BEGIN only
@@ -229,7 +316,13 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                     batch = _Batch(pos, -1)
                 else:
                     issues.skipped.append((pos, size, "CRC mismatch; key marked corrupt"))
-                    rec = (pos, size, CORRUPT, 0, 0, _probable_key(buf, pos, kl, nxt, crc), 0)
+                    # A mended length proves the rest (the CRC matched): the key is as read.
+                    key = (
+                        bytes(buf[ks : ks + kl])
+                        if mended
+                        else _probable_key(buf, pos, kl, nxt, crc)
+                    )
+                    rec = (pos, size, CORRUPT, 0, 0, key, 0)
                     if batch is not None:
                         batch.recs.append(rec)
                     else:

@@ -25,12 +25,12 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import bitcask
 from bitcask._datafile import FILE_HEADER_SIZE, data_name, hint_name, list_data_files
-from bitcask._record import BATCH_BEGIN, BATCH_COMMIT, HEADER_SIZE
+from bitcask._record import BATCH_BEGIN, BATCH_COMMIT, HEADER_SIZE, encode
 from tests.bitcask._damage import (
     EXPECTED,
     MAX_FILE,
@@ -239,6 +239,96 @@ def test_flipped_record_byte(
     check_intact(store, victim.key, want)
 
 
+@pytest.mark.parametrize("hint", ["hinted", "scanned"])
+def test_flipped_length_that_lands_on_a_later_record_costs_only_its_record(
+    pristine: Pristine, tmp_path: Path, hint: str
+) -> None:
+    """A value_len flip whose wrong length ends exactly where a later record starts.
+
+    In the first data file key:0009's record (81 bytes: 29 header + 8 key + 44 value)
+    is followed by key:0010 (82) and key:0011 (83). Flipping the low byte of its
+    value_len (record byte 28) with 253 turns 44 into 209, so the damaged record
+    claims 29 + 8 + 209 = 246 = 81 + 82 + 83 bytes and ends exactly at key:0012, a
+    valid record. "The next record is valid" then held by coincidence, the scanner
+    took the wrong length as the framing, and the two intact records inside were
+    read as the damaged record's value: repair quarantined all 246 bytes and
+    key:0010 and key:0011 (acknowledged writes) were gone. The length must be
+    recovered (a one-byte correction of a length field that makes the CRC match),
+    so the flip costs key:0009's record only.
+    """
+    src, want = pristine["none"]
+    store = clone(src, tmp_path / "store")
+    fid = list_data_files(str(store))[0]
+    dpath = store / data_name(fid)
+    recs = records(dpath)
+    i = next(i for i, r in enumerate(recs) if r.key == b"key:0009")
+    victim, after = recs[i], recs[i + 3]
+    assert (victim.offset, len(victim.value), after.key) == (700, 44, b"key:0012")
+    assert victim.offset + HEADER_SIZE + len(victim.key) + (44 ^ 253) == after.offset
+    if hint == "scanned":
+        (store / hint_name(fid)).unlink()
+    blob = bytearray(dpath.read_bytes())
+    blob[victim.offset + HEADER_SIZE - 1] ^= 253  # value_len's low byte (big-endian)
+    dpath.write_bytes(bytes(blob))
+
+    report = bitcask.check(store)
+    assert [(p.offset, p.bytes) for p in report.problems] == [(700, victim.size)], str(report)
+    for step in ("open", "repair"):
+        if step == "repair":
+            repaired = bitcask.repair(store)
+            assert [(p.offset, p.bytes) for p in repaired.dropped] == [(700, victim.size)]
+            assert repaired.tombstoned == (b"key:0009",), str(repaired)
+            assert bitcask.check(store).ok
+        with bitcask.open(store, sync="never", max_file_size=MAX_FILE) as db:
+            for k, v in want.items():
+                if k != b"key:0009":
+                    assert db.get(k) == v, (step, k)
+            if step == "open":
+                with pytest.raises(bitcask.CorruptRecordError):
+                    db.get(b"key:0009")
+            else:
+                assert db.get(b"key:0009") is None
+
+
+@pytest.mark.parametrize("spot", ["before", "after"])
+def test_damaged_value_holding_a_record_is_not_split(tmp_path: Path, spot: str) -> None:
+    """A value whose bytes form a valid record, with one byte of the value flipped.
+
+    The valid record inside the stored span must not be taken for a sign that the
+    length was hit: the CRC places the one-byte error in the value, so the stored
+    lengths hold, the key answers CorruptRecordError, and the bytes inside are never
+    served as a record of their own.
+    """
+    inner = encode(0, 1, 0, b"inner", b"bytes that look like a record")
+    store = tmp_path / "store"
+    with bitcask.open(store, sync="never") as db:
+        db.put(b"a", b"first")
+        db.put(b"outer", b"<" + inner + b">")
+        db.put(b"z", b"last")
+    for name in os.listdir(store):
+        if name.endswith(".hint"):
+            os.unlink(store / name)
+    dpath = newest(store)
+    rec = next(r for r in records(dpath) if r.key == b"outer")
+    at = rec.offset + HEADER_SIZE + len(rec.key) + (0 if spot == "before" else len(rec.value) - 1)
+    flip(dpath, at)
+    report = bitcask.check(store)
+    assert [(p.offset, p.bytes) for p in report.problems] == [(rec.offset, rec.size)], str(report)
+    with bitcask.open(store, sync="never") as db:
+        with pytest.raises(bitcask.CorruptRecordError):
+            db.get(b"outer")
+        assert (db.get(b"a"), db.get(b"z"), db.get(b"inner")) == (b"first", b"last", None)
+    repaired = bitcask.repair(store)
+    assert repaired.tombstoned == (b"outer",), str(repaired)
+    with bitcask.open(store, sync="never") as db:
+        assert (db.get(b"a"), db.get(b"z"), db.get(b"inner"), db.get(b"outer")) == (
+            b"first",
+            b"last",
+            None,
+            None,
+        )
+
+
 # ---------------------------------------------------------------- hint files
 
 HINT_DAMAGE = [
@@ -378,6 +468,10 @@ def test_flipped_file_header_byte(pristine: Pristine, tmp_path: Path, spot: str,
     mask=st.integers(1, 255),
     drop_hint=st.booleans(),
 )
+# key:0009's value_len low byte 44 ^ 253 = 209: the wrong length ends exactly at
+# key:0012, so it swallowed the intact key:0010 and key:0011 (see the test below).
+@example(which=0, where=0.3678630570733479, mask=253, drop_hint=False)
+@example(which=0, where=0.3678630570733479, mask=253, drop_hint=True)
 def test_any_flipped_byte_is_reported_and_never_served(
     pristine: Pristine,
     tmp_path_factory: pytest.TempPathFactory,

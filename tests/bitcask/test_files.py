@@ -267,6 +267,7 @@ def test_damaged_length_resynchronises_at_the_next_valid_record(tmp_path: Path) 
     record = HEADER + 8 + 30
     off = FILE_HEADER + 5 * record
     raw[off + 24] ^= 0xFF  # key_len low byte: the record's extent is now wrong
+    raw[off + 28] ^= 0xFF  # and value_len's: two bad bytes, no one-byte mend (format.md)
     data.write_bytes(bytes(raw))
     with bitcask.open(tmp_path, sync="never") as db:
         assert db.recovery.corrupt_records == 1
