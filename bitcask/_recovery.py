@@ -11,6 +11,10 @@ Strategy (invariants):
   CorruptRecordError until overwritten or deleted, never an older value.
 - Only the last file may have a torn tail (a crash mid-append). A writer open
   truncates it; a readonly open ignores the bytes past the last valid record.
+- A file still flagged ``OPEN_FILE`` (the preallocated active file of a crashed
+  writer, see bitcask/_active.py) ends in unwritten zero bytes: not damage, not
+  counted or reported; a writer open truncates them and clears the flag (seals it),
+  and drops the file if no record is left.
   Unreadable bytes elsewhere are reported, never served, and never truncated here
   (``repair`` does that). The store always opens.
 """
@@ -24,6 +28,7 @@ from typing import Any
 
 from ._datafile import (
     FILE_HEADER_SIZE,
+    encode_file_header,
     UNSUPPORTED,
     ScanIssues,
     data_name,
@@ -157,27 +162,44 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         counts["corrupt"] += issues.corrupt_records
         counts["batches"] += issues.dropped_batches
         tail = issues.tail_start
+        unwritten = issues.unwritten
+        written = size if unwritten is None else unwritten  # the zero tail is no data
         for off, nbytes, why in issues.skipped:
             events.append(f"{data_name(fid)}: offset {off}, {nbytes} bytes: {why}")
             if not (last and tail is not None and off >= tail):  # the tail counts below
                 counts["skipped"] += nbytes
+        cut = None
         if tail is not None and last:
             if readonly:
-                counts["skipped"] += size - tail
-                events.append(f"{data_name(fid)}: offset {tail}, {size - tail} bytes ignored")
+                counts["skipped"] += written - tail
+                events.append(f"{data_name(fid)}: offset {tail}, {written - tail} bytes ignored")
             else:
-                del mm
-                _truncate(dpath, tail)
-                counts["truncated"] += size - tail
-                events.append(f"{data_name(fid)}: offset {tail}, {size - tail} bytes truncated")
-                size = tail
-                mm = _map(dpath)
+                cut = tail
+                counts["truncated"] += written - tail
+                events.append(
+                    f"{data_name(fid)}: offset {tail}, {written - tail} bytes truncated"
+                )
         elif issues.stop is not None:
-            counts["skipped"] += size - issues.stop
+            counts["skipped"] += written - issues.stop
             events.append(
-                f"{data_name(fid)}: offset {issues.stop}, {size - issues.stop} bytes "
+                f"{data_name(fid)}: offset {issues.stop}, {written - issues.stop} bytes "
                 f"not loaded: {issues.stop_reason}"
             )
+        if unwritten is not None and cut is None:
+            cut = unwritten
+        if readonly:
+            size = min(size, written)
+        elif cut is not None:
+            del mm
+            _truncate(dpath, cut, fid if unwritten is not None else None)
+            size = cut
+            if size == FILE_HEADER_SIZE and unwritten is not None:
+                # A preallocated file that never received a record: drop it, as an
+                # empty file above (it holds no locations).
+                os.unlink(dpath)
+                live.pop(fid, None)
+                continue
+            mm = _map(dpath)
         sizes[fid] = size
         maps[fid] = mm
         unhinted.append(fid)
@@ -202,10 +224,14 @@ def _map(dpath: str) -> mmap.mmap | None:
         raise FileVanished(dpath) from None
 
 
-def _truncate(dpath: str, size: int) -> None:
+def _truncate(dpath: str, size: int, seal: int | None = None) -> None:
+    # Cut the file at ``size``; ``seal`` (its file id): also clear OPEN_FILE, after
+    # the cut, as ActiveFile.seal does.
     fd = os.open(dpath, os.O_WRONLY)
     try:
         os.ftruncate(fd, size)
+        if seal is not None:
+            os.pwrite(fd, encode_file_header(seal), 0)
         os.fsync(fd)
     finally:
         os.close(fd)

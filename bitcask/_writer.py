@@ -3,15 +3,16 @@
 Strategy (invariants):
 - One writer at a time: ``_lock`` serialises every mutation of files and of the
   keydir (puts, batches, rotation, merge swaps, the interval syncer).
-- A write is encoded outside the lock, appended with one ``_io.write`` (no
-  user-space buffer, so it survives SIGKILL once ``put`` returns), fsynced per
-  policy, and only then published in the keydir: readers never see a write before
-  it is as durable as promised.
+- A write is encoded outside the lock, appended with one ``_io.write`` into the
+  active file's shared mapping (bitcask/_active.py: a memory copy into the page
+  cache, no user-space buffer, so it survives SIGKILL once ``put`` returns), fsynced
+  per policy, and only then published in the keydir: readers never see a write
+  before it is as durable as promised.
 - The file table ``_maps`` maps file id -> (mmap, mapped_length, reader). Entries
   are replaced, never mutated; mmaps are never closed while the store is open
   (dropping the last reference unmaps), so a reader mid-slice is always safe. The
-  active file's mapping is refreshed every ``_REMAP_STEP`` bytes; readers pread
-  anything past it.
+  active file's entry (its own writable mapping) is republished every
+  ``_REMAP_STEP`` bytes; readers pread anything past it.
 - A failed write or fsync truncates back to the last good offset (best effort)
   and stops writes, as ``_health`` tells the two apart: after a failed write they
   resume by themselves once a probe shows the disk takes writes again; after a
@@ -38,11 +39,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from zlib import crc32
 
 from . import _io
+from ._active import ActiveFile
 from ._datafile import (
     FILE_HEADER_SIZE,
     ScanIssues,
     data_name,
-    encode_file_header,
     hint_name,
     map_file,
     scan,
@@ -83,9 +84,10 @@ __all__ = ["FileEntry", "Writer", "as_bytes", "fsync_dir"]
 
 log = logging.getLogger("bitcask")
 
-# Refresh the active file's mapping after this many appended bytes: one mmap call per
-# ~7,000 small puts, while at most this much recent data is read with pread.
-_REMAP_STEP = 1 << 20
+# Republish the active file's entry after this many appended bytes (one tuple, no
+# mmap call: the entry names the active file's own mapping); at most this much recent
+# data is read with pread.
+_REMAP_STEP = 1 << 16
 # The latest expiry a record may carry, in ms since the epoch: a signed 64-bit
 # integer, as Redis bounds its expiries (the field itself is u64).
 MAX_EXPIRY_MS = (1 << 63) - 1
@@ -137,6 +139,7 @@ class Writer(PlannedWrites):
     _readonly: bool
     _active_id: int
     _base: int
+    _active: ActiveFile | None = None  # the appendable file (its fd is also _wfd)
     _wfd: int
     _offset: int
     _mapped: int
@@ -705,7 +708,7 @@ class Writer(PlannedWrites):
     def _append(self, buf: bytes, off: int, fsync: bool) -> None:
         # Caller holds _lock: one write of ``buf`` at ``off``, then the fsync asked for.
         try:
-            _io.write(self._wfd, buf)
+            _io.write(self._active, buf)  # type: ignore[arg-type]
         except OSError as exc:
             raise self._fail(exc, off) from exc
         if fsync:
@@ -718,11 +721,8 @@ class Writer(PlannedWrites):
         # Caller holds _lock. Cut a partial append, then tell the disk fault apart
         # (see _health): out of descriptors fails this write alone; a failed write
         # refuses writes until a probe succeeds; a failed fsync, until restart.
-        if self._wfd >= 0:
-            try:
-                os.ftruncate(self._wfd, good_offset)
-            except OSError:
-                pass
+        if self._active is not None:
+            self._active.cut(good_offset)
         reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
         if not fsync and is_transient(exc):
             log.warning("write failed in %s, store stays writable: %s", self.path, reason)
@@ -758,28 +758,34 @@ class Writer(PlannedWrites):
             self._health.healed()
 
     def _create_file(self, fid: int) -> tuple[int, BinaryIO]:
+        # Create file ``fid`` as the active file (self._active, only on success);
+        # return its descriptor and a reader.
         if fid > MAX_FILE_ID:
             raise BitcaskError("file ids exhausted (4M files): back up and restore the store")
         path = os.path.join(self.path, data_name(fid))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        durable = self.options.sync != "never"
+        active = ActiveFile.create(path, fid, self._max_file, durable)
         try:
-            _io.write(fd, encode_file_header(fid))
-            if self.options.sync != "never":
-                _io.fsync(fd)
+            if durable:
                 fsync_dir(self.path)
             reader = open(path, "rb", buffering=0)  # noqa: SIM115 (kept open as the reader)
         except BaseException:
-            os.close(fd)
-            try:  # a retry creates it again (O_EXCL)
-                os.unlink(path)
-            except OSError:
-                pass
+            active.discard()  # a retry creates it again (O_EXCL)
             raise
-        return fd, reader
+        self._active = active
+        return active.fd, reader
+
+    def _seal_active(self) -> None:
+        """Truncate the active file to its records and close it (caller holds _lock)."""
+        if self._active is not None:
+            self._active.seal()
+            self._active = None
+        self._wfd = -1
 
     def _rotate(self, reserve: int = 0) -> None:
         """Seal the active file and start the next one (caller holds _lock)."""
         old_id, old_fd, size = self._active_id, self._wfd, self._offset
+        old_active, old_reader = self._active, self._reader
         new_id = self._next_id + reserve
         if self.options.sync != "never":
             try:
@@ -787,18 +793,17 @@ class Writer(PlannedWrites):
             except OSError as exc:
                 raise self._fail(exc, size, fsync=True) from exc
         try:
-            fd, reader = self._create_file(new_id)
+            fd, reader = self._create_file(new_id)  # reserves its space: ENOSPC is here
         except OSError as exc:
             raise self._fail(exc, size) from exc
+        # The new file exists: only now seal the old one (a crash in between leaves
+        # two flagged files, whose zero tails recovery trims).
+        assert old_active is not None and old_active.fd == old_fd
+        old_active.seal()
         try:
-            old_map = map_file(os.path.join(self.path, data_name(old_id)))
-        except OSError as exc:
-            os.close(fd)
-            reader.close()
-            os.unlink(os.path.join(self.path, data_name(new_id)))
-            raise self._fail(exc, size) from exc
-        os.close(old_fd)
-        self._maps[old_id] = (old_map, size, None)
+            self._maps[old_id] = (map_file(os.path.join(self.path, data_name(old_id))), size, None)
+        except OSError:  # out of descriptors: serve the sealed file with pread
+            self._maps[old_id] = (None, 0, old_reader)
         self._sizes[old_id] = size
         self._next_id = new_id + 1
         self._active_id = new_id
@@ -815,8 +820,8 @@ class Writer(PlannedWrites):
 
     def _remap_active(self) -> None:
         reader = self._reader
-        assert reader is not None
-        self._maps[self._active_id] = (map_file(reader.name), self._offset, reader)
+        assert reader is not None and self._active is not None
+        self._maps[self._active_id] = (self._active.mm, self._offset, reader)
         self._mapped = self._offset
 
     def _write_hint(self, fid: int) -> None:

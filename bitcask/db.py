@@ -513,8 +513,7 @@ class Bitcask(Writer):
                     _io.fsync(self._wfd)
                 except OSError:
                     pass
-                os.close(self._wfd)
-                self._wfd = -1
+                self._seal_active()  # truncate the preallocated file, close it
                 if self._offset == FILE_HEADER_SIZE and self.readonly_reason is None:
                     os.unlink(os.path.join(self.path, data_name(self._active_id)))
                     self._maps.pop(self._active_id, None)
