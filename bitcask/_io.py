@@ -21,6 +21,7 @@ class Appendable(Protocol):
 
     def append(self, data: bytes) -> int: ...
 
+
 _os_write = os.write
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 

@@ -28,10 +28,10 @@ from typing import Any
 
 from ._datafile import (
     FILE_HEADER_SIZE,
-    encode_file_header,
     UNSUPPORTED,
     ScanIssues,
     data_name,
+    encode_file_header,
     hint_name,
     list_data_files,
     map_file,
@@ -176,9 +176,7 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
             else:
                 cut = tail
                 counts["truncated"] += written - tail
-                events.append(
-                    f"{data_name(fid)}: offset {tail}, {written - tail} bytes truncated"
-                )
+                events.append(f"{data_name(fid)}: offset {tail}, {written - tail} bytes truncated")
         elif issues.stop is not None:
             counts["skipped"] += written - issues.stop
             events.append(
