@@ -29,29 +29,37 @@ cache and zeros after them. SIGKILL inside an append is subtler than a short
 ``os.write``, which always leaves a prefix: memcpy does not store in address order
 (glibc stores the first 32 bytes of a large copy last, and non-temporal copies go
 page by page), so a torn copy can leave a hole with valid-looking bytes after it,
-say a batch's COMMIT marker. So an append copies in two steps, everything after
-the first record's 4-byte CRC and then that CRC (one 4-byte store). Stores retire
-in program order with respect to an interruption, so a non-zero CRC at the start of
-an append means every byte of it is there; a zero CRC field on a record that fails
-its check means the append never completed, and in a flagged file recovery treats
-everything from there as the torn tail (truncated, and reported as such). A crash
-during rotation (new file created, old one not yet sealed) leaves two flagged
-files; recovery trims both tails.
+say a batch's COMMIT marker. So a buffer of several records is copied in two
+steps, everything after the first record's 4-byte CRC and then that CRC (one
+4-byte store). Stores retire in program order with respect to an interruption, so
+a non-zero CRC at the start of such an append means every byte of it is there; a
+zero CRC field on a record that fails its check means the append never completed,
+and in a flagged file recovery treats everything from there as the torn tail
+(truncated, and reported as such). A buffer of one record (every put) is copied in
+one step: whatever subset of it landed, it fails its CRC and no whole record lies
+after it, so it is the torn tail as well. A crash during rotation (new file
+created, old one not yet sealed) leaves two flagged files; recovery trims both.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import struct
 
 from . import _io
 from ._datafile import FILE_HEADER_SIZE, OPEN_FILE, encode_file_header
 
 __all__ = ["ActiveFile"]
 
-# Reserve (and map) space in steps of this much: an idle store holds at most this
-# much preallocated space, and a growing file calls posix_fallocate + mmap once per
-# ~56,000 records of 150 bytes.
+# key_len and value_len of the record at an offset: bytes 21..29 of its header
+# (bitcask/_record.py); 29 is the header's size.
+_lengths = struct.Struct(">II").unpack_from
+
+# Reserve (and map) space in steps: the first FIRST_RESERVE bytes (all an idle store
+# holds, so a nearly full disk still opens for writes), then steps that double up to
+# RESERVE_STEP (posix_fallocate + mmap once per ~56,000 records of 150 bytes).
+FIRST_RESERVE = 64 << 10
 RESERVE_STEP = 8 << 20
 
 
@@ -104,11 +112,13 @@ class ActiveFile:
         if end >= self.capacity:
             self._grow(end)
         mm = self.mm
-        assert mm is not None
-        # Everything but the first record's CRC, then the CRC: see "Crash story".
-        body = off + 4
-        mm[body:end] = data[4:]
-        mm[off:body] = data[:4]
+        n = end - off
+        if n < 29 or sum(_lengths(data, 21)) + 29 == n:  # one record: one copy
+            mm[off:end] = data  # type: ignore[index]
+        else:  # everything but the first record's CRC, then the CRC
+            body = off + 4
+            mm[body:end] = data[4:]  # type: ignore[index]
+            mm[off:body] = data[:4]  # type: ignore[index]
         self.size = end
         return off
 
@@ -161,9 +171,10 @@ class ActiveFile:
 
     def _grow(self, end: int) -> None:
         # Reserve, then map, enough for bytes [0, end] and then some: up to the
-        # file's limit in RESERVE_STEP steps, past it only for a record that is
-        # larger than what remains (the writer rotates before any other).
-        cap = max(end + 1, min(self.capacity + RESERVE_STEP, self.limit))
+        # file's limit in growing steps, past it only for a record that is larger
+        # than what remains (the writer rotates before any other).
+        step = min(max(self.capacity, FIRST_RESERVE), RESERVE_STEP)
+        cap = max(end + 1, min(self.capacity + step, self.limit))
         _io.reserve(self.fd, self.capacity, cap - self.capacity)
         self.mm = mmap.mmap(self.fd, cap, access=mmap.ACCESS_WRITE)
         self.capacity = cap

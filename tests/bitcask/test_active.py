@@ -273,6 +273,7 @@ def test_disk_full_when_the_active_file_grows(
     cleanly (nothing copied), and the store heals like after a failed write."""
     monkeypatch.setattr(_health, "PROBE_FIRST", 0.05)
     monkeypatch.setattr(_health, "PROBE_MAX", 0.1)
+    monkeypatch.setattr(_active, "FIRST_RESERVE", 4096)
     monkeypatch.setattr(_active, "RESERVE_STEP", 4096)
     with bitcask.open(tmp_path, sync="never") as db:
         for i in range(20):
@@ -304,7 +305,7 @@ def test_reserved_space_and_flag_while_open(tmp_path: Path) -> None:
     head = active.read_bytes()[:FILE_HEADER_SIZE]
     fid = int(active.name[:10])
     assert head == encode_file_header(fid, OPEN_FILE)
-    assert active.stat().st_blocks * 512 >= min(_active.RESERVE_STEP, 128 << 20)
+    assert active.stat().st_blocks * 512 >= _active.FIRST_RESERVE
     size = db._offset
     db.close()
     assert active.stat().st_size == size
