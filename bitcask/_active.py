@@ -117,7 +117,7 @@ class ActiveFile:
             mm[off:end] = data  # type: ignore[index]
         else:  # everything but the first record's CRC, then the CRC
             body = off + 4
-            mm[body:end] = data[4:]  # type: ignore[index]
+            mm[body:end] = memoryview(data)[4:]  # type: ignore[index]  # no copy of data
             mm[off:body] = data[:4]  # type: ignore[index]
         self.size = end
         return off

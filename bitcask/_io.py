@@ -38,11 +38,11 @@ def write(fd: int | Appendable, data: bytes) -> None:
     if fd.__class__ is not int:
         fd.append(data)  # type: ignore[union-attr]
         return
-    n = _os_write(fd, data)  # type: ignore[arg-type]
+    n = _os_write(fd, data)
     if n != len(data):
         view = memoryview(data)
         while n < len(view):
-            n += _os_write(fd, view[n:])  # type: ignore[arg-type]
+            n += _os_write(fd, view[n:])
 
 
 def reserve(fd: int, offset: int, length: int) -> None:
