@@ -45,16 +45,22 @@ from __future__ import annotations
 
 import mmap
 import os
-import struct
+from collections.abc import Callable
 
 from . import _io
 from ._datafile import FILE_HEADER_SIZE, OPEN_FILE, encode_file_header
 
 __all__ = ["ActiveFile"]
 
-# key_len and value_len of the record at an offset: bytes 21..29 of its header
-# (bitcask/_record.py); 29 is the header's size.
-_lengths = struct.Struct(">II").unpack_from
+
+class _Records:
+    """``_io.write``'s target for several records: ``append`` is ``append_records``."""
+
+    __slots__ = ("append",)
+
+    def __init__(self, append: Callable[[bytes], int]) -> None:
+        self.append = append
+
 
 # Reserve (and map) space in steps: the first FIRST_RESERVE bytes (all an idle store
 # holds, so a nearly full disk still opens for writes), then steps that double up to
@@ -66,7 +72,7 @@ RESERVE_STEP = 8 << 20
 class ActiveFile:
     """The one appendable data file of a store, written through a shared mapping."""
 
-    __slots__ = ("capacity", "fd", "file_id", "limit", "mm", "path", "size")
+    __slots__ = ("capacity", "fd", "file_id", "limit", "mm", "path", "records", "size")
 
     def __init__(self, path: str, file_id: int, fd: int, limit: int) -> None:
         self.path = path
@@ -76,6 +82,8 @@ class ActiveFile:
         self.size = FILE_HEADER_SIZE  # bytes written: the header and the records
         self.capacity = 0  # bytes reserved and mapped
         self.mm: mmap.mmap | None = None
+        # The write target (``_io.write``) for a buffer of several records.
+        self.records = _Records(self.append_records)
 
     @classmethod
     def create(cls, path: str, file_id: int, limit: int, durable: bool) -> ActiveFile:
@@ -101,7 +109,10 @@ class ActiveFile:
         return active
 
     def append(self, data: bytes) -> int:
-        """Copy ``data`` after the last record; return the offset it starts at.
+        """Copy ``data``, exactly one record, after the last; return its offset.
+
+        One copy (see "Crash story"): a buffer of several records goes through
+        ``records.append`` instead.
 
         Raises:
             OSError: ENOSPC (or EMFILE for the larger mapping) when the file must
@@ -111,14 +122,29 @@ class ActiveFile:
         end = off + len(data)
         if end >= self.capacity:
             self._grow(end)
+        self.mm[off:end] = data  # type: ignore[index]
+        self.size = end
+        return off
+
+    def append_records(self, data: bytes) -> int:
+        """Copy ``data``, any number of whole records, after the last; return its offset.
+
+        Everything after the first record's CRC first, then that CRC (see "Crash
+        story"). ``records.append`` is this method, for ``_io.write``.
+
+        Raises:
+            OSError: as append().
+        """
+        off = self.size
+        end = off + len(data)
+        if end >= self.capacity:
+            self._grow(end)
         mm = self.mm
-        n = end - off
-        if n < 29 or sum(_lengths(data, 21)) + 29 == n:  # one record: one copy
-            mm[off:end] = data  # type: ignore[index]
-        else:  # everything but the first record's CRC, then the CRC
-            body = off + 4
-            mm[body:end] = memoryview(data)[4:]  # type: ignore[index]  # no copy of data
-            mm[off:body] = data[:4]  # type: ignore[index]
+        assert mm is not None
+        body = off + 4
+        if end > body:
+            mm[body:end] = memoryview(data)[4:]  # no copy of data
+        mm[off : min(body, end)] = data[:4]
         self.size = end
         return off
 

@@ -157,11 +157,23 @@ def parse_file_header(buf: bytes | mmap.mmap, file_id: int) -> str | None:
 
 
 def map_file(path: str) -> mmap.mmap | None:
-    """Map ``path`` read-only; None for an empty file (mmap cannot map zero bytes)."""
+    """Map ``path`` read-only; None for an empty file (mmap cannot map zero bytes).
+
+    A file flagged ``OPEN_FILE`` is copied into anonymous memory instead: its writer
+    (maybe another process) truncates its reserved tail when it seals it, and
+    touching a mapped page past the new end of file raises SIGBUS, where a read
+    only comes back short (the bytes it lacks read as an unwritten tail).
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
-        if os.fstat(fd).st_size == 0:
+        size = os.fstat(fd).st_size
+        if size == 0:
             return None
+        if is_open_file(os.pread(fd, FILE_HEADER_SIZE, 0)):
+            copy = mmap.mmap(-1, size)
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                f.readinto(copy)
+            return copy
         return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     finally:
         os.close(fd)

@@ -714,7 +714,7 @@ class Writer(PlannedWrites):
     def _append(self, buf: bytes, off: int, fsync: bool) -> None:
         # Caller holds _lock: one write of ``buf`` at ``off``, then the fsync asked for.
         try:
-            _io.write(self._active, buf)  # type: ignore[arg-type]
+            _io.write(self._active.records, buf)  # type: ignore[union-attr]
         except OSError as exc:
             raise self._fail(exc, off) from exc
         if fsync:

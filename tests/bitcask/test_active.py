@@ -30,6 +30,7 @@ from bitcask._datafile import (
     encode_file_header,
     is_open_file,
     list_data_files,
+    map_file,
 )
 from bitcask._record import BATCH_BEGIN, BATCH_COMMIT, IN_BATCH, encode, encode_marker
 
@@ -310,3 +311,38 @@ def test_reserved_space_and_flag_while_open(tmp_path: Path) -> None:
     db.close()
     assert active.stat().st_size == size
     assert active.read_bytes()[:FILE_HEADER_SIZE] == encode_file_header(fid)
+
+
+def test_readers_beside_the_writer_survive_its_seal(tmp_path: Path) -> None:
+    """A readonly open (or check) of a live store must not map the active file: the
+    writer truncates its reserved tail on sealing, and a mapped page past the end
+    of the file would SIGBUS the reader. It reads a copy instead."""
+    db = bitcask.open(tmp_path, sync="never", max_file_size=1 << 20)
+    for i in range(100):
+        db.put(b"k%03d" % i, b"v" * 100)
+    ro = bitcask.open(tmp_path, readonly=True)
+    try:
+        for i in range(100, 20_000):  # rotations seal (truncate) files the reader loaded
+            db.put(b"k%03d" % i, b"v" * 100)
+        db.close()
+        assert all(ro.get(b"k%03d" % i) == b"v" * 100 for i in range(100))
+        assert ro.recovery.skipped_bytes == 0 and ro.recovery.events == ()
+    finally:
+        ro.close()
+        db.close()
+    assert bitcask.check(tmp_path).ok
+
+
+def test_map_file_copies_a_file_its_writer_may_truncate(tmp_path: Path) -> None:
+    """What every reader of data files maps (recovery, check, merge) is safe to read
+    whole after the writer sealed the file under it (a mapping would SIGBUS here)."""
+    db = bitcask.open(tmp_path, sync="never")
+    db.put(b"k", b"v")
+    active = _newest(tmp_path)
+    reserved = active.stat().st_size
+    view = map_file(str(active))
+    assert view is not None and len(view) == reserved
+    db.close()  # seals: the file is truncated to its one record
+    assert active.stat().st_size < reserved
+    data = bytes(view)  # every page, including those past the new end of file
+    assert data[: active.stat().st_size][FILE_HEADER_SIZE:] == active.read_bytes()[16:]
