@@ -33,6 +33,7 @@ from ._datafile import (
     data_name,
     encode_file_header,
     hint_name,
+    is_open_file,
     list_data_files,
     map_file,
     parse_file_header,
@@ -120,7 +121,10 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
             if os.path.exists(hpath):
                 os.unlink(hpath)
             continue
-        if use_hints and _load_hint(path, fid, size, kmap, kd.live, pending_exp):
+        # A flagged file (a crashed writer's) is scanned by a writer open even with a
+        # hint (`repair` builds one as the file is), so that its zero tail is trimmed.
+        hint_ok = use_hints and (readonly or not _flagged(dpath))
+        if hint_ok and _load_hint(path, fid, size, kmap, kd.live, pending_exp):
             counts["hinted"] += 1
             sizes[fid] = size
             maps[fid] = _map(dpath)
@@ -213,6 +217,11 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         events=tuple(events),
     )
     return LoadResult(kd, sizes, maps, unhinted, unloadable, report)
+
+
+def _flagged(dpath: str) -> bool:
+    with open(dpath, "rb", buffering=0) as f:
+        return is_open_file(f.read(FILE_HEADER_SIZE))
 
 
 def _map(dpath: str) -> mmap.mmap | None:

@@ -125,6 +125,19 @@ def test_unwritten_tail_is_not_damage_and_is_trimmed(tmp_path: Path) -> None:
         assert len(db) == 11 and db.recovery.events == ()
 
 
+def test_a_hint_does_not_keep_the_unwritten_tail(tmp_path: Path) -> None:
+    """`check` finds a crashed store sound and `repair` hints its flagged file as it
+    is; the next writer open still scans that file, trims the tail and seals it."""
+    active, written = _crashed(tmp_path)
+    assert bitcask.check(tmp_path).ok
+    bitcask.repair(tmp_path)
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert len(db) == 10 and db.recovery.truncated_bytes == 0
+        assert active.stat().st_size == written and not is_open_file(active.read_bytes())
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert db.recovery.hinted_files >= 1 and db.recovery.scanned_files == 0
+
+
 def test_zeros_after_a_sealed_file_are_damage(tmp_path: Path) -> None:
     """Only a file flagged OPEN_FILE may end in unwritten zeros: in a sealed file a
     zeroed range is reported, as any damage."""
