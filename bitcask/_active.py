@@ -52,14 +52,6 @@ from ._datafile import FILE_HEADER_SIZE, OPEN_FILE, encode_file_header
 
 __all__ = ["ActiveFile"]
 
-# madvise(2) advice (Linux 5.14+; not in the mmap module of Python 3.11): populate
-# page tables writable. With 4 KiB values it takes ~15-20% off a put's CPU time:
-# 20,000 raw appends of 4,141 bytes, three runs, 4.4-4.7 us against 5.3-5.5 us
-# faulting page by page; db.put of 30,000 4 KiB values, median of 3, CPU time
-# from getrusage, four alternating runs: 6.3-7.3 us against 7.8-9.3 us. No clear
-# change with 100 B values (28 records a page).
-_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
-
 
 class _Records:
     """``_io.write``'s target for several records: ``append`` is ``append_records``."""
@@ -210,11 +202,10 @@ class ActiveFile:
         step = min(max(self.capacity, FIRST_RESERVE), RESERVE_STEP)
         cap = max(end + 1, min(self.capacity + step, self.limit))
         _io.reserve(self.fd, self.capacity, cap - self.capacity)
-        mm = mmap.mmap(self.fd, cap, access=mmap.ACCESS_WRITE)
-        start = self.capacity & -mmap.PAGESIZE
-        try:  # fault the new pages in for writing now, in one call, not one by one
-            mm.madvise(_MADV_POPULATE_WRITE, start, cap - start)
-        except (OSError, AttributeError):  # before Linux 5.14 (EINVAL), or no madvise
-            pass
-        self.mm = mm
+        # Pages fault in one by one as copies reach them. Not taken: populating a
+        # step at once (madvise MADV_POPULATE_WRITE) took 15-20% off the CPU of a
+        # 4 KiB put (6.3-7.3 us against 7.8-9.3, four alternating runs) and nothing
+        # measurable off a 100 B one, but dirties the whole reserved step, whose
+        # zeros are then written to disk too (by the next fsync, or by writeback).
+        self.mm = mmap.mmap(self.fd, cap, access=mmap.ACCESS_WRITE)
         self.capacity = cap
