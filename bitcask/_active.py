@@ -35,7 +35,9 @@ steps, everything after the first record's 4-byte CRC and then that CRC (one
 a non-zero CRC at the start of such an append means every byte of it is there; a
 zero CRC field on a record that fails its check means the append never completed,
 and in a flagged file recovery treats everything from there as the torn tail
-(truncated, and reported as such). A buffer of one record (every put) is copied in
+(truncated, and reported as such). A large buffer is written with ``pwrite`` into
+the reserved space instead (the kernel copies in file order: a torn write leaves a
+prefix, as a torn append always did). A buffer of one record (every put) is copied in
 one step: whatever subset of it landed, it fails its CRC and no whole record lies
 after it, so it is the torn tail as well. A crash during rotation (new file
 created, old one not yet sealed) leaves two flagged files; recovery trims both.
@@ -67,6 +69,13 @@ class _Records:
 # RESERVE_STEP (posix_fallocate + mmap once per ~56,000 records of 150 bytes).
 FIRST_RESERVE = 64 << 10
 RESERVE_STEP = 8 << 20
+
+
+# A buffer at least this large (a batch, a group commit) is written with pwrite into
+# the reserved space instead of copied into the mapping: the copy would fault its
+# pages in one by one. write_batch of 1,000 x 100 B, CPU per op from getrusage, two
+# alternating runs: 1,372 ns copied, 1,187 ns written (main, os.write: 1,140-1,292).
+_PWRITE_MIN = 16 << 10
 
 
 class ActiveFile:
@@ -130,7 +139,8 @@ class ActiveFile:
         """Copy ``data``, any number of whole records, after the last; return its offset.
 
         Everything after the first record's CRC first, then that CRC (see "Crash
-        story"). ``records.append`` is this method, for ``_io.write``.
+        story"); a large buffer is written with pwrite instead (_PWRITE_MIN).
+        ``records.append`` is this method, for ``_io.write``.
 
         Raises:
             OSError: as append().
@@ -139,6 +149,14 @@ class ActiveFile:
         end = off + len(data)
         if end >= self.capacity:
             self._grow(end)
+        if end - off >= _PWRITE_MIN:
+            # The kernel copies in file order: a torn write leaves a prefix, as an
+            # append always did, so no CRC-last step is needed.
+            n = os.pwrite(self.fd, data, off)
+            while n < end - off:
+                n += os.pwrite(self.fd, memoryview(data)[n:], off + n)
+            self.size = end
+            return off
         mm = self.mm
         assert mm is not None
         body = off + 4
