@@ -179,7 +179,8 @@ class FileTable:
         # two flagged files, whose zero tails recovery trims).
         old.seal()
         try:
-            self.entries[old_id] = (map_file(os.path.join(self.path, data_name(old_id))), size, None)
+            old_map = map_file(os.path.join(self.path, data_name(old_id)))
+            self.entries[old_id] = (old_map, size, None)
         except OSError:  # out of descriptors: serve the sealed file with pread
             self.entries[old_id] = (None, 0, old_reader)
         self.sealed[old_id] = size
