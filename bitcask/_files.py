@@ -12,8 +12,8 @@ Strategy (invariants):
   Entries are replaced, never mutated; mmaps are never closed while the store is
   open (dropping the last reference unmaps), so a reader mid-slice is always safe.
   The active file's entry names its own writable mapping and is republished every
-  ``REMAP_STEP`` appended bytes (one tuple, no mmap call); readers pread anything
-  past it.
+  ``REMAP_STEP`` appended bytes and whenever the file grew into a new mapping (one
+  tuple, no mmap call); readers pread anything past it.
 - Appends: ``append`` copies with one ``_io.write`` into the active file's mapping
   (the page cache: no user-space buffer, so a record survives SIGKILL once it
   returns; a one-record buffer in one copy, several records CRC last); ``sync``
@@ -120,6 +120,7 @@ class FileTable:
         self._active: ActiveFile | None = None
         self._reader: BinaryIO | None = None
         self._mapped = 0
+        self._mm: mmap | None = None  # the active file's mapping its entry names
 
     # ------------------------------------------------------------ active file
 
@@ -149,8 +150,8 @@ class FileTable:
         assert active is not None
         _io.write(active if one else active.records, buf)
         self.offset = end = self.offset + len(buf)
-        if end - self._mapped >= REMAP_STEP:
-            self._remap()
+        if end - self._mapped >= REMAP_STEP or active.mm is not self._mm:
+            self._remap()  # also after a growth: the old mapping's descriptor goes
 
     def sync(self) -> None:
         """fsync the active file (OSError as fdatasync raises it)."""
@@ -203,7 +204,7 @@ class FileTable:
         except OSError:
             pass
         active.seal()
-        self._active = None
+        self._active = self._mm = None
         self.journal = None
         if not seal:
             return None
@@ -219,7 +220,7 @@ class FileTable:
         """Close the active file as a crash would leave it: no fsync, no seal (tests)."""
         if self._active is not None:
             self._active.close()  # left flagged, its zero tail unsealed
-            self._active = None
+            self._active = self._mm = None
         self.journal = None
 
     def _create(self, fid: int) -> tuple[ActiveFile, BinaryIO]:
@@ -249,6 +250,7 @@ class FileTable:
     def _remap(self) -> None:
         reader, active = self._reader, self._active
         assert reader is not None and active is not None
+        self._mm = active.mm
         self.entries[self.active_id] = (active.mm, self.offset, reader)
         self._mapped = self.offset
 
