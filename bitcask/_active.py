@@ -152,9 +152,17 @@ class ActiveFile:
         if end - off >= _PWRITE_MIN:
             # The kernel copies in file order: a torn write leaves a prefix, as an
             # append always did, so no CRC-last step is needed.
-            n = os.pwrite(self.fd, data, off)
-            while n < end - off:
-                n += os.pwrite(self.fd, memoryview(data)[n:], off + n)
+            try:
+                n = os.pwrite(self.fd, data, off)
+                while n < end - off:
+                    n += os.pwrite(self.fd, memoryview(data)[n:], off + n)
+            except OSError:
+                # A failed write may have stored whole records: zero them again, or
+                # recovery would apply a write its caller was told failed (cut()
+                # only knows the bytes counted in size).
+                if self.mm is not None:
+                    self.mm[off:end] = bytes(end - off)
+                raise
             self.size = end
             return off
         mm = self.mm

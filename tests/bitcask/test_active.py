@@ -310,6 +310,39 @@ def test_disk_full_when_the_active_file_grows(
         assert db.recovery.truncated_bytes == 0 and db.recovery.events == ()
 
 
+def test_failed_large_write_leaves_none_of_its_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch written with pwrite (_PWRITE_MIN and more) that fails part way (EIO after
+    some whole records landed) leaves none of them: not after the crash, not after a
+    later, smaller write."""
+    monkeypatch.setattr(_health, "PROBE_FIRST", 0.05)
+    monkeypatch.setattr(_health, "PROBE_MAX", 0.1)
+    real_pwrite = os.pwrite
+    calls = []
+
+    def torn_pwrite(fd: int, data: bytes, offset: int) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:  # half of the batch lands, then the disk fails
+            return real_pwrite(fd, memoryview(data)[: len(data) // 2], offset)
+        raise OSError(errno.EIO, "injected EIO")
+
+    ops = [("put", b"b%03d" % i, b"v" * 200) for i in range(200)]  # ~45 KiB
+    db = bitcask.open(tmp_path, sync="never")
+    db.put(b"first", b"1")
+    monkeypatch.setattr(os, "pwrite", torn_pwrite)
+    with pytest.raises(StoreIOError):
+        db.write_batch(ops)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert len(calls) == 2
+    _until(lambda: db.stats()["disk"]["state"] == "ok")
+    db.put(b"second", b"2")  # smaller than the failed batch: its bytes stay past it
+    db._abandon()
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert sorted(db.keys()) == [b"first", b"second"]
+        assert db.recovery.events == ()
+
+
 def test_reserved_space_and_flag_while_open(tmp_path: Path) -> None:
     """While open, the active file is flagged and holds reserved space; close seals it
     to exactly its records, with the header every sealed file has."""
