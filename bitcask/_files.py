@@ -193,7 +193,8 @@ class FileTable:
         records, ``OPEN_FILE`` cleared), drop it if it holds no record.
 
         With ``seal`` a file holding records joins the sealed files and its id and
-        journal are returned (for its hint); otherwise it is left on disk as it is.
+        journal are returned (for its hint); otherwise it stays out of the sealed
+        files (no hint: the next open scans it).
         """
         active = self._active
         if active is None:
