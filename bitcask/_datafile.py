@@ -29,6 +29,14 @@ whole); its damaged records cost themselves only. A batch without a COMMIT (a to
 tail, or a BEGIN/plain record where the COMMIT should be) is dropped whole. A
 damaged marker whose framing holds is recognised by its shape (empty key, 4-byte
 value): a BEGIN when IN_BATCH records follow, a COMMIT when the batch is complete.
+
+Unwritten tails: the active file is preallocated (bitcask/_active.py) and carries
+``OPEN_FILE`` in its header until it is sealed. In such a file only, the all-zero
+bytes after the last record are unwritten space, not damage: the scan ends there
+(``ScanIssues.unwritten``) and never resynchronises into them; and a record that
+fails its check with a zero CRC field is an append that never completed (the CRC is
+stored last), so the scan stops there: the torn tail. In a file without the flag,
+zero bytes are data like any other (a zeroed range is damage, reported).
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 __all__ = [
     "CORRUPT",
     "FILE_HEADER_SIZE",
+    "OPEN_FILE",
     "UNSUPPORTED",
     "Rec",
     "ScanIssues",
@@ -72,9 +81,13 @@ DATA_MAGIC = b"BCDF"
 FORMAT_VERSION = 1
 # Prefix of parse_file_header's reason for a file written by another format version.
 UNSUPPORTED = "unsupported format version"
-# magic, version u16, reserved u16, file id u32, crc32 of the first 12 bytes
+# magic, version u16, flags u16 (was "reserved"), file id u32, crc32 of the first 12 bytes
 _FILE_HEADER = struct.Struct(">4sHHII")
 FILE_HEADER_SIZE = _FILE_HEADER.size  # 16
+# File header flag: the file is (or was, at a crash) the preallocated active file, so
+# it may end in unwritten zero bytes. Cleared when the file is sealed (truncated).
+OPEN_FILE = 0x0001
+_ZEROS = bytes(1 << 16)
 
 # (offset, size, flags, timestamp_us, expiry_ms, key, aux) where aux is the target
 # file id of a tombstone and 0 otherwise.
@@ -105,10 +118,31 @@ def list_data_files(path: str) -> list[int]:
     return ids
 
 
-def encode_file_header(file_id: int) -> bytes:
-    """The 16 bytes every data file starts with."""
-    head = _FILE_HEADER.pack(DATA_MAGIC, FORMAT_VERSION, 0, file_id, 0)[:12]
+def encode_file_header(file_id: int, flags: int = 0) -> bytes:
+    """The 16 bytes every data file starts with (``flags``: ``OPEN_FILE`` or 0)."""
+    head = _FILE_HEADER.pack(DATA_MAGIC, FORMAT_VERSION, flags, file_id, 0)[:12]
     return head + U32.pack(crc32(head))
+
+
+def is_open_file(buf: bytes | mmap.mmap) -> bool:
+    """Whether ``buf`` starts with a valid file header flagged ``OPEN_FILE``."""
+    if len(buf) < FILE_HEADER_SIZE or buf[:4] != DATA_MAGIC:
+        return False
+    head = buf[:12]
+    return crc32(head) == U32.unpack_from(buf, 12)[0] and bool(head[7] & OPEN_FILE)
+
+
+def zero_suffix(buf: bytes | mmap.mmap, start: int, end: int) -> int:
+    """Where the run of zero bytes that ends ``buf[start:end]`` begins (``end``: none)."""
+    z = end
+    step = len(_ZEROS)
+    while z > start:
+        lo = max(start, z - step)
+        rest = buf[lo:z].rstrip(b"\x00")
+        if rest:
+            return lo + len(rest)
+        z = lo
+    return z
 
 
 def parse_file_header(buf: bytes | mmap.mmap, file_id: int) -> str | None:
@@ -128,11 +162,23 @@ def parse_file_header(buf: bytes | mmap.mmap, file_id: int) -> str | None:
 
 
 def map_file(path: str) -> mmap.mmap | None:
-    """Map ``path`` read-only; None for an empty file (mmap cannot map zero bytes)."""
+    """Map ``path`` read-only; None for an empty file (mmap cannot map zero bytes).
+
+    A file flagged ``OPEN_FILE`` is copied into anonymous memory instead: its writer
+    (maybe another process) truncates its reserved tail when it seals it, and
+    touching a mapped page past the new end of file raises SIGBUS, where a read
+    only comes back short (the bytes it lacks read as an unwritten tail).
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
-        if os.fstat(fd).st_size == 0:
+        size = os.fstat(fd).st_size
+        if size == 0:
             return None
+        if is_open_file(os.pread(fd, FILE_HEADER_SIZE, 0)):
+            copy = mmap.mmap(-1, size)
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                f.readinto(copy)
+            return copy
         return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     finally:
         os.close(fd)
@@ -153,6 +199,8 @@ class ScanIssues:
     open_batch: int | None = None
     # Offset of the end of the last applied record or committed batch.
     valid_end: int = 0
+    # Offset where the unwritten zero tail of an OPEN_FILE begins (None: there is none).
+    unwritten: int | None = None
 
     @property
     def tail_start(self) -> int | None:
@@ -286,7 +334,14 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
     pos = start
     issues.valid_end = start
     batch: _Batch | None = None
+    # No record starts inside an OPEN_FILE's zero tail (an all-zero header never
+    # validates): scanning ends where it begins.
+    open_file = bool(start) and is_open_file(buf)
+    zeros = zero_suffix(buf, start, end) if open_file else end
     while pos < end:
+        if pos >= zeros:
+            issues.unwritten = pos
+            break
         if end - pos < HEADER_SIZE:
             issues.stop, issues.stop_reason = pos, "torn record header"
             break
@@ -296,6 +351,11 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
         plausible = kl <= MAX_KEY_SIZE_LIMIT and vl <= MAX_VALUE_SIZE_LIMIT and nxt <= end
         ks = pos + HEADER_SIZE
         if not plausible or crc32(buf[pos + 4 : nxt]) != crc or flags & ~KNOWN_FLAGS:
+            if open_file and crc == 0:
+                # An append whose CRC was never stored (bitcask/_active.py writes it
+                # last): it did not complete, and nothing after it was written.
+                issues.stop, issues.stop_reason = pos, "append not completed"
+                break
             framed = _framing(buf, pos, end, crc, kl, vl)
             if framed is not None:
                 # The framing holds: exactly this record is lost.
@@ -330,7 +390,7 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                         issues.valid_end = nxt
                 pos = nxt
                 continue
-            skip_to = _resync(buf, pos, end)
+            skip_to = _resync(buf, pos, end, min(zeros, pos + RESYNC_WINDOW))
             if skip_to is None:
                 issues.stop = pos
                 issues.stop_reason = "torn record" if not plausible else "CRC mismatch"
@@ -376,9 +436,11 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
         yield (pos, size, flags, ts, exp, buf[ks : ks + kl], aux)
         pos = nxt
         issues.valid_end = nxt
+    if issues.stop is not None and zeros < end:
+        issues.unwritten = max(zeros, issues.stop)
     if batch is not None:
         issues.open_batch = batch.start
-        stop = issues.stop if issues.stop is not None else end
+        stop = issues.stop if issues.stop is not None else issues.unwritten or end
         _drop(issues, batch.start, stop, "batch not committed")
 
 

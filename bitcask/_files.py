@@ -3,22 +3,28 @@
 Strategy (invariants):
 - One owner. ``FileTable`` holds every per-file fact of an open store: the mapped
   files (``entries``), the sealed sizes (``sealed``), the ids (``active_id``,
-  ``next_id``), the active file's descriptor, offset and mapping, and the hint
-  entries of the active file as they are written (``journal``). Nothing else
-  opens, appends to, fsyncs, rotates or seals a data file of an open store.
+  ``next_id``), the active file (``ActiveFile``: a shared mapping of preallocated
+  space, bitcask/_active.py), its offset, and the hint entries of the active file
+  as they are written (``journal``). Nothing else opens, appends to, fsyncs,
+  rotates or seals a data file of an open store.
 - The caller (the writer) holds the store's write lock around every mutating
   method here; readers take no lock: they read ``entries`` with one ``dict.get``.
   Entries are replaced, never mutated; mmaps are never closed while the store is
   open (dropping the last reference unmaps), so a reader mid-slice is always safe.
-  The active file's mapping is refreshed every ``REMAP_STEP`` bytes; readers pread
-  anything past it.
-- Appends: ``append`` writes with one ``_io.write`` (no user-space buffer, so a
-  record survives SIGKILL once it returns); ``sync`` fsyncs; ``cut`` takes a failed
-  append back. These, ``rotate``, ``create_active`` and ``close_active`` are the
-  only operations on the active file.
+  The active file's entry names its own writable mapping and is republished every
+  ``REMAP_STEP`` appended bytes and whenever the file grew into a new mapping (one
+  tuple, no mmap call); readers pread anything past it.
+- Appends: ``append`` copies with one ``_io.write`` into the active file's mapping
+  (the page cache: no user-space buffer, so a record survives SIGKILL once it
+  returns; a one-record buffer in one copy, several records CRC last); ``sync``
+  fsyncs; ``cut`` takes a failed append back (zeroes it again). These, ``rotate``,
+  ``create_active`` and ``close_active`` are the only operations on the active file.
+  ``rotate`` and ``close_active`` seal it: truncated to its records, ``OPEN_FILE``
+  cleared.
 - Every mapped file holds one descriptor, its mapping's (CPython's mmap keeps a
   dup; ``map_file`` closes the one it opened); the active file holds up to three:
-  its mapping's, the append descriptor and the reader that preads past the mapping.
+  its mapping's, the ActiveFile's descriptor and the reader that preads past the
+  published mapping.
 - A sealed file's hint is written by ``write_hint`` (the background worker, or
   close): from the journal when the file was written in this session, else by
   scanning it. It is renamed into place under the write lock only if the file is
@@ -33,11 +39,11 @@ from mmap import mmap
 from typing import BinaryIO
 
 from . import _io
+from ._active import ActiveFile
 from ._datafile import (
     FILE_HEADER_SIZE,
     ScanIssues,
     data_name,
-    encode_file_header,
     hint_name,
     map_file,
     scan,
@@ -48,9 +54,10 @@ from .errors import BitcaskError
 
 __all__ = ["REMAP_STEP", "FileEntry", "FileTable", "fsync_dir"]
 
-# Refresh the active file's mapping after this many appended bytes: one mmap call per
-# ~7,000 small puts, while at most this much recent data is read with pread.
-REMAP_STEP = 1 << 20
+# Republish the active file's entry after this many appended bytes (one tuple, no
+# mmap call: the entry names the active file's own mapping); at most this much recent
+# data is read with pread.
+REMAP_STEP = 1 << 16
 
 # (mapping or None for an empty/unreadable file, mapped length, reader for the
 # active file's unmapped tail or None)
@@ -73,6 +80,8 @@ class FileTable:
         path: the store directory.
         maps: file id -> mapping (None: empty or unreadable) of every loaded file.
         sizes: file id -> size of every loaded file (all sealed).
+        max_file: the active file's target size (max_file_size): its space is
+            reserved up to it in steps.
         sync_files: fsync a new file and the directory when it is created.
         hints: keep the active file's hint entries as they are written.
         lock: the store's write lock (``write_hint`` takes it to install a hint).
@@ -84,11 +93,13 @@ class FileTable:
         maps: dict[int, mmap | None],
         sizes: dict[int, int],
         *,
+        max_file: int,
         sync_files: bool,
         hints: bool,
         lock: threading.Lock,
     ) -> None:
         self.path = path
+        self._max_file = max_file
         self._sync_files = sync_files
         self._hints = hints
         self._lock = lock
@@ -106,16 +117,17 @@ class FileTable:
         self.base = 0  # active_id << FID_SHIFT: the high bits of its keydir locations
         self.offset = 0  # where the next append lands
         self.journal: HintJournal | None = None
-        self._wfd = -1
+        self._active: ActiveFile | None = None
         self._reader: BinaryIO | None = None
         self._mapped = 0
+        self._mm: mmap | None = None  # the active file's mapping its entry names
 
     # ------------------------------------------------------------ active file
 
     @property
     def has_active(self) -> bool:
         """An active file is open for appends."""
-        return self._wfd >= 0
+        return self._active is not None
 
     def create_active(self, reserve: int = 0) -> None:
         """Create the next file (``reserve`` ids skipped) and make it the active one.
@@ -124,70 +136,76 @@ class FileTable:
         (nothing changed, no id taken) or BitcaskError (ids exhausted).
         """
         fid = self.next_id + reserve
-        self._wfd, self._reader = self._create(fid)
+        self._active, self._reader = self._create(fid)
         self._start(fid)
 
-    def append(self, buf: bytes) -> None:
-        """Append ``buf`` at ``offset`` with one write; ``offset`` moves past it.
+    def append(self, buf: bytes, one: bool = False) -> None:
+        """Append ``buf`` at ``offset`` with one ``_io.write``; ``offset`` moves past it.
 
+        ``one``: ``buf`` is exactly one record (a put), copied in one step; otherwise
+        it may hold several, copied CRC last (bitcask/_active.py, "Crash story").
         Raises OSError as the write does (then ``cut`` takes a partial append back).
         """
-        _io.write(self._wfd, buf)
+        active = self._active
+        assert active is not None
+        _io.write(active if one else active.records, buf)
         self.offset = end = self.offset + len(buf)
-        if end - self._mapped >= REMAP_STEP:
-            self._remap()
+        if end - self._mapped >= REMAP_STEP or active.mm is not self._mm:
+            self._remap()  # also after a growth: the old mapping's descriptor goes
 
     def sync(self) -> None:
         """fsync the active file (OSError as fdatasync raises it)."""
-        _io.fsync(self._wfd)
+        assert self._active is not None
+        self._active.sync()
 
     def cut(self, good_offset: int) -> None:
-        """Take back everything appended after ``good_offset`` (best effort on disk)."""
+        """Take back everything appended after ``good_offset`` (zeroed again)."""
         self.offset = good_offset
-        if self._wfd >= 0:
-            try:
-                os.ftruncate(self._wfd, good_offset)
-            except OSError:
-                pass
+        if self._active is not None:
+            self._active.cut(good_offset)
 
     def rotate(self, reserve: int = 0) -> tuple[int, HintJournal | None]:
         """Seal the active file and start the next one (``reserve`` ids skipped).
 
         Returns the sealed file's id and its hint journal. Raises OSError with
-        nothing changed (the new file is removed again).
+        nothing changed: creating the new file reserves its first space, so a full
+        disk fails here, before the old file is sealed.
         """
-        old_id, old_fd, size, journal = self.active_id, self._wfd, self.offset, self.journal
-        fd, reader = self._create(self.next_id + reserve)
+        old_id, size, journal = self.active_id, self.offset, self.journal
+        old, old_reader = self._active, self._reader
+        assert old is not None
         new_id = self.next_id + reserve
+        self._active, self._reader = self._create(new_id)
+        # The new file exists: only now seal the old one (a crash in between leaves
+        # two flagged files, whose zero tails recovery trims).
+        old.seal()
         try:
             old_map = map_file(os.path.join(self.path, data_name(old_id)))
-        except OSError:
-            os.close(fd)
-            reader.close()
-            os.unlink(os.path.join(self.path, data_name(new_id)))
-            raise
-        os.close(old_fd)
-        self.entries[old_id] = (old_map, size, None)
+            self.entries[old_id] = (old_map, size, None)
+        except OSError:  # out of descriptors: serve the sealed file with pread
+            self.entries[old_id] = (None, 0, old_reader)
         self.sealed[old_id] = size
-        self._wfd, self._reader = fd, reader
         self._start(new_id)
         return old_id, journal
 
     def close_active(self, *, seal: bool) -> tuple[int, HintJournal | None] | None:
-        """Close the active file (at close): fsync it, drop it if it holds no record.
+        """Close the active file (at close): fsync it, seal it (truncated to its
+        records, ``OPEN_FILE`` cleared), drop it if it holds no record.
 
         With ``seal`` a file holding records joins the sealed files and its id and
-        journal are returned (for its hint); otherwise it is left as it is.
+        journal are returned (for its hint); otherwise it stays out of the sealed
+        files (no hint: the next open scans it).
         """
-        if self._wfd < 0:
+        active = self._active
+        if active is None:
             return None
         fid, size, journal = self.active_id, self.offset, self.journal
         try:
-            _io.fsync(self._wfd)
+            active.sync()
         except OSError:
             pass
-        os.close(self._wfd)
-        self._wfd = -1
+        active.seal()
+        self._active = self._mm = None
         self.journal = None
         if not seal:
             return None
@@ -201,30 +219,26 @@ class FileTable:
 
     def abandon_active(self) -> None:
         """Close the active file as a crash would leave it: no fsync, no seal (tests)."""
-        if self._wfd >= 0:
-            os.close(self._wfd)
-            self._wfd = -1
+        if self._active is not None:
+            self._active.close()  # left flagged, its zero tail unsealed
+            self._active = self._mm = None
         self.journal = None
 
-    def _create(self, fid: int) -> tuple[int, BinaryIO]:
+    def _create(self, fid: int) -> tuple[ActiveFile, BinaryIO]:
+        # Create file ``fid`` (flagged OPEN_FILE, its first space reserved and mapped);
+        # return it and a reader. On failure nothing is left behind.
         if fid > MAX_FILE_ID:
             raise BitcaskError("file ids exhausted (4M files): back up and restore the store")
         path = os.path.join(self.path, data_name(fid))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        active = ActiveFile.create(path, fid, self._max_file, self._sync_files)
         try:
-            _io.write(fd, encode_file_header(fid))
             if self._sync_files:
-                _io.fsync(fd)
                 fsync_dir(self.path)
             reader = open(path, "rb", buffering=0)  # noqa: SIM115 (kept open as the reader)
         except BaseException:
-            os.close(fd)
-            try:  # a retry creates it again (O_EXCL)
-                os.unlink(path)
-            except OSError:
-                pass
+            active.discard()  # a retry creates it again (O_EXCL)
             raise
-        return fd, reader
+        return active, reader
 
     def _start(self, fid: int) -> None:
         self.next_id = fid + 1
@@ -235,9 +249,10 @@ class FileTable:
         self._remap()
 
     def _remap(self) -> None:
-        reader = self._reader
-        assert reader is not None
-        self.entries[self.active_id] = (map_file(reader.name), self.offset, reader)
+        reader, active = self._reader, self._active
+        assert reader is not None and active is not None
+        self._mm = active.mm
+        self.entries[self.active_id] = (active.mm, self.offset, reader)
         self._mapped = self.offset
 
     # ------------------------------------------------------------ sealed files
@@ -245,7 +260,7 @@ class FileTable:
     def sizes(self) -> dict[int, int]:
         """Every file's size, the active one's included (a copy)."""
         sizes = dict(self.sealed)
-        if self._wfd >= 0:
+        if self._active is not None:
             sizes[self.active_id] = self.offset
         return sizes
 

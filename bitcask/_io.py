@@ -1,32 +1,60 @@
-"""The only place where the engine writes or fsyncs data files.
+"""The only place where the engine writes, reserves or fsyncs data files.
 
-This module is part of the test contract: a test monkeypatches ``write`` or
-``fsync`` here to inject ENOSPC/EIO or to count calls. Every data-file write and
-fsync in the engine calls ``_io.write`` / ``_io.fsync`` through the module (never a
-bound copy), so a patch takes effect at once.
+This module is part of the test contract: a test monkeypatches ``write``,
+``reserve`` or ``fsync`` here to inject ENOSPC/EIO or to count calls. Every
+data-file write, space reservation and fsync in the engine calls ``_io.write`` /
+``_io.reserve`` / ``_io.fsync`` through the module (never a bound copy), so a patch
+takes effect at once. An append to the active file is a ``write`` too: its target is
+then the active file (bitcask/_active.py), which copies into its mapping.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Protocol
 
-__all__ = ["fsync", "write"]
+__all__ = ["Appendable", "fsync", "reserve", "write"]
+
+
+class Appendable(Protocol):
+    """A write target that is not a descriptor: the active file's mapping."""
+
+    def append(self, data: bytes) -> int: ...
+
 
 _os_write = os.write
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
-def write(fd: int, data: bytes) -> None:
+def write(fd: int | Appendable, data: bytes) -> None:
     """Write all of ``data`` to ``fd`` (one ``os.write`` unless the kernel writes short).
 
+    ``fd`` may be the active file instead: ``data`` is appended to its mapping.
+
     Raises:
-        OSError: as ``os.write`` does (ENOSPC, EIO, ...).
+        OSError: as ``os.write`` does (ENOSPC, EIO, ...), or as the active file's
+            append does (ENOSPC when it cannot reserve more space).
     """
+    if fd.__class__ is not int:
+        fd.append(data)  # type: ignore[union-attr]
+        return
     n = _os_write(fd, data)
     if n != len(data):
         view = memoryview(data)
         while n < len(view):
             n += _os_write(fd, view[n:])
+
+
+def reserve(fd: int, offset: int, length: int) -> None:
+    """Allocate disk blocks for ``fd``'s bytes ``[offset, offset + length)``.
+
+    Grows the file if needed. Once this returns, writing those bytes (through a
+    mapping too) never fails for lack of space.
+
+    Raises:
+        OSError: ENOSPC / EDQUOT when the disk cannot hold them, as posix_fallocate.
+    """
+    os.posix_fallocate(fd, offset, length)
 
 
 def fsync(fd: int) -> None:

@@ -11,6 +11,10 @@ Strategy (invariants):
   CorruptRecordError until overwritten or deleted, never an older value.
 - Only the last file may have a torn tail (a crash mid-append). A writer open
   truncates it; a readonly open ignores the bytes past the last valid record.
+- A file still flagged ``OPEN_FILE`` (the preallocated active file of a crashed
+  writer, see bitcask/_active.py) ends in unwritten zero bytes: not damage, not
+  counted or reported; a writer open truncates them and clears the flag (seals it),
+  and drops the file if no record is left.
   Unreadable bytes elsewhere are reported, never served, and never truncated here
   (``repair`` does that). The store always opens.
 """
@@ -27,7 +31,9 @@ from ._datafile import (
     UNSUPPORTED,
     ScanIssues,
     data_name,
+    encode_file_header,
     hint_name,
+    is_open_file,
     list_data_files,
     map_file,
     parse_file_header,
@@ -115,7 +121,10 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
             if os.path.exists(hpath):
                 os.unlink(hpath)
             continue
-        if use_hints and _load_hint(path, fid, size, kmap, kd.live, pending_exp):
+        # A flagged file (a crashed writer's) is scanned by a writer open even with a
+        # hint (`repair` builds one as the file is), so that its zero tail is trimmed.
+        hint_ok = use_hints and (readonly or not _flagged(dpath))
+        if hint_ok and _load_hint(path, fid, size, kmap, kd.live, pending_exp):
             counts["hinted"] += 1
             sizes[fid] = size
             maps[fid] = _map(dpath)
@@ -157,27 +166,42 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         counts["corrupt"] += issues.corrupt_records
         counts["batches"] += issues.dropped_batches
         tail = issues.tail_start
+        unwritten = issues.unwritten
+        written = size if unwritten is None else unwritten  # the zero tail is no data
         for off, nbytes, why in issues.skipped:
             events.append(f"{data_name(fid)}: offset {off}, {nbytes} bytes: {why}")
             if not (last and tail is not None and off >= tail):  # the tail counts below
                 counts["skipped"] += nbytes
+        cut = None
         if tail is not None and last:
             if readonly:
-                counts["skipped"] += size - tail
-                events.append(f"{data_name(fid)}: offset {tail}, {size - tail} bytes ignored")
+                counts["skipped"] += written - tail
+                events.append(f"{data_name(fid)}: offset {tail}, {written - tail} bytes ignored")
             else:
-                del mm
-                _truncate(dpath, tail)
-                counts["truncated"] += size - tail
-                events.append(f"{data_name(fid)}: offset {tail}, {size - tail} bytes truncated")
-                size = tail
-                mm = _map(dpath)
+                cut = tail
+                counts["truncated"] += written - tail
+                events.append(f"{data_name(fid)}: offset {tail}, {written - tail} bytes truncated")
         elif issues.stop is not None:
-            counts["skipped"] += size - issues.stop
+            counts["skipped"] += written - issues.stop
             events.append(
-                f"{data_name(fid)}: offset {issues.stop}, {size - issues.stop} bytes "
+                f"{data_name(fid)}: offset {issues.stop}, {written - issues.stop} bytes "
                 f"not loaded: {issues.stop_reason}"
             )
+        if unwritten is not None and cut is None:
+            cut = unwritten
+        if readonly:
+            size = min(size, written)
+        elif cut is not None:
+            del mm
+            _truncate(dpath, cut, fid if unwritten is not None else None)
+            size = cut
+            if size == FILE_HEADER_SIZE and unwritten is not None:
+                # A preallocated file that never received a record: drop it, as an
+                # empty file above (it holds no locations).
+                os.unlink(dpath)
+                live.pop(fid, None)
+                continue
+            mm = _map(dpath)
         sizes[fid] = size
         maps[fid] = mm
         unhinted.append(fid)
@@ -195,6 +219,11 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
     return LoadResult(kd, sizes, maps, unhinted, unloadable, report)
 
 
+def _flagged(dpath: str) -> bool:
+    with open(dpath, "rb", buffering=0) as f:
+        return is_open_file(f.read(FILE_HEADER_SIZE))
+
+
 def _map(dpath: str) -> mmap.mmap | None:
     try:
         return map_file(dpath)
@@ -202,10 +231,14 @@ def _map(dpath: str) -> mmap.mmap | None:
         raise FileVanished(dpath) from None
 
 
-def _truncate(dpath: str, size: int) -> None:
+def _truncate(dpath: str, size: int, seal: int | None = None) -> None:
+    # Cut the file at ``size``; ``seal`` (its file id): also clear OPEN_FILE, after
+    # the cut, as ActiveFile.seal does.
     fd = os.open(dpath, os.O_WRONLY)
     try:
         os.ftruncate(fd, size)
+        if seal is not None:
+            os.pwrite(fd, encode_file_header(seal), 0)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -64,6 +64,7 @@ def open_store(
             path,
             result.maps,
             result.sizes,
+            max_file=options.max_file_size,
             sync_files=options.sync != "never",
             hints=options.hint_files,
             lock=lock,

@@ -180,7 +180,7 @@ class Writer(PlannedWrites):
                 self._check_budget([key], [exp])
             size = len(rec)
             off = self._make_room(size)
-            self._append(rec, off, self._sync_always)
+            self._append(rec, off, self._sync_always, True)
             self._publish(key, off, size, exp, ts)
             if self._watches.counts:  # after the keydir: see _apply
                 self._watches.bump((key,))
@@ -420,8 +420,9 @@ class Writer(PlannedWrites):
                     targets[i] = target = aid
                 inner = IN_BATCH if atomic_of[i] else 0
                 recs[i] = encode_tombstone(keys[i], target, ts, inner)
+        one = not marked and len(recs) == 1
         if not marked:
-            buf = recs[0] if len(recs) == 1 else b"".join(recs)
+            buf = recs[0] if one else b"".join(recs)
             positions: list[int] | None = None
         else:
             parts: list[bytes] = []
@@ -443,7 +444,7 @@ class Writer(PlannedWrites):
                     pos += len(commit)
                 first += count
             buf = b"".join(parts)
-        self._append(buf, off, sync is True or (sync is None and self._sync_always))
+        self._append(buf, off, sync is True or (sync is None and self._sync_always), one)
         # Watches count a write only once readers can see it: a watch taken in
         # between would otherwise pair a counted write with the old value it read.
         if not targets and not any(exps) and (positions is None or len(segs) == 1):
@@ -619,11 +620,12 @@ class Writer(PlannedWrites):
             off = self._files.offset
         return off
 
-    def _append(self, buf: bytes, off: int, fsync: bool) -> None:
-        # Caller holds _lock: one write of ``buf`` at ``off``, then the fsync asked for.
+    def _append(self, buf: bytes, off: int, fsync: bool, one: bool) -> None:
+        # Caller holds _lock: one write of ``buf`` at ``off`` (``one``: it is a single
+        # record, see FileTable.append), then the fsync asked for.
         files = self._files
         try:
-            files.append(buf)
+            files.append(buf, one)
         except OSError as exc:
             raise self._fail(exc, off) from exc
         if fsync:
