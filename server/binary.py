@@ -1,4 +1,4 @@
-"""The binary/inline port: one asyncio.Protocol per connection, transport glue only.
+"""The binary/Redis port: one asyncio.Protocol per connection, transport glue only.
 
 Strategy / invariants:
 - What the bytes mean is protocol.Connection's business (sans-IO): dialect sniffing,
@@ -12,7 +12,10 @@ Strategy / invariants:
   want input, and resumes when it says so (`can_resume`, at half). Pause reasons are
   bits (server/_flow.py) so that one resume never cancels another reason.
 - A `Close` event (fatal input, QUIT, HTTP on this port) is answered in order, after
-  the requests before it; then the connection closes and nothing after it runs.
+  the requests before it; then the connection closes and nothing after it runs. The
+  close lingers (`_linger`): the peer may still be sending the request that ended it,
+  and closing with unread bytes makes the kernel answer with a reset, which can
+  destroy the error reply before the peer reads it.
 - At the connection cap the refusal line goes out at once, before the client speaks.
 """
 
@@ -35,8 +38,12 @@ __all__ = ["BinaryProtocol"]
 log = logging.getLogger("bitcask.server")
 
 
+LINGER_SECONDS = 2.0
+"""How long a closing connection still reads (and discards) what its peer sends."""
+
+
 class BinaryProtocol(ReadPause, asyncio.Protocol):
-    """One client connection on the binary port (binary frames or inline text)."""
+    """One client connection on the port (binary frames or the Redis protocol)."""
 
     def __init__(self, state: ServerState) -> None:
         # -- server state --
@@ -52,7 +59,9 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self._pipeline: Pipeline | None = None
         self._session: Any = None  # the Pipeline's session (auth; RESP: MULTI, watches)
         self._dispatcher: Any = None  # whose session it is: it releases it when lost
-        self._closing = False  # no more input is read; close once replies are out
+        self._closing = False  # no more input is used; close once replies are out
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._peer_eof = False  # the peer half-closed: nothing to linger for
         # -- flow control --
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
         # -- idle timeout (checked by the server's sweeper) --
@@ -91,6 +100,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         if self._session is not None:
             self._dispatcher.end_session(self._session)  # its snapshots, watches
         if self._pipeline is not None:
@@ -127,7 +138,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its pending replies; close once they are out.
-        self._closing = True
+        self._closing = self._peer_eof = True
         self._flush_now()
         if self.busy == 0:
             return None
@@ -154,7 +165,22 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def _close_when_done(self) -> None:
         if self.busy == 0 and self.transport is not None:
-            self.transport.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after the replies: half-close (the peer reads every reply, then EOF),
+        discard what still arrives, close at the peer's EOF or after LINGER_SECONDS."""
+        transport = self.transport
+        assert transport is not None
+        if self._linger_timer is not None or transport.is_closing():
+            return
+        if self._peer_eof or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger_timer = self._state.loop.call_later(LINGER_SECONDS, transport.close)
+        self._pause = 0
+        transport.resume_reading()  # data_received discards it: _closing is set
 
     # ---- called by the Server ----
 

@@ -31,11 +31,23 @@ class MockTransport:
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.closed = False
+        self.eof_written = False
         self.read_paused = False
 
+    @property
+    def done(self) -> bool:
+        """The server sends nothing more: closed, or half-closed (a lingering close)."""
+        return self.closed or self.eof_written
+
     def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
+        assert not self.done, "write after close"
         self.buffer += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
 
     def close(self) -> None:
         self.closed = True
@@ -206,7 +218,7 @@ async def test_fatal_frame_answers_what_came_before_then_closes(setup: Any) -> N
     assert replies[0] == [1, 1, None, True]
     assert replies[1][:2] == [1, 7] and replies[1][2][1] == "PROTOCOL_ERROR"
     assert len(replies) == 2
-    assert transport.closed
+    assert transport.done
     proto.data_received(request(9, "put", [b"later", b"v"]))  # ignored: the stream is over
     await settle(db)
     assert db.get(b"after") is None and db.get(b"later") is None
@@ -219,7 +231,7 @@ async def test_text_quit_closes_and_runs_nothing_after(setup: Any) -> None:
     proto.data_received(b"SET k1 v\r\nPING\r\nQUIT\r\nSET k2 v\r\n")
     await settle(db)
     assert bytes(transport.buffer) == b"+OK\r\n+PONG\r\n+OK\r\n"
-    assert transport.closed
+    assert transport.done
     assert db.get(b"k1") == b"v" and db.get(b"k2") is None
 
 
@@ -231,7 +243,7 @@ async def test_an_unbalanced_quote_answers_then_closes(setup: Any) -> None:
     assert bytes(transport.buffer) == (
         b"+OK\r\n-ERR Protocol error: unbalanced quotes in request\r\n"
     )
-    assert transport.closed
+    assert transport.done
     assert db.get(b"k1") == b"v" and db.get(b"k2") is None and db.get(b"k3") is None
 
 
@@ -264,7 +276,26 @@ async def test_half_close_still_gets_its_replies(setup: Any) -> None:
     assert proto.eof_received() is True  # keep the transport open for the replies
     await settle(db)
     assert transport.frames() == [[1, 1, None, True]]
+    assert transport.closed, "the peer half-closed already: nothing to linger for"
+
+
+async def test_a_fatal_error_lingers_then_closes(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Closing with the rest of a cut-off request unread would make the kernel send a
+    # reset, which can destroy the error reply: half-close, discard, then close.
+    monkeypatch.setattr("server.binary.LINGER_SECONDS", 0.05)
+    make, db, _ = setup
+    proto, transport = make()
+    proto.data_received(b'SET k1 v\r\nSET k2 "v\r\n')
+    await settle(db)
+    assert transport.eof_written and not transport.closed and not transport.read_paused
+    proto.data_received(b"SET k3 v\r\n" * 1000)  # still arriving: read and dropped
+    await asyncio.sleep(0.2)
     assert transport.closed
+    assert bytes(transport.buffer).endswith(b"unbalanced quotes in request\r\n")
+    assert db.get(b"k1") == b"v" and db.get(b"k3") is None
+    proto.connection_lost(None)
 
 
 async def test_writer_pressure_holds_events_until_released(setup: Any) -> None:
