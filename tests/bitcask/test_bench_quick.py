@@ -32,7 +32,7 @@ def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
     ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "targets (issue 2)" in proc.stdout
+    assert "targets (issue 13)" in proc.stdout
 
     doc = json.loads((out / "embedded.json").read_text())
     assert doc["name"] == "embedded"
@@ -44,7 +44,7 @@ def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
         "200 keys, 4096 B values",
         "5,000 keys, 100 B values: open time and keydir",
         "durable writes: fsync before returning, 50 puts of 100 B",
-        "targets (issue 2)",
+        "targets (issue 13)",
     ]
     for table in doc["tables"][:2]:
         rows = {r["store"]: r for r in table["rows"]}
