@@ -48,39 +48,11 @@ class PlannedWrites:
     def commit(
         self, ops: Sequence[object], *, watch: Watch | None = None, sync: bool | None = None
     ) -> list[object] | None:
-        """Apply ``ops`` atomically, deciding read-modify-write ops at apply time.
-
-        ``ops`` mixes write_batch()'s tuples with ``Op`` objects (``bitcask.Set``,
-        ``Incr``, ``IncrFloat``, ``Append``, ``GetDel``, ``Expire``, ``Persist``,
-        ``GetEx``, ``Rename``, ``Clear``), each evaluated inside the writer against the
-        state every earlier write left, so it is atomic against all other writes.
-        With ``watch`` (from watch()), nothing is applied if a watched key was written
-        since the watch was taken. One writer thread at a time.
-
-        Returns:
-            One result per op (an Op's answer, or the NotANumberError /
-            NoSuchKeyError / CorruptRecordError it met, which writes nothing while
-            the other ops apply), or None when the watch saw a write.
-
-        Raises:
-            ValueError / TypeError: a malformed op (nothing written).
-            StoreFullError: new keys past max_keys (nothing written).
-            ReadOnlyError, StoreIOError, StoreClosedError: as put().
-
-        Example:
-            >>> w = db.watch(b"n"); db.commit([bitcask.Incr(b"n", 2)], watch=w)
-            [2]
-        """
+        """Bitcask.commit (bitcask/db.py) documents this; here it runs in the writer."""
         return self._planned_one(ops, watch, sync)
 
     def watch(self, *keys: bytes | str) -> Watch:
-        """Start counting writes to ``keys``; commit(..., watch=) then applies only if
-        none was written since. Release the watch (or use ``with``) when done.
-
-        Example:
-            >>> with db.watch(b"a") as w: db.commit([("put", b"a", b"2")], watch=w)
-            [None]
-        """
+        """Bitcask.watch (bitcask/db.py) documents this; here it runs in the writer."""
         return self._watches.watch(
             (as_bytes(k, "key") for k in keys), self._expiry, int(self._clock() * 1000)
         )
@@ -99,10 +71,7 @@ class PlannedWrites:
         watches: Sequence[Watch | None],
         sync: bool | None = None,
     ) -> list[list[object] | BaseException | None]:
-        """write_group() for batches that hold ``Op`` objects or watches: every batch
-        is decided in order under the lock (``_rmw.plan_group``), then written as one
-        write like any group. Per batch: its results, the error that refused it, or
-        None when its watch saw a write."""
+        """Bitcask.write_planned (bitcask/db.py) documents this; here it runs in the writer."""
         ts = self._now_us()
         out: list[list[object] | BaseException | None] = []
         todo: list[int] = []

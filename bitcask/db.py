@@ -230,8 +230,9 @@ class Bitcask:
 
         ``ops`` mixes write_batch()'s tuples with ``Op`` objects (``bitcask.Set``,
         ``Incr``, ``IncrFloat``, ``Append``, ``GetDel``, ``Expire``, ``Persist``,
-        ``GetEx``, ``Rename``, ``Clear``), each evaluated inside the writer against the
-        state every earlier write left, so it is atomic against all other writes.
+        ``GetEx``, ``Rename``, ``Clear``, ``MSetNx``, and the reads ``Peek`` and
+        ``CountKeys``), each evaluated inside the writer against the state every
+        earlier write left, so it is atomic against all other writes.
         With ``watch`` (from watch()), nothing is applied if a watched key was written
         since the watch was taken. One writer thread at a time.
 
