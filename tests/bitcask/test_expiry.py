@@ -14,25 +14,7 @@ from hypothesis import strategies as st
 
 import bitcask
 from bitcask import Set
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def db(tmp_path: Path, clock: Clock) -> Any:
-    with bitcask.open(tmp_path, sync="never", clock=clock) as store:
-        yield store
+from tests.bitcask.conftest import Clock
 
 
 def seal(db: bitcask.Bitcask) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,25 +26,7 @@ from bitcask import (
     Rename,
     Set,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def db(tmp_path: Path, clock: Clock) -> Any:
-    with bitcask.open(tmp_path, sync="never", clock=clock) as store:
-        yield store
+from tests.bitcask.conftest import Clock
 
 
 def test_incr_rules(db: bitcask.Bitcask) -> None:
