@@ -36,12 +36,20 @@ import argparse
 import asyncio
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from client import Client, ClientError, NutcrackerPool, Ring, connect, read_nutcracker_config
+from client import (
+    Client,
+    ClientError,
+    NutcrackerPool,
+    Ring,
+    Transaction,
+    connect,
+    read_nutcracker_config,
+)
 
 from ._progress import Progress
 
@@ -192,18 +200,25 @@ async def _move_group(
                 report.changed.append((key, f"{target} already holds another value"))
         if after_copy is not None:
             await after_copy(source, target, list(copied))
-        if not copied:
-            await watch.discard()
-            return
-        for key in copied:
-            watch.delete(key)
-        if await watch.commit() is not None:
+        if await _delete_watched(watch, copied):
             return
     except BaseException:
         if watch.watched:
             await watch.discard()
         raise
     await _delete_unchanged(old, source, copied, report)
+
+
+async def _delete_watched(watch: Transaction, keys: Iterable[bytes]) -> bool:
+    """End ``watch`` by deleting ``keys`` under it (only releasing it when there are
+    none). True when done; False when a watched key was written meanwhile."""
+    keys = list(keys)
+    if not keys:
+        await watch.discard()
+        return True
+    for key in keys:
+        watch.delete(key)
+    return await watch.commit() is not None
 
 
 async def _delete_unchanged(
@@ -235,12 +250,7 @@ async def _delete_unchanged(
                 if why:
                     report.changed.append((key, why))
                 del left[key]
-            if not left:
-                await watch.discard()
-                return
-            for key in left:
-                watch.delete(key)
-            if await watch.commit() is not None:
+            if await _delete_watched(watch, left):
                 return
         except BaseException:
             if watch.watched:
