@@ -29,6 +29,7 @@ from zlib import crc32
 
 from ._expiry import KEYS_PER_ROUND, STALE_PERCENT, reclaim
 from ._files import FileTable
+from ._group import Watch, Watches
 from ._keydir import FID_SHIFT, Keydir
 from ._pins import Pins
 from ._record import HEADER_SIZE, as_bytes
@@ -44,8 +45,6 @@ from ._rmw import (
     Persist,
     Rename,
     Set,
-    Watch,
-    Watches,
 )
 from ._writer import Writer, expiry_ms
 from .backup import run_backup
@@ -269,7 +268,7 @@ class Bitcask:
         sync: bool | None = None,
     ) -> list[list[object] | BaseException | None]:
         """write_group() for batches that hold ``Op`` objects or watches: every batch
-        is decided in order under the lock (``_rmw.plan_group``), then written as one
+        is decided in order under the lock (``_group.plan_group``), then written as one
         write like any group. Per batch: its results, the error that refused it, or
         None when its watch saw a write."""
         return self.writer.write_planned(batches, watches, sync)
