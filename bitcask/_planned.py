@@ -49,11 +49,11 @@ class PlannedWrites:
     def commit(
         self, ops: Sequence[object], *, watch: Watch | None = None, sync: bool | None = None
     ) -> list[object] | None:
-        """Bitcask.commit (bitcask/db.py) documents this; here it runs in the writer."""
+        """Bitcask.commit (bitcask/_db_writes.py) documents this; here it runs in the writer."""
         return self._planned_one(ops, watch, sync)
 
     def watch(self, *keys: bytes | str) -> Watch:
-        """Bitcask.watch (bitcask/db.py) documents this; here it runs in the writer."""
+        """Bitcask.watch (bitcask/_db_writes.py) documents this; here it runs in the writer."""
         return self._watches.watch(
             (as_bytes(k, "key") for k in keys), self._expiry, int(self._clock() * 1000)
         )
@@ -72,7 +72,7 @@ class PlannedWrites:
         watches: Sequence[Watch | None],
         sync: bool | None = None,
     ) -> list[list[object] | BaseException | None]:
-        """Bitcask.write_planned (bitcask/db.py) documents this; here it runs in the writer."""
+        """Bitcask.write_planned (bitcask/_db_writes.py) documents this; here it runs in the writer."""
         ts = self._now_us()
         out: list[list[object] | BaseException | None] = []
         todo: list[int] = []
