@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ._group import Watch
 from ._recovery import RecoveryReport
 from ._rmw import (
     Append,
@@ -33,7 +34,6 @@ from ._rmw import (
     Persist,
     Rename,
     Set,
-    Watch,
 )
 from .batch import Batch
 from .check import CheckReport, Problem, RepairReport, check, repair

@@ -4,7 +4,7 @@ Strategy / invariants:
 - The fast paths (put, write_batch, write_group of plain ops) never come here; they
   raise ``Planned`` on meeting an ``Op`` and the whole group is redone here.
 - Under the writer's lock, every batch of the group is decided in order
-  (``_rmw.plan_group``: the view sees the group's earlier writes, a watch that saw a
+  (``_group.plan_group``: the view sees the group's earlier writes, a watch that saw a
   write aborts its batch, a batch past max_keys is refused and undone), then all of
   them are encoded and written as one write by the writer's own ``_apply``: the same
   encoding, rotation, failure handling and keydir publication as every write.
@@ -15,8 +15,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
+from ._group import KeyBudget, Plan, Slot, Watch, Watches, plan_group
 from ._record import IN_BATCH, as_bytes
-from ._rmw import KeyBudget, Op, Plan, Slot, View, Watch, Watches, plan_group
+from ._rmw import Op, View
 from .errors import BitcaskError, StoreFullError
 
 __all__ = ["Planned", "PlannedWrites"]
@@ -48,11 +49,11 @@ class PlannedWrites:
     def commit(
         self, ops: Sequence[object], *, watch: Watch | None = None, sync: bool | None = None
     ) -> list[object] | None:
-        """Bitcask.commit (bitcask/db.py) documents this; here it runs in the writer."""
+        """Bitcask.commit (bitcask/_db_writes.py) documents this; here it runs in the writer."""
         return self._planned_one(ops, watch, sync)
 
     def watch(self, *keys: bytes | str) -> Watch:
-        """Bitcask.watch (bitcask/db.py) documents this; here it runs in the writer."""
+        """Bitcask.watch (bitcask/_db_writes.py) documents this; here it runs in the writer."""
         return self._watches.watch(
             (as_bytes(k, "key") for k in keys), self._expiry, int(self._clock() * 1000)
         )
@@ -71,7 +72,7 @@ class PlannedWrites:
         watches: Sequence[Watch | None],
         sync: bool | None = None,
     ) -> list[list[object] | BaseException | None]:
-        """Bitcask.write_planned (bitcask/db.py) documents this; here it runs in the writer."""
+        """Bitcask.write_planned (bitcask/_db_writes.py) documents this; here it runs in the writer."""
         ts = self._now_us()
         out: list[list[object] | BaseException | None] = []
         todo: list[int] = []

@@ -37,6 +37,7 @@ from zlib import crc32
 
 from ._datafile import FILE_HEADER_SIZE
 from ._files import FileTable
+from ._group import KeyBudget, Watches, batch_effect
 from ._health import DiskHealth, is_transient
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._planned import Planned, PlannedWrites
@@ -52,7 +53,7 @@ from ._record import (
     encode_marker,
     encode_tombstone,
 )
-from ._rmw import KeyBudget, Op, Watches, batch_effect
+from ._rmw import Op
 from .errors import (
     BitcaskError,
     KeyTooLargeError,

@@ -1,6 +1,11 @@
-"""The Bitcask class: the store's public face and its read path.
+"""The Bitcask class: the store's public face, its read path, stats and close.
 
 Strategy (invariants):
+- The writes (put, delete, batches, commit/watch, set/incr/expire/...) are the
+  stateless mixin ``WriteMethods`` (bitcask/_db_writes.py) and the expiry API
+  (expire_at_ms, stored_keys, expire_sample/cycle, expiry_stats) the stateless
+  mixin ``ExpiryMethods`` (bitcask/_db_expiry.py); ``Bitcask`` inherits both and
+  holds every attribute they use, so one class is still the whole public API.
 - ``Bitcask`` composes the parts of an open store, each the one owner of its
   state: the keydir (``_keydir``), the file table (``_files``), the writer
   (``_writer``, every write) and the merge coordination (``merge.Merges``). It
@@ -22,34 +27,21 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 from zlib import crc32
 
-from ._expiry import KEYS_PER_ROUND, STALE_PERCENT, reclaim
+from ._db_expiry import ExpiryMethods
+from ._db_writes import WriteMethods
 from ._files import FileTable
+from ._group import Watches
 from ._keydir import FID_SHIFT, Keydir
 from ._pins import Pins
 from ._record import HEADER_SIZE, as_bytes
 from ._recovery import RecoveryReport
-from ._rmw import (
-    Append,
-    Clear,
-    Expire,
-    GetDel,
-    Incr,
-    IncrFloat,
-    Op,
-    Persist,
-    Rename,
-    Set,
-    Watch,
-    Watches,
-)
-from ._writer import Writer, expiry_ms
+from ._writer import Writer
 from .backup import run_backup
-from .batch import Batch
 from .errors import StoreClosedError
 from .merge import MergeReport, Merges, run_merge
 from .options import Options
@@ -62,7 +54,7 @@ _unpack_check = struct.Struct(">IB8xQI").unpack_from
 _pread = os.pread
 
 
-class Bitcask:
+class Bitcask(WriteMethods, ExpiryMethods):
     """An open store. Create with ``bitcask.open(path, ...)``.
 
     Thread safety: one writer thread at a time (put/delete/write_batch/batch);
@@ -121,185 +113,6 @@ class Bitcask:
         self._readonly = readonly
         self._release_lock = release_lock
         self._closed = False
-
-    # ------------------------------------------------------------------ writes
-
-    def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires after that.
-
-        One write() per call; under sync="always" also one fsync before returning.
-        Thread safety: one writer thread at a time; readers may run concurrently.
-
-        Raises:
-            KeyTooLargeError / ValueTooLargeError: over the configured limits.
-            ReadOnlyError: the store is readonly or turned read-only after a disk error.
-            StoreIOError: this write failed (the store is now read-only).
-            StoreClosedError: the store is closed.
-
-        Example:
-            >>> db.put(b"user:1", "alice", ttl=3600)
-        """
-        self.writer.put(key, value, ttl)
-
-    def __setitem__(self, key: bytes | str, value: bytes | str) -> None:
-        """``db[key] = value``: put() without a TTL. One writer thread at a time.
-
-        Example:
-            >>> db[b"user:1"] = b"alice"
-        """
-        self.writer.put(key, value)
-
-    def __delitem__(self, key: bytes | str) -> None:
-        """``del db[key]``: delete(), raising KeyError when absent. One writer at a time.
-
-        Example:
-            >>> del db[b"user:1"]
-        """
-        if not self.writer.delete(key):
-            raise KeyError(key)
-
-    def delete(self, key: bytes | str) -> bool:
-        """Delete ``key``; return whether it existed (visible, unexpired).
-
-        Writes a tombstone naming the file of the deleted value, so no merge can
-        resurrect the key. Absent keys write nothing. One writer thread at a time.
-
-        Raises:
-            ReadOnlyError, StoreIOError, StoreClosedError: as put().
-
-        Example:
-            >>> db.delete(b"user:1")
-            True
-        """
-        return self.writer.delete(key)
-
-    def write_batch(self, ops: Sequence[Sequence[Any]], sync: bool | None = None) -> list[object]:
-        """Apply ``ops`` atomically: after any crash, all of them or none.
-
-        ``ops``: ("put", key, value[, ttl_or_None]) or ("delete", key). Everything is
-        validated first; then all records are encoded into one buffer written with
-        exactly one write(), followed by at most one fsync (``sync=None`` follows
-        the policy, True forces one, False skips it); the keydir is updated last.
-        One writer thread at a time (an executor thread is fine).
-
-        Returns:
-            One result per op: None for a put, bool (existed) for a delete.
-
-        Raises:
-            ValueError / TypeError: a malformed op (nothing written).
-            KeyTooLargeError / ValueTooLargeError: an op (or the batch) too large.
-            ReadOnlyError, StoreIOError, StoreClosedError: as put().
-
-        Example:
-            >>> db.write_batch([("put", b"a", b"1", None), ("delete", b"b")])
-            [None, False]
-        """
-        return self.writer.write_batch(ops, sync)
-
-    def write_group(
-        self, batches: Sequence[Sequence[Sequence[Any]]], sync: bool | None = None
-    ) -> list[list[object] | BaseException]:
-        """Apply independent batches with one write() and at most one fsync (group commit).
-
-        Each element of ``batches`` is a list of ops as for write_batch(), atomic on
-        its own: a batch of one op is a plain record, a longer one gets its own
-        BEGIN/COMMIT markers. The batches do not share each other's fate, neither
-        here (a batch that fails validation is refused alone) nor on disk (a damaged
-        record of one batch never costs another batch anything). They apply in order,
-        so a later batch sees what an earlier one wrote.
-
-        Returns:
-            One entry per batch: its results (as write_batch()) or the error that
-            refused it: a ValueError / TypeError of validation (KeyTooLargeError,
-            ValueTooLargeError, ...) or StoreFullError (new keys past max_keys).
-
-        Raises:
-            ReadOnlyError, StoreIOError, StoreClosedError: as put(), for the whole group
-            (a reason every batch shares: nothing of the group was written).
-
-        Example:
-            >>> db.write_group([[("put", b"a", b"1")], [("put", b"k", b"v", 9e99)]])
-            [[None], ValueError('ttl 9e+99 puts the expiry past the largest one stored (...)')]
-        """
-        return self.writer.write_group(batches, sync)
-
-    def commit(
-        self, ops: Sequence[object], *, watch: Watch | None = None, sync: bool | None = None
-    ) -> list[object] | None:
-        """Apply ``ops`` atomically, deciding read-modify-write ops at apply time.
-
-        ``ops`` mixes write_batch()'s tuples with ``Op`` objects (``bitcask.Set``,
-        ``Incr``, ``IncrFloat``, ``Append``, ``GetDel``, ``Expire``, ``Persist``,
-        ``GetEx``, ``Rename``, ``Clear``, ``MSetNx``, and the reads ``Peek`` and
-        ``CountKeys``), each evaluated inside the writer against the state every
-        earlier write left, so it is atomic against all other writes.
-        With ``watch`` (from watch()), nothing is applied if a watched key was written
-        since the watch was taken. One writer thread at a time.
-
-        Returns:
-            One result per op (an Op's answer, or the NotANumberError /
-            NoSuchKeyError / CorruptRecordError it met, which writes nothing while
-            the other ops apply), or None when the watch saw a write.
-
-        Raises:
-            ValueError / TypeError: a malformed op (nothing written).
-            StoreFullError: new keys past max_keys (nothing written).
-            ReadOnlyError, StoreIOError, StoreClosedError: as put().
-
-        Example:
-            >>> w = db.watch(b"n"); db.commit([bitcask.Incr(b"n", 2)], watch=w)
-            [2]
-        """
-        return self.writer.commit(ops, watch=watch, sync=sync)
-
-    def watch(self, *keys: bytes | str) -> Watch:
-        """Start counting writes to ``keys``; commit(..., watch=) then applies only if
-        none was written since. Release the watch (or use ``with``) when done.
-
-        Example:
-            >>> with db.watch(b"a") as w: db.commit([("put", b"a", b"2")], watch=w)
-            [None]
-        """
-        return self.writer.watch(*keys)
-
-    def write_planned(
-        self,
-        batches: Sequence[Sequence[object]],
-        watches: Sequence[Watch | None],
-        sync: bool | None = None,
-    ) -> list[list[object] | BaseException | None]:
-        """write_group() for batches that hold ``Op`` objects or watches: every batch
-        is decided in order under the lock (``_rmw.plan_group``), then written as one
-        write like any group. Per batch: its results, the error that refused it, or
-        None when its watch saw a write."""
-        return self.writer.write_planned(batches, watches, sync)
-
-    def batch(self) -> Batch:
-        """Collect puts and deletes, applied atomically by write_batch() on exit.
-
-        Nothing is written if the block raises. One writer thread at a time.
-
-        Example:
-            >>> with db.batch() as b:
-            ...     b.put(b"a", b"1"); b.delete(b"b")
-        """
-        return Batch(self)
-
-    def sync(self) -> None:
-        """fsync the active file now, whatever the policy. Any thread (takes the write lock).
-
-        Raises:
-            StoreIOError: the fsync failed (the store is now read-only).
-
-        Example:
-            >>> db.put(b"k", b"v"); db.sync()  # durable even under sync="never"
-        """
-        self.writer.sync()
-
-    @property
-    def readonly_reason(self) -> str | None:
-        """Why writes are refused (readonly open, disk fault), or None."""
-        return self.writer.readonly_reason
 
     # ------------------------------------------------------------------ reads
 
@@ -525,142 +338,6 @@ class Bitcask:
         """
         run_backup(self.merges, os.fspath(dest))
 
-    # ------------------------------------------------- atomic read-modify-write
-
-    def _one(self, op: Op) -> Any:
-        answers = self.commit([op])
-        assert answers is not None  # None only answers a watch
-        result = answers[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    def _at_ms(self, ttl: float | None, at_ms: int | None) -> int:
-        if ttl is not None and at_ms is not None:
-            raise ValueError("give ttl or at_ms, not both")
-        return expiry_ms(self._clock, ttl) if ttl is not None else (at_ms or 0)
-
-    def set(
-        self,
-        key: bytes | str,
-        value: bytes | str,
-        *,
-        ttl: float | None = None,
-        at_ms: int | None = None,
-        nx: bool = False,
-        xx: bool = False,
-        keep_ttl: bool = False,
-    ) -> tuple[bool, bytes | None]:
-        """Store ``value`` only if ``key`` is absent (``nx``) or present (``xx``), with
-        an expiry (``ttl`` seconds, or ``at_ms`` since the epoch) or the one it has
-        (``keep_ttl``); decided atomically by the writer. One writer thread at a time.
-
-        Returns:
-            (applied, the value before).
-
-        Example:
-            >>> db.set(b"lock", b"me", nx=True, ttl=30)
-            (True, None)
-        """
-        at = self._at_ms(ttl, at_ms)
-        return self._one(Set(as_bytes(key, "key"), as_bytes(value, "value"), at, nx, xx, keep_ttl))  # type: ignore[no-any-return]
-
-    def incr(self, key: bytes | str, delta: int = 1) -> int:
-        """Add ``delta`` to the integer at ``key`` (absent: 0), keeping its expiry.
-
-        Raises:
-            NotANumberError: the value is not a signed 64-bit integer, or it overflows.
-
-        Example:
-            >>> db.incr(b"visits")
-            1
-        """
-        return self._one(Incr(as_bytes(key, "key"), delta))  # type: ignore[no-any-return]
-
-    def incr_float(self, key: bytes | str, delta: float) -> bytes:
-        """Add ``delta`` to the number at ``key`` (absent: 0); returns it as stored.
-
-        Example:
-            >>> db.incr_float(b"t", 0.5)
-            b'0.5'
-        """
-        return self._one(IncrFloat(as_bytes(key, "key"), delta))  # type: ignore[no-any-return]
-
-    def append(self, key: bytes | str, suffix: bytes | str) -> int:
-        """Append ``suffix`` to the value at ``key`` (absent: create it); new length.
-
-        Example:
-            >>> db.append(b"log", b"x")
-            1
-        """
-        return self._one(Append(as_bytes(key, "key"), as_bytes(suffix, "suffix")))  # type: ignore[no-any-return]
-
-    def get_delete(self, key: bytes | str) -> bytes | None:
-        """Delete ``key`` and return the value it had (None if absent), atomically.
-
-        Example:
-            >>> db.get_delete(b"token")
-        """
-        return self._one(GetDel(as_bytes(key, "key")))  # type: ignore[no-any-return]
-
-    def expire(
-        self,
-        key: bytes | str,
-        ttl: float | None = None,
-        *,
-        at_ms: int | None = None,
-        cond: str = "",
-    ) -> bool:
-        """Give an existing key an expiry (``ttl`` seconds or ``at_ms``); ``cond`` as
-        Redis's EXPIRE: "nx", "xx", "gt", "lt" or "" (always). An expiry in the past
-        deletes the key. Returns whether it was applied (False for an absent key).
-
-        Example:
-            >>> db.expire(b"session", 60)
-            True
-        """
-        return self._one(Expire(as_bytes(key, "key"), self._at_ms(ttl, at_ms), cond))  # type: ignore[no-any-return]
-
-    def persist(self, key: bytes | str) -> bool:
-        """Remove the expiry of ``key``; returns whether it had one.
-
-        Example:
-            >>> db.persist(b"session")
-            True
-        """
-        return self._one(Persist(as_bytes(key, "key")))  # type: ignore[no-any-return]
-
-    def rename(self, key: bytes | str, dst: bytes | str, *, nx: bool = False) -> bool:
-        """Move the value and expiry of ``key`` to ``dst`` atomically (with ``nx`` only
-        if ``dst`` is absent). Returns whether it moved.
-
-        Raises:
-            NoSuchKeyError: ``key`` is absent.
-
-        Example:
-            >>> db.rename(b"tmp", b"final")
-            True
-        """
-        return self._one(Rename(as_bytes(key, "key"), as_bytes(dst, "key"), nx))  # type: ignore[no-any-return]
-
-    def clear(self) -> int:
-        """Delete every key in one atomic batch; returns how many there were.
-
-        Example:
-            >>> db.clear()
-            3
-        """
-        return self._one(Clear())  # type: ignore[no-any-return]
-
-    def expiring_keys(self) -> int:
-        """How many keys carry an expiry (expired ones until a merge drops them); O(1).
-
-        Example:
-            >>> db.put(b"s", b"x", ttl=30); db.expiring_keys()
-            1
-        """
-        return len(self._kd.expiry)
-
     def disk_health(self) -> dict[str, Any]:
         """The disk state as writes saw it; cheap, any thread (also ``stats()["disk"]``).
 
@@ -794,110 +471,3 @@ class Bitcask:
     def __repr__(self) -> str:
         mode = "readonly" if self._readonly else self.options.sync
         return f"<Bitcask {self.path!r} {mode} keys={len(self._kmap)}>"
-
-    # ------------------------------------------------------- expiry (Redis-like)
-
-    def expire_at_ms(self, key: bytes | str) -> int | None:
-        """The exact expiry of ``key`` in ms since the epoch, or None if it has none.
-
-        The value the record carries, not a countdown: Redis's PEXPIRETIME. Any thread.
-
-        Raises:
-            KeyError: the key is absent or expired.
-
-        Example:
-            >>> db.put(b"s", b"x", ttl=30); db.expire_at_ms(b"s") > 0
-            True
-        """
-        key = as_bytes(key, "key")
-        if key not in self._kmap:
-            raise KeyError(key)
-        exp = self._kd.expiry.get(key)
-        if exp is None:
-            return None
-        if exp <= self._clock() * 1000:
-            raise KeyError(key)
-        return exp
-
-    def stored_keys(self) -> int:
-        """Keys held in memory, expired ones included until reclaimed; O(1).
-
-        Redis's DBSIZE counts the same way (expired keys count until its sampler or
-        an access deletes them); ``len(db)`` counts only the visible ones, walking
-        the keys with a TTL. Any thread.
-
-        Example:
-            >>> db.stored_keys() >= len(db)
-            True
-        """
-        return len(self._kmap)
-
-    def expire_sample(self, limit: int = 20) -> int:
-        """Reclaim expired keys from memory: look at up to ``limit`` keys with a TTL
-        (the next ones of a rotating pass) and drop the expired ones. Returns how
-        many were dropped.
-
-        One round of Redis's active expiry, run by the writer under its lock (one
-        owner of keydir mutation); nothing is written to disk, as each record
-        carries its own expiry. Not a write for WATCH (see bitcask/_expiry.py). The
-        embedded engine runs no sampler by itself: call this (or expire_cycle())
-        from a timer; merge drops expired records too. bitcask-server runs
-        expire_cycle() every 100 ms. One writer thread at a time.
-
-        Raises:
-            ValueError: ``limit`` is not positive.
-
-        Example:
-            >>> db.put(b"s", b"x", ttl=0.001); time.sleep(0.01); db.expire_sample()
-            1
-        """
-        if limit <= 0:
-            raise ValueError("limit must be > 0")
-        with self._lock:
-            if self._closed:
-                raise StoreClosedError("store is closed")
-            return reclaim(self._kd, int(self._clock() * 1000), limit)[1]
-
-    def expire_cycle(self, budget_ms: float = 25.0) -> int:
-        """Redis's active expiry cycle: rounds of 20 keys (expire_sample) repeated
-        while more than 25% of a round was expired, for at most ``budget_ms``.
-        Returns how many keys were reclaimed. The lock is taken per round, so
-        writes interleave. One writer thread at a time.
-
-        Example:
-            >>> db.expire_cycle(budget_ms=5)
-            0
-        """
-        deadline = time.monotonic() + budget_ms / 1000
-        total = 0
-        while True:
-            with self._lock:
-                if self._closed:
-                    return total
-                sampled, reclaimed = reclaim(self._kd, int(self._clock() * 1000), KEYS_PER_ROUND)
-            total += reclaimed
-            if sampled:
-                done = reclaimed * 100 <= sampled * STALE_PERCENT
-            else:  # only stale ring entries met: go on through them, as Redis does
-                done = not self._kd.expiry
-            if done or time.monotonic() >= deadline:
-                return total
-
-    def expiry_stats(self) -> dict[str, int]:
-        """Active expiry's counters, O(1). Any thread.
-
-        Keys: expires (keys with a TTL, expired ones until reclaimed), expired_keys
-        (reclaimed by the sampler since open), avg_ttl_ms (the sampler's running
-        estimate of the TTL left, as Redis's avg_ttl; 0 when no key has a TTL).
-
-        Example:
-            >>> db.expiry_stats()["expired_keys"]
-            0
-        """
-        s = self._kd.sampler
-        expires = len(self._kd.expiry)
-        return {
-            "expires": expires,
-            "expired_keys": s.expired,
-            "avg_ttl_ms": s.avg_ttl_ms if expires else 0,
-        }

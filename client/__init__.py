@@ -17,9 +17,9 @@ Example:
 
 from __future__ import annotations
 
+from client._args import Key, Value
 from client._batch import Batch
 from client._client import Client, connect
-from client._commands import Key, Value
 from client._config import DEFAULT_PORT, ClientConfig, Limits, parse_url
 from client._ketama import NutcrackerPool, Ring, read_nutcracker_config
 from client._pool import Pool

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from client._args import Checks, Key, Value, check_ttl
 from client.errors import InterfaceError
 
-if TYPE_CHECKING:
-    from client._commands import Commands, Key, Value
+__all__ = ["Batch", "BatchTarget"]
 
-__all__ = ["Batch"]
+
+class BatchTarget(Checks, Protocol):
+    """What a batch is sent through: the local checks and one wire call (``Commands``
+    in client/_commands.py is one: a Client or a Pool)."""
+
+    def _call(self, method: str, params: list[Any], timeout: float | None) -> Awaitable[Any]: ...
 
 
 class Batch:
@@ -35,7 +41,7 @@ class Batch:
 
     __slots__ = ("_ops", "_sent", "_target", "_timeout", "results")
 
-    def __init__(self, target: Commands, timeout: float | None = None) -> None:
+    def __init__(self, target: BatchTarget, timeout: float | None = None) -> None:
         self._target = target
         self._timeout = timeout
         self._ops: list[list[Any]] = []
@@ -55,8 +61,6 @@ class Batch:
         Raises:
             KeyTooLargeError, ValueTooLargeError, InterfaceError: checked now.
         """
-        from client._commands import check_ttl
-
         self._check_unsent()
         k = self._target._key(key)
         v = self._target._value(value)

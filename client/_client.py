@@ -32,7 +32,8 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from client._commands import Commands, Key, to_bytes
+from client._args import Key, to_bytes
+from client._commands import Commands
 from client._config import ClientConfig, Limits, parse_url
 from client._protocol import ClientProtocol, Entry
 from client._transaction import Transaction, transact
@@ -179,8 +180,10 @@ class Client(Commands):
             for timer in timers:
                 timer.cancel()
 
-    async def _connection(self, timeout: float | None) -> ClientProtocol:
-        """The current connection, (re)connected if needed (for calls bound to it)."""
+    async def bound_connection(self, timeout: float | None) -> ClientProtocol:
+        """The current connection, (re)connected if needed, for calls that must all go
+        to one connection (a transaction's watch and its commit, client/_transaction.py).
+        For this package's use; applications call the methods above."""
         self._check_open()
         proto = self._proto
         if proto is not None and not proto.closed:

@@ -25,9 +25,9 @@ from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from client._args import Key, Value, to_bytes
 from client._batch import Batch
 from client._client import Client, make_config
-from client._commands import Key, Value, to_bytes
 from client._ketama import Ring
 from client.errors import ConnectError, CrossShardError, InterfaceError
 from protocol import SCAN_DEFAULT_COUNT

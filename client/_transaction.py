@@ -20,23 +20,36 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from client._commands import (
+from client._args import (
+    Checks,
+    Key,
+    Value,
     expire_params,
     float_params,
     incr_params,
     rename_params,
     set_params,
 )
+from client._config import ClientConfig
+from client._protocol import ClientProtocol
 from client.errors import InterfaceError, TransactionAbortedError, error_for_code
 
-if TYPE_CHECKING:
-    from client._client import Client
-    from client._commands import Key, Value
-    from client._protocol import ClientProtocol
+__all__ = ["Transaction", "TransactionHost", "transact"]
 
-__all__ = ["Transaction", "transact"]
+
+class TransactionHost(Checks, Protocol):
+    """What a transaction needs of its client (``Client``, client/_client.py): the
+    local checks, plain calls, the default timeout, and the one connection its watch
+    and commit share."""
+
+    config: ClientConfig
+
+    def _call(self, method: str, params: list[Any], timeout: float | None) -> Awaitable[Any]: ...
+
+    async def bound_connection(self, timeout: float | None) -> ClientProtocol: ...
+
 
 T = TypeVar("T")
 
@@ -77,7 +90,7 @@ class Transaction:
 
     __slots__ = ("_client", "_keys", "_kinds", "_ops", "_proto", "_sent", "_watch", "results")
 
-    def __init__(self, client: Client, keys: tuple[Key, ...]) -> None:
+    def __init__(self, client: TransactionHost, keys: tuple[Key, ...]) -> None:
         self._client = client
         self._keys = [client._key(k) for k in keys]
         if keys:
@@ -104,7 +117,7 @@ class Transaction:
         if not self._keys or self._watch is not None:
             return
         client = self._client
-        proto = await client._connection(timeout)
+        proto = await client.bound_connection(timeout)
         deadline = _deadline(proto, client, timeout)
         self._watch = await proto.request("watch", [self._keys], deadline, False)
         self._proto = proto
@@ -235,14 +248,14 @@ class Transaction:
             raise TransactionAbortedError("a watched key was written meanwhile; nothing applied")
 
 
-def _deadline(proto: ClientProtocol, client: Client, timeout: float | None) -> float:
+def _deadline(proto: ClientProtocol, client: TransactionHost, timeout: float | None) -> float:
     if timeout is None:
         timeout = client.config.timeout
     return math.inf if timeout is None else proto.time() + timeout
 
 
 async def transact(
-    client: Client,
+    client: TransactionHost,
     fn: Callable[[Transaction], Awaitable[T]],
     keys: tuple[Key, ...],
     attempts: int,

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote_to_bytes
 from protocol import ErrorCode, ErrorInfo
 from protocol import Request as Call
 
-from ._dispatch import make_error
+from ._outcome import make_error
 
 if TYPE_CHECKING:
     from ._state import ServerState

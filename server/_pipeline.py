@@ -34,18 +34,10 @@ from typing import Any
 from protocol import ErrorCode, ErrorInfo, LocalProtocolError, Request
 from protocol.connection import Close, Event, Reject
 
-from ._dispatch import (
-    Async,
-    Dispatcher,
-    Done,
-    Outcome,
-    Read,
-    Session,
-    Write,
-    error_info,
-    make_error,
-)
+from ._dispatch import Dispatcher
 from ._metrics import Metrics
+from ._outcome import Async, Done, Outcome, Read, Write, error_info, make_error
+from ._session import Session
 
 __all__ = ["Pipeline", "Render"]
 

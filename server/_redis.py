@@ -55,7 +55,7 @@ from protocol import redis_commands as rc
 from protocol._glob import compile_glob
 from protocol._resp_writer import NullArray, encode, encode_error
 
-from ._dispatch import Async, Done, Outcome, Read, Write, error_info
+from ._outcome import Async, Done, Outcome, Read, Write, error_info
 from ._redis_admin import AdminCommands, bulk_strings
 from ._redis_session import (
     NOAUTH,

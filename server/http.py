@@ -28,7 +28,6 @@ import httptools
 
 from protocol import ErrorCode, ErrorInfo
 
-from ._dispatch import Session
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
 from ._http_routes import (
     KvCall,
@@ -43,6 +42,7 @@ from ._http_routes import (
 )
 from ._metrics import route_label
 from ._pipeline import Pipeline
+from ._session import Session
 from ._state import ServerState
 
 __all__ = ["HttpProtocol"]

@@ -84,26 +84,29 @@ def test_checker_sees_a_wrong_arrow(tmp_path: Path) -> None:
     assert [top for _, top in _imports(bad)] == ["server", "bitcask"]
 
 
-# --------------------------------------------------- inside the engine (bitcask/)
+# ------------------------------------- inside a package (bitcask/, server/, client/)
+
+CYCLE_FREE = ("bitcask", "server", "client")
 
 
-def _engine_imports(path: Path) -> set[str]:
-    """The bitcask modules ``path`` imports, anywhere in the file: at the top, inside a
-    function, or under ``if TYPE_CHECKING`` (each is an edge a cycle can run through)."""
+def _inner_imports(path: Path, package: str = "bitcask") -> set[str]:
+    """The modules of ``package`` that ``path`` (one of its modules) imports, anywhere in
+    the file: at the top, inside a function, or under ``if TYPE_CHECKING`` (each is an
+    edge a cycle can run through), written relative or absolute."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
-                if parts[0] == "bitcask" and len(parts) > 1:
+                if parts[0] == package and len(parts) > 1:
                     found.add(parts[1])
         elif isinstance(node, ast.ImportFrom):
             if node.level == 1 and node.module:
                 found.add(node.module.split(".")[0])
             elif node.level == 1:  # from . import x
                 found.update(alias.name for alias in node.names)
-            elif node.module and node.module.split(".")[0] == "bitcask":
+            elif node.level == 0 and node.module and node.module.split(".")[0] == package:
                 parts = node.module.split(".")
                 if len(parts) > 1:
                     found.add(parts[1])
@@ -139,18 +142,21 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def _engine_graph() -> dict[str, set[str]]:
-    modules = {p.stem: p for p in _modules("bitcask") if p.parent == ROOT / "bitcask"}
+def _package_graph(package: str) -> dict[str, set[str]]:
+    modules = {p.stem: p for p in _modules(package) if p.parent == ROOT / package}
     return {
-        name: {dep for dep in _engine_imports(path) if dep in modules and dep != name}
+        name: {dep for dep in _inner_imports(path, package) if dep in modules and dep != name}
         for name, path in modules.items()
         if name != "__init__"  # the package face re-exports everything
     }
 
 
-def test_no_import_cycle_inside_the_engine() -> None:
-    cycle = _cycle(_engine_graph())
-    assert cycle is None, "import cycle inside bitcask/: " + " -> ".join(cycle or [])
+@pytest.mark.parametrize("package", CYCLE_FREE)
+def test_no_import_cycle_inside_the_package(package: str) -> None:
+    graph = _package_graph(package)
+    assert len(graph) > 3, f"{package}/ has too few modules: the graph was not read"
+    cycle = _cycle(graph)
+    assert cycle is None, f"import cycle inside {package}/: " + " -> ".join(cycle or [])
 
 
 def test_cycle_checker_sees_a_cycle(tmp_path: Path) -> None:
@@ -158,10 +164,20 @@ def test_cycle_checker_sees_a_cycle(tmp_path: Path) -> None:
     a.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n")
     b = tmp_path / "b.py"
     b.write_text("def f():\n    from . import a\n")
-    graph = {"a": _engine_imports(a), "b": _engine_imports(b)}
+    graph = {"a": _inner_imports(a), "b": _inner_imports(b)}
     assert graph == {"a": {"b"}, "b": {"a"}}
     assert _cycle(graph) == ["a", "b", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_cycle_checker_reads_absolute_imports(tmp_path: Path) -> None:
+    m = tmp_path / "m.py"
+    m.write_text(
+        "import client._pool\nfrom client._batch import Batch\nfrom client import _args\n"
+        "from server._outcome import Done\nimport protocol\n"
+    )
+    assert _inner_imports(m, "client") == {"_pool", "_batch", "_args"}
+    assert _inner_imports(m, "server") == {"_outcome"}
 
 
 def _foreign_private_reads(path: Path, root: Path = ROOT) -> list[str]:

@@ -30,8 +30,8 @@ from client import (
     error_for_code,
     parse_url,
 )
+from client._args import check_ttl
 from client._client import make_config
-from client._commands import check_ttl
 from protocol import ErrorCode, ProtocolError, validate_params
 from tests.client.fake import fake_server
 from tests.serverproc import free_port

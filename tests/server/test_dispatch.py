@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 import bitcask
 from protocol import METHODS
-from server._dispatch import Dispatcher, Done, Read, Write
+from server._dispatch import Dispatcher
 from server._metrics import Metrics
+from server._outcome import Done, Read, Write
 from server._writer import Writer
 from server.config import ServerConfig
 

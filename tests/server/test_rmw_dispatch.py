@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 import bitcask
-from server._dispatch import Dispatcher, Done, Write
+from server._dispatch import Dispatcher
 from server._metrics import Metrics
+from server._outcome import Done, Write
 from server._writer import Writer
 from server.config import ServerConfig
 

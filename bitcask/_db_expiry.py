@@ -1,0 +1,153 @@
+"""Bitcask's expiry methods, Redis-like: exact expiries, counts, active expiry.
+
+Strategy / invariants:
+- ``ExpiryMethods`` is a stateless mixin: methods only, no attributes of its own.
+  ``Bitcask`` (bitcask/db.py) inherits it and supplies the keydir, the write lock,
+  the clock and the closed flag declared below.
+- A record carries its own expiry, so nothing here writes to disk: reclaiming an
+  expired key only drops its keydir entry, under the writer's lock (the one owner
+  of keydir mutation), and is no write for WATCH. The sampler itself is
+  bitcask/_expiry.py; these methods are its public face.
+- The counts are O(1) (``len`` of the keydir's maps), as Redis's DBSIZE and INFO
+  keyspace are, so expired keys count until reclaimed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from ._expiry import KEYS_PER_ROUND, STALE_PERCENT, reclaim
+from ._keydir import Keydir
+from ._record import as_bytes
+from .errors import StoreClosedError
+
+__all__ = ["ExpiryMethods"]
+
+
+class ExpiryMethods:
+    """The expiry methods of ``Bitcask``; see bitcask/db.py for the class itself."""
+
+    __slots__ = ()  # stateless: Bitcask holds every attribute
+
+    # Supplied by Bitcask (this mixin declares them, it sets none).
+    _kd: Keydir
+    _kmap: dict[bytes, int]
+    _lock: threading.Lock
+    _clock: Callable[[], float]
+    _closed: bool
+
+    def expire_at_ms(self, key: bytes | str) -> int | None:
+        """The exact expiry of ``key`` in ms since the epoch, or None if it has none.
+
+        The value the record carries, not a countdown: Redis's PEXPIRETIME. Any thread.
+
+        Raises:
+            KeyError: the key is absent or expired.
+
+        Example:
+            >>> db.put(b"s", b"x", ttl=30); db.expire_at_ms(b"s") > 0
+            True
+        """
+        key = as_bytes(key, "key")
+        if key not in self._kmap:
+            raise KeyError(key)
+        exp = self._kd.expiry.get(key)
+        if exp is None:
+            return None
+        if exp <= self._clock() * 1000:
+            raise KeyError(key)
+        return exp
+
+    def stored_keys(self) -> int:
+        """Keys held in memory, expired ones included until reclaimed; O(1).
+
+        Redis's DBSIZE counts the same way (expired keys count until its sampler or
+        an access deletes them); ``len(db)`` counts only the visible ones, walking
+        the keys with a TTL. Any thread.
+
+        Example:
+            >>> db.stored_keys() >= len(db)
+            True
+        """
+        return len(self._kmap)
+
+    def expire_sample(self, limit: int = 20) -> int:
+        """Reclaim expired keys from memory: look at up to ``limit`` keys with a TTL
+        (the next ones of a rotating pass) and drop the expired ones. Returns how
+        many were dropped.
+
+        One round of Redis's active expiry, run by the writer under its lock (one
+        owner of keydir mutation); nothing is written to disk, as each record
+        carries its own expiry. Not a write for WATCH (see bitcask/_expiry.py). The
+        embedded engine runs no sampler by itself: call this (or expire_cycle())
+        from a timer; merge drops expired records too. bitcask-server runs
+        expire_cycle() every 100 ms. One writer thread at a time.
+
+        Raises:
+            ValueError: ``limit`` is not positive.
+
+        Example:
+            >>> db.put(b"s", b"x", ttl=0.001); time.sleep(0.01); db.expire_sample()
+            1
+        """
+        if limit <= 0:
+            raise ValueError("limit must be > 0")
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError("store is closed")
+            return reclaim(self._kd, int(self._clock() * 1000), limit)[1]
+
+    def expire_cycle(self, budget_ms: float = 25.0) -> int:
+        """Redis's active expiry cycle: rounds of 20 keys (expire_sample) repeated
+        while more than 25% of a round was expired, for at most ``budget_ms``.
+        Returns how many keys were reclaimed. The lock is taken per round, so
+        writes interleave. One writer thread at a time.
+
+        Example:
+            >>> db.expire_cycle(budget_ms=5)
+            0
+        """
+        deadline = time.monotonic() + budget_ms / 1000
+        total = 0
+        while True:
+            with self._lock:
+                if self._closed:
+                    return total
+                sampled, reclaimed = reclaim(self._kd, int(self._clock() * 1000), KEYS_PER_ROUND)
+            total += reclaimed
+            if sampled:
+                done = reclaimed * 100 <= sampled * STALE_PERCENT
+            else:  # only stale ring entries met: go on through them, as Redis does
+                done = not self._kd.expiry
+            if done or time.monotonic() >= deadline:
+                return total
+
+    def expiry_stats(self) -> dict[str, int]:
+        """Active expiry's counters, O(1). Any thread.
+
+        Keys: expires (keys with a TTL, expired ones until reclaimed), expired_keys
+        (reclaimed by the sampler since open), avg_ttl_ms (the sampler's running
+        estimate of the TTL left, as Redis's avg_ttl; 0 when no key has a TTL).
+
+        Example:
+            >>> db.expiry_stats()["expired_keys"]
+            0
+        """
+        s = self._kd.sampler
+        expires = len(self._kd.expiry)
+        return {
+            "expires": expires,
+            "expired_keys": s.expired,
+            "avg_ttl_ms": s.avg_ttl_ms if expires else 0,
+        }
+
+    def expiring_keys(self) -> int:
+        """How many keys carry an expiry (expired ones until a merge drops them); O(1).
+
+        Example:
+            >>> db.put(b"s", b"x", ttl=30); db.expiring_keys()
+            1
+        """
+        return len(self._kd.expiry)
