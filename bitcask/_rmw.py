@@ -228,6 +228,10 @@ class Incr(Op):
 
 
 _17_PLACES = Decimal(1).scaleb(-17)
+# From 2**53 up every double is an integer, and its shortest round-trip digits end in
+# zeros that are not its value's (2**63 would read 9223372036854776000); Redis's long
+# double holds such integers exactly (up to 2**64), so they are printed exactly.
+_EXACT_FROM = float(2**53)
 _WIDE = Context(prec=400)
 
 
@@ -235,8 +239,10 @@ def format_float(x: float) -> bytes:
     """A float as INCRBYFLOAT stores it, as Redis prints its long double with
     ``%.17Lf`` and cuts trailing zeros: positional, never an exponent. The double's
     shortest round-trip digits are rounded to 17 places, so 10.5 + 0.1 is ``10.6``
-    (as in Redis) and only digits beyond a double's precision can differ."""
-    fixed = Decimal(repr(x)).quantize(_17_PLACES, context=_WIDE)
+    (as in Redis) and only digits beyond a double's precision can differ. From 2**53
+    up (integers only) the double's exact value is printed."""
+    exact = abs(x) >= _EXACT_FROM
+    fixed = (Decimal(x) if exact else Decimal(repr(x))).quantize(_17_PLACES, context=_WIDE)
     text = format(fixed, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")

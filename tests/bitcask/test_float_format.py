@@ -25,6 +25,9 @@ from tests.protocol._redis_server import RedisConnection, redis_server
         pytest.param(-0.0, b"0", id="negative-zero"),
         pytest.param(5e-05, b"0.00005", id="no-exponent"),
         pytest.param(1e20, b"100000000000000000000", id="large"),
+        # found by the differential test: INCRBY a 9223372036854775807, INCRBYFLOAT a 1.5
+        pytest.param(2.0**63, b"9223372036854775808", id="integral-beyond-2**53-exact"),
+        pytest.param(2.0**53 + 2, b"9007199254740994", id="first-exact"),
     ],
 )
 def test_stored_float_format(value: float, text: bytes) -> None:
@@ -59,3 +62,19 @@ def test_incrbyfloat_text_as_redis_writes_it(redis: RedisConnection, value: Any)
         assert ours == theirs
     else:  # Redis's long double shows digits a double does not have
         assert math.isclose(float(ours), float(theirs), rel_tol=1e-12, abs_tol=1e-300)
+
+
+@pytest.mark.parametrize(
+    ("start", "delta"),
+    [
+        pytest.param(b"9223372036854775807", b"1.5", id="int64-max"),
+        pytest.param(b"-9223372036854775808", b"-0.5", id="int64-min"),
+        pytest.param(b"9007199254740992", b"2", id="2**53"),
+    ],
+)
+def test_integral_results_beyond_2_53_as_redis_writes_them(
+    redis: RedisConnection, start: bytes, delta: bytes
+) -> None:
+    assert redis.call([b"SET", b"f", start]) == b"+OK\r\n"
+    theirs = redis.call([b"INCRBYFLOAT", b"f", delta]).split(b"\r\n")[1]
+    assert format_float(float(start) + float(delta)) == theirs
