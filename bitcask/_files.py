@@ -122,7 +122,8 @@ class FileTable:
         # Republish the active file's entry once an append ends here: REMAP_STEP past
         # the last republish, or sooner at the active file's capacity, since only an
         # append reaching it grows the file into a new mapping. One compare per append
-        # (bench/embedded.py put: 21,530 -> 21,210 instructions per put, callgrind, PYTHONHASHSEED=0).
+        # (bench/embedded.py put: 21,530 -> 21,210 instructions per put, callgrind,
+        # PYTHONHASHSEED=0).
         self._remap_at = 0
 
     # ------------------------------------------------------------ active file
