@@ -16,6 +16,7 @@ Strategy (invariants):
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 from zlib import crc32
@@ -31,6 +32,10 @@ __all__ = ["MAX_EXPIRY_MS", "OpEncoder", "expiry_ms"]
 # integer, as Redis bounds its expiries (the field itself is u64).
 MAX_EXPIRY_MS = (1 << 63) - 1
 _pack_body = BODY_HEADER.pack
+# BODY_HEADER with a zero expiry as pad bytes: packing a big-endian u64 costs ~360
+# instructions even for 0. bench/embedded.py put, callgrind: 21,190 -> 21,039
+# instructions per put.
+_pack_no_expiry = struct.Struct(">BQ8xII").pack
 _pack_crc = CRC.pack
 
 
@@ -90,7 +95,10 @@ class OpEncoder:
             raise KeyTooLargeError(f"key of {kl} bytes exceeds max_key_size {self.max_key}")
         if vl > self.max_value:
             raise ValueTooLargeError(f"value of {vl} bytes exceeds max_value_size {self.max_value}")
-        body = _pack_body(inner | TTL if exp else inner, ts, exp, kl, vl) + key + value
+        if exp:
+            body = _pack_body(inner | TTL, ts, exp, kl, vl) + key + value
+        else:
+            body = _pack_no_expiry(inner, ts, kl, vl) + key + value
         return key, _pack_crc(crc32(body)) + body
 
     def ops(
