@@ -98,3 +98,14 @@ def test_active_entry_covers_what_it_publishes_across_growths(tmp_path: Path) ->
         assert files.active_id == fid and changes >= 3  # 64 KiB -> 128 -> 256 -> 512
         for i in range(0, 3_000, 7):
             assert db.get(b"key:%06d" % i) == b"v" * 120
+
+
+def test_hot_objects_keep_their_shared_key_layout(tmp_path: Path) -> None:
+    # CPython 3.11 keeps at most 30 attributes in an instance's shared-key layout;
+    # past that every attribute read of the object is a dict lookup. The writer and
+    # the file table are read on every put (bitcask/_writer.py, Writer.__init__:
+    # 21,190 instructions per put at 29 writer attributes, 22,877 at 30).
+    with bitcask.open(tmp_path, sync="never") as db:
+        db.put(b"k", b"v")
+        for obj in (db.writer, db.files):
+            assert len(vars(obj)) < 30, type(obj).__name__
