@@ -5,9 +5,10 @@ Strategy (invariants):
   table) serialises every mutation of files and of the keydir (puts, batches,
   rotation, merge swaps, the interval syncer).
 - One path for every write. A write is validated and encoded outside the lock
-  (``OpEncoder``, bitcask/_encode.py), placed (``_make_room`` rotates when the active file is full),
-  appended with one write and fsynced per policy (``_append``, which also handles
-  failure), and only then published in the keydir and the hint journal
+  (``OpEncoder``, bitcask/_encode.py), placed (``_make_room`` rotates when the
+  active file is full), appended with one write and fsynced per policy
+  (``_append``, which also handles failure), and only then published in the
+  keydir and the hint journal
   (``_publish`` / ``_publish_delete`` / ``_publish_puts``): readers never see a
   write before it is as durable as promised. ``put`` is the one-record case of
   ``write_batch``, made of the same four functions; ``write_batch``,
