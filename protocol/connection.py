@@ -37,7 +37,7 @@ import msgpack
 from protocol._events import Close, Event, Reject
 from protocol._framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_response
 from protocol.errors import ErrorCode, RemoteProtocolError
-from protocol.messages import MAX_MSGID, ErrorInfo, Request, message_from_obj
+from protocol.messages import MAX_MSGID, ErrorInfo, Request, message_from_obj, requests_from_objs
 from protocol.resp_dialect import RespDialect
 
 __all__ = [
@@ -157,10 +157,11 @@ class BinaryDialect:
     """Length-prefixed msgpack frames (docs/protocol.md sections 1-2)."""
 
     name = "binary"
-    __slots__ = ("_decoder", "_ended", "_max_frame")
+    __slots__ = ("_decoder", "_ended", "_feed_raw", "_max_frame")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self._decoder = FrameDecoder(max_frame=max_frame)
+        self._feed_raw = self._decoder.feed_raw
         self._max_frame = max_frame
         self._ended = False
 
@@ -173,23 +174,23 @@ class BinaryDialect:
             return []
         fatal: ErrorInfo | None = None
         try:
-            objs: list[Any] = self._decoder.feed_raw(data)
+            objs: list[Any] = self._feed_raw(data)
         except RemoteProtocolError as exc:
             objs = exc.messages
             fatal = ErrorInfo.from_code(exc.code, exc.message)
-        events: list[Event] = []
-        append = events.append
-        for obj in objs:
+        # The request-shape rule for the whole chunk in one call (messages.py).
+        events: list[Event] = requests_from_objs(objs)
+        if len(events) < len(objs):
+            bad = objs[len(events)]
             try:
-                msg = message_from_obj(obj)  # the request-shape rule, with its fast path
+                message_from_obj(bad)  # says why it is not a message
             except RemoteProtocolError as exc:
-                return self._end(events, ErrorInfo.from_code(exc.code, exc.message), obj)
-            if type(msg) is not Request:
+                error = ErrorInfo.from_code(exc.code, exc.message)
+            else:  # a well-formed response
                 error = ErrorInfo.from_code(
                     ErrorCode.PROTOCOL_ERROR, "expected a request [0, msgid, method, params]"
                 )
-                return self._end(events, error, obj)
-            append(msg)
+            return self._end(events, error, bad)
         if fatal is not None:
             return self._end(events, fatal, None)
         return events
@@ -306,6 +307,24 @@ class Connection:
                 self._push([Close(error, encode_response(0, None, error))])
                 return
         self._push(dialect.feed(data))
+
+    def receive(self, data: bytes) -> list[Event]:
+        """`receive_data(data)` then `events()`, in one call: the server's hot path.
+
+        Once the dialect is known and every earlier event was handed out, the
+        dialect's events are returned as they are: per read it saves two calls and a
+        list (the depth-1 rows of bench/server.py: one read per request; callgrind
+        figures in server/_pipeline.py's Strategy). Otherwise it is exactly the two
+        calls it replaces (tests/protocol/test_connection.py compares them).
+        """
+        dialect = self.dialect
+        if dialect is not None and data and not self._ended and not self._events and type(data) is bytes:
+            events = dialect.feed(data)
+            if events and type(events[-1]) is Close:
+                self._ended = True
+            return events
+        self.receive_data(data)
+        return self.events()
 
     def _sniff(self, first: int) -> Dialect | None:
         dialect: Dialect
