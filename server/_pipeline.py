@@ -227,11 +227,12 @@ class Pipeline:
             return
         replies, high, pressured = self._replies, self._high, self._pressured
         call, session, place = self._call, self._session, self._place
-        out = self._out
+        out, unstarted = self._out, self._unstarted
         # Reads answered at once, counted once per run of one method (metrics).
         now_method: str | None = None
         now_n = 0
         blocked = pressured()
+        last = len(events) - 1
         for i, event in enumerate(events):
             if blocked or len(replies) >= high:
                 backlog.extend((rest, render, t0) for rest in events[i:])
@@ -241,6 +242,23 @@ class Pipeline:
                 continue
             method = event.method
             outcome = call(session, method, event.params)
+            if type(outcome) is Write and not unstarted:
+                # The write fast path, the one place it lives (every put of the put rows
+                # of bench/server.py): straight to the writer, as _place's general path
+                # would, without its call and type tests. Its reply cannot complete the
+                # head of the queue now (that needs the writer's callback) unless the
+                # writer refused it at once (_refuse). Only a submission can put the
+                # writer over its mark, and only a next event cares.
+                slot = _Slot(self, outcome, render, event, method, t0)
+                replies.append(slot)
+                self._inflight += 1
+                if not self._submit(
+                    outcome.ops, slot, outcome.nbytes, outcome.sync, outcome.watch
+                ):
+                    self._refuse(slot)
+                if i != last:
+                    blocked = pressured()
+                continue
             if type(outcome) is Read and not replies:
                 # The read fast path, the one place it lives: a read with nothing
                 # pending before it is run and rendered here, without a slot, and its
@@ -268,7 +286,7 @@ class Pipeline:
                 now_n += 1
                 continue
             place(outcome, method, render, event, t0)
-            if type(outcome) is not Done:
+            if type(outcome) is not Done and i != last:
                 blocked = pressured()  # only a submission can put the writer over its mark
         if now_n:
             self._metrics.requests_done(now_method, perf_counter() - t0, now_n)  # type: ignore[arg-type]
@@ -329,16 +347,6 @@ class Pipeline:
 
     def _place(self, outcome: Outcome, method: str, render: Render, ctx: Any, t0: float) -> None:
         """Answer, start or queue one request's outcome, in its connection's order."""
-        if type(outcome) is Write and not self._unstarted:
-            # The write fast path (every put of bench/server.py's put rows): straight to
-            # the writer. Its reply cannot complete the head of the queue now (that
-            # needs the writer's callback), unless the writer refused it at once.
-            slot = _Slot(self, outcome, render, ctx, method, t0)
-            self._replies.append(slot)
-            self._inflight += 1
-            if not self._submit(outcome.ops, slot, outcome.nbytes, outcome.sync, outcome.watch):
-                self._refuse(slot)
-            return
         kind = type(outcome)
         if (kind is Read or kind is Done) and not self._replies:
             self._answer_now(outcome, method, render, ctx, t0)
@@ -378,9 +386,12 @@ class Pipeline:
         self._flush_scheduled = False
         if self._backlog:
             self.drain()
-        data = self.take_output()
-        if data and not self.closed:
-            self._emit(data)
+        out = self._out
+        if out:  # take_output, inline: flush runs once per connection per group
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            if not self.closed:
+                self._emit(data)
         self._on_progress()
 
     # ---- internals ----
@@ -421,7 +432,10 @@ class Pipeline:
     def _group_done(self) -> None:
         """Run by the writer once per group commit that completed writes of ours."""
         self._group_pending = False
-        self._advance()
+        if self._unstarted:
+            self._advance()
+        else:
+            self._collect()  # what _advance does with nothing waiting, one call less
         if self._out and not self._flush_scheduled:
             self.flush()  # one write per connection per group, no call_soon handle
 
