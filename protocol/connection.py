@@ -252,12 +252,12 @@ class Connection:
     """
 
     __slots__ = (
-        "_ended",
         "_events",
         "_next",
         "_text",
         "auth_required",
         "dialect",
+        "ended",
         "http_port",
         "max_frame",
         "render",
@@ -282,16 +282,14 @@ class Connection:
         self.render: Render = _no_render
         self._events: list[Event] = []  # produced and not handed out; from _next on
         self._next = 0
-        self._ended = False  # a Close was queued: nothing more is read
-
-    @property
-    def ended(self) -> bool:
-        """True once a terminal `Close` was produced (it may not be handed out yet)."""
-        return self._ended
+        # True once a terminal `Close` was produced (it may not be handed out yet);
+        # read-only for callers. An attribute, not a property: the server reads it
+        # once per data_received.
+        self.ended = False
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next bytes from the peer (any split). Ignored after a Close."""
-        if self._ended or not data:
+        if self.ended or not data:
             return
         if type(data) is not bytes:
             data = bytes(data)
@@ -318,10 +316,16 @@ class Connection:
         calls it replaces (tests/protocol/test_connection.py compares them).
         """
         dialect = self.dialect
-        if dialect is not None and data and not self._ended and not self._events and type(data) is bytes:
+        if (
+            dialect is not None
+            and data
+            and not self.ended
+            and not self._events
+            and type(data) is bytes
+        ):
             events = dialect.feed(data)
             if events and type(events[-1]) is Close:
-                self._ended = True
+                self.ended = True
             return events
         self.receive_data(data)
         return self.events()
@@ -349,7 +353,7 @@ class Connection:
     def _push(self, events: list[Event]) -> None:
         if events:
             if type(events[-1]) is Close:
-                self._ended = True
+                self.ended = True
             if self._next == len(self._events):
                 self._events, self._next = events, 0
             else:
@@ -361,7 +365,7 @@ class Connection:
             event = self._events[self._next]
             self._next += 1
             return event
-        return CLOSED if self._ended else NEED_DATA
+        return CLOSED if self.ended else NEED_DATA
 
     def events(self) -> list[Event]:
         """Every event available now, in order (the server's hot path)."""

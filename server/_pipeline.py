@@ -252,9 +252,7 @@ class Pipeline:
                 slot = _Slot(self, outcome, render, event, method, t0)
                 replies.append(slot)
                 self._inflight += 1
-                if not self._submit(
-                    outcome.ops, slot, outcome.nbytes, outcome.sync, outcome.watch
-                ):
+                if not self._submit(outcome.ops, slot, outcome.nbytes, outcome.sync, outcome.watch):
                     self._refuse(slot)
                 if i != last:
                     blocked = pressured()

@@ -426,9 +426,9 @@ def feed_receive(chunks: Iterable[bytes]) -> list[Event]:
     st.one_of(
         st.binary(max_size=400),
         st.tuples(valid_frames, st.binary(max_size=60)).map(b"".join),
-        st.tuples(st.sampled_from([b"PING\r\n", b"*2\r\n$3\r\nGET\r\n"]), st.binary(max_size=200)).map(
-            b"".join
-        ),
+        st.tuples(
+            st.sampled_from([b"PING\r\n", b"*2\r\n$3\r\nGET\r\n"]), st.binary(max_size=200)
+        ).map(b"".join),
     ),
     chunks_of,
     st.binary(max_size=40),
@@ -446,7 +446,11 @@ def test_receive_after_next_event_hands_out_what_was_left() -> None:
 
 
 msgpack_objs = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**33), 2**33) | st.text(max_size=4) | st.binary(max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**33), 2**33)
+    | st.text(max_size=4)
+    | st.binary(max_size=4),
     lambda inner: st.lists(inner, max_size=5),
     max_leaves=12,
 )

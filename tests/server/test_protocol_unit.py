@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from time import perf_counter
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import msgpack
@@ -378,9 +378,7 @@ async def test_write_fast_path_and_general_path_answer_identically(setup: Any) -
         ]
 
     fast, t_fast = make()
-    fast.data_received(
-        b"".join(request(i + 1, m, p) for i, (m, p) in enumerate(writes(b"fast:")))
-    )
+    fast.data_received(b"".join(request(i + 1, m, p) for i, (m, p) in enumerate(writes(b"fast:"))))
     await settle()
 
     general, t_general = make()
