@@ -128,8 +128,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         if conn.ended:
             self._closing = True  # read nothing more; close once the replies are out
         pipeline = self._pipeline
-        pipeline.feed(events, conn.render, t0)
-        out = pipeline.take_output()
+        out = pipeline.feed(events, conn.render, t0)
         if out:
             self._write(out)
         if self._closing:
