@@ -15,21 +15,22 @@ Strategy / invariants (one Pipeline per connection, loop thread only):
   commit), so deep pipelines of writes still share fsyncs.
 - Fast path: with nothing queued, a read or an immediate answer is rendered at once.
 - Output is gathered in `_out` and written by the owner with one transport.write per
-  batch of input (`take_output`) or per completed group (`flush` via call_soon).
+  batch of input (what `feed` returns) or per completed group (`flush` via call_soon).
 - Back-pressure lives here too (`feed`): the events of a connection's input are
   started while fewer than `high` requests are pending and the writer is not over its
   mark; the rest wait in `_backlog` (at most one read's worth) and are started as
   replies go out. The owner only asks `wants_input` / `can_resume` to pause or resume
   reading. After a terminal `Close` event nothing more is started (`stopped`).
-- Measured, not guessed (issue 9's speed section): callgrind instruction counts of the
-  request path in-process (50 connections, 100 B values, real Connection, Pipeline,
-  Dispatcher, writer in "loop" mode and engine, a mock transport), per request, before
-  and after the changes of 2026-11-30 that each name these rows: the write fast path
-  moved into feed and no pressure check after the last event (here), the request-shape
-  rule once per chunk (protocol.messages.requests_from_objs), one Connection.receive
-  per read and Connection.ended as an attribute (binary.py):
-      depth 16 put 51.7k -> 49.8k, get 31.0k -> 29.8k;
-      depth 1  put 76.4k -> 71.8k, get 50.6k -> 48.3k.
+- Measured, not guessed (issue 9's speed section): instructions per request of the
+  request path in-process (`python -m bench.request_path --callgrind`: 50 connections,
+  100 B values, the real protocol, Pipeline, Dispatcher, "loop" writer and engine, a
+  mock transport), before and after the changes of 2026-11-30 that name these rows:
+  the write fast path moved into feed, no pressure check after the last event and
+  feed returning the reply bytes (here), the request-shape rule once per chunk
+  (protocol.messages.requests_from_objs), one Connection.receive per read and
+  Connection.ended as an attribute (binary.py):
+      depth 16 put 51.7k -> 49.3k, get 31.0k -> 30.1k;
+      depth 1  put 76.4k -> 71.4k, get 50.6k -> 48.0k.
   docs/architecture.md ("Per-request cost") splits one depth-16 put by layer.
 """
 
