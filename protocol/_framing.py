@@ -123,7 +123,7 @@ class FrameDecoder:
                 After it, every feed() raises again.
         """
         try:
-            objs = self._frames(data)
+            objs = self.feed_raw(data)
         except RemoteProtocolError as exc:
             exc.messages = self._convert_prefix(exc.messages, exc)
             raise
@@ -134,16 +134,6 @@ class FrameDecoder:
             err = self._error
             assert err is not None
             raise RemoteProtocolError(err.message, err.code, good) from exc
-
-    def feed_raw(self, data: bytes | bytearray | memoryview) -> list[Any]:
-        """Like `feed`, but return each frame's decoded msgpack object, shape unchecked.
-
-        For hot paths that check `[1, msgid, error, result]` themselves (the client
-        does); pass an object to `message_from_obj` for the full check. Framing and
-        msgpack errors raise RemoteProtocolError exactly as in `feed`, with the
-        objects decoded before them in `exc.messages`.
-        """
-        return self._frames(data)
 
     def _convert_prefix(
         self, objs: list[Any], pending: RemoteProtocolError | None
@@ -183,8 +173,15 @@ class FrameDecoder:
             decoded,
         )
 
-    def _frames(self, data: bytes | bytearray | memoryview) -> list[Any]:
-        """The framing core: decoded msgpack bodies of every complete frame."""
+    def feed_raw(self, data: bytes | bytearray | memoryview) -> list[Any]:
+        """Like `feed`, but return each frame's decoded msgpack object, shape unchecked.
+
+        The framing core. For hot paths that check the message shape themselves (the
+        server's BinaryDialect checks requests, the client checks `[1, msgid, error,
+        result]`); pass an object to `message_from_obj` for the full check. Framing and
+        msgpack errors raise RemoteProtocolError exactly as in `feed`, with the objects
+        decoded before them in `exc.messages`.
+        """
         if self._error is not None:
             raise RemoteProtocolError(self._error.message, self._error.code)
         out: list[Any] = []

@@ -37,7 +37,7 @@ import msgpack
 from protocol._events import Close, Event, Reject
 from protocol._framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_response
 from protocol.errors import ErrorCode, RemoteProtocolError
-from protocol.messages import MAX_MSGID, ErrorInfo, Request, message_from_obj
+from protocol.messages import MAX_MSGID, ErrorInfo, Request, message_from_obj, requests_from_objs
 from protocol.resp_dialect import RespDialect
 
 __all__ = [
@@ -157,10 +157,11 @@ class BinaryDialect:
     """Length-prefixed msgpack frames (docs/protocol.md sections 1-2)."""
 
     name = "binary"
-    __slots__ = ("_decoder", "_ended", "_max_frame")
+    __slots__ = ("_decoder", "_ended", "_feed_raw", "_max_frame")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self._decoder = FrameDecoder(max_frame=max_frame)
+        self._feed_raw = self._decoder.feed_raw
         self._max_frame = max_frame
         self._ended = False
 
@@ -173,23 +174,23 @@ class BinaryDialect:
             return []
         fatal: ErrorInfo | None = None
         try:
-            objs: list[Any] = self._decoder.feed_raw(data)
+            objs: list[Any] = self._feed_raw(data)
         except RemoteProtocolError as exc:
             objs = exc.messages
             fatal = ErrorInfo.from_code(exc.code, exc.message)
-        events: list[Event] = []
-        append = events.append
-        for obj in objs:
+        # The request-shape rule for the whole chunk in one call (messages.py).
+        events: list[Event] = requests_from_objs(objs)
+        if len(events) < len(objs):
+            bad = objs[len(events)]
             try:
-                msg = message_from_obj(obj)  # the request-shape rule, with its fast path
+                message_from_obj(bad)  # says why it is not a message
             except RemoteProtocolError as exc:
-                return self._end(events, ErrorInfo.from_code(exc.code, exc.message), obj)
-            if type(msg) is not Request:
+                error = ErrorInfo.from_code(exc.code, exc.message)
+            else:  # a well-formed response
                 error = ErrorInfo.from_code(
                     ErrorCode.PROTOCOL_ERROR, "expected a request [0, msgid, method, params]"
                 )
-                return self._end(events, error, obj)
-            append(msg)
+            return self._end(events, error, bad)
         if fatal is not None:
             return self._end(events, fatal, None)
         return events
@@ -251,12 +252,12 @@ class Connection:
     """
 
     __slots__ = (
-        "_ended",
         "_events",
         "_next",
         "_text",
         "auth_required",
         "dialect",
+        "ended",
         "http_port",
         "max_frame",
         "render",
@@ -281,16 +282,14 @@ class Connection:
         self.render: Render = _no_render
         self._events: list[Event] = []  # produced and not handed out; from _next on
         self._next = 0
-        self._ended = False  # a Close was queued: nothing more is read
-
-    @property
-    def ended(self) -> bool:
-        """True once a terminal `Close` was produced (it may not be handed out yet)."""
-        return self._ended
+        # True once a terminal `Close` was produced (it may not be handed out yet);
+        # read-only for callers. An attribute, not a property: the server reads it
+        # once per data_received.
+        self.ended = False
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next bytes from the peer (any split). Ignored after a Close."""
-        if self._ended or not data:
+        if self.ended or not data:
             return
         if type(data) is not bytes:
             data = bytes(data)
@@ -306,6 +305,30 @@ class Connection:
                 self._push([Close(error, encode_response(0, None, error))])
                 return
         self._push(dialect.feed(data))
+
+    def receive(self, data: bytes) -> list[Event]:
+        """`receive_data(data)` then `events()`, in one call: the server's hot path.
+
+        Once the dialect is known and every earlier event was handed out, the
+        dialect's events are returned as they are: per read it saves two calls and a
+        list (the depth-1 rows of bench/server.py: one read per request; callgrind
+        figures in server/_pipeline.py's Strategy). Otherwise it is exactly the two
+        calls it replaces (tests/protocol/test_connection.py compares them).
+        """
+        dialect = self.dialect
+        if (
+            dialect is not None
+            and data
+            and not self.ended
+            and not self._events
+            and type(data) is bytes
+        ):
+            events = dialect.feed(data)
+            if events and type(events[-1]) is Close:
+                self.ended = True
+            return events
+        self.receive_data(data)
+        return self.events()
 
     def _sniff(self, first: int) -> Dialect | None:
         dialect: Dialect
@@ -330,7 +353,7 @@ class Connection:
     def _push(self, events: list[Event]) -> None:
         if events:
             if type(events[-1]) is Close:
-                self._ended = True
+                self.ended = True
             if self._next == len(self._events):
                 self._events, self._next = events, 0
             else:
@@ -342,7 +365,7 @@ class Connection:
             event = self._events[self._next]
             self._next += 1
             return event
-        return CLOSED if self._ended else NEED_DATA
+        return CLOSED if self.ended else NEED_DATA
 
     def events(self) -> list[Event]:
         """Every event available now, in order (the server's hot path)."""

@@ -15,12 +15,23 @@ Strategy / invariants (one Pipeline per connection, loop thread only):
   commit), so deep pipelines of writes still share fsyncs.
 - Fast path: with nothing queued, a read or an immediate answer is rendered at once.
 - Output is gathered in `_out` and written by the owner with one transport.write per
-  batch of input (`take_output`) or per completed group (`flush` via call_soon).
+  batch of input (what `feed` returns) or per completed group (`flush` via call_soon).
 - Back-pressure lives here too (`feed`): the events of a connection's input are
   started while fewer than `high` requests are pending and the writer is not over its
   mark; the rest wait in `_backlog` (at most one read's worth) and are started as
   replies go out. The owner only asks `wants_input` / `can_resume` to pause or resume
   reading. After a terminal `Close` event nothing more is started (`stopped`).
+- Measured, not guessed (issue 9's speed section): instructions per request of the
+  request path in-process (`python -m bench.request_path --callgrind`: 50 connections,
+  100 B values, the real protocol, Pipeline, Dispatcher, "loop" writer and engine, a
+  mock transport), before and after the changes of 2026-11-30 that name these rows:
+  the write fast path moved into feed, no pressure check after the last event and
+  feed returning the reply bytes (here), the request-shape rule once per chunk
+  (protocol.messages.requests_from_objs), one Connection.receive per read and
+  Connection.ended as an attribute (binary.py):
+      depth 16 put 51.7k -> 49.3k, get 31.0k -> 30.1k;
+      depth 1  put 76.4k -> 71.4k, get 50.6k -> 48.0k.
+  docs/architecture.md ("Per-request cost") splits one depth-16 put by layer.
 """
 
 from __future__ import annotations
@@ -117,8 +128,8 @@ class Pipeline:
 
     Example:
         >>> p = Pipeline(dispatcher, session, metrics, transport.write, lambda: None)  # doctest: +SKIP
-        >>> conn.receive_data(data); p.feed(conn.events(), conn.render, time.perf_counter())
-        >>> transport.write(p.take_output())
+        >>> conn.receive_data(data)  # doctest: +SKIP
+        >>> transport.write(p.feed(conn.events(), conn.render, time.perf_counter()))  # doctest: +SKIP
     """
 
     __slots__ = (
@@ -203,27 +214,33 @@ class Pipeline:
         """Reply bytes are gathered and not yet handed to the transport."""
         return bool(self._out)
 
-    def feed(self, events: list[Event], render: Render, t0: float) -> None:
+    def feed(self, events: list[Event], render: Render, t0: float) -> bytes:
         """Start a connection's events in order, as far as back-pressure allows.
 
         A Request runs (replies rendered with `render`); a Reject and a Close are
         answered in their turn with the bytes they carry; after a Close nothing more
         is started. What cannot start now waits in the backlog.
+
+        Returns:
+            The reply bytes ready now (`take_output`), b"" if none: the owner writes
+            them. Returned here, not fetched by the owner: one call less per read
+            (every read of the depth-1 rows of bench/server.py).
         """
         if self.stopped:
-            return
+            return self.take_output()
         backlog = self._backlog
         if backlog:
             backlog.extend((event, render, t0) for event in events)
             self.drain()
-            return
+            return self.take_output()
         replies, high, pressured = self._replies, self._high, self._pressured
         call, session, place = self._call, self._session, self._place
-        out = self._out
+        out, unstarted = self._out, self._unstarted
         # Reads answered at once, counted once per run of one method (metrics).
         now_method: str | None = None
         now_n = 0
         blocked = pressured()
+        last = len(events) - 1
         for i, event in enumerate(events):
             if blocked or len(replies) >= high:
                 backlog.extend((rest, render, t0) for rest in events[i:])
@@ -233,6 +250,21 @@ class Pipeline:
                 continue
             method = event.method
             outcome = call(session, method, event.params)
+            if type(outcome) is Write and not unstarted:
+                # The write fast path, the one place it lives (every put of the put rows
+                # of bench/server.py): straight to the writer, as _place's general path
+                # would, without its call and type tests. Its reply cannot complete the
+                # head of the queue now (that needs the writer's callback) unless the
+                # writer refused it at once (_refuse). Only a submission can put the
+                # writer over its mark, and only a next event cares.
+                slot = _Slot(self, outcome, render, event, method, t0)
+                replies.append(slot)
+                self._inflight += 1
+                if not self._submit(outcome.ops, slot, outcome.nbytes, outcome.sync, outcome.watch):
+                    self._refuse(slot)
+                if i != last:
+                    blocked = pressured()
+                continue
             if type(outcome) is Read and not replies:
                 # The read fast path, the one place it lives: a read with nothing
                 # pending before it is run and rendered here, without a slot, and its
@@ -260,10 +292,15 @@ class Pipeline:
                 now_n += 1
                 continue
             place(outcome, method, render, event, t0)
-            if type(outcome) is not Done:
+            if type(outcome) is not Done and i != last:
                 blocked = pressured()  # only a submission can put the writer over its mark
         if now_n:
             self._metrics.requests_done(now_method, perf_counter() - t0, now_n)  # type: ignore[arg-type]
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)  # take_output, inline
+        out.clear()
+        return data
 
     def drain(self) -> None:
         """Start backlogged events while back-pressure allows (after progress)."""
@@ -321,16 +358,6 @@ class Pipeline:
 
     def _place(self, outcome: Outcome, method: str, render: Render, ctx: Any, t0: float) -> None:
         """Answer, start or queue one request's outcome, in its connection's order."""
-        if type(outcome) is Write and not self._unstarted:
-            # The write fast path (every put of bench/server.py's put rows): straight to
-            # the writer. Its reply cannot complete the head of the queue now (that
-            # needs the writer's callback), unless the writer refused it at once.
-            slot = _Slot(self, outcome, render, ctx, method, t0)
-            self._replies.append(slot)
-            self._inflight += 1
-            if not self._submit(outcome.ops, slot, outcome.nbytes, outcome.sync, outcome.watch):
-                self._refuse(slot)
-            return
         kind = type(outcome)
         if (kind is Read or kind is Done) and not self._replies:
             self._answer_now(outcome, method, render, ctx, t0)
@@ -370,9 +397,12 @@ class Pipeline:
         self._flush_scheduled = False
         if self._backlog:
             self.drain()
-        data = self.take_output()
-        if data and not self.closed:
-            self._emit(data)
+        out = self._out
+        if out:  # take_output, inline: flush runs once per connection per group
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            if not self.closed:
+                self._emit(data)
         self._on_progress()
 
     # ---- internals ----
@@ -413,7 +443,10 @@ class Pipeline:
     def _group_done(self) -> None:
         """Run by the writer once per group commit that completed writes of ours."""
         self._group_pending = False
-        self._advance()
+        if self._unstarted:
+            self._advance()
+        else:
+            self._collect()  # what _advance does with nothing waiting, one call less
         if self._out and not self._flush_scheduled:
             self.flush()  # one write per connection per group, no call_soon handle
 

@@ -122,13 +122,13 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             if conn.dialect is not None and conn.dialect.name == "resp":
                 # The Redis protocol: its own commands, same writer, limits and order.
                 self._pipeline = self._new_pipeline(self._state.redis)
+            events = conn.events()
         else:
-            conn.receive_data(data)
+            events = conn.receive(data)
         if conn.ended:
             self._closing = True  # read nothing more; close once the replies are out
         pipeline = self._pipeline
-        pipeline.feed(conn.events(), conn.render, t0)
-        out = pipeline.take_output()
+        out = pipeline.feed(events, conn.render, t0)
         if out:
             self._write(out)
         if self._closing:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from protocol import (
     CLOSED,
+    MAX_MSGID,
     NEED_DATA,
     Close,
     Connection,
@@ -25,11 +26,14 @@ from protocol import (
     ErrorInfo,
     Event,
     Reject,
+    RemoteProtocolError,
     Request,
     encode_request,
+    message_from_obj,
 )
 from protocol._resp_reader import INLINE_MAX
 from protocol.connection import readable_msgid
+from protocol.messages import requests_from_objs
 
 MAX_FRAME = 4096
 
@@ -403,3 +407,74 @@ def test_a_multibulk_trickling_in_byte_by_byte_is_read_in_linear_time() -> None:
     for i in range(len(data)):
         conn.receive_data(data[i : i + 1])
     assert conn.events() == [Request(0, "set", [b"SET", b"k", value])]
+
+
+# ---- the hot paths against the general ones
+
+
+def feed_receive(chunks: Iterable[bytes]) -> list[Event]:
+    """Like `feed`, through Connection.receive (the server's one call per read)."""
+    conn = new()
+    out: list[Event] = []
+    for chunk in chunks:
+        out.extend(conn.receive(chunk))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=400),
+        st.tuples(valid_frames, st.binary(max_size=60)).map(b"".join),
+        st.tuples(
+            st.sampled_from([b"PING\r\n", b"*2\r\n$3\r\nGET\r\n"]), st.binary(max_size=200)
+        ).map(b"".join),
+    ),
+    chunks_of,
+    st.binary(max_size=40),
+)
+def test_receive_is_receive_data_then_events(data: bytes, cuts: list[int], junk: bytes) -> None:
+    for chunks in ([data], _cut(data, cuts), [data, junk]):
+        assert repr(feed_receive(chunks)) == repr(feed(chunks))
+
+
+def test_receive_after_next_event_hands_out_what_was_left() -> None:
+    conn = new()
+    conn.receive_data(ping(1) + ping(2))
+    assert conn.next_event() == Request(1, "ping", [])
+    assert conn.receive(ping(3)) == [Request(2, "ping", []), Request(3, "ping", [])]
+
+
+msgpack_objs = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**33), 2**33)
+    | st.text(max_size=4)
+    | st.binary(max_size=4),
+    lambda inner: st.lists(inner, max_size=5),
+    max_leaves=12,
+)
+request_like = st.tuples(
+    st.sampled_from([0, 1, 0.0, True, -1]),
+    st.sampled_from([0, 7, MAX_MSGID, MAX_MSGID + 1, -1, "7", None]),
+    st.sampled_from(["get", b"get", None, 3]),
+    st.sampled_from([[], [b"k"], (), {}, None, b"k"]),
+).map(list)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(msgpack_objs, request_like), max_size=6))
+def test_requests_from_objs_is_message_from_obj(objs: list[Any]) -> None:
+    # The server's batch check (BinaryDialect.feed) against the one-object rule.
+    got = requests_from_objs(objs)
+    expected: list[Any] = []
+    for obj in objs:
+        try:
+            msg = message_from_obj(obj)
+        except RemoteProtocolError:
+            break
+        if type(msg) is not Request:
+            break
+        expected.append(msg)
+    assert got == expected
+    assert all(type(r) is Request for r in got)

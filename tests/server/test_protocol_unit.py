@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import msgpack
 import pytest
 
 import bitcask
-from protocol import TOO_MANY_CONNECTIONS_LINE
+from protocol import TOO_MANY_CONNECTIONS_LINE, Request
 from server._dispatch import Dispatcher
 from server._metrics import Metrics
 from server._redis import RedisDispatcher
@@ -351,3 +352,53 @@ async def test_read_fast_path_and_queued_reads_answer_identically(setup: Any) ->
     assert [f[1] for f in got_fast] == list(range(1, len(reads) + 1))
     counted = fast._state.metrics.requests
     assert counted == {"get": 2 * 5, "exists": 2, "mget": 2, "ttl": 2, "put": 1}
+
+
+async def test_write_fast_path_and_general_path_answer_identically(setup: Any) -> None:
+    # Pipeline.feed hands a write with nothing waiting straight to the writer (its
+    # fast path); Pipeline.request takes the general path (_place -> _start). Same
+    # requests on fresh keys, same answers (successes, validation errors answered at
+    # once, an op's own error from the engine), and every one counted either way.
+    make, db, _ = setup
+    too_long = b"k" * (db.options.max_key_size + 1)
+
+    def writes(prefix: bytes) -> list[tuple[str, list[Any]]]:
+        return [
+            ("put", [prefix + b"a", b"1"]),
+            ("put", [prefix + b"b", b"v", {"ttl": 100}]),
+            ("put", [too_long, b"v"]),
+            ("put", [prefix + b"a"]),  # INVALID_PARAMS: a value is missing
+            ("incr", [prefix + b"a", 2]),
+            ("incr", [prefix + b"b"]),  # NOT_A_NUMBER: the op's own error
+            ("append", [prefix + b"a", b"0"]),
+            ("delete", [prefix + b"a"]),
+            ("delete", [prefix + b"a"]),
+            ("mput", [[[prefix + b"c", b"1"], [prefix + b"d", b"2"]]]),
+            ("get_delete", [prefix + b"c"]),
+        ]
+
+    fast, t_fast = make()
+    fast.data_received(b"".join(request(i + 1, m, p) for i, (m, p) in enumerate(writes(b"fast:"))))
+    await settle()
+
+    general, t_general = make()
+    general.data_received(request(100, "ping", []))  # the dialect, hence its render
+    pipeline = general._pipeline
+    assert pipeline is not None
+    for i, (method, params) in enumerate(writes(b"general:")):
+        req = Request(i + 1, method, params)
+        pipeline.request(method, params, general._conn.render, req, perf_counter())
+    pipeline.flush()
+    await settle()
+
+    got_fast = t_fast.frames()
+    got_general = t_general.frames()
+    assert got_general[0] == [1, 100, None, "PONG"]
+    assert got_fast == got_general[1:]
+    assert [f[1] for f in got_fast] == list(range(1, 12))
+    assert [f[2][1] if f[2] else None for f in got_fast] == [
+        None, None, "KEY_TOO_LARGE", "INVALID_PARAMS", None, "NOT_A_NUMBER",
+        None, None, None, None, None,
+    ]  # fmt: skip
+    counted = fast._state.metrics.requests
+    assert counted["put"] == 2 * 4 and counted["incr"] == 2 * 2 and counted["delete"] == 2 * 2

@@ -1,0 +1,224 @@
+"""The binary port's request path in one process: instructions per request, by callgrind.
+
+bench/server.py measures whole servers on loopback, where the kernel's socket work and
+a loaded machine blur differences of a few percent. This drives the real parts (the
+BinaryProtocol, protocol.Connection, the Pipeline, the Dispatcher, the writer in
+"loop" mode as under `--sync never`, and the engine) with a mock transport: N
+connections each receive one chunk of `depth` pipelined frames per round (msgid 1,
+100 B values: bench/server.py's rows), and the loop runs until the replies are out.
+
+With `--callgrind` it runs itself twice under `valgrind --tool=callgrind` (two round
+counts, PYTHONHASHSEED=0) and prints the difference per request: start-up cancels out
+and the count repeats to within about 1% however loaded the machine is.
+
+    python -m bench.request_path --op put --depth 16              # wall clock (noisy)
+    python -m bench.request_path --op put --depth 16 --callgrind  # instructions/request
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import uvloop
+
+import bitcask
+from server._dispatch import Dispatcher
+from server._metrics import Metrics
+from server._state import ServerState
+from server._writer import Writer
+from server.app import _tune_gc
+from server.binary import BinaryProtocol
+from server.config import ServerConfig
+
+KEYS = 10_000
+VALUE = b"v" * 100
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
+class _Transport:
+    """Counts writes; never closes or pushes back."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class _Host:
+    """The server-wide facts (server/_state.py's Host): admits everyone, no pressure."""
+
+    draining = False
+    writer_pressured = False
+
+    def admit(self, conn: Any) -> bool:
+        return True
+
+    def release(self, conn: Any) -> None: ...
+
+    def readonly_reason(self) -> str | None:
+        return None
+
+    def not_ready_reason(self) -> str | None:
+        return None
+
+    def not_live_reason(self) -> str | None:
+        return None
+
+    def disk_health(self) -> dict[str, Any]:
+        return {}
+
+    def key_count(self) -> int:
+        return 0
+
+    def uptime(self) -> float:
+        return 0.0
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def render_metrics(self) -> str:
+        return ""
+
+
+def _frame(method: str, params: list[Any]) -> bytes:
+    body = _pack([0, 1, method, params])
+    return len(body).to_bytes(4, "big") + body
+
+
+async def drive(op: str, depth: int, rounds: int, conns: int) -> tuple[int, float, int]:
+    """Run the rounds; return (requests, seconds, transport writes)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bitcask-request-path-"))
+    try:
+        db = bitcask.open(tmp / "db", sync="never")
+        metrics = Metrics()
+        writer = Writer(db, mode="loop", metrics=metrics)
+        cfg = ServerConfig(data=tmp / "db", port=0, http_port=0)
+        dispatcher = Dispatcher(
+            db,
+            writer,
+            cfg,
+            max_key_size=db.options.max_key_size,
+            max_value_size=db.options.max_value_size,
+            server_stats=dict,
+        )
+        state = ServerState(
+            config=cfg,
+            store=db,
+            metrics=metrics,
+            writer=writer,
+            dispatcher=dispatcher,
+            loop=asyncio.get_running_loop(),
+            http_port=0,
+            host=_Host(),
+        )
+        for i in range(KEYS):
+            db.put(b"key:%012d" % i, VALUE)
+        protocols: list[tuple[BinaryProtocol, _Transport]] = []
+        chunks: list[list[bytes]] = []
+        k = 0
+        for _ in range(conns):
+            proto, transport = BinaryProtocol(state), _Transport()
+            proto.connection_made(transport)  # type: ignore[arg-type]
+            protocols.append((proto, transport))
+            mine = []
+            for _ in range(64):
+                frames = []
+                for _ in range(depth):
+                    key = b"key:%012d" % (k % KEYS)
+                    k += 7
+                    frames.append(
+                        _frame("put", [key, VALUE]) if op == "put" else _frame("get", [key])
+                    )
+                mine.append(b"".join(frames))
+            chunks.append(mine)
+        _tune_gc()
+        started = time.perf_counter()
+        for r in range(rounds):
+            for (proto, _), mine in zip(protocols, chunks, strict=True):
+                proto.data_received(mine[r % 64])
+            for _ in range(3):  # the writer's group, then the flushes after it
+                await asyncio.sleep(0)
+        seconds = time.perf_counter() - started
+        await writer.wait_idle()
+        db.close()
+        return rounds * conns * depth, seconds, sum(t.writes for _, t in protocols)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _instructions(argv: list[str]) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv]
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+        with open(out) as f:
+            for line in f:
+                m = re.match(r"(?:summary|totals): (\d+)", line)
+                if m:
+                    return int(m.group(1))
+    raise RuntimeError("callgrind wrote no totals")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--op", choices=("put", "get"), default="put")
+    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--conns", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=0, help="default: 3200 requests/conn")
+    parser.add_argument("--callgrind", action="store_true", help="instructions per request")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or max(1, 3200 // args.depth)
+    if args.callgrind:
+        if shutil.which("valgrind") is None:
+            parser.error("valgrind is not installed (Debian package: valgrind)")
+        small = max(1, rounds // 4)
+        base = [sys.executable, "-m", "bench.request_path", "--op", args.op]
+        base += ["--depth", str(args.depth), "--conns", str(args.conns)]
+        subprocess.run([*base, "--rounds", "1"], check=True, capture_output=True)  # .pyc
+        a = _instructions([*base, "--rounds", str(small)])
+        b = _instructions([*base, "--rounds", str(rounds)])
+        per = (b - a) / ((rounds - small) * args.conns * args.depth)
+        print(
+            f"{args.op} depth {args.depth}, {args.conns} connections: {per:,.0f} instructions/request"
+        )
+        return 0
+    n, seconds, writes = uvloop.run(drive(args.op, args.depth, rounds, args.conns))
+    print(
+        f"{args.op} depth {args.depth}, {args.conns} connections: {n:,} requests, "
+        f"{seconds / n * 1e6:.2f} us/request, {writes / n:.3f} writes/request"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
