@@ -34,9 +34,10 @@ Strategy / invariants:
   about to send their next). Redis does one write+fsync per event-loop turn for all
   that arrived in it; starting the next group with whatever came during the fsync
   instead made groups alternate 49/1 or 25/25 at depth 1. The wait is bounded: it ends
-  at the first arrival past LINGER_SECONDS, or by a timer when nothing arrives. With
-  one request in flight (a lone client) nothing is awaited: its next request is
-  written at once, in a group of one. After a crowd leaves, the first lone request
+  at the first arrival past its bound (the last commit's duration, at most
+  LINGER_MAX), or by a timer when nothing arrives. With one request in flight (a
+  lone client) nothing is awaited: its next request is written at once, in a group
+  of one. After a crowd leaves, the first lone request
   may wait once for the bound. Under never/interval there is no per-group fsync to
   share, and no linger.
 - Back-pressure: above `max_depth` queued entries `on_pressure(True)` pauses readers; it
@@ -82,10 +83,13 @@ MAX_GROUP_BYTES = 32 * 1024 * 1024
 # costs ~300 us of writer-thread CPU (fdatasync on this virtual disk alone is 50-90 us
 # of kernel CPU) and two thread hand-offs.
 LINGER_FILL = 0.9
-# The linger's bound, checked as requests arrive: on that row the last of a group's
-# clients came back 290 us (p50) after its replies were sent, and one fdatasync takes
-# 130-200 us here, so waiting up to 500 us costs less than the fsync it saves.
-LINGER_SECONDS = 0.0005
+# The linger's bound, checked as requests arrive: as long as the last group's commit
+# (write + fsync) took, at most LINGER_MAX. Cutting a group early costs one more commit
+# for the requests left out, so waiting up to one commit's time for them is never the
+# worse bet. On that row the last of a group's clients came back 290 us (p50) after its
+# replies were sent, and a commit takes 200-400 us on a quiet disk here, 1.4 ms (p50)
+# while other processes write.
+LINGER_MAX = 0.002
 # When nothing arrives at all (the clients went away) a timer ends the linger. uvloop's
 # timers have a 1 ms resolution (a shorter delay fires at the next loop turn).
 LINGER_TIMER = 0.001
@@ -217,6 +221,7 @@ class Writer:
         # queued requests, until _deadline (checked on arrival) or _timer fires.
         self._want = 0
         self._deadline = 0.0
+        self._commit_seconds = 0.0  # how long the last group's write_group took
         self._timer: asyncio.TimerHandle | None = None
         self.lingers = 0  # lingers started (a group finished, more were expected)
         self.linger_timeouts = 0  # lingers ended by their bound, not by the count
@@ -477,7 +482,8 @@ class Writer:
 
     def _finish(self, group: list[_Entry], outcomes: list[_Outcome], started: float) -> None:
         done = len(group)
-        self._metrics.group(done, time.perf_counter() - started)
+        self._commit_seconds = seconds = time.perf_counter() - started
+        self._metrics.group(done, seconds)
         self._running = False
         if self._mode != "loop" and self._next(done) > 0:
             # Overlap: requests that queued during this write start their write (in the
@@ -521,16 +527,21 @@ class Writer:
         The requests in flight are the ones queued plus the `done` just acknowledged
         (their clients are about to send the next ones)."""
         queued = len(self._queue)
-        if not self._linger or self._closed or done + queued < 2:
+        if not self._linger or self._closed:
             return queued
-        want = max(1, int(LINGER_FILL * (done + queued)))
-        return queued if queued >= want else -want
+        want = int(LINGER_FILL * (done + queued))
+        return queued if queued >= want or want <= 1 else -want
 
     def _start_linger(self, want: int) -> None:
         self.lingers += 1
         self._want = want
-        self._deadline = time.perf_counter() + LINGER_SECONDS
-        self._timer = self._loop.call_later(LINGER_TIMER, self._linger_over)
+        bound = self._linger_bound()
+        self._deadline = time.perf_counter() + bound
+        self._timer = self._loop.call_later(max(bound, LINGER_TIMER), self._linger_over)
+
+    def _linger_bound(self) -> float:
+        """How long the next group may wait for its requests, in seconds."""
+        return min(self._commit_seconds, LINGER_MAX)
 
     def _linger_over(self) -> None:
         """The linger's bound: start the next group with whatever is queued."""

@@ -49,8 +49,7 @@ class Acks:
 @pytest.fixture
 def hold(monkeypatch: pytest.MonkeyPatch) -> None:
     """A linger that only the request count ends (an hour's bound)."""
-    monkeypatch.setattr(_writer, "LINGER_SECONDS", 3600.0)
-    monkeypatch.setattr(_writer, "LINGER_TIMER", 3600.0)
+    monkeypatch.setattr(Writer, "_linger_bound", lambda self: 3600.0)
 
 
 async def turns(n: int = 5) -> None:
@@ -126,7 +125,7 @@ async def test_a_lone_client_never_lingers(hold: None, mode: str) -> None:
 
 
 async def test_the_bound_ends_the_linger_on_arrival(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_writer, "LINGER_SECONDS", 0.0)  # every arrival is past the bound
+    monkeypatch.setattr(Writer, "_linger_bound", lambda self: 0.0)  # arrivals are past it
     monkeypatch.setattr(_writer, "LINGER_TIMER", 3600.0)
     db, acks = CountingStore(), Acks()
     writer = Writer(db, mode="loop", metrics=Metrics(), linger=True)
@@ -141,14 +140,13 @@ async def test_the_bound_ends_the_linger_on_arrival(monkeypatch: pytest.MonkeyPa
 async def test_the_timer_ends_the_linger_when_nothing_arrives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_writer, "LINGER_SECONDS", 3600.0)
+    monkeypatch.setattr(Writer, "_linger_bound", lambda self: 0.0)
     monkeypatch.setattr(_writer, "LINGER_TIMER", 0.001)
     db, acks = CountingStore(), Acks()
     writer = Writer(db, mode="loop", metrics=Metrics(), linger=True)
+    db.during = lambda: submit(writer, acks, 2)  # queued before the linger starts
     submit(writer, acks, 10)
-    await settle(writer)
-    submit(writer, acks, 2)  # 2 of the 9 awaited: only the timer can start them
-    await settle(writer)
+    await settle(writer)  # 2 of the 10 awaited, and nothing arrives: only the timer
     assert db.groups == [10, 2] and acks.n == 12
     assert writer.linger_timeouts == 1
 
