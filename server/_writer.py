@@ -25,21 +25,20 @@ Strategy / invariants:
   "always") only after the fsync that covers it returned: nothing is acknowledged
   earlier, whatever the policy below decides.
 - When a group ends, the next one starts at once without the linger, or with it when
-  it already holds LINGER_FILL of what is in flight; its write then starts first (in the writer thread) and the finished group's
-  replies are built meanwhile (the fsync of group N+1 overlaps the reply work of
-  group N; still one write_group at a time).
+  it already holds LINGER_FILL of what is in flight; its write then starts first (in
+  the writer thread) and the finished group's replies are built meanwhile (the fsync
+  of group N+1 overlaps the reply work of group N; still one write_group at a time).
 - The linger (linger=True, i.e. --sync always; `_next`): else the next group waits
-  until it holds LINGER_FILL (90%) of the requests in flight, counted as the
-  ones queued plus the ones the finished group just acknowledged (their clients are
-  about to send their next). Redis does one write+fsync per event-loop turn for all
-  that arrived in it; starting the next group with whatever came during the fsync
-  instead made groups alternate 49/1 or 25/25 at depth 1. The wait is bounded: it ends
-  at the first arrival past its bound (the last commit's duration, at most
-  LINGER_MAX), or by a timer when nothing arrives. With one request in flight (a
-  lone client) nothing is awaited: its next request is written at once, in a group
-  of one. After a crowd leaves, the first lone request
-  may wait once for the bound. Under never/interval there is no per-group fsync to
-  share, and no linger.
+  until it holds LINGER_FILL (90%) of the requests in flight, counted as the ones
+  queued plus the ones the finished group just acknowledged (their clients are about
+  to send their next). Redis does one write+fsync per event-loop turn for all that
+  arrived in it; starting the next group with whatever came during the fsync instead
+  made groups alternate 49/1 or 25/25 at depth 1. The wait is bounded: it ends at the
+  first arrival past its bound (the last commit's duration, at most LINGER_MAX), or
+  by a timer when nothing arrives. With one request in flight (a lone client) nothing
+  is awaited: its next request is written at once, in a group of one. After a crowd
+  leaves, the first lone request may wait once for the bound. Under never/interval
+  there is no per-group fsync to share, and no linger.
 - Back-pressure: above `max_depth` queued entries `on_pressure(True)` pauses readers; it
   is called with False once the queue has been taken below half of that. Above
   `4 * max_depth` (possible only from data already buffered) `submit` returns False
@@ -282,10 +281,12 @@ class Writer:
         if depth > self._max_depth and not self._pressured:
             self._set_pressure(True)
         if not self._running and not self._scheduled:
-            if self._want and depth < self._want:
-                if time.perf_counter() < self._deadline:
-                    return True  # lingering: the next group waits for more requests
-                self.linger_timeouts += 1
+            if self._want:
+                if depth < self._want:
+                    if time.perf_counter() < self._deadline:
+                        return True  # lingering: the next group waits for more requests
+                    self.linger_timeouts += 1
+                self._end_linger()
             self._scheduled = True
             self._loop.call_soon(self._kick)
         return True
@@ -294,7 +295,8 @@ class Writer:
         """Refuse further submissions; queued ones still get written (see wait_idle)."""
         self._closed = True
         if self._want and not self._running and not self._scheduled:
-            self._scheduled = True  # a stop does not wait for requests that will not come
+            self._end_linger()  # a stop does not wait for requests that will not come
+            self._scheduled = True
             self._loop.call_soon(self._kick)
 
     async def wait_idle(self) -> None:
@@ -333,10 +335,7 @@ class Writer:
     def _kick(self) -> None:
         self._scheduled = False
         if self._want:
-            self._want = 0
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._end_linger()
         if self._running or not self._queue:
             self._maybe_idle()
             return
@@ -542,6 +541,12 @@ class Writer:
     def _linger_bound(self) -> float:
         """How long the next group may wait for its requests, in seconds."""
         return min(self._commit_seconds, LINGER_MAX)
+
+    def _end_linger(self) -> None:
+        self._want = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _linger_over(self) -> None:
         """The linger's bound: start the next group with whatever is queued."""
