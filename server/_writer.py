@@ -36,7 +36,8 @@ Strategy / invariants:
   made groups alternate 49/1 or 25/25 at depth 1. The wait is bounded: it ends at the
   first arrival past its bound (the last commit's duration, at most LINGER_MAX), or
   by a timer when nothing arrives. With one request in flight (a lone client) nothing
-  is awaited: its next request is written at once, in a group of one. After a crowd
+  is awaited: its next request is written at once, in a group of one; with
+  LINGER_ENOUGH or more in flight neither (the groups are large anyway). After a crowd
   leaves, the first lone request may wait once for the bound. Under never/interval
   there is no per-group fsync to share, and no linger.
 - Back-pressure: above `max_depth` queued entries `on_pressure(True)` pauses readers; it
@@ -77,10 +78,11 @@ MAX_GROUP_BYTES = 32 * 1024 * 1024
 # Without it, on bench/server.py's depth-1 put row (50 connections), the next group
 # started with whatever had queued during the fsync: the one or two clients that answered
 # first. Groups alternated 49/1 or 25/25 (1,205 fsyncs for 30,000 puts, 25 a group:
-# every other fsync covered almost nothing). With it: 46-50 a group (608 fsyncs), and
-# server CPU per put 26.0 -> 22.0 us (medians of four alternating runs), as each group
-# costs ~300 us of writer-thread CPU (fdatasync on this virtual disk alone is 50-90 us
-# of kernel CPU) and two thread hand-offs.
+# every other fsync covered almost nothing). With it: 43-50 a group, and server CPU per
+# put fell 29.2 -> 24.4, 32.8 -> 26.8 and 23.7 -> 21.4 us (medians of three sets of
+# 4-5 alternating bench runs), as each group costs ~200 us of writer-thread CPU besides
+# its records (fdatasync on this virtual disk alone is 50-120 us of kernel CPU) and two
+# thread hand-offs. Throughput: +30% on the loaded machine, equal in the quietest set.
 LINGER_FILL = 0.9
 # The linger's bound, checked as requests arrive: as long as the last group's commit
 # (write + fsync) took, at most LINGER_MAX. Cutting a group early costs one more commit
@@ -89,6 +91,13 @@ LINGER_FILL = 0.9
 # replies were sent, and a commit takes 200-400 us on a quiet disk here, 1.4 ms (p50)
 # while other processes write.
 LINGER_MAX = 0.002
+# With this many requests in flight there is no linger: the groups are large anyway
+# (the depth-16 put row, 800 in flight, alternates two groups of ~400), and starting
+# the next group at once keeps its fsync overlapping the previous group's replies.
+# Lingering there too (one group of 600-750) was a wash: server CPU per put 5.8 vs 5.8
+# and 5.7 vs 6.8 us, throughput -5% and +10% against the alternating groups over two
+# sets of five alternating runs.
+LINGER_ENOUGH = 256
 # When nothing arrives at all (the clients went away) a timer ends the linger. uvloop's
 # timers have a 1 ms resolution (a shorter delay fires at the next loop turn).
 LINGER_TIMER = 0.001
@@ -526,7 +535,7 @@ class Writer:
         The requests in flight are the ones queued plus the `done` just acknowledged
         (their clients are about to send the next ones)."""
         queued = len(self._queue)
-        if not self._linger or self._closed:
+        if not self._linger or self._closed or done + queued >= LINGER_ENOUGH:
             return queued
         want = int(LINGER_FILL * (done + queued))
         return queued if queued >= want or want <= 1 else -want

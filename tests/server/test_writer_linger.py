@@ -124,6 +124,17 @@ async def test_a_lone_client_never_lingers(hold: None, mode: str) -> None:
     writer.shutdown_pool()
 
 
+async def test_a_large_crowd_does_not_linger(hold: None) -> None:
+    # LINGER_ENOUGH in flight: the groups are large anyway, the next starts at once.
+    db, acks = CountingStore(), Acks()
+    writer = Writer(db, mode="loop", metrics=Metrics(), linger=True)
+    submit(writer, acks, _writer.LINGER_ENOUGH)
+    await settle(writer)
+    submit(writer, acks, 1)
+    await settle(writer)
+    assert db.groups == [_writer.LINGER_ENOUGH, 1] and writer.lingers == 0
+
+
 async def test_the_bound_ends_the_linger_on_arrival(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Writer, "_linger_bound", lambda self: 0.0)  # arrivals are past it
     monkeypatch.setattr(_writer, "LINGER_TIMER", 3600.0)
