@@ -458,6 +458,7 @@ def only_rows(
     targets = [named_target(n) for n in names]
     ops = ("put", "get") if op == "both" else (op,)
     samples: dict[tuple[str, int, str], list[Run]] = {}
+    per_group: dict[tuple[str, int, str], list[float]] = {}  # puts per group commit
     with (
         tempfile.TemporaryDirectory(prefix="bench-server-") as scratch,
         contextlib.ExitStack() as stack,
@@ -469,13 +470,22 @@ def only_rows(
                     for o in ops:
                         if o == "get" and "put" not in ops:
                             run_phase(r, "put", conns, depth)  # something to read
+                        key = (r.target.name, depth, o)
+                        before = None if r.target.resp or o != "put" else _groups(r.port)
                         run = run_phase(r, o, conns, depth)
-                        samples.setdefault((r.target.name, depth, o), []).append(run)
-    for (name, depth, o), runs in samples.items():
+                        samples.setdefault(key, []).append(run)
+                        if before is not None:
+                            groups = _groups(r.port) - before
+                            per_group.setdefault(key, []).append(run.ops / max(1, groups))
+    for key, runs in samples.items():
+        name, depth, o = key
         s = summarize(runs)
+        group = (
+            f"  puts per group {statistics.median(per_group[key]):.1f}" if key in per_group else ""
+        )
         print(
             f"{name:28} depth {depth:2} {o}: {s.rate:9.0f} ops/s  "
-            f"cpu {s.cpu:6.2f} µs/op  p50 {s.p50:.2f} ms  errors {s.errors}"
+            f"cpu {s.cpu:6.2f} µs/op  p50 {s.p50:.2f} ms  errors {s.errors}{group}"
         )
     return 0
 

@@ -160,6 +160,7 @@ class Server:
                 metrics=self.metrics,
                 max_depth=cfg.writer_queue_max,
                 on_pressure=self._writer_pressure,
+                linger=cfg.sync == "always",  # one fsync per group: gather the in-flight
             )
             self._dispatcher = Dispatcher(
                 self.db,
