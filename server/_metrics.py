@@ -118,6 +118,10 @@ class Metrics:
         self.http_requests: dict[int, int] = {}  # status -> count
         self.writer_depth = 0  # set by the writer
         self.writer_failures = 0
+        # --sync always: lingers started before a group commit, and those ended by
+        # their time bound rather than by the requests they waited for (server/_writer.py)
+        self.group_lingers = 0
+        self.group_linger_timeouts = 0
         self.build_version = version()
         # online backup (server/_snapshots.py)
         self.snapshots_taken = 0
@@ -170,6 +174,8 @@ class Metrics:
             "errors": {f"{m}:{e}": n for (m, e), n in self.errors.items()},
             "writer_queue_depth": self.writer_depth,
             "group_commits": self.group_size.count,
+            "group_commit_lingers": self.group_lingers,
+            "group_commit_linger_timeouts": self.group_linger_timeouts,
             "group_commit_requests_avg": (
                 round(self.group_size.sum / self.group_size.count, 3)
                 if self.group_size.count
@@ -217,6 +223,18 @@ class Metrics:
             "Duration of each group commit (one write_group: one write, one fsync under sync=always).",
         )
         lines.extend(self.commit_seconds.render("bitcask_fsync_duration_seconds"))
+        head(
+            "bitcask_group_commit_lingers_total",
+            "counter",
+            "Group commits that waited for more requests in flight (--sync always).",
+        )
+        lines.append(f"bitcask_group_commit_lingers_total {self.group_lingers}")
+        head(
+            "bitcask_group_commit_linger_timeouts_total",
+            "counter",
+            "Lingers ended by their time bound instead of by the requests they awaited.",
+        )
+        lines.append(f"bitcask_group_commit_linger_timeouts_total {self.group_linger_timeouts}")
         head("bitcask_writer_queue_depth", "gauge", "Write requests waiting for the writer.")
         lines.append(f"bitcask_writer_queue_depth {self.writer_depth}")
         head("bitcask_connections", "gauge", "Open client connections (binary + HTTP).")

@@ -231,8 +231,6 @@ class Writer:
         self._deadline = 0.0
         self._commit_seconds = 0.0  # how long the last group's write_group took
         self._timer: asyncio.TimerHandle | None = None
-        self.lingers = 0  # lingers started (a group finished, more were expected)
-        self.linger_timeouts = 0  # lingers ended by their bound, not by the count
         self._idle_waiters: list[asyncio.Future[None]] = []
         # Callables run once after the current group's callbacks (see _finish).
         self.after_group: list[Callable[[], None]] = []
@@ -294,7 +292,7 @@ class Writer:
                 if depth < self._want:
                     if time.perf_counter() < self._deadline:
                         return True  # lingering: the next group waits for more requests
-                    self.linger_timeouts += 1
+                    self._metrics.group_linger_timeouts += 1
                 self._end_linger()
             self._scheduled = True
             self._loop.call_soon(self._kick)
@@ -541,7 +539,7 @@ class Writer:
         return queued if queued >= want or want <= 1 else -want
 
     def _start_linger(self, want: int) -> None:
-        self.lingers += 1
+        self._metrics.group_lingers += 1
         self._want = want
         bound = self._linger_bound()
         self._deadline = time.perf_counter() + bound
@@ -563,7 +561,7 @@ class Writer:
         if not self._want:
             return
         self._want = 0
-        self.linger_timeouts += 1
+        self._metrics.group_linger_timeouts += 1
         if self._queue and not self._running and not self._scheduled:
             self._kick()
 

@@ -136,6 +136,8 @@ def test_metrics_parse_with_unique_families_and_types(server: ServerProcess) -> 
         "bitcask_http_responses": "counter",
         "bitcask_group_commit_requests": "histogram",
         "bitcask_fsync_duration_seconds": "histogram",
+        "bitcask_group_commit_lingers": "counter",
+        "bitcask_group_commit_linger_timeouts": "counter",
         "bitcask_writer_queue_depth": "gauge",
         "bitcask_connections": "gauge",
         "bitcask_connections_accepted": "counter",
