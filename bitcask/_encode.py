@@ -16,13 +16,12 @@ Strategy (invariants):
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 from zlib import crc32
 
 from ._planned import Planned
-from ._record import BODY_HEADER, CRC, TTL, as_bytes
+from ._record import BODY_HEADER, BODY_HEADER_NO_EXPIRY, CRC, TTL, as_bytes
 from ._rmw import Op
 from .errors import KeyTooLargeError, ValueTooLargeError
 
@@ -32,10 +31,7 @@ __all__ = ["MAX_EXPIRY_MS", "OpEncoder", "expiry_ms"]
 # integer, as Redis bounds its expiries (the field itself is u64).
 MAX_EXPIRY_MS = (1 << 63) - 1
 _pack_body = BODY_HEADER.pack
-# BODY_HEADER with a zero expiry as pad bytes: packing a big-endian u64 costs ~360
-# instructions even for 0. bench/embedded.py put, callgrind: 21,190 -> 21,039
-# instructions per put.
-_pack_no_expiry = struct.Struct(">BQ8xII").pack
+_pack_no_expiry = BODY_HEADER_NO_EXPIRY.pack
 _pack_crc = CRC.pack
 
 

@@ -48,6 +48,11 @@ HEADER = struct.Struct(">IBQQII")
 HEADER_SIZE = HEADER.size  # 29
 # The header without its CRC: what the CRC starts with.
 BODY_HEADER = struct.Struct(">BQQII")
+# BODY_HEADER of a record without expiry (flags, timestamp_us, key_len, value_len): the
+# same bytes, its zero expiry_ms packed as pad bytes. Packing a big-endian u64 costs
+# ~360 instructions even for 0 (bench/embedded.py put, callgrind: 21,190 -> 21,039
+# instructions per put).
+BODY_HEADER_NO_EXPIRY = struct.Struct(">BQ8xII")
 CRC = struct.Struct(">I")
 U32 = struct.Struct(">I")
 

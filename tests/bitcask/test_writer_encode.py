@@ -15,7 +15,14 @@ import pytest
 import bitcask
 from bitcask._encode import MAX_EXPIRY_MS, OpEncoder, expiry_ms
 from bitcask._planned import Planned
-from bitcask._record import IN_BATCH, TOMBSTONE, TTL, encode
+from bitcask._record import (
+    BODY_HEADER,
+    BODY_HEADER_NO_EXPIRY,
+    IN_BATCH,
+    TOMBSTONE,
+    TTL,
+    encode,
+)
 from bitcask._rmw import Incr
 from bitcask.errors import KeyTooLargeError, ValueTooLargeError
 
@@ -32,6 +39,14 @@ def test_record_is_the_layouts_encoding(inner: int, exp: int) -> None:
     assert key == "ключ".encode()
     flags = inner | TTL if exp else inner
     assert rec == encode(flags, ts, exp, key, b"value")
+
+
+@pytest.mark.parametrize("flags", [0, IN_BATCH, TOMBSTONE])
+def test_header_without_expiry_is_the_header_with_a_zero_expiry(flags: int) -> None:
+    for stamp, klen, vlen in ((0, 0, 0), (1_764_000_000_000_000, 255, 1 << 31), (2**64 - 1, 1, 2)):
+        assert BODY_HEADER_NO_EXPIRY.pack(flags, stamp, klen, vlen) == BODY_HEADER.pack(
+            flags, stamp, 0, klen, vlen
+        )
 
 
 def test_record_refuses_what_the_limits_refuse() -> None:
