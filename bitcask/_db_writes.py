@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._encode import expiry_ms
 from ._group import Watch
 from ._record import as_bytes
 from ._rmw import (
@@ -32,7 +33,7 @@ from ._rmw import (
     Rename,
     Set,
 )
-from ._writer import Writer, expiry_ms
+from ._writer import Writer
 from .batch import Batch
 
 __all__ = ["WriteMethods"]

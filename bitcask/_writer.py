@@ -35,7 +35,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from ._datafile import FILE_HEADER_SIZE
-from ._encode import MAX_EXPIRY_MS, OpEncoder, expiry_ms
+from ._encode import OpEncoder, expiry_ms
 from ._files import FileTable
 from ._group import KeyBudget, Watches, batch_effect
 from ._health import DiskHealth, is_transient
@@ -58,7 +58,7 @@ from .errors import (
 )
 from .options import Options
 
-__all__ = ["MAX_EXPIRY_MS", "Writer", "expiry_ms"]
+__all__ = ["Writer"]
 
 log = logging.getLogger("bitcask")
 
