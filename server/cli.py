@@ -67,6 +67,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _serve(config: ServerConfig) -> int:
     server = Server(config)
+    # The handlers go in before the ports open: a SIGTERM/SIGINT that arrives as soon as
+    # a client (a probe, a test) can connect must still stop the server cleanly, not
+    # find Python's default handler (killed by SIGTERM; KeyboardInterrupt for SIGINT).
+    # A signal during start-up is acted on once the server has started.
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    drain = 0.0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal drain
+        if stop_requested.is_set():
+            if server.cut_drain():
+                log.info("second %s: drain ended, stopping now", sig.name)
+                return
+            log.error("second %s: exiting now", sig.name)
+            os._exit(EXIT_FAILED)
+        log.info("%s received", sig.name)
+        drain = config.drain_seconds if sig == signal.SIGTERM else 0.0
+        stop_requested.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         await server.start()
     except ConfigError as exc:
@@ -105,24 +127,6 @@ async def _serve(config: ServerConfig) -> int:
         )
     if server.readonly_reason() is not None:
         log.warning("serving reads only: %s", server.readonly_reason())
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-    drain = 0.0
-
-    def on_signal(sig: signal.Signals) -> None:
-        nonlocal drain
-        if stop_requested.is_set():
-            if server.cut_drain():
-                log.info("second %s: drain ended, stopping now", sig.name)
-                return
-            log.error("second %s: exiting now", sig.name)
-            os._exit(EXIT_FAILED)
-        log.info("%s received", sig.name)
-        drain = config.drain_seconds if sig == signal.SIGTERM else 0.0
-        stop_requested.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
     await stop_requested.wait()
     watchdog = threading.Timer(drain + config.shutdown_timeout + FORCE_GRACE, _force_exit)
     watchdog.daemon = True
