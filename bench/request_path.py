@@ -7,12 +7,16 @@ BinaryProtocol, protocol.Connection, the Pipeline, the Dispatcher, the writer in
 connections each receive one chunk of `depth` pipelined frames per round (msgid 1,
 100 B values: bench/server.py's rows), and the loop runs until the replies are out.
 
+`--ceiling` drives bench/ceiling_server.py's protocol (a dict behind the same framing)
+through the same harness instead, so the two counts compare like for like.
+
 With `--callgrind` it runs itself twice under `valgrind --tool=callgrind` (two round
 counts, PYTHONHASHSEED=0) and prints the difference per request: start-up cancels out
 and the count repeats to within about 1% however loaded the machine is.
 
     python -m bench.request_path --op put --depth 16              # wall clock (noisy)
     python -m bench.request_path --op put --depth 16 --callgrind  # instructions/request
+    python -m bench.request_path --op put --depth 16 --callgrind --ceiling  # the same, ceiling
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import msgpack
 import uvloop
 
 import bitcask
+from bench.ceiling_server import Ceiling
 from server._dispatch import Dispatcher
 from server._metrics import Metrics
 from server._state import ServerState
@@ -114,6 +119,42 @@ def _frame(method: str, params: list[Any]) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
+def _chunks(op: str, depth: int, conns: int) -> list[list[bytes]]:
+    """Per connection, 64 chunks of `depth` frames each (keys 7 apart, cycling)."""
+    chunks: list[list[bytes]] = []
+    k = 0
+    for _ in range(conns):
+        mine = []
+        for _ in range(64):
+            frames = []
+            for _ in range(depth):
+                key = b"key:%012d" % (k % KEYS)
+                k += 7
+                frames.append(_frame("put", [key, VALUE]) if op == "put" else _frame("get", [key]))
+            mine.append(b"".join(frames))
+        chunks.append(mine)
+    return chunks
+
+
+async def drive_ceiling(op: str, depth: int, rounds: int, conns: int) -> tuple[int, float, int]:
+    """The ceiling's protocol in the same harness: (requests, seconds, transport writes)."""
+    store = {b"key:%012d" % i: VALUE for i in range(KEYS)}
+    protocols: list[tuple[Ceiling, _Transport]] = []
+    for _ in range(conns):
+        proto, transport = Ceiling(store), _Transport()
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        protocols.append((proto, transport))
+    chunks = _chunks(op, depth, conns)
+    started = time.perf_counter()
+    for r in range(rounds):
+        for (proto, _), mine in zip(protocols, chunks, strict=True):
+            proto.data_received(mine[r % 64])
+        for _ in range(3):  # as drive() does: the same loop turns
+            await asyncio.sleep(0)
+    seconds = time.perf_counter() - started
+    return rounds * conns * depth, seconds, sum(t.writes for _, t in protocols)
+
+
 async def drive(op: str, depth: int, rounds: int, conns: int) -> tuple[int, float, int]:
     """Run the rounds; return (requests, seconds, transport writes)."""
     tmp = Path(tempfile.mkdtemp(prefix="bitcask-request-path-"))
@@ -143,23 +184,11 @@ async def drive(op: str, depth: int, rounds: int, conns: int) -> tuple[int, floa
         for i in range(KEYS):
             db.put(b"key:%012d" % i, VALUE)
         protocols: list[tuple[BinaryProtocol, _Transport]] = []
-        chunks: list[list[bytes]] = []
-        k = 0
         for _ in range(conns):
             proto, transport = BinaryProtocol(state), _Transport()
             proto.connection_made(transport)  # type: ignore[arg-type]
             protocols.append((proto, transport))
-            mine = []
-            for _ in range(64):
-                frames = []
-                for _ in range(depth):
-                    key = b"key:%012d" % (k % KEYS)
-                    k += 7
-                    frames.append(
-                        _frame("put", [key, VALUE]) if op == "put" else _frame("get", [key])
-                    )
-                mine.append(b"".join(frames))
-            chunks.append(mine)
+        chunks = _chunks(op, depth, conns)
         _tune_gc()
         started = time.perf_counter()
         for r in range(rounds):
@@ -196,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conns", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=0, help="default: 3200 requests/conn")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request")
+    parser.add_argument("--ceiling", action="store_true", help="drive the ceiling's protocol")
     args = parser.parse_args(argv)
     rounds = args.rounds or max(1, 3200 // args.depth)
     if args.callgrind:
@@ -204,15 +234,19 @@ def main(argv: list[str] | None = None) -> int:
         small = max(1, rounds // 4)
         base = [sys.executable, "-m", "bench.request_path", "--op", args.op]
         base += ["--depth", str(args.depth), "--conns", str(args.conns)]
+        base += ["--ceiling"] if args.ceiling else []
         subprocess.run([*base, "--rounds", "1"], check=True, capture_output=True)  # .pyc
         a = _instructions([*base, "--rounds", str(small)])
         b = _instructions([*base, "--rounds", str(rounds)])
+        who = "ceiling: " if args.ceiling else ""
         per = (b - a) / ((rounds - small) * args.conns * args.depth)
         print(
-            f"{args.op} depth {args.depth}, {args.conns} connections: {per:,.0f} instructions/request"
+            f"{who}{args.op} depth {args.depth}, {args.conns} connections: "
+            f"{per:,.0f} instructions/request"
         )
         return 0
-    n, seconds, writes = uvloop.run(drive(args.op, args.depth, rounds, args.conns))
+    run = drive_ceiling if args.ceiling else drive
+    n, seconds, writes = uvloop.run(run(args.op, args.depth, rounds, args.conns))
     print(
         f"{args.op} depth {args.depth}, {args.conns} connections: {n:,} requests, "
         f"{seconds / n * 1e6:.2f} us/request, {writes / n:.3f} writes/request"
