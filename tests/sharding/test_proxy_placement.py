@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from client._ketama import Ring, read_nutcracker_config
+from tests.serverproc import free_port
 from tests.sharding.conftest import (
     Cluster,
     Proc,
@@ -23,7 +24,6 @@ from tests.sharding.conftest import (
     tag_of,
     tagged_keys,
 )
-from tests.serverproc import free_port
 
 N_KEYS = 10_000
 
@@ -212,9 +212,10 @@ def test_a_config_relying_on_nutcrackers_defaults_is_read_as_nutcracker_places(
         conn.close()
     misplaced = []
     for server, backend in zip(pool.servers, backends, strict=True):
-        held = Resp(backend.port)
+        conn = Resp(backend.port)
         try:
-            misplaced += [k for k in held.keys() if ring.name_for(k) != server.name]
+            held = conn.keys()
         finally:
-            held.close()
+            conn.close()
+        misplaced += [k for k in held if ring.name_for(k) != server.name]
     assert misplaced == []
