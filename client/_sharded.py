@@ -162,20 +162,21 @@ class ShardedClient:
         """
         self._check_open()
         pairs_in: Iterable[Any] = items.items() if isinstance(items, Mapping) else items
-        keys: list[bytes] = []
-        values: list[Value] = []
+        clients, index_for = self._by_index, self.ring.index_for
+        # every pair is checked (types, sizes, batch limit) by its shard's client before
+        # any part is sent: a bad pair must not leave the other shards' parts applied
+        groups: dict[int, list[tuple[bytes, bytes]]] = {}
         for pair in pairs_in:
             try:
                 key, value = pair
             except (TypeError, ValueError):
                 raise InterfaceError("mput takes a mapping or (key, value) pairs") from None
-            keys.append(to_bytes(key, "key"))
-            values.append(value)
-        groups = self._group(keys)
-        parts = await _gather(
-            self._by_index[s].mput([(keys[p], values[p]) for p in pos], timeout=timeout)
-            for s, pos in groups.items()
-        )
+            k = to_bytes(key, "key")
+            s = index_for(k)
+            groups.setdefault(s, []).append((clients[s]._key(k), clients[s]._value(value)))
+        for s, part in groups.items():
+            clients[s]._batch_size(len(part))
+        parts = await _gather(clients[s].mput(part, timeout=timeout) for s, part in groups.items())
         failed = [p for p in parts if isinstance(p, BaseException)]
         if failed:
             applied = [

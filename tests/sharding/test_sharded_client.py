@@ -12,8 +12,10 @@ from client import (
     ConnectionLostError,
     CrossShardError,
     InterfaceError,
+    KeyTooLargeError,
     Ring,
     ShardedClient,
+    ValueTooLargeError,
     connect,
     connect_sharded,
 )
@@ -203,3 +205,29 @@ async def test_urls_and_weights(shards: dict[str, ServerProcess]) -> None:
         assert sc.ring.hash(key) == fnv1a_64(key, signed_char=False) != fnv1a_64(key)
         await sc.put(key, b"v")
         assert await sc.client_for(key).get(key) == b"v"
+
+
+@pytest.mark.parametrize(
+    ("bad_value", "error"),
+    [
+        pytest.param(123, InterfaceError, id="not-bytes"),
+        pytest.param(None, ValueTooLargeError, id="too-large"),
+    ],
+)
+async def test_an_mput_with_a_bad_pair_writes_nothing_on_any_shard(
+    sc: ShardedClient, bad_value: Any, error: type[Exception]
+) -> None:
+    # the pairs' checks fail before anything is sent, as Client.mput's do; they used to
+    # run per shard, so the shards whose part was fine had already stored it
+    keys = _keys_by_shard(sc.ring, 60)
+    good = [(keys[name][0], b"ok") for name in NAMES]
+    bad = keys["shard-c"][1]
+    if bad_value is None:
+        bad_value = b"x" * (sc.clients["shard-c"].limits.max_value_size + 1)
+    with pytest.raises(error):
+        await sc.mput([*good, (bad, bad_value)])
+    assert await sc.mget([k for k, _ in good]) == [None, None, None]
+    too_long = b"k" * (sc.clients["shard-a"].limits.max_key_size + 1)
+    with pytest.raises(KeyTooLargeError):
+        await sc.mput([*good, (too_long, b"v")])
+    assert await sc.mget([k for k, _ in good]) == [None, None, None]
