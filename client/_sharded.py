@@ -7,9 +7,9 @@ Strategy / invariants:
 - Each shard is one ordinary `Client` (its own connection, reconnection, limits
   and typed errors). A shard that is down fails only the calls that need it,
   with that client's usual ConnectionLostError / ConnectError / CallTimeoutError;
-  every other shard keeps serving. A shard unreachable at connect time is left
-  to connect lazily on its first call (only when no shard at all answers does
-  `connect_sharded` fail).
+  every other shard keeps serving. A shard unreachable (or full: TOO_MANY_CONNECTIONS)
+  at connect time is left to connect lazily on its first call (only when no shard at
+  all can be connected does `connect_sharded` fail).
 - Single-key calls go to the key's shard. mget/mput split by shard, run the
   parts concurrently and reassemble in the caller's order; mput is atomic per
   shard only. A batch must stay on one shard: the first op picks the shard, an op
@@ -29,7 +29,7 @@ from client._args import Key, Value, to_bytes
 from client._batch import Batch
 from client._client import Client, make_config
 from client._ketama import Ring
-from client.errors import ConnectError, CrossShardError, InterfaceError
+from client.errors import ConnectError, CrossShardError, InterfaceError, TooManyConnectionsError
 from protocol import SCAN_DEFAULT_COUNT
 
 __all__ = ["ShardedBatch", "ShardedClient", "connect_sharded"]
@@ -379,10 +379,13 @@ class _ConnectingSharded:
     async def _start(self) -> ShardedClient:
         clients = list(self._clients.values())
         outcomes = await asyncio.gather(*(c._start() for c in clients), return_exceptions=True)
+        # a full shard (TOO_MANY_CONNECTIONS) is down for now, as one that is unreachable:
+        # its Client reconnects on first use, as it would after losing the connection
+        unavailable = (ConnectError, TooManyConnectionsError)
         fatal = [
-            o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, ConnectError)
+            o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, unavailable)
         ]
-        down = [o for o in outcomes if isinstance(o, ConnectError)]
+        down = [o for o in outcomes if isinstance(o, unavailable)]
         if fatal or len(down) == len(clients):
             for c in clients:
                 c.terminate()
@@ -435,8 +438,9 @@ def connect_sharded(
         An awaitable giving a `ShardedClient`; also an async context manager.
 
     Raises:
-        ConnectError: no shard could be reached (a shard that is down while
-            others answer is connected lazily, on its first call).
+        ConnectError, TooManyConnectionsError: no shard could be connected (a shard
+            that is down or full while others answer is connected lazily, on its
+            first call).
         AuthRequiredError, AuthFailedError, UnsupportedVersionError: from any shard.
         InterfaceError: bad arguments (names, weights, addresses).
 

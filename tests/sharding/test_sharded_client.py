@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,6 +16,7 @@ from client import (
     KeyTooLargeError,
     Ring,
     ShardedClient,
+    TooManyConnectionsError,
     ValueTooLargeError,
     connect,
     connect_sharded,
@@ -231,3 +233,34 @@ async def test_an_mput_with_a_bad_pair_writes_nothing_on_any_shard(
     with pytest.raises(KeyTooLargeError):
         await sc.mput([*good, (too_long, b"v")])
     assert await sc.mget([k for k, _ in good]) == [None, None, None]
+
+
+async def test_a_full_shard_at_connect_time_is_connected_on_first_use(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # a shard at its --max-connections answers TOO_MANY_CONNECTIONS: like a shard that
+    # is down, it fails only its own keys (it used to fail connect_sharded as a whole)
+    full = ["--max-connections", "1"]
+    servers = {n: server_factory(extra=full if n == "shard-c" else []) for n in NAMES}
+    occupant = None
+    for _ in range(50):  # the fixture's readiness probe may hold the slot a moment
+        try:
+            occupant = await connect("127.0.0.1", servers["shard-c"].port)
+            break
+        except TooManyConnectionsError:
+            await asyncio.sleep(0.1)
+    assert occupant is not None, "the only slot of shard-c never freed up"
+    addresses = {n: f"127.0.0.1:{s.port}" for n, s in servers.items()}
+    try:
+        async with connect_sharded(addresses, **FAST) as sc:
+            by_shard = _keys_by_shard(sc.ring, 300)
+            await sc.put(by_shard["shard-a"][0], b"a")
+            with pytest.raises(ConnectionLostError):
+                await sc.put(by_shard["shard-c"][0], b"c")
+            await occupant.close()
+            occupant = None
+            await sc.put(by_shard["shard-c"][0], b"c")
+            assert await sc.get(by_shard["shard-c"][0]) == b"c"
+    finally:
+        if occupant is not None:
+            await occupant.close()
