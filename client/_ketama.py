@@ -249,16 +249,17 @@ class NutcrackerPool:
 
         Raises:
             InterfaceError: the pool does not use `hash: fnv1a_64` and
-                `distribution: ketama` (the only placement implemented here), or
+                `distribution: ketama` (the only placement implemented here, and
+                nutcracker's defaults when the lines are absent), or
                 ejects hosts (`auto_eject_hosts: true` moves keys while a shard is down).
         """
+        # an absent option is nutcracker's default (nc_conf.h: CONF_DEFAULT_HASH is
+        # fnv1a_64, CONF_DEFAULT_DIST ketama, auto_eject_hosts false, no hash tag)
         want = {"hash": "fnv1a_64", "distribution": "ketama"}
         for option, value in want.items():
-            if self.options.get(option) != value:
-                raise InterfaceError(
-                    f"pool {self.name!r}: {option} must be {value}, "
-                    f"got {self.options.get(option)!r}"
-                )
+            got = self.options.get(option, value)
+            if got != value:
+                raise InterfaceError(f"pool {self.name!r}: {option} must be {value}, got {got!r}")
         if self.options.get("auto_eject_hosts", "false") != "false":
             raise InterfaceError(f"pool {self.name!r}: auto_eject_hosts must be false")
         tag = self.options.get("hash_tag", "")

@@ -506,13 +506,20 @@ class RespClient(Commands):
         if self._lost is not None:
             raise ConnectionLostError(str(self._lost)) from self._lost
         assert self._writer is not None
+        # encoded before its future joins the queue: a command that cannot be encoded
+        # must not leave a future there that no reply is coming for (every later reply
+        # would then meet the caller before its own)
+        try:
+            frame = encode_command(argv)
+        except (TypeError, ValueError) as exc:
+            raise InterfaceError(f"{name}: every argument must be bytes ({exc})") from None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((shape, fut))
         # commands of one loop turn leave in one send (pipelined callers, piped mode)
         if not self._out:
             loop.call_soon(self._flush)
-        self._out.append(encode_command(argv))
+        self._out.append(frame)
         return fut
 
     def _flush(self) -> None:

@@ -7,9 +7,9 @@ Strategy / invariants:
 - Each shard is one ordinary `Client` (its own connection, reconnection, limits
   and typed errors). A shard that is down fails only the calls that need it,
   with that client's usual ConnectionLostError / ConnectError / CallTimeoutError;
-  every other shard keeps serving. A shard unreachable at connect time is left
-  to connect lazily on its first call (only when no shard at all answers does
-  `connect_sharded` fail).
+  every other shard keeps serving. A shard unreachable (or full: TOO_MANY_CONNECTIONS)
+  at connect time is left to connect lazily on its first call (only when no shard at
+  all can be connected does `connect_sharded` fail).
 - Single-key calls go to the key's shard. mget/mput split by shard, run the
   parts concurrently and reassemble in the caller's order; mput is atomic per
   shard only. A batch must stay on one shard: the first op picks the shard, an op
@@ -29,7 +29,7 @@ from client._args import Key, Value, to_bytes
 from client._batch import Batch
 from client._client import Client, make_config
 from client._ketama import Ring
-from client.errors import ConnectError, CrossShardError, InterfaceError
+from client.errors import ConnectError, CrossShardError, InterfaceError, TooManyConnectionsError
 from protocol import SCAN_DEFAULT_COUNT
 
 __all__ = ["ShardedBatch", "ShardedClient", "connect_sharded"]
@@ -162,20 +162,21 @@ class ShardedClient:
         """
         self._check_open()
         pairs_in: Iterable[Any] = items.items() if isinstance(items, Mapping) else items
-        keys: list[bytes] = []
-        values: list[Value] = []
+        clients, index_for = self._by_index, self.ring.index_for
+        # every pair is checked (types, sizes, batch limit) by its shard's client before
+        # any part is sent: a bad pair must not leave the other shards' parts applied
+        groups: dict[int, list[tuple[bytes, bytes]]] = {}
         for pair in pairs_in:
             try:
                 key, value = pair
             except (TypeError, ValueError):
                 raise InterfaceError("mput takes a mapping or (key, value) pairs") from None
-            keys.append(to_bytes(key, "key"))
-            values.append(value)
-        groups = self._group(keys)
-        parts = await _gather(
-            self._by_index[s].mput([(keys[p], values[p]) for p in pos], timeout=timeout)
-            for s, pos in groups.items()
-        )
+            k = to_bytes(key, "key")
+            s = index_for(k)
+            groups.setdefault(s, []).append((clients[s]._key(k), clients[s]._value(value)))
+        for s, part in groups.items():
+            clients[s]._batch_size(len(part))
+        parts = await _gather(clients[s].mput(part, timeout=timeout) for s, part in groups.items())
         failed = [p for p in parts if isinstance(p, BaseException)]
         if failed:
             applied = [
@@ -378,10 +379,13 @@ class _ConnectingSharded:
     async def _start(self) -> ShardedClient:
         clients = list(self._clients.values())
         outcomes = await asyncio.gather(*(c._start() for c in clients), return_exceptions=True)
+        # a full shard (TOO_MANY_CONNECTIONS) is down for now, as one that is unreachable:
+        # its Client reconnects on first use, as it would after losing the connection
+        unavailable = (ConnectError, TooManyConnectionsError)
         fatal = [
-            o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, ConnectError)
+            o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, unavailable)
         ]
-        down = [o for o in outcomes if isinstance(o, ConnectError)]
+        down = [o for o in outcomes if isinstance(o, unavailable)]
         if fatal or len(down) == len(clients):
             for c in clients:
                 c.terminate()
@@ -434,8 +438,9 @@ def connect_sharded(
         An awaitable giving a `ShardedClient`; also an async context manager.
 
     Raises:
-        ConnectError: no shard could be reached (a shard that is down while
-            others answer is connected lazily, on its first call).
+        ConnectError, TooManyConnectionsError: no shard could be connected (a shard
+            that is down or full while others answer is connected lazily, on its
+            first call).
         AuthRequiredError, AuthFailedError, UnsupportedVersionError: from any shard.
         InterfaceError: bad arguments (names, weights, addresses).
 

@@ -17,6 +17,7 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -34,7 +35,13 @@ from client._args import (
 )
 from client._config import ClientConfig
 from client._protocol import ClientProtocol
-from client.errors import InterfaceError, TransactionAbortedError, error_for_code
+from client.errors import (
+    CallTimeoutError,
+    ClientError,
+    InterfaceError,
+    TransactionAbortedError,
+    error_for_code,
+)
 
 __all__ = ["Transaction", "TransactionHost", "transact"]
 
@@ -118,8 +125,21 @@ class Transaction:
             return
         client = self._client
         proto = await client.bound_connection(timeout)
-        deadline = _deadline(proto, client, timeout)
-        self._watch = await proto.request("watch", [self._keys], deadline, False)
+        if timeout is None:
+            timeout = client.config.timeout
+        # No deadline in the protocol: a timed-out call's reply is dropped there, and
+        # this one names a watch the server holds until it is released. So the wait is
+        # bounded here, and a watch whose caller gave up is released when it arrives.
+        fut = proto.request("watch", [self._keys], math.inf, False)
+        try:
+            async with asyncio.timeout(timeout):
+                wid = await asyncio.shield(fut)
+        except BaseException as exc:
+            fut.add_done_callback(functools.partial(_release_late, proto))
+            if isinstance(exc, TimeoutError) and not isinstance(exc, ClientError):
+                raise CallTimeoutError("call timed out") from None
+            raise
+        self._watch = wid
         self._proto = proto
 
     # ---- operations (checked now, sent by commit) ----
@@ -201,9 +221,9 @@ class Transaction:
             raise InterfaceError("this transaction was already committed; make a new one")
         self._sent = True
         client = self._client
-        client._batch_size(len(self._ops))
         params: list[Any] = [self._ops]
         if self._watch is None:
+            client._batch_size(len(self._ops))
             raw = await client._call("commit", params, timeout)
         else:
             proto, wid = self._proto, self._watch
@@ -212,7 +232,16 @@ class Transaction:
             if proto.closed:
                 return None  # the server dropped the watch with its connection
             params.append({"watch": wid})
-            raw = await proto.request("commit", params, _deadline(proto, client, timeout), False)
+            try:
+                client._batch_size(len(self._ops))
+                fut = proto.request("commit", params, _deadline(proto, client, timeout), False)
+            except BaseException:
+                # refused locally (too many ops, frame too large): nothing was sent, so
+                # the server still holds the watch; release it (64 leaked watches
+                # would refuse every later watch on this connection)
+                _unwatch(proto, wid)
+                raise
+            raw = await fut
         if raw is None:
             return None
         self.results = [_result(k, r) for k, r in zip(self._kinds, raw, strict=True)]
@@ -246,6 +275,28 @@ class Transaction:
             return
         if not self._sent and await self.commit() is None:
             raise TransactionAbortedError("a watched key was written meanwhile; nothing applied")
+
+
+def _unwatch(proto: ClientProtocol, wid: int) -> None:
+    """Release watch `wid` on `proto` without waiting for the reply (errors ignored)."""
+    if proto.closed:
+        return  # the server dropped the watch with the connection
+    try:
+        fut = proto.request("unwatch", [wid], math.inf, False)
+    except ClientError:
+        return
+    fut.add_done_callback(_ignore)
+
+
+def _release_late(proto: ClientProtocol, fut: asyncio.Future[Any]) -> None:
+    """A watch's reply arrived after its caller gave up: release the watch it names."""
+    if not fut.cancelled() and fut.exception() is None:
+        _unwatch(proto, fut.result())
+
+
+def _ignore(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved, so an unawaited failure is not logged
 
 
 def _deadline(proto: ClientProtocol, client: TransactionHost, timeout: float | None) -> float:

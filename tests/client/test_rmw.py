@@ -8,12 +8,16 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from client import (
+    BatchTooLargeError,
+    CallTimeoutError,
     Client,
+    FrameTooLargeError,
     InterfaceError,
     KeyTooLargeError,
     NoSuchKeyError,
@@ -217,3 +221,50 @@ def test_the_documented_transaction_example_prints_what_the_doc_says(
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == out.group(1).splitlines()
+
+
+async def _one_watch_commits(c: Client) -> None:
+    """A watched transaction on `c` still commits (the server holds at most 64 watches
+    per connection: one leaked by every call below would refuse it)."""
+    async with c.transaction(b"w") as tx:
+        tx.incr(b"w")
+    assert tx.results is not None and isinstance(tx.results[0], int)
+
+
+async def test_a_commit_refused_locally_releases_its_watch(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # 70 transactions with more ops than max_batch: each commit fails locally (nothing
+    # sent) and used to keep its watch on the server; the 65th watch then failed with
+    # "this connection holds 64 watches" for every later transaction on the connection
+    srv = server_factory(sync="never", extra=["--max-batch", "4", "--max-frame", "65536"])
+    async with connect(srv.host, srv.port) as c:
+        for _ in range(70):
+            with pytest.raises(BatchTooLargeError):
+                async with c.transaction(b"w") as tx:
+                    for i in range(5):
+                        tx.put(b"x%d" % i, b"v")
+        for _ in range(70):
+            tx = c.transaction(b"w")
+            await tx.watch()
+            tx.put(b"big", b"v" * 40_000).put(b"big2", b"v" * 40_000)  # each fits, not both
+            with pytest.raises(FrameTooLargeError):
+                await tx.commit()
+        await _one_watch_commits(c)
+
+
+async def test_a_watch_cancelled_or_timed_out_in_flight_is_released(server: ServerProcess) -> None:
+    # the watch reply arrives after its caller gave up; it used to be dropped, so the
+    # server kept the watch forever: 64 of them and the connection refused every watch
+    async with connect(server.host, server.port) as c:
+        for _ in range(70):
+            task = asyncio.ensure_future(c.transaction(b"w").watch())
+            await asyncio.sleep(0)  # the watch request is written
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        for _ in range(70):
+            with pytest.raises(CallTimeoutError):
+                await c.transaction(b"w").watch(timeout=0)
+        await c.ping()  # every late watch reply has arrived, and its release was sent
+        await _one_watch_commits(c)

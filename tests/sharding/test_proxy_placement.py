@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 import pytest
 
-from client._ketama import Ring
+from client._ketama import Ring, read_nutcracker_config
+from tests.serverproc import free_port
 from tests.sharding.conftest import (
     Cluster,
+    Proc,
     Resp,
     RespError,
     placement_keys,
@@ -175,3 +177,45 @@ def test_a_dead_backend_fails_only_its_keys_through_the_proxy(
         assert proxy.pipeline([("GET", k) for k in lost]) == [b"again"] * len(lost)
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        pytest.param(True, id="named"),
+        pytest.param(False, id="unnamed-host-port"),
+    ],
+)
+def test_a_config_relying_on_nutcrackers_defaults_is_read_as_nutcracker_places(
+    redis_backend: Callable[[str], Proc], nutcracker: Callable[..., Proc], names: bool
+) -> None:
+    # No hash:, distribution: or hash_tag: lines: nutcracker defaults to fnv1a_64,
+    # ketama and no hash tag. The ring read from that file must place keys as it does
+    # (it used to be refused: "hash must be fnv1a_64, got None").
+    backends = [redis_backend(f"s{i}") for i in range(3)]
+    listen = free_port()
+    servers = [
+        f"   - 127.0.0.1:{b.port}:{w}" + (f" s{i}" if names else "")
+        for i, (b, w) in enumerate(zip(backends, (1, 2, 3), strict=True))
+    ]
+    text = f"pool:\n  listen: 127.0.0.1:{listen}\n  redis: true\n  servers:\n" + "\n".join(servers)
+    proxy = nutcracker(text + "\n", listen)
+    pool = read_nutcracker_config(text)["pool"]
+    ring = pool.ring()
+    keys = placement_keys(3_000)
+    conn = Resp(proxy.port)
+    try:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            assert conn.pipeline([("SET", k, b"1") for k in chunk]) == [b"OK"] * len(chunk)
+    finally:
+        conn.close()
+    misplaced = []
+    for server, backend in zip(pool.servers, backends, strict=True):
+        conn = Resp(backend.port)
+        try:
+            held = conn.keys()
+        finally:
+            conn.close()
+        misplaced += [k for k in held if ring.name_for(k) != server.name]
+    assert misplaced == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,8 +13,11 @@ from client import (
     ConnectionLostError,
     CrossShardError,
     InterfaceError,
+    KeyTooLargeError,
     Ring,
     ShardedClient,
+    TooManyConnectionsError,
+    ValueTooLargeError,
     connect,
     connect_sharded,
 )
@@ -203,3 +207,60 @@ async def test_urls_and_weights(shards: dict[str, ServerProcess]) -> None:
         assert sc.ring.hash(key) == fnv1a_64(key, signed_char=False) != fnv1a_64(key)
         await sc.put(key, b"v")
         assert await sc.client_for(key).get(key) == b"v"
+
+
+@pytest.mark.parametrize(
+    ("bad_value", "error"),
+    [
+        pytest.param(123, InterfaceError, id="not-bytes"),
+        pytest.param(None, ValueTooLargeError, id="too-large"),
+    ],
+)
+async def test_an_mput_with_a_bad_pair_writes_nothing_on_any_shard(
+    sc: ShardedClient, bad_value: Any, error: type[Exception]
+) -> None:
+    # the pairs' checks fail before anything is sent, as Client.mput's do; they used to
+    # run per shard, so the shards whose part was fine had already stored it
+    keys = _keys_by_shard(sc.ring, 60)
+    good = [(keys[name][0], b"ok") for name in NAMES]
+    bad = keys["shard-c"][1]
+    if bad_value is None:
+        bad_value = b"x" * (sc.clients["shard-c"].limits.max_value_size + 1)
+    with pytest.raises(error):
+        await sc.mput([*good, (bad, bad_value)])
+    assert await sc.mget([k for k, _ in good]) == [None, None, None]
+    too_long = b"k" * (sc.clients["shard-a"].limits.max_key_size + 1)
+    with pytest.raises(KeyTooLargeError):
+        await sc.mput([*good, (too_long, b"v")])
+    assert await sc.mget([k for k, _ in good]) == [None, None, None]
+
+
+async def test_a_full_shard_at_connect_time_is_connected_on_first_use(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # a shard at its --max-connections answers TOO_MANY_CONNECTIONS: like a shard that
+    # is down, it fails only its own keys (it used to fail connect_sharded as a whole)
+    full = ["--max-connections", "1"]
+    servers = {n: server_factory(extra=full if n == "shard-c" else []) for n in NAMES}
+    occupant = None
+    for _ in range(50):  # the fixture's readiness probe may hold the slot a moment
+        try:
+            occupant = await connect("127.0.0.1", servers["shard-c"].port)
+            break
+        except TooManyConnectionsError:
+            await asyncio.sleep(0.1)
+    assert occupant is not None, "the only slot of shard-c never freed up"
+    addresses = {n: f"127.0.0.1:{s.port}" for n, s in servers.items()}
+    try:
+        async with connect_sharded(addresses, **FAST) as sc:
+            by_shard = _keys_by_shard(sc.ring, 300)
+            await sc.put(by_shard["shard-a"][0], b"a")
+            with pytest.raises(ConnectionLostError):
+                await sc.put(by_shard["shard-c"][0], b"c")
+            await occupant.close()
+            occupant = None
+            await sc.put(by_shard["shard-c"][0], b"c")
+            assert await sc.get(by_shard["shard-c"][0]) == b"c"
+    finally:
+        if occupant is not None:
+            await occupant.close()
