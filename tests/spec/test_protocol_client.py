@@ -328,6 +328,7 @@ def test_size_limits(c: WireClient) -> None:
         ("ttl", [b"k" * 101]),
         ("mget", [[b"k" * 101]]),
         ("scan", [{"prefix": b"k" * 101}]),
+        ("scan", [{"cursor": b"k" * 101}]),
     ]:
         assert c.error(method, *as_params(params)).name == "KEY_TOO_LARGE", (method, params)
     err = c.error("put", b"big", b"v" * 1001)
