@@ -397,3 +397,21 @@ def test_wrong_file_id_in_header_still_reads_records(tmp_path: Path) -> None:
     p.write_bytes(bytes(buf))
     store = assert_agrees(path)
     assert store.value(b"k") == b"v"
+
+
+def test_merge_reserves_ids(tmp_path: Path) -> None:
+    """Outputs take ids from `next` (the id after the sealed active file); the new
+    active file is next + |S| + 1; ids in between stay unused."""
+    path = tmp_path / "s"
+    with bitcask.open(path, max_file_size=1024, clock=Clock()) as db:
+        fill(db, 30)
+        before = [fid for fid, _ in data_files(path)]
+        report = db.merge()
+        nxt = max(before) + 1
+        assert list(report.inputs) == before
+        assert report.outputs[0] == nxt and max(report.outputs) <= nxt + len(before)
+        db.put(b"after merge", b"1")
+        db.sync()
+        assert data_files(path)[-1][0] == nxt + len(before) + 1
+    store = assert_agrees(path)
+    assert store.keydir[b"after merge"].file_id == nxt + len(before) + 1

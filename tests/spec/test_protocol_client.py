@@ -299,6 +299,10 @@ def test_snapshot(srv: ServerProcess, c: WireClient) -> None:
     for length in (0, 1_048_577):
         err = c.error("snapshot_read", snap["id"], names[0], 0, length)
         assert err.name == "INVALID_PARAMS", length
+    err = c.error("snapshot_read", snap["id"], "0000009999.data", 0, 10)
+    assert err.name == "INVALID_PARAMS", "a name that is not one of files"
+    assert c.error("snapshot_read", snap["id"], names[0], -1, 10).name == "INVALID_PARAMS"
+    assert c.call("snapshot_read", snap["id"], names[0], 10**9, 10) == b"", "past its end"
     assert c.call("snapshot_end", snap["id"]) == {"complete": True, "bytes": total}
     assert c.error("snapshot_end", snap["id"]).name == "NO_SUCH_SNAPSHOT"
     assert c.error("snapshot_read", snap["id"], names[0], 0, 10).name == "NO_SUCH_SNAPSHOT"
@@ -439,6 +443,8 @@ def fatal(c: WireClient, data: bytes) -> tuple[int, int, str]:
         pytest.param(frame({"a": 1}), (0, 100, "PROTOCOL_ERROR"), id="a-map"),
         pytest.param(frame([0, 7, "get"]), (7, 100, "PROTOCOL_ERROR"), id="three-fields"),
         pytest.param(frame([0, 8, "get", b"k"]), (8, 100, "PROTOCOL_ERROR"), id="params-bin"),
+        pytest.param(frame([0, 9, 5, []]), (9, 100, "PROTOCOL_ERROR"), id="method-int"),
+        pytest.param(frame([0, 10, b"get", [b"k"]]), (10, 100, "PROTOCOL_ERROR"), id="method-bin"),
         pytest.param(frame([0, 2**32, "ping", []]), (0, 100, "PROTOCOL_ERROR"), id="msgid>u32"),
         pytest.param(frame([0, -1, "ping", []]), (0, 100, "PROTOCOL_ERROR"), id="msgid<0"),
         pytest.param(b"\x80", (0, 100, "PROTOCOL_ERROR"), id="first-byte-0x80"),
@@ -534,3 +540,28 @@ def test_no_input_is_answered_internal(c: WireClient) -> None:
                     c.call(method, *params)
                 except ServerError as exc:
                     assert exc.name != "INTERNAL", (method, params, exc)
+
+
+def test_unknown_option_names_are_invalid_params(c: WireClient) -> None:
+    """Section 3: an option name the method does not know, in any options map."""
+    c.call("put", b"o:k", b"v")
+    for method, params in [
+        ("hello", [{"protocol": 1, "bogus": 1}]),
+        ("put", [b"o:k", b"v", {"bogus": 1}]),
+        ("set", [b"o:k", b"v", {"bogus": 1}]),
+        ("expire", [b"o:k", {"ttl": 5, "bogus": 1}]),
+        ("rename", [b"o:k", b"o:j", {"bogus": 1}]),
+        ("scan", [{"bogus": 1}]),
+        ("commit", [[["put", b"o:k", b"v"]], {"bogus": 1}]),
+        ("batch", [[["put", b"o:k", b"v", {"bogus": 1}]]]),
+        ("snapshot_begin", [{"bogus": 1}]),
+    ]:
+        err = c.error(method, *as_params(params))
+        assert (err.code, err.name) == (102, "INVALID_PARAMS"), method
+    assert c.call("get", b"o:k") == b"v" and c.call("ttl", b"o:k") == -1
+
+
+def test_msgid_zero_is_still_answered(c: WireClient) -> None:
+    c.send_raw(frame([0, 0, "ping", []]))
+    assert c.read_message() == [1, 0, None, "PONG"]
+    assert c.call("ping") == "PONG"
