@@ -415,3 +415,27 @@ def test_merge_reserves_ids(tmp_path: Path) -> None:
         assert data_files(path)[-1][0] == nxt + len(before) + 1
     store = assert_agrees(path)
     assert store.keydir[b"after merge"].file_id == nxt + len(before) + 1
+
+
+def test_tombstones_name_the_file_of_what_they_delete(tmp_path: Path) -> None:
+    """TOMBSTONE's value is the u32 id of the file holding the value it deletes."""
+    path = tmp_path / "s"
+    with bitcask.open(path, max_file_size=1024, hint_files=False) as db:
+        fill(db, 60)
+        with db.batch() as b:  # put and delete of one key inside one batch
+            b.put(b"same batch", b"1")
+            b.delete(b"same batch")
+    holder: dict[bytes, int] = {}
+    checked = 0
+    for fid, p in data_files(path):
+        buf = p.read_bytes()
+        off = FILE_HEADER.size
+        while (rec := read_record(buf, off)) is not None and rec.valid:
+            if rec.flags & 0x01:
+                assert rec.key in holder, rec.key  # only what existed is deleted
+                assert struct.unpack(">I", rec.value)[0] == holder.pop(rec.key), rec.key
+                checked += 1
+            elif not rec.flags & (0x04 | 0x08):
+                holder[rec.key] = fid
+            off += rec.size
+    assert checked > 5
