@@ -9,6 +9,7 @@ names, against `python -m server` on 127.0.0.1 (tests/serverproc.py).
 from __future__ import annotations
 
 import math
+import signal
 import socket
 import time
 import zlib
@@ -565,3 +566,62 @@ def test_msgid_zero_is_still_answered(c: WireClient) -> None:
     c.send_raw(frame([0, 0, "ping", []]))
     assert c.read_message() == [1, 0, None, "PONG"]
     assert c.call("ping") == "PONG"
+
+
+def test_merge_in_progress(tmp_path: Path) -> None:
+    """A merge request while another connection's merge runs: MERGE_IN_PROGRESS."""
+    proc = start(tmp_path, "merging", "--max-file-size", "1000000", "--merge-trigger", "0")
+    try:
+        with WireClient(proc.host, proc.port) as a, WireClient(proc.host, proc.port) as b:
+            seen: list[str] = []
+            for attempt in range(4):  # bounded: more data each time makes the merge longer
+                for j in range(10 * (attempt + 1)):
+                    a.call("mput", [[b"m:%d:%d" % (j, i), b"v" * 1000] for i in range(500)])
+                a.send_raw(frame([0, 1000 + attempt, "merge", []]))
+                b.send_raw(frame([0, 2000 + attempt, "merge", []]))
+                for client, msgid in ((a, 1000 + attempt), (b, 2000 + attempt)):
+                    try:
+                        assert "inputs" in client.reply(msgid)
+                        seen.append("ok")
+                    except ServerError as exc:
+                        assert (exc.code, exc.name) == (403, "MERGE_IN_PROGRESS")
+                        seen.append(exc.name)
+                if "MERGE_IN_PROGRESS" in seen:
+                    break
+            assert "ok" in seen and "MERGE_IN_PROGRESS" in seen, seen
+    finally:
+        proc.kill()
+
+
+def test_shutting_down_refuses_writes_it_did_not_apply(tmp_path: Path) -> None:
+    """SIGTERM under a pipeline: every write answered true is kept, every write answered
+    SHUTTING_DOWN (501) is not applied; the rest are unanswered (section 6)."""
+    proc = start(tmp_path, "stopping", "--drain-seconds", "0", "--shutdown-timeout", "5")
+    answers: dict[int, str] = {}
+    try:
+        with WireClient(proc.host, proc.port) as c:
+            assert c.call("ping") == "PONG"
+            c.send_raw(b"".join(frame([0, i, "put", [b"k%d" % i, b"v" * 1000]]) for i in ids()))
+            assert proc.proc is not None
+            proc.proc.send_signal(signal.SIGTERM)
+            with pytest.raises((Closed, ConnectionError)):
+                while True:
+                    _kind, msgid, error, _result = c.read_message()
+                    answers[msgid] = "ok" if error is None else error[1]
+                    assert error is None or tuple(error[:2]) == (501, "SHUTTING_DOWN"), error
+        assert proc.proc.wait(30) == 0
+        proc.proc = None
+        proc.start()
+        with WireClient(proc.host, proc.port) as c:
+            for i in ids():
+                stored = c.call("get", b"k%d" % i) is not None
+                if answers.get(i) == "ok":
+                    assert stored, i
+                elif answers.get(i) == "SHUTTING_DOWN":
+                    assert not stored, i
+    finally:
+        proc.kill()
+
+
+def ids() -> range:
+    return range(2, 3002)
