@@ -13,13 +13,13 @@ the document's loading rules literally:
   at an OPEN_FILE file's all-zero tail (or at a stored CRC of 0 there), and treats an
   invalid record whose framing holds (plausible, followed by a valid record or the end
   of the file) as a corrupt record that still claims its key (rule 4, the simple case:
-  the stored lengths are believed);
+  the stored lengths are believed), and resynchronises past anything else (rule 5);
 - `merge/` is applied as a writer open would (a valid MANIFEST finishes the swap, an
   invalid or missing one means the inputs are authoritative), or ignored (`readonly`).
 
-It does not implement the one-byte-correction and resynchronisation rules for damaged
-length fields (rule 4's first bullet, rule 5): the cross-checks feed it undamaged
-stores and stores with one damaged value byte only.
+It implements rule 5's resynchronisation and the batch-marker rules, but not the
+one-byte corrections of rule 4 (a mended length field, a blamed key byte): the
+cross-checks damage values, markers and whole records, never a length or key byte.
 """
 
 from __future__ import annotations
@@ -121,8 +121,17 @@ def zero_tail_start(buf: bytes) -> int:
     return len(buf.rstrip(b"\x00"))
 
 
+def resync(buf: bytes, offset: int, end: int) -> int | None:
+    """Rule 5: the first offset after `offset` (within 4 MiB) where a valid record starts."""
+    for at in range(offset + 1, min(end, offset + (4 << 20))):
+        rec = read_record(buf, at)
+        if rec is not None and rec.valid:
+            return at
+    return None
+
+
 def scan(buf: bytes, file_id: int, open_file: bool) -> list[tuple[bytes, Location | None]]:
-    """Apply a data file's records (docs/format.md "Reading records")."""
+    """Apply a data file's records (docs/format.md "Reading records" and "Batches")."""
     end = len(buf)
     if open_file:
         # The unwritten tail starts at the first record boundary from which all is zero:
@@ -132,38 +141,57 @@ def scan(buf: bytes, file_id: int, open_file: bool) -> list[tuple[bytes, Locatio
         end_of_data = end
     ops: list[tuple[bytes, Location | None]] = []
     batch: list[tuple[bytes, Location | None]] | None = None
-    batch_count = -1
+    batch_count = -1  # -1: BEGIN lost, count unknown
+    skipped_in_batch = False
     offset = FILE_HEADER.size
     while offset < end:
         if open_file and offset >= end_of_data:
             break
         rec = read_record(buf, offset)
-        if rec is None:
-            break  # rule 1/2: a torn tail (rule 5 resynchronisation is not needed here)
-        if not rec.valid:
+        if rec is not None and not rec.valid:
             stored_crc = struct.unpack_from(">I", buf, offset)[0]
             if open_file and stored_crc == 0:
                 break  # an interrupted CRC-last copy: nothing after it was acknowledged
             nxt = read_record(buf, offset + rec.size)
-            holds = offset + rec.size == end or (nxt is not None and nxt.valid)
-            if not holds:
-                break
-            if not rec.flags & (BATCH_BEGIN | BATCH_COMMIT):
-                loc = Location(file_id, offset, rec.size, 0, corrupt=True)
-                (batch if batch is not None else ops).append((rec.key, loc))
+            if not (offset + rec.size == end or (nxt is not None and nxt.valid)):
+                rec = None  # the framing does not hold: rule 5
+        if rec is None:
+            at = resync(buf, offset, end_of_data)
+            if at is None:
+                break  # rules 1, 2, 5: the rest of the file is not loaded
+            skipped_in_batch = skipped_in_batch or batch is not None
+            offset = at
+            continue
+        if not rec.valid:
+            # Rule 4: the record costs itself. A damaged marker is recognised by place.
+            nxt = read_record(buf, offset + rec.size)
+            if rec.key == b"" and len(rec.value) == 4:
+                if batch is None and nxt is not None and nxt.valid and nxt.flags & IN_BATCH:
+                    batch, batch_count, skipped_in_batch = [], -1, False
+                    offset += rec.size
+                    continue
+                if batch is not None and len(batch) == batch_count:
+                    ops.extend(batch)
+                    batch = None
+                    offset += rec.size
+                    continue
+            loc = Location(file_id, offset, rec.size, 0, corrupt=True)
+            (batch if batch is not None else ops).append((rec.key, loc))
             offset += rec.size
             continue
         if rec.flags & BATCH_BEGIN:
             batch, batch_count = [], struct.unpack(">I", rec.value)[0]
+            skipped_in_batch = False
         elif rec.flags & BATCH_COMMIT:
             count = struct.unpack(">I", rec.value)[0]
-            if batch is not None and count == batch_count == len(batch):
-                ops.extend(batch)
+            if batch is not None and batch_count in (count, -1):
+                if skipped_in_batch or count == len(batch):
+                    ops.extend(batch)
             batch = None
         else:
             if rec.flags & IN_BATCH:
                 if batch is None:
-                    batch, batch_count = [], -1
+                    batch, batch_count, skipped_in_batch = [], -1, False
             elif batch is not None:
                 batch = None  # a plain record where the COMMIT should be: drop the batch
             if rec.flags & TOMBSTONE:
