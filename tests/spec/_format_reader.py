@@ -184,9 +184,9 @@ def scan(buf: bytes, file_id: int, open_file: bool) -> list[tuple[bytes, Locatio
             skipped_in_batch = False
         elif rec.flags & BATCH_COMMIT:
             count = struct.unpack(">I", rec.value)[0]
-            if batch is not None and batch_count in (count, -1):
-                if skipped_in_batch or count == len(batch):
-                    ops.extend(batch)
+            matches = batch_count in (count, -1)
+            if batch is not None and matches and (skipped_in_batch or count == len(batch)):
+                ops.extend(batch)
             batch = None
         else:
             if rec.flags & IN_BATCH:
