@@ -414,6 +414,12 @@ def test_auth(tmp_path: Path) -> None:
             hello = c.call("hello", {"protocol": 1, "auth": b"s3cret"})
             assert hello["authenticated"] is True
             assert c.call("put", b"k", b"v" * 20_000) is True, "the 16 KiB limit is lifted"
+        with WireClient(proc.host, proc.port) as c:  # exactly 16,384 bytes: accepted
+            pad = 16_384 - len(frame([0, 1, "hello", [{"client": "x" * 1000}]])) + 1004
+            body = frame([0, 1, "hello", [{"client": "x" * pad}]])
+            assert len(body) == 4 + 16_384
+            c.send_raw(body)
+            assert c.reply(1)["authenticated"] is False
         with WireClient(proc.host, proc.port) as c:
             c.send_raw((16_385).to_bytes(4, "big"))
             _kind, msgid, error, _result = c.read_message()
