@@ -496,3 +496,63 @@ def test_damage_inside_a_batch(
     p.write_bytes(bytes(buf))
     store = assert_agrees(path)
     assert set(store.live(int(NOW * 1000))) == expected | {b"later file"}
+
+
+def _hint_columns(path: Path) -> dict[str, list[int] | list[bytes]]:
+    """Every column of a hint file, parsed by the layout in docs/format.md."""
+    buf = path.read_bytes()
+    _m, _v, _r, _fid, n, n_exp, n_tomb, _size = HINT_HEADER.unpack_from(buf)
+    pos = HINT_HEADER.size
+
+    def ints(fmt: str, count: int) -> list[int]:
+        nonlocal pos
+        out = list(struct.unpack_from(f"<{count}{fmt}", buf, pos))
+        pos += struct.calcsize(f"<{count}{fmt}")
+        return out
+
+    def blobs(lens: list[int]) -> list[bytes]:
+        nonlocal pos
+        out = []
+        for length in lens:
+            out.append(buf[pos : pos + length])
+            pos += length
+        return out
+
+    cols: dict[str, list[int] | list[bytes]] = {}
+    cols["keys"] = blobs(ints("I", n))
+    cols["locs"] = ints("Q", n)
+    cols["timestamps"] = ints("Q", n)
+    cols["exp_index"] = ints("I", n_exp)
+    cols["exp_ms"] = ints("Q", n_exp)
+    cols["tomb_keys"] = blobs(ints("I", n_tomb))
+    cols["tomb_files"] = ints("I", n_tomb)
+    assert pos == len(buf) - 4
+    return cols
+
+
+def test_hint_columns_match_the_records(tmp_path: Path) -> None:
+    """Entries in the order of each key's last record, with its timestamp and expiry;
+    tombstones with the file id they name."""
+    path = tmp_path / "s"
+    with bitcask.open(path, max_file_size=1024, clock=Clock()) as db:
+        fill(db, 60)
+    for _fid, p in data_files(path):
+        buf = p.read_bytes()
+        last: dict[bytes, tuple[int, int, int, int, int]] = {}  # key -> off, size, ts, exp, tomb
+        off = FILE_HEADER.size
+        while (rec := read_record(buf, off)) is not None and rec.valid:
+            if not rec.flags & (0x04 | 0x08):
+                ts = struct.unpack_from(">Q", buf, off + 5)[0]
+                tomb = struct.unpack(">I", rec.value)[0] if rec.flags & 0x01 else -1
+                last.pop(rec.key, None)
+                last[rec.key] = (off, rec.size, ts, rec.expiry_ms, tomb)
+            off += rec.size
+        cols = _hint_columns(p.with_suffix(".hint"))
+        live = [(k, v) for k, v in last.items() if v[4] == -1]
+        assert cols["keys"] == [k for k, _ in live]
+        assert cols["locs"] == [v[0] << 32 | v[1] for _, v in live]
+        assert cols["timestamps"] == [v[2] for _, v in live]
+        expiring = [(i, v[3]) for i, (_, v) in enumerate(live) if v[3]]
+        assert list(zip(cols["exp_index"], cols["exp_ms"], strict=True)) == expiring
+        tombs = [(k, v[4]) for k, v in last.items() if v[4] != -1]
+        assert list(zip(cols["tomb_keys"], cols["tomb_files"], strict=True)) == tombs
