@@ -157,6 +157,7 @@ def test_stats_merge_sync(c: WireClient) -> None:
     ):  # fmt: skip
         assert field in stats, field
     assert {"id", "size", "live_bytes", "dead_bytes"} <= set(stats["files"][0])
+    assert {"writer_mode", "ready", "snapshots"} <= set(stats["server"])
     assert c.call("sync") is True
     report = c.call("merge")
     for field in (
@@ -459,6 +460,7 @@ def fatal(c: WireClient, data: bytes) -> tuple[int, int, str]:
         pytest.param(
             (68_157_441).to_bytes(4, "big"), (0, 302, "FRAME_TOO_LARGE"), id="over-max-frame"
         ),
+        pytest.param(b"\x1f\x00\x00\x00", (0, 302, "FRAME_TOO_LARGE"), id="first-byte-0x1f"),
     ],
 )
 def test_fatal_errors(srv: ServerProcess, data: bytes, expected: tuple[int, int, str]) -> None:
@@ -631,3 +633,16 @@ def test_shutting_down_refuses_writes_it_did_not_apply(tmp_path: Path) -> None:
 
 def ids() -> range:
     return range(2, 3002)
+
+
+@pytest.mark.parametrize("first", [b"\t", b"\n", b"\r"], ids=["tab", "lf", "cr"])
+def test_tab_cr_lf_start_text(srv: ServerProcess, first: bytes) -> None:
+    """Section 1: 0x09, 0x0A, 0x0D would announce a frame over max_frame: they are text."""
+    with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+        sock.sendall(first + b"PING\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = sock.recv(100)
+            assert chunk, reply
+            reply += chunk
+        assert reply == b"+PONG\r\n"
