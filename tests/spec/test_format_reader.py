@@ -8,6 +8,7 @@ and expiry the reader derives equals what `bitcask.open(...)` answers.
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
@@ -556,3 +557,47 @@ def test_hint_columns_match_the_records(tmp_path: Path) -> None:
         assert list(zip(cols["exp_index"], cols["exp_ms"], strict=True)) == expiring
         tombs = [(k, v[4]) for k, v in last.items() if v[4] != -1]
         assert list(zip(cols["tomb_keys"], cols["tomb_files"], strict=True)) == tombs
+
+
+def test_lock_file_and_empty_data_file(tmp_path: Path) -> None:
+    """LOCK holds the writer's pid and a newline; a 16-byte data file is deleted by a
+    writer open."""
+    path = tmp_path / "s"
+    with bitcask.open(path) as db:
+        db.put(b"k", b"v")
+        assert (path / "LOCK").read_bytes() == b"%d\n" % os.getpid()
+        with pytest.raises(bitcask.StoreLockedError, match=str(os.getpid())):
+            bitcask.open(path)
+        assert_agrees(path)  # readonly opens neither lock nor read it
+    fid = data_files(path)[-1][0] + 1
+    head = struct.pack(">4sHHI", b"BCDF", 1, 0, fid)
+    empty = path / f"{fid:010d}.data"
+    empty.write_bytes(head + struct.pack(">I", zlib.crc32(head)))
+    assert Store(path).files[fid].ops == []
+    with bitcask.open(path):
+        pass
+    assert not empty.exists()
+    assert_agrees(path)
+
+
+def test_temporaries_and_quarantine_are_ignored(tmp_path: Path) -> None:
+    """*.tmp, *.repair, *.corrupt and quarantine/ are never loaded, even when they hold
+    well-formed records of a later id."""
+    path = tmp_path / "s"
+    with bitcask.open(path, hint_files=False) as db:
+        db.put(b"k", b"real")
+    donor = tmp_path / "donor"
+    with bitcask.open(donor, hint_files=False) as db:
+        db.put(b"k", b"impostor")
+        db.put(b"other", b"impostor")
+    (_fid, donor_file), *_ = data_files(donor)
+    names = ["0000000009.data.tmp", "0000000009.data.repair", "0000000009.data.corrupt"]
+    for name in names:
+        shutil.copy(donor_file, path / name)
+    (path / "quarantine").mkdir()
+    shutil.copy(donor_file, path / "quarantine" / "0000000009.data")
+    store = assert_agrees(path)
+    assert store.value(b"k") == b"real" and b"other" not in store.keydir
+    with bitcask.open(path):
+        pass
+    assert_agrees(path)
