@@ -601,3 +601,34 @@ def test_temporaries_and_quarantine_are_ignored(tmp_path: Path) -> None:
     with bitcask.open(path):
         pass
     assert_agrees(path)
+
+
+def test_zero_crc_in_open_file_ends_the_scan(tmp_path: Path) -> None:
+    """OPEN_FILE set: a record with a stored CRC of 0 is an interrupted CRC-last copy;
+    it and every record after it, however valid, were never acknowledged."""
+    path = tmp_path / "s"
+    code = CRASH.format(now=NOW)
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], timeout=60, check=False)
+    assert proc.returncode == 9
+    fid, last = data_files(path)[-1]
+    buf = bytearray(last.read_bytes())
+    offsets: list[tuple[int, int]] = []  # (offset, BEGIN offset of its open batch or -1)
+    off, begin = FILE_HEADER.size, -1
+    while (rec := read_record(bytes(buf), off)) is not None and rec.valid:
+        begin = off if rec.flags & 0x04 else begin
+        offsets.append((off, begin if rec.flags & 0x10 else -1))
+        begin = -1 if rec.flags & 0x08 else begin
+        off += rec.size
+    assert len(offsets) >= 3
+    cut, batch_begin = offsets[-3]
+    struct.pack_into(">I", buf, cut, 0)
+    last.write_bytes(bytes(buf))
+    store = assert_agrees(path)
+    # The tail from the stop offset, or from the BEGIN of the batch it tears, whichever
+    # comes first, is dropped (truncated by a writer open).
+    torn = batch_begin if batch_begin >= 0 else cut
+    assert not any(loc.offset >= torn for loc in store.keydir.values() if loc.file_id == fid)
+    with bitcask.open(path, clock=Clock()) as db:
+        assert db.stats()["recovery"]["truncated_bytes"] == off - torn
+    assert last.stat().st_size == torn
+    assert_agrees(path)
