@@ -9,6 +9,8 @@ names, against `python -m server` on 127.0.0.1 (tests/serverproc.py).
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import signal
 import socket
 import time
@@ -646,3 +648,64 @@ def test_tab_cr_lf_start_text(srv: ServerProcess, first: bytes) -> None:
             assert chunk, reply
             reply += chunk
         assert reply == b"+PONG\r\n"
+
+
+def require(binary: str, package: str) -> str:
+    """The path of `binary`; skip (fail under CI=true) naming the Debian package."""
+    path = shutil.which(binary)
+    if path is None:
+        reason = f"{binary} not installed (Debian package {package})"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    return path
+
+
+class FileSizeLimited(ServerProcess):
+    """A server whose files may not grow past RLIMIT_FSIZE: a real write failure."""
+
+    def argv(self) -> list[str]:
+        return [require("prlimit", "util-linux"), "--fsize=300000", "--", *super().argv()]
+
+
+def test_io_error_then_read_only(tmp_path: Path) -> None:
+    """A failed write answers IO_ERROR and is not applied; then writes answer READ_ONLY
+    while reads go on; everything acknowledged before survives a restart."""
+    data = tmp_path / "fsize"
+    data.mkdir()
+    proc = FileSizeLimited(data=data, extra=["--max-file-size", "1000000"]).start()
+    acked = 0
+    try:
+        with WireClient(proc.host, proc.port) as c:
+            failed = None
+            for i in range(1000):  # bounded: 1000 puts of 1 KiB pass the 300 kB limit
+                try:
+                    c.call("put", b"k%d" % i, b"v" * 1000)
+                    acked += 1
+                except ServerError as exc:
+                    failed = exc
+                    break
+            assert failed is not None and (failed.code, failed.name) == (401, "IO_ERROR")
+            assert c.call("get", b"k%d" % acked) is None, "the failed put is not applied"
+            for method, params in [
+                ("put", [b"x", b"1"]),
+                ("delete", [b"k0"]),
+                ("mput", [{b"x": b"1"}]),
+                ("incr", [b"n"]),
+                ("sync", []),
+                ("merge", []),
+                ("snapshot_begin", []),
+            ]:
+                err = c.error(method, *as_params(params))
+                assert (err.code, err.name) == (400, "READ_ONLY"), method
+            assert c.call("get", b"k0") == b"v" * 1000, "reads go on"
+            assert c.call("stats")["readonly"] is True
+        proc.stop()
+        proc = ServerProcess(data=data).start()
+        with WireClient(proc.host, proc.port) as c:
+            keys = [b"k%d" % i for i in range(acked + 1)]
+            values = [c.call("get", k) for k in keys]
+            assert values[:acked] == [b"v" * 1000] * acked
+            assert values[acked] is None
+    finally:
+        proc.kill()
