@@ -105,6 +105,11 @@ def test_closed_store_with_rotation(tmp_path: Path, hint_files: bool) -> None:
     for fid, p in files:
         magic, version, flags, file_id, _crc = FILE_HEADER.unpack_from(p.read_bytes())
         assert (magic, version, flags, file_id) == (b"BCDF", 1, 0, fid)
+        buf = p.read_bytes()
+        off = FILE_HEADER.size
+        while (rec := read_record(buf, off)) is not None and rec.valid:
+            off += rec.size
+        assert off == len(buf), "sealing truncates a file to its records"
 
 
 def test_expiry_boundary(tmp_path: Path) -> None:
