@@ -104,6 +104,12 @@ def test_get_put_delete_exists_ttl(c: WireClient) -> None:
     assert isinstance(ttl, float) and 99 < ttl <= 100
     assert c.call("put", b"g:f", b"v", {"ttl": 0.5}) is True
     assert 0 < c.call("ttl", b"g:f") <= 0.5
+    assert c.call("put", b"g:short", b"v", {"ttl": 0.05}) is True
+    deadline = time.monotonic() + 10
+    while c.call("get", b"g:short") is not None:  # bounded wait for the expiry
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert c.call("ttl", b"g:short") == -2 and c.call("exists", b"g:short") is False
     assert c.call("delete", b"g:k") is True
     assert c.call("delete", b"g:k") is False
     assert c.call("get", b"g:k") is None
@@ -260,6 +266,9 @@ def test_watch_unwatch_commit(srv: ServerProcess, c: WireClient) -> None:
     assert c.call("unwatch") is True
     assert c.call("commit", [["put", b"w:k", b"5"], ["delete", b"w:k"]]) == [True, True]
     assert c.error("commit", [["nope", b"w:k"]]).name == "INVALID_PARAMS"
+    err = c.error("commit", [["incr", b"w:n"]] * 5)
+    assert (err.code, err.name) == (304, "BATCH_TOO_LARGE"), "more ops than max_batch"
+    assert c.call("get", b"w:n") is None
     assert c.error("watch", [b"w:%d" % i for i in range(5)]).name == "BATCH_TOO_LARGE"
     held = [c.call("watch", [b"w:k"]) for _ in range(64)]
     assert len(set(held)) == 64
