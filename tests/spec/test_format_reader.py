@@ -637,3 +637,31 @@ def test_zero_crc_in_open_file_ends_the_scan(tmp_path: Path) -> None:
         assert db.stats()["recovery"]["truncated_bytes"] == off - torn
     assert last.stat().st_size == torn
     assert_agrees(path)
+
+
+@pytest.mark.parametrize("unlinked", [0, 1, 2], ids=["outputs-moved", "one-input-gone", "two"])
+def test_a_half_done_swap_loads_the_same(tmp_path: Path, unlinked: int) -> None:
+    """Crash points inside the swap: outputs renamed into place, then inputs unlinked.
+    Every state loads the same values, readonly or after a writer open finishes it."""
+    staged, _merged = _hand_made_merge(tmp_path)
+    expected = {k: Store(staged).value(k) for k in Store(staged).live(int(NOW * 1000))}
+    outputs = sorted(int(p.name[:10]) for p in (staged / "merge").glob("*.data"))
+    inputs = [fid for fid, _ in data_files(staged) if fid < min(outputs)]
+    _write_manifest(staged / "merge", inputs, outputs)
+    for fid in outputs:
+        for suffix in (".data", ".hint"):
+            (staged / "merge" / f"{fid:010d}{suffix}").rename(staged / f"{fid:010d}{suffix}")
+    for fid in inputs[:unlinked]:
+        (staged / f"{fid:010d}.data").unlink()
+        (staged / f"{fid:010d}.hint").unlink(missing_ok=True)
+    now_ms = int(NOW * 1000)
+    for readonly in (True, False):
+        store = Store(staged, readonly=readonly)
+        assert {k: store.value(k) for k in store.live(now_ms)} == expected
+    assert_agrees(staged)
+    with bitcask.open(staged, clock=Clock()):
+        pass
+    assert not (staged / "merge").exists()
+    assert not {fid for fid, _ in data_files(staged)} & set(inputs)
+    after = assert_agrees(staged)
+    assert {k: after.value(k) for k in after.live(now_ms)} == expected
