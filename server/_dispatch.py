@@ -250,7 +250,8 @@ class Dispatcher(TransactionHandlers):
 
     def _scan(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         prefix, cursor, count = args
-        return Read(self._read_scan, (self._key(prefix), None if cursor is None else cursor, count))
+        after = None if cursor is None else self._key(cursor)
+        return Read(self._read_scan, (self._key(prefix), after, count))
 
     def _read_scan(self, query: tuple[bytes, bytes | None, int]) -> list[Any]:
         # One key more than asked tells whether another page exists, so the last page
