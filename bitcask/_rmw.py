@@ -318,7 +318,7 @@ class GetDel(Op):
         return old, [] if old is None else [(self.key, None, 0)]
 
 
-_CONDITIONS = ("", "nx", "xx", "gt", "lt")
+_CONDITIONS = ("", "nx", "xx", "gt", "lt", "xx+gt", "xx+lt")
 
 
 @dataclass(frozen=True)
@@ -326,7 +326,8 @@ class Expire(Op):
     """Set the expiry of an existing key to ``at_ms`` (ms since the epoch; in the past:
     the key is deleted). ``cond``: "" always, "nx" only without an expiry, "xx" only
     with one, "gt"/"lt" only if later/earlier than the current one (none counts as
-    never). Result: whether it was applied (False for an absent key)."""
+    never), "xx+gt"/"xx+lt" both (Redis's EXPIRE XX GT, XX LT). Result: whether it
+    was applied (False for an absent key)."""
 
     key: bytes
     at_ms: int
@@ -347,9 +348,9 @@ class Expire(Op):
         c, at = self.cond, self.at_ms
         if (
             (c == "nx" and exp)
-            or (c == "xx" and not exp)
-            or (c == "gt" and (not exp or at <= exp))
-            or (c == "lt" and exp and at >= exp)
+            or (c[:2] == "xx" and not exp)
+            or (c[-2:] == "gt" and (not exp or at <= exp))
+            or (c[-2:] == "lt" and exp and at >= exp)
         ):
             return False, []
         if at <= view.now_ms:

@@ -443,7 +443,9 @@ class RedisDispatcher(AdminCommands):
 
     def _expire(self, s: RedisSession, c: rc.Expire, tx: bool) -> Step:
         key = self._key(c.key)
-        cond = "nx" if c.nx else "xx" if c.xx else "gt" if c.gt else "lt" if c.lt else ""
+        cond = "nx" if c.nx else "gt" if c.gt else "lt" if c.lt else ""
+        if c.xx:  # XX combines with GT or LT (the parser refused NX with any of them)
+            cond = "xx+" + cond if cond else "xx"
         at = max(c.at_ms, 1)  # in the past either way: the key is deleted
         return Step(ops=[bitcask.Expire(key, at, cond)], shape=lambda r: _int_of_applied(r[0]))
 

@@ -49,7 +49,8 @@ COMMAND = st.one_of(
               st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=3)),
     st.builds(_cmd, st.sampled_from([b"RENAME", b"RENAMENX"]), KEYS, KEYS),
     st.builds(lambda k, s, c: [b"EXPIRE", k, s, *c], KEYS, SECONDS,
-              st.sampled_from([[], [b"NX"], [b"XX"], [b"GT"], [b"LT"], [b"NX", b"XX"]])),
+              st.sampled_from([[], [b"NX"], [b"XX"], [b"GT"], [b"LT"], [b"NX", b"XX"],
+                               [b"XX", b"GT"], [b"LT", b"XX"]])),
     st.builds(_cmd, st.sampled_from([b"DBSIZE", b"PING"])),
 )  # fmt: skip
 
@@ -108,6 +109,13 @@ CURATED = [
      [b"DBSIZE"], [b"EXEC"]],
     [[b"MULTI"], [b"SET", b"a", b"1", b"PXAT", b"4102444800123"], [b"PEXPIRETIME", b"a"],
      [b"PERSIST", b"a"], [b"PEXPIRETIME", b"a"], [b"DEL", b"a"], [b"PTTL", b"a"], [b"EXEC"]],
+    # XX combines with GT or LT: both must hold (XX GT with a past time once deleted the key)
+    [[b"SET", b"a", b"v", b"EX", b"1000"], [b"EXPIRE", b"a", b"100", b"XX", b"GT"],
+     [b"EXPIRE", b"a", b"-1", b"GT", b"XX"], [b"EXISTS", b"a"], [b"TTL", b"a"],
+     [b"EXPIRE", b"a", b"2000", b"XX", b"LT"], [b"TTL", b"a"], [b"EXPIRE", b"a", b"500", b"LT", b"XX"],
+     [b"TTL", b"a"], [b"SET", b"b", b"v"], [b"EXPIRE", b"b", b"100", b"XX", b"LT"],
+     [b"PEXPIRE", b"b", b"-1", b"LT", b"XX"], [b"TTL", b"b"], [b"EXPIRE", b"b", b"100", b"LT"],
+     [b"TTL", b"b"], [b"PEXPIREAT", b"b", b"1", b"XX", b"LT"], [b"EXISTS", b"b"]],
 ]  # fmt: skip
 
 
