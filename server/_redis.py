@@ -237,13 +237,9 @@ class RedisDispatcher(AdminCommands):
         try:
             spec = rc.check_command(argv)
         except rc.CommandError as exc:
-            if session.multi is not None:
-                session.dirty = True
-            return Done(None, redis_error(exc.message))
+            return self._reject(session, name, exc.message)
         if not session.authenticated and spec.name not in _OPEN:
-            if session.multi is not None:
-                session.dirty = True
-            return Done(None, redis_error(NOAUTH))
+            return self._reject(session, spec.name, NOAUTH)
         if session.multi is not None and spec.name not in _NOT_QUEUED:
             session.multi.append(argv)
             return Done(QUEUED, None)
@@ -268,6 +264,19 @@ class RedisDispatcher(AdminCommands):
             return Done(None, refusal)
         assert step.ops is not None and step.shape is not None
         return Write(step.ops, step.nbytes, step.shape)
+
+    def _reject(self, session: RedisSession, name: str, message: str) -> Outcome:
+        """A command refused before it runs (Redis's rejectCommand): inside MULTI it
+        makes EXEC answer EXECABORT; a refused EXEC itself discards the transaction
+        and the watches, as Redis's execCommandAbort (the connection leaves MULTI)."""
+        if name == "exec":
+            session.multi, session.dirty = None, False
+            session.unwatch()
+            if not message.startswith("EXECABORT"):
+                message = "EXECABORT Transaction discarded because of: " + message
+        elif session.multi is not None:
+            session.dirty = True
+        return Done(None, redis_error(message))
 
     # ---- shared by standalone commands and EXEC ----
 

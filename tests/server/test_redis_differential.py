@@ -17,7 +17,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.protocol._redis_server import exchange, redis_server
+from tests.protocol._redis_server import RedisConnection, exchange, redis_server
 from tests.serverproc import ServerProcess
 
 KEYS = st.sampled_from([b"a", b"b", b"c"])
@@ -116,6 +116,9 @@ CURATED = [
      [b"TTL", b"a"], [b"SET", b"b", b"v"], [b"EXPIRE", b"b", b"100", b"XX", b"LT"],
      [b"PEXPIRE", b"b", b"-1", b"LT", b"XX"], [b"TTL", b"b"], [b"EXPIRE", b"b", b"100", b"LT"],
      [b"TTL", b"b"], [b"PEXPIREAT", b"b", b"1", b"XX", b"LT"], [b"EXISTS", b"b"]],
+    # an EXEC of the wrong arity discards the transaction: the connection leaves MULTI
+    [[b"MULTI"], [b"SET", b"a", b"1"], [b"EXEC", b"x"], [b"GET", b"a"], [b"EXEC"]],
+    [[b"MULTI"], [b"EXEC", b"x"], [b"SET", b"a", b"1"], [b"DISCARD"], [b"GET", b"a"]],
 ]  # fmt: skip
 
 
@@ -145,3 +148,56 @@ def test_curated_and_generated_sequences_agree_with_redis(
             check(_flatten(items))
 
         generated()
+
+
+# Two connections, `w` (the one that WATCHes) and `o` (the other): an EXEC refused
+# before it runs (wrong arity, NOAUTH) discards the transaction AND the watches, as
+# Redis's execCommandAbort; a refused command inside MULTI makes EXEC fail.
+TWO_CONNECTIONS = [
+    [("w", [b"WATCH", b"k"]), ("w", [b"EXEC", b"x"]), ("o", [b"SET", b"k", b"1"]),
+     ("w", [b"MULTI"]), ("w", [b"SET", b"k", b"2"]), ("w", [b"EXEC"]), ("o", [b"GET", b"k"])],
+    [("w", [b"WATCH", b"k"]), ("w", [b"MULTI"]), ("w", [b"EXEC", b"x"]),
+     ("o", [b"SET", b"k", b"1"]), ("w", [b"MULTI"]), ("w", [b"SET", b"k", b"2"]),
+     ("w", [b"EXEC"]), ("o", [b"GET", b"k"])],
+    [("w", [b"WATCH", b"k"]), ("o", [b"SET", b"k", b"1"]), ("w", [b"MULTI"]),
+     ("w", [b"EXEC", b"x"]), ("w", [b"MULTI"]), ("w", [b"SET", b"k", b"2"]), ("w", [b"EXEC"]),
+     ("o", [b"GET", b"k"])],
+]  # fmt: skip
+
+AUTHED = [
+    [b"EXEC"], [b"EXEC", b"x"], [b"MULTI"], [b"GET", b"a"], [b"AUTH", b"t"], [b"MULTI"],
+    [b"SET", b"a", b"1"], [b"EXEC", b"x"], [b"GET", b"a"], [b"EXEC"], [b"MULTI"], [b"EXEC"],
+]  # fmt: skip
+
+
+def _run_pair(port: int, script: list[tuple[str, list[bytes]]]) -> list[bytes]:
+    conns = {"w": RedisConnection(port), "o": RedisConnection(port)}
+    try:
+        conns["o"].call([b"FLUSHALL"])
+        return [conns[who].call(argv) for who, argv in script]
+    finally:
+        for c in conns.values():
+            c.close()
+
+
+def test_refused_exec_discards_transaction_and_watches_as_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    ours = server_factory(sync="never")
+    with redis_server(tmp_path) as redis_port:
+        for script in TWO_CONNECTIONS:
+            assert _run_pair(ours.port, script) == _run_pair(redis_port, script), script
+
+
+def test_exec_before_auth_aborts_as_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    ours = server_factory(sync="never", extra=["--auth", "t"])
+    with redis_server(tmp_path, "--requirepass", "t") as redis_port:
+        data = b"".join(
+            b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in argv)
+            for argv in AUTHED
+        )
+        expected = exchange(redis_port, data)
+        assert b"EXECABORT Transaction discarded because of: NOAUTH" in expected
+        assert exchange(ours.port, data) == expected
