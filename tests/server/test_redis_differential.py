@@ -116,6 +116,15 @@ CURATED = [
      [b"TTL", b"a"], [b"SET", b"b", b"v"], [b"EXPIRE", b"b", b"100", b"XX", b"LT"],
      [b"PEXPIRE", b"b", b"-1", b"LT", b"XX"], [b"TTL", b"b"], [b"EXPIRE", b"b", b"100", b"LT"],
      [b"TTL", b"b"], [b"PEXPIREAT", b"b", b"1", b"XX", b"LT"], [b"EXISTS", b"b"]],
+    # INCRBYFLOAT reads the stored value as strtold does: hex and inf yes, "1_0" no
+    [[b"SET", b"a", b"1_0"], [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"0x10"],
+     [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"0x1.8p1"], [b"INCRBYFLOAT", b"a", b"1"],
+     [b"SET", b"a", b"-inf"], [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"Infinity"],
+     [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"nan"], [b"INCRBYFLOAT", b"a", b"1"],
+     [b"SET", b"a", b" 1"], [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"1 "],
+     [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"\xd9\xa1"], [b"INCRBYFLOAT", b"a", b"1"],
+     [b"SET", b"a", b".5e1"], [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"0x"],
+     [b"INCRBYFLOAT", b"a", b"1"], [b"GET", b"a"]],
     # an EXEC of the wrong arity discards the transaction: the connection leaves MULTI
     [[b"MULTI"], [b"SET", b"a", b"1"], [b"EXEC", b"x"], [b"GET", b"a"], [b"EXEC"]],
     [[b"MULTI"], [b"EXEC", b"x"], [b"SET", b"a", b"1"], [b"DISCARD"], [b"GET", b"a"]],
@@ -201,3 +210,21 @@ def test_exec_before_auth_aborts_as_redis(
         expected = exchange(redis_port, data)
         assert b"EXECABORT Transaction discarded because of: NOAUTH" in expected
         assert exchange(ours.port, data) == expected
+
+
+def test_incrbyfloat_beyond_a_double_is_infinite_not_a_dropped_connection(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    # A documented difference (docs/redis.md section 8): Redis's long double holds
+    # 0x1p2000 and refuses 0x1p99999; here both are infinite. Once, float.fromhex's
+    # OverflowError escaped: the connection closed without a reply.
+    ours = server_factory(sync="never")
+    argvs = [[b"INCRBYFLOAT", b"a", b"0x1p99999"], [b"SET", b"a", b"-0x1P2000"],
+             [b"INCRBYFLOAT", b"a", b"1"], [b"GET", b"a"], [b"PING"]]  # fmt: skip
+    nan_or_inf = b"-ERR increment would produce NaN or Infinity\r\n"
+    assert exchange(ours.port, _encode(argvs)) == (
+        b"+OK\r\n" + nan_or_inf + b"+OK\r\n" + nan_or_inf + b"$9\r\n-0x1P2000\r\n+PONG\r\n"
+    )
+    with redis_server(tmp_path) as redis_port:
+        replies = exchange(redis_port, _encode(argvs))
+    assert replies.startswith(b"+OK\r\n-ERR value is not a valid float\r\n+OK\r\n$"), replies
