@@ -73,6 +73,7 @@ from .config import ServerConfig
 
 __all__ = ["RedisDispatcher", "RedisSession"]
 
+_TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 _OPEN = frozenset({"auth", "hello"})  # allowed before authentication
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
 SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
@@ -83,6 +84,8 @@ def _op_error(result: Any) -> bytes | None:
     if isinstance(result, BaseException):
         if isinstance(result, bitcask.CorruptRecordError):
             return encode_error(f"ERR corrupt record: {result}")
+        if isinstance(result, bitcask.ValueTooLargeError):  # APPEND that raced past the hint
+            return encode_error(_TOO_BIG)
         # The engine words these as Redis does ("value is not an integer or out of range").
         return encode_error("ERR " + (str(result).strip("'\"") or type(result).__name__))
     return None
@@ -307,7 +310,7 @@ class RedisDispatcher(AdminCommands):
 
     def _value(self, value: bytes) -> bytes:
         if len(value) > self._max_value:
-            raise RedisError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+            raise RedisError(_TOO_BIG)
         return value
 
     # ---- reads ----
@@ -438,7 +441,7 @@ class RedisDispatcher(AdminCommands):
         key, value = self._key(c.key), self._value(c.value)
         db, limit = self._db, self._max_value
         if len(value) + len(db.get(key) or b"") > limit:  # the writer re-reads; a hint only
-            raise RedisError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+            raise RedisError(_TOO_BIG)
         return Step(
             ops=[bitcask.Append(key, value)], shape=lambda r: _int_reply(r[0]), nbytes=len(value)
         )

@@ -368,6 +368,23 @@ def test_reset_forgets_the_connection_state(srv: ServerProcess) -> None:
     assert got.endswith(b"+OK\r\n+RESET\r\n$-1\r\n-ERR EXEC without MULTI\r\n+OK\r\n$3\r\nend\r\n")
 
 
+def test_append_past_max_value_size_answers_redis_text_however_it_races(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # Two pipelined APPENDs: the second passes the size hint (read before the first
+    # applied) and was refused by the writer with the engine's own words
+    # ("value of 151 bytes exceeds max_value_size 100"); inside MULTI, or when the
+    # first had applied, the same APPEND answered Redis's text. One text now.
+    srv = server_factory(sync="never", extra=["--max-value-size", "100"])
+    too_big = b"-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n"
+    got = _raw(
+        srv, b"APPEND a %s\r\nAPPEND a %s\r\nSTRLEN a\r\n" % (b"x" * 71, b"y" * 80), b":71\r\n"
+    )
+    assert got == b":71\r\n" + too_big + b":71\r\n"
+    got = _raw(srv, b"MULTI\r\nAPPEND a %s\r\nEXEC\r\n" % (b"z" * 30), b"\r\n*1\r\n" + too_big)
+    assert got.endswith(b"+QUEUED\r\n*1\r\n" + too_big)
+
+
 def test_get_and_plain_set_answer_as_the_general_path_does(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
