@@ -76,6 +76,14 @@ def test_connection_commands(r: redis.Redis) -> None:
     assert r.info("keyspace") == {}
     server = r.info("server")
     assert server["redis_version"].startswith("7.")
+    # every INFO value is a number or a word, as in Redis (total_commands_processed
+    # was once the repr of a per-command dict)
+    for section in ("server", "clients", "memory", "persistence", "stats"):
+        for name, value in r.info(section).items():
+            assert isinstance(value, int | float | str), (name, value)
+    stats = r.info("stats")
+    assert isinstance(stats["total_commands_processed"], int)
+    assert stats["total_commands_processed"] >= 10
 
 
 def test_unknown_command_is_an_error_and_the_connection_goes_on(r: redis.Redis) -> None:
