@@ -174,7 +174,7 @@ TWO_CONNECTIONS = [
 ]  # fmt: skip
 
 AUTHED = [
-    [b"EXEC"], [b"EXEC", b"x"], [b"MULTI"], [b"GET", b"a"], [b"AUTH", b"t"], [b"MULTI"],
+    [b"HELLO", b"3"], [b"EXEC"], [b"EXEC", b"x"], [b"MULTI"], [b"GET", b"a"], [b"AUTH", b"t"], [b"MULTI"],
     [b"SET", b"a", b"1"], [b"EXEC", b"x"], [b"GET", b"a"], [b"EXEC"], [b"MULTI"], [b"EXEC"],
 ]  # fmt: skip
 
