@@ -416,8 +416,13 @@ class RedisDispatcher(AdminCommands):
 
     def _getex(self, s: RedisSession, c: rc.GetEx, tx: bool) -> Step:
         key, proto = self._key(c.key), s.proto
-        if c.invalid_expire is not None:
+        if c.invalid_expire is not None:  # an error only for a key that exists (Redis)
             message = c.invalid_expire
+            if tx:  # as the transaction's earlier writes left the key
+                return Step(
+                    ops=[bitcask.Peek(key)],
+                    shape=lambda r: encode(None, proto) if r[0] is None else encode_error(message),
+                )
             db = self._db
 
             def bad() -> bytes:

@@ -125,6 +125,11 @@ CURATED = [
      [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"\xd9\xa1"], [b"INCRBYFLOAT", b"a", b"1"],
      [b"SET", b"a", b".5e1"], [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"0x"],
      [b"INCRBYFLOAT", b"a", b"1"], [b"GET", b"a"]],
+    # GETEX's invalid expiry is an error for a key that exists where GETEX stands
+    [[b"MULTI"], [b"SET", b"a", b"1"], [b"GETEX", b"a", b"EX", b"0"], [b"DEL", b"a"],
+     [b"GETEX", b"a", b"PX", b"-1"], [b"SET", b"b", b"1"], [b"EXEC"]],
+    [[b"SET", b"a", b"1"], [b"MULTI"], [b"DEL", b"a"], [b"GETEX", b"a", b"EX", b"0"],
+     [b"SET", b"a", b"2"], [b"GETEX", b"a", b"EXAT", b"-5"], [b"EXEC"]],
     # an EXEC of the wrong arity discards the transaction: the connection leaves MULTI
     [[b"MULTI"], [b"SET", b"a", b"1"], [b"EXEC", b"x"], [b"GET", b"a"], [b"EXEC"]],
     [[b"MULTI"], [b"EXEC", b"x"], [b"SET", b"a", b"1"], [b"DISCARD"], [b"GET", b"a"]],
