@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from decimal import Context, Decimal
 
+from ._ldouble import incr_by_float
 from ._record import as_bytes
 from .errors import NoSuchKeyError, NotANumberError
 
@@ -277,20 +278,28 @@ def _as_float(raw: bytes) -> float:
 @dataclass(frozen=True)
 class IncrFloat(Op):
     """Add ``delta`` to the number stored at ``key`` (absent: 0); keeps the TTL.
-    Result: the new value as stored (bytes)."""
+    Result: the new value as stored (bytes). With ``text`` (the increment as a Redis
+    client wrote it) ``delta`` is ignored and the sum is Redis's INCRBYFLOAT, in a C
+    long double (bitcask._ldouble): 0.1 + 0.2 stores ``0.3``, as in Redis."""
 
     key: bytes
     delta: float
+    text: bytes = b""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", _key(self.key))
         if isinstance(self.delta, bool) or not isinstance(self.delta, int | float):
             raise TypeError(f"delta must be a number, not {self.delta!r}")
-        if not math.isfinite(self.delta):
+        if not isinstance(self.text, bytes):
+            raise TypeError(f"text must be bytes, not {self.text!r}")
+        if not self.text and not math.isfinite(self.delta):
             raise ValueError("delta must be finite")
 
     def apply(self, view: View) -> tuple[object, list[Write]]:
         old, exp = view.get(self.key)
+        if self.text:
+            stored = incr_by_float(old, self.text)
+            return stored, [(self.key, stored, exp)]
         new = (0.0 if old is None else _as_float(old)) + float(self.delta)
         if not math.isfinite(new):
             raise NotANumberError("increment would produce NaN or Infinity")

@@ -565,7 +565,7 @@ _PARSERS: Mapping[str, Parser] = MappingProxyType(
         "decr": _p_incr,
         "incrby": _p_incr,
         "decrby": _p_incr,
-        "incrbyfloat": lambda n, a, t: IncrByFloat(n, a[1], _float(a[2])),
+        "incrbyfloat": lambda n, a, t: IncrByFloat(n, a[1], _float(a[2]), a[2]),
         "del": _all_keys(Del),
         "unlink": _all_keys(Del),
         "exists": _all_keys(Exists),

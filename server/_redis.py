@@ -438,9 +438,15 @@ class RedisDispatcher(AdminCommands):
 
     def _incrbyfloat(self, s: RedisSession, c: rc.IncrByFloat, tx: bool) -> Step:
         key = self._key(c.key)
-        if not math.isfinite(c.delta):
-            raise RedisError("ERR increment would produce NaN or Infinity")
-        return Step(ops=[bitcask.IncrFloat(key, c.delta)], shape=lambda r: _value_reply(r[0], 2))
+        if not c.text:  # built without the client's text: the double's arithmetic
+            if not math.isfinite(c.delta):
+                raise RedisError("ERR increment would produce NaN or Infinity")
+            return Step(
+                ops=[bitcask.IncrFloat(key, c.delta)], shape=lambda r: _value_reply(r[0], 2)
+            )
+        # Redis's long double arithmetic on the increment as written (bitcask._ldouble)
+        op = bitcask.IncrFloat(key, 0.0, text=c.text)
+        return Step(ops=[op], shape=lambda r: _value_reply(r[0], 2))
 
     def _append(self, s: RedisSession, c: rc.Append, tx: bool) -> Step:
         key, value = self._key(c.key), self._value(c.value)
