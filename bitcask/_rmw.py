@@ -19,11 +19,13 @@ Strategy / invariants:
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from decimal import Context, Decimal
 
+from ._ldouble import incr_by_float
 from ._record import as_bytes
 from .errors import NoSuchKeyError, NotANumberError
 
@@ -249,36 +251,55 @@ def format_float(x: float) -> bytes:
     return b"0" if text in ("-0", "") else text.encode("ascii")
 
 
+# Redis's string2ld: what C strtold reads whole (decimal, hexadecimal, inf), under
+# 5 KiB, no leading blank, never NaN. Python's float() alone would also take "1_0",
+# blanks around the number and non-ASCII digits, and refuse hexadecimal.
+_DECIMAL = re.compile(
+    rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?inf(?:inity)?", re.I
+)
+_HEXFLOAT = re.compile(
+    rb"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?"
+)
+
+
 def _as_float(raw: bytes) -> float:
-    text = raw.decode("ascii", "replace")
-    if not text or text != text.strip() or text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
-        raise NotANumberError("value is not a valid float")
-    try:
-        x = float(text)
-    except ValueError:
-        raise NotANumberError("value is not a valid float") from None
-    if not math.isfinite(x):
-        raise NotANumberError("value is not a valid float")
-    return x
+    if 0 < len(raw) < 5 * 1024:
+        if _DECIMAL.fullmatch(raw):
+            return float(raw)  # inf stays inf: the sum answers "NaN or Infinity"
+        if _HEXFLOAT.fullmatch(raw):
+            text = raw.decode("ascii")
+            try:
+                return float.fromhex(text if "p" in text.lower() else text + "p0")
+            except OverflowError:  # beyond a double: infinite, as float("1e400") is
+                return -math.inf if text[0] == "-" else math.inf
+    raise NotANumberError("value is not a valid float")
 
 
 @dataclass(frozen=True)
 class IncrFloat(Op):
     """Add ``delta`` to the number stored at ``key`` (absent: 0); keeps the TTL.
-    Result: the new value as stored (bytes)."""
+    Result: the new value as stored (bytes). With ``text`` (the increment as a Redis
+    client wrote it) ``delta`` is ignored and the sum is Redis's INCRBYFLOAT, in a C
+    long double (bitcask._ldouble): 0.1 + 0.2 stores ``0.3``, as in Redis."""
 
     key: bytes
     delta: float
+    text: bytes = b""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", _key(self.key))
         if isinstance(self.delta, bool) or not isinstance(self.delta, int | float):
             raise TypeError(f"delta must be a number, not {self.delta!r}")
-        if not math.isfinite(self.delta):
+        if not isinstance(self.text, bytes):
+            raise TypeError(f"text must be bytes, not {self.text!r}")
+        if not self.text and not math.isfinite(self.delta):
             raise ValueError("delta must be finite")
 
     def apply(self, view: View) -> tuple[object, list[Write]]:
         old, exp = view.get(self.key)
+        if self.text:
+            stored = incr_by_float(old, self.text)
+            return stored, [(self.key, stored, exp)]
         new = (0.0 if old is None else _as_float(old)) + float(self.delta)
         if not math.isfinite(new):
             raise NotANumberError("increment would produce NaN or Infinity")
@@ -318,7 +339,7 @@ class GetDel(Op):
         return old, [] if old is None else [(self.key, None, 0)]
 
 
-_CONDITIONS = ("", "nx", "xx", "gt", "lt")
+_CONDITIONS = ("", "nx", "xx", "gt", "lt", "xx+gt", "xx+lt")
 
 
 @dataclass(frozen=True)
@@ -326,7 +347,8 @@ class Expire(Op):
     """Set the expiry of an existing key to ``at_ms`` (ms since the epoch; in the past:
     the key is deleted). ``cond``: "" always, "nx" only without an expiry, "xx" only
     with one, "gt"/"lt" only if later/earlier than the current one (none counts as
-    never). Result: whether it was applied (False for an absent key)."""
+    never), "xx+gt"/"xx+lt" both (Redis's EXPIRE XX GT, XX LT). Result: whether it
+    was applied (False for an absent key)."""
 
     key: bytes
     at_ms: int
@@ -347,9 +369,9 @@ class Expire(Op):
         c, at = self.cond, self.at_ms
         if (
             (c == "nx" and exp)
-            or (c == "xx" and not exp)
-            or (c == "gt" and (not exp or at <= exp))
-            or (c == "lt" and exp and at >= exp)
+            or (c[:2] == "xx" and not exp)
+            or (c[-2:] == "gt" and (not exp or at <= exp))
+            or (c[-2:] == "lt" and exp and at >= exp)
         ):
             return False, []
         if at <= view.now_ms:

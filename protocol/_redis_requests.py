@@ -10,7 +10,7 @@ Strategy / invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "Append",
@@ -252,6 +252,7 @@ class IncrBy(Command):
 class IncrByFloat(Command):
     key: bytes
     delta: float  # may be inf: the command then answers "increment would produce NaN or Infinity"
+    text: bytes = field(default=b"", compare=False, repr=False)  # the increment as written
 
 
 @dataclass(frozen=True, slots=True)

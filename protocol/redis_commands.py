@@ -19,6 +19,7 @@ Strategy / invariants:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -260,7 +261,10 @@ def _float(arg: bytes) -> float:
             text = arg.decode("ascii")
             if "p" not in text.lower():
                 text += "p0"
-            return float.fromhex(text)
+            try:
+                return float.fromhex(text)
+            except OverflowError:  # beyond a double: infinite, as float(b"1e400") is
+                return -math.inf if text[0] == "-" else math.inf
     raise CommandError("ERR value is not a valid float")
 
 
@@ -561,7 +565,7 @@ _PARSERS: Mapping[str, Parser] = MappingProxyType(
         "decr": _p_incr,
         "incrby": _p_incr,
         "decrby": _p_incr,
-        "incrbyfloat": lambda n, a, t: IncrByFloat(n, a[1], _float(a[2])),
+        "incrbyfloat": lambda n, a, t: IncrByFloat(n, a[1], _float(a[2]), a[2]),
         "del": _all_keys(Del),
         "unlink": _all_keys(Del),
         "exists": _all_keys(Exists),

@@ -73,6 +73,7 @@ from .config import ServerConfig
 
 __all__ = ["RedisDispatcher", "RedisSession"]
 
+_TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 _OPEN = frozenset({"auth", "hello"})  # allowed before authentication
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
 SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
@@ -83,6 +84,8 @@ def _op_error(result: Any) -> bytes | None:
     if isinstance(result, BaseException):
         if isinstance(result, bitcask.CorruptRecordError):
             return encode_error(f"ERR corrupt record: {result}")
+        if isinstance(result, bitcask.ValueTooLargeError):  # APPEND that raced past the hint
+            return encode_error(_TOO_BIG)
         # The engine words these as Redis does ("value is not an integer or out of range").
         return encode_error("ERR " + (str(result).strip("'\"") or type(result).__name__))
     return None
@@ -237,13 +240,9 @@ class RedisDispatcher(AdminCommands):
         try:
             spec = rc.check_command(argv)
         except rc.CommandError as exc:
-            if session.multi is not None:
-                session.dirty = True
-            return Done(None, redis_error(exc.message))
+            return self._reject(session, name, exc.message)
         if not session.authenticated and spec.name not in _OPEN:
-            if session.multi is not None:
-                session.dirty = True
-            return Done(None, redis_error(NOAUTH))
+            return self._reject(session, spec.name, NOAUTH)
         if session.multi is not None and spec.name not in _NOT_QUEUED:
             session.multi.append(argv)
             return Done(QUEUED, None)
@@ -268,6 +267,19 @@ class RedisDispatcher(AdminCommands):
             return Done(None, refusal)
         assert step.ops is not None and step.shape is not None
         return Write(step.ops, step.nbytes, step.shape)
+
+    def _reject(self, session: RedisSession, name: str, message: str) -> Outcome:
+        """A command refused before it runs (Redis's rejectCommand): inside MULTI it
+        makes EXEC answer EXECABORT; a refused EXEC itself discards the transaction
+        and the watches, as Redis's execCommandAbort (the connection leaves MULTI)."""
+        if name == "exec":
+            session.multi, session.dirty = None, False
+            session.unwatch()
+            if not message.startswith("EXECABORT"):
+                message = "EXECABORT Transaction discarded because of: " + message
+        elif session.multi is not None:
+            session.dirty = True
+        return Done(None, redis_error(message))
 
     # ---- shared by standalone commands and EXEC ----
 
@@ -298,7 +310,7 @@ class RedisDispatcher(AdminCommands):
 
     def _value(self, value: bytes) -> bytes:
         if len(value) > self._max_value:
-            raise RedisError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+            raise RedisError(_TOO_BIG)
         return value
 
     # ---- reads ----
@@ -404,8 +416,13 @@ class RedisDispatcher(AdminCommands):
 
     def _getex(self, s: RedisSession, c: rc.GetEx, tx: bool) -> Step:
         key, proto = self._key(c.key), s.proto
-        if c.invalid_expire is not None:
+        if c.invalid_expire is not None:  # an error only for a key that exists (Redis)
             message = c.invalid_expire
+            if tx:  # as the transaction's earlier writes left the key
+                return Step(
+                    ops=[bitcask.Peek(key)],
+                    shape=lambda r: encode(None, proto) if r[0] is None else encode_error(message),
+                )
             db = self._db
 
             def bad() -> bytes:
@@ -421,15 +438,21 @@ class RedisDispatcher(AdminCommands):
 
     def _incrbyfloat(self, s: RedisSession, c: rc.IncrByFloat, tx: bool) -> Step:
         key = self._key(c.key)
-        if not math.isfinite(c.delta):
-            raise RedisError("ERR increment would produce NaN or Infinity")
-        return Step(ops=[bitcask.IncrFloat(key, c.delta)], shape=lambda r: _value_reply(r[0], 2))
+        if not c.text:  # built without the client's text: the double's arithmetic
+            if not math.isfinite(c.delta):
+                raise RedisError("ERR increment would produce NaN or Infinity")
+            return Step(
+                ops=[bitcask.IncrFloat(key, c.delta)], shape=lambda r: _value_reply(r[0], 2)
+            )
+        # Redis's long double arithmetic on the increment as written (bitcask._ldouble)
+        op = bitcask.IncrFloat(key, 0.0, text=c.text)
+        return Step(ops=[op], shape=lambda r: _value_reply(r[0], 2))
 
     def _append(self, s: RedisSession, c: rc.Append, tx: bool) -> Step:
         key, value = self._key(c.key), self._value(c.value)
         db, limit = self._db, self._max_value
         if len(value) + len(db.get(key) or b"") > limit:  # the writer re-reads; a hint only
-            raise RedisError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+            raise RedisError(_TOO_BIG)
         return Step(
             ops=[bitcask.Append(key, value)], shape=lambda r: _int_reply(r[0]), nbytes=len(value)
         )
@@ -443,7 +466,9 @@ class RedisDispatcher(AdminCommands):
 
     def _expire(self, s: RedisSession, c: rc.Expire, tx: bool) -> Step:
         key = self._key(c.key)
-        cond = "nx" if c.nx else "xx" if c.xx else "gt" if c.gt else "lt" if c.lt else ""
+        cond = "nx" if c.nx else "gt" if c.gt else "lt" if c.lt else ""
+        if c.xx:  # XX combines with GT or LT (the parser refused NX with any of them)
+            cond = "xx+" + cond if cond else "xx"
         at = max(c.at_ms, 1)  # in the past either way: the key is deleted
         return Step(ops=[bitcask.Expire(key, at, cond)], shape=lambda r: _int_of_applied(r[0]))
 

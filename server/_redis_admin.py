@@ -211,7 +211,7 @@ class AdminCommands:
             "stats",
             lambda: {
                 "total_connections_received": facts.get("connections_total", 0),
-                "total_commands_processed": facts.get("requests", 0),
+                "total_commands_processed": sum(facts.get("requests", {}).values()),
                 "rejected_connections": facts.get("connections_refused", 0),
                 "group_commits": facts.get("group_commits", 0),
                 "expired_keys": expiry["expired_keys"],

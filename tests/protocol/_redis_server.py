@@ -35,15 +35,16 @@ def require_binary(name: str, package: str) -> str:
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[int]:
-    """Run `redis-server --port <free> --save '' --appendonly no` on 127.0.0.1; yield its port."""
+def redis_server(workdir: Path, *extra: str) -> Iterator[int]:
+    """Run `redis-server --port <free> --save '' --appendonly no` on 127.0.0.1, plus
+    `extra` arguments (`"--requirepass", "t"`); yield its port."""
     binary = require_binary("redis-server", "redis-server")
     port = free_port()
     log = (workdir / f"redis-{port}.log").open("wb")
     proc = subprocess.Popen(
         [
             binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(workdir),
+            "--appendonly", "no", "--dir", str(workdir), *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

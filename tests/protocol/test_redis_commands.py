@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ PARSED = [
     ("DECRBY k -5", IncrBy("decrby", b"k", 5)),
     ("INCRBYFLOAT k 0x1p3", IncrByFloat("incrbyfloat", b"k", 8.0)),
     ("INCRBYFLOAT k -.5e1", IncrByFloat("incrbyfloat", b"k", -5.0)),
+    # beyond a double: infinite like 1e400 (once an OverflowError that killed the connection)
+    ("INCRBYFLOAT k 0x1p99999", IncrByFloat("incrbyfloat", b"k", math.inf)),
+    ("INCRBYFLOAT k -0x1P2000", IncrByFloat("incrbyfloat", b"k", -math.inf)),
     ("MSETNX a 1 b 2", MSet("msetnx", ((b"a", b"1"), (b"b", b"2")))),
     ("UNLINK a b a", Del("unlink", (b"a", b"b", b"a"))),
     ("EXPIRE k -5 gt", Expire("expire", b"k", NOW - 5000, gt=True)),

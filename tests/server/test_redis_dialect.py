@@ -76,6 +76,14 @@ def test_connection_commands(r: redis.Redis) -> None:
     assert r.info("keyspace") == {}
     server = r.info("server")
     assert server["redis_version"].startswith("7.")
+    # every INFO value is a number or a word, as in Redis (total_commands_processed
+    # was once the repr of a per-command dict)
+    for section in ("server", "clients", "memory", "persistence", "stats"):
+        for name, value in r.info(section).items():
+            assert isinstance(value, int | float | str), (name, value)
+    stats = r.info("stats")
+    assert isinstance(stats["total_commands_processed"], int)
+    assert stats["total_commands_processed"] >= 10
 
 
 def test_unknown_command_is_an_error_and_the_connection_goes_on(r: redis.Redis) -> None:
@@ -366,6 +374,23 @@ def test_reset_forgets_the_connection_state(srv: ServerProcess) -> None:
         until=b"$3\r\nend\r\n",
     )
     assert got.endswith(b"+OK\r\n+RESET\r\n$-1\r\n-ERR EXEC without MULTI\r\n+OK\r\n$3\r\nend\r\n")
+
+
+def test_append_past_max_value_size_answers_redis_text_however_it_races(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # Two pipelined APPENDs: the second passes the size hint (read before the first
+    # applied) and was refused by the writer with the engine's own words
+    # ("value of 151 bytes exceeds max_value_size 100"); inside MULTI, or when the
+    # first had applied, the same APPEND answered Redis's text. One text now.
+    srv = server_factory(sync="never", extra=["--max-value-size", "100"])
+    too_big = b"-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n"
+    got = _raw(
+        srv, b"APPEND a %s\r\nAPPEND a %s\r\nSTRLEN a\r\n" % (b"x" * 71, b"y" * 80), b":71\r\n"
+    )
+    assert got == b":71\r\n" + too_big + b":71\r\n"
+    got = _raw(srv, b"MULTI\r\nAPPEND a %s\r\nEXEC\r\n" % (b"z" * 30), b"\r\n*1\r\n" + too_big)
+    assert got.endswith(b"+QUEUED\r\n*1\r\n" + too_big)
 
 
 def test_get_and_plain_set_answer_as_the_general_path_does(

@@ -17,7 +17,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.protocol._redis_server import exchange, redis_server
+from tests.protocol._redis_server import RedisConnection, exchange, redis_server
 from tests.serverproc import ServerProcess
 
 KEYS = st.sampled_from([b"a", b"b", b"c"])
@@ -49,7 +49,12 @@ COMMAND = st.one_of(
               st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=3)),
     st.builds(_cmd, st.sampled_from([b"RENAME", b"RENAMENX"]), KEYS, KEYS),
     st.builds(lambda k, s, c: [b"EXPIRE", k, s, *c], KEYS, SECONDS,
-              st.sampled_from([[], [b"NX"], [b"XX"], [b"GT"], [b"LT"], [b"NX", b"XX"]])),
+              st.sampled_from([[], [b"NX"], [b"XX"], [b"GT"], [b"LT"], [b"NX", b"XX"],
+                               [b"XX", b"GT"], [b"LT", b"XX"]])),
+    st.builds(lambda k, o: [b"GETEX", k, *o], KEYS,
+              st.sampled_from([[], [b"PERSIST"], [b"EX", b"1000"], [b"EX", b"0"], [b"PX", b"-1"],
+                               [b"PXAT", b"1"], [b"EX", b"1", b"PX", b"2"], [b"FOO"]])),
+    st.builds(_cmd, st.just(b"SETEX"), KEYS, SECONDS, VALUES),
     st.builds(_cmd, st.sampled_from([b"DBSIZE", b"PING"])),
 )  # fmt: skip
 
@@ -108,6 +113,43 @@ CURATED = [
      [b"DBSIZE"], [b"EXEC"]],
     [[b"MULTI"], [b"SET", b"a", b"1", b"PXAT", b"4102444800123"], [b"PEXPIRETIME", b"a"],
      [b"PERSIST", b"a"], [b"PEXPIRETIME", b"a"], [b"DEL", b"a"], [b"PTTL", b"a"], [b"EXEC"]],
+    # XX combines with GT or LT: both must hold (XX GT with a past time once deleted the key)
+    [[b"SET", b"a", b"v", b"EX", b"1000"], [b"EXPIRE", b"a", b"100", b"XX", b"GT"],
+     [b"EXPIRE", b"a", b"-1", b"GT", b"XX"], [b"EXISTS", b"a"], [b"TTL", b"a"],
+     [b"EXPIRE", b"a", b"2000", b"XX", b"LT"], [b"TTL", b"a"], [b"EXPIRE", b"a", b"500", b"LT", b"XX"],
+     [b"TTL", b"a"], [b"SET", b"b", b"v"], [b"EXPIRE", b"b", b"100", b"XX", b"LT"],
+     [b"PEXPIRE", b"b", b"-1", b"LT", b"XX"], [b"TTL", b"b"], [b"EXPIRE", b"b", b"100", b"LT"],
+     [b"TTL", b"b"], [b"PEXPIREAT", b"b", b"1", b"XX", b"LT"], [b"EXISTS", b"b"]],
+    # INCRBYFLOAT reads the stored value as strtold does: hex and inf yes, "1_0" no
+    [[b"SET", b"a", b"1_0"], [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"0x10"],
+     [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"0x1.8p1"], [b"INCRBYFLOAT", b"a", b"1"],
+     [b"SET", b"a", b"-inf"], [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"Infinity"],
+     [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"nan"], [b"INCRBYFLOAT", b"a", b"1"],
+     [b"SET", b"a", b" 1"], [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"1 "],
+     [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"\xd9\xa1"], [b"INCRBYFLOAT", b"a", b"1"],
+     [b"SET", b"a", b".5e1"], [b"INCRBYFLOAT", b"a", b"1"], [b"SET", b"a", b"0x"],
+     [b"INCRBYFLOAT", b"a", b"1"], [b"GET", b"a"]],
+    # INCRBYFLOAT computes in a long double as Redis: 0.1 ten times is 1 (doubles
+    # gave 0.9999999999999999), 2**63-1 - 0.25 stays ...807, 1e400 is a number;
+    # hexadecimal beyond the long double range is refused (an OverflowError of
+    # float.fromhex once dropped the connection without a reply)
+    [*[[b"INCRBYFLOAT", b"a", b"0.1"]] * 10, [b"INCRBYFLOAT", b"b", b"0.1"],
+     [b"INCRBYFLOAT", b"b", b"0.2"], [b"SET", b"c", b"9223372036854775807"],
+     [b"INCRBYFLOAT", b"c", b"-0.25"], [b"INCRBYFLOAT", b"c", b"1e400"],
+     [b"INCRBYFLOAT", b"c", b"123456789.123456789"], [b"SET", b"c", b"1.5e308"],
+     [b"INCRBYFLOAT", b"c", b"1.5e308"], [b"INCRBYFLOAT", b"d", b"0x1p2000"],
+     [b"INCRBYFLOAT", b"d", b"0x1p99999"], [b"SET", b"d", b"-0x1p99999"],
+     [b"INCRBYFLOAT", b"d", b"1"], [b"INCRBYFLOAT", b"d", b"1e99999"],
+     [b"INCRBYFLOAT", b"d", b"1e-99999"], [b"INCRBYFLOAT", b"d", b"5e-18"],
+     [b"INCRBYFLOAT", b"d", b"inf"], [b"PING"]],
+    # GETEX's invalid expiry is an error for a key that exists where GETEX stands
+    [[b"MULTI"], [b"SET", b"a", b"1"], [b"GETEX", b"a", b"EX", b"0"], [b"DEL", b"a"],
+     [b"GETEX", b"a", b"PX", b"-1"], [b"SET", b"b", b"1"], [b"EXEC"]],
+    [[b"SET", b"a", b"1"], [b"MULTI"], [b"DEL", b"a"], [b"GETEX", b"a", b"EX", b"0"],
+     [b"SET", b"a", b"2"], [b"GETEX", b"a", b"EXAT", b"-5"], [b"EXEC"]],
+    # an EXEC of the wrong arity discards the transaction: the connection leaves MULTI
+    [[b"MULTI"], [b"SET", b"a", b"1"], [b"EXEC", b"x"], [b"GET", b"a"], [b"EXEC"]],
+    [[b"MULTI"], [b"EXEC", b"x"], [b"SET", b"a", b"1"], [b"DISCARD"], [b"GET", b"a"]],
 ]  # fmt: skip
 
 
@@ -137,3 +179,86 @@ def test_curated_and_generated_sequences_agree_with_redis(
             check(_flatten(items))
 
         generated()
+
+
+# Two connections, `w` (the one that WATCHes) and `o` (the other): an EXEC refused
+# before it runs (wrong arity, NOAUTH) discards the transaction AND the watches, as
+# Redis's execCommandAbort; a refused command inside MULTI makes EXEC fail.
+TWO_CONNECTIONS = [
+    [("w", [b"WATCH", b"k"]), ("w", [b"EXEC", b"x"]), ("o", [b"SET", b"k", b"1"]),
+     ("w", [b"MULTI"]), ("w", [b"SET", b"k", b"2"]), ("w", [b"EXEC"]), ("o", [b"GET", b"k"])],
+    [("w", [b"WATCH", b"k"]), ("w", [b"MULTI"]), ("w", [b"EXEC", b"x"]),
+     ("o", [b"SET", b"k", b"1"]), ("w", [b"MULTI"]), ("w", [b"SET", b"k", b"2"]),
+     ("w", [b"EXEC"]), ("o", [b"GET", b"k"])],
+    [("w", [b"WATCH", b"k"]), ("o", [b"SET", b"k", b"1"]), ("w", [b"MULTI"]),
+     ("w", [b"EXEC", b"x"]), ("w", [b"MULTI"]), ("w", [b"SET", b"k", b"2"]), ("w", [b"EXEC"]),
+     ("o", [b"GET", b"k"])],
+]  # fmt: skip
+
+AUTHED = [
+    [b"HELLO", b"3"], [b"EXEC"], [b"EXEC", b"x"], [b"MULTI"], [b"GET", b"a"], [b"AUTH", b"t"], [b"MULTI"],
+    [b"SET", b"a", b"1"], [b"EXEC", b"x"], [b"GET", b"a"], [b"EXEC"], [b"MULTI"], [b"EXEC"],
+]  # fmt: skip
+
+
+def _run_pair(port: int, script: list[tuple[str, list[bytes]]]) -> list[bytes]:
+    conns = {"w": RedisConnection(port), "o": RedisConnection(port)}
+    try:
+        conns["o"].call([b"FLUSHALL"])
+        return [conns[who].call(argv) for who, argv in script]
+    finally:
+        for c in conns.values():
+            c.close()
+
+
+def test_refused_exec_discards_transaction_and_watches_as_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    ours = server_factory(sync="never")
+    with redis_server(tmp_path) as redis_port:
+        for script in TWO_CONNECTIONS:
+            assert _run_pair(ours.port, script) == _run_pair(redis_port, script), script
+
+
+def test_exec_before_auth_aborts_as_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    ours = server_factory(sync="never", extra=["--auth", "t"])
+    with redis_server(tmp_path, "--requirepass", "t") as redis_port:
+        data = b"".join(
+            b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in argv)
+            for argv in AUTHED
+        )
+        expected = exchange(redis_port, data)
+        assert b"EXECABORT Transaction discarded because of: NOAUTH" in expected
+        assert exchange(ours.port, data) == expected
+
+
+NUMBERS = st.one_of(
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**70), 2**70),
+).map(lambda x: str(x).encode())
+
+
+def test_incrbyfloat_digits_agree_with_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    # Redis adds in a C long double and stores "%.17Lf" without trailing zeros;
+    # bitcask._ldouble emulates it exactly, so every digit must agree.
+    ours = server_factory(sync="never")
+    with redis_server(tmp_path) as redis_port:
+        theirs_conn, ours_conn = RedisConnection(redis_port), RedisConnection(ours.port)
+        try:
+
+            @settings(max_examples=150, deadline=None, database=None)
+            @given(st.one_of(st.none(), NUMBERS), st.lists(NUMBERS, min_size=1, max_size=3))
+            def agree(start: bytes | None, increments: list[bytes]) -> None:
+                first = [b"DEL", b"f"] if start is None else [b"SET", b"f", start]
+                for argv in [first, *([b"INCRBYFLOAT", b"f", n] for n in increments)]:
+                    assert ours_conn.call(argv) == theirs_conn.call(argv), argv
+
+            agree()
+        finally:
+            theirs_conn.close()
+            ours_conn.close()
