@@ -83,3 +83,14 @@ def test_no_help_promises_what_its_front_end_lacks(name: str) -> None:
         assert "pager" not in cli and "double-quoted" not in cli
     assert "bitcask CMD --help" in help_text(COMMANDS, None, "cli")
     assert "bitcask" not in help_text(COMMANDS, None, "shell")
+
+
+def test_an_integer_beyond_64_bits_is_a_usage_error(bitcask_cli: Runner) -> None:
+    # it used to reach the client and print "(error) InterfaceError: delta must be ..."
+    r = bitcask_cli("incr", "n", "BY", "9223372036854775808")
+    assert r.code == 2
+    assert r.err == (
+        "(error) N must be a signed 64-bit integer, got '9223372036854775808' "
+        "(usage: incr KEY [BY N])\n"
+    )
+    assert bitcask_cli("incr", "n", "BY", "-9223372036854775808").out == b"-9223372036854775808\n"
