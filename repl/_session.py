@@ -95,8 +95,14 @@ def _describe(exc: BaseException, options: ConnectOptions, scope: str) -> str:
 
 
 def _reason(exc: BaseException, options: ConnectOptions) -> str:
-    """Why connecting failed, from the innermost cause."""
+    """Why connecting failed, from the innermost cause.
+
+    A timeout is the reason wherever it is in the chain: asyncio's own timeout is
+    caused by the cancellation it made, which says nothing to a user.
+    """
     while exc.__cause__ is not None and exc.__cause__ is not exc:
+        if isinstance(exc, TimeoutError):
+            break
         exc = exc.__cause__
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the server running?)"
