@@ -127,3 +127,20 @@ def test_piped_shell_over_redis(server: ServerProcess, home_env: dict[str, str])
     assert r.stdout == b"OK\n1\n\n1\n"
     assert r.stderr.decode().startswith("(error) merge (compacting data files) is not part")
     assert r.returncode == 2
+
+
+def test_stat_shows_ops_per_second_of_a_redis_server(
+    tmp_path: Path, home_env: dict[str, str]
+) -> None:
+    """`stat` over redis:// read no request counter from INFO: ops/s stayed "-"."""
+    with redis_server(tmp_path) as port:
+        r = subprocess.run(
+            [sys.executable, "-m", "repl.cli", "--redis", "--port", str(port),
+             "stat", "--count", "3", "--interval", "0.05"],
+            capture_output=True, env=home_env, timeout=60, check=False,
+        )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.decode().splitlines()
+    assert rows[0].split() == ["keys", "keydir", "live", "dead", "disk", "ops/s", "conns"]
+    assert rows[1].split()[5] == "-"  # no rate before a second sample
+    assert all(row.split()[5].replace(",", "").isdigit() for row in rows[2:]), rows
