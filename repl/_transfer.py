@@ -29,6 +29,7 @@ import binascii
 import collections
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -104,13 +105,14 @@ def decode_record(line: bytes, lineno: int) -> tuple[bytes, bytes, float | None]
     if not isinstance(obj, dict):
         raise CommandError(f"line {lineno}: expected a JSON object")
     ttl = obj.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
-        raise CommandError(f"line {lineno}: ttl must be a number of seconds > 0")
-    return (
-        _take(obj, "key", lineno),
-        _take(obj, "value", lineno),
-        (None if ttl is None else float(ttl)),
-    )
+    if ttl is not None:
+        try:  # NaN, Infinity, 1e400 and a 400-digit integer are JSON numbers too
+            ttl = float(ttl) if isinstance(ttl, int | float) and not isinstance(ttl, bool) else 0.0
+        except OverflowError:
+            ttl = math.inf
+        if not (0 < ttl < math.inf):
+            raise CommandError(f"line {lineno}: ttl must be a finite number of seconds > 0")
+    return _take(obj, "key", lineno), _take(obj, "value", lineno), ttl
 
 
 async def scan_page(
