@@ -162,3 +162,11 @@ def test_import_a_refused_ttl_line_is_named_by_its_number(
     assert r.code == 2
     assert "line 2: INVALID_PARAMS" in r.err, r.err
     assert bitcask_cli("exists", "t2").out == b"0\n"
+
+
+def test_scan_from_an_empty_cursor_includes_the_empty_key(bitcask_cli: Runner) -> None:
+    # `scan "" "" N` sent cursor b"" ("strictly after the empty key"): the empty key,
+    # which `keys` lists, never appeared in any page
+    assert bitcask_cli("mput", "", "e", "k1", "1").code == 0
+    assert bitcask_cli("keys").out == b"\nk1\n"
+    assert bitcask_cli("scan", "", "", "10").out == b"\n\nk1\n"  # done, then two keys
