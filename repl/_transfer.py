@@ -260,7 +260,10 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
     done = _Done()
 
     async def send(
-        pairs: dict[bytes, bytes], ttls: list[tuple[bytes, bytes, float, int]], first: int, last: int
+        pairs: dict[bytes, bytes],
+        ttls: list[tuple[bytes, bytes, float, int]],
+        first: int,
+        last: int,
     ) -> tuple[int, int]:
         # every request of the batch is written now, in order (gather starts them in
         # that order), before any later batch's: waiting for the mput before sending

@@ -99,6 +99,6 @@ def test_progress_bar_draws_only_on_a_terminal() -> None:
 def test_a_ttl_that_is_no_finite_positive_number_is_a_bad_line(ttl: str) -> None:
     # NaN passed the old `ttl <= 0` check and a 400-digit integer raised OverflowError
     # (the import then said "interrupted" instead of naming the line)
-    line = ('{"key": "k", "value": "v", "ttl": %s}' % ttl).encode()
+    line = b'{"key": "k", "value": "v", "ttl": ' + ttl.encode() + b"}"
     with pytest.raises(CommandError, match="line 7: ttl must be a finite number of seconds > 0"):
         decode_record(line, 7)
