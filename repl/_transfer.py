@@ -35,10 +35,11 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
 
-from client import ConnectionLostError, FrameTooLargeError
+from client import ConnectionLostError, FrameTooLargeError, ServerError
 from protocol import SCAN_MAX_COUNT, ErrorCode, ProtocolError
 
 from ._context import CommandError, Context, error_text
+from ._parse import quote
 from ._progress import Progress
 
 __all__ = ["decode_record", "encode_record", "export", "import_", "scan_page"]
@@ -371,6 +372,16 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
             total = int((await client.stats()).get("keys"))
     window = _Window()
     count = 0
+    not_strings: list[bytes] = []
+
+    async def _string(key: bytes) -> bytes | object | None:
+        try:
+            value = await client.get(key)
+        except ServerError as exc:
+            if exc.name == "WRONGTYPE":
+                return _NOT_A_STRING
+            raise
+        return None if value is None else bytes(value)
 
     async def fetch(keys: list[bytes]) -> list[tuple[bytes, bytes, float | None]]:
         try:
@@ -381,6 +392,16 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
             # a page of large values does not fit one reply frame: one get per key
             values = [await client.get(k) for k in keys]
         found = [(k, bytes(v)) for k, v in zip(keys, values, strict=True) if v is not None]
+        # MGET answers nil for a key gone since the scan, and also for a Redis hash,
+        # list or set: asked one by one, those answer WRONGTYPE and are counted, so an
+        # export from redis-server never drops them without a word
+        missing = [k for k, v in zip(keys, values, strict=True) if v is None]
+        for key, value in zip(missing, await asyncio.gather(*map(_string, missing)), strict=True):
+            if value is _NOT_A_STRING:
+                not_strings.append(key)
+            elif isinstance(value, bytes):
+                found.append((key, value))
+        found.sort()
         ttls = await asyncio.gather(*(client.ttl(k) for k, _ in found))
         # ttl: seconds left, -1 for none, -2 for gone (expired since the mget); a key
         # with under half a millisecond left keeps 0.001, not 0 (which import refuses)
@@ -422,4 +443,14 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
     rate = count / elapsed if elapsed > 0 else 0.0
     dest = "stdout" if a["file"] == "-" else a["file"]
     _summary(ctx, f"exported {_keys(count)} to {dest} in {elapsed:.2f} s ({rate:,.0f} keys/s)")
+    if not_strings:
+        shown = ", ".join(quote(k) for k in not_strings[:5])
+        more = ", ..." if len(not_strings) > 5 else ""
+        raise CommandError(
+            f"{_keys(len(not_strings))} not exported: not strings ({shown}{more}); export "
+            "carries string values only (a Redis hash, list, set ... has no JSON line here)"
+        )
     return None
+
+
+_NOT_A_STRING = object()
