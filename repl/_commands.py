@@ -90,7 +90,8 @@ async def _scan(ctx: Context, a: Args) -> Reply:
     count = int(a["count"] or 10)
     from ._transfer import scan_page
 
-    cursor, keys = await scan_page(c, a["prefix"] or b"", a["cursor"], count)
+    # "" is where a scan starts (as docs/shell.md writes it), not "after the empty key"
+    cursor, keys = await scan_page(c, a["prefix"] or b"", a["cursor"] or None, count)
     ctx.remember_keys(keys)
     page = Items(tuple(Value(k) for k in keys))
     return Items((Nil() if cursor is None else Value(cursor), page))

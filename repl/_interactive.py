@@ -7,6 +7,7 @@ mode, which draws nothing, never imports prompt_toolkit's application machinery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Coroutine
 from typing import Any
@@ -34,6 +35,10 @@ from ._transfer import scan_page
 from ._ui import BoundedFileHistory, page, prompt_fragments, should_page, toolbar_fragments
 
 __all__ = ["Shell"]
+
+
+def _ignore() -> None:
+    """The SIGINT handler between commands."""
 
 
 def _hide_suggestion(buffer: Buffer) -> None:
@@ -129,7 +134,14 @@ class Shell:
         try:
             return await task
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
+            loop.add_signal_handler(signal.SIGINT, _ignore)
+
+    def hold_sigint(self) -> None:
+        """Between commands (printing, the toolbar, the prompt starting) a SIGINT does
+        nothing: with Python's default handler a Ctrl-C there left the shell (exit 130).
+        At the prompt Ctrl-C is a key; during a command `interruptible` cancels it."""
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, _ignore)
 
     async def run(self) -> int:
         options = self.session.options
@@ -139,10 +151,13 @@ class Shell:
         )
         self.print_fragments([("", greeting)])
         await self.connect_quietly()
+        self.hold_sigint()
         try:
             while True:
                 try:
-                    line = await self.prompt.prompt_async(lambda: prompt_fragments(self.session))
+                    line = await self.prompt.prompt_async(
+                        lambda: prompt_fragments(self.session), handle_sigint=False
+                    )
                 except KeyboardInterrupt:
                     continue
                 except EOFError:
@@ -152,6 +167,8 @@ class Shell:
                 if not await self.one(line):
                     break
         finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
             await self.session.close()
         return 0
 
@@ -172,10 +189,16 @@ class Shell:
             return True
         except Exception as exc:
             self.print_error(describe(exc, self.session.options, SHELL))
+            if isinstance(exc, TimeoutError):  # the server is not answering: do not wait
+                return True  # one more timeout for the toolbar's key count
         else:
             if reply is not None:
                 self.print_reply(reply, paged=cmd.paged)
             if cmd.name == "delete" and "key" in args:
                 self.cache.discard(args["key"])
-        await self.session.refresh(force=not cmd.idempotent)
+        try:  # the toolbar's key count is a round trip too: Ctrl-C cancels it, not the shell
+            await self.interruptible(self.session.refresh(force=not cmd.idempotent))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self.session.key_count = None
+            await self.session.drop()  # its reply may still be on its way: start clean
         return True

@@ -23,8 +23,17 @@ from ._progress import human_bytes
 
 __all__ = ["health", "latency", "ops_counter", "percentile", "stat"]
 
-# server counters that count requests served, in order of preference
-_OPS_COUNTERS = ("requests", "ops", "commands", "requests_total", "ops_total", "commands_total")
+# server counters that count requests served, in order of preference (the last is
+# Redis's INFO field: a redis:// endpoint's ops/s, as redis-cli --stat shows it)
+_OPS_COUNTERS = (
+    "requests",
+    "ops",
+    "commands",
+    "requests_total",
+    "ops_total",
+    "commands_total",
+    "total_commands_processed",
+)
 HEADER_EVERY = 20
 
 

@@ -53,7 +53,9 @@ class _Input:
     def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
         self._chunks: asyncio.Queue[bytes] = asyncio.Queue()
         self._lines: collections.deque[bytes] = collections.deque()
-        self._partial = b""
+        # the line being read, in pieces: a line of many chunks (a 64 MiB value) is
+        # joined once, not copied again with every chunk
+        self._partial: list[bytes] = []
         self._eof = False
         self._loop = loop
         self._fd = fd
@@ -78,11 +80,17 @@ class _Input:
         if not data:
             self._eof = True
             if self._partial:
-                self._lines.append(self._partial)
-                self._partial = b""
+                self._lines.append(b"".join(self._partial))
+                self._partial = []
             return
-        parts = (self._partial + data).split(b"\n")
-        self._partial = parts.pop()
+        if b"\n" not in data:
+            self._partial.append(data)
+            return
+        parts = data.split(b"\n")
+        self._partial.append(parts[0])
+        parts[0] = b"".join(self._partial)
+        tail = parts.pop()
+        self._partial = [tail] if tail else []
         self._lines.extend(parts)
 
     def ready(self) -> bool:

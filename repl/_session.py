@@ -27,6 +27,7 @@ from client import (
     ConnectError,
     ConnectionLostError,
     EndpointClosedError,
+    InterfaceError,
     Refusals,
     ServerError,
     UnsupportedCommandError,
@@ -95,8 +96,14 @@ def _describe(exc: BaseException, options: ConnectOptions, scope: str) -> str:
 
 
 def _reason(exc: BaseException, options: ConnectOptions) -> str:
-    """Why connecting failed, from the innermost cause."""
+    """Why connecting failed, from the innermost cause.
+
+    A timeout is the reason wherever it is in the chain: asyncio's own timeout is
+    caused by the cancellation it made, which says nothing to a user.
+    """
     while exc.__cause__ is not None and exc.__cause__ is not exc:
+        if isinstance(exc, TimeoutError):
+            break
         exc = exc.__cause__
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the server running?)"
@@ -192,6 +199,7 @@ class Session:
         self._connecting = asyncio.Lock()
         self._connect_time = 0.0
         self._used = False  # the running command asked for the client
+        self._drops = 0  # connections dropped so far (a call's client may be closed under it)
         # Redis-protocol commands this endpoint closed the connection on (twemproxy
         # does so for the ones it does not proxy), counted across reconnects
         self._refusals = Refusals()
@@ -271,6 +279,7 @@ class Session:
         """Forget the connection (closing it if still open); the next call reconnects."""
         client, self._client = self._client, None
         if client is not None:
+            self._drops += 1
             try:
                 await asyncio.wait_for(client.close(), 1.0)
             except Exception:  # it is already broken; nothing more to report
@@ -307,9 +316,22 @@ class Session:
         self._connect_time = 0.0
         self._used = False
         stale = self._client is not None
+        drops = self._drops
         start = time.perf_counter()
         try:
             reply: Reply | None = await cmd.run(self, args)
+        except InterfaceError as exc:
+            if self._drops == drops:  # a misuse, not a lost connection
+                raise
+            # another command found the connection broken and closed the client while
+            # this one waited to be sent (piped mode): it never went out
+            if not cmd.idempotent:
+                raise CommandError(
+                    f"not sent: the connection to {self.options.address} was lost before "
+                    "this command went out; the next command reconnects"
+                ) from exc
+            start = time.perf_counter()
+            reply = await cmd.run(self, args)
         except (ConnectionLostError, ConnectionError):
             await self.drop()
             if not (stale and cmd.idempotent):

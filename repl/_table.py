@@ -219,6 +219,8 @@ def _convert(cmd: Command, arg: Arg, raw: bytes) -> Any:
     except ValueError:
         what = "an integer" if arg.kind is Kind.INT else "a number"
         raise UsageError(f"{arg.metavar} must be {what}, got {text!r}") from None
+    if arg.kind is Kind.INT and not -(2**63) <= num < 2**63:  # as Redis's integers
+        raise UsageError(f"{arg.metavar} must be a signed 64-bit integer, got {text!r}")
     if num != num or num in (float("inf"), float("-inf")):
         raise UsageError(f"{arg.metavar} must be a finite number, got {text!r}")
     if arg.positive and num <= 0:

@@ -29,15 +29,17 @@ import binascii
 import collections
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
 
-from client import ConnectionLostError, FrameTooLargeError
+from client import ConnectionLostError, FrameTooLargeError, ServerError
 from protocol import SCAN_MAX_COUNT, ErrorCode, ProtocolError
 
 from ._context import CommandError, Context, error_text
+from ._parse import quote
 from ._progress import Progress
 
 __all__ = ["decode_record", "encode_record", "export", "import_", "scan_page"]
@@ -71,7 +73,13 @@ def encode_record(key: bytes, value: bytes, ttl: float | None = None) -> bytes:
 
 def _take(obj: dict[str, Any], name: str, lineno: int) -> bytes:
     if isinstance(obj.get(name), str):
-        return str(obj[name]).encode("utf-8")
+        try:
+            return str(obj[name]).encode("utf-8")
+        except UnicodeEncodeError:  # JSON allows a lone surrogate escape ("\ud800")
+            raise CommandError(
+                f'line {lineno}: "{name}" is not valid Unicode text (a lone surrogate '
+                f'escape); bytes go in "{name}_b64"'
+            ) from None
     b64 = obj.get(f"{name}_b64")
     if isinstance(b64, str):
         try:
@@ -98,13 +106,14 @@ def decode_record(line: bytes, lineno: int) -> tuple[bytes, bytes, float | None]
     if not isinstance(obj, dict):
         raise CommandError(f"line {lineno}: expected a JSON object")
     ttl = obj.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
-        raise CommandError(f"line {lineno}: ttl must be a number of seconds > 0")
-    return (
-        _take(obj, "key", lineno),
-        _take(obj, "value", lineno),
-        (None if ttl is None else float(ttl)),
-    )
+    if ttl is not None:
+        try:  # NaN, Infinity, 1e400 and a 400-digit integer are JSON numbers too
+            ttl = float(ttl) if isinstance(ttl, int | float) and not isinstance(ttl, bool) else 0.0
+        except OverflowError:
+            ttl = math.inf
+        if not (0 < ttl < math.inf):
+            raise CommandError(f"line {lineno}: ttl must be a finite number of seconds > 0")
+    return _take(obj, "key", lineno), _take(obj, "value", lineno), ttl
 
 
 async def scan_page(
@@ -252,15 +261,23 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
     done = _Done()
 
     async def send(
-        pairs: dict[bytes, bytes], ttls: list[tuple[bytes, bytes, float]], first: int, last: int
+        pairs: dict[bytes, bytes],
+        ttls: list[tuple[bytes, bytes, float, int]],
+        first: int,
+        last: int,
     ) -> tuple[int, int]:
-        try:
-            if pairs:
-                await client.mput(pairs)
-            for key, value, ttl in ttls:
-                await client.put(key, value, ttl=ttl)
-        except Exception as exc:
-            raise _server_error(exc, _lines(first, last)) from exc
+        # every request of the batch is written now, in order (gather starts them in
+        # that order), before any later batch's: waiting for the mput before sending
+        # the TTL puts let the next batch's mput overtake them
+        calls = [client.mput(pairs)] if pairs else []
+        calls += [client.put(key, value, ttl=ttl) for key, value, ttl, _ in ttls]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        where = ([_lines(first, last)] if pairs else []) + [_lines(n, n) for *_, n in ttls]
+        for result, lines in zip(results, where, strict=True):
+            if isinstance(result, BaseException):  # the first refusal, by file order
+                if not isinstance(result, Exception):
+                    raise result
+                raise _server_error(result, lines) from result
         return len(pairs) + len(ttls), last
 
     def completed(result: tuple[int, int] | None) -> None:
@@ -273,7 +290,10 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
         total = os.fstat(f.fileno()).st_size if a["file"] != "-" else None
         bar = _progress(ctx, "import", total or None, unit="bytes")
         pairs: dict[bytes, bytes] = {}
-        ttls: list[tuple[bytes, bytes, float]] = []
+        # lines with a TTL are sent after the batch's mput, so a later line without
+        # one for the same key must not join this batch (it would be overwritten)
+        ttls: list[tuple[bytes, bytes, float, int]] = []
+        ttl_keys: set[bytes] = set()
         first = nread = batch_bytes = lineno = 0
         try:
             for lineno, line in enumerate(f, 1):
@@ -293,16 +313,20 @@ async def import_(ctx: Context, a: dict[str, Any]) -> None:
                         f"{source}: {exc}; stopped there: {done.where()}, nothing from "
                         f"line {lineno} on (fix it, then import again: a put overwrites)"
                     ) from None
+                if ttl is None and key in ttl_keys:  # file order wins: cut the batch here
+                    completed(await window.submit(send(pairs, ttls, first, lineno - 1)))
+                    pairs, ttls, ttl_keys, first, batch_bytes = {}, [], set(), 0, 0
                 first = first or lineno
                 if ttl is None:
                     pairs.pop(key, None)
                     pairs[key] = value
                 else:
-                    ttls.append((key, value, ttl))
+                    ttls.append((key, value, ttl, lineno))
+                    ttl_keys.add(key)
                 batch_bytes += len(key) + len(value)
                 if len(pairs) + len(ttls) >= batch_size or batch_bytes >= BATCH_BYTES:
                     completed(await window.submit(send(pairs, ttls, first, lineno)))
-                    pairs, ttls, first, batch_bytes = {}, [], 0, 0
+                    pairs, ttls, ttl_keys, first, batch_bytes = {}, [], set(), 0, 0
                     bar.update(nread)
             if pairs or ttls:
                 completed(await window.submit(send(pairs, ttls, first, lineno)))
@@ -348,6 +372,16 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
             total = int((await client.stats()).get("keys"))
     window = _Window()
     count = 0
+    not_strings: list[bytes] = []
+
+    async def _string(key: bytes) -> bytes | object | None:
+        try:
+            value = await client.get(key)
+        except ServerError as exc:
+            if exc.name == "WRONGTYPE":
+                return _NOT_A_STRING
+            raise
+        return None if value is None else bytes(value)
 
     async def fetch(keys: list[bytes]) -> list[tuple[bytes, bytes, float | None]]:
         try:
@@ -358,10 +392,21 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
             # a page of large values does not fit one reply frame: one get per key
             values = [await client.get(k) for k in keys]
         found = [(k, bytes(v)) for k, v in zip(keys, values, strict=True) if v is not None]
+        # MGET answers nil for a key gone since the scan, and also for a Redis hash,
+        # list or set: asked one by one, those answer WRONGTYPE and are counted, so an
+        # export from redis-server never drops them without a word
+        missing = [k for k, v in zip(keys, values, strict=True) if v is None]
+        for key, value in zip(missing, await asyncio.gather(*map(_string, missing)), strict=True):
+            if value is _NOT_A_STRING:
+                not_strings.append(key)
+            elif isinstance(value, bytes):
+                found.append((key, value))
+        found.sort()
         ttls = await asyncio.gather(*(client.ttl(k) for k, _ in found))
-        # ttl: seconds left, -1 for none, -2 for gone (expired since the mget)
+        # ttl: seconds left, -1 for none, -2 for gone (expired since the mget); a key
+        # with under half a millisecond left keeps 0.001, not 0 (which import refuses)
         return [
-            (k, v, None if t == -1 else round(t, 3))
+            (k, v, None if t == -1 else max(round(t, 3), 0.001))
             for (k, v), t in zip(found, ttls, strict=True)
             if t != -2
         ]
@@ -398,4 +443,14 @@ async def export(ctx: Context, a: dict[str, Any]) -> None:
     rate = count / elapsed if elapsed > 0 else 0.0
     dest = "stdout" if a["file"] == "-" else a["file"]
     _summary(ctx, f"exported {_keys(count)} to {dest} in {elapsed:.2f} s ({rate:,.0f} keys/s)")
+    if not_strings:
+        shown = ", ".join(quote(k) for k in not_strings[:5])
+        more = ", ..." if len(not_strings) > 5 else ""
+        raise CommandError(
+            f"{_keys(len(not_strings))} not exported: not strings ({shown}{more}); export "
+            "carries string values only (a Redis hash, list, set ... has no JSON line here)"
+        )
     return None
+
+
+_NOT_A_STRING = object()

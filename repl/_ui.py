@@ -65,8 +65,13 @@ class BoundedFileHistory(FileHistory):
 
 
 def is_secret(line: str) -> bool:
-    """`auth TOKEN` lines stay out of the history file (redis-cli does the same)."""
-    return line.lstrip().lower().startswith("auth ")
+    """`auth TOKEN` lines stay out of the history file (redis-cli does the same).
+
+    The command word is found as the shell splits words (a tab separates too, and a
+    pasted `auth<TAB>TOKEN` runs as auth), so such a line is secret as well.
+    """
+    words = line.split(maxsplit=1)
+    return len(words) == 2 and words[0].lower() == "auth"
 
 
 def should_page(text: str, rows: int | None = None) -> bool:

@@ -48,11 +48,21 @@ EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 TABLE: tuple[Command, ...] = (*COMMANDS, BACKUP)
 
 
+# `reshard` has its own flags (_reshard.py) and is dispatched before the parser, so
+# it is not a row of the table; help and errors still name it
+RESHARD = (
+    "bitcask reshard --from OLD.yml --to NEW.yml [--dry-run]: move keys to the shards a "
+    "new\nnutcracker config names; its own options come after it (bitcask reshard --help)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitcask",
         description="Talk to a bitcask server, one command per invocation.",
         epilog=help_text(TABLE, None, CLI)
+        + "\n\n"
+        + RESHARD
         + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -155,6 +165,8 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
     session = Session(options, TABLE, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
     try:
         cmd = lookup(TABLE, name, CLI)
+        if cmd is None and name.lower() == "reshard":
+            raise CommandError("reshard must be the first word: " + RESHARD.replace("\n", " "))
         if cmd is None:
             raise unknown(TABLE, name, CLI)
         args = _stdin_values(cmd, bind(cmd, argv))
@@ -187,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         sys.stderr.write("\n" + help_text(TABLE, None, CLI) + "\n")
         return EXIT_ERROR
+    if args.command.lower() == "help" and [a.lower() for a in args.args] == ["reshard"]:
+        sys.stdout.write(RESHARD + "\n")
+        return EXIT_OK
     if _wants_help(argv, args.args):
         try:
             sys.stdout.write(help_text(TABLE, args.command, CLI) + "\n")

@@ -83,3 +83,25 @@ def test_no_help_promises_what_its_front_end_lacks(name: str) -> None:
         assert "pager" not in cli and "double-quoted" not in cli
     assert "bitcask CMD --help" in help_text(COMMANDS, None, "cli")
     assert "bitcask" not in help_text(COMMANDS, None, "shell")
+
+
+def test_an_integer_beyond_64_bits_is_a_usage_error(bitcask_cli: Runner) -> None:
+    # it used to reach the client and print "(error) InterfaceError: delta must be ..."
+    r = bitcask_cli("incr", "n", "BY", "9223372036854775808")
+    assert r.code == 2
+    assert r.err == (
+        "(error) N must be a signed 64-bit integer, got '9223372036854775808' "
+        "(usage: incr KEY [BY N])\n"
+    )
+    assert bitcask_cli("incr", "n", "BY", "-9223372036854775808").out == b"-9223372036854775808\n"
+
+
+def test_reshard_is_named_by_help_and_after_global_options(bitcask_cli: Runner) -> None:
+    # `bitcask --help` did not list reshard, `bitcask help reshard` and
+    # `bitcask --timeout 3 reshard ...` answered "unknown command 'reshard' (did you mean repair?)"
+    assert b"bitcask reshard --from OLD.yml --to NEW.yml" in bitcask_cli("--help").out
+    r = bitcask_cli("help", "reshard")
+    assert r.code == 0 and r.out.startswith(b"bitcask reshard --from OLD.yml --to NEW.yml")
+    r = bitcask_cli("--timeout", "3", "reshard", "--from", "a.yml", "--to", "b.yml")
+    assert r.code == 2
+    assert r.err.startswith("(error) reshard must be the first word: bitcask reshard --from")

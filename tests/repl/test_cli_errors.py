@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -82,3 +83,23 @@ def test_describe_shows_bytes_not_surrogates() -> None:
     assert describe(CommandError("no such file: caf\udcff"), ConnectOptions()) == (
         "no such file: caf\\xff"
     )
+
+
+def test_a_server_that_accepts_and_never_answers_is_named_a_timeout(
+    bitcask_cli: Runner, home_env: dict[str, str]
+) -> None:
+    """A hung server (listening, never replying): the handshake times out. The line
+    used to end in 'CancelledError', the cancellation asyncio's timeout is made of."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        r = bitcask_cli("--port", str(port), "--timeout", "0.5", "get", "k", connect=False)
+        assert r.code == 2
+        assert r.err == f"(error) cannot connect to 127.0.0.1:{port}: no answer within 0.5 s\n"
+        piped = subprocess.run(
+            [sys.executable, "-m", "repl", "--port", str(port), "--timeout", "0.5"],
+            input=b"get k\n", capture_output=True, env=home_env, timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+        assert piped.returncode == 2
+        assert piped.stderr.decode() == r.err

@@ -91,3 +91,14 @@ def test_progress_bar_draws_only_on_a_terminal() -> None:
     spinner.update(2048)
     assert "2.0 KiB" in spinner.render()
     assert human_bytes(5) == "5 B" and human_bytes(3 * 1024**3) == "3.0 GiB"
+
+
+@pytest.mark.parametrize(
+    "ttl", ["NaN", "Infinity", "-Infinity", "1e400", "1" + "0" * 400, "0", "-1", "true", '"5"']
+)
+def test_a_ttl_that_is_no_finite_positive_number_is_a_bad_line(ttl: str) -> None:
+    # NaN passed the old `ttl <= 0` check and a 400-digit integer raised OverflowError
+    # (the import then said "interrupted" instead of naming the line)
+    line = b'{"key": "k", "value": "v", "ttl": ' + ttl.encode() + b"}"
+    with pytest.raises(CommandError, match="line 7: ttl must be a finite number of seconds > 0"):
+        decode_record(line, 7)

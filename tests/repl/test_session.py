@@ -8,11 +8,13 @@ from client import (
     CallTimeoutError,
     ConnectError,
     ConnectionLostError,
+    InterfaceError,
     KeyTooLargeError,
     ServerError,
 )
 from repl._commands import COMMANDS
 from repl._context import CommandError, ConnectOptions
+from repl._format import Value
 from repl._parse import ParseError
 from repl._session import Session, describe
 from repl._table import CLI, SHELL
@@ -77,3 +79,62 @@ async def test_local_commands_do_not_connect_or_count_as_a_round_trip() -> None:
     reply = await s.execute(cmd, args)
     assert reply is not None and "get KEY" in reply.text  # type: ignore[union-attr]
     assert not s.connected and s.last_rtt is None
+
+
+class _ClosedWhileQueued:
+    """A client that another command drops (closes) while this call waits to be
+    sent, as in piped mode after a lost connection: the call raises InterfaceError."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.closed = False
+        self.is_connected = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def _dropped(self) -> None:
+        await self.session.drop()
+        raise InterfaceError("the client is closed")
+
+    async def put(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
+        await self._dropped()
+
+    async def get(self, key: bytes) -> bytes:
+        await self._dropped()
+        return b""
+
+
+class _Fresh:
+    closed = False
+    is_connected = True
+    server_info: dict[str, str] = {}
+
+    async def get(self, key: bytes) -> bytes:
+        return b"v"
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_call_whose_client_was_dropped_under_it_is_not_sent_not_misuse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # it printed "(error) InterfaceError: the client is closed" (1 line in 60,000
+    # piped puts when the server was killed mid-stream)
+    async def fresh(*_: object) -> _Fresh:
+        return _Fresh()
+
+    monkeypatch.setattr("repl._session.open_client", fresh)
+    s = _session(CLI)
+    s._client = _ClosedWhileQueued(s)
+    cmd, args = s.parse("put k v")
+    with pytest.raises(CommandError) as err:
+        await s.execute(cmd, args)
+    assert describe(err.value, OPTS) == (
+        "not sent: the connection to 127.0.0.1:7001 was lost before this command went "
+        "out; the next command reconnects"
+    )
+    s._client = _ClosedWhileQueued(s)
+    cmd, args = s.parse("get k")  # a read is simply sent on a new connection
+    assert await s.execute(cmd, args) == Value(b"v")

@@ -276,3 +276,30 @@ def test_an_unusable_history_directory_costs_only_the_history(
         s.run("ping", "PONG")
     finally:
         s.close()
+
+
+def test_a_timed_out_command_gives_the_prompt_back_and_ctrl_c_keeps_the_shell(
+    server: ServerProcess, home_env: dict[str, str]
+) -> None:
+    """After a timeout the shell asked the hung server for the toolbar's key count and
+    waited one more timeout, with no prompt; a Ctrl-C then left the shell (exit 130)."""
+    s = Screen(server.port, home_env, "--timeout", "3")
+    assert server.proc is not None
+    try:
+        s.prompt()
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            s.run("put a 1", r"no reply from 127\.0\.0\.1:\d+ within 3 s")
+            s.child.send("\x03")  # right after the error: the shell stays
+            s.prompt()
+            s.child.send("\x03")  # at the prompt: clears the line, the shell stays
+            time.sleep(0.5)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert s.child.isalive()
+        s.run("get a", r'"1"\n')
+        s.prompt()
+        s.child.send("quit\r")
+        assert s.wait_exit() == 0
+    finally:
+        s.close()

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.repl.conftest import need_binary
 from tests.repl.redisprocs import nutcracker, redis_server
 from tests.repl.test_shell_e2e import Screen
 from tests.serverproc import ServerProcess
@@ -127,3 +128,41 @@ def test_piped_shell_over_redis(server: ServerProcess, home_env: dict[str, str])
     assert r.stdout == b"OK\n1\n\n1\n"
     assert r.stderr.decode().startswith("(error) merge (compacting data files) is not part")
     assert r.returncode == 2
+
+
+def test_stat_shows_ops_per_second_of_a_redis_server(
+    tmp_path: Path, home_env: dict[str, str]
+) -> None:
+    """`stat` over redis:// read no request counter from INFO: ops/s stayed "-"."""
+    with redis_server(tmp_path) as port:
+        r = subprocess.run(
+            [sys.executable, "-m", "repl.cli", "--redis", "--port", str(port),
+             "stat", "--count", "3", "--interval", "0.05"],
+            capture_output=True, env=home_env, timeout=60, check=False,
+        )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.decode().splitlines()
+    assert rows[0].split() == ["keys", "keydir", "live", "dead", "disk", "ops/s", "conns"]
+    assert rows[1].split()[5] == "-"  # no rate before a second sample
+    assert all(row.split()[5].replace(",", "").isdigit() for row in rows[2:]), rows
+
+
+def test_export_from_redis_names_the_keys_it_cannot_carry(
+    tmp_path: Path, home_env: dict[str, str]
+) -> None:
+    """MGET answers nil for a hash or a list: export wrote the strings, said "exported
+    1 key" and exited 0, silently leaving out the rest of the keyspace."""
+    cli = need_binary("redis-cli", "redis-tools")
+    with redis_server(tmp_path) as port:
+        for cmd in (["HSET", "h", "f", "v"], ["RPUSH", "l", "a"], ["SET", "s", "1"]):
+            subprocess.run([cli, "-p", str(port), *cmd], check=True, capture_output=True)
+        dump = tmp_path / "dump.jsonl"
+        r = subprocess.run(
+            [sys.executable, "-m", "repl.cli", "--redis", "--port", str(port), "export", str(dump)],
+            capture_output=True, env=home_env, timeout=60, check=False,
+        )  # fmt: skip
+    assert r.returncode == 2
+    err = r.stderr.decode().splitlines()
+    assert err[0].startswith(f"exported 1 key to {dump}")
+    assert err[1].startswith("(error) 2 keys not exported: not strings (h, l); ")
+    assert dump.read_text() == '{"key": "s", "value": "1"}\n'  # what it could carry is there

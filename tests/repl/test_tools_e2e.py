@@ -112,3 +112,61 @@ def test_offline_check_repair_merge(server: ServerProcess, bitcask_cli: Runner) 
     assert r.code == 0 and "1 tails truncated" in r.text
     assert bitcask_cli("check", data, connect=False).code == 0
     assert bitcask_cli("check", str(server.data / "nope"), connect=False).code == 2
+
+
+def test_import_applies_lines_in_file_order_when_a_ttl_line_comes_first(
+    bitcask_cli: Runner, tmp_path: Path
+) -> None:
+    # the TTL line used to be sent after the batch's mput, so it overwrote the
+    # later plain line: `a` ended up "old" with a TTL instead of "new" without one
+    src = tmp_path / "log.jsonl"
+    src.write_text(
+        '{"key": "a", "value": "old", "ttl": 60}\n'
+        '{"key": "b", "value": "1"}\n'
+        '{"key": "a", "value": "new"}\n'
+        '{"key": "b", "value": "2", "ttl": 60}\n'
+    )
+    r = bitcask_cli("import", str(src))
+    assert r.code == 0, r.err
+    assert "imported 4 keys" in r.err
+    assert bitcask_cli("get", "a").out == b"new\n"
+    assert bitcask_cli("ttl", "a").out == b"-1\n"
+    assert bitcask_cli("get", "b").out == b"2\n"
+    assert 0 < float(bitcask_cli("ttl", "b").out) <= 60
+
+
+def test_import_a_lone_surrogate_is_a_bad_line_named_by_number(
+    bitcask_cli: Runner, tmp_path: Path
+) -> None:
+    # valid JSON, but "\ud800" is no Unicode text: it used to end the import as
+    # "interrupted ... UnicodeEncodeError" without naming the line
+    src = tmp_path / "sur.jsonl"
+    src.write_text('{"key": "s1", "value": "1"}\n{"key": "s\\ud800", "value": "2"}\n')
+    r = bitcask_cli("import", str(src))
+    assert r.code == 2
+    assert 'line 2: "key" is not valid Unicode text' in r.err, r.err
+    assert "lines 1-1 are in the store" not in r.err and "line 1 are in the store" in r.err
+    assert "UnicodeEncodeError" not in r.err and "interrupted" not in r.err
+    assert bitcask_cli("get", "s1").out == b"1\n"
+
+
+def test_import_a_refused_ttl_line_is_named_by_its_number(
+    bitcask_cli: Runner, tmp_path: Path
+) -> None:
+    src = tmp_path / "ttl.jsonl"
+    src.write_text(
+        '{"key": "t1", "value": "1"}\n{"key": "t2", "value": "2", "ttl": 1e300}\n'
+        '{"key": "t3", "value": "3"}\n'
+    )
+    r = bitcask_cli("import", str(src))
+    assert r.code == 2
+    assert "line 2: INVALID_PARAMS" in r.err, r.err
+    assert bitcask_cli("exists", "t2").out == b"0\n"
+
+
+def test_scan_from_an_empty_cursor_includes_the_empty_key(bitcask_cli: Runner) -> None:
+    # `scan "" "" N` sent cursor b"" ("strictly after the empty key"): the empty key,
+    # which `keys` lists, never appeared in any page
+    assert bitcask_cli("mput", "", "e", "k1", "1").code == 0
+    assert bitcask_cli("keys").out == b"\nk1\n"
+    assert bitcask_cli("scan", "", "", "10").out == b"\n\nk1\n"  # done, then two keys

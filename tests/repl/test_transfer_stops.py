@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import signal
@@ -9,11 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from repl._progress import Progress
-from repl._transfer import _open_aside
+from repl._transfer import _open_aside, decode_record, export
 from tests.repl.conftest import TIMEOUT, Runner
 from tests.serverproc import ServerProcess
 
@@ -132,3 +134,34 @@ def test_a_failed_command_erases_its_bar() -> None:
     assert out.getvalue().endswith("\r\x1b[K")
     bar.finish()  # finished once: nothing more is drawn
     assert out.getvalue().endswith("\r\x1b[K")
+
+
+class _ExpiringClient:
+    """A client whose one key has 0.3 ms left: the export must still be importable."""
+
+    async def stats(self) -> dict[str, int]:
+        return {"keys": 1}
+
+    async def scan(self, prefix: bytes = b"", *, count: int = 10) -> Any:
+        yield b"k"
+
+    async def mget(self, keys: list[bytes]) -> list[bytes]:
+        return [b"v" for _ in keys]
+
+    async def ttl(self, key: bytes) -> float:
+        return 0.0003
+
+
+class _Ctx:
+    stderr = io.StringIO()
+
+    async def client(self) -> _ExpiringClient:
+        return _ExpiringClient()
+
+
+def test_export_never_writes_a_ttl_of_zero_that_import_refuses(tmp_path: Path) -> None:
+    dst = tmp_path / "dump.jsonl"
+    asyncio.run(export(_Ctx(), {"file": str(dst), "prefix": None}))  # type: ignore[arg-type]
+    line = dst.read_bytes()
+    assert json.loads(line) == {"key": "k", "value": "v", "ttl": 0.001}
+    assert decode_record(line, 1) == (b"k", b"v", 0.001)

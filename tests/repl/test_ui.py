@@ -96,6 +96,7 @@ def test_auth_lines_stay_out_of_the_history_file(tmp_path: Path) -> None:
     history = BoundedFileHistory(path, size=10)
     history.store_string("auth s3cret")
     history.store_string("  AUTH s3cret")
+    history.store_string("auth\ts3cret")  # a pasted tab separates words too
     history.store_string("get k")
     assert "s3cret" not in path.read_text() and "get k" in path.read_text()
     history.append_string("auth other")  # what the prompt calls: not kept in memory either
