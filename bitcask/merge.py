@@ -370,7 +370,12 @@ def run_merge(
         _write_manifest(mdir, inputs, [o.fid for o in outputs])
         crash_point("manifest")
         with writer.lock:
-            _swap_files(writer.path, inputs, [o.fid for o in outputs], after_rename=crash_point)
+            try:
+                _swap_files(writer.path, inputs, [o.fid for o in outputs], after_rename=crash_point)
+            except OSError as exc:
+                # The manifest stands: only a reopen may finish this swap (step 4).
+                writer.fail_until_restart("merge swap failed", exc)
+                raise
             _install(m, inputs, [(o.fid, o.size) for o in outputs], moved, expired)
         return MergeReport(
             inputs=tuple(inputs),

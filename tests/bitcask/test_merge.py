@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 import threading
 import time
 from pathlib import Path
@@ -225,6 +227,51 @@ def test_merge_crash_at_each_phase_leaves_a_consistent_store(
         assert not (tmp_path / "merge").exists()
         db.merge()
         assert dict(db.items()) == want
+    assert bitcask.check(tmp_path).ok
+
+
+@pytest.mark.parametrize("failing", ["rename", "unlink"])
+def test_a_failed_merge_swap_stops_writes_so_no_delete_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # EIO while the swap renames outputs into place or unlinks the inputs, after the
+    # manifest: the outputs on disk are unknown to the file table. Were writes to go
+    # on, `delete k` then a merge dropped the tombstone (every file the table knows
+    # was merged) and the next open brought k back from the orphaned output.
+    db = bitcask.open(tmp_path, sync="never", max_file_size=2048)
+    for i in range(120):
+        db.put(b"k%02d" % (i % 40), b"v%03d" % i + b"-" * 60)
+    want = dict(db.items())
+    real = getattr(merge.os, failing if failing == "unlink" else "replace")
+    hit = 0
+
+    def broken(src: str, *args: object) -> None:
+        nonlocal hit
+        if str(src).endswith(".data"):
+            hit += 1
+            if hit == 2:  # after the swap has changed something on disk
+                raise OSError(errno.EIO, os.strerror(errno.EIO), src)
+        real(src, *args)
+
+    monkeypatch.setattr(merge.os, failing if failing == "unlink" else "replace", broken)
+    with pytest.raises(OSError):
+        db.merge()
+    monkeypatch.undo()
+    assert hit == 2 and (tmp_path / "merge" / "MANIFEST").exists()
+    with pytest.raises(bitcask.ReadOnlyError, match="merge swap failed"):
+        db.delete(b"k01")
+    assert "restart" in (db.readonly_reason or "")
+    assert db.stats()["disk"]["state"] == "fsync_failed"
+    assert dict(db.items()) == want  # reads go on
+    db.close()
+    with bitcask.open(tmp_path, sync="never", max_file_size=2048) as db:
+        assert db.recovery.merge == "finished"
+        assert dict(db.items()) == want
+        assert db.delete(b"k01")
+        db.merge()
+    with bitcask.open(tmp_path) as db:
+        assert db.get(b"k01") is None
+        assert len(db) == len(want) - 1
     assert bitcask.check(tmp_path).ok
 
 
