@@ -294,9 +294,11 @@ def run_merge(
                 else:
                     loc = base | (off << 32) | size
                     if kmap.get(key) != loc:
-                        if older_outside and exp and exp <= now_ms and key not in kmap:
-                            # reclaimed by active expiry (bitcask/_expiry.py): it still
-                            # shadows an older value that may sit outside S
+                        if older_outside and exp and key not in kmap:
+                            # reclaimed by active expiry (bitcask/_expiry.py), maybe
+                            # after now_ms was taken: it still shadows an older value
+                            # that may sit outside S (if a tombstone deleted it instead,
+                            # this one is redundant, never wrong)
                             raw = encode_tombstone(key, fid, ts)
                             rec = (off, len(raw), TOMBSTONE, ts, 0, key, fid)
                             stats["tombs"] += 1

@@ -125,6 +125,36 @@ def test_merge_drops_expired_without_resurrecting_older_values(tmp_path: Path) -
         assert db.get(b"k") is None
 
 
+def test_a_key_expiring_during_a_subset_merge_stays_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The merge fixes its clock when it starts. k expires after that and active
+    # expiry reclaims it before the merge reaches its record: the record no longer
+    # shadows "old" in the file outside the merge, so it must become a tombstone.
+    clock = FakeClock()
+    db = bitcask.open(tmp_path, sync="never", clock=clock)
+    db.put(b"k", b"old")
+    seal(db)
+    db.put(b"k", b"new", ttl=5)
+    f2 = seal(db)
+    real_scan = merge.scan
+
+    def scan_later(*args: object, **kwargs: object) -> object:
+        clock.now += 6  # meanwhile, k expires and the sampler drops it
+        while db.expire_sample(20):
+            pass
+        return real_scan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(merge, "scan", scan_later)
+    report = db._merge_files([f2])
+    monkeypatch.undo()
+    assert report.tombstones_kept == 1
+    assert db.get(b"k") is None
+    db.close()
+    with bitcask.open(tmp_path, sync="never", clock=clock) as db:
+        assert db.get(b"k") is None
+
+
 def test_merge_in_progress_error_and_backup_pauses_merges(tmp_path: Path) -> None:
     with bitcask.open(tmp_path, sync="never") as db:
         db.put(b"k", b"v")
