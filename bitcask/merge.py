@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import shutil
 import threading
@@ -54,6 +55,7 @@ from ._datafile import (
     data_name,
     encode_file_header,
     hint_name,
+    map_file,
     scan,
 )
 from ._files import FileTable, fsync_dir
@@ -247,6 +249,15 @@ def run_merge(
             first_out = table.next_id
             writer.rotate(reserve=len(inputs) + 1)
             sizes, maps = table.hand_out(inputs)
+        for fid in [fid for fid in inputs if maps[fid] is None]:
+            # Served by pread: no descriptor was free to map it when it was sealed.
+            # Map it now or leave it out of this merge; never read it as empty.
+            try:
+                maps[fid] = map_file(os.path.join(writer.path, data_name(fid)))
+            except OSError:
+                pass
+            if maps[fid] is None:
+                inputs.remove(fid)
         outside = sorted(set(sealed_before) - set(inputs))
         oldest_outside = outside[0] if outside else None
         crash_point("reserved")
@@ -368,6 +379,9 @@ def run_merge(
         for o in outputs:
             o.finish(mdir)
         fsync_dir(mdir)
+        # Mapped now (a mapping survives the rename): past the manifest nothing may
+        # fail for want of a descriptor, or the swap would be done on disk only.
+        out_maps = [map_file(o.path) for o in outputs]
         crash_point("copied")
         _write_manifest(mdir, inputs, [o.fid for o in outputs])
         crash_point("manifest")
@@ -378,7 +392,13 @@ def run_merge(
                 # The manifest stands: only a reopen may finish this swap (step 4).
                 writer.fail_until_restart("merge swap failed", exc)
                 raise
-            _install(m, inputs, [(o.fid, o.size) for o in outputs], moved, expired)
+            _install(
+                m,
+                inputs,
+                [(o.fid, o.size, mm) for o, mm in zip(outputs, out_maps, strict=True)],
+                moved,
+                expired,
+            )
         return MergeReport(
             inputs=tuple(inputs),
             outputs=tuple(o.fid for o in outputs),
@@ -407,7 +427,7 @@ def run_merge(
 def _install(
     m: Merges,
     inputs: list[int],
-    outputs: list[tuple[int, int]],
+    outputs: list[tuple[int, int, mmap.mmap | None]],
     moved: list[tuple[bytes, int, int]],
     expired: list[tuple[bytes, int]],
 ) -> None:
@@ -417,7 +437,7 @@ def _install(
     kd = m.keydir
     kmap = kd.map
     live = kd.live
-    for fid, _size in outputs:
+    for fid, _size, _mm in outputs:
         live[fid] = 0
     m.files.install(outputs, [])
     for key, old, new in moved:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
-from bitcask import MergeInProgressError, merge
+from bitcask import MergeInProgressError, _files, merge
 
 
 class FakeClock:
@@ -303,6 +303,70 @@ def test_a_failed_merge_swap_stops_writes_so_no_delete_is_lost(
         assert db.get(b"k01") is None
         assert len(db) == len(want) - 1
     assert bitcask.check(tmp_path).ok
+
+
+@pytest.mark.parametrize("later", ["maps", "fails"])
+def test_a_file_sealed_without_a_free_descriptor_is_merged_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, later: str
+) -> None:
+    # The merge seals the active file first; with the descriptor table full, the
+    # sealed file cannot be mapped and is served with pread. The merge used to read
+    # that unmapped file as empty: "1 files -> 0, 0 copied", every key in it gone.
+    db = bitcask.open(tmp_path, sync="never")
+    for i in range(10):
+        db.put(b"k%d" % i, b"v%d" % i)
+    want = dict(db.items())
+    real_map = _files.map_file
+
+    def no_fds(path: str) -> object:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(_files, "map_file", no_fds)  # at the rotation
+    if later == "fails":
+        monkeypatch.setattr(merge, "map_file", no_fds)  # and still when the merge reads
+    report = db.merge()
+    monkeypatch.undo()
+    assert report.records_copied == (10 if later == "maps" else 0)
+    assert dict(db.items()) == want
+    db.put(b"k1", b"new")
+    db.merge()
+    want[b"k1"] = b"new"
+    assert dict(db.items()) == want
+    db.close()
+    with bitcask.open(tmp_path) as db:
+        assert dict(db.items()) == want
+    assert real_map is _files.map_file
+
+
+def test_a_merge_that_cannot_map_its_outputs_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of descriptors once the outputs are written: the merge fails before its
+    # manifest (it used to swap the files on disk, then fail to map the outputs,
+    # leaving the file table and the directory disagreeing).
+    db = bitcask.open(tmp_path, sync="never", max_file_size=1024)
+    for i in range(60):
+        db.put(b"k%d" % (i % 20), b"v%d" % i + b"." * 40)
+    want = dict(db.items())
+    real_map = merge.map_file
+
+    def no_fds_in_merge_dir(path: str) -> object:
+        if os.sep + merge.MERGE_DIR + os.sep in path:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_map(path)
+
+    monkeypatch.setattr(merge, "map_file", no_fds_in_merge_dir)
+    with pytest.raises(OSError):
+        db.merge()
+    monkeypatch.undo()
+    assert not (tmp_path / merge.MERGE_DIR).exists()
+    assert dict(db.items()) == want
+    db.delete(b"k1")
+    del want[b"k1"]
+    db.merge()
+    db.close()
+    with bitcask.open(tmp_path) as db:
+        assert dict(db.items()) == want
 
 
 def test_auto_merge_runs_in_the_background(tmp_path: Path) -> None:
