@@ -12,11 +12,13 @@ Strategy (invariants):
    S covers every file older than them; otherwise kept when their key is absent
    from the keydir (an older value may still sit in a file outside S). An expired
    value whose older versions may sit outside S is replaced by a tombstone.
-3. Hints for the outputs; fsync outputs, hints and the directory; then the
-   completion marker ``merge/MANIFEST`` (inputs, outputs, CRC), fsynced.
+3. Hints for the outputs; fsync outputs, hints and the directory; map the outputs
+   (nothing past the manifest may need a descriptor); then the completion marker
+   ``merge/MANIFEST`` (inputs, outputs, CRC), fsynced.
 4. Under the write lock: rename outputs into place, point each copied key at its
    new location only if the keydir still holds the old one, drop S from the file
-   table, unlink S and their hints, remove the manifest and ``merge/``.
+   table, unlink S and their hints, remove the manifest and ``merge/``. An I/O
+   error here leaves the store refusing writes until a reopen finishes the swap.
 
 A merge never makes data disappear: an input file in which the scanner meets an
 unreadable record (a CRC mismatch, unreadable bytes, a dropped batch) is left out
