@@ -327,7 +327,7 @@ def run_merge(
                 if raw is None:
                     stats["dropped"] += 1
                     continue
-                if flags & IN_BATCH:
+                if rec[2] & IN_BATCH:  # a record copied as it is (not one made a tombstone)
                     value = raw[HEADER.size + len(key) :]
                     raw = encode(flags & (TOMBSTONE | TTL), ts, exp, key, value)
                     rec = (off, len(raw), flags & (TOMBSTONE | TTL), ts, exp, key, aux)

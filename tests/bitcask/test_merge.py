@@ -155,6 +155,32 @@ def test_a_key_expiring_during_a_subset_merge_stays_gone(
         assert db.get(b"k") is None
 
 
+@pytest.mark.parametrize("gone", ["deleted", "expired"])
+def test_a_batch_record_made_a_tombstone_by_a_subset_merge_stays_one(
+    tmp_path: Path, gone: str
+) -> None:
+    # A record written in a batch (IN_BATCH) that a subset merge turns into a
+    # tombstone: re-encoding it "without batch flags" kept its old flags and made
+    # the tombstone's payload (u32 file id) a value with the old expiry.
+    clock = FakeClock()
+    with bitcask.open(tmp_path, sync="never", clock=clock) as db:
+        db.put(b"k", b"old")
+        seal(db)
+        db.write_batch([("put", b"k", b"new", 100 if gone == "deleted" else 5)])
+        if gone == "deleted":
+            db.write_batch([("delete", b"k")])
+        else:
+            clock.now += 6
+            while db.expire_sample(20):
+                pass
+        f2 = seal(db)
+        assert db._merge_files([f2]).tombstones_kept >= 1
+    clock.now -= 6  # a clock behind the writer's (a readonly reader elsewhere)
+    for readonly in (True, False):
+        with bitcask.open(tmp_path, readonly=readonly, clock=clock) as db:
+            assert db.get(b"k") is None
+
+
 def test_merge_in_progress_error_and_backup_pauses_merges(tmp_path: Path) -> None:
     with bitcask.open(tmp_path, sync="never") as db:
         db.put(b"k", b"v")
