@@ -274,11 +274,11 @@ class FileTable:
             {fid: self.entries[fid][0] for fid in fids},
         )
 
-    def install(self, outputs: list[tuple[int, int]], inputs: list[int]) -> None:
-        """A merge's swap: map ``outputs`` (id, size), already in place on disk, and drop
-        ``inputs`` (already unlinked)."""
-        for fid, size in outputs:
-            self.entries[fid] = (map_file(os.path.join(self.path, data_name(fid))), size, None)
+    def install(self, outputs: list[tuple[int, int, mmap | None]], inputs: list[int]) -> None:
+        """A merge's swap: serve ``outputs`` (id, size, mapping made before the swap),
+        already in place on disk, and drop ``inputs`` (already unlinked)."""
+        for fid, size, mm in outputs:
+            self.entries[fid] = (mm, size, None)
             self.sealed[fid] = size
         for fid in inputs:
             self.entries.pop(fid, None)

@@ -578,6 +578,17 @@ class Writer(PlannedWrites):
         self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
         return StoreIOError(exc.errno or 0, f"write failed, store is now read-only: {reason}")
 
+    def fail_until_restart(self, what: str, exc: OSError) -> None:
+        """A merge's swap failed after its manifest was written (caller holds the lock):
+        the files on disk say "finish the merge", the file table says it never
+        happened. Writing on would let a delete's tombstone be merged away while an
+        output the table does not know still holds the value, so writes stop until a
+        reopen finishes the swap (bitcask/merge.py recover_interrupted)."""
+        reason = f"{what}: {type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
+        self.health.fsync_failed(reason)
+        self.readonly_reason = f"{reason}; restart to resume writes"
+        self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
+
     def fail_at_start(self, exc: OSError) -> None:
         """The active file could not be created at open (a full disk): serve reads;
         the probe creates it and resumes writes once space returns."""

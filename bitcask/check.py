@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from . import _io
 from ._datafile import (
     CORRUPT,
     FILE_HEADER_SIZE,
@@ -326,10 +327,15 @@ def _rewrite(dpath: str, fid: int, mm: Any, recs: list[Any]) -> list[Any]:
         pos += len(raw)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, b"".join(out))
-        os.fsync(fd)
-    finally:
+        # Whole or not at all: a short write (a filling disk) must not be renamed over
+        # the original as if it were the file.
+        _io.write(fd, b"".join(out))
+        _io.fsync(fd)
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, dpath)
     return new_recs
 
@@ -359,8 +365,8 @@ def _quarantine(path: str, name: str, mm: Any, probs: list[Problem]) -> str:
     for suffix, blob in ((".bad", b"".join(chunks)), (".json", json.dumps(index).encode())):
         fd = os.open(os.path.join(qdir, base + suffix), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, blob)
-            os.fsync(fd)
+            _io.write(fd, blob)
+            _io.fsync(fd)
         finally:
             os.close(fd)
     fsync_dir(qdir)

@@ -12,11 +12,13 @@ Strategy (invariants):
    S covers every file older than them; otherwise kept when their key is absent
    from the keydir (an older value may still sit in a file outside S). An expired
    value whose older versions may sit outside S is replaced by a tombstone.
-3. Hints for the outputs; fsync outputs, hints and the directory; then the
-   completion marker ``merge/MANIFEST`` (inputs, outputs, CRC), fsynced.
+3. Hints for the outputs; fsync outputs, hints and the directory; map the outputs
+   (nothing past the manifest may need a descriptor); then the completion marker
+   ``merge/MANIFEST`` (inputs, outputs, CRC), fsynced.
 4. Under the write lock: rename outputs into place, point each copied key at its
    new location only if the keydir still holds the old one, drop S from the file
-   table, unlink S and their hints, remove the manifest and ``merge/``.
+   table, unlink S and their hints, remove the manifest and ``merge/``. An I/O
+   error here leaves the store refusing writes until a reopen finishes the swap.
 
 A merge never makes data disappear: an input file in which the scanner meets an
 unreadable record (a CRC mismatch, unreadable bytes, a dropped batch) is left out
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import shutil
 import threading
@@ -54,6 +57,7 @@ from ._datafile import (
     data_name,
     encode_file_header,
     hint_name,
+    map_file,
     scan,
 )
 from ._files import FileTable, fsync_dir
@@ -247,6 +251,15 @@ def run_merge(
             first_out = table.next_id
             writer.rotate(reserve=len(inputs) + 1)
             sizes, maps = table.hand_out(inputs)
+        for fid in [fid for fid in inputs if maps[fid] is None]:
+            # Served by pread: no descriptor was free to map it when it was sealed.
+            # Map it now or leave it out of this merge; never read it as empty.
+            try:
+                maps[fid] = map_file(os.path.join(writer.path, data_name(fid)))
+            except OSError:
+                pass
+            if maps[fid] is None:
+                inputs.remove(fid)
         outside = sorted(set(sealed_before) - set(inputs))
         oldest_outside = outside[0] if outside else None
         crash_point("reserved")
@@ -294,9 +307,11 @@ def run_merge(
                 else:
                     loc = base | (off << 32) | size
                     if kmap.get(key) != loc:
-                        if older_outside and exp and exp <= now_ms and key not in kmap:
-                            # reclaimed by active expiry (bitcask/_expiry.py): it still
-                            # shadows an older value that may sit outside S
+                        if older_outside and exp and key not in kmap:
+                            # reclaimed by active expiry (bitcask/_expiry.py), maybe
+                            # after now_ms was taken: it still shadows an older value
+                            # that may sit outside S (if a tombstone deleted it instead,
+                            # this one is redundant, never wrong)
                             raw = encode_tombstone(key, fid, ts)
                             rec = (off, len(raw), TOMBSTONE, ts, 0, key, fid)
                             stats["tombs"] += 1
@@ -312,7 +327,7 @@ def run_merge(
                 if raw is None:
                     stats["dropped"] += 1
                     continue
-                if flags & IN_BATCH:
+                if rec[2] & IN_BATCH:  # a record copied as it is (not one made a tombstone)
                     value = raw[HEADER.size + len(key) :]
                     raw = encode(flags & (TOMBSTONE | TTL), ts, exp, key, value)
                     rec = (off, len(raw), flags & (TOMBSTONE | TTL), ts, exp, key, aux)
@@ -366,12 +381,26 @@ def run_merge(
         for o in outputs:
             o.finish(mdir)
         fsync_dir(mdir)
+        # Mapped now (a mapping survives the rename): past the manifest nothing may
+        # fail for want of a descriptor, or the swap would be done on disk only.
+        out_maps = [map_file(o.path) for o in outputs]
         crash_point("copied")
         _write_manifest(mdir, inputs, [o.fid for o in outputs])
         crash_point("manifest")
         with writer.lock:
-            _swap_files(writer.path, inputs, [o.fid for o in outputs], after_rename=crash_point)
-            _install(m, inputs, [(o.fid, o.size) for o in outputs], moved, expired)
+            try:
+                _swap_files(writer.path, inputs, [o.fid for o in outputs], after_rename=crash_point)
+            except OSError as exc:
+                # The manifest stands: only a reopen may finish this swap (step 4).
+                writer.fail_until_restart("merge swap failed", exc)
+                raise
+            _install(
+                m,
+                inputs,
+                [(o.fid, o.size, mm) for o, mm in zip(outputs, out_maps, strict=True)],
+                moved,
+                expired,
+            )
         return MergeReport(
             inputs=tuple(inputs),
             outputs=tuple(o.fid for o in outputs),
@@ -400,7 +429,7 @@ def run_merge(
 def _install(
     m: Merges,
     inputs: list[int],
-    outputs: list[tuple[int, int]],
+    outputs: list[tuple[int, int, mmap.mmap | None]],
     moved: list[tuple[bytes, int, int]],
     expired: list[tuple[bytes, int]],
 ) -> None:
@@ -410,7 +439,7 @@ def _install(
     kd = m.keydir
     kmap = kd.map
     live = kd.live
-    for fid, _size in outputs:
+    for fid, _size, _mm in outputs:
         live[fid] = 0
     m.files.install(outputs, [])
     for key, old, new in moved:

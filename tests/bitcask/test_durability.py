@@ -273,3 +273,50 @@ def test_readonly_open_retries_when_a_file_vanishes_mid_load(
         assert len(calls) == 2 and ro.get(b"k") == b"v"
     finally:
         ro.close()
+
+
+def test_repair_on_a_filling_disk_fails_instead_of_truncating_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk with 20 KB left, as Linux fills one: write() takes what fits and
+    # returns short, the next write() raises ENOSPC. repair() used to take the short
+    # count for the whole file and rename a 20 KB prefix over a 100 KB data file:
+    # "1 ranges dropped", and 240 of 300 keys gone.
+    store = tmp_path / "s"
+    value = b"." * 300
+    with bitcask.open(store, sync="never") as db:
+        for i in range(300):
+            db.put(b"k%03d" % i, b"v%03d" % i + value)
+    (data,) = store.glob("*.data")
+    with open(data, "r+b") as f:  # one flipped value byte: repair rewrites this file
+        f.seek(16 + 10 * 333 + 40)
+        byte = f.read(1)[0]
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte ^ 0xFF]))
+    left = [20_000]
+    real_write = os.write
+
+    def filling(fd: int, data: bytes) -> int:
+        if not os.readlink(f"/proc/self/fd/{fd}").startswith(str(store)):
+            return real_write(fd, data)
+        if left[0] == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real_write(fd, bytes(memoryview(data)[: left[0]]))
+        left[0] -= n
+        return n
+
+    monkeypatch.setattr(os, "write", filling)
+    monkeypatch.setattr(_io, "_os_write", filling)
+    with pytest.raises(OSError) as info:
+        bitcask.repair(store)
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert not list(store.glob("*.repair"))  # the partial copy does not hold the space
+    with bitcask.open(store) as db:  # the original is untouched: only k010 is damaged
+        for i in range(300):
+            if i != 10:
+                assert db.get(b"k%03d" % i) == b"v%03d" % i + value
+    report = bitcask.repair(store)  # space is back
+    assert report.tombstoned == (b"k010",)
+    with bitcask.open(store) as db:
+        assert len(db) == 299 and db.get(b"k299") == b"v299" + value

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 import threading
 import time
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
-from bitcask import MergeInProgressError, merge
+from bitcask import MergeInProgressError, _files, merge
 
 
 class FakeClock:
@@ -123,6 +125,62 @@ def test_merge_drops_expired_without_resurrecting_older_values(tmp_path: Path) -
         assert db.get(b"k") is None
 
 
+def test_a_key_expiring_during_a_subset_merge_stays_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The merge fixes its clock when it starts. k expires after that and active
+    # expiry reclaims it before the merge reaches its record: the record no longer
+    # shadows "old" in the file outside the merge, so it must become a tombstone.
+    clock = FakeClock()
+    db = bitcask.open(tmp_path, sync="never", clock=clock)
+    db.put(b"k", b"old")
+    seal(db)
+    db.put(b"k", b"new", ttl=5)
+    f2 = seal(db)
+    real_scan = merge.scan
+
+    def scan_later(*args: object, **kwargs: object) -> object:
+        clock.now += 6  # meanwhile, k expires and the sampler drops it
+        while db.expire_sample(20):
+            pass
+        return real_scan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(merge, "scan", scan_later)
+    report = db._merge_files([f2])
+    monkeypatch.undo()
+    assert report.tombstones_kept == 1
+    assert db.get(b"k") is None
+    db.close()
+    with bitcask.open(tmp_path, sync="never", clock=clock) as db:
+        assert db.get(b"k") is None
+
+
+@pytest.mark.parametrize("gone", ["deleted", "expired"])
+def test_a_batch_record_made_a_tombstone_by_a_subset_merge_stays_one(
+    tmp_path: Path, gone: str
+) -> None:
+    # A record written in a batch (IN_BATCH) that a subset merge turns into a
+    # tombstone: re-encoding it "without batch flags" kept its old flags and made
+    # the tombstone's payload (u32 file id) a value with the old expiry.
+    clock = FakeClock()
+    with bitcask.open(tmp_path, sync="never", clock=clock) as db:
+        db.put(b"k", b"old")
+        seal(db)
+        db.write_batch([("put", b"k", b"new", 100 if gone == "deleted" else 5)])
+        if gone == "deleted":
+            db.write_batch([("delete", b"k")])
+        else:
+            clock.now += 6
+            while db.expire_sample(20):
+                pass
+        f2 = seal(db)
+        assert db._merge_files([f2]).tombstones_kept >= 1
+    clock.now -= 6  # a clock behind the writer's (a readonly reader elsewhere)
+    for readonly in (True, False):
+        with bitcask.open(tmp_path, readonly=readonly, clock=clock) as db:
+            assert db.get(b"k") is None
+
+
 def test_merge_in_progress_error_and_backup_pauses_merges(tmp_path: Path) -> None:
     with bitcask.open(tmp_path, sync="never") as db:
         db.put(b"k", b"v")
@@ -226,6 +284,115 @@ def test_merge_crash_at_each_phase_leaves_a_consistent_store(
         db.merge()
         assert dict(db.items()) == want
     assert bitcask.check(tmp_path).ok
+
+
+@pytest.mark.parametrize("failing", ["rename", "unlink"])
+def test_a_failed_merge_swap_stops_writes_so_no_delete_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # EIO while the swap renames outputs into place or unlinks the inputs, after the
+    # manifest: the outputs on disk are unknown to the file table. Were writes to go
+    # on, `delete k` then a merge dropped the tombstone (every file the table knows
+    # was merged) and the next open brought k back from the orphaned output.
+    db = bitcask.open(tmp_path, sync="never", max_file_size=2048)
+    for i in range(120):
+        db.put(b"k%02d" % (i % 40), b"v%03d" % i + b"-" * 60)
+    want = dict(db.items())
+    real = getattr(merge.os, failing if failing == "unlink" else "replace")
+    hit = 0
+
+    def broken(src: str, *args: object) -> None:
+        nonlocal hit
+        if str(src).endswith(".data"):
+            hit += 1
+            if hit == 2:  # after the swap has changed something on disk
+                raise OSError(errno.EIO, os.strerror(errno.EIO), src)
+        real(src, *args)
+
+    monkeypatch.setattr(merge.os, failing if failing == "unlink" else "replace", broken)
+    with pytest.raises(OSError):
+        db.merge()
+    monkeypatch.undo()
+    assert hit == 2 and (tmp_path / "merge" / "MANIFEST").exists()
+    with pytest.raises(bitcask.ReadOnlyError, match="merge swap failed"):
+        db.delete(b"k01")
+    assert "restart" in (db.readonly_reason or "")
+    assert db.stats()["disk"]["state"] == "fsync_failed"
+    assert dict(db.items()) == want  # reads go on
+    db.close()
+    with bitcask.open(tmp_path, sync="never", max_file_size=2048) as db:
+        assert db.recovery.merge == "finished"
+        assert dict(db.items()) == want
+        assert db.delete(b"k01")
+        db.merge()
+    with bitcask.open(tmp_path) as db:
+        assert db.get(b"k01") is None
+        assert len(db) == len(want) - 1
+    assert bitcask.check(tmp_path).ok
+
+
+@pytest.mark.parametrize("later", ["maps", "fails"])
+def test_a_file_sealed_without_a_free_descriptor_is_merged_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, later: str
+) -> None:
+    # The merge seals the active file first; with the descriptor table full, the
+    # sealed file cannot be mapped and is served with pread. The merge used to read
+    # that unmapped file as empty: "1 files -> 0, 0 copied", every key in it gone.
+    db = bitcask.open(tmp_path, sync="never")
+    for i in range(10):
+        db.put(b"k%d" % i, b"v%d" % i)
+    want = dict(db.items())
+    real_map = _files.map_file
+
+    def no_fds(path: str) -> object:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(_files, "map_file", no_fds)  # at the rotation
+    if later == "fails":
+        monkeypatch.setattr(merge, "map_file", no_fds)  # and still when the merge reads
+    report = db.merge()
+    monkeypatch.undo()
+    assert report.records_copied == (10 if later == "maps" else 0)
+    assert dict(db.items()) == want
+    db.put(b"k1", b"new")
+    db.merge()
+    want[b"k1"] = b"new"
+    assert dict(db.items()) == want
+    db.close()
+    with bitcask.open(tmp_path) as db:
+        assert dict(db.items()) == want
+    assert real_map is _files.map_file
+
+
+def test_a_merge_that_cannot_map_its_outputs_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of descriptors once the outputs are written: the merge fails before its
+    # manifest (it used to swap the files on disk, then fail to map the outputs,
+    # leaving the file table and the directory disagreeing).
+    db = bitcask.open(tmp_path, sync="never", max_file_size=1024)
+    for i in range(60):
+        db.put(b"k%d" % (i % 20), b"v%d" % i + b"." * 40)
+    want = dict(db.items())
+    real_map = merge.map_file
+
+    def no_fds_in_merge_dir(path: str) -> object:
+        if os.sep + merge.MERGE_DIR + os.sep in path:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_map(path)
+
+    monkeypatch.setattr(merge, "map_file", no_fds_in_merge_dir)
+    with pytest.raises(OSError):
+        db.merge()
+    monkeypatch.undo()
+    assert not (tmp_path / merge.MERGE_DIR).exists()
+    assert dict(db.items()) == want
+    db.delete(b"k1")
+    del want[b"k1"]
+    db.merge()
+    db.close()
+    with bitcask.open(tmp_path) as db:
+        assert dict(db.items()) == want
 
 
 def test_auto_merge_runs_in_the_background(tmp_path: Path) -> None:
