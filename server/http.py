@@ -199,7 +199,14 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._disarm()
         if self._closing:
             return  # pipelined after a "Connection: close" request: not served
-        parsed = httptools.parse_url(self._url)
+        try:
+            parsed = httptools.parse_url(self._url)
+        except httptools.HttpParserInvalidURLError:
+            # llhttp lets through targets its URL parser refuses (CONNECT h:1, a port
+            # over 65535, an unclosed IPv6 bracket): the client's error, not ours.
+            raise _Reject(
+                simple_error(400, ErrorCode.PROTOCOL_ERROR, "malformed request URL")
+            ) from None
         keep_alive = self._parser.should_keep_alive() and not self._host.draining
         req = Request(
             method=self._parser.get_method().decode("latin-1"),
