@@ -25,7 +25,8 @@ Strategy / invariants (one Pipeline per connection, loop thread only):
   replies: once OUT_BUDGET bytes of replies were gathered in one turn, the rest of
   the input waits in the backlog, and nothing more starts while the owner's
   transport is paused for writing (`write_paused`, set by the owner); a drain is
-  scheduled (call_soon) or runs when the transport resumes writing. Without it one
+  scheduled (call_soon) or runs when the transport resumes writing; reads that
+  waited behind a write are started the same way (`_advance`). Without it one
   chunk of 2,000 pipelined gets of a 1 MiB value made the server buffer 2 GB and
   stall every other client (the hot path pays one len, one add, one compare per
   fast read).
@@ -430,6 +431,8 @@ class Pipeline:
     def flush(self) -> None:
         """Write gathered output now (used after completions); start what waited."""
         self._flush_scheduled = False
+        if self._unstarted and not self._inflight:  # reads held back by OUT_BUDGET
+            self._advance()
         if self._backlog:
             self.drain()
         out = self._out
@@ -488,12 +491,24 @@ class Pipeline:
     def _advance(self) -> None:
         """Start the requests that were waiting for a finished one; gather replies."""
         unstarted = self._unstarted
+        size = 0  # bytes read for replies in this call (OUT_BUDGET)
         while unstarted:
             head = unstarted[0]
             if (type(head.outcome) is Read or type(head.outcome) is Async) and self._inflight:
                 break
+            if self.write_paused:
+                break  # the owner flushes again when its transport resumes writing
             unstarted.popleft()
             self._start(head)
+            if type(head.outcome) is Read:
+                result = head.result
+                if type(result) is bytes:
+                    size += len(result)
+                elif type(result) is list:  # mget, scan
+                    size += sum(len(item) for item in result if type(item) is bytes)
+                if size >= OUT_BUDGET and unstarted:
+                    self._schedule_flush()  # the rest after this turn's output went out
+                    break
         self._collect()
 
     def _collect(self) -> None:

@@ -148,8 +148,9 @@ def _peak_rss_bytes(pid: int) -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
+@pytest.mark.parametrize("after_a_write", [False, True], ids=["gets", "put-then-gets"])
 def test_a_reader_that_does_not_read_cannot_make_the_server_buffer_its_replies(
-    server_factory: Callable[..., ServerProcess],
+    server_factory: Callable[..., ServerProcess], after_a_write: bool
 ) -> None:
     # 1,000 pipelined gets of a 256 KiB value, sent in one go and not read: before the
     # fix the server rendered every reply of the chunk at once (256 MB, peak RSS over
@@ -163,10 +164,14 @@ def test_a_reader_that_does_not_read_cannot_make_the_server_buffer_its_replies(
         assert writer.call("put", b"big", value) is True
     base = _peak_rss_bytes(srv.proc.pid)
     with Conn(srv.port) as slow, Conn(srv.port) as other:
-        slow.send_raw(b"".join(request(i + 1, "get", [b"big"]) for i in range(n)))
+        # after a write, the gets wait for it and then all start at once (Pipeline._advance)
+        first = [request(n + 1, "put", [b"small", b"v"])] if after_a_write else []
+        slow.send_raw(b"".join(first + [request(i + 1, "get", [b"big"]) for i in range(n)]))
         for _ in range(3):  # another client is served meanwhile
             assert other.call("get", b"big") == value
         assert _peak_rss_bytes(srv.proc.pid) - base < 128 << 20
+        if after_a_write:
+            assert slow.read_message() == [1, n + 1, None, True]
         for i in range(n):  # and the slow reader still gets every reply, in order
             _, msgid, error, result = slow.read_message()
             assert (msgid, error, result == value) == (i + 1, None, True)
