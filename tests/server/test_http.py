@@ -48,6 +48,16 @@ def test_put_get_head_delete_raw(shared: ServerProcess) -> None:
     assert call(shared, "GET", "/kv/http-raw")[0] == 404
 
 
+def test_204_has_no_content_length(shared: ServerProcess) -> None:
+    # RFC 9110 8.6: a server must not send Content-Length in a 204.
+    reply = http(
+        shared.http_port,
+        b"PUT /kv/http-204 HTTP/1.1\r\nConnection: close\r\nContent-Length: 1\r\n\r\nv",
+    )
+    assert status_of(reply) == 204
+    assert b"content-length" not in reply.lower() and reply.endswith(b"\r\n\r\n"), reply
+
+
 def test_seed_compatible_json_shapes(shared: ServerProcess) -> None:
     jh = {"Content-Type": "application/json", "Accept": "application/json"}
     status, _, body = call(shared, "PUT", "/kv/http-json", json.dumps({"value": "hi"}).encode(), jh)
@@ -77,6 +87,9 @@ def test_ttl_query_and_percent_encoded_keys(shared: ServerProcess) -> None:
         pytest.param("/kv/x?ttl=1e300", b"v", {}, id="ttl-1e300"),
         pytest.param("/kv/x?ttl=1e17", b"v", {}, id="ttl-past-int64-ms"),
         pytest.param("/kv/x?ttl=nan", b"v", {}, id="ttl-nan"),
+        pytest.param("/kv/x?ttl=", b"v", {}, id="ttl-empty"),  # was stored without a TTL
+        pytest.param("/kv/x?ttl=1_0", b"v", {}, id="ttl-underscore"),
+        pytest.param("/kv/x?ttl=%D9%A3", b"v", {}, id="ttl-non-ascii-digit"),
         pytest.param("/kv/x?ttl=inf", b"v", {}, id="ttl-inf"),
         pytest.param("/kv/x", b'{"value": "v", "ttl": 1e300}', {"Content-Type": JSON}, id="json-ttl"),
         pytest.param("/kv/x", b'{"value": "v", "ttl": "5"}', {"Content-Type": JSON}, id="json-ttl-str"),
