@@ -52,6 +52,8 @@ KV_PREFIX = "/kv/"
 KV_METHODS = "GET, HEAD, PUT, DELETE, POST"
 PROBE_METHODS = "GET, HEAD"
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 
@@ -100,9 +102,10 @@ def response(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
     lines = [
         f"HTTP/1.1 {resp.status} {STATUS_TEXT.get(resp.status, 'Unknown')}",
         "server: bitcask",
-        f"content-type: {resp.content_type}",
-        f"content-length: {len(resp.body)}",
     ]
+    if resp.status != 204:  # RFC 9110 8.6: a 204 carries no Content-Length (nor body)
+        lines.append(f"content-type: {resp.content_type}")
+        lines.append(f"content-length: {len(resp.body)}")
     lines.extend(f"{k}: {v}" for k, v in resp.headers)
     if not keep_alive:
         lines.append("connection: close")
@@ -204,11 +207,10 @@ def _post(key: bytes, req: Request, ctx: KvContext) -> Response | KvCall:
         )
     if "append" in query:
         return KvCall(Call(0, "append", [key, req.body]), ctx)
-    raw = query["incr"][-1].strip()
-    try:
-        delta = int(raw) if raw else 1
-    except ValueError:
+    raw = query["incr"][-1]
+    if raw and not _INTEGER.fullmatch(raw):  # not int()'s "1_0", " 5", non-ASCII digits
         return simple_error(400, ErrorCode.INVALID_PARAMS, "incr must be an integer")
+    delta = int(raw) if raw else 1
     return KvCall(Call(0, "incr", [key, delta]), ctx)
 
 
@@ -219,13 +221,14 @@ def _post(key: bytes, req: Request, ctx: KvContext) -> Response | KvCall:
 def _query_ttl(query: bytes) -> float | None:
     if not query:
         return None
-    values = parse_qs(query.decode("latin-1")).get("ttl")
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("ttl")
     if not values:
         return None
-    try:
-        return float(values[-1])
-    except ValueError:
-        raise ValueError("ttl must be a number of seconds") from None
+    # A plain decimal number: not "" (which used to store the value without a TTL),
+    # nor what else float() takes ("1_0", " 5", non-ASCII digits).
+    if not _DECIMAL.fullmatch(values[-1]):
+        raise ValueError("ttl must be a number of seconds")
+    return float(values[-1])
 
 
 def _json_value(body: bytes) -> tuple[bytes, Any]:

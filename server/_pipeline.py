@@ -21,6 +21,15 @@ Strategy / invariants (one Pipeline per connection, loop thread only):
   mark; the rest wait in `_backlog` (at most one read's worth) and are started as
   replies go out. The owner only asks `wants_input` / `can_resume` to pause or resume
   reading. After a terminal `Close` event nothing more is started (`stopped`).
+- Reply bytes are bounded too, for a peer that sends reads and does not read the
+  replies: once OUT_BUDGET bytes of replies were gathered in one turn, the rest of
+  the input waits in the backlog, and nothing more starts while the owner's
+  transport is paused for writing (`write_paused`, set by the owner); a drain is
+  scheduled (call_soon) or runs when the transport resumes writing; reads that
+  waited behind a write are started the same way (`_advance`). Without it one
+  chunk of 2,000 pipelined gets of a 1 MiB value made the server buffer 2 GB and
+  stall every other client (the hot path pays one len, one add, one compare per
+  fast read).
 - Measured, not guessed (issue 9's speed section): instructions per request of the
   request path in-process (`python -m bench.request_path --callgrind`: 50 connections,
   100 B values, the real protocol, Pipeline, Dispatcher, "loop" writer and engine, a
@@ -54,6 +63,9 @@ __all__ = ["Pipeline", "Render"]
 
 # render(ctx, result, error) -> bytes of the reply
 Render = Callable[[Any, Any, ErrorInfo | None], bytes]
+
+OUT_BUDGET = 1 << 20
+"""Reply bytes gathered in one turn before the rest of the input waits (slow readers)."""
 
 
 def _raw(data: bytes, result: Any, error: ErrorInfo | None) -> bytes:
@@ -153,6 +165,7 @@ class Pipeline:
         "_writer",
         "closed",
         "stopped",
+        "write_paused",
     )
 
     def __init__(
@@ -188,6 +201,7 @@ class Pipeline:
         self._flush_scheduled = False
         self._group_pending = False  # _group_done is registered for the current group
         self.closed = False  # the connection is gone: drop output
+        self.write_paused = False  # the owner's transport buffer is full: start nothing
 
     @property
     def pending(self) -> int:
@@ -241,6 +255,7 @@ class Pipeline:
         now_n = 0
         blocked = pressured()
         last = len(events) - 1
+        size = 0  # reply bytes of fast reads gathered in this call (OUT_BUDGET)
         for i, event in enumerate(events):
             if blocked or len(replies) >= high:
                 backlog.extend((rest, render, t0) for rest in events[i:])
@@ -281,15 +296,22 @@ class Pipeline:
                     self._answer_now(Done(None, error_info(exc)), method, render, event, t0)
                     continue
                 try:
-                    out.append(render(event, result, None))
+                    piece = render(event, result, None)
                 except LocalProtocolError:  # renders the error instead, and counts it
                     self._answer_now(Done(result, None), method, render, event, t0)
                     continue
+                out.append(piece)
                 if method != now_method:
                     if now_n:
                         self._metrics.requests_done(now_method, perf_counter() - t0, now_n)  # type: ignore[arg-type]
                     now_method, now_n = method, 0
                 now_n += 1
+                size += len(piece)
+                if size >= OUT_BUDGET and i != last:
+                    # a slow reader's pipelined reads: the rest waits (module header)
+                    backlog.extend((rest, render, t0) for rest in events[i + 1 :])
+                    self._schedule_flush()
+                    break
                 continue
             place(outcome, method, render, event, t0)
             if type(outcome) is not Done and i != last:
@@ -304,15 +326,29 @@ class Pipeline:
 
     def drain(self) -> None:
         """Start backlogged events while back-pressure allows (after progress)."""
-        backlog, replies, high, pressured = (
+        backlog, replies, high, pressured, out = (
             self._backlog,
             self._replies,
             self._high,
             self._pressured,
+            self._out,
         )
+        size = sum(map(len, out))
         while backlog and not self.stopped and len(replies) < high and not pressured():
+            if self.write_paused:
+                return  # the owner flushes again when its transport resumes writing
+            if size >= OUT_BUDGET:
+                self._schedule_flush()  # after this turn's output went out
+                return
+            n = len(out)
             event, render, t0 = backlog.popleft()
             self._event(event, render, t0)
+            size += sum(map(len, out[n:]))
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
 
     def discard_backlog(self) -> None:
         """Drop the events not started yet (shutdown, connection lost)."""
@@ -395,6 +431,8 @@ class Pipeline:
     def flush(self) -> None:
         """Write gathered output now (used after completions); start what waited."""
         self._flush_scheduled = False
+        if self._unstarted and not self._inflight:  # reads held back by OUT_BUDGET
+            self._advance()
         if self._backlog:
             self.drain()
         out = self._out
@@ -453,12 +491,24 @@ class Pipeline:
     def _advance(self) -> None:
         """Start the requests that were waiting for a finished one; gather replies."""
         unstarted = self._unstarted
+        size = 0  # bytes read for replies in this call (OUT_BUDGET)
         while unstarted:
             head = unstarted[0]
             if (type(head.outcome) is Read or type(head.outcome) is Async) and self._inflight:
                 break
+            if self.write_paused:
+                break  # the owner flushes again when its transport resumes writing
             unstarted.popleft()
             self._start(head)
+            if type(head.outcome) is Read:
+                result = head.result
+                if type(result) is bytes:
+                    size += len(result)
+                elif type(result) is list:  # mget, scan
+                    size += sum(len(item) for item in result if type(item) is bytes)
+                if size >= OUT_BUDGET and unstarted:
+                    self._schedule_flush()  # the rest after this turn's output went out
+                    break
         self._collect()
 
     def _collect(self) -> None:

@@ -182,6 +182,19 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self._pause = 0
         transport.resume_reading()  # data_received discards it: _closing is set
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._pipeline is not None:
+            self._pipeline.write_paused = True  # start nothing more (Pipeline.drain)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.write_paused = False
+            if pipeline.busy:
+                pipeline.flush()  # starts what waited for the peer to read, resumes
+
     # ---- called by the Server ----
 
     def pause_for_writer(self, on: bool) -> None:

@@ -35,6 +35,16 @@ def test_incr_errors(shared: ServerProcess) -> None:
     assert call(shared, "GET", "/kv/http-word")[2] == b"abc"
 
 
+def test_incr_takes_plain_ascii_integers_only(shared: ServerProcess) -> None:
+    # int() also takes "1_0" (10), " 5" and non-ASCII digits ("\u0663" is 3): Redis does not.
+    call(shared, "PUT", "/kv/http-strict", b"5")
+    for raw in ("1_0", "%D9%A3", "%205", "5%20", "0x10", "+"):
+        status, _, body = call(shared, "POST", f"/kv/http-strict?incr={raw}", b"")
+        assert status == 400 and json.loads(body)["error"]["name"] == "INVALID_PARAMS", raw
+    assert call(shared, "GET", "/kv/http-strict")[2] == b"5"
+    assert call(shared, "POST", "/kv/http-strict?incr=%2B2", b"")[2] == b"7"
+
+
 def test_append(shared: ServerProcess) -> None:
     status, _, body = call(shared, "POST", "/kv/http-log?append", b"one,")
     assert (status, body) == (200, b"4")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
+
+import pytest
 
 from tests.server.wire import Conn, request
 from tests.serverproc import ServerProcess
@@ -134,3 +137,42 @@ def test_pipelined_gets_in_one_chunk_are_answered_in_order_and_counted(
         else:
             assert result is None, (msgid, result)
     assert after - before == 21
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
+@pytest.mark.parametrize("after_a_write", [False, True], ids=["gets", "put-then-gets"])
+def test_a_reader_that_does_not_read_cannot_make_the_server_buffer_its_replies(
+    server_factory: Callable[..., ServerProcess], after_a_write: bool
+) -> None:
+    # 1,000 pipelined gets of a 256 KiB value, sent in one go and not read: before the
+    # fix the server rendered every reply of the chunk at once (256 MB, peak RSS over
+    # 500 MB with the join) and stalled everyone else while doing it; now it gathers
+    # about a MiB per turn and then waits for the peer to read.
+    srv = server_factory(sync="never")
+    assert srv.proc is not None
+    value = bytes(range(256)) * 1024
+    n = 1000
+    with Conn(srv.port) as writer:
+        assert writer.call("put", b"big", value) is True
+    base = _peak_rss_bytes(srv.proc.pid)
+    with Conn(srv.port) as slow, Conn(srv.port) as other:
+        # after a write, the gets wait for it and then all start at once (Pipeline._advance)
+        first = [request(n + 1, "put", [b"small", b"v"])] if after_a_write else []
+        slow.send_raw(b"".join(first + [request(i + 1, "get", [b"big"]) for i in range(n)]))
+        for _ in range(3):  # another client is served meanwhile
+            assert other.call("get", b"big") == value
+        assert _peak_rss_bytes(srv.proc.pid) - base < 128 << 20
+        if after_a_write:
+            assert slow.read_message() == [1, n + 1, None, True]
+        for i in range(n):  # and the slow reader still gets every reply, in order
+            _, msgid, error, result = slow.read_message()
+            assert (msgid, error, result == value) == (i + 1, None, True)
+    assert _peak_rss_bytes(srv.proc.pid) - base < 128 << 20
