@@ -139,20 +139,25 @@ def _chunks(op: str, depth: int, conns: int) -> list[list[bytes]]:
 async def drive_ceiling(op: str, depth: int, rounds: int, conns: int) -> tuple[int, float, int]:
     """The ceiling's protocol in the same harness: (requests, seconds, transport writes)."""
     store = {b"key:%012d" % i: VALUE for i in range(KEYS)}
-    protocols: list[tuple[Ceiling, _Transport]] = []
-    for _ in range(conns):
-        proto, transport = Ceiling(store), _Transport()
-        proto.connection_made(transport)  # type: ignore[arg-type]
-        protocols.append((proto, transport))
-    chunks = _chunks(op, depth, conns)
+    transports = [_Transport() for _ in range(conns)]
+    protocols = [Ceiling(store) for _ in transports]
+    seconds = await _rounds(protocols, transports, _chunks(op, depth, conns), rounds)
+    return rounds * conns * depth, seconds, sum(t.writes for t in transports)
+
+
+async def _rounds(
+    protocols: list[Any], transports: list[_Transport], chunks: list[list[bytes]], rounds: int
+) -> float:
+    """Connect each protocol to its transport, feed the rounds; return the seconds taken."""
+    for proto, transport in zip(protocols, transports, strict=True):
+        proto.connection_made(transport)
     started = time.perf_counter()
     for r in range(rounds):
-        for (proto, _), mine in zip(protocols, chunks, strict=True):
+        for proto, mine in zip(protocols, chunks, strict=True):
             proto.data_received(mine[r % 64])
-        for _ in range(3):  # as drive() does: the same loop turns
+        for _ in range(3):  # the writer's group, then the flushes after it
             await asyncio.sleep(0)
-    seconds = time.perf_counter() - started
-    return rounds * conns * depth, seconds, sum(t.writes for _, t in protocols)
+    return time.perf_counter() - started
 
 
 async def drive(op: str, depth: int, rounds: int, conns: int) -> tuple[int, float, int]:
@@ -183,23 +188,14 @@ async def drive(op: str, depth: int, rounds: int, conns: int) -> tuple[int, floa
         )
         for i in range(KEYS):
             db.put(b"key:%012d" % i, VALUE)
-        protocols: list[tuple[BinaryProtocol, _Transport]] = []
-        for _ in range(conns):
-            proto, transport = BinaryProtocol(state), _Transport()
-            proto.connection_made(transport)  # type: ignore[arg-type]
-            protocols.append((proto, transport))
+        transports = [_Transport() for _ in range(conns)]
+        protocols = [BinaryProtocol(state) for _ in transports]
         chunks = _chunks(op, depth, conns)
         _tune_gc()
-        started = time.perf_counter()
-        for r in range(rounds):
-            for (proto, _), mine in zip(protocols, chunks, strict=True):
-                proto.data_received(mine[r % 64])
-            for _ in range(3):  # the writer's group, then the flushes after it
-                await asyncio.sleep(0)
-        seconds = time.perf_counter() - started
+        seconds = await _rounds(protocols, transports, chunks, rounds)
         await writer.wait_idle()
         db.close()
-        return rounds * conns * depth, seconds, sum(t.writes for _, t in protocols)
+        return rounds * conns * depth, seconds, sum(t.writes for t in transports)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -120,6 +120,15 @@ class ServerProcess:
         self.stop()
         return self.start()
 
+    def peak_rss_bytes(self) -> int:
+        """The server's peak resident set so far (VmHWM in /proc/<pid>/status; Linux)."""
+        assert self.proc is not None, "the server is not running"
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM in /proc/<pid>/status")
+
 
 @contextlib.contextmanager
 def running_server(data: Path, **kwargs: object) -> Iterator[ServerProcess]:

@@ -307,14 +307,6 @@ def test_head_on_probes(shared: ServerProcess) -> None:
     assert status == 200 and body == b"" and int(headers["content-length"]) > 0
 
 
-def _peak_rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/<pid>/status")
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
 def test_pipelined_gets_from_a_peer_that_does_not_read_are_not_all_rendered_at_once(
     server_factory: Callable[..., ServerProcess],
@@ -328,15 +320,15 @@ def test_pipelined_gets_from_a_peer_that_does_not_read_are_not_all_rendered_at_o
     value = bytes(range(256)) * 1024
     n = 600
     assert call(srv, "PUT", "/kv/big", value)[0] == 204
-    base = _peak_rss_bytes(srv.proc.pid)
+    base = srv.peak_rss_bytes()
     with socket.create_connection(("127.0.0.1", srv.http_port), timeout=30) as sock:
         sock.sendall(b"GET /kv/big HTTP/1.1\r\nHost: x\r\n\r\n" * n + b"BAD\x01 / HTTP/1.1\r\n\r\n")
         assert call(srv, "GET", "/readyz")[0] == 200  # another client is served meanwhile
-        assert _peak_rss_bytes(srv.proc.pid) - base < 96 << 20
+        assert srv.peak_rss_bytes() - base < 96 << 20
         data = bytearray()
         while chunk := sock.recv(1 << 20):
             data += chunk
-    assert _peak_rss_bytes(srv.proc.pid) - base < 96 << 20
+    assert srv.peak_rss_bytes() - base < 96 << 20
     pos = 0
     for _ in range(n):
         end = data.index(b"\r\n\r\n", pos) + 4

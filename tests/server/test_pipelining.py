@@ -139,14 +139,6 @@ def test_pipelined_gets_in_one_chunk_are_answered_in_order_and_counted(
     assert after - before == 21
 
 
-def _peak_rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/<pid>/status")
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
 @pytest.mark.parametrize("after_a_write", [False, True], ids=["gets", "put-then-gets"])
 def test_a_reader_that_does_not_read_cannot_make_the_server_buffer_its_replies(
@@ -162,17 +154,17 @@ def test_a_reader_that_does_not_read_cannot_make_the_server_buffer_its_replies(
     n = 1000
     with Conn(srv.port) as writer:
         assert writer.call("put", b"big", value) is True
-    base = _peak_rss_bytes(srv.proc.pid)
+    base = srv.peak_rss_bytes()
     with Conn(srv.port) as slow, Conn(srv.port) as other:
         # after a write, the gets wait for it and then all start at once (Pipeline._advance)
         first = [request(n + 1, "put", [b"small", b"v"])] if after_a_write else []
         slow.send_raw(b"".join(first + [request(i + 1, "get", [b"big"]) for i in range(n)]))
         for _ in range(3):  # another client is served meanwhile
             assert other.call("get", b"big") == value
-        assert _peak_rss_bytes(srv.proc.pid) - base < 128 << 20
+        assert srv.peak_rss_bytes() - base < 128 << 20
         if after_a_write:
             assert slow.read_message() == [1, n + 1, None, True]
         for i in range(n):  # and the slow reader still gets every reply, in order
             _, msgid, error, result = slow.read_message()
             assert (msgid, error, result == value) == (i + 1, None, True)
-    assert _peak_rss_bytes(srv.proc.pid) - base < 128 << 20
+    assert srv.peak_rss_bytes() - base < 128 << 20
