@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -60,11 +61,21 @@ def describe(exc: BaseException, options: ConnectOptions, scope: str = CLI) -> s
     """The one line printed for a failed command (without the `(error) ` prefix).
 
     Bytes that are not UTF-8 (carried as surrogates) are shown as `\\xNN`, never as
-    `\\udcNN`. `scope` ("cli" or "shell") picks hints that name that front end's
-    way of doing things (a flag, or a shell command).
+    `\\udcNN`, and so are control characters: an error's text can come from the
+    endpoint, and a terminal must not run escape sequences a server sent. `scope`
+    ("cli" or "shell") picks hints that name that front end's way of doing things (a
+    flag, or a shell command).
     """
     text = _describe(exc, options, scope)
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(_escape_control, text)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
 
 
 def _describe(exc: BaseException, options: ConnectOptions, scope: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -103,3 +104,43 @@ def test_a_server_that_accepts_and_never_answers_is_named_a_timeout(
         )  # fmt: skip
         assert piped.returncode == 2
         assert piped.stderr.decode() == r.err
+
+
+def test_an_endpoints_control_characters_never_reach_the_terminal(
+    home_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A hostile endpoint's error text is shown with its control bytes as \\xNN.
+
+    The endpoint answers every command with an error line carrying an OSC title change
+    and a clear-screen sequence; printed raw, the user's terminal would run them.
+    """
+    import threading
+
+    evil = "\x1b]0;pwned\x07\x1b[2J evil \x9b1m".encode()  # U+009B: the C1 CSI
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    conns: list[socket.socket] = []
+
+    def answer_errors() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                conns.append(conn)
+                while conn.recv(65536):
+                    conn.sendall(b"-ERR " + evil + b"\r\n")
+
+    threading.Thread(target=answer_errors, daemon=True).start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "repl.cli", "--url", f"redis://127.0.0.1:{port}", "get", "k"],
+            capture_output=True, env=home_env, cwd=tmp_path, timeout=TIMEOUT,
+        )  # fmt: skip
+    finally:
+        listener.close()
+        for conn in conns:
+            conn.close()
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    err = proc.stderr.decode("utf-8")
+    assert err == "(error) ERR \\x1b]0;pwned\\x07\\x1b[2J evil \\x9b1m\n"
+    assert not any(ord(ch) < 0x20 and ch != "\n" for ch in err)
