@@ -398,6 +398,11 @@ def test_store_full(tmp_path: Path) -> None:
                 err = c.error(method, *as_params(params))
                 assert (err.code, err.name) == (404, "STORE_FULL"), method
             assert c.call("put", b"a", b"overwrite") is True
+            assert c.call("rename", b"a", b"z") is True  # never STORE_FULL: no key added
+            assert c.call("get", b"z") == b"overwrite" and c.call("get", b"a") is None
+            assert c.call("rename", b"z", b"b") is True  # onto an existing key
+            assert c.call("get", b"b") == b"overwrite"
+            assert c.call("mput", {b"a": b"1", b"b": b"2"}) is True
             assert c.call("get", b"b") == b"2"
             assert c.call("delete", b"b") is True
             assert c.call("put", b"c", b"3") is True
