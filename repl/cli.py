@@ -56,14 +56,16 @@ RESHARD = (
 )
 
 
+def _overview() -> str:
+    """Every command by group, reshard included: `bitcask --help`, `bitcask help`."""
+    return help_text(TABLE, None, CLI) + "\n\n" + RESHARD
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitcask",
         description="Talk to a bitcask server, one command per invocation.",
-        epilog=help_text(TABLE, None, CLI)
-        + "\n\n"
-        + RESHARD
-        + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
+        epilog=_overview() + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_version_option(parser)
@@ -197,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
-        sys.stderr.write("\n" + help_text(TABLE, None, CLI) + "\n")
+        sys.stderr.write("\n" + _overview() + "\n")
         return EXIT_ERROR
-    if args.command.lower() == "help" and [a.lower() for a in args.args] == ["reshard"]:
-        sys.stdout.write(RESHARD + "\n")
+    if args.command.lower() == "help" and [a.lower() for a in args.args] in ([], ["reshard"]):
+        sys.stdout.write((RESHARD if args.args else _overview()) + "\n")
         return EXIT_OK
     if _wants_help(argv, args.args):
         try:

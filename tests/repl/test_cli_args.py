@@ -100,6 +100,9 @@ def test_reshard_is_named_by_help_and_after_global_options(bitcask_cli: Runner) 
     # `bitcask --help` did not list reshard, `bitcask help reshard` and
     # `bitcask --timeout 3 reshard ...` answered "unknown command 'reshard' (did you mean repair?)"
     assert b"bitcask reshard --from OLD.yml --to NEW.yml" in bitcask_cli("--help").out
+    r = bitcask_cli("help")  # the same overview as --help's
+    assert r.code == 0 and b"\nTools:\n" in r.out
+    assert r.out.rstrip().endswith(b"its own options come after it (bitcask reshard --help).")
     r = bitcask_cli("help", "reshard")
     assert r.code == 0 and r.out.startswith(b"bitcask reshard --from OLD.yml --to NEW.yml")
     r = bitcask_cli("--timeout", "3", "reshard", "--from", "a.yml", "--to", "b.yml")
