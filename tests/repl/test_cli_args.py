@@ -26,6 +26,9 @@ def test_value_dash_with_ttl_and_a_literal_dash(bitcask_cli: Runner) -> None:
     assert bitcask_cli("put", "dash", "-", input=b"-").code == 0
     assert bitcask_cli("get", "dash").out == b"-\n"
     assert bitcask_cli("get", "-").code == 1  # a key named "-" is still just a key
+    # mput's pairs are taken as written (docs/shell.md): stdin is not read for them
+    assert bitcask_cli("mput", "a", "-", "b", "-", input=b"unread").code == 0
+    assert bitcask_cli("mget", "a", "b").out == b"-\n-\n"
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
