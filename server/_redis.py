@@ -329,8 +329,8 @@ class RedisDispatcher(AdminCommands):
                 ops=[bitcask.GetEx(k) for k in keys],
                 shape=lambda r: encode([v if type(v) is bytes else None for v in r], proto),
             )
-        get = self._db.get
-        return Step(read=lambda: encode([get(k) for k in keys], proto))
+        get_many = self._db.get_many  # one instant: never half of a batch, as Redis
+        return Step(read=lambda: encode(get_many(keys), proto))
 
     def _strlen(self, s: RedisSession, c: rc.StrLen, tx: bool) -> Step:
         key = self._key(c.key)
