@@ -298,6 +298,7 @@ class Writer(PlannedWrites):
         kmap = self._kmap
         results: list[object] = [None] * len(keys)
         targets: dict[int, int] = {}  # op index -> target file (-1: this write's file)
+        written = keys  # the keys a watch sees written
         if -1 in exps:
             now_ms = int(self._clock() * 1000)
             state: dict[bytes, bool] = {}  # key -> present after the ops so far
@@ -317,6 +318,9 @@ class Writer(PlannedWrites):
                         targets[i] = -1
                 results[i] = existed
                 state[key] = False
+            # Deleting a key that has expired is no write for a watch (Redis's rule: an
+            # expired key is logically gone already); its tombstone is still written.
+            written = [k for k, e, r in zip(keys, exps, results, strict=True) if e >= 0 or r]
             keep = [i for i, e in enumerate(exps) if e >= 0 or i in targets]
             if len(keep) != len(keys):
                 # A delete of an absent key writes nothing; its batch shrinks.
@@ -394,7 +398,7 @@ class Writer(PlannedWrites):
                     first += count
             self._publish_mixed(keys, recs, exps, positions, targets, ts)
         if self._watches.counts:
-            self._watches.bump(keys)
+            self._watches.bump(written)
         return results
 
     def _publish(self, key: bytes, off: int, size: int, exp: int, ts: int) -> None:
