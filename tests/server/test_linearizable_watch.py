@@ -12,6 +12,7 @@ tombstone (the key was still held in memory) and counted it as a write.
 from __future__ import annotations
 
 import http.client
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -230,3 +231,65 @@ def test_watch_sees_every_dialect_and_not_a_merge(
         write(srv)
         result = c.call("commit", [["put", b"other", b"2"]], {"watch": wid})
     assert (result is None) == aborts
+
+
+# ---- WATCH pipelined behind a write of the same connection ----
+
+
+def _resp(*words: bytes) -> bytes:
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words)
+
+
+def _replies(port: int, data: bytes, lines: int) -> bytes:
+    """Send `data` in one write (a pipeline); read until `lines` reply lines came."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        got = b""
+        while got.count(b"\r\n") < lines:
+            chunk = sock.recv(65536)
+            assert chunk, got
+            got += chunk
+        return got
+
+
+PIPELINED_OWN_WRITE = (
+    _resp(b"SET", b"a", b"1")  # a write in flight: the WATCH behind it waits for it
+    + _resp(b"WATCH", b"k")
+    + _resp(b"SET", b"k", b"own")  # a write of k after WATCH: EXEC must abort
+    + _resp(b"MULTI")
+    + _resp(b"SET", b"x", b"1")
+    + _resp(b"EXEC")
+)
+EXPECTED_OWN_WRITE = b"+OK\r\n+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n*-1\r\n"
+
+
+def test_exec_pipelined_behind_watch_sees_the_watch(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # It ran unwatched: the WATCH's Read had not run when EXEC took the watches.
+    srv = server_factory(sync="always")
+    assert _replies(srv.port, PIPELINED_OWN_WRITE, 6) == EXPECTED_OWN_WRITE
+
+
+def test_unwatch_pipelined_behind_watch_releases_it(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # The WATCH's Read ran after the UNWATCH and left k watched for the next EXEC.
+    srv = server_factory(sync="always")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(_resp(b"SET", b"a", b"1") + _resp(b"WATCH", b"k") + _resp(b"UNWATCH"))
+        got = b""
+        while got.count(b"\r\n") < 3:
+            got += sock.recv(65536)
+        assert got == b"+OK\r\n+OK\r\n+OK\r\n"
+        _replies(srv.port, _resp(b"SET", b"k", b"other"), 1)
+        sock.sendall(_resp(b"MULTI") + _resp(b"SET", b"y", b"1") + _resp(b"EXEC"))
+        got = b""
+        while got.count(b"\r\n") < 4:
+            got += sock.recv(65536)
+        assert got == b"+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n"
+
+
+def test_redis_answers_the_pipelines_alike(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as port:
+        assert _replies(port, PIPELINED_OWN_WRITE, 6) == EXPECTED_OWN_WRITE
