@@ -80,8 +80,8 @@ def check_key(calls: list[Call], initial: bytes | None = None) -> list[Call] | N
     longest prefix of an order found before the search got stuck (for the message)."""
     calls = sorted(calls, key=lambda c: c.invoked)
     n = len(calls)
-    if n > 60:
-        raise ValueError(f"{n} calls on one key: too many to check exhaustively")
+    if n > 80:
+        raise ValueError(f"{n} calls on one key: too many to check exhaustively (at most 80)")
     never = 1 << 62
     ends = [never if c.done is None else c.done for c in calls]
     must = 0  # the answered calls: every one of them has to be placed

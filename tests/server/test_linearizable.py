@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.server._history import NAN, Call, Recorder, check, check_key
 from tests.server.wire import Conn, RemoteError
@@ -114,7 +116,8 @@ class _Binary:
 
 class _Resp:
     def __init__(self, port: int) -> None:
-        self.r = redis.Redis(port=port, socket_timeout=10)
+        # no retries: a call the server did not answer stays unanswered (pending)
+        self.r = redis.Redis(port=port, socket_timeout=10, retry=Retry(NoBackoff(), 0))
 
     def read(self, key: bytes) -> Any:
         return self.r.get(key)
@@ -190,20 +193,23 @@ def _workload(
     counters: list[bytes],
     n: int,
     seed: int,
+    epoch: int = 0,
 ) -> None:
     """`n` random calls: registers get reads, writes, deletes and setnx; counters reads,
-    increments and (now and then) a write of a number or a delete."""
+    increments and (now and then) a write of a number or a delete. With `epoch`, every
+    `epoch` calls move to fresh keys (a long run, yet few calls per key to check)."""
     rnd = random.Random(seed)
     can_setnx = hasattr(api, "setnx")  # HTTP has no conditional put
     for i in range(n):
+        era = b"" if not epoch else b"-%d" % (i // epoch)
         if rnd.random() < 0.6:
-            key = rnd.choice(keys)
+            key = rnd.choice(keys) + era
             value = b"c%d-%d" % (client, i)
             kind = rnd.choice(
                 ["read", "read", "write", "delete", "setnx" if can_setnx else "write"]
             )
         else:
-            key = rnd.choice(counters)
+            key = rnd.choice(counters) + era
             kind = rnd.choice(["read", "incr", "incr", "incr", "write", "delete"])
             value = b"%d" % rnd.randrange(100)
         if kind == "read":
@@ -251,7 +257,7 @@ def _record(srv: ServerProcess, calls_per_client: int, seed: int) -> Recorder:
     def client(i: int) -> None:
         try:
             start.wait(10)
-            _workload(rec, i, apis[i], keys, counters, calls_per_client, seed * 100 + i)
+            _workload(rec, i, apis[i], keys, counters, calls_per_client, seed * 100 + i, epoch=25)
         except BaseException as exc:
             errors.append(exc)
 
@@ -276,8 +282,8 @@ def test_mixed_dialect_history_is_linearizable(
     server_factory: Callable[..., ServerProcess], sync: str
 ) -> None:
     srv = server_factory(sync=sync, extra=["--max-file-size", "65536"])
-    for seed in range(3):
-        rec = _record(srv, 30, seed)
+    for seed in range(2):
+        rec = _record(srv, 150, seed)
         problems = check(rec.calls)
         assert not problems, problems[0]
         # the next round starts from what this one left: clear it
@@ -326,8 +332,30 @@ def test_no_increment_is_lost_across_dialects(server_factory: Callable[..., Serv
 # ---- SIGKILL under mixed load ----
 
 
+_CRASHED = (OSError, EOFError, redis.ConnectionError, http.client.HTTPException)
+
+
+def _batches(port: int, stop: threading.Event) -> None:
+    """Atomic writes until the kill: a binary mput of five keys and a RESP MULTI/EXEC
+    of two, each time one new value for all of them."""
+    try:
+        with Conn(port) as conn:
+            r = redis.Redis(port=port, socket_timeout=10, retry=Retry(NoBackoff(), 0))
+            i = 0
+            while not stop.is_set():
+                i += 1
+                conn.call("mput", [[b"batch%d" % j, b"v%d" % i] for j in range(5)])
+                pipe = r.pipeline(transaction=True)
+                pipe.set("tx0", i)
+                pipe.set("tx1", i)
+                pipe.execute()
+    except _CRASHED:
+        pass
+
+
+@pytest.mark.parametrize("after", [0.1, 0.3])
 def test_sigkill_keeps_every_acknowledged_write(
-    server_factory: Callable[..., ServerProcess],
+    server_factory: Callable[..., ServerProcess], after: float
 ) -> None:
     srv = server_factory(sync="always", extra=["--max-file-size", "65536"])
     keys = [b"reg%d" % i for i in range(4)]
@@ -336,38 +364,41 @@ def test_sigkill_keeps_every_acknowledged_write(
     plan = ["binary", "resp", "http", "binary", "resp", "http"]
     apis = [DIALECTS[d](srv.port, srv.http_port) for d in plan]
     start = threading.Barrier(len(apis) + 1)
+    stop = threading.Event()
 
     def client(i: int) -> None:
         start.wait(10)
-        # the kill ends every client with an error; its last call stays pending
+        # runs until the kill ends it with an error: its last call stays pending
         try:
-            _workload(rec, i, apis[i], keys, counters, 40, 7000 + i)
-        except (
-            OSError,
-            EOFError,
-            AssertionError,
-            redis.ConnectionError,
-            http.client.HTTPException,
-        ):
+            _workload(rec, i, apis[i], keys, counters, 100_000, 7000 + i, epoch=25)
+        except _CRASHED:
             pass
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(len(apis))]
+    threads.append(threading.Thread(target=_batches, args=(srv.port, stop)))
     for t in threads:
         t.start()
     start.wait(10)
-    time.sleep(0.15)
+    time.sleep(after)
     assert srv.proc is not None
     srv.proc.kill()  # SIGKILL mid-load
     srv.proc.wait(10)
+    stop.set()
     for t in threads:
         t.join(60)
+    assert not any(t.is_alive() for t in threads)
     for api in apis:
         api.close()
     srv.proc = None
     srv.start()
+    written = sorted({c.key for c in rec.calls})
     with Conn(srv.port) as conn:
-        for key in keys + counters:
+        for key in written:
             rec.run(99, "read", key, None, partial(conn.call, "get", key))
+        # the batches: all of one or none of it
+        assert len(set(conn.call("mget", [b"batch%d" % j for j in range(5)]))) == 1
+        assert len(set(conn.call("mget", [b"tx0", b"tx1"]))) == 1
     problems = check(rec.calls)
     assert not problems, problems[0]
-    assert any(c.done is not None and c.kind != "read" for c in rec.calls)
+    assert sum(c.done is not None and c.kind != "read" for c in rec.calls) > 10
+    assert any(c.done is None for c in rec.calls)  # the kill came mid-load
