@@ -353,11 +353,14 @@ def _batches(port: int, stop: threading.Event) -> None:
         pass
 
 
-@pytest.mark.parametrize("after", [0.1, 0.3])
+@pytest.mark.parametrize(
+    ("sync", "after"), [("always", 0.1), ("always", 0.3), ("interval", 0.2), ("never", 0.2)]
+)
 def test_sigkill_keeps_every_acknowledged_write(
-    server_factory: Callable[..., ServerProcess], after: float
+    server_factory: Callable[..., ServerProcess], sync: str, after: float
 ) -> None:
-    srv = server_factory(sync="always", extra=["--max-file-size", "65536"])
+    # every policy promises that an answered write survives a crash of the process
+    srv = server_factory(sync=sync, extra=["--max-file-size", "65536"])
     keys = [b"reg%d" % i for i in range(4)]
     counters = [b"cnt%d" % i for i in range(2)]
     rec = Recorder()
