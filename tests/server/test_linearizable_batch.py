@@ -14,6 +14,7 @@ land between two of them.
 
 from __future__ import annotations
 
+import random
 import sys
 import threading
 import time
@@ -159,3 +160,58 @@ def test_binary_mget_never_mixes_two_mputs(server_factory: Callable[..., ServerP
         bad, reads = _race(write, read, 4.0)
     assert reads > 0
     assert not bad, f"mget mixed two mputs: newest {bad[0][0]}, oldest {bad[0][1]}"
+
+
+def test_transfers_keep_the_sum_for_every_reader(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """EXEC (RESP) and commit (binary) move amounts between counters; MGET and mget of
+    every counter always add up to 0."""
+    srv = server_factory(sync="always")
+    counters = [f"acct{i:04d}" for i in range(4000)]
+    names = [c.encode() for c in counters]
+    stop = time.monotonic() + 3.0
+    errors: list[BaseException] = []
+
+    def resp_mover() -> None:
+        r = redis.Redis(port=srv.port, socket_timeout=10)
+        rnd = random.Random(1)
+        try:
+            while time.monotonic() < stop:
+                a, b = rnd.sample(counters, 2)
+                pipe = r.pipeline(transaction=True)
+                pipe.incrby(a, 7)
+                pipe.decrby(b, 7)
+                pipe.execute()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            r.close()
+
+    def binary_mover() -> None:
+        rnd = random.Random(2)
+        try:
+            with Conn(srv.port) as conn:
+                while time.monotonic() < stop:
+                    a, b = rnd.sample(names, 2)
+                    conn.call("commit", [["incr", a, -3], ["incr", b, 3]])
+        except BaseException as exc:
+            errors.append(exc)
+
+    movers = [threading.Thread(target=resp_mover), threading.Thread(target=binary_mover)]
+    for t in movers:
+        t.start()
+    sums: list[int] = []
+    reader = redis.Redis(port=srv.port, socket_timeout=10)
+    try:
+        with Conn(srv.port) as conn:
+            while time.monotonic() < stop:
+                sums.append(sum(int(v or 0) for v in reader.mget(counters)))
+                sums.append(sum(int(v or 0) for v in conn.call("mget", names)))
+    finally:
+        reader.close()
+        for t in movers:
+            t.join(30)
+    assert not errors, errors
+    assert sums
+    assert set(sums) == {0}, f"a reader saw half of a transfer: sums {sorted(set(sums))[:5]}"
