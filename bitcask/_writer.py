@@ -502,12 +502,17 @@ class Writer(PlannedWrites):
         new = olds.count(None)
         if new != len(keys) or len(kmap) - held != new:
             # overwrites, or a key repeated: every record of a key but its last is dead
-            last: dict[bytes, int] = {}
-            for key, loc, old in zip(keys, locs, olds, strict=True):
-                prev = last.get(key, old)
-                if prev is not None:
-                    live[prev >> FID_SHIFT] -= prev & SIZE_MASK
-                last[key] = loc
+            if len(kmap) - held == new and len(set(keys)) == len(keys):
+                for old in olds:  # each key once (the common case): its old record
+                    if old is not None:
+                        live[old >> FID_SHIFT] -= old & SIZE_MASK
+            else:
+                last: dict[bytes, int] = {}
+                for key, loc, old in zip(keys, locs, olds, strict=True):
+                    prev = last.get(key, old)
+                    if prev is not None:
+                        live[prev >> FID_SHIFT] -= prev & SIZE_MASK
+                    last[key] = loc
         if self._kd.indexed:  # read after the inserts: see _keydir
             self._new_keys.extend([k for k, old in zip(keys, olds, strict=True) if old is None])
         journal = files.journal
