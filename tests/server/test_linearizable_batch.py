@@ -215,3 +215,33 @@ def test_transfers_keep_the_sum_for_every_reader(
     assert not errors, errors
     assert sums
     assert set(sums) == {0}, f"a reader saw half of a transfer: sums {sorted(set(sums))[:5]}"
+
+
+def test_get_many_answers_as_get(tmp_path: Path) -> None:
+    with bitcask.open(tmp_path / "db", sync="never", max_file_size=4096) as db:
+        for i in range(200):
+            db.put(b"k%d" % i, b"v%d" % i * 20)
+        db.put(b"gone", b"x", ttl=0.01)
+        db.put(b"later", b"y", ttl=3600)
+        db.delete(b"k7")
+        time.sleep(0.03)
+        keys: list[bytes | str] = [b"k1", "k2", b"k7", b"gone", b"later", b"absent", b"k1"]
+        assert db.get_many(keys) == [db.get(k) for k in keys]
+        assert db.get_many(keys)[:3] == [b"v1" * 20, b"v2" * 20, None]
+        assert db.get_many([]) == []
+        # while merges move every sealed file away, the values stay what they are
+        stop = threading.Event()
+
+        def merging() -> None:
+            while not stop.is_set():
+                db.merge()
+
+        t = threading.Thread(target=merging)
+        t.start()
+        try:
+            want = [b"v%d" % i * 20 if i != 7 else None for i in range(200)]
+            for _ in range(200):
+                assert db.get_many([b"k%d" % i for i in range(200)]) == want
+        finally:
+            stop.set()
+            t.join(30)
