@@ -32,6 +32,7 @@ Strategy (invariants):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -43,9 +44,10 @@ from operator import or_ as _or
 from queue import SimpleQueue
 from typing import Any
 
-from ._datafile import FILE_HEADER_SIZE
+from . import _io
+from ._datafile import FILE_HEADER_SIZE, data_name
 from ._encode import OpEncoder, expiry_ms
-from ._files import FileTable
+from ._files import FileTable, fsync_dir
 from ._group import KeyBudget, Watches, batch_effect
 from ._health import DiskHealth, is_transient
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
@@ -520,11 +522,24 @@ class Writer(PlannedWrites):
             journal.extend(keys, locs, ts)
 
     def sync(self) -> None:
-        """Bitcask.sync (see there): fsync the active file now, whatever the policy."""
+        """Bitcask.sync (see there): every write so far durable now, whatever the policy.
+
+        Under always and interval a rotation fsyncs the file it seals, so the active
+        file is all that can be behind. Under never nothing else ever fsyncs: the
+        sealed files are fsynced too (clean ones cost a system call each), and the
+        directory, whose new names were not."""
         with self._lock:
             if self.readonly or not self._files.has_active:
                 return
             try:
+                if self.options.sync == "never":
+                    for fid in list(self._files.sealed):
+                        fd = os.open(os.path.join(self.path, data_name(fid)), os.O_RDONLY)
+                        try:
+                            _io.fsync(fd)
+                        finally:
+                            os.close(fd)
+                    fsync_dir(self.path)
                 self._files.sync()
             except OSError as exc:
                 raise self._fail(exc, self._files.offset, fsync=True) from exc
