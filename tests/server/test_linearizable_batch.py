@@ -245,3 +245,38 @@ def test_get_many_answers_as_get(tmp_path: Path) -> None:
         finally:
             stop.set()
             t.join(30)
+
+
+def test_pipelined_writes_are_seen_in_order(tmp_path: Path, fast_switching: None) -> None:
+    """One connection's `put data i; put flag:i` land in one group commit (write_group
+    of two batches): a reader that sees flag:i sees data at i or later. Before the
+    fix the new key (flag:i) was inserted in one pass and the overwritten one (data)
+    in a second, so a reader could see the flag without the data."""
+    with bitcask.open(tmp_path / "db", sync="never") as db:
+        db.put(b"data", b"0")
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def writer() -> None:
+            try:
+                for i in range(1, 3000):
+                    db.write_group([[("put", b"data", b"%d" % i)], [("put", b"flag:%d" % i, b"1")]])
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        bad: list[tuple[int, int]] = []
+        i = 1
+        deadline = time.monotonic() + 20
+        while not done.is_set() and not bad and time.monotonic() < deadline:
+            if db.get(b"flag:%d" % i) is not None:
+                data = int(db.get(b"data") or b"0")
+                if data < i:
+                    bad.append((i, data))
+                i += 1
+        thread.join(30)
+    assert not errors, errors
+    assert not bad, f"flag:{bad[0][0]} was visible while data was {bad[0][1]}"
