@@ -10,16 +10,16 @@ Strategy (invariants):
   (``_append``, which also handles failure), and only then published in the
   keydir and the hint journal
   (``_publish`` / ``_publish_mixed`` / ``_publish_puts``): readers never see a
-  write before it is as durable as promised.
+  write before it is as durable as promised. ``put`` is the one-record case of
+  ``write_batch``, made of the same four functions; ``write_batch``,
+  ``write_group`` and the planned path (``_planned``) go through ``_apply``.
 - Readers see a whole write or none of it. Readers take no lock, so the keydir
   (``map`` and ``expiry``) is changed in ONE C-level call per write (``dict.update``
   or ``_apply_all``), during which no other thread runs under the GIL: all the
   accounting (live bytes, journal, new keys) is computed around it in Python, never
   between the changes. A Python loop of single dict writes let a reader in another
   thread see half of a batch, or the later of two pipelined writes without the
-  earlier one (the GIL switches threads between bytecodes). ``put`` is the one-record case of
-  ``write_batch``, made of the same four functions; ``write_batch``,
-  ``write_group`` and the planned path (``_planned``) go through ``_apply``.
+  earlier one (the GIL switches threads between bytecodes).
 - A failed write or fsync takes the append back (``FileTable.cut``) and stops
   writes, as ``_health`` tells the two apart: after a failed write they resume by
   themselves once a probe shows the disk takes writes again; after a failed fsync,
