@@ -30,7 +30,7 @@ from tests.server.wire import Conn
 from tests.serverproc import ServerProcess
 
 KEYS = [b"k%04d" % i for i in range(64)]
-SECONDS = 2.5  # per scenario; a violation showed within the first 50 reads before the fix
+SECONDS = 1.5  # per scenario; a violation showed within the first 50 reads before the fix
 
 
 @pytest.fixture
