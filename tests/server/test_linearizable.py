@@ -230,7 +230,7 @@ def _background(srv: ServerProcess, stop: threading.Event, errors: list[BaseExce
     try:
         with Conn(srv.port) as conn:
             i = 0
-            while not stop.is_set():
+            while i < 40 or not stop.is_set():  # at least enough to seal files and merge
                 i += 1
                 conn.call("mput", [[b"filler%d" % j, b"x" * 200] for j in range(20)])
                 conn.call("put", b"soon%d" % i, b"gone", {"ttl": 0.02})
