@@ -9,7 +9,8 @@ Strategy / invariants:
   and a batch given a watch applies only if none of its keys was written since,
   even by writes that left the value as it was, and none that was live when
   watched has expired since (Redis 7's rule; active expiry reclaiming a key is
-  no write, see bitcask/_expiry.py).
+  no write, see bitcask/_expiry.py, and neither is deleting a key that had expired:
+  the writer's ``_apply`` leaves such deletes out of what it counts).
 - ``plan_group`` decides every batch of a group in order against one ``View``
   (bitcask/_rmw.py), so a later batch sees exactly what the earlier ones left; a
   refused batch's writes are rolled back in the view before the next one runs.

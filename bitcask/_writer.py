@@ -9,10 +9,17 @@ Strategy (invariants):
   active file is full), appended with one write and fsynced per policy
   (``_append``, which also handles failure), and only then published in the
   keydir and the hint journal
-  (``_publish`` / ``_publish_delete`` / ``_publish_puts``): readers never see a
+  (``_publish`` / ``_publish_mixed`` / ``_publish_puts``): readers never see a
   write before it is as durable as promised. ``put`` is the one-record case of
   ``write_batch``, made of the same four functions; ``write_batch``,
   ``write_group`` and the planned path (``_planned``) go through ``_apply``.
+- Readers see a whole write or none of it. Readers take no lock, so the keydir
+  (``map`` and ``expiry``) is changed in ONE C-level call per write (``dict.update``
+  or ``_apply_all``), during which no other thread runs under the GIL: all the
+  accounting (live bytes, journal, new keys) is computed around it in Python, never
+  between the changes. A Python loop of single dict writes let a reader in another
+  thread see half of a batch, or the later of two pipelined writes without the
+  earlier one (the GIL switches threads between bytecodes).
 - A failed write or fsync takes the append back (``FileTable.cut``) and stops
   writes, as ``_health`` tells the two apart: after a failed write they resume by
   themselves once a probe shows the disk takes writes again; after a failed fsync,
@@ -25,18 +32,22 @@ Strategy (invariants):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import accumulate, repeat
+from operator import call as _call
 from operator import lshift as _lshift
 from operator import or_ as _or
 from queue import SimpleQueue
 from typing import Any
 
-from ._datafile import FILE_HEADER_SIZE
+from . import _io
+from ._datafile import FILE_HEADER_SIZE, data_name
 from ._encode import OpEncoder, expiry_ms
-from ._files import FileTable
+from ._files import FileTable, fsync_dir
 from ._group import KeyBudget, Watches, batch_effect
 from ._health import DiskHealth, is_transient
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
@@ -64,6 +75,15 @@ log = logging.getLogger("bitcask")
 
 _MAX_BATCH_BYTES = 1 << 32
 _time_ns = time.time_ns
+
+
+def _apply_all(
+    fns: Sequence[Callable[..., object]], keys: Sequence[bytes], args: Sequence[object]
+) -> None:
+    """fns[i](keys[i], args[i]) for every i, in one C-level pass: map, operator.call,
+    the bound dict methods and the consuming deque are all C, so no bytecode runs and
+    no other thread is let in under the GIL before the last change is made."""
+    deque(map(_call, fns, keys, args), 0)
 
 
 class Writer(PlannedWrites):
@@ -280,6 +300,7 @@ class Writer(PlannedWrites):
         kmap = self._kmap
         results: list[object] = [None] * len(keys)
         targets: dict[int, int] = {}  # op index -> target file (-1: this write's file)
+        written = keys  # the keys a watch sees written
         if -1 in exps:
             now_ms = int(self._clock() * 1000)
             state: dict[bytes, bool] = {}  # key -> present after the ops so far
@@ -299,6 +320,9 @@ class Writer(PlannedWrites):
                         targets[i] = -1
                 results[i] = existed
                 state[key] = False
+            # Deleting a key that has expired is no write for a watch (Redis's rule: an
+            # expired key is logically gone already); its tombstone is still written.
+            written = [k for k, e, r in zip(keys, exps, results, strict=True) if e >= 0 or r]
             keep = [i for i, e in enumerate(exps) if e >= 0 or i in targets]
             if len(keep) != len(keys):
                 # A delete of an absent key writes nothing; its batch shrinks.
@@ -374,23 +398,24 @@ class Writer(PlannedWrites):
                     chunk = recs[first : first + count - 1]
                     positions += accumulate(map(len, chunk), initial=start)
                     first += count
-            publish = self._publish
-            for i, (key, rec, exp, pos) in enumerate(zip(keys, recs, exps, positions, strict=True)):
-                if exp < 0:
-                    self._publish_delete(key, pos, len(rec), ts, targets[i])
-                else:
-                    publish(key, pos, len(rec), exp, ts)
+            self._publish_mixed(keys, recs, exps, positions, targets, ts)
         if self._watches.counts:
-            self._watches.bump(keys)
+            self._watches.bump(written)
         return results
 
     def _publish(self, key: bytes, off: int, size: int, exp: int, ts: int) -> None:
-        # Caller holds _lock; the value record of ``key`` is written at ``off``.
+        # Caller holds _lock; the value record of ``key`` is written at ``off`` (put).
         files = self._files
         loc = files.base | (off << 32) | size
         kmap = self._kmap
         old = kmap.get(key)
-        kmap[key] = loc
+        expiry = self._expiry
+        if exp:  # the location and the expiry change together (module header)
+            _apply_all((kmap.__setitem__, expiry.__setitem__), (key, key), (loc, exp))
+        elif expiry and key in expiry:
+            _apply_all((kmap.__setitem__, expiry.pop), (key, key), (loc, None))
+        else:
+            kmap[key] = loc
         live = self._live
         live[files.active_id] += size
         if old is None:
@@ -398,67 +423,123 @@ class Writer(PlannedWrites):
                 self._new_keys.append(key)
         else:
             live[old >> FID_SHIFT] -= old & SIZE_MASK
-        if exp:
-            self._expiry[key] = exp
-        elif self._expiry:
-            self._expiry.pop(key, None)
         journal = files.journal
         if journal is not None:
             journal.add(key, loc, ts, exp)
 
-    def _publish_delete(self, key: bytes, off: int, size: int, ts: int, target: int) -> None:
-        # Caller holds _lock; the tombstone of ``key`` (deleting its value in file
-        # ``target``) is written at ``off``. A tombstone is dead on arrival.
+    def _publish_mixed(
+        self,
+        keys: list[bytes],
+        recs: list[bytes],
+        exps: list[int],
+        positions: list[int],
+        targets: dict[int, int],
+        ts: int,
+    ) -> None:
+        # Caller holds _lock; the records are written, record i at positions[i]; an
+        # expiry of -1 is a tombstone (deleting the value in file targets[i]). The
+        # ops are followed in order in local dicts (the accounting), then the keydir
+        # takes their outcome in one step (module header).
         files = self._files
-        old = self._kmap.pop(key, None)
-        if old is not None:
-            self._live[old >> FID_SHIFT] -= old & SIZE_MASK
+        base, aid, journal = files.base, files.active_id, files.journal
+        kmap, live = self._kmap, self._live
+        now: dict[bytes, int | None] = {}  # key -> location after the ops so far (None: gone)
+        until: dict[bytes, int] = {}  # key -> expiry after the ops so far (0: none)
+        fresh: list[bytes] = []
+        deleted = 0
+        for i, (key, rec, exp, pos) in enumerate(zip(keys, recs, exps, positions, strict=True)):
+            size = len(rec)
+            loc = base | (pos << 32) | size
+            old = now[key] if key in now else kmap.get(key)
+            if old is not None:
+                live[old >> FID_SHIFT] -= old & SIZE_MASK
+            if exp < 0:  # a tombstone is dead on arrival
+                now[key] = None
+                until[key] = 0
+                deleted += old is not None
+                if journal is not None:
+                    journal.add_tombstone(key, loc, ts, targets[i])
+            else:
+                now[key] = loc
+                until[key] = exp
+                live[aid] += size
+                if old is None:
+                    fresh.append(key)
+                if journal is not None:
+                    journal.add(key, loc, ts, exp)
+        kset, kpop = kmap.__setitem__, kmap.pop
+        expiry = self._expiry
+        eset, epop = expiry.__setitem__, expiry.pop
+        fns: list[Callable[..., object]] = [kpop if loc is None else kset for loc in now.values()]
+        fns += [eset if e else epop for e in until.values()]
+        args: list[object] = [*now.values(), *[e or None for e in until.values()]]
+        _apply_all(fns, [*now, *until], args)
+        for _ in range(deleted):
             self._kd.note_deleted()
-        if self._expiry:
-            self._expiry.pop(key, None)
-        journal = files.journal
-        if journal is not None:
-            journal.add_tombstone(key, files.base | (off << 32) | size, ts, target)
+        if fresh and self._kd.indexed:  # read after the inserts: see _keydir
+            self._new_keys.extend(fresh)
 
     def _publish_puts(self, keys: list[bytes], recs: list[bytes], pos: int, ts: int) -> None:
         # Caller holds _lock; the records are written. The common batch (puts without
         # a TTL) in C-level passes: locations from running sums of the record sizes,
-        # then one dict.setdefault per key, which inserts a new key and returns the
-        # location passed (the same object), or returns what an existing key (or an
-        # earlier op of this batch) held. Only those keys take the slow fix-up, which
-        # reads the current entry so a key repeated in the batch is accounted once.
+        # the previous locations in one dict.get pass, then the keydir takes every
+        # location in one dict.update (module header). Only a batch that overwrites
+        # keys or repeats one takes the slow pass that finds the records that died.
         files = self._files
         kmap = self._kmap
         sizes = list(map(len, recs))
         hi = files.base | (pos << 32)
         locs = list(map(_or, accumulate(map(_lshift, sizes, repeat(32)), initial=hi), sizes))
-        found = list(map(kmap.setdefault, keys, locs))
+        olds = list(map(kmap.get, keys))
+        held = len(kmap)
+        expiry = self._expiry
+        if expiry and not expiry.keys().isdisjoint(keys):
+            # these puts drop the expiry their keys had: in the same step
+            n = len(keys)
+            _apply_all([kmap.__setitem__] * n + [expiry.pop] * n, keys + keys, locs + [None] * n)
+        else:
+            kmap.update(zip(keys, locs, strict=True))
         live = self._live
         live[files.active_id] += sum(sizes)
-        if found != locs:
-            for key, loc, old in zip(keys, locs, found, strict=True):
-                if old is not loc:
-                    cur = kmap[key]
-                    kmap[key] = loc
-                    live[cur >> FID_SHIFT] -= cur & SIZE_MASK
-        expiry = self._expiry
-        if expiry:
-            for key in keys:
-                expiry.pop(key, None)
+        new = olds.count(None)
+        if new != len(keys) or len(kmap) - held != new:
+            # overwrites, or a key repeated: every record of a key but its last is dead
+            if len(kmap) - held == new and len(set(keys)) == len(keys):
+                for old in olds:  # each key once (the common case): its old record
+                    if old is not None:
+                        live[old >> FID_SHIFT] -= old & SIZE_MASK
+            else:
+                last: dict[bytes, int] = {}
+                for key, loc, old in zip(keys, locs, olds, strict=True):
+                    prev = last.get(key, old)
+                    if prev is not None:
+                        live[prev >> FID_SHIFT] -= prev & SIZE_MASK
+                    last[key] = loc
         if self._kd.indexed:  # read after the inserts: see _keydir
-            self._new_keys.extend(
-                [k for k, loc, old in zip(keys, locs, found, strict=True) if old is loc]
-            )
+            self._new_keys.extend([k for k, old in zip(keys, olds, strict=True) if old is None])
         journal = files.journal
         if journal is not None:
             journal.extend(keys, locs, ts)
 
     def sync(self) -> None:
-        """Bitcask.sync (see there): fsync the active file now, whatever the policy."""
+        """Bitcask.sync (see there): every write so far durable now, whatever the policy.
+
+        Under always and interval a rotation fsyncs the file it seals, so the active
+        file is all that can be behind. Under never nothing else ever fsyncs: the
+        sealed files are fsynced too (clean ones cost a system call each), and the
+        directory, whose new names were not."""
         with self._lock:
             if self.readonly or not self._files.has_active:
                 return
             try:
+                if self.options.sync == "never":
+                    for fid in list(self._files.sealed):
+                        fd = os.open(os.path.join(self.path, data_name(fid)), os.O_RDONLY)
+                        try:
+                            _io.fsync(fd)
+                        finally:
+                            os.close(fd)
+                    fsync_dir(self.path)
                 self._files.sync()
             except OSError as exc:
                 raise self._fail(exc, self._files.offset, fsync=True) from exc

@@ -245,8 +245,9 @@ class Dispatcher(TransactionHandlers):
         return Read(self._read_many, keys)
 
     def _read_many(self, keys: list[bytes]) -> list[bytes | None]:
-        get = self._db.get
-        return [get(k) for k in keys]
+        # One instant of the store: never half of a batch (get_many)
+        result: list[bytes | None] = self._db.get_many(keys)
+        return result
 
     def _scan(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         prefix, cursor, count = args

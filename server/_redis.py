@@ -68,6 +68,7 @@ from ._redis_session import (
     redis_error,
     run_read,
 )
+from ._session import WatchRef
 from ._writer import WATCH_ABORTED, Writer
 from .config import ServerConfig
 
@@ -329,8 +330,8 @@ class RedisDispatcher(AdminCommands):
                 ops=[bitcask.GetEx(k) for k in keys],
                 shape=lambda r: encode([v if type(v) is bytes else None for v in r], proto),
             )
-        get = self._db.get
-        return Step(read=lambda: encode([get(k) for k in keys], proto))
+        get_many = self._db.get_many  # one instant: never half of a batch, as Redis
+        return Step(read=lambda: encode(get_many(keys), proto))
 
     def _strlen(self, s: RedisSession, c: rc.StrLen, tx: bool) -> Step:
         key = self._key(c.key)
@@ -549,11 +550,17 @@ class RedisDispatcher(AdminCommands):
         except RedisError as exc:
             return Done(None, redis_error(exc.message))
 
+        # The connection holds the watch at once, so an UNWATCH, DISCARD or EXEC
+        # pipelined behind this WATCH finds it (it found nothing, so EXEC ran unwatched
+        # and the watch was left for the next transaction); the engine watch is taken
+        # by a Read, after this connection's earlier writes applied, so they never
+        # count as writes seen by it. A ref released before then takes nothing.
+        ref = WatchRef()
+        s.watches.append(ref)
+
         def watch(_: None) -> bytes:
-            # A Read: it runs after this connection's earlier writes applied, so they
-            # never count as writes seen by the watch.
-            if not s.closed:  # else nothing would ever release it
-                s.watches.append(self._db.watch(*ks))
+            if not ref.released:
+                ref.take(self._db.watch(*ks))
             return OK
 
         return Read(watch, None)
@@ -590,7 +597,10 @@ class RedisDispatcher(AdminCommands):
             for w in watches:
                 w.release()
             return Done(None, refusal)
-        watch = _combined(watches)
+
+        def watch() -> bitcask.Watch | None:
+            # taken by the Writer when it writes the group: the WATCH Reads ran by then
+            return _combined([w.get() for w in watches])
 
         def start(settle: Settle) -> None:
             # Started after this connection's earlier writes applied (the Pipeline's
@@ -612,7 +622,7 @@ class RedisDispatcher(AdminCommands):
                 else:
                     settle(_exec_reply(steps, results, proto), None)
 
-            if not self._writer.submit(ops, done, nbytes=size, watch=watch):
+            if not self._writer.submit(ops, done, nbytes=size, watch=watch if watches else None):
                 for w in watches:
                     w.release()
                 _later(settle, None, _busy(self._writer))

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import bitcask
 from protocol import ErrorCode, ErrorInfo
+
+from ._session import WatchRef
 
 __all__ = [
     "NOAUTH",
@@ -84,7 +85,7 @@ class RedisSession:
         self.lib_ver = b""
         self.multi: list[list[bytes]] | None = None  # queued argvs while in MULTI
         self.dirty = False  # a queued command was refused: EXEC answers EXECABORT
-        self.watches: list[bitcask.Watch] = []
+        self.watches: list[WatchRef] = []  # by WATCH, in order (server/_session.py)
         self.closed = False  # the connection ended: a WATCH still queued takes nothing
 
     def unwatch(self) -> None:
