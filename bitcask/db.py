@@ -19,6 +19,14 @@ Strategy (invariants):
   left the table (a merge swapped it) is looked up again.
 - Iteration pages through ``scan`` (a sorted index kept by the keydir), so it never
   holds a dict iterator the writer could invalidate.
+- fork(): the child of a process with an open store shares its files, its active
+  file's mapping and its directory lock, but not its threads. A write there would
+  land at the parent's offset, and a close would seal (truncate) the parent's
+  active file and unlock the store under it. So in the child (``_inherit``, run by
+  an ``os.register_at_fork`` hook over ``_OPEN``) the store reads the state of the
+  fork and refuses every write with ReadOnlyError, and close() only lets go of the
+  child's own references. Nothing is checked on the put/get path: the child's
+  ``writer`` is replaced.
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ import os
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from zlib import crc32
 
 from ._db_expiry import ExpiryMethods
@@ -42,7 +51,7 @@ from ._record import HEADER_SIZE, as_bytes
 from ._recovery import RecoveryReport
 from ._writer import Writer
 from .backup import run_backup
-from .errors import StoreClosedError
+from .errors import ReadOnlyError, StoreClosedError
 from .merge import MergeReport, Merges, run_merge
 from .options import Options
 
@@ -52,6 +61,17 @@ __all__ = ["Bitcask"]
 # header; the timestamp is skipped and val_len follows from the keydir's record size).
 _unpack_check = struct.Struct(">IB8xQI").unpack_from
 _pread = os.pread
+
+# Every open store of this process, for the fork hook (weak: never keeps one alive).
+_OPEN: weakref.WeakSet[Bitcask] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_OPEN):
+        db._inherit()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Bitcask(WriteMethods, ExpiryMethods):
@@ -113,6 +133,8 @@ class Bitcask(WriteMethods, ExpiryMethods):
         self._readonly = readonly
         self._release_lock = release_lock
         self._closed = False
+        self._opener = os.getpid()
+        _OPEN.add(self)
 
     # ------------------------------------------------------------------ reads
 
@@ -316,7 +338,14 @@ class Bitcask(WriteMethods, ExpiryMethods):
             >>> report = db.merge(); report.reclaimed_bytes >= 0
             True
         """
+        self._check_not_inherited()
         return run_merge(self.merges, progress)
+
+    def _check_not_inherited(self) -> None:
+        # merge() and backup() reach the writer through ``merges``: refuse them here
+        # in a child of fork() (see _inherit).
+        if isinstance(self.writer, _InheritedWriter):
+            raise ReadOnlyError(f"store is read-only: {self.writer.readonly_reason}")
 
     def _merge_files(self, files: Iterable[int]) -> MergeReport:
         """Merge only ``files`` (tests of subset merges)."""
@@ -336,6 +365,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
         Example:
             >>> db.backup("/backups/2024-06-01")
         """
+        self._check_not_inherited()
         run_backup(self.merges, os.fspath(dest))
 
     def disk_health(self) -> dict[str, Any]:
@@ -412,6 +442,15 @@ class Bitcask(WriteMethods, ExpiryMethods):
         writer = self.writer
         if writer.closing:
             return
+        _OPEN.discard(self)
+        if os.getpid() != self._opener:
+            # A child of fork(): the files, the lock and the threads are the parent's.
+            writer.closing = True
+            self._closed = True
+            self.files.abandon_active()  # closes this process's descriptor, nothing more
+            self.files.close()
+            self._release_lock()  # DirLock: closes the descriptor, keeps the parent's lock
+            return
         writer.stop_threads()
         # A merge in another thread notices ``closing`` and abandons its copy, or
         # finishes its swap; either way wait so it never touches a closed store.
@@ -423,6 +462,20 @@ class Bitcask(WriteMethods, ExpiryMethods):
             self._release_lock()
         if merge_paused:
             self.merges.lock.release()
+
+    def _inherit(self) -> None:
+        """In a child of fork() (the ``os.register_at_fork`` hook): serve reads of the
+        state at the fork, refuse writes, and drop locks a parent thread may have held."""
+        self._kd.after_fork()
+        self._lock = threading.Lock()
+        if self._readonly or self.writer.closing:
+            return
+        reason = (
+            f"inherited across fork() from process {self._opener}, which owns its files: "
+            "open the store in this process to write (readonly=True beside the writer)"
+        )
+        # cast: the one stand-in for the writer; Bitcask only calls what it defines.
+        self.writer = cast(Writer, _InheritedWriter(self.writer, reason))
 
     def _abandon(self) -> None:
         """Tests: stop as if the process died (no flush, no hint), releasing the lock."""
@@ -471,3 +524,29 @@ class Bitcask(WriteMethods, ExpiryMethods):
     def __repr__(self) -> str:
         mode = "readonly" if self._readonly else self.options.sync
         return f"<Bitcask {self.path!r} {mode} keys={len(self._kmap)}>"
+
+
+class _InheritedWriter:
+    """The writer of a store in a child of fork(): every write is refused (ReadOnlyError);
+    sync() does nothing, as in a readonly store. See ``Bitcask._inherit``."""
+
+    readonly = True
+    last_task_error: str | None = None
+
+    def __init__(self, parent: Writer, reason: str) -> None:
+        self.readonly_reason = reason
+        self.closing = False
+        self.path = parent.path
+        self.options = parent.options
+        self.health = parent.health
+        self.lock = threading.Lock()  # a parent thread may have held the store's
+        self.watches = Watches()
+
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise ReadOnlyError(f"store is read-only: {self.readonly_reason}")
+
+    put = delete = write_batch = write_group = commit = watch = write_planned = _refuse
+    check_writable = rotate = _refuse
+
+    def sync(self) -> None:
+        """Nothing to make durable in this process."""
