@@ -82,6 +82,11 @@ class Bitcask(WriteMethods, ExpiryMethods):
     same time as the writer and as a merge; ``merge()`` and ``backup()`` may run in
     a worker thread while the writer and readers go on.
 
+    fork(): in a child process the store reads the state at the fork and refuses
+    writes (ReadOnlyError); its close() leaves the parent's files and lock alone.
+    To write from another process, open the store there (``readonly=True`` beside
+    a writer).
+
     Example:
         >>> import bitcask, tempfile
         >>> with bitcask.open(tempfile.mkdtemp(), sync="never") as db:

@@ -56,7 +56,8 @@ class CorruptRecordError(BitcaskError):
 
 
 class ReadOnlyError(BitcaskError):
-    """The store refuses writes: opened readonly, or turned read-only after a disk error.
+    """The store refuses writes: opened readonly, turned read-only after a disk error,
+    or inherited by a child of fork() (the parent process owns the files).
 
     ``Bitcask.readonly_reason`` says which.
     """
