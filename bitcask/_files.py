@@ -181,15 +181,20 @@ class FileTable:
         new_id = self.next_id + reserve
         self._active, self._reader = self._create(new_id)
         # The new file exists: only now seal the old one (a crash in between leaves
-        # two flagged files, whose zero tails recovery trims).
-        old.seal()
+        # two flagged files, whose zero tails recovery trims). From here the switch
+        # is finished even if an interrupt (Ctrl-C, a signal handler's exception)
+        # lands in it: half done, appends went to the new file under the old file's
+        # id (unreadable) and the next rotation failed on the existing new file.
         try:
-            old_map = map_file(os.path.join(self.path, data_name(old_id)))
-            self.entries[old_id] = (old_map, size, None)
-        except OSError:  # out of descriptors: serve the sealed file with pread
-            self.entries[old_id] = (None, 0, old_reader)
-        self.sealed[old_id] = size
-        self._start(new_id)
+            old.seal()
+        finally:
+            try:
+                old_map = map_file(os.path.join(self.path, data_name(old_id)))
+                self.entries[old_id] = (old_map, size, None)
+            except OSError:  # out of descriptors: serve the sealed file with pread
+                self.entries[old_id] = (None, 0, old_reader)
+            self.sealed[old_id] = size
+            self._start(new_id)
         return old_id, journal
 
     def close_active(self, *, seal: bool) -> tuple[int, HintJournal | None] | None:

@@ -545,16 +545,27 @@ class Writer(PlannedWrites):
     def _append(self, buf: bytes, off: int, fsync: bool, one: bool) -> None:
         # Caller holds _lock: one write of ``buf`` at ``off`` (``one``: it is a single
         # record, see FileTable.append), then the fsync asked for.
+        # An interrupt (Ctrl-C, a signal handler's exception) in here takes the append
+        # back: its caller is told the write did not happen, so neither the keydir nor
+        # the hint may get it later. With sync="always" nearly every Ctrl-C of a write
+        # loop lands right after the fsync: the record was left on disk, unpublished,
+        # missing from the hint, and loaded again only by a scan of its file.
         files = self._files
         try:
             files.append(buf, one)
         except OSError as exc:
             raise self._fail(exc, off) from exc
+        except BaseException:
+            files.cut(off)
+            raise
         if fsync:
             try:
                 files.sync()
             except OSError as exc:
                 raise self._fail(exc, off, fsync=True) from exc
+            except BaseException:
+                files.cut(off)
+                raise
         self._dirty = True
 
     def _fail(self, exc: OSError, good_offset: int, *, fsync: bool = False) -> StoreIOError:
@@ -624,7 +635,8 @@ class Writer(PlannedWrites):
             sealed, journal = files.rotate(reserve)
         except OSError as exc:
             raise self._fail(exc, size) from exc
-        self._live[files.active_id] = 0
+        finally:  # also when an interrupt leaves a finished files.rotate: puts count here
+            self._live.setdefault(files.active_id, 0)
         self._dirty = False
         if self.options.hint_files:
             self.tasks.put(lambda: files.write_hint(sealed, journal))
