@@ -45,12 +45,15 @@ class ExpiryMethods:
 
         Raises:
             KeyError: the key is absent or expired.
+            StoreClosedError: the store is closed.
 
         Example:
             >>> db.put(b"s", b"x", ttl=30); db.expire_at_ms(b"s") > 0
             True
         """
         key = as_bytes(key, "key")
+        if self._closed:
+            raise StoreClosedError("store is closed")
         if key not in self._kmap:
             raise KeyError(key)
         exp = self._kd.expiry.get(key)
@@ -67,10 +70,15 @@ class ExpiryMethods:
         an access deletes them); ``len(db)`` counts only the visible ones, walking
         the keys with a TTL. Any thread.
 
+        Raises:
+            StoreClosedError: the store is closed.
+
         Example:
             >>> db.stored_keys() >= len(db)
             True
         """
+        if self._closed:
+            raise StoreClosedError("store is closed")
         return len(self._kmap)
 
     def expire_sample(self, limit: int = 20) -> int:

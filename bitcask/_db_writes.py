@@ -35,6 +35,7 @@ from ._rmw import (
 )
 from ._writer import Writer
 from .batch import Batch
+from .errors import StoreClosedError
 
 __all__ = ["WriteMethods"]
 
@@ -47,6 +48,7 @@ class WriteMethods:
     # Supplied by Bitcask (this mixin declares them, it sets none).
     writer: Writer
     _clock: Callable[[], float]
+    _closed: bool
 
     # ------------------------------------------------------------------ writes
 
@@ -182,10 +184,15 @@ class WriteMethods:
         """Start counting writes to ``keys``; commit(..., watch=) then applies only if
         none was written since. Release the watch (or use ``with``) when done.
 
+        Raises:
+            StoreClosedError: the store is closed.
+
         Example:
             >>> with db.watch(b"a") as w: db.commit([("put", b"a", b"2")], watch=w)
             [None]
         """
+        if self._closed:
+            raise StoreClosedError("store is closed")
         return self.writer.watch(*keys)
 
     def write_planned(

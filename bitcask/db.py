@@ -220,12 +220,17 @@ class Bitcask(WriteMethods, ExpiryMethods):
     def __contains__(self, key: object) -> bool:
         """``key in db``: present and not expired. Any thread.
 
+        Raises:
+            StoreClosedError: the store is closed.
+
         Example:
             >>> b"user:1" in db
             True
         """
         if key.__class__ is not bytes:
             key = as_bytes(key, "key")
+        if self._closed:
+            raise StoreClosedError("store is closed")
         if key not in self._kmap:
             return False
         exp = self._kd.expiry.get(key) if self._kd.expiry else None
@@ -234,10 +239,15 @@ class Bitcask(WriteMethods, ExpiryMethods):
     def __len__(self) -> int:
         """Number of visible (unexpired) keys. Any thread.
 
+        Raises:
+            StoreClosedError: the store is closed.
+
         Example:
             >>> len(db)
             2
         """
+        if self._closed:
+            raise StoreClosedError("store is closed")
         n = len(self._kmap)
         if self._kd.expiry:
             now = self._clock() * 1000
@@ -294,6 +304,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
 
         Raises:
             ValueError: ``limit`` is negative.
+            StoreClosedError: the store is closed (iteration and keys() too).
 
         Example:
             >>> page = db.scan(b"user:", limit=2); db.scan(b"user:", after=page[-1])
@@ -301,6 +312,8 @@ class Bitcask(WriteMethods, ExpiryMethods):
         """
         if limit < 0:
             raise ValueError("limit must be >= 0")
+        if self._closed:
+            raise StoreClosedError("store is closed")
         prefix = as_bytes(prefix, "prefix")
         after_b = None if after is None else as_bytes(after, "after")
         return self._kd.scan(prefix, after_b, limit, int(self._clock() * 1000))
@@ -310,6 +323,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
 
         Raises:
             KeyError: the key is absent or expired.
+            StoreClosedError: the store is closed.
 
         Example:
             >>> db.put(b"s", b"x", ttl=30); round(db.ttl(b"s"))
