@@ -91,7 +91,7 @@ class ExpiryMethods:
         carries its own expiry. Not a write for WATCH (see bitcask/_expiry.py). The
         embedded engine runs no sampler by itself: call this (or expire_cycle())
         from a timer; merge drops expired records too. bitcask-server runs
-        expire_cycle() every 100 ms. One writer thread at a time.
+        expire_cycle() every 100 ms. Any thread.
 
         Raises:
             ValueError: ``limit`` is not positive.
@@ -111,7 +111,7 @@ class ExpiryMethods:
         """Redis's active expiry cycle: rounds of 20 keys (expire_sample) repeated
         while more than 25% of a round was expired, for at most ``budget_ms``.
         Returns how many keys were reclaimed. The lock is taken per round, so
-        writes interleave. One writer thread at a time.
+        writes interleave. Any thread.
 
         Example:
             >>> db.expire_cycle(budget_ms=5)

@@ -77,10 +77,14 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class Bitcask(WriteMethods, ExpiryMethods):
     """An open store. Create with ``bitcask.open(path, ...)``.
 
-    Thread safety: one writer thread at a time (put/delete/write_batch/batch);
-    reads (get, ``in``, len, iteration, scan, ttl, stats) from any thread, at the
-    same time as the writer and as a merge; ``merge()`` and ``backup()`` may run in
-    a worker thread while the writer and readers go on.
+    Thread safety: any method from any thread, at the same time as any other
+    (tests/bitcask/test_threads_contract.py). The store's write lock serializes
+    the writes: each applies whole, in the order they take the lock (a sequence
+    that must not interleave with other threads' writes goes in one write_batch or
+    commit). Reads take no lock and run beside the writes and a merge; ``merge()``
+    and ``backup()`` may run in a worker thread while writes and reads go on. A
+    call running when close() starts completes or raises StoreClosedError, as
+    every later call does.
 
     fork(): in a child process the store reads the state at the fork and refuses
     writes (ReadOnlyError); its close() leaves the parent's files and lock alone.
@@ -451,9 +455,9 @@ class Bitcask(WriteMethods, ExpiryMethods):
     def close(self) -> None:
         """Flush, write the active file's hint, release the lock. Idempotent.
 
-        Call from the writer thread once readers are done; a running merge is
-        abandoned (the old files stay authoritative) or, if already swapping,
-        finished first.
+        Any thread, even while others are mid-call (they finish or get
+        StoreClosedError); a running merge is abandoned (the old files stay
+        authoritative) or, if already swapping, finished first.
 
         Example:
             >>> db = bitcask.open("./data"); db.put(b"k", b"v"); db.close()
