@@ -457,15 +457,15 @@ class Bitcask(WriteMethods, ExpiryMethods):
 
         Any thread, even while others are mid-call (they finish or get
         StoreClosedError); a running merge is abandoned (the old files stay
-        authoritative) or, if already swapping, finished first.
+        authoritative) or, if already swapping, finished first. A close()
+        interrupted part way (KeyboardInterrupt) is finished by calling it again.
 
         Example:
             >>> db = bitcask.open("./data"); db.put(b"k", b"v"); db.close()
         """
         writer = self.writer
-        if writer.closing:
+        if self._closed:
             return
-        _OPEN.discard(self)
         if os.getpid() != self._opener:
             # A child of fork(): the files, the lock and the threads are the parent's.
             writer.closing = True
@@ -473,18 +473,25 @@ class Bitcask(WriteMethods, ExpiryMethods):
             self.files.abandon_active()  # closes this process's descriptor, nothing more
             self.files.close()
             self._release_lock()  # DirLock: closes the descriptor, keeps the parent's lock
+            _OPEN.discard(self)
             return
+        # Done only once it is over: a close() interrupted part way (a second Ctrl-C
+        # at its fsync) is finished by the next close(). It used to return at once,
+        # leaving the store locked for the rest of the process.
         writer.stop_threads()
         # A merge in another thread notices ``closing`` and abandons its copy, or
         # finishes its swap; either way wait so it never touches a closed store.
         merge_paused = self.merges.lock.acquire(timeout=60)
-        writer.close_files(StoreClosedError("store is closed"))
-        with self._lock:
-            self._closed = True
-            self.files.close()
-            self._release_lock()
-        if merge_paused:
-            self.merges.lock.release()
+        try:
+            writer.close_files(StoreClosedError("store is closed"))
+            with self._lock:
+                self._closed = True
+                self.files.close()
+                self._release_lock()
+        finally:
+            if merge_paused:
+                self.merges.lock.release()
+        _OPEN.discard(self)
 
     def _inherit(self) -> None:
         """In a child of fork() (the ``os.register_at_fork`` hook): serve reads of the

@@ -172,3 +172,20 @@ def test_an_interrupt_while_the_active_file_grows_takes_the_put_back(
         db.put(b"big", b"y" * (1 << 20))
     hinted, scanned = _views(tmp_path)
     assert hinted == scanned == {b"a": b"1", b"big": b"y" * (1 << 20)}
+
+
+def test_a_close_interrupted_at_its_fsync_is_finished_by_the_next_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the second close() returned at once and the store stayed locked for
+    # the rest of the process (a with-block left by a second Ctrl-C, in a notebook).
+    db = bitcask.open(tmp_path, sync="always")
+    db.put(b"k", b"v")
+    monkeypatch.setattr(_io, "fsync", _interrupt_once_after(_io.fsync, lambda fd: True))
+    with pytest.raises(KeyboardInterrupt):
+        db.close()
+    db.close()
+    with pytest.raises(bitcask.StoreClosedError):
+        db.get(b"k")
+    with bitcask.open(tmp_path) as again:
+        assert again.get(b"k") == b"v"
