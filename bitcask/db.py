@@ -77,6 +77,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class Bitcask(WriteMethods, ExpiryMethods):
     """An open store. Create with ``bitcask.open(path, ...)``.
 
+    Keys and values are bytes; a str is taken as its UTF-8 bytes and a bytearray or
+    memoryview as a copy of its bytes (every method alike); reads return bytes.
+    Anything else is a TypeError; a str that UTF-8 cannot encode (a lone surrogate)
+    a ValueError (UnicodeEncodeError).
+
     Thread safety: any method from any thread, at the same time as any other
     (tests/bitcask/test_threads_contract.py). The store's write lock serializes
     the writes: each applies whole, in the order they take the lock (a sequence
@@ -88,8 +93,8 @@ class Bitcask(WriteMethods, ExpiryMethods):
 
     fork(): in a child process the store reads the state at the fork and refuses
     writes (ReadOnlyError); its close() leaves the parent's files and lock alone.
-    To write from another process, open the store there (``readonly=True`` beside
-    a writer).
+    Another process reads beside the writer with ``bitcask.open(path,
+    readonly=True)``; only one process at a time writes (StoreLockedError).
 
     Example:
         >>> import bitcask, tempfile
@@ -501,8 +506,8 @@ class Bitcask(WriteMethods, ExpiryMethods):
         if self._readonly or self.writer.closing:
             return
         reason = (
-            f"inherited across fork() from process {self._opener}, which owns its files: "
-            "open the store in this process to write (readonly=True beside the writer)"
+            f"inherited across fork() from process {self._opener}, which owns its files "
+            "and writes them; this process reads the state at the fork"
         )
         # cast: the one stand-in for the writer; Bitcask only calls what it defines.
         self.writer = cast(Writer, _InheritedWriter(self.writer, reason))
