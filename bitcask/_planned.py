@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ._group import KeyBudget, Plan, Slot, Watch, Watches, plan_group
 from ._record import IN_BATCH, as_bytes
 from ._rmw import Op, View
 from .errors import BitcaskError, StoreFullError
+
+if TYPE_CHECKING:
+    from ._files import FileTable
 
 __all__ = ["Planned", "PlannedWrites"]
 
@@ -43,6 +47,8 @@ class PlannedWrites:
     _full: Callable[[], StoreFullError]
     _encode_ops: Callable[..., tuple[list[bytes], list[bytes], list[int]]]
     _apply: Callable[..., list[object]]
+    _escaped: Callable[[int, int, BaseException], None]
+    _files: FileTable
     _now_us: Callable[[], int]
     _expiry_of: Callable[[object], int]
 
@@ -123,7 +129,12 @@ class PlannedWrites:
                     recs += r
                     exps += e
                     segs.append((len(k), plan.atomic))
-            answers = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+            at = self._files.active_id, self._files.offset
+            try:
+                answers = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+            except BaseException as exc:
+                self._escaped(*at, exc)
+                raise
         finally:
             lock.release()
         for i, plan, first in placed:

@@ -151,6 +151,7 @@ class Writer(PlannedWrites):
         key, rec = self._encoder.record(key, value, exp, 0, ts)
         lock = self._lock
         lock.acquire()
+        off = -1
         try:
             self.check_writable()
             if self._max_keys:
@@ -161,6 +162,10 @@ class Writer(PlannedWrites):
             self._publish(key, off, size, exp, ts)
             if self._watches.counts:  # after the keydir: see _apply
                 self._watches.bump((key,))
+        except BaseException as exc:
+            if off >= 0:
+                self._escaped(self._files.active_id, off, exc)
+            raise
         finally:
             lock.release()
 
@@ -186,7 +191,12 @@ class Writer(PlannedWrites):
             self.check_writable()
             if self._max_keys:
                 self._check_budget(keys, exps)
-            return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
+            at = self._files.active_id, self._files.offset
+            try:
+                return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
+            except BaseException as exc:
+                self._escaped(*at, exc)
+                raise
         finally:
             lock.release()
 
@@ -236,7 +246,12 @@ class Writer(PlannedWrites):
             self.check_writable()
             if self._max_keys:
                 keys, recs, exps, segs = self._admit(keys, recs, exps, segs, out)
-            results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+            at = self._files.active_id, self._files.offset
+            try:
+                results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+            except BaseException as exc:
+                self._escaped(*at, exc)
+                raise
         finally:
             lock.release()
         pos = 0
@@ -567,6 +582,24 @@ class Writer(PlannedWrites):
                 files.cut(off)
                 raise
         self._dirty = True
+
+    def _escaped(self, fid: int, off: int, exc: BaseException) -> None:
+        # Caller holds _lock: ``exc`` escaped a write whose bytes were to land at
+        # ``off`` of file ``fid`` (or, after a rotation, at the new file's start).
+        # If bytes are still there, it came after the append, before or inside the
+        # publish (an interrupt: Ctrl-C, a signal handler's exception): the keydir,
+        # the hint journal and the file may disagree (a scan of the file then read
+        # another store than the hints), so writes stop until a reopen, which reads
+        # the file; close() then leaves the active file for that scan, without a hint.
+        files = self._files
+        if files.offset == (off if files.active_id == fid else FILE_HEADER_SIZE):
+            return  # nothing was appended, or _append took it back
+        self.readonly_reason = (
+            f"a write was interrupted ({type(exc).__name__}) after it reached the file, "
+            "before it was published; reopen the store to resume writes"
+        )
+        self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
+        log.warning("write interrupted in %s: %s", self.path, self.readonly_reason)
 
     def _fail(self, exc: OSError, good_offset: int, *, fsync: bool = False) -> StoreIOError:
         # Caller holds _lock. Cut a partial append, then tell the disk fault apart
