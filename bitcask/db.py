@@ -91,6 +91,11 @@ class Bitcask(WriteMethods, ExpiryMethods):
     call running when close() starts completes or raises StoreClosedError, as
     every later call does.
 
+    Interrupts (KeyboardInterrupt, a signal handler's exception) inside a write:
+    the write is taken back and the store goes on, or, if it came after the write
+    reached the file, writes stop (ReadOnlyError, ``readonly_reason`` says why)
+    until the store is reopened, which then has the write.
+
     fork(): in a child process the store reads the state at the fork and refuses
     writes (ReadOnlyError); its close() leaves the parent's files and lock alone.
     Another process reads beside the writer with ``bitcask.open(path,
