@@ -176,3 +176,58 @@ def test_locked_by_this_process_says_so(tmp_path: Path) -> None:
         assert info.value.pid == os.getpid()
     finally:
         db.close()
+
+
+_MERGING_WRITER = """
+import os, sys, time, bitcask
+db = bitcask.open(sys.argv[1], sync="never", max_file_size=8192,
+                  merge_min_dead_bytes=0, merge_trigger=0.3)
+print("ready", flush=True)
+end = time.monotonic() + float(sys.argv[2])
+i = 0
+while time.monotonic() < end:
+    i += 1
+    db.put(b"k%d" % (i % 300), os.urandom(1 + i % 97))
+    if i % 3 == 0:
+        db.delete(b"k%d" % ((i * 7) % 300))
+    if i % 1000 == 0:
+        try:
+            db.merge()
+        except bitcask.MergeInProgressError:
+            pass
+db.close()
+"""
+
+
+@pytest.mark.parametrize("hints", [True, False], ids=["hints", "scan"])
+def test_readonly_opens_beside_a_merging_writer_process(tmp_path: Path, hints: bool) -> None:
+    # The writer rotates every few records, seals (truncates) files, merges and
+    # deletes them while this process opens the store readonly again and again and
+    # reads every value: never a crash (SIGBUS), never an error but the documented
+    # "kept changing while loading".
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _MERGING_WRITER, str(tmp_path), "3"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        opens = 0
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            try:
+                with bitcask.open(tmp_path, readonly=True, hint_files=hints) as ro:
+                    for key in list(ro.keys()):
+                        ro.get(key)
+                opens += 1
+            except bitcask.BitcaskError as exc:
+                assert "kept changing" in str(exc)
+        assert opens > 0
+    finally:
+        assert writer.wait(30) == 0
