@@ -317,6 +317,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
         folded into it, so repeated calls never re-sort the whole keydir. Any thread.
 
         Raises:
+            TypeError: ``limit`` is not an int (a bool or a float is refused too).
             ValueError: ``limit`` is negative.
             StoreClosedError: the store is closed (iteration and keys() too).
 
@@ -324,6 +325,8 @@ class Bitcask(WriteMethods, ExpiryMethods):
             >>> page = db.scan(b"user:", limit=2); db.scan(b"user:", after=page[-1])
             [b'user:3']
         """
+        if limit.__class__ is not int and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError(f"limit must be an int, not {limit!r}")
         if limit < 0:
             raise ValueError("limit must be >= 0")
         if self._closed:

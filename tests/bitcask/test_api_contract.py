@@ -231,3 +231,13 @@ def test_readonly_opens_beside_a_merging_writer_process(tmp_path: Path, hints: b
         assert opens > 0
     finally:
         assert writer.wait(30) == 0
+
+
+@pytest.mark.parametrize("limit", [1.5, True, "2", None], ids=["float", "bool", "str", "None"])
+def test_scan_limit_must_be_an_int(db: Bitcask, limit: Any) -> None:
+    # Before: 1.5 returned two keys, True one, "2" and None a bare comparison error.
+    for i in range(5):
+        db.put(b"k%d" % i, b"v")
+    with pytest.raises(TypeError, match="limit must be an int"):
+        db.scan(limit=limit)
+    assert db.scan(limit=2) == [b"k0", b"k1"]
