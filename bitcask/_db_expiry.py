@@ -34,7 +34,7 @@ class ExpiryMethods:
     # Supplied by Bitcask (this mixin declares them, it sets none).
     _kd: Keydir
     _kmap: dict[bytes, int]
-    _lock: threading.Lock
+    _lock: threading.RLock
     _clock: Callable[[], float]
     _closed: bool
 

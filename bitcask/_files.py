@@ -96,7 +96,7 @@ class FileTable:
         max_file: int,
         sync_files: bool,
         hints: bool,
-        lock: threading.Lock,
+        lock: threading.RLock,
     ) -> None:
         self.path = path
         self._max_file = max_file

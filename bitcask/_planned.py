@@ -35,7 +35,7 @@ class PlannedWrites:
     """commit(), watch() and write_planned(); mixed into the Writer, whose state
     (declared below) and encoder/applier they use."""
 
-    _lock: threading.Lock
+    _lock: threading.RLock
     _blocked: BitcaskError | None
     _kmap: dict[bytes, int]
     _expiry: dict[bytes, int]
@@ -90,7 +90,12 @@ class PlannedWrites:
             except (ValueError, TypeError) as exc:
                 out.append(exc)
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # see _writer._release_if_owned
+            if lock._is_owned():  # type: ignore[attr-defined]
+                lock.release()
+            raise
         try:
             if self._blocked is not None:
                 raise self._refuse()

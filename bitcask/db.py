@@ -116,7 +116,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
         *,
         keydir: Keydir,
         files: FileTable,
-        lock: threading.Lock,
+        lock: threading.RLock,
         clock: Callable[[], float],
         readonly: bool,
         recovery: RecoveryReport,
@@ -510,7 +510,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
         """In a child of fork() (the ``os.register_at_fork`` hook): serve reads of the
         state at the fork, refuse writes, and drop locks a parent thread may have held."""
         self._kd.after_fork()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         if self._readonly or self.writer.closing:
             return
         reason = (
@@ -582,7 +582,7 @@ class _InheritedWriter:
         self.path = parent.path
         self.options = parent.options
         self.health = parent.health
-        self.lock = threading.Lock()  # a parent thread may have held the store's
+        self.lock = threading.RLock()  # a parent thread may have held the store's
         self.watches = Watches()
 
     def _refuse(self, *args: object, **kwargs: object) -> Any:
