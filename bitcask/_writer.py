@@ -66,21 +66,6 @@ _MAX_BATCH_BYTES = 1 << 32
 _time_ns = time.time_ns
 
 
-def _release_if_owned(lock: threading.RLock) -> None:
-    """An exception escaped ``lock.acquire()``: release the lock if this thread got it.
-
-    The eval loop runs a signal's Python handler (Ctrl-C's KeyboardInterrupt) as a
-    call returns, so an interrupt can be raised after acquire() took the lock and
-    before the ``try`` that releases it: about 1 Ctrl-C in 100 of a sync="never"
-    put loop left the store's lock held for good (the next write and close() hung).
-    An interrupt while waiting raises without the lock. The store's lock is an
-    RLock, which knows its owner (+39 instructions per acquire and release against
-    a Lock, callgrind; ``with lock:`` would cost +1,094).
-    """
-    if lock._is_owned():  # type: ignore[attr-defined]
-        lock.release()
-
-
 class Writer(PlannedWrites):
     """The writing half of an open store (``Bitcask`` composes it with the keydir and
     the file table, and forwards its write methods here).
@@ -761,3 +746,18 @@ class Writer(PlannedWrites):
         """Refuse writes with ``blocked`` and drop the active file as a crash would (tests)."""
         self._blocked = blocked
         self._files.abandon_active()
+
+
+def _release_if_owned(lock: threading.RLock) -> None:
+    """An exception escaped ``lock.acquire()``: release the lock if this thread got it.
+
+    The eval loop runs a signal's Python handler (Ctrl-C's KeyboardInterrupt) as a
+    call returns, so an interrupt can be raised after acquire() took the lock and
+    before the ``try`` that releases it: about 1 Ctrl-C in 100 of a sync="never"
+    put loop left the store's lock held for good (the next write and close() hung).
+    An interrupt while waiting raises without the lock. The store's lock is an
+    RLock, which knows its owner (+39 instructions per acquire and release against
+    a Lock, callgrind; ``with lock:`` would cost +1,094).
+    """
+    if lock._is_owned():  # type: ignore[attr-defined]
+        lock.release()
