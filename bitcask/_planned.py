@@ -93,8 +93,10 @@ class PlannedWrites:
         try:
             lock.acquire()
         except BaseException:  # see _writer._release_if_owned
-            if lock._is_owned():  # type: ignore[attr-defined]
+            try:
                 lock.release()
+            except RuntimeError:
+                pass
             raise
         try:
             if self._blocked is not None:

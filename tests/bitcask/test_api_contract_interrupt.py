@@ -315,3 +315,43 @@ def test_an_interrupt_as_the_write_lock_is_taken_does_not_keep_it(
         db.close()
     with bitcask.open(tmp_path) as again:
         assert again.get(b"after") == b"1"
+
+
+def test_an_interrupt_while_waiting_for_the_write_lock_leaves_it_to_its_holder(
+    tmp_path: Path,
+) -> None:
+    # The other case of an interrupt at acquire(): raised while waiting, without the
+    # lock. Releasing it then would let two writers in at once.
+    with bitcask.open(tmp_path, sync="never") as db:
+        real = db.writer._lock
+        holding, done = threading.Event(), threading.Event()
+        released: list[bool] = []
+
+        def holder() -> None:
+            with real:
+                holding.set()
+                done.wait(10)
+                released.append(True)
+
+        class _InterruptedWhileWaiting:
+            def acquire(self, *args: Any) -> bool:
+                raise KeyboardInterrupt
+
+            def release(self) -> None:
+                real.release()
+
+        t = threading.Thread(target=holder)
+        t.start()
+        assert holding.wait(10)
+        db.writer._lock = _InterruptedWhileWaiting()  # type: ignore[assignment]
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                db.put(b"k", b"v")
+            assert not real.acquire(blocking=False), "the holder's lock was released"
+        finally:
+            db.writer._lock = real
+            done.set()
+            t.join(10)
+        assert released == [True]  # the holder released its own lock, no RuntimeError
+        db.put(b"k", b"v")
+        assert db.get(b"k") == b"v"
