@@ -100,7 +100,7 @@ __all__ = [
 
 
 def open(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     *,
     options: Options | None = None,
     readonly: bool = False,
@@ -110,7 +110,7 @@ def open(
     """Open the store at ``path`` (created if missing, unless ``readonly``).
 
     Args:
-        path: the store directory.
+        path: the store directory (bytes are decoded as the file system does).
         options: an ``Options``; keyword ``option_fields`` override its fields.
         readonly: take no lock, refuse writes, see the state at open.
         clock: seconds since the epoch as a float, for TTLs (default time.time).
@@ -119,7 +119,8 @@ def open(
         An open ``Bitcask``; use it as a context manager to close it.
 
     Raises:
-        InvalidOptionsError: a bad or unknown option.
+        InvalidOptionsError: a bad or unknown option, ``options`` that is not an
+            ``Options``, or a ``clock`` that is not callable.
         StoreLockedError: another process has the store open for writing.
         FileNotFoundError: ``readonly`` and there is no store at ``path``.
 
@@ -129,7 +130,15 @@ def open(
     """
     from ._store import open_store
 
+    # Checked before anything touches the directory (a dict of options used to fail
+    # with AttributeError after the lock was taken; a bad clock only at the first TTL).
+    if options is not None and not isinstance(options, Options):
+        raise InvalidOptionsError(
+            f"options must be a bitcask.Options (or pass keywords), not {type(options).__name__}"
+        )
+    if clock is not None and not callable(clock):
+        raise InvalidOptionsError(f"clock must be callable, not {clock!r}")
     opts = (
         Options.from_kwargs(options, option_fields) if option_fields or options is None else options
     )
-    return open_store(os.fspath(path), opts, readonly, clock)
+    return open_store(os.fsdecode(os.fspath(path)), opts, readonly, clock)

@@ -45,6 +45,7 @@ created, old one not yet sealed) leaves two flagged files; recovery trims both.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from collections.abc import Callable
@@ -105,15 +106,29 @@ class ActiveFile:
             OSError: the file exists, or the disk is full (ENOSPC), or out of
                 descriptors (EMFILE / ENFILE).
         """
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        active = cls(path, file_id, fd, limit)
+        # An interrupt (Ctrl-C, a signal handler's exception) anywhere in here removes
+        # the file too: left behind, it made every later rotation fail (EEXIST).
         try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError:
+            raise
+        except BaseException:  # right after the open: the file is ours, its descriptor lost
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        active = None
+        try:
+            active = cls(path, file_id, fd, limit)
             _io.write(fd, encode_file_header(file_id, OPEN_FILE))
             active._grow(FILE_HEADER_SIZE)
             if durable:
                 _io.fsync(fd)
         except BaseException:
-            active.discard()
+            if active is None:
+                os.close(fd)
+                os.unlink(path)
+            else:
+                active.discard()
             raise
         return active
 
@@ -156,10 +171,10 @@ class ActiveFile:
                 n = os.pwrite(self.fd, data, off)
                 while n < end - off:
                     n += os.pwrite(self.fd, memoryview(data)[n:], off + n)
-            except OSError:
-                # A failed write may have stored whole records: zero them again, or
-                # recovery would apply a write its caller was told failed (cut()
-                # only knows the bytes counted in size).
+            except BaseException:
+                # A failed (or interrupted) write may have stored whole records: zero
+                # them again, or recovery would apply a write its caller was told
+                # failed (cut() only knows the bytes counted in size).
                 if self.mm is not None:
                     self.mm[off:end] = bytes(end - off)
                 raise
@@ -168,9 +183,13 @@ class ActiveFile:
         mm = self.mm
         assert mm is not None
         body = off + 4
-        if end > body:
-            mm[body:end] = memoryview(data)[4:]  # no copy of data
-        mm[off : min(body, end)] = data[:4]
+        try:
+            if end > body:
+                mm[body:end] = memoryview(data)[4:]  # no copy of data
+            mm[off : min(body, end)] = data[:4]
+        except BaseException:  # an interrupt between the two copies: leave no body behind
+            mm[off:end] = bytes(end - off)
+            raise
         self.size = end
         return off
 
@@ -203,7 +222,8 @@ class ActiveFile:
                 mm[:FILE_HEADER_SIZE] = encode_file_header(self.file_id)
         except OSError:
             pass
-        self.close()
+        finally:  # an interrupt (Ctrl-C) in the truncate must not keep the descriptor
+            self.close()
         return size
 
     def close(self) -> None:

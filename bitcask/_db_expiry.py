@@ -34,7 +34,7 @@ class ExpiryMethods:
     # Supplied by Bitcask (this mixin declares them, it sets none).
     _kd: Keydir
     _kmap: dict[bytes, int]
-    _lock: threading.Lock
+    _lock: threading.RLock
     _clock: Callable[[], float]
     _closed: bool
 
@@ -45,12 +45,15 @@ class ExpiryMethods:
 
         Raises:
             KeyError: the key is absent or expired.
+            StoreClosedError: the store is closed.
 
         Example:
             >>> db.put(b"s", b"x", ttl=30); db.expire_at_ms(b"s") > 0
             True
         """
         key = as_bytes(key, "key")
+        if self._closed:
+            raise StoreClosedError("store is closed")
         if key not in self._kmap:
             raise KeyError(key)
         exp = self._kd.expiry.get(key)
@@ -67,10 +70,15 @@ class ExpiryMethods:
         an access deletes them); ``len(db)`` counts only the visible ones, walking
         the keys with a TTL. Any thread.
 
+        Raises:
+            StoreClosedError: the store is closed.
+
         Example:
             >>> db.stored_keys() >= len(db)
             True
         """
+        if self._closed:
+            raise StoreClosedError("store is closed")
         return len(self._kmap)
 
     def expire_sample(self, limit: int = 20) -> int:
@@ -83,7 +91,7 @@ class ExpiryMethods:
         carries its own expiry. Not a write for WATCH (see bitcask/_expiry.py). The
         embedded engine runs no sampler by itself: call this (or expire_cycle())
         from a timer; merge drops expired records too. bitcask-server runs
-        expire_cycle() every 100 ms. One writer thread at a time.
+        expire_cycle() every 100 ms. Any thread.
 
         Raises:
             ValueError: ``limit`` is not positive.
@@ -103,7 +111,7 @@ class ExpiryMethods:
         """Redis's active expiry cycle: rounds of 20 keys (expire_sample) repeated
         while more than 25% of a round was expired, for at most ``budget_ms``.
         Returns how many keys were reclaimed. The lock is taken per round, so
-        writes interleave. One writer thread at a time.
+        writes interleave. Any thread.
 
         Example:
             >>> db.expire_cycle(budget_ms=5)

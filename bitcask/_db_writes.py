@@ -35,6 +35,7 @@ from ._rmw import (
 )
 from ._writer import Writer
 from .batch import Batch
+from .errors import StoreClosedError
 
 __all__ = ["WriteMethods"]
 
@@ -47,6 +48,7 @@ class WriteMethods:
     # Supplied by Bitcask (this mixin declares them, it sets none).
     writer: Writer
     _clock: Callable[[], float]
+    _closed: bool
 
     # ------------------------------------------------------------------ writes
 
@@ -54,7 +56,7 @@ class WriteMethods:
         """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires after that.
 
         One write() per call; under sync="always" also one fsync before returning.
-        Thread safety: one writer thread at a time; readers may run concurrently.
+        Thread safety: any thread; writes are serialized by the store's write lock.
 
         Raises:
             KeyTooLargeError / ValueTooLargeError: over the configured limits.
@@ -68,7 +70,7 @@ class WriteMethods:
         self.writer.put(key, value, ttl)
 
     def __setitem__(self, key: bytes | str, value: bytes | str) -> None:
-        """``db[key] = value``: put() without a TTL. One writer thread at a time.
+        """``db[key] = value``: put() without a TTL. Any thread.
 
         Example:
             >>> db[b"user:1"] = b"alice"
@@ -76,7 +78,7 @@ class WriteMethods:
         self.writer.put(key, value)
 
     def __delitem__(self, key: bytes | str) -> None:
-        """``del db[key]``: delete(), raising KeyError when absent. One writer at a time.
+        """``del db[key]``: delete(), raising KeyError when absent. Any thread.
 
         Example:
             >>> del db[b"user:1"]
@@ -88,7 +90,7 @@ class WriteMethods:
         """Delete ``key``; return whether it existed (visible, unexpired).
 
         Writes a tombstone naming the file of the deleted value, so no merge can
-        resurrect the key. Absent keys write nothing. One writer thread at a time.
+        resurrect the key. Absent keys write nothing. Any thread.
 
         Raises:
             ReadOnlyError, StoreIOError, StoreClosedError: as put().
@@ -106,7 +108,7 @@ class WriteMethods:
         validated first; then all records are encoded into one buffer written with
         exactly one write(), followed by at most one fsync (``sync=None`` follows
         the policy, True forces one, False skips it); the keydir is updated last.
-        One writer thread at a time (an executor thread is fine).
+        Any thread.
 
         Returns:
             One result per op: None for a put, bool (existed) for a delete.
@@ -160,7 +162,7 @@ class WriteMethods:
         ``CountKeys``), each evaluated inside the writer against the state every
         earlier write left, so it is atomic against all other writes.
         With ``watch`` (from watch()), nothing is applied if a watched key was written
-        since the watch was taken. One writer thread at a time.
+        since the watch was taken. Any thread.
 
         Returns:
             One result per op (an Op's answer, or the NotANumberError /
@@ -182,10 +184,15 @@ class WriteMethods:
         """Start counting writes to ``keys``; commit(..., watch=) then applies only if
         none was written since. Release the watch (or use ``with``) when done.
 
+        Raises:
+            StoreClosedError: the store is closed.
+
         Example:
             >>> with db.watch(b"a") as w: db.commit([("put", b"a", b"2")], watch=w)
             [None]
         """
+        if self._closed:
+            raise StoreClosedError("store is closed")
         return self.writer.watch(*keys)
 
     def write_planned(
@@ -203,7 +210,7 @@ class WriteMethods:
     def batch(self) -> Batch:
         """Collect puts and deletes, applied atomically by write_batch() on exit.
 
-        Nothing is written if the block raises. One writer thread at a time.
+        Nothing is written if the block raises. Any thread (the Batch is the caller's own).
 
         Example:
             >>> with db.batch() as b:
@@ -255,7 +262,7 @@ class WriteMethods:
     ) -> tuple[bool, bytes | None]:
         """Store ``value`` only if ``key`` is absent (``nx``) or present (``xx``), with
         an expiry (``ttl`` seconds, or ``at_ms`` since the epoch) or the one it has
-        (``keep_ttl``); decided atomically by the writer. One writer thread at a time.
+        (``keep_ttl``); decided atomically by the writer. Any thread.
 
         Returns:
             (applied, the value before).

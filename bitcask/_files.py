@@ -96,7 +96,7 @@ class FileTable:
         max_file: int,
         sync_files: bool,
         hints: bool,
-        lock: threading.Lock,
+        lock: threading.RLock,
     ) -> None:
         self.path = path
         self._max_file = max_file
@@ -179,17 +179,34 @@ class FileTable:
         old, old_reader = self._active, self._reader
         assert old is not None
         new_id = self.next_id + reserve
-        self._active, self._reader = self._create(new_id)
-        # The new file exists: only now seal the old one (a crash in between leaves
-        # two flagged files, whose zero tails recovery trims).
-        old.seal()
-        try:
-            old_map = map_file(os.path.join(self.path, data_name(old_id)))
-            self.entries[old_id] = (old_map, size, None)
-        except OSError:  # out of descriptors: serve the sealed file with pread
-            self.entries[old_id] = (None, 0, old_reader)
+        new, reader = self._active, self._reader = self._create(new_id)
+        # The new file exists: switch to it with plain stores only (no call, so no
+        # interrupt - Ctrl-C, a signal handler's exception - can land in between),
+        # the old file served by pread until it is mapped. Each later step leaves a
+        # usable table if an interrupt stops it: a rotation left half done appended
+        # to the new file under the old file's id (unreadable) and made the next
+        # rotation fail on the existing new file, the store read-only until reopen.
         self.sealed[old_id] = size
-        self._start(new_id)
+        self.entries[old_id] = (None, 0, old_reader)
+        self.journal = None  # until the new one exists (without one, a scan builds its hint)
+        self.next_id = new_id + 1
+        self.active_id = new_id
+        self.base = new_id << FID_SHIFT
+        self.offset = FILE_HEADER_SIZE
+        self.entries[new_id] = (new.mm, FILE_HEADER_SIZE, reader)
+        self._remap_at = FILE_HEADER_SIZE  # republished at the first append
+        # Only now seal the old one (a crash in between leaves two flagged files,
+        # whose zero tails recovery trims).
+        old.seal()
+        self.journal = HintJournal() if self._hints else None
+        try:
+            self.entries[old_id] = (
+                map_file(os.path.join(self.path, data_name(old_id))),
+                size,
+                None,
+            )
+        except OSError:  # out of descriptors: the sealed file stays served with pread
+            pass
         return old_id, journal
 
     def close_active(self, *, seal: bool) -> tuple[int, HintJournal | None] | None:

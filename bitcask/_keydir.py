@@ -90,6 +90,10 @@ class Keydir:
             live[fid] = get(fid, 0) + (loc & SIZE_MASK)
         self.live = live
 
+    def after_fork(self) -> None:
+        """In a child of fork(): a fresh index lock (a parent thread may have held it)."""
+        self._index_lock = threading.Lock()
+
     def note_deleted(self) -> None:
         """The writer removed a key: the sorted index holds one more stale entry."""
         self._deleted += 1

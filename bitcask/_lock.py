@@ -5,6 +5,11 @@ the lock when the holder dies (even by SIGKILL), so a stale LOCK file never bloc
 restart. The file holds the holder's pid in ASCII, for the error message only; the
 file is never deleted (deleting it would let two processes lock two different
 inodes). Readonly opens take no lock.
+
+fork(): a flock belongs to the open file description, which a child of fork()
+shares with its parent, so ``LOCK_UN`` in the child would take the parent's lock
+away (a second writer could then open the store under the parent). ``release``
+in any process but the one that took the lock only closes its own descriptor.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ LOCK_NAME = "LOCK"
 class DirLock:
     """An acquired store lock; ``release()`` (or process death) gives it up."""
 
-    __slots__ = ("_fd", "path")
+    __slots__ = ("_fd", "_pid", "path")
 
     def __init__(self, directory: str) -> None:
         """Take the lock on ``directory``.
@@ -43,13 +48,16 @@ class DirLock:
             os.close(fd)
             raise
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._pid = os.getpid()
+        os.pwrite(fd, f"{self._pid}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
-        """Give the lock up (idempotent)."""
+        """Give the lock up (idempotent); in a child of fork(), only close the
+        inherited descriptor: the lock stays the parent's."""
         if self._fd >= 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if os.getpid() == self._pid:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = -1
 

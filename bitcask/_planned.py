@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ._group import KeyBudget, Plan, Slot, Watch, Watches, plan_group
 from ._record import IN_BATCH, as_bytes
 from ._rmw import Op, View
 from .errors import BitcaskError, StoreFullError
+
+if TYPE_CHECKING:
+    from ._files import FileTable
 
 __all__ = ["Planned", "PlannedWrites"]
 
@@ -31,7 +35,7 @@ class PlannedWrites:
     """commit(), watch() and write_planned(); mixed into the Writer, whose state
     (declared below) and encoder/applier they use."""
 
-    _lock: threading.Lock
+    _lock: threading.RLock
     _blocked: BitcaskError | None
     _kmap: dict[bytes, int]
     _expiry: dict[bytes, int]
@@ -43,6 +47,8 @@ class PlannedWrites:
     _full: Callable[[], StoreFullError]
     _encode_ops: Callable[..., tuple[list[bytes], list[bytes], list[int]]]
     _apply: Callable[..., list[object]]
+    _escaped: Callable[[int, int, BaseException], None]
+    _files: FileTable
     _now_us: Callable[[], int]
     _expiry_of: Callable[[object], int]
 
@@ -84,7 +90,14 @@ class PlannedWrites:
             except (ValueError, TypeError) as exc:
                 out.append(exc)
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # see _writer._release_if_owned
+            try:
+                lock.release()
+            except RuntimeError:
+                pass
+            raise
         try:
             if self._blocked is not None:
                 raise self._refuse()
@@ -123,7 +136,12 @@ class PlannedWrites:
                     recs += r
                     exps += e
                     segs.append((len(k), plan.atomic))
-            answers = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+            at = self._files.active_id, self._files.offset
+            try:
+                answers = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+            except BaseException as exc:
+                self._escaped(*at, exc)
+                raise
         finally:
             lock.release()
         for i, plan, first in placed:

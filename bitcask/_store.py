@@ -59,7 +59,9 @@ def open_store(
             result = load(
                 path, readonly=False, use_hints=options.hint_files, merge_state=merge_state
             )
-        lock = threading.Lock()
+        # An RLock, which knows its owner: a write interrupted right as it took the
+        # lock releases it (bitcask/_writer.py, _release_if_owned).
+        lock = threading.RLock()
         files = FileTable(
             path,
             result.maps,

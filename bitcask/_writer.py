@@ -108,7 +108,7 @@ class Writer(PlannedWrites):
         *,
         keydir: Keydir,
         files: FileTable,
-        lock: threading.Lock,
+        lock: threading.RLock,
         clock: Callable[[], float],
         read: Callable[[bytes], bytes | None],
         readonly: bool,
@@ -170,7 +170,12 @@ class Writer(PlannedWrites):
         exp = 0 if ttl is None else expiry_ms(self._clock, ttl)
         key, rec = self._encoder.record(key, value, exp, 0, ts)
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # see _release_if_owned
+            _release_if_owned(lock)
+            raise
+        off = -1
         try:
             self.check_writable()
             if self._max_keys:
@@ -181,6 +186,10 @@ class Writer(PlannedWrites):
             self._publish(key, off, size, exp, ts)
             if self._watches.counts:  # after the keydir: see _apply
                 self._watches.bump((key,))
+        except BaseException as exc:
+            if off >= 0:
+                self._escaped(self._files.active_id, off, exc)
+            raise
         finally:
             lock.release()
 
@@ -201,12 +210,21 @@ class Writer(PlannedWrites):
             assert done is not None  # None only answers a watch
             return done
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # see _release_if_owned
+            _release_if_owned(lock)
+            raise
         try:
             self.check_writable()
             if self._max_keys:
                 self._check_budget(keys, exps)
-            return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
+            at = self._files.active_id, self._files.offset
+            try:
+                return self._apply(keys, recs, exps, sync, [(len(keys), not _single)], ts)
+            except BaseException as exc:
+                self._escaped(*at, exc)
+                raise
         finally:
             lock.release()
 
@@ -251,12 +269,21 @@ class Writer(PlannedWrites):
             segs.append((len(k), atomic))
             out.append([])
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # see _release_if_owned
+            _release_if_owned(lock)
+            raise
         try:
             self.check_writable()
             if self._max_keys:
                 keys, recs, exps, segs = self._admit(keys, recs, exps, segs, out)
-            results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+            at = self._files.active_id, self._files.offset
+            try:
+                results = self._apply(keys, recs, exps, sync, segs, ts) if segs else []
+            except BaseException as exc:
+                self._escaped(*at, exc)
+                raise
         finally:
             lock.release()
         pos = 0
@@ -626,17 +653,46 @@ class Writer(PlannedWrites):
     def _append(self, buf: bytes, off: int, fsync: bool, one: bool) -> None:
         # Caller holds _lock: one write of ``buf`` at ``off`` (``one``: it is a single
         # record, see FileTable.append), then the fsync asked for.
+        # An interrupt (Ctrl-C, a signal handler's exception) in here takes the append
+        # back: its caller is told the write did not happen, so neither the keydir nor
+        # the hint may get it later. With sync="always" nearly every Ctrl-C of a write
+        # loop lands right after the fsync: the record was left on disk, unpublished,
+        # missing from the hint, and loaded again only by a scan of its file.
         files = self._files
         try:
             files.append(buf, one)
         except OSError as exc:
             raise self._fail(exc, off) from exc
+        except BaseException:
+            files.cut(off)
+            raise
         if fsync:
             try:
                 files.sync()
             except OSError as exc:
                 raise self._fail(exc, off, fsync=True) from exc
+            except BaseException:
+                files.cut(off)
+                raise
         self._dirty = True
+
+    def _escaped(self, fid: int, off: int, exc: BaseException) -> None:
+        # Caller holds _lock: ``exc`` escaped a write whose bytes were to land at
+        # ``off`` of file ``fid`` (or, after a rotation, at the new file's start).
+        # If bytes are still there, it came after the append, before or inside the
+        # publish (an interrupt: Ctrl-C, a signal handler's exception): the keydir,
+        # the hint journal and the file may disagree (a scan of the file then read
+        # another store than the hints), so writes stop until a reopen, which reads
+        # the file; close() then leaves the active file for that scan, without a hint.
+        files = self._files
+        if files.offset == (off if files.active_id == fid else FILE_HEADER_SIZE):
+            return  # nothing was appended, or _append took it back
+        self.readonly_reason = (
+            f"a write was interrupted ({type(exc).__name__}) after it reached the file, "
+            "before it was published; reopen the store to resume writes"
+        )
+        self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
+        log.warning("write interrupted in %s: %s", self.path, self.readonly_reason)
 
     def _fail(self, exc: OSError, good_offset: int, *, fsync: bool = False) -> StoreIOError:
         # Caller holds _lock. Cut a partial append, then tell the disk fault apart
@@ -705,7 +761,8 @@ class Writer(PlannedWrites):
             sealed, journal = files.rotate(reserve)
         except OSError as exc:
             raise self._fail(exc, size) from exc
-        self._live[files.active_id] = 0
+        finally:  # also when an interrupt leaves a finished files.rotate: puts count here
+            self._live.setdefault(files.active_id, 0)
         self._dirty = False
         if self.options.hint_files:
             self.tasks.put(lambda: files.write_hint(sealed, journal))
@@ -770,3 +827,21 @@ class Writer(PlannedWrites):
         """Refuse writes with ``blocked`` and drop the active file as a crash would (tests)."""
         self._blocked = blocked
         self._files.abandon_active()
+
+
+def _release_if_owned(lock: threading.RLock) -> None:
+    """An exception escaped ``lock.acquire()``: release the lock if this thread got it.
+
+    The eval loop runs a signal's Python handler (Ctrl-C's KeyboardInterrupt) as a
+    call returns, so an interrupt can be raised after acquire() took the lock and
+    before the ``try`` that releases it: about 1 Ctrl-C in 100 of a sync="never"
+    put loop left the store's lock held for good (the next write and close() hung).
+    An interrupt while waiting raises without the lock. The store's lock is an
+    RLock, which knows its owner: release() by another thread is a RuntimeError
+    (+39 instructions per acquire and release against a Lock, callgrind; ``with
+    lock:`` would cost +1,094). No write takes the lock again while holding it.
+    """
+    try:
+        lock.release()
+    except RuntimeError:
+        pass  # not this thread's: the interrupt came while it waited

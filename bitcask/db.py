@@ -19,6 +19,14 @@ Strategy (invariants):
   left the table (a merge swapped it) is looked up again.
 - Iteration pages through ``scan`` (a sorted index kept by the keydir), so it never
   holds a dict iterator the writer could invalidate.
+- fork(): the child of a process with an open store shares its files, its active
+  file's mapping and its directory lock, but not its threads. A write there would
+  land at the parent's offset, and a close would seal (truncate) the parent's
+  active file and unlock the store under it. So in the child (``_inherit``, run by
+  an ``os.register_at_fork`` hook over ``_OPEN``) the store reads the state of the
+  fork and refuses every write with ReadOnlyError, and close() only lets go of the
+  child's own references. Nothing is checked on the put/get path: the child's
+  ``writer`` is replaced.
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ import os
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from zlib import crc32
 
 from ._db_expiry import ExpiryMethods
@@ -42,7 +51,7 @@ from ._record import HEADER_SIZE, as_bytes
 from ._recovery import RecoveryReport
 from ._writer import Writer
 from .backup import run_backup
-from .errors import StoreClosedError
+from .errors import ReadOnlyError, StoreClosedError
 from .merge import MergeReport, Merges, run_merge
 from .options import Options
 
@@ -53,6 +62,17 @@ __all__ = ["Bitcask"]
 _unpack_check = struct.Struct(">IB8xQI").unpack_from
 _pread = os.pread
 
+# Every open store of this process, for the fork hook (weak: never keeps one alive).
+_OPEN: weakref.WeakSet[Bitcask] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_OPEN):
+        db._inherit()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class _Moved(Exception):
     """get_many: a location's file left the table (a merge swap); read again."""
@@ -61,10 +81,29 @@ class _Moved(Exception):
 class Bitcask(WriteMethods, ExpiryMethods):
     """An open store. Create with ``bitcask.open(path, ...)``.
 
-    Thread safety: one writer thread at a time (put/delete/write_batch/batch);
-    reads (get, ``in``, len, iteration, scan, ttl, stats) from any thread, at the
-    same time as the writer and as a merge; ``merge()`` and ``backup()`` may run in
-    a worker thread while the writer and readers go on.
+    Keys and values are bytes; a str is taken as its UTF-8 bytes and a bytearray or
+    memoryview as a copy of its bytes (every method alike); reads return bytes.
+    Anything else is a TypeError; a str that UTF-8 cannot encode (a lone surrogate)
+    a ValueError (UnicodeEncodeError).
+
+    Thread safety: any method from any thread, at the same time as any other
+    (tests/bitcask/test_threads_contract.py). The store's write lock serializes
+    the writes: each applies whole, in the order they take the lock (a sequence
+    that must not interleave with other threads' writes goes in one write_batch or
+    commit). Reads take no lock and run beside the writes and a merge; ``merge()``
+    and ``backup()`` may run in a worker thread while writes and reads go on. A
+    call running when close() starts completes or raises StoreClosedError, as
+    every later call does.
+
+    Interrupts (KeyboardInterrupt, a signal handler's exception) inside a write:
+    the write is taken back and the store goes on, or, if it came after the write
+    reached the file, writes stop (ReadOnlyError, ``readonly_reason`` says why)
+    until the store is reopened, which then has the write.
+
+    fork(): in a child process the store reads the state at the fork and refuses
+    writes (ReadOnlyError); its close() leaves the parent's files and lock alone.
+    Another process reads beside the writer with ``bitcask.open(path,
+    readonly=True)``; only one process at a time writes (StoreLockedError).
 
     Example:
         >>> import bitcask, tempfile
@@ -81,7 +120,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
         *,
         keydir: Keydir,
         files: FileTable,
-        lock: threading.Lock,
+        lock: threading.RLock,
         clock: Callable[[], float],
         readonly: bool,
         recovery: RecoveryReport,
@@ -117,6 +156,8 @@ class Bitcask(WriteMethods, ExpiryMethods):
         self._readonly = readonly
         self._release_lock = release_lock
         self._closed = False
+        self._opener = os.getpid()
+        _OPEN.add(self)
 
     # ------------------------------------------------------------------ reads
 
@@ -251,12 +292,17 @@ class Bitcask(WriteMethods, ExpiryMethods):
     def __contains__(self, key: object) -> bool:
         """``key in db``: present and not expired. Any thread.
 
+        Raises:
+            StoreClosedError: the store is closed.
+
         Example:
             >>> b"user:1" in db
             True
         """
         if key.__class__ is not bytes:
             key = as_bytes(key, "key")
+        if self._closed:
+            raise StoreClosedError("store is closed")
         if key not in self._kmap:
             return False
         exp = self._kd.expiry.get(key) if self._kd.expiry else None
@@ -265,10 +311,15 @@ class Bitcask(WriteMethods, ExpiryMethods):
     def __len__(self) -> int:
         """Number of visible (unexpired) keys. Any thread.
 
+        Raises:
+            StoreClosedError: the store is closed.
+
         Example:
             >>> len(db)
             2
         """
+        if self._closed:
+            raise StoreClosedError("store is closed")
         n = len(self._kmap)
         if self._kd.expiry:
             now = self._clock() * 1000
@@ -324,14 +375,20 @@ class Bitcask(WriteMethods, ExpiryMethods):
         folded into it, so repeated calls never re-sort the whole keydir. Any thread.
 
         Raises:
+            TypeError: ``limit`` is not an int (a bool or a float is refused too).
             ValueError: ``limit`` is negative.
+            StoreClosedError: the store is closed (iteration and keys() too).
 
         Example:
             >>> page = db.scan(b"user:", limit=2); db.scan(b"user:", after=page[-1])
             [b'user:3']
         """
+        if limit.__class__ is not int and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError(f"limit must be an int, not {limit!r}")
         if limit < 0:
             raise ValueError("limit must be >= 0")
+        if self._closed:
+            raise StoreClosedError("store is closed")
         prefix = as_bytes(prefix, "prefix")
         after_b = None if after is None else as_bytes(after, "after")
         return self._kd.scan(prefix, after_b, limit, int(self._clock() * 1000))
@@ -341,6 +398,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
 
         Raises:
             KeyError: the key is absent or expired.
+            StoreClosedError: the store is closed.
 
         Example:
             >>> db.put(b"s", b"x", ttl=30); round(db.ttl(b"s"))
@@ -374,7 +432,14 @@ class Bitcask(WriteMethods, ExpiryMethods):
             >>> report = db.merge(); report.reclaimed_bytes >= 0
             True
         """
+        self._check_not_inherited()
         return run_merge(self.merges, progress)
+
+    def _check_not_inherited(self) -> None:
+        # merge() and backup() reach the writer through ``merges``: refuse them here
+        # in a child of fork() (see _inherit).
+        if isinstance(self.writer, _InheritedWriter):
+            raise ReadOnlyError(f"store is read-only: {self.writer.readonly_reason}")
 
     def _merge_files(self, files: Iterable[int]) -> MergeReport:
         """Merge only ``files`` (tests of subset merges)."""
@@ -394,6 +459,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
         Example:
             >>> db.backup("/backups/2024-06-01")
         """
+        self._check_not_inherited()
         run_backup(self.merges, os.fspath(dest))
 
     def disk_health(self) -> dict[str, Any]:
@@ -460,27 +526,57 @@ class Bitcask(WriteMethods, ExpiryMethods):
     def close(self) -> None:
         """Flush, write the active file's hint, release the lock. Idempotent.
 
-        Call from the writer thread once readers are done; a running merge is
-        abandoned (the old files stay authoritative) or, if already swapping,
-        finished first.
+        Any thread, even while others are mid-call (they finish or get
+        StoreClosedError); a running merge is abandoned (the old files stay
+        authoritative) or, if already swapping, finished first. A close()
+        interrupted part way (KeyboardInterrupt) is finished by calling it again.
 
         Example:
             >>> db = bitcask.open("./data"); db.put(b"k", b"v"); db.close()
         """
         writer = self.writer
-        if writer.closing:
+        if self._closed:
             return
+        if os.getpid() != self._opener:
+            # A child of fork(): the files, the lock and the threads are the parent's.
+            writer.closing = True
+            self._closed = True
+            self.files.abandon_active()  # closes this process's descriptor, nothing more
+            self.files.close()
+            self._release_lock()  # DirLock: closes the descriptor, keeps the parent's lock
+            _OPEN.discard(self)
+            return
+        # Done only once it is over: a close() interrupted part way (a second Ctrl-C
+        # at its fsync) is finished by the next close(). It used to return at once,
+        # leaving the store locked for the rest of the process.
         writer.stop_threads()
         # A merge in another thread notices ``closing`` and abandons its copy, or
         # finishes its swap; either way wait so it never touches a closed store.
         merge_paused = self.merges.lock.acquire(timeout=60)
-        writer.close_files(StoreClosedError("store is closed"))
-        with self._lock:
-            self._closed = True
-            self.files.close()
-            self._release_lock()
-        if merge_paused:
-            self.merges.lock.release()
+        try:
+            writer.close_files(StoreClosedError("store is closed"))
+            with self._lock:
+                self._closed = True
+                self.files.close()
+                self._release_lock()
+        finally:
+            if merge_paused:
+                self.merges.lock.release()
+        _OPEN.discard(self)
+
+    def _inherit(self) -> None:
+        """In a child of fork() (the ``os.register_at_fork`` hook): serve reads of the
+        state at the fork, refuse writes, and drop locks a parent thread may have held."""
+        self._kd.after_fork()
+        self._lock = threading.RLock()
+        if self._readonly or self.writer.closing:
+            return
+        reason = (
+            f"inherited across fork() from process {self._opener}, which owns its files "
+            "and writes them; this process reads the state at the fork"
+        )
+        # cast: the one stand-in for the writer; Bitcask only calls what it defines.
+        self.writer = cast(Writer, _InheritedWriter(self.writer, reason))
 
     def _abandon(self) -> None:
         """Tests: stop as if the process died (no flush, no hint), releasing the lock."""
@@ -529,3 +625,29 @@ class Bitcask(WriteMethods, ExpiryMethods):
     def __repr__(self) -> str:
         mode = "readonly" if self._readonly else self.options.sync
         return f"<Bitcask {self.path!r} {mode} keys={len(self._kmap)}>"
+
+
+class _InheritedWriter:
+    """The writer of a store in a child of fork(): every write is refused (ReadOnlyError);
+    sync() does nothing, as in a readonly store. See ``Bitcask._inherit``."""
+
+    readonly = True
+    last_task_error: str | None = None
+
+    def __init__(self, parent: Writer, reason: str) -> None:
+        self.readonly_reason = reason
+        self.closing = False
+        self.path = parent.path
+        self.options = parent.options
+        self.health = parent.health
+        self.lock = threading.RLock()  # a parent thread may have held the store's
+        self.watches = Watches()
+
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise ReadOnlyError(f"store is read-only: {self.readonly_reason}")
+
+    put = delete = write_batch = write_group = commit = watch = write_planned = _refuse
+    check_writable = rotate = _refuse
+
+    def sync(self) -> None:
+        """Nothing to make durable in this process."""

@@ -7,6 +7,8 @@ builtin, it also inherits it (``KeyTooLargeError`` is a ``ValueError``,
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "BitcaskError",
     "CorruptRecordError",
@@ -37,7 +39,12 @@ class StoreLockedError(BitcaskError):
     """
 
     def __init__(self, path: str, pid: int | None) -> None:
-        holder = f"process {pid}" if pid is not None else "another process"
+        if pid is None:
+            holder = "another process"
+        elif pid == os.getpid():  # a store dropped without close() keeps its lock
+            holder = f"this process ({pid}): an earlier open of it is not closed"
+        else:
+            holder = f"process {pid}"
         super().__init__(f"store {path!r} is locked by {holder}")
         self.path = path
         self.pid = pid
@@ -56,7 +63,8 @@ class CorruptRecordError(BitcaskError):
 
 
 class ReadOnlyError(BitcaskError):
-    """The store refuses writes: opened readonly, or turned read-only after a disk error.
+    """The store refuses writes: opened readonly, turned read-only after a disk error,
+    or inherited by a child of fork() (the parent process owns the files).
 
     ``Bitcask.readonly_reason`` says which.
     """

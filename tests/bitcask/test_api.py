@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -210,15 +210,45 @@ def test_keydir_bytes_per_key_is_reported_and_compact(tmp_path: Path) -> None:
         assert 90 < per_key < 150
 
 
-def test_closed_store_refuses_everything(tmp_path: Path) -> None:
-    db = bitcask.open(tmp_path, sync="never")
-    db.put(b"k", b"v")
+CLOSED_CALLS = [
+    pytest.param(lambda db: db.put(b"k", b"v"), id="put"),
+    pytest.param(lambda db: db.get(b"k"), id="get"),
+    pytest.param(lambda db: db[b"k"], id="getitem"),
+    pytest.param(lambda db: b"k" in db, id="in"),
+    pytest.param(len, id="len"),
+    pytest.param(list, id="iter"),
+    pytest.param(lambda db: list(db.keys()), id="keys"),
+    pytest.param(lambda db: list(db.items()), id="items"),
+    pytest.param(lambda db: db.scan(), id="scan"),
+    pytest.param(lambda db: db.ttl(b"t"), id="ttl"),
+    pytest.param(lambda db: db.expire_at_ms(b"t"), id="expire_at_ms"),
+    pytest.param(lambda db: db.stored_keys(), id="stored_keys"),
+    pytest.param(lambda db: db.stats(), id="stats"),
+    pytest.param(lambda db: db.watch(b"k"), id="watch"),
+    pytest.param(lambda db: db.delete(b"k"), id="delete"),
+    pytest.param(lambda db: db.write_batch([("put", b"a", b"b")]), id="write_batch"),
+    pytest.param(lambda db: db.incr(b"n"), id="incr"),
+    pytest.param(lambda db: db.merge(), id="merge"),
+    pytest.param(lambda db: db.expire_sample(), id="expire_sample"),
+]
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["writer", "readonly"])
+@pytest.mark.parametrize("call", CLOSED_CALLS)
+def test_closed_store_refuses_everything(
+    tmp_path: Path, readonly: bool, call: Callable[[Bitcask], object]
+) -> None:
+    # Before: in, len, iteration, keys(), scan, ttl, stats and watch answered from the
+    # keydir left in memory (b"k" in db was True while db.get(b"k") raised), and
+    # items() raised only at its first value.
+    with bitcask.open(tmp_path, sync="never") as w:
+        w.put(b"k", b"v")
+        w.put(b"t", b"v", ttl=100)
+    db = bitcask.open(tmp_path, sync="never", readonly=readonly)
     db.close()
     db.close()  # idempotent
     with pytest.raises(StoreClosedError):
-        db.put(b"k", b"v")
-    with pytest.raises(StoreClosedError):
-        db.get(b"k")
+        call(db)
 
 
 def test_data_survives_reopen(tmp_path: Path, sync: str) -> None:
