@@ -210,8 +210,15 @@ class _Output:
 
     def discard(self) -> None:
         """Close and delete this output (nothing of it was kept)."""
-        os.close(self.fd)
+        self.close()
         os.unlink(self.path)
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent). A merge that fails closes every output:
+        a descriptor left open would hold the deleted file's blocks until exit."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
     def flush(self) -> None:
         if self.buf:
@@ -221,7 +228,7 @@ class _Output:
     def finish(self, mdir: str) -> None:
         self.flush()
         _io.fsync(self.fd)
-        os.close(self.fd)
+        self.close()
         write_hint(
             os.path.join(mdir, hint_name(self.fid)), build_hint(self.fid, self.size, self.recs)
         )
@@ -237,6 +244,7 @@ def run_merge(
     started = time.monotonic()
     mdir = os.path.join(writer.path, MERGE_DIR)
     created = False
+    outputs: list[_Output] = []
     try:
         m.running = True
         with writer.lock:
@@ -270,7 +278,6 @@ def run_merge(
         stats = {"copied": 0, "dropped": 0, "tombs": 0, "expired": 0}
         moved: list[tuple[bytes, int, int]] = []
         expired: list[tuple[bytes, int]] = []
-        outputs: list[_Output] = []
         total = sum(sizes.values())
         done = 0
         kmap = m.keydir.map
@@ -422,6 +429,8 @@ def run_merge(
             shutil.rmtree(mdir, ignore_errors=True)
         raise
     finally:
+        for o in outputs:  # those a failure left open (finish() closed the others)
+            o.close()
         m.running = False
         m.lock.release()
 
