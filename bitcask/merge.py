@@ -60,7 +60,7 @@ from ._datafile import (
     map_file,
     scan,
 )
-from ._files import FileTable, fsync_dir
+from ._files import FileTable, ensure_descriptors, fsync_dir
 from ._hint import build_hint, write_hint
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._pins import Pins
@@ -259,6 +259,7 @@ def run_merge(
             first_out = table.next_id
             writer.rotate(reserve=len(inputs) + 1)
             sizes, maps = table.hand_out(inputs)
+            ensure_descriptors(len(table.entries) + len(inputs) + 1)  # + the outputs
         for fid in [fid for fid in inputs if maps[fid] is None]:
             # Served by pread: no descriptor was free to map it when it was sealed.
             # Map it now or leave it out of this merge; never read it as empty.

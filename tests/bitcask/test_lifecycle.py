@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,66 @@ def test_a_failed_merge_leaves_no_output_open(
     db.close()
     with bitcask.open(tmp_path) as db:
         assert dict(db.items()) == want
+
+
+# A store of many small files, and a child process under a low descriptor limit.
+_MANY = 300
+_CHILD = """
+import os, resource, sys
+import bitcask
+try:
+    db = bitcask.open(sys.argv[1], max_file_size=64)
+except OSError as exc:
+    print("refused", type(exc).__name__, exc.errno, exc)
+    sys.exit(0)
+values = dict(db.items())
+assert len(values) == {n} and all(v == b"v" * 40 for v in values.values()), len(values)
+for i in range(200):  # a rotation each: more files than the limit first allowed
+    db.put(b"new%d" % i, b"w" * 40)
+report = db.merge()
+db.close()
+with bitcask.open(sys.argv[1]) as db:
+    assert len(db) == {n} + 200
+print("served", resource.getrlimit(resource.RLIMIT_NOFILE)[0], len(report.inputs))
+""".replace("{n}", str(_MANY))
+
+
+def _many_files(path: Path) -> None:
+    with bitcask.open(path, sync="never", max_file_size=64, merge_trigger=0) as db:
+        for i in range(_MANY):
+            db.put(b"k%d" % i, b"v" * 40)  # one file each
+    assert len(list(path.glob("*.data"))) == _MANY
+
+
+def _run_limited(path: Path, soft: int, hard: int) -> str:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path)],
+        preexec_fn=limit,  # the child has no threads before exec
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    return out.stdout.decode()
+
+
+@pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 2048, reason="hard limit")
+def test_a_store_of_more_files_than_the_soft_descriptor_limit_opens(tmp_path: Path) -> None:
+    # Each data file stays mapped: one descriptor each. A store of more files than the
+    # soft limit (1024 on most systems; 128 here) failed to open with a bare EMFILE,
+    # and `bitcask merge DIR`, the way to fewer files, failed the same way. The
+    # engine now raises the soft limit to the hard one, as the server does at start.
+    _many_files(tmp_path)
+    out = _run_limited(tmp_path, 128, 2048)
+    word, soft, merged = out.split()
+    assert (word, soft) == ("served", "2048") and int(merged) >= _MANY + 199
+
+
+def test_a_hard_descriptor_limit_too_low_for_the_store_is_named(tmp_path: Path) -> None:
+    _many_files(tmp_path)
+    out = _run_limited(tmp_path, 128, 128)
+    assert out.startswith(f"refused StoreIOError {errno.EMFILE} ")
+    assert f"it has {_MANY} data files" in out and "may open 128 (RLIMIT_NOFILE)" in out
