@@ -334,6 +334,12 @@ class FileTable:
             {fid: self.entries[fid][0] for fid in fids},
         )
 
+    def serve(self, outputs: list[tuple[int, int, mmap | None]]) -> None:
+        """Let readers reach a merge's ``outputs`` (id, size, mapping) before its swap,
+        while the keydir is pointed at them; ``install`` then makes them sealed files."""
+        for fid, size, mm in outputs:
+            self.entries[fid] = (mm, size, None)
+
     def install(self, outputs: list[tuple[int, int, mmap | None]], inputs: list[int]) -> None:
         """A merge's swap: serve ``outputs`` (id, size, mapping made before the swap),
         already in place on disk, and drop ``inputs`` (already unlinked)."""

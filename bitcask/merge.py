@@ -15,10 +15,14 @@ Strategy (invariants):
 3. Hints for the outputs; fsync outputs, hints and the directory; map the outputs
    (nothing past the manifest may need a descriptor); then the completion marker
    ``merge/MANIFEST`` (inputs, outputs, CRC), fsynced.
-4. Under the write lock: rename outputs into place, point each copied key at its
-   new location only if the keydir still holds the old one, drop S from the file
-   table, unlink S and their hints, remove the manifest and ``merge/``. An I/O
-   error here leaves the store refusing writes until a reopen finishes the swap.
+4. Serve the outputs (their mappings) beside S, then point each copied key at its
+   new location only if the keydir still holds the old one, and forget the keys
+   found expired, a slice of ``_INSTALL_STEP`` keys per hold of the write lock:
+   writes go on in between (a key they change keeps its new location), readers find
+   a key in S or in an output, both mapped. Then, under the write lock: rename
+   outputs into place, unlink S and their hints, remove the manifest and ``merge/``,
+   drop S from the file table. An I/O error in that swap leaves the store refusing
+   writes until a reopen finishes it.
 
 A merge never makes data disappear: an input file in which the scanner meets an
 unreadable record (a CRC mismatch, unreadable bytes, a dropped batch) is left out
@@ -395,6 +399,8 @@ def run_merge(
         crash_point("copied")
         _write_manifest(mdir, inputs, [o.fid for o in outputs])
         crash_point("manifest")
+        served = [(o.fid, o.size, mm) for o, mm in zip(outputs, out_maps, strict=True)]
+        _repoint(m, served, moved, expired)
         with writer.lock:
             try:
                 _swap_files(writer.path, inputs, [o.fid for o in outputs], after_rename=crash_point)
@@ -402,13 +408,10 @@ def run_merge(
                 # The manifest stands: only a reopen may finish this swap (step 4).
                 writer.fail_until_restart("merge swap failed", exc)
                 raise
-            _install(
-                m,
-                inputs,
-                [(o.fid, o.size, mm) for o, mm in zip(outputs, out_maps, strict=True)],
-                moved,
-                expired,
-            )
+            m.files.install(served, inputs)
+            for fid in inputs:
+                m.keydir.live.pop(fid, None)
+            m.count += 1
         return MergeReport(
             inputs=tuple(inputs),
             outputs=tuple(o.fid for o in outputs),
@@ -436,35 +439,50 @@ def run_merge(
         m.lock.release()
 
 
-def _install(
+# Keydir updates per hold of the write lock in step 4 (a few ms each). One hold for
+# all of them stalled every write for the whole loop: 0.46 s a merge at 1,000,000 keys.
+_INSTALL_STEP = 8192
+
+
+def _repoint(
     m: Merges,
-    inputs: list[int],
     outputs: list[tuple[int, int, mmap.mmap | None]],
     moved: list[tuple[bytes, int, int]],
     expired: list[tuple[bytes, int]],
 ) -> None:
-    # Step 4 in memory (caller holds the write lock; the files are swapped on disk):
+    # Step 4 in memory, before the files are swapped on disk: serve the outputs, then
     # point each copied key at its new location only if the keydir still holds the
-    # old one, forget keys expired in the copy, then drop the inputs.
+    # old one, and forget the keys expired in the copy, a slice at a time. The inputs
+    # stay served (and their live bytes counted) until the swap drops them.
     kd = m.keydir
     kmap = kd.map
     live = kd.live
-    for fid, _size, _mm in outputs:
-        live[fid] = 0
-    m.files.install(outputs, [])
-    for key, old, new in moved:
-        if kmap.get(key) == old:
-            kmap[key] = new
-            live[new >> FID_SHIFT] += new & SIZE_MASK
-    for key, old in expired:
-        if kmap.get(key) == old:
-            del kmap[key]
-            kd.expiry.pop(key, None)
-            kd.note_deleted()
-    m.files.install([], inputs)
-    for fid in inputs:
-        live.pop(fid, None)
-    m.count += 1
+    lock = m.writer.lock
+    with lock:
+        for fid, _size, _mm in outputs:
+            live[fid] = 0
+        m.files.serve(outputs)
+    for i in range(0, len(moved), _INSTALL_STEP):
+        with lock:
+            for key, old, new in moved[i : i + _INSTALL_STEP]:
+                if kmap.get(key) == old:
+                    kmap[key] = new
+                    live[new >> FID_SHIFT] += new & SIZE_MASK
+        _yield_lock()
+    for i in range(0, len(expired), _INSTALL_STEP):
+        with lock:
+            for key, old in expired[i : i + _INSTALL_STEP]:
+                if kmap.get(key) == old:
+                    del kmap[key]
+                    kd.expiry.pop(key, None)
+                    kd.note_deleted()
+        _yield_lock()
+
+
+def _yield_lock() -> None:
+    """Between two slices of step 4: a lock is not fair, so let a writer waiting for it
+    take it (and the GIL) first. Tests replace it to write there."""
+    time.sleep(0)
 
 
 class _SimulatedCrash(Exception):
