@@ -267,3 +267,35 @@ def test_an_input_left_out_part_way_leaves_nothing_of_it_in_the_outputs_hints(
     assert [fid for fid, _ in report.left_out] == [fids[1]]
     assert report.records_copied == 12 and len(report.outputs) == 1
     assert answers(hints=True) == want == answers(hints=False)
+
+
+def test_clock_jumps_forward_and_back_as_docs_format_md_says(tmp_path: Path) -> None:
+    clock = Clock()
+    year = 365 * 86400
+    with bitcask.open(tmp_path, sync="never", merge_trigger=0, clock=clock) as db:
+        for i in range(10):
+            db.put(b"short%d" % i, b"s", ttl=3600)
+        db.put(b"long", b"l", ttl=2 * year)
+        db.put(b"forever", b"f")
+        exact = db.expire_at_ms(b"long")
+        clock.now += year  # every short TTL passes at once
+        assert len(db) == 2 and db.get(b"short1") is None
+        assert db.expire_sample(4) == 4  # reclaimed from memory only
+        report = db.merge()
+        assert (report.expired_dropped, report.records_dropped) == (6, 10)
+        assert report.records_copied == 2
+        clock.now -= year  # back: what the merge dropped stays gone
+        assert [db.get(b"short%d" % i) for i in range(10)] == [None] * 10
+    with bitcask.open(tmp_path, sync="never", clock=clock) as db:
+        assert db.recovery.hinted_files >= 1  # the merge output's hint
+        assert db.expire_at_ms(b"long") == exact  # the hint carries the expiry
+        assert dict(db.items()) == {b"long": b"l", b"forever": b"f"}
+    # Reclaimed from memory only (no merge): back at the next open once the clock is.
+    with bitcask.open(tmp_path, sync="never", merge_trigger=0, clock=clock) as db:
+        db.put(b"t", b"v", ttl=3600)
+        clock.now += year
+        assert db.expire_sample(100) == 1 and db.stored_keys() == 2
+        clock.now -= year
+        assert db.get(b"t") is None  # gone from memory
+    with bitcask.open(tmp_path, sync="never", clock=clock) as db:
+        assert db.get(b"t") == b"v"  # the record is on disk and not expired by this clock
