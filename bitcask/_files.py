@@ -57,7 +57,7 @@ from ._datafile import (
 )
 from ._hint import HintJournal, build_hint, write_hint
 from ._keydir import FID_SHIFT, MAX_FILE_ID
-from .errors import BitcaskError, StoreIOError
+from .errors import ReadOnlyError, StoreIOError
 
 __all__ = [
     "REMAP_STEP",
@@ -196,7 +196,7 @@ class FileTable:
         """Create the next file (``reserve`` ids skipped) and make it the active one.
 
         The previous active file, if any, must have been sealed. Raises OSError
-        (nothing changed, no id taken) or BitcaskError (ids exhausted).
+        (nothing changed, no id taken) or ReadOnlyError (ids exhausted).
         """
         fid = self.next_id + reserve
         self._active, self._reader = self._create(fid)
@@ -291,7 +291,12 @@ class FileTable:
         # Create file ``fid`` (flagged OPEN_FILE, its first space reserved and mapped);
         # return it and a reader. On failure nothing is left behind.
         if fid > MAX_FILE_ID:
-            raise BitcaskError("file ids exhausted (4M files): back up and restore the store")
+            # A ReadOnlyError (READ_ONLY to clients, not INTERNAL): writes that fit the
+            # active file still go on; a backup keeps the ids (docs/format.md, limits).
+            raise ReadOnlyError(
+                f"file ids exhausted ({MAX_FILE_ID} files over the store's life): no new "
+                "data file can be created, for writes or merges; copy the keys into a new store"
+            )
         ensure_descriptors(len(self.entries) + 1)
         path = os.path.join(self.path, data_name(fid))
         active = ActiveFile.create(path, fid, self._max_file, self._sync_files)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from client import connect
-from tests.serverproc import ServerProcess
+import bitcask
+from bitcask._keydir import MAX_FILE_ID
+from client import ReadOnlyError, connect
+from tests.serverproc import ServerProcess, running_server
 
 WRITERS = 3
 KEYS = 40  # per writer
@@ -111,3 +113,30 @@ async def test_back_to_back_merges_under_clients_answer_right_and_free_their_fil
     with open(f"/proc/{srv.proc.pid}/maps") as maps:
         assert [line for line in maps if ".data (deleted)" in line] == []
     assert len(opened) <= len(files) + 4  # one per file, the active file's three, LOCK
+
+
+async def test_file_ids_running_out_answer_read_only_not_internal(tmp_path: Path) -> None:
+    # A store's files take ids up to 2^22 - 1 over its life (merges reserve one per
+    # input). Past the last one a write needing a new file answered INTERNAL (a bare
+    # BitcaskError, logged as an internal error) and said "back up and restore the
+    # store", though a backup keeps the ids. Now READ_ONLY, naming the way out.
+    data = tmp_path / "data"
+    with bitcask.open(data, sync="never") as db:
+        db.files.next_id = MAX_FILE_ID - 3  # as if 4 million files had come and gone
+        db.writer.rotate()  # file MAX_FILE_ID - 3 becomes the active file
+        db.put(b"kept", b"v")
+    extra = ["--max-file-size", "256", "--merge-trigger", "0"]
+    with running_server(data, sync="never", extra=extra) as srv:
+        refused = None
+        async with connect("127.0.0.1", srv.port) as c:
+            for i in range(40):  # each put of 200 bytes fills a file
+                try:
+                    await c.put(b"k%d" % i, b"x" * 200)
+                except ReadOnlyError as exc:
+                    refused = exc
+                    break
+            assert refused is not None and "file ids exhausted" in str(refused)
+            assert await c.get(b"kept") == b"v"
+            with pytest.raises(ReadOnlyError, match="file ids exhausted"):
+                await c.merge()
+        assert "internal error" not in srv.log()
