@@ -24,7 +24,11 @@ Strategy (invariants):
 - Every mapped file holds one descriptor, its mapping's (CPython's mmap keeps a
   dup; ``map_file`` closes the one it opened); the active file holds up to three:
   its mapping's, the ActiveFile's descriptor and the reader that preads past the
-  published mapping.
+  published mapping. So a store needs about one descriptor per data file:
+  ``ensure_descriptors`` raises the soft RLIMIT_NOFILE toward the hard limit when
+  the files would not fit under it (at open, rotation and merge), as Redis and nginx
+  raise theirs; where even the hard limit is too low, open fails with an error
+  saying so (``out_of_descriptors``), not a bare EMFILE.
 - A sealed file's hint is written by ``write_hint`` (the background worker, or
   close): from the journal when the file was written in this session, else by
   scanning it. It is renamed into place under the write lock only if the file is
@@ -33,7 +37,10 @@ Strategy (invariants):
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import resource
 import threading
 from mmap import mmap
 from typing import BinaryIO
@@ -50,9 +57,19 @@ from ._datafile import (
 )
 from ._hint import HintJournal, build_hint, write_hint
 from ._keydir import FID_SHIFT, MAX_FILE_ID
-from .errors import BitcaskError
+from .errors import ReadOnlyError, StoreIOError
 
-__all__ = ["REMAP_STEP", "FileEntry", "FileTable", "fsync_dir"]
+__all__ = [
+    "REMAP_STEP",
+    "SPARE_DESCRIPTORS",
+    "FileEntry",
+    "FileTable",
+    "ensure_descriptors",
+    "fsync_dir",
+    "out_of_descriptors",
+]
+
+log = logging.getLogger("bitcask")
 
 # Republish the active file's entry after this many appended bytes (one tuple, no
 # mmap call: the entry names the active file's own mapping); at most this much recent
@@ -62,6 +79,48 @@ REMAP_STEP = 1 << 16
 # (mapping or None for an empty/unreadable file, mapped length, reader for the
 # active file's unmapped tail or None)
 FileEntry = tuple[mmap | None, int, BinaryIO | None]
+
+
+# Descriptors wanted beyond one per data file: the lock, the active file's three, the
+# next file of a rotation, a merge's outputs and hints, and the program's own.
+SPARE_DESCRIPTORS = 64
+
+
+def ensure_descriptors(files: int) -> None:
+    """Make room for ``files`` descriptors of data files (plus SPARE_DESCRIPTORS).
+
+    When they do not fit under the soft RLIMIT_NOFILE (1024 on most systems), raise
+    it to the hard limit, or to twice what is needed when the hard limit is
+    unlimited; never lower it. Logged at WARNING. Does nothing when it cannot (an
+    open that then runs out fails with ``out_of_descriptors``).
+    """
+    want = files + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want or (0 <= hard <= soft):
+        return
+    target = 2 * want if hard == resource.RLIM_INFINITY else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError):
+        return
+    log.warning(
+        "raised the descriptor limit (RLIMIT_NOFILE) from %d to %d: the store holds one "
+        "descriptor per data file (%d files)",
+        soft,
+        target,
+        files,
+    )
+
+
+def out_of_descriptors(path: str, files: int, exc: OSError) -> StoreIOError:
+    """The error an open that ran out of descriptors (EMFILE) raises, saying why."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return StoreIOError(
+        exc.errno or errno.EMFILE,
+        f"cannot open the store at {path!r}: it has {files} data files and holds one "
+        f"descriptor for each, but the process may open {soft} (RLIMIT_NOFILE); raise the "
+        "hard limit (ulimit -Hn, systemd LimitNOFILE=) or merge the store where it allows it",
+    )
 
 
 def fsync_dir(path: str) -> None:
@@ -137,7 +196,7 @@ class FileTable:
         """Create the next file (``reserve`` ids skipped) and make it the active one.
 
         The previous active file, if any, must have been sealed. Raises OSError
-        (nothing changed, no id taken) or BitcaskError (ids exhausted).
+        (nothing changed, no id taken) or ReadOnlyError (ids exhausted).
         """
         fid = self.next_id + reserve
         self._active, self._reader = self._create(fid)
@@ -249,7 +308,13 @@ class FileTable:
         # Create file ``fid`` (flagged OPEN_FILE, its first space reserved and mapped);
         # return it and a reader. On failure nothing is left behind.
         if fid > MAX_FILE_ID:
-            raise BitcaskError("file ids exhausted (4M files): back up and restore the store")
+            # A ReadOnlyError (READ_ONLY to clients, not INTERNAL): writes that fit the
+            # active file still go on; a backup keeps the ids (docs/format.md, limits).
+            raise ReadOnlyError(
+                f"file ids exhausted ({MAX_FILE_ID} files over the store's life): no new "
+                "data file can be created, for writes or merges; copy the keys into a new store"
+            )
+        ensure_descriptors(len(self.entries) + 1)
         path = os.path.join(self.path, data_name(fid))
         active = ActiveFile.create(path, fid, self._max_file, self._sync_files)
         try:
@@ -290,6 +355,12 @@ class FileTable:
             {fid: self.sealed[fid] for fid in fids},
             {fid: self.entries[fid][0] for fid in fids},
         )
+
+    def serve(self, outputs: list[tuple[int, int, mmap | None]]) -> None:
+        """Let readers reach a merge's ``outputs`` (id, size, mapping) before its swap,
+        while the keydir is pointed at them; ``install`` then makes them sealed files."""
+        for fid, size, mm in outputs:
+            self.entries[fid] = (mm, size, None)
 
     def install(self, outputs: list[tuple[int, int, mmap | None]], inputs: list[int]) -> None:
         """A merge's swap: serve ``outputs`` (id, size, mapping made before the swap),

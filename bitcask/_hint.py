@@ -120,7 +120,8 @@ def _encode(
 
 
 class HintJournal:
-    """The hint entries of the active file, kept as its records are written.
+    """The hint entries of the active file (or of a merge output), kept as its
+    records are written.
 
     Sealing the file then encodes its hint from memory instead of scanning the file
     again (``close()`` used to rescan it, about 1.5 s per million records). One entry
@@ -164,6 +165,13 @@ class HintJournal:
         self.keys += keys
         self.locs += locs
         self.stamps.extend(repeat(stamp, len(keys)))
+
+    def truncate(self, n: int) -> None:
+        """Forget every entry after the first ``n`` (a merge rolling an input back)."""
+        del self.keys[n:], self.locs[n:], self.stamps[n:]
+        for sparse in (self.exps, self.tombs):
+            for i in [i for i in sparse if i >= n]:
+                del sparse[i]
 
     def build(self, file_id: int, data_size: int) -> bytes:
         """The hint file of the sealed file ``file_id`` of ``data_size`` bytes."""

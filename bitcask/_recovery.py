@@ -21,6 +21,7 @@ Strategy (invariants):
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ from ._datafile import (
     parse_file_header,
     scan,
 )
+from ._files import ensure_descriptors, out_of_descriptors
 from ._hint import read_hint
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._record import TOMBSTONE
@@ -92,10 +94,26 @@ class LoadResult:
 def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> LoadResult:
     """Build the keydir from the data files of ``path``.
 
+    Every data file stays mapped (one descriptor each): the soft descriptor limit is
+    raised first if they would not fit (``ensure_descriptors``).
+
     Raises:
         FileVanished: a file listed in the directory could not be opened (readonly
             opens retry; a writer holds the lock, so nothing else deletes files).
+        StoreIOError: out of descriptors (EMFILE) even so, saying how many the
+            store needs.
     """
+    files = len(list_data_files(path))
+    ensure_descriptors(files)
+    try:
+        return _load(path, readonly=readonly, use_hints=use_hints, merge_state=merge_state)
+    except OSError as exc:
+        if exc.errno != errno.EMFILE:
+            raise
+        raise out_of_descriptors(path, files, exc) from exc
+
+
+def _load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> LoadResult:
     kd = Keydir()
     kmap = kd.map
     pending_exp: dict[bytes, tuple[int, int]] = {}
