@@ -10,7 +10,8 @@ Exit codes:
 
 Signals: SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
 is still served), then stops gracefully; SIGINT (Ctrl-C) skips the drain. A second
-signal during the drain ends it; one during the graceful stop exits at once (1).
+signal during the drain ends it; one during the graceful stop, or during start-up (a
+large store still being opened), exits at once (1).
 """
 
 from __future__ import annotations
@@ -74,10 +75,14 @@ async def _serve(config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     drain = 0.0
+    starting = True  # the store is being opened: there is no drain to cut yet
 
     def on_signal(sig: signal.Signals) -> None:
         nonlocal drain
         if stop_requested.is_set():
+            if starting:
+                log.error("second %s during start-up: exiting now", sig.name)
+                os._exit(EXIT_FAILED)
             if server.cut_drain():
                 log.info("second %s: drain ended, stopping now", sig.name)
                 return
@@ -103,6 +108,7 @@ async def _serve(config: ServerConfig) -> int:
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.host, exc)
         return EXIT_BIND
+    starting = False
     stats = server.db.stats()
     log.info(
         "bitcask-server listening binary=%s:%d http=%s:%d data=%s sync=%s writer=%s keys=%d recovery=%s",
