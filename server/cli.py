@@ -8,7 +8,7 @@ Exit codes:
        unwritable, ...)
     4  a port could not be bound
 
-Signals: SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
+Signals: SIGHUP is logged and ignored. SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
 is still served), then stops gracefully; SIGINT (Ctrl-C) skips the drain. A second
 signal during the drain ends it; one during the graceful stop, or during start-up (a
 large store still being opened), exits at once (1).
@@ -94,6 +94,10 @@ async def _serve(config: ServerConfig) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    # SIGHUP's default ends the process on the spot (no drain, no hints, in-flight
+    # requests cut): a closed terminal or a logrotate `kill -HUP` must not do that.
+    # Logs go to stderr, so there is nothing to reopen; ignored, as Redis does.
+    loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP ignored (SIGTERM stops the server)")
     try:
         await server.start()
     except ConfigError as exc:

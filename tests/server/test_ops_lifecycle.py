@@ -10,8 +10,10 @@ only logged "drain ended" (docs/operations.md: a second signal exits at once).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,8 @@ import pytest
 import bitcask
 from server.cli import main
 from server.config import MAX_STOP_SECONDS, ConfigError, ServerConfig
-from tests.serverproc import free_port
+from tests.server.wire import Conn
+from tests.serverproc import ServerProcess, free_port
 
 WAIT = 60.0  # bound of every child process here
 
@@ -117,3 +120,25 @@ def test_a_second_signal_during_start_up_exits_at_once(tmp_path: Path, sig: str)
     assert "drain ended" not in proc.stderr and "Traceback" not in proc.stderr
     with bitcask.open(data) as db:
         assert db.get(b"k") == b"v"
+
+
+def test_sighup_is_logged_and_ignored(tmp_path: Path) -> None:
+    # it used to end the process on the spot (exit -1 by the signal, no hints written,
+    # not one log line): a logrotate postrotate `kill -HUP` stopped production
+    srv = ServerProcess(data=tmp_path / "data").start()
+    try:
+        with Conn(srv.port) as c:
+            c.call("put", b"k", b"v")
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + WAIT
+        while "SIGHUP ignored" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()
+            assert srv.proc.poll() is None, srv.log()
+            time.sleep(0.05)
+        with Conn(srv.port) as c:
+            assert c.call("get", b"k") == b"v"
+    finally:
+        assert srv.stop() == 0, srv.log()
+    assert "stopped (clean)" in srv.log()
+    assert (tmp_path / "data" / "0000000001.hint").exists()
