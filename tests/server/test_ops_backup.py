@@ -10,6 +10,8 @@ Kubernetes restore runs exactly `cp -a "$src"/. /data/` then `bitcask check /dat
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import shutil
 import subprocess
 import sys
@@ -126,3 +128,34 @@ def _record_boundary(path: Path) -> int:
     recs = list(scan(mm, FILE_HEADER_SIZE, len(mm), ScanIssues()))
     off, size = recs[len(recs) // 2][:2]
     return int(off + size)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (the CI is root)")
+@pytest.mark.parametrize("exists", [False, True], ids=["new-dir", "empty-dir"])
+def test_an_embedded_backup_onto_a_full_disk_leaves_no_part(tmp_path: Path, exists: bool) -> None:
+    # db.backup() on a disk that filled after a few files left those files, whose
+    # records are all valid: a copy cut between two files passed `bitcask check`
+    store = tmp_path / "store"
+    with bitcask.open(store, max_file_size=65536, sync="never") as db:
+        for i in range(3000):
+            db.put(b"k%05d" % i, b"v" * 200)
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True
+    )
+    assert mounted.returncode == 0, mounted.stderr
+    try:
+        dest = small / "backup"
+        if exists:
+            dest.mkdir()
+        with bitcask.open(store) as db:
+            with pytest.raises(OSError) as exc:
+                db.backup(dest)
+            assert exc.value.errno == errno.ENOSPC
+            db.put(b"after", b"still writable")
+        assert list(small.iterdir()) == ([dest] if exists else [])
+        if exists:
+            assert list(dest.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
