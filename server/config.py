@@ -147,6 +147,13 @@ class ServerConfig:
                 values[f.name] = flag_value
                 continue
             raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw == "" and f.name == "auth":
+                # empty is "not set" for every other variable; here that would fail
+                # open (a Secret templated to nothing served the store to anyone)
+                raise ConfigError(
+                    f"{ENV_PREFIX}AUTH is set but empty: give the token, or unset it "
+                    "to run without authentication"
+                )
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw)
         return cls(**values)

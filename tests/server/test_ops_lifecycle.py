@@ -142,3 +142,23 @@ def test_sighup_is_logged_and_ignored(tmp_path: Path) -> None:
         assert srv.stop() == 0, srv.log()
     assert "stopped (clean)" in srv.log()
     assert (tmp_path / "data" / "0000000001.hint").exists()
+
+
+def test_an_empty_bitcask_auth_is_refused_not_taken_as_no_token(tmp_path: Path) -> None:
+    # the Kubernetes manifest feeds BITCASK_AUTH from a Secret: one that came out empty
+    # started the server without authentication, open to anyone who could connect
+    with pytest.raises(ConfigError, match="BITCASK_AUTH is set but empty"):
+        ServerConfig.from_args([], env={"BITCASK_AUTH": ""})
+    assert ServerConfig.from_args(["--auth", "t"], env={"BITCASK_AUTH": ""}).auth == "t"
+    assert ServerConfig.from_args([], env={"BITCASK_PORT": ""}).port == 7379
+    data = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "--data", str(data), "--port", "0", "--http-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env={**os.environ, "BITCASK_AUTH": ""},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("bitcask-server: BITCASK_AUTH is set but empty")
+    assert not data.exists()
