@@ -56,7 +56,7 @@ def _copy(m: Merges, dest: str) -> None:
     with m.lock:
         with writer.lock:
             writer.check_writable()
-            writer.rotate()
+            writer.rotate(requested=True)
             files, maps = table.hand_out(list(table.sealed))
         for fid, size in sorted(files.items()):
             src = os.path.join(writer.path, data_name(fid))

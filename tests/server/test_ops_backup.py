@@ -10,6 +10,7 @@ Kubernetes restore runs exactly `cp -a "$src"/. /data/` then `bitcask check /dat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
-from client import connect
+from client import BackupError, ClientError, connect
 from tests.serverproc import ServerProcess
 
 Factory = Callable[..., ServerProcess]
@@ -159,3 +160,45 @@ def test_an_embedded_backup_onto_a_full_disk_leaves_no_part(tmp_path: Path, exis
             assert list(dest.iterdir()) == []
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (the CI is root)")
+def test_a_backup_on_a_full_disk_fails_alone(tmp_path: Path) -> None:
+    # The nightly backup on a disk that was full but whose active data file still had
+    # room: the cut could not create the next file, and that made the whole store
+    # read-only (every write READONLY until space came back) though writes had worked.
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(vol)], capture_output=True
+    )
+    assert mounted.returncode == 0, mounted.stderr
+    srv = ServerProcess(data=vol / "data")
+    try:
+        srv.start()
+
+        async def scenario() -> None:
+            async with connect("127.0.0.1", srv.port) as c:
+                await c.put(b"before", b"1")
+                filler = vol / "fill"
+                # the rest of the volume, to the last block
+                with contextlib.suppress(OSError), filler.open("wb") as f:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                await c.put(b"full", b"the active file still has room")
+                with pytest.raises(BackupError, match="nothing changed"):
+                    await c.backup(tmp_path / "backup")
+                with pytest.raises(ClientError, match="nothing changed"):
+                    await c.merge()
+                await c.put(b"after", b"still writable")
+                assert await c.get(b"full") == b"the active file still has room"
+
+        asyncio.run(scenario())
+        assert not (tmp_path / "backup").exists()
+        assert "cannot start a new data file" in srv.log()
+        assert "read-only" not in srv.log()
+        assert srv.stop() == 0, srv.log()
+    finally:
+        srv.kill()
+        subprocess.run(["umount", "-l", str(vol)], check=False)
