@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from protocol import DEFAULT_MAX_FRAME
 
@@ -205,9 +205,17 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (exit 2): the 20-line usage it printed
+    first buried the error in a journal; --help still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (--help lists the flags)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of bitcask-server (every flag defaults to None: "not given")."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bitcask-server",
         description="Serve a bitcask store over the binary protocol and HTTP. "
         "Every flag can also be set as BITCASK_<FLAG> in the environment.",

@@ -162,3 +162,20 @@ def test_an_empty_bitcask_auth_is_refused_not_taken_as_no_token(tmp_path: Path) 
     assert proc.returncode == 2
     assert proc.stderr.startswith("bitcask-server: BITCASK_AUTH is set but empty")
     assert not data.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        pytest.param(["--bogus"], "unrecognized arguments: --bogus", id="unknown-flag"),
+        pytest.param(["--port", "x"], "argument --port: invalid int value: 'x'", id="bad-int"),
+        pytest.param(["--sync"], "argument --sync: expected one argument", id="missing-value"),
+    ],
+)
+def test_a_bad_flag_is_one_line(argv: list[str], line: str) -> None:
+    # argparse printed its 20-line usage first: in a journal the error was buried
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", *argv], capture_output=True, text=True, timeout=WAIT
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == f"bitcask-server: {line} (--help lists the flags)\n"
