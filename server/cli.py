@@ -135,6 +135,18 @@ async def _serve(config: ServerConfig) -> int:
             server.max_connections,
             FD_RESERVE,
         )
+    recovery = stats.get("recovery") or {}
+    if recovery.get("corrupt_records") or recovery.get("skipped_bytes"):
+        # damage inside the files (docs/operations.md, after a crash, step 2): at INFO
+        # only, a --log-level warning journal never showed it
+        log.warning(
+            "the store holds damage: %d corrupt records, %d bytes not loaded (%s); "
+            "run bitcask check %s",
+            recovery.get("corrupt_records", 0),
+            recovery.get("skipped_bytes", 0),
+            _first(recovery.get("events", ()), 5),
+            config.data,
+        )
     if server.readonly_reason() is not None:
         log.warning("serving reads only: %s", server.readonly_reason())
     await stop_requested.wait()
@@ -149,6 +161,12 @@ async def _serve(config: ServerConfig) -> int:
     finally:
         watchdog.cancel()
     return EXIT_OK if clean else EXIT_FAILED
+
+
+def _first(events: Sequence[object], n: int) -> str:
+    """The first n events, then how many more (a log line stays one screen long)."""
+    shown = "; ".join(map(str, events[:n]))
+    return shown + (f"; {len(events) - n} more in /stats" if len(events) > n else "")
 
 
 def _force_exit() -> None:

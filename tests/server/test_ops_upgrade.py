@@ -71,3 +71,18 @@ def test_a_readonly_open_reports_it_too(tmp_path: Path) -> None:
             f"0000000001.data: not loaded, {(data / '0000000001.data').stat().st_size} bytes, "
             "unsupported format version 2"
         ]
+
+
+def test_damage_found_at_start_is_a_warning(tmp_path: Path) -> None:
+    # the recovery report was only in the INFO start-up line: a journal at
+    # --log-level warning never said that a file was left unloaded
+    data = tmp_path / "data"
+    future_version_store(data)
+    srv = ServerProcess(data=data, extra=["--log-level", "warning"]).start()
+    try:
+        lines = [line for line in srv.log().splitlines() if "WARNING" in line]
+        assert len(lines) == 1, srv.log()
+        assert "the store holds damage: 0 corrupt records" in lines[0]
+        assert "0000000001.data: not loaded" in lines[0] and "run bitcask check" in lines[0]
+    finally:
+        assert srv.stop() == 0
