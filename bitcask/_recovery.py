@@ -225,8 +225,11 @@ def _hint_usable(dpath: str, fid: int, readonly: bool) -> bool:
     writer open, for a flagged file (a crashed writer's): it is scanned even with a
     hint (`repair` builds one as the file is), so that its zero tail is trimmed.
     """
-    with open(dpath, "rb", buffering=0) as f:
-        head = f.read(FILE_HEADER_SIZE)
+    try:
+        with open(dpath, "rb", buffering=0) as f:
+            head = f.read(FILE_HEADER_SIZE)
+    except FileNotFoundError:  # a writer's merge beside a readonly open deleted it
+        raise FileVanished(dpath) from None
     bad = parse_file_header(head, fid)
     if bad is not None and (len(head) < FILE_HEADER_SIZE or bad.startswith(UNSUPPORTED)):
         return False
