@@ -139,9 +139,7 @@ def _load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Lo
             if os.path.exists(hpath):
                 os.unlink(hpath)
             continue
-        # A flagged file (a crashed writer's) is scanned by a writer open even with a
-        # hint (`repair` builds one as the file is), so that its zero tail is trimmed.
-        hint_ok = use_hints and (readonly or not _flagged(dpath))
+        hint_ok = use_hints and _hint_usable(dpath, fid, readonly)
         if hint_ok and _load_hint(path, fid, size, kmap, kd.live, pending_exp):
             counts["hinted"] += 1
             sizes[fid] = size
@@ -237,9 +235,23 @@ def _load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Lo
     return LoadResult(kd, sizes, maps, unhinted, unloadable, report)
 
 
-def _flagged(dpath: str) -> bool:
-    with open(dpath, "rb", buffering=0) as f:
-        return is_open_file(f.read(FILE_HEADER_SIZE))
+def _hint_usable(dpath: str, fid: int, readonly: bool) -> bool:
+    """Whether the file's hint may stand in for scanning it.
+
+    Not for a file whose header names another format version: it is not loaded at
+    all (docs/format.md), and its hint would have loaded its keys anyway. Not, on a
+    writer open, for a flagged file (a crashed writer's): it is scanned even with a
+    hint (`repair` builds one as the file is), so that its zero tail is trimmed.
+    """
+    try:
+        with open(dpath, "rb", buffering=0) as f:
+            head = f.read(FILE_HEADER_SIZE)
+    except FileNotFoundError:  # a writer's merge beside a readonly open deleted it
+        raise FileVanished(dpath) from None
+    bad = parse_file_header(head, fid)
+    if bad is not None and (len(head) < FILE_HEADER_SIZE or bad.startswith(UNSUPPORTED)):
+        return False
+    return readonly or not is_open_file(head)
 
 
 def _map(dpath: str) -> mmap.mmap | None:

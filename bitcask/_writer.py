@@ -747,9 +747,15 @@ class Writer(PlannedWrites):
             self.readonly_reason = None
             self.health.healed()
 
-    def rotate(self, reserve: int = 0) -> int:
+    def rotate(self, reserve: int = 0, *, requested: bool = False) -> int:
         """Seal the active file and start the next one, ``reserve`` ids later (caller
-        holds the lock); returns the sealed file's id. Raises as a failed write does."""
+        holds the lock); returns the sealed file's id. Raises as a failed write does.
+
+        ``requested``: a backup or a merge asked for the cut; no write needs the room.
+        If the next file cannot be created (a full disk) nothing has changed and the
+        active file still takes writes, so only the caller fails: the store is not
+        made read-only by a nightly backup on a disk writes could still use.
+        """
         files = self._files
         size = files.offset
         if self.options.sync != "never":
@@ -760,6 +766,12 @@ class Writer(PlannedWrites):
         try:
             sealed, journal = files.rotate(reserve)
         except OSError as exc:
+            if requested:
+                reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
+                log.warning("cannot start a new data file in %s: %s", self.path, reason)
+                raise StoreIOError(
+                    exc.errno or 0, f"cannot start a new data file, nothing changed: {reason}"
+                ) from exc
             raise self._fail(exc, size) from exc
         finally:  # also when an interrupt leaves a finished files.rotate: puts count here
             self._live.setdefault(files.active_id, 0)

@@ -5,11 +5,13 @@ the snapshot is immutable; hold the merge lock for the whole copy so no merge
 deletes a file being copied. Copy each sealed data file (exactly its sealed size)
 and its hint, building a hint from the data when none is ready yet; fsync every
 file and the directory. Writes made meanwhile go to the new active file, which is
-not part of the copy.
+not part of the copy. A copy that fails part-way is removed (``dest`` was empty),
+so a half copy, whose records are all valid, never passes for a backup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -24,16 +26,37 @@ __all__ = ["run_backup"]
 
 def run_backup(m: Merges, dest: str) -> None:
     """Copy the store ``m`` coordinates to ``dest``; see the module docstring."""
-    writer, table = m.writer, m.files
-    if writer.readonly:
+    if m.writer.readonly:
         raise ReadOnlyError("backup needs a writer open (it seals the active file)")
     if os.path.exists(dest) and os.listdir(dest):
         raise FileExistsError(f"backup destination {dest!r} is not empty")
+    made = not os.path.exists(dest)
     os.makedirs(dest, exist_ok=True)
+    try:
+        _copy(m, dest)
+    except BaseException:
+        # dest was empty: what is in it now is a part of the copy. Every record of a
+        # part is valid and `check` finds nothing wrong with it, so it must not stay
+        # behind looking like a backup (a full disk, an I/O error, KeyboardInterrupt).
+        for name in os.listdir(dest):
+            _unlink_quietly(os.path.join(dest, name))
+        if made:
+            with contextlib.suppress(OSError):
+                os.rmdir(dest)
+        raise
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _copy(m: Merges, dest: str) -> None:
+    writer, table = m.writer, m.files
     with m.lock:
         with writer.lock:
             writer.check_writable()
-            writer.rotate()
+            writer.rotate(requested=True)
             files, maps = table.hand_out(list(table.sealed))
         for fid, size in sorted(files.items()):
             src = os.path.join(writer.path, data_name(fid))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,9 +46,20 @@ from ._lock import DirLock
 from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
 from .merge import MERGE_DIR, recover_interrupted
 
-__all__ = ["QUARANTINE_DIR", "CheckReport", "Problem", "RepairReport", "check", "repair"]
+__all__ = [
+    "BACKUP_MANIFEST",
+    "QUARANTINE_DIR",
+    "CheckReport",
+    "Problem",
+    "RepairReport",
+    "check",
+    "repair",
+]
 
 QUARANTINE_DIR = "quarantine"
+# Written next to the files by an online backup (client.Client.backup): format, cut_file
+# (the first file id not in the backup) and every file's name, size and CRC-32.
+BACKUP_MANIFEST = "backup.json"
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,9 @@ class CheckReport:
     bad_hints: tuple[Problem, ...]
     missing_hints: tuple[str, ...]
     merge_pending: bool
+    # "none": no backup.json; "checked": the data files were compared with it;
+    # "written since": files from its cut_file on exist, so it describes the past
+    backup_manifest: str = "none"
 
     @property
     def ok(self) -> bool:
@@ -94,6 +109,7 @@ class CheckReport:
             f"{self.records} records, {len(self.problems)} problems, "
             f"{len(self.bad_hints)} bad hints, {len(self.missing_hints)} missing hints"
             + (", interrupted merge pending" if self.merge_pending else "")
+            + (", backup.json checked" if self.backup_manifest == "checked" else "")
         ]
         lines += [f"  {p}" for p in (*self.problems, *self.bad_hints)]
         lines += [f"  {name}: missing" for name in self.missing_hints]
@@ -156,7 +172,9 @@ def _file_problems(name: str, size: int, issues: ScanIssues) -> list[Problem]:
 def check(path: str | os.PathLike[str]) -> CheckReport:
     """Verify every record of every data file and every hint file; never modifies.
 
-    Safe beside a running writer (it reads a snapshot of each file as it goes).
+    Safe beside a running writer (it reads a snapshot of each file as it goes). A
+    data file a running merge deletes between the listing and its turn is skipped:
+    its live records are in the merge's output, which a later check reads.
 
     Example:
         >>> report = bitcask.check("./data"); report.ok
@@ -170,10 +188,15 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
     missing: list[str] = []
     records = 0
     ids = list_data_files(path)
+    checked = 0
     for fid in ids:
         name = data_name(fid)
         dpath = os.path.join(path, name)
-        mm = map_file(dpath)
+        try:
+            mm = map_file(dpath)
+        except FileNotFoundError:
+            continue  # a running server's merge deleted it since the listing (see below)
+        checked += 1
         size = len(mm) if mm is not None else 0
         bad = parse_file_header(mm if mm is not None else b"", fid)
         if bad is not None:
@@ -187,11 +210,13 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
         records += sum(1 for r in recs if not r[2] & CORRUPT)
         problems += _file_problems(name, size, issues)
         hpath = os.path.join(path, hint_name(fid))
-        if not os.path.exists(hpath):
-            missing.append(hint_name(fid))
+        try:
+            with open(hpath, "rb") as f:
+                blob = f.read()
+        except FileNotFoundError:
+            if os.path.exists(dpath):  # else merged away meanwhile, hint and all
+                missing.append(hint_name(fid))
             continue
-        with open(hpath, "rb") as f:
-            blob = f.read()
         try:
             decode_hint(blob, fid)
         except ValueError as exc:
@@ -203,15 +228,63 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
             bad_hints.append(
                 Problem(hint_name(fid), 0, len(blob), "hint does not match its data file")
             )
+    manifest_state, manifest_problems = _check_manifest(path, ids)
     return CheckReport(
         path=path,
-        files=len(ids),
+        files=checked,
         records=records,
-        problems=tuple(problems),
+        problems=tuple(problems + manifest_problems),
         bad_hints=tuple(bad_hints),
         missing_hints=tuple(missing),
         merge_pending=os.path.isdir(os.path.join(path, MERGE_DIR)),
+        backup_manifest=manifest_state,
     )
+
+
+def _check_manifest(path: str, ids: list[int]) -> tuple[str, list[Problem]]:
+    """Compare the data files with backup.json, if there is one and it still applies.
+
+    Every record of a half-copied backup is valid (the copy stopped between files, or a
+    file is missing): only the manifest tells that 60,000 keys came back as 35,000. A
+    store a writer has opened since (a restored backup that took writes, merged)
+    has files numbered from cut_file on, and its manifest describes the past.
+    """
+    mpath = os.path.join(path, BACKUP_MANIFEST)
+    if not os.path.exists(mpath):
+        return "none", []
+    try:
+        with open(mpath, "rb") as f:
+            manifest = json.loads(f.read())
+        cut = int(manifest["cut_file"])
+        listed = [(str(e["name"]), int(e["size"]), int(e["crc"])) for e in manifest["files"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        return "checked", [Problem(BACKUP_MANIFEST, 0, 0, f"unreadable manifest ({why})")]
+    if any(fid >= cut for fid in ids):
+        return "written since", []
+    problems: list[Problem] = []
+    names = {data_name(fid) for fid in ids}
+    for name, size, crc in listed:
+        if not name.endswith(".data"):
+            continue  # hints are checked against their data files above
+        if name not in names:
+            problems.append(Problem(name, 0, 0, f"missing: {BACKUP_MANIFEST} lists {size} bytes"))
+            continue
+        try:
+            mm = map_file(os.path.join(path, name))
+        except FileNotFoundError:
+            problems.append(Problem(name, 0, 0, f"missing: {BACKUP_MANIFEST} lists {size} bytes"))
+            continue
+        data = mm if mm is not None else b""
+        if len(data) != size:
+            why = f"{len(data)} bytes, {BACKUP_MANIFEST} says {size}"
+            problems.append(Problem(name, 0, len(data), why))
+        elif zlib.crc32(data) != crc:
+            problems.append(Problem(name, 0, size, f"CRC-32 differs from {BACKUP_MANIFEST}"))
+    listed_names = {name for name, _, _ in listed}
+    for name in sorted(names - listed_names):
+        problems.append(Problem(name, 0, 0, f"not in {BACKUP_MANIFEST}: not part of the backup"))
+    return "checked", problems
 
 
 def repair(path: str | os.PathLike[str]) -> RepairReport:

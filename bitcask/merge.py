@@ -266,7 +266,7 @@ def run_merge(
             if unknown:
                 raise BitcaskError(f"no such data files: {sorted(unknown)}")
             first_out = table.next_id
-            writer.rotate(reserve=len(inputs) + 1)
+            writer.rotate(reserve=len(inputs) + 1, requested=True)
             sizes, maps = table.hand_out(inputs)
             ensure_descriptors(len(table.entries) + len(inputs) + 1)  # + the outputs
         for fid in [fid for fid in inputs if maps[fid] is None]:

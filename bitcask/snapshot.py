@@ -100,7 +100,7 @@ def seal(db: Bitcask, snap: Snapshot) -> None:
         with writer.lock:
             writer.check_writable()
             if files.offset > FILE_HEADER_SIZE:
-                writer.rotate()
+                writer.rotate(requested=True)
             snap.fids.update(files.sealed)
             snap.created = time.time()
             snap.keys = len(db.keydir.map)

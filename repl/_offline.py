@@ -96,6 +96,9 @@ async def _run(ctx: Context, label: str, path: str, fn: Callable[..., Any], unit
         return result
     except bitcask.BitcaskError as exc:
         raise _engine_error(exc, path) from None
+    except OSError as exc:  # the directory's own trouble, never the server address's
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CommandError(f"{label} {path}: {exc.strerror or exc}{where}") from None
     finally:
         bar.finish(ok=ok)
 

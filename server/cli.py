@@ -8,9 +8,10 @@ Exit codes:
        unwritable, ...)
     4  a port could not be bound
 
-Signals: SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
+Signals: SIGHUP is logged and ignored. SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
 is still served), then stops gracefully; SIGINT (Ctrl-C) skips the drain. A second
-signal during the drain ends it; one during the graceful stop exits at once (1).
+signal during the drain ends it; one during the graceful stop, or during start-up (a
+large store still being opened), exits at once (1).
 """
 
 from __future__ import annotations
@@ -74,10 +75,14 @@ async def _serve(config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     drain = 0.0
+    starting = True  # the store is being opened: there is no drain to cut yet
 
     def on_signal(sig: signal.Signals) -> None:
         nonlocal drain
         if stop_requested.is_set():
+            if starting:
+                log.error("second %s during start-up: exiting now", sig.name)
+                os._exit(EXIT_FAILED)
             if server.cut_drain():
                 log.info("second %s: drain ended, stopping now", sig.name)
                 return
@@ -89,6 +94,10 @@ async def _serve(config: ServerConfig) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    # SIGHUP's default ends the process on the spot (no drain, no hints, in-flight
+    # requests cut): a closed terminal or a logrotate `kill -HUP` must not do that.
+    # Logs go to stderr, so there is nothing to reopen; ignored, as Redis does.
+    loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP ignored (SIGTERM stops the server)")
     try:
         await server.start()
     except ConfigError as exc:
@@ -103,6 +112,7 @@ async def _serve(config: ServerConfig) -> int:
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.host, exc)
         return EXIT_BIND
+    starting = False
     stats = server.db.stats()
     log.info(
         "bitcask-server listening binary=%s:%d http=%s:%d data=%s sync=%s writer=%s keys=%d recovery=%s",
@@ -125,6 +135,18 @@ async def _serve(config: ServerConfig) -> int:
             server.max_connections,
             FD_RESERVE,
         )
+    recovery = stats.get("recovery") or {}
+    if recovery.get("corrupt_records") or recovery.get("skipped_bytes"):
+        # damage inside the files (docs/operations.md, after a crash, step 2): at INFO
+        # only, a --log-level warning journal never showed it
+        log.warning(
+            "the store holds damage: %d corrupt records, %d bytes not loaded (%s); "
+            "run bitcask check %s",
+            recovery.get("corrupt_records", 0),
+            recovery.get("skipped_bytes", 0),
+            _first(recovery.get("events", ()), 5),
+            config.data,
+        )
     if server.readonly_reason() is not None:
         log.warning("serving reads only: %s", server.readonly_reason())
     await stop_requested.wait()
@@ -139,6 +161,12 @@ async def _serve(config: ServerConfig) -> int:
     finally:
         watchdog.cancel()
     return EXIT_OK if clean else EXIT_FAILED
+
+
+def _first(events: Sequence[object], n: int) -> str:
+    """The first n events, then how many more (a log line stays one screen long)."""
+    shown = "; ".join(map(str, events[:n]))
+    return shown + (f"; {len(events) - n} more in /stats" if len(events) > n else "")
 
 
 def _force_exit() -> None:

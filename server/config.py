@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from protocol import DEFAULT_MAX_FRAME
 
@@ -37,6 +37,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # The wire protocol keeps frames below 512 MiB so the first byte of a frame is < 0x20.
 FRAME_CEILING = 512 * 1024 * 1024
 ENV_PREFIX = "BITCASK_"
+# Longest --shutdown-timeout and --drain-seconds (a day): the process's forced-exit
+# watchdog is a threading.Timer, which cannot wait past the platform's time_t.
+MAX_STOP_SECONDS = 86_400.0
 
 
 class ConfigError(ValueError):
@@ -144,14 +147,28 @@ class ServerConfig:
                 values[f.name] = flag_value
                 continue
             raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw == "" and f.name == "auth":
+                # empty is "not set" for every other variable; here that would fail
+                # open (a Secret templated to nothing served the store to anyone)
+                raise ConfigError(
+                    f"{ENV_PREFIX}AUTH is set but empty: give the token, or unset it "
+                    "to run without authentication"
+                )
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw)
         return cls(**values)
 
 
+def _path(raw: str) -> Path:
+    """--data's type: Path("") is "." (the working directory), never what was meant."""
+    if not raw:
+        raise argparse.ArgumentTypeError("an empty path (an unset variable in the command?)")
+    return Path(raw)
+
+
 # name -> (type, help); the flag is --name-with-dashes, the env var BITCASK_NAME.
-_FLAGS: dict[str, tuple[type, str]] = {
-    "data": (Path, "data directory of the store (default ./data)"),
+_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "data": (_path, "data directory of the store (default ./data)"),
     "host": (str, "address to bind, both ports (default 127.0.0.1)"),
     "port": (int, "binary and Redis protocol port (default 7379)"),
     "http_port": (int, "HTTP adapter port (default 7380)"),
@@ -188,9 +205,17 @@ _FLAGS: dict[str, tuple[type, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (exit 2): the 20-line usage it printed
+    first buried the error in a journal; --help still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (--help lists the flags)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of bitcask-server (every flag defaults to None: "not given")."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bitcask-server",
         description="Serve a bitcask store over the binary protocol and HTTP. "
         "Every flag can also be set as BITCASK_<FLAG> in the environment.",
@@ -217,7 +242,7 @@ def _convert(name: str, raw: str) -> Any:
     typ = _FLAGS[name][0]
     try:
         return typ(raw)
-    except ValueError as exc:
+    except (ValueError, argparse.ArgumentTypeError) as exc:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
 
 
@@ -255,10 +280,10 @@ def _validate(cfg: ServerConfig) -> None:
         value = getattr(cfg, name)
         if not math.isfinite(value) or value < 0:
             fail(f"{name.replace('_', '-')} must be a finite number >= 0")
-    if not math.isfinite(cfg.shutdown_timeout) or cfg.shutdown_timeout <= 0:
-        fail("shutdown-timeout must be > 0")
-    if not math.isfinite(cfg.drain_seconds) or cfg.drain_seconds < 0:
-        fail("drain-seconds must be a finite number >= 0")
+    if not 0 < cfg.shutdown_timeout <= MAX_STOP_SECONDS:
+        fail(f"shutdown-timeout must be > 0 and <= {MAX_STOP_SECONDS:.0f} (a day)")
+    if not 0 <= cfg.drain_seconds <= MAX_STOP_SECONDS:
+        fail(f"drain-seconds must be in 0..{MAX_STOP_SECONDS:.0f} (a day)")
     if not math.isfinite(cfg.fsync_failure_grace) or cfg.fsync_failure_grace < 0:
         fail("fsync-failure-grace must be a finite number >= 0")
     if cfg.writer not in WRITER_MODES:

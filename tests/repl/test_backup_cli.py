@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +92,42 @@ def test_full_local_disk_fails_cleanly(bitcask_cli: Runner, tmp_path: Path) -> N
         assert res.code == 2
         assert "No space left on device" in res.err
         assert list(small.iterdir()) == []  # neither the backup nor its temp dir
+
+
+def test_sigterm_mid_backup_leaves_nothing(
+    bitcask_cli: Runner, server: ServerProcess, home_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A nightly job stopped by its scheduler gets SIGTERM: Python's default ended the
+    # process at once and the hidden `.DIR.backup-*` with the partial copy stayed in
+    # the backup volume (the retention's `ls */` never sees it), run after run.
+    fill(bitcask_cli, 400, 5000)  # ~2 MB: at 0.2 MB/s the copy takes ~10 s
+    parent = tmp_path / "backups"
+    parent.mkdir()
+    argv = ["-m", "repl.cli", "--port", str(server.port), "backup", str(parent / "b")]
+    proc = subprocess.Popen(
+        [sys.executable, *argv, "--rate", "0.2"],
+        env=home_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.is_dir() and any(p.iterdir()) for p in parent.iterdir()):
+            assert time.monotonic() < deadline and proc.poll() is None, "no copy began"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert (
+        err.decode()
+        == f"(error) backup to {str(parent / 'b')!r} stopped by SIGTERM: nothing was kept\n"
+    )
+    assert list(parent.iterdir()) == []
+    # the server's pins went with the connection: a new backup is complete
+    again = bitcask_cli("backup", str(parent / "c"))
+    assert again.code == 0, again.err
