@@ -277,6 +277,27 @@ def test_quit_and_protocol_errors_close(srv: ServerProcess) -> None:
     assert got == b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
 
 
+def test_a_huge_aggregate_header_does_not_stall_other_clients(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # hiredis's reader (the `fast` extra) built a 2**31-slot list for a nested RESP3
+    # push header before any element came: 19 bytes from a client that had not
+    # authenticated kept the server's loop busy for about a minute (a 13-byte
+    # `*2147483647` for 4-6 s). Such headers now go to the pure reader: its error
+    # at once, and every other client is answered meanwhile.
+    srv = server_factory(sync="never", extra=["--auth", "s3cret"])
+    got = _raw(srv, b"*1\r\n>2147483647\r\n", until=b"\r\n")
+    assert got == b"-ERR Protocol error: expected '$', got '>'\r\n"
+    with socket.create_connection((srv.host, srv.port), TIMEOUT) as hold:
+        hold.sendall(b"*2147483647\r\n")  # an incomplete request that stays open
+        assert _raw(srv, b"PING\r\n", until=b"\r\n") == b"-NOAUTH Authentication required.\r\n"
+    good = _client(srv, password="s3cret")
+    try:
+        assert good.ping() is True
+    finally:
+        good.close()
+
+
 def test_auth(server_factory: Callable[..., ServerProcess]) -> None:
     srv = server_factory(sync="never", extra=["--auth", "s3cret"])
     got = _raw(
