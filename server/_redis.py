@@ -74,7 +74,7 @@ from .config import ServerConfig
 __all__ = ["RedisDispatcher", "RedisSession"]
 
 _TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
-_OPEN = frozenset({"auth", "hello"})  # allowed before authentication
+_OPEN = frozenset({"auth", "hello", "reset"})  # allowed before authentication (no_auth)
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
 SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
 

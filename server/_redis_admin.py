@@ -62,18 +62,22 @@ class AdminCommands:
         return Step(OK)
 
     def _hello(self, s: RedisSession, c: rc.Hello, tx: bool) -> Step:
-        if c.password is not None:
-            if self._token is None:
-                if c.username != b"default":
+        # Redis 7.0's order: each option at once, an option error after the ones
+        # before it took effect, then the login check (rc.Hello's docstring).
+        for kind, arg, password in c.options:
+            if kind == "setname":
+                s.name = arg
+            elif self._token is None:
+                if arg != b"default":
                     raise RedisError(WRONGPASS)
-            elif not self._check_password(c.username, c.password):
+            elif not self._check_password(arg, password):
                 raise RedisError(WRONGPASS)
             else:
                 s.authenticated = True
+        if c.error is not None:
+            raise RedisError(c.error)
         if not s.authenticated:
             raise RedisError(HELLO_NOAUTH)
-        if c.client_name is not None:
-            s.name = c.client_name
         if c.protover is not None:
             s.proto = c.protover
         reply: dict[bytes, Any] = {

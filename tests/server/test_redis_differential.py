@@ -11,6 +11,7 @@ on both servers; the bytes are compared whole, error lines included.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -262,3 +263,45 @@ def test_incrbyfloat_digits_agree_with_redis(
         finally:
             theirs_conn.close()
             ours_conn.close()
+
+
+# HELLO acts on its options in order, each at once, as Redis 7.0's helloCommand:
+# an AUTH before a bad option has logged in, a SETNAME before one has named the
+# connection, a wrong AUTH stops the options after it. RESET is served before AUTH.
+HELLO_SEQUENCES = [
+    [[b"HELLO", b"3", b"AUTH", b"default", b"t", b"SETNAME", b"a b"], [b"GET", b"a"]],
+    [[b"HELLO", b"2", b"AUTH", b"default", b"t", b"FOO"], [b"CLIENT", b"GETNAME"]],
+    [[b"HELLO", b"3", b"AUTH", b"default", b"x", b"AUTH", b"default", b"t"], [b"GET", b"a"]],
+    [[b"HELLO", b"3", b"AUTH", b"default", b"t", b"AUTH", b"default", b"x"], [b"GET", b"a"]],
+    [[b"HELLO", b"2", b"AUTH", b"default", b"t", b"SETNAME"], [b"GET", b"a"]],
+    [[b"HELLO", b"3", b"SETNAME", b"ab", b"AUTH", b"default", b"t", b"FOO"],
+     [b"CLIENT", b"GETNAME"], [b"GET", b"a"]],
+    [[b"HELLO", b"3", b"SETNAME", b"ab"], [b"AUTH", b"t"], [b"CLIENT", b"GETNAME"]],
+    [[b"AUTH", b"t"], [b"HELLO", b"3", b"SETNAME", b"ab", b"AUTH", b"default", b"x"],
+     [b"CLIENT", b"GETNAME"], [b"GET", b"a"]],
+    [[b"AUTH", b"t"], [b"HELLO", b"3", b"SETNAME", b"ab", b"SETNAME", b"a b"],
+     [b"CLIENT", b"GETNAME"], [b"GET", b"a"]],
+    [[b"RESET"], [b"PING"], [b"AUTH", b"t"], [b"RESET"], [b"PING"]],
+    [[b"AUTH", b"t"], [b"MULTI"], [b"HELLO", b"2", b"AUTH", b"default", b"t", b"FOO"],
+     [b"EXEC"]],
+]  # fmt: skip
+
+
+def _hello_normalized(data: bytes) -> bytes:
+    # HELLO's map: Redis's exact version and client id differ by design (redis.md 8)
+    return re.sub(rb"[%*](7|14)\r\n\$6\r\nserver\r\n.*?\$7\r\nmodules\r\n\*0\r\n", b"<HELLO>",
+                  data, flags=re.S)  # fmt: skip
+
+
+def test_hello_options_and_reset_before_auth_as_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    ours = server_factory(sync="never", extra=["--auth", "t"])
+    with redis_server(tmp_path, "--requirepass", "t") as redis_port:
+        for argvs in HELLO_SEQUENCES:
+            data = b"".join(
+                b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in argv)
+                for argv in argvs
+            )
+            expected = _hello_normalized(exchange(redis_port, data))
+            assert _hello_normalized(exchange(ours.port, data)) == expected, argvs
