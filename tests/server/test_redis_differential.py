@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 from tests.protocol._redis_server import RedisConnection, exchange, redis_server
 from tests.serverproc import ServerProcess
 
-KEYS = st.sampled_from([b"a", b"b", b"c"])
-VALUES = st.sampled_from([b"1", b"10", b"-3", b"x", b"", b"2.5"])  # 2**63-1: see CURATED
+KEYS = st.sampled_from([b"a", b"b", b"c", b"\x00\xff", b""])  # binary and empty keys too
+VALUES = st.sampled_from(
+    [b"1", b"10", b"-3", b"x", b"", b"2.5", b"-0", b"0x10", b"\xff\x00"]
+)  # 2**63-1: see CURATED
 INTS = st.sampled_from([b"1", b"-1", b"5", b"0", b"9223372036854775807", b"x"])
 FLOATS = st.sampled_from([b"1.5", b"-0.25", b"3", b"abc"])
 SECONDS = st.sampled_from([b"1000", b"2000", b"-5", b"x"])
