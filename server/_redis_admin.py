@@ -132,14 +132,24 @@ class AdminCommands:
         }
 
     def _config_get(self, s: RedisSession, c: rc.ConfigGet, tx: bool) -> Step:
+        # Redis 7.0: names match case-insensitively; a name without `[*?` is answered
+        # as the client spelled it (CONFIG GET MAXMEMORY -> MAXMEMORY 0), a pattern's
+        # matches by their own names; a parameter is answered once, as first named.
         params = self._config_params()
-        out: dict[bytes, bytes] = {}
+        out: dict[bytes, tuple[bytes, bytes]] = {}  # lower-case name -> (name, value)
         for pattern in c.patterns:
-            match = compile_glob(pattern.lower())
+            low = pattern.lower()
+            if not any(ch in low for ch in b"[*?"):
+                value = params.get(low.decode("latin-1"))
+                if value is not None and low not in out:
+                    out[low] = (pattern, value.encode())
+                continue
+            match = compile_glob(low)
             for name, value in params.items():
-                if match(name.encode()):
-                    out[name.encode()] = value.encode()
-        return Step(encode(out, s.proto))
+                key = name.encode()
+                if key not in out and match(key):
+                    out[key] = (key, value.encode())
+        return Step(encode(dict(out.values()), s.proto))
 
     def _time(self, s: RedisSession, c: rc.Time, tx: bool) -> Step:
         now = time.time_ns() // 1000

@@ -70,6 +70,7 @@ def test_connection_commands(r: redis.Redis) -> None:
     secs, micros = r.time()
     assert abs(secs - time.time()) < 60 and 0 <= micros < 1_000_000
     assert r.config_get("maxmemory") == {"maxmemory": "0"}
+    assert r.config_get("MAXMEMORY") == {"MAXMEMORY": "0"}  # as spelled, as Redis
     assert r.command_count() > 40
     table = r.command()  # COMMAND: every command, as redis-py parses it
     assert table["get"]["arity"] == 2 and table["set"]["arity"] == -3

@@ -18,7 +18,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.protocol._redis_server import RedisConnection, exchange, redis_server
+from tests.protocol._redis_server import RedisConnection, exchange, parse_reply, redis_server
 from tests.serverproc import ServerProcess
 
 KEYS = st.sampled_from([b"a", b"b", b"c", b"\x00\xff", b""])  # binary and empty keys too
@@ -307,3 +307,40 @@ def test_hello_options_and_reset_before_auth_as_redis(
             )
             expected = _hello_normalized(exchange(redis_port, data))
             assert _hello_normalized(exchange(ours.port, data)) == expected, argvs
+
+
+# CONFIG GET: a name without `[*?` is answered as spelled (redis-py's config_get("MAXMEMORY")
+# is keyed by the reply: ours said maxmemory), each parameter once, as first named.
+CONFIG_GETS = [
+    [b"CONFIG", b"GET", b"MAXMEMORY"],
+    [b"CONFIG", b"GET", b"MaxMemory", b"maxmemory"],
+    [b"CONFIG", b"GET", b"save", b"SAVE", b"requirepass"],
+    [b"CONFIG", b"GET", b"BIND", b"nosuch"],
+    [b"CONFIG", b"GET", b"MAXMEM*"],
+]
+
+
+def _pairs(reply: bytes) -> set[tuple[object, object]]:
+    items = parse_reply(reply)
+    assert isinstance(items, list)
+    return set(zip(items[::2], items[1::2], strict=True))
+
+
+def test_config_get_names_as_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    ours = server_factory(sync="never")
+    with redis_server(tmp_path) as redis_port:
+        theirs_conn, ours_conn = RedisConnection(redis_port), RedisConnection(ours.port)
+        try:
+            for argv in CONFIG_GETS:
+                theirs = theirs_conn.call(argv)
+                if b"*" in argv[-1]:  # Redis has more maxmemory-* parameters
+                    assert b"$9\r\nmaxmemory\r\n$1\r\n0\r\n" in theirs
+                    assert ours_conn.call(argv) == b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n"
+                    continue
+                # Redis answers in its dict's order: compare the pairs
+                assert _pairs(ours_conn.call(argv)) == _pairs(theirs), argv
+        finally:
+            theirs_conn.close()
+            ours_conn.close()
