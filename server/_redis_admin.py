@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -171,7 +172,7 @@ class AdminCommands:
 
         def section(name: str, fields: Callable[[], dict[str, Any]]) -> None:
             if every or name in sections:
-                out.append(f"# {name.capitalize()}")
+                out.append("# CPU" if name == "cpu" else f"# {name.capitalize()}")
                 out.extend(f"{k}:{v}" for k, v in fields().items())
                 out.append("")
 
@@ -231,10 +232,25 @@ class AdminCommands:
                 "expired_keys": expiry["expired_keys"],
             },
         )
+        # role:master is what health checks and exporters read (the section was missing)
+        section("replication", lambda: {"role": "master", "connected_slaves": 0})
+        section("cpu", _cpu_fields)
         # Redis's line: avg_ttl is the sampler's running estimate (ms), as in Redis
         line = f"keys={keys},expires={expiry['expires']},avg_ttl={expiry['avg_ttl_ms']}"
         section("keyspace", lambda: {"db0": line} if keys else {})
         return "\r\n".join(out).encode()
+
+
+def _cpu_fields() -> dict[str, str]:
+    """INFO cpu: the server process's CPU seconds, as Redis prints them."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "used_cpu_sys": f"{own.ru_stime:.6f}",
+        "used_cpu_user": f"{own.ru_utime:.6f}",
+        "used_cpu_sys_children": f"{children.ru_stime:.6f}",
+        "used_cpu_user_children": f"{children.ru_utime:.6f}",
+    }
 
 
 def bulk_strings(value: Any) -> Any:

@@ -79,7 +79,10 @@ def test_connection_commands(r: redis.Redis) -> None:
     assert server["redis_version"].startswith("7.")
     # every INFO value is a number or a word, as in Redis (total_commands_processed
     # was once the repr of a per-command dict)
-    for section in ("server", "clients", "memory", "persistence", "stats"):
+    # role is what health checks and exporters read; the section was missing
+    assert r.info("replication") == {"role": "master", "connected_slaves": 0}
+    assert isinstance(r.info("cpu")["used_cpu_user"], float)
+    for section in ("server", "clients", "memory", "persistence", "stats", "cpu"):
         for name, value in r.info(section).items():
             assert isinstance(value, int | float | str), (name, value)
     stats = r.info("stats")
