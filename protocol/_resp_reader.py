@@ -85,7 +85,7 @@ _LENGTH = re.compile(rb"\$(0|[1-9][0-9]{0,18})\r")
 _BIG_AGGREGATE = re.compile(rb"\n[*%~>|][0-9]{5}")
 _BIG_HEAD = re.compile(rb"[*%~>|][0-9]{5}")  # the same at the mirror's first byte
 _BIG_OVERLAP = 6  # a header split across two feeds: search from this far back
-_HR_MAX = 64 * 1024  # most bytes a hiredis mirror is given (each is searched first)
+_HR_MAX = 512 * 1024  # most bytes a hiredis mirror is given (each is searched first)
 
 
 @dataclass(frozen=True, slots=True)
