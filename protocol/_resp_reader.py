@@ -25,8 +25,7 @@ Strategy / invariants:
   parser, and hiredis is left out until every byte buffered at that moment was read
   (`_hr_after`): a mirror is made from a copy of the rest of the buffer, so making
   one per request of a chunk hiredis cannot parse (`*1\\rX$4\\rXPING\\rX`, which
-  Redis reads) was quadratic; this way each byte is copied into hiredis at most
-  twice.
+  Redis reads) was quadratic; this way each byte goes into at most one mirror.
 - hiredis allocates an aggregate's list from its header, before the elements come
   (`*2147483647\\r\\n`: 16 GB of address space, ~4 s to free; a nested RESP3 push
   `>1000000000` ~23 s to build), and freeing an unfinished one costs its declared
