@@ -207,6 +207,24 @@ def test_scan_keys_randomkey_and_flush(r: redis.Redis) -> None:
     assert r.keys() == []
 
 
+def test_a_scan_sent_again_answers_the_same_page(r: redis.Redis) -> None:
+    # A client that retries a SCAN whose reply it lost sends the same cursor again.
+    # Redis's cursors are stateless; ours were forgotten once used, so the retry
+    # answered (0, []) and the iteration ended with 8 of 10 keys, without a word.
+    r.mset({f"k{i}": "v" for i in range(10)})
+    cursor, first = r.scan(0, count=2)
+    again = r.scan(cursor, count=2)
+    once_more = r.scan(cursor, count=2)
+    assert once_more[1] == again[1] and len(again[1]) == 2  # the same keys
+    assert again[0] != 0 and once_more[0] != 0  # and a cursor that goes on
+    seen = set(first)
+    while cursor:
+        cursor, page = r.scan(cursor, count=2)
+        assert r.scan(0, count=1)  # other iterations meanwhile change nothing
+        seen.update(page)
+    assert seen == {f"k{i}".encode() for i in range(10)}
+
+
 def test_pipeline_reads_its_own_writes(r: redis.Redis) -> None:
     with r.pipeline(transaction=False) as p:
         for i in range(500):
