@@ -236,7 +236,7 @@ def test_large_pipeline_compacts_buffer() -> None:
 
 FRAGMENTS = [
     b"PING", b"ECHO", b"a", b" ", b"\t", b'"', b"'", b"\\", b"x41", b"n", b"\r\n", b"\n",
-    b"\r", b"*", b"$", b"0", b"1", b"2", b"3", b"-", b"\x00", b"\x0b", b"#",
+    b"\r", b"*", b"$", b"0", b"1", b"2", b"3", b"-", b"\x00", b"\x0b", b"#", b"99999", b">",
 ]  # fmt: skip
 streams = st.one_of(
     st.binary(max_size=200),
