@@ -88,10 +88,14 @@ class Auth(Command):
 
 @dataclass(frozen=True, slots=True)
 class Hello(Command):
+    """HELLO as Redis 7.0 runs it: the options in order, each at once (`AUTH` logs in
+    or answers WRONGPASS, `SETNAME` names the connection), then `error` if an option
+    was bad (the ones before it stay done), then NOAUTH if still not logged in."""
+
     protover: int | None
-    username: bytes | None
-    password: bytes | None
-    client_name: bytes | None
+    options: tuple[tuple[str, bytes, bytes], ...] = ()
+    """("auth", username, password) or ("setname", name, b""), in the order given."""
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,21 +185,39 @@ def _find(names: tuple[bytes, ...]) -> list[CommandSpec | None]:
     return out
 
 
+# Redis 7.0's categories where the group's and the flags' do not give them
+# (COMMAND INFO answered @admin for DBSIZE, TIME, INFO, COMMAND; no @dangerous).
+_ACL_OF = {
+    "client": {"@slow"},
+    "config": {"@slow"},
+    "config|get": {"@admin", "@slow", "@dangerous"},
+    "dbsize": {"@keyspace", "@read", "@fast"},
+    "flushall": {"@keyspace", "@write", "@slow", "@dangerous"},
+    "flushdb": {"@keyspace", "@write", "@slow", "@dangerous"},
+    "info": {"@slow", "@dangerous"},
+    "keys": {"@keyspace", "@read", "@slow", "@dangerous"},
+    "time": {"@fast"},
+    **{name: {"@connection", "@slow"} for name in ("command", "command|count", "command|info", "command|docs")},
+}  # fmt: skip
+
+
 def _info_entry(spec: CommandSpec) -> list[Any]:
-    acl = {_ACL[spec.group]}
-    acl.update(
-        "@" + f
-        for f in ("read", "write", "fast")
-        if f in spec.flags or (f == "read" and "readonly" in spec.flags)
-    )
-    if "fast" not in spec.flags:
-        acl.add("@slow")
+    acl = _ACL_OF.get(spec.name)
+    if acl is None:
+        acl = {_ACL[spec.group]}
+        acl.update(
+            "@" + f
+            for f in ("read", "write", "fast")
+            if f in spec.flags or (f == "read" and "readonly" in spec.flags)
+        )
+        if "fast" not in spec.flags:
+            acl.add("@slow")
     key_specs: list[Any] = []
     if spec.first_key:
         last = spec.last_key - spec.first_key if spec.last_key >= 0 else spec.last_key
         key_specs.append(
             {
-                "flags": {"RW", "UPDATE"} if spec.is_write else {"RO", "ACCESS"},
+                "flags": {"RW", "update"} if spec.is_write else {"RO", "access"},  # Redis's case
                 "begin_search": {"type": "index", "spec": {"index": spec.first_key}},
                 "find_keys": {
                     "type": "range",

@@ -22,7 +22,19 @@ Strategy / invariants:
   refuses). hiredis parses lengths with the same strict string2ll as Redis, so by
   induction an accepted proposal is exactly what Redis reads. Anything else (an
   incomplete request, a hiredis error, a rejected proposal) goes to the pure-Python
-  parser for that one request and hiredis is re-fed from the next one on.
+  parser, and hiredis is left out until every byte buffered at that moment was read
+  (`_hr_after`): a mirror is made from a copy of the rest of the buffer, so making
+  one per request of a chunk hiredis cannot parse (`*1\\rX$4\\rXPING\\rX`, which
+  Redis reads) was quadratic; this way each byte goes into at most one mirror.
+- hiredis allocates an aggregate's list from its header, before the elements come
+  (`*2147483647\\r\\n`: 16 GB of address space, ~4 s to free; a nested RESP3 push
+  `>1000000000` ~23 s to build), and freeing an unfinished one costs its declared
+  size. So bytes holding an aggregate header of 5 digits or more (`_BIG_AGGREGATE`:
+  >= 10,000 elements, any of `* ~ > | %` at a line start) are never fed to it: such
+  requests (and the rest of that buffer) take the pure path, whose cost follows the
+  bytes received. The search is C-speed but per byte, so hiredis only ever sees
+  buffers of at most `_HR_MAX` bytes; a larger one (large values, long pipelines)
+  takes the pure path, whose cost is then the copies both paths make.
 """
 
 from __future__ import annotations
@@ -67,6 +79,12 @@ _COMPACT_AT = 64 * 1024
 # a canonical `*N` (N >= 1) and `$L` header up to its `\r` (the next byte is skipped unseen)
 _COUNT = re.compile(rb"\*([1-9][0-9]{0,9})\r")
 _LENGTH = re.compile(rb"\$(0|[1-9][0-9]{0,18})\r")
+# an aggregate header hiredis would allocate >= 10,000 slots for (see the Strategy);
+# hiredis needs CRLF line ends, so past the mirror's first byte it follows a `\n`
+_BIG_AGGREGATE = re.compile(rb"\n[*%~>|][0-9]{5}")
+_BIG_HEAD = re.compile(rb"[*%~>|][0-9]{5}")  # the same at the mirror's first byte
+_BIG_OVERLAP = 6  # a header split across two feeds: search from this far back
+_HR_MAX = 512 * 1024  # most bytes a hiredis mirror is given (each is searched first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +298,7 @@ class RespReader:
         self._use_hiredis = _hiredis is not None if use_hiredis is None else use_hiredis
         self._hr: Any = None
         self._hr_synced = False
+        self._hr_after = 0  # no mirror for a request starting before this offset
 
     @property
     def uses_hiredis(self) -> bool:
@@ -295,9 +314,14 @@ class RespReader:
         """Append received bytes. Never raises; ignored after a protocol error."""
         if self._failed is not None or not data:
             return
-        self._buf += data
+        buf = self._buf
+        buf += data
         if self._hr_synced:
-            self._hr.feed(data)
+            start = max(self._pos, len(buf) - len(data) - _BIG_OVERLAP)
+            if len(buf) - self._pos <= _HR_MAX and _BIG_AGGREGATE.search(buf, start) is None:
+                self._hr.feed(data)
+            else:
+                self._hr_off()
 
     def next_command(self) -> list[bytes] | ProtocolFailure | None:
         """The next complete command, the terminal failure (once), or None for "need more".
@@ -317,11 +341,12 @@ class RespReader:
             if pos >= len(buf):
                 if pos:
                     del buf[:]
-                    self._pos = self._at = self._scan = 0
+                    self._pos = self._at = self._scan = self._hr_after = 0
                 return None
             if pos >= _COMPACT_AT and self._remaining == 0 and self._bulklen == -1:
                 del buf[:pos]
                 self._scan -= pos
+                self._hr_after = max(self._hr_after - pos, 0)
                 self._pos = self._at = pos = 0
             if buf[pos] == 0x2A:  # '*'
                 if self._use_hiredis and self._remaining == 0:
@@ -344,7 +369,16 @@ class RespReader:
         buf = self._buf
         pos = self._pos
         if not self._hr_synced:
+            if pos < self._hr_after:  # hiredis failed on these bytes, or must not see them
+                return None
             if _COUNT.match(buf, pos) is None:  # header incomplete: no re-feed per byte
+                return None
+            if (
+                len(buf) - pos > _HR_MAX
+                or _BIG_HEAD.match(buf, pos) is not None
+                or _BIG_AGGREGATE.search(buf, pos) is not None
+            ):
+                self._hr_after = len(buf)
                 return None
             self._hr = _hiredis.Reader()
             self._hr.feed(bytes(buf[pos:]))
@@ -374,9 +408,15 @@ class RespReader:
                 self._pos = self._scan = self._at = at
                 return reply
         # not a canonical complete multibulk: the pure parser decides this one
+        self._hr_off()
+        return None
+
+    def _hr_off(self) -> None:
+        """Drop the mirror; no new one until the pure parser read what is buffered now
+        (a new mirror copies the rest of the buffer: one per request would be quadratic)."""
         self._hr = None
         self._hr_synced = False
-        return None
+        self._hr_after = len(self._buf)
 
     # -- pure-Python multibulk --
 
@@ -434,8 +474,7 @@ class RespReader:
             at = stop + 2
         self._pos = self._at = self._scan = at
         if self._hr_synced:
-            self._hr = None
-            self._hr_synced = False
+            self._hr_off()
         return argv
 
     def _multibulk(self) -> list[bytes] | None:
@@ -529,8 +568,7 @@ class RespReader:
         self._bulklen = -1
         self._stalled = False
         if self._hr_synced:  # the mirror does not know what the pure parser ate
-            self._hr = None
-            self._hr_synced = False
+            self._hr_off()
         return argv if argv is not None else []
 
     def _fail(self, text: bytes) -> None:

@@ -460,20 +460,28 @@ def _p_hello(name: str, a: list[bytes], now_ms: int) -> Command:
         j = 2
         if ver < 2 or ver > 3:
             raise CommandError("NOPROTO unsupported protocol version")
-    user = password = client_name = None
+    # Redis 7.0 acts on each option as it reads it, so an error stops the options
+    # after it only: the options and the error go to the server in order.
+    options: list[tuple[str, bytes, bytes]] = []
+    error: str | None = None
     while j < len(a):
         more = len(a) - 1 - j
         opt = a[j].lower()
         if opt == b"auth" and more >= 2:
-            user, password = a[j + 1], a[j + 2]
+            options.append(("auth", a[j + 1], a[j + 2]))
             j += 2
         elif opt == b"setname" and more:
-            client_name = _client_name(a[j + 1])
+            try:
+                options.append(("setname", _client_name(a[j + 1]), b""))
+            except CommandError as exc:
+                error = exc.message
+                break
             j += 1
         else:
-            raise CommandError(f"ERR Syntax error in HELLO option '{_cstr(a[j], 1 << 30)}'")
+            error = f"ERR Syntax error in HELLO option '{_cstr(a[j], 1 << 30)}'"
+            break
         j += 1
-    return Hello(name, ver, user, password, client_name)
+    return Hello(name, ver, tuple(options), error)
 
 
 def _client_name(name: bytes) -> bytes:

@@ -75,7 +75,7 @@ from .config import ServerConfig
 __all__ = ["RedisDispatcher", "RedisSession"]
 
 _TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
-_OPEN = frozenset({"auth", "hello"})  # allowed before authentication
+_OPEN = frozenset({"auth", "hello", "reset"})  # allowed before authentication (no_auth)
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
 SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
 
@@ -93,16 +93,24 @@ def _op_error(result: Any) -> bytes | None:
 
 
 class _Cursors:
-    """SCAN cursors: a number -> the last key returned (server-wide, bounded, LRU)."""
+    """SCAN cursors: a number -> the last key returned (server-wide, bounded, LRU).
+
+    A cursor stays valid once used: a SCAN sent again with the same cursor (a client
+    retrying after a lost reply, as redis-py's Retry does) answers the same page, as
+    Redis's stateless cursors do; it used to answer `0` and no keys, so the retried
+    iteration ended early without a word. Used cursors go to a second LRU of the
+    same size, so they never push out the cursors of iterations still running.
+    """
 
     def __init__(self, size: int = SCAN_CURSORS) -> None:
         self._size = size
-        self._after: OrderedDict[int, bytes] = OrderedDict()
+        self._after: OrderedDict[int, bytes] = OrderedDict()  # handed out, not used yet
+        self._used: OrderedDict[int, bytes] = OrderedDict()  # used at least once
 
     def new(self, after: bytes) -> int:
         while True:
             cursor = random.getrandbits(62) + 1
-            if cursor not in self._after:
+            if cursor not in self._after and cursor not in self._used:
                 break
         self._after[cursor] = after
         if len(self._after) > self._size:
@@ -110,8 +118,17 @@ class _Cursors:
         return cursor
 
     def take(self, cursor: int) -> bytes | None:
-        """The key a cursor continues after; None for an unknown (expired) cursor."""
-        return self._after.pop(cursor, None)
+        """The key a cursor continues after; None for an unknown (forgotten) cursor."""
+        after = self._after.pop(cursor, None)
+        if after is not None:
+            self._used[cursor] = after
+            if len(self._used) > self._size:
+                self._used.popitem(last=False)
+            return after
+        after = self._used.get(cursor)
+        if after is not None:
+            self._used.move_to_end(cursor)
+        return after
 
 
 class RedisDispatcher(AdminCommands):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,18 +63,22 @@ class AdminCommands:
         return Step(OK)
 
     def _hello(self, s: RedisSession, c: rc.Hello, tx: bool) -> Step:
-        if c.password is not None:
-            if self._token is None:
-                if c.username != b"default":
+        # Redis 7.0's order: each option at once, an option error after the ones
+        # before it took effect, then the login check (rc.Hello's docstring).
+        for kind, arg, password in c.options:
+            if kind == "setname":
+                s.name = arg
+            elif self._token is None:
+                if arg != b"default":
                     raise RedisError(WRONGPASS)
-            elif not self._check_password(c.username, c.password):
+            elif not self._check_password(arg, password):
                 raise RedisError(WRONGPASS)
             else:
                 s.authenticated = True
+        if c.error is not None:
+            raise RedisError(c.error)
         if not s.authenticated:
             raise RedisError(HELLO_NOAUTH)
-        if c.client_name is not None:
-            s.name = c.client_name
         if c.protover is not None:
             s.proto = c.protover
         reply: dict[bytes, Any] = {
@@ -128,14 +133,24 @@ class AdminCommands:
         }
 
     def _config_get(self, s: RedisSession, c: rc.ConfigGet, tx: bool) -> Step:
+        # Redis 7.0: names match case-insensitively; a name without `[*?` is answered
+        # as the client spelled it (CONFIG GET MAXMEMORY -> MAXMEMORY 0), a pattern's
+        # matches by their own names; a parameter is answered once, as first named.
         params = self._config_params()
-        out: dict[bytes, bytes] = {}
+        out: dict[bytes, tuple[bytes, bytes]] = {}  # lower-case name -> (name, value)
         for pattern in c.patterns:
-            match = compile_glob(pattern.lower())
+            low = pattern.lower()
+            if not any(ch in low for ch in b"[*?"):
+                value = params.get(low.decode("latin-1"))
+                if value is not None and low not in out:
+                    out[low] = (pattern, value.encode())
+                continue
+            match = compile_glob(low)
             for name, value in params.items():
-                if match(name.encode()):
-                    out[name.encode()] = value.encode()
-        return Step(encode(out, s.proto))
+                key = name.encode()
+                if key not in out and match(key):
+                    out[key] = (key, value.encode())
+        return Step(encode(dict(out.values()), s.proto))
 
     def _time(self, s: RedisSession, c: rc.Time, tx: bool) -> Step:
         now = time.time_ns() // 1000
@@ -157,7 +172,7 @@ class AdminCommands:
 
         def section(name: str, fields: Callable[[], dict[str, Any]]) -> None:
             if every or name in sections:
-                out.append(f"# {name.capitalize()}")
+                out.append("# CPU" if name == "cpu" else f"# {name.capitalize()}")
                 out.extend(f"{k}:{v}" for k, v in fields().items())
                 out.append("")
 
@@ -217,10 +232,25 @@ class AdminCommands:
                 "expired_keys": expiry["expired_keys"],
             },
         )
+        # role:master is what health checks and exporters read (the section was missing)
+        section("replication", lambda: {"role": "master", "connected_slaves": 0})
+        section("cpu", _cpu_fields)
         # Redis's line: avg_ttl is the sampler's running estimate (ms), as in Redis
         line = f"keys={keys},expires={expiry['expires']},avg_ttl={expiry['avg_ttl_ms']}"
         section("keyspace", lambda: {"db0": line} if keys else {})
         return "\r\n".join(out).encode()
+
+
+def _cpu_fields() -> dict[str, str]:
+    """INFO cpu: the server process's CPU seconds, as Redis prints them."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "used_cpu_sys": f"{own.ru_stime:.6f}",
+        "used_cpu_user": f"{own.ru_utime:.6f}",
+        "used_cpu_sys_children": f"{children.ru_stime:.6f}",
+        "used_cpu_user_children": f"{children.ru_utime:.6f}",
+    }
 
 
 def bulk_strings(value: Any) -> Any:

@@ -236,7 +236,7 @@ def test_large_pipeline_compacts_buffer() -> None:
 
 FRAGMENTS = [
     b"PING", b"ECHO", b"a", b" ", b"\t", b'"', b"'", b"\\", b"x41", b"n", b"\r\n", b"\n",
-    b"\r", b"*", b"$", b"0", b"1", b"2", b"3", b"-", b"\x00", b"\x0b", b"#",
+    b"\r", b"*", b"$", b"0", b"1", b"2", b"3", b"-", b"\x00", b"\x0b", b"#", b"99999", b">",
 ]  # fmt: skip
 streams = st.one_of(
     st.binary(max_size=200),
@@ -442,3 +442,92 @@ INLINE_SAMPLES = [
 @pytest.mark.parametrize("data", INLINE_SAMPLES)
 def test_replies_against_redis(redis_port: int, data: bytes) -> None:
     assert model_replies(data, False) == exchange(redis_port, data)
+
+
+class _RecordingHiredis:
+    """hiredis as the reader uses it, recording every byte each mirror was fed."""
+
+    def __init__(self) -> None:
+        self.fed: list[bytearray] = []
+
+    def Reader(self) -> Any:  # hiredis.Reader, as the reader calls it
+        import hiredis
+
+        record = bytearray()
+        self.fed.append(record)
+        real = hiredis.Reader()
+
+        class Mirror:
+            def feed(self, data: bytes) -> None:
+                record.extend(data)
+                real.feed(data)
+
+            def gets(self) -> Any:
+                return real.gets()
+
+        return Mirror()
+
+
+def _aggregate_headers(fed: bytes) -> list[int]:
+    """Every `*N`, `~N`, `>N`, `|N`, `%N` count hiredis could read: at the start or after \\n."""
+    import re
+
+    return [int(m.group(1)) for m in re.finditer(rb"(?:^|\n)[*%~>|]([0-9]+)", fed)]
+
+
+@pytest.mark.skipif(not HIREDIS_AVAILABLE, reason="hiredis not installed")
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"*2147483647\r\n",
+        b"*1\r\n>1000000000\r\n",
+        b"*2\r\n$1\r\na\r\n~999999\r\n",
+        mb(b"PING") + b"*1\r\n|2147483647\r\n" + mb(b"PING"),
+        mb(b"PING") * 3 + b"*10000\r\n" + mb(b"x") * 10000,
+    ],
+)
+def test_hiredis_is_never_handed_a_big_aggregate_header(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # hiredis allocates an aggregate's N slots from its header: freeing an unfinished
+    # `*2147483647` took ~4 s and building a nested `>1000000000` ~23 s, the server's
+    # whole loop stalled by 13 bytes from a client that had not even authenticated.
+    # The pure path, whose cost follows the bytes received, reads those instead.
+    import protocol._resp_reader as reader_module
+
+    recording = _RecordingHiredis()
+    monkeypatch.setattr(reader_module, "_hiredis", recording)
+    expected = read_whole(data, False)
+    assert read_whole(data, True) == expected
+    assert read_bytewise(data, True) == expected
+    for fed in recording.fed:
+        assert all(n < 10000 for n in _aggregate_headers(bytes(fed))), bytes(fed[:40])
+
+
+@pytest.mark.skipif(not HIREDIS_AVAILABLE, reason="hiredis not installed")
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"*1\rX$4\rXPING\rX",  # Redis skips the byte after \r unseen; hiredis refuses it
+        b"*1\r\n$4\r\nPING\r\nPING\r\n",  # a multibulk and an inline command, in turn
+    ],
+)
+def test_hiredis_copies_each_byte_a_bounded_number_of_times(
+    request_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mirror is made from a copy of the rest of the buffer. It used to be made anew
+    # for every request hiredis could not parse, so 100,000 such PINGs sent at once
+    # kept the server busy (and every other client waiting) for 12.6 s, not 0.15 s.
+    import protocol._resp_reader as reader_module
+
+    recording = _RecordingHiredis()
+    monkeypatch.setattr(reader_module, "_hiredis", recording)
+    n = 20000
+    data = request_bytes * n
+    r = RespReader(use_hiredis=True)
+    out: Out = []
+    for i in range(0, len(data), 65536):
+        r.feed(data[i : i + 65536])
+        out += drain(r)
+    assert len(out) == n * request_bytes.count(b"PING")
+    assert sum(len(fed) for fed in recording.fed) <= 2 * len(data)

@@ -70,6 +70,7 @@ def test_connection_commands(r: redis.Redis) -> None:
     secs, micros = r.time()
     assert abs(secs - time.time()) < 60 and 0 <= micros < 1_000_000
     assert r.config_get("maxmemory") == {"maxmemory": "0"}
+    assert r.config_get("MAXMEMORY") == {"MAXMEMORY": "0"}  # as spelled, as Redis
     assert r.command_count() > 40
     table = r.command()  # COMMAND: every command, as redis-py parses it
     assert table["get"]["arity"] == 2 and table["set"]["arity"] == -3
@@ -78,7 +79,10 @@ def test_connection_commands(r: redis.Redis) -> None:
     assert server["redis_version"].startswith("7.")
     # every INFO value is a number or a word, as in Redis (total_commands_processed
     # was once the repr of a per-command dict)
-    for section in ("server", "clients", "memory", "persistence", "stats"):
+    # role is what health checks and exporters read; the section was missing
+    assert r.info("replication") == {"role": "master", "connected_slaves": 0}
+    assert isinstance(r.info("cpu")["used_cpu_user"], float)
+    for section in ("server", "clients", "memory", "persistence", "stats", "cpu"):
         for name, value in r.info(section).items():
             assert isinstance(value, int | float | str), (name, value)
     stats = r.info("stats")
@@ -203,6 +207,24 @@ def test_scan_keys_randomkey_and_flush(r: redis.Redis) -> None:
     assert r.keys() == []
 
 
+def test_a_scan_sent_again_answers_the_same_page(r: redis.Redis) -> None:
+    # A client that retries a SCAN whose reply it lost sends the same cursor again.
+    # Redis's cursors are stateless; ours were forgotten once used, so the retry
+    # answered (0, []) and the iteration ended with 8 of 10 keys, without a word.
+    r.mset({f"k{i}": "v" for i in range(10)})
+    cursor, first = r.scan(0, count=2)
+    again = r.scan(cursor, count=2)
+    once_more = r.scan(cursor, count=2)
+    assert once_more[1] == again[1] and len(again[1]) == 2  # the same keys
+    assert again[0] != 0 and once_more[0] != 0  # and a cursor that goes on
+    seen = set(first)
+    while cursor:
+        cursor, page = r.scan(cursor, count=2)
+        assert r.scan(0, count=1)  # other iterations meanwhile change nothing
+        seen.update(page)
+    assert seen == {f"k{i}".encode() for i in range(10)}
+
+
 def test_pipeline_reads_its_own_writes(r: redis.Redis) -> None:
     with r.pipeline(transaction=False) as p:
         for i in range(500):
@@ -275,6 +297,27 @@ def test_quit_and_protocol_errors_close(srv: ServerProcess) -> None:
     assert _raw(srv, b"*1\r\n$4\r\nQUIT\r\n*1\r\n$4\r\nPING\r\n", b"\r\n") == b"+OK\r\n"
     got = _raw(srv, b"*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n*1\r\n$4\r\nPING\r\n", b"length\r\n")
     assert got == b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+
+
+def test_a_huge_aggregate_header_does_not_stall_other_clients(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # hiredis's reader (the `fast` extra) built a 2**31-slot list for a nested RESP3
+    # push header before any element came: 19 bytes from a client that had not
+    # authenticated kept the server's loop busy for about a minute (a 13-byte
+    # `*2147483647` for 4-6 s). Such headers now go to the pure reader: its error
+    # at once, and every other client is answered meanwhile.
+    srv = server_factory(sync="never", extra=["--auth", "s3cret"])
+    got = _raw(srv, b"*1\r\n>2147483647\r\n", until=b"\r\n")
+    assert got == b"-ERR Protocol error: expected '$', got '>'\r\n"
+    with socket.create_connection((srv.host, srv.port), TIMEOUT) as hold:
+        hold.sendall(b"*2147483647\r\n")  # an incomplete request that stays open
+        assert _raw(srv, b"PING\r\n", until=b"\r\n") == b"-NOAUTH Authentication required.\r\n"
+    good = _client(srv, password="s3cret")
+    try:
+        assert good.ping() is True
+    finally:
+        good.close()
 
 
 def test_auth(server_factory: Callable[..., ServerProcess]) -> None:

@@ -11,17 +11,20 @@ on both servers; the bytes are compared whole, error lines included.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.protocol._redis_server import RedisConnection, exchange, redis_server
+from tests.protocol._redis_server import RedisConnection, exchange, parse_reply, redis_server
 from tests.serverproc import ServerProcess
 
-KEYS = st.sampled_from([b"a", b"b", b"c"])
-VALUES = st.sampled_from([b"1", b"10", b"-3", b"x", b"", b"2.5"])  # 2**63-1: see CURATED
+KEYS = st.sampled_from([b"a", b"b", b"c", b"\x00\xff", b""])  # binary and empty keys too
+VALUES = st.sampled_from(
+    [b"1", b"10", b"-3", b"x", b"", b"2.5", b"-0", b"0x10", b"\xff\x00"]
+)  # 2**63-1: see CURATED
 INTS = st.sampled_from([b"1", b"-1", b"5", b"0", b"9223372036854775807", b"x"])
 FLOATS = st.sampled_from([b"1.5", b"-0.25", b"3", b"abc"])
 SECONDS = st.sampled_from([b"1000", b"2000", b"-5", b"x"])
@@ -259,6 +262,85 @@ def test_incrbyfloat_digits_agree_with_redis(
                     assert ours_conn.call(argv) == theirs_conn.call(argv), argv
 
             agree()
+        finally:
+            theirs_conn.close()
+            ours_conn.close()
+
+
+# HELLO acts on its options in order, each at once, as Redis 7.0's helloCommand:
+# an AUTH before a bad option has logged in, a SETNAME before one has named the
+# connection, a wrong AUTH stops the options after it. RESET is served before AUTH.
+HELLO_SEQUENCES = [
+    [[b"HELLO", b"3", b"AUTH", b"default", b"t", b"SETNAME", b"a b"], [b"GET", b"a"]],
+    [[b"HELLO", b"2", b"AUTH", b"default", b"t", b"FOO"], [b"CLIENT", b"GETNAME"]],
+    [[b"HELLO", b"3", b"AUTH", b"default", b"x", b"AUTH", b"default", b"t"], [b"GET", b"a"]],
+    [[b"HELLO", b"3", b"AUTH", b"default", b"t", b"AUTH", b"default", b"x"], [b"GET", b"a"]],
+    [[b"HELLO", b"2", b"AUTH", b"default", b"t", b"SETNAME"], [b"GET", b"a"]],
+    [[b"HELLO", b"3", b"SETNAME", b"ab", b"AUTH", b"default", b"t", b"FOO"],
+     [b"CLIENT", b"GETNAME"], [b"GET", b"a"]],
+    [[b"HELLO", b"3", b"SETNAME", b"ab"], [b"AUTH", b"t"], [b"CLIENT", b"GETNAME"]],
+    [[b"AUTH", b"t"], [b"HELLO", b"3", b"SETNAME", b"ab", b"AUTH", b"default", b"x"],
+     [b"CLIENT", b"GETNAME"], [b"GET", b"a"]],
+    [[b"AUTH", b"t"], [b"HELLO", b"3", b"SETNAME", b"ab", b"SETNAME", b"a b"],
+     [b"CLIENT", b"GETNAME"], [b"GET", b"a"]],
+    [[b"RESET"], [b"PING"], [b"AUTH", b"t"], [b"RESET"], [b"PING"]],
+    [[b"AUTH", b"t"], [b"MULTI"], [b"HELLO", b"2", b"AUTH", b"default", b"t", b"FOO"],
+     [b"EXEC"]],
+]  # fmt: skip
+
+
+def _hello_normalized(data: bytes) -> bytes:
+    # HELLO's map: Redis's exact version and client id differ by design (redis.md 8)
+    return re.sub(rb"[%*](7|14)\r\n\$6\r\nserver\r\n.*?\$7\r\nmodules\r\n\*0\r\n", b"<HELLO>",
+                  data, flags=re.S)  # fmt: skip
+
+
+def test_hello_options_and_reset_before_auth_as_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    ours = server_factory(sync="never", extra=["--auth", "t"])
+    with redis_server(tmp_path, "--requirepass", "t") as redis_port:
+        for argvs in HELLO_SEQUENCES:
+            data = b"".join(
+                b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in argv)
+                for argv in argvs
+            )
+            expected = _hello_normalized(exchange(redis_port, data))
+            assert _hello_normalized(exchange(ours.port, data)) == expected, argvs
+
+
+# CONFIG GET: a name without `[*?` is answered as spelled (redis-py's config_get("MAXMEMORY")
+# is keyed by the reply: ours said maxmemory), each parameter once, as first named.
+CONFIG_GETS = [
+    [b"CONFIG", b"GET", b"MAXMEMORY"],
+    [b"CONFIG", b"GET", b"MaxMemory", b"maxmemory"],
+    [b"CONFIG", b"GET", b"save", b"SAVE", b"requirepass"],
+    [b"CONFIG", b"GET", b"BIND", b"nosuch"],
+    [b"CONFIG", b"GET", b"MAXMEM*"],
+]
+
+
+def _pairs(reply: bytes) -> set[tuple[object, object]]:
+    items = parse_reply(reply)
+    assert isinstance(items, list)
+    return set(zip(items[::2], items[1::2], strict=True))
+
+
+def test_config_get_names_as_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    ours = server_factory(sync="never")
+    with redis_server(tmp_path) as redis_port:
+        theirs_conn, ours_conn = RedisConnection(redis_port), RedisConnection(ours.port)
+        try:
+            for argv in CONFIG_GETS:
+                theirs = theirs_conn.call(argv)
+                if b"*" in argv[-1]:  # Redis has more maxmemory-* parameters
+                    assert b"$9\r\nmaxmemory\r\n$1\r\n0\r\n" in theirs
+                    assert ours_conn.call(argv) == b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n"
+                    continue
+                # Redis answers in its dict's order: compare the pairs
+                assert _pairs(ours_conn.call(argv)) == _pairs(theirs), argv
         finally:
             theirs_conn.close()
             ours_conn.close()
