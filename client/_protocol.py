@@ -21,6 +21,10 @@ the policy):
   except the retryable ones, which are handed, still pending, to `on_retry`
   (the Client re-sends them once on its next connection); the protocol is then
   dead (`closed`) and the Client replaces it.
+- A connection serves the event loop that made it only: `request` checks the
+  caller's running loop before writing anything (a frame written for a caller in
+  another loop would be applied by the server while its reply could never be
+  awaited there).
 - Write flow control: the transport's pause_writing/resume_writing toggle
   `write_paused`; callers await `wait_writable()` before writing while paused.
 - The request path creates no task: encode the frame, register the future,
@@ -61,6 +65,11 @@ from protocol import (
 from protocol import ErrorCode as _ErrorCode
 
 __all__ = ["ClientProtocol", "Entry"]
+
+_OTHER_LOOP = (
+    "this client belongs to the event loop that connected it; "
+    "connect one client per event loop (asyncio.run starts a new loop each time)"
+)
 
 # a pending call: its future, its deadline, and (method, params) if it may be re-sent
 _Entry = tuple["asyncio.Future[Any]", float, "tuple[str, list[Any]] | None"]
@@ -240,10 +249,15 @@ class ClientProtocol(asyncio.Protocol):
         Raises:
             ConnectionLostError: the connection is already closed (nothing sent).
             FrameTooLargeError: the request would exceed max_frame (nothing sent).
-            InterfaceError: a param cannot be encoded (nothing sent).
+            InterfaceError: a param cannot be encoded, or the caller runs in another
+                event loop than the connection's (nothing sent).
         """
         if self.closed:
             raise self._lost_error()
+        if asyncio.get_running_loop() is not self._loop:
+            # checked before writing: the frame would reach the server (an incr applied)
+            # while the caller could never await its reply's future
+            raise InterfaceError(_OTHER_LOOP)
         pending = self._pending
         msgid = self._next_id
         while msgid in pending:

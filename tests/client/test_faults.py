@@ -1,0 +1,172 @@
+"""The client against real servers that die, stop (SIGSTOP) or never answer.
+
+Each test drives a fault an asyncio application meets in production and checks
+what the brief of client.md promises: every call ends (bounded), nothing
+non-idempotent is sent twice or sent behind the caller's back, and the client
+stays usable or ends cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from client import (
+    Client,
+    ClientError,
+    ConnectionLostError,
+    InterfaceError,
+    connect,
+)
+from client._client import make_config
+from tests.serverproc import ServerProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+BOUND = 15.0  # seconds any single wait in these tests may take before it counts as a hang
+
+
+@contextlib.contextmanager
+def stopped(server: ServerProcess) -> Iterator[None]:
+    """The server process frozen (SIGSTOP) inside the block, resumed after it."""
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[int]:
+    """A port whose listener never accepts: the kernel completes the handshake (the
+    backlog), so a connection opens and then nothing is ever read or answered."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+# ---------------------------------------------------------------- event loops
+
+
+def test_a_call_from_another_event_loop_sends_nothing(server: ServerProcess) -> None:
+    # Before: the incr was written by the first loop's transport and applied by the
+    # server, while the caller got a RuntimeError (future attached to a different
+    # loop): an application retrying on that error counted twice.
+    holder: list[Client] = []
+
+    async def first() -> None:
+        c = await connect(server.host, server.port)
+        await c.put(b"n", b"0")
+        holder.append(c)
+
+    async def second() -> None:
+        c = holder[0]
+        with pytest.raises(InterfaceError, match="event loop"):
+            await c.incr(b"n")
+        with pytest.raises(InterfaceError, match="event loop"):
+            await c.get(b"n")
+        await c.close()  # from the other loop: marks it closed, raises nothing
+        assert c.closed
+
+    async def check() -> None:
+        async with connect(server.host, server.port) as c:
+            assert await c.get(b"n") == b"0"
+
+    asyncio.run(first())
+    asyncio.run(second())
+    asyncio.run(check())
+
+
+def test_a_client_whose_connection_broke_does_not_move_to_another_loop(
+    server: ServerProcess,
+) -> None:
+    # The reconnection path must refuse too: it would otherwise connect in the new
+    # loop and carry on under the first loop's tasks.
+    holder: list[Client] = []
+
+    async def first() -> None:
+        c = await connect(server.host, server.port)
+        holder.append(c)
+        c.terminate()
+        holder[0]._closed = False  # as if only the connection had broken
+
+    async def second() -> None:
+        with pytest.raises(InterfaceError, match="event loop"):
+            await holder[0].put(b"k", b"v")
+
+    async def check() -> None:
+        async with connect(server.host, server.port) as c:
+            assert await c.get(b"k") is None
+
+    asyncio.run(first())
+    asyncio.run(second())
+    asyncio.run(check())
+
+
+# ---------------------------------------------------------------- close
+
+
+async def test_close_ends_calls_to_a_stopped_server_within_its_timeout(
+    server: ServerProcess,
+) -> None:
+    # Before: with the server frozen and the socket's write buffer full, close()
+    # returned after its grace period with every call still pending and the socket
+    # open; the calls hung until the server came back (forever, with timeout=None).
+    c = await connect(server.host, server.port, timeout=None)
+    await c.put(b"a", b"1")
+    big = b"x" * (4 << 20)
+    with stopped(server):
+        calls: list[asyncio.Future[object]] = [
+            asyncio.ensure_future(c.put(b"big%d" % i, big)) for i in range(6)
+        ]
+        calls.append(asyncio.ensure_future(c.get(b"a")))
+        for _ in range(200):  # bounded: until the transport pushes back
+            if c._proto is not None and c._proto.write_paused:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(c.close(timeout=0.5), BOUND)
+        done, pending = await asyncio.wait(calls, timeout=BOUND)
+        assert not pending, f"{len(pending)} calls still waiting after close()"
+        for call in done:
+            exc = call.exception()
+            # sent and unanswered: ConnectionLostError; never sent: InterfaceError
+            assert isinstance(exc, ConnectionLostError | InterfaceError), repr(exc)
+        assert c._proto is not None and c._proto.closed
+    async with connect(server.host, server.port) as again:
+        assert await again.get(b"a") == b"1"
+
+
+async def test_close_stops_a_reconnection_to_a_server_that_never_answers() -> None:
+    # Before: close() returned while the reconnection it raced went on: with
+    # timeout=None the caller waiting for it hung forever.
+    with black_hole() as port:
+        c = Client(make_config("127.0.0.1", port, timeout=None))
+        call = asyncio.ensure_future(c.get(b"k"))
+        await asyncio.sleep(0.2)  # the call is now waiting for hello's reply
+        assert not call.done()
+        await asyncio.wait_for(c.close(), BOUND)
+        done, _ = await asyncio.wait([call], timeout=BOUND)
+        assert done, "the call still waits for a reconnection after close()"
+        with pytest.raises(InterfaceError, match="closed"):
+            call.result()
+
+
+async def test_terminate_stops_a_reconnection_to_a_server_that_never_answers() -> None:
+    with black_hole() as port:
+        c = Client(make_config("127.0.0.1", port, timeout=None))
+        call = asyncio.ensure_future(c.ping())
+        await asyncio.sleep(0.2)
+        c.terminate()
+        done, _ = await asyncio.wait([call], timeout=BOUND)
+        assert done and isinstance(call.exception(), ClientError)
