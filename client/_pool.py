@@ -66,6 +66,7 @@ class Pool(Commands):
         self.clients: list[Client] = []
         self._next = 0
         self._closed = False
+        self._starting: asyncio.Future[None] | None = None  # the connections being opened
 
     @property
     def server_info(self) -> dict[str, Any]:
@@ -84,22 +85,37 @@ class Pool(Commands):
             raise InterfaceError("the pool is not started: await it first")
 
     async def start(self) -> Pool:
-        """Open every connection (concurrently); closes them all if one fails."""
+        """Open every connection (concurrently); closes them all if one fails.
+
+        Starting a started pool returns it; callers starting it at the same time
+        share one set of connections.
+        """
         if self.clients:
             return self
         if self._closed:
             raise InterfaceError("the pool is closed")
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._open_all())
+            self._starting.add_done_callback(_retrieve)
+        starting = self._starting
+        try:
+            await asyncio.shield(starting)
+        finally:
+            if starting.done() and self._starting is starting:
+                self._starting = None  # a failed start may be tried again
+        return self
+
+    async def _open_all(self) -> None:
         results = await asyncio.gather(
             *(Client(self.config)._start() for _ in range(self.size)), return_exceptions=True
         )
         clients = [r for r in results if isinstance(r, Client)]
         errors = [r for r in results if not isinstance(r, Client)]
-        if errors:
+        if errors or self._closed:
             await asyncio.gather(*(c.close() for c in clients))
-            raise errors[0]
+            raise errors[0] if errors else InterfaceError("the pool was closed while starting")
         self.clients = clients
         self.limits = clients[0].limits
-        return self
 
     def _pick(self) -> Client:
         clients = self.clients
@@ -117,6 +133,8 @@ class Pool(Commands):
     async def close(self, *, timeout: float | None = None) -> None:
         """Close every connection (gracefully, as Client.close)."""
         self._closed = True
+        if self._starting is not None:
+            await asyncio.wait([self._starting])  # a start under way closes what it opened
         await asyncio.gather(*(c.close(timeout=timeout) for c in self.clients))
 
     def terminate(self) -> None:
@@ -138,6 +156,11 @@ class Pool(Commands):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved, so a start nobody awaits any more is not logged
 
 
 def _in_flight(client: Client) -> int:

@@ -22,6 +22,7 @@ from client import (
     ClientError,
     ConnectionLostError,
     InterfaceError,
+    Pool,
     connect,
 )
 from client._client import make_config
@@ -170,3 +171,48 @@ async def test_terminate_stops_a_reconnection_to_a_server_that_never_answers() -
         c.terminate()
         done, _ = await asyncio.wait([call], timeout=BOUND)
         assert done and isinstance(call.exception(), ClientError)
+
+
+# ---------------------------------------------------------------- pool
+
+
+async def _open_connections(server: ServerProcess, expected: int) -> int:
+    """The server's count of open connections (besides the one asking), once it
+    settles at `expected` or after a bounded wait."""
+    async with connect(server.host, server.port) as c:
+        count = -1
+        for _ in range(100):  # closes reach the server asynchronously
+            count = int((await c.stats())["server"]["connections"]) - 1
+            if count == expected:
+                break
+            await asyncio.sleep(0.05)
+        return count
+
+
+async def test_a_pool_started_by_several_tasks_at_once_opens_one_set(
+    server: ServerProcess,
+) -> None:
+    # Before: each concurrent start() opened `size` connections and the last one won;
+    # close() closed 4 and left 8 open on the server.
+    pool = Pool(server.host, server.port, size=4)
+    await asyncio.gather(pool.start(), pool.start(), pool.start())
+    assert len(pool.clients) == 4
+    assert await _open_connections(server, 4) == 4
+    await pool.close()
+    assert await _open_connections(server, 0) == 0
+
+
+async def test_a_pool_closed_while_it_starts_leaves_no_connection(
+    server: ServerProcess,
+) -> None:
+    # Before: start() finished after close() and kept 4 live connections in a pool
+    # that said it was closed.
+    pool = Pool(server.host, server.port, size=4)
+    starting = asyncio.ensure_future(pool.start())
+    await asyncio.sleep(0)
+    await pool.close()
+    with pytest.raises(InterfaceError, match="closed"):
+        await starting
+    assert await _open_connections(server, 0) == 0
+    with pytest.raises(InterfaceError):
+        await pool.get(b"k")
