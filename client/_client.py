@@ -451,18 +451,21 @@ class Client(Commands):
             return
         waits = proto.pending_futures()
         limit = self._timeout if timeout is None else timeout
-        if waits:
-            await asyncio.wait(waits, timeout=limit)
-        if proto.pending_futures():
-            # the grace period is over: fail them now. A graceful close would first
-            # flush the write buffer, which a server that stopped reading never drains
-            proto.abort(ConnectionAbortedError("client closed the connection"))
-        else:
-            proto.close()
-        await asyncio.wait([proto.lost], timeout=1.0)
-        if not proto.lost.done():
-            proto.abort()  # a peer that reads nothing: the close would wait for it forever
+        try:
+            if waits:
+                await asyncio.wait(waits, timeout=limit)
+            if proto.pending_futures():
+                # the grace period is over: fail them now. A graceful close would first
+                # flush the write buffer, which a server that stopped reading never drains
+                proto.abort(ConnectionAbortedError("client closed the connection"))
+            else:
+                proto.close()
             await asyncio.wait([proto.lost], timeout=1.0)
+        finally:
+            if not proto.lost.done():
+                # cancelled while closing, or a peer that reads nothing (the graceful
+                # close would wait for it forever): drop the connection, leak nothing
+                proto.abort(ConnectionAbortedError("client closed the connection"))
 
     def terminate(self) -> None:
         """Close at once: pending calls fail with ConnectionLostError."""

@@ -216,3 +216,22 @@ async def test_a_pool_closed_while_it_starts_leaves_no_connection(
     assert await _open_connections(server, 0) == 0
     with pytest.raises(InterfaceError):
         await pool.get(b"k")
+
+
+async def test_a_close_that_is_cancelled_still_drops_the_connection(
+    server: ServerProcess,
+) -> None:
+    # Before: a task cancelled while close() waited for its calls in flight (an
+    # application shutting down) left the connection open and the calls pending.
+    c = await connect(server.host, server.port, timeout=None)
+    with stopped(server):
+        call = asyncio.ensure_future(c.get(b"k"))
+        await asyncio.sleep(0.1)
+        closing = asyncio.ensure_future(c.close(timeout=60))
+        await asyncio.sleep(0.1)
+        closing.cancel()
+        await asyncio.wait([closing], timeout=BOUND)
+        assert closing.cancelled()
+        done, _ = await asyncio.wait([call], timeout=BOUND)
+        assert done and isinstance(call.exception(), ConnectionLostError)
+        assert c._proto is not None and c._proto.closed
