@@ -100,15 +100,23 @@ class Pool(Commands):
         starting = self._starting
         try:
             await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            if self._closed and starting.cancelled():  # close() stopped the start
+                raise InterfaceError("the pool was closed while starting") from None
+            raise
         finally:
             if starting.done() and self._starting is starting:
                 self._starting = None  # a failed start may be tried again
         return self
 
     async def _open_all(self) -> None:
-        results = await asyncio.gather(
-            *(Client(self.config)._start() for _ in range(self.size)), return_exceptions=True
-        )
+        opening = [Client(self.config) for _ in range(self.size)]
+        try:
+            results = await asyncio.gather(*(c._start() for c in opening), return_exceptions=True)
+        except BaseException:  # cancelled (close()): the ones already open are dropped too
+            for c in opening:
+                c.terminate()
+            raise
         clients = [r for r in results if isinstance(r, Client)]
         errors = [r for r in results if not isinstance(r, Client)]
         if errors or self._closed:
@@ -134,12 +142,17 @@ class Pool(Commands):
         """Close every connection (gracefully, as Client.close)."""
         self._closed = True
         if self._starting is not None:
-            await asyncio.wait([self._starting])  # a start under way closes what it opened
+            # a start under way: cancelling it aborts the connections it is opening
+            # (a server that never answers hello would otherwise hold close() up)
+            self._starting.cancel()
+            await asyncio.wait([self._starting])
         await asyncio.gather(*(c.close(timeout=timeout) for c in self.clients))
 
     def terminate(self) -> None:
         """Close every connection at once."""
         self._closed = True
+        if self._starting is not None:
+            self._starting.cancel()
         for c in self.clients:
             c.terminate()
 

@@ -391,7 +391,12 @@ class _ConnectingSharded:
 
     async def _start(self) -> ShardedClient:
         clients = list(self._clients.values())
-        outcomes = await asyncio.gather(*(c._start() for c in clients), return_exceptions=True)
+        try:
+            outcomes = await asyncio.gather(*(c._start() for c in clients), return_exceptions=True)
+        except BaseException:  # cancelled: the shards already connected are dropped too
+            for c in clients:
+                c.terminate()
+            raise
         # a full shard (TOO_MANY_CONNECTIONS) is down for now, as one that is unreachable:
         # its Client reconnects on first use, as it would after losing the connection
         unavailable = (ConnectError, TooManyConnectionsError)

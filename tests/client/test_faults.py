@@ -24,6 +24,7 @@ from client import (
     InterfaceError,
     Pool,
     connect,
+    connect_sharded,
 )
 from client._client import make_config
 from tests.serverproc import ServerProcess
@@ -235,3 +236,24 @@ async def test_a_close_that_is_cancelled_still_drops_the_connection(
         done, _ = await asyncio.wait([call], timeout=BOUND)
         assert done and isinstance(call.exception(), ConnectionLostError)
         assert c._proto is not None and c._proto.closed
+
+
+async def test_a_pool_closed_while_its_server_never_answers_hello() -> None:
+    with black_hole() as port:
+        pool = Pool("127.0.0.1", port, size=3, timeout=None)
+        starting = asyncio.ensure_future(pool.start())
+        await asyncio.sleep(0.2)
+        await asyncio.wait_for(pool.close(), BOUND)
+        done, _ = await asyncio.wait([starting], timeout=BOUND)
+        assert done and isinstance(starting.exception(), InterfaceError)
+
+
+async def test_a_cancelled_start_leaves_no_connection(server: ServerProcess) -> None:
+    # One address of the pool's / the sharded client's answers, one never does: the
+    # start is cancelled (a timeout around it) while the first connections are open.
+    # Before: those connections stayed open, owned by nobody.
+    with black_hole() as port:
+        shards = {"a": f"127.0.0.1:{server.port}", "b": f"127.0.0.1:{port}"}
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(connect_sharded(shards, timeout=None), 1.0)
+        assert await _open_connections(server, 0) == 0
