@@ -13,7 +13,8 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -257,3 +258,44 @@ async def test_a_cancelled_start_leaves_no_connection(server: ServerProcess) -> 
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(connect_sharded(shards, timeout=None), 1.0)
         assert await _open_connections(server, 0) == 0
+
+
+# ---------------------------------------------------------------- retries
+
+
+async def test_only_idempotent_calls_are_sent_again_after_a_server_dies(
+    server: ServerProcess,
+) -> None:
+    # incr, append, batch, commit, set and merge-like calls in flight when the server
+    # dies may have been applied: they fail with ConnectionLostError and are never sent
+    # again; reads in flight are re-sent once on the new connection. Counted on the
+    # server: the frozen server never read the writes, so nothing may have applied them.
+    c = await connect(server.host, server.port, timeout=30, backoff_max=0.2)
+    await c.mput({b"n": b"0", b"s": b"", b"r": b"read-me"})
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    writes: list[Coroutine[Any, Any, object]] = [
+        *(c.incr(b"n") for _ in range(20)),
+        *(c.append(b"s", b"x") for _ in range(20)),
+        c.set(b"new", b"v", nx=True),
+        c.put(b"p", b"v"),
+        c.delete(b"r"),
+        c.mput({b"m": b"v"}),
+        c.get_delete(b"r"),
+    ]
+    write_calls = [asyncio.ensure_future(w) for w in writes]
+    reads: list[asyncio.Future[object]] = [asyncio.ensure_future(c.get(b"r")) for _ in range(20)]
+    reads.append(asyncio.ensure_future(c.mget([b"r", b"n"])))
+    await asyncio.sleep(0.2)
+    server.kill()  # SIGKILL delivered to a stopped process: it dies without reading
+    server.start()
+    _, pending = await asyncio.wait([*write_calls, *reads], timeout=BOUND * 2)
+    assert not pending
+    for call in write_calls:
+        assert isinstance(call.exception(), ConnectionLostError), repr(call.exception())
+    assert [r.result() for r in reads[:-1]] == [b"read-me"] * 20
+    assert reads[-1].result() == [b"read-me", b"0"]
+    assert await c.mget([b"n", b"s", b"new", b"p", b"r", b"m"]) == [
+        b"0", b"", None, None, b"read-me", None,
+    ]  # fmt: skip
+    await c.close()
