@@ -14,6 +14,9 @@ bitcask-server's RESP dialect, for the commands that endpoint has.
 - Replies come back in order on one connection (RESP has no ids): one FIFO of
   futures; a call that timed out keeps its place in the queue so the next reply
   still meets the right caller.
+- A connection serves the event loop that connected it: a command from another
+  loop raises InterfaceError before it is written (its reply would be read by the
+  first loop's task, so it would be applied while its caller timed out).
 - Errors map to the client's typed errors by the error's first word (`NOAUTH`,
   `WRONGPASS`, `READONLY`, `OOM`, `BUSY`, ...). Redis gives some conditions only as
   `ERR` plus a fixed text (an integer out of range, RENAME's missing key); those few
@@ -38,6 +41,7 @@ from typing import Any
 
 from client._commands import Commands
 from client._config import Limits
+from client._protocol import _OTHER_LOOP
 from client.errors import (
     AuthFailedError,
     AuthRequiredError,
@@ -388,6 +392,7 @@ class RespClient(Commands):
         self._out: list[bytes] = []  # encoded commands not yet handed to the transport
         self._closed = False
         self._lost: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that connected it
 
     def __repr__(self) -> str:
         return f"<RespClient redis://{self.address}>"
@@ -413,7 +418,8 @@ class RespClient(Commands):
             )
         except (OSError, TimeoutError) as exc:
             raise ConnectError(f"cannot connect to {self.address}: {exc}") from exc
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._read_loop())
         try:
             if self._password is not None:
                 argv = [b"AUTH", self._password.encode("utf-8", "surrogateescape")]
@@ -428,8 +434,11 @@ class RespClient(Commands):
         return self
 
     async def close(self, *, timeout: float | None = None) -> None:
-        """Close the connection; calls still waiting fail with ConnectionLostError."""
+        """Close the connection; calls still waiting fail with ConnectionLostError.
+        From another event loop than the one that connected it, only marks it closed."""
         self._closed = True
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            return  # the connection's transport and reader task belong to that loop
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
@@ -514,6 +523,10 @@ class RespClient(Commands):
         except (TypeError, ValueError) as exc:
             raise InterfaceError(f"{name}: every argument must be bytes ({exc})") from None
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # the reply would be read by the other loop's task: the command would be
+            # applied while its caller timed out (an incr retried, counted twice)
+            raise InterfaceError(_OTHER_LOOP)
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((shape, fut))
         # commands of one loop turn leave in one send (pipelined callers, piped mode)

@@ -28,6 +28,7 @@ from client import (
     connect_sharded,
 )
 from client._client import make_config
+from client._resp import RespClient, connect_resp
 from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
@@ -299,3 +300,29 @@ async def test_only_idempotent_calls_are_sent_again_after_a_server_dies(
         b"0", b"", None, None, b"read-me", None,
     ]  # fmt: skip
     await c.close()
+
+
+def test_a_resp_command_from_another_event_loop_sends_nothing(server: ServerProcess) -> None:
+    # Before: the INCR was written and applied, while its caller (in the second loop)
+    # waited for a reply that the first loop's reader task would never deliver, and
+    # got CallTimeoutError: retried, it counted twice.
+    holder: list[RespClient] = []
+
+    async def first() -> None:
+        c = await connect_resp(server.host, server.port, timeout=2.0)
+        await c.put(b"n", b"0")
+        holder.append(c)
+
+    async def second() -> None:
+        with pytest.raises(InterfaceError, match="event loop"):
+            await holder[0].incr(b"n")
+        await holder[0].close()
+        assert holder[0].closed
+
+    async def check() -> None:
+        async with connect(server.host, server.port) as c:
+            assert await c.get(b"n") == b"0"
+
+    asyncio.run(first())
+    asyncio.run(second())
+    asyncio.run(check())
