@@ -446,7 +446,9 @@ def connect_sharded(
             hashes the names, not the addresses, so a shard can move to a new
             address without moving keys.
         weights: shard name -> weight (default 1), as in `host:port:weight`.
-        hash_tag: the pool's `hash_tag` ("{}" by default; "" for none).
+        hash_tag: the pool's `hash_tag`. "{}" by default, as docs/scaling.md's
+            config; "" for a pool without a `hash_tag:` line (nutcracker's default
+            is no tag: `user:{42}` would otherwise place apart from the proxy).
         signed_char: hash bytes >= 0x80 as nutcracker built for x86-64 does (True)
             or as an arm64 build does (False); ASCII keys place the same either way.
         auth, timeout, **options: for every shard's `Client`, as in `connect()`
