@@ -23,6 +23,8 @@ __all__ = ["Pool"]
 
 Strategy = Literal["round_robin", "least_busy"]
 
+_NO_LIMITS_YET = Limits()
+
 
 class Pool(Commands):
     """A fixed set of connections to one server, with the Client call methods.
@@ -62,11 +64,17 @@ class Pool(Commands):
         self.config: ClientConfig = make_config(host, port, auth=auth, **options)
         self.size = size
         self.strategy = strategy
-        self.limits = Limits()
         self.clients: list[Client] = []
         self._next = 0
         self._closed = False
         self._starting: asyncio.Future[None] | None = None  # the connections being opened
+
+    @property
+    def limits(self) -> Limits:  # type: ignore[override]
+        """The server's limits as the first connection's last hello announced them (a
+        server restarted with other limits is seen once it reconnected); the defaults
+        before start()."""
+        return self.clients[0].limits if self.clients else _NO_LIMITS_YET
 
     @property
     def server_info(self) -> dict[str, Any]:
@@ -123,7 +131,6 @@ class Pool(Commands):
             await asyncio.gather(*(c.close() for c in clients))
             raise errors[0] if errors else InterfaceError("the pool was closed while starting")
         self.clients = clients
-        self.limits = clients[0].limits
 
     def _pick(self) -> Client:
         clients = self.clients

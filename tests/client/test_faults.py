@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from client import (
     ConnectionLostError,
     InterfaceError,
     Pool,
+    ValueTooLargeError,
     connect,
     connect_sharded,
 )
@@ -326,3 +327,24 @@ def test_a_resp_command_from_another_event_loop_sends_nothing(server: ServerProc
     asyncio.run(first())
     asyncio.run(second())
     asyncio.run(check())
+
+
+async def test_a_pool_checks_against_the_limits_of_the_restarted_server(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # Before: Pool.limits was copied from the first hello, so after the server came
+    # back with a larger --max-value-size the pool still refused, locally, values the
+    # server (and every connection's own limits) accepted.
+    srv = server_factory(extra=["--max-value-size", "100"])
+    async with Pool(srv.host, srv.port, size=2, backoff_max=0.2) as pool:
+        with pytest.raises(ValueTooLargeError):
+            await pool.put(b"k", b"x" * 500)
+        srv.stop()
+        srv.extra = ["--max-value-size", "1000"]
+        srv.start()
+        for _ in range(2 * pool.size):  # every connection meets the restart
+            with contextlib.suppress(ConnectionLostError):
+                await pool.ping()
+        assert pool.limits.max_value_size == 1000
+        await pool.put(b"k", b"x" * 500)
+        assert await pool.get(b"k") == b"x" * 500
