@@ -24,6 +24,7 @@ from client import (
     ConnectionLostError,
     InterfaceError,
     Pool,
+    Transaction,
     ValueTooLargeError,
     connect,
     connect_sharded,
@@ -348,3 +349,43 @@ async def test_a_pool_checks_against_the_limits_of_the_restarted_server(
         assert pool.limits.max_value_size == 1000
         await pool.put(b"k", b"x" * 500)
         assert await pool.get(b"k") == b"x" * 500
+
+
+# ---------------------------------------------------------------- transactions
+
+
+async def test_an_error_in_a_transaction_is_raised_at_once_when_the_server_stops(
+    server: ServerProcess,
+) -> None:
+    # Before: the watch was released by awaiting its unwatch reply: with the server
+    # frozen, transact() and the `async with` block raised CallTimeoutError after a
+    # whole timeout instead of the application's own error (and a cancelled task
+    # waited as long).
+    c = await connect(server.host, server.port, timeout=60.0)
+    await c.put(b"acct", b"10")
+
+    assert server.proc is not None
+    pid = server.proc.pid
+
+    async def pay(tx: Transaction) -> None:
+        os.kill(pid, signal.SIGSTOP)  # the server freezes just as the block fails
+        raise ValueError("insufficient funds")
+
+    try:
+        with pytest.raises(ValueError, match="insufficient"):
+            await asyncio.wait_for(c.transact(pay, b"acct"), BOUND)
+        os.kill(pid, signal.SIGCONT)
+
+        async def block() -> None:
+            async with c.transaction(b"acct") as tx:
+                await pay(tx)
+
+        with pytest.raises(ValueError, match="insufficient"):
+            await asyncio.wait_for(block(), BOUND)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # the watches were released: a transaction on the same keys still commits
+    async with c.transaction(b"acct") as tx:
+        tx.incr(b"acct", 5)
+    assert tx.results == [15]
+    await c.close()
