@@ -271,7 +271,8 @@ class Client(Commands):
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if self._closed and task.cancelled():  # close() stopped the reconnection
+            if self._closed and task.cancelled() and not _cancelling():
+                # close() stopped the reconnection (and this caller was not cancelled)
                 raise InterfaceError("the client is closed") from None
             raise
 
@@ -494,6 +495,12 @@ class Client(Commands):
         self._loop = asyncio.get_running_loop()
         self._proto = await self._open()
         return self
+
+
+def _cancelling() -> bool:
+    """True if the running task itself was asked to cancel (not only what it awaits)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:

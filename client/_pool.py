@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any, Literal
 
-from client._client import Client, make_config
+from client._client import Client, _cancelling, make_config
 from client._commands import Commands
 from client._config import ClientConfig, Limits
 from client.errors import InterfaceError
@@ -109,7 +109,8 @@ class Pool(Commands):
         try:
             await asyncio.shield(starting)
         except asyncio.CancelledError:
-            if self._closed and starting.cancelled():  # close() stopped the start
+            if self._closed and starting.cancelled() and not _cancelling():
+                # close() stopped the start (and this caller was not cancelled)
                 raise InterfaceError("the pool was closed while starting") from None
             raise
         finally:
