@@ -19,6 +19,12 @@ Strategy / invariants:
   already down) is always sent after reconnecting: it cannot be applied twice.
 - hello on every (re)connect: protocol version checked, token sent, limits kept
   in `self.limits` (used by the local size checks in Commands).
+- A client belongs to the loop that connected it (`_loop`): a call or a
+  reconnection from another loop raises InterfaceError before anything is sent.
+- close() ends everything it leaves behind: calls in flight get the grace period,
+  then the connection is aborted (never a graceful close that waits for a peer
+  that stopped reading), a reconnection under way is cancelled (its waiters get
+  InterfaceError), and a close() that is itself cancelled still aborts.
 """
 
 from __future__ import annotations
