@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from client._args import Key, to_bytes
+from client._args import Key, bad_timeout, to_bytes
 from client._commands import Commands
 from client._config import ClientConfig, Limits, parse_url
 from client._protocol import _OTHER_LOOP, ClientProtocol, Entry
@@ -136,6 +136,8 @@ class Client(Commands):
             return self._call_slow(method, params, timeout)
         if timeout is None:
             timeout = self._timeout
+        elif not timeout > 0:
+            raise bad_timeout(timeout)
         deadline = math.inf if timeout is None else proto.time() + timeout
         return proto.request(method, params, deadline, self._retry and method in IDEMPOTENT_METHODS)
 
@@ -145,6 +147,8 @@ class Client(Commands):
             raise InterfaceError("the client is closed")
         if timeout is None:
             timeout = self._timeout
+        elif not timeout > 0:
+            raise bad_timeout(timeout)
         loop = asyncio.get_running_loop()
         deadline = math.inf if timeout is None else loop.time() + timeout
         proto = await self._writable_connection(deadline)
@@ -197,6 +201,8 @@ class Client(Commands):
             return proto
         if timeout is None:
             timeout = self._timeout
+        elif not timeout > 0:
+            raise bad_timeout(timeout)
         loop = asyncio.get_running_loop()
         return await self._writable_connection(
             math.inf if timeout is None else loop.time() + timeout
@@ -370,6 +376,8 @@ class Client(Commands):
             67108864
         """
         self._check_open()
+        if timeout is not None and not timeout > 0:
+            raise bad_timeout(timeout)
         timeout = self._timeout if timeout is None else timeout
         deadline = math.inf if timeout is None else asyncio.get_running_loop().time() + timeout
         proto = await self._writable_connection(deadline)

@@ -39,6 +39,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from client._args import bad_timeout
 from client._commands import Commands
 from client._config import Limits
 from client._protocol import _OTHER_LOOP
@@ -574,6 +575,8 @@ class RespClient(Commands):
             ServerError: the endpoint answered with an error.
             ConnectionLostError, CallTimeoutError: no answer.
         """
+        if timeout is not None and not timeout > 0:
+            raise bad_timeout(timeout)  # before sending: it would be applied, then time out
         fut = self._send(list(argv))
         reply = await self._reply(fut, argv[0].decode("ascii", "replace").upper(), timeout)
         if isinstance(reply, ErrorReply):
@@ -619,6 +622,8 @@ class RespClient(Commands):
     async def _clear(self, timeout: float | None) -> int:
         # DBSIZE and FLUSHDB in one MULTI/EXEC, written at once so no other call of
         # this client lands inside the transaction: the count is of the keys deleted
+        if timeout is not None and not timeout > 0:
+            raise bad_timeout(timeout)
         futs = [self._send(argv) for argv in ([b"MULTI"], [b"DBSIZE"], [b"FLUSHDB"], [b"EXEC"])]
         replies = [await self._reply(fut, "EXEC", timeout) for fut in futs]
         for reply in replies:

@@ -28,6 +28,7 @@ from client._args import (
     Checks,
     Key,
     Value,
+    bad_timeout,
     expire_params,
     float_params,
     incr_params,
@@ -310,6 +311,8 @@ def _ignore(fut: asyncio.Future[Any]) -> None:
 def _deadline(proto: ClientProtocol, client: TransactionHost, timeout: float | None) -> float:
     if timeout is None:
         timeout = client.config.timeout
+    elif not timeout > 0:
+        raise bad_timeout(timeout)
     return math.inf if timeout is None else proto.time() + timeout
 
 

@@ -389,3 +389,32 @@ async def test_an_error_in_a_transaction_is_raised_at_once_when_the_server_stops
         tx.incr(b"acct", 5)
     assert tx.results == [15]
     await c.close()
+
+
+# ---------------------------------------------------------------- per-call timeouts
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan")], ids=["zero", "negative", "nan"])
+async def test_a_per_call_timeout_that_is_not_positive_sends_nothing(
+    server: ServerProcess, timeout: float
+) -> None:
+    # Before: timeout=0 or -1 sent the incr (applied) and raised CallTimeoutError at
+    # once; timeout=nan never timed out (no timer fires for a NaN deadline), so a call
+    # to a server that stopped answering hung forever. ClientConfig refuses them.
+    async with connect(server.host, server.port) as c:
+        await c.put(b"n", b"0")
+        with pytest.raises(InterfaceError, match="timeout"):
+            await c.incr(b"n", timeout=timeout)
+        with pytest.raises(InterfaceError, match="timeout"):
+            async with c.transaction(b"n") as tx:
+                tx.incr(b"n")
+                await tx.commit(timeout=timeout)
+        with pytest.raises(InterfaceError, match="timeout"):
+            await c.hello(timeout=timeout)
+        r = await connect_resp(server.host, server.port)
+        try:
+            with pytest.raises(InterfaceError, match="timeout"):
+                await r.incr(b"n", timeout=timeout)
+        finally:
+            await r.close()
+        assert await c.get(b"n") == b"0"
