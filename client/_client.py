@@ -196,13 +196,13 @@ class Client(Commands):
         to one connection (a transaction's watch and its commit, client/_transaction.py).
         For this package's use; applications call the methods above."""
         self._check_open()
+        if timeout is not None and not timeout > 0:
+            raise bad_timeout(timeout)
         proto = self._proto
         if proto is not None and not proto.closed:
             return proto
         if timeout is None:
             timeout = self._timeout
-        elif not timeout > 0:
-            raise bad_timeout(timeout)
         loop = asyncio.get_running_loop()
         return await self._writable_connection(
             math.inf if timeout is None else loop.time() + timeout

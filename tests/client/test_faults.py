@@ -411,6 +411,8 @@ async def test_a_per_call_timeout_that_is_not_positive_sends_nothing(
                 await tx.commit(timeout=timeout)
         with pytest.raises(InterfaceError, match="timeout"):
             await c.hello(timeout=timeout)
+        with pytest.raises(InterfaceError, match="timeout"):
+            await c.transaction(b"n").watch(timeout=timeout)
         r = await connect_resp(server.host, server.port)
         try:
             with pytest.raises(InterfaceError, match="timeout"):
