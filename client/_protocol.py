@@ -310,7 +310,14 @@ class ClientProtocol(asyncio.Protocol):
             raise self._lost_error()
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._writable.append(waiter)
-        await waiter
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # a caller that gave up (wait_for, a timeout) leaves no waiter behind: with
+            # a peer that never reads again they would pile up, one per call
+            if waiter in self._writable:
+                self._writable.remove(waiter)
+            raise
 
     def close(self) -> None:
         """Close the transport (pending calls fail with ConnectionLostError)."""

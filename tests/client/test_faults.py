@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from client import (
+    CallTimeoutError,
     Client,
     ClientError,
     ConnectionLostError,
@@ -420,3 +421,29 @@ async def test_a_per_call_timeout_that_is_not_positive_sends_nothing(
         finally:
             await r.close()
         assert await c.get(b"n") == b"0"
+
+
+async def test_calls_that_give_up_waiting_for_buffer_space_leave_nothing_behind(
+    server: ServerProcess,
+) -> None:
+    # Before: each call that timed out (or was cancelled by wait_for) while the write
+    # buffer was full left its waiter in the connection's list: against a server that
+    # stopped reading, one more per call, without bound.
+    c = await connect(server.host, server.port, timeout=None)
+    big = b"x" * (4 << 20)
+    with stopped(server):
+        puts = [asyncio.ensure_future(c.put(b"big%d" % i, big)) for i in range(6)]
+        for _ in range(200):  # bounded: until the transport pushes back
+            if c._proto is not None and c._proto.write_paused:
+                break
+            await asyncio.sleep(0.01)
+        assert c._proto is not None and c._proto.write_paused
+        for _ in range(200):
+            with pytest.raises(CallTimeoutError):
+                await c.get(b"k", timeout=0.001)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(c.get(b"k"), 0.001)
+        assert len(c._proto._writable) <= len(puts)
+    await asyncio.wait(puts, timeout=BOUND * 2)
+    assert all(p.done() and p.exception() is None for p in puts)
+    await c.close()
