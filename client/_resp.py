@@ -22,8 +22,9 @@ bitcask-server's RESP dialect, for the commands that endpoint has.
   `ERR` plus a fixed text (an integer out of range, RENAME's missing key); those few
   texts are matched in `_ERR_TEXTS`, the one place that reads a message.
 - twemproxy closes the connection on a command it does not proxy (SCAN, INFO,
-  MULTI, ...). A close that arrives while a command waits for its reply fails that
-  command with `EndpointClosedError`, naming the command. A server that restarts
+  MULTI, ...). A close that arrives while a command waits for its reply (and
+  before any byte of that reply) fails that command with `EndpointClosedError`,
+  naming the command; a close in the middle of a reply is a plain loss. A server that restarts
   closes too, so one close proves nothing: `Refusals` (shared by the connections of
   one session) counts closes per command shape, forgets them when the command is
   answered, and after two in a row refuses that command locally
@@ -480,7 +481,13 @@ class RespClient(Commands):
             cause = exc
         # a close (or a reset, when more commands followed the refused one) while a
         # command waits: the endpoint would not answer that command
-        if self._pending and (cause is None or isinstance(cause, ConnectionError)):
+        # (not once part of its reply had arrived: the endpoint was answering, and
+        # died or was cut off mid-reply; counting that would ban a command it serves)
+        if (
+            self._pending
+            and parser.buffered == 0
+            and (cause is None or isinstance(cause, ConnectionError))
+        ):
             shape = self._pending[0][0]
             self.refusals.closed_on(shape)
             name = shape[0]
@@ -491,7 +498,8 @@ class RespClient(Commands):
                 "support; a server that stopped does it too)",
             )
         else:
-            lost = ConnectionLostError(f"connection to {self.address} lost: {cause or 'closed'}")
+            why = cause or ("closed in the middle of a reply" if parser.buffered else "closed")
+            lost = ConnectionLostError(f"connection to {self.address} lost: {why}")
             lost.__cause__ = cause
         self._lost = lost
         self._fail_all(lost)

@@ -31,7 +31,7 @@ from client import (
     connect_sharded,
 )
 from client._client import make_config
-from client._resp import RespClient, connect_resp
+from client._resp import EndpointClosedError, Refusals, RespClient, connect_resp
 from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
@@ -447,3 +447,42 @@ async def test_calls_that_give_up_waiting_for_buffer_space_leave_nothing_behind(
     await asyncio.wait(puts, timeout=BOUND * 2)
     assert all(p.done() and p.exception() is None for p in puts)
     await c.close()
+
+
+# ---------------------------------------------------------------- RESP endpoints
+
+
+async def test_a_resp_endpoint_dying_mid_reply_is_not_taken_for_a_refusal() -> None:
+    # Before: a close after part of a GET's reply counted as the endpoint refusing
+    # GET (as twemproxy refuses SCAN, by closing): twice, and the session refused
+    # every later GET locally, "does not support GET". A close before any byte of
+    # the reply still counts (the twemproxy case).
+    async def cut_mid_reply(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.read(1024)
+        w.write(b"$100\r\nhalf a value")
+        await w.drain()
+        w.close()
+
+    async def close_at_once(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.read(1024)
+        w.close()
+
+    refusals = Refusals()
+    for handler, refused in ((cut_mid_reply, False), (close_at_once, True)):
+        srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        try:
+            for _ in range(3 if not refused else Refusals.STRIKES):
+                c = await connect_resp("127.0.0.1", port, timeout=BOUND, refusals=refusals)
+                try:
+                    with pytest.raises(ConnectionLostError) as info:
+                        await c.get(b"k")
+                finally:
+                    await c.close()
+                if not refused:
+                    assert "middle of a reply" in str(info.value)
+                    assert not isinstance(info.value, EndpointClosedError)
+        finally:
+            srv.close()
+            await srv.wait_closed()
+        assert refusals.refuses(("GET", 2)) is refused
