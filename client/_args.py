@@ -60,6 +60,13 @@ def to_bytes(data: Any, what: str) -> bytes:
     raise InterfaceError(f"{what} must be bytes or str, got {t.__name__}")
 
 
+def bad_timeout(timeout: Any) -> InterfaceError:
+    """The error for a per-call timeout that is not a number > 0 (0, negative, NaN):
+    refused before sending, as ClientConfig refuses it, since such a call would be
+    sent (a write applied) and then time out at once, or never time out (NaN)."""
+    return InterfaceError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+
+
 def check_ttl(ttl: Any) -> float | None:
     if ttl is None:
         return None

@@ -19,6 +19,12 @@ Strategy / invariants:
   already down) is always sent after reconnecting: it cannot be applied twice.
 - hello on every (re)connect: protocol version checked, token sent, limits kept
   in `self.limits` (used by the local size checks in Commands).
+- A client belongs to the loop that connected it (`_loop`): a call or a
+  reconnection from another loop raises InterfaceError before anything is sent.
+- close() ends everything it leaves behind: calls in flight get the grace period,
+  then the connection is aborted (never a graceful close that waits for a peer
+  that stopped reading), a reconnection under way is cancelled (its waiters get
+  InterfaceError), and a close() that is itself cancelled still aborts.
 """
 
 from __future__ import annotations
@@ -32,10 +38,10 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from client._args import Key, to_bytes
+from client._args import Key, bad_timeout, to_bytes
 from client._commands import Commands
 from client._config import ClientConfig, Limits, parse_url
-from client._protocol import ClientProtocol, Entry
+from client._protocol import _OTHER_LOOP, ClientProtocol, Entry
 from client._transaction import Transaction, transact
 from client.errors import (
     AuthError,
@@ -89,6 +95,7 @@ class Client(Commands):
         self._token: bytes | None = None if config.auth is None else to_bytes(config.auth, "auth")
         self._closed = False
         self._resends: set[asyncio.Task[None]] = set()  # re-sending idempotent calls
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that connected it
         # per-call defaults
         self._timeout = config.timeout
         self._retry = config.retry_idempotent
@@ -129,6 +136,8 @@ class Client(Commands):
             return self._call_slow(method, params, timeout)
         if timeout is None:
             timeout = self._timeout
+        elif not timeout > 0:
+            raise bad_timeout(timeout)
         deadline = math.inf if timeout is None else proto.time() + timeout
         return proto.request(method, params, deadline, self._retry and method in IDEMPOTENT_METHODS)
 
@@ -138,6 +147,8 @@ class Client(Commands):
             raise InterfaceError("the client is closed")
         if timeout is None:
             timeout = self._timeout
+        elif not timeout > 0:
+            raise bad_timeout(timeout)
         loop = asyncio.get_running_loop()
         deadline = math.inf if timeout is None else loop.time() + timeout
         proto = await self._writable_connection(deadline)
@@ -185,6 +196,8 @@ class Client(Commands):
         to one connection (a transaction's watch and its commit, client/_transaction.py).
         For this package's use; applications call the methods above."""
         self._check_open()
+        if timeout is not None and not timeout > 0:
+            raise bad_timeout(timeout)
         proto = self._proto
         if proto is not None and not proto.closed:
             return proto
@@ -255,12 +268,25 @@ class Client(Commands):
 
     async def _reconnect(self) -> ClientProtocol:
         self._check_open()
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            # a new connection made here would move the client to this loop under
+            # the tasks of the first one (its calls, its reconnection, its re-sends)
+            raise InterfaceError(_OTHER_LOOP)
         task = self._reconnecting
         if task is None:
             task = asyncio.get_running_loop().create_task(self._reconnect_rounds())
             task.add_done_callback(self._reconnect_done)
             self._reconnecting = task
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._closed and task.cancelled() and not _cancelling():
+                # close() stopped the reconnection (and this caller was not cancelled)
+                raise InterfaceError("the client is closed") from None
+            raise
 
     def _reconnect_done(self, task: asyncio.Task[ClientProtocol]) -> None:
         if self._reconnecting is task:
@@ -350,6 +376,8 @@ class Client(Commands):
             67108864
         """
         self._check_open()
+        if timeout is not None and not timeout > 0:
+            raise bad_timeout(timeout)
         timeout = self._timeout if timeout is None else timeout
         deadline = math.inf if timeout is None else asyncio.get_running_loop().time() + timeout
         proto = await self._writable_connection(deadline)
@@ -419,24 +447,49 @@ class Client(Commands):
         """Stop taking calls, let calls in flight finish (bounded), then disconnect.
 
         Calls still unanswered after `timeout` (default: the client's) fail with
-        ConnectionLostError. Closing twice is fine.
+        ConnectionLostError, and so do calls waiting for a reconnection or for the
+        write buffer to drain (nothing of those was sent). Closing twice is fine.
+        Called from another event loop than the client's (asyncio.run(c.close())
+        after the first asyncio.run ended), it only marks the client closed and
+        drops its connection if that loop still exists.
         """
         if self._closed:
             return
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            self.terminate()  # nothing of the first loop can be awaited here
+            return
         self._closed = True  # a reconnection in progress notices and raises InterfaceError
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()  # its waiters get InterfaceError (_reconnect)
         proto = self._proto
         if proto is None or proto.closed:
             return
         waits = proto.pending_futures()
         limit = self._timeout if timeout is None else timeout
-        if waits:
-            await asyncio.wait(waits, timeout=limit)
-        proto.close()
-        await asyncio.wait([proto.lost], timeout=1.0)
+        try:
+            if waits:
+                await asyncio.wait(waits, timeout=limit)
+            if proto.pending_futures():
+                # the grace period is over: fail them now. A graceful close would first
+                # flush the write buffer, which a server that stopped reading never drains
+                proto.abort(ConnectionAbortedError("client closed the connection"))
+            else:
+                proto.close()
+            await asyncio.wait([proto.lost], timeout=1.0)
+        finally:
+            if not proto.lost.done():
+                # cancelled while closing, or a peer that reads nothing (the graceful
+                # close would wait for it forever): drop the connection, leak nothing
+                proto.abort(ConnectionAbortedError("client closed the connection"))
 
     def terminate(self) -> None:
         """Close at once: pending calls fail with ConnectionLostError."""
         self._closed = True
+        loop = self._loop
+        if loop is not None and loop.is_closed():
+            return  # its connections ended with it: nothing to send, nothing to wake
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self._proto is not None:
             self._proto.abort()
 
@@ -453,8 +506,15 @@ class Client(Commands):
 
     async def _start(self) -> Client:
         """First connection: one round of attempts; errors surface to connect()."""
+        self._loop = asyncio.get_running_loop()
         self._proto = await self._open()
         return self
+
+
+def _cancelling() -> bool:
+    """True if the running task itself was asked to cancel (not only what it awaits)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any, Literal
 
-from client._client import Client, make_config
+from client._client import Client, _cancelling, make_config
 from client._commands import Commands
 from client._config import ClientConfig, Limits
 from client.errors import InterfaceError
@@ -22,6 +22,8 @@ from client.errors import InterfaceError
 __all__ = ["Pool"]
 
 Strategy = Literal["round_robin", "least_busy"]
+
+_NO_LIMITS_YET = Limits()
 
 
 class Pool(Commands):
@@ -62,10 +64,17 @@ class Pool(Commands):
         self.config: ClientConfig = make_config(host, port, auth=auth, **options)
         self.size = size
         self.strategy = strategy
-        self.limits = Limits()
         self.clients: list[Client] = []
         self._next = 0
         self._closed = False
+        self._starting: asyncio.Future[None] | None = None  # the connections being opened
+
+    @property
+    def limits(self) -> Limits:  # type: ignore[override]
+        """The server's limits as the first connection's last hello announced them (a
+        server restarted with other limits is seen once it reconnected); the defaults
+        before start()."""
+        return self.clients[0].limits if self.clients else _NO_LIMITS_YET
 
     @property
     def server_info(self) -> dict[str, Any]:
@@ -84,22 +93,45 @@ class Pool(Commands):
             raise InterfaceError("the pool is not started: await it first")
 
     async def start(self) -> Pool:
-        """Open every connection (concurrently); closes them all if one fails."""
+        """Open every connection (concurrently); closes them all if one fails.
+
+        Starting a started pool returns it; callers starting it at the same time
+        share one set of connections.
+        """
         if self.clients:
             return self
         if self._closed:
             raise InterfaceError("the pool is closed")
-        results = await asyncio.gather(
-            *(Client(self.config)._start() for _ in range(self.size)), return_exceptions=True
-        )
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._open_all())
+            self._starting.add_done_callback(_retrieve)
+        starting = self._starting
+        try:
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            if self._closed and starting.cancelled() and not _cancelling():
+                # close() stopped the start (and this caller was not cancelled)
+                raise InterfaceError("the pool was closed while starting") from None
+            raise
+        finally:
+            if starting.done() and self._starting is starting:
+                self._starting = None  # a failed start may be tried again
+        return self
+
+    async def _open_all(self) -> None:
+        opening = [Client(self.config) for _ in range(self.size)]
+        try:
+            results = await asyncio.gather(*(c._start() for c in opening), return_exceptions=True)
+        except BaseException:  # cancelled (close()): the ones already open are dropped too
+            for c in opening:
+                c.terminate()
+            raise
         clients = [r for r in results if isinstance(r, Client)]
         errors = [r for r in results if not isinstance(r, Client)]
-        if errors:
+        if errors or self._closed:
             await asyncio.gather(*(c.close() for c in clients))
-            raise errors[0]
+            raise errors[0] if errors else InterfaceError("the pool was closed while starting")
         self.clients = clients
-        self.limits = clients[0].limits
-        return self
 
     def _pick(self) -> Client:
         clients = self.clients
@@ -117,11 +149,18 @@ class Pool(Commands):
     async def close(self, *, timeout: float | None = None) -> None:
         """Close every connection (gracefully, as Client.close)."""
         self._closed = True
+        if self._starting is not None:
+            # a start under way: cancelling it aborts the connections it is opening
+            # (a server that never answers hello would otherwise hold close() up)
+            self._starting.cancel()
+            await asyncio.wait([self._starting])
         await asyncio.gather(*(c.close(timeout=timeout) for c in self.clients))
 
     def terminate(self) -> None:
         """Close every connection at once."""
         self._closed = True
+        if self._starting is not None:
+            self._starting.cancel()
         for c in self.clients:
             c.terminate()
 
@@ -138,6 +177,11 @@ class Pool(Commands):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved, so a start nobody awaits any more is not logged
 
 
 def _in_flight(client: Client) -> int:

@@ -21,6 +21,10 @@ the policy):
   except the retryable ones, which are handed, still pending, to `on_retry`
   (the Client re-sends them once on its next connection); the protocol is then
   dead (`closed`) and the Client replaces it.
+- A connection serves the event loop that made it only: `request` checks that
+  loop is the one running before writing anything (a frame written for a caller in
+  another loop would be applied by the server while its reply could never be
+  awaited there).
 - Write flow control: the transport's pause_writing/resume_writing toggle
   `write_paused`; callers await `wait_writable()` before writing while paused.
 - The request path creates no task: encode the frame, register the future,
@@ -61,6 +65,11 @@ from protocol import (
 from protocol import ErrorCode as _ErrorCode
 
 __all__ = ["ClientProtocol", "Entry"]
+
+_OTHER_LOOP = (
+    "this client belongs to the event loop that connected it; "
+    "connect one client per event loop (asyncio.run starts a new loop each time)"
+)
 
 # a pending call: its future, its deadline, and (method, params) if it may be re-sent
 _Entry = tuple["asyncio.Future[Any]", float, "tuple[str, list[Any]] | None"]
@@ -240,10 +249,17 @@ class ClientProtocol(asyncio.Protocol):
         Raises:
             ConnectionLostError: the connection is already closed (nothing sent).
             FrameTooLargeError: the request would exceed max_frame (nothing sent).
-            InterfaceError: a param cannot be encoded (nothing sent).
+            InterfaceError: a param cannot be encoded, or the caller runs in another
+                event loop than the connection's (nothing sent).
         """
         if self.closed:
             raise self._lost_error()
+        if not self._loop.is_running():
+            # The caller runs in another loop (one thread runs one loop at a time, so
+            # the connection's loop is then idle or closed). Checked before writing:
+            # the frame would reach the server (an incr applied) while the caller could
+            # never await its reply. (is_running costs ~20 ns, get_running_loop ~170.)
+            raise InterfaceError(_OTHER_LOOP)
         pending = self._pending
         msgid = self._next_id
         while msgid in pending:
@@ -294,7 +310,14 @@ class ClientProtocol(asyncio.Protocol):
             raise self._lost_error()
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._writable.append(waiter)
-        await waiter
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # a caller that gave up (wait_for, a timeout) leaves no waiter behind: with
+            # a peer that never reads again they would pile up, one per call
+            if waiter in self._writable:
+                self._writable.remove(waiter)
+            raise
 
     def close(self) -> None:
         """Close the transport (pending calls fail with ConnectionLostError)."""

@@ -14,13 +14,17 @@ bitcask-server's RESP dialect, for the commands that endpoint has.
 - Replies come back in order on one connection (RESP has no ids): one FIFO of
   futures; a call that timed out keeps its place in the queue so the next reply
   still meets the right caller.
+- A connection serves the event loop that connected it: a command from another
+  loop raises InterfaceError before it is written (its reply would be read by the
+  first loop's task, so it would be applied while its caller timed out).
 - Errors map to the client's typed errors by the error's first word (`NOAUTH`,
   `WRONGPASS`, `READONLY`, `OOM`, `BUSY`, ...). Redis gives some conditions only as
   `ERR` plus a fixed text (an integer out of range, RENAME's missing key); those few
   texts are matched in `_ERR_TEXTS`, the one place that reads a message.
 - twemproxy closes the connection on a command it does not proxy (SCAN, INFO,
-  MULTI, ...). A close that arrives while a command waits for its reply fails that
-  command with `EndpointClosedError`, naming the command. A server that restarts
+  MULTI, ...). A close that arrives while a command waits for its reply (and
+  before any byte of that reply) fails that command with `EndpointClosedError`,
+  naming the command; a close in the middle of a reply is a plain loss. A server that restarts
   closes too, so one close proves nothing: `Refusals` (shared by the connections of
   one session) counts closes per command shape, forgets them when the command is
   answered, and after two in a row refuses that command locally
@@ -36,8 +40,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from client._args import bad_timeout
 from client._commands import Commands
 from client._config import Limits
+from client._protocol import _OTHER_LOOP
 from client.errors import (
     AuthFailedError,
     AuthRequiredError,
@@ -388,6 +394,7 @@ class RespClient(Commands):
         self._out: list[bytes] = []  # encoded commands not yet handed to the transport
         self._closed = False
         self._lost: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that connected it
 
     def __repr__(self) -> str:
         return f"<RespClient redis://{self.address}>"
@@ -413,7 +420,8 @@ class RespClient(Commands):
             )
         except (OSError, TimeoutError) as exc:
             raise ConnectError(f"cannot connect to {self.address}: {exc}") from exc
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._read_loop())
         try:
             if self._password is not None:
                 argv = [b"AUTH", self._password.encode("utf-8", "surrogateescape")]
@@ -428,8 +436,11 @@ class RespClient(Commands):
         return self
 
     async def close(self, *, timeout: float | None = None) -> None:
-        """Close the connection; calls still waiting fail with ConnectionLostError."""
+        """Close the connection; calls still waiting fail with ConnectionLostError.
+        From another event loop than the one that connected it, only marks it closed."""
         self._closed = True
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            return  # the connection's transport and reader task belong to that loop
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
@@ -470,7 +481,13 @@ class RespClient(Commands):
             cause = exc
         # a close (or a reset, when more commands followed the refused one) while a
         # command waits: the endpoint would not answer that command
-        if self._pending and (cause is None or isinstance(cause, ConnectionError)):
+        # (not once part of its reply had arrived: the endpoint was answering, and
+        # died or was cut off mid-reply; counting that would ban a command it serves)
+        if (
+            self._pending
+            and parser.buffered == 0
+            and (cause is None or isinstance(cause, ConnectionError))
+        ):
             shape = self._pending[0][0]
             self.refusals.closed_on(shape)
             name = shape[0]
@@ -481,7 +498,8 @@ class RespClient(Commands):
                 "support; a server that stopped does it too)",
             )
         else:
-            lost = ConnectionLostError(f"connection to {self.address} lost: {cause or 'closed'}")
+            why = cause or ("closed in the middle of a reply" if parser.buffered else "closed")
+            lost = ConnectionLostError(f"connection to {self.address} lost: {why}")
             lost.__cause__ = cause
         self._lost = lost
         self._fail_all(lost)
@@ -514,6 +532,10 @@ class RespClient(Commands):
         except (TypeError, ValueError) as exc:
             raise InterfaceError(f"{name}: every argument must be bytes ({exc})") from None
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # the reply would be read by the other loop's task: the command would be
+            # applied while its caller timed out (an incr retried, counted twice)
+            raise InterfaceError(_OTHER_LOOP)
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((shape, fut))
         # commands of one loop turn leave in one send (pipelined callers, piped mode)
@@ -561,6 +583,8 @@ class RespClient(Commands):
             ServerError: the endpoint answered with an error.
             ConnectionLostError, CallTimeoutError: no answer.
         """
+        if timeout is not None and not timeout > 0:
+            raise bad_timeout(timeout)  # before sending: it would be applied, then time out
         fut = self._send(list(argv))
         reply = await self._reply(fut, argv[0].decode("ascii", "replace").upper(), timeout)
         if isinstance(reply, ErrorReply):
@@ -606,6 +630,8 @@ class RespClient(Commands):
     async def _clear(self, timeout: float | None) -> int:
         # DBSIZE and FLUSHDB in one MULTI/EXEC, written at once so no other call of
         # this client lands inside the transaction: the count is of the keys deleted
+        if timeout is not None and not timeout > 0:
+            raise bad_timeout(timeout)
         futs = [self._send(argv) for argv in ([b"MULTI"], [b"DBSIZE"], [b"FLUSHDB"], [b"EXEC"])]
         replies = [await self._reply(fut, "EXEC", timeout) for fut in futs]
         for reply in replies:

@@ -12,7 +12,8 @@ Strategy / invariants:
   all can be connected does `connect_sharded` fail).
 - Single-key calls go to the key's shard. mget/mput split by shard, run the
   parts concurrently and reassemble in the caller's order; mput is atomic per
-  shard only. A batch must stay on one shard: the first op picks the shard, an op
+  shard only, and checks every pair against its shard's own limits (from hello)
+  before sending any part, connecting first a shard it has not reached yet. A batch must stay on one shard: the first op picks the shard, an op
   for another shard raises CrossShardError at once, so nothing is ever sent for a
   batch that spans shards. scan merges every shard's ascending stream into one.
 """
@@ -163,19 +164,24 @@ class ShardedClient:
         self._check_open()
         pairs_in: Iterable[Any] = items.items() if isinstance(items, Mapping) else items
         clients, index_for = self._by_index, self.ring.index_for
-        # every pair is checked (types, sizes, batch limit) by its shard's client before
-        # any part is sent: a bad pair must not leave the other shards' parts applied
-        groups: dict[int, list[tuple[bytes, bytes]]] = {}
+        raw: dict[int, list[tuple[bytes, Any]]] = {}
         for pair in pairs_in:
             try:
                 key, value = pair
             except (TypeError, ValueError):
                 raise InterfaceError("mput takes a mapping or (key, value) pairs") from None
             k = to_bytes(key, "key")
-            s = index_for(k)
-            groups.setdefault(s, []).append((clients[s]._key(k), clients[s]._value(value)))
-        for s, part in groups.items():
-            clients[s]._batch_size(len(part))
+            raw.setdefault(index_for(k), []).append((k, value))
+        # every pair is checked (types, sizes, batch limit) by its shard's client before
+        # any part is sent: a bad pair must not leave the other shards' parts applied.
+        # The limits are the shard's own, from its hello: a shard not reached since
+        # connect_sharded (it was down) is connected first, or nothing is sent
+        await self._learn_limits(raw, timeout)
+        groups: dict[int, list[tuple[bytes, bytes]]] = {}
+        for s, pairs in raw.items():
+            c = clients[s]
+            groups[s] = [(c._key(k), c._value(v)) for k, v in pairs]
+            c._batch_size(len(pairs))
         parts = await _gather(clients[s].mput(part, timeout=timeout) for s, part in groups.items())
         failed = [p for p in parts if isinstance(p, BaseException)]
         if failed:
@@ -187,6 +193,13 @@ class ShardedClient:
             err = failed[0]
             err.add_note(f"mput applied on shards {applied}; not on the failing shard(s)")
             raise err
+
+    async def _learn_limits(self, shards: Iterable[int], timeout: float | None) -> None:
+        """Connect the shards among `shards` that never answered hello (down when
+        connect_sharded ran), so their limits are known; raises the first failure."""
+        fresh = [self._by_index[s] for s in shards if not self._by_index[s].server_info]
+        if fresh:
+            _results(await _gather(c.bound_connection(timeout) for c in fresh))
 
     def batch(self, *, timeout: float | None = None) -> ShardedBatch:
         """An atomic batch of puts and deletes whose keys must all be on one shard.
@@ -378,7 +391,12 @@ class _ConnectingSharded:
 
     async def _start(self) -> ShardedClient:
         clients = list(self._clients.values())
-        outcomes = await asyncio.gather(*(c._start() for c in clients), return_exceptions=True)
+        try:
+            outcomes = await asyncio.gather(*(c._start() for c in clients), return_exceptions=True)
+        except BaseException:  # cancelled: the shards already connected are dropped too
+            for c in clients:
+                c.terminate()
+            raise
         # a full shard (TOO_MANY_CONNECTIONS) is down for now, as one that is unreachable:
         # its Client reconnects on first use, as it would after losing the connection
         unavailable = (ConnectError, TooManyConnectionsError)
@@ -428,7 +446,9 @@ def connect_sharded(
             hashes the names, not the addresses, so a shard can move to a new
             address without moving keys.
         weights: shard name -> weight (default 1), as in `host:port:weight`.
-        hash_tag: the pool's `hash_tag` ("{}" by default; "" for none).
+        hash_tag: the pool's `hash_tag`. "{}" by default, as docs/scaling.md's
+            config; "" for a pool without a `hash_tag:` line (nutcracker's default
+            is no tag: `user:{42}` would otherwise place apart from the proxy).
         signed_char: hash bytes >= 0x80 as nutcracker built for x86-64 does (True)
             or as an arm64 build does (False); ASCII keys place the same either way.
         auth, timeout, **options: for every shard's `Client`, as in `connect()`

@@ -11,7 +11,8 @@ Strategy / invariants:
 - Operations are checked locally as they are added (types, sizes, option rules),
   exactly as the single-call methods check them.
 - A transaction commits at most once; its watch is consumed by the commit (the
-  server releases it), or released by `discard()` / an exception in the block.
+  server releases it), or released by `discard()` / an exception in the block
+  (that one without waiting for the reply, so the exception is raised at once).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from client._args import (
     Checks,
     Key,
     Value,
+    bad_timeout,
     expire_params,
     float_params,
     incr_params,
@@ -256,6 +258,17 @@ class Transaction:
             fut = proto.request("unwatch", [wid], _deadline(proto, self._client, None), False)
             await asyncio.shield(fut)
 
+    def _abandon(self) -> None:
+        """Drop the operations and release the watch without waiting for the reply:
+        the exception that abandons the transaction (a cancellation, the block's own
+        error) is raised at once, not after a round trip or, with a server that
+        stopped answering, a whole timeout ending in a CallTimeoutError that hid it."""
+        self._sent = True
+        proto, wid = self._proto, self._watch
+        self._watch = self._proto = None
+        if proto is not None and wid is not None:
+            _unwatch(proto, wid, _deadline(proto, self._client, None))
+
     async def __aenter__(self) -> Transaction:
         await self.watch()
         return self
@@ -267,22 +280,18 @@ class Transaction:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is not None:
-            if self._watch is not None:
-                try:
-                    await self.discard()
-                except Exception:  # the block's own exception is the one to see
-                    pass
+            self._abandon()
             return
         if not self._sent and await self.commit() is None:
             raise TransactionAbortedError("a watched key was written meanwhile; nothing applied")
 
 
-def _unwatch(proto: ClientProtocol, wid: int) -> None:
+def _unwatch(proto: ClientProtocol, wid: int, deadline: float = math.inf) -> None:
     """Release watch `wid` on `proto` without waiting for the reply (errors ignored)."""
     if proto.closed:
         return  # the server dropped the watch with the connection
     try:
-        fut = proto.request("unwatch", [wid], math.inf, False)
+        fut = proto.request("unwatch", [wid], deadline, False)
     except ClientError:
         return
     fut.add_done_callback(_ignore)
@@ -302,6 +311,8 @@ def _ignore(fut: asyncio.Future[Any]) -> None:
 def _deadline(proto: ClientProtocol, client: TransactionHost, timeout: float | None) -> float:
     if timeout is None:
         timeout = client.config.timeout
+    elif not timeout > 0:
+        raise bad_timeout(timeout)
     return math.inf if timeout is None else proto.time() + timeout
 
 
@@ -320,7 +331,7 @@ async def transact(
         try:
             value = await fn(tx)
         except BaseException:
-            await tx.discard()
+            tx._abandon()
             raise
         results = await tx.commit()
         if results is not None:

@@ -117,6 +117,11 @@ class ReplyReader:
             raise self._error
         self._buf += data
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received that are not yet part of a complete reply (one under way)."""
+        return len(self._buf) - self._pos
+
     def next_reply(self) -> Any:
         """The next complete reply, or `NEED_DATA`.
 

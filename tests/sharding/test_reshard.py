@@ -291,3 +291,45 @@ def test_a_run_stopped_between_copy_and_delete_is_finished_by_a_rerun(
         proc.stdout.splitlines()
     )
     _assert_resharded(asyncio.run(_contents(servers)))
+
+
+def test_a_shard_down_fails_the_run_with_status_2_and_a_rerun_finishes_it(
+    layout: tuple[dict[str, ServerProcess], Path, Path],
+) -> None:
+    # down before the run: nothing is changed anywhere
+    servers, old, new = layout
+    before = asyncio.run(_contents(servers))
+    servers["shard-d"].kill()
+    proc = _run(old, new, "--timeout", "2")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "shard-d" in proc.stderr
+    servers["shard-d"].start()
+    assert asyncio.run(_contents(servers)) == before
+    # an old shard killed midway (SIGKILL; --sync always): the run ends with status 2,
+    # and once the shard is back a rerun leaves every key on its new owner, once
+    argv = [*CLI, "reshard", "--from", str(old), "--to", str(new), "--page", "40"]
+    argv += ["--timeout", "2"]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    target = sum(_expected_moves().values())
+
+    async def moved_so_far() -> int:
+        async with connect("127.0.0.1", servers["shard-d"].port) as c:
+            return int((await c.stats())["keys"])
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            if asyncio.run(moved_so_far()) >= target // 4:
+                break
+            time.sleep(0.02)
+        servers["shard-b"].kill()
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert child.returncode == 2, err
+    servers["shard-b"].start()
+    proc = _run(old, new)
+    assert proc.returncode == 0, proc.stderr
+    _assert_resharded(asyncio.run(_contents(servers)))

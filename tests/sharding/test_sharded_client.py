@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from client import (
+    BatchTooLargeError,
     ConnectionLostError,
     CrossShardError,
     InterfaceError,
@@ -264,3 +265,36 @@ async def test_a_full_shard_at_connect_time_is_connected_on_first_use(
     finally:
         if occupant is not None:
             await occupant.close()
+
+
+@pytest.mark.parametrize(
+    ("limit", "pairs_on_c", "error"),
+    [
+        pytest.param(["--max-batch", "5"], 6, BatchTooLargeError, id="max-batch"),
+        pytest.param(["--max-value-size", "8"], 1, ValueTooLargeError, id="max-value-size"),
+    ],
+)
+async def test_an_mput_checks_a_late_shard_against_its_own_limits(
+    server_factory: Callable[..., ServerProcess],
+    limit: list[str],
+    pairs_on_c: int,
+    error: type[Exception],
+) -> None:
+    # shard-c was down when connect_sharded ran, so its client still had the default
+    # limits: the mput's pre-check passed, shard-a stored its pair, and only then did
+    # shard-c refuse its part (BATCH_TOO_LARGE / VALUE_TOO_LARGE from the server)
+    servers = {n: server_factory(extra=limit if n == "shard-c" else []) for n in NAMES}
+    servers["shard-c"].kill()
+    addresses = {n: f"127.0.0.1:{s.port}" for n, s in servers.items()}
+    async with connect_sharded(addresses, **FAST) as sc:
+        servers["shard-c"].start()
+        by_shard = _keys_by_shard(sc.ring, 300)
+        tag = b"{" + by_shard["shard-c"][0] + b"}"  # keys placed as that one
+        on_c = [(tag + b":%d" % i, b"twelve bytes") for i in range(pairs_on_c)]
+        on_a = by_shard["shard-a"][0]
+        with pytest.raises(error):
+            await sc.mput([(on_a, b"a"), *on_c])
+        assert await sc.get(on_a) is None
+        assert [await sc.get(k) for k, _ in on_c] == [None] * pairs_on_c
+        await sc.mput([(on_a, b"a"), *on_c[:1]] if pairs_on_c > 1 else [(on_a, b"a")])
+        assert await sc.get(on_a) == b"a"
