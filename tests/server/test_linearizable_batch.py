@@ -247,6 +247,27 @@ def test_get_many_answers_as_get(tmp_path: Path) -> None:
             t.join(30)
 
 
+def test_get_many_refuses_a_damaged_record_as_get_does(tmp_path: Path) -> None:
+    """get_many keeps its own copy of get's record check (db.py says why): a flipped
+    value byte is CORRUPT_RECORD for both, and the undamaged keys still answer."""
+    path = tmp_path / "db"
+    with bitcask.open(path, sync="never") as db:
+        db.put(b"a", b"A" * 50)
+        db.put(b"b", b"B" * 50)
+        db.put(b"c", b"C" * 50)
+    data = next(path.glob("*.data"))
+    raw = bytearray(data.read_bytes())
+    raw[raw.index(b"B" * 50) + 10] ^= 0x01
+    data.write_bytes(bytes(raw))
+    with bitcask.open(path, sync="never") as db:
+        with pytest.raises(bitcask.CorruptRecordError) as one:
+            db.get(b"b")
+        with pytest.raises(bitcask.CorruptRecordError) as many:
+            db.get_many([b"a", b"b", b"c"])
+        assert str(one.value) == str(many.value)
+        assert db.get_many([b"a", b"c"]) == [db.get(b"a"), db.get(b"c")] == [b"A" * 50, b"C" * 50]
+
+
 def test_pipelined_writes_are_seen_in_order(tmp_path: Path, fast_switching: None) -> None:
     """One connection's `put data i; put flag:i` land in one group commit (write_group
     of two batches): a reader that sees flag:i sees data at i or later. Before the
