@@ -31,13 +31,23 @@ from typing import Any
 from . import _io
 from .errors import CorruptRecordError
 
-__all__ = ["DiskHealth", "is_transient"]
+__all__ = ["DiskHealth", "is_probe_leftover", "is_transient"]
 
 log = logging.getLogger("bitcask")
 
 PROBE_FIRST = 0.5  # seconds before the first probe after a failed write
 PROBE_MAX = 30.0  # back-off ceiling
 PROBE_BYTES = 64 * 1024  # what a probe writes and fsyncs (then deletes)
+_PROBE_PREFIX = ".probe-"  # a probe's scratch file: .probe-<pid>.tmp
+_PROBE_SUFFIX = ".tmp"
+
+
+def is_probe_leftover(name: str) -> bool:
+    """Whether ``name`` is a probe's scratch file: only a writer probes, so one that a
+    writer open finds was left by a SIGKILL mid-probe (the open removes it)."""
+    return name.startswith(_PROBE_PREFIX) and name.endswith(_PROBE_SUFFIX)
+
+
 _REFUSED_LOG_EVERY = 10.0  # seconds between two "write refused" log lines
 
 _TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE})
@@ -162,7 +172,7 @@ class DiskHealth:
 
     def _probe(self) -> None:
         """Write, fsync and delete a scratch file beside the data files."""
-        path = os.path.join(self._path, f".probe-{os.getpid()}.tmp")
+        path = os.path.join(self._path, f"{_PROBE_PREFIX}{os.getpid()}{_PROBE_SUFFIX}")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:  # through _io, as every data write goes (tests inject faults there)
             _io.write(fd, bytes(PROBE_BYTES))

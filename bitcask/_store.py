@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from ._files import FileTable
+from ._health import is_probe_leftover
 from ._lock import DirLock
 from ._recovery import FileVanished, LoadResult, load
 from .db import Bitcask
@@ -54,7 +55,7 @@ def open_store(
         if not readonly:
             merge_state = recover_interrupted(path)
             for name in os.listdir(path):
-                if name.endswith(".hint.tmp"):
+                if name.endswith(".hint.tmp") or is_probe_leftover(name):
                     os.unlink(os.path.join(path, name))
             result = load(
                 path, readonly=False, use_hints=options.hint_files, merge_state=merge_state

@@ -312,3 +312,26 @@ def test_a_file_of_another_format_version_is_neither_loaded_nor_merged(tmp_path:
     repaired = bitcask.repair(tmp_path)
     assert [p.file for p in repaired.untouched] == [first.name]
     assert first.read_bytes()[4:6] == b"\x00\x02"
+
+
+def test_a_disk_probe_file_left_by_a_kill_is_removed_at_the_next_writer_open(
+    tmp_path: Path,
+) -> None:
+    """A SIGKILL during a disk probe (bitcask/_health.py) leaves .probe-<pid>.tmp, 64
+    KiB a time; the next writer open removes it, a readonly open leaves it, and the
+    store's keys are untouched either way."""
+    path = tmp_path / "db"
+    with bitcask.open(path) as db:
+        db.put(b"k", b"v")
+    left = path / ".probe-4242.tmp"
+    left.write_bytes(bytes(64 * 1024))
+    other = path / "notes.tmp"  # not ours: kept
+    other.write_bytes(b"x")
+    with bitcask.open(path, readonly=True) as db:
+        assert db.get(b"k") == b"v"
+    assert left.exists()
+    with bitcask.open(path) as db:
+        assert db.get(b"k") == b"v"
+        assert sorted(db) == [b"k"]
+    assert not left.exists()
+    assert other.read_bytes() == b"x"
