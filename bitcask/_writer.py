@@ -32,7 +32,6 @@ Strategy (invariants):
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -44,10 +43,9 @@ from operator import or_ as _or
 from queue import SimpleQueue
 from typing import Any
 
-from . import _io
-from ._datafile import FILE_HEADER_SIZE, data_name
+from ._datafile import FILE_HEADER_SIZE
 from ._encode import OpEncoder, expiry_ms
-from ._files import FileTable, fsync_dir
+from ._files import FileTable
 from ._group import KeyBudget, Watches, batch_effect
 from ._health import DiskHealth, is_transient
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
@@ -560,13 +558,7 @@ class Writer(PlannedWrites):
                 return
             try:
                 if self.options.sync == "never":
-                    for fid in list(self._files.sealed):
-                        fd = os.open(os.path.join(self.path, data_name(fid)), os.O_RDONLY)
-                        try:
-                            _io.fsync(fd)
-                        finally:
-                            os.close(fd)
-                    fsync_dir(self.path)
+                    self._files.sync_sealed()
                 self._files.sync()
             except OSError as exc:
                 raise self._fail(exc, self._files.offset, fsync=True) from exc
