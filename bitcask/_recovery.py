@@ -45,7 +45,17 @@ from ._hint import read_hint
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._record import TOMBSTONE
 
-__all__ = ["FileVanished", "LoadResult", "RecoveryReport", "load"]
+__all__ = [
+    "REPAIR_SUFFIX",
+    "FileVanished",
+    "LoadResult",
+    "RecoveryReport",
+    "load",
+    "remove_repair_leftovers",
+]
+
+# repair's temporary name for a file it rewrites: ``<data file>.repair``.
+REPAIR_SUFFIX = ".repair"
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,8 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         StoreIOError: out of descriptors (EMFILE) even so, saying how many the
             store needs.
     """
+    if not readonly:
+        remove_repair_leftovers(path)
     files = len(list_data_files(path))
     ensure_descriptors(files)
     try:
@@ -111,6 +123,19 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         if exc.errno != errno.EMFILE:
             raise
         raise out_of_descriptors(path, files, exc) from exc
+
+
+def remove_repair_leftovers(path: str) -> None:
+    """Delete the ``<data file>.repair`` files of a repair that was killed.
+
+    ``repair`` writes each file it rewrites under that name and renames it over the
+    original; one killed before the rename left a copy of the file's size behind,
+    kept forever. Callers hold the store's lock (a writer open, repair): no repair
+    is running.
+    """
+    for name in os.listdir(path):
+        if name.endswith(REPAIR_SUFFIX) and name[: -len(REPAIR_SUFFIX)].endswith(".data"):
+            os.unlink(os.path.join(path, name))
 
 
 def _load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> LoadResult:

@@ -126,6 +126,21 @@ def setup_damaged(path: str) -> Model:
     return model
 
 
+def setup_damaged_small(path: str) -> Model:
+    # As setup_damaged, but the damaged value is 4 bytes, so the tombstone repair
+    # writes in its place has the record's size and the rewritten file the old one's;
+    # and the file keeps the hint its writer wrote (it describes the damaged file).
+    model = _fill(path, 8)
+    with bitcask.open(path, sync="never") as db:
+        db.put(b"k08", b"abcd")
+    name = os.path.join(path, "0000000002.data")
+    data = bytearray(Path(name).read_bytes())
+    data[16 + 29 + 3 + 1] ^= 0xFF  # inside k08's value
+    Path(name).write_bytes(bytes(data))
+    model[b"k08"] = None
+    return model
+
+
 def setup_expiring(path: str) -> Model:
     model: Model = {}
     with bitcask.open(path, sync="never") as db:
@@ -190,6 +205,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("backup", setup_ten, [Step("backup"), Step("close")], {"sync": "always"}),
         Scenario("repair", setup_damaged, [Step("repair")]),
+        Scenario("repair-small", setup_damaged_small, [Step("repair")]),
         Scenario(
             "expire",
             setup_expiring,
@@ -199,6 +215,10 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     ]
 }
+
+
+# The key each scenario's setup damaged (it answers CorruptRecordError until repaired).
+DAMAGED = {"repair": b"k03", "repair-small": b"k08"}
 
 
 def backup_dir(store: str) -> str:
