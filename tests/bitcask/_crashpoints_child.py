@@ -24,6 +24,7 @@ import ctypes
 import os
 import shutil
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,9 +242,15 @@ def run(scenario: Scenario, store: str, ack: Callable[[str], None]) -> None:
         try:
             _call(db, store, step)
         except Exception as exc:  # noqa: BLE001 (reported to the parent)
-            ack(f"x {i} {type(exc).__name__}")
+            ack(f"x {i} {type(exc).__name__} {_where(exc)}")
             continue
         ack(f"! {i}")
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of the project that ``exc`` passed through: file:line."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/bitcask/" in f.filename]
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
 
 
 def _call(db: bitcask.Bitcask | None, store: str, step: Step) -> None:
@@ -289,7 +296,11 @@ def main() -> int:
     try:
         run(scenario, store, ack)
     except Exception as exc:  # noqa: BLE001 (the open failed: say so)
-        ack(f"x open {type(exc).__name__}")
+        ack(f"x open {type(exc).__name__} {_where(exc)}")
+        try:  # the failed open released the lock: this process opens the store again
+            bitcask.open(store, **scenario.options).close()
+        except Exception as exc:  # noqa: BLE001 (reported to the parent)
+            ack(f"x reopen {type(exc).__name__} {_where(exc)}")
         return 1
     return 0
 
