@@ -144,3 +144,26 @@ def test_a_backup_killed_mid_copy_leaves_nothing_under_its_name(tmp_path: Path) 
     with bitcask.open(dest, readonly=True) as db:
         assert len(db) == 60
     assert bitcask.check(dest).ok
+
+
+def test_an_open_that_cannot_write_its_pid_still_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The LOCK file's pid (for error messages only) is written after the flock is
+    # taken; EIO there (or ENOSPC on a full disk) failed the open and kept the flock
+    # with its descriptor lost: StoreLockedError naming this process from then on.
+    model = _store(tmp_path)
+    pwrite = os.pwrite
+
+    def failing(fd: int, data: bytes, offset: int) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("/LOCK"):
+            raise OSError(errno.EIO, "Input/output error")
+        return pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", failing)
+    with bitcask.open(tmp_path) as db:
+        db.put(b"more", b"1")
+    monkeypatch.undo()
+    with bitcask.open(tmp_path) as db:
+        assert {k: db.get(k) for k in model} == model
+        assert db.get(b"more") == b"1"
