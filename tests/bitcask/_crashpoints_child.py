@@ -104,8 +104,8 @@ def setup_crashed(path: str) -> Model:
     db.put(b"k00", v(b"k00", "last"))
     model[b"k00"] = v(b"k00", "last")
     off, fid = db.files.offset, db.files.active_id
-    db._abandon()  # noqa: SLF001 (leave the store as a crash would)
-    name = os.path.join(path, "%010d.data" % fid)
+    db._abandon()
+    name = os.path.join(path, f"{fid:010d}.data")
     with open(name, "r+b") as f:
         f.seek(off)
         f.write(b"\x12\x34\x56\x78\x00" + b"\x01" * 20)  # half a record header
@@ -194,9 +194,7 @@ SCENARIOS: dict[str, Scenario] = {
             Scenario(f"writes-{sync}", setup_ten, _writes(sync), {"sync": sync})
             for sync in ("always", "interval", "never")
         ),
-        Scenario(
-            "rotate", setup_ten, _rotations(), {"sync": "always", "max_file_size": 1024}
-        ),
+        Scenario("rotate", setup_ten, _rotations(), {"sync": "always", "max_file_size": 1024}),
         Scenario("recover", setup_crashed, _after("rec"), {"sync": "always"}),
         Scenario(
             "merge",
@@ -241,7 +239,7 @@ def run(scenario: Scenario, store: str, ack: Callable[[str], None]) -> None:
         ack(f"? {i}")
         try:
             _call(db, store, step)
-        except Exception as exc:  # noqa: BLE001 (reported to the parent)
+        except Exception as exc:
             ack(f"x {i} {type(exc).__name__} {_where(exc)}")
             continue
         ack(f"! {i}")
@@ -302,11 +300,11 @@ def main() -> int:
         return 2
     try:
         run(scenario, store, ack)
-    except Exception as exc:  # noqa: BLE001 (the open failed: say so)
+    except Exception as exc:
         ack(f"x open {type(exc).__name__} {_where(exc)}")
         try:  # the failed open released the lock: this process opens the store again
             bitcask.open(store, **scenario.options).close()
-        except Exception as exc:  # noqa: BLE001 (reported to the parent)
+        except Exception as exc:
             ack(f"x reopen {type(exc).__name__} {_where(exc)}")
         return 1
     return 0
@@ -316,7 +314,9 @@ def _allow_tracer() -> None:
     # Under Yama's ptrace_scope=1 only an ancestor may attach; strace is a sibling.
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(0x59616D61, ctypes.c_ulong(-1 & 0xFFFFFFFFFFFFFFFF), 0, 0, 0)  # PR_SET_PTRACER_ANY
+        libc.prctl(
+            0x59616D61, ctypes.c_ulong(-1 & 0xFFFFFFFFFFFFFFFF), 0, 0, 0
+        )  # PR_SET_PTRACER_ANY
     except (OSError, AttributeError):
         pass
 

@@ -43,7 +43,7 @@ def test_a_hint_entry_past_its_data_file_is_not_trusted(tmp_path: Path) -> None:
     assert mm is not None
     recs = list(scan(mm, FILE_HEADER_SIZE, size, ScanIssues()))
     del mm
-    off, rsize, flags, ts, exp, key, aux = recs[-1]
+    _off, rsize, flags, ts, exp, key, aux = recs[-1]
     recs[-1] = (size - 8, rsize, flags, ts, exp, key, aux)  # ends past the file
     write_hint(str(tmp_path / "0000000001.hint"), build_hint(1, size, recs))
     for readonly in (True, False):
