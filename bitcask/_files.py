@@ -293,8 +293,8 @@ class FileTable:
         fid, size, journal = self.active_id, self.offset, self.journal
         try:
             active.sync()
-        except OSError:
-            pass
+        except OSError as exc:  # the records are in the page cache: a crash keeps them
+            log.error("fsync of %s failed at close: %s", data_name(fid), exc)
         active.seal()
         self._active = None
         self.journal = None
