@@ -293,19 +293,31 @@ class FileTable:
         fid, size, journal = self.active_id, self.offset, self.journal
         try:
             active.sync()
-        except OSError:
-            pass
+        except OSError as exc:  # the records are in the page cache: a crash keeps them
+            log.error("fsync of %s failed at close: %s", data_name(fid), exc)
         active.seal()
         self._active = None
         self.journal = None
         if not seal:
             return None
+        # From here on the records are safe in a sealed file: nothing may fail the
+        # close (an OSError escaping here left the store locked for the rest of the
+        # process, as close() never got to release it).
         if size == FILE_HEADER_SIZE:
-            os.unlink(os.path.join(self.path, data_name(fid)))
             self.entries.pop(fid, None)
+            try:
+                os.unlink(os.path.join(self.path, data_name(fid)))
+            except OSError as exc:  # the next writer open drops an empty file
+                log.warning("cannot remove the empty data file %s: %s", data_name(fid), exc)
             return None
         self.sealed[fid] = size
-        self.entries[fid] = (map_file(os.path.join(self.path, data_name(fid))), size, None)
+        try:
+            mm = map_file(os.path.join(self.path, data_name(fid)))
+        except OSError as exc:  # no mapping, no hint: the next open scans the file
+            log.warning("no hint for %s at close: %s", data_name(fid), exc)
+            self.entries[fid] = (None, 0, None)
+            return None
+        self.entries[fid] = (mm, size, None)
         return fid, journal
 
     def abandon_active(self) -> None:

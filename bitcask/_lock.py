@@ -47,10 +47,13 @@ class DirLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
         self._pid = os.getpid()
-        os.pwrite(fd, f"{self._pid}\n".encode(), 0)
         self._fd = fd
+        try:  # the pid is for error messages only: a failure (EIO, ENOSPC) is no reason
+            os.ftruncate(fd, 0)  # to fail the open, and escaping here it kept the lock
+            os.pwrite(fd, f"{self._pid}\n".encode(), 0)  # taken with its descriptor lost
+        except OSError:
+            pass
 
     def release(self) -> None:
         """Give the lock up (idempotent); in a child of fork(), only close the

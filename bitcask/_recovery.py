@@ -42,10 +42,20 @@ from ._datafile import (
 )
 from ._files import ensure_descriptors, out_of_descriptors
 from ._hint import read_hint
-from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
+from ._keydir import FID_SHIFT, OFF_MASK, SIZE_MASK, Keydir
 from ._record import TOMBSTONE
 
-__all__ = ["FileVanished", "LoadResult", "RecoveryReport", "load"]
+__all__ = [
+    "REPAIR_SUFFIX",
+    "FileVanished",
+    "LoadResult",
+    "RecoveryReport",
+    "load",
+    "remove_repair_leftovers",
+]
+
+# repair's temporary name for a file it rewrites: ``<data file>.repair``.
+REPAIR_SUFFIX = ".repair"
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,8 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         StoreIOError: out of descriptors (EMFILE) even so, saying how many the
             store needs.
     """
+    if not readonly:
+        remove_repair_leftovers(path)
     files = len(list_data_files(path))
     ensure_descriptors(files)
     try:
@@ -111,6 +123,19 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         if exc.errno != errno.EMFILE:
             raise
         raise out_of_descriptors(path, files, exc) from exc
+
+
+def remove_repair_leftovers(path: str) -> None:
+    """Delete the ``<data file>.repair`` files of a repair that was killed.
+
+    ``repair`` writes each file it rewrites under that name and renames it over the
+    original; one killed before the rename left a copy of the file's size behind,
+    kept forever. Callers hold the store's lock (a writer open, repair): no repair
+    is running.
+    """
+    for name in os.listdir(path):
+        if name.endswith(REPAIR_SUFFIX) and name[: -len(REPAIR_SUFFIX)].endswith(".data"):
+            os.unlink(os.path.join(path, name))
 
 
 def _load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> LoadResult:
@@ -286,13 +311,23 @@ def _load_hint(
         hint = read_hint(os.path.join(path, hint_name(fid)), fid, size)
     except (OSError, ValueError):
         return False
+    base = fid << FID_SHIFT
+    locs = list(map(base.__or__, hint.locs))
+    if locs:
+        # A hint whose CRC and size check out can still describe other bytes than
+        # the file holds (a file rewritten to the same size beside a stale hint): an
+        # entry past the end made get() fail with AttributeError (a sealed file has
+        # no reader for bytes past its mapping). The record at the highest offset
+        # ends last (records never overlap): one C-level max (12 ms at 1,000,000
+        # keys), then the file is scanned instead.
+        last = max(locs)
+        if ((last >> 32) & OFF_MASK) + (last & SIZE_MASK) > size:
+            return False
     pop = kmap.pop
     for key in hint.tomb_keys:
         old = pop(key, None)
         if old is not None:
             live[old >> FID_SHIFT] -= old & SIZE_MASK
-    base = fid << FID_SHIFT
-    locs = list(map(base.__or__, hint.locs))
     # Live bytes without a Python loop per key: this file's entries count in full,
     # and the (usually few) entries they replace are taken off their own files.
     if kmap:  # nothing to replace while loading the first file

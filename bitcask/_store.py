@@ -98,7 +98,11 @@ def open_store(
     if readonly:
         return db
     writer = db.writer
-    writer.start()
+    try:
+        writer.start()
+    except BaseException:  # no thread to be had: the lock must not stay taken
+        db.close()
+        raise
     if full is not None:
         # A full disk at start: serve reads; the probe creates the active file and
         # resumes writes once space returns (no id is taken until then).

@@ -5,13 +5,19 @@ the snapshot is immutable; hold the merge lock for the whole copy so no merge
 deletes a file being copied. Copy each sealed data file (exactly its sealed size)
 and its hint, building a hint from the data when none is ready yet; fsync every
 file and the directory. Writes made meanwhile go to the new active file, which is
-not part of the copy. A copy that fails part-way is removed (``dest`` was empty),
-so a half copy, whose records are all valid, never passes for a backup.
+not part of the copy.
+
+A half copy, whose records are all valid, must never pass for a backup, even when
+the process dies mid-copy (SIGKILL, a power cut), where no cleanup runs: the copy
+is made in a hidden sibling directory (``.NAME.backup-PID-RANDOM``, the name the
+client's online backup uses), which is renamed to ``dest`` only once complete
+(rename(2) replaces an empty directory), then the parent directory is fsynced. A
+copy that fails is removed; one a dead process left behind is removed by the next
+backup to the same ``dest``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 
@@ -30,25 +36,41 @@ def run_backup(m: Merges, dest: str) -> None:
         raise ReadOnlyError("backup needs a writer open (it seals the active file)")
     if os.path.exists(dest) and os.listdir(dest):
         raise FileExistsError(f"backup destination {dest!r} is not empty")
-    made = not os.path.exists(dest)
-    os.makedirs(dest, exist_ok=True)
+    final = os.path.abspath(dest)
+    parent, name = os.path.split(final)
+    os.makedirs(parent, exist_ok=True)
+    _remove_dead_stages(parent, name)
+    stage = os.path.join(parent, f".{name}.backup-{os.getpid()}-{os.urandom(3).hex()}")
+    os.mkdir(stage)
     try:
-        _copy(m, dest)
+        _copy(m, stage)
+        os.rename(stage, final)  # dest absent or an empty directory: replaced at once
     except BaseException:
-        # dest was empty: what is in it now is a part of the copy. Every record of a
-        # part is valid and `check` finds nothing wrong with it, so it must not stay
-        # behind looking like a backup (a full disk, an I/O error, KeyboardInterrupt).
-        for name in os.listdir(dest):
-            _unlink_quietly(os.path.join(dest, name))
-        if made:
-            with contextlib.suppress(OSError):
-                os.rmdir(dest)
+        shutil.rmtree(stage, ignore_errors=True)
         raise
+    fsync_dir(parent)
 
 
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+def _remove_dead_stages(parent: str, name: str) -> None:
+    # The staging directories of backups to ``name`` whose process is gone (killed
+    # mid-copy): without this each such kill left a hidden copy of the store behind.
+    prefix = f".{name}.backup-"
+    for entry in os.listdir(parent):
+        if not entry.startswith(prefix):
+            continue
+        pid = entry[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's process
+        return True
+    return True
 
 
 def _copy(m: Merges, dest: str) -> None:

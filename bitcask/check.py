@@ -44,6 +44,7 @@ from ._files import fsync_dir
 from ._hint import build_hint, decode_hint, write_hint
 from ._lock import DirLock
 from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
+from ._recovery import REPAIR_SUFFIX, remove_repair_leftovers
 from .merge import MERGE_DIR, recover_interrupted
 
 __all__ = [
@@ -305,6 +306,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     lock = DirLock(path)
     try:
         merge_state = recover_interrupted(path)
+        remove_repair_leftovers(path)
         truncated: list[Problem] = []
         dropped: list[Problem] = []
         rewritten: list[str] = []
@@ -344,12 +346,16 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
                     (truncated if is_tail else dropped).append(p)
                 quarantined.append(_quarantine(path, name, mm, probs))
                 tombstoned += [r[5] for r in recs if r[2] & CORRUPT]
+                # The old hint goes before the file it describes is replaced: a repair
+                # killed in between left it beside the rewritten file, and trusted
+                # where the sizes agree (a 4-byte value replaced by a tombstone of
+                # the same size) it pointed the tombstoned key at its tombstone.
+                if os.path.exists(hpath):
+                    os.unlink(hpath)
                 new_recs = _rewrite(dpath, fid, mm, recs)
                 del mm
                 rewritten.append(name)
                 recs, size = new_recs, os.path.getsize(dpath)
-                if os.path.exists(hpath):
-                    os.unlink(hpath)
             if _hint_ok(hpath, fid, size, recs):
                 continue
             write_hint(hpath, build_hint(fid, size, recs))
@@ -380,7 +386,7 @@ def _hint_ok(hpath: str, fid: int, size: int, recs: list[Any]) -> bool:
 
 def _rewrite(dpath: str, fid: int, mm: Any, recs: list[Any]) -> list[Any]:
     """Write the applying records of ``dpath`` to a new file, rename it over; new recs."""
-    tmp = dpath + ".repair"
+    tmp = dpath + REPAIR_SUFFIX
     out = [encode_file_header(fid)]
     pos = FILE_HEADER_SIZE
     new_recs = []
