@@ -233,6 +233,31 @@ class Bitcask(WriteMethods, ExpiryMethods):
                 time.sleep(0.0001)
         raise self._health.corrupt("get_many: a merge kept moving the files of its keys")
 
+    def value_bytes(self, keys: Iterable[bytes | str]) -> int:
+        """The bytes get_many(``keys``) would return now, from the keydir alone (no
+        record is read): each present, unexpired key's value length, once per time
+        it is named. A server bounds a reply with it before building it. Any thread.
+
+        Example:
+            >>> db.value_bytes([b"user:1", b"user:1", b"user:9"])
+            10
+        """
+        if self._closed:
+            raise StoreClosedError("store is closed")
+        kget, expiry = self._kget, self._kd.expiry
+        now_ms = self._clock() * 1000
+        total = 0
+        for key in keys:
+            if key.__class__ is not bytes:
+                key = as_bytes(key, "key")
+            loc = kget(key)
+            if loc is None:
+                continue
+            exp = expiry.get(key) if expiry else None
+            if exp is None or exp > now_ms:
+                total += (loc & 0xFFFFFFFF) - HEADER_SIZE - len(key)
+        return total
+
     def _value_at(self, key: bytes, loc: int, now_ms: float) -> bytes | None:
         # get()'s record read at a known location; raises _Moved when a merge swapped
         # the file away. get keeps its own copy inline: calling this from get cost

@@ -11,6 +11,7 @@ from pathlib import Path
 import bitcask
 from server.app import FD_RESERVE
 from tests.server.test_startup import LimitedServer, connect_admitted
+from tests.serverproc import ServerProcess
 
 REFUSED = b"-ERR max number of clients reached\r\n"
 
@@ -66,3 +67,71 @@ def test_connections_leave_room_for_the_stores_data_files(tmp_path: Path) -> Non
             sock.close()
         srv.kill()
 
+
+def _resp(sock: socket.socket, *args: bytes) -> None:
+    out = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    sock.sendall(out)
+
+
+def _read_reply_head(sock: socket.socket) -> bytes:
+    """The first line of a reply, the rest of it read and dropped (bounded by a timeout)."""
+    buf = b""
+    while b"\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        buf += chunk
+    return buf.split(b"\r\n", 1)[0]
+
+
+def test_a_huge_mget_reply_is_refused_and_other_clients_go_on(tmp_path: Path) -> None:
+    # MGET of one 1 MiB key named 300 times built a 300 MiB reply (the values, their
+    # join, the transport's copy: ~865 MB of peak RSS). RESP has no max_batch; the
+    # reply is now bounded by --max-reply-bytes (default 128 MiB), refused with an
+    # error before any value is read, the connection and every other one served.
+    data = tmp_path / "data"
+    data.mkdir()
+    srv = ServerProcess(data=data, sync="never").start()
+    try:
+        big = b"x" * (1 << 20)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as a:
+            _resp(a, b"SET", b"big", big)
+            assert _read_reply_head(a) == b"+OK"
+            base = srv.peak_rss_bytes()
+            _resp(a, b"MGET", *[b"big"] * 300)
+            head = _read_reply_head(a)
+            assert head.startswith(b"-ERR reply of 314572800 bytes"), head
+            assert b"max-reply-bytes" in head
+            assert srv.peak_rss_bytes() - base < 64 << 20
+            _resp(a, b"MGET", *[b"big"] * 100)  # under the bound: answered
+            assert _read_reply_head(a) == b"*100"
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as b:
+            _resp(b, b"PING")
+            assert _read_reply_head(b) == b"+PONG"
+    finally:
+        srv.kill()
+
+
+def test_the_mget_bound_holds_inside_exec(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    srv = ServerProcess(data=data, sync="never", extra=["--max-reply-bytes", "3000000"])
+    srv.start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as a:
+            _resp(a, b"SET", b"big", b"x" * (1 << 20))
+            assert _read_reply_head(a) == b"+OK"
+            for cmd in ([b"MULTI"], [b"MGET", b"big", b"big", b"big"], [b"SET", b"k", b"1"]):
+                _resp(a, *cmd)
+                assert _read_reply_head(a) in (b"+OK", b"+QUEUED")
+            _resp(a, b"EXEC")
+            reply = b""
+            while reply.count(b"\r\n") < 3:
+                reply += a.recv(4096)
+            assert reply.startswith(
+                b"*2\r\n-ERR reply of 3145728 bytes of values exceeds max-reply-bytes 3000000 "
+            ), reply
+            assert reply.endswith(b"\r\n+OK\r\n")
+            _resp(a, b"MGET", b"big", b"big")  # under the bound
+            assert _read_reply_head(a) == b"*2"
+    finally:
+        srv.kill()
