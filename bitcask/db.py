@@ -462,6 +462,18 @@ class Bitcask(WriteMethods, ExpiryMethods):
         self._check_not_inherited()
         return run_merge(self.merges, progress)
 
+    def stop_merges(self) -> None:
+        """Abandon the running merge, and any later one, at its next record: for a
+        process about to close the store (bitcask-server's graceful stop), which
+        would otherwise wait for a whole merge. The merge raises StoreClosedError and
+        its output is deleted (a merge already past its completion marker finishes
+        its short swap instead); the store, reads and writes are unaffected. Any thread.
+
+        Example:
+            >>> db.stop_merges(); db.put(b"k", b"v")
+        """
+        self.merges.stopped = True
+
     def _check_not_inherited(self) -> None:
         # merge() and backup() reach the writer through ``merges``: refuse them here
         # in a child of fork() (see _inherit).

@@ -145,6 +145,8 @@ class Merges:
         self.running = False
         self.count = 0  # merges swapped in since open
         self.last_error: str | None = None
+        # set by Bitcask.stop_merges (a closing server): merges stop at their next record
+        self.stopped = False
 
     def maybe_auto(self) -> None:
         """Queue an auto-merge when dead bytes pass the trigger (caller holds the write lock)."""
@@ -309,7 +311,7 @@ def run_merge(
                 dict(stats),
             )
             for rec in scan(mm if mm is not None else b"", FILE_HEADER_SIZE, sizes[fid], issues):
-                if writer.closing:
+                if writer.closing or m.stopped:
                     raise StoreClosedError("store closed during merge")
                 off, size, flags, ts, exp, key, aux = rec
                 if flags & CORRUPT or issues.skipped:

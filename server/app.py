@@ -16,7 +16,8 @@ Strategy / invariants:
   0. drain delay (stop(drain=...), SIGTERM: config.drain_seconds): /readyz answers 503
      while everything else is served as before, so a load balancer stops sending new
      work before anything is refused;
-  1. writes refused with SHUTTING_DOWN from now on, listeners closed;
+  1. writes refused with SHUTTING_DOWN from now on, a running merge abandoned (its
+     request answers SHUTTING_DOWN, its output deleted), listeners closed;
   2. wait for every connection's in-flight requests to be answered (new requests are
      still read for half the budget: reads answered, writes refused; then reading
      stops and unread requests are refused by the close);
@@ -263,6 +264,9 @@ class Server:
         self.dispatcher.shutting_down = True
         if self._redis is not None:
             self._redis.shutting_down = True
+        # A merge request in flight would hold its connection busy until the merge
+        # ends (the whole budget, for a big store): abandon it, it answers SHUTTING_DOWN.
+        self.db.stop_merges()
         log.info("shutting down: %d connections open", len(self._connections))
         for listener in self._listeners:
             listener.close()

@@ -5,12 +5,15 @@ Real servers (python -m server) on 127.0.0.1, started under a lowered RLIMIT_NOF
 
 from __future__ import annotations
 
+import signal
 import socket
+import time
 from pathlib import Path
 
 import bitcask
 from server.app import FD_RESERVE
 from tests.server.test_startup import LimitedServer, connect_admitted
+from tests.server.wire import Conn
 from tests.serverproc import ServerProcess
 
 REFUSED = b"-ERR max number of clients reached\r\n"
@@ -135,3 +138,40 @@ def test_the_mget_bound_holds_inside_exec(tmp_path: Path) -> None:
             assert _read_reply_head(a) == b"*2"
     finally:
         srv.kill()
+
+
+def test_sigterm_abandons_a_running_merge(tmp_path: Path) -> None:
+    # A `merge` request in flight kept the connection busy, so the graceful stop
+    # waited for the whole merge (up to the whole shutdown budget, then "forced:
+    # budget exceeded", exit 1). The stop now abandons it at once: the merge call
+    # answers SHUTTING_DOWN, its output is discarded, the next open serves every
+    # acknowledged write.
+    data = tmp_path / "data"
+    n = 300_000
+    with bitcask.open(data, sync="never", merge_trigger=0) as db:
+        for i in range(0, n, 5000):
+            with db.batch() as b:
+                for j in range(i, i + 5000):
+                    b.put(b"k%d" % j, b"v" * 30)
+    srv = ServerProcess(data=data, sync="never", extra=["--merge-trigger", "0"]).start()
+    try:
+        merger, watcher = Conn(srv.port), Conn(srv.port)
+        merger.send("merge")
+        for _ in range(500):  # until it runs (bounded: 5 s)
+            if watcher.call("stats")["merging"]:
+                break
+            time.sleep(0.01)
+        assert watcher.call("put", b"acked", b"yes") is True
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        _, _, error, result = merger.read_message()
+        assert result is None and error is not None and error[1] == "SHUTTING_DOWN", (error, result)
+        merger.close()
+        watcher.close()
+        assert srv.proc.wait(60) == 0  # the stop's own budget is 10 s
+        assert "stopped (clean)" in srv.log()
+    finally:
+        srv.kill()
+    assert not (data / "merge").exists()
+    with bitcask.open(data) as db:
+        assert db.get(b"acked") == b"yes" and len(db) == n + 1
