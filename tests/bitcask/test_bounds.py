@@ -6,14 +6,18 @@ a lowered RLIMIT_NOFILE (soft = hard, so the engine cannot raise it).
 
 from __future__ import annotations
 
+import random
 import resource
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 import bitcask
-from bitcask import snapshot
+from bitcask import _expiry, _writer, snapshot
+from tests.bitcask.conftest import Clock
 
 # A store under sync="never" that rotated (files sealed, never fsynced), then a process
 # at its descriptor limit: sync() must still make every write durable and leave the
@@ -108,3 +112,61 @@ def test_auto_merge_does_not_rerun_on_dead_bytes_it_cannot_reclaim(tmp_path: Pat
         assert db.stats()["merges"] > before + merges
         assert db.stats()["dead_bytes"] < dead // 4
         assert len(db) == 500
+
+
+def _visible(db: bitcask.Bitcask, now_ms: float) -> int:
+    """len(db) the slow way: every key, its expiry read from the store."""
+    count = 0
+    for key in list(db._kmap):
+        exp = db._kd.expiry.get(key)
+        count += exp is None or exp > now_ms
+    return count
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["default-bounds", "tiny-bounds"])
+def test_len_stays_exact_without_walking_the_ttl_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small: bool
+) -> None:
+    # len(db) and stats()["keys"] walked every key with a TTL (50 ms at 1,000,000
+    # keys, at every metrics scrape, INFO and /health). They now reclaim the keys
+    # whose time has come from a heap of the expiries, which the writer feeds; the
+    # answer must stay exact through every way an expiry changes, and when the heap
+    # or the writer's log outgrow their bounds and are rebuilt (tiny-bounds).
+    if small:
+        monkeypatch.setattr(_writer, "DUE_LOG_MAX", 5)
+        monkeypatch.setattr(_expiry, "DUE_SLACK", 3)
+    clock = Clock()
+    rng = random.Random(7)
+    with bitcask.open(tmp_path, sync="never", clock=clock, max_file_size=8192) as db:
+        assert len(db) == 0
+        for step in range(3000):
+            key = b"k%d" % rng.randrange(200)
+            roll = rng.random()
+            if roll < 0.35:
+                db.put(key, b"v", ttl=rng.choice([1, 5, 30, 300]))
+            elif roll < 0.45:
+                db.put(key, b"v")
+            elif roll < 0.55:
+                db.expire(key, rng.choice([0.5, 2, 60]))  # shortened or lengthened
+            elif roll < 0.6:
+                db.persist(key)
+            elif roll < 0.7:
+                db.delete(key)
+            elif roll < 0.75:
+                db.write_batch([("put", key, b"b", 3), ("put", key + b"x", b"c", 1)])
+            elif roll < 0.8:
+                db.expire_sample(5)
+            elif roll < 0.81:
+                db.merge()
+            if step % 7 == 0:
+                clock.now += rng.choice([0.2, 1, 3])
+            if step % 3 == 0:
+                want = _visible(db, clock.now * 1000)
+                assert len(db) == want == db.stats()["keys"], step
+        clock.now += 1000
+        assert len(db) == _visible(db, clock.now * 1000)
+        stored = db.stored_keys()
+        assert stored > len(db)  # a count reclaims nothing: the sampler does
+        while db.expire_sample(100):
+            pass
+        assert db.stored_keys() == len(db) < stored
