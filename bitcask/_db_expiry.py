@@ -9,7 +9,8 @@ Strategy / invariants:
   of keydir mutation), and is no write for WATCH. The sampler itself is
   bitcask/_expiry.py; these methods are its public face.
 - The counts are O(1) (``len`` of the keydir's maps), as Redis's DBSIZE and INFO
-  keyspace are, so expired keys count until reclaimed.
+  keyspace are, so expired keys count until reclaimed. ``len(db)`` is exact without
+  walking every key with a TTL (bitcask/_expiry.py, ``count_visible``).
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class ExpiryMethods:
         """Keys held in memory, expired ones included until reclaimed; O(1).
 
         Redis's DBSIZE counts the same way (expired keys count until its sampler or
-        an access deletes them); ``len(db)`` counts only the visible ones, walking
-        the keys with a TTL. Any thread.
+        an access deletes them); ``len(db)`` counts only the visible ones (from a heap
+        of the expiries, not a walk). Any thread.
 
         Raises:
             StoreClosedError: the store is closed.

@@ -170,6 +170,8 @@ class FileTable:
         self.sealed: dict[int, int] = dict(sizes)
         # files no merge may take: unreadable at open, or left out by a merge
         self.unloadable: set[int] = set()
+        # sealed files sync_sealed fsynced (sync="never": the others may be behind)
+        self._synced: set[int] = set()
         self.next_id = max(sizes, default=0) + 1
         # The active file (none until create_active; none at all when readonly).
         self.active_id = 0
@@ -222,15 +224,31 @@ class FileTable:
         self._active.sync()
 
     def sync_sealed(self) -> None:
-        """fsync every sealed file and the directory (a clean file costs one system
-        call): what a rotation under sync="never" left unsynced. OSError as raised."""
-        for fid in list(self.sealed):
-            fd = os.open(os.path.join(self.path, data_name(fid)), os.O_RDONLY)
-            try:
-                _io.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(self.path)
+        """fsync what a rotation under sync="never" left unsynced: the sealed files not
+        fsynced by an earlier call (all of them at the first call of a session: the
+        last session may have left them so) and the directory. OSError as raised.
+
+        Opening a file to fsync it needs a descriptor: at the descriptor limit (EMFILE,
+        ENFILE) it falls back to ``os.sync()``, which needs none and returns once every
+        file of the system is written back, so a store at its limit neither loses the
+        promise nor turns read-only (the writer takes a failed sync for a failed fsync).
+        """
+        synced = self._synced
+        synced.intersection_update(self.sealed)  # merged away: ids are never reused
+        try:
+            for fid in [fid for fid in self.sealed if fid not in synced]:
+                fd = os.open(os.path.join(self.path, data_name(fid)), os.O_RDONLY)
+                try:
+                    _io.fsync(fd)
+                finally:
+                    os.close(fd)
+                synced.add(fid)
+            fsync_dir(self.path)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            os.sync()
+            synced.update(self.sealed)
 
     def cut(self, good_offset: int) -> None:
         """Take back everything appended after ``good_offset`` (zeroed again)."""

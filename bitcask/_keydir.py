@@ -56,6 +56,9 @@ class Keydir:
         "_deleted",
         "_index",
         "_index_lock",
+        "due",
+        "due_log",
+        "due_past",
         "expiry",
         "indexed",
         "live",
@@ -80,6 +83,14 @@ class Keydir:
         self._index_lock = threading.Lock()
         # active expiry's cursor and counters (bitcask/_expiry.py)
         self.sampler = Sampler()
+        # exact counts (bitcask/_expiry.py, ``count_visible``): the keys with a TTL as
+        # a heap of (expiry, key), and the keys whose expiry the writer set since the
+        # last count (None: not kept; the next count builds the heap from ``expiry``)
+        self.due: list[tuple[int, bytes]] = []
+        self.due_log: list[bytes] | None = None
+        # key -> expiry of the keys a count found expired (popped from ``due``), still
+        # held until the sampler, a merge or a write removes or changes them
+        self.due_past: dict[bytes, int] = {}
 
     def compute_live(self) -> None:
         """Recompute ``live`` in one pass over the keydir (after loading)."""

@@ -45,6 +45,7 @@ from typing import Any
 
 from ._datafile import FILE_HEADER_SIZE
 from ._encode import OpEncoder, expiry_ms
+from ._expiry import DUE_LOG_MAX
 from ._files import FileTable
 from ._group import KeyBudget, Watches, batch_effect
 from ._health import DiskHealth, is_transient
@@ -437,6 +438,11 @@ class Writer(PlannedWrites):
         expiry = self._expiry
         if exp:  # the location and the expiry change together (module header)
             _apply_all((kmap.__setitem__, expiry.__setitem__), (key, key), (loc, exp))
+            log = self._kd.due_log
+            if log is not None:  # for exact counts (bitcask/_expiry.py, count_visible)
+                log.append(key)
+                if len(log) > DUE_LOG_MAX:
+                    self._kd.due_log = None  # no count for long: the next one rebuilds
         elif expiry and key in expiry:
             _apply_all((kmap.__setitem__, expiry.pop), (key, key), (loc, None))
         else:
@@ -499,6 +505,11 @@ class Writer(PlannedWrites):
         fns += [eset if e else epop for e in until.values()]
         args: list[object] = [*now.values(), *[e or None for e in until.values()]]
         _apply_all(fns, [*now, *until], args)
+        log = self._kd.due_log
+        if log is not None:  # for exact counts (bitcask/_expiry.py, count_visible)
+            log.extend([k for k, e in until.items() if e])
+            if len(log) > DUE_LOG_MAX:
+                self._kd.due_log = None
         for _ in range(deleted):
             self._kd.note_deleted()
         if fresh and self._kd.indexed:  # read after the inserts: see _keydir

@@ -145,6 +145,13 @@ class Merges:
         self.running = False
         self.count = 0  # merges swapped in since open
         self.last_error: str | None = None
+        # set by Bitcask.stop_merges (a closing server): merges stop at their next record
+        self.stopped = False
+        # Dead bytes the last merge had to leave (kept tombstones, files it could not
+        # take) and the files it could not take: the auto-merge trigger counts only the
+        # dead bytes past these while those files stay the same.
+        self.left_dead = 0
+        self.left_out: frozenset[int] = frozenset()
 
     def maybe_auto(self) -> None:
         """Queue an auto-merge when dead bytes pass the trigger (caller holds the write lock)."""
@@ -153,9 +160,28 @@ class Merges:
             return
         disk = sum(self.files.sizes().values())
         dead = disk - sum(self.keydir.live.values())
+        if self.left_dead and self._excluded() == self.left_out:
+            # Not what the last merge left: rerunning it would reclaim none of that.
+            # A merge per rotation rewrote the whole store while a snapshot pinned old
+            # files (their tombstones must stay), reclaiming nothing each time.
+            dead -= self.left_dead
         if dead >= opts.merge_min_dead_bytes and dead >= opts.merge_trigger * disk:
             self.running = True  # reset by run_merge; keeps a second trigger out
             self.writer.tasks.put(self._auto)
+
+    def _excluded(self) -> frozenset[int]:
+        # The files a merge may not take now (caller holds the write lock).
+        return frozenset(self.pins.pinned() | self.files.unloadable)
+
+    def note_left(self, outputs: list[int]) -> None:
+        """After a merge's swap (caller holds the write lock): remember the dead bytes
+        it left, in its outputs and in the files it could not take."""
+        excluded = self._excluded()
+        sizes, live = self.files.sealed, self.keydir.live
+        self.left_dead = sum(
+            sizes[fid] - live.get(fid, 0) for fid in excluded.union(outputs) if fid in sizes
+        )
+        self.left_out = excluded
 
     def _auto(self) -> None:
         try:
@@ -309,7 +335,7 @@ def run_merge(
                 dict(stats),
             )
             for rec in scan(mm if mm is not None else b"", FILE_HEADER_SIZE, sizes[fid], issues):
-                if writer.closing:
+                if writer.closing or m.stopped:
                     raise StoreClosedError("store closed during merge")
                 off, size, flags, ts, exp, key, aux = rec
                 if flags & CORRUPT or issues.skipped:
@@ -408,6 +434,7 @@ def run_merge(
             for fid in inputs:
                 m.keydir.live.pop(fid, None)
             m.count += 1
+            m.note_left([o.fid for o in outputs])
         return MergeReport(
             inputs=tuple(inputs),
             outputs=tuple(o.fid for o in outputs),

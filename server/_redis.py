@@ -342,13 +342,26 @@ class RedisDispatcher(AdminCommands):
 
     def _mget(self, s: RedisSession, c: rc.MGet, tx: bool) -> Step:
         keys, proto = [self._key(k) for k in c.keys], s.proto
+        limit = self._config.max_reply_bytes
         if tx:
             return Step(
                 ops=[bitcask.GetEx(k) for k in keys],
-                shape=lambda r: encode([v if type(v) is bytes else None for v in r], proto),
+                shape=lambda r: _bounded_reply(
+                    [v if type(v) is bytes else None for v in r], proto, limit
+                ),
             )
-        get_many = self._db.get_many  # one instant: never half of a batch, as Redis
-        return Step(read=lambda: encode(get_many(keys), proto))
+        db = self._db
+        get_many = db.get_many  # one instant: never half of a batch, as Redis
+
+        def read() -> bytes:
+            # Sized from the keydir first, so a reply past the bound reads no value:
+            # MGET of one 1 MiB key named 300 times peaked near 865 MB of RSS.
+            size = db.value_bytes(keys) if len(keys) > 1 else 0  # one: max_value_size
+            if size > limit:
+                return encode_error(_reply_too_big(size, limit))
+            return _bounded_reply(get_many(keys), proto, limit)
+
+        return Step(read=read)
 
     def _strlen(self, s: RedisSession, c: rc.StrLen, tx: bool) -> Step:
         key = self._key(c.key)
@@ -663,6 +676,22 @@ def _busy(writer: Writer) -> ErrorInfo:
 
 def _ok(results: list[Any]) -> bytes:
     return (_op_error(results[0]) or OK) if results else OK
+
+
+def _reply_too_big(size: int, limit: int) -> str:
+    return (
+        f"ERR reply of {size} bytes of values exceeds max-reply-bytes {limit} "
+        "(client-output-buffer-limit): ask for fewer keys at a time"
+    )
+
+
+def _bounded_reply(values: list[bytes | None], proto: int, limit: int) -> bytes:
+    # The values read: refused past the bound all the same (a write between sizing
+    # and reading may have grown them), before the reply doubles them.
+    size = sum(len(v) for v in values if v is not None)
+    if size > limit and len(values) > 1:
+        return encode_error(_reply_too_big(size, limit))
+    return encode(values, proto)
 
 
 def _value_reply(result: Any, proto: int) -> bytes:

@@ -5,7 +5,8 @@ Strategy / invariants:
   other threads are the writer's (write_group + fsync), merge's, and the executor that
   opens and closes the store.
 - Connections register through admit()/release(); the cap counts binary and HTTP
-  connections together.
+  connections together, and admit() also refuses one the descriptors left would not
+  hold beside FD_RESERVE and the store's data files (one each, counted per accept).
 - Start-up: the descriptor limit is raised (soft to hard) and the connection cap fitted
   below it with FD_RESERVE descriptors kept for the store; then the store is opened
   (any failure there is a StoreOpenError: the CLI exits 3, never "cannot listen"); on
@@ -15,7 +16,8 @@ Strategy / invariants:
   0. drain delay (stop(drain=...), SIGTERM: config.drain_seconds): /readyz answers 503
      while everything else is served as before, so a load balancer stops sending new
      work before anything is refused;
-  1. writes refused with SHUTTING_DOWN from now on, listeners closed;
+  1. writes refused with SHUTTING_DOWN from now on, a running merge abandoned (its
+     request answers SHUTTING_DOWN, its output deleted), listeners closed;
   2. wait for every connection's in-flight requests to be answered (new requests are
      still read for half the budget: reads answered, writes refused; then reading
      stops and unread requests are refused by the close);
@@ -262,6 +264,9 @@ class Server:
         self.dispatcher.shutting_down = True
         if self._redis is not None:
             self._redis.shutting_down = True
+        # A merge request in flight would hold its connection busy until the merge
+        # ends (the whole budget, for a big store): abandon it, it answers SHUTTING_DOWN.
+        self.db.stop_merges()
         log.info("shutting down: %d connections open", len(self._connections))
         for listener in self._listeners:
             listener.close()
@@ -328,14 +333,26 @@ class Server:
         return self._dispatcher
 
     def admit(self, conn: Connection) -> bool:
-        """Register a new connection; False (refuse it) at the cap or while draining."""
-        if len(self._connections) >= self.max_connections or self.draining:
+        """Register a new connection; False (refuse it) at the cap, while draining, or
+        when the descriptors left would not also hold FD_RESERVE for the store's own."""
+        n = len(self._connections)
+        if n >= self.max_connections or self.draining or n >= self._descriptor_room():
             self.metrics.connections_refused += 1
             return False
         self._connections.add(conn)
         self.metrics.connections = len(self._connections)
         self.metrics.connections_total += 1
         return True
+
+    def _descriptor_room(self) -> int:
+        # Connections the descriptors allow now: the soft limit less FD_RESERVE and
+        # the store's data files, one descriptor each and growing with rotations
+        # (fit_connections at start knows only the limit). Past it accept() met
+        # EMFILE: clients reset or left unanswered, rotations failing for want of one.
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY:
+            return self.max_connections
+        return soft - FD_RESERVE - (int(self.db.data_files()) - 1)  # active: in FD_RESERVE
 
     def release(self, conn: Connection) -> None:
         self._connections.discard(conn)

@@ -77,6 +77,8 @@ class ServerConfig:
     max_connections: int = 1024  # binary + HTTP connections together
     max_frame: int = DEFAULT_MAX_FRAME  # binary frame and HTTP body limit, bytes
     max_batch: int = 10_000  # operations in one batch/mput/mget
+    # values in one RESP MGET reply, bytes (Redis's client-output-buffer-limit, per reply)
+    max_reply_bytes: int = 128 * 1024 * 1024
     idle_timeout: float = 300.0  # seconds without traffic before a connection is closed; 0: never
     max_inflight: int = 1024  # per connection: pause reading above, resume at half
     writer_queue_max: int = 8192  # queued write requests: pause every reader above
@@ -184,6 +186,7 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_connections": (int, "maximum open connections, both ports (default 1024)"),
     "max_frame": (int, "largest binary frame / HTTP body in bytes (default 64 MiB + 1 MiB)"),
     "max_batch": (int, "most operations in one batch, mput or mget (default 10000)"),
+    "max_reply_bytes": (int, "most bytes of values in one Redis MGET reply (default 128 MiB)"),
     "idle_timeout": (float, "close connections silent this many seconds; 0: never (default 300)"),
     "max_inflight": (int, "per-connection requests in flight before reading pauses (1024)"),
     "writer_queue_max": (int, "queued writes before every connection pauses (8192)"),
@@ -270,6 +273,8 @@ def _validate(cfg: ServerConfig) -> None:
         fail(f"max-frame must be in 1024..{FRAME_CEILING - 1}")
     if cfg.max_batch < 1:
         fail("max-batch must be >= 1")
+    if cfg.max_reply_bytes < 1:
+        fail("max-reply-bytes must be >= 1")
     if cfg.max_inflight < 2:
         fail("max-inflight must be >= 2")
     if cfg.writer_queue_max < 1:
