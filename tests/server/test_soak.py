@@ -1,0 +1,97 @@
+"""Soak tests: a server that runs for weeks must not grow with what passes through it.
+
+Each test repeats a bounded workload against a real server and compares a measure
+(a stats figure, the process's anonymous memory, open descriptors, threads, mappings)
+after N rounds with the same measure after N/2 rounds: the second half may add no
+more than a fixed slack. Growth that is only a warm-up (allocator arenas, caches
+filled once) happens in the first half; a leak grows in both. No timing is asserted.
+
+The suite runs a small number of rounds; ``BITCASK_SOAK_ROUNDS=<n>`` runs more (the
+figures in the audit report come from such runs).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.server.wire import Conn, Inline
+from tests.serverproc import ServerProcess
+
+CRLF = b"\r\n"
+ROUNDS = int(os.environ.get("BITCASK_SOAK_ROUNDS", "4"))
+
+
+def proc_facts(srv: ServerProcess) -> dict[str, int]:
+    """Anonymous memory (KiB), threads, open descriptors and mappings of the server."""
+    assert srv.proc is not None
+    pid = srv.proc.pid
+    facts: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("RssAnon", "Threads"):
+                facts[name] = int(value.split()[0])
+    facts["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    with open(f"/proc/{pid}/maps") as maps:
+        facts["maps"] = sum(1 for _ in maps)
+    return facts
+
+
+def pipeline(port: int, commands: list[bytes]) -> list[bytes]:
+    """Send inline RESP commands in one write; return the first line of each reply
+    (every command used here answers one line: +OK, :n, -ERR)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"".join(c + b"\r\n" for c in commands))
+        buf = b""
+        while buf.count(b"\r\n") < len(commands):
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"server closed after {len(buf.split(CRLF)) - 1} replies"
+            buf += chunk
+    return buf.split(b"\r\n")[: len(commands)]
+
+
+def keydir_bytes(srv: ServerProcess) -> int:
+    with Conn(srv.port) as conn:
+        return int(conn.call("stats")["keydir_bytes"])
+
+
+def grows(rounds: int, one_round: Callable[[int], None], measure: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run ``one_round(i)`` ``rounds`` times; the measure after half of them and at the end."""
+    half = None
+    for i in range(rounds):
+        one_round(i)
+        if i + 1 == rounds // 2:
+            half = measure()
+    return half, measure()
+
+
+def test_keys_written_and_deleted_after_a_scan_do_not_pile_up(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # One SCAN builds the keydir's sorted index; from then on every new key was also
+    # appended to a list that only the next scan folded in, and deleted keys stayed
+    # in both: a store scanned once and then written and deleted through kept every
+    # key it ever had (200,000 keys written and deleted: +70 MB a round, no key left).
+    srv = server_factory(sync="never", extra=["--max-file-size", str(1 << 20), "--merge-trigger", "0"])
+    assert pipeline(srv.port, [b"SET a 1", b"SCAN 0"])[0] == b"+OK"
+    n = 10_000
+
+    def one_round(r: int) -> None:
+        keys = [b"r%d:k%d" % (r, i) for i in range(n)]
+        replies = pipeline(srv.port, [b"SET " + k + b" v" for k in keys])
+        assert set(replies) == {b"+OK"}
+        replies = pipeline(srv.port, [b"DEL " + k for k in keys])
+        assert set(replies) == {b":1"}
+
+    half, end = grows(max(ROUNDS, 4), one_round, lambda: keydir_bytes(srv))
+    # the list of keys new since the index was built grew 8 bytes a key a round
+    assert end <= half + 16 * 1024, (half, end)
+    # the index is rebuilt by the next scan, with the keys there are
+    assert pipeline(srv.port, [b"SET b 2"]) == [b"+OK"]
+    with Inline(srv.port) as c:
+        assert c.cmd(b"SCAN 0 COUNT 100") == [b"0", [b"a", b"b"]]
