@@ -17,7 +17,6 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 
 from tests.server.wire import Conn, Inline
 from tests.serverproc import ServerProcess
