@@ -17,7 +17,6 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-
 from tests.server.wire import Conn, Inline
 from tests.serverproc import ServerProcess
 
@@ -59,7 +58,9 @@ def keydir_bytes(srv: ServerProcess) -> int:
         return int(conn.call("stats")["keydir_bytes"])
 
 
-def grows(rounds: int, one_round: Callable[[int], None], measure: Callable[[], Any]) -> tuple[Any, Any]:
+def grows(
+    rounds: int, one_round: Callable[[int], None], measure: Callable[[], Any]
+) -> tuple[Any, Any]:
     """Run ``one_round(i)`` ``rounds`` times; the measure after half of them and at the end."""
     half = None
     for i in range(rounds):
@@ -76,7 +77,9 @@ def test_keys_written_and_deleted_after_a_scan_do_not_pile_up(
     # appended to a list that only the next scan folded in, and deleted keys stayed
     # in both: a store scanned once and then written and deleted through kept every
     # key it ever had (200,000 keys written and deleted: +70 MB a round, no key left).
-    srv = server_factory(sync="never", extra=["--max-file-size", str(1 << 20), "--merge-trigger", "0"])
+    srv = server_factory(
+        sync="never", extra=["--max-file-size", str(1 << 20), "--merge-trigger", "0"]
+    )
     assert pipeline(srv.port, [b"SET a 1", b"SCAN 0"])[0] == b"+OK"
     n = 10_000
 
