@@ -216,8 +216,8 @@ class HintJournal:
         keys[start:] = new_keys
         locs[start:] = new_locs
         stamps[start:] = new_stamps
-        for sparse, tail in zip((self.exps, self.tombs), tails, strict=True):
-            moved = [(i, sparse.pop(i)) for i in reversed(tail)]
+        for sparse, indices in zip((self.exps, self.tombs), tails, strict=True):
+            moved = [(i, sparse.pop(i)) for i in reversed(indices)]
             for i, value in moved:
                 if i in where:
                     sparse[where[i]] = value
