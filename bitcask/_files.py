@@ -380,6 +380,8 @@ class FileTable:
         assert reader is not None and active is not None
         self.entries[self.active_id] = (active.mm, self.offset, reader)
         self._remap_at = min(self.offset + REMAP_STEP, active.capacity)
+        if self.journal is not None:  # superseded entries go at the same pace
+            self.journal.compact_tail()
 
     # ------------------------------------------------------------ sealed files
 
@@ -419,7 +421,7 @@ class FileTable:
         size = self.sealed.get(fid)
         if entry is None or size is None or entry[0] is None:
             return
-        if journal is not None:
+        if journal is not None and journal.intact:
             blob = journal.build(fid, size)
         else:
             blob = build_hint(fid, size, scan(entry[0], FILE_HEADER_SIZE, size, ScanIssues()))

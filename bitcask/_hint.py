@@ -33,7 +33,7 @@ import sys
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import accumulate, repeat
+from itertools import accumulate, repeat, takewhile
 from zlib import crc32
 
 from ._datafile import Rec
@@ -131,12 +131,22 @@ class HintJournal:
     of tombstones. ``build`` keeps each key's last entry, exactly as ``build_hint``
     over a scan of the same file does (a test checks the two agree byte for byte).
 
+    An entry a later record of its key supersedes holds its key and location
+    objects alone (the keydir has moved on): about 120 bytes a record, so a file of
+    small overwrites (a hot counter) held 3-4 times its own size in memory until it
+    was sealed (1,000,000 puts of 50 keys: +117 MB). ``compact_tail`` (the file
+    table calls it every REMAP_STEP appended bytes) drops the entries of the tail
+    since its last call that a later entry of the same key in that tail supersedes;
+    what ``build`` returns is unchanged, as each key's last entry stays, in order.
+
     Crash story: the journal lives in memory only; a process that dies before the
     file is sealed leaves no hint, and the next open scans that file, as it always
-    did. A hint is only ever trusted once its CRC and data size check out.
+    did. A hint is only ever trusted once its CRC and data size check out. An
+    interrupt (Ctrl-C) inside ``compact_tail`` leaves ``intact`` False: the file's
+    hint is then built by scanning it.
     """
 
-    __slots__ = ("exps", "keys", "locs", "stamps", "tombs")
+    __slots__ = ("_done", "exps", "intact", "keys", "locs", "stamps", "tombs")
 
     def __init__(self) -> None:
         self.keys: list[bytes] = []
@@ -144,6 +154,8 @@ class HintJournal:
         self.stamps = array("Q")  # timestamps, microseconds
         self.exps: dict[int, int] = {}  # entry index -> expiry ms (TTL records only)
         self.tombs: dict[int, int] = {}  # entry index -> target file (tombstones only)
+        self._done = 0  # entries before this one hold no key twice (compact_tail)
+        self.intact = True  # False: a compact_tail was interrupted, do not build from this
 
     def add(self, key: bytes, loc: int, stamp: int, exp: int) -> None:
         """A value record of ``key`` at keydir location ``loc`` (``exp``: 0 or its expiry)."""
@@ -169,9 +181,48 @@ class HintJournal:
     def truncate(self, n: int) -> None:
         """Forget every entry after the first ``n`` (a merge rolling an input back)."""
         del self.keys[n:], self.locs[n:], self.stamps[n:]
+        self._done = min(self._done, n)
         for sparse in (self.exps, self.tombs):
             for i in [i for i in sparse if i >= n]:
                 del sparse[i]
+
+    def compact_tail(self) -> None:
+        """Drop the entries added since the last call that a later entry of the same
+        key among them supersedes (caller: the writer, under its lock).
+
+        O(entries added since the last call); nothing is copied when no key repeats
+        among them. Entries before them are not looked at, so a key overwritten
+        once per call keeps one entry per call.
+        """
+        keys = self.keys
+        start, n = self._done, len(keys)
+        if n - start < 2:
+            self._done = n
+            return
+        tail = keys[start:]
+        if len(set(tail)) == len(tail):  # no key repeated: nothing to drop (~20 ns a key)
+            self._done = n
+            return
+        last = dict(zip(tail, range(start, n), strict=True))
+        order = sorted(last.values())  # each key's last entry, in file order
+        locs, stamps = self.locs, self.stamps
+        new_keys = list(map(keys.__getitem__, order))
+        new_locs = list(map(locs.__getitem__, order))
+        new_stamps = array("Q", map(stamps.__getitem__, order))
+        # The sparse dicts' indices ascend in insertion order: their tail is their end.
+        tails = [list(takewhile(start.__le__, reversed(d))) for d in (self.exps, self.tombs)]
+        where = {old: start + j for j, old in enumerate(order)} if any(tails) else {}
+        self.intact = False
+        keys[start:] = new_keys
+        locs[start:] = new_locs
+        stamps[start:] = new_stamps
+        for sparse, indices in zip((self.exps, self.tombs), tails, strict=True):
+            moved = [(i, sparse.pop(i)) for i in reversed(indices)]
+            for i, value in moved:
+                if i in where:
+                    sparse[where[i]] = value
+        self._done = len(keys)
+        self.intact = True
 
     def build(self, file_id: int, data_size: int) -> bytes:
         """The hint file of the sealed file ``file_id`` of ``data_size`` bytes."""

@@ -106,8 +106,27 @@ class Keydir:
         self._index_lock = threading.Lock()
 
     def note_deleted(self) -> None:
-        """The writer removed a key: the sorted index holds one more stale entry."""
-        self._deleted += 1
+        """The writer removed a key: the sorted index holds one more stale entry.
+
+        Once the next scan would rebuild the index anyway (``_refresh_index``'s rule),
+        the index and ``new_keys`` are let go of now: they hold every deleted key's
+        bytes, and ``new_keys`` takes every inserted key for as long as no scan runs,
+        so a store scanned once and then written and deleted through kept them all
+        (200,000 keys written and deleted: +70 MB a round with no key left).
+        """
+        self._deleted = n = self._deleted + 1
+        index = self._index
+        if index is not None and n > len(index) // 2 + 1024 and self._index_lock.acquire(False):
+            # A scanner folding or rebuilding holds the lock: then the next delete
+            # tries again. Only this (the writer's) thread appends to new_keys, and it
+            # stops once ``indexed`` is False, until a scan rebuilds from ``map``.
+            try:
+                self.indexed = False
+                self._index = None
+                del self.new_keys[:]
+                self._deleted = 0
+            finally:
+                self._index_lock.release()
 
     def visible(self, key: bytes, now_ms: int) -> bool:
         """Is ``key`` present and unexpired?"""
