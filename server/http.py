@@ -10,6 +10,18 @@ Strategy / invariants:
   request line + headers (431; 414 for a URL alone), Content-Length or a chunked body
   over max_frame (413). A callback stops the parser by raising _Reject; the response
   goes out with `connection: close`.
+- Closing lingers (binary.py's rule, `_linger`): the reply that ends a connection (a
+  413 for a body still arriving, a 400, `connection: close`) is followed by a
+  half-close, and what the peer still sends is read and dropped until its EOF or
+  LINGER_SECONDS; closing with unread input makes the kernel answer with a reset that
+  destroys the reply before a client that writes its whole body first (http.client,
+  requests) reads it. A peer that half-closes after its requests still gets every reply.
+- Upgrade (and CONNECT) requests are answered as plain HTTP/1.1 and then the connection
+  closes: llhttp stops parsing where the other protocol would begin, so it cannot tell a
+  body from that protocol's bytes; an upgrade request with a body is refused (400)
+  rather than served without its body.
+- Once a reply has announced the close, nothing more is answered (not even a 400 for the
+  bytes after it).
 - Timers (loop.call_later, at most one armed at a time): keep-alive (idle between
   requests, also the wait for the first byte), header deadline from the first byte of a
   request (slowloris: 408), body silence while a body trickles in (408).
@@ -37,6 +49,7 @@ import httptools
 
 from protocol import ErrorCode, ErrorInfo
 
+from .binary import LINGER_SECONDS
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_TRANSPORT, PAUSE_WRITER, ReadPause
 from ._http_routes import (
     KvCall,
@@ -93,6 +106,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._closing = False  # no more requests: close once replies are out
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
         self._in_request = False
+        self._peer_eof = False  # the peer half-closed: nothing to linger for
+        self._linger_timer: asyncio.TimerHandle | None = None
         # parsed while the peer did not read its replies: run once it does, in order
         self._waiting: deque[Callable[[], None]] = deque()
         # -- per-request --
@@ -133,6 +148,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._closing = True
         self._waiting.clear()
         self._disarm()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         if self._pipeline is not None:
             self._pipeline.closed = True
             self._host.release(self)
@@ -142,23 +159,39 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserError as exc:
+            if self._closing:  # the bytes after a reply that announced the close
+                self._flush_output()
+            else:
+                self._parse_failed(exc)
+        else:
+            self._flush_output()
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client still gets its pending replies; close once they are out.
+        self._closing = self._peer_eof = True
+        self._disarm()
+        if self._pipeline is None or self.transport is None:
+            return None
+        self._flush_output()
+        return None if self.transport.is_closing() else True
+
+    def _parse_failed(self, exc: httptools.HttpParserError) -> None:
+        if isinstance(exc, httptools.HttpParserUpgrade):
             self._reject(
                 simple_error(400, ErrorCode.PROTOCOL_ERROR, "protocol upgrades are not supported")
             )
-        except httptools.HttpParserCallbackError as exc:
+        elif isinstance(exc, httptools.HttpParserCallbackError):
             ctx = exc.__context__
             if isinstance(ctx, _Reject):
                 self._reject(ctx.response)
             else:
                 log.error("HTTP handler failed", exc_info=ctx)
                 self._reject(simple_error(500, ErrorCode.INTERNAL, "internal error"))
-        except httptools.HttpParserError as exc:
+        else:
             self._reject(
                 simple_error(400, ErrorCode.PROTOCOL_ERROR, f"malformed HTTP request: {exc}")
             )
-        else:
-            self._flush_output()
 
     # ---- httptools callbacks ----
 
@@ -190,6 +223,18 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         length = self._headers.get("content-length")
+        if self._parser.should_upgrade() and (
+            "transfer-encoding" in self._headers or (length is not None and length.strip("0 "))
+        ):
+            # llhttp would hand the body to the upgraded protocol: it never reaches us
+            raise _Reject(
+                simple_error(
+                    400,
+                    ErrorCode.PROTOCOL_ERROR,
+                    "Upgrade is not supported, and a request asking for one cannot carry a"
+                    " body: send it without Upgrade (curl: --http1.1)",
+                )
+            )
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
         if self._headers.get("expect", "").lower() == "100-continue" and not self._closing:
@@ -219,7 +264,11 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             raise _Reject(
                 simple_error(400, ErrorCode.PROTOCOL_ERROR, "malformed request URL")
             ) from None
-        keep_alive = self._parser.should_keep_alive() and not self._host.draining
+        keep_alive = (
+            self._parser.should_keep_alive()
+            and not self._host.draining
+            and not self._parser.should_upgrade()  # what follows is not HTTP/1.1
+        )
         req = Request(
             method=self._parser.get_method().decode("latin-1"),
             path=parsed.path or b"/",
@@ -300,7 +349,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         if self._pipeline.pending or self._waiting:
             return
         if self._closing:
-            self.transport.close()
+            self._linger()
         elif not self._in_request:
             self._arm(self._keepalive, self._idle_expired)
 
@@ -320,6 +369,22 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             self._render_fixed, (resp, False, False), None, resp.error, "http_error"
         )
         self._flush_output()
+
+    def _linger(self) -> None:
+        """Close after the replies: half-close (the peer reads every reply, then EOF),
+        drop what still arrives, close at the peer's EOF or after LINGER_SECONDS."""
+        transport = self.transport
+        assert transport is not None
+        if self._linger_timer is not None or transport.is_closing():
+            return
+        self._disarm()
+        if self._peer_eof or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger_timer = self._loop.call_later(LINGER_SECONDS, transport.close)
+        self._pause = 0
+        transport.resume_reading()  # data_received drops it: _closing is set
 
     def _arm(self, delay: float, callback: Any) -> None:
         if self._timer is not None:
