@@ -106,6 +106,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._closing = False  # no more requests: close once replies are out
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
         self._in_request = False
+        self._continue = False  # a 100 Continue is owed once the earlier replies are out
         self._peer_eof = False  # the peer half-closed: nothing to linger for
         self._linger_timer: asyncio.TimerHandle | None = None
         # parsed while the peer did not read its replies: run once it does, in order
@@ -197,6 +198,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_request = True
+        self._continue = False
         self._t0 = perf_counter()
         self._url = b""
         self._head_bytes = 0
@@ -237,13 +239,23 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             )
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
+        te = self._headers.get("transfer-encoding")
+        if te is not None and any(c.strip().lower() != "chunked" for c in te.split(",")):
+            # llhttp decodes only chunked: gzip's bytes would be stored still compressed
+            raise _Reject(
+                simple_error(
+                    501, ErrorCode.PROTOCOL_ERROR, f"transfer coding not supported: {te}"
+                )
+            )
         if self._headers.get("expect", "").lower() == "100-continue" and not self._closing:
-            # curl waits a second for this before sending a body over 1 KiB.
-            assert self.transport is not None
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # curl waits a second for this before sending a body over 1 KiB. It goes
+            # out once every earlier reply has (_after_output), never before them.
+            self._continue = True
+            self._after_output()
         self._arm(self._body_timeout, self._request_expired)
 
     def on_body(self, body: bytes) -> None:
+        self._continue = False  # the body comes anyway (RFC 9110 10.1.1: may omit it)
         self._body_size += len(body)
         if self._body_size > self._max_body:
             raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
@@ -252,7 +264,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         assert self._pipeline is not None
-        self._in_request = False
+        self._in_request = self._continue = False
         self._disarm()
         if self._closing:
             return  # pipelined after a "Connection: close" request: not served
@@ -346,6 +358,9 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def _after_output(self) -> None:
         assert self._pipeline is not None and self.transport is not None
+        if self._continue and not self._pipeline.busy and not self._waiting:
+            self._continue = False
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if self._pipeline.pending or self._waiting:
             return
         if self._closing:
@@ -357,6 +372,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         """Answer a request we refuse to parse further, then close."""
         assert self._pipeline is not None
         self._closing = True
+        self._continue = False
         self._disarm()
         if self._waiting:  # answered after the requests parsed before it
             self._waiting.append(partial(self._answer_reject, resp))

@@ -192,3 +192,35 @@ def test_nothing_is_answered_after_a_connection_close_reply(small: ServerProcess
     )
     assert responses(reply) == [b"HTTP/1.1 200 OK"], reply
     assert reply.endswith(b"ok\n"), reply
+
+
+# ---- Expect: 100-continue, transfer codings ----
+
+
+def test_100_continue_waits_for_the_earlier_replies(small: ServerProcess) -> None:
+    # Was: the 100 went out at once, ahead of the 204 of the PUT pipelined before it
+    # (still waiting for its fsync), so the first reply the client read was the 100.
+    with socket.create_connection(("127.0.0.1", small.http_port), timeout=TIMEOUT) as sock:
+        sock.sendall(
+            b"PUT /kv/cont-1 HTTP/1.1\r\nContent-Length: 1\r\n\r\na"
+            b"PUT /kv/cont-2 HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        )
+        head = b""
+        while head.count(b"\r\n\r\n") < 2:
+            head += sock.recv(65536)
+        assert responses(head) == [b"HTTP/1.1 204 No Content", b"HTTP/1.1 100 Continue"], head
+        sock.sendall(b"bcd")
+        tail = sock.recv(65536)
+        assert status_of(tail) == 204, tail
+    assert stored(small, b"cont-2") == b"bcd"
+
+
+@pytest.mark.parametrize("coding", [b"gzip, chunked", b"deflate,chunked"])
+def test_unknown_transfer_coding_is_501_not_stored_encoded(
+    small: ServerProcess, coding: bytes
+) -> None:
+    # Was: 204, and the still-compressed bytes stored as the value.
+    raw = b"PUT /kv/coded HTTP/1.1\r\nTransfer-Encoding: %s\r\n\r\n3\r\nabc\r\n0\r\n\r\n" % coding
+    reply = exchange(small.http_port, raw)
+    assert responses(reply) == [b"HTTP/1.1 501 Not Implemented"], reply
+    assert stored(small, b"coded") is None
