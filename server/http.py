@@ -49,7 +49,6 @@ import httptools
 
 from protocol import ErrorCode, ErrorInfo
 
-from .binary import LINGER_SECONDS
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_TRANSPORT, PAUSE_WRITER, ReadPause
 from ._http_routes import (
     KvCall,
@@ -66,6 +65,7 @@ from ._metrics import route_label
 from ._pipeline import Pipeline
 from ._session import Session
 from ._state import ServerState
+from .binary import LINGER_SECONDS
 
 __all__ = ["HttpProtocol"]
 
@@ -243,9 +243,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         if te is not None and any(c.strip().lower() != "chunked" for c in te.split(",")):
             # llhttp decodes only chunked: gzip's bytes would be stored still compressed
             raise _Reject(
-                simple_error(
-                    501, ErrorCode.PROTOCOL_ERROR, f"transfer coding not supported: {te}"
-                )
+                simple_error(501, ErrorCode.PROTOCOL_ERROR, f"transfer coding not supported: {te}")
             )
         if self._headers.get("expect", "").lower() == "100-continue" and not self._closing:
             # curl waits a second for this before sending a body over 1 KiB. It goes

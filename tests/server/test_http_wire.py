@@ -143,7 +143,9 @@ def test_upgrade_request_with_a_body_never_stores_a_truncated_value(small: Serve
     for raw in (
         b"PUT /kv/up HTTP/1.1\r\n" + UPGRADE + b"Content-Length: 5\r\n\r\nhello",
         b"POST /kv/up?append HTTP/1.1\r\n" + UPGRADE + b"Content-Length: 5\r\n\r\nhello",
-        b"PUT /kv/up HTTP/1.1\r\n" + UPGRADE + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"PUT /kv/up HTTP/1.1\r\n"
+        + UPGRADE
+        + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     ):
         reply = exchange(small.http_port, raw)
         assert len(responses(reply)) == 1 and status_of(reply) == 400, reply
