@@ -26,7 +26,9 @@ Strategy / invariants:
   requests, also the wait for the first byte), header deadline from the first byte of a
   request (slowloris: 408), body silence while a body trickles in (408).
 - Back-pressure: reading pauses while too many requests wait for replies here, while
-  the writer queue is over its mark, or while the transport's write buffer is full.
+  the writer queue is over its mark (only on a connection that has sent a /kv request:
+  probes, /metrics and /stats never wait for a stalled disk, so a liveness probe does
+  not fail because the disk is slow), or while the transport's write buffer is full.
   A chunk already read may hold thousands of pipelined requests: each one's reply is
   handed to the transport as soon as it is rendered, and once the transport says its
   buffer is full (pause_writing) the rest of the chunk's requests (and a refusal
@@ -106,6 +108,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._closing = False  # no more requests: close once replies are out
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
         self._in_request = False
+        self._kv = False  # a /kv request came: the writer's pressure pauses this connection
         self._continue = False  # a 100 Continue is owed once the earlier replies are out
         self._peer_eof = False  # the peer half-closed: nothing to linger for
         self._linger_timer: asyncio.TimerHandle | None = None
@@ -303,6 +306,10 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         outcome = route(self._state, req)
         head = req.method == "HEAD"
         if isinstance(outcome, KvCall):
+            if not self._kv:
+                self._kv = True
+                if self._host.writer_pressured:
+                    self._set_pause(PAUSE_WRITER, True)
             call = outcome.request
             self._pipeline.request(call.method, call.params, self._render_kv, outcome.ctx, t0)
         else:
@@ -440,7 +447,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
     # ---- called by the Server ----
 
     def pause_for_writer(self, on: bool) -> None:
-        self._set_pause(PAUSE_WRITER, on)
+        if self._kv or not on:
+            self._set_pause(PAUSE_WRITER, on)
 
     @property
     def pending(self) -> int:

@@ -7,14 +7,20 @@ absent, a failure under CI=true).
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import socket
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bitcask import _db_writes
+from server import Server
 from tests.protocol._redis_server import require_binary
 from tests.server.wire import Conn, status_of
 from tests.serverproc import ServerProcess
@@ -226,3 +232,53 @@ def test_unknown_transfer_coding_is_501_not_stored_encoded(
     reply = exchange(small.http_port, raw)
     assert responses(reply) == [b"HTTP/1.1 501 Not Implemented"], reply
     assert stored(small, b"coded") is None
+
+
+# ---- probes while the writer is over its mark ----
+
+
+async def test_probes_answer_while_a_stalled_writer_pauses_the_writers(
+    inproc: Callable[..., Awaitable[Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk that stalls (each group commit blocked) with writes queued over
+    # --writer-queue-max pauses reading on every connection. Was: the probes' new
+    # connections too, so /livez waited for the disk (2.5 s behind a 3 s stall, over
+    # the 1 s default timeoutSeconds of a Kubernetes probe: the kubelet restarts a pod
+    # whose only fault is a slow disk). Connections that never sent /kv are not paused.
+    srv = await inproc(sync="always", writer_queue_max=2)
+    release, entered = threading.Event(), threading.Event()
+    real = _db_writes.WriteMethods.write_group
+
+    def stalled(self: Any, *args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(TIMEOUT)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_db_writes.WriteMethods, "write_group", stalled)
+
+    def scenario() -> list[bytes]:
+        writers = [socket.create_connection(("127.0.0.1", srv.http_port)) for _ in range(8)]
+        try:
+            for i, sock in enumerate(writers):
+                sock.sendall(b"PUT /kv/stall-%d HTTP/1.1\r\nContent-Length: 1\r\n\r\nx" % i)
+                assert entered.wait(TIMEOUT)  # the first one holds the writer; the rest queue
+            deadline = time.monotonic() + TIMEOUT
+            while not srv.writer_pressured and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.writer_pressured
+            probes = [
+                exchange(srv.http_port, b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n" % path)
+                for path in (b"/livez", b"/readyz", b"/health")
+            ]
+            assert not release.is_set()  # answered while the disk still stalls
+            return probes
+        finally:
+            release.set()
+            for sock in writers:
+                sock.close()
+
+    try:
+        probes = await asyncio.to_thread(scenario)
+    finally:
+        release.set()
+    assert [status_of(p) for p in probes] == [200, 200, 200], probes
