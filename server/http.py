@@ -428,6 +428,10 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def _idle_expired(self) -> None:
         self._timer = None
+        if self._pause & ~PAUSE_TRANSPORT:
+            # not reading (the writer's pressure, ...): a request may be waiting unread
+            self._arm(self._keepalive, self._idle_expired)
+            return
         if (
             self.transport is not None
             and self._pipeline is not None
@@ -449,6 +453,9 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
     def pause_for_writer(self, on: bool) -> None:
         if self._kv or not on:
             self._set_pause(PAUSE_WRITER, on)
+        if not on and self._timer is not None and not self._in_request:
+            # what arrived while paused is read now: a fresh idle period, not the rest
+            self._arm(self._keepalive, self._idle_expired)
 
     @property
     def pending(self) -> int:

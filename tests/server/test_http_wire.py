@@ -282,3 +282,48 @@ async def test_probes_answer_while_a_stalled_writer_pauses_the_writers(
     finally:
         release.set()
     assert [status_of(p) for p in probes] == [200, 200, 200], probes
+
+
+async def test_keep_alive_connection_paused_by_the_writer_is_not_reset(
+    inproc: Callable[..., Awaitable[Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A keep-alive client sends its next PUT while the writer is over its mark: the
+    # request sits unread (reading paused). Was: the idle timer (--http-keepalive)
+    # fired, took the connection for idle and closed it with the request unread, so the
+    # client got a reset instead of its 204 once the disk caught up.
+    srv = await inproc(sync="always", writer_queue_max=2, http_keepalive=0.5)
+    release, entered = threading.Event(), threading.Event()
+    real = _db_writes.WriteMethods.write_group
+
+    def stalled(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not release.is_set():
+            entered.set()
+            release.wait(TIMEOUT)
+        return real(self, *args, **kwargs)
+
+    def scenario() -> bytes:
+        with socket.create_connection(("127.0.0.1", srv.http_port), timeout=TIMEOUT) as idle:
+            idle.sendall(b"GET /kv/kept HTTP/1.1\r\n\r\n")
+            assert status_of(idle.recv(65536)) == 404
+            monkeypatch.setattr(_db_writes.WriteMethods, "write_group", stalled)
+            writers = [socket.create_connection(("127.0.0.1", srv.http_port)) for _ in range(8)]
+            try:
+                for i, sock in enumerate(writers):
+                    sock.sendall(b"PUT /kv/busy-%d HTTP/1.1\r\nContent-Length: 1\r\n\r\nx" % i)
+                    assert entered.wait(TIMEOUT)
+                deadline = time.monotonic() + TIMEOUT
+                while not srv.writer_pressured and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                idle.sendall(b"PUT /kv/kept HTTP/1.1\r\nContent-Length: 1\r\n\r\nk")
+                time.sleep(1.5)  # three keep-alive periods while paused
+            finally:
+                release.set()
+                for sock in writers:
+                    sock.close()
+            return idle.recv(65536)
+
+    try:
+        reply = await asyncio.to_thread(scenario)
+    finally:
+        release.set()
+    assert status_of(reply) == 204, reply
