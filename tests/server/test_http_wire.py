@@ -46,7 +46,7 @@ def exchange(port: int, raw: bytes, half_close: bool = False) -> bytes:
         sock.sendall(raw)
         if half_close:
             sock.shutdown(socket.SHUT_WR)
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = sock.recv(65536)
             if not chunk:
