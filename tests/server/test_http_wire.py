@@ -327,3 +327,12 @@ async def test_keep_alive_connection_paused_by_the_writer_is_not_reset(
     finally:
         release.set()
     assert status_of(reply) == 204, reply
+
+
+def test_a_repeated_query_parameter_counts_with_its_last_value(small: ServerProcess) -> None:
+    put = b"PUT /kv/rep?ttl=5&ttl=60 HTTP/1.1\r\nConnection: close\r\nContent-Length: 1\r\n\r\nv"
+    assert status_of(exchange(small.http_port, put)) == 204
+    incr = b"POST /kv/rep-n?incr=1&incr=5 HTTP/1.1\r\nConnection: close\r\n\r\n"
+    assert exchange(small.http_port, incr).endswith(b"\r\n\r\n5")
+    with Conn(small.port) as c:
+        assert 59 < c.call("ttl", b"rep") <= 60
