@@ -178,7 +178,9 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         if self._pipeline is None or self.transport is None:
             return None
         self._flush_output()
-        return None if self.transport.is_closing() else True
+        if self.transport.is_closing() or self._linger_timer is not None:
+            return None  # nothing left to send (lingering: the EOF it waited for)
+        return True
 
     def _parse_failed(self, exc: httptools.HttpParserError) -> None:
         if isinstance(exc, httptools.HttpParserUpgrade):
