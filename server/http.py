@@ -24,7 +24,9 @@ Strategy / invariants:
   bytes after it).
 - Timers (loop.call_later, at most one armed at a time): keep-alive (idle between
   requests, also the wait for the first byte), header deadline from the first byte of a
-  request (slowloris: 408), body silence while a body trickles in (408).
+  request (slowloris: 408), body silence while a body trickles in (408). None of them
+  runs out while reading is paused for a reason of ours (not the peer's unread
+  replies): it starts again, whole, and again when reading resumes.
 - Back-pressure: reading pauses while too many requests wait for replies here, while
   the writer queue is over its mark (only on a connection that has sent a /kv request:
   probes, /metrics and /stats never wait for a stalled disk, so a liveness probe does
@@ -122,6 +124,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._t0 = 0.0
+        self._request_window = 0.0  # the header deadline, then the body's silence limit
 
     # ---- asyncio callbacks ----
 
@@ -211,7 +214,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._header_count = 0
         self._body = []
         self._body_size = 0
-        self._arm(self._header_timeout, self._request_expired)
+        self._request_window = self._header_timeout
+        self._arm(self._request_window, self._request_expired)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -255,6 +259,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             # out once every earlier reply has (_after_output), never before them.
             self._continue = True
             self._after_output()
+        self._request_window = self._body_timeout
         self._arm(self._body_timeout, self._request_expired)
 
     def on_body(self, body: bytes) -> None:
@@ -445,6 +450,10 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def _request_expired(self) -> None:
         self._timer = None
+        if self._pause & ~PAUSE_TRANSPORT and not self._closing:
+            # we stopped reading (the writer's pressure, ...), not the client its sending
+            self._arm(self._request_window, self._request_expired)
+            return
         if self._in_request and not self._closing:
             self._reject(
                 simple_error(408, ErrorCode.PROTOCOL_ERROR, "request not received in time")
@@ -455,9 +464,12 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
     def pause_for_writer(self, on: bool) -> None:
         if self._kv or not on:
             self._set_pause(PAUSE_WRITER, on)
-        if not on and self._timer is not None and not self._in_request:
-            # what arrived while paused is read now: a fresh idle period, not the rest
-            self._arm(self._keepalive, self._idle_expired)
+        if not on and self._timer is not None:
+            # what arrived while paused is read now: a fresh period, not the rest
+            if self._in_request:
+                self._arm(self._request_window, self._request_expired)
+            else:
+                self._arm(self._keepalive, self._idle_expired)
 
     @property
     def pending(self) -> int:

@@ -336,3 +336,49 @@ def test_a_repeated_query_parameter_counts_with_its_last_value(small: ServerProc
     assert exchange(small.http_port, incr).endswith(b"\r\n\r\n5")
     with Conn(small.port) as c:
         assert 59 < c.call("ttl", b"rep") <= 60
+
+
+async def test_request_half_read_when_the_writer_pauses_is_not_a_408(
+    inproc: Callable[..., Awaitable[Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The head of a PUT is half read when the writer's pressure stops reading; the rest
+    # waits in the socket. Was: the header deadline ran on while the server itself was
+    # not reading, and the client, not slow at all, got a 408.
+    srv = await inproc(sync="always", writer_queue_max=2, http_header_timeout=0.5)
+    release, entered = threading.Event(), threading.Event()
+    real = _db_writes.WriteMethods.write_group
+
+    def stalled(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not release.is_set():
+            entered.set()
+            release.wait(TIMEOUT)
+        return real(self, *args, **kwargs)
+
+    def scenario() -> bytes:
+        with socket.create_connection(("127.0.0.1", srv.http_port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET /kv/half-read HTTP/1.1\r\n\r\n")
+            assert status_of(sock.recv(65536)) == 404
+            sock.sendall(b"PUT /kv/half-read HTTP/1.1\r\n")
+            time.sleep(0.1)  # read: the header deadline runs
+            monkeypatch.setattr(_db_writes.WriteMethods, "write_group", stalled)
+            writers = [socket.create_connection(("127.0.0.1", srv.http_port)) for _ in range(8)]
+            try:
+                for i, w in enumerate(writers):
+                    w.sendall(b"PUT /kv/busy-%d HTTP/1.1\r\nContent-Length: 1\r\n\r\nx" % i)
+                    assert entered.wait(TIMEOUT)
+                deadline = time.monotonic() + TIMEOUT
+                while not srv.writer_pressured and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                sock.sendall(b"Content-Length: 1\r\n\r\nh")
+                time.sleep(1.0)  # two header deadlines while the server does not read
+            finally:
+                release.set()
+                for w in writers:
+                    w.close()
+            return sock.recv(65536)
+
+    try:
+        reply = await asyncio.to_thread(scenario)
+    finally:
+        release.set()
+    assert status_of(reply) == 204, reply
