@@ -10,11 +10,27 @@ Strategy / invariants:
   request line + headers (431; 414 for a URL alone), Content-Length or a chunked body
   over max_frame (413). A callback stops the parser by raising _Reject; the response
   goes out with `connection: close`.
+- Closing lingers (binary.py's rule, `_linger`): the reply that ends a connection (a
+  413 for a body still arriving, a 400, `connection: close`) is followed by a
+  half-close, and what the peer still sends is read and dropped until its EOF or
+  LINGER_SECONDS; closing with unread input makes the kernel answer with a reset that
+  destroys the reply before a client that writes its whole body first (http.client,
+  requests) reads it. A peer that half-closes after its requests still gets every reply.
+- Upgrade (and CONNECT) requests are answered as plain HTTP/1.1 and then the connection
+  closes: llhttp stops parsing where the other protocol would begin, so it cannot tell a
+  body from that protocol's bytes; an upgrade request with a body is refused (400)
+  rather than served without its body.
+- Once a reply has announced the close, nothing more is answered (not even a 400 for the
+  bytes after it).
 - Timers (loop.call_later, at most one armed at a time): keep-alive (idle between
   requests, also the wait for the first byte), header deadline from the first byte of a
-  request (slowloris: 408), body silence while a body trickles in (408).
+  request (slowloris: 408), body silence while a body trickles in (408). None of them
+  runs out while reading is paused for a reason of ours (not the peer's unread
+  replies): it starts again, whole, and again when reading resumes.
 - Back-pressure: reading pauses while too many requests wait for replies here, while
-  the writer queue is over its mark, or while the transport's write buffer is full.
+  the writer queue is over its mark (only on a connection that has sent a /kv request:
+  probes, /metrics and /stats never wait for a stalled disk, so a liveness probe does
+  not fail because the disk is slow), or while the transport's write buffer is full.
   A chunk already read may hold thousands of pipelined requests: each one's reply is
   handed to the transport as soon as it is rendered, and once the transport says its
   buffer is full (pause_writing) the rest of the chunk's requests (and a refusal
@@ -53,6 +69,7 @@ from ._metrics import route_label
 from ._pipeline import Pipeline
 from ._session import Session
 from ._state import ServerState
+from .binary import LINGER_SECONDS
 
 __all__ = ["HttpProtocol"]
 
@@ -93,6 +110,10 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._closing = False  # no more requests: close once replies are out
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
         self._in_request = False
+        self._kv = False  # a /kv request came: the writer's pressure pauses this connection
+        self._continue = False  # a 100 Continue is owed once the earlier replies are out
+        self._peer_eof = False  # the peer half-closed: nothing to linger for
+        self._linger_timer: asyncio.TimerHandle | None = None
         # parsed while the peer did not read its replies: run once it does, in order
         self._waiting: deque[Callable[[], None]] = deque()
         # -- per-request --
@@ -103,6 +124,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._t0 = 0.0
+        self._request_window = 0.0  # the header deadline, then the body's silence limit
 
     # ---- asyncio callbacks ----
 
@@ -133,6 +155,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._closing = True
         self._waiting.clear()
         self._disarm()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         if self._pipeline is not None:
             self._pipeline.closed = True
             self._host.release(self)
@@ -142,28 +166,47 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserError as exc:
+            if self._closing:  # the bytes after a reply that announced the close
+                self._flush_output()
+            else:
+                self._parse_failed(exc)
+        else:
+            self._flush_output()
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client still gets its pending replies; close once they are out.
+        self._closing = self._peer_eof = True
+        self._disarm()
+        if self._pipeline is None or self.transport is None:
+            return None
+        self._flush_output()
+        if self.transport.is_closing() or self._linger_timer is not None:
+            return None  # nothing left to send (lingering: the EOF it waited for)
+        return True
+
+    def _parse_failed(self, exc: httptools.HttpParserError) -> None:
+        if isinstance(exc, httptools.HttpParserUpgrade):
             self._reject(
                 simple_error(400, ErrorCode.PROTOCOL_ERROR, "protocol upgrades are not supported")
             )
-        except httptools.HttpParserCallbackError as exc:
+        elif isinstance(exc, httptools.HttpParserCallbackError):
             ctx = exc.__context__
             if isinstance(ctx, _Reject):
                 self._reject(ctx.response)
             else:
                 log.error("HTTP handler failed", exc_info=ctx)
                 self._reject(simple_error(500, ErrorCode.INTERNAL, "internal error"))
-        except httptools.HttpParserError as exc:
+        else:
             self._reject(
                 simple_error(400, ErrorCode.PROTOCOL_ERROR, f"malformed HTTP request: {exc}")
             )
-        else:
-            self._flush_output()
 
     # ---- httptools callbacks ----
 
     def on_message_begin(self) -> None:
         self._in_request = True
+        self._continue = False
         self._t0 = perf_counter()
         self._url = b""
         self._head_bytes = 0
@@ -171,7 +214,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._header_count = 0
         self._body = []
         self._body_size = 0
-        self._arm(self._header_timeout, self._request_expired)
+        self._request_window = self._header_timeout
+        self._arm(self._request_window, self._request_expired)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -190,15 +234,36 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         length = self._headers.get("content-length")
+        if self._parser.should_upgrade() and (
+            "transfer-encoding" in self._headers or (length is not None and length.strip("0 "))
+        ):
+            # llhttp would hand the body to the upgraded protocol: it never reaches us
+            raise _Reject(
+                simple_error(
+                    400,
+                    ErrorCode.PROTOCOL_ERROR,
+                    "Upgrade is not supported, and a request asking for one cannot carry a"
+                    " body: send it without Upgrade (curl: --http1.1)",
+                )
+            )
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
+        te = self._headers.get("transfer-encoding")
+        if te is not None and any(c.strip().lower() != "chunked" for c in te.split(",")):
+            # llhttp decodes only chunked: gzip's bytes would be stored still compressed
+            raise _Reject(
+                simple_error(501, ErrorCode.PROTOCOL_ERROR, f"transfer coding not supported: {te}")
+            )
         if self._headers.get("expect", "").lower() == "100-continue" and not self._closing:
-            # curl waits a second for this before sending a body over 1 KiB.
-            assert self.transport is not None
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # curl waits a second for this before sending a body over 1 KiB. It goes
+            # out once every earlier reply has (_after_output), never before them.
+            self._continue = True
+            self._after_output()
+        self._request_window = self._body_timeout
         self._arm(self._body_timeout, self._request_expired)
 
     def on_body(self, body: bytes) -> None:
+        self._continue = False  # the body comes anyway (RFC 9110 10.1.1: may omit it)
         self._body_size += len(body)
         if self._body_size > self._max_body:
             raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
@@ -207,7 +272,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         assert self._pipeline is not None
-        self._in_request = False
+        self._in_request = self._continue = False
         self._disarm()
         if self._closing:
             return  # pipelined after a "Connection: close" request: not served
@@ -219,7 +284,11 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             raise _Reject(
                 simple_error(400, ErrorCode.PROTOCOL_ERROR, "malformed request URL")
             ) from None
-        keep_alive = self._parser.should_keep_alive() and not self._host.draining
+        keep_alive = (
+            self._parser.should_keep_alive()
+            and not self._host.draining
+            and not self._parser.should_upgrade()  # what follows is not HTTP/1.1
+        )
         req = Request(
             method=self._parser.get_method().decode("latin-1"),
             path=parsed.path or b"/",
@@ -244,6 +313,10 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         outcome = route(self._state, req)
         head = req.method == "HEAD"
         if isinstance(outcome, KvCall):
+            if not self._kv:
+                self._kv = True
+                if self._host.writer_pressured:
+                    self._set_pause(PAUSE_WRITER, True)
             call = outcome.request
             self._pipeline.request(call.method, call.params, self._render_kv, outcome.ctx, t0)
         else:
@@ -297,10 +370,13 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def _after_output(self) -> None:
         assert self._pipeline is not None and self.transport is not None
+        if self._continue and not self._pipeline.busy and not self._waiting:
+            self._continue = False
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if self._pipeline.pending or self._waiting:
             return
         if self._closing:
-            self.transport.close()
+            self._linger()
         elif not self._in_request:
             self._arm(self._keepalive, self._idle_expired)
 
@@ -308,6 +384,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         """Answer a request we refuse to parse further, then close."""
         assert self._pipeline is not None
         self._closing = True
+        self._continue = False
         self._disarm()
         if self._waiting:  # answered after the requests parsed before it
             self._waiting.append(partial(self._answer_reject, resp))
@@ -320,6 +397,22 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             self._render_fixed, (resp, False, False), None, resp.error, "http_error"
         )
         self._flush_output()
+
+    def _linger(self) -> None:
+        """Close after the replies: half-close (the peer reads every reply, then EOF),
+        drop what still arrives, close at the peer's EOF or after LINGER_SECONDS."""
+        transport = self.transport
+        assert transport is not None
+        if self._linger_timer is not None or transport.is_closing():
+            return
+        self._disarm()
+        if self._peer_eof or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger_timer = self._loop.call_later(LINGER_SECONDS, transport.close)
+        self._pause = 0
+        transport.resume_reading()  # data_received drops it: _closing is set
 
     def _arm(self, delay: float, callback: Any) -> None:
         if self._timer is not None:
@@ -342,6 +435,10 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def _idle_expired(self) -> None:
         self._timer = None
+        if self._pause & ~PAUSE_TRANSPORT:
+            # not reading (the writer's pressure, ...): a request may be waiting unread
+            self._arm(self._keepalive, self._idle_expired)
+            return
         if (
             self.transport is not None
             and self._pipeline is not None
@@ -353,6 +450,10 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def _request_expired(self) -> None:
         self._timer = None
+        if self._pause & ~PAUSE_TRANSPORT and not self._closing:
+            # we stopped reading (the writer's pressure, ...), not the client its sending
+            self._arm(self._request_window, self._request_expired)
+            return
         if self._in_request and not self._closing:
             self._reject(
                 simple_error(408, ErrorCode.PROTOCOL_ERROR, "request not received in time")
@@ -361,7 +462,14 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
     # ---- called by the Server ----
 
     def pause_for_writer(self, on: bool) -> None:
-        self._set_pause(PAUSE_WRITER, on)
+        if self._kv or not on:
+            self._set_pause(PAUSE_WRITER, on)
+        if not on and self._timer is not None:
+            # what arrived while paused is read now: a fresh period, not the rest
+            if self._in_request:
+                self._arm(self._request_window, self._request_expired)
+            else:
+                self._arm(self._keepalive, self._idle_expired)
 
     @property
     def pending(self) -> int:
