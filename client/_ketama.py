@@ -24,8 +24,13 @@ against the real proxy, tests/client/test_ketama.py pins known vectors.
   the 1e-10 is added in double and lost in the rounding back, so weights 1, 29, 30
   give the middle server 228 points where exact arithmetic would give 232). For i in 0 .. points/4 - 1,
   md5("<name>-<i>") gives 4 points: its 16 bytes read as four little-endian uint32.
-  All points sorted by value (glibc's qsort is a stable merge sort here, so ties
-  keep config order, as Python's sort does).
+  All points sorted by value; glibc's qsort is a stable merge sort here, so tied
+  points keep the order of the pool's server array. That array is NOT the config
+  order: src/nc_conf.c (`conf_validate_server`) sorts the servers by name
+  (`string_compare`: shorter name first, then bytes) to find duplicates, and the
+  pool is built from the sorted array. So ties go to the server whose name sorts
+  first that way (proved against the real proxy with names "shard-a" and
+  "s205632", which share the point 3647977106).
 - Dispatch (`ketama_dispatch`): the first point whose value >= hash; past the last
   point, wrap to the first.
 - Server name (src/nc_conf.c, `conf_add_server`): the word after the address in
@@ -177,15 +182,18 @@ class Ring:
             raise InterfaceError(f"hash_tag must be two characters, got {self.hash_tag!r}")
         object.__setattr__(self, "names", names)
         total = sum(w for _, w in servers)
-        points: list[tuple[int, int]] = []
-        for index, (name, weight) in enumerate(servers):
+        # nutcracker's server array: sorted by name, shorter first (see the module notes)
+        order = sorted(range(len(names)), key=lambda i: (len(names[i].encode()), names[i].encode()))
+        points: list[tuple[int, int, int]] = []
+        for rank, index in enumerate(order):
+            name, weight = servers[index]
             for i in range(points_per_server(weight, total, len(servers)) // _POINTS_PER_HASH):
                 host = f"{name}-{i}".encode()
                 digest = hashlib.md5(host, usedforsecurity=False).digest()
-                points.extend((value, index) for value in _DIGEST_POINTS.unpack(digest))
-        points.sort(key=_value_of)  # stable: equal values keep config order
-        object.__setattr__(self, "_values", [v for v, _ in points])
-        object.__setattr__(self, "_owners", [i for _, i in points])
+                points.extend((value, rank, index) for value in _DIGEST_POINTS.unpack(digest))
+        points.sort()  # by value; equal values in nutcracker's server order (the rank)
+        object.__setattr__(self, "_values", [v for v, _, _ in points])
+        object.__setattr__(self, "_owners", [i for _, _, i in points])
 
     @property
     def points(self) -> list[tuple[int, str]]:
@@ -213,10 +221,6 @@ class Ring:
             True
         """
         return self.names[self.index_for(key)]
-
-
-def _value_of(point: tuple[int, int]) -> int:
-    return point[0]
 
 
 # ---------------------------------------------------------------- nutcracker YAML

@@ -13,13 +13,14 @@ from collections.abc import Callable
 
 import pytest
 
-from client._ketama import Ring, read_nutcracker_config
+from client._ketama import Ring, fnv1a_64, read_nutcracker_config
 from tests.serverproc import free_port
 from tests.sharding.conftest import (
     Cluster,
     Proc,
     Resp,
     RespError,
+    nutcracker_yaml,
     placement_keys,
     tag_of,
     tagged_keys,
@@ -219,3 +220,34 @@ def test_a_config_relying_on_nutcrackers_defaults_is_read_as_nutcracker_places(
             conn.close()
         misplaced += [k for k in held if ring.name_for(k) != server.name]
     assert misplaced == []
+
+
+def test_tied_points_go_to_the_server_nutcracker_sorts_first(
+    redis_backend: Callable[[str], Proc], nutcracker: Callable[..., Proc]
+) -> None:
+    # "shard-a" and "s205632" (found by search) both own the point 3647977106.
+    # nutcracker sorts its servers by name (shorter first) before building the ring,
+    # so the keys hashing just below that point go to s205632 whatever the config
+    # order; the ring used to give them to the first server in the file (shard-a).
+    tie = 3647977106
+    names = ["shard-a", "s205632"]  # config order: the other one sorts first
+    ring = Ring([(n, 1) for n in names])
+    values = [v for v, _ in ring.points]
+    assert values.count(tie) == 2
+    below = values[values.index(tie) - 1]
+    keys = [k for k in (b"%d:tie" % i for i in range(20_000)) if below < fnv1a_64(k) <= tie]
+    assert len(keys) >= 20
+    backends = {n: redis_backend(n) for n in names}
+    listen = free_port()
+    text = nutcracker_yaml("p", listen, [(backends[n].port, 1, n) for n in names])
+    proxy = Resp(nutcracker(text, listen).port)
+    try:
+        assert proxy.pipeline([("SET", k, b"1") for k in keys]) == [b"OK"] * len(keys)
+    finally:
+        proxy.close()
+    conn = Resp(backends["s205632"].port)
+    try:
+        assert conn.keys() == set(keys)
+    finally:
+        conn.close()
+    assert {ring.name_for(k) for k in keys} == {"s205632"}
