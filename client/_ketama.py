@@ -33,10 +33,10 @@ against the real proxy, tests/client/test_ketama.py pins known vectors.
   "s205632", which share the point 3647977106).
 - Dispatch (`ketama_dispatch`): the first point whose value >= hash; past the last
   point, wrap to the first.
-- Server name (src/nc_conf.c, `conf_add_server`): the word after the address in
-  `host:port:weight name`; without one, "host:port" (or "host" alone when the port
-  is 11211, libmemcached's convention). A name's points are hashed from
-  "<name>-<i>" written into an 86-byte buffer, so names longer than 80 bytes are
+- Server name (src/nc_conf.c, `conf_add_server`): the word after the last space
+  in `host:port:weight name`; without one, "host:port" with the port as written
+  (or "host" alone when the port is 11211, libmemcached's convention). A name's
+  points are hashed from "<name>-<i>" written into an 86-byte buffer, so names longer than 80 bytes are
   refused here (nutcracker would hash past its buffer).
 """
 
@@ -286,21 +286,27 @@ def _scalar(text: str) -> str:
     return text.split(" #", 1)[0].strip()
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def _server(line: str, pool: str) -> NutcrackerServer:
-    # conf_add_server: "host:port:weight [name]", parsed from the end
-    address, _, name = line.partition(" ")
-    host, _, rest = address.rpartition(":")
-    host, _, port = host.rpartition(":")
-    try:
-        port_n, weight = int(port), int(rest)
-    except ValueError:
-        raise InterfaceError(f"pool {pool!r}: bad server line {line!r}") from None
-    if not host or weight < 1:
+    # conf_add_server: "host:port:weight [name]", split from the end: the name after
+    # the last space, then the weight and the port after the last two colons, both
+    # plain digits (nc_atoi). Without a name, the ring hashes "host:port" as written
+    # (a port "07379" stays "07379"), or "host" alone for port 11211.
+    address, space, name = line.rpartition(" ")
+    if not space:
+        address, name = line, ""
+    rest, _, weight = address.rpartition(":")
+    host, _, port = rest.rpartition(":")
+    if not host or not _DIGITS.fullmatch(port) or not _DIGITS.fullmatch(weight):
         raise InterfaceError(f"pool {pool!r}: bad server line {line!r}")
-    name = name.strip()
-    if not name:
-        name = host if port_n == 11211 else f"{host}:{port_n}"
-    return NutcrackerServer(host, port_n, weight, name)
+    port_n, weight_n = int(port), int(weight)
+    if weight_n < 1 or not 0 < port_n < 65536:
+        raise InterfaceError(f"pool {pool!r}: bad server line {line!r}")
+    if not space:
+        name = host if port_n == 11211 else f"{host}:{port}"
+    return NutcrackerServer(host, port_n, weight_n, name)
 
 
 def read_nutcracker_config(text: str) -> dict[str, NutcrackerPool]:

@@ -181,14 +181,20 @@ def test_a_dead_backend_fails_only_its_keys_through_the_proxy(
 
 
 @pytest.mark.parametrize(
-    "names",
+    ("names", "port_format"),
     [
-        pytest.param(True, id="named"),
-        pytest.param(False, id="unnamed-host-port"),
+        pytest.param(True, "{}", id="named"),
+        pytest.param(False, "{}", id="unnamed-host-port"),
+        # the ring hashes the port as written: "127.0.0.1:0PORT" (it used to hash
+        # "127.0.0.1:PORT", so every key of such a pool was placed apart from the proxy)
+        pytest.param(False, "0{}", id="unnamed-zero-padded-port"),
     ],
 )
 def test_a_config_relying_on_nutcrackers_defaults_is_read_as_nutcracker_places(
-    redis_backend: Callable[[str], Proc], nutcracker: Callable[..., Proc], names: bool
+    redis_backend: Callable[[str], Proc],
+    nutcracker: Callable[..., Proc],
+    names: bool,
+    port_format: str,
 ) -> None:
     # No hash:, distribution: or hash_tag: lines: nutcracker defaults to fnv1a_64,
     # ketama and no hash tag. The ring read from that file must place keys as it does
@@ -196,7 +202,7 @@ def test_a_config_relying_on_nutcrackers_defaults_is_read_as_nutcracker_places(
     backends = [redis_backend(f"s{i}") for i in range(3)]
     listen = free_port()
     servers = [
-        f"   - 127.0.0.1:{b.port}:{w}" + (f" s{i}" if names else "")
+        f"   - 127.0.0.1:{port_format.format(b.port)}:{w}" + (f" s{i}" if names else "")
         for i, (b, w) in enumerate(zip(backends, (1, 2, 3), strict=True))
     ]
     text = f"pool:\n  listen: 127.0.0.1:{listen}\n  redis: true\n  servers:\n" + "\n".join(servers)
