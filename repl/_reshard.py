@@ -6,8 +6,8 @@ Strategy / invariants:
   both). Each shard is reached with the binary client on that address.
 - Every OLD shard is scanned (cursor paging, so deleting behind the cursor is
   safe). The keys of a page whose owner on the NEW ring is another shard are
-  moved in groups (one per target shard, at most max_batch keys), each in steps
-  that are safe to repeat:
+  moved in groups (one per target shard, at most max_batch keys, halved while
+  their values do not fit one frame), each in steps that are safe to repeat:
   1. watch the group's keys on the old shard (an optimistic transaction), then
      read their values and remaining TTLs;
   2. copy them to the new shard as set-if-absent (`nx`), one atomic commit, TTL
@@ -44,6 +44,7 @@ from typing import TextIO
 from client import (
     Client,
     ClientError,
+    FrameTooLargeError,
     NutcrackerPool,
     Ring,
     Transaction,
@@ -148,8 +149,34 @@ async def _move_page(
         new = clients[target]
         limit = min(old.limits.max_batch, new.limits.max_batch)
         for start in range(0, len(ks), limit):
-            await _move_group(ks[start : start + limit], source, target, old, new, report,
-                              after_copy)  # fmt: skip
+            await _move_keys(ks[start : start + limit], source, target, old, new, report,
+                             after_copy)  # fmt: skip
+
+
+async def _move_keys(
+    ks: list[bytes],
+    source: str,
+    target: str,
+    old: Client,
+    new: Client,
+    report: Report,
+    after_copy: AfterCopy | None,
+) -> None:
+    """`_move_group`, in halves while a group's values do not fit one frame (the
+    mget's reply refused by the server, or the copy's commit by the client): every
+    step of a move is safe to repeat, so a half starts over from its watch."""
+    counts = (report.moves[(source, target)], report.already, report.expired, len(report.changed))
+    try:
+        await _move_group(ks, source, target, old, new, report, after_copy)
+    except FrameTooLargeError:
+        if len(ks) == 1:
+            raise
+        # the halves count again what this attempt counted before it failed
+        report.moves[(source, target)], report.already, report.expired = counts[:3]
+        del report.changed[counts[3] :]
+        half = len(ks) // 2
+        await _move_keys(ks[:half], source, target, old, new, report, after_copy)
+        await _move_keys(ks[half:], source, target, old, new, report, after_copy)
 
 
 async def _move_group(

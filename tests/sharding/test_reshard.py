@@ -333,3 +333,41 @@ def test_a_shard_down_fails_the_run_with_status_2_and_a_rerun_finishes_it(
     proc = _run(old, new)
     assert proc.returncode == 0, proc.stderr
     _assert_resharded(asyncio.run(_contents(servers)))
+
+
+def test_groups_whose_values_do_not_fit_one_frame_are_moved_in_parts(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    # Before: a page's group was read with one mget and copied with one commit, so
+    # 1,000 keys of 150 KB failed the run with FRAME_TOO_LARGE (status 2) under the
+    # default 65 MiB frame. The same here with a 64 KiB frame and 2 KB values.
+    extra = ["--max-frame", "65536"]
+    servers = {n: server_factory(sync="never", extra=extra) for n in ("a", "b")}
+    old, new = tmp_path / "old.yml", tmp_path / "new.yml"
+    old.write_text(nutcracker_yaml("p", free_port(), [(servers["a"].port, 1, "a")]))
+    new.write_text(nutcracker_yaml("p", free_port(), [(servers[n].port, 1, n) for n in "ab"]))
+    values = {b"%d:big" % i: bytes([i % 251]) * 2000 for i in range(400)}
+
+    async def fill() -> None:
+        async with connect("127.0.0.1", servers["a"].port) as c:
+            for start in range(0, len(values), 25):
+                await c.mput(list(values.items())[start : start + 25])
+
+    asyncio.run(fill())
+    proc = _run(old, new)
+    assert proc.returncode == 0, proc.stderr
+    ring = Ring([("a", 1), ("b", 1)])
+    moving = sum(1 for k in values if ring.name_for(k) == "b")
+    assert f"moved {moving}\n" in proc.stdout
+
+    async def held() -> dict[str, dict[bytes, bytes | None]]:
+        out = {}
+        for n, srv in servers.items():
+            async with connect("127.0.0.1", srv.port) as c:
+                keys = [k async for k in c.scan()]
+                out[n] = {k: await c.get(k) for k in keys}
+        return out
+
+    contents = asyncio.run(held())
+    assert {k: n for n, ks in contents.items() for k in ks} == {k: ring.name_for(k) for k in values}
+    assert {k: v for ks in contents.values() for k, v in ks.items()} == values
