@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-from client._ketama import read_nutcracker_config
+from client._ketama import Ring, points_per_server, read_nutcracker_config
 from tests.serverproc import ServerProcess, free_port
 from tests.sharding.conftest import Proc, Resp, RespError, require
 
@@ -162,3 +162,34 @@ def test_the_documented_reshard_counts_are_the_rings() -> None:
     assert f"would move {sum(moves.values())}\n" in block
     for (source, target), n in moves.items():
         assert f"  {source} -> {target}: {n}\n" in block
+
+
+def _moves(old: list[tuple[str, int]], new: list[tuple[str, int]]) -> tuple[int, int]:
+    """(keys that move, keys that move between shards of the old ring), of user:0..99999."""
+    before, after = Ring(old), Ring(new)
+    added = set(after.names) - set(before.names)
+    moved = between = 0
+    for i in range(100_000):
+        key = b"user:%d" % i
+        a, b = before.name_for(key), after.name_for(key)
+        if a != b:
+            moved += 1
+            between += b not in added
+    return moved, between
+
+
+def test_the_keys_moved_by_adding_a_shard_are_as_the_doc_says() -> None:
+    # the doc used to say keys never move between the old shards; with weights, or
+    # across 25 shards, they do (and bitcask reshard moves them too)
+    section = _section("Adding a shard")
+    three = [("shard-a", 1), ("shard-b", 1), ("shard-c", 1)]
+    assert _moves(three, [*three, ("shard-d", 1)]) == (25_708, 0)
+    assert "moves 25.7% of them, every one of them to `shard-d`" in section
+    assert _moves(three, [*three, ("shard-d", 2)]) == (44_647, 5_957)
+    assert "44.6% of those 100,000 keys move, 6.0% of them between old shards" in section
+    shards = [(f"shard-{i:02d}", 1) for i in range(25)]
+    assert _moves(shards[:24], shards) == (6_543, 2_588)
+    assert "6.5% move, 2.6%\n  between old shards" in section
+    counts = [n for n in range(1, 101) if points_per_server(1, n, n) != 160]
+    assert counts == [25, 47, 50, 55, 61, 71, 94, 100]
+    assert "(25, 47, 50, 55, 61, 71, 94, 100, ...\nshards)" in section
