@@ -371,3 +371,50 @@ def test_groups_whose_values_do_not_fit_one_frame_are_moved_in_parts(
     contents = asyncio.run(held())
     assert {k: n for n, ks in contents.items() for k in ks} == {k: ring.name_for(k) for k in values}
     assert {k: v for ks in contents.values() for k, v in ks.items()} == values
+
+
+def test_keys_written_on_their_old_shard_during_the_move_are_found_by_a_second_pass(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    # Writes were not stopped. Before: a key written on its old shard after its group
+    # had moved (its old value on the new owner), or a new key written behind the
+    # scan's cursor, stayed there unreported and the run ended with status 0.
+    servers = {n: server_factory(sync="never") for n in ("a", "b")}
+    old, new = tmp_path / "old.yml", tmp_path / "new.yml"
+    old.write_text(nutcracker_yaml("p", free_port(), [(servers["a"].port, 1, "a")]))
+    new.write_text(nutcracker_yaml("p", free_port(), [(servers[n].port, 1, n) for n in "ab"]))
+    ring = Ring([("a", 1), ("b", 1)])
+    keys = {b"%03d:late" % i: b"v%d" % i for i in range(300)}
+    fresh = next(k for k in (b"000:new%d" % i for i in range(100)) if ring.name_for(k) == "b")
+
+    async def fill() -> None:
+        async with connect("127.0.0.1", servers["a"].port) as c:
+            await c.mput(keys)
+
+    asyncio.run(fill())
+    groups: list[list[bytes]] = []
+
+    async def write_behind(source: str, target: str, moved: list[bytes]) -> None:
+        groups.append(moved)
+        if len(groups) == 2:  # the first group is on b and deleted from a by now
+            async with connect("127.0.0.1", servers["a"].port) as c:
+                await c.put(groups[0][0], b"rewritten")
+                await c.put(fresh, b"new")
+
+    report = _reshard(old, new, write_behind, page=50)
+    again = groups[0][0]
+    assert report.late == 2
+    assert report.changed == [(again, "b already holds another value")]
+
+    async def where(key: bytes) -> dict[str, bytes | None]:
+        out = {}
+        for n, srv in servers.items():
+            async with connect("127.0.0.1", srv.port) as c:
+                out[n] = await c.get(key)
+        return out
+
+    assert asyncio.run(where(fresh)) == {"a": None, "b": b"new"}  # moved by the second pass
+    assert asyncio.run(where(again)) == {"a": b"rewritten", "b": keys[again]}  # left, listed
+    proc = _run(old, new)  # a rerun lists it again: status 1
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{again!r}: b already holds another value" in proc.stdout
