@@ -8,7 +8,10 @@ keys it holds (SCAN, straight to the backend) and every key must be where
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
+import random
 from collections.abc import Callable
 
 import pytest
@@ -257,3 +260,64 @@ def test_tied_points_go_to_the_server_nutcracker_sorts_first(
     finally:
         conn.close()
     assert {ring.name_for(k) for k in keys} == {"s205632"}
+
+
+class _Sink:
+    """A RESP backend that answers +OK to every command and records SET keys."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+        self.port = 0
+
+    async def start(self) -> asyncio.Server:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(server.sockets[0].getsockname()[1])
+        return server
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ValueError, asyncio.IncompleteReadError):
+            while line := await reader.readline():
+                args = []
+                for _ in range(int(line[1:])):
+                    size = int((await reader.readline())[1:])
+                    args.append((await reader.readexactly(size + 2))[:-2])
+                if args[0].upper() == b"SET":
+                    self.keys.append(args[1])
+                writer.write(b"+OK\r\n")
+        writer.close()
+
+
+async def test_fifty_weighted_servers_place_as_the_proxy(
+    nutcracker: Callable[..., Proc],
+) -> None:
+    # 50 servers, weights 1..10, names of many lengths (nutcracker orders its servers
+    # by name, shorter first), and keys of every kind, on in-process RESP sinks
+    rnd = random.Random(50)
+    names = [f"n{rnd.randrange(10**6)}-{'x' * rnd.randrange(30)}" for _ in range(50)]
+    weights = [rnd.randrange(1, 11) for _ in names]
+    sinks = [_Sink() for _ in names]
+    servers = [await s.start() for s in sinks]
+    try:
+        listen = free_port()
+        lines = [(s.port, w, n) for s, w, n in zip(sinks, weights, names, strict=True)]
+        proxy = nutcracker(nutcracker_yaml("p", listen, lines), listen)
+        keys = placement_keys(5_000)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                writer.write(b"".join(
+                    b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nv\r\n" % (len(k), k) for k in chunk
+                ))  # fmt: skip
+                for _ in chunk:
+                    assert await asyncio.wait_for(reader.readline(), 10) == b"+OK\r\n"
+        finally:
+            writer.close()
+    finally:
+        for server in servers:
+            server.close()
+    ring = Ring(list(zip(names, weights, strict=True)))
+    assert sum(len(s.keys) for s in sinks) == len(keys)
+    misplaced = [(k, n) for s, n in zip(sinks, names, strict=True) for k in s.keys
+                 if ring.name_for(k) != n]  # fmt: skip
+    assert misplaced == []
