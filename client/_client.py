@@ -204,8 +204,8 @@ class Client(Commands):
     def _on_timeout(self, proto: ClientProtocol) -> None:
         """Calls timed out on `proto`: ping on it, to tell a silent connection (a frozen
         server, a black-holed path) from a slow call on a live one."""
-        if proto.closed or self._probing is proto:
-            return
+        if proto.closed or self._closed or self._probing is proto:
+            return  # (a closing client drops the connection after its grace period)
         window = self._timeout if self._timeout is not None else PROBE_TIMEOUT
         try:
             probe = proto.request("ping", [], proto.time() + window)
