@@ -283,7 +283,14 @@ def _scalar(text: str) -> str:
         if end < 0:
             raise InterfaceError(f"unterminated quote in {text!r}")
         return text[1:end]
+    if text[:1] in _NOT_PLAIN:
+        # flow style ({} or []), anchors and aliases, tags, block scalars: not a plain
+        # string to nutcracker either (`hash_tag: {}` unquoted is an empty mapping)
+        raise InterfaceError(f"{text!r} is not a plain or quoted string (quote it)")
     return text.split(" #", 1)[0].strip()
+
+
+_NOT_PLAIN = frozenset("{}[]&*!|>%@`")
 
 
 _DIGITS = re.compile(r"[0-9]+")

@@ -12,10 +12,13 @@ import asyncio
 import collections
 import contextlib
 import random
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from client import InterfaceError
 from client._ketama import Ring, fnv1a_64, read_nutcracker_config
 from tests.serverproc import free_port
 from tests.sharding.conftest import (
@@ -25,6 +28,7 @@ from tests.sharding.conftest import (
     RespError,
     nutcracker_yaml,
     placement_keys,
+    require,
     tag_of,
     tagged_keys,
 )
@@ -321,3 +325,38 @@ async def test_fifty_weighted_servers_place_as_the_proxy(
     misplaced = [(k, n) for s, n in zip(sinks, names, strict=True) for k in s.keys
                  if ring.name_for(k) != n]  # fmt: skip
     assert misplaced == []
+
+
+@pytest.mark.parametrize(
+    ("option", "server"),
+    [
+        pytest.param('hash_tag: "{}"', "127.0.0.1:7379:1 a", id="plain"),
+        pytest.param("hash_tag: '{}'", "127.0.0.1:07379:01 a", id="zero-padded"),
+        pytest.param("hash_tag: {}", "127.0.0.1:7379:1 a", id="unquoted-tag"),
+        pytest.param('hash_tag: "a"', "127.0.0.1:7379:1 a", id="one-char-tag"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7379:1 my shard", id="name-with-space"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7379:1  a", id="two-spaces"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:+7379:1 a", id="signed-port"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7_379:1 a", id="underscore-port"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7379:0 a", id="zero-weight"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7379:1 a # comment", id="comment"),
+    ],
+)
+def test_the_config_reader_accepts_what_nutcracker_accepts(
+    tmp_path: Path, option: str, server: str
+) -> None:
+    # bitcask reshard reads the files nutcracker runs: one nutcracker refuses must be
+    # refused (the reader used to take "my shard" as a name, "+7379" as a port...)
+    text = f"p:\n  listen: 127.0.0.1:{free_port()}\n  redis: true\n  {option}\n"
+    text += f"  servers:\n   - {server}\n"
+    conf = tmp_path / "p.yml"
+    conf.write_text(text, encoding="utf-8")
+    binary = require("nutcracker", "nutcracker")
+    check = subprocess.run([binary, "--test-conf", "--conf-file", str(conf)],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    try:
+        read_nutcracker_config(text)["p"].ring()
+        accepted = True
+    except InterfaceError:
+        accepted = False
+    assert accepted == (check.returncode == 0), check.stderr
