@@ -350,6 +350,8 @@ def read_nutcracker_config(text: str) -> dict[str, NutcrackerPool]:
         value = m["value"] if m["value"] and not m["value"].startswith("#") else None
         if not m["indent"] and m["key"] is not None and not value:
             current = m["key"].strip()
+            if current in pools:
+                raise InterfaceError(f"line {number}: pool {current!r} is a duplicate")
             pools[current] = ({}, [])
             in_servers = False
             continue
@@ -363,7 +365,10 @@ def read_nutcracker_config(text: str) -> dict[str, NutcrackerPool]:
         elif m["key"] == "servers" and not value:
             in_servers = True
         elif value:
-            options[m["key"].strip()] = _scalar(value)
+            option = m["key"].strip()
+            if option in options:
+                raise InterfaceError(f"line {number}: {option!r} is a duplicate")
+            options[option] = _scalar(value)
             in_servers = False
         else:
             raise InterfaceError(f"line {number}: {m['key']!r} has no value")

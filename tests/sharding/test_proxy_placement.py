@@ -340,6 +340,12 @@ async def test_fifty_weighted_servers_place_as_the_proxy(
         pytest.param("hash: fnv1a_64", "127.0.0.1:7_379:1 a", id="underscore-port"),
         pytest.param("hash: fnv1a_64", "127.0.0.1:7379:0 a", id="zero-weight"),
         pytest.param("hash: fnv1a_64", "127.0.0.1:7379:1 a # comment", id="comment"),
+        pytest.param("hash: fnv1a_64\n  hash: md5", "127.0.0.1:7379:1 a", id="option-twice"),
+        pytest.param(
+            "hash: fnv1a_64",
+            "127.0.0.1:7379:1 a\np:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:7380:1 b",
+            id="pool-twice",
+        ),
     ],
 )
 def test_the_config_reader_accepts_what_nutcracker_accepts(
