@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import signal
 import subprocess
 import sys
 import time
@@ -418,3 +419,57 @@ def test_keys_written_on_their_old_shard_during_the_move_are_found_by_a_second_p
     proc = _run(old, new)  # a rerun lists it again: status 1
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"{again!r}: b already holds another value" in proc.stdout
+
+
+def test_a_run_interrupted_with_ctrl_c_exits_130_and_a_rerun_finishes_it(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    servers = {n: server_factory(sync="never") for n in ("a", "b")}
+    old, new = tmp_path / "old.yml", tmp_path / "new.yml"
+    old.write_text(nutcracker_yaml("p", free_port(), [(servers["a"].port, 1, "a")]))
+    # the new shard with weight 2: it takes about two thirds of the keys
+    new.write_text(
+        nutcracker_yaml(
+            "p", free_port(), [(servers["a"].port, 1, "a"), (servers["b"].port, 2, "b")]
+        )
+    )
+    keys = {b"%d:int" % i: b"v%d" % i for i in range(4_000)}
+    ring = Ring([("a", 1), ("b", 2)])
+
+    async def fill() -> None:
+        async with connect("127.0.0.1", servers["a"].port) as c:
+            for start in range(0, len(keys), 1000):
+                await c.mput(list(keys.items())[start : start + 1000])
+
+    async def on_b() -> int:
+        async with connect("127.0.0.1", servers["b"].port) as c:
+            return int((await c.stats())["keys"])
+
+    asyncio.run(fill())
+    argv = [*CLI, "reshard", "--from", str(old), "--to", str(new), "--page", "10"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None and asyncio.run(on_b()) < 100:
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert child.returncode == 130
+    assert 0 < asyncio.run(on_b()) < sum(1 for k in keys if ring.name_for(k) == "b")
+    proc = _run(old, new)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    async def held() -> dict[bytes, tuple[str, bytes | None]]:
+        out: dict[bytes, tuple[str, bytes | None]] = {}
+        for n, srv in servers.items():
+            async with connect("127.0.0.1", srv.port) as c:
+                for k in [k async for k in c.scan(count=5000)]:
+                    assert k not in out, k  # once
+                    out[k] = (n, await c.get(k))
+        return out
+
+    assert asyncio.run(held()) == {k: (ring.name_for(k), v) for k, v in keys.items()}
