@@ -193,3 +193,31 @@ def test_the_keys_moved_by_adding_a_shard_are_as_the_doc_says() -> None:
     counts = [n for n in range(1, 101) if points_per_server(1, n, n) != 160]
     assert counts == [25, 47, 50, 55, 61, 71, 94, 100]
     assert "(25, 47, 50, 55, 61, 71, 94, 100, ...\nshards)" in section
+
+
+def test_long_keys_through_the_proxy_are_as_the_doc_says(
+    server_factory: Callable[..., ServerProcess], nutcracker: Callable[..., Proc]
+) -> None:
+    # nutcracker needs a key in one mbuf: 16,335 bytes at most with its default size,
+    # while a bitcask-server takes 64 KiB keys; --mbuf-size 65600 carries those
+    section = _section("Commands through the proxy")
+    assert "a key longer than 16,335 bytes gets no reply" in section
+    assert "`--mbuf-size 65600`" in section
+    shard = server_factory()
+    for args, longest in (((), 16_335), (("--mbuf-size", "65600"), 64 * 1024)):
+        listen = free_port()
+        config = f"p:\n  listen: 127.0.0.1:{listen}\n  redis: true\n  servers:\n"
+        config += f"   - 127.0.0.1:{shard.port}:1 a\n"
+        proxy = nutcracker(config, listen, args=args)
+        for size, served in ((longest, True), (longest + 1, False)):
+            conn = Resp(proxy.port)
+            try:
+                reply: object = conn.call("SET", b"k" * size, b"v")
+            except ConnectionError:
+                reply = None
+            finally:
+                conn.close()
+            if served:
+                assert reply == b"OK", (args, size)
+            else:  # nutcracker resets the connection; the server refuses with an error
+                assert reply is None or isinstance(reply, RespError), (args, size, reply)
