@@ -145,7 +145,8 @@ class Ring:
     """The ketama continuum nutcracker builds for a pool, and lookups on it.
 
     Args:
-        servers: (name, weight) per server, in the order of the `servers:` list.
+        servers: (name, weight) per server (their order does not change placement:
+            nutcracker orders its servers by name).
         hash_tag: the pool's `hash_tag` (two bytes, or empty for none).
         signed_char: see `fnv1a_64`.
 

@@ -264,6 +264,8 @@ def test_tied_points_go_to_the_server_nutcracker_sorts_first(
     finally:
         conn.close()
     assert {ring.name_for(k) for k in keys} == {"s205632"}
+    # so the order of the servers does not matter, here or in nutcracker
+    assert Ring([(n, 1) for n in reversed(names)]).points == ring.points
 
 
 class _Sink:
