@@ -336,6 +336,8 @@ async def test_fifty_weighted_servers_place_as_the_proxy(
         pytest.param("hash_tag: '{}'", "127.0.0.1:07379:01 a", id="zero-padded"),
         pytest.param("hash_tag: {}", "127.0.0.1:7379:1 a", id="unquoted-tag"),
         pytest.param('hash_tag: "a"', "127.0.0.1:7379:1 a", id="one-char-tag"),
+        pytest.param('hash_tag: "«»"', "127.0.0.1:7379:1 a", id="two-chars-four-bytes"),
+        pytest.param("hash_tag: '::'", "127.0.0.1:7379:1 ключ", id="utf8-name"),
         pytest.param("hash: fnv1a_64", "127.0.0.1:7379:1 my shard", id="name-with-space"),
         pytest.param("hash: fnv1a_64", "127.0.0.1:7379:1  a", id="two-spaces"),
         pytest.param("hash: fnv1a_64", "127.0.0.1:+7379:1 a", id="signed-port"),
