@@ -29,6 +29,11 @@ Strategy / invariants:
   a key whose new owner already holds another value is reported and kept on
   both). Such a run ends with status 1. Writes after that second pass, and
   deletes of keys already moved, cannot be seen: hence writes stopped first.
+- A shard is also a server: two names whose addresses resolve to one server (a
+  renamed shard, or a new line whose address was left unchanged) are one shard
+  with two names. It is scanned once, and a key whose owner changes between
+  them stays where it is (copying it to itself and deleting the "old" copy would
+  delete it).
 - `--dry-run` only scans and prints how many keys would move per shard pair.
 
 Exit status: 0 moved (or nothing to move); 1 some keys changed during the move
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -78,6 +84,8 @@ class Report:
     moves: Counter[tuple[str, str]] = field(default_factory=Counter)
     already: int = 0  # copied by an earlier run, deleted from the old shard now
     late: int = 0  # found on a shard that no longer owns them by the second pass
+    # (name, the name it shares a server with, address): keys between them stay
+    same_server: list[tuple[str, str, str]] = field(default_factory=list)
     expired: int = 0  # gone (TTL) between scan and copy
     changed: list[tuple[bytes, str]] = field(default_factory=list)
 
@@ -141,11 +149,13 @@ async def _move_page(
     report: Report,
     dry_run: bool,
     after_copy: AfterCopy | None = None,
+    server_of: dict[str, str] | None = None,
 ) -> None:
+    same = server_of or {}
     by_target: dict[str, list[bytes]] = {}
     for key in keys:
         target = new_ring.name_for(key)
-        if target != source:
+        if same.get(target, target) != same.get(source, source):
             by_target.setdefault(target, []).append(key)
     if dry_run:
         for target, ks in by_target.items():
@@ -321,54 +331,88 @@ async def reshard(
     addresses = {s.name: s.address for s in old_pool.servers}
     addresses.update({s.name: s.address for s in new_pool.servers})
     token = auth or new_pool.options.get("redis_auth") or None
+    server_of = await _same_servers(addresses)
     clients = await _connect(addresses, token, timeout)
     report = Report()
+    report.same_server = [(n, c, addresses[n]) for n, c in server_of.items() if n != c]
+    # each server is scanned once, under the first name that reaches it
+    sources = [n for n in old_ring.names if server_of[n] == n]
     try:
-        stats = await asyncio.gather(*(clients[n].stats() for n in old_ring.names))
+        stats = await asyncio.gather(*(clients[n].stats() for n in sources))
         total = sum(int(s.get("keys", 0)) for s in stats)
         bar = Progress("reshard", total, progress or sys.stderr)
-        for source in old_ring.names:
+        for source in sources:
             cursor: bytes | None = None
             while True:
                 cursor, keys = await clients[source].scan_page(cursor=cursor, count=page)
                 report.scanned += len(keys)
-                await _move_page(keys, source, new_ring, clients, report, dry_run, after_copy)
+                await _move_page(keys, source, new_ring, clients, report, dry_run, after_copy,
+                                 server_of)  # fmt: skip
                 bar.update(report.scanned)
                 if cursor is None:
                     break
         bar.finish()
         if not dry_run:
-            await _second_pass(old_ring, new_ring, clients, report, page, after_copy)
+            await _second_pass(sources, new_ring, clients, report, page, after_copy, server_of)
     finally:
         await asyncio.gather(*(c.close() for c in clients.values()))
     return report
 
 
 async def _second_pass(
-    old_ring: Ring,
+    sources: list[str],
     new_ring: Ring,
     clients: dict[str, Client],
     report: Report,
     page: int,
     after_copy: AfterCopy | None,
+    server_of: dict[str, str],
 ) -> None:
     """Scan every old shard again for keys another shard owns now: written during the
     first pass (writes were not stopped). Keys already reported are left alone."""
     reported = {key for key, _ in report.changed}
-    for source in old_ring.names:
+    for source in sources:
         cursor: bytes | None = None
         while True:
             cursor, keys = await clients[source].scan_page(cursor=cursor, count=page)
-            late = [k for k in keys if k not in reported and new_ring.name_for(k) != source]
+            late = [
+                k for k in keys if k not in reported and server_of[new_ring.name_for(k)] != source
+            ]
             report.late += len(late)
-            await _move_page(late, source, new_ring, clients, report, False, after_copy)
+            await _move_page(late, source, new_ring, clients, report, False, after_copy,
+                             server_of)  # fmt: skip
             if cursor is None:
                 break
+
+
+async def _same_servers(addresses: dict[str, str]) -> dict[str, str]:
+    """name -> the first name whose address resolves to the same server (itself if none).
+
+    Two names on one server (a renamed shard, or a new line whose address was not
+    changed): a key "moving" between them is already where it must be. Copied as
+    set-if-absent it would be found there, taken for the copy of an earlier run and
+    deleted from the old name, that is from the only server holding it."""
+    loop = asyncio.get_running_loop()
+    resolved: dict[str, set[tuple[str, int]]] = {}
+    for name, address in addresses.items():
+        host, _, port = address.rpartition(":")
+        try:
+            infos = await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except (OSError, ValueError) as exc:
+            raise ReshardError(f"shard {name} ({address}): {exc}") from exc
+        resolved[name] = {(str(info[4][0]), int(info[4][1])) for info in infos}
+    server_of: dict[str, str] = {}
+    for name, found in resolved.items():
+        first = (n for n, c in server_of.items() if c == n and resolved[n] & found)
+        server_of[name] = next(first, name)
+    return server_of
 
 
 def _print(report: Report, dry_run: bool, out: TextIO) -> None:
     verb = "would move" if dry_run else "moved"
     out.write(f"reshard: scanned {report.scanned} keys, {verb} {report.moved}\n")
+    for name, other, address in report.same_server:
+        out.write(f"  {name} is the server of {other} ({address}): keys between them stay\n")
     for (source, target), n in sorted(report.moves.items()):
         out.write(f"  {source} -> {target}: {n}\n")
     if report.already:

@@ -473,3 +473,46 @@ def test_a_run_interrupted_with_ctrl_c_exits_130_and_a_rerun_finishes_it(
         return out
 
     assert asyncio.run(held()) == {k: (ring.name_for(k), v) for k, v in keys.items()}
+
+
+@pytest.mark.parametrize(
+    "new_names",
+    [
+        pytest.param(("a", "b", "c"), id="new-line-with-an-old-address"),
+        pytest.param(("a", "c"), id="renamed-shard"),
+    ],
+)
+def test_two_names_on_one_server_lose_no_key(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path, new_names: tuple[str, ...]
+) -> None:
+    # Before: with shard c's line copied from b's and its address left unchanged, a
+    # key "moving" from b to c was found on c (the same server), taken for the copy
+    # of an earlier run and deleted from b: 943 of 3,000 keys gone, status 0.
+    servers = {n: server_factory(sync="never") for n in ("a", "b")}
+    port = {"a": servers["a"].port, "b": servers["b"].port, "c": servers["b"].port}
+    old, new = tmp_path / "old.yml", tmp_path / "new.yml"
+    old.write_text(nutcracker_yaml("p", free_port(), [(port[n], 1, n) for n in "ab"]))
+    new.write_text(nutcracker_yaml("p", free_port(), [(port[n], 1, n) for n in new_names]))
+    keys = {b"%d:alias" % i: b"v%d" % i for i in range(3_000)}
+
+    async def fill() -> None:
+        async with connect_sharded({n: f"127.0.0.1:{port[n]}" for n in "ab"}) as sc:
+            await sc.mput(keys)
+
+    asyncio.run(fill())
+    proc = _run(old, new)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"c is the server of b (127.0.0.1:{port['b']}): keys between them stay" in proc.stdout
+    ring = Ring([(n, 1) for n in new_names])
+
+    async def held() -> dict[bytes, tuple[int, bytes | None]]:
+        out: dict[bytes, tuple[int, bytes | None]] = {}
+        for srv in servers.values():
+            async with connect("127.0.0.1", srv.port) as c:
+                names = [k async for k in c.scan(count=5000)]
+                for k, v in zip(names, await c.mget(names), strict=True):
+                    assert k not in out, k
+                    out[k] = (srv.port, v)
+        return out
+
+    assert asyncio.run(held()) == {k: (port[ring.name_for(k)], v) for k, v in keys.items()}
