@@ -30,8 +30,8 @@ Strategy / invariants:
   both). Such a run ends with status 1. Writes after that second pass, and
   deletes of keys already moved, cannot be seen: hence writes stopped first.
 - A shard is also a server: two names whose addresses resolve to one server (a
-  renamed shard, or a new line whose address was left unchanged) are one shard
-  with two names. It is scanned once, and a key whose owner changes between
+  renamed shard, or a new line whose address was left unchanged), or that show
+  the same non-empty store in their stats, are one shard with two names. It is scanned once, and a key whose owner changes between
   them stays where it is (copying it to itself and deleting the "old" copy would
   delete it).
 - `--dry-run` only scans and prints how many keys would move per shard pair.
@@ -331,8 +331,12 @@ async def reshard(
     addresses = {s.name: s.address for s in old_pool.servers}
     addresses.update({s.name: s.address for s in new_pool.servers})
     token = auth or new_pool.options.get("redis_auth") or None
-    server_of = await _same_servers(addresses)
     clients = await _connect(addresses, token, timeout)
+    try:
+        server_of = await _same_servers(addresses, clients)
+    except BaseException:
+        await asyncio.gather(*(c.close() for c in clients.values()))
+        raise
     report = Report()
     report.same_server = [(n, c, addresses[n]) for n, c in server_of.items() if n != c]
     # each server is scanned once, under the first name that reaches it
@@ -385,13 +389,16 @@ async def _second_pass(
                 break
 
 
-async def _same_servers(addresses: dict[str, str]) -> dict[str, str]:
-    """name -> the first name whose address resolves to the same server (itself if none).
+async def _same_servers(addresses: dict[str, str], clients: dict[str, Client]) -> dict[str, str]:
+    """name -> the first name that reaches the same server (itself if none).
 
     Two names on one server (a renamed shard, or a new line whose address was not
     changed): a key "moving" between them is already where it must be. Copied as
     set-if-absent it would be found there, taken for the copy of an earlier run and
-    deleted from the old name, that is from the only server holding it."""
+    deleted from the old name, that is from the only server holding it. One server:
+    addresses that resolve to a common one, or (another address of the same host, a
+    port forward) the same store seen by both, non-empty: same data directory, key
+    count, byte counts and files."""
     loop = asyncio.get_running_loop()
     resolved: dict[str, set[tuple[str, int]]] = {}
     for name, address in addresses.items():
@@ -401,11 +408,25 @@ async def _same_servers(addresses: dict[str, str]) -> dict[str, str]:
         except (OSError, ValueError) as exc:
             raise ReshardError(f"shard {name} ({address}): {exc}") from exc
         resolved[name] = {(str(info[4][0]), int(info[4][1])) for info in infos}
+    stats = await asyncio.gather(*(clients[n].stats() for n in addresses))
+    store = {n: _store_of(st) for n, st in zip(addresses, stats, strict=True)}
     server_of: dict[str, str] = {}
     for name, found in resolved.items():
-        first = (n for n, c in server_of.items() if c == n and resolved[n] & found)
+        first = (
+            n
+            for n, c in server_of.items()
+            if c == n and (resolved[n] & found or (store[n] and store[n] == store[name]))
+        )
         server_of[name] = next(first, name)
     return server_of
+
+
+def _store_of(stats: dict[str, object]) -> str:
+    """What identifies a non-empty store in its stats ("" for an empty one)."""
+    if not stats.get("keys"):
+        return ""
+    fields = ("path", "keys", "live_bytes", "dead_bytes", "disk_bytes", "files", "active_file")
+    return repr([stats.get(f) for f in fields])
 
 
 def _print(report: Report, dry_run: bool, out: TextIO) -> None:

@@ -8,6 +8,7 @@ act between a copy and its delete call `reshard()` in process with its hook.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import signal
 import subprocess
@@ -516,3 +517,45 @@ def test_two_names_on_one_server_lose_no_key(
         return out
 
     assert asyncio.run(held()) == {k: (port[ring.name_for(k)], v) for k, v in keys.items()}
+
+
+async def test_a_shard_reached_through_a_port_forward_under_a_new_name_loses_no_key(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    # the same server at another address (a port forward here; another address of
+    # the host elsewhere): the addresses differ, the store they show is the same
+    servers = {n: server_factory(sync="never") for n in ("a", "b")}
+
+    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        dst.close()
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", servers["b"].port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    relay = await asyncio.start_server(forward, "127.0.0.1", 0)
+    port = {"a": servers["a"].port, "b": servers["b"].port}
+    port["c"] = int(relay.sockets[0].getsockname()[1])
+    old, new = tmp_path / "old.yml", tmp_path / "new.yml"
+    old.write_text(nutcracker_yaml("p", free_port(), [(port[n], 1, n) for n in "ab"]))
+    new.write_text(nutcracker_yaml("p", free_port(), [(port[n], 1, n) for n in "abc"]))
+    keys = {b"%d:fwd" % i: b"v%d" % i for i in range(1_000)}
+    try:
+        async with connect_sharded({n: f"127.0.0.1:{port[n]}" for n in "ab"}) as sc:
+            await sc.mput(keys)
+        report = await reshard(str(old), str(new), progress=io.StringIO())
+        assert report.same_server == [("c", "b", f"127.0.0.1:{port['c']}")]
+        assert report.already == 0
+        ring = Ring([(n, 1) for n in "abc"])
+        for name in ("a", "b"):
+            async with connect("127.0.0.1", port[name]) as c:
+                held = [k async for k in c.scan()]
+                assert sorted(held) == sorted(
+                    k for k in keys if {"a": "a", "b": "b", "c": "b"}[ring.name_for(k)] == name
+                )
+    finally:
+        relay.close()
