@@ -17,6 +17,11 @@ Strategy / invariants:
   needs no coroutine of its own to catch the loss: `_call` is a plain function
   returning the reply future. A call that was never sent (the connection was
   already down) is always sent after reconnecting: it cannot be applied twice.
+- A connection that goes silent is replaced: when calls time out on it, the client
+  pings on it (`_on_timeout`, one probe at a time) and, if nothing at all arrives
+  within the client's timeout (PROBE_TIMEOUT without one), aborts it: what is still
+  pending fails (or is re-sent, if idempotent) and the next call reconnects. A slow
+  call on a live connection (the probe, or any reply, arrives) leaves it alone.
 - hello on every (re)connect: protocol version checked, token sent, limits kept
   in `self.limits` (used by the local size checks in Commands).
 - A client belongs to the loop that connected it (`_loop`): a call or a
@@ -58,6 +63,10 @@ from protocol import DEFAULT_MAX_FRAME, IDEMPOTENT_METHODS, PROTOCOL_VERSION
 
 T = TypeVar("T")
 
+PROBE_TIMEOUT = 5.0
+"""Seconds a silent connection is probed for before it is dropped, when the client
+has no timeout of its own (timeout=None)."""
+
 if TYPE_CHECKING:
     from client._backup import BackupReport
 
@@ -95,6 +104,7 @@ class Client(Commands):
         self._token: bytes | None = None if config.auth is None else to_bytes(config.auth, "auth")
         self._closed = False
         self._resends: set[asyncio.Task[None]] = set()  # re-sending idempotent calls
+        self._probing: ClientProtocol | None = None  # a connection pinged after a timeout
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop that connected it
         # per-call defaults
         self._timeout = config.timeout
@@ -190,6 +200,37 @@ class Client(Commands):
         finally:
             for timer in timers:
                 timer.cancel()
+
+    def _on_timeout(self, proto: ClientProtocol) -> None:
+        """Calls timed out on `proto`: ping on it, to tell a silent connection (a frozen
+        server, a black-holed path) from a slow call on a live one."""
+        if proto.closed or self._closed or self._probing is proto:
+            return  # (a closing client drops the connection after its grace period)
+        window = self._timeout if self._timeout is not None else PROBE_TIMEOUT
+        try:
+            probe = proto.request("ping", [], proto.time() + window)
+        except ClientError:
+            return
+        self._probing = proto
+        probe.add_done_callback(functools.partial(self._probed, proto, proto.received, window))
+
+    def _probed(
+        self, proto: ClientProtocol, heard: int, window: float, probe: asyncio.Future[Any]
+    ) -> None:
+        if self._probing is proto:
+            self._probing = None
+        if probe.cancelled():
+            return
+        exc = probe.exception()
+        if isinstance(exc, CallTimeoutError) and proto.received == heard:
+            # nothing at all came back since the probe was sent: presumed dead
+            cfg = self.config
+            proto.abort(
+                TimeoutError(
+                    f"{cfg.host}:{cfg.port} sent nothing for {window:g} s after a call "
+                    "timed out: connection dropped"
+                )
+            )
 
     async def bound_connection(self, timeout: float | None) -> ClientProtocol:
         """The current connection, (re)connected if needed, for calls that must all go
@@ -330,6 +371,7 @@ class Client(Commands):
                 )
                 await proto.made
                 proto.on_retry = self._on_retry
+                proto.on_timeout = self._on_timeout
                 await self._hello_on(proto, math.inf)
                 return proto
         except ConnectionLostError as exc:

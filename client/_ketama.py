@@ -24,14 +24,19 @@ against the real proxy, tests/client/test_ketama.py pins known vectors.
   the 1e-10 is added in double and lost in the rounding back, so weights 1, 29, 30
   give the middle server 228 points where exact arithmetic would give 232). For i in 0 .. points/4 - 1,
   md5("<name>-<i>") gives 4 points: its 16 bytes read as four little-endian uint32.
-  All points sorted by value (glibc's qsort is a stable merge sort here, so ties
-  keep config order, as Python's sort does).
+  All points sorted by value; glibc's qsort is a stable merge sort here, so tied
+  points keep the order of the pool's server array. That array is NOT the config
+  order: src/nc_conf.c (`conf_validate_server`) sorts the servers by name
+  (`string_compare`: shorter name first, then bytes) to find duplicates, and the
+  pool is built from the sorted array. So ties go to the server whose name sorts
+  first that way (proved against the real proxy with names "shard-a" and
+  "s205632", which share the point 3647977106).
 - Dispatch (`ketama_dispatch`): the first point whose value >= hash; past the last
   point, wrap to the first.
-- Server name (src/nc_conf.c, `conf_add_server`): the word after the address in
-  `host:port:weight name`; without one, "host:port" (or "host" alone when the port
-  is 11211, libmemcached's convention). A name's points are hashed from
-  "<name>-<i>" written into an 86-byte buffer, so names longer than 80 bytes are
+- Server name (src/nc_conf.c, `conf_add_server`): the word after the last space
+  in `host:port:weight name`; without one, "host:port" with the port as written
+  (or "host" alone when the port is 11211, libmemcached's convention). A name's
+  points are hashed from "<name>-<i>" written into an 86-byte buffer, so names longer than 80 bytes are
   refused here (nutcracker would hash past its buffer).
 """
 
@@ -140,7 +145,8 @@ class Ring:
     """The ketama continuum nutcracker builds for a pool, and lookups on it.
 
     Args:
-        servers: (name, weight) per server, in the order of the `servers:` list.
+        servers: (name, weight) per server (their order does not change placement:
+            nutcracker orders its servers by name).
         hash_tag: the pool's `hash_tag` (two bytes, or empty for none).
         signed_char: see `fnv1a_64`.
 
@@ -177,15 +183,18 @@ class Ring:
             raise InterfaceError(f"hash_tag must be two characters, got {self.hash_tag!r}")
         object.__setattr__(self, "names", names)
         total = sum(w for _, w in servers)
-        points: list[tuple[int, int]] = []
-        for index, (name, weight) in enumerate(servers):
+        # nutcracker's server array: sorted by name, shorter first (see the module notes)
+        order = sorted(range(len(names)), key=lambda i: (len(names[i].encode()), names[i].encode()))
+        points: list[tuple[int, int, int]] = []
+        for rank, index in enumerate(order):
+            name, weight = servers[index]
             for i in range(points_per_server(weight, total, len(servers)) // _POINTS_PER_HASH):
                 host = f"{name}-{i}".encode()
                 digest = hashlib.md5(host, usedforsecurity=False).digest()
-                points.extend((value, index) for value in _DIGEST_POINTS.unpack(digest))
-        points.sort(key=_value_of)  # stable: equal values keep config order
-        object.__setattr__(self, "_values", [v for v, _ in points])
-        object.__setattr__(self, "_owners", [i for _, i in points])
+                points.extend((value, rank, index) for value in _DIGEST_POINTS.unpack(digest))
+        points.sort()  # by value; equal values in nutcracker's server order (the rank)
+        object.__setattr__(self, "_values", [v for v, _, _ in points])
+        object.__setattr__(self, "_owners", [i for _, _, i in points])
 
     @property
     def points(self) -> list[tuple[int, str]]:
@@ -213,10 +222,6 @@ class Ring:
             True
         """
         return self.names[self.index_for(key)]
-
-
-def _value_of(point: tuple[int, int]) -> int:
-    return point[0]
 
 
 # ---------------------------------------------------------------- nutcracker YAML
@@ -279,24 +284,37 @@ def _scalar(text: str) -> str:
         if end < 0:
             raise InterfaceError(f"unterminated quote in {text!r}")
         return text[1:end]
+    if text[:1] in _NOT_PLAIN:
+        # flow style ({} or []), anchors and aliases, tags, block scalars: not a plain
+        # string to nutcracker either (`hash_tag: {}` unquoted is an empty mapping)
+        raise InterfaceError(f"{text!r} is not a plain or quoted string (quote it)")
     return text.split(" #", 1)[0].strip()
 
 
+_NOT_PLAIN = frozenset("{}[]&*!|>%@`")
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def _server(line: str, pool: str) -> NutcrackerServer:
-    # conf_add_server: "host:port:weight [name]", parsed from the end
-    address, _, name = line.partition(" ")
-    host, _, rest = address.rpartition(":")
-    host, _, port = host.rpartition(":")
-    try:
-        port_n, weight = int(port), int(rest)
-    except ValueError:
-        raise InterfaceError(f"pool {pool!r}: bad server line {line!r}") from None
-    if not host or weight < 1:
+    # conf_add_server: "host:port:weight [name]", split from the end: the name after
+    # the last space, then the weight and the port after the last two colons, both
+    # plain digits (nc_atoi). Without a name, the ring hashes "host:port" as written
+    # (a port "07379" stays "07379"), or "host" alone for port 11211.
+    address, space, name = line.rpartition(" ")
+    if not space:
+        address, name = line, ""
+    rest, _, weight = address.rpartition(":")
+    host, _, port = rest.rpartition(":")
+    if not host or not _DIGITS.fullmatch(port) or not _DIGITS.fullmatch(weight):
         raise InterfaceError(f"pool {pool!r}: bad server line {line!r}")
-    name = name.strip()
-    if not name:
-        name = host if port_n == 11211 else f"{host}:{port_n}"
-    return NutcrackerServer(host, port_n, weight, name)
+    port_n, weight_n = int(port), int(weight)
+    if weight_n < 1 or not 0 < port_n < 65536:
+        raise InterfaceError(f"pool {pool!r}: bad server line {line!r}")
+    if not space:
+        name = host if port_n == 11211 else f"{host}:{port}"
+    return NutcrackerServer(host, port_n, weight_n, name)
 
 
 def read_nutcracker_config(text: str) -> dict[str, NutcrackerPool]:
@@ -333,6 +351,8 @@ def read_nutcracker_config(text: str) -> dict[str, NutcrackerPool]:
         value = m["value"] if m["value"] and not m["value"].startswith("#") else None
         if not m["indent"] and m["key"] is not None and not value:
             current = m["key"].strip()
+            if current in pools:
+                raise InterfaceError(f"line {number}: pool {current!r} is a duplicate")
             pools[current] = ({}, [])
             in_servers = False
             continue
@@ -346,7 +366,10 @@ def read_nutcracker_config(text: str) -> dict[str, NutcrackerPool]:
         elif m["key"] == "servers" and not value:
             in_servers = True
         elif value:
-            options[m["key"].strip()] = _scalar(value)
+            option = m["key"].strip()
+            if option in options:
+                raise InterfaceError(f"line {number}: {option!r} is a duplicate")
+            options[option] = _scalar(value)
             in_servers = False
         else:
             raise InterfaceError(f"line {number}: {m['key']!r} has no value")

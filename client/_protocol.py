@@ -15,7 +15,9 @@ the policy):
 - Timeouts cost no timer per call: each entry carries its deadline and a single
   timer is armed for the earliest one; when it fires, `_sweep` fails every
   expired call with CallTimeoutError, forgets cancelled ones, and re-arms for
-  the next deadline.
+  the next deadline, then tells `on_timeout` (the Client's policy) that calls
+  expired. `received` counts the chunks read, so that policy can tell a silent
+  connection from a slow call on a live one.
 - Connection loss (EOF, socket error, garbage from the server) fails every
   pending future with ConnectionLostError whose __cause__ is what happened,
   except the retryable ones, which are handed, still pending, to `on_retry`
@@ -108,6 +110,9 @@ class ClientProtocol(asyncio.Protocol):
         self._pending: dict[int, _Entry] = {}
         # gets the still-pending retryable calls when the connection is lost
         self.on_retry: Callable[[list[_Entry], BaseException], None] | None = None
+        # told (after a sweep) that calls timed out; `received` counts chunks read
+        self.on_timeout: Callable[[ClientProtocol], None] | None = None
+        self.received = 0
         self._next_id = 1
         # timeouts: one timer for the earliest deadline
         self._timer: asyncio.TimerHandle | None = None
@@ -127,6 +132,7 @@ class ClientProtocol(asyncio.Protocol):
             self.made.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        self.received += 1
         if not self._decoder.buffered and is_refusal(data):
             # A text line where a frame must start: the server refused the connection
             # (protocol/refusals.py), e.g. "-ERR max number of clients reached".
@@ -346,13 +352,17 @@ class ClientProtocol(asyncio.Protocol):
         now = self._loop.time() + 0.001
         pending = self._pending
         soonest = math.inf
+        expired = False
         for msgid, (fut, deadline, _) in list(pending.items()):
             if fut.done():
                 del pending[msgid]  # cancelled: its reply, if any, will be dropped
             elif deadline <= now:
                 del pending[msgid]
                 fut.set_exception(CallTimeoutError("call timed out"))
+                expired = True
             elif deadline < soonest:
                 soonest = deadline
         if soonest < math.inf:
             self._arm(soonest)
+        if expired and self.on_timeout is not None:
+            self.on_timeout(self)

@@ -441,8 +441,8 @@ def connect_sharded(
 
     Args:
         shards: shard name -> "host:port" or "bitcask://[:token@]host:port" URL.
-            The names (and their order) must be those after the addresses in
-            nutcracker's `servers:` list (`- 10.0.0.1:7379:1 shard-a`): ketama
+            The names must be those after the addresses in nutcracker's
+            `servers:` list (`- 10.0.0.1:7379:1 shard-a`), in any order: ketama
             hashes the names, not the addresses, so a shard can move to a new
             address without moving keys.
         weights: shard name -> weight (default 1), as in `host:port:weight`.

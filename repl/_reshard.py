@@ -6,8 +6,8 @@ Strategy / invariants:
   both). Each shard is reached with the binary client on that address.
 - Every OLD shard is scanned (cursor paging, so deleting behind the cursor is
   safe). The keys of a page whose owner on the NEW ring is another shard are
-  moved in groups (one per target shard, at most max_batch keys), each in steps
-  that are safe to repeat:
+  moved in groups (one per target shard, at most max_batch keys, halved while
+  their values do not fit one frame), each in steps that are safe to repeat:
   1. watch the group's keys on the old shard (an optimistic transaction), then
      read their values and remaining TTLs;
   2. copy them to the new shard as set-if-absent (`nx`), one atomic commit, TTL
@@ -21,19 +21,31 @@ Strategy / invariants:
      is reported and kept; the rest are deleted under a new watch).
   So a write on the old shard that lands before the delete is never deleted
   with it, and a rerun after an interruption (even SIGKILL) finishes the same
-  move. Writes are still meant to be stopped (docs/scaling.md gives the order):
-  a key written on the old shard mid-move stays there, reported, for a person
-  to settle, and one written there after its move is on no ring's shard.
+  move.
+- Writes are meant to be stopped (docs/scaling.md gives the order). When they
+  were not, a key can be written on its old shard after its group moved (or
+  behind the scan's cursor): so once every shard is scanned, a second pass scans
+  them again and moves what it finds there that another shard owns now (`late`;
+  a key whose new owner already holds another value is reported and kept on
+  both). Such a run ends with status 1. Writes after that second pass, and
+  deletes of keys already moved, cannot be seen: hence writes stopped first.
+- A shard is also a server: two names whose addresses resolve to one server (a
+  renamed shard, or a new line whose address was left unchanged), or that show
+  the same non-empty store in their stats, are one shard with two names. It is scanned once, and a key whose owner changes between
+  them stays where it is (copying it to itself and deleting the "old" copy would
+  delete it).
 - `--dry-run` only scans and prints how many keys would move per shard pair.
 
 Exit status: 0 moved (or nothing to move); 1 some keys changed during the move
-and were left in place (listed); 2 error (bad config, unreachable shard).
+and were left in place (listed), or were written during it (`late`); 2 error (bad
+config, unreachable shard).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -44,6 +56,7 @@ from typing import TextIO
 from client import (
     Client,
     ClientError,
+    FrameTooLargeError,
     NutcrackerPool,
     Ring,
     Transaction,
@@ -70,6 +83,9 @@ class Report:
     scanned: int = 0
     moves: Counter[tuple[str, str]] = field(default_factory=Counter)
     already: int = 0  # copied by an earlier run, deleted from the old shard now
+    late: int = 0  # found on a shard that no longer owns them by the second pass
+    # (name, the name it shares a server with, address): keys between them stay
+    same_server: list[tuple[str, str, str]] = field(default_factory=list)
     expired: int = 0  # gone (TTL) between scan and copy
     changed: list[tuple[bytes, str]] = field(default_factory=list)
 
@@ -133,11 +149,13 @@ async def _move_page(
     report: Report,
     dry_run: bool,
     after_copy: AfterCopy | None = None,
+    server_of: dict[str, str] | None = None,
 ) -> None:
+    same = server_of or {}
     by_target: dict[str, list[bytes]] = {}
     for key in keys:
         target = new_ring.name_for(key)
-        if target != source:
+        if same.get(target, target) != same.get(source, source):
             by_target.setdefault(target, []).append(key)
     if dry_run:
         for target, ks in by_target.items():
@@ -148,8 +166,34 @@ async def _move_page(
         new = clients[target]
         limit = min(old.limits.max_batch, new.limits.max_batch)
         for start in range(0, len(ks), limit):
-            await _move_group(ks[start : start + limit], source, target, old, new, report,
-                              after_copy)  # fmt: skip
+            await _move_keys(ks[start : start + limit], source, target, old, new, report,
+                             after_copy)  # fmt: skip
+
+
+async def _move_keys(
+    ks: list[bytes],
+    source: str,
+    target: str,
+    old: Client,
+    new: Client,
+    report: Report,
+    after_copy: AfterCopy | None,
+) -> None:
+    """`_move_group`, in halves while a group's values do not fit one frame (the
+    mget's reply refused by the server, or the copy's commit by the client): every
+    step of a move is safe to repeat, so a half starts over from its watch."""
+    counts = (report.moves[(source, target)], report.already, report.expired, len(report.changed))
+    try:
+        await _move_group(ks, source, target, old, new, report, after_copy)
+    except FrameTooLargeError:
+        if len(ks) == 1:
+            raise
+        # the halves count again what this attempt counted before it failed
+        report.moves[(source, target)], report.already, report.expired = counts[:3]
+        del report.changed[counts[3] :]
+        half = len(ks) // 2
+        await _move_keys(ks[:half], source, target, old, new, report, after_copy)
+        await _move_keys(ks[half:], source, target, old, new, report, after_copy)
 
 
 async def _move_group(
@@ -288,35 +332,119 @@ async def reshard(
     addresses.update({s.name: s.address for s in new_pool.servers})
     token = auth or new_pool.options.get("redis_auth") or None
     clients = await _connect(addresses, token, timeout)
-    report = Report()
     try:
-        stats = await asyncio.gather(*(clients[n].stats() for n in old_ring.names))
+        server_of = await _same_servers(addresses, clients)
+    except BaseException:
+        await asyncio.gather(*(c.close() for c in clients.values()))
+        raise
+    report = Report()
+    report.same_server = [(n, c, addresses[n]) for n, c in server_of.items() if n != c]
+    # each server is scanned once, under the first name that reaches it
+    sources = [n for n in old_ring.names if server_of[n] == n]
+    try:
+        stats = await asyncio.gather(*(clients[n].stats() for n in sources))
         total = sum(int(s.get("keys", 0)) for s in stats)
         bar = Progress("reshard", total, progress or sys.stderr)
-        for source in old_ring.names:
+        for source in sources:
             cursor: bytes | None = None
             while True:
                 cursor, keys = await clients[source].scan_page(cursor=cursor, count=page)
                 report.scanned += len(keys)
-                await _move_page(keys, source, new_ring, clients, report, dry_run, after_copy)
+                await _move_page(keys, source, new_ring, clients, report, dry_run, after_copy,
+                                 server_of)  # fmt: skip
                 bar.update(report.scanned)
                 if cursor is None:
                     break
         bar.finish()
+        if not dry_run:
+            await _second_pass(sources, new_ring, clients, report, page, after_copy, server_of)
     finally:
         await asyncio.gather(*(c.close() for c in clients.values()))
     return report
 
 
+async def _second_pass(
+    sources: list[str],
+    new_ring: Ring,
+    clients: dict[str, Client],
+    report: Report,
+    page: int,
+    after_copy: AfterCopy | None,
+    server_of: dict[str, str],
+) -> None:
+    """Scan every old shard again for keys another shard owns now: written during the
+    first pass (writes were not stopped). Keys already reported are left alone."""
+    reported = {key for key, _ in report.changed}
+    for source in sources:
+        cursor: bytes | None = None
+        while True:
+            cursor, keys = await clients[source].scan_page(cursor=cursor, count=page)
+            late = [
+                k for k in keys if k not in reported and server_of[new_ring.name_for(k)] != source
+            ]
+            report.late += len(late)
+            await _move_page(late, source, new_ring, clients, report, False, after_copy,
+                             server_of)  # fmt: skip
+            if cursor is None:
+                break
+
+
+async def _same_servers(addresses: dict[str, str], clients: dict[str, Client]) -> dict[str, str]:
+    """name -> the first name that reaches the same server (itself if none).
+
+    Two names on one server (a renamed shard, or a new line whose address was not
+    changed): a key "moving" between them is already where it must be. Copied as
+    set-if-absent it would be found there, taken for the copy of an earlier run and
+    deleted from the old name, that is from the only server holding it. One server:
+    addresses that resolve to a common one, or (another address of the same host, a
+    port forward) the same store seen by both, non-empty: same data directory, key
+    count, byte counts and files."""
+    loop = asyncio.get_running_loop()
+    resolved: dict[str, set[tuple[str, int]]] = {}
+    for name, address in addresses.items():
+        host, _, port = address.rpartition(":")
+        try:
+            infos = await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except (OSError, ValueError) as exc:
+            raise ReshardError(f"shard {name} ({address}): {exc}") from exc
+        resolved[name] = {(str(info[4][0]), int(info[4][1])) for info in infos}
+    stats = await asyncio.gather(*(clients[n].stats() for n in addresses))
+    store = {n: _store_of(st) for n, st in zip(addresses, stats, strict=True)}
+    server_of: dict[str, str] = {}
+    for name, found in resolved.items():
+        first = (
+            n
+            for n, c in server_of.items()
+            if c == n and (resolved[n] & found or (store[n] and store[n] == store[name]))
+        )
+        server_of[name] = next(first, name)
+    return server_of
+
+
+def _store_of(stats: dict[str, object]) -> str:
+    """What identifies a non-empty store in its stats ("" for an empty one)."""
+    if not stats.get("keys"):
+        return ""
+    fields = ("path", "keys", "live_bytes", "dead_bytes", "disk_bytes", "files", "active_file")
+    return repr([stats.get(f) for f in fields])
+
+
 def _print(report: Report, dry_run: bool, out: TextIO) -> None:
     verb = "would move" if dry_run else "moved"
     out.write(f"reshard: scanned {report.scanned} keys, {verb} {report.moved}\n")
+    for name, other, address in report.same_server:
+        out.write(f"  {name} is the server of {other} ({address}): keys between them stay\n")
     for (source, target), n in sorted(report.moves.items()):
         out.write(f"  {source} -> {target}: {n}\n")
     if report.already:
         out.write(f"  {report.already} copied by an earlier run, removed from their old shard\n")
     if report.expired:
         out.write(f"  {report.expired} expired during the move\n")
+    if report.late:
+        out.write(
+            f"  {report.late} written during the move on a shard that no longer owns them "
+            "(writes were not stopped?), moved by a second pass or listed below\n"
+        )
     for key, why in report.changed:
         out.write(f"  changed during the move, left in place: {key!r}: {why}\n")
 
@@ -358,4 +486,4 @@ def main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         return 130
     _print(report, args.dry_run, sys.stdout)
-    return EXIT_CHANGED if report.changed else EXIT_OK
+    return EXIT_CHANGED if report.changed or report.late else EXIT_OK

@@ -278,7 +278,8 @@ def redis_backend(start_proc: Callable[..., Proc]) -> Callable[[str], Proc]:
 def nutcracker(start_proc: Callable[..., Proc], tmp_path: Path) -> Callable[..., Proc]:
     """`nutcracker(config_text, port)`: start nutcracker listening on `port` (config checked
     first). In a network namespace: `host=` its address, `prefix=["ip", "netns", "exec", ns]`
-    and a `stats_port` (the root namespace cannot tell which ports are free there)."""
+    and a `stats_port` (the root namespace cannot tell which ports are free there);
+    `args`: more command-line options (`["--mbuf-size", "65600"]`)."""
     binary = require("nutcracker", "nutcracker")
 
     def start(
@@ -288,6 +289,7 @@ def nutcracker(start_proc: Callable[..., Proc], tmp_path: Path) -> Callable[...,
         host: str = "127.0.0.1",
         prefix: Sequence[str] = (),
         stats_port: int | None = None,
+        args: Sequence[str] = (),
     ) -> Proc:
         conf = tmp_path / f"nutcracker-{port}.yml"
         conf.write_text(config_text, encoding="utf-8")
@@ -298,7 +300,7 @@ def nutcracker(start_proc: Callable[..., Proc], tmp_path: Path) -> Callable[...,
         assert check.returncode == 0, check.stdout + check.stderr
         stats = stats_port or free_port()
         argv = [*prefix, binary, "--conf-file", str(conf), "--stats-port", str(stats),
-                "--stats-addr", "127.0.0.1", "--verbose", "5"]  # fmt: skip
+                "--stats-addr", "127.0.0.1", "--verbose", "5", *args]  # fmt: skip
         return start_proc(argv, port, f"nutcracker-{port}", host)
 
     return start

@@ -8,19 +8,27 @@ keys it holds (SCAN, straight to the backend) and every key must be where
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
+import random
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from client._ketama import Ring, read_nutcracker_config
+from client import InterfaceError
+from client._ketama import Ring, fnv1a_64, read_nutcracker_config
 from tests.serverproc import free_port
 from tests.sharding.conftest import (
     Cluster,
     Proc,
     Resp,
     RespError,
+    nutcracker_yaml,
     placement_keys,
+    require,
     tag_of,
     tagged_keys,
 )
@@ -180,14 +188,20 @@ def test_a_dead_backend_fails_only_its_keys_through_the_proxy(
 
 
 @pytest.mark.parametrize(
-    "names",
+    ("names", "port_format"),
     [
-        pytest.param(True, id="named"),
-        pytest.param(False, id="unnamed-host-port"),
+        pytest.param(True, "{}", id="named"),
+        pytest.param(False, "{}", id="unnamed-host-port"),
+        # the ring hashes the port as written: "127.0.0.1:0PORT" (it used to hash
+        # "127.0.0.1:PORT", so every key of such a pool was placed apart from the proxy)
+        pytest.param(False, "0{}", id="unnamed-zero-padded-port"),
     ],
 )
 def test_a_config_relying_on_nutcrackers_defaults_is_read_as_nutcracker_places(
-    redis_backend: Callable[[str], Proc], nutcracker: Callable[..., Proc], names: bool
+    redis_backend: Callable[[str], Proc],
+    nutcracker: Callable[..., Proc],
+    names: bool,
+    port_format: str,
 ) -> None:
     # No hash:, distribution: or hash_tag: lines: nutcracker defaults to fnv1a_64,
     # ketama and no hash tag. The ring read from that file must place keys as it does
@@ -195,7 +209,7 @@ def test_a_config_relying_on_nutcrackers_defaults_is_read_as_nutcracker_places(
     backends = [redis_backend(f"s{i}") for i in range(3)]
     listen = free_port()
     servers = [
-        f"   - 127.0.0.1:{b.port}:{w}" + (f" s{i}" if names else "")
+        f"   - 127.0.0.1:{port_format.format(b.port)}:{w}" + (f" s{i}" if names else "")
         for i, (b, w) in enumerate(zip(backends, (1, 2, 3), strict=True))
     ]
     text = f"pool:\n  listen: 127.0.0.1:{listen}\n  redis: true\n  servers:\n" + "\n".join(servers)
@@ -219,3 +233,140 @@ def test_a_config_relying_on_nutcrackers_defaults_is_read_as_nutcracker_places(
             conn.close()
         misplaced += [k for k in held if ring.name_for(k) != server.name]
     assert misplaced == []
+
+
+def test_tied_points_go_to_the_server_nutcracker_sorts_first(
+    redis_backend: Callable[[str], Proc], nutcracker: Callable[..., Proc]
+) -> None:
+    # "shard-a" and "s205632" (found by search) both own the point 3647977106.
+    # nutcracker sorts its servers by name (shorter first) before building the ring,
+    # so the keys hashing just below that point go to s205632 whatever the config
+    # order; the ring used to give them to the first server in the file (shard-a).
+    tie = 3647977106
+    names = ["shard-a", "s205632"]  # config order: the other one sorts first
+    ring = Ring([(n, 1) for n in names])
+    values = [v for v, _ in ring.points]
+    assert values.count(tie) == 2
+    below = values[values.index(tie) - 1]
+    keys = [k for k in (b"%d:tie" % i for i in range(20_000)) if below < fnv1a_64(k) <= tie]
+    assert len(keys) >= 20
+    backends = {n: redis_backend(n) for n in names}
+    listen = free_port()
+    text = nutcracker_yaml("p", listen, [(backends[n].port, 1, n) for n in names])
+    proxy = Resp(nutcracker(text, listen).port)
+    try:
+        assert proxy.pipeline([("SET", k, b"1") for k in keys]) == [b"OK"] * len(keys)
+    finally:
+        proxy.close()
+    conn = Resp(backends["s205632"].port)
+    try:
+        assert conn.keys() == set(keys)
+    finally:
+        conn.close()
+    assert {ring.name_for(k) for k in keys} == {"s205632"}
+    # so the order of the servers does not matter, here or in nutcracker
+    assert Ring([(n, 1) for n in reversed(names)]).points == ring.points
+
+
+class _Sink:
+    """A RESP backend that answers +OK to every command and records SET keys."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+        self.port = 0
+
+    async def start(self) -> asyncio.Server:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(server.sockets[0].getsockname()[1])
+        return server
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ValueError, asyncio.IncompleteReadError):
+            while line := await reader.readline():
+                args = []
+                for _ in range(int(line[1:])):
+                    size = int((await reader.readline())[1:])
+                    args.append((await reader.readexactly(size + 2))[:-2])
+                if args[0].upper() == b"SET":
+                    self.keys.append(args[1])
+                writer.write(b"+OK\r\n")
+        writer.close()
+
+
+async def test_fifty_weighted_servers_place_as_the_proxy(
+    nutcracker: Callable[..., Proc],
+) -> None:
+    # 50 servers, weights 1..10, names of many lengths (nutcracker orders its servers
+    # by name, shorter first), and keys of every kind, on in-process RESP sinks
+    rnd = random.Random(50)
+    names = [f"n{rnd.randrange(10**6)}-{'x' * rnd.randrange(30)}" for _ in range(50)]
+    weights = [rnd.randrange(1, 11) for _ in names]
+    sinks = [_Sink() for _ in names]
+    servers = [await s.start() for s in sinks]
+    try:
+        listen = free_port()
+        lines = [(s.port, w, n) for s, w, n in zip(sinks, weights, names, strict=True)]
+        proxy = nutcracker(nutcracker_yaml("p", listen, lines), listen)
+        keys = placement_keys(5_000)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                writer.write(b"".join(
+                    b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nv\r\n" % (len(k), k) for k in chunk
+                ))  # fmt: skip
+                for _ in chunk:
+                    assert await asyncio.wait_for(reader.readline(), 10) == b"+OK\r\n"
+        finally:
+            writer.close()
+    finally:
+        for server in servers:
+            server.close()
+    ring = Ring(list(zip(names, weights, strict=True)))
+    assert sum(len(s.keys) for s in sinks) == len(keys)
+    misplaced = [(k, n) for s, n in zip(sinks, names, strict=True) for k in s.keys
+                 if ring.name_for(k) != n]  # fmt: skip
+    assert misplaced == []
+
+
+@pytest.mark.parametrize(
+    ("option", "server"),
+    [
+        pytest.param('hash_tag: "{}"', "127.0.0.1:7379:1 a", id="plain"),
+        pytest.param("hash_tag: '{}'", "127.0.0.1:07379:01 a", id="zero-padded"),
+        pytest.param("hash_tag: {}", "127.0.0.1:7379:1 a", id="unquoted-tag"),
+        pytest.param('hash_tag: "a"', "127.0.0.1:7379:1 a", id="one-char-tag"),
+        pytest.param('hash_tag: "«»"', "127.0.0.1:7379:1 a", id="two-chars-four-bytes"),
+        pytest.param("hash_tag: '::'", "127.0.0.1:7379:1 ключ", id="utf8-name"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7379:1 my shard", id="name-with-space"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7379:1  a", id="two-spaces"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:+7379:1 a", id="signed-port"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7_379:1 a", id="underscore-port"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7379:0 a", id="zero-weight"),
+        pytest.param("hash: fnv1a_64", "127.0.0.1:7379:1 a # comment", id="comment"),
+        pytest.param("hash: fnv1a_64\n  hash: md5", "127.0.0.1:7379:1 a", id="option-twice"),
+        pytest.param(
+            "hash: fnv1a_64",
+            "127.0.0.1:7379:1 a\np:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:7380:1 b",
+            id="pool-twice",
+        ),
+    ],
+)
+def test_the_config_reader_accepts_what_nutcracker_accepts(
+    tmp_path: Path, option: str, server: str
+) -> None:
+    # bitcask reshard reads the files nutcracker runs: one nutcracker refuses must be
+    # refused (the reader used to take "my shard" as a name, "+7379" as a port...)
+    text = f"p:\n  listen: 127.0.0.1:{free_port()}\n  redis: true\n  {option}\n"
+    text += f"  servers:\n   - {server}\n"
+    conf = tmp_path / "p.yml"
+    conf.write_text(text, encoding="utf-8")
+    binary = require("nutcracker", "nutcracker")
+    check = subprocess.run([binary, "--test-conf", "--conf-file", str(conf)],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    try:
+        read_nutcracker_config(text)["p"].ring()
+        accepted = True
+    except InterfaceError:
+        accepted = False
+    assert accepted == (check.returncode == 0), check.stderr

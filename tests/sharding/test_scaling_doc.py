@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-from client._ketama import read_nutcracker_config
+from client._ketama import Ring, points_per_server, read_nutcracker_config
 from tests.serverproc import ServerProcess, free_port
 from tests.sharding.conftest import Proc, Resp, RespError, require
 
@@ -162,3 +162,62 @@ def test_the_documented_reshard_counts_are_the_rings() -> None:
     assert f"would move {sum(moves.values())}\n" in block
     for (source, target), n in moves.items():
         assert f"  {source} -> {target}: {n}\n" in block
+
+
+def _moves(old: list[tuple[str, int]], new: list[tuple[str, int]]) -> tuple[int, int]:
+    """(keys that move, keys that move between shards of the old ring), of user:0..99999."""
+    before, after = Ring(old), Ring(new)
+    added = set(after.names) - set(before.names)
+    moved = between = 0
+    for i in range(100_000):
+        key = b"user:%d" % i
+        a, b = before.name_for(key), after.name_for(key)
+        if a != b:
+            moved += 1
+            between += b not in added
+    return moved, between
+
+
+def test_the_keys_moved_by_adding_a_shard_are_as_the_doc_says() -> None:
+    # the doc used to say keys never move between the old shards; with weights, or
+    # across 25 shards, they do (and bitcask reshard moves them too)
+    section = _section("Adding a shard")
+    three = [("shard-a", 1), ("shard-b", 1), ("shard-c", 1)]
+    assert _moves(three, [*three, ("shard-d", 1)]) == (25_708, 0)
+    assert "moves 25.7% of them, every one of them to `shard-d`" in section
+    assert _moves(three, [*three, ("shard-d", 2)]) == (44_647, 5_957)
+    assert "44.6% of those 100,000 keys move, 6.0% of them between old shards" in section
+    shards = [(f"shard-{i:02d}", 1) for i in range(25)]
+    assert _moves(shards[:24], shards) == (6_543, 2_588)
+    assert "6.5% move, 2.6%\n  between old shards" in section
+    counts = [n for n in range(1, 101) if points_per_server(1, n, n) != 160]
+    assert counts == [25, 47, 50, 55, 61, 71, 94, 100]
+    assert "(25, 47, 50, 55, 61, 71, 94, 100, ...\nshards)" in section
+
+
+def test_long_keys_through_the_proxy_are_as_the_doc_says(
+    server_factory: Callable[..., ServerProcess], nutcracker: Callable[..., Proc]
+) -> None:
+    # nutcracker needs a key in one mbuf: 16,335 bytes at most with its default size,
+    # while a bitcask-server takes 64 KiB keys; --mbuf-size 65600 carries those
+    section = _section("Commands through the proxy")
+    assert "a key longer than 16,335 bytes gets no reply" in section
+    assert "`--mbuf-size 65600`" in section
+    shard = server_factory()
+    for args, longest in (((), 16_335), (("--mbuf-size", "65600"), 64 * 1024)):
+        listen = free_port()
+        config = f"p:\n  listen: 127.0.0.1:{listen}\n  redis: true\n  servers:\n"
+        config += f"   - 127.0.0.1:{shard.port}:1 a\n"
+        proxy = nutcracker(config, listen, args=args)
+        for size, served in ((longest, True), (longest + 1, False)):
+            conn = Resp(proxy.port)
+            try:
+                reply: object = conn.call("SET", b"k" * size, b"v")
+            except ConnectionError:
+                reply = None
+            finally:
+                conn.close()
+            if served:
+                assert reply == b"OK", (args, size)
+            else:  # nutcracker resets the connection; the server refuses with an error
+                assert reply is None or isinstance(reply, RespError), (args, size, reply)
