@@ -16,6 +16,7 @@ from pathlib import Path
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import FileHistory
 
+from ._format import terminal_safe
 from ._session import Session
 
 __all__ = ["BoundedFileHistory", "page", "prompt_fragments", "should_page", "toolbar_fragments"]
@@ -117,7 +118,9 @@ def toolbar_fragments(session: Session) -> Fragments:
             )
         ]
     kind = "redis" if session.options.redis else "bitcask"  # the protocol spoken
-    version = f"{kind} {session.server_version}" if session.server_version else kind
+    # the endpoint's own words (HELLO, INFO): one line, nothing a terminal acts on
+    shown = terminal_safe(str(session.server_version)) if session.server_version else ""
+    version = f"{kind} {shown}" if shown else kind
     n = session.key_count
     keys = "? keys" if n is None else f"{n:,} key" if n == 1 else f"{n:,} keys"
     return [
