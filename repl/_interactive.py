@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Coroutine
 from typing import Any
 
@@ -24,7 +25,7 @@ from prompt_toolkit.styles import Style
 from ._commands import COMMANDS
 from ._complete import BitcaskCompleter, KeyCache
 from ._config import ShellConfig, history_path
-from ._context import ConnectOptions
+from ._context import ConnectOptions, plain_text
 from ._format import Reply, error_line, styled
 from ._hints import HintProcessor
 from ._lexer import CommandLexer
@@ -96,6 +97,10 @@ class Shell:
         return keys
 
     def print_fragments(self, frags: list[tuple[str, str]]) -> None:
+        if plain_text():  # NO_COLOR, TERM=dumb: the text, without a single escape
+            sys.stdout.write("".join(text for _, text in frags))
+            sys.stdout.flush()
+            return
         print_formatted_text(
             FormattedText(frags), style=self.style, end="", color_depth=color_depth()
         )

@@ -24,6 +24,7 @@ import pytest
 
 from tests.repl.conftest import ROOT, TIMEOUT
 from tests.repl.redisprocs import redis_server
+from tests.serverproc import ServerProcess
 
 # an OSC title change, a bell, a clear screen, the C1 CSI (U+009B): what the poisoned
 # error prefix carries
@@ -130,3 +131,36 @@ def test_shell_stats_shows_a_poisoned_info_escaped(
     text = out.decode("utf-8", "replace")
     assert f"errorstat_{SHOWN}FOO" in text, text
     assert b"pwned\x07" not in out and "\u009b".encode() not in out
+
+
+@pytest.mark.parametrize("env", [{"TERM": "dumb"}, {"TERM": "xterm", "NO_COLOR": "1"}])
+def test_cli_on_a_dumb_or_colourless_terminal_writes_no_escape_sequences(
+    server: ServerProcess, home_env: dict[str, str], tmp_path: Path, env: dict[str, str]
+) -> None:
+    """prompt_toolkit's printer wrapped every reply in `\\x1b[0m\\x1b[?7h` (and colour
+    on TERM=dumb), and import drew its bar with `\\x1b[K`: junk on a dumb terminal."""
+    env = {**home_env, **env}
+    (tmp_path / "in.jsonl").write_text('{"key": "k", "value": "v"}\n')
+    cli = [sys.executable, "-m", "repl.cli", "--port", str(server.port)]
+    imported = _in_pty([*cli, "import", str(tmp_path / "in.jsonl")], env)
+    if env["TERM"] == "dumb":  # NO_COLOR keeps the bar: it is not colour
+        assert imported.startswith(b"imported 1 key"), imported
+    assert _in_pty([*cli, "mget", "k", "nokey"], env) == b'1) "v"\r\n2) (nil)\r\n'
+    assert (
+        _in_pty([*cli, "frob"], env)
+        == b"(error) unknown command 'frob' (bitcask help lists them)\r\n"
+    )
+
+
+def test_shell_on_a_dumb_terminal_prints_replies_without_escapes(
+    server: ServerProcess, home_env: dict[str, str]
+) -> None:
+    prompt = f"127.0.0.1:{server.port}> ".encode()
+    out = _in_pty(
+        [sys.executable, "-m", "repl", "--port", str(server.port)],
+        {**home_env, "TERM": "dumb"},
+        steps=((prompt, b"put k v\r"), (b"OK", b"mget k nokey\r"), (b"(nil)", b"quit\r")),
+    )
+    assert b"\r\nOK\r\n" in out and b'\r\n1) "v"\r\n2) (nil)\r\n' in out, out
+    # (prompt_toolkit itself sends a cursor reset before the greeting)
+    assert b"\x1b" not in out.split(b"Ctrl-D to quit.", 1)[1], out
