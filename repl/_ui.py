@@ -56,9 +56,13 @@ class BoundedFileHistory(FileHistory):
         return kept
 
     def append_string(self, string: str) -> None:
-        # not even in memory: it would come back as a grey suggestion on screen
-        if not is_secret(string):
-            super().append_string(string)
+        # a paste of many lines is as many commands: each is an entry of its own, so an
+        # `auth` line among them is left out like a typed one (not even in memory: it
+        # would come back as a grey suggestion on screen)
+        for line in string.split("\n"):
+            line = line.removesuffix("\r")
+            if line.strip() and not is_secret(line):
+                super().append_string(line)
 
     def store_string(self, string: str) -> None:
         if self.size and not is_secret(string):

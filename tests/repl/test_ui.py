@@ -116,3 +116,11 @@ def test_auth_lines_stay_out_of_the_history_file(tmp_path: Path) -> None:
     history.append_string("get j")
     assert list(history.get_strings())[-1] == "get j"
     assert not any("other" in entry for entry in history.get_strings())
+
+
+def test_a_pasted_block_is_one_history_entry_per_line_without_auth(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    history = BoundedFileHistory(path, size=10)
+    history.append_string("put a 1\r\nauth s3cret\n\nget a")
+    assert list(history.get_strings()) == ["put a 1", "get a"]
+    assert "s3cret" not in path.read_text()
