@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 if TYPE_CHECKING:
     from ._format import Reply
 
-__all__ = ["CommandError", "ConnectOptions", "Context", "UsageError", "error_text"]
+__all__ = [
+    "CommandError",
+    "ConnectOptions",
+    "Context",
+    "UsageError",
+    "dumb_terminal",
+    "error_text",
+    "plain_text",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7379
@@ -104,6 +112,19 @@ def error_text(exc: BaseException) -> str:
     if isinstance(name, str) and isinstance(message, str):
         return f"{name} {message}".strip()
     return f"{type(exc).__name__}: {exc}"
+
+
+def dumb_terminal() -> bool:
+    """TERM names a terminal that takes no escape sequences (`dumb`, `unknown`: Emacs's
+    shell, a serial console, some CI log viewers), read as prompt_toolkit reads it:
+    nothing is drawn there (no bar, no colour, no cursor movement), text only."""
+    return os.environ.get("TERM", "") in ("dumb", "unknown")
+
+
+def plain_text() -> bool:
+    """Replies go out as their text alone (NO_COLOR, or a dumb terminal): prompt_toolkit's
+    printer wraps even uncoloured text in escape sequences (`\\x1b[0m`, `\\x1b[?7h`)."""
+    return env_flag("NO_COLOR") or dumb_terminal()
 
 
 def env_flag(name: str) -> bool:

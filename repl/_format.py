@@ -12,12 +12,19 @@ module renders it one of two ways:
   newline, integers as digits, nil as an empty line, lists one item per line, maps
   as one JSON object per line (so `bitcask stats | jq .keys` works), reports
   (check, repair, merge DIR) as their summary lines.
+
+Invariant: no styled fragment holds a control character (C0 but the newline that
+ends a line, DEL, C1) or an undecodable byte: values and keys are escaped by
+`escape_bytes`, and every other text (a status word, a stat name or value, a report)
+by `terminal_safe`, because an endpoint's INFO, a PING reply or a data path can carry
+escape sequences, and a terminal runs what it is sent.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +48,7 @@ __all__ = [
     "error_line",
     "raw",
     "styled",
+    "terminal_safe",
 ]
 
 Fragments = list[tuple[str, str]]
@@ -124,6 +132,26 @@ class Report:
 Reply = Status | Value | Nil | Int | Number | Bool | Ttl | Items | Table | Text | Report
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\udc80-\udcff]")
+
+
+def _hex(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+
+
+def terminal_safe(text: str, *, lines: bool = False) -> str:
+    r"""`text` with what a terminal would act on shown as `\xNN`: control characters
+    (C0, DEL, C1; newlines too unless `lines`) and undecodable bytes (surrogates).
+
+    Example:
+        >>> print(terminal_safe("7.0\x1b[2J\x07\udcff"), terminal_safe("a\nb"))
+        7.0\x1b[2J\x07\xff a\x0ab
+    """
+    return (_CONTROL_BUT_NEWLINE if lines else _CONTROL).sub(_hex, text)
+
+
 def _fmt_float(x: float) -> str:
     if math.isfinite(x) and x == int(x) and abs(x) < 1e15:
         return str(int(x))
@@ -147,7 +175,7 @@ def styled(reply: Reply, indent: int = 0) -> Fragments:
 def _styled(reply: Reply, out: Fragments, indent: int) -> None:
     match reply:
         case Status(word):
-            out.append(("class:status", word))
+            out.append(("class:status", terminal_safe(word)))
         case Value(data):
             out.append(("class:value", f'"{escape_bytes(data)}"'))
         case Nil():
@@ -170,7 +198,7 @@ def _styled(reply: Reply, out: Fragments, indent: int) -> None:
         case Table(data):
             _styled_table(data, out)
         case Text(text) | Report(text, _):
-            out.append(("", text))
+            out.append(("", terminal_safe(text, lines=True)))
 
 
 def _styled_items(
@@ -212,7 +240,7 @@ def _scalar(val: Any) -> str:
         return _fmt_float(val)
     if isinstance(val, list | tuple):
         return "[" + ", ".join(_scalar(v) for v in val) + "]"
-    return str(val)
+    return terminal_safe(str(val))
 
 
 def _styled_table(data: Mapping[str, Any], out: Fragments) -> None:
@@ -220,6 +248,7 @@ def _styled_table(data: Mapping[str, Any], out: Fragments) -> None:
     if not rows:
         out.append(("class:nil", "(empty map)"))
         return
+    rows = [(terminal_safe(name), val) for name, val in rows]
     width = max(len(name) for name, _ in rows)
     for n, (name, val) in enumerate(rows):
         if n:

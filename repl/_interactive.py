@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Coroutine
 from typing import Any
 
@@ -24,7 +25,7 @@ from prompt_toolkit.styles import Style
 from ._commands import COMMANDS
 from ._complete import BitcaskCompleter, KeyCache
 from ._config import ShellConfig, history_path
-from ._context import ConnectOptions
+from ._context import ConnectOptions, plain_text
 from ._format import Reply, error_line, styled
 from ._hints import HintProcessor
 from ._lexer import CommandLexer
@@ -37,8 +38,15 @@ from ._ui import BoundedFileHistory, page, prompt_fragments, should_page, toolba
 __all__ = ["Shell"]
 
 
-def _ignore() -> None:
-    """The SIGINT handler between commands."""
+def command_lines(text: str) -> list[str]:
+    r"""The commands of what the prompt accepted: one per line (a paste of many lines
+    runs them in order, as redis-cli and the shell's own pipe do), blank ones skipped.
+
+    Example:
+        >>> command_lines("put a 1\r\n\nget a\n")
+        ['put a 1', 'get a']
+    """
+    return [ln for ln in (part.removesuffix("\r") for part in text.split("\n")) if ln.strip()]
 
 
 def _hide_suggestion(buffer: Buffer) -> None:
@@ -77,6 +85,7 @@ class Shell:
             color_depth=color_depth(),
         )
         self.prompt.default_buffer.on_completions_changed += _hide_suggestion
+        self.interrupted = False  # Ctrl-C during the lines of a paste: skip the rest
 
     def open_history(self) -> History:
         """The persistent history, or one in memory when its directory is unusable."""
@@ -96,6 +105,10 @@ class Shell:
         return keys
 
     def print_fragments(self, frags: list[tuple[str, str]]) -> None:
+        if plain_text():  # NO_COLOR, TERM=dumb: the text, without a single escape
+            sys.stdout.write("".join(text for _, text in frags))
+            sys.stdout.flush()
+            return
         print_formatted_text(
             FormattedText(frags), style=self.style, end="", color_depth=color_depth()
         )
@@ -134,14 +147,18 @@ class Shell:
         try:
             return await task
         finally:
-            loop.add_signal_handler(signal.SIGINT, _ignore)
+            loop.add_signal_handler(signal.SIGINT, self._held_sigint)
+
+    def _held_sigint(self) -> None:
+        """A Ctrl-C between commands: nothing to cancel, but a pasted block stops."""
+        self.interrupted = True
 
     def hold_sigint(self) -> None:
         """Between commands (printing, the toolbar, the prompt starting) a SIGINT does
         nothing: with Python's default handler a Ctrl-C there left the shell (exit 130).
         At the prompt Ctrl-C is a key; during a command `interruptible` cancels it."""
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, _ignore)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._held_sigint)
 
     async def run(self) -> int:
         options = self.session.options
@@ -162,15 +179,34 @@ class Shell:
                     continue
                 except EOFError:
                     break
-                if not line.strip():
-                    continue
-                if not await self.one(line):
+                if not await self.block(line):
                     break
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
             await self.session.close()
         return 0
+
+    async def block(self, text: str) -> bool:
+        """Run the lines the prompt accepted, in order; False when the shell should exit.
+
+        A bracketed paste of many lines arrives as one text: each line is a command,
+        echoed after the prompt as redis-cli shows a paste (run together, `put a 1` and
+        `get a` were one `put` of four words). A failed line prints its error and the
+        rest still run; Ctrl-C stops the rest.
+        """
+        lines = command_lines(text)
+        self.interrupted = False
+        for line in lines:
+            if self.interrupted:
+                self.print_error(f"interrupted: the {len(lines)} pasted lines stopped here")
+                return True
+            if len(lines) > 1:
+                address = self.session.options.address
+                self.print_fragments([("class:prompt", f"{address}> "), ("", line + "\n")])
+            if not await self.one(line):
+                return False
+        return True
 
     async def one(self, line: str) -> bool:
         """Run one line; False when the shell should exit."""
@@ -185,6 +221,7 @@ class Shell:
             return False
         except (KeyboardInterrupt, asyncio.CancelledError):
             self.print_error("interrupted")
+            self.interrupted = True
             await self.session.drop()  # a reply may still be on its way: start clean
             return True
         except Exception as exc:

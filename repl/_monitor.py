@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from ._context import CommandError, Context
+from ._context import CommandError, Context, dumb_terminal
 from ._format import Reply, Table, Text, flatten
 from ._progress import human_bytes
 
@@ -184,7 +184,7 @@ async def latency(ctx: Context, a: dict[str, Any]) -> Reply:
     client = await ctx.client()
     count = int(a["count"] or 0)
     interval = 0.01 if a["interval"] is None else float(a["interval"])
-    live = ctx.interactive and ctx.stderr.isatty()
+    live = ctx.interactive and ctx.stderr.isatty() and not dumb_terminal()
     samples: list[float] = []
     drawn = 0.0
     try:

@@ -18,7 +18,13 @@ from dataclasses import replace
 
 from ._context import DEFAULT_HTTP_PORT, DEFAULT_PORT, ConnectOptions, UsageError
 
-__all__ = ["add_connection_options", "add_version_option", "options_from", "parse_url"]
+__all__ = [
+    "add_connection_options",
+    "add_version_option",
+    "options_from",
+    "parse_url",
+    "redact_url",
+]
 
 
 REDIS_PORT = 6379  # a redis:// URL without a port, as every Redis client reads it
@@ -38,22 +44,26 @@ def parse_url(url: str) -> dict[str, object]:
         >>> parse_url("redis://:s3cret@cache:6380/0")
         {'host': 'cache', 'port': 6380, 'auth': 's3cret', 'redis': True}
     """
-    parts = urllib.parse.urlsplit(url)
+    shown = redact_url(url)  # a message must not print the password (CI logs, screens)
+    expected = "expected bitcask://HOST[:PORT] or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # `redis://[::1` (an unclosed IPv6 bracket)
+        raise UsageError(f"not a valid URL: {shown!r}: {exc} ({expected})") from None
     if parts.scheme == "rediss":
         raise UsageError(
-            f"TLS is not supported: {url!r} asks for rediss://; use redis:// over a "
+            f"TLS is not supported: {shown!r} asks for rediss://; use redis:// over a "
             "private network or a tunnel (stunnel, ssh -L)"
         )
     redis = parts.scheme == "redis"
     if not (redis or parts.scheme == "bitcask") or not parts.hostname:
-        raise UsageError(
-            f"not a bitcask or redis URL: {url!r} "
-            "(expected bitcask://HOST[:PORT] or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])"
-        )
+        raise UsageError(f"not a bitcask or redis URL: {shown!r} ({expected})")
     try:
         port = parts.port
     except ValueError:
-        raise UsageError(f"bad port in {url!r}") from None
+        port = 0
+    if port == 0:  # `:0` is no port to connect to, as --port 0 is refused
+        raise UsageError(f"bad port in {shown!r} (expected 1-65535)")
     out: dict[str, object] = {
         "host": parts.hostname,
         "port": port or (REDIS_PORT if redis else DEFAULT_PORT),
@@ -68,10 +78,31 @@ def parse_url(url: str) -> dict[str, object]:
     db = parts.path.strip("/")
     if db:
         if not db.isdigit():
-            raise UsageError(f"bad database number {db!r} in {url!r} (expected /0, /1, ...)")
+            raise UsageError(f"bad database number {db!r} in {shown!r} (expected /0, /1, ...)")
         if int(db):
             out["db"] = int(db)
     return out
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its user info replaced by `***`, for messages.
+
+    Found by hand, not by `urlsplit`, so even a URL it refuses is shown redacted
+    (a password may hold `@`: the user info ends at the last one, as urlsplit reads it).
+
+    Example:
+        >>> redact_url("redis://ann:s3cret@cache:6380/0"), redact_url("bitcask://h")
+        ('redis://ann:***@cache:6380/0', 'bitcask://h')
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{hostport}{rest[end:]}"
 
 
 def _with_url(opts: ConnectOptions, url: str) -> ConnectOptions:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+from ._context import dumb_terminal
+
 __all__ = ["Progress", "human_bytes"]
 
 _SPIN = "|/-\\"
@@ -77,7 +79,8 @@ class Progress:
         self.label = label
         self.total = total
         self.stream = stream
-        self.enabled = stream.isatty() if enabled is None else enabled
+        # a dumb terminal shows a redrawn line as a heap of lines and escapes
+        self.enabled = (stream.isatty() if enabled is None else enabled) and not dumb_terminal()
         self.unit = unit
         self.done = 0
         self.started = time.monotonic()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -38,7 +37,7 @@ from client import (
 from protocol import ProtocolError
 
 from ._context import DEFAULT_PORT, CommandError, ConnectOptions, error_text
-from ._format import Reply
+from ._format import Reply, terminal_safe
 from ._parse import ParseError, tokenize
 from ._table import CLI, SHELL, Command, bind, lookup, unknown
 
@@ -66,16 +65,7 @@ def describe(exc: BaseException, options: ConnectOptions, scope: str = CLI) -> s
     ("cli" or "shell") picks hints that name that front end's way of doing things (a
     flag, or a shell command).
     """
-    text = _describe(exc, options, scope)
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return _CONTROL.sub(_escape_control, text)
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def _escape_control(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+    return terminal_safe(_describe(exc, options, scope))
 
 
 def _describe(exc: BaseException, options: ConnectOptions, scope: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import FileHistory
 
+from ._format import terminal_safe
 from ._session import Session
 
 __all__ = ["BoundedFileHistory", "page", "prompt_fragments", "should_page", "toolbar_fragments"]
@@ -55,9 +56,13 @@ class BoundedFileHistory(FileHistory):
         return kept
 
     def append_string(self, string: str) -> None:
-        # not even in memory: it would come back as a grey suggestion on screen
-        if not is_secret(string):
-            super().append_string(string)
+        # a paste of many lines is as many commands: each is an entry of its own, so an
+        # `auth` line among them is left out like a typed one (not even in memory: it
+        # would come back as a grey suggestion on screen)
+        for line in string.split("\n"):
+            line = line.removesuffix("\r")
+            if line.strip() and not is_secret(line):
+                super().append_string(line)
 
     def store_string(self, string: str) -> None:
         if self.size and not is_secret(string):
@@ -117,7 +122,9 @@ def toolbar_fragments(session: Session) -> Fragments:
             )
         ]
     kind = "redis" if session.options.redis else "bitcask"  # the protocol spoken
-    version = f"{kind} {session.server_version}" if session.server_version else kind
+    # the endpoint's own words (HELLO, INFO): one line, nothing a terminal acts on
+    shown = terminal_safe(str(session.server_version)) if session.server_version else ""
+    version = f"{kind} {shown}" if shown else kind
     n = session.key_count
     keys = "? keys" if n is None else f"{n:,} key" if n == 1 else f"{n:,} keys"
     return [

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._backup import COMMAND as BACKUP
 from ._commands import COMMANDS
-from ._context import CommandError, ConnectOptions
+from ._context import CommandError, ConnectOptions, plain_text
 from ._format import Reply, error_line, raw, styled
 from ._options import add_connection_options, add_version_option, options_from
 from ._session import Session, describe
@@ -114,15 +114,15 @@ class _Printer:
         if self.raw_mode:
             sys.stdout.buffer.write(raw(reply))
             sys.stdout.buffer.flush()
-        elif not sys.stdout.isatty():  # --no-raw into a pipe: the layout, no escapes
-            text = "".join(t for _, t in styled(reply))
+        elif not sys.stdout.isatty() or plain_text():  # a pipe, NO_COLOR, TERM=dumb
+            text = "".join(t for _, t in styled(reply))  # the layout, no escapes
             sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
             sys.stdout.buffer.flush()
         else:
             self._draw(styled(reply))
 
     def error(self, message: str) -> None:
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and not plain_text():
             self._draw(error_line(message), file=sys.stderr)
         else:
             sys.stderr.write(f"(error) {message}\n")

@@ -135,3 +135,18 @@ def test_error_line() -> None:
         ("class:error", "(error) KEY_TOO_LARGE key is big"),
         ("", "\n"),
     ]
+
+
+def test_styled_text_from_an_endpoint_carries_no_control_characters() -> None:
+    """A PING status, a stat's name and value, a report's text: shown with `\\xNN`,
+    so a terminal never runs what an endpoint sent (values were already escaped)."""
+    evil = "a\x1b]0;t\x07\x08\r\x0e\u009b2J\udcff"
+    shown = "a\\x1b]0;t\\x07\\x08\\x0d\\x0e\\x9b2J\\xff"
+    assert styled(Status(evil)) == [("class:status", shown), ("", "\n")]
+    table = styled(Table({evil: evil, "path": "/data\nfake: 1"}))
+    pad = " " * (len(shown) - 4)
+    assert "".join(t for _, t in table) == f"{shown}  {shown}\npath{pad}  /data\\x0afake: 1\n"
+    assert styled(Text(f"line 1\n{evil}")) == [("", f"line 1\n{shown}"), ("", "\n")]
+    for reply in (Status(evil), Table({evil: [evil]}), Report(evil), Text(evil)):
+        text = "".join(t for _, t in styled(reply))
+        assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in text)

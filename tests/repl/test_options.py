@@ -77,6 +77,9 @@ def test_redis_flag_and_precedence() -> None:
         pytest.param(["--url", "rediss://x"], {}, "TLS is not supported", id="rediss"),
         pytest.param(["--url", "redis://x/one"], {}, "bad database number", id="redis-db"),
         pytest.param(["--url", "bitcask://x:99999"], {}, "bad port", id="url-port"),
+        pytest.param(["--url", "redis://x:0"], {}, "bad port", id="url-port-0"),
+        pytest.param(["--url", "redis://[::1"], {}, "not a valid URL", id="url-ipv6"),
+        pytest.param([], {"BITCASK_URL": "bitcask://[::1:7"}, "not a valid URL", id="env-ipv6"),
         pytest.param(["--port", "abc"], {}, "--port must be a port number", id="port"),
         pytest.param([], {"BITCASK_PORT": "0"}, "BITCASK_PORT must be between", id="env-port"),
         pytest.param(["--timeout", "0"], {}, "timeout must be > 0", id="timeout"),
@@ -86,3 +89,24 @@ def test_redis_flag_and_precedence() -> None:
 def test_bad_options(argv: list[str], env: dict[str, str], fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
         opts(argv, env)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://:s3cret@h:6379",
+        "redis://ann:s3cret@h:6379/db",
+        "redis://:s3cret@h:99999",
+        "redis://:s3cret@[::1",
+        "bitcask://:s3cret@h:0",
+        "http://:s3cret@h",
+        "redis://:s3@cret@h:1/x",  # a password may hold an @: the last one ends it
+    ],
+)
+def test_a_refused_url_is_shown_without_its_password(url: str) -> None:
+    """`--url redis://:s3cret@[::1` printed a traceback; the other refusals printed the
+    URL, password and all, on stderr (and so into CI logs)."""
+    with pytest.raises(UsageError) as err:
+        opts(["--url", url])
+    assert "s3" not in str(err.value) and "cret" not in str(err.value)
+    assert ":***@" in str(err.value)

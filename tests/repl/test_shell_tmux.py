@@ -163,3 +163,23 @@ def test_a_failed_merge_leaves_no_progress_bar_and_shows_bytes_escaped(
     assert not any(remnant.match(ln) for ln in screen.splitlines()), screen
     tmux.type('merge "/nonexistent/caf\\xff"\r')
     tmux.wait_for("(error) no such directory: /nonexistent/caf\\xff")
+
+
+def test_a_pasted_block_runs_line_by_line_and_keeps_auth_out_of_history(
+    tmux: Tmux, server: ServerProcess, home_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A bracketed paste of many lines arrives as one text: it ran as one command
+    (`put p1 a` + newline + `put p2 b` was a put of too many words) and went into the
+    history file as one entry, an `auth` line in it included."""
+    port = server.port
+    tmux.wait_for(f"127.0.0.1:{port}>")
+    block = "".join(f"put p{i} v{i}\n" for i in range(50)) + "auth s3cret\nget p49\n"
+    (tmp_path / "paste.txt").write_text(block)
+    tmux.run("load-buffer", str(tmp_path / "paste.txt"))
+    tmux.run("paste-buffer", "-p")  # bracketed, as a terminal pastes
+    tmux.type("\r")
+    screen = tmux.wait_for('"v49"')
+    assert "too many arguments" not in screen
+    history = Path(home_env["XDG_DATA_HOME"]) / "bitcask" / "shell_history"
+    text = history.read_text()
+    assert "+put p0 v0\n" in text and "+get p49\n" in text and "s3cret" not in text

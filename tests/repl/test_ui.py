@@ -71,6 +71,19 @@ def test_toolbar_when_disconnected_and_connected() -> None:
     assert prompt_fragments(s) == [("class:prompt", "127.0.0.1:7001> ")]
 
 
+def test_toolbar_shows_a_hostile_server_version_escaped_on_one_line() -> None:
+    """The version is the endpoint's word (HELLO, INFO's redis_version): a newline in
+    it drew a toolbar of many lines over the screen, and control bytes went out."""
+    s = _session()
+    s._client = SimpleNamespace(is_connected=True, closed=False)
+    s.server_version, s.key_count = "7.0\n\n\n\x1b]0;pwned\x07\x9b2J", 1
+    (frag,) = toolbar_fragments(s)
+    assert (
+        frag[1]
+        == " 127.0.0.1:7001 | bitcask 7.0\\x0a\\x0a\\x0a\\x1b]0;pwned\\x07\\x9b2J | 1 key | rtt - "
+    )
+
+
 def test_history_file_is_private(tmp_path: Path) -> None:
     path = tmp_path / "data" / "bitcask" / "shell_history"
     history = BoundedFileHistory(path, size=10)
@@ -103,3 +116,11 @@ def test_auth_lines_stay_out_of_the_history_file(tmp_path: Path) -> None:
     history.append_string("get j")
     assert list(history.get_strings())[-1] == "get j"
     assert not any("other" in entry for entry in history.get_strings())
+
+
+def test_a_pasted_block_is_one_history_entry_per_line_without_auth(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    history = BoundedFileHistory(path, size=10)
+    history.append_string("put a 1\r\nauth s3cret\n\nget a")
+    assert list(history.get_strings()) == ["put a 1", "get a"]
+    assert "s3cret" not in path.read_text()
