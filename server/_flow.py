@@ -3,7 +3,8 @@
 Strategy: reading is paused while any reason holds and resumed only when the last
 one clears. Each reason is one bit, so clearing one never resumes a connection
 that another still holds (the rule of uvicorn's flow_control.py, for four
-reasons instead of two). Both the binary and the HTTP protocol use it.
+reasons instead of two). Both the binary and the HTTP protocol use it, and its
+rule for closing after the replies (``_linger_close``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 __all__ = [
+    "LINGER_SECONDS",
     "PAUSE_INFLIGHT",
     "PAUSE_SHUTDOWN",
     "PAUSE_TRANSPORT",
@@ -22,6 +24,11 @@ PAUSE_INFLIGHT = 1  # too many requests in flight on this connection
 PAUSE_WRITER = 2  # the server's writer queue is full
 PAUSE_TRANSPORT = 4  # our own write buffer is full (the peer is not reading)
 PAUSE_SHUTDOWN = 8  # the server is draining
+
+# How long a connection closed by us still reads (and drops) what its peer sends:
+# closing with unread input makes the kernel answer with a reset, which can destroy
+# replies the peer has not read yet (a refusal, an error before a large body).
+LINGER_SECONDS = 2.0
 
 
 class ReadPause:
@@ -49,3 +56,24 @@ class ReadPause:
 
     def resume_writing(self) -> None:
         self._set_pause(PAUSE_TRANSPORT, False)
+
+    # ---- closing after the replies (the binary and the HTTP protocol alike) ----
+
+    _peer_eof: bool = False
+    _linger_timer: asyncio.TimerHandle | None = None
+
+    def _linger_close(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close after the replies: half-close (the peer reads every reply, then EOF),
+        drop what still arrives (the protocol's data_received, once it is closing),
+        close at the peer's EOF or after LINGER_SECONDS."""
+        transport = self.transport
+        assert transport is not None
+        if self._linger_timer is not None or transport.is_closing():
+            return
+        if self._peer_eof or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger_timer = loop.call_later(LINGER_SECONDS, transport.close)
+        self._pause = 0
+        transport.resume_reading()

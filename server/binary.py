@@ -38,10 +38,6 @@ __all__ = ["BinaryProtocol"]
 log = logging.getLogger("bitcask.server")
 
 
-LINGER_SECONDS = 2.0
-"""How long a closing connection still reads (and discards) what its peer sends."""
-
-
 class BinaryProtocol(ReadPause, asyncio.Protocol):
     """One client connection on the port (binary frames or the Redis protocol)."""
 
@@ -168,19 +164,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             self._linger()
 
     def _linger(self) -> None:
-        """Close after the replies: half-close (the peer reads every reply, then EOF),
-        discard what still arrives, close at the peer's EOF or after LINGER_SECONDS."""
-        transport = self.transport
-        assert transport is not None
-        if self._linger_timer is not None or transport.is_closing():
-            return
-        if self._peer_eof or not transport.can_write_eof():
-            transport.close()
-            return
-        transport.write_eof()
-        self._linger_timer = self._state.loop.call_later(LINGER_SECONDS, transport.close)
-        self._pause = 0
-        transport.resume_reading()  # data_received discards it: _closing is set
+        self._linger_close(self._state.loop)
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -10,10 +10,10 @@ Strategy / invariants:
   request line + headers (431; 414 for a URL alone), Content-Length or a chunked body
   over max_frame (413). A callback stops the parser by raising _Reject; the response
   goes out with `connection: close`.
-- Closing lingers (binary.py's rule, `_linger`): the reply that ends a connection (a
-  413 for a body still arriving, a 400, `connection: close`) is followed by a
-  half-close, and what the peer still sends is read and dropped until its EOF or
-  LINGER_SECONDS; closing with unread input makes the kernel answer with a reset that
+- Closing lingers (the rule both protocols share, `_flow.ReadPause._linger_close`):
+  the reply that ends a connection (a 413 for a body still arriving, a 400,
+  `connection: close`) is followed by a half-close, and what the peer still sends is
+  read and dropped until its EOF or LINGER_SECONDS; closing with unread input makes the kernel answer with a reset that
   destroys the reply before a client that writes its whole body first (http.client,
   requests) reads it. A peer that half-closes after its requests still gets every reply.
 - Upgrade (and CONNECT) requests are answered as plain HTTP/1.1 and then the connection
@@ -69,7 +69,6 @@ from ._metrics import route_label
 from ._pipeline import Pipeline
 from ._session import Session
 from ._state import ServerState
-from .binary import LINGER_SECONDS
 
 __all__ = ["HttpProtocol"]
 
@@ -399,20 +398,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._flush_output()
 
     def _linger(self) -> None:
-        """Close after the replies: half-close (the peer reads every reply, then EOF),
-        drop what still arrives, close at the peer's EOF or after LINGER_SECONDS."""
-        transport = self.transport
-        assert transport is not None
-        if self._linger_timer is not None or transport.is_closing():
-            return
         self._disarm()
-        if self._peer_eof or not transport.can_write_eof():
-            transport.close()
-            return
-        transport.write_eof()
-        self._linger_timer = self._loop.call_later(LINGER_SECONDS, transport.close)
-        self._pause = 0
-        transport.resume_reading()  # data_received drops it: _closing is set
+        self._linger_close(self._loop)
 
     def _arm(self, delay: float, callback: Any) -> None:
         if self._timer is not None:

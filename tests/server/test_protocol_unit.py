@@ -285,7 +285,7 @@ async def test_a_fatal_error_lingers_then_closes(
 ) -> None:
     # Closing with the rest of a cut-off request unread would make the kernel send a
     # reset, which can destroy the error reply: half-close, discard, then close.
-    monkeypatch.setattr("server.binary.LINGER_SECONDS", 0.05)
+    monkeypatch.setattr("server._flow.LINGER_SECONDS", 0.05)
     make, db, _ = setup
     proto, transport = make()
     proto.data_received(b'SET k1 v\r\nSET k2 "v\r\n')
