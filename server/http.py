@@ -13,9 +13,9 @@ Strategy / invariants:
 - Closing lingers (the rule both protocols share, `_flow.ReadPause._linger_close`):
   the reply that ends a connection (a 413 for a body still arriving, a 400,
   `connection: close`) is followed by a half-close, and what the peer still sends is
-  read and dropped until its EOF or LINGER_SECONDS; closing with unread input makes the kernel answer with a reset that
-  destroys the reply before a client that writes its whole body first (http.client,
-  requests) reads it. A peer that half-closes after its requests still gets every reply.
+  read and dropped until its EOF or LINGER_SECONDS; closing with unread input makes
+  the kernel answer with a reset that destroys the reply before a client that writes
+  its whole body first (http.client, requests) reads it. A peer that half-closes after its requests still gets every reply.
 - Upgrade (and CONNECT) requests are answered as plain HTTP/1.1 and then the connection
   closes: llhttp stops parsing where the other protocol would begin, so it cannot tell a
   body from that protocol's bytes; an upgrade request with a body is refused (400)
