@@ -130,12 +130,18 @@ def test_full_disk_at_start_serves_reads(tmp_path: Path) -> None:
                 with pytest.raises(RemoteError) as err:
                     c.call("put", b"new", b"v")
                 assert err.value.name == "READ_ONLY"
-            health = http(srv.http_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            health = http(
+                srv.http_port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             assert status_of(health) == 503
             assert b"disk full at start" in health
-            stats = http(srv.http_port, b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+            stats = http(
+                srv.http_port, b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             assert b'"readonly_reason": "disk full at start' in stats
-            ready = http(srv.http_port, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+            ready = http(
+                srv.http_port, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             assert status_of(ready) == 503
             assert srv.stop() == 0
             assert "serving reads only: disk full at start" in srv.log()
