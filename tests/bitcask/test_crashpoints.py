@@ -40,6 +40,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
+from tests.protocol._redis_server import require_binary
 
 from ._crashpoints_child import DAMAGED, SCENARIOS, Model, Scenario, Step, backup_dir, copy_store
 
@@ -92,13 +93,7 @@ DOCUMENTED = {
 
 
 def strace() -> str:
-    path = shutil.which("strace")
-    if path is None:
-        reason = "strace not installed (Debian package strace)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    return path
+    return require_binary("strace", "strace")
 
 
 @dataclass

@@ -26,6 +26,7 @@ import pytest
 
 import bitcask
 from client import connect
+from tests.protocol._redis_server import require_binary
 from tests.serverproc import ServerProcess
 
 FULL = os.environ.get("BITCASK_CRASH_SWEEP", "") not in ("", "0")
@@ -36,13 +37,7 @@ POINTS = range(1, 41) if FULL else (1, 6)
 
 
 def _strace() -> str:
-    path = shutil.which("strace")
-    if path is None:
-        reason = "strace not installed (Debian package strace)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    return path
+    return require_binary("strace", "strace")
 
 
 def value(c: int, i: int) -> bytes:
