@@ -18,8 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.cli import EXIT_BIND
+
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
+BIND_ATTEMPTS = 5
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -53,6 +56,7 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    proc_code: int | None = None  # the exit code of a start that failed
 
     @property
     def url(self) -> str:
@@ -70,10 +74,24 @@ class ServerProcess:
         ]  # fmt: skip
 
     def start(self) -> ServerProcess:
-        if not self.port:
-            self.port = free_port(self.host)
-        if not self.http_port:
-            self.http_port = free_port(self.host)
+        # A port free_port() saw free can be taken before the server binds it (another
+        # test's server or client: the suite runs on several workers). A server that
+        # exits with EXIT_BIND on ports this helper picked is started again on new ones.
+        pick = not self.port, not self.http_port
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            if pick[0]:
+                self.port = free_port(self.host)
+            if pick[1]:
+                self.http_port = free_port(self.host)
+            try:
+                return self._start_once()
+            except RuntimeError:
+                code = self.proc_code
+                if code != EXIT_BIND or not any(pick) or attempt == BIND_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> ServerProcess:
         self.log_path = self.data.parent / f"server-{self.port}.log"
         # No drain delay after SIGTERM unless a test asks (--drain-seconds beats the env).
         env = {"BITCASK_DRAIN_SECONDS": "0", **os.environ, "PYTHONUNBUFFERED": "1", **self.env}
@@ -82,10 +100,16 @@ class ServerProcess:
             self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
         log.close()
+        self.proc_code = None
         try:
             wait_for_port(self.host, self.port, START_TIMEOUT, self.proc)
             wait_for_port(self.host, self.http_port, START_TIMEOUT, self.proc)
+            # both ports answered: make sure it was this server (not another process on a
+            # port it then failed to bind)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode} after listening")
         except Exception as exc:
+            self.proc_code = self.proc.poll()
             self.kill()
             raise RuntimeError(f"{exc}\n--- server log ---\n{self.log()}") from exc
         return self

@@ -40,6 +40,27 @@ def _strace() -> str:
     return require_binary("strace", "strace")
 
 
+def _wait_traced(pid: int, tracer: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Return once strace is attached to every thread of ``pid`` (their TracerPid is
+    strace's): a fixed sleep was not enough on a loaded machine, and the load then ran
+    before the injection was armed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if tracer.poll() is not None:
+            raise RuntimeError(f"strace exited with {tracer.returncode} before attaching")
+        tracers = set()
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                status = (task / "status").read_text()
+            except OSError:  # a thread that just ended
+                continue
+            tracers.add(int(status.split("TracerPid:")[1].split()[0]))
+        if tracers == {tracer.pid}:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"strace did not attach to every thread of {pid} within {timeout}s")
+
+
 def value(c: int, i: int) -> bytes:
     return b"client %d put %d " % (c, i) + b"#" * (37 * (i % 5))
 
