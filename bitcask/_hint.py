@@ -21,7 +21,9 @@ key. All integers little-endian (arrays load natively on little-endian hosts)::
     crc32      u32                 over every byte before it
 
 ``data_size`` is the size of the data file the hint was built from; a hint whose
-data file has a different size (truncated, repaired) is ignored.
+data file has a different size (truncated, repaired), or with an entry that ends past
+the data file's end, is ignored (``hint_distrust``: the one rule, shared by the open
+and ``bitcask check``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ from ._datafile import Rec
 from ._keydir import FID_SHIFT
 from ._record import TOMBSTONE
 
-__all__ = ["HintData", "HintJournal", "build_hint", "decode_hint", "read_hint", "write_hint"]
+__all__ = [
+    "HintData",
+    "HintJournal",
+    "build_hint",
+    "decode_hint",
+    "hint_distrust",
+    "read_hint",
+    "write_hint",
+]
 
 HINT_MAGIC = b"BCHT"
 HINT_VERSION = 1
@@ -341,16 +351,43 @@ def decode_hint(buf: bytes, file_id: int) -> HintData:
     return HintData(fid, keys, locs, exp_index, exp_ms, tomb_keys, tomb_files, data_size)
 
 
+def hint_distrust(hint: HintData, data_size: int) -> str | None:
+    """Why a decoded hint cannot stand in for its data file of ``data_size`` bytes.
+
+    None: the open loads it. A hint whose CRC checks out can still describe other
+    bytes than the file holds: built for another size (the file was cut or
+    repaired), or, beside a file rewritten to the same size, with an entry past its
+    end (get() of that key failed with AttributeError: a sealed file has no reader
+    past its mapping). The record at the highest offset ends last (records never
+    overlap): one C-level max (12 ms at 1,000,000 keys); the entry is named only on
+    the failure path.
+    """
+    if hint.data_size != data_size:
+        return f"hint covers {hint.data_size} bytes, data file has {data_size}"
+    if hint.locs:
+        last = max(hint.locs)
+        off, size = last >> 32, last & 0xFFFFFFFF
+        if off + size > data_size:
+            key = hint.keys[hint.locs.index(last)]
+            return (
+                f"entry of key {key!r} (offset {off}, {size} bytes) ends past "
+                f"the data file's end ({data_size} bytes)"
+            )
+    return None
+
+
 def read_hint(path: str, file_id: int, data_size: int | None) -> HintData:
-    """Read and decode the hint at ``path``; check it covers ``data_size`` bytes.
+    """Read and decode the hint at ``path``; check it describes ``data_size`` bytes.
 
     Raises:
         OSError: the file cannot be read (missing).
-        ValueError: the hint is bad or stale.
+        ValueError: the hint is bad or stale (``hint_distrust``).
     """
     with open(path, "rb") as f:
         buf = f.read()
     hint = decode_hint(buf, file_id)
-    if data_size is not None and hint.data_size != data_size:
-        raise ValueError(f"hint covers {hint.data_size} bytes, data file has {data_size}")
+    if data_size is not None:
+        why = hint_distrust(hint, data_size)
+        if why is not None:
+            raise ValueError(why)
     return hint

@@ -41,7 +41,7 @@ from ._datafile import (
     scan,
 )
 from ._files import fsync_dir
-from ._hint import build_hint, decode_hint, write_hint
+from ._hint import build_hint, decode_hint, hint_distrust, write_hint
 from ._lock import DirLock
 from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
 from ._recovery import REPAIR_SUFFIX, remove_repair_leftovers
@@ -218,17 +218,20 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
             if os.path.exists(dpath):  # else merged away meanwhile, hint and all
                 missing.append(hint_name(fid))
             continue
+        # Exactly what the open distrusts (and then scans the file instead of):
+        # decode_hint, then hint_distrust, the rules recovery applies.
         try:
-            decode_hint(blob, fid)
+            why = hint_distrust(decode_hint(blob, fid), size)
         except ValueError as exc:
-            bad_hints.append(Problem(hint_name(fid), 0, len(blob), str(exc)))
+            why = str(exc)
+        if why is not None:
+            bad_hints.append(Problem(hint_name(fid), 0, len(blob), f"{why}; open scans {name}"))
             continue
         # A damaged data file is reported above; its hint may still be right (it
-        # was written before the damage) and is judged by its own CRC only.
+        # was written before the damage), and the open trusts it as it is.
         if not issues.skipped and issues.stop is None and blob != build_hint(fid, size, recs):
-            bad_hints.append(
-                Problem(hint_name(fid), 0, len(blob), "hint does not match its data file")
-            )
+            why = "hint does not match its data file; open trusts it (repair rebuilds it)"
+            bad_hints.append(Problem(hint_name(fid), 0, len(blob), why))
     manifest_state, manifest_problems = _check_manifest(path, ids)
     return CheckReport(
         path=path,
