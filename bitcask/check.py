@@ -427,15 +427,13 @@ def _quarantine(path: str, name: str, mm: Any, probs: list[Problem]) -> str:
 
     Returns the quarantine file's path relative to the store. The ``.bad`` file holds
     the ranges back to back; the ``.json`` index says where each came from and why.
+    Each is written under ``.tmp`` and renamed, the ``.bad`` first. A repair killed
+    after this and rerun finds the same ranges: it reuses the copy it left (a pair
+    with the same bytes, or a lone ``.bad`` it completes with its index) instead of
+    writing a second one, and removes the ``.tmp`` files of a copy it was killed in.
     """
     qdir = os.path.join(path, QUARANTINE_DIR)
     os.makedirs(qdir, exist_ok=True)
-    stem = f"{name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    base = stem
-    n = 1
-    while os.path.exists(os.path.join(qdir, base + ".bad")):
-        n += 1
-        base = f"{stem}.{n}"
     index = []
     chunks = []
     at = 0
@@ -444,12 +442,51 @@ def _quarantine(path: str, name: str, mm: Any, probs: list[Problem]) -> str:
         chunks.append(chunk)
         index.append({"offset": p.offset, "bytes": len(chunk), "at": at, "reason": p.reason})
         at += len(chunk)
-    for suffix, blob in ((".bad", b"".join(chunks)), (".json", json.dumps(index).encode())):
-        fd = os.open(os.path.join(qdir, base + suffix), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            _io.write(fd, blob)
-            _io.fsync(fd)
-        finally:
-            os.close(fd)
+    blob, meta = b"".join(chunks), json.dumps(index).encode()
+    base = _quarantined_before(qdir, name, blob, meta)
+    if base is None:
+        stem = f"{name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        base = stem
+        n = 1
+        while os.path.exists(os.path.join(qdir, base + ".bad")):
+            n += 1
+            base = f"{stem}.{n}"
+        _write_new(os.path.join(qdir, base + ".bad"), blob)
+    if not os.path.exists(os.path.join(qdir, base + ".json")):
+        _write_new(os.path.join(qdir, base + ".json"), meta)
     fsync_dir(qdir)
     return os.path.join(QUARANTINE_DIR, base + ".bad")
+
+
+def _quarantined_before(qdir: str, name: str, blob: bytes, meta: bytes) -> str | None:
+    """The name (without suffix) of a quarantine copy of exactly these ranges of
+    data file ``name`` (a repair killed after writing it); None if there is none."""
+    found = None
+    for entry in sorted(os.listdir(qdir)):
+        if not entry.startswith(name + "."):
+            continue
+        full = os.path.join(qdir, entry)
+        if entry.endswith(".tmp"):
+            os.unlink(full)  # a copy a killed repair was writing: its bytes are still in the file
+        elif found is None and entry.endswith(".bad") and os.path.getsize(full) == len(blob):
+            jpath = full[: -len(".bad")] + ".json"
+            with open(full, "rb") as f:
+                same = f.read() == blob
+            if same and os.path.exists(jpath):
+                with open(jpath, "rb") as f:
+                    same = f.read() == meta
+            if same:
+                found = entry[: -len(".bad")]
+    return found
+
+
+def _write_new(target: str, blob: bytes) -> None:
+    # Whole or absent under its name: written to ``.tmp``, fsynced, renamed.
+    tmp = target + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _io.write(fd, blob)
+        _io.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
