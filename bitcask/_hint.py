@@ -138,12 +138,15 @@ def _superseded(locs: list[int]) -> int:
     """How many of _SAMPLE entries spread over ``locs`` only the journal holds.
 
     A live entry's location object is shared with the keydir (the writer stores the
-    same int in both); a superseded one's is referenced by ``locs`` alone. Counted
-    here: the list, the tuple, getrefcount's argument (3), plus the keydir's (4).
+    same int in both); a superseded one's is referenced by ``locs`` alone. What
+    "alone" reads as is measured on a fresh int held the same way (a list and the
+    sample tuple), not assumed of the interpreter.
     """
     step = len(locs) // _SAMPLE
     picked = operator.itemgetter(*range(step // 2, step * _SAMPLE, step))(locs)
-    return list(map(sys.getrefcount, picked)).count(3)
+    probe = [(1 << 90) + len(locs)]  # a new int only this list holds
+    alone = next(map(sys.getrefcount, tuple(probe)))
+    return list(map(sys.getrefcount, picked)).count(alone)
 
 
 class HintJournal:
