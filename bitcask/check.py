@@ -191,47 +191,20 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
     ids = list_data_files(path)
     checked = 0
     for fid in ids:
-        name = data_name(fid)
-        dpath = os.path.join(path, name)
-        try:
-            mm = map_file(dpath)
-        except FileNotFoundError:
-            continue  # a running server's merge deleted it since the listing (see below)
+        # A running writer's active file changes while it is read (appended to, then
+        # sealed: cut to its records, its hint written): read again, once, a file
+        # whose size moved meanwhile, so that a hint written at its seal is judged
+        # against the sealed file, not the preallocated one mapped before.
+        found = _check_file(path, fid)
+        if found is not None and found[4]:
+            found = _check_file(path, fid)
+        if found is None:
+            continue  # a running server's merge deleted it since the listing
         checked += 1
-        size = len(mm) if mm is not None else 0
-        bad = parse_file_header(mm if mm is not None else b"", fid)
-        if bad is not None:
-            if size < FILE_HEADER_SIZE or bad.startswith(UNSUPPORTED):
-                problems.append(Problem(name, 0, size, bad))
-                continue
-            problems.append(Problem(name, 0, FILE_HEADER_SIZE, bad))
-        assert mm is not None
-        issues = ScanIssues()
-        recs = list(scan(mm, FILE_HEADER_SIZE, size, issues))
-        records += sum(1 for r in recs if not r[2] & CORRUPT)
-        problems += _file_problems(name, size, issues)
-        hpath = os.path.join(path, hint_name(fid))
-        try:
-            with open(hpath, "rb") as f:
-                blob = f.read()
-        except FileNotFoundError:
-            if os.path.exists(dpath):  # else merged away meanwhile, hint and all
-                missing.append(hint_name(fid))
-            continue
-        # Exactly what the open distrusts (and then scans the file instead of):
-        # decode_hint, then hint_distrust, the rules recovery applies.
-        try:
-            why = hint_distrust(decode_hint(blob, fid), size)
-        except ValueError as exc:
-            why = str(exc)
-        if why is not None:
-            bad_hints.append(Problem(hint_name(fid), 0, len(blob), f"{why}; open scans {name}"))
-            continue
-        # A damaged data file is reported above; its hint may still be right (it
-        # was written before the damage), and the open trusts it as it is.
-        if not issues.skipped and issues.stop is None and blob != build_hint(fid, size, recs):
-            why = "hint does not match its data file; open trusts it (repair rebuilds it)"
-            bad_hints.append(Problem(hint_name(fid), 0, len(blob), why))
+        records += found[0]
+        problems += found[1]
+        bad_hints += found[2]
+        missing += found[3]
     manifest_state, manifest_problems = _check_manifest(path, ids)
     return CheckReport(
         path=path,
@@ -243,6 +216,60 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
         merge_pending=os.path.isdir(os.path.join(path, MERGE_DIR)),
         backup_manifest=manifest_state,
     )
+
+
+def _check_file(
+    path: str, fid: int
+) -> tuple[int, list[Problem], list[Problem], list[str], bool] | None:
+    """Check data file ``fid`` and its hint: (records, problems, bad hints, missing
+    hints, whether the file's size moved while it was read); None if it is gone."""
+    name = data_name(fid)
+    dpath = os.path.join(path, name)
+    try:
+        mm = map_file(dpath)
+    except FileNotFoundError:
+        return None  # a running server's merge deleted it since the listing
+    size = len(mm) if mm is not None else 0
+    problems: list[Problem] = []
+    bad = parse_file_header(mm if mm is not None else b"", fid)
+    if bad is not None:
+        if size < FILE_HEADER_SIZE or bad.startswith(UNSUPPORTED):
+            return 0, [Problem(name, 0, size, bad)], [], [], False
+        problems.append(Problem(name, 0, FILE_HEADER_SIZE, bad))
+    assert mm is not None
+    issues = ScanIssues()
+    recs = list(scan(mm, FILE_HEADER_SIZE, size, issues))
+    records = sum(1 for r in recs if not r[2] & CORRUPT)
+    problems += _file_problems(name, size, issues)
+    hpath = os.path.join(path, hint_name(fid))
+    try:
+        with open(hpath, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        try:
+            moved = os.path.getsize(dpath) != size
+        except FileNotFoundError:  # merged away meanwhile, hint and all
+            return records, problems, [], [], False
+        return records, problems, [], [hint_name(fid)], moved
+    try:
+        moved = os.path.getsize(dpath) != size
+    except FileNotFoundError:
+        return records, problems, [], [], False
+    # Exactly what the open distrusts (and then scans the file instead of):
+    # decode_hint, then hint_distrust, the rules recovery applies.
+    try:
+        why = hint_distrust(decode_hint(blob, fid), size)
+    except ValueError as exc:
+        why = str(exc)
+    if why is not None:
+        bad_hint = Problem(hint_name(fid), 0, len(blob), f"{why}; open scans {name}")
+        return records, problems, [bad_hint], [], moved
+    # A damaged data file is reported above; its hint may still be right (it
+    # was written before the damage), and the open trusts it as it is.
+    if not issues.skipped and issues.stop is None and blob != build_hint(fid, size, recs):
+        why = "hint does not match its data file; open trusts it (repair rebuilds it)"
+        return records, problems, [Problem(hint_name(fid), 0, len(blob), why)], [], moved
+    return records, problems, [], [], moved
 
 
 def _check_manifest(path: str, ids: list[int]) -> tuple[str, list[Problem]]:
