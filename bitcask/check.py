@@ -166,7 +166,10 @@ class RepairReport:
 def _file_problems(name: str, size: int, issues: ScanIssues) -> list[Problem]:
     probs = [Problem(name, off, n, why) for off, n, why in issues.skipped]
     if issues.stop is not None:
-        probs.append(Problem(name, issues.stop, size - issues.stop, issues.stop_reason))
+        # A crashed writer's file ends in unwritten zero bytes: not damage, not
+        # counted (docs/format.md), as recovery counts it: the bad bytes end there.
+        end = size if issues.unwritten is None else max(issues.unwritten, issues.stop)
+        probs.append(Problem(name, issues.stop, end - issues.stop, issues.stop_reason))
     return probs
 
 
