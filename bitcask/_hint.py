@@ -178,9 +178,11 @@ class HintJournal:
     on) is superseded. When half of them or more are, the whole journal is
     compacted as a tail is. The look is one per doubling (free per record); a
     whole pass drops about three quarters of what it reads; the journal stays
-    under about four entries per key of the file plus a tail (40,261 entries in
-    the example). The estimate only decides when: a pass is always exact, and a
-    wrong estimate costs one pass that drops little.
+    under about four entries per key of the file plus a tail (65,982 entries,
+    +4 MB, in the example; callgrind: 25,787 -> 24,430 instructions per overwrite,
+    as the tails that found few repeats are no longer sorted). The estimate only
+    decides when: a pass is always exact, and a wrong estimate costs one pass that
+    drops little.
 
     Crash story: the journal lives in memory only; a process that dies before the
     file is sealed leaves no hint, and the next open scans that file, as it always
