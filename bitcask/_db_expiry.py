@@ -69,7 +69,9 @@ class ExpiryMethods:
 
         Redis's DBSIZE counts the same way (expired keys count until its sampler or
         an access deletes them); ``len(db)`` counts only the visible ones (from a heap
-        of the expiries, not a walk). Any thread.
+        of the expiries, not a walk), and reclaims the expired keys it found once
+        they are more than ``PAST_MAX`` (4,096), as an access would (bitcask/_expiry.py).
+        Any thread.
 
         Raises:
             StoreClosedError: the store is closed.

@@ -39,6 +39,14 @@ Strategy / invariants:
   past twice the keys with a TTL (plus ``DUE_SLACK``) stale entries, or
   ``DUE_LOG_MAX`` keys logged with no count, the next count builds the heap again
   (the writer drops the log), so a count costs O(1) amortized over the TTL writes.
+- The keys found expired are walked at every count (one may have been overwritten,
+  deleted or persisted since: the writer logs only TTL writes). Where nothing
+  reclaims them (the embedded engine runs no sampler by itself) they grew without
+  bound: 500,000 expired keys cost 160 ms per ``len(db)``. Past ``PAST_MAX`` of
+  them, a count reclaims those it holds, as an access would (counted in
+  ``expired_keys``, as Redis counts a key its lookup expired), so a count walks at
+  most ``PAST_MAX`` keys. Below that, ``stored_keys()`` still holds them until
+  reclaimed, as Redis's DBSIZE does.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ __all__ = [
     "DUE_LOG_MAX",
     "DUE_SLACK",
     "KEYS_PER_ROUND",
+    "PAST_MAX",
     "STALE_PERCENT",
     "count_visible",
     "reclaim",
@@ -68,6 +77,8 @@ DUE_SLACK = 4096
 # Keys ``Keydir.due_log`` may hold before the writer lets it go (no count for that
 # long: the next one builds the heap again instead of folding them).
 DUE_LOG_MAX = 1 << 20
+# Keys found expired and not reclaimed a count keeps before it reclaims them.
+PAST_MAX = 4096
 
 
 def count_visible(kd: Keydir, now_ms: float) -> int:
@@ -106,6 +117,11 @@ def count_visible(kd: Keydir, now_ms: float) -> int:
     gone = [k for k, e in past.items() if get(k) != e]
     for key in gone:
         del past[key]
+    if len(past) > PAST_MAX:  # as an access would: a count walks at most PAST_MAX
+        for key in past:
+            _drop(kd, key)
+        kd.sampler.expired += len(past)
+        past.clear()
     return len(kd.map) - len(past)
 
 

@@ -42,7 +42,7 @@ from ._datafile import (
 )
 from ._files import ensure_descriptors, out_of_descriptors
 from ._hint import read_hint
-from ._keydir import FID_SHIFT, OFF_MASK, SIZE_MASK, Keydir
+from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._record import TOMBSTONE
 
 __all__ = [
@@ -311,18 +311,9 @@ def _load_hint(
         hint = read_hint(os.path.join(path, hint_name(fid)), fid, size)
     except (OSError, ValueError):
         return False
+    # read_hint refused a stale hint (its size, an entry past the end: hint_distrust)
     base = fid << FID_SHIFT
     locs = list(map(base.__or__, hint.locs))
-    if locs:
-        # A hint whose CRC and size check out can still describe other bytes than
-        # the file holds (a file rewritten to the same size beside a stale hint): an
-        # entry past the end made get() fail with AttributeError (a sealed file has
-        # no reader for bytes past its mapping). The record at the highest offset
-        # ends last (records never overlap): one C-level max (12 ms at 1,000,000
-        # keys), then the file is scanned instead.
-        last = max(locs)
-        if ((last >> 32) & OFF_MASK) + (last & SIZE_MASK) > size:
-            return False
     pop = kmap.pop
     for key in hint.tomb_keys:
         old = pop(key, None)

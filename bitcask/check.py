@@ -41,7 +41,7 @@ from ._datafile import (
     scan,
 )
 from ._files import fsync_dir
-from ._hint import build_hint, decode_hint, write_hint
+from ._hint import build_hint, decode_hint, hint_distrust, write_hint
 from ._lock import DirLock
 from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
 from ._recovery import REPAIR_SUFFIX, remove_repair_leftovers
@@ -166,7 +166,10 @@ class RepairReport:
 def _file_problems(name: str, size: int, issues: ScanIssues) -> list[Problem]:
     probs = [Problem(name, off, n, why) for off, n, why in issues.skipped]
     if issues.stop is not None:
-        probs.append(Problem(name, issues.stop, size - issues.stop, issues.stop_reason))
+        # A crashed writer's file ends in unwritten zero bytes: not damage, not
+        # counted (docs/format.md), as recovery counts it: the bad bytes end there.
+        end = size if issues.unwritten is None else max(issues.unwritten, issues.stop)
+        probs.append(Problem(name, issues.stop, end - issues.stop, issues.stop_reason))
     return probs
 
 
@@ -191,44 +194,20 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
     ids = list_data_files(path)
     checked = 0
     for fid in ids:
-        name = data_name(fid)
-        dpath = os.path.join(path, name)
-        try:
-            mm = map_file(dpath)
-        except FileNotFoundError:
-            continue  # a running server's merge deleted it since the listing (see below)
+        # A running writer's active file changes while it is read (appended to, then
+        # sealed: cut to its records, its hint written): read again, once, a file
+        # whose size moved meanwhile, so that a hint written at its seal is judged
+        # against the sealed file, not the preallocated one mapped before.
+        found = _check_file(path, fid)
+        if found is not None and found[4]:
+            found = _check_file(path, fid)
+        if found is None:
+            continue  # a running server's merge deleted it since the listing
         checked += 1
-        size = len(mm) if mm is not None else 0
-        bad = parse_file_header(mm if mm is not None else b"", fid)
-        if bad is not None:
-            if size < FILE_HEADER_SIZE or bad.startswith(UNSUPPORTED):
-                problems.append(Problem(name, 0, size, bad))
-                continue
-            problems.append(Problem(name, 0, FILE_HEADER_SIZE, bad))
-        assert mm is not None
-        issues = ScanIssues()
-        recs = list(scan(mm, FILE_HEADER_SIZE, size, issues))
-        records += sum(1 for r in recs if not r[2] & CORRUPT)
-        problems += _file_problems(name, size, issues)
-        hpath = os.path.join(path, hint_name(fid))
-        try:
-            with open(hpath, "rb") as f:
-                blob = f.read()
-        except FileNotFoundError:
-            if os.path.exists(dpath):  # else merged away meanwhile, hint and all
-                missing.append(hint_name(fid))
-            continue
-        try:
-            decode_hint(blob, fid)
-        except ValueError as exc:
-            bad_hints.append(Problem(hint_name(fid), 0, len(blob), str(exc)))
-            continue
-        # A damaged data file is reported above; its hint may still be right (it
-        # was written before the damage) and is judged by its own CRC only.
-        if not issues.skipped and issues.stop is None and blob != build_hint(fid, size, recs):
-            bad_hints.append(
-                Problem(hint_name(fid), 0, len(blob), "hint does not match its data file")
-            )
+        records += found[0]
+        problems += found[1]
+        bad_hints += found[2]
+        missing += found[3]
     manifest_state, manifest_problems = _check_manifest(path, ids)
     return CheckReport(
         path=path,
@@ -240,6 +219,60 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
         merge_pending=os.path.isdir(os.path.join(path, MERGE_DIR)),
         backup_manifest=manifest_state,
     )
+
+
+def _check_file(
+    path: str, fid: int
+) -> tuple[int, list[Problem], list[Problem], list[str], bool] | None:
+    """Check data file ``fid`` and its hint: (records, problems, bad hints, missing
+    hints, whether the file's size moved while it was read); None if it is gone."""
+    name = data_name(fid)
+    dpath = os.path.join(path, name)
+    try:
+        mm = map_file(dpath)
+    except FileNotFoundError:
+        return None  # a running server's merge deleted it since the listing
+    size = len(mm) if mm is not None else 0
+    problems: list[Problem] = []
+    bad = parse_file_header(mm if mm is not None else b"", fid)
+    if bad is not None:
+        if size < FILE_HEADER_SIZE or bad.startswith(UNSUPPORTED):
+            return 0, [Problem(name, 0, size, bad)], [], [], False
+        problems.append(Problem(name, 0, FILE_HEADER_SIZE, bad))
+    assert mm is not None
+    issues = ScanIssues()
+    recs = list(scan(mm, FILE_HEADER_SIZE, size, issues))
+    records = sum(1 for r in recs if not r[2] & CORRUPT)
+    problems += _file_problems(name, size, issues)
+    hpath = os.path.join(path, hint_name(fid))
+    try:
+        with open(hpath, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        try:
+            moved = os.path.getsize(dpath) != size
+        except FileNotFoundError:  # merged away meanwhile, hint and all
+            return records, problems, [], [], False
+        return records, problems, [], [hint_name(fid)], moved
+    try:
+        moved = os.path.getsize(dpath) != size
+    except FileNotFoundError:
+        return records, problems, [], [], False
+    # Exactly what the open distrusts (and then scans the file instead of):
+    # decode_hint, then hint_distrust, the rules recovery applies.
+    try:
+        why = hint_distrust(decode_hint(blob, fid), size)
+    except ValueError as exc:
+        why = str(exc)
+    if why is not None:
+        bad_hint = Problem(hint_name(fid), 0, len(blob), f"{why}; open scans {name}")
+        return records, problems, [bad_hint], [], moved
+    # A damaged data file is reported above; its hint may still be right (it
+    # was written before the damage), and the open trusts it as it is.
+    if not issues.skipped and issues.stop is None and blob != build_hint(fid, size, recs):
+        why = "hint does not match its data file; open trusts it (repair rebuilds it)"
+        return records, problems, [Problem(hint_name(fid), 0, len(blob), why)], [], moved
+    return records, problems, [], [], moved
 
 
 def _check_manifest(path: str, ids: list[int]) -> tuple[str, list[Problem]]:
@@ -424,15 +457,13 @@ def _quarantine(path: str, name: str, mm: Any, probs: list[Problem]) -> str:
 
     Returns the quarantine file's path relative to the store. The ``.bad`` file holds
     the ranges back to back; the ``.json`` index says where each came from and why.
+    Each is written under ``.tmp`` and renamed, the ``.bad`` first. A repair killed
+    after this and rerun finds the same ranges: it reuses the copy it left (a pair
+    with the same bytes, or a lone ``.bad`` it completes with its index) instead of
+    writing a second one, and removes the ``.tmp`` files of a copy it was killed in.
     """
     qdir = os.path.join(path, QUARANTINE_DIR)
     os.makedirs(qdir, exist_ok=True)
-    stem = f"{name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    base = stem
-    n = 1
-    while os.path.exists(os.path.join(qdir, base + ".bad")):
-        n += 1
-        base = f"{stem}.{n}"
     index = []
     chunks = []
     at = 0
@@ -441,12 +472,51 @@ def _quarantine(path: str, name: str, mm: Any, probs: list[Problem]) -> str:
         chunks.append(chunk)
         index.append({"offset": p.offset, "bytes": len(chunk), "at": at, "reason": p.reason})
         at += len(chunk)
-    for suffix, blob in ((".bad", b"".join(chunks)), (".json", json.dumps(index).encode())):
-        fd = os.open(os.path.join(qdir, base + suffix), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            _io.write(fd, blob)
-            _io.fsync(fd)
-        finally:
-            os.close(fd)
+    blob, meta = b"".join(chunks), json.dumps(index).encode()
+    base = _quarantined_before(qdir, name, blob, meta)
+    if base is None:
+        stem = f"{name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        base = stem
+        n = 1
+        while os.path.exists(os.path.join(qdir, base + ".bad")):
+            n += 1
+            base = f"{stem}.{n}"
+        _write_new(os.path.join(qdir, base + ".bad"), blob)
+    if not os.path.exists(os.path.join(qdir, base + ".json")):
+        _write_new(os.path.join(qdir, base + ".json"), meta)
     fsync_dir(qdir)
     return os.path.join(QUARANTINE_DIR, base + ".bad")
+
+
+def _quarantined_before(qdir: str, name: str, blob: bytes, meta: bytes) -> str | None:
+    """The name (without suffix) of a quarantine copy of exactly these ranges of
+    data file ``name`` (a repair killed after writing it); None if there is none."""
+    found = None
+    for entry in sorted(os.listdir(qdir)):
+        if not entry.startswith(name + "."):
+            continue
+        full = os.path.join(qdir, entry)
+        if entry.endswith(".tmp"):
+            os.unlink(full)  # a copy a killed repair was writing: its bytes are still in the file
+        elif found is None and entry.endswith(".bad") and os.path.getsize(full) == len(blob):
+            jpath = full[: -len(".bad")] + ".json"
+            with open(full, "rb") as f:
+                same = f.read() == blob
+            if same and os.path.exists(jpath):
+                with open(jpath, "rb") as f:
+                    same = f.read() == meta
+            if same:
+                found = entry[: -len(".bad")]
+    return found
+
+
+def _write_new(target: str, blob: bytes) -> None:
+    # Whole or absent under its name: written to ``.tmp``, fsynced, renamed.
+    tmp = target + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _io.write(fd, blob)
+        _io.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
