@@ -127,8 +127,10 @@ def count_visible(kd: Keydir, now_ms: float) -> int:
 
 def _drop(kd: Keydir, key: bytes) -> None:
     # Reclaim ``key`` (expired): out of ``map`` and ``expiry``, its bytes now dead.
-    del kd.expiry[key]
+    # ``map`` first: a reader (no lock) between the two sees the key absent; the other
+    # order let it see the key without its expiry, the expired value served.
     loc = kd.map.pop(key, None)
+    del kd.expiry[key]
     if loc is not None:
         fid = loc >> FID_SHIFT
         live = kd.live

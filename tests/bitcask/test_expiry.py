@@ -228,3 +228,31 @@ def test_stale_ring_entries_are_skipped(db: bitcask.Bitcask, clock: Clock) -> No
     clock.now += 5
     assert db.expire_cycle(budget_ms=10_000) == 1
     assert db.stored_keys() == 0
+
+
+def test_a_reclaimed_key_is_never_visible_without_its_expiry() -> None:
+    # A reader takes no lock: between the two dict changes of a reclaim it must see the
+    # key absent (map first), never present without its expiry (its expired value served).
+    from bitcask._expiry import _drop
+    from bitcask._keydir import Keydir
+
+    kd = Keydir()
+    seen: list[tuple[bool, bool]] = []
+
+    class Watched(dict[bytes, int]):
+        def __delitem__(self, key: bytes) -> None:
+            seen.append((key in kd.map, key in kd.expiry))
+            super().__delitem__(key)
+
+        def pop(self, key: bytes, *default: Any) -> Any:
+            seen.append((key in kd.map, key in kd.expiry))
+            return super().pop(key, *default)
+
+    kd.map, kd.expiry = Watched(), Watched()
+    kd.map[b"k"] = (1 << 68) | (16 << 32) | 30
+    kd.expiry[b"k"] = 5
+    kd.live[1] = 30
+    _drop(kd, b"k")
+    assert b"k" not in kd.map and b"k" not in kd.expiry and kd.live[1] == 0
+    # each step's state just before it: never (in map, not in expiry)
+    assert seen == [(True, True), (False, True)]
