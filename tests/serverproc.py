@@ -81,8 +81,10 @@ class ServerProcess:
         for attempt in range(1, BIND_ATTEMPTS + 1):
             if pick[0]:
                 self.port = free_port(self.host)
-            if pick[1]:
-                self.http_port = free_port(self.host)
+            if pick[1]:  # not the binary port: the kernel may hand a just-freed port out again
+                self.http_port = next(
+                    p for p in (free_port(self.host) for _ in range(50)) if p != self.port
+                )
             try:
                 return self._start_once()
             except RuntimeError:
