@@ -25,11 +25,21 @@ STOP_TIMEOUT = 20.0
 BIND_ATTEMPTS = 5
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port that was free a moment ago (the kernel picks it), and not one this process
+    was handed before: the kernel may hand a just-freed port out again, and two calls in
+    a row gave one server the same port twice ('port and http-port must differ')."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    return port
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -81,10 +91,8 @@ class ServerProcess:
         for attempt in range(1, BIND_ATTEMPTS + 1):
             if pick[0]:
                 self.port = free_port(self.host)
-            if pick[1]:  # not the binary port: the kernel may hand a just-freed port out again
-                self.http_port = next(
-                    p for p in (free_port(self.host) for _ in range(50)) if p != self.port
-                )
+            if pick[1]:
+                self.http_port = free_port(self.host)
             try:
                 return self._start_once()
             except RuntimeError:
