@@ -343,13 +343,32 @@ class Dispatcher(TransactionHandlers):
         return Async(start)
 
     def _snapshot_begin(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return Async(self.snapshots.begin(session, args))
+        if self.shutting_down:
+            return _SNAPSHOT_STOPPED
+        return Async(self._unless_stopping(self.snapshots.begin(session, args)))
 
     def _snapshot_read(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        # A backup in flight at a graceful stop ends now, with SHUTTING_DOWN, instead
+        # of pulling chunks for half the budget and then losing its connection (its
+        # client deletes its staging directory: nothing under the backup's name).
+        if self.shutting_down:
+            return _SNAPSHOT_STOPPED
         try:
-            return Async(self.snapshots.read(session, args))
+            return Async(self._unless_stopping(self.snapshots.read(session, args)))
         except Exception as exc:
             return Done(None, error_for(exc, error_info))
+
+    def _unless_stopping(self, start: Callable[[Done_], None]) -> Callable[[Done_], None]:
+        # Checked again when its turn comes: pipelined reads were called (decided) on
+        # arrival, before the stop; they start one after another, after it.
+        def checked(settle: Done_) -> None:
+            if self.shutting_down:
+                stopped = _SNAPSHOT_STOPPED
+                asyncio.get_running_loop().call_soon(settle, stopped.result, stopped.error)
+            else:
+                start(settle)
+
+        return checked
 
     def _snapshot_end(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         try:
@@ -391,6 +410,11 @@ class Dispatcher(TransactionHandlers):
             raise Invalid(
                 ErrorCode.BATCH_TOO_LARGE, f"{n} operations > max_batch {self._max_batch}"
             )
+
+
+_SNAPSHOT_STOPPED = Done(
+    None, make_error(ErrorCode.SHUTTING_DOWN, "the server is shutting down: backup abandoned")
+)
 
 
 def _true(results: list[Any]) -> bool:
