@@ -22,6 +22,10 @@ Strategy (invariants):
    timeout, pushed back by every ``read_chunk``. An expired pin protects nothing:
    ``Pins.pinned`` drops it, and reading from it raises ``SnapshotNotFoundError``.
    Nothing stays pinned forever, even if its owner never calls ``release``.
+6. ``prepare`` (a CRC pass over every file not seen before, hints built: minutes for
+   a large store) is abandoned by ``Bitcask.stop_merges`` as a merge is, between two
+   blocks: it raises StoreClosedError, a hint being built is not installed, and the
+   caller releases the pins (a graceful stop does not wait for it).
 
 Memory is bounded by one chunk per ``read_chunk`` call (plus one hint being built).
 """
@@ -36,7 +40,7 @@ from zlib import crc32
 from ._datafile import FILE_HEADER_SIZE, ScanIssues, data_name, hint_name, scan
 from ._hint import build_hint, read_hint, write_hint
 from ._pins import Pins, Snapshot, SnapshotFile
-from .errors import ReadOnlyError
+from .errors import ReadOnlyError, StoreClosedError
 
 if TYPE_CHECKING:
     from .db import Bitcask
@@ -118,6 +122,7 @@ def prepare(db: Bitcask, snap: Snapshot) -> None:
         sizes, maps = files_.hand_out([fid for fid in snap.fids if fid in files_.sealed])
     files: list[SnapshotFile] = []
     for fid, size in sorted(sizes.items()):
+        _check_not_stopped(db)
         files.append(_describe(db, data_name(fid), size))
         if not db.options.hint_files:
             continue
@@ -128,6 +133,7 @@ def prepare(db: Bitcask, snap: Snapshot) -> None:
             if mm is None:
                 continue  # an unloadable file: copied as is, no hint to build
             blob = build_hint(fid, size, scan(mm, FILE_HEADER_SIZE, size, ScanIssues()))
+            _check_not_stopped(db)
             tmp = write_hint(f"{hpath}.{snap.id}.hint", blob, install=False)
             with db.writer.lock:
                 if fid in files_.sealed:
@@ -227,6 +233,7 @@ def _describe(db: Bitcask, name: str, size: int) -> SnapshotFile:
         with open(os.path.join(db.path, name), "rb", buffering=0) as f:
             left = size
             while left > 0:
+                _check_not_stopped(db)
                 block = f.read(min(_CRC_BLOCK, left))
                 if not block:
                     raise OSError(f"{name} is shorter than its sealed size {size}")
@@ -234,6 +241,11 @@ def _describe(db: Bitcask, name: str, size: int) -> SnapshotFile:
                 left -= len(block)
         db.merges.pins.remember_crc(name, size, crc)
     return SnapshotFile(name, size, crc)
+
+
+def _check_not_stopped(db: Bitcask) -> None:
+    if db.merges.stopped:  # Bitcask.stop_merges: the process is closing the store
+        raise StoreClosedError("snapshot abandoned: the store is closing")
 
 
 def _valid_hint_size(db: Bitcask, fid: int, size: int, hpath: str) -> int | None:

@@ -24,7 +24,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, validate_params
+from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, LocalProtocolError, validate_params
 
 from ._metrics import Metrics
 from ._outcome import Async, Done, Done_, Invalid, Outcome, Read, Write, error_info, make_error
@@ -34,10 +34,31 @@ from ._transactions import SINGLE_OPS, TransactionHandlers
 from ._writer import Writer
 from .config import ServerConfig
 
-__all__ = ["OPEN_METHODS", "SERVER_VERSION", "Dispatcher"]
+__all__ = ["OPEN_METHODS", "SERVER_VERSION", "Dispatcher", "reply_too_large", "values_over"]
 
 OPEN_METHODS = frozenset({"hello", "auth", "ping"})  # allowed before authentication
 SERVER_VERSION = "0.1.0"
+_TOO_LARGE = ErrorCode.FRAME_TOO_LARGE  # a reply over the bound: as one over max_frame
+
+
+def values_over(db: Any, keys: list[bytes], limit: int) -> int:
+    """The reply bound of both dialects, one rule: the bytes of values reading `keys`
+    would hold (a key named twice counts twice), sized from the keydir before any
+    value is read (Bitcask.value_bytes); 0 when they fit `limit` (--max-reply-bytes;
+    for the binary port also --max-frame). One key is bounded by max_value_size.
+    Without it an mget of one 64 MiB key named 1,000 times read 64 GB."""
+    if len(keys) < 2:
+        return 0
+    size: int = db.value_bytes(keys)
+    return size if size > limit else 0
+
+
+def reply_too_large(size: int, limit: int, what: str = "values") -> str:
+    """The refusal's text (binary: FRAME_TOO_LARGE's message; RESP: after "ERR ")."""
+    return (
+        f"reply of {size} bytes of {what} exceeds max-reply-bytes {limit} "
+        "(client-output-buffer-limit): ask for fewer keys at a time"
+    )
 
 
 class Dispatcher(TransactionHandlers):
@@ -78,6 +99,8 @@ class Dispatcher(TransactionHandlers):
         self._max_key = max_key_size
         self._max_value = max_value_size
         self._max_batch = config.max_batch
+        # a reply's values (mget) or keys (scan), bytes: the frame must hold them too
+        self._max_reply = min(config.max_reply_bytes, config.max_frame)
         self._server_stats = server_stats
         self.limits = {
             "max_key_size": max_key_size,
@@ -245,7 +268,12 @@ class Dispatcher(TransactionHandlers):
         return Read(self._read_many, keys)
 
     def _read_many(self, keys: list[bytes]) -> list[bytes | None]:
-        # One instant of the store: never half of a batch (get_many)
+        # Sized first (values_over), then one instant of the store: never half of a
+        # batch (get_many). A write in between may grow it: the frame limit then
+        # refuses the reply (FRAME_TOO_LARGE, as this refusal), at most one frame read.
+        size = values_over(self._db, keys, self._max_reply)
+        if size:
+            raise LocalProtocolError(reply_too_large(size, self._max_reply), _TOO_LARGE)
         result: list[bytes | None] = self._db.get_many(keys)
         return result
 
@@ -259,6 +287,9 @@ class Dispatcher(TransactionHandlers):
         # already answers the finished cursor (nil), never one more empty page.
         prefix, cursor, count = query
         keys = self._db.scan(prefix, after=cursor, limit=count + 1)
+        size = sum(map(len, keys))  # keys the keydir holds: their copy in the frame
+        if size > self._max_reply:
+            raise LocalProtocolError(reply_too_large(size, self._max_reply, "keys"), _TOO_LARGE)
         if len(keys) > count:
             return [keys[count - 1], keys[:count]]
         return [None, keys]
@@ -312,13 +343,32 @@ class Dispatcher(TransactionHandlers):
         return Async(start)
 
     def _snapshot_begin(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return Async(self.snapshots.begin(session, args))
+        if self.shutting_down:
+            return _SNAPSHOT_STOPPED
+        return Async(self._unless_stopping(self.snapshots.begin(session, args)))
 
     def _snapshot_read(self, session: Session, args: tuple[Any, ...]) -> Outcome:
+        # A backup in flight at a graceful stop ends now, with SHUTTING_DOWN, instead
+        # of pulling chunks for half the budget and then losing its connection (its
+        # client deletes its staging directory: nothing under the backup's name).
+        if self.shutting_down:
+            return _SNAPSHOT_STOPPED
         try:
-            return Async(self.snapshots.read(session, args))
+            return Async(self._unless_stopping(self.snapshots.read(session, args)))
         except Exception as exc:
             return Done(None, error_for(exc, error_info))
+
+    def _unless_stopping(self, start: Callable[[Done_], None]) -> Callable[[Done_], None]:
+        # Checked again when its turn comes: pipelined reads were called (decided) on
+        # arrival, before the stop; they start one after another, after it.
+        def checked(settle: Done_) -> None:
+            if self.shutting_down:
+                stopped = _SNAPSHOT_STOPPED
+                asyncio.get_running_loop().call_soon(settle, stopped.result, stopped.error)
+            else:
+                start(settle)
+
+        return checked
 
     def _snapshot_end(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         try:
@@ -360,6 +410,11 @@ class Dispatcher(TransactionHandlers):
             raise Invalid(
                 ErrorCode.BATCH_TOO_LARGE, f"{n} operations > max_batch {self._max_batch}"
             )
+
+
+_SNAPSHOT_STOPPED = Done(
+    None, make_error(ErrorCode.SHUTTING_DOWN, "the server is shutting down: backup abandoned")
+)
 
 
 def _true(results: list[Any]) -> bool:

@@ -18,8 +18,10 @@ Strategy / invariants (one Pipeline per connection, loop thread only):
   batch of input (what `feed` returns) or per completed group (`flush` via call_soon).
 - Back-pressure lives here too (`feed`): the events of a connection's input are
   started while fewer than `high` requests are pending and the writer is not over its
-  mark; the rest wait in `_backlog` (at most one read's worth) and are started as
-  replies go out. The owner only asks `wants_input` / `can_resume` to pause or resume
+  mark (the mark holds only a connection with a write or async work of its own in
+  flight: an idle connection's PING or GET is answered while the disk stalls, and
+  its first write then holds it); the rest wait in `_backlog` (at most one read's
+  worth) and are started as replies go out. The owner only asks `wants_input` / `can_resume` to pause or resume
   reading. After a terminal `Close` event nothing more is started (`stopped`).
 - Reply bytes are bounded too, for a peer that sends reads and does not read the
   replies: once OUT_BUDGET bytes of replies were gathered in one turn, the rest of
@@ -136,7 +138,8 @@ class Pipeline:
 
         high: pending requests above which events wait in the backlog (and the
             owner pauses reading); it resumes at half.
-        pressured: True while the writer's queue is over its mark (events wait too).
+        pressured: True while the writer's queue is over its mark (events wait too,
+            on a connection with writes of its own in flight).
 
     Example:
         >>> p = Pipeline(dispatcher, session, metrics, transport.write, lambda: None)  # doctest: +SKIP
@@ -214,6 +217,11 @@ class Pipeline:
         return len(self._replies) + len(self._backlog) + bool(self._out)
 
     @property
+    def writing(self) -> bool:
+        """Writes (or async work) of this connection are in flight."""
+        return self._inflight > 0
+
+    @property
     def wants_input(self) -> bool:
         """False while events wait or `high` requests are pending: pause reading."""
         return not self._backlog and len(self._replies) < self._high
@@ -253,7 +261,9 @@ class Pipeline:
         # Reads answered at once, counted once per run of one method (metrics).
         now_method: str | None = None
         now_n = 0
-        blocked = pressured()
+        # Writer pressure holds only a connection with writes of its own in flight: a
+        # PING or GET of an idle connection (a health check) is answered meanwhile.
+        blocked = self._inflight > 0 and pressured()
         last = len(events) - 1
         size = 0  # reply bytes of fast reads gathered in this call (OUT_BUDGET)
         for i, event in enumerate(events):
@@ -315,7 +325,8 @@ class Pipeline:
                 continue
             place(outcome, method, render, event, t0)
             if type(outcome) is not Done and i != last:
-                blocked = pressured()  # only a submission can put the writer over its mark
+                # only a submission can put the writer over its mark
+                blocked = self._inflight > 0 and pressured()
         if now_n:
             self._metrics.requests_done(now_method, perf_counter() - t0, now_n)  # type: ignore[arg-type]
         if not out:
@@ -334,7 +345,12 @@ class Pipeline:
             self._out,
         )
         size = sum(map(len, out))
-        while backlog and not self.stopped and len(replies) < high and not pressured():
+        while (
+            backlog
+            and not self.stopped
+            and len(replies) < high
+            and not (self._inflight and pressured())
+        ):
             if self.write_paused:
                 return  # the owner flushes again when its transport resumes writing
             if size >= OUT_BUDGET:

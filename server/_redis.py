@@ -55,6 +55,7 @@ from protocol import redis_commands as rc
 from protocol._glob import compile_glob
 from protocol._resp_writer import NullArray, encode, encode_error
 
+from ._dispatch import reply_too_large, values_over
 from ._outcome import Async, Done, Outcome, Read, Write, error_info
 from ._redis_admin import AdminCommands, bulk_strings
 from ._redis_session import (
@@ -356,8 +357,8 @@ class RedisDispatcher(AdminCommands):
         def read() -> bytes:
             # Sized from the keydir first, so a reply past the bound reads no value:
             # MGET of one 1 MiB key named 300 times peaked near 865 MB of RSS.
-            size = db.value_bytes(keys) if len(keys) > 1 else 0  # one: max_value_size
-            if size > limit:
+            size = values_over(db, keys, limit)  # one key: max_value_size
+            if size:
                 return encode_error(_reply_too_big(size, limit))
             return _bounded_reply(get_many(keys), proto, limit)
 
@@ -527,7 +528,8 @@ class RedisDispatcher(AdminCommands):
         proto = s.proto
         if c.type is not None and c.type.lower() != b"string":
             return Step(encode([b"0", []], proto))
-        return Step(read=lambda: encode(self._scan_page(c), proto))
+        limit = self._config.max_reply_bytes
+        return Step(read=lambda: _scan_reply(self._scan_page(c), proto, limit))
 
     def _scan_page(self, c: rc.Scan) -> list[Any]:
         after: bytes | None = None
@@ -543,9 +545,14 @@ class RedisDispatcher(AdminCommands):
         return [str(cursor).encode(), keys]
 
     def _keys(self, s: RedisSession, c: rc.Keys, tx: bool) -> Step:
-        proto = s.proto
+        proto, limit = s.proto, self._config.max_reply_bytes
         match = compile_glob(c.pattern)
-        return Step(read=lambda: encode([k for k in self._db if match(k)], proto))
+
+        def read() -> bytes:
+            keys = [k for k in self._db if match(k)]
+            return _bounded_keys(keys, keys, proto, limit)
+
+        return Step(read=read)
 
     def _randomkey(self, s: RedisSession, c: rc.RandomKey, tx: bool) -> Step:
         proto = s.proto
@@ -614,6 +621,19 @@ class RedisDispatcher(AdminCommands):
             except RedisError as exc:
                 steps.append(Step(encode_error(exc.message)))
         proto = s.proto  # a queued HELLO changes the version of the replies after it
+        # The reply bound (values_over's rule), before anything is read: a command over
+        # it alone answers its error in its place (MGET's rule); the rest over it
+        # together refuse the EXEC whole, nothing written (MULTI, GET of a 64 MiB key
+        # 10,000 times, EXEC read 640 GB into the writer's results).
+        limit = self._config.max_reply_bytes
+        bounds = self._exec_bounds(steps)
+        for i, step in enumerate(steps):
+            if bounds[i] > limit and step.ops is not None and len(step.ops) > 1:
+                steps[i], bounds[i] = Step(encode_error(_reply_too_big(bounds[i], limit))), 0
+        if sum(bounds) > limit:
+            for w in watches:
+                w.release()
+            return Done(None, redis_error(_reply_too_big(sum(bounds), limit)))
         ops: list[Any] = []
         size = 0
         for step in steps:
@@ -659,6 +679,38 @@ class RedisDispatcher(AdminCommands):
 
         return Async(start)
 
+    def _exec_bounds(self, steps: list[Step]) -> list[int]:
+        """Per step, the most bytes of values its ops can read: each read key's size
+        in the keydir plus what the transaction's earlier ops may have put there (a
+        SET, APPEND, MSETNX, RENAME onto it), at most max_value_size. No value is read."""
+        kd = self._db.value_bytes
+        grown: dict[bytes, int] = {}
+        bounds = []
+        for step in steps:
+            n = 0
+            for op in step.ops or ():
+                if type(op) is tuple:  # ("put", key, value, ttl) | ("delete", key)
+                    if op[0] == "put":
+                        grown[op[1]] = grown.get(op[1], 0) + len(op[2])
+                    continue
+                kind, key = type(op), getattr(op, "key", b"")
+                if kind is bitcask.GetEx or kind is bitcask.GetDel or kind is bitcask.Set:
+                    n += min(kd((key,)) + grown.get(key, 0), self._max_value)
+                if kind is bitcask.Set:
+                    grown[key] = grown.get(key, 0) + len(op.value)
+                elif kind is bitcask.Append:
+                    grown[key] = grown.get(key, 0) + len(op.suffix)
+                elif kind is bitcask.MSetNx:
+                    for k, v in op.pairs:
+                        grown[k] = grown.get(k, 0) + len(v)
+                elif kind is bitcask.Rename:
+                    moved = kd((key,)) + grown.get(key, 0)
+                    grown[op.dst] = grown.get(op.dst, 0) + moved
+                elif kind is bitcask.Incr or kind is bitcask.IncrFloat:
+                    grown[key] = grown.get(key, 0) + 64  # a number's digits
+            bounds.append(n)
+        return bounds
+
 
 def _later(settle: Settle, result: Any, error: Any) -> None:
     """Settle an Async outcome on a later turn: never from inside its own start()."""
@@ -678,11 +730,18 @@ def _ok(results: list[Any]) -> bytes:
     return (_op_error(results[0]) or OK) if results else OK
 
 
-def _reply_too_big(size: int, limit: int) -> str:
-    return (
-        f"ERR reply of {size} bytes of values exceeds max-reply-bytes {limit} "
-        "(client-output-buffer-limit): ask for fewer keys at a time"
-    )
+def _reply_too_big(size: int, limit: int, what: str = "values") -> str:
+    return "ERR " + reply_too_large(size, limit, what)
+
+
+def _bounded_keys(reply: list[Any], keys: list[bytes], proto: int, limit: int) -> bytes:
+    # KEYS' keys, or SCAN's [cursor, keys] (COUNT has no cap in Redis): the keydir
+    # holds them already, the reply would copy them (KEYS * of 1 KiB keys: 1 GB a
+    # million); refused past the bound, as MGET's values.
+    size = sum(map(len, keys))
+    if size > limit:
+        return encode_error(_reply_too_big(size, limit, "keys"))
+    return encode(reply, proto)
 
 
 def _bounded_reply(values: list[bytes | None], proto: int, limit: int) -> bytes:
@@ -692,6 +751,10 @@ def _bounded_reply(values: list[bytes | None], proto: int, limit: int) -> bytes:
     if size > limit and len(values) > 1:
         return encode_error(_reply_too_big(size, limit))
     return encode(values, proto)
+
+
+def _scan_reply(page: list[Any], proto: int, limit: int) -> bytes:
+    return _bounded_keys(page, page[1], proto, limit)
 
 
 def _value_reply(result: Any, proto: int) -> bytes:

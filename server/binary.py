@@ -10,7 +10,9 @@ Strategy / invariants:
   of input leave in one transport.write.
 - Flow control here is only the switch: reading pauses while the Pipeline does not
   want input, and resumes when it says so (`can_resume`, at half). Pause reasons are
-  bits (server/_flow.py) so that one resume never cancels another reason.
+  bits (server/_flow.py) so that one resume never cancels another reason. The
+  writer's pressure pauses only connections with writes in flight (`writing`), so
+  a health check's PING on another connection is answered while the disk stalls.
 - A `Close` event (fatal input, QUIT, HTTP on this port) is answered in order, after
   the requests before it; then the connection closes and nothing after it runs. The
   close lingers (`_linger`): the peer may still be sending the request that ended it,
@@ -77,8 +79,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             return
         self.last_active = self._state.loop.time()
         self._pipeline = self._new_pipeline(self._state.dispatcher)
-        if self._host.writer_pressured:
-            self.pause_for_writer(True)
+        # Not paused for the writer's pressure: it has no write in flight (a health
+        # check's PING is answered while the disk stalls; a first write holds it).
 
     def _new_pipeline(self, dispatcher: Any) -> Pipeline:
         state, host = self._state, self._host
@@ -156,6 +158,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         assert pipeline is not None
         if self._pause & PAUSE_INFLIGHT and pipeline.can_resume:
             self._set_pause(PAUSE_INFLIGHT, False)
+        if self._pause & PAUSE_WRITER and not pipeline.writing:
+            self._set_pause(PAUSE_WRITER, False)  # its writes are done: read (pings) again
         if self._closing:
             self._close_when_done()
 
@@ -182,7 +186,11 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
     # ---- called by the Server ----
 
     def pause_for_writer(self, on: bool) -> None:
-        self._set_pause(PAUSE_WRITER, on)
+        # Only a connection with writes of its own in flight stops reading: an idle
+        # one's PING or GET does not wait for a stalled disk (the Pipeline holds its
+        # next write, and then its input, while the pressure lasts).
+        if not on or (self._pipeline is not None and self._pipeline.writing):
+            self._set_pause(PAUSE_WRITER, on)
         if not on and self._pipeline is not None and self._pipeline.busy:
             self._pipeline.flush()  # starts what waited in its backlog, writes, resumes
 

@@ -77,11 +77,12 @@ class ServerConfig:
     max_connections: int = 1024  # binary + HTTP connections together
     max_frame: int = DEFAULT_MAX_FRAME  # binary frame and HTTP body limit, bytes
     max_batch: int = 10_000  # operations in one batch/mput/mget
-    # values in one RESP MGET reply, bytes (Redis's client-output-buffer-limit, per reply)
+    # values (or keys) in one reply: MGET, EXEC, KEYS, SCAN, binary mget/scan, bytes
+    # (Redis's client-output-buffer-limit, per reply; the binary port: at most max_frame)
     max_reply_bytes: int = 128 * 1024 * 1024
     idle_timeout: float = 300.0  # seconds without traffic before a connection is closed; 0: never
     max_inflight: int = 1024  # per connection: pause reading above, resume at half
-    writer_queue_max: int = 8192  # queued write requests: pause every reader above
+    writer_queue_max: int = 8192  # queued write requests: pause every writing reader above
     # --- HTTP ---
     http_keepalive: float = 5.0  # idle seconds between requests on a keep-alive connection
     http_header_timeout: float = 10.0  # seconds to send a whole request head (slowloris)
@@ -186,10 +187,10 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_connections": (int, "maximum open connections, both ports (default 1024)"),
     "max_frame": (int, "largest binary frame / HTTP body in bytes (default 64 MiB + 1 MiB)"),
     "max_batch": (int, "most operations in one batch, mput or mget (default 10000)"),
-    "max_reply_bytes": (int, "most bytes of values in one Redis MGET reply (default 128 MiB)"),
+    "max_reply_bytes": (int, "most bytes of values or keys in one reply (default 128 MiB)"),
     "idle_timeout": (float, "close connections silent this many seconds; 0: never (default 300)"),
     "max_inflight": (int, "per-connection requests in flight before reading pauses (1024)"),
-    "writer_queue_max": (int, "queued writes before every connection pauses (8192)"),
+    "writer_queue_max": (int, "queued writes before writing connections pause (8192)"),
     "http_keepalive": (float, "HTTP keep-alive idle timeout, seconds (default 5)"),
     "http_header_timeout": (float, "seconds allowed to send an HTTP request head (10)"),
     "http_body_timeout": (float, "seconds of silence allowed inside an HTTP body (30)"),

@@ -303,16 +303,25 @@ async def test_writer_pressure_holds_events_until_released(setup: Any) -> None:
     make, db, host = setup
     proto, transport = make()
     host.writer_pressured = True
-    proto.pause_for_writer(True)
-    proto.data_received(request(1, "put", [b"held", b"v"]) + request(2, "get", [b"held"]))
-    await settle()
+    proto.pause_for_writer(True)  # no write of its own in flight: not paused
+    assert not transport.read_paused
+    # its first write goes to the writer; what follows it waits in the backlog
+    proto.data_received(
+        request(1, "put", [b"first", b"v"])
+        + request(2, "put", [b"held", b"v"])
+        + request(3, "get", [b"held"])
+    )
     assert transport.buffer == b"" and transport.read_paused
-    assert proto.busy == 2  # both wait in the pipeline's backlog
+    assert proto.busy == 3
+    # another connection with nothing in flight is answered meanwhile (a health check)
+    probe, probe_transport = make()
+    probe.data_received(request(9, "ping", []))
+    assert probe_transport.frames() == [[1, 9, None, "PONG"]]
     host.writer_pressured = False
     proto.pause_for_writer(False)
     for _ in range(4):
         await settle()
-    assert transport.frames() == [[1, 1, None, True], [1, 2, None, b"v"]]
+    assert transport.frames() == [[1, 1, None, True], [1, 2, None, True], [1, 3, None, b"v"]]
     assert not transport.read_paused
     assert db.get(b"held") == b"v"
 
