@@ -45,12 +45,28 @@ __all__ = [
     "encode_request",
     "encode_response",
     "frame",
+    "reply_limit",
 ]
 
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024 + 1024 * 1024
 """64 MiB (the default largest value) plus 1 MiB of room for key and envelope."""
 HARD_MAX_FRAME = 512 * 1024 * 1024 - 1
 """No configuration may allow a frame of 512 MiB or more (first byte stays < 0x20)."""
+
+
+def reply_limit(max_frame: int) -> int:
+    """The largest reply frame of a server whose requests may be ``max_frame`` bytes.
+
+    Never below DEFAULT_MAX_FRAME (a server with a small request limit still returns
+    a default-sized value), and the request limit itself above it (a value that fit
+    in a put fits in the get that returns it). Clients accept replies this large.
+
+    Example:
+        >>> reply_limit(4096) == DEFAULT_MAX_FRAME
+        True
+    """
+    return max(max_frame, DEFAULT_MAX_FRAME)
+
 
 _HEADER = struct.Struct(">I")
 _header_from = _HEADER.unpack_from

@@ -35,7 +35,7 @@ from typing import Any, Final, Protocol
 import msgpack
 
 from protocol._events import Close, Event, Reject
-from protocol._framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_response
+from protocol._framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_response, reply_limit
 from protocol.errors import ErrorCode, RemoteProtocolError
 from protocol.messages import MAX_MSGID, ErrorInfo, Request, message_from_obj, requests_from_objs
 from protocol.resp_dialect import RespDialect
@@ -121,7 +121,7 @@ def readable_msgid(obj: Any) -> int:
 # a checked request, so encode_response's argument checks are redundant. Errors,
 # unencodable results and replies over the limit take encode_response itself, so
 # the bytes and the LocalProtocolError are exactly its own. Replies may be as large
-# as DEFAULT_MAX_FRAME whatever the server's max_frame for requests.
+# as reply_limit(max_frame): DEFAULT_MAX_FRAME, or the server's max_frame above it.
 _packer = msgpack.Packer(use_bin_type=True)  # one thread only; pack() never re-enters
 _pack = _packer.pack
 _header = struct.Struct(">I").pack
@@ -157,12 +157,13 @@ class BinaryDialect:
     """Length-prefixed msgpack frames (docs/protocol.md sections 1-2)."""
 
     name = "binary"
-    __slots__ = ("_decoder", "_ended", "_feed_raw", "_max_frame")
+    __slots__ = ("_decoder", "_ended", "_feed_raw", "_max_frame", "_max_reply")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self._decoder = FrameDecoder(max_frame=max_frame)
         self._feed_raw = self._decoder.feed_raw
         self._max_frame = max_frame
+        self._max_reply = reply_limit(max_frame)
         self._ended = False
 
     def set_authenticated(self, on: bool) -> None:
@@ -209,9 +210,9 @@ class BinaryDialect:
                 body: bytes = _pack([1, msgid, None, result])
             except Exception:
                 return encode_response(msgid, result, None)  # raises LocalProtocolError
-            if len(body) <= DEFAULT_MAX_FRAME:
+            if len(body) <= self._max_reply:
                 return _header(len(body)) + body
-        return encode_response(msgid, result, error)
+        return encode_response(msgid, result, error, max_frame=self._max_reply)
 
 
 # ---------------------------------------------------------------- the connection

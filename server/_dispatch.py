@@ -24,7 +24,14 @@ import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, validate_params
+from protocol import (
+    METHODS,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    LocalProtocolError,
+    reply_limit,
+    validate_params,
+)
 
 from ._metrics import Metrics
 from ._outcome import Async, Done, Done_, Invalid, Outcome, Read, Write, error_info, make_error
@@ -37,6 +44,7 @@ from .config import ServerConfig
 __all__ = ["OPEN_METHODS", "SERVER_VERSION", "Dispatcher"]
 
 OPEN_METHODS = frozenset({"hello", "auth", "ping"})  # allowed before authentication
+SCAN_ENVELOPE = 64  # a scan reply's bytes besides its keys and cursor: msgid, headers
 SERVER_VERSION = "0.1.0"
 
 
@@ -78,6 +86,7 @@ class Dispatcher(TransactionHandlers):
         self._max_key = max_key_size
         self._max_value = max_value_size
         self._max_batch = config.max_batch
+        self._max_reply = reply_limit(config.max_frame)  # the encoder's bound on a reply
         self._server_stats = server_stats
         self.limits = {
             "max_key_size": max_key_size,
@@ -245,8 +254,19 @@ class Dispatcher(TransactionHandlers):
         return Read(self._read_many, keys)
 
     def _read_many(self, keys: list[bytes]) -> list[bytes | None]:
+        db, limit = self._db, self._max_reply
+        if len(keys) > 1 and len(keys) * self._max_value > limit:
+            # Sized from the keydir before a value is read: the reply's encoder refuses
+            # a frame over its limit only once every value is in memory (an mget of one
+            # 1 MiB key named 300 times peaked at 2.2 GB of server RSS for that refusal).
+            size = db.value_bytes(keys)
+            if size > limit:
+                raise LocalProtocolError(
+                    f"reply of {size} bytes of values exceeds the limit of {limit}",
+                    ErrorCode.FRAME_TOO_LARGE,
+                )
         # One instant of the store: never half of a batch (get_many)
-        result: list[bytes | None] = self._db.get_many(keys)
+        result: list[bytes | None] = db.get_many(keys)
         return result
 
     def _scan(self, session: Session, args: tuple[Any, ...]) -> Outcome:
@@ -259,6 +279,17 @@ class Dispatcher(TransactionHandlers):
         # already answers the finished cursor (nil), never one more empty page.
         prefix, cursor, count = query
         keys = self._db.scan(prefix, after=cursor, limit=count + 1)
+        budget = self._max_reply - self._max_key - SCAN_ENVELOPE  # the cursor is a key too
+        if len(keys) * (self._max_key + 5) > budget:
+            # Long keys: a page ends before its reply outgrows the frame (count is an
+            # upper bound, as SCAN's COUNT is a hint), never FRAME_TOO_LARGE. 1,100 keys
+            # of 64 KiB made a 72 MB reply the server refused: no count over ~1,000
+            # could scan them.
+            size = 0
+            for i, key in enumerate(keys):
+                size += len(key) + 5  # a bin header is at most 5 bytes
+                if size > budget:
+                    return [keys[i - 1], keys[:i]]
         if len(keys) > count:
             return [keys[count - 1], keys[:count]]
         return [None, keys]
