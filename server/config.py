@@ -36,6 +36,8 @@ WRITER_MODES = ("auto", "thread", "executor", "aiofiles", "loop")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # The wire protocol keeps frames below 512 MiB so the first byte of a frame is < 0x20.
 FRAME_CEILING = 512 * 1024 * 1024
+# A frame's room besides its value (key, envelope), as in DEFAULT_MAX_FRAME = 64 MiB + this.
+FRAME_ROOM = 1024 * 1024
 ENV_PREFIX = "BITCASK_"
 # Longest --shutdown-timeout and --drain-seconds (a day): the process's forced-exit
 # watchdog is a threading.Timer, which cannot wait past the platform's time_t.
@@ -158,6 +160,13 @@ class ServerConfig:
                 )
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw)
+        value_size = values.get("max_value_size")
+        if "max_frame" not in values and value_size is not None:
+            # One limit for every way in: a larger --max-value-size raises the frame
+            # (binary requests, HTTP bodies, RESP bulks) with it, as the default does.
+            values["max_frame"] = max(
+                DEFAULT_MAX_FRAME, min(value_size + FRAME_ROOM, FRAME_CEILING - 1)
+            )
         return cls(**values)
 
 
@@ -271,6 +280,12 @@ def _validate(cfg: ServerConfig) -> None:
         fail("max-connections must be >= 1")
     if not 1024 <= cfg.max_frame < FRAME_CEILING:
         fail(f"max-frame must be in 1024..{FRAME_CEILING - 1}")
+    if cfg.max_value_size is not None and cfg.max_value_size >= cfg.max_frame:
+        # Such a value could be built by APPEND but never put by any protocol.
+        fail(
+            f"max-value-size {cfg.max_value_size} does not fit in a frame (max-frame "
+            f"{cfg.max_frame}, at most {FRAME_CEILING - 1}): lower it or raise --max-frame"
+        )
     if cfg.max_batch < 1:
         fail("max-batch must be >= 1")
     if cfg.max_reply_bytes < 1:

@@ -25,7 +25,7 @@ import client
 from protocol import DEFAULT_MAX_FRAME, BinaryDialect, Request, reply_limit
 from server._dispatch import Dispatcher
 from server._outcome import Read
-from server.config import ServerConfig
+from server.config import ConfigError, ServerConfig
 from tests.protocol._redis_server import require_binary
 from tests.server import wire
 from tests.serverproc import ServerProcess
@@ -202,12 +202,10 @@ def test_mget_past_the_reply_frame_is_refused_before_any_value_is_read(
 def test_a_value_past_the_default_reply_frame_reads_back_when_max_frame_allows_it(
     server_factory: object, tmp_path: Path
 ) -> None:
-    # --max-frame 80 MiB lets a 66 MiB value in; the reply that returns it used to be
-    # capped at the default frame (65 MiB): put worked, get answered FRAME_TOO_LARGE
-    # while the same value came back whole over RESP and HTTP.
-    srv = server_factory(  # type: ignore[operator]
-        sync="never", extra=["--max-frame", str(80 * MiB), "--max-value-size", str(70 * MiB)]
-    )
+    # --max-value-size 70 MiB raises --max-frame with it (to 71 MiB), so a 66 MiB value
+    # gets in; the reply that returns it used to be capped at the default frame (65 MiB):
+    # put worked, get answered FRAME_TOO_LARGE while RESP and HTTP returned it whole.
+    srv = server_factory(sync="never", extra=["--max-value-size", str(70 * MiB)])  # type: ignore[operator]
     big = os.urandom(66 * MiB)
 
     async def main() -> None:
@@ -216,6 +214,7 @@ def test_a_value_past_the_default_reply_frame_reads_back_when_max_frame_allows_i
             assert await db.get(b"huge") == big
             with pytest.raises(client.FrameTooLargeError):
                 await db.mget([b"huge", b"huge"])  # 132 MiB: over even this server's frame
+            assert db.limits.max_frame == 71 * MiB
 
     asyncio.run(main())
 
@@ -288,3 +287,19 @@ def test_engine_paths_keep_values_at_and_past_the_file_size(tmp_path: Path) -> N
         with bitcask.open(path, options=limits) as db:
             assert {k: db.get(k) for k in db} == stored
         assert bitcask.check(path).ok
+
+
+def test_max_frame_follows_max_value_size_and_refuses_a_value_it_cannot_carry() -> None:
+    derived = ServerConfig.from_args(["--max-value-size", str(100 * MiB)], env={})
+    assert derived.max_frame == 101 * MiB  # binary frames, HTTP bodies, RESP bulks alike
+    assert (
+        ServerConfig.from_args(["--max-value-size", "1000"], env={}).max_frame == DEFAULT_MAX_FRAME
+    )
+    small = ServerConfig.from_args(["--max-frame", "4096"], env={})
+    assert (small.max_frame, small.max_value_size) == (4096, None)
+    for argv in (
+        ["--max-value-size", str(100 * MiB), "--max-frame", str(50 * MiB)],
+        ["--max-value-size", str(600 * MiB)],  # no frame may reach 512 MiB
+    ):
+        with pytest.raises(ConfigError, match="does not fit in a frame"):
+            ServerConfig.from_args(argv, env={})
