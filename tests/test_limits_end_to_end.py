@@ -62,6 +62,16 @@ def value(n: int, seed: int = 0) -> bytes:
     return bytes((i * 7 + seed) & 0xFF for i in range(256)) * (n // 256) + b"\x5a" * (n % 256)
 
 
+def rss_anon(srv: ServerProcess) -> int:
+    """The server's anonymous resident memory (heap, not the mapped data files)."""
+    assert srv.proc is not None
+    with open(f"/proc/{srv.proc.pid}/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon in /proc/<pid>/status")
+
+
 def cli(srv: ServerProcess, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     argv = [sys.executable, "-m", "repl.cli", "--port", str(srv.port), *args]
     return subprocess.run(argv, input=stdin, capture_output=True, timeout=TIMEOUT, check=False)
@@ -212,11 +222,15 @@ def test_a_value_past_the_default_reply_frame_reads_back_when_max_frame_allows_i
     # put worked, get answered FRAME_TOO_LARGE while RESP and HTTP returned it whole.
     srv = server_factory(sync="never", extra=["--max-value-size", str(70 * MiB)])  # type: ignore[operator]
     big = os.urandom(66 * MiB)
+    anon_before = rss_anon(srv)
 
     async def main() -> None:
         async with client.connect("127.0.0.1", srv.port, timeout=TIMEOUT) as db:
             await db.put(b"huge", big)
             assert await db.get(b"huge") == big
+            # The reply's msgpack Packer kept a buffer as large as the largest reply it
+            # ever packed: one 64 MiB get left the server 64 MiB larger for good.
+            assert rss_anon(srv) - anon_before < 32 * MiB
             with pytest.raises(client.FrameTooLargeError):
                 await db.mget([b"huge", b"huge"])  # 132 MiB: over even this server's frame
             assert db.limits.max_frame == 71 * MiB
