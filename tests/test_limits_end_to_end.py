@@ -217,7 +217,7 @@ def test_mget_past_the_reply_frame_is_refused_before_any_value_is_read(
 def test_a_value_past_the_default_reply_frame_reads_back_when_max_frame_allows_it(
     server_factory: object, tmp_path: Path
 ) -> None:
-    # --max-value-size 70 MiB raises --max-frame with it (to 71 MiB), so a 66 MiB value
+    # --max-value-size 70 MiB raises --max-frame with it (to 70 MiB + 65 KiB): a 66 MiB value
     # gets in; the reply that returns it used to be capped at the default frame (65 MiB):
     # put worked, get answered FRAME_TOO_LARGE while RESP and HTTP returned it whole.
     srv = server_factory(sync="never", extra=["--max-value-size", str(70 * MiB)])  # type: ignore[operator]
@@ -233,7 +233,7 @@ def test_a_value_past_the_default_reply_frame_reads_back_when_max_frame_allows_i
             assert rss_anon(srv) - anon_before < 32 * MiB
             with pytest.raises(client.FrameTooLargeError):
                 await db.mget([b"huge", b"huge"])  # 132 MiB: over even this server's frame
-            assert db.limits.max_frame == 71 * MiB
+            assert db.limits.max_frame == 70 * MiB + 64 * KiB + 1024  # value + key + envelope
 
     asyncio.run(main())
 
@@ -310,7 +310,10 @@ def test_engine_paths_keep_values_at_and_past_the_file_size(tmp_path: Path) -> N
 
 def test_max_frame_follows_max_value_size_and_refuses_a_value_it_cannot_carry() -> None:
     derived = ServerConfig.from_args(["--max-value-size", str(100 * MiB)], env={})
-    assert derived.max_frame == 101 * MiB  # binary frames, HTTP bodies, RESP bulks alike
+    assert derived.max_frame == 100 * MiB + 64 * KiB + 1024  # binary, HTTP, RESP alike
+    # The longest key (1 MiB) with the default largest value: 1 KiB past the default.
+    long_keys = ServerConfig.from_args(["--max-key-size", str(MiB)], env={})
+    assert long_keys.max_frame == 65 * MiB + 1024
     assert (
         ServerConfig.from_args(["--max-value-size", "1000"], env={}).max_frame == DEFAULT_MAX_FRAME
     )
