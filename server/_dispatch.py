@@ -255,10 +255,12 @@ class Dispatcher(TransactionHandlers):
 
     def _read_many(self, keys: list[bytes]) -> list[bytes | None]:
         db, limit = self._db, self._max_reply
-        if len(keys) > 1 and len(keys) * self._max_value > limit:
+        if len(keys) > 1:
             # Sized from the keydir before a value is read: the reply's encoder refuses
             # a frame over its limit only once every value is in memory (an mget of one
             # 1 MiB key named 300 times peaked at 2.2 GB of server RSS for that refusal).
+            # Always: values written under a larger --max-value-size stay readable. It
+            # costs about 6% of the get_many it guards (0.4 of 9.4 us for 2 keys).
             size = db.value_bytes(keys)
             if size > limit:
                 raise LocalProtocolError(

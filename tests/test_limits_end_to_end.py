@@ -22,7 +22,7 @@ import redis
 
 import bitcask
 import client
-from protocol import DEFAULT_MAX_FRAME, BinaryDialect, Request, reply_limit
+from protocol import DEFAULT_MAX_FRAME, BinaryDialect, LocalProtocolError, Request, reply_limit
 from server._dispatch import Dispatcher
 from server._outcome import Read
 from server.config import ConfigError, ServerConfig
@@ -212,6 +212,22 @@ def test_mget_past_the_reply_frame_is_refused_before_any_value_is_read(
         assert refused.value.name == "FRAME_TOO_LARGE"
         assert "reply of 78643200 bytes of values" in refused.value.message
         assert conn.call("mget", [b"mget:big"] * 3) == [big] * 3  # the connection goes on
+
+
+def test_mget_sizes_values_stored_under_a_larger_limit_too(tmp_path: Path) -> None:
+    # A store written with 4 MiB values, served with --max-value-size 1 KiB: 20 names of
+    # one such key are an 80 MiB reply, which must be refused from the keydir as well.
+    with bitcask.open(tmp_path / "db", sync="never", max_value_size=4 * MiB) as db:
+        db.put(b"old", b"v" * (4 * MiB))
+        cfg = ServerConfig(data=tmp_path / "db", port=0, http_port=0)
+        d = Dispatcher(
+            db, None, cfg,  # type: ignore[arg-type]
+            max_key_size=KiB, max_value_size=KiB, server_stats=dict,
+        )  # fmt: skip
+        outcome = d.call(d.new_session(), "mget", [[b"old"] * 20])
+        assert type(outcome) is Read
+        with pytest.raises(LocalProtocolError, match="reply of 83886080 bytes of values"):
+            outcome.fn(outcome.arg)
 
 
 def test_a_value_past_the_default_reply_frame_reads_back_when_max_frame_allows_it(
