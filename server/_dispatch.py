@@ -44,7 +44,9 @@ from .config import ServerConfig
 __all__ = ["OPEN_METHODS", "SERVER_VERSION", "Dispatcher"]
 
 OPEN_METHODS = frozenset({"hello", "auth", "ping"})  # allowed before authentication
-SCAN_ENVELOPE = 64  # a scan reply's bytes besides its keys and cursor: msgid, headers
+# A scan reply's bytes besides its page of keys: the cursor (a key, at most the engine's
+# 1 MiB ceiling, whatever --max-key-size says now) and the envelope.
+SCAN_ROOM = 1024 * 1024 + 64
 SERVER_VERSION = "0.1.0"
 
 
@@ -281,15 +283,15 @@ class Dispatcher(TransactionHandlers):
         # already answers the finished cursor (nil), never one more empty page.
         prefix, cursor, count = query
         keys = self._db.scan(prefix, after=cursor, limit=count + 1)
-        budget = self._max_reply - self._max_key - SCAN_ENVELOPE  # the cursor is a key too
-        if len(keys) * (self._max_key + 5) > budget:
+        budget = self._max_reply - SCAN_ROOM
+        if sum(map(len, keys)) + 5 * len(keys) > budget:  # a bin header: at most 5 bytes
             # Long keys: a page ends before its reply outgrows the frame (count is an
             # upper bound, as SCAN's COUNT is a hint), never FRAME_TOO_LARGE. 1,100 keys
             # of 64 KiB made a 72 MB reply the server refused: no count over ~1,000
             # could scan them.
             size = 0
             for i, key in enumerate(keys):
-                size += len(key) + 5  # a bin header is at most 5 bytes
+                size += len(key) + 5
                 if size > budget:
                     return [keys[i - 1], keys[:i]]
         if len(keys) > count:

@@ -286,7 +286,7 @@ def test_a_scan_page_of_long_keys_ends_before_its_reply_outgrows_the_frame() -> 
     cursor, keys = outcome.fn(outcome.arg)
     assert 1000 < len(keys) < 2000 and cursor == keys[-1]  # a short page, and more to come
     reply = BinaryDialect().render(Request(1, "scan", []), [cursor, keys], None)
-    assert DEFAULT_MAX_FRAME - 64 * KiB < len(reply) <= DEFAULT_MAX_FRAME
+    assert DEFAULT_MAX_FRAME - 2 * MiB < len(reply) <= DEFAULT_MAX_FRAME  # filled, not over
     outcome = d.call(d.new_session(), "scan", [{"count": 10}])
     assert type(outcome) is Read
     assert outcome.fn(outcome.arg)[1] == [_LongKeys.key] * 10  # short keys' pages: count
