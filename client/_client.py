@@ -59,7 +59,7 @@ from client.errors import (
     ServerError,
     UnsupportedVersionError,
 )
-from protocol import DEFAULT_MAX_FRAME, IDEMPOTENT_METHODS, PROTOCOL_VERSION
+from protocol import DEFAULT_MAX_FRAME, IDEMPOTENT_METHODS, PROTOCOL_VERSION, reply_limit
 
 T = TypeVar("T")
 
@@ -405,7 +405,7 @@ class Client(Commands):
         self.server_info = info
         self.limits = Limits.from_hello(info.get("limits"))
         proto.max_frame = self.limits.max_frame
-        proto.set_max_receive(max(self.limits.max_frame, DEFAULT_MAX_FRAME))
+        proto.set_max_receive(reply_limit(self.limits.max_frame))
         return info
 
     # ------------------------------------------------------------ session methods

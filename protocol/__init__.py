@@ -22,6 +22,7 @@ from protocol._framing import (
     encode_request,
     encode_response,
     frame,
+    reply_limit,
 )
 from protocol.connection import (
     CLOSED,
@@ -90,5 +91,6 @@ __all__ = [
     "looks_like_http",
     "message_from_obj",
     "refusal_error",
+    "reply_limit",
     "validate_params",
 ]

@@ -24,7 +24,14 @@ import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from protocol import METHODS, PROTOCOL_VERSION, ErrorCode, LocalProtocolError, validate_params
+from protocol import (
+    METHODS,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    LocalProtocolError,
+    reply_limit,
+    validate_params,
+)
 
 from ._metrics import Metrics
 from ._outcome import Async, Done, Done_, Invalid, Outcome, Read, Write, error_info, make_error
@@ -37,6 +44,9 @@ from .config import ServerConfig
 __all__ = ["OPEN_METHODS", "SERVER_VERSION", "Dispatcher", "reply_too_large", "values_over"]
 
 OPEN_METHODS = frozenset({"hello", "auth", "ping"})  # allowed before authentication
+# A scan reply's bytes besides its page of keys: the cursor (a key, at most the engine's
+# 1 MiB ceiling, whatever --max-key-size says now) and the envelope.
+SCAN_ROOM = 1024 * 1024 + 64
 SERVER_VERSION = "0.1.0"
 _TOO_LARGE = ErrorCode.FRAME_TOO_LARGE  # a reply over the bound: as one over max_frame
 
@@ -100,7 +110,8 @@ class Dispatcher(TransactionHandlers):
         self._max_value = max_value_size
         self._max_batch = config.max_batch
         # a reply's values (mget) or keys (scan), bytes: the frame must hold them too
-        self._max_reply = min(config.max_reply_bytes, config.max_frame)
+        self._max_reply = min(config.max_reply_bytes, reply_limit(config.max_frame))
+        self._max_frame = config.max_frame
         self._server_stats = server_stats
         self.limits = {
             "max_key_size": max_key_size,
@@ -287,9 +298,17 @@ class Dispatcher(TransactionHandlers):
         # already answers the finished cursor (nil), never one more empty page.
         prefix, cursor, count = query
         keys = self._db.scan(prefix, after=cursor, limit=count + 1)
-        size = sum(map(len, keys))  # keys the keydir holds: their copy in the frame
-        if size > self._max_reply:
-            raise LocalProtocolError(reply_too_large(size, self._max_reply, "keys"), _TOO_LARGE)
+        # Long keys: a page ends before its reply outgrows the bound (count is an upper
+        # bound, as SCAN's COUNT is a hint), never FRAME_TOO_LARGE: 1,100 keys of 64 KiB
+        # made a 72 MB reply the server refused, so no count over ~1,000 could scan them.
+        # The frame also holds the cursor (SCAN_ROOM); a page holds one key at least.
+        budget = min(self._max_reply, reply_limit(self._max_frame) - SCAN_ROOM)
+        if sum(map(len, keys)) + 5 * len(keys) > budget:  # a bin header: at most 5 bytes
+            size = 0
+            for i, key in enumerate(keys):
+                size += len(key) + 5
+                if size > budget and i:
+                    return [keys[i - 1], keys[:i]]
         if len(keys) > count:
             return [keys[count - 1], keys[:count]]
         return [None, keys]

@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
+import bitcask
 from protocol import DEFAULT_MAX_FRAME
 
 __all__ = ["ENGINE_OPTIONS", "ConfigError", "ServerConfig", "version"]
@@ -36,6 +37,8 @@ WRITER_MODES = ("auto", "thread", "executor", "aiofiles", "loop")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # The wire protocol keeps frames below 512 MiB so the first byte of a frame is < 0x20.
 FRAME_CEILING = 512 * 1024 * 1024
+# A put frame's bytes besides its key and value: msgid, method, headers, a ttl map.
+PUT_ENVELOPE = 1024
 ENV_PREFIX = "BITCASK_"
 # Longest --shutdown-timeout and --drain-seconds (a day): the process's forced-exit
 # watchdog is a threading.Timer, which cannot wait past the platform's time_t.
@@ -159,6 +162,17 @@ class ServerConfig:
                 )
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw)
+        if "max_frame" not in values and ("max_value_size" in values or "max_key_size" in values):
+            # One limit for every way in: larger store limits raise the frame (binary
+            # requests, HTTP bodies, RESP bulks) so a put of the longest key with the
+            # largest value fits, as the default frame fits the default limits.
+            engine = bitcask.Options()
+            need = (
+                values.get("max_value_size", engine.max_value_size)
+                + values.get("max_key_size", engine.max_key_size)
+                + PUT_ENVELOPE
+            )
+            values["max_frame"] = max(DEFAULT_MAX_FRAME, min(need, FRAME_CEILING - 1))
         return cls(**values)
 
 
@@ -272,6 +286,12 @@ def _validate(cfg: ServerConfig) -> None:
         fail("max-connections must be >= 1")
     if not 1024 <= cfg.max_frame < FRAME_CEILING:
         fail(f"max-frame must be in 1024..{FRAME_CEILING - 1}")
+    if cfg.max_value_size is not None and cfg.max_value_size >= cfg.max_frame:
+        # Such a value could be built by APPEND but never put by any protocol.
+        fail(
+            f"max-value-size {cfg.max_value_size} does not fit in a frame (max-frame "
+            f"{cfg.max_frame}, at most {FRAME_CEILING - 1}): lower it or raise --max-frame"
+        )
     if cfg.max_batch < 1:
         fail("max-batch must be >= 1")
     if cfg.max_reply_bytes < 1:

@@ -75,6 +75,9 @@ __all__ = ["HttpProtocol"]
 log = logging.getLogger("bitcask.server.http")
 
 MAX_HEADERS = 100
+# httptools.parse_url (http_parser_url) holds offsets in 16 bits: a longer URL was a 400
+# "malformed request URL" whatever --http-max-header-bytes allowed; it is a 414.
+MAX_URL = 65535
 MAX_HTTP_INFLIGHT = 64  # pipelined HTTP requests waiting for replies before reading pauses
 
 
@@ -219,7 +222,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_bytes += len(url)
-        if len(self._url) > self._max_head:
+        if len(self._url) > self._max_head or len(self._url) > MAX_URL:
             raise _Reject(simple_error(414, ErrorCode.PROTOCOL_ERROR, "request URL too long"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
