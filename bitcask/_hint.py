@@ -29,7 +29,6 @@ and ``bitcask check``).
 from __future__ import annotations
 
 import operator
-import os
 import re
 import struct
 import sys
@@ -39,6 +38,7 @@ from dataclasses import dataclass
 from itertools import accumulate, repeat, takewhile
 from zlib import crc32
 
+from . import _io
 from ._datafile import Rec
 from ._keydir import FID_SHIFT
 from ._record import TOMBSTONE
@@ -319,16 +319,7 @@ def write_hint(path: str, blob: bytes, *, install: bool = True) -> str:
 
     With ``install=False`` the rename is left to the caller; returns the temp path.
     """
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, blob)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if install:
-        os.replace(tmp, path)
-    return tmp
+    return _io.replace_file(path, blob, install=install)
 
 
 class _Reader:

@@ -64,3 +64,26 @@ def fsync(fd: int) -> None:
         OSError: as ``os.fdatasync`` does.
     """
     _fdatasync(fd)
+
+
+def replace_file(path: str, blob: bytes, *, mode: int = 0o644, install: bool = True) -> str:
+    """Write ``blob`` whole to ``path + ".tmp"``, make it durable, and rename it to
+    ``path``: a reader finds the old file or the whole new one, never a part (hints,
+    the merge manifest, a repair's quarantine). The caller fsyncs the directory.
+
+    With ``install=False`` the rename is left to the caller; returns the temp path.
+
+    Raises:
+        OSError: as the open, write, fsync or rename does (the temp file may be left;
+            every reader ignores ``*.tmp`` and the next open removes it).
+    """
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        write(fd, blob)
+        fsync(fd)
+    finally:
+        os.close(fd)
+    if install:
+        os.replace(tmp, path)
+    return tmp

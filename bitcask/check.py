@@ -512,11 +512,4 @@ def _quarantined_before(qdir: str, name: str, blob: bytes, meta: bytes) -> str |
 
 def _write_new(target: str, blob: bytes) -> None:
     # Whole or absent under its name: written to ``.tmp``, fsynced, renamed.
-    tmp = target + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        _io.write(fd, blob)
-        _io.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+    _io.replace_file(target, blob, mode=0o600)

@@ -526,14 +526,7 @@ class _SimulatedCrash(Exception):
 def _write_manifest(mdir: str, inputs: list[int], outputs: list[int]) -> None:
     body = json.dumps({"version": 1, "inputs": inputs, "outputs": outputs}, sort_keys=True)
     text = f"{body}\n{crc32(body.encode()):08x}\n".encode()
-    tmp = os.path.join(mdir, MANIFEST + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, os.path.join(mdir, MANIFEST))
+    _io.replace_file(os.path.join(mdir, MANIFEST), text)
     fsync_dir(mdir)
 
 

@@ -21,6 +21,7 @@ import bitcask
 from bitcask import _hint
 from bitcask._datafile import FILE_HEADER_SIZE, ScanIssues, data_name, hint_name, map_file, scan
 from bitcask._hint import HintJournal, build_hint
+from tests.bitcask._journal_stream import compacted_and_plain
 
 KEYS = 3000  # a working set larger than a 64 KiB window of these records (~500)
 
@@ -99,27 +100,6 @@ def test_whole_passes_build_the_same_hint(monkeypatch: pytest.MonkeyPatch, seed:
     # is byte for byte the one the uncompacted journal builds.
     monkeypatch.setattr(_hint, "_FIRST_LOOK", 64)
     rng = random.Random(seed)
-    plain, compacted = HintJournal(), HintJournal()
-    keys = [b"k%d" % i for i in range(rng.choice([30, 300, 3000]))]
-    off = FILE_HEADER_SIZE
-    for step in range(3000):
-        kind = rng.random()
-        if kind < 0.6:
-            key, exp = rng.choice(keys), rng.choice([0, 0, 0, 10**12 + step])
-            for j in (plain, compacted):
-                j.add(key, (1 << 68) | off << 32 | 20, step, exp)
-        elif kind < 0.8:
-            key, target = rng.choice(keys), rng.choice([0, 1])
-            for j in (plain, compacted):
-                j.add_tombstone(key, (1 << 68) | off << 32 | 15, step, target)
-        else:
-            batch = rng.sample(keys, 5)
-            locs = [(1 << 68) | (off + i) << 32 | 20 for i in range(5)]
-            for j in (plain, compacted):
-                j.extend(batch, locs, step)
-        off += 40
-        if rng.random() < 0.05:
-            compacted.compact_tail()
-    compacted.compact_tail()
+    compacted, plain, off = compacted_and_plain(rng, rng.choice([30, 300, 3000]), FILE_HEADER_SIZE)
     assert compacted.intact and len(compacted.keys) <= len(plain.keys)
     assert compacted.build(1, off) == plain.build(1, off)

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from bitcask._datafile import FILE_HEADER_SIZE, ScanIssues, map_file, scan
-from bitcask._hint import HintJournal, build_hint
-from bitcask._keydir import FID_SHIFT
+from bitcask._hint import build_hint
+from tests.bitcask._journal_stream import compacted_and_plain
 from tests.server.wire import Conn, Inline
 from tests.serverproc import ServerProcess
 
@@ -150,28 +150,7 @@ def test_journal_compaction_builds_the_same_hint(seed: int) -> None:
     # compact_tail at random points of a random record stream (values, TTL values,
     # tombstones, batches) builds byte for byte the hint the uncompacted journal does.
     rng = random.Random(seed)
-    plain, compacted = HintJournal(), HintJournal()
-    keys = [b"k%d" % i for i in range(rng.choice([3, 30, 300]))]
-    off = 32
-    for step in range(3000):
-        kind = rng.random()
-        if kind < 0.6:
-            key, exp = rng.choice(keys), rng.choice([0, 0, 0, 10**12 + step])
-            for j in (plain, compacted):
-                j.add(key, (1 << FID_SHIFT) | off << 32 | 20, step, exp)
-        elif kind < 0.8:
-            key, target = rng.choice(keys), rng.choice([0, 1])
-            for j in (plain, compacted):
-                j.add_tombstone(key, (1 << FID_SHIFT) | off << 32 | 15, step, target)
-        else:
-            batch = rng.sample(keys, min(len(keys), 5))
-            locs = [(1 << FID_SHIFT) | (off + i) << 32 | 20 for i in range(len(batch))]
-            for j in (plain, compacted):
-                j.extend(batch, locs, step)
-        off += 40
-        if rng.random() < 0.05:
-            compacted.compact_tail()
-    compacted.compact_tail()
+    compacted, plain, off = compacted_and_plain(rng, rng.choice([3, 30, 300]), 32)
     assert compacted.intact
     assert len(compacted.keys) <= len(plain.keys)
     assert compacted.build(1, off) == plain.build(1, off)
