@@ -77,6 +77,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     keep_alive: bool
+    http10: bool = False  # an HTTP/1.0 request: a kept-alive reply must say so
 
 
 @dataclass(slots=True)
@@ -96,6 +97,7 @@ class KvContext:
     key: bytes
     json: bool
     keep_alive: bool
+    http10: bool = False
 
 
 @dataclass(slots=True)
@@ -106,8 +108,13 @@ class KvCall:
     ctx: KvContext
 
 
-def response(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
-    """Serialize a response (HEAD: headers only, Content-Length still the body's)."""
+def response(resp: Response, keep_alive: bool, head: bool = False, http10: bool = False) -> bytes:
+    """Serialize a response (HEAD: headers only, Content-Length still the body's).
+
+    An HTTP/1.0 client keeps the connection only when the reply says `keep-alive`
+    (RFC 9112 9.3, appendix C.2.2): without it, one that asked for keep-alive (ab -k)
+    takes the reply for the last and waits for the close, --http-keepalive seconds.
+    """
     lines = [
         f"HTTP/1.1 {resp.status} {STATUS_TEXT.get(resp.status, 'Unknown')}",
         "server: bitcask",
@@ -118,6 +125,8 @@ def response(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
     lines.extend(f"{k}: {v}" for k, v in resp.headers)
     if not keep_alive:
         lines.append("connection: close")
+    elif http10:
+        lines.append("connection: keep-alive")
     head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head_bytes if head or resp.status == 204 else head_bytes + resp.body
 
@@ -236,7 +245,7 @@ def _kv_refusal(state: ServerState, req: Request) -> Response | None:
 def _kv(req: Request) -> Response | KvCall:
     key = unquote_to_bytes(req.path[len(KV_PREFIX) :])
     wants_json = JSON in req.headers.get("accept", "")
-    ctx = KvContext(req.method, key, wants_json, req.keep_alive)
+    ctx = KvContext(req.method, key, wants_json, req.keep_alive, req.http10)
     if req.method in ("GET", "HEAD"):
         return KvCall(Call(0, "get", [key]), ctx)
     if req.method == "DELETE":

@@ -267,7 +267,10 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             raise _Reject(
                 simple_error(501, ErrorCode.PROTOCOL_ERROR, f"transfer coding not supported: {te}")
             )
-        expect = self._headers.get("expect", "").lower() == "100-continue"
+        expect = (  # RFC 9110 10.1.1: an HTTP/1.0 client's expectation is ignored
+            self._headers.get("expect", "").lower() == "100-continue"
+            and self._parser.get_http_version() != "1.0"
+        )
         if not self._closing:  # else: after a reply that closes, never served
             self._check_head(length, expect)
         if expect and not self._closing:
@@ -339,6 +342,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             headers=self._headers,
             body=b"".join(self._body),
             keep_alive=keep_alive,
+            http10=self._parser.get_http_version() == "1.0",
         )
         if not keep_alive:
             self._closing = True
@@ -365,7 +369,11 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         else:
             label = route_label(req.path)
             self._pipeline.request_done(
-                self._render_fixed, (outcome, keep_alive, head), None, outcome.error, label
+                self._render_fixed,
+                (outcome, keep_alive, head, req.http10),
+                None,
+                outcome.error,
+                label,
             )
         out = self._pipeline.take_output()
         if out:  # at once: a full buffer pauses us (pause_writing) before the next one
@@ -377,11 +385,14 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def _render_kv(self, ctx: KvContext, result: Any, error: ErrorInfo | None) -> bytes:
         resp = render_kv(ctx, result, error)
-        return self._count(resp, response(resp, ctx.keep_alive, head=ctx.verb == "HEAD"))
+        head = ctx.verb == "HEAD"
+        return self._count(resp, response(resp, ctx.keep_alive, head, ctx.http10))
 
-    def _render_fixed(self, ctx: tuple[Response, bool, bool], result: Any, error: Any) -> bytes:
-        resp, keep_alive, head = ctx
-        return self._count(resp, response(resp, keep_alive, head))
+    def _render_fixed(
+        self, ctx: tuple[Response, bool, bool, bool], result: Any, error: Any
+    ) -> bytes:
+        resp, keep_alive, head, http10 = ctx
+        return self._count(resp, response(resp, keep_alive, head, http10))
 
     def _count(self, resp: Response, data: bytes) -> bytes:
         statuses = self._state.metrics.http_requests
@@ -437,7 +448,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
     def _answer_reject(self, resp: Response, label: str) -> None:
         assert self._pipeline is not None
         self._pipeline.request_done(
-            self._render_fixed, (resp, False, False), None, resp.error, label
+            self._render_fixed, (resp, False, False, False), None, resp.error, label
         )
         self._flush_output()
 

@@ -1,4 +1,5 @@
-"""HTTP refusals decided by the request head: before the body, and at the connection cap.
+"""HTTP as curl, http.client, load balancers and HTTP/1.0 clients use it: refusals the
+request head decides (before the body, at the connection cap), HTTP/1.0 keep-alive.
 
 Each test is a defect found by the round-3 audit of the HTTP adapter, driven by raw
 sockets (exact bytes), Python's http.client and curl (Debian package curl; skipped when
@@ -269,3 +270,49 @@ def test_a_flood_of_refused_connections_lingers_within_its_bound(capped: ServerP
             sock.close()
     # unbounded, all 64 would linger; a few more than the bound: accepted, not yet closed
     assert peak <= base + REFUSED_LINGER_MAX + 8, (base, peak)
+
+
+# ---- HTTP/1.0 ----
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """One response with a Content-Length (or none: a 204) from a kept-alive socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        body += chunk
+    assert len(body) == length, (head, body)  # nothing unasked for follows
+    return head + b"\r\n\r\n" + body
+
+
+def test_http10_keep_alive_is_announced_and_its_expect_ignored(strict: ServerProcess) -> None:
+    # An HTTP/1.0 client keeps a connection only if the reply says keep-alive (RFC 9112
+    # 9.3, C.2.2). Was: the server kept it open silently, so a client that asked (ab -k)
+    # read until the close, --http-keepalive seconds (5) per request. And a 100 Continue
+    # went to an HTTP/1.0 client, which RFC 9110 10.1.1 forbids.
+    keep = b"Connection: keep-alive\r\n" + AUTH
+    with socket.create_connection(("127.0.0.1", strict.http_port), timeout=TIMEOUT) as sock:
+        sock.sendall(
+            b"PUT /kv/old HTTP/1.0\r\n" + keep + b"Expect: 100-continue\r\n"
+            b"Content-Length: 3\r\n\r\nabc"
+        )
+        reply = read_reply(sock)
+        assert status_of(reply) == 204 and b"connection: keep-alive" in reply, reply
+        sock.sendall(b"GET /kv/old HTTP/1.0\r\n" + keep + b"\r\n")
+        reply = read_reply(sock)
+        assert status_of(reply) == 200 and b"connection: keep-alive" in reply, reply
+        assert reply.endswith(b"\r\n\r\nabc"), reply
+        sock.sendall(b"GET /livez HTTP/1.0\r\n\r\n")  # no keep-alive: the last one
+        reply = read_until_close(sock)
+    assert status_of(reply) == 200 and b"connection: close" in reply, reply
