@@ -208,8 +208,9 @@ def route(state: ServerState, req: Request) -> Response | KvCall:
 
 
 def _refusal(state: ServerState, req: Request) -> Response | None:
-    """The refusals that do not depend on the body: answered before it is read when
-    the client waits for `100 Continue`, and never buffering it otherwise."""
+    """The refusals that do not depend on the body (route, method, auth, the key, the
+    query): answered before it is read when the client waits for `100 Continue`, and
+    never buffering it otherwise."""
     path = req.path
     if path.startswith(b"/kv/"):
         return _kv_refusal(state, req)
@@ -239,6 +240,28 @@ def _kv_refusal(state: ServerState, req: Request) -> Response | None:
         return simple_error(400, ErrorCode.INVALID_PARAMS, "bad percent-encoding in the key")
     if not raw_key:
         return simple_error(400, ErrorCode.INVALID_PARAMS, "empty key: use /kv/{key}")
+    size, max_key = len(unquote_to_bytes(raw_key)), state.dispatcher.max_key
+    if size > max_key:  # the dispatcher's check, before a body is waited for
+        return simple_error(413, ErrorCode.KEY_TOO_LARGE, f"key of {size} bytes > {max_key}")
+    if req.method == "POST":
+        return _post_refusal(req)
+    if req.method == "PUT":
+        try:
+            _query_ttl(req.query)
+        except ValueError as exc:
+            return simple_error(400, ErrorCode.INVALID_PARAMS, str(exc))
+    return None
+
+
+def _post_refusal(req: Request) -> Response | None:
+    query = parse_qs(req.query.decode("latin-1"), keep_blank_values=True)
+    if ("incr" in query) == ("append" in query):
+        return simple_error(
+            400, ErrorCode.INVALID_PARAMS, "POST /kv/{key} takes ?incr=N or ?append (body)"
+        )
+    raw = query.get("incr", [""])[-1]
+    if raw and not _INTEGER.fullmatch(raw):  # not int()'s "1_0", " 5", non-ASCII digits
+        return simple_error(400, ErrorCode.INVALID_PARAMS, "incr must be an integer")
     return None
 
 
@@ -265,19 +288,14 @@ def _kv(req: Request) -> Response | KvCall:
     return KvCall(Call(0, "put", params), ctx)
 
 
-def _post(key: bytes, req: Request, ctx: KvContext) -> Response | KvCall:
+def _post(key: bytes, req: Request, ctx: KvContext) -> KvCall:
     # POST /kv/{key}?incr=N (N defaults to 1) or ?append (the body is the suffix):
     # the atomic read-modify-write methods, decided by the writer at apply time.
+    # The query was checked by _post_refusal.
     query = parse_qs(req.query.decode("latin-1"), keep_blank_values=True)
-    if ("incr" in query) == ("append" in query):
-        return simple_error(
-            400, ErrorCode.INVALID_PARAMS, "POST /kv/{key} takes ?incr=N or ?append (body)"
-        )
     if "append" in query:
         return KvCall(Call(0, "append", [key, req.body]), ctx)
     raw = query["incr"][-1]
-    if raw and not _INTEGER.fullmatch(raw):  # not int()'s "1_0", " 5", non-ASCII digits
-        return simple_error(400, ErrorCode.INVALID_PARAMS, "incr must be an integer")
     delta = int(raw) if raw else 1
     return KvCall(Call(0, "incr", [key, delta]), ctx)
 

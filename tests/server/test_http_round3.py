@@ -26,15 +26,17 @@ TIMEOUT = 10.0
 TOKEN = "s3cret"
 AUTH = b"Authorization: Bearer s3cret\r\n"
 MAX_VALUE = 1 << 20  # --max-value-size; --max-frame stays at its default (65 MiB)
+MAX_KEY = 64  # --max-key-size
 CAP = 3  # --max-connections of the cap server
 
 
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for the module: auth on, values up to 1 MiB."""
+    """One server for the module: auth on, keys up to 64 bytes, values up to 1 MiB."""
     data = tmp_path_factory.mktemp("refusals") / "data"
     data.mkdir()
-    srv = ServerProcess(data=data, extra=["--auth", TOKEN, "--max-value-size", str(MAX_VALUE)])
+    flags = ["--auth", TOKEN, "--max-value-size", str(MAX_VALUE), "--max-key-size", str(MAX_KEY)]
+    srv = ServerProcess(data=data, extra=flags)
     srv.start()
     yield srv
     srv.kill()
@@ -74,6 +76,16 @@ EXPECT = b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: 5000\r\n
         pytest.param(b"PATCH /kv/e HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 405, id="method"),
         pytest.param(b"PUT /nowhere HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 404, id="route"),
         pytest.param(b"PUT /kv/bad%zz HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 400, id="key"),
+        pytest.param(
+            b"PUT /kv/" + b"k" * (MAX_KEY + 1) + b" HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n",
+            413,
+            id="key-size",
+        ),
+        pytest.param(b"PUT /kv/e?ttl=x HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 400, id="ttl"),
+        pytest.param(b"POST /kv/e HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 400, id="post-query"),
+        pytest.param(
+            b"POST /kv/e?incr=x HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 400, id="incr-value"
+        ),
         pytest.param(
             b"PUT /kv/e HTTP/1.1\r\n" + AUTH + EXPECT.replace(b"5000", b"%d" % (MAX_VALUE + 1))
             + b"\r\n",
