@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -180,12 +181,17 @@ def test_exactly_max_value_size_is_stored_and_json_bodies_may_be_larger(
     assert stored(strict, b"json") == b"A" * (MAX_VALUE // 2)
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(
+    ("chunked", "auth", "status"),
+    [(False, AUTH, 413), (True, AUTH, 413), (False, b"", 401)],
+    ids=["content-length", "chunked", "refused-anyway"],
+)
 def test_60_mib_body_over_max_value_size_is_not_buffered(
-    strict: ServerProcess, chunked: bool
+    strict: ServerProcess, chunked: bool, auth: bytes, status: int
 ) -> None:
     # Measured: peak RSS +120 MB before (the body buffered, then joined); +1 MB after.
-    # Checked against a generous bound only: the server must not hold the body.
+    # Without the token the body is read whole (no Expect), then 401: dropped as it
+    # comes, not buffered. A generous bound only: the server must not hold the body.
     if not os.path.exists(f"/proc/{os.getpid()}/status"):
         pytest.skip("needs /proc (Linux) for the server's peak RSS")
     before = strict.peak_rss_bytes()
@@ -194,7 +200,7 @@ def test_60_mib_body_over_max_value_size_is_not_buffered(
     piece = b"z" * (1 << 20)
     with socket.create_connection(("127.0.0.1", strict.http_port), timeout=TIMEOUT) as sock:
         sock.sendall(
-            b"PUT /kv/huge HTTP/1.1\r\n" + AUTH + b"Connection: close\r\n%s\r\n\r\n" % coding
+            b"PUT /kv/huge HTTP/1.1\r\n" + auth + b"Connection: close\r\n%s\r\n\r\n" % coding
         )
         try:
             for _ in range(size // len(piece)):
@@ -203,8 +209,19 @@ def test_60_mib_body_over_max_value_size_is_not_buffered(
         except OSError:
             pass  # the server stopped dropping (its linger ended): the 413 was sent first
         reply = sock.recv(65536)
-    assert status_of(reply) == 413 and b"VALUE_TOO_LARGE" in reply, reply
+    assert status_of(reply) == status, reply
     assert strict.peak_rss_bytes() - before < 30 << 20
+    assert stored(strict, b"huge") is None
+
+
+def test_body_of_a_refused_request_is_dropped_and_the_connection_kept(
+    strict: ServerProcess,
+) -> None:
+    with socket.create_connection(("127.0.0.1", strict.http_port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"PUT /kv/nope HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"n" * 5000)
+        sock.sendall(b"GET /livez HTTP/1.1\r\nConnection: close\r\n\r\n")
+        reply = read_until_close(sock)
+    assert re.findall(rb"^HTTP/1\.1 (\d+)", reply, re.M) == [b"401", b"200"], reply
 
 
 # ---- the connection cap: a refused client reads its 503 ----
