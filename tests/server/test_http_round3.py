@@ -228,7 +228,7 @@ def test_body_of_a_refused_request_is_dropped_and_the_connection_kept(
     assert re.findall(rb"^HTTP/1\.1 (\d+)", reply, re.M) == [b"401", b"200"], reply
 
 
-# ---- the connection cap: a refused client reads its 503 ----
+# ---- the connection cap: a refused client reads its 503 (or the binary port's line) ----
 
 
 @pytest.fixture(scope="module")
@@ -355,3 +355,27 @@ def test_http10_keep_alive_is_announced_and_its_expect_ignored(strict: ServerPro
         sock.sendall(b"GET /livez HTTP/1.0\r\n\r\n")  # no keep-alive: the last one
         reply = read_until_close(sock)
     assert status_of(reply) == 200 and b"connection: close" in reply, reply
+
+
+def test_binary_client_refused_at_the_cap_reads_the_refusal_not_a_reset(
+    capped: ServerProcess,
+) -> None:
+    # The same on the binary port, for a client that writes its command in pieces
+    # (redis-py sends a large value's command chunk by chunk). Was: the refusal line
+    # written and the socket closed, so the second write met a reset (20 of 20).
+    held = fill(capped)
+    lines = []
+    try:
+        for _ in range(4):
+            with socket.create_connection(("127.0.0.1", capped.port), timeout=TIMEOUT) as sock:
+                try:
+                    sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n")
+                    time.sleep(0.01)  # the refusal arrives before the rest is sent
+                    sock.sendall(b"x" * 100000 + b"\r\n")
+                    lines.append(sock.recv(200))
+                except OSError as exc:
+                    lines.append(type(exc).__name__.encode())
+    finally:
+        for sock in held:
+            sock.close()
+    assert lines == [b"-ERR max number of clients reached\r\n"] * 4
