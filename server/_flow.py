@@ -5,6 +5,14 @@ one clears. Each reason is one bit, so clearing one never resumes a connection
 that another still holds (the rule of uvicorn's flow_control.py, for four
 reasons instead of two). Both the binary and the HTTP protocol use it, and its
 rule for closing after the replies (``_linger_close``).
+
+A connection refused when it is accepted (over --max-connections, while draining)
+lingers too (``_linger_refused``), or a client that sent its request at once (a
+PUT with its body) reads a reset instead of the refusal; it holds no connection
+slot, so the lingering ones are bounded separately: at most REFUSED_LINGER_MAX at
+once in the process, each for at most REFUSED_LINGER_SECONDS, reading nothing into
+memory; past the bound a refusal closes at once. A flood of refused connections
+costs at most that many descriptors (taken from the server's 64 kept in reserve).
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ __all__ = [
     "PAUSE_SHUTDOWN",
     "PAUSE_TRANSPORT",
     "PAUSE_WRITER",
+    "REFUSED_LINGER_MAX",
+    "REFUSED_LINGER_SECONDS",
     "ReadPause",
+    "refused_lingering",
 ]
 
 PAUSE_INFLIGHT = 1  # too many requests in flight on this connection
@@ -29,6 +40,12 @@ PAUSE_SHUTDOWN = 8  # the server is draining
 # closing with unread input makes the kernel answer with a reset, which can destroy
 # replies the peer has not read yet (a refusal, an error before a large body).
 LINGER_SECONDS = 2.0
+
+# Refused connections lingering at once (process-wide: descriptors are the process's),
+# and how long each may: a client that sends its request at once has sent it by then.
+REFUSED_LINGER_MAX = 16
+REFUSED_LINGER_SECONDS = 1.0
+_refused_lingering = 0
 
 
 class ReadPause:
@@ -77,3 +94,35 @@ class ReadPause:
         self._linger_timer = loop.call_later(LINGER_SECONDS, transport.close)
         self._pause = 0
         transport.resume_reading()
+
+    _refused_slot: bool = False
+
+    def _linger_refused(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close a connection refused at accept, its refusal written: half-close and
+        drop its input (the protocol's data_received) until its EOF or
+        REFUSED_LINGER_SECONDS, if fewer than REFUSED_LINGER_MAX already do; else now."""
+        global _refused_lingering
+        transport = self.transport
+        assert transport is not None
+        if _refused_lingering >= REFUSED_LINGER_MAX or not transport.can_write_eof():
+            transport.close()
+            return
+        _refused_lingering += 1
+        self._refused_slot = True
+        transport.write_eof()
+        self._linger_timer = loop.call_later(REFUSED_LINGER_SECONDS, transport.close)
+
+    def _end_linger(self) -> None:
+        """From connection_lost: the linger's timer and its refused slot, if any."""
+        global _refused_lingering
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        if self._refused_slot:
+            self._refused_slot = False
+            _refused_lingering -= 1
+
+
+def refused_lingering() -> int:
+    """Refused connections lingering now (for tests and /stats)."""
+    return _refused_lingering

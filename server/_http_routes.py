@@ -29,7 +29,16 @@ from ._outcome import make_error
 if TYPE_CHECKING:
     from ._state import ServerState
 
-__all__ = ["KvCall", "KvContext", "Request", "Response", "response", "route"]
+__all__ = [
+    "HeadCheck",
+    "KvCall",
+    "KvContext",
+    "Request",
+    "Response",
+    "check_head",
+    "response",
+    "route",
+]
 
 STATUS_TEXT = {
     200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
@@ -68,6 +77,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     keep_alive: bool
+    http10: bool = False  # an HTTP/1.0 request: a kept-alive reply must say so
 
 
 @dataclass(slots=True)
@@ -87,6 +97,7 @@ class KvContext:
     key: bytes
     json: bool
     keep_alive: bool
+    http10: bool = False
 
 
 @dataclass(slots=True)
@@ -97,8 +108,13 @@ class KvCall:
     ctx: KvContext
 
 
-def response(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
-    """Serialize a response (HEAD: headers only, Content-Length still the body's)."""
+def response(resp: Response, keep_alive: bool, head: bool = False, http10: bool = False) -> bytes:
+    """Serialize a response (HEAD: headers only, Content-Length still the body's).
+
+    An HTTP/1.0 client keeps the connection only when the reply says `keep-alive`
+    (RFC 9112 9.3, appendix C.2.2): without it, one that asked for keep-alive (ab -k)
+    takes the reply for the last and waits for the close, --http-keepalive seconds.
+    """
     lines = [
         f"HTTP/1.1 {resp.status} {STATUS_TEXT.get(resp.status, 'Unknown')}",
         "server: bitcask",
@@ -109,6 +125,8 @@ def response(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
     lines.extend(f"{k}: {v}" for k, v in resp.headers)
     if not keep_alive:
         lines.append("connection: close")
+    elif http10:
+        lines.append("connection: keep-alive")
     head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head_bytes if head or resp.status == 204 else head_bytes + resp.body
 
@@ -143,22 +161,69 @@ def simple_error(status: int, code: ErrorCode, message: str) -> Response:
     return error_response(make_error(code, message), status)
 
 
+@dataclass(slots=True)
+class HeadCheck:
+    """What a request's head alone decides: http.py asks before it reads the body."""
+
+    refusal: Response | None  # what route() answers whatever the body (401, 404, 405, ...)
+    max_body: int  # the largest body worth reading; past it, a 413 with `too_large`
+    too_large: ErrorCode
+    keeps_body: bool  # the body is used (a PUT's value, an append's suffix): buffer it
+
+
+def check_head(state: ServerState, req: Request) -> HeadCheck:
+    """Judge `req` (its body not read yet) the way route() will once it is.
+
+    A raw PUT's body is the value and an append's the suffix, so past the store's
+    max_value_size it is refused before it is read (VALUE_TOO_LARGE, as the
+    dispatcher would answer after buffering it); a JSON body may be larger than its
+    value, so it has --max-frame only.
+    """
+    max_frame = state.config.max_frame
+    refusal = _refusal(state, req)
+    if refusal is not None:
+        return HeadCheck(refusal, max_frame, ErrorCode.FRAME_TOO_LARGE, False)
+    if not req.path.startswith(b"/kv/"):
+        return HeadCheck(None, max_frame, ErrorCode.FRAME_TOO_LARGE, False)
+    if req.method == "PUT":
+        raw = req.headers.get("content-type", "").split(";")[0].strip().lower() != JSON
+    elif req.method == "POST":
+        raw = "append" in parse_qs(req.query.decode("latin-1"), keep_blank_values=True)
+    else:
+        return HeadCheck(None, max_frame, ErrorCode.FRAME_TOO_LARGE, False)
+    max_value = state.dispatcher.limits["max_value_size"]
+    if raw and max_value < max_frame:
+        return HeadCheck(None, max_value, ErrorCode.VALUE_TOO_LARGE, True)
+    return HeadCheck(None, max_frame, ErrorCode.FRAME_TOO_LARGE, True)
+
+
 def route(state: ServerState, req: Request) -> Response | KvCall:
     """Decide what a request means: an immediate Response or a /kv dispatcher call."""
+    refusal = _refusal(state, req)
+    if refusal is not None:
+        return refusal
+    if req.path.startswith(b"/kv/"):
+        return _kv(req)
+    return _PROBES[req.path](state)
+
+
+def _refusal(state: ServerState, req: Request) -> Response | None:
+    """The refusals that do not depend on the body (route, method, auth, the key, the
+    query): answered before it is read when the client waits for `100 Continue`, and
+    never buffering it otherwise."""
     path = req.path
     if path.startswith(b"/kv/"):
-        return _kv(state, req)
-    probe = _PROBES.get(path)
-    if probe is None:
+        return _kv_refusal(state, req)
+    if path not in _PROBES:
         return simple_error(404, ErrorCode.UNKNOWN_METHOD, f"no route for {path.decode('latin-1')}")
     if req.method not in ("GET", "HEAD"):
         resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed here")
         resp.headers.append(("allow", PROBE_METHODS))
         return resp
-    return probe(state)
+    return None
 
 
-def _kv(state: ServerState, req: Request) -> Response | KvCall:
+def _kv_refusal(state: ServerState, req: Request) -> Response | None:
     if req.method not in ("GET", "HEAD", "PUT", "DELETE", "POST"):
         resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed on /kv")
         resp.headers.append(("allow", KV_METHODS))
@@ -173,11 +238,37 @@ def _kv(state: ServerState, req: Request) -> Response | KvCall:
     raw_key = req.path[len(KV_PREFIX) :]
     if _BAD_PERCENT.search(raw_key):
         return simple_error(400, ErrorCode.INVALID_PARAMS, "bad percent-encoding in the key")
-    key = unquote_to_bytes(raw_key)
-    if not key:
+    if not raw_key:
         return simple_error(400, ErrorCode.INVALID_PARAMS, "empty key: use /kv/{key}")
+    size, max_key = len(unquote_to_bytes(raw_key)), state.dispatcher.max_key
+    if size > max_key:  # the dispatcher's check, before a body is waited for
+        return simple_error(413, ErrorCode.KEY_TOO_LARGE, f"key of {size} bytes > {max_key}")
+    if req.method == "POST":
+        return _post_refusal(req)
+    if req.method == "PUT":
+        try:
+            _query_ttl(req.query)
+        except ValueError as exc:
+            return simple_error(400, ErrorCode.INVALID_PARAMS, str(exc))
+    return None
+
+
+def _post_refusal(req: Request) -> Response | None:
+    query = parse_qs(req.query.decode("latin-1"), keep_blank_values=True)
+    if ("incr" in query) == ("append" in query):
+        return simple_error(
+            400, ErrorCode.INVALID_PARAMS, "POST /kv/{key} takes ?incr=N or ?append (body)"
+        )
+    raw = query.get("incr", [""])[-1]
+    if raw and not _INTEGER.fullmatch(raw):  # not int()'s "1_0", " 5", non-ASCII digits
+        return simple_error(400, ErrorCode.INVALID_PARAMS, "incr must be an integer")
+    return None
+
+
+def _kv(req: Request) -> Response | KvCall:
+    key = unquote_to_bytes(req.path[len(KV_PREFIX) :])
     wants_json = JSON in req.headers.get("accept", "")
-    ctx = KvContext(req.method, key, wants_json, req.keep_alive)
+    ctx = KvContext(req.method, key, wants_json, req.keep_alive, req.http10)
     if req.method in ("GET", "HEAD"):
         return KvCall(Call(0, "get", [key]), ctx)
     if req.method == "DELETE":
@@ -197,19 +288,14 @@ def _kv(state: ServerState, req: Request) -> Response | KvCall:
     return KvCall(Call(0, "put", params), ctx)
 
 
-def _post(key: bytes, req: Request, ctx: KvContext) -> Response | KvCall:
+def _post(key: bytes, req: Request, ctx: KvContext) -> KvCall:
     # POST /kv/{key}?incr=N (N defaults to 1) or ?append (the body is the suffix):
     # the atomic read-modify-write methods, decided by the writer at apply time.
+    # The query was checked by _post_refusal.
     query = parse_qs(req.query.decode("latin-1"), keep_blank_values=True)
-    if ("incr" in query) == ("append" in query):
-        return simple_error(
-            400, ErrorCode.INVALID_PARAMS, "POST /kv/{key} takes ?incr=N or ?append (body)"
-        )
     if "append" in query:
         return KvCall(Call(0, "append", [key, req.body]), ctx)
     raw = query["incr"][-1]
-    if raw and not _INTEGER.fullmatch(raw):  # not int()'s "1_0", " 5", non-ASCII digits
-        return simple_error(400, ErrorCode.INVALID_PARAMS, "incr must be an integer")
     delta = int(raw) if raw else 1
     return KvCall(Call(0, "incr", [key, delta]), ctx)
 

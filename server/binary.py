@@ -74,8 +74,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         if not self._host.admit(self):
             # At once, in a line both dialects read (protocol/refusals.py).
             transport.write(TOO_MANY_CONNECTIONS_LINE)
-            transport.close()
             self._closing = True
+            self._linger_refused(self._state.loop)  # a reset would destroy the line
             return
         self.last_active = self._state.loop.time()
         self._pipeline = self._new_pipeline(self._state.dispatcher)
@@ -98,8 +98,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        if self._linger_timer is not None:
-            self._linger_timer.cancel()
+        self._end_linger()
         if self._session is not None:
             self._dispatcher.end_session(self._session)  # its snapshots, watches
         if self._pipeline is not None:

@@ -10,6 +10,14 @@ Strategy / invariants:
   request line + headers (431; 414 for a URL alone), Content-Length or a chunked body
   over max_frame (413). A callback stops the parser by raising _Reject; the response
   goes out with `connection: close`.
+- The head decides what it can before the body is read (`_http_routes.check_head`,
+  the same rules route() applies later): a raw PUT's or an append's body over the
+  store's max_value_size is a 413 at once (Content-Length) or as soon as the chunks
+  pass it; a request route() will refuse whatever its body (401, 404, 405, a bad key)
+  is refused before its body when the client waits for `100 Continue` (RFC 9110
+  10.1.1), and otherwise has its body read and dropped, not buffered.
+- A connection refused at accept (the cap, draining) gets its 503 and lingers like
+  any close, within the bound of `_flow.ReadPause._linger_refused`.
 - Closing lingers (the rule both protocols share, `_flow.ReadPause._linger_close`):
   the reply that ends a connection (a 413 for a body still arriving, a 400,
   `connection: close`) is followed by a half-close, and what the peer still sends is
@@ -55,10 +63,12 @@ from protocol import ErrorCode, ErrorInfo
 
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_TRANSPORT, PAUSE_WRITER, ReadPause
 from ._http_routes import (
+    HeadCheck,
     KvCall,
     KvContext,
     Request,
     Response,
+    check_head,
     error_response,
     render_kv,
     response,
@@ -84,9 +94,10 @@ MAX_HTTP_INFLIGHT = 64  # pipelined HTTP requests waiting for replies before rea
 class _Reject(Exception):
     """Raised inside a parser callback to stop parsing and answer `response`."""
 
-    def __init__(self, resp: Response) -> None:
+    def __init__(self, resp: Response, label: str = "http_error") -> None:
         super().__init__(resp.status)
         self.response = resp
+        self.label = label  # the metrics label it is counted under
 
 
 class HttpProtocol(ReadPause, asyncio.Protocol):
@@ -120,11 +131,14 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._waiting: deque[Callable[[], None]] = deque()
         # -- per-request --
         self._url = b""
+        self._path = b""
+        self._query = b""
         self._head_bytes = 0
         self._headers: dict[str, str] = {}
         self._header_count = 0
         self._body: list[bytes] = []
         self._body_size = 0
+        self._check: HeadCheck | None = None  # what the head decided (None: not served)
         self._t0 = 0.0
         self._request_window = 0.0  # the header deadline, then the body's silence limit
 
@@ -138,8 +152,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             transport.write(response(resp, keep_alive=False))
             statuses = self._state.metrics.http_requests
             statuses[503] = statuses.get(503, 0) + 1
-            transport.close()
             self._closing = True
+            self._linger_refused(self._loop)  # a reset would destroy the 503
             return
         # HTTP auth is per request (Bearer), checked in route(); the pipeline session is open.
         self._pipeline = Pipeline(
@@ -157,8 +171,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._closing = True
         self._waiting.clear()
         self._disarm()
-        if self._linger_timer is not None:
-            self._linger_timer.cancel()
+        self._end_linger()
         if self._pipeline is not None:
             self._pipeline.closed = True
             self._host.release(self)
@@ -195,7 +208,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         elif isinstance(exc, httptools.HttpParserCallbackError):
             ctx = exc.__context__
             if isinstance(ctx, _Reject):
-                self._reject(ctx.response)
+                self._reject(ctx.response, ctx.label)
             else:
                 log.error("HTTP handler failed", exc_info=ctx)
                 self._reject(simple_error(500, ErrorCode.INTERNAL, "internal error"))
@@ -216,6 +229,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._header_count = 0
         self._body = []
         self._body_size = 0
+        self._check = None
         self._request_window = self._header_timeout
         self._arm(self._request_window, self._request_expired)
 
@@ -256,28 +270,24 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             raise _Reject(
                 simple_error(501, ErrorCode.PROTOCOL_ERROR, f"transfer coding not supported: {te}")
             )
-        if self._headers.get("expect", "").lower() == "100-continue" and not self._closing:
-            # curl waits a second for this before sending a body over 1 KiB. It goes
+        expect = (  # RFC 9110 10.1.1: an HTTP/1.0 client's expectation is ignored
+            self._headers.get("expect", "").lower() == "100-continue"
+            and self._parser.get_http_version() != "1.0"
+        )
+        if not self._closing:  # else: after a reply that closes, never served
+            self._check_head(length, expect)
+        if expect and not self._closing:
+            # curl waits a second for this before sending a body over 1 MiB. It goes
             # out once every earlier reply has (_after_output), never before them.
             self._continue = True
             self._after_output()
         self._request_window = self._body_timeout
         self._arm(self._body_timeout, self._request_expired)
 
-    def on_body(self, body: bytes) -> None:
-        self._continue = False  # the body comes anyway (RFC 9110 10.1.1: may omit it)
-        self._body_size += len(body)
-        if self._body_size > self._max_body:
-            raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
-        self._body.append(body)
-        self._arm(self._body_timeout, self._request_expired)
-
-    def on_message_complete(self) -> None:
-        assert self._pipeline is not None
-        self._in_request = self._continue = False
-        self._disarm()
-        if self._closing:
-            return  # pipelined after a "Connection: close" request: not served
+    def _check_head(self, length: str | None, expect: bool) -> None:
+        """Refuse now what the head already decides (RFC 9110 10.1.1: a client waiting
+        for 100 Continue gets the final status instead), a stated body over what the
+        request may carry included; else note how much of the body to keep."""
         try:
             parsed = httptools.parse_url(self._url)
         except httptools.HttpParserInvalidURLError:
@@ -286,18 +296,56 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             raise _Reject(
                 simple_error(400, ErrorCode.PROTOCOL_ERROR, "malformed request URL")
             ) from None
+        self._path = parsed.path or b"/"
+        self._query = parsed.query or b""
+        head = Request(self._method(), self._path, self._query, self._headers, b"", True)
+        check = self._check = check_head(self._state, head)
+        if length is not None and length.isdigit() and int(length) > check.max_body:
+            raise _Reject(self._too_large(check, int(length)), route_label(self._path))
+        if expect and check.refusal is not None:
+            raise _Reject(check.refusal, route_label(self._path))
+
+    def _method(self) -> str:
+        return cast(bytes, self._parser.get_method()).decode("latin-1")
+
+    @staticmethod
+    def _too_large(check: HeadCheck, size: int | None) -> Response:
+        if check.too_large == ErrorCode.VALUE_TOO_LARGE:
+            what = f"value of {size} bytes" if size is not None else "value"
+            return simple_error(413, check.too_large, f"{what} > {check.max_body}")
+        return simple_error(413, check.too_large, "request body too large")
+
+    def on_body(self, body: bytes) -> None:
+        self._continue = False  # the body comes anyway (RFC 9110 10.1.1: may omit it)
+        self._body_size += len(body)
+        check = self._check
+        if check is None:  # not served (after a reply that closes): nothing to keep
+            return
+        if self._body_size > check.max_body:  # chunked: stop buffering at the limit
+            raise _Reject(self._too_large(check, None), route_label(self._path))
+        if check.keeps_body:  # a refused request's body is read and dropped
+            self._body.append(body)
+        self._arm(self._body_timeout, self._request_expired)
+
+    def on_message_complete(self) -> None:
+        assert self._pipeline is not None
+        self._in_request = self._continue = False
+        self._disarm()
+        if self._closing:
+            return  # pipelined after a "Connection: close" request: not served
         keep_alive = (
             self._parser.should_keep_alive()
             and not self._host.draining
             and not self._parser.should_upgrade()  # what follows is not HTTP/1.1
         )
         req = Request(
-            method=self._parser.get_method().decode("latin-1"),
-            path=parsed.path or b"/",
-            query=parsed.query or b"",
+            method=self._method(),
+            path=self._path,
+            query=self._query,
             headers=self._headers,
             body=b"".join(self._body),
             keep_alive=keep_alive,
+            http10=self._parser.get_http_version() == "1.0",
         )
         if not keep_alive:
             self._closing = True
@@ -324,7 +372,11 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         else:
             label = route_label(req.path)
             self._pipeline.request_done(
-                self._render_fixed, (outcome, keep_alive, head), None, outcome.error, label
+                self._render_fixed,
+                (outcome, keep_alive, head, req.http10),
+                None,
+                outcome.error,
+                label,
             )
         out = self._pipeline.take_output()
         if out:  # at once: a full buffer pauses us (pause_writing) before the next one
@@ -336,11 +388,14 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
 
     def _render_kv(self, ctx: KvContext, result: Any, error: ErrorInfo | None) -> bytes:
         resp = render_kv(ctx, result, error)
-        return self._count(resp, response(resp, ctx.keep_alive, head=ctx.verb == "HEAD"))
+        head = ctx.verb == "HEAD"
+        return self._count(resp, response(resp, ctx.keep_alive, head, ctx.http10))
 
-    def _render_fixed(self, ctx: tuple[Response, bool, bool], result: Any, error: Any) -> bytes:
-        resp, keep_alive, head = ctx
-        return self._count(resp, response(resp, keep_alive, head))
+    def _render_fixed(
+        self, ctx: tuple[Response, bool, bool, bool], result: Any, error: Any
+    ) -> bytes:
+        resp, keep_alive, head, http10 = ctx
+        return self._count(resp, response(resp, keep_alive, head, http10))
 
     def _count(self, resp: Response, data: bytes) -> bytes:
         statuses = self._state.metrics.http_requests
@@ -382,21 +437,21 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         elif not self._in_request:
             self._arm(self._keepalive, self._idle_expired)
 
-    def _reject(self, resp: Response) -> None:
+    def _reject(self, resp: Response, label: str = "http_error") -> None:
         """Answer a request we refuse to parse further, then close."""
         assert self._pipeline is not None
         self._closing = True
         self._continue = False
         self._disarm()
         if self._waiting:  # answered after the requests parsed before it
-            self._waiting.append(partial(self._answer_reject, resp))
+            self._waiting.append(partial(self._answer_reject, resp, label))
             return
-        self._answer_reject(resp)
+        self._answer_reject(resp, label)
 
-    def _answer_reject(self, resp: Response) -> None:
+    def _answer_reject(self, resp: Response, label: str) -> None:
         assert self._pipeline is not None
         self._pipeline.request_done(
-            self._render_fixed, (resp, False, False), None, resp.error, "http_error"
+            self._render_fixed, (resp, False, False, False), None, resp.error, label
         )
         self._flush_output()
 
