@@ -13,6 +13,7 @@ slot, so the lingering ones are bounded separately: at most REFUSED_LINGER_MAX a
 once in the process, each for at most REFUSED_LINGER_SECONDS, reading nothing into
 memory; past the bound a refusal closes at once. A flood of refused connections
 costs at most that many descriptors (taken from the server's 64 kept in reserve).
+The count is the server's (``RefusedLingers``, in its ServerState), not this module's.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ __all__ = [
     "REFUSED_LINGER_MAX",
     "REFUSED_LINGER_SECONDS",
     "ReadPause",
-    "refused_lingering",
+    "RefusedLingers",
 ]
 
 PAUSE_INFLIGHT = 1  # too many requests in flight on this connection
@@ -41,11 +42,19 @@ PAUSE_SHUTDOWN = 8  # the server is draining
 # replies the peer has not read yet (a refusal, an error before a large body).
 LINGER_SECONDS = 2.0
 
-# Refused connections lingering at once (process-wide: descriptors are the process's),
-# and how long each may: a client that sends its request at once has sent it by then.
+# Refused connections lingering at once (per server: both its ports), and how long
+# each may: a client that sends its request at once has sent it by then.
 REFUSED_LINGER_MAX = 16
 REFUSED_LINGER_SECONDS = 1.0
-_refused_lingering = 0
+
+
+class RefusedLingers:
+    """The refused connections of one server lingering now (at most REFUSED_LINGER_MAX)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class ReadPause:
@@ -95,34 +104,27 @@ class ReadPause:
         self._pause = 0
         transport.resume_reading()
 
-    _refused_slot: bool = False
+    _refused_slots: RefusedLingers | None = None  # the server's, while this one lingers
 
-    def _linger_refused(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _linger_refused(self, loop: asyncio.AbstractEventLoop, slots: RefusedLingers) -> None:
         """Close a connection refused at accept, its refusal written: half-close and
         drop its input (the protocol's data_received) until its EOF or
         REFUSED_LINGER_SECONDS, if fewer than REFUSED_LINGER_MAX already do; else now."""
-        global _refused_lingering
         transport = self.transport
         assert transport is not None
-        if _refused_lingering >= REFUSED_LINGER_MAX or not transport.can_write_eof():
+        if slots.count >= REFUSED_LINGER_MAX or not transport.can_write_eof():
             transport.close()
             return
-        _refused_lingering += 1
-        self._refused_slot = True
+        slots.count += 1
+        self._refused_slots = slots
         transport.write_eof()
         self._linger_timer = loop.call_later(REFUSED_LINGER_SECONDS, transport.close)
 
     def _end_linger(self) -> None:
         """From connection_lost: the linger's timer and its refused slot, if any."""
-        global _refused_lingering
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
-        if self._refused_slot:
-            self._refused_slot = False
-            _refused_lingering -= 1
-
-
-def refused_lingering() -> int:
-    """Refused connections lingering now (for tests and /stats)."""
-    return _refused_lingering
+        if self._refused_slots is not None:
+            self._refused_slots.count -= 1
+            self._refused_slots = None

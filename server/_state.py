@@ -12,10 +12,11 @@ a fake Host and drive a protocol with a mock transport.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._dispatch import Dispatcher
+from ._flow import RefusedLingers
 from ._metrics import Metrics
 from ._writer import Writer
 from .config import ServerConfig
@@ -67,6 +68,7 @@ class ServerState:
             binary port); set once that listener is bound.
         host: the server-wide changing facts (see `Host`).
         redis: the Redis commands' dispatcher, for connections that speak RESP.
+        lingers: the refused connections lingering now (server/_flow.py).
     """
 
     config: ServerConfig
@@ -78,3 +80,4 @@ class ServerState:
     http_port: int
     host: Host
     redis: Any = None  # the RedisDispatcher of RESP connections (server/_redis.py)
+    lingers: RefusedLingers = field(default_factory=RefusedLingers)  # refused, lingering

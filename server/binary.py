@@ -75,7 +75,9 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             # At once, in a line both dialects read (protocol/refusals.py).
             transport.write(TOO_MANY_CONNECTIONS_LINE)
             self._closing = True
-            self._linger_refused(self._state.loop)  # a reset would destroy the line
+            self._linger_refused(
+                self._state.loop, self._state.lingers
+            )  # a reset would destroy the line
             return
         self.last_active = self._state.loop.time()
         self._pipeline = self._new_pipeline(self._state.dispatcher)

@@ -153,7 +153,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             statuses = self._state.metrics.http_requests
             statuses[503] = statuses.get(503, 0) + 1
             self._closing = True
-            self._linger_refused(self._loop)  # a reset would destroy the 503
+            self._linger_refused(self._loop, self._state.lingers)  # a reset would destroy the 503
             return
         # HTTP auth is per request (Bearer), checked in route(); the pipeline session is open.
         self._pipeline = Pipeline(

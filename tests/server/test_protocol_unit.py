@@ -256,7 +256,10 @@ async def test_refused_at_once_at_the_cap(setup: Any) -> None:
     assert transport.done  # closed, or half-closed while it lingers (then input is dropped)
     proto.data_received(request(1, "ping"))
     assert bytes(transport.buffer) == TOO_MANY_CONNECTIONS_LINE
+    slots = proto._state.lingers  # the server's count of lingering refusals
+    assert slots.count == (0 if transport.closed else 1)
     proto.connection_lost(None)  # gives the lingering refusal's place back
+    assert slots.count == 0
 
 
 async def test_connection_lost_releases_and_drops_output(setup: Any) -> None:
