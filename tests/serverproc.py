@@ -172,3 +172,39 @@ def running_server(data: Path, **kwargs: object) -> Iterator[ServerProcess]:
         yield srv
     finally:
         srv.kill()
+
+
+def attach_strace(
+    strace: str, pid: int, call: str, inject: str, timeout: float = 15.0
+) -> subprocess.Popen[bytes]:
+    """``strace -f -qq -e trace=CALL -e inject=CALL:INJECT -p PID``, returned once strace
+    is attached to every thread of ``pid`` (their TracerPid is strace's; -qq prints
+    nothing to wait for, and a fixed sleep was outrun on a loaded machine), or once
+    strace ended (an injected kill came during the attach). The caller waits for it or
+    terminates it (which detaches)."""
+    tracer = subprocess.Popen(
+        [strace, "-f", "-qq", "-o", os.devnull, "-e", f"trace={call}",
+         "-e", f"inject={call}:{inject}", "-p", str(pid)],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and tracer.poll() is None:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except FileNotFoundError:  # killed at its point and reaped: nothing to wait for
+            return tracer
+        tracers = set()
+        for task in tasks:
+            try:
+                status = (task / "status").read_text()
+            except OSError:  # a thread that just ended
+                continue
+            tracers.add(int(status.split("TracerPid:")[1].split()[0]))
+        if tracers == {tracer.pid}:
+            return tracer
+        time.sleep(0.05)
+    if tracer.poll() is None:
+        tracer.kill()
+        tracer.wait(10)
+        raise TimeoutError(f"strace did not attach to every thread of {pid} within {timeout}s")
+    return tracer

@@ -20,7 +20,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ import pytest
 import bitcask
 from client import connect
 from tests.protocol._redis_server import require_binary
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, attach_strace
 
 FULL = os.environ.get("BITCASK_CRASH_SWEEP", "") not in ("", "0")
 CLIENTS = 4
@@ -40,31 +39,6 @@ AFTER_LOAD = 2.0  # seconds a live server is given to reach its point after the 
 
 def _strace() -> str:
     return require_binary("strace", "strace")
-
-
-def _wait_traced(pid: int, tracer: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """Return once strace is attached to every thread of ``pid`` (their TracerPid is
-    strace's): a fixed sleep was not enough on a loaded machine, and the load then ran
-    before the injection was armed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if tracer.poll() is not None:
-            return  # the point came at once (its kill ends strace too); the oracle judges
-        tracers = set()
-        try:
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        except FileNotFoundError:  # killed at its point and reaped: nothing to wait for
-            return
-        for task in tasks:
-            try:
-                status = (task / "status").read_text()
-            except OSError:  # a thread that just ended
-                continue
-            tracers.add(int(status.split("TracerPid:")[1].split()[0]))
-        if tracers == {tracer.pid}:
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"strace did not attach to every thread of {pid} within {timeout}s")
 
 
 def value(c: int, i: int) -> bytes:
@@ -102,12 +76,7 @@ def test_server_killed_at_a_call_keeps_every_acknowledged_put(call: str, tmp_pat
         # small files: rotations, and the hints of sealed files renamed into place
         srv = ServerProcess(data=data, sync="always", extra=["--max-file-size", "4096"]).start()
         assert srv.proc is not None
-        tracer = subprocess.Popen(
-            [strace, "-f", "-qq", "-o", os.devnull, "-e", f"trace={call}",
-             "-e", f"inject={call}:signal=SIGKILL:when={n}", "-p", str(srv.proc.pid)],
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        _wait_traced(srv.proc.pid, tracer)  # -qq prints nothing to wait for
+        tracer = attach_strace(strace, srv.proc.pid, call, f"signal=SIGKILL:when={n}")
         try:
             acked, flying = asyncio.run(_load(srv.port))
             # the background worker renames hints into place, possibly after the load

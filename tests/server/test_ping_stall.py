@@ -11,15 +11,13 @@ fsync). A connection with its own write pending still gets its replies in order.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 from tests.protocol._redis_server import require_binary
 from tests.server.wire import Conn
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, attach_strace
 
 SETS = 30
 
@@ -55,12 +53,8 @@ def test_ping_is_answered_while_writes_elsewhere_wait_for_the_disk(tmp_path: Pat
     idle = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
     idle.sendall(b"PING\r\n")
     assert _read_exactly(idle, 7) == b"+PONG\r\n"
-    tracer = subprocess.Popen(
-        [strace, "-f", "-qq", "-o", os.devnull, "-e", "trace=fdatasync",
-         "-e", "inject=fdatasync:delay_enter=1500000", "-p", str(srv.proc.pid)],
-    )  # fmt: skip
+    tracer = attach_strace(strace, srv.proc.pid, "fdatasync", "delay_enter=1500000")
     try:
-        time.sleep(0.5)  # every thread attached (-qq prints nothing to wait for)
         writer = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
         writer.sendall(b"".join(_set(i) for i in range(SETS)))
         own = socket.create_connection(("127.0.0.1", srv.port), timeout=30)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import bitcask
 from tests.protocol._redis_server import require_binary
 from tests.server.wire import Conn, RemoteError, request
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, attach_strace
 
 KEYS = 400
 
@@ -51,12 +50,8 @@ def test_sigterm_abandons_a_snapshot_being_prepared(tmp_path: Path) -> None:
     srv = ServerProcess(data=data, sync="never", extra=["--max-file-size", "1400"]).start()
     assert srv.proc is not None
     written = _fill(srv.port)
-    tracer = subprocess.Popen(
-        [strace, "-f", "-qq", "-o", os.devnull, "-e", "trace=openat",
-         "-e", "inject=openat:delay_enter=50000", "-p", str(srv.proc.pid)],
-    )  # fmt: skip
+    tracer = attach_strace(strace, srv.proc.pid, "openat", "delay_enter=50000")
     try:
-        time.sleep(0.5)  # every thread attached (-qq prints nothing to wait for)
         with Conn(srv.port, timeout=30) as c:
             c.send("snapshot_begin")
             time.sleep(0.3)  # the preparation is under way
