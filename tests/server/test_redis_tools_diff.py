@@ -268,6 +268,21 @@ def test_auth_forms_and_database_numbers(seeded: Pair) -> None:
     assert ours.out == "ERR DB index is out of range\n\n"
 
 
+def _multibulk(*words: bytes) -> bytes:
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+
+
+def test_pipe_of_a_stream_that_starts_with_auth(pair: Pair) -> None:
+    # A mass-insertion file that authenticates itself: Redis reads the MSET (21
+    # arguments) after running the AUTH; here it was read under the pre-AUTH limits
+    # with it, a protocol error ("unauthenticated multibulk length")
+    pairs = [w for i in range(10) for w in (b"pipe:%d" % i, b"v" * 20_000)]
+    stream = _multibulk(b"AUTH", TOKEN.encode()) + _multibulk(b"MSET", *pairs)
+    ours = same(pair, "--pipe", stdin=stream, auth=())
+    assert ours.out.endswith("errors: 0, replies: 2\n")
+    assert same(pair, "EXISTS", *[f"pipe:{i}" for i in range(10)]).out == "10\n"
+
+
 def test_replication_and_scripting_are_refused_at_once(seeded: Pair, tmp_path: Path) -> None:
     # what Redis serves and this server refuses: a Redis error, and the tool ends
     cli = require_binary("redis-cli", "redis-tools")
