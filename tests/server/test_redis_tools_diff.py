@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -223,6 +224,58 @@ def test_resp3_output(seeded: Pair) -> None:
     redis, ours = both(seeded, "-3", "--no-raw", "HELLO")
     normal = re.compile(r'"version" => "[^"]*"|"id" => \(integer\) \d+')
     assert normal.sub("", ours.out) == normal.sub("", redis.out)
+
+
+INTERACTIVE = [
+    "MGET n:1 nokey", "CONFIG GET save", "OBJECT ENCODING s:44", "MEMORY USAGE nokey",
+    "OBJECT FREQ n:1", "READONLY", "SELECT 1", "TYPE n:1", "SCAN 0 TYPE hash", "INCR s:short",
+    "MULTI", "EXISTS n:1", "EXEC",
+]  # fmt: skip
+
+
+def _interactive_screen(port: int, socket: Path) -> str:
+    """redis-cli -3 at a terminal (tmux), the INTERACTIVE lines typed ahead at once."""
+    tmux = require_binary("tmux", "tmux")
+    cli = require_binary("redis-cli", "redis-tools")
+
+    def tm(*args: str) -> str:
+        done = subprocess.run(
+            [tmux, "-S", str(socket), *args], capture_output=True, text=True, timeout=TIMEOUT
+        )
+        return done.stdout
+
+    def prompts() -> tuple[int, str]:
+        # redis-cli (linenoise) flushes what was typed ahead of its prompt: wait for it
+        deadline = time.monotonic() + 15
+        while True:
+            screen = tm("capture-pane", "-p")
+            drawn = [ln for ln in screen.splitlines() if ln.startswith("127.0.0.1:")]
+            if (drawn and drawn[-1].rstrip().endswith(">")) or time.monotonic() > deadline:
+                return len(drawn), screen
+            time.sleep(0.02)
+
+    tm("new-session", "-d", "-x", "120", "-y", "60", f"{cli} -p {port} {' '.join(AUTH)} -3")
+    try:
+        for line in INTERACTIVE:
+            prompts()
+            tm("send-keys", "-l", line + "\r")
+            deadline = time.monotonic() + 15
+            while prompts()[0] <= INTERACTIVE.index(line) + 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return prompts()[1].replace(str(port), "PORT")
+    finally:
+        subprocess.run(
+            [tmux, "-S", str(socket), "kill-server"], capture_output=True, timeout=TIMEOUT
+        )
+
+
+def test_resp3_at_a_terminal(seeded: Pair, tmp_path: Path) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        redis, ours = pool.map(
+            _interactive_screen, seeded.ports, [tmp_path / "r.sock", tmp_path / "o.sock"]
+        )
+    assert ours == redis
+    assert '1# "save" => ""' in ours and "(TX)>" in ours
 
 
 def test_x_reads_the_last_argument_from_stdin(seeded: Pair) -> None:
