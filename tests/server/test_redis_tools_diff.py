@@ -194,8 +194,8 @@ LATENCY = re.compile(r"^\d+ \d+ \d+\.\d\d \d+$")
 
 
 def test_latency_modes(seeded: Pair) -> None:
-    # --latency alone exits after a second when not at a terminal, with one line
-    redis, ours = both(seeded, "--latency")
+    # --latency exits after its interval (-i; 1 s by default) when not at a terminal
+    redis, ours = both(seeded, "--latency", "-i", "0.1")
     assert ours.rc == redis.rc == 0 and LATENCY.match(ours.out.strip()), ours.out
     redis_lines, our_lines = lines_until(seeded, 2, "--latency-history", "-i", "0.05")
     assert all(LATENCY.match(line.strip()) for line in redis_lines + our_lines)
@@ -382,7 +382,7 @@ def _rps(out: str) -> list[str]:
 
 
 def test_benchmark_supported_tests_pipelined(pair: Pair) -> None:
-    run = _bench(pair, "-t", ",".join(SUPPORTED), "-n", "2000", "-P", "16", "--threads", "2")
+    run = _bench(pair, "-t", ",".join(SUPPORTED), "-n", "1000", "-P", "16")
     assert run.rc == 0, run.out + run.err
     names = ["PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "MSET (10 keys)"]
     assert _rps(run.out) == names
@@ -396,7 +396,8 @@ def test_benchmark_unsupported_tests_end_with_the_error(pair: Pair, test: str) -
 
 
 def test_benchmark_csv_keyspace_sizes_and_reconnects(pair: Pair) -> None:
-    run = _bench(pair, "-t", "set,get", "-n", "500", "-r", "1000", "--csv")
+    # (--threads costs a quarter second a test: its stats thread's tick)
+    run = _bench(pair, "-t", "set,get", "-n", "500", "-r", "1000", "--csv", "--threads", "2")
     assert run.rc == 0 and run.out.splitlines()[0].startswith('"test","rps"')
     assert [line.split(",")[0] for line in run.out.splitlines()[1:]] == ['"SET"', '"GET"']
     run = _bench(pair, "-t", "set,get", "-n", "8", "-c", "2", "-d", str(MAX_VALUE))
