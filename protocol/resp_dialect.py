@@ -16,6 +16,11 @@ Strategy / invariants:
   labels its metrics with stay a bounded set), `argv` the whole request as bytes,
   name first. What a command means is the server's business (protocol.redis_commands
   parses it there, with the server's clock); this module only moves bytes.
+- Before authentication (`set_authenticated(False)`) `feed` hands out one command
+  per call and keeps the rest of the bytes, as Redis reads one command at a time:
+  the server runs it, sets the limits it left, and `feed(b"")` reads the next
+  (`Connection.resume`). So a large command sent in the same write as a good AUTH
+  passes, and after a failed one it is refused, as in Redis.
 - QUIT is terminal: `+OK`, then nothing more.
   A framing error (`ProtocolFailure`) is terminal too, with Redis's exact reply.
 - Replies are encoded by the server with the connection's RESP version (2, or 3
