@@ -43,7 +43,9 @@ __all__ = [
     "Keys",
     "MGet",
     "MSet",
+    "MemoryUsage",
     "Multi",
+    "ObjectInfo",
     "Persist",
     "Ping",
     "Quit",
@@ -273,6 +275,20 @@ class Exists(Command):
 
 @dataclass(frozen=True, slots=True)
 class Type(Command):
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo(Command):
+    """OBJECT ENCODING / OBJECT FREQ: `name` is "object|encoding" or "object|freq"."""
+
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryUsage(Command):
+    """MEMORY USAGE key [SAMPLES count] (the count only validated: nothing is sampled)."""
+
     key: bytes
 
 

@@ -36,9 +36,9 @@ class CommandSpec:
         first_key, last_key, step: the key positions (last -1 = the last argument).
         summary: one line of semantics.
         since: the Redis version that introduced it.
-        group: "string", "generic", "transactions", "connection" or "server".
+        group: "string", "generic", "transactions", "connection", "server" or "cluster".
         syntax: the arguments after the name, Redis documentation style.
-        subcommands: of a container command (CLIENT, COMMAND, CONFIG).
+        subcommands: of a container command (CLIENT, COMMAND, CONFIG, OBJECT, ...).
     """
 
     name: str
@@ -108,6 +108,10 @@ _ROWS: list[CommandSpec] = [
                 "cursor [MATCH pattern] [COUNT count] [TYPE type]"),
     CommandSpec("keys", 2, _RO, 0, 0, 0, "Returns all key names that match a pattern.", "1.0.0", "generic", "pattern"),
     CommandSpec("randomkey", 1, _RO, 0, 0, 0, "Returns a random key name from the database.", "1.0.0", "generic"),
+    CommandSpec("object", -2, (), 0, 0, 0, "A container for object introspection commands.", "2.2.3", "generic", "", (
+        CommandSpec("object|encoding", 3, _RO, 2, 2, 1, "Returns the internal encoding a freshly SET value of this length and form would have.", "2.2.3", "generic", "key"),
+        CommandSpec("object|freq", 3, _RO, 2, 2, 1, "Returns the logarithmic access frequency counter (refused: no LFU policy here).", "4.0.0", "generic", "key"),
+    )),
     CommandSpec("rename", 3, ("write",), 1, 2, 1, "Renames a key and overwrites the destination.", "1.0.0", "generic", "key newkey"),
     CommandSpec("renamenx", 3, _WF, 1, 2, 1, "Renames a key only when the target key name doesn't exist.", "1.0.0", "generic", "key newkey"),
     # transactions
@@ -132,6 +136,16 @@ _ROWS: list[CommandSpec] = [
         CommandSpec("client|setinfo", 4, ("noscript", "loading", "stale"), 0, 0, 0, "Sets information specific to the client or connection.", "7.2.0", "connection",
                     "LIB-NAME libname | LIB-VER libver"),
     )),
+    # cluster: refused with Redis's reply when cluster support is disabled
+    CommandSpec("readonly", 1, ("loading", "stale", "fast"), 0, 0, 0, "Enables read queries for a connection to a cluster replica node (refused: no cluster).", "3.0.0", "cluster"),
+    CommandSpec("readwrite", 1, ("loading", "stale", "fast"), 0, 0, 0, "Enables read-write queries for a connection to a cluster replica node (refused: no cluster).", "3.0.0", "cluster"),
+    CommandSpec("cluster", -2, (), 0, 0, 0, "A container for Redis Cluster commands (each refused: no cluster).", "3.0.0", "cluster", "", (
+        CommandSpec("cluster|info", 2, ("stale",), 0, 0, 0, "Returns information about the state of a node.", "3.0.0", "cluster"),
+        CommandSpec("cluster|myid", 2, ("stale",), 0, 0, 0, "Returns the ID of a node.", "3.0.0", "cluster"),
+        CommandSpec("cluster|nodes", 2, ("stale",), 0, 0, 0, "Returns the cluster configuration for a node.", "3.0.0", "cluster"),
+        CommandSpec("cluster|shards", 2, ("stale",), 0, 0, 0, "Returns the mapping of cluster slots to shards.", "7.0.0", "cluster"),
+        CommandSpec("cluster|slots", 2, ("stale",), 0, 0, 0, "Returns the mapping of cluster slots to nodes.", "3.0.0", "cluster"),
+    )),
     # server
     CommandSpec("command", -1, ("loading", "stale"), 0, 0, 0, "Returns detailed information about all commands.", "2.8.13", "server", "", (
         CommandSpec("command|count", 2, ("loading", "stale"), 0, 0, 0, "Returns a count of commands.", "2.8.13", "server"),
@@ -141,6 +155,9 @@ _ROWS: list[CommandSpec] = [
     CommandSpec("info", -1, ("loading", "stale"), 0, 0, 0, "Returns information and statistics about the server.", "1.0.0", "server", "[section [section ...]]"),
     CommandSpec("config", -2, (), 0, 0, 0, "A container for server configuration commands.", "2.0.0", "server", "", (
         CommandSpec("config|get", -3, ("admin", "noscript", "loading", "stale"), 0, 0, 0, "Returns the effective values of configuration parameters.", "2.0.0", "server", "parameter [parameter ...]"),
+    )),
+    CommandSpec("memory", -2, (), 0, 0, 0, "A container for memory diagnostics commands.", "4.0.0", "server", "", (
+        CommandSpec("memory|usage", -3, _RO, 2, 2, 1, "Returns the bytes of a key and its value.", "4.0.0", "server", "key [SAMPLES count]"),
     )),
     CommandSpec("dbsize", 1, _ROF, 0, 0, 0, "Returns the number of keys in the database.", "1.0.0", "server"),
     CommandSpec("time", 1, ("loading", "stale", "fast"), 0, 0, 0, "Returns the server time.", "2.6.0", "server"),
@@ -168,6 +185,7 @@ _ACL = {
     "transactions": "@transaction",
     "connection": "@connection",
     "server": "@admin",
+    "cluster": "@connection",
 }
 
 
@@ -197,6 +215,10 @@ _ACL_OF = {
     "info": {"@slow", "@dangerous"},
     "keys": {"@keyspace", "@read", "@slow", "@dangerous"},
     "time": {"@fast"},
+    "object": {"@slow"},
+    "memory": {"@slow"},
+    "memory|usage": {"@read", "@slow"},
+    **{name: {"@slow"} for name in ("cluster", "cluster|info", "cluster|myid", "cluster|nodes", "cluster|shards", "cluster|slots")},
     **{name: {"@connection", "@slow"} for name in ("command", "command|count", "command|info", "command|docs")},
 }  # fmt: skip
 

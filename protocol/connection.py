@@ -370,6 +370,15 @@ class Connection:
         if self.auth_required and self.dialect is not None:
             self.dialect.set_authenticated(on)
 
+    def resume(self) -> list[Event]:
+        """The events of bytes already received that the dialect held back (before
+        AUTH the Redis dialect reads one command at a time), read under the limits
+        `set_authenticated` set since; [] when none."""
+        if self.ended or self.dialect is None:
+            return []
+        self._push(self.dialect.feed(b""))
+        return self.events()
+
     def _push(self, events: list[Event]) -> None:
         if events:
             if type(events[-1]) is Close:

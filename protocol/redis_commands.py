@@ -54,9 +54,11 @@ from protocol._redis_requests import (
     IncrByFloat,
     Info,
     Keys,
+    MemoryUsage,
     MGet,
     MSet,
     Multi,
+    ObjectInfo,
     Persist,
     Ping,
     Quit,
@@ -111,7 +113,9 @@ __all__ = [
     "Keys",
     "MGet",
     "MSet",
+    "MemoryUsage",
     "Multi",
+    "ObjectInfo",
     "Persist",
     "Ping",
     "Quit",
@@ -542,6 +546,29 @@ def _p_ping(name: str, a: list[bytes], now_ms: int) -> Command:
     return Ping(name, a[1] if len(a) == 2 else None)
 
 
+CLUSTER_DISABLED = "ERR This instance has cluster support disabled"
+
+
+def _p_cluster(name: str, a: list[bytes], now_ms: int) -> Command:
+    # READONLY, READWRITE and every CLUSTER subcommand: Redis's reply without cluster
+    # mode, so cluster-aware clients (redis-py's RedisCluster, ioredis's Cluster) and
+    # `redis-cli --cluster` learn at once that this is a standalone server.
+    raise CommandError(CLUSTER_DISABLED)
+
+
+def _p_memory(name: str, a: list[bytes], now_ms: int) -> Command:
+    # memoryCommand's USAGE options: SAMPLES count (an integer >= 0), nothing else
+    j = 3
+    while j < len(a):
+        if _is(a[j], b"samples") and j + 1 < len(a):
+            if _int(a[j + 1]) < 0:
+                raise CommandError(SYNTAX_ERROR)
+            j += 2
+        else:
+            raise CommandError(SYNTAX_ERROR)
+    return MemoryUsage("memory|usage", a[2])
+
+
 def _one_key(cls: Any) -> Parser:
     return lambda name, a, now_ms: cls(name, a[1])
 
@@ -590,6 +617,11 @@ _PARSERS: Mapping[str, Parser] = MappingProxyType(
         "scan": _p_scan,
         "keys": lambda n, a, t: Keys(n, a[1]),
         "randomkey": _bare(RandomKey),
+        "object": lambda n, a, t: ObjectInfo("object|" + a[1].decode("latin-1").lower(), a[2]),
+        "memory": _p_memory,
+        "readonly": _p_cluster,
+        "readwrite": _p_cluster,
+        "cluster": _p_cluster,
         "rename": lambda n, a, t: Rename(n, a[1], a[2], False),
         "renamenx": lambda n, a, t: Rename(n, a[1], a[2], True),
         "multi": _bare(Multi),

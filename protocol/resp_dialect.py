@@ -16,6 +16,11 @@ Strategy / invariants:
   labels its metrics with stay a bounded set), `argv` the whole request as bytes,
   name first. What a command means is the server's business (protocol.redis_commands
   parses it there, with the server's clock); this module only moves bytes.
+- Before authentication (`set_authenticated(False)`) `feed` hands out one command
+  per call and keeps the rest of the bytes, as Redis reads one command at a time:
+  the server runs it, sets the limits it left, and `feed(b"")` reads the next
+  (`Connection.resume`). So a large command sent in the same write as a good AUTH
+  passes, and after a failed one it is refused, as in Redis.
 - QUIT is terminal: `+OK`, then nothing more.
   A framing error (`ProtocolFailure`) is terminal too, with Redis's exact reply.
 - Replies are encoded by the server with the connection's RESP version (2, or 3
@@ -148,6 +153,11 @@ class RespDialect:
         reader.feed(data)
         events: list[Event] = []
         append = events.append
+        # Before AUTH, one command per call, as Redis reads them: the next is read
+        # under the limits the server sets once this one ran (feed(b"") reads on).
+        # redis-benchmark -a sends AUTH and an MSET (or a 20 KiB SET) in one write:
+        # read together, the MSET failed the pre-AUTH limits Redis had lifted.
+        one = not reader.authenticated
         while True:
             argv = reader.next_command()
             if argv is None:
@@ -166,6 +176,8 @@ class RespDialect:
                 append(Close(None, _QUIT_OK))
                 return events
             append(trusted_request(0, name, argv))
+            if one:
+                return events
 
     def _http(self, data: bytes) -> bool:
         """Whether the first line, now that `data` came, is an HTTP request line."""

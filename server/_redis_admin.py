@@ -235,6 +235,8 @@ class AdminCommands:
         # role:master is what health checks and exporters read (the section was missing)
         section("replication", lambda: {"role": "master", "connected_slaves": 0})
         section("cpu", _cpu_fields)
+        # what `redis-cli --cluster` and cluster-aware clients read to tell a standalone server
+        section("cluster", lambda: {"cluster_enabled": 0})
         # Redis's line: avg_ttl is the sampler's running estimate (ms), as in Redis
         line = f"keys={keys},expires={expiry['expires']},avg_ttl={expiry['avg_ttl_ms']}"
         section("keyspace", lambda: {"db0": line} if keys else {})

@@ -114,6 +114,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self.active = True
         t0 = perf_counter()
         conn = self._conn
+        limited = conn.auth_required and not self._session.authenticated
         if conn.auth_required:  # pre-AUTH limits until this session authenticated
             conn.set_authenticated(self._session.authenticated)
         if conn.dialect is None:
@@ -128,6 +129,14 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             self._closing = True  # read nothing more; close once the replies are out
         pipeline = self._pipeline
         out = pipeline.feed(events, conn.render, t0)
+        while limited and not conn.ended:  # the commands held back before AUTH, in turn
+            conn.set_authenticated(self._session.authenticated)  # as the last one left it
+            more = conn.resume()
+            if not more:
+                break
+            out += pipeline.feed(more, conn.render, t0)
+            if conn.ended:
+                self._closing = True
         if out:
             self._write(out)
         if self._closing:

@@ -48,6 +48,7 @@ SPLITS = [pytest.param(False, id="whole"), pytest.param(True, id="byte-by-byte")
 def test_resp_limits_before_auth(data: bytes, error: bytes, split: bool) -> None:
     conn = Connection(auth_required=True)
     events = _feed(conn, _bulk(b"PING") + data + _bulk(b"PING"), split)
+    events += conn.resume()  # before AUTH one command is read at a time
     assert [type(e) for e in events] == [Request, Close]
     assert events[1].data == b"-ERR Protocol error: " + error + b"\r\n"
 
@@ -62,6 +63,26 @@ def test_resp_at_the_limits_and_after_auth(split: bool) -> None:
     assert [len(e.params[2]) for e in _feed(conn, big, split)] == [100_000]
     conn.set_authenticated(False)  # RESET
     assert type(_feed(conn, b"*11\r\n", split)[0]) is Close
+
+
+def test_resp_reads_one_command_at_a_time_before_auth() -> None:
+    # redis-benchmark -a sends AUTH and its first MSET (21 arguments) in one write:
+    # Redis runs AUTH before it reads the MSET, so the limits no longer apply to it
+    conn = Connection(auth_required=True)
+    mset = [b"MSET", *[b"k", b"v" * 20_000] * 10]
+    events = _feed(conn, _bulk(b"AUTH", b"t") + _bulk(*mset) + _bulk(b"PING"), False)
+    assert [e.params for e in events] == [[b"AUTH", b"t"]]
+    conn.set_authenticated(True)  # the server ran AUTH
+    assert [e.params for e in conn.resume()] == [mset, [b"PING"]]
+    assert conn.resume() == []
+    # a failed AUTH leaves the limits on for what follows it
+    conn = Connection(auth_required=True)
+    events = _feed(conn, _bulk(b"AUTH", b"bad") + _bulk(*mset), False)
+    assert [e.params for e in events] == [[b"AUTH", b"bad"]]
+    conn.set_authenticated(False)
+    closed = conn.resume()
+    assert [type(e) for e in closed] == [Close]
+    assert closed[0].data == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
 
 
 def test_no_limits_without_auth_required() -> None:

@@ -167,7 +167,7 @@ def test_table_rows_are_consistent() -> None:
         assert spec.arity != 0 and spec.summary and spec.since.count(".") == 2
         for sub in spec.subcommands:
             assert sub.name.startswith(spec.name + "|")
-    assert len(COMMANDS) == 56
+    assert len(COMMANDS) == 61
 
 
 def test_command_info_and_docs_encode() -> None:
@@ -184,7 +184,7 @@ def test_command_info_and_docs_encode() -> None:
         {"name": "key", "type": "key", "key_spec_index": 0, "flags": ["multiple"]}
     ]
     for proto in (2, 3):
-        assert encode(command_info(), proto).startswith(b"*56\r\n")
+        assert encode(command_info(), proto).startswith(b"*61\r\n")
         assert encode(command_docs(), proto)
 
 
@@ -228,6 +228,7 @@ RUNTIME_ERRORS = (
     "ERR DB index is out of range",
     "ERR value is not an integer or out of range",  # only for INCR-like on a non-integer value
     "ERR value is not a valid float",
+    "ERR An LFU maxmemory policy is not selected",  # OBJECT FREQ of a key that exists
     "ERR increment would produce NaN or Infinity",
     "ERR increment or decrement would overflow",
     "ERR unknown subcommand 'setinfo'",
@@ -274,6 +275,11 @@ CURATED = [line for line, _ in ERRORS + PARSED if "SETINFO" not in line] + [
     "COMMAND DOCS", "FLUSHDB ASYNC x", "RENAME a", "WATCH", "TTL", "KEYS", "KEYS a b",
     "EXEC k", "EXISTS", "DBSIZE x", "TIME x", "INCRBY n 9223372036854775808",
     "SETNX k", "INCRBYFLOAT n +5", "INCRBYFLOAT n 5.", "INCRBYFLOAT n ' 5'", "INCRBYFLOAT n -inf",
+    "OBJECT", "OBJECT ENCODING", "OBJECT ENCODING k x", "OBJECT FREQ k", "OBJECT nope k",
+    "MEMORY", "MEMORY USAGE", "MEMORY USAGE k SAMPLES", "MEMORY USAGE k SAMPLES -1",
+    "MEMORY USAGE k SAMPLES x", "MEMORY USAGE k SAMPLES 0 SAMPLES 5", "MEMORY USAGE k FOO",
+    "MEMORY nope", "READONLY", "READONLY x", "READWRITE", "CLUSTER", "CLUSTER INFO",
+    "CLUSTER SLOTS x", "CLUSTER SHARDS", "CLUSTER nope",
 ]  # fmt: skip
 
 
