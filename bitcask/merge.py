@@ -473,7 +473,9 @@ def _log_failure(path: str, exc: BaseException, seconds: float) -> None:
     elif isinstance(exc, ReadOnlyError):
         pass  # refused before it began; the fault itself is logged, refusals rate-limited
     elif isinstance(exc, Exception):
-        log.warning("merge failed in %s after %.3fs: %s: %s", path, seconds, type(exc).__name__, exc)
+        log.warning(
+            "merge failed in %s after %.3fs: %s: %s", path, seconds, type(exc).__name__, exc
+        )
 
 
 # Keydir updates per hold of the write lock in step 4 (a few ms each). One hold for
