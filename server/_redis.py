@@ -342,8 +342,8 @@ class RedisDispatcher(AdminCommands):
         if self.shutting_down:
             return ErrorInfo.from_code(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
         reason = self._db.readonly_reason
-        if reason:
-            return redis_error(f"READONLY the store is read-only: {reason}")
+        if reason:  # READ_ONLY as on the binary port (one metrics label); line unchanged
+            return ErrorInfo.from_code(ErrorCode.READ_ONLY, f"the store is read-only: {reason}")
         return None
 
     def _key(self, key: bytes) -> bytes:

@@ -32,9 +32,10 @@ import pytest
 import bitcask
 from server._metrics import Histogram
 from server.cli import JournalFormatter, log_handler
+from tests.protocol._redis_server import require_binary
 from tests.server.test_startup import LimitedServer
 from tests.server.wire import Conn, Inline, http, status_of
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, attach_strace
 
 TIMEOUT = 10.0
 
@@ -533,3 +534,48 @@ def test_log_lines_outside_the_journal_keep_their_timestamp() -> None:
         rec.exc_info = sys.exc_info()
     lines = JournalFormatter().format(rec).splitlines()
     assert len(lines) > 2 and all(line.startswith("<4>WARNING bitcask: ") for line in lines)
+
+
+# ---- a disk fault, as every view shows it ----
+
+
+def test_a_failed_fsync_reads_the_same_everywhere(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    strace = require_binary("strace", "strace")
+    srv = server_factory(sync="always")
+    assert srv.proc is not None
+    with Conn(srv.port) as c:
+        assert c.call("put", b"kept", b"v") is True
+    _, before = scrape(srv)
+    tracer = attach_strace(strace, srv.proc.pid, "fdatasync", "error=EIO")
+    try:
+        with Conn(srv.port) as c:
+            assert c.error("put", b"a", b"1").name == "IO_ERROR"
+            assert c.error("put", b"b", b"1").name == "READ_ONLY"
+    finally:
+        tracer.terminate()
+        tracer.wait(10)
+    r = Inline(srv.port)
+    refused = r.cmd(b"SET c 1")
+    assert refused.startswith("READONLY the store is read-only: fsync failed")
+    assert r.cmd(b"GET kept") == b"v"  # reads go on
+    r.close()
+    _, after = scrape(srv)
+    # one label for one condition: the Redis protocol's refusal counted as READONLY
+    assert delta(after, before, "bitcask_request_errors_total") == {
+        "code=IO_ERROR,method=put": 1,
+        "code=READ_ONLY,method=put": 1,
+        "code=READ_ONLY,method=set": 1,
+    }
+    assert after[("bitcask_readonly", "")] == 1 and after[("bitcask_ready", "")] == 0
+    assert info(srv.port)["readonly"] == "1"
+    assert http_status(srv, "GET /readyz HTTP/1.1") == 503
+    assert http_status(srv, "GET /livez HTTP/1.1") == 200  # until --fsync-failure-grace
+    health = get_json(srv, "/health")
+    assert health["status"] == "unhealthy" and health["disk"]["state"] == "fsync_failed"
+    assert get_json(srv, "/stats")["readonly_reason"] == health["readonly_reason"]
+    srv.stop()
+    log = srv.log()
+    assert log.count("ERROR bitcask: fsync failed in ") == 1, log
+    assert "Traceback" not in log
