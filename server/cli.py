@@ -176,7 +176,7 @@ async def _serve(config: ServerConfig) -> int:
         config.sync,
         server.writer.mode if server.writer else "-",
         stats.get("keys", len(server.db)),
-        json.dumps(stats.get("recovery"), sort_keys=True, default=str),
+        json.dumps(_short_report(stats.get("recovery")), sort_keys=True, default=str),
     )
     if server.fd_limit is not None:
         before, after = server.fd_limit
@@ -196,7 +196,7 @@ async def _serve(config: ServerConfig) -> int:
             "run bitcask check %s",
             recovery.get("corrupt_records", 0),
             recovery.get("skipped_bytes", 0),
-            _first(recovery.get("events", ()), 5),
+            _first(recovery.get("events", ()), SHOWN_EVENTS),
             config.data,
         )
     if server.readonly_reason() is not None:
@@ -213,6 +213,22 @@ async def _serve(config: ServerConfig) -> int:
     finally:
         watchdog.cancel()
     return EXIT_OK if clean else EXIT_FAILED
+
+
+# Recovery events shown in the start-up line: one per damaged record could make it
+# megabytes long (journald splits a line past 48 KiB); /stats keeps them all.
+SHOWN_EVENTS = 5
+
+
+def _short_report(recovery: object) -> object:
+    """The recovery report with its first SHOWN_EVENTS events, then how many more."""
+    if not isinstance(recovery, dict):
+        return recovery
+    events = recovery.get("events") or []
+    if len(events) <= SHOWN_EVENTS:
+        return recovery
+    more = f"{len(events) - SHOWN_EVENTS} more in /stats"
+    return {**recovery, "events": [*events[:SHOWN_EVENTS], more]}
 
 
 def _first(events: Sequence[object], n: int) -> str:

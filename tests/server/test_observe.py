@@ -35,7 +35,7 @@ from server.cli import JournalFormatter, log_handler
 from tests.protocol._redis_server import require_binary
 from tests.server.test_startup import LimitedServer
 from tests.server.wire import Conn, Inline, http, status_of
-from tests.serverproc import ServerProcess, attach_strace
+from tests.serverproc import ServerProcess, attach_strace, running_server
 
 TIMEOUT = 10.0
 
@@ -579,3 +579,29 @@ def test_a_failed_fsync_reads_the_same_everywhere(
     log = srv.log()
     assert log.count("ERROR bitcask: fsync failed in ") == 1, log
     assert "Traceback" not in log
+
+
+def test_the_start_up_line_stays_short_on_a_damaged_store(tmp_path: Path) -> None:
+    # One recovery event per damaged record went whole into the start-up line: a
+    # store with scattered bit rot logged one line of megabytes. It shows the first
+    # five and how many more; /stats keeps every one.
+    data = tmp_path / "data"
+    with bitcask.open(data, sync="never") as db:
+        for i in range(24):
+            db.put(b"key%02d" % i, b"VALUE%02d" % i)
+    for hint in data.glob("*.hint"):
+        hint.unlink()  # scanned at open: the damage is found
+    for path in data.glob("*.data"):
+        raw = bytearray(path.read_bytes())
+        for i in range(0, 24, 2):
+            raw[raw.find(b"VALUE%02d" % i)] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    with running_server(data, sync="never") as srv:
+        stats = get_json(srv, "/stats")
+        log = srv.log()
+    assert len(stats["recovery"]["events"]) == 12
+    (line,) = [x for x in log.splitlines() if "bitcask-server listening" in x]
+    shown = json.loads(line.split(" recovery=", 1)[1])
+    assert shown["events"] == [*stats["recovery"]["events"][:5], "7 more in /stats"]
+    assert shown["corrupt_records"] == 12
+    assert "the store holds damage: 12 corrupt records" in log
