@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -338,6 +339,11 @@ def test_every_number_is_what_the_clients_did(
             sent += len(data)
         assert c.call("snapshot_end", snap["id"]) == {"complete": True, "bytes": sent}
     assert report["records_copied"] == 8
+    # a reload signal (logrotate's kill -HUP) changes nothing: no counter resets
+    assert srv.proc is not None
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "SIGHUP ignored" in srv.log(), "the SIGHUP line")
+    assert srv.proc.poll() is None
     # (the scrape below is not counted in itself: its request ends after the page)
     families, after = scrape(srv)
 
@@ -386,7 +392,7 @@ def test_every_number_is_what_the_clients_did(
     for (sample, labels), value in after.items():
         if sample == "bitcask_requests_total":
             assert after[("bitcask_request_duration_seconds_count", labels)] == value, labels
-    # counters never go backwards, merge or not
+    # counters never go backwards, across a merge and a SIGHUP
     checked = 0
     for (sample, labels), value in pre_merge.items():
         family = families[_family_of(sample, families)]
