@@ -443,9 +443,10 @@ class Server:
     def server_stats(self) -> dict[str, Any]:
         snap = self.metrics.snapshot()
         snap["writer_mode"] = self.writer.mode if self.writer else None
-        # the cap in force: --max-connections lowered to fit the descriptors (INFO's
-        # maxclients reads it, as Redis reports its adjusted maxclients)
-        snap["max_connections"] = self.max_connections
+        # the cap in force: --max-connections lowered to fit the descriptors at start,
+        # and below that while the store's data files hold more of them (admit()'s
+        # rule); INFO's maxclients reads it, as Redis reports its adjusted maxclients
+        snap["max_connections"] = max(0, min(self.max_connections, self._descriptor_room()))
         snap["ready"] = self.not_ready_reason() is None
         return snap
 
