@@ -625,6 +625,23 @@ def test_the_start_up_line_stays_short_on_a_damaged_store(tmp_path: Path) -> Non
     with running_server(data, sync="never") as srv:
         stats = get_json(srv, "/stats")
         log = srv.log()
+        # Every read of a corrupt record counts as CORRUPT_RECORD (the alert's rule),
+        # through any command: GETDEL and GETEX are writer ops whose error reply
+        # counted as a success. Inside EXEC the error is one element of the array.
+        _, before = scrape(srv)
+        r = Inline(srv.port)
+        assert r.cmd(b"GET key00").startswith("ERR ")
+        for command in (b"GETDEL key02", b"GETEX key04 PX 100000"):
+            assert r.cmd(command).startswith("ERR corrupt record: record of b'key0")
+        assert r.cmd(b"MULTI") == "OK" and r.cmd(b"GETDEL key06") == "QUEUED"
+        (inside,) = r.cmd(b"EXEC")
+        assert inside.startswith("ERR corrupt record: record of b'key06'")
+        r.close()
+        _, after = scrape(srv)
+    assert delta(after, before, "bitcask_request_errors_total") == {
+        "code=CORRUPT_RECORD,method=get": 1,
+        "code=CORRUPT_RECORD,method=other": 2,  # GETDEL, GETEX: outside the label set
+    }
     assert len(stats["recovery"]["events"]) == 12
     (line,) = [x for x in log.splitlines() if "bitcask-server listening" in x]
     shown = json.loads(line.split(" recovery=", 1)[1])
