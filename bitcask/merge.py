@@ -70,7 +70,7 @@ from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._pins import Pins
 from ._record import HEADER, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
 from ._writer import Writer
-from .errors import BitcaskError, MergeInProgressError, StoreClosedError
+from .errors import BitcaskError, MergeInProgressError, ReadOnlyError, StoreClosedError
 
 __all__ = [
     "MERGE_DIR",
@@ -435,7 +435,7 @@ def run_merge(
                 m.keydir.live.pop(fid, None)
             m.count += 1
             m.note_left([o.fid for o in outputs])
-        return MergeReport(
+        report = MergeReport(
             inputs=tuple(inputs),
             outputs=tuple(o.fid for o in outputs),
             bytes_before=total,
@@ -447,9 +447,13 @@ def run_merge(
             seconds=time.monotonic() - started,
             left_out=tuple(left_out),
         )
+        # One line per merge, by hand or automatic (an automatic one reports nowhere else)
+        log.info("%s in %s", str(report).replace("\n  ", "; "), writer.path)
+        return report
     except _SimulatedCrash:
         raise
-    except BaseException:
+    except BaseException as exc:
+        _log_failure(writer.path, exc, time.monotonic() - started)
         # Only a merge dir this call made, and only before its manifest exists
         # (after that, the next open finishes the swap).
         if created and not os.path.exists(os.path.join(mdir, MANIFEST)):
@@ -460,6 +464,18 @@ def run_merge(
             o.close()
         m.running = False
         m.lock.release()
+
+
+def _log_failure(path: str, exc: BaseException, seconds: float) -> None:
+    """One line for a merge that did not finish: abandoned for a close, or failed."""
+    if isinstance(exc, StoreClosedError):
+        log.info("merge abandoned in %s after %.3fs: %s", path, seconds, exc)
+    elif isinstance(exc, ReadOnlyError):
+        pass  # refused before it began; the fault itself is logged, refusals rate-limited
+    elif isinstance(exc, Exception):
+        log.warning(
+            "merge failed in %s after %.3fs: %s: %s", path, seconds, type(exc).__name__, exc
+        )
 
 
 # Keydir updates per hold of the write lock in step 4 (a few ms each). One hold for

@@ -90,7 +90,9 @@ class Histogram:
             acc += n
             out.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {acc}')
         braces = f"{{{labels}}}" if labels else ""
-        out.append(f"{name}_sum{braces} {self.sum:.9g}")
+        # repr: every digit (as prometheus_client writes it); 9 significant digits
+        # rounded the group-commit histogram's _sum (a count of requests) once past 1e9
+        out.append(f"{name}_sum{braces} {self.sum!r}")
         out.append(f"{name}_count{braces} {self.count}")
         return out
 

@@ -117,6 +117,8 @@ _EXC_CODES: tuple[tuple[type[BaseException], ErrorCode], ...] = (
 
 def error_info(exc: BaseException) -> ErrorInfo:
     """Map an exception from the engine or protocol to the ErrorInfo sent to clients."""
+    if isinstance(exc, Invalid):  # a check's own answer (the Redis dialect's ErrorReply)
+        return exc.info
     if isinstance(exc, ProtocolError):
         return make_error(exc.code, exc.message)
     for cls, code in _EXC_CODES:

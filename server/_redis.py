@@ -55,9 +55,10 @@ from protocol import redis_commands as rc
 from protocol._glob import compile_glob
 from protocol._resp_reader import _string2ll
 from protocol._resp_writer import NullArray, encode, encode_error
+from protocol.resp_dialect import error_line
 
 from ._dispatch import reply_too_large, values_over
-from ._outcome import Async, Done, Outcome, Read, Write, error_info
+from ._outcome import Async, Done, Invalid, Outcome, Read, Write, error_info
 from ._redis_admin import AdminCommands, bulk_strings
 from ._redis_session import (
     NOAUTH,
@@ -82,16 +83,39 @@ _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
 SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
 
 
-def _op_error(result: Any) -> bytes | None:
-    """The error reply of an op that failed alone (NotANumberError, NoSuchKeyError, ...)."""
+class ErrorReply(Invalid):
+    """An op that failed alone (NotANumberError, CorruptRecordError, ...), raised by a
+    reply shape: the connection's pipeline then answers `info` as an error and counts
+    it in bitcask_request_errors_total (returned as bytes, it counted as a success, and
+    a corrupt record read by GETDEL never reached the CORRUPT_RECORD alert). EXEC
+    catches it and places the error line in its array."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        Exception.__init__(self, info.message)
+        self.info = info
+
+
+# Ops' errors counted under their own code; their Redis line is "ERR " + the message.
+_OP_CODES = (
+    (bitcask.CorruptRecordError, ErrorCode.CORRUPT_RECORD),
+    (bitcask.NotANumberError, ErrorCode.NOT_A_NUMBER),
+    (bitcask.NoSuchKeyError, ErrorCode.NO_SUCH_KEY),
+)
+
+
+def _op_error(result: Any) -> None:
+    """Raise ErrorReply if `result` is the error of an op that failed alone."""
     if isinstance(result, BaseException):
         if isinstance(result, bitcask.CorruptRecordError):
-            return encode_error(f"ERR corrupt record: {result}")
-        if isinstance(result, bitcask.ValueTooLargeError):  # APPEND that raced past the hint
-            return encode_error(_TOO_BIG)
-        # The engine words these as Redis does ("value is not an integer or out of range").
-        return encode_error("ERR " + (str(result).strip("'\"") or type(result).__name__))
-    return None
+            message = f"corrupt record: {result}"
+        elif isinstance(result, bitcask.ValueTooLargeError):  # APPEND that raced the hint
+            raise ErrorReply(ErrorInfo.from_code(ErrorCode.VALUE_TOO_LARGE, _TOO_BIG[4:]))
+        else:  # the engine words these as Redis does ("value is not an integer ...")
+            message = str(result).strip("'\"") or type(result).__name__
+        for cls, code in _OP_CODES:
+            if isinstance(result, cls):
+                raise ErrorReply(ErrorInfo.from_code(code, message))
+        raise ErrorReply(redis_error("ERR " + message))
 
 
 class _Cursors:
@@ -321,8 +345,8 @@ class RedisDispatcher(AdminCommands):
         if self.shutting_down:
             return ErrorInfo.from_code(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
         reason = self._db.readonly_reason
-        if reason:
-            return redis_error(f"READONLY the store is read-only: {reason}")
+        if reason:  # READ_ONLY as on the binary port (one metrics label); line unchanged
+            return ErrorInfo.from_code(ErrorCode.READ_ONLY, f"the store is read-only: {reason}")
         return None
 
     def _key(self, key: bytes) -> bytes:
@@ -560,10 +584,10 @@ class RedisDispatcher(AdminCommands):
         op = bitcask.Rename(key, dst, nx=c.nx)
         if c.nx:
             return Step(ops=[op], shape=lambda r: _int_of_applied(r[0]))
-        return Step(ops=[op], shape=lambda r: _op_error(r[0]) or OK)
+        return Step(ops=[op], shape=_ok)
 
     def _flush(self, s: RedisSession, c: Any, tx: bool) -> Step:
-        return Step(ops=[bitcask.Clear()], shape=lambda r: _op_error(r[0]) or OK)
+        return Step(ops=[bitcask.Clear()], shape=_ok)
 
     def _unwatch(self, s: RedisSession, c: rc.Unwatch, tx: bool) -> Step:
         s.unwatch()
@@ -774,7 +798,9 @@ def _busy(writer: Writer) -> ErrorInfo:
 
 
 def _ok(results: list[Any]) -> bytes:
-    return (_op_error(results[0]) or OK) if results else OK
+    if results:
+        _op_error(results[0])
+    return OK
 
 
 def _reply_too_big(size: int, limit: int, what: str = "values") -> str:
@@ -805,7 +831,8 @@ def _scan_reply(page: list[Any], proto: int, limit: int) -> bytes:
 
 
 def _value_reply(result: Any, proto: int) -> bytes:
-    return _op_error(result) or encode(result, proto)
+    _op_error(result)
+    return encode(result, proto)
 
 
 ENCODING_INT_MAX = 20  # Redis reads a value this long or shorter as a long if it can
@@ -834,28 +861,30 @@ def _object_reply(value: bytes | int | None, freq: bool, proto: int) -> bytes:
 
 
 def _len_reply(result: Any) -> bytes:
-    return _op_error(result) or encode(len(result or b""))
+    _op_error(result)
+    return encode(len(result or b""))
 
 
 def _int_reply(result: Any) -> bytes:
-    return _op_error(result) or encode(int(result))
+    _op_error(result)
+    return encode(int(result))
 
 
 def _int_of_applied(result: Any) -> bytes:
     if isinstance(result, tuple):  # Set's (applied, old)
         result = result[0]
-    return _op_error(result) or (b":1\r\n" if result else b":0\r\n")
+    _op_error(result)
+    return b":1\r\n" if result else b":0\r\n"
 
 
 def _set_reply(result: Any, proto: int) -> bytes:
-    err = _op_error(result)
-    if err is not None:
-        return err
+    _op_error(result)
     return OK if result[0] else encode(None, proto)
 
 
 def _set_get_reply(result: Any, proto: int) -> bytes:
-    return _op_error(result) or encode(result[1], proto)
+    _op_error(result)
+    return encode(result[1], proto)
 
 
 def _exec_reply(steps: list[Step], results: list[Any], proto: int) -> bytes:
@@ -865,7 +894,10 @@ def _exec_reply(steps: list[Step], results: list[Any], proto: int) -> bytes:
         if step.ops is not None:
             n = len(step.ops)
             assert step.shape is not None
-            out.append(step.shape(results[i : i + n]))
+            try:
+                out.append(step.shape(results[i : i + n]))
+            except ErrorReply as exc:  # one command's error, an element of the array
+                out.append(error_line(exc.info))
             i += n
         elif step.read is not None:
             out.append(step.read())

@@ -122,7 +122,8 @@ class AdminCommands:
             "appendonly": "yes",
             "appendfsync": {"always": "always", "interval": "everysec"}.get(cfg.sync, "no"),
             "databases": "1",
-            "maxclients": str(cfg.max_connections),
+            # the cap in force, not the flag: fitted below the descriptor limit at start
+            "maxclients": str(self._info().get("max_connections", cfg.max_connections)),
             "maxmemory": "0",
             "port": str(cfg.port),
             "bind": cfg.host,
@@ -195,7 +196,7 @@ class AdminCommands:
             "clients",
             lambda: {
                 "connected_clients": facts.get("connections", 0),
-                "maxclients": self._config.max_connections,
+                "maxclients": facts.get("max_connections", self._config.max_connections),
                 "blocked_clients": 0,
             },
         )

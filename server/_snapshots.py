@@ -22,6 +22,7 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,8 @@ DEFAULT_SNAPSHOT_TIMEOUT = 60.0
 """Idle seconds after which an unread snapshot's pins lapse (snapshot_begin may set it)."""
 
 Settle = Callable[[Any, ErrorInfo | None], None]
+
+log = logging.getLogger("bitcask.server")
 
 
 class SnapshotMethods:
@@ -96,11 +99,20 @@ class SnapshotMethods:
         if complete:
             self._metrics.snapshots_completed += 1
             self._metrics.snapshot_last_success = time.time()
+        log.info(
+            "snapshot %s ended: %s, %d bytes",
+            snap.id,
+            "complete" if complete else "incomplete (not every byte was read)",
+            snap.total_bytes,
+        )
         return {"complete": complete, "bytes": snap.total_bytes}
 
     def session_closed(self, session: object) -> int:
         """Release every snapshot of a closed connection; returns how many."""
-        return snapshots.release_owner(self._db, session)
+        n = snapshots.release_owner(self._db, session)
+        if n:
+            log.info("%d snapshot(s) released: their connection closed before snapshot_end", n)
+        return n
 
     # ---- internals ----
 
@@ -125,6 +137,13 @@ class SnapshotMethods:
 
     def _began(self, snap: snapshots.Snapshot) -> dict[str, Any]:
         self._metrics.snapshots_taken += 1
+        log.info(
+            "snapshot %s begun: %d files, %d bytes, %d keys",
+            snap.id,
+            len(snap.files),
+            snap.total_bytes,
+            snap.keys,
+        )
         return {
             "id": snap.id,
             "files": [f.to_dict() for f in snap.files],

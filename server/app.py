@@ -59,6 +59,8 @@ Connection = BinaryProtocol | HttpProtocol
 # and its reader, a rotation's next file, merge output and hint files), the listeners,
 # the event loop, stdio and the executor's transient opens (as Redis reserves 32 + 96).
 FD_RESERVE = 64
+# Refused connections are logged at most once per this many seconds (with a count).
+REFUSED_LOG_EVERY = 10.0
 # Errors that mean "no space": a store that cannot create its active file opens read-only.
 
 
@@ -127,6 +129,8 @@ class Server:
         self.expiry: ActiveExpiry | None = None  # the active expiry task (started by start)
         self._stopped: asyncio.Event | None = None
         self._started = time.monotonic()
+        self._refused_logged_at = float("-inf")  # refused connections: rate-limited log
+        self._refused_unlogged = 0
 
     # ---- life cycle ----
 
@@ -338,11 +342,33 @@ class Server:
         n = len(self._connections)
         if n >= self.max_connections or self.draining or n >= self._descriptor_room():
             self.metrics.connections_refused += 1
+            if not self.draining:  # a refusal while stopping is expected: not logged
+                self._log_refusal(n)
             return False
         self._connections.add(conn)
         self.metrics.connections = len(self._connections)
         self.metrics.connections_total += 1
         return True
+
+    def _log_refusal(self, n: int) -> None:
+        # One WARNING per REFUSED_LOG_EVERY at most, with the count since the last one:
+        # a client reconnecting in a loop cannot fill the disk with log lines.
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        if now - self._refused_logged_at < REFUSED_LOG_EVERY:
+            return
+        why = (
+            f"max-connections {self.max_connections} reached"
+            if n >= self.max_connections
+            else "the descriptor limit leaves no room for another"
+        )
+        log.warning(
+            "connections refused: %s (%d refused since the last such line; "
+            "bitcask_connections_refused_total counts them all)",
+            why,
+            self._refused_unlogged,
+        )
+        self._refused_logged_at, self._refused_unlogged = now, 0
 
     def _descriptor_room(self) -> int:
         # Connections the descriptors allow now: the soft limit less FD_RESERVE and
@@ -417,6 +443,10 @@ class Server:
     def server_stats(self) -> dict[str, Any]:
         snap = self.metrics.snapshot()
         snap["writer_mode"] = self.writer.mode if self.writer else None
+        # the cap in force: --max-connections lowered to fit the descriptors at start,
+        # and below that while the store's data files hold more of them (admit()'s
+        # rule); INFO's maxclients reads it, as Redis reports its adjusted maxclients
+        snap["max_connections"] = max(0, min(self.max_connections, self._descriptor_room()))
         snap["ready"] = self.not_ready_reason() is None
         return snap
 

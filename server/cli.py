@@ -23,7 +23,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TextIO
 
 import uvloop
 
@@ -58,12 +59,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"bitcask-server: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=config.log_level.upper(), handlers=[log_handler(sys.stderr)])
     return uvloop.run(_serve(config))
+
+
+# logging level -> syslog priority, for journald's `<N>` line prefix (sd-daemon(3))
+_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    r"""Every line of a record prefixed `<N>` with its syslog priority, no timestamp.
+
+    journald (SyslogLevelPrefix=yes, the default) takes the prefix as the entry's
+    priority and stamps the time itself; without it every line of the service was
+    priority 6 (info), so `journalctl -p warning` showed no fsync failure. Each line
+    of a multi-line record (a traceback) is its own journal entry: each gets the prefix.
+
+    Example:
+        >>> rec = logging.LogRecord("bitcask", logging.ERROR, "", 0, "a\nb", None, None)
+        >>> JournalFormatter().format(rec)
+        '<3>ERROR bitcask: a\n<3>ERROR bitcask: b'
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_PRIORITY.get(record.levelno, 6)}>"
+        lines = super().format(record).split("\n")
+        head = lines[0].split(": ", 1)[0] + ": "
+        return "\n".join([prefix + lines[0], *(prefix + head + line for line in lines[1:])])
+
+
+def log_handler(stream: TextIO, environ: Mapping[str, str] = os.environ) -> logging.Handler:
+    """The server's log handler: plain timestamped lines, or journald's priority
+    prefixes when `stream` is the journal stream systemd connected (JOURNAL_STREAM
+    names its device and inode, systemd.exec(5))."""
+    handler = logging.StreamHandler(stream)
+    if _is_journal(stream, environ.get("JOURNAL_STREAM", "")):
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def _is_journal(stream: TextIO, journal: str) -> bool:
+    dev, _, ino = journal.partition(":")
+    try:
+        st = os.fstat(stream.fileno())
+        return bool(ino) and (st.st_dev, st.st_ino) == (int(dev), int(ino))
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's StringIO)
+        return False
 
 
 async def _serve(config: ServerConfig) -> int:
@@ -124,7 +176,7 @@ async def _serve(config: ServerConfig) -> int:
         config.sync,
         server.writer.mode if server.writer else "-",
         stats.get("keys", len(server.db)),
-        json.dumps(stats.get("recovery"), sort_keys=True, default=str),
+        json.dumps(_short_report(stats.get("recovery")), sort_keys=True, default=str),
     )
     if server.fd_limit is not None:
         before, after = server.fd_limit
@@ -144,7 +196,7 @@ async def _serve(config: ServerConfig) -> int:
             "run bitcask check %s",
             recovery.get("corrupt_records", 0),
             recovery.get("skipped_bytes", 0),
-            _first(recovery.get("events", ()), 5),
+            _first(recovery.get("events", ()), SHOWN_EVENTS),
             config.data,
         )
     if server.readonly_reason() is not None:
@@ -161,6 +213,22 @@ async def _serve(config: ServerConfig) -> int:
     finally:
         watchdog.cancel()
     return EXIT_OK if clean else EXIT_FAILED
+
+
+# Recovery events shown in the start-up line: one per damaged record could make it
+# megabytes long (journald splits a line past 48 KiB); /stats keeps them all.
+SHOWN_EVENTS = 5
+
+
+def _short_report(recovery: object) -> object:
+    """The recovery report with its first SHOWN_EVENTS events, then how many more."""
+    if not isinstance(recovery, dict):
+        return recovery
+    events = recovery.get("events") or []
+    if len(events) <= SHOWN_EVENTS:
+        return recovery
+    more = f"{len(events) - SHOWN_EVENTS} more in /stats"
+    return {**recovery, "events": [*events[:SHOWN_EVENTS], more]}
 
 
 def _first(events: Sequence[object], n: int) -> str:
