@@ -41,6 +41,7 @@ import bitcask
 
 from ._active_expiry import ActiveExpiry
 from ._dispatch import Dispatcher
+from ._flow import set_keepalive
 from ._metrics import Metrics
 from ._redis import RedisDispatcher
 from ._state import ServerState
@@ -340,6 +341,8 @@ class Server:
             self.metrics.connections_refused += 1
             return False
         self._connections.add(conn)
+        if conn.transport is not None:
+            set_keepalive(conn.transport, self.config.tcp_keepalive)
         self.metrics.connections = len(self._connections)
         self.metrics.connections_total += 1
         return True
@@ -367,14 +370,17 @@ class Server:
         return min(1.0, max(0.05, self.config.idle_timeout / 4))
 
     def _sweep(self) -> None:
-        """Close binary connections silent for idle_timeout (HTTP has its own timers)."""
+        """Close connections on which no byte moved for idle_timeout (server/_flow.py).
+
+        A binary connection with requests of its own in progress is not idle, unless
+        its replies wait for a peer that takes none of them; an HTTP connection with
+        nothing left to send is governed by its own timers (keep-alive, header, body).
+        """
         now = self.loop.time()
         limit = self.config.idle_timeout
         for conn in list(self._connections):
-            if not isinstance(conn, BinaryProtocol):
-                continue
-            if conn.active or conn.busy:
-                conn.active = False
+            working = bool(conn.busy) if isinstance(conn, BinaryProtocol) else True
+            if conn.moved(working):
                 conn.last_active = now
             elif now - conn.last_active > limit:
                 conn.close_idle()

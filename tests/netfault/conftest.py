@@ -1,0 +1,139 @@
+"""Fixtures for the network-fault tests: a bitcask-server in its own network namespace
+(tests/sharding/netlab.py), reached from the root namespace over a veth pair, and a
+silent partition between them (the veth set down: no FIN, no RST, packets just stop).
+
+Without root or iproute2 the tests skip naming the reason (apt-get install iproute2);
+under CI=true they fail instead. Each test makes and removes its own namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.serverproc import ServerProcess
+from tests.sharding.netlab import Host, NetLab, NetLabError
+
+PORT, HTTP_PORT = 7379, 7380  # inside a namespace every port is free
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@dataclass
+class NsServer(ServerProcess):
+    """A bitcask-server started inside a namespace (`prefix` is `ip netns exec NS`)."""
+
+    prefix: list[str] = field(default_factory=list)
+
+    def argv(self) -> list[str]:
+        return [*self.prefix, *super().argv()]
+
+
+@dataclass
+class Net:
+    """One lab: `host(label)` adds a namespace; `cut`/`heal` partition it silently."""
+
+    lab: NetLab
+    tc: str
+
+    def host(self, label: str) -> Host:
+        return self.lab.host(label)
+
+    def cut(self, host: Host) -> None:
+        """Partition `host` from everything else: its veth down, nothing sent either way."""
+        subprocess.run([self.lab.ip, "link", "set", host.veth, "down"], check=True, timeout=20)
+
+    def heal(self, host: Host) -> None:
+        subprocess.run([self.lab.ip, "link", "set", host.veth, "up"], check=True, timeout=20)
+
+    def throttle(self, host: Host, rate: str) -> None:
+        """Limit what `host` sends (its eth0) to `rate` (tc tbf: in every kernel that
+        has traffic control; netem is often missing)."""
+        tc = [*host.prefix, self.tc, "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate,
+              "burst", "32kbit", "latency", "400ms"]  # fmt: skip
+        done = subprocess.run(tc, capture_output=True, text=True, timeout=20)
+        if done.returncode != 0:
+            reason = f"tc tbf unavailable: {done.stderr.strip()} (iproute2, sch_tbf)"
+            if _ci():
+                pytest.fail(f"CI=true: {reason}")
+            pytest.skip(reason)
+
+    @contextlib.contextmanager
+    def partitioned(self, host: Host) -> Iterator[None]:
+        self.cut(host)
+        try:
+            yield
+        finally:
+            self.heal(host)
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    try:
+        lab = NetLab.create(str(os.getpid()))
+    except NetLabError as exc:
+        reason = f"network namespaces unavailable: {exc} (needs root and iproute2)"
+        if _ci():
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    try:
+        tc = shutil.which("tc") or shutil.which("tc", path="/usr/sbin:/sbin") or "tc"
+        yield Net(lab, tc)
+    finally:
+        lab.close()
+
+
+@pytest.fixture
+def ns_server(net: Net, tmp_path: Path) -> Iterator[Callable[..., tuple[NsServer, Host]]]:
+    """`ns_server(*flags)`: a server in a new namespace, its ports 7379/7380 there."""
+    started: list[NsServer] = []
+
+    def start(*flags: str, label: str = "srv") -> tuple[NsServer, Host]:
+        host = net.host(label)
+        data = tmp_path / label
+        data.mkdir()
+        srv = NsServer(data=data, host=host.address, port=PORT, http_port=HTTP_PORT,
+                       prefix=host.prefix, extra=list(flags))  # fmt: skip
+        started.append(srv)
+        srv.start()
+        return srv, host
+
+    yield start
+    for srv in started:
+        srv.kill()
+
+
+_METRIC = """
+import sys, urllib.request
+body = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+print([l for l in body.splitlines() if l.startswith(sys.argv[2] + " ")][0].split()[1])
+"""
+
+
+def metric(srv: ServerProcess, host: Host, name: str) -> float:
+    """A gauge of the server's /metrics, read from inside its namespace (so it answers
+    while the namespace is cut off)."""
+    url = f"http://{srv.host}:{srv.http_port}/metrics"
+    out = subprocess.run([*host.prefix, sys.executable, "-c", _METRIC, url, name],
+                         capture_output=True, text=True, timeout=20, check=True)  # fmt: skip
+    return float(out.stdout)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `check` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
