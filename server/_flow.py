@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from typing import Any
 
 __all__ = [
     "LINGER_SECONDS",
@@ -131,6 +132,15 @@ class ReadPause:
         self.active = False
         self._buffered = buffered
         return moved
+
+    _pipeline: Any = None  # the protocol's Pipeline (server/_pipeline.py), once admitted
+
+    @property
+    def held_by_peer(self) -> bool:
+        """Only the peer keeps this connection busy: it takes none of its replies (our
+        write buffer is over its mark) and none of its writes is in flight."""
+        pipeline = self._pipeline
+        return bool(self._pause & PAUSE_TRANSPORT) and not (pipeline and pipeline.writing)
 
     def close_idle(self) -> None:
         """The idle timeout expired: close without a reply; reset if output is still

@@ -20,7 +20,8 @@ Strategy / invariants:
      request answers SHUTTING_DOWN, its output deleted), listeners closed;
   2. wait for every connection's in-flight requests to be answered (new requests are
      still read for half the budget: reads answered, writes refused; then reading
-     stops and unread requests are refused by the close);
+     stops and unread requests are refused by the close, and a connection whose
+     peer takes none of its replies, with no write in flight, is not waited for);
   3. close the connections, close the writer and wait until it has drained;
   4. db.close() in a thread (it syncs and writes hint files).
   If the budget runs out the store is still closed (acknowledged writes are already
@@ -280,7 +281,9 @@ class Server:
         if not await self._wait(half, self._connections_quiet):
             for conn in list(self._connections):
                 conn.stop_reading_for_shutdown()
-        in_time = await self._wait(deadline, self._connections_quiet)
+        # What is left may wait on a peer that reads nothing (it vanished without a FIN):
+        # its reads are dropped with it, its writes are drained with the writer below.
+        in_time = await self._wait(deadline, self._connections_settled)
         for conn in list(self._connections):
             conn.close_for_shutdown()
         assert self.writer is not None
@@ -320,6 +323,9 @@ class Server:
 
     def _connections_quiet(self) -> bool:
         return all(conn.busy == 0 for conn in self._connections)
+
+    def _connections_settled(self) -> bool:
+        return all(conn.busy == 0 or conn.held_by_peer for conn in self._connections)
 
     # ---- connections ----
 

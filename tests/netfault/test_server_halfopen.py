@@ -161,3 +161,25 @@ def test_tcp_keepalive_drops_a_vanished_idle_peer_without_idle_timeout(
     finally:
         for s in socks:
             s.close()
+
+
+def test_a_vanished_reader_does_not_force_the_shutdown(
+    net: Net, ns_server: Callable[..., tuple[NsServer, Host]]
+) -> None:
+    """SIGTERM with a vanished peer's replies backed up: the stop stays clean (exit 0)
+    instead of waiting out its budget for a reader that is gone ('forced', exit 1)."""
+    srv, host = ns_server("--idle-timeout", "0", "--shutdown-timeout", "1",
+                          "--drain-seconds", "0")  # fmt: skip
+    with _sock(srv.host, srv.port) as s:
+        s.sendall(_resp(b"SET", b"big", b"x" * BIG))
+        assert s.recv(16) == b"+OK\r\n"
+    with (
+        _sock(srv.host, srv.port, small_window=True) as binary,
+        _sock(srv.host, srv.http_port, small_window=True) as http,
+    ):
+        binary.sendall(_resp(b"GET", b"big") * 20)
+        http.sendall(b"GET /kv/big HTTP/1.1\r\nHost: x\r\n\r\n" * 20)
+        wait_for(lambda: metric(srv, host, "bitcask_connections") == 3, 10.0, "both connected")
+        net.cut(host)
+        assert srv.stop() == 0, srv.log()
+    assert "stopped (clean)" in srv.log()
