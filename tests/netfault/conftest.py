@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -54,8 +55,19 @@ class Net:
         """Partition `host` from everything else: its veth down, nothing sent either way."""
         subprocess.run([self.lab.ip, "link", "set", host.veth, "down"], check=True, timeout=20)
 
-    def heal(self, host: Host) -> None:
+    def heal(self, host: Host, port: int = PORT) -> None:
+        """End the partition; return once a connection to `port` on `host` goes through
+        (the bridge port takes a moment to forward again: a SYN lost then costs the
+        kernel's 1 s retransmission, longer than these tests' timeouts)."""
         subprocess.run([self.lab.ip, "link", "set", host.veth, "up"], check=True, timeout=20)
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                socket.create_connection((host.address, port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
 
     def throttle(self, host: Host, rate: str) -> None:
         """Limit what `host` sends (its eth0) to `rate` (tc tbf: in every kernel that
