@@ -384,7 +384,8 @@ class Client(Commands):
         except (OSError, TimeoutError) as exc:
             if proto is not None:
                 proto.abort()
-            raise ConnectError(f"cannot connect to {cfg.host}:{cfg.port}: {exc!r}") from exc
+            why = connect_failure(exc, cfg.timeout)
+            raise ConnectError(f"cannot connect to {cfg.host}:{cfg.port}: {why}") from exc
         except BaseException:
             if proto is not None:
                 proto.abort()
@@ -551,6 +552,18 @@ class Client(Commands):
         self._loop = asyncio.get_running_loop()
         self._proto = await self._open()
         return self
+
+
+def connect_failure(exc: BaseException, timeout: float | None) -> str:
+    """Why a connection attempt failed, in words: a timeout (a host that drops SYNs, a
+    server that does not answer hello) says how long was waited; str() of one is empty."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s" if timeout is not None else "timed out"
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)  # "Connection refused", not asyncio's wording
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # a resolver error: "Name or service not known"
+    return str(exc) or type(exc).__name__
 
 
 def _cancelling() -> bool:

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 from client._args import bad_timeout
+from client._client import connect_failure
 from client._commands import Commands
 from client._config import Limits
 from client._protocol import _OTHER_LOOP
@@ -421,7 +422,8 @@ class RespClient(Commands):
                 asyncio.open_connection(self.host, self.port), self._timeout
             )
         except (OSError, TimeoutError) as exc:
-            raise ConnectError(f"cannot connect to {self.address}: {exc}") from exc
+            why = connect_failure(exc, self._timeout)
+            raise ConnectError(f"cannot connect to {self.address}: {why}") from exc
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._read_loop())
         try:
