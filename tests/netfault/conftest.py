@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -80,6 +81,47 @@ class Net:
             if _ci():
                 pytest.fail(f"CI=true: {reason}")
             pytest.skip(reason)
+
+    def lossy(self, host: Host, percent: float) -> None:
+        """Drop `percent` % of the packets both ways between `host` and the rest, at
+        random. Built from what kernels without netem still have: an htb root whose
+        class 1:20 ends in a pfifo of length 0 (it drops all it gets), and a classic
+        BPF classifier sending a packet there when the kernel's random number
+        (SKF_AD_RANDOM) is below the share."""
+        below = int(percent / 100 * 2**32)
+        # ld rand; jgt below -> no match (default class); else -> class 1:20
+        bytecode = f"4,32 0 0 {2**32 - 4096 + 56},37 1 0 {below},6 0 0 {0x10020},6 0 0 0"
+        for where, dev in (([], host.veth), (host.prefix, "eth0")):
+            for cmd in (
+                ["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10"],
+                ["class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb",
+                 "rate", "10gbit", "quantum", "60000"],
+                ["class", "add", "dev", dev, "parent", "1:", "classid", "1:20", "htb",
+                 "rate", "10gbit", "quantum", "60000"],
+                ["qdisc", "add", "dev", dev, "parent", "1:20", "handle", "20:", "pfifo",
+                 "limit", "0"],
+                ["filter", "add", "dev", dev, "parent", "1:", "protocol", "all", "prio", "1",
+                 "bpf", "bytecode", bytecode],
+            ):  # fmt: skip
+                done = subprocess.run([*where, self.tc, *cmd], capture_output=True, text=True,
+                                      timeout=20)  # fmt: skip
+                if done.returncode != 0:
+                    reason = (
+                        f"tc {cmd[0]} {cmd[-1]}: {done.stderr.strip()} (iproute2, htb, cls_bpf)"
+                    )
+                    if _ci():
+                        pytest.fail(f"CI=true: {reason}")
+                    pytest.skip(reason)
+
+    def dropped(self, host: Host) -> int:
+        """Packets `lossy` dropped so far, both ways."""
+        total = 0
+        for where, dev in (([], host.veth), (host.prefix, "eth0")):
+            out = subprocess.run([*where, self.tc, "-s", "class", "show", "dev", dev,
+                                  "classid", "1:20"], capture_output=True, text=True,
+                                 timeout=20, check=True).stdout  # fmt: skip
+            total += sum(int(n) for n in re.findall(r"dropped (\d+)", out))
+        return total
 
     @contextlib.contextmanager
     def partitioned(self, host: Host) -> Iterator[None]:
