@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,12 @@ from tests.netfault.conftest import Net, NsServer, metric
 from tests.sharding.netlab import Host
 
 KEYS = [b"k%d" % i for i in range(20)]
-FAST = {"timeout": 0.5, "reconnect_attempts": 2, "backoff_base": 0.05, "backoff_max": 0.1}
+FAST: dict[str, Any] = {
+    "timeout": 0.5,
+    "reconnect_attempts": 2,
+    "backoff_base": 0.05,
+    "backoff_max": 0.1,
+}
 
 
 async def test_calls_across_a_partition_fail_in_time_and_recover(
@@ -76,8 +82,8 @@ async def test_calls_across_a_partition_fail_in_time_and_recover(
         # every caller gets its own key's value, on the same or a new connection
         for client in (c, pool):
             got = await asyncio.gather(*(client.get(k) for k in KEYS), return_exceptions=True)
-            lost = [i for i, x in enumerate(got) if isinstance(x, ConnectionLostError)]
-            for i in lost:  # the server's reset of the old connection, met by a call
+            reset = [i for i, x in enumerate(got) if isinstance(x, ConnectionLostError)]
+            for i in reset:  # the server's reset of the old connection, met by a call
                 got[i] = await client.get(KEYS[i])
             assert got == [b"v:" + k for k in KEYS]
         with pytest.raises(ConnectionLostError) as lost_info:
