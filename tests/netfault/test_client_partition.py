@@ -6,7 +6,7 @@ connecting to the cut-off address (its SYNs dropped) fails within the timeout, s
 so (the Redis-protocol client's message ended in an empty reason: the str() of a
 TimeoutError); after
 the partition heals, while the server has meanwhile timed the old connections out
-(--idle-timeout 1), the binary client, a Pool and the Redis-protocol client answer
+(--idle-timeout 0.5), the binary client, a Pool and the Redis-protocol client answer
 every caller with its own reply (distinct values per key), and the RESP client's
 loss of a connection its caller had given up on is a plain ConnectionLostError:
 before, it was blamed on the command ("closed the connection instead of answering
@@ -48,7 +48,7 @@ FAST: dict[str, Any] = {
 async def test_calls_across_a_partition_fail_in_time_and_recover(
     net: Net, ns_server: Callable[..., tuple[NsServer, Host]]
 ) -> None:
-    srv, host = ns_server("--idle-timeout", "1")
+    srv, host = ns_server("--idle-timeout", "0.5")
     refusals = Refusals()
     c = await connect(srv.host, srv.port, **FAST)
     pool = await Pool(srv.host, srv.port, size=2, **FAST)
@@ -77,7 +77,7 @@ async def test_calls_across_a_partition_fail_in_time_and_recover(
                 await asyncio.wait_for(connecting(srv.host, srv.port, timeout=0.5), 5.0)
         # the server times the cut-off connections out meanwhile (the clients cannot
         # tell: their FIN or reset is lost in the partition)
-        await asyncio.sleep(max(0.0, started + 1.6 - time.monotonic()))
+        await asyncio.sleep(max(0.0, started + 1.1 - time.monotonic()))
         net.heal(host)
         # every caller gets its own key's value, on the same or a new connection
         for client in (c, pool):

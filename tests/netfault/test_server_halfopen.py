@@ -92,7 +92,7 @@ async def test_a_vanished_peer_frees_its_slot_in_every_state(
                           "--http-body-timeout", "1")  # fmt: skip
     socks = _open_in_every_state(srv)
     dest = tmp_path / "backup"
-    client = await connect(srv.host, srv.port, timeout=0.5, reconnect_attempts=1)
+    client = await connect(srv.host, srv.port, timeout=0.3, reconnect_attempts=1)
     try:
         await client.put(b"fill", os.urandom(2 * BIG))
         # the wire slowed (not the client): the cut comes while snapshot chunks flow
