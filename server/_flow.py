@@ -16,11 +16,10 @@ costs at most that many descriptors (taken from the server's 64 kept in reserve)
 The count is the server's (``RefusedLingers``, in its ServerState), not this module's.
 
 A peer that vanishes without a FIN (power loss, a pulled cable, a NAT that forgot
-the flow) never reads again. The server's sweeper (server/app.py, every
---idle-timeout) closes a connection once no byte moved either way for that long,
-and what counts as moving is decided here, for both protocols alike
-(``idle_since``): input read, or the transport's write buffer changed (the peer
-took bytes). Output still buffered for a peer that took none of it is no sign of
+the flow) never reads again. The server's sweeper (server/app.py) closes a
+connection once no byte moved either way for --idle-timeout, and what counts as
+moving is decided here, for both protocols alike (``ReadPause.moved``): input
+read, or the transport's write buffer changed (the peer took bytes). Output still buffered for a peer that took none of it is no sign of
 life: a connection with replies queued (write buffer full, reading paused), a
 linger or a graceful close waiting to flush them would otherwise hold its slot
 until the kernel gave up retransmitting (about 15 minutes for a dead peer, never
@@ -103,6 +102,7 @@ class ReadPause:
     active: bool = True  # input arrived since the last sweep (the protocol sets it)
     last_active: float = 0.0  # when the sweeper last saw this connection move
     _buffered: int = 0  # the transport's write buffer at the last sweep
+    _pipeline: Any = None  # the protocol's Pipeline (server/_pipeline.py), once admitted
 
     def _set_pause(self, bit: int, on: bool) -> None:
         before = self._pause
@@ -132,8 +132,6 @@ class ReadPause:
         self.active = False
         self._buffered = buffered
         return moved
-
-    _pipeline: Any = None  # the protocol's Pipeline (server/_pipeline.py), once admitted
 
     @property
     def held_by_peer(self) -> bool:
