@@ -43,9 +43,9 @@ from collections.abc import Callable
 from typing import Any
 
 from client._args import bad_timeout
-from client._client import connect_failure
+from client._client import connect_failure, set_keepalive
 from client._commands import Commands
-from client._config import Limits
+from client._config import DEFAULT_TCP_KEEPALIVE, Limits
 from client._protocol import _OTHER_LOOP
 from client.errors import (
     AuthFailedError,
@@ -418,12 +418,14 @@ class RespClient(Commands):
 
     async def _start(self) -> RespClient:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
+            self._reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), self._timeout
             )
         except (OSError, TimeoutError) as exc:
             why = connect_failure(exc, self._timeout)
             raise ConnectError(f"cannot connect to {self.address}: {why}") from exc
+        self._writer = writer
+        set_keepalive(writer.transport, DEFAULT_TCP_KEEPALIVE)
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._read_loop())
         try:

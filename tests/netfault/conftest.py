@@ -53,8 +53,21 @@ class Net:
         return self.lab.host(label)
 
     def cut(self, host: Host) -> None:
-        """Partition `host` from everything else: its veth down, nothing sent either way."""
-        subprocess.run([self.lab.ip, "link", "set", host.veth, "down"], check=True, timeout=20)
+        """Partition `host` from everything else: its veth down, nothing sent either way.
+
+        The neighbour entries of both ends are pinned first, as for a partition
+        further away: otherwise ARP fails after a few seconds and the kernel reports
+        local send errors (EHOSTUNREACH), which a remote partition never gives and
+        which keep TCP keepalive from counting its probes."""
+        run, ip = subprocess.run, self.lab.ip
+        inside = run([*host.prefix, "cat", "/sys/class/net/eth0/address"], capture_output=True,
+                     text=True, timeout=20, check=True).stdout.strip()  # fmt: skip
+        bridge = Path(f"/sys/class/net/{self.lab.bridge}/address").read_text().strip()
+        run([ip, "neigh", "replace", host.address, "lladdr", inside, "dev", self.lab.bridge,
+             "nud", "permanent"], check=True, timeout=20)  # fmt: skip
+        run([*host.prefix, ip, "neigh", "replace", f"{self.lab.subnet}1", "lladdr", bridge,
+             "dev", "eth0", "nud", "permanent"], check=True, timeout=20)  # fmt: skip
+        run([ip, "link", "set", host.veth, "down"], check=True, timeout=20)
 
     def heal(self, host: Host, port: int = PORT) -> None:
         """End the partition; return once a connection to `port` on `host` goes through

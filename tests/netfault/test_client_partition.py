@@ -17,6 +17,8 @@ the shell refuse GET locally for the rest of the session.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -105,3 +107,27 @@ async def test_calls_across_a_partition_fail_in_time_and_recover(
         await c.close(timeout=0.1)
         await pool.close(timeout=0.1)
         await r.close(timeout=0.1)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("BITCASK_NETFAULT_FULL"), reason="4 s: set BITCASK_NETFAULT_FULL=1"
+)
+async def test_keepalive_ends_a_call_without_timeout_whose_server_vanished(
+    net: Net, ns_server: Callable[..., tuple[NsServer, Host]]
+) -> None:
+    """timeout=None: the request is delivered (acknowledged by the server's kernel: the
+    process is stopped), then the host vanishes. Without keepalive nothing is ever
+    sent again on that connection, so nothing fails: the call waited for good."""
+    srv, host = ns_server("--idle-timeout", "0")
+    assert srv.proc is not None
+    async with connect(srv.host, srv.port, timeout=None, tcp_keepalive=1) as c:
+        await c.put(b"k", b"v")
+        srv.proc.send_signal(signal.SIGSTOP)
+        try:
+            call = asyncio.ensure_future(c.put(b"k", b"w"))  # not idempotent: not re-sent
+            await asyncio.sleep(0.2)
+            net.cut(host)
+            with pytest.raises(ConnectionLostError, match="timed out"):
+                await asyncio.wait_for(call, 10.0)
+        finally:
+            srv.proc.send_signal(signal.SIGCONT)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from client import BackupError, connect
+from client import BackupError, connect, connect_resp
 from tests.netfault.conftest import Net, NsServer, metric, wait_for
 from tests.serverproc import ServerProcess
 from tests.sharding.netlab import Host
@@ -120,8 +120,10 @@ async def test_a_vanished_peer_frees_its_slot_in_every_state(
             s.close()
 
 
-def test_tcp_keepalive_is_armed_on_accepted_connections(tmp_path: Path) -> None:
-    """--tcp-keepalive sets SO_KEEPALIVE with its idle time: the kernel shows the timer."""
+async def test_tcp_keepalive_is_armed_on_both_ends(tmp_path: Path) -> None:
+    """--tcp-keepalive sets SO_KEEPALIVE on accepted connections (both ports), and the
+    clients set it on theirs (tcp_keepalive=, 60 s by default): the kernel shows the
+    timer on each socket (`ss -o`)."""
     ss = shutil.which("ss") or shutil.which("ss", path="/usr/sbin:/sbin")
     if ss is None:
         pytest.skip("no ss command (apt-get install iproute2)")
@@ -130,14 +132,32 @@ def test_tcp_keepalive_is_armed_on_accepted_connections(tmp_path: Path) -> None:
         with _sock(srv.host, srv.port) as s, _sock(srv.host, srv.http_port) as h:
             s.sendall(_resp(b"PING"))
             assert s.recv(16) == b"+PONG\r\n"
-            out = subprocess.run(
-                [ss, "-tnoH", "state", "established", "src", f"{srv.host}"],
-                capture_output=True, text=True, timeout=20, check=True,
-            ).stdout  # fmt: skip
-            mine = {str(s.getsockname()[1]), str(h.getsockname()[1])}
-            lines = [ln for ln in out.splitlines() if ln.split()[3].rsplit(":", 1)[1] in mine]
-            assert len(lines) == 2, out
-            for line in lines:  # the server's end of each: keepalive, at most 77 s
+            async with await connect(srv.host, srv.port) as c:
+                r = await connect_resp(srv.host, srv.port)
+                try:
+                    await c.ping()
+                    await r.ping()
+                    out = subprocess.run(
+                        [ss, "-tnoH", "state", "established"],
+                        capture_output=True, text=True, timeout=20, check=True,
+                    ).stdout  # fmt: skip
+                finally:
+                    await r.close()
+            lines = out.splitlines()
+
+            def end(local: int, peer: int) -> str:
+                found = [ln for ln in lines if ln.split()[2].endswith(f":{local}")
+                         and ln.split()[3].endswith(f":{peer}")]  # fmt: skip
+                assert len(found) == 1, out
+                return found[0]
+
+            mine = [s.getsockname()[1], h.getsockname()[1]]
+            for port, peer in zip((srv.port, srv.http_port), mine, strict=True):
+                assert "timer:(keepalive," in end(port, peer), out  # the server's end
+            clients = [ln for ln in lines if ln.split()[3].endswith(f":{srv.port}")
+                       and not ln.split()[2].endswith(tuple(f":{p}" for p in mine))]  # fmt: skip
+            assert len(clients) == 2, out  # Client's and RespClient's own ends
+            for line in clients:
                 assert "timer:(keepalive," in line, line
     finally:
         srv.stop()
