@@ -12,6 +12,10 @@ loss of a connection its caller had given up on is a plain ConnectionLostError:
 before, it was blamed on the command ("closed the connection instead of answering
 GET (a proxy such as twemproxy ...)") and counted as a refusal, two of which made
 the shell refuse GET locally for the rest of the session.
+
+With BITCASK_NETFAULT_FULL set (4 s more): a call without a timeout whose request the
+server's kernel took before the host vanished ends through TCP keepalive
+(tcp_keepalive=1) instead of waiting for good.
 """
 
 from __future__ import annotations
