@@ -35,10 +35,12 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
 import random
+import socket
 from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -366,10 +368,11 @@ class Client(Commands):
         proto: ClientProtocol | None = None
         try:
             async with asyncio.timeout(cfg.timeout):
-                _, proto = await loop.create_connection(
+                transport, proto = await loop.create_connection(
                     lambda: ClientProtocol(loop, DEFAULT_MAX_FRAME), cfg.host, cfg.port
                 )
                 await proto.made
+                set_keepalive(transport, cfg.tcp_keepalive)
                 proto.on_retry = self._on_retry
                 proto.on_timeout = self._on_timeout
                 await self._hello_on(proto, math.inf)
@@ -384,7 +387,8 @@ class Client(Commands):
         except (OSError, TimeoutError) as exc:
             if proto is not None:
                 proto.abort()
-            raise ConnectError(f"cannot connect to {cfg.host}:{cfg.port}: {exc!r}") from exc
+            why = connect_failure(exc, cfg.timeout)
+            raise ConnectError(f"cannot connect to {cfg.host}:{cfg.port}: {why}") from exc
         except BaseException:
             if proto is not None:
                 proto.abort()
@@ -551,6 +555,32 @@ class Client(Commands):
         self._loop = asyncio.get_running_loop()
         self._proto = await self._open()
         return self
+
+
+def set_keepalive(transport: asyncio.BaseTransport | None, seconds: int) -> None:
+    """TCP keepalive on a connection (the server's rule, server/_flow.py, as Redis's
+    tcp-keepalive): probes after `seconds` of silence, every seconds/3, 3 of them."""
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None or seconds <= 0:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; macOS has only TCP_KEEPALIVE
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, seconds // 3))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
+def connect_failure(exc: BaseException, timeout: float | None) -> str:
+    """Why a connection attempt failed, in words: a timeout (a host that drops SYNs, a
+    server that does not answer hello) says how long was waited; str() of one is empty."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s" if timeout is not None else "timed out"
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)  # "Connection refused", not asyncio's wording
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # a resolver error: "Name or service not known"
+    return str(exc) or type(exc).__name__
 
 
 def _cancelling() -> bool:

@@ -17,6 +17,7 @@ from protocol import DEFAULT_MAX_FRAME
 __all__ = ["DEFAULT_PORT", "ClientConfig", "Limits", "parse_url"]
 
 DEFAULT_PORT = 7379
+DEFAULT_TCP_KEEPALIVE = 60  # seconds: a vanished server is noticed within 2 minutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,10 @@ class ClientConfig:
         retry_idempotent: re-send idempotent calls (get, exists, mget, scan, ...)
             that were in flight when the connection broke, once, after reconnecting.
         client_name: sent in hello, shows up in server logs.
+        tcp_keepalive: seconds of silence before the kernel probes the server
+            (SO_KEEPALIVE; dropped after 3 probes a third of that apart); 0 turns
+            it off. It is what ends a call without a timeout (timeout=None, or a
+            long snapshot_begin) whose server host vanished after taking the request.
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +74,7 @@ class ClientConfig:
     backoff_max: float = 2.0
     retry_idempotent: bool = True
     client_name: str = "bitcask-client"
+    tcp_keepalive: int = DEFAULT_TCP_KEEPALIVE
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -87,6 +93,10 @@ class ClientConfig:
             raise InterfaceError("reconnect_attempts must be an int >= 1")
         if not (0 < self.backoff_base <= self.backoff_max):
             raise InterfaceError("need 0 < backoff_base <= backoff_max")
+        if type(self.tcp_keepalive) is not int or not 0 <= self.tcp_keepalive <= 32767:
+            raise InterfaceError(
+                f"tcp_keepalive must be an int in 0..32767, got {self.tcp_keepalive!r}"
+            )
 
 
 def parse_url(url: str) -> dict[str, Any]:

@@ -23,7 +23,9 @@ bitcask-server's RESP dialect, for the commands that endpoint has.
   texts are matched in `_ERR_TEXTS`, the one place that reads a message.
 - twemproxy closes the connection on a command it does not proxy (SCAN, INFO,
   MULTI, ...). A close that arrives while a command waits for its reply (and
-  before any byte of that reply) fails that command with `EndpointClosedError`,
+  before any byte of that reply, and before its caller gave up on it: a close after
+  a timeout, as after a network partition, is a plain loss) fails that command
+  with `EndpointClosedError`,
   naming the command; a close in the middle of a reply is a plain loss. A server that restarts
   closes too, so one close proves nothing: `Refusals` (shared by the connections of
   one session) counts closes per command shape, forgets them when the command is
@@ -41,8 +43,9 @@ from collections.abc import Callable
 from typing import Any
 
 from client._args import bad_timeout
+from client._client import connect_failure, set_keepalive
 from client._commands import Commands
-from client._config import Limits
+from client._config import DEFAULT_TCP_KEEPALIVE, Limits
 from client._protocol import _OTHER_LOOP
 from client.errors import (
     AuthFailedError,
@@ -415,11 +418,14 @@ class RespClient(Commands):
 
     async def _start(self) -> RespClient:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
+            self._reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), self._timeout
             )
         except (OSError, TimeoutError) as exc:
-            raise ConnectError(f"cannot connect to {self.address}: {exc}") from exc
+            why = connect_failure(exc, self._timeout)
+            raise ConnectError(f"cannot connect to {self.address}: {why}") from exc
+        self._writer = writer
+        set_keepalive(writer.transport, DEFAULT_TCP_KEEPALIVE)
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._read_loop())
         try:
@@ -483,8 +489,12 @@ class RespClient(Commands):
         # command waits: the endpoint would not answer that command
         # (not once part of its reply had arrived: the endpoint was answering, and
         # died or was cut off mid-reply; counting that would ban a command it serves)
+        # (nor when its caller had given up on it: a close long after the command, as
+        # after a network partition the endpoint timed the connection out, says nothing
+        # about the command; twemproxy's comes at once)
         if (
             self._pending
+            and not self._pending[0][1].done()
             and parser.buffered == 0
             and (cause is None or isinstance(cause, ConnectionError))
         ):
@@ -570,7 +580,12 @@ class RespClient(Commands):
         finally:
             timer.cancel()
             fut.remove_done_callback(wake)
-        if not fut.done():
+            if not fut.done():
+                # given up (timed out, or its caller cancelled): it keeps its place, its
+                # reply is dropped when it comes, and a close that comes after it is no
+                # evidence that the endpoint refused it
+                fut.cancel()
+        if fut.cancelled():
             raise CallTimeoutError(f"no reply to {name} within {limit:g} s")
         return fut.result()
 

@@ -54,8 +54,11 @@ from pathlib import Path
 from typing import TextIO
 
 from client import (
+    CallTimeoutError,
     Client,
     ClientError,
+    ConnectError,
+    ConnectionLostError,
     FrameTooLargeError,
     NutcrackerPool,
     Ring,
@@ -74,6 +77,10 @@ EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
 
 class ReshardError(Exception):
     """A config or a shard that makes the move impossible (nothing is changed)."""
+
+
+class ShardUnreachableError(ReshardError):
+    """A shard stopped answering in the middle of a move (a rerun finishes it)."""
 
 
 @dataclass
@@ -185,6 +192,8 @@ async def _move_keys(
     counts = (report.moves[(source, target)], report.already, report.expired, len(report.changed))
     try:
         await _move_group(ks, source, target, old, new, report, after_copy)
+    except (CallTimeoutError, ConnectionLostError, ConnectError) as exc:
+        raise ShardUnreachableError(f"moving keys from {source} to {target}: {exc}") from exc
     except FrameTooLargeError:
         if len(ks) == 1:
             raise
@@ -480,6 +489,13 @@ def main(argv: Sequence[str]) -> int:
                 page=args.page,
             )
         )
+    except (ShardUnreachableError, CallTimeoutError, ConnectionLostError, ConnectError) as exc:
+        # a shard unreachable mid-move: every step is safe to repeat (module docstring)
+        sys.stderr.write(
+            f"bitcask reshard: {exc}; stopped: the keys moved so far are in place, "
+            "run the same command again to finish the move\n"
+        )
+        return EXIT_ERROR
     except (ReshardError, ClientError, OSError) as exc:
         sys.stderr.write(f"bitcask reshard: {exc}\n")
         return EXIT_ERROR

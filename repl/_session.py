@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -110,6 +111,11 @@ def _reason(exc: BaseException, options: ConnectOptions) -> str:
         return "connection refused (is the server running?)"
     if isinstance(exc, TimeoutError):
         return f"no answer within {options.timeout:g} s"
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        # the system's words ("no route to host": an ARP that failed across a
+        # partition), not asyncio's "Connect call failed ('10.0.0.2', 7379)"
+        text = os.strerror(exc.errno)
+        return text[:1].lower() + text[1:]
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

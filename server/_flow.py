@@ -14,11 +14,27 @@ once in the process, each for at most REFUSED_LINGER_SECONDS, reading nothing in
 memory; past the bound a refusal closes at once. A flood of refused connections
 costs at most that many descriptors (taken from the server's 64 kept in reserve).
 The count is the server's (``RefusedLingers``, in its ServerState), not this module's.
+
+A peer that vanishes without a FIN (power loss, a pulled cable, a NAT that forgot
+the flow) never reads again. The server's sweeper (server/app.py) closes a
+connection once no byte moved either way for --idle-timeout, and what counts as
+moving is decided here, for both protocols alike (``ReadPause.moved``): input
+read, or the transport's write buffer changed (the peer took bytes). Output still buffered for a peer that took none of it is no sign of
+life: a connection with replies queued (write buffer full, reading paused), a
+linger or a graceful close waiting to flush them would otherwise hold its slot
+until the kernel gave up retransmitting (about 15 minutes for a dead peer, never
+for one that is alive and does not read). ``close_idle`` then resets (abort):
+a graceful close would wait for the same flush. TCP keepalive (``set_keepalive``,
+--tcp-keepalive) covers the one case the sweeper cannot see: an idle connection
+under --idle-timeout 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from typing import Any
 
 __all__ = [
     "LINGER_SECONDS",
@@ -30,6 +46,7 @@ __all__ = [
     "REFUSED_LINGER_SECONDS",
     "ReadPause",
     "RefusedLingers",
+    "set_keepalive",
 ]
 
 PAUSE_INFLIGHT = 1  # too many requests in flight on this connection
@@ -46,6 +63,20 @@ LINGER_SECONDS = 2.0
 # each may: a client that sends its request at once has sent it by then.
 REFUSED_LINGER_MAX = 16
 REFUSED_LINGER_SECONDS = 1.0
+
+
+def set_keepalive(transport: asyncio.BaseTransport, seconds: int) -> None:
+    """Probe the peer after `seconds` of silence, as Redis's tcp-keepalive does: every
+    seconds/3 after that, dropped after 3 probes unanswered (0: keepalive off)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or seconds <= 0:
+        return
+    with contextlib.suppress(OSError):  # not TCP (a test's socketpair), or no such option
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; macOS has only TCP_KEEPALIVE
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, seconds // 3))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
 
 class RefusedLingers:
@@ -66,6 +97,12 @@ class ReadPause:
 
     transport: asyncio.Transport | None
     _pause: int = 0
+    _closing: bool = False
+    # -- the idle sweeper's view (server/app.py) --
+    active: bool = True  # input arrived since the last sweep (the protocol sets it)
+    last_active: float = 0.0  # when the sweeper last saw this connection move
+    _buffered: int = 0  # the transport's write buffer at the last sweep
+    _pipeline: Any = None  # the protocol's Pipeline (server/_pipeline.py), once admitted
 
     def _set_pause(self, bit: int, on: bool) -> None:
         before = self._pause
@@ -82,6 +119,38 @@ class ReadPause:
 
     def resume_writing(self) -> None:
         self._set_pause(PAUSE_TRANSPORT, False)
+
+    # ---- the idle sweeper (server/app.py) ----
+
+    def moved(self, working: bool) -> bool:
+        """Since the last call: input arrived, the peer took output (the transport's
+        write buffer changed), or `working` (work of ours in flight) while nothing
+        waits in the buffer. Output buffered and untouched is no sign of life."""
+        transport = self.transport
+        buffered = 0 if transport is None else transport.get_write_buffer_size()
+        moved = self.active or buffered != self._buffered or (working and not buffered)
+        self.active = False
+        self._buffered = buffered
+        return moved
+
+    @property
+    def held_by_peer(self) -> bool:
+        """Only the peer keeps this connection busy: it takes none of its replies (our
+        write buffer is over its mark) and none of its writes is in flight."""
+        pipeline = self._pipeline
+        return bool(self._pause & PAUSE_TRANSPORT) and not (pipeline and pipeline.writing)
+
+    def close_idle(self) -> None:
+        """The idle timeout expired: close without a reply; reset if output is still
+        buffered (the peer took none of it: a graceful close would wait to flush it)."""
+        transport = self.transport
+        if transport is None:
+            return
+        self._closing = True
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
     # ---- closing after the replies (the binary and the HTTP protocol alike) ----
 

@@ -130,6 +130,7 @@ class AdminCommands:
             "requirepass": "",
             "save": "",
             "timeout": str(int(cfg.idle_timeout)),
+            "tcp-keepalive": str(cfg.tcp_keepalive),
             "proto-max-bulk-len": str(cfg.max_frame),
         }
 

@@ -20,7 +20,8 @@ Strategy / invariants:
      request answers SHUTTING_DOWN, its output deleted), listeners closed;
   2. wait for every connection's in-flight requests to be answered (new requests are
      still read for half the budget: reads answered, writes refused; then reading
-     stops and unread requests are refused by the close);
+     stops and unread requests are refused by the close, and a connection whose
+     peer takes none of its replies, with no write in flight, is not waited for);
   3. close the connections, close the writer and wait until it has drained;
   4. db.close() in a thread (it syncs and writes hint files).
   If the budget runs out the store is still closed (acknowledged writes are already
@@ -41,6 +42,7 @@ import bitcask
 
 from ._active_expiry import ActiveExpiry
 from ._dispatch import Dispatcher
+from ._flow import set_keepalive
 from ._metrics import Metrics
 from ._redis import RedisDispatcher
 from ._state import ServerState
@@ -283,7 +285,9 @@ class Server:
         if not await self._wait(half, self._connections_quiet):
             for conn in list(self._connections):
                 conn.stop_reading_for_shutdown()
-        in_time = await self._wait(deadline, self._connections_quiet)
+        # What is left may wait on a peer that reads nothing (it vanished without a FIN):
+        # its reads are dropped with it, its writes are drained with the writer below.
+        in_time = await self._wait(deadline, self._connections_settled)
         for conn in list(self._connections):
             conn.close_for_shutdown()
         assert self.writer is not None
@@ -324,6 +328,9 @@ class Server:
     def _connections_quiet(self) -> bool:
         return all(conn.busy == 0 for conn in self._connections)
 
+    def _connections_settled(self) -> bool:
+        return all(conn.busy == 0 or conn.held_by_peer for conn in self._connections)
+
     # ---- connections ----
 
     @property
@@ -346,6 +353,8 @@ class Server:
                 self._log_refusal(n)
             return False
         self._connections.add(conn)
+        if conn.transport is not None:
+            set_keepalive(conn.transport, self.config.tcp_keepalive)
         self.metrics.connections = len(self._connections)
         self.metrics.connections_total += 1
         return True
@@ -393,14 +402,17 @@ class Server:
         return min(1.0, max(0.05, self.config.idle_timeout / 4))
 
     def _sweep(self) -> None:
-        """Close binary connections silent for idle_timeout (HTTP has its own timers)."""
+        """Close connections on which no byte moved for idle_timeout (server/_flow.py).
+
+        A binary connection with requests of its own in progress is not idle, unless
+        its replies wait for a peer that takes none of them; an HTTP connection with
+        nothing left to send is governed by its own timers (keep-alive, header, body).
+        """
         now = self.loop.time()
         limit = self.config.idle_timeout
         for conn in list(self._connections):
-            if not isinstance(conn, BinaryProtocol):
-                continue
-            if conn.active or conn.busy:
-                conn.active = False
+            working = bool(conn.busy) if isinstance(conn, BinaryProtocol) else True
+            if conn.moved(working):
                 conn.last_active = now
             elif now - conn.last_active > limit:
                 conn.close_idle()

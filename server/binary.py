@@ -219,12 +219,6 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             self._pipeline.discard_backlog()
         self._set_pause(PAUSE_SHUTDOWN, True)
 
-    def close_idle(self) -> None:
-        """The idle timeout expired: close without a reply."""
-        if self.transport is not None:
-            self._closing = True
-            self.transport.close()
-
     def close_for_shutdown(self) -> None:
         """Close now (the server calls this once in-flight work has drained)."""
         self._closing = True

@@ -43,6 +43,8 @@ ENV_PREFIX = "BITCASK_"
 # Longest --shutdown-timeout and --drain-seconds (a day): the process's forced-exit
 # watchdog is a threading.Timer, which cannot wait past the platform's time_t.
 MAX_STOP_SECONDS = 86_400.0
+# Linux's bound on TCP_KEEPIDLE (MAX_TCP_KEEPIDLE), seconds
+MAX_KEEPALIVE = 32_767
 
 
 class ConfigError(ValueError):
@@ -84,6 +86,10 @@ class ServerConfig:
     # (Redis's client-output-buffer-limit, per reply; the binary port: at most max_frame)
     max_reply_bytes: int = 128 * 1024 * 1024
     idle_timeout: float = 300.0  # seconds without traffic before a connection is closed; 0: never
+    # seconds a connection may be silent before the kernel probes its peer (SO_KEEPALIVE,
+    # as Redis's tcp-keepalive): a peer that vanished is dropped even with idle_timeout 0,
+    # and a NAT keeps the flow of a client idle between calls; 0: off
+    tcp_keepalive: int = 300
     max_inflight: int = 1024  # per connection: pause reading above, resume at half
     writer_queue_max: int = 8192  # queued write requests: pause every writing reader above
     # --- HTTP ---
@@ -203,6 +209,7 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_batch": (int, "most operations in one batch, mput or mget (default 10000)"),
     "max_reply_bytes": (int, "most bytes of values or keys in one reply (default 128 MiB)"),
     "idle_timeout": (float, "close connections silent this many seconds; 0: never (default 300)"),
+    "tcp_keepalive": (int, "seconds of silence before TCP keepalive probes; 0: off (default 300)"),
     "max_inflight": (int, "per-connection requests in flight before reading pauses (1024)"),
     "writer_queue_max": (int, "queued writes before writing connections pause (8192)"),
     "http_keepalive": (float, "HTTP keep-alive idle timeout, seconds (default 5)"),
@@ -296,6 +303,8 @@ def _validate(cfg: ServerConfig) -> None:
         fail("max-batch must be >= 1")
     if cfg.max_reply_bytes < 1:
         fail("max-reply-bytes must be >= 1")
+    if not 0 <= cfg.tcp_keepalive <= MAX_KEEPALIVE:
+        fail(f"tcp-keepalive must be in 0..{MAX_KEEPALIVE} seconds")
     if cfg.max_inflight < 2:
         fail("max-inflight must be >= 2")
     if cfg.writer_queue_max < 1:

@@ -179,6 +179,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing or self._pipeline is None:
             return
+        self.active = True  # for the idle sweeper (server/_flow.py)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:

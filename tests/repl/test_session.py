@@ -39,6 +39,10 @@ def _chained(outer: BaseException, cause: BaseException) -> BaseException:
         pytest.param(_chained(ConnectError("x"), ConnectionRefusedError(111, "refused")),
                      "cannot connect to 127.0.0.1:7001: connection refused (is the server running?)",
                      id="refused"),
+        pytest.param(_chained(ConnectError("x"),
+                              OSError(113, "Connect call failed ('10.0.0.2', 7001)")),
+                     "cannot connect to 127.0.0.1:7001: no route to host",
+                     id="unreachable-system-words"),
         pytest.param(ConnectionLostError("eof"),
                      "connection to 127.0.0.1:7001 lost during the call (it may or may not have "
                      "been applied); the next command reconnects", id="lost"),

@@ -331,6 +331,8 @@ def test_a_shard_down_fails_the_run_with_status_2_and_a_rerun_finishes_it(
             child.kill()
             child.wait(10)
     assert child.returncode == 2, err
+    # one line naming the failure, and what to do (network faults: tests/netfault)
+    assert err.count("\n") == 1 and "run the same command again to finish" in err, err
     servers["shard-b"].start()
     proc = _run(old, new)
     assert proc.returncode == 0, proc.stderr
