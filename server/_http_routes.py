@@ -233,7 +233,10 @@ def _kv_refusal(state: ServerState, req: Request) -> Response | None:
         scheme, _, token = auth.partition(" ")
         if not auth:
             return simple_error(401, ErrorCode.AUTH_REQUIRED, "send Authorization: Bearer <token>")
-        if scheme.lower() != "bearer" or not state.dispatcher.check_token(token.strip()):
+        # the header's own bytes (decoded latin-1 by http.py): a token that is not ASCII
+        # is compared as the bytes the client sent, as on the other ports
+        presented = token.strip().encode("latin-1")
+        if scheme.lower() != "bearer" or not state.dispatcher.check_token(presented):
             return simple_error(401, ErrorCode.AUTH_FAILED, "invalid token")
     raw_key = req.path[len(KV_PREFIX) :]
     if _BAD_PERCENT.search(raw_key):

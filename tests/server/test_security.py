@@ -1,0 +1,156 @@
+"""Security: the token on every front end, how it is given, and what start-up warns about.
+
+docs/security.md is the spec. The server runs for real on 127.0.0.1 (tests/serverproc.py);
+the token rules and the exposure warnings are also checked as units, since a test server
+never binds a non-loopback address.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.cli import exposure_warnings
+from server.config import MAX_TOKEN_BYTES, ConfigError, ServerConfig, read_token_file
+from tests.server.wire import Conn, http, status_of
+from tests.serverproc import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+# A token that is not UTF-8 (latin-1 "päss"): a shell passes such bytes as they are.
+RAW_TOKEN = b"p\xe4ss-\xff"
+TOKEN_ARG = os.fsdecode(RAW_TOKEN)  # what argv/environ hold for those bytes in Python
+
+
+@pytest.fixture(scope="module")
+def raw_token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data = tmp_path_factory.mktemp("rawtoken") / "data"
+    srv = ServerProcess(data=data, sync="never", env={"BITCASK_AUTH": TOKEN_ARG})
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+def _mb(*argv: bytes) -> bytes:
+    return b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in argv)
+
+
+def test_token_that_is_not_utf8_works_on_every_port(raw_token_server: ServerProcess) -> None:
+    # Was: UnicodeEncodeError traceback at start-up (exit 1); then, with the server
+    # up, HTTP compared the header's latin-1 text re-encoded as UTF-8 (never equal).
+    srv = raw_token_server
+    with Conn(srv.port) as c:
+        assert c.error("auth", b"p\xe4ss").name == "AUTH_FAILED"
+        assert c.call("auth", RAW_TOKEN) is True
+        assert c.call("put", b"k", b"v") is True
+    reply = http(srv.port, _mb(b"AUTH", b"default", RAW_TOKEN) + _mb(b"GET", b"k") + _mb(b"QUIT"))
+    assert reply == b"+OK\r\n$1\r\nv\r\n+OK\r\n"
+    head = b"GET /kv/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer "
+    assert status_of(http(srv.http_port, head + RAW_TOKEN + b"\r\n\r\n")) == 200
+    assert status_of(http(srv.http_port, head + "päss-ÿ".encode() + b"\r\n\r\n")) == 401
+
+
+def test_cli_sends_a_token_that_is_not_utf8(raw_token_server: ServerProcess) -> None:
+    # Was: `bitcask --auth $'p\xe4ss'` printed "(error) UnicodeEncodeError: 'utf-8' codec
+    # can't encode character '\udce4'" (the shell's `auth` line the same).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITCASK_")}
+    env["PYTHONPATH"] = str(ROOT)
+    argv = [sys.executable, "-m", "repl.cli", "--port", str(raw_token_server.port)]
+    proc = subprocess.run(
+        [*argv, "--auth", TOKEN_ARG, "get", "k"], capture_output=True, env=env, timeout=60
+    )
+    assert (proc.returncode, proc.stdout) == (0, b"v\n"), proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        pytest.param("Zq7\n", "ends with a newline", id="trailing-newline"),
+        pytest.param("Zq7\r\n", "ends with a newline", id="trailing-crlf"),
+        pytest.param("Zq\t7", "control character", id="tab"),
+        pytest.param("Zq\x7f7", "control character", id="del"),
+        pytest.param(" Zq7", "starts or ends with a space", id="leading-space"),
+        pytest.param("Zq7 ", "starts or ends with a space", id="trailing-space"),
+        pytest.param("x" * (MAX_TOKEN_BYTES + 1), "too long", id="too-long"),
+        pytest.param("é" * (MAX_TOKEN_BYTES // 2 + 1), "too long", id="too-long-in-bytes"),
+    ],
+)
+def test_token_no_client_could_send_is_refused(token: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        ServerConfig.from_args(["--port", "0", "--http-port", "0"], env={"BITCASK_AUTH": token})
+    assert token.strip() not in str(err.value), "the message must not echo the token"
+
+
+def test_token_rules_accept_what_every_client_can_send() -> None:
+    for token in ("a b", "x" * MAX_TOKEN_BYTES, "pässwörd", TOKEN_ARG, "!\"#$%&'()*+,-./:;<=>?@"):
+        assert ServerConfig(auth=token).auth_token == os.fsencode(token)
+    # the header limit bounds the token too: half of it is left for the request line
+    with pytest.raises(ConfigError, match="too long"):
+        ServerConfig(auth="x" * 600, http_max_header_bytes=1024)
+
+
+def test_auth_file(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    for content, token in ((b"s3cret\n", "s3cret"), (b"s3cret\r\n", "s3cret"), (b"a b", "a b")):
+        path.write_bytes(content)
+        cfg = ServerConfig.from_args(["--auth-file", str(path)], env={})
+        assert cfg.auth == token
+        assert ServerConfig.from_args([], env={"BITCASK_AUTH_FILE": str(path)}).auth == token
+    path.write_bytes(RAW_TOKEN + b"\n")
+    assert ServerConfig.from_args(["--auth-file", str(path)], env={}).auth_token == RAW_TOKEN
+    path.write_bytes(b"s3cret\n\n")  # only one line end is dropped: the rest is refused
+    with pytest.raises(ConfigError, match="ends with a newline"):
+        ServerConfig.from_args(["--auth-file", str(path)], env={})
+    path.write_bytes(b"\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        read_token_file(path)
+    with pytest.raises(ConfigError, match="No such file"):
+        read_token_file(tmp_path / "missing")
+    path.write_bytes(b"s3cret")
+    for argv, env in (
+        (["--auth-file", str(path), "--auth", "x"], {}),
+        (["--auth-file", str(path)], {"BITCASK_AUTH": "x"}),
+        (["--auth", "x"], {"BITCASK_AUTH_FILE": str(path)}),
+    ):
+        with pytest.raises(ConfigError, match="give the token once"):
+            ServerConfig.from_args(argv, env=env)
+
+
+def test_server_reads_its_token_from_a_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_bytes(b"from-a-file\n")
+    token_file.chmod(0o600)
+    srv = ServerProcess(
+        data=tmp_path / "data", sync="never", extra=["--auth-file", str(token_file)]
+    )
+    srv.start()
+    try:
+        with Conn(srv.port) as c:
+            assert c.error("get", b"k").name == "AUTH_REQUIRED"
+            assert c.call("auth", "from-a-file") is True
+        assert "from-a-file" not in " ".join(srv.argv())
+        assert "WARNING" not in srv.log(), srv.log()
+    finally:
+        assert srv.stop() == 0
+
+
+def test_exposure_warnings(tmp_path: Path) -> None:
+    # a test server never binds beyond loopback: the rule is checked on its own
+    assert exposure_warnings(ServerConfig(host="127.0.0.1"), [], env={}) == []
+    assert exposure_warnings(ServerConfig(host="localhost"), [], env={}) == []
+    (open_all,) = exposure_warnings(ServerConfig(host="0.0.0.0"), [], env={})
+    assert "without --auth" in open_all and "0.0.0.0" in open_all
+    assert exposure_warnings(ServerConfig(host="0.0.0.0", auth="t"), [], env={}) == []
+    (in_argv,) = exposure_warnings(ServerConfig(auth="t"), ["--auth", "t"], env={})
+    assert "command line" in in_argv and "BITCASK_AUTH" in in_argv
+    token_file = tmp_path / "token"
+    token_file.write_bytes(b"t")
+    token_file.chmod(0o644)
+    (readable,) = exposure_warnings(ServerConfig(auth="t"), ["--auth-file", str(token_file)], {})
+    assert "readable by other users (mode 0644)" in readable
+    token_file.chmod(0o600)
+    assert exposure_warnings(ServerConfig(auth="t"), ["--auth-file", str(token_file)], {}) == []
