@@ -76,7 +76,7 @@ async def run_backup(
     tmp = final.parent / f".{final.name}.backup-{os.getpid()}-{os.urandom(3).hex()}"
     snap_id: str | None = None
     try:
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)  # a copy of every value: the owner's only, as the store
         begun = await call("snapshot_begin", [], BEGIN_TIMEOUT if timeout is None else timeout)
         snap_id = str(begun["id"])
         files = [(str(f["name"]), int(f["size"]), int(f["crc"])) for f in begun["files"]]

@@ -221,7 +221,10 @@ class Server:
         """Open the store (in a thread); reads only while the disk is full (see Strategy)."""
         path = self.config.data
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            # a directory it creates is the owner's only, whatever the umask (under
+            # umask 000 it was 0777: anyone could read every value, or plant a symlink
+            # where the store writes); an existing one is left as the operator made it
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTDIR):
                 raise StoreOpenError(_describe(path, exc)) from exc

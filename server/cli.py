@@ -98,6 +98,13 @@ def exposure_warnings(
             "the --auth token is on the command line, where every local user can read it "
             "(ps, /proc/PID/cmdline): use BITCASK_AUTH or --auth-file instead"
         )
+    with contextlib.suppress(OSError):
+        mode = stat.S_IMODE(config.data.stat().st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            out.append(
+                f"the data directory {config.data} is writable by other users (mode "
+                f"{mode:04o}): they can delete or replace the store's files; chmod 700 it"
+            )
     token_file = flags.auth_file or env.get(ENV_PREFIX + "AUTH_FILE")
     if token_file:
         with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ never binds a non-loopback address.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from client import connect
 from server.cli import exposure_warnings
 from server.config import MAX_TOKEN_BYTES, ConfigError, ServerConfig, read_token_file
 from tests.server.wire import Conn, http, status_of
@@ -154,3 +156,39 @@ def test_exposure_warnings(tmp_path: Path) -> None:
     assert "readable by other users (mode 0644)" in readable
     token_file.chmod(0o600)
     assert exposure_warnings(ServerConfig(auth="t"), ["--auth-file", str(token_file)], {}) == []
+
+
+async def test_permissive_umask_exposes_no_file(tmp_path: Path) -> None:
+    # Was: under umask 000 the server created its data directory 0777 and a backup's
+    # directory was 0777 too: any local user could read every value, or plant a
+    # symlink where the store writes its next file.
+    data = tmp_path / "data"
+    old = os.umask(0)
+    try:
+        srv = ServerProcess(data=data, sync="never", env={"BITCASK_AUTH": "t0k"}).start()
+    finally:
+        os.umask(old)
+    try:
+        async with await connect("127.0.0.1", srv.port, auth="t0k") as db:
+            await db.put(b"secret", b"value")
+            old = os.umask(0)
+            try:
+                await db.backup(tmp_path / "backup")
+            finally:
+                os.umask(old)
+        for top in (data, tmp_path / "backup"):
+            assert stat.S_IMODE(top.stat().st_mode) == 0o700, top
+            for f in top.iterdir():
+                assert stat.S_IMODE(f.stat().st_mode) & 0o022 == 0, f
+    finally:
+        assert srv.stop() == 0
+
+
+def test_writable_data_directory_is_a_warning(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)
+    (warning,) = exposure_warnings(ServerConfig(data=data), [], env={})
+    assert "writable by other users (mode 0777)" in warning
+    data.chmod(0o755)
+    assert exposure_warnings(ServerConfig(data=data), [], env={}) == []
