@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from client import connect
+from repl._context import UsageError
+from repl._options import parse_url
 from server.cli import exposure_warnings
 from server.config import MAX_TOKEN_BYTES, ConfigError, ServerConfig, read_token_file
 from tests.server.wire import Conn, http, status_of
@@ -192,3 +194,15 @@ def test_writable_data_directory_is_a_warning(tmp_path: Path) -> None:
     assert "writable by other users (mode 0777)" in warning
     data.chmod(0o755)
     assert exposure_warnings(ServerConfig(data=data), [], env={}) == []
+
+
+@pytest.mark.parametrize(
+    "url", ["bitcask://Zq7Sekrit@127.0.0.1:x", "redis://Zq7Sekrit@127.0.0.1:x/0"]
+)
+def test_a_lone_user_info_is_not_printed(url: str) -> None:
+    # Was: "(error) bad port in 'bitcask://Zq7Sekrit@127.0.0.1:x'": only `user:password@`
+    # was redacted, but redis-cli reads `redis://SECRET@host` as the password, and a
+    # token typed as `bitcask://TOKEN@` (the documented `:TOKEN@` less its colon) is one.
+    with pytest.raises(UsageError) as err:
+        parse_url(url)
+    assert "Zq7Sekrit" not in str(err.value) and "://***@127.0.0.1:x" in str(err.value)
