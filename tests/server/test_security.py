@@ -206,3 +206,33 @@ def test_a_lone_user_info_is_not_printed(url: str) -> None:
     with pytest.raises(UsageError) as err:
         parse_url(url)
     assert "Zq7Sekrit" not in str(err.value) and "://***@127.0.0.1:x" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "browser",
+    [
+        pytest.param(b"Origin: https://evil.example\r\n", id="origin"),
+        pytest.param(b"Origin: null\r\n", id="origin-null"),
+        pytest.param(b"Sec-Fetch-Site: cross-site\r\n", id="cross-site"),
+        pytest.param(b"Sec-Fetch-Site: same-origin\r\n", id="dns-rebinding"),
+    ],
+)
+def test_web_pages_cannot_use_kv(shared: ServerProcess, browser: bytes) -> None:
+    # Was: any web page a developer opened could write every key of a server on
+    # 127.0.0.1 without --auth: `fetch("http://127.0.0.1:7380/kv/k?append",
+    # {method: "POST", body: "x"})` is a CORS simple request (text/plain), sent
+    # cross-site with no preflight; it answered 200 and the key held "x".
+    key = b"/kv/csrf-" + browser.split(b":")[0].lower() + b"-" + str(len(browser)).encode()
+    post = b"POST " + key + b"?append HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    body = b"Content-Type: text/plain\r\nContent-Length: 5\r\n\r\npwned"
+    assert status_of(http(shared.http_port, post + browser + body)) == 403
+    get = b"GET " + key + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    assert status_of(http(shared.http_port, get + browser + b"\r\n")) == 403
+    assert status_of(http(shared.http_port, get + b"\r\n")) == 404, "nothing was written"
+    # an address typed in the browser's own bar (Sec-Fetch-Site: none), curl: served
+    typed = get + b"Sec-Fetch-Site: none\r\n\r\n"
+    assert status_of(http(shared.http_port, typed)) == 404
+    assert status_of(http(shared.http_port, post + body)) == 200
+    # the probes stay open to anything that can reach them
+    probe = b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + browser + b"\r\n"
+    assert status_of(http(shared.http_port, probe)) == 200
