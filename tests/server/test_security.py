@@ -21,6 +21,7 @@ from repl._context import UsageError
 from repl._options import parse_url
 from server.cli import exposure_warnings
 from server.config import MAX_TOKEN_BYTES, ConfigError, ServerConfig, read_token_file
+from tests.protocol._redis_server import redis_server
 from tests.server.wire import Conn, http, status_of
 from tests.serverproc import ServerProcess
 
@@ -236,3 +237,27 @@ def test_web_pages_cannot_use_kv(shared: ServerProcess, browser: bytes) -> None:
     # the probes stay open to anything that can reach them
     probe = b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + browser + b"\r\n"
     assert status_of(http(shared.http_port, probe)) == 200
+
+
+CROSS_PROTOCOL = [
+    pytest.param(b"post /x HTTP/1.0\r\nSET pwn 1\r\n", id="post-lower-case"),
+    pytest.param(b"Host: 127.0.0.1\r\nSET pwn 1\r\n", id="host-header"),
+    pytest.param(
+        b"*1\r\n$4\r\nPOST\r\n*3\r\n$3\r\nSET\r\n$3\r\npwn\r\n$1\r\n1\r\n", id="multibulk"
+    ),
+    pytest.param(b"hOsT: x\r\nSET pwn 1\r\n", id="any-case"),
+]
+
+
+@pytest.mark.parametrize("payload", CROSS_PROTOCOL)
+def test_cross_protocol_lines_close_as_redis_does(
+    shared: ServerProcess, tmp_path: Path, payload: bytes
+) -> None:
+    # Was: `post /x HTTP/1.0` (not an upper-case request line, so not refused as HTTP)
+    # answered "-ERR unknown command 'post'" and the SET after it ran; redis-server
+    # closes at a command named POST or Host: with no reply (securityWarningCommand).
+    with redis_server(tmp_path) as redis_port:
+        expected = http(redis_port, payload)
+        assert http(redis_port, b"EXISTS pwn\r\nQUIT\r\n") == b":0\r\n+OK\r\n"
+    assert http(shared.port, payload) == expected
+    assert http(shared.port, b"EXISTS pwn\r\nQUIT\r\n") == b":0\r\n+OK\r\n"
