@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from client import connect
+from client import BackupError, connect
 from repl._context import UsageError
 from repl._options import parse_url
 from server.cli import exposure_warnings
@@ -261,3 +261,28 @@ def test_cross_protocol_lines_close_as_redis_does(
         assert http(redis_port, b"EXISTS pwn\r\nQUIT\r\n") == b":0\r\n+OK\r\n"
     assert http(shared.port, payload) == expected
     assert http(shared.port, b"EXISTS pwn\r\nQUIT\r\n") == b":0\r\n+OK\r\n"
+
+
+async def test_backup_to_a_symlink_is_refused(tmp_path: Path) -> None:
+    # Was: `bitcask backup LINK` (LINK -> an empty directory) failed "Not a directory
+    # (.LINK.backup-...)"; with --force onto a link to a full directory it replaced the
+    # link with the backup and left the link behind as a hidden `.LINK.old-*`.
+    srv = ServerProcess(data=tmp_path / "data", sync="never").start()
+    try:
+        (tmp_path / "full").mkdir()
+        (tmp_path / "full" / "keep").write_bytes(b"x")
+        (tmp_path / "empty").mkdir()
+        async with await connect("127.0.0.1", srv.port) as db:
+            await db.put(b"k", b"v")
+            for target, force in (("empty", False), ("full", True), ("nowhere", False)):
+                link = tmp_path / f"to-{target}"
+                link.symlink_to(tmp_path / target)
+                with pytest.raises(BackupError, match="is a symbolic link"):
+                    await db.backup(link, force=force)
+                assert link.is_symlink()
+        assert (tmp_path / "full" / "keep").read_bytes() == b"x"
+        assert not list((tmp_path / "empty").iterdir())
+        names = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".log"))
+        assert names == ["data", "empty", "full", "to-empty", "to-full", "to-nowhere"], names
+    finally:
+        assert srv.stop() == 0
