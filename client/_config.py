@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -62,7 +62,7 @@ class ClientConfig:
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    auth: str | bytes | None = None
+    auth: str | bytes | None = field(default=None, repr=False)  # a secret: not in logs
     timeout: float | None = 5.0
     reconnect_attempts: int = 5
     backoff_base: float = 0.05

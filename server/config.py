@@ -11,7 +11,7 @@ import argparse
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
@@ -79,7 +79,8 @@ class ServerConfig:
     port: int = 7379  # binary protocol and the Redis protocol (RESP)
     http_port: int = 7380  # HTTP adapter
     # --- security ---
-    auth: str | None = None  # shared token; None: no authentication (bytes: `auth_token`)
+    # shared token; None: no authentication (bytes: `auth_token`); kept out of repr()
+    auth: str | None = field(default=None, repr=False)
     # --- limits ---
     max_connections: int = 1024  # binary + HTTP connections together
     max_frame: int = DEFAULT_MAX_FRAME  # binary frame and HTTP body limit, bytes

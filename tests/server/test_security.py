@@ -286,3 +286,17 @@ async def test_backup_to_a_symlink_is_refused(tmp_path: Path) -> None:
         assert names == ["data", "empty", "full", "to-empty", "to-full", "to-nowhere"], names
     finally:
         assert srv.stop() == 0
+
+
+def test_configs_do_not_show_the_token() -> None:
+    # Was: repr() of ServerConfig, client.ClientConfig (public as `Client.config`) and
+    # the shell's ConnectOptions printed auth='...' into any log or traceback showing them.
+    from client import ClientConfig
+    from repl._context import ConnectOptions
+
+    for cfg in (
+        ServerConfig(auth="Zq7Sekrit"),
+        ClientConfig(host="h", port=1, auth="Zq7Sekrit"),
+        ConnectOptions(auth="Zq7Sekrit"),
+    ):
+        assert cfg.auth == "Zq7Sekrit" and "Zq7Sekrit" not in repr(cfg), repr(cfg)
