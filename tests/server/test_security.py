@@ -21,7 +21,7 @@ from repl._context import UsageError
 from repl._options import parse_url
 from server.cli import exposure_warnings
 from server.config import MAX_TOKEN_BYTES, ConfigError, ServerConfig, read_token_file
-from tests.protocol._redis_server import redis_server
+from tests.protocol._redis_server import RedisConnection, redis_server
 from tests.server.wire import Conn, http, status_of
 from tests.serverproc import ServerProcess
 
@@ -300,3 +300,42 @@ def test_configs_do_not_show_the_token() -> None:
         ConnectOptions(auth="Zq7Sekrit"),
     ):
         assert cfg.auth == "Zq7Sekrit" and "Zq7Sekrit" not in repr(cfg), repr(cfg)
+
+
+def _preauth_argvs() -> list[list[bytes]]:
+    """Every command and subcommand of the table with a fitting, a too-long and a too-short
+    argument list, plus unknown names: what a client without the password may send."""
+    from protocol._redis_table import COMMANDS, SUBCOMMANDS
+
+    out: list[list[bytes]] = [[b"nosuch", b"a"], [b"CLIENT", b"nosuch"], [b"AUTH", b"x", b"y"]]
+    for name, spec in COMMANDS.items():
+        if name == "quit":  # closes the connection: checked by the pipelines above
+            continue
+        word = name.upper().encode()
+        need = abs(spec.arity) - 1
+        for sub in SUBCOMMANDS.get(name, {}):
+            if sub != "setinfo":  # Redis 7.2's; the redis-server here is 7.0
+                out += [[word, sub.encode()], [word, sub.encode(), b"a", b"b"]]
+        out += [[word, *[b"1"] * need], [word, *[b"1"] * (need + 3)]]
+        if need:
+            out.append([word])
+    return out
+
+
+def test_every_command_before_auth_answers_as_redis_server(tmp_path: Path) -> None:
+    # Differential: each command of the table, sent by a client that has not logged in,
+    # gets redis-server --requirepass's exact reply (NOAUTH, or the unknown command and
+    # arity errors Redis checks first).
+    srv = ServerProcess(data=tmp_path / "data", sync="never", env={"BITCASK_AUTH": "t0k"})
+    srv.start()
+    try:
+        with redis_server(tmp_path, "--requirepass", "t0k") as redis_port:
+            ours, theirs = RedisConnection(srv.port), RedisConnection(redis_port)
+            try:
+                for argv in _preauth_argvs():
+                    assert ours.call(argv) == theirs.call(argv), argv
+            finally:
+                ours.close()
+                theirs.close()
+    finally:
+        srv.kill()
