@@ -339,3 +339,28 @@ def test_every_command_before_auth_answers_as_redis_server(tmp_path: Path) -> No
                 theirs.close()
     finally:
         srv.kill()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "bitcask://:Zq7Sekrit@127.0.0.1:x",
+        "bitcask://Zq7Sekrit@127.0.0.1:x",
+        "bitcask://:Zq7Sekrit@127.0.0.1?nosuch=1",
+        "bitcask://:Zq7Sekrit@127.0.0.1?timeout=x",
+        "bitcask://:Zq7Sekrit@[::1",
+    ],
+)
+def test_client_url_errors_do_not_show_the_token(url: str) -> None:
+    # Was: client.connect("bitcask://:TOKEN@h:x") raised "bad port in
+    # 'bitcask://:TOKEN@h:x'" (the shell redacted, the library did not), and an
+    # unclosed IPv6 bracket escaped as a bare ValueError instead of InterfaceError.
+    from client import InterfaceError
+    from client import parse_url as client_parse_url
+    from client._config import redact_url as client_redact
+    from repl._options import redact_url as shell_redact
+
+    with pytest.raises(InterfaceError) as err:
+        client_parse_url(url)
+    assert "Zq7Sekrit" not in str(err.value) and "***@" in str(err.value)
+    assert client_redact(url) == shell_redact(url), "one rule, two copies (layering)"
