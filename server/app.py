@@ -500,4 +500,9 @@ def _describe(path: object, exc: OSError) -> str:
         return f"cannot open the store at {path}: not a directory ({reason})"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot open the store at {path}: the directory is not writable ({reason})"
+    if exc.errno == errno.ELOOP and exc.filename:  # O_NOFOLLOW met a planted link
+        return (
+            f"cannot open the store at {path}: {exc.filename} is a symbolic link, and the "
+            "store never writes through one (docs/security.md): replace it with the file"
+        )
     return f"cannot open the store at {path}: {reason}"

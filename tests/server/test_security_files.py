@@ -14,11 +14,14 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import bitcask
+from server.cli import EXIT_STORE
 
 VICTIM = b"root:x:0:0:precious\n"
 
@@ -99,3 +102,21 @@ def test_repair_never_writes_through_a_link(tmp_path: Path) -> None:
     report = bitcask.repair(data)
     assert report.truncated and not first.is_symlink(), "the link was replaced by a file"
     assert victim.read_bytes() == content and other.read_bytes() == VICTIM
+
+
+def test_server_names_the_link_it_refused(tmp_path: Path) -> None:
+    # Was: "cannot open the store at DIR: Too many levels of symbolic links", naming
+    # neither the file nor why.
+    data = tmp_path / "data"
+    _store(data)
+    (data / "LOCK").unlink()
+    (data / "LOCK").symlink_to(_victim(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "--data", str(data), "--port", "0", "--http-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == EXIT_STORE, proc.stderr
+    assert f"{data / 'LOCK'} is a symbolic link" in proc.stderr
+    assert (tmp_path / "victim").read_bytes() == VICTIM
