@@ -173,7 +173,7 @@ class DiskHealth:
     def _probe(self) -> None:
         """Write, fsync and delete a scratch file beside the data files."""
         path = os.path.join(self._path, f"{_PROBE_PREFIX}{os.getpid()}{_PROBE_SUFFIX}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:  # through _io, as every data write goes (tests inject faults there)
             _io.write(fd, bytes(PROBE_BYTES))
             _io.fsync(fd)

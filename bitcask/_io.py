@@ -78,7 +78,7 @@ def replace_file(path: str, blob: bytes, *, mode: int = 0o644, install: bool = T
             every reader ignores ``*.tmp`` and the next open removes it).
     """
     tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
         write(fd, blob)
         fsync(fd)

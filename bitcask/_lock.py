@@ -37,7 +37,7 @@ class DirLock:
                 holds it; ``.pid`` names the holder when known.
         """
         self.path = os.path.join(directory, LOCK_NAME)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

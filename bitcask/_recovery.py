@@ -305,7 +305,7 @@ def _map(dpath: str) -> mmap.mmap | None:
 def _truncate(dpath: str, size: int, seal: int | None = None) -> None:
     # Cut the file at ``size``; ``seal`` (its file id): also clear OPEN_FILE, after
     # the cut, as ActiveFile.seal does.
-    fd = os.open(dpath, os.O_WRONLY)
+    fd = os.open(dpath, os.O_WRONLY | os.O_NOFOLLOW)  # never cut a file a link names
     try:
         os.ftruncate(fd, size)
         if seal is not None:

@@ -437,7 +437,7 @@ def _rewrite(dpath: str, fid: int, mm: Any, recs: list[Any]) -> list[Any]:
         out.append(raw)
         new_recs.append((pos, len(raw), flags, ts, exp, key, aux))
         pos += len(raw)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     try:
         # Whole or not at all: a short write (a filling disk) must not be renamed over
         # the original as if it were the file.

@@ -76,7 +76,7 @@ async def run_backup(
     tmp = final.parent / f".{final.name}.backup-{os.getpid()}-{os.urandom(3).hex()}"
     snap_id: str | None = None
     try:
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)  # a copy of every value: the owner's only, as the store
         begun = await call("snapshot_begin", [], BEGIN_TIMEOUT if timeout is None else timeout)
         snap_id = str(begun["id"])
         files = [(str(f["name"]), int(f["size"]), int(f["crc"])) for f in begun["files"]]
@@ -118,6 +118,15 @@ def _describe(exc: BaseException) -> str:
 
 
 def _check_destination(final: Path, force: bool) -> None:
+    if final.is_symlink():
+        # The rename that installs a backup would replace the link, not fill what it
+        # names ("Not a directory", or under force a stray `.NAME.old-*` link), and
+        # following it would let a link planted in a shared directory aim a forced
+        # backup's clean-up at any directory: the real path is asked for instead.
+        raise BackupError(
+            f"{str(final)!r} is a symbolic link (to {os.readlink(final)!r}): give the "
+            "directory itself"
+        )
     if final.exists() and not final.is_dir():
         raise BackupError(f"{str(final)!r} exists and is not a directory")
     if final.is_dir() and any(final.iterdir()) and not force:

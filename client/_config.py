@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -67,7 +67,7 @@ class ClientConfig:
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    auth: str | bytes | None = None
+    auth: str | bytes | None = field(default=None, repr=False)  # a secret: not in logs
     timeout: float | None = 5.0
     reconnect_attempts: int = 5
     backoff_base: float = 0.05
@@ -115,13 +115,17 @@ def parse_url(url: str) -> dict[str, Any]:
         >>> parse_url("bitcask://:s3cret@db.local:7400?timeout=2")
         {'host': 'db.local', 'port': 7400, 'auth': 's3cret', 'timeout': 2.0}
     """
-    parts = urlsplit(url)
+    shown = redact_url(url)  # an error message must not print the token (CI logs)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # `bitcask://[::1` (an unclosed IPv6 bracket)
+        raise InterfaceError(f"not a valid URL: {shown!r}: {exc}") from None
     if parts.scheme != "bitcask":
-        raise InterfaceError(f"expected a bitcask://host:port URL, got {url!r}")
+        raise InterfaceError(f"expected a bitcask://host:port URL, got {shown!r}")
     try:
         port = parts.port
     except ValueError as exc:
-        raise InterfaceError(f"bad port in {url!r}") from exc
+        raise InterfaceError(f"bad port in {shown!r}") from exc
     fields: dict[str, Any] = {"host": parts.hostname or "127.0.0.1", "port": port or DEFAULT_PORT}
     if parts.password:
         fields["auth"] = unquote(parts.password)
@@ -130,7 +134,29 @@ def parse_url(url: str) -> dict[str, Any]:
             try:
                 fields["timeout"] = float(values[-1])
             except ValueError as exc:
-                raise InterfaceError(f"bad timeout in {url!r}") from exc
+                raise InterfaceError(f"bad timeout in {shown!r}") from exc
         else:
-            raise InterfaceError(f"unknown URL option {name!r} in {url!r}")
+            raise InterfaceError(f"unknown URL option {name!r} in {shown!r}")
     return fields
+
+
+def redact_url(url: str) -> str:
+    """`url` with its user info's password (or a lone user info) shown as `***`.
+
+    The rule of `repl._options.redact_url` (the shell's messages; client cannot
+    import repl), kept identical by tests/server/test_security.py.
+
+    Example:
+        >>> redact_url("bitcask://:s3cret@h:7379"), redact_url("bitcask://s3cret@h")
+        ('bitcask://:***@h:7379', 'bitcask://***@h')
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if not at:
+        return url
+    if ":" not in userinfo:
+        return f"{scheme}://***@{hostport}{rest[end:]}"
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostport}{rest[end:]}"

@@ -21,7 +21,8 @@ Strategy / invariants:
   the server runs it, sets the limits it left, and `feed(b"")` reads the next
   (`Connection.resume`). So a large command sent in the same write as a good AUTH
   passes, and after a failed one it is refused, as in Redis.
-- QUIT is terminal: `+OK`, then nothing more.
+- QUIT is terminal: `+OK`, then nothing more. So is a command named POST or Host:
+  (any case), with no reply at all: Redis's cross-protocol guard (below).
   A framing error (`ProtocolFailure`) is terminal too, with Redis's exact reply.
 - Replies are encoded by the server with the connection's RESP version (2, or 3
   after HELLO 3), because only the server knows which HELLO came first: a result
@@ -99,6 +100,14 @@ def error_line(error: ErrorInfo) -> bytes:
 
 _CODES = frozenset(int(code) for code in ErrorCode)
 _QUIT_OK = b"+OK\r\n"
+# Redis's guard against cross-protocol scripting (securityWarningCommand): a command
+# named POST or Host: is an HTTP request's line or header sent to this port by a
+# web page or a proxy, whatever its case; the connection closes with no reply and
+# nothing after it runs (an HTTP request line itself is refused before, above).
+_CROSS_PROTOCOL = frozenset({b"post", b"host:"})
+_CROSS_PROTOCOL_ERROR = ErrorInfo.from_code(
+    ErrorCode.PROTOCOL_ERROR, "POST or Host: on the Redis port (cross-protocol scripting)"
+)
 
 
 class RespDialect:
@@ -171,6 +180,10 @@ class RespDialect:
             name = _NAMES.get(argv[0])
             if name is None:
                 name = _name_of(argv[0])
+                if name == "unknown" and argv[0].lower() in _CROSS_PROTOCOL:
+                    self._ended = True
+                    append(Close(_CROSS_PROTOCOL_ERROR, b""))
+                    return events
             if name == "quit":
                 self._ended = True
                 append(Close(None, _QUIT_OK))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class ConnectOptions:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     http_port: int = DEFAULT_HTTP_PORT
-    auth: str | None = None
+    auth: str | None = field(default=None, repr=False)  # a secret: not in tracebacks/logs
     timeout: float = 5.0
     # the Redis protocol (redis:// or --redis) instead of the binary one: any
     # Redis-protocol endpoint, with AUTH [username] password and SELECT db

@@ -85,7 +85,8 @@ def parse_url(url: str) -> dict[str, object]:
 
 
 def redact_url(url: str) -> str:
-    """`url` with the password of its user info replaced by `***`, for messages.
+    """`url` with the password of its user info replaced by `***`, for messages (a
+    user info without a colon is hidden whole: it may be the password).
 
     Found by hand, not by `urlsplit`, so even a URL it refuses is shown redacted
     (a password may hold `@`: the user info ends at the last one, as urlsplit reads it).
@@ -99,8 +100,12 @@ def redact_url(url: str) -> str:
         return url
     end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
     userinfo, at, hostport = rest[:end].rpartition("@")
-    if not at or ":" not in userinfo:
+    if not at:
         return url
+    if ":" not in userinfo:
+        # `redis://SECRET@host`: redis-cli reads a lone user info as the password, and
+        # `bitcask://TOKEN@host` is the documented `:TOKEN@` less its colon
+        return f"{scheme}://***@{hostport}{rest[end:]}"
     user = userinfo.partition(":")[0]
     return f"{scheme}://{user}:***@{hostport}{rest[end:]}"
 

@@ -169,7 +169,11 @@ def open_client(options: ConnectOptions, refusals: Refusals) -> Awaitable[Any]:
             timeout=options.timeout,
             refusals=refusals,
         )
-    return connect(options.host, options.port, auth=options.auth, timeout=options.timeout)
+    # the token's own bytes: argv, the environment and a typed `auth` line decode
+    # with surrogateescape, so a token that is not UTF-8 stays what the server holds
+    # (its --auth is read the same way) instead of a UnicodeEncodeError in the client
+    token = None if options.auth is None else os.fsencode(options.auth)
+    return connect(options.host, options.port, auth=token, timeout=options.timeout)
 
 
 class Session:

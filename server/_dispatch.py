@@ -105,7 +105,7 @@ class Dispatcher(TransactionHandlers):
         self.db_get: Callable[[bytes], bytes | None] = db.get
         self.max_key = max_key_size
         self._writer = writer
-        self._token = config.auth.encode() if config.auth else None
+        self._token = config.auth_token
         self._max_key = max_key_size
         self._max_value = max_value_size
         self._max_batch = config.max_batch

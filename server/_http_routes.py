@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 STATUS_TEXT = {
-    200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+    200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found",
     405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
     414: "URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
     501: "Not Implemented", 503: "Service Unavailable", 507: "Insufficient Storage",
@@ -228,12 +229,24 @@ def _kv_refusal(state: ServerState, req: Request) -> Response | None:
         resp = simple_error(405, ErrorCode.UNKNOWN_METHOD, f"{req.method} not allowed on /kv")
         resp.headers.append(("allow", KV_METHODS))
         return resp
+    if "origin" in req.headers or req.headers.get("sec-fetch-site", "none") != "none":
+        # A web page's request (docs/security.md): a POST with a text/plain body is a
+        # CORS "simple" request a browser sends cross-site without asking first, so any
+        # page a developer opened could `?append` to (or create) any key of a server on
+        # 127.0.0.1 without --auth, and a DNS-rebinding page could read them. Browsers
+        # name such requests' origin; curl, the client libraries and probes never do.
+        return simple_error(
+            403, ErrorCode.AUTH_FAILED, "requests from web pages are refused (Origin header)"
+        )
     if state.dispatcher.auth_required:
         auth = req.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if not auth:
             return simple_error(401, ErrorCode.AUTH_REQUIRED, "send Authorization: Bearer <token>")
-        if scheme.lower() != "bearer" or not state.dispatcher.check_token(token.strip()):
+        # the header's own bytes (decoded latin-1 by http.py): a token that is not ASCII
+        # is compared as the bytes the client sent, as on the other ports
+        presented = token.strip().encode("latin-1")
+        if scheme.lower() != "bearer" or not state.dispatcher.check_token(presented):
             return simple_error(401, ErrorCode.AUTH_FAILED, "invalid token")
     raw_key = req.path[len(KV_PREFIX) :]
     if _BAD_PERCENT.search(raw_key):

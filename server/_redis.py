@@ -187,7 +187,7 @@ class RedisDispatcher(AdminCommands):
         self._db = db
         self._writer = writer
         self._config = config
-        self._token = config.auth.encode() if config.auth else None
+        self._token = config.auth_token
         self._max_key = max_key_size
         self._max_value = max_value_size
         self._info = info

@@ -227,7 +227,10 @@ class Server:
         """Open the store (in a thread); reads only while the disk is full (see Strategy)."""
         path = self.config.data
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            # a directory it creates is the owner's only, whatever the umask (under
+            # umask 000 it was 0777: anyone could read every value, or plant a symlink
+            # where the store writes); an existing one is left as the operator made it
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTDIR):
                 raise StoreOpenError(_describe(path, exc)) from exc
@@ -539,4 +542,9 @@ def _describe(path: object, exc: OSError) -> str:
         return f"cannot open the store at {path}: not a directory ({reason})"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot open the store at {path}: the directory is not writable ({reason})"
+    if exc.errno == errno.ELOOP and exc.filename:  # O_NOFOLLOW met a planted link
+        return (
+            f"cannot open the store at {path}: {exc.filename} is a symbolic link, and the "
+            "store never writes through one (docs/security.md): replace it with the file"
+        )
     return f"cannot open the store at {path}: {reason}"

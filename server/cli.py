@@ -17,13 +17,18 @@ large store still being opened), exits at once (1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import json
 import logging
 import os
 import signal
+import socket
+import stat
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TextIO
 
 import uvloop
@@ -31,7 +36,7 @@ import uvloop
 import bitcask
 
 from .app import FD_RESERVE, Server, StoreOpenError
-from .config import ConfigError, ServerConfig
+from .config import ENV_PREFIX, ConfigError, ServerConfig, build_parser
 
 __all__ = ["main"]
 
@@ -60,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bitcask-server: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(level=config.log_level.upper(), handlers=[log_handler(sys.stderr)])
+    for warning in exposure_warnings(config, argv if argv is not None else sys.argv[1:]):
+        log.warning("%s", warning)
     return uvloop.run(_serve(config))
 
 
@@ -116,6 +123,64 @@ def _is_journal(stream: TextIO, journal: str) -> bool:
         return bool(ino) and (st.st_dev, st.st_ino) == (int(dev), int(ino))
     except (OSError, ValueError, AttributeError):  # no descriptor (a test's StringIO)
         return False
+
+
+def exposure_warnings(
+    config: ServerConfig, argv: Sequence[str], env: dict[str, str] | None = None
+) -> list[str]:
+    """What an operator should know about how exposed the store is (docs/security.md).
+
+    Warnings, not refusals: a store bound to a pod network behind twemproxy without
+    a token is a deployment docs/scaling.md shows, and exposing it took an explicit
+    --host (the default is loopback, which is what Redis's protected mode ensures).
+    """
+    env = dict(os.environ) if env is None else env
+    flags = build_parser().parse_args(argv)
+    out: list[str] = []
+    if config.auth is None:
+        exposed = sorted(a for a in _addresses(config.host) if not a.is_loopback)
+        if exposed:
+            out.append(
+                f"listening on {config.host} ({', '.join(map(str, exposed[:4]))}) without "
+                "--auth: any host that reaches these ports can read and change every key "
+                "(set BITCASK_AUTH or --auth-file, or bind 127.0.0.1)"
+            )
+    elif flags.auth is not None:
+        out.append(
+            "the --auth token is on the command line, where every local user can read it "
+            "(ps, /proc/PID/cmdline): use BITCASK_AUTH or --auth-file instead"
+        )
+    with contextlib.suppress(OSError):
+        mode = stat.S_IMODE(config.data.stat().st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            out.append(
+                f"the data directory {config.data} is writable by other users (mode "
+                f"{mode:04o}): they can delete or replace the store's files; chmod 700 it"
+            )
+    token_file = flags.auth_file or env.get(ENV_PREFIX + "AUTH_FILE")
+    if token_file:
+        with contextlib.suppress(OSError):
+            mode = Path(token_file).stat().st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                out.append(
+                    f"--auth-file {token_file} is readable by other users (mode "
+                    f"{stat.S_IMODE(mode):04o}): chmod 600 it"
+                )
+    return out
+
+
+def _addresses(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses `host` binds (a name may resolve to several); none if unresolvable
+    (the bind itself then fails with its own message)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError):
+        return set()
+    out: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+    for info in infos:
+        with contextlib.suppress(ValueError):
+            out.add(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
+    return out
 
 
 async def _serve(config: ServerConfig) -> int:

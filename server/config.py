@@ -11,7 +11,7 @@ import argparse
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
@@ -40,6 +40,10 @@ FRAME_CEILING = 512 * 1024 * 1024
 # A put frame's bytes besides its key and value: msgid, method, headers, a ttl map.
 PUT_ENVELOPE = 1024
 ENV_PREFIX = "BITCASK_"
+# Longest auth token, bytes. Until it has authenticated, a connection's frames and
+# RESP bulks are bounded to 16 KiB (Redis's pre-AUTH rule) and an HTTP head to
+# --http-max-header-bytes: a longer token could be configured but never presented.
+MAX_TOKEN_BYTES = 4096
 # Longest --shutdown-timeout and --drain-seconds (a day): the process's forced-exit
 # watchdog is a threading.Timer, which cannot wait past the platform's time_t.
 MAX_STOP_SECONDS = 86_400.0
@@ -77,7 +81,8 @@ class ServerConfig:
     port: int = 7379  # binary protocol and the Redis protocol (RESP)
     http_port: int = 7380  # HTTP adapter
     # --- security ---
-    auth: str | None = None  # shared token; None: no authentication
+    # shared token; None: no authentication (bytes: `auth_token`); kept out of repr()
+    auth: str | None = field(default=None, repr=False)
     # --- limits ---
     max_connections: int = 1024  # binary + HTTP connections together
     max_frame: int = DEFAULT_MAX_FRAME  # binary frame and HTTP body limit, bytes
@@ -110,6 +115,17 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def auth_token(self) -> bytes | None:
+        """The token as the bytes a client must present, or None without --auth.
+
+        The bytes the operator gave: argv and the environment reach Python decoded
+        with the file-system encoding and surrogateescape, so a token that is not
+        UTF-8 (`--auth $'\\xff'`) is its own bytes again, as redis-server's
+        requirepass would be, instead of a UnicodeEncodeError at start-up.
+        """
+        return None if self.auth is None else os.fsencode(self.auth)
 
     @property
     def resolved_writer(self) -> str:
@@ -153,6 +169,14 @@ class ServerConfig:
         parser = build_parser()
         ns = parser.parse_args(argv)
         values: dict[str, Any] = {}
+        auth_file = ns.auth_file or env.get(ENV_PREFIX + "AUTH_FILE") or None
+        if auth_file is not None:
+            if ns.auth is not None or env.get(ENV_PREFIX + "AUTH") is not None:
+                raise ConfigError(
+                    "give the token once: --auth-file (BITCASK_AUTH_FILE) or --auth "
+                    "(BITCASK_AUTH), not both"
+                )
+            values["auth"] = read_token_file(Path(auth_file))
         for f in fields(cls):
             flag_value = getattr(ns, f.name, None)
             if flag_value is not None:
@@ -182,6 +206,30 @@ class ServerConfig:
         return cls(**values)
 
 
+def read_token_file(path: Path) -> str:
+    """The token held by `path` (--auth-file): its bytes, less one final line end.
+
+    `echo TOKEN > file` and a Kubernetes Secret made from such a file end with a
+    newline that is not part of the token; any other whitespace or control byte is
+    kept, and refused by the validation (a token no client would send).
+
+    Raises:
+        ConfigError: the file cannot be read (the message names the file, never
+            its content).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --auth-file {str(path)!r}: {exc.strerror}") from None
+    if raw.endswith(b"\r\n"):
+        raw = raw[:-2]
+    elif raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if not raw:
+        raise ConfigError(f"--auth-file {str(path)!r} is empty: it must hold the token")
+    return os.fsdecode(raw)
+
+
 def _path(raw: str) -> Path:
     """--data's type: Path("") is "." (the working directory), never what was meant."""
     if not raw:
@@ -203,7 +251,12 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "merge_trigger": (float, "auto-merge when dead/disk bytes reach this ratio; 0: off (0.5)"),
     "merge_min_dead_bytes": (int, "... and at least this many bytes are dead (64 MiB)"),
     "max_keys": (int, "most keys held; past it writes of new keys are refused (0: no limit)"),
-    "auth": (str, "shared token clients must present (hello/auth, HTTP Bearer)"),
+    "auth": (
+        str,
+        "shared token clients must present (hello/auth, HTTP Bearer); visible in ps: "
+        "prefer BITCASK_AUTH or a token file",
+    ),
+    "auth_file": (_path, "read the token from this file (one final newline is dropped)"),
     "max_connections": (int, "maximum open connections, both ports (default 1024)"),
     "max_frame": (int, "largest binary frame / HTTP body in bytes (default 64 MiB + 1 MiB)"),
     "max_batch": (int, "most operations in one batch, mput or mget (default 10000)"),
@@ -271,6 +324,30 @@ def _convert(name: str, raw: str) -> Any:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
 
 
+def _validate_token(cfg: ServerConfig, fail: Callable[[str], None]) -> None:
+    """A token every front end can carry: HTTP trims a header value's surrounding
+    whitespace and forbids control bytes in it, an inline Redis command splits at
+    spaces and ends at CR/LF, and before authenticating a frame is at most 16 KiB.
+    A token outside these rules would start a server no client can log in to (a
+    Secret with a trailing newline, the usual case): refused here, naming the rule,
+    never echoing the token (it lands in a journal)."""
+    token = cfg.auth_token
+    assert token is not None
+    if not token:
+        fail("auth token must not be empty")
+    elif len(token) > min(MAX_TOKEN_BYTES, cfg.http_max_header_bytes // 2):
+        fail(
+            f"auth token of {len(token)} bytes is too long: at most {MAX_TOKEN_BYTES} "
+            "(and half of --http-max-header-bytes)"
+        )
+    elif any(b < 0x20 or b == 0x7F for b in token):
+        if token.endswith((b"\n", b"\r")):
+            fail("auth token ends with a newline (a Secret made with `echo`?): remove it")
+        fail("auth token holds a control character (tab, newline, ...): no client can send it")
+    elif token != token.strip(b" "):
+        fail("auth token starts or ends with a space: HTTP clients cannot send it")
+
+
 def _validate(cfg: ServerConfig) -> None:
     def fail(msg: str) -> None:
         raise ConfigError(msg)
@@ -287,8 +364,8 @@ def _validate(cfg: ServerConfig) -> None:
         fail("port and http-port must differ")
     if not cfg.host:
         fail("host must not be empty")
-    if cfg.auth is not None and not cfg.auth:
-        fail("auth token must not be empty")
+    if cfg.auth is not None:
+        _validate_token(cfg, fail)
     if cfg.max_connections < 1:
         fail("max-connections must be >= 1")
     if not 1024 <= cfg.max_frame < FRAME_CEILING:
