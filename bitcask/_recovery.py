@@ -50,6 +50,7 @@ __all__ = [
     "FileVanished",
     "LoadResult",
     "RecoveryReport",
+    "leftovers",
     "load",
     "remove_repair_leftovers",
 ]
@@ -126,17 +127,40 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
         raise out_of_descriptors(path, files, exc) from exc
 
 
-def remove_repair_leftovers(path: str) -> None:
-    """Delete the ``<data file>.repair`` files of a repair that was killed.
-
-    ``repair`` writes each file it rewrites under that name and renames it over the
-    original; one killed before the rename left a copy of the file's size behind,
-    kept forever. Callers hold the store's lock (a writer open, repair): no repair
-    is running.
-    """
-    for name in os.listdir(path):
+def leftovers(path: str) -> list[tuple[str, str]]:
+    """(kind, name), sorted by name, of each file of ``path`` that nothing reads:
+    "repair", a ``<data file>.repair`` copy of a repair killed before its rename (the
+    size of its file, kept forever); "hint", a hint whose data file is gone (removed
+    by hand, or by a merge not finished yet: a writer open finishes it first). A hint
+    left so took the number of the next data file a writer created, and a check
+    beside that writer called the healthy store damaged (a bad hint). Not damage:
+    ``check`` lists them as notes; ``remove_leftovers`` deletes them."""
+    names = os.listdir(path)
+    present = set(names)
+    found = []
+    for name in sorted(names):
         if name.endswith(REPAIR_SUFFIX) and name[: -len(REPAIR_SUFFIX)].endswith(".data"):
-            os.unlink(os.path.join(path, name))
+            found.append(("repair", name))
+        elif (
+            len(name) == 15
+            and name.endswith(".hint")
+            and name[:10].isdigit()
+            and name[:10] + ".data" not in present
+        ):
+            found.append(("hint", name))
+    return found
+
+
+def remove_repair_leftovers(path: str) -> list[str]:
+    """Delete the ``leftovers`` of ``path`` and return their names.
+
+    Callers hold the store's lock (a writer open, repair) and have finished or
+    discarded an interrupted merge: no repair or merge is running.
+    """
+    found = [name for _, name in leftovers(path)]
+    for name in found:
+        os.unlink(os.path.join(path, name))
+    return found
 
 
 def _load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> LoadResult:

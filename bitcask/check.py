@@ -44,7 +44,7 @@ from ._files import fsync_dir
 from ._hint import build_hint, decode_hint, hint_distrust, write_hint
 from ._lock import DirLock
 from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
-from ._recovery import REPAIR_SUFFIX, remove_repair_leftovers
+from ._recovery import REPAIR_SUFFIX, leftovers, remove_repair_leftovers
 from .merge import MERGE_DIR, recover_interrupted
 
 __all__ = [
@@ -90,6 +90,9 @@ class CheckReport:
     # "none": no backup.json; "checked": the data files were compared with it;
     # "written since": files from its cut_file on exist, so it describes the past
     backup_manifest: str = "none"
+    # Leftovers that are not damage (``ok`` ignores them), each with what to do: a
+    # stopped repair's ``.data.repair`` copy, a hint whose data file is gone.
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -101,6 +104,7 @@ class CheckReport:
         d["problems"] = [asdict(p) for p in self.problems]
         d["bad_hints"] = [asdict(p) for p in self.bad_hints]
         d["missing_hints"] = list(self.missing_hints)
+        d["notes"] = list(self.notes)
         d["ok"] = self.ok
         return d
 
@@ -111,9 +115,11 @@ class CheckReport:
             f"{len(self.bad_hints)} bad hints, {len(self.missing_hints)} missing hints"
             + (", interrupted merge pending" if self.merge_pending else "")
             + (", backup.json checked" if self.backup_manifest == "checked" else "")
+            + (f", {len(self.notes)} notes" if self.notes else "")
         ]
         lines += [f"  {p}" for p in (*self.problems, *self.bad_hints)]
         lines += [f"  {name}: missing" for name in self.missing_hints]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -130,10 +136,17 @@ class RepairReport:
     untouched: tuple[Problem, ...] = ()  # files of another format version, left alone
     tombstoned: tuple[bytes, ...] = ()  # keys of unreadable records, now deleted
     quarantined: tuple[str, ...] = ()  # files under quarantine/ holding the dropped bytes
+    removed: tuple[str, ...] = ()  # leftovers deleted: .data.repair copies, orphan hints
 
     @property
     def changed(self) -> bool:
-        return bool(self.truncated or self.dropped or self.hints_rebuilt or self.merge != "none")
+        return bool(
+            self.truncated
+            or self.dropped
+            or self.hints_rebuilt
+            or self.removed
+            or self.merge != "none"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field plus ``changed``."""
@@ -145,6 +158,7 @@ class RepairReport:
         d["untouched"] = [asdict(p) for p in self.untouched]
         d["tombstoned"] = [k.decode("utf-8", "backslashreplace") for k in self.tombstoned]
         d["quarantined"] = list(self.quarantined)
+        d["removed"] = list(self.removed)
         d["changed"] = self.changed
         return d
 
@@ -160,6 +174,7 @@ class RepairReport:
         lines += [f"  untouched {p}" for p in self.untouched]
         lines += [f"  deleted unreadable key {k!r}" for k in self.tombstoned]
         lines += [f"  kept dropped bytes in {q}" for q in self.quarantined]
+        lines += [f"  removed leftover {name}" for name in self.removed]
         return "\n".join(lines)
 
 
@@ -209,6 +224,7 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
         bad_hints += found[2]
         missing += found[3]
     manifest_state, manifest_problems = _check_manifest(path, ids)
+    notes = [_note(kind, name) for kind, name in leftovers(path)]
     return CheckReport(
         path=path,
         files=checked,
@@ -218,6 +234,22 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
         missing_hints=tuple(missing),
         merge_pending=os.path.isdir(os.path.join(path, MERGE_DIR)),
         backup_manifest=manifest_state,
+        notes=tuple(notes),
+    )
+
+
+def _note(kind: str, name: str) -> str:
+    data = name[:10] + ".data"
+    if kind == "repair":
+        return (
+            f"{name}: a copy left by a repair that was stopped before its rename (not"
+            f" damage; {data} is the file in use): the next writer open or"
+            " `bitcask repair` deletes it, or delete it by hand while no repair runs"
+        )
+    return (
+        f"{name}: a hint whose data file {data} is gone (removed by hand, or by a merge"
+        " not finished yet; not damage, nothing reads it): the next writer open or"
+        " `bitcask repair` deletes it, or delete it by hand"
     )
 
 
@@ -339,7 +371,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     lock = DirLock(path)
     try:
         merge_state = recover_interrupted(path)
-        remove_repair_leftovers(path)
+        removed = remove_repair_leftovers(path)  # what check lists as notes
         truncated: list[Problem] = []
         dropped: list[Problem] = []
         rewritten: list[str] = []
@@ -406,6 +438,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         untouched=tuple(untouched),
         tombstoned=tuple(tombstoned),
         quarantined=tuple(quarantined),
+        removed=tuple(removed),
     )
 
 

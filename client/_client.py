@@ -62,6 +62,7 @@ from client.errors import (
     UnsupportedVersionError,
 )
 from protocol import DEFAULT_MAX_FRAME, IDEMPOTENT_METHODS, PROTOCOL_VERSION, reply_limit
+from protocol.address import host_port
 
 T = TypeVar("T")
 
@@ -132,7 +133,7 @@ class Client(Commands):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "connected" if self.is_connected else "disconnected"
-        return f"<Client {self.config.host}:{self.config.port} {state}>"
+        return f"<Client {host_port(self.config.host, self.config.port)} {state}>"
 
     def _check_open(self) -> None:
         if self._closed:
@@ -229,7 +230,7 @@ class Client(Commands):
             cfg = self.config
             proto.abort(
                 TimeoutError(
-                    f"{cfg.host}:{cfg.port} sent nothing for {window:g} s after a call "
+                    f"{host_port(cfg.host, cfg.port)} sent nothing for {window:g} s after a call "
                     "timed out: connection dropped"
                 )
             )
@@ -358,7 +359,7 @@ class Client(Commands):
             self._proto = proto
             return proto
         raise ConnectError(
-            f"could not reconnect to {cfg.host}:{cfg.port} after {cfg.reconnect_attempts} attempts"
+            f"could not reconnect to {host_port(cfg.host, cfg.port)} after {cfg.reconnect_attempts} attempts"
         ) from last
 
     async def _open(self) -> ClientProtocol:
@@ -383,12 +384,14 @@ class Client(Commands):
             cause = exc.__cause__
             if isinstance(cause, ServerError):
                 raise cause from None  # e.g. TOO_MANY_CONNECTIONS sent before the close
-            raise ConnectError(f"connection to {cfg.host}:{cfg.port} lost during hello") from exc
+            raise ConnectError(
+                f"connection to {host_port(cfg.host, cfg.port)} lost during hello"
+            ) from exc
         except (OSError, TimeoutError) as exc:
             if proto is not None:
                 proto.abort()
             why = connect_failure(exc, cfg.timeout)
-            raise ConnectError(f"cannot connect to {cfg.host}:{cfg.port}: {why}") from exc
+            raise ConnectError(f"cannot connect to {host_port(cfg.host, cfg.port)}: {why}") from exc
         except BaseException:
             if proto is not None:
                 proto.abort()

@@ -62,6 +62,7 @@ from client.errors import (
     StoreFullError,
 )
 from protocol._resp_client import NEED_DATA, ErrorReply, ReplyReader, encode_command
+from protocol.address import host_port
 from protocol.errors import ProtocolError
 
 __all__ = [
@@ -383,7 +384,7 @@ class RespClient(Commands):
     ) -> None:
         self.host = host
         self.port = port
-        self.address = f"{host}:{port}"
+        self.address = host_port(host, port)
         self._password = password
         self._username = username
         self._db = db

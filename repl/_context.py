@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from protocol.address import host_port
+
 if TYPE_CHECKING:
     from ._format import Reply
 
@@ -63,7 +65,7 @@ class ConnectOptions:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def url(self) -> str:
@@ -73,7 +75,7 @@ class ConnectOptions:
 
     @property
     def health_url(self) -> str:
-        return f"http://{self.host}:{self.http_port}/health"
+        return f"http://{host_port(self.host, self.http_port)}/health"
 
 
 class Context(Protocol):

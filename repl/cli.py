@@ -5,8 +5,8 @@
 The commands are the rows of the command table (`bitcask help`) offered in the CLI:
 the protocol's commands plus health, import, export, stat, latency, check, repair and
 merge DIR. Arguments are taken literally from argv (bytes exactly as the shell passed
-them; no escapes); a VALUE of `-` is read from stdin (binary-safe, any size), as
-redis-cli's -x and curl's @-. `bitcask CMD --help` (or -h, right after the command)
+them; no escapes); a VALUE of `-` is read from stdin (binary-safe, up to the server's
+max_value_size: one byte more is refused unread), as redis-cli's -x and curl's @-. `bitcask CMD --help` (or -h, right after the command)
 explains one command; `bitcask CMD -- --help` passes `--help` as an argument. Output is styled on a terminal and raw when piped (`--raw` /
 `--no-raw` force one or the other).
 
@@ -25,6 +25,8 @@ import asyncio
 import os
 import sys
 from typing import TYPE_CHECKING, Any
+
+from client import ValueTooLargeError
 
 from ._backup import COMMAND as BACKUP
 from ._commands import COMMANDS
@@ -144,13 +146,23 @@ def _colors() -> dict[str, str]:
 STDIN = b"-"
 
 
-def _stdin_values(cmd: Command, args: Args) -> Args:
-    """A VALUE argument given as `-` is read from stdin, bytes exactly (redis-cli -x)."""
+async def _stdin_values(session: Session, cmd: Command, args: Args) -> Args:
+    """A VALUE argument given as `-` is read from stdin, bytes exactly (redis-cli -x),
+    at most the server's max_value_size + 1 bytes: one more is refused as a value over
+    it would be (`cat /dev/zero | bitcask put k -` read until memory ran out)."""
     if cmd.repeat:
         return args
     for arg in cmd.positional:
         if arg.kind is Kind.VALUE and args.get(arg.name) == STDIN:
-            return {**args, arg.name: sys.stdin.buffer.read()}
+            client = await session.client()  # its limits: hello's (Redis: 512 MiB)
+            limit = client.limits.max_value_size
+            value = sys.stdin.buffer.read(limit + 1)  # a pipe: until that many, or EOF
+            if len(value) > limit:
+                raise ValueTooLargeError.local(
+                    f"value of more than {limit} bytes (stdin) exceeds the server's "
+                    f"max_value_size {limit}"
+                )
+            return {**args, arg.name: value}
     return args
 
 
@@ -171,7 +183,7 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
             raise CommandError("reshard must be the first word: " + RESHARD.replace("\n", " "))
         if cmd is None:
             raise unknown(TABLE, name, CLI)
-        args = _stdin_values(cmd, bind(cmd, argv))
+        args = await _stdin_values(session, cmd, bind(cmd, argv))
         reply = await session.execute(cmd, args)
         if reply is not None:
             printer.reply(reply)

@@ -21,9 +21,10 @@ import asyncio
 import dataclasses
 import functools
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import bitcask
 from protocol import (
     METHODS,
     PROTOCOL_VERSION,
@@ -41,7 +42,15 @@ from ._transactions import SINGLE_OPS, TransactionHandlers
 from ._writer import Writer
 from .config import ServerConfig
 
-__all__ = ["OPEN_METHODS", "SERVER_VERSION", "Dispatcher", "reply_too_large", "values_over"]
+__all__ = [
+    "OPEN_METHODS",
+    "SERVER_VERSION",
+    "Dispatcher",
+    "batch_values",
+    "reply_too_large",
+    "sizes_over",
+    "values_over",
+]
 
 OPEN_METHODS = frozenset({"hello", "auth", "ping"})  # allowed before authentication
 # A scan reply's bytes besides its page of keys: the cursor (a key, at most the engine's
@@ -61,6 +70,55 @@ def values_over(db: Any, keys: list[bytes], limit: int) -> int:
         return 0
     size: int = db.value_bytes(keys)
     return size if size > limit else 0
+
+
+def sizes_over(sizes: Iterable[int], limit: int) -> int:
+    """values_over's rule for parts already sized (the ops of one batch, the replies of
+    one EXEC): their sum when it exceeds `limit` and more than one part holds bytes
+    (one value alone is bounded by max_value_size, one walk by its own rule), else 0."""
+    total = parts = 0
+    for size in sizes:
+        if size:
+            total += size
+            parts += 1
+    return total if total > limit and parts > 1 else 0
+
+
+def batch_values(db: Any, ops: Iterable[Any], max_value: int) -> list[int]:
+    """Per op of one engine batch (a binary commit, a Redis EXEC), the most bytes of
+    values its result holds until the reply is built: the value a GetEx or GetDel
+    reads, the old value a Set reads (returned with `get`, held by the writer's results
+    either way: a commit of 300 `set nx` of a 1 MiB key held 300 MiB). Sized as
+    values_over sizes, from the keydir (no value is read), plus what the batch's own
+    earlier ops may have put in the key (put, Set, Append, MSetNx, Rename onto it,
+    counted whole; a counter 64 bytes), each at most max_value. Other ops: 0."""
+    kd = db.value_bytes
+    grown: dict[bytes, int] = {}
+    sizes = []
+    for op in ops:
+        n = 0
+        if type(op) is tuple:  # ("put", key, value, ttl) | ("delete", key)
+            if op[0] == "put":
+                grown[op[1]] = grown.get(op[1], 0) + len(op[2])
+            sizes.append(0)
+            continue
+        kind, key = type(op), getattr(op, "key", b"")
+        if kind is bitcask.GetEx or kind is bitcask.GetDel or kind is bitcask.Set:
+            n = min(kd((key,)) + grown.get(key, 0), max_value)
+        if kind is bitcask.Set:
+            grown[key] = grown.get(key, 0) + len(op.value)
+        elif kind is bitcask.Append:
+            grown[key] = grown.get(key, 0) + len(op.suffix)
+        elif kind is bitcask.MSetNx:
+            for k, v in op.pairs:
+                grown[k] = grown.get(k, 0) + len(v)
+        elif kind is bitcask.Rename:
+            moved = kd((key,)) + grown.get(key, 0)
+            grown[op.dst] = grown.get(op.dst, 0) + moved
+        elif kind is bitcask.Incr or kind is bitcask.IncrFloat:
+            grown[key] = grown.get(key, 0) + 64  # a number's digits
+        sizes.append(n)
+    return sizes
 
 
 def reply_too_large(size: int, limit: int, what: str = "values") -> str:
@@ -429,6 +487,14 @@ class Dispatcher(TransactionHandlers):
             raise Invalid(
                 ErrorCode.BATCH_TOO_LARGE, f"{n} operations > max_batch {self._max_batch}"
             )
+
+    def _check_values(self, ops: list[Any]) -> None:
+        # A commit's old values (set, get_delete) were known only as it applied, so one
+        # over the reply frame answered FRAME_TOO_LARGE for writes that stood: sized
+        # now, before anything applies, by the reply bound's rule (as an EXEC is).
+        size = sizes_over(batch_values(self._db, ops, self._max_value), self._max_reply)
+        if size:
+            raise Invalid(_TOO_LARGE, reply_too_large(size, self._max_reply))
 
 
 _SNAPSHOT_STOPPED = Done(

@@ -45,7 +45,8 @@ STATUS_TEXT = {
     404: "Not Found",
     405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
     414: "URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    501: "Not Implemented", 503: "Service Unavailable", 507: "Insufficient Storage",
+    501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
+    507: "Insufficient Storage",
 }  # fmt: skip
 
 ERROR_STATUS = {

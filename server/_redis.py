@@ -57,7 +57,7 @@ from protocol._resp_reader import _string2ll
 from protocol._resp_writer import NullArray, encode, encode_error
 from protocol.resp_dialect import error_line
 
-from ._dispatch import reply_too_large, values_over
+from ._dispatch import batch_values, reply_too_large, sizes_over, values_over
 from ._outcome import Async, Done, Invalid, Outcome, Read, Write, error_info
 from ._redis_admin import AdminCommands, bulk_strings
 from ._redis_session import (
@@ -701,10 +701,19 @@ class RedisDispatcher(AdminCommands):
         for i, step in enumerate(steps):
             if bounds[i] > limit and step.ops is not None and len(step.ops) > 1:
                 steps[i], bounds[i] = Step(encode_error(_reply_too_big(bounds[i], limit))), 0
-        if sum(bounds) > limit:
+        over = sizes_over(bounds, limit)  # one value alone: max_value_size, as GET
+        if over:
             for w in watches:
                 w.release()
-            return Done(None, redis_error(_reply_too_big(sum(bounds), limit)))
+            return Done(None, redis_error(_reply_too_big(over, limit)))
+        # KEYS, SCAN, RANDOMKEY are sized only by running them (after the batch, when a
+        # write comes first): each counts its reply against what the values and the
+        # reads before it left, and one that does not fit answers the error in its
+        # place (five KEYS of 2 MB each under a 3 MB bound: a 10 MB reply).
+        spent = [sum(bounds)]
+        for step in steps:
+            if step.read is not None:
+                step.read = _within(step.read, spent, limit)
         ops: list[Any] = []
         size = 0
         for step in steps:
@@ -751,36 +760,26 @@ class RedisDispatcher(AdminCommands):
         return Async(start)
 
     def _exec_bounds(self, steps: list[Step]) -> list[int]:
-        """Per step, the most bytes of values its ops can read: each read key's size
-        in the keydir plus what the transaction's earlier ops may have put there (a
-        SET, APPEND, MSETNX, RENAME onto it), at most max_value_size. No value is read."""
-        kd = self._db.value_bytes
-        grown: dict[bytes, int] = {}
-        bounds = []
-        for step in steps:
-            n = 0
-            for op in step.ops or ():
-                if type(op) is tuple:  # ("put", key, value, ttl) | ("delete", key)
-                    if op[0] == "put":
-                        grown[op[1]] = grown.get(op[1], 0) + len(op[2])
-                    continue
-                kind, key = type(op), getattr(op, "key", b"")
-                if kind is bitcask.GetEx or kind is bitcask.GetDel or kind is bitcask.Set:
-                    n += min(kd((key,)) + grown.get(key, 0), self._max_value)
-                if kind is bitcask.Set:
-                    grown[key] = grown.get(key, 0) + len(op.value)
-                elif kind is bitcask.Append:
-                    grown[key] = grown.get(key, 0) + len(op.suffix)
-                elif kind is bitcask.MSetNx:
-                    for k, v in op.pairs:
-                        grown[k] = grown.get(k, 0) + len(v)
-                elif kind is bitcask.Rename:
-                    moved = kd((key,)) + grown.get(key, 0)
-                    grown[op.dst] = grown.get(op.dst, 0) + moved
-                elif kind is bitcask.Incr or kind is bitcask.IncrFloat:
-                    grown[key] = grown.get(key, 0) + 64  # a number's digits
-            bounds.append(n)
-        return bounds
+        """Per step, the most bytes of values its ops can hold (_dispatch.batch_values,
+        the binary commit's sizing: the keydir plus the transaction's earlier writes)."""
+        sizes = iter(
+            batch_values(self._db, [op for st in steps for op in st.ops or ()], self._max_value)
+        )
+        return [sum(itertools.islice(sizes, len(step.ops or ()))) for step in steps]
+
+
+def _within(read: Callable[[], bytes], spent: list[int], limit: int) -> Callable[[], bytes]:
+    """An EXEC's read, bounded with the rest of its reply (spent[0]: bytes so far)."""
+
+    def bounded() -> bytes:
+        reply = read()
+        over = sizes_over((spent[0], len(reply)), limit)
+        if over:
+            return encode_error(_reply_too_big(over, limit, "keys"))
+        spent[0] += len(reply)
+        return reply
+
+    return bounded
 
 
 def _later(settle: Settle, result: Any, error: Any) -> None:

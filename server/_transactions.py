@@ -41,6 +41,7 @@ class TransactionHandlers:
     _key: Callable[[bytes], bytes]
     _value: Callable[[bytes], bytes]
     _check_batch: Callable[[int], None]
+    _check_values: Callable[[list[Any]], None]  # the reply bound, before anything applies
     _write: Callable[..., Outcome]
 
     def _op(self, kind: str, args: tuple[Any, ...]) -> tuple[Any, int]:
@@ -127,6 +128,7 @@ class TransactionHandlers:
             ops.append(op)
             size += nbytes
             shapes.append(_set_get if item[0] == "set" and item[5] else _SHAPES[item[0]])
+        self._check_values(ops)
         if wid is None:
             return self._write(ops, size, lambda results: _each(results, shapes))
         # The watch is consumed by its commit (as EXEC ends a Redis WATCH): a second

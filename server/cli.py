@@ -34,6 +34,7 @@ from typing import TextIO
 import uvloop
 
 import bitcask
+from protocol.address import host_port
 
 from .app import FD_RESERVE, Server, StoreOpenError
 from .config import ENV_PREFIX, ConfigError, ServerConfig, build_parser
@@ -232,11 +233,9 @@ async def _serve(config: ServerConfig) -> int:
     starting = False
     stats = server.db.stats()
     log.info(
-        "bitcask-server listening binary=%s:%d http=%s:%d data=%s sync=%s writer=%s keys=%d recovery=%s",
-        config.host,
-        server.port,
-        config.host,
-        server.http_port,
+        "bitcask-server listening binary=%s http=%s data=%s sync=%s writer=%s keys=%d recovery=%s",
+        host_port(config.host, server.port),
+        host_port(config.host, server.http_port),
         config.data,
         config.sync,
         server.writer.mode if server.writer else "-",

@@ -28,6 +28,10 @@ Strategy / invariants:
   closes: llhttp stops parsing where the other protocol would begin, so it cannot tell a
   body from that protocol's bytes; an upgrade request with a body is refused (400)
   rather than served without its body.
+- The head is HTTP/1.1 or HTTP/1.0 (else 505), and an HTTP/1.1 one has exactly one
+  valid Host (else 400), both checked first at headers-complete (`_check_version`).
+  A refusal decided while a HEAD request is parsed goes out without its body, as
+  every reply to HEAD.
 - Once a reply has announced the close, nothing more is answered (not even a 400 for the
   bytes after it).
 - Timers (loop.call_later, at most one armed at a time): keep-alive (idle between
@@ -91,6 +95,18 @@ MAX_URL = 65535
 MAX_HTTP_INFLIGHT = 64  # pipelined HTTP requests waiting for replies before reading pauses
 
 
+# RFC 9110 4.2.3 / RFC 3986 3.2.2: what a Host's uri-host [":" port] may hold
+_HOST_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:[]"
+)
+
+
+def _version_refusal(what: str) -> Response:
+    return simple_error(
+        505, ErrorCode.PROTOCOL_ERROR, f"{what} is not supported: this server speaks HTTP/1.1"
+    )
+
+
 class _Reject(Exception):
     """Raised inside a parser callback to stop parsing and answer `response`."""
 
@@ -136,6 +152,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._head_bytes = 0
         self._headers: dict[str, str] = {}
         self._header_count = 0
+        self._hosts: list[str] = []  # the Host field lines (RFC 9112 3.2: exactly one)
+        self._head = False  # a HEAD request: no reply to it carries a body, a refusal's neither
         self._body: list[bytes] = []
         self._body_size = 0
         self._check: HeadCheck | None = None  # what the head decided (None: not served)
@@ -213,6 +231,10 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             else:
                 log.error("HTTP handler failed", exc_info=ctx)
                 self._reject(simple_error(500, ErrorCode.INTERNAL, "internal error"))
+        elif str(exc) == "Invalid HTTP version":
+            # llhttp's refusal of HTTP/1.2, HTTP/3.0, ... (it names no other way): RFC
+            # 9110 15.6.6's 505, as for HTTP/2.0 and HTTP/0.9 (_check_version)
+            self._reject(_version_refusal("that HTTP version"))
         else:
             self._reject(
                 simple_error(400, ErrorCode.PROTOCOL_ERROR, f"malformed HTTP request: {exc}")
@@ -228,6 +250,8 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._head_bytes = 0
         self._headers = {}
         self._header_count = 0
+        self._hosts = []
+        self._head = False
         self._body = []
         self._body_size = 0
         self._check = None
@@ -235,6 +259,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._arm(self._request_window, self._request_expired)
 
     def on_url(self, url: bytes) -> None:
+        self._head = self._parser.get_method() == b"HEAD"
         self._url += url
         self._head_bytes += len(url)
         if len(self._url) > self._max_head or len(self._url) > MAX_URL:
@@ -247,9 +272,12 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             raise _Reject(simple_error(431, ErrorCode.PROTOCOL_ERROR, "request headers too large"))
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
+        if key == "host":
+            self._hosts.append(text)
         self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
 
     def on_headers_complete(self) -> None:
+        self._check_version()
         length = self._headers.get("content-length")
         if self._parser.should_upgrade() and (
             "transfer-encoding" in self._headers or (length is not None and length.strip("0 "))
@@ -284,6 +312,23 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             self._after_output()
         self._request_window = self._body_timeout
         self._arm(self._body_timeout, self._request_expired)
+
+    def _check_version(self) -> None:
+        # llhttp takes HTTP/2.0 and HTTP/0.9 (a request line without a version) as
+        # requests like any other: they were answered as HTTP/1.1. RFC 9112 2.3 and
+        # RFC 9110 15.6.6: 505 for a major version we do not speak; RFC 9112 3.2: an
+        # HTTP/1.1 request without exactly one valid Host is a 400 (HTTP/1.0 needs none).
+        version = self._parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise _Reject(_version_refusal(f"HTTP/{version}"))
+        hosts = self._hosts
+        if version == "1.1" and (len(hosts) != 1 or not _HOST_CHARS.issuperset(hosts[0])):
+            what = "no Host header" if not hosts else "more than one Host header"
+            if len(hosts) == 1:
+                what = f"an invalid Host header {hosts[0]!r}"
+            raise _Reject(
+                simple_error(400, ErrorCode.PROTOCOL_ERROR, f"HTTP/1.1 request with {what}")
+            )
 
     def _check_head(self, length: str | None, expect: bool) -> None:
         """Refuse now what the head already decides (RFC 9110 10.1.1: a client waiting
@@ -444,15 +489,16 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._closing = True
         self._continue = False
         self._disarm()
+        head = self._in_request and self._head  # a HEAD reply never has a body
         if self._waiting:  # answered after the requests parsed before it
-            self._waiting.append(partial(self._answer_reject, resp, label))
+            self._waiting.append(partial(self._answer_reject, resp, label, head))
             return
-        self._answer_reject(resp, label)
+        self._answer_reject(resp, label, head)
 
-    def _answer_reject(self, resp: Response, label: str) -> None:
+    def _answer_reject(self, resp: Response, label: str, head: bool) -> None:
         assert self._pipeline is not None
         self._pipeline.request_done(
-            self._render_fixed, (resp, False, False, False), None, resp.error, label
+            self._render_fixed, (resp, False, head, False), None, resp.error, label
         )
         self._flush_output()
 

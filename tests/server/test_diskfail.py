@@ -46,16 +46,21 @@ async def test_disk_error_turns_the_store_read_only(
             assert c.call("get", b"ok7") == b"v7", "reads go on"
             stats = c.call("stats")
             assert stats["readonly_reason"] and errno.errorcode[err] in stats["readonly_reason"]
-        ready = http(srv.http_port, b"GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        ready = http(srv.http_port, b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert status_of(ready) == 503 and b"read-only" in ready
-        health = http(srv.http_port, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+        health = http(
+            srv.http_port, b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
         assert status_of(health) == 503
         assert json.loads(health.split(b"\r\n\r\n", 1)[1])["status"] == "unhealthy"
         put = http(
-            srv.http_port, b"PUT /kv/x HTTP/1.1\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+            srv.http_port,
+            b"PUT /kv/x HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
         )
         assert status_of(put) == 503
-        metrics = http(srv.http_port, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+        metrics = http(
+            srv.http_port, b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
         assert b"bitcask_readonly 1" in metrics
         assert b'code="IO_ERROR"' in metrics
 

@@ -74,22 +74,22 @@ EXPECT = b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: 5000\r\n
 @pytest.mark.parametrize(
     ("head", "status"),
     [
-        pytest.param(b"PUT /kv/e HTTP/1.1\r\n" + EXPECT + b"\r\n", 401, id="no-token"),
-        pytest.param(b"PATCH /kv/e HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 405, id="method"),
-        pytest.param(b"PUT /nowhere HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 404, id="route"),
-        pytest.param(b"PUT /kv/bad%zz HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 400, id="key"),
+        pytest.param(b"PUT /kv/e HTTP/1.1\r\nHost: t\r\n" + EXPECT + b"\r\n", 401, id="no-token"),
+        pytest.param(b"PATCH /kv/e HTTP/1.1\r\nHost: t\r\n" + AUTH + EXPECT + b"\r\n", 405, id="method"),
+        pytest.param(b"PUT /nowhere HTTP/1.1\r\nHost: t\r\n" + AUTH + EXPECT + b"\r\n", 404, id="route"),
+        pytest.param(b"PUT /kv/bad%zz HTTP/1.1\r\nHost: t\r\n" + AUTH + EXPECT + b"\r\n", 400, id="key"),
         pytest.param(
-            b"PUT /kv/" + b"k" * (MAX_KEY + 1) + b" HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n",
+            b"PUT /kv/" + b"k" * (MAX_KEY + 1) + b" HTTP/1.1\r\nHost: t\r\n" + AUTH + EXPECT + b"\r\n",
             413,
             id="key-size",
         ),
-        pytest.param(b"PUT /kv/e?ttl=x HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 400, id="ttl"),
-        pytest.param(b"POST /kv/e HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 400, id="post-query"),
+        pytest.param(b"PUT /kv/e?ttl=x HTTP/1.1\r\nHost: t\r\n" + AUTH + EXPECT + b"\r\n", 400, id="ttl"),
+        pytest.param(b"POST /kv/e HTTP/1.1\r\nHost: t\r\n" + AUTH + EXPECT + b"\r\n", 400, id="post-query"),
         pytest.param(
-            b"POST /kv/e?incr=x HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n", 400, id="incr-value"
+            b"POST /kv/e?incr=x HTTP/1.1\r\nHost: t\r\n" + AUTH + EXPECT + b"\r\n", 400, id="incr-value"
         ),
         pytest.param(
-            b"PUT /kv/e HTTP/1.1\r\n" + AUTH + EXPECT.replace(b"5000", b"%d" % (MAX_VALUE + 1))
+            b"PUT /kv/e HTTP/1.1\r\nHost: t\r\n" + AUTH + EXPECT.replace(b"5000", b"%d" % (MAX_VALUE + 1))
             + b"\r\n",
             413,
             id="value-size",
@@ -109,7 +109,7 @@ def test_refused_request_gets_its_final_status_instead_of_100(
 
 def test_accepted_request_still_gets_100(strict: ServerProcess) -> None:
     with socket.create_connection(("127.0.0.1", strict.http_port), timeout=TIMEOUT) as sock:
-        sock.sendall(b"PUT /kv/e HTTP/1.1\r\n" + AUTH + EXPECT + b"\r\n")
+        sock.sendall(b"PUT /kv/e HTTP/1.1\r\nHost: t\r\n" + AUTH + EXPECT + b"\r\n")
         assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"v" * 5000)
         assert status_of(read_until_close(sock)) == 204
@@ -135,8 +135,9 @@ def test_put_over_max_value_size_is_refused_at_its_head(strict: ServerProcess) -
     # Was: the server read (and buffered) the whole body before the dispatcher's 413;
     # a head stating more than the value limit is answered before any body byte.
     for head in (
-        b"PUT /kv/big HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n" % (MAX_VALUE + 1),
-        b"POST /kv/big?append HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n"
+        b"PUT /kv/big HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %d\r\n"
+        % (MAX_VALUE + 1),
+        b"POST /kv/big?append HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %d\r\n"
         % (MAX_VALUE + 1),
     ):
         reply = head_only(strict.http_port, head + AUTH + b"\r\n")
@@ -149,7 +150,7 @@ def test_chunked_body_stops_being_read_past_max_value_size(strict: ServerProcess
     # Was: chunks were buffered up to --max-frame (65 MiB) before the 413.
     with socket.create_connection(("127.0.0.1", strict.http_port), timeout=TIMEOUT) as sock:
         sock.sendall(
-            b"PUT /kv/big HTTP/1.1\r\n" + AUTH + b"Connection: close\r\n"
+            b"PUT /kv/big HTTP/1.1\r\nHost: t\r\n" + AUTH + b"Connection: close\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         piece = b"x" * 65536
@@ -201,7 +202,9 @@ def test_60_mib_body_over_max_value_size_is_not_buffered(
     piece = b"z" * (1 << 20)
     with socket.create_connection(("127.0.0.1", strict.http_port), timeout=TIMEOUT) as sock:
         sock.sendall(
-            b"PUT /kv/huge HTTP/1.1\r\n" + auth + b"Connection: close\r\n%s\r\n\r\n" % coding
+            b"PUT /kv/huge HTTP/1.1\r\nHost: t\r\n"
+            + auth
+            + b"Connection: close\r\n%s\r\n\r\n" % coding
         )
         reply = b""
         try:
@@ -222,8 +225,10 @@ def test_body_of_a_refused_request_is_dropped_and_the_connection_kept(
     strict: ServerProcess,
 ) -> None:
     with socket.create_connection(("127.0.0.1", strict.http_port), timeout=TIMEOUT) as sock:
-        sock.sendall(b"PUT /kv/nope HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"n" * 5000)
-        sock.sendall(b"GET /livez HTTP/1.1\r\nConnection: close\r\n\r\n")
+        sock.sendall(
+            b"PUT /kv/nope HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + b"n" * 5000
+        )
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         reply = read_until_close(sock)
     assert re.findall(rb"^HTTP/1\.1 (\d+)", reply, re.M) == [b"401", b"200"], reply
 
@@ -249,7 +254,7 @@ def fill(srv: ServerProcess) -> list[socket.socket]:
     while len(held) < CAP:
         assert time.monotonic() < deadline, "the cap server never had a free slot"
         sock = socket.create_connection(("127.0.0.1", srv.http_port), timeout=TIMEOUT)
-        sock.sendall(b"GET /livez HTTP/1.1\r\n\r\n")
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n")
         if status_of(sock.recv(65536)) == 200:
             held.append(sock)
         else:  # 503: a slot not released yet
@@ -296,7 +301,9 @@ def test_a_flood_of_refused_connections_lingers_within_its_bound(capped: ServerP
     try:
         for i in range(4 * REFUSED_LINGER_MAX):
             sock = socket.create_connection(("127.0.0.1", capped.http_port), timeout=TIMEOUT)
-            sock.sendall(b"PUT /kv/f HTTP/1.1\r\nContent-Length: 100000\r\n\r\n" + b"f" * 20000)
+            sock.sendall(
+                b"PUT /kv/f HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"f" * 20000
+            )
             flood.append(sock)
             if i % 8 == 7:
                 peak = max(peak, len(os.listdir(fd_dir)))

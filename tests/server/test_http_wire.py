@@ -71,12 +71,16 @@ def stored(srv: ServerProcess, key: bytes) -> bytes | None:
 @pytest.mark.parametrize(
     "raw",
     [
-        pytest.param(b"PUT /kv/half-put HTTP/1.1\r\nContent-Length: 2\r\n\r\nok", id="put"),
         pytest.param(
-            b"PUT /kv/half-put HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            b"PUT /kv/half-put HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok", id="put"
+        ),
+        pytest.param(
+            b"PUT /kv/half-put HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
             id="chunked-put",
         ),
-        pytest.param(b"POST /kv/half-incr?incr HTTP/1.1\r\nContent-Length: 0\r\n\r\n", id="incr"),
+        pytest.param(
+            b"POST /kv/half-incr?incr HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", id="incr"
+        ),
     ],
 )
 def test_half_closed_client_gets_its_write_acknowledged(small: ServerProcess, raw: bytes) -> None:
@@ -88,9 +92,10 @@ def test_half_closed_client_gets_its_write_acknowledged(small: ServerProcess, ra
 
 def test_half_closed_pipeline_gets_every_reply_in_order(small: ServerProcess) -> None:
     raw = b"".join(
-        b"PUT /kv/half-%d HTTP/1.1\r\nContent-Length: 1\r\n\r\n%d" % (i, i) for i in range(5)
+        b"PUT /kv/half-%d HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n%d" % (i, i)
+        for i in range(5)
     )
-    raw += b"GET /kv/half-4 HTTP/1.1\r\n\r\n"
+    raw += b"GET /kv/half-4 HTTP/1.1\r\nHost: t\r\n\r\n"
     reply = exchange(small.http_port, raw, half_close=True)
     assert [status_of(r) for r in responses(reply)] == [204] * 5 + [200], reply
     assert reply.endswith(b"\r\n\r\n4"), reply
@@ -124,7 +129,7 @@ def test_refused_body_is_discarded_not_buffered(small: ServerProcess) -> None:
     # After the 413 the server reads and drops what the peer still sends, then closes
     # (at the peer's EOF here); other clients are served meanwhile.
     with socket.create_connection(("127.0.0.1", small.http_port), timeout=TIMEOUT) as sock:
-        sock.sendall(b"PUT /kv/too-big HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n")
+        sock.sendall(b"PUT /kv/too-big HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n")
         head = sock.recv(65536)
         assert status_of(head) == 413, head
         for _ in range(20):  # 1.3 MB more, all dropped
@@ -147,9 +152,9 @@ def test_upgrade_request_with_a_body_never_stores_a_truncated_value(small: Serve
     # the request looked bodiless. Was: 204, and the key held b"" (the append added
     # nothing), followed by a second, unasked-for 400 on the same connection.
     for raw in (
-        b"PUT /kv/up HTTP/1.1\r\n" + UPGRADE + b"Content-Length: 5\r\n\r\nhello",
-        b"POST /kv/up?append HTTP/1.1\r\n" + UPGRADE + b"Content-Length: 5\r\n\r\nhello",
-        b"PUT /kv/up HTTP/1.1\r\n"
+        b"PUT /kv/up HTTP/1.1\r\nHost: t\r\n" + UPGRADE + b"Content-Length: 5\r\n\r\nhello",
+        b"POST /kv/up?append HTTP/1.1\r\nHost: t\r\n" + UPGRADE + b"Content-Length: 5\r\n\r\nhello",
+        b"PUT /kv/up HTTP/1.1\r\nHost: t\r\n"
         + UPGRADE
         + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     ):
@@ -162,7 +167,9 @@ def test_upgrade_request_with_a_body_never_stores_a_truncated_value(small: Serve
 def test_upgrade_request_without_a_body_is_answered_once(small: ServerProcess) -> None:
     # The Upgrade is ignored (RFC 9110 7.8 lets a server); the one reply says close,
     # because what follows on the connection is the other protocol's, never parsed.
-    reply = exchange(small.http_port, b"GET /livez HTTP/1.1\r\n" + UPGRADE + b"\r\nPRI * HTTP/2.0")
+    reply = exchange(
+        small.http_port, b"GET /livez HTTP/1.1\r\nHost: t\r\n" + UPGRADE + b"\r\nPRI * HTTP/2.0"
+    )
     assert responses(reply) == [b"HTTP/1.1 200 OK"], reply
     assert b"connection: close" in reply and reply.endswith(b"\r\n\r\nok\n"), reply
     reply = exchange(small.http_port, b"CONNECT /kv/a HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -196,7 +203,7 @@ def test_nothing_is_answered_after_a_connection_close_reply(small: ServerProcess
     # after the one that announced the close.
     reply = exchange(
         small.http_port,
-        b"GET /livez HTTP/1.1\r\nConnection: close\r\n\r\nGET /readyz HTTP/1.1\r\n\r\n",
+        b"GET /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /readyz HTTP/1.1\r\nHost: t\r\n\r\n",
     )
     assert responses(reply) == [b"HTTP/1.1 200 OK"], reply
     assert reply.endswith(b"ok\n"), reply
@@ -210,8 +217,8 @@ def test_100_continue_waits_for_the_earlier_replies(small: ServerProcess) -> Non
     # (still waiting for its fsync), so the first reply the client read was the 100.
     with socket.create_connection(("127.0.0.1", small.http_port), timeout=TIMEOUT) as sock:
         sock.sendall(
-            b"PUT /kv/cont-1 HTTP/1.1\r\nContent-Length: 1\r\n\r\na"
-            b"PUT /kv/cont-2 HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+            b"PUT /kv/cont-1 HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\na"
+            b"PUT /kv/cont-2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
         )
         head = b""
         while head.count(b"\r\n\r\n") < 2:
@@ -228,7 +235,10 @@ def test_unknown_transfer_coding_is_501_not_stored_encoded(
     small: ServerProcess, coding: bytes
 ) -> None:
     # Was: 204, and the still-compressed bytes stored as the value.
-    raw = b"PUT /kv/coded HTTP/1.1\r\nTransfer-Encoding: %s\r\n\r\n3\r\nabc\r\n0\r\n\r\n" % coding
+    raw = (
+        b"PUT /kv/coded HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: %s\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        % coding
+    )
     reply = exchange(small.http_port, raw)
     assert responses(reply) == [b"HTTP/1.1 501 Not Implemented"], reply
     assert stored(small, b"coded") is None
@@ -260,14 +270,18 @@ async def test_probes_answer_while_a_stalled_writer_pauses_the_writers(
         writers = [socket.create_connection(("127.0.0.1", srv.http_port)) for _ in range(8)]
         try:
             for i, sock in enumerate(writers):
-                sock.sendall(b"PUT /kv/stall-%d HTTP/1.1\r\nContent-Length: 1\r\n\r\nx" % i)
+                sock.sendall(
+                    b"PUT /kv/stall-%d HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx" % i
+                )
                 assert entered.wait(TIMEOUT)  # the first one holds the writer; the rest queue
             deadline = time.monotonic() + TIMEOUT
             while not srv.writer_pressured and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert srv.writer_pressured
             probes = [
-                exchange(srv.http_port, b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n" % path)
+                exchange(
+                    srv.http_port, b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path
+                )
                 for path in (b"/livez", b"/readyz", b"/health")
             ]
             assert not release.is_set()  # answered while the disk still stalls
@@ -303,18 +317,20 @@ async def test_keep_alive_connection_paused_by_the_writer_is_not_reset(
 
     def scenario() -> bytes:
         with socket.create_connection(("127.0.0.1", srv.http_port), timeout=TIMEOUT) as idle:
-            idle.sendall(b"GET /kv/kept HTTP/1.1\r\n\r\n")
+            idle.sendall(b"GET /kv/kept HTTP/1.1\r\nHost: t\r\n\r\n")
             assert status_of(idle.recv(65536)) == 404
             monkeypatch.setattr(_db_writes.WriteMethods, "write_group", stalled)
             writers = [socket.create_connection(("127.0.0.1", srv.http_port)) for _ in range(8)]
             try:
                 for i, sock in enumerate(writers):
-                    sock.sendall(b"PUT /kv/busy-%d HTTP/1.1\r\nContent-Length: 1\r\n\r\nx" % i)
+                    sock.sendall(
+                        b"PUT /kv/busy-%d HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx" % i
+                    )
                     assert entered.wait(TIMEOUT)
                 deadline = time.monotonic() + TIMEOUT
                 while not srv.writer_pressured and time.monotonic() < deadline:
                     time.sleep(0.01)
-                idle.sendall(b"PUT /kv/kept HTTP/1.1\r\nContent-Length: 1\r\n\r\nk")
+                idle.sendall(b"PUT /kv/kept HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nk")
                 time.sleep(1.5)  # three keep-alive periods while paused
             finally:
                 release.set()
@@ -330,9 +346,9 @@ async def test_keep_alive_connection_paused_by_the_writer_is_not_reset(
 
 
 def test_a_repeated_query_parameter_counts_with_its_last_value(small: ServerProcess) -> None:
-    put = b"PUT /kv/rep?ttl=5&ttl=60 HTTP/1.1\r\nConnection: close\r\nContent-Length: 1\r\n\r\nv"
+    put = b"PUT /kv/rep?ttl=5&ttl=60 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 1\r\n\r\nv"
     assert status_of(exchange(small.http_port, put)) == 204
-    incr = b"POST /kv/rep-n?incr=1&incr=5 HTTP/1.1\r\nConnection: close\r\n\r\n"
+    incr = b"POST /kv/rep-n?incr=1&incr=5 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     assert exchange(small.http_port, incr).endswith(b"\r\n\r\n5")
     with Conn(small.port) as c:
         assert 59 < c.call("ttl", b"rep") <= 60
@@ -356,15 +372,17 @@ async def test_request_half_read_when_the_writer_pauses_is_not_a_408(
 
     def scenario() -> bytes:
         with socket.create_connection(("127.0.0.1", srv.http_port), timeout=TIMEOUT) as sock:
-            sock.sendall(b"GET /kv/half-read HTTP/1.1\r\n\r\n")
+            sock.sendall(b"GET /kv/half-read HTTP/1.1\r\nHost: t\r\n\r\n")
             assert status_of(sock.recv(65536)) == 404
-            sock.sendall(b"PUT /kv/half-read HTTP/1.1\r\n")
+            sock.sendall(b"PUT /kv/half-read HTTP/1.1\r\nHost: t\r\n")
             time.sleep(0.1)  # read: the header deadline runs
             monkeypatch.setattr(_db_writes.WriteMethods, "write_group", stalled)
             writers = [socket.create_connection(("127.0.0.1", srv.http_port)) for _ in range(8)]
             try:
                 for i, w in enumerate(writers):
-                    w.sendall(b"PUT /kv/busy-%d HTTP/1.1\r\nContent-Length: 1\r\n\r\nx" % i)
+                    w.sendall(
+                        b"PUT /kv/busy-%d HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx" % i
+                    )
                     assert entered.wait(TIMEOUT)
                 deadline = time.monotonic() + TIMEOUT
                 while not srv.writer_pressured and time.monotonic() < deadline:

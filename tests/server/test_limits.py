@@ -210,6 +210,6 @@ def test_max_keys_refuses_new_keys_only(tmp_path: Path) -> None:
             assert c.call("mget", [b"a", b"b", b"c", b"d"]) == [b"2", b"1", None, b"1"]
         raw = http(
             srv.http_port,
-            b"PUT /kv/new HTTP/1.1\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+            b"PUT /kv/new HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
         )
         assert status_of(raw) == 507 and b"STORE_FULL" in raw

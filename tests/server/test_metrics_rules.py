@@ -111,7 +111,7 @@ def http_errors(srv: ServerProcess) -> None:
         conn.getresponse().read()
         conn.close()
     with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as sock:
-        sock.sendall(b"FOO / HTTP/1.1\r\n\r\n")
+        sock.sendall(b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 400")
 
 
