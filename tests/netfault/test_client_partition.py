@@ -13,7 +13,7 @@ before, it was blamed on the command ("closed the connection instead of answerin
 GET (a proxy such as twemproxy ...)") and counted as a refusal, two of which made
 the shell refuse GET locally for the rest of the session.
 
-With BITCASK_NETFAULT_FULL set (4 s more): a call without a timeout whose request the
+And (4 s): a call without a timeout whose request the
 server's kernel took before the host vanished ends through TCP keepalive
 (tcp_keepalive=1) instead of waiting for good.
 """
@@ -21,7 +21,6 @@ server's kernel took before the host vanished ends through TCP keepalive
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -113,9 +112,6 @@ async def test_calls_across_a_partition_fail_in_time_and_recover(
         await r.close(timeout=0.1)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("BITCASK_NETFAULT_FULL"), reason="4 s: set BITCASK_NETFAULT_FULL=1"
-)
 async def test_keepalive_ends_a_call_without_timeout_whose_server_vanished(
     net: Net, ns_server: Callable[..., tuple[NsServer, Host]]
 ) -> None:

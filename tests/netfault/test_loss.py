@@ -6,28 +6,19 @@ delay could break: a deep pipeline of binary calls and a raw Redis pipeline get 
 reply, in order, each to its own caller; and under --sync always a write is
 acknowledged only once durable: the server SIGKILLed while a pipeline of puts is in
 flight, every acknowledged put is there after the restart.
-
-Set BITCASK_NETFAULT_FULL=1 to run it (about 3 s; the suite's budget for network
-tests is spent on the half-open and partition tests).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 from collections.abc import Callable
-
-import pytest
 
 from client import connect
 from tests.netfault.conftest import Net, NsServer
 from tests.sharding.netlab import Host
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("BITCASK_NETFAULT_FULL"), reason="3 s: set BITCASK_NETFAULT_FULL=1"
-)
 N = 3000
 
 

@@ -12,8 +12,7 @@ their unsent replies as work in progress and a graceful close waited to flush th
 
 With --idle-timeout 0, TCP keepalive (--tcp-keepalive, Redis's tcp-keepalive) is
 what drops a vanished idle peer; checked here on loopback by the kernel's own
-timer (`ss -o`), and end to end across a partition when BITCASK_NETFAULT_FULL is
-set (it takes 4 s more).
+timer (`ss -o`), and end to end across a partition (4 s).
 """
 
 from __future__ import annotations
@@ -163,9 +162,6 @@ async def test_tcp_keepalive_is_armed_on_both_ends(tmp_path: Path) -> None:
         srv.stop()
 
 
-@pytest.mark.skipif(
-    not os.environ.get("BITCASK_NETFAULT_FULL"), reason="4 s: set BITCASK_NETFAULT_FULL=1"
-)
 def test_tcp_keepalive_drops_a_vanished_idle_peer_without_idle_timeout(
     net: Net, ns_server: Callable[..., tuple[NsServer, Host]]
 ) -> None:
