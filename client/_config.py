@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from client.errors import InterfaceError
 from protocol import DEFAULT_MAX_FRAME
+from protocol.address import redact_url
 
 __all__ = ["DEFAULT_PORT", "ClientConfig", "Limits", "parse_url"]
 
@@ -138,25 +139,3 @@ def parse_url(url: str) -> dict[str, Any]:
         else:
             raise InterfaceError(f"unknown URL option {name!r} in {shown!r}")
     return fields
-
-
-def redact_url(url: str) -> str:
-    """`url` with its user info's password (or a lone user info) shown as `***`.
-
-    The rule of `repl._options.redact_url` (the shell's messages; client cannot
-    import repl), kept identical by tests/server/test_security.py.
-
-    Example:
-        >>> redact_url("bitcask://:s3cret@h:7379"), redact_url("bitcask://s3cret@h")
-        ('bitcask://:***@h:7379', 'bitcask://***@h')
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-    userinfo, at, hostport = rest[:end].rpartition("@")
-    if not at:
-        return url
-    if ":" not in userinfo:
-        return f"{scheme}://***@{hostport}{rest[end:]}"
-    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostport}{rest[end:]}"

@@ -16,6 +16,8 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import replace
 
+from protocol.address import redact_url
+
 from ._context import DEFAULT_HTTP_PORT, DEFAULT_PORT, ConnectOptions, UsageError
 
 __all__ = [
@@ -23,7 +25,6 @@ __all__ = [
     "add_version_option",
     "options_from",
     "parse_url",
-    "redact_url",
 ]
 
 
@@ -82,32 +83,6 @@ def parse_url(url: str) -> dict[str, object]:
         if int(db):
             out["db"] = int(db)
     return out
-
-
-def redact_url(url: str) -> str:
-    """`url` with the password of its user info replaced by `***`, for messages (a
-    user info without a colon is hidden whole: it may be the password).
-
-    Found by hand, not by `urlsplit`, so even a URL it refuses is shown redacted
-    (a password may hold `@`: the user info ends at the last one, as urlsplit reads it).
-
-    Example:
-        >>> redact_url("redis://ann:s3cret@cache:6380/0"), redact_url("bitcask://h")
-        ('redis://ann:***@cache:6380/0', 'bitcask://h')
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-    userinfo, at, hostport = rest[:end].rpartition("@")
-    if not at:
-        return url
-    if ":" not in userinfo:
-        # `redis://SECRET@host`: redis-cli reads a lone user info as the password, and
-        # `bitcask://TOKEN@host` is the documented `:TOKEN@` less its colon
-        return f"{scheme}://***@{hostport}{rest[end:]}"
-    user = userinfo.partition(":")[0]
-    return f"{scheme}://{user}:***@{hostport}{rest[end:]}"
 
 
 def _with_url(opts: ConnectOptions, url: str) -> ConnectOptions:
