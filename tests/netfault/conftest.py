@@ -17,29 +17,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.serverproc import ServerProcess
-from tests.sharding.netlab import Host, NetLab, NetLabError
+from tests.sharding.netlab import Host, NetLab, NetLabError, NsServer, in_ci
 
 PORT, HTTP_PORT = 7379, 7380  # inside a namespace every port is free
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-@dataclass
-class NsServer(ServerProcess):
-    """A bitcask-server started inside a namespace (`prefix` is `ip netns exec NS`)."""
-
-    prefix: list[str] = field(default_factory=list)
-
-    def argv(self) -> list[str]:
-        return [*self.prefix, *super().argv()]
 
 
 @dataclass
@@ -91,7 +77,7 @@ class Net:
         done = subprocess.run(tc, capture_output=True, text=True, timeout=20)
         if done.returncode != 0:
             reason = f"tc tbf unavailable: {done.stderr.strip()} (iproute2, sch_tbf)"
-            if _ci():
+            if in_ci():
                 pytest.fail(f"CI=true: {reason}")
             pytest.skip(reason)
 
@@ -122,7 +108,7 @@ class Net:
                     reason = (
                         f"tc {cmd[0]} {cmd[-1]}: {done.stderr.strip()} (iproute2, htb, cls_bpf)"
                     )
-                    if _ci():
+                    if in_ci():
                         pytest.fail(f"CI=true: {reason}")
                     pytest.skip(reason)
 
@@ -151,7 +137,7 @@ def net() -> Iterator[Net]:
         lab = NetLab.create(str(os.getpid()))
     except NetLabError as exc:
         reason = f"network namespaces unavailable: {exc} (needs root and iproute2)"
-        if _ci():
+        if in_ci():
             pytest.fail(f"CI=true: {reason}")
         pytest.skip(reason)
     try:

@@ -1,4 +1,5 @@
-"""Hosts for the multi-host tests: network namespaces on one bridge in the root namespace.
+"""Hosts for the multi-host and network-fault tests: network namespaces on one bridge
+in the root namespace.
 
 `NetLab.create(tag)` makes a bridge and a free /24 for it; `lab.host(label)` adds a
 namespace with one veth pair (the root end on the bridge, `eth0` inside) and an address.
@@ -23,7 +24,24 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from tests.serverproc import ServerProcess
+
 CMD_TIMEOUT = 20.0
+
+
+def in_ci() -> bool:
+    """CI is set: a test that needs namespaces fails there instead of skipping."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@dataclass
+class NsServer(ServerProcess):
+    """A bitcask-server started inside a namespace (`prefix` is `ip netns exec NS`)."""
+
+    prefix: list[str] = field(default_factory=list)
+
+    def argv(self) -> list[str]:
+        return [*self.prefix, *super().argv()]
 
 
 class NetLabError(RuntimeError):

@@ -22,7 +22,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from tests.sharding.conftest import (
     tag_of,
     tagged_keys,
 )
-from tests.sharding.netlab import Host, NetLab, NetLabError
+from tests.sharding.netlab import Host, NetLab, NetLabError, NsServer, in_ci
 
 NAMES = ("shard-a", "shard-b", "shard-c")
 SHARD_PORT, SHARD_HTTP_PORT = 7379, 7380  # inside a namespace every port is free
@@ -47,20 +47,6 @@ PROXY_PORT, PROXY_STATS_PORT = 22121, 22222
 N_KEYS = 10_000
 FAST: dict[str, Any] = {"timeout": 5.0, "reconnect_attempts": 2, "backoff_base": 0.05,
                         "backoff_max": 0.1}  # fmt: skip
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-@dataclass
-class NsServer(ServerProcess):
-    """A bitcask-server started inside a namespace (`prefix` is `ip netns exec NS`)."""
-
-    prefix: list[str] = field(default_factory=list)
-
-    def argv(self) -> list[str]:
-        return [*self.prefix, *super().argv()]
 
 
 @dataclass
@@ -127,7 +113,7 @@ def layout(
             if lab is not None:
                 lab.close()
                 lab, hosts = None, {}
-            if _ci():
+            if in_ci():
                 pytest.fail(f"CI=true: network namespaces are needed here: {exc}")
             _say(request, f"test_multihost: no network namespaces ({exc}): on loopback ports")
         else:
