@@ -52,7 +52,7 @@ __all__ = [
     "RecoveryReport",
     "leftovers",
     "load",
-    "remove_repair_leftovers",
+    "remove_leftovers",
 ]
 
 # repair's temporary name for a file it rewrites: ``<data file>.repair``.
@@ -116,7 +116,7 @@ def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Loa
             store needs.
     """
     if not readonly:
-        remove_repair_leftovers(path)
+        remove_leftovers(path)
     files = len(list_data_files(path))
     ensure_descriptors(files)
     try:
@@ -151,7 +151,7 @@ def leftovers(path: str) -> list[tuple[str, str]]:
     return found
 
 
-def remove_repair_leftovers(path: str) -> list[str]:
+def remove_leftovers(path: str) -> list[str]:
     """Delete the ``leftovers`` of ``path`` and return their names.
 
     Callers hold the store's lock (a writer open, repair) and have finished or

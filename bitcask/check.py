@@ -44,7 +44,7 @@ from ._files import fsync_dir
 from ._hint import build_hint, decode_hint, hint_distrust, write_hint
 from ._lock import DirLock
 from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
-from ._recovery import REPAIR_SUFFIX, leftovers, remove_repair_leftovers
+from ._recovery import REPAIR_SUFFIX, leftovers, remove_leftovers
 from .merge import MERGE_DIR, recover_interrupted
 
 __all__ = [
@@ -371,7 +371,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     lock = DirLock(path)
     try:
         merge_state = recover_interrupted(path)
-        removed = remove_repair_leftovers(path)  # what check lists as notes
+        removed = remove_leftovers(path)  # what check lists as notes
         truncated: list[Problem] = []
         dropped: list[Problem] = []
         rewritten: list[str] = []
