@@ -42,6 +42,8 @@ class BoundedFileHistory(FileHistory):
         super().__init__(str(filename))
         self.size = size
         self.path = filename
+        self.failure: str | None = None  # why writing stopped, until the shell shows it
+        self._broken = False
 
     def load_history_strings(self) -> Iterable[str]:
         newest_first = list(super().load_history_strings())
@@ -65,8 +67,24 @@ class BoundedFileHistory(FileHistory):
                 super().append_string(line)
 
     def store_string(self, string: str) -> None:
-        if self.size and not is_secret(string):
+        if not self.size or self._broken or is_secret(string):
+            return
+        try:
             super().store_string(string)
+        except OSError as exc:
+            # the file went away or became unwritable under the shell (disk full, a
+            # directory in its place, a read-only remount): prompt_toolkit printed a
+            # traceback for every command. One line, once; the session keeps its
+            # history in memory.
+            self._broken = True
+            self.failure = (
+                f"history not saved from now on: {exc.filename or self.path}: {exc.strerror or exc}"
+            )
+
+    def take_failure(self) -> str | None:
+        """The one-line reason writing stopped, once (then None)."""
+        failure, self.failure = self.failure, None
+        return failure
 
 
 def is_secret(line: str) -> bool:
