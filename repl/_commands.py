@@ -8,11 +8,12 @@ Parsing, completion, highlighting and `help` are all derived from `COMMANDS`
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ._context import Context
 from ._format import Bool, Items, Nil, Reply, Report, Status, Table, Text, Ttl, Value
-from ._table import CLI, SHELL, Arg, Args, Command, Kind, help_text, lazy
+from ._table import CLI, SHELL, Arg, Args, Command, Kind, help_text, lazy, terminal_width
 
 __all__ = ["COMMANDS"]
 
@@ -142,7 +143,9 @@ async def _auth(ctx: Context, a: Args) -> Reply:
 
 async def _help(ctx: Context, a: Args) -> Reply:
     table = getattr(ctx, "table", COMMANDS)  # the front end's table (the CLI may add rows)
-    return Text(help_text(table, a["command"], ctx.scope))
+    # fitted to the terminal: the list was 113 columns wide, wrapped mid-word at 80
+    width = terminal_width(sys.stdout) if ctx.interactive else None
+    return Text(help_text(table, a["command"], ctx.scope, width))
 
 
 async def _quit(ctx: Context, a: Args) -> Reply:

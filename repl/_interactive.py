@@ -95,8 +95,10 @@ class Shell:
             return InMemoryHistory()
         try:
             return BoundedFileHistory(path, self.config.history_size)
-        except OSError as exc:  # the file (or a directory on its path) is unusable
-            self.print_error(f"history not saved: {exc.filename or path}: {exc.strerror or exc}")
+        except OSError as exc:  # the file, or a directory on its path, is unusable
+            what = str(exc.filename or path)
+            verb = "" if what == str(path) else "cannot create "  # its directory
+            self.print_error(f"history not saved: {verb}{what}: {exc.strerror or exc}")
             return InMemoryHistory()
 
     def report_history_failure(self) -> None:
