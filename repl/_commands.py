@@ -160,8 +160,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "get", (KEY,), "Get the value of a key.",
         "Prints the value, or (nil) when the key does not exist.",
-        _get, nil_is_1, idempotent=True, examples=("get user:1",),
-        shell_help="Values that are not UTF-8 text are shown with \\xNN escapes.",
+        _get, nil_is_1, idempotent=True, paged=True, examples=("get user:1",),
+        shell_help="Values that are not UTF-8 text are shown with \\xNN escapes.\n"
+        "A value longer than the screen goes through the pager.",
         cli_help="Exit status 1 when the key does not exist.\n"
         "Piped, the value's bytes are written as they are, then a newline (as\n"
         "redis-cli --raw); on a terminal, bytes that are not UTF-8 text are shown with\n"
@@ -207,7 +208,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "mget", (KEY,), "Get several keys at once.",
         "One reply per key, in order; (nil) for the missing ones.",
-        _mget, idempotent=True, repeat=True, examples=("mget user:1 user:2",),
+        _mget, idempotent=True, repeat=True, paged=True, examples=("mget user:1 user:2",),
         single=True,
     ),
     Command(
@@ -224,7 +225,7 @@ COMMANDS: tuple[Command, ...] = (
         "keys (default 10). Pass the cursor back to continue: scan user: user:9 10.\n"
         'Use "" for an empty prefix. Over redis:// the cursor is the endpoint\'s own\n'
         "and only each page is sorted.",
-        _scan, idempotent=True, examples=("scan user:", 'scan "" user:9 5'),
+        _scan, idempotent=True, paged=True, examples=("scan user:", 'scan "" user:9 5'),
         single=True,
     ),
     Command(
@@ -243,7 +244,7 @@ COMMANDS: tuple[Command, ...] = (
         "GET prints the value the key had instead (or (nil)), stored or not.\n"
         "KEEPTTL keeps the key's expiry; TTL SECONDS sets one; neither removes it.\n"
         "The options may come in any order after the value.",
-        lazy("._rmw", "set_"), nil_is_1, examples=("set lock:1 me NX TTL 30", "set user:1 Ann XX GET"),
+        lazy("._rmw", "set_"), nil_is_1, paged=True, examples=("set lock:1 me NX TTL 30", "set user:1 Ann XX GET"),
         cli_help="Exit status 1 when it printed (nil).",
         single=True,
     ),
@@ -271,7 +272,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "getdel", (KEY,), "Get a key's value and delete the key, atomically.",
         "Prints the value, or (nil) when the key does not exist.",
-        lazy("._rmw", "getdel"), nil_is_1, examples=("getdel token:9",),
+        lazy("._rmw", "getdel"), nil_is_1, paged=True, examples=("getdel token:9",),
         cli_help="Exit status 1 when the key does not exist.",
         single=True,
     ),

@@ -97,10 +97,23 @@ def is_secret(line: str) -> bool:
     return len(words) == 2 and words[0].lower() == "auth"
 
 
-def should_page(text: str, rows: int | None = None) -> bool:
-    """Long enough to need the pager: more lines than the terminal shows."""
-    rows = rows or shutil.get_terminal_size((80, 24)).lines
-    return text.count("\n") > rows - 2
+def should_page(text: str, rows: int | None = None, columns: int | None = None) -> bool:
+    """Long enough to need the pager: more screen rows than the terminal shows, a line
+    wider than the window counting for the rows it wraps to (a 1 MiB value is one
+    line of 3.5 million characters: 35,000 rows at 100 columns, not one).
+
+    Example:
+        >>> should_page("x" * 2000, rows=24, columns=80), should_page("x" * 2000, 24, 2000)
+        (True, False)
+    """
+    size = shutil.get_terminal_size((80, 24))
+    rows, columns = rows or size.lines, max(columns or size.columns, 1)
+    room, drawn = rows - 2, 0
+    for line in text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"):
+        drawn += max(1, -(-len(line) // columns))  # ceil: the rows it wraps to
+        if drawn > room:
+            return True
+    return False
 
 
 def page(text: str, command: str) -> bool:

@@ -9,13 +9,16 @@ wrapped mid-word and at 20 the summaries were shredded.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from repl import COMMANDS
-from tests.repl.test_shell_tmux import Tmux
+from repl._ui import should_page
+from tests.repl.conftest import Runner, need_binary
+from tests.repl.test_shell_tmux import WAIT, Tmux
 from tests.repl.test_terminal_safety import _in_pty
 from tests.serverproc import ServerProcess
 
@@ -61,3 +64,50 @@ def test_cli_help_fits_the_terminal(home_env: dict[str, str]) -> None:
     assert max(len(ln) for ln in lines) <= 60, out
     assert "  get KEY                           Get the value of a key." in lines
     assert lines[-1].endswith("(bitcask reshard --help).")
+
+
+def test_a_value_longer_than_the_screen_goes_through_the_pager(
+    server: ServerProcess, home_env: dict[str, str], tmp_path: Path, bitcask_cli: Runner
+) -> None:
+    """A value is shown on one line (newlines escaped), so the pager's old rule, more
+    newlines than rows, never held for one: `get` of a 10,000-line value (110 KB,
+    1,100 rows at 100 columns) poured it all into the scrollback, with no pager."""
+    need_binary("less", "less")
+    big = b"".join(b"line %d\n" % i for i in range(10_000))
+    assert bitcask_cli("mput", "big", "-", "small", "v").code == 0
+    assert bitcask_cli("put", "big", "-", input=big).code == 0
+    t = Tmux(tmp_path / "tmux.sock", {**home_env, "PAGER": "less -FRX"}, server.port)
+    try:
+        t.wait_for(f"127.0.0.1:{server.port}>")
+        t.type("get big\r")
+        screen = t.wait_for('"line 0\\nline 1\\nline 2\\n')
+        deadline = time.monotonic() + WAIT
+        while screen.rstrip("\n").splitlines()[-1] != ":":  # less waits at its prompt
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.05)
+            screen = t.screen()
+        assert "line 9999" not in screen
+        t.type("q")
+        t.wait_line(server.port, ">")
+        t.type("get small\r")
+        t.wait_for('"v"')
+        t.type("mget small small\r")  # short replies are printed, not paged
+        t.wait_for('2) "v"')
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "rows", "columns", "paged"),
+    [
+        ("x" * 2000 + "\n", 24, 80, True),  # one line, 25 rows
+        ("x" * 2000 + "\n", 24, 2000, False),
+        ("a\nb\n", 24, 80, False),
+        ("x\n" * 22, 24, 80, False),  # the prompt and the toolbar take the last two
+        ("x\n" * 23, 24, 80, True),
+    ],
+)
+def test_should_page_counts_the_rows_a_line_wraps_to(
+    text: str, rows: int, columns: int, paged: bool
+) -> None:
+    assert should_page(text, rows, columns) is paged
