@@ -189,18 +189,64 @@ def names(table: Sequence[Command], scope: str) -> list[str]:
     return sorted(c.name for c in table if scope in c.scope)
 
 
+# Redis's names for what a command here does, as someone used to redis-cli types them:
+# `unknown` answers with the command to use (difflib offered `info` -> incrfloat,
+# `flushall` -> nothing). Each is shown only where its command is offered.
+REDIS_NAMES: dict[str, str] = {
+    "mset": "mput KEY VALUE [KEY VALUE ...]",
+    "setex": "put KEY VALUE TTL SECONDS",
+    "psetex": "put KEY VALUE TTL SECONDS",
+    "setnx": "set KEY VALUE NX",
+    "getset": "set KEY VALUE GET",
+    "incrby": "incr KEY BY N",
+    "decr": "incr KEY BY -1",
+    "decrby": "incr KEY BY -N",
+    "incrbyfloat": "incrfloat KEY DELTA",
+    "pexpire": "expire KEY SECONDS",
+    "pttl": "ttl KEY",
+    "renamenx": "rename KEY NEWKEY NX",
+    "unlink": "delete KEY",
+    "flushdb": "clear all",
+    "flushall": "clear all",
+    "dbsize": "stats",
+    "info": "stats",
+    "save": "sync",
+    "bgsave": "backup DIR",
+    "bgrewriteaof": "merge",
+}
+
+
 def unknown(table: Sequence[Command], name: str, scope: str) -> UsageError:
-    """The error for a command name that is not in the table, with "did you mean".
+    """The error for a command name that is not in the table: the command to use for a
+    Redis name, the program that has it for the other front end's command, else
+    "did you mean".
 
     Example:
         >>> from repl._commands import COMMANDS
         >>> str(unknown(COMMANDS, "gte", "shell"))
         "unknown command 'gte' (did you mean get?)"
+        >>> str(unknown(COMMANDS, "setex", "shell"))
+        "unknown command 'setex' (use: put KEY VALUE TTL SECONDS)"
+        >>> str(unknown(COMMANDS, "auth", "cli"))
+        "unknown command 'auth' (auth is a command of bitcask-shell; bitcask takes options instead: bitcask --help)"
     """
     import difflib
 
+    low = name.lower()
+    instead = REDIS_NAMES.get(low)
+    if instead is not None and lookup(table, instead.split()[0], scope) is not None:
+        return UsageError(f"unknown command '{name}' (use: {instead})")
+    for other in (SHELL, CLI):
+        cmd = lookup(table, low, other)
+        if other != scope and cmd is not None:
+            where = (
+                f"a command of bitcask, the command line: bitcask {cmd.name} ..."
+                if other == CLI
+                else "a command of bitcask-shell; bitcask takes options instead: bitcask --help"
+            )
+            return UsageError(f"unknown command '{name}' ({cmd.name} is {where})")
     known = [n for c in table if scope in c.scope for n in (c.name, *c.aliases)]
-    close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(low, known, n=3, cutoff=0.6)
     if close:
         return UsageError(f"unknown command '{name}' (did you mean {' or '.join(close)}?)")
     hint = "try: help" if scope == SHELL else "bitcask help lists them"
