@@ -102,9 +102,16 @@ async def _keys(ctx: Context, a: Args) -> Reply:
     c = await ctx.client()
     # sorted and unique: a Redis endpoint's SCAN pages come in hash order and may
     # repeat a key; the binary scan is already both (sorting it again is cheap)
-    keys = sorted({bytes(k) async for k in c.scan(prefix=a["prefix"] or b"")})
+    prefix = a["prefix"] or b""
+    keys = sorted({bytes(k) async for k in c.scan(prefix=prefix)})
     ctx.remember_keys(keys[:1000])
-    return Items(tuple(Value(k) for k in keys))
+    # `keys *`, as typed to redis-cli, asks here for the keys starting with "*"
+    empty = (
+        "(empty list: keys takes a prefix, not a pattern; keys alone lists every key)"
+        if any(ch in prefix for ch in b"*?[")
+        else "(empty list)"
+    )
+    return Items(tuple(Value(k) for k in keys), empty=empty)
 
 
 async def _stats(ctx: Context, a: Args) -> Reply:

@@ -18,6 +18,7 @@ from repl import COMMANDS
 from repl._table import REDIS_NAMES, lookup
 from repl.cli import TABLE
 from tests.repl.conftest import ROOT, TIMEOUT, Runner
+from tests.repl.test_terminal_safety import _in_pty
 from tests.serverproc import ServerProcess
 
 
@@ -69,3 +70,21 @@ def test_every_redis_name_points_at_a_command_that_exists() -> None:
         assert lookup(TABLE, use.split()[0], "cli") is not None, redis_name
         assert lookup(TABLE, redis_name, "cli") is None, redis_name  # not a real command
         assert lookup(COMMANDS, redis_name, "shell") is None, redis_name
+
+
+def test_keys_star_says_keys_takes_a_prefix(
+    server: ServerProcess, home_env: dict[str, str], bitcask_cli: Runner
+) -> None:
+    """`keys *` (redis-cli's habit) asks for the keys starting with "*": it answered a
+    bare (empty list) on a store full of keys."""
+    assert bitcask_cli("mput", "user:1", "a", "user:2", "b").code == 0
+    prompt = f"127.0.0.1:{server.port}>".encode()
+    out = _in_pty(
+        [sys.executable, "-m", "repl", "--port", str(server.port)],
+        {**home_env, "NO_COLOR": "1", "PROMPT_TOOLKIT_NO_CPR": "1"},
+        steps=((prompt, b"keys *\r"), (b"(empty list", b"keys\r"), (b'2) "user:2"', b"quit\r")),
+    ).decode()
+    hint = "(empty list: keys takes a prefix, not a pattern; keys alone lists every key)"
+    assert hint in out and '1) "user:1"' in out, out
+    assert bitcask_cli("--no-raw", "keys", "nope").out == b"(empty list)\n"
+    assert bitcask_cli("keys", "*").out == b""  # raw: no keys, nothing printed
