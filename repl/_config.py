@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ._context import dumb_terminal
+
 __all__ = [
     "ConfigError",
     "ShellConfig",
@@ -62,12 +64,19 @@ class ShellConfig:
     colors: Mapping[str, str] = field(default_factory=dict)
 
     def pager_command(self) -> str | None:
-        """The pager to run, or None for no paging."""
+        """The pager to run, or None for no paging.
+
+        "auto" on a terminal that takes no escape sequences (TERM=dumb: Emacs's shell)
+        pages with $PAGER only: less there stopped every long reply at "WARNING:
+        terminal is not fully functional / Press RETURN to continue".
+        """
         if self.pager != "auto":
             return self.pager or None
         env = os.environ.get("PAGER")
         if env:
             return env
+        if dumb_terminal():
+            return None
         return "less -FRX" if shutil.which("less") else None
 
 

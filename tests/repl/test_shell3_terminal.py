@@ -111,3 +111,24 @@ def test_should_page_counts_the_rows_a_line_wraps_to(
     text: str, rows: int, columns: int, paged: bool
 ) -> None:
     assert should_page(text, rows, columns) is paged
+
+
+def test_a_dumb_terminal_gets_long_output_whole_not_through_less(
+    server: ServerProcess, home_env: dict[str, str], tmp_path: Path, bitcask_cli: Runner
+) -> None:
+    """On TERM=dumb (Emacs's shell) `keys` of 60 keys in a 30-row window ran less, which
+    stopped at "WARNING: terminal is not fully functional / Press RETURN to continue"."""
+    need_binary("less", "less")
+    pairs = [w for i in range(60) for w in (f"d:{i:03d}", "v")]
+    assert bitcask_cli("mput", *pairs).code == 0
+    env = {k: v for k, v in home_env.items() if k != "PAGER"}
+    t = Tmux(tmp_path / "tmux.sock", {**env, "TERM": "dumb"}, server.port)
+    try:
+        t.wait_for(f"127.0.0.1:{server.port}>")
+        t.type("keys d:\r")
+        t.wait_for('60) "d:059"')
+        t.type("ping\r")  # the prompt is back: no pager is waiting for a key
+        screen = t.wait_for("PONG")
+    finally:
+        t.close()
+    assert "not fully functional" not in screen, screen
