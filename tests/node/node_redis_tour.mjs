@@ -7,6 +7,7 @@
 //             errors as ErrorReply, the `database` option, QUIT
 //   refused   what bitcask refuses and Redis serves: each is an ErrorReply, and the
 //             connection goes on (PING, GET after it)
+//   auth      connecting to a server with the password "s3cret": right, wrong, none
 //   restart   a client that outlives a server restart: prints "restart-now", waits for
 //             a line on stdin (the test restarts the server meanwhile), then goes on
 // Every wait is bounded; any failure ends the process with a non-zero status.
@@ -106,6 +107,16 @@ async function refused() {
   show("quit", await client.quit());
 }
 
+async function auth() {
+  // the server's password is "s3cret": node-redis sends AUTH, then CLIENT SETNAME
+  for (const password of ["s3cret", "wrong", undefined]) {
+    const c = createClient({ socket: { port, host, reconnectStrategy: false }, password, name: "authed" });
+    c.on("error", () => {});
+    show(`connect with ${password}`, await failure(c.connect().then(() => c.clientGetName())));
+    if (c.isOpen) show("quit", await c.quit());
+  }
+}
+
 async function restart() {
   const client = await connect({ name: "survivor" });
   show("before", await client.set("nr:before", "1"));
@@ -126,7 +137,7 @@ async function restart() {
 }
 
 try {
-  await { tour, refused, restart }[part]();
+  await { tour, refused, auth, restart }[part]();
 } catch (e) {
   console.error(`${part} failed: ${e.constructor.name}: ${e.message}`);
   process.exitCode = 1;

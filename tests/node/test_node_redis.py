@@ -83,6 +83,31 @@ def test_tour_prints_what_it_prints_against_redis(
     assert _call(srv, b"KEYS", b"nr:*") == b"*0\r\n"
 
 
+AUTH = [
+    'connect with s3cret: answered "authed"',
+    "quit: OK",
+    "connect with wrong: ErrorReply: WRONGPASS invalid username-password pair or user is disabled.",
+    # no password: CLIENT SETNAME, sent on connect, is refused
+    "connect with undefined: ErrorReply: NOAUTH Authentication required.",
+]
+
+
+def test_passwords_are_checked_as_by_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    srv = server_factory(sync="never", extra=["--auth", "s3cret"])
+    with (
+        redis_server(tmp_path, "--requirepass", "s3cret") as redis_port,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        ours, redis = pool.map(
+            lambda port: run_script("node_redis_tour.mjs", str(port), srv.host, "auth"),
+            [srv.port, redis_port],
+        )
+    assert (redis.returncode, redis.stdout.splitlines()) == (0, AUTH), redis.stderr
+    assert (ours.returncode, ours.stdout.splitlines()) == (0, AUTH), ours.stderr
+
+
 def test_refused_commands_are_error_replies_and_the_connection_goes_on(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
