@@ -71,7 +71,7 @@ RESP3_SCRIPT = [
     "OBJECT ENCODING a", "OBJECT ENCODING d", "OBJECT ENCODING nokey", "OBJECT FREQ a",
     "OBJECT FREQ nokey", "RENAME b bb", "RENAME nokey x", "RENAMENX bb a", "RENAMENX bb b",
     "MULTI", "GET a", "INCR a", "GET nokey", "EXEC", "EXEC", "DISCARD", "WATCH a", "UNWATCH",
-    "MULTI", "DISCARD", "DBSIZE", "CONFIG GET maxmemory", "CONFIG GET databases",
+    "MULTI", "DISCARD", "WATCH a", "SET a 9", "MULTI", "GET a", "EXEC", "DBSIZE", "CONFIG GET maxmemory", "CONFIG GET databases",
     "MEMORY USAGE nokey", "READONLY", "CLUSTER INFO", "COMMAND INFO get",
     "FLUSHDB", "DBSIZE", "RESET", "GET nokey",
 ]  # fmt: skip
@@ -94,6 +94,7 @@ def test_resp3_replies_are_redis_s_bytes(pair: Pair) -> None:
     differ = [(cmd, a, b) for cmd, a, b in zip(RESP3_SCRIPT, ours, theirs, strict=True) if a != b]
     assert [cmd for cmd, _, _ in differ] == ["COMMAND INFO get"], differ
     assert ours[RESP3_SCRIPT.index("GET nokey")] == b"_\r\n"
+    assert ours[len(RESP3_SCRIPT) - 1 - RESP3_SCRIPT[::-1].index("EXEC")] == b"_\r\n"  # WATCH
     assert ours[RESP3_SCRIPT.index("CONFIG GET databases")].startswith(b"%1\r\n")
     assert ours[RESP3_SCRIPT.index("COMMAND INFO get")].startswith(b"*1\r\n*10\r\n$3\r\nget\r\n")
 
