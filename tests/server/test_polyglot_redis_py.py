@@ -353,5 +353,7 @@ def test_lock_pubsub_copy_client_list_are_refused_at_once(
         assert r.ping() is True
         assert sorted(r.keys()) == [b"lk", b"lk2", b"src"]
         assert r.get("src") == b"v" and r.exists("dst") == 0
+        # by design (redis.md 8): the key's and the value's bytes, not an allocator's
+        assert r.memory_usage("src") == len("src") + len("v")
     finally:
         r.close()
