@@ -10,7 +10,8 @@
 //   auth      connecting to a server with the password "s3cret": right, wrong, none
 //   restart   a client that outlives a server restart: prints "restart-now", waits for
 //             a line on stdin (the test restarts the server meanwhile), then goes on
-// Every wait is bounded; any failure ends the process with a non-zero status.
+// Every wait is bounded (by timers that do not hold the process open); any failure
+// ends the process with a non-zero status.
 import { createClient, ErrorReply } from "redis";
 import { createInterface } from "node:readline";
 
@@ -19,7 +20,7 @@ const host = process.argv[3] ?? "127.0.0.1";
 const part = process.argv[4] ?? "tour";
 const show = (what, v) => console.log(`${what}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
 const bounded = (p, ms = 5000) =>
-  Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error(`no answer in ${ms} ms`)), ms))]);
+  Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error(`no answer in ${ms} ms`)), ms).unref())]);
 const failure = async (p) => {
   try {
     return `answered ${JSON.stringify(await bounded(p))}`;
