@@ -147,7 +147,12 @@ def error_response(error: ErrorInfo, status: int | None = None) -> Response:
             status = 500
     headers: list[tuple[str, str]] = []
     if status == 401:
-        headers.append(("www-authenticate", 'Bearer realm="bitcask"'))
+        # RFC 6750 3.1: a token that was sent and is wrong says so (invalid_token); a
+        # request without one gets the challenge alone
+        challenge = 'Bearer realm="bitcask"'
+        if error.code == ErrorCode.AUTH_FAILED:
+            challenge += ', error="invalid_token"'
+        headers.append(("www-authenticate", challenge))
     if error.code == ErrorCode.BUSY:
         headers.append(("retry-after", "1"))
     body = {

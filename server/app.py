@@ -463,6 +463,10 @@ class Server:
         # rule); INFO's maxclients reads it, as Redis reports its adjusted maxclients
         snap["max_connections"] = max(0, min(self.max_connections, self._descriptor_room()))
         snap["ready"] = self.not_ready_reason() is None
+        # the ports actually bound (--port 0 / --http-port 0 pick free ones): INFO's
+        # tcp_port reads this, as Redis reports the port it listens on
+        snap["port"] = self.port
+        snap["http_port"] = self.http_port
         return snap
 
     def stats(self) -> dict[str, Any]:
