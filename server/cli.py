@@ -9,9 +9,14 @@ Exit codes:
     4  a port could not be bound
 
 Signals: SIGHUP is logged and ignored. SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
-is still served), then stops gracefully; SIGINT (Ctrl-C) skips the drain. A second
-signal during the drain ends it; one during the graceful stop, or during start-up (a
-large store still being opened), exits at once (1).
+is still served), then stops gracefully; SIGINT (Ctrl-C) and SIGQUIT (Ctrl-\\) skip the
+drain, as does a SIGTERM that arrives during start-up (a large store still being opened:
+nothing was routed to a server that never listened). A second signal during the drain
+ends it; one during the graceful stop, or during start-up, exits at once (1).
+
+Run as PID 1 (a container without an init), the process also reaps the orphans the
+kernel hands it (a `kubectl exec` shell's background children), and it answers the
+same signals the same way: the kernel drops a signal PID 1 has no handler for.
 """
 
 from __future__ import annotations
@@ -207,11 +212,20 @@ async def _serve(config: ServerConfig) -> int:
             log.error("second %s: exiting now", sig.name)
             os._exit(EXIT_FAILED)
         log.info("%s received", sig.name)
-        drain = config.drain_seconds if sig == signal.SIGTERM else 0.0
+        # No drain for a pod stopped while it opened its store: no Service routed to a
+        # server that never listened, and the drain would only spend the grace period.
+        drain = config.drain_seconds if sig == signal.SIGTERM and not starting else 0.0
         stop_requested.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGQUIT's default dumps core with no log line, no hints, requests cut; as PID 1 the
+    # kernel drops it instead (an image's STOPSIGNAL SIGQUIT then waited for SIGKILL).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(sig, on_signal, sig)
+    if os.getpid() == 1:
+        # PID 1 of a PID namespace adopts every orphan in it and nobody else waits for
+        # them: with SIGCHLD ignored the kernel reaps them itself (the server starts no
+        # process of its own whose exit status it would need; uvloop refuses a handler)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     # SIGHUP's default ends the process on the spot (no drain, no hints, in-flight
     # requests cut): a closed terminal or a logrotate `kill -HUP` must not do that.
     # Logs go to stderr, so there is nothing to reopen; ignored, as Redis does.
