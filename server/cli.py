@@ -170,7 +170,8 @@ def exposure_warnings(
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
                 out.append(
                     f"--auth-file {token_file} is readable by other users (mode "
-                    f"{stat.S_IMODE(mode):04o}): chmod 600 it"
+                    f"{stat.S_IMODE(mode):04o}): chmod 600 it (a Kubernetes Secret volume: "
+                    "defaultMode: 0400)"
                 )
     return out
 
