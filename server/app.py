@@ -36,6 +36,7 @@ import asyncio
 import errno
 import gc
 import logging
+import os
 import resource
 import time
 from typing import Any
@@ -140,6 +141,10 @@ class Server:
         self._stopped: asyncio.Event | None = None
         self._started = time.monotonic()
         self._refused_logged_at = float("-inf")  # refused connections: rate-limited log
+        # (st_dev, st_ino) of --data and of its LOCK once the store is open: a directory
+        # removed or replaced under the server (a volume unmounted, `rm -rf`) is seen
+        self._data_identity: tuple[int, ...] | None = None
+        self._data_problem_logged = False
         self._refused_unlogged = 0
 
     # ---- life cycle ----
@@ -168,6 +173,7 @@ class Server:
         except bitcask.InvalidOptionsError as exc:
             raise ConfigError(str(exc)) from exc
         self.db = await loop.run_in_executor(None, self._open_store, options)
+        self._data_identity = self._data_ids()
         _tune_gc()
         try:
             self.writer = Writer(
@@ -470,7 +476,29 @@ class Server:
         if self.stopping:
             return "shutting down"
         reason = self.readonly_reason()
-        return f"read-only: {reason}" if reason else None
+        return f"read-only: {reason}" if reason else self.data_dir_problem()
+
+    def _data_ids(self) -> tuple[int, ...] | None:
+        try:
+            ids = [os.stat(self.config.data), os.stat(self.config.data / "LOCK")]
+        except OSError:
+            return None
+        return tuple(n for st in ids for n in (st.st_dev, st.st_ino))
+
+    def data_dir_problem(self) -> str | None:
+        """Why --data is no longer the store's directory: removed, emptied or replaced
+        while the server runs. Its open files go on serving, but what is written now
+        lands in files no restart will find: /readyz fails, and it is logged once."""
+        if self._data_identity is None or self._data_ids() == self._data_identity:
+            return None
+        problem = (
+            f"the data directory {self.config.data} was removed or replaced while the "
+            "server runs; writes now go to files no restart will find: restart it"
+        )
+        if not self._data_problem_logged:
+            self._data_problem_logged = True
+            log.error("%s", problem)
+        return problem
 
     def key_count(self) -> int:
         return len(self.db)

@@ -10,17 +10,22 @@ request each) and nothing else.
 One server goes through the phases an orchestrator meets: serving, at the connection
 cap, an online backup open, a merge, the drain after SIGTERM. At each, every probe
 answers what docs/http.md's table says, and /metrics parses (prometheus_client's
-parser, test_metrics_rules.check_page) with no counter going backwards.
+parser, test_metrics_rules.check_page) with no counter going backwards. A data
+directory removed or replaced under the running server fails readiness.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from server.app import PROBE_RESERVE
 from tests.server.test_limits import connect_within_cap
@@ -124,3 +129,39 @@ def test_the_probes_answer_in_every_phase(server_factory: Callable[..., ServerPr
     phases.check(200, 503)
     assert srv.stop() == 0, srv.log()  # the second SIGTERM ends the drain
     assert "stopped (clean)" in srv.log()
+
+
+def _remove(data: Path) -> None:
+    shutil.rmtree(data)
+
+
+def _empty(data: Path) -> None:
+    for entry in data.iterdir():
+        entry.unlink()
+
+
+def _replace(data: Path) -> None:
+    data.rename(data.with_name("old"))
+    data.mkdir()
+
+
+@pytest.mark.parametrize(
+    "change", [_remove, _empty, _replace], ids=["rm-rf", "emptied", "replaced"]
+)
+def test_a_data_directory_gone_under_the_server_fails_readiness(
+    server_factory: Callable[..., ServerProcess], change: Callable[[Path], None]
+) -> None:
+    # a volume unmounted (or `rm -rf /data/*` in a `kubectl exec`) under a running
+    # server: it went on answering 200 to /readyz and acknowledging writes into
+    # unlinked files that the next start never saw
+    srv = server_factory()
+    with Conn(srv.port) as c:
+        assert c.call("put", b"k", b"v") is True
+    change(srv.data)
+    status, body = get(srv.http_port, "/readyz")
+    assert status == 503 and b"was removed or replaced" in body, body
+    assert get(srv.http_port, "/livez")[0] == 200  # a restart would not bring it back
+    assert get(srv.http_port, "/readyz")[0] == 503
+    with Conn(srv.port) as c:  # reads still come from the open files
+        assert c.call("get", b"k") == b"v"
+    assert srv.log().count("ERROR bitcask.server: the data directory") == 1, srv.log()
