@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 import bitcask
 from tests.protocol._redis_server import require_binary
 from tests.server.wire import Conn
-from tests.serverproc import ServerProcess, free_port
+from tests.serverproc import ServerProcess
 
 WAIT = 15.0  # bound of every polling loop and child process here
 
@@ -177,41 +176,3 @@ def test_sigquit_stops_cleanly_outside_a_container_too(tmp_path: Path) -> None:
         assert c.call("put", b"k", b"v") is True
     assert srv.stop(signal.SIGQUIT) == 0, srv.log()
     assert "SIGQUIT received" in srv.log() and "stopped (clean)" in srv.log()
-
-
-_SIGTERM_DURING_START = """
-import os, signal, sys
-from server import app, cli
-
-start = app.Server.start
-
-async def start_after_sigterm(self):
-    os.kill(os.getpid(), signal.SIGTERM)
-    await start(self)
-
-app.Server.start = start_after_sigterm
-sys.exit(cli.main(sys.argv[1:]))
-"""
-
-
-def test_a_pod_stopped_while_it_opens_its_store_does_not_drain(tmp_path: Path) -> None:
-    # Kubernetes deleted a pod still recovering a large store: once the store was
-    # open it bound its ports and drained for --drain-seconds before stopping, though
-    # no Service had ever routed to it; the drain spent the grace period, and SIGKILL
-    # could land before the hint files were written
-    data = tmp_path / "data"
-    data.mkdir()
-    with bitcask.open(data) as db:
-        db.put(b"k", b"v")
-    args = ["--data", str(data), "--port", str(free_port()), "--http-port", str(free_port())]
-    proc = subprocess.run(
-        [sys.executable, "-c", _SIGTERM_DURING_START, *args, "--drain-seconds", "600"],
-        capture_output=True,
-        text=True,
-        timeout=WAIT * 2,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "SIGTERM received" in proc.stderr and "stopped (clean)" in proc.stderr
-    assert "draining" not in proc.stderr, proc.stderr
-    with bitcask.open(data) as db:
-        assert db.get(b"k") == b"v"
