@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import pytest
 
 import bitcask
 from tests.protocol._redis_server import require_binary
-from tests.server.wire import Conn
+from tests.server.wire import Conn, request
 from tests.serverproc import ServerProcess
 
 WAIT = 15.0  # bound of every polling loop and child process here
@@ -176,3 +177,28 @@ def test_sigquit_stops_cleanly_outside_a_container_too(tmp_path: Path) -> None:
         assert c.call("put", b"k", b"v") is True
     assert srv.stop(signal.SIGQUIT) == 0, srv.log()
     assert "SIGQUIT received" in srv.log() and "stopped (clean)" in srv.log()
+
+
+def test_a_second_sigterm_during_the_graceful_stop_exits_at_once(
+    pid_namespaces: None, tmp_path: Path
+) -> None:
+    # a peer that reads none of its replies holds the graceful stop for half of a long
+    # --shutdown-timeout; kubelet sends nothing more before SIGKILL, an operator may
+    srv = _server(tmp_path, "--drain-seconds", "0", "--shutdown-timeout", "600")
+    with Conn(srv.port) as c:
+        assert c.call("put", b"big", b"x" * (1 << 20)) is True
+    stuck = socket.create_connection(("127.0.0.1", srv.port))
+    try:
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"".join(request(i, "get", [b"big"]) for i in range(64)))
+        os.kill(srv.pid, signal.SIGTERM)
+        deadline = time.monotonic() + WAIT
+        while "shutting down:" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.02)
+        assert srv.stop(signal.SIGTERM) == 1
+    finally:
+        stuck.close()
+    assert "second SIGTERM: exiting now" in srv.log(), srv.log()
+    with bitcask.open(tmp_path / "data") as db:
+        assert db.get(b"big") == b"x" * (1 << 20)
