@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import metadata
@@ -216,7 +217,7 @@ def _name_the_variable(message: str, from_env: Mapping[str, str]) -> str:
     flag's name alone sent an operator looking through the command line for a value
     that a ConfigMap set. Tokens are never echoed."""
     for name, raw in from_env.items():
-        if message.startswith(name.replace("_", "-")):
+        if re.match(re.escape(name.replace("_", "-")) + r"(?![\w-])", message):
             shown = "..." if name == "auth" else repr(raw)
             return f"{message} (from {ENV_PREFIX}{name.upper()}={shown})"
     return message

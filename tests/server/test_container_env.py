@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from server.config import ConfigError, ServerConfig
 from tests.server.test_container_probes import get
 from tests.serverproc import ServerProcess
 
@@ -121,3 +122,10 @@ def test_a_secret_volume_token_through_its_symlinks(tmp_path: Path) -> None:
         assert get(srv.http_port, "/readyz")[0] == 200  # probes need no token
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+def test_only_the_variable_the_refusal_is_about_is_named() -> None:
+    # BITCASK_SYNC is a prefix of --sync-interval-ms: the refusal is not about it
+    with pytest.raises(ConfigError) as exc:
+        ServerConfig.from_args(["--sync-interval-ms", "0"], env={"BITCASK_SYNC": "interval"})
+    assert str(exc.value) == "sync-interval-ms must be > 0"
