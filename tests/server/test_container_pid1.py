@@ -54,7 +54,7 @@ class Pid1Server(ServerProcess):
     """A server that is PID 1 of a new PID namespace; `proc` is the unshare around it."""
 
     def argv(self) -> list[str]:
-        return ["unshare", "--pid", "--fork", "--mount-proc", *super().argv()]
+        return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *super().argv()]
 
     @property
     def pid(self) -> int:
