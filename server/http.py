@@ -238,6 +238,16 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             ctx = exc.__context__
             if isinstance(ctx, _Reject):
                 self._reject(ctx.response, ctx.label)
+            elif isinstance(ctx, MemoryError):
+                # the process is at its memory limit (ulimit -v): this request fails
+                # alone, as a refusal, never a 500 with a traceback per request
+                self._body = []
+                log.warning("out of memory reading an HTTP request: refused with 503 BUSY")
+                self._reject(
+                    simple_error(
+                        503, ErrorCode.BUSY, "out of memory for this request: retry, or send less"
+                    )
+                )
             else:
                 log.error("HTTP handler failed", exc_info=ctx)
                 self._reject(simple_error(500, ErrorCode.INTERNAL, "internal error"))
