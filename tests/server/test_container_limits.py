@@ -34,6 +34,16 @@ def _args(data: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _patched_server(data: Path, script: str) -> ServerProcess:
+    """A started server whose process runs `script` (a patch, then cli.main)."""
+    srv = ServerProcess(data=data)
+    srv.argv = lambda: [  # type: ignore[method-assign]
+        sys.executable, "-c", script,
+        "--data", str(data), "--port", str(srv.port), "--http-port", str(srv.http_port),
+    ]  # fmt: skip
+    return srv.start()
+
+
 def test_too_few_descriptors_is_one_line_and_exit_2(tmp_path: Path) -> None:
     prlimit = require_binary("prlimit", "util-linux")
     proc = subprocess.run(
@@ -98,12 +108,7 @@ sys.exit(cli.main(sys.argv[1:]))
 
 def test_a_stop_that_cannot_start_a_thread_still_closes_the_store(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    srv = ServerProcess(data=data)
-    srv.argv = lambda: [  # type: ignore[method-assign]
-        sys.executable, "-c", _NO_THREADS_AFTER_START,
-        "--data", str(data), "--port", str(srv.port), "--http-port", str(srv.http_port),
-    ]  # fmt: skip
-    srv.start()
+    srv = _patched_server(data, _NO_THREADS_AFTER_START)
     with Conn(srv.port) as c:
         assert c.call("put", b"k", b"v") is True
     code = srv.stop(signal.SIGTERM)
@@ -200,13 +205,7 @@ sys.exit(cli.main(sys.argv[1:]))
 def test_a_body_the_memory_cannot_hold_is_a_503_and_nothing_else(tmp_path: Path) -> None:
     # under prlimit --as, four concurrent 60 MB PUTs were each a 500 INTERNAL with a
     # traceback in the log (DESIGN.md: no input produces INTERNAL)
-    data = tmp_path / "data"
-    srv = ServerProcess(data=data)
-    srv.argv = lambda: [  # type: ignore[method-assign]
-        sys.executable, "-c", _NO_MEMORY_PAST_1_MIB,
-        "--data", str(data), "--port", str(srv.port), "--http-port", str(srv.http_port),
-    ]  # fmt: skip
-    srv.start()
+    srv = _patched_server(tmp_path / "data", _NO_MEMORY_PAST_1_MIB)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=WAIT)
         conn.request("PUT", "/kv/big", body=b"x" * (2 << 20))
