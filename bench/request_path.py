@@ -97,6 +97,9 @@ class _Host:
     def admit(self, conn: Any) -> bool:
         return True
 
+    def admit_probe(self, conn: Any) -> bool:
+        return False
+
     def release(self, conn: Any) -> None: ...
 
     def readonly_reason(self) -> str | None:

@@ -36,6 +36,7 @@ __all__ = [
     "Request",
     "Response",
     "check_head",
+    "is_probe",
     "response",
     "route",
 ]
@@ -202,6 +203,11 @@ def check_head(state: ServerState, req: Request) -> HeadCheck:
     if raw and max_value < max_frame:
         return HeadCheck(None, max_value, ErrorCode.VALUE_TOO_LARGE, True)
     return HeadCheck(None, max_frame, ErrorCode.FRAME_TOO_LARGE, True)
+
+
+def is_probe(path: bytes) -> bool:
+    """A route that never touches the writer: the probes, /metrics and /stats."""
+    return path in _PROBES
 
 
 def route(state: ServerState, req: Request) -> Response | KvCall:

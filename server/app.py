@@ -7,6 +7,8 @@ Strategy / invariants:
 - Connections register through admit()/release(); the cap counts binary and HTTP
   connections together, and admit() also refuses one the descriptors left would not
   hold beside FD_RESERVE and the store's data files (one each, counted per accept).
+  An HTTP connection refused so may still take one of PROBE_RESERVE slots
+  (admit_probe), where it is served the probes, /metrics and /stats and nothing else.
 - Start-up: the descriptor limit is raised (soft to hard) and the connection cap fitted
   below it with FD_RESERVE descriptors kept for the store; then the store is opened
   (any failure there is a StoreOpenError: the CLI exits 3, never "cannot listen"); on
@@ -34,6 +36,7 @@ import asyncio
 import errno
 import gc
 import logging
+import os
 import resource
 import time
 from typing import Any
@@ -51,7 +54,7 @@ from .binary import BinaryProtocol
 from .config import ENGINE_OPTIONS, ConfigError, ServerConfig
 from .http import HttpProtocol
 
-__all__ = ["FD_RESERVE", "Server", "StoreOpenError"]
+__all__ = ["FD_RESERVE", "PROBE_RESERVE", "Server", "StoreOpenError"]
 
 log = logging.getLogger("bitcask.server")
 
@@ -61,6 +64,11 @@ Connection = BinaryProtocol | HttpProtocol
 # and its reader, a rotation's next file, merge output and hint files), the listeners,
 # the event loop, stdio and the executor's transient opens (as Redis reserves 32 + 96).
 FD_RESERVE = 64
+# HTTP connections admitted past --max-connections, served the probes, /metrics and
+# /stats only (a /kv request there is refused): a flood of client connections must not
+# fail the liveness probe, or the orchestrator restarts the server it floods. Their
+# descriptors come out of FD_RESERVE, as the refused connections' lingers do.
+PROBE_RESERVE = 8
 # Refused connections are logged at most once per this many seconds (with a count).
 REFUSED_LOG_EVERY = 10.0
 # Errors that mean "no space": a store that cannot create its active file opens read-only.
@@ -126,12 +134,17 @@ class Server:
         self.writer_pressured = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: set[Connection] = set()
+        self._probe_only: set[Connection] = set()  # past the cap, in PROBE_RESERVE
         self._listeners: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self.expiry: ActiveExpiry | None = None  # the active expiry task (started by start)
         self._stopped: asyncio.Event | None = None
         self._started = time.monotonic()
         self._refused_logged_at = float("-inf")  # refused connections: rate-limited log
+        # (st_dev, st_ino) of --data and of its LOCK once the store is open: a directory
+        # removed or replaced under the server (a volume unmounted, `rm -rf`) is seen
+        self._data_identity: tuple[int, ...] | None = None
+        self._data_problem_logged = False
         self._refused_unlogged = 0
 
     # ---- life cycle ----
@@ -160,6 +173,7 @@ class Server:
         except bitcask.InvalidOptionsError as exc:
             raise ConfigError(str(exc)) from exc
         self.db = await loop.run_in_executor(None, self._open_store, options)
+        self._data_identity = self._data_ids()
         _tune_gc()
         try:
             self.writer = Writer(
@@ -349,7 +363,7 @@ class Server:
     def admit(self, conn: Connection) -> bool:
         """Register a new connection; False (refuse it) at the cap, while draining, or
         when the descriptors left would not also hold FD_RESERVE for the store's own."""
-        n = len(self._connections)
+        n = len(self._connections) - len(self._probe_only)
         if n >= self.max_connections or self.draining or n >= self._descriptor_room():
             self.metrics.connections_refused += 1
             if not self.draining:  # a refusal while stopping is expected: not logged
@@ -360,6 +374,20 @@ class Server:
             set_keepalive(conn.transport, self.config.tcp_keepalive)
         self.metrics.connections = len(self._connections)
         self.metrics.connections_total += 1
+        return True
+
+    def admit_probe(self, conn: Connection) -> bool:
+        """Register an HTTP connection admit() refused into PROBE_RESERVE, where only
+        the probes, /metrics and /stats are served; False: refuse it (the reserve is
+        full, or the server is draining). It stays counted as refused."""
+        n = len(self._connections)
+        if self.draining or len(self._probe_only) >= PROBE_RESERVE:
+            return False
+        if n >= self._descriptor_room() + PROBE_RESERVE:  # never past the descriptors
+            return False
+        self._connections.add(conn)
+        self._probe_only.add(conn)
+        self.metrics.connections = len(self._connections)
         return True
 
     def _log_refusal(self, n: int) -> None:
@@ -394,6 +422,7 @@ class Server:
 
     def release(self, conn: Connection) -> None:
         self._connections.discard(conn)
+        self._probe_only.discard(conn)
         self.metrics.connections = len(self._connections)
 
     def _writer_pressure(self, on: bool) -> None:
@@ -447,7 +476,29 @@ class Server:
         if self.stopping:
             return "shutting down"
         reason = self.readonly_reason()
-        return f"read-only: {reason}" if reason else None
+        return f"read-only: {reason}" if reason else self.data_dir_problem()
+
+    def _data_ids(self) -> tuple[int, ...] | None:
+        try:
+            ids = [os.stat(self.config.data), os.stat(self.config.data / "LOCK")]
+        except OSError:
+            return None
+        return tuple(n for st in ids for n in (st.st_dev, st.st_ino))
+
+    def data_dir_problem(self) -> str | None:
+        """Why --data is no longer the store's directory: removed, emptied or replaced
+        while the server runs. Its open files go on serving, but what is written now
+        lands in files no restart will find: /readyz fails, and it is logged once."""
+        if self._data_identity is None or self._data_ids() == self._data_identity:
+            return None
+        problem = (
+            f"the data directory {self.config.data} was removed or replaced while the "
+            "server runs; writes now go to files no restart will find: restart it"
+        )
+        if not self._data_problem_logged:
+            self._data_problem_logged = True
+            log.error("%s", problem)
+        return problem
 
     def key_count(self) -> int:
         return len(self.db)

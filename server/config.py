@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import metadata
@@ -169,6 +170,7 @@ class ServerConfig:
         parser = build_parser()
         ns = parser.parse_args(argv)
         values: dict[str, Any] = {}
+        from_env: dict[str, str] = {}  # field -> the BITCASK_* value it came from
         auth_file = ns.auth_file or env.get(ENV_PREFIX + "AUTH_FILE") or None
         if auth_file is not None:
             if ns.auth is not None or env.get(ENV_PREFIX + "AUTH") is not None:
@@ -192,6 +194,7 @@ class ServerConfig:
                 )
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw)
+                from_env[f.name] = raw
         if "max_frame" not in values and ("max_value_size" in values or "max_key_size" in values):
             # One limit for every way in: larger store limits raise the frame (binary
             # requests, HTTP bodies, RESP bulks) so a put of the longest key with the
@@ -203,7 +206,21 @@ class ServerConfig:
                 + PUT_ENVELOPE
             )
             values["max_frame"] = max(DEFAULT_MAX_FRAME, min(need, FRAME_CEILING - 1))
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(_name_the_variable(str(exc), from_env)) from None
+
+
+def _name_the_variable(message: str, from_env: Mapping[str, str]) -> str:
+    """A refusal of a value that came from the environment names its variable: the
+    flag's name alone sent an operator looking through the command line for a value
+    that a ConfigMap set. Tokens are never echoed."""
+    for name, raw in from_env.items():
+        if re.match(re.escape(name.replace("_", "-")) + r"(?![\w-])", message):
+            shown = "..." if name == "auth" else repr(raw)
+            return f"{message} (from {ENV_PREFIX}{name.upper()}={shown})"
+    return message
 
 
 def read_token_file(path: Path) -> str:
