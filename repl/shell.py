@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_version_option(parser)
     add_connection_options(parser)
-    parser.add_argument("--config", type=Path, help="config file (default: XDG config dir)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="config file (BITCASK_SHELL_CONFIG; default "
+        "$XDG_CONFIG_HOME/bitcask/shell.toml, ~/.config/bitcask/shell.toml)",
+    )
     return parser
 
 
