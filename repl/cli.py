@@ -32,7 +32,7 @@ from ._backup import COMMAND as BACKUP
 from ._commands import COMMANDS
 from ._context import CommandError, ConnectOptions, plain_text
 from ._format import Reply, error_line, raw, styled
-from ._options import add_connection_options, add_version_option, options_from
+from ._options import Parser, add_connection_options, add_version_option, options_from
 from ._session import Session, describe
 from ._table import CLI, Args, Command, Kind, bind, help_text, lookup, unknown
 
@@ -64,7 +64,7 @@ def _overview() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bitcask",
         description="Talk to a bitcask server, one command per invocation.",
         epilog=_overview() + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",

@@ -29,13 +29,13 @@ from pathlib import Path
 
 from ._config import ConfigError, ShellConfig, load_config
 from ._context import CommandError
-from ._options import add_connection_options, add_version_option, options_from
+from ._options import Parser, add_connection_options, add_version_option, options_from
 
 __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bitcask-shell",
         description="Interactive shell for a bitcask server (type help inside).",
     )
