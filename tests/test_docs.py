@@ -16,6 +16,9 @@ Convention for the docs (stated in docs/README.md of the docs folder too):
 - Examples that write files keep them under `scratch/` (in .gitignore), with a
   name of their own per document, and remove them by the end of the document:
   the checkout is left as it was, and documents can be read in any order.
+- A document whose examples call a program the machine lacks (bash, curl,
+  redis-cli, xxd, ...: PEERS) is skipped with one line naming its Debian package,
+  never under CI=true; `nc` has a Python stand-in in tests/bin.
 - A few commands cannot run inside the suite (`make run` would start a second
   server in the foreground, `make test` would recurse, `kubectl`/`systemctl`
   need a cluster or init system). They are listed in NOT_RUN with the reason;
@@ -55,6 +58,45 @@ NOT_RUN = {
     "bitcask-server": "starts a server in the foreground; the tests start their own",
     ". .venv/bin/activate": "changes the calling shell; the suite already has .venv/bin first",
 }
+
+
+# programs the examples call beyond Python and coreutils -> the Debian package. A
+# document whose examples need one that is missing is skipped, naming the package
+# (failed under CI=true, which has them all); `nc` has a stand-in in tests/bin.
+PEERS = {
+    "bash": "bash",
+    "curl": "curl",
+    "redis-cli": "redis-tools",
+    "xxd": "xxd",
+    "grep": "grep",
+    "cmp": "diffutils",
+    "sed": "sed",
+}
+
+
+def missing_peers(commands: list[str], path: str) -> list[str]:
+    """`name (Debian package P)` for each program of PEERS the commands use and
+    `path` lacks; bash always (every command runs in it)."""
+    used = {"bash"} | {
+        name
+        for name in PEERS
+        for command in commands
+        if re.search(rf"(?<![\w./-]){re.escape(name)}(?![\w-])", command)
+    }
+    return [
+        f"{name} (Debian package {PEERS[name]})"
+        for name in sorted(used)
+        if shutil.which(name, path=path) is None
+    ]
+
+
+def skip_without(missing: list[str], what: str) -> None:
+    """Skip (fail under CI=true) with one line naming each missing program's package."""
+    if missing:
+        reason = f"{what} needs {', '.join(missing)}: not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + ", required under CI=true")
+        pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -177,6 +219,8 @@ def _docs_with_examples() -> list[Path]:
 def test_console_examples_run(
     doc: Path, server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
+    run_here = [ex.command for ex in examples(doc) if not not_run_reason(ex.command)]
+    skip_without(missing_peers(run_here, search_path()), f"{doc.name}'s examples")
     servers: dict[tuple[str, ...], ServerProcess] = {}
     work = tmp_path / "work"
     work.mkdir()
@@ -261,11 +305,10 @@ def test_ports_are_rewritten(tmp_path: Path) -> None:
 
 def test_make_alone_prints_the_targets() -> None:
     """`make` with no target is `make help`: every target with a line saying what it does."""
-    if shutil.which("make") is None:
-        reason = "make not installed (Debian package make)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    skip_without(
+        [f"{n} (Debian package {n})" for n in ("make", "sed") if shutil.which(n) is None],
+        "make help",
+    )
     result = subprocess.run(
         ["make", "-s"], cwd=ROOT, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
     )
