@@ -4,7 +4,8 @@ Convention for the docs (stated in docs/README.md of the docs folder too):
 - Shell examples are fenced as ```console, one command per line after `$ `,
   followed by the output it prints. Output lines are compared exactly (trailing
   spaces ignored); a line `...` stands for any number of lines, and `…` inside a
-  line for any text (timings, versions, pids).
+  line for any text (timings, versions, pids). A command shown with no output
+  lines must print nothing (its output was not compared before).
 - Commands talk to the default ports 7379 (binary) and 7380 (HTTP); the test
   starts a real server per document on free loopback ports and rewrites those
   numbers, so the examples are the ones a reader pastes.
@@ -93,7 +94,7 @@ def missing_peers(commands: list[str], path: str) -> list[str]:
 def skip_without(missing: list[str], what: str) -> None:
     """Skip (fail under CI=true) with one line naming each missing program's package."""
     if missing:
-        reason = f"{what} needs {', '.join(missing)}: not installed"
+        reason = f"{what}: {', '.join(missing)} not installed"
         if os.environ.get("CI") == "true":
             pytest.fail(reason + ", required under CI=true")
         pytest.skip(reason)
@@ -220,7 +221,7 @@ def test_console_examples_run(
     doc: Path, server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
     run_here = [ex.command for ex in examples(doc) if not not_run_reason(ex.command)]
-    skip_without(missing_peers(run_here, search_path()), f"{doc.name}'s examples")
+    skip_without(missing_peers(run_here, search_path()), f"the examples of {doc.name}")
     servers: dict[tuple[str, ...], ServerProcess] = {}
     work = tmp_path / "work"
     work.mkdir()
@@ -240,7 +241,7 @@ def test_console_examples_run(
             failures.append(f"{where}\n  prints no trailing newline: {result.stdout[-40:]!r}")
         if result.returncode != 0 and not ex.expected:
             failures.append(f"{where}\n  exit {result.returncode}\n  " + "\n  ".join(actual))
-        elif ex.expected and not output_matches(ex.expected, actual):
+        elif not output_matches(ex.expected, actual):  # no lines shown: it prints none
             failures.append(
                 f"{where}\n  expected:\n    "
                 + "\n    ".join(ex.expected)
@@ -289,6 +290,8 @@ def test_a_block_can_ask_for_its_own_server_flags(tmp_path: Path) -> None:
         pytest.param(["a", "..."], ["a"], True, id="ellipsis-empty"),
         pytest.param(["took … ms"], ["took 3.2 ms"], True, id="ellipsis-inline"),
         pytest.param(["a"], ["a", "b"], False, id="extra-output"),
+        pytest.param([], ["OK"], False, id="output-the-doc-does-not-show"),
+        pytest.param([], [], True, id="no-output"),
     ],
 )
 def test_output_matching(expected: list[str], actual: list[str], ok: bool) -> None:
