@@ -370,7 +370,10 @@ def _validate(cfg: ServerConfig) -> None:
         if not 0 <= value <= 65535:
             fail(f"{name.replace('_', '-')} must be in 0..65535, not {value}")
     if cfg.port != 0 and cfg.port == cfg.http_port:
-        fail("port and http-port must differ")
+        fail(
+            f"--port and --http-port are both {cfg.port}: the binary and HTTP ports must "
+            "differ, pass another --http-port"
+        )
     if not cfg.host:
         fail("host must not be empty")
     if cfg.auth is not None:

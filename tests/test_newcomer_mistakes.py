@@ -123,7 +123,12 @@ def test_an_unwritable_data_dir(tmp_path: Path) -> None:
 def test_the_same_port_twice(tmp_path: Path) -> None:
     port = str(free_port())
     code, err = start_server(tmp_path, "--port", port, "--http-port", port)
-    assert (code, one_line(err)) == (2, "bitcask-server: port and http-port must differ")
+    # it was: port and http-port must differ
+    assert (code, one_line(err)) == (
+        2,
+        f"bitcask-server: --port and --http-port are both {port}: the binary and HTTP ports "
+        "must differ, pass another --http-port",
+    )
 
 
 @pytest.mark.parametrize(
