@@ -36,6 +36,7 @@ import gc
 import logging
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 import bitcask
@@ -120,6 +121,17 @@ def _listen_error(flag: str, host: str, port: int, exc: OSError) -> ListenError:
         hint = f"check --host and {flag}"
         reason = exc.strerror or str(exc)
     return ListenError(exc.errno, f"cannot listen on {where} ({flag}): {reason}; {hint}")
+
+
+async def _listen(
+    factory: Callable[[], asyncio.Protocol], host: str, port: int, flag: str
+) -> asyncio.Server:
+    """A listener on host:port; a bind failure is a ListenError naming `flag`."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    except OSError as exc:
+        raise _listen_error(flag, host, port, exc) from exc
 
 
 class Server:
@@ -227,28 +239,12 @@ class Server:
                 host=self,
                 redis=self._redis,
             )
-            try:
-                binary = await loop.create_server(
-                    lambda: BinaryProtocol(state),
-                    cfg.host,
-                    cfg.port,
-                    reuse_address=True,
-                    backlog=1024,
-                )
-            except OSError as exc:
-                raise _listen_error("--port", cfg.host, cfg.port, exc) from exc
+            binary = await _listen(lambda: BinaryProtocol(state), cfg.host, cfg.port, "--port")
             self._listeners.append(binary)
             self.port = binary.sockets[0].getsockname()[1]
-            try:
-                http = await loop.create_server(
-                    lambda: HttpProtocol(state),
-                    cfg.host,
-                    cfg.http_port,
-                    reuse_address=True,
-                    backlog=1024,
-                )
-            except OSError as exc:
-                raise _listen_error("--http-port", cfg.host, cfg.http_port, exc) from exc
+            http = await _listen(
+                lambda: HttpProtocol(state), cfg.host, cfg.http_port, "--http-port"
+            )
             self._listeners.append(http)
             self.http_port = state.http_port = http.sockets[0].getsockname()[1]
         except BaseException:
