@@ -46,7 +46,7 @@ def one_line(err: str) -> str:
     """The single line of `err`, without the log prefix (`... ERROR bitcask.server: `)."""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert "Traceback" not in err and "usage:" not in err, err
+    assert "Traceback" not in err and not err.startswith("usage:"), err
     return lines[0].split(" bitcask.server: ", 1)[-1]
 
 
@@ -217,3 +217,20 @@ def test_a_python_older_than_3_11_is_named_with_the_way_out(tmp_path: Path) -> N
         f"bitcask needs Python 3.11+, {fake} is 3.10.12: name a newer one, e.g. "
         "make run PYTHON=python3.12"
     )
+
+
+def test_an_option_after_the_command_is_pointed_before_it() -> None:
+    code, err = run("repl.cli", "get", "--port", str(free_port()), "k")
+    assert code == 2
+    # it was only: too many arguments for 'get' (usage: get KEY)
+    assert one_line(err) == (
+        "(error) too many arguments for 'get' (usage: get KEY); --port is an option of "
+        "bitcask: it goes before the command (bitcask --port ... get ...)"
+    )
+
+
+def test_a_value_that_looks_like_an_option_is_still_a_value(server: ServerProcess) -> None:
+    code, err = run("repl.cli", "--port", str(server.port), "put", "k", "--port")
+    assert (code, err) == (0, "")
+    code, err = run("repl.cli", "--port", str(server.port), "put", "k", "--port", "x")
+    assert code == 2 and one_line(err).startswith("(error) too many arguments for 'put'")
