@@ -48,7 +48,7 @@ FOREIGN = {
     "--user --no-auth-warning",
     "redis-server": "--requirepass --databases",
     "redis-benchmark": "--threads",
-    "nutcracker": "--conf-file --test-conf --mbuf-size",
+    "nutcracker": "--conf-file --test-conf --mbuf-size --output",
     "curl": "--data-binary --http1 --http2 --path-as-is",
     "useradd / systemctl": "--system --home --shell --now",
     "ruff": "--check",
