@@ -325,12 +325,19 @@ def version() -> str:
         return "unknown"
 
 
+# what a BITCASK_* value must be, by its flag's type, for the error (Python's own
+# "invalid literal for int() with base 10" says nothing to an operator)
+_KINDS: dict[Any, str] = {int: "a whole number", float: "a number"}
+
+
 def _convert(name: str, raw: str) -> Any:
     typ = _FLAGS[name][0]
     try:
         return typ(raw)
     except (ValueError, argparse.ArgumentTypeError) as exc:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+        why = f"must be {_KINDS[typ]}" if typ in _KINDS else str(exc)
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {why} (as {flag})") from None
 
 
 def _validate_token(cfg: ServerConfig, fail: Callable[[str], None]) -> None:

@@ -234,3 +234,28 @@ def test_a_value_that_looks_like_an_option_is_still_a_value(server: ServerProces
     assert (code, err) == (0, "")
     code, err = run("repl.cli", "--port", str(server.port), "put", "k", "--port", "x")
     assert code == 2 and one_line(err).startswith("(error) too many arguments for 'put'")
+
+
+@pytest.mark.parametrize(
+    ("variable", "flag", "kind"),
+    [
+        ("BITCASK_PORT", "--port", "a whole number"),
+        ("BITCASK_IDLE_TIMEOUT", "--idle-timeout", "a number"),
+    ],
+)
+def test_a_bad_variable_says_what_it_must_be(
+    tmp_path: Path, variable: str, flag: str, kind: str
+) -> None:
+    env = {**os.environ, variable: "seven", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "--data", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+    )
+    # it was: BITCASK_PORT='seven': invalid literal for int() with base 10: 'seven'
+    assert (proc.returncode, one_line(proc.stderr)) == (
+        2,
+        f"bitcask-server: {variable}='seven': must be {kind} (as {flag})",
+    )
