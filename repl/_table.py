@@ -197,6 +197,11 @@ def unknown(table: Sequence[Command], name: str, scope: str) -> UsageError:
     """
     import difflib
 
+    if "://" in name:  # `bitcask redis://host get k`: shown redacted, never echoed
+        from protocol.address import redact_url
+
+        where = "give it with --url, before the command" if scope == CLI else "not a command"
+        return UsageError(f"'{redact_url(name)}' is a URL: {where}")
     known = [n for c in table if scope in c.scope for n in (c.name, *c.aliases)]
     close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
     if close:

@@ -39,6 +39,7 @@ import logging
 import os
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 import bitcask
@@ -54,7 +55,7 @@ from .binary import BinaryProtocol
 from .config import ENGINE_OPTIONS, ConfigError, ServerConfig
 from .http import HttpProtocol
 
-__all__ = ["FD_RESERVE", "PROBE_RESERVE", "Server", "StoreOpenError"]
+__all__ = ["FD_RESERVE", "PROBE_RESERVE", "ListenError", "Server", "StoreOpenError"]
 
 log = logging.getLogger("bitcask.server")
 
@@ -100,6 +101,45 @@ class StoreOpenError(Exception):
 
     The CLI exits 3 on it. The engine's own errors (StoreLockedError, ...) pass as they are.
     """
+
+
+class ListenError(OSError):
+    """A port could not be bound; the message names the address, the flag and what to do.
+
+    The CLI exits 4 on it. An OSError, as the bind failure it describes.
+    """
+
+
+def _listen_error(flag: str, host: str, port: int, exc: OSError) -> ListenError:
+    """One sentence for a failed bind: which address, why, and what to do about it."""
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        hint = (
+            f"another program listens there (another bitcask-server? `make run` is one): "
+            f"stop it, or pass another {flag}"
+        )
+        reason = "the address is in use"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = f"ports below 1024 need privileges: pass {flag} 1024 or above"
+        reason = "permission denied"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        hint = "no interface of this machine has that address: check --host"
+        reason = "the address is not on this machine"
+    else:
+        hint = f"check --host and {flag}"
+        reason = exc.strerror or str(exc)
+    return ListenError(exc.errno, f"cannot listen on {where} ({flag}): {reason}; {hint}")
+
+
+async def _listen(
+    factory: Callable[[], asyncio.Protocol], host: str, port: int, flag: str
+) -> asyncio.Server:
+    """A listener on host:port; a bind failure is a ListenError naming `flag`."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    except OSError as exc:
+        raise _listen_error(flag, host, port, exc) from exc
 
 
 class Server:
@@ -156,7 +196,7 @@ class Server:
             ConfigError: bad engine options, or descriptors too few for any connection.
             bitcask.BitcaskError: the engine refused the store (e.g. StoreLockedError).
             StoreOpenError: the data directory cannot hold a store (a file, unwritable).
-            OSError: a port cannot be bound.
+            ListenError: a port cannot be bound.
         """
         loop = self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
@@ -213,17 +253,11 @@ class Server:
                 host=self,
                 redis=self._redis,
             )
-            binary = await loop.create_server(
-                lambda: BinaryProtocol(state), cfg.host, cfg.port, reuse_address=True, backlog=1024
-            )
+            binary = await _listen(lambda: BinaryProtocol(state), cfg.host, cfg.port, "--port")
             self._listeners.append(binary)
             self.port = binary.sockets[0].getsockname()[1]
-            http = await loop.create_server(
-                lambda: HttpProtocol(state),
-                cfg.host,
-                cfg.http_port,
-                reuse_address=True,
-                backlog=1024,
+            http = await _listen(
+                lambda: HttpProtocol(state), cfg.host, cfg.http_port, "--http-port"
             )
             self._listeners.append(http)
             self.http_port = state.http_port = http.sockets[0].getsockname()[1]

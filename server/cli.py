@@ -42,7 +42,7 @@ import uvloop
 import bitcask
 from protocol.address import host_port
 
-from .app import FD_RESERVE, Server, StoreOpenError
+from .app import FD_RESERVE, ListenError, Server, StoreOpenError
 from .config import ENV_PREFIX, ConfigError, ServerConfig, build_parser
 
 __all__ = ["main"]
@@ -250,9 +250,20 @@ async def _serve(config: ServerConfig) -> int:
     except StoreOpenError as exc:
         log.error("%s", exc)
         return EXIT_STORE
-    except bitcask.BitcaskError as exc:  # StoreLockedError's message names the holder's pid
+    except bitcask.StoreLockedError as exc:  # its message names the holder's pid
+        log.error(
+            "cannot open the store at %s: %s (another bitcask-server on it? `make run` is "
+            "one): stop it, or pass another --data",
+            config.data,
+            exc,
+        )
+        return EXIT_STORE
+    except bitcask.BitcaskError as exc:
         log.error("cannot open the store at %s: %s", config.data, exc)
         return EXIT_STORE
+    except ListenError as exc:
+        log.error("%s", exc.strerror)
+        return EXIT_BIND
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.host, exc)
         return EXIT_BIND
@@ -268,7 +279,8 @@ async def _serve(config: ServerConfig) -> int:
     starting = False
     stats = server.db.stats()
     log.info(
-        "bitcask-server listening binary=%s http=%s data=%s sync=%s writer=%s keys=%d recovery=%s",
+        "bitcask-server listening binary=%s http=%s data=%s sync=%s writer=%s keys=%d "
+        "stop=Ctrl-C/SIGTERM recovery=%s",
         host_port(config.host, server.port),
         host_port(config.host, server.http_port),
         config.data,
