@@ -316,6 +316,16 @@ def test_embedded_in_a_temporary_directory() -> None:
     assert dead_after < dead_before and disk_after < disk_before
 
 
+def test_embedded_help_prints_usage_and_makes_no_store(tmp_path: Path) -> None:
+    # `--help` was taken for the directory to make: a store appeared in ./--help
+    result = run(
+        [sys.executable, str(EXAMPLES / "embedded.py"), "--help"], example_env(), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python examples/embedded.py [-h] [directory]")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_embedded_in_a_named_directory_keeps_the_store(tmp_path: Path) -> None:
     target = tmp_path / "mystore"
     result = run([sys.executable, str(EXAMPLES / "embedded.py"), str(target)], example_env())
