@@ -3,7 +3,8 @@ sharded client at the same time, with real nutcracker and real bitcask-servers.
 
 A steady, bounded load (two proxy connections and two sharded-client tasks, each
 rewriting its own keys round after round) runs while one shard is SIGKILLed and
-restarted, then another is SIGSTOPped (wedged) and resumed. Checked: every error
+restarted, then another is SIGSTOPped (wedged) and resumed; and, on
+test_multihost.py's network namespaces, while one is cut off (netem). Checked: every error
 either path gets is typed and one line (an `-ERR Connection ...` reply from the
 proxy; ConnectError, ConnectionLostError or CallTimeoutError from the client), no
 call hangs past its bound, the other shards keep serving, and afterwards every key
@@ -34,6 +35,11 @@ import pytest
 from client import CallTimeoutError, ConnectError, ConnectionLostError, Ring, connect_sharded
 from tests.serverproc import ServerProcess, free_port
 from tests.sharding.conftest import Proc, Resp, RespError, nutcracker_yaml
+from tests.sharding.test_multihost import Layout
+from tests.sharding.test_multihost import layout as multihost_layout
+
+# the multi-host fixture (`layout`), for the partition test
+__all__ = ["multihost_layout"]
 
 NAMES = ("shard-a", "shard-b", "shard-c")
 RING = Ring([(n, 1) for n in NAMES])
@@ -76,9 +82,11 @@ def _keys(tag: str) -> list[bytes]:
     return keys
 
 
-def _proxy_worker(port: int, tag: str, ledger: Ledger, stop: threading.Event) -> None:
+def _proxy_worker(
+    address: tuple[str, int], tag: str, ledger: Ledger, stop: threading.Event
+) -> None:
     keys = _keys(tag)
-    conn = Resp(port)
+    conn = Resp(address[1], address[0])
     conn.sock.settimeout(HANG)
     try:
         for rnd in range(100_000):
@@ -128,12 +136,12 @@ async def _until(ledgers: list[Ledger], done: Callable[[Ledger], bool], what: st
 
 
 @contextlib.contextmanager
-def _load(port: int, sc: Any) -> Iterator[tuple[list[Ledger], Callable[[], Any]]]:
+def _load(address: tuple[str, int], sc: Any) -> Iterator[tuple[list[Ledger], Callable[[], Any]]]:
     """Two proxy threads and two client tasks writing until the block ends."""
     ledgers = [Ledger() for _ in range(4)]
     stop_threads, stop_tasks = threading.Event(), asyncio.Event()
     threads = [
-        threading.Thread(target=_proxy_worker, args=(port, f"p{i}", ledgers[i], stop_threads))
+        threading.Thread(target=_proxy_worker, args=(address, f"p{i}", ledgers[i], stop_threads))
         for i in range(2)
     ]
     for t in threads:
@@ -182,8 +190,8 @@ async def test_a_killed_then_a_wedged_shard_under_load_on_both_paths(
 ) -> None:
     shards, proxy = _start(server_factory, nutcracker, DOC_EXTRA)
     async with connect_sharded(_addresses(shards), **CLIENT) as sc:
-        with _load(proxy.port, sc) as (ledgers, finish):
-            await _until(ledgers, lambda led: led.served_on == set(NAMES), "every shard serve")
+        with _load((proxy.host, proxy.port), sc) as (ledgers, finish):
+            await _until(ledgers, lambda led: len(led.acked) == KEYS_PER_WORKER, "a full round")
             # 1. SIGKILL shard-b: its keys fail, the others are served meanwhile
             _reset(ledgers)
             shards["shard-b"].kill()
@@ -210,24 +218,31 @@ async def test_a_killed_then_a_wedged_shard_under_load_on_both_paths(
             _reset(ledgers)
             await _until(ledgers, lambda led: "shard-c" in led.served_on, "shard-c back")
             await finish()
-        errors = [e for led in ledgers for e in led.errors]
-        assert not [e for e in errors if e.startswith("HANG") or "\n" in e], errors[:5]
-        proxy_errors = {e for e in errors if e.startswith("proxy: ")}
-        # refused: nothing listens; timed out: the wedge; unknown: the shard's connection
-        # ended with the request in flight (the kill); reset by peer: the kill, too
-        known = {"refused", "timed out", "reset by peer"}
-        assert proxy_errors <= {*(f"proxy: ERR Connection {e}" for e in known),
-                                "proxy: ERR unknown"}, proxy_errors  # fmt: skip
-        assert "proxy: ERR Connection refused" in proxy_errors  # the kill
-        assert "proxy: ERR Connection timed out" in proxy_errors  # the wedge
-        client_errors = {e.split(":")[1].strip() for e in errors if e.startswith("client: ")}
-        assert "CallTimeoutError" in client_errors, client_errors
-        # afterwards every key answers, on both paths, what its writer may expect
-        keys = [k for led in ledgers for k in led.acked]
-        expected = {k: led.allowed(k) for led in ledgers for k in led.acked}
-        assert len(keys) == 4 * KEYS_PER_WORKER
-        got_client = dict(zip(keys, await sc.mget(keys), strict=True))
-    conn = Resp(proxy.port)
+        await _check_after(ledgers, sc, (proxy.host, proxy.port), {"refused", "timed out"})
+
+
+async def _check_after(
+    ledgers: list[Ledger], sc: Any, proxy: tuple[str, int], seen: set[str]
+) -> None:
+    """Every error one line and known, the proxy's `seen` among them; then every key
+    answers, through the sharded client and through the proxy alike, its last
+    acknowledged value or a later write that failed."""
+    errors = [e for led in ledgers for e in led.errors]
+    assert not [e for e in errors if e.startswith("HANG") or "\n" in e], errors[:5]
+    proxy_errors = {e for e in errors if e.startswith("proxy: ")}
+    # refused: nothing listens (a kill); timed out: a wedge or a partition; unknown and
+    # reset by peer: the shard's connection ended with the request in flight (a kill)
+    known = {"refused", "timed out", "reset by peer"}
+    assert proxy_errors <= {*(f"proxy: ERR Connection {e}" for e in known),
+                            "proxy: ERR unknown"}, proxy_errors  # fmt: skip
+    assert {f"proxy: ERR Connection {e}" for e in seen} <= proxy_errors, proxy_errors
+    client_errors = {e.split(":")[1].strip() for e in errors if e.startswith("client: ")}
+    assert "CallTimeoutError" in client_errors, client_errors
+    keys = [k for led in ledgers for k in led.acked]
+    expected = {k: led.allowed(k) for led in ledgers for k in led.acked}
+    assert len(keys) == 4 * KEYS_PER_WORKER
+    got_client = dict(zip(keys, await sc.mget(keys), strict=True))
+    conn = Resp(proxy[1], proxy[0])
     try:
         got_proxy = dict(zip(keys, conn.pipeline([("GET", k) for k in keys]), strict=True))
     finally:
@@ -235,6 +250,28 @@ async def test_a_killed_then_a_wedged_shard_under_load_on_both_paths(
     assert got_client == got_proxy
     wrong = {k: (got_client[k], expected[k]) for k in keys if got_client[k] not in expected[k]}
     assert not wrong, wrong
+
+
+async def test_a_partitioned_shard_under_load_on_both_paths(multihost_layout: Layout) -> None:
+    """tests/sharding/test_multihost.py's hosts: each shard and nutcracker in its own
+    network namespace; shard-b's packets held back (tc netem) or dropped (its veth
+    down) while the load runs (on loopback, without namespaces: SIGSTOP)."""
+    layout = multihost_layout
+    async with connect_sharded(layout.addresses(), **CLIENT) as sc:
+        proxy = (layout.proxy.host, layout.proxy.port)
+        with _load(proxy, sc) as (ledgers, finish):
+            await _until(ledgers, lambda led: len(led.acked) == KEYS_PER_WORKER, "a full round")
+            _reset(ledgers)
+            with layout.slowed("shard-b") as how:
+                print(how)
+                await _until(ledgers, lambda led: "shard-b" in led.failed_on, "shard-b fail")
+                _reset(ledgers)
+                await _until(ledgers, lambda led: {"shard-a", "shard-c"} <= led.served_on,
+                             "shard-a and shard-c serve while shard-b is cut off")  # fmt: skip
+            _reset(ledgers)
+            await _until(ledgers, lambda led: "shard-b" in led.served_on, "shard-b back")
+            await finish()
+        await _check_after(ledgers, sc, proxy, {"timed out"})
 
 
 async def test_auto_eject_hosts_moves_keys_and_the_client_does_not(
