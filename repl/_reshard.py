@@ -38,7 +38,7 @@ Strategy / invariants:
 
 Exit status: 0 moved (or nothing to move); 1 some keys changed during the move
 and were left in place (listed), or were written during it (`late`); 2 error (bad
-config, unreachable shard).
+config, unreachable shard); 130 interrupted (Ctrl-C), saying that a rerun finishes it.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ __all__ = ["main", "reshard"]
 
 PAGE = 1000
 EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
+RERUN = "the keys moved so far are in place, run the same command again to finish the move"
 
 
 class ReshardError(Exception):
@@ -491,15 +492,16 @@ def main(argv: Sequence[str]) -> int:
         )
     except (ShardUnreachableError, CallTimeoutError, ConnectionLostError, ConnectError) as exc:
         # a shard unreachable mid-move: every step is safe to repeat (module docstring)
-        sys.stderr.write(
-            f"bitcask reshard: {exc}; stopped: the keys moved so far are in place, "
-            "run the same command again to finish the move\n"
-        )
+        sys.stderr.write(f"bitcask reshard: {exc}; stopped: {RERUN}\n")
         return EXIT_ERROR
     except (ReshardError, ClientError, OSError) as exc:
         sys.stderr.write(f"bitcask reshard: {exc}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
+        # Ctrl-C mid-move: the operator must learn the move is half done, and how to finish
+        # (on a terminal, after the progress bar's line)
+        newline = "\n" if sys.stderr.isatty() else ""
+        sys.stderr.write(f"{newline}bitcask reshard: interrupted: {RERUN}\n")
         return 130
     _print(report, args.dry_run, sys.stdout)
     return EXIT_CHANGED if report.changed or report.late else EXIT_OK

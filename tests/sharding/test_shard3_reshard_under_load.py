@@ -2,7 +2,8 @@
 docs' procedure finished: writes stopped, the same command run again, nutcracker
 switched to the new config. No acknowledged write may be lost without a word:
 every key answers, through the new proxy, its last acknowledged value, or the run
-listed it ("changed during the move, left in place") for a person to settle.
+listed it ("changed during the move, left in place") for a person to settle. And a
+run interrupted with Ctrl-C says that it is half done and how to finish it.
 
 Loopback ports; four real bitcask-servers (three, then a fourth), the CLI as a
 child process; every process is killed when its test ends.
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -135,3 +138,49 @@ def test_reshard_while_writing_through_the_proxy_loses_no_write_silently(
         return out
 
     assert asyncio.run(on_old_owner()) == {k: last[k] for k in lost}
+
+
+def test_ctrl_c_says_the_move_is_half_done_and_how_to_finish_it(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    servers = {n: server_factory(sync="never") for n in ("a", "b")}
+    old, new = tmp_path / "old.yml", tmp_path / "new.yml"
+    old.write_text(nutcracker_yaml("p", free_port(), [(servers["a"].port, 1, "a")]))
+    both = [(servers["a"].port, 1, "a"), (servers["b"].port, 2, "b")]
+    new.write_text(nutcracker_yaml("p", free_port(), both))
+    keys = {b"%d:int" % i: b"v%d" % i for i in range(3_000)}
+
+    async def fill() -> None:
+        async with connect("127.0.0.1", servers["a"].port) as c:
+            for start in range(0, len(keys), 1000):
+                await c.mput(list(keys.items())[start : start + 1000])
+
+    async def on_b() -> int:
+        async with connect("127.0.0.1", servers["b"].port) as c:
+            return int((await c.stats())["keys"])
+
+    asyncio.run(fill())
+    argv = [*CLI, "reshard", "--from", str(old), "--to", str(new), "--page", "10"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(3_000):  # bounded: 0.01 s steps
+            if child.poll() is not None or asyncio.run(on_b()) >= 50:
+                break
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert child.returncode == 130, err
+    # it used to exit 130 in silence: nothing said the move was half done
+    assert err == (
+        "bitcask reshard: interrupted: the keys moved so far are in place, "
+        "run the same command again to finish the move\n"
+    )
+    rerun = subprocess.run([*CLI, "reshard", "--from", str(old), "--to", str(new)],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    ring = Ring([("a", 1), ("b", 2)])
+    assert asyncio.run(_holders(servers)) == {k: [ring.name_for(k)] for k in keys}
