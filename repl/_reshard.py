@@ -135,7 +135,11 @@ async def _connect(
             try:
                 clients[name] = await connect(host, int(port), auth=auth, timeout=timeout)
             except ClientError as exc:
-                raise ReshardError(f"shard {name} ({address}): {exc}") from exc
+                # before any move: say so, and what to do
+                raise ReshardError(
+                    f"shard {name} ({address}): {exc}; nothing was moved: start it (or correct "
+                    "its address in the config), then run the same command again"
+                ) from exc
     except BaseException:
         await asyncio.gather(*(c.close() for c in clients.values()))
         raise

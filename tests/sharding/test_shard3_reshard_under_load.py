@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from client import Ring, connect
 from tests.serverproc import ServerProcess, free_port
 from tests.sharding.conftest import Proc, Resp, nutcracker_yaml
@@ -183,4 +185,50 @@ def test_ctrl_c_says_the_move_is_half_done_and_how_to_finish_it(
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     ring = Ring([("a", 1), ("b", 2)])
+    assert asyncio.run(_holders(servers)) == {k: [ring.name_for(k)] for k in keys}
+
+
+@pytest.mark.parametrize("fault", ["down", "wedged"])
+def test_a_reshard_to_a_shard_that_is_down_moves_nothing_and_says_what_to_do(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path, fault: str
+) -> None:
+    servers = {n: server_factory(sync="never") for n in ("a", "b")}
+    old, new = tmp_path / "old.yml", tmp_path / "new.yml"
+    old.write_text(nutcracker_yaml("p", free_port(), [(servers["a"].port, 1, "a")]))
+    both = [(servers["a"].port, 1, "a"), (servers["b"].port, 1, "b")]
+    new.write_text(nutcracker_yaml("p", free_port(), both))
+    keys = {b"%d:down" % i: b"v%d" % i for i in range(500)}
+
+    async def fill() -> None:
+        async with connect("127.0.0.1", servers["a"].port) as c:
+            await c.mput(keys)
+
+    asyncio.run(fill())
+    argv = [*CLI, "reshard", "--from", str(old), "--to", str(new), "--timeout", "1"]
+    b = servers["b"]
+    if fault == "down":
+        b.kill()
+    else:
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGSTOP)
+    try:
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    finally:
+        if b.proc is not None:
+            b.proc.send_signal(signal.SIGCONT)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stdout == ""
+    # one line: what happened, that nothing moved, what to do (it used to stop at the first)
+    assert run.stderr.startswith(f"bitcask reshard: shard b (127.0.0.1:{b.port}): cannot connect")
+    assert run.stderr.endswith(
+        "; nothing was moved: start it (or correct its address in the config), "
+        "then run the same command again\n"
+    ), run.stderr
+    assert run.stderr.count("\n") == 1
+    if fault == "down":
+        b.start()
+    assert asyncio.run(_holders(servers)) == {k: ["a"] for k in keys}
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    ring = Ring([("a", 1), ("b", 1)])
     assert asyncio.run(_holders(servers)) == {k: [ring.name_for(k)] for k in keys}
