@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import TextIO
 
 from client import (
+    AuthFailedError,
+    AuthRequiredError,
     CallTimeoutError,
     Client,
     ClientError,
@@ -134,12 +136,21 @@ async def _connect(
             host, _, port = address.rpartition(":")
             try:
                 clients[name] = await connect(host, int(port), auth=auth, timeout=timeout)
-            except ClientError as exc:
-                # before any move: say so, and what to do
+            except (ConnectError, CallTimeoutError) as exc:
+                # down or wedged, before any move: say so, and what to do
                 raise ReshardError(
                     f"shard {name} ({address}): {exc}; nothing was moved: start it (or correct "
                     "its address in the config), then run the same command again"
                 ) from exc
+            except (AuthRequiredError, AuthFailedError) as exc:
+                # the CLI's words, not the client API's ("pass auth= to connect()")
+                why = "needs a token" if isinstance(exc, AuthRequiredError) else "refused the token"
+                raise ReshardError(
+                    f"shard {name} ({address}) {why}: nothing was moved; give the shards' "
+                    "token with --auth TOKEN (or redis_auth in the new config)"
+                ) from exc
+            except ClientError as exc:  # another protocol version...
+                raise ReshardError(f"shard {name} ({address}): {exc}; nothing was moved") from exc
     except BaseException:
         await asyncio.gather(*(c.close() for c in clients.values()))
         raise

@@ -232,3 +232,27 @@ def test_a_reshard_to_a_shard_that_is_down_moves_nothing_and_says_what_to_do(
     assert rerun.returncode == 0, rerun.stderr
     ring = Ring([("a", 1), ("b", 1)])
     assert asyncio.run(_holders(servers)) == {k: [ring.name_for(k)] for k in keys}
+
+
+def test_a_missing_or_wrong_token_is_named_in_the_commands_own_words(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    servers = {n: server_factory(sync="never", extra=["--auth", "s3cret"]) for n in ("a", "b")}
+    old, new = tmp_path / "old.yml", tmp_path / "new.yml"
+    old.write_text(nutcracker_yaml("p", free_port(), [(servers["a"].port, 1, "a")]))
+    both = [(servers["a"].port, 1, "a"), (servers["b"].port, 1, "b")]
+    new.write_text(nutcracker_yaml("p", free_port(), both))
+    argv = [*CLI, "reshard", "--from", str(old), "--to", str(new)]
+    a = f"bitcask reshard: shard a (127.0.0.1:{servers['a'].port})"
+    hint = (
+        "nothing was moved; give the shards' token with --auth TOKEN "
+        "(or redis_auth in the new config)\n"
+    )
+    # it used to say "pass auth= to connect()", the Python API's words
+    for extra, why in (([], "needs a token"), (["--auth", "wrong"], "refused the token")):
+        run = subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=60)
+        assert (run.returncode, run.stderr) == (2, f"{a} {why}: {hint}")
+        assert "wrong" not in run.stderr
+    new.write_text(new.read_text().replace("  servers:", "  redis_auth: s3cret\n  servers:"))
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
