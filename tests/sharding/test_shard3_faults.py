@@ -82,49 +82,51 @@ def _keys(tag: str) -> list[bytes]:
     return keys
 
 
+def _writes(tag: str) -> Iterator[tuple[bytes, bytes]]:
+    """A worker's writes: each of its keys in turn, a new value each round (bounded)."""
+    keys = _keys(tag)
+    for rnd in range(100_000):
+        for key in keys:
+            yield key, b"%s:%d" % (tag.encode(), rnd)
+
+
 def _proxy_worker(
     address: tuple[str, int], tag: str, ledger: Ledger, stop: threading.Event
 ) -> None:
-    keys = _keys(tag)
     conn = Resp(address[1], address[0])
     conn.sock.settimeout(HANG)
     try:
-        for rnd in range(100_000):
-            for key in keys:
-                if stop.is_set():
-                    return
-                value = b"%s:%d" % (tag.encode(), rnd)
-                try:
-                    reply = conn.call("SET", key, value)
-                except TimeoutError:
-                    ledger.fail(key, value, "HANG: no reply from the proxy")
-                    return
-                if reply == b"OK":
-                    ledger.ack(key, value)
-                else:
-                    assert isinstance(reply, RespError), reply
-                    ledger.fail(key, value, f"proxy: {reply.message}")
+        for key, value in _writes(tag):
+            if stop.is_set():
+                return
+            try:
+                reply = conn.call("SET", key, value)
+            except TimeoutError:
+                ledger.fail(key, value, "HANG: no reply from the proxy")
+                return
+            if reply == b"OK":
+                ledger.ack(key, value)
+            else:
+                assert isinstance(reply, RespError), reply
+                ledger.fail(key, value, f"proxy: {reply.message}")
     finally:
         conn.close()
 
 
 async def _client_worker(sc: Any, tag: str, ledger: Ledger, stop: asyncio.Event) -> None:
-    keys = _keys(tag)
-    for rnd in range(100_000):
-        for key in keys:
-            if stop.is_set():
-                return
-            value = b"%s:%d" % (tag.encode(), rnd)
-            try:
-                await asyncio.wait_for(sc.put(key, value), HANG)
-            except (ConnectError, ConnectionLostError, CallTimeoutError) as exc:
-                ledger.fail(key, value, f"client: {type(exc).__name__}: {exc}")
-            except TimeoutError:
-                ledger.fail(key, value, "HANG: the client's call did not end")
-                return
-            else:
-                ledger.ack(key, value)
-            await asyncio.sleep(0)
+    for key, value in _writes(tag):
+        if stop.is_set():
+            return
+        try:
+            await asyncio.wait_for(sc.put(key, value), HANG)
+        except (ConnectError, ConnectionLostError, CallTimeoutError) as exc:
+            ledger.fail(key, value, f"client: {type(exc).__name__}: {exc}")
+        except TimeoutError:
+            ledger.fail(key, value, "HANG: the client's call did not end")
+            return
+        else:
+            ledger.ack(key, value)
+        await asyncio.sleep(0)
 
 
 async def _until(ledgers: list[Ledger], done: Callable[[Ledger], bool], what: str) -> None:
