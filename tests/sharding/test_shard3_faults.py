@@ -4,7 +4,8 @@ sharded client at the same time, with real nutcracker and real bitcask-servers.
 A steady, bounded load (two proxy connections and two sharded-client tasks, each
 rewriting its own keys round after round) runs while one shard is SIGKILLed and
 restarted, then another is SIGSTOPped (wedged) and resumed; and, on
-test_multihost.py's network namespaces, while one is cut off (netem). Checked: every error
+test_multihost.py's network namespaces, while one is cut off (netem delay, or its
+veth down where the kernel has no netem). Checked: every error
 either path gets is typed and one line (an `-ERR Connection ...` reply from the
 proxy; ConnectError, ConnectionLostError or CallTimeoutError from the client), no
 call hangs past its bound, the other shards keep serving, and afterwards every key
