@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,6 +95,10 @@ def test_reshard_while_writing_through_the_proxy_loses_no_write_silently(
     for w in writers:
         w.start()
     try:
+        for _ in range(6_000):  # bounded (0.01 s steps): one full round before the run
+            if all(len(a) == N_WRITTEN for a in acked) or not all(w.is_alive() for w in writers):
+                break
+            time.sleep(0.01)
         first = _reshard(old, new)
     finally:
         stop.set()
