@@ -26,7 +26,7 @@ help:  ## this list
 	@echo '(make run DATA=/tmp/db PORT=7400 HTTP_PORT=7401). The first target run creates .venv.'
 
 $(BIN)/python:
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bitcask needs Python 3.11+, found " + sys.version.split()[0])'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bitcask needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0] + ": name a newer one, e.g. make $(or $(MAKECMDGOALS),run) PYTHON=python3.12")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 

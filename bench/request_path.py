@@ -17,6 +17,12 @@ and the count repeats to within about 1% however loaded the machine is.
     python -m bench.request_path --op put --depth 16              # wall clock (noisy)
     python -m bench.request_path --op put --depth 16 --callgrind  # instructions/request
     python -m bench.request_path --op put --depth 16 --callgrind --ceiling  # the same, ceiling
+    python -m bench.request_path --op get --depth 1 --opcodes     # bytecodes/request, by function
+
+`--opcodes` counts the Python bytecode instructions executed per request (a trace
+function with `f_trace_opcodes`), in all and by function: exact and repeatable like
+callgrind, in seconds instead of minutes, and it names the function; C work
+(msgpack, zlib, the kernel) is not in it, and the trace makes it useless for timing.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 import msgpack
@@ -49,6 +58,7 @@ from server.config import ServerConfig
 KEYS = 10_000
 VALUE = b"v" * 100
 _pack = msgpack.Packer(use_bin_type=True).pack
+TraceFunction = Callable[[FrameType, str, Any], Any]
 
 
 class _Transport:
@@ -86,6 +96,9 @@ class _Host:
 
     def admit(self, conn: Any) -> bool:
         return True
+
+    def admit_probe(self, conn: Any) -> bool:
+        return False
 
     def release(self, conn: Any) -> None: ...
 
@@ -136,31 +149,46 @@ def _chunks(op: str, depth: int, conns: int) -> list[list[bytes]]:
     return chunks
 
 
-async def drive_ceiling(op: str, depth: int, rounds: int, conns: int) -> tuple[int, float, int]:
+async def drive_ceiling(
+    op: str, depth: int, rounds: int, conns: int, trace: TraceFunction | None = None
+) -> tuple[int, float, int]:
     """The ceiling's protocol in the same harness: (requests, seconds, transport writes)."""
     store = {b"key:%012d" % i: VALUE for i in range(KEYS)}
     transports = [_Transport() for _ in range(conns)]
     protocols = [Ceiling(store) for _ in transports]
-    seconds = await _rounds(protocols, transports, _chunks(op, depth, conns), rounds)
+    seconds = await _rounds(protocols, transports, _chunks(op, depth, conns), rounds, trace)
     return rounds * conns * depth, seconds, sum(t.writes for t in transports)
 
 
 async def _rounds(
-    protocols: list[Any], transports: list[_Transport], chunks: list[list[bytes]], rounds: int
+    protocols: list[Any],
+    transports: list[_Transport],
+    chunks: list[list[bytes]],
+    rounds: int,
+    trace: TraceFunction | None,
 ) -> float:
-    """Connect each protocol to its transport, feed the rounds; return the seconds taken."""
+    """Connect each protocol to its transport, feed the rounds; return the seconds taken.
+
+    ``trace`` (`opcodes`) is installed for the rounds only, not the set-up.
+    """
     for proto, transport in zip(protocols, transports, strict=True):
         proto.connection_made(transport)
     started = time.perf_counter()
-    for r in range(rounds):
-        for proto, mine in zip(protocols, chunks, strict=True):
-            proto.data_received(mine[r % 64])
-        for _ in range(3):  # the writer's group, then the flushes after it
-            await asyncio.sleep(0)
+    sys.settrace(trace)
+    try:
+        for r in range(rounds):
+            for proto, mine in zip(protocols, chunks, strict=True):
+                proto.data_received(mine[r % 64])
+            for _ in range(3):  # the writer's group, then the flushes after it
+                await asyncio.sleep(0)
+    finally:
+        sys.settrace(None)
     return time.perf_counter() - started
 
 
-async def drive(op: str, depth: int, rounds: int, conns: int) -> tuple[int, float, int]:
+async def drive(
+    op: str, depth: int, rounds: int, conns: int, trace: TraceFunction | None = None
+) -> tuple[int, float, int]:
     """Run the rounds; return (requests, seconds, transport writes)."""
     tmp = Path(tempfile.mkdtemp(prefix="bitcask-request-path-"))
     try:
@@ -192,12 +220,43 @@ async def drive(op: str, depth: int, rounds: int, conns: int) -> tuple[int, floa
         protocols = [BinaryProtocol(state) for _ in transports]
         chunks = _chunks(op, depth, conns)
         _tune_gc()
-        seconds = await _rounds(protocols, transports, chunks, rounds)
+        seconds = await _rounds(protocols, transports, chunks, rounds, trace)
         await writer.wait_idle()
         db.close()
         return rounds * conns * depth, seconds, sum(t.writes for t in transports)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def opcodes(
+    op: str, depth: int, rounds: int, conns: int, ceiling: bool
+) -> tuple[int, Counter[str]]:
+    """Bytecodes executed while the rounds run: (requests, count by "folder/file:function")."""
+    counts: Counter[str] = Counter()
+    names: dict[CodeType, str] = {}
+
+    def name(code: CodeType) -> str:
+        where = names.get(code)
+        if where is None:
+            parent, file = os.path.split(code.co_filename)
+            where = names[code] = f"{os.path.basename(parent)}/{file}:{code.co_name}"
+        return where
+
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        where = name(frame.f_code)
+
+        def local(frame: FrameType, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                counts[where] += 1
+            return local
+
+        return local
+
+    run = drive_ceiling if ceiling else drive
+    n, _, _ = uvloop.run(run(op, depth, rounds, conns, trace))
+    return n, counts
 
 
 def _instructions(argv: list[str]) -> int:
@@ -222,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=0, help="default: 3200 requests/conn")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request")
     parser.add_argument("--ceiling", action="store_true", help="drive the ceiling's protocol")
+    parser.add_argument(
+        "--opcodes", action="store_true", help="Python bytecodes per request, by function"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or max(1, 3200 // args.depth)
     if args.callgrind:
@@ -240,6 +302,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{who}{args.op} depth {args.depth}, {args.conns} connections: "
             f"{per:,.0f} instructions/request"
         )
+        return 0
+    if args.opcodes:
+        n, counts = opcodes(args.op, args.depth, rounds, args.conns, args.ceiling)
+        who = "ceiling: " if args.ceiling else ""
+        print(
+            f"{who}{args.op} depth {args.depth}, {args.conns} connections: "
+            f"{sum(counts.values()) / n:,.0f} bytecodes/request"
+        )
+        for where, count in counts.most_common(15):
+            print(f"{count / n:9.1f}  {where}")
         return 0
     run = drive_ceiling if args.ceiling else drive
     n, seconds, writes = uvloop.run(run(args.op, args.depth, rounds, args.conns))

@@ -46,6 +46,7 @@ created, old one not yet sealed) leaves two flagged files; recovery trims both.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 from collections.abc import Callable
@@ -247,7 +248,16 @@ class ActiveFile:
         # than what remains (the writer rotates before any other).
         step = min(max(self.capacity, FIRST_RESERVE), RESERVE_STEP)
         cap = max(end + 1, min(self.capacity + step, self.limit))
-        _io.reserve(self.fd, self.capacity, cap - self.capacity)
+        try:
+            _io.reserve(self.fd, self.capacity, cap - self.capacity)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or cap == end + 1:
+                raise
+            # A nearly full disk: the step does not fit, the bytes asked for may. Without
+            # this a 4 MiB volume refused writes with 1.9 MiB free (a 2 MiB step), and
+            # the disk probe, which needs far less, then flapped writes on and off.
+            cap = end + 1
+            _io.reserve(self.fd, self.capacity, cap - self.capacity)
         # Pages fault in one by one as copies reach them. Not taken: populating a
         # step at once (madvise MADV_POPULATE_WRITE) took 15-20% off the CPU of a
         # 4 KiB put (6.3-7.3 us against 7.8-9.3, four alternating runs) and nothing

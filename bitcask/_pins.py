@@ -8,6 +8,7 @@ an idle timeout, so nothing stays pinned forever.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
@@ -18,6 +19,8 @@ from typing import Any
 from .errors import SnapshotNotFoundError
 
 __all__ = ["Pins", "Snapshot", "SnapshotFile"]
+
+log = logging.getLogger("bitcask")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,15 @@ class Pins:
             gone = [s for s in self._snaps.values() if s.deadline <= now]
             for snap in gone:
                 del self._snaps[snap.id]
+        for snap in gone:
+            # a backup that stopped reading: its files may be merged away now, and its
+            # next read fails; without this line nothing said why
+            log.warning(
+                "snapshot %s lapsed: no read for %g s, its files are no longer kept from "
+                "merges and reading it now fails",
+                snap.id,
+                snap.timeout,
+            )
         return [s.id for s in gone]
 
     def __len__(self) -> int:

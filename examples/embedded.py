@@ -14,6 +14,7 @@ backup and reopening, printing what each step returns, and exits.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -111,11 +112,18 @@ def tour(root: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        print("usage: python examples/embedded.py [NEW_DIRECTORY]", file=sys.stderr)
-        return 2
-    if argv:
-        root = Path(argv[0])
+    parser = argparse.ArgumentParser(
+        prog="python examples/embedded.py", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        help="a new directory to keep the store in (default: a temporary one, removed after)",
+    )
+    args = parser.parse_args(argv)
+    if args.directory is not None:
+        root = args.directory
         if root.exists() and any(root.iterdir()):
             print(f"embedded: {root} is not empty; name a new directory", file=sys.stderr)
             return 2

@@ -15,12 +15,14 @@ import sys
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import NoReturn
 
 from protocol.address import redact_url
 
 from ._context import DEFAULT_HTTP_PORT, DEFAULT_PORT, ConnectOptions, UsageError
 
 __all__ = [
+    "Parser",
     "add_connection_options",
     "add_version_option",
     "options_from",
@@ -29,6 +31,22 @@ __all__ = [
 
 
 REDIS_PORT = 6379  # a redis:// URL without a port, as every Redis client reads it
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (exit 2), with what to do and no secret.
+
+    argparse printed its whole usage (4 lines) before the error, and echoed a stray
+    `redis://:PASSWORD@host` word as it was; a URL is shown redacted, and a URL where
+    a flag was expected is pointed at --url. --help still prints the usage.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        words = message.split(" ")
+        url = any("://" in w for w in words)
+        message = " ".join(redact_url(w) if "://" in w else w for w in words)
+        hint = "a URL goes after --url; " if url else ""
+        self.exit(2, f"{self.prog}: {message} ({hint}{self.prog} --help lists the options)\n")
 
 
 def parse_url(url: str) -> dict[str, object]:

@@ -38,7 +38,7 @@ Strategy / invariants:
 
 Exit status: 0 moved (or nothing to move); 1 some keys changed during the move
 and were left in place (listed), or were written during it (`late`); 2 error (bad
-config, unreachable shard).
+config, unreachable shard); 130 interrupted (Ctrl-C), saying that a rerun finishes it.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import TextIO
 
 from client import (
+    AuthFailedError,
+    AuthRequiredError,
     CallTimeoutError,
     Client,
     ClientError,
@@ -73,6 +75,7 @@ __all__ = ["main", "reshard"]
 
 PAGE = 1000
 EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
+RERUN = "the keys moved so far are in place, run the same command again to finish the move"
 
 
 class ReshardError(Exception):
@@ -133,8 +136,21 @@ async def _connect(
             host, _, port = address.rpartition(":")
             try:
                 clients[name] = await connect(host, int(port), auth=auth, timeout=timeout)
-            except ClientError as exc:
-                raise ReshardError(f"shard {name} ({address}): {exc}") from exc
+            except (ConnectError, CallTimeoutError) as exc:
+                # down or wedged, before any move: say so, and what to do
+                raise ReshardError(
+                    f"shard {name} ({address}): {exc}; nothing was moved: start it (or correct "
+                    "its address in the config), then run the same command again"
+                ) from exc
+            except (AuthRequiredError, AuthFailedError) as exc:
+                # the CLI's words, not the client API's ("pass auth= to connect()")
+                why = "needs a token" if isinstance(exc, AuthRequiredError) else "refused the token"
+                raise ReshardError(
+                    f"shard {name} ({address}) {why}: nothing was moved; give the shards' "
+                    "token with --auth TOKEN (or redis_auth in the new config)"
+                ) from exc
+            except ClientError as exc:  # another protocol version...
+                raise ReshardError(f"shard {name} ({address}): {exc}; nothing was moved") from exc
     except BaseException:
         await asyncio.gather(*(c.close() for c in clients.values()))
         raise
@@ -491,15 +507,16 @@ def main(argv: Sequence[str]) -> int:
         )
     except (ShardUnreachableError, CallTimeoutError, ConnectionLostError, ConnectError) as exc:
         # a shard unreachable mid-move: every step is safe to repeat (module docstring)
-        sys.stderr.write(
-            f"bitcask reshard: {exc}; stopped: the keys moved so far are in place, "
-            "run the same command again to finish the move\n"
-        )
+        sys.stderr.write(f"bitcask reshard: {exc}; stopped: {RERUN}\n")
         return EXIT_ERROR
     except (ReshardError, ClientError, OSError) as exc:
         sys.stderr.write(f"bitcask reshard: {exc}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
+        # Ctrl-C mid-move: the operator must learn the move is half done, and how to finish
+        # (on a terminal, after the progress bar's line)
+        newline = "\n" if sys.stderr.isatty() else ""
+        sys.stderr.write(f"{newline}bitcask reshard: interrupted: {RERUN}\n")
         return 130
     _print(report, args.dry_run, sys.stdout)
     return EXIT_CHANGED if report.changed or report.late else EXIT_OK

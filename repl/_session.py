@@ -87,6 +87,14 @@ def _describe(exc: BaseException, options: ConnectOptions, scope: str) -> str:
         return f"no reply from {options.address} within {options.timeout:g} s"
     if isinstance(exc, ConnectError):
         return f"cannot connect to {options.address}: {_reason(exc, options)}"
+    if isinstance(exc, ConnectionLostError) and options.redis and _cause(exc, ProtocolError):
+        # a redis:// URL to an HTTP port (or any non-Redis server): it answered, in
+        # something else; "lost during the call" sent the user looking at the network
+        return (
+            f"{options.address} does not speak the Redis protocol ({_innermost(exc)}): "
+            f"is it an HTTP port? bitcask-server speaks Redis on its --port (default "
+            f"{DEFAULT_PORT}), not on --http-port"
+        )
     if isinstance(exc, ConnectionLostError):
         return (
             f"connection to {options.address} lost during the call (it may or may not have "
@@ -119,6 +127,15 @@ def _reason(exc: BaseException, options: ConnectOptions) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The first cause of `exc`'s chain (what actually went wrong)."""
+    seen: set[int] = set()
+    while exc.__cause__ is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc = exc.__cause__
+    return exc
 
 
 def _cause(exc: BaseException, kind: type[BaseException]) -> bool:

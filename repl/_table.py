@@ -193,27 +193,15 @@ def names(table: Sequence[Command], scope: str) -> list[str]:
 # `unknown` answers with the command to use (difflib offered `info` -> incrfloat,
 # `flushall` -> nothing). Each is shown only where its command is offered.
 REDIS_NAMES: dict[str, str] = {
-    "mset": "mput KEY VALUE [KEY VALUE ...]",
-    "setex": "put KEY VALUE TTL SECONDS",
-    "psetex": "put KEY VALUE TTL SECONDS",
-    "setnx": "set KEY VALUE NX",
-    "getset": "set KEY VALUE GET",
-    "incrby": "incr KEY BY N",
-    "decr": "incr KEY BY -1",
-    "decrby": "incr KEY BY -N",
-    "incrbyfloat": "incrfloat KEY DELTA",
-    "pexpire": "expire KEY SECONDS",
-    "pttl": "ttl KEY",
-    "renamenx": "rename KEY NEWKEY NX",
-    "unlink": "delete KEY",
-    "flushdb": "clear all",
-    "flushall": "clear all",
-    "dbsize": "stats",
-    "info": "stats",
-    "save": "sync",
-    "bgsave": "backup DIR",
+    "mset": "mput KEY VALUE [KEY VALUE ...]", "setnx": "set KEY VALUE NX",
+    "setex": "put KEY VALUE TTL SECONDS", "psetex": "put KEY VALUE TTL SECONDS",
+    "getset": "set KEY VALUE GET", "incrby": "incr KEY BY N", "decr": "incr KEY BY -1",
+    "decrby": "incr KEY BY -N", "incrbyfloat": "incrfloat KEY DELTA",
+    "pexpire": "expire KEY SECONDS", "pttl": "ttl KEY", "renamenx": "rename KEY NEWKEY NX",
+    "unlink": "delete KEY", "flushdb": "clear all", "flushall": "clear all",
+    "dbsize": "stats", "info": "stats", "save": "sync", "bgsave": "backup DIR",
     "bgrewriteaof": "merge",
-}
+}  # fmt: skip
 
 
 def unknown(table: Sequence[Command], name: str, scope: str) -> UsageError:
@@ -232,6 +220,11 @@ def unknown(table: Sequence[Command], name: str, scope: str) -> UsageError:
     """
     import difflib
 
+    if "://" in name:  # `bitcask redis://host get k`: shown redacted, never echoed
+        from protocol.address import redact_url
+
+        where = "give it with --url, before the command" if scope == CLI else "not a command"
+        return UsageError(f"'{redact_url(name)}' is a URL: {where}")
     low = name.lower()
     instead = REDIS_NAMES.get(low)
     if instead is not None and lookup(table, instead.split()[0], scope) is not None:

@@ -30,9 +30,9 @@ from client import ValueTooLargeError
 
 from ._backup import COMMAND as BACKUP
 from ._commands import COMMANDS
-from ._context import CommandError, ConnectOptions, plain_text
+from ._context import CommandError, ConnectOptions, UsageError, plain_text
 from ._format import Reply, error_line, raw, styled
-from ._options import add_connection_options, add_version_option, options_from
+from ._options import Parser, add_connection_options, add_version_option, options_from
 from ._session import Session, describe
 from ._table import (
     CLI,
@@ -76,7 +76,7 @@ def _overview() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bitcask",
         description="Talk to a bitcask server, one command per invocation.",
         epilog=_overview() + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
@@ -186,6 +186,24 @@ def _wants_help(argv: list[str], words: list[str]) -> bool:
     return before != "--"
 
 
+def _bind(cmd: Command, argv: list[bytes]) -> Args:
+    """bind(), and when the words it refused hold one of bitcask's own options
+    (`bitcask get --port 7400 k`), say that those go before the command."""
+    try:
+        return bind(cmd, argv)
+    except UsageError as exc:
+        own = {a.keyword for a in cmd.args if a.keyword}
+        options = {o for a in build_parser()._actions for o in a.option_strings}
+        words = [w.decode("utf-8", "replace").split("=", 1)[0] for w in argv]
+        misplaced = next((w for w in words if w in options - own), None)
+        if misplaced is None:
+            raise
+        raise UsageError(
+            f"{exc}; {misplaced} is an option of bitcask: it goes before the command "
+            f"(bitcask {misplaced} ... {cmd.name} ...)"
+        ) from None
+
+
 async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer: _Printer) -> int:
     """Run one command; returns the exit status."""
     session = Session(options, TABLE, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
@@ -195,7 +213,7 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
             raise CommandError("reshard must be the first word: " + RESHARD.replace("\n", " "))
         if cmd is None:
             raise unknown(TABLE, name, CLI)
-        args = await _stdin_values(session, cmd, bind(cmd, argv))
+        args = await _stdin_values(session, cmd, _bind(cmd, argv))
         reply = await session.execute(cmd, args)
         if reply is not None:
             printer.reply(reply)

@@ -29,19 +29,24 @@ from pathlib import Path
 
 from ._config import ConfigError, ShellConfig, load_config
 from ._context import CommandError
-from ._options import add_connection_options, add_version_option, options_from
+from ._options import Parser, add_connection_options, add_version_option, options_from
 
 __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bitcask-shell",
         description="Interactive shell for a bitcask server (type help inside).",
     )
     add_version_option(parser)
     add_connection_options(parser)
-    parser.add_argument("--config", type=Path, help="config file (default: XDG config dir)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="config file (BITCASK_SHELL_CONFIG; default "
+        "$XDG_CONFIG_HOME/bitcask/shell.toml, ~/.config/bitcask/shell.toml)",
+    )
     return parser
 
 

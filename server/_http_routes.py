@@ -36,6 +36,7 @@ __all__ = [
     "Request",
     "Response",
     "check_head",
+    "is_probe",
     "response",
     "route",
 ]
@@ -147,7 +148,12 @@ def error_response(error: ErrorInfo, status: int | None = None) -> Response:
             status = 500
     headers: list[tuple[str, str]] = []
     if status == 401:
-        headers.append(("www-authenticate", 'Bearer realm="bitcask"'))
+        # RFC 6750 3.1: a token that was sent and is wrong says so (invalid_token); a
+        # request without one gets the challenge alone
+        challenge = 'Bearer realm="bitcask"'
+        if error.code == ErrorCode.AUTH_FAILED:
+            challenge += ', error="invalid_token"'
+        headers.append(("www-authenticate", challenge))
     if error.code == ErrorCode.BUSY:
         headers.append(("retry-after", "1"))
     body = {
@@ -197,6 +203,11 @@ def check_head(state: ServerState, req: Request) -> HeadCheck:
     if raw and max_value < max_frame:
         return HeadCheck(None, max_value, ErrorCode.VALUE_TOO_LARGE, True)
     return HeadCheck(None, max_frame, ErrorCode.FRAME_TOO_LARGE, True)
+
+
+def is_probe(path: bytes) -> bool:
+    """A route that never touches the writer: the probes, /metrics and /stats."""
+    return path in _PROBES
 
 
 def route(state: ServerState, req: Request) -> Response | KvCall:

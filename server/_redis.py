@@ -81,6 +81,7 @@ _TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 _OPEN = frozenset({"auth", "hello", "reset"})  # allowed before authentication (no_auth)
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
 SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
+CURSOR_BITS = 52  # SCAN cursors are 1 ..= 2**52, exact as a double (_Cursors)
 
 
 class ErrorReply(Invalid):
@@ -126,6 +127,11 @@ class _Cursors:
     Redis's stateless cursors do; it used to answer `0` and no keys, so the retried
     iteration ended early without a word. Used cursors go to a second LRU of the
     same size, so they never push out the cursors of iterations still running.
+
+    A cursor is below 2**53, the largest integer a double holds exactly: node-redis 4
+    reads it as a JavaScript Number (`Number(reply[0])`) and sends that back, and a
+    62-bit cursor came back rounded, unknown, so every scanIterator stopped after
+    its first page without a word.
     """
 
     def __init__(self, size: int = SCAN_CURSORS) -> None:
@@ -135,7 +141,7 @@ class _Cursors:
 
     def new(self, after: bytes) -> int:
         while True:
-            cursor = random.getrandbits(62) + 1
+            cursor = random.getrandbits(CURSOR_BITS) + 1
             if cursor not in self._after and cursor not in self._used:
                 break
         self._after[cursor] = after

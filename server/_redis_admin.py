@@ -188,7 +188,7 @@ class AdminCommands:
                 "os": os.uname().sysname,
                 "process_id": os.getpid(),
                 "run_id": self._run_id,
-                "tcp_port": self._config.port,
+                "tcp_port": facts.get("port", self._config.port),
                 "uptime_in_seconds": uptime,
                 "uptime_in_days": uptime // 86400,
             },

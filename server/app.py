@@ -7,6 +7,8 @@ Strategy / invariants:
 - Connections register through admit()/release(); the cap counts binary and HTTP
   connections together, and admit() also refuses one the descriptors left would not
   hold beside FD_RESERVE and the store's data files (one each, counted per accept).
+  An HTTP connection refused so may still take one of PROBE_RESERVE slots
+  (admit_probe), where it is served the probes, /metrics and /stats and nothing else.
 - Start-up: the descriptor limit is raised (soft to hard) and the connection cap fitted
   below it with FD_RESERVE descriptors kept for the store; then the store is opened
   (any failure there is a StoreOpenError: the CLI exits 3, never "cannot listen"); on
@@ -34,8 +36,10 @@ import asyncio
 import errno
 import gc
 import logging
+import os
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 import bitcask
@@ -51,7 +55,7 @@ from .binary import BinaryProtocol
 from .config import ENGINE_OPTIONS, ConfigError, ServerConfig
 from .http import HttpProtocol
 
-__all__ = ["FD_RESERVE", "Server", "StoreOpenError"]
+__all__ = ["FD_RESERVE", "PROBE_RESERVE", "ListenError", "Server", "StoreOpenError"]
 
 log = logging.getLogger("bitcask.server")
 
@@ -61,6 +65,11 @@ Connection = BinaryProtocol | HttpProtocol
 # and its reader, a rotation's next file, merge output and hint files), the listeners,
 # the event loop, stdio and the executor's transient opens (as Redis reserves 32 + 96).
 FD_RESERVE = 64
+# HTTP connections admitted past --max-connections, served the probes, /metrics and
+# /stats only (a /kv request there is refused): a flood of client connections must not
+# fail the liveness probe, or the orchestrator restarts the server it floods. Their
+# descriptors come out of FD_RESERVE, as the refused connections' lingers do.
+PROBE_RESERVE = 8
 # Refused connections are logged at most once per this many seconds (with a count).
 REFUSED_LOG_EVERY = 10.0
 # Errors that mean "no space": a store that cannot create its active file opens read-only.
@@ -92,6 +101,45 @@ class StoreOpenError(Exception):
 
     The CLI exits 3 on it. The engine's own errors (StoreLockedError, ...) pass as they are.
     """
+
+
+class ListenError(OSError):
+    """A port could not be bound; the message names the address, the flag and what to do.
+
+    The CLI exits 4 on it. An OSError, as the bind failure it describes.
+    """
+
+
+def _listen_error(flag: str, host: str, port: int, exc: OSError) -> ListenError:
+    """One sentence for a failed bind: which address, why, and what to do about it."""
+    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        hint = (
+            f"another program listens there (another bitcask-server? `make run` is one): "
+            f"stop it, or pass another {flag}"
+        )
+        reason = "the address is in use"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = f"ports below 1024 need privileges: pass {flag} 1024 or above"
+        reason = "permission denied"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        hint = "no interface of this machine has that address: check --host"
+        reason = "the address is not on this machine"
+    else:
+        hint = f"check --host and {flag}"
+        reason = exc.strerror or str(exc)
+    return ListenError(exc.errno, f"cannot listen on {where} ({flag}): {reason}; {hint}")
+
+
+async def _listen(
+    factory: Callable[[], asyncio.Protocol], host: str, port: int, flag: str
+) -> asyncio.Server:
+    """A listener on host:port; a bind failure is a ListenError naming `flag`."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    except OSError as exc:
+        raise _listen_error(flag, host, port, exc) from exc
 
 
 class Server:
@@ -126,12 +174,17 @@ class Server:
         self.writer_pressured = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: set[Connection] = set()
+        self._probe_only: set[Connection] = set()  # past the cap, in PROBE_RESERVE
         self._listeners: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self.expiry: ActiveExpiry | None = None  # the active expiry task (started by start)
         self._stopped: asyncio.Event | None = None
         self._started = time.monotonic()
         self._refused_logged_at = float("-inf")  # refused connections: rate-limited log
+        # (st_dev, st_ino) of --data and of its LOCK once the store is open: a directory
+        # removed or replaced under the server (a volume unmounted, `rm -rf`) is seen
+        self._data_identity: tuple[int, ...] | None = None
+        self._data_problem_logged = False
         self._refused_unlogged = 0
 
     # ---- life cycle ----
@@ -143,7 +196,7 @@ class Server:
             ConfigError: bad engine options, or descriptors too few for any connection.
             bitcask.BitcaskError: the engine refused the store (e.g. StoreLockedError).
             StoreOpenError: the data directory cannot hold a store (a file, unwritable).
-            OSError: a port cannot be bound.
+            ListenError: a port cannot be bound.
         """
         loop = self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
@@ -160,6 +213,7 @@ class Server:
         except bitcask.InvalidOptionsError as exc:
             raise ConfigError(str(exc)) from exc
         self.db = await loop.run_in_executor(None, self._open_store, options)
+        self._data_identity = self._data_ids()
         _tune_gc()
         try:
             self.writer = Writer(
@@ -199,17 +253,11 @@ class Server:
                 host=self,
                 redis=self._redis,
             )
-            binary = await loop.create_server(
-                lambda: BinaryProtocol(state), cfg.host, cfg.port, reuse_address=True, backlog=1024
-            )
+            binary = await _listen(lambda: BinaryProtocol(state), cfg.host, cfg.port, "--port")
             self._listeners.append(binary)
             self.port = binary.sockets[0].getsockname()[1]
-            http = await loop.create_server(
-                lambda: HttpProtocol(state),
-                cfg.host,
-                cfg.http_port,
-                reuse_address=True,
-                backlog=1024,
+            http = await _listen(
+                lambda: HttpProtocol(state), cfg.host, cfg.http_port, "--http-port"
             )
             self._listeners.append(http)
             self.http_port = state.http_port = http.sockets[0].getsockname()[1]
@@ -349,7 +397,7 @@ class Server:
     def admit(self, conn: Connection) -> bool:
         """Register a new connection; False (refuse it) at the cap, while draining, or
         when the descriptors left would not also hold FD_RESERVE for the store's own."""
-        n = len(self._connections)
+        n = len(self._connections) - len(self._probe_only)
         if n >= self.max_connections or self.draining or n >= self._descriptor_room():
             self.metrics.connections_refused += 1
             if not self.draining:  # a refusal while stopping is expected: not logged
@@ -360,6 +408,20 @@ class Server:
             set_keepalive(conn.transport, self.config.tcp_keepalive)
         self.metrics.connections = len(self._connections)
         self.metrics.connections_total += 1
+        return True
+
+    def admit_probe(self, conn: Connection) -> bool:
+        """Register an HTTP connection admit() refused into PROBE_RESERVE, where only
+        the probes, /metrics and /stats are served; False: refuse it (the reserve is
+        full, or the server is draining). It stays counted as refused."""
+        n = len(self._connections)
+        if self.draining or len(self._probe_only) >= PROBE_RESERVE:
+            return False
+        if n >= self._descriptor_room() + PROBE_RESERVE:  # never past the descriptors
+            return False
+        self._connections.add(conn)
+        self._probe_only.add(conn)
+        self.metrics.connections = len(self._connections)
         return True
 
     def _log_refusal(self, n: int) -> None:
@@ -394,6 +456,7 @@ class Server:
 
     def release(self, conn: Connection) -> None:
         self._connections.discard(conn)
+        self._probe_only.discard(conn)
         self.metrics.connections = len(self._connections)
 
     def _writer_pressure(self, on: bool) -> None:
@@ -447,7 +510,29 @@ class Server:
         if self.stopping:
             return "shutting down"
         reason = self.readonly_reason()
-        return f"read-only: {reason}" if reason else None
+        return f"read-only: {reason}" if reason else self.data_dir_problem()
+
+    def _data_ids(self) -> tuple[int, ...] | None:
+        try:
+            ids = [os.stat(self.config.data), os.stat(self.config.data / "LOCK")]
+        except OSError:
+            return None
+        return tuple(n for st in ids for n in (st.st_dev, st.st_ino))
+
+    def data_dir_problem(self) -> str | None:
+        """Why --data is no longer the store's directory: removed, emptied or replaced
+        while the server runs. Its open files go on serving, but what is written now
+        lands in files no restart will find: /readyz fails, and it is logged once."""
+        if self._data_identity is None or self._data_ids() == self._data_identity:
+            return None
+        problem = (
+            f"the data directory {self.config.data} was removed or replaced while the "
+            "server runs; writes now go to files no restart will find: restart it"
+        )
+        if not self._data_problem_logged:
+            self._data_problem_logged = True
+            log.error("%s", problem)
+        return problem
 
     def key_count(self) -> int:
         return len(self.db)
@@ -463,6 +548,10 @@ class Server:
         # rule); INFO's maxclients reads it, as Redis reports its adjusted maxclients
         snap["max_connections"] = max(0, min(self.max_connections, self._descriptor_room()))
         snap["ready"] = self.not_ready_reason() is None
+        # the ports actually bound (--port 0 / --http-port 0 pick free ones): INFO's
+        # tcp_port reads this, as Redis reports the port it listens on
+        snap["port"] = self.port
+        snap["http_port"] = self.http_port
         return snap
 
     def stats(self) -> dict[str, Any]:

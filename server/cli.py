@@ -9,9 +9,14 @@ Exit codes:
     4  a port could not be bound
 
 Signals: SIGHUP is logged and ignored. SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
-is still served), then stops gracefully; SIGINT (Ctrl-C) skips the drain. A second
-signal during the drain ends it; one during the graceful stop, or during start-up (a
-large store still being opened), exits at once (1).
+is still served), then stops gracefully; SIGINT (Ctrl-C) and SIGQUIT (Ctrl-\\) skip the
+drain, as does a SIGTERM that arrives during start-up (a large store still being opened:
+nothing was routed to a server that never listened). A second signal during the drain
+ends it; one during the graceful stop, or during start-up, exits at once (1).
+
+Run as PID 1 (a container without an init), the process also reaps the orphans the
+kernel hands it (a `kubectl exec` shell's background children), and it answers the
+same signals the same way: the kernel drops a signal PID 1 has no handler for.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -36,7 +42,7 @@ import uvloop
 import bitcask
 from protocol.address import host_port
 
-from .app import FD_RESERVE, Server, StoreOpenError
+from .app import FD_RESERVE, ListenError, Server, StoreOpenError
 from .config import ENV_PREFIX, ConfigError, ServerConfig, build_parser
 
 __all__ = ["main"]
@@ -68,7 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level.upper(), handlers=[log_handler(sys.stderr)])
     for warning in exposure_warnings(config, argv if argv is not None else sys.argv[1:]):
         log.warning("%s", warning)
-    return uvloop.run(_serve(config))
+    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)  # uvloop.run, less a crash
+    try:
+        return runner.run(_serve(config))
+    finally:
+        try:
+            runner.close()
+        except RuntimeError as exc:
+            # Joining the default executor takes a new thread, which a process at its
+            # memory limit (ulimit -v) cannot start: that was a traceback and exit 1
+            # after a clean stop. Its idle threads end with the process anyway.
+            log.warning("at exit: %s (the store was closed before)", exc)
 
 
 # logging level -> syslog priority, for journald's `<N>` line prefix (sd-daemon(3))
@@ -165,7 +181,8 @@ def exposure_warnings(
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
                 out.append(
                     f"--auth-file {token_file} is readable by other users (mode "
-                    f"{stat.S_IMODE(mode):04o}): chmod 600 it"
+                    f"{stat.S_IMODE(mode):04o}): chmod 600 it (a Kubernetes Secret volume: "
+                    "defaultMode: 0400)"
                 )
     return out
 
@@ -207,11 +224,20 @@ async def _serve(config: ServerConfig) -> int:
             log.error("second %s: exiting now", sig.name)
             os._exit(EXIT_FAILED)
         log.info("%s received", sig.name)
-        drain = config.drain_seconds if sig == signal.SIGTERM else 0.0
+        # No drain for a pod stopped while it opened its store: no Service routed to a
+        # server that never listened, and the drain would only spend the grace period.
+        drain = config.drain_seconds if sig == signal.SIGTERM and not starting else 0.0
         stop_requested.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGQUIT's default dumps core with no log line, no hints, requests cut; as PID 1 the
+    # kernel drops it instead (an image's STOPSIGNAL SIGQUIT then waited for SIGKILL).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(sig, on_signal, sig)
+    if os.getpid() == 1:
+        # PID 1 of a PID namespace adopts every orphan in it and nobody else waits for
+        # them: with SIGCHLD ignored the kernel reaps them itself (the server starts no
+        # process of its own whose exit status it would need; uvloop refuses a handler)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     # SIGHUP's default ends the process on the spot (no drain, no hints, in-flight
     # requests cut): a closed terminal or a logrotate `kill -HUP` must not do that.
     # Logs go to stderr, so there is nothing to reopen; ignored, as Redis does.
@@ -224,16 +250,37 @@ async def _serve(config: ServerConfig) -> int:
     except StoreOpenError as exc:
         log.error("%s", exc)
         return EXIT_STORE
-    except bitcask.BitcaskError as exc:  # StoreLockedError's message names the holder's pid
+    except bitcask.StoreLockedError as exc:  # its message names the holder's pid
+        log.error(
+            "cannot open the store at %s: %s (another bitcask-server on it? `make run` is "
+            "one): stop it, or pass another --data",
+            config.data,
+            exc,
+        )
+        return EXIT_STORE
+    except bitcask.BitcaskError as exc:
         log.error("cannot open the store at %s: %s", config.data, exc)
         return EXIT_STORE
+    except ListenError as exc:
+        log.error("%s", exc.strerror)
+        return EXIT_BIND
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.host, exc)
         return EXIT_BIND
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        log.error(
+            "cannot start: out of memory (%s): raise the limit (ulimit -v counts every "
+            "thread's stack and malloc arena: docs/operations.md, flags and limits)",
+            exc or "MemoryError",
+        )
+        return EXIT_FAILED
     starting = False
     stats = server.db.stats()
     log.info(
-        "bitcask-server listening binary=%s http=%s data=%s sync=%s writer=%s keys=%d recovery=%s",
+        "bitcask-server listening binary=%s http=%s data=%s sync=%s writer=%s keys=%d "
+        "stop=Ctrl-C/SIGTERM recovery=%s",
         host_port(config.host, server.port),
         host_port(config.host, server.http_port),
         config.data,
@@ -265,18 +312,50 @@ async def _serve(config: ServerConfig) -> int:
         )
     if server.readonly_reason() is not None:
         log.warning("serving reads only: %s", server.readonly_reason())
+    watchdog = Watchdog()
     await stop_requested.wait()
-    watchdog = threading.Timer(drain + config.shutdown_timeout + FORCE_GRACE, _force_exit)
-    watchdog.daemon = True
-    watchdog.start()
+    watchdog.arm(drain + config.shutdown_timeout + FORCE_GRACE)
     try:
         clean = await server.stop(drain=drain)
     except Exception:
         log.exception("shutdown failed")
         return EXIT_FAILED
     finally:
-        watchdog.cancel()
+        watchdog.disarm()
     return EXIT_OK if clean else EXIT_FAILED
+
+
+class Watchdog:
+    """Ends the process (exit 1) once a graceful stop overruns its budget, even if the
+    event loop is stuck.
+
+    Its thread starts with the server, not at SIGTERM: a process at its memory limit
+    (`ulimit -v`, `prlimit --as`) could not start one then, and the stop died on the
+    spot with a traceback, the store never closed and no hint written.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        thread = threading.Thread(target=self._run, name="bitcask-stop-watchdog", daemon=True)
+        thread.start()
+
+    def arm(self, seconds: float) -> None:
+        with self._cond:
+            self._deadline = time.monotonic() + seconds
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._deadline = None
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while self._deadline is None or time.monotonic() < self._deadline:
+                left = None if self._deadline is None else self._deadline - time.monotonic()
+                self._cond.wait(left)
+        _force_exit()
 
 
 # Recovery events shown in the start-up line: one per damaged record could make it
@@ -299,6 +378,11 @@ def _first(events: Sequence[object], n: int) -> str:
     """The first n events, then how many more (a log line stays one screen long)."""
     shown = "; ".join(map(str, events[:n]))
     return shown + (f"; {len(events) - n} more in /stats" if len(events) > n else "")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """A MemoryError, or the RuntimeError of a thread that could not get its stack."""
+    return isinstance(exc, MemoryError) or "can't start new thread" in str(exc)
 
 
 def _force_exit() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import metadata
@@ -169,6 +170,7 @@ class ServerConfig:
         parser = build_parser()
         ns = parser.parse_args(argv)
         values: dict[str, Any] = {}
+        from_env: dict[str, str] = {}  # field -> the BITCASK_* value it came from
         auth_file = ns.auth_file or env.get(ENV_PREFIX + "AUTH_FILE") or None
         if auth_file is not None:
             if ns.auth is not None or env.get(ENV_PREFIX + "AUTH") is not None:
@@ -192,6 +194,7 @@ class ServerConfig:
                 )
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, raw)
+                from_env[f.name] = raw
         if "max_frame" not in values and ("max_value_size" in values or "max_key_size" in values):
             # One limit for every way in: larger store limits raise the frame (binary
             # requests, HTTP bodies, RESP bulks) so a put of the longest key with the
@@ -203,7 +206,21 @@ class ServerConfig:
                 + PUT_ENVELOPE
             )
             values["max_frame"] = max(DEFAULT_MAX_FRAME, min(need, FRAME_CEILING - 1))
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(_name_the_variable(str(exc), from_env)) from None
+
+
+def _name_the_variable(message: str, from_env: Mapping[str, str]) -> str:
+    """A refusal of a value that came from the environment names its variable: the
+    flag's name alone sent an operator looking through the command line for a value
+    that a ConfigMap set. Tokens are never echoed."""
+    for name, raw in from_env.items():
+        if re.match(re.escape(name.replace("_", "-")) + r"(?![\w-])", message):
+            shown = "..." if name == "auth" else repr(raw)
+            return f"{message} (from {ENV_PREFIX}{name.upper()}={shown})"
+    return message
 
 
 def read_token_file(path: Path) -> str:
@@ -245,12 +262,18 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "http_port": (int, "HTTP adapter port (default 7380)"),
     "sync": (str, "fsync policy: always | interval | never (default always)"),
     "sync_interval_ms": (int, "background fsync period for --sync interval, ms (default 1000)"),
-    "max_file_size": (int, "rotate data files at this many bytes (engine default 128 MiB)"),
-    "max_key_size": (int, "longest key accepted in bytes (engine default 64 KiB)"),
-    "max_value_size": (int, "largest value accepted in bytes (engine default 64 MiB)"),
-    "merge_trigger": (float, "auto-merge when dead/disk bytes reach this ratio; 0: off (0.5)"),
-    "merge_min_dead_bytes": (int, "... and at least this many bytes are dead (64 MiB)"),
-    "max_keys": (int, "most keys held; past it writes of new keys are refused (0: no limit)"),
+    "max_file_size": (int, "rotate data files at this many bytes (default 128 MiB)"),
+    "max_key_size": (int, "longest key accepted in bytes (default 64 KiB)"),
+    "max_value_size": (int, "largest value accepted in bytes (default 64 MiB)"),
+    "merge_trigger": (
+        float,
+        "auto-merge when dead/disk bytes reach this ratio, 0: off (default 0.5)",
+    ),
+    "merge_min_dead_bytes": (int, "... and at least this many bytes are dead (default 64 MiB)"),
+    "max_keys": (
+        int,
+        "most keys held; past it writes of new keys are refused (default 0: no limit)",
+    ),
     "auth": (
         str,
         "shared token clients must present (hello/auth, HTTP Bearer); visible in ps: "
@@ -263,13 +286,16 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_reply_bytes": (int, "most bytes of values or keys in one reply (default 128 MiB)"),
     "idle_timeout": (float, "close connections silent this many seconds; 0: never (default 300)"),
     "tcp_keepalive": (int, "seconds of silence before TCP keepalive probes; 0: off (default 300)"),
-    "max_inflight": (int, "per-connection requests in flight before reading pauses (1024)"),
-    "writer_queue_max": (int, "queued writes before writing connections pause (8192)"),
+    "max_inflight": (int, "per-connection requests in flight before reading pauses (default 1024)"),
+    "writer_queue_max": (int, "queued writes before writing connections pause (default 8192)"),
     "http_keepalive": (float, "HTTP keep-alive idle timeout, seconds (default 5)"),
-    "http_header_timeout": (float, "seconds allowed to send an HTTP request head (10)"),
-    "http_body_timeout": (float, "seconds of silence allowed inside an HTTP body (30)"),
-    "http_max_header_bytes": (int, "HTTP request line + headers limit, bytes (16384)"),
-    "writer": (str, "write_group runner: auto | thread | executor | aiofiles | loop"),
+    "http_header_timeout": (float, "seconds allowed to send an HTTP request head (default 10)"),
+    "http_body_timeout": (float, "seconds of silence allowed inside an HTTP body (default 30)"),
+    "http_max_header_bytes": (int, "HTTP request line + headers limit, bytes (default 16384)"),
+    "writer": (
+        str,
+        "write_group runner: auto | thread | executor | aiofiles | loop (default auto)",
+    ),
     "shutdown_timeout": (float, "graceful shutdown budget in seconds (default 10)"),
     "drain_seconds": (
         float,
@@ -277,7 +303,7 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     ),
     "fsync_failure_grace": (
         float,
-        "after a failed fsync, seconds before /livez fails so the process is restarted (30)",
+        "after a failed fsync, seconds before /livez fails so the process is restarted (default 30)",
     ),
     "log_level": (str, "debug | info | warning | error (default info)"),
 }
@@ -316,12 +342,19 @@ def version() -> str:
         return "unknown"
 
 
+# what a BITCASK_* value must be, by its flag's type, for the error (Python's own
+# "invalid literal for int() with base 10" says nothing to an operator)
+_KINDS: dict[Any, str] = {int: "a whole number", float: "a number"}
+
+
 def _convert(name: str, raw: str) -> Any:
     typ = _FLAGS[name][0]
     try:
         return typ(raw)
     except (ValueError, argparse.ArgumentTypeError) as exc:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+        why = f"must be {_KINDS[typ]}" if typ in _KINDS else str(exc)
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {why} (as {flag})") from None
 
 
 def _validate_token(cfg: ServerConfig, fail: Callable[[str], None]) -> None:
@@ -361,7 +394,10 @@ def _validate(cfg: ServerConfig) -> None:
         if not 0 <= value <= 65535:
             fail(f"{name.replace('_', '-')} must be in 0..65535, not {value}")
     if cfg.port != 0 and cfg.port == cfg.http_port:
-        fail("port and http-port must differ")
+        fail(
+            f"--port and --http-port are both {cfg.port}: the binary and HTTP ports must "
+            "differ, pass another --http-port"
+        )
     if not cfg.host:
         fail("host must not be empty")
     if cfg.auth is not None:

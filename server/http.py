@@ -17,7 +17,9 @@ Strategy / invariants:
   is refused before its body when the client waits for `100 Continue` (RFC 9110
   10.1.1), and otherwise has its body read and dropped, not buffered.
 - A connection refused at accept (the cap, draining) gets its 503 and lingers like
-  any close, within the bound of `_flow.ReadPause._linger_refused`.
+  any close, within the bound of `_flow.ReadPause._linger_refused`. Past the cap, up
+  to PROBE_RESERVE connections are admitted for probes only (server/app.py): one
+  request each, answered if it is a probe, /metrics or /stats, else that 503.
 - Closing lingers (the rule both protocols share, `_flow.ReadPause._linger_close`):
   the reply that ends a connection (a 413 for a body still arriving, a 400,
   `connection: close`) is followed by a half-close, and what the peer still sends is
@@ -74,6 +76,7 @@ from ._http_routes import (
     Response,
     check_head,
     error_response,
+    is_probe,
     render_kv,
     response,
     route,
@@ -142,6 +145,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._kv = False  # a /kv request came: the writer's pressure pauses this connection
         self._continue = False  # a 100 Continue is owed once the earlier replies are out
         self._peer_eof = False  # the peer half-closed: nothing to linger for
+        self._probes_only = False  # admitted past the cap: probes only, one request
         self._linger_timer: asyncio.TimerHandle | None = None
         # parsed while the peer did not read its replies: run once it does, in order
         self._waiting: deque[Callable[[], None]] = deque()
@@ -166,6 +170,12 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         if not self._host.admit(self):
+            # past the cap: a liveness probe must still be answered (server/app.py)
+            self._probes_only = self._host.admit_probe(self)
+            refused = not self._probes_only
+        else:
+            refused = False
+        if refused:
             resp = simple_error(503, ErrorCode.TOO_MANY_CONNECTIONS, "too many connections")
             transport.write(response(resp, keep_alive=False))
             statuses = self._state.metrics.http_requests
@@ -228,6 +238,16 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
             ctx = exc.__context__
             if isinstance(ctx, _Reject):
                 self._reject(ctx.response, ctx.label)
+            elif isinstance(ctx, MemoryError):
+                # the process is at its memory limit (ulimit -v): this request fails
+                # alone, as a refusal, never a 500 with a traceback per request
+                self._body = []
+                log.warning("out of memory reading an HTTP request: refused with 503 BUSY")
+                self._reject(
+                    simple_error(
+                        503, ErrorCode.BUSY, "out of memory for this request: retry, or send less"
+                    )
+                )
             else:
                 log.error("HTTP handler failed", exc_info=ctx)
                 self._reject(simple_error(500, ErrorCode.INTERNAL, "internal error"))
@@ -345,6 +365,16 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._path = parsed.path or b"/"
         self._query = parsed.query or b""
         head = Request(self._method(), self._path, self._query, self._headers, b"", True)
+        if self._probes_only and not is_probe(self._path):
+            raise _Reject(
+                simple_error(
+                    503,
+                    ErrorCode.TOO_MANY_CONNECTIONS,
+                    "too many connections: past --max-connections only the probes, "
+                    "/metrics and /stats are served",
+                ),
+                route_label(self._path),
+            )
         check = self._check = check_head(self._state, head)
         if length is not None and length.isdigit() and int(length) > check.max_body:
             raise _Reject(self._too_large(check, int(length)), route_label(self._path))
@@ -382,6 +412,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         keep_alive = (
             self._parser.should_keep_alive()
             and not self._host.draining
+            and not self._probes_only  # its reserve slot is freed for the next probe
             and not self._parser.should_upgrade()  # what follows is not HTTP/1.1
         )
         req = Request(

@@ -4,7 +4,8 @@ Convention for the docs (stated in docs/README.md of the docs folder too):
 - Shell examples are fenced as ```console, one command per line after `$ `,
   followed by the output it prints. Output lines are compared exactly (trailing
   spaces ignored); a line `...` stands for any number of lines, and `…` inside a
-  line for any text (timings, versions, pids).
+  line for any text (timings, versions, pids). A command shown with no output
+  lines must print nothing (its output was not compared before).
 - Commands talk to the default ports 7379 (binary) and 7380 (HTTP); the test
   starts a real server per document on free loopback ports and rewrites those
   numbers, so the examples are the ones a reader pastes.
@@ -16,6 +17,9 @@ Convention for the docs (stated in docs/README.md of the docs folder too):
 - Examples that write files keep them under `scratch/` (in .gitignore), with a
   name of their own per document, and remove them by the end of the document:
   the checkout is left as it was, and documents can be read in any order.
+- A document whose examples call a program the machine lacks (bash, curl,
+  redis-cli, xxd, ...: PEERS) is skipped with one line naming its Debian package,
+  never under CI=true; `nc` has a Python stand-in in tests/bin.
 - A few commands cannot run inside the suite (`make run` would start a second
   server in the foreground, `make test` would recurse, `kubectl`/`systemctl`
   need a cluster or init system). They are listed in NOT_RUN with the reason;
@@ -55,6 +59,45 @@ NOT_RUN = {
     "bitcask-server": "starts a server in the foreground; the tests start their own",
     ". .venv/bin/activate": "changes the calling shell; the suite already has .venv/bin first",
 }
+
+
+# programs the examples call beyond Python and coreutils -> the Debian package. A
+# document whose examples need one that is missing is skipped, naming the package
+# (failed under CI=true, which has them all); `nc` has a stand-in in tests/bin.
+PEERS = {
+    "bash": "bash",
+    "curl": "curl",
+    "redis-cli": "redis-tools",
+    "xxd": "xxd",
+    "grep": "grep",
+    "cmp": "diffutils",
+    "sed": "sed",
+}
+
+
+def missing_peers(commands: list[str], path: str) -> list[str]:
+    """`name (Debian package P)` for each program of PEERS the commands use and
+    `path` lacks; bash always (every command runs in it)."""
+    used = {"bash"} | {
+        name
+        for name in PEERS
+        for command in commands
+        if re.search(rf"(?<![\w./-]){re.escape(name)}(?![\w-])", command)
+    }
+    return [
+        f"{name} (Debian package {PEERS[name]})"
+        for name in sorted(used)
+        if shutil.which(name, path=path) is None
+    ]
+
+
+def skip_without(missing: list[str], what: str) -> None:
+    """Skip (fail under CI=true) with one line naming each missing program's package."""
+    if missing:
+        reason = f"{what}: {', '.join(missing)} not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + ", required under CI=true")
+        pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -177,6 +220,8 @@ def _docs_with_examples() -> list[Path]:
 def test_console_examples_run(
     doc: Path, server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
+    run_here = [ex.command for ex in examples(doc) if not not_run_reason(ex.command)]
+    skip_without(missing_peers(run_here, search_path()), f"the examples of {doc.name}")
     servers: dict[tuple[str, ...], ServerProcess] = {}
     work = tmp_path / "work"
     work.mkdir()
@@ -196,7 +241,7 @@ def test_console_examples_run(
             failures.append(f"{where}\n  prints no trailing newline: {result.stdout[-40:]!r}")
         if result.returncode != 0 and not ex.expected:
             failures.append(f"{where}\n  exit {result.returncode}\n  " + "\n  ".join(actual))
-        elif ex.expected and not output_matches(ex.expected, actual):
+        elif not output_matches(ex.expected, actual):  # no lines shown: it prints none
             failures.append(
                 f"{where}\n  expected:\n    "
                 + "\n    ".join(ex.expected)
@@ -245,6 +290,8 @@ def test_a_block_can_ask_for_its_own_server_flags(tmp_path: Path) -> None:
         pytest.param(["a", "..."], ["a"], True, id="ellipsis-empty"),
         pytest.param(["took … ms"], ["took 3.2 ms"], True, id="ellipsis-inline"),
         pytest.param(["a"], ["a", "b"], False, id="extra-output"),
+        pytest.param([], ["OK"], False, id="output-the-doc-does-not-show"),
+        pytest.param([], [], True, id="no-output"),
     ],
 )
 def test_output_matching(expected: list[str], actual: list[str], ok: bool) -> None:
@@ -261,11 +308,10 @@ def test_ports_are_rewritten(tmp_path: Path) -> None:
 
 def test_make_alone_prints_the_targets() -> None:
     """`make` with no target is `make help`: every target with a line saying what it does."""
-    if shutil.which("make") is None:
-        reason = "make not installed (Debian package make)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    skip_without(
+        [f"{n} (Debian package {n})" for n in ("make", "sed") if shutil.which(n) is None],
+        "make help",
+    )
     result = subprocess.run(
         ["make", "-s"], cwd=ROOT, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
     )

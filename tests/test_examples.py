@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.serverproc import ServerProcess, free_port
+from tests.test_docs import missing_peers, skip_without
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -210,6 +211,14 @@ netcat:hits \(integer\) 1
 """
 
 
+def need_peers() -> None:
+    """netcat.sh is a bash script calling sed and grep: skip, naming the packages, on
+    a machine without them (nc has its stand-in)."""
+    lines = (EXAMPLES / "netcat.sh").read_text(encoding="utf-8").splitlines()
+    script = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    skip_without(missing_peers([script], example_env()["PATH"]), "examples/netcat.sh")
+
+
 def netcat_pattern() -> re.Pattern[str]:
     # Lines before the TTL line are literal text; escape them, keep the rest as written.
     head, tail = NETCAT_OUTPUT.split("seconds left", 1)
@@ -218,6 +227,7 @@ def netcat_pattern() -> re.Pattern[str]:
 
 @pytest.mark.parametrize("how", ["arguments", "environment"])
 def test_netcat_script(server: ServerProcess, how: str) -> None:
+    need_peers()
     if how == "arguments":
         argv = ["bash", "examples/netcat.sh", server.host, str(server.port)]
         env = example_env()
@@ -234,6 +244,7 @@ def test_netcat_script(server: ServerProcess, how: str) -> None:
 def test_netcat_script_authenticates_with_bitcask_auth(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
+    need_peers()
     srv = server_factory(extra=["--auth", "s3cret"])
     result = run(["bash", "examples/netcat.sh"], example_env(srv, BITCASK_AUTH="s3cret"))
     assert result.returncode == 0, result.stderr
@@ -247,6 +258,7 @@ def test_netcat_script_authenticates_with_bitcask_auth(
 
 
 def test_netcat_script_fails_without_a_server() -> None:
+    need_peers()
     result = run(["bash", "examples/netcat.sh", "127.0.0.1", str(free_port())], example_env())
     assert result.returncode != 0
 
@@ -302,6 +314,16 @@ def test_embedded_in_a_temporary_directory() -> None:
     assert match, result.stdout
     dead_before, dead_after, disk_before, disk_after = map(int, match.groups())
     assert dead_after < dead_before and disk_after < disk_before
+
+
+def test_embedded_help_prints_usage_and_makes_no_store(tmp_path: Path) -> None:
+    # `--help` was taken for the directory to make: a store appeared in ./--help
+    result = run(
+        [sys.executable, str(EXAMPLES / "embedded.py"), "--help"], example_env(), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python examples/embedded.py [-h] [directory]")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_embedded_in_a_named_directory_keeps_the_store(tmp_path: Path) -> None:

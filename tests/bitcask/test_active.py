@@ -310,6 +310,41 @@ def test_disk_full_when_the_active_file_grows(
         assert db.recovery.truncated_bytes == 0 and db.recovery.events == ()
 
 
+def test_a_nearly_full_disk_takes_writes_until_the_bytes_themselves_do_not_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reserving the next step fails on a nearly full disk: the bytes the write needs are
+    reserved instead, so writes go on until they really do not fit (a 4 MiB volume
+    refused them with 1.9 MiB free), and then every key written still answers."""
+    monkeypatch.setattr(_active, "FIRST_RESERVE", 4096)
+    monkeypatch.setattr(_active, "RESERVE_STEP", 64 << 10)
+    budget = 100_000  # bytes of the active file the "disk" can hold
+    real_reserve = _io.reserve
+
+    def small_disk(fd: int, offset: int, length: int) -> None:
+        if offset + length > budget:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        real_reserve(fd, offset, length)
+
+    monkeypatch.setattr(_io, "reserve", small_disk)
+    written: dict[bytes, bytes] = {}
+    with bitcask.open(tmp_path, sync="never") as db:
+        with pytest.raises(StoreIOError) as info:
+            for i in range(2000):  # 2000 x ~130 bytes: more than the budget
+                key, value = b"k%04d" % i, b"%04d" % i * 25
+                db.put(key, value)
+                written[key] = value
+        assert info.value.errno == errno.ENOSPC
+        # the last record that fitted ends within one record of the budget, not a
+        # whole step (64 KiB) short of it
+        assert budget - 200 < db.files.offset <= budget
+        assert {k: db.get(k) for k in written} == written
+    monkeypatch.setattr(_io, "reserve", real_reserve)
+    with bitcask.open(tmp_path, sync="never") as db:
+        assert {k: db.get(k) for k in db} == written
+        assert db.recovery.events == ()
+
+
 def test_failed_large_write_leaves_none_of_its_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import zlib
 from pathlib import Path
@@ -105,7 +106,9 @@ def test_no_merge_between_pin_and_cut(tmp_path: Path) -> None:
         release(db, snap.id)
 
 
-def test_pins_expire_after_their_idle_timeout(tmp_path: Path) -> None:
+def test_pins_expire_after_their_idle_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     now = [1000.0]
     with bitcask.open(tmp_path, sync="never") as db:
         db._pins = Pins(clock=lambda: now[0])
@@ -116,8 +119,15 @@ def test_pins_expire_after_their_idle_timeout(tmp_path: Path) -> None:
         read_chunk(db, snap.id, snap.files[0].name, 0, 10)  # pushes the deadline back
         now[0] += 20
         assert db._pins.pinned()
+        assert not caplog.records
         now[0] += 31
-        assert db._pins.pinned() == set()
+        with caplog.at_level(logging.WARNING, logger="bitcask"):
+            assert db._pins.pinned() == set()
+        # the lapse is said once, naming the snapshot and the idle time
+        assert [r.getMessage() for r in caplog.records] == [
+            f"snapshot {snap.id} lapsed: no read for 30 s, its files are no longer kept "
+            "from merges and reading it now fails"
+        ]
         with pytest.raises(SnapshotNotFoundError):
             read_chunk(db, snap.id, snap.files[0].name, 0, 10)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,25 @@ def test_the_socket_and_msgpack_client_runs(server: ServerProcess, tmp_path: Pat
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["bitcask", "True", "b'hello'"]
+
+
+def test_the_sans_io_snippet_runs_with_its_commented_steps(server: ServerProcess) -> None:
+    """The `protocol/` block, then the two steps its comments describe, on a real socket."""
+    text = DOC.read_text(encoding="utf-8")
+    match = re.search(r"you own the socket\):\n\n```python\n(.*?)```", text, re.S)
+    assert match is not None
+    namespace: dict[str, Any] = {}
+    exec(match.group(1), namespace)
+    decoder, wire = namespace["decoder"], namespace["wire"]
+    responses: list[Any] = []
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(wire)
+        while not responses:
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            responses.extend(decoder.feed(chunk))
+    (response,) = responses
+    assert (response.msgid, response.error, response.result) == (1, None, None)
 
 
 if __name__ == "__main__":

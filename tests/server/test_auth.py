@@ -78,8 +78,15 @@ def _http(srv: ServerProcess, path: str, headers: dict[str, str], method: str = 
             return int(resp.status)
     except urllib.error.HTTPError as err:
         if err.code == 401:
-            assert err.headers["www-authenticate"].startswith("Bearer")
-            assert json.loads(err.read())["error"]["name"] in ("AUTH_REQUIRED", "AUTH_FAILED")
+            name = json.loads(err.read())["error"]["name"]
+            # RFC 6750 3.1: the challenge names a wrong token, not a missing one
+            assert (
+                err.headers["www-authenticate"]
+                == {
+                    "AUTH_REQUIRED": 'Bearer realm="bitcask"',
+                    "AUTH_FAILED": 'Bearer realm="bitcask", error="invalid_token"',
+                }[name]
+            )
         return int(err.code)
 
 

@@ -163,7 +163,9 @@ def test_connection_cap(server_factory: Callable[..., ServerProcess]) -> None:
             assert third.closed_by_peer()
             assert third.buf == TOO_MANY_CONNECTIONS_LINE
             assert third.buf == b"-ERR max number of clients reached\r\n"
-        assert status_of(http(srv.http_port, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")) == 503
+        # the probes still answer (a reserve past the cap: test_container_probes.py)
+        assert status_of(http(srv.http_port, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+        assert status_of(http(srv.http_port, b"GET /kv/k HTTP/1.1\r\nHost: x\r\n\r\n")) == 503
         second.close()
         connect_within_cap(srv).close()  # a slot frees up once a client leaves
     finally:

@@ -91,6 +91,9 @@ class FakeHost:
         self.conns.add(conn)
         return True
 
+    def admit_probe(self, conn: Any) -> bool:
+        return False
+
     def release(self, conn: Any) -> None:
         self.conns.discard(conn)
 

@@ -300,7 +300,10 @@ def nutcracker(start_proc: Callable[..., Proc], tmp_path: Path) -> Callable[...,
         assert check.returncode == 0, check.stdout + check.stderr
         stats = stats_port or free_port()
         argv = [*prefix, binary, "--conf-file", str(conf), "--stats-port", str(stats),
-                "--stats-addr", "127.0.0.1", "--verbose", "5", *args]  # fmt: skip
+                "--stats-addr", "127.0.0.1", "--verbose", "5",
+                # Debian's default log file, /var/log/nutcracker/, is root's: a user's
+                # nutcracker exited at once and every proxy test errored
+                "--output", "/dev/stderr", *args]  # fmt: skip
         return start_proc(argv, port, f"nutcracker-{port}", host)
 
     return start

@@ -456,12 +456,17 @@ def test_a_run_interrupted_with_ctrl_c_exits_130_and_a_rerun_finishes_it(
         while time.monotonic() < deadline and child.poll() is None and asyncio.run(on_b()) < 100:
             time.sleep(0.01)
         child.send_signal(signal.SIGINT)
-        child.communicate(timeout=30)
+        _, err = child.communicate(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait(10)
     assert child.returncode == 130
+    # and says so (it used to exit in silence, the move half done)
+    assert err == (
+        "bitcask reshard: interrupted: the keys moved so far are in place, "
+        "run the same command again to finish the move\n"
+    )
     assert 0 < asyncio.run(on_b()) < sum(1 for k in keys if ring.name_for(k) == "b")
     proc = _run(old, new)
     assert proc.returncode == 0, proc.stdout + proc.stderr
