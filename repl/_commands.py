@@ -8,11 +8,12 @@ Parsing, completion, highlighting and `help` are all derived from `COMMANDS`
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ._context import Context
 from ._format import Bool, Items, Nil, Reply, Report, Status, Table, Text, Ttl, Value
-from ._table import CLI, SHELL, Arg, Args, Command, Kind, help_text, lazy
+from ._table import CLI, SHELL, Arg, Args, Command, Kind, help_text, lazy, terminal_width
 
 __all__ = ["COMMANDS"]
 
@@ -101,9 +102,16 @@ async def _keys(ctx: Context, a: Args) -> Reply:
     c = await ctx.client()
     # sorted and unique: a Redis endpoint's SCAN pages come in hash order and may
     # repeat a key; the binary scan is already both (sorting it again is cheap)
-    keys = sorted({bytes(k) async for k in c.scan(prefix=a["prefix"] or b"")})
+    prefix = a["prefix"] or b""
+    keys = sorted({bytes(k) async for k in c.scan(prefix=prefix)})
     ctx.remember_keys(keys[:1000])
-    return Items(tuple(Value(k) for k in keys))
+    # `keys *`, as typed to redis-cli, asks here for the keys starting with "*"
+    empty = (
+        "(empty list: keys takes a prefix, not a pattern; keys alone lists every key)"
+        if any(ch in prefix for ch in b"*?[")
+        else "(empty list)"
+    )
+    return Items(tuple(Value(k) for k in keys), empty=empty)
 
 
 async def _stats(ctx: Context, a: Args) -> Reply:
@@ -142,7 +150,9 @@ async def _auth(ctx: Context, a: Args) -> Reply:
 
 async def _help(ctx: Context, a: Args) -> Reply:
     table = getattr(ctx, "table", COMMANDS)  # the front end's table (the CLI may add rows)
-    return Text(help_text(table, a["command"], ctx.scope))
+    # fitted to the terminal: the list was 113 columns wide, wrapped mid-word at 80
+    width = terminal_width(sys.stdout) if ctx.interactive else None
+    return Text(help_text(table, a["command"], ctx.scope, width))
 
 
 async def _quit(ctx: Context, a: Args) -> Reply:
@@ -157,8 +167,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "get", (KEY,), "Get the value of a key.",
         "Prints the value, or (nil) when the key does not exist.",
-        _get, nil_is_1, idempotent=True, examples=("get user:1",),
-        shell_help="Values that are not UTF-8 text are shown with \\xNN escapes.",
+        _get, nil_is_1, idempotent=True, paged=True, examples=("get user:1",),
+        shell_help="Values that are not UTF-8 text are shown with \\xNN escapes.\n"
+        "A value longer than the screen goes through the pager.",
         cli_help="Exit status 1 when the key does not exist.\n"
         "Piped, the value's bytes are written as they are, then a newline (as\n"
         "redis-cli --raw); on a terminal, bytes that are not UTF-8 text are shown with\n"
@@ -204,7 +215,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "mget", (KEY,), "Get several keys at once.",
         "One reply per key, in order; (nil) for the missing ones.",
-        _mget, idempotent=True, repeat=True, examples=("mget user:1 user:2",),
+        _mget, idempotent=True, repeat=True, paged=True, examples=("mget user:1 user:2",),
         single=True,
     ),
     Command(
@@ -221,7 +232,7 @@ COMMANDS: tuple[Command, ...] = (
         "keys (default 10). Pass the cursor back to continue: scan user: user:9 10.\n"
         'Use "" for an empty prefix. Over redis:// the cursor is the endpoint\'s own\n'
         "and only each page is sorted.",
-        _scan, idempotent=True, examples=("scan user:", 'scan "" user:9 5'),
+        _scan, idempotent=True, paged=True, examples=("scan user:", 'scan "" user:9 5'),
         single=True,
     ),
     Command(
@@ -240,7 +251,7 @@ COMMANDS: tuple[Command, ...] = (
         "GET prints the value the key had instead (or (nil)), stored or not.\n"
         "KEEPTTL keeps the key's expiry; TTL SECONDS sets one; neither removes it.\n"
         "The options may come in any order after the value.",
-        lazy("._rmw", "set_"), nil_is_1, examples=("set lock:1 me NX TTL 30", "set user:1 Ann XX GET"),
+        lazy("._rmw", "set_"), nil_is_1, paged=True, examples=("set lock:1 me NX TTL 30", "set user:1 Ann XX GET"),
         cli_help="Exit status 1 when it printed (nil).",
         single=True,
     ),
@@ -268,7 +279,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "getdel", (KEY,), "Get a key's value and delete the key, atomically.",
         "Prints the value, or (nil) when the key does not exist.",
-        lazy("._rmw", "getdel"), nil_is_1, examples=("getdel token:9",),
+        lazy("._rmw", "getdel"), nil_is_1, paged=True, examples=("getdel token:9",),
         cli_help="Exit status 1 when the key does not exist.",
         single=True,
     ),

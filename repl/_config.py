@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ._context import dumb_terminal
+
 __all__ = [
     "ConfigError",
     "ShellConfig",
@@ -62,32 +64,54 @@ class ShellConfig:
     colors: Mapping[str, str] = field(default_factory=dict)
 
     def pager_command(self) -> str | None:
-        """The pager to run, or None for no paging."""
+        """The pager to run, or None for no paging.
+
+        "auto" on a terminal that takes no escape sequences (TERM=dumb: Emacs's shell)
+        pages with $PAGER only: less there stopped every long reply at "WARNING:
+        terminal is not fully functional / Press RETURN to continue".
+        """
         if self.pager != "auto":
             return self.pager or None
         env = os.environ.get("PAGER")
         if env:
             return env
+        if dumb_terminal():
+            return None
         return "less -FRX" if shutil.which("less") else None
 
 
-def _home() -> Path:
-    return Path(os.environ.get("HOME") or Path.home())
+def _home() -> Path | None:
+    """$HOME, else the user database's home; None when neither names one (a uid with no
+    passwd entry and no HOME: `env -i`, a container run with a random uid)."""
+    try:
+        return Path(os.environ.get("HOME") or Path.home())
+    except (RuntimeError, KeyError):  # Path.home(): "Could not determine home directory."
+        return None
 
 
-def config_path() -> Path:
-    """The user's config file (it need not exist)."""
+def _xdg(variable: str, *fallback: str) -> Path | None:
+    base = os.environ.get(variable)
+    if base:
+        return Path(base)
+    home = _home()
+    return None if home is None else home.joinpath(*fallback)
+
+
+def config_path() -> Path | None:
+    """The user's config file (it need not exist); None when there is no home to find
+    it in (then only --config / BITCASK_SHELL_CONFIG name one)."""
     explicit = os.environ.get("BITCASK_SHELL_CONFIG")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(_home() / ".config")
-    return Path(base) / "bitcask" / "shell.toml"
+    base = _xdg("XDG_CONFIG_HOME", ".config")
+    return None if base is None else base / "bitcask" / "shell.toml"
 
 
-def history_path() -> Path:
-    """The history file (its directory is created when the shell starts)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(_home() / ".local" / "share")
-    return Path(base) / "bitcask" / "shell_history"
+def history_path() -> Path | None:
+    """The history file (its directory is created when the shell starts); None when
+    there is no home directory and no XDG_DATA_HOME (the history is then kept in memory)."""
+    base = _xdg("XDG_DATA_HOME", ".local", "share")
+    return None if base is None else base / "bitcask" / "shell_history"
 
 
 def default_text() -> str:
@@ -148,7 +172,7 @@ def load_config(path: Path | None = None, *, required: bool = False) -> ShellCon
     path = config_path() if path is None else path
     merged = defaults
     problems: list[str] = []
-    if path.exists() or required:
+    if path is not None and (path.exists() or required):
         try:
             user = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -162,7 +186,7 @@ def load_config(path: Path | None = None, *, required: bool = False) -> ShellCon
         colors = user.get("colors")
         if isinstance(colors, dict):
             _check_colors(merged["colors"], set(colors), defaults["colors"], str(path), problems)
-    config = _build(merged, str(path), problems)
+    config = _build(merged, str(path or "default.toml"), problems)
     if problems:
         raise ConfigError(problems, config)
     return config

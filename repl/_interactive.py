@@ -90,11 +90,23 @@ class Shell:
     def open_history(self) -> History:
         """The persistent history, or one in memory when its directory is unusable."""
         path = history_path()
+        if path is None:
+            self.print_error("history not saved: no home directory (set HOME or XDG_DATA_HOME)")
+            return InMemoryHistory()
         try:
             return BoundedFileHistory(path, self.config.history_size)
-        except OSError as exc:
-            self.print_error(f"history not saved: cannot create {path.parent}: {exc.strerror}")
+        except OSError as exc:  # the file, or a directory on its path, is unusable
+            what = str(exc.filename or path)
+            verb = "" if what == str(path) else "cannot create "  # its directory
+            self.print_error(f"history not saved: {verb}{what}: {exc.strerror or exc}")
             return InMemoryHistory()
+
+    def report_history_failure(self) -> None:
+        """The history file stopped taking writes while the line was accepted: say so."""
+        history = self.prompt.history
+        failure = history.take_failure() if isinstance(history, BoundedFileHistory) else None
+        if failure:
+            self.print_error(failure)
 
     async def fetch_keys(self, prefix: bytes) -> list[bytes]:
         """Keys from the server for completion: one scan page with the typed prefix."""
@@ -179,6 +191,7 @@ class Shell:
                     continue
                 except EOFError:
                     break
+                self.report_history_failure()
                 if not await self.block(line):
                     break
         finally:

@@ -16,9 +16,11 @@ call) and the exit-code rule. Everything else is derived from these rows:
 from __future__ import annotations
 
 import enum
+import shutil
+import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from ._context import Context, UsageError
 
@@ -187,13 +189,34 @@ def names(table: Sequence[Command], scope: str) -> list[str]:
     return sorted(c.name for c in table if scope in c.scope)
 
 
+# Redis's names for what a command here does, as someone used to redis-cli types them:
+# `unknown` answers with the command to use (difflib offered `info` -> incrfloat,
+# `flushall` -> nothing). Each is shown only where its command is offered.
+REDIS_NAMES: dict[str, str] = {
+    "mset": "mput KEY VALUE [KEY VALUE ...]", "setnx": "set KEY VALUE NX",
+    "setex": "put KEY VALUE TTL SECONDS", "psetex": "put KEY VALUE TTL SECONDS",
+    "getset": "set KEY VALUE GET", "incrby": "incr KEY BY N", "decr": "incr KEY BY -1",
+    "decrby": "incr KEY BY -N", "incrbyfloat": "incrfloat KEY DELTA",
+    "pexpire": "expire KEY SECONDS", "pttl": "ttl KEY", "renamenx": "rename KEY NEWKEY NX",
+    "unlink": "delete KEY", "flushdb": "clear all", "flushall": "clear all",
+    "dbsize": "stats", "info": "stats", "save": "sync", "bgsave": "backup DIR",
+    "bgrewriteaof": "merge",
+}  # fmt: skip
+
+
 def unknown(table: Sequence[Command], name: str, scope: str) -> UsageError:
-    """The error for a command name that is not in the table, with "did you mean".
+    """The error for a command name that is not in the table: the command to use for a
+    Redis name, the program that has it for the other front end's command, else
+    "did you mean".
 
     Example:
         >>> from repl._commands import COMMANDS
         >>> str(unknown(COMMANDS, "gte", "shell"))
         "unknown command 'gte' (did you mean get?)"
+        >>> str(unknown(COMMANDS, "setex", "shell"))
+        "unknown command 'setex' (use: put KEY VALUE TTL SECONDS)"
+        >>> str(unknown(COMMANDS, "auth", "cli"))
+        "unknown command 'auth' (auth is a command of bitcask-shell; bitcask takes options instead: bitcask --help)"
     """
     import difflib
 
@@ -202,8 +225,21 @@ def unknown(table: Sequence[Command], name: str, scope: str) -> UsageError:
 
         where = "give it with --url, before the command" if scope == CLI else "not a command"
         return UsageError(f"'{redact_url(name)}' is a URL: {where}")
+    low = name.lower()
+    instead = REDIS_NAMES.get(low)
+    if instead is not None and lookup(table, instead.split()[0], scope) is not None:
+        return UsageError(f"unknown command '{name}' (use: {instead})")
+    for other in (SHELL, CLI):
+        cmd = lookup(table, low, other)
+        if other != scope and cmd is not None:
+            where = (
+                f"a command of bitcask, the command line: bitcask {cmd.name} ..."
+                if other == CLI
+                else "a command of bitcask-shell; bitcask takes options instead: bitcask --help"
+            )
+            return UsageError(f"unknown command '{name}' ({cmd.name} is {where})")
     known = [n for c in table if scope in c.scope for n in (c.name, *c.aliases)]
-    close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(low, known, n=3, cutoff=0.6)
     if close:
         return UsageError(f"unknown command '{name}' (did you mean {' or '.join(close)}?)")
     hint = "try: help" if scope == SHELL else "bitcask help lists them"
@@ -364,8 +400,19 @@ _GROUPS = (
 )
 
 
-def help_text(table: Sequence[Command], name: str | None, scope: str) -> str:
+USAGE_COLUMN = 32  # the widest usage the command list aligns summaries after
+MIN_SUMMARY = 20  # narrower room than this for a summary: it goes on its own line
+MIN_TEXT = 10  # wrapped text keeps this many columns beside its indent, however narrow
+
+
+def help_text(
+    table: Sequence[Command], name: str | None, scope: str, width: int | None = None
+) -> str:
     """`help` (a list of commands by group) or `help CMD` (usage, details, examples).
+
+    Args:
+        width: the columns to fit (the terminal's); None: one line per command and
+            no wrapping (what tests and docs compare against).
 
     Raises:
         UsageError: for an unknown command name.
@@ -381,9 +428,11 @@ def help_text(table: Sequence[Command], name: str | None, scope: str) -> str:
         if cmd.examples:
             prefix = "" if scope == SHELL else "bitcask "
             lines += ["", "  Examples:"] + [f"    {prefix}{ex}" for ex in cmd.examples]
-        return "\n".join(lines)
+        return "\n".join(_fit(lines, width))
     rows = [c for c in table if scope in c.scope]
-    width = max(len(usage(c)) for c in rows)
+    column = max(len(usage(c)) for c in rows)
+    if width is not None:
+        column = max((n for c in rows if (n := len(usage(c))) <= USAGE_COLUMN), default=0)
     lines = []
     for group, title in _GROUPS:
         members = [c for c in rows if c.group == group]
@@ -392,7 +441,54 @@ def help_text(table: Sequence[Command], name: str | None, scope: str) -> str:
         if lines:
             lines.append("")
         lines.append(f"{title}:")
-        lines += [f"  {usage(c):<{width}}  {c.summary}" for c in members]
+        for c in members:
+            lines += _row(usage(c), c.summary, column, width)
     more = "help CMD" if scope == SHELL else "bitcask help CMD (or bitcask CMD --help)"
     lines += ["", f"{more} for details. Commands are case-insensitive."]
-    return "\n".join(lines)
+    return "\n".join(_fit(lines, width))
+
+
+def _row(usage_: str, summary: str, column: int, width: int | None) -> list[str]:
+    """One command of the list: `  usage  summary`, the summary wrapped to `width`
+    beside the column, or under a usage too wide for it (as argparse lays out options)."""
+    if width is None:
+        return [f"  {usage_:<{column}}  {summary}"]
+    room = width - column - 4
+    if len(usage_) <= column and room >= MIN_SUMMARY:
+        first, *rest = textwrap.wrap(summary, room, break_on_hyphens=False) or [""]
+        return [f"  {usage_:<{column}}  {first}"] + [" " * (column + 4) + r for r in rest]
+    indent = " " * (6 if width >= 40 else 4)
+    wrapped = textwrap.wrap(
+        summary, max(width, len(indent) + MIN_TEXT), initial_indent=indent, subsequent_indent=indent,
+        break_on_hyphens=False,
+    )  # fmt: skip
+    return [f"  {usage_}", *wrapped]
+
+
+def fit(text: str, width: int | None) -> str:
+    """`text` with each line longer than `width` wrapped at words, its indent kept."""
+    return "\n".join(_fit(text.split("\n"), width))
+
+
+def terminal_width(stream: TextIO) -> int | None:
+    """The columns of the terminal `stream` writes to; None into a pipe or a file (text
+    goes out as written there, for scripts and for the docs that show it)."""
+    return shutil.get_terminal_size().columns if stream.isatty() else None
+
+
+def _fit(lines: list[str], width: int | None) -> list[str]:
+    """Each line longer than `width` wrapped at words, its indent kept (a 20-column
+    terminal wrapped `help` mid-word and lost the alignment); None: as they are."""
+    if width is None:
+        return lines
+    out: list[str] = []
+    for line in lines:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip(" ")))
+        out += textwrap.wrap(
+            line, max(width, len(indent) + MIN_TEXT), subsequent_indent=indent,
+            break_on_hyphens=False,
+        ) or [line]  # fmt: skip
+    return out

@@ -42,6 +42,8 @@ class BoundedFileHistory(FileHistory):
         super().__init__(str(filename))
         self.size = size
         self.path = filename
+        self.failure: str | None = None  # why writing stopped, until the shell shows it
+        self._broken = False
 
     def load_history_strings(self) -> Iterable[str]:
         newest_first = list(super().load_history_strings())
@@ -65,8 +67,24 @@ class BoundedFileHistory(FileHistory):
                 super().append_string(line)
 
     def store_string(self, string: str) -> None:
-        if self.size and not is_secret(string):
+        if not self.size or self._broken or is_secret(string):
+            return
+        try:
             super().store_string(string)
+        except OSError as exc:
+            # the file went away or became unwritable under the shell (disk full, a
+            # directory in its place, a read-only remount): prompt_toolkit printed a
+            # traceback for every command. One line, once; the session keeps its
+            # history in memory.
+            self._broken = True
+            self.failure = (
+                f"history not saved from now on: {exc.filename or self.path}: {exc.strerror or exc}"
+            )
+
+    def take_failure(self) -> str | None:
+        """The one-line reason writing stopped, once (then None)."""
+        failure, self.failure = self.failure, None
+        return failure
 
 
 def is_secret(line: str) -> bool:
@@ -79,10 +97,23 @@ def is_secret(line: str) -> bool:
     return len(words) == 2 and words[0].lower() == "auth"
 
 
-def should_page(text: str, rows: int | None = None) -> bool:
-    """Long enough to need the pager: more lines than the terminal shows."""
-    rows = rows or shutil.get_terminal_size((80, 24)).lines
-    return text.count("\n") > rows - 2
+def should_page(text: str, rows: int | None = None, columns: int | None = None) -> bool:
+    """Long enough to need the pager: more screen rows than the terminal shows, a line
+    wider than the window counting for the rows it wraps to (a 1 MiB value is one
+    line of 3.5 million characters: 35,000 rows at 100 columns, not one).
+
+    Example:
+        >>> should_page("x" * 2000, rows=24, columns=80), should_page("x" * 2000, 24, 2000)
+        (True, False)
+    """
+    size = shutil.get_terminal_size((80, 24))
+    rows, columns = rows or size.lines, max(columns or size.columns, 1)
+    room, drawn = rows - 2, 0
+    for line in text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"):
+        drawn += max(1, -(-len(line) // columns))  # ceil: the rows it wraps to
+        if drawn > room:
+            return True
+    return False
 
 
 def page(text: str, command: str) -> bool:

@@ -34,7 +34,18 @@ from ._context import CommandError, ConnectOptions, UsageError, plain_text
 from ._format import Reply, error_line, raw, styled
 from ._options import Parser, add_connection_options, add_version_option, options_from
 from ._session import Session, describe
-from ._table import CLI, Args, Command, Kind, bind, help_text, lookup, unknown
+from ._table import (
+    CLI,
+    Args,
+    Command,
+    Kind,
+    bind,
+    fit,
+    help_text,
+    lookup,
+    terminal_width,
+    unknown,
+)
 
 if TYPE_CHECKING:
     from prompt_toolkit.styles import Style
@@ -60,7 +71,8 @@ RESHARD = (
 
 def _overview() -> str:
     """Every command by group, reshard included: `bitcask --help`, `bitcask help`."""
-    return help_text(TABLE, None, CLI) + "\n\n" + RESHARD
+    width = terminal_width(sys.stdout)  # fitted to a terminal; as written into a pipe
+    return help_text(TABLE, None, CLI, width) + "\n\n" + fit(RESHARD, width)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if _wants_help(argv, args.args):
         try:
-            sys.stdout.write(help_text(TABLE, args.command, CLI) + "\n")
+            text = help_text(TABLE, args.command, CLI, terminal_width(sys.stdout))
+            sys.stdout.write(text + "\n")
         except CommandError as exc:
             sys.stderr.write(f"(error) {exc}\n")
             return EXIT_ERROR
