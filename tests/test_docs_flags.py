@@ -48,13 +48,15 @@ FOREIGN = {
     "--user --no-auth-warning",
     "redis-server": "--requirepass --databases",
     "redis-benchmark": "--threads",
-    "nutcracker": "--conf-file --test-conf --mbuf-size --output",
-    "curl": "--data-binary --http1 --http2 --path-as-is",
+    "nutcracker": "--conf-file --test-conf --mbuf-size --output --stats-port --stats-addr "
+    "--stats-interval",
+    "curl": "--data-binary --http1 --http2 --http0 --path-as-is",
+    "prlimit": "--as",
     "useradd / systemctl": "--system --home --shell --now",
     "ruff": "--check",
     "valgrind": "--callgrind",
     "examples/visit_counter.py": "--serve",
-    "bench": "--ceiling",
+    "bench": "--ceiling --opcodes",
 }
 FOREIGN_FLAGS = {flag for flags in FOREIGN.values() for flag in flags.split()}
 

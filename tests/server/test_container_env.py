@@ -45,7 +45,7 @@ WAIT = 30.0
         ),
         pytest.param(
             {"BITCASK_PORT": "x"},
-            "BITCASK_PORT='x': invalid literal for int() with base 10: 'x'",
+            "BITCASK_PORT='x': must be a whole number (as --port)",
             id="not-a-number",
         ),
     ],
