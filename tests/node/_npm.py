@@ -58,8 +58,11 @@ def install() -> Path:
 
 
 def script_path(name: str) -> Path:
-    """tests/node/`name`, copied beside the installed node_modules; its path there."""
-    script = install() / name
+    """tests/node/`name`, copied beside the installed node_modules (with the module the
+    tours share, _tour.mjs); its path there."""
+    target = install()
+    shutil.copyfile(HERE / "_tour.mjs", target / "_tour.mjs")
+    script = target / name
     shutil.copyfile(HERE / name, script)
     return script
 

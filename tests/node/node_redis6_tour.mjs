@@ -4,19 +4,8 @@
 // Every wait is bounded (by timers that do not hold the process open); any failure
 // ends the process with a non-zero status.
 import { createClient } from "redis6";
+import { bounded, failure, host, port, show } from "./_tour.mjs";
 
-const port = Number(process.argv[2]);
-const host = process.argv[3] ?? "127.0.0.1";
-const show = (what, v) => console.log(`${what}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
-const bounded = (p, ms = 5000) =>
-  Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error(`no answer in ${ms} ms`)), ms).unref())]);
-const failure = async (p) => {
-  try {
-    return `answered ${JSON.stringify(await bounded(p))}`;
-  } catch (e) {
-    return `${e.constructor.name}: ${e.message}`;
-  }
-};
 
 async function tour(RESP) {
   const client = createClient({ socket: { port, host, reconnectStrategy: false }, RESP, name: `six-${RESP}`, database: 0 });

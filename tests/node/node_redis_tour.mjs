@@ -14,20 +14,9 @@
 // ends the process with a non-zero status.
 import { createClient, ErrorReply } from "redis";
 import { createInterface } from "node:readline";
+import { bounded, failure, host, port, show } from "./_tour.mjs";
 
-const port = Number(process.argv[2]);
-const host = process.argv[3] ?? "127.0.0.1";
 const part = process.argv[4] ?? "tour";
-const show = (what, v) => console.log(`${what}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
-const bounded = (p, ms = 5000) =>
-  Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error(`no answer in ${ms} ms`)), ms).unref())]);
-const failure = async (p) => {
-  try {
-    return `answered ${JSON.stringify(await bounded(p))}`;
-  } catch (e) {
-    return `${e.constructor.name}: ${e.message}`;
-  }
-};
 const connect = async (options = {}) => {
   const c = createClient({
     socket: { port, host, connectTimeout: 5000, reconnectStrategy: (n) => (n > 100 ? new Error("gave up") : 100) },
