@@ -59,6 +59,7 @@ from ._record import (
     TOMBSTONE,
     U32,
 )
+from ._syndrome import one_byte_error, probable_key
 from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 
 __all__ = [
@@ -211,17 +212,19 @@ class ScanIssues:
 
 # After an unreadable record, look this far ahead for the next record that validates.
 RESYNC_WINDOW = 4 << 20
-# Cheap pre-filter for a record start: flags <= 0x1f, key_len < 2**20, value_len < 2**31.
-_CANDIDATE = re.compile(rb"(?=.{4}[\x00-\x1f].{16}\x00[\x00-\x0f].{2}[\x00-\x7f])", re.DOTALL)
+# Cheap pre-filter for a record start: flags <= 0x1f, key_len < 2**20 + 2**16 (so
+# every key_len <= 2**20), value_len < 2**31.
+_CANDIDATE = re.compile(rb"(?=.{4}[\x00-\x1f].{16}\x00[\x00-\x10].{2}[\x00-\x7f])", re.DOTALL)
 
 
 def _resync(buf: bytes | mmap.mmap, pos: int, end: int, before: int | None = None) -> int | None:
     """Offset of the first record after ``pos`` that validates (within the window,
     and starting before ``before`` when given)."""
     limit = min(end, pos + RESYNC_WINDOW if before is None else before)
-    window = buf[pos + 1 : limit]
-    for m in _CANDIDATE.finditer(window):
-        q = pos + 1 + m.start()
+    # The pattern reads the buffer in place (slicing the window copied up to 4 MiB
+    # per call); ``limit`` bounds its look-ahead exactly as the slice's end did.
+    for m in _CANDIDATE.finditer(buf, pos + 1, limit):
+        q = m.start()
         if _valid_at(buf, q, end):
             return q
     return None
@@ -233,70 +236,89 @@ def _framing(
     """(key_len, value_len, mended) of a record at ``pos`` that fails its check, when
     its extent is known; None when its framing is destroyed (the caller resyncs).
 
-    1. A one-byte error in a length field whose correction makes the CRC match (and
+    1. The stored lengths are plausible, lead to the end or to a valid record, and
+       the CRC matches them (only a reserved flag is wrong) or places a one-byte
+       error outside the length fields: the stored lengths. (The cheap explanation,
+       tried first: one probe. Rule 2 could also match only by a 32-bit CRC
+       coincidence, as the located error already explains the mismatch.)
+    2. A one-byte error in a length field whose correction makes the CRC match (and
        leads to the end or to a valid record): the corrected lengths, ``mended``.
-    2. Otherwise the stored lengths, when they are plausible, lead to the end or to
-       a valid record, and either the CRC places a one-byte error outside the length
-       fields (so the lengths are right even if the value holds bytes that look like
-       a record) or no valid record starts inside the span they claim. (A flipped
-       length can land exactly on a later record; the valid records it would
-       swallow show that the length, not the record's contents, is what was hit.)
+    3. Otherwise the stored lengths, when they are plausible, lead to the end or to
+       a valid record, and no valid record starts inside the span they claim. (A
+       flipped length can land exactly on a later record; the valid records it
+       would swallow show that the length, not the record's contents, is what was
+       hit.)
     """
-    for at in range(_LENGTHS, HEADER_SIZE):  # key_len then value_len, big-endian u32s
-        in_key = at < _LENGTHS + 4
-        shift = 8 * (3 - (at - _LENGTHS) % 4)
-        for x in range(1, 256):
-            k2, v2 = (kl ^ (x << shift), vl) if in_key else (kl, vl ^ (x << shift))
-            n2 = pos + HEADER_SIZE + k2 + v2
-            if k2 > MAX_KEY_SIZE_LIMIT or v2 > MAX_VALUE_SIZE_LIMIT or n2 > end:
-                continue
-            if n2 != end and not _valid_at(buf, n2, end):
-                continue
-            head = bytearray(buf[pos + 4 : pos + HEADER_SIZE])
-            head[at - 4] ^= x
-            if crc32(buf[pos + HEADER_SIZE : n2], crc32(head)) == crc:
-                return k2, v2, True
     nxt = pos + HEADER_SIZE + kl + vl
-    if kl > MAX_KEY_SIZE_LIMIT or vl > MAX_VALUE_SIZE_LIMIT or nxt > end:
-        return None
-    if nxt != end and not _valid_at(buf, nxt, end):
-        return None
-    if crc32(buf[pos + 4 : nxt]) == crc:  # only a reserved flag is wrong
-        return kl, vl, False
-    bad = _one_byte_error(buf, pos, nxt, crc)
-    if bad is not None and not _LENGTHS <= bad - pos < HEADER_SIZE:
-        return kl, vl, False
-    if _resync(buf, pos, end, before=nxt) is not None:
+    stored = (
+        kl <= MAX_KEY_SIZE_LIMIT
+        and vl <= MAX_VALUE_SIZE_LIMIT
+        and nxt <= end
+        and (nxt == end or _valid_at(buf, nxt, end))
+    )
+    if stored:
+        if crc32(buf[pos + 4 : nxt]) == crc:  # only a reserved flag is wrong
+            return kl, vl, False
+        bad = one_byte_error(buf, pos, nxt, crc)
+        if bad is not None and not _LENGTHS <= bad - pos < HEADER_SIZE:
+            return kl, vl, False
+    mended = _mend_length(buf, pos, end, crc, kl, vl)
+    if mended is not None:
+        return mended[0], mended[1], True
+    if not stored or _resync(buf, pos, end, before=nxt) is not None:
         return None
     return kl, vl, False
 
 
-# CRC-32 is linear: the syndrome (computed xor stored CRC) of a one-byte error x
-# followed by m bytes is Z^m(_T[x]), where Z is the register step for a zero byte,
-# Z(r) = r >> 8 ^ _T[r & 0xFF]. Z is a bijection (the top bytes of _T are distinct),
-# so walking the syndrome back through Z^-1 finds where such an error lies.
-_T = [crc32(bytes([x])) ^ crc32(b"\0") for x in range(256)]
-_T_ERROR = {t: x for x, t in enumerate(_T) if x}
-_T_BY_TOP = {t >> 24: x for x, t in enumerate(_T)}
-# Records larger than this are not searched for a one-byte error (pure-Python walk).
-_LOCATE_LIMIT = 1 << 20
+def _mend_length(
+    buf: bytes | mmap.mmap, pos: int, end: int, crc: int, kl: int, vl: int
+) -> tuple[int, int] | None:
+    """The lengths once a one-byte error in key_len or val_len is corrected, when the
+    correction makes the CRC match and the record then ends the file or is followed
+    by a valid record; the first such correction in (byte, xor value) order.
 
-
-def _one_byte_error(buf: bytes | mmap.mmap, pos: int, nxt: int, crc: int) -> int | None:
-    """File offset of the one byte whose flip explains the record's CRC mismatch
-    (the CRC field itself included), or None if no single byte does."""
-    syndrome = crc32(buf[pos + 4 : nxt]) ^ crc
-    for i in range(4):  # the stored CRC is the damaged part (big-endian u32)
-        if syndrome and not syndrome & ~(0xFF << 8 * (3 - i)):
-            return pos + i
-    if not syndrome or nxt - pos > _LOCATE_LIMIT:
-        return None
-    r = syndrome
-    for m in range(nxt - pos - 4):
-        if r in _T_ERROR:
-            return nxt - 1 - m
-        x = _T_BY_TOP[r >> 24]
-        r = ((r ^ _T[x]) << 8 | x) & 0xFFFFFFFF
+    A valid record has a zero byte 21 (key_len <= 2**20): the bytes at offset 21 of
+    one length byte's 255 candidate ends are read in one strided slice, and only the
+    candidates where it is zero are probed (``_valid_at``), not all 255.
+    """
+    base = pos + HEADER_SIZE
+    for at in range(_LENGTHS, HEADER_SIZE):  # key_len then value_len, big-endian u32s
+        in_key = at < _LENGTHS + 4
+        shift = 8 * (3 - (at - _LENGTHS) % 4)
+        own, other = (kl, vl) if in_key else (vl, kl)
+        if other > (MAX_VALUE_SIZE_LIMIT if in_key else MAX_KEY_SIZE_LIMIT):
+            continue
+        old = own >> shift & 0xFF
+        rest = own - (old << shift)  # the field with this byte zeroed
+        # The corrected field is rest + (y << shift), y = old ^ x: within its limit,
+        # and the record within the file.
+        cap = min(MAX_KEY_SIZE_LIMIT if in_key else MAX_VALUE_SIZE_LIMIT, end - base - other)
+        if cap < rest:
+            continue
+        top = min(255, (cap - rest) >> shift)
+        first = base + other + rest  # the end the record has with y = 0
+        step = 1 << shift
+        ys = set()
+        if end >= first and (end - first) % step == 0 and (end - first) >> shift <= top:
+            ys.add((end - first) >> shift)
+        # y whose end leaves room for a record header (a valid record needs one)
+        room = min(top, (end - HEADER_SIZE - first) >> shift) if end - first >= HEADER_SIZE else -1
+        if room >= 0:
+            tops = buf[first + 21 : first + 21 + room * step + 1 : step]
+            i = tops.find(0)
+            while i >= 0:
+                ys.add(i)
+                i = tops.find(0, i + 1)
+        ys.discard(old)
+        for x in sorted(y ^ old for y in ys):
+            f2 = rest + ((x ^ old) << shift)
+            n2 = first + ((x ^ old) << shift)
+            if n2 != end and not _valid_at(buf, n2, end):
+                continue
+            head = bytearray(buf[pos + 4 : base])
+            head[at - 4] ^= x
+            if crc32(buf[base:n2], crc32(head)) == crc:
+                return (f2, vl) if in_key else (kl, f2)
     return None
 
 
@@ -305,11 +327,19 @@ _LENGTHS = HEADER_SIZE - 8
 
 
 def _valid_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
+    """Whether a valid record starts at ``pos``: plausible, no reserved flag, and its
+    CRC matches (rule 3 of docs/format.md; every such record matches ``_CANDIDATE``)."""
     if end - pos < HEADER_SIZE:
         return False
-    crc, _flags, _ts, _exp, kl, vl = HEADER.unpack_from(buf, pos)
+    crc, flags, _ts, _exp, kl, vl = HEADER.unpack_from(buf, pos)
     nxt = pos + HEADER_SIZE + kl + vl
-    return nxt <= end and crc32(buf[pos + 4 : nxt]) == int(crc)
+    return (
+        nxt <= end
+        and kl <= MAX_KEY_SIZE_LIMIT
+        and vl <= MAX_VALUE_SIZE_LIMIT
+        and not flags & ~KNOWN_FLAGS
+        and crc32(buf[pos + 4 : nxt]) == int(crc)
+    )
 
 
 @dataclass
@@ -378,9 +408,7 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                     issues.skipped.append((pos, size, "CRC mismatch; key marked corrupt"))
                     # A mended length proves the rest (the CRC matched): the key is as read.
                     key = (
-                        bytes(buf[ks : ks + kl])
-                        if mended
-                        else _probable_key(buf, pos, kl, nxt, crc)
+                        bytes(buf[ks : ks + kl]) if mended else probable_key(buf, pos, kl, nxt, crc)
                     )
                     rec = (pos, size, CORRUPT, 0, 0, key, 0)
                     if batch is not None:
@@ -452,31 +480,3 @@ def _drop(issues: ScanIssues, start: int, end: int, why: str) -> None:
 def _in_batch_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
     """Whether a valid record flagged IN_BATCH starts at ``pos``."""
     return _valid_at(buf, pos, end) and bool(buf[pos + 4] & IN_BATCH)
-
-
-def _probable_key(buf: bytes | mmap.mmap, pos: int, kl: int, end: int, crc: int) -> bytes:
-    """The key a damaged record (framing intact) most probably belongs to.
-
-    The key as read, unless the CRC says one byte of the key itself was flipped:
-    CRC-32 is linear, so the syndrome (computed CRC xor stored CRC) of a single-byte
-    error ``x`` that lies ``m`` bytes before the end equals ``crc32(x, 0*m) xor
-    crc32(0*(m+1))``, whatever precedes it. Trying the key's bytes (8 basis CRCs each)
-    finds such an error and undoes it, so a flip that turns ``key:0077`` into
-    ``key:0067`` blames ``key:0077``, not the innocent ``key:0067``. (A false match
-    needs a 32-bit coincidence among 255 x key_len candidates.)
-    """
-    ks = pos + HEADER_SIZE
-    key = bytes(buf[ks : ks + kl])
-    syndrome = crc32(buf[pos + 4 : end]) ^ crc
-    for i in range(kl):
-        m = end - (ks + i) - 1
-        zeros = crc32(bytes(m + 1))
-        basis = [crc32(bytes([1 << b]) + bytes(m)) ^ zeros for b in range(8)]
-        for x in range(1, 256):
-            d = 0
-            for b in range(8):
-                if x >> b & 1:
-                    d ^= basis[b]
-            if d == syndrome:
-                return key[:i] + bytes([key[i] ^ x]) + key[i + 1 :]
-    return key
