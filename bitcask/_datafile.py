@@ -214,7 +214,10 @@ class ScanIssues:
 RESYNC_WINDOW = 4 << 20
 # Cheap pre-filter for a record start: flags <= 0x1f, key_len < 2**20 + 2**16 (so
 # every key_len <= 2**20), value_len < 2**31.
+# (It looks 26 bytes ahead: a window's last 25 offsets are not examined.)
 _CANDIDATE = re.compile(rb"(?=.{4}[\x00-\x1f].{16}\x00[\x00-\x10].{2}[\x00-\x7f])", re.DOTALL)
+
+_LOOKAHEAD = 26
 
 
 def _resync(buf: bytes | mmap.mmap, pos: int, end: int, before: int | None = None) -> int | None:
@@ -262,62 +265,116 @@ def _framing(
         bad = one_byte_error(buf, pos, nxt, crc)
         if bad is not None and not _LENGTHS <= bad - pos < HEADER_SIZE:
             return kl, vl, False
-    mended = _mend_length(buf, pos, end, crc, kl, vl)
+    # A flipped length: the record really ends at the first valid record after it
+    # (or at the end of the file), found by one forward resync, and the correction
+    # that makes it end there makes the CRC match. No valid record starts before
+    # that one, so the full search below only probes ends past it (a value that
+    # holds records, or damage beyond one byte).
+    first = _resync(buf, pos, end)
+    for n2 in (end,) if first is None else (first, end):
+        mended = _mend_to(buf, pos, crc, kl, vl, n2)
+        if mended is not None:
+            return mended[0], mended[1], True
+    floor = first if first is not None else pos + RESYNC_WINDOW - _LOOKAHEAD
+    mended = _mend_length(buf, pos, end, crc, kl, vl, floor)
     if mended is not None:
         return mended[0], mended[1], True
-    if not stored or _resync(buf, pos, end, before=nxt) is not None:
+    if not stored:
         return None
-    return kl, vl, False
+    # A valid record inside the span the stored lengths claim: the resync above
+    # examined every start up to 26 bytes before its window's end.
+    if first is not None:
+        inside = first <= nxt - _LOOKAHEAD
+    else:
+        inside = nxt > pos + RESYNC_WINDOW and _resync(buf, pos, end, before=nxt) is not None
+    return None if inside else (kl, vl, False)
+
+
+def _length_bytes(kl: int, vl: int) -> Iterator[tuple[int, bool, int, int]]:
+    """(header offset, in key_len, shift, the field's other length) of each length byte
+    a one-byte correction may touch, in search order: key_len then value_len, each
+    big-endian, skipping a field whose other field is implausible."""
+    for at in range(_LENGTHS, HEADER_SIZE):
+        in_key = at < _LENGTHS + 4
+        other = vl if in_key else kl
+        if other <= (MAX_VALUE_SIZE_LIMIT if in_key else MAX_KEY_SIZE_LIMIT):
+            yield at, in_key, 8 * (3 - (at - _LENGTHS) % 4), other
+
+
+def _crc_mended(buf: bytes | mmap.mmap, pos: int, crc: int, at: int, x: int, n2: int) -> bool:
+    """Whether the record at ``pos``, header byte ``at`` xor ``x``, ending at ``n2``,
+    matches ``crc``."""
+    head = bytearray(buf[pos + 4 : pos + HEADER_SIZE])
+    head[at - 4] ^= x
+    return crc32(buf[pos + HEADER_SIZE : n2], crc32(head)) == crc
+
+
+def _mend_to(
+    buf: bytes | mmap.mmap, pos: int, crc: int, kl: int, vl: int, n2: int
+) -> tuple[int, int] | None:
+    """The lengths once the one-byte length correction that makes the record end at
+    ``n2`` is made, when there is one and it makes the CRC match (at most one
+    correction per length byte, so at most 8 CRCs)."""
+    delta = n2 - (pos + HEADER_SIZE + kl + vl)
+    for at, in_key, shift, _other in _length_bytes(kl, vl):
+        own = kl if in_key else vl
+        if delta % (1 << shift):
+            continue
+        old = own >> shift & 0xFF
+        y = old + (delta >> shift)
+        f2 = own + delta
+        if y == old or not 0 <= y <= 255:
+            continue
+        if f2 > (MAX_KEY_SIZE_LIMIT if in_key else MAX_VALUE_SIZE_LIMIT):
+            continue
+        if _crc_mended(buf, pos, crc, at, old ^ y, n2):
+            return (f2, vl) if in_key else (kl, f2)
+    return None
 
 
 def _mend_length(
-    buf: bytes | mmap.mmap, pos: int, end: int, crc: int, kl: int, vl: int
+    buf: bytes | mmap.mmap, pos: int, end: int, crc: int, kl: int, vl: int, floor: int
 ) -> tuple[int, int] | None:
     """The lengths once a one-byte error in key_len or val_len is corrected, when the
-    correction makes the CRC match and the record then ends the file or is followed
-    by a valid record; the first such correction in (byte, xor value) order.
+    correction makes the CRC match and the record then is followed by a valid record
+    starting at ``floor`` or later; the first such correction in (byte, xor value)
+    order. (The caller has tried the end of the file, and knows that no valid record
+    starts between ``pos`` and ``floor``.)
 
     A valid record has a zero byte 21 (key_len <= 2**20): the bytes at offset 21 of
     one length byte's 255 candidate ends are read in one strided slice, and only the
     candidates where it is zero are probed (``_valid_at``), not all 255.
     """
     base = pos + HEADER_SIZE
-    for at in range(_LENGTHS, HEADER_SIZE):  # key_len then value_len, big-endian u32s
-        in_key = at < _LENGTHS + 4
-        shift = 8 * (3 - (at - _LENGTHS) % 4)
-        own, other = (kl, vl) if in_key else (vl, kl)
-        if other > (MAX_VALUE_SIZE_LIMIT if in_key else MAX_KEY_SIZE_LIMIT):
-            continue
+    for at, in_key, shift, other in _length_bytes(kl, vl):
+        own = kl if in_key else vl
         old = own >> shift & 0xFF
         rest = own - (old << shift)  # the field with this byte zeroed
         # The corrected field is rest + (y << shift), y = old ^ x: within its limit,
-        # and the record within the file.
-        cap = min(MAX_KEY_SIZE_LIMIT if in_key else MAX_VALUE_SIZE_LIMIT, end - base - other)
+        # the record followed by a whole record header within the file.
+        cap = min(
+            MAX_KEY_SIZE_LIMIT if in_key else MAX_VALUE_SIZE_LIMIT,
+            end - HEADER_SIZE - base - other,
+        )
         if cap < rest:
             continue
-        top = min(255, (cap - rest) >> shift)
-        first = base + other + rest  # the end the record has with y = 0
         step = 1 << shift
-        ys = set()
-        if end >= first and (end - first) % step == 0 and (end - first) >> shift <= top:
-            ys.add((end - first) >> shift)
-        # y whose end leaves room for a record header (a valid record needs one)
-        room = min(top, (end - HEADER_SIZE - first) >> shift) if end - first >= HEADER_SIZE else -1
-        if room >= 0:
-            tops = buf[first + 21 : first + 21 + room * step + 1 : step]
-            i = tops.find(0)
-            while i >= 0:
-                ys.add(i)
-                i = tops.find(0, i + 1)
-        ys.discard(old)
+        first = base + other + rest  # the end the record has with y = 0
+        lo = max(0, -((first - floor) // step))  # the first y ending at floor or later
+        top = min(255, (cap - rest) >> shift)
+        if lo > top:
+            continue
+        tops = buf[first + lo * step + 21 : first + top * step + 22 : step]
+        ys = []
+        i = tops.find(0)
+        while i >= 0:
+            if lo + i != old:
+                ys.append(lo + i)
+            i = tops.find(0, i + 1)
         for x in sorted(y ^ old for y in ys):
-            f2 = rest + ((x ^ old) << shift)
             n2 = first + ((x ^ old) << shift)
-            if n2 != end and not _valid_at(buf, n2, end):
-                continue
-            head = bytearray(buf[pos + 4 : base])
-            head[at - 4] ^= x
-            if crc32(buf[base:n2], crc32(head)) == crc:
+            if _valid_at(buf, n2, end) and _crc_mended(buf, pos, crc, at, x, n2):
+                f2 = rest + ((x ^ old) << shift)
                 return (f2, vl) if in_key else (kl, f2)
     return None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import mmap
+from collections.abc import Iterator
 from zlib import crc32
 
 from ._record import HEADER_SIZE
@@ -27,8 +28,14 @@ __all__ = ["one_byte_error", "probable_key"]
 _T = [crc32(bytes([x])) ^ crc32(b"\0") for x in range(256)]
 _T_ERROR = {t: x for x, t in enumerate(_T) if x}
 _T_BY_TOP = {t >> 24: x for x, t in enumerate(_T)}
-# Records larger than this are not searched for a one-byte error (pure-Python walk).
+# Records larger than this are not searched for a one-byte error (1/64 of a
+# pure-Python step per byte: ``_hits``).
 _LOCATE_LIMIT = 1 << 20
+# Baby-step giant-step: the walk back goes _BLOCK bytes per step (one table jump,
+# Z^-_BLOCK), and a table of Z^j(_T[x]) for j < _BLOCK (255 * _BLOCK entries, built
+# once) says where in the block an error lies.
+_BLOCK_BITS = 6
+_BLOCK = 1 << _BLOCK_BITS
 
 
 def one_byte_error(buf: bytes | mmap.mmap, pos: int, nxt: int, crc: int) -> int | None:
@@ -40,11 +47,8 @@ def one_byte_error(buf: bytes | mmap.mmap, pos: int, nxt: int, crc: int) -> int 
             return pos + i
     if not syndrome or nxt - pos > _LOCATE_LIMIT:
         return None
-    r = syndrome
-    for m in range(nxt - pos - 4):
-        if r in _T_ERROR:
-            return nxt - 1 - m
-        r = _back(r)
+    for m, _x in _hits(syndrome, 0, nxt - pos - 4):
+        return nxt - 1 - m
     return None
 
 
@@ -64,7 +68,7 @@ def probable_key(buf: bytes | mmap.mmap, pos: int, kl: int, end: int, crc: int) 
     (Z^-1) to each key byte finds such an error and undoes it (the first key byte
     that explains it), so a flip that turns ``key:0077`` into ``key:0067`` blames
     ``key:0077``, not the innocent ``key:0067``. The walk jumps over the value in
-    O(log) steps (``_unwind``): its cost is the key's length, not the record's.
+    O(log) steps (``_unwind``) and over the key in blocks (``_hits``).
     (A false match needs a 32-bit coincidence among 255 x key_len candidates.)
     """
     ks = pos + HEADER_SIZE
@@ -72,17 +76,49 @@ def probable_key(buf: bytes | mmap.mmap, pos: int, kl: int, end: int, crc: int) 
     syndrome = crc32(buf[pos + 4 : end]) ^ crc
     if not syndrome or not kl:
         return key
-    r = _unwind(syndrome, end - ks - kl)  # at the key's last byte
+    vl = end - ks - kl
     found = None
-    for i in range(kl - 1, -1, -1):
-        x = _T_ERROR.get(r)
-        if x is not None:
-            found = i, x
-        r = _back(r)
+    for m, x in _hits(syndrome, vl, vl + kl):  # the key's last byte first
+        found = kl - 1 - (m - vl), x
     if found is None:
         return key
     i, x = found
     return key[:i] + bytes([key[i] ^ x]) + key[i + 1 :]
+
+
+def _hits(syndrome: int, start: int, stop: int) -> Iterator[tuple[int, int]]:
+    """(m, x), m ascending in [start, stop): the one-byte errors ``x`` lying ``m``
+    bytes before the end of the record that explain ``syndrome`` (Z^-m(syndrome) =
+    _T[x]; at most one x per m)."""
+    baby, more = _baby_steps()
+    giant = _unwind_tables()[_BLOCK_BITS]
+    r = _unwind(syndrome, start)
+    for b in range(start, stop, _BLOCK):
+        code = baby.get(r)
+        if code is not None:
+            for c in (code, *more.get(r, ())):
+                m = b + (c >> 8)
+                if m < stop:
+                    yield m, c & 0xFF
+        r = _apply(giant, r)
+
+
+@functools.cache
+def _baby_steps() -> tuple[dict[int, int], dict[int, list[int]]]:
+    """Z^j(_T[x]) -> j << 8 | x for j < _BLOCK, the smallest j of each value; the
+    others (two errors that leave one syndrome within a block: none are known) in
+    the second dict."""
+    baby: dict[int, int] = {}
+    more: dict[int, list[int]] = {}
+    values = _T[1:]
+    for j in range(_BLOCK):
+        for x, v in enumerate(values, 1):
+            if v in baby:
+                more.setdefault(v, []).append(j << 8 | x)
+            else:
+                baby[v] = j << 8 | x
+        values = [v >> 8 ^ _T[v & 0xFF] for v in values]
+    return baby, more
 
 
 def _unwind(r: int, m: int) -> int:
