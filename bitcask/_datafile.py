@@ -218,6 +218,8 @@ RESYNC_WINDOW = 4 << 20
 _CANDIDATE = re.compile(rb"(?=.{4}[\x00-\x1f].{16}\x00[\x00-\x10].{2}[\x00-\x7f])", re.DOTALL)
 
 _LOOKAHEAD = 26
+_ZERO_HEADER = bytes(HEADER_SIZE)
+_NONZERO = re.compile(rb"[^\x00]")
 
 
 def _resync(buf: bytes | mmap.mmap, pos: int, end: int, before: int | None = None) -> int | None:
@@ -226,18 +228,31 @@ def _resync(buf: bytes | mmap.mmap, pos: int, end: int, before: int | None = Non
     limit = min(end, pos + RESYNC_WINDOW if before is None else before)
     # The pattern reads the buffer in place (slicing the window copied up to 4 MiB
     # per call); ``limit`` bounds its look-ahead exactly as the slice's end did.
-    for m in _CANDIDATE.finditer(buf, pos + 1, limit):
-        q = m.start()
-        if _valid_at(buf, q, end):
-            return q
+    start = pos + 1
+    while start < limit:
+        for m in _CANDIDATE.finditer(buf, start, limit):
+            q = m.start()
+            if not buf[q] and buf[q : q + HEADER_SIZE] == _ZERO_HEADER:
+                # A zeroed range (a common kind of damage) matches the pattern at
+                # every offset and never validates (crc32 of zeros is not 0):
+                # skip to the last offsets whose header reaches a non-zero byte.
+                z = _NONZERO.search(buf, q + HEADER_SIZE, limit)
+                start = max(q + 1, (limit if z is None else z.start()) - HEADER_SIZE + 1)
+                break
+            if _valid_at(buf, q, end):
+                return q
+        else:
+            return None
     return None
 
 
 def _framing(
-    buf: bytes | mmap.mmap, pos: int, end: int, crc: int, kl: int, vl: int
-) -> tuple[int, int, bool] | None:
-    """(key_len, value_len, mended) of a record at ``pos`` that fails its check, when
-    its extent is known; None when its framing is destroyed (the caller resyncs).
+    buf: bytes | mmap.mmap, pos: int, end: int, crc: int, kl: int, vl: int, limit: int
+) -> tuple[tuple[int, int, bool] | None, int | None]:
+    """((key_len, value_len, mended), None) of a record at ``pos`` that fails its
+    check, when its extent is known; (None, where the caller resumes) when its
+    framing is destroyed: the first valid record before ``limit`` (``_resync``,
+    found here once), or None (the caller stops).
 
     1. The stored lengths are plausible, lead to the end or to a valid record, and
        the CRC matches them (only a reserved flag is wrong) or places a one-byte
@@ -261,33 +276,33 @@ def _framing(
     )
     if stored:
         if crc32(buf[pos + 4 : nxt]) == crc:  # only a reserved flag is wrong
-            return kl, vl, False
+            return (kl, vl, False), None
         bad = one_byte_error(buf, pos, nxt, crc)
         if bad is not None and not _LENGTHS <= bad - pos < HEADER_SIZE:
-            return kl, vl, False
+            return (kl, vl, False), None
     # A flipped length: the record really ends at the first valid record after it
     # (or at the end of the file), found by one forward resync, and the correction
     # that makes it end there makes the CRC match. No valid record starts before
     # that one, so the full search below only probes ends past it (a value that
     # holds records, or damage beyond one byte).
-    first = _resync(buf, pos, end)
+    first = _resync(buf, pos, end, limit)
     for n2 in (end,) if first is None else (first, end):
         mended = _mend_to(buf, pos, crc, kl, vl, n2)
         if mended is not None:
-            return mended[0], mended[1], True
-    floor = first if first is not None else pos + RESYNC_WINDOW - _LOOKAHEAD
+            return (mended[0], mended[1], True), None
+    # The resync examined every start up to _LOOKAHEAD bytes before its limit.
+    floor = first if first is not None else limit - _LOOKAHEAD
     mended = _mend_length(buf, pos, end, crc, kl, vl, floor)
     if mended is not None:
-        return mended[0], mended[1], True
+        return (mended[0], mended[1], True), None
     if not stored:
-        return None
-    # A valid record inside the span the stored lengths claim: the resync above
-    # examined every start up to 26 bytes before its window's end.
+        return None, first
+    # A valid record inside the span the stored lengths claim?
     if first is not None:
         inside = first <= nxt - _LOOKAHEAD
     else:
-        inside = nxt > pos + RESYNC_WINDOW and _resync(buf, pos, end, before=nxt) is not None
-    return None if inside else (kl, vl, False)
+        inside = nxt > limit and _resync(buf, pos, end, before=nxt) is not None
+    return (None, first) if inside else ((kl, vl, False), None)
 
 
 def _length_bytes(kl: int, vl: int) -> Iterator[tuple[int, bool, int, int]]:
@@ -443,7 +458,7 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                 # last): it did not complete, and nothing after it was written.
                 issues.stop, issues.stop_reason = pos, "append not completed"
                 break
-            framed = _framing(buf, pos, end, crc, kl, vl)
+            framed, skip_to = _framing(buf, pos, end, crc, kl, vl, min(zeros, pos + RESYNC_WINDOW))
             if framed is not None:
                 # The framing holds: exactly this record is lost.
                 kl, vl, mended = framed
@@ -475,7 +490,6 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                         issues.valid_end = nxt
                 pos = nxt
                 continue
-            skip_to = _resync(buf, pos, end, min(zeros, pos + RESYNC_WINDOW))
             if skip_to is None:
                 issues.stop = pos
                 issues.stop_reason = "torn record" if not plausible else "CRC mismatch"
