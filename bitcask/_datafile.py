@@ -59,7 +59,7 @@ from ._record import (
     TOMBSTONE,
     U32,
 )
-from ._syndrome import one_byte_error, probable_key
+from ._syndrome import one_byte_error, probable_key, range_crc
 from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 
 __all__ = [
@@ -410,7 +410,7 @@ def _valid_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
         and kl <= MAX_KEY_SIZE_LIMIT
         and vl <= MAX_VALUE_SIZE_LIMIT
         and not flags & ~KNOWN_FLAGS
-        and crc32(buf[pos + 4 : nxt]) == int(crc)
+        and range_crc(buf, pos + 4, nxt) == int(crc)
     )
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import functools
 import mmap
+import threading
+import weakref
 from collections.abc import Iterator
 from zlib import crc32
 
 from ._record import HEADER_SIZE
 
-__all__ = ["one_byte_error", "probable_key"]
+__all__ = ["one_byte_error", "probable_key", "range_crc"]
 
 # CRC-32 is linear: the syndrome (computed xor stored CRC) of a one-byte error x
 # followed by m bytes is Z^m(_T[x]), where Z is the register step for a zero byte,
@@ -91,7 +93,7 @@ def _hits(syndrome: int, start: int, stop: int) -> Iterator[tuple[int, int]]:
     bytes before the end of the record that explain ``syndrome`` (Z^-m(syndrome) =
     _T[x]; at most one x per m)."""
     baby, more = _baby_steps()
-    giant = _unwind_tables()[_BLOCK_BITS]
+    giant = _jump_tables(backward=True)[_BLOCK_BITS]
     r = _unwind(syndrome, start)
     for b in range(start, stop, _BLOCK):
         code = baby.get(r)
@@ -123,7 +125,10 @@ def _baby_steps() -> tuple[dict[int, int], dict[int, list[int]]]:
 
 def _unwind(r: int, m: int) -> int:
     """Z^-m(r): the syndrome ``r`` walked back over ``m`` bytes."""
-    tables = _unwind_tables()
+    return _jump(_jump_tables(backward=True), r, m)
+
+
+def _jump(tables: list[tuple[list[int], ...]], r: int, m: int) -> int:
     k = 0
     while m:
         if m & 1:
@@ -139,9 +144,9 @@ def _apply(tables: tuple[list[int], ...], r: int) -> int:
 
 
 @functools.cache
-def _unwind_tables() -> list[tuple[list[int], ...]]:
-    """Z^-(2^k) for k < 32 as four byte tables each (Z is linear over GF(2)); built
-    once, on the first damaged record (a few ms)."""
+def _jump_tables(backward: bool) -> list[tuple[list[int], ...]]:
+    """Z^-(2^k) (or Z^(2^k)) for k < 32 as four byte tables each (Z is linear over
+    GF(2)); built once, when first needed (a few ms)."""
 
     def tables_of(images: list[int]) -> tuple[list[int], ...]:
         out = []
@@ -153,10 +158,63 @@ def _unwind_tables() -> list[tuple[list[int], ...]]:
             out.append(t)
         return tuple(out)
 
-    images = [_back(1 << j) for j in range(32)]
+    images = [_back(1 << j) if backward else _zero_step(1 << j) for j in range(32)]
     levels = [tables_of(images)]
     for _ in range(31):
         last = levels[-1]
         images = [_apply(last, _apply(last, 1 << j)) for j in range(32)]
         levels.append(tables_of(images))
     return levels
+
+
+def _zero_step(r: int) -> int:
+    """Z(r): the CRC register after one zero byte (without zlib's inversions)."""
+    return r >> 8 ^ _T[r & 0xFF]
+
+
+# range_crc: raw registers (zlib's without the inversions) of buf[_BASE:x] for every
+# x = _BASE + a multiple of _CHECKPOINT, for the last mapped buffer asked about
+# (weakly held). A data file's records below the end a scan reads never change
+# (appends go past it, a rewritten file is a new mapping; only the 16-byte file
+# header is rewritten in place, when a writer seals its file: hence _BASE), and
+# only registers below that end are kept.
+_BASE = 16
+_CHECKPOINT = 1 << 12
+_DIRECT = 1 << 15  # ranges shorter than this are CRC'd directly
+_M = 0xFFFFFFFF
+_prefixes: tuple[weakref.ref[mmap.mmap], list[int]] | None = None
+_prefixes_lock = threading.Lock()
+
+
+def range_crc(buf: bytes | mmap.mmap, a: int, b: int) -> int:
+    """``crc32(buf[a:b])``, at a cost independent of ``b - a`` for a long range of a
+    mapped file: from the prefix registers R (raw CRC of ``buf[:x]``) at ``a`` and
+    ``b``, crc32 = R(b) ^ Z^(b-a)(R(a) ^ M) ^ M, M = 0xFFFFFFFF (CRC-32 is affine;
+    R of ``buf[_BASE:x]`` serves as well: the common prefix cancels).
+    A resync probes records at offsets that are not record starts; the lengths read
+    there claim up to the rest of the file, and CRCs over them cost the scan of a
+    64 MiB file hours."""
+    if b - a < _DIRECT or a < _BASE or not isinstance(buf, mmap.mmap):
+        return crc32(buf[a:b])
+    return _prefix(buf, b) ^ _jump(_jump_tables(backward=False), _prefix(buf, a) ^ _M, b - a) ^ _M
+
+
+def _prefix(buf: mmap.mmap, x: int) -> int:
+    """R(x): the raw CRC register after ``buf[_BASE:x]``."""
+    global _prefixes
+    i = (x - _BASE) // _CHECKPOINT
+    with _prefixes_lock:
+        state = _prefixes
+        if state is None or state[0]() is not buf:
+            state = _prefixes = (weakref.ref(buf), [0])
+        regs = state[1]
+        while len(regs) <= i:
+            j = len(regs) - 1
+            at = _BASE + j * _CHECKPOINT
+            regs.append(_raw(regs[j], buf[at : at + _CHECKPOINT]))
+        reg = regs[i]
+    return _raw(reg, buf[_BASE + i * _CHECKPOINT : x])
+
+
+def _raw(reg: int, data: bytes) -> int:
+    return crc32(data, reg ^ _M) ^ _M

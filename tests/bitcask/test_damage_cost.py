@@ -14,6 +14,9 @@ tombstone, every other key its latest value, a deleted key stays deleted.
 
 from __future__ import annotations
 
+import mmap
+import random
+import zlib
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ import bitcask
 from bitcask import _datafile
 from bitcask._datafile import data_name, list_data_files
 from bitcask._record import HEADER_SIZE
+from bitcask._syndrome import range_crc
 from tests.bitcask._damage import flip, records
 from tests.bitcask.test_damage_scope import CORRUPT, Answers, answers, drop_hints, walk
 
@@ -142,3 +146,23 @@ def test_zeroed_range_costs_a_few_probes(tmp_path: Path, monkeypatch: pytest.Mon
     assert f"offset {first.offset}, {resume - first.offset} bytes: unreadable bytes" in events
     monkeypatch.undo()
     assert answers(tmp_path, keys) == {k: (None if k in lost else k * 10) for k in keys}
+
+
+def test_range_crc_of_a_mapped_file_equals_crc32(tmp_path: Path) -> None:
+    """The resync's CRC of a long claimed range (prefix registers and a jump, so a
+    probe costs the same whatever length it claims) is zlib's crc32, on two files
+    in turn (the registers of one never serve the other)."""
+    rng = random.Random(7)
+    blobs = [rng.randbytes(300_000), bytes(200_000) + rng.randbytes(100_000)]
+    maps = []
+    for i, blob in enumerate(blobs):
+        (tmp_path / f"f{i}").write_bytes(blob)
+        with open(tmp_path / f"f{i}", "rb") as f:
+            maps.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    for _ in range(200):
+        i = rng.randrange(2)
+        a = rng.randrange(len(blobs[i]))
+        b = rng.randrange(a, len(blobs[i]) + 1)
+        assert range_crc(maps[i], a, b) == zlib.crc32(blobs[i][a:b]), (i, a, b)
+    for m in maps:
+        m.close()
