@@ -2,7 +2,7 @@
 
 Strategy: a real store, then one byte flipped in every other record (a value byte,
 or a length byte), or a zeroed range. The cost is asserted as a count, never a
-time: the scanner's probe for "a valid record starts here" (``_valid_at``, which
+time: the scanner's probe for "a valid record starts here" (``_framing.valid_at``, which
 computes a CRC) is wrapped in a counter while a readonly open scans the files
 without hints. Before the fix a damaged record cost ~960 probes (its one-byte
 length search ran first: 8 bytes x 255 values), 1.8 ms each; a zeroed range cost
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
-from bitcask import _datafile
+from bitcask import _framing
 from bitcask._datafile import data_name, list_data_files
 from bitcask._record import HEADER_SIZE
 from bitcask._syndrome import range_crc
@@ -76,13 +76,13 @@ def damage_every_other(path: Path, spot: str) -> set[bytes]:
 
 def count_probes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls = [0]
-    probe = _datafile._valid_at
+    probe = _framing.valid_at
 
     def counting(buf: bytes, pos: int, end: int) -> bool:
         calls[0] += 1
         return probe(buf, pos, end)
 
-    monkeypatch.setattr(_datafile, "_valid_at", counting)
+    monkeypatch.setattr(_framing, "valid_at", counting)
     return calls
 
 
