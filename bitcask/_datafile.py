@@ -16,7 +16,7 @@ the CRC match (a flipped length costs its record only), or when the stored lengt
 lead to the next valid record (or the end) and are corroborated: the CRC locates a
 one-byte error outside the length fields, or no valid record starts inside the
 span they claim (a flipped length can land exactly on a later record; believing it
-would swallow the valid records in between). See ``_framing``.
+would swallow the valid records in between). See ``_framing.framing``.
 Otherwise (a damaged length, or garbage) the scanner looks ahead up to
 ``RESYNC_WINDOW`` bytes for the next offset where a whole record validates (CRC32
 over a plausible header, key and value) and resumes there, reporting the bytes in
@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import mmap
 import os
-import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from zlib import crc32
 
+from ._framing import RESYNC_WINDOW, framing, valid_at
 from ._record import (
     BATCH_BEGIN,
     BATCH_COMMIT,
@@ -59,6 +59,7 @@ from ._record import (
     TOMBSTONE,
     U32,
 )
+from ._syndrome import probable_key
 from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 
 __all__ = [
@@ -209,109 +210,6 @@ class ScanIssues:
         return min(cut) if cut else None
 
 
-# After an unreadable record, look this far ahead for the next record that validates.
-RESYNC_WINDOW = 4 << 20
-# Cheap pre-filter for a record start: flags <= 0x1f, key_len < 2**20, value_len < 2**31.
-_CANDIDATE = re.compile(rb"(?=.{4}[\x00-\x1f].{16}\x00[\x00-\x0f].{2}[\x00-\x7f])", re.DOTALL)
-
-
-def _resync(buf: bytes | mmap.mmap, pos: int, end: int, before: int | None = None) -> int | None:
-    """Offset of the first record after ``pos`` that validates (within the window,
-    and starting before ``before`` when given)."""
-    limit = min(end, pos + RESYNC_WINDOW if before is None else before)
-    window = buf[pos + 1 : limit]
-    for m in _CANDIDATE.finditer(window):
-        q = pos + 1 + m.start()
-        if _valid_at(buf, q, end):
-            return q
-    return None
-
-
-def _framing(
-    buf: bytes | mmap.mmap, pos: int, end: int, crc: int, kl: int, vl: int
-) -> tuple[int, int, bool] | None:
-    """(key_len, value_len, mended) of a record at ``pos`` that fails its check, when
-    its extent is known; None when its framing is destroyed (the caller resyncs).
-
-    1. A one-byte error in a length field whose correction makes the CRC match (and
-       leads to the end or to a valid record): the corrected lengths, ``mended``.
-    2. Otherwise the stored lengths, when they are plausible, lead to the end or to
-       a valid record, and either the CRC places a one-byte error outside the length
-       fields (so the lengths are right even if the value holds bytes that look like
-       a record) or no valid record starts inside the span they claim. (A flipped
-       length can land exactly on a later record; the valid records it would
-       swallow show that the length, not the record's contents, is what was hit.)
-    """
-    for at in range(_LENGTHS, HEADER_SIZE):  # key_len then value_len, big-endian u32s
-        in_key = at < _LENGTHS + 4
-        shift = 8 * (3 - (at - _LENGTHS) % 4)
-        for x in range(1, 256):
-            k2, v2 = (kl ^ (x << shift), vl) if in_key else (kl, vl ^ (x << shift))
-            n2 = pos + HEADER_SIZE + k2 + v2
-            if k2 > MAX_KEY_SIZE_LIMIT or v2 > MAX_VALUE_SIZE_LIMIT or n2 > end:
-                continue
-            if n2 != end and not _valid_at(buf, n2, end):
-                continue
-            head = bytearray(buf[pos + 4 : pos + HEADER_SIZE])
-            head[at - 4] ^= x
-            if crc32(buf[pos + HEADER_SIZE : n2], crc32(head)) == crc:
-                return k2, v2, True
-    nxt = pos + HEADER_SIZE + kl + vl
-    if kl > MAX_KEY_SIZE_LIMIT or vl > MAX_VALUE_SIZE_LIMIT or nxt > end:
-        return None
-    if nxt != end and not _valid_at(buf, nxt, end):
-        return None
-    if crc32(buf[pos + 4 : nxt]) == crc:  # only a reserved flag is wrong
-        return kl, vl, False
-    bad = _one_byte_error(buf, pos, nxt, crc)
-    if bad is not None and not _LENGTHS <= bad - pos < HEADER_SIZE:
-        return kl, vl, False
-    if _resync(buf, pos, end, before=nxt) is not None:
-        return None
-    return kl, vl, False
-
-
-# CRC-32 is linear: the syndrome (computed xor stored CRC) of a one-byte error x
-# followed by m bytes is Z^m(_T[x]), where Z is the register step for a zero byte,
-# Z(r) = r >> 8 ^ _T[r & 0xFF]. Z is a bijection (the top bytes of _T are distinct),
-# so walking the syndrome back through Z^-1 finds where such an error lies.
-_T = [crc32(bytes([x])) ^ crc32(b"\0") for x in range(256)]
-_T_ERROR = {t: x for x, t in enumerate(_T) if x}
-_T_BY_TOP = {t >> 24: x for x, t in enumerate(_T)}
-# Records larger than this are not searched for a one-byte error (pure-Python walk).
-_LOCATE_LIMIT = 1 << 20
-
-
-def _one_byte_error(buf: bytes | mmap.mmap, pos: int, nxt: int, crc: int) -> int | None:
-    """File offset of the one byte whose flip explains the record's CRC mismatch
-    (the CRC field itself included), or None if no single byte does."""
-    syndrome = crc32(buf[pos + 4 : nxt]) ^ crc
-    for i in range(4):  # the stored CRC is the damaged part (big-endian u32)
-        if syndrome and not syndrome & ~(0xFF << 8 * (3 - i)):
-            return pos + i
-    if not syndrome or nxt - pos > _LOCATE_LIMIT:
-        return None
-    r = syndrome
-    for m in range(nxt - pos - 4):
-        if r in _T_ERROR:
-            return nxt - 1 - m
-        x = _T_BY_TOP[r >> 24]
-        r = ((r ^ _T[x]) << 8 | x) & 0xFFFFFFFF
-    return None
-
-
-# Offset of key_len in a record header (key_len 21-24, value_len 25-28).
-_LENGTHS = HEADER_SIZE - 8
-
-
-def _valid_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
-    if end - pos < HEADER_SIZE:
-        return False
-    crc, _flags, _ts, _exp, kl, vl = HEADER.unpack_from(buf, pos)
-    nxt = pos + HEADER_SIZE + kl + vl
-    return nxt <= end and crc32(buf[pos + 4 : nxt]) == int(crc)
-
-
 @dataclass
 class _Batch:
     """A batch being read: its records wait for the COMMIT marker."""
@@ -356,7 +254,7 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                 # last): it did not complete, and nothing after it was written.
                 issues.stop, issues.stop_reason = pos, "append not completed"
                 break
-            framed = _framing(buf, pos, end, crc, kl, vl)
+            framed, skip_to = framing(buf, pos, end, crc, kl, vl, min(zeros, pos + RESYNC_WINDOW))
             if framed is not None:
                 # The framing holds: exactly this record is lost.
                 kl, vl, mended = framed
@@ -378,9 +276,7 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                     issues.skipped.append((pos, size, "CRC mismatch; key marked corrupt"))
                     # A mended length proves the rest (the CRC matched): the key is as read.
                     key = (
-                        bytes(buf[ks : ks + kl])
-                        if mended
-                        else _probable_key(buf, pos, kl, nxt, crc)
+                        bytes(buf[ks : ks + kl]) if mended else probable_key(buf, pos, kl, nxt, crc)
                     )
                     rec = (pos, size, CORRUPT, 0, 0, key, 0)
                     if batch is not None:
@@ -390,7 +286,6 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                         issues.valid_end = nxt
                 pos = nxt
                 continue
-            skip_to = _resync(buf, pos, end, min(zeros, pos + RESYNC_WINDOW))
             if skip_to is None:
                 issues.stop = pos
                 issues.stop_reason = "torn record" if not plausible else "CRC mismatch"
@@ -451,32 +346,4 @@ def _drop(issues: ScanIssues, start: int, end: int, why: str) -> None:
 
 def _in_batch_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
     """Whether a valid record flagged IN_BATCH starts at ``pos``."""
-    return _valid_at(buf, pos, end) and bool(buf[pos + 4] & IN_BATCH)
-
-
-def _probable_key(buf: bytes | mmap.mmap, pos: int, kl: int, end: int, crc: int) -> bytes:
-    """The key a damaged record (framing intact) most probably belongs to.
-
-    The key as read, unless the CRC says one byte of the key itself was flipped:
-    CRC-32 is linear, so the syndrome (computed CRC xor stored CRC) of a single-byte
-    error ``x`` that lies ``m`` bytes before the end equals ``crc32(x, 0*m) xor
-    crc32(0*(m+1))``, whatever precedes it. Trying the key's bytes (8 basis CRCs each)
-    finds such an error and undoes it, so a flip that turns ``key:0077`` into
-    ``key:0067`` blames ``key:0077``, not the innocent ``key:0067``. (A false match
-    needs a 32-bit coincidence among 255 x key_len candidates.)
-    """
-    ks = pos + HEADER_SIZE
-    key = bytes(buf[ks : ks + kl])
-    syndrome = crc32(buf[pos + 4 : end]) ^ crc
-    for i in range(kl):
-        m = end - (ks + i) - 1
-        zeros = crc32(bytes(m + 1))
-        basis = [crc32(bytes([1 << b]) + bytes(m)) ^ zeros for b in range(8)]
-        for x in range(1, 256):
-            d = 0
-            for b in range(8):
-                if x >> b & 1:
-                    d ^= basis[b]
-            if d == syndrome:
-                return key[:i] + bytes([key[i] ^ x]) + key[i + 1 :]
-    return key
+    return valid_at(buf, pos, end) and bool(buf[pos + 4] & IN_BATCH)
