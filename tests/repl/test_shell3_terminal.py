@@ -38,10 +38,23 @@ def _help_lines(screen: str) -> list[str]:
     return lines[first : last + 2]
 
 
+def _settled(tmux: Tmux, columns: int) -> None:
+    """Wait until the pane is `columns` wide and the shell has answered a command since:
+    tmux may hand the new size to the terminal a loop turn after it reports it, and a
+    `help` typed at once was laid out for the old width (a flaky failure in CI)."""
+    deadline = time.monotonic() + 10
+    while tmux.run("display-message", "-p", "#{pane_width}").strip() != str(columns):
+        assert time.monotonic() < deadline, "the window never took its new width"
+        time.sleep(0.05)
+    tmux.type("ping\r")
+    tmux.wait_for("PONG")
+
+
 @pytest.mark.parametrize("columns", [80, 20])
 def test_help_fits_the_window(tmux: Tmux, server: ServerProcess, columns: int) -> None:
     tmux.wait_for(f"127.0.0.1:{server.port}>")
     tmux.run("resize-window", "-x", str(columns), "-y", "200")
+    _settled(tmux, columns)
     tmux.type("help\r")
     tmux.wait_for("insensitive.")
     drawn = _help_lines(tmux.run("capture-pane", "-p", "-S", "-"))
