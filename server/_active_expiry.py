@@ -71,8 +71,13 @@ class ActiveExpiry:
                 await self._writer.run_on_writer_thread(cycle)
             except bitcask.StoreClosedError:
                 return
-            except RuntimeError:  # the writer's thread pool shut down under us
-                return
+            except RuntimeError:
+                if self._writer.closed:  # the writer's thread pool shut down under us
+                    return
+                # anything else (a thread that could not be started just now) costs
+                # this cycle, not every later one: the sampler used to end here for
+                # good, silently, and expired keys then stayed in memory
+                log.warning("active expiry cycle failed; retrying", exc_info=True)
             except Exception:  # a sampler must never take the server down
                 log.exception("active expiry cycle failed")
             self.cycles += 1

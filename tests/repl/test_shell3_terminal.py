@@ -8,6 +8,7 @@ wrapped mid-word and at 20 the summaries were shredded.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -39,15 +40,19 @@ def _help_lines(screen: str) -> list[str]:
 
 
 def _settled(tmux: Tmux, columns: int) -> None:
-    """Wait until the pane is `columns` wide and the shell has answered a command since:
-    tmux may hand the new size to the terminal a loop turn after it reports it, and a
-    `help` typed at once was laid out for the old width (a flaky failure in CI)."""
+    """Wait until the shell's terminal itself is `columns` wide: tmux reports the new
+    width at once but hands it to the terminal (TIOCSWINSZ) after a resize timer, and
+    a `help` typed before that was laid out for the old width (a flaky failure in CI)."""
+    tty = tmux.run("display-message", "-p", "#{pane_tty}").strip()
     deadline = time.monotonic() + 10
-    while tmux.run("display-message", "-p", "#{pane_width}").strip() != str(columns):
-        assert time.monotonic() < deadline, "the window never took its new width"
+    while True:
+        size = subprocess.run(
+            ["stty", "-F", tty, "size"], capture_output=True, text=True, timeout=5
+        ).stdout.split()
+        if size[1:] == [str(columns)]:
+            return
+        assert time.monotonic() < deadline, f"the terminal never became {columns} wide: {size}"
         time.sleep(0.05)
-    tmux.type("ping\r")
-    tmux.wait_for("PONG")
 
 
 @pytest.mark.parametrize("columns", [80, 20])
