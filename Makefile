@@ -51,8 +51,13 @@ typecheck: $(STAMP)  ## mypy (strict on bitcask/ and protocol/)
 	$(BIN)/mypy --strict bitcask protocol
 	$(BIN)/mypy server client repl bench
 
+# The suite starts thousands of Python processes (servers, the CLI, the shell): with
+# PYTHONDONTWRITEBYTECODE set, as in this project's CI environment, every one of them
+# compiled the whole project again (a CLI run 0.45 s instead of 0.27 s). Their bytecode
+# is kept under .venv/pycache instead of beside the sources.
 pytest: $(STAMP)  ## the test suite (TEST_JOBS workers, default 2)
-	$(BIN)/python -m pytest -n $(TEST_JOBS)
+	env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache \
+		$(BIN)/python -m pytest -n $(TEST_JOBS)
 
 test: lint typecheck pytest  ## lint + typecheck + pytest: what CI runs
 
