@@ -151,10 +151,7 @@ async def _auth(ctx: Context, a: Args) -> Reply:
 async def _help(ctx: Context, a: Args) -> Reply:
     table = getattr(ctx, "table", COMMANDS)  # the front end's table (the CLI may add rows)
     # fitted to the terminal: the list was 113 columns wide, wrapped mid-word at 80
-    # (the real stdout: at the prompt sys.stdout is prompt_toolkit's proxy, whose isatty()
-    # answered False at times, and help then came out at the width of a pipe)
-    real = sys.__stdout__
-    width = terminal_width(real) if ctx.interactive and real is not None else None
+    width = terminal_width(sys.stdout) if ctx.interactive else None
     return Text(help_text(table, a["command"], ctx.scope, width))
 
 

@@ -49,9 +49,11 @@ def home_env(tmp_path: Path) -> dict[str, str]:
     """An environment whose HOME, XDG config and data dirs live in tmp_path."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("BITCASK_", "XDG_", "NO_COLOR"))
-    }
+    # COLUMNS and LINES too: pytest-xdist's workers have COLUMNS=80 LINES=24, which
+    # would size every terminal the shell draws on (shutil.get_terminal_size reads them
+    # first), whatever the test's window is
+    skip = ("BITCASK_", "XDG_", "NO_COLOR", "COLUMNS", "LINES")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env.update(
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),

@@ -40,9 +40,8 @@ def _help_lines(screen: str) -> list[str]:
 
 
 def _settled(tmux: Tmux, columns: int) -> None:
-    """Wait until the shell's terminal itself is `columns` wide: tmux reports the new
-    width at once but hands it to the terminal (TIOCSWINSZ) after a resize timer, and
-    a `help` typed before that was laid out for the old width (a flaky failure in CI)."""
+    """Wait until the shell's terminal itself is `columns` wide: tmux reports a new width
+    at once and hands it to the terminal (TIOCSWINSZ) after its resize timer."""
     tty = tmux.run("display-message", "-p", "#{pane_tty}").strip()
     deadline = time.monotonic() + 10
     while True:
