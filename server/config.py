@@ -8,6 +8,7 @@ constructor the CLI uses; tests build `ServerConfig(...)` directly.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Any, NoReturn
 import bitcask
 from protocol import DEFAULT_MAX_FRAME
 
-__all__ = ["ENGINE_OPTIONS", "ConfigError", "ServerConfig", "version"]
+__all__ = ["ENGINE_OPTIONS", "ConfigError", "ServerConfig", "unknown_variables", "version"]
 
 # ServerConfig fields handed to bitcask.Options when set (None: the engine's default)
 ENGINE_OPTIONS = (
@@ -340,6 +341,36 @@ def version() -> str:
         return metadata.version("bitcask")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+# BITCASK_* variables another bitcask program reads (the shell: docs/cli.md), which a
+# shared environment (a container, a developer's shell) may hold beside the server's
+OTHER_PROGRAMS_VARIABLES = frozenset({"BITCASK_URL", "BITCASK_TIMEOUT", "BITCASK_SHELL_CONFIG"})
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per `BITCASK_*` variable that names no flag (any case).
+
+    A typo (`BITCASK_PROT=7000`) was ignored without a word: the server came up on
+    its default port. Each line names the variable and the closest known one, never
+    the value (it may be a token).
+
+    Example:
+        >>> unknown_variables({"BITCASK_PROT": "7000", "BITCASK_SYNC": "never"})[0][-46:]
+        'did you mean BITCASK_PORT? (--help lists them)'
+    """
+    env = os.environ if env is None else env
+    known = [ENV_PREFIX + name.upper() for name in _FLAGS]
+    out: list[str] = []
+    for name in sorted(env):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or name in known or upper in OTHER_PROGRAMS_VARIABLES:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.7)
+        hint = f": did you mean {close[0]}?" if close else ""
+        shown = name if name.isprintable() else repr(name)
+        out.append(f"{shown} is not a bitcask-server variable, ignored{hint} (--help lists them)")
+    return out
 
 
 # what a BITCASK_* value must be, by its flag's type, for the error (Python's own
