@@ -15,6 +15,11 @@ Strategy / invariants:
   reconnecting in a loop cannot fill a disk with log lines.
 - The idle sweep (--idle-timeout > 0) closes a connection on which no byte moved for
   that long (what "moved" means is server/_flow.py's rule, for both protocols).
+- With --auth, a binary/Redis connection that has not authenticated --auth-timeout
+  seconds after it was admitted is closed (PostgreSQL's authentication_timeout): a
+  client without the token that sent a PING now and then held its slot for good, and
+  enough of them kept every token holder out. HTTP authenticates each request, and
+  its connections live by their own timers (keep-alive, header, body).
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ class Connections:
         self._refused_logged_at = float("-inf")
         self._refused_unlogged = 0
         self._sweeper: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
+        # unauthenticated connections -> their --auth-timeout timer
+        self._auth_deadlines: dict[Any, asyncio.TimerHandle] = {}
+        self._auth_timeout = config.auth_timeout if config.auth is not None else 0.0
 
     def __len__(self) -> int:
         return len(self._open)
@@ -99,6 +108,10 @@ class Connections:
             set_keepalive(conn.transport, self._config.tcp_keepalive)
         self._metrics.connections = len(self._open)
         self._metrics.connections_total += 1
+        if self._auth_timeout > 0 and self._loop is not None and isinstance(conn, BinaryProtocol):
+            self._auth_deadlines[conn] = self._loop.call_later(
+                self._auth_timeout, self._auth_expired, conn
+            )
         return True
 
     def admit_probe(self, conn: Any) -> bool:
@@ -118,6 +131,16 @@ class Connections:
         self._open.discard(conn)
         self._probe_only.discard(conn)
         self._metrics.connections = len(self._open)
+        deadline = self._auth_deadlines.pop(conn, None)
+        if deadline is not None:
+            deadline.cancel()
+
+    def _auth_expired(self, conn: BinaryProtocol) -> None:
+        self._auth_deadlines.pop(conn, None)
+        if conn.authenticated:
+            return
+        log.debug("closed a connection not authenticated within %.3g s", self._auth_timeout)
+        conn.close_idle()
 
     def descriptor_room(self) -> int:
         """Connections the descriptors allow now: the soft limit less FD_RESERVE and
@@ -173,10 +196,12 @@ class Connections:
         for conn in self:
             conn.close_for_shutdown()
 
-    # ---- the idle sweep ----
+    # ---- the timers: the idle sweep, the pre-AUTH deadline ----
 
-    def start_sweeping(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Close idle connections from now on (no-op under --idle-timeout 0)."""
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the timers on `loop` from now on (before the listeners open): the idle
+        sweep (not under --idle-timeout 0) and each new connection's auth deadline."""
+        self._loop = loop
         if self._config.idle_timeout > 0:
             self._sweeper = loop.call_later(self._sweep_period(), self._sweep, loop)
 

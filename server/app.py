@@ -176,6 +176,7 @@ class Server:
                 host=self,
                 redis=self._redis,
             )
+            self.connections.start(loop)
             binary = await listen(lambda: BinaryProtocol(state), cfg.host, cfg.port, "--port")
             self._listeners.append(binary)
             self.port = binary.sockets[0].getsockname()[1]
@@ -183,11 +184,11 @@ class Server:
             self._listeners.append(http)
             self.http_port = state.http_port = http.sockets[0].getsockname()[1]
         except BaseException:
+            self.connections.stop_sweeping()
             for listener in self._listeners:
                 listener.close()
             await loop.run_in_executor(None, self.db.close)
             raise
-        self.connections.start_sweeping(loop)
         self.expiry = ActiveExpiry(self.db, self.writer)
         self.expiry.start()
 

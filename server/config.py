@@ -85,6 +85,10 @@ class ServerConfig:
     # --- security ---
     # shared token; None: no authentication (bytes: `auth_token`); kept out of repr()
     auth: str | None = field(default=None, repr=False)
+    # with auth: seconds a binary/Redis connection may stay unauthenticated before it is
+    # closed (PostgreSQL's authentication_timeout); else a client without the token that
+    # pinged now and then held its connection slot for good; 0: no deadline
+    auth_timeout: float = 60.0
     # --- limits ---
     max_connections: int = 1024  # binary + HTTP connections together
     max_frame: int = DEFAULT_MAX_FRAME  # binary frame and HTTP body limit, bytes
@@ -281,6 +285,11 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
         "prefer BITCASK_AUTH or a token file",
     ),
     "auth_file": (_path, "read the token from this file (one final newline is dropped)"),
+    "auth_timeout": (
+        float,
+        "with a token, close a binary/Redis connection not authenticated within this many "
+        "seconds; 0: never (default 60)",
+    ),
     "max_connections": (int, "maximum open connections, both ports (default 1024)"),
     "max_frame": (int, "largest binary frame / HTTP body in bytes (default 64 MiB + 1 MiB)"),
     "max_batch": (int, "most operations in one batch, mput or mget (default 10000)"),
@@ -455,7 +464,13 @@ def _validate(cfg: ServerConfig) -> None:
         fail("writer-queue-max must be >= 1")
     if cfg.http_max_header_bytes < 1024:
         fail("http-max-header-bytes must be >= 1024")
-    for name in ("idle_timeout", "http_keepalive", "http_header_timeout", "http_body_timeout"):
+    for name in (
+        "idle_timeout",
+        "auth_timeout",
+        "http_keepalive",
+        "http_header_timeout",
+        "http_body_timeout",
+    ):
         value = getattr(cfg, name)
         if not math.isfinite(value) or value < 0:
             fail(f"{name.replace('_', '-')} must be a finite number >= 0")
