@@ -306,7 +306,7 @@ class Server:
         return self._health
 
     def readonly_reason(self) -> str | None:
-        return self.health.readonly_reason()
+        return None if self._health is None else self._health.readonly_reason()
 
     def not_live_reason(self) -> str | None:
         return self.health.not_live_reason()
@@ -315,7 +315,9 @@ class Server:
         return self.health.disk_health()
 
     def not_ready_reason(self) -> str | None:
-        return "shutting down" if self.stopping else self.health.not_ready_reason()
+        if self.stopping:
+            return "shutting down"
+        return None if self._health is None else self._health.not_ready_reason()
 
     def key_count(self) -> int:
         return len(self.db)
