@@ -8,11 +8,8 @@ up on 7379.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -21,7 +18,7 @@ import pytest
 
 import bitcask
 from repl import shell as bitcask_shell
-from server.cli import IGNORED_SIGNALS
+from server.cli import IGNORED_SIGNALS, main
 from server.config import ENV_PREFIX, OTHER_PROGRAMS_VARIABLES, ServerConfig, unknown_variables
 from tests.server.wire import Conn
 from tests.serverproc import ServerProcess
@@ -138,15 +135,13 @@ def test_the_closest_known_name(name: str, closest: str | None) -> None:
         assert f"did you mean {closest}?" in line
 
 
-def test_a_bad_value_still_exits_2_and_the_typo_line_does_not_mask_it(tmp_path: Path) -> None:
+def test_a_bad_value_still_exits_2_and_the_typo_line_does_not_mask_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
-    proc = subprocess.run(
-        [sys.executable, "-m", "server", "--data", str(data), "--port", "0", "--http-port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        env={**os.environ, "BITCASK_MAX_CONNECTIONS": "0", "BITCASK_PROT": "1"},
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("bitcask-server: max-connections must be >= 1")
+    monkeypatch.setenv("BITCASK_MAX_CONNECTIONS", "0")
+    monkeypatch.setenv("BITCASK_PROT", "1")
+    assert main(["--data", str(data), "--port", "0", "--http-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bitcask-server: max-connections must be >= 1")
     assert not data.exists()
