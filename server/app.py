@@ -44,8 +44,7 @@ from ._dispatch import Dispatcher
 from ._health import Health
 from ._metrics import Metrics
 from ._redis import RedisDispatcher
-from ._startup import ListenError, StoreOpenError, listen, open_store, raise_fd_limit
-from ._startup import tune_gc as _tune_gc  # bench/request_path.py imports it from here
+from ._startup import ListenError, StoreOpenError, listen, open_store, raise_fd_limit, tune_gc
 from ._state import ServerState
 from ._writer import Writer
 from .binary import BinaryProtocol
@@ -137,7 +136,7 @@ class Server:
             raise ConfigError(str(exc)) from exc
         self.db = await loop.run_in_executor(None, open_store, cfg.data, options)
         self._health = Health(self.db, cfg.data, cfg.fsync_failure_grace)
-        _tune_gc()
+        tune_gc()
         try:
             self.writer = Writer(
                 self.db,
