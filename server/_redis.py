@@ -43,9 +43,7 @@ import asyncio
 import itertools
 import math
 import os
-import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +58,7 @@ from protocol.resp_dialect import error_line
 from ._dispatch import batch_values, reply_too_large, sizes_over, values_over
 from ._outcome import Async, Done, Invalid, Outcome, Read, Write, error_info
 from ._redis_admin import AdminCommands, bulk_strings
+from ._redis_scan import ScanCursors
 from ._redis_session import (
     NOAUTH,
     OK,
@@ -80,8 +79,6 @@ __all__ = ["RedisDispatcher", "RedisSession"]
 _TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 _OPEN = frozenset({"auth", "hello", "reset"})  # allowed before authentication (no_auth)
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
-SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
-CURSOR_BITS = 52  # SCAN cursors are 1 ..= 2**52, exact as a double (_Cursors)
 
 
 class ErrorReply(Invalid):
@@ -119,50 +116,6 @@ def _op_error(result: Any) -> None:
         raise ErrorReply(redis_error("ERR " + message))
 
 
-class _Cursors:
-    """SCAN cursors: a number -> the last key returned (server-wide, bounded, LRU).
-
-    A cursor stays valid once used: a SCAN sent again with the same cursor (a client
-    retrying after a lost reply, as redis-py's Retry does) answers the same page, as
-    Redis's stateless cursors do; it used to answer `0` and no keys, so the retried
-    iteration ended early without a word. Used cursors go to a second LRU of the
-    same size, so they never push out the cursors of iterations still running.
-
-    A cursor is below 2**53, the largest integer a double holds exactly: node-redis 4
-    reads it as a JavaScript Number (`Number(reply[0])`) and sends that back, and a
-    62-bit cursor came back rounded, unknown, so every scanIterator stopped after
-    its first page without a word.
-    """
-
-    def __init__(self, size: int = SCAN_CURSORS) -> None:
-        self._size = size
-        self._after: OrderedDict[int, bytes] = OrderedDict()  # handed out, not used yet
-        self._used: OrderedDict[int, bytes] = OrderedDict()  # used at least once
-
-    def new(self, after: bytes) -> int:
-        while True:
-            cursor = random.getrandbits(CURSOR_BITS) + 1
-            if cursor not in self._after and cursor not in self._used:
-                break
-        self._after[cursor] = after
-        if len(self._after) > self._size:
-            self._after.popitem(last=False)
-        return cursor
-
-    def take(self, cursor: int) -> bytes | None:
-        """The key a cursor continues after; None for an unknown (forgotten) cursor."""
-        after = self._after.pop(cursor, None)
-        if after is not None:
-            self._used[cursor] = after
-            if len(self._used) > self._size:
-                self._used.popitem(last=False)
-            return after
-        after = self._used.get(cursor)
-        if after is not None:
-            self._used.move_to_end(cursor)
-        return after
-
-
 class RedisDispatcher(AdminCommands):
     """Turns Redis requests into outcomes; one per Server, shared by RESP connections.
 
@@ -198,7 +151,7 @@ class RedisDispatcher(AdminCommands):
         self._max_value = max_value_size
         self._info = info
         self._ids = itertools.count(1)
-        self._cursors = _Cursors()
+        self._cursors = ScanCursors()
         self._run_id = os.urandom(20).hex()
         self.shutting_down = False
         # GET's read by RESP version, for the fast path in `call`
@@ -609,11 +562,7 @@ class RedisDispatcher(AdminCommands):
         return Step(read=lambda: _scan_reply(self._scan_page(c), proto, limit))
 
     def _scan_page(self, c: rc.Scan) -> list[Any]:
-        after: bytes | None = None
-        if c.cursor:
-            after = self._cursors.take(c.cursor)
-            if after is None:  # unknown or forgotten cursor: the iteration is over
-                return [b"0", []]
+        after = self._cursors.after(c.cursor) if c.cursor else None
         keys = self._db.scan(b"", after=after, limit=c.count)
         cursor = self._cursors.new(keys[-1]) if len(keys) == c.count else 0
         if c.match is not None:
