@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from server._redis_scan import SCAN_CURSORS, TAG_BITS, ScanCursors, prefix_of
+from server._redis_keyspace import SCAN_CURSORS, TAG_BITS, ScanCursors, prefix_of
 from tests.protocol._redis_server import redis_server
 from tests.serverproc import ServerProcess
 

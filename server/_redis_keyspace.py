@@ -1,6 +1,10 @@
-"""SCAN's cursors: a position in the keys' byte order that survives being forgotten.
+"""What the key-space commands need beyond the engine: SCAN's cursors, COPY's op.
 
 Strategy / invariants:
+- COPY is one engine op (`Copy`, a bitcask.Op decided by the writer at apply time,
+  as Rename is): the value and expiry are read and written in the same group, so a
+  write to the source racing it lands wholly before or after the copy, alone and
+  inside EXEC.
 - SCAN walks the keydir's sorted index (Bitcask.scan(after=...)): a page continues
   strictly after some byte string, and any string at or before the last key returned
   keeps Redis's guarantee (every key present from the start of the iteration to its
@@ -29,9 +33,13 @@ Strategy / invariants:
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from hashlib import blake2b
+from typing import Any
 
-__all__ = ["CURSOR_BITS", "SCAN_CURSORS", "ScanCursors"]
+import bitcask
+
+__all__ = ["CURSOR_BITS", "SCAN_CURSORS", "Copy", "ScanCursors"]
 
 SCAN_CURSORS = 8192  # cursors remembered server-wide (least recently used forgotten first)
 CURSOR_BITS = 52  # cursors are 1 ..= 2**52 - 1: exact as a double
@@ -93,3 +101,22 @@ class ScanCursors:
             return prefix_of(cursor)
         self._keys.move_to_end(cursor)
         return last
+
+
+@dataclass(frozen=True)
+class Copy(bitcask.Op):
+    """Copy the value and expiry of `key` to `dst` (Redis's COPY); with `replace` over
+    a present `dst`, else only if `dst` is absent. Result: whether it copied."""
+
+    key: bytes
+    dst: bytes
+    replace: bool = False
+
+    def keys(self) -> tuple[bytes, ...]:
+        return (self.dst,)
+
+    def apply(self, view: Any) -> tuple[object, list[Any]]:
+        value, exp = view.get(self.key)
+        if value is None or (not self.replace and view.get(self.dst)[0] is not None):
+            return False, []
+        return True, [(self.dst, value, exp)]
