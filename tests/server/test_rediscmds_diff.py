@@ -208,3 +208,20 @@ def test_append_past_the_limit_is_refused_and_changes_nothing(
     assert r.ping() and other.dbsize() == 1  # both connections go on
     r.close()
     other.close()
+
+
+def test_copy_past_max_keys_is_refused_and_changes_nothing(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    srv = server_factory(sync="never", extra=["--max-keys", "2"])
+    r = redis.Redis(port=srv.port, socket_timeout=TIMEOUT, protocol=2)
+    other = redis.Redis(port=srv.port, socket_timeout=TIMEOUT, protocol=2)
+    r.set("a", "1")
+    r.set("b", "2", px=600_000)
+    with pytest.raises(redis.exceptions.OutOfMemoryError):  # a third key: --max-keys
+        r.copy("a", "c")
+    assert r.copy("b", "a", replace=True) is True  # over a present key: no new key
+    assert other.mget("a", "b", "c") == [b"2", b"2", None]
+    assert 0 < other.pttl("a") <= 600_000 and other.dbsize() == 2
+    r.close()
+    other.close()
