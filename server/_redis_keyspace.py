@@ -13,15 +13,19 @@ Strategy / invariants:
 - A cursor is 52 bits (exact as a double: node-redis 4 reads it as a JavaScript
   Number and sends that back): the first 3 bytes of the page's last key (zero padded)
   in its top 24 bits, a 28-bit tag below, from a hash of the whole key (blake2b,
-  the same in every process, never 0). The server remembers the latest 8,192
-  cursors it handed out or was sent (server-wide, least recently used forgotten
-  first), each with its exact key: a remembered cursor continues right after it.
+  the same in every process, never 0). The server remembers the latest 65,536
+  cursors it handed out or was sent, holding at most 16 MiB of keys (server-wide,
+  least recently used forgotten first; the cursors of before held up to 8,192 keys
+  of up to 64 KiB: 512 MiB), each with its exact key: a remembered cursor continues
+  right after it.
 - A cursor the server does not remember (forgotten under load, sent after a
   restart, or sent to another server over the same store) continues after its
   3-byte prefix instead: the keys sharing that prefix that were returned already
   come again, none is skipped. It used to end the iteration (`0`, no keys): a scan
   whose cursor was pushed out by 4,096 others, or that outlived a restart, missed
-  every key after it without a word.
+  every key after it without a word. An iteration whose every cursor is forgotten
+  before it is sent again (65,536 cursors or 16 MiB of keys handed out by others in
+  between, each time) cannot get further than one page past its prefix.
 - Two keys whose cursors would be equal (same prefix, same 28-bit tag) while both are
   remembered: the later one takes the next hash of a few, so a remembered cursor is
   never re-pointed at another key while it is held. Once forgotten, it may be: a
@@ -39,9 +43,10 @@ from typing import Any
 
 import bitcask
 
-__all__ = ["CURSOR_BITS", "SCAN_CURSORS", "Copy", "ScanCursors"]
+__all__ = ["CURSOR_BITS", "SCAN_CURSORS", "SCAN_CURSOR_BYTES", "Copy", "ScanCursors"]
 
-SCAN_CURSORS = 8192  # cursors remembered server-wide (least recently used forgotten first)
+SCAN_CURSORS = 65_536  # cursors remembered server-wide (least recently used forgotten first)
+SCAN_CURSOR_BYTES = 16 << 20  # and the most bytes of keys they hold
 CURSOR_BITS = 52  # cursors are 1 ..= 2**52 - 1: exact as a double
 PREFIX_BYTES = 3  # of the last key, in the cursor's top bits
 TAG_BITS = CURSOR_BITS - 8 * PREFIX_BYTES  # 28
@@ -71,8 +76,10 @@ class ScanCursors:
         (b'user:41', b'use')
     """
 
-    def __init__(self, size: int = SCAN_CURSORS) -> None:
+    def __init__(self, size: int = SCAN_CURSORS, nbytes: int = SCAN_CURSOR_BYTES) -> None:
         self._size = size
+        self._max_bytes = nbytes
+        self._bytes = 0  # of the keys held
         self._keys: OrderedDict[int, bytes] = OrderedDict()
 
     def new(self, last: bytes) -> int:
@@ -88,10 +95,12 @@ class ScanCursors:
                 break
         else:  # every try held for another key (about 2**-224): keep the earlier key,
             last = min(held, last)  # at or before both holders' keys: none skipped
+        old = keys.get(cursor)
+        self._bytes += len(last) - (0 if old is None else len(old))
         keys[cursor] = last
         keys.move_to_end(cursor)
-        if len(keys) > self._size:
-            keys.popitem(last=False)
+        while len(keys) > self._size or (self._bytes > self._max_bytes and len(keys) > 1):
+            self._bytes -= len(keys.popitem(last=False)[1])
         return cursor
 
     def after(self, cursor: int) -> bytes:

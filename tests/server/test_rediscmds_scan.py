@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from server._redis_keyspace import SCAN_CURSORS, TAG_BITS, ScanCursors, prefix_of
+from server._redis_keyspace import SCAN_CURSOR_BYTES, TAG_BITS, ScanCursors, prefix_of
 from tests.protocol._redis_server import redis_server
 from tests.serverproc import ServerProcess
 
@@ -79,18 +79,23 @@ def test_keys_present_throughout_are_returned_despite_writes_and_other_scans(
 
 def test_a_cursor_pushed_out_by_others_still_continues(port: int) -> None:
     # 4,096 other iterations used to push a cursor out: it then answered `0`, no keys,
-    # and the first iteration ended with 20 of 10,292 keys, without a word.
+    # and the first iteration ended with 20 of 2,300 keys, without a word. Here 4,200
+    # iterations start, and 300 go on after keys of 60 KB (18 MB of keys: past what
+    # the server holds for its cursors, SCAN_CURSOR_BYTES).
     r = _client(port)
     keys = [f"key:{i:05d}".encode() for i in range(2000)]
-    others = SCAN_CURSORS + 100
-    spread = [b"\x10" + i.to_bytes(2, "big") for i in range(others)]  # as many prefixes
-    r.mset({k: b"v" for k in keys + spread})
+    spread = [b"\x10" + i.to_bytes(2, "big") + b"x" * 60_000 for i in range(300)]
+    assert len(spread) * len(spread[0]) > SCAN_CURSOR_BYTES
+    for chunk in range(0, 300, 50):
+        r.mset({k: b"v" for k in spread[chunk : chunk + 50]})
+    r.mset({k: b"v" for k in keys})
     cursor, first = r.scan(0, count=20)
     assert cursor != 0
     with r.pipeline(transaction=False) as p:
-        for key in spread:  # other iterations, each from its own point
+        for _ in range(4200):  # other iterations starting
             p.scan(0, count=1)
-            p.scan(int.from_bytes(key, "big") << TAG_BITS | 1, count=1)
+        for key in spread:  # and going on, each from its own point
+            p.scan(int.from_bytes(key[:3], "big") << TAG_BITS | 1, count=1)
         p.execute()
     rest = _scan_all(r, cursor=cursor, count=100)
     assert set(first) | set(rest) == set(keys + spread)
@@ -126,3 +131,13 @@ def test_cursors_are_exact_doubles_and_never_zero() -> None:
         assert prefix_of(c) <= key  # forgotten: at or before the key, never past it
     forgotten = ScanCursors().after(cursors.new(b"user:1"))
     assert forgotten == b"use"
+
+
+def test_cursors_hold_a_bounded_count_and_bytes_of_keys() -> None:
+    cursors = ScanCursors(size=3, nbytes=100)
+    first = cursors.new(b"a" * 60)
+    second = cursors.new(b"b" * 60)  # 120 bytes: the first is forgotten
+    assert cursors.after(first) == b"aaa" and cursors.after(second) == b"b" * 60
+    small = [cursors.new(k) for k in (b"c", b"d", b"e")]  # 3 at most: the 60 go
+    assert cursors.after(second) == b"bbb"
+    assert [cursors.after(c) for c in small] == [b"c", b"d", b"e"]
