@@ -8,6 +8,7 @@ connection's session or read the server's facts; none of them writes the store.
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import resource
 import time
@@ -150,7 +151,8 @@ class AdminCommands:
             "bind": cfg.host,
             "requirepass": "",
             "save": "",
-            "timeout": str(int(cfg.idle_timeout)),
+            # whole seconds, as Redis keeps it; rounded up, as "0" means never
+            "timeout": str(math.ceil(cfg.idle_timeout)),
             "tcp-keepalive": str(cfg.tcp_keepalive),
             "proto-max-bulk-len": str(cfg.max_frame),
         }
