@@ -6,8 +6,8 @@ older record for it: recovery with and without hints, merge, repair and a reopen
 each all order records by file id, then offset (docs/format.md, "Time"). Each case
 checks the record timestamps really went backwards, so it tests what it says.
 
-The record timestamp is read from ``bitcask._writer._time_ns`` (the engine's only
-wall-clock read for it, time.time_ns by default), the expiries from the store's
+The record timestamp is read from ``bitcask._record._time_ns`` (``timestamp_us``) and
+put's inlined copy ``bitcask._writer._time_ns`` (time.time_ns both), the expiries from the store's
 injectable ``clock``: both are moved together here, as a stepped system clock would.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
+import bitcask._record as record_mod
 import bitcask._writer as writer_mod
 from bitcask._datafile import FILE_HEADER_SIZE, ScanIssues, scan
 
@@ -43,7 +44,8 @@ class WallClock:
 @pytest.fixture
 def wall(monkeypatch: pytest.MonkeyPatch) -> Iterator[WallClock]:
     clock = WallClock()
-    monkeypatch.setattr(writer_mod, "_time_ns", clock.ns)
+    monkeypatch.setattr(writer_mod, "_time_ns", clock.ns)  # put's fast path
+    monkeypatch.setattr(record_mod, "_time_ns", clock.ns)  # timestamp_us(): the rest
     yield clock
 
 
