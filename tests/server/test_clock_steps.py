@@ -17,6 +17,7 @@ answer absent at once.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.server.test_diskheal import get
 from tests.serverproc import ServerProcess
 
 HOUR = 3600
@@ -174,4 +176,24 @@ def test_ttl_answers_right_after_a_restart(stepped: tuple[ServerProcess, Stepped
     _poll(lambda: r.dbsize() == 5)
     assert r.info("stats")["expired_keys"] == 20
     assert _keyspace(r)["keys"] == 5 and _keyspace(r)["expires"] == 3
+    r.close()
+
+
+def test_uptime_does_not_follow_the_wall_clock(
+    stepped: tuple[ServerProcess, SteppedClock],
+) -> None:
+    # INFO's uptime_in_seconds, /stats and /metrics read time.time() - start: an hour
+    # stepped back answered -3600 (uptime_in_days -1), one forward an hour too many.
+    srv, clock = stepped
+    r = _client(srv)
+    clock.step(-HOUR)
+    info = r.info("server")
+    assert 0 <= info["uptime_in_seconds"] < HOUR and info["uptime_in_days"] == 0
+    clock.step(2 * HOUR)
+    assert 0 <= r.info("server")["uptime_in_seconds"] < HOUR
+    status, body = get(srv.http_port, "/stats")
+    assert status == 200 and 0 <= json.loads(body)["server"]["uptime_seconds"] < HOUR
+    status, body = get(srv.http_port, "/metrics")
+    line = next(x for x in body.decode().splitlines() if x.startswith("bitcask_uptime_seconds "))
+    assert 0 <= float(line.split()[1]) < HOUR
     r.close()
