@@ -20,17 +20,17 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.server.test_diskheal import get
+from tests.server.test_redis_expiry import _keyspace, _poll
 from tests.serverproc import ServerProcess
 
 HOUR = 3600
-WAIT = 20.0  # seconds a poll may take before the test fails
 
 SHIM = """\
 import time
@@ -87,17 +87,6 @@ def stepped(tmp_path: Path) -> Iterator[tuple[ServerProcess, SteppedClock]]:
 
 def _client(srv: ServerProcess) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=srv.port, socket_timeout=10, protocol=2)
-
-
-def _poll(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
-def _keyspace(r: redis.Redis) -> dict[str, int]:
-    return dict(r.info("keyspace").get("db0", {}))
 
 
 def test_the_shim_steps_the_servers_clock(stepped: tuple[ServerProcess, SteppedClock]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.protocol._redis_server import exchange, redis_server
+from tests.server.test_redis_differential import _encode
 from tests.serverproc import ServerProcess
 
 MAX = b"9223372036854775807"  # LLONG_MAX
@@ -78,14 +79,6 @@ EDGES: list[list[list[bytes]]] = [
      [b"SET", b"b", b"1"], [b"EXPIRE", b"b", MAX], [b"PEXPIREAT", b"b", b"0"],
      [b"EXISTS", b"b"], [b"SET", b"c", b"1", b"EX", b"0"], [b"EXEC"]],
 ]  # fmt: skip
-
-
-def _encode(argvs: list[list[bytes]]) -> bytes:
-    out = [b"*1\r\n$8\r\nFLUSHALL\r\n"]
-    for argv in argvs:
-        out.append(b"*%d\r\n" % len(argv))
-        out.extend(b"$%d\r\n%s\r\n" % (len(w), w) for w in argv)
-    return b"".join(out)
 
 
 @pytest.fixture
