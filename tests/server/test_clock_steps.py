@@ -186,3 +186,22 @@ def test_uptime_does_not_follow_the_wall_clock(
     line = next(x for x in body.decode().splitlines() if x.startswith("bitcask_uptime_seconds "))
     assert 0 <= float(line.split()[1]) < HOUR
     r.close()
+
+
+def test_the_later_write_wins_across_a_backward_step_and_a_restart(
+    stepped: tuple[ServerProcess, SteppedClock],
+) -> None:
+    srv, clock = stepped
+    r = _client(srv)
+    r.mset({"k": "v1", "b": "v1"})
+    clock.step(-HOUR)
+    r.set("k", "v2")
+    with r.pipeline(transaction=True) as tx:  # an atomic batch under the stepped clock
+        tx.set("b", "v2").incr("n").execute()
+    r.close()
+    assert srv.stop() == 0
+    clock.step(HOUR)
+    srv.start()
+    r = _client(srv)
+    assert r.mget("k", "b", "n") == [b"v2", b"v2", b"1"]
+    r.close()
