@@ -205,3 +205,29 @@ def test_the_later_write_wins_across_a_backward_step_and_a_restart(
     r = _client(srv)
     assert r.mget("k", "b", "n") == [b"v2", b"v2", b"1"]
     r.close()
+
+
+def test_a_clock_before_1970_takes_every_write(
+    stepped: tuple[ServerProcess, SteppedClock],
+) -> None:
+    # Every write answered "-ERR int too large to convert" (the record's u64 timestamp);
+    # an expiry before 1970 cannot be stored: SET EX is refused as Redis refuses it
+    # once now + ttl <= 0, EXPIRE stores 1 ms past the epoch (docs/redis.md).
+    srv, clock = stepped
+    r = _client(srv)
+    clock.step(-time.time() - 200 * 86400)  # 1969-06-15
+    assert r.time()[0] < 0
+    assert r.set("k", "v") and r.mset({"a": "1", "b": "2"}) and r.incr("n") == 1
+    assert r.append("a", "x") == 2 and r.delete("b") == 1
+    with r.pipeline(transaction=True) as tx:
+        assert tx.set("t", "1").incr("n").execute() == [True, 2]
+    with pytest.raises(redis.ResponseError, match="invalid expire time in 'set'"):
+        r.set("e", "v", ex=100)
+    assert r.expire("k", 100) and r.pexpiretime("k") == 1
+    assert r.mget("k", "a", "b", "n", "t", "e") == [b"v", b"1x", None, b"2", b"1", None]
+    r.close()
+    assert srv.stop() == 0
+    srv.start()  # every record it wrote loads
+    r = _client(srv)
+    assert r.mget("k", "a", "b", "n", "t") == [b"v", b"1x", None, b"2", b"1"]
+    r.close()
