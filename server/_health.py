@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +51,9 @@ class Health:
         """Why /livez fails: an fsync failed longer than fsync_failure_grace ago (the
         store refuses writes until a restart, so the orchestrator should restart it)."""
         disk = self.disk_health()
-        since = disk.get("since")
-        if disk.get("state") != "fsync_failed" or since is None:
+        age = disk.get("seconds")  # monotonic: a wall clock step must not move the grace
+        if disk.get("state") != "fsync_failed" or age is None:
             return None
-        age = time.time() - since
         if age < self._grace:
             return None
         return f"fsync failed {age:.0f} s ago ({disk.get('reason')}); restart to resume writes"
