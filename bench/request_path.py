@@ -49,9 +49,9 @@ import bitcask
 from bench.ceiling_server import Ceiling
 from server._dispatch import Dispatcher
 from server._metrics import Metrics
+from server._startup import tune_gc
 from server._state import ServerState
 from server._writer import Writer
-from server.app import _tune_gc
 from server.binary import BinaryProtocol
 from server.config import ServerConfig
 
@@ -219,7 +219,7 @@ async def drive(
         transports = [_Transport() for _ in range(conns)]
         protocols = [BinaryProtocol(state) for _ in transports]
         chunks = _chunks(op, depth, conns)
-        _tune_gc()
+        tune_gc()
         seconds = await _rounds(protocols, transports, chunks, rounds, trace)
         await writer.wait_idle()
         db.close()

@@ -57,13 +57,22 @@ def expiry_ms(clock: Callable[[], float], ttl: object) -> int:
     """The expiry (ms since the epoch) of a record written now with ``ttl`` seconds.
 
     Raises:
-        TypeError / ValueError: ``ttl`` is not a positive finite number, or too far.
+        TypeError / ValueError: ``ttl`` is not a positive finite number, or too far,
+            or the clock reads so far before 1970 that the expiry would too.
     """
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
         raise TypeError(f"ttl must be a number of seconds, not {ttl!r}")
     if not (ttl > 0 and math.isfinite(ttl)):
         raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
-    exp = int((clock() + ttl) * 1000) or 1
+    now = clock()
+    exp = int((now + ttl) * 1000) or 1
+    if exp < 0:
+        # The u64 field holds no expiry before 1970 (Redis too refuses SET EX here:
+        # now + ttl <= 0 is an "invalid expire time"); struct.error used to escape.
+        raise ValueError(
+            f"ttl {ttl!r} puts the expiry before 1970: the clock reads {now!r} s since"
+            " the epoch; set the system clock"
+        )
     if exp > MAX_EXPIRY_MS:
         raise ValueError(
             f"ttl {ttl!r} puts the expiry past the largest one stored ({MAX_EXPIRY_MS} ms)"

@@ -39,6 +39,8 @@ Strategy / invariants:
   past twice the keys with a TTL (plus ``DUE_SLACK``) stale entries, or
   ``DUE_LOG_MAX`` keys logged with no count, the next count builds the heap again
   (the writer drops the log), so a count costs O(1) amortized over the TTL writes.
+  The wall clock may step back: a key found expired whose expiry is ahead again
+  goes back into the heap, so a count agrees with ``get`` at the same ``now_ms``.
 - The keys found expired are walked at every count (one may have been overwritten,
   deleted or persisted since: the writer logs only TTL writes). Where nothing
   reclaims them (the embedded engine runs no sampler by itself) they grew without
@@ -113,10 +115,14 @@ def count_visible(kd: Keydir, now_ms: float) -> int:
             past[key] = exp
     # The keys found expired that still are (a write since gave them another expiry,
     # or none, or removed them; reclaiming removed them): a later write of the key
-    # logged it, so a count sees it again under its new expiry.
-    gone = [k for k, e in past.items() if get(k) != e]
-    for key in gone:
+    # logged it, so a count sees it again under its new expiry. A key whose expiry is
+    # ahead again (the clock stepped back) goes back to the heap: len(db) counted it
+    # expired while get() served it.
+    gone = [(e, k) for k, e in past.items() if e > now_ms or get(k) != e]
+    for exp, key in gone:
         del past[key]
+        if exp > now_ms and get(key) == exp:
+            heappush(due, (exp, key))
     if len(past) > PAST_MAX:  # as an access would: a count walks at most PAST_MAX
         for key in past:
             _drop(kd, key)

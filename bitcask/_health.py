@@ -74,7 +74,10 @@ class DiskHealth:
         self._stop = stop
         self.state = "ok"
         self.reason: str | None = None
-        self.since: float | None = None  # wall-clock time the fault began
+        self.since: float | None = None  # wall-clock time the fault began (shown)
+        # time.monotonic() when it began: how long it lasts (a wall clock stepped back
+        # an hour kept /livez passing an hour past --fsync-failure-grace)
+        self.began: float | None = None
         self.last_attempt: float | None = None  # wall-clock time of the last probe
         self.attempts = 0
         self._thread: threading.Thread | None = None
@@ -83,13 +86,16 @@ class DiskHealth:
         self._corrupt_reads = 0
 
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-serialisable copy: state, reason, since, last_attempt, attempts."""
+        """A JSON-serialisable copy: state, reason, since, last_attempt, attempts, and
+        seconds (how long the fault has lasted, by the monotonic clock; None when ok)."""
+        began = self.began
         return {
             "state": self.state,
             "reason": self.reason,
             "since": self.since,
             "last_attempt": self.last_attempt,
             "attempts": self.attempts,
+            "seconds": None if began is None else round(time.monotonic() - began, 3),
         }
 
     def write_failed(self, reason: str, resume: Callable[[], None]) -> threading.Thread | None:
@@ -99,6 +105,7 @@ class DiskHealth:
             return None
         if self.state == "ok":
             self.state, self.reason, self.since = "write_failed", reason, time.time()
+            self.began = time.monotonic()
             self.attempts = 0
             log.error(
                 "write failed in %s: %s; writes refused until the disk takes writes again",
@@ -116,6 +123,7 @@ class DiskHealth:
         """An fsync failed (caller holds the writer's lock): read-only until restart."""
         if self.state != "fsync_failed":
             self.state, self.reason, self.since = "fsync_failed", reason, time.time()
+            self.began = time.monotonic()
             log.error(
                 "fsync failed in %s: %s; the page cache cannot be trusted: writes refused "
                 "until the process restarts",
@@ -139,11 +147,11 @@ class DiskHealth:
         log.warning(
             "writes resumed in %s after %.1f s (%d probes); the fault was: %s",
             self._path,
-            time.time() - (self.since or time.time()),
+            time.monotonic() - (self.began or time.monotonic()),
             self.attempts,
             self.reason,
         )
-        self.state, self.reason, self.since = "ok", None, None
+        self.state, self.reason, self.since, self.began = "ok", None, None, None
 
     def refused(self, why: object) -> None:
         """A write was refused for the current fault; logged at most every 10 s."""

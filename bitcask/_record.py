@@ -19,6 +19,7 @@ key, value = u32 op count), IN_BATCH (a record between the two markers).
 from __future__ import annotations
 
 import struct
+import time
 from zlib import crc32
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "encode",
     "encode_marker",
     "encode_tombstone",
+    "timestamp_us",
 ]
 
 TOMBSTONE = 0x01
@@ -57,6 +59,17 @@ CRC = struct.Struct(">I")
 U32 = struct.Struct(">I")
 
 assert HEADER_SIZE == 29
+
+_time_ns = time.time_ns
+
+
+def timestamp_us() -> int:
+    """The timestamp of a record written now: the wall clock in µs since the epoch, as
+    the u64 field holds it, 0 for a clock set before 1970 (a negative one failed every
+    write with struct.error). Nothing orders records by it: the latest write is the
+    one latest in the files, whatever the clock said (docs/format.md, "Time")."""
+    ts = _time_ns() // 1000
+    return ts if ts > 0 else 0
 
 
 def as_bytes(obj: object, what: str) -> bytes:

@@ -48,7 +48,7 @@ from ._datafile import (
     zero_suffix,
 )
 from ._files import ensure_descriptors, fsync_dir, out_of_descriptors
-from ._hint import read_hint
+from ._hint import read_hint, record_bytes
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._record import TOMBSTONE
 
@@ -383,7 +383,7 @@ def _load_hint(
     if kmap:  # nothing to replace while loading the first file
         for old in filter(None, map(kmap.get, hint.keys)):
             live[old >> FID_SHIFT] -= old & SIZE_MASK
-    live[fid] = sum(map(SIZE_MASK.__and__, hint.locs))
+    live[fid] = record_bytes(hint)
     kmap.update(zip(hint.keys, locs, strict=True))
     if hint.exp_index:
         keys = hint.keys

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,7 +42,15 @@ from ._datafile import (
 from ._files import fsync_dir
 from ._hint import build_hint, decode_hint, hint_distrust, write_hint
 from ._lock import DirLock
-from ._record import HEADER_SIZE, IN_BATCH, TOMBSTONE, TTL, encode, encode_tombstone
+from ._record import (
+    HEADER_SIZE,
+    IN_BATCH,
+    TOMBSTONE,
+    TTL,
+    encode,
+    encode_tombstone,
+    timestamp_us,
+)
 from ._recovery import QUARANTINE_DIR, REPAIR_SUFFIX, leftovers, quarantine, remove_leftovers
 from .merge import MERGE_DIR, recover_interrupted
 
@@ -456,7 +463,7 @@ def _rewrite(dpath: str, fid: int, mm: Any, recs: list[Any]) -> list[Any]:
     out = [encode_file_header(fid)]
     pos = FILE_HEADER_SIZE
     new_recs = []
-    now_us = time.time_ns() // 1000
+    now_us = timestamp_us()
     for off, size, flags, ts, exp, key, aux in recs:
         raw = mm[off : off + size]
         if flags & CORRUPT:

@@ -525,7 +525,8 @@ class Bitcask(WriteMethods, ExpiryMethods):
         """The disk state as writes saw it; cheap, any thread (also ``stats()["disk"]``).
 
         Keys: state ("ok" | "write_failed" | "fsync_failed"), reason, since,
-        last_attempt (wall-clock seconds or None) and attempts (probes so far). After a
+        last_attempt (wall-clock seconds or None), attempts (probes so far) and seconds
+        (how long the fault has lasted, by the monotonic clock; None when ok). After a
         failed write a probe retries with back-off and writes resume by themselves;
         after a failed fsync only reopening the store resumes them.
 
@@ -541,10 +542,11 @@ class Bitcask(WriteMethods, ExpiryMethods):
         Keys: path, keys, keydir_bytes (sys.getsizeof estimate), keydir_bytes_per_key,
         live_bytes, dead_bytes, disk_bytes, files [{id, size, live_bytes,
         dead_bytes}], active_file, sync, readonly, readonly_reason, disk {state: "ok" |
-        "write_failed" | "fsync_failed", reason, since, last_attempt, attempts (wall-clock
-        seconds; after a failed write a probe retries with back-off and writes resume by
-        themselves; after a failed fsync, only a restart resumes them)}, merging, merges,
-        last_merge_error, recovery.
+        "write_failed" | "fsync_failed", reason, since, last_attempt (wall-clock
+        seconds), attempts, seconds (the fault's duration, monotonic); after a failed
+        write a probe retries with back-off and writes resume by themselves; after a
+        failed fsync, only a restart resumes them)}, merging, merges, last_merge_error,
+        recovery.
 
         Example:
             >>> db.stats()["keys"]

@@ -17,6 +17,9 @@ __all__ = [
     "Auth",
     "ClientGetName",
     "ClientId",
+    "ClientInfo",
+    "ClientList",
+    "ClientNoEvict",
     "ClientSetInfo",
     "ClientSetName",
     "Command",
@@ -24,6 +27,7 @@ __all__ = [
     "CommandDocs",
     "CommandInfo",
     "ConfigGet",
+    "Copy",
     "DbSize",
     "Del",
     "Discard",
@@ -128,6 +132,27 @@ class ClientGetName(Command):
 @dataclass(frozen=True, slots=True)
 class ClientId(Command):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClientList(Command):
+    """CLIENT LIST [TYPE type | ID id [id ...]]: `ids` None for every client, `normal`
+    False for a TYPE other than normal (master, replica, pubsub: none here)."""
+
+    ids: tuple[int, ...] | None = None
+    normal: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo(Command):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClientNoEvict(Command):
+    """CLIENT NO-EVICT / NO-TOUCH ON|OFF: `name` says which; both are no-ops here."""
+
+    on: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,9 +305,19 @@ class Type(Command):
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo(Command):
-    """OBJECT ENCODING / OBJECT FREQ: `name` is "object|encoding" or "object|freq"."""
+    """OBJECT ENCODING / FREQ / REFCOUNT: `name` is "object|encoding", ..."""
 
     key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Copy(Command):
+    """COPY source destination [DB db] [REPLACE]: `db` as given (0 is the only one)."""
+
+    key: bytes
+    newkey: bytes
+    replace: bool = False
+    db: int = 0
 
 
 @dataclass(frozen=True, slots=True)

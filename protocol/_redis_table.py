@@ -111,9 +111,11 @@ _ROWS: list[CommandSpec] = [
     CommandSpec("object", -2, (), 0, 0, 0, "A container for object introspection commands.", "2.2.3", "generic", "", (
         CommandSpec("object|encoding", 3, _RO, 2, 2, 1, "Returns the internal encoding a freshly SET value of this length and form would have.", "2.2.3", "generic", "key"),
         CommandSpec("object|freq", 3, _RO, 2, 2, 1, "Returns the logarithmic access frequency counter (refused: no LFU policy here).", "4.0.0", "generic", "key"),
+        CommandSpec("object|refcount", 3, _RO, 2, 2, 1, "Returns the reference count a freshly SET value of this form would have.", "2.2.3", "generic", "key"),
     )),
     CommandSpec("rename", 3, ("write",), 1, 2, 1, "Renames a key and overwrites the destination.", "1.0.0", "generic", "key newkey"),
     CommandSpec("renamenx", 3, _WF, 1, 2, 1, "Renames a key only when the target key name doesn't exist.", "1.0.0", "generic", "key newkey"),
+    CommandSpec("copy", -3, ("write", "denyoom"), 1, 2, 1, "Copies the value (and expiry) of a key to a new key.", "6.2.0", "generic", "source destination [DB destination-db] [REPLACE]"),
     # transactions
     CommandSpec("multi", 1, _TX, 0, 0, 0, "Starts a transaction.", "1.2.0", "transactions"),
     CommandSpec("exec", 1, ("noscript", "loading", "stale", "skip_slowlog"), 0, 0, 0, "Executes all commands in a transaction.", "1.2.0", "transactions"),
@@ -133,6 +135,11 @@ _ROWS: list[CommandSpec] = [
         CommandSpec("client|setname", 3, ("noscript", "loading", "stale"), 0, 0, 0, "Sets the connection name.", "2.6.9", "connection", "connection-name"),
         CommandSpec("client|getname", 2, ("noscript", "loading", "stale"), 0, 0, 0, "Returns the name of the connection.", "2.6.9", "connection"),
         CommandSpec("client|id", 2, ("noscript", "loading", "stale"), 0, 0, 0, "Returns the unique client ID of the connection.", "5.0.0", "connection"),
+        CommandSpec("client|list", -2, ("admin", "noscript", "loading", "stale"), 0, 0, 0, "Lists open connections.", "2.4.0", "connection",
+                    "[TYPE normal | master | replica | pubsub] [ID client-id [client-id ...]]"),
+        CommandSpec("client|info", 2, ("noscript", "loading", "stale"), 0, 0, 0, "Returns information about the connection.", "6.2.0", "connection"),
+        CommandSpec("client|no-evict", 3, ("admin", "noscript", "loading", "stale"), 0, 0, 0, "Sets the client eviction mode of the connection (a no-op: no client eviction here).", "7.0.0", "connection", "ON | OFF"),
+        CommandSpec("client|no-touch", 3, ("noscript", "loading", "stale"), 0, 0, 0, "Controls whether commands sent by the client affect the LRU/LFU of accessed keys (a no-op: none is tracked).", "7.2.0", "connection", "ON | OFF"),
         CommandSpec("client|setinfo", 4, ("noscript", "loading", "stale"), 0, 0, 0, "Sets information specific to the client or connection.", "7.2.0", "connection",
                     "LIB-NAME libname | LIB-VER libver"),
     )),
@@ -207,6 +214,7 @@ def _find(names: tuple[bytes, ...]) -> list[CommandSpec | None]:
 # (COMMAND INFO answered @admin for DBSIZE, TIME, INFO, COMMAND; no @dangerous).
 _ACL_OF = {
     "client": {"@slow"},
+    **{name: {"@admin", "@slow", "@dangerous", "@connection"} for name in ("client|list", "client|no-evict")},
     "config": {"@slow"},
     "config|get": {"@admin", "@slow", "@dangerous"},
     "dbsize": {"@keyspace", "@read", "@fast"},

@@ -30,6 +30,9 @@ from protocol._redis_requests import (
     Auth,
     ClientGetName,
     ClientId,
+    ClientInfo,
+    ClientList,
+    ClientNoEvict,
     ClientSetInfo,
     ClientSetName,
     Command,
@@ -37,6 +40,7 @@ from protocol._redis_requests import (
     CommandDocs,
     CommandInfo,
     ConfigGet,
+    Copy,
     DbSize,
     Del,
     Discard,
@@ -85,6 +89,9 @@ __all__ = [
     "Auth",
     "ClientGetName",
     "ClientId",
+    "ClientInfo",
+    "ClientList",
+    "ClientNoEvict",
     "ClientSetInfo",
     "ClientSetName",
     "Command",
@@ -94,6 +101,7 @@ __all__ = [
     "CommandInfo",
     "CommandSpec",
     "ConfigGet",
+    "Copy",
     "DbSize",
     "Del",
     "Discard",
@@ -502,13 +510,18 @@ def _p_auth(name: str, a: list[bytes], now_ms: int) -> Command:
     return Auth(name, a[1] if len(a) == 3 else None, a[-1])
 
 
-def _p_select(name: str, a: list[bytes], now_ms: int) -> Command:
-    index = _int(a[1])
-    if not -(2**31) <= index <= 2**31 - 1:
+def _int32(arg: bytes) -> int:
+    """Redis's getIntFromObjectOrReply: a long long, then an int's range."""
+    value = _int(arg)
+    if not -(2**31) <= value <= 2**31 - 1:
         raise CommandError(
             "ERR value is out of range, value must between -2147483648 and 2147483647"
         )
-    return Select(name, index)
+    return value
+
+
+def _p_select(name: str, a: list[bytes], now_ms: int) -> Command:
+    return Select(name, _int32(a[1]))
 
 
 def _p_client(name: str, a: list[bytes], now_ms: int) -> Command:
@@ -519,6 +532,14 @@ def _p_client(name: str, a: list[bytes], now_ms: int) -> Command:
         return ClientGetName("client|getname")
     if sub == b"id":
         return ClientId("client|id")
+    if sub == b"info":
+        return ClientInfo("client|info")
+    if sub == b"list":
+        return _p_client_list(a)
+    if sub in (b"no-evict", b"no-touch"):
+        if not (_is(a[2], b"on") or _is(a[2], b"off")):
+            raise CommandError(SYNTAX_ERROR)
+        return ClientNoEvict("client|" + sub.decode(), _is(a[2], b"on"))
     attr = a[2].lower()
     if attr not in (b"lib-name", b"lib-ver"):
         raise CommandError(f"ERR Unrecognized option '{_cstr(a[2], 1 << 30)}'")
@@ -527,6 +548,44 @@ def _p_client(name: str, a: list[bytes], now_ms: int) -> Command:
             f"ERR {_cstr(a[2], 1 << 30)} cannot contain spaces, newlines or special characters."
         )
     return ClientSetInfo("client|setinfo", attr.decode(), a[3])
+
+
+CLIENT_TYPES = (b"normal", b"master", b"slave", b"replica", b"pubsub")
+
+
+def _p_client_list(a: list[bytes]) -> Command:
+    # Redis 7.0's clientCommand: TYPE with exactly one type, or ID with ids, or nothing
+    if len(a) == 4 and _is(a[2], b"type"):
+        kind = a[3].lower()
+        if kind not in CLIENT_TYPES:
+            raise CommandError(f"ERR Unknown client type '{_cstr(a[3], 1 << 30)}'")
+        return ClientList("client|list", None, kind == b"normal")
+    if len(a) > 3 and _is(a[2], b"id"):
+        return ClientList("client|list", tuple(_int(i, "ERR Invalid client ID") for i in a[3:]))
+    if len(a) != 2:
+        raise CommandError(SYNTAX_ERROR)
+    return ClientList("client|list")
+
+
+SAME_OBJECT = "ERR source and destination objects are the same"
+
+
+def _p_copy(name: str, a: list[bytes], now_ms: int) -> Command:
+    # copyCommand: options in order, DB's value an int (the index is the server's
+    # to check, as SELECT's), then the same key to the same database is refused
+    replace, db, j = False, 0, 3
+    while j < len(a):
+        if _is(a[j], b"replace"):
+            replace = True
+        elif _is(a[j], b"db") and j + 1 < len(a):
+            db = _int32(a[j + 1])
+            j += 1
+        else:
+            raise CommandError(SYNTAX_ERROR)
+        j += 1
+    if db == 0 and a[1] == a[2]:
+        raise CommandError(SAME_OBJECT)
+    return Copy(name, a[1], a[2], replace, db)
 
 
 def _p_command(name: str, a: list[bytes], now_ms: int) -> Command:
@@ -624,6 +683,7 @@ _PARSERS: Mapping[str, Parser] = MappingProxyType(
         "cluster": _p_cluster,
         "rename": lambda n, a, t: Rename(n, a[1], a[2], False),
         "renamenx": lambda n, a, t: Rename(n, a[1], a[2], True),
+        "copy": _p_copy,
         "multi": _bare(Multi),
         "exec": _bare(Exec),
         "discard": _bare(Discard),

@@ -16,7 +16,7 @@ costs at most that many descriptors (taken from the server's 64 kept in reserve)
 The count is the server's (``RefusedLingers``, in its ServerState), not this module's.
 
 A peer that vanishes without a FIN (power loss, a pulled cable, a NAT that forgot
-the flow) never reads again. The server's sweeper (server/app.py) closes a
+the flow) never reads again. The server's sweeper (server/_connections.py) closes a
 connection once no byte moved either way for --idle-timeout, and what counts as
 moving is decided here, for both protocols alike (``ReadPause.moved``): input
 read, or the transport's write buffer changed (the peer took bytes). Output still buffered for a peer that took none of it is no sign of
@@ -98,7 +98,7 @@ class ReadPause:
     transport: asyncio.Transport | None
     _pause: int = 0
     _closing: bool = False
-    # -- the idle sweeper's view (server/app.py) --
+    # -- the idle sweeper's view (server/_connections.py) --
     active: bool = True  # input arrived since the last sweep (the protocol sets it)
     last_active: float = 0.0  # when the sweeper last saw this connection move
     _buffered: int = 0  # the transport's write buffer at the last sweep
@@ -120,7 +120,7 @@ class ReadPause:
     def resume_writing(self) -> None:
         self._set_pause(PAUSE_TRANSPORT, False)
 
-    # ---- the idle sweeper (server/app.py) ----
+    # ---- the idle sweeper (server/_connections.py) ----
 
     def moved(self, working: bool) -> bool:
         """Since the last call: input arrived, the peer took output (the transport's

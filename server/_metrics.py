@@ -106,7 +106,7 @@ class Metrics:
     """
 
     def __init__(self, labels: Iterable[str] = LABELS) -> None:
-        self.started = time.time()
+        self.started = time.monotonic()  # uptime: a wall clock step must not move it
         self.errors: dict[tuple[str, str], int] = {}  # (label, error name) -> count
         # label -> latency histogram, one per allowed label from the start (see Strategy)
         self.latency: dict[str, Histogram] = {
@@ -168,7 +168,7 @@ class Metrics:
     def snapshot(self) -> dict[str, Any]:
         """The server counters for the `stats` method and /stats (JSON-serialisable)."""
         return {
-            "uptime_seconds": round(time.time() - self.started, 3),
+            "uptime_seconds": round(time.monotonic() - self.started, 3),
             "connections": self.connections,
             "connections_total": self.connections_total,
             "connections_refused": self.connections_refused,
@@ -266,7 +266,7 @@ class Metrics:
         head("bitcask_ready", "gauge", "1 when /readyz answers 200.")
         lines.append(f"bitcask_ready {1 if ready else 0}")
         head("bitcask_uptime_seconds", "gauge", "Seconds since the server started.")
-        lines.append(f"bitcask_uptime_seconds {time.time() - self.started:.3f}")
+        lines.append(f"bitcask_uptime_seconds {time.monotonic() - self.started:.3f}")
         head("bitcask_build_info", "gauge", "Always 1; the version is in the label.")
         lines.append(f'bitcask_build_info{{version="{_escape(self.build_version)}"}} 1')
         for name, kind, text, value in (

@@ -43,10 +43,9 @@ import asyncio
 import itertools
 import math
 import os
-import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 import bitcask
@@ -60,6 +59,7 @@ from protocol.resp_dialect import error_line
 from ._dispatch import batch_values, reply_too_large, sizes_over, values_over
 from ._outcome import Async, Done, Invalid, Outcome, Read, Write, error_info
 from ._redis_admin import AdminCommands, bulk_strings
+from ._redis_keyspace import Copy, ScanCursors
 from ._redis_session import (
     NOAUTH,
     OK,
@@ -80,8 +80,6 @@ __all__ = ["RedisDispatcher", "RedisSession"]
 _TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 _OPEN = frozenset({"auth", "hello", "reset"})  # allowed before authentication (no_auth)
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
-SCAN_CURSORS = 4096  # open SCAN cursors remembered server-wide (oldest forgotten first)
-CURSOR_BITS = 52  # SCAN cursors are 1 ..= 2**52, exact as a double (_Cursors)
 
 
 class ErrorReply(Invalid):
@@ -119,50 +117,6 @@ def _op_error(result: Any) -> None:
         raise ErrorReply(redis_error("ERR " + message))
 
 
-class _Cursors:
-    """SCAN cursors: a number -> the last key returned (server-wide, bounded, LRU).
-
-    A cursor stays valid once used: a SCAN sent again with the same cursor (a client
-    retrying after a lost reply, as redis-py's Retry does) answers the same page, as
-    Redis's stateless cursors do; it used to answer `0` and no keys, so the retried
-    iteration ended early without a word. Used cursors go to a second LRU of the
-    same size, so they never push out the cursors of iterations still running.
-
-    A cursor is below 2**53, the largest integer a double holds exactly: node-redis 4
-    reads it as a JavaScript Number (`Number(reply[0])`) and sends that back, and a
-    62-bit cursor came back rounded, unknown, so every scanIterator stopped after
-    its first page without a word.
-    """
-
-    def __init__(self, size: int = SCAN_CURSORS) -> None:
-        self._size = size
-        self._after: OrderedDict[int, bytes] = OrderedDict()  # handed out, not used yet
-        self._used: OrderedDict[int, bytes] = OrderedDict()  # used at least once
-
-    def new(self, after: bytes) -> int:
-        while True:
-            cursor = random.getrandbits(CURSOR_BITS) + 1
-            if cursor not in self._after and cursor not in self._used:
-                break
-        self._after[cursor] = after
-        if len(self._after) > self._size:
-            self._after.popitem(last=False)
-        return cursor
-
-    def take(self, cursor: int) -> bytes | None:
-        """The key a cursor continues after; None for an unknown (forgotten) cursor."""
-        after = self._after.pop(cursor, None)
-        if after is not None:
-            self._used[cursor] = after
-            if len(self._used) > self._size:
-                self._used.popitem(last=False)
-            return after
-        after = self._used.get(cursor)
-        if after is not None:
-            self._used.move_to_end(cursor)
-        return after
-
-
 class RedisDispatcher(AdminCommands):
     """Turns Redis requests into outcomes; one per Server, shared by RESP connections.
 
@@ -198,7 +152,8 @@ class RedisDispatcher(AdminCommands):
         self._max_value = max_value_size
         self._info = info
         self._ids = itertools.count(1)
-        self._cursors = _Cursors()
+        self._sessions: dict[int, RedisSession] = {}  # CLIENT LIST's; ended at close
+        self._cursors = ScanCursors()
         self._run_id = os.urandom(20).hex()
         self.shutting_down = False
         # GET's read by RESP version, for the fast path in `call`
@@ -217,6 +172,9 @@ class RedisDispatcher(AdminCommands):
             rc.ClientGetName: lambda s, c, tx: Step(encode(s.name or None, s.proto)),
             rc.ClientId: lambda s, c, tx: Step(encode(s.id)),
             rc.ClientSetInfo: self._client_setinfo,
+            rc.ClientList: self._client_list,
+            rc.ClientInfo: self._client_info,
+            rc.ClientNoEvict: self._client_no_evict,
             rc.CommandCount: lambda s, c, tx: Step(encode(len(rc.COMMANDS))),
             rc.CommandInfo: lambda s, c, tx: Step(encode(rc.command_info(c.names), s.proto)),
             rc.CommandDocs: lambda s, c, tx: Step(
@@ -247,6 +205,7 @@ class RedisDispatcher(AdminCommands):
             rc.Expire: self._expire,
             rc.Persist: self._persist,
             rc.Rename: self._rename,
+            rc.Copy: self._copy,
             rc.FlushDb: self._flush,
             rc.FlushAll: self._flush,
             rc.Scan: self._scan,
@@ -262,11 +221,14 @@ class RedisDispatcher(AdminCommands):
         return self._writer
 
     def new_session(self) -> RedisSession:
-        return RedisSession(next(self._ids), authenticated=self._token is None)
+        session = RedisSession(next(self._ids), authenticated=self._token is None)
+        self._sessions[session.id] = session
+        return session
 
     def end_session(self, session: RedisSession) -> None:
-        """The connection closed: release the keys it WATCHed."""
+        """The connection closed: release the keys it WATCHed, leave CLIENT LIST."""
         session.close()
+        self._sessions.pop(session.id, None)
 
     def call(self, session: RedisSession, name: str, argv: list[bytes]) -> Outcome:
         """Decide what to do with one request (the module docstring's rules)."""
@@ -277,6 +239,7 @@ class RedisDispatcher(AdminCommands):
         # which explains. A 16-deep pipelined SET went from ~95k to ~66k instructions
         # and a GET from ~62k to ~42k, in-process with the engine (callgrind; the
         # binary put/get cost ~62k/~41k): bench/redis.py's depth-16 dialect rows.
+        session.cmd, session.last = name, monotonic()  # CLIENT LIST's cmd= and idle=
         n = len(argv)
         if session.multi is None and session.authenticated and len(argv[1 % n]) <= self._max_key:
             if name == "get" and n == 2:
@@ -293,6 +256,7 @@ class RedisDispatcher(AdminCommands):
             spec = rc.check_command(argv)
         except rc.CommandError as exc:
             return self._reject(session, name, exc.message)
+        session.cmd = spec.name  # a subcommand's: "client|list", as Redis shows it
         if not session.authenticated and spec.name not in _OPEN:
             return self._reject(session, spec.name, NOAUTH)
         if session.multi is not None and spec.name not in _NOT_QUEUED:
@@ -429,13 +393,15 @@ class RedisDispatcher(AdminCommands):
     def _object(self, s: RedisSession, c: rc.ObjectInfo, tx: bool) -> Step:
         # OBJECT FREQ: nil for a missing key, else Redis's reply without an LFU policy
         # (`redis-cli --hotkeys` prints it and exits 1, as against Redis). OBJECT
-        # ENCODING: what Redis would give the value freshly SET (int, embstr, raw),
-        # from its length alone unless it is short enough to be an integer.
-        key, proto, freq = self._key(c.key), s.proto, c.name == "object|freq"
+        # ENCODING and REFCOUNT: what Redis would give the value freshly SET (int,
+        # embstr, raw; shared or not), from its length alone unless it is short
+        # enough to be an integer.
+        key, proto, sub = self._key(c.key), s.proto, c.name
+        freq = sub == "object|freq"
         if tx:
             return Step(
                 ops=[bitcask.GetEx(key)],
-                shape=lambda r: _object_reply(r[0] if type(r[0]) is bytes else None, freq, proto),
+                shape=lambda r: _object_reply(r[0] if type(r[0]) is bytes else None, sub, proto),
             )
         db = self._db
 
@@ -444,8 +410,8 @@ class RedisDispatcher(AdminCommands):
                 return encode(None, proto)
             size = db.value_bytes((key,))
             if freq or size > ENCODING_INT_MAX:
-                return _object_reply(size, freq, proto)
-            return _object_reply(db.get(key), freq, proto)
+                return _object_reply(size, sub, proto)
+            return _object_reply(db.get(key), sub, proto)
 
         return Step(read=read)
 
@@ -559,8 +525,9 @@ class RedisDispatcher(AdminCommands):
 
     def _append(self, s: RedisSession, c: rc.Append, tx: bool) -> Step:
         key, value = self._key(c.key), self._value(c.value)
-        db, limit = self._db, self._max_value
-        if len(value) + len(db.get(key) or b"") > limit:  # the writer re-reads; a hint only
+        # A hint from the keydir (the writer decides on the value it reads): the hint
+        # read the whole value on the event loop, 64 MiB per APPEND to a 64 MiB value.
+        if len(value) + self._db.value_bytes((key,)) > self._max_value:
             raise RedisError(_TOO_BIG)
         return Step(
             ops=[bitcask.Append(key, value)], shape=lambda r: _int_reply(r[0]), nbytes=len(value)
@@ -592,6 +559,12 @@ class RedisDispatcher(AdminCommands):
             return Step(ops=[op], shape=lambda r: _int_of_applied(r[0]))
         return Step(ops=[op], shape=_ok)
 
+    def _copy(self, s: RedisSession, c: rc.Copy, tx: bool) -> Step:
+        if c.db != 0:  # after the parser's checks, as copyCommand's selectDb
+            raise RedisError("ERR DB index is out of range")
+        op = Copy(self._key(c.key), self._key(c.newkey), c.replace)
+        return Step(ops=[op], shape=lambda r: _int_of_applied(r[0]))
+
     def _flush(self, s: RedisSession, c: Any, tx: bool) -> Step:
         return Step(ops=[bitcask.Clear()], shape=_ok)
 
@@ -609,11 +582,7 @@ class RedisDispatcher(AdminCommands):
         return Step(read=lambda: _scan_reply(self._scan_page(c), proto, limit))
 
     def _scan_page(self, c: rc.Scan) -> list[Any]:
-        after: bytes | None = None
-        if c.cursor:
-            after = self._cursors.take(c.cursor)
-            if after is None:  # unknown or forgotten cursor: the iteration is over
-                return [b"0", []]
+        after = self._cursors.after(c.cursor) if c.cursor else None
         keys = self._db.scan(b"", after=after, limit=c.count)
         cursor = self._cursors.new(keys[-1]) if len(keys) == c.count else 0
         if c.match is not None:
@@ -842,6 +811,8 @@ def _value_reply(result: Any, proto: int) -> bytes:
 
 ENCODING_INT_MAX = 20  # Redis reads a value this long or shorter as a long if it can
 ENCODING_EMBSTR_MAX = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
+SHARED_INTEGERS = 10_000  # OBJ_SHARED_INTEGERS: Redis's values 0 ..= 9,999 are shared
+SHARED_REFCOUNT = 2**31 - 1  # OBJ_SHARED_REFCOUNT (INT_MAX), their OBJECT REFCOUNT
 _LFU_OFF = (
     "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please "
     "note that when switching between policies at runtime LRU and LFU data will take "
@@ -849,19 +820,27 @@ _LFU_OFF = (
 )
 
 
-def _object_reply(value: bytes | int | None, freq: bool, proto: int) -> bytes:
-    """OBJECT ENCODING / FREQ as Redis 7.0 answers, of a value, or of a value's length
-    alone when it is too long to be an integer (None: no such key)."""
+def _object_reply(value: bytes | int | None, sub: str, proto: int) -> bytes:
+    """OBJECT ENCODING / FREQ / REFCOUNT as Redis 7.0 answers for a value freshly SET,
+    of the value, or of its length alone when too long to be an integer (None: no
+    such key). REFCOUNT: Redis shares the integers 0 ..= 9,999 (OBJ_SHARED_INTEGERS),
+    whose count is INT_MAX; any other value is held once."""
     if value is None:
         return encode(None, proto)
-    if freq:
+    if sub == "object|freq":
         return encode_error(_LFU_OFF)
+    number = None
     if isinstance(value, int):
         size = value
     else:
         size = len(value)
-        if size <= ENCODING_INT_MAX and _string2ll(value) is not None:
-            return b"$3\r\nint\r\n"
+        number = _string2ll(value) if size <= ENCODING_INT_MAX else None
+    if sub == "object|refcount":
+        return encode(
+            SHARED_REFCOUNT if number is not None and 0 <= number < SHARED_INTEGERS else 1
+        )
+    if number is not None:
+        return b"$3\r\nint\r\n"
     return b"$6\r\nembstr\r\n" if size <= ENCODING_EMBSTR_MAX else b"$3\r\nraw\r\n"
 
 

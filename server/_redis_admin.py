@@ -8,6 +8,7 @@ connection's session or read the server's facts; none of them writes the store.
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import resource
 import time
@@ -42,6 +43,7 @@ class AdminCommands:
     _token: bytes | None
     _info: Callable[[], dict[str, Any]]
     _run_id: str
+    _sessions: dict[int, RedisSession]  # the open RESP connections, by id, oldest first
 
     def _ping(self, s: RedisSession, c: rc.Ping, tx: bool) -> Step:
         return Step(b"+PONG\r\n" if c.message is None else encode(c.message, s.proto))
@@ -109,6 +111,26 @@ class AdminCommands:
         s.name = c.client_name
         return Step(OK)
 
+    def _client_list(self, s: RedisSession, c: rc.ClientList, tx: bool) -> Step:
+        if c.ids is None:
+            listed = list(self._sessions.values()) if c.normal else []
+        else:  # as Redis: in the order asked, an id named twice listed twice
+            listed = [self._sessions[i] for i in c.ids if i in self._sessions]
+        text = "".join(session.describe() + "\n" for session in listed)
+        return Step(encode(Verbatim(text.encode()), s.proto))
+
+    def _client_info(self, s: RedisSession, c: rc.ClientInfo, tx: bool) -> Step:
+        return Step(encode(Verbatim((s.describe() + "\n").encode()), s.proto))
+
+    def _client_no_evict(self, s: RedisSession, c: rc.ClientNoEvict, tx: bool) -> Step:
+        # No client is ever evicted and no key's LRU/LFU is tracked here: the flags
+        # show in CLIENT LIST (e, T) and change nothing else. RESET keeps them (Redis 7.0).
+        if c.name == "client|no-evict":
+            s.no_evict = c.on
+        else:
+            s.no_touch = c.on
+        return Step(OK)
+
     def _client_setinfo(self, s: RedisSession, c: rc.ClientSetInfo, tx: bool) -> Step:
         if c.attribute == "lib-name":
             s.lib_name = c.value
@@ -129,7 +151,8 @@ class AdminCommands:
             "bind": cfg.host,
             "requirepass": "",
             "save": "",
-            "timeout": str(int(cfg.idle_timeout)),
+            # whole seconds, as Redis keeps it; rounded up, as "0" means never
+            "timeout": str(math.ceil(cfg.idle_timeout)),
             "tcp-keepalive": str(cfg.tcp_keepalive),
             "proto-max-bulk-len": str(cfg.max_frame),
         }

@@ -8,6 +8,7 @@ read run in its turn), so a command runs alike on its own and inside EXEC.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -66,12 +67,17 @@ class RedisSession:
     __slots__ = (
         "authenticated",
         "closed",
+        "cmd",
+        "created",
         "dirty",
         "id",
+        "last",
         "lib_name",
         "lib_ver",
         "multi",
         "name",
+        "no_evict",
+        "no_touch",
         "proto",
         "watches",
     )
@@ -87,6 +93,25 @@ class RedisSession:
         self.dirty = False  # a queued command was refused: EXEC answers EXECABORT
         self.watches: list[WatchRef] = []  # by WATCH, in order (server/_session.py)
         self.closed = False  # the connection ended: a WATCH still queued takes nothing
+        self.created = self.last = time.monotonic()  # connected; last command (CLIENT LIST)
+        self.no_evict = self.no_touch = False  # CLIENT NO-EVICT / NO-TOUCH: flags only
+        self.cmd = "NULL"  # the latest command's name, as CLIENT LIST's cmd= ("client|list")
+
+    def describe(self) -> str:
+        """This connection's CLIENT LIST / CLIENT INFO line (no newline): Redis 7.2's
+        fields that this server can fill truthfully, in Redis's order and spelling.
+        Missing: addr, laddr, fd (the transport's, not seen here), the buffer and
+        memory figures (qbuf ... tot-mem) and events."""
+        now = time.monotonic()
+        multi = -1 if self.multi is None else len(self.multi)
+        flags = "x" * (self.multi is not None) + "e" * self.no_evict + "T" * self.no_touch
+        return (
+            f"id={self.id} name={self.name.decode('latin-1')} age={int(now - self.created)} "
+            f"idle={int(now - self.last)} flags={flags or 'N'} db=0 "
+            f"sub=0 psub=0 ssub=0 multi={multi} cmd={self.cmd} user=default redir=-1 "
+            f"resp={self.proto} lib-name={self.lib_name.decode('latin-1')} "
+            f"lib-ver={self.lib_ver.decode('latin-1')}"
+        )
 
     def unwatch(self) -> None:
         """Release every watch (UNWATCH, EXEC, DISCARD, RESET, the connection's end)."""

@@ -4,11 +4,10 @@ Strategy / invariants:
 - One Server per process and per store. Everything runs on one event loop; the only
   other threads are the writer's (write_group + fsync), merge's, and the executor that
   opens and closes the store.
-- Connections register through admit()/release(); the cap counts binary and HTTP
-  connections together, and admit() also refuses one the descriptors left would not
-  hold beside FD_RESERVE and the store's data files (one each, counted per accept).
-  An HTTP connection refused so may still take one of PROBE_RESERVE slots
-  (admit_probe), where it is served the probes, /metrics and /stats and nothing else.
+- The Server sequences; each part has its own file: the connection registry, its cap
+  and probe reserve (_connections.py), the start-up steps (_startup.py), what the
+  probes report (_health.py). The protocols see the Server only as a `Host`
+  (_state.py): admit()/admit_probe()/release() and the health questions.
 - Start-up: the descriptor limit is raised (soft to hard) and the connection cap fitted
   below it with FD_RESERVE descriptors kept for the store; then the store is opened
   (any failure there is a StoreOpenError: the CLI exits 3, never "cannot listen"); on
@@ -33,22 +32,19 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
-import errno
-import gc
 import logging
-import os
-import resource
 import time
-from collections.abc import Callable
 from typing import Any
 
 import bitcask
 
 from ._active_expiry import ActiveExpiry
+from ._connections import FD_RESERVE, PROBE_RESERVE, Connections, fit_connections
 from ._dispatch import Dispatcher
-from ._flow import set_keepalive
+from ._health import Health
 from ._metrics import Metrics
 from ._redis import RedisDispatcher
+from ._startup import ListenError, StoreOpenError, listen, open_store, raise_fd_limit, tune_gc
 from ._state import ServerState
 from ._writer import Writer
 from .binary import BinaryProtocol
@@ -58,88 +54,6 @@ from .http import HttpProtocol
 __all__ = ["FD_RESERVE", "PROBE_RESERVE", "ListenError", "Server", "StoreOpenError"]
 
 log = logging.getLogger("bitcask.server")
-
-Connection = BinaryProtocol | HttpProtocol
-
-# Descriptors kept back from the connection cap: the store's own (LOCK, the active file
-# and its reader, a rotation's next file, merge output and hint files), the listeners,
-# the event loop, stdio and the executor's transient opens (as Redis reserves 32 + 96).
-FD_RESERVE = 64
-# HTTP connections admitted past --max-connections, served the probes, /metrics and
-# /stats only (a /kv request there is refused): a flood of client connections must not
-# fail the liveness probe, or the orchestrator restarts the server it floods. Their
-# descriptors come out of FD_RESERVE, as the refused connections' lingers do.
-PROBE_RESERVE = 8
-# Refused connections are logged at most once per this many seconds (with a count).
-REFUSED_LOG_EVERY = 10.0
-# Errors that mean "no space": a store that cannot create its active file opens read-only.
-
-
-# The cyclic GC's generation-0 threshold while a server runs. Every request allocates a
-# handful of short-lived containers (decoded lists, its Request, its slot, the writer's
-# entry) that refcounting frees, but with 800 requests in flight (50 connections x
-# depth 16) the live ones kept tripping the default threshold of 700: py-spy put ~16%
-# of the server's CPU in gc_collect_main on the depth-16 put row of bench/server.py.
-# Nothing on the request path makes reference cycles, so collecting rarely is enough.
-GC_THRESHOLD = (50_000, 20, 100)
-
-
-def _tune_gc() -> None:
-    """Make the cyclic GC cheap for a long-running server (see GC_THRESHOLD).
-
-    The objects alive once the store is open (modules, the keydir's containers) move
-    to the permanent generation (gc.freeze), so full collections stop walking them.
-    """
-    gc.collect()
-    gc.freeze()
-    if gc.get_threshold()[0] < GC_THRESHOLD[0]:
-        gc.set_threshold(*GC_THRESHOLD)
-
-
-class StoreOpenError(Exception):
-    """The store could not be opened (not a file-system directory, unwritable, ...).
-
-    The CLI exits 3 on it. The engine's own errors (StoreLockedError, ...) pass as they are.
-    """
-
-
-class ListenError(OSError):
-    """A port could not be bound; the message names the address, the flag and what to do.
-
-    The CLI exits 4 on it. An OSError, as the bind failure it describes.
-    """
-
-
-def _listen_error(flag: str, host: str, port: int, exc: OSError) -> ListenError:
-    """One sentence for a failed bind: which address, why, and what to do about it."""
-    where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-    if exc.errno == errno.EADDRINUSE:
-        hint = (
-            f"another program listens there (another bitcask-server? `make run` is one): "
-            f"stop it, or pass another {flag}"
-        )
-        reason = "the address is in use"
-    elif exc.errno in (errno.EACCES, errno.EPERM):
-        hint = f"ports below 1024 need privileges: pass {flag} 1024 or above"
-        reason = "permission denied"
-    elif exc.errno == errno.EADDRNOTAVAIL:
-        hint = "no interface of this machine has that address: check --host"
-        reason = "the address is not on this machine"
-    else:
-        hint = f"check --host and {flag}"
-        reason = exc.strerror or str(exc)
-    return ListenError(exc.errno, f"cannot listen on {where} ({flag}): {reason}; {hint}")
-
-
-async def _listen(
-    factory: Callable[[], asyncio.Protocol], host: str, port: int, flag: str
-) -> asyncio.Server:
-    """A listener on host:port; a bind failure is a ListenError naming `flag`."""
-    loop = asyncio.get_running_loop()
-    try:
-        return await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
-    except OSError as exc:
-        raise _listen_error(flag, host, port, exc) from exc
 
 
 class Server:
@@ -166,26 +80,34 @@ class Server:
         self.state: ServerState | None = None  # what the protocols see (set by start)
         self.port = config.port
         self.http_port = config.http_port
-        self.draining = False
         self.stopping = False  # a stop began: /readyz answers 503 (the drain delay)
-        self.max_connections = config.max_connections  # fitted to the descriptors at start
         self.fd_limit: tuple[int, int] | None = None  # soft limit (before, after) raising
-        self._drain_cut: asyncio.Event | None = None
         self.writer_pressured = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._connections: set[Connection] = set()
-        self._probe_only: set[Connection] = set()  # past the cap, in PROBE_RESERVE
-        self._listeners: list[asyncio.AbstractServer] = []
-        self._sweeper: asyncio.TimerHandle | None = None
         self.expiry: ActiveExpiry | None = None  # the active expiry task (started by start)
+        # the cap is fitted to the descriptors at start
+        self.connections = Connections(
+            config, self.metrics, lambda: self.db.data_files(), config.max_connections
+        )
+        self._health: Health | None = None  # once the store is open
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[asyncio.AbstractServer] = []
+        self._drain_cut: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
         self._started = time.monotonic()
-        self._refused_logged_at = float("-inf")  # refused connections: rate-limited log
-        # (st_dev, st_ino) of --data and of its LOCK once the store is open: a directory
-        # removed or replaced under the server (a volume unmounted, `rm -rf`) is seen
-        self._data_identity: tuple[int, ...] | None = None
-        self._data_problem_logged = False
-        self._refused_unlogged = 0
+
+    @property
+    def max_connections(self) -> int:
+        """The connection cap: --max-connections, lowered at start to fit the descriptors."""
+        return self.connections.max_connections
+
+    @property
+    def draining(self) -> bool:
+        """The listeners are closing: every new connection is refused."""
+        return self.connections.closed
+
+    @draining.setter
+    def draining(self, on: bool) -> None:
+        self.connections.closed = on
 
     # ---- life cycle ----
 
@@ -203,7 +125,7 @@ class Server:
         self._drain_cut = asyncio.Event()
         cfg = self.config
         self.fd_limit = raise_fd_limit()
-        self.max_connections = fit_connections(cfg.max_connections, self.fd_limit[1])
+        self.connections.max_connections = fit_connections(cfg.max_connections, self.fd_limit[1])
         opts: dict[str, Any] = {"sync": cfg.sync}
         for name in ENGINE_OPTIONS:
             if getattr(cfg, name) is not None:
@@ -212,9 +134,9 @@ class Server:
             options = bitcask.Options(**opts)
         except bitcask.InvalidOptionsError as exc:
             raise ConfigError(str(exc)) from exc
-        self.db = await loop.run_in_executor(None, self._open_store, options)
-        self._data_identity = self._data_ids()
-        _tune_gc()
+        self.db = await loop.run_in_executor(None, open_store, cfg.data, options)
+        self._health = Health(self.db, cfg.data, cfg.fsync_failure_grace)
+        tune_gc()
         try:
             self.writer = Writer(
                 self.db,
@@ -253,44 +175,21 @@ class Server:
                 host=self,
                 redis=self._redis,
             )
-            binary = await _listen(lambda: BinaryProtocol(state), cfg.host, cfg.port, "--port")
+            self.connections.start(loop)
+            binary = await listen(lambda: BinaryProtocol(state), cfg.host, cfg.port, "--port")
             self._listeners.append(binary)
             self.port = binary.sockets[0].getsockname()[1]
-            http = await _listen(
-                lambda: HttpProtocol(state), cfg.host, cfg.http_port, "--http-port"
-            )
+            http = await listen(lambda: HttpProtocol(state), cfg.host, cfg.http_port, "--http-port")
             self._listeners.append(http)
             self.http_port = state.http_port = http.sockets[0].getsockname()[1]
         except BaseException:
+            self.connections.stop_sweeping()
             for listener in self._listeners:
                 listener.close()
             await loop.run_in_executor(None, self.db.close)
             raise
-        if cfg.idle_timeout > 0:
-            self._sweeper = loop.call_later(self._sweep_period(), self._sweep)
         self.expiry = ActiveExpiry(self.db, self.writer)
         self.expiry.start()
-
-    def _open_store(self, options: bitcask.Options) -> Any:
-        """Open the store (in a thread); reads only while the disk is full (see Strategy)."""
-        path = self.config.data
-        try:
-            # a directory it creates is the owner's only, whatever the umask (under
-            # umask 000 it was 0777: anyone could read every value, or plant a symlink
-            # where the store writes); an existing one is left as the operator made it
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            if exc.errno in (errno.EEXIST, errno.ENOTDIR):
-                raise StoreOpenError(_describe(path, exc)) from exc
-            reason = exc.strerror or str(exc)
-            raise StoreOpenError(f"cannot create the store directory {path}: {reason}") from exc
-        try:
-            # A full disk at start opens for reads; the engine heals it (bitcask/_health).
-            return bitcask.open(path, options=options)
-        except OSError as exc:
-            if isinstance(exc, bitcask.BitcaskError):
-                raise
-            raise StoreOpenError(_describe(path, exc)) from exc
 
     async def wait_stopped(self) -> None:
         """Return once stop() has finished."""
@@ -324,23 +223,20 @@ class Server:
         # A merge request in flight would hold its connection busy until the merge
         # ends (the whole budget, for a big store): abandon it, it answers SHUTTING_DOWN.
         self.db.stop_merges()
-        log.info("shutting down: %d connections open", len(self._connections))
+        log.info("shutting down: %d connections open", len(self.connections))
         for listener in self._listeners:
             listener.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        self.connections.stop_sweeping()
         # Requests still arriving are served for half the budget (reads answered, writes
         # refused with SHUTTING_DOWN); then reading stops so that a client that never
         # pauses cannot hold the shutdown, and what is in flight finishes.
         half = time.monotonic() + self.config.shutdown_timeout / 2
-        if not await self._wait(half, self._connections_quiet):
-            for conn in list(self._connections):
-                conn.stop_reading_for_shutdown()
+        if not await self._wait(half, self.connections.quiet):
+            self.connections.stop_reading()
         # What is left may wait on a peer that reads nothing (it vanished without a FIN):
         # its reads are dropped with it, its writes are drained with the writer below.
-        in_time = await self._wait(deadline, self._connections_settled)
-        for conn in list(self._connections):
-            conn.close_for_shutdown()
+        in_time = await self._wait(deadline, self.connections.settled)
+        self.connections.close_all()
         assert self.writer is not None
         if self.expiry is not None:
             await self.expiry.stop()
@@ -376,14 +272,6 @@ class Server:
             await asyncio.sleep(0.02)
         return True
 
-    def _connections_quiet(self) -> bool:
-        return all(conn.busy == 0 for conn in self._connections)
-
-    def _connections_settled(self) -> bool:
-        return all(conn.busy == 0 or conn.held_by_peer for conn in self._connections)
-
-    # ---- connections ----
-
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         assert self._loop is not None
@@ -394,145 +282,41 @@ class Server:
         assert self._dispatcher is not None
         return self._dispatcher
 
-    def admit(self, conn: Connection) -> bool:
-        """Register a new connection; False (refuse it) at the cap, while draining, or
-        when the descriptors left would not also hold FD_RESERVE for the store's own."""
-        n = len(self._connections) - len(self._probe_only)
-        if n >= self.max_connections or self.draining or n >= self._descriptor_room():
-            self.metrics.connections_refused += 1
-            if not self.draining:  # a refusal while stopping is expected: not logged
-                self._log_refusal(n)
-            return False
-        self._connections.add(conn)
-        if conn.transport is not None:
-            set_keepalive(conn.transport, self.config.tcp_keepalive)
-        self.metrics.connections = len(self._connections)
-        self.metrics.connections_total += 1
-        return True
-
-    def admit_probe(self, conn: Connection) -> bool:
-        """Register an HTTP connection admit() refused into PROBE_RESERVE, where only
-        the probes, /metrics and /stats are served; False: refuse it (the reserve is
-        full, or the server is draining). It stays counted as refused."""
-        n = len(self._connections)
-        if self.draining or len(self._probe_only) >= PROBE_RESERVE:
-            return False
-        if n >= self._descriptor_room() + PROBE_RESERVE:  # never past the descriptors
-            return False
-        self._connections.add(conn)
-        self._probe_only.add(conn)
-        self.metrics.connections = len(self._connections)
-        return True
-
-    def _log_refusal(self, n: int) -> None:
-        # One WARNING per REFUSED_LOG_EVERY at most, with the count since the last one:
-        # a client reconnecting in a loop cannot fill the disk with log lines.
-        self._refused_unlogged += 1
-        now = time.monotonic()
-        if now - self._refused_logged_at < REFUSED_LOG_EVERY:
-            return
-        why = (
-            f"max-connections {self.max_connections} reached"
-            if n >= self.max_connections
-            else "the descriptor limit leaves no room for another"
-        )
-        log.warning(
-            "connections refused: %s (%d refused since the last such line; "
-            "bitcask_connections_refused_total counts them all)",
-            why,
-            self._refused_unlogged,
-        )
-        self._refused_logged_at, self._refused_unlogged = now, 0
-
-    def _descriptor_room(self) -> int:
-        # Connections the descriptors allow now: the soft limit less FD_RESERVE and
-        # the store's data files, one descriptor each and growing with rotations
-        # (fit_connections at start knows only the limit). Past it accept() met
-        # EMFILE: clients reset or left unanswered, rotations failing for want of one.
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if soft == resource.RLIM_INFINITY:
-            return self.max_connections
-        return soft - FD_RESERVE - (int(self.db.data_files()) - 1)  # active: in FD_RESERVE
-
-    def release(self, conn: Connection) -> None:
-        self._connections.discard(conn)
-        self._probe_only.discard(conn)
-        self.metrics.connections = len(self._connections)
-
     def _writer_pressure(self, on: bool) -> None:
         self.writer_pressured = on
-        for conn in self._connections:
-            conn.pause_for_writer(on)
+        self.connections.pause_for_writer(on)
 
-    def _sweep_period(self) -> float:
-        return min(1.0, max(0.05, self.config.idle_timeout / 4))
+    # ---- the Host the protocols see (server/_state.py) ----
 
-    def _sweep(self) -> None:
-        """Close connections on which no byte moved for idle_timeout (server/_flow.py).
+    def admit(self, conn: Any) -> bool:
+        """Register a new connection; False: refuse it (server/_connections.py)."""
+        return self.connections.admit(conn)
 
-        A binary connection with requests of its own in progress is not idle, unless
-        its replies wait for a peer that takes none of them; an HTTP connection with
-        nothing left to send is governed by its own timers (keep-alive, header, body).
-        """
-        now = self.loop.time()
-        limit = self.config.idle_timeout
-        for conn in list(self._connections):
-            working = bool(conn.busy) if isinstance(conn, BinaryProtocol) else True
-            if conn.moved(working):
-                conn.last_active = now
-            elif now - conn.last_active > limit:
-                conn.close_idle()
-        self._sweeper = self.loop.call_later(self._sweep_period(), self._sweep)
+    def admit_probe(self, conn: Any) -> bool:
+        """Register an HTTP connection admit() refused, for the probes only."""
+        return self.connections.admit_probe(conn)
 
-    # ---- introspection (stats, health, metrics) ----
+    def release(self, conn: Any) -> None:
+        self.connections.release(conn)
+
+    @property
+    def health(self) -> Health:
+        assert self._health is not None, "the store is not open yet"
+        return self._health
 
     def readonly_reason(self) -> str | None:
-        reason = getattr(self.db, "readonly_reason", None)
-        return str(reason) if reason else None
+        return None if self._health is None else self._health.readonly_reason()
 
     def not_live_reason(self) -> str | None:
-        """Why /livez fails: an fsync failed longer than fsync_failure_grace ago (the
-        store refuses writes until a restart, so the orchestrator should restart it)."""
-        disk = self.disk_health()
-        since = disk.get("since")
-        if disk.get("state") != "fsync_failed" or since is None:
-            return None
-        age = time.time() - since
-        if age < self.config.fsync_failure_grace:
-            return None
-        return f"fsync failed {age:.0f} s ago ({disk.get('reason')}); restart to resume writes"
+        return self.health.not_live_reason()
 
     def disk_health(self) -> dict[str, Any]:
-        """The engine's disk state (ok | write_failed | fsync_failed) for /health."""
-        return dict(self.db.disk_health())
+        return self.health.disk_health()
 
     def not_ready_reason(self) -> str | None:
         if self.stopping:
             return "shutting down"
-        reason = self.readonly_reason()
-        return f"read-only: {reason}" if reason else self.data_dir_problem()
-
-    def _data_ids(self) -> tuple[int, ...] | None:
-        try:
-            ids = [os.stat(self.config.data), os.stat(self.config.data / "LOCK")]
-        except OSError:
-            return None
-        return tuple(n for st in ids for n in (st.st_dev, st.st_ino))
-
-    def data_dir_problem(self) -> str | None:
-        """Why --data is no longer the store's directory: removed, emptied or replaced
-        while the server runs. Its open files go on serving, but what is written now
-        lands in files no restart will find: /readyz fails, and it is logged once."""
-        if self._data_identity is None or self._data_ids() == self._data_identity:
-            return None
-        problem = (
-            f"the data directory {self.config.data} was removed or replaced while the "
-            "server runs; writes now go to files no restart will find: restart it"
-        )
-        if not self._data_problem_logged:
-            self._data_problem_logged = True
-            log.error("%s", problem)
-        return problem
+        return None if self._health is None else self._health.not_ready_reason()
 
     def key_count(self) -> int:
         return len(self.db)
@@ -543,10 +327,9 @@ class Server:
     def server_stats(self) -> dict[str, Any]:
         snap = self.metrics.snapshot()
         snap["writer_mode"] = self.writer.mode if self.writer else None
-        # the cap in force: --max-connections lowered to fit the descriptors at start,
-        # and below that while the store's data files hold more of them (admit()'s
-        # rule); INFO's maxclients reads it, as Redis reports its adjusted maxclients
-        snap["max_connections"] = max(0, min(self.max_connections, self._descriptor_room()))
+        # the cap in force (Connections.cap): INFO's maxclients reads it, as Redis
+        # reports its adjusted maxclients
+        snap["max_connections"] = self.connections.cap()
         snap["ready"] = self.not_ready_reason() is None
         # the ports actually bound (--port 0 / --http-port 0 pick free ones): INFO's
         # tcp_port reads this, as Redis reports the port it listens on
@@ -561,79 +344,3 @@ class Server:
 
     def render_metrics(self) -> str:
         return self.metrics.render(self.db.stats(), ready=self.not_ready_reason() is None)
-
-
-# ---- start-up helpers ----
-
-
-def raise_fd_limit() -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (as Redis and nginx do).
-
-    Returns:
-        The soft limit before and after (equal when it could not be raised).
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard
-    if hard == resource.RLIM_INFINITY:
-        target = _nr_open()
-    if soft != resource.RLIM_INFINITY and (soft >= target):
-        return soft, soft
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (OSError, ValueError) as exc:
-        log.warning("cannot raise the descriptor limit from %d to %d: %s", soft, target, exc)
-        return soft, soft
-    return soft, target
-
-
-def _nr_open() -> int:
-    """The kernel's per-process descriptor ceiling (an unlimited hard limit means this)."""
-    try:
-        with open("/proc/sys/fs/nr_open") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 1 << 20
-
-
-def fit_connections(wanted: int, fd_soft: int) -> int:
-    """The connection cap the descriptors allow: wanted, or less with FD_RESERVE kept back.
-
-    Raises:
-        ConfigError: the limit leaves no descriptor for a single connection.
-
-    Example:
-        >>> fit_connections(1024, 1024)
-        960
-    """
-    if fd_soft == resource.RLIM_INFINITY or wanted + FD_RESERVE <= fd_soft:
-        return wanted
-    allowed = fd_soft - FD_RESERVE
-    if allowed < 1:
-        raise ConfigError(
-            f"the descriptor limit ({fd_soft}) leaves no room for connections: "
-            f"raise `ulimit -n` above {FD_RESERVE}"
-        )
-    log.warning(
-        "max-connections %d needs %d descriptors, the limit is %d: max-connections lowered to "
-        "%d (raise `ulimit -n` or LimitNOFILE= to allow more)",
-        wanted,
-        wanted + FD_RESERVE,
-        fd_soft,
-        allowed,
-    )
-    return allowed
-
-
-def _describe(path: object, exc: OSError) -> str:
-    """A sentence about why `path` cannot hold a store."""
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
-        return f"cannot open the store at {path}: not a directory ({reason})"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot open the store at {path}: the directory is not writable ({reason})"
-    if exc.errno == errno.ELOOP and exc.filename:  # O_NOFOLLOW met a planted link
-        return (
-            f"cannot open the store at {path}: {exc.filename} is a symbolic link, and the "
-            "store never writes through one (docs/security.md): replace it with the file"
-        )
-    return f"cannot open the store at {path}: {reason}"

@@ -205,6 +205,12 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             self._pipeline.flush()  # starts what waited in its backlog, writes, resumes
 
     @property
+    def authenticated(self) -> bool:
+        """The connection presented the token (or none is asked): the pre-AUTH
+        deadline (server/_connections.py) spares it."""
+        return self._session is not None and bool(self._session.authenticated)
+
+    @property
     def pending(self) -> int:
         return 0 if self._pipeline is None else self._pipeline.pending
 

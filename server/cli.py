@@ -8,7 +8,9 @@ Exit codes:
        unwritable, ...)
     4  a port could not be bound
 
-Signals: SIGHUP is logged and ignored. SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
+Signals: SIGHUP is logged and ignored, and so are SIGUSR1, SIGUSR2 and the other
+signals whose default would end the process without a word (IGNORED_SIGNALS).
+SIGTERM first drains (--drain-seconds: /readyz answers 503 while everything
 is still served), then stops gracefully; SIGINT (Ctrl-C) and SIGQUIT (Ctrl-\\) skip the
 drain, as does a SIGTERM that arrives during start-up (a large store still being opened:
 nothing was routed to a server that never listened). A second signal during the drain
@@ -43,7 +45,7 @@ import bitcask
 from protocol.address import host_port
 
 from .app import FD_RESERVE, ListenError, Server, StoreOpenError
-from .config import ENV_PREFIX, ConfigError, ServerConfig, build_parser
+from .config import ENV_PREFIX, ConfigError, ServerConfig, build_parser, unknown_variables
 
 __all__ = ["main"]
 
@@ -52,6 +54,12 @@ log = logging.getLogger("bitcask.server")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_STORE, EXIT_BIND = 0, 1, 2, 3, 4
 # Past the graceful budget, a watchdog thread ends the process even if the loop is stuck.
 FORCE_GRACE = 5.0
+# Signals whose default action ends the process without a word, which the server
+# ignores with a log line (SIGHUP too, at INFO: logrotate sends it routinely).
+# Left to their default: SIGXCPU (a CPU limit reached is the operator's own stop),
+# and SIGPROF and SIGVTALRM, the interval timers an in-process CPU profiler (scalene,
+# vmprof) arms for itself: a handler here would replace the profiler's.
+IGNORED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGIO, signal.SIGPWR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bitcask-server: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(level=config.log_level.upper(), handlers=[log_handler(sys.stderr)])
-    for warning in exposure_warnings(config, argv if argv is not None else sys.argv[1:]):
+    args = argv if argv is not None else sys.argv[1:]
+    for warning in [*unknown_variables(), *exposure_warnings(config, args)]:
         log.warning("%s", warning)
     runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)  # uvloop.run, less a crash
     try:
@@ -242,6 +251,15 @@ async def _serve(config: ServerConfig) -> int:
     # requests cut): a closed terminal or a logrotate `kill -HUP` must not do that.
     # Logs go to stderr, so there is nothing to reopen; ignored, as Redis does.
     loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP ignored (SIGTERM stops the server)")
+    # The others whose default ends the process as silently (exit 138 for a stray
+    # `kill -USR1` meant for another daemon): the server gives them no meaning, so
+    # each is ignored, with one line that says so.
+    for sig in IGNORED_SIGNALS:
+        loop.add_signal_handler(
+            sig,
+            log.warning,
+            f"{sig.name} ignored: bitcask-server gives it no meaning (SIGTERM stops the server)",
+        )
     try:
         await server.start()
     except ConfigError as exc:

@@ -8,6 +8,7 @@ constructor the CLI uses; tests build `ServerConfig(...)` directly.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Any, NoReturn
 import bitcask
 from protocol import DEFAULT_MAX_FRAME
 
-__all__ = ["ENGINE_OPTIONS", "ConfigError", "ServerConfig", "version"]
+__all__ = ["ENGINE_OPTIONS", "ConfigError", "ServerConfig", "unknown_variables", "version"]
 
 # ServerConfig fields handed to bitcask.Options when set (None: the engine's default)
 ENGINE_OPTIONS = (
@@ -84,6 +85,10 @@ class ServerConfig:
     # --- security ---
     # shared token; None: no authentication (bytes: `auth_token`); kept out of repr()
     auth: str | None = field(default=None, repr=False)
+    # with auth: seconds a binary/Redis connection may stay unauthenticated before it is
+    # closed (PostgreSQL's authentication_timeout); else a client without the token that
+    # pinged now and then held its connection slot for good; 0: no deadline
+    auth_timeout: float = 60.0
     # --- limits ---
     max_connections: int = 1024  # binary + HTTP connections together
     max_frame: int = DEFAULT_MAX_FRAME  # binary frame and HTTP body limit, bytes
@@ -280,6 +285,11 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
         "prefer BITCASK_AUTH or a token file",
     ),
     "auth_file": (_path, "read the token from this file (one final newline is dropped)"),
+    "auth_timeout": (
+        float,
+        "with a token, close a binary/Redis connection not authenticated within this many "
+        "seconds; 0: never (default 60)",
+    ),
     "max_connections": (int, "maximum open connections, both ports (default 1024)"),
     "max_frame": (int, "largest binary frame / HTTP body in bytes (default 64 MiB + 1 MiB)"),
     "max_batch": (int, "most operations in one batch, mput or mget (default 10000)"),
@@ -340,6 +350,36 @@ def version() -> str:
         return metadata.version("bitcask")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+# BITCASK_* variables another bitcask program reads (the shell: docs/cli.md), which a
+# shared environment (a container, a developer's shell) may hold beside the server's
+OTHER_PROGRAMS_VARIABLES = frozenset({"BITCASK_URL", "BITCASK_TIMEOUT", "BITCASK_SHELL_CONFIG"})
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per `BITCASK_*` variable that names no flag (any case).
+
+    A typo (`BITCASK_PROT=7000`) was ignored without a word: the server came up on
+    its default port. Each line names the variable and the closest known one, never
+    the value (it may be a token).
+
+    Example:
+        >>> unknown_variables({"BITCASK_PROT": "7000", "BITCASK_SYNC": "never"})[0][-46:]
+        'did you mean BITCASK_PORT? (--help lists them)'
+    """
+    env = os.environ if env is None else env
+    known = [ENV_PREFIX + name.upper() for name in _FLAGS]
+    out: list[str] = []
+    for name in sorted(env):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or name in known or upper in OTHER_PROGRAMS_VARIABLES:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.7)
+        hint = f": did you mean {close[0]}?" if close else ""
+        shown = name if name.isprintable() else repr(name)
+        out.append(f"{shown} is not a bitcask-server variable, ignored{hint} (--help lists them)")
+    return out
 
 
 # what a BITCASK_* value must be, by its flag's type, for the error (Python's own
@@ -424,7 +464,13 @@ def _validate(cfg: ServerConfig) -> None:
         fail("writer-queue-max must be >= 1")
     if cfg.http_max_header_bytes < 1024:
         fail("http-max-header-bytes must be >= 1024")
-    for name in ("idle_timeout", "http_keepalive", "http_header_timeout", "http_body_timeout"):
+    for name in (
+        "idle_timeout",
+        "auth_timeout",
+        "http_keepalive",
+        "http_header_timeout",
+        "http_body_timeout",
+    ):
         value = getattr(cfg, name)
         if not math.isfinite(value) or value < 0:
             fail(f"{name.replace('_', '-')} must be a finite number >= 0")

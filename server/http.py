@@ -1,24 +1,17 @@
 """The HTTP adapter: an httptools-based asyncio.Protocol, one per connection (uvicorn style).
 
 Strategy / invariants:
-- httptools (llhttp) parses; this class only collects the pieces of a request in its
-  callbacks and, on message complete, hands it to _http_routes.route(). /kv requests
-  then go through this connection's Pipeline exactly like binary requests (same
-  dispatcher, same writer queue, same limits); probe responses are queued in the same
-  Pipeline so pipelined HTTP/1.1 responses always leave in request order.
-- Limits are enforced while parsing, before anything is buffered beyond them: the
-  request line + headers (431; 414 for a URL alone), Content-Length or a chunked body
-  over max_frame (413). A callback stops the parser by raising _Reject; the response
-  goes out with `connection: close`.
-- The head decides what it can before the body is read (`_http_routes.check_head`,
-  the same rules route() applies later): a raw PUT's or an append's body over the
-  store's max_value_size is a 413 at once (Content-Length) or as soon as the chunks
-  pass it; a request route() will refuse whatever its body (401, 404, 405, a bad key)
-  is refused before its body when the client waits for `100 Continue` (RFC 9110
-  10.1.1), and otherwise has its body read and dropped, not buffered.
+- httptools (llhttp) parses, through the callbacks of RequestParsing
+  (server/_http_parse.py: the limits, the head's checks); on a whole request this
+  class hands it to _http_routes.route(). /kv requests then go through this
+  connection's Pipeline exactly like binary requests (same dispatcher, same writer
+  queue, same limits); probe responses are queued in the same Pipeline so pipelined
+  HTTP/1.1 responses always leave in request order.
+- A request refused while it is parsed (a callback raised Reject) is answered with
+  `connection: close` once the replies before it are out.
 - A connection refused at accept (the cap, draining) gets its 503 and lingers like
   any close, within the bound of `_flow.ReadPause._linger_refused`. Past the cap, up
-  to PROBE_RESERVE connections are admitted for probes only (server/app.py): one
+  to PROBE_RESERVE connections are admitted for probes only (server/_connections.py): one
   request each, answered if it is a probe, /metrics or /stats, else that 503.
 - Closing lingers (the rule both protocols share, `_flow.ReadPause._linger_close`):
   the reply that ends a connection (a 413 for a body still arriving, a 400,
@@ -26,14 +19,9 @@ Strategy / invariants:
   read and dropped until its EOF or LINGER_SECONDS; closing with unread input makes
   the kernel answer with a reset that destroys the reply before a client that writes
   its whole body first (http.client, requests) reads it. A peer that half-closes after its requests still gets every reply.
-- Upgrade (and CONNECT) requests are answered as plain HTTP/1.1 and then the connection
-  closes: llhttp stops parsing where the other protocol would begin, so it cannot tell a
-  body from that protocol's bytes; an upgrade request with a body is refused (400)
-  rather than served without its body.
-- The head is HTTP/1.1 or HTTP/1.0 (else 505), and an HTTP/1.1 one has exactly one
-  valid Host (else 400), both checked first at headers-complete (`_check_version`).
-  A refusal decided while a HEAD request is parsed goes out without its body, as
-  every reply to HEAD.
+- Upgrade (and CONNECT) requests are answered as plain HTTP/1.1 and then the
+  connection closes (server/_http_parse.py says why). A refusal decided while a HEAD
+  request is parsed goes out without its body, as every reply to HEAD.
 - Once a reply has announced the close, nothing more is answered (not even a 400 for the
   bytes after it).
 - Timers (loop.call_later, at most one armed at a time): keep-alive (idle between
@@ -56,11 +44,9 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from time import perf_counter
 from typing import Any, cast
 
 import httptools
@@ -68,15 +54,13 @@ import httptools
 from protocol import ErrorCode, ErrorInfo
 
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_TRANSPORT, PAUSE_WRITER, ReadPause
+from ._http_parse import RequestParsing
 from ._http_routes import (
-    HeadCheck,
     KvCall,
     KvContext,
     Request,
     Response,
-    check_head,
     error_response,
-    is_probe,
     render_kv,
     response,
     route,
@@ -89,37 +73,10 @@ from ._state import ServerState
 
 __all__ = ["HttpProtocol"]
 
-log = logging.getLogger("bitcask.server.http")
-
-MAX_HEADERS = 100
-# httptools.parse_url (http_parser_url) holds offsets in 16 bits: a longer URL was a 400
-# "malformed request URL" whatever --http-max-header-bytes allowed; it is a 414.
-MAX_URL = 65535
 MAX_HTTP_INFLIGHT = 64  # pipelined HTTP requests waiting for replies before reading pauses
 
 
-# RFC 9110 4.2.3 / RFC 3986 3.2.2: what a Host's uri-host [":" port] may hold
-_HOST_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:[]"
-)
-
-
-def _version_refusal(what: str) -> Response:
-    return simple_error(
-        505, ErrorCode.PROTOCOL_ERROR, f"{what} is not supported: this server speaks HTTP/1.1"
-    )
-
-
-class _Reject(Exception):
-    """Raised inside a parser callback to stop parsing and answer `response`."""
-
-    def __init__(self, resp: Response, label: str = "http_error") -> None:
-        super().__init__(resp.status)
-        self.response = resp
-        self.label = label  # the metrics label it is counted under
-
-
-class HttpProtocol(ReadPause, asyncio.Protocol):
+class HttpProtocol(RequestParsing, ReadPause, asyncio.Protocol):
     """One HTTP/1.1 client connection."""
 
     def __init__(self, state: ServerState) -> None:
@@ -132,16 +89,12 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._keepalive = cfg.http_keepalive
         self._header_timeout = cfg.http_header_timeout
         self._body_timeout = cfg.http_body_timeout
-        self._max_head = cfg.http_max_header_bytes
-        self._max_body = cfg.max_frame
         self._timer: asyncio.TimerHandle | None = None
         # -- per-connection --
         self.transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(self)
         self._pipeline: Pipeline | None = None
         self._closing = False  # no more requests: close once replies are out
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
-        self._in_request = False
         self._kv = False  # a /kv request came: the writer's pressure pauses this connection
         self._continue = False  # a 100 Continue is owed once the earlier replies are out
         self._peer_eof = False  # the peer half-closed: nothing to linger for
@@ -149,19 +102,9 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._linger_timer: asyncio.TimerHandle | None = None
         # parsed while the peer did not read its replies: run once it does, in order
         self._waiting: deque[Callable[[], None]] = deque()
-        # -- per-request --
-        self._url = b""
-        self._path = b""
-        self._query = b""
-        self._head_bytes = 0
-        self._headers: dict[str, str] = {}
-        self._header_count = 0
-        self._hosts: list[str] = []  # the Host field lines (RFC 9112 3.2: exactly one)
-        self._head = False  # a HEAD request: no reply to it carries a body, a refusal's neither
-        self._body: list[bytes] = []
-        self._body_size = 0
-        self._check: HeadCheck | None = None  # what the head decided (None: not served)
-        self._t0 = 0.0
+        # -- per-request (and the parser's, server/_http_parse.py) --
+        self._init_parsing(state)
+        self._in_request = False
         self._request_window = 0.0  # the header deadline, then the body's silence limit
 
     # ---- asyncio callbacks ----
@@ -170,7 +113,7 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         if not self._host.admit(self):
-            # past the cap: a liveness probe must still be answered (server/app.py)
+            # past the cap: a liveness probe must still be answered (server/_connections.py)
             self._probes_only = self._host.admit_probe(self)
             refused = not self._probes_only
         else:
@@ -230,101 +173,18 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         return True
 
     def _parse_failed(self, exc: httptools.HttpParserError) -> None:
-        if isinstance(exc, httptools.HttpParserUpgrade):
-            self._reject(
-                simple_error(400, ErrorCode.PROTOCOL_ERROR, "protocol upgrades are not supported")
-            )
-        elif isinstance(exc, httptools.HttpParserCallbackError):
-            ctx = exc.__context__
-            if isinstance(ctx, _Reject):
-                self._reject(ctx.response, ctx.label)
-            elif isinstance(ctx, MemoryError):
-                # the process is at its memory limit (ulimit -v): this request fails
-                # alone, as a refusal, never a 500 with a traceback per request
-                self._body = []
-                log.warning("out of memory reading an HTTP request: refused with 503 BUSY")
-                self._reject(
-                    simple_error(
-                        503, ErrorCode.BUSY, "out of memory for this request: retry, or send less"
-                    )
-                )
-            else:
-                log.error("HTTP handler failed", exc_info=ctx)
-                self._reject(simple_error(500, ErrorCode.INTERNAL, "internal error"))
-        elif str(exc) == "Invalid HTTP version":
-            # llhttp's refusal of HTTP/1.2, HTTP/3.0, ... (it names no other way): RFC
-            # 9110 15.6.6's 505, as for HTTP/2.0 and HTTP/0.9 (_check_version)
-            self._reject(_version_refusal("that HTTP version"))
-        else:
-            self._reject(
-                simple_error(400, ErrorCode.PROTOCOL_ERROR, f"malformed HTTP request: {exc}")
-            )
+        refusal = self._parse_refusal(exc)
+        self._reject(refusal.response, refusal.label)
 
-    # ---- httptools callbacks ----
+    # ---- what the parser tells (server/_http_parse.py) ----
 
-    def on_message_begin(self) -> None:
+    def _request_begun(self) -> None:
         self._in_request = True
         self._continue = False
-        self._t0 = perf_counter()
-        self._url = b""
-        self._head_bytes = 0
-        self._headers = {}
-        self._header_count = 0
-        self._hosts = []
-        self._head = False
-        self._body = []
-        self._body_size = 0
-        self._check = None
         self._request_window = self._header_timeout
         self._arm(self._request_window, self._request_expired)
 
-    def on_url(self, url: bytes) -> None:
-        self._head = self._parser.get_method() == b"HEAD"
-        self._url += url
-        self._head_bytes += len(url)
-        if len(self._url) > self._max_head or len(self._url) > MAX_URL:
-            raise _Reject(simple_error(414, ErrorCode.PROTOCOL_ERROR, "request URL too long"))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        self._header_count += 1
-        if self._head_bytes > self._max_head or self._header_count > MAX_HEADERS:
-            raise _Reject(simple_error(431, ErrorCode.PROTOCOL_ERROR, "request headers too large"))
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        if key == "host":
-            self._hosts.append(text)
-        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
-
-    def on_headers_complete(self) -> None:
-        self._check_version()
-        length = self._headers.get("content-length")
-        if self._parser.should_upgrade() and (
-            "transfer-encoding" in self._headers or (length is not None and length.strip("0 "))
-        ):
-            # llhttp would hand the body to the upgraded protocol: it never reaches us
-            raise _Reject(
-                simple_error(
-                    400,
-                    ErrorCode.PROTOCOL_ERROR,
-                    "Upgrade is not supported, and a request asking for one cannot carry a"
-                    " body: send it without Upgrade (curl: --http1.1)",
-                )
-            )
-        if length is not None and length.isdigit() and int(length) > self._max_body:
-            raise _Reject(simple_error(413, ErrorCode.FRAME_TOO_LARGE, "request body too large"))
-        te = self._headers.get("transfer-encoding")
-        if te is not None and any(c.strip().lower() != "chunked" for c in te.split(",")):
-            # llhttp decodes only chunked: gzip's bytes would be stored still compressed
-            raise _Reject(
-                simple_error(501, ErrorCode.PROTOCOL_ERROR, f"transfer coding not supported: {te}")
-            )
-        expect = (  # RFC 9110 10.1.1: an HTTP/1.0 client's expectation is ignored
-            self._headers.get("expect", "").lower() == "100-continue"
-            and self._parser.get_http_version() != "1.0"
-        )
-        if not self._closing:  # else: after a reply that closes, never served
-            self._check_head(length, expect)
+    def _head_done(self, expect: bool) -> None:
         if expect and not self._closing:
             # curl waits a second for this before sending a body over 1 MiB. It goes
             # out once every earlier reply has (_after_output), never before them.
@@ -333,106 +193,26 @@ class HttpProtocol(ReadPause, asyncio.Protocol):
         self._request_window = self._body_timeout
         self._arm(self._body_timeout, self._request_expired)
 
-    def _check_version(self) -> None:
-        # llhttp takes HTTP/2.0 and HTTP/0.9 (a request line without a version) as
-        # requests like any other: they were answered as HTTP/1.1. RFC 9112 2.3 and
-        # RFC 9110 15.6.6: 505 for a major version we do not speak; RFC 9112 3.2: an
-        # HTTP/1.1 request without exactly one valid Host is a 400 (HTTP/1.0 needs none).
-        version = self._parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            raise _Reject(_version_refusal(f"HTTP/{version}"))
-        hosts = self._hosts
-        if version == "1.1" and (len(hosts) != 1 or not _HOST_CHARS.issuperset(hosts[0])):
-            what = "no Host header" if not hosts else "more than one Host header"
-            if len(hosts) == 1:
-                what = f"an invalid Host header {hosts[0]!r}"
-            raise _Reject(
-                simple_error(400, ErrorCode.PROTOCOL_ERROR, f"HTTP/1.1 request with {what}")
-            )
-
-    def _check_head(self, length: str | None, expect: bool) -> None:
-        """Refuse now what the head already decides (RFC 9110 10.1.1: a client waiting
-        for 100 Continue gets the final status instead), a stated body over what the
-        request may carry included; else note how much of the body to keep."""
-        try:
-            parsed = httptools.parse_url(self._url)
-        except httptools.HttpParserInvalidURLError:
-            # llhttp lets through targets its URL parser refuses (CONNECT h:1, a port
-            # over 65535, an unclosed IPv6 bracket): the client's error, not ours.
-            raise _Reject(
-                simple_error(400, ErrorCode.PROTOCOL_ERROR, "malformed request URL")
-            ) from None
-        self._path = parsed.path or b"/"
-        self._query = parsed.query or b""
-        head = Request(self._method(), self._path, self._query, self._headers, b"", True)
-        if self._probes_only and not is_probe(self._path):
-            raise _Reject(
-                simple_error(
-                    503,
-                    ErrorCode.TOO_MANY_CONNECTIONS,
-                    "too many connections: past --max-connections only the probes, "
-                    "/metrics and /stats are served",
-                ),
-                route_label(self._path),
-            )
-        check = self._check = check_head(self._state, head)
-        if length is not None and length.isdigit() and int(length) > check.max_body:
-            raise _Reject(self._too_large(check, int(length)), route_label(self._path))
-        if expect and check.refusal is not None:
-            raise _Reject(check.refusal, route_label(self._path))
-
-    def _method(self) -> str:
-        return cast(bytes, self._parser.get_method()).decode("latin-1")
-
-    @staticmethod
-    def _too_large(check: HeadCheck, size: int | None) -> Response:
-        if check.too_large == ErrorCode.VALUE_TOO_LARGE:
-            what = f"value of {size} bytes" if size is not None else "value"
-            return simple_error(413, check.too_large, f"{what} > {check.max_body}")
-        return simple_error(413, check.too_large, "request body too large")
-
-    def on_body(self, body: bytes) -> None:
+    def _body_progress(self) -> None:
         self._continue = False  # the body comes anyway (RFC 9110 10.1.1: may omit it)
-        self._body_size += len(body)
-        check = self._check
-        if check is None:  # not served (after a reply that closes): nothing to keep
-            return
-        if self._body_size > check.max_body:  # chunked: stop buffering at the limit
-            raise _Reject(self._too_large(check, None), route_label(self._path))
-        if check.keeps_body:  # a refused request's body is read and dropped
-            self._body.append(body)
         self._arm(self._body_timeout, self._request_expired)
 
-    def on_message_complete(self) -> None:
+    def _request_parsed(self, req: Request, t0: float) -> None:
         assert self._pipeline is not None
         self._in_request = self._continue = False
         self._disarm()
         if self._closing:
             return  # pipelined after a "Connection: close" request: not served
-        keep_alive = (
-            self._parser.should_keep_alive()
-            and not self._host.draining
-            and not self._probes_only  # its reserve slot is freed for the next probe
-            and not self._parser.should_upgrade()  # what follows is not HTTP/1.1
-        )
-        req = Request(
-            method=self._method(),
-            path=self._path,
-            query=self._query,
-            headers=self._headers,
-            body=b"".join(self._body),
-            keep_alive=keep_alive,
-            http10=self._parser.get_http_version() == "1.0",
-        )
-        if not keep_alive:
+        if self._host.draining:
+            req.keep_alive = False
+        if not req.keep_alive:
             self._closing = True
-        self._body = []
         if self._waiting or self._pause & PAUSE_TRANSPORT:
             # the peer is not reading its replies: run this one once it does
-            self._waiting.append(partial(self._serve, req, self._t0))
+            self._waiting.append(partial(self._serve, req, t0))
             self._set_pause(PAUSE_INFLIGHT, True)
             return
-        self._serve(req, self._t0)
+        self._serve(req, t0)
 
     def _serve(self, req: Request, t0: float) -> None:
         assert self._pipeline is not None

@@ -93,7 +93,7 @@ async function refused() {
   show("subscriber", await failure(sub.subscribe("ch", () => {})));
   show("subscriber get", await failure(sub.get("nr:r")));
   await sub.quit();
-  await client.del("nr:r");
+  await client.del(["nr:r", "nr:r2"]);
   show("quit", await client.quit());
 }
 

@@ -462,3 +462,16 @@ def test_get_and_plain_set_answer_as_the_general_path_does(
     authed = server_factory(sync="never", extra=["--auth", "secret"])
     assert _raw(authed, b"SET k v\r\n", b"\r\n").startswith(b"-NOAUTH ")
     assert _raw(authed, b"GET k\r\n", b"\r\n").startswith(b"-NOAUTH ")
+
+
+@pytest.mark.parametrize(("idle", "answer"), [("0", "0"), ("0.5", "1"), ("300", "300")])
+def test_config_get_timeout_rounds_up_never_to_never(
+    server_factory: Callable[..., ServerProcess], idle: str, answer: str
+) -> None:
+    # Redis keeps whole seconds and reads "0" as never: --idle-timeout 0.5 answered
+    # "0", which told a client's pool that idle connections are never closed.
+    client = _client(server_factory(sync="never", extra=["--idle-timeout", idle]))
+    try:
+        assert client.config_get("timeout") == {"timeout": answer}
+    finally:
+        client.close()
