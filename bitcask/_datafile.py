@@ -17,11 +17,12 @@ lead to the next valid record (or the end) and are corroborated: the CRC locates
 one-byte error outside the length fields, or no valid record starts inside the
 span they claim (a flipped length can land exactly on a later record; believing it
 would swallow the valid records in between). See ``_framing.framing``.
-Otherwise (a damaged length, or garbage) the scanner looks ahead up to
-``RESYNC_WINDOW`` bytes for the next offset where a whole record validates (CRC32
-over a plausible header, key and value) and resumes there, reporting the bytes in
-between; if none is found, scanning stops and the rest of the file is reported as
-not loaded ("stop"). In the last file that rest is the torn tail.
+Otherwise (a damaged length, or garbage) the scanner looks ahead for the next
+offset where a whole record validates (CRC32 over a plausible header, key and
+value: ``RESYNC_WINDOW`` bytes while the framing is tried, then on to the end of
+the file, ``resync_past``) and resumes there, reporting the bytes in between; if
+none is found, scanning stops and the rest of the file is reported as not loaded
+("stop"): nothing valid follows. In the last file that rest is the torn tail.
 
 Batches: a batch applies when a valid COMMIT closes it (the writer puts BEGIN,
 records and COMMIT in one write, so a valid COMMIT means the batch was written
@@ -48,7 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from zlib import crc32
 
-from ._framing import RESYNC_WINDOW, framing, valid_at
+from ._framing import RESYNC_WINDOW, framing, resync_past, valid_at
 from ._record import (
     BATCH_BEGIN,
     BATCH_COMMIT,
@@ -254,7 +255,10 @@ def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> It
                 # last): it did not complete, and nothing after it was written.
                 issues.stop, issues.stop_reason = pos, "append not completed"
                 break
-            framed, skip_to = framing(buf, pos, end, crc, kl, vl, min(zeros, pos + RESYNC_WINDOW))
+            limit = min(zeros, pos + RESYNC_WINDOW)
+            framed, skip_to = framing(buf, pos, end, crc, kl, vl, limit)
+            if framed is None and skip_to is None and limit < zeros:
+                skip_to = resync_past(buf, limit, end, zeros)
             if framed is not None:
                 # The framing holds: exactly this record is lost.
                 kl, vl, mended = framed

@@ -57,6 +57,7 @@ from ._datafile import (
 )
 from ._hint import HintJournal, build_hint, write_hint
 from ._keydir import FID_SHIFT, MAX_FILE_ID
+from ._lock import LOCK_NAME
 from .errors import ReadOnlyError, StoreIOError
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "SPARE_DESCRIPTORS",
     "FileEntry",
     "FileTable",
+    "StoreRemoved",
     "ensure_descriptors",
     "fsync_dir",
     "out_of_descriptors",
@@ -79,6 +81,24 @@ REMAP_STEP = 1 << 16
 # (mapping or None for an empty/unreadable file, mapped length, reader for the
 # active file's unmapped tail or None)
 FileEntry = tuple[mmap | None, int, BinaryIO | None]
+
+
+class StoreRemoved(OSError):
+    """The store's files are no longer where a reopen finds them (``FileTable.gone``):
+    what is written now would vanish at close. ``errno`` is ENOENT."""
+
+
+def _identity(path: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """(st_dev, st_ino) of ``path`` and of its ``LOCK``, None for one that is missing."""
+    ids: list[tuple[int, int] | None] = []
+    for p in (path, os.path.join(path, LOCK_NAME)):
+        try:
+            st = os.stat(p)
+        except OSError:
+            ids.append(None)
+        else:
+            ids.append((st.st_dev, st.st_ino))
+    return ids[0], ids[1]
 
 
 # Descriptors wanted beyond one per data file: the lock, the active file's three, the
@@ -159,6 +179,8 @@ class FileTable:
     ) -> None:
         self.path = path
         self._max_file = max_file
+        # what ``gone`` compares the directory and its LOCK with (a writer holds it)
+        self._ids = _identity(path)
         self._sync_files = sync_files
         self._hints = hints
         self._lock = lock
@@ -219,9 +241,39 @@ class FileTable:
             self._remap()  # also after a growth: the old mapping's descriptor goes
 
     def sync(self) -> None:
-        """fsync the active file (OSError as fdatasync raises it)."""
-        assert self._active is not None
-        self._active.sync()
+        """fsync the active file (OSError as fdatasync raises it; StoreRemoved when
+        the file is no longer in the store's directory: the fsync made it durable
+        nowhere a reopen looks)."""
+        active = self._active
+        assert active is not None
+        active.sync()
+        if os.fstat(active.fd).st_nlink == 0:  # one fstat (~1 µs) per fsync; rm -rf unlinks it
+            raise StoreRemoved(errno.ENOENT, self.gone() or "the active data file was deleted")
+
+    def gone(self) -> str | None:
+        """Why writes would be lost at close, or None: the directory was removed or
+        replaced (``rm -rf``, a volume mounted over it), or the active file was
+        unlinked (``rm DIR/*``). A reopen would not find what the writer appends to
+        unlinked files, yet appends and fsyncs into them succeed. Two stats and an
+        fstat (about 6 µs): the writer asks when a rotation cannot create its file
+        and once every ``WATCH_PERIOD`` (bitcask/_health.py), never per put; each
+        ``sync`` checks the active file's link count."""
+        ids = _identity(self.path)
+        active = self._active
+        if ids[0] is None:
+            what = "nothing is there now"
+        elif ids[0] != self._ids[0]:
+            what = "another directory is there now: made again, or a volume mounted over it"
+        elif ids[1] != self._ids[1]:
+            what = "its files were deleted"
+        elif active is not None and active.fd >= 0 and os.fstat(active.fd).st_nlink == 0:
+            what = f"its active data file {data_name(self.active_id)} was deleted"
+        else:
+            return None
+        return (
+            f"the data directory {self.path} was removed or replaced while the store is "
+            f"open ({what})"
+        )
 
     def sync_sealed(self) -> None:
         """fsync what a rotation under sync="never" left unsynced: the sealed files not

@@ -24,7 +24,7 @@ from ._record import HEADER, HEADER_SIZE, KNOWN_FLAGS
 from ._syndrome import one_byte_error, range_crc
 from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 
-__all__ = ["RESYNC_WINDOW", "framing", "resync", "valid_at"]
+__all__ = ["RESYNC_WINDOW", "framing", "resync", "resync_past", "valid_at"]
 
 # After an unreadable record, look this far ahead for the next record that validates.
 RESYNC_WINDOW = 4 << 20
@@ -60,6 +60,19 @@ def resync(buf: bytes | mmap.mmap, pos: int, end: int, before: int | None = None
         else:
             return None
     return None
+
+
+def resync_past(buf: bytes | mmap.mmap, limit: int, end: int, before: int) -> int | None:
+    """Offset of the first record that validates (and starts before ``before``) from
+    the end of a window that ``resync`` searched in vain (its ``limit``) on.
+
+    A window of garbage is no evidence that nothing valid follows: 5 MiB of damage
+    in the middle of a file hid every record after it, and a writer open cut them
+    off as a torn tail (docs/format.md, rule 5). The scanner calls this once where
+    it would stop and resumes past what it finds, so each byte is searched once.
+    """
+    # resync examined every start up to _LOOKAHEAD bytes before its limit.
+    return resync(buf, limit - _LOOKAHEAD - 1, end, before)
 
 
 def framing(

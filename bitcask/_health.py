@@ -9,6 +9,13 @@ Strategy / invariants:
   failed *fsync* means the page cache can no longer be trusted: writes stop until
   the process restarts and reloads from disk (the server then fails liveness after
   a grace period, so an orchestrator restarts it).
+- A third: the store's directory was removed or replaced, or its active file
+  unlinked, under the open store (``rm -rf DIR``, a volume mounted over it). Appends
+  and fsyncs into the unlinked files still succeed, and vanish at close. Seen at each
+  sync, when a rotation cannot create its file, and by the writer's background
+  worker every ``WATCH_PERIOD`` (a stat and an fstat; nothing on the put path): state
+  ``removed``, writes refused until the store is reopened (the server's /livez stays
+  200: a restart would start an empty store), reads of what is open go on.
 - Running out of descriptors (EMFILE, ENFILE) is not a disk fault: that write
   fails alone and the next one tries again (``is_transient``).
 - One owner: the writer reports faults under its lock; the probe thread is the
@@ -31,10 +38,11 @@ from typing import Any
 from . import _io
 from .errors import CorruptRecordError
 
-__all__ = ["DiskHealth", "is_probe_leftover", "is_transient"]
+__all__ = ["WATCH_PERIOD", "DiskHealth", "is_probe_leftover", "is_transient"]
 
 log = logging.getLogger("bitcask")
 
+WATCH_PERIOD = 1.0  # seconds between two checks that the store's files are still there
 PROBE_FIRST = 0.5  # seconds before the first probe after a failed write
 PROBE_MAX = 30.0  # back-off ceiling
 PROBE_BYTES = 64 * 1024  # what a probe writes and fsyncs (then deletes)
@@ -120,6 +128,17 @@ class DiskHealth:
                 "fsync failed in %s: %s; the page cache cannot be trusted: writes refused "
                 "until the process restarts",
                 self._path,
+                reason,
+            )
+
+    def removed(self, reason: str) -> None:
+        """The store's files are gone from its directory (caller holds the writer's
+        lock): writes refused until a reopen."""
+        if self.state != "removed":
+            self.state, self.reason, self.since = "removed", reason, time.time()
+            log.error(
+                "%s; writes refused (they would vanish at close), reads go on: restore the "
+                "directory, then reopen the store",
                 reason,
             )
 

@@ -9,8 +9,11 @@ Strategy (invariants):
 - A record that fails its check but whose framing holds (``CORRUPT`` from the
   scanner) still claims its key: the key points at the bad record and answers
   CorruptRecordError until overwritten or deleted, never an older value.
-- Only the last file may have a torn tail (a crash mid-append). A writer open
-  truncates it; a readonly open ignores the bytes past the last valid record.
+- Only the last file may have a torn tail (a crash mid-append): bytes after which
+  no valid record follows (the scanner searches to the end of the file, so damage
+  with valid records after it is never a tail). A writer open truncates it, first
+  copying it to quarantine/ (``quarantine``, as repair does) unless it is all zero
+  bytes; a readonly open ignores the bytes past the last valid record.
 - A file still flagged ``OPEN_FILE`` (the preallocated active file of a crashed
   writer, see bitcask/_active.py) ends in unwritten zero bytes: not damage, not
   counted or reported; a writer open truncates them and clears the flag (seals it),
@@ -22,11 +25,14 @@ Strategy (invariants):
 from __future__ import annotations
 
 import errno
+import json
 import mmap
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import _io
 from ._datafile import (
     FILE_HEADER_SIZE,
     UNSUPPORTED,
@@ -39,24 +45,29 @@ from ._datafile import (
     map_file,
     parse_file_header,
     scan,
+    zero_suffix,
 )
-from ._files import ensure_descriptors, out_of_descriptors
+from ._files import ensure_descriptors, fsync_dir, out_of_descriptors
 from ._hint import read_hint, record_bytes
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._record import TOMBSTONE
 
 __all__ = [
+    "QUARANTINE_DIR",
     "REPAIR_SUFFIX",
     "FileVanished",
     "LoadResult",
     "RecoveryReport",
     "leftovers",
     "load",
+    "quarantine",
     "remove_leftovers",
 ]
 
 # repair's temporary name for a file it rewrites: ``<data file>.repair``.
 REPAIR_SUFFIX = ".repair"
+# Where repair and a writer open keep the bytes they remove from a data file.
+QUARANTINE_DIR = "quarantine"
 
 
 @dataclass(frozen=True)
@@ -254,7 +265,15 @@ def _load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> Lo
             else:
                 cut = tail
                 counts["truncated"] += written - tail
-                events.append(f"{data_name(fid)}: offset {tail}, {written - tail} bytes truncated")
+                event = f"{data_name(fid)}: offset {tail}, {written - tail} bytes truncated"
+                if zero_suffix(mm, tail, written) > tail:
+                    # Bytes that are not all zero leave the file only with a copy kept
+                    # (zeros carry nothing: the event names the range).
+                    why = issues.stop_reason if tail == issues.stop else "batch not committed"
+                    why = f"{why}; torn tail truncated by a writer open"
+                    kept = quarantine(path, data_name(fid), mm, [(tail, written - tail, why)])
+                    event += f", kept in {kept}"
+                events.append(event)
         elif issues.stop is not None:
             counts["skipped"] += written - issues.stop
             events.append(
@@ -371,3 +390,66 @@ def _load_hint(
         for idx, exp in zip(hint.exp_index, hint.exp_ms, strict=True):
             pending_exp[keys[idx]] = (exp, locs[idx])
     return True
+
+
+def quarantine(path: str, name: str, mm: Any, ranges: list[tuple[int, int, str]]) -> str:
+    """Copy the (offset, bytes, reason) ``ranges`` of data file ``name`` to quarantine/,
+    before ``repair`` or a writer open removes them from the file.
+
+    Returns the quarantine file's path relative to the store. The ``.bad`` file holds
+    the ranges back to back; the ``.json`` index says where each came from and why.
+    Each is written under ``.tmp`` and renamed, the ``.bad`` first. A repair (or an
+    open) killed after this and rerun finds the same ranges: it reuses the copy it
+    left (a pair with the same bytes, or a lone ``.bad`` it completes with its index)
+    instead of writing a second one, and removes the ``.tmp`` files of a copy it was
+    killed in. The directory entries are fsynced before the caller cuts the file.
+    """
+    qdir = os.path.join(path, QUARANTINE_DIR)
+    created = not os.path.isdir(qdir)
+    os.makedirs(qdir, exist_ok=True)
+    index = []
+    chunks = []
+    at = 0
+    for offset, nbytes, reason in ranges:
+        chunk = bytes(mm[offset : offset + nbytes])
+        chunks.append(chunk)
+        index.append({"offset": offset, "bytes": len(chunk), "at": at, "reason": reason})
+        at += len(chunk)
+    blob, meta = b"".join(chunks), json.dumps(index).encode()
+    base = _quarantined_before(qdir, name, blob, meta)
+    if base is None:
+        stem = f"{name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        base = stem
+        n = 1
+        while os.path.exists(os.path.join(qdir, base + ".bad")):
+            n += 1
+            base = f"{stem}.{n}"
+        _io.replace_file(os.path.join(qdir, base + ".bad"), blob, mode=0o600)
+    if not os.path.exists(os.path.join(qdir, base + ".json")):
+        _io.replace_file(os.path.join(qdir, base + ".json"), meta, mode=0o600)
+    fsync_dir(qdir)
+    if created:
+        fsync_dir(path)
+    return os.path.join(QUARANTINE_DIR, base + ".bad")
+
+
+def _quarantined_before(qdir: str, name: str, blob: bytes, meta: bytes) -> str | None:
+    """The name (without suffix) of a quarantine copy of exactly these ranges of
+    data file ``name`` (a repair killed after writing it); None if there is none."""
+    found = None
+    for entry in sorted(os.listdir(qdir)):
+        if not entry.startswith(name + "."):
+            continue
+        full = os.path.join(qdir, entry)
+        if entry.endswith(".tmp"):
+            os.unlink(full)  # a copy a killed repair was writing: its bytes are still in the file
+        elif found is None and entry.endswith(".bad") and os.path.getsize(full) == len(blob):
+            jpath = full[: -len(".bad")] + ".json"
+            with open(full, "rb") as f:
+                same = f.read() == blob
+            if same and os.path.exists(jpath):
+                with open(jpath, "rb") as f:
+                    same = f.read() == meta
+            if same:
+                found = entry[: -len(".bad")]
+    return found

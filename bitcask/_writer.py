@@ -31,6 +31,7 @@ Strategy (invariants):
 
 from __future__ import annotations
 
+import errno
 import logging
 import struct
 import threading
@@ -41,15 +42,15 @@ from itertools import accumulate, repeat
 from operator import call as _call
 from operator import lshift as _lshift
 from operator import or_ as _or
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from ._datafile import FILE_HEADER_SIZE
 from ._encode import OpEncoder, expiry_ms
 from ._expiry import DUE_LOG_MAX
-from ._files import FileTable
+from ._files import FileTable, StoreRemoved
 from ._group import KeyBudget, Watches, batch_effect
-from ._health import DiskHealth, is_transient
+from ._health import WATCH_PERIOD, DiskHealth, is_transient
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._planned import Planned, PlannedWrites
 from ._record import (
@@ -706,11 +707,16 @@ class Writer(PlannedWrites):
         self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
         log.warning("write interrupted in %s: %s", self.path, self.readonly_reason)
 
-    def _fail(self, exc: OSError, good_offset: int, *, fsync: bool = False) -> StoreIOError:
+    def _fail(self, exc: OSError, good_offset: int, *, fsync: bool = False) -> BitcaskError:
         # Caller holds _lock. Cut a partial append, then tell the disk fault apart
         # (see _health): out of descriptors fails this write alone; a failed write
-        # refuses writes until a probe succeeds; a failed fsync, until restart.
+        # refuses writes until a probe succeeds; a failed fsync, until restart; the
+        # store's files gone from its directory, until a reopen.
         self._files.cut(good_offset)
+        if exc.errno == errno.ENOENT:
+            gone = exc.strerror if isinstance(exc, StoreRemoved) else self._files.gone()
+            if gone:
+                return self._gone(gone)
         reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
         if not fsync and is_transient(exc):
             log.warning("write failed in %s, store stays writable: %s", self.path, reason)
@@ -726,6 +732,21 @@ class Writer(PlannedWrites):
             self.readonly_reason = f"write failed: {reason}; writes resume once the disk takes them"
         self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
         return StoreIOError(exc.errno or 0, f"write failed, store is now read-only: {reason}")
+
+    def _gone(self, why: str) -> ReadOnlyError:
+        # Caller holds _lock: the store's files left its directory (_health "removed").
+        self.health.removed(why)
+        self.readonly_reason = f"{why}; writes would vanish at close: restore it and reopen"
+        self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
+        return self._blocked
+
+    def _watch(self) -> None:
+        # The worker, idle for WATCH_PERIOD: writes stop once the files are gone.
+        with self._lock:
+            if self._blocked is None and self._files.has_active:
+                why = self._files.gone()
+                if why is not None:
+                    self._gone(why)
 
     def fail_until_restart(self, what: str, exc: OSError) -> None:
         """A merge's swap failed after its manifest was written (caller holds the lock):
@@ -814,9 +835,14 @@ class Writer(PlannedWrites):
             t.join()
 
     def _work(self) -> None:
-        # Runs background tasks (hint files, auto-merges) one at a time until close.
+        # Runs background tasks (hint files, auto-merges) one at a time until close,
+        # and checks that the store's files are still there when idle.
         while True:
-            task = self.tasks.get()
+            try:
+                task = self.tasks.get(timeout=WATCH_PERIOD)
+            except Empty:
+                self._watch()
+                continue
             if task is None:
                 return
             try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -52,7 +51,7 @@ from ._record import (
     encode_tombstone,
     timestamp_us,
 )
-from ._recovery import REPAIR_SUFFIX, leftovers, remove_leftovers
+from ._recovery import QUARANTINE_DIR, REPAIR_SUFFIX, leftovers, quarantine, remove_leftovers
 from .merge import MERGE_DIR, recover_interrupted
 
 __all__ = [
@@ -65,7 +64,6 @@ __all__ = [
     "repair",
 ]
 
-QUARANTINE_DIR = "quarantine"
 # Written next to the files by an online backup (client.Client.backup): format, cut_file
 # (the first file id not in the backup) and every file's name, size and CRC-32.
 BACKUP_MANIFEST = "backup.json"
@@ -417,7 +415,8 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
                 for p in probs:
                     is_tail = i == len(ids) - 1 and tail is not None and p.offset >= tail
                     (truncated if is_tail else dropped).append(p)
-                quarantined.append(_quarantine(path, name, mm, probs))
+                ranges = [(p.offset, p.bytes, p.reason) for p in probs]
+                quarantined.append(quarantine(path, name, mm, ranges))
                 tombstoned += [r[5] for r in recs if r[2] & CORRUPT]
                 # The old hint goes before the file it describes is replaced: a repair
                 # killed in between left it beside the rewritten file, and trusted
@@ -491,66 +490,3 @@ def _rewrite(dpath: str, fid: int, mm: Any, recs: list[Any]) -> list[Any]:
     os.close(fd)
     os.replace(tmp, dpath)
     return new_recs
-
-
-def _quarantine(path: str, name: str, mm: Any, probs: list[Problem]) -> str:
-    """Copy the bytes of ``probs`` (ranges of data file ``name``) to quarantine/.
-
-    Returns the quarantine file's path relative to the store. The ``.bad`` file holds
-    the ranges back to back; the ``.json`` index says where each came from and why.
-    Each is written under ``.tmp`` and renamed, the ``.bad`` first. A repair killed
-    after this and rerun finds the same ranges: it reuses the copy it left (a pair
-    with the same bytes, or a lone ``.bad`` it completes with its index) instead of
-    writing a second one, and removes the ``.tmp`` files of a copy it was killed in.
-    """
-    qdir = os.path.join(path, QUARANTINE_DIR)
-    os.makedirs(qdir, exist_ok=True)
-    index = []
-    chunks = []
-    at = 0
-    for p in probs:
-        chunk = bytes(mm[p.offset : p.offset + p.bytes])
-        chunks.append(chunk)
-        index.append({"offset": p.offset, "bytes": len(chunk), "at": at, "reason": p.reason})
-        at += len(chunk)
-    blob, meta = b"".join(chunks), json.dumps(index).encode()
-    base = _quarantined_before(qdir, name, blob, meta)
-    if base is None:
-        stem = f"{name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-        base = stem
-        n = 1
-        while os.path.exists(os.path.join(qdir, base + ".bad")):
-            n += 1
-            base = f"{stem}.{n}"
-        _write_new(os.path.join(qdir, base + ".bad"), blob)
-    if not os.path.exists(os.path.join(qdir, base + ".json")):
-        _write_new(os.path.join(qdir, base + ".json"), meta)
-    fsync_dir(qdir)
-    return os.path.join(QUARANTINE_DIR, base + ".bad")
-
-
-def _quarantined_before(qdir: str, name: str, blob: bytes, meta: bytes) -> str | None:
-    """The name (without suffix) of a quarantine copy of exactly these ranges of
-    data file ``name`` (a repair killed after writing it); None if there is none."""
-    found = None
-    for entry in sorted(os.listdir(qdir)):
-        if not entry.startswith(name + "."):
-            continue
-        full = os.path.join(qdir, entry)
-        if entry.endswith(".tmp"):
-            os.unlink(full)  # a copy a killed repair was writing: its bytes are still in the file
-        elif found is None and entry.endswith(".bad") and os.path.getsize(full) == len(blob):
-            jpath = full[: -len(".bad")] + ".json"
-            with open(full, "rb") as f:
-                same = f.read() == blob
-            if same and os.path.exists(jpath):
-                with open(jpath, "rb") as f:
-                    same = f.read() == meta
-            if same:
-                found = entry[: -len(".bad")]
-    return found
-
-
-def _write_new(target: str, blob: bytes) -> None:
-    # Whole or absent under its name: written to ``.tmp``, fsynced, renamed.
-    _io.replace_file(target, blob, mode=0o600)
