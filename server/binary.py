@@ -19,6 +19,12 @@ Strategy / invariants:
   and closing with unread bytes makes the kernel answer with a reset, which can
   destroy the error reply before the peer reads it.
 - At the connection cap the refusal line goes out at once, before the client speaks.
+- The session never sees the transport: it gets a `ClientLink` made here once (the
+  addresses and descriptor CLIENT LIST shows, and `kill` to close it), and both
+  dispatchers' `new_session` take it. `kill` (CLIENT KILL) ends the connection as a
+  `Close` event does: nothing more is read or started, the replies already due go
+  out (writes already accepted are applied and answered), then the lingering close;
+  a peer that takes none of its replies is reset at once, as the idle sweeper does.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from protocol.connection import Connection
 
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
 from ._pipeline import Pipeline
+from ._redis_session import NO_LINK, ClientLink, redis_addr
 from ._state import ServerState
 
 __all__ = ["BinaryProtocol"]
@@ -57,6 +64,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self._pipeline: Pipeline | None = None
         self._session: Any = None  # the Pipeline's session (auth; RESP: MULTI, watches)
         self._dispatcher: Any = None  # whose session it is: it releases it when lost
+        self._link = NO_LINK  # what the sessions know of this connection (connection_made)
         self._closing = False  # no more input is used; close once replies are out
         self._linger_timer: asyncio.TimerHandle | None = None
         self._peer_eof = False  # the peer half-closed: nothing to linger for
@@ -80,13 +88,20 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             )  # a reset would destroy the line
             return
         self.last_active = self._state.loop.time()
+        sock = transport.get_extra_info("socket")
+        self._link = ClientLink(
+            redis_addr(transport.get_extra_info("peername")),
+            redis_addr(transport.get_extra_info("sockname")),
+            -1 if sock is None else sock.fileno(),
+            self.kill,
+        )
         self._pipeline = self._new_pipeline(self._state.dispatcher)
         # Not paused for the writer's pressure: it has no write in flight (a health
         # check's PING is answered while the disk stalls; a first write holds it).
 
     def _new_pipeline(self, dispatcher: Any) -> Pipeline:
         state, host = self._state, self._host
-        self._session = dispatcher.new_session()
+        self._session = dispatcher.new_session(self._link)
         self._dispatcher = dispatcher
         return Pipeline(
             dispatcher,
@@ -152,6 +167,23 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             return None
         return True
 
+    def kill(self) -> None:
+        """CLIENT KILL (the session's ClientLink.close): read and start nothing more,
+        close once the replies already due are out (the module docstring). Called
+        from a command's handler, maybe this connection's own: the close waits for
+        the loop's next turn, after that command's reply was placed."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.discard_backlog()
+            pipeline.stopped = True
+        if self.held_by_peer:  # it takes no replies: waiting for them would never end
+            self.close_idle()
+            return
+        self._state.loop.call_soon(self._close_when_done)
+
     def _flush_now(self) -> None:
         if self._pipeline is not None and self._pipeline.unflushed:
             self._write(self._pipeline.take_output())
@@ -206,9 +238,10 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     @property
     def authenticated(self) -> bool:
-        """The connection presented the token (or none is asked): the pre-AUTH
-        deadline (server/_connections.py) spares it."""
-        return self._session is not None and bool(self._session.authenticated)
+        """The connection presented the token (or none is asked), or it is closing
+        anyway (a killed session is logged out): the pre-AUTH deadline
+        (server/_connections.py) spares it."""
+        return self._closing or (self._session is not None and bool(self._session.authenticated))
 
     @property
     def pending(self) -> int:
