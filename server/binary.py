@@ -23,8 +23,10 @@ Strategy / invariants:
   addresses and descriptor CLIENT LIST shows, and `kill` to close it), and both
   dispatchers' `new_session` take it. `kill` (CLIENT KILL) ends the connection as a
   `Close` event does: nothing more is read or started, the replies already due go
-  out (writes already accepted are applied and answered), then the lingering close;
-  a peer that takes none of its replies is reset at once, as the idle sweeper does.
+  out (writes already accepted are applied and answered), then the lingering close.
+  KILL_GRACE after the kill it is closed whatever is left, reset if its peer has not
+  taken its output (the idle sweeper's rule): a killed peer that reads nothing must
+  not hold its connection until --idle-timeout.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any, cast
 from protocol import TOO_MANY_CONNECTIONS_LINE
 from protocol.connection import Connection
 
-from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
+from ._flow import LINGER_SECONDS, PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
 from ._pipeline import Pipeline
 from ._redis_session import NO_LINK, ClientLink, redis_addr
 from ._state import ServerState
@@ -45,6 +47,11 @@ from ._state import ServerState
 __all__ = ["BinaryProtocol"]
 
 log = logging.getLogger("bitcask.server")
+
+# How long a killed connection (CLIENT KILL) may take to send the replies due and
+# linger before it is closed anyway: past the linger's own bound, so a peer that
+# reads them all is never cut short.
+KILL_GRACE = 2 * LINGER_SECONDS
 
 
 class BinaryProtocol(ReadPause, asyncio.Protocol):
@@ -67,6 +74,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self._link = NO_LINK  # what the sessions know of this connection (connection_made)
         self._closing = False  # no more input is used; close once replies are out
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None  # KILL_GRACE, once killed
         self._peer_eof = False  # the peer half-closed: nothing to linger for
         # -- flow control --
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
@@ -116,6 +124,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._end_linger()
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
         if self._session is not None:
             self._dispatcher.end_session(self._session)  # its snapshots, watches
         if self._pipeline is not None:
@@ -169,7 +179,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def kill(self) -> None:
         """CLIENT KILL (the session's ClientLink.close): read and start nothing more,
-        close once the replies already due are out (the module docstring). Called
+        close once the replies already due are out, or at KILL_GRACE. Called
         from a command's handler, maybe this connection's own: the close waits for
         the loop's next turn, after that command's reply was placed."""
         if self._closing or self.transport is None:
@@ -179,10 +189,9 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         if pipeline is not None:
             pipeline.discard_backlog()
             pipeline.stopped = True
-        if self.held_by_peer:  # it takes no replies: waiting for them would never end
-            self.close_idle()
-            return
-        self._state.loop.call_soon(self._close_when_done)
+        loop = self._state.loop
+        loop.call_soon(self._close_when_done)
+        self._kill_timer = loop.call_later(KILL_GRACE, self.close_idle)
 
     def _flush_now(self) -> None:
         if self._pipeline is not None and self._pipeline.unflushed:

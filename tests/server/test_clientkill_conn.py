@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,6 +77,35 @@ def test_killing_another_connection_mid_pipeline(
     assert b"id=%b " % me not in listed and listed.count(b"\nid=") == 2
     for c in (victim, killer, bystander):
         c.close()
+
+
+def _connected(r: redis.Redis) -> int:
+    return int(r.info("clients")["connected_clients"])
+
+
+def test_killed_connection_that_reads_nothing_is_closed_anyway(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # Its replies fill the socket buffers and stay there: waiting for them to go out
+    # held the connection (and its slot) until --idle-timeout, 300 s by default.
+    srv = server_factory(sync="never", extra=["--max-value-size", str(2 << 20)])
+    admin = redis.Redis(port=srv.port, socket_timeout=IO_TIMEOUT)
+    admin.set("big", b"x" * (1 << 20))
+    victim = socket.create_connection(("127.0.0.1", srv.port), timeout=IO_TIMEOUT)
+    victim.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    victim.sendall(b"CLIENT ID\r\n" + b"GET big\r\n" * 200)  # 200 MiB of replies, unread
+    deadline = time.monotonic() + IO_TIMEOUT
+    while len(admin.client_list()) != 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the victim's first command ran: it is a Redis connection
+    assert _connected(admin) == 2
+    assert admin.client_kill_filter(skipme=True) == 1
+    while _connected(admin) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _connected(admin) == 1
+    assert [c["id"] for c in admin.client_list()] == [str(admin.client_id())]
+    assert admin.strlen("big") == 1 << 20
+    victim.close()
+    admin.close()
 
 
 def test_redis_py_client_kill_and_client_kill_filter(

@@ -10,22 +10,14 @@ checked on ours alone, in tests/server/test_clientkill_conn.py.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.protocol._redis_server import IO_TIMEOUT, RedisConnection, redis_server
+from tests.server import test_rediscmds_diff
 from tests.serverproc import ServerProcess, free_port
 
-
-@pytest.fixture
-def ports(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
-) -> Iterator[tuple[int, int]]:
-    ours = server_factory(sync="never")
-    with redis_server(tmp_path, "--databases", "1") as theirs:
-        yield ours.port, theirs
+ports = test_rediscmds_diff.ports  # the fixture: our server and a redis-server, their ports
 
 
 def _cmd(*words: str | int) -> list[bytes]:
