@@ -247,10 +247,12 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     @property
     def authenticated(self) -> bool:
-        """The connection presented the token (or none is asked), or it is closing
-        anyway (a killed session is logged out): the pre-AUTH deadline
+        """The connection presented the token (or none is asked), or it was killed (its
+        session is logged out; KILL_GRACE closes it): the pre-AUTH deadline
         (server/_connections.py) spares it."""
-        return self._closing or (self._session is not None and bool(self._session.authenticated))
+        if self._kill_timer is not None:
+            return True
+        return self._session is not None and bool(self._session.authenticated)
 
     @property
     def pending(self) -> int:

@@ -25,6 +25,7 @@ from server._redis_session import ClientLink, RedisSession, redis_addr
 from server._writer import Writer
 from server.config import ServerConfig
 from tests.protocol._redis_server import IO_TIMEOUT, RedisConnection, split_replies
+from tests.server.test_clientkill_diff import _until_closed
 from tests.serverproc import ServerProcess
 
 N = 3000  # SETs pipelined by the connection that is killed
@@ -33,19 +34,6 @@ N = 3000  # SETs pipelined by the connection that is killed
 def _set(i: int) -> bytes:
     key, value = b"k%d" % i, b"v%d" % i
     return b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(key), key, len(value), value)
-
-
-def _until_closed(sock: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def test_killing_another_connection_mid_pipeline(

@@ -40,6 +40,20 @@ def _addr(sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _until_closed(sock: socket.socket) -> bytes:
+    """Every byte the server sends until it closes (EOF or reset)."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _closed(conn: RedisConnection) -> bool:
     """The server closed `conn` (EOF or reset), every reply before it already read."""
     try:
@@ -210,17 +224,8 @@ def test_kill_self_closes_after_its_reply_as_redis(ports: tuple[int, int]) -> No
             me = c.call(_cmd("CLIENT", "ID"))[1:-2]
             data = template.replace(b"{me}", me)
             c.sock.sendall(data.replace(b"{addr}", _addr(c.sock.getsockname()).encode()))
-            chunks = []
-            while True:
-                try:
-                    chunk = c.sock.recv(65536)
-                except ConnectionResetError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            got.append(_until_closed(c.sock))
             c.close()
-            got.append(b"".join(chunks))
             got.append([watcher.call(_cmd("GET", k)) for k in ("before", "intx", "after")])
         watcher.close()
         results.append(got)
@@ -235,3 +240,36 @@ def test_kill_self_closes_after_its_reply_as_redis(ports: tuple[int, int]) -> No
     assert results[0][2] == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:1\r\n+OK\r\n"
     assert results[0][3] == [b"$1\r\n1\r\n", b"$1\r\n1\r\n", b"$-1\r\n"]
     assert results[0][4] == b"+OK\r\n"
+
+
+def test_kill_with_a_password_as_redis(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    # A connection not logged in cannot kill; one that logs in and kills itself in the
+    # same chunk (the commands held back before AUTH, then run in turn) runs nothing
+    # after the kill; a connection not logged in can be killed.
+    ours = server_factory(sync="never", extra=["--auth", "t0k"])
+    with redis_server(tmp_path, "--requirepass", "t0k") as theirs:
+        results = []
+        for port in (ours.port, theirs):
+            admin, stranger = RedisConnection(port), RedisConnection(port)
+            got: list[object] = [stranger.call(_cmd("CLIENT", "KILL", "TYPE", "normal"))]
+            assert admin.call(_cmd("AUTH", "t0k")) == b"+OK\r\n"
+            got.append(admin.call(_cmd("CLIENT", "KILL", "SKIPME", "yes")))  # the stranger
+            got.append(_closed(stranger))
+            me = RedisConnection(port)
+            addr = _addr(me.sock.getsockname()).encode()
+            me.sock.sendall(b"AUTH t0k\r\nCLIENT KILL %b\r\nSET after 1\r\nPING\r\n" % addr)
+            got.append(_until_closed(me.sock))
+            got.append(admin.call(_cmd("GET", "after")))
+            results.append(got)
+            for c in (admin, stranger, me):
+                c.close()
+        assert results[0] == results[1]
+        assert results[0] == [
+            b"-NOAUTH Authentication required.\r\n",
+            b":1\r\n",
+            True,
+            b"+OK\r\n+OK\r\n",
+            b"$-1\r\n",
+        ]
