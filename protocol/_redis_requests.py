@@ -18,6 +18,7 @@ __all__ = [
     "ClientGetName",
     "ClientId",
     "ClientInfo",
+    "ClientKill",
     "ClientList",
     "ClientNoEvict",
     "ClientSetInfo",
@@ -146,6 +147,23 @@ class ClientList(Command):
 @dataclass(frozen=True, slots=True)
 class ClientInfo(Command):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKill(Command):
+    """CLIENT KILL ip:port (`old`: answers OK or "No such client", may kill the caller)
+    or CLIENT KILL <filter> <value> ... (answers the count killed). A filter not given
+    is None (`id` 0, `maxage` 0); every given one must match. `normal`: the TYPE asked
+    is normal (every client here is). USER is checked when parsed (the one user,
+    default, is every client's)."""
+
+    old: bool = False
+    addr: bytes | None = None
+    laddr: bytes | None = None
+    id: int = 0
+    normal: bool | None = None
+    skipme: bool = True
+    maxage: int = 0
 
 
 @dataclass(frozen=True, slots=True)

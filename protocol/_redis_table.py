@@ -137,6 +137,8 @@ _ROWS: list[CommandSpec] = [
         CommandSpec("client|id", 2, ("noscript", "loading", "stale"), 0, 0, 0, "Returns the unique client ID of the connection.", "5.0.0", "connection"),
         CommandSpec("client|list", -2, ("admin", "noscript", "loading", "stale"), 0, 0, 0, "Lists open connections.", "2.4.0", "connection",
                     "[TYPE normal | master | replica | pubsub] [ID client-id [client-id ...]]"),
+        CommandSpec("client|kill", -3, ("admin", "noscript", "loading", "stale"), 0, 0, 0, "Terminates open connections.", "2.4.0", "connection",
+                    "ip:port | [ID client-id] [TYPE NORMAL | MASTER | SLAVE | REPLICA | PUBSUB] [USER username] [ADDR ip:port] [LADDR ip:port] [SKIPME YES | NO] [MAXAGE maxage] [...]"),
         CommandSpec("client|info", 2, ("noscript", "loading", "stale"), 0, 0, 0, "Returns information about the connection.", "6.2.0", "connection"),
         CommandSpec("client|no-evict", 3, ("admin", "noscript", "loading", "stale"), 0, 0, 0, "Sets the client eviction mode of the connection (a no-op: no client eviction here).", "7.0.0", "connection", "ON | OFF"),
         CommandSpec("client|no-touch", 3, ("noscript", "loading", "stale"), 0, 0, 0, "Controls whether commands sent by the client affect the LRU/LFU of accessed keys (a no-op: none is tracked).", "7.2.0", "connection", "ON | OFF"),
@@ -214,7 +216,7 @@ def _find(names: tuple[bytes, ...]) -> list[CommandSpec | None]:
 # (COMMAND INFO answered @admin for DBSIZE, TIME, INFO, COMMAND; no @dangerous).
 _ACL_OF = {
     "client": {"@slow"},
-    **{name: {"@admin", "@slow", "@dangerous", "@connection"} for name in ("client|list", "client|no-evict")},
+    **{name: {"@admin", "@slow", "@dangerous", "@connection"} for name in ("client|kill", "client|list", "client|no-evict")},
     "config": {"@slow"},
     "config|get": {"@admin", "@slow", "@dangerous"},
     "dbsize": {"@keyspace", "@read", "@fast"},

@@ -31,6 +31,7 @@ from protocol._redis_requests import (
     ClientGetName,
     ClientId,
     ClientInfo,
+    ClientKill,
     ClientList,
     ClientNoEvict,
     ClientSetInfo,
@@ -90,6 +91,7 @@ __all__ = [
     "ClientGetName",
     "ClientId",
     "ClientInfo",
+    "ClientKill",
     "ClientList",
     "ClientNoEvict",
     "ClientSetInfo",
@@ -536,6 +538,8 @@ def _p_client(name: str, a: list[bytes], now_ms: int) -> Command:
         return ClientInfo("client|info")
     if sub == b"list":
         return _p_client_list(a)
+    if sub == b"kill":
+        return _p_client_kill(a)
     if sub in (b"no-evict", b"no-touch"):
         if not (_is(a[2], b"on") or _is(a[2], b"off")):
             raise CommandError(SYNTAX_ERROR)
@@ -565,6 +569,45 @@ def _p_client_list(a: list[bytes]) -> Command:
     if len(a) != 2:
         raise CommandError(SYNTAX_ERROR)
     return ClientList("client|list")
+
+
+def _p_client_kill(a: list[bytes]) -> Command:
+    """Redis 7.0's clientCommand KILL: one argument is the old form (an address, and
+    the caller may be killed); more are filter/value pairs checked in order, the
+    first bad one answering its error. MAXAGE is Redis 7.4's (7.0 answered it
+    "syntax error"), with 7.4's words."""
+    if len(a) == 3:
+        return ClientKill("client|kill", old=True, addr=a[2], skipme=False)
+    f: dict[str, Any] = {}
+    for j in range(2, len(a), 2):
+        if j + 1 == len(a):  # a filter without its value, after the ones before it
+            raise CommandError(SYNTAX_ERROR)
+        opt, value = a[j].lower(), a[j + 1]
+        if opt == b"id":
+            f["id"] = _int(value, "ERR client-id should be greater than 0")
+            if f["id"] < 1:
+                raise CommandError("ERR client-id should be greater than 0")
+        elif opt == b"type":
+            kind = value.lower()
+            if kind not in CLIENT_TYPES:
+                raise CommandError(f"ERR Unknown client type '{_cstr(value, 1 << 30)}'")
+            f["normal"] = kind == b"normal"
+        elif opt in (b"addr", b"laddr"):
+            f[opt.decode()] = value
+        elif opt == b"user":
+            if value != b"default":  # the one user (no ACL here): case matters, as in Redis
+                raise CommandError(f"ERR No such user '{_cstr(value, 1 << 30)}'")
+        elif opt == b"skipme":
+            if not (_is(value, b"yes") or _is(value, b"no")):
+                raise CommandError(SYNTAX_ERROR)
+            f["skipme"] = _is(value, b"yes")
+        elif opt == b"maxage":
+            f["maxage"] = _int(value, "ERR maxage is not an integer or out of range")
+            if f["maxage"] < 1:
+                raise CommandError("ERR maxage should be greater than 0")
+        else:
+            raise CommandError(SYNTAX_ERROR)
+    return ClientKill("client|kill", **f)
 
 
 SAME_OBJECT = "ERR source and destination objects are the same"

@@ -215,7 +215,9 @@ class Dispatcher(TransactionHandlers):
     def auth_required(self) -> bool:
         return self._token is not None
 
-    def new_session(self) -> Session:
+    def new_session(self, link: Any = None) -> Session:
+        """A new connection's session; `link` (its ClientLink) is not used here: the
+        binary protocol has no CLIENT LIST or KILL."""
         return Session(authenticated=self._token is None)
 
     def end_session(self, session: Session) -> None:

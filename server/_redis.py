@@ -61,9 +61,11 @@ from ._outcome import Async, Done, Invalid, Outcome, Read, Write, error_info
 from ._redis_admin import AdminCommands, bulk_strings
 from ._redis_keyspace import Copy, ScanCursors
 from ._redis_session import (
+    NO_LINK,
     NOAUTH,
     OK,
     QUEUED,
+    ClientLink,
     RedisError,
     RedisSession,
     Settle,
@@ -80,6 +82,7 @@ __all__ = ["RedisDispatcher", "RedisSession"]
 _TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 _OPEN = frozenset({"auth", "hello", "reset"})  # allowed before authentication (no_auth)
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "reset"})
+_DROPPED = Done(b"", None)  # a command of a killed session: not run, no reply
 
 
 class ErrorReply(Invalid):
@@ -175,6 +178,7 @@ class RedisDispatcher(AdminCommands):
             rc.ClientList: self._client_list,
             rc.ClientInfo: self._client_info,
             rc.ClientNoEvict: self._client_no_evict,
+            rc.ClientKill: self._client_kill,
             rc.CommandCount: lambda s, c, tx: Step(encode(len(rc.COMMANDS))),
             rc.CommandInfo: lambda s, c, tx: Step(encode(rc.command_info(c.names), s.proto)),
             rc.CommandDocs: lambda s, c, tx: Step(
@@ -220,15 +224,17 @@ class RedisDispatcher(AdminCommands):
     def writer(self) -> Writer:
         return self._writer
 
-    def new_session(self) -> RedisSession:
-        session = RedisSession(next(self._ids), authenticated=self._token is None)
+    def new_session(self, link: ClientLink = NO_LINK) -> RedisSession:
+        """A new connection's session; `link` is what it knows of its connection (its
+        addresses for CLIENT LIST, how CLIENT KILL closes it)."""
+        session = RedisSession(next(self._ids), self._token is None, link)
         self._sessions[session.id] = session
         return session
 
     def end_session(self, session: RedisSession) -> None:
         """The connection closed: release the keys it WATCHed, leave CLIENT LIST."""
         session.close()
-        self._sessions.pop(session.id, None)
+        self._sessions.pop(session.id, None)  # a killed one left at CLIENT KILL
 
     def call(self, session: RedisSession, name: str, argv: list[bytes]) -> Outcome:
         """Decide what to do with one request (the module docstring's rules)."""
@@ -252,6 +258,8 @@ class RedisDispatcher(AdminCommands):
             ):
                 key, value = argv[1], argv[2]
                 return Write([("put", key, value, None)], len(key) + len(value), _ok)
+        if session.killed:  # by CLIENT KILL: logged out, so never on the fast path above
+            return _DROPPED  # the connection closes after the replies due before it
         try:
             spec = rc.check_command(argv)
         except rc.CommandError as exc:

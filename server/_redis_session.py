@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from protocol import ErrorCode, ErrorInfo
@@ -18,13 +19,16 @@ from ._session import WatchRef
 
 __all__ = [
     "NOAUTH",
+    "NO_LINK",
     "OK",
     "QUEUED",
     "REDIS_VERSION",
+    "ClientLink",
     "RedisError",
     "RedisSession",
     "Settle",
     "Step",
+    "redis_addr",
     "redis_error",
     "run_read",
 ]
@@ -61,6 +65,37 @@ def redis_error(message: str) -> ErrorInfo:
     return ErrorInfo(int(ErrorCode.INVALID_PARAMS), message.split(" ", 1)[0], message)
 
 
+@dataclass(frozen=True, slots=True)
+class ClientLink:
+    """What a session knows of its connection, made by the protocol object that owns
+    the transport (server/binary.py) and kept by the session: the addresses and the
+    descriptor CLIENT LIST shows, and `close`, which ends the connection as the
+    server ends one after a QUIT (binary.py `BinaryProtocol.kill`). The session
+    never sees the transport."""
+
+    addr: str  # the peer, as Redis prints it: "127.0.0.1:50000", "[::1]:50000"
+    laddr: str  # the local end, the same way
+    fd: int
+    close: Callable[[], None]
+
+
+NO_LINK = ClientLink("", "", -1, lambda: None)  # a session made without a connection (tests)
+
+
+def redis_addr(sockaddr: Any) -> str:
+    """A socket address as Redis 7 prints it in CLIENT LIST (anetFormatAddr): "ip:port",
+    an IPv6 ip in brackets; "" when the transport does not know it.
+
+    Example:
+        >>> redis_addr(("127.0.0.1", 6379)), redis_addr(("::1", 6379, 0, 0))
+        ('127.0.0.1:6379', '[::1]:6379')
+    """
+    if not isinstance(sockaddr, tuple) or len(sockaddr) < 2:
+        return ""
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class RedisSession:
     """One RESP connection's state: auth, RESP version, name, MULTI queue, watches."""
 
@@ -71,9 +106,11 @@ class RedisSession:
         "created",
         "dirty",
         "id",
+        "killed",
         "last",
         "lib_name",
         "lib_ver",
+        "link",
         "multi",
         "name",
         "no_evict",
@@ -82,9 +119,11 @@ class RedisSession:
         "watches",
     )
 
-    def __init__(self, client_id: int, authenticated: bool) -> None:
+    def __init__(self, client_id: int, authenticated: bool, link: ClientLink = NO_LINK) -> None:
         self.id = client_id
         self.authenticated = authenticated
+        self.link = link
+        self.killed = False  # by CLIENT KILL: nothing it sends from now on runs
         self.proto = 2
         self.name = b""
         self.lib_name = b""
@@ -100,13 +139,13 @@ class RedisSession:
     def describe(self) -> str:
         """This connection's CLIENT LIST / CLIENT INFO line (no newline): Redis 7.2's
         fields that this server can fill truthfully, in Redis's order and spelling.
-        Missing: addr, laddr, fd (the transport's, not seen here), the buffer and
-        memory figures (qbuf ... tot-mem) and events."""
+        Missing: the buffer and memory figures (qbuf ... tot-mem) and events."""
         now = time.monotonic()
         multi = -1 if self.multi is None else len(self.multi)
         flags = "x" * (self.multi is not None) + "e" * self.no_evict + "T" * self.no_touch
         return (
-            f"id={self.id} name={self.name.decode('latin-1')} age={int(now - self.created)} "
+            f"id={self.id} addr={self.link.addr} laddr={self.link.laddr} fd={self.link.fd} "
+            f"name={self.name.decode('latin-1')} age={int(now - self.created)} "
             f"idle={int(now - self.last)} flags={flags or 'N'} db=0 "
             f"sub=0 psub=0 ssub=0 multi={multi} cmd={self.cmd} user=default redir=-1 "
             f"resp={self.proto} lib-name={self.lib_name.decode('latin-1')} "
@@ -118,6 +157,14 @@ class RedisSession:
         watches, self.watches = self.watches, []
         for w in watches:
             w.release()
+
+    def kill(self) -> None:
+        """CLIENT KILL: log out (the dispatcher's fast path needs a login; its general
+        path drops a killed session's commands) and close the connection once the
+        replies already due are out (the one running now included)."""
+        self.killed = True
+        self.authenticated = False
+        self.link.close()
 
     def close(self) -> None:
         """The connection ended: nothing of it may stay counted."""

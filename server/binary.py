@@ -19,6 +19,14 @@ Strategy / invariants:
   and closing with unread bytes makes the kernel answer with a reset, which can
   destroy the error reply before the peer reads it.
 - At the connection cap the refusal line goes out at once, before the client speaks.
+- The session never sees the transport: it gets a `ClientLink` made here once (the
+  addresses and descriptor CLIENT LIST shows, and `kill` to close it), and both
+  dispatchers' `new_session` take it. `kill` (CLIENT KILL) ends the connection as a
+  `Close` event does: nothing more is read or started, the replies already due go
+  out (writes already accepted are applied and answered), then the lingering close.
+  KILL_GRACE after the kill it is closed whatever is left, reset if its peer has not
+  taken its output (the idle sweeper's rule): a killed peer that reads nothing must
+  not hold its connection until --idle-timeout.
 """
 
 from __future__ import annotations
@@ -31,13 +39,19 @@ from typing import Any, cast
 from protocol import TOO_MANY_CONNECTIONS_LINE
 from protocol.connection import Connection
 
-from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
+from ._flow import LINGER_SECONDS, PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
 from ._pipeline import Pipeline
+from ._redis_session import NO_LINK, ClientLink, redis_addr
 from ._state import ServerState
 
 __all__ = ["BinaryProtocol"]
 
 log = logging.getLogger("bitcask.server")
+
+# How long a killed connection (CLIENT KILL) may take to send the replies due and
+# linger before it is closed anyway: past the linger's own bound, so a peer that
+# reads them all is never cut short.
+KILL_GRACE = 2 * LINGER_SECONDS
 
 
 class BinaryProtocol(ReadPause, asyncio.Protocol):
@@ -57,8 +71,10 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self._pipeline: Pipeline | None = None
         self._session: Any = None  # the Pipeline's session (auth; RESP: MULTI, watches)
         self._dispatcher: Any = None  # whose session it is: it releases it when lost
+        self._link = NO_LINK  # what the sessions know of this connection (connection_made)
         self._closing = False  # no more input is used; close once replies are out
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None  # KILL_GRACE, once killed
         self._peer_eof = False  # the peer half-closed: nothing to linger for
         # -- flow control --
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
@@ -80,13 +96,20 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             )  # a reset would destroy the line
             return
         self.last_active = self._state.loop.time()
+        sock = transport.get_extra_info("socket")
+        self._link = ClientLink(
+            redis_addr(transport.get_extra_info("peername")),
+            redis_addr(transport.get_extra_info("sockname")),
+            -1 if sock is None else sock.fileno(),
+            self.kill,
+        )
         self._pipeline = self._new_pipeline(self._state.dispatcher)
         # Not paused for the writer's pressure: it has no write in flight (a health
         # check's PING is answered while the disk stalls; a first write holds it).
 
     def _new_pipeline(self, dispatcher: Any) -> Pipeline:
         state, host = self._state, self._host
-        self._session = dispatcher.new_session()
+        self._session = dispatcher.new_session(self._link)
         self._dispatcher = dispatcher
         return Pipeline(
             dispatcher,
@@ -101,6 +124,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._end_linger()
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
         if self._session is not None:
             self._dispatcher.end_session(self._session)  # its snapshots, watches
         if self._pipeline is not None:
@@ -151,6 +176,22 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         if self.busy == 0:
             return None
         return True
+
+    def kill(self) -> None:
+        """CLIENT KILL (the session's ClientLink.close): read and start nothing more,
+        close once the replies already due are out, or at KILL_GRACE. Called
+        from a command's handler, maybe this connection's own: the close waits for
+        the loop's next turn, after that command's reply was placed."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.discard_backlog()
+            pipeline.stopped = True
+        loop = self._state.loop
+        loop.call_soon(self._close_when_done)
+        self._kill_timer = loop.call_later(KILL_GRACE, self.close_idle)
 
     def _flush_now(self) -> None:
         if self._pipeline is not None and self._pipeline.unflushed:
@@ -206,8 +247,11 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     @property
     def authenticated(self) -> bool:
-        """The connection presented the token (or none is asked): the pre-AUTH
-        deadline (server/_connections.py) spares it."""
+        """The connection presented the token (or none is asked), or it was killed (its
+        session is logged out; KILL_GRACE closes it): the pre-AUTH deadline
+        (server/_connections.py) spares it."""
+        if self._kill_timer is not None:
+            return True
         return self._session is not None and bool(self._session.authenticated)
 
     @property
