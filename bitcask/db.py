@@ -524,7 +524,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
     def disk_health(self) -> dict[str, Any]:
         """The disk state as writes saw it; cheap, any thread (also ``stats()["disk"]``).
 
-        Keys: state ("ok" | "write_failed" | "fsync_failed"), reason, since,
+        Keys: state ("ok" | "write_failed" | "fsync_failed" | "removed"), reason, since,
         last_attempt (wall-clock seconds or None), attempts (probes so far) and seconds
         (how long the fault has lasted, by the monotonic clock; None when ok). After a
         failed write a probe retries with back-off and writes resume by themselves;
@@ -542,7 +542,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
         Keys: path, keys, keydir_bytes (sys.getsizeof estimate), keydir_bytes_per_key,
         live_bytes, dead_bytes, disk_bytes, files [{id, size, live_bytes,
         dead_bytes}], active_file, sync, readonly, readonly_reason, disk {state: "ok" |
-        "write_failed" | "fsync_failed", reason, since, last_attempt (wall-clock
+        "write_failed" | "fsync_failed" | "removed", reason, since, last_attempt (wall-clock
         seconds), attempts, seconds (the fault's duration, monotonic); after a failed
         write a probe retries with back-off and writes resume by themselves; after a
         failed fsync, only a restart resumes them)}, merging, merges, last_merge_error,

@@ -65,13 +65,15 @@ class Health:
 
     def data_dir_problem(self) -> str | None:
         """Why --data is no longer the store's directory: removed, emptied or replaced
-        while the server runs. Its open files go on serving, but what is written now
-        lands in files no restart will find: /readyz fails, and it is logged once."""
+        while the server runs. Its open files go on serving reads; the store refuses
+        writes once it sees the removal (bitcask/_files.py ``gone``, within about a
+        second): /readyz fails, and it is logged once."""
         if self._identity is None or self._data_ids() == self._identity:
             return None
         problem = (
             f"the data directory {self._data} was removed or replaced while the "
-            "server runs; writes now go to files no restart will find: restart it"
+            "server runs; writes are refused and reads serve what was open: restart it "
+            "on the restored directory"
         )
         if not self._problem_logged:
             self._problem_logged = True

@@ -314,7 +314,7 @@ def _preauth_argvs() -> list[list[bytes]]:
         word = name.upper().encode()
         need = abs(spec.arity) - 1
         for sub in SUBCOMMANDS.get(name, {}):
-            if sub != "setinfo":  # Redis 7.2's; the redis-server here is 7.0
+            if sub not in ("setinfo", "no-touch"):  # Redis 7.2's; the redis-server here is 7.0
                 out += [[word, sub.encode()], [word, sub.encode(), b"a", b"b"]]
         out += [[word, *[b"1"] * need], [word, *[b"1"] * (need + 3)]]
         if need:

@@ -122,8 +122,9 @@ def zero_tail_start(buf: bytes) -> int:
 
 
 def resync(buf: bytes, offset: int, end: int) -> int | None:
-    """Rule 5: the first offset after `offset` (within 4 MiB) where a valid record starts."""
-    for at in range(offset + 1, min(end, offset + (4 << 20))):
+    """Rule 5: the first offset after `offset` (up to the file's end) where a valid record
+    starts."""
+    for at in range(offset + 1, end):
         rec = read_record(buf, at)
         if rec is not None and rec.valid:
             return at
