@@ -74,8 +74,10 @@ from client import (
     read_nutcracker_config,
 )
 
+from ._context import ConnectOptions
 from ._progress import Progress
 from ._reshard_move import AfterCopy, Report, ReshardError, ShardUnreachableError, move_page
+from ._sniff import RedisServerError, Sniffer
 
 __all__ = ["main", "reshard"]
 
@@ -114,10 +116,23 @@ async def _connect(
     try:
         for name, address in addresses.items():
             host, _, port = address.rpartition(":")
+            sniffer = Sniffer(ConnectOptions(host=host, port=int(port), timeout=timeout))
             try:
-                clients[name] = await connect(host, int(port), auth=auth, timeout=timeout)
+                opening = connect(host, int(port), auth=auth, timeout=timeout)
+                clients[name] = await sniffer.connect(opening)
+            except RedisServerError as exc:  # at once, not after the whole timeout
+                raise ReshardError(
+                    f"shard {name} ({address}) is a Redis server, not a bitcask-server: "
+                    "nothing was moved; reshard moves keys between bitcask-servers (their "
+                    "binary port): correct its address in the config"
+                ) from exc
             except (ConnectError, CallTimeoutError) as exc:
                 # down or wedged, before any move: say so, and what to do
+                if await sniffer.speaks_resp(exc):  # twemproxy, a Redis with a password
+                    raise ReshardError(
+                        f"shard {name} ({address}): {exc}; it answers the Redis protocol, "
+                        "not bitcask's: nothing was moved; correct its address in the config"
+                    ) from exc
                 raise ReshardError(
                     f"shard {name} ({address}): {exc}; nothing was moved: start it (or correct "
                     "its address in the config), then run the same command again"

@@ -40,7 +40,7 @@ from protocol import ProtocolError
 from ._context import DEFAULT_PORT, CommandError, ConnectOptions, error_text
 from ._format import Reply, terminal_safe
 from ._parse import ParseError, tokenize
-from ._sniff import Dialect, answers_http, resp_dialect
+from ._sniff import RedisServerError, Sniffer, answers_http
 from ._table import CLI, SHELL, Command, bind, lookup, unknown
 
 if TYPE_CHECKING:
@@ -49,10 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Session", "describe"]
 
 REFRESH_EVERY = 5.0  # seconds between key counts for the toolbar when nothing was written
-# seconds a binary hello may go unanswered before the port is asked (in RESP) whether
-# it is a Redis server: a local bitcask-server answers in about a millisecond
-REDIS_PROBE_AFTER = 0.25
-_REDIS_HINT = "add --redis (or use a redis:// URL) to talk to it"
+REDIS_HINT = "add --redis (or use a redis:// URL) to talk to it"
 
 
 _AUTH_HINT = {
@@ -209,7 +206,6 @@ class Session:
         self._client: Any | None = None
         self._connecting = asyncio.Lock()
         self._connect_time = 0.0
-        self._probed: Dialect | None = None  # what the last connect's Redis probe learnt
         self._used = False  # the running command asked for the client
         self._drops = 0  # connections dropped so far (a call's client may be closed under it)
         # Redis-protocol commands this endpoint closed the connection on (twemproxy
@@ -237,11 +233,19 @@ class Session:
 
     async def _connect(self) -> None:
         start = time.perf_counter()
-        self._probed = None
+        opening = asyncio.wait_for(
+            open_client(self.options, self._refusals), self.options.timeout + 1.0
+        )
+        sniffer = Sniffer(self.options)
         try:
-            self._client = await self._open()
+            self._client = await (opening if self.options.redis else sniffer.connect(opening))
         except ServerError:  # AUTH_FAILED and friends: the server's own words
             raise
+        except RedisServerError as exc:
+            raise CommandError(
+                f"cannot connect to {self.options.address}: it is a Redis server (it answers "
+                f"the Redis protocol, not bitcask's): {REDIS_HINT}"
+            ) from exc
         except (ClientError, OSError, TimeoutError) as exc:
             reason = _reason(exc, self.options)
             if (
@@ -254,61 +258,13 @@ class Session:
                     f"metrics); the binary port is --port (default {DEFAULT_PORT}), "
                     "the HTTP one --http-port"
                 )
-            elif not self.options.redis and await self._speaks_resp(exc):
-                reason += f"; it answers the Redis protocol: {_REDIS_HINT}"
+            elif not self.options.redis and await sniffer.speaks_resp(exc):
+                reason += f"; it answers the Redis protocol: {REDIS_HINT}"
             raise CommandError(f"cannot connect to {self.options.address}: {reason}") from exc
         finally:
             self._connect_time += time.perf_counter() - start
         info = getattr(self._client, "server_info", None) or {}
         self.server_version = info.get("version")
-
-    async def _open(self) -> Any:
-        """The connected client (`_probed`: what a Redis probe learnt, if one ran).
-
-        A binary hello that is not answered within REDIS_PROBE_AFTER gets a RESP probe
-        on a second connection (`_sniff.py`): a Redis server answers that at once while
-        it never answers the hello, so the command fails in one line naming --redis
-        instead of after the whole timeout. A bitcask-server that is merely slow says so
-        in its reply, and the hello is waited for as before.
-        """
-        opening = asyncio.ensure_future(
-            asyncio.wait_for(open_client(self.options, self._refusals), self.options.timeout + 1.0)
-        )
-        if self.options.redis:
-            return await opening
-        probe: asyncio.Future[Dialect | None] | None = None
-        try:
-            done, _ = await asyncio.wait({opening}, timeout=REDIS_PROBE_AFTER)
-            if not done:
-                probe = asyncio.ensure_future(resp_dialect(self.options))
-                done, _ = await asyncio.wait({opening, probe}, return_when=asyncio.FIRST_COMPLETED)
-                if opening not in done and probe.result() is Dialect.REDIS:
-                    raise CommandError(
-                        f"cannot connect to {self.options.address}: it is a Redis server "
-                        f"(it answers the Redis protocol, not bitcask's): {_REDIS_HINT}"
-                    )
-            return await opening
-        except BaseException:
-            opening.cancel()
-            with contextlib.suppress(BaseException):
-                await opening
-            raise
-        finally:
-            if probe is not None and not probe.done():
-                probe.cancel()
-            elif probe is not None and not probe.cancelled():
-                self._probed = probe.result()
-
-    async def _speaks_resp(self, exc: BaseException) -> bool:
-        """After a failed hello: whether the port answers the Redis protocol (the probe
-        `_open` ran, or one now when the endpoint closed on the hello, as twemproxy does).
-        Not asked when no connection was made at all (refused, unreachable)."""
-        inner = _innermost(exc)
-        if self._probed is None and isinstance(inner, OSError) and inner.errno:
-            return False  # the system's refusal (refused, unreachable): no peer to ask
-        if self._probed is None:
-            self._probed = await resp_dialect(self.options)
-        return self._probed in (Dialect.RESP, Dialect.REDIS)
 
     def emit(self, reply: Reply) -> None:
         self._emit(reply)

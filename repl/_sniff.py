@@ -15,11 +15,20 @@ a bitcask-server answers one too (the same port speaks RESP), but its INFO names
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from ._context import ConnectOptions
 
-__all__ = ["Dialect", "answers_http", "resp_dialect"]
+__all__ = ["Dialect", "RedisServerError", "Sniffer", "answers_http", "resp_dialect"]
+
+T = TypeVar("T")
+
+# seconds a binary hello may go unanswered before the port is asked (in RESP) whether
+# it is a Redis server: a local bitcask-server answers in about a millisecond
+REDIS_PROBE_AFTER = 0.25
 
 # PING, then `INFO server`, in RESP, one after the other: every Redis-protocol server
 # answers PING (or refuses it in RESP: NOAUTH); twemproxy answers PING and closes the
@@ -97,3 +106,60 @@ async def resp_dialect(options: ConnectOptions) -> Dialect | None:
     if b"redis_version:" in reply:
         return Dialect.REDIS
     return Dialect.RESP
+
+
+class RedisServerError(Exception):
+    """The port answered the RESP probe as a Redis server, the binary hello not at all."""
+
+
+class Sniffer:
+    """Watches one binary connect to `options`' host:port for a Redis server.
+
+    `connect(opening)` awaits the connect; one that is not done within
+    REDIS_PROBE_AFTER gets a RESP probe on a second connection: a Redis server answers
+    that at once while it never answers the hello, so RedisServerError is raised then
+    instead of after the whole timeout. A bitcask-server that is merely slow says so
+    in its reply, and the hello is waited for as before. After a failure,
+    `speaks_resp(exc)` says whether the port answers RESP at all (NOAUTH, twemproxy).
+    """
+
+    def __init__(self, options: ConnectOptions) -> None:
+        self.options = options
+        self.dialect: Dialect | None = None  # what the probe learnt, if one ran
+
+    async def connect(self, opening: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(opening)
+        probe: asyncio.Future[Dialect | None] | None = None
+        try:
+            done, _ = await asyncio.wait({task}, timeout=REDIS_PROBE_AFTER)
+            if not done:
+                probe = asyncio.ensure_future(resp_dialect(self.options))
+                either: list[asyncio.Future[Any]] = [task, probe]
+                first, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if task not in first and probe.result() is Dialect.REDIS:
+                    self.dialect = Dialect.REDIS
+                    raise RedisServerError(self.options.address)
+            return await task
+        except BaseException:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
+        finally:
+            if probe is not None and not probe.done():
+                probe.cancel()
+            elif probe is not None and not probe.cancelled():
+                self.dialect = probe.result()
+
+    async def speaks_resp(self, exc: BaseException) -> bool:
+        """After a failed hello: whether the port answers the Redis protocol (the probe
+        `connect` ran, or one now when the endpoint closed on the hello, as twemproxy
+        does). Not asked when no connection was made at all (refused, unreachable)."""
+        inner = exc
+        while inner.__cause__ is not None and inner.__cause__ is not inner:
+            inner = inner.__cause__
+        if self.dialect is None and isinstance(inner, OSError) and inner.errno:
+            return False  # the system's refusal (refused, unreachable): no peer to ask
+        if self.dialect is None:
+            self.dialect = await resp_dialect(self.options)
+        return self.dialect in (Dialect.RESP, Dialect.REDIS)

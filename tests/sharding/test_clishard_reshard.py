@@ -25,6 +25,7 @@ import pytest
 
 from client import Ring, connect, connect_sharded
 from repl._reshard import _settle_hint, reshard
+from tests.repl.redisprocs import redis_server
 from tests.serverproc import ServerProcess, free_port
 from tests.sharding.conftest import nutcracker_yaml
 
@@ -77,7 +78,7 @@ def _run_printed(line: str) -> subprocess.CompletedProcess[str]:
     """Run a command line the report printed, with this checkout's `bitcask`."""
     words = shlex.split(line)
     assert words[0] == "bitcask", line
-    return subprocess.run([*BITCASK, *words[1:]], capture_output=True, text=True, timeout=300)
+    return subprocess.run([*BITCASK, *words[1:]], capture_output=True, text=True, timeout=100)
 
 
 def test_listed_keys_are_settled_by_the_printed_commands(
@@ -169,3 +170,24 @@ def test_settle_during_a_first_run_takes_the_old_value_at_once(
     everywhere = {k for shard in held.values() for k in shard}
     assert everywhere == set(_keys()) - set(victims.values())
     assert sum(len(s) for s in held.values()) == N_KEYS - 3  # each key once
+
+
+def test_a_redis_server_in_the_new_config_is_named_at_once_and_nothing_moves(
+    layout: tuple[dict[str, ServerProcess], Path, Path], tmp_path: Path
+) -> None:
+    """A shard address that is a redis-server (a wrong port in the new file): the run
+    used to wait out its timeout and say "start it"; it says what it is instead."""
+    servers, old, _ = layout
+    before = asyncio.run(_contents(servers))
+    with redis_server(tmp_path) as port:
+        shards = [(servers[n].port, 1, n) for n in OLD] + [(port, 1, "shard-d")]
+        wrong = tmp_path / "wrong.yml"
+        wrong.write_text(nutcracker_yaml("bitcask", free_port(), shards))
+        proc = _run_printed(f"bitcask reshard --from {old} --to {wrong} --timeout 120")
+    assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+    assert proc.stderr == (
+        f"bitcask reshard: shard shard-d (127.0.0.1:{port}) is a Redis server, not a "
+        "bitcask-server: nothing was moved; reshard moves keys between bitcask-servers "
+        "(their binary port): correct its address in the config\n"
+    )
+    assert asyncio.run(_contents(servers)) == before
