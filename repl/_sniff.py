@@ -126,6 +126,7 @@ class Sniffer:
     def __init__(self, options: ConnectOptions) -> None:
         self.options = options
         self.dialect: Dialect | None = None  # what the probe learnt, if one ran
+        self._probed = False  # a probe was started (finished or not)
 
     async def connect(self, opening: Awaitable[T]) -> T:
         task = asyncio.ensure_future(opening)
@@ -134,6 +135,7 @@ class Sniffer:
             done, _ = await asyncio.wait({task}, timeout=REDIS_PROBE_AFTER)
             if not done:
                 probe = asyncio.ensure_future(resp_dialect(self.options))
+                self._probed = True
                 either: list[asyncio.Future[Any]] = [task, probe]
                 first, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                 if task not in first and probe.result() is Dialect.REDIS:
@@ -154,12 +156,17 @@ class Sniffer:
     async def speaks_resp(self, exc: BaseException) -> bool:
         """After a failed hello: whether the port answers the Redis protocol (the probe
         `connect` ran, or one now when the endpoint closed on the hello, as twemproxy
-        does). Not asked when no connection was made at all (refused, unreachable)."""
+        does). Not asked again after a probe that did not finish (a silent host would
+        cost a second timeout), after a timeout, nor when no connection was made at all
+        (refused, unreachable): there is no peer to ask."""
         inner = exc
         while inner.__cause__ is not None and inner.__cause__ is not inner:
             inner = inner.__cause__
-        if self.dialect is None and isinstance(inner, OSError) and inner.errno:
-            return False  # the system's refusal (refused, unreachable): no peer to ask
+        if self._probed or isinstance(exc, TimeoutError) or isinstance(inner, TimeoutError):
+            return self.dialect in (Dialect.RESP, Dialect.REDIS)
+        if isinstance(inner, OSError) and inner.errno:
+            return False
         if self.dialect is None:
+            self._probed = True
             self.dialect = await resp_dialect(self.options)
         return self.dialect in (Dialect.RESP, Dialect.REDIS)

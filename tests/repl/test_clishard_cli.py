@@ -160,3 +160,15 @@ def test_twemproxy_without_redis_is_one_line(
         line = _one_line(r)
         assert line.startswith(f"(error) cannot connect to 127.0.0.1:{port}: "), line
         assert "--redis" in line, line
+
+
+def test_a_silent_port_is_not_taken_for_redis(home_env: dict[str, str], tmp_path: Path) -> None:
+    """A port that accepts and never answers (neither the hello nor the probe): the
+    plain timeout line, no Redis hint."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
+        port = listener.getsockname()[1]
+        r = _bitcask(home_env, tmp_path, "--port", str(port), "--timeout", "1", "ping")
+    assert (r.code, r.out) == (2, b"")
+    assert _one_line(r) == f"(error) cannot connect to 127.0.0.1:{port}: no answer within 1 s"
