@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,16 +88,19 @@ def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProc
                           text=True, env=env, cwd=cwd, timeout=TIMEOUT)  # fmt: skip
 
 
-def _interrupt_when_sent(
-    relay: _Relay, env: dict[str, str], cwd: Path, *args: str
+def _interrupt(
+    argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[], bool]
 ) -> tuple[int, str, str]:
+    """Start `bitcask ARGV`, send SIGINT once `ready()` (polled, bounded), collect it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "repl.cli", "--port", str(relay.port), "--timeout", "60", *args],
+        [sys.executable, "-m", "repl.cli", *argv],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
     )  # fmt: skip
     try:
-        assert relay.request_seen.wait(WAIT), "the command never sent its request"
-        time.sleep(0.2)  # the relay passed it on: let the server apply it
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline and not ready():
+            time.sleep(0.02)
+        assert ready(), f"bitcask {' '.join(argv)} never got to the point to interrupt"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=WAIT)
     finally:
@@ -105,6 +108,21 @@ def _interrupt_when_sent(
             proc.kill()
             proc.wait(WAIT)
     return proc.returncode, out, err
+
+
+def _interrupt_when_sent(
+    relay: _Relay, env: dict[str, str], cwd: Path, *args: str
+) -> tuple[int, str, str]:
+    """Interrupt `bitcask ARGS` once its request reached the server (and was applied)."""
+
+    def sent() -> bool:
+        if not relay.request_seen.is_set():
+            return False
+        time.sleep(0.2)  # the relay passed it on: let the server apply it
+        return True
+
+    argv = ["--port", str(relay.port), "--timeout", "60", *args]
+    return _interrupt(argv, env, cwd, sent)
 
 
 @pytest.mark.parametrize(
@@ -160,22 +178,9 @@ def test_ctrl_c_during_a_backup_says_nothing_was_kept(
     direct = ("--port", str(server.port))
     assert _cli(home_env, tmp_path, *direct, "import", "dump.jsonl").returncode == 0
     dest = tmp_path / "bk"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "repl.cli", *direct, "backup", str(dest), "--rate", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=home_env, cwd=ROOT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + WAIT  # until its staging directory exists
-        while time.monotonic() < deadline and not any(tmp_path.glob(".bk*")):
-            time.sleep(0.02)
-        assert any(tmp_path.glob(".bk*")), "the backup never started"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=WAIT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(WAIT)
-    assert (proc.returncode, out) == (130, "")
+    argv = [*direct, "backup", str(dest), "--rate", "0.5"]  # its staging directory: .bk.*
+    code, out, err = _interrupt(argv, home_env, ROOT, lambda: any(tmp_path.glob(".bk*")))
+    assert (code, out) == (130, "")
     assert err == f"backup to {str(dest)!r} interrupted: nothing was kept (run it again)\n"
     assert not dest.exists() and not any(tmp_path.glob(".bk*"))  # nothing left behind
     r = _cli(home_env, tmp_path, *direct, "--raw", "get", "k19999")

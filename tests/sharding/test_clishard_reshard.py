@@ -28,6 +28,7 @@ from repl._reshard import _settle_hint, reshard
 from tests.repl.redisprocs import redis_server
 from tests.serverproc import ServerProcess, free_port
 from tests.sharding.conftest import nutcracker_yaml
+from tests.sharding.test_reshard import _contents
 
 OLD = ("shard-a", "shard-b", "shard-c")
 NEW = (*OLD, "shard-d")
@@ -48,18 +49,6 @@ async def _fill(servers: dict[str, ServerProcess]) -> None:
     async with connect_sharded({n: f"127.0.0.1:{servers[n].port}" for n in OLD}) as sc:
         for key, value in _keys().items():
             await sc.put(key, value, ttl=3600 if _ttl_key(key) else None)
-
-
-async def _contents(servers: dict[str, ServerProcess]) -> dict[str, dict[bytes, Any]]:
-    """shard -> {key: (value, has_ttl)}, read from each shard directly."""
-    out: dict[str, dict[bytes, Any]] = {}
-    for name, srv in servers.items():
-        async with connect("127.0.0.1", srv.port) as c:
-            keys = [k async for k in c.scan(count=5000)]
-            values = await c.mget(keys)
-            ttls = await asyncio.gather(*(c.ttl(k) for k in keys))
-        out[name] = {k: (v, t > 0) for k, v, t in zip(keys, values, ttls, strict=True)}
-    return out
 
 
 @pytest.fixture
