@@ -205,17 +205,6 @@ def _bind(cmd: Command, argv: list[bytes]) -> Args:
         ) from None
 
 
-def _interrupted(cmd: Command, options: ConnectOptions) -> str:
-    """What a Ctrl-C left behind, for a command that changes the store (the tools
-    import, export and backup say it in their own words)."""
-    if cmd.name == "merge":
-        return f"interrupted: the merge goes on in {options.address} (the server finishes it)"
-    return (
-        f"interrupted: {cmd.name} was sent to {options.address} and may or may not have "
-        "been applied; check before running it again"
-    )
-
-
 async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer: _Printer) -> int:
     """Run one command; returns the exit status."""
     session = Session(options, TABLE, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
@@ -229,8 +218,9 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
         try:
             reply = await session.execute(cmd, args)
         except asyncio.CancelledError:  # Ctrl-C: exit 130, and a line if a change is in doubt
-            if session.connected and not cmd.idempotent and cmd.group in ("keys", "server"):
-                printer.error(_interrupted(cmd, options))
+            doubt = session.in_doubt(cmd)
+            if doubt:
+                printer.error(f"interrupted: {doubt}")
             raise
         if reply is not None:
             printer.reply(reply)

@@ -266,6 +266,20 @@ class Session:
         info = getattr(self._client, "server_info", None) or {}
         self.server_version = info.get("version")
 
+    def in_doubt(self, cmd: Command) -> str | None:
+        """After `cmd` was interrupted (Ctrl-C): what may have happened anyway, when it
+        changes the store and reached the server; None for a read (nothing to say) and
+        for the tools, which say how far they got in their own words."""
+        if not self.connected or cmd.idempotent or cmd.group not in ("keys", "server"):
+            return None
+        address = self.options.address
+        if cmd.name == "merge":
+            return f"the merge goes on in {address} (the server finishes it)"
+        return (
+            f"{cmd.name} was sent to {address} and may or may not have been applied; "
+            "check before running it again"
+        )
+
     def emit(self, reply: Reply) -> None:
         self._emit(reply)
 

@@ -10,6 +10,7 @@ known to be applied when SIGINT is sent, and the command is known to be waiting.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -185,3 +186,37 @@ def test_ctrl_c_during_a_backup_says_nothing_was_kept(
     assert not dest.exists() and not any(tmp_path.glob(".bk*"))  # nothing left behind
     r = _cli(home_env, tmp_path, *direct, "--raw", "get", "k19999")
     assert (r.returncode, r.stdout) == (0, "x" * 200 + "\n")
+
+
+def test_ctrl_c_on_a_write_in_the_shell_says_it_may_have_been_applied(
+    server: ServerProcess, home_env: dict[str, str]
+) -> None:
+    """The interactive shell (a real pty): the server hangs (SIGSTOP) under a put, Ctrl-C
+    cancels it and says the put may have been applied; the shell stays, and the put
+    is indeed applied or not, nothing else."""
+    from tests.repl.test_shell_e2e import Screen
+
+    s = Screen(server.port, home_env)
+    try:
+        s.prompt()
+        s.run("put a 1", "OK")
+        s.prompt()
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            s.child.send("put a 2\r")
+            s.expect(r"put a 2\n")  # accepted: the command is running
+            time.sleep(0.3)
+            s.child.send("\x03")
+            s.expect(
+                rf"\(error\) interrupted: put was sent to 127\.0\.0\.1:{server.port} and may "
+                r"or may not have been applied; check before running it again"
+            )
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        s.prompt()
+        s.run("put b 3", "OK")  # the shell goes on
+    finally:
+        s.close()
+    r = _cli(home_env, ROOT, "--port", str(server.port), "--raw", "mget", "a", "b")
+    assert r.returncode == 0 and r.stdout in ("1\n3\n", "2\n3\n"), r.stdout
