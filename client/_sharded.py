@@ -24,7 +24,7 @@ import asyncio
 import heapq
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 from client._args import Key, Value, to_bytes
 from client._batch import Batch
@@ -277,6 +277,14 @@ class ShardedClient:
         parts = await _gather(c.ping(timeout=timeout) for c in self._by_index)
         return self._every_shard("ping", parts, return_exceptions)
 
+    @overload
+    async def stats(
+        self, *, timeout: float | None = None, return_exceptions: Literal[False] = False
+    ) -> dict[str, dict[str, Any]]: ...
+    @overload
+    async def stats(
+        self, *, timeout: float | None = None, return_exceptions: bool
+    ) -> dict[str, dict[str, Any] | Exception]: ...
     async def stats(
         self, *, timeout: float | None = None, return_exceptions: bool = False
     ) -> dict[str, Any]:
