@@ -57,8 +57,8 @@ class _Relay:
 
         def down() -> None:
             first = _recv(upstream)
+            replied.set()  # before the client can see it and send its request
             client.sendall(first)  # hello's reply
-            replied.set()
             while _recv(upstream):  # the command's reply: held back (dropped)
                 pass
 
