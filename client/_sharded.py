@@ -24,7 +24,7 @@ import asyncio
 import heapq
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 from client._args import Key, Value, to_bytes
 from client._batch import Batch
@@ -252,17 +252,71 @@ class ShardedClient:
 
     # ------------------------------------------------------------ every shard
 
-    async def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """Ping every shard: name -> reply. Raises the first failing shard's error."""
-        self._check_open()
-        replies = _results(await _gather(c.ping(timeout=timeout) for c in self._by_index))
-        return dict(zip(self.ring.names, replies, strict=True))
+    async def ping(
+        self, *, timeout: float | None = None, return_exceptions: bool = False
+    ) -> dict[str, Any]:
+        """Ping every shard, concurrently: name -> reply ("PONG").
 
-    async def stats(self, *, timeout: float | None = None) -> dict[str, dict[str, Any]]:
-        """Every shard's stats: name -> stats. Raises the first failing shard's error."""
+        Args:
+            timeout: per shard, as `Client.ping`'s.
+            return_exceptions: as asyncio.gather's: True puts a failing shard's
+                exception in its place in the map instead of raising, so a health
+                check sees every shard: `{"a": "PONG", "b": ConnectError(...),
+                "c": "PONG"}`.
+
+        Raises:
+            the first failing shard's error (by ring order) unless return_exceptions,
+            after every shard has answered or failed, with a note naming each
+            failing shard and its error and the shards that answered.
+
+        Example:
+            >>> down = {n: r for n, r in (await sc.ping(return_exceptions=True)).items()
+            ...         if isinstance(r, Exception)}  # doctest: +SKIP
+        """
         self._check_open()
-        replies = _results(await _gather(c.stats(timeout=timeout) for c in self._by_index))
-        return dict(zip(self.ring.names, replies, strict=True))
+        parts = await _gather(c.ping(timeout=timeout) for c in self._by_index)
+        return self._every_shard("ping", parts, return_exceptions)
+
+    @overload
+    async def stats(
+        self, *, timeout: float | None = None, return_exceptions: Literal[False] = False
+    ) -> dict[str, dict[str, Any]]: ...
+    @overload
+    async def stats(
+        self, *, timeout: float | None = None, return_exceptions: bool
+    ) -> dict[str, dict[str, Any] | Exception]: ...
+    async def stats(
+        self, *, timeout: float | None = None, return_exceptions: bool = False
+    ) -> dict[str, Any]:
+        """Every shard's stats, concurrently: name -> stats dict.
+
+        Args and raises as `ping`: with return_exceptions=True a failing shard's
+        entry is its exception, and the other shards' stats are all there.
+
+        Example:
+            >>> stats = await sc.stats(return_exceptions=True)  # doctest: +SKIP
+            >>> sum(s["keys"] for s in stats.values() if isinstance(s, dict))  # doctest: +SKIP
+        """
+        self._check_open()
+        parts = await _gather(c.stats(timeout=timeout) for c in self._by_index)
+        return self._every_shard("stats", parts, return_exceptions)
+
+    def _every_shard(self, call: str, parts: list[Any], return_exceptions: bool) -> dict[str, Any]:
+        """name -> reply (or exception, when return_exceptions) of a call on every
+        shard; else the first failure, with a note on every shard's outcome."""
+        for p in parts:  # a cancellation or an interrupt is not a shard's answer
+            if isinstance(p, BaseException) and not isinstance(p, Exception):
+                raise p
+        by_name = dict(zip(self.ring.names, parts, strict=True))
+        failed = {n: p for n, p in by_name.items() if isinstance(p, Exception)}
+        if not failed or return_exceptions:
+            return by_name
+        answered = [n for n in by_name if n not in failed]
+        err = next(iter(failed.values()))
+        errors = "; ".join(f"{n}: {type(e).__name__}: {e}" for n, e in failed.items())
+        err.add_note(f"{call} failed on {len(failed)} of {len(parts)} shards ({errors}); "
+                     f"answered: {answered} (return_exceptions=True gives every shard's)")  # fmt: skip
+        raise err
 
     # ------------------------------------------------------------ lifetime
 

@@ -14,9 +14,13 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# typing is not imported at run time: this file runs before `run_main` can catch a
+# Ctrl-C (see there), so it loads nothing that is not loaded already
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._commands import COMMANDS
     from ._complete import Suggestion, suggest
     from ._config import ShellConfig, load_config
@@ -45,6 +49,17 @@ _WHERE = {
     "help_text": "._table",
     "usage": "._table",
 }
+
+
+def run_main(module: str, argv: list[str] | None) -> int:
+    """Import `module` (relative to repl) and return its `main(argv)`: the console
+    scripts' one body. A Ctrl-C at any point, the imports included, is exit status
+    130 and no traceback (the modules catch it around their event loop; this catches
+    it while they load, before the loop exists)."""
+    try:
+        return int(importlib.import_module(module, __name__).main(argv))
+    except KeyboardInterrupt:
+        return 130
 
 
 def __getattr__(name: str) -> Any:

@@ -60,7 +60,11 @@ async def backup(ctx: Context, a: dict[str, Any]) -> None:
         raise CommandError(str(exc)) from exc
     except asyncio.CancelledError:
         bar.finish(ok=False)
-        if not terminated.is_set():
+        if not terminated.is_set():  # Ctrl-C: exit 130, saying what is left (as import)
+            ctx.stderr.write(
+                f"backup to {os.fspath(dest)!r} interrupted: nothing was kept (run it again)\n"
+            )
+            ctx.stderr.flush()
             raise
         _uncancel()
         raise CommandError(

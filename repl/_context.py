@@ -55,6 +55,10 @@ class ConnectOptions:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     http_port: int = DEFAULT_HTTP_PORT
+    # --http-port / BITCASK_HTTP_PORT given: health asks that port. Otherwise health
+    # asks the server on `port` which HTTP port it bound (its stats say), and only
+    # for the default pair falls back to 7380 when it cannot ask
+    http_port_given: bool = False
     auth: str | None = field(default=None, repr=False)  # a secret: not in tracebacks/logs
     timeout: float = 5.0
     # the Redis protocol (redis:// or --redis) instead of the binary one: any

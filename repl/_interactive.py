@@ -233,7 +233,8 @@ class Shell:
         except EOFError:
             return False
         except (KeyboardInterrupt, asyncio.CancelledError):
-            self.print_error("interrupted")
+            doubt = self.session.in_doubt(cmd)
+            self.print_error(f"interrupted: {doubt}" if doubt else "interrupted")
             self.interrupted = True
             await self.session.drop()  # a reply may still be on its way: start clean
             return True

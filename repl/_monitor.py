@@ -15,9 +15,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from ._context import CommandError, Context, dumb_terminal
+from ._context import DEFAULT_PORT, CommandError, ConnectOptions, Context, dumb_terminal
 from ._format import Reply, Table, Text, flatten
 from ._progress import human_bytes
 
@@ -45,28 +46,58 @@ def _fetch(url: str, timeout: float) -> tuple[int, bytes]:
         return int(exc.code), bytes(exc.read())
 
 
-def _why(exc: BaseException, ctx: Context) -> str:
+def _why(exc: BaseException, options: ConnectOptions) -> str:
     """A sentence for a failed HTTP probe, not `[Errno 111] Connection refused`."""
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, ConnectionRefusedError):
         return (
             "connection refused (is the server running, with its HTTP port on "
-            f"{ctx.options.http_port}? see --http-port / BITCASK_HTTP_PORT)"
+            f"{options.http_port}? see --http-port / BITCASK_HTTP_PORT)"
         )
     if isinstance(reason, TimeoutError):
-        return f"no answer within {ctx.options.timeout:g} s"
+        return f"no answer within {options.timeout:g} s"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror[:1].lower() + reason.strerror[1:]
     return str(reason)
 
 
+async def _health_options(ctx: Context) -> ConnectOptions:
+    """The options whose `health_url` names the HTTP adapter of the server on --port.
+
+    --http-port (or BITCASK_HTTP_PORT) is taken as given. Otherwise the server is asked
+    (its stats report the HTTP port it bound: `bitcask --port 7400 health` means that
+    server, not whatever answers on 7380). When it cannot be asked, the default pair
+    (no --port) still probes 7380, as the HTTP adapter may answer while the binary
+    port does not; a chosen --port gets an error instead of another server's health.
+    A redis:// endpoint's INFO names no HTTP port: 7380 or --http-port, as given.
+    """
+    opts = ctx.options
+    if opts.http_port_given or opts.redis:
+        return opts
+    try:
+        stats = await (await ctx.client()).stats()
+    except Exception as exc:  # refused, timed out, auth: the one line says which
+        if opts.port == DEFAULT_PORT:
+            return opts
+        from ._session import describe
+
+        raise CommandError(
+            f"{describe(exc, opts)}; health asks the server on {opts.address} for its "
+            "HTTP port: give that with --http-port to probe it directly"
+        ) from None
+    server = stats.get("server")
+    port = server.get("http_port") if isinstance(server, Mapping) else None
+    return replace(opts, http_port=port) if isinstance(port, int) and port > 0 else opts
+
+
 async def health(ctx: Context, a: dict[str, Any]) -> Reply:
     """GET /health on the HTTP adapter; unhealthy or unreachable is an error (exit 2)."""
-    url = ctx.options.health_url
+    options = await _health_options(ctx)
+    url = options.health_url
     try:
-        status, body = await asyncio.to_thread(_fetch, url, ctx.options.timeout)
+        status, body = await asyncio.to_thread(_fetch, url, options.timeout)
     except (OSError, urllib.error.URLError) as exc:
-        raise CommandError(f"cannot reach {url}: {_why(exc, ctx)}") from None
+        raise CommandError(f"cannot reach {url}: {_why(exc, options)}") from None
     try:
         data = json.loads(body)
         reply: Reply = Table(data) if isinstance(data, dict) else Text(body.decode())

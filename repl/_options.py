@@ -162,7 +162,8 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--auth", metavar="TOKEN", help="auth token (BITCASK_AUTH)")
     group.add_argument(
         "--http-port",
-        help=f"HTTP port, for health (BITCASK_HTTP_PORT; default {DEFAULT_HTTP_PORT})",
+        help="HTTP port, for health (BITCASK_HTTP_PORT; default: the one the server on "
+        f"--port reports, else {DEFAULT_HTTP_PORT})",
     )
     group.add_argument(
         "--timeout", type=float, help="seconds to wait for the server (BITCASK_TIMEOUT; default 5)"
@@ -184,7 +185,8 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str] | None = None)
     if env.get("BITCASK_PORT"):
         opts = replace(opts, port=_port(env["BITCASK_PORT"], "BITCASK_PORT"))
     if env.get("BITCASK_HTTP_PORT"):
-        opts = replace(opts, http_port=_port(env["BITCASK_HTTP_PORT"], "BITCASK_HTTP_PORT"))
+        http_port = _port(env["BITCASK_HTTP_PORT"], "BITCASK_HTTP_PORT")
+        opts = replace(opts, http_port=http_port, http_port_given=True)
     if env.get("BITCASK_AUTH"):
         opts = replace(opts, auth=env["BITCASK_AUTH"])
     if env.get("BITCASK_TIMEOUT"):
@@ -203,7 +205,7 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str] | None = None)
     if args.port:
         opts = replace(opts, port=_port(args.port, "--port"))
     if args.http_port:
-        opts = replace(opts, http_port=_port(args.http_port, "--http-port"))
+        opts = replace(opts, http_port=_port(args.http_port, "--http-port"), http_port_given=True)
     if args.auth:
         opts = replace(opts, auth=args.auth)
     if args.timeout is not None:

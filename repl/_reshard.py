@@ -21,7 +21,7 @@ Strategy / invariants:
      is reported and kept; the rest are deleted under a new watch).
   So a write on the old shard that lands before the delete is never deleted
   with it, and a rerun after an interruption (even SIGKILL) finishes the same
-  move.
+  move. (One group's move: `_reshard_move.py`.)
 - Writes are meant to be stopped (docs/scaling.md gives the order). When they
   were not, a key can be written on its old shard after its group moved (or
   behind the scan's cursor): so once every shard is scanned, a second pass scans
@@ -35,21 +35,28 @@ Strategy / invariants:
   them stays where it is (copying it to itself and deleting the "old" copy would
   delete it).
 - `--dry-run` only scans and prints how many keys would move per shard pair.
+- What a run lists, it says how to settle, as lines to paste: a key on two shards
+  (the old one written after the copy) by a rerun with `--settle`, which, writes
+  stopped and every writer on the old config until now, gives the new owner the
+  old shard's value (the last written) and deletes the old one; a copy left of a
+  key deleted from its old shard after the copy (which no rerun can see, the old
+  shards no longer hold it) by `bitcask ... delete KEY` on its shard. `--settle` on
+  the run that sees such a delete deletes the copy itself.
 
-Exit status: 0 moved (or nothing to move); 1 some keys changed during the move
-and were left in place (listed), or were written during it (`late`); 2 error (bad
-config, unreachable shard); 130 interrupted (Ctrl-C), saying that a rerun finishes it.
+Exit status: 0 moved (or nothing to move, or everything settled); 1 some keys
+changed during the move and were left in place (listed, with what to run), or were
+written during it (`late`); 2 error (bad config, unreachable shard); 130 interrupted
+(Ctrl-C), saying that a rerun finishes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import socket
 import sys
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -61,47 +68,22 @@ from client import (
     ClientError,
     ConnectError,
     ConnectionLostError,
-    FrameTooLargeError,
     NutcrackerPool,
     Ring,
-    Transaction,
     connect,
     read_nutcracker_config,
 )
 
+from ._context import ConnectOptions
 from ._progress import Progress
+from ._reshard_move import AfterCopy, Report, ReshardError, ShardUnreachableError, move_page
+from ._sniff import RedisServerError, Sniffer
 
 __all__ = ["main", "reshard"]
 
 PAGE = 1000
 EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
 RERUN = "the keys moved so far are in place, run the same command again to finish the move"
-
-
-class ReshardError(Exception):
-    """A config or a shard that makes the move impossible (nothing is changed)."""
-
-
-class ShardUnreachableError(ReshardError):
-    """A shard stopped answering in the middle of a move (a rerun finishes it)."""
-
-
-@dataclass
-class Report:
-    """What a run did (or, dry, would do)."""
-
-    scanned: int = 0
-    moves: Counter[tuple[str, str]] = field(default_factory=Counter)
-    already: int = 0  # copied by an earlier run, deleted from the old shard now
-    late: int = 0  # found on a shard that no longer owns them by the second pass
-    # (name, the name it shares a server with, address): keys between them stay
-    same_server: list[tuple[str, str, str]] = field(default_factory=list)
-    expired: int = 0  # gone (TTL) between scan and copy
-    changed: list[tuple[bytes, str]] = field(default_factory=list)
-
-    @property
-    def moved(self) -> int:
-        return sum(self.moves.values())
 
 
 def _pool(path: str, name: str | None) -> NutcrackerPool:
@@ -134,10 +116,23 @@ async def _connect(
     try:
         for name, address in addresses.items():
             host, _, port = address.rpartition(":")
+            sniffer = Sniffer(ConnectOptions(host=host, port=int(port), timeout=timeout))
             try:
-                clients[name] = await connect(host, int(port), auth=auth, timeout=timeout)
+                opening = connect(host, int(port), auth=auth, timeout=timeout)
+                clients[name] = await sniffer.connect(opening)
+            except RedisServerError as exc:  # at once, not after the whole timeout
+                raise ReshardError(
+                    f"shard {name} ({address}) is a Redis server, not a bitcask-server: "
+                    "nothing was moved; reshard moves keys between bitcask-servers (their "
+                    "binary port): correct its address in the config"
+                ) from exc
             except (ConnectError, CallTimeoutError) as exc:
                 # down or wedged, before any move: say so, and what to do
+                if await sniffer.speaks_resp(exc):  # twemproxy, a Redis with a password
+                    raise ReshardError(
+                        f"shard {name} ({address}): {exc}; it answers the Redis protocol, "
+                        "not bitcask's: nothing was moved; correct its address in the config"
+                    ) from exc
                 raise ReshardError(
                     f"shard {name} ({address}): {exc}; nothing was moved: start it (or correct "
                     "its address in the config), then run the same command again"
@@ -157,178 +152,6 @@ async def _connect(
     return clients
 
 
-AfterCopy = Callable[[str, str, list[bytes]], Awaitable[None]]
-
-DELETE_ATTEMPTS = 8
-
-Copied = tuple[bytes, bool]  # the value copied, and whether it had a TTL
-
-
-async def _move_page(
-    keys: list[bytes],
-    source: str,
-    new_ring: Ring,
-    clients: dict[str, Client],
-    report: Report,
-    dry_run: bool,
-    after_copy: AfterCopy | None = None,
-    server_of: dict[str, str] | None = None,
-) -> None:
-    same = server_of or {}
-    by_target: dict[str, list[bytes]] = {}
-    for key in keys:
-        target = new_ring.name_for(key)
-        if same.get(target, target) != same.get(source, source):
-            by_target.setdefault(target, []).append(key)
-    if dry_run:
-        for target, ks in by_target.items():
-            report.moves[(source, target)] += len(ks)
-        return
-    old = clients[source]
-    for target, ks in by_target.items():
-        new = clients[target]
-        limit = min(old.limits.max_batch, new.limits.max_batch)
-        for start in range(0, len(ks), limit):
-            await _move_keys(ks[start : start + limit], source, target, old, new, report,
-                             after_copy)  # fmt: skip
-
-
-async def _move_keys(
-    ks: list[bytes],
-    source: str,
-    target: str,
-    old: Client,
-    new: Client,
-    report: Report,
-    after_copy: AfterCopy | None,
-) -> None:
-    """`_move_group`, in halves while a group's values do not fit one frame (the
-    mget's reply refused by the server, or the copy's commit by the client): every
-    step of a move is safe to repeat, so a half starts over from its watch."""
-    counts = (report.moves[(source, target)], report.already, report.expired, len(report.changed))
-    try:
-        await _move_group(ks, source, target, old, new, report, after_copy)
-    except (CallTimeoutError, ConnectionLostError, ConnectError) as exc:
-        raise ShardUnreachableError(f"moving keys from {source} to {target}: {exc}") from exc
-    except FrameTooLargeError:
-        if len(ks) == 1:
-            raise
-        # the halves count again what this attempt counted before it failed
-        report.moves[(source, target)], report.already, report.expired = counts[:3]
-        del report.changed[counts[3] :]
-        half = len(ks) // 2
-        await _move_keys(ks[:half], source, target, old, new, report, after_copy)
-        await _move_keys(ks[half:], source, target, old, new, report, after_copy)
-
-
-async def _move_group(
-    ks: list[bytes],
-    source: str,
-    target: str,
-    old: Client,
-    new: Client,
-    report: Report,
-    after_copy: AfterCopy | None,
-) -> None:
-    """Copy `ks` from `old` to `new` and delete them from `old` if unchanged since read."""
-    # The watch is taken before the read: the delete below commits only if no key of
-    # the group was written on the old shard since.
-    watch = old.transaction(*ks)
-    await watch.watch()
-    try:
-        values = await old.mget(ks)
-        ttls = await asyncio.gather(*(old.ttl(k) for k in ks))
-        # copy without ever overwriting: a set-if-absent per key, one atomic commit
-        copy = new.transaction()
-        offered: list[tuple[bytes, Copied]] = []
-        for key, value, ttl in zip(ks, values, ttls, strict=True):
-            if value is None or ttl == -2:
-                report.expired += 1
-            else:
-                copy.set(key, value, nx=True, ttl=ttl if ttl > 0 else None)
-                offered.append((key, (value, ttl > 0)))
-        done = await copy.commit() if offered else []
-        assert done is not None  # no watch: a commit without one always applies
-        copied: dict[bytes, Copied] = {}
-        present: list[tuple[bytes, Copied]] = []
-        for (key, item), applied in zip(offered, done, strict=True):
-            if applied is True:
-                copied[key] = item
-                report.moves[(source, target)] += 1
-            else:
-                present.append((key, item))
-        there = await new.mget([k for k, _ in present]) if present else []
-        there_ttls = await asyncio.gather(*(new.ttl(k) for k, _ in present))
-        for (key, item), held, ttl in zip(present, there, there_ttls, strict=True):
-            if held == item[0] and (ttl > 0) == item[1]:
-                report.already += 1  # copied by an earlier, interrupted run
-                copied[key] = item
-            elif held == item[0]:
-                report.changed.append((key, f"{target} already holds it with another TTL"))
-            else:
-                report.changed.append((key, f"{target} already holds another value"))
-        if after_copy is not None:
-            await after_copy(source, target, list(copied))
-        if await _delete_watched(watch, copied):
-            return
-    except BaseException:
-        if watch.watched:
-            await watch.discard()
-        raise
-    await _delete_unchanged(old, source, copied, report)
-
-
-async def _delete_watched(watch: Transaction, keys: Iterable[bytes]) -> bool:
-    """End ``watch`` by deleting ``keys`` under it (only releasing it when there are
-    none). True when done; False when a watched key was written meanwhile."""
-    keys = list(keys)
-    if not keys:
-        await watch.discard()
-        return True
-    for key in keys:
-        watch.delete(key)
-    return await watch.commit() is not None
-
-
-async def _delete_unchanged(
-    old: Client, source: str, copied: dict[bytes, Copied], report: Report
-) -> None:
-    """Some key of the group was written on the old shard after it was read: report
-    those whose value (or whether it has a TTL) is no longer the one copied, and those
-    deleted there meanwhile; delete the rest under a new watch."""
-    left = dict(copied)
-    for _ in range(DELETE_ATTEMPTS):
-        watch = old.transaction(*left)
-        await watch.watch()
-        try:
-            keys = list(left)
-            now = await old.mget(keys)
-            ttls = await asyncio.gather(*(old.ttl(k) for k in keys))
-            for key, current, ttl in zip(keys, now, ttls, strict=True):
-                value, had_ttl = left[key]
-                why = ""
-                if current is None or ttl == -2:
-                    if not had_ttl:  # else it expired, as it would have on the new shard
-                        why = f"deleted from {source} after the copy (the copy is kept)"
-                elif current != value:
-                    why = f"{source} changed after the copy"
-                elif (ttl > 0) != had_ttl:
-                    why = f"its TTL on {source} changed after the copy"
-                else:
-                    continue
-                if why:
-                    report.changed.append((key, why))
-                del left[key]
-            if await _delete_watched(watch, left):
-                return
-        except BaseException:
-            if watch.watched:
-                await watch.discard()
-            raise
-    for key in left:
-        report.changed.append((key, f"{source} kept changing; not deleted"))
-
-
 async def reshard(
     old_path: str,
     new_path: str,
@@ -340,12 +163,15 @@ async def reshard(
     page: int = PAGE,
     progress: TextIO | None = None,
     after_copy: AfterCopy | None = None,
+    settle: bool = False,
 ) -> Report:
     """Move every key whose owner differs between the two rings; see the module notes.
 
     `after_copy(source, target, keys)`, if given, is awaited after each group of keys
     is on its new shard and before it is deleted from the old one (tests use it to
-    write in that window, or to stop the run there).
+    write in that window, or to stop the run there). `settle` (writes stopped, every
+    writer on the old config until now): a key on two shards takes its old shard's
+    value (`_move_group`), instead of being listed.
 
     Raises:
         ReshardError: a config cannot be read, or a shard cannot be reached.
@@ -362,7 +188,7 @@ async def reshard(
     except BaseException:
         await asyncio.gather(*(c.close() for c in clients.values()))
         raise
-    report = Report()
+    report = Report(addresses=addresses)
     report.same_server = [(n, c, addresses[n]) for n, c in server_of.items() if n != c]
     # each server is scanned once, under the first name that reaches it
     sources = [n for n in old_ring.names if server_of[n] == n]
@@ -375,14 +201,15 @@ async def reshard(
             while True:
                 cursor, keys = await clients[source].scan_page(cursor=cursor, count=page)
                 report.scanned += len(keys)
-                await _move_page(keys, source, new_ring, clients, report, dry_run, after_copy,
-                                 server_of)  # fmt: skip
+                await move_page(keys, source, new_ring, clients, report, dry_run, after_copy,
+                                 server_of, settle)  # fmt: skip
                 bar.update(report.scanned)
                 if cursor is None:
                     break
         bar.finish()
         if not dry_run:
-            await _second_pass(sources, new_ring, clients, report, page, after_copy, server_of)
+            await _second_pass(sources, new_ring, clients, report, page, after_copy, server_of,
+                               settle)  # fmt: skip
     finally:
         await asyncio.gather(*(c.close() for c in clients.values()))
     return report
@@ -396,6 +223,7 @@ async def _second_pass(
     page: int,
     after_copy: AfterCopy | None,
     server_of: dict[str, str],
+    settle: bool = False,
 ) -> None:
     """Scan every old shard again for keys another shard owns now: written during the
     first pass (writes were not stopped). Keys already reported are left alone."""
@@ -408,8 +236,8 @@ async def _second_pass(
                 k for k in keys if k not in reported and server_of[new_ring.name_for(k)] != source
             ]
             report.late += len(late)
-            await _move_page(late, source, new_ring, clients, report, False, after_copy,
-                             server_of)  # fmt: skip
+            await move_page(late, source, new_ring, clients, report, False, after_copy,
+                             server_of, settle)  # fmt: skip
             if cursor is None:
                 break
 
@@ -472,6 +300,35 @@ def _print(report: Report, dry_run: bool, out: TextIO) -> None:
         )
     for key, why in report.changed:
         out.write(f"  changed during the move, left in place: {key!r}: {why}\n")
+    if report.settled:
+        out.write(f"  {report.settled} on two shards settled: the old shard's value kept\n")
+
+
+def _settle_hint(report: Report, command: str, out: TextIO) -> None:
+    """What to run about the keys a run listed: exactly, as a line to paste."""
+    stale = {key for key, _ in report.stale_copies}
+    on_both = sum(1 for key, _ in report.changed if key not in stale)
+    if on_both:
+        out.write(
+            f"to settle the {on_both} key(s) listed on two shards (the old shard's value was "
+            "written last, as long as every writer used the old config): stop the writers, "
+            f"then run\n  {command} --settle\n"
+        )
+    if stale:
+        out.write(
+            f"{len(stale)} key(s) were deleted from their old shard after their copy, which "
+            "a rerun cannot see; with the writers stopped, delete the copies:\n"
+        )
+    for key, shard in report.stale_copies:
+        host, _, port = report.addresses.get(shard, "?:?").rpartition(":")
+        try:
+            name = key.decode("utf-8")
+        except UnicodeDecodeError:
+            name = ""
+        if name.isprintable() and name and not name.startswith("-"):
+            out.write(f"  bitcask --host {host} --port {port} delete {shlex.quote(name)}\n")
+        else:  # not a word a shell can pass as typed: the client's delete takes bytes
+            out.write(f"  {key!r} on {shard} ({host}:{port}): delete it with the client\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -484,10 +341,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", dest="new", required=True, metavar="NEW.yml")
     parser.add_argument("--pool", help="the pool, when a file has several")
     parser.add_argument("--dry-run", action="store_true", help="count, move nothing")
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="writers stopped, all on the old config until now: a key on two shards "
+        "(listed by an earlier run) takes its old shard's value",
+    )
     parser.add_argument("--auth", metavar="TOKEN", help="the shards' token (default: redis_auth)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     parser.add_argument("--page", type=int, default=PAGE, help=f"keys per scan page ({PAGE})")
     return parser
+
+
+def _command(args: argparse.Namespace) -> str:
+    """This run's command line, to run again (the token itself never printed)."""
+    words = ["bitcask", "reshard", "--from", args.old, "--to", args.new]
+    if args.pool:
+        words += ["--pool", args.pool]
+    if args.auth:
+        words += ["--auth", "TOKEN"]
+    if args.timeout != 10.0:
+        words += ["--timeout", f"{args.timeout:g}"]
+    return " ".join(shlex.quote(w) if w != "TOKEN" else w for w in words)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -503,6 +378,7 @@ def main(argv: Sequence[str]) -> int:
                 auth=args.auth,
                 timeout=args.timeout,
                 page=args.page,
+                settle=args.settle,
             )
         )
     except (ShardUnreachableError, CallTimeoutError, ConnectionLostError, ConnectError) as exc:
@@ -519,4 +395,6 @@ def main(argv: Sequence[str]) -> int:
         sys.stderr.write(f"{newline}bitcask reshard: interrupted: {RERUN}\n")
         return 130
     _print(report, args.dry_run, sys.stdout)
+    if not args.dry_run:
+        _settle_hint(report, _command(args), sys.stdout)
     return EXIT_CHANGED if report.changed or report.late else EXIT_OK

@@ -40,6 +40,7 @@ from protocol import ProtocolError
 from ._context import DEFAULT_PORT, CommandError, ConnectOptions, error_text
 from ._format import Reply, terminal_safe
 from ._parse import ParseError, tokenize
+from ._sniff import RedisServerError, Sniffer, answers_http
 from ._table import CLI, SHELL, Command, bind, lookup, unknown
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Session", "describe"]
 
 REFRESH_EVERY = 5.0  # seconds between key counts for the toolbar when nothing was written
+REDIS_HINT = "add --redis (or use a redis:// URL) to talk to it"
 
 
 _AUTH_HINT = {
@@ -150,28 +152,6 @@ def _cause(exc: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
-async def answers_http(options: ConnectOptions) -> bool:
-    """Whether host:port speaks HTTP: asked after the binary handshake got garbage.
-
-    One short HEAD request on a fresh connection, bounded by the timeout; any
-    failure means "not HTTP as far as we can tell".
-    """
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(options.host, options.port), options.timeout
-        )
-    except (OSError, TimeoutError):
-        return False
-    try:
-        writer.write(f"HEAD / HTTP/1.0\r\nHost: {options.host}\r\n\r\n".encode("ascii"))
-        head = await asyncio.wait_for(reader.read(5), options.timeout)
-        return head == b"HTTP/"
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        writer.close()
-
-
 def open_client(options: ConnectOptions, refusals: Refusals) -> Awaitable[Any]:
     """Connect the backend the options name: the binary `client.Client`, or the
     `client.RespClient` for a Redis-protocol endpoint. Both have the same call
@@ -253,12 +233,19 @@ class Session:
 
     async def _connect(self) -> None:
         start = time.perf_counter()
+        opening = asyncio.wait_for(
+            open_client(self.options, self._refusals), self.options.timeout + 1.0
+        )
+        sniffer = Sniffer(self.options)
         try:
-            self._client = await asyncio.wait_for(
-                open_client(self.options, self._refusals), self.options.timeout + 1.0
-            )
+            self._client = await (opening if self.options.redis else sniffer.connect(opening))
         except ServerError:  # AUTH_FAILED and friends: the server's own words
             raise
+        except RedisServerError as exc:
+            raise CommandError(
+                f"cannot connect to {self.options.address}: it is a Redis server (it answers "
+                f"the Redis protocol, not bitcask's): {REDIS_HINT}"
+            ) from exc
         except (ClientError, OSError, TimeoutError) as exc:
             reason = _reason(exc, self.options)
             if (
@@ -271,11 +258,27 @@ class Session:
                     f"metrics); the binary port is --port (default {DEFAULT_PORT}), "
                     "the HTTP one --http-port"
                 )
+            elif not self.options.redis and await sniffer.speaks_resp(exc):
+                reason += f"; it answers the Redis protocol: {REDIS_HINT}"
             raise CommandError(f"cannot connect to {self.options.address}: {reason}") from exc
         finally:
             self._connect_time += time.perf_counter() - start
         info = getattr(self._client, "server_info", None) or {}
         self.server_version = info.get("version")
+
+    def in_doubt(self, cmd: Command) -> str | None:
+        """After `cmd` was interrupted (Ctrl-C): what may have happened anyway, when it
+        changes the store and reached the server; None for a read (nothing to say) and
+        for the tools, which say how far they got in their own words."""
+        if not self.connected or cmd.idempotent or cmd.group not in ("keys", "server"):
+            return None
+        address = self.options.address
+        if cmd.name == "merge":
+            return f"the merge goes on in {address} (the server finishes it)"
+        return (
+            f"{cmd.name} was sent to {address} and may or may not have been applied; "
+            "check before running it again"
+        )
 
     def emit(self, reply: Reply) -> None:
         self._emit(reply)
