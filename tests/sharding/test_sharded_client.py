@@ -298,3 +298,68 @@ async def test_an_mput_checks_a_late_shard_against_its_own_limits(
         assert [await sc.get(k) for k, _ in on_c] == [None] * pairs_on_c
         await sc.mput([(on_a, b"a"), *on_c[:1]] if pairs_on_c > 1 else [(on_a, b"a")])
         assert await sc.get(on_a) == b"a"
+
+
+# ---- ping()/stats() with one shard of three down: every shard's outcome ----
+# Three real bitcask-servers on loopback ports; one is killed (SIGKILL). A health check
+# must learn that the other two answer, and what the down one said: by the per-shard
+# map (return_exceptions=True) or by the note on the raised error.
+
+
+async def test_one_shard_down_every_shard_is_reported(
+    sc: ShardedClient, shards: dict[str, ServerProcess]
+) -> None:
+    keys = [b"%d:k" % i for i in range(60)]
+    await sc.mput({k: b"v" + k for k in keys})
+    held = {n: sum(1 for k in keys if sc.shard_for(k) == n) for n in NAMES}
+    assert all(held.values())  # each shard holds some
+    assert await sc.ping(return_exceptions=True) == dict.fromkeys(NAMES, "PONG")
+
+    shards["shard-b"].kill()
+
+    pings = await sc.ping(return_exceptions=True)
+    assert list(pings) == list(NAMES)
+    assert (pings["shard-a"], pings["shard-c"]) == ("PONG", "PONG")
+    assert isinstance(pings["shard-b"], ConnectionLostError)
+
+    stats = await sc.stats(return_exceptions=True)
+    assert isinstance(stats["shard-b"], ConnectionLostError)
+    up = {n: stats[n] for n in ("shard-a", "shard-c")}
+    assert {n: s["keys"] for n, s in up.items() if isinstance(s, dict)} == {
+        n: held[n] for n in ("shard-a", "shard-c")
+    }
+
+    # the default still raises (the first failing shard's error), now saying what
+    # every shard did
+    for call in (sc.ping, sc.stats):
+        with pytest.raises(ConnectionLostError) as info:
+            await call()
+        note = "".join(info.value.__notes__)
+        assert f"{call.__name__} failed on 1 of 3 shards (shard-b: " in note
+        assert "answered: ['shard-a', 'shard-c']" in note
+
+    # the live shards' keys are all still served, the down one's fail alone
+    for k in keys:
+        if sc.shard_for(k) == "shard-b":
+            with pytest.raises(ConnectionLostError):
+                await sc.get(k)
+        else:
+            assert await sc.get(k) == b"v" + k
+
+    shards["shard-b"].start()  # same port and data: every shard answers again
+    assert await sc.ping() == dict.fromkeys(NAMES, "PONG")
+    assert sum(s["keys"] for s in (await sc.stats()).values()) == len(keys)
+
+
+async def test_every_shard_down_is_every_shard_an_error(
+    sc: ShardedClient, shards: dict[str, ServerProcess]
+) -> None:
+    for srv in shards.values():
+        srv.kill()
+    pings = await sc.ping(return_exceptions=True)
+    assert list(pings) == list(NAMES)
+    assert all(isinstance(p, ConnectionLostError) for p in pings.values())
+    with pytest.raises(ConnectionLostError) as info:
+        await sc.ping()
+    assert "ping failed on 3 of 3 shards" in "".join(info.value.__notes__)
+    assert "answered: []" in "".join(info.value.__notes__)
