@@ -32,7 +32,7 @@ def test_quick_cli_benchmark_writes_its_results(tmp_path: Path) -> None:
     programs = [r["program"] for r in startup["rows"]]
     assert programs == [
         "python -c pass (interpreter floor)", "bitcask ping", "redis-cli ping",
-        "import repl.cli (-X importtime, cumulative)",
+        "import repl._cli (-X importtime, cumulative)",
     ]  # fmt: skip
     assert all(r["median_ms"] > 0 for r in startup["rows"])
     assert [len(r["raw_s"]) for r in startup["rows"][:3]] == [2, 2, 2]
