@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
-from bitcask import _expiry, _writer, snapshot
+from bitcask import _expiry, _publish, snapshot
 from tests.bitcask.conftest import Clock
 
 # A store under sync="never" that rotated (files sealed, never fsynced), then a process
@@ -133,7 +133,7 @@ def test_len_stays_exact_without_walking_the_ttl_keys(
     # answer must stay exact through every way an expiry changes, and when the heap
     # or the writer's log outgrow their bounds and are rebuilt (tiny-bounds).
     if small:
-        monkeypatch.setattr(_writer, "DUE_LOG_MAX", 5)
+        monkeypatch.setattr(_publish, "DUE_LOG_MAX", 5)
         monkeypatch.setattr(_expiry, "DUE_SLACK", 3)
     clock = Clock()
     rng = random.Random(7)

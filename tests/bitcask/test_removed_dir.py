@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
-from bitcask import _writer
+from bitcask import _write_faults
 
 KEYS = {b"k%02d" % i: b"value %d" % i for i in range(40)}
 # puts 10 ms apart until one is refused: the watch runs every WATCH_PERIOD (1 s)
@@ -111,7 +111,7 @@ def test_a_rotation_sees_it_without_the_watch(
 ) -> None:
     """sync never, the watch never due: the first rotation cannot create its file and
     finds out why, instead of a "write failed" and a disk probe retrying forever."""
-    monkeypatch.setattr(_writer, "WATCH_PERIOD", 3600.0)
+    monkeypatch.setattr(_write_faults, "WATCH_PERIOD", 3600.0)
     data = tmp_path / "data"
     with bitcask.open(data, sync="never", max_file_size=4096) as db:
         db.put(b"first", b"x" * 100)
@@ -149,7 +149,7 @@ def test_a_healthy_store_stays_writable_past_the_watch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The watch finds nothing on a store left alone (idle past several periods)."""
-    monkeypatch.setattr(_writer, "WATCH_PERIOD", 0.01)
+    monkeypatch.setattr(_write_faults, "WATCH_PERIOD", 0.01)
     with bitcask.open(tmp_path / "data", sync="never") as db:
         for i in range(20):
             db.put(b"k%d" % i, b"v")
