@@ -213,7 +213,7 @@ class Bitcask(WriteMethods, ExpiryMethods):
         batch written meanwhile is seen whole or not at all (Redis's MGET). Any thread.
 
         The keydir is read in one C call, which no write can split (the writer
-        changes it in one call per write: bitcask/_writer.py), then each record at
+        changes it in one call per write: bitcask/_publish.py), then each record at
         the location read; a merge moving a file away takes the snapshot again.
 
         Example:
