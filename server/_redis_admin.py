@@ -1,7 +1,8 @@
 """The Redis dialect's connection and server commands (AUTH, HELLO, CLIENT, INFO, ...).
 
-Strategy: a mixin of `RedisDispatcher` (server/_redis.py), one handler per command
-as there: handler(session, command, tx) -> Step. These commands touch the
+Strategy: a mixin of `RedisDispatcher` (server/_redis.py), as the other command
+families are (_redis_strings.py, _redis_keys.py, _redis_transactions.py): one handler
+per command, handler(session, command, tx) -> Step. These commands touch the
 connection's session or read the server's facts; none of them writes the store.
 """
 

@@ -1,7 +1,8 @@
-"""The pieces every Redis command module shares: the session, a step, error replies.
+"""The pieces every Redis command module shares: the session and a step (error
+replies: server/_redis_replies.py).
 
 Strategy: a RESP connection's state lives in its `RedisSession` (auth, RESP version,
-name, the MULTI queue, watches); every command handler returns a `_Step` saying
+name, the MULTI queue, watches); every command handler returns a `Step` saying
 how it runs (a reply now, ops for the writer and how to shape their results, or a
 read run in its turn), so a command runs alike on its own and inside EXEC.
 """

@@ -207,7 +207,7 @@ def test_doc_table_matches_the_command_table() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["protocol.redis_commands", "protocol._redis_table", "protocol._resp_reader",
+    ["protocol.redis_commands", "protocol._redis_args", "protocol._redis_table", "protocol._resp_reader",
      "protocol._resp_writer", "protocol._glob", "protocol.resp_dialect"],
 )  # fmt: skip
 def test_docstring_examples(module: str) -> None:
