@@ -12,8 +12,9 @@ Strategy / invariants:
 - A third: the store's directory was removed or replaced, or its active file
   unlinked, under the open store (``rm -rf DIR``, a volume mounted over it). Appends
   and fsyncs into the unlinked files still succeed, and vanish at close. Seen at each
-  sync, when a rotation cannot create its file, and by the writer's background
-  worker every ``WATCH_PERIOD`` (a stat and an fstat; nothing on the put path): state
+  sync (the directory and LOCK by path), when a rotation cannot create its file, and
+  by the writer's background worker every ``WATCH_PERIOD`` (those and the active
+  file's link count; nothing on the put path): state
   ``removed``, writes refused until the store is reopened (the server's /livez stays
   200: a restart would start an empty store), reads of what is open go on.
 - Running out of descriptors (EMFILE, ENFILE) is not a disk fault: that write
