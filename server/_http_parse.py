@@ -26,6 +26,7 @@ Strategy / invariants:
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from time import perf_counter
 from typing import cast
 
@@ -67,7 +68,7 @@ class Reject(Exception):
         self.label = label  # the metrics label it is counted under
 
 
-class RequestParsing:
+class RequestParsing(ABC):
     """The httptools callbacks of one connection: a request's pieces, its limits.
 
     The connection (HttpProtocol) calls _init_parsing() once, feeds bytes to
@@ -99,21 +100,21 @@ class RequestParsing:
 
     # ---- the connection's hooks ----
 
+    @abstractmethod
     def _request_begun(self) -> None:
         """The first byte of a request arrived (the header deadline starts)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _head_done(self, expect: bool) -> None:
         """The head was read and passed; `expect`: the client waits for 100 Continue."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _body_progress(self) -> None:
         """A piece of a body arrived (and was kept or dropped)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _request_parsed(self, req: Request, t0: float) -> None:
         """A whole request was read; req.keep_alive is what the request allows."""
-        raise NotImplementedError
 
     # ---- httptools callbacks ----
 
