@@ -28,7 +28,8 @@ from typing import Any, Literal, overload
 
 from client._args import Key, Value, to_bytes
 from client._batch import Batch
-from client._client import Client, make_config
+from client._client import Client
+from client._config import make_config
 from client._ketama import Ring
 from client.errors import ConnectError, CrossShardError, InterfaceError, TooManyConnectionsError
 from protocol import SCAN_DEFAULT_COUNT
