@@ -23,6 +23,7 @@ from client._client import Client, connect
 from client._config import DEFAULT_PORT, ClientConfig, Limits, parse_url
 from client._ketama import NutcrackerPool, Ring, read_nutcracker_config
 from client._pool import Pool
+from client._port_probe import RespAnswer, answers_http, answers_resp_after, resp_answer
 from client._resp import (
     EndpointClosedError,
     Refusals,
@@ -55,6 +56,7 @@ from client.errors import (
     NotANumberError,
     ProtocolViolationError,
     ReadOnlyError,
+    RedisPortError,
     ServerError,
     ShuttingDownError,
     SnapshotGoneError,
@@ -100,7 +102,9 @@ __all__ = [
     "Pool",
     "ProtocolViolationError",
     "ReadOnlyError",
+    "RedisPortError",
     "Refusals",
+    "RespAnswer",
     "RespClient",
     "Ring",
     "ServerError",
@@ -118,10 +122,13 @@ __all__ = [
     "UnsupportedVersionError",
     "Value",
     "ValueTooLargeError",
+    "answers_http",
+    "answers_resp_after",
     "connect",
     "connect_resp",
     "connect_sharded",
     "error_for_code",
     "parse_url",
     "read_nutcracker_config",
+    "resp_answer",
 ]

@@ -11,6 +11,10 @@ Strategy / invariants:
   connection lost during hello is ConnectError too unless the server said why
   before closing (TOO_MANY_CONNECTIONS: that ServerError itself); a wrong protocol
   version is UnsupportedVersionError, a missing token AuthRequiredError.
+- A port that answers the Redis protocol instead is RedisPortError: at once for a
+  redis-server (asked in RESP on a second connection only when the hello is late:
+  client/_port_probe.py), after the timeout for a RESP answer that cannot tell.
+  Nothing is added to a hello answered in time.
 - `say_hello` is the one place hello is sent and read (at connect and on
   `Client.hello()`): it checks the protocol version and the token, and applies the
   server's limits to the connection (frame sizes both ways); the caller keeps the
@@ -28,11 +32,13 @@ from collections.abc import Callable
 from typing import Any
 
 from client._config import ClientConfig, Limits
+from client._port_probe import HelloWatch, RespAnswer
 from client._protocol import ClientProtocol
 from client.errors import (
     AuthRequiredError,
     ConnectError,
     ConnectionLostError,
+    RedisPortError,
     ServerError,
     UnsupportedVersionError,
 )
@@ -61,6 +67,7 @@ async def open_connection(
     loop = asyncio.get_running_loop()
     proto: ClientProtocol | None = None
     address = host_port(config.host, config.port)
+    watch = HelloWatch(config.host, config.port, config.timeout)
     try:
         async with asyncio.timeout(config.timeout):
             transport, proto = await loop.create_connection(
@@ -70,8 +77,13 @@ async def open_connection(
             set_keepalive(transport, config.tcp_keepalive)
             if setup is not None:
                 setup(proto)
-            info, limits = await say_hello(proto, config.client_name, token, math.inf)
+            hello = say_hello(proto, config.client_name, token, math.inf)
+            info, limits = await watch.wait(hello)
             return proto, info, limits
+    except RedisPortError:
+        if proto is not None:
+            proto.abort()
+        raise
     except ConnectionLostError as exc:
         if proto is not None:
             proto.abort()
@@ -83,7 +95,18 @@ async def open_connection(
         if proto is not None:
             proto.abort()
         why = connect_failure(exc, config.timeout)
-        raise ConnectError(f"cannot connect to {address}: {why}") from exc
+        failed = ConnectError(f"cannot connect to {address}: {why}")
+        if watch.answer is RespAnswer.RESP and isinstance(exc, TimeoutError):
+            # the hello timed out while the port answered RESP: say what answered
+            failed.__cause__ = exc
+            raise RedisPortError(
+                f"{failed}; it answers the Redis protocol, not bitcask's binary one (a "
+                "Redis server with a password, or a proxy): check the port, or use "
+                "connect_resp()",
+                address,
+                redis_server=False,
+            ) from failed
+        raise failed from exc
     except BaseException:
         if proto is not None:
             proto.abort()

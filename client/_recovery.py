@@ -21,8 +21,9 @@ Strategy / invariants:
   needs a connection joins it (shielded, so a cancelled caller never cancels it).
   It makes up to `reconnect_attempts` attempts with jittered exponential backoff
   (each one the client's own `attempt`); an error that retrying cannot fix (auth,
-  protocol version, a closed client) ends it at once, and when every attempt
-  failed its ConnectError reaches every waiter; the next call starts a new round.
+  protocol version, a Redis port, a closed client) ends it at once, and when
+  every attempt failed its ConnectError reaches every waiter; the next call
+  starts a new round.
   `stop()` (the client closing) cancels it: its waiters get InterfaceError.
 - None of them owns a connection: they act on the `ClientProtocol` handed to them
   and connect through the callables handed to them (the `Client`'s).
@@ -46,6 +47,7 @@ from client.errors import (
     ConnectError,
     ConnectionLostError,
     InterfaceError,
+    RedisPortError,
     ServerError,
     UnsupportedVersionError,
 )
@@ -110,7 +112,7 @@ class Reconnection:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             try:
                 return await self._attempt()
-            except (AuthError, UnsupportedVersionError, InterfaceError):
+            except (AuthError, UnsupportedVersionError, InterfaceError, RedisPortError):
                 raise  # retrying cannot help
             except (ConnectError, ServerError) as exc:
                 last = exc

@@ -9,7 +9,8 @@ Strategy / invariants:
   with that client's usual ConnectionLostError / ConnectError / CallTimeoutError;
   every other shard keeps serving. A shard unreachable (or full: TOO_MANY_CONNECTIONS)
   at connect time is left to connect lazily on its first call (only when no shard at
-  all can be connected does `connect_sharded` fail).
+  all can be connected does `connect_sharded` fail); a shard whose address is a
+  Redis port (RedisPortError) fails it at once, naming the shard.
 - Single-key calls go to the key's shard. mget/mput split by shard, run the
   parts concurrently and reassemble in the caller's order; mput is atomic per
   shard only, and checks every pair against its shard's own limits (from hello)
@@ -31,7 +32,13 @@ from client._batch import Batch
 from client._client import Client
 from client._config import make_config
 from client._ketama import Ring
-from client.errors import ConnectError, CrossShardError, InterfaceError, TooManyConnectionsError
+from client.errors import (
+    ConnectError,
+    CrossShardError,
+    InterfaceError,
+    RedisPortError,
+    TooManyConnectionsError,
+)
 from protocol import SCAN_DEFAULT_COUNT
 
 __all__ = ["ShardedBatch", "ShardedClient", "connect_sharded"]
@@ -422,6 +429,15 @@ def _results(parts: list[Any]) -> list[Any]:
     return parts
 
 
+def _named(name: str, outcome: Any) -> Any:
+    """A shard's connect outcome; a RedisPortError says which shard's address it is."""
+    if not isinstance(outcome, RedisPortError):
+        return outcome
+    err = RedisPortError(f"shard {name!r}: {outcome}", outcome.address, outcome.redis_server)
+    err.__cause__ = outcome
+    return err
+
+
 def _address(name: str, address: str) -> tuple[str, int | None]:
     """("host", port) from "host:port" / "[v6]:port", or (URL, None) for bitcask://."""
     if not isinstance(address, str) or not address:
@@ -453,10 +469,15 @@ class _ConnectingSharded:
                 c.terminate()
             raise
         # a full shard (TOO_MANY_CONNECTIONS) is down for now, as one that is unreachable:
-        # its Client reconnects on first use, as it would after losing the connection
+        # its Client reconnects on first use, as it would after losing the connection.
+        # A Redis port is a wrong address, not a shard that is down: named, and fatal
+        outcomes = [_named(name, o) for name, o in zip(self._clients, outcomes, strict=True)]
         unavailable = (ConnectError, TooManyConnectionsError)
         fatal = [
-            o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, unavailable)
+            o
+            for o in outcomes
+            if isinstance(o, BaseException)
+            and (not isinstance(o, unavailable) or isinstance(o, RedisPortError))
         ]
         down = [o for o in outcomes if isinstance(o, unavailable)]
         if fatal or len(down) == len(clients):
@@ -517,6 +538,8 @@ def connect_sharded(
             that is down or full while others answer is connected lazily, on its
             first call).
         AuthRequiredError, AuthFailedError, UnsupportedVersionError: from any shard.
+        RedisPortError: a shard's address answers the Redis protocol (its message
+            names the shard).
         InterfaceError: bad arguments (names, weights, addresses).
 
     Example:
