@@ -31,7 +31,8 @@ from client._resp import (
     UnsupportedCommandError,
     connect_resp,
 )
-from client._sharded import ShardedBatch, ShardedClient, connect_sharded
+from client._sharded import ShardedBatch, ShardedClient
+from client._sharded_connect import connect_sharded
 from client._transaction import Transaction
 from client.errors import (
     AuthError,
