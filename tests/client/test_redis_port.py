@@ -11,6 +11,7 @@ waited its timeout fails the test. No timing is asserted beyond that.
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from client import (
     Client,
     ClientConfig,
     ConnectError,
+    Pool,
     RedisPortError,
     RespAnswer,
     connect,
@@ -68,7 +70,7 @@ async def _bitcask_state(server: ServerProcess) -> dict[bytes, bytes | None]:
         return dict(zip(keys, await c.mget(keys), strict=True)) if keys else {}
 
 
-def test_connect_and_client_at_a_redis_port_refuse_at_once(tmp_path: Path) -> None:
+def test_connect_client_and_pool_at_a_redis_port_refuse_at_once(tmp_path: Path) -> None:
     with redis_server(tmp_path) as port:
         _redis_set(port, "k", "redis-value")
 
@@ -84,6 +86,11 @@ def test_connect_and_client_at_a_redis_port_refuse_at_once(tmp_path: Path) -> No
             with pytest.raises(RedisPortError):  # the next call is refused the same way
                 await asyncio.wait_for(client.get(b"k"), BOUND)
             await client.close()
+            pool = Pool("127.0.0.1", port, size=2, timeout=TIMEOUT)  # its clients alike
+            with pytest.raises(RedisPortError):
+                await asyncio.wait_for(pool.start(), BOUND)
+            assert pool.clients == []
+            await pool.close()
             return by_connect.value, by_call.value
 
         first, second = asyncio.run(main())
@@ -155,3 +162,19 @@ def test_a_bitcask_server_is_not_taken_for_redis(server: ServerProcess, tmp_path
 
     asyncio.run(three_connects())
     assert asyncio.run(_bitcask_state(server)) == {b"k0": b"v", b"k1": b"v", b"k2": b"v"}
+
+
+def test_a_silent_peer_is_still_a_plain_timeout() -> None:
+    """A peer that accepts and never answers anything (a wedged process): the probe
+    learns nothing, so the hello's timeout is reported as before, not as Redis."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        async def main() -> ConnectError:
+            with pytest.raises(ConnectError) as caught:
+                await asyncio.wait_for(connect("127.0.0.1", port, timeout=1.0), BOUND)
+            return caught.value
+
+        err = asyncio.run(main())
+    assert type(err) is ConnectError
+    assert str(err) == f"cannot connect to 127.0.0.1:{port}: no answer within 1 s"
