@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 from zlib import crc32
 
@@ -54,14 +55,17 @@ def _large_record(key: bytes, value: bytes, exp: int, inner: int, ts: int) -> by
 
 
 def expiry_ms(clock: Callable[[], float], ttl: object) -> int:
-    """The expiry (ms since the epoch) of a record written now with ``ttl`` seconds.
+    """The expiry (ms since the epoch) of a record written now with ``ttl`` seconds
+    (an int, a float or a ``datetime.timedelta``).
 
     Raises:
         TypeError / ValueError: ``ttl`` is not a positive finite number, or too far,
             or the clock reads so far before 1970 that the expiry would too.
     """
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise TypeError(f"ttl must be a number of seconds, not {ttl!r}")
+    if isinstance(ttl, timedelta):  # what redis-py's ex= takes, and datetime users have
+        ttl = ttl.total_seconds()
+    elif isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"ttl must be a number of seconds or a timedelta, not {ttl!r}")
     if not (ttl > 0 and math.isfinite(ttl)):
         raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
     now = clock()

@@ -48,7 +48,15 @@ def open_store(
         result = _load_readonly(path, options)
         release: Callable[[], None] = lambda: None  # noqa: E731
     else:
-        os.makedirs(path, exist_ok=True)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:  # a file, or under one
+            raise NotADirectoryError(
+                errno.ENOTDIR,
+                "not a directory: a store is a directory (created if missing); "
+                "give the directory's path",
+                path,
+            ) from exc
         release = DirLock(path).release
     full: OSError | None = None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -38,7 +39,9 @@ class Batch:
         self.ops: list[tuple[Any, ...]] = []
         self.results: list[object] | None = None
 
-    def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
+    def put(
+        self, key: bytes | str, value: bytes | str, ttl: float | timedelta | None = None
+    ) -> None:
         """Queue a put (validated when the batch is written). Writer thread.
 
         Example:

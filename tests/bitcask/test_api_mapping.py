@@ -1,0 +1,267 @@
+"""The store as a dict/dbm/shelve user reaches for it (bitcask/_db_mapping.py): the
+dict methods it has, the ones it refuses with one clear error, and what it is not
+(a MutableMapping: keys()/items()/values() are iterators in key order, not views)."""
+
+from __future__ import annotations
+
+import collections.abc
+import copy
+import datetime
+import pickle
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bitcask
+from bitcask import Bitcask, StoreClosedError
+
+from .conftest import Clock
+
+
+def test_get_takes_a_default_as_dict_get_does(db: Bitcask, clock: Clock) -> None:
+    # Before: db.get(k, default) was a TypeError (get took the key alone).
+    db.put(b"a", b"1")
+    db.put(b"t", b"x", ttl=5)
+    assert db.get(b"a", b"d") == b"1"
+    assert db.get(b"zz", b"d") == b"d"
+    assert db.get(b"zz", default=0) == 0
+    assert db.get(b"zz") is None
+    clock.now += 5
+    assert db.get(b"t", b"gone") == b"gone"  # expired: the default, as absent
+    assert db.get_many([b"a", b"t"]) == [b"1", None]
+
+
+def test_values_yields_in_key_order_with_a_prefix(db: Bitcask, clock: Clock) -> None:
+    db.update({b"b": b"2", b"a": b"1", b"c:1": b"3", b"c:2": b"4"})
+    db.put(b"c:0", b"gone", ttl=1)
+    clock.now += 1
+    assert list(db.values()) == [b"1", b"2", b"3", b"4"]
+    assert list(db.values(b"c:")) == [b"3", b"4"]
+    assert list(db.values("c:")) == [b"3", b"4"]
+
+
+def test_pop_is_get_delete_with_dicts_default_and_keyerror(db: Bitcask) -> None:
+    db.put(b"a", b"1")
+    assert db.pop(b"a") == b"1"
+    assert db.pop("a", None) is None
+    assert db.pop(b"a", b"d") == b"d"
+    with pytest.raises(KeyError):
+        db.pop(b"a")
+    assert len(db) == 0 and db.get(b"a") is None
+
+
+def test_setdefault_writes_only_an_absent_key_and_returns_the_value(
+    db: Bitcask, clock: Clock
+) -> None:
+    assert db.setdefault(b"a", b"1") == b"1"
+    assert db.setdefault(b"a", b"2") == b"1"
+    db.put(b"t", b"old", ttl=1)
+    clock.now += 1
+    assert db.setdefault("t", "new") == b"new"  # an expired key is absent
+    with pytest.raises(TypeError, match="setdefault"):
+        db.setdefault(b"b")  # dict's default None is no value a store can hold
+    assert dict(db.items()) == {b"a": b"1", b"t": b"new"}
+
+
+def test_setdefault_from_many_threads_keeps_the_first_value(db: Bitcask) -> None:
+    got: list[bytes] = []
+
+    def one(i: int) -> None:
+        got.append(db.setdefault(b"k", b"%d" % i))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 1 and got[0] == db[b"k"]
+
+
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        pytest.param(({b"a": b"1", "b": "2"},), {}, id="dict"),
+        pytest.param(([(b"a", b"1"), ("b", b"2")],), {}, id="pairs"),
+        pytest.param((iter([(b"a", b"1"), (b"b", b"2")]),), {}, id="iterator"),
+        pytest.param(({b"a": b"1"},), {"b": "2"}, id="dict+kwargs"),
+        pytest.param((), {"a": b"1", "b": "2"}, id="kwargs"),
+    ],
+)
+def test_update_takes_what_dict_update_takes(
+    db: Bitcask, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    db.update(*args, **kwargs)
+    assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
+
+
+def test_update_from_another_store_and_an_object_with_keys(tmp_path: Path, db: Bitcask) -> None:
+    class KeysOnly:
+        def keys(self) -> list[bytes]:
+            return [b"x"]
+
+        def __getitem__(self, key: bytes) -> bytes:
+            return b"from-keys"
+
+    with bitcask.open(tmp_path / "other", sync="never") as other:
+        other.update({b"a": b"1", b"b": b"2"})
+        db.update(other)
+    db.update(KeysOnly())
+    assert dict(db.items()) == {b"a": b"1", b"b": b"2", b"x": b"from-keys"}
+
+
+def test_update_is_one_batch_refused_whole(db: Bitcask) -> None:
+    db.put(b"keep", b"1")
+    with pytest.raises(ValueError, match=r"element #1 is not a \(key, value\) pair"):
+        db.update([(b"a", b"1"), (b"b", b"2", b"3")])
+    with pytest.raises(TypeError, match="value must be bytes or str"):
+        db.update({b"a": b"1", b"b": 2})
+    with pytest.raises(TypeError, match="positional arguments"):
+        db.update({}, {})  # type: ignore[call-arg]
+    assert dict(db.items()) == {b"keep": b"1"}
+
+
+def test_popitem_pops_the_smallest_key_until_empty(db: Bitcask) -> None:
+    db.update({b"b": b"2", b"a": b"1"})
+    assert db.popitem() == (b"a", b"1")
+    assert db.popitem() == (b"b", b"2")
+    with pytest.raises(KeyError, match="empty"):
+        db.popitem()
+    assert len(db) == 0
+
+
+def test_popitem_from_threads_hands_each_item_out_once(db: Bitcask) -> None:
+    db.update({b"k%03d" % i: b"%d" % i for i in range(200)})
+    got: list[tuple[bytes, bytes]] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                got.append(db.popitem())
+            except KeyError:
+                return
+
+    threads = [threading.Thread(target=drain) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == [(b"k%03d" % i, b"%d" % i) for i in range(200)]
+    assert len(db) == 0
+
+
+def test_what_it_is_not_is_said_clearly(db: Bitcask) -> None:
+    db.put(b"a", b"1")
+    assert not isinstance(db, collections.abc.Mapping)  # iterators, not views: docs/engine.md
+    with pytest.raises(TypeError, match="ascending"):
+        reversed(db)  # used to call db[len(db) - 1]: "key must be bytes or str, not int"
+    assert db != {b"a": b"1"}  # identity, as dbm's objects; compare dict(db.items())
+    assert dict(db.items()) == {b"a": b"1"}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(pickle.dumps, id="pickle"),
+        pytest.param(copy.copy, id="copy"),
+        pytest.param(copy.deepcopy, id="deepcopy"),
+    ],
+)
+def test_pickle_and_copy_are_refused_with_what_to_do(db: Bitcask, call: Any) -> None:
+    # Before: pickle said "cannot pickle '_thread.lock' object", and copy.copy made a
+    # second Bitcask sharing the first's files and lock: closing it unlocked the store
+    # under the first.
+    db.put(b"a", b"1")
+    with pytest.raises(TypeError, match="reopen it by its path"):
+        call(db)
+    db.put(b"b", b"2")
+    assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
+
+
+@pytest.mark.parametrize(
+    "ttl, seconds",
+    [
+        pytest.param(datetime.timedelta(seconds=90), 90.0, id="timedelta"),
+        pytest.param(datetime.timedelta(milliseconds=1500), 1.5, id="timedelta-ms"),
+        pytest.param(90, 90.0, id="int"),
+        pytest.param(1.5, 1.5, id="float"),
+    ],
+)
+def test_a_ttl_is_seconds_or_a_timedelta_everywhere(
+    db: Bitcask, clock: Clock, ttl: Any, seconds: float
+) -> None:
+    db.put(b"p", b"v", ttl=ttl)
+    db.set(b"s", b"v", ttl=ttl)
+    db.write_batch([("put", b"w", b"v", ttl)])
+    with db.batch() as b:
+        b.put(b"b", b"v", ttl=ttl)
+    db.put(b"e", b"v")
+    assert db.expire(b"e", ttl) is True
+    want = int((clock.now + seconds) * 1000)
+    assert {k: db.expire_at_ms(k) for k in [b"p", b"s", b"w", b"b", b"e"]} == dict.fromkeys(
+        [b"p", b"s", b"w", b"b", b"e"], want
+    )
+
+
+@pytest.mark.parametrize(
+    "ttl",
+    [
+        pytest.param(datetime.timedelta(0), id="zero"),
+        pytest.param(datetime.timedelta(seconds=-1), id="negative"),
+    ],
+)
+def test_a_timedelta_ttl_must_be_positive_too(db: Bitcask, ttl: datetime.timedelta) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        db.put(b"k", b"v", ttl=ttl)
+    assert len(db) == 0
+
+
+def test_a_closed_store_refuses_the_dict_methods_and_with(tmp_path: Path) -> None:
+    db = bitcask.open(tmp_path, sync="never")
+    db.put(b"a", b"1")
+    db.close()
+    calls = {
+        "get-default": lambda: db.get(b"a", b"d"),
+        "values": lambda: list(db.values()),
+        "pop": lambda: db.pop(b"a", None),
+        "setdefault": lambda: db.setdefault(b"a", b"1"),
+        "update": lambda: db.update({b"a": b"2"}),
+        "popitem": db.popitem,
+        "sync": db.sync,
+        "expiry_stats": db.expiry_stats,
+        "expiring_keys": db.expiring_keys,
+        "with": lambda: db.__enter__(),
+    }
+    got = {}
+    for name, call in calls.items():
+        try:
+            got[name] = repr(call())
+        except Exception as exc:
+            got[name] = type(exc).__name__
+    assert got == dict.fromkeys(calls, "StoreClosedError")
+    with bitcask.open(tmp_path) as again:
+        assert dict(again.items()) == {b"a": b"1"}
+
+
+def test_open_of_a_file_says_it_is_not_a_directory(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(b"x")
+    # Before: FileExistsError "[Errno 17] File exists", for a path the user gave as a store.
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        bitcask.open(path)
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        bitcask.open(path / "sub")
+    assert path.read_bytes() == b"x"
+
+
+def test_store_closed_error_is_what_every_dict_method_raises_after_close_even_mid_iteration(
+    tmp_path: Path,
+) -> None:
+    db = bitcask.open(tmp_path, sync="never")
+    db.update({b"k%04d" % i: b"v" for i in range(3000)})
+    it = db.values()
+    next(it)
+    db.close()
+    with pytest.raises(StoreClosedError):
+        list(it)
