@@ -49,7 +49,9 @@ def open_store(
         release: Callable[[], None] = lambda: None  # noqa: E731
     else:
         try:
-            os.makedirs(path, exist_ok=True)
+            # the owner's only, whatever the umask (it holds every value), as the
+            # server's (server/_startup.py); an existing one is left as it is
+            os.makedirs(path, mode=0o700, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:  # a file, or under one
             raise NotADirectoryError(
                 errno.ENOTDIR,

@@ -7,7 +7,9 @@ from __future__ import annotations
 import collections.abc
 import copy
 import datetime
+import os
 import pickle
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -265,3 +267,23 @@ def test_store_closed_error_is_what_every_dict_method_raises_after_close_even_mi
     db.close()
     with pytest.raises(StoreClosedError):
         list(it)
+
+
+def test_open_creates_the_directory_for_its_owner_only_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    # docs/engine.md said "created (mode 0700)"; it was 0777 less the umask (0755 under
+    # the usual 022, 0777 under 000): every value readable by every local user.
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    old = os.umask(0)
+    try:
+        with bitcask.open(tmp_path / "a" / "new", sync="never") as db:
+            db.put(b"k", b"v")
+        with bitcask.open(existing, sync="never") as db:
+            db.put(b"k", b"v")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a" / "new").stat().st_mode) == 0o700
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o755  # left as the user made it
