@@ -67,6 +67,7 @@ class Batch:
         return len(self.ops)
 
     def __enter__(self) -> Batch:
+        self._check()  # a second ``with b:`` wrote the same ops again
         return self
 
     def __exit__(

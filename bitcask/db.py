@@ -51,7 +51,7 @@ from ._files import FileTable
 from ._group import Watches
 from ._keydir import FID_SHIFT, Keydir
 from ._pins import Pins
-from ._record import HEADER_SIZE, as_bytes
+from ._record import HEADER_SIZE, as_bytes, as_keys
 from ._recovery import RecoveryReport
 from ._writer import Writer
 from .backup import run_backup
@@ -231,7 +231,7 @@ class Bitcask(WriteMethods, ExpiryMethods, MappingMethods):
             >>> db.get_many([b"user:1", b"user:9"])
             [b'alice', None]
         """
-        ks = [k if k.__class__ is bytes else as_bytes(k, "key") for k in keys]
+        ks = as_keys(keys)
         for _ in range(100):
             if self._closed:
                 raise StoreClosedError("store is closed")
@@ -260,9 +260,7 @@ class Bitcask(WriteMethods, ExpiryMethods, MappingMethods):
         kget, expiry = self._kget, self._kd.expiry
         now_ms = self._clock() * 1000
         total = 0
-        for key in keys:
-            if key.__class__ is not bytes:
-                key = as_bytes(key, "key")
+        for key in as_keys(keys):
             loc = kget(key)
             if loc is None:
                 continue

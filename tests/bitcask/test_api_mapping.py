@@ -287,3 +287,27 @@ def test_open_creates_the_directory_for_its_owner_only_whatever_the_umask(
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a" / "new").stat().st_mode) == 0o700
     assert stat.S_IMODE(existing.stat().st_mode) == 0o755  # left as the user made it
+
+
+@pytest.mark.parametrize("one", [b"ab", "ab", bytearray(b"ab")], ids=["bytes", "str", "bytearray"])
+def test_one_key_where_an_iterable_of_keys_goes_is_refused(db: Bitcask, one: Any) -> None:
+    # Before: get_many("ab") answered [value of "a", value of "b"] and value_bytes
+    # their sizes (each character taken for a key); get_many(b"ab") said "key must
+    # be bytes or str, not int".
+    db.update({b"a": b"1", b"b": b"2", b"ab": b"3"})
+    with pytest.raises(TypeError, match="iterable of keys, not one key"):
+        db.get_many(one)
+    with pytest.raises(TypeError, match="iterable of keys, not one key"):
+        db.value_bytes(one)
+    assert db.get_many([one]) == [b"3"] and db.value_bytes((one,)) == 1
+
+
+def test_a_written_batch_cannot_be_entered_again(db: Bitcask) -> None:
+    # Before: a second `with b:` wrote the same ops again (here deleting the new b"b").
+    with db.batch() as b:
+        b.put(b"a", b"1")
+        b.delete(b"b")
+    db.put(b"b", b"new")
+    with pytest.raises(RuntimeError, match="already written"), b:
+        pass
+    assert dict(db.items()) == {b"a": b"1", b"b": b"new"} and b.results == [None, False]
