@@ -36,6 +36,7 @@ _READONLY_RETRIES = 5
 # Errors creating the active file at open that mean "the disk is full": the store
 # opens for reads and heals like a failed write (anything else fails the open).
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def open_store(
@@ -59,7 +60,11 @@ def open_store(
                 "give the directory's path",
                 path,
             ) from exc
-        release = DirLock(path).release
+        try:
+            release = DirLock(path).release
+        except OSError as exc:
+            _raise_unwritable(path, exc)
+            raise
     full: OSError | None = None
     try:
         if not readonly:
@@ -91,8 +96,10 @@ def open_store(
                 if exc.errno not in _DISK_FULL:
                     raise
                 full = exc
-    except BaseException:
+    except BaseException as exc:
         release()
+        if isinstance(exc, OSError):
+            _raise_unwritable(path, exc)
         raise
     db = Bitcask(
         path,
@@ -121,6 +128,20 @@ def open_store(
         for sealed in result.unhinted:
             writer.tasks.put(lambda sealed=sealed: files.write_hint(sealed))  # type: ignore[misc]
     return db
+
+
+def _raise_unwritable(path: str, exc: OSError) -> None:
+    """A store the user may not write (a directory or file of another user, a
+    read-only mount) as one sentence naming the way to read it, with the same errno
+    (a PermissionError stays one); any other error is left to the caller to re-raise."""
+    if exc.errno not in _NOT_WRITABLE or isinstance(exc, BitcaskError) or exc.filename is None:
+        return
+    raise OSError(
+        exc.errno,
+        f"cannot open the store for writing: {exc.strerror} on {exc.filename!r}; "
+        "bitcask.open(path, readonly=True) reads it",
+        path,
+    ) from exc
 
 
 def _load_readonly(path: str, options: Options) -> LoadResult:

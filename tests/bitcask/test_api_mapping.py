@@ -311,3 +311,82 @@ def test_a_written_batch_cannot_be_entered_again(db: Bitcask) -> None:
     with pytest.raises(RuntimeError, match="already written"), b:
         pass
     assert dict(db.items()) == {b"a": b"1", b"b": b"new"} and b.results == [None, False]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_the_dict_methods_in_a_forked_child_read_and_refuse_writes(tmp_path: Path) -> None:
+    from .test_api_contract_fork import _in_child
+
+    with bitcask.open(tmp_path, sync="never") as db:
+        db.update({b"a": b"1", b"b": b"2"})
+        got = _in_child(
+            {
+                "get": lambda: db.get(b"z", b"d"),
+                "values": lambda: list(db.values()),
+                "pop": lambda: db.pop(b"a"),
+                "setdefault": lambda: db.setdefault(b"z", b"1"),
+                "update": lambda: db.update(z=b"1"),
+                "popitem": db.popitem,
+            }
+        )
+        assert got == {
+            "get": "b'd'",
+            "values": "[b'1', b'2']",
+            "pop": "ReadOnlyError",
+            "setdefault": "ReadOnlyError",
+            "update": "ReadOnlyError",
+            "popitem": "ReadOnlyError",
+        }
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
+        db.pop(b"a")
+    with bitcask.open(tmp_path) as again:
+        assert dict(again.items()) == {b"b": b"2"}
+
+
+def _unwritable_store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    with bitcask.open(path, sync="never") as db:
+        db.put(b"a", b"1")
+    return path
+
+
+@pytest.mark.parametrize("where", ["lock", "active"])
+def test_a_store_it_may_not_write_says_how_to_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # Root writes through modes, so the refusal is faked here at the two places an
+    # open meets it (test_an_unwritable_store_as_its_user below is the real one).
+    # Before: "[Errno 13] Permission denied: '.../0000000002.data'", naming no way out.
+    path = _unwritable_store(tmp_path)
+    target = (
+        "bitcask._lock.DirLock.__init__"
+        if where == "lock"
+        else ("bitcask._files.FileTable.create_active")
+    )
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path / "LOCK"))
+
+    monkeypatch.setattr(target, refuse)
+    with pytest.raises(PermissionError, match=r"readonly=True\) reads it") as info:
+        bitcask.open(path)
+    assert info.value.filename == str(path) and "Permission denied on" in str(info.value)
+    monkeypatch.undo()
+    with bitcask.open(path, readonly=True) as db:
+        assert dict(db.items()) == {b"a": b"1"}
+    with bitcask.open(path) as db:  # the lock was let go of
+        assert dict(db.items()) == {b"a": b"1"}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory modes")
+def test_an_unwritable_store_as_its_user(tmp_path: Path) -> None:
+    path = _unwritable_store(tmp_path)
+    (path / "LOCK").unlink()
+    path.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        with pytest.raises(PermissionError, match=r"readonly=True\) reads it"):
+            bitcask.open(path)
+        with bitcask.open(path, readonly=True) as db:
+            assert dict(db.items()) == {b"a": b"1"}
+    finally:
+        path.chmod(stat.S_IRWXU)
