@@ -707,6 +707,8 @@ class Bitcask(WriteMethods, ExpiryMethods, MappingMethods):
         self.close()
 
     def __repr__(self) -> str:
+        if self._closed:  # the keys left in memory are no answer any more
+            return f"<Bitcask {self.path!r} closed>"
         mode = "readonly" if self._readonly else self.options.sync
         return f"<Bitcask {self.path!r} {mode} keys={len(self._kmap)}>"
 

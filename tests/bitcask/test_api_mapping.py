@@ -242,6 +242,7 @@ def test_a_closed_store_refuses_the_dict_methods_and_with(tmp_path: Path) -> Non
         except Exception as exc:
             got[name] = type(exc).__name__
     assert got == dict.fromkeys(calls, "StoreClosedError")
+    assert repr(db) == f"<Bitcask {str(tmp_path)!r} closed>"  # was "never keys=1"
     with bitcask.open(tmp_path) as again:
         assert dict(again.items()) == {b"a": b"1"}
 
