@@ -54,6 +54,14 @@ def _large_record(key: bytes, value: bytes, exp: int, inner: int, ts: int) -> by
     return b"".join((_pack_crc(crc32(value, crc32(head))), head, value))
 
 
+# Every malformed batch op, one sentence: the shapes there are (a put with no value
+# used to say "unknown batch op ('put', b'a')", as if "put" were unknown).
+_BAD_OP = (
+    "a batch op is ('put', key, value[, ttl]) or ('delete', key), not {!r}"
+    " (a batch is a list of them)"
+)
+
+
 def expiry_ms(clock: Callable[[], float], ttl: object) -> int:
     """The expiry (ms since the epoch) of a record written now with ``ttl`` seconds
     (an int, a float or a ``datetime.timedelta``).
@@ -156,7 +164,7 @@ class OpEncoder:
             if op.__class__ is not tuple and not isinstance(op, list):
                 if isinstance(op, Op):
                     raise Planned
-                raise ValueError(f"batch op must be a tuple, not {op!r}")
+                raise ValueError(_BAD_OP.format(op))
             n = len(op)
             if n == 4:
                 kind, key, value, ttl = op
@@ -166,7 +174,7 @@ class OpEncoder:
             elif n == 2:
                 kind, key = op
             else:
-                raise ValueError(f"unknown batch op {op!r}")
+                raise ValueError(_BAD_OP.format(op))
             if kind == "put" and n != 2:
                 exp = 0 if ttl is None else expiry_ms(clock, ttl)
             elif kind == "put_at" and n == 4:
@@ -183,7 +191,7 @@ class OpEncoder:
                 append_exp(-1)
                 continue
             else:
-                raise ValueError(f"unknown batch op {op!r}")
+                raise ValueError(_BAD_OP.format(op))
             key, rec = record(key, value, exp, inner, ts)
             append_key(key)
             append_rec(rec)

@@ -427,3 +427,21 @@ def test_iterating_while_another_thread_writes_sees_every_untouched_key_once(
         writer.join(timeout=60)
         assert not writer.is_alive()
         assert len(db) == len(steady) + 3000
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        pytest.param([("put", b"a")], id="put-without-value"),
+        pytest.param([("set", b"a", b"1")], id="unknown-kind"),
+        pytest.param(("put", b"a", b"1"), id="one-op-not-a-list"),
+        pytest.param([("delete", b"a", b"1")], id="delete-with-value"),
+    ],
+)
+def test_a_malformed_batch_op_names_the_shapes_there_are(db: Bitcask, ops: Any) -> None:
+    # Before: "unknown batch op ('put', b'a')" (as if "put" were unknown) and, for one
+    # op not in a list, "batch op must be a tuple, not 'put'".
+    db.put(b"a", b"0")
+    with pytest.raises(ValueError, match=r"a batch op is \('put', key, value\[, ttl\]\)"):
+        db.write_batch(ops)
+    assert dict(db.items()) == {b"a": b"0"}
