@@ -270,7 +270,7 @@ def test_store_closed_error_is_what_every_dict_method_raises_after_close_even_mi
         list(it)
 
 
-def test_open_creates_the_directory_for_its_owner_only_whatever_the_umask(
+def test_open_and_backup_create_their_directory_for_the_owner_only_whatever_the_umask(
     tmp_path: Path,
 ) -> None:
     # docs/engine.md said "created (mode 0700)"; it was 0777 less the umask (0755 under
@@ -284,9 +284,11 @@ def test_open_creates_the_directory_for_its_owner_only_whatever_the_umask(
             db.put(b"k", b"v")
         with bitcask.open(existing, sync="never") as db:
             db.put(b"k", b"v")
+            db.backup(tmp_path / "backup")  # was 0777 less the umask too
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a" / "new").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "backup").stat().st_mode) == 0o700
     assert stat.S_IMODE(existing.stat().st_mode) == 0o755  # left as the user made it
 
 
