@@ -224,6 +224,10 @@ def test_a_closed_store_refuses_the_dict_methods_and_with(tmp_path: Path) -> Non
     db.put(b"a", b"1")
     db.close()
     calls = {
+        # Before: get of an absent key answered None (db[key] KeyError) from the keydir
+        # left in memory, while a present key raised StoreClosedError.
+        "get-absent": lambda: db.get(b"absent"),
+        "getitem-absent": lambda: db[b"absent"],
         "get-default": lambda: db.get(b"a", b"d"),
         "values": lambda: list(db.values()),
         "pop": lambda: db.pop(b"a", None),
