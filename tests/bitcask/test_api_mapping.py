@@ -124,10 +124,13 @@ def test_update_is_one_batch_refused_whole(db: Bitcask) -> None:
     assert dict(db.items()) == {b"keep": b"1"}
 
 
-def test_popitem_pops_the_smallest_key_until_empty(db: Bitcask) -> None:
+def test_popitem_pops_each_visible_item_once_until_empty(db: Bitcask, clock: Clock) -> None:
     db.update({b"b": b"2", b"a": b"1"})
-    assert db.popitem() == (b"a", b"1")
-    assert db.popitem() == (b"b", b"2")
+    db.put(b"0", b"expired", ttl=1)  # first in the keydir, and not to be handed out
+    db.put(b"c", b"3", ttl=100)
+    clock.now += 1
+    got = [db.popitem() for _ in range(3)]
+    assert sorted(got) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
     with pytest.raises(KeyError, match="empty"):
         db.popitem()
     assert len(db) == 0
