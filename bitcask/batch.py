@@ -21,7 +21,8 @@ class Batch:
 
     Nothing touches the store until the ``with`` block exits without an exception;
     then every op is written with one write() (and at most one fsync), or none is.
-    Use from the writer thread.
+    A Batch is its own thread's (it takes no lock); the write it makes on exit is
+    serialized with every other thread's writes, as any write_batch() is.
 
     Example:
         >>> with db.batch() as b:
@@ -42,7 +43,7 @@ class Batch:
     def put(
         self, key: bytes | str, value: bytes | str, ttl: float | timedelta | None = None
     ) -> None:
-        """Queue a put (validated when the batch is written). Writer thread.
+        """Queue a put (validated when the batch is written).
 
         Example:
             >>> b.put(b"k", b"v", ttl=60)
