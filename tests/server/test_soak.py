@@ -154,3 +154,41 @@ def test_journal_compaction_builds_the_same_hint(seed: int) -> None:
     assert compacted.intact
     assert len(compacted.keys) <= len(plain.keys)
     assert compacted.build(1, off) == plain.build(1, off)
+
+
+def test_watching_a_key_again_holds_no_more_watches(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # Every WATCH added a watch to its connection, of keys it watched already too: a
+    # client that WATCHes in a loop and EXECs only sometimes (check, then maybe write)
+    # held one more watch a command (100,000 WATCHes of one key: +26 MB, and the EXEC
+    # after them joined the parts' keys for 221 s on the writer's thread, every other
+    # write waiting). A key watched already keeps its first watch, as in Redis.
+    srv = server_factory(sync="never")
+    n = 20_000
+    with Inline(srv.port) as a, Inline(srv.port) as b:
+        assert a.cmd(b"SET k 1") == "OK"
+        assert a.cmd(b"SET other 1") == "OK"
+        assert a.cmd(b"WATCH k") == "OK"
+        assert b.cmd(b"SET k 2") == "OK"  # after the first WATCH: EXEC must see it
+
+        def one_round(r: int) -> None:
+            a.send(b"WATCH k other\r\n" * n)
+            assert {a.reply() for _ in range(n)} == {"OK"}
+
+        half, end = grows(max(ROUNDS, 4), one_round, lambda: proc_facts(srv)["RssAnon"])
+        # before: about 260 bytes a WATCH, +10 MB over the second half
+        assert end <= half + 3 * 1024, (half, end)
+        # the first WATCH of k still decides: k was written after it
+        a.send(b"MULTI\r\nSET k 3\r\nSET other 3\r\nEXEC\r\n")
+        assert [a.reply() for _ in range(4)] == ["OK", "QUEUED", "QUEUED", None]
+        assert (a.cmd(b"GET k"), a.cmd(b"GET other")) == (b"2", b"1")
+        # EXEC let go of every watch: the next ones are taken afresh
+        assert a.cmd(b"WATCH k") == "OK"
+        a.send(b"MULTI\r\nSET k 4\r\nEXEC\r\n")
+        assert [a.reply() for _ in range(3)] == ["OK", "QUEUED", ["OK"]]
+        assert a.cmd(b"WATCH other") == "OK"
+        assert b.cmd(b"SET other 5") == "OK"
+        a.send(b"WATCH other k\r\nMULTI\r\nSET k 6\r\nEXEC\r\n")
+        assert [a.reply() for _ in range(4)] == ["OK", "OK", "QUEUED", None]
+        assert (b.cmd(b"GET k"), b.cmd(b"GET other")) == (b"4", b"5")
