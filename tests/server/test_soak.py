@@ -23,7 +23,8 @@ import pytest
 from bitcask._datafile import FILE_HEADER_SIZE, ScanIssues, map_file, scan
 from bitcask._hint import build_hint
 from tests.bitcask._journal_stream import compacted_and_plain
-from tests.server.wire import Conn, Inline
+from tests.server.test_startup import LimitedServer, connect_admitted
+from tests.server.wire import Conn, Inline, RemoteError
 from tests.serverproc import ServerProcess
 
 CRLF = b"\r\n"
@@ -192,3 +193,38 @@ def test_watching_a_key_again_holds_no_more_watches(
         a.send(b"WATCH other k\r\nMULTI\r\nSET k 6\r\nEXEC\r\n")
         assert [a.reply() for _ in range(4)] == ["OK", "OK", "QUEUED", None]
         assert (b.cmd(b"GET k"), b.cmd(b"GET other")) == (b"4", b"5")
+
+
+def test_writes_short_of_descriptors_log_a_line_every_ten_seconds(tmp_path: Any) -> None:
+    # Out of descriptors (EMFILE), a write that needs a new data file fails alone and
+    # the store stays writable; each such write logged its own warning, so a client
+    # retrying wrote log lines as fast as it wrote (5,288 writes: 5,288 lines, 800 KB).
+    limit = 110
+    srv = LimitedServer(
+        data=tmp_path / "data",
+        sync="never",
+        soft=limit,
+        hard=limit,
+        extra=["--max-file-size", "2048", "--merge-trigger", "0", "--max-connections", "8"],
+    )
+    srv.start()
+    try:
+        conn = connect_admitted(srv.port)
+        stored, failed = {}, []
+        for i in range(1500):  # about 8 records a file: the descriptors run out first
+            key, value = b"k%d" % i, b"v%d" % i * 40
+            try:
+                assert conn.call("put", key, value) is True
+                stored[key] = value
+            except RemoteError as exc:
+                assert exc.name == "IO_ERROR" and "Too many open files" in exc.message, exc
+                failed.append(key)
+        assert len(failed) > 300, len(failed)
+        lines = [ln for ln in srv.log().splitlines() if "store stays writable" in ln]
+        assert 1 <= len(lines) <= 3, lines[:5]  # one now, then one every 10 s at most
+        assert conn.call("stats")["readonly_reason"] is None
+        assert conn.call("mget", list(stored)) == list(stored.values())
+        assert conn.call("mget", failed) == [None] * len(failed)
+        conn.close()
+    finally:
+        srv.kill()
