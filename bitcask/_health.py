@@ -22,8 +22,8 @@ Strategy / invariants:
 - One owner: the writer reports faults under its lock; the probe thread is the
   only one that clears a write fault (through the writer's ``resume``); readers
   take ``snapshot()``. Every change of state is logged at ERROR or WARNING, probe
-  failures at most once per back-off step, refused writes and corrupt records
-  read at most every 10 s.
+  failures at most once per back-off step, refused writes, writes short of a
+  descriptor and corrupt records read at most every 10 s.
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ class DiskHealth:
         self.last_attempt: float | None = None  # wall-clock time of the last probe
         self.attempts = 0
         self._thread: threading.Thread | None = None
-        self._last_refusal_log = -_REFUSED_LOG_EVERY
-        self._last_corrupt_log = -_REFUSED_LOG_EVERY
+        self._logged: dict[str, float] = {}  # kind of line -> when one was last logged
         self._corrupt_reads = 0
+        self._short_of_descriptors = 0  # writes that failed alone for want of one
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-serialisable copy: state, reason, since, last_attempt, attempts, and
@@ -154,20 +154,38 @@ class DiskHealth:
         )
         self.state, self.reason, self.since, self.began = "ok", None, None, None
 
+    def _log_due(self, kind: str) -> bool:
+        """Whether a line of ``kind`` may be logged now: at most every 10 s each, so a
+        client retrying in a loop cannot fill a disk with log lines."""
+        now = time.monotonic()
+        if now - self._logged.get(kind, -_REFUSED_LOG_EVERY) < _REFUSED_LOG_EVERY:
+            return False
+        self._logged[kind] = now
+        return True
+
     def refused(self, why: object) -> None:
         """A write was refused for the current fault; logged at most every 10 s."""
-        now = time.monotonic()
-        if now - self._last_refusal_log >= _REFUSED_LOG_EVERY:
-            self._last_refusal_log = now
+        if self._log_due("refused"):
             log.warning("write refused in %s: %s", self._path, why)
+
+    def short_of_descriptors(self, reason: str) -> None:
+        """A write failed alone for want of a descriptor (``is_transient``); logged at
+        most every 10 s with the count so far: each one logged its own line, 5,288
+        writes at the limit 5,288 lines (800 KB), as fast as a client retried."""
+        self._short_of_descriptors += 1
+        if self._log_due("descriptors"):
+            log.warning(
+                "write failed in %s, store stays writable: %s (%d such writes so far)",
+                self._path,
+                reason,
+                self._short_of_descriptors,
+            )
 
     def corrupt(self, message: str) -> CorruptRecordError:
         """A read found a record that fails its check: the error to raise, logged at
         WARNING at most every 10 s (with the count of the others in between)."""
         self._corrupt_reads += 1
-        now = time.monotonic()
-        if now - self._last_corrupt_log >= _REFUSED_LOG_EVERY:
-            self._last_corrupt_log = now
+        if self._log_due("corrupt"):
             log.warning(
                 "corrupt record read in %s: %s (%d such reads so far; `bitcask check` "
                 "lists them, `bitcask repair` removes them)",

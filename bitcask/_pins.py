@@ -155,6 +155,12 @@ class Pins:
 
     def remember_crc(self, name: str, size: int, crc: int) -> None:
         with self._lock:
-            if len(self._crcs) > 100_000:
-                self._crcs.clear()
             self._crcs[(name, size)] = crc
+
+    def keep_crcs(self, names: set[str]) -> None:
+        """Forget the CRCs of files not named in ``names`` (the store's files now: ids
+        are never reused, so a file gone is never in a later snapshot). The cache kept
+        every file a snapshot ever described, merged away or not, up to 100,000 (24 MB)."""
+        with self._lock:
+            for key in [key for key in self._crcs if key[0] not in names]:
+                del self._crcs[key]

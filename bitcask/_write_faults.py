@@ -103,7 +103,7 @@ class WriteFaults:
                 return self._gone(gone)
         reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
         if not fsync and is_transient(exc):
-            log.warning("write failed in %s, store stays writable: %s", self.path, reason)
+            self.health.short_of_descriptors(reason)
             return StoreIOError(exc.errno or 0, f"write failed, nothing was written: {reason}")
         if fsync:
             self.health.fsync_failed(reason)

@@ -17,7 +17,8 @@ Strategy (invariants):
 4. ``prepare`` makes every pinned data file come with a valid hint (building the
    missing ones, under a private temp name so the background hint writer is never
    raced), and records name, size and CRC-32 of every file. Sealed files are
-   immutable, so CRCs are cached by (name, size) across snapshots.
+   immutable, so CRCs are cached by (name, size) across snapshots, for the files
+   the store holds when a snapshot is prepared (a merged-away file's are dropped).
 5. A pin has an owner (who to release it for, e.g. a connection) and an idle
    timeout, pushed back by every ``read_chunk``. An expired pin protects nothing:
    ``Pins.pinned`` drops it, and reading from it raises ``SnapshotNotFoundError``.
@@ -120,6 +121,8 @@ def prepare(db: Bitcask, snap: Snapshot) -> None:
     files_ = db.files
     with db.writer.lock:
         sizes, maps = files_.hand_out([fid for fid in snap.fids if fid in files_.sealed])
+        held = list(files_.sealed)
+    db.merges.pins.keep_crcs({name for fid in held for name in (data_name(fid), hint_name(fid))})
     files: list[SnapshotFile] = []
     for fid, size in sorted(sizes.items()):
         _check_not_stopped(db)

@@ -462,13 +462,14 @@ class Dispatcher(TransactionHandlers):
         shape: Callable[[list[Any]], Any],
         sync: bool = False,
         watch: Any = None,
+        failed: Callable[[], None] | None = None,
     ) -> Outcome:
         if self.shutting_down:
             raise Invalid(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
         reason = self._db.readonly_reason
         if reason:
             raise Invalid(ErrorCode.READ_ONLY, f"the store is read-only: {reason}")
-        return Write(ops, nbytes, shape, sync, watch)
+        return Write(ops, nbytes, shape, sync, watch, failed)
 
     # ---- checks ----
 

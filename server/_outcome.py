@@ -65,9 +65,10 @@ class Read:
 
 class Write:
     """Submit `ops` to the writer (`sync`: force an fsync; `watch`: apply only if no
-    watched key was written, see Writer.submit); `shape(results)` is the reply."""
+    watched key was written, see Writer.submit); `shape(results)` is the reply, and
+    `failed()`, if given, runs instead when the writer failed or refused the ops."""
 
-    __slots__ = ("nbytes", "ops", "shape", "sync", "watch")
+    __slots__ = ("failed", "nbytes", "ops", "shape", "sync", "watch")
 
     def __init__(
         self,
@@ -76,12 +77,14 @@ class Write:
         shape: Callable[[list[Any]], Any],
         sync: bool = False,
         watch: Any = None,
+        failed: Callable[[], None] | None = None,
     ) -> None:
         self.ops = ops
         self.nbytes = nbytes
         self.shape = shape
         self.sync = sync
         self.watch = watch
+        self.failed = failed
 
 
 class Async:

@@ -113,12 +113,19 @@ class _Slot:
                 self.error = error_info(err)
         else:
             self.error = error_info(exc)
+            self.outcome_failed()
         self.done = True
         pipeline = self.pipeline
         pipeline._inflight -= 1
         if not pipeline._group_pending:
             pipeline._group_pending = True
             pipeline._writer.after_group.append(pipeline._group_done)
+
+    def outcome_failed(self) -> None:
+        """A Write the writer failed or refused: its `failed` hook (a commit's watch)."""
+        outcome = self.outcome
+        if type(outcome) is Write and outcome.failed is not None:
+            outcome.failed()
 
     def settle(self, result: Any, error: ErrorInfo | None) -> None:
         """The callback of Async work (merge) and of refused submissions."""
@@ -480,6 +487,7 @@ class Pipeline:
 
     def _refuse(self, slot: _Slot) -> None:
         """The writer refused a submission (closed, or hopelessly behind)."""
+        slot.outcome_failed()
         if self._writer.closed:
             slot.settle(None, make_error(ErrorCode.SHUTTING_DOWN, "shutting down"))
         else:

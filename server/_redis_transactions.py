@@ -32,7 +32,6 @@ from ._dispatch import batch_values, sizes_over
 from ._outcome import Async, Done, Outcome, Read, error_info
 from ._redis_replies import ErrorReply, reply_too_big
 from ._redis_session import OK, RedisError, RedisSession, Settle, Step, redis_error, run_read
-from ._session import WatchRef
 from ._writer import WATCH_ABORTED, Writer
 from .config import ServerConfig
 
@@ -79,9 +78,12 @@ class TransactionCommands:
         # pipelined behind this WATCH finds it (it found nothing, so EXEC ran unwatched
         # and the watch was left for the next transaction); the engine watch is taken
         # by a Read, after this connection's earlier writes applied, so they never
-        # count as writes seen by it. A ref released before then takes nothing.
-        ref = WatchRef()
-        s.watches.append(ref)
+        # count as writes seen by it. A ref released before then takes nothing. Keys
+        # the connection watches already keep their first watch (Redis's rule).
+        taken = s.watch_keys(ks)
+        if taken is None:
+            return Done(OK, None)
+        ref, ks = taken
 
         def watch(_: None) -> bytes:
             if not ref.released:
@@ -95,7 +97,7 @@ class TransactionCommands:
             return Done(None, redis_error("ERR EXEC without MULTI"))
         queued, dirty = s.multi, s.dirty
         s.multi, s.dirty = None, False
-        watches, s.watches = s.watches, []
+        watches = s.take_watches()
         if dirty:
             for w in watches:
                 w.release()

@@ -140,7 +140,11 @@ class TransactionHandlers:
         session.spent[id(watch)] = watch  # released by the reply or when the connection ends
         try:
             return self._write(
-                ops, size, lambda r: _watched(r, shapes, session, watch), watch=watch.get
+                ops,
+                size,
+                lambda r: _watched(r, shapes, session, watch),
+                watch=watch.get,
+                failed=lambda: _release(session, watch),  # IO_ERROR, BUSY: no shape runs
             )
         except BaseException:
             _release(session, watch)

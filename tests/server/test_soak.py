@@ -23,7 +23,8 @@ import pytest
 from bitcask._datafile import FILE_HEADER_SIZE, ScanIssues, map_file, scan
 from bitcask._hint import build_hint
 from tests.bitcask._journal_stream import compacted_and_plain
-from tests.server.wire import Conn, Inline
+from tests.server.test_startup import LimitedServer, connect_admitted
+from tests.server.wire import Conn, Inline, RemoteError
 from tests.serverproc import ServerProcess
 
 CRLF = b"\r\n"
@@ -154,3 +155,76 @@ def test_journal_compaction_builds_the_same_hint(seed: int) -> None:
     assert compacted.intact
     assert len(compacted.keys) <= len(plain.keys)
     assert compacted.build(1, off) == plain.build(1, off)
+
+
+def test_watching_a_key_again_holds_no_more_watches(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # Every WATCH added a watch to its connection, of keys it watched already too: a
+    # client that WATCHes in a loop and EXECs only sometimes (check, then maybe write)
+    # held one more watch a command (100,000 WATCHes of one key: +26 MB, and the EXEC
+    # after them joined the parts' keys for 221 s on the writer's thread, every other
+    # write waiting). A key watched already keeps its first watch, as in Redis.
+    srv = server_factory(sync="never")
+    n = 20_000
+    with Inline(srv.port) as a, Inline(srv.port) as b:
+        assert a.cmd(b"SET k 1") == "OK"
+        assert a.cmd(b"SET other 1") == "OK"
+        assert a.cmd(b"WATCH k") == "OK"
+        assert b.cmd(b"SET k 2") == "OK"  # after the first WATCH: EXEC must see it
+
+        def one_round(r: int) -> None:
+            a.send(b"WATCH k other\r\n" * n)
+            assert {a.reply() for _ in range(n)} == {"OK"}
+
+        half, end = grows(max(ROUNDS, 4), one_round, lambda: proc_facts(srv)["RssAnon"])
+        # before: about 260 bytes a WATCH, +10 MB over the second half
+        assert end <= half + 3 * 1024, (half, end)
+        # the first WATCH of k still decides: k was written after it
+        a.send(b"MULTI\r\nSET k 3\r\nSET other 3\r\nEXEC\r\n")
+        assert [a.reply() for _ in range(4)] == ["OK", "QUEUED", "QUEUED", None]
+        assert (a.cmd(b"GET k"), a.cmd(b"GET other")) == (b"2", b"1")
+        # EXEC let go of every watch: the next ones are taken afresh
+        assert a.cmd(b"WATCH k") == "OK"
+        a.send(b"MULTI\r\nSET k 4\r\nEXEC\r\n")
+        assert [a.reply() for _ in range(3)] == ["OK", "QUEUED", ["OK"]]
+        assert a.cmd(b"WATCH other") == "OK"
+        assert b.cmd(b"SET other 5") == "OK"
+        a.send(b"WATCH other k\r\nMULTI\r\nSET k 6\r\nEXEC\r\n")
+        assert [a.reply() for _ in range(4)] == ["OK", "OK", "QUEUED", None]
+        assert (b.cmd(b"GET k"), b.cmd(b"GET other")) == (b"4", b"5")
+
+
+def test_writes_short_of_descriptors_log_a_line_every_ten_seconds(tmp_path: Any) -> None:
+    # Out of descriptors (EMFILE), a write that needs a new data file fails alone and
+    # the store stays writable; each such write logged its own warning, so a client
+    # retrying wrote log lines as fast as it wrote (5,288 writes: 5,288 lines, 800 KB).
+    limit = 110
+    srv = LimitedServer(
+        data=tmp_path / "data",
+        sync="never",
+        soft=limit,
+        hard=limit,
+        extra=["--max-file-size", "2048", "--merge-trigger", "0", "--max-connections", "8"],
+    )
+    srv.start()
+    try:
+        conn = connect_admitted(srv.port)
+        stored, failed = {}, []
+        for i in range(1500):  # about 8 records a file: the descriptors run out first
+            key, value = b"k%d" % i, b"v%d" % i * 40
+            try:
+                assert conn.call("put", key, value) is True
+                stored[key] = value
+            except RemoteError as exc:
+                assert exc.name == "IO_ERROR" and "Too many open files" in exc.message, exc
+                failed.append(key)
+        assert len(failed) > 300, len(failed)
+        lines = [ln for ln in srv.log().splitlines() if "store stays writable" in ln]
+        assert 1 <= len(lines) <= 3, lines[:5]  # one now, then one every 10 s at most
+        assert conn.call("stats")["readonly_reason"] is None
+        assert conn.call("mget", list(stored)) == list(stored.values())
+        assert conn.call("mget", failed) == [None] * len(failed)
+        conn.close()
+    finally:
+        srv.kill()
