@@ -20,10 +20,11 @@ from __future__ import annotations
 import functools
 import mmap
 import re
+import struct
 from collections.abc import Iterator
 from zlib import crc32
 
-from ._record import HEADER, HEADER_SIZE, KNOWN_FLAGS
+from ._record import HEADER_SIZE, KNOWN_FLAGS
 from ._syndrome import one_byte_error, range_crc
 from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 
@@ -38,6 +39,10 @@ _LENGTHS = HEADER_SIZE - 8
 _LOOKAHEAD = 26
 _REACH = HEADER_SIZE - _LOOKAHEAD
 _ZERO_HEADER = bytes(HEADER_SIZE)
+# HEADER without the timestamp and expiry, which no rule reads: crc, flags, key_len,
+# value_len (unpacking two u64 a probe never looks at cost ~10% of a probe).
+_PROBE = struct.Struct(">IB16xII")
+assert _PROBE.size == HEADER_SIZE
 _NONZERO = re.compile(rb"[^\x00]")
 
 
@@ -276,12 +281,12 @@ def valid_at(buf: bytes | mmap.mmap, pos: int, end: int) -> bool:
     CRC matches (rule 3 of docs/format.md; ``candidates`` matches every such record)."""
     if end - pos < HEADER_SIZE:
         return False
-    crc, flags, _ts, _exp, kl, vl = HEADER.unpack_from(buf, pos)
+    crc, flags, kl, vl = _PROBE.unpack_from(buf, pos)
     nxt = pos + HEADER_SIZE + kl + vl
     return (
         nxt <= end
         and kl <= MAX_KEY_SIZE_LIMIT
         and vl <= MAX_VALUE_SIZE_LIMIT
         and not flags & ~KNOWN_FLAGS
-        and range_crc(buf, pos + 4, nxt) == int(crc)
+        and range_crc(buf, pos + 4, nxt) == crc
     )
