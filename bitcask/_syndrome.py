@@ -170,38 +170,6 @@ def _tables_of(images: list[int]) -> tuple[list[int], ...]:
     return tuple(out)
 
 
-# _forward: a jump of n bytes applies one table per non-zero hex digit of n (at most
-# 6 for a range below 16 MiB, 8 for any record's: below 2**32), not one per set bit
-# (about 12 for a random 24-bit length): a resync over records cut mid-header probes
-# ~25,000 ranges longer than _DIRECT per MiB, and the jump was most of their cost.
-_DIGITS = 8
-
-
-@functools.cache
-def _digit_tables() -> list[list[tuple[list[int], ...]]]:
-    """Z^(d * 16**i) for i < _DIGITS, 0 < d < 16 (index d - 1), as byte tables; built
-    once, when a long range is first asked about (~0.1 s)."""
-    levels = _jump_tables(backward=False)
-    return [
-        [_tables_of([_jump(levels, 1 << j, d << 4 * i) for j in range(32)]) for d in range(1, 16)]
-        for i in range(_DIGITS)
-    ]
-
-
-def _forward(r: int, n: int) -> int:
-    """Z^n(r): the raw CRC register ``r`` after ``n`` zero bytes (n < 2**32)."""
-    rows = _digit_tables()
-    i = 0
-    while n:
-        d = n & 15
-        if d:
-            t0, t1, t2, t3 = rows[i][d - 1]
-            r = t0[r & 0xFF] ^ t1[r >> 8 & 0xFF] ^ t2[r >> 16 & 0xFF] ^ t3[r >> 24]
-        n >>= 4
-        i += 1
-    return r
-
-
 def _zero_step(r: int) -> int:
     """Z(r): the CRC register after one zero byte (without zlib's inversions)."""
     return r >> 8 ^ _T[r & 0xFF]
@@ -214,7 +182,7 @@ def _zero_step(r: int) -> int:
 # header is rewritten in place, when a writer seals its file: hence _BASE), and
 # only registers below that end are kept.
 _BASE = 16
-_CHECKPOINT = 1 << 10  # ~1 us of crc32 at most for either end of a range
+_CHECKPOINT = 1 << 10  # crc32 of < 1 KiB at either end of a range
 _DIRECT = 1 << 12  # ranges shorter than this are CRC'd directly (the jump costs as much)
 _M = 0xFFFFFFFF
 _prefixes: tuple[weakref.ref[mmap.mmap], array[int]] | None = None
@@ -223,24 +191,30 @@ _prefixes_lock = threading.Lock()
 
 def range_crc(buf: bytes | mmap.mmap, a: int, b: int) -> int:
     """``crc32(buf[a:b])``, at a cost independent of ``b - a`` for a long range of a
-    mapped file: from the prefix registers R (raw CRC of ``buf[:x]``) at ``a`` and
-    ``b``, crc32 = R(b) ^ Z^(b-a)(R(a) ^ M) ^ M, M = 0xFFFFFFFF (CRC-32 is affine;
-    R of ``buf[_BASE:x]`` serves as well: the common prefix cancels).
-    A resync probes records at offsets that are not record starts; the lengths read
-    there claim up to the rest of the file, and CRCs over them cost the scan of a
-    64 MiB file hours."""
+    mapped file. With a1 the first checkpoint at or after ``a``, b0 the last at or
+    before ``b``, and R the prefix registers (raw CRC of ``buf[_BASE:x]``) stored at
+    checkpoints: the register after ``buf[a:a1]`` (crc32 of < 1 KiB) is carried over
+    the whole blocks to b0, X = Z^(b0-a1)(Y ^ R(a1)) ^ R(b0) (CRC-32 is affine: the
+    bytes' own part of R(b0) is R(b0) ^ Z^(b0-a1)(R(a1))), then on over ``buf[b0:b]``
+    (< 1 KiB). A resync probes records at offsets that are not record starts; the
+    lengths read there claim up to the rest of the file, and CRCs over them cost
+    the scan of a 64 MiB file hours."""
     if b - a < _DIRECT or a < _BASE or not isinstance(buf, mmap.mmap):
         return crc32(buf[a:b])
-    return _prefix(buf, b) ^ _forward(_prefix(buf, a) ^ _M, b - a) ^ _M
+    ia = -((_BASE - a) // _CHECKPOINT)  # a1 = _BASE + ia * _CHECKPOINT >= a
+    ib = (b - _BASE) // _CHECKPOINT  # b0 <= b; b - a >= 2 * _CHECKPOINT, so ia < ib
+    regs = _registers(buf, ib)
+    y = crc32(buf[a : _BASE + ia * _CHECKPOINT]) ^ _M
+    x = _over_blocks(y ^ regs[ia], ib - ia) ^ regs[ib]
+    return crc32(buf[_BASE + ib * _CHECKPOINT : b], x ^ _M)
 
 
-def _prefix(buf: mmap.mmap, x: int) -> int:
-    """R(x): the raw CRC register after ``buf[_BASE:x]``."""
+def _registers(buf: mmap.mmap, i: int) -> array[int]:
+    """The prefix registers of ``buf``, at least up to checkpoint ``i``."""
     global _prefixes
-    i = (x - _BASE) // _CHECKPOINT
     state = _prefixes  # registers once stored never change: read them without the lock
     if state is not None and i < len(state[1]) and state[0]() is buf:
-        return _raw(state[1][i], buf[_BASE + i * _CHECKPOINT : x])
+        return state[1]
     with _prefixes_lock:
         state = _prefixes
         if state is None or state[0]() is not buf:
@@ -250,8 +224,47 @@ def _prefix(buf: mmap.mmap, x: int) -> int:
             j = len(regs) - 1
             at = _BASE + j * _CHECKPOINT
             regs.append(_raw(regs[j], buf[at : at + _CHECKPOINT]))
-        reg = regs[i]
-    return _raw(reg, buf[_BASE + i * _CHECKPOINT : x])
+        return regs
+
+
+# _over_blocks: a jump over k whole checkpoint blocks applies one table per non-zero
+# hex digit of k (3 for a 1 MiB range, 5 for 256 MiB), not one per set bit of the
+# byte count (about 12 for a random 24-bit length): a resync over records cut
+# mid-header probes ~25,000 ranges of 4 KiB or more per MiB, and the jump was most of
+# their cost. Ranges are below 2**32 bytes (a record's lengths): k < 16**_BLOCK_DIGITS.
+_BLOCK_DIGITS = 6
+
+
+@functools.cache
+def _block_tables() -> list[list[tuple[list[int], ...]]]:
+    """Z^(_CHECKPOINT * d * 16**i) for i < _BLOCK_DIGITS, 0 < d < 16 (index d - 1),
+    as byte tables; built once, when a long range is first asked about."""
+    levels = _jump_tables(backward=False)
+    base = _tables_of([_jump(levels, 1 << j, _CHECKPOINT) for j in range(32)])
+    rows = []
+    for _ in range(_BLOCK_DIGITS):
+        images = [1 << j for j in range(32)]
+        row = []
+        for _d in range(15):
+            images = [_apply(base, v) for v in images]
+            row.append(_tables_of(images))
+        rows.append(row)
+        base = _tables_of([_apply(base, v) for v in images])  # the 16th step: next digit
+    return rows
+
+
+def _over_blocks(r: int, k: int) -> int:
+    """Z^(k * _CHECKPOINT)(r): the raw CRC register ``r`` after k blocks of zeros."""
+    rows = _block_tables()
+    i = 0
+    while k:
+        d = k & 15
+        if d:
+            t0, t1, t2, t3 = rows[i][d - 1]
+            r = t0[r & 0xFF] ^ t1[r >> 8 & 0xFF] ^ t2[r >> 16 & 0xFF] ^ t3[r >> 24]
+        k >>= 4
+        i += 1
+    return r
 
 
 def _raw(reg: int, data: bytes) -> int:

@@ -17,13 +17,18 @@ properties, drawn by Hypothesis:
 
 from __future__ import annotations
 
+import mmap
+import random
 import struct
+import zlib
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitcask._framing import _LENGTHS, _LOOKAHEAD, candidates, resync, valid_at
 from bitcask._record import HEADER, HEADER_SIZE, KNOWN_FLAGS, encode
+from bitcask._syndrome import _BASE, _CHECKPOINT, range_crc
 from bitcask.options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 
 
@@ -117,3 +122,22 @@ def test_resync_finds_every_record_the_full_check_accepts(
     for before in {end // 2, end - 1, len(data) // 3}:
         want = next((p for p in slow if p + _LOOKAHEAD <= before), None)
         assert resync(data, 0, end, before=before) == want
+
+
+def test_range_crc_at_checkpoint_boundaries(tmp_path: Path) -> None:
+    """A long range's CRC is carried over whole checkpoint blocks (``range_crc``):
+    ranges starting and ending on, just before and just after block boundaries,
+    and spanning 2 to ~4,000 blocks (hex digits 0 and 15 included), equal crc32."""
+    rng = random.Random(3)
+    blob = rng.randbytes(1 << 20) + bytes(1 << 19) + rng.randbytes(1 << 20)
+    (tmp_path / "f").write_bytes(blob)
+    edges = [
+        _BASE + k * _CHECKPOINT + d
+        for k in (0, 1, 2, 15, 16, 17, 255, 256, 2600)
+        for d in (-1, 0, 1)
+    ]
+    with open(tmp_path / "f", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for a in edges:
+            for b in [*edges, len(blob)]:
+                if a >= _BASE and b - a >= 1 << 12 and b <= len(blob):
+                    assert range_crc(mm, a, b) == zlib.crc32(blob[a:b]), (a, b)
