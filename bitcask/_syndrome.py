@@ -184,6 +184,7 @@ def _zero_step(r: int) -> int:
 _BASE = 16
 _CHECKPOINT = 1 << 10  # crc32 of < 1 KiB at either end of a range
 _DIRECT = 1 << 12  # ranges shorter than this are CRC'd directly (the jump costs as much)
+assert _DIRECT >= 2 * _CHECKPOINT  # a longer range spans a whole block (range_crc)
 _M = 0xFFFFFFFF
 _prefixes: tuple[weakref.ref[mmap.mmap], array[int]] | None = None
 _prefixes_lock = threading.Lock()
