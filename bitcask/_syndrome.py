@@ -229,7 +229,7 @@ def _registers(buf: mmap.mmap, i: int) -> array[int]:
 
 
 # _over_blocks: a jump over k whole checkpoint blocks applies one table per non-zero
-# hex digit of k (3 for a 1 MiB range, 5 for 256 MiB), not one per set bit of the
+# hex digit of k (at most 3 below 4 MiB, 5 below 1 GiB), not one per set bit of the
 # byte count (about 12 for a random 24-bit length): a resync over records cut
 # mid-header probes ~25,000 ranges of 4 KiB or more per MiB, and the jump was most of
 # their cost. Ranges are below 2**32 bytes (a record's lengths): k < 16**_BLOCK_DIGITS.
