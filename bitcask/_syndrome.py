@@ -16,6 +16,7 @@ import functools
 import mmap
 import threading
 import weakref
+from array import array
 from collections.abc import Iterator
 from zlib import crc32
 
@@ -148,23 +149,25 @@ def _jump_tables(backward: bool) -> list[tuple[list[int], ...]]:
     """Z^-(2^k) (or Z^(2^k)) for k < 32 as four byte tables each (Z is linear over
     GF(2)); built once, when first needed (a few ms)."""
 
-    def tables_of(images: list[int]) -> tuple[list[int], ...]:
-        out = []
-        for byte in range(4):
-            t = [0] * 256
-            for v in range(1, 256):
-                low = v & -v
-                t[v] = t[v ^ low] ^ images[8 * byte + low.bit_length() - 1]
-            out.append(t)
-        return tuple(out)
-
     images = [_back(1 << j) if backward else _zero_step(1 << j) for j in range(32)]
-    levels = [tables_of(images)]
+    levels = [_tables_of(images)]
     for _ in range(31):
         last = levels[-1]
         images = [_apply(last, _apply(last, 1 << j)) for j in range(32)]
-        levels.append(tables_of(images))
+        levels.append(_tables_of(images))
     return levels
+
+
+def _tables_of(images: list[int]) -> tuple[list[int], ...]:
+    """The linear map taking bit j to ``images[j]``, as four byte tables (``_apply``)."""
+    out = []
+    for byte in range(4):
+        t = [0] * 256
+        for v in range(1, 256):
+            low = v & -v
+            t[v] = t[v ^ low] ^ images[8 * byte + low.bit_length() - 1]
+        out.append(t)
+    return tuple(out)
 
 
 def _zero_step(r: int) -> int:
@@ -179,41 +182,90 @@ def _zero_step(r: int) -> int:
 # header is rewritten in place, when a writer seals its file: hence _BASE), and
 # only registers below that end are kept.
 _BASE = 16
-_CHECKPOINT = 1 << 12
-_DIRECT = 1 << 15  # ranges shorter than this are CRC'd directly
+_CHECKPOINT = 1 << 10  # crc32 of < 1 KiB at either end of a range
+_DIRECT = 1 << 12  # ranges shorter than this are CRC'd directly (the jump costs as much)
+assert _DIRECT >= 2 * _CHECKPOINT  # a longer range spans a whole block (range_crc)
 _M = 0xFFFFFFFF
-_prefixes: tuple[weakref.ref[mmap.mmap], list[int]] | None = None
+_prefixes: tuple[weakref.ref[mmap.mmap], array[int]] | None = None
 _prefixes_lock = threading.Lock()
 
 
 def range_crc(buf: bytes | mmap.mmap, a: int, b: int) -> int:
     """``crc32(buf[a:b])``, at a cost independent of ``b - a`` for a long range of a
-    mapped file: from the prefix registers R (raw CRC of ``buf[:x]``) at ``a`` and
-    ``b``, crc32 = R(b) ^ Z^(b-a)(R(a) ^ M) ^ M, M = 0xFFFFFFFF (CRC-32 is affine;
-    R of ``buf[_BASE:x]`` serves as well: the common prefix cancels).
-    A resync probes records at offsets that are not record starts; the lengths read
-    there claim up to the rest of the file, and CRCs over them cost the scan of a
-    64 MiB file hours."""
+    mapped file. With a1 the first checkpoint at or after ``a``, b0 the last at or
+    before ``b``, and R the prefix registers (raw CRC of ``buf[_BASE:x]``) stored at
+    checkpoints: the register after ``buf[a:a1]`` (crc32 of < 1 KiB) is carried over
+    the whole blocks to b0, X = Z^(b0-a1)(Y ^ R(a1)) ^ R(b0) (CRC-32 is affine: the
+    bytes' own part of R(b0) is R(b0) ^ Z^(b0-a1)(R(a1))), then on over ``buf[b0:b]``
+    (< 1 KiB). A resync probes records at offsets that are not record starts; the
+    lengths read there claim up to the rest of the file, and CRCs over them cost
+    the scan of a 64 MiB file hours."""
     if b - a < _DIRECT or a < _BASE or not isinstance(buf, mmap.mmap):
         return crc32(buf[a:b])
-    return _prefix(buf, b) ^ _jump(_jump_tables(backward=False), _prefix(buf, a) ^ _M, b - a) ^ _M
+    ia = -((_BASE - a) // _CHECKPOINT)  # a1 = _BASE + ia * _CHECKPOINT >= a
+    ib = (b - _BASE) // _CHECKPOINT  # b0 <= b; b - a >= 2 * _CHECKPOINT, so ia < ib
+    regs = _registers(buf, ib)
+    y = crc32(buf[a : _BASE + ia * _CHECKPOINT]) ^ _M
+    x = _over_blocks(y ^ regs[ia], ib - ia) ^ regs[ib]
+    return crc32(buf[_BASE + ib * _CHECKPOINT : b], x ^ _M)
 
 
-def _prefix(buf: mmap.mmap, x: int) -> int:
-    """R(x): the raw CRC register after ``buf[_BASE:x]``."""
+def _registers(buf: mmap.mmap, i: int) -> array[int]:
+    """The prefix registers of ``buf``, at least up to checkpoint ``i``."""
     global _prefixes
-    i = (x - _BASE) // _CHECKPOINT
+    state = _prefixes  # registers once stored never change: read them without the lock
+    if state is not None and i < len(state[1]) and state[0]() is buf:
+        return state[1]
     with _prefixes_lock:
         state = _prefixes
         if state is None or state[0]() is not buf:
-            state = _prefixes = (weakref.ref(buf), [0])
+            state = _prefixes = (weakref.ref(buf), array("I", [0]))  # 4 MB per GiB
         regs = state[1]
         while len(regs) <= i:
             j = len(regs) - 1
             at = _BASE + j * _CHECKPOINT
             regs.append(_raw(regs[j], buf[at : at + _CHECKPOINT]))
-        reg = regs[i]
-    return _raw(reg, buf[_BASE + i * _CHECKPOINT : x])
+        return regs
+
+
+# _over_blocks: a jump over k whole checkpoint blocks applies one table per non-zero
+# hex digit of k (at most 3 below 4 MiB, 5 below 1 GiB), not one per set bit of the
+# byte count (about 12 for a random 24-bit length): a resync over records cut
+# mid-header probes ~25,000 ranges of 4 KiB or more per MiB, and the jump was most of
+# their cost. Ranges are below 2**32 bytes (a record's lengths): k < 16**_BLOCK_DIGITS.
+_BLOCK_DIGITS = 6
+
+
+@functools.cache
+def _block_tables() -> list[list[tuple[list[int], ...]]]:
+    """Z^(_CHECKPOINT * d * 16**i) for i < _BLOCK_DIGITS, 0 < d < 16 (index d - 1),
+    as byte tables; built once, when a long range is first asked about."""
+    levels = _jump_tables(backward=False)
+    base = _tables_of([_jump(levels, 1 << j, _CHECKPOINT) for j in range(32)])
+    rows = []
+    for _ in range(_BLOCK_DIGITS):
+        images = [1 << j for j in range(32)]
+        row = []
+        for _d in range(15):
+            images = [_apply(base, v) for v in images]
+            row.append(_tables_of(images))
+        rows.append(row)
+        base = _tables_of([_apply(base, v) for v in images])  # the 16th step: next digit
+    return rows
+
+
+def _over_blocks(r: int, k: int) -> int:
+    """Z^(k * _CHECKPOINT)(r): the raw CRC register ``r`` after k blocks of zeros."""
+    rows = _block_tables()
+    i = 0
+    while k:
+        d = k & 15
+        if d:
+            t0, t1, t2, t3 = rows[i][d - 1]
+            r = t0[r & 0xFF] ^ t1[r >> 8 & 0xFF] ^ t2[r >> 16 & 0xFF] ^ t3[r >> 24]
+        k >>= 4
+        i += 1
+    return r
 
 
 def _raw(reg: int, data: bytes) -> int:
