@@ -21,8 +21,9 @@ Strategy (invariants):
    writes go on in between (a key they change keeps its new location), readers find
    a key in S or in an output, both mapped. Then, under the write lock: rename
    outputs into place, unlink S and their hints, remove the manifest and ``merge/``,
-   drop S from the file table. An I/O error in that swap leaves the store refusing
-   writes until a reopen finishes it.
+   drop S from the file table. Any failure past the manifest (an I/O error in the
+   swap, an interrupt in the repoint) leaves the store refusing writes and merges
+   until a reopen finishes it: the next merge would delete ``merge/``.
 
 A merge never makes data disappear: an input file in which the scanner meets an
 unreadable record (a CRC mismatch, unreadable bytes, a dropped batch) is left out
@@ -422,19 +423,24 @@ def run_merge(
         _write_manifest(mdir, inputs, [o.fid for o in outputs])
         crash_point("manifest")
         served = [(o.fid, o.size, mm) for o, mm in zip(outputs, out_maps, strict=True)]
-        _repoint(m, served, [o.journal for o in outputs], set(inputs), expired)
-        with writer.lock:
-            try:
+        try:
+            _repoint(m, served, [o.journal for o in outputs], set(inputs), expired)
+            with writer.lock:
                 _swap_files(writer.path, inputs, [o.fid for o in outputs], after_rename=crash_point)
-            except OSError as exc:
-                # The manifest stands: only a reopen may finish this swap (step 4).
+                m.files.install(served, inputs)
+                for fid in inputs:
+                    m.keydir.live.pop(fid, None)
+                m.count += 1
+                m.note_left([o.fid for o in outputs])
+        except _SimulatedCrash:
+            raise
+        except BaseException as exc:
+            # The manifest stands: only a reopen may finish this swap (step 4). An
+            # interrupt here (Ctrl-C) left writes on, and the next merge deleted
+            # merge/ under keys already pointed at its outputs.
+            with writer.lock:
                 writer.fail_until_restart("merge swap failed", exc)
-                raise
-            m.files.install(served, inputs)
-            for fid in inputs:
-                m.keydir.live.pop(fid, None)
-            m.count += 1
-            m.note_left([o.fid for o in outputs])
+            raise
         report = MergeReport(
             inputs=tuple(inputs),
             outputs=tuple(o.fid for o in outputs),

@@ -331,6 +331,64 @@ def test_a_failed_merge_swap_stops_writes_so_no_delete_is_lost(
     assert bitcask.check(tmp_path).ok
 
 
+@pytest.mark.parametrize("where", ["repoint", "swap"])
+def test_a_merge_interrupted_past_its_manifest_stops_writes_so_no_key_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # Ctrl-C (any exception but an OSError) after the manifest, while the keydir was
+    # being pointed at the outputs (still in merge/) or while the swap renamed them:
+    # the store stayed writable, and the next merge (by hand, or an auto-merge) began
+    # by deleting merge/, outputs the keydir pointed at included, then unlinked the
+    # inputs. The next open lost those keys: 8 of 41 here. Now writes and merges stop
+    # until a reopen, which finishes the swap from the manifest.
+    db = bitcask.open(tmp_path, sync="never", max_file_size=2048, merge_trigger=0)
+    for i in range(120):
+        db.put(b"k%02d" % (i % 40), b"v%03d" % i + b"-" * 60)
+    db.put(b"gone", b"x")
+    db.delete(b"gone")
+    want = dict(db.items())
+    calls = 0
+
+    def interrupt(*args: str) -> None:
+        nonlocal calls
+        if where == "repoint" or args[0].endswith(".data"):
+            calls += 1
+            if calls == 2:  # some keys already point at the outputs, or one is renamed
+                raise KeyboardInterrupt
+        if where == "swap":
+            real_replace(*args)
+
+    real_replace = os.replace
+    if where == "repoint":
+        monkeypatch.setattr(merge, "_INSTALL_STEP", 4)
+        monkeypatch.setattr(merge, "_yield_lock", interrupt)
+    else:
+        monkeypatch.setattr(merge.os, "replace", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        db.merge()
+    monkeypatch.undo()
+    assert calls == 2 and (tmp_path / "merge" / "MANIFEST").exists()
+    with pytest.raises(bitcask.ReadOnlyError, match="merge interrupted"):
+        db.put(b"k01", b"after")
+    with pytest.raises(bitcask.ReadOnlyError, match="reopen"):
+        db.merge()
+    assert db.readonly_reason is not None and "KeyboardInterrupt" in db.readonly_reason
+    assert db.stats()["disk"]["state"] == "ok"  # no disk fault: nothing to probe
+    assert dict(db.items()) == want  # reads go on, from inputs and outputs alike
+    assert db.get(b"gone") is None
+    db.close()
+    with bitcask.open(tmp_path, sync="never", max_file_size=2048) as db:
+        assert db.recovery.merge == "finished"
+        assert dict(db.items()) == want
+        db.put(b"k01", b"after")
+        db.merge()
+    want[b"k01"] = b"after"
+    with bitcask.open(tmp_path) as db:
+        assert dict(db.items()) == want
+        assert db.get(b"gone") is None
+    assert bitcask.check(tmp_path).ok
+
+
 @pytest.mark.parametrize("later", ["maps", "fails"])
 def test_a_file_sealed_without_a_free_descriptor_is_merged_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, later: str
