@@ -139,7 +139,7 @@ class WriteFaults:
         a delete's tombstone be merged away while an output the table does not know
         still holds the value, or let the next merge delete ``merge/`` under the keys
         pointing there, so writes (and merges) stop until a reopen finishes the swap
-        (bitcask/merge.py recover_interrupted). An OSError is a disk fault
+        (bitcask/_merge_swap.py recover_interrupted). An OSError is a disk fault
         (``health``); anything else (an interrupt) stops writes alone, as an
         interrupted write does (``_escaped``)."""
         if isinstance(exc, OSError):

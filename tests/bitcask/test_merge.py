@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
-from bitcask import MergeInProgressError, _files, merge
+from bitcask import MergeInProgressError, _files, _merge_copy, _merge_swap, merge
 
 
 class FakeClock:
@@ -137,7 +137,7 @@ def test_a_key_expiring_during_a_subset_merge_stays_gone(
     seal(db)
     db.put(b"k", b"new", ttl=5)
     f2 = seal(db)
-    real_scan = merge.scan
+    real_scan = _merge_copy.scan
 
     def scan_later(*args: object, **kwargs: object) -> object:
         clock.now += 6  # meanwhile, k expires and the sampler drops it
@@ -145,7 +145,7 @@ def test_a_key_expiring_during_a_subset_merge_stays_gone(
             pass
         return real_scan(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(merge, "scan", scan_later)
+    monkeypatch.setattr(_merge_copy, "scan", scan_later)
     report = db._merge_files([f2])
     monkeypatch.undo()
     assert report.tombstones_kept == 1
@@ -298,7 +298,7 @@ def test_a_failed_merge_swap_stops_writes_so_no_delete_is_lost(
     for i in range(120):
         db.put(b"k%02d" % (i % 40), b"v%03d" % i + b"-" * 60)
     want = dict(db.items())
-    real = getattr(merge.os, failing if failing == "unlink" else "replace")
+    real = getattr(_merge_swap.os, failing if failing == "unlink" else "replace")
     hit = 0
 
     def broken(src: str, *args: object) -> None:
@@ -309,7 +309,7 @@ def test_a_failed_merge_swap_stops_writes_so_no_delete_is_lost(
                 raise OSError(errno.EIO, os.strerror(errno.EIO), src)
         real(src, *args)
 
-    monkeypatch.setattr(merge.os, failing if failing == "unlink" else "replace", broken)
+    monkeypatch.setattr(_merge_swap.os, failing if failing == "unlink" else "replace", broken)
     with pytest.raises(OSError):
         db.merge()
     monkeypatch.undo()
@@ -360,10 +360,10 @@ def test_a_merge_interrupted_past_its_manifest_stops_writes_so_no_key_is_lost(
 
     real_replace = os.replace
     if where == "repoint":
-        monkeypatch.setattr(merge, "_INSTALL_STEP", 4)
-        monkeypatch.setattr(merge, "_yield_lock", interrupt)
+        monkeypatch.setattr(_merge_swap, "_INSTALL_STEP", 4)
+        monkeypatch.setattr(_merge_swap, "_yield_lock", interrupt)
     else:
-        monkeypatch.setattr(merge.os, "replace", interrupt)
+        monkeypatch.setattr(_merge_swap.os, "replace", interrupt)
     with pytest.raises(KeyboardInterrupt):
         db.merge()
     monkeypatch.undo()
