@@ -114,7 +114,8 @@ class ExpiryMethods:
         """Redis's active expiry cycle: rounds of 20 keys (expire_sample) repeated
         while more than 25% of a round was expired, for at most ``budget_ms``.
         Returns how many keys were reclaimed. The lock is taken per round, so
-        writes interleave. Any thread.
+        writes interleave. Any thread; on a closed store it returns 0, so a timer
+        racing close() needs no handler (tests/bitcask/test_expiry.py).
 
         Example:
             >>> db.expire_cycle(budget_ms=5)
@@ -146,6 +147,8 @@ class ExpiryMethods:
             >>> db.expiry_stats()["expired_keys"]
             0
         """
+        if self._closed:
+            raise StoreClosedError("store is closed")
         s = self._kd.sampler
         expires = len(self._kd.expiry)
         return {
@@ -161,4 +164,6 @@ class ExpiryMethods:
             >>> db.put(b"s", b"x", ttl=30); db.expiring_keys()
             1
         """
+        if self._closed:
+            raise StoreClosedError("store is closed")
         return len(self._kd.expiry)

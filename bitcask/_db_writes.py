@@ -16,6 +16,7 @@ Strategy / invariants:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from ._encode import expiry_ms
@@ -52,7 +53,9 @@ class WriteMethods:
 
     # ------------------------------------------------------------------ writes
 
-    def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
+    def put(
+        self, key: bytes | str, value: bytes | str, ttl: float | timedelta | None = None
+    ) -> None:
         """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires after that.
 
         One write() per call; under sync="always" also one fsync before returning.
@@ -223,10 +226,13 @@ class WriteMethods:
 
         Raises:
             StoreIOError: the fsync failed (the store is now read-only).
+            StoreClosedError: the store is closed.
 
         Example:
             >>> db.put(b"k", b"v"); db.sync()  # durable even under sync="never"
         """
+        if self._closed:  # close() synced what there was: a sync now is a mistake
+            raise StoreClosedError("store is closed")
         self.writer.sync()
 
     @property
@@ -244,7 +250,7 @@ class WriteMethods:
             raise result
         return result
 
-    def _at_ms(self, ttl: float | None, at_ms: int | None) -> int:
+    def _at_ms(self, ttl: float | timedelta | None, at_ms: int | None) -> int:
         if ttl is not None and at_ms is not None:
             raise ValueError("give ttl or at_ms, not both")
         return expiry_ms(self._clock, ttl) if ttl is not None else (at_ms or 0)
@@ -254,7 +260,7 @@ class WriteMethods:
         key: bytes | str,
         value: bytes | str,
         *,
-        ttl: float | None = None,
+        ttl: float | timedelta | None = None,
         at_ms: int | None = None,
         nx: bool = False,
         xx: bool = False,
@@ -315,7 +321,7 @@ class WriteMethods:
     def expire(
         self,
         key: bytes | str,
-        ttl: float | None = None,
+        ttl: float | timedelta | None = None,
         *,
         at_ms: int | None = None,
         cond: str = "",

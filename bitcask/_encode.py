@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 from zlib import crc32
 
@@ -53,15 +54,26 @@ def _large_record(key: bytes, value: bytes, exp: int, inner: int, ts: int) -> by
     return b"".join((_pack_crc(crc32(value, crc32(head))), head, value))
 
 
+# Every malformed batch op, one sentence: the shapes there are (a put with no value
+# used to say "unknown batch op ('put', b'a')", as if "put" were unknown).
+_BAD_OP = (
+    "a batch op is ('put', key, value[, ttl]) or ('delete', key), not {!r}"
+    " (a batch is a list of them)"
+)
+
+
 def expiry_ms(clock: Callable[[], float], ttl: object) -> int:
-    """The expiry (ms since the epoch) of a record written now with ``ttl`` seconds.
+    """The expiry (ms since the epoch) of a record written now with ``ttl`` seconds
+    (an int, a float or a ``datetime.timedelta``).
 
     Raises:
         TypeError / ValueError: ``ttl`` is not a positive finite number, or too far,
             or the clock reads so far before 1970 that the expiry would too.
     """
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise TypeError(f"ttl must be a number of seconds, not {ttl!r}")
+    if isinstance(ttl, timedelta):  # what redis-py's ex= takes, and datetime users have
+        ttl = ttl.total_seconds()
+    elif isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"ttl must be a number of seconds or a timedelta, not {ttl!r}")
     if not (ttl > 0 and math.isfinite(ttl)):
         raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
     now = clock()
@@ -152,7 +164,7 @@ class OpEncoder:
             if op.__class__ is not tuple and not isinstance(op, list):
                 if isinstance(op, Op):
                     raise Planned
-                raise ValueError(f"batch op must be a tuple, not {op!r}")
+                raise ValueError(_BAD_OP.format(op))
             n = len(op)
             if n == 4:
                 kind, key, value, ttl = op
@@ -162,7 +174,7 @@ class OpEncoder:
             elif n == 2:
                 kind, key = op
             else:
-                raise ValueError(f"unknown batch op {op!r}")
+                raise ValueError(_BAD_OP.format(op))
             if kind == "put" and n != 2:
                 exp = 0 if ttl is None else expiry_ms(clock, ttl)
             elif kind == "put_at" and n == 4:
@@ -179,7 +191,7 @@ class OpEncoder:
                 append_exp(-1)
                 continue
             else:
-                raise ValueError(f"unknown batch op {op!r}")
+                raise ValueError(_BAD_OP.format(op))
             key, rec = record(key, value, exp, inner, ts)
             append_key(key)
             append_rec(rec)

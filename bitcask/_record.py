@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterable
 from zlib import crc32
 
 __all__ = [
@@ -81,6 +82,14 @@ def as_bytes(obj: object, what: str) -> bytes:
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj)
     raise TypeError(f"{what} must be bytes or str, not {type(obj).__name__}")
+
+
+def as_keys(keys: Iterable[object]) -> list[bytes]:
+    """``keys`` (an iterable of keys) as a list of bytes; one key alone is refused, as
+    iterating it would take each character (each int of bytes) for a key."""
+    if isinstance(keys, str | bytes | bytearray | memoryview):
+        raise TypeError(f"expected an iterable of keys, not one key ({keys!r}): wrap it in [ ]")
+    return [k if k.__class__ is bytes else as_bytes(k, "key") for k in keys]
 
 
 def encode(flags: int, timestamp_us: int, expiry_ms: int, key: bytes, value: bytes) -> bytes:

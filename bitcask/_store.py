@@ -36,6 +36,7 @@ _READONLY_RETRIES = 5
 # Errors creating the active file at open that mean "the disk is full": the store
 # opens for reads and heals like a failed write (anything else fails the open).
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def open_store(
@@ -48,8 +49,22 @@ def open_store(
         result = _load_readonly(path, options)
         release: Callable[[], None] = lambda: None  # noqa: E731
     else:
-        os.makedirs(path, exist_ok=True)
-        release = DirLock(path).release
+        try:
+            # the owner's only, whatever the umask (it holds every value), as the
+            # server's (server/_startup.py); an existing one is left as it is
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:  # a file, or under one
+            raise NotADirectoryError(
+                errno.ENOTDIR,
+                "not a directory: a store is a directory (created if missing); "
+                "give the directory's path",
+                path,
+            ) from exc
+        try:
+            release = DirLock(path).release
+        except OSError as exc:
+            _raise_unwritable(path, exc)
+            raise
     full: OSError | None = None
     try:
         if not readonly:
@@ -81,8 +96,10 @@ def open_store(
                 if exc.errno not in _DISK_FULL:
                     raise
                 full = exc
-    except BaseException:
+    except BaseException as exc:
         release()
+        if isinstance(exc, OSError):
+            _raise_unwritable(path, exc)
         raise
     db = Bitcask(
         path,
@@ -111,6 +128,20 @@ def open_store(
         for sealed in result.unhinted:
             writer.tasks.put(lambda sealed=sealed: files.write_hint(sealed))  # type: ignore[misc]
     return db
+
+
+def _raise_unwritable(path: str, exc: OSError) -> None:
+    """A store the user may not write (a directory or file of another user, a
+    read-only mount) as one sentence naming the way to read it, with the same errno
+    (a PermissionError stays one); any other error is left to the caller to re-raise."""
+    if exc.errno not in _NOT_WRITABLE or isinstance(exc, BitcaskError) or exc.filename is None:
+        return
+    raise OSError(
+        exc.errno,
+        f"cannot open the store for writing: {exc.strerror} on {exc.filename!r}; "
+        "bitcask.open(path, readonly=True) reads it",
+        path,
+    ) from exc
 
 
 def _load_readonly(path: str, options: Options) -> LoadResult:

@@ -32,6 +32,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from queue import SimpleQueue
 from typing import Any
 
@@ -128,7 +129,9 @@ class Writer(Publication, WriteFaults, PlannedWrites):
 
     # ----------------------------------------------------------------- writes
 
-    def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
+    def put(
+        self, key: bytes | str, value: bytes | str, ttl: float | timedelta | None = None
+    ) -> None:
         """Bitcask.put (see there): a write_batch of one put, without the batch.
 
         Its own entry point only for speed (bench/embedded.py, the "put" column of the

@@ -41,7 +41,7 @@ def run_backup(m: Merges, dest: str) -> None:
     os.makedirs(parent, exist_ok=True)
     _remove_dead_stages(parent, name)
     stage = os.path.join(parent, f".{name}.backup-{os.getpid()}-{os.urandom(3).hex()}")
-    os.mkdir(stage)
+    os.mkdir(stage, 0o700)  # it holds every value: the owner's only, as the store's
     try:
         _copy(m, stage)
         os.rename(stage, final)  # dest absent or an empty directory: replaced at once

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -20,7 +21,8 @@ class Batch:
 
     Nothing touches the store until the ``with`` block exits without an exception;
     then every op is written with one write() (and at most one fsync), or none is.
-    Use from the writer thread.
+    A Batch is its own thread's (it takes no lock); the write it makes on exit is
+    serialized with every other thread's writes, as any write_batch() is.
 
     Example:
         >>> with db.batch() as b:
@@ -38,8 +40,10 @@ class Batch:
         self.ops: list[tuple[Any, ...]] = []
         self.results: list[object] | None = None
 
-    def put(self, key: bytes | str, value: bytes | str, ttl: float | None = None) -> None:
-        """Queue a put (validated when the batch is written). Writer thread.
+    def put(
+        self, key: bytes | str, value: bytes | str, ttl: float | timedelta | None = None
+    ) -> None:
+        """Queue a put (validated when the batch is written).
 
         Example:
             >>> b.put(b"k", b"v", ttl=60)
@@ -64,6 +68,7 @@ class Batch:
         return len(self.ops)
 
     def __enter__(self) -> Batch:
+        self._check()  # a second ``with b:`` wrote the same ops again
         return self
 
     def __exit__(

@@ -23,6 +23,7 @@ from client._client import Client, connect
 from client._config import DEFAULT_PORT, ClientConfig, Limits, parse_url
 from client._ketama import NutcrackerPool, Ring, read_nutcracker_config
 from client._pool import Pool
+from client._port_probe import RespAnswer, answers_http, answers_resp_after, resp_answer
 from client._resp import (
     EndpointClosedError,
     Refusals,
@@ -30,7 +31,8 @@ from client._resp import (
     UnsupportedCommandError,
     connect_resp,
 )
-from client._sharded import ShardedBatch, ShardedClient, connect_sharded
+from client._sharded import ShardedBatch, ShardedClient
+from client._sharded_connect import connect_sharded
 from client._transaction import Transaction
 from client.errors import (
     AuthError,
@@ -55,6 +57,7 @@ from client.errors import (
     NotANumberError,
     ProtocolViolationError,
     ReadOnlyError,
+    RedisPortError,
     ServerError,
     ShuttingDownError,
     SnapshotGoneError,
@@ -100,7 +103,9 @@ __all__ = [
     "Pool",
     "ProtocolViolationError",
     "ReadOnlyError",
+    "RedisPortError",
     "Refusals",
+    "RespAnswer",
     "RespClient",
     "Ring",
     "ServerError",
@@ -118,10 +123,13 @@ __all__ = [
     "UnsupportedVersionError",
     "Value",
     "ValueTooLargeError",
+    "answers_http",
+    "answers_resp_after",
     "connect",
     "connect_resp",
     "connect_sharded",
     "error_for_code",
     "parse_url",
     "read_nutcracker_config",
+    "resp_answer",
 ]

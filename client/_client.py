@@ -1,24 +1,27 @@
 """`Client` (one multiplexed connection) and the `connect()` factory.
 
-Strategy / invariants:
+Strategy / invariants (this file holds the connection state and the policy; the
+attempt itself is client/_handshake.py, the re-send and the silence probe
+client/_recovery.py, the bytes client/_protocol.py):
 - `Client` holds at most one live `ClientProtocol`. Every call goes straight to
   it (`_call`: compute the deadline, `request()`, await the future); no task is
   created per call. When the protocol is closed, the next call reconnects.
-- Reconnection is one shared task (concurrent callers wait on it, shielded so a
-  cancelled caller never cancels it) making up to `reconnect_attempts` attempts
-  with jittered exponential backoff; each attempt is TCP connect + hello (+ auth),
-  bounded by the client's timeout. Failing all attempts raises ConnectError to
-  the waiting calls; the next call starts a new round.
+- Reconnection is one shared task (`Reconnection`: concurrent callers wait on it,
+  shielded so a cancelled caller never cancels it) making up to
+  `reconnect_attempts` attempts with jittered exponential backoff; each attempt is
+  TCP connect + hello (+ auth), bounded by the client's timeout (`open_connection`),
+  and its connection becomes `_proto` (`_attempt`). Failing all attempts raises
+  ConnectError to the waiting calls; the next call starts a new round.
 - A call in flight when the connection breaks fails with ConnectionLostError,
   unless its method is idempotent (the METHODS table flag) and retry_idempotent
   is on: then the protocol hands it, still pending, to `_on_retry`, and a task
-  re-sends it once on the new connection (never a second time), within its own
-  deadline; its outcome is chained into the caller's future. So the fast path
-  needs no coroutine of its own to catch the loss: `_call` is a plain function
+  re-sends it once on the new connection (`resend`: never a second time), within
+  its own deadline; its outcome is chained into the caller's future. So the fast
+  path needs no coroutine of its own to catch the loss: `_call` is a plain function
   returning the reply future. A call that was never sent (the connection was
   already down) is always sent after reconnecting: it cannot be applied twice.
 - A connection that goes silent is replaced: when calls time out on it, the client
-  pings on it (`_on_timeout`, one probe at a time) and, if nothing at all arrives
+  pings on it (`SilenceWatch`, one probe at a time) and, if nothing at all arrives
   within the client's timeout (PROBE_TIMEOUT without one), aborts it: what is still
   pending fails (or is re-sent, if idempotent) and the next call reconnects. A slow
   call on a live connection (the probe, or any reply, arrives) leaves it alone.
@@ -35,45 +38,29 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import math
 import os
-import random
-import socket
 from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from client._args import Key, bad_timeout, to_bytes
 from client._commands import Commands
-from client._config import ClientConfig, Limits, parse_url
-from client._protocol import _OTHER_LOOP, ClientProtocol, Entry
+from client._config import ClientConfig, Limits, make_config
+from client._handshake import open_connection, say_hello
+from client._protocol import OTHER_LOOP, ClientProtocol, Entry
+from client._recovery import Reconnection, SilenceWatch, resend
 from client._transaction import Transaction, transact
-from client.errors import (
-    AuthError,
-    AuthRequiredError,
-    CallTimeoutError,
-    ClientError,
-    ConnectError,
-    ConnectionLostError,
-    InterfaceError,
-    ServerError,
-    UnsupportedVersionError,
-)
-from protocol import DEFAULT_MAX_FRAME, IDEMPOTENT_METHODS, PROTOCOL_VERSION, reply_limit
+from client.errors import CallTimeoutError, ConnectionLostError, InterfaceError
+from protocol import IDEMPOTENT_METHODS
 from protocol.address import host_port
 
 T = TypeVar("T")
 
-PROBE_TIMEOUT = 5.0
-"""Seconds a silent connection is probed for before it is dropped, when the client
-has no timeout of its own (timeout=None)."""
-
 if TYPE_CHECKING:
     from client._backup import BackupReport
 
-__all__ = ["Client", "connect", "make_config"]
+__all__ = ["Client", "connect"]
 
 
 class Client(Commands):
@@ -103,11 +90,11 @@ class Client(Commands):
         self.server_info: dict[str, Any] = {}
         # connection state
         self._proto: ClientProtocol | None = None
-        self._reconnecting: asyncio.Task[ClientProtocol] | None = None
+        self._reconnection = Reconnection(config, self._attempt)
         self._token: bytes | None = None if config.auth is None else to_bytes(config.auth, "auth")
         self._closed = False
         self._resends: set[asyncio.Task[None]] = set()  # re-sending idempotent calls
-        self._probing: ClientProtocol | None = None  # a connection pinged after a timeout
+        self._silence = SilenceWatch(host_port(config.host, config.port), config.timeout)
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop that connected it
         # per-call defaults
         self._timeout = config.timeout
@@ -170,70 +157,14 @@ class Client(Commands):
 
     def _on_retry(self, entries: list[Entry], cause: BaseException) -> None:
         """The connection broke under idempotent calls: re-send them once, in a task."""
-        task = asyncio.get_running_loop().create_task(self._resend(entries, cause))
+        task = asyncio.get_running_loop().create_task(resend(entries, cause, self._reconnect))
         self._resends.add(task)
         task.add_done_callback(self._resends.discard)
 
-    async def _resend(self, entries: list[Entry], cause: BaseException) -> None:
-        loop = asyncio.get_running_loop()
-        # each call keeps its own deadline while the client reconnects
-        timers = [loop.call_at(dl, _expire, fut) for fut, dl, _ in entries if dl < math.inf]
-        try:
-            try:
-                proto = await self._reconnect()
-            except BaseException as exc:
-                kind = ConnectError if isinstance(exc, ConnectError) else ConnectionLostError
-                for fut, _, _ in entries:
-                    if not fut.done():
-                        err = kind(f"connection lost ({cause}) and not re-sent: {exc}")
-                        err.__cause__ = exc
-                        fut.set_exception(err)
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            for fut, deadline, call in entries:
-                if fut.done() or call is None:
-                    continue  # cancelled, or timed out while reconnecting
-                try:
-                    again = proto.request(call[0], call[1], deadline, False)  # only once
-                except ClientError as exc:
-                    fut.set_exception(exc)
-                    continue
-                again.add_done_callback(functools.partial(_chain, fut))
-        finally:
-            for timer in timers:
-                timer.cancel()
-
     def _on_timeout(self, proto: ClientProtocol) -> None:
-        """Calls timed out on `proto`: ping on it, to tell a silent connection (a frozen
-        server, a black-holed path) from a slow call on a live one."""
-        if proto.closed or self._closed or self._probing is proto:
-            return  # (a closing client drops the connection after its grace period)
-        window = self._timeout if self._timeout is not None else PROBE_TIMEOUT
-        try:
-            probe = proto.request("ping", [], proto.time() + window)
-        except ClientError:
-            return
-        self._probing = proto
-        probe.add_done_callback(functools.partial(self._probed, proto, proto.received, window))
-
-    def _probed(
-        self, proto: ClientProtocol, heard: int, window: float, probe: asyncio.Future[Any]
-    ) -> None:
-        if self._probing is proto:
-            self._probing = None
-        if probe.cancelled():
-            return
-        exc = probe.exception()
-        if isinstance(exc, CallTimeoutError) and proto.received == heard:
-            # nothing at all came back since the probe was sent: presumed dead
-            cfg = self.config
-            proto.abort(
-                TimeoutError(
-                    f"{host_port(cfg.host, cfg.port)} sent nothing for {window:g} s after a call "
-                    "timed out: connection dropped"
-                )
-            )
+        """Calls timed out on `proto`: probe it for silence (client/_recovery.py)."""
+        if not self._closed:  # (a closing client drops the connection after its grace period)
+            self._silence.timed_out(proto)
 
     async def bound_connection(self, timeout: float | None) -> ClientProtocol:
         """The current connection, (re)connected if needed, for calls that must all go
@@ -318,102 +249,28 @@ class Client(Commands):
         elif loop is not self._loop:
             # a new connection made here would move the client to this loop under
             # the tasks of the first one (its calls, its reconnection, its re-sends)
-            raise InterfaceError(_OTHER_LOOP)
-        task = self._reconnecting
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._reconnect_rounds())
-            task.add_done_callback(self._reconnect_done)
-            self._reconnecting = task
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if self._closed and task.cancelled() and not _cancelling():
-                # close() stopped the reconnection (and this caller was not cancelled)
-                raise InterfaceError("the client is closed") from None
-            raise
+            raise InterfaceError(OTHER_LOOP)
+        return await self._reconnection.join()
 
-    def _reconnect_done(self, task: asyncio.Task[ClientProtocol]) -> None:
-        if self._reconnecting is task:
-            self._reconnecting = None
-        if not task.cancelled():
-            task.exception()  # retrieved here so an unawaited failure is not logged
-
-    async def _reconnect_rounds(self) -> ClientProtocol:
-        cfg = self.config
-        last: BaseException | None = None
-        for attempt in range(cfg.reconnect_attempts):
-            if attempt:
-                delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+    async def _attempt(self) -> ClientProtocol:
+        """One attempt of the reconnection: the new connection becomes the client's."""
+        self._check_open()
+        proto = await self._open()
+        if self._closed:  # close() ran while we were connecting
+            proto.abort()
             self._check_open()
-            try:
-                proto = await self._open()
-            except (AuthError, UnsupportedVersionError, InterfaceError):
-                raise  # retrying cannot help
-            except (ConnectError, ServerError) as exc:
-                last = exc
-                continue
-            if self._closed:  # close() ran while we were connecting
-                proto.abort()
-                self._check_open()
-            self._proto = proto
-            return proto
-        raise ConnectError(
-            f"could not reconnect to {host_port(cfg.host, cfg.port)} after {cfg.reconnect_attempts} attempts"
-        ) from last
+        self._proto = proto
+        return proto
 
     async def _open(self) -> ClientProtocol:
-        """One connection attempt: TCP connect, then hello; bounded by the timeout."""
-        cfg = self.config
-        loop = asyncio.get_running_loop()
-        proto: ClientProtocol | None = None
-        try:
-            async with asyncio.timeout(cfg.timeout):
-                transport, proto = await loop.create_connection(
-                    lambda: ClientProtocol(loop, DEFAULT_MAX_FRAME), cfg.host, cfg.port
-                )
-                await proto.made
-                set_keepalive(transport, cfg.tcp_keepalive)
-                proto.on_retry = self._on_retry
-                proto.on_timeout = self._on_timeout
-                await self._hello_on(proto, math.inf)
-                return proto
-        except ConnectionLostError as exc:
-            if proto is not None:
-                proto.abort()
-            cause = exc.__cause__
-            if isinstance(cause, ServerError):
-                raise cause from None  # e.g. TOO_MANY_CONNECTIONS sent before the close
-            raise ConnectError(
-                f"connection to {host_port(cfg.host, cfg.port)} lost during hello"
-            ) from exc
-        except (OSError, TimeoutError) as exc:
-            if proto is not None:
-                proto.abort()
-            why = connect_failure(exc, cfg.timeout)
-            raise ConnectError(f"cannot connect to {host_port(cfg.host, cfg.port)}: {why}") from exc
-        except BaseException:
-            if proto is not None:
-                proto.abort()
-            raise
+        """One connection attempt (client/_handshake.py); keeps hello's reply and limits."""
+        proto, info, limits = await open_connection(self.config, self._token, self._hook)
+        self.server_info, self.limits = info, limits
+        return proto
 
-    async def _hello_on(self, proto: ClientProtocol, deadline: float) -> dict[str, Any]:
-        opts: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "client": self.config.client_name}
-        if self._token is not None:
-            opts["auth"] = self._token
-        info = await proto.request("hello", [opts], deadline)
-        if not isinstance(info, dict) or info.get("protocol") != PROTOCOL_VERSION:
-            raise UnsupportedVersionError.local(
-                f"server speaks protocol {info.get('protocol') if isinstance(info, dict) else info!r}, "
-                f"this client {PROTOCOL_VERSION}"
-            )
-        if info.get("auth_required") and not info.get("authenticated"):
-            raise AuthRequiredError.local("the server requires a token: pass auth= to connect()")
-        self.server_info = info
-        self.limits = Limits.from_hello(info.get("limits"))
-        proto.max_frame = self.limits.max_frame
-        proto.set_max_receive(reply_limit(self.limits.max_frame))
-        return info
+    def _hook(self, proto: ClientProtocol) -> None:
+        proto.on_retry = self._on_retry
+        proto.on_timeout = self._on_timeout
 
     # ------------------------------------------------------------ session methods
 
@@ -430,7 +287,8 @@ class Client(Commands):
         timeout = self._timeout if timeout is None else timeout
         deadline = math.inf if timeout is None else asyncio.get_running_loop().time() + timeout
         proto = await self._writable_connection(deadline)
-        info = await self._hello_on(proto, deadline)
+        info, limits = await say_hello(proto, self.config.client_name, self._token, deadline)
+        self.server_info, self.limits = info, limits
         return info
 
     async def auth(self, token: str | bytes, *, timeout: float | None = None) -> None:
@@ -508,8 +366,7 @@ class Client(Commands):
             self.terminate()  # nothing of the first loop can be awaited here
             return
         self._closed = True  # a reconnection in progress notices and raises InterfaceError
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()  # its waiters get InterfaceError (_reconnect)
+        self._reconnection.stop()  # its waiters get InterfaceError
         proto = self._proto
         if proto is None or proto.closed:
             return
@@ -537,8 +394,7 @@ class Client(Commands):
         loop = self._loop
         if loop is not None and loop.is_closed():
             return  # its connections ended with it: nothing to send, nothing to wake
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
+        self._reconnection.stop()
         if self._proto is not None:
             self._proto.abort()
 
@@ -558,79 +414,6 @@ class Client(Commands):
         self._loop = asyncio.get_running_loop()
         self._proto = await self._open()
         return self
-
-
-def set_keepalive(transport: asyncio.BaseTransport | None, seconds: int) -> None:
-    """TCP keepalive on a connection (the server's rule, server/_flow.py, as Redis's
-    tcp-keepalive): probes after `seconds` of silence, every seconds/3, 3 of them."""
-    sock = None if transport is None else transport.get_extra_info("socket")
-    if sock is None or seconds <= 0:
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; macOS has only TCP_KEEPALIVE
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, seconds // 3))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
-
-
-def connect_failure(exc: BaseException, timeout: float | None) -> str:
-    """Why a connection attempt failed, in words: a timeout (a host that drops SYNs, a
-    server that does not answer hello) says how long was waited; str() of one is empty."""
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g} s" if timeout is not None else "timed out"
-    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
-        return os.strerror(exc.errno)  # "Connection refused", not asyncio's wording
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror  # a resolver error: "Name or service not known"
-    return str(exc) or type(exc).__name__
-
-
-def _cancelling() -> bool:
-    """True if the running task itself was asked to cancel (not only what it awaits)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(CallTimeoutError("call timed out while reconnecting"))
-
-
-def _chain(old: asyncio.Future[Any], new: asyncio.Future[Any]) -> None:
-    """Copy the outcome of a re-sent call into the caller's original future."""
-    if new.cancelled():
-        if not old.done():
-            old.cancel()
-        return
-    exc = new.exception()  # retrieved even when `old` is gone, so nothing is logged
-    if old.done():
-        return
-    if exc is not None:
-        old.set_exception(exc)
-    else:
-        old.set_result(new.result())
-
-
-def make_config(host: str, port: int | None, **options: Any) -> ClientConfig:
-    """A ClientConfig from connect()-style arguments (host may be a bitcask:// URL)."""
-    fields: dict[str, Any] = {}
-    if host.startswith("bitcask://"):
-        fields.update(parse_url(host))
-        if port is not None:
-            raise InterfaceError("give the port in the URL or as port=, not both")
-    else:
-        fields["host"] = host
-        if port is not None:
-            fields["port"] = port
-    for name, value in options.items():
-        if name == "auth" and value is None:
-            continue  # keep a token given in the URL
-        fields[name] = value
-    try:
-        return ClientConfig(**fields)
-    except TypeError as exc:
-        raise InterfaceError(str(exc)) from None
 
 
 class _Connecting:

@@ -1,7 +1,8 @@
 """Client configuration: one frozen dataclass, validated once, plus URL parsing.
 
-`connect()` and `Pool` build a `ClientConfig` from their keyword arguments (or a
-`bitcask://` URL) and pass it down; nothing reads module-level settings.
+`connect()`, `Pool` and `connect_sharded()` build a `ClientConfig` from their
+keyword arguments (or a `bitcask://` URL) with `make_config` and pass it down;
+nothing reads module-level settings.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from client.errors import InterfaceError
 from protocol import DEFAULT_MAX_FRAME
 from protocol.address import redact_url
 
-__all__ = ["DEFAULT_PORT", "ClientConfig", "Limits", "parse_url"]
+__all__ = ["DEFAULT_PORT", "ClientConfig", "Limits", "make_config", "parse_url"]
 
 DEFAULT_PORT = 7379
 DEFAULT_TCP_KEEPALIVE = 60  # seconds: a vanished server is noticed within 2 minutes
@@ -139,3 +140,24 @@ def parse_url(url: str) -> dict[str, Any]:
         else:
             raise InterfaceError(f"unknown URL option {name!r} in {shown!r}")
     return fields
+
+
+def make_config(host: str, port: int | None, **options: Any) -> ClientConfig:
+    """A ClientConfig from connect()-style arguments (host may be a bitcask:// URL)."""
+    fields: dict[str, Any] = {}
+    if host.startswith("bitcask://"):
+        fields.update(parse_url(host))
+        if port is not None:
+            raise InterfaceError("give the port in the URL or as port=, not both")
+    else:
+        fields["host"] = host
+        if port is not None:
+            fields["port"] = port
+    for name, value in options.items():
+        if name == "auth" and value is None:
+            continue  # keep a token given in the URL
+        fields[name] = value
+    try:
+        return ClientConfig(**fields)
+    except TypeError as exc:
+        raise InterfaceError(str(exc)) from None

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Generator
 from types import TracebackType
 from typing import Any, Literal
 
-from client._client import Client, _cancelling, make_config
+from client._client import Client
 from client._commands import Commands
-from client._config import ClientConfig, Limits
+from client._config import ClientConfig, Limits, make_config
+from client._recovery import cancelling
 from client.errors import InterfaceError
 
 __all__ = ["Pool"]
@@ -109,7 +110,7 @@ class Pool(Commands):
         try:
             await asyncio.shield(starting)
         except asyncio.CancelledError:
-            if self._closed and starting.cancelled() and not _cancelling():
+            if self._closed and starting.cancelled() and not cancelling():
                 # close() stopped the start (and this caller was not cancelled)
                 raise InterfaceError("the pool was closed while starting") from None
             raise

@@ -66,9 +66,9 @@ from protocol import (
 )
 from protocol import ErrorCode as _ErrorCode
 
-__all__ = ["ClientProtocol", "Entry"]
+__all__ = ["OTHER_LOOP", "ClientProtocol", "Entry"]
 
-_OTHER_LOOP = (
+OTHER_LOOP = (
     "this client belongs to the event loop that connected it; "
     "connect one client per event loop (asyncio.run starts a new loop each time)"
 )
@@ -265,7 +265,7 @@ class ClientProtocol(asyncio.Protocol):
             # the connection's loop is then idle or closed). Checked before writing:
             # the frame would reach the server (an incr applied) while the caller could
             # never await its reply. (is_running costs ~20 ns, get_running_loop ~170.)
-            raise InterfaceError(_OTHER_LOOP)
+            raise InterfaceError(OTHER_LOOP)
         pending = self._pending
         msgid = self._next_id
         while msgid in pending:

@@ -56,6 +56,7 @@ __all__ = [
     "NotANumberError",
     "ProtocolViolationError",
     "ReadOnlyError",
+    "RedisPortError",
     "ServerError",
     "ShuttingDownError",
     "SnapshotGoneError",
@@ -85,6 +86,42 @@ class ConnectionLostError(ClientError, ConnectionError):
 
 class ConnectError(ConnectionLostError):
     """Connecting (or reconnecting, after all backoff attempts) failed."""
+
+
+class RedisPortError(ConnectError):
+    """The address answers the Redis protocol (RESP), not bitcask's binary one.
+
+    The usual cause is a redis-server's port (6379) given for a bitcask-server's
+    (7379): a redis-server never answers the binary hello, so the client asks the
+    port in RESP once the hello is late, and raises this as soon as its INFO names a
+    Redis server (`redis_server` True) instead of after the whole timeout. With
+    `redis_server` False the port answered in RESP without saying what it is (a Redis
+    with a password answers NOAUTH) and the hello timed out; `__cause__` is then the
+    ConnectError the timeout alone would have raised. The client does not retry it:
+    every attempt would meet the same server.
+
+    Attributes:
+        address: the "host:port" asked.
+        redis_server: True when the port's INFO named a Redis server.
+    """
+
+    def __init__(self, message: str, address: str = "", redis_server: bool = True) -> None:
+        super().__init__(message)
+        self.address = address
+        self.redis_server = redis_server
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.address, self.redis_server))
+
+    @classmethod
+    def redis(cls, address: str) -> RedisPortError:
+        """The error for a port whose INFO named a Redis server."""
+        return cls(
+            f"cannot connect to {address}: it is a Redis server (it answers the Redis "
+            "protocol, not bitcask's binary one): connect to the bitcask-server's port "
+            "(default 7379), or use connect_resp() to talk to Redis",
+            address,
+        )
 
 
 class InterfaceError(ClientError):

@@ -69,15 +69,15 @@ from client import (
     ConnectError,
     ConnectionLostError,
     NutcrackerPool,
+    RedisPortError,
     Ring,
+    answers_resp_after,
     connect,
     read_nutcracker_config,
 )
 
-from ._context import ConnectOptions
 from ._progress import Progress
 from ._reshard_move import AfterCopy, Report, ReshardError, ShardUnreachableError, move_page
-from ._sniff import RedisServerError, Sniffer
 
 __all__ = ["main", "reshard"]
 
@@ -116,21 +116,21 @@ async def _connect(
     try:
         for name, address in addresses.items():
             host, _, port = address.rpartition(":")
-            sniffer = Sniffer(ConnectOptions(host=host, port=int(port), timeout=timeout))
             try:
-                opening = connect(host, int(port), auth=auth, timeout=timeout)
-                clients[name] = await sniffer.connect(opening)
-            except RedisServerError as exc:  # at once, not after the whole timeout
-                raise ReshardError(
-                    f"shard {name} ({address}) is a Redis server, not a bitcask-server: "
-                    "nothing was moved; reshard moves keys between bitcask-servers (their "
-                    "binary port): correct its address in the config"
-                ) from exc
+                clients[name] = await connect(host, int(port), auth=auth, timeout=timeout)
             except (ConnectError, CallTimeoutError) as exc:
-                # down or wedged, before any move: say so, and what to do
-                if await sniffer.speaks_resp(exc):  # twemproxy, a Redis with a password
+                if isinstance(exc, RedisPortError) and exc.redis_server:  # at once
                     raise ReshardError(
-                        f"shard {name} ({address}): {exc}; it answers the Redis protocol, "
+                        f"shard {name} ({address}) is a Redis server, not a bitcask-server: "
+                        "nothing was moved; reshard moves keys between bitcask-servers (their "
+                        "binary port): correct its address in the config"
+                    ) from exc
+                # down or wedged, before any move: say so, and what to do; a RESP answer
+                # (twemproxy, a Redis with a password) is a wrong address
+                if await answers_resp_after(exc, host, int(port), timeout):
+                    failed = exc.__cause__ if isinstance(exc, RedisPortError) else exc
+                    raise ReshardError(
+                        f"shard {name} ({address}): {failed}; it answers the Redis protocol, "
                         "not bitcask's: nothing was moved; correct its address in the config"
                     ) from exc
                 raise ReshardError(

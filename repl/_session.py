@@ -29,9 +29,12 @@ from client import (
     ConnectionLostError,
     EndpointClosedError,
     InterfaceError,
+    RedisPortError,
     Refusals,
     ServerError,
     UnsupportedCommandError,
+    answers_http,
+    answers_resp_after,
     connect,
     connect_resp,
 )
@@ -40,7 +43,6 @@ from protocol import ProtocolError
 from ._context import DEFAULT_PORT, CommandError, ConnectOptions, error_text
 from ._format import Reply, terminal_safe
 from ._parse import ParseError, tokenize
-from ._sniff import RedisServerError, Sniffer, answers_http
 from ._table import CLI, SHELL, Command, bind, lookup, unknown
 
 if TYPE_CHECKING:
@@ -236,29 +238,31 @@ class Session:
         opening = asyncio.wait_for(
             open_client(self.options, self._refusals), self.options.timeout + 1.0
         )
-        sniffer = Sniffer(self.options)
+        host, port, timeout = self.options.host, self.options.port, self.options.timeout
         try:
-            self._client = await (opening if self.options.redis else sniffer.connect(opening))
+            self._client = await opening
         except ServerError:  # AUTH_FAILED and friends: the server's own words
             raise
-        except RedisServerError as exc:
-            raise CommandError(
-                f"cannot connect to {self.options.address}: it is a Redis server (it answers "
-                f"the Redis protocol, not bitcask's): {REDIS_HINT}"
-            ) from exc
         except (ClientError, OSError, TimeoutError) as exc:
+            if (
+                isinstance(exc, RedisPortError) and exc.redis_server
+            ):  # at once, not after the timeout
+                raise CommandError(
+                    f"cannot connect to {self.options.address}: it is a Redis server (it "
+                    f"answers the Redis protocol, not bitcask's): {REDIS_HINT}"
+                ) from exc
             reason = _reason(exc, self.options)
             if (
                 _cause(exc, ProtocolError)
                 and not self.options.redis
-                and await answers_http(self.options)
+                and await answers_http(host, port, timeout)
             ):
                 reason = (
                     "that port answered HTTP (it is the HTTP port, for health and "
                     f"metrics); the binary port is --port (default {DEFAULT_PORT}), "
                     "the HTTP one --http-port"
                 )
-            elif not self.options.redis and await sniffer.speaks_resp(exc):
+            elif not self.options.redis and await answers_resp_after(exc, host, port, timeout):
                 reason += f"; it answers the Redis protocol: {REDIS_HINT}"
             raise CommandError(f"cannot connect to {self.options.address}: {reason}") from exc
         finally:

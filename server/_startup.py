@@ -122,7 +122,10 @@ def open_store(path: Path, options: bitcask.Options) -> Any:
     except OSError as exc:
         if isinstance(exc, bitcask.BitcaskError):
             raise
-        raise StoreOpenError(_describe(path, exc)) from exc
+        # the engine's sentence for an unwritable store names bitcask.open(readonly=
+        # True), no server flag: describe the error it wraps (same errno) instead
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        raise StoreOpenError(_describe(path, cause)) from exc
 
 
 def _describe(path: object, exc: OSError) -> str:

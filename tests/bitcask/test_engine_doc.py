@@ -1,4 +1,4 @@
-"""docs/engine.md: its program runs and prints what the page says, and the page
+"""docs/engine.md: its programs run and print what the page says, and the page
 names every public name of the package, every public method of Bitcask and every
 option with its default (so a new one cannot go undocumented)."""
 
@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bitcask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,12 +24,21 @@ def _text() -> str:
     return DOC.read_text(encoding="utf-8")
 
 
-def test_the_documented_program_runs_and_prints_what_the_page_says(tmp_path: Path) -> None:
-    section = _text().split("## A complete program", 1)[1]
+@pytest.mark.parametrize(
+    "heading",
+    [
+        pytest.param("## A complete program", id="catalog"),
+        pytest.param("## The store as a dict", id="dictlike"),
+    ],
+)
+def test_the_documented_program_runs_and_prints_what_the_page_says(
+    tmp_path: Path, heading: str
+) -> None:
+    section = _text().split(heading, 1)[1]
     program = re.search(r"```python\n(.*?)```", section, re.S)
     printed = re.search(r"It prints:\n\n```\n(.*?)```", section, re.S)
     assert program is not None and printed is not None
-    script = tmp_path / "catalog.py"
+    script = tmp_path / "program.py"
     script.write_text(program.group(1), encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, str(script)],

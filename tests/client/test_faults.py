@@ -30,7 +30,7 @@ from client import (
     connect,
     connect_sharded,
 )
-from client._client import make_config
+from client._config import make_config
 from client._resp import EndpointClosedError, Refusals, RespClient, connect_resp
 from tests.serverproc import ServerProcess
 

@@ -31,7 +31,7 @@ from client import (
     parse_url,
 )
 from client._args import check_ttl
-from client._client import make_config
+from client._config import make_config
 from protocol import ErrorCode, ProtocolError, validate_params
 from tests.client.fake import fake_server
 from tests.serverproc import free_port

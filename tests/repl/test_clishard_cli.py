@@ -133,24 +133,6 @@ def test_redis_with_a_password_gets_the_hint_after_the_timeout(
         )
 
 
-def test_a_bitcask_server_is_not_taken_for_redis(
-    server: ServerProcess, home_env: dict[str, str], tmp_path: Path
-) -> None:
-    """The probe itself, against the RESP dialect of a real bitcask-server: its INFO
-    names bitcask_version (so a slow hello is waited for, never refused)."""
-    import asyncio
-
-    from repl._context import ConnectOptions
-    from repl._sniff import Dialect, resp_dialect
-
-    options = ConnectOptions(port=server.port, timeout=WAIT)
-    assert asyncio.run(resp_dialect(options)) is Dialect.BITCASK
-    with redis_server(tmp_path) as port:
-        redis = ConnectOptions(port=port, timeout=WAIT)
-        assert asyncio.run(resp_dialect(redis)) is Dialect.REDIS
-    assert asyncio.run(resp_dialect(ConnectOptions(port=free_port(), timeout=WAIT))) is None
-
-
 def test_twemproxy_without_redis_is_one_line(
     server: ServerProcess, home_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -26,7 +26,7 @@ from client import (
     UnsupportedCommandError,
     connect_resp,
 )
-from client._resp import error_from_reply, parse_info
+from client._resp_translate import error_from_reply, parse_info
 from protocol._resp_client import ErrorReply
 from protocol._resp_reader import RespReader
 
