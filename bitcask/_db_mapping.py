@@ -10,7 +10,7 @@ Strategy / invariants:
   only reads the keydir to find a key).
 - A store is not a ``collections.abc.MutableMapping`` and does not claim to be:
   ``keys()``, ``items()`` and ``values()`` are iterators in ascending key order
-  taking a prefix (bitcask/db.py), not views, and ``==`` is identity, as for dbm's
+  taking a prefix (bitcask/_db_scan.py), not views, and ``==`` is identity, as for dbm's
   objects. docs/engine.md ("The store as a dict") says so to the user.
 - The store is one process's open files, lock and threads: a copy or a pickle of
   the object would share them (closing a copy unlocked the store under the

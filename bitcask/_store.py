@@ -22,10 +22,10 @@ from collections.abc import Callable
 from ._files import FileTable
 from ._health import is_probe_leftover
 from ._lock import DirLock
+from ._merge_swap import recover_interrupted
 from ._recovery import FileVanished, LoadResult, load
 from .db import Bitcask
 from .errors import BitcaskError
-from .merge import recover_interrupted
 from .options import Options
 
 __all__ = ["open_store"]

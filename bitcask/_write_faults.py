@@ -132,15 +132,26 @@ class WriteFaults:
                 if why is not None:
                     self._gone(why)
 
-    def fail_until_restart(self, what: str, exc: OSError) -> None:
-        """A merge's swap failed after its manifest was written (caller holds the lock):
-        the files on disk say "finish the merge", the file table says it never
-        happened. Writing on would let a delete's tombstone be merged away while an
-        output the table does not know still holds the value, so writes stop until a
-        reopen finishes the swap (bitcask/merge.py recover_interrupted)."""
-        reason = f"{what}: {type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
-        self.health.fsync_failed(reason)
-        self.readonly_reason = f"{reason}; restart to resume writes"
+    def fail_until_restart(self, what: str, exc: BaseException) -> None:
+        """A merge failed after its manifest was written (caller holds the lock): the
+        files on disk say "finish the merge", the file table says it never happened,
+        and the keydir may point at outputs still in ``merge/``. Writing on would let
+        a delete's tombstone be merged away while an output the table does not know
+        still holds the value, or let the next merge delete ``merge/`` under the keys
+        pointing there, so writes (and merges) stop until a reopen finishes the swap
+        (bitcask/_merge_swap.py recover_interrupted). An OSError is a disk fault
+        (``health``); anything else (an interrupt) stops writes alone, as an
+        interrupted write does (``_escaped``)."""
+        if isinstance(exc, OSError):
+            reason = f"{what}: {type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
+            self.health.fsync_failed(reason)
+            self.readonly_reason = f"{reason}; restart to resume writes"
+        else:
+            self.readonly_reason = (
+                f"merge interrupted ({type(exc).__name__}) after its manifest, before its "
+                "swap; reopen the store to finish it and resume writes"
+            )
+            log.warning("merge interrupted in %s: %s", self.path, self.readonly_reason)
         self._blocked = ReadOnlyError(f"store is read-only: {self.readonly_reason}")
 
     def fail_at_start(self, exc: OSError) -> None:

@@ -42,6 +42,7 @@ from ._datafile import (
 from ._files import fsync_dir
 from ._hint import build_hint, decode_hint, hint_distrust, write_hint
 from ._lock import DirLock
+from ._merge_swap import MERGE_DIR, recover_interrupted
 from ._record import (
     HEADER_SIZE,
     IN_BATCH,
@@ -52,7 +53,6 @@ from ._record import (
     timestamp_us,
 )
 from ._recovery import QUARANTINE_DIR, REPAIR_SUFFIX, leftovers, quarantine, remove_leftovers
-from .merge import MERGE_DIR, recover_interrupted
 
 __all__ = [
     "BACKUP_MANIFEST",

@@ -1,5 +1,5 @@
 """A store carried across fork(): the child reads the state at the fork and never
-writes, seals or unlocks the parent's files (bitcask/db.py, "fork()")."""
+writes, seals or unlocks the parent's files (bitcask/_db_lifecycle.py, "fork()")."""
 
 from __future__ import annotations
 

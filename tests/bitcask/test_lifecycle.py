@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
-from bitcask import _io, merge
+from bitcask import _io, _merge_swap, merge
 from bitcask._datafile import data_name, list_data_files
 from bitcask._record import HEADER_SIZE
 from tests.bitcask._damage import flip, records
@@ -195,8 +195,8 @@ def test_writes_go_on_while_a_merge_points_the_keydir_at_its_outputs(
             writer.join(10)  # the merge holds no lock here: this returns at once
             assert not writer.is_alive()
 
-    monkeypatch.setattr(merge, "_INSTALL_STEP", 16)
-    monkeypatch.setattr(merge, "_yield_lock", write_between_slices)
+    monkeypatch.setattr(_merge_swap, "_INSTALL_STEP", 16)
+    monkeypatch.setattr(_merge_swap, "_yield_lock", write_between_slices)
     report = db.merge()
     assert report.expired_dropped == 20 and slices > 10
     assert dict(db.items()) == want
