@@ -14,6 +14,7 @@ import inspect
 import os
 import re
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -79,20 +80,20 @@ def _accepts_progress(fn: Callable[..., Any]) -> bool:
         return False
 
 
-class _Stopper:
+class _Stopper(ABC):
     """How a Ctrl-C / SIGTERM stops the engine call running in the worker thread.
 
-    `stop()` is called from the event loop; the call stops at its next safe point
-    and raises. Without one (check: read-only) the thread is abandoned: it is a
-    daemon, so the process exits without waiting for it.
+    `stop()` is called from the event loop; the call stops at its next safe point.
+    Without one (check: read-only) the thread is abandoned: it is a daemon, so the
+    process exits without waiting for it.
     """
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None: ...
 
+    @abstractmethod
     def line(self, label: str, path: str, result: Any, error: BaseException | None) -> str:
         """What the interrupted call left, once it returned `result` or raised `error`."""
-        raise NotImplementedError
 
 
 def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:

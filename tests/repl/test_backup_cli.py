@@ -94,8 +94,20 @@ def test_full_local_disk_fails_cleanly(bitcask_cli: Runner, tmp_path: Path) -> N
         assert list(small.iterdir()) == []  # neither the backup nor its temp dir
 
 
+@pytest.mark.parametrize(
+    "sigs",
+    [
+        pytest.param((signal.SIGTERM,), id="sigterm"),
+        # the second Ctrl-C lands in the first one's cleanup: it must not cut it short
+        pytest.param((signal.SIGINT, signal.SIGINT), id="ctrl-c-twice"),
+    ],
+)
 def test_sigterm_mid_backup_leaves_nothing(
-    bitcask_cli: Runner, server: ServerProcess, home_env: dict[str, str], tmp_path: Path
+    bitcask_cli: Runner,
+    server: ServerProcess,
+    home_env: dict[str, str],
+    tmp_path: Path,
+    sigs: tuple[int, ...],
 ) -> None:
     # A nightly job stopped by its scheduler gets SIGTERM: Python's default ended the
     # process at once and the hidden `.DIR.backup-*` with the partial copy stayed in
@@ -116,13 +128,15 @@ def test_sigterm_mid_backup_leaves_nothing(
         while not any(p.is_dir() and any(p.iterdir()) for p in parent.iterdir()):
             assert time.monotonic() < deadline and proc.poll() is None, "no copy began"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        for sig in sigs:
+            proc.send_signal(sig)
+            time.sleep(0.02)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + sigs[0], err
     # the line Ctrl-C gives (repl/_signals.py: both stop a command the same way)
     assert err.decode() == (
         f"backup to {str(parent / 'b')!r} interrupted: nothing was kept (run it again)\n"
