@@ -149,3 +149,33 @@ def test_an_interrupted_offline_command_leaves_the_store_whole(
     assert again.returncode == 0, again.stderr
     checked = bitcask.check(path)
     assert checked.ok and not checked.missing_hints, checked
+
+
+def test_the_lines_for_a_stop_that_came_too_late_and_for_a_stop_in_time(tmp_path: Path) -> None:
+    # the race the processes above rarely hit: the signal after the last record
+    from repl._offline import _MergeStopper, _RepairStopper
+
+    path = tmp_path / "small"
+    with bitcask.open(path) as db:
+        db.put(b"a", b"1")
+        db.put(b"a", b"2")
+    merge = _MergeStopper()
+    done = merge(str(path), lambda _done, _total: None)
+    merge.stop()  # after the end: changes nothing
+    assert merge.line("merge", str(path), done, None).startswith(
+        f"merge of {path} interrupted after it had finished: "
+    )
+    stopped = _MergeStopper()
+    stopped.stop()  # before the store opened: the merge never starts
+    with pytest.raises(bitcask.StoreClosedError) as err:
+        stopped(str(path), lambda _done, _total: None)
+    assert stopped.line("merge", str(path), None, err.value) == (
+        f"merge of {path} interrupted: the store is as it was (run it again)"
+    )
+    repair = _RepairStopper()
+    repair.stop()
+    report = repair(str(path))
+    assert report.not_examined and not report.hints_rebuilt
+    assert repair.line("repair", str(path), report, None).endswith("; run it again")
+    with bitcask.open(path) as db:
+        assert db.get(b"a") == b"2"
