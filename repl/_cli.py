@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="bitcask",
         description="Talk to a bitcask server, one command per invocation.",
-        epilog=_overview() + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
+        epilog=_overview() + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error,\n"
+        "130 stopped by Ctrl-C, 143 by SIGTERM (each says what it left).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_version_option(parser)

@@ -46,7 +46,7 @@ Strategy / invariants:
 Exit status: 0 moved (or nothing to move, or everything settled); 1 some keys
 changed during the move and were left in place (listed, with what to run), or were
 written during it (`late`); 2 error (bad config, unreachable shard); 130 interrupted
-(Ctrl-C), saying that a rerun finishes it.
+(Ctrl-C), 143 stopped by SIGTERM, either saying that a rerun finishes it.
 """
 
 from __future__ import annotations
