@@ -58,8 +58,10 @@ async def backup(ctx: Context, a: dict[str, Any]) -> None:
         raise CommandError(str(exc)) from exc
     except asyncio.CancelledError:  # Ctrl-C or SIGTERM (_signals.py): say what is left
         bar.finish(ok=False)
+        # --force over an older backup: "nothing was kept" read as if that one was gone
+        older = " (the backup already there is unchanged)" if _holds_files(dest) else ""
         ctx.stderr.write(
-            f"backup to {os.fspath(dest)!r} interrupted: nothing was kept (run it again)\n"
+            f"backup to {os.fspath(dest)!r} interrupted: nothing was kept{older} (run it again)\n"
         )
         ctx.stderr.flush()
         raise
@@ -74,6 +76,13 @@ async def backup(ctx: Context, a: dict[str, Any]) -> None:
         f"({human_bytes(rate)}/s)\n"
     )
     ctx.stderr.flush()
+
+
+def _holds_files(path: str) -> bool:
+    try:
+        return bool(os.listdir(path))
+    except OSError:
+        return False
 
 
 COMMAND = Command(
