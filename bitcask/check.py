@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -143,6 +144,7 @@ class RepairReport:
     tombstoned: tuple[bytes, ...] = ()  # keys of unreadable records, now deleted
     quarantined: tuple[str, ...] = ()  # files under quarantine/ holding the dropped bytes
     removed: tuple[str, ...] = ()  # leftovers deleted: .data.repair copies, orphan hints
+    not_examined: tuple[str, ...] = ()  # data files a stopped repair never reached
 
     @property
     def changed(self) -> bool:
@@ -165,6 +167,7 @@ class RepairReport:
         d["tombstoned"] = [k.decode("utf-8", "backslashreplace") for k in self.tombstoned]
         d["quarantined"] = list(self.quarantined)
         d["removed"] = list(self.removed)
+        d["not_examined"] = list(self.not_examined)
         d["changed"] = self.changed
         return d
 
@@ -181,6 +184,11 @@ class RepairReport:
         lines += [f"  deleted unreadable key {k!r}" for k in self.tombstoned]
         lines += [f"  kept dropped bytes in {q}" for q in self.quarantined]
         lines += [f"  removed leftover {name}" for name in self.removed]
+        if self.not_examined:
+            lines.append(
+                f"  stopped before {len(self.not_examined)} files "
+                f"({self.not_examined[0]} on): run it again"
+            )
         return "\n".join(lines)
 
 
@@ -359,10 +367,13 @@ def _check_manifest(path: str, ids: list[int]) -> tuple[str, list[Problem]]:
     return "checked", problems
 
 
-def repair(path: str | os.PathLike[str]) -> RepairReport:
+def repair(path: str | os.PathLike[str], *, stop: Callable[[], bool] | None = None) -> RepairReport:
     """Fix a store in place: cut torn tails, drop corrupt records, rebuild hints.
 
     Takes the store lock (the store must not be open for writing elsewhere).
+    ``stop()``, asked before each data file (any thread may make it true), ends the
+    repair there: every file before it is repaired, none after it touched, and the
+    report's ``not_examined`` names those; a later repair finishes the job.
 
     Raises:
         StoreLockedError: a writer has the store open.
@@ -386,8 +397,12 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         tombstoned: list[bytes] = []
         quarantined: list[str] = []
         ids = list_data_files(path)
+        not_examined: tuple[str, ...] = ()
         for i, fid in enumerate(ids):
             name = data_name(fid)
+            if stop is not None and stop():
+                not_examined = tuple(data_name(f) for f in ids[i:])
+                break
             dpath = os.path.join(path, name)
             mm = map_file(dpath)
             size = len(mm) if mm is not None else 0
@@ -446,6 +461,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         tombstoned=tuple(tombstoned),
         quarantined=tuple(quarantined),
         removed=tuple(removed),
+        not_examined=not_examined,
     )
 
 

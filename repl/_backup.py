@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 from typing import Any
 
@@ -46,7 +45,6 @@ async def backup(ctx: Context, a: dict[str, Any]) -> None:
     dest = a["dir"]
     client = await ctx.client()
     bar = _RateProgress("backup", None, ctx.stderr, enabled=ctx.stderr.isatty(), unit="bytes")
-    terminated = _on_sigterm_cancel()
     try:
         rate = a.get("rate")
         report = await client.backup(
@@ -58,24 +56,18 @@ async def backup(ctx: Context, a: dict[str, Any]) -> None:
     except BackupError as exc:
         bar.finish(ok=False)
         raise CommandError(str(exc)) from exc
-    except asyncio.CancelledError:
+    except asyncio.CancelledError:  # Ctrl-C or SIGTERM (_signals.py): say what is left
         bar.finish(ok=False)
-        if not terminated.is_set():  # Ctrl-C: exit 130, saying what is left (as import)
-            ctx.stderr.write(
-                f"backup to {os.fspath(dest)!r} interrupted: nothing was kept (run it again)\n"
-            )
-            ctx.stderr.flush()
-            raise
-        _uncancel()
-        raise CommandError(
-            f"backup to {os.fspath(dest)!r} stopped by SIGTERM: nothing was kept",
-            exit_code=EXIT_SIGTERM,
-        ) from None
+        # --force over an older backup: "nothing was kept" read as if that one was gone
+        older = " (the backup already there is unchanged)" if _holds_files(dest) else ""
+        ctx.stderr.write(
+            f"backup to {os.fspath(dest)!r} interrupted: nothing was kept{older} (run it again)\n"
+        )
+        ctx.stderr.flush()
+        raise
     except BaseException:
         bar.finish(ok=False)
         raise
-    finally:
-        terminated.restore()
     elapsed = bar.finish()
     rate = report.bytes / elapsed if elapsed > 0 else 0.0
     ctx.stderr.write(
@@ -86,57 +78,11 @@ async def backup(ctx: Context, a: dict[str, Any]) -> None:
     ctx.stderr.flush()
 
 
-EXIT_SIGTERM = 128 + signal.SIGTERM
-
-
-class _Sigterm:
-    """While a backup runs, SIGTERM cancels it like Ctrl-C does, so its cleanup runs.
-
-    Python's default SIGTERM ends the process at once: the temporary directory (a
-    hidden `.DIR.backup-*` holding the partial copy) stayed behind, and a nightly
-    job stopped by its scheduler (a Kubernetes Job's deadline, `systemctl stop`)
-    filled the backup volume run after run.
-    """
-
-    def __init__(self) -> None:
-        self._flag = False
-        self._installed = False
-
-    def install(self) -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        if task is None:
-            return
-
-        def on_sigterm() -> None:
-            self._flag = True
-            task.cancel()
-
-        try:
-            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            return
-        self._installed = True
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def restore(self) -> None:
-        if self._installed:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
-            self._installed = False
-
-
-def _on_sigterm_cancel() -> _Sigterm:
-    handler = _Sigterm()
-    handler.install()
-    return handler
-
-
-def _uncancel() -> None:
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()
+def _holds_files(path: str) -> bool:
+    try:
+        return bool(os.listdir(path))
+    except OSError:
+        return False
 
 
 COMMAND = Command(

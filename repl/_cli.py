@@ -16,7 +16,8 @@ instead (`Session` picks the backend; the commands never ask which); merge, sync
 and backup, which have no Redis equivalent, print one error line and exit 2.
 
 Exit status: 0 ok; 1 "no" (get: no such key, exists/delete: false, ttl: no such
-key, check: damage found); 2 error (usage, connection, server error).
+key, check: damage found); 2 error (usage, connection, server error); 130 stopped by
+Ctrl-C, 143 by SIGTERM (`_signals.py`: the command cleans up and says what is left).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ._context import CommandError, ConnectOptions, UsageError, plain_text
 from ._format import Reply, error_line, raw, styled
 from ._options import Parser, add_connection_options, add_version_option, options_from
 from ._session import Session, describe
+from ._signals import Interrupted, stoppable
 from ._table import (
     CLI,
     Args,
@@ -80,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="bitcask",
         description="Talk to a bitcask server, one command per invocation.",
-        epilog=_overview() + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error.",
+        epilog=_overview() + "\n\nExit status: 0 ok, 1 not found / false / damage found, 2 error,\n"
+        "130 stopped by Ctrl-C, 143 by SIGTERM (each says what it left).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_version_option(parser)
@@ -215,16 +218,19 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
         if cmd is None:
             raise unknown(TABLE, name, CLI)
         args = await _stdin_values(session, cmd, _bind(cmd, argv))
-        try:
-            reply = await session.execute(cmd, args)
-        except asyncio.CancelledError:  # Ctrl-C: exit 130, and a line if a change is in doubt
-            doubt = session.in_doubt(cmd)
-            if doubt:
-                printer.error(f"interrupted: {doubt}")
-            raise
+        with stoppable():  # Ctrl-C 130, SIGTERM 143: the command cleans up first
+            try:
+                reply = await session.execute(cmd, args)
+            except asyncio.CancelledError:  # and a line if a change is in doubt
+                doubt = session.in_doubt(cmd)
+                if doubt:
+                    printer.error(f"interrupted: {doubt}")
+                raise
         if reply is not None:
             printer.reply(reply)
         return cmd.exit_code(reply)
+    except Interrupted as exc:  # the command's own line said what is left
+        return exc.exit_code
     except CommandError as exc:
         printer.error(describe(exc, options))
         return exc.exit_code

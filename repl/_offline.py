@@ -9,9 +9,12 @@ while a progress bar is drawn on stderr; the summary is the engine's report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import re
+import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +80,75 @@ def _accepts_progress(fn: Callable[..., Any]) -> bool:
         return False
 
 
-async def _run(ctx: Context, label: str, path: str, fn: Callable[..., Any], unit: str = "") -> Any:
+class _Stopper(ABC):
+    """How a Ctrl-C / SIGTERM stops the engine call running in the worker thread.
+
+    `stop()` is called from the event loop; the call stops at its next safe point.
+    Without one (check: read-only) the thread is abandoned: it is a daemon, so the
+    process exits without waiting for it.
+    """
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    @abstractmethod
+    def line(self, label: str, path: str, result: Any, error: BaseException | None) -> str:
+        """What the interrupted call left, once it returned `result` or raised `error`."""
+
+
+def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    """fn(*args, **kwargs) in a daemon thread (asyncio.to_thread's are joined at exit,
+    so a Ctrl-C could not end a check before it had read the whole store)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = fn(*args, **kwargs), None
+        except BaseException as exc:  # handed to the loop, which re-raises it
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    threading.Thread(target=work, name="bitcask-offline", daemon=True).start()
+    return future
+
+
+async def _stopped(
+    ctx: Context, label: str, path: str, work: asyncio.Future[Any], stopper: _Stopper | None
+) -> None:
+    """After a Ctrl-C / SIGTERM: stop the call, wait for it, write the one line."""
+    if stopper is None:
+        line = f"{label} of {path} interrupted: nothing was changed (it only reads)"
+    else:
+        stopper.stop()
+        while not work.done():  # bounded: the call stops at its next safe point
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({work})
+        error = work.exception()
+        line = stopper.line(label, path, None if error else work.result(), error)
+    ctx.stderr.write(line + "\n")
+    ctx.stderr.flush()
+
+
+async def _run(
+    ctx: Context,
+    label: str,
+    path: str,
+    fn: Callable[..., Any],
+    unit: str = "",
+    stopper: _Stopper | None = None,
+) -> Any:
     """Run `fn(path[, progress=...])` in a thread with a progress bar on stderr."""
     bar = Progress(label, None, ctx.stderr, enabled=ctx.stderr.isatty(), unit=unit)
 
@@ -85,15 +156,19 @@ async def _run(ctx: Context, label: str, path: str, fn: Callable[..., Any], unit
         bar.update(done, total)
 
     kwargs = {"progress": progress} if _accepts_progress(fn) else {}
-    task = asyncio.ensure_future(asyncio.to_thread(fn, path, **kwargs))
+    work = _in_thread(fn, path, **kwargs)
     ok = False
     try:
-        while not task.done():
+        while not work.done():
             bar.update(bar.done)  # keeps the spinner turning when fn reports nothing
-            await asyncio.wait({task}, timeout=Progress.INTERVAL)
-        result = task.result()
+            await asyncio.wait({work}, timeout=Progress.INTERVAL)
+        result = work.result()
         ok = True
         return result
+    except asyncio.CancelledError:  # Ctrl-C or SIGTERM (_signals.py)
+        bar.finish(ok=False)
+        await _stopped(ctx, label, path, work, stopper)
+        raise
     except bitcask.BitcaskError as exc:
         raise _engine_error(exc, path) from None
     except OSError as exc:  # the directory's own trouble, never the server address's
@@ -109,17 +184,74 @@ async def check(ctx: Context, a: dict[str, Any]) -> Reply:
     return _report(await _run(ctx, "check", path, bitcask.check))
 
 
+class _RepairStopper(_Stopper):
+    """The repair in the thread, stopped before its next data file: the files before
+    it are repaired, none after it touched (a second run finishes the job)."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    def __call__(self, path: str) -> Any:
+        return bitcask.repair(path, stop=self.requested.is_set)
+
+    def stop(self) -> None:
+        self.requested.set()
+
+    def line(self, label: str, path: str, result: Any, error: BaseException | None) -> str:
+        if error is not None:
+            why = _engine_error(error, path) if isinstance(error, Exception) else error
+            return f"repair of {path} interrupted: {why}"
+        done = str(result).split("\n")[0].split(": ", 1)[1]
+        left = result.not_examined
+        if not left:
+            return f"repair of {path} interrupted after it had finished: {done}"
+        return (
+            f"repair of {path} interrupted: {len(left)} data files ({left[0]} on) not "
+            f"examined yet, the ones before repaired ({done}); run it again"
+        )
+
+
 async def repair(ctx: Context, a: dict[str, Any]) -> Reply:
     """`repair DIR`: the engine's repair report."""
     path = _directory(a["dir"])
-    return _report(await _run(ctx, "repair", path, bitcask.repair))
+    stopper = _RepairStopper()
+    return _report(await _run(ctx, "repair", path, stopper, stopper=stopper))
 
 
-def _merge_dir(path: str, progress: Callable[[int, int], None]) -> Any:
-    with bitcask.open(path) as db:
-        return db.merge(progress=progress)
+class _MergeStopper(_Stopper):
+    """The merge in the thread, stopped with the engine's stop_merges(): it abandons
+    the merge at its next record and deletes its output (one already past its
+    completion marker finishes its short swap instead)."""
+
+    def __init__(self) -> None:
+        self.db: Any = None
+        self.requested = False
+
+    def __call__(self, path: str, progress: Callable[[int, int], None]) -> Any:
+        with bitcask.open(path) as db:
+            self.db = db
+            if self.requested:  # stopped while the store was opening
+                db.stop_merges()
+            return db.merge(progress=progress)
+
+    def stop(self) -> None:
+        self.requested = True
+        if self.db is not None:
+            self.db.stop_merges()
+
+    def line(self, label: str, path: str, result: Any, error: BaseException | None) -> str:
+        if error is None:
+            done = str(result).split("\n")[0].removeprefix("merge: ")
+            return f"merge of {path} interrupted after it had finished: {done}"
+        if isinstance(error, bitcask.StoreClosedError):
+            return f"merge of {path} interrupted: the store is as it was (run it again)"
+        why = _engine_error(error, path) if isinstance(error, Exception) else error
+        return f"merge of {path} interrupted: {why}"
 
 
 async def merge(ctx: Context, path: str) -> Reply:
     """`merge DIR`: open the store, merge with a progress bar, print the report."""
-    return _report(await _run(ctx, "merge", _directory(path), _merge_dir, unit="bytes"))
+    stopper = _MergeStopper()
+    return _report(
+        await _run(ctx, "merge", _directory(path), stopper, unit="bytes", stopper=stopper)
+    )

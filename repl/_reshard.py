@@ -46,7 +46,7 @@ Strategy / invariants:
 Exit status: 0 moved (or nothing to move, or everything settled); 1 some keys
 changed during the move and were left in place (listed, with what to run), or were
 written during it (`late`); 2 error (bad config, unreachable shard); 130 interrupted
-(Ctrl-C), saying that a rerun finishes it.
+(Ctrl-C), 143 stopped by SIGTERM, either saying that a rerun finishes it.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from client import (
     AuthFailedError,
@@ -78,6 +78,7 @@ from client import (
 
 from ._progress import Progress
 from ._reshard_move import AfterCopy, Report, ReshardError, ShardUnreachableError, move_page
+from ._signals import Interrupted, stoppable
 
 __all__ = ["main", "reshard"]
 
@@ -365,12 +366,19 @@ def _command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(w) if w != "TOKEN" else w for w in words)
 
 
+async def _stoppable(*args: Any, **kwargs: Any) -> Report:
+    """reshard(...), stopped by Ctrl-C or SIGTERM alike (130 / 143, `_signals.py`):
+    SIGTERM's default had ended the process in silence, the move half done."""
+    with stoppable():
+        return await reshard(*args, **kwargs)
+
+
 def main(argv: Sequence[str]) -> int:
     """`bitcask reshard ...`; returns the exit status."""
     args = build_parser().parse_args(list(argv))
     try:
         report = asyncio.run(
-            reshard(
+            _stoppable(
                 args.old,
                 args.new,
                 pool=args.pool,
@@ -388,12 +396,12 @@ def main(argv: Sequence[str]) -> int:
     except (ReshardError, ClientError, OSError) as exc:
         sys.stderr.write(f"bitcask reshard: {exc}\n")
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        # Ctrl-C mid-move: the operator must learn the move is half done, and how to finish
-        # (on a terminal, after the progress bar's line)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        # Ctrl-C or SIGTERM mid-move: the operator must learn the move is half done, and
+        # how to finish (on a terminal, after the progress bar's line)
         newline = "\n" if sys.stderr.isatty() else ""
         sys.stderr.write(f"{newline}bitcask reshard: interrupted: {RERUN}\n")
-        return 130
+        return exc.exit_code if isinstance(exc, Interrupted) else 130
     _print(report, args.dry_run, sys.stdout)
     if not args.dry_run:
         _settle_hint(report, _command(args), sys.stdout)

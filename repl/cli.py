@@ -5,7 +5,8 @@ imports: the client, the protocol, asyncio) ends quietly with status 130, as one
 during a command does, instead of a traceback from the middle of an import.
 
 Exit status: 0 ok; 1 "no" (get: no such key, exists/delete: false, ttl: no such
-key, check: damage found); 2 error (usage, connection, server error); 130 Ctrl-C.
+key, check: damage found); 2 error (usage, connection, server error); 130 Ctrl-C;
+143 SIGTERM in the middle of a command (`_signals.py`).
 """
 
 from __future__ import annotations

@@ -94,18 +94,35 @@ def test_full_local_disk_fails_cleanly(bitcask_cli: Runner, tmp_path: Path) -> N
         assert list(small.iterdir()) == []  # neither the backup nor its temp dir
 
 
+@pytest.mark.parametrize(
+    ("sigs", "older"),
+    [
+        pytest.param((signal.SIGTERM,), False, id="sigterm"),
+        # the second Ctrl-C lands in the first one's cleanup: it must not cut it short
+        pytest.param((signal.SIGINT, signal.SIGINT), False, id="ctrl-c-twice"),
+        # --force over a complete older backup: that one stays, and the line says so
+        pytest.param((signal.SIGINT,), True, id="ctrl-c-force"),
+    ],
+)
 def test_sigterm_mid_backup_leaves_nothing(
-    bitcask_cli: Runner, server: ServerProcess, home_env: dict[str, str], tmp_path: Path
+    bitcask_cli: Runner,
+    server: ServerProcess,
+    home_env: dict[str, str],
+    tmp_path: Path,
+    sigs: tuple[int, ...],
+    older: bool,
 ) -> None:
     # A nightly job stopped by its scheduler gets SIGTERM: Python's default ended the
     # process at once and the hidden `.DIR.backup-*` with the partial copy stayed in
     # the backup volume (the retention's `ls */` never sees it), run after run.
-    fill(bitcask_cli, 400, 5000)  # ~2 MB: at 0.2 MB/s the copy takes ~10 s
+    model = fill(bitcask_cli, 400, 5000)  # ~2 MB: at 0.2 MB/s the copy takes ~10 s
     parent = tmp_path / "backups"
     parent.mkdir()
+    if older:
+        assert bitcask_cli("backup", str(parent / "b")).code == 0
     argv = ["-m", "repl.cli", "--port", str(server.port), "backup", str(parent / "b")]
     proc = subprocess.Popen(
-        [sys.executable, *argv, "--rate", "0.2"],
+        [sys.executable, *argv, "--rate", "0.2", *(["--force"] if older else [])],
         env=home_env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -113,21 +130,28 @@ def test_sigterm_mid_backup_leaves_nothing(
     )
     try:
         deadline = time.monotonic() + 60
-        while not any(p.is_dir() and any(p.iterdir()) for p in parent.iterdir()):
+        while not any(
+            p.is_dir() and any(p.iterdir()) for p in parent.iterdir() if p.name != "b" or not older
+        ):
             assert time.monotonic() < deadline and proc.poll() is None, "no copy began"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        for sig in sigs:
+            proc.send_signal(sig)
+            time.sleep(0.02)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert (
-        err.decode()
-        == f"(error) backup to {str(parent / 'b')!r} stopped by SIGTERM: nothing was kept\n"
+    assert proc.returncode == 128 + sigs[0], err
+    # the line Ctrl-C gives (repl/_signals.py: both stop a command the same way)
+    kept = " (the backup already there is unchanged)" if older else ""
+    assert err.decode() == (
+        f"backup to {str(parent / 'b')!r} interrupted: nothing was kept{kept} (run it again)\n"
     )
-    assert list(parent.iterdir()) == []
+    assert [p.name for p in parent.iterdir()] == (["b"] if older else [])
+    if older:
+        assert contents(parent / "b") == model
     # the server's pins went with the connection: a new backup is complete
     again = bitcask_cli("backup", str(parent / "c"))
     assert again.code == 0, again.err
