@@ -127,6 +127,11 @@ def open_store(
     if options.hint_files:
         for sealed in result.unhinted:
             writer.tasks.put(lambda sealed=sealed: files.write_hint(sealed))  # type: ignore[misc]
+    try:
+        db.merges.fold_at_open()  # small files sealed by earlier opens (bitcask/merge.py)
+    except BaseException:  # an interrupt (Ctrl-C) in the fold: the lock must not stay taken
+        db.close()
+        raise
     return db
 
 

@@ -48,6 +48,8 @@ def run_backup(m: Merges, dest: str) -> None:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        m.released()
     fsync_dir(parent)
 
 

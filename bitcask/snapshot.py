@@ -218,6 +218,8 @@ def release(db: Bitcask, snap_id: str) -> Snapshot | None:
     if snap is not None and snap.holds_merge_lock:
         snap.holds_merge_lock = False
         db.merges.release_lock()
+    if snap is not None:
+        db.merges.released()
     return snap
 
 
