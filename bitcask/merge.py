@@ -176,17 +176,13 @@ class Merges:
         else:
             self.maybe_fold()
 
-    def maybe_fold(self) -> bool:
+    def maybe_fold(self) -> None:
         """Queue a merge of just the small sealed files once SMALL_FILES_FOLD of them
         stand (caller holds the write lock), after each rotation; off, as every
-        auto-merge, with ``merge_trigger=0``. Returns whether it queued one."""
-        if not self.writer.options.merge_trigger or self.running:
-            return False
-        if len(self._small_files()) < SMALL_FILES_FOLD:
-            return False
-        self.running = True
-        self.writer.tasks.put(self._fold)
-        return True
+        auto-merge, with ``merge_trigger=0``."""
+        if self._fold_due():
+            self.running = True
+            self.writer.tasks.put(self._fold)
 
     def fold_at_open(self) -> None:
         """At open (the opening thread, no lock held): fold the small files now when
@@ -197,17 +193,21 @@ class Merges:
                 self.writer.check_writable()  # a store refusing writes (a full disk) folds nothing
             except BitcaskError:
                 return
-            small = self._small_files()
-            sealed = self.files.sealed
-            if sum(sealed[fid] for fid in small) > FOLD_AT_OPEN_BYTES:
+            small = self._fold_due()
+            if not small:
+                return
+            if sum(self.files.sealed[fid] for fid in small) > FOLD_AT_OPEN_BYTES:
                 self.maybe_fold()
-                return
-            if not self.writer.options.merge_trigger or self.running:
-                return
-            if len(small) < SMALL_FILES_FOLD:
                 return
             self.running = True
         self._fold()
+
+    def _fold_due(self) -> list[int]:
+        # The small files if a fold is due now, else [] (caller holds the write lock).
+        if not self.writer.options.merge_trigger or self.running:
+            return []
+        small = self._small_files()
+        return small if len(small) >= SMALL_FILES_FOLD else []
 
     def _small_files(self) -> list[int]:
         # The sealed files a fold takes (caller holds the write lock).
