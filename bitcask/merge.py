@@ -255,12 +255,20 @@ class Merges:
         self.lock.release()
 
     def released(self) -> None:
-        """A backup or snapshot let the store's files go (no lock held): the small ones
-        may fold now. A backup holds every file it copies until it ends, so the fold
-        of a store backed up often and written little waits for this, not a rotation."""
+        """A backup or snapshot let the store's files go: the background worker looks
+        whether the small ones fold now. A backup holds every file it copies until it
+        ends, so the fold of a store backed up often and written little waits for
+        this, not a rotation. The caller never waits for the write lock (the server
+        ends a snapshot on its event loop)."""
+        if not self.writer.closing:
+            self.writer.tasks.put(self._fold_if_due)
+
+    def _fold_if_due(self) -> None:
         with self.writer.lock:
-            if not self.writer.closing:
-                self.maybe_fold()
+            if not self._fold_due():
+                return
+            self.running = True
+        self._fold()
 
 
 def crash_point(phase: str) -> None:
