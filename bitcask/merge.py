@@ -196,10 +196,10 @@ class Merges:
             small = self._fold_due()
             if not small:
                 return
-            if sum(self.files.sealed[fid] for fid in small) > FOLD_AT_OPEN_BYTES:
-                self.maybe_fold()
-                return
             self.running = True
+            if sum(self.files.sealed[fid] for fid in small) > FOLD_AT_OPEN_BYTES:
+                self.writer.tasks.put(self._fold)  # the background worker's, as maybe_fold
+                return
         self._fold()
 
     def _fold_due(self) -> list[int]:
