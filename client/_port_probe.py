@@ -108,11 +108,16 @@ async def answers_resp_after(
     no peer to ask. Asked otherwise (twemproxy closes the connection on the hello)."""
     if isinstance(exc, RedisPortError):
         return True
-    inner = exc
-    while inner.__cause__ is not None and inner.__cause__ is not inner:
+    # A timeout anywhere in the chain, not only at its ends: the client's is
+    # ConnectError <- TimeoutError <- CancelledError, and a silent peer was probed
+    # for a second whole timeout.
+    inner: BaseException = exc
+    for _ in range(16):  # a chain is a few links; bounded against a cycle
+        if isinstance(inner, TimeoutError):
+            return False
+        if inner.__cause__ is None:
+            break
         inner = inner.__cause__
-    if isinstance(exc, TimeoutError) or isinstance(inner, TimeoutError):
-        return False
     if isinstance(inner, OSError) and inner.errno:
         return False
     return await resp_answer(host, port, timeout) in (RespAnswer.RESP, RespAnswer.REDIS)

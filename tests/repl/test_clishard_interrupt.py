@@ -62,7 +62,7 @@ def _program(name: str, module: str) -> list[str]:
 def test_ctrl_c_while_starting_is_quiet_130(
     silent_port: int, home_env: dict[str, str], name: str, module: str, args: list[str]
 ) -> None:
-    argv = [*_program(name, module), "--port", str(silent_port), "--timeout", "30", *args]
+    argv = [*_program(name, module), "--port", str(silent_port), "--timeout", "10", *args]
     landed: list[float] = []
     for delay in DELAYS:
         proc = subprocess.Popen(
