@@ -106,7 +106,7 @@ class LifecycleMethods:
         writer.stop_threads()
         # A merge in another thread notices ``closing`` and abandons its copy, or
         # finishes its swap; either way wait so it never touches a closed store.
-        merge_paused = self.merges.lock.acquire(timeout=60)
+        merge_paused = self.merges.take_lock(60)
         try:
             writer.close_files(StoreClosedError("store is closed"))
             with self._lock:

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 import bitcask
-from bitcask import merge
+from bitcask import merge, snapshot
+from bitcask._pins import Pins
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -334,3 +335,53 @@ c = bitcask.open(sys.argv[1] + "/c", sync="never"); c.put(b"c", b"3")
     assert_clean_reopen(tmp_path / "c", {b"c": b"3"})
     with bitcask.open(tmp_path / "b") as b:  # the crash's: its last file scanned
         assert b.get(b"b") == b"2" and b.recovery.scanned_files == 1
+
+
+def test_a_snapshot_left_after_its_first_step_lets_merges_go_when_its_pin_lapses(
+    tmp_path: Path,
+) -> None:
+    # pin_sealed takes the merge lock until seal or release. A holder that gives up
+    # in between (a server request cancelled while pin_sealed waited for a merge)
+    # used to keep it for good, though its pin lapsed: every merge was refused
+    # (MergeInProgressError), a backup waited forever, close() waited 60 s.
+    now = [1000.0]
+    db = bitcask.open(tmp_path, sync="never", max_file_size=4096, merge_trigger=0)
+    db._pins = Pins(clock=lambda: now[0])
+    want = fill(db)
+    snapshot.pin_sealed(db, owner="gone", timeout=30)  # the handle dropped at once
+    with pytest.raises(bitcask.MergeInProgressError):
+        db.merge()  # the pin holds: nothing merges under the cut
+    now[0] += 31  # the pin lapses (no read for 30 s)
+    report = db.merge()
+    assert len(report.inputs) >= 2 and len(db._pins) == 0
+    backup = threading.Thread(target=db.backup, args=(tmp_path / "copy",), daemon=True)
+    backup.start()  # waited for the lock forever before
+    backup.join(30)
+    assert not backup.is_alive()
+    with bitcask.open(tmp_path / "copy") as copy:
+        assert dict(copy.items()) == want
+    assert not db.merges.lock.locked()  # close() waited 60 s for it
+    db.close()
+    assert_clean_reopen(tmp_path, want)
+
+
+def test_a_snapshot_sealed_or_released_after_its_pin_lapsed_releases_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    # seal, release and a lapse race for the merge lock: whichever comes first lets
+    # it go, the others do nothing (a second release() of a Lock is a RuntimeError,
+    # or would free the lock another merge holds).
+    now = [1000.0]
+    with bitcask.open(tmp_path, sync="never") as db:
+        db._pins = Pins(clock=lambda: now[0])
+        want = fill(db, 20)
+        snap = snapshot.pin_sealed(db, owner="slow", timeout=30)
+        now[0] += 31
+        assert db._pins.pinned() == set()  # lapsed: the merge lock is free
+        assert db.merges.take_lock(0)  # a merge (this test) takes it
+        snapshot.seal(db, snap)  # the slow holder comes back
+        snapshot.release(db, snap.id)
+        assert db.merges.lock.locked()  # still the merge's
+        db.merges.lock.release()
+        db.merge()
+        assert dict(db.items()) == want
