@@ -224,6 +224,7 @@ class _InheritedWriter:
 
     readonly = True
     last_task_error: str | None = None
+    threads: tuple[threading.Thread, ...] = ()  # the parent's threads are not this process's
 
     def __init__(self, parent: Writer, reason: str) -> None:
         self.readonly_reason = reason

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
+from bitcask import backup as backup_mod
 from bitcask import merge, snapshot
 from bitcask._pins import Pins
 
@@ -53,6 +54,20 @@ def assert_clean_reopen(path: Path, want: dict[bytes, bytes]) -> None:
         assert rec.hinted_files >= 1
         assert dict(db.items()) == want
         assert db.get_many(list(want)) == list(want.values())
+
+
+WARNINGS_ARE_ERRORS = ["-W", "error::ResourceWarning"]
+
+
+def python(flags: list[str], script: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """``script`` run by a new interpreter (bounded: 60 s), its output captured."""
+    return subprocess.run(
+        [sys.executable, *flags, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 @contextmanager
@@ -87,17 +102,26 @@ def test_a_dropped_store_is_closed_when_its_last_reference_goes(tmp_path: Path) 
     assert_clean_reopen(tmp_path, want)
 
 
-def test_a_dropped_store_in_a_cycle_is_closed_by_a_collection(tmp_path: Path) -> None:
-    class Holder:
-        pass
+class _Cycle:
+    """An object referring to itself, holding a store: only a collection frees them."""
 
+    def __init__(self, db: bitcask.Bitcask) -> None:
+        self.me = self
+        self.db = db
+
+
+def dropped_in_a_cycle(path: Path) -> tuple[weakref.ref[bitcask.Bitcask], dict[bytes, bytes]]:
+    """A store opened, filled and left in a cycle (call it with gc off); its weak
+    reference and the expected state."""
+    db = bitcask.open(path, sync="never")
+    want = fill(db)
+    _Cycle(db)
+    return weakref.ref(db), want
+
+
+def test_a_dropped_store_in_a_cycle_is_closed_by_a_collection(tmp_path: Path) -> None:
     with gc_off():
-        holder = Holder()
-        holder.me = holder  # type: ignore[attr-defined]
-        holder.db = bitcask.open(tmp_path, sync="never")  # type: ignore[attr-defined]
-        want = fill(holder.db)  # type: ignore[attr-defined]
-        gone = weakref.ref(holder.db)  # type: ignore[attr-defined]
-        del holder
+        gone, want = dropped_in_a_cycle(tmp_path)
         assert gone() is not None  # the cycle keeps it: only a collection frees it
         with pytest.warns(ResourceWarning, match="unclosed store"):
             gc.collect()
@@ -162,17 +186,9 @@ def test_a_store_collected_by_its_own_worker_is_closed_by_another_thread(
 ) -> None:
     # A gc pass can run in any thread, the store's worker too, which cannot join
     # itself and may hold the merge lock: a thread of its own closes the store.
-    class Holder:
-        pass
-
     with gc_off():
-        holder = Holder()
-        holder.me = holder  # type: ignore[attr-defined]
-        holder.db = bitcask.open(tmp_path, sync="never")  # type: ignore[attr-defined]
-        want = fill(holder.db)  # type: ignore[attr-defined]
-        writer = holder.db.writer  # type: ignore[attr-defined]
-        gone = weakref.ref(holder.db)  # type: ignore[attr-defined]
-        del holder
+        gone, want = dropped_in_a_cycle(tmp_path)
+        writer = gone().writer  # type: ignore[union-attr]
         collected = threading.Event()
         writer.tasks.put(lambda: (gc.collect(), collected.set()))
         assert collected.wait(30)
@@ -221,13 +237,7 @@ print(db.recovery.hinted_files, flush=True)
 
 @pytest.mark.parametrize("sync", ["never", "interval", "always"])
 def test_a_process_exiting_without_close_leaves_a_clean_store(tmp_path: Path, sync: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", _EXITS_OPEN, str(tmp_path), sync],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    proc = python([], _EXITS_OPEN, tmp_path, sync)
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     want = {b"k%04d" % (i % 300): b"v%d" % i for i in range(400)}
     assert_clean_reopen(tmp_path, want)
@@ -244,20 +254,14 @@ print("reopened", flush=True)
 """
 
 
-@pytest.mark.parametrize("flags", [[], ["-W", "error::ResourceWarning"]])
+@pytest.mark.parametrize("flags", [[], WARNINGS_ARE_ERRORS])
 def test_the_resource_warning_is_silent_by_default_and_shown_when_asked(
     tmp_path: Path, flags: list[str]
 ) -> None:
     # As io and sqlite3: a ResourceWarning, ignored unless enabled. Made an error, it
     # is reported ("Exception ignored in") and the store is closed all the same, both
     # when dropped and when still open at exit.
-    proc = subprocess.run(
-        [sys.executable, *flags, "-c", _DROPS, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    proc = python(flags, _DROPS, tmp_path)
     assert (proc.returncode, proc.stdout) == (0, "reopened\n"), proc.stderr
     shown = [line for line in proc.stderr.splitlines() if line.startswith("ResourceWarning")]
     if flags:
@@ -287,15 +291,11 @@ except bitcask.StoreLockedError:
 
 
 def test_a_forked_child_exiting_leaves_the_parents_store_alone(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-W", "error::ResourceWarning", "-c", _FORKS, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-    # One warning: the parent's store at its exit (the child did not open it).
+    proc = python(WARNINGS_ARE_ERRORS, _FORKS, tmp_path)
+    # One warning, the parent's store's at its exit (the child did not open it), and
+    # nothing else (the child's exit hook failed on its stand-in writer).
     assert (proc.returncode, proc.stdout) == (0, "still locked\n"), proc.stderr
+    assert proc.stderr.count("Exception ignored") == 1, proc.stderr
     assert proc.stderr.count("ResourceWarning: unclosed store") == 1, proc.stderr
     assert_clean_reopen(tmp_path, {b"k": b"v", b"k2": b"v2"})
 
@@ -321,13 +321,7 @@ a = bitcask.open(sys.argv[1] + "/a", sync="never"); a.put(b"a", b"1"); a.close()
 b = bitcask.open(sys.argv[1] + "/b", sync="never"); b.put(b"b", b"2"); b._abandon()
 c = bitcask.open(sys.argv[1] + "/c", sync="never"); c.put(b"c", b"3")
 """
-    proc = subprocess.run(
-        [sys.executable, "-W", "error::ResourceWarning", "-c", script, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    proc = python(WARNINGS_ARE_ERRORS, script, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("ResourceWarning: unclosed store") == 1, proc.stderr
     assert f"{str(tmp_path / 'c')!r}" in proc.stderr
@@ -385,3 +379,32 @@ def test_a_snapshot_sealed_or_released_after_its_pin_lapsed_releases_nothing_twi
         db.merges.lock.release()
         db.merge()
         assert dict(db.items()) == want
+
+
+def test_a_store_dropped_during_a_backup_closes_when_the_backup_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The backup's thread holds the store (its call does): dropped by everyone else
+    # meanwhile, the store stays open until the copy is done, then closes there.
+    db = bitcask.open(tmp_path / "db", sync="never", max_file_size=8192)
+    want = fill(db)
+    copying, go = threading.Event(), threading.Event()
+    real_read = backup_mod._Limited.read
+
+    def paused_read(self: object, n: int = -1) -> bytes:
+        copying.set()
+        go.wait(30)
+        return real_read(self, n)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backup_mod._Limited, "read", paused_read)
+    gone = weakref.ref(db)
+    t = threading.Thread(target=db.backup, args=(tmp_path / "copy",))
+    t.start()
+    assert copying.wait(30)
+    del db
+    assert gone() is not None and not gone()._closed  # type: ignore[union-attr]
+    go.set()
+    t.join(30)
+    assert not t.is_alive() and gone() is None
+    assert_clean_reopen(tmp_path / "db", want)
+    assert_clean_reopen(tmp_path / "copy", want)
