@@ -105,7 +105,10 @@ class LifecycleMethods:
         # leaving the store locked for the rest of the process.
         writer.stop_threads()
         # A merge in another thread notices ``closing`` and abandons its copy, or
-        # finishes its swap; either way wait so it never touches a closed store.
+        # finishes its swap; either way wait so it never touches a closed store. A
+        # snapshot's cut still to come holds the lock for nothing now: let it go (its
+        # seal fails as the store is closed); close() used to wait 60 s for it.
+        self.merges.pins.let_go_all()
         merge_paused = self.merges.take_lock(60)
         try:
             writer.close_files(StoreClosedError("store is closed"))

@@ -161,6 +161,13 @@ class Pins:
         if lock is not None:
             lock.release()
 
+    def let_go_all(self) -> None:
+        """Release the merge lock any snapshot holds (the store is closing)."""
+        with self._lock:
+            snaps = list(self._snaps.values())
+        for snap in snaps:
+            self.let_go(snap)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._snaps)

@@ -408,3 +408,21 @@ def test_a_store_dropped_during_a_backup_closes_when_the_backup_ends(
     assert not t.is_alive() and gone() is None
     assert_clean_reopen(tmp_path / "db", want)
     assert_clean_reopen(tmp_path / "copy", want)
+
+
+def test_a_store_closed_with_a_snapshot_cut_to_come_closes_at_once(tmp_path: Path) -> None:
+    # The snapshot's first step holds the merge lock until its cut; a close (or a
+    # drop, or the exit) of the store meanwhile waited 60 s for it. It lets the lock
+    # go now; the cut that comes later fails as the store is closed.
+    db = bitcask.open(tmp_path, sync="never")
+    want = fill(db, 20)
+    snap = snapshot.pin_sealed(db, owner="slow", timeout=300)
+    closer = threading.Thread(target=db.close, daemon=True)
+    closer.start()
+    closer.join(30)
+    assert not closer.is_alive() and snap.merge_lock is None
+    with pytest.raises(bitcask.StoreClosedError):
+        snapshot.seal(db, snap)
+    snapshot.release(db, snap.id)
+    assert not db.merges.lock.locked()
+    assert_clean_reopen(tmp_path, want)
