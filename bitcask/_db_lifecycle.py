@@ -19,15 +19,27 @@ Strategy / invariants:
   the writer: nothing is checked on the put/get path), merge() and backup() are
   refused (``_check_not_inherited``), and close() only lets go of the child's own
   references.
+- A store its program never closes is closed anyway, by the same close(): when it
+  is collected (``__del__``: CPython frees it as its last reference goes, nothing
+  of the store refers back to it; ``gc.collect()`` if the program put it in a
+  cycle) and, if still open, at interpreter exit (an ``atexit`` hook over
+  ``_OPEN``, run while its daemon threads still answer). Either way with io's
+  ``ResourceWarning`` "unclosed store" (silent by default). The background threads
+  hold the writer, which reads through a weak reference (``weak_get``), so they
+  never keep a dropped store open; a collection that runs in one of them closes in
+  a thread of its own (that thread may hold the merge lock and cannot join itself).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ._files import FileTable
 from ._group import Watches
@@ -36,7 +48,7 @@ from ._writer import Writer
 from .errors import ReadOnlyError, StoreClosedError
 from .merge import Merges
 
-__all__ = ["LifecycleMethods"]
+__all__ = ["LifecycleMethods", "weak_get"]
 
 
 class LifecycleMethods:
@@ -54,6 +66,10 @@ class LifecycleMethods:
     _kd: Keydir
     _readonly: bool
     _release_lock: Callable[[], None]
+
+    if TYPE_CHECKING:
+
+        def get(self, key: bytes | str) -> bytes | None: ...
 
     def _register(self) -> None:
         # At the end of Bitcask.__init__: open in this process, found by the fork hook.
@@ -89,8 +105,11 @@ class LifecycleMethods:
         # leaving the store locked for the rest of the process.
         writer.stop_threads()
         # A merge in another thread notices ``closing`` and abandons its copy, or
-        # finishes its swap; either way wait so it never touches a closed store.
-        merge_paused = self.merges.lock.acquire(timeout=60)
+        # finishes its swap; either way wait so it never touches a closed store. A
+        # snapshot's cut still to come holds the lock for nothing now: let it go (its
+        # seal fails as the store is closed); close() used to wait 60 s for it.
+        self.merges.pins.let_go_all()
+        merge_paused = self.merges.take_lock(60)
         try:
             writer.close_files(StoreClosedError("store is closed"))
             with self._lock:
@@ -101,6 +120,29 @@ class LifecycleMethods:
             if merge_paused:
                 self.merges.lock.release()
         _OPEN.discard(self)
+
+    def __del__(self) -> None:
+        # Collected without close(): close it (a Bitcask whose __init__ failed has no
+        # ``_closed``). Not while the interpreter finalizes: its daemon threads no
+        # longer run, so joining them would hang; the atexit hook came first.
+        if not getattr(self, "_closed", True) and not sys.is_finalizing():
+            self._close_unclosed()
+
+    def _close_unclosed(self) -> None:
+        """close() a store its program dropped, or left open at exit, warning as io
+        does (a warning made an error, -W error::ResourceWarning, is raised after)."""
+        try:
+            if os.getpid() == self._opener:  # a child of fork() did not open it
+                # stacklevel 1: no caller to name (a collection, or the exit)
+                warnings.warn(f"unclosed store {self!r}", ResourceWarning, 1, source=self)
+        finally:
+            if threading.current_thread() in self.writer.threads:
+                # Collected by the store's own thread (a gc pass in the worker, which
+                # may hold the merge lock mid-merge): close() would join it, or wait
+                # 60 s for the lock. A thread of its own closes once this one lets go.
+                threading.Thread(target=self.close, name="bitcask-close").start()
+            else:
+                self.close()
 
     def _inherit(self) -> None:
         """In a child of fork() (the ``os.register_at_fork`` hook): serve reads of the
@@ -145,12 +187,47 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _close_at_exit() -> None:
+    # Every store still open at exit, closed cleanly (hint written, lock released)
+    # while its daemon threads still run: registered at import, so after the atexit
+    # hooks of the program, which may still use its stores. The first exception (a
+    # ResourceWarning made an error) is raised once every store is closed.
+    first: Exception | None = None
+    for db in list(_OPEN):
+        if not db._closed:
+            try:
+                db._close_unclosed()
+            except Exception as exc:
+                first = first or exc
+    if first is not None:
+        raise first
+
+
+atexit.register(_close_at_exit)
+
+
+def weak_get(db: LifecycleMethods) -> Callable[[bytes], bytes | None]:
+    """``db.get`` without a reference to ``db``: the writer's read-modify-write ops
+    read through it, and the writer's threads, which hold it, must never keep a
+    dropped store open (its lock stayed held for the rest of the process)."""
+    ref = weakref.ref(db)
+
+    def read(key: bytes) -> bytes | None:
+        store = ref()
+        if store is None:
+            raise StoreClosedError("store is closed")
+        return store.get(key)
+
+    return read
+
+
 class _InheritedWriter:
     """The writer of a store in a child of fork(): every write is refused (ReadOnlyError);
     sync() does nothing, as in a readonly store. See ``Bitcask._inherit``."""
 
     readonly = True
     last_task_error: str | None = None
+    threads: tuple[threading.Thread, ...] = ()  # the parent's threads are not this process's
 
     def __init__(self, parent: Writer, reason: str) -> None:
         self.readonly_reason = reason

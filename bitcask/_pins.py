@@ -2,7 +2,10 @@
 
 Strategy: a snapshot (``bitcask/snapshot.py``) pins a set of file ids; ``pinned``
 is what a merge reads to skip them. Thread-safe (one small lock). Pins lapse after
-an idle timeout, so nothing stays pinned forever.
+an idle timeout, so nothing stays pinned forever: a lapsing snapshot that still
+holds the store's merge lock (taken by its first step, never sealed nor released:
+its holder gave up on it) lets it go (``let_go``), and whoever waits for that lock
+expires pins while it waits (``Merges.take_lock``).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class Snapshot:
     created: float = 0.0  # wall clock at the cut
     keys: int = 0  # live keys at the cut
     cut_file: int = 0  # the first file id *not* in the snapshot
-    holds_merge_lock: bool = False
+    merge_lock: threading.Lock | None = None  # held from pin_sealed to seal (let_go)
     sent: dict[str, int] = field(default_factory=dict)  # name -> highest byte read
 
     def manifest(self) -> dict[str, Any]:
@@ -85,12 +88,16 @@ class Pins:
         self._crcs: dict[tuple[str, int], int] = {}
         self._ids = itertools.count(1)
 
-    def new(self, owner: object, timeout: float) -> Snapshot:
+    def new(
+        self, owner: object, timeout: float, merge_lock: threading.Lock | None = None
+    ) -> Snapshot:
+        """A new snapshot; ``merge_lock``: the merge lock its caller holds for it."""
         snap = Snapshot(
             id=f"{os.getpid()}-{next(self._ids)}-{os.urandom(4).hex()}",
             owner=owner,
             timeout=timeout,
             deadline=self.clock() + timeout,
+            merge_lock=merge_lock,
         )
         with self._lock:
             self._snaps[snap.id] = snap
@@ -135,6 +142,7 @@ class Pins:
             for snap in gone:
                 del self._snaps[snap.id]
         for snap in gone:
+            self.let_go(snap)  # merges may run again (step 1 left unfinished)
             # a backup that stopped reading: its files may be merged away now, and its
             # next read fails; without this line nothing said why
             log.warning(
@@ -144,6 +152,21 @@ class Pins:
                 snap.timeout,
             )
         return [s.id for s in gone]
+
+    def let_go(self, snap: Snapshot) -> None:
+        """Release the merge lock ``snap`` holds, if it still does: once, whichever of
+        seal, release and a lapse comes first (they may race)."""
+        with self._lock:
+            lock, snap.merge_lock = snap.merge_lock, None
+        if lock is not None:
+            lock.release()
+
+    def let_go_all(self) -> None:
+        """Release the merge lock any snapshot holds (the store is closing)."""
+        with self._lock:
+            snaps = list(self._snaps.values())
+        for snap in snaps:
+            self.let_go(snap)
 
     def __len__(self) -> int:
         with self._lock:

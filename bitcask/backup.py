@@ -77,7 +77,8 @@ def _alive(pid: int) -> bool:
 
 def _copy(m: Merges, dest: str) -> None:
     writer, table = m.writer, m.files
-    with m.lock:
+    m.take_lock(None)  # a merge or snapshot cut runs: wait (a lapsed snapshot lets go)
+    try:
         with writer.lock:
             writer.check_writable()
             writer.rotate(requested=True)
@@ -101,6 +102,8 @@ def _copy(m: Merges, dest: str) -> None:
                 if mm is not None and writer.options.hint_files:
                     recs = scan(mm, FILE_HEADER_SIZE, size, ScanIssues())
                     write_hint(hint_dst, build_hint(fid, size, recs))
+    finally:
+        m.lock.release()
     fsync_dir(dest)
 
 

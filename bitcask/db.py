@@ -42,7 +42,7 @@ from zlib import crc32
 
 from ._db_admin import AdminMethods
 from ._db_expiry import ExpiryMethods
-from ._db_lifecycle import LifecycleMethods
+from ._db_lifecycle import LifecycleMethods, weak_get
 from ._db_mapping import MappingMethods
 from ._db_scan import ScanMethods
 from ._db_writes import WriteMethods
@@ -134,7 +134,7 @@ class Bitcask(
             files=files,
             lock=lock,
             clock=clock,
-            read=self.get,
+            read=weak_get(self),  # weak: the writer's threads never keep the store open
             readonly=readonly,
         )
         self.merges = Merges(keydir, files, self.writer)

@@ -41,7 +41,7 @@ class StoreLockedError(BitcaskError):
     def __init__(self, path: str, pid: int | None) -> None:
         if pid is None:
             holder = "another process"
-        elif pid == os.getpid():  # a store dropped without close() keeps its lock
+        elif pid == os.getpid():  # an open not closed yet (still referenced)
             holder = f"this process ({pid}): an earlier open of it is not closed"
         else:
             holder = f"process {pid}"

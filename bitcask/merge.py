@@ -91,6 +91,8 @@ log = logging.getLogger("bitcask")
 SMALL_FILE_DIVISOR = 8
 SMALL_FILES_FOLD = 16
 FOLD_AT_OPEN_BYTES = 8 << 20
+# take_lock's wait between two looks at lapsed pins (seconds)
+_LOCK_POLL = 0.1
 
 
 @dataclass(frozen=True)
@@ -245,14 +247,24 @@ class Merges:
         finally:
             # False, not the lock's state: an auto-merge that met a backup's lock used
             # to leave ``running`` set when its way out came after the backup's
-            # release_lock (the next backup already held the lock again), and no
+            # lock release (the next backup already held the lock again), and no
             # auto-merge or fold was queued for the rest of the session. A trigger
             # during a backup now queues a merge that gives up at once (MergeInProgress).
             self.running = False
 
-    def release_lock(self) -> None:
-        """Release ``lock`` taken by a snapshot or backup: merges may run again."""
-        self.lock.release()
+    def take_lock(self, timeout: float | None) -> bool:
+        """Take ``lock`` within ``timeout`` seconds (0: only if free now; None: however
+        long); False if it stayed taken. Pins lapse meanwhile (``Pins.expire``): a
+        snapshot whose holder left it between pin_sealed and seal lets the lock go
+        when its pin does, instead of keeping every merge and backup out for good."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.pins.expire()
+            wait = _LOCK_POLL if deadline is None else min(_LOCK_POLL, deadline - time.monotonic())
+            if self.lock.acquire(timeout=max(wait, 0)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def released(self) -> None:
         """A backup or snapshot let the store's files go: the background worker looks
@@ -330,7 +342,7 @@ def run_merge(
 ) -> MergeReport:
     """Merge ``files`` (default: every file; a function: the ids it returns under the
     write lock) of a store; see the module docstring."""
-    if not m.lock.acquire(blocking=False):
+    if not m.take_lock(0):
         raise MergeInProgressError("a merge or backup is already running")
     writer = m.writer
     started = time.monotonic()

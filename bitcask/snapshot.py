@@ -22,7 +22,9 @@ Strategy (invariants):
 5. A pin has an owner (who to release it for, e.g. a connection) and an idle
    timeout, pushed back by every ``read_chunk``. An expired pin protects nothing:
    ``Pins.pinned`` drops it, and reading from it raises ``SnapshotNotFoundError``.
-   Nothing stays pinned forever, even if its owner never calls ``release``.
+   Nothing stays pinned forever, even if its owner never calls ``release``; nor
+   does the merge lock of a step 1 never followed by ``seal`` or ``release``: it
+   lapses with the pin (merges, backups and snapshots used to wait for it forever).
 6. ``prepare`` (a CRC pass over every file not seen before, hints built: minutes for
    a large store) is abandoned by ``Bitcask.stop_merges`` as a merge is, between two
    blocks: it raises StoreClosedError, a hint being built is not installed, and the
@@ -81,9 +83,8 @@ def pin_sealed(db: Bitcask, owner: object, timeout: float = DEFAULT_TIMEOUT) -> 
         raise ReadOnlyError("a snapshot needs a writer open (it seals the active file)")
     if not timeout > 0:
         raise ValueError(f"snapshot timeout must be > 0, got {timeout!r}")
-    merges.lock.acquire()
-    snap = merges.pins.new(owner, timeout)
-    snap.holds_merge_lock = True
+    merges.take_lock(None)
+    snap = merges.pins.new(owner, timeout, merges.lock)
     try:
         with writer.lock:
             writer.check_writable()
@@ -111,9 +112,7 @@ def seal(db: Bitcask, snap: Snapshot) -> None:
             snap.keys = len(db.keydir.map)
             snap.cut_file = files.active_id
     finally:
-        if snap.holds_merge_lock:
-            snap.holds_merge_lock = False
-            db.merges.release_lock()
+        db.merges.pins.let_go(snap)
 
 
 def prepare(db: Bitcask, snap: Snapshot) -> None:
@@ -215,10 +214,8 @@ def lookup(db: Bitcask, snap_id: str) -> Snapshot:
 def release(db: Bitcask, snap_id: str) -> Snapshot | None:
     """Unpin a snapshot (idempotent); returns it, or None if it was already gone."""
     snap = db.merges.pins.remove(snap_id)
-    if snap is not None and snap.holds_merge_lock:
-        snap.holds_merge_lock = False
-        db.merges.release_lock()
     if snap is not None:
+        db.merges.pins.let_go(snap)
         db.merges.released()
     return snap
 

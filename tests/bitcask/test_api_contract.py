@@ -166,9 +166,9 @@ def test_open_close_a_thousand_times_leaks_no_descriptor_thread_or_mapping(
 
 
 def test_locked_by_this_process_says_so(tmp_path: Path) -> None:
-    # A store dropped without close() keeps its lock (its background thread keeps
-    # it alive): the next open in a notebook used to name the process's own pid as
-    # if it were another process.
+    # A store still open (referenced) in this process: the next open in a notebook
+    # used to name the process's own pid as if it were another process. (A store
+    # dropped without close() is closed: tests/bitcask/test_dropped.py.)
     db = bitcask.open(tmp_path, sync="never")
     try:
         with pytest.raises(bitcask.StoreLockedError, match="this process") as info:
