@@ -32,7 +32,8 @@ from ._outcome import Async, Done, Outcome, Read, error_info
 from ._redis_replies import ErrorReply, reply_too_big
 from ._redis_session import OK, RedisError, RedisSession, Settle, Step, redis_error, run_read
 from ._reply_bounds import batch_values, sizes_over
-from ._writer import WATCH_ABORTED, Writer
+from ._writer import Writer
+from ._writer_thread import WATCH_ABORTED
 from .config import ServerConfig
 
 __all__ = ["TransactionCommands"]
