@@ -19,6 +19,7 @@ from typing import Any
 
 from ._group import Watch
 from ._recovery import RecoveryReport
+from ._repair import RepairReport, repair
 from ._rmw import (
     Append,
     Clear,
@@ -36,7 +37,7 @@ from ._rmw import (
     Set,
 )
 from .batch import Batch
-from .check import CheckReport, Problem, RepairReport, check, repair
+from .check import CheckReport, Problem, check
 from .db import Bitcask
 from .errors import (
     BitcaskError,

@@ -332,7 +332,7 @@ class Connection:
         Once the dialect is known and every earlier event was handed out, the
         dialect's events are returned as they are: per read it saves two calls and a
         list (the depth-1 rows of bench/server.py: one read per request; callgrind
-        figures in server/_pipeline.py's Strategy). Otherwise it is exactly the two
+        figures: docs/architecture.md, Per-request cost). Otherwise it is exactly the two
         calls it replaces (tests/protocol/test_connection.py compares them).
         """
         dialect = self.dialect

@@ -184,7 +184,7 @@ def requests_from_objs(objs: list[Any]) -> list[Any]:
     frame, and each Request built inline (no trusted_request call): on the binary
     port's depth-16 rows of bench/server.py it saves two Python calls per request
     (with Connection.receive: 16 pipelined puts decode in 10.4k instructions each
-    under callgrind; the whole path's figures are in server/_pipeline.py's Strategy).
+    under callgrind; the whole path's figures: docs/architecture.md, Per-request cost).
 
     Returns:
         A list of Request; shorter than `objs` when objs[len(result)] is not a

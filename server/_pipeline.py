@@ -32,17 +32,8 @@ Strategy / invariants (one Pipeline per connection, loop thread only):
   chunk of 2,000 pipelined gets of a 1 MiB value made the server buffer 2 GB and
   stall every other client (the hot path pays one len, one add, one compare per
   fast read).
-- Measured, not guessed (issue 9's speed section): instructions per request of the
-  request path in-process (`python -m bench.request_path --callgrind`: 50 connections,
-  100 B values, the real protocol, Pipeline, Dispatcher, "loop" writer and engine, a
-  mock transport), before and after the changes of 2026-11-30 that name these rows:
-  the write fast path moved into feed, no pressure check after the last event and
-  feed returning the reply bytes (here), the request-shape rule once per chunk
-  (protocol.messages.requests_from_objs), one Connection.receive per read and
-  Connection.ended as an attribute (binary.py):
-      depth 16 put 51.7k -> 49.3k, get 31.0k -> 30.1k;
-      depth 1  put 76.4k -> 71.4k, get 50.6k -> 48.0k.
-  docs/architecture.md ("Per-request cost") splits one depth-16 put by layer.
+- Measured, not guessed: docs/architecture.md ("Per-request cost") has the request
+  path's figures before and after the fast paths here, and splits a put by layer.
 """
 
 from __future__ import annotations
@@ -59,12 +50,10 @@ from protocol.connection import Close, Event, Reject
 from ._dispatch import Dispatcher
 from ._metrics import Metrics
 from ._outcome import Async, Done, Outcome, Read, Write, error_info, make_error
+from ._reply_slot import Render, _Slot
 from ._session import Session
 
-__all__ = ["Pipeline", "Render"]
-
-# render(ctx, result, error) -> bytes of the reply
-Render = Callable[[Any, Any, ErrorInfo | None], bytes]
+__all__ = ["Pipeline"]
 
 OUT_BUDGET = 1 << 20
 """Reply bytes gathered in one turn before the rest of the input waits (slow readers)."""
@@ -73,64 +62,6 @@ OUT_BUDGET = 1 << 20
 def _raw(data: bytes, result: Any, error: ErrorInfo | None) -> bytes:
     """The Render of events whose reply the protocol Connection already encoded."""
     return data
-
-
-class _Slot:
-    """One request waiting for its turn or its result. Called by the writer when done."""
-
-    __slots__ = ("ctx", "done", "error", "method", "outcome", "pipeline", "render", "result", "t0")
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        outcome: Outcome,
-        render: Render,
-        ctx: Any,
-        method: str,
-        t0: float,
-    ) -> None:
-        self.pipeline = pipeline
-        self.outcome = outcome
-        self.render = render
-        self.ctx = ctx
-        self.method = method
-        self.t0 = t0
-        self.done = False
-        self.result: Any = None
-        self.error: ErrorInfo | None = None
-
-    def __call__(self, results: list[Any] | None, exc: BaseException | None) -> None:
-        """The writer's callback (an object, not a closure per request).
-
-        Only records the outcome: the pipeline advances once per group commit, after
-        all of the group's callbacks ran (Pipeline._group_done via writer.after_group).
-        """
-        if exc is None:  # only a Write is submitted; results is then a list
-            try:
-                # (no typing.cast here: it is a function call per write)
-                self.result = self.outcome.shape(results or [])  # type: ignore[union-attr]
-            except Exception as err:  # an op's own answer: NotANumberError, NoSuchKeyError
-                self.error = error_info(err)
-        else:
-            self.error = error_info(exc)
-            self.outcome_failed()
-        self.done = True
-        pipeline = self.pipeline
-        pipeline._inflight -= 1
-        if not pipeline._group_pending:
-            pipeline._group_pending = True
-            pipeline._writer.after_group.append(pipeline._group_done)
-
-    def outcome_failed(self) -> None:
-        """A Write the writer failed or refused: its `failed` hook (a commit's watch)."""
-        outcome = self.outcome
-        if type(outcome) is Write and outcome.failed is not None:
-            outcome.failed()
-
-    def settle(self, result: Any, error: ErrorInfo | None) -> None:
-        """The callback of Async work (merge) and of refused submissions."""
-        self.result, self.error = result, error
-        self.pipeline._finished(self)
 
 
 class Pipeline:

@@ -16,9 +16,9 @@ from typing import Any
 import bitcask
 from protocol import ErrorCode, ErrorInfo
 
-from ._dispatch import reply_too_large
 from ._outcome import Invalid
 from ._redis_session import OK, redis_error
+from ._reply_bounds import reply_too_large
 
 __all__ = ["TOO_BIG", "ErrorReply", "int_of_applied", "ok", "op_error", "reply_too_big"]
 

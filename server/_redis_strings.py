@@ -22,9 +22,9 @@ import bitcask
 from protocol import redis_commands as rc
 from protocol._resp_writer import encode, encode_error
 
-from ._dispatch import values_over
 from ._redis_replies import TOO_BIG, int_of_applied, ok, op_error, reply_too_big
 from ._redis_session import OK, RedisError, RedisSession, Step
+from ._reply_bounds import values_over
 from .config import ServerConfig
 
 __all__ = ["StringCommands"]

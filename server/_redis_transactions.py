@@ -28,11 +28,12 @@ from protocol import redis_commands as rc
 from protocol._resp_writer import NullArray, encode, encode_error
 from protocol.resp_dialect import error_line
 
-from ._dispatch import batch_values, sizes_over
 from ._outcome import Async, Done, Outcome, Read, error_info
 from ._redis_replies import ErrorReply, reply_too_big
 from ._redis_session import OK, RedisError, RedisSession, Settle, Step, redis_error, run_read
-from ._writer import WATCH_ABORTED, Writer
+from ._reply_bounds import batch_values, sizes_over
+from ._writer import Writer
+from ._writer_thread import WATCH_ABORTED
 from .config import ServerConfig
 
 __all__ = ["TransactionCommands"]
@@ -179,7 +180,7 @@ class TransactionCommands:
         return Async(start)
 
     def _exec_bounds(self, steps: list[Step]) -> list[int]:
-        """Per step, the most bytes of values its ops can hold (_dispatch.batch_values,
+        """Per step, the most bytes of values its ops can hold (_reply_bounds.batch_values,
         the binary commit's sizing: the keydir plus the transaction's earlier writes)."""
         sizes = iter(
             batch_values(self._db, [op for st in steps for op in st.ops or ()], self._max_value)

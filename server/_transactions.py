@@ -26,7 +26,7 @@ from protocol import ErrorCode
 
 from ._outcome import Done, Invalid, Outcome, Read, error_info
 from ._session import Session, WatchRef, release_all
-from ._writer import WATCH_ABORTED
+from ._writer_thread import WATCH_ABORTED
 
 __all__ = ["MAX_WATCHES", "SINGLE_OPS", "TransactionHandlers"]
 

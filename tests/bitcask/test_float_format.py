@@ -1,4 +1,4 @@
-"""INCRBYFLOAT's stored text: one rule (bitcask._rmw.format_float), the engine's, since
+"""INCRBYFLOAT's stored text: one rule (bitcask._numbers.format_float), the engine's, since
 the engine stores the value; the RESP dialect sends those bytes unchanged. Checked by
 table and against a real redis-server."""
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitcask._rmw import format_float
+from bitcask._numbers import format_float
 from tests.protocol._redis_server import RedisConnection, redis_server
 
 

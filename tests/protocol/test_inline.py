@@ -1,6 +1,6 @@
 """Inline commands of the Redis protocol (`nc`, telnet), through protocol.Connection.
 
-Inline lines are split as Redis's sdssplitargs splits them (protocol/_resp_reader.py's
+Inline lines are split as Redis's sdssplitargs splits them (protocol/_resp_inline.py's
 `split_inline`, compared with a port of the C function and a real redis-server in
 test_resp_reader.py). Here: what a connection that starts with text hands out, the
 quoting table of docs/redis.md, the fatal errors, and the HTTP sniff of the first line.
@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import Close, Connection, ErrorCode, Event, Request, http_refusal, looks_like_http
-from protocol._resp_reader import INLINE_MAX, split_inline
+from protocol._resp_inline import split_inline
+from protocol._resp_reader import INLINE_MAX
 
 
 def feed(data: bytes) -> list[Event]:

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from protocol._resp_inline import split_inline
 from protocol._resp_reader import (
     HIREDIS_AVAILABLE,
     INLINE_MAX,
     ProtocolFailure,
     RespReader,
-    split_inline,
 )
 from protocol._resp_writer import encode
 from protocol.redis_commands import CommandError, Echo, Ping, parse_command

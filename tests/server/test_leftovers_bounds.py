@@ -5,7 +5,7 @@ A real server with --max-reply-bytes 3000000. A binary `commit` whose old values
 refused with FRAME_TOO_LARGE after it had applied (two 40 MiB values: the client saw
 an error for writes that stood), and its `set nx` ops were not bounded at all (300 of
 them on a 1 MiB key held 300 MiB in the writer's results). It is now sized before
-anything applies, by the rule the EXEC uses (server/_dispatch.batch_values and
+anything applies, by the rule the EXEC uses (server/_reply_bounds.batch_values and
 sizes_over). Inside EXEC, KEYS and SCAN were bounded one by one but not together (five
 KEYS of 2 MB each under a 3 MB bound answered 10 MB), and a lone GET of a value larger
 than the bound refused the whole EXEC although GET alone answers it.

@@ -4,7 +4,7 @@ A real server with --max-reply-bytes 3000000 (the binary port's bound is the sma
 of it and --max-frame). The binary `mget` was bounded by count alone: one 1 MiB key
 named 300 times read 300 MiB before the frame limit refused the reply (1,000 names
 of a 64 MiB value: 64 GB, the server killed by the OOM killer). It is now sized from
-the keydir first (server/_dispatch.values_over, MGET's rule) and refused with
+the keydir first (server/_reply_bounds.values_over, MGET's rule) and refused with
 FRAME_TOO_LARGE before any value is read. KEYS, SCAN with a large COUNT and EXEC's
 combined reply are bounded by the same rule, and a binary scan page ends early at
 it; other clients, a writer and a reader, are served throughout.

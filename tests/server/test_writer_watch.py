@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import bitcask
-from server._writer import MODES, WATCH_ABORTED, Writer
+from server._writer import MODES, Writer
+from server._writer_thread import WATCH_ABORTED
 
 
 @pytest.mark.parametrize("mode", MODES)
