@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -30,12 +32,17 @@ from ._format import Reply, error_line, styled
 from ._hints import HintProcessor
 from ._lexer import CommandLexer
 from ._session import Session, describe
+from ._signals import Interrupted, Stop, stoppable
 from ._style import build_style, color_depth
 from ._table import SHELL
 from ._transfer import scan_page
 from ._ui import BoundedFileHistory, page, prompt_fragments, should_page, toolbar_fragments
 
 __all__ = ["Shell"]
+
+# end the session (Ctrl-C only cancels a command): the prompt or the running command is
+# cancelled, the terminal given back, the connection closed; exit 128 + the signal
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def command_lines(text: str) -> list[str]:
@@ -86,6 +93,7 @@ class Shell:
         )
         self.prompt.default_buffer.on_completions_changed += _hide_suggestion
         self.interrupted = False  # Ctrl-C during the lines of a paste: skip the rest
+        self.stop = Stop()  # the SIGTERM / SIGHUP that ends the session, once one came
 
     def open_history(self) -> History:
         """The persistent history, or one in memory when its directory is unusable."""
@@ -172,33 +180,76 @@ class Shell:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._held_sigint)
 
+    @property
+    def stopping(self) -> bool:
+        """A SIGTERM or SIGHUP came: the session ends, whatever was running."""
+        return self.stop.signum is not None
+
+    def _on_stop(self, signum: int) -> None:
+        """At the SIGTERM / SIGHUP, before the cancellation: after a hang-up the terminal
+        is gone, so what is still written (the terminal's reset, the last line, Python's
+        exit-time flush) goes to /dev/null instead of failing with EIO on the way out."""
+        if signum == signal.SIGHUP:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for fd in (sys.stdout.fileno(), sys.stderr.fileno()):
+                with contextlib.suppress(OSError):
+                    os.dup2(devnull, fd)
+            os.close(devnull)
+
     async def run(self) -> int:
+        """The session; its exit status: 0, or 143 / 129 after a SIGTERM / SIGHUP."""
         options = self.session.options
         greeting = (
             f"bitcask-shell: connecting to {options.address}. "
             "Type help for commands, Ctrl-D to quit.\n"
         )
         self.print_fragments([("", greeting)])
-        await self.connect_quietly()
-        self.hold_sigint()
+        stopped: Interrupted | None = None
         try:
-            while True:
-                try:
-                    line = await self.prompt.prompt_async(
-                        lambda: prompt_fragments(self.session), handle_sigint=False
-                    )
-                except KeyboardInterrupt:
-                    continue
-                except EOFError:
-                    break
-                self.report_history_failure()
-                if not await self.block(line):
-                    break
+            with stoppable(STOP_SIGNALS, self._on_stop) as self.stop:
+                await self.connect_quietly()
+                self.hold_sigint()
+                await self.loop()
+        except Interrupted as exc:
+            stopped = exc
+        except Exception as exc:
+            if self.stop.signum is not None:
+                # the cancellation's own cleanup failed (a hung-up terminal refusing the
+                # reset of its modes): the stop is still what happened
+                stopped = Interrupted(self.stop.signum)
+            elif isinstance(exc, OSError) and exc.errno == errno.EIO:
+                # the terminal went away without a SIGHUP reaching us (one ignored by
+                # whoever started the shell: nohup, `trap '' HUP`): a hang-up all the same
+                self._on_stop(signal.SIGHUP)
+                stopped = Interrupted(signal.SIGHUP)
+            else:
+                raise
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+            if self.stopping:  # a Ctrl-C now would not make it stop any sooner
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             await self.session.close()
-        return 0
+        if stopped is None:
+            return 0
+        name = signal.Signals(stopped.signum).name
+        self.print_error(f"stopped by {name}; the connection to {options.address} is closed")
+        return stopped.exit_code
+
+    async def loop(self) -> None:
+        """Prompt, run, until Ctrl-D, `quit` or a SIGTERM / SIGHUP."""
+        while not self.stopping:
+            try:
+                line = await self.prompt.prompt_async(
+                    lambda: prompt_fragments(self.session), handle_sigint=False
+                )
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            self.report_history_failure()
+            if not await self.block(line):
+                break
 
     async def block(self, text: str) -> bool:
         """Run the lines the prompt accepted, in order; False when the shell should exit.
@@ -211,6 +262,8 @@ class Shell:
         lines = command_lines(text)
         self.interrupted = False
         for line in lines:
+            if self.stopping:
+                return False
             if self.interrupted:
                 self.print_error(f"interrupted: the {len(lines)} pasted lines stopped here")
                 return True
@@ -234,6 +287,10 @@ class Shell:
             return False
         except (KeyboardInterrupt, asyncio.CancelledError):
             doubt = self.session.in_doubt(cmd)
+            if self.stopping:  # SIGTERM / SIGHUP: the session ends (run() says so)
+                if doubt:
+                    self.print_error(f"interrupted: {doubt}")
+                raise
             self.print_error(f"interrupted: {doubt}" if doubt else "interrupted")
             self.interrupted = True
             await self.session.drop()  # a reply may still be on its way: start clean
@@ -250,6 +307,8 @@ class Shell:
         try:  # the toolbar's key count is a round trip too: Ctrl-C cancels it, not the shell
             await self.interruptible(self.session.refresh(force=not cmd.idempotent))
         except (KeyboardInterrupt, asyncio.CancelledError):
+            if self.stopping:
+                raise
             self.session.key_count = None
             await self.session.drop()  # its reply may still be on its way: start clean
         return True

@@ -21,13 +21,27 @@ WAIT = 15.0
 
 
 class Tmux:
-    """One tmux server on a private socket, running bitcask-shell in a 100x30 window."""
+    """One tmux server on a private socket, running bitcask-shell in a 100x30 window.
 
-    def __init__(self, socket: Path, env: dict[str, str], port: int) -> None:
+    `options` go after `--port`; `before` is shell text run first (`trap '' HUP && `),
+    `then` after the shell exits (`; echo $? > FILE`)."""
+
+    def __init__(
+        self,
+        socket: Path,
+        env: dict[str, str],
+        port: int,
+        options: str = "",
+        then: str = "",
+        before: str = "",
+    ) -> None:
         self.tmux = need_binary("tmux", "tmux")
         self.socket = str(socket)
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        cmd = f"cd {shlex.quote(str(ROOT))} && env -i {exports} {sys.executable} -m repl --port {port}"
+        cmd = (
+            f"cd {shlex.quote(str(ROOT))} && {before}env -i {exports} {sys.executable} -m repl "
+            f"--port {port} {options}{then}"
+        )
         self.run("new-session", "-d", "-x", "100", "-y", "30", cmd)
 
     def run(self, *args: str) -> str:
