@@ -20,6 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.repl.conftest import Runner
+from tests.repl.test_offline_interrupt import _done as done
+from tests.repl.test_offline_interrupt import _every_key_answers as every_key_answers
+from tests.repl.test_offline_interrupt import _reading as reading
+from tests.repl.test_offline_interrupt import make_store
 from tests.repl.test_shell_tmux import WAIT, Tmux
 from tests.serverproc import ServerProcess
 
@@ -197,3 +201,96 @@ def test_closing_the_terminal_ends_the_shell_quietly(
     assert p.stderr.read_text() == ""  # nothing on the way out: no traceback
     assert history(home_env) == ["put a 1"]
     only_ours_open(bitcask_cli)
+
+
+def _cancel_then_ask_again(p: Pane, port: int, stop: int, resume: int, pid: int) -> str:
+    """`get a` to a stopped endpoint, Ctrl-C once it has the request, resume it (it now
+    answers the cancelled `get a`), then `get b`: the screen after its answer."""
+    os.kill(pid, stop)
+    try:
+        p.tmux.type("get a\r")
+        wait_until_received(port)
+        p.tmux.run("send-keys", "C-c")
+        p.tmux.wait_for("(error) interrupted")
+    finally:
+        os.kill(pid, resume)
+    p.tmux.wait_line(port, ">")
+    p.tmux.type("get b\r")
+    return p.tmux.wait_for('"2"')
+
+
+def test_ctrl_c_cancels_only_the_command_and_its_late_reply_reaches_nobody(
+    pane: Pane, server: ServerProcess
+) -> None:
+    port = server.port
+    pane.tmux.wait_for(f"127.0.0.1:{port}>")
+    pane.tmux.type("mput a 1 b 2\r")
+    pane.tmux.wait_for("OK")
+    assert server.proc is not None
+    screen = _cancel_then_ask_again(pane, port, signal.SIGSTOP, signal.SIGCONT, server.proc.pid)
+    assert screen.count("(error) interrupted") == 1 and '"1"' not in screen, screen
+    pane.tmux.type("get a\r")
+    pane.tmux.wait_for('"1"')
+    pane.tmux.run("send-keys", "C-c")  # at the prompt: clears the line, the shell stays
+    pane.tmux.run("send-keys", "C-d")
+    assert pane.exit_status() == 0
+    assert pane.stderr.read_text() == ""
+
+
+def test_ctrl_c_against_redis_server_keeps_replies_in_order(
+    home_env: dict[str, str], tmp_path: Path
+) -> None:
+    """RESP has no request ids: a cancelled command's reply, arriving late on a kept
+    connection, would be taken as the next command's. The shell drops the connection."""
+    import redis
+
+    from tests.repl.redisprocs import redis_server
+
+    with redis_server(tmp_path) as port:
+        r = redis.Redis(port=port)
+        r.mset({"a": "1", "b": "2"})
+        pid = int(r.info("server")["process_id"])
+        p = Pane(tmp_path, home_env, port, options="--redis")
+        try:
+            p.tmux.wait_for(f"127.0.0.1:{port}>")
+            screen = _cancel_then_ask_again(p, port, signal.SIGSTOP, signal.SIGCONT, pid)
+            assert '"1"' not in screen, screen
+            p.tmux.type("get a\r")
+            p.tmux.wait_for('"1"')
+            p.tmux.type("quit\r")
+            assert p.exit_status() == 0
+        finally:
+            p.tmux.close()
+            r.close()
+    assert p.stderr.read_text() == ""
+
+
+def test_an_offline_merge_stopped_in_the_shell_says_only_what_it_left(
+    pane: Pane, server: ServerProcess, tmp_path: Path
+) -> None:
+    """Ctrl-C, then SIGTERM, during `merge DIR` (offline, in the shell's thread pool).
+    The shell, connected to a server all along, added to the merge's own line that "the
+    merge goes on in HOST:PORT (the server finishes it)": no merge ran there."""
+    store = make_store(tmp_path / "store")
+    port = server.port
+    pane.tmux.wait_for(f"127.0.0.1:{port}>")
+    pid = pane.pid()
+    for stop in ("C-c", signal.SIGTERM):
+        pane.tmux.type(f"merge {store}\r")
+        deadline = time.monotonic() + WAIT
+        while not (reading(pid, store) and done(store, "merge") >= 0):  # it writes merge/
+            assert time.monotonic() < deadline, "the merge never started"
+            time.sleep(0.002)
+        if isinstance(stop, str):
+            pane.tmux.run("send-keys", stop)
+            pane.tmux.wait_line(port, ">")
+        else:
+            os.kill(pid, stop)
+            assert pane.exit_status() == 143
+    screen = pane.tmux.run("capture-pane", "-p", "-J")
+    lines = [ln.rstrip() for ln in screen.splitlines() if ln.startswith("(error)") or "^C" in ln]
+    assert lines == ["^C(error) interrupted", STOPPED.format(port=port)], screen
+    said = pane.stderr.read_text().splitlines()  # the merge's own lines: the pane's stderr
+    assert len(said) == 2, (said, screen)
+    assert all(ln.startswith(f"merge of {store} interrupted") for ln in said), said
+    every_key_answers(store)
