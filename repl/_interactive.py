@@ -34,17 +34,13 @@ from ._format import Reply, error_line, styled
 from ._hints import HintProcessor
 from ._lexer import CommandLexer
 from ._session import Session, describe
-from ._signals import Interrupted, Stop, stoppable
+from ._signals import SESSION_SIGNALS, Interrupted, Stop, stoppable
 from ._style import build_style, color_depth
 from ._table import SHELL
 from ._transfer import scan_page
 from ._ui import BoundedFileHistory, page, prompt_fragments, should_page, toolbar_fragments
 
 __all__ = ["Shell"]
-
-# end the session (Ctrl-C only cancels a command): the prompt or the running command is
-# cancelled, the terminal given back, the connection closed; exit 128 + the signal
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def command_lines(text: str) -> list[str]:
@@ -216,7 +212,7 @@ class Shell:
         self.print_fragments([("", greeting)])
         stopped: Interrupted | None = None
         try:
-            with stoppable(STOP_SIGNALS, self._on_stop) as self.stop:
+            with stoppable(SESSION_SIGNALS, self._on_stop) as self.stop:
                 await self.connect_quietly()
                 self.hold_sigint()
                 await self.loop()

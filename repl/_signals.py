@@ -28,9 +28,12 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Interrupted", "Stop", "stoppable"]
+__all__ = ["SESSION_SIGNALS", "Interrupted", "Stop", "stoppable"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# what ends a bitcask-shell session (its Ctrl-C cancels one command): `_interactive.py`,
+# and the pager, which they end too (`_ui.page`)
+SESSION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(Exception):

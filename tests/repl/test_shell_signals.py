@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.repl.conftest import Runner
+from tests.repl.conftest import Runner, need_binary
 from tests.repl.test_offline_interrupt import _done as done
 from tests.repl.test_offline_interrupt import _every_key_answers as every_key_answers
 from tests.repl.test_offline_interrupt import _reading as reading
@@ -231,7 +231,10 @@ def test_ctrl_c_cancels_only_the_command_and_its_late_reply_reaches_nobody(
     assert screen.count("(error) interrupted") == 1 and '"1"' not in screen, screen
     pane.tmux.type("get a\r")
     pane.tmux.wait_for('"1"')
-    pane.tmux.run("send-keys", "C-c")  # at the prompt: clears the line, the shell stays
+    pane.tmux.type("x")
+    pane.tmux.wait_line(port, "> x")
+    pane.tmux.run("send-keys", "C-c")  # at the prompt: drops the line, the shell stays
+    pane.tmux.wait_line(port, ">")  # a new prompt (a key sent before it could be lost)
     pane.tmux.run("send-keys", "C-d")
     assert pane.exit_status() == 0
     assert pane.stderr.read_text() == ""
@@ -294,3 +297,33 @@ def test_an_offline_merge_stopped_in_the_shell_says_only_what_it_left(
     assert len(said) == 2, (said, screen)
     assert all(ln.startswith(f"merge of {store} interrupted") for ln in said), said
     every_key_answers(store)
+
+
+def test_sigterm_while_the_pager_shows_a_reply_ends_both(
+    server: ServerProcess, home_env: dict[str, str], tmp_path: Path, bitcask_cli: Runner
+) -> None:
+    """The pager runs while the shell waits for it, event loop and all: a SIGTERM to the
+    shell did nothing until someone quit less, then the shell stopped."""
+    need_binary("less", "less")
+    big = b"".join(b"line %d\n" % i for i in range(10_000))
+    assert bitcask_cli("put", "big", "-", input=big).code == 0
+    p = Pane(tmp_path, {**home_env, "PAGER": "less -FRX"}, server.port)
+    try:
+        p.tmux.wait_for(f"127.0.0.1:{server.port}>")
+        p.tmux.type("get big\r")
+        deadline = time.monotonic() + WAIT
+        while p.tmux.screen().rstrip("\n").splitlines()[-1] != ":":  # less waits for a key
+            assert time.monotonic() < deadline, p.tmux.screen()
+            time.sleep(0.05)
+        shell = p.pid()
+        (pager,) = (
+            int(c) for c in Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+        )
+        os.kill(shell, signal.SIGTERM)
+        assert p.exit_status() == 143
+        assert gone(pager)
+        assert p.tmux.screen().rstrip().splitlines()[-1] == STOPPED.format(port=server.port)
+        p.assert_terminal_given_back()
+    finally:
+        p.tmux.close()
+    assert p.stderr.read_text() == ""
