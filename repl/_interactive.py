@@ -54,6 +54,20 @@ def command_lines(text: str) -> list[str]:
     return [ln for ln in (part.removesuffix("\r") for part in text.split("\n")) if ln.strip()]
 
 
+def _quiet_if_hung_up() -> None:
+    """Stdout and stderr, when their terminal has hung up (a write fails with EIO), go
+    to /dev/null: what is still written (the terminal's reset, the last line, Python's
+    exit-time flush) then vanishes instead of ending the shell in an EIO traceback. A
+    `kill -HUP` from elsewhere, the terminal still there, is shown as any stop is."""
+    for fd in (sys.stdout.fileno(), sys.stderr.fileno()):
+        try:
+            os.write(fd, b"")  # nothing, on a live terminal; EIO on a hung-up one
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+
+
 def _hide_suggestion(buffer: Buffer) -> None:
     """A completion menu opened: drop the grey history suggestion drawn beside it."""
     if buffer.complete_state is not None:
@@ -192,15 +206,9 @@ class Shell:
         return self.stop.signum is not None
 
     def _on_stop(self, signum: int) -> None:
-        """At the SIGTERM / SIGHUP, before the cancellation: after a hang-up the terminal
-        is gone, so what is still written (the terminal's reset, the last line, Python's
-        exit-time flush) goes to /dev/null instead of failing with EIO on the way out."""
+        """At the SIGTERM / SIGHUP, before the cancellation."""
         if signum == signal.SIGHUP:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            for fd in (sys.stdout.fileno(), sys.stderr.fileno()):
-                with contextlib.suppress(OSError):
-                    os.dup2(devnull, fd)
-            os.close(devnull)
+            _quiet_if_hung_up()
 
     async def run(self) -> int:
         """The session; its exit status: 0, or 143 / 129 after a SIGTERM / SIGHUP."""
@@ -226,7 +234,7 @@ class Shell:
             elif isinstance(exc, OSError) and exc.errno == errno.EIO:
                 # the terminal went away without a SIGHUP reaching us (one ignored by
                 # whoever started the shell: nohup, `trap '' HUP`): a hang-up all the same
-                self._on_stop(signal.SIGHUP)
+                _quiet_if_hung_up()
                 stopped = Interrupted(signal.SIGHUP)
             else:
                 raise
@@ -238,6 +246,7 @@ class Shell:
             await self.session.close()
         if stopped is None:
             return 0
+        _quiet_if_hung_up()  # a SIGHUP may come before the terminal is really gone
         name = signal.Signals(stopped.signum).name
         self.print_error(f"stopped by {name}; the connection to {options.address} is closed")
         return stopped.exit_code

@@ -27,7 +27,7 @@ from tests.repl.test_offline_interrupt import make_store
 from tests.repl.test_shell_tmux import WAIT, Tmux
 from tests.serverproc import ServerProcess
 
-STOPPED = "(error) stopped by SIGTERM; the connection to 127.0.0.1:{port} is closed"
+STOPPED = "(error) stopped by {name}; the connection to 127.0.0.1:{port} is closed"
 
 
 class Pane:
@@ -131,18 +131,24 @@ def pane(server: ServerProcess, home_env: dict[str, str], tmp_path: Path) -> Ite
     p.tmux.close()
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "kill-hup"])
 def test_sigterm_at_the_prompt_gives_the_terminal_back_and_exits_143(
-    pane: Pane, server: ServerProcess, home_env: dict[str, str], bitcask_cli: Runner
+    pane: Pane,
+    server: ServerProcess,
+    home_env: dict[str, str],
+    bitcask_cli: Runner,
+    stop: signal.Signals,
 ) -> None:
+    """And a `kill -HUP` from elsewhere, the terminal still there: 129, as visibly."""
     port = server.port
     pane.put_a(port)
     pane.tmux.type("get a")  # typed, not entered: the prompt is up, in raw mode
     pane.tmux.wait_line(port, "> get a")
     pid = pane.pid()
-    os.kill(pid, signal.SIGTERM)
-    assert pane.exit_status() == 143
+    os.kill(pid, stop)
+    assert pane.exit_status() == 128 + stop
     screen = pane.tmux.screen()
-    assert screen.count(STOPPED.format(port=port)) == 1, screen
+    assert screen.count(STOPPED.format(name=stop.name, port=port)) == 1, screen
     assert "Terminated" not in screen and f"127.0.0.1:{port} |" not in screen  # no toolbar left
     assert pane.stderr.read_text() == ""
     pane.assert_terminal_given_back()
@@ -171,7 +177,7 @@ def test_sigterm_during_a_command_to_a_silent_server_says_what_is_in_doubt(
         "applied; check before running it again"
     )
     lines = [ln.rstrip() for ln in screen.splitlines() if ln.strip()]
-    assert lines[-2:] == [doubt, STOPPED.format(port=port)], screen
+    assert lines[-2:] == [doubt, STOPPED.format(name="SIGTERM", port=port)], screen
     assert pane.stderr.read_text() == ""
     pane.assert_terminal_given_back()
     assert history(home_env) == ["put a 1", "put b 2"]
@@ -292,7 +298,7 @@ def test_an_offline_merge_stopped_in_the_shell_says_only_what_it_left(
             assert pane.exit_status() == 143
     screen = pane.tmux.run("capture-pane", "-p", "-J")
     lines = [ln.rstrip() for ln in screen.splitlines() if ln.startswith("(error)") or "^C" in ln]
-    assert lines == ["^C(error) interrupted", STOPPED.format(port=port)], screen
+    assert lines == ["^C(error) interrupted", STOPPED.format(name="SIGTERM", port=port)], screen
     said = pane.stderr.read_text().splitlines()  # the merge's own lines: the pane's stderr
     assert len(said) == 2, (said, screen)
     assert all(ln.startswith(f"merge of {store} interrupted") for ln in said), said
@@ -322,7 +328,9 @@ def test_sigterm_while_the_pager_shows_a_reply_ends_both(
         os.kill(shell, signal.SIGTERM)
         assert p.exit_status() == 143
         assert gone(pager)
-        assert p.tmux.screen().rstrip().splitlines()[-1] == STOPPED.format(port=server.port)
+        assert p.tmux.screen().rstrip().splitlines()[-1] == STOPPED.format(
+            name="SIGTERM", port=server.port
+        )
         p.assert_terminal_given_back()
     finally:
         p.tmux.close()
