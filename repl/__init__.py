@@ -14,9 +14,13 @@ Example:
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import sys
 
 # typing is not imported at run time: this file runs before `run_main` can catch a
-# Ctrl-C (see there), so it loads nothing that is not loaded already
+# Ctrl-C (see there), so it loads nothing that is not loaded already (but signal, to
+# catch one meanwhile)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -51,12 +55,30 @@ _WHERE = {
 }
 
 
+def _quiet_exit(signum: int, frame: object) -> None:
+    os._exit(128 + signum)  # nothing opened, nothing written yet: nothing to clean up
+
+
+# The console scripts (`from repl.cli import main`) import this package before any try
+# of ours can catch a Ctrl-C: one landing there printed a KeyboardInterrupt traceback
+# and the process died of SIGINT. Until `run_main` takes over, a Ctrl-C ends such a
+# process with 130 and not a word. Only when this process is a console script: a
+# program that imports repl (pytest) keeps its own Ctrl-C. (Python's own start-up,
+# site.py and the .pth files before this, cannot be reached from here.)
+if os.path.basename(sys.argv[0]) in ("bitcask", "bitcask-shell") and (
+    signal.getsignal(signal.SIGINT) is signal.default_int_handler
+):
+    signal.signal(signal.SIGINT, _quiet_exit)
+
+
 def run_main(module: str, argv: list[str] | None) -> int:
     """Import `module` (relative to repl) and return its `main(argv)`: the console
     scripts' one body. A Ctrl-C at any point, the imports included, is exit status
     130 and no traceback (the modules catch it around their event loop; this catches
     it while they load, before the loop exists)."""
     try:
+        if signal.getsignal(signal.SIGINT) is _quiet_exit:  # from here on, the try's
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return int(importlib.import_module(module, __name__).main(argv))
     except KeyboardInterrupt:
         return 130

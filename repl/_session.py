@@ -273,8 +273,13 @@ class Session:
     def in_doubt(self, cmd: Command) -> str | None:
         """After `cmd` was interrupted (Ctrl-C): what may have happened anyway, when it
         changes the store and reached the server; None for a read (nothing to say) and
-        for the tools, which say how far they got in their own words."""
-        if not self.connected or cmd.idempotent or cmd.group not in ("keys", "server"):
+        for the tools, which say how far they got in their own words. A command that
+        never asked for the server (`merge DIR`, offline) left nothing there: the
+        shell, connected all along, said of an interrupted `merge DIR` that "the merge
+        goes on in HOST:PORT (the server finishes it)"."""
+        if not self.connected or not self._used or cmd.idempotent:
+            return None
+        if cmd.group not in ("keys", "server"):
             return None
         address = self.options.address
         if cmd.name == "merge":

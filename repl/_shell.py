@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     from ._interactive import Shell
 
-    try:
+    try:  # SIGTERM 143, SIGHUP 129: Shell.run gives the terminal back and says so
         return asyncio.run(Shell(options, config).run())
     except KeyboardInterrupt:
         return 130

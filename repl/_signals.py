@@ -12,6 +12,12 @@ ignored until the process exits (the cleanups are bounded: removing a temporary,
 stopping a merge at its next record; SIGKILL remains). Leaving the block after such a signal (cancelled, or
 having caught the cancellation) raises `Interrupted`, whose `exit_code` is 128 + the signal: 130 after Ctrl-C, 143 after
 SIGTERM, as a shell reports a process those signals ended.
+
+`bitcask-shell` uses the same block around its whole session with SIGTERM and SIGHUP
+only (its Ctrl-C cancels one command, `_interactive.py`): the prompt or the running
+command is cancelled, the terminal given back, the connection closed, exit 143 (129
+for a hang-up). `first` runs at the signal, before the cancellation (the shell sends
+its output to /dev/null there after a hang-up: the terminal is gone).
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Interrupted", "Stop", "stoppable"]
+__all__ = ["SESSION_SIGNALS", "Interrupted", "Stop", "stoppable"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# what ends a bitcask-shell session (its Ctrl-C cancels one command): `_interactive.py`,
+# and the pager, which they end too (`_ui.page`)
+SESSION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(Exception):
@@ -44,8 +53,11 @@ class Stop:
 
 
 @contextlib.contextmanager
-def stoppable() -> Iterator[Stop]:
-    """Within the running task: SIGINT / SIGTERM cancel it once; see the module doc."""
+def stoppable(
+    signals: tuple[int, ...] = SIGNALS, first: Callable[[int], None] | None = None
+) -> Iterator[Stop]:
+    """Within the running task: SIGINT / SIGTERM (or `signals`) cancel it once; see the
+    module doc."""
     stop = Stop()
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -54,10 +66,12 @@ def stoppable() -> Iterator[Stop]:
     def on_signal(signum: int) -> None:
         if stop.signum is None and task is not None:
             stop.signum = signum
+            if first is not None:
+                first(signum)
             task.cancel()
 
     if task is not None:
-        for signum in SIGNALS:
+        for signum in signals:
             before = signal.getsignal(signum)
             try:
                 loop.add_signal_handler(signum, on_signal, signum)

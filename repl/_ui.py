@@ -12,12 +12,14 @@ import signal
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from types import FrameType
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import FileHistory
 
 from ._format import terminal_safe
 from ._session import Session
+from ._signals import SESSION_SIGNALS
 
 __all__ = ["BoundedFileHistory", "page", "prompt_fragments", "should_page", "toolbar_fragments"]
 
@@ -124,13 +126,23 @@ def page(text: str, command: str) -> bool:
             return False
         env = {**os.environ, "LESSCHARSET": os.environ.get("LESSCHARSET", "utf-8")}
         # Ctrl-C belongs to the pager while it runs (less uses it); the shell must
-        # survive it. A Python-level handler, unlike SIG_IGN, is reset by exec.
-        previous = signal.signal(signal.SIGINT, lambda _sig, _frame: None)
+        # survive it. A Python-level handler, unlike SIG_IGN, is reset by exec. A
+        # SIGTERM / SIGHUP ends the session (`_interactive.py`), which waited, with the
+        # event loop, for someone to quit the pager: it ends the pager first (the loop
+        # still learns of the signal, by its wakeup fd, and stops once the pager is gone).
+        pager: subprocess.Popen[bytes] | None = None
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if signum != signal.SIGINT and pager is not None and pager.poll() is None:
+                pager.terminate()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, *SESSION_SIGNALS)}
         try:
-            data = text.encode("utf-8", "surrogateescape")
-            subprocess.run(argv, input=data, env=env, check=False)
+            pager = subprocess.Popen(argv, stdin=subprocess.PIPE, env=env)
+            pager.communicate(text.encode("utf-8", "surrogateescape"))
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         return True
     except (OSError, ValueError):
         return False

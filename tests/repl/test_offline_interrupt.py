@@ -40,8 +40,11 @@ def _value(i: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~30 MB in 2 MiB files, with their hints."""
-    path = tmp_path_factory.mktemp("offline") / "store"
+    return make_store(tmp_path_factory.mktemp("offline") / "store")
+
+
+def make_store(path: Path) -> Path:
+    """~30 MB in 2 MiB files, with their hints, at `path`."""
     with bitcask.open(path, max_file_size=2 * 1024 * 1024) as db:
         for r in range(ROUNDS):
             for start in range(0, KEYS, 5000):

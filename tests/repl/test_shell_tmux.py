@@ -3,6 +3,7 @@ paste does: the text and the Tab arrive in one write."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import stat
@@ -14,20 +15,34 @@ from pathlib import Path
 
 import pytest
 
-from tests.repl.conftest import ROOT, need_binary
+from tests.repl.conftest import ROOT, Runner, need_binary
 from tests.serverproc import ServerProcess
 
 WAIT = 15.0
 
 
 class Tmux:
-    """One tmux server on a private socket, running bitcask-shell in a 100x30 window."""
+    """One tmux server on a private socket, running bitcask-shell in a 100x30 window.
 
-    def __init__(self, socket: Path, env: dict[str, str], port: int) -> None:
+    `options` go after `--port`; `before` is shell text run first (`trap '' HUP && `),
+    `then` after the shell exits (`; echo $? > FILE`)."""
+
+    def __init__(
+        self,
+        socket: Path,
+        env: dict[str, str],
+        port: int,
+        options: str = "",
+        then: str = "",
+        before: str = "",
+    ) -> None:
         self.tmux = need_binary("tmux", "tmux")
         self.socket = str(socket)
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        cmd = f"cd {shlex.quote(str(ROOT))} && env -i {exports} {sys.executable} -m repl --port {port}"
+        cmd = (
+            f"cd {shlex.quote(str(ROOT))} && {before}env -i {exports} {sys.executable} -m repl "
+            f"--port {port} {options}{then}"
+        )
         self.run("new-session", "-d", "-x", "100", "-y", "30", cmd)
 
     def run(self, *args: str) -> str:
@@ -166,11 +181,17 @@ def test_a_failed_merge_leaves_no_progress_bar_and_shows_bytes_escaped(
 
 
 def test_a_pasted_block_runs_line_by_line_and_keeps_auth_out_of_history(
-    tmux: Tmux, server: ServerProcess, home_env: dict[str, str], tmp_path: Path
+    tmux: Tmux,
+    server: ServerProcess,
+    home_env: dict[str, str],
+    tmp_path: Path,
+    bitcask_cli: Runner,
 ) -> None:
     """A bracketed paste of many lines arrives as one text: it ran as one command
     (`put p1 a` + newline + `put p2 b` was a put of too many words) and went into the
-    history file as one entry, an `auth` line in it included."""
+    history file as one entry, an `auth` line in it included. The toolbar's key count
+    is asked for once, after the block: it was asked after every line (a `stats` per
+    `put`, the round trips of a paste doubled), though not drawn until the end."""
     port = server.port
     tmux.wait_for(f"127.0.0.1:{port}>")
     block = "".join(f"put p{i} v{i}\n" for i in range(50)) + "auth s3cret\nget p49\n"
@@ -180,6 +201,10 @@ def test_a_pasted_block_runs_line_by_line_and_keeps_auth_out_of_history(
     tmux.type("\r")
     screen = tmux.wait_for('"v49"')
     assert "too many arguments" not in screen
+    tmux.wait_for(" 50 keys ")  # the toolbar again: the block is over
+    result = bitcask_cli("stats")
+    requests = json.loads(result.out)["server"]["requests"]
+    assert requests["put"] == 50 and requests["stats"] <= 3, requests  # start, end, this
     history = Path(home_env["XDG_DATA_HOME"]) / "bitcask" / "shell_history"
     text = history.read_text()
     assert "+put p0 v0\n" in text and "+get p49\n" in text and "s3cret" not in text
