@@ -113,6 +113,7 @@ class RedisSession:
         "lib_ver",
         "link",
         "multi",
+        "multi_bytes",
         "name",
         "no_evict",
         "no_touch",
@@ -131,6 +132,7 @@ class RedisSession:
         self.lib_name = b""
         self.lib_ver = b""
         self.multi: list[list[bytes]] | None = None  # queued argvs while in MULTI
+        self.multi_bytes = 0  # what `multi` holds (queued_bytes), reset by MULTI
         self.dirty = False  # a queued command was refused: EXEC answers EXECABORT
         self.watches: list[WatchRef] = []  # by WATCH, in order (server/_session.py)
         # the keys of `watches`: WATCH of a key already watched adds nothing, as in Redis
