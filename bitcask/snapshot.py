@@ -51,6 +51,7 @@ __all__ = [
     "Pins",
     "Snapshot",
     "SnapshotFile",
+    "held_by",
     "lookup",
     "pin_sealed",
     "prepare",
@@ -221,6 +222,13 @@ def release(db: Bitcask, snap_id: str) -> Snapshot | None:
     if snap is not None:
         db.merges.released()
     return snap
+
+
+def held_by(db: Bitcask, owner: object) -> int:
+    """How many live snapshots ``owner`` holds (lapsed ones dropped first)."""
+    pins = db.merges.pins
+    pins.expire()
+    return len(pins.owned_by(owner))
 
 
 def release_owner(db: Bitcask, owner: object) -> int:

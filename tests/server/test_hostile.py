@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from protocol._resp_client import encode_command
-from tests.server.wire import Inline, ReplyError
+from tests.server.wire import Conn, Inline, RemoteError, ReplyError
 from tests.serverproc import ServerProcess
 
 GOOD_CLIENTS = 5
@@ -172,6 +172,54 @@ def test_the_largest_single_command_always_queues(server: ServerProcess) -> None
         assert c.reply() == "QUEUED"
         assert c.cmd(b"EXEC") == ["OK"]
         assert c.cmd(b"STRLEN k") == 4 * MIB
+
+
+# ---- snapshots: a connection holds at most --max-snapshots ----
+
+
+@pytest.mark.parametrize("server", [["--max-snapshots", "2"]], indirect=True)
+def test_a_connection_cannot_pin_snapshots_without_end(server: ServerProcess) -> None:
+    # Each snapshot_begin seals the active file and keeps its files from merges, one
+    # descriptor each: one connection's 300 begins (a put before each) left 602 files
+    # in the directory and 325 descriptors open, toward the process's limit.
+    stop = threading.Event()
+    good = start_good(server.port, stop, rounds_min=20)
+    begins = 10
+    with Conn(server.port) as bad, Conn(server.port) as other:
+        for i in range(begins):  # pipelined: all called before the first has begun
+            bad.send("put", b"snap:%d" % i, b"v")
+            bad.send("snapshot_begin")
+        got: list[object] = []
+        for _ in range(begins):
+            assert bad.reply()[1] is True  # the put
+            try:
+                got.append(bad.reply()[1]["id"])
+            except RemoteError as exc:
+                got.append(exc)
+        held = [g for g in got if isinstance(g, str)]
+        refused = [g for g in got if isinstance(g, RemoteError)]
+        assert len(held) == 2 and len(refused) == begins - 2, got
+        assert refused[0].name == "BATCH_TOO_LARGE"
+        assert refused[0].message == (
+            "this connection holds 2 snapshots (max-snapshots 2): "
+            "snapshot_end one before beginning another"
+        )
+        # another connection's backup is not refused for it
+        mine = other.call("snapshot_begin")["id"]
+        assert other.call("snapshot_end", mine)["bytes"] > 0
+        # the offender's own snapshot_end makes room again
+        bad.call("snapshot_end", held[0])
+        again = bad.call("snapshot_begin")["id"]
+        assert bad.error("snapshot_begin").name == "BATCH_TOO_LARGE"
+        for snap in (held[1], again):
+            bad.call("snapshot_end", snap)
+        assert [bad.call("get", b"snap:%d" % i) for i in range(begins)] == [b"v"] * begins
+    stop.set()
+    check_good(server.port, good)
+    errors = stats(server)["server"]["errors"]  # type: ignore[index]
+    assert {k: v for k, v in errors.items() if "BATCH_TOO_LARGE" in k} == {
+        "snapshot_begin:BATCH_TOO_LARGE": begins - 2 + 1
+    }
 
 
 # ---- fairness: a deep pipeline does not starve the other connections ----
