@@ -13,6 +13,8 @@ other commands' (server/_redis_admin.py's pattern).
 - The queue is bounded (--max-multi-bytes, `queued_bytes`): a command that would
   take it past the bound is not queued, answers BATCH_TOO_LARGE's one line and
   makes EXEC answer EXECABORT (Redis's rule for a command refused inside MULTI).
+  The keys a connection WATCHes are bounded by the same number, apart
+  (`watch_cost`): a WATCH past it is refused whole and watches nothing.
 - The reply is bounded before anything is read (values_over's rule): a command over
   the bound alone answers its error in its place, the rest over it together refuse
   the EXEC whole, nothing written.
@@ -43,6 +45,7 @@ from ._redis_session import (
     Step,
     redis_error,
     run_read,
+    watch_cost,
 )
 from ._writer import WATCH_ABORTED, Writer
 from .config import ServerConfig
@@ -81,6 +84,11 @@ class TransactionCommands:
         s.multi, s.dirty, s.multi_bytes = [], False, 0
         return Done(OK, None)
 
+    def _multi_limit(self) -> int:
+        """--max-multi-bytes, at least --max-frame: one request of the largest size
+        always queues. The keys a connection WATCHes are bounded by it too, apart."""
+        return max(self._config.max_multi_bytes, self._config.max_frame)
+
     def _queue(self, s: RedisSession, argv: list[bytes]) -> Outcome:
         """Queue one command inside MULTI, unless the queue would pass --max-multi-bytes
         (at least --max-frame, so the largest single command fits): then it is refused
@@ -88,7 +96,7 @@ class TransactionCommands:
         refused. The queue never grows past the bound, however many follow."""
         assert s.multi is not None
         size = s.multi_bytes + queued_bytes(argv)
-        limit = max(self._config.max_multi_bytes, self._config.max_frame)
+        limit = self._multi_limit()
         if size > limit:
             s.dirty = True
             return Done(
@@ -119,7 +127,16 @@ class TransactionCommands:
         # by a Read, after this connection's earlier writes applied, so they never
         # count as writes seen by it. A ref released before then takes nothing. Keys
         # the connection watches already keep their first watch (Redis's rule).
-        taken = s.watch_keys(ks)
+        new = s.unwatched(ks)
+        size = s.watch_bytes + watch_cost(new)
+        limit = self._multi_limit()
+        if new and size > limit:
+            message = (
+                f"WATCH would hold {size} bytes of watched keys, over max-multi-bytes "
+                f"{limit}: UNWATCH, EXEC or DISCARD first, and watch fewer keys"
+            )
+            return Done(None, ErrorInfo.from_code(ErrorCode.BATCH_TOO_LARGE, message))
+        taken = s.watch_keys(new)
         if taken is None:
             return Done(OK, None)
         ref, ks = taken

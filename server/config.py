@@ -98,7 +98,8 @@ class ServerConfig:
     max_reply_bytes: int = 128 * 1024 * 1024
     # per Redis connection: bytes a MULTI queue may hold (its arguments, and 64 bytes for
     # each argument and command queued); at least max_frame, so one command of the
-    # largest size always queues. Unbounded, 1,000,000 queued SETs held 250 MB
+    # largest size always queues. Unbounded, 1,000,000 queued SETs held 250 MB. The
+    # keys it WATCHes are bounded by it too, apart (each key plus 160 bytes)
     max_multi_bytes: int = 128 * 1024 * 1024
     # snapshots (online backups) one connection may hold at once: each keeps its files
     # from merges and open (one descriptor each); unbounded, 300 snapshot_begin of one
@@ -304,7 +305,8 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_reply_bytes": (int, "most bytes of values or keys in one reply (default 128 MiB)"),
     "max_multi_bytes": (
         int,
-        "bytes one Redis MULTI may queue, at least --max-frame (default 128 MiB)",
+        "bytes one Redis MULTI may queue, and its WATCHed keys, at least --max-frame "
+        "(default 128 MiB)",
     ),
     "max_snapshots": (int, "snapshots one connection may hold open at once (default 4)"),
     "idle_timeout": (float, "close connections silent this many seconds; 0: never (default 300)"),

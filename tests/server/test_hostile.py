@@ -174,6 +174,53 @@ def test_the_largest_single_command_always_queues(server: ServerProcess) -> None
         assert c.cmd(b"STRLEN k") == 4 * MIB
 
 
+@pytest.mark.parametrize(
+    "server", [["--max-frame", "65536", "--max-multi-bytes", str(MIB)]], indirect=True
+)
+def test_the_keys_a_connection_watches_are_bounded(server: ServerProcess) -> None:
+    # Unbounded, WATCH of 1,000,000 keys (1,000 at a time) took 175 MB of RSS, and
+    # 159 MB stayed after the connection closed (the engine's dicts keep their size).
+    baseline = rss(server)
+    stop = threading.Event()
+    good = start_good(server.port, stop, rounds_min=20)
+    watches, per = 200, 1000
+    with Inline(server.port, timeout=60) as bad:
+        for w in range(watches):
+            keys = [b"w:%06d" % (w * per + i) for i in range(per)]  # 8 bytes: 168 each
+            bad.send(command(b"WATCH", *keys))
+        replies = [bad.reply() for _ in range(watches)]
+        held = rss(server)
+        taken = MIB // (per * 168)  # 6
+        assert replies[:taken] == ["OK"] * taken, replies[: taken + 1]
+        refused = replies[taken:]
+        assert len(refused) == watches - taken
+        assert all(isinstance(r, ReplyError) for r in refused), refused[:3]
+        assert refused[0] == (
+            f"ERR WATCH would hold {(taken + 1) * per * 168} bytes of watched keys, over "
+            f"max-multi-bytes {MIB}: UNWATCH, EXEC or DISCARD first, and watch fewer keys"
+        )
+        # the watches taken still work: a write to one of their keys aborts the EXEC,
+        # a write to a key of a refused WATCH does not count
+        with Inline(server.port) as other:
+            assert other.cmd(b"SET w:%06d x" % (taken * per)) == "OK"
+            assert bad.cmd(b"MULTI") == "OK"
+            assert bad.cmd(b"SET bad:tx 1") == "QUEUED"
+            assert bad.cmd(b"EXEC") == ["OK"]
+            assert bad.cmd(b"WATCH w:000001") == "OK"  # room again after EXEC
+            assert other.cmd(b"SET w:000001 x") == "OK"
+            assert bad.cmd(b"MULTI") == "OK"
+            assert bad.cmd(b"SET bad:tx 2") == "QUEUED"
+            assert bad.cmd(b"EXEC") is None
+            assert other.cmd(b"GET bad:tx") == b"1"
+    stop.set()
+    check_good(server.port, good)
+    assert held - baseline < 16 * MIB, (baseline, held)  # unbounded: 35 MB
+    errors = stats(server)["server"]["errors"]  # type: ignore[index]
+    assert {k: v for k, v in errors.items() if "BATCH_TOO_LARGE" in k} == {
+        "watch:BATCH_TOO_LARGE": watches - taken
+    }
+
+
 # ---- snapshots: a connection holds at most --max-snapshots ----
 
 
