@@ -134,6 +134,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._conn.discard_input()  # a partial request (up to max_frame) goes now
         self._end_linger()
         if self._kill_timer is not None:
             self._kill_timer.cancel()
