@@ -53,6 +53,7 @@ __all__ = [
     "Pins",
     "Snapshot",
     "SnapshotFile",
+    "held_by",
     "lookup",
     "pin_sealed",
     "prepare",
@@ -218,6 +219,13 @@ def release(db: Bitcask, snap_id: str) -> Snapshot | None:
         db.merges.pins.let_go(snap)
         db.merges.released()
     return snap
+
+
+def held_by(db: Bitcask, owner: object) -> int:
+    """How many live snapshots ``owner`` holds (lapsed ones dropped first)."""
+    pins = db.merges.pins
+    pins.expire()
+    return len(pins.owned_by(owner))
 
 
 def release_owner(db: Bitcask, owner: object) -> int:

@@ -103,6 +103,11 @@ class Dialect(Protocol):
         fed next (a dialect without such limits does nothing)."""
         ...
 
+    def discard_input(self) -> None:
+        """The peer is gone: drop every byte held for a request not complete yet and
+        read nothing more (`feed` returns nothing); `render` still works."""
+        ...
+
 
 def readable_msgid(obj: Any) -> int:
     """The msgid of a decoded frame that failed the request-shape check, or 0.
@@ -184,6 +189,11 @@ class BinaryDialect:
     def set_authenticated(self, on: bool) -> None:
         """Before authentication a frame may hold at most UNAUTH_MAX_FRAME bytes."""
         self._decoder.max_frame = self._max_frame if on else min(self._max_frame, UNAUTH_MAX_FRAME)
+
+    def discard_input(self) -> None:
+        self._ended = True
+        self._decoder = FrameDecoder(max_frame=self._max_frame)  # the old one's buffer goes
+        self._feed_raw = self._decoder.feed_raw
 
     def feed(self, data: bytes) -> list[Event]:
         if self._ended:
@@ -306,6 +316,18 @@ class Connection:
         # read-only for callers. An attribute, not a property: the server reads it
         # once per data_received.
         self.ended = False
+
+    def discard_input(self) -> None:
+        """The peer is gone: drop the input held for requests not complete or not
+        handed out yet, and read nothing more. A request arriving slowly holds up to
+        max_frame bytes here, and the server frees a closed connection's objects
+        only at a rare full garbage collection (they form reference cycles): 8
+        connections closed with 60 MiB of a SET each kept the server at 514 MB."""
+        self.ended = True
+        self._events = []
+        self._next = 0
+        if self.dialect is not None:
+            self.dialect.discard_input()
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next bytes from the peer (any split). Ignored after a Close."""

@@ -151,6 +151,13 @@ class RespDialect:
         """Lift (True) or apply (False) Redis's pre-AUTH limits for what is read next."""
         self._reader.authenticated = on
 
+    def discard_input(self) -> None:
+        """The peer is gone: drop what the reader holds, read nothing more."""
+        self._ended = True
+        reader = self._reader
+        self._reader = RespReader(use_hiredis=False, max_bulk=reader.max_bulk)
+        self._head = None
+
     def feed(self, data: bytes) -> list[Event]:
         if self._ended:
             return []

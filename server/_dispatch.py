@@ -126,7 +126,9 @@ class Dispatcher(TransactionHandlers):
             "unwatch": self._unwatch,
             "commit": self._commit,
         }
-        self.snapshots = SnapshotMethods(db, writer, metrics or Metrics(), error_info)
+        self.snapshots = SnapshotMethods(
+            db, writer, metrics or Metrics(), error_info, config.max_snapshots
+        )
         self._handlers.update(
             snapshot_begin=self._snapshot_begin,
             snapshot_read=self._snapshot_read,

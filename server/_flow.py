@@ -41,9 +41,12 @@ __all__ = [
     "PAUSE_INFLIGHT",
     "PAUSE_SHUTDOWN",
     "PAUSE_TRANSPORT",
+    "PAUSE_TURN",
     "PAUSE_WRITER",
     "REFUSED_LINGER_MAX",
     "REFUSED_LINGER_SECONDS",
+    "TURN_BYTES",
+    "TURN_SECONDS",
     "ReadPause",
     "RefusedLingers",
     "set_keepalive",
@@ -53,6 +56,14 @@ PAUSE_INFLIGHT = 1  # too many requests in flight on this connection
 PAUSE_WRITER = 2  # the server's writer queue is full
 PAUSE_TRANSPORT = 4  # our own write buffer is full (the peer is not reading)
 PAUSE_SHUTDOWN = 8  # the server is draining
+PAUSE_TURN = 16  # this connection had its turn of the loop: others' input goes first
+
+# A chunk of input this large filled the read buffer, so the event loop would read
+# the same connection again in the same turn (libuv reads a stream up to 32 times
+# while each read fills its 256 KiB buffer); once such a chunk took TURN_SECONDS to
+# handle, the connection pauses until the loop's next turn (``yield_turn``).
+TURN_BYTES = 64 * 1024
+TURN_SECONDS = 0.001
 
 # How long a connection closed by us still reads (and drops) what its peer sends:
 # closing with unread input makes the kernel answer with a reset, which can destroy
@@ -113,6 +124,15 @@ class ReadPause:
             self.transport.resume_reading()
         elif not before and self._pause:
             self.transport.pause_reading()
+
+    def yield_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop reading until the loop's next turn: the other connections' input,
+        ready now, is handled before this one's next chunk. Without it one client
+        pipelining 1,000,000 GETs had its socket read 32 times in a row per turn
+        (8 MB, seconds of work) and another connection's PING waited 12.9 s."""
+        if not self._pause & PAUSE_TURN:
+            self._set_pause(PAUSE_TURN, True)
+            loop.call_soon(self._set_pause, PAUSE_TURN, False)
 
     def pause_writing(self) -> None:
         self._set_pause(PAUSE_TRANSPORT, True)

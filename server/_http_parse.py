@@ -98,6 +98,14 @@ class RequestParsing(ABC):
         self._check: HeadCheck | None = None  # what the head decided (None: not served)
         self._t0 = 0.0
 
+    def _drop_request(self) -> None:
+        """The connection is gone: drop the request being read (a body of up to
+        max_frame bytes), now rather than at a rare full garbage collection (the
+        connection's objects form reference cycles)."""
+        self._body = []
+        self._body_size = 0
+        self._headers = {}
+
     # ---- the connection's hooks ----
 
     @abstractmethod

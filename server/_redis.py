@@ -51,7 +51,6 @@ from ._redis_replies import ok as _ok
 from ._redis_session import (
     NO_LINK,
     NOAUTH,
-    QUEUED,
     ClientLink,
     RedisError,
     RedisSession,
@@ -219,8 +218,7 @@ class RedisDispatcher(StringCommands, KeyCommands, TransactionCommands, AdminCom
         if not session.authenticated and spec.name not in _OPEN:
             return self._reject(session, spec.name, NOAUTH)
         if session.multi is not None and spec.name not in _NOT_QUEUED:
-            session.multi.append(argv)
-            return Done(QUEUED, None)
+            return self._queue(session, argv)
         if spec.name == "multi":
             return self._multi(session)
         if spec.name == "exec":

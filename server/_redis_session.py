@@ -24,6 +24,7 @@ __all__ = [
     "OK",
     "QUEUED",
     "REDIS_VERSION",
+    "WATCH_KEY_BYTES",
     "ClientLink",
     "RedisError",
     "RedisSession",
@@ -32,6 +33,7 @@ __all__ = [
     "redis_addr",
     "redis_error",
     "run_read",
+    "watch_cost",
 ]
 
 # settle(result, error) of an Async outcome
@@ -113,10 +115,12 @@ class RedisSession:
         "lib_ver",
         "link",
         "multi",
+        "multi_bytes",
         "name",
         "no_evict",
         "no_touch",
         "proto",
+        "watch_bytes",
         "watched",
         "watches",
     )
@@ -131,12 +135,14 @@ class RedisSession:
         self.lib_name = b""
         self.lib_ver = b""
         self.multi: list[list[bytes]] | None = None  # queued argvs while in MULTI
+        self.multi_bytes = 0  # what `multi` holds (queued_bytes), reset by MULTI
         self.dirty = False  # a queued command was refused: EXEC answers EXECABORT
         self.watches: list[WatchRef] = []  # by WATCH, in order (server/_session.py)
         # the keys of `watches`: WATCH of a key already watched adds nothing, as in Redis
         # (watchForKey); 100,000 WATCHes of one key held 100,000 watches (+26 MB) and
         # the EXEC after them joined their keys in 221 s on the writer's thread
         self.watched: set[bytes] = set()
+        self.watch_bytes = 0  # what `watched` costs (watch_cost), bounded by --max-multi-bytes
         self.closed = False  # the connection ended: a WATCH still queued takes nothing
         self.created = self.last = time.monotonic()  # connected; last command (CLIENT LIST)
         self.no_evict = self.no_touch = False  # CLIENT NO-EVICT / NO-TOUCH: flags only
@@ -158,14 +164,17 @@ class RedisSession:
             f"lib-ver={self.lib_ver.decode('latin-1')}"
         )
 
-    def watch_keys(self, keys: list[bytes]) -> tuple[WatchRef, list[bytes]] | None:
-        """A new watch and the keys it is for: those of ``keys`` this connection does
-        not watch yet (the engine watch is taken later, server/_session.py); None when
-        it watches them all already."""
-        new = [k for k in dict.fromkeys(keys) if k not in self.watched]
+    def unwatched(self, keys: list[bytes]) -> list[bytes]:
+        """The keys of ``keys`` this connection does not watch yet, once each."""
+        return [k for k in dict.fromkeys(keys) if k not in self.watched]
+
+    def watch_keys(self, new: list[bytes]) -> tuple[WatchRef, list[bytes]] | None:
+        """A new watch for ``new`` (from `unwatched`; the engine watch is taken later,
+        server/_session.py); None when it is empty."""
         if not new:
             return None
         self.watched.update(new)
+        self.watch_bytes += watch_cost(new)
         ref = WatchRef()
         self.watches.append(ref)
         return ref, new
@@ -174,6 +183,7 @@ class RedisSession:
         """Every watch, in order, handed to the caller (EXEC), which releases them;
         the connection watches nothing from now on."""
         watches, self.watches, self.watched = self.watches, [], set()
+        self.watch_bytes = 0
         return watches
 
     def unwatch(self) -> None:
@@ -194,6 +204,16 @@ class RedisSession:
         self.closed = True
         self.unwatch()
         self.multi = None
+
+
+WATCH_KEY_BYTES = 160
+"""What one watched key costs besides its bytes: the session's set entry and the
+engine's counters and watch (1,000,000 WATCHed keys took 175 MB of RSS)."""
+
+
+def watch_cost(keys: list[bytes]) -> int:
+    """The bytes watching ``keys`` counts against --max-multi-bytes."""
+    return sum(map(len, keys)) + WATCH_KEY_BYTES * len(keys)
 
 
 class Step:

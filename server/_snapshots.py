@@ -15,6 +15,12 @@ Strategy / invariants:
   may read or end it, and its pins are released when the connection closes
   (Dispatcher.session_closed) or, for a client that stops asking, after its idle
   timeout (each read pushes it back). Nothing stays pinned forever.
+- A connection holds at most --max-snapshots at once (those begun and not ended,
+  released or lapsed, and those still beginning): each keeps its files from merges
+  and their descriptors open, and its cut seals the active file, so one connection
+  calling snapshot_begin in a loop filled the directory with small files and the
+  process with descriptors. Past it, BATCH_TOO_LARGE; the connection's own
+  snapshot_end makes room.
 - Every file read happens in the default executor (no disk I/O on the loop); the
   metrics are updated on the loop, in the completion callbacks.
 """
@@ -32,6 +38,7 @@ from bitcask.errors import SnapshotNotFoundError
 from protocol import ErrorCode, ErrorInfo
 
 from ._metrics import Metrics
+from ._outcome import make_error
 from ._writer import Writer
 
 __all__ = ["DEFAULT_SNAPSHOT_TIMEOUT", "SnapshotMethods"]
@@ -52,6 +59,7 @@ class SnapshotMethods:
         writer: the group-commit writer (the cut runs on its thread).
         metrics: where bytes sent, snapshots taken and the last success are counted.
         error_info: maps an exception to the ErrorInfo sent (the dispatcher's).
+        max_snapshots: snapshots one connection may hold at once (--max-snapshots).
     """
 
     def __init__(
@@ -60,8 +68,11 @@ class SnapshotMethods:
         writer: Writer,
         metrics: Metrics,
         error_info: Callable[[BaseException], ErrorInfo],
+        max_snapshots: int = 4,
     ) -> None:
         self._db = db
+        self._max = max_snapshots
+        self._beginning: dict[int, int] = {}  # id(session) -> begins not settled yet
         self._writer = writer
         self._metrics = metrics
         self._error_info = error_info
@@ -73,9 +84,29 @@ class SnapshotMethods:
         timeout = args[0] or DEFAULT_SNAPSHOT_TIMEOUT
 
         def start(settle: Settle) -> None:
-            task = asyncio.get_running_loop().create_task(self._begin(session, timeout))
+            # Counted when it starts (pipelined begins are called before any runs);
+            # the task keeps `session` alive, so its id names no other meanwhile.
+            loop = asyncio.get_running_loop()
+            key = id(session)
+            held = snapshots.held_by(self._db, session) + self._beginning.get(key, 0)
+            if held >= self._max:
+                message = (
+                    f"this connection holds {held} snapshots (max-snapshots {self._max}): "
+                    "snapshot_end one before beginning another"
+                )
+                loop.call_soon(settle, None, make_error(ErrorCode.BATCH_TOO_LARGE, message))
+                return
+            self._beginning[key] = self._beginning.get(key, 0) + 1
+
+            def begun(_: object) -> None:
+                n = self._beginning.pop(key) - 1
+                if n:
+                    self._beginning[key] = n
+
+            task = loop.create_task(self._begin(session, timeout))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(begun)
             task.add_done_callback(lambda t: self._settle(t, settle, self._began))
 
         return start

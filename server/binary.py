@@ -18,6 +18,9 @@ Strategy / invariants:
   close lingers (`_linger`): the peer may still be sending the request that ended it,
   and closing with unread bytes makes the kernel answer with a reset, which can
   destroy the error reply before the peer reads it.
+- Fairness: a connection whose chunk of input filled the read buffer and took a
+  while to handle waits for the loop's next turn before it is read again
+  (ReadPause.yield_turn), so every other connection is served between two chunks.
 - At the connection cap the refusal line goes out at once, before the client speaks.
 - The session never sees the transport: it gets a `ClientLink` made here once (the
   addresses and descriptor CLIENT LIST shows, and `kill` to close it), and both
@@ -39,7 +42,15 @@ from typing import Any, cast
 from protocol import TOO_MANY_CONNECTIONS_LINE
 from protocol.connection import Connection
 
-from ._flow import LINGER_SECONDS, PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_WRITER, ReadPause
+from ._flow import (
+    LINGER_SECONDS,
+    PAUSE_INFLIGHT,
+    PAUSE_SHUTDOWN,
+    PAUSE_WRITER,
+    TURN_BYTES,
+    TURN_SECONDS,
+    ReadPause,
+)
 from ._pipeline import Pipeline
 from ._redis_session import NO_LINK, ClientLink, redis_addr
 from ._state import ServerState
@@ -123,6 +134,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._conn.discard_input()  # a partial request (up to max_frame) goes now
         self._end_linger()
         if self._kill_timer is not None:
             self._kill_timer.cancel()
@@ -168,6 +180,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             self._close_when_done()
         elif not pipeline.wants_input:
             self._set_pause(PAUSE_INFLIGHT, True)
+        elif len(data) >= TURN_BYTES and perf_counter() - t0 > TURN_SECONDS:
+            self.yield_turn(self._state.loop)  # one client's pipeline must not starve others
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its pending replies; close once they are out.

@@ -96,6 +96,15 @@ class ServerConfig:
     # values (or keys) in one reply: MGET, EXEC, KEYS, SCAN, binary mget/scan, bytes
     # (Redis's client-output-buffer-limit, per reply; the binary port: at most max_frame)
     max_reply_bytes: int = 128 * 1024 * 1024
+    # per Redis connection: bytes a MULTI queue may hold (its arguments, and 64 bytes for
+    # each argument and command queued); at least max_frame, so one command of the
+    # largest size always queues. Unbounded, 1,000,000 queued SETs held 250 MB. The
+    # keys it WATCHes are bounded by it too, apart (each key plus 160 bytes)
+    max_multi_bytes: int = 128 * 1024 * 1024
+    # snapshots (online backups) one connection may hold at once: each keeps its files
+    # from merges and open (one descriptor each); unbounded, 300 snapshot_begin of one
+    # connection with a put between each left 602 files and 325 descriptors open
+    max_snapshots: int = 4
     idle_timeout: float = 300.0  # seconds without traffic before a connection is closed; 0: never
     # seconds a connection may be silent before the kernel probes its peer (SO_KEEPALIVE,
     # as Redis's tcp-keepalive): a peer that vanished is dropped even with idle_timeout 0,
@@ -294,6 +303,12 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_frame": (int, "largest binary frame / HTTP body in bytes (default 64 MiB + 1 MiB)"),
     "max_batch": (int, "most operations in one batch, mput or mget (default 10000)"),
     "max_reply_bytes": (int, "most bytes of values or keys in one reply (default 128 MiB)"),
+    "max_multi_bytes": (
+        int,
+        "bytes one Redis MULTI may queue, and its WATCHed keys, at least --max-frame "
+        "(default 128 MiB)",
+    ),
+    "max_snapshots": (int, "snapshots one connection may hold open at once (default 4)"),
     "idle_timeout": (float, "close connections silent this many seconds; 0: never (default 300)"),
     "tcp_keepalive": (int, "seconds of silence before TCP keepalive probes; 0: off (default 300)"),
     "max_inflight": (int, "per-connection requests in flight before reading pauses (default 1024)"),
@@ -456,6 +471,10 @@ def _validate(cfg: ServerConfig) -> None:
         fail("max-batch must be >= 1")
     if cfg.max_reply_bytes < 1:
         fail("max-reply-bytes must be >= 1")
+    if cfg.max_multi_bytes < 1:
+        fail("max-multi-bytes must be >= 1")
+    if cfg.max_snapshots < 1:
+        fail("max-snapshots must be >= 1")
     if not 0 <= cfg.tcp_keepalive <= MAX_KEEPALIVE:
         fail(f"tcp-keepalive must be in 0..{MAX_KEEPALIVE} seconds")
     if cfg.max_inflight < 2:
