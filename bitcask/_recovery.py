@@ -47,7 +47,8 @@ from ._datafile import (
     scan,
     zero_suffix,
 )
-from ._files import ensure_descriptors, fsync_dir, out_of_descriptors
+from ._descriptors import ensure_descriptors, out_of_descriptors
+from ._files import fsync_dir
 from ._hint import read_hint, record_bytes
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._record import TOMBSTONE

@@ -51,7 +51,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._datafile import data_name, map_file
-from ._files import FileTable, ensure_descriptors, fsync_dir
+from ._descriptors import ensure_descriptors
+from ._files import FileTable, fsync_dir
 from ._keydir import Keydir
 from ._merge_copy import Copy
 from ._merge_swap import (

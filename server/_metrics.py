@@ -24,7 +24,7 @@ from typing import Any
 
 from protocol import METHODS
 
-from .config import version
+from ._flags import version
 
 __all__ = ["HTTP_ROUTES", "LABELS", "OTHER", "Histogram", "Metrics", "route_label"]
 

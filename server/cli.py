@@ -44,8 +44,9 @@ import uvloop
 import bitcask
 from protocol.address import host_port
 
+from ._flags import ENV_PREFIX, build_parser, unknown_variables
 from .app import FD_RESERVE, ListenError, Server, StoreOpenError
-from .config import ENV_PREFIX, ConfigError, ServerConfig, build_parser, unknown_variables
+from .config import ConfigError, ServerConfig
 
 __all__ = ["main"]
 

@@ -18,8 +18,9 @@ import pytest
 
 import bitcask
 from repl import shell as bitcask_shell
+from server._flags import ENV_PREFIX, OTHER_PROGRAMS_VARIABLES, unknown_variables
 from server.cli import IGNORED_SIGNALS, main
-from server.config import ENV_PREFIX, OTHER_PROGRAMS_VARIABLES, ServerConfig, unknown_variables
+from server.config import ServerConfig
 from tests.server.wire import Conn
 from tests.serverproc import ServerProcess
 
