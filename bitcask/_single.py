@@ -79,51 +79,62 @@ class SingleWrites:
         except BaseException:  # see release_if_owned
             release_if_owned(lock)
             raise
-        off = -1
         try:
             self.check_writable()
-            value: bytes | None = None
-            if op is not None:
-                result, writes = op.apply(
-                    View(self.get, self._expiry, self._kmap.keys, self.now_ms())
-                )
-                if not writes:
-                    return result
+            if op is None:
+                return self._write_tombstone(key, ts)
+            result, writes = op.apply(View(self.get, self._expiry, self._kmap.keys, self.now_ms()))
+            if writes:
                 ((key, value, exp),) = writes
-            if value is None:  # a delete
-                old = self._kmap.get(key)
-                if old is None:
-                    return False if op is None else result  # an absent key writes nothing
-                key = self._encoder.key(key)  # a key stored before max_key_size shrank
-                # No max_keys check: a delete creates no key, KeyBudget admits it always.
-                existed = key not in self._expiry or self._kd.visible(key, self.now_ms())
-                rec = encode_tombstone(key, old >> FID_SHIFT, ts)
-                size = len(rec)
-                off = self._make_room(size)
-                self._append(rec, off, self._sync_always, True)
-                self._publish_removal(key, old, off, size, ts)
-                if op is None:
-                    result = existed
-            else:
-                key, rec = self._encoder.record(key, value, exp, 0, ts)
-                if self._max_keys:
-                    self._check_budget([key], [exp])
-                size = len(rec)
-                off = self._make_room(size)
-                self._append(rec, off, self._sync_always, True)
-                self._publish(key, off, size, exp, ts)
-                existed = True
-            # After the keydir (see _apply); an expired key's tombstone is no write
-            # for a watch (Redis's rule: the key was logically gone already).
-            if existed and self._watches.counts:
-                self._watches.bump((key,))
+                if value is None:
+                    self._write_tombstone(key, ts)
+                else:
+                    key, rec = self._encoder.record(key, value, exp, 0, ts)
+                    self._write_value(key, rec, exp, ts)
             return result
-        except BaseException as exc:
-            if off >= 0:
-                self._escaped(self._files.active_id, off, exc)
-            raise
         finally:
             lock.release()
+
+    def _write_value(self, key: bytes, rec: bytes, exp: int, ts: int) -> None:
+        # Caller holds _lock and found the store writable: ``rec``, the value record of
+        # ``key`` (expiry ``exp``), admitted, placed, appended and published
+        # (apply_one; put runs these same lines inlined, see Writer.put).
+        if self._max_keys:
+            self._check_budget([key], [exp])
+        size = len(rec)
+        off = self._make_room(size)
+        try:
+            self._append(rec, off, self._sync_always, True)
+            self._publish(key, off, size, exp, ts)
+            if self._watches.counts:  # after the keydir: see _apply
+                self._watches.bump((key,))
+        except BaseException as exc:
+            self._escaped(self._files.active_id, off, exc)
+            raise
+
+    def _write_tombstone(self, key: bytes, ts: int) -> bool:
+        # Caller holds _lock and found the store writable: delete ``key``; whether it
+        # was visible. An absent key writes nothing. No max_keys check: a delete
+        # creates no key (KeyBudget admits it always).
+        old = self._kmap.get(key)
+        if old is None:
+            return False
+        key = self._encoder.key(key)  # an op's key stored before max_key_size shrank
+        # An expired key is absent to the caller and to watches (Redis's rule: it is
+        # logically gone already; see _apply); its tombstone is written all the same.
+        existed = key not in self._expiry or self._kd.visible(key, self.now_ms())
+        rec = encode_tombstone(key, old >> FID_SHIFT, ts)
+        size = len(rec)
+        off = self._make_room(size)
+        try:
+            self._append(rec, off, self._sync_always, True)
+            self._publish_removal(key, old, off, size, ts)
+            if existed and self._watches.counts:  # after the keydir: see _apply
+                self._watches.bump((key,))
+        except BaseException as exc:
+            self._escaped(self._files.active_id, off, exc)
+            raise
+        return existed
 
 
 def release_if_owned(lock: threading.RLock) -> None:
