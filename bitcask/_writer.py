@@ -141,8 +141,8 @@ class Writer(Publication, SingleWrites, WriteFaults, PlannedWrites):
         Its own entry point only for speed (bench/embedded.py, the "put" column of the
         100 B workload: the op tuple, the op loop and the batch bookkeeping cost ~25%
         of a put); every step is one of write_batch's own functions. The steps under
-        the lock are _single.py's ``_write_value``, inlined: calling it cost a put
-        +476 instructions, +1.9% (callgrind, 8,000 puts of 100 B, PYTHONHASHSEED=0).
+        the lock are _single.py's ``_write_value``, inlined: calling it cost a put 9
+        bytecodes more, 385 -> 394 (bench/opcodes.py, "put (overwrite)").
         """
         ts = _time_ns() // 1000  # timestamp_us() inline: the fast path (see below)
         exp = 0 if ttl is None else expiry_ms(self._clock, ttl)
