@@ -86,8 +86,8 @@ class SingleWrites:
             result, writes = op.apply(View(self.get, self._expiry, self._kmap.keys, self.now_ms()))
             if writes:
                 ((key, value, exp),) = writes
-                if value is None:
-                    self._write_tombstone(key, ts)
+                if value is None:  # validated as the batch path's encoder does
+                    self._write_tombstone(self._encoder.key(key), ts)
                 else:
                     key, rec = self._encoder.record(key, value, exp, 0, ts)
                     self._write_value(key, rec, exp, ts)
@@ -113,13 +113,13 @@ class SingleWrites:
             raise
 
     def _write_tombstone(self, key: bytes, ts: int) -> bool:
-        # Caller holds _lock and found the store writable: delete ``key``; whether it
+        # Caller holds _lock and found the store writable: delete ``key`` (validated
+        # by the encoder); whether it
         # was visible. An absent key writes nothing. No max_keys check: a delete
         # creates no key (KeyBudget admits it always).
         old = self._kmap.get(key)
         if old is None:
             return False
-        key = self._encoder.key(key)  # an op's key stored before max_key_size shrank
         # An expired key is absent to the caller and to watches (Redis's rule: it is
         # logically gone already; see _apply); its tombstone is written all the same.
         existed = key not in self._expiry or self._kd.visible(key, self.now_ms())
