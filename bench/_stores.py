@@ -25,6 +25,7 @@ class Adapter:
 
     name = "?"
     has_batch = True
+    has_delete = False  # delete_all / incr_all (bench/embedded.py's delete, incr columns)
     runs: int | None = None  # override the global run count (slow stores: 1)
 
     def __init__(self) -> None:
@@ -48,6 +49,18 @@ class Adapter:
     def load_batches(self, chunks: Sequence[Pairs]) -> None:
         raise NotImplementedError
 
+    def delete_all(self, keys: Sequence[bytes]) -> None:
+        """Delete every key (stores with ``has_delete``)."""
+        delete = self.db.delete
+        for k in keys:
+            delete(k)
+
+    def incr_all(self, keys: Sequence[bytes]) -> None:
+        """Increment the integer at every key (stores with ``has_delete``)."""
+        incr = self.db.incr
+        for k in keys:
+            incr(k)
+
     def read(self, keys: Sequence[bytes]) -> None:
         get = self.db.get
         for k in keys:
@@ -65,6 +78,7 @@ class BitcaskAdapter(Adapter):
     """This project's engine; sync="never" (a put still survives SIGKILL once it returns)."""
 
     name = "bitcask"
+    has_delete = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__()

@@ -52,6 +52,7 @@ from bench._util import (
 from bench.rawlog import RawLog
 
 BATCH = 1_000
+INCRS = 50_000  # incr calls per run (the delete column deletes every key)
 SEED = 20_26
 
 
@@ -130,6 +131,17 @@ def measure_once(
         samples["scan"].append(timed(partial(adapter.open, path)))
         row["recovery_scanned"] = adapter.extra()["stats"].get("recovery")
         adapter.close()
+    if adapter.has_delete:
+        # On the reopened store (every key present): incr of 1,000 counters (the
+        # first incr of each creates it), then a delete of every key.
+        adapter.open(path)
+        counters = [b"ctr:%06d" % (i % 1000) for i in range(min(n, INCRS))]
+        # (scaled to n calls: every rate below is n / the median time)
+        samples["incr"].append(timed(partial(adapter.incr_all, counters)) * n / len(counters))
+        samples["delete"].append(timed(partial(adapter.delete_all, keys)))
+        if adapter.get(keys[0]) is not None:
+            raise AssertionError(f"{adapter.name}: {keys[0]!r} survived its delete")
+        adapter.close()
     shutil.rmtree(path, ignore_errors=True)
     if adapter.has_batch:
         bpath = str(base / f"{w.name}-{run}-batch")
@@ -155,7 +167,19 @@ def run_workload(
         for i in range(0, n, BATCH)
     ]
     measures = [
-        Measure(a, {"store": a.name}, {"put": [], "get": [], "batch": [], "reopen": [], "scan": []})
+        Measure(
+            a,
+            {"store": a.name},
+            {
+                "put": [],
+                "get": [],
+                "batch": [],
+                "reopen": [],
+                "scan": [],
+                "delete": [],
+                "incr": [],
+            },
+        )
         for a in adapters
     ]
     for run in range(runs):
@@ -166,7 +190,7 @@ def run_workload(
     rows = []
     for m in measures:
         row, samples = m.row, m.samples
-        for op in ("put", "get", "batch"):
+        for op in ("put", "get", "batch", "delete", "incr"):
             if samples[op]:
                 row[op] = n / median(samples[op])
         row["reopen_ms"] = median(samples["reopen"]) * 1e3
@@ -195,6 +219,8 @@ def workload_table(w: Workload, rows: list[dict[str, Any]]) -> Table:
             Column("get_x", "x floor", fmt_ratio),
             Column("batch", "batch put ops/s", fmt_rate),
             Column("batch_x", "x floor put", fmt_ratio),
+            Column("delete", "delete ops/s", fmt_rate),
+            Column("incr", "incr ops/s", fmt_rate),
             Column("reopen_ms", "reopen ms", fmt_ms),
             Column("scan_ms", "reopen ms, no hints", fmt_ms),
             Column("keydir_stats", "keydir B/key (stats)", lambda v: f"{v:.0f}"),
@@ -202,6 +228,11 @@ def workload_table(w: Workload, rows: list[dict[str, Any]]) -> Table:
             Column("disk_bytes", "disk", fmt_bytes),
         ],
         rows,
+    )
+    t.notes.append(
+        "delete (every key, each present) and incr (1,000 counters) are measured for"
+        " bitcask only: the floor, a raw append log, has no delete and no"
+        " read-modify-write to compare them with."
     )
     return t
 

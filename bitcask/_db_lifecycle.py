@@ -241,7 +241,7 @@ class _InheritedWriter:
     def _refuse(self, *args: object, **kwargs: object) -> Any:
         raise ReadOnlyError(f"store is read-only: {self.readonly_reason}")
 
-    put = delete = write_batch = write_group = commit = watch = write_planned = _refuse
+    put = delete = apply_one = write_batch = write_group = commit = watch = write_planned = _refuse
     check_writable = rotate = _refuse
 
     def sync(self) -> None:

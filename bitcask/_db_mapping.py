@@ -24,7 +24,6 @@ from typing import Any, NoReturn
 
 from ._keydir import Keydir
 from ._record import as_bytes
-from ._rmw import GetDel, Set
 from .batch import Batch
 from .errors import StoreClosedError
 
@@ -69,9 +68,7 @@ class MappingMethods:
         Example:
             >>> db.pop(b"token", None)
         """
-        value = self._mapping_store().commit([GetDel(as_bytes(key, "key"))])[0]
-        if isinstance(value, BaseException):
-            raise value
+        value = self._mapping_store().get_delete(key)
         if value is None:
             if default is _MISSING:
                 raise KeyError(key)
@@ -93,12 +90,7 @@ class MappingMethods:
         if default is None:
             raise TypeError("setdefault() needs a default: a store holds no None value")
         value = as_bytes(default, "value")
-        answer = self._mapping_store().commit(
-            [Set(as_bytes(key, "key"), value, 0, True, False, False)]
-        )[0]
-        if isinstance(answer, BaseException):
-            raise answer
-        applied, before = answer
+        applied, before = self._mapping_store().set(key, value, nx=True)
         return value if applied else before
 
     def update(self, other: Any = (), /, **kwargs: bytes | str) -> None:

@@ -9,7 +9,8 @@ Strategy / invariants:
   time, group commit, durability before visibility); nothing here touches the
   keydir or the files.
 - The read-modify-write conveniences build one ``Op`` (bitcask/_rmw.py) and commit
-  it alone, so each is decided by the writer against the state it lands on:
+  it alone (a one-key op through the writer's ``apply_one``, the others through
+  ``commit``), so each is decided by the writer against the state it lands on:
   atomic against every other write.
 """
 
@@ -243,6 +244,12 @@ class WriteMethods:
     # ------------------------------------------------- atomic read-modify-write
 
     def _one(self, op: Op) -> Any:
+        # An op writing at most one key: commit([op]) without the group (the writer's
+        # apply_one, bitcask/_single.py; bench/opcodes.py counts what that saves).
+        return self.writer.apply_one(op)
+
+    def _planned(self, op: Op) -> Any:
+        # An op that may write several keys (rename, clear): commit([op]).
         answers = self.commit([op])
         assert answers is not None  # None only answers a watch
         result = answers[0]
@@ -356,7 +363,7 @@ class WriteMethods:
             >>> db.rename(b"tmp", b"final")
             True
         """
-        return self._one(Rename(as_bytes(key, "key"), as_bytes(dst, "key"), nx))  # type: ignore[no-any-return]
+        return self._planned(Rename(as_bytes(key, "key"), as_bytes(dst, "key"), nx))  # type: ignore[no-any-return]
 
     def clear(self) -> int:
         """Delete every key in one atomic batch; returns how many there were.
@@ -365,4 +372,4 @@ class WriteMethods:
             >>> db.clear()
             3
         """
-        return self._one(Clear())  # type: ignore[no-any-return]
+        return self._planned(Clear())  # type: ignore[no-any-return]

@@ -143,6 +143,19 @@ class OpEncoder:
             body = _pack_no_expiry(inner, ts, kl, vl) + key + value
         return key, _pack_crc(crc32(body)) + body
 
+    def key(self, key: bytes | str) -> bytes:
+        """Validate a key alone (a delete's): the key as bytes.
+
+        Raises:
+            TypeError: key is neither bytes nor str.
+            KeyTooLargeError: over max_key_size.
+        """
+        if key.__class__ is not bytes:
+            key = as_bytes(key, "key")
+        if len(key) > self.max_key:
+            raise KeyTooLargeError(f"key of {len(key)} bytes exceeds max_key_size {self.max_key}")
+        return key
+
     def ops(
         self, ops: Sequence[Sequence[Any]], inner: int, ts: int
     ) -> tuple[list[bytes], list[bytes], list[int]]:
@@ -180,13 +193,7 @@ class OpEncoder:
             elif kind == "put_at" and n == 4:
                 exp = ttl or 0  # planned writes carry the expiry itself, in ms
             elif kind == "delete" and n == 2:
-                if key.__class__ is not bytes:
-                    key = as_bytes(key, "key")
-                if len(key) > self.max_key:
-                    raise KeyTooLargeError(
-                        f"key of {len(key)} bytes exceeds max_key_size {self.max_key}"
-                    )
-                append_key(key)
+                append_key(self.key(key))
                 append_rec(b"")
                 append_exp(-1)
                 continue

@@ -92,7 +92,7 @@ class PlannedWrites:
         lock = self._lock
         try:
             lock.acquire()
-        except BaseException:  # see _writer._release_if_owned
+        except BaseException:  # see _single.release_if_owned
             try:
                 lock.release()
             except RuntimeError:

@@ -5,7 +5,8 @@ Strategy (invariants; the writer's own are in bitcask/_writer.py):
   path): it resolves deletes against the keydir (a delete of an absent key writes
   nothing), frames the atomic batches with BEGIN/COMMIT markers, places the whole
   write (the writer's ``_make_room``), appends it in one write (``_append``), and only
-  then publishes it. ``put`` calls ``_publish`` itself, after the same two steps.
+  then publishes it. ``put`` calls ``_publish`` itself, after the same two steps, and
+  ``delete`` ``_publish_removal``.
 - Readers take no lock, so the keydir (``map`` and ``expiry``) is changed in ONE
   C-level call per write (``dict.update`` or ``_apply_all``), during which no other
   thread runs under the GIL: the accounting (live bytes, the hint journal, new keys)
@@ -220,6 +221,24 @@ class Publication:
         journal = files.journal
         if journal is not None:
             journal.add(key, loc, ts, exp)
+
+    def _publish_removal(self, key: bytes, old: int, off: int, size: int, ts: int) -> None:
+        # Caller holds _lock; the tombstone of ``key`` (``size`` bytes) is written at
+        # ``off`` of the active file, deleting the value at keydir location ``old``
+        # (delete): _publish_mixed's tombstone step for one record, as _publish is
+        # its put step. The location and the expiry go in one step (module header).
+        kmap = self._kmap
+        expiry = self._expiry
+        if expiry and key in expiry:
+            _apply_all((kmap.pop, expiry.pop), (key, key), (None, None))
+        else:
+            del kmap[key]
+        self._live[old >> FID_SHIFT] -= old & SIZE_MASK  # a tombstone is dead on arrival
+        self._kd.note_deleted()
+        files = self._files
+        journal = files.journal
+        if journal is not None:
+            journal.add_tombstone(key, files.base | (off << 32) | size, ts, old >> FID_SHIFT)
 
     def _publish_mixed(
         self,

@@ -12,7 +12,9 @@ Strategy (invariants):
   ``_publish_mixed`` / ``_publish_puts``, bitcask/_publish.py): readers never see a
   write before it is as durable as promised. ``put`` is the one-record case of
   ``write_batch``, made of the same functions; ``write_batch``, ``write_group`` and
-  the planned path (bitcask/_planned.py) go through ``_apply`` (bitcask/_publish.py).
+  the planned path (bitcask/_planned.py) go through ``_apply`` (bitcask/_publish.py);
+  ``delete`` and the one-key read-modify-write ops are one-op writes as ``put`` is
+  (bitcask/_single.py).
 - Readers see a whole write or none of it: the keydir changes in one C-level call
   per write (bitcask/_publish.py says how).
 - A failed write or fsync takes the append back and stops writes until the disk
@@ -20,8 +22,8 @@ Strategy (invariants):
   until a reopen (bitcask/_write_faults.py, with the background worker and syncer).
 - Sealed files get their hint in the background worker (``tasks``), built from the
   journal the file table kept while the file was active.
-- The Writer is this file's class plus three mixins that share its state
-  (``Publication``, ``WriteFaults``, ``PlannedWrites``): the put path crosses them
+- The Writer is this file's class plus four mixins that share its state
+  (``Publication``, ``SingleWrites``, ``WriteFaults``, ``PlannedWrites``): the put path crosses them
   with no call or attribute hop more than one class would take.
 """
 
@@ -45,6 +47,8 @@ from ._keydir import Keydir
 from ._planned import Planned, PlannedWrites
 from ._publish import Publication
 from ._record import IN_BATCH, timestamp_us
+from ._single import SingleWrites
+from ._single import release_if_owned as _release_if_owned
 from ._write_faults import WriteFaults
 from .errors import BitcaskError, ReadOnlyError, StoreFullError, StoreIOError
 from .options import Options
@@ -56,7 +60,7 @@ log = logging.getLogger("bitcask")
 _time_ns = time.time_ns
 
 
-class Writer(Publication, WriteFaults, PlannedWrites):
+class Writer(Publication, SingleWrites, WriteFaults, PlannedWrites):
     """The writing half of an open store (``Bitcask`` composes it with the keydir and
     the file table, and forwards its write methods here).
 
@@ -136,7 +140,9 @@ class Writer(Publication, WriteFaults, PlannedWrites):
 
         Its own entry point only for speed (bench/embedded.py, the "put" column of the
         100 B workload: the op tuple, the op loop and the batch bookkeeping cost ~25%
-        of a put); every step is one of write_batch's own functions.
+        of a put); every step is one of write_batch's own functions. The steps under
+        the lock are _single.py's ``_write_value``, inlined: calling it cost a put 9
+        bytecodes more, 385 -> 394 (bench/opcodes.py, "put (overwrite)").
         """
         ts = _time_ns() // 1000  # timestamp_us() inline: the fast path (see below)
         exp = 0 if ttl is None else expiry_ms(self._clock, ttl)
@@ -151,7 +157,7 @@ class Writer(Publication, WriteFaults, PlannedWrites):
         lock = self._lock
         try:
             lock.acquire()
-        except BaseException:  # see _release_if_owned
+        except BaseException:  # see bitcask/_single.py, release_if_owned
             _release_if_owned(lock)
             raise
         off = -1
@@ -172,15 +178,12 @@ class Writer(Publication, WriteFaults, PlannedWrites):
         finally:
             lock.release()
 
-    def delete(self, key: bytes | str) -> bool:
-        """Bitcask.delete (see there): a one-op batch, unframed."""
-        return bool(self.write_batch([("delete", key)], _single=True)[0])
-
     def write_batch(
         self, ops: Sequence[Sequence[Any]], sync: bool | None = None, *, _single: bool = False
     ) -> list[object]:
         """Bitcask.write_batch (see there): ``ops`` as one atomic batch (framed by
-        markers), or as one plain record with ``_single`` (delete())."""
+        markers), or as plain records with ``_single`` (what put() and delete() write
+        on their own paths: tests/bitcask/test_fast_paths.py compares them)."""
         ts = timestamp_us()
         try:
             keys, recs, exps = self._encoder.ops(ops, 0 if _single else IN_BATCH, ts)
@@ -191,7 +194,7 @@ class Writer(Publication, WriteFaults, PlannedWrites):
         lock = self._lock
         try:
             lock.acquire()
-        except BaseException:  # see _release_if_owned
+        except BaseException:  # see bitcask/_single.py, release_if_owned
             _release_if_owned(lock)
             raise
         try:
@@ -250,7 +253,7 @@ class Writer(Publication, WriteFaults, PlannedWrites):
         lock = self._lock
         try:
             lock.acquire()
-        except BaseException:  # see _release_if_owned
+        except BaseException:  # see bitcask/_single.py, release_if_owned
             _release_if_owned(lock)
             raise
         try:
@@ -437,21 +440,3 @@ class Writer(Publication, WriteFaults, PlannedWrites):
             self.tasks.put(lambda: files.write_hint(sealed, journal))
         self.after_rotate()
         return sealed
-
-
-def _release_if_owned(lock: threading.RLock) -> None:
-    """An exception escaped ``lock.acquire()``: release the lock if this thread got it.
-
-    The eval loop runs a signal's Python handler (Ctrl-C's KeyboardInterrupt) as a
-    call returns, so an interrupt can be raised after acquire() took the lock and
-    before the ``try`` that releases it: about 1 Ctrl-C in 100 of a sync="never"
-    put loop left the store's lock held for good (the next write and close() hung).
-    An interrupt while waiting raises without the lock. The store's lock is an
-    RLock, which knows its owner: release() by another thread is a RuntimeError
-    (+39 instructions per acquire and release against a Lock, callgrind; ``with
-    lock:`` would cost +1,094). No write takes the lock again while holding it.
-    """
-    try:
-        lock.release()
-    except RuntimeError:
-        pass  # not this thread's: the interrupt came while it waited

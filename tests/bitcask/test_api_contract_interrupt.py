@@ -204,7 +204,10 @@ def test_a_close_interrupted_at_its_fsync_is_finished_by_the_next_close(
         pytest.param(
             "_publish_puts", lambda db: db.write_group([[("put", b"k", b"new")]]), id="group"
         ),
-        pytest.param("_publish_puts", lambda db: db.incr(b"n"), id="incr"),
+        # The one-key writes publish as put does (bitcask/_single.py).
+        pytest.param("_publish", lambda db: db.incr(b"n"), id="incr"),
+        pytest.param("_publish_removal", lambda db: db.delete(b"k"), id="delete"),
+        pytest.param("_publish_removal", lambda db: db.get_delete(b"k"), id="get_delete"),
     ],
 )
 def test_an_interrupt_after_the_append_stops_writes_until_a_reopen_that_agrees(

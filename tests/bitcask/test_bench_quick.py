@@ -1,4 +1,5 @@
-"""`python -m bench.embedded --quick` runs end to end and writes its results.
+"""`python -m bench.embedded --quick` runs end to end and writes its results;
+`python -m bench.opcodes` counts the same bytecodes twice.
 
 A smoke test of the benchmark harness, not a measurement: it checks the structure of
 the JSON and markdown it writes (every store, every workload, the targets table),
@@ -52,8 +53,12 @@ def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
         floor = rows["rawlog (floor)"]
         assert floor["put_x"] == 1.0 and floor["get_x"] == 1.0
         engine = rows["bitcask"]
-        for key in ("put", "get", "batch", "reopen_ms", "scan_ms", "keydir_stats", "keydir_traced"):
+        for key in (
+            *("put", "get", "batch", "delete", "incr"),
+            *("reopen_ms", "scan_ms", "keydir_stats", "keydir_traced"),
+        ):
             assert isinstance(engine[key], int | float) and engine[key] > 0, key
+        assert "delete" not in floor and "no delete" in table["notes"][0]  # said so
         assert engine["disk_bytes"] > 0
         assert engine["hints_removed"] >= 1  # "no hints" really reopened without them
     durable = doc["tables"][3]["rows"]
@@ -67,3 +72,19 @@ def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
     assert md.count("**") >= 2 * len(titles)
     # the run cleaned up after itself: only the results directory is left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def test_opcode_count_is_deterministic() -> None:
+    # bench/opcodes.py: the same op on the same state executes the same bytecodes, in
+    # two processes; the single-op calls are no dearer than a one-op write_batch.
+    def run() -> dict[str, int]:
+        cmd = [sys.executable, "-m", "bench.opcodes", "--json"]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+    first = run()
+    assert first == run()
+    assert {"put (overwrite)", "delete (present)", "incr (present)"} <= set(first)
+    assert all(n > 0 for n in first.values())
+    assert first["delete (present)"] < first["write_batch([delete])"]
