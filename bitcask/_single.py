@@ -98,7 +98,7 @@ class SingleWrites:
     def _write_value(self, key: bytes, rec: bytes, exp: int, ts: int) -> None:
         # Caller holds _lock and found the store writable: ``rec``, the value record of
         # ``key`` (expiry ``exp``), admitted, placed, appended and published
-        # (apply_one; put runs these same lines inlined, see Writer.put).
+        # (put and apply_one).
         if self._max_keys:
             self._check_budget([key], [exp])
         size = len(rec)

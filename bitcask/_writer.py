@@ -141,8 +141,9 @@ class Writer(Publication, SingleWrites, WriteFaults, PlannedWrites):
         Its own entry point only for speed (bench/embedded.py, the "put" column of the
         100 B workload: the op tuple, the op loop and the batch bookkeeping cost ~25%
         of a put); every step is one of write_batch's own functions. The steps under
-        the lock are _single.py's ``_write_value``, inlined: calling it cost a put 9
-        bytecodes more, 385 -> 394 (bench/opcodes.py, "put (overwrite)").
+        the lock are _single.py's ``_write_value``, which the one-key read-modify-write
+        ops share: the call costs a put 9 bytecodes of 394 (bench/opcodes.py), kept so
+        that placement, publication and failure handling are written once.
         """
         ts = _time_ns() // 1000  # timestamp_us() inline: the fast path (see below)
         exp = 0 if ttl is None else expiry_ms(self._clock, ttl)
@@ -160,21 +161,9 @@ class Writer(Publication, SingleWrites, WriteFaults, PlannedWrites):
         except BaseException:  # see bitcask/_single.py, release_if_owned
             _release_if_owned(lock)
             raise
-        off = -1
         try:
             self.check_writable()
-            if self._max_keys:
-                self._check_budget([key], [exp])
-            size = len(rec)
-            off = self._make_room(size)
-            self._append(rec, off, self._sync_always, True)
-            self._publish(key, off, size, exp, ts)
-            if self._watches.counts:  # after the keydir: see _apply
-                self._watches.bump((key,))
-        except BaseException as exc:
-            if off >= 0:
-                self._escaped(self._files.active_id, off, exc)
-            raise
+            self._write_value(key, rec, exp, ts)
         finally:
             lock.release()
 
