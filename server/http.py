@@ -54,6 +54,7 @@ import httptools
 from protocol import ErrorCode, ErrorInfo
 
 from ._flow import PAUSE_INFLIGHT, PAUSE_SHUTDOWN, PAUSE_TRANSPORT, PAUSE_WRITER, ReadPause
+from ._held import REQUEST_TIMEOUT_LINE
 from ._http_parse import RequestParsing
 from ._http_routes import (
     KvCall,
@@ -141,6 +142,7 @@ class HttpProtocol(RequestParsing, ReadPause, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._drop_request()  # 4 PUTs of 40 MiB cut short held 160 MB until a full GC
+        self._state.held.release(self)
         self._waiting.clear()
         self._disarm()
         self._end_linger()
@@ -160,7 +162,23 @@ class HttpProtocol(RequestParsing, ReadPause, asyncio.Protocol):
             else:
                 self._parse_failed(exc)
         else:
+            if self._in_request or self._held:  # a body unfinished: count it (server/_held.py)
+                held = self._body_size if self._body else 0
+                self._state.held.update(self, held, self._loop.time())
             self._flush_output()
+
+    def refuse_input(self, line: bytes) -> None:
+        """The server drops this connection's unfinished request (server/_held.py): 408
+        past --request-timeout, 503 over --max-partial-input; then the close."""
+        if self._closing or not self._in_request or self._pipeline is None:
+            return
+        self._drop_request()
+        text = line.decode().removeprefix("-ERR ").rstrip()
+        if line == REQUEST_TIMEOUT_LINE:
+            resp = simple_error(408, ErrorCode.PROTOCOL_ERROR, text)
+        else:
+            resp = simple_error(503, ErrorCode.BUSY, text)
+        self._reject(resp)
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its pending replies; close once they are out.
