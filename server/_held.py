@@ -18,6 +18,8 @@ Strategy / invariants:
 - A request started must be complete within --request-timeout (``held_since``,
   checked by the server's sweeper, server/_connections.py): input arriving at one
   byte a second is activity for --idle-timeout but not progress towards a deadline.
+- Time the server spent not reading a connection (its own pauses, not the peer's
+  unread replies) does not count towards the deadline: the window starts again.
 - The holders are the connections with ``_held`` > 0: picking the largest costs a
   pass over them, only when the bound is crossed.
 """
@@ -28,6 +30,7 @@ from typing import Any
 
 from protocol.refusals import PARTIAL_INPUT_LINE, REQUEST_TIMEOUT_LINE
 
+from ._flow import PAUSE_TRANSPORT
 from ._metrics import Metrics
 
 __all__ = ["PARTIAL_INPUT_LINE", "REQUEST_TIMEOUT_LINE", "PartialInput"]
@@ -89,8 +92,18 @@ class PartialInput:
             self.update(conn, 0, 0.0)
 
     def expired(self, now: float, timeout: float) -> list[Any]:
-        """The holders whose unfinished request started over `timeout` seconds ago."""
-        return [c for c in self._holders if now - c.held_since > timeout]
+        """The holders whose unfinished request started over `timeout` seconds ago.
+
+        A connection we stopped reading (the writer's pressure, its requests in flight,
+        its turn: any pause but the peer's unread replies) cannot finish its request:
+        its window starts again, whole, as the HTTP timers do."""
+        out = []
+        for conn in self._holders:
+            if conn._pause & ~PAUSE_TRANSPORT:
+                conn.held_since = now
+            elif now - conn.held_since > timeout:
+                out.append(conn)
+        return out
 
 
 def _held_of(conn: Any) -> int:
