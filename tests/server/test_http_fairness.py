@@ -7,15 +7,14 @@ HTTP connection pipelines FLOOD GETs.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
-
-from tests.server.test_hostile import check_good, commands_processed, start_good
+from tests.server.test_hostile import (
+    check_good,
+    start_good,
+    steps_during_flood,
+)
 from tests.server.wire import Inline
 from tests.serverproc import ServerProcess
 
@@ -41,44 +40,19 @@ print("done", flush=True)
 """
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    data = tmp_path / "data"
-    data.mkdir()
-    srv = ServerProcess(data=data, sync="never")
-    srv.start()
-    yield srv
-    srv.kill()
-
-
-def test_an_http_pipeline_does_not_starve_the_redis_port(server: ServerProcess) -> None:
+def test_an_http_pipeline_does_not_starve_the_redis_port(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(sync="never")
     # The binary port yields the loop after a full read buffer that took a while
     # (ReadPause.yield_turn); the HTTP port did not: 95,881 and 117,991 of 200,000
     # pipelined HTTP GETs went by between two INFOs of a Redis connection. Now about
     # 8,300 (one 256 KiB read of requests) at most.
     stop = threading.Event()
     good = start_good(server.port, stop)
-    steps: list[int] = []
-    with Inline(server.port, timeout=60) as probe:
-        assert probe.cmd(b"SET k v") == "OK"
-        last = commands_processed(probe)
-        attacker = subprocess.Popen(
-            [sys.executable, "-c", _ATTACKER, str(server.http_port), str(FLOOD)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert attacker.stdout is not None
-        try:
-            while attacker.poll() is None and len(steps) < 10_000:
-                now = commands_processed(probe)
-                steps.append(now - last)
-                last = now
-            out, _ = attacker.communicate(timeout=120)
-            assert attacker.returncode == 0 and out == "started\ndone\n", out
-        finally:
-            attacker.kill()
-            attacker.wait()
-        steps.append(commands_processed(probe) - last)
+    with Inline(server.port) as c:
+        assert c.cmd(b"SET k v") == "OK"
+    steps = steps_during_flood(server.port, _ATTACKER, server.http_port, FLOOD)
     stop.set()
     check_good(server.port, good)
     assert sum(steps) >= FLOOD, steps

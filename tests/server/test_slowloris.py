@@ -13,28 +13,22 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
+from collections.abc import Callable
 
 from protocol.refusals import PARTIAL_INPUT_LINE, REQUEST_TIMEOUT_LINE
-from tests.server.test_hostile import MIB, check_good, command, rss, start_good, stats
+from tests.server.test_hostile import (
+    MIB,
+    check_good,
+    command,
+    rss,
+    start_good,
+    stats,
+)
 from tests.server.wire import Inline, ReplyError, request
 from tests.serverproc import ServerProcess
 
 BUDGET = 3 * MIB
 FRAME = MIB + 4096
-
-
-@pytest.fixture
-def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    data = tmp_path / "data"
-    data.mkdir()
-    srv = ServerProcess(data=data, sync="never", extra=list(getattr(request, "param", [])))
-    srv.start()
-    yield srv
-    srv.kill()
 
 
 def connect(port: int) -> socket.socket:
@@ -85,12 +79,10 @@ def metric(srv: ServerProcess, name: str) -> int:
     raise AssertionError(f"no {name} in /metrics")
 
 
-@pytest.mark.parametrize(
-    "server",
-    [["--max-frame", str(FRAME), "--max-partial-input", str(BUDGET)]],
-    indirect=True,
-)
-def test_partial_input_is_bounded_server_wide(server: ServerProcess) -> None:
+def test_partial_input_is_bounded_server_wide(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory(
+        sync="never", extra=["--max-frame", str(FRAME), "--max-partial-input", str(BUDGET)]
+    )
     # Each connection was bounded by --max-frame only: 1024 of them could hold 65 MiB
     # of unfinished requests each. Over the budget the largest holder goes.
     baseline = rss(server)
@@ -134,12 +126,12 @@ def test_partial_input_is_bounded_server_wide(server: ServerProcess) -> None:
     assert rss(server) - baseline < 32 * MIB, (baseline, rss(server))
 
 
-@pytest.mark.parametrize(
-    "server",
-    [["--max-frame", str(FRAME), "--max-partial-input", str(BUDGET)]],
-    indirect=True,
-)
-def test_an_http_body_counts_and_a_redis_client_reads_the_refusal(server: ServerProcess) -> None:
+def test_an_http_body_counts_and_a_redis_client_reads_the_refusal(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(
+        sync="never", extra=["--max-frame", str(FRAME), "--max-partial-input", str(BUDGET)]
+    )
     # An HTTP body arriving holds memory like a frame; here it is the one that stays,
     # and the Redis connection holding the most is refused with an error reply.
     http = connect(server.http_port)
@@ -177,12 +169,13 @@ def test_an_http_body_counts_and_a_redis_client_reads_the_refusal(server: Server
     assert metric(server, "bitcask_partial_input_refused_total") == 1
 
 
-@pytest.mark.parametrize(
-    "server",
-    [["--request-timeout", "1", "--idle-timeout", "60", "--http-body-timeout", "30"]],
-    indirect=True,
-)
-def test_a_request_trickling_in_is_dropped_at_the_deadline(server: ServerProcess) -> None:
+def test_a_request_trickling_in_is_dropped_at_the_deadline(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(
+        sync="never",
+        extra=["--request-timeout", "1", "--idle-timeout", "60", "--http-body-timeout", "30"],
+    )
     # One byte every 0.2 s is activity for --idle-timeout and silence never lasts
     # --http-body-timeout, so such a sender held its slot and buffer for ever.
     stop = threading.Event()
