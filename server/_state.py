@@ -91,4 +91,4 @@ class ServerState:
     held: PartialInput = field(init=False)  # bytes in unfinished requests, all connections
 
     def __post_init__(self) -> None:
-        self.held = PartialInput(self.config.max_partial_input, self.metrics)
+        self.held = PartialInput(self.config.partial_input_budget, self.metrics)

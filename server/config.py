@@ -107,7 +107,8 @@ class ServerConfig:
     # bytes all connections together may hold in requests not complete yet (partial
     # frames and commands, HTTP bodies arriving); over it the largest holder is refused.
     # 512 MiB: about 8 requests of the largest size at once, thousands of usual ones;
-    # the per-connection --max-frame alone allowed 1024 x 65 MiB. At least max_frame + 4
+    # the per-connection --max-frame alone allowed 1024 x 65 MiB. In force: at least
+    # max_frame + 4 (``partial_input_budget``), so the largest request always fits
     max_partial_input: int = 512 * 1024 * 1024
     # seconds a request started may take to arrive whole (binary, Redis, HTTP body);
     # 0: no deadline. 300: a 65 MiB frame at 1.8 Mbit/s, a 1 MiB value at 3.5 KB/s
@@ -137,6 +138,11 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def partial_input_budget(self) -> int:
+        """--max-partial-input in force: at least one frame of the largest size."""
+        return max(self.max_partial_input, self.max_frame + 4)
 
     @property
     def auth_token(self) -> bytes | None:
@@ -338,11 +344,8 @@ def _validate(cfg: ServerConfig) -> None:
             f"max-value-size {cfg.max_value_size} does not fit in a frame (max-frame "
             f"{cfg.max_frame}, at most {FRAME_CEILING - 1}): lower it or raise --max-frame"
         )
-    if cfg.max_partial_input < cfg.max_frame + 4:
-        fail(
-            f"max-partial-input must be at least max-frame + 4 ({cfg.max_frame + 4}): "
-            "the largest request must fit"
-        )
+    if cfg.max_partial_input < 1:
+        fail("max-partial-input must be >= 1")
     if cfg.max_batch < 1:
         fail("max-batch must be >= 1")
     if cfg.max_reply_bytes < 1:

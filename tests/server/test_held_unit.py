@@ -6,6 +6,7 @@ from protocol.refusals import PARTIAL_INPUT_LINE
 from server._flow import PAUSE_TRANSPORT, PAUSE_WRITER
 from server._held import PartialInput
 from server._metrics import Metrics
+from server.config import DEFAULT_MAX_FRAME, FRAME_CEILING, ServerConfig
 
 
 class Holder:
@@ -66,3 +67,12 @@ def test_the_deadline_does_not_run_while_the_server_does_not_read() -> None:
     paused._pause = 0
     assert paused not in held.expired(7.0, 3.0)
     assert paused in held.expired(8.5, 3.0)
+
+
+def test_the_budget_always_holds_the_largest_request() -> None:
+    # A tiny --max-partial-input (or a --max-frame raised past the default budget)
+    # must not make the largest request the server accepts impossible to send.
+    assert ServerConfig(max_partial_input=1).partial_input_budget == DEFAULT_MAX_FRAME + 4
+    big = ServerConfig(max_frame=FRAME_CEILING - 1, max_value_size=1024)
+    assert big.partial_input_budget == big.max_frame + 4
+    assert ServerConfig().partial_input_budget == 512 * 1024 * 1024
