@@ -79,7 +79,7 @@ FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_partial_input": (
         int,
         "bytes all connections may hold in unfinished requests; the largest holder is "
-        "refused above; at least --max-frame (default 512 MiB)",
+        "refused above; never less than one largest frame (default 512 MiB)",
     ),
     "request_timeout": (
         float,
