@@ -189,6 +189,11 @@ class RespReader:
         self._hr_after = 0  # no mirror for a request starting before this offset
 
     @property
+    def buffered(self) -> int:
+        """Bytes held for the request not complete yet (the hiredis mirror's copy aside)."""
+        return len(self._buf) - self._pos
+
+    @property
     def uses_hiredis(self) -> bool:
         """True when complete multibulks are parsed by hiredis."""
         return self._use_hiredis

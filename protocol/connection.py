@@ -103,6 +103,11 @@ class Dialect(Protocol):
         fed next (a dialect without such limits does nothing)."""
         ...
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a request not complete yet (a partial frame or command)."""
+        ...
+
     def discard_input(self) -> None:
         """The peer is gone: drop every byte held for a request not complete yet and
         read nothing more (`feed` returns nothing); `render` still works."""
@@ -189,6 +194,11 @@ class BinaryDialect:
     def set_authenticated(self, on: bool) -> None:
         """Before authentication a frame may hold at most UNAUTH_MAX_FRAME bytes."""
         self._decoder.max_frame = self._max_frame if on else min(self._max_frame, UNAUTH_MAX_FRAME)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not complete yet."""
+        return self._decoder.buffered
 
     def discard_input(self) -> None:
         self._ended = True
@@ -328,6 +338,14 @@ class Connection:
         self._next = 0
         if self.dialect is not None:
             self.dialect.discard_input()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for requests not complete yet (the server's partial-input budget,
+        server/_held.py); 0 before the dialect is known. Not on the hot path: the
+        server asks only after a chunk that completed no request."""
+        dialect = self.dialect
+        return 0 if dialect is None else dialect.buffered
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next bytes from the peer (any split). Ignored after a Close."""

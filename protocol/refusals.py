@@ -18,6 +18,8 @@ from protocol.errors import ErrorCode
 from protocol.messages import ErrorInfo
 
 __all__ = [
+    "PARTIAL_INPUT_LINE",
+    "REQUEST_TIMEOUT_LINE",
     "TOO_MANY_CONNECTIONS_LINE",
     "http_refusal",
     "is_refusal",
@@ -27,6 +29,20 @@ __all__ = [
 
 TOO_MANY_CONNECTIONS_LINE = b"-ERR max number of clients reached\r\n"
 """The connection-limit refusal: Redis's own line, so Redis clients recognise it too."""
+
+# Sent before the close of a connection whose unfinished request is dropped (it may
+# arrive mid-frame, so it is a line like the one above, which both dialects read).
+PARTIAL_INPUT_LINE = (
+    b"-ERR partial input budget exceeded (--max-partial-input): "
+    b"request dropped, send it again or raise the limit\r\n"
+)
+"""The server holds too many bytes of unfinished requests; this one, the largest, goes."""
+
+REQUEST_TIMEOUT_LINE = (
+    b"-ERR request not completed within --request-timeout: "
+    b"request dropped, send it faster or raise the limit\r\n"
+)
+"""A request started was not complete in time (a slow or stalled sender)."""
 
 
 def is_refusal(data: bytes | bytearray | memoryview) -> bool:

@@ -151,6 +151,11 @@ class RespDialect:
         """Lift (True) or apply (False) Redis's pre-AUTH limits for what is read next."""
         self._reader.authenticated = on
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a request not complete yet."""
+        return self._reader.buffered
+
     def discard_input(self) -> None:
         """The peer is gone: drop what the reader holds, read nothing more."""
         self._ended = True

@@ -15,6 +15,8 @@ Strategy / invariants:
   reconnecting in a loop cannot fill a disk with log lines.
 - The idle sweep (--idle-timeout > 0) closes a connection on which no byte moved for
   that long (what "moved" means is server/_flow.py's rule, for both protocols).
+  The same sweep drops a request started over --request-timeout ago and not complete
+  (server/_held.py): a sender at one byte a second moves, and was never idle.
 - With --auth, a binary/Redis connection that has not authenticated --auth-timeout
   seconds after it was admitted is closed (PostgreSQL's authentication_timeout): a
   client without the token that sent a PING now and then held its slot for good, and
@@ -32,6 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._flow import set_keepalive
+from ._held import REQUEST_TIMEOUT_LINE, PartialInput
 from ._metrics import Metrics
 from .binary import BinaryProtocol
 from .config import ConfigError, ServerConfig
@@ -81,6 +84,7 @@ class Connections:
         self._refused_unlogged = 0
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
+        self._held: PartialInput | None = None  # the server's partial input (start())
         # unauthenticated connections -> their --auth-timeout timer
         self._auth_deadlines: dict[Any, asyncio.TimerHandle] = {}
         self._auth_timeout = config.auth_timeout if config.auth is not None else 0.0
@@ -198,12 +202,20 @@ class Connections:
 
     # ---- the timers: the idle sweep, the pre-AUTH deadline ----
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Run the timers on `loop` from now on (before the listeners open): the idle
-        sweep (not under --idle-timeout 0) and each new connection's auth deadline."""
+    def start(self, loop: asyncio.AbstractEventLoop, held: PartialInput | None = None) -> None:
+        """Run the timers on `loop` from now on (before the listeners open): the sweep
+        (the idle timeout and --request-timeout; not when both are 0) and each new
+        connection's auth deadline. `held`: the server's partial input, whose
+        unfinished requests the sweep holds to --request-timeout."""
         self._loop = loop
-        if self._config.idle_timeout > 0:
+        self._held = held
+        if self._sweep_limits():
             self._sweeper = loop.call_later(self._sweep_period(), self._sweep, loop)
+
+    def _sweep_limits(self) -> list[float]:
+        cfg = self._config
+        deadline = cfg.request_timeout if self._held is not None else 0.0
+        return [t for t in (cfg.idle_timeout, deadline) if t > 0]
 
     def stop_sweeping(self) -> None:
         if self._sweeper is not None:
@@ -211,7 +223,7 @@ class Connections:
             self._sweeper = None
 
     def _sweep_period(self) -> float:
-        return min(1.0, max(0.05, self._config.idle_timeout / 4))
+        return min(1.0, max(0.05, min(self._sweep_limits()) / 4))
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         """Close connections on which no byte moved for idle_timeout (server/_flow.py).
@@ -222,12 +234,18 @@ class Connections:
         """
         now = loop.time()
         limit = self._config.idle_timeout
-        for conn in self:
+        for conn in self if limit > 0 else ():
             working = bool(conn.busy) if isinstance(conn, BinaryProtocol) else True
             if conn.moved(working):
                 conn.last_active = now
             elif now - conn.last_active > limit:
                 conn.close_idle()
+        deadline = self._config.request_timeout
+        if self._held is not None and deadline > 0:
+            for conn in self._held.expired(now, deadline):  # started, never finished
+                self._held.release(conn)
+                self._metrics.request_timeouts += 1
+                conn.refuse_input(REQUEST_TIMEOUT_LINE)
         self._sweeper = loop.call_later(self._sweep_period(), self._sweep, loop)
 
 

@@ -76,6 +76,16 @@ FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
         "(default 128 MiB)",
     ),
     "max_snapshots": (int, "snapshots one connection may hold open at once (default 4)"),
+    "max_partial_input": (
+        int,
+        "bytes all connections may hold in unfinished requests; the largest holder is "
+        "refused above; never less than one largest frame (default 512 MiB)",
+    ),
+    "request_timeout": (
+        float,
+        "seconds a started request (binary, Redis, HTTP body) may take to arrive whole; "
+        "0: never (default 300)",
+    ),
     "idle_timeout": (float, "close connections silent this many seconds; 0: never (default 300)"),
     "tcp_keepalive": (int, "seconds of silence before TCP keepalive probes; 0: off (default 300)"),
     "max_inflight": (int, "per-connection requests in flight before reading pauses (default 1024)"),

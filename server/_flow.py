@@ -114,6 +114,9 @@ class ReadPause:
     last_active: float = 0.0  # when the sweeper last saw this connection move
     _buffered: int = 0  # the transport's write buffer at the last sweep
     _pipeline: Any = None  # the protocol's Pipeline (server/_pipeline.py), once admitted
+    # -- partial input (server/_held.py keeps them, for the server's PartialInput) --
+    _held: int = 0  # bytes held for a request not complete yet
+    held_since: float = 0.0  # loop time that request started (0: none)
 
     def _set_pause(self, bit: int, on: bool) -> None:
         before = self._pause

@@ -117,6 +117,11 @@ class Metrics:
         self.connections = 0  # open now, both ports
         self.connections_total = 0
         self.connections_refused = 0
+        # partial input (server/_held.py): bytes held now, connections refused for it,
+        # and requests dropped at --request-timeout
+        self.partial_input_bytes = 0
+        self.partial_input_refused = 0
+        self.request_timeouts = 0
         self.http_requests: dict[int, int] = {}  # status -> count
         self.writer_depth = 0  # set by the writer
         self.writer_failures = 0
@@ -172,6 +177,9 @@ class Metrics:
             "connections": self.connections,
             "connections_total": self.connections_total,
             "connections_refused": self.connections_refused,
+            "partial_input_bytes": self.partial_input_bytes,
+            "partial_input_refused": self.partial_input_refused,
+            "request_timeouts": self.request_timeouts,
             "requests": self.requests,
             "errors": {f"{m}:{e}": n for (m, e), n in self.errors.items()},
             "writer_queue_depth": self.writer_depth,
@@ -246,6 +254,24 @@ class Metrics:
         lines.append(f"bitcask_connections_accepted_total {self.connections_total}")
         head("bitcask_connections_refused_total", "counter", "Connections refused at the cap.")
         lines.append(f"bitcask_connections_refused_total {self.connections_refused}")
+        head(
+            "bitcask_partial_input_bytes",
+            "gauge",
+            "Bytes held in requests not complete yet, all connections.",
+        )
+        lines.append(f"bitcask_partial_input_bytes {self.partial_input_bytes}")
+        head(
+            "bitcask_partial_input_refused_total",
+            "counter",
+            "Connections refused because the partial input was over --max-partial-input.",
+        )
+        lines.append(f"bitcask_partial_input_refused_total {self.partial_input_refused}")
+        head(
+            "bitcask_request_timeouts_total",
+            "counter",
+            "Requests dropped unfinished at --request-timeout.",
+        )
+        lines.append(f"bitcask_request_timeouts_total {self.request_timeouts}")
         gauges = (
             ("bitcask_keys", "keys", "Live keys in the store."),
             ("bitcask_live_bytes", "live_bytes", "Bytes of data files holding live records."),

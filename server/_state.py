@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ._dispatch import Dispatcher
 from ._flow import RefusedLingers
+from ._held import PartialInput
 from ._metrics import Metrics
 from ._writer import Writer
 from .config import ServerConfig
@@ -74,6 +75,7 @@ class ServerState:
         host: the server-wide changing facts (see `Host`).
         redis: the Redis commands' dispatcher, for connections that speak RESP.
         lingers: the refused connections lingering now (server/_flow.py).
+        held: the bytes held in unfinished requests, all connections (server/_held.py).
     """
 
     config: ServerConfig
@@ -86,3 +88,7 @@ class ServerState:
     host: Host
     redis: Any = None  # the RedisDispatcher of RESP connections (server/_redis.py)
     lingers: RefusedLingers = field(default_factory=RefusedLingers)  # refused, lingering
+    held: PartialInput = field(init=False)  # bytes in unfinished requests, all connections
+
+    def __post_init__(self) -> None:
+        self.held = PartialInput(self.config.partial_input_budget, self.metrics)

@@ -175,7 +175,7 @@ class Server:
                 host=self,
                 redis=self._redis,
             )
-            self.connections.start(loop)
+            self.connections.start(loop, state.held)
             binary = await listen(lambda: BinaryProtocol(state), cfg.host, cfg.port, "--port")
             self._listeners.append(binary)
             self.port = binary.sockets[0].getsockname()[1]

@@ -87,6 +87,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
         self._linger_timer: asyncio.TimerHandle | None = None
         self._kill_timer: asyncio.TimerHandle | None = None  # KILL_GRACE, once killed
         self._peer_eof = False  # the peer half-closed: nothing to linger for
+        self._farewell = b""  # the line refuse_input sends after the replies due
         # -- flow control --
         self._pause = 0  # why reading is paused: PAUSE_* bits (server/_flow.py)
         # -- idle timeout (checked by the server's sweeper) --
@@ -135,6 +136,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._conn.discard_input()  # a partial request (up to max_frame) goes now
+        self._state.held.release(self)
         self._end_linger()
         if self._kill_timer is not None:
             self._kill_timer.cancel()
@@ -162,6 +164,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             events = conn.events()
         else:
             events = conn.receive(data)
+        if not events or self._held:  # a request unfinished: count it (server/_held.py)
+            self._state.held.update(self, conn.buffered, self._state.loop.time())
         if conn.ended:
             self._closing = True  # read nothing more; close once the replies are out
         pipeline = self._pipeline
@@ -182,6 +186,22 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             self._set_pause(PAUSE_INFLIGHT, True)
         elif len(data) >= TURN_BYTES and perf_counter() - t0 > TURN_SECONDS:
             self.yield_turn(self._state.loop)  # one client's pipeline must not starve others
+
+    def refuse_input(self, line: bytes) -> None:
+        """The server drops this connection's unfinished request (server/_held.py: over
+        --max-partial-input, or past --request-timeout): the replies already due go
+        out, then `line` (one line both dialects read), then the lingering close."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        self._conn.discard_input()
+        self._farewell = line
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.discard_backlog()
+            pipeline.stopped = True
+            self._flush_now()
+        self._close_when_done()
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its pending replies; close once they are out.
@@ -230,6 +250,9 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
 
     def _close_when_done(self) -> None:
         if self.busy == 0 and self.transport is not None:
+            if self._farewell:
+                self._write(self._farewell)  # after every reply due (refuse_input)
+                self._farewell = b""
             self._linger()
 
     def _linger(self) -> None:

@@ -104,6 +104,15 @@ class ServerConfig:
     # from merges and open (one descriptor each); unbounded, 300 snapshot_begin of one
     # connection with a put between each left 602 files and 325 descriptors open
     max_snapshots: int = 4
+    # bytes all connections together may hold in requests not complete yet (partial
+    # frames and commands, HTTP bodies arriving); over it the largest holder is refused.
+    # 512 MiB: about 8 requests of the largest size at once, thousands of usual ones;
+    # the per-connection --max-frame alone allowed 1024 x 65 MiB. In force: at least
+    # max_frame + 4 (``partial_input_budget``), so the largest request always fits
+    max_partial_input: int = 512 * 1024 * 1024
+    # seconds a request started may take to arrive whole (binary, Redis, HTTP body);
+    # 0: no deadline. 300: a 65 MiB frame at 1.8 Mbit/s, a 1 MiB value at 3.5 KB/s
+    request_timeout: float = 300.0
     idle_timeout: float = 300.0  # seconds without traffic before a connection is closed; 0: never
     # seconds a connection may be silent before the kernel probes its peer (SO_KEEPALIVE,
     # as Redis's tcp-keepalive): a peer that vanished is dropped even with idle_timeout 0,
@@ -129,6 +138,11 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def partial_input_budget(self) -> int:
+        """--max-partial-input in force: at least one frame of the largest size."""
+        return max(self.max_partial_input, self.max_frame + 4)
 
     @property
     def auth_token(self) -> bytes | None:
@@ -330,6 +344,8 @@ def _validate(cfg: ServerConfig) -> None:
             f"max-value-size {cfg.max_value_size} does not fit in a frame (max-frame "
             f"{cfg.max_frame}, at most {FRAME_CEILING - 1}): lower it or raise --max-frame"
         )
+    if cfg.max_partial_input < 1:
+        fail("max-partial-input must be >= 1")
     if cfg.max_batch < 1:
         fail("max-batch must be >= 1")
     if cfg.max_reply_bytes < 1:
@@ -348,6 +364,7 @@ def _validate(cfg: ServerConfig) -> None:
         fail("http-max-header-bytes must be >= 1024")
     for name in (
         "idle_timeout",
+        "request_timeout",
         "auth_timeout",
         "http_keepalive",
         "http_header_timeout",

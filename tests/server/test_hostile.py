@@ -362,6 +362,32 @@ def commands_processed(c: Inline) -> int:
     raise AssertionError("no total_commands_processed in INFO stats")
 
 
+def steps_during_flood(probe_port: int, attacker: str, port: int, n: int) -> list[int]:
+    """Run `attacker` (a script taking port and n, printing "started" then "done")
+    and count, on a Redis connection to probe_port, the requests the server handled
+    between two of its INFOs until the attacker is done."""
+    steps: list[int] = []
+    with Inline(probe_port, timeout=60) as probe:
+        last = commands_processed(probe)  # connected before the flood starts
+        proc = subprocess.Popen(
+            [sys.executable, "-c", attacker, str(port), str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            while proc.poll() is None and len(steps) < 10_000:
+                now = commands_processed(probe)
+                steps.append(now - last)
+                last = now
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0 and out == "started\ndone\n", out
+        finally:
+            proc.kill()
+            proc.wait()
+        steps.append(commands_processed(probe) - last)
+    return steps
+
+
 def test_a_deep_pipeline_does_not_starve_other_connections(server: ServerProcess) -> None:
     # The event loop read one connection's socket up to 32 times in a row per turn
     # (libuv, while each read fills its 256 KiB buffer): a client pipelining
@@ -370,26 +396,7 @@ def test_a_deep_pipeline_does_not_starve_other_connections(server: ServerProcess
     # how many requests the server handled between two INFOs of another connection.
     stop = threading.Event()
     good = start_good(server.port, stop)
-    steps: list[int] = []
-    with Inline(server.port, timeout=60) as probe:
-        last = commands_processed(probe)  # connected before the flood starts
-        attacker = subprocess.Popen(
-            [sys.executable, "-c", _ATTACKER, str(server.port), str(FLOOD)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert attacker.stdout is not None
-        try:
-            while attacker.poll() is None and len(steps) < 10_000:
-                now = commands_processed(probe)
-                steps.append(now - last)
-                last = now
-            out, _ = attacker.communicate(timeout=120)
-            assert attacker.returncode == 0 and out == "started\ndone\n", out
-        finally:
-            attacker.kill()
-            attacker.wait()
-        steps.append(commands_processed(probe) - last)
+    steps = steps_during_flood(server.port, _ATTACKER, server.port, FLOOD)
     stop.set()
     check_good(server.port, good)
     # The probe's INFOs saw the whole flood handled, a turn of the loop at a time: one
