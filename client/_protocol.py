@@ -143,7 +143,11 @@ class ClientProtocol(asyncio.Protocol):
             objs = self._decoder.feed_raw(data)
         except RemoteProtocolError as exc:
             self._deliver(exc.messages)
-            self._violation(exc)
+            if is_refusal(exc.unread):
+                # the same refusal line, after replies in the same read: the server
+                # dropped a request it held (--max-partial-input, --request-timeout)
+                self._conn_error = _server_error(refusal_error(exc.unread).to_obj())
+            self._violation(self._conn_error or exc)
             return
         self._deliver(objs)
 

@@ -175,20 +175,25 @@ class FrameDecoder:
                 break
         return good
 
-    def _die(self, message: str, code: ErrorCode, decoded: list[Any]) -> RemoteProtocolError:
+    def _die(
+        self, message: str, code: ErrorCode, decoded: list[Any], unread: bytes = b""
+    ) -> RemoteProtocolError:
         self._buf = bytearray()
         self._error = RemoteProtocolError(message, code)
-        return RemoteProtocolError(message, code, decoded)
+        return RemoteProtocolError(message, code, decoded, unread)
 
-    def _check_header(self, n: int, decoded: list[Any]) -> None:
+    def _check_header(self, n: int, decoded: list[Any], unread: Any = b"") -> None:
+        # ``unread``: the bad frame's bytes to the end of the chunk (only read here, off
+        # the hot path), kept on the error for a client to recognise a refusal line.
         if n > self.max_frame:
             raise self._die(
                 f"frame of {n} bytes exceeds the limit of {self.max_frame}",
                 ErrorCode.FRAME_TOO_LARGE,
                 decoded,
+                bytes(unread),
             )
         if n == 0:
-            raise self._die("empty frame", ErrorCode.PROTOCOL_ERROR, decoded)
+            raise self._die("empty frame", ErrorCode.PROTOCOL_ERROR, decoded, bytes(unread))
 
     def _body_error(self, exc: Exception, decoded: list[Any]) -> RemoteProtocolError:
         return self._die(
@@ -219,7 +224,7 @@ class FrameDecoder:
                 view = view[take:]
                 if len(buf) < 4:
                     return out
-                self._check_header(_header_from(buf)[0], out)
+                self._check_header(_header_from(buf)[0], out, bytes(buf) + bytes(view))
             need = 4 + _header_from(buf)[0] - len(buf)
             if need > 0:
                 buf += view[:need]
@@ -243,7 +248,7 @@ class FrameDecoder:
         while end - off >= 4:
             n = _header_from(data, off)[0]
             if n > max_frame or n == 0:
-                self._check_header(n, out)
+                self._check_header(n, out, data[off:])
             start = off + 4
             stop = start + n
             if stop > end:

@@ -99,15 +99,21 @@ class RemoteProtocolError(ProtocolError):
     """
 
     messages: list[Any]
+    unread: bytes
+    """From the first byte of the frame that broke the stream to the end of the bytes
+    fed (empty when unknown): a text line where a frame should start is a server's
+    refusal before it closes (protocol/refusals.py), which may follow replies."""
 
     def __init__(
         self,
         message: str,
         code: ErrorCode = ErrorCode.PROTOCOL_ERROR,
         messages: list[Any] | None = None,
+        unread: bytes = b"",
     ) -> None:
         super().__init__(message, code)
         self.messages = messages if messages is not None else []
+        self.unread = unread
 
 
 class LocalProtocolError(ProtocolError):
