@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+from protocol._lazy import lazy_exports
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,42 +78,34 @@ if TYPE_CHECKING:
 # Where each public name lives, imported on first use (PEP 562): `from client import
 # connect` loads one connection's code, not the sharding (ketama ring, hashlib), the
 # pool and the Redis-protocol client beside it (about 15 ms of `import client`).
-_WHERE = {
-    name: module
-    for module, names in {
-        "client._args": "Key Value",
-        "client._batch": "Batch",
-        "client._client": "Client connect",
-        "client._config": "DEFAULT_PORT ClientConfig Limits parse_url",
-        "client._ketama": "NutcrackerPool Ring read_nutcracker_config",
-        "client._pool": "Pool",
-        "client._port_probe": "RespAnswer answers_http answers_resp_after resp_answer",
-        "client._resp": "EndpointClosedError Refusals RespClient UnsupportedCommandError "
-        "connect_resp",
-        "client._sharded": "ShardedBatch ShardedClient",
-        "client._sharded_connect": "connect_sharded",
-        "client._transaction": "Transaction",
-        "client.errors": "AuthError AuthFailedError AuthRequiredError BackupError "
-        "BatchTooLargeError BusyError CallTimeoutError ClientError ConnectError "
-        "ConnectionLostError CorruptRecordError CrossShardError "
-        "FrameTooLargeError InterfaceError InternalServerError "
-        "InvalidParamsError KeyTooLargeError MergeInProgressError "
-        "NoSuchKeyError NotANumberError ProtocolViolationError ReadOnlyError "
-        "RedisPortError ServerError ShuttingDownError SnapshotGoneError "
-        "StoreFullError StoreIOError TooManyConnectionsError "
-        "TransactionAbortedError UnknownMethodError UnsupportedVersionError "
-        "ValueTooLargeError error_for_code",
-    }.items()
-    for name in names.split()
-}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # to mypy the names are the imports above: a typo stays an error
+    __getattr__ = lazy_exports(
+        __name__,
+        {
+            "client._args": "Key Value",
+            "client._batch": "Batch",
+            "client._client": "Client connect",
+            "client._config": "DEFAULT_PORT ClientConfig Limits parse_url",
+            "client._ketama": "NutcrackerPool Ring read_nutcracker_config",
+            "client._pool": "Pool",
+            "client._port_probe": "RespAnswer answers_http answers_resp_after resp_answer",
+            "client._resp": "EndpointClosedError Refusals RespClient UnsupportedCommandError "
+            "connect_resp",
+            "client._sharded": "ShardedBatch ShardedClient",
+            "client._sharded_connect": "connect_sharded",
+            "client._transaction": "Transaction",
+            "client.errors": "AuthError AuthFailedError AuthRequiredError BackupError "
+            "BatchTooLargeError BusyError CallTimeoutError ClientError ConnectError "
+            "ConnectionLostError CorruptRecordError CrossShardError "
+            "FrameTooLargeError InterfaceError InternalServerError "
+            "InvalidParamsError KeyTooLargeError MergeInProgressError "
+            "NoSuchKeyError NotANumberError ProtocolViolationError ReadOnlyError "
+            "RedisPortError ServerError ShuttingDownError SnapshotGoneError "
+            "StoreFullError StoreIOError TooManyConnectionsError "
+            "TransactionAbortedError UnknownMethodError UnsupportedVersionError "
+            "ValueTooLargeError error_for_code",
+        },
+    )
 
 
 __all__ = [

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+from protocol._lazy import lazy_exports
 
 # typing is not imported at run time (nor anything else this file does not need)
 TYPE_CHECKING = False
@@ -63,31 +63,23 @@ if TYPE_CHECKING:
 # codec, the messages and the errors, not the server's side (`Connection`, the Redis
 # dialect and its command table: protocol.connection and protocol.resp_dialect were
 # about a quarter of a one-shot `bitcask get`'s imports, 15-20 ms).
-_WHERE = {
-    name: module
-    for module, names in {
-        "protocol._framing": "DEFAULT_MAX_FRAME HARD_MAX_FRAME FrameDecoder encode encode_request "
-        "encode_response frame reply_limit",
-        "protocol.connection": "CLOSED NEED_DATA BinaryDialect Close Connection Dialect Event "
-        "Reject",
-        "protocol.errors": "ErrorCode LocalProtocolError ProtocolError RemoteProtocolError",
-        "protocol.messages": "ErrorInfo MAX_MSGID Request Response message_from_obj",
-        "protocol.methods": "IDEMPOTENT_METHODS METHODS PROTOCOL_VERSION SCAN_DEFAULT_COUNT "
-        "SCAN_MAX_COUNT MethodSpec validate_params",
-        "protocol.refusals": "TOO_MANY_CONNECTIONS_LINE http_refusal is_refusal looks_like_http "
-        "refusal_error",
-        "protocol.resp_dialect": "RespDialect",
-    }.items()
-    for name in names.split()
-}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # to mypy the names are the imports above: a typo stays an error
+    __getattr__ = lazy_exports(
+        __name__,
+        {
+            "protocol._framing": "DEFAULT_MAX_FRAME HARD_MAX_FRAME FrameDecoder encode "
+            "encode_request encode_response frame reply_limit",
+            "protocol.connection": "CLOSED NEED_DATA BinaryDialect Close Connection Dialect Event "
+            "Reject",
+            "protocol.errors": "ErrorCode LocalProtocolError ProtocolError RemoteProtocolError",
+            "protocol.messages": "ErrorInfo MAX_MSGID Request Response message_from_obj",
+            "protocol.methods": "IDEMPOTENT_METHODS METHODS PROTOCOL_VERSION SCAN_DEFAULT_COUNT "
+            "SCAN_MAX_COUNT MethodSpec validate_params",
+            "protocol.refusals": "TOO_MANY_CONNECTIONS_LINE http_refusal is_refusal "
+            "looks_like_http refusal_error",
+            "protocol.resp_dialect": "RespDialect",
+        },
+    )
 
 
 __all__ = [
