@@ -6,6 +6,7 @@ bench/cli.py, never asserted: here only *which* modules a real run loaded is che
   not the sharding, pool or backup code of `client`, not the CLI's tools (transfer,
   reshard, offline engine work) nor json.
 - help, `CMD --help`, `--version` and a usage error: not asyncio and not the client.
+- protocol and client, lazy since, still export every name of their __all__.
 
 ssl is not in the lists: asyncio imports it whatever the URL (asyncio.base_events).
 """
@@ -95,3 +96,33 @@ def test_help_version_and_usage_do_not_load_asyncio_or_the_client(
     assert code == status
     assert out or status  # help text or version; a usage error goes to stderr
     assert sorted(modules & (NOT_FOR_HELP | NOT_FOR_ONE_KEY)) == []
+
+
+LAZY = """
+import importlib, sys
+for package in ("protocol", "client"):
+    pkg = importlib.import_module(package)
+    for name in pkg.__all__:
+        value = getattr(pkg, name)
+        home = [m for m in list(sys.modules) if m.startswith(package + ".")
+                and getattr(sys.modules[m], name, None) is value]
+        assert home, (package, name)
+    try:
+        pkg.no_such_name
+    except AttributeError as exc:
+        assert str(exc) == f"module {package!r} has no attribute 'no_such_name'"
+    else:
+        raise AssertionError(package)
+from protocol import connection  # a submodule, not an exported name: still imports
+print("ok", connection.__name__)
+"""
+
+
+def test_lazy_packages_still_export_every_name_and_refuse_others() -> None:
+    """protocol and client import their names on first use (protocol/_lazy.py): every
+    name in __all__ still resolves, an unknown one is Python's own AttributeError."""
+    proc = subprocess.run(
+        [sys.executable, "-c", LAZY],
+        capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert (proc.stdout, proc.stderr) == ("ok protocol.connection\n", "")
