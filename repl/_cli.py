@@ -1,5 +1,6 @@
 """`bitcask` (entry point: cli.py): one command per invocation, for people at a terminal
-and for scripts.
+and for scripts. This file parses and answers help; running a command against an
+endpoint (asyncio, the client, the session) is `_run.py`, loaded only for that.
 
     bitcask [connection options] [--raw | --no-raw] COMMAND [ARGS...]
 
