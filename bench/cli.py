@@ -13,11 +13,13 @@ reported as a median. Runs interleave (run 1 of every program, then run 2, ...) 
 that a noisy moment on a shared machine spreads over all of them instead of
 skewing one ratio. Each program gets one untimed warm-up run (page cache).
 
-- **start-up**: `bitcask ping` against a running bitcask-server, beside
-  `python -c pass` (this interpreter's floor: no program can start faster) and
-  `redis-cli ping` against a redis-server; median of 15. Also the import time of
-  the CLI (`repl._cli`, which `repl.cli` loads once it runs) from `python -X importtime` (the cumulative column of its top-level
-  lines), median of 5.
+- **start-up**: `bitcask ping` and `bitcask get k` (a stored key) against a
+  running bitcask-server, beside `python -c pass` (this interpreter's floor: no
+  program can start faster) and `redis-cli ping` / `redis-cli get k` against a
+  redis-server, each bitcask row divided by the redis-cli row of the same command;
+  median of 15. Also the import time of what a command runs (`repl._run`, which
+  `repl.cli` loads once the arguments name a command; `--help` loads less) from
+  `python -X importtime` (the cumulative column of its top-level lines), median of 5.
 - **piped mode**: N lines `put key:I value` piped into `bitcask-shell` against
   bitcask-server `--sync interval` and `--sync always`, beside N lines
   `SET key:I value` piped into `redis-cli` against redis-server with
@@ -53,8 +55,9 @@ from bench._util import process as server_process
 
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 TIMEOUT = 300.0  # seconds for any one child; a hung child fails the run
-IMPORT_MODULE = "repl._cli"  # the CLI itself: repl.cli is a stdlib-only entry point
+IMPORT_MODULE = "repl._run"  # a command's run path: repl.cli is a stdlib-only entry point
 STARTUP_TARGET_S = 0.15  # issue 12, item 13
+KEY, VALUE = "bench:startup", "v"  # what `bitcask get` / `redis-cli get` read
 PIPED_TARGET_X = 2.0  # issue 12, item 18
 
 
@@ -180,6 +183,7 @@ class Series:
 
     name: str
     run: Callable[[], float]  # one run; returns seconds
+    versus: str | None = None  # the redis-cli series of the same command
     samples: list[float] = field(default_factory=list)
 
 
@@ -204,7 +208,7 @@ def startup_table(runs: int, import_runs: int, home: str) -> Table:
             Column("median_ms", "median ms", fmt_ms),
             Column("min_ms", "min ms", fmt_ms),
             Column("x_floor", "x python -c pass", fmt_ratio),
-            Column("x_redis", "x redis-cli ping", fmt_ratio),
+            Column("x_redis", "x redis-cli (same command)", fmt_ratio),
         ],
     )
     bitcask = _script("bitcask")
@@ -213,39 +217,47 @@ def startup_table(runs: int, import_runs: int, home: str) -> Table:
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(bitcask_server("never"))
 
-        def ping(argv: list[str]) -> Callable[[], float]:
+        def answers(argv: list[str], expected: bytes) -> Callable[[], float]:
             def once() -> float:
                 elapsed, out = run_timed(argv, env)
-                if out.strip() != b"PONG":
-                    raise RuntimeError(f"{argv[0]} ping answered {out[:100]!r}")
+                if out.strip() != expected:
+                    raise RuntimeError(f"{argv[0]} {argv[-1]} answered {out[:100]!r}")
                 return elapsed
 
             return once
 
+        cli = [bitcask, "--host", HOST, "--port", str(port)]
+        run_timed([*cli, "put", KEY, VALUE], env)
         series = [
             Series(
                 "python -c pass (interpreter floor)",
                 lambda: run_timed([sys.executable, "-c", "pass"], env)[0],
             ),
-            Series("bitcask ping", ping([bitcask, "--host", HOST, "--port", str(port), "ping"])),
+            Series("bitcask ping", answers([*cli, "ping"], b"PONG"), "redis-cli ping"),
+            Series("bitcask get", answers([*cli, "get", KEY], VALUE.encode()), "redis-cli get"),
         ]
         if have_redis:
             assert redis_cli is not None
             rport = stack.enter_context(redis_server(None))
-            series.append(
-                Series("redis-cli ping", ping([redis_cli, "-h", HOST, "-p", str(rport), "ping"]))
-            )
+            rcli = [redis_cli, "-h", HOST, "-p", str(rport)]
+            run_timed([*rcli, "set", KEY, VALUE], env)
+            for name, argv, expected in (
+                ("redis-cli ping", [*rcli, "ping"], b"PONG"),
+                ("redis-cli get", [*rcli, "get", KEY], VALUE.encode()),
+            ):
+                series.append(Series(name, answers(argv, expected), name))
         interleave(series, runs)
     floor = median(series[0].samples)
-    redis = median(series[2].samples) if have_redis else None
+    medians = {s.name: median(s.samples) for s in series}
     for s in series:
-        m = median(s.samples)
+        m = medians[s.name]
+        versus = medians.get(s.versus) if s.versus else None  # None: redis not run
         table.add(
             program=s.name,
             median_ms=m * 1e3,
             min_ms=min(s.samples) * 1e3,
             x_floor=m / floor,
-            x_redis=m / redis if redis else None,
+            x_redis=m / versus if versus else None,
             raw_s=s.samples,
         )
     imports: list[float] = []

@@ -10,7 +10,6 @@ shell keeps its table small); the client code is imported on first use.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any
@@ -37,6 +36,8 @@ class _RateProgress(Progress):
 
 async def backup(ctx: Context, a: dict[str, Any]) -> None:
     """Pull a consistent snapshot of the server's store into DIR."""
+    import asyncio  # here: `bitcask --help` shows this row without loading asyncio
+
     from client import BackupError
 
     force = a.get("force")

@@ -1,5 +1,6 @@
 """`bitcask` (entry point: cli.py): one command per invocation, for people at a terminal
-and for scripts.
+and for scripts. This file parses and answers help; running a command against an
+endpoint (asyncio, the client, the session) is `_run.py`, loaded only for that.
 
     bitcask [connection options] [--raw | --no-raw] COMMAND [ARGS...]
 
@@ -23,32 +24,16 @@ Ctrl-C, 143 by SIGTERM (`_signals.py`: the command cleans up and says what is le
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from client import ValueTooLargeError
-
 from ._backup import COMMAND as BACKUP
 from ._commands import COMMANDS
-from ._context import CommandError, ConnectOptions, UsageError, plain_text
+from ._context import CommandError, UsageError, plain_text
 from ._format import Reply, error_line, raw, styled
 from ._options import Parser, add_connection_options, add_version_option, options_from
-from ._session import Session, describe
-from ._signals import Interrupted, stoppable
-from ._table import (
-    CLI,
-    Args,
-    Command,
-    Kind,
-    bind,
-    fit,
-    help_text,
-    lookup,
-    terminal_width,
-    unknown,
-)
+from ._table import CLI, Args, Command, bind, fit, help_text, terminal_width
 
 if TYPE_CHECKING:
     from prompt_toolkit.styles import Style
@@ -98,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Printer:
+class Printer:
     """Writes replies to stdout: styled (with colour unless NO_COLOR) or raw bytes.
 
     prompt_toolkit (for colours) and the config file (for the user's colours) are
@@ -159,29 +144,6 @@ def _colors() -> dict[str, str]:
         return dict((exc.config or default_config()).colors)
 
 
-STDIN = b"-"
-
-
-async def _stdin_values(session: Session, cmd: Command, args: Args) -> Args:
-    """A VALUE argument given as `-` is read from stdin, bytes exactly (redis-cli -x),
-    at most the server's max_value_size + 1 bytes: one more is refused as a value over
-    it would be (`cat /dev/zero | bitcask put k -` read until memory ran out)."""
-    if cmd.repeat:
-        return args
-    for arg in cmd.positional:
-        if arg.kind is Kind.VALUE and args.get(arg.name) == STDIN:
-            client = await session.client()  # its limits: hello's (Redis: 512 MiB)
-            limit = client.limits.max_value_size
-            value = sys.stdin.buffer.read(limit + 1)  # a pipe: until that many, or EOF
-            if len(value) > limit:
-                raise ValueTooLargeError.local(
-                    f"value of more than {limit} bytes (stdin) exceeds the server's "
-                    f"max_value_size {limit}"
-                )
-            return {**args, arg.name: value}
-    return args
-
-
 def _wants_help(argv: list[str], words: list[str]) -> bool:
     """`bitcask CMD --help` / `-h` right after the command, unless written after `--`."""
     if not words or words[0] not in ("-h", "--help"):
@@ -190,7 +152,7 @@ def _wants_help(argv: list[str], words: list[str]) -> bool:
     return before != "--"
 
 
-def _bind(cmd: Command, argv: list[bytes]) -> Args:
+def bind_argv(cmd: Command, argv: list[bytes]) -> Args:
     """bind(), and when the words it refused hold one of bitcask's own options
     (`bitcask get --port 7400 k`), say that those go before the command."""
     try:
@@ -206,41 +168,6 @@ def _bind(cmd: Command, argv: list[bytes]) -> Args:
             f"{exc}; {misplaced} is an option of bitcask: it goes before the command "
             f"(bitcask {misplaced} ... {cmd.name} ...)"
         ) from None
-
-
-async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer: _Printer) -> int:
-    """Run one command; returns the exit status."""
-    session = Session(options, TABLE, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
-    try:
-        cmd = lookup(TABLE, name, CLI)
-        if cmd is None and name.lower() == "reshard":
-            raise CommandError("reshard must be the first word: " + RESHARD.replace("\n", " "))
-        if cmd is None:
-            raise unknown(TABLE, name, CLI)
-        args = await _stdin_values(session, cmd, _bind(cmd, argv))
-        with stoppable():  # Ctrl-C 130, SIGTERM 143: the command cleans up first
-            try:
-                reply = await session.execute(cmd, args)
-            except asyncio.CancelledError:  # and a line if a change is in doubt
-                doubt = session.in_doubt(cmd)
-                if doubt:
-                    printer.error(f"interrupted: {doubt}")
-                raise
-        if reply is not None:
-            printer.reply(reply)
-        return cmd.exit_code(reply)
-    except Interrupted as exc:  # the command's own line said what is left
-        return exc.exit_code
-    except CommandError as exc:
-        printer.error(describe(exc, options))
-        return exc.exit_code
-    except BrokenPipeError:
-        raise
-    except Exception as exc:  # one line for anything else: server, connection, parse
-        printer.error(describe(exc, options))
-        return EXIT_ERROR
-    finally:
-        await session.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,18 +194,16 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"(error) {exc}\n")
             return EXIT_ERROR
         return EXIT_OK
-    printer = _Printer(raw_mode=not sys.stdout.isatty() if args.raw is None else args.raw)
+    printer = Printer(raw_mode=not sys.stdout.isatty() if args.raw is None else args.raw)
     try:
         options = options_from(args)
     except CommandError as exc:
         printer.error(str(exc))
         return EXIT_ERROR
     words = [os.fsencode(a) for a in args.args]
-    try:
-        return asyncio.run(run_one(options, args.command, words, printer))
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `bitcask keys | head`: the reader left; not an error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush stays quiet
-        return EXIT_OK
+    # Imported only now that a command is to run: asyncio, the client and the session
+    # (_run.py) are about two thirds of a one-shot command's imports, which `--help`,
+    # `CMD --help`, `--version` and a usage error never use.
+    from ._run import run
+
+    return run(options, args.command, words, printer)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.cli import importtime_ms
 from tests.repl.conftest import need_binary
 
@@ -31,11 +33,15 @@ def test_quick_cli_benchmark_writes_its_results(tmp_path: Path) -> None:
     startup, piped, targets = doc["tables"]
     programs = [r["program"] for r in startup["rows"]]
     assert programs == [
-        "python -c pass (interpreter floor)", "bitcask ping", "redis-cli ping",
-        "import repl._cli (-X importtime, cumulative)",
+        "python -c pass (interpreter floor)", "bitcask ping", "bitcask get", "redis-cli ping",
+        "redis-cli get", "import repl._run (-X importtime, cumulative)",
     ]  # fmt: skip
     assert all(r["median_ms"] > 0 for r in startup["rows"])
-    assert [len(r["raw_s"]) for r in startup["rows"][:3]] == [2, 2, 2]
+    assert [len(r["raw_s"]) for r in startup["rows"][:5]] == [2, 2, 2, 2, 2]
+    rows = {r["program"]: r for r in startup["rows"]}  # each bitcask row over its redis-cli row
+    for cmd in ("ping", "get"):
+        ours, theirs = rows[f"bitcask {cmd}"], rows[f"redis-cli {cmd}"]
+        assert ours["x_redis"] == pytest.approx(ours["median_ms"] / theirs["median_ms"])
     assert [r["pair"] for r in piped["rows"]] == [
         "bitcask --sync interval / redis appendfsync everysec",
         "bitcask --sync always / redis appendfsync always",
