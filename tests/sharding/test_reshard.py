@@ -32,8 +32,8 @@ N_TTL = 1_000
 CLI = [sys.executable, "-c", "import sys; from repl.cli import main; sys.exit(main())"]
 
 
-def _keys() -> dict[bytes, bytes]:
-    return {b"%d:key" % i: b"value-%d" % i for i in range(N_KEYS)}
+def _keys(n: int = N_KEYS) -> dict[bytes, bytes]:
+    return {b"%d:key" % i: b"value-%d" % i for i in range(n)}
 
 
 def _ttl_key(key: bytes) -> bool:
@@ -81,10 +81,10 @@ def _run(old: Path, new: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=300)
 
 
-def _expected_moves() -> dict[tuple[str, str], int]:
+def _expected_moves(n_keys: int = N_KEYS) -> dict[tuple[str, str], int]:
     old, new = Ring([(n, 1) for n in OLD]), Ring([(n, 1) for n in NEW])
     moves: dict[tuple[str, str], int] = {}
-    for key in _keys():
+    for key in _keys(n_keys):
         a, b = old.name_for(key), new.name_for(key)
         if a != b:
             moves[(a, b)] = moves.get((a, b), 0) + 1
