@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 
 from client import ValueTooLargeError
 
-from ._cli import EXIT_ERROR, EXIT_OK, RESHARD, TABLE, Printer, bind_argv
 from ._context import CommandError, ConnectOptions
+from ._oneshot import EXIT_ERROR, EXIT_OK, RESHARD, TABLE, Printer
 from ._session import Session, describe
 from ._signals import Interrupted, stoppable
 from ._table import CLI, Args, Command, Kind, lookup, unknown
@@ -21,10 +22,14 @@ from ._table import CLI, Args, Command, Kind, lookup, unknown
 __all__ = ["run", "run_one"]
 
 
-def run(options: ConnectOptions, name: str, argv: list[bytes], printer: Printer) -> int:
+Bind = Callable[[Command, list[bytes]], Args]
+"""argv to a command's arguments (_cli.bind_argv, which knows bitcask's own options)."""
+
+
+def run(options: ConnectOptions, name: str, argv: list[bytes], printer: Printer, bind: Bind) -> int:
     """Run one command in its own event loop; returns the exit status."""
     try:
-        return asyncio.run(run_one(options, name, argv, printer))
+        return asyncio.run(run_one(options, name, argv, printer, bind))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `bitcask keys | head`: the reader left; not an error
@@ -56,7 +61,9 @@ async def _stdin_values(session: Session, cmd: Command, args: Args) -> Args:
     return args
 
 
-async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer: Printer) -> int:
+async def run_one(
+    options: ConnectOptions, name: str, argv: list[bytes], printer: Printer, bind: Bind
+) -> int:
     """Run one command; returns the exit status."""
     session = Session(options, TABLE, CLI, interactive=sys.stdout.isatty(), emit=printer.reply)
     try:
@@ -65,7 +72,7 @@ async def run_one(options: ConnectOptions, name: str, argv: list[bytes], printer
             raise CommandError("reshard must be the first word: " + RESHARD.replace("\n", " "))
         if cmd is None:
             raise unknown(TABLE, name, CLI)
-        args = await _stdin_values(session, cmd, bind_argv(cmd, argv))
+        args = await _stdin_values(session, cmd, bind(cmd, argv))
         with stoppable():  # Ctrl-C 130, SIGTERM 143: the command cleans up first
             try:
                 reply = await session.execute(cmd, args)
