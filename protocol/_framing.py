@@ -224,7 +224,9 @@ class FrameDecoder:
                 view = view[take:]
                 if len(buf) < 4:
                     return out
-                self._check_header(_header_from(buf)[0], out, bytes(buf) + bytes(view))
+                n = _header_from(buf)[0]
+                if n > self.max_frame or n == 0:  # the copy only on the error path
+                    self._check_header(n, out, bytes(buf) + bytes(view))
             need = 4 + _header_from(buf)[0] - len(buf)
             if need > 0:
                 buf += view[:need]

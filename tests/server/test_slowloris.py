@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 
 from protocol.refusals import PARTIAL_INPUT_LINE, REQUEST_TIMEOUT_LINE
@@ -70,15 +69,6 @@ def wait_until(check: object, seconds: float = 20.0) -> None:
     raise AssertionError("not reached in time")
 
 
-def metric(srv: ServerProcess, name: str) -> int:
-    url = f"http://127.0.0.1:{srv.http_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return int(line.split()[1])
-    raise AssertionError(f"no {name} in /metrics")
-
-
 def test_partial_input_is_bounded_server_wide(server_factory: Callable[..., ServerProcess]) -> None:
     server = server_factory(
         sync="never", extra=["--max-frame", str(FRAME), "--max-partial-input", str(BUDGET)]
@@ -106,7 +96,7 @@ def test_partial_input_is_bounded_server_wide(server_factory: Callable[..., Serv
     last.sendall(head)
     assert read_to_eof(binary) == PARTIAL_INPUT_LINE
     binary.close()
-    wait_until(lambda: metric(server, "bitcask_partial_input_refused_total") == 1)
+    wait_until(lambda: server.metric("bitcask_partial_input_refused_total") == 1)
     # the others go on: their requests complete and are answered
     for sock, rest_i in zip([*redis, last], [*rests, rest], strict=True):
         sock.sendall(rest_i)
@@ -166,7 +156,7 @@ def test_an_http_body_counts_and_a_redis_client_reads_the_refusal(
     small.close()
     http.close()
     wait_until(lambda: partial_bytes(server) == 0)
-    assert metric(server, "bitcask_partial_input_refused_total") == 1
+    assert server.metric("bitcask_partial_input_refused_total") == 1
 
 
 def test_a_request_trickling_in_is_dropped_at_the_deadline(
@@ -213,5 +203,5 @@ def test_a_request_trickling_in_is_dropped_at_the_deadline(
         assert [c.cmd(b"EXISTS " + k) for k in (b"slow", b"slowb", b"slowh")] == [0, 0, 0]
         info = c.cmd(b"INFO stats")
     assert isinstance(info, bytes) and b"request_timeouts:3\r\n" in info
-    assert metric(server, "bitcask_request_timeouts_total") == 3
+    assert server.metric("bitcask_request_timeouts_total") == 3
     assert partial_bytes(server) == 0

@@ -12,7 +12,6 @@ import json
 import signal
 import socket
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -33,15 +32,6 @@ def _stats(port: int) -> dict[str, Any]:
         while chunk := conn.recv(65536):
             chunks.append(chunk)
     return dict(json.loads(b"".join(chunks)))
-
-
-def _metric(srv: ServerProcess, name: str) -> float:
-    url = f"http://127.0.0.1:{srv.http_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as page:
-        for line in page.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} not in {url}")
 
 
 def _poll(stats_port: int, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -67,8 +57,8 @@ def test_the_stats_port_and_each_shards_metrics_name_the_failing_shard(
     try:
         assert conn.pipeline([("SET", k, b"v") for k in keys]) == [b"OK"] * len(keys)
         # every shard's /metrics: its share of the keys, and ready
-        assert sum(_metric(s, "bitcask_keys") for s in shards.values()) == len(keys)
-        assert all(_metric(s, "bitcask_ready") == 1 for s in shards.values())
+        assert sum(s.metric("bitcask_keys") for s in shards.values()) == len(keys)
+        assert all(s.metric("bitcask_ready") == 1 for s in shards.values())
         # the stats port is not HTTP: an HTTP client without HTTP/0.9 cannot read it
         doc = _stats(stats_port)
         assert doc["service"] == "nutcracker" and set(NAMES) <= set(doc["bitcask"])
@@ -96,13 +86,13 @@ def test_the_stats_port_and_each_shards_metrics_name_the_failing_shard(
         assert pool["server_ejects"] == 0, pool
         # the dead shard's /metrics cannot be scraped: the scrape failing is the alert
         try:
-            _metric(shards["shard-b"], "bitcask_ready")
+            shards["shard-b"].metric("bitcask_ready")
         except OSError:
             pass
         else:
             raise AssertionError("a killed shard's /metrics answered")
         shards["shard-b"].start()
-        assert _metric(shards["shard-b"], "bitcask_ready") == 1
+        assert shards["shard-b"].metric("bitcask_ready") == 1
         assert conn.pipeline([("GET", k) for k in keys]) == [b"v"] * len(keys)
         _poll(stats_port, lambda p: p["shard-b"]["server_connections"] == 1)
     finally:
