@@ -233,3 +233,79 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+
+
+# A user's program as docs/engine.md and docs/client.md write it. Each result is given
+# the type the docs promise; --disallow-any-expr also refuses any Any a public
+# signature hands out where the type is known (Commands.set and .ping returned Any).
+USER_PROGRAM = """
+import asyncio
+
+import bitcask
+from client import Client, connect
+from client.errors import ServerError
+
+
+def engine(path: str) -> None:
+    with bitcask.open(path, sync="interval", max_file_size=1 << 20) as db:
+        db.put(b"book:1", b"Dune")
+        db[b"book:2"] = "Emma"
+        got: bytes | None = db.get(b"book:1")
+        item: bytes = db[b"book:2"]
+        ttl: float | None = db.ttl(b"book:1")
+        with db.batch() as b:
+            b.put(b"book:3", b"Ulysses")
+            b.delete(b"book:2")
+        many: list[bytes | None] = db.get_many([b"book:2", b"book:3"])
+        sold: int = db.incr(b"sold")
+        stored, before = db.set(b"lock", b"me", nx=True, ttl=30)
+        with db.watch(b"book:1") as w:
+            committed = db.commit([("put", b"book:1", b"x"), bitcask.Incr(b"edits")], watch=w)
+        keys: list[bytes] = list(db.keys(b"book:"))
+        dropped: int = db.merge().records_dropped
+        print(got, item, ttl, b.results, many, sold, stored, before, committed, keys, dropped)
+    ok: bool = bitcask.check(path).ok
+    print(ok, db.recovery)
+
+
+async def remote(port: int) -> None:
+    async with connect("127.0.0.1", port) as db:
+        await db.put(b"greeting", b"hello", ttl=60)
+        got: bytes | None = await db.get(b"greeting")
+        existed: bool = await db.delete(b"x")
+        many: list[bytes | None] = await db.mget([b"a", "b"])
+        await db.mput({b"a": b"1", b"b": b"2"})
+        page: tuple[bytes | None, list[bytes]] = await db.scan_page(b"", count=10)
+        pong: str = await db.ping()
+        echo: bytes = await db.ping(b"hi")
+        stored: bool = await db.set(b"k", b"v", nx=True)
+        before: bytes | None = await db.set(b"k", b"w", get=True)
+        n: int = await db.incr(b"n")
+        f: float = await db.incr_float(b"f", 1.5)
+        keys = [key async for key in db.scan(b"a")]
+        print(got, existed, many, page, pong, echo, stored, before, n, f, keys, db.limits)
+    second: Client = await connect(f"bitcask://127.0.0.1:{port}")
+    try:
+        await second.get(b"k")
+    except ServerError as exc:
+        code: int = exc.code
+        print(code)
+    finally:
+        await second.close()
+
+
+engine("store")
+asyncio.run(remote(7379))
+"""
+
+
+def test_a_typed_user_program_sees_the_installed_types(installed: Installed) -> None:
+    program = installed.elsewhere / "user_app.py"
+    program.write_text(USER_PROGRAM)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--disallow-any-expr", "--no-incremental",
+         "--python-executable", str(installed.venv / "bin" / "python"), program.name],
+        capture_output=True, text=True, cwd=installed.elsewhere, env=installed.env(),
+        timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
