@@ -35,16 +35,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bitcask", "protocol", "server", "client", "repl")
 SCRIPTS = ("bitcask-server", "bitcask", "bitcask-shell")
 TIMEOUT = 120
-# top-level names of a checkout that are no source (.gitignore): a build never sees them
-NOT_SOURCE = {".git", ".venv", "build", "dist", "data", "scratch", ".cache", ".hypothesis",
-              ".pytest_cache", ".mypy_cache", ".ruff_cache"}  # fmt: skip
+# what a build reads of a checkout: its top-level files and the packages; tests/ too,
+# which setuptools would put in the sdist (in part) unless MANIFEST.in prunes it
+COPIED_DIRS = {*PACKAGES, "tests"}
 
 
 def _ignore(directory: str, names: list[str]) -> set[str]:
     top = Path(directory) == ROOT
     return {
         n for n in names
-        if n == "__pycache__" or n.endswith(".egg-info") or (top and n in NOT_SOURCE)
+        if n == "__pycache__" or n.endswith(".egg-info")
+        or (top and (ROOT / n).is_dir() and n not in COPIED_DIRS)
     }  # fmt: skip
 
 
