@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import platform
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -126,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a bitcask store over the binary protocol and HTTP. "
         "Every flag can also be set as BITCASK_<FLAG> in the environment.",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"bitcask-server {bitcask.__version__}"
-    )
+    # as bitcask's and bitcask-shell's (repl/_options.py): the Python is half a bug report
+    release = f"bitcask-server {bitcask.__version__} (Python {platform.python_version()})"
+    parser.add_argument("--version", action="version", version=release)
     for name, (typ, help_text) in FLAGS.items():
         flag = "--" + name.replace("_", "-")
         env_name = ENV_PREFIX + name.upper()
