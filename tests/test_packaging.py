@@ -103,10 +103,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
 
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    python = str(venv / "bin" / "python")
+    where = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    purelib = Path(subprocess.check_output([python, "-c", where], text=True).strip())
     (purelib / "suite_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+        [sys.executable, "-m", "pip", "--python", python, "install",
          "-q", "--no-index", "--no-deps", "--disable-pip-version-check", str(wheel)],
         check=True, timeout=TIMEOUT, capture_output=True,
     )  # fmt: skip
