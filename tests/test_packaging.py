@@ -144,7 +144,7 @@ def test_the_sdist_holds_no_tests_and_builds_the_same_wheel(installed: Installed
     with tarfile.open(installed.sdist) as tar:
         tops = {Path(n).parts[1] for n in tar.getnames() if len(Path(n).parts) > 1}
     assert tops <= {*PACKAGES, "bitcask.egg-info", "PKG-INFO", "README.md", "pyproject.toml",
-                    "setup.cfg", "MANIFEST.in"}, tops  # fmt: skip
+                    "setup.cfg", "MANIFEST.in", "LICENSE"}, tops  # fmt: skip
     assert _contents(installed.wheel) == _contents(installed.wheel_from_sdist)
 
 
@@ -153,6 +153,8 @@ def test_the_metadata_names_the_version_and_the_three_scripts(installed: Install
     dist_info = f"bitcask-{installed.version}.dist-info"
     metadata = files[f"{dist_info}/METADATA"].decode()
     assert f"\nVersion: {installed.version}\n" in metadata
+    assert "\nLicense-Expression: MIT\n" in metadata
+    assert files[f"{dist_info}/licenses/LICENSE"].startswith(b"MIT License")
     entry_points = configparser.ConfigParser()
     entry_points.read_string(files[f"{dist_info}/entry_points.txt"].decode())
     assert set(entry_points["console_scripts"]) == set(SCRIPTS)
