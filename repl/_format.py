@@ -45,6 +45,7 @@ __all__ = [
     "Ttl",
     "Value",
     "error_line",
+    "plain",
     "raw",
     "styled",
     "terminal_safe",
@@ -213,6 +214,18 @@ def _styled_items(
         if numbered:
             out.append(("class:index", f"{n:>{width}}) "))
         _styled(item, out, indent + width + 2)
+
+
+def plain(reply: Reply) -> bytes:
+    r"""The styled layout without colour, as bytes: what a terminal is sent when colour
+    is off (NO_COLOR, TERM=dumb) or not drawn (a piped `bitcask-shell` writing to a
+    terminal), and what --no-raw writes to a pipe. Escaped as `styled` escapes.
+
+    Example:
+        >>> plain(Items((Value(b"\x1b[2J"), Nil())))
+        b'1) "\\x1b[2J"\n2) (nil)\n'
+    """
+    return "".join(text for _, text in styled(reply)).encode("utf-8", "surrogateescape")
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -1,0 +1,150 @@
+"""Keys and values an attacker wrote, read by an operator: the real programs against a
+real server, at a real pseudo-terminal and through pipes.
+
+The rule (docs/shell.md, "Binary-safe"): a terminal is shown every key and value
+quoted with `\\xNN` escapes, so no control byte of stored data reaches it (an OSC
+title change, a clipboard write, a clear screen, a C1 CSI, a bidi override), and what
+it shows can be typed back to name the same bytes; a pipe gets the exact bytes
+(`--raw` / `--no-raw` override), as redis-cli does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+from client import connect
+from tests.repl.conftest import ROOT, TIMEOUT
+from tests.repl.ptyrun import in_pty
+from tests.serverproc import ServerProcess
+
+# (key, what a terminal shows for it), in byte order (keys lists them so)
+HOSTILE = sorted(
+    [
+        (b"", '""'),
+        (b"\x00", r'"\x00"'),
+        (b"\t", r'"\t"'),
+        (b"\n", r'"\n"'),
+        (b"\r\n", r'"\r\n"'),
+        (b"\x1b[2J\x1b[31m", r'"\x1b[2J\x1b[31m"'),
+        (b"\x1b]0;pwned\x07", r'"\x1b]0;pwned\x07"'),
+        (b"\x1b]52;c;cHduZWQ=\x07", r'"\x1b]52;c;cHduZWQ=\x07"'),
+        (b"%2F", '"%2F"'),
+        (b'a/b?c#d "q" \\', r'"a/b?c#d \"q\" \\"'),
+        (b"\x7f", r'"\x7f"'),
+        ("é".encode(), '"é"'),
+        ("\u202eabc".encode(), r'"\xe2\x80\xaeabc"'),
+        ("\u009b1m".encode(), r'"\xc2\x9b1m"'),
+        (b"\xff\xfe", r'"\xff\xfe"'),
+    ]
+)
+# bytes that must never reach the terminal: ESC, BEL, the C1 CSI, RLO, a raw NUL
+NEVER = (b"\x1b", b"\x07", "\u009b".encode(), "\u202e".encode(), b"\x00", b"\xff")
+
+
+def _value(key: bytes) -> bytes:
+    return b"v" + key
+
+
+def _fill(port: int) -> None:
+    async def put_all() -> None:
+        c = await connect("127.0.0.1", port)
+        try:
+            await c.mput({k: _value(k) for k, _ in HOSTILE})
+        finally:
+            await c.close()
+
+    asyncio.run(put_all())
+
+
+def _shell(port: int, env: dict[str, str], script: bytes, *flags: str) -> bytes:
+    proc = subprocess.run(
+        [sys.executable, "-m", "repl", "--port", str(port), *flags],
+        input=script, capture_output=True, env=env, cwd=ROOT, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _expected_listing(shown: list[str]) -> bytes:
+    width = len(str(len(shown)))
+    return "".join(f"{n:>{width}}) {s}\r\n" for n, s in enumerate(shown, 1)).encode()
+
+
+def test_piped_shell_at_a_terminal_shows_keys_and_values_escaped(
+    server: ServerProcess, home_env: dict[str, str]
+) -> None:
+    """`bitcask-shell < script` with stdout a terminal wrote raw replies: `keys` sent
+    the stored ESC ] 0 ; ... BEL to the terminal, which retitled the window."""
+    _fill(server.port)
+    mget = "mget " + " ".join(shown for _, shown in HOSTILE)
+    out = in_pty(
+        [sys.executable, "-m", "repl", "--port", str(server.port)],
+        home_env,
+        stdin=f"keys\n{mget}\n".encode(),
+    )
+    values = [f'"v{shown[1:]}' for _, shown in HOSTILE]  # b"v" + key, escaped alike
+    assert out == _expected_listing([s for _, s in HOSTILE]) + _expected_listing(values)
+    assert not any(bad in out for bad in NEVER), out
+
+
+def test_what_a_terminal_shows_types_back_to_the_same_bytes(
+    server: ServerProcess, home_env: dict[str, str]
+) -> None:
+    _fill(server.port)
+    # each key as shown, typed back: get answers its exact value (raw, into a pipe)
+    script = "".join(f"get {shown}\n" for _, shown in HOSTILE).encode()
+    assert _shell(server.port, home_env, script) == b"".join(_value(k) + b"\n" for k, _ in HOSTILE)
+    # and written back under a prefix: the same bytes are stored
+    script = "".join(f'put "x{shown[1:]} "y{shown[1:]}\n' for _, shown in HOSTILE).encode()
+    assert _shell(server.port, home_env, script) == b"OK\n" * len(HOSTILE)
+
+    async def read_back() -> list[bytes | None]:
+        c = await connect("127.0.0.1", server.port)
+        try:
+            return [await c.get(b"x" + k) for k, _ in HOSTILE]
+        finally:
+            await c.close()
+
+    assert asyncio.run(read_back()) == [b"y" + k for k, _ in HOSTILE]
+
+
+def test_piped_shell_output_flags(server: ServerProcess, home_env: dict[str, str]) -> None:
+    _fill(server.port)
+    key, shown = b"\x1b]0;pwned\x07", r'"\x1b]0;pwned\x07"'
+    script = f"get {shown}\n".encode()
+    # a pipe gets the exact bytes, a terminal with --raw too; --no-raw formats for a pipe
+    assert _shell(server.port, home_env, script) == _value(key) + b"\n"
+    assert _shell(server.port, home_env, script, "--no-raw") == b'"v\\x1b]0;pwned\\x07"\n'
+    argv = [sys.executable, "-m", "repl", "--port", str(server.port), "--raw"]
+    assert in_pty(argv, home_env, stdin=script) == _value(key) + b"\r\n"
+
+
+def test_cli_at_a_terminal_shows_keys_escaped_and_stores_argv_bytes(
+    server: ServerProcess, home_env: dict[str, str]
+) -> None:
+    """`bitcask keys`/`scan`/`get` at a terminal, and a key given as a non-UTF-8 argv
+    word (a file name from a latin-1 system): stored as those bytes, not as U+DC80."""
+    _fill(server.port)
+    cli = [sys.executable, "-m", "repl.cli", "--port", str(server.port)]
+    env = {**home_env, "NO_COLOR": "1"}  # the layout alone (colour is escape sequences)
+    shown = [s for _, s in HOSTILE]
+    assert in_pty([*cli, "keys"], env) == _expected_listing(shown)
+    page = in_pty([*cli, "scan", os.fsdecode(b"\x1b")], env)  # a prefix of three keys
+    assert all(s.encode() in page for s in shown if s.startswith('"\\x1b')), page
+    assert not any(bad in page for bad in NEVER), page
+    assert in_pty([*cli, "get", os.fsdecode(b"\x1b]0;pwned\x07")], env) == (
+        b'"v\\x1b]0;pwned\\x07"\r\n'
+    )
+    assert in_pty([*cli, "put", os.fsdecode(b"f\xe9e"), os.fsdecode(b"\xff")], env) == b"OK\r\n"
+
+    async def read_back() -> tuple[bytes | None, bytes | None]:
+        c = await connect("127.0.0.1", server.port)
+        try:
+            return await c.get(b"f\xe9e"), await c.get("f\udce9e".encode("utf-8", "surrogatepass"))
+        finally:
+            await c.close()
+
+    assert asyncio.run(read_back()) == (b"\xff", None)
