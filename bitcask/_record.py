@@ -74,11 +74,22 @@ def timestamp_us() -> int:
 
 
 def as_bytes(obj: object, what: str) -> bytes:
-    """``obj`` as bytes: str is UTF-8 encoded; bytearray/memoryview copied."""
+    """``obj`` as bytes: str is UTF-8 encoded (strict); bytearray/memoryview copied.
+
+    A str holding a lone surrogate (a file name or argv word decoded with
+    surrogateescape, "\\udcff") has no UTF-8 bytes: ValueError saying so and what to
+    pass instead, not the codec's UnicodeEncodeError."""
     if isinstance(obj, bytes):
         return obj
     if isinstance(obj, str):
-        return obj.encode("utf-8")
+        try:
+            return obj.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(  # client/_args.py's to_bytes says the same
+                f"{what} is a str with a lone surrogate ({obj[exc.start]!r} at index "
+                f"{exc.start}), which has no UTF-8 bytes: pass bytes (os.fsencode(name) for "
+                "a name decoded with surrogateescape)"
+            ) from None
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj)
     raise TypeError(f"{what} must be bytes or str, not {type(obj).__name__}")
