@@ -20,6 +20,7 @@ from typing import NoReturn
 from protocol.address import redact_url
 
 from ._context import DEFAULT_HTTP_PORT, DEFAULT_PORT, ConnectOptions, UsageError
+from ._format import terminal_safe
 
 __all__ = [
     "Parser",
@@ -47,6 +48,7 @@ class Parser(argparse.ArgumentParser):
         words = message.split(" ")
         url = any("://" in w for w in words)
         message = " ".join(redact_url(w) if "://" in w else w for w in words)
+        message = terminal_safe(message)  # argparse quotes a bad word as it was typed
         hint = "a URL goes after --url; " if url else ""
         self.exit(2, f"{self.prog}: {message} ({hint}{self.prog} --help lists the options)\n")
 

@@ -148,3 +148,16 @@ def test_cli_at_a_terminal_shows_keys_escaped_and_stores_argv_bytes(
             await c.close()
 
     assert asyncio.run(read_back()) == (b"\xff", None)
+
+
+def test_an_unknown_option_is_echoed_escaped(home_env: dict[str, str]) -> None:
+    """argparse's 'unrecognized arguments' quoted the word as typed: raw ESC and BEL."""
+    word = "--\x1b]0;pwned\x07"
+    for module in ("repl.cli", "repl"):
+        proc = subprocess.run(
+            [sys.executable, "-m", module, word, "get", "k"],
+            capture_output=True, env=home_env, cwd=ROOT, timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2
+        assert "unrecognized arguments: --\\x1b]0;pwned\\x07 " in proc.stderr.decode()
+        assert b"\x1b" not in proc.stderr and b"\x07" not in proc.stderr
