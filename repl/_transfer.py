@@ -7,7 +7,11 @@ Format, one object per line (the same both ways):
     {"key": "s", "value": "t", "ttl": 30}         expires after 30 s
 
 A key or value that decodes as UTF-8 is written as text; otherwise its field name
-gets a `_b64` suffix and the bytes are base64 (standard alphabet, padded).
+gets a `_b64` suffix and the bytes are base64 (standard alphabet, padded). Text is
+written as UTF-8, but no character a terminal acts on is written as it is (`export -`
+may go to one): json escapes C0 controls, and DEL, the C1 controls (U+0080-U+009F:
+U+009B is a CSI) and the bidi controls (U+202E turns the rest of a line around) are
+written as `\\uXXXX` escapes too.
 
 Strategy: both directions stream with a bounded window of calls in flight on one
 connection (`WINDOW` batches), so throughput comes from pipelining rather than
@@ -31,6 +35,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
@@ -68,7 +73,17 @@ def encode_record(key: bytes, value: bytes, ttl: float | None = None) -> bytes:
     obj: dict[str, Any] = dict((_field("key", key), _field("value", value)))
     if ttl is not None:
         obj["ttl"] = ttl
-    return json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+    text = _TERMINAL_ACTS_ON.sub(_json_escape, json.dumps(obj, ensure_ascii=False))
+    return text.encode("utf-8") + b"\n"
+
+
+# what json.dumps(ensure_ascii=False) leaves raw and a terminal acts on: DEL, C1, the
+# bidi embeddings, overrides, isolates and marks (ALM, LRM, RLM), LS and PS
+_TERMINAL_ACTS_ON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _take(obj: dict[str, Any], name: str, lineno: int) -> bytes:

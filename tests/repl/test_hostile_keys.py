@@ -14,6 +14,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from client import connect
 from tests.repl.conftest import ROOT, TIMEOUT
@@ -161,3 +162,37 @@ def test_an_unknown_option_is_echoed_escaped(home_env: dict[str, str]) -> None:
         assert proc.returncode == 2
         assert "unrecognized arguments: --\\x1b]0;pwned\\x07 " in proc.stderr.decode()
         assert b"\x1b" not in proc.stderr and b"\x07" not in proc.stderr
+
+
+def test_export_to_a_terminal_writes_no_control_character_and_imports_back(
+    server: ServerProcess, home_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`bitcask export -` at a terminal wrote U+009B (a C1 CSI), DEL and U+202E as
+    they were (json.dumps escapes only C0 when not ensure_ascii)."""
+    _fill(server.port)
+    cli = [sys.executable, "-m", "repl.cli", "--port", str(server.port)]
+    out = in_pty([*cli, "export", "-"], {**home_env, "TERM": "dumb"})  # no bar
+    lines = [x for x in out.split(b"\r\n") if x.startswith(b"{")]
+    assert len(lines) == len(HOSTILE), out
+    for bad in (*NEVER, b"\x7f"):
+        assert not any(bad in x for x in lines), (bad, out)
+    assert b'{"key": "\\u202eabc", "value": "v\\u202eabc"}' in lines
+    assert b'{"key": "\\u009b1m", "value": "v\\u009b1m"}' in lines
+    assert '{"key": "é", "value": "vé"}'.encode() in lines  # printable text stays text
+    (tmp_path / "x.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    subprocess.run(
+        [*cli, "clear", "all"], capture_output=True, env=home_env, timeout=TIMEOUT, check=True
+    )
+    proc = subprocess.run(
+        [*cli, "import", str(tmp_path / "x.jsonl")],
+        capture_output=True, env=home_env, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+    async def read_back() -> dict[bytes, bytes]:
+        async with connect("127.0.0.1", server.port) as c:
+            return dict(
+                zip([k for k, _ in HOSTILE], await c.mget([k for k, _ in HOSTILE]), strict=True)
+            )
+
+    assert asyncio.run(read_back()) == {k: _value(k) for k, _ in HOSTILE}
