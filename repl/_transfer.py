@@ -44,6 +44,7 @@ from client import ConnectionLostError, FrameTooLargeError, ServerError
 from protocol import SCAN_MAX_COUNT, ErrorCode, ProtocolError
 
 from ._context import CommandError, Context, error_text
+from ._format import terminal_safe
 from ._parse import quote
 from ._progress import Progress
 
@@ -234,8 +235,9 @@ def _keys(n: int) -> str:
 
 
 def _summary(ctx: Context, line: str) -> None:
-    """Summaries go to stderr, so `export -` leaves stdout to the data."""
-    ctx.stderr.write(line + "\n")
+    """Summaries go to stderr, so `export -` leaves stdout to the data; a file name
+    in them is shown escaped (it may be anything a directory holds)."""
+    ctx.stderr.write(terminal_safe(line) + "\n")
     ctx.stderr.flush()
 
 

@@ -196,3 +196,22 @@ def test_export_to_a_terminal_writes_no_control_character_and_imports_back(
             )
 
     assert asyncio.run(read_back()) == {k: _value(k) for k, _ in HOSTILE}
+
+
+def test_summaries_show_a_hostile_file_name_escaped(
+    server: ServerProcess, home_env: dict[str, str], tmp_path: Path
+) -> None:
+    """export, import and backup named their file or directory as it was in the line
+    they print at the end (a name from a directory listing can hold ESC and BEL)."""
+    _fill(server.port)
+    cli = [sys.executable, "-m", "repl.cli", "--port", str(server.port)]
+    env = {**home_env, "TERM": "dumb"}  # no progress bar: only the summary line
+    name = "\x1b]0;pwned\x07"
+    shown = str(tmp_path).encode() + b"/\\x1b]0;pwned\\x07"
+    out = in_pty([*cli, "export", str(tmp_path / f"{name}.jsonl")], env)
+    assert out.startswith(b"exported 15 keys to " + shown + b".jsonl in "), out
+    out = in_pty([*cli, "import", str(tmp_path / f"{name}.jsonl")], env)
+    assert out.startswith(b"imported 15 keys from " + shown + b".jsonl in "), out
+    out = in_pty([*cli, "backup", str(tmp_path / name)], env)
+    assert out.startswith(b"backup of 15 keys: ") and b" to " + shown + b" in " in out, out
+    assert (tmp_path / name).is_dir()
