@@ -292,8 +292,8 @@ def raw(reply: Reply) -> bytes:
         b'a\\n\\n3\\n'
     """
     match reply:
-        case Status(word):
-            return word.encode() + b"\n"
+        case Status(word):  # an endpoint's bytes that are not UTF-8 come as surrogates
+            return word.encode("utf-8", "surrogateescape") + b"\n"
         case Value(data):
             return data + b"\n"
         case Nil():

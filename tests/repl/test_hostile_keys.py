@@ -11,9 +11,13 @@ it shows can be typed back to name the same bytes; a pipe gets the exact bytes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from client import connect
@@ -215,3 +219,40 @@ def test_summaries_show_a_hostile_file_name_escaped(
     out = in_pty([*cli, "backup", str(tmp_path / name)], env)
     assert out.startswith(b"backup of 15 keys: ") and b" to " + shown + b" in " in out, out
     assert (tmp_path / name).is_dir()
+
+
+@contextlib.contextmanager
+def _endpoint_answering(line: bytes) -> Iterator[int]:
+    """A Redis-protocol endpoint (a loopback socket) that answers every command of a
+    connection with `line`: what a hostile or broken server could send."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TIMEOUT)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    while data := conn.recv(65536):
+                        conn.sendall(line * data.count(b"*"))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        thread.join(TIMEOUT)
+
+
+def test_a_status_reply_that_is_not_utf8_is_printed_not_a_traceback_line(
+    home_env: dict[str, str],
+) -> None:
+    """`bitcask --redis ping` into a pipe failed with '(error) UnicodeEncodeError: 'utf-8'
+    codec can't encode character '\\udcff'' when PONG held a byte that is not UTF-8."""
+    with _endpoint_answering(b"+P\xffNG\x1b]0;pwned\x07\r\n") as port:
+        cli = [sys.executable, "-m", "repl.cli", "--redis", "--port", str(port), "ping"]
+        proc = subprocess.run(cli, capture_output=True, env=home_env, timeout=TIMEOUT, check=False)
+        assert (proc.returncode, proc.stdout) == (0, b"P\xffNG\x1b]0;pwned\x07\n"), proc.stderr
+        out = in_pty(cli, {**home_env, "NO_COLOR": "1"})
+        assert out == b"P\\xffNG\\x1b]0;pwned\\x07\r\n"
