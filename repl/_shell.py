@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_version_option(parser)
     add_connection_options(parser)
-    add_output_options(parser, piped=" (stdin not a terminal)")
+    add_output_options(parser, piped=" (commands read from a pipe or file)")
     parser.add_argument(
         "--config",
         type=Path,
