@@ -41,7 +41,7 @@ from zlib import crc32
 from . import _io
 from ._datafile import Rec
 from ._keydir import FID_SHIFT
-from ._record import TOMBSTONE
+from ._record import TOMBSTONE, shown_key
 
 __all__ = [
     "HintData",
@@ -418,7 +418,7 @@ def hint_distrust(hint: HintData, data_size: int) -> str | None:
         if off + size > data_size:
             key = hint.keys[hint.locs.index(last)]
             return (
-                f"entry of key {key!r} (offset {off}, {size} bytes) ends past "
+                f"entry of key {shown_key(key)} (offset {off}, {size} bytes) ends past "
                 f"the data file's end ({data_size} bytes)"
             )
     return None
