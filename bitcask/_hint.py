@@ -4,8 +4,9 @@ Strategy: a hint describes the final state of each key *within its data file* (t
 last applied record for the key there: a live location or a tombstone). Loading
 files in id order and applying each file's tombstones then its entries rebuilds the
 keydir exactly as scanning would. The layout is columnar so loading is a handful of
-C-level calls (array.frombytes, map, zip, dict.update) rather than a Python loop per
-key. All integers little-endian (arrays load natively on little-endian hosts)::
+C-level calls (array.frombytes, struct.unpack, map, zip, dict.update) rather than a
+Python loop per key. All integers little-endian (arrays load natively on
+little-endian hosts)::
 
     header (32 bytes): magic "BCHT" | version u16 | reserved u16 | file_id u32 |
                        n_entries u32 | n_expiring u32 | n_tombs u32 | data_size u64
