@@ -17,11 +17,11 @@ import bitcask
 from bitcask import InvalidOptionsError
 from bitcask._hint import HintJournal, decode_hint
 from bitcask._keydir import pack
-from bitcask.options import GiB, MAX_FILE_SIZE_LIMIT, Options
+from bitcask.options import MAX_FILE_SIZE_LIMIT, GiB, Options
 
 
 def test_max_file_size_stops_at_4_gib() -> None:
-    assert MAX_FILE_SIZE_LIMIT == 4 * GiB
+    assert 4 * GiB == MAX_FILE_SIZE_LIMIT
     assert Options(max_file_size=4 * GiB).max_file_size == 4 * GiB
     with pytest.raises(InvalidOptionsError, match="max_file_size"):
         Options(max_file_size=4 * GiB + 1)
