@@ -54,10 +54,11 @@ typecheck: $(STAMP)  ## mypy (strict on bitcask/ and protocol/)
 # The suite starts thousands of Python processes (servers, the CLI, the shell): with
 # PYTHONDONTWRITEBYTECODE set, as in this project's CI environment, every one of them
 # compiled the whole project again (a CLI run 0.45 s instead of 0.27 s). Their bytecode
-# is kept under .venv/pycache instead of beside the sources.
+# is kept under .venv/pycache instead of beside the sources. --dist loadgroup: tests
+# marked xdist_group run on one worker (tests/test_packaging.py builds its wheel once).
 pytest: $(STAMP)  ## the test suite (TEST_JOBS workers, default 2)
 	env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache \
-		$(BIN)/python -m pytest -n $(TEST_JOBS)
+		$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 test: lint typecheck pytest  ## lint + typecheck + pytest: what CI runs
 

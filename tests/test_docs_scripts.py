@@ -23,7 +23,14 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 _SH = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 
 # (document, the script's first comment line) of every ```sh block run below
-RUN = {("operations.md", "# /etc/cron.d: 15 3 * * * bitcask /usr/local/bin/bitcask-nightly")}
+# (README.md's wheel build is run by tests/test_packaging.py)
+RUN = {
+    ("operations.md", "# /etc/cron.d: 15 3 * * * bitcask /usr/local/bin/bitcask-nightly"),
+    (
+        "README.md",
+        "# in the checkout, after make venv: dist/bitcask-VERSION-py3-none-any.whl and the sdist",
+    ),
+}
 
 
 def sh_blocks(doc: Path) -> list[str]:

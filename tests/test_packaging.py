@@ -30,6 +30,11 @@ from pathlib import Path
 import pytest
 
 from tests.serverproc import ServerProcess
+from tests.test_docs_scripts import sh_blocks
+
+# one worker builds and installs the wheel once for every test here (make pytest runs
+# xdist with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("packaging")
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bitcask", "protocol", "server", "client", "repl")
@@ -341,3 +346,33 @@ def test_a_typed_user_program_sees_the_installed_types(installed: Installed) -> 
         timeout=TIMEOUT, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_readme_builds_and_installs_the_wheel_as_written(
+    installed: Installed, tmp_path: Path
+) -> None:
+    # README.md's ```sh block, run as a file in a copy of the checkout: only the
+    # virtualenv's place (~/bitcask-env) moves under tmp_path, and `.venv/bin/python`
+    # and `python3` are the suite's Python. pip fetches the dependencies (PyPI, as
+    # make venv did; outside CI an unreachable index skips).
+    (block,) = sh_blocks(ROOT / "README.md")
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT, checkout, ignore=_ignore, symlinks=True)
+    script = (
+        block.replace("~/bitcask-env", str(tmp_path / "bitcask-env"))
+        .replace(".venv/bin/python", sys.executable)
+        .replace("python3 ", f"{sys.executable} ")
+    )
+    proc = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=checkout, env=installed.env(),
+        capture_output=True, text=True, timeout=4 * TIMEOUT, check=False,
+    )  # fmt: skip
+    unreachable = ("NewConnectionError", "No matching distribution", "Could not find a version")
+    if proc.returncode and not os.environ.get("CI") and any(m in proc.stderr for m in unreachable):
+        pytest.skip("README's wheel install: PyPI unreachable (pip fetches the dependencies)")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1].startswith(f"bitcask-server {installed.version} (Python ")
+    assert {p.name for p in (checkout / "dist").iterdir()} == {
+        f"bitcask-{installed.version}-py3-none-any.whl",
+        f"bitcask-{installed.version}.tar.gz",
+    }
