@@ -55,7 +55,6 @@ from .options import Options
 
 __all__ = ["Writer"]
 
-log = logging.getLogger("bitcask")
 
 _time_ns = time.time_ns
 
@@ -417,7 +416,13 @@ class Writer(Publication, SingleWrites, WriteFaults, PlannedWrites):
         except OSError as exc:
             if requested:
                 reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
-                log.warning("cannot start a new data file in %s: %s", self.path, reason)
+                self.health.throttle.log(  # a client may repeat it (backup, MERGE)
+                    "new-file",
+                    logging.WARNING,
+                    "cannot start a new data file in %s: %s",
+                    self.path,
+                    reason,
+                )
                 raise StoreIOError(
                     exc.errno or 0, f"cannot start a new data file, nothing changed: {reason}"
                 ) from exc

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bitcask
+from bitcask.logthrottle import LogThrottle
 from protocol import ErrorCode, ErrorInfo, ProtocolError
 
 __all__ = [
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("bitcask.server")
+# An unexpected exception is a bug a client may hit once per request: one line with
+# its traceback per exception type every 10 s, the rest counted (bitcask/logthrottle.py).
+internal_errors = LogThrottle(log)
 
 # settle(result, error) — exactly one of them is meaningful
 Done_ = Callable[[Any, ErrorInfo | None], None]
@@ -132,7 +136,9 @@ def error_info(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, ValueError | TypeError | OverflowError | struct.error):
         # the engine refused one op's arguments (validation should have caught it first)
         return make_error(ErrorCode.INVALID_PARAMS, str(exc))
-    log.error("internal error", exc_info=exc)
+    internal_errors.log(
+        type(exc).__name__, logging.ERROR, "internal error: %s", type(exc).__name__, exc_info=exc
+    )
     return make_error(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
 
 

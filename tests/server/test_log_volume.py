@@ -1,0 +1,136 @@
+"""What a client can make the server log: nothing per request, one line per kind of
+fault every 10 s (bitcask/logthrottle.py), never a secret.
+
+Real servers on loopback; each hostile path runs a bounded loop and the test counts
+the server's stderr lines around it (docs/operations.md, Log lines).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+from server._outcome import error_info
+from tests.server.test_startup import needs_root, tmpfs
+from tests.server.wire import Conn, Inline, http
+from tests.serverproc import ServerProcess
+
+ROUNDS = 200
+TOKEN = "log-volume-token-0123"
+
+
+def fill(path: Path) -> None:
+    """Write zeros to `path` until its volume is full, to the last block."""
+    with contextlib.suppress(OSError), path.open("wb") as f:
+        for _ in range(1024):  # at most 64 MiB: the test's volume fills first
+            f.write(b"\0" * 65536)
+            f.flush()
+
+
+@needs_root
+def test_a_merge_refused_on_a_full_disk_is_logged_once(tmp_path: Path) -> None:
+    # MERGE (and a backup's cut) on a full disk whose active file still has room fails
+    # alone; each one logged "cannot start a new data file" and "merge failed": two
+    # WARNING lines, 348 bytes, per request (1,000 MERGEs: 2,006 lines). Now one each.
+    with tmpfs(tmp_path / "vol", "4m,mode=0755") as vol:  # the log stays outside it
+        srv = ServerProcess(data=vol, extra=["--merge-trigger", "0"])
+        srv.start()
+        try:
+            with Conn(srv.port) as c, Conn(srv.port) as other:
+                assert c.call("put", b"before", b"1") is True
+                fill(vol / "fill")
+                assert c.call("put", b"full", b"the active file still has room") is True
+                refused = [c.error("merge") for _ in range(ROUNDS)]
+                assert {e.name for e in refused} == {"IO_ERROR"}
+                assert all("nothing changed" in e.message for e in refused)
+                assert other.call("put", b"after", b"still writable") is True
+                assert c.call("mget", [b"before", b"full", b"after"]) == [
+                    b"1",
+                    b"the active file still has room",
+                    b"still writable",
+                ]
+            assert srv.stop() == 0
+            log = srv.log()
+            assert log.count("cannot start a new data file in") == 1, log
+            assert log.count("merge failed in") == 1, log
+            assert "read-only" not in log
+            assert len(log.splitlines()) <= 10, log
+        finally:
+            srv.kill()
+
+
+class _LogVolumeBug(Exception):
+    """An exception no handler expects (a fresh type: a kind of its own)."""
+
+
+def test_an_internal_error_per_request_is_one_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    # a bug a client hits once per request wrote "internal error" and its traceback
+    # (~1 KB) per request; now one line with the traceback per type every 10 s
+    caplog.set_level(logging.DEBUG, logger="bitcask.server")
+    for _ in range(ROUNDS):
+        try:
+            raise _LogVolumeBug("boom")
+        except _LogVolumeBug as exc:
+            info = error_info(exc)
+        assert info.name == "INTERNAL" and info.message == "internal error: _LogVolumeBug"
+    mine = [r for r in caplog.records if "_LogVolumeBug" in r.getMessage()]
+    assert len(mine) == 1, [r.getMessage() for r in mine]
+    assert mine[0].levelno == logging.ERROR and mine[0].exc_info is not None
+
+
+def test_hostile_clients_leave_no_line_per_request(tmp_path: Path) -> None:
+    # every path a client can repeat without the token, or with it and bad input,
+    # ROUNDS times: the log grows by nothing (Redis's own volume per client)
+    srv = ServerProcess(
+        data=tmp_path / "data",
+        env={"BITCASK_AUTH": TOKEN},
+        extra=["--max-frame", "4096", "--http-max-header-bytes", "2048"],
+    )
+    srv.start()
+    try:
+        before = srv.log()
+        resp_auth = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(TOKEN), TOKEN.encode())
+        with Inline(srv.port) as r:
+            for _ in range(ROUNDS):
+                assert str(r.cmd(b"AUTH not-the-token")).startswith("WRONGPASS")
+            r.send(resp_auth)
+            assert r.reply() == "OK"
+            for _ in range(ROUNDS):
+                assert str(r.cmd(b"NOSUCHCOMMAND a b")).startswith("ERR unknown command")
+                assert str(r.cmd(b"GET")).startswith("ERR wrong number")
+        head = b"GET /kv/a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-%d\r\n\r\n"
+        for i in range(ROUNDS // 10):
+            with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as s:
+                s.sendall(b"".join(head % (i * 10 + j) for j in range(10)))
+                s.shutdown(socket.SHUT_WR)
+                with contextlib.suppress(OSError):
+                    while s.recv(65536):
+                        pass
+        for _ in range(ROUNDS // 4):
+            assert http(srv.http_port, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
+            assert http(srv.http_port, b"GET / HTTP/1.1\r\nX: " + b"a" * 4000 + b"\r\n\r\n")[
+                :12
+            ] in (b"HTTP/1.1 431", b"HTTP/1.1 400")
+            for bad in (struct.pack(">I", 3) + b"\xc1\xc1\xc1", struct.pack(">I", 1 << 20)):
+                with Conn(srv.port) as c:
+                    c.send_raw(bad)
+                    assert c.closed_by_peer()
+            socket.create_connection(("127.0.0.1", srv.port)).close()
+        assert srv.stop() == 0
+        added = srv.log()[len(before) :].splitlines()
+        said = [re.sub(r"\d+ connections", "N connections", ln.split(": ", 1)[1]) for ln in added]
+        assert said == [
+            "SIGTERM received",
+            "shutting down: N connections open",
+            "stopped (clean)",
+        ], added
+        assert TOKEN not in srv.log() and "not-the-token" not in srv.log()
+        assert "wrong-" not in srv.log()
+    finally:
+        srv.kill()
