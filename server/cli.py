@@ -44,7 +44,7 @@ import uvloop
 import bitcask
 from protocol.address import host_port
 
-from ._flags import ENV_PREFIX, build_parser, unknown_variables
+from ._flags import ENV_PREFIX, build_parser, unknown_variables, version
 from .app import FD_RESERVE, ListenError, Server, StoreOpenError
 from .config import ConfigError, ServerConfig
 
@@ -298,14 +298,16 @@ async def _serve(config: ServerConfig) -> int:
     starting = False
     stats = server.db.stats()
     log.info(
-        "bitcask-server listening binary=%s http=%s data=%s sync=%s writer=%s keys=%d "
-        "stop=Ctrl-C/SIGTERM recovery=%s",
+        "bitcask-server listening binary=%s http=%s data=%s sync=%s writer=%s auth=%s "
+        "keys=%d version=%s stop=Ctrl-C/SIGTERM recovery=%s",
         host_port(config.host, server.port),
         host_port(config.host, server.http_port),
         config.data,
         config.sync,
         server.writer.mode if server.writer else "-",
+        "on" if config.auth is not None else "off",
         stats.get("keys", len(server.db)),
+        version(),
         json.dumps(_short_report(stats.get("recovery")), sort_keys=True, default=str),
     )
     if server.fd_limit is not None:

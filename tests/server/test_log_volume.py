@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from server._flags import version
 from server._outcome import error_info
 from tests.server.test_startup import needs_root, tmpfs
 from tests.server.wire import Conn, Inline, http
@@ -132,5 +133,32 @@ def test_hostile_clients_leave_no_line_per_request(tmp_path: Path) -> None:
         ], added
         assert TOKEN not in srv.log() and "not-the-token" not in srv.log()
         assert "wrong-" not in srv.log()
+    finally:
+        srv.kill()
+
+
+LINE = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) bitcask[\w.]*: \S"
+)
+
+
+def test_a_start_and_a_stop_say_each_fact_once(tmp_path: Path) -> None:
+    # the start line names what an operator needs to match a log to a deployment: the
+    # version that runs and whether it asks for a token (it said neither)
+    srv = ServerProcess(data=tmp_path / "data", env={"BITCASK_AUTH": TOKEN})
+    srv.start()
+    try:
+        assert srv.stop() == 0
+        lines = srv.log().splitlines()
+        assert all(LINE.match(ln) for ln in lines), lines
+        said = [ln.split(": ", 1)[1] for ln in lines]
+        (start,) = [s for s in said if s.startswith("bitcask-server listening ")]
+        assert f" data={tmp_path / 'data'} " in start and " sync=always " in start
+        assert " auth=on " in start and f" version={version()} " in start
+        assert sum(s.startswith("descriptors: limit ") for s in said) == 1
+        for event in ("SIGTERM received", "stopped (clean)"):
+            assert said.count(event) == 1, said
+        assert sum(s.startswith("shutting down: ") for s in said) == 1
+        assert TOKEN not in srv.log()
     finally:
         srv.kill()
