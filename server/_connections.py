@@ -142,6 +142,7 @@ class Connections:
         self._auth_deadlines.pop(conn, None)
         if conn.authenticated:
             return
+        self._metrics.auth_timeouts += 1
         log.debug("closed a connection not authenticated within %.3g s", self._auth_timeout)
         conn.close_idle()
 
@@ -233,6 +234,7 @@ class Connections:
             if conn.moved(working):
                 conn.last_active = now
             elif now - conn.last_active > limit:
+                self._metrics.idle_timeouts += 1
                 conn.close_idle()
         deadline = self._config.request_timeout
         if self._held is not None and deadline > 0:

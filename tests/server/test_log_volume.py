@@ -162,3 +162,32 @@ def test_a_start_and_a_stop_say_each_fact_once(tmp_path: Path) -> None:
         assert TOKEN not in srv.log()
     finally:
         srv.kill()
+
+
+def test_a_client_closed_for_a_limit_is_counted_not_logged(tmp_path: Path) -> None:
+    # --auth-timeout and --idle-timeout closed connections without a trace: no line
+    # above DEBUG (right: a client can repeat it) and no counter either
+    srv = ServerProcess(
+        data=tmp_path / "data",
+        env={"BITCASK_AUTH": TOKEN},
+        extra=["--auth-timeout", "0.3", "--idle-timeout", "1"],
+    )
+    srv.start()
+    try:
+        before = srv.log()
+        anonymous = [Conn(srv.port) for _ in range(3)]
+        assert all(c.closed_by_peer() for c in anonymous)
+        with Inline(srv.port) as r:
+            assert r.cmd(b"AUTH " + TOKEN.encode()) == "OK"
+            with Conn(srv.port) as idle:  # its auth deadline comes first
+                assert idle.closed_by_peer()
+            r.sock.settimeout(10)
+            assert r.sock.recv(1) == b"", "an authenticated idle client is closed too"
+        for c in anonymous:
+            c.close()
+        assert srv.metric("bitcask_auth_timeouts_total") == 4
+        assert srv.metric("bitcask_idle_timeouts_total") == 1
+        assert srv.log() == before
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
