@@ -191,3 +191,39 @@ def test_a_client_closed_for_a_limit_is_counted_not_logged(tmp_path: Path) -> No
         assert srv.stop() == 0
     finally:
         srv.kill()
+
+
+def test_no_token_reaches_the_log_even_at_debug(tmp_path: Path) -> None:
+    # the server's token, tokens clients sent (Redis AUTH and HELLO, the binary hello
+    # and auth, an HTTP Authorization header of either scheme, an AUTH cut short at the
+    # auth deadline): none of them in any line, at the most verbose level
+    srv = ServerProcess(
+        data=tmp_path / "data",
+        env={"BITCASK_AUTH": TOKEN},
+        extra=["--log-level", "debug", "--auth-timeout", "0.5"],
+    )
+    srv.start()
+    try:
+        with Inline(srv.port) as r:
+            for cmd in (b"AUTH sent-1", b"AUTH default sent-2", b"HELLO 3 AUTH default sent-3"):
+                assert str(r.cmd(cmd)).startswith("WRONGPASS")
+            assert r.cmd(b"AUTH " + TOKEN.encode()) == "OK"
+        with Conn(srv.port) as c:
+            assert c.error("hello", {"auth": "sent-4"}).name == "AUTH_FAILED"
+            assert c.error("auth", "sent-5").name == "AUTH_FAILED"
+            assert c.call("auth", TOKEN) is not None
+        for value in (b"Bearer sent-6", b"Basic c2VudC03", b"Bearer " + TOKEN.encode()):
+            raw = b"GET /kv/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: "
+            assert http(srv.http_port, raw + value + b"\r\n\r\n")[:12] in (
+                b"HTTP/1.1 401",
+                b"HTTP/1.1 404",
+            )
+        with Conn(srv.port) as c:  # cut short: closed at the auth deadline, logged at DEBUG
+            c.send_raw(b"*2\r\n$4\r\nAUTH\r\n$10\r\nsent-8")
+            assert c.closed_by_peer()
+        assert srv.stop() == 0
+        log = srv.log()
+        assert "DEBUG" in log, "the debug level was not on"
+        assert TOKEN not in log and "sent-" not in log and "c2VudC03" not in log, log
+    finally:
+        srv.kill()
