@@ -57,21 +57,29 @@ class LogThrottle:
         self._lock = threading.Lock()
         self._kinds: dict[str, tuple[float, int]] = {}  # kind -> (last line at, held since)
 
-    def log(self, kind: str, level: int, msg: str, *args: Any, exc_info: Any = None) -> bool:
-        """Log `msg % args` at `level` if no line of `kind` went out in the last
-        `every` seconds (with the count of those held back since); else count it.
-        Returns whether the line was written."""
+    def admit(self, kind: str) -> str | None:
+        """Whether a line of `kind` may go out now: None when it is held back (and
+        counted), else the text to end it with: "" or " (N more like this in the last
+        S s)". For a line another function writes (asyncio's exception handler)."""
         with self._lock:
             now = self._clock()
             last = self._kinds.get(kind)
             if last is not None and now - last[0] < self._every:
                 self._kinds[kind] = (last[0], last[1] + 1)
-                return False
+                return None
             self._kinds[kind] = (now, 0)
-        if last is not None and last[1]:
-            msg += " (%d more like this in the last %.0f s)"
-            args = (*args, last[1], now - last[0])
-        self._log.log(level, msg, *args, exc_info=exc_info, stacklevel=2)
+        if last is None or not last[1]:
+            return ""
+        return f" ({last[1]} more like this in the last {now - last[0]:.0f} s)"
+
+    def log(self, kind: str, level: int, msg: str, *args: Any, exc_info: Any = None) -> bool:
+        """Log `msg % args` at `level` if no line of `kind` went out in the last
+        `every` seconds (with the count of those held back since); else count it.
+        Returns whether the line was written."""
+        tail = self.admit(kind)
+        if tail is None:
+            return False
+        self._log.log(level, msg + tail, *args, exc_info=exc_info, stacklevel=2)
         return True
 
     def held(self, kind: str) -> int:

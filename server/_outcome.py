@@ -17,6 +17,7 @@ one of the server's own checks, already carrying its ErrorInfo.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Callable
@@ -35,6 +36,7 @@ __all__ = [
     "Read",
     "Write",
     "error_info",
+    "loop_exception_handler",
     "make_error",
 ]
 
@@ -140,6 +142,16 @@ def error_info(exc: BaseException) -> ErrorInfo:
         type(exc).__name__, logging.ERROR, "internal error: %s", type(exc).__name__, exc_info=exc
     )
     return make_error(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's report of an exception nothing caught (a protocol callback's, a
+    task's): asyncio's own line and traceback, at most one per kind every 10 s. Without
+    it a bug a client reaches in data_received wrote a traceback per connection."""
+    exc = context.get("exception")
+    tail = internal_errors.admit(f"loop: {context.get('message')}: {type(exc).__name__}")
+    if tail is not None:
+        loop.default_exception_handler({**context, "message": f"{context.get('message')}{tail}"})
 
 
 class Invalid(Exception):

@@ -45,6 +45,7 @@ import bitcask
 from protocol.address import host_port
 
 from ._flags import ENV_PREFIX, build_parser, unknown_variables, version
+from ._outcome import loop_exception_handler
 from .app import FD_RESERVE, ListenError, Server, StoreOpenError
 from .config import ConfigError, ServerConfig
 
@@ -218,6 +219,7 @@ async def _serve(config: ServerConfig) -> int:
     # find Python's default handler (killed by SIGTERM; KeyboardInterrupt for SIGINT).
     # A signal during start-up is acted on once the server has started.
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(loop_exception_handler)
     stop_requested = asyncio.Event()
     drain = 0.0
     starting = True  # the store is being opened: there is no drain to cut yet

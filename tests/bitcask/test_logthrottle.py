@@ -101,3 +101,13 @@ def test_threads_share_one_count(caplog: pytest.LogCaptureFixture) -> None:
         t.join(timeout=30)
     assert written.count(True) == 1 and len(written) == 8000
     assert throttle.held("k") == 7999
+
+
+def test_admit_gives_the_tail_for_a_line_written_elsewhere() -> None:
+    clock = Clock()
+    throttle = LogThrottle(logging.getLogger(NAME), clock=clock)
+    assert [throttle.admit("k") for _ in range(4)] == ["", None, None, None]
+    clock.now += 12.4
+    assert throttle.admit("k") == " (3 more like this in the last 12 s)"
+    clock.now += EVERY
+    assert throttle.admit("k") == ""

@@ -7,6 +7,7 @@ the server's stderr lines around it (docs/operations.md, Log lines).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from server._flags import version
-from server._outcome import error_info
+from server._outcome import error_info, loop_exception_handler
 from tests.server.test_startup import needs_root, tmpfs
 from tests.server.wire import Conn, Inline, http
 from tests.serverproc import ServerProcess
@@ -227,3 +228,34 @@ def test_no_token_reaches_the_log_even_at_debug(tmp_path: Path) -> None:
         assert TOKEN not in log and "sent-" not in log and "c2VudC03" not in log, log
     finally:
         srv.kill()
+
+
+class _Buggy(asyncio.Protocol):
+    def data_received(self, data: bytes) -> None:
+        raise _LogVolumeBug("a bug in data_received")
+
+
+async def test_an_exception_the_loop_catches_is_one_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a protocol callback that raises is caught by the event loop, which logged
+    # "Fatal error: protocol.data_received() call failed." and a traceback for every
+    # connection that reached it; the server's handler keeps one per kind every 10 s
+    caplog.set_level(logging.DEBUG, logger="asyncio")
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(loop_exception_handler)
+    server = await loop.create_server(_Buggy, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(ROUNDS // 4):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"x")
+            assert await asyncio.wait_for(reader.read(), 10) == b""  # the loop closed it
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+        loop.set_exception_handler(None)
+    mine = [r for r in caplog.records if r.exc_info and r.exc_info[0] is _LogVolumeBug]
+    assert len(mine) == 1, [r.getMessage() for r in mine]
+    assert "data_received" in mine[0].getMessage()
