@@ -21,10 +21,16 @@ from server._flags import version
 from server._outcome import error_info, loop_exception_handler
 from tests.server.test_startup import needs_root, tmpfs
 from tests.server.wire import Conn, Inline, http
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, running_server
 
 ROUNDS = 200
 TOKEN = "log-volume-token-0123"
+
+
+def with_token(tmp_path: Path, *extra: str) -> contextlib.AbstractContextManager[ServerProcess]:
+    """A server in tmp_path/data that asks for TOKEN (given as a client would not see
+    it: in the environment), with `extra` flags."""
+    return running_server(tmp_path / "data", env={"BITCASK_AUTH": TOKEN}, extra=list(extra))
 
 
 def fill(path: Path) -> None:
@@ -40,31 +46,27 @@ def test_a_merge_refused_on_a_full_disk_is_logged_once(tmp_path: Path) -> None:
     # MERGE (and a backup's cut) on a full disk whose active file still has room fails
     # alone; each one logged "cannot start a new data file" and "merge failed": two
     # WARNING lines, 348 bytes, per request (1,000 MERGEs: 2,006 lines). Now one each.
-    with tmpfs(tmp_path / "vol", "4m,mode=0755") as vol:  # the log stays outside it
-        srv = ServerProcess(data=vol, extra=["--merge-trigger", "0"])
-        srv.start()
-        try:
-            with Conn(srv.port) as c, Conn(srv.port) as other:
-                assert c.call("put", b"before", b"1") is True
-                fill(vol / "fill")
-                assert c.call("put", b"full", b"the active file still has room") is True
-                refused = [c.error("merge") for _ in range(ROUNDS)]
-                assert {e.name for e in refused} == {"IO_ERROR"}
-                assert all("nothing changed" in e.message for e in refused)
-                assert other.call("put", b"after", b"still writable") is True
-                assert c.call("mget", [b"before", b"full", b"after"]) == [
-                    b"1",
-                    b"the active file still has room",
-                    b"still writable",
-                ]
-            assert srv.stop() == 0
-            log = srv.log()
-            assert log.count("cannot start a new data file in") == 1, log
-            assert log.count("merge failed in") == 1, log
-            assert "read-only" not in log
-            assert len(log.splitlines()) <= 10, log
-        finally:
-            srv.kill()
+    vol = tmp_path / "vol"  # the server's log stays outside it
+    with tmpfs(vol, "4m,mode=0755"), running_server(vol, extra=["--merge-trigger", "0"]) as srv:
+        with Conn(srv.port) as c, Conn(srv.port) as other:
+            assert c.call("put", b"before", b"1") is True
+            fill(vol / "fill")
+            assert c.call("put", b"full", b"the active file still has room") is True
+            refused = [c.error("merge") for _ in range(ROUNDS)]
+            assert {e.name for e in refused} == {"IO_ERROR"}
+            assert all("nothing changed" in e.message for e in refused)
+            assert other.call("put", b"after", b"still writable") is True
+            assert c.call("mget", [b"before", b"full", b"after"]) == [
+                b"1",
+                b"the active file still has room",
+                b"still writable",
+            ]
+        assert srv.stop() == 0
+        log = srv.log()
+        assert log.count("cannot start a new data file in") == 1, log
+        assert log.count("merge failed in") == 1, log
+        assert "read-only" not in log
+        assert len(log.splitlines()) <= 10, log
 
 
 class _LogVolumeBug(Exception):
@@ -89,13 +91,7 @@ def test_an_internal_error_per_request_is_one_traceback(caplog: pytest.LogCaptur
 def test_hostile_clients_leave_no_line_per_request(tmp_path: Path) -> None:
     # every path a client can repeat without the token, or with it and bad input,
     # ROUNDS times: the log grows by nothing (Redis's own volume per client)
-    srv = ServerProcess(
-        data=tmp_path / "data",
-        env={"BITCASK_AUTH": TOKEN},
-        extra=["--max-frame", "4096", "--http-max-header-bytes", "2048"],
-    )
-    srv.start()
-    try:
+    with with_token(tmp_path, "--max-frame", "4096", "--http-max-header-bytes", "2048") as srv:
         before = srv.log()
         resp_auth = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(TOKEN), TOKEN.encode())
         with Inline(srv.port) as r:
@@ -134,8 +130,6 @@ def test_hostile_clients_leave_no_line_per_request(tmp_path: Path) -> None:
         ], added
         assert TOKEN not in srv.log() and "not-the-token" not in srv.log()
         assert "wrong-" not in srv.log()
-    finally:
-        srv.kill()
 
 
 LINE = re.compile(
@@ -146,9 +140,7 @@ LINE = re.compile(
 def test_a_start_and_a_stop_say_each_fact_once(tmp_path: Path) -> None:
     # the start line names what an operator needs to match a log to a deployment: the
     # version that runs and whether it asks for a token (it said neither)
-    srv = ServerProcess(data=tmp_path / "data", env={"BITCASK_AUTH": TOKEN})
-    srv.start()
-    try:
+    with with_token(tmp_path) as srv:
         assert srv.stop() == 0
         lines = srv.log().splitlines()
         assert all(LINE.match(ln) for ln in lines), lines
@@ -161,20 +153,12 @@ def test_a_start_and_a_stop_say_each_fact_once(tmp_path: Path) -> None:
             assert said.count(event) == 1, said
         assert sum(s.startswith("shutting down: ") for s in said) == 1
         assert TOKEN not in srv.log()
-    finally:
-        srv.kill()
 
 
 def test_a_client_closed_for_a_limit_is_counted_not_logged(tmp_path: Path) -> None:
     # --auth-timeout and --idle-timeout closed connections without a trace: no line
     # above DEBUG (right: a client can repeat it) and no counter either
-    srv = ServerProcess(
-        data=tmp_path / "data",
-        env={"BITCASK_AUTH": TOKEN},
-        extra=["--auth-timeout", "0.3", "--idle-timeout", "1"],
-    )
-    srv.start()
-    try:
+    with with_token(tmp_path, "--auth-timeout", "0.3", "--idle-timeout", "1") as srv:
         before = srv.log()
         anonymous = [Conn(srv.port) for _ in range(3)]
         assert all(c.closed_by_peer() for c in anonymous)
@@ -190,21 +174,13 @@ def test_a_client_closed_for_a_limit_is_counted_not_logged(tmp_path: Path) -> No
         assert srv.metric("bitcask_idle_timeouts_total") == 1
         assert srv.log() == before
         assert srv.stop() == 0
-    finally:
-        srv.kill()
 
 
 def test_no_token_reaches_the_log_even_at_debug(tmp_path: Path) -> None:
     # the server's token, tokens clients sent (Redis AUTH and HELLO, the binary hello
     # and auth, an HTTP Authorization header of either scheme, an AUTH cut short at the
     # auth deadline): none of them in any line, at the most verbose level
-    srv = ServerProcess(
-        data=tmp_path / "data",
-        env={"BITCASK_AUTH": TOKEN},
-        extra=["--log-level", "debug", "--auth-timeout", "0.5"],
-    )
-    srv.start()
-    try:
+    with with_token(tmp_path, "--log-level", "debug", "--auth-timeout", "0.5") as srv:
         with Inline(srv.port) as r:
             for cmd in (b"AUTH sent-1", b"AUTH default sent-2", b"HELLO 3 AUTH default sent-3"):
                 assert str(r.cmd(cmd)).startswith("WRONGPASS")
@@ -226,8 +202,6 @@ def test_no_token_reaches_the_log_even_at_debug(tmp_path: Path) -> None:
         log = srv.log()
         assert "DEBUG" in log, "the debug level was not on"
         assert TOKEN not in log and "sent-" not in log and "c2VudC03" not in log, log
-    finally:
-        srv.kill()
 
 
 class _Buggy(asyncio.Protocol):
