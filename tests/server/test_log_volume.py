@@ -233,3 +233,22 @@ async def test_an_exception_the_loop_catches_is_one_traceback(
     mine = [r for r in caplog.records if r.exc_info and r.exc_info[0] is _LogVolumeBug]
     assert len(mine) == 1, [r.getMessage() for r in mine]
     assert "data_received" in mine[0].getMessage()
+
+
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_a_rotation_is_one_debug_line(tmp_path: Path, level: str) -> None:
+    with running_server(
+        tmp_path / "data", extra=["--max-file-size", "4096", "--log-level", level]
+    ) as srv:
+        with Conn(srv.port) as c:
+            for i in range(20):
+                assert c.call("put", b"k%02d" % i, b"v" * 1000) is True
+            assert c.call("get", b"k00") == b"v" * 1000
+        assert srv.stop() == 0
+        rotated = [ln for ln in srv.log().splitlines() if " rotated in " in ln]
+        files = sorted((tmp_path / "data").glob("*.data"))
+        if level == "info":
+            assert rotated == []
+            return
+        assert len(rotated) == len(files) - 1 >= 3, (rotated, files)
+        assert all(" DEBUG bitcask: " in ln and " sealed at " in ln for ln in rotated)
