@@ -353,6 +353,13 @@ def run_merge(
     try:
         m.running = True
         plan = _plan(m, files)
+        # the start, so a merge that runs for minutes (or dies with the process) shows
+        log.info(
+            "merge started in %s: %d files, %d bytes",
+            writer.path,
+            len(plan.inputs),
+            sum(plan.sizes[fid] for fid in plan.inputs),
+        )
         crash_point("reserved")
         shutil.rmtree(mdir, ignore_errors=True)
         os.mkdir(mdir)
