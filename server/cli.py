@@ -44,7 +44,7 @@ import uvloop
 import bitcask
 from protocol.address import host_port
 
-from ._flags import ENV_PREFIX, build_parser, unknown_variables, version
+from ._flags import ENV_PREFIX, build_parser, unknown_variables
 from ._outcome import loop_exception_handler
 from .app import FD_RESERVE, ListenError, Server, StoreOpenError
 from .config import ConfigError, ServerConfig
@@ -309,7 +309,7 @@ async def _serve(config: ServerConfig) -> int:
         server.writer.mode if server.writer else "-",
         "on" if config.auth is not None else "off",
         stats.get("keys", len(server.db)),
-        version(),
+        bitcask.__version__,
         json.dumps(_short_report(stats.get("recovery")), sort_keys=True, default=str),
     )
     if server.fd_limit is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from server._flags import version
+import bitcask
 from server._outcome import error_info, loop_exception_handler
 from tests.server.test_startup import needs_root, tmpfs
 from tests.server.wire import Conn, Inline, http
@@ -147,7 +147,7 @@ def test_a_start_and_a_stop_say_each_fact_once(tmp_path: Path) -> None:
         said = [ln.split(": ", 1)[1] for ln in lines]
         (start,) = [s for s in said if s.startswith("bitcask-server listening ")]
         assert f" data={tmp_path / 'data'} " in start and " sync=always " in start
-        assert " auth=on " in start and f" version={version()} " in start
+        assert " auth=on " in start and f" version={bitcask.__version__} " in start
         assert sum(s.startswith("descriptors: limit ") for s in said) == 1
         for event in ("SIGTERM received", "stopped (clean)"):
             assert said.count(event) == 1, said
