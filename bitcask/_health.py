@@ -22,8 +22,10 @@ Strategy / invariants:
 - One owner: the writer reports faults under its lock; the probe thread is the
   only one that clears a write fault (through the writer's ``resume``); readers
   take ``snapshot()``. Every change of state is logged at ERROR or WARNING, probe
-  failures at most once per back-off step, refused writes, writes short of a
-  descriptor and corrupt records read at most every 10 s.
+  failures at most once per back-off step; what a client can repeat (refused
+  writes, writes short of a descriptor, corrupt records read, a backup's or a
+  merge's refused new file, a failed merge) through ``throttle``, the store's
+  LogThrottle: at most one line per kind every 10 s.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 
 from . import _io
 from .errors import CorruptRecordError
+from .logthrottle import LogThrottle
 
 __all__ = ["WATCH_PERIOD", "DiskHealth", "is_probe_leftover", "is_transient"]
 
@@ -56,8 +59,6 @@ def is_probe_leftover(name: str) -> bool:
     writer open finds was left by a SIGKILL mid-probe (the open removes it)."""
     return name.startswith(_PROBE_PREFIX) and name.endswith(_PROBE_SUFFIX)
 
-
-_REFUSED_LOG_EVERY = 10.0  # seconds between two "write refused" log lines
 
 _TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE})
 
@@ -82,7 +83,7 @@ class DiskHealth:
         self.last_attempt: float | None = None  # wall-clock time of the last probe
         self.attempts = 0
         self._thread: threading.Thread | None = None
-        self._logged: dict[str, float] = {}  # kind of line -> when one was last logged
+        self.throttle = LogThrottle(log)  # the store's repeatable lines (the writer's too)
         self._corrupt_reads = 0
         self._short_of_descriptors = 0  # writes that failed alone for want of one
 
@@ -154,45 +155,37 @@ class DiskHealth:
         )
         self.state, self.reason, self.since, self.began = "ok", None, None, None
 
-    def _log_due(self, kind: str) -> bool:
-        """Whether a line of ``kind`` may be logged now: at most every 10 s each, so a
-        client retrying in a loop cannot fill a disk with log lines."""
-        now = time.monotonic()
-        if now - self._logged.get(kind, -_REFUSED_LOG_EVERY) < _REFUSED_LOG_EVERY:
-            return False
-        self._logged[kind] = now
-        return True
-
     def refused(self, why: object) -> None:
         """A write was refused for the current fault; logged at most every 10 s."""
-        if self._log_due("refused"):
-            log.warning("write refused in %s: %s", self._path, why)
+        self.throttle.log("refused", logging.WARNING, "write refused in %s: %s", self._path, why)
 
     def short_of_descriptors(self, reason: str) -> None:
         """A write failed alone for want of a descriptor (``is_transient``); logged at
         most every 10 s with the count so far: each one logged its own line, 5,288
         writes at the limit 5,288 lines (800 KB), as fast as a client retried."""
         self._short_of_descriptors += 1
-        if self._log_due("descriptors"):
-            log.warning(
-                "write failed in %s, store stays writable: %s (%d such writes so far)",
-                self._path,
-                reason,
-                self._short_of_descriptors,
-            )
+        self.throttle.log(
+            "descriptors",
+            logging.WARNING,
+            "write failed in %s, store stays writable: %s (%d such writes so far)",
+            self._path,
+            reason,
+            self._short_of_descriptors,
+        )
 
     def corrupt(self, message: str) -> CorruptRecordError:
         """A read found a record that fails its check: the error to raise, logged at
         WARNING at most every 10 s (with the count of the others in between)."""
         self._corrupt_reads += 1
-        if self._log_due("corrupt"):
-            log.warning(
-                "corrupt record read in %s: %s (%d such reads so far; `bitcask check` "
-                "lists them, `bitcask repair` removes them)",
-                self._path,
-                message,
-                self._corrupt_reads,
-            )
+        self.throttle.log(
+            "corrupt",
+            logging.WARNING,
+            "corrupt record read in %s: %s (%d such reads so far; `bitcask check` "
+            "lists them, `bitcask repair` removes them)",
+            self._path,
+            message,
+            self._corrupt_reads,
+        )
         return CorruptRecordError(message)
 
     def _probe_loop(self, resume: Callable[[], None]) -> None:

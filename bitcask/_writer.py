@@ -38,7 +38,7 @@ from datetime import timedelta
 from queue import SimpleQueue
 from typing import Any
 
-from ._datafile import FILE_HEADER_SIZE
+from ._datafile import FILE_HEADER_SIZE, data_name
 from ._encode import OpEncoder, expiry_ms
 from ._files import FileTable
 from ._group import KeyBudget, Watches, batch_effect
@@ -56,6 +56,7 @@ from .options import Options
 __all__ = ["Writer"]
 
 log = logging.getLogger("bitcask")
+
 
 _time_ns = time.time_ns
 
@@ -417,7 +418,13 @@ class Writer(Publication, SingleWrites, WriteFaults, PlannedWrites):
         except OSError as exc:
             if requested:
                 reason = f"{type(exc).__name__}: {exc.strerror or exc} (errno {exc.errno})"
-                log.warning("cannot start a new data file in %s: %s", self.path, reason)
+                self.health.throttle.log(  # a client may repeat it (backup, MERGE)
+                    "new-file",
+                    logging.WARNING,
+                    "cannot start a new data file in %s: %s",
+                    self.path,
+                    reason,
+                )
                 raise StoreIOError(
                     exc.errno or 0, f"cannot start a new data file, nothing changed: {reason}"
                 ) from exc
@@ -425,6 +432,13 @@ class Writer(Publication, SingleWrites, WriteFaults, PlannedWrites):
         finally:  # also when an interrupt leaves a finished files.rotate: puts count here
             self._live.setdefault(files.active_id, 0)
         self._dirty = False
+        log.debug(
+            "rotated in %s: %s sealed at %d bytes, %s started",
+            self.path,
+            data_name(sealed),
+            size,
+            data_name(files.active_id),
+        )
         if self.options.hint_files:
             self.tasks.put(lambda: files.write_hint(sealed, journal))
         self.after_rotate()

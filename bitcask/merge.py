@@ -353,6 +353,13 @@ def run_merge(
     try:
         m.running = True
         plan = _plan(m, files)
+        # the start, so a merge that runs for minutes (or dies with the process) shows
+        log.info(
+            "merge started in %s: %d files, %d bytes",
+            writer.path,
+            len(plan.inputs),
+            sum(plan.sizes[fid] for fid in plan.inputs),
+        )
         crash_point("reserved")
         shutil.rmtree(mdir, ignore_errors=True)
         os.mkdir(mdir)
@@ -435,7 +442,7 @@ def run_merge(
     except _SimulatedCrash:
         raise
     except BaseException as exc:
-        _log_failure(writer.path, exc, time.monotonic() - started)
+        _log_failure(writer, exc, time.monotonic() - started)
         # Only a merge dir this call made, and only before its manifest exists
         # (after that, the next open finishes the swap).
         if created and not os.path.exists(os.path.join(mdir, MANIFEST)):
@@ -448,13 +455,21 @@ def run_merge(
         m.lock.release()
 
 
-def _log_failure(path: str, exc: BaseException, seconds: float) -> None:
-    """One line for a merge that did not finish: abandoned for a close, or failed."""
+def _log_failure(writer: Writer, exc: BaseException, seconds: float) -> None:
+    """One line for a merge that did not finish: abandoned for a close, or failed (at
+    most one every 10 s: a client's MERGE on a full disk fails at once, each time)."""
+    path = writer.path
     if isinstance(exc, StoreClosedError):
         log.info("merge abandoned in %s after %.3fs: %s", path, seconds, exc)
     elif isinstance(exc, ReadOnlyError):
         pass  # refused before it began; the fault itself is logged, refusals rate-limited
     elif isinstance(exc, Exception):
-        log.warning(
-            "merge failed in %s after %.3fs: %s: %s", path, seconds, type(exc).__name__, exc
+        writer.health.throttle.log(
+            "merge-failed",
+            logging.WARNING,
+            "merge failed in %s after %.3fs: %s: %s",
+            path,
+            seconds,
+            type(exc).__name__,
+            exc,
         )

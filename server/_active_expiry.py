@@ -21,12 +21,14 @@ import logging
 from typing import Any
 
 import bitcask
+from bitcask.logthrottle import LogThrottle
 
 from ._writer import Writer
 
 __all__ = ["ActiveExpiry"]
 
 log = logging.getLogger("bitcask.server.expiry")
+_throttle = LogThrottle(log)
 
 
 class ActiveExpiry:
@@ -77,7 +79,10 @@ class ActiveExpiry:
                 # anything else (a thread that could not be started just now) costs
                 # this cycle, not every later one: the sampler used to end here for
                 # good, silently, and expired keys then stayed in memory
-                log.warning("active expiry cycle failed; retrying", exc_info=True)
+                _throttle.log(
+                    "retry", logging.WARNING, "active expiry cycle failed; retrying", exc_info=True
+                )
             except Exception:  # a sampler must never take the server down
-                log.exception("active expiry cycle failed")
+                # a lasting fault fails every cycle (10 a second): one line every 10 s
+                _throttle.log("failed", logging.ERROR, "active expiry cycle failed", exc_info=True)
             self.cycles += 1

@@ -11,8 +11,9 @@ Strategy / invariants:
   slots (admit_probe), where it is served the probes, /metrics and /stats only.
 - The cap is fitted to the descriptor limit once, at start (fit_connections); the
   descriptor room is checked again at each accept.
-- Refusals are logged at most once per REFUSED_LOG_EVERY, with a count, so a client
-  reconnecting in a loop cannot fill a disk with log lines.
+- Refusals are logged through a LogThrottle (bitcask/logthrottle.py): at most one
+  line per 10 s, with a count, so a client reconnecting in a loop cannot fill a disk
+  with log lines.
 - The idle sweep (--idle-timeout > 0) closes a connection on which no byte moved for
   that long (what "moved" means is server/_flow.py's rule, for both protocols).
   The same sweep drops a request started over --request-timeout ago and not complete
@@ -29,9 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from bitcask.logthrottle import LogThrottle
 
 from ._flow import set_keepalive
 from ._held import REQUEST_TIMEOUT_LINE, PartialInput
@@ -52,8 +54,6 @@ FD_RESERVE = 64
 # fail the liveness probe, or the orchestrator restarts the server it floods. Their
 # descriptors come out of FD_RESERVE, as the refused connections' lingers do.
 PROBE_RESERVE = 8
-# Refused connections are logged at most once per this many seconds (with a count).
-REFUSED_LOG_EVERY = 10.0
 
 
 class Connections:
@@ -80,8 +80,7 @@ class Connections:
         self.closed = False  # admission closed (the shutdown): every new one is refused
         self._open: set[Any] = set()
         self._probe_only: set[Any] = set()  # past the cap, in PROBE_RESERVE
-        self._refused_logged_at = float("-inf")
-        self._refused_unlogged = 0
+        self._throttle = LogThrottle(log)
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
         self._held: PartialInput | None = None  # the server's partial input (start())
@@ -143,6 +142,7 @@ class Connections:
         self._auth_deadlines.pop(conn, None)
         if conn.authenticated:
             return
+        self._metrics.auth_timeouts += 1
         log.debug("closed a connection not authenticated within %.3g s", self._auth_timeout)
         conn.close_idle()
 
@@ -161,22 +161,17 @@ class Connections:
         return max(0, min(self.max_connections, self.descriptor_room()))
 
     def _log_refusal(self, n: int) -> None:
-        self._refused_unlogged += 1
-        now = time.monotonic()
-        if now - self._refused_logged_at < REFUSED_LOG_EVERY:
-            return
         why = (
             f"max-connections {self.max_connections} reached"
             if n >= self.max_connections
             else "the descriptor limit leaves no room for another"
         )
-        log.warning(
-            "connections refused: %s (%d refused since the last such line; "
-            "bitcask_connections_refused_total counts them all)",
+        self._throttle.log(
+            "refused",
+            logging.WARNING,
+            "connections refused: %s; bitcask_connections_refused_total counts them all",
             why,
-            self._refused_unlogged,
         )
-        self._refused_logged_at, self._refused_unlogged = now, 0
 
     # ---- what every connection is told ----
 
@@ -239,6 +234,7 @@ class Connections:
             if conn.moved(working):
                 conn.last_active = now
             elif now - conn.last_active > limit:
+                self._metrics.idle_timeouts += 1
                 conn.close_idle()
         deadline = self._config.request_timeout
         if self._held is not None and deadline > 0:

@@ -32,6 +32,7 @@ from typing import cast
 
 import httptools
 
+from bitcask.logthrottle import LogThrottle
 from protocol import ErrorCode
 
 from ._http_routes import HeadCheck, Request, Response, check_head, is_probe, simple_error
@@ -41,6 +42,9 @@ from ._state import ServerState
 __all__ = ["MAX_HEADERS", "MAX_URL", "Reject", "RequestParsing"]
 
 log = logging.getLogger("bitcask.server.http")
+# What a client can repeat per request (out of memory, a handler's bug): one line per
+# kind every 10 s, the rest counted (bitcask/logthrottle.py).
+_throttle = LogThrottle(log)
 
 MAX_HEADERS = 100
 # httptools.parse_url (http_parser_url) holds offsets in 16 bits: a longer URL was a 400
@@ -291,13 +295,17 @@ class RequestParsing(ABC):
                 # the process is at its memory limit (ulimit -v): this request fails
                 # alone, as a refusal, never a 500 with a traceback per request
                 self._body = []
-                log.warning("out of memory reading an HTTP request: refused with 503 BUSY")
+                _throttle.log(
+                    "MemoryError",
+                    logging.WARNING,
+                    "out of memory reading an HTTP request: refused with 503 BUSY",
+                )
                 return Reject(
                     simple_error(
                         503, ErrorCode.BUSY, "out of memory for this request: retry, or send less"
                     )
                 )
-            log.error("HTTP handler failed", exc_info=ctx)
+            _throttle.log(type(ctx).__name__, logging.ERROR, "HTTP handler failed", exc_info=ctx)
             return Reject(simple_error(500, ErrorCode.INTERNAL, "internal error"))
         if str(exc) == "Invalid HTTP version":
             # llhttp's refusal of HTTP/1.2, HTTP/3.0, ... (it names no other way): RFC

@@ -121,6 +121,10 @@ class Metrics:
         self.partial_input_bytes = 0
         self.partial_input_refused = 0
         self.request_timeouts = 0
+        # connections the server closed for a limit (server/_connections.py): no byte
+        # moved for --idle-timeout, no login within --auth-timeout (logged at DEBUG only)
+        self.idle_timeouts = 0
+        self.auth_timeouts = 0
         self.http_requests: dict[int, int] = {}  # status -> count
         self.writer_depth = 0  # set by the writer
         self.writer_failures = 0
@@ -179,6 +183,8 @@ class Metrics:
             "partial_input_bytes": self.partial_input_bytes,
             "partial_input_refused": self.partial_input_refused,
             "request_timeouts": self.request_timeouts,
+            "idle_timeouts": self.idle_timeouts,
+            "auth_timeouts": self.auth_timeouts,
             "requests": self.requests,
             "errors": {f"{m}:{e}": n for (m, e), n in self.errors.items()},
             "writer_queue_depth": self.writer_depth,
@@ -271,6 +277,18 @@ class Metrics:
             "Requests dropped unfinished at --request-timeout.",
         )
         lines.append(f"bitcask_request_timeouts_total {self.request_timeouts}")
+        head(
+            "bitcask_idle_timeouts_total",
+            "counter",
+            "Connections closed after --idle-timeout without a byte moving.",
+        )
+        lines.append(f"bitcask_idle_timeouts_total {self.idle_timeouts}")
+        head(
+            "bitcask_auth_timeouts_total",
+            "counter",
+            "Connections closed for no login within --auth-timeout.",
+        )
+        lines.append(f"bitcask_auth_timeouts_total {self.auth_timeouts}")
         gauges = (
             ("bitcask_keys", "keys", "Live keys in the store."),
             ("bitcask_live_bytes", "live_bytes", "Bytes of data files holding live records."),

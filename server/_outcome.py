@@ -17,12 +17,14 @@ one of the server's own checks, already carrying its ErrorInfo.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Callable
 from typing import Any
 
 import bitcask
+from bitcask.logthrottle import LogThrottle
 from protocol import ErrorCode, ErrorInfo, ProtocolError
 
 __all__ = [
@@ -34,10 +36,14 @@ __all__ = [
     "Read",
     "Write",
     "error_info",
+    "loop_exception_handler",
     "make_error",
 ]
 
 log = logging.getLogger("bitcask.server")
+# An unexpected exception is a bug a client may hit once per request: one line with
+# its traceback per exception type every 10 s, the rest counted (bitcask/logthrottle.py).
+internal_errors = LogThrottle(log)
 
 # settle(result, error) — exactly one of them is meaningful
 Done_ = Callable[[Any, ErrorInfo | None], None]
@@ -132,8 +138,20 @@ def error_info(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, ValueError | TypeError | OverflowError | struct.error):
         # the engine refused one op's arguments (validation should have caught it first)
         return make_error(ErrorCode.INVALID_PARAMS, str(exc))
-    log.error("internal error", exc_info=exc)
+    internal_errors.log(
+        type(exc).__name__, logging.ERROR, "internal error: %s", type(exc).__name__, exc_info=exc
+    )
     return make_error(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+def loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's report of an exception nothing caught (a protocol callback's, a
+    task's): asyncio's own line and traceback, at most one per kind every 10 s. Without
+    it a bug a client reaches in data_received wrote a traceback per connection."""
+    exc = context.get("exception")
+    tail = internal_errors.admit(f"loop: {context.get('message')}: {type(exc).__name__}")
+    if tail is not None:
+        loop.default_exception_handler({**context, "message": f"{context.get('message')}{tail}"})
 
 
 class Invalid(Exception):

@@ -58,12 +58,16 @@ from typing import Any
 
 import aiofiles.os
 
+from bitcask.logthrottle import LogThrottle
+
 from ._metrics import Metrics
 from ._writer_thread import Callback, GroupWrite, _Entry, _Outcome, _WriterThread
 
 __all__ = ["MODES", "Writer"]
 
 log = logging.getLogger("bitcask.server.writer")
+# a failing callback fails once per write: one line per kind every 10 s, the rest counted
+_throttle = LogThrottle(log)
 
 MODES = ("thread", "executor", "aiofiles", "loop")
 # A group is cut after this many payload bytes, so one huge burst cannot make one
@@ -354,7 +358,7 @@ class Writer(GroupWrite):
             try:
                 entry[1](results, exc)
             except Exception:
-                log.exception("write callback failed")
+                _throttle.log("callback", logging.ERROR, "write callback failed", exc_info=True)
         # Connections whose replies the callbacks completed send them now: one write per
         # connection per group, without a call_soon handle each.
         flushes, self.after_group = self.after_group, []
@@ -362,7 +366,9 @@ class Writer(GroupWrite):
             try:
                 flush()
             except Exception:
-                log.exception("flush after a group commit failed")
+                _throttle.log(
+                    "flush", logging.ERROR, "flush after a group commit failed", exc_info=True
+                )
         if self._running or self._scheduled:
             return
         want = self._next(done)
@@ -432,4 +438,4 @@ class Writer(GroupWrite):
             try:
                 self._on_pressure(on)
             except Exception:
-                log.exception("pressure callback failed")
+                _throttle.log("pressure", logging.ERROR, "pressure callback failed", exc_info=True)

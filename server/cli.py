@@ -45,6 +45,7 @@ import bitcask
 from protocol.address import host_port
 
 from ._flags import ENV_PREFIX, build_parser, unknown_variables
+from ._outcome import loop_exception_handler
 from .app import FD_RESERVE, ListenError, Server, StoreOpenError
 from .config import ConfigError, ServerConfig
 
@@ -218,6 +219,7 @@ async def _serve(config: ServerConfig) -> int:
     # find Python's default handler (killed by SIGTERM; KeyboardInterrupt for SIGINT).
     # A signal during start-up is acted on once the server has started.
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(loop_exception_handler)
     stop_requested = asyncio.Event()
     drain = 0.0
     starting = True  # the store is being opened: there is no drain to cut yet
@@ -298,14 +300,16 @@ async def _serve(config: ServerConfig) -> int:
     starting = False
     stats = server.db.stats()
     log.info(
-        "bitcask-server listening binary=%s http=%s data=%s sync=%s writer=%s keys=%d "
-        "stop=Ctrl-C/SIGTERM recovery=%s",
+        "bitcask-server listening binary=%s http=%s data=%s sync=%s writer=%s auth=%s "
+        "keys=%d version=%s stop=Ctrl-C/SIGTERM recovery=%s",
         host_port(config.host, server.port),
         host_port(config.host, server.http_port),
         config.data,
         config.sync,
         server.writer.mode if server.writer else "-",
+        "on" if config.auth is not None else "off",
         stats.get("keys", len(server.db)),
+        bitcask.__version__,
         json.dumps(_short_report(stats.get("recovery")), sort_keys=True, default=str),
     )
     if server.fd_limit is not None:

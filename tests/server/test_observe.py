@@ -488,7 +488,7 @@ def test_every_number_is_what_the_clients_did(
     # ---- the log: one line for each event, no traceback ----
     assert srv.stop() == 0
     log = srv.log()
-    assert log.count(" merge: 1 files -> 1, ") == 1, log
+    assert log.count(" merge started in ") == log.count(" merge: 1 files -> 1, ") == 1, log
     assert f"snapshot {snap['id']} begun: {len(snap['files'])} files, {sent} bytes" in log
     assert f"snapshot {snap['id']} ended: complete, {sent} bytes" in log
     assert log.count("connections refused: max-connections 4 reached") == 1, log
