@@ -57,6 +57,11 @@ from .errors import (
 from .merge import MergeReport
 from .options import Options
 
+# The release, written here only: pyproject.toml reads it (`dynamic`), and the server's
+# HELLO, INFO, /metrics and --version print it (bitcask and bitcask-shell through the
+# installed metadata, which the build writes from it).
+__version__ = "0.1.0"
+
 __all__ = [
     "Append",
     "Batch",

@@ -20,7 +20,7 @@ Strategy / invariants:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, overload
 
 from ._keydir import Keydir
 from ._record import as_bytes
@@ -30,6 +30,7 @@ from .errors import StoreClosedError
 __all__ = ["MappingMethods"]
 
 _MISSING: Any = object()
+_T = TypeVar("_T")
 
 
 class MappingMethods:
@@ -60,6 +61,12 @@ class MappingMethods:
         """
         for _, value in self._mapping_store().items(prefix):
             yield value
+
+    # as dict.pop (a typed caller got Any from both shapes)
+    @overload
+    def pop(self, key: bytes | str) -> bytes: ...
+    @overload
+    def pop(self, key: bytes | str, default: _T) -> bytes | _T: ...
 
     def pop(self, key: bytes | str, default: Any = _MISSING) -> Any:
         """Delete ``key`` and return its value, atomically (get_delete()); if it is

@@ -4,8 +4,9 @@ Strategy: a hint describes the final state of each key *within its data file* (t
 last applied record for the key there: a live location or a tombstone). Loading
 files in id order and applying each file's tombstones then its entries rebuilds the
 keydir exactly as scanning would. The layout is columnar so loading is a handful of
-C-level calls (array.frombytes, map, zip, dict.update) rather than a Python loop per
-key. All integers little-endian (arrays load natively on little-endian hosts)::
+C-level calls (array.frombytes, struct.unpack, map, zip, dict.update) rather than a
+Python loop per key. All integers little-endian (arrays load natively on
+little-endian hosts)::
 
     header (32 bytes): magic "BCHT" | version u16 | reserved u16 | file_id u32 |
                        n_entries u32 | n_expiring u32 | n_tombs u32 | data_size u64
@@ -28,20 +29,20 @@ and ``bitcask check``).
 
 from __future__ import annotations
 
+import functools
 import operator
-import re
 import struct
 import sys
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import accumulate, repeat, takewhile
+from itertools import chain, repeat, takewhile
 from zlib import crc32
 
 from . import _io
 from ._datafile import Rec
 from ._keydir import FID_SHIFT
-from ._record import TOMBSTONE
+from ._record import TOMBSTONE, shown_key
 
 __all__ = [
     "HintData",
@@ -323,14 +324,25 @@ def write_hint(path: str, blob: bytes, *, install: bool = True) -> str:
     return _io.replace_file(path, blob, install=install)
 
 
+# Keys per struct.unpack when splitting a hint's key blob: one Struct of this many
+# "<len>s" fields makes its bytes objects in one C call (a Struct of every key at
+# once would hold a compiled field per key, ~32 MB at 1,000,000 keys).
+_SPLIT = 1024
+
+
+@functools.lru_cache(maxsize=16)
+def _fixed_split(width: int) -> struct.Struct:
+    return struct.Struct(f"{width}s" * _SPLIT)
+
+
 class _Reader:
     __slots__ = ("buf", "pos")
 
     def __init__(self, buf: bytes, pos: int) -> None:
-        self.buf = buf
+        self.buf = memoryview(buf)  # sections are views: nothing copied but the keys
         self.pos = pos
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int) -> memoryview:
         end = self.pos + n
         if end > len(self.buf):
             raise ValueError("hint truncated")
@@ -346,13 +358,27 @@ class _Reader:
         return a
 
     def keys(self, lens: array[int]) -> list[bytes]:
+        # struct makes the key objects, _SPLIT per C call (1,000,000 keys, CPU time):
+        # 16 bytes each 45 ms, was 160 ms (re.findall); 5-16 bytes 140 ms, was 300
+        # ms (a slice object and a slice each).
+        n = len(lens)
+        width = lens[0] if n else 0
+        if width and lens.count(width) == n:
+            # Fixed-size keys (the common case): no format to build, no sum to take.
+            blob = self.take(n * width)
+            whole = n - n % _SPLIT
+            keys = list(chain.from_iterable(_fixed_split(width).iter_unpack(blob[: whole * width])))
+            keys += struct.unpack_from(f"{width}s" * (n - whole), blob, whole * width)
+            return keys
         blob = self.take(sum(lens))
-        if lens and lens[0] and lens.count(lens[0]) == len(lens):
-            # Fixed-size keys (the common case): one C-level pass, twice as fast.
-            return re.compile(b".{%d}" % lens[0], re.DOTALL).findall(blob)
-        ends: list[int] = list(accumulate(lens))
-        starts = [0, *ends[:-1]] if ends else []
-        return list(map(blob.__getitem__, map(slice, starts, ends)))
+        field = {w: f"{w}s" for w in set(lens)}.__getitem__  # each length's struct field
+        keys = []
+        pos = 0
+        for i in range(0, n, _SPLIT):
+            part = struct.Struct("".join(map(field, lens[i : i + _SPLIT])))
+            keys += part.unpack_from(blob, pos)
+            pos += part.size
+        return keys
 
 
 def decode_hint(buf: bytes, file_id: int) -> HintData:
@@ -418,7 +444,7 @@ def hint_distrust(hint: HintData, data_size: int) -> str | None:
         if off + size > data_size:
             key = hint.keys[hint.locs.index(last)]
             return (
-                f"entry of key {key!r} (offset {off}, {size} bytes) ends past "
+                f"entry of key {shown_key(key)} (offset {off}, {size} bytes) ends past "
                 f"the data file's end ({data_size} bytes)"
             )
     return None

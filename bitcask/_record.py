@@ -36,6 +36,7 @@ __all__ = [
     "encode",
     "encode_marker",
     "encode_tombstone",
+    "shown_key",
     "timestamp_us",
 ]
 
@@ -74,14 +75,45 @@ def timestamp_us() -> int:
 
 
 def as_bytes(obj: object, what: str) -> bytes:
-    """``obj`` as bytes: str is UTF-8 encoded; bytearray/memoryview copied."""
+    """``obj`` as bytes: str is UTF-8 encoded (strict); bytearray/memoryview copied.
+
+    A str holding a lone surrogate (a file name or argv word decoded with
+    surrogateescape, "\\udcff") has no UTF-8 bytes: ValueError saying so and what to
+    pass instead, not the codec's UnicodeEncodeError."""
     if isinstance(obj, bytes):
         return obj
     if isinstance(obj, str):
-        return obj.encode("utf-8")
+        try:
+            return obj.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(  # client/_args.py's to_bytes says the same
+                f"{what} is a str with a lone surrogate ({obj[exc.start]!r} at index "
+                f"{exc.start}), which has no UTF-8 bytes: pass bytes (os.fsencode(name) for "
+                "a name decoded with surrogateescape)"
+            ) from None
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj)
     raise TypeError(f"{what} must be bytes or str, not {type(obj).__name__}")
+
+
+SHOWN_KEY_BYTES = 64
+
+
+def shown_key(key: bytes) -> str:
+    r"""A key as a message or a log line names it: its repr (every control byte
+    escaped, so a key cannot forge a log line or drive a terminal), cut after
+    SHOWN_KEY_BYTES bytes with its length: a 64 KiB key made a 262,000-character log
+    line and error reply.
+
+    Example:
+        >>> print(shown_key(b"a\x1b]0;t\x07"))
+        b'a\x1b]0;t\x07'
+        >>> print(shown_key(b"k" * 100)[-16:])
+        '... (100 bytes)
+    """
+    if len(key) <= SHOWN_KEY_BYTES:
+        return repr(key)
+    return f"{key[:SHOWN_KEY_BYTES]!r}... ({len(key)} bytes)"
 
 
 def as_keys(keys: Iterable[object]) -> list[bytes]:

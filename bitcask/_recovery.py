@@ -30,6 +30,8 @@ import mmap
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
+from operator import or_
 from typing import Any
 
 from . import _io
@@ -373,7 +375,6 @@ def _load_hint(
         return False
     # read_hint refused a stale hint (its size, an entry past the end: hint_distrust)
     base = fid << FID_SHIFT
-    locs = list(map(base.__or__, hint.locs))
     pop = kmap.pop
     for key in hint.tomb_keys:
         old = pop(key, None)
@@ -385,11 +386,15 @@ def _load_hint(
         for old in filter(None, map(kmap.get, hint.keys)):
             live[old >> FID_SHIFT] -= old & SIZE_MASK
     live[fid] = record_bytes(hint)
-    kmap.update(zip(hint.keys, locs, strict=True))
+    # The keydir's ints straight into the dict, no list of them: or_ with base
+    # repeated is a C call per entry, where base.__or__ made an argument tuple per
+    # entry too (1,000,000 keys: 155 -> 125 ms CPU on a busy machine). Not add: its
+    # ints are allocated a digit longer (40 bytes, tracemalloc's keydir +4 B/key).
+    kmap.update(zip(hint.keys, map(or_, repeat(base), hint.locs), strict=True))
     if hint.exp_index:
-        keys = hint.keys
+        keys, locs = hint.keys, hint.locs
         for idx, exp in zip(hint.exp_index, hint.exp_ms, strict=True):
-            pending_exp[keys[idx]] = (exp, locs[idx])
+            pending_exp[keys[idx]] = (exp, base | locs[idx])
     return True
 
 

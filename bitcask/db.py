@@ -50,7 +50,7 @@ from ._files import FileTable
 from ._group import Watches
 from ._keydir import FID_SHIFT, Keydir
 from ._pins import Pins
-from ._record import HEADER_SIZE, as_bytes, as_keys
+from ._record import HEADER_SIZE, as_bytes, as_keys, shown_key
 from ._recovery import RecoveryReport
 from ._writer import Writer
 from .errors import StoreClosedError
@@ -201,7 +201,7 @@ class Bitcask(
         else:
             rec = _pread(reader.fileno(), end - off, off)  # type: ignore[union-attr]
             if len(rec) < HEADER_SIZE:
-                raise self._health.corrupt(f"record of {key!r} is truncated")
+                raise self._health.corrupt(f"record of {shown_key(key)} is truncated")
             crc, flags, exp, kl = _unpack_check(rec)
             body = rec[4:]
         # The record check (_value_at has the same lines): the CRC, the stored key
@@ -211,7 +211,7 @@ class Bitcask(
         value = body[kl:]
         if crc32(body) != crc or body[25:kl] != key or flags & 1 or (not value and kl != len(body)):
             raise self._health.corrupt(
-                f"record of {key!r} at file {loc >> 68} offset {off} fails its check"
+                f"record of {shown_key(key)} at file {loc >> 68} offset {off} fails its check"
             )
         if exp and exp <= self._clock() * 1000:
             return default
@@ -286,14 +286,14 @@ class Bitcask(
         else:
             rec = _pread(reader.fileno(), end - off, off)  # type: ignore[union-attr]
             if len(rec) < HEADER_SIZE:
-                raise self._health.corrupt(f"record of {key!r} is truncated")
+                raise self._health.corrupt(f"record of {shown_key(key)} is truncated")
             crc, flags, exp, kl = _unpack_check(rec)
             body = rec[4:]
         kl += 25
         value = body[kl:]
         if crc32(body) != crc or body[25:kl] != key or flags & 1 or (not value and kl != len(body)):
             raise self._health.corrupt(
-                f"record of {key!r} at file {loc >> FID_SHIFT} offset {off} fails its check"
+                f"record of {shown_key(key)} at file {loc >> FID_SHIFT} offset {off} fails its check"
             )
         if exp and exp <= now_ms:
             return None
@@ -313,7 +313,7 @@ class Bitcask(
                 return self.get(key)
             time.sleep(0.0001)
         raise self._health.corrupt(
-            f"record of {key!r} names file {loc and loc >> FID_SHIFT}, which is gone"
+            f"record of {shown_key(key)} names file {loc and loc >> FID_SHIFT}, which is gone"
         )
 
     def __getitem__(self, key: bytes | str) -> bytes:

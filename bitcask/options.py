@@ -19,9 +19,14 @@ GiB = 1024 * MiB
 
 SYNC_POLICIES = ("always", "interval", "never")
 
-# Hard ceilings imposed by the packed keydir entry (see _keydir.py): offsets are
-# 36 bits, record sizes 32 bits.
-MAX_FILE_SIZE_LIMIT = 16 * GiB
+# Hard ceilings imposed by the packed keydir entry (see _keydir.py: offsets are 36
+# bits, record sizes 32 bits) and by the hint file, which stores offset << 32 | size
+# in a u64 (docs/format.md): every record must start below 4 GiB. A write never
+# starts past max_file_size (the active file rotates first) and is at most 4 GiB
+# (_publish.py's batch cap), so this ceiling keeps every offset below 2**32. It was
+# 16 GiB: a file that grew past 4 GiB could get no hint (OverflowError at its seal,
+# in a merge's outputs, in backup).
+MAX_FILE_SIZE_LIMIT = 4 * GiB
 MAX_KEY_SIZE_LIMIT = 1 * MiB
 MAX_VALUE_SIZE_LIMIT = 2 * GiB - 1
 

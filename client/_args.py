@@ -49,12 +49,20 @@ class Checks(Protocol):
 
 
 def to_bytes(data: Any, what: str) -> bytes:
-    """bytes as is, str UTF-8 encoded, bytearray/memoryview copied; else InterfaceError."""
+    """bytes as is, str UTF-8 encoded (strict), bytearray/memoryview copied; else
+    InterfaceError (also for a str with a lone surrogate, which has no UTF-8 bytes)."""
     t = type(data)
     if t is bytes:
         return data  # type: ignore[no-any-return]
     if t is str:
-        return data.encode("utf-8")  # type: ignore[no-any-return]
+        try:
+            return data.encode("utf-8")  # type: ignore[no-any-return]
+        except UnicodeEncodeError as exc:  # bitcask/_record.lone_surrogate has its twin
+            raise InterfaceError(
+                f"{what} is a str with a lone surrogate ({data[exc.start]!r} at index "
+                f"{exc.start}), which has no UTF-8 bytes: pass bytes (os.fsencode(name) for "
+                "a name decoded with surrogateescape)"
+            ) from None
     if t is bytearray or t is memoryview:
         return bytes(data)
     raise InterfaceError(f"{what} must be bytes or str, got {t.__name__}")

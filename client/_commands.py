@@ -11,7 +11,7 @@ are converted here, so the wire layer hands raw msgpack results up unchanged.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from client._args import (
     Key,
@@ -150,6 +150,49 @@ class Commands:
     # Each is decided by the server's one writer when it applies: atomic against
     # every other write (docs/protocol.md, "Atomic read-modify-write").
 
+    # the reply's type follows `get` (a typed caller got Any from both shapes)
+    @overload
+    async def set(
+        self,
+        key: Key,
+        value: Value,
+        *,
+        nx: bool = ...,
+        xx: bool = ...,
+        get: Literal[False] = ...,
+        keep_ttl: bool = ...,
+        ttl: float | None = ...,
+        at_ms: int | None = ...,
+        timeout: float | None = ...,
+    ) -> bool: ...
+    @overload
+    async def set(
+        self,
+        key: Key,
+        value: Value,
+        *,
+        nx: bool = ...,
+        xx: bool = ...,
+        get: Literal[True],
+        keep_ttl: bool = ...,
+        ttl: float | None = ...,
+        at_ms: int | None = ...,
+        timeout: float | None = ...,
+    ) -> bytes | None: ...
+    @overload
+    async def set(
+        self,
+        key: Key,
+        value: Value,
+        *,
+        nx: bool = ...,
+        xx: bool = ...,
+        get: bool,
+        keep_ttl: bool = ...,
+        ttl: float | None = ...,
+        at_ms: int | None = ...,
+        timeout: float | None = ...,
+    ) -> bool | bytes | None: ...
     async def set(
         self,
         key: Key,
@@ -162,7 +205,7 @@ class Commands:
         ttl: float | None = None,
         at_ms: int | None = None,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> bool | bytes | None:
         """Store `value` only if `key` is absent (`nx`) or present (`xx`), with an
         expiry (`ttl` seconds, `at_ms` ms since the epoch) or the one it has
         (`keep_ttl`).
@@ -175,7 +218,7 @@ class Commands:
             True
         """
         params = set_params(self, key, value, nx, xx, get, keep_ttl, ttl, at_ms)
-        return await self._call("set", params, timeout)
+        return await self._call("set", params, timeout)  # type: ignore[no-any-return]
 
     async def incr(self, key: Key, delta: int = 1, *, timeout: float | None = None) -> int:
         """Add `delta` to the integer at `key` (missing: 0), keeping its TTL.
@@ -381,7 +424,13 @@ class Commands:
 
     # ------------------------------------------------------------ server
 
-    async def ping(self, payload: Value | None = None, *, timeout: float | None = None) -> Any:
+    @overload
+    async def ping(self, payload: None = None, *, timeout: float | None = None) -> str: ...
+    @overload
+    async def ping(self, payload: Value, *, timeout: float | None = None) -> bytes: ...
+    async def ping(
+        self, payload: Value | None = None, *, timeout: float | None = None
+    ) -> str | bytes:
         """Round-trip to the server: "PONG", or `payload` echoed back.
 
         Example:
@@ -389,7 +438,7 @@ class Commands:
             'PONG'
         """
         params = [] if payload is None else [to_bytes(payload, "payload")]
-        return await self._call("ping", params, timeout)
+        return await self._call("ping", params, timeout)  # type: ignore[no-any-return]
 
     async def stats(self, *, timeout: float | None = None) -> dict[str, Any]:
         """The store's statistics plus the server's counters.

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ._context import CommandError, Context, UsageError
+from ._format import terminal_safe
 from ._progress import Progress, human_bytes
 from ._table import CLI, Arg, Command, Kind, lazy
 
@@ -71,11 +72,12 @@ async def backup(ctx: Context, a: dict[str, Any]) -> None:
         raise
     elapsed = bar.finish()
     rate = report.bytes / elapsed if elapsed > 0 else 0.0
-    ctx.stderr.write(
+    line = (
         f"backup of {report.manifest.get('keys', '?')} keys: {report.files} files, "
         f"{human_bytes(report.bytes)} to {os.fspath(report.path)} in {elapsed:.2f} s "
-        f"({human_bytes(rate)}/s)\n"
+        f"({human_bytes(rate)}/s)"
     )
+    ctx.stderr.write(terminal_safe(line) + "\n")  # the directory's name may be anything
     ctx.stderr.flush()
 
 

@@ -29,7 +29,14 @@ import sys
 
 from ._context import CommandError, UsageError
 from ._oneshot import EXIT_ERROR, EXIT_OK, RESHARD, TABLE, Printer
-from ._options import Parser, add_connection_options, add_version_option, options_from
+from ._options import (
+    Parser,
+    add_connection_options,
+    add_output_options,
+    add_version_option,
+    options_from,
+    raw_output,
+)
 from ._table import CLI, Args, Command, bind, fit, help_text, terminal_width
 
 __all__ = ["main"]
@@ -51,11 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_version_option(parser)
     add_connection_options(parser)
-    out = parser.add_mutually_exclusive_group()
-    out.add_argument("--raw", dest="raw", action="store_true", default=None,
-                     help="raw output even on a terminal")  # fmt: skip
-    out.add_argument("--no-raw", dest="raw", action="store_false",
-                     help="formatted output even when piped")  # fmt: skip
+    add_output_options(parser)
     parser.add_argument("command", nargs="?", help="a command (bitcask help lists them)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     return parser
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"(error) {exc}\n")
             return EXIT_ERROR
         return EXIT_OK
-    printer = Printer(raw_mode=not sys.stdout.isatty() if args.raw is None else args.raw)
+    printer = Printer(raw_mode=raw_output(args))
     try:
         options = options_from(args)
     except CommandError as exc:

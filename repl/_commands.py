@@ -140,7 +140,9 @@ async def _ping(ctx: Context, a: Args) -> Reply:
         reply = await c.ping()
         return Status(reply if isinstance(reply, str) else "PONG")
     reply = await c.ping(a["message"])
-    return Value(reply.encode() if isinstance(reply, str) else bytes(reply))
+    return Value(
+        reply.encode("utf-8", "surrogateescape") if isinstance(reply, str) else bytes(reply)
+    )
 
 
 async def _auth(ctx: Context, a: Args) -> Reply:

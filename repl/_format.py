@@ -45,6 +45,7 @@ __all__ = [
     "Ttl",
     "Value",
     "error_line",
+    "plain",
     "raw",
     "styled",
     "terminal_safe",
@@ -215,6 +216,18 @@ def _styled_items(
         _styled(item, out, indent + width + 2)
 
 
+def plain(reply: Reply) -> bytes:
+    r"""The styled layout without colour, as bytes: what a terminal is sent when colour
+    is off (NO_COLOR, TERM=dumb) or not drawn (a piped `bitcask-shell` writing to a
+    terminal), and what --no-raw writes to a pipe. Escaped as `styled` escapes.
+
+    Example:
+        >>> plain(Items((Value(b"\x1b[2J"), Nil())))
+        b'1) "\\x1b[2J"\n2) (nil)\n'
+    """
+    return "".join(text for _, text in styled(reply)).encode("utf-8", "surrogateescape")
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """Nested maps as dotted names; lists of maps as name[i].field."""
     rows: list[tuple[str, Any]] = []
@@ -279,8 +292,8 @@ def raw(reply: Reply) -> bytes:
         b'a\\n\\n3\\n'
     """
     match reply:
-        case Status(word):
-            return word.encode() + b"\n"
+        case Status(word):  # an endpoint's bytes that are not UTF-8 come as surrogates
+            return word.encode("utf-8", "surrogateescape") + b"\n"
         case Value(data):
             return data + b"\n"
         case Nil():

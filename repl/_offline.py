@@ -21,7 +21,7 @@ from typing import Any
 import bitcask
 
 from ._context import CommandError, Context
-from ._format import Reply, Report
+from ._format import Reply, Report, terminal_safe
 from ._progress import Progress
 
 __all__ = ["check", "merge", "repair", "report_dict"]
@@ -137,7 +137,7 @@ async def _stopped(
                 await asyncio.wait({work})
         error = work.exception()
         line = stopper.line(label, path, None if error else work.result(), error)
-    ctx.stderr.write(line + "\n")
+    ctx.stderr.write(terminal_safe(line) + "\n")  # the directory's name may be anything
     ctx.stderr.flush()
 
 

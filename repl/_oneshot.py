@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._backup import COMMAND as BACKUP
 from ._commands import COMMANDS
 from ._context import plain_text
-from ._format import Reply, error_line, raw, styled
+from ._format import Reply, error_line, plain, raw, styled
 from ._table import Command
 
 if TYPE_CHECKING:
@@ -70,8 +70,7 @@ class Printer:
             sys.stdout.buffer.write(raw(reply))
             sys.stdout.buffer.flush()
         elif not sys.stdout.isatty() or plain_text():  # a pipe, NO_COLOR, TERM=dumb
-            text = "".join(t for _, t in styled(reply))  # the layout, no escapes
-            sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+            sys.stdout.buffer.write(plain(reply))  # the layout, no escape sequences
             sys.stdout.buffer.flush()
         else:
             self._draw(styled(reply))

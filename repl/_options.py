@@ -20,13 +20,16 @@ from typing import NoReturn
 from protocol.address import redact_url
 
 from ._context import DEFAULT_HTTP_PORT, DEFAULT_PORT, ConnectOptions, UsageError
+from ._format import terminal_safe
 
 __all__ = [
     "Parser",
     "add_connection_options",
+    "add_output_options",
     "add_version_option",
     "options_from",
     "parse_url",
+    "raw_output",
 ]
 
 
@@ -45,6 +48,7 @@ class Parser(argparse.ArgumentParser):
         words = message.split(" ")
         url = any("://" in w for w in words)
         message = " ".join(redact_url(w) if "://" in w else w for w in words)
+        message = terminal_safe(message)  # argparse quotes a bad word as it was typed
         hint = "a URL goes after --url; " if url else ""
         self.exit(2, f"{self.prog}: {message} ({hint}{self.prog} --help lists the options)\n")
 
@@ -121,7 +125,12 @@ def _port(value: str, name: str) -> int:
 
 
 class _Version(argparse.Action):
-    """`--version`: looks the version up only when asked (importlib.metadata is slow)."""
+    """`--version`: looks the version up only when asked (importlib.metadata is slow).
+
+    The installed metadata, not `bitcask.__version__`: importing the engine for this
+    took ~0.2 s. The build writes that string into the metadata (pyproject.toml's
+    `dynamic`), so the two agree in any installed copy.
+    """
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
         super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
@@ -141,6 +150,25 @@ class _Version(argparse.Action):
 def add_version_option(parser: argparse.ArgumentParser) -> None:
     """`--version`, printing `PROG VERSION (Python X.Y.Z)`."""
     parser.add_argument("--version", action=_Version)
+
+
+def add_output_options(parser: argparse.ArgumentParser, *, piped: str = "") -> None:
+    """--raw / --no-raw into `args.raw` (None: neither given); `raw_output` reads it.
+
+    `piped` names the mode the flags apply to, for their help (the shell's prompt is
+    always formatted)."""
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--raw", dest="raw", action="store_true", default=None,
+                     help=f"raw output even on a terminal{piped}")  # fmt: skip
+    out.add_argument("--no-raw", dest="raw", action="store_false",
+                     help=f"formatted output even when piped{piped}")  # fmt: skip
+
+
+def raw_output(args: argparse.Namespace) -> bool:
+    """The one output rule, redis-cli's: a value's exact bytes when stdout is not a
+    terminal, the formatted form (quoted, escaped: no control byte of a key or value
+    reaches the terminal) when it is; --raw / --no-raw override it."""
+    return not sys.stdout.isatty() if args.raw is None else bool(args.raw)
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:

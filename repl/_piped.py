@@ -36,7 +36,7 @@ from typing import BinaryIO
 
 from ._commands import COMMANDS
 from ._context import ConnectOptions
-from ._format import Reply, raw
+from ._format import Reply, plain, raw
 from ._session import Session, describe
 from ._table import SHELL
 
@@ -109,14 +109,17 @@ class _Input:
 class _Output:
     """Replies to stdout, errors to stderr, in order; remembers whether any failed."""
 
-    def __init__(self, out: BinaryIO, options: ConnectOptions) -> None:
+    def __init__(self, out: BinaryIO, options: ConnectOptions, raw_mode: bool) -> None:
         self.out = out
         self.options = options
         self.failed = False
+        # raw bytes for a pipe; for a terminal the formatted form, whose escapes keep a
+        # stored key's control bytes (an OSC title change, a clear screen) from running
+        self._render = raw if raw_mode else plain
 
     def reply(self, reply: Reply | None) -> None:
         if reply is not None:
-            self.out.write(raw(reply))
+            self.out.write(self._render(reply))
 
     def error(self, exc: BaseException) -> None:
         self.failed = True
@@ -128,13 +131,18 @@ class _Output:
 Pending = tuple["asyncio.Future[Reply | None] | None", BaseException | None]
 
 
-async def run_piped(options: ConnectOptions) -> int:
-    """One command per stdin line, raw replies on stdout, errors on stderr.
+async def run_piped(options: ConnectOptions, raw_mode: bool) -> int:
+    """One command per stdin line, replies on stdout, errors on stderr.
+
+    Args:
+        options: where to connect.
+        raw_mode: replies as raw bytes (for a pipe), else formatted (for a terminal);
+            `_options.raw_output` decides, as for `bitcask`.
 
     Returns:
         2 if any line failed, else 0.
     """
-    out = _Output(sys.stdout.buffer, options)
+    out = _Output(sys.stdout.buffer, options, raw_mode)
 
     def emit(reply: Reply) -> None:  # streaming commands print as they go
         out.reply(reply)

@@ -15,8 +15,10 @@ Given a redis:// URL or --redis, the same commands drive any Redis-protocol endp
 the commands with no Redis equivalent say so in one line (docs/shell.md).
 
 With stdin not a terminal (`printf 'put a 1\\nget a\\n' | bitcask-shell`): one command
-per line, pipelined (`_piped.py`), raw results on stdout in input order, errors on
-stderr, no prompt and no colours; exit status 2 if any line failed, else 0.
+per line, pipelined (`_piped.py`), results on stdout in input order (raw bytes when
+stdout is not a terminal, else formatted: quoted, escaped; --raw / --no-raw as in
+`bitcask`), errors on stderr, no prompt and no colours; exit status 2 if any line
+failed, else 0.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from pathlib import Path
 
 from ._config import ConfigError, ShellConfig, load_config
 from ._context import CommandError
-from ._options import Parser, add_connection_options, add_version_option, options_from
+from ._options import (
+    Parser,
+    add_connection_options,
+    add_output_options,
+    add_version_option,
+    options_from,
+    raw_output,
+)
 
 __all__ = ["main"]
 
@@ -42,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_version_option(parser)
     add_connection_options(parser)
+    add_output_options(parser, piped=" (commands read from a pipe or file)")
     parser.add_argument(
         "--config",
         type=Path,
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         from ._piped import run_piped
 
         try:
-            return asyncio.run(run_piped(options))
+            return asyncio.run(run_piped(options, raw_output(args)))
         except KeyboardInterrupt:
             return 130
         except BrokenPipeError:  # the reader of our output left

@@ -7,7 +7,11 @@ Format, one object per line (the same both ways):
     {"key": "s", "value": "t", "ttl": 30}         expires after 30 s
 
 A key or value that decodes as UTF-8 is written as text; otherwise its field name
-gets a `_b64` suffix and the bytes are base64 (standard alphabet, padded).
+gets a `_b64` suffix and the bytes are base64 (standard alphabet, padded). Text is
+written as UTF-8, but no character a terminal acts on is written as it is (`export -`
+may go to one): json escapes C0 controls, and DEL, the C1 controls (U+0080-U+009F:
+U+009B is a CSI) and the bidi controls (U+202E turns the rest of a line around) are
+written as `\\uXXXX` escapes too.
 
 Strategy: both directions stream with a bounded window of calls in flight on one
 connection (`WINDOW` batches), so throughput comes from pipelining rather than
@@ -31,6 +35,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
@@ -39,6 +44,7 @@ from client import ConnectionLostError, FrameTooLargeError, ServerError
 from protocol import SCAN_MAX_COUNT, ErrorCode, ProtocolError
 
 from ._context import CommandError, Context, error_text
+from ._format import terminal_safe
 from ._parse import quote
 from ._progress import Progress
 
@@ -68,7 +74,17 @@ def encode_record(key: bytes, value: bytes, ttl: float | None = None) -> bytes:
     obj: dict[str, Any] = dict((_field("key", key), _field("value", value)))
     if ttl is not None:
         obj["ttl"] = ttl
-    return json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+    text = _TERMINAL_ACTS_ON.sub(_json_escape, json.dumps(obj, ensure_ascii=False))
+    return text.encode("utf-8") + b"\n"
+
+
+# what json.dumps(ensure_ascii=False) leaves raw and a terminal acts on: DEL, C1, the
+# bidi embeddings, overrides, isolates and marks (ALM, LRM, RLM), LS and PS
+_TERMINAL_ACTS_ON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _take(obj: dict[str, Any], name: str, lineno: int) -> bytes:
@@ -219,8 +235,9 @@ def _keys(n: int) -> str:
 
 
 def _summary(ctx: Context, line: str) -> None:
-    """Summaries go to stderr, so `export -` leaves stdout to the data."""
-    ctx.stderr.write(line + "\n")
+    """Summaries go to stderr, so `export -` leaves stdout to the data; a file name
+    in them is shown escaped (it may be anything a directory holds)."""
+    ctx.stderr.write(terminal_safe(line) + "\n")
     ctx.stderr.flush()
 
 

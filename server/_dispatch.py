@@ -26,6 +26,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import bitcask
 from protocol import (
     METHODS,
     PROTOCOL_VERSION,
@@ -50,7 +51,7 @@ OPEN_METHODS = frozenset({"hello", "auth", "ping"})  # allowed before authentica
 # A scan reply's bytes besides its page of keys: the cursor (a key, at most the engine's
 # 1 MiB ceiling, whatever --max-key-size says now) and the envelope.
 SCAN_ROOM = 1024 * 1024 + 64
-SERVER_VERSION = "0.1.0"
+SERVER_VERSION = bitcask.__version__
 _TOO_LARGE = ErrorCode.FRAME_TOO_LARGE  # a reply over the bound: as one over max_frame
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import platform
 from collections.abc import Callable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
+
+import bitcask
 
 __all__ = [
     "ENV_PREFIX",
@@ -22,7 +24,6 @@ __all__ = [
     "OTHER_PROGRAMS_VARIABLES",
     "build_parser",
     "unknown_variables",
-    "version",
 ]
 
 ENV_PREFIX = "BITCASK_"
@@ -126,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a bitcask store over the binary protocol and HTTP. "
         "Every flag can also be set as BITCASK_<FLAG> in the environment.",
     )
-    parser.add_argument("--version", action="version", version=f"bitcask-server {version()}")
+    # as bitcask's and bitcask-shell's (repl/_options.py): the Python is half a bug report
+    release = f"bitcask-server {bitcask.__version__} (Python {platform.python_version()})"
+    parser.add_argument("--version", action="version", version=release)
     for name, (typ, help_text) in FLAGS.items():
         flag = "--" + name.replace("_", "-")
         env_name = ENV_PREFIX + name.upper()
@@ -134,14 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
             flag, dest=name, type=typ, default=None, help=f"{help_text} [{env_name}]"
         )
     return parser
-
-
-def version() -> str:
-    """The installed bitcask distribution's version ("unknown" when not installed)."""
-    try:
-        return metadata.version("bitcask")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 # BITCASK_* variables another bitcask program reads (the shell: docs/cli.md), which a

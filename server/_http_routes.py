@@ -360,32 +360,41 @@ def _json_value(body: bytes) -> tuple[bytes, Any]:
     return data, doc.get("ttl")
 
 
+def _key_field(key: bytes) -> dict[str, Any]:
+    """A JSON reply's "key": the key as text, or, for a key that is not UTF-8, its
+    base64 with "key_encoding": "base64" (as "encoding" marks a value). Decoding with
+    replacement made k\\xff\\xfe and k\\xfe\\xff both "k\\ufffd\\ufffd"."""
+    try:
+        return {"key": key.decode()}
+    except UnicodeDecodeError:
+        return {"key": base64.b64encode(key).decode(), "key_encoding": "base64"}
+
+
 def render_kv(ctx: KvContext, result: Any, error: ErrorInfo | None) -> Response:
     """The response for a finished /kv call."""
     if error is not None:
         return error_response(error)
-    key_text = ctx.key.decode("utf-8", "replace")
     if ctx.verb in ("GET", "HEAD"):
         if result is None:
             if ctx.json:
-                return json_response(404, {"key": key_text, "value": None, "found": False})
+                return json_response(404, {**_key_field(ctx.key), "value": None, "found": False})
             return Response(404, b"not found\n")
         if ctx.json:
+            doc: dict[str, Any] = _key_field(ctx.key)
             try:
-                doc: dict[str, Any] = {"key": key_text, "value": result.decode(), "found": True}
+                doc.update(value=result.decode(), found=True)
             except UnicodeDecodeError:
-                doc = {"key": key_text, "value": base64.b64encode(result).decode(), "found": True}
-                doc["encoding"] = "base64"
+                doc.update(value=base64.b64encode(result).decode(), found=True, encoding="base64")
             return json_response(200, doc)
         return Response(200, result, "application/octet-stream")
     if ctx.verb == "POST":  # incr: the new value; append: the new length
         if ctx.json:
-            return json_response(200, {"key": key_text, "value": result})
+            return json_response(200, {**_key_field(ctx.key), "value": result})
         return Response(200, str(result).encode())
     if ctx.verb == "DELETE":
         if not result:
             if ctx.json:
-                return json_response(404, {"key": key_text, "found": False})
+                return json_response(404, {**_key_field(ctx.key), "found": False})
             return Response(404, b"not found\n")
         return json_response(200, {"status": "success"}) if ctx.json else Response(204)
     return json_response(200, {"status": "success"}) if ctx.json else Response(204)

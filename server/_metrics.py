@@ -22,9 +22,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import bitcask
 from protocol import METHODS
-
-from ._flags import version
 
 __all__ = ["HTTP_ROUTES", "LABELS", "OTHER", "Histogram", "Metrics", "route_label"]
 
@@ -129,7 +128,7 @@ class Metrics:
         # their time bound rather than by the requests they waited for (server/_writer.py)
         self.group_lingers = 0
         self.group_linger_timeouts = 0
-        self.build_version = version()
+        self.build_version = bitcask.__version__
         # online backup (server/_snapshots.py)
         self.snapshots_taken = 0
         self.snapshots_completed = 0  # every byte read, then snapshot_end

@@ -68,6 +68,8 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     proc_code: int | None = None  # the exit code of a start that failed
+    # the program: this interpreter's `server` package, or an installed bitcask-server
+    program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "server"])
 
     @property
     def url(self) -> str:
@@ -75,7 +77,7 @@ class ServerProcess:
 
     def argv(self) -> list[str]:
         return [
-            sys.executable, "-m", "server",
+            *self.program,
             "--data", str(self.data),
             "--host", self.host,
             "--port", str(self.port),

@@ -100,10 +100,18 @@ def test_other_types_are_a_typeerror_everywhere(
 def test_str_round_trips_as_utf8_and_a_lone_surrogate_is_a_valueerror(db: Bitcask) -> None:
     db.put("clé", "välue ✓")
     assert db.get("clé") == "välue ✓".encode() and db.get("clé".encode()) == "välue ✓".encode()
-    with pytest.raises(ValueError):
-        db.put("\udc80", b"v")
-    with pytest.raises(ValueError):
-        db.put(b"k", "\udc80")
+    # the message names the argument and the fix, not the codec's UnicodeEncodeError
+    for call, what in (
+        (lambda: db.put("\udc80", b"v"), "key"),
+        (lambda: db.put(b"k", "\udc80"), "value"),
+        (lambda: db.get("f\udce9e"), "key"),
+        (lambda: "\udc80" in db, "key"),
+        (lambda: db.rename("clé", "\udc80"), "key"),
+        (lambda: db.scan("\udc80"), "prefix"),
+    ):
+        with pytest.raises(ValueError, match=rf"^{what} is a str with a lone surrogate") as exc:
+            call()
+        assert not isinstance(exc.value, UnicodeError) and "pass bytes" in str(exc.value)
     assert list(db.keys()) == ["clé".encode()]
 
 

@@ -15,6 +15,7 @@ from client import (
     CallTimeoutError,
     Client,
     ConnectionLostError,
+    InterfaceError,
     KeyTooLargeError,
     Pool,
     ShuttingDownError,
@@ -173,6 +174,27 @@ async def test_limits_enforced_locally(server: ServerProcess) -> None:
         assert _requests(after) - _requests(before) == 1
         await c.put(b"k" * limits.max_key_size, b"ok")
         assert await c.get(b"k" * limits.max_key_size) == b"ok"
+
+
+async def test_a_lone_surrogate_is_refused_locally_and_the_connection_goes_on(
+    server: ServerProcess,
+) -> None:
+    """A str key with a lone surrogate (an argv word or file name decoded with
+    surrogateescape) raised the codec's UnicodeEncodeError from inside the client."""
+    async with connect(server.host, server.port) as c:
+        before = (await c.stats())["server"]
+        for call in (
+            lambda: c.get("f\udce9e"),
+            lambda: c.put("f\udce9e", b"v"),
+            lambda: c.put(b"k", "\ud800"),
+            lambda: c.mput({"\udce9": b"v"}),
+        ):
+            with pytest.raises(InterfaceError, match=r"lone surrogate .* pass bytes \(os.fsencode"):
+                await call()
+        after = (await c.stats())["server"]
+        assert _requests(after) - _requests(before) == 1  # nothing reached the server
+        assert await c.put(b"f\xe9e", b"v") is None and await c.get(b"f\xe9e") == b"v"
+        assert await c.get(b"k") is None
 
 
 def _requests(server_stats: dict[str, Any]) -> int:

@@ -6,6 +6,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prompt_toolkit import print_formatted_text
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.formatted_text import FormattedText
@@ -27,6 +29,7 @@ from repl._format import (
     raw,
     styled,
 )  # fmt: skip
+from repl._parse import tokenize
 from repl._style import build_style
 
 
@@ -150,3 +153,14 @@ def test_styled_text_from_an_endpoint_carries_no_control_characters() -> None:
     for reply in (Status(evil), Table({evil: [evil]}), Report(evil), Text(evil)):
         text = "".join(t for _, t in styled(reply))
         assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
+@given(st.one_of(st.binary(max_size=48), st.text(max_size=24).map(str.encode)))
+def test_every_character_a_terminal_is_sent_for_a_key_is_printable(data: bytes) -> None:
+    """The rule docs/shell.md states: whatever bytes a key or value holds (C0, DEL, C1,
+    bidi controls, bytes that are not UTF-8), the formatted form sends a terminal only
+    printable characters, and its quoted text is typed back to the same bytes."""
+    shown = plain(Items((Value(data), Value(data))))
+    assert all(ch.isprintable() or ch == "\n" for ch in shown), ascii(shown)
+    first = shown.split("\n")[0].removeprefix("1) ")
+    assert tokenize(f"get {first}")[1].value == data

@@ -10,19 +10,15 @@ escape there must be shown as `\\xNN`, never sent to the terminal as it is.
 from __future__ import annotations
 
 import contextlib
-import os
-import pty
-import select
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.repl.conftest import ROOT, TIMEOUT
+from tests.repl.ptyrun import in_pty as _in_pty
 from tests.repl.redisprocs import redis_server
 from tests.serverproc import ServerProcess
 
@@ -40,47 +36,6 @@ def _poison(port: int) -> None:
     with contextlib.suppress(redis.ResponseError):
         r.eval(f"return redis.error_reply('{EVIL}FOO boom')", 0)
     r.close()
-
-
-def _in_pty(
-    argv: list[str], env: dict[str, str], steps: tuple[tuple[bytes, bytes], ...] = ()
-) -> bytes:
-    """Run `argv` on a pseudo-terminal, typing each step's text once its cue has been
-    shown (after what the step before it typed); the whole output, as sent."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True
-    )
-    os.close(slave)
-    out = b""
-    todo, seen = list(steps), 0
-    deadline = time.monotonic() + TIMEOUT
-    try:
-        while time.monotonic() < deadline:
-            if todo and todo[0][0] in out[seen:]:
-                cue, typed = todo.pop(0)
-                seen = out.index(cue, seen) + len(cue)
-                os.write(master, typed)
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if not ready:
-                if proc.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-        else:
-            raise AssertionError(f"{argv} did not finish; output:\n{out!r}")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(TIMEOUT)
-        os.close(master)
-    return out
 
 
 @pytest.fixture

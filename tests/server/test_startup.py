@@ -232,7 +232,7 @@ def test_version_and_help() -> None:
         [sys.executable, "-m", "server", "--version"], capture_output=True, text=True, timeout=30
     )
     assert version.returncode == 0
-    assert re.fullmatch(r"bitcask-server \S+\n", version.stdout)
+    assert re.fullmatch(r"bitcask-server \S+ \(Python 3\.\S+\)\n", version.stdout)
     help_text = subprocess.run(
         [sys.executable, "-m", "server", "--help"], capture_output=True, text=True, timeout=30
     ).stdout
