@@ -44,9 +44,13 @@ def build(path: Path) -> dict[str, int]:
     with bitcask.open(path, sync="never") as db:
         for key, value in VALUES.items():
             db.put(key, value)
-        fid, off, size = where(db.keydir.map[b"d"])
+        fid, off, size = where(db.keydir.map[b"z"])  # the last record written
         db.delete(b"d")
-        tomb = pack(fid, off + size, 29 + 1 + 4)  # right after d's value, same file
+        tomb = pack(fid, off + size, 29 + 1 + 4)  # right after it, in the same file
+        with open(os.path.join(db.path, data_name(fid)), "rb") as f:
+            rec = os.pread(f.fileno(), 29 + 1 + 4, off + size)
+        assert rec[4] == 1 and rec[29:30] == b"d"  # a valid tombstone of d
+        assert struct.unpack_from(">I", rec) == (zlib.crc32(rec[4:]),)
         db.put(b"bad", b"")
         # key_len 9 where the record holds 3 key bytes and no value: CRC made valid
         bfid, boff, bsize = where(db.keydir.map[b"bad"])
