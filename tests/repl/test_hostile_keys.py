@@ -241,8 +241,13 @@ def _endpoint_answering(line: bytes) -> Iterator[int]:
     try:
         yield listener.getsockname()[1]
     finally:
+        # shutdown wakes the thread's accept(); close alone left it waiting out its
+        # timeout (60 s of the suite)
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         thread.join(TIMEOUT)
+        assert not thread.is_alive()
 
 
 def test_a_status_reply_that_is_not_utf8_is_printed_not_a_traceback_line(
