@@ -54,6 +54,7 @@ FOREIGN = {
     "prlimit": "--as",
     "useradd / systemctl": "--system --home --shell --now",
     "ruff": "--check",
+    "python -m build": "--no-isolation",
     "valgrind": "--callgrind",
     "examples/visit_counter.py": "--serve",
     "bench": "--ceiling --opcodes",
