@@ -57,7 +57,7 @@ def to_bytes(data: Any, what: str) -> bytes:
     if t is str:
         try:
             return data.encode("utf-8")  # type: ignore[no-any-return]
-        except UnicodeEncodeError as exc:  # bitcask/_record.lone_surrogate has its twin
+        except UnicodeEncodeError as exc:  # bitcask/_record.as_bytes says the same
             raise InterfaceError(
                 f"{what} is a str with a lone surrogate ({data[exc.start]!r} at index "
                 f"{exc.start}), which has no UTF-8 bytes: pass bytes (os.fsencode(name) for "
