@@ -62,6 +62,9 @@ def test_token_that_is_not_utf8_works_on_every_port(raw_token_server: ServerProc
 def test_cli_sends_a_token_that_is_not_utf8(raw_token_server: ServerProcess) -> None:
     # Was: `bitcask --auth $'p\xe4ss'` printed "(error) UnicodeEncodeError: 'utf-8' codec
     # can't encode character '\udce4'" (the shell's `auth` line the same).
+    with Conn(raw_token_server.port) as c:  # its own key: xdist may run it on its own
+        assert c.call("auth", RAW_TOKEN) is True
+        assert c.call("put", b"k", b"v") is True
     env = {k: v for k, v in os.environ.items() if not k.startswith("BITCASK_")}
     env["PYTHONPATH"] = str(ROOT)
     argv = [sys.executable, "-m", "repl.cli", "--port", str(raw_token_server.port)]
