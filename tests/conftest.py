@@ -9,6 +9,28 @@ import pytest
 
 from tests.serverproc import ServerProcess
 
+# The files whose single tests (or xdist group) run longest, collected first: make
+# pytest's two xdist workers take tests in collection order, and a long one left for
+# the end kept one worker busy alone (tests/test_packaging.py's group, ~30 s, came
+# last: pytest took ~30 s longer than the suite's test time over two workers).
+LONG_FIRST = (
+    "tests/test_packaging.py",
+    "tests/test_docs.py",
+    "tests/bitcask/test_stateful.py",
+    "tests/sharding/test_shard3_faults.py",
+    "tests/test_examples.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move LONG_FIRST's tests to the front (the same order on every worker)."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONG_FIRST.index(path) if path in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
