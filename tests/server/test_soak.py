@@ -178,8 +178,9 @@ def test_watching_a_key_again_holds_no_more_watches(
             assert {a.reply() for _ in range(n)} == {"OK"}
 
         half, end = grows(max(ROUNDS, 4), one_round, lambda: proc_facts(srv)["RssAnon"])
-        # before: about 260 bytes a WATCH, +10 MB over the second half
-        assert end <= half + 3 * 1024, (half, end)
+        # before: about 260 bytes a WATCH, +10 MB over the second half; 5 MB of slack
+        # (3 MB was passed once by 3.1 MB of allocator noise in a clean-clone run)
+        assert end <= half + 5 * 1024, (half, end)
         # the first WATCH of k still decides: k was written after it
         a.send(b"MULTI\r\nSET k 3\r\nSET other 3\r\nEXEC\r\n")
         assert [a.reply() for _ in range(4)] == ["OK", "QUEUED", "QUEUED", None]
