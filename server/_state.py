@@ -12,6 +12,7 @@ a fake Host and drive a protocol with a mock transport.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,6 +60,10 @@ class Host(Protocol):
     def render_metrics(self) -> str: ...
 
 
+def _no_redis() -> Any:
+    raise RuntimeError("this ServerState was built without the Redis dialect")
+
+
 @dataclass(eq=False, slots=True)
 class ServerState:
     """Everything a protocol handler may use. One per Server, shared by its connections.
@@ -73,7 +78,8 @@ class ServerState:
         http_port: the HTTP listener's port (named in the refusal of HTTP on the
             binary port); set once that listener is bound.
         host: the server-wide changing facts (see `Host`).
-        redis: the Redis commands' dispatcher, for connections that speak RESP.
+        redis: returns the Redis commands' dispatcher, for connections that speak RESP
+            (the Server builds it on the first call: server/app.py).
         lingers: the refused connections lingering now (server/_flow.py).
         held: the bytes held in unfinished requests, all connections (server/_held.py).
     """
@@ -86,7 +92,7 @@ class ServerState:
     loop: asyncio.AbstractEventLoop
     http_port: int
     host: Host
-    redis: Any = None  # the RedisDispatcher of RESP connections (server/_redis.py)
+    redis: Callable[[], Any] = _no_redis  # the RedisDispatcher of RESP connections
     lingers: RefusedLingers = field(default_factory=RefusedLingers)  # refused, lingering
     held: PartialInput = field(init=False)  # bytes in unfinished requests, all connections
 

@@ -160,7 +160,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             conn.receive_data(data)
             if conn.dialect is not None and conn.dialect.name == "resp":
                 # The Redis protocol: its own commands, same writer, limits and order.
-                self._pipeline = self._new_pipeline(self._state.redis)
+                self._pipeline = self._new_pipeline(self._state.redis())
             events = conn.events()
         else:
             events = conn.receive(data)

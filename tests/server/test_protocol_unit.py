@@ -153,7 +153,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Factory, Any, FakeHost]]:
             loop=asyncio.get_running_loop(),
             http_port=7380,
             host=host,
-            redis=redis,
+            redis=lambda: redis,
         )
         proto = BinaryProtocol(state)
         transport = MockTransport()
