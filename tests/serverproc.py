@@ -68,6 +68,7 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     proc_code: int | None = None  # the exit code of a start that failed
+    picked_http: bool = False  # this helper chose http_port (so a restart may move it)
     # the program: this interpreter's `server` package, or an installed bitcask-server
     program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "server"])
 
@@ -91,6 +92,7 @@ class ServerProcess:
         # test's server or client: the suite runs on several workers). A server that
         # exits with EXIT_BIND on ports this helper picked is started again on new ones.
         pick = not self.port, not self.http_port
+        self.picked_http = self.picked_http or pick[1]
         for attempt in range(1, BIND_ATTEMPTS + 1):
             if pick[0]:
                 self.port = free_port(self.host)
@@ -100,6 +102,11 @@ class ServerProcess:
                 return self._start_once()
             except RuntimeError:
                 code = self.proc_code
+                if code == EXIT_BIND and self.picked_http and "(--http-port)" in self.log():
+                    # A restart keeps the binary port its clients know, but the HTTP port
+                    # it held can be taken while it was down (a client's outgoing
+                    # connection got it in one run): that one may move.
+                    pick = pick[0], True
                 if code != EXIT_BIND or not any(pick) or attempt == BIND_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
