@@ -143,3 +143,48 @@ def test_a_client_that_never_pauses_cannot_hold_the_shutdown(
     thread.join(10)
     assert code == 0, srv.log()
     assert took < 5, f"shutdown took {took:.1f}s with a 2 s budget"
+
+
+async def test_a_redis_connection_whose_first_command_comes_during_the_stop_is_refused_writes(
+    inproc: Callable[..., Awaitable[Server]],
+) -> None:
+    # The Redis dialect is built when the first RESP connection speaks (server/app.py):
+    # built during a stop, it must refuse writes as the one built before would.
+    srv = await inproc(sync="always", writer="thread")
+    real_write = srv.db.write_group
+
+    def slow_write(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.8)
+        return real_write(*args, **kwargs)
+
+    srv.db.write_group = slow_write
+    silent = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    conn = Conn(srv.port)
+    try:
+        conn.send("put", b"in-flight", b"v")
+        await asyncio.sleep(0.2)  # the put is inside the slow write now
+        stopping = asyncio.create_task(srv.stop())
+        await asyncio.sleep(0.1)
+
+        def first_words() -> bytes:
+            silent.sendall(b"SET late v\r\nGET late\r\nPING\r\n")
+            data = b""
+            while data.count(b"\r\n") < 3:
+                chunk = silent.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+
+        reply = await asyncio.to_thread(first_words)
+        # the write refused, the read and the ping answered
+        assert reply == b"-ERR the server is shutting down\r\n$-1\r\n+PONG\r\n"
+        _, _, err, result = await asyncio.to_thread(conn.read_message)
+        assert (err, result) == (None, True), "the in-flight put was answered"
+        assert await asyncio.wait_for(stopping, 20) is True
+    finally:
+        conn.close()
+        silent.close()
+    with bitcask.open(srv.config.data, sync="never") as db:
+        assert db.get(b"late") is None
+        assert db.get(b"in-flight") == b"v"
