@@ -12,7 +12,9 @@ Strategy / invariants:
   below it with FD_RESERVE descriptors kept for the store; then the store is opened
   (any failure there is a StoreOpenError: the CLI exits 3, never "cannot listen"); on
   a full disk (ENOSPC creating the new active file) the engine opens it for reads
-  and resumes writes by itself once space returns; then the ports are bound.
+  and resumes writes by itself once space returns; then the ports are bound. The
+  Redis commands' dispatcher is built when the first RESP connection speaks
+  (redis_dispatcher()), so a server nobody talks Redis to never imports it.
 - Shutdown order (steps 1-4 each bounded by what is left of config.shutdown_timeout):
   0. drain delay (stop(drain=...), SIGTERM: config.drain_seconds): /readyz answers 503
      while everything else is served as before, so a load balancer stops sending new
