@@ -77,10 +77,8 @@ def test_sigint_exits_zero(server_factory: Callable[..., ServerProcess]) -> None
     assert srv.stop(signal.SIGINT) == 0
 
 
-async def test_readyz_turns_503_and_in_flight_work_finishes(
-    inproc: Callable[..., Awaitable[Server]],
-) -> None:
-    srv = await inproc(sync="always", writer="thread")
+def _slow_writes(srv: Server) -> None:
+    """Every group write of `srv` takes 0.8 s more."""
     real_write = srv.db.write_group
 
     def slow_write(*args: Any, **kwargs: Any) -> Any:
@@ -88,13 +86,26 @@ async def test_readyz_turns_503_and_in_flight_work_finishes(
         return real_write(*args, **kwargs)
 
     srv.db.write_group = slow_write
+
+
+async def _stop_behind_a_write(srv: Server, conn: Conn) -> asyncio.Task[bool]:
+    """Send a put the slow write holds, then begin a stop while it is in flight."""
+    conn.send("put", b"in-flight", b"v")
+    await asyncio.sleep(0.2)  # the put is inside the slow write now
+    stopping = asyncio.create_task(srv.stop())
+    await asyncio.sleep(0.1)
+    return stopping
+
+
+async def test_readyz_turns_503_and_in_flight_work_finishes(
+    inproc: Callable[..., Awaitable[Server]],
+) -> None:
+    srv = await inproc(sync="always", writer="thread")
+    _slow_writes(srv)
     http = socket.create_connection(("127.0.0.1", srv.http_port), timeout=10)
     conn = Conn(srv.port)
     try:
-        conn.send("put", b"in-flight", b"v")
-        await asyncio.sleep(0.2)  # the put is inside the slow write now
-        stopping = asyncio.create_task(srv.stop())
-        await asyncio.sleep(0.1)
+        stopping = await _stop_behind_a_write(srv, conn)
 
         def probe() -> bytes:
             http.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -151,20 +162,11 @@ async def test_a_redis_connection_whose_first_command_comes_during_the_stop_is_r
     # The Redis dialect is built when the first RESP connection speaks (server/app.py):
     # built during a stop, it must refuse writes as the one built before would.
     srv = await inproc(sync="always", writer="thread")
-    real_write = srv.db.write_group
-
-    def slow_write(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.8)
-        return real_write(*args, **kwargs)
-
-    srv.db.write_group = slow_write
+    _slow_writes(srv)
     silent = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
     conn = Conn(srv.port)
     try:
-        conn.send("put", b"in-flight", b"v")
-        await asyncio.sleep(0.2)  # the put is inside the slow write now
-        stopping = asyncio.create_task(srv.stop())
-        await asyncio.sleep(0.1)
+        stopping = await _stop_behind_a_write(srv, conn)
 
         def first_words() -> bytes:
             silent.sendall(b"SET late v\r\nGET late\r\nPING\r\n")
