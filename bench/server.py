@@ -247,6 +247,7 @@ class Target:
     resp: bool = False
     put_cmd: Callable[[bytes, bytes], bytes] = lambda k, v: mp_frame("put", [k, v])
     get_cmd: Callable[[bytes], bytes] = lambda k: mp_frame("get", [k])
+    stats: bool = False  # answers bitcask's `stats` (its group-commit counter)
 
 
 def bitcask_target(sync: str, writer: str = "auto") -> Target:
@@ -259,7 +260,7 @@ def bitcask_target(sync: str, writer: str = "auto") -> Target:
         ]  # fmt: skip
 
     label = f"bitcask --sync {sync}" + ("" if writer == "auto" else f" ({writer})")
-    return Target(label, argv)
+    return Target(label, argv, stats=True)
 
 
 CEILING = Target(
@@ -471,7 +472,7 @@ def only_rows(
                         if o == "get" and "put" not in ops:
                             run_phase(r, "put", conns, depth)  # something to read
                         key = (r.target.name, depth, o)
-                        before = None if r.target.resp or o != "put" else _groups(r.port)
+                        before = _groups(r.port) if r.target.stats and o == "put" else None
                         run = run_phase(r, o, conns, depth)
                         samples.setdefault(key, []).append(run)
                         if before is not None:
