@@ -16,6 +16,7 @@ Strategy (invariants):
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,11 @@ MAX_EXPIRY_MS = (1 << 63) - 1
 _pack_body = BODY_HEADER.pack
 _pack_no_expiry = BODY_HEADER_NO_EXPIRY.pack
 _pack_crc = CRC.pack
+# BODY_HEADER_NO_EXPIRY in two steps, for a batch (``OpEncoder.ops``): its first 17
+# bytes (flags, timestamp, the zero expiry) are the same for every plain put of the
+# batch, packed once; each put packs them as bytes with its lengths. The same bytes.
+_pack_batch_prefix = struct.Struct(">BQ8x").pack
+_pack_with_prefix = struct.Struct(">17sII").pack
 
 
 # A value longer than this is encoded by ``_large_record``: copied once into its
@@ -173,7 +179,32 @@ class OpEncoder:
         append_key = keys.append
         append_rec = recs.append
         append_exp = exps.append
+        # A plain put (bytes, no ttl, not large) is encoded here, inline, with the
+        # batch's header prefix packed once: ``record`` minus its call, its type
+        # checks and a u64 pack of the timestamp per op (struct packs a big-endian
+        # u64 through _PyLong_AsByteArray: ~200 instructions). The same bytes as
+        # ``record`` (tests/bitcask/test_writer_encode.py). callgrind, 10 x ops() of
+        # 1,000 puts of 100 B, PYTHONHASHSEED=0: 7,272 -> 5,797 instructions per op.
+        prefix = _pack_batch_prefix(inner, ts)
+        max_key = self.max_key
+        large = self._large
         for op in ops:
+            if op.__class__ is tuple and len(op) == 4:
+                kind, key, value, ttl = op
+                if (
+                    ttl is None
+                    and kind == "put"
+                    and key.__class__ is bytes
+                    and value.__class__ is bytes
+                ):
+                    kl = len(key)
+                    vl = len(value)
+                    if kl <= max_key and vl <= large:
+                        body = _pack_with_prefix(prefix, kl, vl) + key + value
+                        append_key(key)
+                        append_rec(_pack_crc(crc32(body)) + body)
+                        append_exp(0)
+                        continue
             if op.__class__ is not tuple and not isinstance(op, list):
                 if isinstance(op, Op):
                     raise Planned
