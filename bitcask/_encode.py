@@ -20,10 +20,9 @@ import struct
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
-from zlib import crc32
 
 from ._planned import Planned
-from ._record import BODY_HEADER, BODY_HEADER_NO_EXPIRY, CRC, TTL, as_bytes
+from ._record import BODY_HEADER, BODY_HEADER_NO_EXPIRY, CRC, TTL, as_bytes, crc32
 from ._rmw import Op
 from .errors import KeyTooLargeError, ValueTooLargeError
 

@@ -37,12 +37,11 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain, takewhile
-from zlib import crc32
 
 from . import _io
 from ._datafile import Rec
 from ._keydir import FID_SHIFT
-from ._record import TOMBSTONE, shown_key
+from ._record import TOMBSTONE, crc32, shown_key
 
 __all__ = [
     "HintData",
