@@ -121,7 +121,16 @@ def test_ops_inline_puts_refuse_what_record_refuses() -> None:
 
 def test_ops_refuses_bad_ops_and_hands_ops_to_the_planner() -> None:
     enc = _encoder()
-    for bad in (["put"], [("merge", b"k", b"v")], [("delete", b"k", b"v")], [b"put"]):
+    for bad in (
+        ["put"],
+        [("merge", b"k", b"v")],
+        [("delete", b"k", b"v")],
+        [b"put"],
+        [("put", b"k", b"v", None, None)],
+        [("delete", b"k", b"v", None)],
+        [("put", b"k")],
+        [()],
+    ):
         with pytest.raises(ValueError):
             enc.ops(bad, 0, 1)  # type: ignore[arg-type]
     with pytest.raises(Planned):
