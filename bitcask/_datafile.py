@@ -47,7 +47,6 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from zlib import crc32
 
 from ._framing import RESYNC_WINDOW, framing, resync_past, valid_at
 from ._record import (
@@ -59,6 +58,7 @@ from ._record import (
     KNOWN_FLAGS,
     TOMBSTONE,
     U32,
+    crc32,
 )
 from ._syndrome import probable_key
 from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT

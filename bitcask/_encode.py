@@ -16,13 +16,13 @@ Strategy (invariants):
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
-from zlib import crc32
 
 from ._planned import Planned
-from ._record import BODY_HEADER, BODY_HEADER_NO_EXPIRY, CRC, TTL, as_bytes
+from ._record import BODY_HEADER, BODY_HEADER_NO_EXPIRY, CRC, TTL, as_bytes, crc32
 from ._rmw import Op
 from .errors import KeyTooLargeError, ValueTooLargeError
 
@@ -34,6 +34,11 @@ MAX_EXPIRY_MS = (1 << 63) - 1
 _pack_body = BODY_HEADER.pack
 _pack_no_expiry = BODY_HEADER_NO_EXPIRY.pack
 _pack_crc = CRC.pack
+# BODY_HEADER_NO_EXPIRY in two steps, for a batch (``OpEncoder.ops``): its first 17
+# bytes (flags, timestamp, the zero expiry) are the same for every plain put of the
+# batch, packed once; each put packs them as bytes with its lengths. The same bytes.
+_pack_batch_prefix = struct.Struct(">BQ8x").pack
+_pack_with_prefix = struct.Struct(">17sII").pack
 
 
 # A value longer than this is encoded by ``_large_record``: copied once into its
@@ -169,11 +174,39 @@ class OpEncoder:
         clock = self.clock
         keys: list[bytes] = []
         recs: list[bytes] = []
-        exps: list[int] = []
+        other: dict[int, int] = {}  # op index -> expiry, for every op but a plain put's 0
         append_key = keys.append
         append_rec = recs.append
-        append_exp = exps.append
+        # A plain put (bytes, no ttl, not large) is encoded here, inline, with the
+        # batch's header prefix packed once: ``record`` minus its call, its type
+        # checks and a u64 pack of the timestamp per op (struct packs a big-endian
+        # u64 through _PyLong_AsByteArray: ~200 instructions). The same bytes as
+        # ``record`` (tests/bitcask/test_writer_encode.py). callgrind, 10 x ops() of
+        # 1,000 puts of 100 B, PYTHONHASHSEED=0: 7,272 -> 5,797 instructions per op;
+        # then (with zlib-ng's CRC) 5,296 -> 4,943 by unpacking a tuple without
+        # len() first and listing only the expiries that are not 0 (``other``).
+        prefix = _pack_batch_prefix(inner, ts)
+        max_key = self.max_key
+        large = self._large
         for op in ops:
+            if op.__class__ is tuple:
+                try:
+                    kind, key, value, ttl = op
+                except ValueError:  # not 4 items: the general path below
+                    kind = ttl = None
+                if (
+                    ttl is None
+                    and kind == "put"
+                    and key.__class__ is bytes
+                    and value.__class__ is bytes
+                ):
+                    kl = len(key)
+                    vl = len(value)
+                    if kl <= max_key and vl <= large:
+                        body = _pack_with_prefix(prefix, kl, vl) + key + value
+                        append_key(key)
+                        append_rec(_pack_crc(crc32(body)) + body)
+                        continue
             if op.__class__ is not tuple and not isinstance(op, list):
                 if isinstance(op, Op):
                     raise Planned
@@ -193,14 +226,18 @@ class OpEncoder:
             elif kind == "put_at" and n == 4:
                 exp = ttl or 0  # planned writes carry the expiry itself, in ms
             elif kind == "delete" and n == 2:
+                other[len(keys)] = -1
                 append_key(self.key(key))
                 append_rec(b"")
-                append_exp(-1)
                 continue
             else:
                 raise ValueError(_BAD_OP.format(op))
             key, rec = record(key, value, exp, inner, ts)
+            if exp:
+                other[len(keys)] = exp
             append_key(key)
             append_rec(rec)
-            append_exp(exp)
+        exps = [0] * len(keys)
+        for i, exp in other.items():
+            exps[i] = exp
         return keys, recs, exps

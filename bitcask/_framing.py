@@ -22,9 +22,8 @@ import mmap
 import re
 import struct
 from collections.abc import Iterator
-from zlib import crc32
 
-from ._record import HEADER_SIZE, KNOWN_FLAGS
+from ._record import HEADER_SIZE, KNOWN_FLAGS, crc32
 from ._syndrome import one_byte_error, range_crc
 from .options import MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT
 

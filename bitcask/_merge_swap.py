@@ -29,13 +29,13 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from zlib import crc32
 
 from . import _io
 from ._datafile import data_name, hint_name
 from ._files import FileTable, fsync_dir
 from ._hint import HintJournal
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
+from ._record import crc32
 
 __all__ = [
     "MANIFEST",

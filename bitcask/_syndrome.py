@@ -18,9 +18,8 @@ import threading
 import weakref
 from array import array
 from collections.abc import Iterator
-from zlib import crc32
 
-from ._record import HEADER_SIZE
+from ._record import HEADER_SIZE, crc32
 
 __all__ = ["one_byte_error", "probable_key", "range_crc"]
 

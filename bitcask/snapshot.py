@@ -38,11 +38,11 @@ from __future__ import annotations
 import os
 import time
 from typing import TYPE_CHECKING
-from zlib import crc32
 
 from ._datafile import FILE_HEADER_SIZE, ScanIssues, data_name, hint_name, scan
 from ._hint import build_hint, read_hint, write_hint
 from ._pins import Pins, Snapshot, SnapshotFile
+from ._record import crc32
 from .errors import ReadOnlyError, StoreClosedError
 
 if TYPE_CHECKING:

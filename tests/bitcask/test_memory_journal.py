@@ -103,3 +103,25 @@ def test_whole_passes_build_the_same_hint(monkeypatch: pytest.MonkeyPatch, seed:
     compacted, plain, off = compacted_and_plain(rng, rng.choice([30, 300, 3000]), FILE_HEADER_SIZE)
     assert compacted.intact and len(compacted.keys) <= len(plain.keys)
     assert compacted.build(1, off) == plain.build(1, off)
+
+
+@pytest.mark.parametrize("stamp", [0, 1_764_000_000_123_456, 2**63 - 1, 2**64 - 1])
+def test_new_keys_build_the_scanned_hint_with_every_timestamp(stamp: int) -> None:
+    # Every entry a new key: build() copies the timestamps array whole (its u64s, "L"
+    # where that is 8 bytes, "Q" elsewhere) instead of converting them one by one;
+    # add() and extend() (a batch's one stamp) fill it. The bytes build_hint gives.
+    journal = HintJournal()
+    recs = []
+    off = FILE_HEADER_SIZE
+    for i in range(50):
+        key = b"n%03d" % i
+        if i < 20:
+            journal.add(key, (1 << 68) | (off << 32) | 40, stamp - i if stamp else i, 0)
+            recs.append((off, 40, 0, stamp - i if stamp else i, 0, key, 0))
+            off += 40
+    keys = [b"b%03d" % i for i in range(30)]
+    locs = [(1 << 68) | ((off + 40 * i) << 32) | 40 for i in range(30)]
+    journal.extend(keys, locs, stamp)
+    recs += [(off + 40 * i, 40, 0, stamp, 0, k, 0) for i, k in enumerate(keys)]
+    off += 40 * 30
+    assert journal.build(1, off) == build_hint(1, off, recs)

@@ -76,9 +76,61 @@ def test_ops_encodes_puts_deletes_and_planned_expiries() -> None:
     assert not recs[0][4] & TOMBSTONE
 
 
+@pytest.mark.parametrize("inner", [0, IN_BATCH])
+@pytest.mark.parametrize("ts", [0, 5, 1_764_000_000_123_456, 2**64 - 1])
+def test_ops_inline_puts_are_records_bytes(inner: int, ts: int) -> None:
+    # ops() encodes a plain put (a 4-tuple of bytes, no ttl, a value up to
+    # LARGE_VALUE) inline with the batch's header prefix: the same bytes as record(),
+    # at every size around its limits, beside every op it leaves to record().
+    enc = OpEncoder(64, 1 << 17, lambda: 1_000.0)
+    large = 64 * 1024
+    values = [b"", b"v", bytes(range(256)) * 4, b"x" * large, b"y" * (large + 1)]
+    ops: list[object] = [("put", b"k%d" % i, v, None) for i, v in enumerate(values)]
+    ops += [
+        ("put", b"", b"e", None),
+        ("put", b"K" * 64, b"max key", None),
+        ("put", "str key", b"s", None),
+        ("put", b"str value", "v", None),
+        ("put", b"bytearray", bytearray(b"ba"), None),
+        ["put", b"list", b"l", None],
+        ("put", b"three", b"3"),
+        ("put", b"ttl", b"t", 5),
+    ]
+    keys, recs, exps = enc.ops(ops, inner, ts)  # type: ignore[arg-type]
+    for key, rec, exp, op in zip(keys, recs, exps, ops, strict=True):
+        want_key, want = enc.record(op[1], op[2], exp, inner, ts)  # type: ignore[index]
+        assert (key, rec) == (want_key, want)
+        assert key.__class__ is bytes and rec.__class__ is bytes
+    assert exps == [0] * (len(ops) - 1) + [1_005_000]
+
+
+def test_ops_inline_puts_refuse_what_record_refuses() -> None:
+    enc = _encoder(max_key=4, max_value=8)
+    assert enc.ops([("put", b"kkkk", b"v" * 8, None)], 0, 1)[0] == [b"kkkk"]
+    with pytest.raises(KeyTooLargeError):
+        enc.ops([("put", b"a", b"1", None), ("put", b"kkkkk", b"v", None)], 0, 1)
+    with pytest.raises(ValueTooLargeError):
+        enc.ops([("put", b"a", b"1", None), ("put", b"k", b"v" * 9, None)], 0, 1)
+    with pytest.raises(TypeError):
+        enc.ops([("put", b"k", 5, None)], 0, 1)
+    with pytest.raises(ValueError):
+        enc.ops([("put", b"k", b"v", 0)], 0, 1)  # a ttl of 0 is refused, not "none"
+    with pytest.raises(ValueError):
+        enc.ops([("get", b"k", b"v", None)], 0, 1)
+
+
 def test_ops_refuses_bad_ops_and_hands_ops_to_the_planner() -> None:
     enc = _encoder()
-    for bad in (["put"], [("merge", b"k", b"v")], [("delete", b"k", b"v")], [b"put"]):
+    for bad in (
+        ["put"],
+        [("merge", b"k", b"v")],
+        [("delete", b"k", b"v")],
+        [b"put"],
+        [("put", b"k", b"v", None, None)],
+        [("delete", b"k", b"v", None)],
+        [("put", b"k")],
+        [()],
+    ):
         with pytest.raises(ValueError):
             enc.ops(bad, 0, 1)  # type: ignore[arg-type]
     with pytest.raises(Planned):
@@ -124,3 +176,28 @@ def test_hot_objects_keep_their_shared_key_layout(tmp_path: Path) -> None:
         db.put(b"k", b"v")
         for obj in (db.writer, db.files):
             assert len(vars(obj)) < 30, type(obj).__name__
+
+
+def test_the_engines_crc_is_zlibs() -> None:
+    # bitcask/_record.py takes zlib-ng's crc32 when it is installed ('bitcask[fast]',
+    # and the test extra): the same CRC-32, so a store written with one reads with the
+    # other (db.py's read path checks with zlib's). Every length around the sizes its
+    # vector loops step by, a running CRC, and buffers other than bytes.
+    import zlib
+    from random import Random
+
+    from bitcask import _record
+
+    try:
+        from zlib_ng.zlib_ng import crc32 as ng_crc32
+    except ImportError:
+        ng_crc32 = zlib.crc32  # type: ignore[assignment]
+    assert _record.crc32 is ng_crc32
+    rng = Random(13)
+    for n in [*range(300), 4095, 4096, 4125, 65536 + 7]:
+        data = rng.randbytes(n)
+        start = rng.getrandbits(32)
+        assert _record.crc32(data) == zlib.crc32(data), n
+        assert _record.crc32(data, start) == zlib.crc32(data, start), n
+    assert _record.crc32(memoryview(b"abc")[1:]) == zlib.crc32(b"bc")
+    assert _record.crc32(bytearray(b"abc")) == zlib.crc32(b"abc")
