@@ -23,10 +23,10 @@ import time
 from collections.abc import Iterable
 
 try:
-    # The engine's CRC-32 (every module takes it from here; db.py's read path still
-    # imports zlib's): zlib-ng's computes the same CRC (zlib's polynomial, the same
-    # values: tests/bitcask/test_writer_encode.py) with carry-less multiplication
-    # where the CPU has it. zlib 1.2.13's crc32 spends ~3.9 instructions a byte: at 4
+    # The engine's CRC-32 (every module takes it from here, the read path too):
+    # zlib-ng's computes the same CRC (zlib's polynomial, the same values:
+    # tests/bitcask/test_writer_encode.py) with carry-less multiplication where the
+    # CPU has it. zlib 1.2.13's crc32 spends ~3.9 instructions a byte: at 4
     # KiB values 16,083 of a write_batch op's 27,500 (callgrind), which is why a
     # batch of 4 KiB puts was barely faster than single puts. One call of 145 bytes
     # (a 100 B put's record) 1,971 -> 1,377 instructions, of 4,125 bytes 17,101 ->

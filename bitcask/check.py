@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from ._datafile import (
 )
 from ._hint import build_hint, decode_hint, hint_distrust
 from ._merge_swap import MERGE_DIR
+from ._record import crc32
 from ._recovery import QUARANTINE_DIR, leftovers
 
 __all__ = [
@@ -272,7 +272,7 @@ def _check_manifest(path: str, ids: list[int]) -> tuple[str, list[Problem]]:
         if len(data) != size:
             why = f"{len(data)} bytes, {BACKUP_MANIFEST} says {size}"
             problems.append(Problem(name, 0, len(data), why))
-        elif zlib.crc32(data) != crc:
+        elif crc32(data) != crc:
             problems.append(Problem(name, 0, size, f"CRC-32 differs from {BACKUP_MANIFEST}"))
     listed_names = {name for name, _, _ in listed}
     for name in sorted(names - listed_names):

@@ -38,7 +38,6 @@ import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar, overload
-from zlib import crc32
 
 from ._db_admin import AdminMethods
 from ._db_expiry import ExpiryMethods
@@ -50,7 +49,7 @@ from ._files import FileTable
 from ._group import Watches
 from ._keydir import FID_SHIFT, Keydir
 from ._pins import Pins
-from ._record import HEADER_SIZE, as_bytes, as_keys, shown_key
+from ._record import HEADER_SIZE, as_bytes, as_keys, crc32, shown_key
 from ._recovery import RecoveryReport
 from ._writer import Writer
 from .errors import StoreClosedError
@@ -206,7 +205,10 @@ class Bitcask(
             body = rec[4:]
         # The record check (_value_at has the same lines): the CRC, the stored key
         # compared in one slice (a CRC-valid key_len fits its record, and the last
-        # term refuses one that runs past it), not a tombstone.
+        # term refuses one that runs past it), not a tombstone. The CRC is the
+        # engine's one (bitcask/_record.py: zlib-ng's when installed): a get of 100 B
+        # 8,971 -> 8,501 instructions, of 4 KiB 26,108 -> 12,293 (callgrind, 40,000
+        # gets of 20,000 keys).
         kl += 25  # where the value starts in body
         value = body[kl:]
         if crc32(body) != crc or body[25:kl] != key or flags & 1 or (not value and kl != len(body)):

@@ -181,8 +181,9 @@ def test_hot_objects_keep_their_shared_key_layout(tmp_path: Path) -> None:
 def test_the_engines_crc_is_zlibs() -> None:
     # bitcask/_record.py takes zlib-ng's crc32 when it is installed ('bitcask[fast]',
     # and the test extra): the same CRC-32, so a store written with one reads with the
-    # other (db.py's read path checks with zlib's). Every length around the sizes its
-    # vector loops step by, a running CRC, and buffers other than bytes.
+    # other (tests/bitcask/test_crc_fallback.py does it with real stores). Every length
+    # around the sizes its vector loops step by, a running CRC, and buffers other than
+    # bytes.
     import zlib
     from random import Random
 
