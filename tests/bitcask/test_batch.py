@@ -219,3 +219,29 @@ def test_write_group_of_single_writes_refuses_only_the_bad_one(tmp_path: Path) -
         assert isinstance(got[1], bitcask.KeyTooLargeError)
         assert isinstance(got[2], ValueError)
         assert (db.get(b"a"), db.get(b"b"), db.get(b"c")) == (None, None, b"3")
+
+
+def test_write_group_of_single_writes_over_max_keys_refuses_only_the_new_keys(
+    tmp_path: Path,
+) -> None:
+    """A group of single writes answers one result per batch whether every op is taken
+    (the short path of write_group) or max_keys refuses some (the per-batch split)."""
+    with bitcask.open(tmp_path, sync="never", max_keys=2) as db:
+        taken = db.write_group([[("put", b"a", b"1")], [("put", b"b", b"2")]])
+        assert taken == [[None], [None]]
+        got = db.write_group(
+            [
+                [("put", b"c", b"3")],
+                [("put", b"a", b"4")],
+                [("delete", b"b")],
+                [("put", b"d", b"5")],
+            ]
+        )
+        assert isinstance(got[0], bitcask.StoreFullError)
+        assert got[1:] == [[None], [True], [None]]  # the delete made room for d, in order
+        assert {k: db.get(k) for k in (b"a", b"b", b"c", b"d")} == {
+            b"a": b"4",
+            b"b": None,
+            b"c": None,
+            b"d": b"5",
+        }
