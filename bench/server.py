@@ -471,7 +471,9 @@ def only_rows(
                         if o == "get" and "put" not in ops:
                             run_phase(r, "put", conns, depth)  # something to read
                         key = (r.target.name, depth, o)
-                        before = None if r.target.resp or o != "put" else _groups(r.port)
+                        # group commits: bitcask only (the ceiling answers stats with nil)
+                        counted = not r.target.resp and r.target is not CEILING
+                        before = _groups(r.port) if counted and o == "put" else None
                         run = run_phase(r, o, conns, depth)
                         samples.setdefault(key, []).append(run)
                         if before is not None:
