@@ -158,9 +158,12 @@ _header = struct.Struct(">I").pack
 # and packing it: on the put rows of bench/server.py render went from ~0.70 to ~0.30
 # us per reply (timeit on the loaded bench machine, msgid 1).
 _SCALAR_TAIL = {True: 0xC3, False: 0xC2, None: 0xC0}
+# By result, for msgids below 128 (what every client sends first): `render` picks the
+# frame itself, without a call to _scalar_reply: a Python call less per put reply
+# (bench.request_path --callgrind, put depth 16: see docs/architecture.md).
 _SMALL_REPLIES = {
-    tail: [struct.pack(">IBBBBB", 5, 0x94, 1, msgid, 0xC0, tail) for msgid in range(128)]
-    for tail in _SCALAR_TAIL.values()
+    result: [struct.pack(">IBBBBB", 5, 0x94, 1, msgid, 0xC0, tail) for msgid in range(128)]
+    for result, tail in _SCALAR_TAIL.items()
 }
 _reply_u8 = struct.Struct(">IBBBBBB").pack
 _reply_u16 = struct.Struct(">IBBBHBB").pack
@@ -168,9 +171,8 @@ _reply_u32 = struct.Struct(">IBBBIBB").pack
 
 
 def _scalar_reply(msgid: int, tail: int) -> bytes:
-    """The frame of a success reply whose result is True/False/nil (tail: its byte)."""
-    if msgid < 128:
-        return _SMALL_REPLIES[tail][msgid]
+    """The frame of a success reply whose result is True/False/nil (tail: its byte),
+    for a msgid of 128 or more (below it, `_SMALL_REPLIES`)."""
     if msgid < 0x100:
         return _reply_u8(6, 0x94, 1, 0xCC, msgid, 0xC0, tail)
     if msgid < 0x10000:
@@ -240,6 +242,8 @@ class BinaryDialect:
         msgid = request.msgid
         if error is None:
             if result is True or result is None or result is False:
+                if msgid < 128:
+                    return _SMALL_REPLIES[result][msgid]
                 return _scalar_reply(msgid, _SCALAR_TAIL[result])
             try:
                 body: bytes = _pack([1, msgid, None, result])

@@ -37,7 +37,18 @@ from protocol import (
 )
 
 from ._metrics import Metrics
-from ._outcome import Async, Done, Done_, Invalid, Outcome, Read, Write, error_info, make_error
+from ._outcome import (
+    Async,
+    Done,
+    Done_,
+    Invalid,
+    Outcome,
+    Read,
+    Write,
+    always_true,
+    error_info,
+    make_error,
+)
 from ._reply_bounds import batch_values, reply_too_large, sizes_over, values_over
 from ._session import Session, release_all
 from ._snapshots import SnapshotMethods, error_for
@@ -188,7 +199,7 @@ class Dispatcher(TransactionHandlers):
                     and len(value) <= self._max_value
                     and not self._db.readonly_reason
                 ):
-                    return Write([("put", key, value, None)], len(key) + len(value), _true)
+                    return Write([("put", key, value, None)], len(key) + len(value), always_true)
         # Precedence (docs/protocol.md section 7): AUTH_REQUIRED before any other check,
         # then UNKNOWN_METHOD, then the params.
         if not session.authenticated and method not in OPEN_METHODS:
@@ -313,7 +324,7 @@ class Dispatcher(TransactionHandlers):
 
     def _put(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         key, value, ttl = self._key(args[0]), self._value(args[1]), args[2]
-        return self._write([("put", key, value, ttl)], len(key) + len(value), _true)
+        return self._write([("put", key, value, ttl)], len(key) + len(value), always_true)
 
     def _delete(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         key = self._key(args[0])
@@ -327,7 +338,7 @@ class Dispatcher(TransactionHandlers):
         for key, value in pairs:
             ops.append(("put", self._key(key), self._value(value), None))
             size += len(key) + len(value)
-        return self._write(ops, size, _true)
+        return self._write(ops, size, always_true)
 
     def _batch(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         ops = args[0]  # already ("put", k, v, ttl) | ("delete", k): the engine's op shape
@@ -340,7 +351,7 @@ class Dispatcher(TransactionHandlers):
         return self._write(ops, size, _batch_results)
 
     def _sync(self, session: Session, args: tuple[Any, ...]) -> Outcome:
-        return self._write([], 0, _true, sync=True)
+        return self._write([], 0, always_true, sync=True)
 
     def _merge(self, session: Session, args: tuple[Any, ...]) -> Outcome:
         def start(settle: Done_) -> None:
@@ -431,10 +442,6 @@ class Dispatcher(TransactionHandlers):
 _SNAPSHOT_STOPPED = Done(
     None, make_error(ErrorCode.SHUTTING_DOWN, "the server is shutting down: backup abandoned")
 )
-
-
-def _true(results: list[Any]) -> bool:
-    return True
 
 
 def _first(results: list[Any]) -> Any:

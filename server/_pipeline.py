@@ -59,6 +59,15 @@ OUT_BUDGET = 1 << 20
 """Reply bytes gathered in one turn before the rest of the input waits (slow readers)."""
 
 
+class _NeverPressured:
+    """The host of a Pipeline whose writer pressure is never asked (HTTP, tests)."""
+
+    writer_pressured = False
+
+
+_NEVER_PRESSURED = _NeverPressured()
+
+
 def _raw(data: bytes, result: Any, error: ErrorInfo | None) -> bytes:
     """The Render of events whose reply the protocol Connection already encoded."""
     return data
@@ -76,8 +85,11 @@ class Pipeline:
 
         high: pending requests above which events wait in the backlog (and the
             owner pauses reading); it resumes at half.
-        pressured: True while the writer's queue is over its mark (events wait too,
-            on a connection with writes of its own in flight).
+        host: whose `writer_pressured` is True while the writer's queue is over its
+            mark (events wait too, on a connection with writes of its own in flight);
+            server/_state.py's Host. Read as an attribute, not through a callable: a
+            Python call less per pipelined write (docs/architecture.md, Per-request
+            cost). None: never pressured (the HTTP port's pipelines).
 
     Example:
         >>> p = Pipeline(dispatcher, session, metrics, transport.write, lambda: None)  # doctest: +SKIP
@@ -92,13 +104,13 @@ class Pipeline:
         "_flush_scheduled",
         "_group_pending",
         "_high",
+        "_host",
         "_inflight",
         "_loop",
         "_low",
         "_metrics",
         "_on_progress",
         "_out",
-        "_pressured",
         "_replies",
         "_session",
         "_submit",
@@ -118,7 +130,7 @@ class Pipeline:
         on_progress: Callable[[], None],
         *,
         high: int = 1024,
-        pressured: Callable[[], bool] = lambda: False,
+        host: Any = None,
     ) -> None:
         self._call = dispatcher.call
         self._writer = dispatcher.writer
@@ -129,7 +141,7 @@ class Pipeline:
         self._on_progress = on_progress
         self._high = high
         self._low = max(1, high // 2)
-        self._pressured = pressured
+        self._host = _NEVER_PRESSURED if host is None else host
         self._loop = asyncio.get_running_loop()
         # decoded events not started yet (back-pressure), with their arrival time
         self._backlog: deque[tuple[Event, Render, float]] = deque()
@@ -193,7 +205,7 @@ class Pipeline:
             backlog.extend((event, render, t0) for event in events)
             self.drain()
             return self.take_output()
-        replies, high, pressured = self._replies, self._high, self._pressured
+        replies, high, host = self._replies, self._high, self._host
         call, session, place = self._call, self._session, self._place
         out, unstarted = self._out, self._unstarted
         # Reads answered at once, counted once per run of one method (metrics).
@@ -201,7 +213,7 @@ class Pipeline:
         now_n = 0
         # Writer pressure holds only a connection with writes of its own in flight: a
         # PING or GET of an idle connection (a health check) is answered meanwhile.
-        blocked = self._inflight > 0 and pressured()
+        blocked = self._inflight > 0 and host.writer_pressured
         last = len(events) - 1
         size = 0  # reply bytes of fast reads gathered in this call (OUT_BUDGET)
         for i, event in enumerate(events):
@@ -226,7 +238,7 @@ class Pipeline:
                 if not self._submit(outcome.ops, slot, outcome.nbytes, outcome.sync, outcome.watch):
                     self._refuse(slot)
                 if i != last:
-                    blocked = pressured()
+                    blocked = host.writer_pressured
                 continue
             if type(outcome) is Read and not replies:
                 # The read fast path, the one place it lives: a read with nothing
@@ -264,7 +276,7 @@ class Pipeline:
             place(outcome, method, render, event, t0)
             if type(outcome) is not Done and i != last:
                 # only a submission can put the writer over its mark
-                blocked = self._inflight > 0 and pressured()
+                blocked = self._inflight > 0 and host.writer_pressured
         if now_n:
             self._metrics.requests_done(now_method, perf_counter() - t0, now_n)  # type: ignore[arg-type]
         if not out:
@@ -275,11 +287,11 @@ class Pipeline:
 
     def drain(self) -> None:
         """Start backlogged events while back-pressure allows (after progress)."""
-        backlog, replies, high, pressured, out = (
+        backlog, replies, high, host, out = (
             self._backlog,
             self._replies,
             self._high,
-            self._pressured,
+            self._host,
             self._out,
         )
         size = sum(map(len, out))
@@ -287,7 +299,7 @@ class Pipeline:
             backlog
             and not self.stopped
             and len(replies) < high
-            and not (self._inflight and pressured())
+            and not (self._inflight and host.writer_pressured)
         ):
             if self.write_paused:
                 return  # the owner flushes again when its transport resumes writing

@@ -130,7 +130,7 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             self._write,
             self._progress,
             high=state.config.max_inflight,
-            pressured=lambda: host.writer_pressured,
+            host=host,
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
