@@ -346,15 +346,6 @@ def durable(n: int, base: Path) -> Table:
     return t
 
 
-def _crc_in_use() -> str:
-    """Which CRC-32 the engine measured here computes with (bitcask/_record.py)."""
-    from bitcask import _record
-
-    if _record.crc32.__module__.startswith("zlib_ng"):
-        return "zlib-ng's (the optional 'bitcask[fast]'; zlib's without it, the same values)"
-    return "zlib's (without the optional zlib-ng of 'bitcask[fast]')"
-
-
 def targets(small: list[dict[str, Any]], big: dict[str, Any] | None) -> Table:
     """Issue 13's targets, each with what was measured and whether it was met (the
     sync="always" one is in the durable table: bitcask put against the floor)."""
@@ -491,7 +482,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bitcask runs with sync='never' (a put survives SIGKILL once it returns); "
             "batch = write_batch of 1,000 puts, judged against the floor's plain put."
         )
-        tt.notes.append(f"bitcask's CRC-32: {_crc_in_use()}.")
         tables.append(tt)
         meta = {
             "workloads": [asdict(w) for w in (small, large)],

@@ -183,8 +183,9 @@ class OpEncoder:
         # u64 through _PyLong_AsByteArray: ~200 instructions). The same bytes as
         # ``record`` (tests/bitcask/test_writer_encode.py). callgrind, 10 x ops() of
         # 1,000 puts of 100 B, PYTHONHASHSEED=0: 7,272 -> 5,797 instructions per op;
-        # then (with zlib-ng's CRC) 5,296 -> 4,943 by unpacking a tuple without
-        # len() first and listing only the expiries that are not 0 (``other``).
+        # then 5,296 -> 4,943 by unpacking a tuple without len() first and listing
+        # only the expiries that are not 0 (``other``; measured with zlib-ng's CRC,
+        # which the engine does not use: the CRC's share is the same on both sides).
         prefix = _pack_batch_prefix(inner, ts)
         max_key = self.max_key
         large = self._large

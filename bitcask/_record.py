@@ -22,19 +22,14 @@ import struct
 import time
 from collections.abc import Iterable
 
-try:
-    # The engine's CRC-32 (every module takes it from here, the read path too):
-    # zlib-ng's computes the same CRC (zlib's polynomial, the same values:
-    # tests/bitcask/test_writer_encode.py) with carry-less multiplication where the
-    # CPU has it. zlib 1.2.13's crc32 spends ~3.9 instructions a byte: at 4
-    # KiB values 16,083 of a write_batch op's 27,500 (callgrind), which is why a
-    # batch of 4 KiB puts was barely faster than single puts. One call of 145 bytes
-    # (a 100 B put's record) 1,971 -> 1,377 instructions, of 4,125 bytes 17,101 ->
-    # 3,309; timed: 530 -> 141 ns and 4,615 -> 415 ns. Optional ('bitcask[fast]',
-    # and the test and bench extras): without it zlib's gives the same answers.
-    from zlib_ng.zlib_ng import crc32
-except ImportError:  # pragma: no cover - the same function, slower
-    from zlib import crc32
+# The engine's CRC-32, for every module (the read path and bitcask.check too): zlib's,
+# as DESIGN.md keeps the engine on the standard library. zlib 1.2.13's spends ~3.9
+# instructions a byte (callgrind): at 4 KiB values most of a write_batch op (16,083 of
+# 27,500) and of a get. zlib-ng's crc32 (same values, carry-less multiplication) cut a
+# 4,125-byte call 17,101 -> 3,309 instructions and a 100 B get 8,971 -> 8,501, but it
+# is a third-party module, so it waits for a decision to allow an optional accelerator
+# in the engine as protocol/ allows hiredis.
+from zlib import crc32
 
 __all__ = [
     "BATCH_BEGIN",

@@ -206,9 +206,7 @@ class Bitcask(
         # The record check (_value_at has the same lines): the CRC, the stored key
         # compared in one slice (a CRC-valid key_len fits its record, and the last
         # term refuses one that runs past it), not a tombstone. The CRC is the
-        # engine's one (bitcask/_record.py: zlib-ng's when installed): a get of 100 B
-        # 8,971 -> 8,501 instructions, of 4 KiB 26,108 -> 12,293 (callgrind, 40,000
-        # gets of 20,000 keys).
+        # engine's one (bitcask/_record.py).
         kl += 25  # where the value starts in body
         value = body[kl:]
         if crc32(body) != crc or body[25:kl] != key or flags & 1 or (not value and kl != len(body)):

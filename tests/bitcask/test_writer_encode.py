@@ -176,29 +176,3 @@ def test_hot_objects_keep_their_shared_key_layout(tmp_path: Path) -> None:
         db.put(b"k", b"v")
         for obj in (db.writer, db.files):
             assert len(vars(obj)) < 30, type(obj).__name__
-
-
-def test_the_engines_crc_is_zlibs() -> None:
-    # bitcask/_record.py takes zlib-ng's crc32 when it is installed ('bitcask[fast]',
-    # and the test extra): the same CRC-32, so a store written with one reads with the
-    # other (tests/bitcask/test_crc_fallback.py does it with real stores). Every length
-    # around the sizes its vector loops step by, a running CRC, and buffers other than
-    # bytes.
-    import zlib
-    from random import Random
-
-    from bitcask import _record
-
-    try:
-        from zlib_ng.zlib_ng import crc32 as ng_crc32
-    except ImportError:
-        ng_crc32 = zlib.crc32  # type: ignore[assignment]
-    assert _record.crc32 is ng_crc32
-    rng = Random(13)
-    for n in [*range(300), 4095, 4096, 4125, 65536 + 7]:
-        data = rng.randbytes(n)
-        start = rng.getrandbits(32)
-        assert _record.crc32(data) == zlib.crc32(data), n
-        assert _record.crc32(data, start) == zlib.crc32(data, start), n
-    assert _record.crc32(memoryview(b"abc")[1:]) == zlib.crc32(b"bc")
-    assert _record.crc32(bytearray(b"abc")) == zlib.crc32(b"abc")
