@@ -10,7 +10,7 @@ import pytest
 from tests.serverproc import ServerProcess
 
 # The files whose single tests (or xdist group) run longest, collected first: make
-# pytest's two xdist workers take tests in collection order, and a long one left for
+# pytest's xdist workers take tests in collection order, and a long one left for
 # the end kept one worker busy alone (tests/test_packaging.py's group, ~30 s, came
 # last: pytest took ~30 s longer than the suite's test time over two workers).
 LONG_FIRST = (
