@@ -1,4 +1,4 @@
-"""`bitcask reshard`: 3 -> 4 real bitcask-servers, 20,000 keys (some with TTLs).
+"""`bitcask reshard`: 3 -> 4 real bitcask-servers, 10,000 keys (some with TTLs).
 
 The command runs as a child process (the console entry point), reading two
 nutcracker configs that name the shards' binary ports on loopback; the tests that
