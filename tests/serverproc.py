@@ -139,6 +139,18 @@ class ServerProcess:
             return ""
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = START_TIMEOUT) -> str:
+        """The log, once it holds `text`. start() returns when both ports answer, and
+        the server writes its start-up lines (`listening`, `descriptors:`, damage
+        found) just after binding them: a test reading one of those lines waits for
+        it here. Raises AssertionError with the log after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the server log after {timeout} s:\n{log}")
+            time.sleep(0.02)
+        return log
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
         """Send `sig` and wait; SIGKILL if it does not exit in time. Returns the exit code."""
         if self.proc is None:

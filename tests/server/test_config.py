@@ -65,7 +65,7 @@ def test_cli_bad_config_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_startup_line(server_factory: Callable[..., ServerProcess]) -> None:
     srv = server_factory(sync="never")
-    line = next(line for line in srv.log().splitlines() if "listening" in line)
+    line = next(line for line in srv.wait_for_log("listening").splitlines() if "listening" in line)
     assert f"binary=127.0.0.1:{srv.port}" in line and f"http=127.0.0.1:{srv.http_port}" in line
     assert "keys=0" in line and "recovery=" in line and "truncated_bytes" in line
 

@@ -64,8 +64,9 @@ def test_a_low_descriptor_limit_caps_connections_and_says_so(tmp_path: Path) -> 
     srv.argv = lambda: [prlimit, "--nofile=80:80", *argv()]  # type: ignore[method-assign]
     srv.start()
     try:
-        assert "max-connections 5000 needs 5064 descriptors, the limit is 80" in srv.log()
-        assert "descriptors: limit 80, max-connections 16, 64 kept for the store" in srv.log()
+        log = srv.wait_for_log("descriptors: ")
+        assert "max-connections 5000 needs 5064 descriptors, the limit is 80" in log
+        assert "descriptors: limit 80, max-connections 16, 64 kept for the store" in log
         clients = []
         try:
             for _ in range(16):

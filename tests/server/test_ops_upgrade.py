@@ -80,7 +80,8 @@ def test_damage_found_at_start_is_a_warning(tmp_path: Path) -> None:
     future_version_store(data)
     srv = ServerProcess(data=data, extra=["--log-level", "warning"]).start()
     try:
-        lines = [line for line in srv.log().splitlines() if "WARNING" in line]
+        log = srv.wait_for_log("the store holds damage")
+        lines = [line for line in log.splitlines() if "WARNING" in line]
         assert len(lines) == 1, srv.log()
         assert "the store holds damage: 0 corrupt records" in lines[0]
         assert "0000000001.data: not loaded" in lines[0] and "run bitcask check" in lines[0]

@@ -198,7 +198,7 @@ def test_descriptor_limit_raised_and_connections_fitted(tmp_path: Path) -> None:
     conns: list[Conn] = []
     flood: list[socket.socket] = []
     try:
-        log = srv.log()
+        log = srv.wait_for_log("descriptors: ")
         cap = 200 - FD_RESERVE
         assert "descriptors: limit 200 (raised from 100)" in log, log
         assert f"max-connections {cap}" in log
