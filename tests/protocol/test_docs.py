@@ -1,7 +1,7 @@
 """The worked examples of docs/protocol.md: generated here, checked against the doc.
 
 Each binary example is a sentence `Sends `[...]`; receives `[...]`.` (Python
-notation) followed by a ```console block: `$ printf '...' | nc -q1 127.0.0.1 7379 |
+notation) followed by a ```console block: `$ printf '...' | nc -N 127.0.0.1 7379 |
 xxd` and the dump it prints. Every printf argument must decode (with FrameDecoder)
 to the requests the sentence names, and every dump to the responses. (The shared
 tests/test_docs.py runs the same blocks against a real server.)
@@ -95,7 +95,7 @@ def render(requests: list[list[Any]], responses: list[list[Any]], reply: bytes) 
             f"Sends `{_literal(requests)}`; receives `{_literal(responses)}`.",
             "",
             "```console",
-            f"$ printf '{_printf(_wire(requests))}' | nc -q1 127.0.0.1 7379 | xxd",
+            f"$ printf '{_printf(_wire(requests))}' | nc -N 127.0.0.1 7379 | xxd",
             _xxd(reply),
             "```",
         ]
