@@ -43,7 +43,6 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -60,6 +59,7 @@ from ._merge_swap import (
     MERGE_DIR,
     read_manifest,
     recover_interrupted,
+    remove_tree,
     repoint,
     swap_files,
     write_manifest,
@@ -361,7 +361,7 @@ def run_merge(
             sum(plan.sizes[fid] for fid in plan.inputs),
         )
         crash_point("reserved")
-        shutil.rmtree(mdir, ignore_errors=True)
+        remove_tree(mdir)
         os.mkdir(mdir)
         created = True
         # Step 2.
@@ -446,7 +446,7 @@ def run_merge(
         # Only a merge dir this call made, and only before its manifest exists
         # (after that, the next open finishes the swap).
         if created and not os.path.exists(os.path.join(mdir, MANIFEST)):
-            shutil.rmtree(mdir, ignore_errors=True)
+            remove_tree(mdir)
         raise
     finally:
         if copy is not None:
