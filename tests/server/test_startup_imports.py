@@ -16,7 +16,8 @@ print(" ".join(sorted(sys.modules)))
 """
 
 # on first use only: the aiofiles writer mode (aiofiles brings tempfile, shutil and
-# random), backup and repair (bitcask.backup, bitcask._repair), shutil (bz2, lzma)
+# random), backup and repair (bitcask.backup, bitcask._repair), shutil (bz2, lzma), the
+# Redis dialect (at the first text connection: its reader, writer and command table)
 NOT_AT_START = {
     "aiofiles",
     "tempfile",
@@ -25,6 +26,10 @@ NOT_AT_START = {
     "lzma",
     "bitcask.backup",
     "bitcask._repair",
+    "protocol.resp_dialect",
+    "protocol._redis_table",
+    "protocol._resp_reader",
+    "protocol._resp_writer",
 }
 
 
