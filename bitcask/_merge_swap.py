@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +42,6 @@ __all__ = [
     "MERGE_DIR",
     "read_manifest",
     "recover_interrupted",
-    "remove_tree",
     "repoint",
     "swap_files",
     "write_manifest",
@@ -149,17 +149,8 @@ def swap_files(
                 pass
     fsync_dir(path)
     after_rename("unlinked")
-    remove_tree(mdir)
+    shutil.rmtree(mdir, ignore_errors=True)
     fsync_dir(path)
-
-
-def remove_tree(path: str) -> None:
-    """shutil.rmtree, errors ignored. shutil (with bz2 and lzma) is imported here, on
-    first use: a server start with no merge to finish never needs it (~2% of a start's
-    instructions by callgrind)."""
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def recover_interrupted(path: str) -> str:
@@ -173,7 +164,7 @@ def recover_interrupted(path: str) -> str:
         return "none"
     manifest = read_manifest(mdir)
     if manifest is None:
-        remove_tree(mdir)
+        shutil.rmtree(mdir, ignore_errors=True)
         fsync_dir(path)
         return "discarded"
     swap_files(path, manifest[0], manifest[1], after_rename=lambda phase: None)

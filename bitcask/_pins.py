@@ -27,7 +27,7 @@ log = logging.getLogger("bitcask")
 
 # SnapshotFile and Snapshot are plain classes (read by attribute, never compared or
 # printed): as dataclasses their generated methods were 8 exec() compilations at
-# import, ~4M instructions of a bitcask-server start (callgrind).
+# import, ~6M instructions of a bitcask-server start (callgrind).
 
 
 class SnapshotFile:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -59,7 +60,6 @@ from ._merge_swap import (
     MERGE_DIR,
     read_manifest,
     recover_interrupted,
-    remove_tree,
     repoint,
     swap_files,
     write_manifest,
@@ -371,7 +371,7 @@ def run_merge(
             sum(plan.sizes[fid] for fid in plan.inputs),
         )
         crash_point("reserved")
-        remove_tree(mdir)
+        shutil.rmtree(mdir, ignore_errors=True)
         os.mkdir(mdir)
         created = True
         # Step 2.
@@ -456,7 +456,7 @@ def run_merge(
         # Only a merge dir this call made, and only before its manifest exists
         # (after that, the next open finishes the swap).
         if created and not os.path.exists(os.path.join(mdir, MANIFEST)):
-            remove_tree(mdir)
+            shutil.rmtree(mdir, ignore_errors=True)
         raise
     finally:
         if copy is not None:

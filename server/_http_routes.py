@@ -71,7 +71,7 @@ TEXT = "text/plain; charset=utf-8"
 
 # The records below are plain __slots__ classes, built per request and compared by
 # nothing: as dataclasses their generated __init__, __repr__ and __eq__ were exec()ed
-# at import, 15 compilations, ~9M instructions of a bitcask-server start (callgrind).
+# at import, 15 compilations, ~10M instructions of a bitcask-server start (callgrind).
 
 
 class Request:

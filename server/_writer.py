@@ -168,8 +168,9 @@ class Writer(GroupWrite):
         self._thread = _WriterThread(self._loop) if mode == "thread" else None
         self._wrapped: Any = None
         if mode == "aiofiles":
-            # imported only for this mode (never the default): aiofiles brings tempfile,
-            # shutil, bz2, lzma and random, ~3% of a server's start-up instructions
+            # imported only for this mode (never the default): aiofiles and the tempfile
+            # and random it brings were ~13M instructions, 2.7% of a bitcask-server start
+            # (callgrind)
             import aiofiles.os
 
             self._wrapped = aiofiles.os.wrap(self._write_group)

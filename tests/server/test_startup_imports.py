@@ -15,15 +15,13 @@ import server.cli
 print(" ".join(sorted(sys.modules)))
 """
 
-# on first use only: the aiofiles writer mode (aiofiles brings tempfile, shutil and
-# random), backup and repair (bitcask.backup, bitcask._repair), shutil (bz2, lzma), the
-# Redis dialect (at the first text connection: its reader, writer and command table)
+# on first use only: the aiofiles writer mode (aiofiles brings tempfile and random),
+# backup and repair (bitcask.backup, bitcask._repair), the Redis dialect (at the first
+# text connection: its reader, writer and command table)
 NOT_AT_START = {
     "aiofiles",
     "tempfile",
-    "shutil",
-    "bz2",
-    "lzma",
+    "random",
     "bitcask.backup",
     "bitcask._repair",
     "protocol.resp_dialect",
