@@ -211,14 +211,19 @@ class ScanIssues:
         return min(cut) if cut else None
 
 
-@dataclass
 class _Batch:
-    """A batch being read: its records wait for the COMMIT marker."""
+    """A batch being read: its records wait for the COMMIT marker (a plain class: a
+    dataclass's generated methods were 3 exec() compilations at every import)."""
 
-    start: int  # offset of its BEGIN marker (or of its first record if BEGIN was damaged)
-    count: int  # the count BEGIN announced; -1 when BEGIN was unreadable
-    recs: list[Rec] = field(default_factory=list)
-    lost: bool = False  # framing inside it was destroyed: some records are unknown
+    __slots__ = ("count", "lost", "recs", "start")
+
+    def __init__(self, start: int, count: int, lost: bool = False) -> None:
+        self.start = (
+            start  # offset of its BEGIN marker (or of its first record if BEGIN was damaged)
+        )
+        self.count = count  # the count BEGIN announced; -1 when BEGIN was unreadable
+        self.recs: list[Rec] = []
+        self.lost = lost  # framing inside it was destroyed: some records are unknown
 
 
 def scan(buf: bytes | mmap.mmap, start: int, end: int, issues: ScanIssues) -> Iterator[Rec]:

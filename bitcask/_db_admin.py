@@ -27,7 +27,6 @@ from ._health import DiskHealth
 from ._keydir import Keydir
 from ._recovery import RecoveryReport
 from ._writer import Writer
-from .backup import run_backup
 from .merge import MergeReport, Merges, run_merge
 from .options import Options
 
@@ -112,6 +111,8 @@ class AdminMethods:
             >>> db.backup("/backups/2024-06-01")
         """
         self._check_not_inherited()
+        from .backup import run_backup  # on first use: shutil and the copy code
+
         run_backup(self.merges, os.fspath(dest))
 
     def data_files(self) -> int:

@@ -196,20 +196,29 @@ def batch_effect(keys: list[bytes], exps: list[int]) -> tuple[set[bytes], set[by
     return {k for k, p in last.items() if p}, {k for k, p in last.items() if not p}
 
 
-@dataclass
+# Plan and Slot are plain classes (nothing compares or prints them): as dataclasses
+# their generated methods were 9 exec() compilations at import, ~5M instructions of a
+# bitcask-server start (callgrind).
+
+
 class Plan:
     """What one batch of a group commit writes, decided under the writer lock."""
 
-    ops: list[tuple[object, ...]]  # plain ops: ("put_at", key, value, expiry_ms) | ("delete", key)
-    results: list[object]  # per op of the batch; SLOT(i) = the answer of plain op i
-    atomic: bool  # framed by BEGIN/COMMIT (several ops, or one op writing several keys)
+    __slots__ = ("atomic", "ops", "results")
+
+    def __init__(self, ops: list[tuple[object, ...]], results: list[object], atomic: bool) -> None:
+        self.ops = ops  # plain ops: ("put_at", key, value, expiry_ms) | ("delete", key)
+        self.results = results  # per op of the batch; Slot(i) = the answer of plain op i
+        self.atomic = atomic  # framed by BEGIN/COMMIT (several ops, or one op writing several keys)
 
 
-@dataclass(frozen=True)
 class Slot:
     """A result the writer fills in: what plain op ``index`` of the plan answered."""
 
-    index: int
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
 
 
 def plan_group(

@@ -35,7 +35,6 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass
 from itertools import chain, takewhile
 
 from . import _io
@@ -61,18 +60,41 @@ _CRC = struct.Struct("<I")
 _BIG = sys.byteorder == "big"
 
 
-@dataclass
 class HintData:
-    """A decoded hint file: parallel lists of keys and in-file locations."""
+    """A decoded hint file: parallel lists of keys and in-file locations (a plain
+    class: a dataclass's generated methods were 3 exec() compilations at every import,
+    and nothing compares or prints one)."""
 
-    file_id: int
-    keys: list[bytes]
-    locs: array[int]  # (offset << 32) | size, u64
-    exp_index: array[int]
-    exp_ms: array[int]
-    tomb_keys: list[bytes]
-    tomb_files: array[int]
-    data_size: int
+    __slots__ = (
+        "data_size",
+        "exp_index",
+        "exp_ms",
+        "file_id",
+        "keys",
+        "locs",
+        "tomb_files",
+        "tomb_keys",
+    )
+
+    def __init__(
+        self,
+        file_id: int,
+        keys: list[bytes],
+        locs: array[int],  # (offset << 32) | size, u64
+        exp_index: array[int],
+        exp_ms: array[int],
+        tomb_keys: list[bytes],
+        tomb_files: array[int],
+        data_size: int,
+    ) -> None:
+        self.file_id = file_id
+        self.keys = keys
+        self.locs = locs
+        self.exp_index = exp_index
+        self.exp_ms = exp_ms
+        self.tomb_keys = tomb_keys
+        self.tomb_files = tomb_files
+        self.data_size = data_size
 
 
 def _arr(code: str, values: Iterable[int] | bytes) -> bytes:

@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SnapshotNotFoundError
@@ -26,33 +25,47 @@ __all__ = ["Pins", "Snapshot", "SnapshotFile"]
 log = logging.getLogger("bitcask")
 
 
-@dataclass(frozen=True, slots=True)
+# SnapshotFile and Snapshot are plain classes (read by attribute, never compared or
+# printed): as dataclasses their generated methods were 8 exec() compilations at
+# import, ~6M instructions of a bitcask-server start (callgrind).
+
+
 class SnapshotFile:
     """One file of a snapshot: its name in the data directory, size and CRC-32."""
 
-    name: str
-    size: int
-    crc: int
+    __slots__ = ("crc", "name", "size")
+
+    def __init__(self, name: str, size: int, crc: int) -> None:
+        self.name = name
+        self.size = size
+        self.crc = crc
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "size": self.size, "crc": self.crc}
 
 
-@dataclass(eq=False)
 class Snapshot:
     """A pinned set of files. Built by ``take_snapshot`` (or the three steps)."""
 
-    id: str
-    owner: object
-    timeout: float
-    deadline: float
-    fids: set[int] = field(default_factory=set)
-    files: list[SnapshotFile] = field(default_factory=list)
-    created: float = 0.0  # wall clock at the cut
-    keys: int = 0  # live keys at the cut
-    cut_file: int = 0  # the first file id *not* in the snapshot
-    merge_lock: threading.Lock | None = None  # held from pin_sealed to seal (let_go)
-    sent: dict[str, int] = field(default_factory=dict)  # name -> highest byte read
+    def __init__(
+        self,
+        id: str,
+        owner: object,
+        timeout: float,
+        deadline: float,
+        merge_lock: threading.Lock | None = None,  # held from pin_sealed to seal (let_go)
+    ) -> None:
+        self.id = id
+        self.owner = owner
+        self.timeout = timeout
+        self.deadline = deadline
+        self.merge_lock = merge_lock
+        self.fids: set[int] = set()
+        self.files: list[SnapshotFile] = []
+        self.created = 0.0  # wall clock at the cut
+        self.keys = 0  # live keys at the cut
+        self.cut_file = 0  # the first file id *not* in the snapshot
+        self.sent: dict[str, int] = {}  # name -> highest byte read
 
     def manifest(self) -> dict[str, Any]:
         """What a copy of this snapshot is: written next to the files as backup.json."""

@@ -106,14 +106,27 @@ class FileVanished(Exception):
     """A data file disappeared while loading (a writer's merge swapped it)."""
 
 
-@dataclass
 class LoadResult:
-    keydir: Keydir
-    sizes: dict[int, int]
-    maps: dict[int, mmap.mmap | None]
-    unhinted: list[int]  # sealed files that have no valid hint
-    unloadable: set[int]  # files not loaded at all (too short, unsupported version)
-    report: RecoveryReport
+    """What load() built (a plain class: a dataclass's generated methods were 3
+    exec() compilations at every import, and nothing compares or prints one)."""
+
+    __slots__ = ("keydir", "maps", "report", "sizes", "unhinted", "unloadable")
+
+    def __init__(
+        self,
+        keydir: Keydir,
+        sizes: dict[int, int],
+        maps: dict[int, mmap.mmap | None],
+        unhinted: list[int],
+        unloadable: set[int],
+        report: RecoveryReport,
+    ) -> None:
+        self.keydir = keydir
+        self.sizes = sizes
+        self.maps = maps
+        self.unhinted = unhinted  # sealed files that have no valid hint
+        self.unloadable = unloadable  # files not loaded at all (too short, unsupported version)
+        self.report = report
 
 
 def load(path: str, *, readonly: bool, use_hints: bool, merge_state: str) -> LoadResult:

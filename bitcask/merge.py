@@ -292,15 +292,25 @@ class _SimulatedCrash(Exception):
     """Raised by a test's ``crash_point``: leave the files exactly as they are."""
 
 
-@dataclass
 class _Plan:
-    """What step 1 decided, under the write lock."""
+    """What step 1 decided, under the write lock (a plain class: a dataclass's
+    generated methods were 3 exec() compilations at every import, for nothing)."""
 
-    inputs: list[int]  # ids to merge, ascending
-    sizes: dict[int, int]  # their sizes when sealed
-    maps: dict[int, mmap.mmap | None]  # their mappings
-    out_ids: list[int]  # ids reserved for the outputs
-    oldest_outside: int | None  # the oldest file the merge does not take
+    __slots__ = ("inputs", "maps", "oldest_outside", "out_ids", "sizes")
+
+    def __init__(
+        self,
+        inputs: list[int],
+        sizes: dict[int, int],
+        maps: dict[int, mmap.mmap | None],
+        out_ids: list[int],
+        oldest_outside: int | None,
+    ) -> None:
+        self.inputs = inputs  # ids to merge, ascending
+        self.sizes = sizes  # their sizes when sealed
+        self.maps = maps  # their mappings
+        self.out_ids = out_ids  # ids reserved for the outputs
+        self.oldest_outside = oldest_outside  # the oldest file the merge does not take
 
 
 def _plan(m: Merges, files: Iterable[int] | Callable[[], list[int]] | None) -> _Plan:

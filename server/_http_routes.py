@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
@@ -70,45 +69,76 @@ JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 
 
-@dataclass(slots=True)
+# The records below are plain __slots__ classes, built per request and compared by
+# nothing: as dataclasses their generated __init__, __repr__ and __eq__ were exec()ed
+# at import, 15 compilations, ~10M instructions of a bitcask-server start (callgrind).
+
+
 class Request:
     """One complete HTTP request as http.py parsed it (header names lower-case)."""
 
-    method: str
-    path: bytes
-    query: bytes
-    headers: dict[str, str]
-    body: bytes
-    keep_alive: bool
-    http10: bool = False  # an HTTP/1.0 request: a kept-alive reply must say so
+    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "path", "query")
+
+    def __init__(
+        self,
+        method: str,
+        path: bytes,
+        query: bytes,
+        headers: dict[str, str],
+        body: bytes,
+        keep_alive: bool,
+        http10: bool = False,  # an HTTP/1.0 request: a kept-alive reply must say so
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.http10 = http10
 
 
-@dataclass(slots=True)
 class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = TEXT
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    error: ErrorInfo | None = None  # what an error response reports (counted in /metrics)
+    __slots__ = ("body", "content_type", "error", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = TEXT,
+        headers: list[tuple[str, str]] | None = None,
+        error: ErrorInfo | None = None,  # what an error response reports (counted in /metrics)
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers: list[tuple[str, str]] = [] if headers is None else headers
+        self.error = error
 
 
-@dataclass(slots=True)
 class KvContext:
     """What rendering a /kv result needs to know about its request."""
 
-    verb: str  # GET HEAD PUT DELETE POST
-    key: bytes
-    json: bool
-    keep_alive: bool
-    http10: bool = False
+    __slots__ = ("http10", "json", "keep_alive", "key", "verb")
+
+    def __init__(
+        self, verb: str, key: bytes, json: bool, keep_alive: bool, http10: bool = False
+    ) -> None:
+        self.verb = verb  # GET HEAD PUT DELETE POST
+        self.key = key
+        self.json = json
+        self.keep_alive = keep_alive
+        self.http10 = http10
 
 
-@dataclass(slots=True)
 class KvCall:
     """Route /kv through the dispatcher: the same request object as the binary port's."""
 
-    request: Call
-    ctx: KvContext
+    __slots__ = ("ctx", "request")
+
+    def __init__(self, request: Call, ctx: KvContext) -> None:
+        self.request = request
+        self.ctx = ctx
 
 
 def response(resp: Response, keep_alive: bool, head: bool = False, http10: bool = False) -> bytes:
@@ -169,14 +199,18 @@ def simple_error(status: int, code: ErrorCode, message: str) -> Response:
     return error_response(make_error(code, message), status)
 
 
-@dataclass(slots=True)
 class HeadCheck:
     """What a request's head alone decides: http.py asks before it reads the body."""
 
-    refusal: Response | None  # what route() answers whatever the body (401, 404, 405, ...)
-    max_body: int  # the largest body worth reading; past it, a 413 with `too_large`
-    too_large: ErrorCode
-    keeps_body: bool  # the body is used (a PUT's value, an append's suffix): buffer it
+    __slots__ = ("keeps_body", "max_body", "refusal", "too_large")
+
+    def __init__(
+        self, refusal: Response | None, max_body: int, too_large: ErrorCode, keeps_body: bool
+    ) -> None:
+        self.refusal = refusal  # what route() answers whatever the body (401, 404, 405, ...)
+        self.max_body = max_body  # the largest body worth reading; past it, a 413 (too_large)
+        self.too_large = too_large
+        self.keeps_body = keeps_body  # the body is used (a PUT's value, an append's suffix)
 
 
 def check_head(state: ServerState, req: Request) -> HeadCheck:

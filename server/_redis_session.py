@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from protocol import ErrorCode, ErrorInfo
@@ -68,18 +67,24 @@ def redis_error(message: str) -> ErrorInfo:
     return ErrorInfo(int(ErrorCode.INVALID_PARAMS), message.split(" ", 1)[0], message)
 
 
-@dataclass(frozen=True, slots=True)
 class ClientLink:
     """What a session knows of its connection, made by the protocol object that owns
     the transport (server/binary.py) and kept by the session: the addresses and the
     descriptor CLIENT LIST shows, and `close`, which ends the connection as the
     server ends one after a QUIT (binary.py `BinaryProtocol.kill`). The session
-    never sees the transport."""
+    never sees the transport.
 
-    addr: str  # the peer, as Redis prints it: "127.0.0.1:50000", "[::1]:50000"
-    laddr: str  # the local end, the same way
-    fd: int
-    close: Callable[[], None]
+    A plain class, made once per connection and never compared or printed: as a
+    frozen dataclass its generated methods were 6 exec() compilations at import.
+    """
+
+    __slots__ = ("addr", "close", "fd", "laddr")
+
+    def __init__(self, addr: str, laddr: str, fd: int, close: Callable[[], None]) -> None:
+        self.addr = addr  # the peer, as Redis prints it: "127.0.0.1:50000", "[::1]:50000"
+        self.laddr = laddr  # the local end, the same way
+        self.fd = fd
+        self.close = close
 
 
 NO_LINK = ClientLink("", "", -1, lambda: None)  # a session made without a connection (tests)
