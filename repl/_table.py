@@ -16,6 +16,8 @@ call) and the exit-code rule. Everything else is derived from these rows:
 from __future__ import annotations
 
 import enum
+import shutil
+import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -455,8 +457,6 @@ def _row(usage_: str, summary: str, column: int, width: int | None) -> list[str]
     beside the column, or under a usage too wide for it (as argparse lays out options)."""
     if width is None:
         return [f"  {usage_:<{column}}  {summary}"]
-    import textwrap  # only on a terminal: see _fit
-
     room = width - column - 4
     if len(usage_) <= column and room >= MIN_SUMMARY:
         first, *rest = textwrap.wrap(summary, room, break_on_hyphens=False) or [""]
@@ -477,11 +477,7 @@ def fit(text: str, width: int | None) -> str:
 def terminal_width(stream: TextIO) -> int | None:
     """The columns of the terminal `stream` writes to; None into a pipe or a file (text
     goes out as written there, for scripts and for the docs that show it)."""
-    if not stream.isatty():
-        return None
-    import shutil  # only on a terminal: see _fit
-
-    return shutil.get_terminal_size().columns
+    return shutil.get_terminal_size().columns if stream.isatty() else None
 
 
 def _fit(lines: list[str], width: int | None) -> list[str]:
@@ -489,11 +485,6 @@ def _fit(lines: list[str], width: int | None) -> list[str]:
     terminal wrapped `help` mid-word and lost the alignment); None: as they are."""
     if width is None:
         return lines
-    # textwrap and shutil are imported here, for a terminal: text into a pipe (every
-    # scripted `bitcask` command) is not wrapped, and at import the two cost 11M
-    # instructions of a one-shot command's 428M (callgrind)
-    import textwrap
-
     out: list[str] = []
     for line in lines:
         if len(line) <= width:
