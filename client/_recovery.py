@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -109,6 +108,8 @@ class Reconnection:
         for attempt in range(cfg.reconnect_attempts):
             if attempt:
                 delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1))
+                import random  # here, not at import: 3M instructions a `bitcask` start
+
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             try:
                 return await self._attempt()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._parse import escape_bytes
@@ -54,86 +53,138 @@ __all__ = [
 Fragments = list[tuple[str, str]]
 
 
-@dataclass(frozen=True, slots=True)
-class Status:
+class _Reply:
+    """What the reply classes share: equality, hash and repr over their fields (the
+    `__slots__`, which `__match_args__` repeats for `match`), as a frozen dataclass
+    would give them. Plain classes and not dataclasses because a `bitcask` command
+    loads this module on every run: as eleven frozen dataclasses they cost 31M more
+    instructions at import, of a one-shot `get`'s 428M (dataclasses exec()s six
+    methods per class; callgrind, CPython 3.11). Nothing assigns to a reply after it
+    is made (they were frozen dataclasses)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({inner})"
+
+
+class Status(_Reply):
     """A short status word: OK, PONG."""
 
-    word: str
+    __slots__ = __match_args__ = ("word",)
+
+    def __init__(self, word: str) -> None:
+        self.word = word
 
 
-@dataclass(frozen=True, slots=True)
-class Value:
+class Value(_Reply):
     """A stored value (or a key): arbitrary bytes."""
 
-    data: bytes
+    __slots__ = __match_args__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
 
-@dataclass(frozen=True, slots=True)
-class Nil:
+class Nil(_Reply):
     """No value: a missing key."""
 
-
-@dataclass(frozen=True, slots=True)
-class Int:
-    value: int
+    __slots__ = __match_args__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Number:
-    value: float
-    unit: str = ""
+class Int(_Reply):
+    __slots__ = __match_args__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
 
 
-@dataclass(frozen=True, slots=True)
-class Bool:
-    value: bool
+class Number(_Reply):
+    __slots__ = __match_args__ = ("value", "unit")
+
+    def __init__(self, value: float, unit: str = "") -> None:
+        self.value = value
+        self.unit = unit
 
 
-@dataclass(frozen=True, slots=True)
-class Ttl:
+class Bool(_Reply):
+    __slots__ = __match_args__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+
+class Ttl(_Reply):
     """Seconds left, or None for a key without TTL, or missing=True."""
 
-    seconds: float | None
-    missing: bool = False
+    __slots__ = __match_args__ = ("seconds", "missing")
+
+    def __init__(self, seconds: float | None, missing: bool = False) -> None:
+        self.seconds = seconds
+        self.missing = missing
 
 
-@dataclass(frozen=True, slots=True)
-class Items:
+class Items(_Reply):
     """An ordered list of replies (mget, keys, scan pages)."""
 
-    items: tuple[Reply, ...]
-    empty: str = "(empty list)"
-    numbered: bool = True
+    __slots__ = __match_args__ = ("items", "empty", "numbered")
+
+    def __init__(
+        self, items: tuple[Reply, ...], empty: str = "(empty list)", numbered: bool = True
+    ) -> None:
+        self.items = items
+        self.empty = empty
+        self.numbered = numbered
 
 
-@dataclass(frozen=True, slots=True)
-class Table:
+class Table(_Reply):
     """A map (stats, reports): nested dicts are flattened with dots when styled."""
 
-    data: Mapping[str, Any] = field(default_factory=dict)
+    __slots__ = __match_args__ = ("data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self.data: Mapping[str, Any] = {} if data is None else data
 
 
-@dataclass(frozen=True, slots=True)
-class Text:
+class Text(_Reply):
     """Plain text (help, summaries), printed as is in both modes."""
 
-    text: str
+    __slots__ = __match_args__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
+class Report(_Reply):
     """An engine report: its summary lines (printed in both modes) and its fields
     (for the exit-code rule; `check` exits 1 when `data["ok"]` is false)."""
 
-    text: str
-    data: Mapping[str, Any] = field(default_factory=dict)
+    __slots__ = __match_args__ = ("text", "data")
+
+    def __init__(self, text: str, data: Mapping[str, Any] | None = None) -> None:
+        self.text = text
+        self.data: Mapping[str, Any] = {} if data is None else data
 
 
 Reply = Status | Value | Nil | Int | Number | Bool | Ttl | Items | Table | Text | Report
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
-_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\udc80-\udcff]")
+# Patterns, compiled by `re` on first use (and cached there): a `bitcask get` never
+# needs them, and compiling both at import cost 5M instructions (callgrind)
+_CONTROL = "[\x00-\x1f\x7f-\x9f\udc80-\udcff]"
+_CONTROL_BUT_NEWLINE = "[\x00-\x09\x0b-\x1f\x7f-\x9f\udc80-\udcff]"
 
 
 def _hex(match: re.Match[str]) -> str:
@@ -149,7 +200,7 @@ def terminal_safe(text: str, *, lines: bool = False) -> str:
         >>> print(terminal_safe("7.0\x1b[2J\x07\udcff"), terminal_safe("a\nb"))
         7.0\x1b[2J\x07\xff a\x0ab
     """
-    return (_CONTROL_BUT_NEWLINE if lines else _CONTROL).sub(_hex, text)
+    return re.sub(_CONTROL_BUT_NEWLINE if lines else _CONTROL, _hex, text)
 
 
 def _fmt_float(x: float) -> str:

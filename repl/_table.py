@@ -63,7 +63,11 @@ class Kind(enum.Enum):
         return self in (Kind.KEY, Kind.PREFIX, Kind.CURSOR)
 
 
-@dataclass(frozen=True, slots=True)
+# Arg, Command and Slot are dataclasses of __init__ alone (no eq, repr, hash, frozen):
+# the table is built at every `bitcask` start, and those methods, which nothing uses
+# (rows are compared by identity, never printed, never assigned to), cost 10M
+# instructions at import (dataclasses exec()s each; callgrind, CPython 3.11)
+@dataclass(slots=True, eq=False, repr=False)
 class Arg:
     """One argument. `keyword` set: written as `KEYWORD value` anywhere after the command."""
 
@@ -119,7 +123,7 @@ def always_ok(_reply: Any) -> int:
     return 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class Command:
     """One row of the table."""
 
@@ -336,7 +340,7 @@ def _bind(cmd: Command, words: Sequence[bytes]) -> Args:
 # --------------------------------------------------------------------------- slots
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class Slot:
     """What a word of a line is: an argument's value, a keyword literal, or extra."""
 

@@ -164,3 +164,22 @@ def test_every_character_a_terminal_is_sent_for_a_key_is_printable(data: bytes) 
     assert all(ch.isprintable() or ch == "\n" for ch in shown), ascii(shown)
     first = shown.split("\n")[0].removeprefix("1) ")
     assert tokenize(f"get {first}")[1].value == data
+
+
+def test_replies_compare_hash_and_print_as_the_frozen_dataclasses_did() -> None:
+    # The reply classes are plain slotted classes (cheaper to import than dataclasses):
+    # equality by class and fields, a hash from the fields, a dataclass-style repr,
+    # positional match patterns, defaults as before.
+    assert Int(3) == Int(3) and hash(Int(3)) == hash(Int(3)) and Nil() == Nil()
+    assert Int(1) != Bool(True) and Int(1) != 1 and Value(b"a") != Value(b"b")
+    assert len({Status("OK"), Status("OK"), Text("OK")}) == 2
+    assert Table() == Table({}) and Report("r").data == {} and Items(()).numbered
+    assert repr(Items((Value(b"a"), Nil()))) == (
+        "Items(items=(Value(data=b'a'), Nil()), empty='(empty list)', numbered=True)"
+    )
+    assert repr(Number(1.5, "s")) == "Number(value=1.5, unit='s')"
+    match Ttl(2.0):
+        case Ttl(seconds, missing):
+            assert (seconds, missing) == (2.0, False)
+    with pytest.raises(AttributeError):
+        Int(3).other = 4  # type: ignore[attr-defined]
