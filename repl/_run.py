@@ -6,21 +6,10 @@ usage error start without loading them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Callable
-
-if "asyncio" not in sys.modules and "ssl" not in sys.modules:
-    # asyncio loaded without ssl: asyncio imports it (to offer TLS) when it can, and
-    # neither the client nor the commands speak TLS. The ssl module is 26M of a
-    # one-shot `bitcask get`'s 377M instructions (callgrind). Marked missing only while
-    # asyncio loads: a later `import ssl` (urllib for `health`) finds it as usual.
-    sys.modules["ssl"] = None  # type: ignore[assignment]
-    try:
-        import asyncio
-    finally:
-        del sys.modules["ssl"]
-import asyncio
 
 from client import ValueTooLargeError
 

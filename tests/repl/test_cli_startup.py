@@ -8,8 +8,8 @@ bench/cli.py, never asserted: here only *which* modules a real run loaded is che
 - help, `CMD --help`, `--version` and a usage error: not asyncio and not the client.
 - protocol and client, lazy since, still export every name of their __all__.
 
-ssl and random are in the lists: asyncio is loaded without ssl (repl/_run.py: no
-command speaks TLS), and the client imports random only to back off a reconnect.
+ssl is not in the lists: asyncio imports it whatever the URL (asyncio.base_events).
+random is: the client imports it only to back off a reconnect.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ NOT_FOR_ONE_KEY = {
     "prompt_toolkit",
     "json",
 }
-# nor these, which connecting used to load: ssl (with asyncio) and random (backoff);
-# --version may (importlib.metadata's email parser imports random)
-NOT_TO_CONNECT = {"ssl", "random"}
+# nor this, which connecting used to load (backoff); --version may (importlib.metadata's
+# email parser imports random)
+NOT_TO_CONNECT = {"random"}
 NOT_FOR_HELP = {"asyncio", "client", "repl._session", "repl._run", "msgpack"}
 
 
