@@ -218,9 +218,8 @@ class _Batch:
     __slots__ = ("count", "lost", "recs", "start")
 
     def __init__(self, start: int, count: int, lost: bool = False) -> None:
-        self.start = (
-            start  # offset of its BEGIN marker (or of its first record if BEGIN was damaged)
-        )
+        # offset of its BEGIN marker (or of its first record if BEGIN was damaged)
+        self.start = start
         self.count = count  # the count BEGIN announced; -1 when BEGIN was unreadable
         self.recs: list[Rec] = []
         self.lost = lost  # framing inside it was destroyed: some records are unknown
