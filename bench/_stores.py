@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bench.checkedlog import CheckedLog
 from bench.rawlog import RawLog
 
 Pairs = Sequence[tuple[bytes, bytes]]
@@ -123,6 +124,17 @@ class RawLogAdapter(Adapter):
         put_many = self.db.put_many
         for chunk in chunks:
             put_many(chunk)
+
+
+class CheckedLogAdapter(RawLogAdapter):
+    """bench/checkedlog.py: the floor plus a CRC and a timestamp per record, mapped."""
+
+    name = "checkedlog (floor + CRC, mmap)"
+
+    def open(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self.db = CheckedLog.open(os.path.join(path, "data.log"))
 
 
 class SqliteAdapter(Adapter):
@@ -276,6 +288,7 @@ def available(only: Sequence[str] | None = None) -> tuple[list[Adapter], list[st
     makers: list[tuple[str, str | None, Callable[[], Adapter]]] = [
         ("bitcask", "bitcask", BitcaskAdapter),
         ("rawlog", None, RawLogAdapter),
+        ("checkedlog", None, CheckedLogAdapter),
         ("sqlite3", None, SqliteAdapter),
         ("dbm.gnu", "dbm.gnu", lambda: DbmAdapter("dbm.gnu")),
         ("dbm.ndbm", "dbm.ndbm", lambda: DbmAdapter("dbm.ndbm")),

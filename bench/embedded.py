@@ -18,7 +18,8 @@ time from hints and keydir bytes per key; and a durable-writes section (fsync
 before returning: per put, and group commit through write_batch).
 
 Stores: this engine (sync="never": a put still survives SIGKILL once it returns),
-the floor, sqlite3 (WAL), dbm.gnu / dbm.ndbm (dbm.dumb when neither is built), and
+the floor, the floor with a checked record format (bench/checkedlog.py: what a CRC, a
+timestamp and mapped appends cost, without the engine's bookkeeping), sqlite3 (WAL), dbm.gnu / dbm.ndbm (dbm.dumb when neither is built), and
 semidbm, lmdb, plyvel when importable (`pip install semidbm lmdb plyvel`).
 """
 
@@ -421,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--stores",
-        help="comma list: bitcask,rawlog,sqlite3,dbm.gnu,dbm.ndbm,dbm.dumb,semidbm,lmdb,plyvel",
+        help="comma list: bitcask,rawlog,checkedlog,sqlite3,dbm.gnu,dbm.ndbm,dbm.dumb,semidbm,lmdb,plyvel",
     )
     parser.add_argument(
         "--durable", type=int, help="fsync'd puts in the durable section (default 2,000; 0 skips)"

@@ -27,7 +27,7 @@ def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
         "--big-keys=200",
         "--million=5000",
         "--durable=50",
-        "--stores=bitcask,rawlog,sqlite3",
+        "--stores=bitcask,rawlog,checkedlog,sqlite3",
         f"--out={out}",
         f"--dir={tmp_path}",
     ]
@@ -49,7 +49,9 @@ def test_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
     ]
     for table in doc["tables"][:2]:
         rows = {r["store"]: r for r in table["rows"]}
-        assert set(rows) == {"bitcask", "rawlog (floor)", "sqlite3 (WAL)"}
+        checked = "checkedlog (floor + CRC, mmap)"
+        assert set(rows) == {"bitcask", "rawlog (floor)", checked, "sqlite3 (WAL)"}
+        assert all(rows[checked][op] > 0 for op in ("put", "get", "batch", "reopen_ms"))
         floor = rows["rawlog (floor)"]
         assert floor["put_x"] == 1.0 and floor["get_x"] == 1.0
         engine = rows["bitcask"]
