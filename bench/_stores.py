@@ -114,11 +114,12 @@ class RawLogAdapter(Adapter):
     """bench/rawlog.py: os.write per put, os.pread per get, no CRC (the floor)."""
 
     name = "rawlog (floor)"
+    log: type[RawLog] | type[CheckedLog] = RawLog
 
     def open(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
         self.path = path
-        self.db = RawLog.open(os.path.join(path, "data.log"))
+        self.db = self.log.open(os.path.join(path, "data.log"))
 
     def load_batches(self, chunks: Sequence[Pairs]) -> None:
         put_many = self.db.put_many
@@ -130,11 +131,7 @@ class CheckedLogAdapter(RawLogAdapter):
     """bench/checkedlog.py: the floor plus a CRC and a timestamp per record, mapped."""
 
     name = "checkedlog (floor + CRC, mmap)"
-
-    def open(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
-        self.path = path
-        self.db = CheckedLog.open(os.path.join(path, "data.log"))
+    log = CheckedLog
 
 
 class SqliteAdapter(Adapter):
