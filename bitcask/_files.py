@@ -33,8 +33,9 @@ Strategy (invariants):
   saying so (``out_of_descriptors``), not a bare EMFILE.
 - A sealed file's hint is written by ``write_hint`` (the background worker, or
   close): from the journal when the file was written in this session, else by
-  scanning it. It is renamed into place under the write lock only if the file is
-  still in the table (a merge may have removed it).
+  scanning it. ``install_hint`` renames it into place under the write lock only if
+  the file is still in the table (a merge may have removed it), and only once the
+  data file is fdatasynced (a hint must not outlive the records it points at).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from ._datafile import (
 )
 from ._descriptors import ensure_descriptors
 from ._hint import HintJournal, build_hint, write_hint
+from ._io import fsync_dir
 from ._keydir import FID_SHIFT, MAX_FILE_ID
 from ._lock import LOCK_NAME
 from .errors import ReadOnlyError
@@ -68,7 +70,6 @@ __all__ = [
     "FileEntry",
     "FileTable",
     "StoreRemoved",
-    "fsync_dir",
 ]
 
 log = logging.getLogger("bitcask")
@@ -112,15 +113,6 @@ def _identity(path: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None
         else:
             ids.append((st.st_dev, st.st_ino))
     return ids[0], ids[1]
-
-
-def fsync_dir(path: str) -> None:
-    """fsync a directory, so the names created or removed in it are durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileTable:
@@ -313,7 +305,7 @@ class FileTable:
         self._remap_at = FILE_HEADER_SIZE  # republished at the first append
         # Only now seal the old one (a crash in between leaves two flagged files,
         # whose zero tails recovery trims).
-        old.seal()
+        old.seal(self._sync_files)
         self.journal = HintJournal() if self._hints else None
         try:
             self.entries[old_id] = (
@@ -341,7 +333,7 @@ class FileTable:
             active.sync()
         except OSError as exc:  # the records are in the page cache: a crash keeps them
             log.error("fsync of %s failed at close: %s", data_name(fid), exc)
-        active.seal()
+        active.seal(durable=True)  # a clean stop fsyncs everything, whatever the policy
         self._active = None
         self.journal = None
         if not seal:
@@ -453,11 +445,30 @@ class FileTable:
             blob = journal.build(fid, size)
         else:
             blob = build_hint(fid, size, scan(entry[0], FILE_HEADER_SIZE, size, ScanIssues()))
-        final = os.path.join(self.path, hint_name(fid))
-        tmp = write_hint(final, blob, install=False)
+        self.install_hint(
+            fid, write_hint(os.path.join(self.path, hint_name(fid)), blob, install=False)
+        )
+
+    def install_hint(self, fid: int, tmp: str) -> None:
+        """Rename the hint ``tmp`` (written and fsynced) of sealed file ``fid`` into
+        place, if the file is still in the table (a merge may have removed it).
+
+        The data file is fdatasynced first: a hint that survives a power cut must not
+        vouch for records that did not (sync="never" never synced them; the sealed
+        header is not synced at rotation). A hint that does not survive is rebuilt.
+        """
+        try:
+            fd = os.open(os.path.join(self.path, data_name(fid)), os.O_RDONLY)
+        except FileNotFoundError:  # merged away meanwhile
+            os.unlink(tmp)
+            return
+        try:
+            _io.fsync(fd)
+        finally:
+            os.close(fd)
         with self._lock:
             if fid in self.sealed:
-                os.replace(tmp, final)
+                os.replace(tmp, os.path.join(self.path, hint_name(fid)))
             else:
                 os.unlink(tmp)
 

@@ -38,8 +38,8 @@ from ._datafile import (
     parse_file_header,
     scan,
 )
-from ._files import fsync_dir
 from ._hint import build_hint, write_hint
+from ._io import fsync_dir
 from ._lock import DirLock
 from ._merge_swap import recover_interrupted
 from ._record import (
