@@ -165,6 +165,11 @@ class FileTable:
         self.journal: HintJournal | None = None
         self._active: ActiveFile | None = None
         self._reader: BinaryIO | None = None
+        # The active file's name is not durable yet (created without sync_files): the
+        # next ``sync`` fsyncs the directory too, or a forced sync under sync="never"
+        # (write_batch(sync=True), the server's per-request sync) made the records
+        # durable in a file a power cut could take away whole.
+        self._unnamed = False
         # Republish the active file's entry once an append ends here: REMAP_STEP past
         # the last republish, or sooner at the active file's capacity, since only an
         # append reaching it grows the file into a new mapping. One compare per append
@@ -210,6 +215,9 @@ class FileTable:
         active = self._active
         assert active is not None
         active.sync()
+        if self._unnamed:
+            fsync_dir(self.path)
+            self._unnamed = False
         # The directory and its LOCK, by path: two stats of inodes no fsync touched.
         # An fstat of the active file right after its fdatasync waited on the sync on
         # ext4 (about 25 µs): sync="always" puts fell from 14-16k/s to 9.5-11.4k/s
@@ -264,6 +272,7 @@ class FileTable:
                     os.close(fd)
                 synced.add(fid)
             fsync_dir(self.path)
+            self._unnamed = False
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
@@ -385,6 +394,7 @@ class FileTable:
         except BaseException:
             active.discard()  # a retry creates it again (O_EXCL)
             raise
+        self._unnamed = not self._sync_files
         return active, reader
 
     def _start(self, fid: int) -> None:

@@ -6,8 +6,10 @@ A sync="always" store whose files rotate every few records: puts, a batch, a del
 a merge, a backup, a close. Around each operation a marker line goes to MARKS, one
 ``os.write`` each (so strace shows it where it happened): ``BEGIN op`` before the
 call, ``ACK op FID`` after it returned (FID: the data file holding the operation's
-records, the active one; 0 for merge and backup). Then a store whose writer died
+records, the active one; 0 for merge and backup; a name ending in ``-never``: of
+the sync="never" store). Then a store whose writer died
 is opened again (recovery seals its file), and a sync="never" store is closed.
+Last, a damaged store is repaired (``BEGIN repair`` / ``ACK repair 0``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ def main(store: str, backup: str, marks: str) -> None:
     step("backup", db.backup, backup)
     step("put-after-backup", db.put, b"k4", b"y")
     step("close", db.close)
+    # Damage a record of the merge's first output (a value byte: its CRC fails) and
+    # repair the store: the file is rewritten and renamed over, its hint replaced.
+    with open(os.path.join(store, "0000000004.data"), "r+b") as f:
+        f.seek(52)
+        byte = f.read(1)
+        f.seek(52)
+        f.write(bytes([byte[0] ^ 0xFF]))
+        f.flush()
+        os.fsync(f.fileno())  # the damage as a power cut would keep it
+    os.write(fd, b"BEGIN repair\n")
+    bitcask.repair(store)
+    os.write(fd, b"ACK repair 0\n")
     # A writer that died: the next open trims its file's zero tail and seals it.
     crashed = bitcask.open(store + "-crashed", sync="always")
     crashed.put(b"c", VALUE)
@@ -51,6 +65,11 @@ def main(store: str, backup: str, marks: str) -> None:
     never = bitcask.open(store + "-never", sync="never", max_file_size=4096, hint_files=False)
     for i in range(5):
         never.put(b"n%d" % i, VALUE)
+    # A forced sync (write_batch(sync=True)) is durable under never too, in a file
+    # the last rotation made.
+    os.write(fd, b"BEGIN sync-never\n")
+    never.write_batch([("put", b"s", VALUE)], sync=True)
+    os.write(fd, b"ACK sync-never %d\n" % never.files.active_id)
     os.write(fd, b"BEGIN close-never\n")
     never.close()
     os.write(fd, b"ACK close-never 0\n")

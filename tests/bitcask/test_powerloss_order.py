@@ -10,7 +10,8 @@ calls return (tests/bitcask/_syscall_trace.py):
     before the call returned (records go through a shared mapping: fdatasync of its
     descriptor writes the mapped pages back, fsync(2)'s "all modified in-core data");
 (b) a data file a rotation created, and the store directory an open created, had
-    their directory fsynced before a write in them was acknowledged;
+    their directory fsynced before a write in them was acknowledged (also for a
+    write_batch(sync=True) under sync="never": a forced sync is durable);
 (c) a merge's manifest is durable (outputs, hints, manifest, ``merge/`` itself)
     before anything is renamed into the store; its renames are followed by a
     directory fsync before an input is unlinked and before the merge returns;
@@ -20,7 +21,10 @@ calls return (tests/bitcask/_syscall_trace.py):
     whose zero tail came back would read as damage;
 (e) a clean close under sync="never" leaves every data file and every name durable
     (docs/operations.md: a clean stop fsyncs everything);
-(f) a backup is complete and fsynced before its directory gets its name, and that
+(f) repair: the old hint's removal is durable before the rewritten file is renamed
+    over the damaged one, which is durable before its new hint is renamed in, and
+    all of it before repair() returns;
+(g) a backup is complete and fsynced before its directory gets its name, and that
     name is fsynced before backup() returns.
 
 The workload (tests/bitcask/_powerloss_child.py) runs in a child under strace and
@@ -68,8 +72,9 @@ def _markers(trace: Trace, marks: Path) -> list[tuple[Event, list[str]]]:
     ]
 
 
-def _data(store: Path, fid: int) -> str:
-    return str(store / f"{fid:010d}.data")
+def _data(store: Path, name: str, fid: int) -> str:
+    # the data file holding operation ``name``'s records (-never: the sync="never" store)
+    return str(Path(f"{store}-never" if name.endswith("-never") else store) / f"{fid:010d}.data")
 
 
 def test_every_acknowledged_write_was_fdatasynced_first(
@@ -84,10 +89,10 @@ def test_every_acknowledged_write_was_fdatasynced_first(
             begun[name] = e
         elif fid != ["0"]:
             acked.append(name)
-            path = _data(store, int(fid[0]))
+            path = _data(store, name, int(fid[0]))
             if not trace.synced(path, begun[name].end, e.start):
                 wrong.append(f"{name}: acknowledged without an fdatasync of {path}")
-    assert len(acked) == 9, acked  # the workload ran whole
+    assert len(acked) == 10, acked  # the workload ran whole
     assert wrong == []
 
 
@@ -100,9 +105,10 @@ def test_new_files_have_their_directory_fsynced_before_an_acknowledgement(
     for e, (kind, name, *fid) in _markers(trace, marks):
         if kind != "ACK" or fid == ["0"]:
             continue
-        path = _data(store, int(fid[0]))
+        path = _data(store, name, int(fid[0]))
         # The file, and the store directory itself (the open created it).
-        for made, parent in ((path, str(store)), (str(store), str(store.parent))):
+        home = str(Path(path).parent)
+        for made, parent in ((path, home), (home, str(store.parent))):
             for c in trace.created(made):
                 if c.end < e.start and not trace.synced(parent, c.end, e.start):
                     wrong.append(f"{name}: {made} created, {parent} not fsynced before the ack")
@@ -224,3 +230,27 @@ def test_a_clean_close_under_never_leaves_everything_durable(
         wrong.append(f"{never}: its new names not fsynced before close() returned")
     assert begin.end < ack.start
     assert wrong == []
+
+
+def test_repair_replaces_a_file_and_its_hint_in_a_durable_order(
+    traced: tuple[Trace, Path, Path, Path],
+) -> None:
+    trace, store, _, marks = traced
+    begin = next(e for e, m in _markers(trace, marks) if m[:2] == ["BEGIN", "repair"])
+    ack = next(e for e, m in _markers(trace, marks) if m[:2] == ["ACK", "repair"])
+    data, hint = str(store / "0000000004.data"), str(store / "0000000004.hint")
+    within = [(e, src, dst) for e, src, dst in trace.renames() if begin.end < e.start < ack.start]
+    over = next(e for e, src, dst in within if dst == data)
+    new_hint = next(e for e, src, dst in within if dst == hint)
+    gone = [e for e, p in trace.unlinks() if p == hint and begin.end < e.start < over.start]
+    assert gone, "repair kept the old hint"
+    wrong = []
+    if not trace.synced(str(store), gone[-1].end, over.start):
+        wrong.append("the rewritten file renamed over before the old hint's removal was fsynced")
+    if not (over.end < new_hint.start and trace.synced(str(store), over.end, new_hint.start)):
+        wrong.append("the new hint renamed in before the rewritten file's rename was fsynced")
+    if not trace.synced(str(store), max(over.end, new_hint.end), ack.start):
+        wrong.append("repair returned before its renames were fsynced")
+    assert wrong == []
+    with bitcask.open(str(store), readonly=True) as db:  # repaired: every record readable
+        assert db.recovery.corrupt_records == 0
