@@ -25,10 +25,11 @@ from tests.protocol._redis_server import require_binary
 
 __all__ = ["TRACED", "Event", "Trace", "require_strace", "strace_argv"]
 
-# Every call the checks read: syncs, names, data-file changes, markers and replies.
+# Every call the checks read: syncs, names, data-file changes, markers, requests, replies.
 TRACED = (
     "openat,open,creat,fsync,fdatasync,sync,syncfs,rename,renameat,renameat2,unlink,"
-    "unlinkat,mkdir,mkdirat,rmdir,ftruncate,write,pwrite64,writev,sendto,sendmsg"
+    "unlinkat,mkdir,mkdirat,rmdir,ftruncate,write,pwrite64,writev,sendto,sendmsg,read,"
+    "recvfrom,recvmsg"
 )
 
 _LINE = re.compile(r"^(\d+)\s+(.*)$")
