@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
-__all__ = ["Appendable", "fsync", "fsync_dir", "make_dirs", "reserve", "write"]
+__all__ = ["Appendable", "fsync", "fsync_dir", "fsync_parent", "make_dirs", "reserve", "write"]
 
 
 class Appendable(Protocol):
@@ -110,4 +110,14 @@ def make_dirs(path: str, mode: int = 0o777) -> None:
         p = os.path.dirname(p)
     os.makedirs(path, mode, exist_ok=True)
     for p in reversed(made):
-        fsync_dir(os.path.dirname(p))
+        fsync_parent(p)
+
+
+def fsync_parent(path: str) -> None:
+    """fsync the directory holding ``path``'s name. One the process may not open for
+    reading is left to the kernel: write and search rights suffice to create in it,
+    and a store in such a directory must still open."""
+    try:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
+    except PermissionError:
+        pass

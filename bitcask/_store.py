@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from ._files import FileTable
 from ._health import is_probe_leftover
-from ._io import fsync_dir, make_dirs
+from ._io import fsync_parent, make_dirs
 from ._lock import DirLock
 from ._merge_swap import recover_interrupted
 from ._recovery import FileVanished, LoadResult, load
@@ -93,7 +93,7 @@ def open_store(
             if not result.sizes:
                 # A new store: its directory's name is durable before anything is
                 # acknowledged in it, whoever made it (the server makes --data itself).
-                fsync_dir(os.path.dirname(os.path.abspath(path)))
+                fsync_parent(path)
             try:
                 files.create_active()
                 result.keydir.live[files.active_id] = 0
