@@ -16,8 +16,9 @@ Invariants:
   ``append`` grows the reservation while the record would reach ``capacity``, so at
   least one zero byte always follows the last record of an unsealed file.
 - The file header carries ``OPEN_FILE`` until ``seal`` truncates the file to
-  ``size`` and rewrites the header without it (truncate first: a crash in between
-  leaves a flagged file with no tail, which is harmless). Recovery treats the zero
+  ``size`` and rewrites the header without it (truncate first, and under a durable
+  policy fdatasync in between: a crash or power cut in between leaves a flagged
+  file with no tail, which is harmless). Recovery treats the zero
   tail of a flagged file as unwritten space (see ``_datafile.scan``) and truncates it
   at the next writer open; in any other file zero bytes are data.
 - Mappings are never closed while the store is open: readers may hold the tuple
@@ -209,18 +210,25 @@ class ActiveFile:
         """
         _io.fsync(self.fd)
 
-    def seal(self) -> int:
+    def seal(self, durable: bool) -> int:
         """Truncate the file to its records, clear ``OPEN_FILE``, close; return the size.
+
+        ``durable``: fdatasync the truncation before the header says the file is
+        sealed. Without it a power cut could keep the new header and lose the
+        truncation (the kernel writes the header's page and commits the size change
+        in either order): a sealed file ending in zeros, which reads as damage.
 
         A failure (EIO) leaves the file flagged with its zero tail, which the next
         open trims: sealing never loses a record.
         """
         size = self.size
-        mm, self.mm = self.mm, None
+        self.mm = None
         try:
             os.ftruncate(self.fd, size)
-            if mm is not None:
-                mm[:FILE_HEADER_SIZE] = encode_file_header(self.file_id)
+            if durable:
+                _io.fsync(self.fd)
+            # pwrite, not the mapping: the same page, and the order shows in strace
+            os.pwrite(self.fd, encode_file_header(self.file_id), 0)
         except OSError:
             pass
         finally:  # an interrupt (Ctrl-C) in the truncate must not keep the descriptor

@@ -33,8 +33,9 @@ Strategy (invariants):
   saying so (``out_of_descriptors``), not a bare EMFILE.
 - A sealed file's hint is written by ``write_hint`` (the background worker, or
   close): from the journal when the file was written in this session, else by
-  scanning it. It is renamed into place under the write lock only if the file is
-  still in the table (a merge may have removed it).
+  scanning it. ``install_hint`` renames it into place under the write lock only if
+  the file is still in the table (a merge may have removed it), and only once the
+  data file is fdatasynced (a hint must not outlive the records it points at).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from ._datafile import (
 )
 from ._descriptors import ensure_descriptors
 from ._hint import HintJournal, build_hint, write_hint
+from ._io import fsync_dir
 from ._keydir import FID_SHIFT, MAX_FILE_ID
 from ._lock import LOCK_NAME
 from .errors import ReadOnlyError
@@ -68,7 +70,6 @@ __all__ = [
     "FileEntry",
     "FileTable",
     "StoreRemoved",
-    "fsync_dir",
 ]
 
 log = logging.getLogger("bitcask")
@@ -112,15 +113,6 @@ def _identity(path: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None
         else:
             ids.append((st.st_dev, st.st_ino))
     return ids[0], ids[1]
-
-
-def fsync_dir(path: str) -> None:
-    """fsync a directory, so the names created or removed in it are durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileTable:
@@ -173,6 +165,11 @@ class FileTable:
         self.journal: HintJournal | None = None
         self._active: ActiveFile | None = None
         self._reader: BinaryIO | None = None
+        # The active file's name is not durable yet (created without sync_files): the
+        # next ``sync`` fsyncs the directory too, or a forced sync under sync="never"
+        # (write_batch(sync=True), the server's per-request sync) made the records
+        # durable in a file a power cut could take away whole.
+        self._unnamed = False
         # Republish the active file's entry once an append ends here: REMAP_STEP past
         # the last republish, or sooner at the active file's capacity, since only an
         # append reaching it grows the file into a new mapping. One compare per append
@@ -218,6 +215,9 @@ class FileTable:
         active = self._active
         assert active is not None
         active.sync()
+        if self._unnamed:
+            fsync_dir(self.path)
+            self._unnamed = False
         # The directory and its LOCK, by path: two stats of inodes no fsync touched.
         # An fstat of the active file right after its fdatasync waited on the sync on
         # ext4 (about 25 µs): sync="always" puts fell from 14-16k/s to 9.5-11.4k/s
@@ -272,6 +272,7 @@ class FileTable:
                     os.close(fd)
                 synced.add(fid)
             fsync_dir(self.path)
+            self._unnamed = False
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
@@ -313,7 +314,7 @@ class FileTable:
         self._remap_at = FILE_HEADER_SIZE  # republished at the first append
         # Only now seal the old one (a crash in between leaves two flagged files,
         # whose zero tails recovery trims).
-        old.seal()
+        old.seal(self._sync_files)
         self.journal = HintJournal() if self._hints else None
         try:
             self.entries[old_id] = (
@@ -341,7 +342,7 @@ class FileTable:
             active.sync()
         except OSError as exc:  # the records are in the page cache: a crash keeps them
             log.error("fsync of %s failed at close: %s", data_name(fid), exc)
-        active.seal()
+        active.seal(durable=True)  # a clean stop fsyncs everything, whatever the policy
         self._active = None
         self.journal = None
         if not seal:
@@ -393,6 +394,7 @@ class FileTable:
         except BaseException:
             active.discard()  # a retry creates it again (O_EXCL)
             raise
+        self._unnamed = not self._sync_files
         return active, reader
 
     def _start(self, fid: int) -> None:
@@ -453,11 +455,30 @@ class FileTable:
             blob = journal.build(fid, size)
         else:
             blob = build_hint(fid, size, scan(entry[0], FILE_HEADER_SIZE, size, ScanIssues()))
-        final = os.path.join(self.path, hint_name(fid))
-        tmp = write_hint(final, blob, install=False)
+        self.install_hint(
+            fid, write_hint(os.path.join(self.path, hint_name(fid)), blob, install=False)
+        )
+
+    def install_hint(self, fid: int, tmp: str) -> None:
+        """Rename the hint ``tmp`` (written and fsynced) of sealed file ``fid`` into
+        place, if the file is still in the table (a merge may have removed it).
+
+        The data file is fdatasynced first: a hint that survives a power cut must not
+        vouch for records that did not (sync="never" never synced them; the sealed
+        header is not synced at rotation). A hint that does not survive is rebuilt.
+        """
+        try:
+            fd = os.open(os.path.join(self.path, data_name(fid)), os.O_RDONLY)
+        except FileNotFoundError:  # merged away meanwhile
+            os.unlink(tmp)
+            return
+        try:
+            _io.fsync(fd)
+        finally:
+            os.close(fd)
         with self._lock:
             if fid in self.sealed:
-                os.replace(tmp, final)
+                os.replace(tmp, os.path.join(self.path, hint_name(fid)))
             else:
                 os.unlink(tmp)
 

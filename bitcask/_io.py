@@ -1,4 +1,5 @@
-"""The only place where the engine writes, reserves or fsyncs data files.
+"""The only place where the engine writes, reserves or fsyncs data files, and where
+it makes directory entries durable (``fsync_dir``, ``make_dirs``).
 
 This module is part of the test contract: a test monkeypatches ``write``,
 ``reserve`` or ``fsync`` here to inject ENOSPC/EIO or to count calls. Every
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
-__all__ = ["Appendable", "fsync", "reserve", "write"]
+__all__ = ["Appendable", "fsync", "fsync_dir", "fsync_parent", "make_dirs", "reserve", "write"]
 
 
 class Appendable(Protocol):
@@ -87,3 +88,36 @@ def replace_file(path: str, blob: bytes, *, mode: int = 0o644, install: bool = T
     if install:
         os.replace(tmp, path)
     return tmp
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory, so the names created or removed in it are durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: str, mode: int = 0o777) -> None:
+    """``os.makedirs(path, mode, exist_ok=True)``, each directory it creates durable: a
+    power cut keeps a new name only once its parent is fsynced, and a store directory
+    created by its first open lost every write acknowledged in it with its name."""
+    made = []
+    p = os.path.abspath(path)
+    while not os.path.isdir(p) and os.path.dirname(p) != p:
+        made.append(p)
+        p = os.path.dirname(p)
+    os.makedirs(path, mode, exist_ok=True)
+    for p in reversed(made):
+        fsync_parent(p)
+
+
+def fsync_parent(path: str) -> None:
+    """fsync the directory holding ``path``'s name. One the process may not open for
+    reading is left to the kernel: write and search rights suffice to create in it,
+    and a store in such a directory must still open."""
+    try:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
+    except PermissionError:
+        pass

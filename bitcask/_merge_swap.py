@@ -32,8 +32,9 @@ from collections.abc import Callable
 
 from . import _io
 from ._datafile import data_name, hint_name
-from ._files import FileTable, fsync_dir
+from ._files import FileTable
 from ._hint import HintJournal
+from ._io import fsync_dir
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._record import crc32
 

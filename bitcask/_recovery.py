@@ -50,8 +50,8 @@ from ._datafile import (
     zero_suffix,
 )
 from ._descriptors import ensure_descriptors, out_of_descriptors
-from ._files import fsync_dir
 from ._hint import read_hint, record_bytes
+from ._io import fsync_dir
 from ._keydir import FID_SHIFT, SIZE_MASK, Keydir
 from ._record import TOMBSTONE
 
@@ -362,12 +362,14 @@ def _map(dpath: str) -> mmap.mmap | None:
 
 
 def _truncate(dpath: str, size: int, seal: int | None = None) -> None:
-    # Cut the file at ``size``; ``seal`` (its file id): also clear OPEN_FILE, after
-    # the cut, as ActiveFile.seal does.
+    # Cut the file at ``size``; ``seal`` (its file id): also clear OPEN_FILE, once
+    # the cut is durable, as ActiveFile.seal does (a power cut must not keep the
+    # cleared flag without the cut: a sealed file ending in zeros reads as damage).
     fd = os.open(dpath, os.O_WRONLY | os.O_NOFOLLOW)  # never cut a file a link names
     try:
         os.ftruncate(fd, size)
         if seal is not None:
+            os.fsync(fd)
             os.pwrite(fd, encode_file_header(seal), 0)
         os.fsync(fd)
     finally:

@@ -38,8 +38,8 @@ from ._datafile import (
     parse_file_header,
     scan,
 )
-from ._files import fsync_dir
 from ._hint import build_hint, write_hint
+from ._io import fsync_dir
 from ._lock import DirLock
 from ._merge_swap import recover_interrupted
 from ._record import (
@@ -191,7 +191,9 @@ def repair(path: str | os.PathLike[str], *, stop: Callable[[], bool] | None = No
                 # the same size) it pointed the tombstoned key at its tombstone.
                 if os.path.exists(hpath):
                     os.unlink(hpath)
+                    fsync_dir(path)  # and a power cut must not undo that alone
                 new_recs = _rewrite(dpath, fid, mm, recs)
+                fsync_dir(path)  # the rewritten file in place before its new hint
                 del mm
                 rewritten.append(name)
                 recs, size = new_recs, os.path.getsize(dpath)

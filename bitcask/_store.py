@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from ._files import FileTable
 from ._health import is_probe_leftover
+from ._io import fsync_parent, make_dirs
 from ._lock import DirLock
 from ._merge_swap import recover_interrupted
 from ._recovery import FileVanished, LoadResult, load
@@ -52,7 +53,7 @@ def open_store(
         try:
             # the owner's only, whatever the umask (it holds every value), as the
             # server's (server/_startup.py); an existing one is left as it is
-            os.makedirs(path, mode=0o700, exist_ok=True)
+            make_dirs(path, mode=0o700)
         except (FileExistsError, NotADirectoryError) as exc:  # a file, or under one
             raise NotADirectoryError(
                 errno.ENOTDIR,
@@ -89,6 +90,10 @@ def open_store(
         )
         files.unloadable |= result.unloadable
         if not readonly:
+            if not result.sizes:
+                # A new store: its directory's name is durable before anything is
+                # acknowledged in it, whoever made it (the server makes --data itself).
+                fsync_parent(path)
             try:
                 files.create_active()
                 result.keydir.live[files.active_id] = 0

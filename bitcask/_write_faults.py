@@ -228,6 +228,13 @@ class WriteFaults:
             sealed = self._files.close_active(seal=healthy)
             if sealed is None:
                 self._live.pop(self._files.active_id, None)
+            if healthy and self.options.sync == "never":
+                # A clean stop fsyncs everything (docs/operations.md): under never the
+                # sealed files and the names of new files were left to the kernel.
+                try:
+                    self._files.sync_sealed()
+                except OSError as exc:
+                    log.error("fsync of %s failed at close: %s", self.path, exc)
         if sealed is not None and self.options.hint_files:
             try:
                 self._files.write_hint(*sealed)

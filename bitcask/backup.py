@@ -22,8 +22,8 @@ import os
 import shutil
 
 from ._datafile import FILE_HEADER_SIZE, ScanIssues, data_name, hint_name, scan
-from ._files import fsync_dir
 from ._hint import build_hint, read_hint, write_hint
+from ._io import fsync_dir, make_dirs
 from .errors import ReadOnlyError
 from .merge import Merges
 
@@ -38,7 +38,7 @@ def run_backup(m: Merges, dest: str) -> None:
         raise FileExistsError(f"backup destination {dest!r} is not empty")
     final = os.path.abspath(dest)
     parent, name = os.path.split(final)
-    os.makedirs(parent, exist_ok=True)
+    make_dirs(parent)  # durable: backup() returns a backup a power cut keeps
     _remove_dead_stages(parent, name)
     stage = os.path.join(parent, f".{name}.backup-{os.getpid()}-{os.urandom(3).hex()}")
     os.mkdir(stage, 0o700)  # it holds every value: the owner's only, as the store's

@@ -52,7 +52,8 @@ from typing import Any
 
 from ._datafile import data_name, map_file
 from ._descriptors import ensure_descriptors
-from ._files import FileTable, fsync_dir
+from ._files import FileTable
+from ._io import fsync_dir
 from ._keydir import Keydir
 from ._merge_copy import Copy
 from ._merge_swap import (
@@ -374,6 +375,7 @@ def run_merge(
         shutil.rmtree(mdir, ignore_errors=True)
         os.mkdir(mdir)
         created = True
+        fsync_dir(writer.path)  # merge/ itself must survive a power cut with its manifest
         # Step 2.
         copy = Copy(mdir, plan.out_ids, writer.options.max_file_size)
         copy.run(

@@ -137,12 +137,7 @@ def prepare(db: Bitcask, snap: Snapshot) -> None:
                 continue  # an unloadable file: copied as is, no hint to build
             blob = build_hint(fid, size, scan(mm, FILE_HEADER_SIZE, size, ScanIssues()))
             _check_not_stopped(db)
-            tmp = write_hint(f"{hpath}.{snap.id}.hint", blob, install=False)
-            with db.writer.lock:
-                if fid in files_.sealed:
-                    os.replace(tmp, hpath)
-                else:
-                    os.unlink(tmp)
+            files_.install_hint(fid, write_hint(f"{hpath}.{snap.id}.hint", blob, install=False))
             db.merges.pins.remember_crc(hint_name(fid), len(blob), crc32(blob))
             hsize = len(blob)
         files.append(_describe(db, hint_name(fid), hsize))
