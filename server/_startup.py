@@ -107,16 +107,13 @@ def open_store(path: Path, options: bitcask.Options) -> Any:
         StoreOpenError: the directory cannot hold a store (a file, unwritable, ...).
         bitcask.BitcaskError: the engine refused the store (e.g. StoreLockedError).
     """
-    try:
-        # a directory it creates is the owner's only, whatever the umask (under
-        # umask 000 it was 0777: anyone could read every value, or plant a symlink
-        # where the store writes); an existing one is left as the operator made it
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
-            raise StoreOpenError(_describe(path, exc)) from exc
-        reason = exc.strerror or str(exc)
-        raise StoreOpenError(f"cannot create the store directory {path}: {reason}") from exc
+    # The engine creates a missing directory and its missing parents: the last the
+    # owner's only, whatever the umask (under umask 000 it was 0777: anyone could
+    # read every value, or plant a symlink where the store writes), and each one
+    # fsynced into its parent, so a power cut cannot take a new store's directory
+    # with the writes acknowledged in it (docs/format.md, "Durability"). An existing
+    # one is left as the operator made it. The server only words the errors.
+    missing = not path.exists()
     try:
         return bitcask.open(path, options=options)
     except OSError as exc:
@@ -125,6 +122,9 @@ def open_store(path: Path, options: bitcask.Options) -> Any:
         # the engine's sentence for an unwritable store names bitcask.open(readonly=
         # True), no server flag: describe the error it wraps (same errno) instead
         cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        if missing and not path.is_dir() and cause.errno not in (errno.EEXIST, errno.ENOTDIR):
+            reason = cause.strerror or str(cause)
+            raise StoreOpenError(f"cannot create the store directory {path}: {reason}") from exc
         raise StoreOpenError(_describe(path, cause)) from exc
 
 

@@ -112,7 +112,10 @@ class ServerProcess:
         raise AssertionError("unreachable")
 
     def _start_once(self) -> ServerProcess:
-        self.log_path = self.data.parent / f"server-{self.port}.log"
+        # beside the store: in the nearest directory that exists (a test may have the
+        # server create --data and its parents)
+        where = next(p for p in self.data.parents if p.is_dir())
+        self.log_path = where / f"server-{self.port}.log"
         # No drain delay after SIGTERM unless a test asks (--drain-seconds beats the env).
         env = {"BITCASK_DRAIN_SECONDS": "0", **os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         log = self.log_path.open("ab")

@@ -46,12 +46,13 @@ def _reply(sock: socket.socket) -> bytes:
 
 
 @contextlib.contextmanager
-def _traced_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A --sync always server rotating every 4 KiB, under strace from its start (the
-    log at tmp_path/trace); stopped with SIGTERM (strace exits with it) on leaving."""
+def _traced_server(tmp_path: Path, data: Path | None = None) -> Iterator[ServerProcess]:
+    """A --sync always server rotating every 4 KiB on ``data`` (tmp_path/data), under
+    strace from its start (the log at tmp_path/trace); stopped with SIGTERM (strace
+    exits with it) on leaving."""
     strace = require_strace()
     srv = ServerProcess(
-        data=tmp_path / "data",
+        data=data or tmp_path / "data",
         sync="always",
         extra=["--max-file-size", "4096", "--merge-trigger", "0"],
         program=[*strace_argv(strace, tmp_path / "trace"), sys.executable, "-m", "server"],
@@ -121,6 +122,33 @@ def test_replies_follow_the_fsyncs_of_their_writes(tmp_path: Path) -> None:
     assert wrong == []
     with bitcask.open(str(data), readonly=True) as db:  # every acknowledged write is there
         assert [db.get(k) for k in sent[:-1]] == [None] + [VALUE] * 6
+
+
+def test_a_nested_data_directory_it_creates_is_durable_before_the_first_reply(
+    tmp_path: Path,
+) -> None:
+    # --data new/a/data with none of the three there: each level the server creates
+    # must be fsynced into its parent before a write in the store is acknowledged (the
+    # server made the levels itself, and only the store's own parent was fsynced).
+    data = tmp_path / "new" / "a" / "data"
+    with (
+        _traced_server(tmp_path, data) as srv,
+        socket.create_connection((srv.host, srv.port), 10) as sock,
+    ):
+        sock.sendall(_command(b"SET", b"k", b"v"))
+        assert _reply(sock) == b"+OK\r\n"
+    trace = Trace(tmp_path / "trace")
+    (reply,) = _replies(trace)
+    wrong = []
+    for level in (data.parent.parent, data.parent, data):
+        made = trace.created(str(level))
+        assert made, f"{level} was not created under the trace"
+        if not trace.synced(str(level.parent), made[-1].end, reply.start):
+            wrong.append(f"{level} created, {level.parent} not fsynced before the reply")
+    assert wrong == []
+    with bitcask.open(str(data), readonly=True) as db:
+        assert db.get(b"k") == b"v"
+    assert (data.stat().st_mode & 0o777) == 0o700  # the owner's only, as before
 
 
 def test_group_commit_replies_follow_an_fsync_begun_after_their_request(tmp_path: Path) -> None:
