@@ -164,8 +164,9 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             events = conn.events()
         else:
             events = conn.receive(data)
-        if not events or self._held:  # a request unfinished: count it (server/_held.py)
-            self._state.held.update(self, conn.buffered, self._state.loop.time())
+        held = conn.buffered
+        if held or self._held:  # a request unfinished: count it (server/_held.py)
+            self._state.held.update(self, held, self._state.loop.time(), bool(events))
         if conn.ended:
             self._closing = True  # read nothing more; close once the replies are out
         pipeline = self._pipeline
@@ -178,6 +179,8 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             out += pipeline.feed(more, conn.render, t0)
             if conn.ended:
                 self._closing = True
+        if limited and self._held:  # what was held back has been read: count the rest
+            self._state.held.update(self, conn.buffered, self._state.loop.time())
         if out:
             self._write(out)
         if self._closing:
