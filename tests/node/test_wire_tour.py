@@ -163,6 +163,7 @@ MAIN = [
     'msgid 4294967295: 4294967295 "PONG"',
     "wrap: 4294967294 4294967295 1",
     "600 pipelined: read-your-writes true",
+    'half-close: true 2 b"2"',
     "frame over max_frame: [0, FRAME_TOO_LARGE (302)] then closed",
     "empty frame: [0, PROTOCOL_ERROR (100)] then closed",
     "not msgpack: [0, PROTOCOL_ERROR (100)] then closed",
@@ -170,6 +171,7 @@ MAIN = [
     "a response: [0, PROTOCOL_ERROR (100)] then closed",
     "three fields: [6, PROTOCOL_ERROR (100)] then closed",
     "method bin: [7, PROTOCOL_ERROR (100)] then closed",
+    "method an int, msgid 2**32-1: [4294967295, PROTOCOL_ERROR (100)] then closed",
     "params a map: [8, PROTOCOL_ERROR (100)] then closed",
     "msgid 2**32: [0, PROTOCOL_ERROR (100)] then closed",
     "msgid -1: [0, PROTOCOL_ERROR (100)] then closed",
@@ -211,6 +213,8 @@ SMALL = [
     "put after delete: true",
     'second connection: "PONG"',
     "third connection: -ERR max number of clients reached then closed",
+    "request never completed: -ERR request not completed within --request-timeout: request dropped, send it faster or raise the limit then closed",
+    "first connection still served: nil",
 ]
 
 

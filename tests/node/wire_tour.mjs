@@ -277,7 +277,11 @@ async function tourMain() {
   const replies = await c.pipeline(calls);
   const ryw = replies.every((r, i) => (i % 2 === 0 ? r.result === true : text(r.result) === `${(i - 1) / 2}`));
   say("600 pipelined", `read-your-writes ${ryw}`);
-  await c.close();
+  // half-close right after a pipeline: every request sent is answered, then the close
+  const last = c.pipeline([["put", [bytes("hc"), bytes("1")]], ["incr", [bytes("hc")]], ["get", [bytes("hc")]]]);
+  c.sock.end();
+  say("half-close", (await bounded(last)).map(outcome).join(" "));
+  await bounded(c.closed, 10000, "close");
 }
 
 async function tourFatal() {
@@ -290,6 +294,7 @@ async function tourFatal() {
   await fatal("a response", body([1, 5, null, null]));
   await fatal("three fields", body([0, 6, "ping"]));
   await fatal("method bin", body([0, 7, bytes("ping"), []]));
+  await fatal("method an int, msgid 2**32-1", body([0, 2 ** 32 - 1, 5, []]));
   await fatal("params a map", body([0, 8, "ping", {}]));
   await fatal("msgid 2**32", frame(encoder.encode([0, 2n ** 32n, "ping", []])));
   await fatal("msgid -1", body([0, -1, "ping", []]));
@@ -347,10 +352,17 @@ async function tourSmall() {
   await step(c, "rename", "rename", bytes("a"), bytes("z"));
   await step(c, "delete", "delete", bytes("b"));
   await step(c, "put after delete", "put", bytes("d"), bytes("4"));
-  const c2 = await Wire.connect(port, host);
-  await step(c2, "second connection", "ping");
+  // --request-timeout 1: a request whose rest never comes is dropped; the refusal
+  // line comes where the next frame would start, after the replies due before it.
+  // Meanwhile (for 1 s) that is the second connection of two: a third is refused.
+  const d = await Wire.connect(port, host);
+  const cut = request(2, "put", [bytes("h"), bytes("v")]).subarray(0, 8);
+  const [pong] = await bounded(d.raw(Buffer.concat([request(1, "ping", []), cut]), 1));
+  say("second connection", outcome(pong));
   await fatal("third connection", new Uint8Array(0));
-  await c2.close();
+  await bounded(d.closed, 10000, "close");
+  say("request never completed", `${d.refusal} then closed`);
+  await step(c, "first connection still served", "get", bytes("h"));
   await c.close();
 }
 
