@@ -61,6 +61,9 @@ async function tourMain() {
   const u = await c.call("get", bytes("ключ🔑"));
   say("get unicode", `${u instanceof Uint8Array} ${text(u)}`);
   await step(c, "get missing", "get", bytes("nope"));
+  await step(c, "put empty key and value", "put", new Uint8Array(0), new Uint8Array(0));
+  await step(c, "get empty key", "get", "");
+  await step(c, "watch no keys", "watch", []);
   await step(c, "exists", "exists", bytes("k"));
   await step(c, "delete", "delete", bytes("k"));
   await step(c, "delete again", "delete", bytes("k"));
@@ -166,6 +169,8 @@ async function tourMain() {
   await step(c, "incr delta 2**63 (uint 64)", "incr", bytes("x63"), 2n ** 63n);
   await step(c, "incr delta 2**60 as a number (float 64)", "incr", bytes("x60"), 2 ** 60);
   await step(c, "incr delta 1.5", "incr", bytes("x60"), 1.5);
+  await step(c, "incr delta 5n (a uint 64 of a small value)", "incr", bytes("x5"), 5n);
+  say("hello protocol 1n (uint 64)", `protocol ${(await c.call("hello", { protocol: 1n })).protocol}`);
   await step(c, "incr delta true", "incr", bytes("x60"), true);
   await c.call("put", bytes("lead0"), bytes("007"));
   await step(c, "incr leading zeros", "incr", bytes("lead0"));
@@ -301,6 +306,7 @@ async function tourFatal() {
   const f7 = Uint8Array.of(0xcb, 0x40, 0x1c, 0, 0, 0, 0, 0, 0); // float 64 7.0
   await fatal("msgid 7.0 (float 64)", frame(Uint8Array.of(0x94, 0x00, ...f7, ...encode("ping"), 0x90)));
   await fatal("a map", body({ a: 1 }));
+  await fatal("a str key with a lone surrogate (not UTF-8)", body([0, 14, "put", ["\ud800", bytes("v")]]));
   await fatal("an ext as the msgid", frame(Uint8Array.of(0x94, 0x00, 0xd4, 0x01, 0x07, ...encode("ping"), 0x90)));
   await fatal("first byte 0x94 (no header)", encode([0, 10, "ping", []]));
   await fatal("first byte 0xff", Uint8Array.of(0xff, 0, 0, 0));
