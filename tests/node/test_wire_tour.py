@@ -221,6 +221,8 @@ SMALL = [
     "third connection: -ERR max number of clients reached then closed",
     "request never completed: -ERR request not completed within --request-timeout: request dropped, send it faster or raise the limit then closed",
     "first connection still served: nil",
+    "a reply over max_frame: 1048576 2764801,2764801",
+    "a request over max_frame: [0, FRAME_TOO_LARGE (302)] then closed",
 ]
 
 

@@ -349,7 +349,7 @@ async function tourAuth() {
 }
 
 async function tourSmall() {
-  // --max-keys 3 --max-connections 2
+  // --max-keys 3 --max-connections 2 --request-timeout 1 --max-frame 1048576
   const c = await Wire.connect(port, host);
   await c.call("mput", [[bytes("a"), bytes("1")], [bytes("b"), bytes("2")], [bytes("c"), bytes("3")]]);
   await step(c, "put a 4th key", "put", bytes("d"), bytes("4"));
@@ -369,7 +369,13 @@ async function tourSmall() {
   await bounded(d.closed, 10000, "close");
   say("request never completed", `${d.refusal} then closed`);
   await step(c, "first connection still served", "get", bytes("h"));
+  // --max-frame 1 MiB: a reply may be larger than hello's max_frame (section 5)
+  const chunk = new Uint8Array(900 * 1024).fill(0x61);
+  for (let i = 0; i < 3; i += 1) await c.call("append", bytes("c"), chunk);
+  const grown = await c.call("mget", [bytes("c"), bytes("c")]);
+  say("a reply over max_frame", `${(await c.call("hello")).limits.max_frame} ${grown.map((v) => v.length)}`);
   await c.close();
+  await fatal("a request over max_frame", request(3, "put", [bytes("c"), new Uint8Array(1 << 20)]));
 }
 
 const tours = { main: async () => { await tourMain(); await tourFatal(); }, auth: tourAuth, small: tourSmall };

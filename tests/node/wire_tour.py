@@ -20,13 +20,16 @@ from tests.serverproc import ServerProcess
 MISSING = 3
 
 # the flags of each part: limits small enough to reach from a test (a 4 MiB value,
-# an 8 MiB reply bound, 256 entries a batch), a token, caps on keys and connections
-# and a 1-second request timeout
+# an 8 MiB reply bound, 256 entries a batch), a token, caps on keys and connections,
+# a 1-second request timeout and a 1 MiB frame
 FLAGS = {
     "main": ["--max-value-size", "4194304", "--max-reply-bytes", "8388608", "--max-batch", "256"],
     "auth": ["--auth", "s3cret"],
-    "small": ["--max-keys", "3", "--max-connections", "2", "--request-timeout", "1"],
-}
+    "small": [
+        "--max-keys", "3", "--max-connections", "2",
+        "--request-timeout", "1", "--max-frame", "1048576",
+    ],
+}  # fmt: skip
 
 
 def run(srv: ServerProcess, part: str) -> subprocess.CompletedProcess[str]:
