@@ -206,8 +206,10 @@ AUTH = [
     "auth bin: true",
     "unauthenticated frame of 16,384: 16384 AUTH_FAILED (201)",
     "unauthenticated frame of 16,385: [0, FRAME_TOO_LARGE (302)] then closed",
-    "hello then 20,000-byte put: true",
-    "  the put: true",
+    'get, auth, get in one write: AUTH_REQUIRED (200) true b"v"',
+    "auth + 20,000-byte put in one write: [1, true] [0, FRAME_TOO_LARGE (302)] then closed",
+    "auth, then after its reply: true",
+    "a 20,000-byte put: true",
 ]
 
 SMALL = [

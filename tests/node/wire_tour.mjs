@@ -342,9 +342,16 @@ async function tourAuth() {
   say("unauthenticated frame of 16,384", `${limitFrame.length - 4} ${outcome((await d2.raw(limitFrame, 5))[0])}`);
   await d2.close();
   await fatal("unauthenticated frame of 16,385", Uint8Array.of(0x00, 0x00, 0x40, 0x01));
+  // pipelined in one write: each request is judged by the auth state it meets
+  const f = await Wire.connect(port, host);
+  const order = await f.pipeline([["get", [bytes("k")]], ["auth", ["s3cret"]], ["get", [bytes("k")]]]);
+  say("get, auth, get in one write", order.map(outcome).join(" "));
+  await f.close();
+  // the 16 KiB bound is lifted for bytes received after auth's reply, not in its write
+  await fatal("auth + 20,000-byte put in one write", Buffer.concat([request(1, "auth", ["s3cret"]), request(2, "put", [bytes("big"), new Uint8Array(20000)])]));
   const e = await Wire.connect(port, host);
-  await step(e, "hello then 20,000-byte put", "auth", "s3cret");
-  await step(e, "  the put", "put", bytes("big"), new Uint8Array(20000));
+  await step(e, "auth, then after its reply", "auth", "s3cret");
+  await step(e, "a 20,000-byte put", "put", bytes("big"), new Uint8Array(20000));
   await e.close();
 }
 
