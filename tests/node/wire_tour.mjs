@@ -4,8 +4,8 @@
 // `node wire_tour.mjs PORT HOST main|auth|small` prints one line per step;
 // tests/node/test_wire_tour.py starts the servers and checks the lines.
 import { encode, decode } from "@msgpack/msgpack";
-import { host, port } from "./_tour.mjs";
-import { Wire, bytes, decoder, encoder, frame, request, text } from "./_wire.mjs";
+import { bounded, host, port } from "./_tour.mjs";
+import { Wire, bytes, encoder, frame, request, text } from "./_wire.mjs";
 
 const mode = process.argv[4] ?? "main";
 
@@ -29,16 +29,14 @@ const say = (what, v) => console.log(`${what}: ${typeof v === "string" ? v : fmt
 // a response as the tour shows it: the result, or the error's code and name
 const outcome = (r) => (r === null ? "closed" : r.error === null ? fmt(r.result) : `${r.error[1]} (${r.error[0]})`);
 const step = async (c, what, method, ...params) => say(what, outcome(await c.send(method, params)));
-const bounded = (p, ms = 10000, what = "reply") =>
-  Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error(`no ${what} in ${ms} ms`)), ms).unref())]);
 
 // A connection that sends `data` (whole frames or raw bytes), then reports every
 // response it got, in order, and whether the server closed it.
 async function fatal(what, data) {
   const c = await Wire.connect(port, host);
   c.sock.write(data);
-  await bounded(c.closed, 10000, "close");
-  const got = c.unmatched.map((r) => `[${r.msgid}, ${r.error === null ? fmt(r.result) : `${r.error[1]} (${r.error[0]})`}]`);
+  await bounded(c.closed, 10000);
+  const got = c.unmatched.map((r) => `[${r.msgid}, ${outcome(r)}]`);
   say(what, `${[...got, ...(c.refusal === null ? [] : [c.refusal])].join(" ")} then closed`);
 }
 
@@ -286,7 +284,7 @@ async function tourMain() {
   const last = c.pipeline([["put", [bytes("hc"), bytes("1")]], ["incr", [bytes("hc")]], ["get", [bytes("hc")]]]);
   c.sock.end();
   say("half-close", (await bounded(last)).map(outcome).join(" "));
-  await bounded(c.closed, 10000, "close");
+  await bounded(c.closed, 10000);
 }
 
 async function tourFatal() {
@@ -373,7 +371,7 @@ async function tourSmall() {
   const [pong] = await bounded(d.raw(Buffer.concat([request(1, "ping", []), cut]), 1));
   say("second connection", outcome(pong));
   await fatal("third connection", new Uint8Array(0));
-  await bounded(d.closed, 10000, "close");
+  await bounded(d.closed, 10000);
   say("request never completed", `${d.refusal} then closed`);
   await step(c, "first connection still served", "get", bytes("h"));
   // --max-frame 1 MiB: a reply may be larger than hello's max_frame (section 5)
@@ -386,4 +384,4 @@ async function tourSmall() {
 }
 
 const tours = { main: async () => { await tourMain(); await tourFatal(); }, auth: tourAuth, small: tourSmall };
-await bounded(tours[mode](), 50000, `end of the ${mode} tour`);
+await bounded(tours[mode](), 50000);
