@@ -25,6 +25,7 @@ pytestmark = pytest.mark.usefixtures("node_tools")
 MAIN = [
     'hello: {server: "bitcask", version: "string", protocol: 1, auth_required: false, authenticated: true, limits: {max_key_size: 65536, max_value_size: 4194304, max_frame: 68157440, max_batch: 256}}',
     "hello protocol 2: UNSUPPORTED_VERSION (103)",
+    "hello client bin: INVALID_PARAMS (102)",
     "auth without --auth: true",
     'ping: "PONG"',
     'ping str: "hi"',

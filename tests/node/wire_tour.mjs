@@ -47,6 +47,7 @@ async function tourMain() {
   const hello = await c.call("hello", { protocol: 1, client: "wire-tour" });
   say("hello", { ...hello, version: typeof hello.version });
   await step(c, "hello protocol 2", "hello", { protocol: 2 });
+  await step(c, "hello client bin", "hello", { protocol: 1, client: bytes("wire-tour") });
   await step(c, "auth without --auth", "auth", "anything");
   await step(c, "ping", "ping");
   await step(c, "ping str", "ping", "hi");
