@@ -164,9 +164,6 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             events = conn.events()
         else:
             events = conn.receive(data)
-        held = conn.buffered
-        if held or self._held:  # a request unfinished: count it (server/_held.py)
-            self._state.held.update(self, held, self._state.loop.time(), bool(events))
         if conn.ended:
             self._closing = True  # read nothing more; close once the replies are out
         pipeline = self._pipeline
@@ -179,10 +176,13 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             out += pipeline.feed(more, conn.render, t0)
             if conn.ended:
                 self._closing = True
-        if limited and self._held:  # what was held back has been read: count the rest
-            self._state.held.update(self, conn.buffered, self._state.loop.time())
         if out:
             self._write(out)
+        # A request unfinished: count it (server/_held.py), once the complete requests
+        # before it were fed and their replies placed, so that a refusal comes after them.
+        held = conn.buffered
+        if held or self._held:
+            self._state.held.update(self, held, self._state.loop.time(), bool(events))
         if self._closing:
             self._close_when_done()
         elif not pipeline.wants_input:

@@ -272,3 +272,32 @@ def test_a_request_begun_behind_a_complete_one_is_held_to_the_deadline(
         assert c.call("mget", list(last)) == list(last.values())
         counters = c.call("stats")["server"]
     assert (counters["request_timeouts"], counters["partial_input_bytes"]) == (2, 0)
+
+
+def test_the_budget_refusal_comes_after_the_requests_completed_in_its_read(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Section 11: the replies due for the requests before the dropped one are sent,
+    then the line. A read holding a whole put and the start of the next request, that
+    took the partial input over the budget, was refused before the put was fed: the
+    put was neither applied nor answered."""
+    server = server_factory(
+        sync="never",
+        extra=["--max-frame", "65536", "--max-value-size", "60000", "--max-partial-input", "65536"],
+    )
+    held = request(1, "put", [b"held", b"z" * 50000])
+    with Conn(server.port) as holder, Conn(server.port) as refused:
+        holder.send_raw(held[:30000])
+        wait_until(lambda: partial_bytes(server) == 30000)
+        cut = request(8, "put", [b"cut", b"z" * 50000])[:40000]
+        refused.send_raw(request(7, "put", [b"whole", b"1"]) + cut)
+        assert refused.read_message() == [1, 7, None, True]
+        assert refused.closed_by_peer(10) and refused.buf == PARTIAL_INPUT_LINE
+        holder.send_raw(held[30000:])  # the other holder goes on
+        assert holder.read_message() == [1, 1, None, True]
+        assert [holder.call("exists", k) for k in (b"whole", b"cut", b"held")] == [
+            True,
+            False,
+            True,
+        ]
+    assert partial_bytes(server) == 0
