@@ -109,6 +109,7 @@ MAIN = [
     "incr leading zeros: NOT_A_NUMBER (410)",
     'incr_float: b"10.5"',
     'incr_float int: b"11.5"',
+    'incr_float 0.1 then 0.2 (a double\'s sum): b"0.30000000000000004"',
     "incr_float 1e308 twice: <bin 309>",
     "incr_float again: NOT_A_NUMBER (410)",
     "incr_float NaN: INVALID_PARAMS (102)",

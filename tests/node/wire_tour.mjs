@@ -175,6 +175,8 @@ async function tourMain() {
   await step(c, "incr leading zeros", "incr", bytes("lead0"));
   await step(c, "incr_float", "incr_float", bytes("f"), 10.5);
   await step(c, "incr_float int", "incr_float", bytes("f"), 1);
+  await c.call("incr_float", bytes("f3"), 0.1);
+  await step(c, "incr_float 0.1 then 0.2 (a double's sum)", "incr_float", bytes("f3"), 0.2);
   await step(c, "incr_float 1e308 twice", "incr_float", bytes("f"), 1.7e308);
   await step(c, "incr_float again", "incr_float", bytes("f"), 1.7e308);
   await step(c, "incr_float NaN", "incr_float", bytes("f"), NaN);
