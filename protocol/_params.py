@@ -195,7 +195,10 @@ EXPIRE_CONDITIONS = ("", "nx", "xx", "gt", "lt")
 
 
 def _flag(opts: dict[str, Any], name: str) -> bool:
-    value = opts.get(name, False)
+    """A bool option; nil is the option left out, as for every other option."""
+    value = opts.get(name)
+    if value is None:
+        return False
     if type(value) is not bool:
         raise _invalid(f"{name} must be true or false, got {value!r}")
     return value

@@ -351,8 +351,8 @@ class Connection:
     @property
     def buffered(self) -> int:
         """Bytes held for requests not complete yet (the server's partial-input budget,
-        server/_held.py); 0 before the dialect is known. Not on the hot path: the
-        server asks only after a chunk that completed no request."""
+        server/_held.py); 0 before the dialect is known. The server asks after every
+        chunk: it must see a request begun behind complete ones."""
         dialect = self.dialect
         return 0 if dialect is None else dialect.buffered
 

@@ -9,15 +9,19 @@ Strategy / invariants:
   connection holding the most partial input is refused (``refuse_input``: a one-line
   error, then the close) and the others go on. The bound is at least one
   --max-frame, so the largest single request always fits.
-- A connection reports what it holds only when it may have changed in a way that
-  matters: after a chunk that completed no request (the common request completes
-  within its chunk: nothing to count then), and once more after the chunk that
-  completes it (``held`` was non-zero). The hot path pays one test of the chunk's
-  events and one of ``_held``. A chunk that completes a request and starts the next
-  leaves that tail (at most one chunk) uncounted until the next chunk.
+- A connection reports what it holds after every chunk that leaves a request
+  unfinished, and once more after the chunk that completes it (``held`` was
+  non-zero); the common chunk ends on a request's last byte: nothing to count then.
+  The hot path pays one read of the dialect's buffer length and one test of
+  ``_held``. A chunk that completes some requests and starts the next counts that
+  tail too: a pipelining client's write cut by TCP, or a slow sender's first
+  request sent whole, left it uncounted and its deadline never started.
 - A request started must be complete within --request-timeout (``held_since``,
   checked by the server's sweeper, server/_connections.py): input arriving at one
   byte a second is activity for --idle-timeout but not progress towards a deadline.
+  The window belongs to the request: a chunk that completes the held request and
+  starts another starts the new one's window (a client pipelining for longer than
+  the timeout, its writes cut mid-frame, is never dropped).
 - Time the server spent not reading a connection (its own pauses, not the peer's
   unread replies) does not count towards the deadline: the window starts again.
 - The holders are the connections with ``_held`` > 0: picking the largest costs a
@@ -64,10 +68,14 @@ class PartialInput:
         self.total = 0
         self._holders: set[Any] = set()
 
-    def update(self, conn: Any, held: int, now: float) -> None:
+    def update(self, conn: Any, held: int, now: float, started: bool = False) -> None:
         """`conn` now holds `held` bytes of unfinished requests (0: none); over the
-        bound, the largest holder (maybe `conn`) is refused until the total fits."""
+        bound, the largest holder (maybe `conn`) is refused until the total fits.
+        `started`: the chunk just read completed requests, so what is held now is a
+        request begun in it, whose --request-timeout window starts at `now`."""
         before = conn._held
+        if started and held:
+            conn.held_since = now
         if held == before:
             return
         self.total += held - before

@@ -164,8 +164,6 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
             events = conn.events()
         else:
             events = conn.receive(data)
-        if not events or self._held:  # a request unfinished: count it (server/_held.py)
-            self._state.held.update(self, conn.buffered, self._state.loop.time())
         if conn.ended:
             self._closing = True  # read nothing more; close once the replies are out
         pipeline = self._pipeline
@@ -180,6 +178,11 @@ class BinaryProtocol(ReadPause, asyncio.Protocol):
                 self._closing = True
         if out:
             self._write(out)
+        # A request unfinished: count it (server/_held.py), once the complete requests
+        # before it were fed and their replies placed, so that a refusal comes after them.
+        held = conn.buffered
+        if held or self._held:
+            self._state.held.update(self, held, self._state.loop.time(), bool(events))
         if self._closing:
             self._close_when_done()
         elif not pipeline.wants_input:

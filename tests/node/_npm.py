@@ -58,10 +58,11 @@ def install() -> Path:
 
 
 def script_path(name: str) -> Path:
-    """tests/node/`name`, copied beside the installed node_modules (with the module the
-    tours share, _tour.mjs); its path there."""
+    """tests/node/`name`, copied beside the installed node_modules (with the modules the
+    tours share, _*.mjs: _tour.mjs, _wire.mjs); its path there."""
     target = install()
-    shutil.copyfile(HERE / "_tour.mjs", target / "_tour.mjs")
+    for shared in HERE.glob("_*.mjs"):
+        shutil.copyfile(shared, target / shared.name)
     script = target / name
     shutil.copyfile(HERE / name, script)
     return script

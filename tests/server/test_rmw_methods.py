@@ -71,6 +71,24 @@ def test_set_bad_options(conn: Conn, params: list[object]) -> None:
     assert conn.error("set", *params).name == "INVALID_PARAMS"
 
 
+def test_an_option_sent_as_nil_is_left_out(conn: Conn) -> None:
+    """docs/protocol.md section 3: nil for an option is the option left out, for the
+    bool options (nx, xx, get, keep_ttl) as for ttl, at_ms and cond. A JavaScript
+    client sends {"nx": undefined} as nil; the bool ones answered INVALID_PARAMS."""
+    key, dst = fresh("nil"), fresh("nil")
+    nils = {"nx": None, "xx": None, "get": None, "keep_ttl": None, "ttl": None, "at_ms": None}
+    assert conn.call("set", key, b"1", nils) is True
+    assert conn.call("set", key, b"2", {**nils, "ttl": 100}) is True
+    assert conn.call("set", key, b"3", {**nils, "nx": True}) is False
+    assert conn.call("rename", key, dst, {"nx": None}) is True
+    assert conn.call("expire", dst, {"ttl": 50, "cond": None}) is True
+    assert conn.call("commit", [["set", key, b"4", {"get": None, "nx": None}]]) == [True]
+    assert [conn.call("get", k) for k in (key, dst)] == [b"4", b"2"]
+    assert conn.call("ttl", key) == -1 and 40 < conn.call("ttl", dst) <= 50
+    assert conn.error("set", key, b"5", {"nx": 0}).name == "INVALID_PARAMS"
+    assert conn.call("get", key) == b"4"
+
+
 def test_incr_and_its_errors(conn: Conn) -> None:
     key = fresh("incr")
     assert conn.call("incr", key) == 1

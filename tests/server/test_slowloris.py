@@ -9,10 +9,12 @@ clients run meanwhile; every reply they got must be right.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from protocol.refusals import PARTIAL_INPUT_LINE, REQUEST_TIMEOUT_LINE
 from tests.server.test_hostile import (
@@ -23,7 +25,7 @@ from tests.server.test_hostile import (
     start_good,
     stats,
 )
-from tests.server.wire import Inline, ReplyError, request
+from tests.server.wire import Conn, Inline, ReplyError, frame, request
 from tests.serverproc import ServerProcess
 
 BUDGET = 3 * MIB
@@ -204,4 +206,98 @@ def test_a_request_trickling_in_is_dropped_at_the_deadline(
         info = c.cmd(b"INFO stats")
     assert isinstance(info, bytes) and b"request_timeouts:3\r\n" in info
     assert server.metric("bitcask_request_timeouts_total") == 3
+    assert partial_bytes(server) == 0
+
+
+def pipeline_cut_mid_frame(port: int, seconds: float) -> tuple[int, list[list[Any]]]:
+    """Pipelined puts for `seconds`, every write ending inside a frame, read by a
+    thread meanwhile, then a half-close: (how many were sent, every reply in order)."""
+    with Conn(port) as conn:
+        assert conn.call("auth", b"tok") is True
+        replies: list[list[Any]] = []
+
+        def read() -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while True:
+                    replies.append(conn.read_message())
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        sent, rest = 0, b""
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            frames = []
+            for _ in range(50):
+                sent += 1
+                frames.append(request(sent + 1, "put", [b"s%d" % (sent % 50), b"v%d" % sent]))
+            conn.send_raw(rest + b"".join(frames[:-1]) + frames[-1][:9])  # cut in a frame
+            rest = frames[-1][9:]
+            time.sleep(0.01)
+        conn.send_raw(rest)
+        conn.sock.shutdown(socket.SHUT_WR)
+        reader.join(30)
+    return sent, replies
+
+
+def test_a_request_begun_behind_a_complete_one_is_held_to_the_deadline(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """A request whose first bytes came in the same read as a complete request (a
+    pipelining client's write cut by TCP; a slow sender whose first request was
+    whole) started no deadline: it was held for ever, where alone it was dropped at
+    1 s. The window is the request's: a client pipelining for longer than the
+    timeout, each write cut mid-frame, goes on, and so does a Redis client whose
+    AUTH and next command came in one write before a silence."""
+    server = server_factory(sync="never", extra=["--request-timeout", "1", "--auth", "tok"])
+    binary, redis = connect(server.port), connect(server.port)
+    binary.sendall(request(1, "auth", [b"tok"]) + request(2, "put", [b"cut", b"z" * 100])[:12])
+    redis.sendall(b"AUTH tok\r\n*3\r\n$3\r\nSET\r\n$4\r\ncutr\r\n$100\r\nzz")
+    with Inline(server.port) as idle:
+        idle.send(b"AUTH tok\r\nSET idle 1\r\n")
+        assert [idle.reply(), idle.reply()] == ["OK", "OK"]
+        sent, replies = pipeline_cut_mid_frame(server.port, 2.5)
+        assert [m[1:] for m in replies] == [[i + 1, None, True] for i in range(1, sent + 1)]
+        binary.settimeout(20)
+        redis.settimeout(20)
+        # a TimeoutError here: the unfinished request was held past its deadline
+        assert read_to_eof(binary) == frame([1, 1, None, True]) + REQUEST_TIMEOUT_LINE
+        assert read_to_eof(redis) == b"+OK\r\n" + REQUEST_TIMEOUT_LINE
+        assert idle.cmd(b"GET idle") == b"1"  # silent for the 2.5 s: still served
+    for sock in (binary, redis):
+        sock.close()
+    with Conn(server.port) as c:
+        assert c.call("auth", b"tok") is True
+        assert [c.call("exists", k) for k in (b"cut", b"cutr", b"idle")] == [False, False, True]
+        last = {b"s%d" % (n % 50): b"v%d" % n for n in range(1, sent + 1)}
+        assert c.call("mget", list(last)) == list(last.values())
+        counters = c.call("stats")["server"]
+    assert (counters["request_timeouts"], counters["partial_input_bytes"]) == (2, 0)
+
+
+def test_the_budget_refusal_comes_after_the_requests_completed_in_its_read(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Section 11: the replies due for the requests before the dropped one are sent,
+    then the line. A read holding a whole put and the start of the next request, that
+    took the partial input over the budget, was refused before the put was fed: the
+    put was neither applied nor answered."""
+    server = server_factory(
+        sync="never",
+        extra=["--max-frame", "65536", "--max-value-size", "60000", "--max-partial-input", "65536"],
+    )
+    held = request(1, "put", [b"held", b"z" * 50000])
+    with Conn(server.port) as holder, Conn(server.port) as refused:
+        holder.send_raw(held[:30000])
+        wait_until(lambda: partial_bytes(server) == 30000)
+        cut = request(8, "put", [b"cut", b"z" * 50000])[:40000]
+        refused.send_raw(request(7, "put", [b"whole", b"1"]) + cut)
+        assert refused.read_message() == [1, 7, None, True]
+        assert refused.closed_by_peer(10) and refused.buf == PARTIAL_INPUT_LINE
+        holder.send_raw(held[30000:])  # the other holder goes on
+        assert holder.read_message() == [1, 1, None, True]
+        assert [holder.call("exists", k) for k in (b"whole", b"cut", b"held")] == [
+            True,
+            False,
+            True,
+        ]
     assert partial_bytes(server) == 0
