@@ -28,7 +28,9 @@ client/_recovery.py, the bytes client/_protocol.py):
 - hello on every (re)connect: protocol version checked, token sent, limits kept
   in `self.limits` (used by the local size checks in Commands).
 - A client belongs to the loop that connected it (`_loop`): a call or a
-  reconnection from another loop raises InterfaceError before anything is sent.
+  reconnection from another loop (another thread's included) raises InterfaceError
+  before anything is sent; terminate() from another thread hands the drop to that
+  loop's thread.
 - close() ends everything it leaves behind: calls in flight get the grace period,
   then the connection is aborted (never a graceful close that waits for a peer
   that stopped reading), a reconnection under way is cancelled (its waiters get
@@ -357,8 +359,9 @@ class Client(Commands):
         ConnectionLostError, and so do calls waiting for a reconnection or for the
         write buffer to drain (nothing of those was sent). Closing twice is fine.
         Called from another event loop than the client's (asyncio.run(c.close())
-        after the first asyncio.run ended), it only marks the client closed and
-        drops its connection if that loop still exists.
+        after the first asyncio.run ended, or in another thread), it only marks the
+        client closed and has its connection dropped if that loop still exists (in
+        that loop's thread: its calls fail with ConnectionLostError, as terminate()).
         """
         if self._closed:
             return
@@ -394,6 +397,15 @@ class Client(Commands):
         loop = self._loop
         if loop is not None and loop.is_closed():
             return  # its connections ended with it: nothing to send, nothing to wake
+        if loop is not None and loop.is_running() and _running_loop() is not loop:
+            # called from another thread: the connection is dropped in its loop's own
+            # thread (an abort from here would leave that loop asleep in its selector,
+            # never told, and its calls waiting for good)
+            loop.call_soon_threadsafe(self._drop)
+            return
+        self._drop()
+
+    def _drop(self) -> None:
         self._reconnection.stop()
         if self._proto is not None:
             self._proto.abort()
@@ -414,6 +426,14 @@ class Client(Commands):
         self._loop = asyncio.get_running_loop()
         self._proto = await self._open()
         return self
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _Connecting:

@@ -24,9 +24,10 @@ the policy):
   (the Client re-sends them once on its next connection); the protocol is then
   dead (`closed`) and the Client replaces it.
 - A connection serves the event loop that made it only: `request` checks that
-  loop is the one running before writing anything (a frame written for a caller in
-  another loop would be applied by the server while its reply could never be
-  awaited there).
+  loop is the one running, in this thread, before writing anything (a frame
+  written for a caller in another loop, after the first one ended or in another
+  thread while it runs, would be applied by the server while its reply could never
+  be awaited there).
 - Write flow control: the transport's pause_writing/resume_writing toggle
   `write_paused`; callers await `wait_writable()` before writing while paused.
 - The request path creates no task: encode the frame, register the future,
@@ -44,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
 from client.errors import (
@@ -95,6 +97,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self._loop = loop
+        self._thread = get_ident()  # the loop's: asyncio makes a protocol in its loop
         self.time = loop.time
         self.max_frame = max_frame
         # connection state
@@ -264,11 +267,12 @@ class ClientProtocol(asyncio.Protocol):
         """
         if self.closed:
             raise self._lost_error()
-        if not self._loop.is_running():
-            # The caller runs in another loop (one thread runs one loop at a time, so
-            # the connection's loop is then idle or closed). Checked before writing:
-            # the frame would reach the server (an incr applied) while the caller could
-            # never await its reply. (is_running costs ~20 ns, get_running_loop ~170.)
+        if get_ident() != self._thread or not self._loop.is_running():
+            # The caller runs in another loop: in another thread (the connection's loop
+            # may be running there), or in this one after that loop ended (one thread
+            # runs one loop at a time). Checked before writing: the frame would reach
+            # the server (an incr applied) while the caller could never await its reply.
+            # (get_ident and is_running cost ~50 ns each, get_running_loop ~170.)
             raise InterfaceError(OTHER_LOOP)
         pending = self._pending
         msgid = self._next_id
