@@ -14,9 +14,12 @@ the policy):
   frame) with msgid 0. A msgid still pending is skipped, never reused.
 - Timeouts cost no timer per call: each entry carries its deadline and a single
   timer is armed for the earliest one; when it fires, `_sweep` fails every
-  expired call with CallTimeoutError, forgets cancelled ones, and re-arms for
+  expired call with CallTimeoutError, forgets the expired ones, and re-arms for
   the next deadline, then tells `on_timeout` (the Client's policy) that calls
-  expired. `received` counts the chunks read, so that policy can tell a silent
+  expired. A cancelled call keeps its entry until its reply or its deadline,
+  whichever comes first, and counts as expired at its deadline: an application
+  bounding its calls with asyncio.timeout cancels them, and a connection that
+  went silent under them must be noticed as under calls that timed out. `received` counts the chunks read, so that policy can tell a silent
   connection from a slow call on a live one.
 - Connection loss (EOF, socket error, garbage from the server) fails every
   pending future with ConnectionLostError whose __cause__ is what happened,
@@ -243,7 +246,7 @@ class ClientProtocol(asyncio.Protocol):
 
     @property
     def in_flight(self) -> int:
-        """Calls sent and not yet answered (including cancelled ones not yet swept)."""
+        """Calls sent and not yet answered (a cancelled one until its reply or deadline)."""
         return len(self._pending)
 
     def request(
@@ -362,11 +365,14 @@ class ClientProtocol(asyncio.Protocol):
         soonest = math.inf
         expired = False
         for msgid, (fut, deadline, _) in list(pending.items()):
-            if fut.done():
-                del pending[msgid]  # cancelled: its reply, if any, will be dropped
-            elif deadline <= now:
+            if deadline <= now:
                 del pending[msgid]
-                fut.set_exception(CallTimeoutError("call timed out"))
+                if not fut.done():
+                    fut.set_exception(CallTimeoutError("call timed out"))
+                # a cancelled call still unanswered at its deadline counts as timed out
+                # too: an application bounding its calls with asyncio.timeout or
+                # wait_for cancels them first, and a silent connection must be probed
+                # all the same (its reply, if it ever comes, is dropped)
                 expired = True
             elif deadline < soonest:
                 soonest = deadline
