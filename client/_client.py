@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from client._args import Key, bad_timeout, to_bytes
+from client._args import Key, bad_timeout, positive, to_bytes
 from client._commands import Commands
 from client._config import ClientConfig, Limits, make_config
 from client._handshake import open_connection, say_hello
@@ -138,7 +138,7 @@ class Client(Commands):
             return self._call_slow(method, params, timeout)
         if timeout is None:
             timeout = self._timeout
-        elif not timeout > 0:
+        elif not positive(timeout):
             raise bad_timeout(timeout)
         deadline = math.inf if timeout is None else proto.time() + timeout
         return proto.request(method, params, deadline, self._retry and method in IDEMPOTENT_METHODS)
@@ -149,7 +149,7 @@ class Client(Commands):
             raise InterfaceError("the client is closed")
         if timeout is None:
             timeout = self._timeout
-        elif not timeout > 0:
+        elif not positive(timeout):
             raise bad_timeout(timeout)
         loop = asyncio.get_running_loop()
         deadline = math.inf if timeout is None else loop.time() + timeout
@@ -173,7 +173,7 @@ class Client(Commands):
         to one connection (a transaction's watch and its commit, client/_transaction.py).
         For this package's use; applications call the methods above."""
         self._check_open()
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not positive(timeout):
             raise bad_timeout(timeout)
         proto = self._proto
         if proto is not None and not proto.closed:
@@ -284,7 +284,7 @@ class Client(Commands):
             67108864
         """
         self._check_open()
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not positive(timeout):
             raise bad_timeout(timeout)
         timeout = self._timeout if timeout is None else timeout
         deadline = math.inf if timeout is None else asyncio.get_running_loop().time() + timeout

@@ -39,7 +39,7 @@ import math
 from collections.abc import Generator
 from typing import Any
 
-from client._args import bad_timeout
+from client._args import bad_timeout, positive
 from client._commands import Commands
 from client._config import DEFAULT_TCP_KEEPALIVE, Limits
 from client._handshake import connect_failure, set_keepalive
@@ -373,7 +373,7 @@ class RespClient(Commands):
             ServerError: the endpoint answered with an error.
             ConnectionLostError, CallTimeoutError: no answer.
         """
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not positive(timeout):
             raise bad_timeout(timeout)  # before sending: it would be applied, then time out
         fut = self._send(list(argv))
         reply = await self._reply(fut, argv[0].decode("ascii", "replace").upper(), timeout)
@@ -420,7 +420,7 @@ class RespClient(Commands):
     async def _clear(self, timeout: float | None) -> int:
         # DBSIZE and FLUSHDB in one MULTI/EXEC, written at once so no other call of
         # this client lands inside the transaction: the count is of the keys deleted
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not positive(timeout):
             raise bad_timeout(timeout)
         futs = [self._send(argv) for argv in ([b"MULTI"], [b"DBSIZE"], [b"FLUSHDB"], [b"EXEC"])]
         replies = [await self._reply(fut, "EXEC", timeout) for fut in futs]
