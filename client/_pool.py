@@ -83,6 +83,11 @@ class Pool(Commands):
         return self.clients[0].server_info if self.clients else {}
 
     @property
+    def closed(self) -> bool:
+        """True once close() or terminate() was called (as `Client.closed`)."""
+        return self._closed
+
+    @property
     def in_flight(self) -> int:
         """Calls in flight over all connections."""
         return sum(c.in_flight for c in self.clients)
