@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import uvloop
 
 from client import Client, ConnectionLostError, InterfaceError, connect
 from tests.serverproc import ServerProcess
@@ -31,11 +32,16 @@ pytestmark = pytest.mark.timeout(60)
 BOUND = 15.0  # seconds any single wait may take before it counts as a hang
 
 
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+LOOPS: list[LoopFactory] = [asyncio.new_event_loop, uvloop.new_event_loop]
+LOOP_IDS = ["asyncio", "uvloop"]
+
+
 class LoopThread:
     """An event loop running in a thread of its own, with one client connected in it."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, new_loop: LoopFactory) -> None:
+        self.loop = new_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
@@ -58,16 +64,17 @@ class LoopThread:
 
 
 @contextlib.contextmanager
-def loop_thread() -> Iterator[LoopThread]:
-    owner = LoopThread()
+def loop_thread(new_loop: LoopFactory) -> Iterator[LoopThread]:
+    owner = LoopThread(new_loop)
     try:
         yield owner
     finally:
         owner.stop()
 
 
-def in_new_loop(fn: Callable[[], Awaitable[Any]]) -> Any:
-    """Run `fn()` with asyncio.run in a second thread (its own loop); its outcome."""
+def in_new_loop(fn: Callable[[], Awaitable[Any]], new_loop: LoopFactory) -> Any:
+    """Run `fn()` in a second thread, in a loop of its own (asyncio.run's way); its
+    outcome."""
     outcome: list[Any] = []
 
     async def run() -> Any:
@@ -75,7 +82,8 @@ def in_new_loop(fn: Callable[[], Awaitable[Any]]) -> Any:
 
     def main() -> None:
         try:
-            outcome.append(asyncio.run(run()))
+            with asyncio.Runner(loop_factory=new_loop) as runner:
+                outcome.append(runner.run(run()))
         except BaseException as exc:
             outcome.append(exc)
 
@@ -86,12 +94,15 @@ def in_new_loop(fn: Callable[[], Awaitable[Any]]) -> Any:
     return outcome[0]
 
 
-def test_a_call_from_another_threads_loop_sends_nothing(server: ServerProcess) -> None:
+@pytest.mark.parametrize("new_loop", LOOPS, ids=LOOP_IDS)
+def test_a_call_from_another_threads_loop_sends_nothing(
+    server: ServerProcess, new_loop: LoopFactory
+) -> None:
     # Before: the call passed the loop check (the client's loop *is* running, in the
     # other thread), so the incr was written and applied by the server while its
     # caller got "RuntimeError: Task got Future attached to a different loop": an
     # application retrying on that error counted twice.
-    with loop_thread() as owner:
+    with loop_thread(new_loop) as owner:
         c: Client = owner.run(connect(server.host, server.port))
         owner.run(c.put(b"n", b"0"))
 
@@ -100,7 +111,7 @@ def test_a_call_from_another_threads_loop_sends_nothing(server: ServerProcess) -
                 with pytest.raises(InterfaceError, match="event loop"):
                     await call()
 
-        assert in_new_loop(from_the_other_thread) is None
+        assert in_new_loop(from_the_other_thread, new_loop) is None
         # the owner's loop goes on as before: nothing was applied, nothing is pending
         assert owner.run(c.mget([b"n", b"k"])) == [b"0", None]
         assert owner.run(c.incr(b"n")) == 1
@@ -108,14 +119,17 @@ def test_a_call_from_another_threads_loop_sends_nothing(server: ServerProcess) -
         owner.run(c.close())
 
 
-def test_close_from_another_thread_ends_the_owners_calls(server: ServerProcess) -> None:
+@pytest.mark.parametrize("new_loop", LOOPS, ids=LOOP_IDS)
+def test_close_from_another_thread_ends_the_owners_calls(
+    server: ServerProcess, new_loop: LoopFactory
+) -> None:
     # Before: close() from another thread aborted the transport from that thread; the
     # owner's loop, asleep in its selector with no timer (timeout=None), was never
     # woken, and its reader was gone: the call hung for good, even once the server
     # answered again. Now the drop is handed to the owner's loop: its calls end with
     # ConnectionLostError, as after terminate().
     assert server.proc is not None
-    with loop_thread() as owner:
+    with loop_thread(new_loop) as owner:
         c: Client = owner.run(connect(server.host, server.port, timeout=None))
         owner.run(c.put(b"k", b"v"))
         os.kill(server.proc.pid, signal.SIGSTOP)  # the get waits with no timeout
@@ -130,7 +144,7 @@ def test_close_from_another_thread_ends_the_owners_calls(server: ServerProcess) 
                 await c.close()
                 return c.closed
 
-            assert in_new_loop(close_it) is True
+            assert in_new_loop(close_it, new_loop) is True
             with pytest.raises(ConnectionLostError):
                 waiting.result(BOUND)
         finally:
