@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from client import Pool, connect
+from tests.client.test_threads import LOOP_IDS, LOOPS, LoopFactory
 from tests.client.test_wedged import relay_to
 from tests.serverproc import ServerProcess
 
@@ -39,8 +40,27 @@ BOUNDED: list[Callable[[Awaitable[Any], float], Awaitable[Any]]] = [_with_timeou
 IDS = ["asyncio.timeout", "wait_for"]
 
 
+def on(new_loop: LoopFactory, main: Awaitable[None]) -> None:
+    """Run `main` in a loop `new_loop` makes (asyncio's, or uvloop's)."""
+
+    async def run() -> None:
+        await main
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(run())
+
+
+@pytest.mark.parametrize("new_loop", LOOPS, ids=LOOP_IDS)
 @pytest.mark.parametrize("bounded", BOUNDED, ids=IDS)
-async def test_a_silent_connection_is_replaced_when_the_app_cancels_its_calls(
+def test_a_silent_connection_is_replaced_when_the_app_cancels_its_calls(
+    server: ServerProcess,
+    bounded: Callable[[Awaitable[Any], float], Awaitable[Any]],
+    new_loop: LoopFactory,
+) -> None:
+    on(new_loop, _silent_connection_replaced(server, bounded))
+
+
+async def _silent_connection_replaced(
     server: ServerProcess, bounded: Callable[[Awaitable[Any], float], Awaitable[Any]]
 ) -> None:
     # Before: a call cancelled by the application's timeout never counted as timed out
@@ -64,8 +84,17 @@ async def test_a_silent_connection_is_replaced_when_the_app_cancels_its_calls(
         await c.close()
 
 
+@pytest.mark.parametrize("new_loop", LOOPS, ids=LOOP_IDS)
 @pytest.mark.parametrize("bounded", BOUNDED, ids=IDS)
-async def test_calls_cancelled_by_the_app_on_a_live_connection_keep_it(
+def test_calls_cancelled_by_the_app_on_a_live_connection_keep_it(
+    server: ServerProcess,
+    bounded: Callable[[Awaitable[Any], float], Awaitable[Any]],
+    new_loop: LoopFactory,
+) -> None:
+    on(new_loop, _live_connection_kept(server, bounded))
+
+
+async def _live_connection_kept(
     server: ServerProcess, bounded: Callable[[Awaitable[Any], float], Awaitable[Any]]
 ) -> None:
     # many tasks sharing one client and one pool, a third of their calls cancelled
