@@ -71,7 +71,7 @@ from protocol import (
 )
 from protocol import ErrorCode as _ErrorCode
 
-__all__ = ["OTHER_LOOP", "ClientProtocol", "Entry"]
+__all__ = ["OTHER_LOOP", "ClientProtocol", "Entry", "HttpAnswerError"]
 
 OTHER_LOOP = (
     "this client belongs to the event loop that connected it; "
@@ -81,6 +81,11 @@ OTHER_LOOP = (
 # a pending call: its future, its deadline, and (method, params) if it may be re-sent
 _Entry = tuple["asyncio.Future[Any]", float, "tuple[str, list[Any]] | None"]
 Entry = _Entry
+
+
+class HttpAnswerError(RemoteProtocolError):
+    """The peer answered in HTTP where a reply frame must start: an HTTP port (a
+    bitcask-server's --http-port), not its binary one."""
 
 
 def _server_error(error: Any) -> ServerError:
@@ -153,6 +158,9 @@ class ClientProtocol(asyncio.Protocol):
                 # the same refusal line, after replies in the same read: the server
                 # dropped a request it held (--max-partial-input, --request-timeout)
                 self._conn_error = _server_error(refusal_error(exc.unread).to_obj())
+            elif self.received == 1 and data.startswith(b"HTTP/"):
+                status = data.split(b"\r\n", 1)[0][:80].decode("ascii", "replace")
+                exc = HttpAnswerError(f"it answers HTTP ({status}), not bitcask's binary protocol")
             self._violation(self._conn_error or exc)
             return
         self._deliver(objs)
