@@ -53,7 +53,7 @@ from client.errors import (
 )
 from protocol.address import host_port
 
-__all__ = ["PROBE_TIMEOUT", "Reconnection", "SilenceWatch", "cancelling", "resend"]
+__all__ = ["PROBE_TIMEOUT", "Reconnection", "SilenceWatch", "cancelling", "own_copy", "resend"]
 
 PROBE_TIMEOUT = 5.0
 """Seconds a silent connection is probed for before it is dropped, when the client
@@ -93,7 +93,7 @@ class Reconnection:
         except ClientError as exc:
             # one object for every caller of this round: each gets its own copy, so
             # what one adds to it (the sharded client's notes, a traceback) stays its own
-            raise _own(exc) from exc.__cause__
+            raise own_copy(exc) from exc.__cause__
 
     def stop(self) -> None:
         """The client closed: cancel the reconnection under way, start none again."""
@@ -205,8 +205,9 @@ class SilenceWatch:
             )
 
 
-def _own(exc: ClientError) -> ClientError:
-    """A copy of `exc` (its type, message, attributes and notes) for one caller."""
+def own_copy(exc: ClientError) -> ClientError:
+    """A copy of `exc` (its type, message, attributes and notes) for one of the callers
+    that waited on one shared outcome (a reconnection, a pool's start)."""
     try:
         mine = copy.copy(exc)
     except Exception:  # an error type that cannot be rebuilt: shared, as before

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from client import ConnectError, connect, connect_sharded
+from client import ConnectError, Pool, connect, connect_sharded
 from tests.client.test_wedged import dropped
 from tests.serverproc import ServerProcess, free_port
 
@@ -70,3 +70,12 @@ async def test_each_sharded_mput_names_only_its_own_applied_shards(
         # shard a holds every pair of its own; shard b is down, the rest is unchanged
         on_a = [k for pairs in batches for k in pairs if sc.shard_for(k) == "a"]
         assert await sc.clients["a"].mget(on_a) == [b"v"] * len(on_a)
+
+
+async def test_tasks_starting_one_pool_get_their_own_errors() -> None:
+    pool = Pool("127.0.0.1", free_port(), size=2, timeout=2)
+    errors = await asyncio.gather(*(pool.start() for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(e, ConnectError) for e in errors), errors
+    assert len({id(e) for e in errors}) == 3, "one exception object shared by every starter"
+    assert len({str(e) for e in errors}) == 1
+    await pool.close()
