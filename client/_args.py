@@ -23,10 +23,12 @@ __all__ = [
     "Checks",
     "Key",
     "Value",
+    "bad_timeout",
     "check_ttl",
     "expire_params",
     "float_params",
     "incr_params",
+    "positive",
     "rename_params",
     "set_params",
     "to_bytes",
@@ -66,6 +68,15 @@ def to_bytes(data: Any, what: str) -> bytes:
     if t is bytearray or t is memoryview:
         return bytes(data)
     raise InterfaceError(f"{what} must be bytes or str, got {t.__name__}")
+
+
+def positive(timeout: Any) -> bool:
+    """Whether a per-call timeout is a number > 0 (False for 0, a negative number, NaN
+    and anything that is not a number: a str read from a config file)."""
+    try:
+        return bool(timeout > 0)
+    except TypeError:
+        return False
 
 
 def bad_timeout(timeout: Any) -> InterfaceError:

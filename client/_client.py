@@ -28,7 +28,9 @@ client/_recovery.py, the bytes client/_protocol.py):
 - hello on every (re)connect: protocol version checked, token sent, limits kept
   in `self.limits` (used by the local size checks in Commands).
 - A client belongs to the loop that connected it (`_loop`): a call or a
-  reconnection from another loop raises InterfaceError before anything is sent.
+  reconnection from another loop (another thread's included) raises InterfaceError
+  before anything is sent; terminate() from another thread hands the drop to that
+  loop's thread.
 - close() ends everything it leaves behind: calls in flight get the grace period,
   then the connection is aborted (never a graceful close that waits for a peer
   that stopped reading), a reconnection under way is cancelled (its waiters get
@@ -44,7 +46,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from client._args import Key, bad_timeout, to_bytes
+from client._args import Key, bad_timeout, positive, to_bytes
 from client._commands import Commands
 from client._config import ClientConfig, Limits, make_config
 from client._handshake import open_connection, say_hello
@@ -136,7 +138,7 @@ class Client(Commands):
             return self._call_slow(method, params, timeout)
         if timeout is None:
             timeout = self._timeout
-        elif not timeout > 0:
+        elif not positive(timeout):
             raise bad_timeout(timeout)
         deadline = math.inf if timeout is None else proto.time() + timeout
         return proto.request(method, params, deadline, self._retry and method in IDEMPOTENT_METHODS)
@@ -147,7 +149,7 @@ class Client(Commands):
             raise InterfaceError("the client is closed")
         if timeout is None:
             timeout = self._timeout
-        elif not timeout > 0:
+        elif not positive(timeout):
             raise bad_timeout(timeout)
         loop = asyncio.get_running_loop()
         deadline = math.inf if timeout is None else loop.time() + timeout
@@ -171,7 +173,7 @@ class Client(Commands):
         to one connection (a transaction's watch and its commit, client/_transaction.py).
         For this package's use; applications call the methods above."""
         self._check_open()
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not positive(timeout):
             raise bad_timeout(timeout)
         proto = self._proto
         if proto is not None and not proto.closed:
@@ -282,7 +284,7 @@ class Client(Commands):
             67108864
         """
         self._check_open()
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not positive(timeout):
             raise bad_timeout(timeout)
         timeout = self._timeout if timeout is None else timeout
         deadline = math.inf if timeout is None else asyncio.get_running_loop().time() + timeout
@@ -357,8 +359,9 @@ class Client(Commands):
         ConnectionLostError, and so do calls waiting for a reconnection or for the
         write buffer to drain (nothing of those was sent). Closing twice is fine.
         Called from another event loop than the client's (asyncio.run(c.close())
-        after the first asyncio.run ended), it only marks the client closed and
-        drops its connection if that loop still exists.
+        after the first asyncio.run ended, or in another thread), it only marks the
+        client closed and has its connection dropped if that loop still exists (in
+        that loop's thread: its calls fail with ConnectionLostError, as terminate()).
         """
         if self._closed:
             return
@@ -394,6 +397,15 @@ class Client(Commands):
         loop = self._loop
         if loop is not None and loop.is_closed():
             return  # its connections ended with it: nothing to send, nothing to wake
+        if loop is not None and loop.is_running() and _running_loop() is not loop:
+            # called from another thread: the connection is dropped in its loop's own
+            # thread (an abort from here would leave that loop asleep in its selector,
+            # never told, and its calls waiting for good)
+            loop.call_soon_threadsafe(self._drop)
+            return
+        self._drop()
+
+    def _drop(self) -> None:
         self._reconnection.stop()
         if self._proto is not None:
             self._proto.abort()
@@ -414,6 +426,14 @@ class Client(Commands):
         self._loop = asyncio.get_running_loop()
         self._proto = await self._open()
         return self
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _Connecting:

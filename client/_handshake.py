@@ -9,7 +9,8 @@ Strategy / invariants:
 - Failures are typed for that policy: a socket error or a timeout is ConnectError
   ("cannot connect to HOST:PORT: Connection refused" / "no answer within 5 s"), a
   connection lost during hello is ConnectError too unless the server said why
-  before closing (TOO_MANY_CONNECTIONS: that ServerError itself); a wrong protocol
+  before closing (TOO_MANY_CONNECTIONS: that ServerError itself) or answered in
+  HTTP (an HTTP port: said in the message); a wrong protocol
   version is UnsupportedVersionError, a missing token AuthRequiredError.
 - A port that answers the Redis protocol instead is RedisPortError: at once for a
   redis-server (asked in RESP on a second connection only when the hello is late:
@@ -31,9 +32,9 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from client._config import ClientConfig, Limits
+from client._config import DEFAULT_PORT, ClientConfig, Limits
 from client._port_probe import HelloWatch, RespAnswer
-from client._protocol import ClientProtocol
+from client._protocol import ClientProtocol, HttpAnswerError
 from client.errors import (
     AuthRequiredError,
     ConnectError,
@@ -90,6 +91,12 @@ async def open_connection(
         cause = exc.__cause__
         if isinstance(cause, ServerError):
             raise cause from None  # e.g. TOO_MANY_CONNECTIONS sent before the close
+        if isinstance(cause, HttpAnswerError):  # a wrong port, not a lost connection
+            raise ConnectError(
+                f"cannot connect to {address}: {cause}: it is an HTTP port (a "
+                "bitcask-server's --http-port, for health and metrics); connect to its "
+                f"binary port (--port, default {DEFAULT_PORT})"
+            ) from exc
         raise ConnectError(f"connection to {address} lost during hello") from exc
     except (OSError, TimeoutError) as exc:
         if proto is not None:

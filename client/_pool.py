@@ -17,8 +17,8 @@ from typing import Any, Literal
 from client._client import Client
 from client._commands import Commands
 from client._config import ClientConfig, Limits, make_config
-from client._recovery import cancelling
-from client.errors import InterfaceError
+from client._recovery import cancelling, own_copy
+from client.errors import ClientError, InterfaceError
 
 __all__ = ["Pool"]
 
@@ -83,6 +83,11 @@ class Pool(Commands):
         return self.clients[0].server_info if self.clients else {}
 
     @property
+    def closed(self) -> bool:
+        """True once close() or terminate() was called (as `Client.closed`)."""
+        return self._closed
+
+    @property
     def in_flight(self) -> int:
         """Calls in flight over all connections."""
         return sum(c.in_flight for c in self.clients)
@@ -114,6 +119,8 @@ class Pool(Commands):
                 # close() stopped the start (and this caller was not cancelled)
                 raise InterfaceError("the pool was closed while starting") from None
             raise
+        except ClientError as exc:  # one object for every caller that started it
+            raise own_copy(exc) from exc.__cause__
         finally:
             if starting.done() and self._starting is starting:
                 self._starting = None  # a failed start may be tried again

@@ -14,9 +14,12 @@ the policy):
   frame) with msgid 0. A msgid still pending is skipped, never reused.
 - Timeouts cost no timer per call: each entry carries its deadline and a single
   timer is armed for the earliest one; when it fires, `_sweep` fails every
-  expired call with CallTimeoutError, forgets cancelled ones, and re-arms for
+  expired call with CallTimeoutError, forgets the expired ones, and re-arms for
   the next deadline, then tells `on_timeout` (the Client's policy) that calls
-  expired. `received` counts the chunks read, so that policy can tell a silent
+  expired. A cancelled call keeps its entry until its reply or its deadline,
+  whichever comes first, and counts as expired at its deadline: an application
+  bounding its calls with asyncio.timeout cancels them, and a connection that
+  went silent under them must be noticed as under calls that timed out. `received` counts the chunks read, so that policy can tell a silent
   connection from a slow call on a live one.
 - Connection loss (EOF, socket error, garbage from the server) fails every
   pending future with ConnectionLostError whose __cause__ is what happened,
@@ -24,9 +27,10 @@ the policy):
   (the Client re-sends them once on its next connection); the protocol is then
   dead (`closed`) and the Client replaces it.
 - A connection serves the event loop that made it only: `request` checks that
-  loop is the one running before writing anything (a frame written for a caller in
-  another loop would be applied by the server while its reply could never be
-  awaited there).
+  loop is the one running, in this thread, before writing anything (a frame
+  written for a caller in another loop, after the first one ended or in another
+  thread while it runs, would be applied by the server while its reply could never
+  be awaited there).
 - Write flow control: the transport's pause_writing/resume_writing toggle
   `write_paused`; callers await `wait_writable()` before writing while paused.
 - The request path creates no task: encode the frame, register the future,
@@ -44,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
 from client.errors import (
@@ -66,7 +71,7 @@ from protocol import (
 )
 from protocol import ErrorCode as _ErrorCode
 
-__all__ = ["OTHER_LOOP", "ClientProtocol", "Entry"]
+__all__ = ["OTHER_LOOP", "ClientProtocol", "Entry", "HttpAnswerError"]
 
 OTHER_LOOP = (
     "this client belongs to the event loop that connected it; "
@@ -76,6 +81,11 @@ OTHER_LOOP = (
 # a pending call: its future, its deadline, and (method, params) if it may be re-sent
 _Entry = tuple["asyncio.Future[Any]", float, "tuple[str, list[Any]] | None"]
 Entry = _Entry
+
+
+class HttpAnswerError(RemoteProtocolError):
+    """The peer answered in HTTP where a reply frame must start: an HTTP port (a
+    bitcask-server's --http-port), not its binary one."""
 
 
 def _server_error(error: Any) -> ServerError:
@@ -95,6 +105,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self._loop = loop
+        self._thread = get_ident()  # the loop's: asyncio makes a protocol in its loop
         self.time = loop.time
         self.max_frame = max_frame
         # connection state
@@ -147,6 +158,9 @@ class ClientProtocol(asyncio.Protocol):
                 # the same refusal line, after replies in the same read: the server
                 # dropped a request it held (--max-partial-input, --request-timeout)
                 self._conn_error = _server_error(refusal_error(exc.unread).to_obj())
+            elif self.received == 1 and data.startswith(b"HTTP/"):
+                status = data.split(b"\r\n", 1)[0][:80].decode("ascii", "replace")
+                exc = HttpAnswerError(f"it answers HTTP ({status}), not bitcask's binary protocol")
             self._violation(self._conn_error or exc)
             return
         self._deliver(objs)
@@ -240,7 +254,7 @@ class ClientProtocol(asyncio.Protocol):
 
     @property
     def in_flight(self) -> int:
-        """Calls sent and not yet answered (including cancelled ones not yet swept)."""
+        """Calls sent and not yet answered (a cancelled one until its reply or deadline)."""
         return len(self._pending)
 
     def request(
@@ -264,11 +278,12 @@ class ClientProtocol(asyncio.Protocol):
         """
         if self.closed:
             raise self._lost_error()
-        if not self._loop.is_running():
-            # The caller runs in another loop (one thread runs one loop at a time, so
-            # the connection's loop is then idle or closed). Checked before writing:
-            # the frame would reach the server (an incr applied) while the caller could
-            # never await its reply. (is_running costs ~20 ns, get_running_loop ~170.)
+        if get_ident() != self._thread or not self._loop.is_running():
+            # The caller runs in another loop: in another thread (the connection's loop
+            # may be running there), or in this one after that loop ended (one thread
+            # runs one loop at a time). Checked before writing: the frame would reach
+            # the server (an incr applied) while the caller could never await its reply.
+            # (get_ident and is_running cost ~50 ns each, get_running_loop ~170.)
             raise InterfaceError(OTHER_LOOP)
         pending = self._pending
         msgid = self._next_id
@@ -358,11 +373,14 @@ class ClientProtocol(asyncio.Protocol):
         soonest = math.inf
         expired = False
         for msgid, (fut, deadline, _) in list(pending.items()):
-            if fut.done():
-                del pending[msgid]  # cancelled: its reply, if any, will be dropped
-            elif deadline <= now:
+            if deadline <= now:
                 del pending[msgid]
-                fut.set_exception(CallTimeoutError("call timed out"))
+                if not fut.done():
+                    fut.set_exception(CallTimeoutError("call timed out"))
+                # a cancelled call still unanswered at its deadline counts as timed out
+                # too: an application bounding its calls with asyncio.timeout or
+                # wait_for cancels them first, and a silent connection must be probed
+                # all the same (its reply, if it ever comes, is dropped)
                 expired = True
             elif deadline < soonest:
                 soonest = deadline

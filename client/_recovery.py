@@ -22,8 +22,8 @@ Strategy / invariants:
   It makes up to `reconnect_attempts` attempts with jittered exponential backoff
   (each one the client's own `attempt`); an error that retrying cannot fix (auth,
   protocol version, a Redis port, a closed client) ends it at once, and when
-  every attempt failed its ConnectError reaches every waiter; the next call
-  starts a new round.
+  every attempt failed its ConnectError reaches every waiter (each its own copy:
+  one caller's notes never show in another's); the next call starts a new round.
   `stop()` (the client closing) cancels it: its waiters get InterfaceError.
 - None of them owns a connection: they act on the `ClientProtocol` handed to them
   and connect through the callables handed to them (the `Client`'s).
@@ -32,6 +32,7 @@ Strategy / invariants:
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import math
 from collections.abc import Awaitable, Callable
@@ -52,7 +53,7 @@ from client.errors import (
 )
 from protocol.address import host_port
 
-__all__ = ["PROBE_TIMEOUT", "Reconnection", "SilenceWatch", "cancelling", "resend"]
+__all__ = ["PROBE_TIMEOUT", "Reconnection", "SilenceWatch", "cancelling", "own_copy", "resend"]
 
 PROBE_TIMEOUT = 5.0
 """Seconds a silent connection is probed for before it is dropped, when the client
@@ -89,6 +90,10 @@ class Reconnection:
                 # stop() ended the reconnection (and this caller was not cancelled)
                 raise InterfaceError("the client is closed") from None
             raise
+        except ClientError as exc:
+            # one object for every caller of this round: each gets its own copy, so
+            # what one adds to it (the sharded client's notes, a traceback) stays its own
+            raise own_copy(exc) from exc.__cause__
 
     def stop(self) -> None:
         """The client closed: cancel the reconnection under way, start none again."""
@@ -198,6 +203,19 @@ class SilenceWatch:
                     "timed out: connection dropped"
                 )
             )
+
+
+def own_copy(exc: ClientError) -> ClientError:
+    """A copy of `exc` (its type, message, attributes and notes) for one of the callers
+    that waited on one shared outcome (a reconnection, a pool's start)."""
+    try:
+        mine = copy.copy(exc)
+    except Exception:  # an error type that cannot be rebuilt: shared, as before
+        return exc
+    notes = getattr(exc, "__notes__", None)
+    if notes is not None:
+        mine.__notes__ = list(notes)
+    return mine
 
 
 def cancelling() -> bool:

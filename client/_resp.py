@@ -35,9 +35,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
+from collections.abc import Generator
 from typing import Any
 
-from client._args import bad_timeout
+from client._args import bad_timeout, positive
 from client._commands import Commands
 from client._config import DEFAULT_TCP_KEEPALIVE, Limits
 from client._handshake import connect_failure, set_keepalive
@@ -146,9 +148,13 @@ class RespClient(Commands):
         password: str | None = None,
         username: str | None = None,
         db: int = 0,
-        timeout: float = 5.0,
+        timeout: float | None = 5.0,
         refusals: Refusals | None = None,
     ) -> None:
+        if timeout is not None and not (
+            isinstance(timeout, int | float) and timeout > 0 and not math.isnan(timeout)
+        ):
+            raise bad_timeout(timeout)  # as ClientConfig: 0 would fail every call at once
         self.host = host
         self.port = port
         self.address = host_port(host, port)
@@ -342,11 +348,12 @@ class RespClient(Commands):
                 waiter.set_result(None)
 
         fut.add_done_callback(wake)
-        timer = loop.call_later(limit, wake, None)
+        timer = None if limit is None else loop.call_later(limit, wake, None)
         try:
             await waiter
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             fut.remove_done_callback(wake)
             if not fut.done():
                 # given up (timed out, or its caller cancelled): it keeps its place, its
@@ -366,7 +373,7 @@ class RespClient(Commands):
             ServerError: the endpoint answered with an error.
             ConnectionLostError, CallTimeoutError: no answer.
         """
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not positive(timeout):
             raise bad_timeout(timeout)  # before sending: it would be applied, then time out
         fut = self._send(list(argv))
         reply = await self._reply(fut, argv[0].decode("ascii", "replace").upper(), timeout)
@@ -413,7 +420,7 @@ class RespClient(Commands):
     async def _clear(self, timeout: float | None) -> int:
         # DBSIZE and FLUSHDB in one MULTI/EXEC, written at once so no other call of
         # this client lands inside the transaction: the count is of the keys deleted
-        if timeout is not None and not timeout > 0:
+        if timeout is not None and not positive(timeout):
             raise bad_timeout(timeout)
         futs = [self._send(argv) for argv in ([b"MULTI"], [b"DBSIZE"], [b"FLUSHDB"], [b"EXEC"])]
         replies = [await self._reply(fut, "EXEC", timeout) for fut in futs]
@@ -429,34 +436,66 @@ class RespClient(Commands):
         return int(result[0])
 
 
-async def connect_resp(
+class _ConnectingResp:
+    """What connect_resp() returns: await it for a RespClient, or use it with `async
+    with` (closed on exit), as connect()'s."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: RespClient) -> None:
+        self._client = client
+
+    def __await__(self) -> Generator[Any, None, RespClient]:
+        return self._client._start().__await__()
+
+    async def __aenter__(self) -> RespClient:
+        return await self._client._start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()
+
+
+def connect_resp(
     host: str,
     port: int = DEFAULT_REDIS_PORT,
     *,
     password: str | None = None,
     username: str | None = None,
     db: int = 0,
-    timeout: float = 5.0,
+    timeout: float | None = 5.0,
     refusals: Refusals | None = None,
-) -> RespClient:
+) -> _ConnectingResp:
     """Connect to a Redis-protocol endpoint (AUTH and SELECT as needed).
 
     Args:
         host, port: the endpoint (redis-server, twemproxy, a bitcask-server's port).
         password, username: sent with AUTH when a password is given.
         db: SELECTed when not 0 (twemproxy only has 0).
-        timeout: seconds for connecting and for each call.
+        timeout: seconds for connecting and the default for each call; None: wait
+            forever (TCP keepalive still ends a call whose host vanished).
         refusals: what this endpoint closed the connection on (`Refusals`);
             shared between the connections of one session, updated as learned.
 
+    Returns:
+        An awaitable giving a connected `RespClient`; also an async context manager
+        that closes it on exit (as `connect()`'s).
+
     Raises:
         ConnectError: no connection. AuthFailedError / AuthRequiredError: AUTH.
+        InterfaceError: a timeout that is not a number > 0 or None.
 
     Example:
-        >>> async with await connect_resp("127.0.0.1", 6379) as c:  # doctest: +SKIP
+        >>> async with connect_resp("127.0.0.1", 6379) as c:  # doctest: +SKIP
         ...     await c.put(b"k", b"v", ttl=30)
     """
-    client = RespClient(
-        host, port, password=password, username=username, db=db, timeout=timeout, refusals=refusals
+    return _ConnectingResp(
+        RespClient(
+            host,
+            port,
+            password=password,
+            username=username,
+            db=db,
+            timeout=timeout,
+            refusals=refusals,
+        )
     )
-    return await client._start()

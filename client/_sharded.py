@@ -67,6 +67,11 @@ class ShardedClient:
     def __repr__(self) -> str:
         return f"<ShardedClient {', '.join(self.ring.names)}>"
 
+    @property
+    def closed(self) -> bool:
+        """True once close() or terminate() was called (as `Client.closed`)."""
+        return self._closed
+
     # ------------------------------------------------------------ placement
 
     def shard_for(self, key: Key) -> str:

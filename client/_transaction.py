@@ -32,6 +32,7 @@ from client._args import (
     expire_params,
     float_params,
     incr_params,
+    positive,
     rename_params,
     set_params,
 )
@@ -311,7 +312,7 @@ def _ignore(fut: asyncio.Future[Any]) -> None:
 def _deadline(proto: ClientProtocol, client: TransactionHost, timeout: float | None) -> float:
     if timeout is None:
         timeout = client.config.timeout
-    elif not timeout > 0:
+    elif not positive(timeout):
         raise bad_timeout(timeout)
     return math.inf if timeout is None else proto.time() + timeout
 

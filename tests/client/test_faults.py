@@ -395,13 +395,17 @@ async def test_an_error_in_a_transaction_is_raised_at_once_when_the_server_stops
 # ---------------------------------------------------------------- per-call timeouts
 
 
-@pytest.mark.parametrize("timeout", [0, -1.0, float("nan")], ids=["zero", "negative", "nan"])
+@pytest.mark.parametrize(
+    "timeout", [0, -1.0, float("nan"), "5"], ids=["zero", "negative", "nan", "str"]
+)
 async def test_a_per_call_timeout_that_is_not_positive_sends_nothing(
-    server: ServerProcess, timeout: float
+    server: ServerProcess, timeout: Any
 ) -> None:
     # Before: timeout=0 or -1 sent the incr (applied) and raised CallTimeoutError at
     # once; timeout=nan never timed out (no timer fires for a NaN deadline), so a call
     # to a server that stopped answering hung forever. ClientConfig refuses them.
+    # A str (a timeout read from a config file) raised "TypeError: '>' not supported
+    # between instances of 'str' and 'int'" instead of the misuse error.
     async with connect(server.host, server.port) as c:
         await c.put(b"n", b"0")
         with pytest.raises(InterfaceError, match="timeout"):

@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -85,6 +86,15 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+async def dropped(*clients: Any) -> bool:
+    """Wait (bounded) until none of `clients` holds a connection; whether they all let go."""
+    for _ in range(int(BOUND / 0.05)):
+        if not any(c.is_connected for c in clients):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 @contextlib.asynccontextmanager
 async def relay_to(server: ServerProcess) -> AsyncIterator[Relay]:
     relay = await Relay(server.host, server.port).start()
@@ -106,11 +116,7 @@ async def test_a_black_holed_connection_is_replaced_after_a_timeout(
         with pytest.raises(CallTimeoutError):
             await c.get(b"k")
         # the probe (a ping on the silent connection) gets nothing back: dropped
-        for _ in range(int(BOUND / 0.05)):
-            if not c.is_connected:
-                break
-            await asyncio.sleep(0.05)
-        assert not c.is_connected, "the silent connection was kept"
+        assert await dropped(c), "the silent connection was kept"
         await c.put(b"k", b"v2", timeout=BOUND)  # on a fresh connection
         assert await c.get(b"k") == b"v2"
         assert relay.connections == 2
@@ -148,10 +154,7 @@ async def test_a_pool_replaces_each_silent_connection(server: ServerProcess) -> 
         for _ in range(2):  # round robin: one call times out on each connection
             with pytest.raises(CallTimeoutError):
                 await pool.get(b"k")
-        for _ in range(int(BOUND / 0.05)):
-            if not any(c.is_connected for c in pool.clients):
-                break
-            await asyncio.sleep(0.05)
+        assert await dropped(*pool.clients)
         assert [await pool.get(b"k", timeout=BOUND) for _ in range(4)] == [b"v"] * 4
         assert relay.connections == 4
 
@@ -164,11 +167,7 @@ async def test_a_stopped_server_is_reached_again_once_it_resumes(server: ServerP
     try:
         with pytest.raises(CallTimeoutError):
             await c.get(b"k")
-        for _ in range(int(BOUND / 0.05)):
-            if not c.is_connected:
-                break
-            await asyncio.sleep(0.05)
-        assert not c.is_connected
+        assert await dropped(c)
         with pytest.raises(CallTimeoutError):  # a new connection is not answered either
             await c.get(b"k", timeout=0.3)
     finally:
