@@ -96,7 +96,7 @@ class AdminMethods:
         """Merge only ``files`` (tests of subset merges)."""
         return run_merge(self.merges, None, files)
 
-    def backup(self, dest: str | os.PathLike[str]) -> None:
+    def backup(self, dest: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> None:
         """Write a consistent copy of the store to ``dest`` (new or empty directory).
 
         Seals the active file under the write lock, pauses merges, and copies every
@@ -113,7 +113,7 @@ class AdminMethods:
         self._check_not_inherited()
         from .backup import run_backup  # on first use: shutil and the copy code
 
-        run_backup(self.merges, os.fspath(dest))
+        run_backup(self.merges, os.fsdecode(dest))  # bytes as bitcask.open takes them
 
     def data_files(self) -> int:
         """How many data files the store has open now, the active one included; O(1).
