@@ -1,0 +1,107 @@
+"""The engine as a newcomer from plyvel, redis-py or dbm calls it: the argument shapes
+those libraries take (a mapping for MSETNX, a bytes path, a forgotten argument, a
+wrong object where a Watch goes), each answered with the documented result or one
+clear error, never a silent wrong write or an error from deep inside."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bitcask
+from bitcask import Bitcask
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        pytest.param({"ab": "1", "cd": "2"}, id="dict-of-str"),
+        pytest.param({b"ab": b"1", b"cd": b"2"}, id="dict-of-bytes"),
+        pytest.param([(b"ab", b"1"), [b"cd", b"2"]], id="pairs"),
+    ],
+)
+def test_msetnx_takes_a_mapping_as_redis_py_does(db: Bitcask, pairs: Any) -> None:
+    # Before: iterating the dict gave its keys, each unpacked as a (key, value) pair:
+    # {"ab": "1"} stored b"a" = b"b" and answered True; {b"ab": b"1"} raised
+    # "key must be bytes or str, not int".
+    assert db.commit([bitcask.MSetNx(pairs)]) == [True]
+    assert dict(db.items()) == {b"ab": b"1", b"cd": b"2"}
+    assert db.commit([bitcask.MSetNx(pairs)]) == [False]  # all present: nothing written
+    assert dict(db.items()) == {b"ab": b"1", b"cd": b"2"}
+
+
+@pytest.mark.parametrize(
+    ("pairs", "error", "needle"),
+    [
+        pytest.param(["ab", "cd"], ValueError, "pair #0 is not a (key, value) pair", id="strs"),
+        pytest.param([(b"a", b"1", b"x")], ValueError, "pair #0", id="triple"),
+        pytest.param(b"abcd", TypeError, "not bytes", id="bytes"),
+        pytest.param("abcd", TypeError, "not str", id="str"),
+        pytest.param([], ValueError, "at least one pair", id="empty"),
+    ],
+)
+def test_msetnx_refuses_what_is_not_pairs(
+    db: Bitcask, pairs: Any, error: type[Exception], needle: str
+) -> None:
+    # Before: ["ab", "cd"] (and b"abcd", "abcd") were unpacked character by character
+    # into pairs (b"a" = b"b", ...).
+    with pytest.raises(error, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        bitcask.MSetNx(pairs)
+    assert list(db.items()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [pytest.param({}, id="no-ttl"), pytest.param({"at_ms": 0}, id="at_ms-0")],
+)
+def test_expire_without_an_expiry_names_the_method_to_call(
+    db: Bitcask, kwargs: dict[str, Any]
+) -> None:
+    # Before: "an expiry of 0 means none: use Persist", the Op's message, for a call
+    # that named no expiry at all.
+    db.put(b"k", b"v", ttl=60)
+    with pytest.raises(ValueError, match=r"expire\(\) needs a ttl .* persist\(\) removes"):
+        db.expire(b"k", **kwargs)
+    assert db.get(b"k") == b"v"
+    assert round(db.ttl(b"k") or 0) == 60  # untouched
+
+
+@pytest.mark.parametrize("watch", [5, "w", (b"k",)], ids=["int", "str", "tuple"])
+def test_commit_with_something_that_is_not_a_watch_is_a_type_error(db: Bitcask, watch: Any) -> None:
+    # Before: AttributeError: 'int' object has no attribute '_owner'.
+    with pytest.raises(TypeError, match=r"watch must be a Watch from db\.watch\(\)"):
+        db.commit([("put", b"k", b"v")], watch=watch)
+    assert db.get(b"k") is None
+    db.put(b"k", b"v")  # the store goes on
+    assert db.get(b"k") == b"v"
+
+
+def test_a_bytes_path_works_for_backup_check_and_repair(tmp_path: Path) -> None:
+    # bitcask.open takes a bytes path; before, backup() raised "startswith first arg
+    # must be bytes", check() "endswith first arg must be bytes" and repair() "Can't
+    # mix strings and bytes in path components".
+    store, copy = tmp_path / "store", tmp_path / "copy"
+    with bitcask.open(os.fsencode(store), sync="never") as db:
+        db.put(b"k", b"v")
+        db.backup(os.fsencode(copy))
+    assert bitcask.check(os.fsencode(store)).ok
+    assert bitcask.check(os.fsencode(copy)).ok
+    assert not bitcask.repair(os.fsencode(store)).changed  # nothing to repair
+    for path in (store, copy):
+        with bitcask.open(path, readonly=True) as db:
+            assert dict(db.items()) == {b"k": b"v"}
+
+
+def test_an_op_that_grows_a_value_too_large_is_that_ops_answer(tmp_path: Path) -> None:
+    # docs/engine.md and commit()'s docstring named three per-op errors; the fourth,
+    # ValueTooLargeError for a value an op grows past max_value_size, is held here.
+    with bitcask.open(tmp_path, sync="never", max_value_size=4) as db:
+        db.put(b"k", b"abc")
+        out = db.commit([bitcask.Append(b"k", b"de"), ("put", b"z", b"1")])
+        assert out is not None
+        assert isinstance(out[0], bitcask.ValueTooLargeError)
+        assert out[1] is None
+        assert db.get_many([b"k", b"z"]) == [b"abc", b"1"]
