@@ -72,11 +72,16 @@ class AdminMethods:
         Raises:
             MergeInProgressError: a merge or a backup is already running.
             ReadOnlyError, StoreClosedError: the store cannot write.
+            TypeError: ``progress`` is not callable (before anything starts).
 
         Example:
             >>> report = db.merge(); report.reclaimed_bytes >= 0
             True
         """
+        if progress is not None and not callable(progress):
+            # It failed at its first call, once the merge had begun, with an ERROR
+            # line "merge failed in DIR ...: 'int' object is not callable".
+            raise TypeError(f"progress must be callable or None, not {progress!r}")
         self._check_not_inherited()
         return run_merge(self.merges, progress)
 

@@ -105,3 +105,18 @@ def test_an_op_that_grows_a_value_too_large_is_that_ops_answer(tmp_path: Path) -
         assert isinstance(out[0], bitcask.ValueTooLargeError)
         assert out[1] is None
         assert db.get_many([b"k", b"z"]) == [b"abc", b"1"]
+
+
+def test_merge_with_a_progress_that_is_not_callable_is_refused_before_it_starts(
+    db: Bitcask, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: the merge began, then failed at the first progress call, logging an
+    # ERROR "merge failed in DIR ...: TypeError: 'int' object is not callable".
+    db.put(b"k", b"1")
+    db.put(b"k", b"2")
+    with pytest.raises(TypeError, match="progress must be callable"):
+        db.merge(progress=5)  # type: ignore[arg-type]
+    assert not [r for r in caplog.records if "merge failed" in r.getMessage()]
+    assert db.stats()["merges"] == 0
+    assert db.merge().records_copied == 1
+    assert db.get(b"k") == b"2"
