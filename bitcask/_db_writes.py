@@ -347,7 +347,7 @@ class WriteMethods:
             >>> db.expire(b"session", 60)
             True
         """
-        if ttl is None and not at_ms:  # Expire's own message named the op, not persist()
+        if not at_ms and ttl is None:  # Expire's own message named the op, not persist()
             raise ValueError(
                 "expire() needs a ttl (seconds) or at_ms (ms since the epoch, > 0); "
                 "persist() removes an expiry"
