@@ -145,3 +145,34 @@ def test_popitem_reclaims_the_expired_keys_it_walks_past(db: Bitcask, clock: Clo
     with pytest.raises(KeyError, match="empty"):
         db.popitem()
     assert len(db) == 0 and list(db.items()) == []
+
+
+@pytest.mark.parametrize(
+    "remove",
+    [
+        pytest.param(lambda db, k: db.delete(k), id="delete"),
+        pytest.param(lambda db, k: db.pop(k), id="pop"),
+        pytest.param(lambda db, k: db.get_delete(k), id="get_delete"),
+        pytest.param(lambda db, k: db.write_batch([("delete", k)]), id="write_batch"),
+        pytest.param(lambda db, k: db.clear(), id="clear"),
+        pytest.param(lambda db, k: db.popitem(), id="popitem"),
+    ],
+)
+def test_a_key_stored_under_a_larger_max_key_size_can_still_be_deleted(
+    tmp_path: Path, remove: Any
+) -> None:
+    # Before: reopened with a lower max_key_size, the store served the key but every
+    # way to remove it raised KeyTooLargeError, clear() included.
+    long = b"k" * 100
+    with bitcask.open(tmp_path, sync="never") as db:
+        db.put(long, b"v")
+    with bitcask.open(tmp_path, sync="never", max_key_size=10) as db:
+        assert db.get(long) == b"v"
+        with pytest.raises(bitcask.KeyTooLargeError):
+            db.put(long, b"w")  # never written again
+        remove(db, long)
+        assert db.get(long) is None and len(db) == 0
+        with pytest.raises(bitcask.KeyTooLargeError):
+            db.delete(long)  # absent now: refused as before
+    with bitcask.open(tmp_path, readonly=True) as db:
+        assert list(db.items()) == []
