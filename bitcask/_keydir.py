@@ -164,8 +164,17 @@ class Keydir:
                 self._index = index
         return index
 
-    def scan(self, prefix: bytes, after: bytes | None, limit: int, now_ms: int) -> list[bytes]:
-        """Up to ``limit`` visible keys with ``prefix``, ascending, strictly after ``after``."""
+    def scan(
+        self,
+        prefix: bytes,
+        after: bytes | None,
+        limit: int,
+        now_ms: int,
+        expired: list[bytes] | None = None,
+    ) -> list[bytes]:
+        """Up to ``limit`` visible keys with ``prefix``, ascending, strictly after ``after``;
+        the expired keys walked past are appended to ``expired`` (if given), for the
+        caller to reclaim under the writer's lock."""
         with self._index_lock:
             index = self._refresh_index()
         if after is None or after < prefix:
@@ -190,6 +199,8 @@ class Keydir:
                 e = exp.get(key) if exp else None
                 if e is None or e > now_ms:
                     out.append(key)
+                elif expired is not None:
+                    expired.append(key)
             elif stale_from < 0:
                 stale_from = i
             i += 1

@@ -1,6 +1,7 @@
-"""scan() from the start while the pages it returns are deleted (the chunked delete a
-LevelDB or dbm user writes): the deleted keys a scan walks past leave the sorted index
-(bitcask/_keydir.py, ``Keydir._cut``), and no live key ever leaves it."""
+"""scan() from the start again and again (the chunked delete a LevelDB or dbm user
+writes, next(iter(db)) for a first key): the deleted keys a scan walks past leave the
+sorted index (bitcask/_keydir.py, ``Keydir._cut``) and the expired ones the keydir
+(bitcask/_db_scan.py), so no later scan walks them again; no live key ever leaves."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import threading
 import pytest
 
 from bitcask import Bitcask
+from bitcask._db_scan import RECLAIM_WALKED
 from bitcask._keydir import Keydir
+
+from .conftest import Clock
 
 
 def _index_len(db: Bitcask) -> int:
@@ -116,3 +120,29 @@ def test_a_key_written_again_between_the_walk_and_the_cut_stays(
     assert db.scan(limit=1) == [b"k00000"]
     assert list(db.keys())[:2] == [b"k00000", b"k01000"]
     assert len(list(db.keys())) == 3_001 == len(kd.map)
+
+
+def test_a_scan_reclaims_the_expired_keys_it_walked_past(db: Bitcask, clock: Clock) -> None:
+    # Before: they stayed in the keydir (the engine runs no sampler by itself) and
+    # every scan from before them walked them again: 100 scan(limit=10), or
+    # next(iter(db)), past 100,000 expired keys took 11.9 s. Redis's SCAN, too,
+    # expires the keys it visits.
+    db.write_batch([("put", b"a%04d" % i, b"x", 10) for i in range(2_000)])
+    db.write_batch([("put", b"z%d" % i, b"y") for i in range(3)])
+    db.put(b"m", b"later", ttl=100)
+    clock.now += 20
+    assert db.stored_keys() == 2_004
+    assert db.scan(limit=2) == [b"m", b"z0"]
+    assert db.stored_keys() == 4  # the 2,000 walked past are reclaimed
+    assert db.expiry_stats()["expired_keys"] == 2_000
+    assert next(iter(db)) == b"m" and len(db) == 4
+    assert db.get(b"a0001") is None and dict(db.items(b"a")) == {}
+
+
+def test_a_few_expired_keys_walked_past_are_left_to_the_sampler(db: Bitcask, clock: Clock) -> None:
+    db.write_batch([("put", b"a%d" % i, b"x", 10) for i in range(RECLAIM_WALKED - 1)])
+    db.put(b"z", b"y")
+    clock.now += 20
+    assert db.scan() == [b"z"]
+    assert db.stored_keys() == RECLAIM_WALKED  # no lock taken for so few
+    assert db.expire_cycle() == RECLAIM_WALKED - 1
