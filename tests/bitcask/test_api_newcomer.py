@@ -15,6 +15,7 @@ import bitcask
 from bitcask import Bitcask
 
 from .conftest import Clock
+from .test_scan_deleted_runs import expired_before_live
 
 
 @pytest.mark.parametrize(
@@ -128,20 +129,11 @@ def test_popitem_reclaims_the_expired_keys_it_walks_past(db: Bitcask, clock: Clo
     # Before: they stayed in the keydir (the engine runs no sampler by itself), so
     # every popitem walked them again: 1,000 popitems past 50,000 expired keys took
     # 40 s. Now the first popitem reclaims those it passes, as an access would.
-    db.write_batch([("put", b"e%04d" % i, b"x", 10) for i in range(3000)])
-    db.write_batch([("put", b"live%d" % i, b"y") for i in range(3)])
-    db.put(b"later", b"z", ttl=100)
-    clock.now += 20
-    assert db.stored_keys() == 3004
-    popped = [db.popitem() for _ in range(4)]
-    assert sorted(popped) == [
-        (b"later", b"z"),
-        (b"live0", b"y"),
-        (b"live1", b"y"),
-        (b"live2", b"y"),
-    ]
+    expired_before_live(db, clock, 3_000)
+    popped = sorted(db.popitem() for _ in range(4))
+    assert popped == [(b"m", b"later"), (b"z0", b"y"), (b"z1", b"y"), (b"z2", b"y")]
     assert db.stored_keys() == 0
-    assert db.expiry_stats()["expired_keys"] == 3000
+    assert db.expiry_stats()["expired_keys"] == 3_000
     with pytest.raises(KeyError, match="empty"):
         db.popitem()
     assert len(db) == 0 and list(db.items()) == []

@@ -122,16 +122,22 @@ def test_a_key_written_again_between_the_walk_and_the_cut_stays(
     assert len(list(db.keys())) == 3_001 == len(kd.map)
 
 
+def expired_before_live(db: Bitcask, clock: Clock, expired: int) -> None:
+    """``expired`` keys a0000... written first and expired, then b"z0".. b"z2" and b"m"
+    (a TTL not passed yet) alive."""
+    db.write_batch([("put", b"a%04d" % i, b"x", 10) for i in range(expired)])
+    db.write_batch([("put", b"z%d" % i, b"y") for i in range(3)])
+    db.put(b"m", b"later", ttl=100)
+    clock.now += 20
+    assert db.stored_keys() == expired + 4 and len(db) == 4
+
+
 def test_a_scan_reclaims_the_expired_keys_it_walked_past(db: Bitcask, clock: Clock) -> None:
     # Before: they stayed in the keydir (the engine runs no sampler by itself) and
     # every scan from before them walked them again: 100 scan(limit=10), or
     # next(iter(db)), past 100,000 expired keys took 11.9 s. Redis's SCAN, too,
     # expires the keys it visits.
-    db.write_batch([("put", b"a%04d" % i, b"x", 10) for i in range(2_000)])
-    db.write_batch([("put", b"z%d" % i, b"y") for i in range(3)])
-    db.put(b"m", b"later", ttl=100)
-    clock.now += 20
-    assert db.stored_keys() == 2_004
+    expired_before_live(db, clock, 2_000)
     assert db.scan(limit=2) == [b"m", b"z0"]
     assert db.stored_keys() == 4  # the 2,000 walked past are reclaimed
     assert db.expiry_stats()["expired_keys"] == 2_000
