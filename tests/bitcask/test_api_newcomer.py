@@ -168,3 +168,27 @@ def test_a_key_stored_under_a_larger_max_key_size_can_still_be_deleted(
             db.delete(long)  # absent now: refused as before
     with bitcask.open(tmp_path, readonly=True) as db:
         assert list(db.items()) == []
+
+
+def test_a_batch_copies_a_reused_buffer_at_each_put(db: Bitcask) -> None:
+    # Before: the batch queued the bytearray itself and read it at the write: a
+    # buffer reused for each put (buf[:] = key, as plyvel code does) wrote every op
+    # with its last contents: {b"k3": b"2"} for three keys.
+    key, value = bytearray(2), bytearray(1)
+    with db.batch() as b:
+        for i, k in enumerate([b"k1", b"k2", b"k3"]):
+            key[:] = k
+            value[:] = b"%d" % i
+            b.put(key, memoryview(value))
+        key[:] = b"k1"
+        b.delete(key)
+        key[:] = b"zz"
+    assert b.results == [None, None, None, True]
+    assert dict(db.items()) == {b"k2": b"1", b"k3": b"2"}
+
+
+def test_a_batch_refuses_a_key_of_the_wrong_type_at_the_put(db: Bitcask) -> None:
+    with pytest.raises(TypeError, match="key must be bytes or str, not int"), db.batch() as b:
+        b.put(b"a", b"1")
+        b.put(5, b"v")  # type: ignore[arg-type]
+    assert list(db.items()) == []  # the block raised: nothing written
