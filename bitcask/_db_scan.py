@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ._expiry import count_visible, drop_expired
 from ._keydir import Keydir
-from ._record import as_bytes
+from ._record import as_bytes, as_count
 from .errors import StoreClosedError
 
 __all__ = ["RECLAIM_WALKED", "ScanMethods"]
@@ -131,10 +131,7 @@ class ScanMethods:
             >>> page = db.scan(b"user:", limit=2); db.scan(b"user:", after=page[-1])
             [b'user:3']
         """
-        if limit.__class__ is not int and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise TypeError(f"limit must be an int, not {limit!r}")
-        if limit < 0:
-            raise ValueError("limit must be >= 0")
+        limit = as_count(limit, "limit", 0)
         if self._closed:
             raise StoreClosedError("store is closed")
         prefix = as_bytes(prefix, "prefix")

@@ -192,3 +192,34 @@ def test_a_batch_refuses_a_key_of_the_wrong_type_at_the_put(db: Bitcask) -> None
         b.put(b"a", b"1")
         b.put(5, b"v")  # type: ignore[arg-type]
     assert list(db.items()) == []  # the block raised: nothing written
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "needle"),
+    [
+        pytest.param(lambda db: db.expire_sample("5"), TypeError, "limit must be an int", id="str"),
+        pytest.param(
+            lambda db: db.expire_sample(1.5), TypeError, "limit must be an int", id="float"
+        ),
+        pytest.param(
+            lambda db: db.expire_sample(True), TypeError, "limit must be an int", id="bool"
+        ),
+        pytest.param(lambda db: db.expire_sample(0), ValueError, "limit must be >= 1", id="zero"),
+        pytest.param(lambda db: db.scan(limit=-1), ValueError, "limit must be >= 0", id="scan"),
+        pytest.param(
+            lambda db: db.expire_cycle("5"), TypeError, "budget_ms must be a number", id="cycle"
+        ),
+    ],
+)
+def test_the_expiry_calls_name_a_bad_argument(
+    db: Bitcask, clock: Clock, call: Any, error: type[Exception], needle: str
+) -> None:
+    # Before: expire_sample("5") raised "'<=' not supported between instances of 'str'
+    # and 'int'", expire_cycle("5") "unsupported operand type(s) for /", and
+    # expire_sample(1.5) or (True) sampled as if given 2 or 1.
+    db.put(b"k", b"v", ttl=1)
+    clock.now += 2
+    with pytest.raises(error, match=needle):
+        call(db)
+    assert db.stored_keys() == 1  # nothing reclaimed by the refused call
+    assert db.expire_sample(20) == 1
