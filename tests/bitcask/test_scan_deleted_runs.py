@@ -152,3 +152,30 @@ def test_a_few_expired_keys_walked_past_are_left_to_the_sampler(db: Bitcask, clo
     assert db.scan() == [b"z"]
     assert db.stored_keys() == RECLAIM_WALKED  # no lock taken for so few
     assert db.expire_cycle() == RECLAIM_WALKED - 1
+
+
+def test_a_scan_never_waits_for_the_writer_to_reclaim(db: Bitcask, clock: Clock) -> None:
+    # The server scans on its event loop: with the writer's lock held (a group commit
+    # in its fsync), the scan answers at once and leaves the keys for the next one.
+    expired_before_live(db, clock, 500)
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with db._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=writer)
+    holder.start()
+    assert held.wait(10)
+    pages: list[list[bytes]] = []
+    scanner = threading.Thread(target=lambda: pages.append(db.scan(limit=1)))
+    scanner.start()
+    scanner.join(10)
+    finished = not scanner.is_alive()
+    release.set()
+    holder.join(10)
+    scanner.join(10)
+    assert finished and pages == [[b"m"]]
+    assert db.stored_keys() == 504  # not reclaimed while the writer held the lock
+    assert db.scan(limit=1) == [b"m"] and db.stored_keys() == 4
