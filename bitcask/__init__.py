@@ -147,8 +147,12 @@ def open(
     Raises:
         InvalidOptionsError: a bad or unknown option, ``options`` that is not an
             ``Options``, or a ``clock`` that is not callable.
-        StoreLockedError: another process has the store open for writing.
+        StoreLockedError: another process, or an open of this process not closed
+            yet, has the store open for writing.
         FileNotFoundError: ``readonly`` and there is no store at ``path``.
+        NotADirectoryError: ``path`` is a file (or under one).
+        PermissionError / OSError (EROFS): the store cannot be written here (another
+            user's, a read-only mount); ``readonly=True`` reads it.
 
     Example:
         >>> with bitcask.open("./data", sync="always") as db:

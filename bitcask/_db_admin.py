@@ -72,11 +72,16 @@ class AdminMethods:
         Raises:
             MergeInProgressError: a merge or a backup is already running.
             ReadOnlyError, StoreClosedError: the store cannot write.
+            TypeError: ``progress`` is not callable (before anything starts).
 
         Example:
             >>> report = db.merge(); report.reclaimed_bytes >= 0
             True
         """
+        if progress is not None and not callable(progress):
+            # It failed at its first call, once the merge had begun, with an ERROR
+            # line "merge failed in DIR ...: 'int' object is not callable".
+            raise TypeError(f"progress must be callable or None, not {progress!r}")
         self._check_not_inherited()
         return run_merge(self.merges, progress)
 
@@ -96,7 +101,7 @@ class AdminMethods:
         """Merge only ``files`` (tests of subset merges)."""
         return run_merge(self.merges, None, files)
 
-    def backup(self, dest: str | os.PathLike[str]) -> None:
+    def backup(self, dest: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> None:
         """Write a consistent copy of the store to ``dest`` (new or empty directory).
 
         Seals the active file under the write lock, pauses merges, and copies every
@@ -113,7 +118,7 @@ class AdminMethods:
         self._check_not_inherited()
         from .backup import run_backup  # on first use: shutil and the copy code
 
-        run_backup(self.merges, os.fspath(dest))
+        run_backup(self.merges, os.fsdecode(dest))  # bytes as bitcask.open takes them
 
     def data_files(self) -> int:
         """How many data files the store has open now, the active one included; O(1).

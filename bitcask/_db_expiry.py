@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from ._expiry import KEYS_PER_ROUND, STALE_PERCENT, reclaim
 from ._keydir import Keydir
-from ._record import as_bytes
+from ._record import as_bytes, as_count
 from .errors import StoreClosedError
 
 __all__ = ["ExpiryMethods"]
@@ -97,14 +97,14 @@ class ExpiryMethods:
         expire_cycle() every 100 ms. Any thread.
 
         Raises:
+            TypeError: ``limit`` is not an int (a bool or a float is refused too).
             ValueError: ``limit`` is not positive.
 
         Example:
             >>> db.put(b"s", b"x", ttl=0.001); time.sleep(0.01); db.expire_sample()
             1
         """
-        if limit <= 0:
-            raise ValueError("limit must be > 0")
+        limit = as_count(limit, "limit", 1)  # "5" said "'<=' not supported ..."
         with self._lock:
             if self._closed:
                 raise StoreClosedError("store is closed")
@@ -117,10 +117,15 @@ class ExpiryMethods:
         writes interleave. Any thread; on a closed store it returns 0, so a timer
         racing close() needs no handler (tests/bitcask/test_expiry.py).
 
+        Raises:
+            TypeError: ``budget_ms`` is not a number (a str said "unsupported operand").
+
         Example:
             >>> db.expire_cycle(budget_ms=5)
             0
         """
+        if isinstance(budget_ms, bool) or not isinstance(budget_ms, int | float):
+            raise TypeError(f"budget_ms must be a number of ms, not {budget_ms!r}")
         deadline = time.monotonic() + budget_ms / 1000
         total = 0
         while True:

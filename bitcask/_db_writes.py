@@ -170,11 +170,13 @@ class WriteMethods:
 
         Returns:
             One result per op (an Op's answer, or the NotANumberError /
-            NoSuchKeyError / CorruptRecordError it met, which writes nothing while
-            the other ops apply), or None when the watch saw a write.
+            NoSuchKeyError / CorruptRecordError it met, or ValueTooLargeError for a
+            value it would grow past max_value_size, which writes nothing while the
+            other ops apply), or None when the watch saw a write.
 
         Raises:
-            ValueError / TypeError: a malformed op (nothing written).
+            ValueError / TypeError: a malformed op, or a ``watch`` that is not a
+                live Watch of this store (nothing written).
             StoreFullError: new keys past max_keys (nothing written).
             ReadOnlyError, StoreIOError, StoreClosedError: as put().
 
@@ -337,10 +339,19 @@ class WriteMethods:
         Redis's EXPIRE: "nx", "xx", "gt", "lt" or "" (always). An expiry in the past
         deletes the key. Returns whether it was applied (False for an absent key).
 
+        Raises:
+            ValueError: neither ``ttl`` nor ``at_ms`` (an expiry of 0, which is none:
+                persist() removes one), both, or a ``ttl`` that is not > 0.
+
         Example:
             >>> db.expire(b"session", 60)
             True
         """
+        if not at_ms and ttl is None:  # Expire's own message named the op, not persist()
+            raise ValueError(
+                "expire() needs a ttl (seconds) or at_ms (ms since the epoch, > 0); "
+                "persist() removes an expiry"
+            )
         return self._one(Expire(as_bytes(key, "key"), self._at_ms(ttl, at_ms), cond))  # type: ignore[no-any-return]
 
     def persist(self, key: bytes | str) -> bool:

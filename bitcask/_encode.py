@@ -104,14 +104,24 @@ class OpEncoder:
         max_key: the largest key, in bytes (max_key_size).
         max_value: the largest value, in bytes (max_value_size).
         clock: wall-clock seconds (a ttl becomes an expiry from it).
+        held: whether the store holds a key (the keydir's ``__contains__``): a key
+            past ``max_key`` that it holds, written under a larger max_key_size, may
+            still be deleted.
     """
 
-    __slots__ = ("_large", "clock", "max_key", "max_value")
+    __slots__ = ("_large", "clock", "held", "max_key", "max_value")
 
-    def __init__(self, max_key: int, max_value: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        max_key: int,
+        max_value: int,
+        clock: Callable[[], float],
+        held: Callable[[bytes], bool] = lambda key: False,
+    ) -> None:
         self.max_key = max_key
         self.max_value = max_value
         self.clock = clock
+        self.held = held
         # Past this, a value is refused or encoded by ``_large_record`` (one compare on
         # the common path either way: the one the limit check always made).
         self._large = min(max_value, LARGE_VALUE)
@@ -151,13 +161,17 @@ class OpEncoder:
     def key(self, key: bytes | str) -> bytes:
         """Validate a key alone (a delete's): the key as bytes.
 
+        A key over max_key_size that the store holds (written before the limit was
+        lowered) passes: it can be deleted, it can never be written again. Those
+        keys made delete(), pop(), popitem() and clear() raise KeyTooLargeError.
+
         Raises:
             TypeError: key is neither bytes nor str.
-            KeyTooLargeError: over max_key_size.
+            KeyTooLargeError: over max_key_size, and not a key the store holds.
         """
         if key.__class__ is not bytes:
             key = as_bytes(key, "key")
-        if len(key) > self.max_key:
+        if len(key) > self.max_key and not self.held(key):
             raise KeyTooLargeError(f"key of {len(key)} bytes exceeds max_key_size {self.max_key}")
         return key
 

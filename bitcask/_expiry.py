@@ -64,6 +64,7 @@ __all__ = [
     "PAST_MAX",
     "STALE_PERCENT",
     "count_visible",
+    "drop_expired",
     "reclaim",
 ]
 
@@ -143,6 +144,24 @@ def _drop(kd: Keydir, key: bytes) -> None:
         if fid in live:
             live[fid] -= loc & SIZE_MASK
         kd.note_deleted()
+
+
+def drop_expired(kd: Keydir, keys: list[bytes], now_ms: float) -> int:
+    """Reclaim those of ``keys`` whose expiry has passed at ``now_ms``, as an access
+    would (a walk of the keydir met them: ``Bitcask.popitem``); returns how many.
+
+    Caller holds the writer's lock. A key written, persisted or reclaimed since it
+    was met is left alone (its expiry is checked again here).
+    """
+    expiry = kd.expiry
+    n = 0
+    for key in keys:
+        exp = expiry.get(key)
+        if exp is not None and exp <= now_ms:
+            _drop(kd, key)
+            n += 1
+    kd.sampler.expired += n
+    return n
 
 
 def reclaim(kd: Keydir, now_ms: int, limit: int) -> tuple[int, int]:

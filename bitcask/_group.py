@@ -48,8 +48,8 @@ __all__ = [
 class Watch:
     """Keys and how many writes each had when watched; ``db.watch()`` makes one.
 
-    Pass it to ``write_batch(ops, watch=w)``: the batch applies only if no watched
-    key was written since. Release it (or use ``with``) when done.
+    Pass it to ``commit(ops, watch=w)``: the ops apply only if no watched key was
+    written since. Release it (or use ``with``) when done.
     """
 
     keys: tuple[bytes, ...]
@@ -133,6 +133,8 @@ class Watches:
         """Was any key of ``watch`` written since it was taken, or (given ``now_ms``)
         has one that was live expired since? (caller holds the writer lock, so no
         write runs meanwhile). Reclaiming an expired key is no write."""
+        if not isinstance(watch, Watch):  # its missing _owner raised AttributeError
+            raise TypeError(f"watch must be a Watch from db.watch(), not {type(watch).__name__}")
         if watch._owner is not self:
             raise ValueError("this watch was released or belongs to another store")
         counts = self.counts

@@ -41,6 +41,7 @@ __all__ = [
     "TOMBSTONE",
     "TTL",
     "as_bytes",
+    "as_count",
     "crc32",
     "encode",
     "encode_marker",
@@ -103,6 +104,16 @@ def as_bytes(obj: object, what: str) -> bytes:
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj)
     raise TypeError(f"{what} must be bytes or str, not {type(obj).__name__}")
+
+
+def as_count(obj: object, what: str, low: int) -> int:
+    """``obj`` as a count argument (scan's limit, expire_sample's): an int (not a
+    bool) of at least ``low``; TypeError or ValueError naming ``what`` otherwise."""
+    if obj.__class__ is not int and (isinstance(obj, bool) or not isinstance(obj, int)):
+        raise TypeError(f"{what} must be an int, not {obj!r}")
+    if obj < low:
+        raise ValueError(f"{what} must be >= {low}")
+    return obj
 
 
 SHOWN_KEY_BYTES = 64

@@ -119,7 +119,11 @@ class RepairReport:
         return "\n".join(lines)
 
 
-def repair(path: str | os.PathLike[str], *, stop: Callable[[], bool] | None = None) -> RepairReport:
+def repair(
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    *,
+    stop: Callable[[], bool] | None = None,
+) -> RepairReport:
     """Fix a store in place: cut torn tails, drop corrupt records, rebuild hints.
 
     Takes the store lock (the store must not be open for writing elsewhere).
@@ -134,7 +138,7 @@ def repair(path: str | os.PathLike[str], *, stop: Callable[[], bool] | None = No
         >>> print(bitcask.repair("./data"))
         repair ./data: 1 tails truncated, 0 ranges dropped, ...
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # bytes as bitcask.open takes them
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no store at {path!r}")
     lock = DirLock(path)

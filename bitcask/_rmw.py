@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import FrozenInstanceError
 from typing import Any
 
@@ -465,9 +465,12 @@ class MSetNx(_Value):
     pairs: tuple[tuple[bytes, bytes], ...]
     key: bytes
 
-    def __init__(self, pairs: Iterable[tuple[bytes, bytes]], key: bytes = b"") -> None:
-        """``key`` is set to the first pair's key, whatever is passed."""
-        pairs = tuple((_key(k), _key(v, "value")) for k, v in pairs)
+    def __init__(
+        self, pairs: Mapping[Any, Any] | Iterable[tuple[bytes, bytes]], key: bytes = b""
+    ) -> None:
+        """``pairs``: a mapping (what redis-py's msetnx takes) or (key, value) pairs.
+        ``key`` is set to the first pair's key, whatever is passed."""
+        pairs = tuple(_pair(p, i) for i, p in enumerate(_items(pairs)))
         if not pairs:
             raise ValueError("MSetNx needs at least one pair")
         _set(self, "pairs", pairs)
@@ -480,6 +483,23 @@ class MSetNx(_Value):
         if any(view.get(k)[0] is not None for k, _ in self.pairs):
             return False, []
         return True, [(k, v, 0) for k, v in self.pairs]
+
+
+def _items(pairs: object) -> Iterable[object]:
+    # A mapping's items, as dict.update and update() read one: iterating a dict
+    # yields its keys, and a 2-byte or 2-character key unpacked as a (key, value)
+    # pair: MSetNx({"ab": "1"}) stored b"a" = b"b" and answered True.
+    if isinstance(pairs, Mapping):
+        return pairs.items()
+    if isinstance(pairs, str | bytes | bytearray | memoryview):
+        raise TypeError(f"MSetNx takes a mapping or (key, value) pairs, not {type(pairs).__name__}")
+    return pairs  # type: ignore[return-value]
+
+
+def _pair(pair: object, i: int) -> tuple[bytes, bytes]:
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise ValueError(f"MSetNx pair #{i} is not a (key, value) pair: {pair!r}")
+    return _key(pair[0]), _key(pair[1], "value")
 
 
 class Clear(_Value):

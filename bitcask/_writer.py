@@ -101,7 +101,9 @@ class Writer(Publication, SingleWrites, WriteFaults, PlannedWrites):
         self._files = files
         self._max_value = options.max_value_size
         # Validation and encoding (bitcask/_encode.py).
-        self._encoder = OpEncoder(options.max_key_size, options.max_value_size, clock)
+        self._encoder = OpEncoder(
+            options.max_key_size, options.max_value_size, clock, keydir.map.__contains__
+        )
         # Keep the attributes set here under 30: CPython 3.11 stores at most 30 in an
         # instance's shared-key layout, past that every attribute read of the writer
         # is a plain dict lookup. bench/embedded.py put, callgrind: 21,190

@@ -7,6 +7,8 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
+from ._record import as_bytes
+
 __all__ = ["Batch"]
 
 
@@ -43,12 +45,23 @@ class Batch:
     def put(
         self, key: bytes | str, value: bytes | str, ttl: float | timedelta | None = None
     ) -> None:
-        """Queue a put (validated when the batch is written).
+        """Queue a put: key and value are taken as bytes now (a bytearray or memoryview
+        copied, as plyvel's WriteBatch does), the limits checked when the batch is
+        written.
+
+        Raises:
+            TypeError / ValueError: a key or value that is not bytes-like or str.
 
         Example:
             >>> b.put(b"k", b"v", ttl=60)
         """
         self._check()
+        # Copied here: queued as given, a buffer reused for each put (buf[:] = key)
+        # wrote every op with its last contents, all but one key lost.
+        if key.__class__ is not bytes:
+            key = as_bytes(key, "key")
+        if value.__class__ is not bytes:
+            value = as_bytes(value, "value")
         self.ops.append(("put", key, value, ttl))
 
     def delete(self, key: bytes | str) -> None:
@@ -58,6 +71,8 @@ class Batch:
             >>> b.delete(b"k")
         """
         self._check()
+        if key.__class__ is not bytes:
+            key = as_bytes(key, "key")
         self.ops.append(("delete", key))
 
     def _check(self) -> None:

@@ -115,7 +115,7 @@ def _file_problems(name: str, size: int, issues: ScanIssues) -> list[Problem]:
     return probs
 
 
-def check(path: str | os.PathLike[str]) -> CheckReport:
+def check(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> CheckReport:
     """Verify every record of every data file and every hint file; never modifies.
 
     Safe beside a running writer (it reads a snapshot of each file as it goes). A
@@ -126,7 +126,7 @@ def check(path: str | os.PathLike[str]) -> CheckReport:
         >>> report = bitcask.check("./data"); report.ok
         True
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # bytes as bitcask.open takes them
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no store at {path!r}")
     problems: list[Problem] = []

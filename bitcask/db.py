@@ -77,7 +77,7 @@ class Bitcask(
     Keys and values are bytes; a str is taken as its UTF-8 bytes and a bytearray or
     memoryview as a copy of its bytes (every method alike); reads return bytes.
     Anything else is a TypeError; a str that UTF-8 cannot encode (a lone surrogate)
-    a ValueError (UnicodeEncodeError).
+    a ValueError naming the argument (not a UnicodeEncodeError).
 
     Thread safety: any method from any thread, at the same time as any other
     (tests/bitcask/test_threads_contract.py). The store's write lock serializes
