@@ -72,7 +72,7 @@ async def run_backup(
     pace = _Pace(rate)
     final = Path(dest).absolute()
     _check_destination(final, force)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _make_parents(final.parent)
     tmp = final.parent / f".{final.name}.backup-{os.getpid()}-{os.urandom(3).hex()}"
     snap_id: str | None = None
     try:
@@ -262,6 +262,16 @@ async def _abandon(call: Call, snap_id: str | None, tmp: Path) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(call("snapshot_end", [snap_id], None), 5.0)
     await asyncio.to_thread(shutil.rmtree, tmp, True)
+
+
+def _make_parents(path: Path) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, each directory it creates fsynced
+    into its parent: the final rename's fsync of ``path`` does not make ``path``'s own
+    name durable, and a power cut would take a new backup with a new parent."""
+    made = [p for p in (path, *path.parents) if not p.is_dir()]
+    path.mkdir(parents=True, exist_ok=True)
+    for p in reversed(made):
+        _fsync_dir(p.parent)
 
 
 def _fsync_dir(path: Path) -> None:

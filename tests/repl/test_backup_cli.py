@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import bitcask
+from tests.bitcask._syscall_trace import Trace, require_strace, strace_argv
 from tests.repl.conftest import ROOT, Runner
 from tests.serverproc import ServerProcess
 
@@ -155,3 +156,37 @@ def test_sigterm_mid_backup_leaves_nothing(
     # the server's pins went with the connection: a new backup is complete
     again = bitcask_cli("backup", str(parent / "c"))
     assert again.code == 0, again.err
+
+
+def test_a_backup_into_new_directories_is_durable_when_it_returns(
+    bitcask_cli: Runner, home_env: dict[str, str], server: ServerProcess, tmp_path: Path
+) -> None:
+    # Power loss keeps a new name only once its parent directory is fsynced: `backup`
+    # into new/a/one must fsync tmp_path (for new), new (for a) and a (for one) before
+    # it returns; it made new/ and a/ with mkdir(parents=True) and fsynced only a/.
+    strace = require_strace()
+    model = fill(bitcask_cli, 20, 10)
+    dest = tmp_path / "new" / "a" / "one"
+    log = tmp_path / "trace"
+    conn = ["--port", str(server.port), "--http-port", str(server.http_port)]
+    proc = subprocess.run(
+        [*strace_argv(strace, log), sys.executable, "-m", "repl.cli", *conn, "backup", str(dest)],
+        capture_output=True,
+        env=home_env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert contents(dest) == model
+    trace = Trace(log)
+    end = max(e.end for e in trace.where(lambda e: True))
+    wrong = []
+    for level in (dest.parent.parent, dest.parent):
+        made = trace.created(str(level))
+        assert made, f"{level} was not created under the trace"
+        if not trace.synced(str(level.parent), made[-1].end, end + 1):
+            wrong.append(f"{level} created, {level.parent} never fsynced after")
+    (installed,) = [e for e, _, to in trace.renames() if to == str(dest)]
+    if not trace.synced(str(dest.parent), installed.end, end + 1):
+        wrong.append(f"{dest} renamed in, {dest.parent} never fsynced after")
+    assert wrong == []

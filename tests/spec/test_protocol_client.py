@@ -541,13 +541,15 @@ def test_connection_cap_refusal(tmp_path: Path) -> None:
         proc.kill()
 
 
-def test_unsupported_extension_value_is_a_protocol_error(srv: ServerProcess) -> None:
-    """Extension types are not used by the protocol: one as a key is not INTERNAL."""
+def test_unsupported_extension_value_is_invalid_params(srv: ServerProcess) -> None:
+    """Extension types are not used by the protocol: one where a param goes is
+    INVALID_PARAMS (section 2), never INTERNAL, and the connection stays open."""
     with WireClient(srv.host, srv.port) as c:
         body = msgpack.packb([0, 4, "get", [msgpack.ExtType(1, b"x")]], use_bin_type=True)
         c.send_raw(len(body).to_bytes(4, "big") + body)
         _kind, msgid, error, _result = c.read_message()
-        assert msgid == 4 and error[1] in ("INVALID_PARAMS", "PROTOCOL_ERROR"), error
+        assert msgid == 4 and error[1] == "INVALID_PARAMS", error
+        assert c.call("ping") == "PONG"
 
 
 def test_no_input_is_answered_internal(c: WireClient) -> None:
