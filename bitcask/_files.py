@@ -216,7 +216,12 @@ class FileTable:
         assert active is not None
         active.sync()
         if self._unnamed:
-            fsync_dir(self.path)
+            try:
+                fsync_dir(self.path)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                os.sync()  # at the descriptor limit: as sync_sealed (below)
             self._unnamed = False
         # The directory and its LOCK, by path: two stats of inodes no fsync touched.
         # An fstat of the active file right after its fdatasync waited on the sync on
