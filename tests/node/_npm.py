@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,10 +63,23 @@ def script_path(name: str) -> Path:
     tours share, _*.mjs: _tour.mjs, _wire.mjs); its path there."""
     target = install()
     for shared in HERE.glob("_*.mjs"):
-        shutil.copyfile(shared, target / shared.name)
+        _place(shared, target / shared.name)
     script = target / name
-    shutil.copyfile(HERE / name, script)
+    _place(HERE / name, script)
     return script
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` as one rename: test workers run tours at once from the
+    same directory, and a copy in place (truncate, then write) let a tour that was
+    starting import a half-written _tour.mjs ("does not provide an export named
+    'bounded'"). A copy already up to date is left alone."""
+    data = src.read_bytes()
+    if dst.is_file() and dst.read_bytes() == data:
+        return
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, dst)
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
