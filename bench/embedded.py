@@ -19,8 +19,9 @@ before returning: per put, and group commit through write_batch).
 
 Stores: this engine (sync="never": a put still survives SIGKILL once it returns),
 the floor, the floor with a checked record format (bench/checkedlog.py: what a CRC, a
-timestamp and mapped appends cost, without the engine's bookkeeping), sqlite3 (WAL), dbm.gnu / dbm.ndbm (dbm.dumb when neither is built), and
-semidbm, lmdb, plyvel when importable (`pip install semidbm lmdb plyvel`).
+timestamp and mapped appends cost, without the engine's bookkeeping), sqlite3 (WAL),
+dbm.gnu / dbm.ndbm (dbm.dumb when neither is built), and semidbm, lmdb, plyvel when
+importable (`pip install semidbm lmdb plyvel`).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ the policy):
   expired. A cancelled call keeps its entry until its reply or its deadline,
   whichever comes first, and counts as expired at its deadline: an application
   bounding its calls with asyncio.timeout cancels them, and a connection that
-  went silent under them must be noticed as under calls that timed out. `received` counts the chunks read, so that policy can tell a silent
-  connection from a slow call on a live one.
+  went silent under them must be noticed as under calls that timed out.
+  `received` counts the chunks read, so that policy can tell a silent connection
+  from a slow call on a live one.
 - Connection loss (EOF, socket error, garbage from the server) fails every
   pending future with ConnectionLostError whose __cause__ is what happened,
   except the retryable ones, which are handed, still pending, to `on_retry`
